@@ -1,0 +1,22 @@
+# Two entry points do all the set-up on a fresh machine: `make demo` and `make test`.
+# open3d links the system's libusb-1.0; uv installs the locked environment (uv.lock), which
+# takes PyPI's matched torch + torchvision pair.
+SHELL := /bin/bash
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+UV := python3 -m uv
+
+.PHONY: setup demo test lint bench
+setup:
+	@ldconfig -p | grep -q libusb-1.0 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libusb-1.0-0; }
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q uv
+	$(UV) sync --locked --python 3.11
+
+demo: setup
+	$(UV) run --locked recon demo
+
+test: setup
+	$(UV) run --locked ruff check .
+	$(UV) run --locked pytest -n 2
+
+bench: setup
+	$(UV) run --locked python benchmarks/geometry.py

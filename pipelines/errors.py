@@ -1,0 +1,19 @@
+"""Errors that the CLI turns into one line on stderr and an exit code."""
+
+
+class ReconError(Exception):
+    """Base class: the message is shown to the user as is."""
+
+    exit_code = 2
+
+
+class BadInput(ReconError):
+    """Bad usage or bad input (missing file, unreadable data, wrong shape): exit 2."""
+
+    exit_code = 2
+
+
+class JobFailed(ReconError):
+    """The job ran but failed its purpose (data check found problems, no convergence): exit 1."""
+
+    exit_code = 1

@@ -1,0 +1,129 @@
+"""What every command shares: option types, the reporter (stdout/stderr/JSON), path checks.
+
+Kept light: importing this module must not import torch, open3d, vtk or diffdrr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+T = TypeVar("T")
+
+OUTPUT = "Output"
+COMPUTE = "Compute"
+
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace existing outputs.", rich_help_panel=OUTPUT)
+]
+Json = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print one JSON object (results and output paths) on stdout; text goes to stderr.",
+        rich_help_panel=OUTPUT,
+    ),
+]
+Quiet = Annotated[
+    bool,
+    typer.Option("-q", "--quiet", help="No progress bars or human text.", rich_help_panel=OUTPUT),
+]
+Device = Annotated[
+    str,
+    typer.Option("--device", help="auto | cpu | cuda | cuda:N.", rich_help_panel=COMPUTE),
+]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed.", rich_help_panel=COMPUTE)]
+
+
+class Reporter:
+    """Routes output: results to stdout (a table, or JSON with --json), everything else to stderr."""
+
+    def __init__(self, json_out: bool = False, quiet: bool = False) -> None:
+        self.json_out = json_out
+        self.quiet = quiet
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.out = Console(highlight=False, soft_wrap=True)
+
+    def info(self, message: str) -> None:
+        """A line of human text on stderr (suppressed by -q)."""
+        if not self.quiet:
+            self.err.print(message)
+
+    def track(
+        self, items: Iterable[T], description: str, total: int | None = None
+    ) -> Iterator[T]:
+        """Iterate with a progress bar on stderr (none with -q)."""
+        if self.quiet:
+            yield from items
+            return
+        from rich.progress import track
+
+        yield from track(
+            items, description=description, total=total, console=self.err, transient=True
+        )
+
+    def progress(self, description: str, total: int | None = None):
+        """A step callback `advance(n=1)` for work that is not a simple loop."""
+        from rich.progress import Progress
+
+        progress = Progress(console=self.err, transient=True, disable=self.quiet)
+        return _ProgressHandle(progress, description, total)
+
+    def result(self, data: dict[str, Any], table: Table | None = None) -> None:
+        """Emit the final result: JSON on stdout with --json, else the table (if any) on stdout."""
+        if self.json_out:
+            sys.stdout.write(json.dumps(data, default=_jsonable) + "\n")
+            sys.stdout.flush()
+            return
+        if table is not None and not self.quiet:
+            self.out.print(table)
+
+
+class _ProgressHandle:
+    def __init__(self, progress, description: str, total: int | None) -> None:
+        self._progress = progress
+        self._description = description
+        self._total = total
+        self._task = None
+
+    def __enter__(self):
+        self._progress.start()
+        self._task = self._progress.add_task(self._description, total=self._total)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.stop()
+
+    def advance(self, n: float = 1) -> None:
+        self._progress.advance(self._task, n)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def key_value_table(title: str, rows: Sequence[tuple[str, Any]]) -> Table:
+    """A two-column table for a command's summary."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, _fmt(value))
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
