@@ -64,7 +64,6 @@ def backproject(
     read_views(views)
     truth = load_mesh(reference) if reference is not None else None
     options = SurfaceOptions(method=method, depth=depth, voxel=voxel, trim=trim, mls=mls)
-    ui.info(f"reconstructing {views} ({method})")
     result = reconstruct(views, options)
     metrics: dict = {"watertight": bool(result.mesh.is_watertight), "faces": len(result.mesh.faces)}
     if truth is not None:

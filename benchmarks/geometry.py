@@ -1,0 +1,70 @@
+"""Geometry benchmarks: CLI start-up, and project + backproject of a 100k-face mesh.
+
+Run: uv run python benchmarks/geometry.py   (prints figures; no assertions)
+Targets: `recon --help` under 300 ms; project + backproject at 8 x 256 px under 10 s on 2 cores.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def wall(command: list[str], repeat: int = 7) -> float:
+    times = []
+    for _ in range(repeat):
+        clock = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        times.append(time.perf_counter() - clock)
+    return statistics.median(times)
+
+
+def startup() -> None:
+    recon = str(Path(sys.executable).with_name("recon"))
+    base = wall([sys.executable, "-c", "pass"])
+    help_ = wall([recon, "--help"])
+    print(f"python -c pass      {1000 * base:7.0f} ms")
+    print(f"recon --help        {1000 * help_:7.0f} ms  (x{help_ / base:.1f} of bare Python; "
+          f"target < 300 ms)")
+
+
+def round_trip() -> None:
+    import open3d as o3d
+
+    from recon.pipelines.backprojection import reconstruct
+    from recon.pipelines.metrics import surface_score
+    from recon.pipelines.projection import project_mesh, write_projection
+    from recon.pipelines.synth_meshes import torso_tube
+
+    mesh = torso_tube(rings=250, around=200)
+    project_mesh(mesh, size=32)  # warm up open3d
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        clock = time.perf_counter()
+        projection = project_mesh(mesh, views=8, caps=True, size=256)
+        cast = time.perf_counter() - clock
+        clock = time.perf_counter()
+        write_projection(projection, folder, projection.views_json("bench", len(mesh.faces), 0))
+        write = time.perf_counter() - clock
+        result = reconstruct(folder)
+    stages = {"project: ray cast": cast, "project: write PNGs": write}
+    stages.update({f"backproject: {k}": v for k, v in result.timings.items()})
+    total = sum(stages.values())
+    score = surface_score(result.mesh, mesh)
+    print(f"\nproject + backproject, {len(mesh.faces):,} faces, 8 + 2 views x 256 px "
+          f"({o3d.utility.get_num_threads() if hasattr(o3d.utility, 'get_num_threads') else '?'}"
+          " open3d threads)")
+    for name, seconds in stages.items():
+        print(f"  {name:28s} {seconds:6.2f} s  {100 * seconds / total:5.1f}%")
+    print(f"  {'total':28s} {total:6.2f} s  (target < 10 s)")
+    print(f"  F-score@1% {score.fscore:.3f}, Chamfer-L1 {score.chamfer_l1_pct:.3f}% of diagonal")
+    print(f"  surface step / open3d Poisson share: {result.timings['surface'] / total:.2f} of total")
+
+
+if __name__ == "__main__":
+    startup()
+    round_trip()

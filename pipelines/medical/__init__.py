@@ -1,0 +1,1 @@
+"""X-ray and CT: volumes, X-ray files, DRR rendering, registration."""

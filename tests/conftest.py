@@ -1,0 +1,39 @@
+"""Shared fixtures. Each xdist worker gets one compute thread: two workers share two cores."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def recon(capsys):
+    """Run `recon ARGS...` in-process as a user would; returns (exit code, stdout, stderr)."""
+    from recon.cli.app import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory):
+    """The synthetic test shapes as STL files (session-wide)."""
+    from recon.pipelines.io import save_mesh
+    from recon.pipelines.synth_meshes import SHAPES, make_shape
+
+    folder = tmp_path_factory.mktemp("shapes")
+    for name in SHAPES:
+        save_mesh(make_shape(name), folder / f"{name}.stl")
+    return folder

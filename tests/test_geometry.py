@@ -1,0 +1,143 @@
+"""project -> backproject round trips, scored against the source mesh; and bad input."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+import trimesh
+
+from recon.pipelines.backprojection import reconstruct
+from recon.pipelines.io import load_mesh
+from recon.pipelines.metrics import surface_score
+from recon.pipelines.projection import project_mesh, write_projection
+
+
+def project_to(folder, mesh, **kwargs):
+    folder.mkdir()
+    projection = project_mesh(mesh, **kwargs)
+    write_projection(projection, folder, projection.views_json("m", len(mesh.faces), 0))
+    return folder
+
+
+@pytest.mark.parametrize("name", ["sphere", "capsule", "torso"])
+def test_round_trip_meets_targets(recon, shapes, tmp_path, name):
+    """8 side views + caps at 256 px: F-score@1% >= 0.95, Chamfer-L1 <= 0.5% of the diagonal."""
+    code, _, err = recon("project", shapes / f"{name}.stl", "-o", tmp_path / "views", "-q")
+    assert code == 0, err
+    code, out, err = recon("backproject", tmp_path / "views", "-o", tmp_path / "r.stl",
+                           "--reference", shapes / f"{name}.stl", "--json")
+    assert code == 0, err
+    metrics = json.loads(out)["metrics"]
+    assert metrics["fscore"] >= 0.95
+    assert metrics["chamfer_l1_pct"] <= 0.5
+    assert metrics["watertight"]
+    assert load_mesh(tmp_path / "r.stl").is_watertight
+
+
+def test_caps_see_what_side_views_cannot(shapes, tmp_path):
+    """A torus hole and a box's flat top are invisible to horizontal views; the caps fix both."""
+    scores = {}
+    for name in ("torus", "box"):
+        mesh = load_mesh(shapes / f"{name}.stl")
+        for caps in (True, False):
+            folder = project_to(tmp_path / f"{name}{caps}", mesh, caps=caps)
+            scores[name, caps] = surface_score(reconstruct(folder).mesh, mesh).fscore
+    assert scores["torus", True] >= 0.95 and scores["box", True] >= 0.95
+    assert scores["box", False] < 0.8  # Poisson bulges over the unseen flat top and bottom
+    assert scores["torus", False] < scores["torus", True] - 0.1
+
+
+def test_depth_pixels_lie_on_the_surface_in_the_original_frame(tmp_path):
+    """Lifting depth pixels back is exact to well under a pixel, in any frame and up axis."""
+    from recon.pipelines.backprojection import lift_views, load_depth_views
+    from recon.pipelines.projection import read_views
+
+    centre = np.array([100.0, -40.0, 7.0])
+    mesh = trimesh.creation.capsule(height=3.0, radius=1.0, count=[128, 128])
+    mesh.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2, [1, 0, 0]))
+    mesh.apply_translation(centre)  # long axis now along y, segment y in [-1.5, 1.5]
+    folder = project_to(tmp_path / "v", mesh, up="y", size=128)
+    doc = read_views(folder)
+    points, _ = lift_views(doc, load_depth_views(folder, doc))
+    back = np.linalg.inv(np.asarray(doc["frame"]["to_normalised"]))
+    points = points @ back[:3, :3].T + back[:3, 3]
+    local = points - centre
+    along = np.clip(local[:, 1], -1.5, 1.5)
+    axis_point = np.stack([np.zeros_like(along), along, np.zeros_like(along)], axis=1)
+    distance = np.abs(np.linalg.norm(local - axis_point, axis=1) - 1.0)  # exact capsule distance
+    pixel = 2 * doc["camera"]["extent"] / 128 / doc["frame"]["scale"]
+    assert np.quantile(distance, 0.99) < 0.1 * pixel
+    reconstructed = reconstruct(folder).mesh
+    assert surface_score(reconstructed, mesh).fscore >= 0.95
+
+
+# --- bad input: one line on stderr, exit 2, nothing written -------------------------------
+
+
+def assert_refused(result, out_path, fragment):
+    code, out, err = result
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: ") and fragment in err, err
+    assert "Traceback" not in err
+    assert not out_path.exists()
+
+
+def test_missing_mesh(recon, tmp_path):
+    assert_refused(recon("project", tmp_path / "none.stl", "-o", tmp_path / "o"),
+                   tmp_path / "o", "no such mesh")
+
+
+def test_empty_and_faceless_meshes(recon, tmp_path):
+    (tmp_path / "empty.stl").write_bytes(b"")
+    assert_refused(recon("project", tmp_path / "empty.stl", "-o", tmp_path / "o"),
+                   tmp_path / "o", "empty")
+    (tmp_path / "points.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n")
+    assert_refused(recon("project", tmp_path / "points.obj", "-o", tmp_path / "o"),
+                   tmp_path / "o", "no faces")
+
+
+def test_truncated_stl(recon, shapes, tmp_path):
+    data = (shapes / "sphere.stl").read_bytes()
+    assert struct.unpack("<I", data[80:84])[0] > 100
+    (tmp_path / "cut.stl").write_bytes(data[: len(data) // 2])
+    assert_refused(recon("project", tmp_path / "cut.stl", "-o", tmp_path / "o"),
+                   tmp_path / "o", "truncated STL")
+
+
+def test_folder_without_views_json(recon, tmp_path):
+    (tmp_path / "views").mkdir()
+    assert_refused(recon("backproject", tmp_path / "views", "-o", tmp_path / "o.stl"),
+                   tmp_path / "o.stl", "no views.json")
+
+
+def test_depth_maps_of_mixed_sizes(recon, shapes, tmp_path):
+    from PIL import Image
+
+    assert recon("project", shapes / "sphere.stl", "-o", tmp_path / "v", "-q")[0] == 0
+    Image.fromarray(np.ones((64, 64), np.uint16)).save(tmp_path / "v" / "depth_view_003.png")
+    assert_refused(recon("backproject", tmp_path / "v", "-o", tmp_path / "o.stl"),
+                   tmp_path / "o.stl", "mixed sizes")
+
+
+def test_existing_output_needs_overwrite(recon, shapes, tmp_path):
+    out = tmp_path / "v"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    code, _, err = recon("project", shapes / "sphere.stl", "-o", out)
+    assert code == 2 and "--overwrite" in err
+    assert (out / "keep.txt").read_text() == "mine"
+    code, _, err = recon("project", shapes / "sphere.stl", "-o", out, "--overwrite", "-q")
+    assert code == 0, err
+    assert (out / "views.json").is_file() and not (out / "keep.txt").exists()
+
+
+def test_synth_meshes_are_watertight(recon, tmp_path):
+    code, out, err = recon("synth", "meshes", "-o", tmp_path / "s", "--json")
+    assert code == 0, err
+    written = json.loads(out)["shapes"]
+    assert set(written) == {"sphere", "capsule", "box", "torus", "torso"}
+    for entry in written.values():
+        assert load_mesh(entry["path"]).is_watertight
