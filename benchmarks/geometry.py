@@ -28,8 +28,10 @@ def startup() -> None:
     base = wall([sys.executable, "-c", "pass"])
     help_ = wall([recon, "--help"])
     print(f"python -c pass      {1000 * base:7.0f} ms")
-    print(f"recon --help        {1000 * help_:7.0f} ms  (x{help_ / base:.1f} of bare Python; "
-          f"target < 300 ms)")
+    print(
+        f"recon --help        {1000 * help_:7.0f} ms  (x{help_ / base:.1f} of bare Python; "
+        f"target < 300 ms)"
+    )
 
 
 def round_trip() -> None:
@@ -55,14 +57,18 @@ def round_trip() -> None:
     stages.update({f"backproject: {k}": v for k, v in result.timings.items()})
     total = sum(stages.values())
     score = surface_score(result.mesh, mesh)
-    print(f"\nproject + backproject, {len(mesh.faces):,} faces, 8 + 2 views x 256 px "
-          f"({o3d.utility.get_num_threads() if hasattr(o3d.utility, 'get_num_threads') else '?'}"
-          " open3d threads)")
+    print(
+        f"\nproject + backproject, {len(mesh.faces):,} faces, 8 + 2 views x 256 px "
+        f"({o3d.utility.get_num_threads() if hasattr(o3d.utility, 'get_num_threads') else '?'}"
+        " open3d threads)"
+    )
     for name, seconds in stages.items():
         print(f"  {name:28s} {seconds:6.2f} s  {100 * seconds / total:5.1f}%")
     print(f"  {'total':28s} {total:6.2f} s  (target < 10 s)")
     print(f"  F-score@1% {score.fscore:.3f}, Chamfer-L1 {score.chamfer_l1_pct:.3f}% of diagonal")
-    print(f"  surface step / open3d Poisson share: {result.timings['surface'] / total:.2f} of total")
+    print(
+        f"  surface step / open3d Poisson share: {result.timings['surface'] / total:.2f} of total"
+    )
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def load_depth_views(folder: Path, doc: dict) -> np.ndarray:
 
 
 def lift_views(doc: dict, depths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Foreground pixels -> points (N, 3) in the normalised frame, and each one's camera direction."""
+    """Foreground pixels -> points (N, 3) in the normalised frame, and their camera directions."""
     from recon.pipelines.projection import pixel_grid
 
     camera = doc["camera"]
@@ -115,6 +115,8 @@ def reconstruct(folder: Path, options: SurfaceOptions | None = None) -> Reconstr
 
     clock = time.perf_counter()
     mesh = _to_source_frame(vertices, faces, np.asarray(doc["frame"]["to_normalised"]))
+    if options.method == "vedo":
+        mesh.fill_holes()  # the contouring leaves a few small holes
     timings["clean"] = time.perf_counter() - clock
     return Reconstruction(mesh, len(cloud.points), timings)
 
@@ -175,7 +177,7 @@ def _poisson(cloud, options: SurfaceOptions) -> tuple[np.ndarray, np.ndarray]:
 def _vedo_surface(points: np.ndarray, pixel: float) -> tuple[np.ndarray, np.ndarray]:
     import vedo
 
-    surface = vedo.Points(points).reconstruct_surface(dims=128, radius=4 * pixel)
+    surface = vedo.Points(points).reconstruct_surface(dims=100, radius=4 * pixel, padding=0.1)
     return np.asarray(surface.coordinates), np.asarray(surface.cells)
 
 

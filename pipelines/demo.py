@@ -43,12 +43,23 @@ def geometry_round_trip(workdir: Path, seed: int, track: Callable) -> list[DemoR
         score = surface_score(result.mesh, mesh)
         seconds = time.perf_counter() - clock
         rows.append(
-            DemoRow(f"shape {name}", "F-score@1%", score.fscore, ">= 0.95",
-                    score.fscore >= 0.95, seconds)
+            DemoRow(
+                f"shape {name}",
+                "F-score@1%",
+                score.fscore,
+                ">= 0.95",
+                score.fscore >= 0.95,
+                seconds,
+            )
         )
         rows.append(
-            DemoRow(f"shape {name}", "Chamfer-L1 % diag", score.chamfer_l1_pct, "<= 0.5",
-                    score.chamfer_l1_pct <= 0.5)
+            DemoRow(
+                f"shape {name}",
+                "Chamfer-L1 % diag",
+                score.chamfer_l1_pct,
+                "<= 0.5",
+                score.chamfer_l1_pct <= 0.5,
+            )
         )
     return rows
 

@@ -78,9 +78,7 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def run_record(
-    command: str, seed: int | None, config: dict, timings: dict, metrics: dict
-) -> dict:
+def run_record(command: str, seed: int | None, config: dict, timings: dict, metrics: dict) -> dict:
     """The content of run.json: what ran, with which settings, how long, with which result."""
     from recon import __version__
 

@@ -1,4 +1,4 @@
-"""Procedural test shapes in millimetres, z up: sphere, capsule, box, torus, scoliotic torso tube."""
+"""Procedural test shapes in millimetres, z up: sphere, capsule, box, torus, scoliotic torso."""
 
 from __future__ import annotations
 

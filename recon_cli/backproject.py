@@ -22,9 +22,7 @@ def backproject(
     method: Annotated[
         str, typer.Option(help="poisson (open3d) or vedo.", rich_help_panel=SURFACE)
     ] = "poisson",
-    depth: Annotated[
-        int, typer.Option(help="Poisson octree depth.", rich_help_panel=SURFACE)
-    ] = 8,
+    depth: Annotated[int, typer.Option(help="Poisson octree depth.", rich_help_panel=SURFACE)] = 8,
     voxel: Annotated[
         float, typer.Option(help="Point merge grid, in pixels.", rich_help_panel=SURFACE)
     ] = 2.0,

@@ -43,7 +43,7 @@ Seed = Annotated[int, typer.Option("--seed", help="Random seed.", rich_help_pane
 
 
 class Reporter:
-    """Routes output: results to stdout (a table, or JSON with --json), everything else to stderr."""
+    """Routes output: results to stdout (a table, or JSON with --json), the rest to stderr."""
 
     def __init__(self, json_out: bool = False, quiet: bool = False) -> None:
         self.json_out = json_out
@@ -56,9 +56,7 @@ class Reporter:
         if not self.quiet:
             self.err.print(message)
 
-    def track(
-        self, items: Iterable[T], description: str, total: int | None = None
-    ) -> Iterator[T]:
+    def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
         """Iterate with a progress bar on stderr (none with -q)."""
         if self.quiet:
             yield from items

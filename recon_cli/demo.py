@@ -44,8 +44,10 @@ def demo(
         wanted = {s.strip() for s in only.split(",")}
         unknown = wanted - {name for name, _ in STEPS}
         if unknown:
-            raise BadInput(f"--only: unknown step {', '.join(sorted(unknown))}; "
-                           f"steps are {', '.join(name for name, _ in STEPS)}")
+            raise BadInput(
+                f"--only: unknown step {', '.join(sorted(unknown))}; "
+                f"steps are {', '.join(name for name, _ in STEPS)}"
+            )
         steps = [(name, fn) for name, fn in STEPS if name in wanted]
     if out is not None:
         out = check_output(out, overwrite)
@@ -67,11 +69,18 @@ def demo(
     for column in ("step", "metric", "value", "target", "ok"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r.step, r.metric, f"{r.value:.4g}", r.target,
-                      "[green]yes[/green]" if r.ok else "[red]NO[/red]")
+        table.add_row(
+            r.step,
+            r.metric,
+            f"{r.value:.4g}",
+            r.target,
+            "[green]yes[/green]" if r.ok else "[red]NO[/red]",
+        )
     passed = all(r.ok for r in rows)
-    ui.result({"passed": passed, "rows": metrics, "timings_s": timings,
-               "out": str(out) if out else None}, table)
+    ui.result(
+        {"passed": passed, "rows": metrics, "timings_s": timings, "out": str(out) if out else None},
+        table,
+    )
     if not json_out and not quiet:
         ui.info(" ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
     if not passed:

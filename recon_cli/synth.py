@@ -40,8 +40,10 @@ def meshes(
     names = [s.strip() for s in shapes.split(",") if s.strip()]
     unknown = [n for n in names if n not in SHAPES]
     if unknown or not names:
-        raise BadInput(f"--shapes: unknown {', '.join(unknown) or '(none given)'}; "
-                       f"choose from {', '.join(SHAPES)}")
+        raise BadInput(
+            f"--shapes: unknown {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(SHAPES)}"
+        )
     out = check_output(out, overwrite)
     written = {}
     with atomic_dir(out) as folder:

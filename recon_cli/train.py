@@ -21,26 +21,31 @@ def train(
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option(help="YAML file of settings (overrides the task's defaults).",
-                     rich_help_panel=HYPER),
+        typer.Option(
+            help="YAML file of settings (overrides the task's defaults).", rich_help_panel=HYPER
+        ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(rich_help_panel=HYPER)] = None,
     batch_size: Annotated[int | None, typer.Option(rich_help_panel=HYPER)] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.", rich_help_panel=HYPER)] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Any task setting, KEY=VALUE (repeatable).",
-                     rich_help_panel=HYPER),
+        typer.Option(
+            "--set", help="Any task setting, KEY=VALUE (repeatable).", rich_help_panel=HYPER
+        ),
     ] = None,
     out: Annotated[
         Path | None, typer.Option("-o", "--out", help="Run folder (default runs/TASK-TIME).")
     ] = None,
     resume: Annotated[
-        Path | None, typer.Option(help="Continue from a checkpoint (e.g. RUN/checkpoints/last.ckpt).")
+        Path | None,
+        typer.Option(help="Continue from a checkpoint (e.g. RUN/checkpoints/last.ckpt)."),
     ] = None,
     devices: Annotated[
-        str, typer.Option(help="Devices per node: auto, a count, or ids like 0,1.",
-                          rich_help_panel=SCALE)
+        str,
+        typer.Option(
+            help="Devices per node: auto, a count, or ids like 0,1.", rich_help_panel=SCALE
+        ),
     ] = "auto",
     num_nodes: Annotated[int, typer.Option(help="Nodes (SLURM).", rich_help_panel=SCALE)] = 1,
     strategy: Annotated[
@@ -75,21 +80,39 @@ def train(
 
     ui = Reporter(json_out, quiet)
     spec = load_task(task)
-    overrides = {"data": str(data) if data else None, "epochs": epochs,
-                 "batch_size": batch_size, "lr": lr, "seed": seed}
+    overrides = {
+        "data": str(data) if data else None,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+    }
     if volume is not None:
         overrides["volume"] = str(volume)
     overrides.update(parse_set(set_ or []))
     cfg = resolve_config(spec, config, overrides)
     run_dir = out or Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run = RunOptions(out=run_dir, resume=resume, device=device, devices=devices,
-                     num_nodes=num_nodes, strategy=strategy, precision=precision,
-                     max_time=max_time, limit_batches=limit_batches, overwrite=overwrite,
-                     quiet=quiet or json_out)
+    run = RunOptions(
+        out=run_dir,
+        resume=resume,
+        device=device,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        precision=precision,
+        max_time=max_time,
+        limit_batches=limit_batches,
+        overwrite=overwrite,
+        quiet=quiet or json_out,
+    )
     ui.info(f"training [bold]{task}[/bold] -> {run_dir}")
     result = fit(spec, cfg, run)
-    rows = [("run folder", result["out"]), ("epochs", result["epochs_run"]),
-            (f"best {result['monitor']}", result["best_score"]),
-            ("best checkpoint", result["best_checkpoint"]), ("seconds", result["seconds"])]
+    rows = [
+        ("run folder", result["out"]),
+        ("epochs", result["epochs_run"]),
+        (f"best {result['monitor']}", result["best_score"]),
+        ("best checkpoint", result["best_checkpoint"]),
+        ("seconds", result["seconds"]),
+    ]
     rows += [(k, v) for k, v in sorted(result["metrics"].items())]
     ui.result(result, key_value_table(f"train {task}", rows))

@@ -27,8 +27,15 @@ def test_round_trip_meets_targets(recon, shapes, tmp_path, name):
     """8 side views + caps at 256 px: F-score@1% >= 0.95, Chamfer-L1 <= 0.5% of the diagonal."""
     code, _, err = recon("project", shapes / f"{name}.stl", "-o", tmp_path / "views", "-q")
     assert code == 0, err
-    code, out, err = recon("backproject", tmp_path / "views", "-o", tmp_path / "r.stl",
-                           "--reference", shapes / f"{name}.stl", "--json")
+    code, out, err = recon(
+        "backproject",
+        tmp_path / "views",
+        "-o",
+        tmp_path / "r.stl",
+        "--reference",
+        shapes / f"{name}.stl",
+        "--json",
+    )
     assert code == 0, err
     metrics = json.loads(out)["metrics"]
     assert metrics["fscore"] >= 0.95
@@ -86,31 +93,42 @@ def assert_refused(result, out_path, fragment):
 
 
 def test_missing_mesh(recon, tmp_path):
-    assert_refused(recon("project", tmp_path / "none.stl", "-o", tmp_path / "o"),
-                   tmp_path / "o", "no such mesh")
+    assert_refused(
+        recon("project", tmp_path / "none.stl", "-o", tmp_path / "o"),
+        tmp_path / "o",
+        "no such mesh",
+    )
 
 
 def test_empty_and_faceless_meshes(recon, tmp_path):
     (tmp_path / "empty.stl").write_bytes(b"")
-    assert_refused(recon("project", tmp_path / "empty.stl", "-o", tmp_path / "o"),
-                   tmp_path / "o", "empty")
+    assert_refused(
+        recon("project", tmp_path / "empty.stl", "-o", tmp_path / "o"), tmp_path / "o", "empty"
+    )
     (tmp_path / "points.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n")
-    assert_refused(recon("project", tmp_path / "points.obj", "-o", tmp_path / "o"),
-                   tmp_path / "o", "no faces")
+    assert_refused(
+        recon("project", tmp_path / "points.obj", "-o", tmp_path / "o"), tmp_path / "o", "no faces"
+    )
 
 
 def test_truncated_stl(recon, shapes, tmp_path):
     data = (shapes / "sphere.stl").read_bytes()
     assert struct.unpack("<I", data[80:84])[0] > 100
     (tmp_path / "cut.stl").write_bytes(data[: len(data) // 2])
-    assert_refused(recon("project", tmp_path / "cut.stl", "-o", tmp_path / "o"),
-                   tmp_path / "o", "truncated STL")
+    assert_refused(
+        recon("project", tmp_path / "cut.stl", "-o", tmp_path / "o"),
+        tmp_path / "o",
+        "truncated STL",
+    )
 
 
 def test_folder_without_views_json(recon, tmp_path):
     (tmp_path / "views").mkdir()
-    assert_refused(recon("backproject", tmp_path / "views", "-o", tmp_path / "o.stl"),
-                   tmp_path / "o.stl", "no views.json")
+    assert_refused(
+        recon("backproject", tmp_path / "views", "-o", tmp_path / "o.stl"),
+        tmp_path / "o.stl",
+        "no views.json",
+    )
 
 
 def test_depth_maps_of_mixed_sizes(recon, shapes, tmp_path):
@@ -118,8 +136,11 @@ def test_depth_maps_of_mixed_sizes(recon, shapes, tmp_path):
 
     assert recon("project", shapes / "sphere.stl", "-o", tmp_path / "v", "-q")[0] == 0
     Image.fromarray(np.ones((64, 64), np.uint16)).save(tmp_path / "v" / "depth_view_003.png")
-    assert_refused(recon("backproject", tmp_path / "v", "-o", tmp_path / "o.stl"),
-                   tmp_path / "o.stl", "mixed sizes")
+    assert_refused(
+        recon("backproject", tmp_path / "v", "-o", tmp_path / "o.stl"),
+        tmp_path / "o.stl",
+        "mixed sizes",
+    )
 
 
 def test_existing_output_needs_overwrite(recon, shapes, tmp_path):

@@ -41,7 +41,9 @@ def build_toy(cfg: ToyConfig):
             super().__init__()
             self.save_hyperparameters({"task": "toy", "config": config})
             self.net = nn.Sequential(
-                nn.Linear(1, config["hidden"]), nn.Tanh(), nn.Dropout(config["dropout"]),
+                nn.Linear(1, config["hidden"]),
+                nn.Tanh(),
+                nn.Dropout(config["dropout"]),
                 nn.Linear(config["hidden"], 1),
             )
 
@@ -86,8 +88,14 @@ def run(out: Path, epochs: int, resume: Path | None = None) -> dict:
 def test_run_folder_and_learning(tmp_path):
     result = run(tmp_path / "run", epochs=4)
     out = Path(result["out"])
-    for name in ("config.yaml", "metrics.csv", "curves.png", "run.json",
-                 "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+    for name in (
+        "config.yaml",
+        "metrics.csv",
+        "curves.png",
+        "run.json",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+    ):
         assert (out / name).is_file(), name
     # sin(3x) has variance ~0.5 on [-1, 1]; four epochs of Adam must get well below it
     assert result["metrics"]["val/mse"] < 0.25

@@ -100,8 +100,7 @@ def resolve_config(
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise BadInput(
-            f"task {task.name} has no setting {', '.join(unknown)} "
-            f"(settings: {', '.join(fields)})"
+            f"task {task.name} has no setting {', '.join(unknown)} (settings: {', '.join(fields)})"
         )
     cfg = task.config(**{k: _coerce(fields[k], k, v) for k, v in values.items()})
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
@@ -245,7 +244,9 @@ def prepare_run_dir(run: RunOptions) -> Path:
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (run.overwrite or run.resume):
-        raise BadInput(f"{out}: run folder is not empty (pass --overwrite, or --resume a checkpoint)")
+        raise BadInput(
+            f"{out}: run folder is not empty (pass --overwrite, or --resume a checkpoint)"
+        )
     if run.resume is not None:
         resume = Path(run.resume)
         if not resume.is_file():
@@ -328,8 +329,9 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
     }
     if trainer.is_global_zero:
         plot_curves(out / "metrics.csv", out / "curves.png")
-        record = run_record(f"train {task.name}", cfg.seed, config_dict(cfg),
-                            {"fit": seconds}, result)
+        record = run_record(
+            f"train {task.name}", cfg.seed, config_dict(cfg), {"fit": seconds}, result
+        )
         write_json(out / "run.json", record)
     return result
 
@@ -390,7 +392,7 @@ def plot_curves(metrics_csv: Path, png: Path) -> None:
         axis.plot(xs, ys, marker="o", markersize=2)
         axis.set_title(name)
         axis.set_xlabel("epoch")
-    for axis in list(axes.flat)[len(names):]:
+    for axis in list(axes.flat)[len(names) :]:
         axis.axis("off")
     figure.tight_layout()
     with atomic_file(png) as tmp:
@@ -415,7 +417,9 @@ def load_checkpoint_file(path: Path) -> dict:
             "(only tensors and plain values are accepted)"
         ) from error
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
-        raise BadInput(f"{path}: not a readable checkpoint ({str(error).splitlines()[0]})") from error
+        raise BadInput(
+            f"{path}: not a readable checkpoint ({str(error).splitlines()[0]})"
+        ) from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise BadInput(f"{path}: not a recon training checkpoint (no state_dict)")
     return checkpoint
