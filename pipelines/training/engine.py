@@ -18,6 +18,7 @@ uninterrupted run ends, on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import time
@@ -288,28 +289,28 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
     callbacks = [checkpoint, _EpochSeed(cfg.seed), *run.extra_callbacks]
     if not run.quiet:
         callbacks.append(RichProgressBar(leave=False, console_kwargs={"stderr": True}))
-    trainer = L.Trainer(
-        default_root_dir=out,
-        max_epochs=cfg.epochs,
-        accelerator=accelerator,
-        devices=devices,
-        num_nodes=run.num_nodes,
-        strategy=run.strategy,
-        precision=run.precision,
-        max_time=max_time,
-        limit_train_batches=limit,
-        limit_val_batches=limit,
-        logger=CSVLogger(out, name="", version=""),
-        callbacks=callbacks,
-        deterministic=accelerator == "cpu" or "warn",
-        enable_progress_bar=not run.quiet,
-        enable_model_summary=not run.quiet,
-        log_every_n_steps=1,
-    )
-    clock = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
+    with warnings.catch_warnings(), _lightning_chatter(run.quiet):
+        for message in _EXPECTED_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        trainer = L.Trainer(
+            default_root_dir=out,
+            max_epochs=cfg.epochs,
+            accelerator=accelerator,
+            devices=devices,
+            num_nodes=run.num_nodes,
+            strategy=run.strategy,
+            precision=run.precision,
+            max_time=max_time,
+            limit_train_batches=limit,
+            limit_val_batches=limit,
+            logger=CSVLogger(out, name="", version=""),
+            callbacks=callbacks,
+            deterministic=accelerator == "cpu" or "warn",
+            enable_progress_bar=not run.quiet,
+            enable_model_summary=not run.quiet,
+            log_every_n_steps=1,
+        )
+        clock = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=run.resume)
     seconds = time.perf_counter() - clock
 
@@ -334,6 +335,45 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
         )
         write_json(out / "run.json", record)
     return result
+
+
+_EXPECTED_WARNINGS = (
+    ".*does not have many workers.*",
+    ".*is smaller than the logging interval.*",
+    ".*exists and is not empty.*",  # the run folder holds config.yaml; resumed runs reuse it
+    ".*isinstance\\(treespec, LeafSpec\\).*",
+)
+
+
+class _NoTips:
+    """logging filter: drops Lightning's advertising tips."""
+
+    def filter(self, record) -> bool:
+        return "Tip:" not in str(record.msg)
+
+
+@contextlib.contextmanager
+def _lightning_chatter(quiet: bool):
+    """Drop Lightning's tips always, and its INFO lines (hardware, summary) with --quiet."""
+    import logging
+
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    tips = _NoTips()
+    for lg in loggers:
+        for handler in [*lg.handlers, *logging.getLogger().handlers]:
+            handler.addFilter(tips)
+        lg.addFilter(tips)
+        if quiet:
+            lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+            lg.removeFilter(tips)
+            for handler in [*lg.handlers, *logging.getLogger().handlers]:
+                handler.removeFilter(tips)
 
 
 def _scalar(value: Any) -> bool:
