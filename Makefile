@@ -9,7 +9,7 @@ UV := python3 -m uv
 setup:
 	@ldconfig -p | grep -q libusb-1.0 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libusb-1.0-0; }
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q uv
-	$(UV) sync --locked
+	$(UV) sync --locked --compile-bytecode
 
 demo: setup
 	$(UV) run --locked recon demo

@@ -11,6 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from recon.pipelines.corset_predict import demo_step as corset_demo
+from recon.pipelines.medical.registration_run import demo_step as registration_demo
+from recon.pipelines.pix3d import demo_voxel
+from recon.pipelines.synth_pairs import demo_translation
+
 
 @dataclass
 class DemoRow:
@@ -66,4 +71,8 @@ def geometry_round_trip(workdir: Path, seed: int, track: Callable) -> list[DemoR
 
 STEPS: list[tuple[str, Callable[[Path, int, Callable], list[DemoRow]]]] = [
     ("geometry", geometry_round_trip),
+    ("drr", demo_translation),
+    ("corset", corset_demo),
+    ("voxel", demo_voxel),
+    ("register", registration_demo),
 ]

@@ -8,7 +8,24 @@ import sys
 import typer
 
 from recon import __version__
-from recon.cli import backproject, demo, project, synth
+from recon.cli import (
+    augment,
+    backproject,
+    check_data,
+    convert_mat,
+    corset,
+    demo,
+    drr,
+    embed_spine,
+    make_drr,
+    predict,
+    project,
+    register,
+    synth,
+    train,
+    voxel,
+    xray,
+)
 from recon.pipelines.errors import ReconError
 
 app = typer.Typer(
@@ -40,6 +57,23 @@ def _root(
 app.command("project", no_args_is_help=True)(project.project)
 app.command("backproject", no_args_is_help=True)(backproject.backproject)
 app.add_typer(synth.app, name="synth")
+app.command("train", no_args_is_help=True)(train.train)
+app.add_typer(predict.app, name="predict")
+app.command("embed-spine", no_args_is_help=True)(embed_spine.embed_spine)
+synth.app.command("corset", no_args_is_help=True)(corset.synth_corset)
+predict.app.command("corset", no_args_is_help=True)(corset.predict_corset)
+app.command("augment", no_args_is_help=True)(augment.augment)
+synth.app.command("pairs", no_args_is_help=True)(drr.synth_pairs)
+predict.app.command("drr", no_args_is_help=True)(drr.predict_drr)
+app.command("convert-mat", no_args_is_help=True)(convert_mat.convert_mat)
+app.command("check-data", no_args_is_help=True)(check_data.check_data)
+synth.app.command("pix3d", no_args_is_help=True)(voxel.synth_pix3d)
+synth.app.command("parts", no_args_is_help=True)(voxel.synth_parts)
+predict.app.command("voxel", no_args_is_help=True)(voxel.predict_voxel)
+predict.app.command("parts", no_args_is_help=True)(voxel.predict_parts)
+app.command("make-drr", no_args_is_help=True)(make_drr.make_drr)
+app.command("register", no_args_is_help=True)(register.register)
+synth.app.command("xray", no_args_is_help=True)(xray.synth_xray)
 app.command("demo")(demo.demo)
 
 

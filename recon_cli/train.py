@@ -28,6 +28,13 @@ def train(
     epochs: Annotated[int | None, typer.Option(rich_help_panel=HYPER)] = None,
     batch_size: Annotated[int | None, typer.Option(rich_help_panel=HYPER)] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.", rich_help_panel=HYPER)] = None,
+    pretrained_weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="Local torchvision weights file for the image encoder (voxel, parts).",
+            rich_help_panel=HYPER,
+        ),
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option(
@@ -89,6 +96,8 @@ def train(
     }
     if volume is not None:
         overrides["volume"] = str(volume)
+    if pretrained_weights is not None:
+        overrides["pretrained_weights"] = str(pretrained_weights)
     overrides.update(parse_set(set_ or []))
     cfg = resolve_config(spec, config, overrides)
     run_dir = out or Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -44,7 +44,9 @@ def test_every_command_documents_an_example_and_the_shared_options():
     for name, command in commands.items():
         assert "Example:" in (command.help or ""), f"{name}: no example in --help"
         options = {opt for p in command.params for opt in getattr(p, "opts", [])}
-        assert {"--json", "--quiet", "--overwrite"} <= options, f"{name}: shared options missing"
+        assert {"--json", "--quiet"} <= options, f"{name}: --json or --quiet missing"
+        if "--out" in options:
+            assert "--overwrite" in options, f"{name}: writes outputs but has no --overwrite"
 
 
 def test_unknown_command_is_a_usage_error(recon):

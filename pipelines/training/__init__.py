@@ -11,6 +11,7 @@ TASKS: dict[str, str] = {
     "voxel": "recon.pipelines.training.voxel:TASK",
     "parts": "recon.pipelines.training.parts:TASK",
     "drr": "recon.pipelines.training.drr:TASK",
+    "pose": "recon.pipelines.training.pose:TASK",
 }
 
 

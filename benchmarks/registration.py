@@ -1,0 +1,222 @@
+"""Registration accuracy and CPU time: recon's `register` against xvr's `register fixed`.
+
+Synthetic X-rays of the bundled chest CT at random known poses (`recon synth xray` defaults,
+128 px, degraded), each started from the true pose perturbed by up to --rot-off deg per angle
+and --xyz-off mm per axis; both methods get the same X-ray, crop and start pose, on the CPU.
+Prints per X-ray mTRE (mm, vertebra centroids), then medians, successes (< 1 mm) and the time
+ratio. xvr runs its own defaults (full-resolution CT, trilinear, 500 samples per ray) with the
+same pyramid (64 px then 128 px), learning rates and plateau schedule as ours.
+
+    .venv/bin/python benchmarks/registration.py --count 10 --xvr-count 3
+    .venv/bin/python benchmarks/registration.py --data XRAYS --model runs/pose/checkpoints/best.ckpt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def perturbed_starts(truths: torch.Tensor, rot_off: float, xyz_off: float, seed: int):
+    from recon.pipelines.medical.pose import euler_from_pose
+
+    generator = torch.Generator().manual_seed(seed)
+    starts = []
+    for pose in truths:
+        rot, xyz = euler_from_pose(pose[None])
+        rot_deg = torch.rad2deg(rot[0]) + rot_off * (2 * torch.rand(3, generator=generator) - 1)
+        xyz_mm = xyz[0] + xyz_off * (2 * torch.rand(3, generator=generator) - 1)
+        starts.append((rot_deg.tolist(), xyz_mm.tolist()))
+    return starts
+
+
+def run_ours(files, starts, crop: int):
+    from recon.pipelines.medical.pose import pose_from_degrees
+    from recon.pipelines.medical.registration import RegistrationConfig, register
+    from recon.pipelines.medical.volume import load_ct
+    from recon.pipelines.medical.xray import preprocess, read_xray
+
+    config = RegistrationConfig()
+    clock = time.perf_counter()
+    subject = load_ct(None, spacing_mm=config.ct_spacing_mm)
+    load = time.perf_counter() - clock
+    poses, times = [], []
+    for path, (rot, xyz) in zip(files, starts, strict=True):
+        image, intrinsics = preprocess(read_xray(path), crop=crop)
+        clock = time.perf_counter()
+        result = register(subject, image, intrinsics, pose_from_degrees(rot, xyz), config)
+        times.append(time.perf_counter() - clock)
+        poses.append(result.final_pose)
+    return poses, times, load
+
+
+def run_xvr(files, starts, crop: int):
+    from xvr.register import FixedPose, Register
+
+    from recon.pipelines.medical.registration import RegistrationConfig
+    from recon.pipelines.medical.volume import example_ct_paths
+
+    ct, _ = example_ct_paths()
+    poses, times = [], []
+    clock = time.perf_counter()
+    registrar = None
+    for path, (rot, xyz) in zip(files, starts, strict=True):
+        initializer = FixedPose(
+            rot=tuple(rot), xyz=tuple(xyz), orientation="AP", reverse_x_axis=False, device="cpu"
+        )
+        if registrar is None:
+            ours = RegistrationConfig()
+            registrar = Register(
+                initializer,
+                imagepath=str(ct),
+                scales=[2.0, 1.0],
+                n_itrs=ours.iterations,
+                patience=ours.patience,
+                lr_rot=ours.lr_rot,
+                lr_xyz=ours.lr_xyz,
+                device="cpu",
+            )
+            load = time.perf_counter() - clock
+        registrar.initializer = initializer
+        clock = time.perf_counter()
+        result = registrar(str(path), crop=crop)
+        times.append(time.perf_counter() - clock)
+        poses.append(result.final_pose.matrix.detach().cpu())
+    return poses, times, load
+
+
+def compare_model_start(checkpoint: Path, files, truths, fiducials) -> None:
+    """mTRE and rotation error of the model's predicted start against the nominal (mean) pose."""
+    from recon.pipelines.medical.pose import pose_from_degrees
+    from recon.pipelines.medical.xray import read_xray
+    from recon.pipelines.metrics import mtre, rotation_error_deg
+    from recon.pipelines.training.pose import PosePredictor
+
+    predictor = PosePredictor.load(checkpoint, "auto", "cpu", border=4)
+    nominal = pose_from_degrees(
+        predictor.config["nominal_rot_deg"], predictor.config["nominal_xyz_mm"]
+    )
+    rows = []
+    for path, truth in zip(files, truths, strict=True):
+        predicted = predictor(read_xray(path))
+        rows.append(
+            [
+                float(mtre(nominal, truth, fiducials)[0]),
+                float(mtre(predicted, truth, fiducials)[0]),
+                float(rotation_error_deg(nominal, truth)[0]),
+                float(rotation_error_deg(predicted, truth)[0]),
+            ]
+        )
+        print(
+            f"{path.name}: mean pose {rows[-1][0]:.1f} mm {rows[-1][2]:.1f} deg, "
+            f"model {rows[-1][1]:.1f} mm {rows[-1][3]:.1f} deg"
+        )
+    columns = list(zip(*rows, strict=True))
+    print(
+        f"median start mTRE: mean pose {statistics.median(columns[0]):.1f} mm, model "
+        f"{statistics.median(columns[1]):.1f} mm; rotation {statistics.median(columns[2]):.1f}"
+        f" deg vs {statistics.median(columns[3]):.1f} deg"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=10)
+    parser.add_argument("--xvr-count", type=int, default=10, help="X-rays also given to xvr")
+    parser.add_argument("--rot-off", type=float, default=10.0)
+    parser.add_argument("--xyz-off", type=float, default=20.0)
+    parser.add_argument("--crop", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, help="existing `recon synth xray` folder")
+    parser.add_argument(
+        "--model", type=Path, help="a `recon train pose` checkpoint: report its starting error"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from recon.pipelines.medical.synth_xray import (
+        SynthXrayConfig,
+        read_fiducials,
+        read_truth,
+        synthesize_xrays,
+    )
+    from recon.pipelines.metrics import mtre, rotation_error_deg
+
+    folder = args.data
+    if folder is None:
+        folder = Path(tempfile.mkdtemp(prefix="recon-bench-"))
+        synthesize_xrays(folder, SynthXrayConfig(count=args.count), seed=args.seed)
+    table = read_truth(folder / "truth.json")
+    names = sorted(table)[: args.count]
+    files = [folder / n for n in names]
+    truths = torch.cat([table[n] for n in names])
+    fiducials = read_fiducials(folder / "fiducials.json")
+    starts = perturbed_starts(truths, args.rot_off, args.xyz_off, args.seed + 1)
+    from recon.pipelines.medical.pose import pose_from_degrees
+
+    initial = [
+        float(mtre(pose_from_degrees(r, x), t, fiducials)[0])
+        for (r, x), t in zip(starts, truths, strict=True)
+    ]
+
+    if args.model is not None:
+        compare_model_start(args.model, files, truths, fiducials)
+        return
+    ours, our_times, our_load = run_ours(files, starts, args.crop)
+    our_mtre = [float(mtre(p, t, fiducials)[0]) for p, t in zip(ours, truths, strict=True)]
+    our_rot = [float(rotation_error_deg(p, t)[0]) for p, t in zip(ours, truths, strict=True)]
+    report = {
+        "count": len(files),
+        "threads": args.threads,
+        "initial_mtre_mm": initial,
+        "ours": {
+            "mtre_mm": our_mtre,
+            "rotation_error_deg": our_rot,
+            "seconds": our_times,
+            "ct_load_s": our_load,
+        },
+    }
+    n_xvr = min(args.xvr_count, len(files))
+    if n_xvr:
+        theirs, xvr_times, xvr_load = run_xvr(files[:n_xvr], starts[:n_xvr], args.crop)
+        report["xvr"] = {
+            "mtre_mm": [
+                float(mtre(p, t, fiducials)[0]) for p, t in zip(theirs, truths[:n_xvr], strict=True)
+            ],
+            "seconds": xvr_times,
+            "ct_load_s": xvr_load,
+        }
+    print(f"{'xray':>10} {'start':>8} {'ours mm':>8} {'ours s':>7} {'xvr mm':>8} {'xvr s':>7}")
+    for i, name in enumerate(names):
+        xvr = (
+            f"{report['xvr']['mtre_mm'][i]:8.2f} {report['xvr']['seconds'][i]:7.1f}"
+            if n_xvr > i
+            else f"{'-':>8} {'-':>7}"
+        )
+        print(f"{name:>10} {initial[i]:8.2f} {our_mtre[i]:8.2f} {our_times[i]:7.1f} {xvr}")
+    print(
+        f"ours: median mTRE {statistics.median(our_mtre):.2f} mm, "
+        f"{sum(v < 1 for v in our_mtre)}/{len(our_mtre)} below 1 mm, "
+        f"median {statistics.median(our_times):.1f} s per registration"
+    )
+    if n_xvr:
+        xvr_mtre, xvr_times = report["xvr"]["mtre_mm"], report["xvr"]["seconds"]
+        print(
+            f"xvr:  median mTRE {statistics.median(xvr_mtre):.2f} mm, "
+            f"{sum(v < 1 for v in xvr_mtre)}/{n_xvr} below 1 mm, "
+            f"median {statistics.median(xvr_times):.1f} s per registration"
+        )
+        ratio = statistics.median(xvr_times) / statistics.median(our_times[:n_xvr])
+        print(f"time ratio xvr / ours (median, same {n_xvr} X-rays): {ratio:.2f}")
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

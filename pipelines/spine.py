@@ -1,0 +1,384 @@
+"""Spine X-ray -> centre line, tilt per vertebral level, Cobb angle(s), embedding vector.
+
+Image frame: an antero-posterior X-ray, bone bright, row 0 at the top (head), columns along the
+patient's lateral axis; `x` grows with the column, `z` grows upward, both in mm (pixel spacing
+from DICOM, else --spacing). Levels: LEVELS = 17 (T1..L5) equal parts of the detected column,
+index 0 at the top. Tilt of a level = atan(dx/dz) of the centre line at the level's centre, in
+degrees (positive when the line moves toward +x going up). Cobb angle = the largest difference
+between two level tilts (primary curve; its most tilted levels are the end vertebrae); the
+secondary Cobb angle is the largest tilt difference among levels outside the primary curve.
+
+Embedding (EMBEDDING_SIZE = 5 + 2 * LEVELS = 39 floats), in this order:
+    [0]       signed primary Cobb / 90 (sign of the apex's offset toward +x)
+    [1]       secondary Cobb / 90
+    [2]       apex level / 16; [3] upper end level / 16; [4] lower end level / 16
+    [5:22]    tilt per level / 45 deg, top to bottom
+    [22:39]   lateral offset per level from the line through the end levels / spine length
+Mirroring the image left-right negates entries 0, 5:22 and 22:39 (`mirror_embedding`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from recon.pipelines.errors import BadInput, JobFailed
+
+LEVELS = 17
+EMBEDDING_SIZE = 5 + 2 * LEVELS
+MIRRORED = np.r_[0, 5 : 5 + 2 * LEVELS]  # embedding entries that change sign under a mirror
+DICOM_SUFFIXES = (".dcm", ".dicom")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+@dataclass
+class SpineMeasure:
+    """What embed-spine finds; lengths in mm, angles in degrees, pixels as (row, column)."""
+
+    centre_rows: np.ndarray  # (N,) pixel rows of the traced centre line
+    centre_cols: np.ndarray  # (N,) fitted columns
+    level_rows: np.ndarray  # (LEVELS,) row of each level centre
+    level_cols: np.ndarray  # (LEVELS,)
+    tilts_deg: np.ndarray  # (LEVELS,)
+    cobb_deg: float
+    upper_end: int  # level index
+    lower_end: int
+    apex: int
+    secondary_cobb_deg: float
+    spacing_mm: tuple[float, float]
+    embedding: np.ndarray = field(default_factory=lambda: np.zeros(EMBEDDING_SIZE))
+
+    def as_dict(self) -> dict:
+        sy, sx = self.spacing_mm
+        return {
+            "format": "recon.spine/1",
+            "cobb_deg": self.cobb_deg,
+            "end_vertebrae": {"upper": self.upper_end, "lower": self.lower_end},
+            "apex_level": self.apex,
+            "secondary_cobb_deg": self.secondary_cobb_deg,
+            "levels": LEVELS,
+            "tilts_deg": self.tilts_deg.tolist(),
+            "level_centres_px": np.stack([self.level_rows, self.level_cols], 1).tolist(),
+            "level_centres_mm": np.stack([self.level_rows * sy, self.level_cols * sx], 1).tolist(),
+            "centre_line_px": np.stack([self.centre_rows, self.centre_cols], 1).tolist(),
+            "spacing_mm": list(self.spacing_mm),
+            "embedding": self.embedding.tolist(),
+            "embedding_layout": "see recon.pipelines.spine (signed Cobb, secondary, apex/ends, "
+            "17 tilts / 45 deg, 17 lateral offsets / spine length; level 0 at the top)",
+        }
+
+
+def load_spine_image(path: Path, spacing: float | None = None):
+    """PNG/JPEG/TIFF or DICOM X-ray -> (float image (H, W) in [0, 1], (row, col) spacing mm)."""
+    from recon.pipelines.io import read_image, require_file
+
+    path = require_file(Path(path), "X-ray")
+    suffix = path.suffix.lower()
+    with path.open("rb") as handle:
+        head = handle.read(132)
+    if suffix in DICOM_SUFFIXES or head[128:132] == b"DICM":
+        image, found = _read_dicom(path)
+        pixel = tuple(found) if found else (spacing or 1.0, spacing or 1.0)
+    elif suffix in IMAGE_SUFFIXES:
+        image = read_image(path)
+        pixel = (spacing or 1.0, spacing or 1.0)
+    else:
+        raise BadInput(f"{path}: not a spine X-ray (expected PNG/JPEG/TIFF or DICOM)")
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        image = image[..., :3].mean(axis=2)
+    if image.ndim != 2:
+        raise BadInput(f"{path}: expected a single 2D X-ray, got an array of shape {image.shape}")
+    if min(image.shape) < 32:
+        raise BadInput(f"{path}: image is {image.shape[1]}x{image.shape[0]}, too small for a spine")
+    low, high = np.percentile(image, [0.5, 99.5])
+    if high <= low:
+        raise JobFailed(f"{path}: image is blank, no spine found")
+    return np.clip((image - low) / (high - low), 0, 1), pixel
+
+
+def _read_dicom(path: Path):
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path)
+        image = ds.pixel_array.astype(np.float64)
+    except Exception as error:  # pydicom raises many types for broken files
+        raise BadInput(f"{path}: not a readable DICOM image ({error})") from error
+    if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
+        image = image.max() - image
+    found = None
+    for tag in ("ImagerPixelSpacing", "PixelSpacing"):
+        if tag in ds:
+            found = [float(v) for v in ds.data_element(tag).value][:2]
+            break
+    return image, found
+
+
+def centre_line_response(image: np.ndarray) -> np.ndarray:
+    """Bright-vertical-band response (H, W): box mean over a vertebra width minus its flanks.
+
+    Widths are fractions of the image width (a vertebral body is about 8-14% of an AP field),
+    so PNGs without a pixel spacing work the same.
+    """
+    from scipy.ndimage import gaussian_filter, uniform_filter1d
+
+    rows, cols = image.shape
+    smooth = gaussian_filter(image, sigma=(0.012 * rows, 0.004 * cols))
+    best = np.full(image.shape, -np.inf)
+    for fraction in (0.08, 0.11, 0.14):
+        width = max(3, int(round(fraction * cols)))
+        band = uniform_filter1d(smooth, width, axis=1, mode="nearest")
+        flanks = uniform_filter1d(smooth, 3 * width, axis=1, mode="nearest")
+        best = np.maximum(best, 1.5 * (band - flanks))
+    return best
+
+
+def trace_centre_line(response: np.ndarray, max_step: int = 2, jump_cost: float = 0.0):
+    """Best smooth top-to-bottom path through the response: columns per row (H,), by DP.
+
+    Only the central 70% of the columns are searched (an AP spine X-ray is roughly centred).
+    """
+    rows, cols = response.shape
+    lo, hi = int(0.15 * cols), int(0.85 * cols)
+    score = response[:, lo:hi].copy()
+    back = np.zeros(score.shape, dtype=np.int64)
+    width = hi - lo
+    idx = np.arange(width)
+    for r in range(1, rows):
+        prev = score[r - 1]
+        best = np.full(width, -np.inf)
+        arg = idx.copy()
+        for d in range(-max_step, max_step + 1):
+            shifted = np.full(width, -np.inf)
+            if d >= 0:
+                shifted[: width - d] = prev[d:] - jump_cost * abs(d)
+            else:
+                shifted[-d:] = prev[: width + d] - jump_cost * abs(d)
+            better = shifted > best
+            best[better] = shifted[better]
+            arg[better] = idx[better] + d
+        score[r] += best
+        back[r] = arg
+    path = np.zeros(rows, dtype=np.int64)
+    path[-1] = int(np.argmax(score[-1]))
+    for r in range(rows - 1, 0, -1):
+        path[r - 1] = back[r, path[r]]
+    return path + lo
+
+
+def _unit(response: np.ndarray) -> np.ndarray:
+    return response / max(float(np.percentile(np.abs(response), 99)), 1e-12)
+
+
+def _spine_extent(strength: np.ndarray) -> tuple[int, int]:
+    """Longest run of rows whose path response exceeds 40% of its high percentile."""
+    from scipy.ndimage import uniform_filter1d
+
+    smooth = uniform_filter1d(strength, max(3, len(strength) // 40))
+    above = smooth > 0.4 * np.percentile(smooth, 90)
+    best, start, best_run = (0, 0), None, 0
+    for r, flag in enumerate(np.r_[above, False]):
+        if flag and start is None:
+            start = r
+        elif not flag and start is not None:
+            if r - start > best_run:
+                best, best_run = (start, r), r - start
+            start = None
+    return best
+
+
+def measure_spine(image: np.ndarray, spacing: tuple[float, float]) -> SpineMeasure:
+    """Trace the spine in an X-ray (H, W) in [0, 1] and measure it (see module doc)."""
+    from skimage.exposure import equalize_adapthist
+
+    local = equalize_adapthist(image, clip_limit=0.01)  # lifts the spine behind the abdomen
+    response = _unit(centre_line_response(image)) + _unit(centre_line_response(local))
+    path = trace_centre_line(response)
+    strength = response[np.arange(len(path)), path]
+    noise = float(np.std(response))
+    top, bottom = _spine_extent(strength)
+    rows = image.shape[0]
+    if bottom - top < 0.25 * rows or np.median(strength[top:bottom]) < 1.5 * noise:
+        raise JobFailed("no spine found in the X-ray (no bright vertical column)")
+    sy, sx = spacing
+    r = np.arange(top, bottom, dtype=np.float64)
+    z = -r * sy  # mm, upward
+    t = (z - z.mean()) / (np.ptp(z) / 2)
+    coeffs = np.polynomial.polynomial.polyfit(t, path[top:bottom] * sx, deg=5)
+    x = np.polynomial.polynomial.polyval(t, coeffs)
+    level_idx = ((np.arange(LEVELS) + 0.5) * len(r) / LEVELS).astype(int)
+    tilts = np.degrees(np.arctan(_local_slopes(z, path[top:bottom] * sx, level_idx, len(r))))
+    level_rows, level_x = r[level_idx], x[level_idx]
+    upper, lower = sorted((int(np.argmax(tilts)), int(np.argmin(tilts))))
+    cobb = float(tilts.max() - tilts.min())
+    length = float(np.ptp(z))
+    chord = np.interp(
+        level_rows, [level_rows[upper], level_rows[lower] + 1e-9], [level_x[upper], level_x[lower]]
+    )
+    offsets = level_x - chord
+    inside = np.arange(upper, lower + 1)
+    apex = int(inside[np.argmax(np.abs(offsets[inside]))])
+    secondary = max(float(np.ptp(tilts[: upper + 1])), float(np.ptp(tilts[lower:])), 0.0)
+    sign = 1.0 if offsets[apex] >= 0 else -1.0
+    embedding = np.concatenate(
+        [
+            [sign * cobb / 90, secondary / 90, apex / 16, upper / 16, lower / 16],
+            tilts / 45.0,
+            offsets / length,
+        ]
+    )
+    return SpineMeasure(
+        centre_rows=r,
+        centre_cols=x / sx,
+        level_rows=level_rows,
+        level_cols=level_x / sx,
+        tilts_deg=tilts,
+        cobb_deg=cobb,
+        upper_end=upper,
+        lower_end=lower,
+        apex=apex,
+        secondary_cobb_deg=secondary,
+        spacing_mm=(float(sy), float(sx)),
+        embedding=embedding.astype(np.float64),
+    )
+
+
+def _local_slopes(z: np.ndarray, x: np.ndarray, centres: np.ndarray, count: int) -> np.ndarray:
+    """dx/dz at each level centre: a line fitted to the traced path over +-0.75 level."""
+    half = max(2, int(0.75 * count / LEVELS))
+    slopes = []
+    for c in centres:
+        window = slice(max(0, c - half), min(count, c + half + 1))
+        slopes.append(np.polyfit(z[window], x[window], 1)[0])
+    return np.asarray(slopes)
+
+
+def mirror_embedding(embedding: np.ndarray) -> np.ndarray:
+    """The embedding of the left-right mirrored X-ray (..., EMBEDDING_SIZE)."""
+    mirrored = np.array(embedding, dtype=np.float64, copy=True)
+    mirrored[..., MIRRORED] *= -1
+    return mirrored
+
+
+def debug_overlay(image: np.ndarray, measure: SpineMeasure) -> np.ndarray:
+    """RGB uint8 overlay: centre line (green), level centres (yellow), end levels (red)."""
+    from skimage.draw import disk, line
+
+    grey = (np.clip(image, 0, 1) * 255).astype(np.uint8)
+    rgb = np.stack([grey] * 3, axis=-1)
+    rows, cols = grey.shape
+    rr = np.clip(np.round(measure.centre_rows).astype(int), 0, rows - 1)
+    cc = np.clip(np.round(measure.centre_cols).astype(int), 0, cols - 1)
+    rgb[rr, cc] = (0, 255, 0)
+    radius = max(2, rows // 150)
+    half = max(6, cols // 12)
+    for level, (r, c, tilt) in enumerate(
+        zip(measure.level_rows, measure.level_cols, measure.tilts_deg, strict=True)
+    ):
+        end = level in (measure.upper_end, measure.lower_end)
+        colour = (255, 0, 0) if end else (255, 255, 0)
+        a = math.radians(tilt)
+        dr, dc = half * math.sin(a), half * math.cos(a)  # endplate line, perpendicular to axis
+        r0, c0, r1, c1 = (
+            int(np.clip(v, 0, lim - 1))
+            for v, lim in ((r - dr, rows), (c - dc, cols), (r + dr, rows), (c + dc, cols))
+        )
+        lr, lc = line(r0, c0, r1, c1)
+        rgb[lr, lc] = colour
+        dr_, dc_ = disk((r, c), radius, shape=grey.shape)
+        rgb[dr_, dc_] = colour
+    return rgb
+
+
+@dataclass
+class SyntheticXray:
+    image: np.ndarray  # (H, W) uint16, bone bright
+    spacing_mm: float  # isotropic
+    tilts_deg: np.ndarray  # (LEVELS,) true vertebra tilts, top to bottom
+    cobb_deg: float  # max - min of the true tilts
+    level_rows: np.ndarray  # (LEVELS,) true vertebra centre rows
+    level_cols: np.ndarray
+
+
+def synth_spine_xray(
+    cobb_deg: float,
+    height: float = 500.0,
+    width: float = 320.0,
+    rows: int = 256,
+    seed: int = 0,
+) -> SyntheticXray:
+    """An AP X-ray of a single-curve spine x(z) = spine_curve(z, height, cobb_deg), z in [0, h].
+
+    The spine spans the torso height (17 vertebrae); soft tissue, lungs and ribs around it, blur
+    and noise. cobb_deg may be negative (convex toward -x).
+    """
+    from scipy.ndimage import gaussian_filter
+
+    from recon.pipelines.synth_meshes import spine_curve
+
+    rng = np.random.default_rng(seed)
+    margin = 0.08 * height
+    spacing = (height + 2 * margin) / rows
+    cols = int(round(rows * 0.8))
+    z = height + margin - (np.arange(rows) + 0.5) * spacing
+    x = (np.arange(cols) + 0.5 - cols / 2) * spacing
+    xx, zz = np.meshgrid(x, z)
+    centre_z = height - (np.arange(LEVELS) + 0.5) * height / LEVELS  # top first
+    centre_x = spine_curve(centre_z, height, cobb_deg)
+    eps = 1e-3 * height
+    slope = (
+        spine_curve(centre_z + eps, height, cobb_deg)
+        - spine_curve(centre_z - eps, height, cobb_deg)
+    ) / (2 * eps)
+    tilts = np.arctan(slope)
+
+    image = np.zeros((rows, cols))
+    body = (xx / (0.5 * width)) ** 2 < 1
+    image += 0.25 * body
+    for side in (-1, 1):
+        lung = ((xx - side * 0.23 * width) / (0.16 * width)) ** 2 + (
+            (zz - 0.72 * height) / (0.22 * height)
+        ) ** 2 < 1
+        image -= 0.1 * lung
+    for k in range(12):  # ribs: arcs leaving the thoracic vertebrae
+        zc, xc = centre_z[k], centre_x[k]
+        for side in (-1, 1):
+            u = side * (xx - xc)
+            arc = zc - 0.0015 * u**2 / (width / 320)
+            rib = (u > 15) & (u < 0.42 * width) & (np.abs(zz - arc) < 3.5)
+            image += 0.12 * rib
+    vert_h, vert_w = 0.75 * height / LEVELS, rng.uniform(34, 44)
+    for cz, cx, a in zip(centre_z, centre_x, tilts, strict=True):
+        u = (xx - cx) * math.cos(a) - (zz - cz) * math.sin(a)
+        v = (xx - cx) * math.sin(a) + (zz - cz) * math.cos(a)
+        bone = (np.abs(u) < vert_w / 2) & (np.abs(v) < vert_h / 2)
+        image += 0.45 * bone
+        for side in (-1, 1):  # pedicles
+            ped = ((u - side * 0.32 * vert_w) ** 2 + v**2) < (0.12 * vert_w) ** 2
+            image += 0.15 * ped
+    image = gaussian_filter(image, 1.2 / spacing * 2)
+    image *= rng.uniform(0.8, 1.2)
+    image += rng.normal(0, 0.02, image.shape)
+    image = np.clip(image + 0.05, 0, 1)
+    level_rows = (height + margin - centre_z) / spacing - 0.5
+    level_cols = centre_x / spacing + cols / 2 - 0.5
+    tilts_deg = np.degrees(tilts)
+    return SyntheticXray(
+        image=np.round(image * 65535).astype(np.uint16),
+        spacing_mm=float(spacing),
+        tilts_deg=tilts_deg,
+        cobb_deg=float(tilts_deg.max() - tilts_deg.min()),
+        level_rows=level_rows,
+        level_cols=level_cols,
+    )
+
+
+def write_spine_png(path: Path, xray: SyntheticXray) -> Path:
+    """Write a synthetic X-ray as 16-bit PNG (spacing goes in the truth file, not the PNG)."""
+    from recon.pipelines.io import write_png
+
+    return write_png(path, xray.image)

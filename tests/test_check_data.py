@@ -1,0 +1,115 @@
+"""`recon check-data voxel|parts`: each planted problem is named, exit 1; clean sets exit 0."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from recon.pipelines.io import write_png
+from recon.pipelines.matfiles import write_voxel_mat
+
+
+def make_pix3d(root, count: int = 4) -> list[dict]:
+    """A clean hand-made Pix3D root: count images of two classes, one voxel file each."""
+    entries = []
+    for i in range(count):
+        category = "chair" if i % 2 else "table"
+        (root / "img" / category).mkdir(parents=True, exist_ok=True)
+        (root / "model" / category / f"m{i}").mkdir(parents=True, exist_ok=True)
+        image = np.full((40, 50, 3), 30 * i, dtype=np.uint8)
+        write_png(root / "img" / category / f"{i}.png", image)
+        grid = np.zeros((16, 16, 16), dtype=np.uint8)
+        grid[4:12, 4:12, 2 + i : 10] = 1
+        write_voxel_mat(
+            root / "model" / category / f"m{i}" / "voxel.mat", grid, "7.3" if i == 1 else "5"
+        )
+        entries.append(
+            {
+                "img": f"img/{category}/{i}.png",
+                "category": category,
+                "voxel": f"model/{category}/m{i}/voxel.mat",
+                "bbox": [2, 2, 40, 30],
+            }
+        )
+    (root / "pix3d.json").write_text(json.dumps(entries))
+    return entries
+
+
+def test_clean_pix3d_passes(recon, tmp_path):
+    make_pix3d(tmp_path)
+    code, out, err = recon("check-data", "voxel", tmp_path, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["problem_count"] == 0
+    assert result["per_class"] == {"chair": 2, "table": 2}
+
+
+def test_planted_pix3d_problems_are_named(recon, tmp_path):
+    entries = make_pix3d(tmp_path, 6)
+    (tmp_path / entries[0]["img"]).unlink()  # missing image
+    (tmp_path / entries[1]["voxel"]).unlink()  # missing voxel file
+    data = (tmp_path / entries[2]["voxel"]).read_bytes()
+    (tmp_path / entries[2]["voxel"]).write_bytes(data[: len(data) // 2])  # truncated .mat
+    write_voxel_mat(tmp_path / entries[3]["voxel"], np.zeros((16, 16, 16), np.uint8))  # empty
+    entries[4]["img"] = "../outside.png"  # escapes the root
+    entries.append(dict(entries[5]))  # duplicate entry
+    write_voxel_mat(tmp_path / entries[5]["voxel"], np.ones((8, 8, 8), np.uint8))  # other shape
+    (tmp_path / "pix3d.json").write_text(json.dumps(entries))
+
+    code, out, err = recon("check-data", "voxel", tmp_path, "--json")
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1
+    kinds = json.loads(out)["problem_kinds"]
+    for kind in (
+        "missing-image",
+        "missing-voxel",
+        "unreadable-voxel",
+        "empty-voxel",
+        "path-escapes-root",
+        "duplicate-entry",
+        "shape-mismatch",
+    ):
+        assert kinds.get(kind, 0) >= 1, (kind, kinds)
+    problems = json.loads(out)["problems"]
+    assert any(entries[0]["img"] in p["path"] for p in problems if p["kind"] == "missing-image")
+
+    code, out, _ = recon("check-data", "voxel", tmp_path)  # the human table names them too
+    assert code == 1 and "missing-voxel" in out and "duplicate-entry" in out
+
+
+def test_parts_problems(recon, tmp_path):
+    from recon.pipelines.parts import make_part
+    from recon.pipelines.solids import solid_mesh
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "c"):
+        (tmp_path / "models" / "plate").mkdir(parents=True, exist_ok=True)
+        solid_mesh(make_part("plate", rng), 32).export(
+            tmp_path / "models" / "plate" / f"{name}.stl"
+        )
+        folder = tmp_path / "images" / "plate" / name
+        folder.mkdir(parents=True)
+        write_png(folder / "v0.png", np.full((32, 32, 3), ord(name), np.uint8))
+    code, out, err = recon("check-data", "parts", tmp_path, "--json")
+    assert code == 0, err
+    assert json.loads(out)["per_class"] == {"plate": 3}
+
+    (tmp_path / "images" / "plate" / "b" / "v0.png").write_bytes(b"not an image")
+    stl = tmp_path / "models" / "plate" / "c.stl"
+    stl.write_bytes(stl.read_bytes()[:200])  # truncated mesh
+    (tmp_path / "images" / "plate" / "orphan").mkdir()
+    write_png(tmp_path / "images" / "plate" / "orphan" / "v.png", np.zeros((9, 9), np.uint8))
+    write_png(tmp_path / "images" / "plate" / "a" / "v1.png", np.full((32, 32, 3), 97, np.uint8))
+    code, out, _ = recon("check-data", "parts", tmp_path, "--json")
+    assert code == 1
+    kinds = json.loads(out)["problem_kinds"]
+    for kind in ("unreadable-image", "unreadable-mesh", "missing-mesh", "duplicate-image"):
+        assert kinds.get(kind, 0) >= 1, (kind, kinds)
+
+
+@pytest.mark.parametrize("task", ["voxel", "parts", "nope"])
+def test_bad_root(recon, tmp_path, task):
+    code, out, err = recon("check-data", task, tmp_path / "missing")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1

@@ -1,0 +1,104 @@
+"""`recon convert-mat`: exact v5 and v7.3 round trips, max-pooling, trees, failures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from recon.pipelines.matfiles import is_v73, read_voxel_mat, write_voxel_mat
+from recon.pipelines.voxelize import max_pool
+
+
+def random_grid(size: int = 16, seed: int = 0) -> np.ndarray:
+    """A grid with no symmetry, so any axis swap or flip would show."""
+    rng = np.random.default_rng(seed)
+    return (rng.random((size, size, size)) < 0.3).astype(np.uint8)
+
+
+@pytest.mark.parametrize("version", ["5", "7.3"])
+def test_mat_round_trip_is_exact(tmp_path, version):
+    grid = random_grid()
+    grid[0, 1, 2] = 1
+    grid[2, 1, 0] = 0
+    path = tmp_path / "voxel.mat"
+    write_voxel_mat(path, grid, version)
+    assert is_v73(path) == (version == "7.3")
+    back = read_voxel_mat(path)
+    assert back.shape == grid.shape
+    assert np.array_equal(back, grid)
+
+
+def test_v73_file_is_matlab_hdf5_with_transposed_storage(tmp_path):
+    import h5py
+
+    grid = random_grid(8)
+    path = tmp_path / "voxel.mat"
+    write_voxel_mat(path, grid, "7.3")
+    assert path.read_bytes()[:10] == b"MATLAB 7.3"
+    with h5py.File(path, "r") as handle:
+        stored = handle["voxel"][()]
+        assert handle["voxel"].attrs["MATLAB_class"] == b"uint8"
+    assert np.array_equal(stored, grid.transpose())
+
+
+def test_max_pool_keeps_any_occupied_voxel():
+    grid = np.zeros((128, 128, 128), dtype=np.uint8)
+    grid[5, 70, 127] = 1
+    pooled = max_pool(grid, 32)
+    assert pooled.shape == (32, 32, 32)
+    assert pooled.sum() == 1 and pooled[1, 17, 31] == 1
+
+
+def test_cli_converts_tree_with_layout_and_resolution(recon, tmp_path):
+    src = tmp_path / "model"
+    grids = {}
+    for i, version in enumerate(["5", "7.3", "5"]):
+        folder = src / f"cat{i % 2}" / f"m{i}"
+        folder.mkdir(parents=True)
+        grids[folder / "voxel.mat"] = random_grid(64, i)
+        write_voxel_mat(folder / "voxel.mat", grids[folder / "voxel.mat"], version)
+    code, out, err = recon(
+        "convert-mat", src, "-o", tmp_path / "npy", "--resolution", "32", "--json", "--workers", "2"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["converted"] == 3 and result["failed"] == 0
+    for path, grid in grids.items():
+        target = tmp_path / "npy" / path.relative_to(src).with_suffix(".npy")
+        assert np.array_equal(np.load(target), max_pool(grid, 32))
+
+
+def test_cli_single_file_exact(recon, tmp_path):
+    grid = random_grid(16, 3)
+    write_voxel_mat(tmp_path / "a.mat", grid, "7.3")
+    code, _, err = recon("convert-mat", tmp_path / "a.mat", "-o", tmp_path / "a.npy", "-q")
+    assert code == 0, err
+    assert np.array_equal(np.load(tmp_path / "a.npy"), grid)
+
+
+def test_cli_logs_failures_and_exits_1(recon, tmp_path):
+    src = tmp_path / "model"
+    src.mkdir()
+    write_voxel_mat(src / "good.mat", random_grid(16), "5")
+    write_voxel_mat(src / "bad.mat", random_grid(16), "7.3")
+    data = (src / "bad.mat").read_bytes()
+    (src / "bad.mat").write_bytes(data[: len(data) // 2])  # truncated
+    (src / "empty.mat").write_bytes(b"")
+    code, out, err = recon("convert-mat", src, "-o", tmp_path / "npy", "--json")
+    assert code == 1
+    assert "2 of 3 files failed" in err and len(err.strip().splitlines()) == 1
+    log = (tmp_path / "npy" / "convert-failures.log").read_text()
+    assert "bad.mat" in log and "empty.mat" in log and "good.mat" not in log
+    assert (tmp_path / "npy" / "good.npy").is_file()
+    assert json.loads(out)["failed"] == 2
+
+
+def test_cli_bad_input(recon, tmp_path):
+    code, _, err = recon("convert-mat", tmp_path / "nothing", "-o", tmp_path / "out")
+    assert code == 2 and "no such file or folder" in err
+    (tmp_path / "x.txt").write_text("x")
+    code, _, err = recon("convert-mat", tmp_path / "x.txt", "-o", tmp_path / "x.npy")
+    assert code == 2 and "not a .mat file" in err
+    assert not (tmp_path / "x.npy").exists() and not (tmp_path / "out").exists()

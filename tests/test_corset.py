@@ -1,0 +1,209 @@
+"""synth corset data, the corset geometry, and `predict corset` bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from recon.cli.app import main
+from recon.pipelines.corset import (
+    PatientParams,
+    corset_from_views,
+    decode_views,
+    encode_views,
+    make_corset,
+    make_torso,
+)
+from recon.pipelines.io import load_mesh
+from recon.pipelines.metrics import surface_score
+
+
+def run(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corset") / "data"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["synth", "corset", "-o", str(root), "--patients", "3", "--size", "64", "-q"])
+    assert exit_info.value.code in (0, None)
+    return root
+
+
+def test_synth_corset_layout_and_truth(dataset):
+    doc = json.loads((dataset / "dataset.json").read_text())
+    assert doc["format"] == "recon.corset-data/1" and len(doc["patients"]) == 3
+    patient = dataset / doc["patients"][0]["name"]
+    for part in (
+        "torso.stl",
+        "corset.stl",
+        "spine.png",
+        "spine.json",
+        "truth.json",
+        "photos/views.json",
+        "photos/depth_top.png",
+        "corset_views/views.json",
+        "corset_views/depth_view_007.png",
+    ):
+        assert (patient / part).is_file(), part
+    corset, torso = load_mesh(patient / "corset.stl"), load_mesh(patient / "torso.stl")
+    assert corset.is_watertight
+    truth = json.loads((patient / "truth.json").read_text())
+    assert np.ptp(corset.vertices[:, 2]) < 0.75 * np.ptp(torso.vertices[:, 2])  # trimmed
+    assert 0 <= abs(truth["cobb_deg"]) <= 50
+
+
+def test_pressure_pad_pushes_in_on_the_convex_side():
+    params = PatientParams(500, 320, 210, 40.0, 6.0, 4.0)
+    torso = make_torso(params)
+    padded, plain = make_corset(params, torso), make_corset(params, torso, pads=False)
+    near_apex = np.abs(padded.vertices[:, 2] - 250) < 20
+    convex = near_apex & (padded.vertices[:, 0] > 0)
+    assert padded.vertices[convex, 0].max() < plain.vertices[convex, 0].max() - 10
+
+
+def test_true_corset_views_back_project_to_the_corset(dataset):
+    patient = dataset / "p0000"
+    mesh = corset_from_views(patient / "corset_views")
+    score = surface_score(mesh, load_mesh(patient / "corset.stl"), 0.02, 20_000)
+    assert score.fscore >= 0.95
+
+
+def test_view_encoding_round_trips():
+    depths = np.zeros((2, 8, 8), dtype=np.uint16)
+    depths[:, 2:6, 2:6] = np.arange(20000, 20016, dtype=np.uint16).reshape(4, 4)
+    assert np.array_equal(decode_views(encode_views(depths)), depths)
+
+
+def _touch_checkpoint(path):
+    path.write_bytes(b"\0" * 16)
+    return path
+
+
+def test_missing_view_exits_2(dataset, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    shutil.copytree(dataset / "p0000" / "photos", photos)
+    (photos / "depth_view_003.png").unlink()
+    code, _, err = run(
+        [
+            "predict",
+            "corset",
+            "--photos",
+            str(photos),
+            "--spine",
+            str(dataset / "p0000" / "spine.png"),
+            "-c",
+            str(_touch_checkpoint(tmp_path / "m.ckpt")),
+            "-o",
+            str(tmp_path / "c.stl"),
+        ],
+        capsys,
+    )
+    assert code == 2 and "depth_view_003" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "c.stl").exists()
+
+
+def test_wrong_number_of_photos_exits_2(dataset, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    code, _, _ = run(
+        [
+            "project",
+            str(dataset / "p0000" / "torso.stl"),
+            "-o",
+            str(photos),
+            "--views",
+            "6",
+            "--size",
+            "64",
+            "-q",
+        ],
+        capsys,
+    )
+    assert code in (0, None)
+    code, _, err = run(
+        [
+            "predict",
+            "corset",
+            "--photos",
+            str(photos),
+            "--spine",
+            str(dataset / "p0000" / "spine.png"),
+            "-c",
+            str(_touch_checkpoint(tmp_path / "m.ckpt")),
+            "-o",
+            str(tmp_path / "c.stl"),
+        ],
+        capsys,
+    )
+    assert code == 2 and "needs exactly the 10 views" in err
+    assert not (tmp_path / "c.stl").exists()
+
+
+def test_spine_of_the_wrong_kind_exits_2(dataset, tmp_path, capsys):
+    code, _, err = run(
+        [
+            "predict",
+            "corset",
+            "--photos",
+            str(dataset / "p0000" / "photos"),
+            "--spine",
+            str(dataset / "p0000" / "torso.stl"),
+            "-c",
+            str(_touch_checkpoint(tmp_path / "m.ckpt")),
+            "-o",
+            str(tmp_path / "c.stl"),
+        ],
+        capsys,
+    )
+    assert code == 2 and "not a spine X-ray" in err
+    assert not (tmp_path / "c.stl").exists()
+
+
+def test_checkpoint_that_is_not_one_exits_2(dataset, tmp_path, capsys):
+    code, _, err = run(
+        [
+            "predict",
+            "corset",
+            "--photos",
+            str(dataset / "p0000" / "photos"),
+            "--spine",
+            str(dataset / "p0000" / "spine.png"),
+            "-c",
+            str(_touch_checkpoint(tmp_path / "m.ckpt")),
+            "-o",
+            str(tmp_path / "c.stl"),
+        ],
+        capsys,
+    )
+    assert code == 2 and "checkpoint" in err
+    assert not (tmp_path / "c.stl").exists()
+
+
+def test_train_corset_without_a_data_set_exits_2(tmp_path, capsys):
+    code, _, err = run(
+        [
+            "train",
+            "corset",
+            "--data",
+            str(tmp_path / "nothing"),
+            "--epochs",
+            "1",
+            "-o",
+            str(tmp_path / "run"),
+        ],
+        capsys,
+    )
+    assert code == 2 and "dataset.json" in err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_synth_corset_rejects_a_bad_size(tmp_path, capsys):
+    code, _, err = run(["synth", "corset", "-o", str(tmp_path / "d"), "--size", "100"], capsys)
+    assert code == 2 and "--size" in err and not (tmp_path / "d").exists()

@@ -1,0 +1,113 @@
+"""End to end at tiny scale: a short CPU training must beat a naive corset, and predict runs."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recon.cli.app import main
+from recon.pipelines.corset import (
+    corset_from_views,
+    corset_views_doc,
+    decode_views,
+    synth_corset_dataset,
+)
+from recon.pipelines.corset_predict import train_tiny
+from recon.pipelines.io import load_mesh, write_png
+from recon.pipelines.metrics import surface_score
+from recon.pipelines.outputs import write_json
+from recon.pipelines.training.corset import load_patients
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corset_learning")
+    train, test = root / "train", root / "test"
+    train.mkdir()
+    test.mkdir()
+    synth_corset_dataset(train, 24, 64, seed=0)
+    synth_corset_dataset(test, 3, 64, seed=9)
+    checkpoint = train_tiny(train, root / "run", epochs=24)
+    return train, test, checkpoint
+
+
+def _mean_views_corset(train: Path, patient: Path):
+    """Naive prediction: the per-pixel mean of the training corset views, in the patient frame."""
+    _, _, targets, _ = load_patients(train, 64)
+    photos_doc = json.loads((patient / "photos" / "views.json").read_text())
+    doc = corset_views_doc(photos_doc)
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        for view, depth in zip(doc["views"], decode_views(targets.mean(axis=0)), strict=True):
+            write_png(folder / view["depth"], depth)
+        write_json(folder / "views.json", doc)
+        return corset_from_views(folder)
+
+
+def test_trained_model_beats_the_mean_corset(trained, tmp_path, capsys):
+    train, test, checkpoint = trained
+    model, naive = [], []
+    for name in ("p0000", "p0001", "p0002"):
+        patient = test / name
+        out = tmp_path / f"{name}.stl"
+        clock = time.perf_counter()
+        with pytest.raises(SystemExit) as exit_info:
+            main(
+                [
+                    "predict",
+                    "corset",
+                    "--photos",
+                    str(patient / "photos"),
+                    "--spine",
+                    str(patient / "spine.png"),
+                    "-c",
+                    str(checkpoint),
+                    "-o",
+                    str(out),
+                    "--render",
+                    str(tmp_path / f"{name}.png"),
+                    "--json",
+                ]
+            )
+        seconds = time.perf_counter() - clock
+        assert exit_info.value.code in (0, None)
+        result = json.loads(capsys.readouterr().out)
+        assert result["watertight"] and seconds < 15
+        reference = load_mesh(patient / "corset.stl")
+        model.append(surface_score(load_mesh(out), reference, 0.02, 20_000).fscore)
+        naive.append(
+            surface_score(_mean_views_corset(train, patient), reference, 0.02, 20_000).fscore
+        )
+    assert np.mean(model) >= 0.7, f"F-score@2% {np.mean(model):.3f}"
+    assert np.mean(model) >= np.mean(naive) + 0.1, f"{np.mean(model):.3f} vs {np.mean(naive):.3f}"
+
+
+def test_checkpoint_of_another_task_is_refused(trained, tmp_path, capsys):
+    import torch
+
+    train, test, checkpoint = trained
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state["hyper_parameters"]["task"] = "voxel"
+    torch.save(state, tmp_path / "other.ckpt")
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "predict",
+                "corset",
+                "--photos",
+                str(test / "p0000" / "photos"),
+                "--spine",
+                str(test / "p0000" / "spine.png"),
+                "-c",
+                str(tmp_path / "other.ckpt"),
+                "-o",
+                str(tmp_path / "c.stl"),
+            ]
+        )
+    assert exit_info.value.code == 2 and "voxel" in capsys.readouterr().err
+    assert not (tmp_path / "c.stl").exists()

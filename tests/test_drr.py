@@ -1,0 +1,194 @@
+"""pix2pix networks, pair reading, the square-fit rule, image metrics, and bad inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recon.models import pix2pix
+from recon.pipelines.errors import BadInput
+from recon.pipelines.io import write_png
+from recon.pipelines.pairs import find_pairs, fit_square, read_gray, unfit
+
+
+def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2") -> None:
+    """A 16-bit DX DICOM file with the project's DICOM writer."""
+    from recon.pipelines.medical.drr import Intrinsics
+    from recon.pipelines.medical.xray import write_xray_dicom
+
+    height, width = pixels.shape
+    detector = Intrinsics(sdd=1020.0, height=height, width=width, delx=1.0, dely=1.0)
+    write_xray_dicom(path, np.asarray(pixels, np.uint16), detector, photometric)
+
+
+def test_unet_shapes_and_dropout_blocks():
+    for size, dropouts in ((32, 0), (64, 1), (128, 2), (256, 3)):
+        net = pix2pix.UNetGenerator(1, 1, size, base=4)
+        assert net(torch.zeros(1, 1, size, size)).shape == (1, 1, size, size)
+        assert sum(isinstance(m, torch.nn.Dropout) for m in net.modules()) == dropouts
+    with pytest.raises(ValueError):
+        pix2pix.UNetGenerator(size=100)
+
+
+def test_reference_sizes():
+    """The reference unet_256 and 70 x 70 PatchGAN, one channel: 54.4 M and 2.76 M weights."""
+    generator = pix2pix.UNetGenerator(1, 1, 256)
+    critic = pix2pix.PatchDiscriminator(2)
+    assert sum(p.numel() for p in generator.parameters()) == 54_407_809
+    assert sum(p.numel() for p in critic.parameters()) == 2_764_609
+
+
+def test_patchgan_sees_70_by_70():
+    """Receptive field of one output logit, measured by its input gradient: 70 x 70 px."""
+    critic = pix2pix.init_weights(pix2pix.PatchDiscriminator(2, base=4)).eval()
+    pair = torch.randn(1, 2, 128, 128, requires_grad=True)
+    logits = critic(pair)
+    assert logits.shape == (1, 1, 14, 14)
+    logits[0, 0, 7, 7].backward()
+    rows, cols = torch.nonzero(pair.grad.abs().sum(dim=(0, 1))).T
+    assert int(rows.max() - rows.min() + 1) == 70
+    assert int(cols.max() - cols.min() + 1) == 70
+
+
+def test_lr_constant_then_linear():
+    rates = [pix2pix.linear_decay(e, 100, 100) for e in range(200)]
+    assert rates[:100] == [1.0] * 100
+    assert all(a > b for a, b in zip(rates[99:], rates[100:], strict=False))
+    assert rates[-1] < 0.01
+
+
+def test_read_gray_bit_depths(tmp_path):
+    ramp = np.linspace(0, 1, 64 * 48).reshape(48, 64)
+    write_png(tmp_path / "a8.png", np.rint(ramp * 255).astype(np.uint8))
+    write_png(tmp_path / "a16.png", np.rint(ramp * 65535).astype(np.uint16))
+    write_dicom(tmp_path / "a.dcm", np.rint(ramp * 65535).astype(np.uint16))
+    write_dicom(tmp_path / "inv.dcm", np.rint((1 - ramp) * 65535), "MONOCHROME1")
+    for name, bits, tolerance in (
+        ("a8.png", 8, 1 / 255),
+        ("a16.png", 16, 1e-4),
+        ("a.dcm", 16, 1e-4),
+        ("inv.dcm", 16, 1e-4),
+    ):
+        image, depth = read_gray(tmp_path / name)
+        assert image.dtype == np.float32 and image.shape == (48, 64)
+        assert depth == bits
+        assert np.abs(image - ramp).max() <= tolerance, name
+
+
+def test_square_fit_round_trip():
+    """Pad + resize to 64 px and back: a smooth non-square image returns within 2% MAE."""
+    yy, xx = np.mgrid[:90, :150]
+    image = (0.5 + 0.4 * np.sin(xx / 15) * np.cos(yy / 11)).astype(np.float32)
+    tensor, placement = fit_square(image, 64)
+    assert tensor.shape == (1, 64, 64)
+    assert (placement.top, placement.left, placement.side) == (30, 0, 150)
+    back = unfit(tensor, placement)
+    assert back.shape == image.shape
+    assert np.abs(back - image).mean() < 0.02
+
+
+def test_image_metrics_match_definitions():
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    from recon.pipelines.metrics import mae, psnr, ssim
+
+    rng = np.random.default_rng(0)
+    a = rng.random((64, 64)).astype(np.float32)
+    b = np.clip(a + 0.1 * rng.standard_normal(a.shape), 0, 1).astype(np.float32)
+    reference = structural_similarity(
+        a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0
+    )
+    assert float(ssim(a, b)[0]) == pytest.approx(reference, abs=1e-4)
+    assert float(psnr(a, b)[0]) == pytest.approx(
+        peak_signal_noise_ratio(a, b, data_range=1), abs=1e-3
+    )
+    assert float(mae(a, b)[0]) == pytest.approx(np.abs(a - b).mean(), abs=1e-6)
+    assert float(ssim(a, a)[0]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_find_pairs_errors(tmp_path):
+    for sub in ("xray", "drr"):
+        (tmp_path / sub).mkdir()
+    with pytest.raises(BadInput, match="no PNG or DICOM"):
+        find_pairs(tmp_path)
+    write_png(tmp_path / "xray" / "a.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(BadInput, match="unpaired"):
+        find_pairs(tmp_path)
+    write_dicom(tmp_path / "drr" / "a.dcm", np.zeros((8, 9), np.uint16))
+    with pytest.raises(BadInput, match="differs"):
+        find_pairs(tmp_path)
+    write_dicom(tmp_path / "drr" / "a.dcm", np.zeros((8, 8), np.uint16))
+    assert [p.name for p in find_pairs(tmp_path)] == ["a"]
+    with pytest.raises(BadInput, match="no such folder"):
+        find_pairs(tmp_path / "missing")
+
+
+def test_train_drr_bad_data_exit_2(tmp_path, recon):
+    (tmp_path / "set" / "xray").mkdir(parents=True)
+    (tmp_path / "set" / "drr").mkdir()
+    write_png(tmp_path / "set" / "xray" / "a.png", np.zeros((8, 8), np.uint8))
+    code, _, err = recon("train", "drr", "--data", tmp_path / "set", "-o", tmp_path / "run", "-q")
+    assert code == 2 and err.count("\n") == 1 and "unpaired" in err
+    assert not (tmp_path / "run").exists()
+    code, _, err = recon("train", "drr", "-o", tmp_path / "run2", "-q")
+    assert code == 2 and "--data" in err
+
+
+def test_predict_drr_refuses_foreign_checkpoints(tmp_path, recon):
+    image = tmp_path / "x.png"
+    write_png(image, np.zeros((16, 16), np.uint8))
+    other = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"task": "voxel", "config": {}}}, other)
+    code, _, err = recon("predict", "drr", image, "-c", other, "-o", tmp_path / "out")
+    assert code == 2 and "not 'drr'" in err and not (tmp_path / "out").exists()
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint")
+    code, _, err = recon("predict", "drr", image, "-c", garbage, "-o", tmp_path / "out")
+    assert code == 2 and err.count("\n") == 1 and not (tmp_path / "out").exists()
+    code, _, err = recon(
+        "predict", "drr", tmp_path / "missing.png", "-c", other, "-o", tmp_path / "out"
+    )
+    assert code == 2 and "missing.png" in err
+
+
+def test_resume_matches_uninterrupted(tmp_path):
+    """Stopped after epoch 2 of 3 and resumed from last.ckpt: the same weights, to the bit."""
+    import lightning as L
+
+    from recon.pipelines.training.drr import TASK, DrrConfig
+    from recon.pipelines.training.engine import RunOptions, fit
+
+    rng = np.random.default_rng(0)
+    for sub in ("xray", "drr"):
+        (tmp_path / "set" / sub).mkdir(parents=True)
+    for index in range(8):
+        drr = rng.random((32, 32))
+        write_png(tmp_path / "set" / "drr" / f"{index}.png", np.rint(drr * 255).astype(np.uint8))
+        xray = np.rint((1 - drr) ** 2 * 255).astype(np.uint8)
+        write_png(tmp_path / "set" / "xray" / f"{index}.png", xray)
+
+    class StopAfterSecondEpoch(L.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            trainer.should_stop = trainer.current_epoch == 1
+
+    cfg = DrrConfig(data=str(tmp_path / "set"), size=32, base_filters=4, batch_size=2, epochs=3)
+    fit(TASK, cfg, RunOptions(out=tmp_path / "full", quiet=True, device="cpu"))
+    part = tmp_path / "part"
+    fit(
+        TASK,
+        cfg,
+        RunOptions(out=part, quiet=True, device="cpu", extra_callbacks=[StopAfterSecondEpoch()]),
+    )
+    fit(
+        TASK,
+        cfg,
+        RunOptions(out=part, quiet=True, device="cpu", resume=part / "checkpoints" / "last.ckpt"),
+    )
+    full = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)
+    resumed = torch.load(part / "checkpoints" / "last.ckpt", weights_only=True)
+    assert full["epoch"] == resumed["epoch"] == 2
+    for key, value in full["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key

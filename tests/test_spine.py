@@ -1,0 +1,129 @@
+"""embed-spine: Cobb accuracy on synthetic X-rays, the CLI, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from recon.cli.app import main
+from recon.pipelines.io import write_png
+from recon.pipelines.metrics import cobb_error
+from recon.pipelines.spine import (
+    EMBEDDING_SIZE,
+    load_spine_image,
+    measure_spine,
+    mirror_embedding,
+    synth_spine_xray,
+)
+
+
+def run(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def test_cobb_mae_over_20_synthetic_xrays_is_at_most_5_deg():
+    rng = np.random.default_rng(7)
+    errors = []
+    for i in range(20):
+        cobb = 50.0 * i / 19 * rng.choice([-1, 1])
+        xray = synth_spine_xray(cobb, rng.uniform(420, 560), rng.uniform(250, 360), seed=i)
+        measure = measure_spine(xray.image / 65535.0, (xray.spacing_mm,) * 2)
+        errors.append(cobb_error(measure.cobb_deg, xray.cobb_deg))
+    assert np.mean(errors) <= 5.0, f"Cobb MAE {np.mean(errors):.2f} deg"
+
+
+def test_centre_line_follows_the_vertebrae_within_3_mm():
+    xray = synth_spine_xray(35.0, seed=3)
+    measure = measure_spine(xray.image / 65535.0, (xray.spacing_mm,) * 2)
+    error_mm = np.abs(measure.level_cols - xray.level_cols).mean() * xray.spacing_mm
+    assert error_mm <= 3.0
+
+
+def test_mirrored_xray_gives_the_mirrored_embedding():
+    xray = synth_spine_xray(30.0, seed=5)
+    image = xray.image / 65535.0
+    spacing = (xray.spacing_mm,) * 2
+    direct = measure_spine(image, spacing).embedding
+    mirrored = measure_spine(image[:, ::-1], spacing).embedding
+    assert direct.shape == (EMBEDDING_SIZE,)
+    assert np.sign(direct[0]) == -np.sign(mirrored[0])
+    assert np.abs(mirror_embedding(direct)[5:22] - mirrored[5:22]).mean() < 0.08
+
+
+def test_embed_spine_cli_writes_json_and_overlay(tmp_path, capsys):
+    xray = synth_spine_xray(-25.0, seed=11)
+    write_png(tmp_path / "spine.png", xray.image)
+    code, out, _ = run(
+        [
+            "embed-spine",
+            str(tmp_path / "spine.png"),
+            "-o",
+            str(tmp_path / "emb.json"),
+            "--debug-image",
+            str(tmp_path / "debug.png"),
+            "--json",
+        ],
+        capsys,
+    )
+    assert code in (0, None)
+    result = json.loads(out)
+    doc = json.loads((tmp_path / "emb.json").read_text())
+    assert len(doc["embedding"]) == EMBEDDING_SIZE and len(doc["tilts_deg"]) == 17
+    assert abs(result["cobb_deg"] - xray.cobb_deg) <= 5.0
+    assert (tmp_path / "debug.png").stat().st_size > 0
+
+
+def test_dicom_xray_is_read_with_its_spacing(tmp_path):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    xray = synth_spine_xray(20.0, seed=2)
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.Rows, ds.Columns = xray.image.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.SamplesPerPixel, ds.PixelRepresentation = 1, 0
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.ImagerPixelSpacing = [xray.spacing_mm, xray.spacing_mm]
+    ds.PixelData = xray.image.tobytes()
+    ds.save_as(tmp_path / "spine.dcm", enforce_file_format=True)
+    image, spacing = load_spine_image(tmp_path / "spine.dcm")
+    assert spacing == pytest.approx((xray.spacing_mm, xray.spacing_mm))
+    measure = measure_spine(image, spacing)
+    assert cobb_error(measure.cobb_deg, xray.cobb_deg) <= 5.0
+
+
+def test_no_spine_exits_1(tmp_path, capsys):
+    noise = np.random.default_rng(0).integers(0, 65535, (200, 160), dtype=np.uint16)
+    write_png(tmp_path / "noise.png", noise)
+    code, _, err = run(
+        ["embed-spine", str(tmp_path / "noise.png"), "-o", str(tmp_path / "e.json")], capsys
+    )
+    assert code == 1 and "no spine" in err
+    assert not (tmp_path / "e.json").exists()
+
+
+@pytest.mark.parametrize(
+    "name,content",
+    [
+        ("mesh.stl", b"solid x\nendsolid x\n"),
+        ("notes.txt", b"hello"),
+        ("fake.png", b"not a png at all"),
+    ],
+)
+def test_wrong_kind_of_file_exits_2(tmp_path, capsys, name, content):
+    (tmp_path / name).write_bytes(content)
+    code, out, err = run(
+        ["embed-spine", str(tmp_path / name), "-o", str(tmp_path / "e.json")], capsys
+    )
+    assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "e.json").exists()

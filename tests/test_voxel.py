@@ -1,0 +1,265 @@
+"""Task `voxel` pieces and CLI: voxelisation against analytic truth, metrics, synth layout,
+train + predict as a user runs them, bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from recon.pipelines.io import write_png
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+@pytest.fixture(scope="module")
+def pix3d_root(tmp_path_factory):
+    from recon.pipelines.pix3d import synth_pix3d
+
+    root = tmp_path_factory.mktemp("pix3d")
+    synth_pix3d(root, models_per_class=2, views_per_model=2, seed=3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(pix3d_root, tmp_path_factory):
+    """A tiny `recon train voxel` run (32 px input, 2 epochs)."""
+    from recon.cli.app import main
+
+    run = tmp_path_factory.mktemp("run") / "voxel"
+    args = [
+        "train",
+        "voxel",
+        "--data",
+        str(pix3d_root),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--set",
+        "size=32",
+        "--set",
+        "hidden=64",
+        "-o",
+        str(run),
+        "--device",
+        "cpu",
+        "-q",
+    ]
+    try:
+        main(args)
+    except SystemExit as exit_:
+        assert exit_.code in (0, None)
+    return run
+
+
+@pytest.mark.parametrize(
+    ("method", "category"),
+    [("raycast", "plate"), ("raycast", "flange"), ("raycast", "shaft"), ("winding", "shaft")],
+)
+def test_voxelize_matches_analytic_solid(method, category):
+    from recon.pipelines.parts import make_part
+    from recon.pipelines.solids import fitted_occupancy, solid_mesh
+    from recon.pipelines.voxelize import voxelize_mesh
+
+    solid = make_part(category, np.random.default_rng(1))
+    grid = voxelize_mesh(solid_mesh(solid, 96), 32, method)
+    assert grid.shape == (32, 32, 32)
+    assert iou(grid, fitted_occupancy(solid, 32)) >= 0.92
+
+
+def test_winding_number_survives_holes_in_the_mesh():
+    from recon.pipelines.parts import make_part
+    from recon.pipelines.solids import fitted_occupancy, solid_mesh
+    from recon.pipelines.voxelize import voxelize_mesh
+
+    solid = make_part("shaft", np.random.default_rng(2))
+    mesh = solid_mesh(solid, 96)
+    keep = np.ones(len(mesh.faces), dtype=bool)
+    keep[np.random.default_rng(0).choice(len(keep), 20, replace=False)] = False
+    mesh.update_faces(keep)
+    assert not mesh.is_watertight
+    grid = voxelize_mesh(mesh, 32, "auto")
+    assert iou(grid, fitted_occupancy(solid, 32)) >= 0.9
+
+
+def test_voxelize_file_is_cached(tmp_path):
+    import trimesh
+
+    from recon.pipelines.voxelize import voxelize_file
+
+    trimesh.creation.box((1, 2, 3)).export(tmp_path / "box.stl")
+    first = voxelize_file(tmp_path / "box.stl", 16, "raycast", tmp_path / "cache")
+    cached = list((tmp_path / "cache").glob("*.npy"))
+    assert len(cached) == 1
+    np.save(cached[0], np.zeros((16, 16, 16), bool))  # the cache is what is read back
+    assert not voxelize_file(tmp_path / "box.stl", 16, "raycast", tmp_path / "cache").any()
+    assert first[8, 8, :].all() and not first[0, 8, 8]  # z spans the grid, x does not
+
+
+def test_grid_to_mesh_is_closed():
+    from recon.pipelines.voxelize import grid_to_mesh
+
+    grid = np.zeros((16, 16, 16))
+    grid[0:8, 3:16, 5:9] = 1  # touches the grid border: padding still closes it
+    mesh = grid_to_mesh(grid)
+    assert mesh.is_watertight and mesh.volume > 0
+    assert abs(mesh.volume - grid.sum()) / grid.sum() < 0.2
+
+
+def test_voxel_metrics_definitions():
+    import torch
+
+    from recon.pipelines.metrics import voxel_dice, voxel_iou, voxel_regression
+
+    target = torch.zeros(2, 4, 4, 4)
+    target[:, :2] = 1  # 32 occupied voxels
+    prob = torch.zeros(2, 4, 4, 4)
+    prob[0, :1] = 0.9  # 16 voxels, all inside the target
+    prob[1] = 0.6  # everything
+    assert voxel_iou(prob, target).tolist() == pytest.approx([0.5, 0.5])
+    assert voxel_dice(prob, target).tolist() == pytest.approx([2 * 16 / 48, 2 * 32 / 96])
+    assert voxel_iou(prob, target, 0.95).tolist() == pytest.approx([0.0, 0.0])
+    empty = torch.zeros(1, 4, 4, 4)
+    assert voxel_iou(empty, empty).item() == 1.0
+    scores = voxel_regression(target, target)
+    assert scores["mae"].max() == 0 and scores["r2"].min() == pytest.approx(1.0)
+
+
+def test_synth_pix3d_layout(pix3d_root):
+    from recon.pipelines.matfiles import is_v73, read_voxel_mat
+
+    entries = json.loads((pix3d_root / "pix3d.json").read_text())
+    assert len(entries) == 20 and len({e["category"] for e in entries}) == 5
+    versions = set()
+    for entry in entries:
+        assert (pix3d_root / entry["img"]).is_file()
+        grid = read_voxel_mat(pix3d_root / entry["voxel"])
+        assert grid.shape == (128, 128, 128) and grid.any()
+        versions.add(is_v73(pix3d_root / entry["voxel"]))
+        x0, y0, x1, y1 = entry["bbox"]
+        assert 0 <= x0 < x1 < entry["img_size"][0] and 0 <= y0 < y1 < entry["img_size"][1]
+    assert versions == {True, False}
+
+
+def test_train_writes_run_and_predict_writes_meshes(trained, pix3d_root, recon, tmp_path):
+    assert (trained / "checkpoints" / "best.ckpt").is_file()
+    header = (trained / "metrics.csv").read_text().splitlines()[0]
+    for name in ("val/iou", "val/iou_mean_shape", "val/dice", "val/mae", "val/r2", "val/iou@0.3"):
+        assert name in header
+    images = sorted((pix3d_root / "img" / "chair").glob("*.png"))[:2]
+    code, out, err = recon(
+        "predict",
+        "voxel",
+        *images,
+        "-c",
+        trained / "checkpoints" / "best.ckpt",
+        "-o",
+        tmp_path / "pred",
+        "--format",
+        "ply",
+        "--json",
+        "--device",
+        "cpu",
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert len(result["results"]) == 2
+    for record in result["results"]:
+        grid = np.load(record["grid"])
+        assert grid.shape == (32, 32, 32)
+        if record["mesh"]:
+            assert record["mesh"].endswith(".ply") and record["watertight"]
+
+
+def test_predict_handles_grey_and_rgba(trained, recon, tmp_path):
+    write_png(tmp_path / "grey.png", np.tile(np.arange(64, dtype=np.uint8), (64, 1)))
+    rgba = np.zeros((48, 40, 4), np.uint8)
+    rgba[10:30, 10:30] = (200, 50, 50, 255)
+    write_png(tmp_path / "rgba.png", rgba)
+    write_png(tmp_path / "deep.png", (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16))
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    code, out, err = recon(
+        "predict",
+        "voxel",
+        tmp_path / "grey.png",
+        tmp_path / "rgba.png",
+        tmp_path / "deep.png",
+        "-c",
+        ckpt,
+        "-o",
+        tmp_path / "o",
+        "--json",
+    )
+    assert code == 0, err
+    assert len(json.loads(out)["results"]) == 3
+
+
+def test_predict_bad_inputs(trained, recon, tmp_path):
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    (tmp_path / "text.png").write_text("this is not an image")
+    write_png(tmp_path / "dot.png", np.zeros((1, 1, 3), np.uint8))
+    write_png(tmp_path / "ok.png", np.zeros((32, 32, 3), np.uint8))
+    cases = [
+        ((tmp_path / "text.png",), ckpt, "not a readable image"),
+        ((tmp_path / "dot.png",), ckpt, "1 x 1 pixels"),
+        ((tmp_path / "ok.png", tmp_path / "missing.png"), ckpt, "no such image"),
+        ((tmp_path / "ok.png",), tmp_path / "ok.png", "checkpoint"),
+    ]
+    for index, (images, checkpoint, message) in enumerate(cases):
+        out_dir = tmp_path / f"out{index}"
+        code, out, err = recon("predict", "voxel", *images, "-c", checkpoint, "-o", out_dir)
+        assert code == 2, (message, err)
+        assert message in err and len(err.strip().splitlines()) == 1
+        assert not out_dir.exists()
+    # a checkpoint of another task
+    code, _, err = recon("predict", "parts", tmp_path / "ok.png", "-c", ckpt, "-o", tmp_path / "p")
+    assert code == 2 and "'voxel', not 'parts'" in err
+    assert not (tmp_path / "p").exists()
+
+
+def test_missing_pretrained_weights_is_one_clear_line(pix3d_root, recon, tmp_path):
+    code, _, err = recon(
+        "train",
+        "voxel",
+        "--data",
+        pix3d_root,
+        "--set",
+        f"pretrained_weights={tmp_path / 'resnet18.pth'}",
+        "-o",
+        tmp_path / "r",
+        "-q",
+    )
+    assert code == 2 and "no such weights file" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_pretrained_weights_file_is_loaded(tmp_path):
+    import torch
+    from torchvision.models import resnet18
+
+    from recon.models.voxel_net import VoxelNet
+    from recon.pipelines.training.voxel import load_pretrained_encoder
+
+    source = resnet18(weights=None)
+    torch.save(source.state_dict(), tmp_path / "resnet18.pth")
+    net = VoxelNet(8, 16)
+    load_pretrained_encoder(net.encoder, str(tmp_path / "resnet18.pth"))
+    assert torch.equal(net.encoder.conv1.weight, source.conv1.weight)
+
+
+def test_synth_cli(recon, tmp_path):
+    code, out, err = recon(
+        "synth", "pix3d", "-o", tmp_path / "p", "--models", "1", "--views", "1", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["per_class"] == dict.fromkeys(
+        ("bed", "bookcase", "chair", "sofa", "table"), 1
+    )
+    code, _, err = recon("synth", "pix3d", "-o", tmp_path / "p", "--models", "1")
+    assert code == 2 and "already exists" in err
+    code, _, err = recon("synth", "parts", "-o", tmp_path / "q", "--parts", "0")
+    assert code == 2 and not (tmp_path / "q").exists()
