@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from recon.pipelines.errors import BadInput
-from recon.pipelines.training.engine import TaskSpec, TrainConfig, config_dict, seeded_loader
+from recon.pipelines.training.engine import SplitLoaders, TaskSpec, TrainConfig, config_dict
 
 
 @dataclass
@@ -228,7 +228,7 @@ def _module_class():
 def _datamodule_class():
     import lightning as L
 
-    class CorsetData(L.LightningDataModule):
+    class CorsetData(SplitLoaders, L.LightningDataModule):
         def __init__(self, cfg: CorsetConfig) -> None:
             super().__init__()
             self.cfg = cfg
@@ -245,16 +245,6 @@ def _datamodule_class():
             train = order[n_val:]
             self.train_set = CorsetSamples(x[train], y[train], e[train], cfg.augment)
             self.val_set = CorsetSamples(x[val], y[val], e[val], False)
-
-        def train_dataloader(self):
-            return seeded_loader(
-                self.train_set, self.cfg.batch_size, self.cfg.seed, True, self.cfg.num_workers
-            )
-
-        def val_dataloader(self):
-            return seeded_loader(
-                self.val_set, self.cfg.batch_size, self.cfg.seed, False, self.cfg.num_workers
-            )
 
     return CorsetData
 

@@ -184,6 +184,18 @@ def seeded_loader(dataset, batch_size: int, seed: int, shuffle: bool, num_worker
     )
 
 
+class SplitLoaders:
+    """Mixin for a LightningDataModule holding `cfg`, `train_set` and `val_set`: seeded loaders."""
+
+    def train_dataloader(self):
+        cfg = self.cfg
+        return seeded_loader(self.train_set, cfg.batch_size, cfg.seed, True, cfg.num_workers)
+
+    def val_dataloader(self):
+        cfg = self.cfg
+        return seeded_loader(self.val_set, cfg.batch_size, cfg.seed, False, cfg.num_workers)
+
+
 def seed_all(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices)."""
     import torch

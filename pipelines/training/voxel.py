@@ -21,7 +21,7 @@ import numpy as np
 
 from recon.pipelines.errors import BadInput
 from recon.pipelines.object_images import auto_bbox, imagenet_tensor, rgb_image, square_crop
-from recon.pipelines.training.engine import TaskSpec, TrainConfig, config_dict, seeded_loader
+from recon.pipelines.training.engine import SplitLoaders, TaskSpec, TrainConfig, config_dict
 
 TASK_NAME = "voxel"
 SWEEP = (0.3, 0.4, 0.6, 0.7)
@@ -229,7 +229,7 @@ def occupancy_data_class(make_sets):
     """A LightningDataModule class whose setup calls make_sets(cfg) -> (train, val)."""
     import lightning as L
 
-    class OccupancyData(L.LightningDataModule):
+    class OccupancyData(SplitLoaders, L.LightningDataModule):
         def __init__(self, cfg) -> None:
             super().__init__()
             self.cfg = cfg
@@ -239,16 +239,6 @@ def occupancy_data_class(make_sets):
             if self.train_set is None:
                 self.train_set, self.val_set = make_sets(self.cfg)
                 self.mean_grid = mean_shape(self.train_set)
-
-        def train_dataloader(self):
-            return seeded_loader(
-                self.train_set, self.cfg.batch_size, self.cfg.seed, True, self.cfg.num_workers
-            )
-
-        def val_dataloader(self):
-            return seeded_loader(
-                self.val_set, self.cfg.batch_size, self.cfg.seed, False, self.cfg.num_workers
-            )
 
     return OccupancyData
 
