@@ -49,6 +49,9 @@ CtVolume = Annotated[
         rich_help_panel="Data",
     ),
 ]
+CtOrientation = Annotated[
+    str, typer.Option(help="Patient orientation of the X-rays: AP or PA.", rich_help_panel="Data")
+]
 
 
 class Reporter:

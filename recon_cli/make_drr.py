@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from recon.cli.common import (
+    CtOrientation,
     CtVolume,
     Device,
     Json,
@@ -30,7 +31,7 @@ def make_drr(
         ),
     ],
     volume: CtVolume = None,
-    orientation: Annotated[str, typer.Option(help="AP or PA.")] = "AP",
+    orientation: CtOrientation = "AP",
     pose: Annotated[
         Path | None,
         typer.Option(

@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from recon.cli.common import COMPUTE, CtVolume, Device, Json, Overwrite, Quiet, Reporter, Seed
+from recon.cli.common import (
+    COMPUTE,
+    CtOrientation,
+    CtVolume,
+    Device,
+    Json,
+    Overwrite,
+    Quiet,
+    Reporter,
+    Seed,
+)
 
 DATA = "Data"
 INIT = "Initial pose"
@@ -23,7 +33,7 @@ def register(
         Path | None,
         typer.Option(help="Label map of the CT (vertebra fiducials).", rich_help_panel=DATA),
     ] = None,
-    orientation: Annotated[str, typer.Option(help="AP or PA.", rich_help_panel=DATA)] = "AP",
+    orientation: CtOrientation = "AP",
     sdd: Annotated[
         float | None,
         typer.Option(

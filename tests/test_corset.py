@@ -21,13 +21,6 @@ from recon.pipelines.io import load_mesh
 from recon.pipelines.metrics import surface_score
 
 
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("corset") / "data"
@@ -87,123 +80,82 @@ def _touch_checkpoint(path):
     return path
 
 
-def test_missing_view_exits_2(dataset, tmp_path, capsys):
+def predict_corset(recon, photos, spine, tmp_path):
+    """`recon predict corset` with a placeholder checkpoint, writing tmp_path/c.stl."""
+    checkpoint = _touch_checkpoint(tmp_path / "m.ckpt")
+    return recon(
+        "predict",
+        "corset",
+        "--photos",
+        photos,
+        "--spine",
+        spine,
+        "-c",
+        checkpoint,
+        "-o",
+        tmp_path / "c.stl",
+    )
+
+
+def test_missing_view_exits_2(dataset, tmp_path, recon):
     photos = tmp_path / "photos"
     shutil.copytree(dataset / "p0000" / "photos", photos)
     (photos / "depth_view_003.png").unlink()
-    code, _, err = run(
-        [
-            "predict",
-            "corset",
-            "--photos",
-            str(photos),
-            "--spine",
-            str(dataset / "p0000" / "spine.png"),
-            "-c",
-            str(_touch_checkpoint(tmp_path / "m.ckpt")),
-            "-o",
-            str(tmp_path / "c.stl"),
-        ],
-        capsys,
-    )
+    code, _, err = predict_corset(recon, photos, dataset / "p0000" / "spine.png", tmp_path)
     assert code == 2 and "depth_view_003" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "c.stl").exists()
 
 
-def test_wrong_number_of_photos_exits_2(dataset, tmp_path, capsys):
+def test_wrong_number_of_photos_exits_2(dataset, tmp_path, recon):
     photos = tmp_path / "photos"
-    code, _, _ = run(
-        [
-            "project",
-            str(dataset / "p0000" / "torso.stl"),
-            "-o",
-            str(photos),
-            "--views",
-            "6",
-            "--size",
-            "64",
-            "-q",
-        ],
-        capsys,
+    code, _, _ = recon(
+        "project",
+        str(dataset / "p0000" / "torso.stl"),
+        "-o",
+        str(photos),
+        "--views",
+        "6",
+        "--size",
+        "64",
+        "-q",
     )
     assert code in (0, None)
-    code, _, err = run(
-        [
-            "predict",
-            "corset",
-            "--photos",
-            str(photos),
-            "--spine",
-            str(dataset / "p0000" / "spine.png"),
-            "-c",
-            str(_touch_checkpoint(tmp_path / "m.ckpt")),
-            "-o",
-            str(tmp_path / "c.stl"),
-        ],
-        capsys,
-    )
+    code, _, err = predict_corset(recon, photos, dataset / "p0000" / "spine.png", tmp_path)
     assert code == 2 and "needs exactly the 10 views" in err
     assert not (tmp_path / "c.stl").exists()
 
 
-def test_spine_of_the_wrong_kind_exits_2(dataset, tmp_path, capsys):
-    code, _, err = run(
-        [
-            "predict",
-            "corset",
-            "--photos",
-            str(dataset / "p0000" / "photos"),
-            "--spine",
-            str(dataset / "p0000" / "torso.stl"),
-            "-c",
-            str(_touch_checkpoint(tmp_path / "m.ckpt")),
-            "-o",
-            str(tmp_path / "c.stl"),
-        ],
-        capsys,
+def test_spine_of_the_wrong_kind_exits_2(dataset, tmp_path, recon):
+    code, _, err = predict_corset(
+        recon, dataset / "p0000" / "photos", dataset / "p0000" / "torso.stl", tmp_path
     )
     assert code == 2 and "not a spine X-ray" in err
     assert not (tmp_path / "c.stl").exists()
 
 
-def test_checkpoint_that_is_not_one_exits_2(dataset, tmp_path, capsys):
-    code, _, err = run(
-        [
-            "predict",
-            "corset",
-            "--photos",
-            str(dataset / "p0000" / "photos"),
-            "--spine",
-            str(dataset / "p0000" / "spine.png"),
-            "-c",
-            str(_touch_checkpoint(tmp_path / "m.ckpt")),
-            "-o",
-            str(tmp_path / "c.stl"),
-        ],
-        capsys,
+def test_checkpoint_that_is_not_one_exits_2(dataset, tmp_path, recon):
+    code, _, err = predict_corset(
+        recon, dataset / "p0000" / "photos", dataset / "p0000" / "spine.png", tmp_path
     )
     assert code == 2 and "checkpoint" in err
     assert not (tmp_path / "c.stl").exists()
 
 
-def test_train_corset_without_a_data_set_exits_2(tmp_path, capsys):
-    code, _, err = run(
-        [
-            "train",
-            "corset",
-            "--data",
-            str(tmp_path / "nothing"),
-            "--epochs",
-            "1",
-            "-o",
-            str(tmp_path / "run"),
-        ],
-        capsys,
+def test_train_corset_without_a_data_set_exits_2(tmp_path, recon):
+    code, _, err = recon(
+        "train",
+        "corset",
+        "--data",
+        str(tmp_path / "nothing"),
+        "--epochs",
+        "1",
+        "-o",
+        str(tmp_path / "run"),
     )
     assert code == 2 and "dataset.json" in err
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_synth_corset_rejects_a_bad_size(tmp_path, capsys):
-    code, _, err = run(["synth", "corset", "-o", str(tmp_path / "d"), "--size", "100"], capsys)
+def test_synth_corset_rejects_a_bad_size(tmp_path, recon):
+    code, _, err = recon("synth", "corset", "-o", tmp_path / "d", "--size", "100")
     assert code == 2 and "--size" in err and not (tmp_path / "d").exists()

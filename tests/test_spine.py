@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from recon.cli.app import main
 from recon.pipelines.io import write_png
 from recon.pipelines.metrics import cobb_error
 from recon.pipelines.spine import (
@@ -17,13 +16,6 @@ from recon.pipelines.spine import (
     mirror_embedding,
     synth_spine_xray,
 )
-
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def test_cobb_mae_over_20_synthetic_xrays_is_at_most_5_deg():
@@ -55,20 +47,17 @@ def test_mirrored_xray_gives_the_mirrored_embedding():
     assert np.abs(mirror_embedding(direct)[5:22] - mirrored[5:22]).mean() < 0.08
 
 
-def test_embed_spine_cli_writes_json_and_overlay(tmp_path, capsys):
+def test_embed_spine_cli_writes_json_and_overlay(tmp_path, recon):
     xray = synth_spine_xray(-25.0, seed=11)
     write_png(tmp_path / "spine.png", xray.image)
-    code, out, _ = run(
-        [
-            "embed-spine",
-            str(tmp_path / "spine.png"),
-            "-o",
-            str(tmp_path / "emb.json"),
-            "--debug-image",
-            str(tmp_path / "debug.png"),
-            "--json",
-        ],
-        capsys,
+    code, out, _ = recon(
+        "embed-spine",
+        str(tmp_path / "spine.png"),
+        "-o",
+        str(tmp_path / "emb.json"),
+        "--debug-image",
+        str(tmp_path / "debug.png"),
+        "--json",
     )
     assert code in (0, None)
     result = json.loads(out)
@@ -102,11 +91,11 @@ def test_dicom_xray_is_read_with_its_spacing(tmp_path):
     assert cobb_error(measure.cobb_deg, xray.cobb_deg) <= 5.0
 
 
-def test_no_spine_exits_1(tmp_path, capsys):
+def test_no_spine_exits_1(tmp_path, recon):
     noise = np.random.default_rng(0).integers(0, 65535, (200, 160), dtype=np.uint16)
     write_png(tmp_path / "noise.png", noise)
-    code, _, err = run(
-        ["embed-spine", str(tmp_path / "noise.png"), "-o", str(tmp_path / "e.json")], capsys
+    code, _, err = recon(
+        *["embed-spine", str(tmp_path / "noise.png"), "-o", str(tmp_path / "e.json")]
     )
     assert code == 1 and "no spine" in err
     assert not (tmp_path / "e.json").exists()
@@ -120,10 +109,8 @@ def test_no_spine_exits_1(tmp_path, capsys):
         ("fake.png", b"not a png at all"),
     ],
 )
-def test_wrong_kind_of_file_exits_2(tmp_path, capsys, name, content):
+def test_wrong_kind_of_file_exits_2(tmp_path, recon, name, content):
     (tmp_path / name).write_bytes(content)
-    code, out, err = run(
-        ["embed-spine", str(tmp_path / name), "-o", str(tmp_path / "e.json")], capsys
-    )
+    code, out, err = recon(*["embed-spine", str(tmp_path / name), "-o", str(tmp_path / "e.json")])
     assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "e.json").exists()
