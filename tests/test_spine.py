@@ -114,3 +114,40 @@ def test_wrong_kind_of_file_exits_2(tmp_path, recon, name, content):
     code, out, err = recon(*["embed-spine", str(tmp_path / name), "-o", str(tmp_path / "e.json")])
     assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "e.json").exists()
+
+
+def test_centre_line_on_a_drr_of_the_chest_ct_is_within_4_mm(tmp_path, recon):
+    """AP DRR of the bundled chest CT through embed-spine (16-bit PNG, --spacing); the truth is
+    the projected centroid of each vertebra label, the error is measured at the isocentre."""
+    import torch
+
+    from recon.pipelines.medical.drr import (
+        Intrinsics,
+        drr_to_uint16,
+        make_renderer,
+        project_points,
+        render_with,
+    )
+    from recon.pipelines.medical.pose import pose_from_degrees
+    from recon.pipelines.medical.volume import load_ct, vertebra_centroids
+
+    subject = load_ct(spacing_mm=3.0)
+    intrinsics = Intrinsics(sdd=1020.0, height=128, width=128, delx=3.2, dely=3.2)
+    drr = make_renderer(subject, intrinsics)
+    pose = pose_from_degrees([0.0, 0.0, 0.0], [0.0, 850.0, 0.0])
+    with torch.no_grad():
+        counts, _ = drr_to_uint16(render_with(drr, pose)[0, 0])
+        points = torch.tensor([list(vertebra_centroids(subject).values())], dtype=torch.float32)
+        pixels = project_points(drr, pose, points)[0].numpy()  # (column, row)
+    pixels = pixels[(pixels[:, 1] >= 0) & (pixels[:, 1] < 128)]
+    write_png(tmp_path / "drr.png", counts.numpy().astype(np.uint16))
+    code, _, err = recon(
+        *["embed-spine", tmp_path / "drr.png", "--spacing", 3.2, "-o", tmp_path / "e.json", "-q"]
+    )
+    assert code == 0, err
+    line = np.asarray(json.loads((tmp_path / "e.json").read_text())["centre_line_px"])
+    covered = (pixels[:, 1] >= line[:, 0].min()) & (pixels[:, 1] <= line[:, 0].max())
+    found = np.interp(pixels[covered, 1], line[:, 0], line[:, 1])
+    error_mm = np.abs(found - pixels[covered, 0]) * 3.2 / (1020.0 / 850.0)
+    assert covered.sum() >= 0.7 * len(pixels), f"{covered.sum()}/{len(pixels)} vertebrae covered"
+    assert error_mm.mean() <= 4.0 and error_mm.max() <= 8.0, f"{error_mm.round(1)} mm"
