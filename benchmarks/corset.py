@@ -9,7 +9,8 @@ Prints, as it goes:
 3. `train corset` on a synthetic set for --minutes of CPU each, with and without spine
    conditioning, then F-score@2% of the predicted STL against the true corset on held-out
    patients (another seed) and the baseline (torso offset by the mean clearance + thickness,
-   trimmed alike), target >= 0.7 and above the baseline; and the predict time per patient.
+   trimmed alike), target >= 0.7 and above the baseline; Chamfer-L1 of both; and the predict
+   time per patient.
 """
 
 from __future__ import annotations
@@ -163,12 +164,16 @@ def corset_training(
         f = np.mean([r["fscore"] for r in rows])
         b = np.mean([r["baseline_fscore"] for r in rows])
         wins = sum(r["fscore"] > r["baseline_fscore"] for r in rows)
+        ties = sum(r["fscore"] == r["baseline_fscore"] for r in rows)
+        chamfer = np.mean([r["chamfer_pct"] for r in rows])
+        chamfer_b = np.mean([r["baseline_chamfer_pct"] for r in rows])
         seconds = np.mean([r["seconds"] for r in rows])
         print(
             f"corset {'with' if conditioning else 'without'} spine conditioning: "
             f"{result['epochs_run']} epochs in {result['seconds'] / 60:.1f} min, "
             f"F-score@2% {f:.3f} vs baseline {b:.3f} on {len(rows)} held-out patients "
-            f"(model better on {wins}); predict {seconds:.1f} s/patient"
+            f"(model better on {wins}, equal on {ties}); Chamfer-L1 {chamfer:.3f}% vs "
+            f"{chamfer_b:.3f}% of the diagonal; predict {seconds:.1f} s/patient"
         )
 
 

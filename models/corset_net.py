@@ -9,17 +9,20 @@ and as a FiLM scale and shift of the bottleneck features; with embedding_size 0 
 is unconditioned. Input (B, C_in, H, W), H and W multiples of 64; output (B, C_out, H, W) in
 [-1, 1].
 
-Output head: plain tanh, or with residual=True a gated residual on the input: the first C_out
-input channels, grey-dilated over a (size/32 + 1)-pixel window, plus a bounded correction
-(+-0.25) where a gate says foreground, and -1 (background) elsewhere. The gate is a sigmoid
-thresholded at 0.5 in the forward pass, with the sigmoid's gradient (straight-through). The
-residual head needs input and output channels that depict the same views in the same order.
+Output head: plain tanh, or with residual=True a gated residual on a base: the LAST C_out
+input channels (a prior that already depicts the output views, e.g. the offset torso's views),
+plus a bounded correction (+-0.25) where a gate says foreground, and -1 (background) elsewhere.
+The gate is a sigmoid thresholded at 0.5 in the forward pass, with the sigmoid's gradient
+(straight-through); its logit is the head's plus +-GATE_PRIOR by the base's own foreground, and
+the head starts at zero, so an untrained residual generator returns its base unchanged.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+GATE_PRIOR = 3.0  # gate logit that the base's foreground (background) contributes
 
 
 def _down(cin: int, cout: int, norm: bool, dropout: float) -> nn.Sequential:
@@ -89,7 +92,7 @@ class CorsetGenerator(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(f, 2 * out_channels if residual else out_channels, 1),
         )
-        if residual:  # start from the dilated input, gate undecided
+        if residual:  # start from the base: no correction, its own foreground
             nn.init.zeros_(self.head[-1].weight)
             nn.init.zeros_(self.head[-1].bias)
 
@@ -115,8 +118,8 @@ class CorsetGenerator(nn.Module):
         if not self.residual:
             return torch.tanh(out)
         correction, gate = out.chunk(2, dim=1)
-        k = 2 * max(1, x.shape[-1] // 64) + 1
-        base = nn.functional.max_pool2d(x[:, : self.out_channels], k, 1, k // 2)
+        base = x[:, -self.out_channels :]
+        gate = gate + torch.where(base > -1, GATE_PRIOR, -GATE_PRIOR)
         soft = torch.sigmoid(gate)
         gate = (gate > 0).to(gate.dtype) + soft - soft.detach()  # hard forward, soft gradient
         return gate * (base + 0.25 * torch.tanh(correction)) - (1 - gate)

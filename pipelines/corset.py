@@ -273,6 +273,76 @@ def load_photos(folder: Path, size: int | None = None) -> tuple[np.ndarray, dict
     return depths[order], doc
 
 
+def prior_views(
+    photos: np.ndarray, scale: float, offset_mm: float, trim: tuple[float, float]
+) -> np.ndarray:
+    """Torso views in network values (10, S, S) -> the offset-torso corset's side views (8, S, S).
+
+    Each side view's visible surface moves offset_mm toward its camera: the front envelope of
+    the offset surface, a grey dilation with a hemisphere of that radius (exact for orthographic
+    views). Rows outside the trim band (fractions of the torso's seen height) become background.
+    `scale` is the views' frame scale (normalised units per mm).
+    """
+    from scipy import ndimage
+
+    from recon.pipelines.projection import EXTENT
+
+    size = photos.shape[-1]
+    pixel = 2 * EXTENT / size
+    radius = max(float(offset_mm) * float(scale), 0.0)
+    reach = int(radius / pixel)
+    steps = np.arange(-reach, reach + 1) * pixel
+    squared = steps[:, None] ** 2 + steps[None] ** 2
+    footprint = squared <= radius**2 + 1e-12
+    bump = np.sqrt(np.clip(radius**2 - squared, 0.0, None))
+    side = photos[:SIDE_VIEWS]
+    raised = np.stack(
+        [
+            ndimage.grey_dilation(np.where(v > -1, v, -10.0), footprint=footprint, structure=bump)
+            for v in side
+        ]
+    )
+    out = np.where(raised > -5, raised, -1.0).astype(np.float32)
+    rows = np.flatnonzero((side > -1).any(axis=(0, 2)))
+    if len(rows):
+        z = EXTENT * (1 - (2 * np.arange(size) + 1) / size)
+        top, bottom = z[rows[0]] + pixel / 2, z[rows[-1]] - pixel / 2
+        low, high = bottom + trim[0] * (top - bottom), bottom + trim[1] * (top - bottom)
+        out[:, (z < low) | (z > high)] = -1.0
+    return out
+
+
+def measure_prior(photos: np.ndarray, corsets: np.ndarray, scales: np.ndarray) -> dict:
+    """The offset and trim band that turn torsos into corsets on average, from training pairs.
+
+    photos (N, 10, S, S) and corsets (N, 8, S, S) in network values, scales (N,) the frames'
+    normalised units per mm. Offset: half the silhouette-width difference per row of each side
+    view (20%-trimmed mean over rows, views and patients, so pads and rims barely count); trim:
+    the median corset height band as fractions of the torso's seen height.
+    """
+    from scipy.stats import trim_mean
+
+    from recon.pipelines.projection import EXTENT
+
+    size = photos.shape[-1]
+    pixel = 2 * EXTENT / size
+    offsets, bands = [], []
+    for torso, corset, scale in zip(photos[:, :SIDE_VIEWS] > -1, corsets > -1, scales, strict=True):
+        both = corset.any(axis=2) & torso.any(axis=2)  # (8, S) rows seen in both
+        widths = corset.sum(axis=2) - torso.sum(axis=2)
+        offsets.append(widths[both] * pixel / 2 / scale)
+        seen, kept = np.flatnonzero(torso.any(axis=(0, 2))), np.flatnonzero(corset.any(axis=(0, 2)))
+        if len(seen) and len(kept):
+            height = seen[-1] - seen[0] + 1
+            bands.append(((seen[-1] - kept[-1]) / height, (seen[-1] + 1 - kept[0]) / height))
+    if not bands:
+        raise BadInput("the training pairs show no corset next to a torso")
+    return {
+        "offset_mm": float(trim_mean(np.concatenate(offsets), 0.2)),
+        "trim": [float(np.median([b[0] for b in bands])), float(np.median([b[1] for b in bands]))],
+    }
+
+
 def corset_views_doc(photos_doc: dict) -> dict:
     """views.json for predicted corset side views: the photos' frame, the side cameras only."""
     doc = json.loads(json.dumps(photos_doc))

@@ -24,7 +24,6 @@ from recon.pipelines.corset import (
     read_dataset,
     synth_corset_dataset,
 )
-from recon.pipelines.errors import BadInput
 
 
 @dataclass
@@ -51,14 +50,13 @@ def predict_corset(
     from recon.pipelines.io import write_png
     from recon.pipelines.outputs import write_json
     from recon.pipelines.spine import load_spine_image, measure_spine
-    from recon.pipelines.training.corset import _resize, build_generator
-    from recon.pipelines.training.engine import load_checkpoint
+    from recon.pipelines.training.corset import _resize, load_generator, with_prior
 
     timings = {}
     clock = time.perf_counter()
     depths, doc = load_photos(photos)
     image, pixel = load_spine_image(spine, spacing)
-    config, state = load_checkpoint(checkpoint, "corset")
+    generator, config = load_generator(checkpoint)
     timings["load"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -67,14 +65,10 @@ def predict_corset(
 
     clock = time.perf_counter()
     size = int(config["image_size"])
-    generator = build_generator(config)
-    weights = {k[len("generator.") :]: v for k, v in state.items() if k.startswith("generator.")}
-    try:
-        generator.load_state_dict(weights)
-    except RuntimeError as error:
-        raise BadInput(f"{checkpoint}: weights do not fit the corset generator") from error
-    generator.eval().to(device)
-    x = torch.from_numpy(_resize(encode_views(depths), size))[None].to(device)
+    generator.to(device)
+    scale = np.asarray([float(doc["frame"]["scale"])])
+    x = with_prior(_resize(encode_views(depths), size)[None], scale, config)
+    x = torch.from_numpy(x).to(device)
     e = torch.tensor(measure.embedding, dtype=torch.float32)[None].to(device)
     with torch.no_grad():
         values = generator(x, e if config["spine_conditioning"] else None)[0].cpu().numpy()
@@ -158,12 +152,16 @@ def evaluate_patients(
             ).mesh
             seconds = time.perf_counter() - clock
         baseline = baseline_corset(make_torso(params), offset[0], offset[1], params.height)
+        model = surface_score(predicted, reference, tau_fraction, 30_000)
+        base = surface_score(baseline, reference, tau_fraction, 30_000)
         rows.append(
             {
                 "name": name,
                 "cobb_deg": truth["cobb_deg"],
-                "fscore": surface_score(predicted, reference, tau_fraction, 30_000).fscore,
-                "baseline_fscore": surface_score(baseline, reference, tau_fraction, 30_000).fscore,
+                "fscore": model.fscore,
+                "baseline_fscore": base.fscore,
+                "chamfer_pct": model.chamfer_l1_pct,
+                "baseline_chamfer_pct": base.chamfer_l1_pct,
                 "seconds": seconds,
             }
         )
@@ -179,6 +177,7 @@ def train_tiny(data: Path, out: Path, epochs: int = 30, seed: int = 0, **setting
         "data": str(data),
         "epochs": epochs,
         "batch_size": 8,
+        "lr": 1e-3,
         "seed": seed,
         "image_size": 64,
         "features": 16,

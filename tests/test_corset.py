@@ -10,12 +10,16 @@ import pytest
 
 from recon.cli.app import main
 from recon.pipelines.corset import (
+    SIDE_VIEWS,
     PatientParams,
     corset_from_views,
     decode_views,
     encode_views,
     make_corset,
     make_torso,
+    measure_prior,
+    prior_views,
+    project_corset,
 )
 from recon.pipelines.io import load_mesh
 from recon.pipelines.metrics import surface_score
@@ -60,6 +64,38 @@ def test_pressure_pad_pushes_in_on_the_convex_side():
     near_apex = np.abs(padded.vertices[:, 2] - 250) < 20
     convex = near_apex & (padded.vertices[:, 0] > 0)
     assert padded.vertices[convex, 0].max() < plain.vertices[convex, 0].max() - 10
+
+
+def test_prior_is_the_offset_torso_and_its_offset_is_measured_from_pairs():
+    """Without pads a corset IS the torso offset by gap + thickness, trimmed: the prior views
+    must match its views, and measure_prior must recover the offset and the trim band."""
+    from recon.pipelines.projection import project_mesh
+
+    rng = np.random.default_rng(4)
+    photos, corsets, scales, offsets = [], [], [], []
+    for _ in range(3):
+        params = PatientParams(
+            rng.uniform(420, 560), 320, 220, rng.uniform(-40, 40), rng.uniform(4, 8), 4.0
+        )
+        params.width, params.depth = 0.6 * params.height, 0.42 * params.height
+        torso = make_torso(params)
+        projection = project_mesh(torso, views=SIDE_VIEWS, caps=True, size=128)
+        target = project_corset(make_corset(params, torso, pads=False), projection, 128)
+        photos.append(encode_views(projection.depths))
+        corsets.append(encode_views(target.depths))
+        scales.append(float(np.linalg.norm(projection.to_normalised[:3, 0])))
+        offsets.append(params.gap + params.thickness)
+    measured = measure_prior(np.stack(photos), np.stack(corsets), np.array(scales))
+    assert abs(measured["offset_mm"] - np.mean(offsets)) < 1.0, measured
+    assert np.allclose(measured["trim"], [0.12, 0.80], atol=0.02), measured
+    for x, y, scale, offset in zip(photos, corsets, scales, offsets, strict=True):
+        prior = prior_views(x, scale, offset, (0.12, 0.80))
+        both, either = (prior > -1) & (y > -1), (prior > -1) | (y > -1)
+        assert both.sum() / either.sum() > 0.95
+        depth_mm = np.median(np.abs(prior - y)[both]) / scale
+        assert depth_mm < 1.5, f"prior depth off by {depth_mm:.2f} mm"
+        plain = np.median(np.abs(x[:SIDE_VIEWS] - y)[both]) / scale
+        assert plain > offset - 2  # the raw torso views are a whole offset away
 
 
 def test_true_corset_views_back_project_to_the_corset(dataset):

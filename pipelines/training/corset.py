@@ -1,8 +1,11 @@
 """`recon train corset`: torso views + spine embedding -> corset views (pix2pix-style).
 
-One sample is one patient: its 10 torso depth views stacked as channels (8 side, top, bottom),
-the 8 corset side views as targets, and the embed-spine vector of its X-ray (layout in
-recon.pipelines.spine). Encoding in recon.pipelines.corset. Training has two stages: the
+One sample is one patient: its 10 torso depth views stacked as channels (8 side, top, bottom)
+followed by the 8 prior views (the torso offset by the training pairs' mean offset and trimmed to
+their mean band: recon.pipelines.corset.prior_views), the 8 corset side views as targets, and
+the embed-spine vector of its X-ray (layout in recon.pipelines.spine). The residual head starts
+from the prior views and learns what a brace adds to an offset torso (pads, reliefs, the
+patient's own clearance). Encoding in recon.pipelines.corset. Training has two stages: the
 generator alone on L1 + L2 for `generator_epochs`, then the full GAN (PatchGAN critic, BCE with
 label smoothing: real targets `real_label`). Adam (beta1 0.5) with ReduceLROnPlateau on val/l1.
 """
@@ -34,15 +37,19 @@ class CorsetConfig(TrainConfig):
     real_label: float = 0.9  # one-sided label smoothing for the critic
     generator_epochs: int = 50  # stage 1 (generator alone); the GAN stage follows
     spine_conditioning: bool = True
-    residual_head: bool = True  # gated residual on the torso views; false = plain tanh head
+    residual_head: bool = True  # gated residual on the prior views; false = plain tanh head
+    prior_offset_mm: float = 0.0  # torso -> corset offset of the prior; 0 = measured from data
+    prior_trim_bottom: float = 0.0  # the prior's band, fractions of the torso height (used
+    prior_trim_top: float = 0.0  # when prior_offset_mm > 0, else measured with the offset)
     augment: bool = True  # mirror (with the embedding), intensity scale, random shift-crop
     beta1: float = 0.5
     plateau_patience: int = 10
     plateau_factor: float = 0.5
 
 
-def load_patients(root: Path, size: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """Names, inputs (N, 10, S, S), targets (N, 8, S, S) float32, embeddings (N, E) float32."""
+def load_patients(root: Path, size: int):
+    """Names, photos (N, 10, S, S), targets (N, 8, S, S) float32, embeddings (N, E) float32,
+    frame scales (N,) (normalised units per mm)."""
     import json
 
     from recon.pipelines.backprojection import load_depth_views
@@ -51,10 +58,11 @@ def load_patients(root: Path, size: int) -> tuple[list[str], np.ndarray, np.ndar
 
     root = Path(root)
     doc = read_dataset(root)
-    names, inputs, targets, embeddings = [], [], [], []
+    names, inputs, targets, embeddings, scales = [], [], [], [], []
     for record in doc["patients"]:
         folder = root / record["name"]
-        photos, _ = load_photos(folder / "photos")
+        photos, photos_doc = load_photos(folder / "photos")
+        scales.append(float(photos_doc["frame"]["scale"]))
         views = read_views(folder / "corset_views")
         corset = load_depth_views(folder / "corset_views", views)
         order = [[v["name"] for v in views["views"]].index(n) for n in CORSET_VIEWS]
@@ -63,7 +71,37 @@ def load_patients(root: Path, size: int) -> tuple[list[str], np.ndarray, np.ndar
         inputs.append(_resize(encode_views(photos), size))
         targets.append(_resize(encode_views(corset[order]), size))
         embeddings.append(np.asarray(spine["embedding"], dtype=np.float32))
-    return names, np.stack(inputs), np.stack(targets), np.stack(embeddings)
+    return names, np.stack(inputs), np.stack(targets), np.stack(embeddings), np.asarray(scales)
+
+
+def with_prior(photos: np.ndarray, scales: np.ndarray, config: dict) -> np.ndarray:
+    """Photos (N, 10, S, S) -> network inputs (N, 18, S, S): the photos, then the prior views."""
+    from recon.pipelines.corset import prior_views
+
+    band = (config["prior_trim_bottom"], config["prior_trim_top"])
+    priors = [
+        prior_views(x, scale, config["prior_offset_mm"], band)
+        for x, scale in zip(photos, scales, strict=True)
+    ]
+    return np.concatenate([photos, np.stack(priors)], axis=1)
+
+
+def measured_prior(cfg: CorsetConfig, photos, targets, scales) -> CorsetConfig:
+    """cfg with the prior's offset and band measured from the pairs, unless set explicitly."""
+    import dataclasses
+
+    from recon.pipelines.corset import measure_prior
+
+    if cfg.prior_offset_mm > 0:
+        return cfg
+    measured = measure_prior(photos, targets, scales)
+    bottom, top = measured["trim"]
+    return dataclasses.replace(
+        cfg,
+        prior_offset_mm=round(measured["offset_mm"], 3),
+        prior_trim_bottom=round(bottom, 4),
+        prior_trim_top=round(top, 4),
+    )
 
 
 def _resize(views: np.ndarray, size: int) -> np.ndarray:
@@ -76,11 +114,12 @@ def _resize(views: np.ndarray, size: int) -> np.ndarray:
 
 
 def mirror_sample(x, y, e):
-    """Left-right mirror of a patient: side view i <-> (4 - i) mod 8, every image flipped."""
+    """Left-right mirror of a patient: side view i <-> (4 - i) mod 8 (photos and priors), every
+    image flipped."""
     from recon.pipelines.spine import mirror_embedding
 
     side = [(4 - i) % 8 for i in range(8)]
-    x = np.concatenate([x[side], x[8:]])[..., ::-1]
+    x = np.concatenate([x[side], x[8:10], x[10:][side]])[..., ::-1]
     y = y[side][..., ::-1]
     return np.ascontiguousarray(x), np.ascontiguousarray(y), mirror_embedding(e).astype(np.float32)
 
@@ -133,7 +172,7 @@ def build_generator(config: dict):
     from recon.pipelines.spine import EMBEDDING_SIZE
 
     return CorsetGenerator(
-        len(PHOTO_VIEWS),
+        len(PHOTO_VIEWS) + len(CORSET_VIEWS),
         len(CORSET_VIEWS),
         EMBEDDING_SIZE if config["spine_conditioning"] else 0,
         config["features"],
@@ -141,6 +180,23 @@ def build_generator(config: dict):
         config["dropout_decoder"],
         config.get("residual_head", False),
     )
+
+
+def load_generator(checkpoint: Path):
+    """A trained corset checkpoint -> (generator in eval mode, config dict); BadInput when the
+    file is not one (recon.pipelines.training.engine.load_checkpoint) or its weights misfit."""
+    from recon.pipelines.training.engine import load_checkpoint
+
+    config, state = load_checkpoint(checkpoint, "corset")
+    if float(config.get("prior_offset_mm", 0.0)) <= 0:
+        raise BadInput(f"{checkpoint}: no measured prior in this checkpoint; train it again")
+    generator = build_generator(config)
+    weights = {k[len("generator.") :]: v for k, v in state.items() if k.startswith("generator.")}
+    try:
+        generator.load_state_dict(weights)
+    except RuntimeError as error:
+        raise BadInput(f"{checkpoint}: weights do not fit the corset generator") from error
+    return generator.eval(), config
 
 
 def _module_class():
@@ -159,7 +215,7 @@ def _module_class():
             self.automatic_optimization = False
             self.generator = build_generator(config)
             self.critic = PatchCritic(
-                len(PHOTO_VIEWS) + len(CORSET_VIEWS), config["critic_features"]
+                len(PHOTO_VIEWS) + 2 * len(CORSET_VIEWS), config["critic_features"]
             )
 
         def forward(self, x, e):
@@ -229,22 +285,10 @@ def _datamodule_class():
     import lightning as L
 
     class CorsetData(SplitLoaders, L.LightningDataModule):
-        def __init__(self, cfg: CorsetConfig) -> None:
+        def __init__(self, cfg: CorsetConfig, train: CorsetSamples, val: CorsetSamples) -> None:
             super().__init__()
             self.cfg = cfg
-            self.train_set = self.val_set = None
-
-        def setup(self, stage: str | None = None) -> None:
-            if self.train_set is not None:
-                return
-            cfg = self.cfg
-            _, x, y, e = load_patients(Path(cfg.data), cfg.image_size)
-            order = np.random.default_rng(cfg.seed).permutation(len(x))
-            n_val = min(max(int(round(cfg.val_fraction * len(x))), 1), len(x) - 1)
-            val = order[:n_val] if n_val > 0 else order
-            train = order[n_val:]
-            self.train_set = CorsetSamples(x[train], y[train], e[train], cfg.augment)
-            self.val_set = CorsetSamples(x[val], y[val], e[val], False)
+            self.train_set, self.val_set = train, val
 
     return CorsetData
 
@@ -257,11 +301,27 @@ def check(cfg: CorsetConfig) -> None:
         raise BadInput("train corset needs --data DIR (make one with `recon synth corset`)")
     if cfg.image_size % 64 or cfg.image_size < 64:
         raise BadInput(f"image_size must be a multiple of 64, not {cfg.image_size}")
-    read_dataset(Path(cfg.data))
+    if cfg.prior_offset_mm > 0 and not 0 <= cfg.prior_trim_bottom < cfg.prior_trim_top <= 1:
+        raise BadInput("with prior_offset_mm set, 0 <= prior_trim_bottom < prior_trim_top <= 1")
+    if len(read_dataset(Path(cfg.data))["patients"]) < 2:
+        raise BadInput(f"{cfg.data}: training needs at least 2 patients")
 
 
 def build(cfg: CorsetConfig):
-    return _module_class()(config_dict(cfg)), _datamodule_class()(cfg)
+    """Load the pairs, split them (seeded), measure the prior on the training split."""
+    _, photos, y, e, scales = load_patients(Path(cfg.data), cfg.image_size)
+    order = np.random.default_rng(cfg.seed).permutation(len(photos))
+    n_val = min(max(int(round(cfg.val_fraction * len(photos))), 1), len(photos) - 1)
+    val = order[:n_val] if n_val > 0 else order
+    train = order[n_val:]
+    cfg = measured_prior(cfg, photos[train], y[train], scales[train])
+    x = with_prior(photos, scales, config_dict(cfg))
+    data = _datamodule_class()(
+        cfg,
+        CorsetSamples(x[train], y[train], e[train], cfg.augment),
+        CorsetSamples(x[val], y[val], e[val], False),
+    )
+    return _module_class()(config_dict(cfg)), data
 
 
 TASK = TaskSpec("corset", CorsetConfig, build, monitor="val/l1", mode="min", check=check)
