@@ -113,8 +113,8 @@ def train(
         limit_batches=limit_batches,
         overwrite=overwrite,
         quiet=quiet or json_out,
+        announce=lambda folder: ui.info(f"training [bold]{task}[/bold] -> {folder}"),
     )
-    ui.info(f"training [bold]{task}[/bold] -> {run_dir}")
     result = fit(spec, cfg, run)
     rows = [
         ("run folder", result["out"]),

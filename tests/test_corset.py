@@ -192,6 +192,21 @@ def test_train_corset_without_a_data_set_exits_2(tmp_path, recon):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_train_corset_with_an_offset_but_no_band_exits_2(dataset, tmp_path, recon):
+    code, _, err = recon(
+        "train",
+        "corset",
+        "--data",
+        dataset,
+        "--set",
+        "prior_offset_mm=10",
+        "-o",
+        tmp_path / "run",
+    )
+    assert code == 2 and "prior_trim_bottom < prior_trim_top" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
 def test_synth_corset_rejects_a_bad_size(tmp_path, recon):
     code, _, err = recon("synth", "corset", "-o", tmp_path / "d", "--size", "100")
     assert code == 2 and "--size" in err and not (tmp_path / "d").exists()

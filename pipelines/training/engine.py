@@ -71,6 +71,7 @@ class RunOptions:
     overwrite: bool = False
     quiet: bool = False
     extra_callbacks: list = field(default_factory=list)
+    announce: Callable[[Path], None] | None = None  # told the run folder once inputs are checked
 
 
 def config_dict(cfg: TrainConfig) -> dict[str, Any]:
@@ -285,6 +286,8 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
     accelerator, devices = _accelerator(run.device, run.devices)
     max_time, limit = _max_time(run.max_time), _limit(run.limit_batches)
     out = prepare_run_dir(run)
+    if run.announce is not None:
+        run.announce(out)
     with atomic_file(out / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump({"task": task.name, **config_dict(cfg)}, sort_keys=False))
 
