@@ -163,6 +163,11 @@ def corset_training(
         )
         f = np.mean([r["fscore"] for r in rows])
         b = np.mean([r["baseline_fscore"] for r in rows])
+        for r in sorted(rows, key=lambda r: abs(r["cobb_deg"])):
+            print(
+                f"  {r['name']} Cobb {r['cobb_deg']:+5.1f}: F-score@2% {r['fscore']:.3f} "
+                f"(baseline {r['baseline_fscore']:.3f})"
+            )
         wins = sum(r["fscore"] > r["baseline_fscore"] for r in rows)
         ties = sum(r["fscore"] == r["baseline_fscore"] for r in rows)
         chamfer = np.mean([r["chamfer_pct"] for r in rows])
