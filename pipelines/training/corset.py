@@ -4,8 +4,8 @@ One sample is one patient: its 10 torso depth views stacked as channels (8 side,
 followed by the 8 prior views (the torso offset by the training pairs' mean offset and trimmed to
 their mean band: recon.pipelines.corset.prior_views), the 8 corset side views as targets, and
 the embed-spine vector of its X-ray (layout in recon.pipelines.spine). The residual head starts
-from the prior views and learns what a brace adds to an offset torso (pads, reliefs, the
-patient's own clearance). Encoding in recon.pipelines.corset. Training has two stages: the
+from the prior views and learns what a brace adds to an offset torso (pads, reliefs, its trim
+line). Encoding in recon.pipelines.corset. Training has two stages: the
 generator alone on L1 + L2 for `generator_epochs`, then the full GAN (PatchGAN critic, BCE with
 label smoothing: real targets `real_label`). Adam (beta1 0.5) with ReduceLROnPlateau on val/l1.
 """
@@ -312,8 +312,7 @@ def build(cfg: CorsetConfig):
     _, photos, y, e, scales = load_patients(Path(cfg.data), cfg.image_size)
     order = np.random.default_rng(cfg.seed).permutation(len(photos))
     n_val = min(max(int(round(cfg.val_fraction * len(photos))), 1), len(photos) - 1)
-    val = order[:n_val] if n_val > 0 else order
-    train = order[n_val:]
+    val, train = order[:n_val], order[n_val:]
     cfg = measured_prior(cfg, photos[train], y[train], scales[train])
     x = with_prior(photos, scales, config_dict(cfg))
     data = _datamodule_class()(
