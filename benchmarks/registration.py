@@ -38,10 +38,15 @@ def perturbed_starts(truths: torch.Tensor, rot_off: float, xyz_off: float, seed:
 
 def run_ours(files, starts, crop: int):
     from recon.pipelines.medical.pose import pose_from_degrees
-    from recon.pipelines.medical.registration import RegistrationConfig, register
+    from recon.pipelines.medical.registration import (
+        RegistrationConfig,
+        register,
+        retain_freed_memory,
+    )
     from recon.pipelines.medical.volume import load_ct
     from recon.pipelines.medical.xray import preprocess, read_xray
 
+    retain_freed_memory()
     config = RegistrationConfig()
     clock = time.perf_counter()
     subject = load_ct(None, spacing_mm=config.ct_spacing_mm)

@@ -157,3 +157,31 @@ def test_make_drr_many_poses_into_folder(tmp_path, recon):
         16,
     )
     assert code == 2 and "already exists" in err
+
+
+def test_fused_trilinear_equals_diffdrr_trilinear():
+    """Same DRRs and pose gradients as diffdrr's renderer (float64: only rounding may differ)."""
+    from diffdrr.renderers import Trilinear
+
+    from recon.pipelines.medical.drr import Intrinsics, make_renderer
+    from recon.pipelines.medical.registration import EulerPose
+    from recon.pipelines.medical.trilinear import FusedTrilinear
+    from recon.pipelines.medical.volume import load_ct
+
+    subject = load_ct(spacing_mm=4.0)
+    intrinsics = Intrinsics(sdd=1020, height=24, width=32, delx=12, dely=12)
+    drr = make_renderer(subject, intrinsics, "trilinear").double()
+    assert isinstance(drr.renderer, FusedTrilinear)
+    poses = torch.cat(
+        [pose_from_degrees([3, 2, 1], [5, 850, 4]), pose_from_degrees([-4, 5, 0], [-10, 870, 0])]
+    )
+    results = []
+    for renderer in (Trilinear(0.5), FusedTrilinear(0.5)):
+        drr.renderer = renderer
+        pose = EulerPose(poses).double()
+        image = drr(pose(), n_points=100)
+        (image * torch.linspace(0, 1, image.numel()).view_as(image)).sum().backward()
+        results.append((image.detach(), pose.rot.grad, pose.xyz.grad))
+    for stock, fused in zip(*results, strict=True):
+        assert stock.abs().max() > 0
+        assert torch.allclose(fused, stock, rtol=0, atol=1e-10 * float(stock.abs().max()))

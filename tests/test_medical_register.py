@@ -141,3 +141,31 @@ def test_train_pose_then_register_from_the_model(synthetic, tmp_path, recon):
     assert code == 0, err
     row = json.loads(stdout)["results"][0]
     assert row["init_rotation_error_deg"] < 60 and row["init_translation_error_mm"] < 200
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-10), (torch.float32, 5e-5)])
+def test_windowed_similarity_equals_xvr_gmncc(dtype, tolerance):
+    """The pooled-statistics gmncc gives xvr's value and gradient on random and flat images."""
+    from xvr.register.losses import GradientMultiscaleNormalizedCrossCorrelation2d
+
+    from recon.pipelines.medical.registration import standardise
+    from recon.pipelines.medical.similarity import GradientMultiscaleNCC
+
+    generator = torch.Generator().manual_seed(0)
+    fixed = torch.rand(3, 1, 40, 56, generator=generator, dtype=dtype)
+    moving = 0.5 * fixed + torch.rand(3, 1, 40, 56, generator=generator, dtype=dtype)
+    fixed[1, :, :20] = 0.3  # flat windows: variance 0, only eps in the denominator
+    moving[1, ..., :28] = 0.7
+    fixed, moving = standardise(fixed), standardise(moving)
+    reference = GradientMultiscaleNormalizedCrossCorrelation2d().to(dtype)
+    scores, gradients = [], []
+    for similarity in (lambda m: reference(fixed, m), GradientMultiscaleNCC(fixed)):
+        moving_ = moving.clone().requires_grad_()
+        score = similarity(moving_)
+        score.sum().backward()
+        scores.append(score.detach())
+        gradients.append(moving_.grad)
+    assert scores[0].dtype == scores[1].dtype == dtype
+    assert torch.allclose(scores[1], scores[0], rtol=0, atol=tolerance)
+    scale = float(gradients[0].abs().max())
+    assert torch.allclose(gradients[1], gradients[0], rtol=0, atol=tolerance * scale)

@@ -1,0 +1,94 @@
+"""xvr's image similarity 'gmncc' from sliding-window statistics, with the X-ray side cached.
+
+gmncc(fixed, moving) = 0.5 x (0.5 NCC + 0.5 NCC_9) + 0.5 x NCC_11(Sobel fixed, Sobel moving),
+where NCC is over the whole image and NCC_p is the mean over every p x p window (stride 1, no
+padding) of that window's normalised cross-correlation, cov / (sqrt(var + eps) sqrt(var + eps)),
+population variances, eps 1e-5, per channel (the two Sobel directions are two channels).
+diffdrr's metrics (used by xvr) copy every window out with unfold; here the window means of
+x, x^2 and xy come from one average pooling, which gives the same value at a fraction of the
+cost, and everything that depends only on the fixed image is computed once.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+EPS = 1e-5  # added to every variance, as in diffdrr's NormalizedCrossCorrelation2d
+MNCC_PATCH = 9  # window of the intensity NCC, px
+GNCC_PATCH = 11  # window of the gradient NCC, px
+
+
+def global_ncc(x1: torch.Tensor, x2: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """NCC over the whole image per channel, averaged over channels: (B, C, H, W) -> (B,)."""
+    return _WholeImage(x1, eps)(x2)
+
+
+def window_ncc(
+    x1: torch.Tensor, x2: torch.Tensor, patch_size: int, eps: float = EPS
+) -> torch.Tensor:
+    """Mean NCC over all patch_size x patch_size windows and channels: (B, C, H, W) -> (B,)."""
+    return _Windows(x1, patch_size, eps)(x2)
+
+
+def sobel(image: torch.Tensor) -> torch.Tensor:
+    """Horizontal and vertical Sobel responses (zero padded): (B, 1, H, W) -> (B, 2, H, W)."""
+    gx = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
+    kernels = torch.stack([gx, gx.T])[:, None].to(image)
+    return F.conv2d(image, kernels, padding=1)
+
+
+class GradientMultiscaleNCC(torch.nn.Module):
+    """xvr's gmncc against one fixed image (B, 1, H, W); forward(moving) -> (B,), 1 = identical
+    up to an affine intensity change."""
+
+    def __init__(self, fixed: torch.Tensor, eps: float = EPS) -> None:
+        super().__init__()
+        fixed = fixed.detach()
+        self.whole = _WholeImage(fixed, eps)
+        self.windows = _Windows(fixed, MNCC_PATCH, eps)
+        self.gradient_windows = _Windows(sobel(fixed), GNCC_PATCH, eps)
+
+    def forward(self, moving: torch.Tensor) -> torch.Tensor:
+        intensity = 0.5 * self.whole(moving) + 0.5 * self.windows(moving)
+        return 0.5 * intensity + 0.5 * self.gradient_windows(sobel(moving))
+
+
+class _WholeImage:
+    """NCC over the whole image with the fixed image normalised once."""
+
+    def __init__(self, fixed: torch.Tensor, eps: float) -> None:
+        self.eps = eps
+        self.fixed = _normalise(fixed, eps)
+
+    def __call__(self, moving: torch.Tensor) -> torch.Tensor:
+        return (self.fixed * _normalise(moving, self.eps)).mean(dim=(1, 2, 3))
+
+
+class _Windows:
+    """Mean windowed NCC with the fixed image's window means and deviations computed once."""
+
+    def __init__(self, fixed: torch.Tensor, patch_size: int, eps: float) -> None:
+        self.patch_size, self.eps = int(patch_size), eps
+        self.fixed = fixed.double()
+        mean, mean_square = self._pool(torch.cat([self.fixed, self.fixed.square()], 1)).chunk(2, 1)
+        self.mean = mean
+        self.inv_std = ((mean_square - mean * mean).clamp_min(0) + eps).rsqrt()
+
+    def _pool(self, stack: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(stack, self.patch_size, stride=1)
+
+    def __call__(self, moving: torch.Tensor) -> torch.Tensor:
+        # float64: window variances are differences of nearly equal means
+        moving64 = moving.double()
+        stack = torch.cat([moving64, moving64.square(), self.fixed * moving64], dim=1)
+        mean, mean_square, mean_product = self._pool(stack).chunk(3, dim=1)
+        covariance = mean_product - self.mean * mean
+        inv_std = ((mean_square - mean * mean).clamp_min(0) + self.eps).rsqrt()
+        return (covariance * self.inv_std * inv_std).mean(dim=(1, 2, 3)).to(moving.dtype)
+
+
+def _normalise(image: torch.Tensor, eps: float) -> torch.Tensor:
+    """Zero mean, unit (population) deviation per image and channel."""
+    centred = image - image.mean(dim=(-2, -1), keepdim=True)
+    return centred * (centred.square().mean(dim=(-2, -1), keepdim=True) + eps).rsqrt()
