@@ -169,7 +169,8 @@ def evaluate_patients(
 
 
 def train_tiny(data: Path, out: Path, epochs: int = 30, seed: int = 0, **settings) -> Path:
-    """A small, fast CPU training run on 64 px views (demo, tests); returns the best checkpoint."""
+    """A small, fast CPU training run (64 px views unless image_size is given); returns the best
+    checkpoint (demo, tests)."""
     from recon.pipelines.training.corset import TASK
     from recon.pipelines.training.engine import RunOptions, fit, resolve_config
 
@@ -218,14 +219,16 @@ def demo_step(workdir: Path, seed: int, track) -> list:
     train, test = Path(workdir) / "corset_train", Path(workdir) / "corset_test"
     for folder, count, offset in ((train, 20, 0), (test, 2, 1)):
         folder.mkdir(parents=True, exist_ok=True)
-        synth_corset_dataset(folder, count, 64, seed * 100 + offset)
-    checkpoint = train_tiny(train, Path(workdir) / "corset_run", epochs=20, seed=seed)
+        synth_corset_dataset(folder, count, 128, seed * 100 + offset)
+    checkpoint = train_tiny(
+        train, Path(workdir) / "corset_run", epochs=40, seed=seed, image_size=128
+    )
     scores = evaluate_patients(test, ["p0000", "p0001"], checkpoint)
     fscore = float(np.mean([s["fscore"] for s in scores]))
     baseline = float(np.mean([s["baseline_fscore"] for s in scores]))
     rows.append(
         DemoRow(
-            "corset (64 px, 20 epochs)",
+            "corset (128 px, 40 epochs)",
             "F-score@2%",
             fscore,
             ">= 0.7",
