@@ -19,18 +19,6 @@ MNCC_PATCH = 9  # window of the intensity NCC, px
 GNCC_PATCH = 11  # window of the gradient NCC, px
 
 
-def global_ncc(x1: torch.Tensor, x2: torch.Tensor, eps: float = EPS) -> torch.Tensor:
-    """NCC over the whole image per channel, averaged over channels: (B, C, H, W) -> (B,)."""
-    return _WholeImage(x1, eps)(x2)
-
-
-def window_ncc(
-    x1: torch.Tensor, x2: torch.Tensor, patch_size: int, eps: float = EPS
-) -> torch.Tensor:
-    """Mean NCC over all patch_size x patch_size windows and channels: (B, C, H, W) -> (B,)."""
-    return _Windows(x1, patch_size, eps)(x2)
-
-
 def sobel(image: torch.Tensor) -> torch.Tensor:
     """Horizontal and vertical Sobel responses (zero padded): (B, 1, H, W) -> (B, 2, H, W)."""
     gx = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
