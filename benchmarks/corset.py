@@ -29,8 +29,8 @@ RECON = [sys.executable, "-m", "recon.cli.app"]
 
 
 def spine_synthetic(count: int = 20) -> float:
-    from recon.pipelines.metrics import cobb_error
-    from recon.pipelines.spine import measure_spine, synth_spine_xray
+    from recon.pipelines.common.metrics import cobb_error
+    from recon.pipelines.corset.spine import measure_spine, synth_spine_xray
 
     rng = np.random.default_rng(123)
     errors = []
@@ -48,10 +48,10 @@ def spine_drr() -> dict:
     """AP DRR of the bundled chest CT; truth = projected centroids of the vertebra labels."""
     import torch
 
-    from recon.pipelines.medical.drr import Intrinsics, make_renderer, project_points, render_with
-    from recon.pipelines.medical.pose import pose_from_degrees
-    from recon.pipelines.medical.volume import load_ct, vertebra_centroids
-    from recon.pipelines.spine import measure_spine
+    from recon.pipelines.corset.spine import measure_spine
+    from recon.pipelines.xray.drr import Intrinsics, make_renderer, project_points, render_with
+    from recon.pipelines.xray.pose import pose_from_degrees
+    from recon.pipelines.xray.volume import load_ct, vertebra_centroids
 
     torch.set_num_threads(2)
     subject = load_ct(spacing_mm=2.0)
@@ -97,7 +97,7 @@ def recon(*args: str) -> dict:
 def corset_training(
     work: Path, minutes: float, size: int, patients: int, features: int, variants: list[str]
 ) -> None:
-    from recon.pipelines.corset_predict import evaluate_patients
+    from recon.pipelines.corset.predict import evaluate_patients
 
     train, test = work / "train", work / "test"
     clock = time.perf_counter()

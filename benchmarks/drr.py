@@ -39,9 +39,9 @@ def main() -> None:
     from diffdrr.drr import DRR
     from diffdrr.pose import RigidTransform
 
-    from recon.pipelines.medical.drr import Intrinsics, make_renderer, render_with
-    from recon.pipelines.medical.pose import pose_from_euler
-    from recon.pipelines.medical.volume import load_ct
+    from recon.pipelines.xray.drr import Intrinsics, make_renderer, render_with
+    from recon.pipelines.xray.pose import pose_from_euler
+    from recon.pipelines.xray.volume import load_ct
 
     generator = torch.Generator().manual_seed(0)
     rot = torch.deg2rad(10 * (2 * torch.rand(args.count, 3, generator=generator) - 1))

@@ -37,10 +37,10 @@ def startup() -> None:
 def round_trip() -> None:
     import open3d as o3d
 
-    from recon.pipelines.backprojection import reconstruct
-    from recon.pipelines.metrics import surface_score
-    from recon.pipelines.projection import project_mesh, write_projection
-    from recon.pipelines.synth_meshes import torso_tube
+    from recon.pipelines.common.metrics import surface_score
+    from recon.pipelines.shapes.backprojection import reconstruct
+    from recon.pipelines.shapes.meshes import torso_tube
+    from recon.pipelines.shapes.projection import project_mesh, write_projection
 
     mesh = torso_tube(rings=250, around=200)
     project_mesh(mesh, size=32)  # warm up open3d

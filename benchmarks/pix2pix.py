@@ -101,11 +101,17 @@ def acceptance(args) -> None:
     import numpy as np
     import torch
 
-    from recon.pipelines.metrics import psnr, ssim
-    from recon.pipelines.pairs import find_pairs, read_gray
-    from recon.pipelines.synth_pairs import synth_pairs
-    from recon.pipelines.training.drr import TASK, DrrConfig, load_generator, split_pairs, translate
-    from recon.pipelines.training.engine import RunOptions, fit
+    from recon.pipelines.common.engine import RunOptions, fit
+    from recon.pipelines.common.metrics import psnr, ssim
+    from recon.pipelines.xray.drr_task import (
+        TASK,
+        DrrConfig,
+        load_generator,
+        split_pairs,
+        translate,
+    )
+    from recon.pipelines.xray.pairs import find_pairs, read_gray
+    from recon.pipelines.xray.synth_pairs import synth_pairs
 
     torch.set_num_threads(args.threads)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="pix2pix_bench_"))

@@ -24,7 +24,7 @@ import torch
 
 
 def perturbed_starts(truths: torch.Tensor, rot_off: float, xyz_off: float, seed: int):
-    from recon.pipelines.medical.pose import euler_from_pose
+    from recon.pipelines.xray.pose import euler_from_pose
 
     generator = torch.Generator().manual_seed(seed)
     starts = []
@@ -37,14 +37,14 @@ def perturbed_starts(truths: torch.Tensor, rot_off: float, xyz_off: float, seed:
 
 
 def run_ours(files, starts, crop: int):
-    from recon.pipelines.medical.pose import pose_from_degrees
-    from recon.pipelines.medical.registration import (
+    from recon.pipelines.xray.pose import pose_from_degrees
+    from recon.pipelines.xray.registration import (
         RegistrationConfig,
         register,
         retain_freed_memory,
     )
-    from recon.pipelines.medical.volume import load_ct
-    from recon.pipelines.medical.xray import preprocess, read_xray
+    from recon.pipelines.xray.volume import load_ct
+    from recon.pipelines.xray.xray import preprocess, read_xray
 
     retain_freed_memory()
     config = RegistrationConfig()
@@ -64,8 +64,8 @@ def run_ours(files, starts, crop: int):
 def run_xvr(files, starts, crop: int):
     from xvr.register import FixedPose, Register
 
-    from recon.pipelines.medical.registration import RegistrationConfig
-    from recon.pipelines.medical.volume import example_ct_paths
+    from recon.pipelines.xray.registration import RegistrationConfig
+    from recon.pipelines.xray.volume import example_ct_paths
 
     ct, _ = example_ct_paths()
     poses, times = [], []
@@ -98,10 +98,10 @@ def run_xvr(files, starts, crop: int):
 
 def compare_model_start(checkpoint: Path, files, truths, fiducials) -> None:
     """mTRE and rotation error of the model's predicted start against the nominal (mean) pose."""
-    from recon.pipelines.medical.pose import pose_from_degrees
-    from recon.pipelines.medical.xray import read_xray
-    from recon.pipelines.metrics import mtre, rotation_error_deg
-    from recon.pipelines.training.pose import PosePredictor
+    from recon.pipelines.common.metrics import mtre, rotation_error_deg
+    from recon.pipelines.xray.pose import pose_from_degrees
+    from recon.pipelines.xray.pose_task import PosePredictor
+    from recon.pipelines.xray.xray import read_xray
 
     predictor = PosePredictor.load(checkpoint, "auto", "cpu", border=4)
     nominal = pose_from_degrees(
@@ -146,13 +146,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from recon.pipelines.medical.synth_xray import (
+    from recon.pipelines.common.metrics import mtre, rotation_error_deg
+    from recon.pipelines.xray.synth_xray import (
         SynthXrayConfig,
         read_fiducials,
         read_truth,
         synthesize_xrays,
     )
-    from recon.pipelines.metrics import mtre, rotation_error_deg
 
     folder = args.data
     if folder is None:
@@ -164,7 +164,7 @@ def main() -> None:
     truths = torch.cat([table[n] for n in names])
     fiducials = read_fiducials(folder / "fiducials.json")
     starts = perturbed_starts(truths, args.rot_off, args.xyz_off, args.seed + 1)
-    from recon.pipelines.medical.pose import pose_from_degrees
+    from recon.pipelines.xray.pose import pose_from_degrees
 
     initial = [
         float(mtre(pose_from_degrees(r, x), t, fiducials)[0])

@@ -73,9 +73,9 @@ def voxelisation_speed() -> dict:
     """Seconds to voxelise one part STL at 32^3 and 128^3: ours vs open3d's and trimesh's calls."""
     import open3d as o3d
 
-    from recon.pipelines.parts import make_part
-    from recon.pipelines.solids import fitted_occupancy, solid_mesh
-    from recon.pipelines.voxelize import voxelize_mesh
+    from recon.pipelines.occupancy.parts import make_part
+    from recon.pipelines.shapes.solids import fitted_occupancy, solid_mesh
+    from recon.pipelines.shapes.voxelize import voxelize_mesh
 
     solid = make_part("flange", np.random.default_rng(0))
     mesh = solid_mesh(solid, 96)
@@ -105,7 +105,7 @@ def voxelisation_speed() -> dict:
 
 def convert_mat_rate(count: int = 1000, workers: int = 0) -> dict:
     """Files/s of `recon convert-mat --resolution 32` over a tree of count 128^3 .mat files."""
-    from recon.pipelines.matfiles import write_voxel_mat
+    from recon.pipelines.occupancy.matfiles import write_voxel_mat
 
     folder = Path(tempfile.mkdtemp(prefix="convert-mat-bench."))
     try:

@@ -26,7 +26,7 @@ from recon.cli import (
     voxel,
     xray,
 )
-from recon.pipelines.errors import ReconError
+from recon.pipelines.common.errors import ReconError
 
 app = typer.Typer(
     name="recon",

@@ -86,10 +86,10 @@ def augment(
     """
     import time
 
-    from recon.pipelines.augment import AugmentConfig, augment_pairs
-    from recon.pipelines.errors import BadInput
-    from recon.pipelines.outputs import atomic_dir, check_output, run_record, write_json
-    from recon.pipelines.pairs import find_pairs
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.common.outputs import atomic_dir, check_output, run_record, write_json
+    from recon.pipelines.xray.augment import AugmentConfig, augment_pairs
+    from recon.pipelines.xray.pairs import find_pairs
 
     ui = Reporter(json_out, quiet)
     source = Path(source)

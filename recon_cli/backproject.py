@@ -50,11 +50,11 @@ def backproject(
     """
     import time
 
-    from recon.pipelines.backprojection import SurfaceOptions, reconstruct
-    from recon.pipelines.io import MESH_SUFFIXES, load_mesh, require_dir, save_mesh
-    from recon.pipelines.metrics import surface_score
-    from recon.pipelines.outputs import check_output, run_record, write_json
-    from recon.pipelines.projection import read_views
+    from recon.pipelines.common.io import MESH_SUFFIXES, load_mesh, require_dir, save_mesh
+    from recon.pipelines.common.metrics import surface_score
+    from recon.pipelines.common.outputs import check_output, run_record, write_json
+    from recon.pipelines.shapes.backprojection import SurfaceOptions, reconstruct
+    from recon.pipelines.shapes.projection import read_views
 
     ui = Reporter(json_out, quiet)
     out = check_output(out, overwrite, suffixes=MESH_SUFFIXES)

@@ -28,9 +28,9 @@ def check_data(
     """
     from rich.table import Table
 
-    from recon.pipelines.datacheck import check_parts, check_voxel
-    from recon.pipelines.errors import BadInput, JobFailed
-    from recon.pipelines.io import require_dir
+    from recon.pipelines.common.errors import BadInput, JobFailed
+    from recon.pipelines.common.io import require_dir
+    from recon.pipelines.occupancy.checks import check_parts, check_voxel
 
     ui = Reporter(json_out, quiet)
     if task not in TASKS:

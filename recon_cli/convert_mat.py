@@ -36,9 +36,9 @@ def convert_mat(
     """
     import os
 
-    from recon.pipelines.errors import BadInput, JobFailed
-    from recon.pipelines.matfiles import convert_tree, mat_sources
-    from recon.pipelines.outputs import check_output
+    from recon.pipelines.common.errors import BadInput, JobFailed
+    from recon.pipelines.common.outputs import check_output
+    from recon.pipelines.occupancy.matfiles import convert_tree, mat_sources
 
     ui = Reporter(json_out, quiet)
     if resolution is not None and resolution < 1:
@@ -97,7 +97,7 @@ def convert_mat(
 def _convert_single(source: Path, out: Path, resolution: int | None):
     import time
 
-    from recon.pipelines.matfiles import ConvertReport, convert_one
+    from recon.pipelines.occupancy.matfiles import ConvertReport, convert_one
 
     clock = time.perf_counter()
     report = ConvertReport()

@@ -28,9 +28,9 @@ def synth_corset(
 
     Example: recon synth corset -o corset_data --patients 200 --size 128
     """
-    from recon.pipelines.corset import synth_corset_dataset
-    from recon.pipelines.errors import BadInput
-    from recon.pipelines.outputs import atomic_dir, check_output
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.common.outputs import atomic_dir, check_output
+    from recon.pipelines.corset.patients import synth_corset_dataset
 
     ui = Reporter(json_out, quiet)
     if patients < 1:
@@ -94,11 +94,17 @@ def predict_corset(
 
     import torch
 
-    from recon.pipelines.corset_predict import predict_corset as run_prediction
-    from recon.pipelines.corset_predict import render_mesh
-    from recon.pipelines.errors import BadInput
-    from recon.pipelines.io import MESH_SUFFIXES, require_dir, require_file, save_mesh, write_png
-    from recon.pipelines.outputs import atomic_dir, check_output, write_json
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.common.io import (
+        MESH_SUFFIXES,
+        require_dir,
+        require_file,
+        save_mesh,
+        write_png,
+    )
+    from recon.pipelines.common.outputs import atomic_dir, check_output, write_json
+    from recon.pipelines.corset.predict import predict_corset as run_prediction
+    from recon.pipelines.corset.predict import render_mesh
 
     ui = Reporter(json_out, quiet)
     torch.manual_seed(seed)

@@ -34,9 +34,9 @@ def demo(
 
     from rich.table import Table
 
-    from recon.pipelines.demo import STEPS
-    from recon.pipelines.errors import BadInput, JobFailed
-    from recon.pipelines.outputs import atomic_dir, check_output, run_record, write_json
+    from recon.pipelines.common.demo import STEPS
+    from recon.pipelines.common.errors import BadInput, JobFailed
+    from recon.pipelines.common.outputs import atomic_dir, check_output, run_record, write_json
 
     ui = Reporter(json_out, quiet)
     steps = STEPS

@@ -41,9 +41,9 @@ def synth_pairs(
     """
     import time
 
-    from recon.pipelines.devices import choose_device
-    from recon.pipelines.outputs import atomic_dir, check_output, run_record, write_json
-    from recon.pipelines.synth_pairs import synth_pairs as render_pairs
+    from recon.pipelines.common.devices import choose_device
+    from recon.pipelines.common.outputs import atomic_dir, check_output, run_record, write_json
+    from recon.pipelines.xray.synth_pairs import synth_pairs as render_pairs
 
     ui = Reporter(json_out, quiet)
     out = check_output(out, overwrite)
@@ -93,12 +93,12 @@ def predict_drr(
     """
     import time
 
-    from recon.pipelines.devices import choose_device
-    from recon.pipelines.errors import BadInput
-    from recon.pipelines.io import require_file, write_png
-    from recon.pipelines.outputs import atomic_dir, check_output, run_record, write_json
-    from recon.pipelines.pairs import read_gray, to_uint
-    from recon.pipelines.training.drr import load_generator, translate
+    from recon.pipelines.common.devices import choose_device
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.common.io import require_file, write_png
+    from recon.pipelines.common.outputs import atomic_dir, check_output, run_record, write_json
+    from recon.pipelines.xray.drr_task import load_generator, translate
+    from recon.pipelines.xray.pairs import read_gray, to_uint
 
     ui = Reporter(json_out, quiet)
     if bits not in (8, 16):

@@ -34,9 +34,9 @@ def embed_spine(
     """
     import time
 
-    from recon.pipelines.io import write_png
-    from recon.pipelines.outputs import check_output, write_json
-    from recon.pipelines.spine import debug_overlay, load_spine_image, measure_spine
+    from recon.pipelines.common.io import write_png
+    from recon.pipelines.common.outputs import check_output, write_json
+    from recon.pipelines.corset.spine import debug_overlay, load_spine_image, measure_spine
 
     ui = Reporter(json_out, quiet)
     out = check_output(out, overwrite, (".json",))

@@ -85,7 +85,7 @@ def make_drr(
 
     Example: recon make-drr --rot 0 0 0 --xyz 0 850 0 --height 256 --delx 1.6 -o drr.png
     """
-    from recon.pipelines.medical.make_drr import DrrRequest, run_make_drr
+    from recon.pipelines.xray.make_drr import DrrRequest, run_make_drr
 
     ui = Reporter(json_out, quiet)
     request = DrrRequest(

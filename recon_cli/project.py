@@ -33,9 +33,9 @@ def project(
     """
     import time
 
-    from recon.pipelines.io import load_mesh
-    from recon.pipelines.outputs import atomic_dir, check_output, run_record, write_json
-    from recon.pipelines.projection import project_mesh, write_projection
+    from recon.pipelines.common.io import load_mesh
+    from recon.pipelines.common.outputs import atomic_dir, check_output, run_record, write_json
+    from recon.pipelines.shapes.projection import project_mesh, write_projection
 
     ui = Reporter(json_out, quiet)
     out = check_output(out, overwrite)

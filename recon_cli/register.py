@@ -155,7 +155,7 @@ def register(
     Example: recon register xrays/ -o reg --truth xrays/truth.json --crop 8
     """
     from recon.cli.common import key_value_table
-    from recon.pipelines.medical.registration_run import RegisterRequest, run_register
+    from recon.pipelines.xray.registration_run import RegisterRequest, run_register
 
     request = RegisterRequest(
         xrays=xrays,

@@ -31,10 +31,10 @@ def meshes(
 
     Example: recon synth meshes -o shapes --shapes sphere,torso
     """
-    from recon.pipelines.errors import BadInput
-    from recon.pipelines.io import save_mesh
-    from recon.pipelines.outputs import atomic_dir, check_output
-    from recon.pipelines.synth_meshes import SHAPES, make_shape
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.common.io import save_mesh
+    from recon.pipelines.common.outputs import atomic_dir, check_output
+    from recon.pipelines.shapes.meshes import SHAPES, make_shape
 
     ui = Reporter(json_out, quiet)
     names = [s.strip() for s in shapes.split(",") if s.strip()]

@@ -82,8 +82,8 @@ def train(
     """
     import time
 
-    from recon.pipelines.training import load_task
-    from recon.pipelines.training.engine import RunOptions, fit, parse_set, resolve_config
+    from recon.pipelines.common.engine import RunOptions, fit, parse_set, resolve_config
+    from recon.pipelines.common.tasks import load_task
 
     ui = Reporter(json_out, quiet)
     spec = load_task(task)

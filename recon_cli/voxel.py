@@ -32,9 +32,9 @@ def synth_pix3d(
 
     Example: recon synth pix3d -o pix3d_synth --models 6 --views 8
     """
-    from recon.pipelines.errors import BadInput
-    from recon.pipelines.outputs import atomic_dir, check_output
-    from recon.pipelines.pix3d import synth_pix3d as make
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.common.outputs import atomic_dir, check_output
+    from recon.pipelines.occupancy.pix3d import synth_pix3d as make
 
     ui = Reporter(json_out, quiet)
     if models < 1 or views < 1:
@@ -72,9 +72,9 @@ def synth_parts(
 
     Example: recon synth parts -o parts_synth --parts 6 --views 8
     """
-    from recon.pipelines.errors import BadInput
-    from recon.pipelines.outputs import atomic_dir, check_output
-    from recon.pipelines.parts import synth_parts as make
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.common.outputs import atomic_dir, check_output
+    from recon.pipelines.occupancy.parts import synth_parts as make
 
     ui = Reporter(json_out, quiet)
     if parts < 1 or views < 1 or size < 32:
@@ -100,10 +100,10 @@ def _predict(task: str, images, checkpoint, out, fmt, render, device, overwrite,
 
     from rich.table import Table
 
-    from recon.pipelines.errors import BadInput
-    from recon.pipelines.io import require_file
-    from recon.pipelines.occupancy_predict import FORMATS, output_names, predict_images
-    from recon.pipelines.outputs import atomic_dir, check_output, run_record, write_json
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.common.io import require_file
+    from recon.pipelines.common.outputs import atomic_dir, check_output, run_record, write_json
+    from recon.pipelines.occupancy.predict import FORMATS, output_names, predict_images
 
     ui = Reporter(json_out, quiet)
     fmt = fmt.lower().lstrip(".")

@@ -46,10 +46,10 @@ def synth_xray(
     """
     import time
 
-    from recon.pipelines.devices import choose_device
-    from recon.pipelines.errors import BadInput
-    from recon.pipelines.medical.synth_xray import SynthXrayConfig, synthesize_xrays
-    from recon.pipelines.outputs import atomic_dir, check_output, run_record, write_json
+    from recon.pipelines.common.devices import choose_device
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.common.outputs import atomic_dir, check_output, run_record, write_json
+    from recon.pipelines.xray.synth_xray import SynthXrayConfig, synthesize_xrays
 
     ui = Reporter(json_out, quiet)
     if not 1 <= count <= 10000 or not 8 <= height <= 4096:

@@ -30,8 +30,8 @@ def recon(capsys):
 @pytest.fixture(scope="session")
 def shapes(tmp_path_factory):
     """The synthetic test shapes as STL files (session-wide)."""
-    from recon.pipelines.io import save_mesh
-    from recon.pipelines.synth_meshes import SHAPES, make_shape
+    from recon.pipelines.common.io import save_mesh
+    from recon.pipelines.shapes.meshes import SHAPES, make_shape
 
     folder = tmp_path_factory.mktemp("shapes")
     for name in SHAPES:

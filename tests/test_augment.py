@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recon.pipelines.io import write_png
-from recon.pipelines.pairs import find_pairs, read_gray
+from recon.pipelines.common.io import write_png
+from recon.pipelines.xray.pairs import find_pairs, read_gray
 
 
 def shapes_image(index: int, height: int = 96, width: int = 128) -> np.ndarray:

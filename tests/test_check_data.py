@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from recon.pipelines.io import write_png
-from recon.pipelines.matfiles import write_voxel_mat
+from recon.pipelines.common.io import write_png
+from recon.pipelines.occupancy.matfiles import write_voxel_mat
 
 
 def make_pix3d(root, count: int = 4) -> list[dict]:
@@ -80,8 +80,8 @@ def test_planted_pix3d_problems_are_named(recon, tmp_path):
 
 
 def test_parts_problems(recon, tmp_path):
-    from recon.pipelines.parts import make_part
-    from recon.pipelines.solids import solid_mesh
+    from recon.pipelines.occupancy.parts import make_part
+    from recon.pipelines.shapes.solids import solid_mesh
 
     rng = np.random.default_rng(0)
     for name in ("a", "b", "c"):

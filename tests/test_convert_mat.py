@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from recon.pipelines.matfiles import is_v73, read_voxel_mat, write_voxel_mat
-from recon.pipelines.voxelize import max_pool
+from recon.pipelines.occupancy.matfiles import is_v73, read_voxel_mat, write_voxel_mat
+from recon.pipelines.shapes.voxelize import max_pool
 
 
 def random_grid(size: int = 16, seed: int = 0) -> np.ndarray:

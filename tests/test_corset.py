@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from recon.cli.app import main
-from recon.pipelines.corset import (
+from recon.pipelines.common.io import load_mesh
+from recon.pipelines.common.metrics import surface_score
+from recon.pipelines.corset.patients import (
     SIDE_VIEWS,
     PatientParams,
     corset_from_views,
@@ -21,8 +23,6 @@ from recon.pipelines.corset import (
     prior_views,
     project_corset,
 )
-from recon.pipelines.io import load_mesh
-from recon.pipelines.metrics import surface_score
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_pressure_pad_pushes_in_on_the_convex_side():
 def test_prior_is_the_offset_torso_and_its_offset_is_measured_from_pairs():
     """Without pads a corset IS the torso offset by gap + thickness, trimmed: the prior views
     must match its views, and measure_prior must recover the offset and the trim band."""
-    from recon.pipelines.projection import project_mesh
+    from recon.pipelines.shapes.projection import project_mesh
 
     rng = np.random.default_rng(4)
     photos, corsets, scales, offsets = [], [], [], []

@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from recon.models import pix2pix
-from recon.pipelines.errors import BadInput
-from recon.pipelines.io import write_png
-from recon.pipelines.pairs import find_pairs, fit_square, read_gray, unfit
+from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.io import write_png
+from recon.pipelines.xray.pairs import find_pairs, fit_square, read_gray, unfit
 
 
 def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2") -> None:
     """A 16-bit DX DICOM file with the project's DICOM writer."""
-    from recon.pipelines.medical.drr import Intrinsics
-    from recon.pipelines.medical.xray import write_xray_dicom
+    from recon.pipelines.xray.drr import Intrinsics
+    from recon.pipelines.xray.xray import write_xray_dicom
 
     height, width = pixels.shape
     detector = Intrinsics(sdd=1020.0, height=height, width=width, delx=1.0, dely=1.0)
@@ -93,7 +93,7 @@ def test_square_fit_round_trip():
 def test_image_metrics_match_definitions():
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-    from recon.pipelines.metrics import mae, psnr, ssim
+    from recon.pipelines.common.metrics import mae, psnr, ssim
 
     rng = np.random.default_rng(0)
     a = rng.random((64, 64)).astype(np.float32)
@@ -158,8 +158,8 @@ def test_resume_matches_uninterrupted(tmp_path):
     """Stopped after epoch 2 of 3 and resumed from last.ckpt: the same weights, to the bit."""
     import lightning as L
 
-    from recon.pipelines.training.drr import TASK, DrrConfig
-    from recon.pipelines.training.engine import RunOptions, fit
+    from recon.pipelines.common.engine import RunOptions, fit
+    from recon.pipelines.xray.drr_task import TASK, DrrConfig
 
     rng = np.random.default_rng(0)
     for sub in ("xray", "drr"):

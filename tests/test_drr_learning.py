@@ -13,15 +13,15 @@ import json
 import numpy as np
 import pytest
 
-from recon.pipelines.metrics import psnr, ssim
-from recon.pipelines.pairs import find_pairs, read_gray
+from recon.pipelines.common.metrics import psnr, ssim
+from recon.pipelines.xray.pairs import find_pairs, read_gray
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(data folder, run folder, held-out pairs) after a short CPU training."""
     from recon.cli.app import main
-    from recon.pipelines.training.drr import split_pairs
+    from recon.pipelines.xray.drr_task import split_pairs
 
     root = tmp_path_factory.mktemp("drr")
     data, run = root / "pairs", root / "run"
@@ -92,9 +92,9 @@ def test_run_folder(trained):
 
 def test_predict_any_size_and_dicom(trained, tmp_path, recon):
     """Non-square 8-bit PNG and 16-bit DICOM in, outputs of exactly the input sizes."""
-    from recon.pipelines.io import write_png
-    from recon.pipelines.medical.drr import Intrinsics
-    from recon.pipelines.medical.xray import write_xray_dicom
+    from recon.pipelines.common.io import write_png
+    from recon.pipelines.xray.drr import Intrinsics
+    from recon.pipelines.xray.xray import write_xray_dicom
 
     data, run, held_out = trained
     xray, _ = read_gray(held_out[0].xray)

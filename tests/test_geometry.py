@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import trimesh
 
-from recon.pipelines.backprojection import reconstruct
-from recon.pipelines.io import load_mesh
-from recon.pipelines.metrics import surface_score
-from recon.pipelines.projection import project_mesh, write_projection
+from recon.pipelines.common.io import load_mesh
+from recon.pipelines.common.metrics import surface_score
+from recon.pipelines.shapes.backprojection import reconstruct
+from recon.pipelines.shapes.projection import project_mesh, write_projection
 
 
 def project_to(folder, mesh, **kwargs):
@@ -59,8 +59,8 @@ def test_caps_see_what_side_views_cannot(shapes, tmp_path):
 
 def test_depth_pixels_lie_on_the_surface_in_the_original_frame(tmp_path):
     """Lifting depth pixels back is exact to well under a pixel, in any frame and up axis."""
-    from recon.pipelines.backprojection import lift_views, load_depth_views
-    from recon.pipelines.projection import read_views
+    from recon.pipelines.shapes.backprojection import lift_views, load_depth_views
+    from recon.pipelines.shapes.projection import read_views
 
     centre = np.array([100.0, -40.0, 7.0])
     mesh = trimesh.creation.capsule(height=3.0, radius=1.0, count=[128, 128])

@@ -10,7 +10,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def parts_root(tmp_path_factory):
-    from recon.pipelines.parts import synth_parts
+    from recon.pipelines.occupancy.parts import synth_parts
 
     root = tmp_path_factory.mktemp("parts")
     synth_parts(root, parts_per_class=2, views_per_part=2, seed=5, size=64)
@@ -18,8 +18,8 @@ def parts_root(tmp_path_factory):
 
 
 def test_synth_parts_layout(parts_root):
-    from recon.pipelines.io import load_mesh
-    from recon.pipelines.parts import CLASSES, find_pairs
+    from recon.pipelines.common.io import load_mesh
+    from recon.pipelines.occupancy.parts import CLASSES, find_pairs
 
     pairs = find_pairs(parts_root)
     assert len(pairs) == 10 and {p.category for p in pairs} == set(CLASSES)
@@ -29,9 +29,9 @@ def test_synth_parts_layout(parts_root):
 
 
 def test_targets_match_the_analytic_part():
-    from recon.pipelines.parts import make_part
-    from recon.pipelines.solids import fitted_occupancy, solid_mesh
-    from recon.pipelines.voxelize import voxelize_mesh
+    from recon.pipelines.occupancy.parts import make_part
+    from recon.pipelines.shapes.solids import fitted_occupancy, solid_mesh
+    from recon.pipelines.shapes.voxelize import voxelize_mesh
 
     solid = make_part("lprofile", np.random.default_rng(4))
     grid = voxelize_mesh(solid_mesh(solid, 96), 32)
@@ -40,7 +40,7 @@ def test_targets_match_the_analytic_part():
 
 
 def test_edge_input_channels():
-    from recon.pipelines.training.parts import edge_input
+    from recon.pipelines.occupancy.parts_task import edge_input
 
     rgb = np.zeros((80, 100, 3), np.uint8)
     rgb[20:60, 30:70] = 200

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from recon.pipelines.io import write_png
-from recon.pipelines.metrics import cobb_error
-from recon.pipelines.spine import (
+from recon.pipelines.common.io import write_png
+from recon.pipelines.common.metrics import cobb_error
+from recon.pipelines.corset.spine import (
     EMBEDDING_SIZE,
     load_spine_image,
     measure_spine,
@@ -121,15 +121,15 @@ def test_centre_line_on_a_drr_of_the_chest_ct_is_within_4_mm(tmp_path, recon):
     the projected centroid of each vertebra label, the error is measured at the isocentre."""
     import torch
 
-    from recon.pipelines.medical.drr import (
+    from recon.pipelines.xray.drr import (
         Intrinsics,
         drr_to_uint16,
         make_renderer,
         project_points,
         render_with,
     )
-    from recon.pipelines.medical.pose import pose_from_degrees
-    from recon.pipelines.medical.volume import load_ct, vertebra_centroids
+    from recon.pipelines.xray.pose import pose_from_degrees
+    from recon.pipelines.xray.volume import load_ct, vertebra_centroids
 
     subject = load_ct(spacing_mm=3.0)
     intrinsics = Intrinsics(sdd=1020.0, height=128, width=128, delx=3.2, dely=3.2)

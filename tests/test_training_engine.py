@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from recon.pipelines.errors import BadInput
-from recon.pipelines.training.engine import (
+from recon.pipelines.common.engine import (
     RunOptions,
     TaskSpec,
     TrainConfig,
@@ -19,6 +18,7 @@ from recon.pipelines.training.engine import (
     resolve_config,
     seeded_loader,
 )
+from recon.pipelines.common.errors import BadInput
 
 
 @dataclass

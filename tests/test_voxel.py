@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from recon.pipelines.io import write_png
+from recon.pipelines.common.io import write_png
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -17,7 +17,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def pix3d_root(tmp_path_factory):
-    from recon.pipelines.pix3d import synth_pix3d
+    from recon.pipelines.occupancy.pix3d import synth_pix3d
 
     root = tmp_path_factory.mktemp("pix3d")
     synth_pix3d(root, models_per_class=2, views_per_model=2, seed=3)
@@ -61,9 +61,9 @@ def trained(pix3d_root, tmp_path_factory):
     [("raycast", "plate"), ("raycast", "flange"), ("raycast", "shaft"), ("winding", "shaft")],
 )
 def test_voxelize_matches_analytic_solid(method, category):
-    from recon.pipelines.parts import make_part
-    from recon.pipelines.solids import fitted_occupancy, solid_mesh
-    from recon.pipelines.voxelize import voxelize_mesh
+    from recon.pipelines.occupancy.parts import make_part
+    from recon.pipelines.shapes.solids import fitted_occupancy, solid_mesh
+    from recon.pipelines.shapes.voxelize import voxelize_mesh
 
     solid = make_part(category, np.random.default_rng(1))
     grid = voxelize_mesh(solid_mesh(solid, 96), 32, method)
@@ -72,9 +72,9 @@ def test_voxelize_matches_analytic_solid(method, category):
 
 
 def test_winding_number_survives_holes_in_the_mesh():
-    from recon.pipelines.parts import make_part
-    from recon.pipelines.solids import fitted_occupancy, solid_mesh
-    from recon.pipelines.voxelize import voxelize_mesh
+    from recon.pipelines.occupancy.parts import make_part
+    from recon.pipelines.shapes.solids import fitted_occupancy, solid_mesh
+    from recon.pipelines.shapes.voxelize import voxelize_mesh
 
     solid = make_part("shaft", np.random.default_rng(2))
     mesh = solid_mesh(solid, 96)
@@ -89,7 +89,7 @@ def test_winding_number_survives_holes_in_the_mesh():
 def test_voxelize_file_is_cached(tmp_path):
     import trimesh
 
-    from recon.pipelines.voxelize import voxelize_file
+    from recon.pipelines.shapes.voxelize import voxelize_file
 
     trimesh.creation.box((1, 2, 3)).export(tmp_path / "box.stl")
     first = voxelize_file(tmp_path / "box.stl", 16, "raycast", tmp_path / "cache")
@@ -101,7 +101,7 @@ def test_voxelize_file_is_cached(tmp_path):
 
 
 def test_grid_to_mesh_is_closed():
-    from recon.pipelines.voxelize import grid_to_mesh
+    from recon.pipelines.shapes.voxelize import grid_to_mesh
 
     grid = np.zeros((16, 16, 16))
     grid[0:8, 3:16, 5:9] = 1  # touches the grid border: padding still closes it
@@ -113,7 +113,7 @@ def test_grid_to_mesh_is_closed():
 def test_voxel_metrics_definitions():
     import torch
 
-    from recon.pipelines.metrics import voxel_dice, voxel_iou, voxel_regression
+    from recon.pipelines.common.metrics import voxel_dice, voxel_iou, voxel_regression
 
     target = torch.zeros(2, 4, 4, 4)
     target[:, :2] = 1  # 32 occupied voxels
@@ -130,7 +130,7 @@ def test_voxel_metrics_definitions():
 
 
 def test_synth_pix3d_layout(pix3d_root):
-    from recon.pipelines.matfiles import is_v73, read_voxel_mat
+    from recon.pipelines.occupancy.matfiles import is_v73, read_voxel_mat
 
     entries = json.loads((pix3d_root / "pix3d.json").read_text())
     assert len(entries) == 20 and len({e["category"] for e in entries}) == 5
@@ -242,7 +242,7 @@ def test_pretrained_weights_file_is_loaded(tmp_path):
     from torchvision.models import resnet18
 
     from recon.models.voxel_net import VoxelNet
-    from recon.pipelines.training.voxel import load_pretrained_encoder
+    from recon.pipelines.occupancy.voxel_task import load_pretrained_encoder
 
     source = resnet18(weights=None)
     torch.save(source.state_dict(), tmp_path / "resnet18.pth")
@@ -269,7 +269,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(trained, pix3d_root, r
     """1 epoch + resume to 2 ends with the same weights and metrics as the 2-epoch run above."""
     import torch
 
-    from recon.pipelines.training.engine import load_checkpoint
+    from recon.pipelines.common.engine import load_checkpoint
 
     common = [
         "--data",

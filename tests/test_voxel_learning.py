@@ -10,7 +10,7 @@ import pytest
 
 @pytest.mark.slow
 def test_voxel_training_beats_mean_shape(tmp_path, recon):
-    from recon.pipelines.pix3d import synth_pix3d
+    from recon.pipelines.occupancy.pix3d import synth_pix3d
 
     categories = ("bed", "bookcase", "table")
     synth_pix3d(

@@ -1,0 +1,120 @@
+"""Reading and writing meshes and images, with one clear error per bad file.
+
+Conventions: meshes are trimesh.Trimesh in the file's own units; depth images are 16-bit
+PNG, masks and photos 8-bit PNG; every write goes through a temporary file.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.outputs import atomic_file
+
+MESH_SUFFIXES = (".stl", ".ply", ".obj", ".glb", ".gltf", ".off")
+
+
+def require_file(path: Path, what: str = "file") -> Path:
+    """Return path as a Path, or raise BadInput naming it when it is missing or not a file."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInput(f"{path}: no such {what}")
+    if not path.is_file():
+        raise BadInput(f"{path}: is not a file")
+    if path.stat().st_size == 0:
+        raise BadInput(f"{path}: {what} is empty")
+    return path
+
+
+def require_dir(path: Path, what: str = "folder") -> Path:
+    """Return path as a Path, or raise BadInput when it is missing or not a folder."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInput(f"{path}: no such {what}")
+    if not path.is_dir():
+        raise BadInput(f"{path}: is not a folder")
+    return path
+
+
+def load_mesh(path: Path):
+    """Read a triangle mesh (STL/PLY/OBJ/GLB/GLTF/OFF); scenes are merged into one mesh."""
+    import trimesh
+
+    path = require_file(path, "mesh")
+    suffix = path.suffix.lower()
+    if suffix not in MESH_SUFFIXES:
+        raise BadInput(f"{path}: not a mesh file (expected {', '.join(MESH_SUFFIXES)})")
+    if suffix == ".stl":
+        _check_binary_stl_length(path)
+    try:
+        mesh = trimesh.load(path, force="mesh", process=True)
+    except Exception as error:  # trimesh raises many types for corrupt files
+        raise BadInput(f"{path}: cannot read mesh ({_first_line(error)})") from error
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+        raise BadInput(f"{path}: mesh has no faces")
+    if not np.isfinite(mesh.vertices).all():
+        raise BadInput(f"{path}: mesh has non-finite vertex coordinates")
+    if np.ptp(mesh.vertices, axis=0).max() <= 0:
+        raise BadInput(f"{path}: mesh is degenerate (all vertices coincide)")
+    return mesh
+
+
+def _check_binary_stl_length(path: Path) -> None:
+    """A binary STL states its triangle count; a shorter file was truncated."""
+    with path.open("rb") as handle:
+        head = handle.read(84)
+    if head[:5].lower() == b"solid" and b"\0" not in head[5:80]:
+        return  # ASCII STL
+    if len(head) < 84:
+        raise BadInput(f"{path}: truncated STL (header is {len(head)} of 84 bytes)")
+    (count,) = struct.unpack("<I", head[80:84])
+    expected = 84 + 50 * count
+    size = path.stat().st_size
+    if size < expected:
+        raise BadInput(f"{path}: truncated STL ({size} bytes, {count} triangles need {expected})")
+
+
+def save_mesh(mesh, path: Path) -> Path:
+    """Write a trimesh mesh atomically; the format follows the suffix."""
+    path = Path(path)
+    if path.suffix.lower() not in MESH_SUFFIXES:
+        raise BadInput(f"{path}: unsupported mesh format (use {', '.join(MESH_SUFFIXES)})")
+    with atomic_file(path) as tmp:
+        mesh.export(tmp)
+    return path
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read an image file into an array, keeping its bit depth ((H, W) or (H, W, C))."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = require_file(path, "image")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return np.asarray(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise BadInput(f"{path}: not a readable image ({_first_line(error)})") from error
+
+
+def write_png(path: Path, array: np.ndarray) -> Path:
+    """Write a uint8 or uint16 array, (H, W) or (H, W, 3|4), as PNG, atomically."""
+    from PIL import Image
+
+    array = np.ascontiguousarray(array)
+    if array.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"write_png takes uint8 or uint16, not {array.dtype}")
+    if array.dtype == np.uint16 and array.ndim != 2:
+        raise ValueError("16-bit PNG must be single-channel")
+    image = Image.fromarray(array)
+    with atomic_file(Path(path)) as tmp:
+        image.save(tmp, format="PNG")
+    return Path(path)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,245 @@
+"""Every metric the project reports, with its definition. All pipelines score through here.
+
+Surface metrics sample points uniformly by area on both surfaces (seeded) and use nearest
+neighbours between the two samples:
+- Chamfer-L1 = (mean_p min_q |p - q| + mean_q min_p |q - p|) / 2, in the meshes' units
+  (Occupancy Networks' definition); `chamfer_l1_pct` divides by the reference's bounding-box
+  diagonal and multiplies by 100.
+- F-score@tau = 2 P R / (P + R), precision P = share of predicted points within tau of the
+  reference, recall R = share of reference points within tau of the prediction; tau is a stated
+  fraction of the reference's bounding-box diagonal (1% unless said otherwise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SurfaceScore:
+    chamfer_l1: float  # mesh units
+    chamfer_l1_pct: float  # percent of the reference bounding-box diagonal
+    fscore: float  # at tau
+    precision: float
+    recall: float
+    tau: float  # mesh units
+    tau_fraction: float  # tau / reference bounding-box diagonal
+    diagonal: float  # reference bounding-box diagonal, mesh units
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items()}
+
+
+def sample_surface(mesh, count: int, seed: int = 0) -> np.ndarray:
+    """Points uniformly distributed by area on a trimesh surface, (count, 3), seeded."""
+    import trimesh
+
+    points, _ = trimesh.sample.sample_surface(mesh, count, seed=seed)
+    return np.asarray(points, dtype=np.float64)
+
+
+def nearest_distances(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """For each point of source (N, 3), the distance to its nearest point of target (M, 3)."""
+    from scipy.spatial import cKDTree
+
+    distances, _ = cKDTree(target).query(source, k=1, workers=-1)
+    return distances
+
+
+def surface_score(
+    predicted, reference, tau_fraction: float = 0.01, samples: int = 100_000, seed: int = 0
+) -> SurfaceScore:
+    """Chamfer-L1 and F-score of a predicted mesh against a reference mesh (see module doc)."""
+    diagonal = float(np.linalg.norm(np.ptp(reference.vertices, axis=0)))
+    pred_points = sample_surface(predicted, samples, seed)
+    ref_points = sample_surface(reference, samples, seed + 1)
+    to_ref = nearest_distances(pred_points, ref_points)
+    to_pred = nearest_distances(ref_points, pred_points)
+    chamfer = 0.5 * (to_ref.mean() + to_pred.mean())
+    tau = tau_fraction * diagonal
+    precision = float((to_ref <= tau).mean())
+    recall = float((to_pred <= tau).mean())
+    fscore = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return SurfaceScore(
+        chamfer_l1=float(chamfer),
+        chamfer_l1_pct=float(100 * chamfer / diagonal),
+        fscore=float(fscore),
+        precision=precision,
+        recall=recall,
+        tau=float(tau),
+        tau_fraction=tau_fraction,
+        diagonal=diagonal,
+    )
+
+
+# Image metrics for (prediction, reference) images with values in [0, data_range]:
+# - SSIM (Wang et al. 2004): mean over the valid (unpadded) window positions of
+#   ((2 mu_x mu_y + C1)(2 s_xy + C2)) / ((mu_x^2 + mu_y^2 + C1)(s_x^2 + s_y^2 + C2)), local
+#   statistics under an 11 x 11 Gaussian window of sigma 1.5 (population covariance),
+#   C1 = (0.01 L)^2, C2 = (0.03 L)^2, L = data_range; equals skimage's structural_similarity with
+#   gaussian_weights=True, sigma=1.5, use_sample_covariance=False.
+# - PSNR = 10 log10(L^2 / MSE) in dB (capped at 100 dB for identical images).
+# - MAE = mean |x - y|, in the images' units.
+# Each takes (H, W), (B, H, W) or (B, 1, H, W) arrays or tensors and returns one value per image.
+
+
+def _image_batch(image):
+    import torch
+
+    tensor = torch.as_tensor(image, dtype=torch.float32)
+    if tensor.ndim == 2:
+        tensor = tensor[None]
+    if tensor.ndim == 3:
+        tensor = tensor[:, None]
+    if tensor.ndim != 4 or tensor.shape[1] != 1:
+        raise ValueError(f"expected (H, W), (B, H, W) or (B, 1, H, W) images, got {tensor.shape}")
+    return tensor
+
+
+def ssim(prediction, reference, data_range: float = 1.0):
+    """Per-image SSIM, tensor (B,) (see the image metrics definitions above)."""
+    import torch
+    import torch.nn.functional as F
+
+    x = _image_batch(prediction)
+    y = _image_batch(reference).to(x.device)
+    coords = torch.arange(11, dtype=torch.float32, device=x.device) - 5
+    gauss = torch.exp(-(coords**2) / (2 * 1.5**2))
+    gauss = gauss / gauss.sum()
+    window = (gauss[:, None] * gauss[None, :])[None, None]
+
+    def local_mean(image):
+        return F.conv2d(image, window)
+
+    mu_x, mu_y = local_mean(x), local_mean(y)
+    var_x = local_mean(x * x) - mu_x**2
+    var_y = local_mean(y * y) - mu_y**2
+    cov = local_mean(x * y) - mu_x * mu_y
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / (
+        (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
+    )
+    return index.mean(dim=(1, 2, 3))
+
+
+def psnr(prediction, reference, data_range: float = 1.0):
+    """Per-image PSNR in dB, tensor (B,), capped at 100 dB."""
+    import torch
+
+    x, y = _image_batch(prediction), _image_batch(reference)
+    mse = ((x - y.to(x.device)) ** 2).mean(dim=(1, 2, 3))
+    return torch.clamp(10 * torch.log10(data_range**2 / mse.clamp_min(1e-10)), max=100.0)
+
+
+def mae(prediction, reference):
+    """Per-image mean absolute error, tensor (B,)."""
+    x, y = _image_batch(prediction), _image_batch(reference)
+    return (x - y.to(x.device)).abs().mean(dim=(1, 2, 3))
+
+
+# Pose metrics. Poses are 4x4 camera-to-world rigid transforms (recon.pipelines.xray.pose),
+# arrays (4, 4) or (B, 4, 4); fiducials are CT world points in mm, (N, 3).
+# - mTRE (mm) = mean_i |T_true^-1 p_i - T_est^-1 p_i|: the 3D target registration error of the
+#   fiducials p_i expressed in the C-arm frame.
+# - rotation error (deg) = geodesic angle of R_true^T R_est.
+# - translation error (mm) = |T_true^-1 o - T_est^-1 o| for the CT centre o (the world origin),
+#   i.e. the target error at the volume centre; it does not grow with the source distance.
+
+
+def _pose_batch(pose) -> np.ndarray:
+    pose = np.asarray(pose.detach().cpu() if hasattr(pose, "detach") else pose, np.float64)
+    return pose[None] if pose.ndim == 2 else pose
+
+
+def _camera_points(pose: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """World points (N, 3) into the camera frame of each pose: (B, N, 3)."""
+    rotation, translation = pose[:, :3, :3], pose[:, :3, 3]
+    return np.einsum("bji,bnj->bni", rotation, points[None] - translation[:, None])
+
+
+def mtre(estimated, truth, fiducials) -> np.ndarray:
+    """Mean target registration error in mm per pose, (B,) (definition above)."""
+    points = np.asarray(fiducials, np.float64).reshape(-1, 3)
+    est = _camera_points(_pose_batch(estimated), points)
+    ref = _camera_points(_pose_batch(truth), points)
+    return np.linalg.norm(est - ref, axis=-1).mean(axis=-1)
+
+
+def rotation_error_deg(estimated, truth) -> np.ndarray:
+    """Geodesic rotation error in degrees per pose, (B,)."""
+    est, ref = _pose_batch(estimated)[:, :3, :3], _pose_batch(truth)[:, :3, :3]
+    relative = np.einsum("bji,bjk->bik", ref, est)
+    cosine = np.clip((np.trace(relative, axis1=1, axis2=2) - 1) / 2, -1.0, 1.0)
+    return np.degrees(np.arccos(cosine))
+
+
+def translation_error_mm(estimated, truth) -> np.ndarray:
+    """Target error at the CT centre in mm per pose, (B,) (definition above)."""
+    return mtre(estimated, truth, np.zeros((1, 3)))
+
+
+# Voxel metrics. Inputs are occupancy probabilities and binary targets as arrays or tensors,
+# (B, ...) with one sample per leading index; each function returns one value per sample.
+# - IoU@t = |P & T| / |P | T| with P = (probability >= t); t is declared by the caller (0.5 for
+#   every reported score; a threshold sweep is reported for information, never used to pick one).
+#   Two empty grids score 1.
+# - Dice@t = 2 |P & T| / (|P| + |T|), same conventions; the soft Dice loss lives with the task.
+# - Voxel-wise MAE and MSE of the probability against the 0/1 target; R^2 = 1 - SSE / SST with
+#   SST taken about the sample's own mean occupancy (R^2 of a constant prediction <= 0).
+
+
+def _voxel_batch(values):
+    import torch
+
+    tensor = torch.as_tensor(values).float()
+    return tensor.reshape(tensor.shape[0], -1) if tensor.ndim > 1 else tensor[None]
+
+
+def voxel_iou(probability, target, threshold: float = 0.5):
+    """IoU at a declared threshold per sample, tensor (B,) (definition above)."""
+    p = _voxel_batch(probability) >= threshold
+    t = _voxel_batch(target).to(p.device) >= 0.5
+    union = (p | t).sum(1).float()
+    inter = (p & t).sum(1).float()
+    return _ratio_or_one(inter, union)
+
+
+def _ratio_or_one(numerator, denominator):
+    """numerator / denominator, 1 where the denominator is 0 (both grids empty)."""
+    return numerator / denominator.clamp_min(1) + (denominator == 0).float()
+
+
+def voxel_dice(probability, target, threshold: float = 0.5):
+    """Dice at a declared threshold per sample, tensor (B,) (definition above)."""
+    p = _voxel_batch(probability) >= threshold
+    t = _voxel_batch(target).to(p.device) >= 0.5
+    inter = (p & t).sum(1).float()
+    return _ratio_or_one(2 * inter, (p.sum(1) + t.sum(1)).float())
+
+
+def voxel_regression(probability, target) -> dict:
+    """Voxel-wise MAE, MSE and R^2 per sample, each a tensor (B,) (definition above)."""
+    p = _voxel_batch(probability)
+    t = _voxel_batch(target).to(p.device).float()
+    error = p - t
+    sse = (error**2).sum(1)
+    sst = ((t - t.mean(1, keepdim=True)) ** 2).sum(1)
+    return {
+        "mae": error.abs().mean(1),
+        "mse": (error**2).mean(1),
+        "r2": 1 - sse / sst.clamp_min(1e-12),
+    }
+
+
+# Spine: Cobb-angle error = |measured - true| in degrees, both unsigned Cobb angles (the largest
+# difference between two vertebral tilts); the mean over X-rays is the Cobb MAE.
+
+
+def cobb_error(measured_deg, true_deg):
+    """Absolute Cobb-angle error in degrees (definition above); scalars or arrays."""
+    return np.abs(
+        np.abs(np.asarray(measured_deg, dtype=np.float64))
+        - np.abs(np.asarray(true_deg, dtype=np.float64))
+    )

@@ -1,0 +1,405 @@
+"""Corsets (scoliosis braces): procedural patients, view encoding, baseline, views -> shell.
+
+A patient is a torso tube following a scoliotic spine (recon.pipelines.shapes.meshes), a spine
+X-ray of the same curve (recon.pipelines.corset.spine) and a corset: a shell offset outward from the
+torso by a clearance `gap`, `thickness` thick, trimmed at TRIM_BOTTOM and TRIM_TOP of the torso
+height, with a pressure pad pushing in on the convex side of the curve (posterolateral, at the
+apex) and a relief area bulging out opposite it; pad depth and relief grow with the Cobb angle.
+
+Data set layout (`recon synth corset -o DIR`):
+    DIR/dataset.json               format, size, patients (names), settings
+    DIR/<name>/photos/             the torso projected by `recon project` (8 side views + top +
+                                   bottom, depth + silhouette PNGs, views.json): the "photos"
+    DIR/<name>/corset_views/       the corset's 8 side views in the SAME frame (views.json)
+    DIR/<name>/spine.png           16-bit AP X-ray;  DIR/<name>/spine.json  its embed-spine output
+    DIR/<name>/torso.stl, corset.stl, truth.json (signed Cobb, sizes, gap, thickness, spacing)
+
+Prediction with a trained model is in recon.pipelines.corset.predict.
+
+Network encoding of a depth view (both sides): foreground pixel -> DISTANCE - t, the position
+along the camera direction in the normalised frame (in [-1, 1]); background -> -1. A predicted
+pixel is foreground when its value exceeds FOREGROUND (-0.6; the visible side of a torso
+centred in the normalised frame lies in front of it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recon.pipelines.common.errors import BadInput
+
+DATA_FORMAT = "recon.corset-data/1"
+SIDE_VIEWS = 8
+PHOTO_VIEWS = [f"view_{i:03d}" for i in range(SIDE_VIEWS)] + ["top", "bottom"]
+CORSET_VIEWS = [f"view_{i:03d}" for i in range(SIDE_VIEWS)]
+TRIM_BOTTOM, TRIM_TOP = 0.12, 0.80  # fractions of the torso height
+FOREGROUND = -0.6  # visible surfaces of a centred torso lie well in front of this
+RINGS, AROUND = 96, 96
+
+
+@dataclass
+class PatientParams:
+    height: float  # mm
+    width: float
+    depth: float
+    cobb_deg: float  # signed: > 0 convex toward +x
+    gap: float  # clearance between skin and corset, mm
+    thickness: float  # corset wall, mm
+
+
+def sample_patient(rng: np.random.Generator, cobb_range=(0.0, 50.0)) -> PatientParams:
+    """Random body size and curve: Cobb uniform in cobb_range, random side."""
+    height = rng.uniform(420, 560)
+    return PatientParams(
+        height=float(height),
+        width=float(rng.uniform(0.55, 0.7) * height),
+        depth=float(rng.uniform(0.38, 0.46) * height),
+        cobb_deg=float(rng.uniform(*cobb_range) * rng.choice([-1.0, 1.0])),
+        gap=float(rng.uniform(4.0, 8.0)),
+        thickness=float(rng.uniform(3.0, 5.0)),
+    )
+
+
+def make_torso(p: PatientParams):
+    """The patient's torso tube (mm, z up), RINGS x AROUND vertices first."""
+    from recon.pipelines.shapes import torso_tube
+
+    return torso_tube(p.height, p.cobb_deg, p.width, p.depth, rings=RINGS, around=AROUND)
+
+
+def corset_offsets(p: PatientParams, pads: bool = True) -> np.ndarray:
+    """Inner-surface offset from the skin along the normal, (RINGS, AROUND) mm."""
+    z = np.linspace(0.0, p.height, RINGS)[:, None]
+    theta = np.linspace(0, 2 * math.pi, AROUND, endpoint=False)[None]
+    offsets = np.full((RINGS, AROUND), p.gap)
+    if not pads:
+        return offsets
+    convex = -0.35 if p.cobb_deg >= 0 else math.pi + 0.35  # posterolateral, convex side
+    along = np.exp(-(((z - 0.5 * p.height) / (0.14 * p.height)) ** 2))
+    pad = np.exp(-((_angle_diff(theta, convex) / 0.55) ** 2))
+    relief = np.exp(-((_angle_diff(theta, convex + math.pi) / 0.7) ** 2))
+    strength = abs(p.cobb_deg)
+    return offsets + along * (-0.6 * strength * pad + 0.45 * strength * relief)
+
+
+def _angle_diff(a, b):
+    return (a - b + math.pi) % (2 * math.pi) - math.pi
+
+
+def make_corset(p: PatientParams, torso=None, pads: bool = True):
+    """The corset shell: outer and inner walls between the trim heights, closed by rims."""
+    import trimesh
+
+    torso = torso if torso is not None else make_torso(p)
+    count = RINGS * AROUND
+    skin = np.asarray(torso.vertices[:count]).reshape(RINGS, AROUND, 3)
+    normals = np.asarray(torso.vertex_normals[:count]).reshape(RINGS, AROUND, 3)
+    z = skin[:, 0, 2]
+    keep = np.flatnonzero((z >= TRIM_BOTTOM * p.height) & (z <= TRIM_TOP * p.height))
+    inner = skin + normals * corset_offsets(p, pads)[..., None]
+    outer = inner + normals * p.thickness
+    inner, outer = inner[keep], outer[keep]
+    rings = len(keep)
+    vertices = np.concatenate([outer.reshape(-1, 3), inner.reshape(-1, 3)])
+    faces = _shell_faces(rings, AROUND)
+    return trimesh.Trimesh(vertices, faces, process=True)
+
+
+def _shell_faces(rings: int, around: int) -> np.ndarray:
+    ring = np.arange(around)
+    nxt = (ring + 1) % around
+    base = rings * around
+    faces = []
+    for k in range(rings - 1):
+        a, b = k * around + ring, k * around + nxt
+        c, d = (k + 1) * around + nxt, (k + 1) * around + ring
+        faces += [np.stack([a, b, c], 1), np.stack([a, c, d], 1)]  # outer, facing out
+        faces += [
+            np.stack([base + a, base + c, base + b], 1),
+            np.stack([base + a, base + d, base + c], 1),
+        ]  # inner, facing in
+    top = (rings - 1) * around
+    faces += [np.stack([ring, base + ring, base + nxt], 1), np.stack([ring, base + nxt, nxt], 1)]
+    faces += [
+        np.stack([top + ring, top + nxt, base + top + nxt], 1),
+        np.stack([top + ring, base + top + nxt, base + top + ring], 1),
+    ]
+    return np.concatenate(faces)
+
+
+def project_corset(corset, photos_projection, size: int):
+    """The corset's side views in the torso projection's frame: a Projection."""
+    from recon.pipelines.shapes import Projection, cast_depths, encode_depth, ring_cameras
+
+    to_normalised = photos_projection.to_normalised
+    vertices = corset.vertices @ to_normalised[:3, :3].T + to_normalised[:3, 3]
+    cameras = ring_cameras(SIDE_VIEWS, caps=False)
+    distances = cast_depths(vertices, np.asarray(corset.faces), cameras, size)
+    return Projection(cameras, encode_depth(distances), to_normalised, size, "z")
+
+
+def write_patient(folder: Path, p: PatientParams, size: int, seed: int) -> dict:
+    """Write one patient (see module doc) into folder, which must exist; returns truth.json."""
+    from recon.pipelines.common.io import save_mesh
+    from recon.pipelines.common.outputs import write_json
+    from recon.pipelines.corset.spine import measure_spine, synth_spine_xray, write_spine_png
+    from recon.pipelines.shapes import project_mesh, write_projection
+
+    torso = make_torso(p)
+    corset = make_corset(p, torso)
+    save_mesh(torso, folder / "torso.stl")
+    save_mesh(corset, folder / "corset.stl")
+    photos = project_mesh(torso, views=SIDE_VIEWS, caps=True, size=size)
+    (folder / "photos").mkdir()
+    write_projection(
+        photos,
+        folder / "photos",
+        photos.views_json("torso.stl", len(torso.faces), len(torso.vertices)),
+    )
+    target = project_corset(corset, photos, size)
+    (folder / "corset_views").mkdir()
+    write_projection(
+        target,
+        folder / "corset_views",
+        target.views_json("corset.stl", len(corset.faces), len(corset.vertices)),
+    )
+    xray = synth_spine_xray(p.cobb_deg, p.height, p.width, seed=seed)
+    write_spine_png(folder / "spine.png", xray)
+    measure = measure_spine(xray.image / 65535.0, (xray.spacing_mm, xray.spacing_mm))
+    write_json(folder / "spine.json", measure.as_dict())
+    truth = {
+        **asdict(p),
+        "xray_cobb_deg": xray.cobb_deg,
+        "xray_tilts_deg": xray.tilts_deg.tolist(),
+        "xray_spacing_mm": xray.spacing_mm,
+        "trim": [TRIM_BOTTOM, TRIM_TOP],
+    }
+    write_json(folder / "truth.json", truth)
+    return truth
+
+
+def synth_corset_dataset(out: Path, patients: int, size: int, seed: int, track=None) -> dict:
+    """Write a corset data set into out (an existing empty folder); returns dataset.json."""
+    from recon.pipelines.common.outputs import write_json
+
+    rng = np.random.default_rng(seed)
+    names = [f"p{i:04d}" for i in range(patients)]
+    iterator = track(names, "patients") if track else names
+    records = []
+    for i, name in enumerate(iterator):
+        params = sample_patient(rng)
+        (out / name).mkdir()
+        truth = write_patient(out / name, params, size, seed * 10_000 + i)
+        records.append({"name": name, "cobb_deg": truth["cobb_deg"]})
+    doc = {
+        "format": DATA_FORMAT,
+        "size": size,
+        "photo_views": PHOTO_VIEWS,
+        "corset_views": CORSET_VIEWS,
+        "trim": [TRIM_BOTTOM, TRIM_TOP],
+        "seed": seed,
+        "patients": records,
+    }
+    write_json(out / "dataset.json", doc)
+    return doc
+
+
+def read_dataset(root: Path) -> dict:
+    """Read and check DIR/dataset.json; BadInput names what is wrong."""
+    root = Path(root)
+    path = root / "dataset.json"
+    if not path.is_file():
+        raise BadInput(f"{root}: no dataset.json (make one with `recon synth corset`)")
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadInput(f"{path}: not valid JSON ({error})") from error
+    if doc.get("format") != DATA_FORMAT or not doc.get("patients"):
+        raise BadInput(f"{path}: not a {DATA_FORMAT} file with patients")
+    for record in doc["patients"]:
+        for part in ("photos/views.json", "corset_views/views.json", "spine.json"):
+            if not (root / record["name"] / part).is_file():
+                raise BadInput(f"{root / record['name']}: missing {part}")
+    return doc
+
+
+def encode_views(depths: np.ndarray) -> np.ndarray:
+    """uint16 depth views (V, H, W) -> network values (V, H, W) float32 (see module doc)."""
+    from recon.pipelines.shapes import DEPTH_UNIT, DISTANCE
+
+    values = np.full(depths.shape, -1.0, dtype=np.float32)
+    hit = depths > 0
+    values[hit] = DISTANCE - depths[hit].astype(np.float64) * DEPTH_UNIT
+    return values
+
+
+def decode_views(values: np.ndarray) -> np.ndarray:
+    """Network values (V, H, W) -> uint16 depth views; background where value <= FOREGROUND."""
+    from recon.pipelines.shapes import DEPTH_UNIT, DISTANCE
+
+    depths = np.zeros(values.shape, dtype=np.uint16)
+    hit = values > FOREGROUND
+    depths[hit] = np.clip(np.rint((DISTANCE - values[hit]) / DEPTH_UNIT), 1, 65535)
+    return depths
+
+
+def load_photos(folder: Path, size: int | None = None) -> tuple[np.ndarray, dict]:
+    """A torso projection folder -> depth views in PHOTO_VIEWS order (10, H, W) and views.json.
+
+    BadInput when views are missing, extra, or of another size than `size` (when given).
+    """
+    from recon.pipelines.shapes import load_depth_views, read_views
+
+    doc = read_views(folder)
+    names = [v["name"] for v in doc["views"]]
+    missing = [n for n in PHOTO_VIEWS if n not in names]
+    if missing or len(names) != len(PHOTO_VIEWS):
+        raise BadInput(
+            f"{folder}: needs exactly the {len(PHOTO_VIEWS)} views of `recon project --views "
+            f"{SIDE_VIEWS} --caps` (found {len(names)}"
+            + (f"; missing {', '.join(missing)}" if missing else "")
+            + ")"
+        )
+    if size is not None and int(doc["camera"]["size"]) != size:
+        raise BadInput(f"{folder}: views are {doc['camera']['size']} px, the model takes {size} px")
+    depths = load_depth_views(folder, doc)
+    order = [names.index(n) for n in PHOTO_VIEWS]
+    return depths[order], doc
+
+
+def prior_views(
+    photos: np.ndarray, scale: float, offset_mm: float, trim: tuple[float, float]
+) -> np.ndarray:
+    """Torso views in network values (10, S, S) -> the offset-torso corset's side views (8, S, S).
+
+    Each side view's visible surface moves offset_mm toward its camera: the front envelope of
+    the offset surface, a grey dilation with a hemisphere of that radius (exact for orthographic
+    views). Rows outside the trim band (fractions of the torso's seen height) become background.
+    `scale` is the views' frame scale (normalised units per mm).
+    """
+    from scipy import ndimage
+
+    from recon.pipelines.shapes import EXTENT
+
+    size = photos.shape[-1]
+    pixel = 2 * EXTENT / size
+    radius = max(float(offset_mm) * float(scale), 0.0)
+    reach = int(radius / pixel)
+    steps = np.arange(-reach, reach + 1) * pixel
+    squared = steps[:, None] ** 2 + steps[None] ** 2
+    footprint = squared <= radius**2 + 1e-12
+    bump = np.sqrt(np.clip(radius**2 - squared, 0.0, None))
+    side = photos[:SIDE_VIEWS]
+    raised = np.stack(
+        [
+            ndimage.grey_dilation(np.where(v > -1, v, -10.0), footprint=footprint, structure=bump)
+            for v in side
+        ]
+    )
+    out = np.where(raised > -5, raised, -1.0).astype(np.float32)
+    rows = np.flatnonzero((side > -1).any(axis=(0, 2)))
+    if len(rows):
+        z = EXTENT * (1 - (2 * np.arange(size) + 1) / size)
+        top, bottom = z[rows[0]] + pixel / 2, z[rows[-1]] - pixel / 2
+        low, high = bottom + trim[0] * (top - bottom), bottom + trim[1] * (top - bottom)
+        out[:, (z < low) | (z > high)] = -1.0
+    return out
+
+
+def measure_prior(photos: np.ndarray, corsets: np.ndarray, scales: np.ndarray) -> dict:
+    """The offset and trim band that turn torsos into corsets on average, from training pairs.
+
+    photos (N, 10, S, S) and corsets (N, 8, S, S) in network values, scales (N,) the frames'
+    normalised units per mm. Offset: half the silhouette-width difference per row of each side
+    view (20%-trimmed mean over rows, views and patients, so pads and rims barely count); trim:
+    the median corset height band as fractions of the torso's seen height.
+    """
+    from scipy.stats import trim_mean
+
+    from recon.pipelines.shapes import EXTENT
+
+    size = photos.shape[-1]
+    pixel = 2 * EXTENT / size
+    offsets, bands = [], []
+    for torso, corset, scale in zip(photos[:, :SIDE_VIEWS] > -1, corsets > -1, scales, strict=True):
+        both = corset.any(axis=2) & torso.any(axis=2)  # (8, S) rows seen in both
+        widths = corset.sum(axis=2) - torso.sum(axis=2)
+        offsets.append(widths[both] * pixel / 2 / scale)
+        seen, kept = np.flatnonzero(torso.any(axis=(0, 2))), np.flatnonzero(corset.any(axis=(0, 2)))
+        if len(seen) and len(kept):
+            height = seen[-1] - seen[0] + 1
+            bands.append(((seen[-1] - kept[-1]) / height, (seen[-1] + 1 - kept[0]) / height))
+    if not bands:
+        raise BadInput("the training pairs show no corset next to a torso")
+    return {
+        "offset_mm": float(trim_mean(np.concatenate(offsets), 0.2)),
+        "trim": [float(np.median([b[0] for b in bands])), float(np.median([b[1] for b in bands]))],
+    }
+
+
+def corset_views_doc(photos_doc: dict) -> dict:
+    """views.json for predicted corset side views: the photos' frame, the side cameras only."""
+    doc = json.loads(json.dumps(photos_doc))
+    doc["views"] = [v for v in doc["views"] if v["name"] in CORSET_VIEWS]
+    doc["views"].sort(key=lambda v: CORSET_VIEWS.index(v["name"]))
+    doc["source"] = {"mesh": "predicted corset", "faces": 0, "vertices": 0}
+    return doc
+
+
+def corset_from_views(folder: Path, thickness: float = 4.0):
+    """Corset side views + views.json -> trimmed outer surface -> shell `thickness` mm thick.
+
+    Side views cannot see where the corset ends; the surface is cut one pixel inside the
+    height range of the seen points, which removes Poisson's closing caps.
+    """
+    from recon.pipelines.common.errors import JobFailed
+    from recon.pipelines.shapes import lift_views, load_depth_views, read_views, reconstruct
+
+    doc = read_views(folder)
+    points, _ = lift_views(doc, load_depth_views(folder, doc))
+    from_normalised = np.linalg.inv(np.asarray(doc["frame"]["to_normalised"]))
+    z = points @ from_normalised[2, :3] + from_normalised[2, 3]
+    pixel_mm = 2 * float(doc["camera"]["extent"]) / int(doc["camera"]["size"])
+    pixel_mm /= float(doc["frame"]["scale"])
+    low, high = float(z.min()) + pixel_mm, float(z.max()) - pixel_mm
+    if high - low < 4 * pixel_mm:
+        raise JobFailed("the predicted corset views hold almost nothing")
+    surface = reconstruct(folder).mesh
+    face_z = np.asarray(surface.vertices)[np.asarray(surface.faces), 2]
+    inside = (face_z.min(axis=1) >= low) & (face_z.max(axis=1) <= high)
+    surface.update_faces(inside)
+    surface.remove_unreferenced_vertices()
+    if len(surface.faces) == 0:
+        raise JobFailed("the predicted corset surface is empty after trimming")
+    return thicken(surface, thickness)
+
+
+def thicken(surface, thickness: float):
+    """An open outward-facing surface -> a closed shell: an inner copy moved in along the
+    vertex normals, and rim faces along every boundary edge."""
+    import trimesh
+
+    vertices = np.asarray(surface.vertices)
+    faces = np.asarray(surface.faces)
+    n = len(vertices)
+    inner = vertices - np.asarray(surface.vertex_normals) * thickness
+    edges = np.sort(surface.edges, axis=1)
+    unique, counts = np.unique(edges, axis=0, return_counts=True)
+    boundary = {tuple(e) for e in unique[counts == 1]}
+    rims = []
+    for a, b in surface.edges:  # directed as in their faces
+        if (min(a, b), max(a, b)) in boundary:
+            rims += [[b, a, a + n], [b, a + n, b + n]]
+    all_faces = [faces, faces[:, ::-1] + n] + ([np.asarray(rims)] if rims else [])
+    return trimesh.Trimesh(np.concatenate([vertices, inner]), np.concatenate(all_faces))
+
+
+def baseline_corset(torso, gap: float, thickness: float, height: float):
+    """Baseline: the torso offset by the mean clearance and thickness, trimmed like a corset."""
+    p = PatientParams(height, 0.0, 0.0, 0.0, gap, thickness)
+    return make_corset(p, torso, pads=False)

@@ -1,0 +1,242 @@
+"""Corset prediction: torso views + spine X-ray + checkpoint -> corset shell; scoring, demo.
+
+See recon.pipelines.corset.patients for the data layout and the view encoding.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recon.pipelines.corset.patients import (
+    PatientParams,
+    baseline_corset,
+    corset_from_views,
+    corset_views_doc,
+    decode_views,
+    encode_views,
+    load_photos,
+    make_torso,
+    read_dataset,
+    synth_corset_dataset,
+)
+
+
+@dataclass
+class CorsetPrediction:
+    mesh: object  # trimesh shell, mm, the photos' source frame
+    cobb_deg: float  # measured on the spine X-ray
+    timings: dict
+
+
+def predict_corset(
+    photos: Path,
+    spine: Path,
+    checkpoint: Path,
+    views_out: Path,
+    device: str = "cpu",
+    spacing: float | None = None,
+) -> CorsetPrediction:
+    """Torso photos + spine X-ray + trained checkpoint -> corset shell; the predicted corset
+    views are written into views_out (an existing empty folder)."""
+    import time
+
+    import torch
+
+    from recon.pipelines.common.io import write_png
+    from recon.pipelines.common.outputs import write_json
+    from recon.pipelines.corset.spine import load_spine_image, measure_spine
+    from recon.pipelines.corset.task import _resize, load_generator, with_prior
+
+    timings = {}
+    clock = time.perf_counter()
+    depths, doc = load_photos(photos)
+    image, pixel = load_spine_image(spine, spacing)
+    generator, config = load_generator(checkpoint)
+    timings["load"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    measure = measure_spine(image, pixel)
+    timings["spine"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    size = int(config["image_size"])
+    generator.to(device)
+    scale = np.asarray([float(doc["frame"]["scale"])])
+    x = with_prior(_resize(encode_views(depths), size)[None], scale, config)
+    x = torch.from_numpy(x).to(device)
+    e = torch.tensor(measure.embedding, dtype=torch.float32)[None].to(device)
+    with torch.no_grad():
+        values = generator(x, e if config["spine_conditioning"] else None)[0].cpu().numpy()
+    timings["network"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    views_doc = corset_views_doc(doc)
+    views_doc["camera"]["size"] = size
+    for view, depth in zip(views_doc["views"], decode_views(values), strict=True):
+        write_png(views_out / view["depth"], depth)
+        write_png(views_out / view["silhouette"], np.where(depth > 0, 255, 0).astype(np.uint8))
+    write_json(views_out / "views.json", views_doc)
+    mesh = corset_from_views(views_out)
+    timings["surface"] = time.perf_counter() - clock
+    return CorsetPrediction(mesh, measure.cobb_deg, timings)
+
+
+def render_mesh(mesh, size: int = 512, azimuth_deg: float = -60.0, elevation_deg: float = 15.0):
+    """A shaded grey picture of a mesh from an oblique orthographic camera, (size, size) uint8."""
+    from recon.pipelines.shapes import Camera, cast_depths, normalising_transform
+
+    to_normalised = normalising_transform(np.asarray(mesh.vertices))
+    vertices = mesh.vertices @ to_normalised[:3, :3].T + to_normalised[:3, 3]
+    a, b = math.radians(azimuth_deg), math.radians(elevation_deg)
+    direction = np.array([math.cos(a) * math.cos(b), math.sin(a) * math.cos(b), math.sin(b)])
+    right = np.cross([0.0, 0.0, 1.0], direction)
+    right /= np.linalg.norm(right)
+    up = np.cross(direction, right)
+    camera = Camera("render", tuple(direction), tuple(right), tuple(up), azimuth_deg, elevation_deg)
+    t = cast_depths(vertices, np.asarray(mesh.faces), [camera], size)[0]
+    hit = np.isfinite(t)
+    shade = np.zeros((size, size))
+    if hit.any():
+        gy, gx = np.gradient(np.where(hit, t, np.nanmax(np.where(hit, t, np.nan))))
+        normal = np.stack([-gx, gy, np.full_like(gx, 2 * 1.05 / size)], -1)
+        normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+        light = np.array([0.4, 0.5, 0.77])
+        shade = np.clip(normal @ light, 0, 1)
+    return np.where(hit, 40 + 200 * shade, 255).astype(np.uint8)
+
+
+def evaluate_patients(
+    root: Path,
+    names: list[str],
+    checkpoint: Path,
+    tau_fraction: float = 0.02,
+    offset: tuple[float, float] | None = None,
+) -> list[dict]:
+    """Predict each named patient of a data set and score it against its true corset.
+
+    Also scores the baseline (the true torso offset by the mean clearance and thickness, trimmed
+    like a corset; `offset` = (gap, thickness), default the data set's means). F-score at
+    tau_fraction of the true corset's bounding-box diagonal (recon.pipelines.common.metrics).
+    """
+    import tempfile
+    import time
+
+    from recon.pipelines.common.io import load_mesh
+    from recon.pipelines.common.metrics import surface_score
+
+    root = Path(root)
+    if offset is None:
+        truths = [
+            json.loads((root / r["name"] / "truth.json").read_text())
+            for r in read_dataset(root)["patients"]
+        ]
+        offset = (
+            float(np.mean([t["gap"] for t in truths])),
+            float(np.mean([t["thickness"] for t in truths])),
+        )
+    rows = []
+    for name in names:
+        folder = root / name
+        truth = json.loads((folder / "truth.json").read_text())
+        params = PatientParams(**{k: truth[k] for k in PatientParams.__dataclass_fields__})
+        reference = load_mesh(folder / "corset.stl")
+        with tempfile.TemporaryDirectory(prefix="corset_eval.") as scratch:
+            clock = time.perf_counter()
+            predicted = predict_corset(
+                folder / "photos", folder / "spine.png", checkpoint, Path(scratch)
+            ).mesh
+            seconds = time.perf_counter() - clock
+        baseline = baseline_corset(make_torso(params), offset[0], offset[1], params.height)
+        model = surface_score(predicted, reference, tau_fraction, 30_000)
+        base = surface_score(baseline, reference, tau_fraction, 30_000)
+        rows.append(
+            {
+                "name": name,
+                "cobb_deg": truth["cobb_deg"],
+                "fscore": model.fscore,
+                "baseline_fscore": base.fscore,
+                "chamfer_pct": model.chamfer_l1_pct,
+                "baseline_chamfer_pct": base.chamfer_l1_pct,
+                "seconds": seconds,
+            }
+        )
+    return rows
+
+
+def train_tiny(data: Path, out: Path, epochs: int = 30, seed: int = 0, **settings) -> Path:
+    """A small, fast CPU training run (64 px views unless image_size is given); returns the best
+    checkpoint (demo, tests)."""
+    from recon.pipelines.common.engine import RunOptions, fit, resolve_config
+    from recon.pipelines.corset.task import TASK
+
+    values = {
+        "data": str(data),
+        "epochs": epochs,
+        "batch_size": 8,
+        "lr": 1e-3,
+        "seed": seed,
+        "image_size": 64,
+        "features": 16,
+        "critic_features": 16,
+        "generator_epochs": epochs,
+        **settings,
+    }
+    cfg = resolve_config(TASK, None, values)
+    result = fit(TASK, cfg, RunOptions(out=Path(out), device="cpu", quiet=True, overwrite=True))
+    return Path(result["best_checkpoint"])
+
+
+def demo_step(workdir: Path, seed: int, track) -> list:
+    """embed-spine on a synthetic X-ray, then a tiny corset model trained and scored."""
+    import time
+
+    from recon.pipelines.common.demo import DemoRow
+    from recon.pipelines.common.metrics import cobb_error
+    from recon.pipelines.corset.spine import measure_spine, synth_spine_xray
+
+    rows = []
+    clock = time.perf_counter()
+    xray = synth_spine_xray(32.0, seed=seed)
+    measure = measure_spine(xray.image / 65535.0, (xray.spacing_mm,) * 2)
+    error = float(cobb_error(measure.cobb_deg, xray.cobb_deg))
+    rows.append(
+        DemoRow(
+            "embed-spine",
+            "Cobb error (deg)",
+            error,
+            "<= 5",
+            error <= 5,
+            time.perf_counter() - clock,
+        )
+    )
+
+    clock = time.perf_counter()
+    train, test = Path(workdir) / "corset_train", Path(workdir) / "corset_test"
+    for folder, count, offset in ((train, 20, 0), (test, 2, 1)):
+        folder.mkdir(parents=True, exist_ok=True)
+        synth_corset_dataset(folder, count, 128, seed * 100 + offset)
+    checkpoint = train_tiny(
+        train, Path(workdir) / "corset_run", epochs=40, seed=seed, image_size=128
+    )
+    scores = evaluate_patients(test, ["p0000", "p0001"], checkpoint)
+    fscore = float(np.mean([s["fscore"] for s in scores]))
+    baseline = float(np.mean([s["baseline_fscore"] for s in scores]))
+    rows.append(
+        DemoRow(
+            "corset (128 px, 40 epochs)",
+            "F-score@2%",
+            fscore,
+            ">= 0.7",
+            fscore >= 0.7,
+            time.perf_counter() - clock,
+        )
+    )
+    rows.append(
+        DemoRow("corset baseline", "F-score@2% (torso offset)", baseline, "reference", True)
+    )
+    return rows

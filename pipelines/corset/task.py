@@ -1,0 +1,330 @@
+"""`recon train corset`: torso views + spine embedding -> corset views (pix2pix-style).
+
+One sample is one patient: its 10 torso depth views stacked as channels (8 side, top, bottom)
+followed by the 8 prior views (the torso offset by the training pairs' mean offset and trimmed to
+their mean band: patients.prior_views), the 8 corset side views as targets, and the embed-spine
+vector of its X-ray (layout in spine.py). The residual head starts
+from the prior views and learns what a brace adds to an offset torso (pads, reliefs, its trim
+line). Encoding in recon.pipelines.corset.patients. Training has two stages: the
+generator alone on L1 + L2 for `generator_epochs`, then the full GAN (PatchGAN critic, BCE with
+label smoothing: real targets `real_label`). Adam (beta1 0.5) with ReduceLROnPlateau on val/l1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recon.pipelines.common.engine import SplitLoaders, TaskSpec, TrainConfig, config_dict
+from recon.pipelines.common.errors import BadInput
+
+
+@dataclass
+class CorsetConfig(TrainConfig):
+    epochs: int = 200
+    batch_size: int = 45
+    lr: float = 2e-4
+    image_size: int = 256  # px; views of another size are resized (nearest)
+    features: int = 64  # generator width: 64 -> 512 at the deepest blocks
+    critic_features: int = 64
+    dropout_encoder: float = 0.35
+    dropout_decoder: float = 0.6
+    lambda_l1: float = 300.0
+    lambda_l2: float = 100.0
+    lambda_gan: float = 1.0
+    real_label: float = 0.9  # one-sided label smoothing for the critic
+    generator_epochs: int = 50  # stage 1 (generator alone); the GAN stage follows
+    spine_conditioning: bool = True
+    residual_head: bool = True  # gated residual on the prior views; false = plain tanh head
+    prior_offset_mm: float = 0.0  # torso -> corset offset of the prior; 0 = measured from data
+    prior_trim_bottom: float = 0.0  # the prior's band, fractions of the torso height (used
+    prior_trim_top: float = 0.0  # when prior_offset_mm > 0, else measured with the offset)
+    augment: bool = True  # mirror (with the embedding), intensity scale, random shift-crop
+    beta1: float = 0.5
+    plateau_patience: int = 10
+    plateau_factor: float = 0.5
+
+
+def load_patients(root: Path, size: int):
+    """Names, photos (N, 10, S, S), targets (N, 8, S, S) float32, embeddings (N, E) float32,
+    frame scales (N,) (normalised units per mm)."""
+    import json
+
+    from recon.pipelines.corset.patients import (
+        CORSET_VIEWS,
+        encode_views,
+        load_photos,
+        read_dataset,
+    )
+    from recon.pipelines.shapes import load_depth_views, read_views
+
+    root = Path(root)
+    doc = read_dataset(root)
+    names, inputs, targets, embeddings, scales = [], [], [], [], []
+    for record in doc["patients"]:
+        folder = root / record["name"]
+        photos, photos_doc = load_photos(folder / "photos")
+        scales.append(float(photos_doc["frame"]["scale"]))
+        views = read_views(folder / "corset_views")
+        corset = load_depth_views(folder / "corset_views", views)
+        order = [[v["name"] for v in views["views"]].index(n) for n in CORSET_VIEWS]
+        spine = json.loads((folder / "spine.json").read_text())
+        names.append(record["name"])
+        inputs.append(_resize(encode_views(photos), size))
+        targets.append(_resize(encode_views(corset[order]), size))
+        embeddings.append(np.asarray(spine["embedding"], dtype=np.float32))
+    return names, np.stack(inputs), np.stack(targets), np.stack(embeddings), np.asarray(scales)
+
+
+def with_prior(photos: np.ndarray, scales: np.ndarray, config: dict) -> np.ndarray:
+    """Photos (N, 10, S, S) -> network inputs (N, 18, S, S): the photos, then the prior views."""
+    from recon.pipelines.corset.patients import prior_views
+
+    band = (config["prior_trim_bottom"], config["prior_trim_top"])
+    priors = [
+        prior_views(x, scale, config["prior_offset_mm"], band)
+        for x, scale in zip(photos, scales, strict=True)
+    ]
+    return np.concatenate([photos, np.stack(priors)], axis=1)
+
+
+def measured_prior(cfg: CorsetConfig, photos, targets, scales) -> CorsetConfig:
+    """cfg with the prior's offset and band measured from the pairs, unless set explicitly."""
+    import dataclasses
+
+    from recon.pipelines.corset.patients import measure_prior
+
+    if cfg.prior_offset_mm > 0:
+        return cfg
+    measured = measure_prior(photos, targets, scales)
+    bottom, top = measured["trim"]
+    return dataclasses.replace(
+        cfg,
+        prior_offset_mm=round(measured["offset_mm"], 3),
+        prior_trim_bottom=round(bottom, 4),
+        prior_trim_top=round(top, 4),
+    )
+
+
+def _resize(views: np.ndarray, size: int) -> np.ndarray:
+    if views.shape[-1] == size:
+        return views
+    import torch
+
+    tensor = torch.from_numpy(views)[None]
+    return torch.nn.functional.interpolate(tensor, size=(size, size), mode="nearest")[0].numpy()
+
+
+def mirror_sample(x, y, e):
+    """Left-right mirror of a patient: side view i <-> (4 - i) mod 8 (photos and priors), every
+    image flipped."""
+    from recon.pipelines.corset.spine import mirror_embedding
+
+    side = [(4 - i) % 8 for i in range(8)]
+    x = np.concatenate([x[side], x[8:10], x[10:][side]])[..., ::-1]
+    y = y[side][..., ::-1]
+    return np.ascontiguousarray(x), np.ascontiguousarray(y), mirror_embedding(e).astype(np.float32)
+
+
+class CorsetSamples:
+    """Map-style dataset over in-memory patients; augments when `augment` (seeded per epoch)."""
+
+    def __init__(self, inputs, targets, embeddings, augment: bool) -> None:
+        self.inputs, self.targets, self.embeddings = inputs, targets, embeddings
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, index: int):
+        import torch
+
+        x, y, e = self.inputs[index], self.targets[index], self.embeddings[index]
+        if self.augment:
+            rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,))))
+            if rng.random() < 0.5:
+                x, y, e = mirror_sample(x, y, e)
+            scale = rng.uniform(0.97, 1.03)
+            x = np.where(x > -1, x * scale, -1.0)
+            y = np.where(y > -1, y * scale, -1.0)
+            pad = max(1, x.shape[-1] // 32)
+            dr, dc = rng.integers(-pad, pad + 1, size=2)
+            x, y = _shift(x, dr, dc), _shift(y, dr, dc)
+        return (
+            torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+            torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)),
+            torch.from_numpy(np.asarray(e, dtype=np.float32)),
+        )
+
+
+def _shift(views: np.ndarray, dr: int, dc: int) -> np.ndarray:
+    """Translate every view by (dr, dc) pixels, filling with background (-1)."""
+    out = np.full_like(views, -1.0)
+    h, w = views.shape[-2:]
+    src_r, dst_r = slice(max(0, -dr), h - max(0, dr)), slice(max(0, dr), h - max(0, -dr))
+    src_c, dst_c = slice(max(0, -dc), w - max(0, dc)), slice(max(0, dc), w - max(0, -dc))
+    out[..., dst_r, dst_c] = views[..., src_r, src_c]
+    return out
+
+
+def build_generator(config: dict):
+    """The generator a config dict describes (used by training and by predict)."""
+    from recon.models.corset_net import CorsetGenerator
+    from recon.pipelines.corset.patients import CORSET_VIEWS, PHOTO_VIEWS
+    from recon.pipelines.corset.spine import EMBEDDING_SIZE
+
+    return CorsetGenerator(
+        len(PHOTO_VIEWS) + len(CORSET_VIEWS),
+        len(CORSET_VIEWS),
+        EMBEDDING_SIZE if config["spine_conditioning"] else 0,
+        config["features"],
+        config["dropout_encoder"],
+        config["dropout_decoder"],
+        config.get("residual_head", False),
+    )
+
+
+def load_generator(checkpoint: Path):
+    """A trained corset checkpoint -> (generator in eval mode, config dict); BadInput when the
+    file is not one (recon.pipelines.common.engine.load_checkpoint) or its weights misfit."""
+    from recon.pipelines.common.engine import load_checkpoint
+
+    config, state = load_checkpoint(checkpoint, "corset")
+    if float(config.get("prior_offset_mm", 0.0)) <= 0:
+        raise BadInput(f"{checkpoint}: no measured prior in this checkpoint; train it again")
+    generator = build_generator(config)
+    weights = {k[len("generator.") :]: v for k, v in state.items() if k.startswith("generator.")}
+    try:
+        generator.load_state_dict(weights)
+    except RuntimeError as error:
+        raise BadInput(f"{checkpoint}: weights do not fit the corset generator") from error
+    return generator.eval(), config
+
+
+def _module_class():
+    import lightning as L
+    import torch
+    import torch.nn.functional as F
+
+    from recon.models.corset_net import PatchCritic
+    from recon.pipelines.corset.patients import CORSET_VIEWS, FOREGROUND, PHOTO_VIEWS
+
+    class CorsetModule(L.LightningModule):
+        def __init__(self, config: dict) -> None:
+            super().__init__()
+            self.save_hyperparameters({"task": "corset", "config": config})
+            self.config = config
+            self.automatic_optimization = False
+            self.generator = build_generator(config)
+            self.critic = PatchCritic(
+                len(PHOTO_VIEWS) + 2 * len(CORSET_VIEWS), config["critic_features"]
+            )
+
+        def forward(self, x, e):
+            return self.generator(x, e if self.config["spine_conditioning"] else None)
+
+        def training_step(self, batch, batch_idx):
+            g_opt, d_opt = self.optimizers()
+            x, y, e = batch
+            c = self.config
+            fake = self(x, e)
+            gan = self.current_epoch >= c["generator_epochs"]
+            if gan:
+                real_logits = self.critic(torch.cat([x, y], 1))
+                fake_logits = self.critic(torch.cat([x, fake.detach()], 1))
+                d_loss = 0.5 * (
+                    F.binary_cross_entropy_with_logits(
+                        real_logits, torch.full_like(real_logits, c["real_label"])
+                    )
+                    + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+                )
+                d_opt.zero_grad()
+                self.manual_backward(d_loss)
+                d_opt.step()
+                self.log("train/critic", d_loss, on_epoch=True, on_step=False)
+            l1 = F.l1_loss(fake, y)
+            loss = c["lambda_l1"] * l1 + c["lambda_l2"] * F.mse_loss(fake, y)
+            if gan:
+                logits = self.critic(torch.cat([x, fake], 1))
+                loss = loss + c["lambda_gan"] * F.binary_cross_entropy_with_logits(
+                    logits, torch.ones_like(logits)
+                )
+            g_opt.zero_grad()
+            self.manual_backward(loss)
+            g_opt.step()
+            self.log("train/loss", loss, on_epoch=True, on_step=False, prog_bar=True)
+            self.log("train/l1", l1, on_epoch=True, on_step=False)
+
+        def validation_step(self, batch, batch_idx):
+            x, y, e = batch
+            fake = self(x, e)
+            self.log("val/l1", F.l1_loss(fake, y), on_epoch=True, prog_bar=True)
+            fg_pred, fg_true = fake > FOREGROUND, y > FOREGROUND
+            union = (fg_pred | fg_true).sum().clamp(min=1)
+            self.log("val/silhouette_iou", (fg_pred & fg_true).sum() / union, on_epoch=True)
+
+        def on_validation_epoch_end(self) -> None:
+            if self.trainer.sanity_checking:
+                return
+            metric = self.trainer.callback_metrics.get("val/l1")
+            if metric is not None:
+                self.lr_schedulers().step(float(metric))
+
+        def configure_optimizers(self):
+            c = self.config
+            betas = (c["beta1"], 0.999)
+            g_opt = torch.optim.Adam(self.generator.parameters(), lr=c["lr"], betas=betas)
+            d_opt = torch.optim.Adam(self.critic.parameters(), lr=c["lr"], betas=betas)
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                g_opt, mode="min", factor=c["plateau_factor"], patience=c["plateau_patience"]
+            )
+            return [g_opt, d_opt], [plateau]
+
+    return CorsetModule
+
+
+def _datamodule_class():
+    import lightning as L
+
+    class CorsetData(SplitLoaders, L.LightningDataModule):
+        def __init__(self, cfg: CorsetConfig, train: CorsetSamples, val: CorsetSamples) -> None:
+            super().__init__()
+            self.cfg = cfg
+            self.train_set, self.val_set = train, val
+
+    return CorsetData
+
+
+def check(cfg: CorsetConfig) -> None:
+    """Early input checks: data set present and readable, image size a multiple of 64."""
+    from recon.pipelines.corset.patients import read_dataset
+
+    if cfg.data is None:
+        raise BadInput("train corset needs --data DIR (make one with `recon synth corset`)")
+    if cfg.image_size % 64 or cfg.image_size < 64:
+        raise BadInput(f"image_size must be a multiple of 64, not {cfg.image_size}")
+    if cfg.prior_offset_mm > 0 and not 0 <= cfg.prior_trim_bottom < cfg.prior_trim_top <= 1:
+        raise BadInput("with prior_offset_mm set, 0 <= prior_trim_bottom < prior_trim_top <= 1")
+    if len(read_dataset(Path(cfg.data))["patients"]) < 2:
+        raise BadInput(f"{cfg.data}: training needs at least 2 patients")
+
+
+def build(cfg: CorsetConfig):
+    """Load the pairs, split them (seeded), measure the prior on the training split."""
+    _, photos, y, e, scales = load_patients(Path(cfg.data), cfg.image_size)
+    order = np.random.default_rng(cfg.seed).permutation(len(photos))
+    n_val = min(max(int(round(cfg.val_fraction * len(photos))), 1), len(photos) - 1)
+    val, train = order[:n_val], order[n_val:]
+    cfg = measured_prior(cfg, photos[train], y[train], scales[train])
+    x = with_prior(photos, scales, config_dict(cfg))
+    data = _datamodule_class()(
+        cfg,
+        CorsetSamples(x[train], y[train], e[train], cfg.augment),
+        CorsetSamples(x[val], y[val], e[val], False),
+    )
+    return _module_class()(config_dict(cfg)), data
+
+
+TASK = TaskSpec("corset", CorsetConfig, build, monitor="val/l1", mode="min", check=check)

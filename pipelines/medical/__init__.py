@@ -1,1 +1,0 @@
-"""X-ray and CT: volumes, X-ray files, DRR rendering, registration."""

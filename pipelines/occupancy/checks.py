@@ -1,0 +1,235 @@
+"""Data set checks for the voxel tasks: every problem named with the file it concerns.
+
+Problem kinds: missing-field, path-escapes-root, missing-image, unreadable-image, image-too-small,
+bbox-outside-image, missing-voxel, unreadable-voxel (truncated or corrupt .mat), empty-voxel
+(all zero), shape-mismatch (not cubic, or unlike the most common shape), duplicate-entry,
+missing-mesh, unreadable-mesh, empty-mesh, no-images, duplicate-image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from recon.pipelines.common.errors import BadInput
+from recon.pipelines.occupancy.images import MIN_SIDE
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str
+    path: str  # the file (or entry) concerned
+    detail: str
+
+
+@dataclass
+class CheckReport:
+    task: str
+    root: str
+    items: int = 0  # entries (voxel) or images (parts)
+    per_class: dict[str, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    def add(self, kind: str, path, detail: str) -> None:
+        self.problems.append(Problem(kind, str(path), detail))
+
+    def kinds(self) -> dict[str, int]:
+        return dict(Counter(p.kind for p in self.problems))
+
+    def as_dict(self) -> dict:
+        return {
+            "task": self.task,
+            "root": self.root,
+            "items": self.items,
+            "per_class": self.per_class,
+            "problem_count": len(self.problems),
+            "problem_kinds": self.kinds(),
+            "problems": [asdict(p) for p in self.problems],
+        }
+
+
+def inside_root(root: Path, relative: str) -> Path | None:
+    """root / relative resolved, or None when it leaves root (../, absolute, symlink out)."""
+    if not isinstance(relative, str) or not relative:
+        return None
+    target = (root / relative).resolve()
+    return target if target.is_relative_to(root.resolve()) else None
+
+
+def image_problem(path: Path) -> tuple[str, str] | None:
+    """(kind, detail) when an image is missing, unreadable or too small; else None."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        return "missing-image", "no such file"
+    try:
+        with Image.open(path) as image:
+            image.load()
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        return "unreadable-image", str(error).splitlines()[0] if str(error) else "cannot decode"
+    if min(width, height) < MIN_SIDE:
+        return "image-too-small", f"{width} x {height} pixels"
+    return None
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError):
+        return None
+
+
+def check_voxel(root: Path, track: Callable = lambda items, _d: items) -> CheckReport:
+    """Check a Pix3D-layout root (pix3d.json + the files it names)."""
+    from recon.pipelines.occupancy.matfiles import MatError, read_voxel_mat
+    from recon.pipelines.occupancy.pix3d import load_entries
+
+    root = Path(root)
+    entries = load_entries(root)
+    report = CheckReport("voxel", str(root), items=len(entries))
+    seen_images: dict[str, int] = {}
+    voxels: dict[str, tuple[int, ...] | None] = {}
+    classes = Counter()
+    for index, entry in enumerate(track(entries, "check entries")):
+        where = f"entry {index}"
+        missing = [k for k in ("img", "category", "voxel") if k not in entry]
+        if missing:
+            report.add("missing-field", where, f"no {', '.join(missing)}")
+        classes[str(entry.get("category", "?"))] += 1
+        image_rel = entry.get("img")
+        if image_rel is not None:
+            if image_rel in seen_images:
+                report.add(
+                    "duplicate-entry",
+                    image_rel,
+                    f"entry {index} repeats entry {seen_images[image_rel]}",
+                )
+            else:
+                seen_images[image_rel] = index
+            image = inside_root(root, image_rel)
+            if image is None:
+                report.add("path-escapes-root", f"{where}: {image_rel}", "img points outside ROOT")
+            else:
+                problem = image_problem(image)
+                if problem:
+                    report.add(problem[0], image, problem[1])
+                elif "bbox" in entry:
+                    _check_bbox(report, image, entry["bbox"])
+        voxel_rel = entry.get("voxel")
+        if voxel_rel is None:
+            continue
+        voxel = inside_root(root, voxel_rel)
+        if voxel is None:
+            report.add("path-escapes-root", f"{where}: {voxel_rel}", "voxel points outside ROOT")
+            continue
+        key = str(voxel)
+        if key in voxels:
+            continue
+        voxels[key] = None
+        if not voxel.is_file():
+            report.add("missing-voxel", voxel, "no such file")
+            continue
+        try:
+            grid = read_voxel_mat(voxel)
+        except MatError as error:
+            report.add("unreadable-voxel", voxel, str(error))
+            continue
+        voxels[key] = grid.shape
+        if not np.any(grid):
+            report.add("empty-voxel", voxel, "all voxels are zero")
+    shapes = Counter(s for s in voxels.values() if s is not None)
+    if shapes:
+        common = shapes.most_common(1)[0][0]
+        for path, shape in voxels.items():
+            if shape is None:
+                continue
+            if len(set(shape)) != 1:
+                report.add("shape-mismatch", path, f"grid {shape} is not cubic")
+            elif shape != common:
+                report.add("shape-mismatch", path, f"grid {shape}, most files are {common}")
+    report.per_class = dict(sorted(classes.items()))
+    return report
+
+
+def _check_bbox(report: CheckReport, image: Path, bbox) -> None:
+    size = image_size(image)
+    valid = isinstance(bbox, list | tuple) and len(bbox) == 4
+    if valid and size is not None:
+        x0, y0, x1, y1 = bbox
+        width, height = size
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            report.add(
+                "bbox-outside-image", image, f"bbox {list(bbox)} in a {width} x {height} image"
+            )
+    elif not valid:
+        report.add("bbox-outside-image", image, f"bbox {bbox!r} is not [x0, y0, x1, y1]")
+
+
+def check_parts(root: Path, track: Callable = lambda items, _d: items) -> CheckReport:
+    """Check a parts root (models/<class>/<part>.stl + images/<class>/<part>/*)."""
+    from recon.pipelines.common.io import load_mesh
+    from recon.pipelines.occupancy.parts import IMAGE_SUFFIXES
+
+    root = Path(root)
+    if not (root / "models").is_dir():
+        raise BadInput(
+            f"{root / 'models'}: no such folder (a parts root holds models/ and images/)"
+        )
+    report = CheckReport("parts", str(root))
+    meshes = {(p.parent.name, p.stem): p for p in sorted((root / "models").glob("*/*.stl"))}
+    folders = {
+        (p.parent.name, p.name): p for p in sorted((root / "images").glob("*/*")) if p.is_dir()
+    }
+    classes, hashes = Counter(), {}
+    for key, folder in folders.items():
+        if key not in meshes:
+            report.add("missing-mesh", folder, f"no models/{key[0]}/{key[1]}.stl for these images")
+    for key, mesh_path in track(list(meshes.items()), "check parts"):
+        if inside_root(root, str(mesh_path.relative_to(root))) is None:
+            report.add("path-escapes-root", mesh_path, "links outside ROOT")
+            continue
+        try:
+            mesh = load_mesh(mesh_path)
+            if abs(mesh.volume) <= 0 or not np.isfinite(mesh.volume):
+                report.add("empty-mesh", mesh_path, "mesh encloses no volume")
+        except BadInput as error:
+            kind = (
+                "empty-mesh"
+                if "empty" in str(error) or "no faces" in str(error)
+                else "unreadable-mesh"
+            )
+            report.add(kind, mesh_path, str(error).split(": ", 1)[-1])
+        folder = folders.get(key)
+        images = (
+            sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if folder
+            else []
+        )
+        if not images:
+            report.add("no-images", mesh_path, f"nothing under images/{key[0]}/{key[1]}/")
+        for image in images:
+            if inside_root(root, str(image.relative_to(root))) is None:
+                report.add("path-escapes-root", image, "links outside ROOT")
+                continue
+            problem = image_problem(image)
+            if problem:
+                report.add(problem[0], image, problem[1])
+                continue
+            digest = hashlib.sha1(image.read_bytes()).hexdigest()
+            if digest in hashes:
+                report.add("duplicate-image", image, f"same content as {hashes[digest]}")
+            else:
+                hashes[digest] = image
+            classes[key[0]] += 1
+            report.items += 1
+    report.per_class = dict(sorted(classes.items()))
+    return report

@@ -1,0 +1,190 @@
+"""Pix3D voxel .mat files (MATLAB v5 through scipy, v7.3/HDF5 through h5py) and their .npy
+conversion.
+
+A Pix3D voxel file holds one variable, `voxel`, a (128, 128, 128) uint8 occupancy grid. MATLAB
+stores arrays column-major; HDF5 (v7.3) files therefore show the axes reversed, and
+`read_voxel_mat` transposes them back so both versions give the same array as MATLAB shows.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from recon.pipelines.common.errors import BadInput
+from recon.pipelines.shapes import max_pool
+
+VOXEL_KEY = "voxel"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+class MatError(Exception):
+    """A .mat file that cannot be read as a voxel grid; the message names the problem."""
+
+
+def is_v73(path: Path) -> bool:
+    """True when the file is MATLAB v7.3 (HDF5 with a 512-byte MATLAB header)."""
+    with Path(path).open("rb") as handle:
+        head = handle.read(520)
+    return head[512:520] == HDF5_SIGNATURE or head[:8] == HDF5_SIGNATURE
+
+
+def read_voxel_mat(path: Path, key: str = VOXEL_KEY) -> np.ndarray:
+    """The 3D grid stored under key in a v5 or v7.3 .mat file, as MATLAB shows it; raises
+    MatError for missing, truncated or non-3D content."""
+    path = Path(path)
+    if not path.is_file():
+        raise MatError("no such file")
+    if path.stat().st_size == 0:
+        raise MatError("file is empty")
+    try:
+        array = _read_v73(path, key) if is_v73(path) else _read_v5(path, key)
+    except MatError:
+        raise
+    except Exception as error:  # scipy/h5py raise many types for damaged files
+        text = str(error).strip().splitlines()
+        raise MatError(f"cannot read ({text[0] if text else type(error).__name__})") from error
+    if array.ndim != 3:
+        raise MatError(f"'{key}' has shape {array.shape}, expected a 3D grid")
+    return array
+
+
+def _read_v5(path: Path, key: str) -> np.ndarray:
+    from scipy.io import loadmat
+
+    data = loadmat(path, variable_names=[key])
+    if key not in data:
+        raise MatError(f"no variable '{key}'")
+    return np.asarray(data[key])
+
+
+def _read_v73(path: Path, key: str) -> np.ndarray:
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        if key not in handle:
+            raise MatError(f"no variable '{key}'")
+        return np.asarray(handle[key][()]).transpose()
+
+
+def write_voxel_mat(path: Path, grid: np.ndarray, version: str = "5", key: str = VOXEL_KEY):
+    """Write grid (uint8) as a MATLAB v5 (scipy, compressed) or v7.3 (h5py) file."""
+    grid = np.ascontiguousarray(grid, dtype=np.uint8)
+    if version == "5":
+        from scipy.io import savemat
+
+        savemat(path, {key: grid}, do_compression=True, format="5")
+    elif version == "7.3":
+        _write_v73(Path(path), grid, key)
+    else:
+        raise ValueError(f"MATLAB version must be '5' or '7.3', not {version!r}")
+
+
+def _write_v73(path: Path, grid: np.ndarray, key: str) -> None:
+    import h5py
+
+    with h5py.File(path, "w", userblock_size=512) as handle:
+        dataset = handle.create_dataset(
+            key, data=grid.transpose(), compression="gzip", compression_opts=4
+        )
+        dataset.attrs["MATLAB_class"] = np.bytes_("uint8")
+    header = (
+        "MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: "
+        f"{time.strftime('%a %b %d %H:%M:%S %Y')} HDF5 schema 1.00 ."
+    ).encode()
+    block = header.ljust(116, b" ") + b"\0" * 8 + b"\x00\x02" + b"IM"
+    with path.open("r+b") as handle:
+        handle.write(block.ljust(512, b"\0"))
+
+
+@dataclass
+class ConvertReport:
+    converted: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # source -> reason
+    seconds: float = 0.0
+
+
+def mat_sources(src: Path) -> tuple[Path, list[Path]]:
+    """(root, files): a single .mat file or every .mat under a folder, sorted."""
+    src = Path(src)
+    if src.is_file():
+        if src.suffix.lower() != ".mat":
+            raise BadInput(f"{src}: not a .mat file")
+        return src.parent, [src]
+    if src.is_dir():
+        files = sorted(p for p in src.rglob("*") if p.suffix.lower() == ".mat" and p.is_file())
+        if not files:
+            raise BadInput(f"{src}: no .mat files found")
+        return src, files
+    raise BadInput(f"{src}: no such file or folder")
+
+
+def convert_one(source: str, target: str, resolution: int | None) -> str | None:
+    """Convert one .mat to .npy (uint8); returns None on success, else the reason."""
+    try:
+        grid = read_voxel_mat(Path(source))
+        if resolution is not None and resolution != grid.shape[0]:
+            try:
+                grid = max_pool(grid, resolution)
+            except BadInput as error:
+                return str(error)
+        if grid.dtype == bool:
+            grid = grid.astype(np.uint8)
+        target_path = Path(target)
+        target_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target_path.with_name(f".{target_path.name}.{os.getpid()}.tmp")
+        with tmp.open("wb") as handle:
+            np.save(handle, np.ascontiguousarray(grid))
+        os.replace(tmp, target_path)
+        return None
+    except MatError as error:
+        return str(error)
+    except OSError as error:
+        return f"cannot write {target}: {error.strerror or error}"
+
+
+def convert_tree(
+    sources: list[Path],
+    root: Path,
+    dst: Path,
+    resolution: int | None,
+    workers: int,
+    advance: Callable[[], None] = lambda: None,
+) -> ConvertReport:
+    """Convert each source to dst/<path relative to root>.npy, in `workers` processes."""
+    clock = time.perf_counter()
+    report = ConvertReport()
+    jobs = [(str(s), str(dst / s.relative_to(root).with_suffix(".npy"))) for s in sources]
+    if workers <= 1:
+        outcomes = ((s, convert_one(s, t, resolution)) for s, t in jobs)
+        for source, error in outcomes:
+            _record(report, source, error)
+            advance()
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            chunk = max(1, len(jobs) // (workers * 8))
+            results = pool.map(
+                convert_one,
+                [s for s, _ in jobs],
+                [t for _, t in jobs],
+                [resolution] * len(jobs),
+                chunksize=chunk,
+            )
+            for (source, _), error in zip(jobs, results, strict=True):
+                _record(report, source, error)
+                advance()
+    report.seconds = time.perf_counter() - clock
+    return report
+
+
+def _record(report: ConvertReport, source: str, error: str | None) -> None:
+    if error is None:
+        report.converted.append(source)
+    else:
+        report.failed[source] = error

@@ -1,0 +1,158 @@
+"""The machine-parts layout (image + STL pairs) and a synthetic generator that writes it.
+
+Layout under a root:
+    models/<class>/<part>.stl           one mesh per part, millimetres
+    images/<class>/<part>/<view>.png    any number of photos/renders of that part
+An image belongs to the STL whose class and part name match its folder. The training target is
+the STL voxelised to a filled 32^3 grid (`recon.pipelines.shapes.voxelize`, cached under
+ROOT/.cache/voxels).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recon.pipelines.common.errors import BadInput
+from recon.pipelines.shapes import Box, Cylinder, Solid
+
+CLASSES = ("bracket", "flange", "lprofile", "plate", "shaft")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class PartPair:
+    category: str
+    part: str
+    mesh: Path
+    images: tuple[Path, ...]
+
+
+def find_pairs(root: Path) -> list[PartPair]:
+    """Every STL under ROOT/models with the images under ROOT/images/<class>/<part>/."""
+    root = Path(root)
+    models = root / "models"
+    if not models.is_dir():
+        raise BadInput(f"{models}: no such folder (a parts root holds models/ and images/)")
+    pairs = []
+    for mesh in sorted(models.glob("*/*.stl")):
+        folder = root / "images" / mesh.parent.name / mesh.stem
+        images = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        pairs.append(PartPair(mesh.parent.name, mesh.stem, mesh, tuple(images)))
+    return pairs
+
+
+def _u(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(rng.uniform(low, high))
+
+
+def make_part(category: str, rng: np.random.Generator) -> Solid:
+    """A random part of a class, in millimetres."""
+    if category == "plate":
+        w, d, t = _u(rng, 90, 120), _u(rng, 60, 80), _u(rng, 10, 14)
+        r = _u(rng, 5, 9)
+        holes = [
+            Cylinder((sx * (w / 2 - 2 * r), sy * (d / 2 - 2 * r), 0), 2, r, t)
+            for sx in (-1, 1)
+            for sy in (-1, 1)
+        ]
+        if rng.random() < 0.5:
+            holes.append(Cylinder((0, 0, 0), 2, _u(rng, 8, 14), t))
+        return Solid([Box((0, 0, 0), (w / 2, d / 2, t / 2))], holes)
+    if category == "lprofile":
+        length, a, b, t = _u(rng, 100, 120), _u(rng, 35, 50), _u(rng, 35, 50), _u(rng, 9, 12)
+        parts = [
+            Box((0, a / 2, t / 2), (length / 2, a / 2, t / 2)),
+            Box((0, t / 2, b / 2), (length / 2, t / 2, b / 2)),
+        ]
+        return Solid(parts)
+    if category == "bracket":
+        w, d, h, t = _u(rng, 55, 70), _u(rng, 45, 60), _u(rng, 50, 70), _u(rng, 8, 10)
+        r = _u(rng, 5, 9)
+        parts = [
+            Box((0, 0, t / 2), (w / 2, d / 2, t / 2)),
+            Box((-w / 2 + t / 2, 0, h / 2), (t / 2, d / 2, h / 2)),
+            Box((w / 2 - t / 2, 0, h / 2), (t / 2, d / 2, h / 2)),
+        ]
+        holes = [Cylinder((0, 0, h * 0.65), 0, r, w), Cylinder((0, 0, 0), 2, r, t)]
+        return Solid(parts, holes)
+    if category == "flange":
+        radius, t = _u(rng, 45, 60), _u(rng, 10, 14)
+        hub, hub_h, bore = _u(rng, 18, 26), _u(rng, 15, 30), _u(rng, 8, 14)
+        parts = [
+            Cylinder((0, 0, t / 2), 2, radius, t / 2),
+            Cylinder((0, 0, hub_h / 2 + t / 2), 2, hub, hub_h / 2 + t / 2),
+        ]
+        count, ring, r = int(rng.integers(4, 9)), radius * 0.75, _u(rng, 3, 6)
+        holes = [Cylinder((0, 0, 0), 2, bore, 4 * (hub_h + t))] + [
+            Cylinder(
+                (
+                    ring * math.cos(2 * math.pi * i / count),
+                    ring * math.sin(2 * math.pi * i / count),
+                    0,
+                ),
+                2,
+                r,
+                4 * t,
+            )
+            for i in range(count)
+        ]
+        return Solid(parts, holes)
+    if category == "shaft":
+        length, steps = _u(rng, 130, 160), int(rng.integers(2, 4))
+        radii = np.sort(rng.uniform(11, 18, steps))[::-1]
+        cuts = np.sort(rng.uniform(0.2, 0.8, steps - 1)) * length
+        edges = np.concatenate([[0], cuts, [length]]) - length / 2
+        parts = [
+            Cylinder(((lo + hi) / 2, 0, 0), 0, float(rad), (hi - lo) / 2)
+            for lo, hi, rad in zip(edges[:-1], edges[1:], radii, strict=True)
+        ]
+        return Solid(parts)
+    raise BadInput(f"unknown part class {category!r}; choose from {', '.join(CLASSES)}")
+
+
+def synth_parts(
+    out: Path,
+    parts_per_class: int = 6,
+    views_per_part: int = 8,
+    seed: int = 0,
+    size: int = 160,
+    track: Callable = lambda items, _desc: items,
+) -> dict:
+    """Write parts (STL) and shaded renders from random viewpoints into the folder out."""
+    from recon.pipelines.common.io import save_mesh, write_png
+    from recon.pipelines.shapes import Renderer, random_view, solid_mesh
+
+    rng = np.random.default_rng(seed)
+    counts = dict.fromkeys(CLASSES, 0)
+    jobs = [(c, i) for c in CLASSES for i in range(parts_per_class)]
+    images = 0
+    for category, number in track(jobs, "synth parts"):
+        solid = make_part(category, rng)
+        mesh = solid_mesh(solid, resolution=96)
+        name = f"{category}_{number:04d}"
+        (out / "models" / category).mkdir(parents=True, exist_ok=True)
+        save_mesh(mesh, out / "models" / category / f"{name}.stl")
+        folder = out / "images" / category / name
+        folder.mkdir(parents=True, exist_ok=True)
+        centre = mesh.bounds.mean(axis=0)
+        mesh.apply_translation(-centre)
+        renderer = Renderer(mesh)
+        radius = float(np.linalg.norm(mesh.extents) / 2)
+        grey = _u(rng, 120, 220)
+        colour = np.array([grey, grey, grey]) * rng.uniform(0.9, 1.1, 3)
+        for view_index in range(views_per_part):
+            background = (
+                np.full(3, _u(rng, 0, 80)) if rng.random() < 0.5 else rng.uniform(0, 255, 3)
+            )
+            view = random_view(rng, radius, jitter=0.05)
+            image, mask = renderer.render(view, size, size, colour, background)
+            if mask.any():
+                write_png(folder / f"view_{view_index:02d}.png", image)
+                images += 1
+        counts[category] += 1
+    return {"parts": len(jobs), "images": images, "per_class": counts}

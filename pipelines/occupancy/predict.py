@@ -1,0 +1,124 @@
+"""Trained occupancy networks (tasks `voxel` and `parts`) applied to image files -> meshes.
+
+Each image gives a probability grid (R, R, R); the surface is marching cubes at 0.5 on the grid
+padded by one empty voxel (so the mesh is closed), in the unit cube [-0.5, 0.5]^3, z up,
+written as STL/PLY/OBJ/GLB; the grid itself is kept as float16 .npy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from recon.pipelines.common.devices import choose_device
+from recon.pipelines.common.errors import BadInput
+
+FORMATS = ("stl", "ply", "obj", "glb")
+
+
+def task_functions(task: str):
+    """(build_net, input_fn) of a task: input_fn(path, config) -> (3, S, S) tensor."""
+    if task == "voxel":
+        from recon.pipelines.occupancy.voxel_task import build_net, voxel_input
+
+        return build_net, voxel_input
+    if task == "parts":
+        from recon.pipelines.occupancy.parts_task import build_net, parts_input
+
+        return build_net, parts_input
+    raise BadInput(f"unknown occupancy task {task!r}")
+
+
+def grid_mesh(probability: np.ndarray, level: float = 0.5):
+    """The closed surface of a probability grid in the unit cube; None when it has none."""
+    from recon.pipelines.shapes import grid_to_mesh
+
+    try:
+        mesh = grid_to_mesh(probability, level)
+    except ValueError:
+        return None
+    mesh.apply_scale(1.0 / probability.shape[0])
+    mesh.apply_translation([-0.5, -0.5, -0.5])
+    return mesh
+
+
+def render_png(mesh, path: Path, size: int = 512) -> None:
+    """A shaded off-screen render (vedo/VTK) of a unit-cube mesh from the front right, above,
+    z up."""
+    import vedo
+
+    from recon.pipelines.common.outputs import atomic_file
+
+    vedo.settings.default_backend = "vtk"
+    actor = vedo.Mesh([np.asarray(mesh.vertices), np.asarray(mesh.faces)]).color("lightsteelblue")
+    plotter = vedo.Plotter(offscreen=True, size=(size, size), bg="white")
+    try:
+        camera = {"pos": (1.6, -2.2, 1.3), "focal_point": (0, 0, 0), "viewup": (0, 0, 1)}
+        plotter.show(actor, camera=camera, interactive=False)
+        with atomic_file(path) as tmp:
+            plotter.screenshot(str(tmp))
+    finally:
+        plotter.close()
+
+
+def output_names(images: list[Path]) -> list[str]:
+    """One output stem per image: the file stem, or <folder>_<stem> (then a counter) when
+    stems repeat."""
+    stems = [Path(p).stem for p in images]
+    if len(set(stems)) == len(stems):
+        return stems
+    names = [f"{Path(p).parent.name}_{Path(p).stem}" for p in images]
+    if len(set(names)) == len(names):
+        return names
+    return [f"{i:03d}_{Path(p).stem}" for i, p in enumerate(images)]
+
+
+def predict_images(
+    task: str,
+    checkpoint: Path,
+    images: list[Path],
+    names: list[str],
+    out: Path,
+    fmt: str = "stl",
+    render: bool = False,
+    device: str = "auto",
+    track: Callable = lambda items, _d: items,
+) -> list[dict]:
+    """Predict a mesh for every image into the folder out; one result dict per image."""
+    import torch
+
+    from recon.pipelines.common.io import save_mesh
+    from recon.pipelines.common.outputs import atomic_file
+    from recon.pipelines.occupancy.voxel_task import load_net
+
+    build_net, input_fn = task_functions(task)
+    net, config = load_net(checkpoint, task, build_net)
+    target = torch.device(choose_device(device))
+    net = net.to(target)
+    inputs = [input_fn(path, config) for path in images]  # validates every image first
+    results = []
+    jobs = list(zip(images, names, inputs, strict=True))
+    for path, stem, tensor in track(jobs, f"predict {task}"):
+        with torch.no_grad():
+            probability = torch.sigmoid(net(tensor[None].to(target)))[0].float().cpu().numpy()
+        grid_path = out / f"{stem}.npy"
+        with atomic_file(grid_path) as tmp, tmp.open("wb") as handle:
+            np.save(handle, probability.astype(np.float16))
+        mesh = grid_mesh(probability)
+        record = {
+            "image": str(path),
+            "grid": str(grid_path),
+            "occupied": int((probability >= 0.5).sum()),
+            "mesh": None,
+            "render": None,
+        }
+        if mesh is not None:
+            record["mesh"] = str(save_mesh(mesh, out / f"{stem}.{fmt}"))
+            record["watertight"] = bool(mesh.is_watertight)
+            if render:
+                render_png(mesh, out / f"{stem}.png")
+                record["render"] = str(out / f"{stem}.png")
+        results.append(record)
+    return results

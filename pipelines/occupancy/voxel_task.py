@@ -1,0 +1,317 @@
+"""Task `voxel`: one image -> 32^3 occupancy on the Pix3D layout (ResNet18 + FC decoder).
+
+Data: ROOT/pix3d.json entries (img, category, voxel, bbox); the split into training and
+validation is by 3D model (seeded), so validation shapes are never seen in training. Input: the
+image cropped to a square around its bbox (jittered by up to `jitter` of its size in training),
+resized to `size` x `size`, ImageNet-normalised. Target: the voxel grid max-pooled to
+`resolution`. Loss: BCE on logits; Adam. With `mean_prior` (default) the decoder's output bias
+starts at the logit of the training set's mean shape, so training starts from the baseline.
+
+Validation logs val/iou (IoU@0.5, the score), val/dice, val/mae, val/mse, val/r2 (probability vs
+occupancy, see common/metrics.py), a threshold sweep val/iou@t for information only, and
+val/iou_mean_shape: IoU@0.5 of the training set's mean shape, the baseline to beat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recon.pipelines.common.engine import SplitLoaders, TaskSpec, TrainConfig, config_dict
+from recon.pipelines.common.errors import BadInput
+from recon.pipelines.occupancy.images import auto_bbox, imagenet_tensor, rgb_image, square_crop
+
+TASK_NAME = "voxel"
+SWEEP = (0.3, 0.4, 0.6, 0.7)
+
+
+@dataclass
+class VoxelConfig(TrainConfig):
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 1e-4
+    size: int = 224  # input side, pixels
+    resolution: int = 32  # output grid side
+    hidden: int = 1024  # decoder hidden units
+    dropout: float = 0.2
+    jitter: float = 0.08  # bbox jitter in training, fraction of the box side
+    pretrained_weights: str = ""  # a local torchvision ResNet18 state_dict file, or empty
+    mean_prior: bool = True  # start the output at the training set's mean shape
+
+
+# ---------------------------------------------------------------- data
+
+
+def load_grid(path: Path, resolution: int) -> np.ndarray:
+    """A Pix3D voxel .mat as a bool grid max-pooled to resolution; BadInput when unreadable."""
+    from recon.pipelines.occupancy.matfiles import MatError, read_voxel_mat
+    from recon.pipelines.shapes import max_pool
+
+    try:
+        grid = read_voxel_mat(path)
+    except MatError as error:
+        raise BadInput(f"{path}: {error}") from error
+    return max_pool(grid != 0, resolution) if grid.shape[0] != resolution else grid != 0
+
+
+def usable_entries(root: Path) -> list[dict]:
+    """pix3d.json entries with img, voxel and bbox, paths resolved against root."""
+    from recon.pipelines.occupancy.pix3d import load_entries
+
+    root = Path(root)
+    entries = []
+    for entry in load_entries(root):
+        if not all(k in entry for k in ("img", "voxel")):
+            continue
+        entries.append(
+            {**entry, "img_path": root / entry["img"], "voxel_path": root / entry["voxel"]}
+        )
+    if len(entries) < 2:
+        raise BadInput(f"{root}/pix3d.json: need at least 2 entries with img and voxel")
+    return entries
+
+
+def split_by_group(items: list, key, val_fraction: float, seed: int) -> tuple[list, list]:
+    """Seeded split keeping every group (e.g. one 3D model) on one side."""
+    groups = sorted({key(item) for item in items})
+    order = np.random.default_rng(seed).permutation(len(groups))
+    count = min(len(groups) - 1, max(1, round(len(groups) * val_fraction)))
+    val_groups = {groups[i] for i in order[:count]}
+    train = [i for i in items if key(i) not in val_groups]
+    val = [i for i in items if key(i) in val_groups]
+    return train, val
+
+
+class Pix3dDataset:
+    """Items (image (3, S, S) float, grid (R, R, R) float) for entries of usable_entries."""
+
+    def __init__(self, entries: list[dict], size: int, resolution: int, jitter: float = 0.0):
+        self.entries, self.size, self.jitter = entries, size, jitter
+        self.grids = {}
+        for entry in entries:
+            key = str(entry["voxel_path"])
+            if key not in self.grids:
+                self.grids[key] = load_grid(entry["voxel_path"], resolution)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def target(self, index: int) -> np.ndarray:
+        return self.grids[str(self.entries[index]["voxel_path"])]
+
+    def __getitem__(self, index: int):
+        import torch
+
+        entry = self.entries[index]
+        rgb = rgb_image(entry["img_path"])
+        bbox = entry.get("bbox") or auto_bbox(rgb)
+        rng = np.random.default_rng(int(torch.randint(0, 2**31, ()))) if self.jitter else None
+        crop = square_crop(rgb, bbox, self.size, rng, self.jitter)
+        return imagenet_tensor(crop), torch.from_numpy(self.target(index).astype(np.float32))
+
+
+def mean_shape(dataset) -> np.ndarray:
+    """Voxel-wise mean occupancy of a dataset's targets, (R, R, R) float."""
+    return np.mean([dataset.target(i) for i in range(len(dataset))], axis=0)
+
+
+# ---------------------------------------------------------------- Lightning
+
+
+def check(cfg: VoxelConfig) -> None:
+    """Fail early on a missing data set, weights file or unusable setting."""
+    if not cfg.data:
+        raise BadInput("task voxel needs --data ROOT (a Pix3D layout with pix3d.json)")
+    usable_entries(Path(cfg.data))
+    if cfg.pretrained_weights and not Path(cfg.pretrained_weights).is_file():
+        raise BadInput(f"{cfg.pretrained_weights}: no such weights file (pretrained_weights)")
+    if cfg.size < 32 or cfg.resolution < 4:
+        raise BadInput("setting size must be >= 32 and resolution >= 4")
+    if not 0 < cfg.val_fraction < 1:
+        raise BadInput("setting val_fraction must lie between 0 and 1")
+
+
+def load_pretrained_encoder(encoder, path: str) -> None:
+    """Load a local torchvision ResNet state_dict into encoder (its fc.* keys are ignored)."""
+    import torch
+
+    file = Path(path)
+    if not file.is_file():
+        raise BadInput(f"{file}: no such weights file (pretrained_weights)")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise BadInput(f"{file}: not a readable torch weights file ({error})") from error
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise BadInput(f"{file}: expected a state_dict of tensors")
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise BadInput(
+            f"{file}: does not match the encoder ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected keys)"
+        )
+
+
+def occupancy_metrics(probability, target, mean_shape_grid=None) -> dict:
+    """The validation metrics of both voxel tasks, batch means (see module doc)."""
+    from recon.pipelines.common.metrics import voxel_dice, voxel_iou, voxel_regression
+
+    values = {
+        "iou": voxel_iou(probability, target, 0.5).mean(),
+        "dice": voxel_dice(probability, target, 0.5).mean(),
+    }
+    values.update({k: v.mean() for k, v in voxel_regression(probability, target).items()})
+    for threshold in SWEEP:
+        values[f"iou@{threshold}"] = voxel_iou(probability, target, threshold).mean()
+    if mean_shape_grid is not None:
+        baseline = mean_shape_grid.to(target.device).expand_as(target)
+        values["iou_mean_shape"] = voxel_iou(baseline, target, 0.5).mean()
+    return values
+
+
+def occupancy_module_class(task_name: str, build_net, loss_fn):
+    """A LightningModule class: net from build_net(config), Adam, logged occupancy metrics."""
+    import lightning as L
+    import torch
+
+    class OccupancyModule(L.LightningModule):
+        def __init__(self, config: dict) -> None:
+            super().__init__()
+            self.save_hyperparameters({"task": task_name, "config": config})
+            self.net = build_net(config)
+            self.lr = config["lr"]
+            self.mean_grid = None
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return self.net(images)
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.net.parameters(), lr=self.lr)
+
+        def on_fit_start(self) -> None:
+            data = getattr(self.trainer, "datamodule", None)
+            if data is not None and getattr(data, "mean_grid", None) is not None:
+                self.mean_grid = torch.as_tensor(data.mean_grid, dtype=torch.float32)
+
+        def training_step(self, batch, batch_idx):
+            images, grids = batch
+            loss = loss_fn(self.net(images), grids)
+            self.log(
+                "train/loss",
+                loss,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=True,
+                batch_size=images.shape[0],
+            )
+            return loss
+
+        def validation_step(self, batch, batch_idx):
+            images, grids = batch
+            logits = self.net(images)
+            values = occupancy_metrics(torch.sigmoid(logits), grids, self.mean_grid)
+            values["loss"] = loss_fn(logits, grids)
+            self.log_dict(
+                {f"val/{k}": v for k, v in values.items()},
+                on_epoch=True,
+                batch_size=images.shape[0],
+                prog_bar=False,
+            )
+
+    return OccupancyModule
+
+
+def occupancy_data_class(make_sets):
+    """A LightningDataModule class whose setup calls make_sets(cfg) -> (train, val)."""
+    import lightning as L
+
+    class OccupancyData(SplitLoaders, L.LightningDataModule):
+        def __init__(self, cfg) -> None:
+            super().__init__()
+            self.cfg = cfg
+            self.train_set = self.val_set = self.mean_grid = None
+
+        def setup(self, stage: str | None = None) -> None:
+            if self.train_set is None:
+                self.train_set, self.val_set = make_sets(self.cfg)
+                self.mean_grid = mean_shape(self.train_set)
+
+    return OccupancyData
+
+
+def build_net(config: dict):
+    """The VoxelNet a voxel config describes."""
+    from recon.models.voxel_net import VoxelNet
+
+    return VoxelNet(config["resolution"], config["hidden"], config["dropout"])
+
+
+def _bce(logits, grids):
+    import torch.nn.functional as F
+
+    return F.binary_cross_entropy_with_logits(logits, grids)
+
+
+def make_sets(cfg: VoxelConfig):
+    entries = usable_entries(Path(cfg.data))
+    train, val = split_by_group(entries, lambda e: str(e["voxel_path"]), cfg.val_fraction, cfg.seed)
+    return (
+        Pix3dDataset(train, cfg.size, cfg.resolution, cfg.jitter),
+        Pix3dDataset(val, cfg.size, cfg.resolution, 0.0),
+    )
+
+
+def build_occupancy(task_name: str, cfg, build_net_fn, loss_fn, make_sets_fn):
+    """(module, datamodule); the net's output starts at the training set's mean shape when
+    cfg.mean_prior is set (a resumed run then loads its own weights over it)."""
+    import torch
+
+    module = occupancy_module_class(task_name, build_net_fn, loss_fn)(config_dict(cfg))
+    data = occupancy_data_class(make_sets_fn)(cfg)
+    if cfg.mean_prior:
+        data.setup("fit")
+        mean = torch.as_tensor(data.mean_grid, dtype=torch.float32).clamp(0.02, 0.98)
+        module.net.set_output_prior(torch.log(mean / (1 - mean)))
+    return module, data
+
+
+def build(cfg: VoxelConfig):
+    module, data = build_occupancy(TASK_NAME, cfg, build_net, _bce, make_sets)
+    if cfg.pretrained_weights:
+        load_pretrained_encoder(module.net.encoder, cfg.pretrained_weights)
+    return module, data
+
+
+# ---------------------------------------------------------------- prediction
+
+
+def load_net(checkpoint: Path, task_name: str, build_net_fn):
+    """(net in eval mode, config dict) from a checkpoint of task_name."""
+    from recon.pipelines.common.engine import load_checkpoint
+
+    config, state = load_checkpoint(checkpoint, task_name)
+    try:
+        net = build_net_fn(config)
+        net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+    except (KeyError, TypeError, RuntimeError, ValueError) as error:
+        text = str(error).strip().splitlines()
+        raise BadInput(
+            f"{checkpoint}: weights do not fit the {task_name} model "
+            f"({text[0] if text else type(error).__name__})"
+        ) from error
+    return net.eval(), config
+
+
+def voxel_input(path: Path, config: dict):
+    """The network input (3, S, S) for one image file (object box found from the border)."""
+    rgb = rgb_image(path)
+    return imagenet_tensor(square_crop(rgb, auto_bbox(rgb), config["size"]))
+
+
+TASK = TaskSpec(
+    name=TASK_NAME, config=VoxelConfig, build=build, monitor="val/iou", mode="max", check=check
+)

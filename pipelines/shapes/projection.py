@@ -1,0 +1,223 @@
+"""Mesh -> orthographic depth and silhouette images around the vertical axis, and views.json.
+
+Frames. The mesh is moved into a normalised frame: p_n = R @ (p - offset) * scale, where offset
+is the bounding-box centre, scale makes the farthest vertex sit at radius 1, and R turns the
+chosen up axis onto +z. Cameras are orthographic, outside the unit sphere at `distance`, each
+with a unit `direction` (object -> camera), `right` and `up` vector. Pixel (row r, column c) of a
+size x size image looks along -direction from
+    origin = distance * direction + u * right + v * up,
+    u = extent * ((2c + 1) / size - 1),  v = extent * (1 - (2r + 1) / size).
+Depth images are uint16: 0 = background, otherwise the distance from the camera plane along the
+ray is value * depth_unit (normalised units). Silhouettes are uint8, 255 inside.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recon.pipelines.common.errors import BadInput
+
+VIEWS_FORMAT = "recon.views/1"
+EXTENT = 1.05  # half-width of every image, normalised units (the object fits in radius 1)
+DISTANCE = 1.5  # camera plane distance from the origin, normalised units
+DEPTH_UNIT = (DISTANCE + 1.0) / 65000  # normalised units per uint16 count
+UP_AXES = {"x": 0, "y": 1, "z": 2}
+
+
+@dataclass(frozen=True)
+class Camera:
+    """One orthographic view; vectors are in the normalised frame."""
+
+    name: str
+    direction: tuple[float, float, float]  # unit, from the object towards the camera
+    right: tuple[float, float, float]
+    up: tuple[float, float, float]
+    azimuth_deg: float | None  # around +z, from +x towards +y; None for caps
+    elevation_deg: float  # +90 looks down from the top, -90 up from the bottom
+
+
+def ring_cameras(views: int, caps: bool) -> list[Camera]:
+    """`views` horizontal cameras 360/views degrees apart, plus a top and a bottom one with caps."""
+    if views < 1:
+        raise BadInput(f"--views must be at least 1, not {views}")
+    z = np.array([0.0, 0.0, 1.0])
+    cameras = []
+    for i in range(views):
+        azimuth = 360.0 * i / views
+        a = math.radians(azimuth)
+        direction = np.array([math.cos(a), math.sin(a), 0.0])
+        right = np.cross(z, direction)
+        cameras.append(Camera(f"view_{i:03d}", _t(direction), _t(right), _t(z), azimuth, 0.0))
+    if caps:
+        y = np.array([0.0, 1.0, 0.0])
+        for name, sign in (("top", 1.0), ("bottom", -1.0)):
+            direction = np.array([0.0, 0.0, sign])
+            cameras.append(
+                Camera(name, _t(direction), _t(np.cross(y, direction)), _t(y), None, 90.0 * sign)
+            )
+    return cameras
+
+
+def _t(vector: np.ndarray) -> tuple[float, float, float]:
+    return tuple(float(round(x, 12)) + 0.0 for x in vector)
+
+
+def normalising_transform(vertices: np.ndarray, up: str = "z") -> np.ndarray:
+    """4x4 matrix taking mesh coordinates into the normalised frame (see module doc)."""
+    if up not in UP_AXES:
+        raise BadInput(f"--up must be one of x, y, z, not {up!r}")
+    low, high = vertices.min(axis=0), vertices.max(axis=0)
+    offset = (low + high) / 2
+    radius = float(np.linalg.norm(vertices - offset, axis=1).max())
+    rotation = _up_rotation(UP_AXES[up])
+    matrix = np.eye(4)
+    matrix[:3, :3] = rotation / radius
+    matrix[:3, 3] = -(rotation @ offset) / radius
+    return matrix
+
+
+def _up_rotation(axis: int) -> np.ndarray:
+    """A proper rotation taking the given coordinate axis onto +z (cyclic permutation)."""
+    return np.roll(np.eye(3), 2 - axis, axis=0)
+
+
+def pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(u, v) image-plane coordinates of pixel centres, each (size, size); row 0 is the top."""
+    centres = (2 * np.arange(size) + 1) / size - 1
+    u = EXTENT * centres
+    v = -EXTENT * centres
+    return np.meshgrid(u, v, indexing="xy")
+
+
+def camera_rays(camera: Camera, size: int) -> np.ndarray:
+    """Ray origins and directions for every pixel of one camera, (size, size, 6) float32."""
+    u, v = pixel_grid(size)
+    d, r, w = (np.asarray(x) for x in (camera.direction, camera.right, camera.up))
+    origins = DISTANCE * d + u[..., None] * r + v[..., None] * w
+    directions = np.broadcast_to(-d, origins.shape)
+    return np.concatenate([origins, directions], axis=-1).astype(np.float32)
+
+
+def cast_depths(vertices: np.ndarray, faces: np.ndarray, cameras: list[Camera], size: int):
+    """Ray-cast all cameras in one call; returns hit distances (V, size, size), inf where empty."""
+    import open3d as o3d
+
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(
+        o3d.core.Tensor(np.ascontiguousarray(vertices, dtype=np.float32)),
+        o3d.core.Tensor(np.ascontiguousarray(faces, dtype=np.uint32)),
+    )
+    rays = np.stack([camera_rays(c, size) for c in cameras])
+    hits = scene.cast_rays(o3d.core.Tensor(rays))
+    return hits["t_hit"].numpy()
+
+
+def encode_depth(distances: np.ndarray) -> np.ndarray:
+    """Hit distances (inf = miss) -> uint16 depth image (0 = background)."""
+    depth = np.zeros(distances.shape, dtype=np.uint16)
+    hit = np.isfinite(distances)
+    depth[hit] = np.clip(np.rint(distances[hit] / DEPTH_UNIT), 1, 65535).astype(np.uint16)
+    return depth
+
+
+@dataclass
+class Projection:
+    """The result of projecting one mesh: images per camera and what views.json records."""
+
+    cameras: list[Camera]
+    depths: np.ndarray  # (V, size, size) uint16
+    to_normalised: np.ndarray  # 4x4
+    size: int
+    up: str
+
+    def views_json(self, source: str, faces: int, vertices: int) -> dict:
+        """The views.json document that makes back-projection exact."""
+        return {
+            "format": VIEWS_FORMAT,
+            "camera": {
+                "model": "orthographic",
+                "size": self.size,
+                "extent": EXTENT,
+                "distance": DISTANCE,
+                "pixel": "u = extent*((2c+1)/size-1), v = extent*(1-(2r+1)/size); "
+                "ray origin = distance*direction + u*right + v*up, along -direction",
+            },
+            "depth": {
+                "unit": DEPTH_UNIT,
+                "encoding": "uint16 PNG, 0 = background, distance from camera plane = value*unit",
+            },
+            "frame": {
+                "up": self.up,
+                "to_normalised": self.to_normalised.tolist(),
+                "scale": float(np.linalg.norm(self.to_normalised[:3, 0])),
+                "offset": self.offset().tolist(),
+                "note": "normalised = R @ (mesh - offset) * scale; mesh units otherwise",
+            },
+            "source": {"mesh": source, "faces": faces, "vertices": vertices},
+            "views": [
+                {
+                    "name": c.name,
+                    "depth": f"depth_{c.name}.png",
+                    "silhouette": f"silhouette_{c.name}.png",
+                    "azimuth_deg": c.azimuth_deg,
+                    "elevation_deg": c.elevation_deg,
+                    "direction": list(c.direction),
+                    "right": list(c.right),
+                    "up": list(c.up),
+                }
+                for c in self.cameras
+            ],
+        }
+
+    def offset(self) -> np.ndarray:
+        """The mesh-frame point that maps to the normalised origin."""
+        return np.linalg.solve(self.to_normalised[:3, :3], -self.to_normalised[:3, 3])
+
+
+def project_mesh(mesh, views: int = 8, caps: bool = True, size: int = 256, up: str = "z"):
+    """Project a trimesh mesh into depth images; returns a Projection."""
+    if size < 8 or size > 4096:
+        raise BadInput(f"--size must be between 8 and 4096, not {size}")
+    to_normalised = normalising_transform(np.asarray(mesh.vertices), up)
+    vertices = mesh.vertices @ to_normalised[:3, :3].T + to_normalised[:3, 3]
+    cameras = ring_cameras(views, caps)
+    distances = cast_depths(vertices, np.asarray(mesh.faces), cameras, size)
+    return Projection(cameras, encode_depth(distances), to_normalised, size, up)
+
+
+def write_projection(projection: Projection, folder: Path, views_doc: dict) -> list[Path]:
+    """Write depth and silhouette PNGs and views.json into folder (which must exist)."""
+    from recon.pipelines.common.io import write_png
+    from recon.pipelines.common.outputs import write_json
+
+    written = []
+    for view, depth in zip(views_doc["views"], projection.depths, strict=True):
+        written.append(write_png(folder / view["depth"], depth))
+        silhouette = np.where(depth > 0, 255, 0).astype(np.uint8)
+        written.append(write_png(folder / view["silhouette"], silhouette))
+    write_json(folder / "views.json", views_doc)
+    written.append(folder / "views.json")
+    return written
+
+
+def read_views(folder: Path) -> dict:
+    """Read and validate folder/views.json."""
+    path = Path(folder) / "views.json"
+    if not Path(folder).is_dir():
+        raise BadInput(f"{folder}: no such folder")
+    if not path.is_file():
+        raise BadInput(f"{folder}: no views.json (make one with `recon project`)")
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadInput(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(doc, dict) or doc.get("format") != VIEWS_FORMAT:
+        raise BadInput(f"{path}: not a {VIEWS_FORMAT} file")
+    if not doc.get("views"):
+        raise BadInput(f"{path}: lists no views")
+    return doc

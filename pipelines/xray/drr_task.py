@@ -1,0 +1,300 @@
+"""Task `drr`: pix2pix translation of an X-ray into the DRR it would have been.
+
+Data: a pair set (ROOT/xray/NAME + ROOT/drr/NAME, see recon.pipelines.xray.pairs), split into train
+and validation by a seeded shuffle of the names. Images are square-fitted to `size` and scaled to
+[-1, 1]. Training follows the reference pix2pix recipe (defaults in models/pix2pix.py):
+each batch first updates the PatchGAN on (X-ray, DRR) as real and (X-ray, G(X-ray)) as fake,
+loss halved, then the generator on GAN + lambda_l1 * L1; Adam (lr, beta1) for both; the learning
+rate is constant for the first `constant_fraction` of the epochs, then decays linearly to ~0.
+Training batches get the reference jitter: resize up by 286/256, random crop back, random flip.
+
+Validation (generator in eval mode) logs val/ssim, val/psnr, val/mae of G(X-ray) against the
+DRR on [0, 1] images, and the identity baseline val/ssim_identity = SSIM(X-ray, DRR); each epoch
+writes RUN/examples/epoch_NNN.png, rows of input | output | target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from recon.models import pix2pix
+from recon.pipelines.common.engine import TaskSpec, TrainConfig, config_dict, seeded_loader
+from recon.pipelines.common.errors import BadInput
+
+TASK_NAME = "drr"
+
+
+@dataclass
+class DrrConfig(TrainConfig):
+    epochs: int = 200  # reference: 100 constant + 100 decaying
+    batch_size: int = pix2pix.BATCH_SIZE
+    lr: float = pix2pix.LR
+    beta1: float = pix2pix.BETAS[0]
+    lambda_l1: float = pix2pix.LAMBDA_L1
+    constant_fraction: float = 0.5  # share of epochs at full learning rate
+    size: int = 256  # training side in pixels, a power of two >= 32
+    base_filters: int = pix2pix.BASE_FILTERS  # ngf = ndf
+    dropout: float = pix2pix.DROPOUT
+    patch_layers: int = 3  # 3 = 70 x 70 PatchGAN
+    jitter: bool = True  # resize to 286/256, random crop, random flip
+    examples: int = 4  # rows in the example grid
+
+
+def check(cfg: DrrConfig) -> None:
+    """Fail early on a missing or malformed pair set or an unusable setting."""
+    from recon.pipelines.xray.pairs import find_pairs
+
+    if not cfg.data:
+        raise BadInput("task drr needs --data ROOT (a pair set with xray/ and drr/)")
+    try:
+        pix2pix.unet_depth(cfg.size)
+    except ValueError as error:
+        raise BadInput(f"setting size: {error}") from error
+    pairs = find_pairs(Path(cfg.data))
+    if len(pairs) < 2:
+        raise BadInput(f"{cfg.data}: need at least 2 pairs (training and validation), found 1")
+    if not 0 < cfg.val_fraction < 1:
+        raise BadInput("setting val_fraction must lie between 0 and 1")
+
+
+def split_pairs(pairs: list, val_fraction: float, seed: int) -> tuple[list, list]:
+    """Seeded shuffle, then the first round(n * val_fraction) (at least 1) are validation."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    count = min(len(pairs) - 1, max(1, round(len(pairs) * val_fraction)))
+    val = [pairs[i] for i in sorted(order[:count])]
+    train = [pairs[i] for i in sorted(order[count:])]
+    return train, val
+
+
+def _lightning():
+    import lightning as L
+    import torch
+    import torch.nn.functional as F
+
+    from recon.pipelines.common.metrics import mae, psnr, ssim
+    from recon.pipelines.xray.pairs import PairDataset, find_pairs
+
+    class DrrData(L.LightningDataModule):
+        def __init__(self, cfg: DrrConfig) -> None:
+            super().__init__()
+            self.cfg = cfg
+            self.train_set = self.val_set = None
+
+        def setup(self, stage: str | None = None) -> None:
+            pairs = find_pairs(Path(self.cfg.data))
+            train, val = split_pairs(pairs, self.cfg.val_fraction, self.cfg.seed)
+            self.train_set = PairDataset(train, self.cfg.size)
+            self.val_set = PairDataset(val, self.cfg.size)
+
+        def train_dataloader(self):
+            return seeded_loader(
+                self.train_set, self.cfg.batch_size, self.cfg.seed, True, self.cfg.num_workers
+            )
+
+        def val_dataloader(self):
+            return seeded_loader(
+                self.val_set,
+                max(self.cfg.batch_size, 4),
+                self.cfg.seed,
+                False,
+                self.cfg.num_workers,
+            )
+
+    class DrrModule(L.LightningModule):
+        """Generator + PatchGAN; manual optimisation, D then G on every batch."""
+
+        def __init__(self, config: dict) -> None:
+            super().__init__()
+            self.save_hyperparameters({"task": TASK_NAME, "config": config})
+            self.cfg = DrrConfig(**config)
+            self.automatic_optimization = False
+            self.generator = build_generator(config)
+            self.discriminator = pix2pix.init_weights(
+                pix2pix.PatchDiscriminator(2, self.cfg.base_filters, self.cfg.patch_layers)
+            )
+            self._grid_batch = None
+
+        def forward(self, xray: torch.Tensor) -> torch.Tensor:
+            return self.generator(xray)
+
+        def configure_optimizers(self):
+            betas = (self.cfg.beta1, pix2pix.BETAS[1])
+            opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.cfg.lr, betas=betas)
+            opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.cfg.lr, betas=betas)
+            constant = round(self.cfg.epochs * self.cfg.constant_fraction)
+            decay = self.cfg.epochs - constant
+
+            def rule(epoch: int) -> float:
+                return pix2pix.linear_decay(epoch, constant, decay)
+
+            schedules = [torch.optim.lr_scheduler.LambdaLR(o, rule) for o in (opt_g, opt_d)]
+            return [opt_g, opt_d], schedules
+
+        def _critic(self, xray, image):
+            return self.discriminator(torch.cat([xray, image], dim=1))
+
+        def _gan_loss(self, logits, real: bool):
+            target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+            return F.binary_cross_entropy_with_logits(logits, target)
+
+        def training_step(self, batch, batch_idx):
+            xray, drr = batch
+            if self.cfg.jitter:
+                xray, drr = jitter(xray, drr)
+            opt_g, opt_d = self.optimizers()
+            fake = self.generator(xray)
+
+            self.toggle_optimizer(opt_d)
+            loss_d = 0.5 * (
+                self._gan_loss(self._critic(xray, fake.detach()), False)
+                + self._gan_loss(self._critic(xray, drr), True)
+            )
+            opt_d.zero_grad()
+            self.manual_backward(loss_d)
+            opt_d.step()
+            self.untoggle_optimizer(opt_d)
+
+            self.toggle_optimizer(opt_g)
+            loss_gan = self._gan_loss(self._critic(xray, fake), True)
+            loss_l1 = F.l1_loss(fake, drr)
+            loss_g = loss_gan + self.cfg.lambda_l1 * loss_l1
+            opt_g.zero_grad()
+            self.manual_backward(loss_g)
+            opt_g.step()
+            self.untoggle_optimizer(opt_g)
+
+            size = xray.shape[0]
+            self.log(
+                "train/loss", loss_g, on_step=False, on_epoch=True, prog_bar=True, batch_size=size
+            )
+            self.log_dict(
+                {"train/loss_d": loss_d, "train/gan": loss_gan, "train/l1": loss_l1},
+                on_step=False,
+                on_epoch=True,
+                batch_size=size,
+            )
+
+        def on_train_epoch_end(self) -> None:
+            for schedule in self.lr_schedulers():
+                schedule.step()
+
+        def validation_step(self, batch, batch_idx):
+            xray, drr = batch
+            fake = self.generator(xray)
+            pred, target, source = ((t.clamp(-1, 1) + 1) / 2 for t in (fake, drr, xray))
+            size = xray.shape[0]
+            self.log_dict(
+                {
+                    "val/ssim": ssim(pred, target).mean(),
+                    "val/psnr": psnr(pred, target).mean(),
+                    "val/mae": mae(pred, target).mean(),
+                    "val/ssim_identity": ssim(source, target).mean(),
+                    "val/psnr_identity": psnr(source, target).mean(),
+                },
+                on_epoch=True,
+                batch_size=size,
+                prog_bar=False,
+                sync_dist=True,
+            )
+            if batch_idx == 0:
+                self._grid_batch = (
+                    source[: self.cfg.examples],
+                    pred[: self.cfg.examples],
+                    target[: self.cfg.examples],
+                )
+
+        def on_validation_epoch_end(self) -> None:
+            if self.trainer.sanity_checking or self._grid_batch is None:
+                return
+            if self.trainer.is_global_zero:
+                folder = Path(self.trainer.default_root_dir) / "examples"
+                folder.mkdir(parents=True, exist_ok=True)
+                write_grid(folder / f"epoch_{self.current_epoch:03d}.png", *self._grid_batch)
+            self._grid_batch = None
+
+    return DrrData, DrrModule
+
+
+def jitter(xray, drr):
+    """Reference pix2pix jitter on a batch: upscale by 286/256, same random crop, random flip."""
+    import torch
+    import torch.nn.functional as F
+
+    size = xray.shape[-1]
+    big = round(size * 286 / 256)
+    both = F.interpolate(
+        torch.cat([xray, drr], dim=1), size=(big, big), mode="bilinear", align_corners=False
+    )
+    top, left = (int(v) for v in torch.randint(0, big - size + 1, (2,)))
+    both = both[..., top : top + size, left : left + size]
+    if bool(torch.rand(()) < 0.5):
+        both = both.flip(-1)
+    return both[:, :1], both[:, 1:]
+
+
+def write_grid(path: Path, source, prediction, target) -> None:
+    """8-bit PNG, one row per image: input | output | target, from (B, 1, S, S) in [0, 1]."""
+    import numpy as np
+    import torch
+
+    from recon.pipelines.common.io import write_png
+    from recon.pipelines.xray.pairs import to_uint
+
+    rows = [
+        torch.cat([s, p, t], dim=-1)[0] for s, p, t in zip(source, prediction, target, strict=True)
+    ]
+    grid = torch.cat(rows, dim=-2).detach().float().cpu().numpy()
+    write_png(path, to_uint(np.asarray(grid), 8))
+
+
+def build_generator(config: dict):
+    """The U-Net generator a drr config describes, with the reference initialisation."""
+    cfg = DrrConfig(**config)
+    return pix2pix.init_weights(
+        pix2pix.UNetGenerator(1, 1, cfg.size, cfg.base_filters, cfg.dropout)
+    )
+
+
+def build(cfg: DrrConfig):
+    data_class, module_class = _lightning()
+    return module_class(config_dict(cfg)), data_class(cfg)
+
+
+def load_generator(checkpoint: Path):
+    """(generator in eval mode, config dict) from a `recon train drr` checkpoint."""
+    from recon.pipelines.common.engine import load_checkpoint
+
+    config, state = load_checkpoint(checkpoint, TASK_NAME)
+    try:
+        generator = build_generator(config)
+        weights = {
+            k[len("generator.") :]: v for k, v in state.items() if k.startswith("generator.")
+        }
+        generator.load_state_dict(weights)
+    except (TypeError, RuntimeError, ValueError) as error:
+        message = str(error).strip().splitlines()[0]
+        raise BadInput(
+            f"{checkpoint}: generator weights do not fit its config ({message})"
+        ) from error
+    return generator.eval(), config
+
+
+def translate(generator, image, size: int):
+    """One float (H, W) X-ray in [0, 1] -> the predicted DRR, float (H, W) in [0, 1]."""
+    import torch
+
+    from recon.pipelines.xray.pairs import fit_square, unfit
+
+    tensor, placement = fit_square(image, size)
+    device = next(generator.parameters()).device
+    with torch.no_grad():
+        output = generator(tensor[None].to(device) * 2 - 1)
+    return unfit((output.clamp(-1, 1) + 1) / 2, placement).clip(0, 1)
+
+
+TASK = TaskSpec(
+    name=TASK_NAME, config=DrrConfig, build=build, monitor="val/ssim", mode="max", check=check
+)

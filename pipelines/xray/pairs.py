@@ -1,0 +1,217 @@
+"""Paired X-ray / DRR images on disk: discovery, checks, reading, and the square-fit rule.
+
+Layout: ROOT/xray/NAME.(png|dcm) and ROOT/drr/NAME.(png|dcm); a pair is the two files with the
+same stem. Both images of a pair have the same size. Images are read as float32 (H, W) in [0, 1]:
+8-bit PNG / 255, 16-bit PNG / 65535, DICOM / (2^BitsStored - 1) with MONOCHROME1 inverted, so
+bright is dense everywhere (as in a DRR). RGB(A) PNG becomes the mean of its colour channels.
+
+Square fit (training and prediction use the same rule): an H x W image is zero-padded equally on
+both sides of its shorter axis to a square of side max(H, W), then resized (antialiased bilinear)
+to size x size. `unfit` undoes it: resize back to the square side, crop the padding away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recon.pipelines.common.errors import BadInput
+
+XRAY_DIR = "xray"
+DRR_DIR = "drr"
+IMAGE_SUFFIXES = (".png", ".dcm", ".dicom")
+
+
+@dataclass(frozen=True)
+class Pair:
+    name: str  # the shared file stem
+    xray: Path
+    drr: Path
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an H x W image sits in its padded square: rows/cols of padding before it."""
+
+    height: int
+    width: int
+    top: int
+    left: int
+
+    @property
+    def side(self) -> int:
+        return max(self.height, self.width)
+
+
+def image_files(folder: Path) -> list[Path]:
+    """PNG and DICOM files of a folder, sorted by name (hidden files skipped)."""
+    return sorted(
+        p
+        for p in Path(folder).iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
+
+
+def find_pairs(root: Path, check_sizes: bool = True) -> list[Pair]:
+    """The pairs of ROOT/xray and ROOT/drr, sorted by name; BadInput on any layout problem."""
+    root = Path(root)
+    folders = [root / XRAY_DIR, root / DRR_DIR]
+    for folder in [root, *folders]:
+        if not folder.is_dir():
+            raise BadInput(f"{folder}: no such folder (a pair set has {XRAY_DIR}/ and {DRR_DIR}/)")
+    xrays, drrs = ({p.stem: p for p in image_files(f)} for f in folders)
+    if not xrays and not drrs:
+        raise BadInput(f"{root}: no PNG or DICOM images in {XRAY_DIR}/ or {DRR_DIR}/")
+    for have, other, label in ((xrays, drrs, DRR_DIR), (drrs, xrays, XRAY_DIR)):
+        missing = sorted(set(have) - set(other))
+        if missing:
+            shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
+            raise BadInput(f"{root / label}: no image named like {shown} ({len(missing)} unpaired)")
+    pairs = [Pair(name, xrays[name], drrs[name]) for name in sorted(xrays)]
+    if check_sizes:
+        for pair in pairs:
+            xray_size, drr_size = image_size(pair.xray), image_size(pair.drr)
+            if xray_size != drr_size:
+                raise BadInput(
+                    f"{pair.drr}: size {drr_size[1]}x{drr_size[0]} differs from its X-ray "
+                    f"{pair.xray.name} ({xray_size[1]}x{xray_size[0]})"
+                )
+    return pairs
+
+
+def is_dicom(path: Path) -> bool:
+    path = Path(path)
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    with path.open("rb") as handle:
+        head = handle.read(132)
+    return head[128:132] == b"DICM"
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(rows, columns) of a PNG or DICOM image, without decoding its pixels."""
+    from recon.pipelines.common.io import require_file
+
+    path = require_file(path, "image")
+    if is_dicom(path):
+        dataset = _read_dicom(path, pixels=False)
+        return int(dataset.Rows), int(dataset.Columns)
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except (UnidentifiedImageError, OSError) as error:
+        raise BadInput(f"{path}: not a readable image ({error})") from error
+
+
+def read_gray(path: Path) -> tuple[np.ndarray, int]:
+    """A PNG or DICOM image as float32 (H, W) in [0, 1], and its bit depth (8 or 16)."""
+    from recon.pipelines.common.io import read_image, require_file
+
+    path = require_file(path, "image")
+    if is_dicom(path):
+        return _dicom_gray(path)
+    array = read_image(path)
+    if array.ndim == 3:
+        array = np.rint(array[..., :3].astype(np.float32).mean(axis=2)).astype(array.dtype)
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0, 8
+    if array.dtype == np.bool_:
+        return array.astype(np.float32), 8
+    if array.dtype in (np.uint16, np.int32, np.int16):
+        return (array.astype(np.float32) / 65535.0).clip(0, 1), 16
+    raise BadInput(f"{path}: unsupported pixel type {array.dtype}")
+
+
+def _read_dicom(path: Path, pixels: bool = True):
+    import pydicom
+
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=not pixels, force=True)
+    except Exception as error:  # pydicom raises many types for corrupt files
+        raise BadInput(f"{path}: not a readable DICOM file ({error})") from error
+
+
+def _dicom_gray(path: Path) -> tuple[np.ndarray, int]:
+    dataset = _read_dicom(path)
+    try:
+        pixels = dataset.pixel_array.astype(np.float32)
+    except Exception as error:
+        raise BadInput(f"{path}: DICOM has no readable pixel data ({error})") from error
+    if pixels.ndim != 2:
+        raise BadInput(f"{path}: expected one 2D image, got pixel data of shape {pixels.shape}")
+    bits = int(getattr(dataset, "BitsStored", 16) or 16)
+    if getattr(dataset, "PixelRepresentation", 0) == 1:
+        pixels = pixels + 2 ** (bits - 1)
+    image = (pixels / (2**bits - 1)).clip(0, 1)
+    if str(getattr(dataset, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        image = 1.0 - image
+    return image.astype(np.float32), 8 if bits <= 8 else 16
+
+
+def fit_square(image: np.ndarray, size: int):
+    """(H, W) float image -> ((1, size, size) float tensor, Placement); see the module doc."""
+    import torch
+    import torch.nn.functional as F
+
+    height, width = image.shape
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    square = np.zeros((side, side), np.float32)
+    square[top : top + height, left : left + width] = image
+    tensor = torch.from_numpy(square)[None, None]
+    if side != size:
+        tensor = F.interpolate(
+            tensor, size=(size, size), mode="bilinear", align_corners=False, antialias=side > size
+        )
+    return tensor[0], Placement(height, width, top, left)
+
+
+def unfit(image, placement: Placement) -> np.ndarray:
+    """Undo fit_square: (1, size, size) or (size, size) tensor -> float32 (H, W) numpy."""
+    import torch.nn.functional as F
+
+    tensor = image.detach().float().reshape(1, 1, *image.shape[-2:]).cpu()
+    side = placement.side
+    if tensor.shape[-1] != side:
+        tensor = F.interpolate(
+            tensor,
+            size=(side, side),
+            mode="bilinear",
+            align_corners=False,
+            antialias=tensor.shape[-1] > side,
+        )
+    square = tensor[0, 0].numpy()
+    top, left = placement.top, placement.left
+    return square[top : top + placement.height, left : left + placement.width].copy()
+
+
+def to_uint(image: np.ndarray, bits: int) -> np.ndarray:
+    """Float [0, 1] image -> uint8 (bits 8) or uint16 (bits 16), rounded and clipped."""
+    top = 255 if bits == 8 else 65535
+    dtype = np.uint8 if bits == 8 else np.uint16
+    return np.rint(np.clip(image, 0, 1) * top).astype(dtype)
+
+
+class PairDataset:
+    """torch Dataset of pairs: item -> (xray, drr) float tensors (1, size, size) in [-1, 1]."""
+
+    def __init__(self, pairs: list[Pair], size: int) -> None:
+        self.pairs = list(pairs)
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int):
+        pair = self.pairs[index]
+        xray, _ = read_gray(pair.xray)
+        drr, _ = read_gray(pair.drr)
+        if xray.shape != drr.shape:
+            raise BadInput(f"{pair.drr}: size differs from its X-ray {pair.xray.name}")
+        xray_t, _ = fit_square(xray, self.size)
+        drr_t, _ = fit_square(drr, self.size)
+        return xray_t * 2 - 1, drr_t * 2 - 1

@@ -1,0 +1,236 @@
+"""X-ray and CT I/O, the pose convention, pose metrics, and bad inputs of make-drr/register."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from recon.pipelines.common.errors import BadInput
+from recon.pipelines.xray.drr import Intrinsics
+from recon.pipelines.xray.pose import (
+    describe_pose,
+    euler_from_pose,
+    load_poses,
+    pose_from_degrees,
+    save_poses,
+)
+from recon.pipelines.xray.xray import preprocess, read_xray, write_xray_dicom
+
+
+class PickledCode:
+    """Stands for arbitrary code inside a checkpoint: weights_only loading must refuse it."""
+
+
+def small_ct(path: Path, shape=(40, 36, 32), spacing=(2.0, 2.0, 2.5)) -> Path:
+    """A NIfTI CT in HU: air around a soft-tissue block holding two bone rods."""
+    hu = np.full(shape, -1000.0, np.float32)
+    hu[6:-6, 6:-6, 3:-3] = 40.0
+    hu[12:16, 14:18, :] = 900.0
+    hu[24:27, 10:13, 5:-5] = 700.0
+    nib.save(nib.Nifti1Image(hu, np.diag([*spacing, 1.0])), path)
+    return path
+
+
+def test_pose_round_trip_and_convention():
+    pose = pose_from_degrees([10.0, -5.0, 3.0], [4.0, 850.0, -7.0])
+    rot, xyz = euler_from_pose(pose)
+    assert np.allclose(np.degrees(rot[0].numpy()), [10.0, -5.0, 3.0], atol=1e-4)
+    assert np.allclose(xyz[0].numpy(), [4.0, 850.0, -7.0], atol=1e-3)
+    # R = Rz(a) Rx(b) Ry(c); the source sits at R @ xyz
+    a, b, c = (math.radians(v) for v in (10.0, -5.0, 3.0))
+    rz = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, math.cos(b), -math.sin(b)], [0, math.sin(b), math.cos(b)]])
+    ry = np.array([[math.cos(c), 0, math.sin(c)], [0, 1, 0], [-math.sin(c), 0, math.cos(c)]])
+    assert np.allclose(pose[0, :3, :3].numpy(), rz @ rx @ ry, atol=1e-6)
+    assert np.allclose(pose[0, :3, 3].numpy(), rz @ rx @ ry @ [4.0, 850.0, -7.0], atol=1e-3)
+    assert describe_pose(pose)["rot_deg"] == pytest.approx([10.0, -5.0, 3.0], abs=1e-3)
+
+
+def test_pose_files(tmp_path):
+    poses = torch.cat(
+        [pose_from_degrees([0, 0, 0], [0, 850, 0]), pose_from_degrees([5, 0, 0], [0, 800, 10])]
+    )
+    for name in ("p.pt", "p.json"):
+        save_poses(tmp_path / name, poses)
+        assert torch.allclose(load_poses(tmp_path / name), poses, atol=1e-5)
+    (tmp_path / "bad.json").write_text(json.dumps([[1, 2, 3]]))
+    with pytest.raises(BadInput, match="4x4"):
+        load_poses(tmp_path / "bad.json")
+    shear = poses[:1].clone()
+    shear[0, 0, 1] = 0.5
+    torch.save(shear, tmp_path / "shear.pt")
+    with pytest.raises(BadInput, match="rigid"):
+        load_poses(tmp_path / "shear.pt")
+
+
+def test_pose_metrics_known_values():
+    from recon.pipelines.common.metrics import mtre, rotation_error_deg, translation_error_mm
+
+    truth = pose_from_degrees([0, 0, 0], [0, 850, 0])
+    shifted = truth.clone()
+    shifted[0, :3, 3] += torch.tensor([3.0, 0.0, 4.0])
+    points = np.array([[0.0, 0.0, 0.0], [10.0, 20.0, -30.0]])
+    assert mtre(shifted, truth, points)[0] == pytest.approx(5.0, abs=1e-4)
+    assert translation_error_mm(shifted, truth)[0] == pytest.approx(5.0, abs=1e-4)
+    assert rotation_error_deg(shifted, truth)[0] == pytest.approx(0.0, abs=1e-3)
+    turned = pose_from_degrees([0, 7, 0], [0, 850, 0])
+    assert rotation_error_deg(turned, truth)[0] == pytest.approx(7.0, abs=1e-3)
+
+
+def test_dicom_round_trip_monochrome_and_spacing(tmp_path):
+    pixels = (np.arange(40 * 30).reshape(40, 30) % 4000).astype(np.uint16)
+    detector = Intrinsics(sdd=1000.0, height=40, width=30, delx=0.5, dely=0.25, x0=1.5, y0=-2.0)
+    write_xray_dicom(
+        tmp_path / "a.dcm",
+        pixels,
+        detector,
+        "MONOCHROME1",
+        rescale_slope=2.0,
+        positioner=(12.0, -3.0, 800.0),
+    )
+    xray = read_xray(tmp_path / "a.dcm")
+    assert xray.intrinsics == detector
+    assert xray.positioner == (12.0, -3.0, 800.0)
+    image = xray.image[0, 0].numpy()
+    expected = 1 - (pixels - pixels.min()) / (pixels.max() - pixels.min())
+    assert np.allclose(image, expected, atol=1e-6)
+    linear, _ = preprocess(xray, linearize="auto")
+    assert linear.shape == (1, 1, 40, 30) and float(linear.max()) > 1.0
+    cropped, cropped_detector = preprocess(xray, crop=10, linearize="off")
+    assert cropped.shape == (1, 1, 30, 20) and cropped_detector.height == 30
+
+
+def test_dicom_without_sdd_names_tag_and_flag(tmp_path):
+    import pydicom
+
+    write_xray_dicom(
+        tmp_path / "a.dcm",
+        np.ones((32, 32), np.uint16) * np.arange(32, dtype=np.uint16),
+        Intrinsics(1000.0, 32, 32, 1.0, 1.0),
+    )
+    ds = pydicom.dcmread(tmp_path / "a.dcm")
+    del ds.DistanceSourceToDetector
+    ds.save_as(tmp_path / "nosdd.dcm")
+    with pytest.raises(BadInput, match=r"DistanceSourceToDetector.*--sdd"):
+        read_xray(tmp_path / "nosdd.dcm")
+    assert read_xray(tmp_path / "nosdd.dcm", sdd=900.0).intrinsics.sdd == 900.0
+
+
+def test_png_needs_geometry(tmp_path):
+    from recon.pipelines.common.io import write_png
+
+    write_png(tmp_path / "x.png", (np.arange(64 * 48).reshape(48, 64) % 250).astype(np.uint8))
+    with pytest.raises(BadInput, match="--sdd and --spacing"):
+        read_xray(tmp_path / "x.png")
+    xray = read_xray(tmp_path / "x.png", sdd=1000.0, spacing=(0.3, 0.4))
+    assert (xray.intrinsics.dely, xray.intrinsics.delx) == (0.3, 0.4)
+    assert (xray.intrinsics.height, xray.intrinsics.width) == (48, 64)
+
+
+def test_ct_loading_and_bad_volumes(tmp_path):
+    from recon.pipelines.xray.volume import load_ct
+
+    subject = load_ct(small_ct(tmp_path / "ct.nii.gz"))
+    assert tuple(subject.density.shape) == (1, 40, 36, 32)
+    assert np.allclose(subject.volume.get_center(), 0.0, atol=1e-6)
+    resampled = load_ct(tmp_path / "ct.nii.gz", spacing_mm=4.0)
+    assert tuple(resampled.density.shape) == (1, 20, 18, 20)
+    assert np.allclose(resampled.volume.get_center(), 0.0, atol=1e-6)
+    nib.save(nib.Nifti1Image(np.zeros((32, 32), np.float32), np.eye(4)), tmp_path / "flat.nii.gz")
+    with pytest.raises(BadInput, match="2D image"):
+        load_ct(tmp_path / "flat.nii.gz")
+    (tmp_path / "junk.nii.gz").write_text("not a volume")
+    with pytest.raises(BadInput, match="not a readable CT"):
+        load_ct(tmp_path / "junk.nii.gz")
+    with pytest.raises(BadInput, match="orientation"):
+        load_ct(tmp_path / "ct.nii.gz", orientation="LR")
+
+
+def test_cli_bad_inputs_write_nothing(tmp_path, recon):
+    from recon.pipelines.common.io import write_png
+
+    write_png(tmp_path / "flat.png", (np.arange(64 * 64).reshape(64, 64) % 250).astype(np.uint8))
+    (tmp_path / "junk.dcm").write_text("this is not DICOM")
+    write_xray_dicom(
+        tmp_path / "a.dcm",
+        np.ones((32, 32), np.uint16) * np.arange(32, dtype=np.uint16),
+        Intrinsics(1000.0, 32, 32, 1.0, 1.0),
+    )
+    import pydicom
+
+    ds = pydicom.dcmread(tmp_path / "a.dcm")
+    del ds.DistanceSourceToDetector
+    ds.save_as(tmp_path / "nosdd.dcm")
+    (tmp_path / "bad_pose.json").write_text(json.dumps([[1.0, 0.0], [0.0, 1.0]]))
+    torch.save({"final_pose": torch.eye(4), "payload": PickledCode()}, tmp_path / "evil.pt")
+    cases = [
+        (
+            [
+                "make-drr",
+                "-v",
+                tmp_path / "flat.png",
+                "--rot",
+                0,
+                0,
+                0,
+                "--xyz",
+                0,
+                850,
+                0,
+                "-o",
+                tmp_path / "o1.png",
+            ],
+            "2D image",
+            tmp_path / "o1.png",
+        ),
+        (
+            ["make-drr", "--pose", tmp_path / "bad_pose.json", "-o", tmp_path / "o2.png"],
+            "4x4",
+            tmp_path / "o2.png",
+        ),
+        (
+            ["register", tmp_path / "junk.dcm", "-o", tmp_path / "o3"],
+            "not a DICOM",
+            tmp_path / "o3",
+        ),
+        (
+            ["register", tmp_path / "nosdd.dcm", "-o", tmp_path / "o4"],
+            "DistanceSourceToDetector",
+            tmp_path / "o4",
+        ),
+        (
+            ["register", tmp_path / "flat.png", "-o", tmp_path / "o5", "--init", "fixed"],
+            "--sdd",
+            tmp_path / "o5",
+        ),
+        (
+            [
+                "register",
+                tmp_path / "flat.png",
+                "-o",
+                tmp_path / "o6",
+                "--init",
+                "restart",
+                "--from",
+                tmp_path / "evil.pt",
+                "--sdd",
+                1000,
+                "--spacing",
+                1,
+                1,
+            ],
+            "evil.pt",
+            tmp_path / "o6",
+        ),
+    ]
+    for args, message, output in cases:
+        code, out, err = recon(*args)
+        assert code == 2, (args, err)
+        assert message in err and err.count("\n") == 1, err
+        assert not output.exists()
