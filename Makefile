@@ -19,4 +19,5 @@ test: setup
 	$(UV) run --locked pytest -n 2
 
 bench: setup
+	$(UV) run --locked python benchmarks/startup.py
 	$(UV) run --locked python benchmarks/geometry.py

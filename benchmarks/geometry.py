@@ -1,37 +1,14 @@
-"""Geometry benchmarks: CLI start-up, and project + backproject of a 100k-face mesh.
+"""Geometry benchmark: project + backproject of a 100k-face mesh.
 
 Run: uv run python benchmarks/geometry.py   (prints figures; no assertions)
-Targets: `recon --help` under 300 ms; project + backproject at 8 x 256 px under 10 s on 2 cores.
+Target: project + backproject at 8 x 256 px under 10 s on 2 cores.
 """
 
 from __future__ import annotations
 
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-
-def wall(command: list[str], repeat: int = 7) -> float:
-    times = []
-    for _ in range(repeat):
-        clock = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True)
-        times.append(time.perf_counter() - clock)
-    return statistics.median(times)
-
-
-def startup() -> None:
-    recon = str(Path(sys.executable).with_name("recon"))
-    base = wall([sys.executable, "-c", "pass"])
-    help_ = wall([recon, "--help"])
-    print(f"python -c pass      {1000 * base:7.0f} ms")
-    print(
-        f"recon --help        {1000 * help_:7.0f} ms  (x{help_ / base:.1f} of bare Python; "
-        f"target < 300 ms)"
-    )
 
 
 def round_trip() -> None:
@@ -72,5 +49,4 @@ def round_trip() -> None:
 
 
 if __name__ == "__main__":
-    startup()
     round_trip()

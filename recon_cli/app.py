@@ -26,6 +26,7 @@ from recon.cli import (
     voxel,
     xray,
 )
+from recon.cli.common import prose
 from recon.pipelines.common.errors import ReconError
 
 app = typer.Typer(
@@ -75,6 +76,16 @@ app.command("make-drr", no_args_is_help=True)(make_drr.make_drr)
 app.command("register", no_args_is_help=True)(register.register)
 synth.app.command("xray", no_args_is_help=True)(xray.synth_xray)
 app.command("demo")(demo.demo)
+
+
+def _help_as_prose(group: typer.Typer) -> None:
+    for info in group.registered_commands:
+        info.help = prose(info.help or info.callback.__doc__)
+    for info in group.registered_groups:
+        _help_as_prose(info.typer_instance)
+
+
+_help_as_prose(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,6 +5,7 @@ Kept light: importing this module must not import torch, open3d, vtk or diffdrr.
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -13,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 T = TypeVar("T")
@@ -52,6 +54,13 @@ CtVolume = Annotated[
 CtOrientation = Annotated[
     str, typer.Option(help="Patient orientation of the X-rays: AP or PA.", rich_help_panel="Data")
 ]
+
+
+def prose(doc: str | None) -> str:
+    """A docstring as command help: each paragraph on one line, so Rich wraps it to the terminal
+    instead of keeping the source's line breaks; Rich markup characters are escaped."""
+    paragraphs = inspect.cleandoc(doc or "").split("\n\n")
+    return "\n\n".join(escape(" ".join(p.split())) for p in paragraphs)
 
 
 class Reporter:

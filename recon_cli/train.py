@@ -8,13 +8,14 @@ from typing import Annotated
 import typer
 
 from recon.cli.common import Device, Json, Overwrite, Quiet, Reporter, key_value_table
+from recon.pipelines.common.tasks import TASKS
 
 SCALE = "Scale-out (Lightning)"
 HYPER = "Hyper-parameters"
 
 
 def train(
-    task: Annotated[str, typer.Argument(help="corset | voxel | parts | skull | drr | pose")],
+    task: Annotated[str, typer.Argument(help=" | ".join(TASKS))],
     data: Annotated[Path | None, typer.Option(help="Data set root.", rich_help_panel=HYPER)] = None,
     volume: Annotated[
         Path | None, typer.Option("-v", "--volume", help="CT volume (task pose).")

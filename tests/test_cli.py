@@ -58,3 +58,37 @@ def test_unknown_training_task_is_one_line(recon):
     code, out, err = recon("train", "nosuchtask", "-o", "unused")
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "unknown training task 'nosuchtask'" in err
+
+
+def _description(recon, monkeypatch, command: str, columns: int) -> list[str]:
+    """The help text above the option panels of `recon COMMAND --help`, one entry per line."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    code, out, _ = recon(*command.split(), "--help")
+    assert code == 0, command
+    lines = out.split("Usage:", 1)[1].split("╭", 1)[0].splitlines()[1:]
+    return [line.strip() for line in lines if line.strip()]
+
+
+def test_help_reads_as_prose_at_any_width(recon, monkeypatch):
+    """Every paragraph of every command's help is one line on a wide terminal (a sentence broken
+    by the source's line breaks ends a line without punctuation), and the Example line stays whole
+    on a 100-column one."""
+    commands = [name for name, _ in _commands(typer.main.get_command(app))]
+    for command in commands:
+        wide = _description(recon, monkeypatch, command, 400)
+        broken = [line for line in wide if not line.endswith((".", ":", ")", "?", "!"))]
+        broken = [line for line in broken if not line.startswith("Example:")]
+        assert not broken, f"recon {command} --help breaks a sentence: {broken[0]!r}"
+        example = [line for line in wide if line.startswith("Example:")]
+        assert example and example[0] in _description(recon, monkeypatch, command, 100), command
+
+
+def test_train_help_lists_only_tasks_that_run(recon):
+    from recon.pipelines.common.tasks import TASKS, load_task
+
+    code, out, _ = recon("train", "--help")
+    listed = out.split("task", 2)[-1].split("[required]")[0]
+    for name in ("corset", "voxel", "parts", "drr", "pose", "skull"):
+        assert (name in listed) == (name in TASKS), name
+    for name in TASKS:
+        assert load_task(name).name == name
