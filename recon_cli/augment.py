@@ -7,7 +7,28 @@ from typing import Annotated
 
 import typer
 
-from recon.cli.common import Json, Overwrite, Quiet, Reporter, Seed, key_value_table
+from recon.cli.common import (
+    Json,
+    Overwrite,
+    Quiet,
+    Reporter,
+    Seed,
+    check_range,
+    check_seed,
+    key_value_table,
+)
+
+RANGES = {  # option -> (low, high), checked before any work
+    "copies": (1, 1000),
+    "flip": (0.0, 1.0),
+    "rotate": (0.0, 180.0),
+    "scale": (0.0, 0.9),
+    "translate": (0.0, 0.5),
+    "crop": (0.1, 1.0),
+    "brightness": (0.0, 1.0),
+    "contrast": (0.0, 1.0),
+    "noise": (0.0, 1.0),
+}
 
 GEOMETRY = "Geometric (both sides)"
 PHOTOMETRY = "Photometric (X-ray side only)"
@@ -16,34 +37,30 @@ PHOTOMETRY = "Photometric (X-ray side only)"
 def augment(
     source: Annotated[Path, typer.Argument(help="Pair set: SOURCE/xray/NAME and SOURCE/drr/NAME.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder (xray/ + drr/).")],
-    copies: Annotated[int, typer.Option(min=1, help="Augmented copies per pair.")] = 4,
+    copies: Annotated[int, typer.Option(help="Augmented copies per pair, 1 to 1000.")] = 4,
     originals: Annotated[
         bool, typer.Option("--originals/--no-originals", help="Also copy the input pairs.")
     ] = True,
     flip: Annotated[
         float,
-        typer.Option(min=0, max=1, help="Horizontal flip probability.", rich_help_panel=GEOMETRY),
+        typer.Option(help="Horizontal flip probability, 0 to 1.", rich_help_panel=GEOMETRY),
     ] = 0.5,
     rotate: Annotated[
-        float, typer.Option(min=0, help="Rotation range, +- degrees.", rich_help_panel=GEOMETRY)
+        float,
+        typer.Option(help="Rotation range, +- degrees, 0 to 180.", rich_help_panel=GEOMETRY),
     ] = 10.0,
     scale: Annotated[
         float,
-        typer.Option(min=0, max=0.9, help="Zoom range, 1 +- SCALE.", rich_help_panel=GEOMETRY),
+        typer.Option(help="Zoom range, 1 +- SCALE, 0 to 0.9.", rich_help_panel=GEOMETRY),
     ] = 0.1,
     translate: Annotated[
         float,
-        typer.Option(
-            min=0, max=0.5, help="Shift range, +- fraction of size.", rich_help_panel=GEOMETRY
-        ),
+        typer.Option(help="Shift range, +- fraction of size, 0 to 0.5.", rich_help_panel=GEOMETRY),
     ] = 0.05,
     crop: Annotated[
         float,
         typer.Option(
-            min=0.1,
-            max=1,
-            help="Smallest crop area fraction (1 = no crop).",
-            rich_help_panel=GEOMETRY,
+            help="Smallest crop area fraction, 0.1 to 1 (1 = no crop).", rich_help_panel=GEOMETRY
         ),
     ] = 0.85,
     photometric: Annotated[
@@ -56,18 +73,16 @@ def augment(
     ] = True,
     brightness: Annotated[
         float,
-        typer.Option(min=0, max=1, help="+- brightness fraction.", rich_help_panel=PHOTOMETRY),
+        typer.Option(help="+- brightness fraction, 0 to 1.", rich_help_panel=PHOTOMETRY),
     ] = 0.15,
     contrast: Annotated[
-        float, typer.Option(min=0, max=1, help="+- contrast fraction.", rich_help_panel=PHOTOMETRY)
+        float,
+        typer.Option(help="+- contrast fraction, 0 to 1.", rich_help_panel=PHOTOMETRY),
     ] = 0.15,
     noise: Annotated[
         float,
         typer.Option(
-            min=0,
-            max=1,
-            help="Largest noise std (fraction of full scale).",
-            rich_help_panel=PHOTOMETRY,
+            help="Largest noise std, fraction of full scale, 0 to 1.", rich_help_panel=PHOTOMETRY
         ),
     ] = 0.02,
     seed: Seed = 0,
@@ -92,9 +107,15 @@ def augment(
     from recon.pipelines.xray.pairs import find_pairs
 
     ui = Reporter(json_out, quiet)
+    given = {"copies": copies, "flip": flip, "rotate": rotate, "scale": scale}
+    given |= {"translate": translate, "crop": crop, "brightness": brightness}
+    given |= {"contrast": contrast, "noise": noise}
+    for name, (low, high) in RANGES.items():
+        check_range(f"--{name}", given[name], low, high)
+    check_seed(seed)
     source = Path(source)
-    out = check_output(out, overwrite)
-    if out == source.absolute() or source.absolute() in out.parents:
+    out = check_output(out, overwrite, inputs=[source])
+    if source.resolve() == out.resolve() or source.resolve() in out.resolve().parents:
         raise BadInput(f"{out}: output must not be the input folder or inside it")
     find_pairs(source)  # every layout problem is reported before work starts
     config = AugmentConfig(

@@ -22,18 +22,24 @@ def backproject(
     method: Annotated[
         str, typer.Option(help="poisson (open3d) or vedo.", rich_help_panel=SURFACE)
     ] = "poisson",
-    depth: Annotated[int, typer.Option(help="Poisson octree depth.", rich_help_panel=SURFACE)] = 8,
+    depth: Annotated[
+        int, typer.Option(help="Poisson octree depth, 4 to 11.", rich_help_panel=SURFACE)
+    ] = 8,
     voxel: Annotated[
-        float, typer.Option(help="Point merge grid, in pixels.", rich_help_panel=SURFACE)
+        float,
+        typer.Option(help="Point merge grid in pixels, 0.25 to 16.", rich_help_panel=SURFACE),
     ] = 2.0,
     mls: Annotated[
         float,
-        typer.Option(help="MLS smoothing radius in pixels (0 = off).", rich_help_panel=SURFACE),
+        typer.Option(
+            help="MLS smoothing radius in pixels, 1 to 32 (0 = off).", rich_help_panel=SURFACE
+        ),
     ] = 0.0,
     trim: Annotated[
         float,
         typer.Option(
-            help="Drop this quantile of lowest-density Poisson vertices (opens the surface).",
+            help="Drop this quantile (0 to 0.5) of lowest-density Poisson vertices (opens the "
+            "surface).",
             rich_help_panel=SURFACE,
         ),
     ] = 0.0,
@@ -52,25 +58,29 @@ def backproject(
 
     from recon.pipelines.common.io import MESH_SUFFIXES, load_mesh, require_dir, save_mesh
     from recon.pipelines.common.metrics import surface_score
-    from recon.pipelines.common.outputs import check_output, run_record, write_json
+    from recon.pipelines.common.outputs import atomic_file, check_output, run_record, write_json
     from recon.pipelines.shapes.backprojection import SurfaceOptions, reconstruct
     from recon.pipelines.shapes.projection import read_views
 
     ui = Reporter(json_out, quiet)
-    out = check_output(out, overwrite, suffixes=MESH_SUFFIXES)
+    options = SurfaceOptions(method=method, depth=depth, voxel=voxel, trim=trim, mls=mls)
+    options.check()
+    inputs = [views, reference]
+    out = check_output(out, overwrite, suffixes=MESH_SUFFIXES, inputs=inputs)
+    sidecar = check_output(out.with_name(out.stem + ".run.json"), overwrite, inputs=inputs)
     require_dir(views, "views folder")
     read_views(views)
     truth = load_mesh(reference) if reference is not None else None
-    options = SurfaceOptions(method=method, depth=depth, voxel=voxel, trim=trim, mls=mls)
     result = reconstruct(views, options)
     metrics: dict = {"watertight": bool(result.mesh.is_watertight), "faces": len(result.mesh.faces)}
     if truth is not None:
         clock = time.perf_counter()
         metrics.update(surface_score(result.mesh, truth).as_dict())
         result.timings["score"] = time.perf_counter() - clock
-    save_mesh(result.mesh, out)
     record = run_record("backproject", None, vars(options), result.timings, metrics)
-    write_json(out.with_name(out.stem + ".run.json"), record)
+    with atomic_file(sidecar) as tmp:  # the mesh and its record are renamed into place together
+        write_json(tmp, record)
+        save_mesh(result.mesh, out)
     rows = [("out", out), ("points", result.points), ("faces", metrics["faces"])]
     rows.append(("watertight", metrics["watertight"]))
     if truth is not None:

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from recon.cli.common import COMPUTE, Json, Overwrite, Quiet, Reporter, key_value_table
+from recon.cli.common import (
+    COMPUTE,
+    Json,
+    Overwrite,
+    Quiet,
+    Reporter,
+    check_range,
+    key_value_table,
+)
 
 
 def convert_mat(
@@ -15,12 +23,23 @@ def convert_mat(
     out: Annotated[Path, typer.Option("-o", "--out", help="Output .npy (for a file) or folder.")],
     resolution: Annotated[
         int | None,
-        typer.Option(help="Max-pool each grid to this side (e.g. 32); must divide the grid side."),
+        typer.Option(
+            help="Max-pool each grid to this side, 1 to 1024 (e.g. 32); must divide the grid side."
+        ),
     ] = None,
+    keep_going: Annotated[
+        bool,
+        typer.Option(
+            "--keep-going",
+            help="Keep what converted when some files fail, and list the failures in "
+            "OUT/convert-failures.log (default: a failure writes nothing).",
+        ),
+    ] = False,
     workers: Annotated[
         int,
         typer.Option(
-            help="Parallel processes (default: CPU count, at most 8).", rich_help_panel=COMPUTE
+            help="Parallel processes, 0 to 256 (0: CPU count, at most 8).",
+            rich_help_panel=COMPUTE,
         ),
     ] = 0,
     overwrite: Overwrite = False,
@@ -29,43 +48,50 @@ def convert_mat(
 ) -> None:
     """Convert Pix3D voxel .mat files (MATLAB v5 and v7.3) to .npy, keeping the folder layout.
 
-    Reads the variable `voxel` and writes uint8. Files that fail are listed in
-    OUT/convert-failures.log (tab-separated path and reason) and the command exits 1.
+    Reads the variable `voxel` and writes uint8. When a file fails the command exits 1 and
+    writes nothing, unless --keep-going keeps the rest and lists the failures (tab-separated
+    path and reason) in OUT/convert-failures.log. With --overwrite an existing folder is written
+    into: same-named files are replaced, others kept.
 
     Example: recon convert-mat pix3d/model -o voxels32 --resolution 32
     """
     import os
 
-    from recon.pipelines.common.errors import BadInput, JobFailed
-    from recon.pipelines.common.outputs import check_output
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.common.outputs import check_output, merged_dir
     from recon.pipelines.occupancy.matfiles import convert_tree, mat_sources
 
     ui = Reporter(json_out, quiet)
-    if resolution is not None and resolution < 1:
-        raise BadInput(f"--resolution must be positive, not {resolution}")
+    check_range("--resolution", resolution, 1, 1024)
+    check_range("--workers", workers, 0, 256)
     root, sources = mat_sources(src)
     single = Path(src).is_file()
     if single:
-        out = check_output(out, overwrite, (".npy",))
+        out = check_output(out, overwrite, (".npy",), inputs=[src])
     else:
         out = Path(out).expanduser().absolute()
+        check_output(out, True, inputs=[src])
         if out.exists() and not out.is_dir():
             raise BadInput(f"{out}: exists and is not a folder")
         if out.is_dir() and any(out.iterdir()) and not overwrite:
             raise BadInput(f"{out}: folder is not empty (pass --overwrite to write into it)")
     count = workers if workers > 0 else min(8, os.cpu_count() or 1)
     count = min(count, len(sources))
+    log = None
     with ui.progress("convert-mat", total=len(sources)) as bar:
         if single:
             report = _convert_single(sources[0], out, resolution)
             bar.advance()
         else:
-            report = convert_tree(sources, root, out, resolution, count, bar.advance)
-    log = None
-    if report.failed and not single:
-        log = out / "convert-failures.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text("".join(f"{path}\t{reason}\n" for path, reason in report.failed.items()))
+            with merged_dir(out) as folder:
+                report = convert_tree(sources, root, folder, resolution, count, bar.advance)
+                if report.failed and not keep_going:
+                    raise _failure(report, len(sources), None)
+                if report.failed:
+                    log = out / "convert-failures.log"
+                    (folder / log.name).write_text(
+                        "".join(f"{path}\t{reason}\n" for path, reason in report.failed.items())
+                    )
     rate = len(sources) / report.seconds if report.seconds > 0 else 0.0
     result = {
         "out": str(out),
@@ -87,11 +113,17 @@ def convert_mat(
         rows.append(("failure log", log))
     ui.result(result, key_value_table(f"convert-mat {src}", rows))
     if report.failed:
-        first, reason = next(iter(report.failed.items()))
-        where = f"; see {log}" if log else ""
-        raise JobFailed(
-            f"{len(report.failed)} of {len(sources)} files failed (first: {first}: {reason}){where}"
-        )
+        raise _failure(report, len(sources), log)
+
+
+def _failure(report, total: int, log: Path | None):
+    from recon.pipelines.common.errors import JobFailed
+
+    first, reason = next(iter(report.failed.items()))
+    where = f"; see {log}" if log else "; nothing written (--keep-going keeps the rest)"
+    return JobFailed(
+        f"{len(report.failed)} of {total} files failed (first: {first}: {reason}){where}"
+    )
 
 
 def _convert_single(source: Path, out: Path, resolution: int | None):

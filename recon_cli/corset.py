@@ -7,13 +7,23 @@ from typing import Annotated
 
 import typer
 
-from recon.cli.common import Device, Json, Overwrite, Quiet, Reporter, Seed, key_value_table
+from recon.cli.common import (
+    Device,
+    Json,
+    Overwrite,
+    Quiet,
+    Reporter,
+    Seed,
+    check_range,
+    check_seed,
+    key_value_table,
+)
 
 
 def synth_corset(
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder (the data set).")],
-    patients: Annotated[int, typer.Option(help="Number of procedural patients.")] = 20,
-    size: Annotated[int, typer.Option(help="View size in pixels.")] = 256,
+    patients: Annotated[int, typer.Option(help="Number of procedural patients, 1 to 100000.")] = 20,
+    size: Annotated[int, typer.Option(help="View size in pixels: 64, 128, ... up to 1024.")] = 256,
     seed: Seed = 0,
     overwrite: Overwrite = False,
     json_out: Json = False,
@@ -33,10 +43,11 @@ def synth_corset(
     from recon.pipelines.corset.patients import synth_corset_dataset
 
     ui = Reporter(json_out, quiet)
-    if patients < 1:
-        raise BadInput(f"--patients must be at least 1, not {patients}")
-    if size < 64 or size % 64:
+    check_range("--patients", patients, 1, 100_000)
+    check_range("--size", size, 64, 1024)
+    if size % 64:
         raise BadInput(f"--size must be a multiple of 64 (64, 128, 256, ...), not {size}")
+    check_seed(seed)
     out = check_output(out, overwrite)
     with atomic_dir(out) as folder:
         doc = synth_corset_dataset(folder, patients, size, seed, ui.track)
@@ -72,7 +83,9 @@ def predict_corset(
     views_out: Annotated[
         Path | None, typer.Option("--views-out", help="Keep the predicted corset views here.")
     ] = None,
-    thickness: Annotated[float, typer.Option(help="Corset wall thickness, mm.")] = 4.0,
+    thickness: Annotated[
+        float, typer.Option(help="Corset wall thickness, mm, above 0 and at most 30.")
+    ] = 4.0,
     spacing: Annotated[
         float | None, typer.Option(help="X-ray pixel spacing in mm for PNG input.")
     ] = None,
@@ -94,7 +107,6 @@ def predict_corset(
 
     import torch
 
-    from recon.pipelines.common.errors import BadInput
     from recon.pipelines.common.io import (
         MESH_SUFFIXES,
         require_dir,
@@ -104,33 +116,36 @@ def predict_corset(
     )
     from recon.pipelines.common.outputs import atomic_dir, check_output, write_json
     from recon.pipelines.corset.predict import predict_corset as run_prediction
-    from recon.pipelines.corset.predict import render_mesh
+    from recon.pipelines.shapes import render_mesh
 
     ui = Reporter(json_out, quiet)
+    check_range("--thickness", thickness, 0.0, 30.0, low_open=True)
+    check_range("--spacing", spacing, 0.01, 10.0)
+    check_seed(seed)
     torch.manual_seed(seed)
-    out = check_output(out, overwrite, MESH_SUFFIXES)
+    inputs = [photos, spine, checkpoint]
+    out = check_output(out, overwrite, MESH_SUFFIXES, inputs=inputs)
     if render is not None:
-        render = check_output(render, overwrite, (".png",))
+        render = check_output(render, overwrite, (".png",), inputs=inputs)
     if views_out is not None:
-        views_out = check_output(views_out, overwrite)
+        views_out = check_output(views_out, overwrite, inputs=inputs)
     require_dir(photos, "photos folder")
     require_file(spine, "spine X-ray")
     require_file(checkpoint, "checkpoint")
-    if thickness <= 0:
-        raise BadInput(f"--thickness must be positive, not {thickness}")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     clock = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="corset_views.") as scratch:
         folder = Path(scratch)
-        result = run_prediction(photos, spine, checkpoint, folder, device, spacing)
+        result = run_prediction(photos, spine, checkpoint, folder, device, spacing, thickness)
         if views_out is not None:
             with atomic_dir(views_out) as keep:
                 for item in folder.iterdir():
                     (keep / item.name).write_bytes(item.read_bytes())
+    picture = render_mesh(result.mesh) if render is not None else None
     save_mesh(result.mesh, out)
-    if render is not None:
-        write_png(render, render_mesh(result.mesh))
+    if picture is not None:
+        write_png(render, picture)
     seconds = time.perf_counter() - clock
     record = {
         "out": str(out),

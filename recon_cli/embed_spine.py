@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from recon.cli.common import Json, Overwrite, Quiet, Reporter, key_value_table
+from recon.cli.common import Json, Overwrite, Quiet, Reporter, check_range, key_value_table
 
 
 def embed_spine(
@@ -15,7 +15,7 @@ def embed_spine(
     out: Annotated[Path, typer.Option("-o", "--out", help="Output JSON (EMB.json).")],
     spacing: Annotated[
         float | None,
-        typer.Option(help="Pixel spacing in mm for PNG input (DICOM carries its own)."),
+        typer.Option(help="Pixel spacing in mm for PNG input, 0.01 to 10 (DICOM carries its own)."),
     ] = None,
     debug_image: Annotated[
         Path | None, typer.Option("--debug-image", help="Write an overlay PNG of what was found.")
@@ -35,21 +35,24 @@ def embed_spine(
     import time
 
     from recon.pipelines.common.io import write_png
-    from recon.pipelines.common.outputs import check_output, write_json
+    from recon.pipelines.common.outputs import atomic_file, check_output, write_json
     from recon.pipelines.corset.spine import debug_overlay, load_spine_image, measure_spine
 
     ui = Reporter(json_out, quiet)
-    out = check_output(out, overwrite, (".json",))
+    check_range("--spacing", spacing, 0.01, 10.0)
+    out = check_output(out, overwrite, (".json",), inputs=[xray])
     if debug_image is not None:
-        debug_image = check_output(debug_image, overwrite, (".png",))
+        debug_image = check_output(debug_image, overwrite, (".png",), inputs=[xray])
     clock = time.perf_counter()
     image, pixel = load_spine_image(xray, spacing)
     measure = measure_spine(image, pixel)
     seconds = time.perf_counter() - clock
     doc = {**measure.as_dict(), "source": str(Path(xray).resolve()), "seconds": seconds}
-    write_json(out, doc)
-    if debug_image is not None:
-        write_png(debug_image, debug_overlay(image, measure))
+    overlay = debug_overlay(image, measure) if debug_image is not None else None
+    with atomic_file(out) as json_tmp:  # both files are renamed into place, or neither
+        write_json(json_tmp, doc)
+        if overlay is not None:
+            write_png(debug_image, overlay)
     result = {
         "out": str(out),
         "cobb_deg": measure.cobb_deg,

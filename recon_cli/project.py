@@ -7,17 +7,21 @@ from typing import Annotated
 
 import typer
 
-from recon.cli.common import Json, Overwrite, Quiet, Reporter, key_value_table
+from recon.cli.common import Json, Overwrite, Quiet, Reporter, check_range, key_value_table
+
+MAX_PIXELS = 1 << 26  # views x size^2: the rays of all views are cast at once (24 bytes each)
 
 
 def project(
     mesh: Annotated[Path, typer.Argument(help="Input mesh: STL, PLY, OBJ, GLB, GLTF or OFF.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder for the views.")],
-    views: Annotated[int, typer.Option(help="Views around the vertical axis, evenly spaced.")] = 8,
+    views: Annotated[
+        int, typer.Option(help="Views around the vertical axis, evenly spaced, 1 to 360.")
+    ] = 8,
     caps: Annotated[
         bool, typer.Option("--caps/--no-caps", help="Add a top and a bottom view.")
     ] = True,
-    size: Annotated[int, typer.Option(help="Image width and height in pixels.")] = 256,
+    size: Annotated[int, typer.Option(help="Image width and height in pixels, 8 to 4096.")] = 256,
     up: Annotated[str, typer.Option(help="The mesh axis that points up: x, y or z.")] = "z",
     overwrite: Overwrite = False,
     json_out: Json = False,
@@ -33,12 +37,23 @@ def project(
     """
     import time
 
+    from recon.pipelines.common.errors import BadInput
     from recon.pipelines.common.io import load_mesh
     from recon.pipelines.common.outputs import atomic_dir, check_output, run_record, write_json
-    from recon.pipelines.shapes.projection import project_mesh, write_projection
+    from recon.pipelines.shapes.projection import UP_AXES, project_mesh, write_projection
 
     ui = Reporter(json_out, quiet)
-    out = check_output(out, overwrite)
+    check_range("--views", views, 1, 360)
+    check_range("--size", size, 8, 4096)
+    if up not in UP_AXES:
+        raise BadInput(f"--up must be one of x, y, z, not {up!r}")
+    cameras = views + (2 if caps else 0)
+    if cameras * size * size > MAX_PIXELS:
+        raise BadInput(
+            f"--views {views} at --size {size} is {cameras * size * size} pixels, "
+            f"more than the {MAX_PIXELS} one run casts"
+        )
+    out = check_output(out, overwrite, inputs=[mesh])
     clock = time.perf_counter()
     source = load_mesh(mesh)
     loaded = time.perf_counter()

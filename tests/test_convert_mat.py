@@ -78,7 +78,7 @@ def test_cli_single_file_exact(recon, tmp_path):
     assert np.array_equal(np.load(tmp_path / "a.npy"), grid)
 
 
-def test_cli_logs_failures_and_exits_1(recon, tmp_path):
+def _tree_with_failures(tmp_path):
     src = tmp_path / "model"
     src.mkdir()
     write_voxel_mat(src / "good.mat", random_grid(16), "5")
@@ -86,13 +86,41 @@ def test_cli_logs_failures_and_exits_1(recon, tmp_path):
     data = (src / "bad.mat").read_bytes()
     (src / "bad.mat").write_bytes(data[: len(data) // 2])  # truncated
     (src / "empty.mat").write_bytes(b"")
-    code, out, err = recon("convert-mat", src, "-o", tmp_path / "npy", "--json")
+    return src
+
+
+def test_cli_failure_writes_nothing_and_exits_1(recon, tmp_path):
+    src = _tree_with_failures(tmp_path)
+    before = sorted(tmp_path.iterdir())
+    code, out, err = recon("convert-mat", src, "-o", tmp_path / "npy", "--json", "--workers", "2")
+    assert code == 1
+    assert "2 of 3 files failed" in err and len(err.strip().splitlines()) == 1
+    assert json.loads(out) == {"error": err.strip().removeprefix("error: "), "exit_code": 1}
+    assert sorted(tmp_path.iterdir()) == before  # no tree, no hidden temporary folder
+
+
+def test_cli_keep_going_logs_failures_and_exits_1(recon, tmp_path):
+    src = _tree_with_failures(tmp_path)
+    code, out, err = recon("convert-mat", src, "-o", tmp_path / "npy", "--json", "--keep-going")
     assert code == 1
     assert "2 of 3 files failed" in err and len(err.strip().splitlines()) == 1
     log = (tmp_path / "npy" / "convert-failures.log").read_text()
     assert "bad.mat" in log and "empty.mat" in log and "good.mat" not in log
     assert (tmp_path / "npy" / "good.npy").is_file()
     assert json.loads(out)["failed"] == 2
+
+
+def test_cli_overwrite_writes_into_a_folder_and_keeps_other_files(recon, tmp_path):
+    src = tmp_path / "model"
+    src.mkdir()
+    write_voxel_mat(src / "a.mat", random_grid(16, 1), "5")
+    out = tmp_path / "npy"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    code, _, err = recon("convert-mat", src, "-o", out, "--overwrite", "-q")
+    assert code == 0, err
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert np.array_equal(np.load(out / "a.npy"), random_grid(16, 1))
 
 
 def test_cli_bad_input(recon, tmp_path):
@@ -102,3 +130,48 @@ def test_cli_bad_input(recon, tmp_path):
     code, _, err = recon("convert-mat", tmp_path / "x.txt", "-o", tmp_path / "x.npy")
     assert code == 2 and "not a .mat file" in err
     assert not (tmp_path / "x.npy").exists() and not (tmp_path / "out").exists()
+
+
+SLOW_CONVERT = """
+import sys, time
+from recon.pipelines.occupancy import matfiles
+original = matfiles.convert_one
+def slow(source, target, resolution):
+    time.sleep(0.3)
+    return original(source, target, resolution)
+matfiles.convert_one = slow
+from recon.cli.app import main
+main(sys.argv[1:])
+"""
+
+
+def test_sigterm_stops_the_workers_and_leaves_nothing(tmp_path):
+    """SIGTERM to the main process: exit 143, the workers stop, and no partial tree is left
+    (a surviving worker would go on writing and recreate it)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "model"
+    src.mkdir()
+    for index in range(40):
+        write_voxel_mat(src / f"m{index:02d}.mat", random_grid(8, index), "5")
+    out = tmp_path / "npy"
+    args = [sys.executable, "-c", SLOW_CONVERT, "convert-mat", str(src), "-o", str(out)]
+    process = subprocess.Popen(
+        [*args, "--workers", "2", "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".npy.*/*.npy")):  # conversion under way
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143 and err.decode() == "terminated\n"
+    time.sleep(1.0)  # what a surviving worker would write in that time
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

@@ -210,3 +210,30 @@ def test_train_corset_with_an_offset_but_no_band_exits_2(dataset, tmp_path, reco
 def test_synth_corset_rejects_a_bad_size(tmp_path, recon):
     code, _, err = recon("synth", "corset", "-o", tmp_path / "d", "--size", "100")
     assert code == 2 and "--size" in err and not (tmp_path / "d").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(dataset, tmp_path_factory):
+    """A corset model trained for 2 epochs at 64 px (seconds on a CPU)."""
+    from recon.pipelines.corset.predict import train_tiny
+
+    return train_tiny(dataset, tmp_path_factory.mktemp("corset_run"), epochs=2)
+
+
+def test_thickness_sets_the_wall_of_the_predicted_corset(dataset, tiny_checkpoint, tmp_path, recon):
+    """--thickness is the shell's wall: volume / (half the area of both sides) recovers it."""
+    patient = dataset / "p0000"
+    walls = {}
+    for thickness in (2.0, 8.0):
+        out = tmp_path / f"c{thickness:g}.stl"
+        code, _, err = recon(
+            *["predict", "corset", "--photos", patient / "photos", "--spine"],
+            *[patient / "spine.png", "-c", tiny_checkpoint, "-o", out],
+            *["--thickness", f"{thickness:g}", "-q"],
+        )
+        assert code == 0, err
+        mesh = load_mesh(out)
+        assert mesh.is_watertight
+        walls[thickness] = 2 * mesh.volume / mesh.area
+    for thickness, wall in walls.items():
+        assert abs(wall - thickness) < 0.15 * thickness, walls

@@ -128,3 +128,39 @@ def test_predict_any_size_and_dicom(trained, tmp_path, recon):
         tmp_path / "out",
     )
     assert code == 2 and "already exists" in err
+
+
+def _pairs_named(names):
+    from pathlib import Path
+
+    from recon.pipelines.xray.pairs import Pair
+
+    return [Pair(n, Path(f"xray/{n}.png"), Path(f"drr/{n}.png")) for n in sorted(names)]
+
+
+def test_split_keeps_augmented_copies_with_their_source():
+    """`recon augment pairs -o pairs_aug` then `train drr`: no validation pair may have its
+    original or an _augK copy in training (the old split by file name leaked 6 of 6)."""
+    from recon.pipelines.xray.drr_task import source_name, split_pairs
+
+    sources = [f"case{i:03d}" for i in range(30)]
+    names = sources + [f"{s}_aug{k}" for s in sources for k in range(1, 5)]
+    for seed in range(5):
+        train, val = split_pairs(_pairs_named(names), 0.2, seed)
+        assert len(train) + len(val) == len(names)
+        train_sources = {source_name(p.name) for p in train}
+        val_sources = {source_name(p.name) for p in val}
+        assert val_sources and not train_sources & val_sources
+        assert len(val_sources) == 6 and len(val) == 6 * 5  # originals with all their copies
+
+
+def test_split_without_copies_is_a_shuffle_of_the_pairs():
+    """Without augmented copies every pair is its own source: the held-out pairs are the ones a
+    seeded permutation of the sorted names puts first (the figures in the README stand)."""
+    from recon.pipelines.xray.drr_task import split_pairs
+
+    pairs = _pairs_named([f"p{i:03d}" for i in range(40)])
+    train, val = split_pairs(pairs, 0.2, 0)
+    order = np.random.default_rng(0).permutation(40)
+    assert [p.name for p in val] == [pairs[i].name for i in sorted(order[:8])]
+    assert len(train) == 32

@@ -87,17 +87,49 @@ def save_mesh(mesh, path: Path) -> Path:
     return path
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Read an image file into an array, keeping its bit depth ((H, W) or (H, W, C))."""
+MAX_PIXELS = 1 << 27  # 134 M pixels (about 11600 x 11600); larger images are refused unread
+
+
+def open_image(path: Path):
+    """Open an image lazily with PIL (pixels not decoded yet); BadInput when the file is not an
+    image or claims more than MAX_PIXELS pixels. Use as a context manager."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     path = require_file(path, "image")
     try:
-        with Image.open(path) as image:
-            image.load()
-            return np.asarray(image)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except Image.DecompressionBombError as error:
+        raise BadInput(f"{path}: image is too large ({_first_line(error)})") from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise BadInput(f"{path}: not a readable image ({_first_line(error)})") from error
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        image.close()
+        raise BadInput(
+            f"{path}: image claims {width} x {height} pixels, more than the {MAX_PIXELS} allowed"
+        )
+    return image
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read an image file into an array, keeping its bit depth ((H, W) or (H, W, C))."""
+    import warnings
+
+    from PIL import Image
+
+    path = Path(path)
+    with open_image(path) as image:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image.load()
+            return np.asarray(image)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+            raise BadInput(f"{path}: not a readable image ({_first_line(error)})") from error
 
 
 def write_png(path: Path, array: np.ndarray) -> Path:

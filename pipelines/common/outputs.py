@@ -1,4 +1,9 @@
-"""Safe outputs: refuse to clobber, write beside the target, rename into place, record run.json."""
+"""Safe outputs: refuse to clobber, write beside the target, rename into place, record run.json.
+
+Temporary files and folders are created with the modes the user's umask gives (not mkstemp's
+0600 / mkdtemp's 0700), and every one still present when a command is interrupted (Ctrl-C,
+SIGTERM) is removed by `remove_temporaries`, which the CLI calls on its way out.
+"""
 
 from __future__ import annotations
 
@@ -6,40 +11,154 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from recon.pipelines.common.errors import BadInput
 
+_LIVE: set[Path] = set()  # temporaries created here and not yet renamed into place or removed
 
-def check_output(path: Path, overwrite: bool, suffixes: tuple[str, ...] | None = None) -> Path:
-    """Validate an output path before any work starts; returns it as an absolute Path."""
+
+def check_output(
+    path: Path,
+    overwrite: bool,
+    suffixes: tuple[str, ...] | None = None,
+    inputs: Iterable[Path | None] = (),
+) -> Path:
+    """Validate an output path before any work starts; returns it as an absolute Path.
+
+    An output that is one of `inputs`, or a folder holding one, is refused even with --overwrite
+    (replacing it would destroy the input).
+    """
     path = Path(path).expanduser().absolute()
     if suffixes is not None and path.suffix.lower() not in suffixes:
         raise BadInput(f"{path}: output must end in one of {', '.join(suffixes)}")
+    for source in inputs:
+        if source is not None and _covers(path, Path(source)):
+            raise BadInput(f"{path}: output would replace the input {source}; choose another path")
     if path.exists() and not overwrite:
         raise BadInput(f"{path}: already exists (pass --overwrite to replace it)")
+    if suffixes is not None and path.is_dir():
+        raise BadInput(f"{path}: is a folder, not a file")
     if not path.parent.exists():
         raise BadInput(f"{path.parent}: output folder does not exist")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise BadInput(f"{path.parent}: output folder is not writable")
     return path
+
+
+def _covers(output: Path, source: Path) -> bool:
+    """True when output is source (same file, links resolved) or a folder above it."""
+    out, src = output.expanduser().resolve(), source.expanduser().resolve()
+    if out == src or out in src.parents:
+        return True
+    with contextlib.suppress(OSError):
+        return output.exists() and source.exists() and os.path.samefile(output, source)
+    return False
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux reports it."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, so bookkeeping is never cut in half."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def temporary_file(target: Path) -> Path:
+    """A new empty file beside target (hidden, same suffix), mode 0666 less the umask."""
+    target = Path(target)
+    with _signals_deferred():
+        fd, name = tempfile.mkstemp(
+            prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent
+        )
+        os.close(fd)
+        path = Path(name)
+        _LIVE.add(path)
+    path.chmod(0o666 & ~_umask())
+    return path
+
+
+def temporary_dir(target: Path) -> Path:
+    """A new empty folder beside target (hidden), mode 0777 less the umask."""
+    target = Path(target)
+    with _signals_deferred():
+        path = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        _LIVE.add(path)
+    path.chmod(0o777 & ~_umask())
+    return path
+
+
+def discard(path: Path) -> None:
+    """Remove a temporary made here (no error when it is gone already)."""
+    with _signals_deferred():
+        _remove(Path(path))
+        _LIVE.discard(Path(path))
+
+
+def remove_temporaries() -> None:
+    """Remove every temporary still alive (called on interrupts and unforeseen errors)."""
+    with _signals_deferred():
+        for path in list(_LIVE):
+            _remove(path)
+            _LIVE.discard(path)
+
+
+def _commit(tmp: Path, target: Path) -> None:
+    """Rename tmp onto target (a file, or a folder that replaces any folder there)."""
+    with _signals_deferred():
+        if tmp.is_dir() and target.is_dir() and not target.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            os.replace(target, old / "x")
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            if tmp.is_dir() and (target.exists() or target.is_symlink()):
+                target.unlink()
+            os.replace(tmp, target)
+        _LIVE.discard(tmp)
 
 
 @contextlib.contextmanager
 def atomic_file(target: Path) -> Iterator[Path]:
     """Yield a temporary path with the target's suffix; on success it replaces the target."""
     target = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp = temporary_file(target)
     try:
-        yield tmp_path
-        os.replace(tmp_path, target)
+        yield tmp
+        _commit(tmp, target)
     finally:
-        tmp_path.unlink(missing_ok=True)
+        if tmp in _LIVE:
+            discard(tmp)
 
 
 @contextlib.contextmanager
@@ -47,27 +166,43 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield a fresh temporary folder beside target; on success it takes the target's place."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = temporary_dir(target)
     try:
         yield tmp
-        if target.is_dir():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            os.replace(target, old / "x")
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            if target.exists():
-                target.unlink()
-            os.replace(tmp, target)
+        _commit(tmp, target)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        if tmp in _LIVE:
+            discard(tmp)
+
+
+@contextlib.contextmanager
+def merged_dir(target: Path) -> Iterator[Path]:
+    """Yield a temporary folder; on success its files are moved into target (created when
+    missing), replacing same-named files and keeping the others. On failure nothing is moved."""
+    target = Path(target)
+    if not target.is_dir():
+        with atomic_dir(target) as folder:
+            yield folder
+        return
+    tmp = temporary_dir(target)
+    try:
+        yield tmp
+        with _signals_deferred():
+            for item in sorted(tmp.rglob("*")):
+                if item.is_dir():
+                    continue
+                destination = target / item.relative_to(tmp)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(item, destination)
+    finally:
+        discard(tmp)
 
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (indent 2, keys in insertion order)."""
+    text = json.dumps(data, indent=2, default=_jsonable) + "\n"
     with atomic_file(Path(path)) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
+        tmp.write_text(text)
 
 
 def _jsonable(value: Any) -> Any:

@@ -6,7 +6,6 @@ See recon.pipelines.corset.patients for the data layout and the view encoding.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,9 +39,10 @@ def predict_corset(
     views_out: Path,
     device: str = "cpu",
     spacing: float | None = None,
+    thickness: float = 4.0,
 ) -> CorsetPrediction:
-    """Torso photos + spine X-ray + trained checkpoint -> corset shell; the predicted corset
-    views are written into views_out (an existing empty folder)."""
+    """Torso photos + spine X-ray + trained checkpoint -> corset shell `thickness` mm thick; the
+    predicted corset views are written into views_out (an existing empty folder)."""
     import time
 
     import torch
@@ -81,33 +81,9 @@ def predict_corset(
         write_png(views_out / view["depth"], depth)
         write_png(views_out / view["silhouette"], np.where(depth > 0, 255, 0).astype(np.uint8))
     write_json(views_out / "views.json", views_doc)
-    mesh = corset_from_views(views_out)
+    mesh = corset_from_views(views_out, thickness)
     timings["surface"] = time.perf_counter() - clock
     return CorsetPrediction(mesh, measure.cobb_deg, timings)
-
-
-def render_mesh(mesh, size: int = 512, azimuth_deg: float = -60.0, elevation_deg: float = 15.0):
-    """A shaded grey picture of a mesh from an oblique orthographic camera, (size, size) uint8."""
-    from recon.pipelines.shapes import Camera, cast_depths, normalising_transform
-
-    to_normalised = normalising_transform(np.asarray(mesh.vertices))
-    vertices = mesh.vertices @ to_normalised[:3, :3].T + to_normalised[:3, 3]
-    a, b = math.radians(azimuth_deg), math.radians(elevation_deg)
-    direction = np.array([math.cos(a) * math.cos(b), math.sin(a) * math.cos(b), math.sin(b)])
-    right = np.cross([0.0, 0.0, 1.0], direction)
-    right /= np.linalg.norm(right)
-    up = np.cross(direction, right)
-    camera = Camera("render", tuple(direction), tuple(right), tuple(up), azimuth_deg, elevation_deg)
-    t = cast_depths(vertices, np.asarray(mesh.faces), [camera], size)[0]
-    hit = np.isfinite(t)
-    shade = np.zeros((size, size))
-    if hit.any():
-        gy, gx = np.gradient(np.where(hit, t, np.nanmax(np.where(hit, t, np.nan))))
-        normal = np.stack([-gx, gy, np.full_like(gx, 2 * 1.05 / size)], -1)
-        normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
-        light = np.array([0.4, 0.5, 0.77])
-        shade = np.clip(normal @ light, 0, 1)
-    return np.where(hit, 40 + 200 * shade, 255).astype(np.uint8)
 
 
 def evaluate_patients(
@@ -237,6 +213,6 @@ def demo_step(workdir: Path, seed: int, track) -> list:
         )
     )
     rows.append(
-        DemoRow("corset baseline", "F-score@2% (torso offset)", baseline, "reference", True)
+        DemoRow("corset baseline", "F-score@2% (torso offset)", baseline, "reference", None)
     )
     return rows

@@ -1,6 +1,7 @@
 """Data set checks for the voxel tasks: every problem named with the file it concerns.
 
-Problem kinds: missing-field, path-escapes-root, missing-image, unreadable-image, image-too-small,
+Problem kinds: no-entries, missing-field, bad-field (a path field that is not a string),
+path-escapes-root, missing-image, unreadable-image, image-too-small,
 bbox-outside-image, missing-voxel, unreadable-voxel (truncated or corrupt .mat), empty-voxel
 (all zero), shape-mismatch (not cubic, or unlike the most common shape), duplicate-entry,
 missing-mesh, unreadable-mesh, empty-mesh, no-images, duplicate-image.
@@ -11,46 +12,13 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from recon.pipelines.common.datacheck import CheckReport
 from recon.pipelines.common.errors import BadInput
 from recon.pipelines.occupancy.images import MIN_SIDE
-
-
-@dataclass(frozen=True)
-class Problem:
-    kind: str
-    path: str  # the file (or entry) concerned
-    detail: str
-
-
-@dataclass
-class CheckReport:
-    task: str
-    root: str
-    items: int = 0  # entries (voxel) or images (parts)
-    per_class: dict[str, int] = field(default_factory=dict)
-    problems: list[Problem] = field(default_factory=list)
-
-    def add(self, kind: str, path, detail: str) -> None:
-        self.problems.append(Problem(kind, str(path), detail))
-
-    def kinds(self) -> dict[str, int]:
-        return dict(Counter(p.kind for p in self.problems))
-
-    def as_dict(self) -> dict:
-        return {
-            "task": self.task,
-            "root": self.root,
-            "items": self.items,
-            "per_class": self.per_class,
-            "problem_count": len(self.problems),
-            "problem_kinds": self.kinds(),
-            "problems": [asdict(p) for p in self.problems],
-        }
 
 
 def inside_root(root: Path, relative: str) -> Path | None:
@@ -63,28 +31,27 @@ def inside_root(root: Path, relative: str) -> Path | None:
 
 def image_problem(path: Path) -> tuple[str, str] | None:
     """(kind, detail) when an image is missing, unreadable or too small; else None."""
-    from PIL import Image, UnidentifiedImageError
+    from recon.pipelines.common.io import read_image
 
     if not path.is_file():
         return "missing-image", "no such file"
     try:
-        with Image.open(path) as image:
-            image.load()
-            width, height = image.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        return "unreadable-image", str(error).splitlines()[0] if str(error) else "cannot decode"
+        image = read_image(path)
+    except BadInput as error:
+        return "unreadable-image", str(error).split(": ", 1)[-1]
+    height, width = image.shape[:2]
     if min(width, height) < MIN_SIDE:
         return "image-too-small", f"{width} x {height} pixels"
     return None
 
 
 def image_size(path: Path) -> tuple[int, int] | None:
-    from PIL import Image
+    from recon.pipelines.common.io import open_image
 
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             return image.size
-    except (OSError, ValueError):
+    except BadInput:
         return None
 
 
@@ -96,40 +63,32 @@ def check_voxel(root: Path, track: Callable = lambda items, _d: items) -> CheckR
     root = Path(root)
     entries = load_entries(root)
     report = CheckReport("voxel", str(root), items=len(entries))
+    if not entries:
+        report.add("no-entries", root / "pix3d.json", "the list of entries is empty")
     seen_images: dict[str, int] = {}
     voxels: dict[str, tuple[int, ...] | None] = {}
     classes = Counter()
     for index, entry in enumerate(track(entries, "check entries")):
-        where = f"entry {index}"
-        missing = [k for k in ("img", "category", "voxel") if k not in entry]
-        if missing:
-            report.add("missing-field", where, f"no {', '.join(missing)}")
+        if "category" not in entry:
+            report.add("missing-field", f"entry {index}", "no category")
         classes[str(entry.get("category", "?"))] += 1
-        image_rel = entry.get("img")
-        if image_rel is not None:
-            if image_rel in seen_images:
+        image = _entry_path(report, root, entry, "img", index)
+        if image is not None:
+            if str(image) in seen_images:
                 report.add(
                     "duplicate-entry",
-                    image_rel,
-                    f"entry {index} repeats entry {seen_images[image_rel]}",
+                    entry["img"],
+                    f"entry {index} repeats entry {seen_images[str(image)]}",
                 )
             else:
-                seen_images[image_rel] = index
-            image = inside_root(root, image_rel)
-            if image is None:
-                report.add("path-escapes-root", f"{where}: {image_rel}", "img points outside ROOT")
-            else:
-                problem = image_problem(image)
-                if problem:
-                    report.add(problem[0], image, problem[1])
-                elif "bbox" in entry:
-                    _check_bbox(report, image, entry["bbox"])
-        voxel_rel = entry.get("voxel")
-        if voxel_rel is None:
-            continue
-        voxel = inside_root(root, voxel_rel)
+                seen_images[str(image)] = index
+            problem = image_problem(image)
+            if problem:
+                report.add(problem[0], image, problem[1])
+            elif "bbox" in entry:
+                _check_bbox(report, image, entry["bbox"])
+        voxel = _entry_path(report, root, entry, "voxel", index)
         if voxel is None:
-            report.add("path-escapes-root", f"{where}: {voxel_rel}", "voxel points outside ROOT")
             continue
         key = str(voxel)
         if key in voxels:
@@ -158,6 +117,18 @@ def check_voxel(root: Path, track: Callable = lambda items, _d: items) -> CheckR
                 report.add("shape-mismatch", path, f"grid {shape}, most files are {common}")
     report.per_class = dict(sorted(classes.items()))
     return report
+
+
+def _entry_path(report: CheckReport, root: Path, entry: dict, key: str, index: int):
+    """The entry's confined path (pix3d.entry_path), or None after recording the problem."""
+    from recon.pipelines.occupancy.pix3d import EntryProblem, entry_path
+
+    try:
+        return entry_path(root, entry, key, index)
+    except EntryProblem as problem:
+        where = problem.where.replace(f"{root / 'pix3d.json'} ", "")
+        report.add(problem.kind, where, problem.detail)
+        return None
 
 
 def _check_bbox(report: CheckReport, image: Path, bbox) -> None:

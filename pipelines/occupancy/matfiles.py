@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,9 +138,12 @@ def convert_one(source: str, target: str, resolution: int | None) -> str | None:
         target_path = Path(target)
         target_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = target_path.with_name(f".{target_path.name}.{os.getpid()}.tmp")
-        with tmp.open("wb") as handle:
-            np.save(handle, np.ascontiguousarray(grid))
-        os.replace(tmp, target_path)
+        try:
+            with tmp.open("wb") as handle:
+                np.save(handle, np.ascontiguousarray(grid))
+            os.replace(tmp, target_path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return None
     except MatError as error:
         return str(error)
@@ -157,30 +159,48 @@ def convert_tree(
     workers: int,
     advance: Callable[[], None] = lambda: None,
 ) -> ConvertReport:
-    """Convert each source to dst/<path relative to root>.npy, in `workers` processes."""
+    """Convert each source to dst/<path relative to root>.npy, in `workers` processes.
+
+    Worker processes ignore Ctrl-C and are stopped when the caller is interrupted (Ctrl-C,
+    SIGTERM) or fails, so none goes on writing after the command has ended."""
+    import multiprocessing
+
     clock = time.perf_counter()
     report = ConvertReport()
-    jobs = [(str(s), str(dst / s.relative_to(root).with_suffix(".npy"))) for s in sources]
+    jobs = [
+        (str(s), str(dst / s.relative_to(root).with_suffix(".npy")), resolution) for s in sources
+    ]
     if workers <= 1:
-        outcomes = ((s, convert_one(s, t, resolution)) for s, t in jobs)
-        for source, error in outcomes:
-            _record(report, source, error)
+        for job in jobs:
+            _record(report, job[0], convert_one(*job))
             advance()
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        pool = multiprocessing.Pool(workers, initializer=_worker_signals)
+        try:
             chunk = max(1, len(jobs) // (workers * 8))
-            results = pool.map(
-                convert_one,
-                [s for s, _ in jobs],
-                [t for _, t in jobs],
-                [resolution] * len(jobs),
-                chunksize=chunk,
-            )
-            for (source, _), error in zip(jobs, results, strict=True):
+            for (source, _, _), error in zip(
+                jobs, pool.imap(_convert_job, jobs, chunksize=chunk), strict=True
+            ):
                 _record(report, source, error)
                 advance()
+            pool.close()
+        finally:
+            pool.terminate()
+            pool.join()
     report.seconds = time.perf_counter() - clock
     return report
+
+
+def _convert_job(job: tuple[str, str, int | None]) -> str | None:
+    return convert_one(*job)
+
+
+def _worker_signals() -> None:
+    """Workers leave interrupts to the main process, which stops them (SIGTERM kills them)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _record(report: ConvertReport, source: str, error: str | None) -> None:

@@ -57,17 +57,12 @@ def load_grid(path: Path, resolution: int) -> np.ndarray:
 
 
 def usable_entries(root: Path) -> list[dict]:
-    """pix3d.json entries with img, voxel and bbox, paths resolved against root."""
-    from recon.pipelines.occupancy.pix3d import load_entries
+    """pix3d.json entries with img_path and voxel_path resolved inside root (pix3d.entry_path);
+    BadInput naming the first entry without a usable img or voxel, or fewer than 2 entries."""
+    from recon.pipelines.occupancy.pix3d import resolved_entries
 
     root = Path(root)
-    entries = []
-    for entry in load_entries(root):
-        if not all(k in entry for k in ("img", "voxel")):
-            continue
-        entries.append(
-            {**entry, "img_path": root / entry["img"], "voxel_path": root / entry["voxel"]}
-        )
+    entries = resolved_entries(root)
     if len(entries) < 2:
         raise BadInput(f"{root}/pix3d.json: need at least 2 entries with img and voxel")
     return entries
@@ -207,6 +202,7 @@ def occupancy_module_class(task_name: str, build_net, loss_fn):
                 on_epoch=True,
                 prog_bar=True,
                 batch_size=images.shape[0],
+                sync_dist=True,
             )
             return loss
 
@@ -220,6 +216,7 @@ def occupancy_module_class(task_name: str, build_net, loss_fn):
                 on_epoch=True,
                 batch_size=images.shape[0],
                 prog_bar=False,
+                sync_dist=True,
             )
 
     return OccupancyModule

@@ -8,6 +8,7 @@ surface: open3d screened Poisson (default, depth 8) or vedo's reconstruct_surfac
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,10 @@ import numpy as np
 from recon.pipelines.common.errors import BadInput, JobFailed
 
 METHODS = ("poisson", "vedo")
+MIN_POINTS = 20  # fewer points cannot describe a surface (one point crashes open3d)
+# Valid ranges of SurfaceOptions, checked before any work: (low, high); open3d crashes in native
+# code outside them (depth 0 aborts, depth 30 exhausts memory, a huge merge grid leaves a point).
+RANGES = {"depth": (4, 11), "voxel": (0.25, 16.0), "trim": (0.0, 0.5), "mls": (1.0, 32.0)}
 
 
 @dataclass
@@ -27,6 +32,18 @@ class SurfaceOptions:
     trim: float = 0.0  # drop this quantile of lowest-density Poisson vertices (0 keeps it closed)
     mls: float = 0.0  # moving-least-squares radius in pixels (0 = off)
     outlier_std: float = 2.5  # statistical outlier removal threshold (0 = off)
+
+    def check(self) -> None:
+        """BadInput naming the first option outside its range (RANGES; mls may also be 0)."""
+        if self.method not in METHODS:
+            raise BadInput(f"--method must be one of {', '.join(METHODS)}, not {self.method!r}")
+        for name, (low, high) in RANGES.items():
+            value = getattr(self, name)
+            if name == "mls" and value == 0:
+                continue
+            if not (math.isfinite(value) and low <= value <= high):
+                off = " or 0 (off)" if name == "mls" else ""
+                raise BadInput(f"--{name} must be in [{low:g}, {high:g}]{off}, not {value:g}")
 
 
 @dataclass
@@ -78,7 +95,10 @@ def lift_views(doc: dict, depths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         directions.append(np.broadcast_to(d, lifted.shape))
     if not points or sum(len(p) for p in points) == 0:
         raise BadInput("the depth images hold no foreground pixels")
-    return np.concatenate(points), np.concatenate(directions)
+    points, directions = np.concatenate(points), np.concatenate(directions)
+    if not np.isfinite(points).all():
+        raise BadInput("views.json and the depth images give non-finite points")
+    return points, directions
 
 
 def _default_extent() -> float:
@@ -92,8 +112,7 @@ def reconstruct(folder: Path, options: SurfaceOptions | None = None) -> Reconstr
     from recon.pipelines.shapes.projection import read_views
 
     options = options or SurfaceOptions()
-    if options.method not in METHODS:
-        raise BadInput(f"--method must be one of {', '.join(METHODS)}, not {options.method!r}")
+    options.check()
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     doc = read_views(folder)
@@ -103,7 +122,9 @@ def reconstruct(folder: Path, options: SurfaceOptions | None = None) -> Reconstr
 
     clock = time.perf_counter()
     pixel = 2 * float(doc["camera"]["extent"]) / int(doc["camera"]["size"])
+    _check_point_count(len(points), f"{folder}: the depth images hold")
     cloud = _clean_cloud(points, directions, pixel, options)
+    _check_point_count(len(cloud.points), f"{folder}: after merging, the views leave")
     timings["points"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -119,6 +140,11 @@ def reconstruct(folder: Path, options: SurfaceOptions | None = None) -> Reconstr
         mesh.fill_holes()  # the contouring leaves a few small holes
     timings["clean"] = time.perf_counter() - clock
     return Reconstruction(mesh, len(cloud.points), timings)
+
+
+def _check_point_count(count: int, what: str) -> None:
+    if count < MIN_POINTS:
+        raise BadInput(f"{what} {count} foreground points; a surface needs at least {MIN_POINTS}")
 
 
 def _clean_cloud(points: np.ndarray, directions: np.ndarray, pixel: float, options):

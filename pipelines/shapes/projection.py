@@ -220,4 +220,53 @@ def read_views(folder: Path) -> dict:
         raise BadInput(f"{path}: not a {VIEWS_FORMAT} file")
     if not doc.get("views"):
         raise BadInput(f"{path}: lists no views")
+    _check_views_doc(path, doc)
     return doc
+
+
+def _check_views_doc(path: Path, doc: dict) -> None:
+    """BadInput naming the first field of views.json that back-projection cannot use."""
+    camera, depth, frame = (doc.get(k) for k in ("camera", "depth", "frame"))
+    for key, value in (("camera", camera), ("depth", depth), ("frame", frame)):
+        if not isinstance(value, dict):
+            raise BadInput(f"{path}: no '{key}' section")
+    size = camera.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 4096:
+        raise BadInput(f"{path}: camera.size must be a whole number in [8, 4096], not {size!r}")
+    for section, key, value in (
+        ("camera", "extent", camera.get("extent")),
+        ("camera", "distance", camera.get("distance")),
+        ("depth", "unit", depth.get("unit")),
+    ):
+        if not _positive_number(value):
+            raise BadInput(f"{path}: {section}.{key} must be a positive number, not {value!r}")
+    matrix = _finite_array(frame.get("to_normalised"), (4, 4))
+    if matrix is None or abs(np.linalg.det(matrix[:3, :3])) < 1e-12:
+        raise BadInput(f"{path}: frame.to_normalised must be an invertible 4x4 matrix")
+    if not isinstance(doc["views"], list):
+        raise BadInput(f"{path}: 'views' must be a list")
+    for index, view in enumerate(doc["views"]):
+        where = f"{path}: views[{index}]"
+        if not isinstance(view, dict):
+            raise BadInput(f"{where} is not an object")
+        for key in ("direction", "right", "up"):
+            vector = _finite_array(view.get(key), (3,))
+            if vector is None or abs(np.linalg.norm(vector) - 1) > 1e-3:
+                raise BadInput(f"{where}.{key} must be a unit 3-vector, not {view.get(key)!r}")
+        name = view.get("depth")
+        if not isinstance(name, str) or not name or Path(name).name != name:
+            raise BadInput(f"{where}.depth must be a file name in the folder, not {name!r}")
+
+
+def _positive_number(value) -> bool:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value > 0
+
+
+def _finite_array(value, shape: tuple[int, ...]) -> np.ndarray | None:
+    """value as a float array of the given shape with finite entries, else None."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return array if array.shape == shape and np.isfinite(array).all() else None

@@ -7,7 +7,8 @@ contrast, gamma, blur, noise) change the X-ray only, because the DRR is the targ
 Copy k of pair NAME is written as xray/NAME_augK.png and drr/NAME_augK.png (K from 1); with
 `originals` the input pairs are copied too under their own names. PNG inputs keep their bit depth,
 DICOM inputs become 16-bit PNG. The draw for (pair, copy) depends only on the seed, the pair's name
-and k, so a run is reproducible and independent of the order or number of other pairs.
+and k, so a run is reproducible and independent of the order or number of other pairs. `train drr`
+reads the _augK suffix back and keeps NAME and its copies on one side of its train/val split.
 """
 
 from __future__ import annotations

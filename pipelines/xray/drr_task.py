@@ -1,11 +1,13 @@
 """Task `drr`: pix2pix translation of an X-ray into the DRR it would have been.
 
 Data: a pair set (ROOT/xray/NAME + ROOT/drr/NAME, see recon.pipelines.xray.pairs), split into train
-and validation by a seeded shuffle of the names. Images are square-fitted to `size` and scaled to
-[-1, 1]. Training follows the reference pix2pix recipe (defaults in models/pix2pix.py):
-each batch first updates the PatchGAN on (X-ray, DRR) as real and (X-ray, G(X-ray)) as fake,
-loss halved, then the generator on GAN + lambda_l1 * L1; Adam (lr, beta1) for both; the learning
-rate is constant for the first `constant_fraction` of the epochs, then decays linearly to ~0.
+and validation by a seeded shuffle of the source pairs: `recon augment`'s copies NAME_augK stay on
+the side of NAME, so validation never sees a pair whose original or copy was trained on. Images
+are square-fitted to `size` and scaled to [-1, 1]. Training follows the reference pix2pix recipe
+(defaults in models/pix2pix.py): each batch first updates the PatchGAN on (X-ray, DRR) as real
+and (X-ray, G(X-ray)) as fake, loss halved, then the generator on GAN + lambda_l1 * L1; Adam
+(lr, beta1) for both; the learning rate is constant for the first `constant_fraction` of the
+epochs, then decays linearly to ~0.
 Training batches get the reference jitter: resize up by 286/256, random crop back, random flip.
 
 Validation (generator in eval mode) logs val/ssim, val/psnr, val/mae of G(X-ray) against the
@@ -15,6 +17,7 @@ writes RUN/examples/epoch_NNN.png, rows of input | output | target.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,20 +55,39 @@ def check(cfg: DrrConfig) -> None:
     except ValueError as error:
         raise BadInput(f"setting size: {error}") from error
     pairs = find_pairs(Path(cfg.data))
-    if len(pairs) < 2:
-        raise BadInput(f"{cfg.data}: need at least 2 pairs (training and validation), found 1")
+    sources = {source_name(p.name) for p in pairs}
+    if len(sources) < 2:
+        raise BadInput(
+            f"{cfg.data}: need pairs from at least 2 sources (training and validation), found "
+            f"{len(sources)} (NAME and its augmented copies NAME_augK are one source)"
+        )
     if not 0 < cfg.val_fraction < 1:
         raise BadInput("setting val_fraction must lie between 0 and 1")
 
 
+AUGMENTED_COPY = re.compile(r"(_aug\d+)+$")  # `recon augment` names copy K of NAME NAME_augK
+
+
+def source_name(name: str) -> str:
+    """The source pair a pair was made from: NAME for NAME itself and for NAME_augK."""
+    return AUGMENTED_COPY.sub("", name)
+
+
 def split_pairs(pairs: list, val_fraction: float, seed: int) -> tuple[list, list]:
-    """Seeded shuffle, then the first round(n * val_fraction) (at least 1) are validation."""
+    """Split by source pair (source_name), so no validation pair has its original or an
+    augmented copy in training: a seeded shuffle of the sorted source names, the first
+    round(n * val_fraction) (at least 1, at most n - 1) are validation. Without augmented
+    copies every pair is its own source and the split is a shuffle of the pairs."""
     import numpy as np
 
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    count = min(len(pairs) - 1, max(1, round(len(pairs) * val_fraction)))
-    val = [pairs[i] for i in sorted(order[:count])]
-    train = [pairs[i] for i in sorted(order[count:])]
+    sources = sorted({source_name(p.name) for p in pairs})
+    if len(sources) < 2:
+        raise BadInput(f"need pairs from at least 2 sources to split, found {len(sources)}")
+    order = np.random.default_rng(seed).permutation(len(sources))
+    count = min(len(sources) - 1, max(1, round(len(sources) * val_fraction)))
+    held_out = {sources[i] for i in order[:count]}
+    val = [p for p in pairs if source_name(p.name) in held_out]
+    train = [p for p in pairs if source_name(p.name) not in held_out]
     return train, val
 
 
@@ -168,13 +190,20 @@ def _lightning():
 
             size = xray.shape[0]
             self.log(
-                "train/loss", loss_g, on_step=False, on_epoch=True, prog_bar=True, batch_size=size
+                "train/loss",
+                loss_g,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=True,
+                batch_size=size,
+                sync_dist=True,
             )
             self.log_dict(
                 {"train/loss_d": loss_d, "train/gan": loss_gan, "train/l1": loss_l1},
                 on_step=False,
                 on_epoch=True,
                 batch_size=size,
+                sync_dist=True,
             )
 
         def on_train_epoch_end(self) -> None:

@@ -92,19 +92,14 @@ def is_dicom(path: Path) -> bool:
 
 def image_size(path: Path) -> tuple[int, int]:
     """(rows, columns) of a PNG or DICOM image, without decoding its pixels."""
-    from recon.pipelines.common.io import require_file
+    from recon.pipelines.common.io import open_image, require_file
 
     path = require_file(path, "image")
     if is_dicom(path):
         dataset = _read_dicom(path, pixels=False)
         return int(dataset.Rows), int(dataset.Columns)
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return image.height, image.width
-    except (UnidentifiedImageError, OSError) as error:
-        raise BadInput(f"{path}: not a readable image ({error})") from error
+    with open_image(path) as image:
+        return image.height, image.width
 
 
 def read_gray(path: Path) -> tuple[np.ndarray, int]:

@@ -1,0 +1,468 @@
+"""The bad-input corpus: every case is one line on stderr, the right exit code, and nothing new or
+changed on disk. Also: inputs protected from --overwrite, SIGTERM and Ctrl-C clean up, outputs
+honour the umask, --json failures print a JSON error object."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recon.pipelines.common.io import write_png
+
+# ---------------------------------------------------------------- helpers
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every path under folder (hidden ones too) with its size and modification time."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def refused(recon, watch: Path, *args, code: int = 2) -> str:
+    """Run recon ARGS; assert one error line, the exit code, and watch/ untouched; the line."""
+    before = snapshot(watch)
+    rc, out, err = recon(*args)
+    assert rc == code, (args, rc, err)
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert out == "", out
+    assert snapshot(watch) == before, "something was written or changed"
+    return err
+
+
+def png_claiming(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims width x height pixels, with no real pixel data behind it."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory):
+    from recon.pipelines.common.io import save_mesh
+    from recon.pipelines.shapes.meshes import make_shape
+
+    folder = tmp_path_factory.mktemp("box")
+    return save_mesh(make_shape("box"), folder / "box.stl")
+
+
+@pytest.fixture(scope="module")
+def views(tmp_path_factory, box):
+    """A `recon project` folder of the box at 64 px."""
+    from recon.cli.app import main
+
+    out = tmp_path_factory.mktemp("views") / "box_views"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["project", str(box), "-o", str(out), "--size", "64", "-q"])
+    assert exit_info.value.code in (0, None)
+    return out
+
+
+@pytest.fixture
+def work(tmp_path, views, box):
+    """tmp_path with a copy of the views folder and the mesh."""
+    shutil.copytree(views, tmp_path / "views")
+    shutil.copy(box, tmp_path / "box.stl")
+    return tmp_path
+
+
+# ---------------------------------------------------------------- project
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--views", "0"], "--views must be in [1, 360], not 0"),
+        (["--views", "100000"], "--views must be in [1, 360], not 100000"),
+        (["--size", "4"], "--size must be in [8, 4096], not 4"),
+        (["--up", "w"], "--up must be one of x, y, z"),
+        (["--views", "360", "--size", "4096"], "more than the"),
+    ],
+)
+def test_project_numbers_out_of_range(recon, work, flags, message):
+    err = refused(recon, work, "project", work / "box.stl", "-o", work / "out", *flags)
+    assert message in err
+
+
+def test_project_onto_its_own_mesh_is_refused_even_with_overwrite(recon, work):
+    mesh = work / "box.stl"
+    err = refused(recon, work, "project", mesh, "-o", mesh, "--overwrite")
+    assert "would replace the input" in err
+
+
+def test_project_into_the_folder_holding_its_mesh_is_refused_even_with_overwrite(recon, work):
+    err = refused(recon, work, "project", work / "box.stl", "-o", work, "--overwrite")
+    assert "would replace the input" in err
+
+
+# ---------------------------------------------------------------- backproject
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--voxel", "1e9"], "--voxel must be in [0.25, 16]"),
+        (["--voxel", "0"], "--voxel must be in [0.25, 16]"),
+        (["--voxel", "-1"], "--voxel must be in [0.25, 16]"),
+        (["--voxel", "nan"], "not nan"),
+        (["--depth", "0"], "--depth must be in [4, 11]"),
+        (["--depth", "30"], "--depth must be in [4, 11]"),
+        (["--mls", "-1"], "--mls must be in [1, 32] or 0 (off)"),
+        (["--mls", "nan"], "--mls"),
+        (["--trim", "1"], "--trim must be in [0, 0.5]"),
+        (["--trim", "nan"], "--trim"),
+        (["--method", "marching"], "--method must be one of poisson, vedo"),
+    ],
+)
+def test_backproject_options_out_of_range(recon, work, flags, message):
+    err = refused(recon, work, "backproject", work / "views", "-o", work / "m.stl", *flags)
+    assert message in err
+
+
+def _edit_views(folder: Path, edit) -> None:
+    doc = json.loads((folder / "views.json").read_text())
+    edit(doc)
+    (folder / "views.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda d: d.pop("camera"), "no 'camera' section"),
+        (lambda d: d["depth"].update(unit=float("nan")), "depth.unit must be a positive number"),
+        (lambda d: d["camera"].update(size="64"), "camera.size must be a whole number"),
+        (lambda d: d["frame"].update(to_normalised=[[0] * 4] * 4), "invertible 4x4"),
+        (lambda d: d["views"][0].update(direction=[0, 0, 0]), "unit 3-vector"),
+        (lambda d: d["views"][0].update(depth="../box.stl"), "file name in the folder"),
+    ],
+)
+def test_backproject_broken_views_json(recon, work, edit, message):
+    _edit_views(work / "views", edit)
+    err = refused(recon, work, "backproject", work / "views", "-o", work / "m.stl")
+    assert message in err
+
+
+def test_backproject_one_foreground_pixel_is_refused_before_open3d(recon, work):
+    """Used to crash open3d in native code; now one line naming the point count."""
+    folder = work / "views"
+    for index, path in enumerate(sorted(folder.glob("depth_*.png"))):
+        depth = np.zeros((64, 64), np.uint16)
+        if index == 0:
+            depth[32, 32] = 30000
+        write_png(path, depth)
+    err = refused(recon, work, "backproject", folder, "-o", work / "m.stl")
+    assert "1 foreground points; a surface needs at least 20" in err
+
+
+def test_backproject_sidecar_needs_overwrite(recon, work):
+    (work / "m.run.json").write_text("{}")
+    err = refused(recon, work, "backproject", work / "views", "-o", work / "m.stl")
+    assert "m.run.json: already exists" in err
+
+
+def test_backproject_onto_its_reference_is_refused_even_with_overwrite(recon, work):
+    mesh = work / "box.stl"
+    args = ("backproject", work / "views", "-o", mesh, "--reference", mesh, "--overwrite")
+    assert "would replace the input" in refused(recon, work, *args)
+
+
+# ---------------------------------------------------------------- augment
+
+
+@pytest.fixture
+def pairs(tmp_path):
+    root = tmp_path / "parent" / "src"
+    for sub in ("xray", "drr"):
+        (root / sub).mkdir(parents=True)
+        for index in range(2):
+            image = np.full((32, 32), 40 * (index + 1), np.uint8)
+            write_png(root / sub / f"p{index}.png", image)
+    return root
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--copies", "1000000000"], "--copies must be in [1, 1000]"),
+        (["--copies", "0"], "--copies must be in [1, 1000]"),
+        (["--rotate", "-5"], "--rotate must be in [0, 180]"),
+        (["--rotate", "nan"], "--rotate must be in [0, 180], not nan"),
+        (["--noise", "inf"], "--noise must be in [0, 1], not inf"),
+        (["--flip", "2"], "--flip must be in [0, 1]"),
+        (["--seed", "-1"], "--seed must be in [0, 4294967295], not -1"),
+    ],
+)
+def test_augment_numbers_out_of_range(recon, pairs, flags, message):
+    root = pairs.parent.parent
+    err = refused(recon, root, "augment", pairs, "-o", root / "aug", *flags)
+    assert message in err
+
+
+def test_augment_into_the_parent_of_its_input_is_refused_even_with_overwrite(recon, pairs):
+    root = pairs.parent.parent
+    err = refused(recon, root, "augment", pairs, "-o", pairs.parent, "--overwrite")
+    assert "would replace the input" in err
+
+
+# ---------------------------------------------------------------- convert-mat
+
+
+@pytest.fixture
+def mats(tmp_path):
+    from recon.pipelines.occupancy.matfiles import write_voxel_mat
+
+    src = tmp_path / "parent" / "model"
+    src.mkdir(parents=True)
+    write_voxel_mat(src / "a.mat", np.ones((8, 8, 8), np.uint8))
+    return src
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--workers", "-1"], "--workers must be in [0, 256], not -1"),
+        (["--resolution", "0"], "--resolution must be in [1, 1024], not 0"),
+    ],
+)
+def test_convert_mat_numbers_out_of_range(recon, mats, flags, message):
+    root = mats.parent.parent
+    assert message in refused(recon, root, "convert-mat", mats, "-o", root / "npy", *flags)
+
+
+def test_convert_mat_into_the_parent_of_its_input_is_refused(recon, mats):
+    root = mats.parent.parent
+    err = refused(recon, root, "convert-mat", mats, "-o", mats.parent, "--overwrite")
+    assert "would replace the input" in err
+
+
+# ---------------------------------------------------------------- embed-spine
+
+
+@pytest.fixture
+def spine(tmp_path):
+    from recon.pipelines.corset.spine import synth_spine_xray
+
+    xray = synth_spine_xray(20.0, rows=192, seed=1)
+    return write_png(tmp_path / "spine.png", xray.image)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "1e9"])
+def test_embed_spine_spacing_out_of_range(recon, spine, value):
+    err = refused(
+        recon, spine.parent, "embed-spine", spine, "-o", spine.parent / "e.json", "--spacing", value
+    )
+    assert "--spacing must be in [0.01, 10]" in err
+
+
+def test_embed_spine_debug_image_over_its_input_is_refused(recon, spine):
+    args = ("embed-spine", spine, "-o", spine.parent / "e.json", "--debug-image", spine)
+    assert "would replace the input" in refused(recon, spine.parent, *args, "--overwrite")
+
+
+def test_embed_spine_debug_image_that_is_a_folder(recon, spine):
+    (spine.parent / "d.png").mkdir()
+    args = ("embed-spine", spine, "-o", spine.parent / "e.json", "--debug-image")
+    assert "is a folder" in refused(
+        recon, spine.parent, *args, spine.parent / "d.png", "--overwrite"
+    )
+
+
+def test_embed_spine_leaves_no_json_when_the_debug_image_fails(recon, spine, monkeypatch):
+    import recon.pipelines.common.io as io
+
+    def full_disk(path, array):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(io, "write_png", full_disk)
+    args = ("embed-spine", spine, "-o", spine.parent / "e.json")
+    err = refused(recon, spine.parent, *args, "--debug-image", spine.parent / "d.png", code=1)
+    assert "No space left on device" in err
+
+
+@pytest.mark.parametrize("pixels", [(100_000, 100_000), (10_000, 10_000)])
+def test_png_claiming_huge_size_is_one_line(recon, tmp_path, pixels):
+    """10^10 pixels used to raise PIL's DecompressionBombError raw; 10^8 pixels warned."""
+    image = png_claiming(tmp_path / "bomb.png", *pixels)
+    err = refused(recon, tmp_path, "embed-spine", image, "-o", tmp_path / "e.json")
+    assert "bomb.png" in err
+
+
+# ---------------------------------------------------------------- corset
+
+
+@pytest.fixture
+def corset_inputs(tmp_path, views, spine):
+    checkpoint = tmp_path / "m.ckpt"
+    checkpoint.write_bytes(b"\0" * 16)
+    shutil.copytree(views, tmp_path / "photos")
+    return tmp_path / "photos", spine, checkpoint
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--thickness", "0"], "--thickness must be in (0, 30]"),
+        (["--thickness", "1e6"], "--thickness must be in (0, 30], not 1e+06"),
+        (["--thickness", "nan"], "--thickness"),
+        (["--spacing", "0"], "--spacing must be in [0.01, 10]"),
+        (["--seed", "-3"], "--seed must be in"),
+    ],
+)
+def test_predict_corset_numbers_out_of_range(recon, tmp_path, corset_inputs, flags, message):
+    photos, spine, checkpoint = corset_inputs
+    args = ["predict", "corset", "--photos", photos, "--spine", spine, "-c", checkpoint]
+    assert message in refused(recon, tmp_path, *args, "-o", tmp_path / "c.stl", *flags)
+
+
+def test_predict_corset_views_out_over_the_photos_is_refused(recon, tmp_path, corset_inputs):
+    photos, spine, checkpoint = corset_inputs
+    args = ["predict", "corset", "--photos", photos, "--spine", spine, "-c", checkpoint]
+    args += ["-o", tmp_path / "c.stl", "--views-out", photos, "--overwrite"]
+    assert "would replace the input" in refused(recon, tmp_path, *args)
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--patients", "0"], "--patients must be in [1, 100000]"),
+        (["--size", "100"], "--size must be a multiple of 64"),
+        (["--size", "1000000"], "--size must be in [64, 1024]"),
+        (["--seed", "-1"], "--seed must be in"),
+    ],
+)
+def test_synth_corset_numbers_out_of_range(recon, tmp_path, flags, message):
+    err = refused(recon, tmp_path, "synth", "corset", "-o", tmp_path / "data", *flags)
+    assert message in err
+
+
+# ---------------------------------------------------------------- check-data and train voxel
+
+
+def _pix3d(root: Path, entries: list) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pix3d.json").write_text(json.dumps(entries))
+    return root
+
+
+@pytest.mark.parametrize(
+    "entries,kind",
+    [
+        ([], "no-entries"),
+        ([{"img": None, "category": "chair", "voxel": "v.mat"}], "missing-field"),
+        ([{"img": 5, "category": "chair", "voxel": "v.mat"}], "bad-field"),
+        ([{"img": ["a.png"], "category": "chair", "voxel": "v.mat"}], "bad-field"),
+        ([{"img": "a\u0000.png", "category": "chair", "voxel": "v.mat"}], "bad-field"),
+    ],
+)
+def test_check_data_blind_spots_are_problems(recon, tmp_path, entries, kind):
+    root = _pix3d(tmp_path / "data", entries)
+    code, out, err = recon("check-data", "voxel", root, "--json")
+    assert code == 1, err
+    assert kind in json.loads(out)["problem_kinds"]
+
+
+def test_train_voxel_refuses_images_outside_the_data_root(recon, tmp_path):
+    """The same confinement as check-data: ../ and absolute paths stop training (exit 2)."""
+    from test_check_data import make_pix3d
+
+    root = tmp_path / "data"
+    root.mkdir()
+    entries = make_pix3d(root, 4)
+    shutil.copy(root / entries[0]["img"], tmp_path / "outside.png")
+    for bad in ("../outside.png", str(tmp_path / "outside.png")):
+        entries[0]["img"] = bad
+        (root / "pix3d.json").write_text(json.dumps(entries))
+        args = ("train", "voxel", "--data", root, "--epochs", "1", "-o", tmp_path / "run")
+        err = refused(recon, tmp_path, *args)
+        assert "img points outside ROOT" in err and "entry 0" in err
+        code, out, _ = recon("check-data", "voxel", root, "--json")
+        assert code == 1 and "path-escapes-root" in json.loads(out)["problem_kinds"]
+
+
+# ---------------------------------------------------------------- --json, umask, signals
+
+
+def test_json_failure_prints_an_error_object(recon, tmp_path):
+    code, out, err = recon("project", tmp_path / "missing.stl", "-o", tmp_path / "v", "--json")
+    assert code == 2 and err.count("\n") == 1
+    assert json.loads(out) == {"error": err.strip().removeprefix("error: "), "exit_code": 2}
+
+
+def test_json_usage_error_prints_an_error_object(recon, tmp_path):
+    code, out, _ = recon(
+        "project", tmp_path / "m.stl", "-o", tmp_path / "v", "--views", "x", "--json"
+    )
+    assert code == 2 and json.loads(out) == {"error": "bad usage", "exit_code": 2}
+
+
+def test_outputs_honour_the_umask(recon, tmp_path, box):
+    previous = os.umask(0o022)
+    try:
+        code, _, err = recon("project", box, "-o", tmp_path / "v", "--size", "32", "-q")
+        assert code == 0, err
+        code, _, err = recon("backproject", tmp_path / "v", "-o", tmp_path / "m.stl", "-q")
+        assert code == 0, err
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "v").stat().st_mode & 0o777 == 0o755
+    files = [*(tmp_path / "v").iterdir(), tmp_path / "m.stl", tmp_path / "m.run.json"]
+    assert files and all(p.stat().st_mode & 0o777 == 0o644 for p in files)
+
+
+SLOW_WRITE = """
+import sys, time
+from recon.pipelines.shapes import projection
+original = projection.write_projection
+def slow(projection_, folder, doc):
+    original(projection_, folder, doc)
+    (folder.parent / "started").write_text("x")
+    time.sleep(60)
+projection.write_projection = slow
+from recon.cli.app import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize(
+    "signum,code,line", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")]
+)
+def test_signal_removes_the_temporary_folder(tmp_path, box, signum, code, line):
+    """SIGTERM (a scheduler's stop) and Ctrl-C while `project` writes: exit 143 / 130, one
+    line, and neither the output nor the hidden temporary folder is left."""
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-c", SLOW_WRITE, "project", str(box), "-o", str(work / "v")]
+    args += ["--size", "16", "-q"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 120
+    while not (work / "started").exists():
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert [p.name for p in work.iterdir() if p.name.startswith(".v.")]  # the temporary
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == code, err
+    assert err.decode() == f"{line}\n" and out == b""
+    assert sorted(p.name for p in work.iterdir()) == ["started"]
