@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from recon.cli.common import Device, Json, Overwrite, Quiet, Reporter, Seed, key_value_table
+from recon.cli.common import (
+    Device,
+    Json,
+    Overwrite,
+    Quiet,
+    Reporter,
+    Seed,
+    ShardOption,
+    SkipDone,
+    key_value_table,
+)
 
 
 def synth_pairs(
@@ -80,6 +90,8 @@ def predict_drr(
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder for the DRR PNGs.")],
     bits: Annotated[int, typer.Option(help="Output PNG depth: 8 or 16.")] = 16,
     device: Device = "auto",
+    shard: ShardOption = None,
+    skip_done: SkipDone = False,
     overwrite: Overwrite = False,
     json_out: Json = False,
     quiet: Quiet = False,
@@ -88,15 +100,23 @@ def predict_drr(
 
     Any size is accepted: the image is zero-padded to a square, resized to the model's size,
     translated, then resized back and un-padded, so the output has the input's size exactly.
+    With --shard K/N (or in a SLURM array job) or --skip-done the PNGs go straight into OUT,
+    which the shards share, and each shard writes run.shard-K-of-N.json.
 
     Example: recon predict drr scans/*.dcm -c runs/drr/checkpoints/best.ckpt -o drrs
     """
     import time
 
+    from recon.pipelines.common.batch import (
+        check_batch_output,
+        output_folder,
+        parse_shard,
+        plan_batch,
+    )
     from recon.pipelines.common.devices import choose_device
     from recon.pipelines.common.errors import BadInput
     from recon.pipelines.common.io import require_file, write_png
-    from recon.pipelines.common.outputs import atomic_dir, check_output, run_record, write_json
+    from recon.pipelines.common.outputs import run_record, write_json
     from recon.pipelines.xray.drr_task import load_generator, translate
     from recon.pipelines.xray.pairs import read_gray, to_uint
 
@@ -108,14 +128,19 @@ def predict_drr(
     duplicates = sorted({s for s in stems if stems.count(s) > 1})
     if duplicates:
         raise BadInput(f"inputs share the output name {duplicates[0]}.png; rename one of them")
-    out = check_output(out, overwrite)
+    target = Path(out).expanduser().absolute()
+    plan = plan_batch(
+        len(paths), lambda i: [target / f"{stems[i]}.png"], parse_shard(shard), skip_done, overwrite
+    )
+    out = check_batch_output(out, plan, overwrite)
     generator, config = load_generator(checkpoint)
     generator.to(choose_device(device))
-    images = [read_gray(p)[0] for p in paths]  # every input is checked before writing starts
+    todo = [paths[i] for i in plan.todo]
+    images = [read_gray(p)[0] for p in todo]  # every input is checked before writing starts
     clock = time.perf_counter()
     written = []
-    with atomic_dir(out) as folder:
-        for path, image in ui.track(list(zip(paths, images, strict=True)), "translating"):
+    with output_folder(out, plan) as folder:
+        for path, image in ui.track(list(zip(todo, images, strict=True)), "translating"):
             drr = translate(generator, image, int(config["size"]))
             write_png(folder / f"{path.stem}.png", to_uint(drr, bits))
             written.append(str(out / f"{path.stem}.png"))
@@ -125,11 +150,17 @@ def predict_drr(
             None,
             {"checkpoint": str(checkpoint), "bits": bits, "size": config["size"]},
             timings,
-            {},
+            {"outputs": written, "skipped": [str(paths[i]) for i in plan.done], **plan.summary()},
         )
-        write_json(folder / "run.json", record)
+        write_json(folder / plan.shard.results_name(), record)
     ui.result(
-        {"out": str(out), "outputs": written, "size": config["size"], "timings_s": timings},
+        {
+            "out": str(out),
+            "outputs": written,
+            "size": config["size"],
+            "timings_s": timings,
+            **plan.summary(),
+        },
         key_value_table(
             f"predict drr -> {out}",
             [

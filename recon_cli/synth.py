@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from recon.cli.common import Json, Overwrite, Quiet, Reporter, Seed, key_value_table
+from recon.cli.common import (
+    Json,
+    Overwrite,
+    Quiet,
+    Reporter,
+    Seed,
+    ShardOption,
+    SkipDone,
+    key_value_table,
+)
 
 app = typer.Typer(
     help="Make procedural data sets in the layouts the pipelines read.", no_args_is_help=True
@@ -21,6 +30,8 @@ def meshes(
         str, typer.Option(help="Comma-separated: sphere, capsule, box, torus, torso.")
     ] = "sphere,capsule,box,torus,torso",
     seed: Seed = 0,
+    shard: ShardOption = None,
+    skip_done: SkipDone = False,
     overwrite: Overwrite = False,
     json_out: Json = False,
     quiet: Quiet = False,
@@ -28,12 +39,20 @@ def meshes(
     """Write watertight test shapes as STL, in millimetres with z up.
 
     The torso is a closed tube whose cross-sections follow a scoliotic spine (Cobb 25 deg).
+    Each shape depends only on its name and the seed, so shards (--shard K/N) together write
+    exactly the files of one whole run.
 
     Example: recon synth meshes -o shapes --shapes sphere,torso
     """
+    from recon.pipelines.common.batch import (
+        check_batch_output,
+        output_folder,
+        parse_shard,
+        plan_batch,
+    )
     from recon.pipelines.common.errors import BadInput
     from recon.pipelines.common.io import save_mesh
-    from recon.pipelines.common.outputs import atomic_dir, check_output
+    from recon.pipelines.common.outputs import run_record, write_json
     from recon.pipelines.shapes.meshes import SHAPES, make_shape
 
     ui = Reporter(json_out, quiet)
@@ -44,14 +63,23 @@ def meshes(
             f"--shapes: unknown {', '.join(unknown) or '(none given)'}; "
             f"choose from {', '.join(SHAPES)}"
         )
-    out = check_output(out, overwrite)
+    target = Path(out).expanduser().absolute()
+    plan = plan_batch(
+        len(names), lambda i: [target / f"{names[i]}.stl"], parse_shard(shard), skip_done, overwrite
+    )
+    out = check_batch_output(out, plan, overwrite)
     written = {}
-    with atomic_dir(out) as folder:
-        for name in ui.track(names, "shapes"):
+    with output_folder(out, plan) as folder:
+        for name in ui.track([names[i] for i in plan.todo], "shapes"):
             mesh = make_shape(name, seed)
             save_mesh(mesh, folder / f"{name}.stl")
             written[name] = {"path": str(out / f"{name}.stl"), "faces": len(mesh.faces)}
+        if plan.batch:
+            skipped = [names[i] for i in plan.done]
+            results = {"shapes": written, "skipped": skipped, **plan.summary()}
+            record = run_record("synth meshes", seed, {"shapes": names}, {}, results)
+            write_json(folder / plan.shard.results_name(), record)
     ui.result(
-        {"out": str(out), "shapes": written},
+        {"out": str(out), "shapes": written, **plan.summary()},
         key_value_table(f"synth meshes -> {out}", [(k, v["faces"]) for k, v in written.items()]),
     )

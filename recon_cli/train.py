@@ -26,8 +26,13 @@ def train(
             help="YAML file of settings (overrides the task's defaults).", rich_help_panel=HYPER
         ),
     ] = None,
-    epochs: Annotated[int | None, typer.Option(rich_help_panel=HYPER)] = None,
-    batch_size: Annotated[int | None, typer.Option(rich_help_panel=HYPER)] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Passes over the training set.", rich_help_panel=HYPER)
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help="Samples per step, per process.", rich_help_panel=HYPER),
+    ] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.", rich_help_panel=HYPER)] = None,
     pretrained_weights: Annotated[
         Path | None,
@@ -47,8 +52,14 @@ def train(
     ] = None,
     resume: Annotated[
         Path | None,
-        typer.Option(help="Continue from a checkpoint (e.g. RUN/checkpoints/last.ckpt)."),
+        typer.Option(
+            help="Continue RUN/checkpoints/last.ckpt with its task, data and settings; only "
+            "--epochs, --max-time and the scale-out flags may change. --out defaults to RUN."
+        ),
     ] = None,
+    logger: Annotated[
+        str, typer.Option(help="csv, or tensorboard (event files in RUN/tensorboard as well).")
+    ] = "csv",
     devices: Annotated[
         str,
         typer.Option(
@@ -77,13 +88,20 @@ def train(
     """Train a model for TASK; checkpoints, metrics.csv, curves.png and run.json go to --out.
 
     Settings resolve as: task defaults < --config YAML < flags < --set. Multi-GPU and SLURM
-    multi-node runs need no code change: pass --devices, --num-nodes and --strategy ddp.
+    multi-node runs need no code change: pass --devices, --num-nodes and --strategy ddp
+    (--batch-size is per process). Only global rank 0 writes the run folder and the summary.
 
     Example: recon train voxel --data pix3d_synth --epochs 20 --out runs/voxel
     """
     import time
 
-    from recon.pipelines.common.engine import RunOptions, fit, parse_set, resolve_config
+    from recon.pipelines.common.engine import (
+        RunOptions,
+        fit,
+        parse_set,
+        resolve_config,
+        resume_config,
+    )
     from recon.pipelines.common.tasks import load_task
 
     ui = Reporter(json_out, quiet)
@@ -100,8 +118,12 @@ def train(
     if pretrained_weights is not None:
         overrides["pretrained_weights"] = str(pretrained_weights)
     overrides.update(parse_set(set_ or []))
-    cfg = resolve_config(spec, config, overrides)
-    run_dir = out or Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if resume is not None:
+        cfg = resume_config(spec, resume, config, overrides)
+        run_dir = out or _run_folder_of(resume)
+    else:
+        cfg = resolve_config(spec, config, overrides)
+        run_dir = out or Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunOptions(
         out=run_dir,
         resume=resume,
@@ -112,17 +134,30 @@ def train(
         precision=precision,
         max_time=max_time,
         limit_batches=limit_batches,
+        logger=logger,
         overwrite=overwrite,
         quiet=quiet or json_out,
         announce=lambda folder: ui.info(f"training [bold]{task}[/bold] -> {folder}"),
     )
     result = fit(spec, cfg, run)
+    if result["global_rank"] != 0:
+        return  # every process trained; rank 0 alone reports
     rows = [
         ("run folder", result["out"]),
         ("epochs", result["epochs_run"]),
         (f"best {result['monitor']}", result["best_score"]),
         ("best checkpoint", result["best_checkpoint"]),
+        ("processes", result["processes"]),
         ("seconds", result["seconds"]),
     ]
     rows += [(k, v) for k, v in sorted(result["metrics"].items())]
     ui.result(result, key_value_table(f"train {task}", rows))
+
+
+def _run_folder_of(checkpoint: Path) -> Path:
+    """RUN for RUN/checkpoints/last.ckpt; otherwise --out must be given."""
+    from recon.pipelines.common.errors import BadInput
+
+    if checkpoint.parent.name == "checkpoints":
+        return checkpoint.parent.parent
+    raise BadInput(f"{checkpoint}: not in a RUN/checkpoints folder; pass --out RUN")

@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from recon.cli.common import Device, Json, Overwrite, Quiet, Reporter, Seed, key_value_table
+from recon.cli.common import (
+    Device,
+    Json,
+    Overwrite,
+    Quiet,
+    Reporter,
+    Seed,
+    ShardOption,
+    SkipDone,
+    key_value_table,
+)
 
 Images = Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, ...).")]
 Checkpoint = Annotated[Path, typer.Option("-c", "--checkpoint", help="A `recon train` checkpoint.")]
@@ -95,39 +105,67 @@ def synth_parts(
     )
 
 
-def _predict(task: str, images, checkpoint, out, fmt, render, device, overwrite, json_out, quiet):
+def _predict(task: str, images, checkpoint, out, fmt, render, device, batch, json_out, quiet):
     import time
 
     from rich.table import Table
 
+    from recon.pipelines.common.batch import (
+        check_batch_output,
+        output_folder,
+        parse_shard,
+        plan_batch,
+    )
     from recon.pipelines.common.errors import BadInput
     from recon.pipelines.common.io import require_file
-    from recon.pipelines.common.outputs import atomic_dir, check_output, run_record, write_json
+    from recon.pipelines.common.outputs import run_record, write_json
     from recon.pipelines.occupancy.predict import FORMATS, output_names, predict_images
 
+    shard, skip_done, overwrite = batch
     ui = Reporter(json_out, quiet)
     fmt = fmt.lower().lstrip(".")
     if fmt not in FORMATS:
         raise BadInput(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    names = output_names(images)
+    names = output_names(images)  # from the whole list, so every shard names files alike
     for path in images:
         require_file(path, "image")
     require_file(checkpoint, "checkpoint")
-    out = check_output(out, overwrite)
+    target = Path(out).expanduser().absolute()
+    suffixes = (".npy", f".{fmt}", ".png")
+    plan = plan_batch(
+        len(images),
+        lambda i: [target / f"{names[i]}{suffix}" for suffix in suffixes],
+        parse_shard(shard),
+        skip_done,
+        overwrite,
+        is_done=lambda i: _prediction_complete(target, names[i], fmt, render),
+    )
+    out = check_batch_output(out, plan, overwrite)
     clock = time.perf_counter()
-    with atomic_dir(out) as folder:
-        results = predict_images(
-            task, checkpoint, list(images), names, folder, fmt, render, device, ui.track
-        )
+    with output_folder(out, plan) as folder:
+        results = []
+        if plan.todo:
+            todo = [images[i] for i in plan.todo]
+            todo_names = [names[i] for i in plan.todo]
+            results = predict_images(
+                task, checkpoint, todo, todo_names, folder, fmt, render, device, ui.track
+            )
         seconds = time.perf_counter() - clock
         for record in results:
             for key in ("grid", "mesh", "render"):
                 if record.get(key):
                     record[key] = str(out / Path(record[key]).name)
         config = {"checkpoint": str(checkpoint), "format": fmt, "render": render}
+        skipped = [str(images[i]) for i in plan.done]
         write_json(
-            folder / "run.json",
-            run_record(f"predict {task}", None, config, {"predict": seconds}, {"results": results}),
+            folder / plan.shard.results_name(),
+            run_record(
+                f"predict {task}",
+                None,
+                config,
+                {"predict": seconds},
+                {"results": results, "skipped": skipped, **plan.summary()},
+            ),
         )
     table = Table(title=f"predict {task} -> {out}", title_justify="left")
     for column in ("image", "occupied voxels", "mesh"):
@@ -138,9 +176,23 @@ def _predict(task: str, images, checkpoint, out, fmt, render, device, overwrite,
             str(record["occupied"]),
             record["mesh"] or "(empty: no surface)",
         )
-    ui.result(
-        {"out": str(out), "task": task, "seconds": round(seconds, 3), "results": results}, table
-    )
+    summary = {"out": str(out), "task": task, "seconds": round(seconds, 3), "results": results}
+    ui.result({**summary, "skipped": skipped, **plan.summary()}, table)
+
+
+def _prediction_complete(out: Path, stem: str, fmt: str, render: bool) -> bool:
+    """The grid is there, and so are the mesh and render it calls for (none when it is empty)."""
+    import numpy as np
+
+    grid = out / f"{stem}.npy"
+    if not grid.is_file():
+        return False
+    try:
+        occupied = bool((np.load(grid) >= 0.5).any())
+    except (OSError, ValueError):
+        return False
+    wanted = [out / f"{stem}.{fmt}"] + ([out / f"{stem}.png"] if render else [])
+    return not occupied or all(p.is_file() and p.stat().st_size > 0 for p in wanted)
 
 
 def predict_voxel(
@@ -150,6 +202,8 @@ def predict_voxel(
     fmt: Format = "stl",
     render: Render = False,
     device: Device = "auto",
+    shard: ShardOption = None,
+    skip_done: SkipDone = False,
     overwrite: Overwrite = False,
     json_out: Json = False,
     quiet: Quiet = False,
@@ -157,11 +211,13 @@ def predict_voxel(
     """Predict a 3D shape from each image with a `recon train voxel` model.
 
     Writes a 32^3 occupancy grid (.npy) and its closed surface (marching cubes at 0.5) in the
-    unit cube, z up.
+    unit cube, z up. With --shard K/N (or in a SLURM array job) or --skip-done the outputs go
+    straight into OUT, which the shards share, and each shard writes run.shard-K-of-N.json.
 
     Example: recon predict voxel chair.png sofa.png -c run/checkpoints/best.ckpt -o shapes
     """
-    _predict("voxel", images, checkpoint, out, fmt, render, device, overwrite, json_out, quiet)
+    batch = (shard, skip_done, overwrite)
+    _predict("voxel", images, checkpoint, out, fmt, render, device, batch, json_out, quiet)
 
 
 def predict_parts(
@@ -171,6 +227,8 @@ def predict_parts(
     fmt: Format = "stl",
     render: Render = False,
     device: Device = "auto",
+    shard: ShardOption = None,
+    skip_done: SkipDone = False,
     overwrite: Overwrite = False,
     json_out: Json = False,
     quiet: Quiet = False,
@@ -181,4 +239,5 @@ def predict_parts(
 
     Example: recon predict parts flange.png -c run/checkpoints/best.ckpt -o parts_out --render
     """
-    _predict("parts", images, checkpoint, out, fmt, render, device, overwrite, json_out, quiet)
+    batch = (shard, skip_done, overwrite)
+    _predict("parts", images, checkpoint, out, fmt, render, device, batch, json_out, quiet)

@@ -6,6 +6,10 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# The suite may itself run inside a SLURM array job: batch commands would then take their shard
+# from it. Tests that shard say so with --shard or set these variables themselves.
+for _name in ("ID", "MIN", "MAX", "STEP", "COUNT"):
+    os.environ.pop(f"SLURM_ARRAY_TASK_{_name}", None)
 
 import pytest  # noqa: E402
 

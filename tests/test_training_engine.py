@@ -113,6 +113,126 @@ def test_resumed_run_equals_uninterrupted(tmp_path):
     _, b = load_checkpoint(tmp_path / "b/checkpoints/last.ckpt", "toy")
     for key in a:
         torch.testing.assert_close(a[key], b[key])
+    # metrics.csv keeps the first two epochs and holds the same rows as the straight run's
+    rows_a, rows_b = metrics_rows(tmp_path / "a"), metrics_rows(tmp_path / "b")
+    assert sorted({int(r["epoch"]) for r in rows_b}) == [0, 1, 2, 3]
+    assert len(rows_b) == len(rows_a)
+    for row_a, row_b in zip(rows_a, rows_b, strict=True):
+        assert row_a.keys() == row_b.keys()
+        for key in row_a:
+            if row_a[key] != row_b[key]:
+                assert float(row_b[key]) == pytest.approx(float(row_a[key]), rel=1e-6), key
+
+
+def metrics_rows(folder: Path) -> list[dict]:
+    import csv
+
+    with (folder / "metrics.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_best_checkpoint_is_weights_only_and_last_is_written_every_epoch(tmp_path):
+    import lightning as L
+
+    seen = []
+
+    class LastAtEpochStart(L.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+            if last.is_file():
+                seen.append(torch.load(last, map_location="cpu", weights_only=True)["epoch"])
+
+    cfg = resolve_config(TOY, None, {"epochs": 3})
+    options = RunOptions(tmp_path / "run", device="cpu", quiet=True)
+    options.extra_callbacks.append(LastAtEpochStart())
+    result = fit(TOY, cfg, options)
+    assert seen == [0, 1]  # a run stopped at any point can resume from the epoch before
+    best = torch.load(result["best_checkpoint"], map_location="cpu", weights_only=True)
+    last = torch.load(result["last_checkpoint"], map_location="cpu", weights_only=True)
+    assert "optimizer_states" not in best and "callbacks" not in best
+    assert "optimizer_states" in last and "callbacks" in last
+    assert best["hyper_parameters"]["task"] == "toy"
+    assert (
+        Path(result["best_checkpoint"]).stat().st_size
+        < Path(result["last_checkpoint"]).stat().st_size
+    )
+
+
+def test_failed_resume_leaves_the_run_folder_unchanged(tmp_path):
+    out = tmp_path / "run"
+    run(out, epochs=2)
+    before = snapshot(out)
+    last = out / "checkpoints" / "last.ckpt"
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    cropped = {
+        **state,
+        "state_dict": {k: v for k, v in state["state_dict"].items() if "0." not in k},
+    }
+    torch.save(cropped, tmp_path / "cropped.ckpt")
+    other = {**state, "hyper_parameters": {**state["hyper_parameters"], "task": "voxel"}}
+    torch.save(other, tmp_path / "other.ckpt")
+    cases = [
+        (out / "checkpoints" / "best.ckpt", {}, "weights only"),
+        (tmp_path / "cropped.ckpt", {}, "weights do not fit"),
+        (tmp_path / "other.ckpt", {}, "task 'voxel', not 'toy'"),
+        (last, {"hidden": 32}, "settings hidden differ"),
+        (tmp_path / "missing.ckpt", {}, "no such checkpoint"),
+    ]
+    for checkpoint, changes, message in cases:
+        cfg = resolve_config(TOY, None, {"epochs": 4, **changes})
+        with pytest.raises(BadInput, match=message):
+            fit(TOY, cfg, RunOptions(out=out, resume=checkpoint, device="cpu", quiet=True))
+        assert snapshot(out) == before, message
+
+
+@pytest.mark.parametrize(
+    ("flags", "start"),
+    [
+        ({"devices": "0"}, "--devices 0"),
+        ({"devices": "99"}, "--devices 99"),
+        ({"strategy": "nonsense"}, "--strategy nonsense"),
+        ({"precision": "nonsense"}, "--precision nonsense"),
+        ({"num_nodes": 0}, "--num-nodes 0"),
+        ({"device": "cuda"}, "--device cuda"),
+        ({"logger": "wandb"}, "--logger"),
+    ],
+)
+def test_bad_scale_flags_are_one_line_naming_the_flag(tmp_path, flags, start):
+    if flags.get("device") == "cuda" and torch.cuda.is_available():
+        flags = {"device": "cuda", "strategy": "nonsense"}
+        start = "--strategy nonsense"
+    options = {"device": "cpu", **flags}
+    cfg = resolve_config(TOY, None, {"epochs": 1})
+    with pytest.raises(BadInput) as caught:
+        fit(TOY, cfg, RunOptions(out=tmp_path / "run", quiet=True, **options))
+    assert str(caught.value).startswith(start) and "\n" not in str(caught.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_shards_of_a_sampler_make_the_single_process_batches():
+    from recon.pipelines.common.engine import EpochShuffle
+
+    def order(size, rank, world, epoch):
+        sampler = EpochShuffle(size, seed=5, shuffle=True, rank=rank, world=world)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    single = order(24, 0, 1, epoch=3)
+    shards = [order(24, r, 2, epoch=3) for r in range(2)]
+    for k in range(3):  # batch 4 on each of 2 ranks == batch 8 on one process
+        together = shards[0][4 * k : 4 * k + 4] + shards[1][4 * k : 4 * k + 4]
+        assert sorted(together) == sorted(single[8 * k : 8 * k + 8])
+    assert single == order(24, 0, 1, epoch=3) and single != order(24, 0, 1, epoch=4)
+    odd = [order(21, r, 2, epoch=0) for r in range(2)]  # padded by wrapping: equal lengths
+    assert len(odd[0]) == len(odd[1]) == 11 and set(odd[0]) | set(odd[1]) == set(range(21))
 
 
 def test_checkpoint_of_another_task_or_with_code_is_refused(tmp_path):
@@ -142,3 +262,32 @@ def test_config_resolution_order_and_errors(tmp_path):
         resolve_config(TOY, None, {"widht": 3})
     with pytest.raises(BadInput, match="whole number"):
         resolve_config(TOY, None, {"hidden": "many"})
+
+
+def test_cli_resume_as_the_readme_writes_it(recon, tmp_path):
+    """`recon train TASK --resume RUN/checkpoints/last.ckpt --out RUN --epochs N`: the task's
+    data and settings come from the checkpoint; metrics.csv keeps every epoch."""
+    from recon.pipelines.occupancy.pix3d import synth_pix3d
+
+    synth_pix3d(tmp_path / "p3", models_per_class=1, views_per_model=2, seed=1)
+    run_dir = tmp_path / "run"
+    tiny = ["--set", "size=32", "--set", "hidden=32", "--batch-size", "4", "--device", "cpu"]
+    first = ["train", "voxel", "--data", tmp_path / "p3", *tiny, "--epochs", "1", "-o", run_dir]
+    code, _, err = recon(*first, "-q", "--logger", "tensorboard")
+    assert code == 0, err
+    assert any((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    last = run_dir / "checkpoints" / "last.ckpt"
+
+    code, _, err = recon("train", "voxel", "--resume", last, "--epochs", "2", "--lr", "0.5", "-q")
+    assert code == 2 and "lr" in err and len(err.strip().splitlines()) == 1
+    code, _, err = recon("train", "voxel", "--resume", last, "--epochs", "2", "--strategy", "x")
+    assert code == 2 and err.startswith("error: --strategy x:")
+    assert len(err.strip().splitlines()) == 1
+
+    code, out, err = recon("train", "voxel", "--resume", last, "--out", run_dir, "--epochs", "2")
+    assert code == 0, err
+    assert "processes" in out
+    epochs = [int(r["epoch"]) for r in metrics_rows(run_dir) if r.get("val/iou")]
+    assert epochs == [0, 1]
+    config = (run_dir / "config.yaml").read_text()
+    assert "epochs: 2" in config and str(tmp_path / "p3") in config

@@ -243,7 +243,7 @@ def _module_class():
                 d_opt.zero_grad()
                 self.manual_backward(d_loss)
                 d_opt.step()
-                self.log("train/critic", d_loss, on_epoch=True, on_step=False)
+                self.log("train/critic", d_loss, on_epoch=True, on_step=False, sync_dist=True)
             l1 = F.l1_loss(fake, y)
             loss = c["lambda_l1"] * l1 + c["lambda_l2"] * F.mse_loss(fake, y)
             if gan:
@@ -254,16 +254,23 @@ def _module_class():
             g_opt.zero_grad()
             self.manual_backward(loss)
             g_opt.step()
-            self.log("train/loss", loss, on_epoch=True, on_step=False, prog_bar=True)
-            self.log("train/l1", l1, on_epoch=True, on_step=False)
+            self.log(
+                "train/loss", loss, on_epoch=True, on_step=False, prog_bar=True, sync_dist=True
+            )
+            self.log("train/l1", l1, on_epoch=True, on_step=False, sync_dist=True)
 
         def validation_step(self, batch, batch_idx):
             x, y, e = batch
             fake = self(x, e)
-            self.log("val/l1", F.l1_loss(fake, y), on_epoch=True, prog_bar=True)
+            self.log("val/l1", F.l1_loss(fake, y), on_epoch=True, prog_bar=True, sync_dist=True)
             fg_pred, fg_true = fake > FOREGROUND, y > FOREGROUND
             union = (fg_pred | fg_true).sum().clamp(min=1)
-            self.log("val/silhouette_iou", (fg_pred & fg_true).sum() / union, on_epoch=True)
+            self.log(
+                "val/silhouette_iou",
+                (fg_pred & fg_true).sum() / union,
+                on_epoch=True,
+                sync_dist=True,
+            )
 
         def on_validation_epoch_end(self) -> None:
             if self.trainer.sanity_checking:

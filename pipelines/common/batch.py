@@ -1,0 +1,179 @@
+"""Batch jobs over many inputs: shards (`--shard K/N`, or a SLURM job array) and --skip-done.
+
+A shard is the K-th of N contiguous, balanced blocks of the input list (K counted from 1): the
+blocks cover every input exactly once, so N jobs given the same inputs in the same order do the
+whole list with no overlap and no gap. In a SLURM array the shard comes from the environment:
+K = (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN) / SLURM_ARRAY_TASK_STEP + 1 and
+N = SLURM_ARRAY_TASK_COUNT, so `--array=0-9` and `--array=1-10` both give shards 1..10.
+
+Batch mode (a shard of several, or --skip-done) writes into one shared output folder, each file
+atomically, and each shard writes its own results file (run.shard-K-of-N.json). With --skip-done
+an input whose outputs are all complete is skipped, so a pre-empted job rerun with the same
+command picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from recon.pipelines.common.errors import BadInput
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard `number` of `count` (number counted from 1)."""
+
+    number: int = 1
+    count: int = 1
+
+    @property
+    def whole(self) -> bool:
+        return self.count == 1
+
+    def indices(self, total: int) -> range:
+        """This shard's block of range(total): blocks differ in length by at most one."""
+        return range((self.number - 1) * total // self.count, self.number * total // self.count)
+
+    def take(self, items: Sequence[T]) -> list[T]:
+        return [items[i] for i in self.indices(len(items))]
+
+    def results_name(self, name: str = "run.json") -> str:
+        """name for the whole list; NAME.shard-K-of-N.SUFFIX for a shard."""
+        if self.whole:
+            return name
+        path = Path(name)
+        return f"{path.stem}.shard-{self.number}-of-{self.count}{path.suffix}"
+
+    def __str__(self) -> str:
+        return f"{self.number}/{self.count}"
+
+
+def parse_shard(text: str | None, env: Mapping[str, str] | None = None) -> Shard:
+    """--shard K/N; without it, the SLURM array task's shard when one is set, else the whole."""
+    if text is None or not text.strip():
+        return shard_from_slurm(os.environ if env is None else env) or Shard()
+    number, sep, count = text.strip().partition("/")
+    if not (sep and number.isdigit() and count.isdigit()) or not 1 <= int(number) <= int(count):
+        raise BadInput(f"--shard takes K/N with 1 <= K <= N (shard K of N, from 1), not {text!r}")
+    return Shard(int(number), int(count))
+
+
+def shard_from_slurm(env: Mapping[str, str]) -> Shard | None:
+    """The shard of a SLURM array task, or None outside an array job."""
+    if "SLURM_ARRAY_TASK_ID" not in env or "SLURM_ARRAY_TASK_COUNT" not in env:
+        return None
+    try:
+        task, count = int(env["SLURM_ARRAY_TASK_ID"]), int(env["SLURM_ARRAY_TASK_COUNT"])
+        first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+        step = int(env.get("SLURM_ARRAY_TASK_STEP", "1") or 1)
+        last = int(env.get("SLURM_ARRAY_TASK_MAX", str(first + (count - 1) * step)))
+    except ValueError as error:
+        raise BadInput(f"SLURM array variables are not whole numbers ({error})") from error
+    offset = task - first
+    contiguous = step >= 1 and (last - first) == (count - 1) * step
+    if not contiguous or offset % step or not 0 <= offset // step < count:
+        raise BadInput(
+            f"SLURM array task {task} (ids {first}..{last}, step {step}, {count} tasks) is not "
+            "one of evenly spaced ids; pass --shard K/N"
+        )
+    return Shard(offset // step + 1, count)
+
+
+def is_complete(paths: Sequence[Path]) -> bool:
+    """Every path is a non-empty file (outputs are renamed into place, so one that exists is
+    whole)."""
+    return all(Path(p).is_file() and Path(p).stat().st_size > 0 for p in paths)
+
+
+@dataclass
+class BatchPlan:
+    """What one shard does: indices into the full input list."""
+
+    shard: Shard
+    skip_done: bool
+    todo: list[int] = field(default_factory=list)
+    done: list[int] = field(default_factory=list)  # complete before this run: skipped
+
+    @property
+    def batch(self) -> bool:
+        """Whether outputs go straight into a shared folder (a shard, or --skip-done)."""
+        return not self.shard.whole or self.skip_done
+
+    def summary(self) -> dict:
+        return {
+            "shard": str(self.shard),
+            "inputs": len(self.todo) + len(self.done),
+            "done": len(self.todo),
+            "skipped": len(self.done),
+        }
+
+
+def plan_batch(
+    total: int,
+    outputs: Callable[[int], Sequence[Path]],
+    shard: Shard,
+    skip_done: bool,
+    overwrite: bool,
+    is_done: Callable[[int], bool] | None = None,
+) -> BatchPlan:
+    """Split this shard's inputs into to-do and already done; checks only, writes nothing.
+
+    outputs(i) lists input i's output files; is_done(i) (default: all of them complete) says
+    whether --skip-done may skip it. In batch mode an existing output of an input to do is an
+    error unless --overwrite or --skip-done (which redoes incomplete ones).
+    """
+    plan = BatchPlan(shard, skip_done)
+    done = is_done or (lambda i: is_complete(outputs(i)))
+    for index in shard.indices(total):
+        if skip_done and done(index):
+            plan.done.append(index)
+            continue
+        if plan.batch and not (overwrite or skip_done):
+            existing = [p for p in outputs(index) if Path(p).exists()]
+            if existing:
+                raise BadInput(
+                    f"{existing[0]}: already exists (pass --skip-done to keep finished outputs, "
+                    "or --overwrite)"
+                )
+        plan.todo.append(index)
+    return plan
+
+
+def check_batch_output(out: Path, plan: BatchPlan, overwrite: bool) -> Path:
+    """The output folder as an absolute path, checked before any work: a whole, unsharded run
+    refuses an existing one unless --overwrite; batch mode shares it but refuses this shard's
+    existing results file unless --overwrite or --skip-done."""
+    from recon.pipelines.common.outputs import check_output
+
+    out = Path(out).expanduser().absolute()
+    if not plan.batch:
+        return check_output(out, overwrite)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{out}: exists and is not a folder")
+    if not out.parent.exists():
+        raise BadInput(f"{out.parent}: output folder does not exist")
+    results = out / plan.shard.results_name()
+    if results.exists() and not (overwrite or plan.skip_done):
+        raise BadInput(f"{results}: already exists (pass --skip-done or --overwrite)")
+    return out
+
+
+@contextlib.contextmanager
+def output_folder(out: Path, plan: BatchPlan) -> Iterator[Path]:
+    """Where to write: in batch mode the shared folder itself (every file written atomically),
+    otherwise a temporary folder that takes out's place when all is done."""
+    from recon.pipelines.common.outputs import atomic_dir
+
+    if plan.batch:
+        out.mkdir(exist_ok=True)
+        yield out
+        return
+    with atomic_dir(out) as folder:
+        yield folder

@@ -1,0 +1,162 @@
+"""Batch jobs: shards cover the inputs with no overlap and no gap; --skip-done resumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recon.pipelines.common.batch import Shard, parse_shard, shard_from_slurm
+from recon.pipelines.common.errors import BadInput
+
+
+@pytest.mark.parametrize(("total", "count"), [(9, 3), (10, 3), (2, 3), (1000, 7)])
+def test_shards_cover_every_index_once(total, count):
+    blocks = [list(Shard(k, count).indices(total)) for k in range(1, count + 1)]
+    flat = [i for block in blocks for i in block]
+    assert flat == list(range(total))  # no gap, no overlap, in order
+    assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
+
+
+def test_shard_flag_and_slurm_array_variables():
+    assert parse_shard("2/3", env={}) == Shard(2, 3)
+    assert parse_shard(None, env={}) == Shard(1, 1)
+    for bad in ("0/3", "4/3", "3", "a/b", "1/0"):
+        with pytest.raises(BadInput, match="--shard"):
+            parse_shard(bad, env={})
+    array = {
+        "SLURM_ARRAY_TASK_COUNT": "3",
+        "SLURM_ARRAY_TASK_MIN": "0",
+        "SLURM_ARRAY_TASK_MAX": "2",
+    }
+    assert [shard_from_slurm({**array, "SLURM_ARRAY_TASK_ID": str(i)}) for i in range(3)] == [
+        Shard(1, 3),
+        Shard(2, 3),
+        Shard(3, 3),
+    ]
+    from_one = {**array, "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "3"}
+    assert shard_from_slurm({**from_one, "SLURM_ARRAY_TASK_ID": "1"}) == Shard(1, 3)
+    stepped = {**array, "SLURM_ARRAY_TASK_MAX": "4", "SLURM_ARRAY_TASK_STEP": "2"}
+    assert shard_from_slurm({**stepped, "SLURM_ARRAY_TASK_ID": "4"}) == Shard(3, 3)
+    assert parse_shard(None, env={**array, "SLURM_ARRAY_TASK_ID": "1"}) == Shard(2, 3)
+    assert parse_shard("1/1", env={**array, "SLURM_ARRAY_TASK_ID": "1"}) == Shard(1, 1)
+    listed = {**array, "SLURM_ARRAY_TASK_MAX": "7", "SLURM_ARRAY_TASK_ID": "7"}  # --array=0,3,7
+    with pytest.raises(BadInput, match="pass --shard"):
+        shard_from_slurm(listed)
+    assert shard_from_slurm({}) is None
+
+
+@pytest.fixture(scope="module")
+def voxel_model(tmp_path_factory):
+    """A tiny voxel checkpoint and 9 input images."""
+    from recon.cli.app import main
+    from recon.pipelines.occupancy.pix3d import synth_pix3d
+
+    root = tmp_path_factory.mktemp("batch")
+    synth_pix3d(root / "p3", models_per_class=1, views_per_model=2, seed=2)
+    args = ["train", "voxel", "--data", root / "p3", "--epochs", "1", "--batch-size", "4"]
+    args += ["--set", "size=32", "--set", "hidden=32", "--device", "cpu", "-q", "-o", root / "run"]
+    with pytest.raises(SystemExit) as done:
+        main([str(a) for a in args])
+    assert done.value.code in (0, None)
+    images = sorted((root / "p3" / "img").rglob("*.png"))[:9]
+    assert len(images) == 9
+    return root / "run" / "checkpoints" / "best.ckpt", images
+
+
+def outputs(folder: Path) -> dict[str, bytes]:
+    return {
+        p.name: p.read_bytes() for p in sorted(folder.iterdir()) if not p.name.startswith("run")
+    }
+
+
+def test_three_shards_make_the_whole_run(voxel_model, recon, tmp_path):
+    checkpoint, images = voxel_model
+    predict = ["predict", "voxel", *images, "-c", checkpoint, "--device", "cpu", "-q"]
+    assert recon(*predict, "-o", tmp_path / "whole")[0] == 0
+    shared = tmp_path / "shards"
+    for k in (1, 2, 3):
+        code, _, err = recon(*predict, "-o", shared, "--shard", f"{k}/3")
+        assert code == 0, err
+    assert outputs(shared) == outputs(tmp_path / "whole")  # union: the same files, same bytes
+    records = [json.loads((shared / f"run.shard-{k}-of-3.json").read_text()) for k in (1, 2, 3)]
+    seen = [r["image"] for record in records for r in record["metrics"]["results"]]
+    assert sorted(seen) == sorted(map(str, images)) and len(seen) == len(set(seen)) == 9
+
+    # a rerun of a shard without --skip-done is refused before anything is written
+    code, _, err = recon(*predict, "-o", shared, "--shard", "2/3")
+    assert code == 2 and "--skip-done" in err
+
+
+def test_skip_done_redoes_only_the_missing_output(voxel_model, recon, tmp_path, monkeypatch):
+    checkpoint, images = voxel_model
+    predict = ["predict", "voxel", *images, "-c", checkpoint, "--device", "cpu", "-q", "--json"]
+    out = tmp_path / "out"
+    # shard 2 of 3 from a SLURM array counted from 1 (--array=1-3, this task's id is 2)
+    array = {"ARRAY_TASK_ID": "2", "ARRAY_TASK_MIN": "1", "ARRAY_TASK_MAX": "3"}
+    for key, value in {**array, "ARRAY_TASK_COUNT": "3"}.items():
+        monkeypatch.setenv(f"SLURM_{key}", value)
+    code, stdout, err = recon(*predict, "-o", out)
+    assert code == 0, err
+    first = json.loads(stdout)
+    assert first["shard"] == "2/3" and first["done"] == 3
+    assert [r["image"] for r in first["results"]] == [str(p) for p in images[3:6]]
+    mine = [Path(r["grid"]).stem for r in first["results"]]
+
+    # pre-empted: one input's grid is gone; the rerun redoes that input alone
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    (out / f"{mine[1]}.npy").unlink()
+    code, stdout, err = recon(*predict, "-o", out, "--skip-done")
+    assert code == 0, err
+    second = json.loads(stdout)
+    assert (second["done"], second["skipped"]) == (1, 2)
+    assert [Path(r["grid"]).stem for r in second["results"]] == [mine[1]]
+    assert np.load(out / f"{mine[1]}.npy").shape == (32, 32, 32)
+    for name, stamp in stamps.items():
+        if not name.startswith((mine[1], "run")):
+            assert (out / name).stat().st_mtime_ns == stamp, name
+
+
+def test_synth_meshes_shards(recon, tmp_path):
+    shapes = "sphere,box,capsule"
+    assert recon("synth", "meshes", "-o", tmp_path / "whole", "--shapes", shapes, "-q")[0] == 0
+    for k in (1, 2):
+        args = ["synth", "meshes", "-o", tmp_path / "parts", "--shapes", shapes, "-q"]
+        assert recon(*args, "--shard", f"{k}/2")[0] == 0
+    assert outputs(tmp_path / "parts") == outputs(tmp_path / "whole")
+
+
+def test_predict_drr_shards_and_skip_done(recon, tmp_path):
+    """3 shards over 9 X-rays == the unsharded run; --skip-done redoes a deleted output only."""
+    from recon.pipelines.common.engine import RunOptions, fit
+    from recon.pipelines.common.io import write_png
+    from recon.pipelines.xray.drr_task import TASK, DrrConfig
+
+    rng = np.random.default_rng(1)
+    for sub in ("xray", "drr"):
+        (tmp_path / "set" / sub).mkdir(parents=True)
+    for index in range(9):
+        drr = rng.random((32, 32))
+        write_png(tmp_path / "set" / "drr" / f"x{index}.png", np.rint(drr * 255).astype(np.uint8))
+        xray = np.rint((1 - drr) ** 2 * 255).astype(np.uint8)
+        write_png(tmp_path / "set" / "xray" / f"x{index}.png", xray)
+    cfg = DrrConfig(data=str(tmp_path / "set"), size=32, base_filters=4, batch_size=4, epochs=1)
+    fit(TASK, cfg, RunOptions(out=tmp_path / "run", quiet=True, device="cpu"))
+    xrays = sorted((tmp_path / "set" / "xray").glob("*.png"))
+    predict = ["predict", "drr", *xrays, "-c", tmp_path / "run/checkpoints/best.ckpt", "-q"]
+    predict += ["--device", "cpu"]
+    assert recon(*predict, "-o", tmp_path / "whole")[0] == 0
+    for k in (1, 2, 3):
+        code, _, err = recon(*predict, "-o", tmp_path / "shards", "--shard", f"{k}/3")
+        assert code == 0, err
+    assert outputs(tmp_path / "shards") == outputs(tmp_path / "whole")
+    (tmp_path / "shards" / "x4.png").unlink()  # x4 is in shard 2 (x3, x4, x5)
+    code, stdout, err = recon(
+        *predict, "-o", tmp_path / "shards", "--shard", "2/3", "--skip-done", "--json"
+    )
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert result["outputs"] == [str(tmp_path / "shards" / "x4.png")] and result["skipped"] == 2
+    assert outputs(tmp_path / "shards") == outputs(tmp_path / "whole")
