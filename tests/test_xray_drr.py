@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from test_xray_io import small_ct
 
@@ -13,14 +14,20 @@ from recon.pipelines.xray.pose import pose_from_degrees, save_poses
 from recon.pipelines.xray.xray import read_xray
 
 
-def direct_diffdrr(ct_path, rot_deg, xyz_mm, sdd, height, width, delx, dely):
-    """The same geometry rendered by diffdrr itself (xvr's reverse_x_axis=False)."""
+def direct_diffdrr(ct_path, rot_deg, xyz_mm, sdd, height, width, delx, dely, reverse_x_axis):
+    """The same geometry rendered by diffdrr itself."""
     from diffdrr.data import read
     from diffdrr.drr import DRR
 
     subject = read(str(ct_path), orientation="AP")
     drr = DRR(
-        subject, sdd=sdd, height=height, width=width, delx=delx, dely=dely, reverse_x_axis=False
+        subject,
+        sdd=sdd,
+        height=height,
+        width=width,
+        delx=delx,
+        dely=dely,
+        reverse_x_axis=reverse_x_axis,
     )
     with torch.no_grad():
         image = drr(
@@ -38,10 +45,12 @@ def quantise(image: torch.Tensor) -> np.ndarray:
     return np.round(image.numpy() / scale).clip(0, 65535).astype(np.uint16)
 
 
-def test_make_drr_png_equals_diffdrr(tmp_path, recon):
+@pytest.mark.parametrize("flag, reverse_x_axis", [(None, True), ("--no-reverse-x-axis", False)])
+def test_make_drr_png_equals_diffdrr(tmp_path, recon, flag, reverse_x_axis):
+    """Default: the radiological display (diffdrr's reverse_x_axis=True); the flag: xvr's."""
     ct = small_ct(tmp_path / "ct.nii.gz")
     code, out, err = recon(
-        "make-drr",
+        *(["make-drr"] if flag is None else ["make-drr", flag]),
         "-v",
         ct,
         "--rot",
@@ -73,10 +82,11 @@ def test_make_drr_png_equals_diffdrr(tmp_path, recon):
     result = json.loads(out)
     ours = read_image(tmp_path / "drr.png")
     assert ours.dtype == np.uint16 and ours.shape == (24, 30)
-    direct = direct_diffdrr(ct, [5, -3, 2], [4, 300, -6], 600, 24, 30, 3.0, 2.5)
+    direct = direct_diffdrr(ct, [5, -3, 2], [4, 300, -6], 600, 24, 30, 3.0, 2.5, reverse_x_axis)
     mismatched = int((ours != quantise(direct)).sum())
     assert mismatched == 0, f"{mismatched} pixels differ from diffdrr"
     assert abs(result["files"][0]["mm_per_count"] * 65535 - float(direct.max())) < 1e-3
+    assert result["patient_orientation"] == ("L\\F" if reverse_x_axis else "R\\F")
 
 
 def test_make_drr_dicom_geometry_reads_back(tmp_path, recon):

@@ -11,7 +11,8 @@ Typical use (poses follow recon.pipelines.xray.pose: (N, 4, 4) camera-to-world, 
     # images: (1, 1, 256, 256) float tensor, line integrals of density (mm), on the CPU
 
 Pixel [0, 0] is the top-left of the image as displayed; rows run from the patient's head to
-the feet in the AP view and columns follow ``reverse_x_axis=False`` (xvr's choice).
+the feet in the AP view and columns follow the detector's ``reverse_x_axis`` (Intrinsics; default
+False, xvr's choice; True is the radiological display, see recon.pipelines.xray.orientation).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class Intrinsics:
     dely: float  # row spacing, mm/px (DICOM pixel spacing [0])
     x0: float = 0.0  # principal point offset along columns, mm
     y0: float = 0.0  # principal point offset along rows, mm
+    reverse_x_axis: bool = REVERSE_X_AXIS  # diffdrr: True puts the patient's left (AP/PA) along
+    # increasing columns (L\F, the radiological display), False the right (R\F, xvr's renders)
 
     def resized(self, height: int) -> Intrinsics:
         """The same detector area sampled with `height` rows (columns follow the aspect)."""
@@ -63,7 +66,8 @@ def make_renderer(
     """A diffdrr.DRR module for `subject` (from load_ct) and a detector, on `device`.
 
     Uses the project's conventions: voxel centres at integer indices (voxel_shift 0.5) and
-    reverse_x_axis False. renderer_kwargs go to diffdrr's renderer (e.g. mode for siddon).
+    the column direction of intrinsics.reverse_x_axis. renderer_kwargs go to diffdrr's
+    renderer (e.g. mode for siddon).
     The trilinear renderer is FusedTrilinear: diffdrr's, with fewer operations per sample.
     """
     from diffdrr.drr import DRR
@@ -81,7 +85,7 @@ def make_renderer(
         dely=intrinsics.dely,
         x0=intrinsics.x0,
         y0=intrinsics.y0,
-        reverse_x_axis=REVERSE_X_AXIS,
+        reverse_x_axis=intrinsics.reverse_x_axis,
         renderer=renderer,
         voxel_shift=0.5,
         **renderer_kwargs,

