@@ -9,11 +9,14 @@ import typer
 
 from recon.cli.common import Json, Quiet, Reporter
 
-TASKS = ("voxel", "parts")
+TASKS = ("voxel", "parts", "skull")
 
 
 def check_data(
-    task: Annotated[str, typer.Argument(help="voxel (Pix3D layout) | parts (image + STL).")],
+    task: Annotated[
+        str,
+        typer.Argument(help="voxel (Pix3D layout) | parts (image + STL) | skull (image + npz)."),
+    ],
     root: Annotated[Path, typer.Argument(help="Data set root folder.")],
     limit: Annotated[int, typer.Option(help="Problems listed in the table (all in --json).")] = 50,
     json_out: Json = False,
@@ -37,6 +40,8 @@ def check_data(
         raise BadInput(f"check-data: unknown task {task!r} (choose from {', '.join(TASKS)})")
     root = require_dir(root, "data set root")
     check = check_voxel if task == "voxel" else check_parts
+    if task == "skull":
+        from recon.pipelines.skull.data import check_skull as check
     report = check(root, ui.track)
     table = Table(title=f"check-data {task} {root}", title_justify="left")
     table.add_column("class")

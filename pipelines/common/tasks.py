@@ -12,6 +12,7 @@ TASKS: dict[str, str] = {
     "parts": "recon.pipelines.occupancy.parts_task:TASK",
     "drr": "recon.pipelines.xray.drr_task:TASK",
     "pose": "recon.pipelines.xray.pose_task:TASK",
+    "skull": "recon.pipelines.skull.task:TASK",
 }
 
 

@@ -1,0 +1,39 @@
+"""What every `recon check-data` task reports: problems named with the file they concern."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str
+    path: str  # the file (or entry) concerned
+    detail: str
+
+
+@dataclass
+class CheckReport:
+    task: str
+    root: str
+    items: int = 0  # entries, images or subjects, as the task counts them
+    per_class: dict[str, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    def add(self, kind: str, path, detail: str) -> None:
+        self.problems.append(Problem(kind, str(path), detail))
+
+    def kinds(self) -> dict[str, int]:
+        return dict(Counter(p.kind for p in self.problems))
+
+    def as_dict(self) -> dict:
+        return {
+            "task": self.task,
+            "root": self.root,
+            "items": self.items,
+            "per_class": self.per_class,
+            "problem_count": len(self.problems),
+            "problem_kinds": self.kinds(),
+            "problems": [asdict(p) for p in self.problems],
+        }

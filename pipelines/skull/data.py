@@ -1,0 +1,178 @@
+"""Reading a skull data set: image + voxel pairs, dataset.json, network inputs, and the checks.
+
+Pairs: every ROOT/NAME.png|.jpg|.jpeg with ROOT/NAME_vox.npz beside it (arrays `skull`, `face`).
+dataset.json (optional) gives `voxel_mm`; without it scores are in voxels.
+
+check-data problem kinds: missing-voxels (an image without its npz), orphan-voxels (an npz
+without its image), unreadable-image, unreadable-voxels (not an npz, or corrupt), missing-array
+(no `skull` or no `face`), shape-mismatch (skull and face differ, a grid is not 3D, or it
+differs from the set's most common shape), empty-grid (no occupied voxel), unreadable-dataset-json,
+no-pairs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recon.pipelines.common.datacheck import CheckReport
+from recon.pipelines.common.errors import BadInput
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+HEADS = ("skull", "face")
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)  # ImageNet normalisation
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Pair:
+    name: str  # file stem, e.g. skull_000
+    image: Path
+    voxels: Path
+
+
+def image_files(root: Path) -> list[Path]:
+    """Image files directly inside root, sorted (the *_vox.npz grids are not images)."""
+    return sorted(p for p in Path(root).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def voxel_path(image: Path) -> Path:
+    return image.with_name(f"{image.stem}_vox.npz")
+
+
+def list_pairs(root: Path) -> list[Pair]:
+    """Every image of root that has its NAME_vox.npz."""
+    return [Pair(p.stem, p, voxel_path(p)) for p in image_files(root) if voxel_path(p).is_file()]
+
+
+def read_voxel_mm(root: Path) -> float | None:
+    """dataset.json's voxel_mm (a positive number), or None when the file is absent."""
+    path = Path(root) / "dataset.json"
+    if not path.is_file():
+        return None
+    try:
+        value = float(json.loads(path.read_text())["voxel_mm"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise BadInput(f"{path}: unreadable (needs a number voxel_mm): {error}") from error
+    if not value > 0:
+        raise BadInput(f"{path}: voxel_mm must be positive, not {value}")
+    return value
+
+
+def load_grids(path: Path) -> dict[str, np.ndarray]:
+    """{'skull', 'face'} bool grids (R, R, R) of one npz; BadInput names what is wrong."""
+    problem = grid_problem(path)
+    if problem is not None:
+        raise BadInput(f"{path}: {problem[1]}")
+    with np.load(path) as data:
+        return {head: np.asarray(data[head]) > 0.5 for head in HEADS}
+
+
+def grid_problem(path: Path) -> tuple[str, str] | None:
+    """(kind, detail) when an npz is unreadable, lacks an array, has mismatched or empty
+    grids; else None."""
+    import zipfile
+
+    try:
+        with np.load(path) as data:
+            missing = [h for h in HEADS if h not in data.files]
+            if missing:
+                return "missing-array", f"no array {', '.join(missing)}"
+            grids = {h: np.asarray(data[h]) for h in HEADS}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        return "unreadable-voxels", _first_line(error)
+    shapes = {h: g.shape for h, g in grids.items()}
+    if any(len(s) != 3 for s in shapes.values()):
+        return "shape-mismatch", f"grids must be 3D, got {shapes}"
+    if shapes["skull"] != shapes["face"]:
+        return "shape-mismatch", f"skull {shapes['skull']} vs face {shapes['face']}"
+    empty = [h for h, g in grids.items() if not (g > 0.5).any()]
+    if empty:
+        return "empty-grid", f"{', '.join(empty)} has no occupied voxel"
+    return None
+
+
+def image_problem(path: Path) -> tuple[str, str] | None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        return "unreadable-image", _first_line(error)
+    return None
+
+
+def image_tensor(path: Path, size: int):
+    """The network input (3, size, size) float tensor of one image file: grey or RGB, resized
+    (bilinear) to size x size, ImageNet-normalised. BadInput for a file that is no image."""
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    from recon.pipelines.common.io import require_file
+
+    path = require_file(Path(path), "image")
+    try:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise BadInput(f"{path}: not a readable image ({_first_line(error)})") from error
+    array = (np.asarray(rgb, dtype=np.float32) / 255.0 - MEAN) / STD
+    return torch.from_numpy(array.transpose(2, 0, 1).copy())
+
+
+# ---------------------------------------------------------------- check-data
+
+
+def check_skull(root: Path, track: Callable = lambda items, _d: items) -> CheckReport:
+    """Check a skull data set (see module doc): items = images, per_class = {"pairs": n}."""
+    root = Path(root)
+    report = CheckReport("skull", str(root))
+    images = image_files(root)
+    image_stems = {p.stem for p in images}
+    npz = sorted(root.glob("*_vox.npz"))
+    for path in npz:
+        if path.name[: -len("_vox.npz")] not in image_stems:
+            report.add("orphan-voxels", path.name, "no image NAME.png beside NAME_vox.npz")
+    if (root / "dataset.json").is_file():
+        try:
+            read_voxel_mm(root)
+        except BadInput as error:
+            report.add("unreadable-dataset-json", "dataset.json", str(error).split(": ", 1)[-1])
+    shapes: dict[str, tuple] = {}
+    pairs = 0
+    for image in track(images, "check pairs"):
+        voxels = voxel_path(image)
+        problem = image_problem(image)
+        if problem is not None:
+            report.add(problem[0], image.name, problem[1])
+        if not voxels.is_file():
+            report.add("missing-voxels", image.name, f"no {voxels.name}")
+            continue
+        problem = grid_problem(voxels)
+        if problem is not None:
+            report.add(problem[0], voxels.name, problem[1])
+            continue
+        with np.load(voxels) as data:
+            shapes[voxels.name] = tuple(data["skull"].shape)
+        pairs += 1
+    if shapes:
+        common, _ = Counter(shapes.values()).most_common(1)[0]
+        for name, shape in shapes.items():
+            if shape != common:
+                report.add("shape-mismatch", name, f"grid {shape}, most of the set has {common}")
+    if not images and not npz:
+        report.add("no-pairs", str(root), "no images (.png, .jpg) and no *_vox.npz")
+    report.items = len(images)
+    report.per_class = {"pairs": pairs}
+    return report
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__

@@ -1,0 +1,135 @@
+"""A trained `skull` model applied to image files -> skull and face meshes, grids and renders.
+
+Per image NAME: NAME_skull.ply and NAME_face.ply (marching cubes at 0.5; mm with the grid's
+centre at the origin when the training data gave a voxel size, else voxels), NAME_vox.npz
+(float16 probabilities `skull` and `face`, (R, R, R) indexed (x, y, z) RAS+), and with render
+NAME_render.png: the skull opaque inside a translucent face, from the front and the side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from recon.pipelines.common.devices import choose_device
+from recon.pipelines.common.errors import BadInput
+from recon.pipelines.skull.data import HEADS, IMAGE_SUFFIXES
+
+FACE_ALPHA = 0.45  # opacity of the face over the skull in renders
+
+
+def expand_inputs(paths: list[Path]) -> list[Path]:
+    """Files as given, folders replaced by their images (sorted); BadInput when none remain."""
+    files: list[Path] = []
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise BadInput(f"{path}: folder holds no images (.png, .jpg)")
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
+def predict_probabilities(
+    checkpoint: Path, images: list[Path], device: str = "cpu", track: Callable | None = None
+) -> list[dict[str, np.ndarray]]:
+    """{'skull', 'face'} probability grids (R, R, R) float32 for every image."""
+    import torch
+
+    from recon.pipelines.skull.data import image_tensor
+    from recon.pipelines.skull.task import load_net
+
+    net, config = load_net(Path(checkpoint))
+    target = torch.device(choose_device(device))
+    net = net.to(target)
+    inputs = [image_tensor(path, config["size"]) for path in images]  # validates all first
+    jobs = track(inputs, "predict skull") if track else inputs
+    results = []
+    for tensor in jobs:
+        with torch.no_grad():
+            logits = net(tensor[None].to(target))
+        results.append(
+            {
+                h: torch.sigmoid(g)[0].float().cpu().numpy()
+                for h, g in zip(HEADS, logits, strict=True)
+            }
+        )
+    return results
+
+
+def checkpoint_voxel_mm(checkpoint: Path) -> float | None:
+    from recon.pipelines.common.engine import load_checkpoint
+
+    config, _ = load_checkpoint(Path(checkpoint), "skull")
+    return float(config.get("voxel_mm") or 0.0) or None
+
+
+def predict_skull(
+    checkpoint: Path,
+    images: list[Path],
+    names: list[str],
+    out: Path,
+    render: bool = False,
+    device: str = "auto",
+    track: Callable = lambda items, _d: items,
+) -> list[dict]:
+    """Write the outputs of every image into the folder out; one record per image."""
+    from recon.pipelines.common.io import save_mesh
+    from recon.pipelines.common.outputs import atomic_file
+    from recon.pipelines.skull.score import grid_mesh
+
+    voxel_mm = checkpoint_voxel_mm(checkpoint)
+    grids = predict_probabilities(checkpoint, images, device, track)
+    records = []
+    for path, stem, probability in zip(images, names, grids, strict=True):
+        record = {"image": str(path), "units": "mm" if voxel_mm else "voxels"}
+        with atomic_file(out / f"{stem}_vox.npz") as tmp, tmp.open("wb") as handle:
+            np.savez_compressed(handle, **{h: probability[h].astype(np.float16) for h in HEADS})
+        record["grids"] = str(out / f"{stem}_vox.npz")
+        meshes = {}
+        for head in HEADS:
+            record[f"{head}_voxels"] = int((probability[head] >= 0.5).sum())
+            mesh = grid_mesh(probability[head], voxel_mm)
+            meshes[head] = mesh
+            record[head] = str(save_mesh(mesh, out / f"{stem}_{head}.ply")) if mesh else None
+        record["render"] = None
+        if render and meshes["face"] is not None:
+            record["render"] = str(render_png(meshes, out / f"{stem}_render.png"))
+        records.append(record)
+    return records
+
+
+def render_png(meshes: dict, path: Path, size: int = 320) -> Path:
+    """Front and side views side by side: the skull opaque, the face over it with opacity
+    FACE_ALPHA (each mesh ray-cast on its own and blended), white background."""
+    from recon.pipelines.common.io import write_png
+    from recon.pipelines.shapes import Renderer
+    from recon.pipelines.skull.synth import PhotoView
+
+    face = meshes["face"]
+    centre = face.bounds.mean(axis=0)
+    radius = float(np.linalg.norm(face.extents)) / 2
+    distance = radius / np.tan(np.radians(15)) * 1.05
+    background = np.full(3, 255.0)
+    panels = []
+    for azimuth in (90.0, 180.0):  # front (from +y, anterior), side (from -x, the left)
+        view = PhotoView(azimuth, 10.0, distance, 30.0, tuple(centre))
+        face_rgb, face_mask = Renderer(face).render(
+            view, size, size, np.array([230.0, 180.0, 150.0]), background
+        )
+        image = face_rgb.astype(np.float64)
+        if meshes["skull"] is not None:
+            skull_rgb, skull_mask = Renderer(meshes["skull"]).render(
+                view, size, size, np.array([245.0, 240.0, 225.0]), background
+            )
+            both = face_mask & skull_mask
+            image[both] = FACE_ALPHA * image[both] + (1 - FACE_ALPHA) * skull_rgb[both]
+            only = skull_mask & ~face_mask
+            image[only] = skull_rgb[only]
+        panels.append(np.clip(image, 0, 255).astype(np.uint8))
+    return write_png(path, np.concatenate(panels, axis=1))

@@ -1,0 +1,312 @@
+"""Task `skull`: one image -> skull and face occupancy grids (SkullNet: ResNet18 + two 3D
+transposed-convolution decoders).
+
+Data: pairs ROOT/NAME.png + ROOT/NAME_vox.npz (see data.py); one pair is one subject, and the
+split into training and validation is by subject (seeded). Input: the image resized to `size`
+x `size`, ImageNet-normalised. Targets: both grids at their own side R (4 * 2^k). Loss per head:
+BCE on logits + `dice_weight` x soft Dice loss (1 - (2 sum p t + 1) / (sum p + sum t + 1), per
+sample); total = skull_weight x skull loss + face_weight x face loss. Adam. With `mean_prior`
+the decoders' per-voxel biases start at the logit of the training set's mean shape per head.
+
+Validation logs, per head H in (skull, face): val/H_iou (IoU@0.5), val/H_dice (Dice@0.5), and
+val/H_iou_mean_shape, val/H_dice_mean_shape: the same scores of the training set's mean shape
+(mean occupancy >= 0.5), the baseline to beat; val/iou = the mean of the two heads' IoU picks
+the best checkpoint. Scores in mm (surface distances, tissue depths) are in score.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recon.pipelines.common.engine import SplitLoaders, TaskSpec, TrainConfig, config_dict
+from recon.pipelines.common.errors import BadInput
+from recon.pipelines.skull.data import HEADS, image_tensor, list_pairs, load_grids, read_voxel_mm
+
+TASK_NAME = "skull"
+
+
+@dataclass
+class SkullConfig(TrainConfig):
+    epochs: int = 30
+    batch_size: int = 8
+    lr: float = 5e-4
+    size: int = 128  # input side, pixels
+    resolution: int = 0  # output grid side; 0 = the data's
+    channels: int = 32  # decoder channels at 4^3 (halved at each doubling)
+    dropout: float = 0.1
+    skull_weight: float = 1.0  # loss weight of the skull head
+    face_weight: float = 1.0  # loss weight of the face head
+    dice_weight: float = 1.0  # soft Dice term, relative to BCE, in each head's loss
+    pretrained_weights: str = ""  # a local torchvision ResNet18 state_dict file, or empty
+    mean_prior: bool = True  # start each head at the training set's mean shape
+    voxel_mm: float = 0.0  # from dataset.json when training; 0 = unknown (scores in voxels)
+
+
+# ---------------------------------------------------------------- data
+
+
+class SkullDataset:
+    """Items (image (3, S, S), skull (R, R, R), face (R, R, R)) float tensors, held in memory."""
+
+    def __init__(self, pairs: list, size: int, resolution: int) -> None:
+        import torch
+
+        self.pairs = pairs
+        self.images = [image_tensor(p.image, size) for p in pairs]
+        self.grids = []
+        for pair in pairs:
+            grids = load_grids(pair.voxels)
+            shape = grids["skull"].shape
+            if shape != (resolution,) * 3:
+                raise BadInput(f"{pair.voxels}: grid {shape}, the set uses {(resolution,) * 3}")
+            self.grids.append({h: torch.from_numpy(grids[h]) for h in HEADS})
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def target(self, index: int, head: str) -> np.ndarray:
+        return self.grids[index][head].numpy()
+
+    def __getitem__(self, index: int):
+        grids = self.grids[index]
+        return self.images[index], grids["skull"].float(), grids["face"].float()
+
+
+def mean_shapes(dataset: SkullDataset) -> dict[str, np.ndarray]:
+    """Voxel-wise mean occupancy per head over a dataset, {head: (R, R, R) float}."""
+    return {
+        head: np.mean([dataset.target(i, head) for i in range(len(dataset))], axis=0)
+        for head in HEADS
+    }
+
+
+def data_resolution(root: Path) -> int:
+    """The grid side of the first pair (every pair is checked against it when loaded)."""
+    pairs = list_pairs(root)
+    if not pairs:
+        raise BadInput(f"{root}: no image + NAME_vox.npz pairs")
+    shape = load_grids(pairs[0].voxels)["skull"].shape
+    if len(set(shape)) != 1:
+        raise BadInput(f"{pairs[0].voxels}: grid {shape} is not cubic")
+    return int(shape[0])
+
+
+def split_subjects(pairs: list, val_fraction: float, seed: int) -> tuple[list, list]:
+    """Seeded split by subject (one pair per subject): no subject on both sides."""
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    count = min(len(pairs) - 1, max(1, round(len(pairs) * val_fraction)))
+    val = sorted(order[:count].tolist())
+    train = sorted(order[count:].tolist())
+    return [pairs[i] for i in train], [pairs[i] for i in val]
+
+
+def make_sets(cfg: SkullConfig) -> tuple[SkullDataset, SkullDataset]:
+    train, val = split_subjects(list_pairs(Path(cfg.data)), cfg.val_fraction, cfg.seed)
+    return (
+        SkullDataset(train, cfg.size, cfg.resolution),
+        SkullDataset(val, cfg.size, cfg.resolution),
+    )
+
+
+# ---------------------------------------------------------------- Lightning
+
+
+def check(cfg: SkullConfig) -> None:
+    """Fail early on a missing data set, weights file or unusable setting."""
+    from recon.models.skull_net import decoder_stages
+
+    if not cfg.data:
+        raise BadInput("task skull needs --data ROOT (image + NAME_vox.npz pairs)")
+    root = Path(cfg.data)
+    if not root.is_dir():
+        raise BadInput(f"{root}: no such data set folder")
+    if len(list_pairs(root)) < 2:
+        raise BadInput(f"{root}: need at least 2 image + NAME_vox.npz pairs")
+    read_voxel_mm(root)
+    resolution = cfg.resolution or data_resolution(root)
+    try:
+        decoder_stages(resolution)
+    except ValueError as error:
+        raise BadInput(f"{root}: {error}") from error
+    if cfg.pretrained_weights and not Path(cfg.pretrained_weights).is_file():
+        raise BadInput(f"{cfg.pretrained_weights}: no such weights file (pretrained_weights)")
+    if cfg.size < 32 or cfg.channels < 4:
+        raise BadInput("setting size must be >= 32 and channels >= 4")
+    if min(cfg.skull_weight, cfg.face_weight, cfg.dice_weight) < 0:
+        raise BadInput("loss weights must not be negative")
+    if not 0 < cfg.val_fraction < 1:
+        raise BadInput("setting val_fraction must lie between 0 and 1")
+
+
+def build_net(config: dict):
+    """The SkullNet a skull config describes."""
+    from recon.models.skull_net import SkullNet
+
+    return SkullNet(config["resolution"], config["channels"], config["dropout"])
+
+
+def soft_dice_loss(logits, target):
+    """1 - soft Dice per sample, averaged over the batch (see module doc)."""
+    import torch
+
+    p = torch.sigmoid(logits).flatten(1)
+    t = target.flatten(1)
+    return (1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)).mean()
+
+
+def head_loss(logits, target, dice_weight: float):
+    import torch.nn.functional as F
+
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    return bce + dice_weight * soft_dice_loss(logits, target)
+
+
+def module_class():
+    import lightning as L
+    import torch
+
+    from recon.pipelines.common.metrics import voxel_dice, voxel_iou
+
+    class SkullModule(L.LightningModule):
+        def __init__(self, config: dict) -> None:
+            super().__init__()
+            self.save_hyperparameters({"task": TASK_NAME, "config": config})
+            self.config = config
+            self.net = build_net(config)
+            self.mean_grids: dict | None = None
+
+        def forward(self, images):
+            return self.net(images)
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.net.parameters(), lr=self.config["lr"])
+
+        def on_fit_start(self) -> None:
+            data = getattr(self.trainer, "datamodule", None)
+            if data is not None and getattr(data, "mean_grids", None) is not None:
+                self.mean_grids = {
+                    h: torch.as_tensor(g, dtype=torch.float32) for h, g in data.mean_grids.items()
+                }
+
+        def _loss(self, logits, skull, face):
+            c = self.config
+            return c["skull_weight"] * head_loss(logits[0], skull, c["dice_weight"]) + c[
+                "face_weight"
+            ] * head_loss(logits[1], face, c["dice_weight"])
+
+        def training_step(self, batch, batch_idx):
+            images, skull, face = batch
+            loss = self._loss(self.net(images), skull, face)
+            self.log("train/loss", loss, on_epoch=True, on_step=False, prog_bar=True,
+                     batch_size=images.shape[0])  # fmt: skip
+            return loss
+
+        def validation_step(self, batch, batch_idx):
+            images, skull, face = batch
+            logits = self.net(images)
+            values = {"loss": self._loss(logits, skull, face)}
+            ious = []
+            for head, logit, target in zip(HEADS, logits, (skull, face), strict=True):
+                probability = torch.sigmoid(logit)
+                values[f"{head}_iou"] = voxel_iou(probability, target, 0.5).mean()
+                values[f"{head}_dice"] = voxel_dice(probability, target, 0.5).mean()
+                ious.append(values[f"{head}_iou"])
+                if self.mean_grids is not None:
+                    mean = self.mean_grids[head].to(target.device).expand_as(target)
+                    values[f"{head}_iou_mean_shape"] = voxel_iou(mean, target, 0.5).mean()
+                    values[f"{head}_dice_mean_shape"] = voxel_dice(mean, target, 0.5).mean()
+            values["iou"] = sum(ious) / len(ious)
+            self.log_dict(
+                {f"val/{k}": v for k, v in values.items()},
+                on_epoch=True,
+                batch_size=images.shape[0],
+            )
+
+    return SkullModule
+
+
+def data_class():
+    import lightning as L
+
+    class SkullData(SplitLoaders, L.LightningDataModule):
+        def __init__(self, cfg: SkullConfig) -> None:
+            super().__init__()
+            self.cfg = cfg
+            self.train_set = self.val_set = self.mean_grids = None
+
+        def setup(self, stage: str | None = None) -> None:
+            if self.train_set is None:
+                self.train_set, self.val_set = make_sets(self.cfg)
+                self.mean_grids = mean_shapes(self.train_set)
+
+    return SkullData
+
+
+def build(cfg: SkullConfig):
+    """(module, datamodule); resolution and voxel_mm come from the data when not set."""
+    import torch
+
+    root = Path(cfg.data)
+    cfg.resolution = cfg.resolution or data_resolution(root)
+    cfg.voxel_mm = cfg.voxel_mm or (read_voxel_mm(root) or 0.0)
+    module = module_class()(config_dict(cfg))
+    data = data_class()(cfg)
+    if cfg.mean_prior:
+        data.setup("fit")
+        priors = []
+        for head in HEADS:
+            mean = torch.as_tensor(data.mean_grids[head], dtype=torch.float32).clamp(0.02, 0.98)
+            priors.append(torch.log(mean / (1 - mean)))
+        module.net.set_output_prior(*priors)
+    if cfg.pretrained_weights:
+        load_pretrained_encoder(module.net.encoder, cfg.pretrained_weights)
+    return module, data
+
+
+def load_pretrained_encoder(encoder, path: str) -> None:
+    """Load a local torchvision ResNet18 state_dict into encoder (its fc.* keys are ignored)."""
+    import torch
+
+    file = Path(path)
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise BadInput(f"{file}: not a readable torch weights file ({error})") from error
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise BadInput(f"{file}: expected a state_dict of tensors")
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise BadInput(
+            f"{file}: does not match the encoder ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected keys)"
+        )
+
+
+# ---------------------------------------------------------------- prediction
+
+
+def load_net(checkpoint: Path):
+    """(net in eval mode, config dict) from a `recon train skull` checkpoint."""
+    from recon.pipelines.common.engine import load_checkpoint
+
+    config, state = load_checkpoint(checkpoint, TASK_NAME)
+    try:
+        net = build_net(config)
+        net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+    except (KeyError, TypeError, RuntimeError, ValueError) as error:
+        text = str(error).strip().splitlines()
+        raise BadInput(
+            f"{checkpoint}: weights do not fit the skull model "
+            f"({text[0] if text else type(error).__name__})"
+        ) from error
+    return net.eval(), config
+
+
+TASK = TaskSpec(
+    name=TASK_NAME, config=SkullConfig, build=build, monitor="val/iou", mode="max", check=check
+)
