@@ -1,6 +1,8 @@
 # Two entry points do all the set-up on a fresh machine: `make demo` and `make test`.
 # open3d links the system's libusb-1.0; uv installs the locked environment (uv.lock), which
 # takes PyPI's matched torch + torchvision pair.
+# The `recon serve` page's Three.js comes from npm (pipelines/web/frontend, package-lock.json);
+# its browser tests drive Debian's chromium, which `make test` installs when it is missing.
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 UV := python3 -m uv
@@ -10,11 +12,13 @@ setup:
 	@ldconfig -p | grep -q libusb-1.0 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libusb-1.0-0; }
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q uv
 	$(UV) sync --locked --compile-bytecode
+	cd pipelines/web/frontend && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 demo: setup
 	$(UV) run --locked recon demo
 
 test: setup
+	@[ -x /usr/bin/chromium ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 	$(UV) run --locked ruff check .
 	$(UV) run --locked pytest -n 2
 

@@ -1,0 +1,263 @@
+"""The ASGI app of `recon serve`: the JSON API, the page, and the page's Three.js files.
+
+Imports FastAPI at module level: import this module only where the server is wanted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from recon.pipelines.web.jobs import Job, JobStore
+from recon.pipelines.web.tasks import SERVE_TASKS
+from recon.pipelines.web.uploads import (
+    FILE_FIELD,
+    MAX_PIXELS,
+    MAX_UPLOAD_BYTES,
+    UploadError,
+    check_image,
+    receive_upload,
+)
+from recon.pipelines.web.worker import QueueFull, WorkerPool
+
+STATIC = Path(__file__).parent / "static"
+NODE_MODULES = Path(__file__).parent / "frontend" / "node_modules"
+THREE = NODE_MODULES / "three"  # the viewer (npm, pinned by frontend/package-lock.json)
+SWAGGER_UI = NODE_MODULES / "swagger-ui-dist"  # /docs, served locally rather than from a CDN
+MEDIA_TYPES = {".glb": "model/gltf-binary", ".png": "image/png", ".json": "application/json"}
+
+
+@dataclass
+class ServeSettings:
+    checkpoints: dict[str, Path]  # task -> checkpoint
+    data: Path = Path("recon-serve")
+    workers: int = 1  # worker processes; 0 queues jobs without running them
+    queue_limit: int = 32  # jobs waiting for a worker
+    device: str = "auto"
+    cors_origins: list[str] = field(default_factory=list)
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+    max_pixels: int = MAX_PIXELS
+
+
+def job_view(job: Job, root: str) -> dict:
+    """A job as the API shows it; URLs carry the app's root path (a reverse proxy's prefix)."""
+    base = f"{root}/api/jobs/{job.id}"
+    seconds = None if job.finished is None else round(job.finished - job.created, 3)
+    return {
+        "id": job.id,
+        "task": job.task,
+        "status": job.status,
+        "progress": round(job.progress, 3),
+        "stage": job.stage,
+        "error": job.error,
+        "source_name": job.source_name,
+        "created": _iso(job.created),
+        "finished": _iso(job.finished),
+        "seconds": seconds,
+        "status_url": base,
+        "files": [
+            {"role": role, "name": name, "url": f"{base}/files/{name}"}
+            for role, name in job.files.items()
+        ],
+        "summary": job.summary,
+    }
+
+
+def _iso(stamp: float | None) -> str | None:
+    return None if stamp is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
+
+
+def create_app(settings: ServeSettings):
+    """The FastAPI app for these settings; worker processes start with the app's lifespan."""
+    store = JobStore(settings.data)
+    pool = WorkerPool(
+        store, settings.checkpoints, settings.workers, settings.queue_limit, settings.device
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        for job_id in store.open():
+            try:
+                pool.submit(job_id)
+            except QueueFull:
+                store.update(
+                    job_id,
+                    status="failed",
+                    stage="failed",
+                    finished=time.time(),
+                    error="the queue was full when the server restarted",
+                )
+        pool.start()
+        yield
+        await run_in_threadpool(pool.stop)
+
+    app = FastAPI(
+        title="recon serve",
+        summary="Upload an image, follow the job, download the 3D result.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.store = store
+    app.state.pool = pool
+
+    def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+        return JSONResponse({"error": message, "status": status}, status, headers=headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request, exc: HTTPException):
+        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error(422, f"{where}: {first.get('msg', 'invalid request')}")
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
+
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type"],
+        )
+
+    @app.get("/healthz", tags=["service"])
+    async def healthz() -> dict:
+        """Liveness: job counts by status, workers, waiting jobs, whether the viewer's files
+        are installed."""
+        return {
+            "status": "ok",
+            "workers": settings.workers,
+            "waiting": pool.waiting(),
+            "queue_limit": settings.queue_limit,
+            "jobs": store.counts(),
+            "viewer_files": THREE.is_dir(),
+        }
+
+    @app.get("/api/tasks", tags=["jobs"])
+    async def tasks() -> list[dict]:
+        """The tasks this server runs (those it has a checkpoint for)."""
+        return [
+            {"name": name, "title": SERVE_TASKS[name].title, "hint": SERVE_TASKS[name].hint}
+            for name in settings.checkpoints
+        ]
+
+    @app.post(
+        "/api/jobs",
+        status_code=202,
+        tags=["jobs"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": [FILE_FIELD, "task"],
+                            "properties": {
+                                FILE_FIELD: {"type": "string", "format": "binary"},
+                                "task": {"type": "string", "enum": list(settings.checkpoints)},
+                            },
+                        }
+                    }
+                },
+            }
+        },
+        responses={
+            400: {"description": "malformed multipart body"},
+            413: {"description": f"file over {settings.max_upload_bytes} bytes or too many pixels"},
+            415: {"description": "not an image"},
+            422: {"description": "unknown task or missing field"},
+            429: {"description": "queue full; retry later"},
+        },
+    )
+    async def submit(request: Request):
+        """Upload an image (multipart field `image`) for a task (field `task`): 202 with the
+        job's id and status URL."""
+        target = store.new_upload_path()
+        try:
+            upload = await receive_upload(request, target, settings.max_upload_bytes)
+            try:
+                if upload.file is None:
+                    raise UploadError(422, f"no file in the {FILE_FIELD!r} field")
+                task = upload.fields.get("task", "")
+                if task not in settings.checkpoints:
+                    served = ", ".join(settings.checkpoints)
+                    raise UploadError(422, f"unknown task {task!r} (this server runs: {served})")
+                suffix, _, _ = await run_in_threadpool(check_image, target, settings.max_pixels)
+                job = store.create(task, target, suffix, upload.filename or "")
+            finally:
+                target.unlink(missing_ok=True)
+        except UploadError as rejected:
+            return error(rejected.status, rejected.message)
+        try:
+            pool.submit(job.id)
+        except QueueFull:
+            store.remove(job.id)
+            return error(429, "too many jobs are waiting; try again shortly", {"Retry-After": "5"})
+        view = job_view(job, request.scope.get("root_path", ""))
+        return JSONResponse(view, 202, headers={"Location": view["status_url"]})
+
+    @app.get("/api/jobs/{job_id}", tags=["jobs"])
+    async def job_status(job_id: str, request: Request) -> dict:
+        """A job's status (queued, running, done, failed), progress 0..1, one-line error, and
+        its result files."""
+        job = store.get(job_id)
+        if job is None:
+            raise HTTPException(404, "no such job")
+        return job_view(job, request.scope.get("root_path", ""))
+
+    @app.get("/api/jobs/{job_id}/files/{name}", tags=["jobs"])
+    async def job_file(job_id: str, name: str):
+        """One result file: viewer.glb for the viewer, the task's outputs, the render."""
+        path = store.file_path(job_id, name)
+        if path is None or not path.is_file():
+            raise HTTPException(404, "no such file for this job")
+        return FileResponse(
+            path,
+            media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"),
+            filename=f"{job_id[:8]}_{name}",
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        if not SWAGGER_UI.is_dir():
+            raise HTTPException(404, f"{SWAGGER_UI.name} is not installed; see openapi.json")
+        return get_swagger_ui_html(
+            openapi_url="openapi.json",
+            title="recon serve API",
+            swagger_js_url="vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="static/favicon.svg",
+        )
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    for prefix, folder in (("three", THREE), ("swagger-ui", SWAGGER_UI)):
+        if folder.is_dir():
+            app.mount(f"/vendor/{prefix}", StaticFiles(directory=folder), name=prefix)
+    return app

@@ -1,0 +1,141 @@
+"""Jobs on disk: one folder per job under DATA/jobs/<id>/ with job.json, the upload and the
+results. Ids are unguessable (secrets.token_urlsafe); file names are generated, never taken from
+a request. A restart reloads every job: finished ones stay, running ones are marked failed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from recon.pipelines.common.outputs import write_json
+
+JOB_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")  # secrets.token_urlsafe(16)
+STATES = ("queued", "running", "done", "failed")
+STOPPED_WHILE_RUNNING = "the server stopped while this job was running; upload the image again"
+
+
+@dataclass
+class Job:
+    id: str
+    task: str
+    status: str
+    input_name: str  # generated: input.<format suffix>
+    source_name: str  # the upload's own name, for display only (never used as a path)
+    created: float
+    started: float | None = None
+    finished: float | None = None
+    progress: float = 0.0
+    stage: str = "queued"
+    error: str | None = None
+    files: dict[str, str] = field(default_factory=dict)  # role -> generated file name
+    summary: dict = field(default_factory=dict)
+
+
+def display_name(name: str | None) -> str:
+    """The last component of an uploaded file name, printable, at most 80 characters."""
+    base = re.split(r"[\\/]", name or "")[-1]
+    return "".join(c for c in base if c.isprintable())[:80] or "upload"
+
+
+class JobStore:
+    """Jobs in memory, mirrored to DATA/jobs/<id>/job.json at every change of state."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = Path(data).absolute()
+        self.jobs_dir = self.data / "jobs"
+        self.uploads_dir = self.data / "uploads"  # uploads being received
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    def open(self) -> list[str]:
+        """Create the folders, load every job; running -> failed. Returns the queued ids, oldest
+        first, for the caller to submit again."""
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.uploads_dir.iterdir():
+            stale.unlink(missing_ok=True)
+        for path in sorted(self.jobs_dir.glob("*/job.json")):
+            try:
+                job = Job(**json.loads(path.read_text()))
+            except (OSError, ValueError, TypeError):
+                continue  # not a job folder this server wrote
+            if not JOB_ID.match(job.id) or path.parent.name != job.id:
+                continue
+            self._jobs[job.id] = job
+            if job.status == "running":
+                self.update(
+                    job.id,
+                    status="failed",
+                    stage="failed",
+                    error=STOPPED_WHILE_RUNNING,
+                    finished=time.time(),
+                )
+        queued = [j for j in self._jobs.values() if j.status == "queued"]
+        return [j.id for j in sorted(queued, key=lambda j: j.created)]
+
+    def new_upload_path(self) -> Path:
+        """A fresh generated path for an upload being received."""
+        return self.uploads_dir / f"{secrets.token_urlsafe(16)}.part"
+
+    def create(self, task: str, upload: Path, suffix: str, source_name: str) -> Job:
+        """A queued job owning the received upload (moved into the job's folder)."""
+        job_id = secrets.token_urlsafe(16)
+        folder = self.jobs_dir / job_id
+        folder.mkdir()
+        input_name = f"input.{suffix}"
+        os.replace(upload, folder / input_name)
+        job = Job(job_id, task, "queued", input_name, display_name(source_name), time.time())
+        with self._lock:
+            self._jobs[job_id] = job
+            self._save(job)
+        return job
+
+    def remove(self, job_id: str) -> None:
+        """Forget a job that was never queued and delete its folder."""
+        import shutil
+
+        with self._lock:
+            self._jobs.pop(job_id, None)
+        shutil.rmtree(self.jobs_dir / job_id, ignore_errors=True)
+
+    def get(self, job_id: str) -> Job | None:
+        if not JOB_ID.match(job_id):
+            return None
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return None if job is None else Job(**asdict(job))
+
+    def folder(self, job_id: str) -> Path:
+        if not JOB_ID.match(job_id):
+            raise KeyError(job_id)
+        return self.jobs_dir / job_id
+
+    def update(self, job_id: str, **changes) -> None:
+        """Change a job; saved to disk unless only its progress moved."""
+        with self._lock:
+            job = self._jobs[job_id]
+            for key, value in changes.items():
+                setattr(job, key, value)
+            if set(changes) - {"progress", "stage"}:
+                self._save(job)
+
+    def file_path(self, job_id: str, name: str) -> Path | None:
+        """The path of a result file the job lists under that exact name; None otherwise."""
+        job = self.get(job_id)
+        if job is None or name not in job.files.values():
+            return None
+        return self.jobs_dir / job_id / name
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            statuses = [j.status for j in self._jobs.values()]
+        return {state: statuses.count(state) for state in STATES}
+
+    def _save(self, job: Job) -> None:
+        write_json(self.jobs_dir / job.id / "job.json", asdict(job))

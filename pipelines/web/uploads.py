@@ -1,0 +1,199 @@
+"""Receiving an upload safely: the size is checked from Content-Length and again while the body
+streams in (nothing is read whole), the file goes to a generated name, and its content, decoded
+by PIL under a pixel limit, decides whether it is an image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MAX_UPLOAD_BYTES = 16 * 1024 * 1024  # the image file itself
+FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries, part headers and the small fields
+MAX_FIELD_BYTES = 1024
+MAX_PIXELS = 40_000_000  # decoded image size limit (e.g. 8000 x 5000)
+IMAGE_FORMATS = {"PNG": "png", "JPEG": "jpg", "BMP": "bmp", "TIFF": "tif", "WEBP": "webp"}
+FILE_FIELD = "image"
+
+
+class UploadError(Exception):
+    """A rejected request: an HTTP status and one line for the user."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Upload:
+    fields: dict[str, str] = field(default_factory=dict)
+    file: Path | None = None  # the received bytes, at a generated path
+    filename: str | None = None  # as sent; for display only
+    size: int = 0
+
+
+def too_large(max_bytes: int) -> UploadError:
+    return UploadError(413, f"the file is larger than {max_bytes // (1024 * 1024)} MB")
+
+
+class _FormReceiver:
+    """python-multipart callbacks: one file part to `target`, small text fields to memory."""
+
+    def __init__(self, target: Path, max_bytes: int) -> None:
+        self.target = target
+        self.max_bytes = max_bytes
+        self.upload = Upload()
+        self.ended = False
+        self._headers: dict[bytes, bytes] = {}
+        self._header = [b"", b""]
+        self._part: tuple[str, str | None] | None = None
+        self._handle = None
+        self._value = bytearray()
+
+    def callbacks(self) -> dict:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": self._header_field,
+            "on_header_value": self._header_value,
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._data,
+            "on_part_end": self._part_end,
+            "on_end": lambda: setattr(self, "ended", True),
+        }
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def _part_begin(self) -> None:
+        self._headers, self._header, self._value = {}, [b"", b""], bytearray()
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header[0] += data[start:end]
+        if len(self._header[0]) > MAX_FIELD_BYTES:
+            raise UploadError(400, "malformed multipart body: a part header is too long")
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header[1] += data[start:end]
+        if len(self._header[1]) > MAX_FIELD_BYTES:
+            raise UploadError(400, "malformed multipart body: a part header is too long")
+
+    def _header_end(self) -> None:
+        self._headers[self._header[0].strip().lower()] = self._header[1].strip()
+        self._header = [b"", b""]
+
+    def _headers_finished(self) -> None:
+        from python_multipart.multipart import parse_options_header
+
+        kind, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        if kind != b"form-data" or b"name" not in options:
+            raise UploadError(400, "malformed multipart body: a part has no form-data name")
+        name = options[b"name"].decode("utf-8", "replace")
+        filename = options.get(b"filename")
+        self._part = (name, None if filename is None else filename.decode("utf-8", "replace"))
+        if name == FILE_FIELD:
+            if self.upload.file is not None:
+                raise UploadError(400, f"send one file in the {FILE_FIELD!r} field, not several")
+            self.upload.file = self.target
+            self.upload.filename = self._part[1]
+            self._handle = self.target.open("xb")
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        if self._handle is not None:
+            self.upload.size += end - start
+            if self.upload.size > self.max_bytes:
+                raise too_large(self.max_bytes)
+            self._handle.write(data[start:end])
+        else:
+            self._value += data[start:end]
+            if len(self._value) > MAX_FIELD_BYTES:
+                raise UploadError(400, f"form field {self._part[0]!r} is too long")
+
+    def _part_end(self) -> None:
+        name, _ = self._part
+        if self._handle is not None:
+            self.close()
+        else:
+            self.upload.fields[name] = self._value.decode("utf-8", "replace")
+
+
+async def receive_upload(request, target: Path, max_bytes: int = MAX_UPLOAD_BYTES) -> Upload:
+    """Stream a multipart/form-data body; the file part is written to target. UploadError for
+    a body that is too large (413), not multipart (415) or malformed (400); target is removed
+    on any error."""
+    from python_multipart.exceptions import MultipartParseError
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    body_limit = max_bytes + FORM_OVERHEAD_BYTES
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise UploadError(400, "Content-Length is not a number")
+        if int(length) > body_limit:
+            raise too_large(max_bytes)
+    kind, options = parse_options_header(request.headers.get("content-type"))
+    if kind != b"multipart/form-data" or not options.get(b"boundary"):
+        raise UploadError(
+            415, f"send multipart/form-data with an {FILE_FIELD!r} file and a 'task' field"
+        )
+    receiver = _FormReceiver(target, max_bytes)
+    parser = MultipartParser(options[b"boundary"], receiver.callbacks())
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > body_limit:
+                raise too_large(max_bytes)
+            parser.write(chunk)
+        parser.finalize()
+        if not receiver.ended:
+            raise UploadError(400, "malformed multipart body: it ends before its closing boundary")
+    except MultipartParseError as error:
+        receiver.close()
+        target.unlink(missing_ok=True)
+        raise UploadError(
+            400, f"malformed multipart body ({str(error).splitlines()[0]})"
+        ) from error
+    except BaseException:
+        receiver.close()
+        target.unlink(missing_ok=True)
+        raise
+    return receiver.upload
+
+
+def check_image(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[str, int, int]:
+    """(file suffix for its format, width, height) of an image file, decoded in full to prove it;
+    UploadError 415 when it is not one, 413 when it has more than max_pixels pixels."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    formats = list(IMAGE_FORMATS)
+    not_image = UploadError(
+        415, "the file is not an image this server reads (PNG, JPEG, BMP, TIFF or WebP)"
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=formats) as image:
+                width, height = image.size
+                kind = image.format
+                if width * height > max_pixels:
+                    raise UploadError(
+                        413,
+                        f"the image is {width} x {height} pixels; at most {max_pixels} are allowed",
+                    )
+                image.verify()
+            with Image.open(path, formats=formats) as image:
+                image.load()
+    except UploadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise UploadError(413, f"the image has too many pixels (at most {max_pixels})") from error
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+        raise not_image from error
+    if width < 1 or height < 1:
+        raise not_image
+    return IMAGE_FORMATS[kind], width, height

@@ -1,0 +1,214 @@
+"""Inference outside the event loop: N long-lived worker processes, each fed by one thread that
+takes job ids from a bounded queue and follows the job's progress messages.
+
+A worker process that dies (out of memory, a crash in a native library) fails its job with one
+line and is started again; the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from pathlib import Path
+
+from recon.pipelines.web.jobs import JobStore
+
+POLL_S = 0.2
+NICENESS = 5  # workers yield some CPU to the server process, so status requests stay fast
+
+
+class QueueFull(Exception):
+    """More jobs are waiting than the queue holds."""
+
+
+def one_line(error: BaseException, folder: Path) -> str:
+    """An error as one line for the page, with the server's job folder left out."""
+    text = str(error).strip().splitlines()
+    message = text[0] if text else type(error).__name__
+    from recon.pipelines.common.errors import ReconError
+
+    if not isinstance(error, ReconError):
+        message = f"{type(error).__name__}: {message}"
+    return message.replace(f"{folder}{os.sep}", "").replace(str(folder), "job folder")
+
+
+def worker_main(conn, tasks: list[str], device: str, threads: int) -> None:
+    """A worker process: import the tasks' code once, then run the jobs sent over conn."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C stops the server, which stops us
+    os.nice(NICENESS)
+    import torch
+
+    torch.set_num_threads(threads)
+    from recon.pipelines.web.runners import run_job
+    from recon.pipelines.web.tasks import SERVE_TASKS, resolve
+
+    for name in tasks:
+        resolve(SERVE_TASKS[name].predict)
+
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return
+        if request is None:
+            return
+        folder = Path(request["folder"])
+
+        def progress(fraction: float, stage: str) -> None:
+            conn.send(("progress", fraction, stage))
+
+        try:
+            result = run_job(
+                request["task"],
+                Path(request["checkpoint"]),
+                folder / request["input"],
+                folder,
+                device,
+                progress,
+            )
+            conn.send(("done", result))
+        except Exception as error:  # every failure ends the job with one line, not the worker
+            conn.send(("failed", one_line(error, folder)))
+
+
+class WorkerPool:
+    """`workers` processes behind a queue of at most `queue_limit` waiting jobs."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        checkpoints: dict[str, Path],
+        workers: int,
+        queue_limit: int,
+        device: str = "auto",
+    ) -> None:
+        self.store = store
+        self.checkpoints = checkpoints
+        self.workers = workers
+        self.device = device
+        self._queue: queue.Queue[str] = queue.Queue(maxsize=queue_limit)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for _ in range(self.workers):
+            thread = threading.Thread(target=self._serve, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def submit(self, job_id: str) -> None:
+        """Queue a job; QueueFull when queue_limit jobs are already waiting."""
+        try:
+            self._queue.put_nowait(job_id)
+        except queue.Full as error:
+            raise QueueFull from error
+
+    def waiting(self) -> int:
+        """Jobs in the queue, not yet taken by a worker."""
+        return self._queue.qsize()
+
+    def stop(self) -> None:
+        """Stop taking jobs, end the worker processes (a running job is failed)."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def _spawn(self):
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        process = context.Process(
+            target=worker_main,
+            args=(child, list(self.checkpoints), self.device, threads),
+            daemon=True,
+            name="recon-serve-worker",
+        )
+        process.start()
+        child.close()
+        return process, parent
+
+    def _serve(self) -> None:
+        """One dispatcher thread: owns a worker process, feeds it jobs from the queue."""
+        process, conn = self._spawn()
+        try:
+            while not self._stop.is_set():
+                try:
+                    job_id = self._queue.get(timeout=POLL_S)
+                except queue.Empty:
+                    continue
+                if not process.is_alive():
+                    conn.close()
+                    process, conn = self._spawn()
+                if not self._run(job_id, process, conn):
+                    conn.close()
+                    process.join(timeout=1)
+                    process, conn = self._spawn()
+        finally:
+            with contextlib.suppress(OSError):
+                conn.send(None)
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+            conn.close()
+
+    def _run(self, job_id: str, process, conn) -> bool:
+        """Run one job on the process; False when the process is gone or must be replaced."""
+        job = self.store.get(job_id)
+        if job is None or job.status != "queued":
+            return True
+        checkpoint = self.checkpoints.get(job.task)
+        if checkpoint is None:
+            self._fail(job_id, f"this server has no checkpoint for task {job.task!r}")
+            return True
+        self.store.update(
+            job_id, status="running", stage="starting", progress=0.05, started=time.time()
+        )
+        folder = self.store.folder(job_id)
+        conn.send(
+            {
+                "task": job.task,
+                "checkpoint": str(checkpoint),
+                "folder": str(folder),
+                "input": job.input_name,
+            }
+        )
+        while True:
+            if self._stop.is_set():
+                process.kill()
+                self._fail(job_id, "the server stopped while this job was running")
+                return False
+            if not conn.poll(POLL_S):
+                if not process.is_alive():
+                    self._fail(job_id, f"the worker process ended (exit code {process.exitcode})")
+                    return False
+                continue
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                self._fail(job_id, "the worker process ended while running this job")
+                return False
+            if message[0] == "progress":
+                self.store.update(job_id, progress=float(message[1]), stage=str(message[2]))
+            elif message[0] == "done":
+                self.store.update(
+                    job_id,
+                    status="done",
+                    stage="done",
+                    progress=1.0,
+                    finished=time.time(),
+                    **message[1],
+                )
+                return True
+            else:
+                self._fail(job_id, str(message[1]))
+                return True
+
+    def _fail(self, job_id: str, message: str) -> None:
+        self.store.update(
+            job_id, status="failed", stage="failed", error=message, finished=time.time()
+        )

@@ -1,0 +1,105 @@
+"""`recon serve`: the upload page and JSON API over trained predict tasks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from recon.cli.common import Device, Json, Quiet, Reporter
+
+SERVER = "Server"
+
+
+def serve(
+    checkpoint: Annotated[
+        list[str],
+        typer.Option(
+            "-c",
+            "--checkpoint",
+            help="TASK=CKPT: serve TASK with a `recon train TASK` checkpoint; repeat per task.",
+        ),
+    ],
+    host: Annotated[
+        str,
+        typer.Option(help="Address to bind (localhost only by default).", rich_help_panel=SERVER),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", rich_help_panel=SERVER)] = 8000,
+    data: Annotated[
+        Path,
+        typer.Option(help="Folder for jobs and their files; kept across restarts."),
+    ] = Path("recon-serve"),
+    workers: Annotated[
+        int, typer.Option(help="Inference worker processes.", rich_help_panel=SERVER)
+    ] = 1,
+    queue_limit: Annotated[
+        int,
+        typer.Option(
+            help="Jobs that may wait for a worker; more get HTTP 429.", rich_help_panel=SERVER
+        ),
+    ] = 32,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Allow cross-origin requests from this origin (scheme://host[:port]); "
+            "repeatable. None by default; '*' is refused.",
+            rich_help_panel=SERVER,
+        ),
+    ] = None,
+    root_path: Annotated[
+        str,
+        typer.Option(
+            help="URL prefix when served under a reverse proxy's sub-path, e.g. /recon.",
+            rich_help_panel=SERVER,
+        ),
+    ] = "",
+    device: Device = "auto",
+    json_out: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Serve a web page and JSON API that turn uploaded images into 3D shapes.
+
+    Upload an image at http://HOST:PORT/, follow the job, turn the mesh in a Three.js viewer and
+    download it. API: POST /api/jobs, GET /api/jobs/{id}, GET /api/jobs/{id}/files/{name},
+    GET /api/tasks, GET /healthz; OpenAPI at /docs. Stops with Ctrl+C.
+
+    Example: recon serve -c voxel=run/checkpoints/best.ckpt --port 8000
+    """
+    import uvicorn
+
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.web.app import THREE, ServeSettings, create_app
+    from recon.pipelines.web.tasks import check_checkpoints, parse_checkpoint_specs
+    from recon.pipelines.web.urls import check_bind, check_origins, check_root_path
+
+    ui = Reporter(json_out, quiet)
+    checkpoints = parse_checkpoint_specs(checkpoint)
+    origins = check_origins(cors_origin or [])
+    check_bind(host, port)
+    root_path = check_root_path(root_path)
+    if workers < 1 or queue_limit < 1:
+        raise BadInput("--workers and --queue-limit must be at least 1")
+    data = data.expanduser().absolute()
+    if data.exists() and not data.is_dir():
+        raise BadInput(f"{data}: --data must be a folder")
+    check_checkpoints(checkpoints)
+    from recon.pipelines.common.devices import choose_device
+
+    choose_device(device)
+    app = create_app(ServeSettings(checkpoints, data, workers, queue_limit, device, origins))
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+    if not THREE.is_dir():
+        ui.info(f"warning: {THREE} is missing (run `make setup`): the page has no 3D viewer")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        ui.info(f"warning: listening on {host}: anyone who reaches this port can upload (no login)")
+    ui.info(f"recon serve: {url} (tasks: {', '.join(checkpoints)}; jobs in {data})")
+    ui.result({"url": url, "data": str(data), "tasks": list(checkpoints), "workers": workers})
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        root_path=root_path,
+        log_level="warning" if quiet else "info",
+        access_log=not quiet,
+    )

@@ -1,0 +1,424 @@
+"""`recon serve` through its HTTP API: a job from upload to files (checked against a direct
+prediction), bad requests with their status codes, the queue limit, restarts, CORS, the CLI."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recon.pipelines.common.io import write_png
+
+
+def make_voxel_checkpoint(tmp_path_factory) -> tuple[Path, Path]:
+    """(checkpoint, data set root) of a tiny `recon train voxel` run (1 epoch, 32 px), made once
+    per test session and shared by the xdist workers."""
+    from recon.cli.app import main
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    root = shared / "web_voxel"
+    checkpoint = root / "run" / "checkpoints" / "best.ckpt"
+    with (shared / "web_voxel.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not checkpoint.is_file():
+            root.mkdir(exist_ok=True)
+            train = ["train", "voxel", "--data", str(root / "pix3d"), "--epochs", "1"]
+            train += ["--batch-size", "8", "--set", "size=32", "--set", "hidden=32"]
+            for args in (
+                [
+                    "synth",
+                    "pix3d",
+                    "-o",
+                    str(root / "pix3d"),
+                    "--models",
+                    "1",
+                    "--views",
+                    "2",
+                    "--overwrite",
+                ],
+                [*train, "-o", str(root / "run"), "--device", "cpu", "--overwrite"],
+            ):
+                try:
+                    main([*args, "-q"])
+                except SystemExit as exit_:
+                    assert exit_.code in (0, None), args
+    return checkpoint, root / "pix3d"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return make_voxel_checkpoint(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def chair_png(model) -> bytes:
+    return sorted((model[1] / "img" / "chair").glob("*.png"))[0].read_bytes()
+
+
+@pytest.fixture(scope="module")
+def server(model, tmp_path_factory):
+    """A TestClient on an app with one worker process; its data folder."""
+    from fastapi.testclient import TestClient
+
+    from recon.pipelines.web.app import ServeSettings, create_app
+
+    data = tmp_path_factory.mktemp("serve") / "data"
+    app = create_app(ServeSettings({"voxel": model[0]}, data, workers=1, device="cpu"))
+    with TestClient(app) as client:
+        yield client, data
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def post_image(client, content: bytes, task: str = "voxel", name: str = "chair.png"):
+    return client.post(
+        "/api/jobs", files={"image": (name, content, "image/png")}, data={"task": task}
+    )
+
+
+def wait_for(client, url: str, timeout: float = 180.0) -> tuple[dict, list[float]]:
+    """Poll a job until it ends; (final view, progress values seen)."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(url).json()
+        seen.append(job["progress"])
+        if job["status"] in ("done", "failed"):
+            return job, seen
+        time.sleep(0.1)
+    raise AssertionError(f"job did not end in {timeout} s: {job}")
+
+
+def tree(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def test_job_files_equal_a_direct_prediction(server, model, chair_png, tmp_path):
+    import trimesh
+
+    from recon.pipelines.occupancy.predict import predict_images
+
+    client, data = server
+    outside = tree(data.parent)
+    response = post_image(client, chair_png, name="../../../etc/evil.png")
+    assert response.status_code == 202, response.text
+    created = response.json()
+    assert response.headers["location"] == created["status_url"] == f"/api/jobs/{created['id']}"
+    assert len(created["id"]) == 22 and created["status"] == "queued"
+    job, progress = wait_for(client, created["status_url"])
+    assert job["status"] == "done", job["error"]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert job["source_name"] == "evil.png"
+    files = {f["role"]: f for f in job["files"]}
+    assert {"viewer", "mesh", "grid", "render"} <= set(files)
+
+    # the served grid is the model's prediction for that image, bit for bit
+    (tmp_path / "chair.png").write_bytes(chair_png)
+    [direct] = predict_images(
+        "voxel", model[0], [tmp_path / "chair.png"], ["d"], tmp_path, "stl", False, "cpu"
+    )
+    served = np.load(io.BytesIO(client.get(files["grid"]["url"]).content))
+    assert np.array_equal(served, np.load(direct["grid"]))
+    assert job["summary"]["occupied"] == direct["occupied"] > 0  # counted before float16
+
+    # the viewer's GLB is the task's mesh: same faces, same vertices
+    glb = client.get(files["viewer"]["url"])
+    assert glb.headers["content-type"] == "model/gltf-binary"
+    viewer = trimesh.load(io.BytesIO(glb.content), file_type="glb", force="mesh")
+    mesh = trimesh.load(io.BytesIO(client.get(files["mesh"]["url"]).content), file_type="stl")
+    assert len(viewer.faces) == len(mesh.faces) == job["summary"]["faces"] > 0
+    assert np.allclose(np.sort(viewer.vertices, axis=0), np.sort(mesh.vertices, axis=0))
+    render = client.get(files["render"]["url"])
+    assert render.headers["content-type"] == "image/png" and render.content[:4] == b"\x89PNG"
+
+    # it wrote only under --data/jobs/<id>/, under generated names
+    assert tree(data.parent) - outside <= {"data"} | {f"data/{p}" for p in tree(data)}
+    assert not [p for p in data.parents[1].rglob("*") if p.name == "evil.png"]
+    written = {p.name for p in (data / "jobs" / job["id"]).iterdir()}
+    assert written == {"job.json", "input.png", *(f["name"] for f in job["files"])}
+    assert not list((data / "uploads").iterdir())
+    assert json.loads((data / "jobs" / job["id"] / "job.json").read_text())["status"] == "done"
+
+
+def test_failed_job_is_one_line_and_the_worker_keeps_serving(server, chair_png):
+    client, data = server
+    response = post_image(client, png_bytes(np.zeros((4, 4, 3), np.uint8)), name="tiny.png")
+    assert response.status_code == 202
+    job, _ = wait_for(client, response.json()["status_url"])
+    assert job["status"] == "failed"
+    assert "need at least 8 x 8" in job["error"] and "\n" not in job["error"]
+    assert str(data) not in job["error"]  # no server paths in messages
+    job, _ = wait_for(client, post_image(client, chair_png).json()["status_url"])
+    assert job["status"] == "done"
+
+
+def test_a_worker_that_dies_fails_its_job_and_is_replaced(server, chair_png):
+    import multiprocessing
+
+    client, _ = server
+    url = post_image(client, chair_png).json()["status_url"]
+    deadline = time.monotonic() + 120
+    while client.get(url).json()["status"] == "queued" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    [worker] = [p for p in multiprocessing.active_children() if p.name == "recon-serve-worker"]
+    worker.kill()
+    job, _ = wait_for(client, url)
+    assert job["status"] == "failed" and "worker process ended" in job["error"]
+    job, _ = wait_for(client, post_image(client, chair_png).json()["status_url"])
+    assert job["status"] == "done"
+
+
+def _multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "b0undary") -> bytes:
+    body = b""
+    for name, filename, content in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode()
+        body += content + b"\r\n"
+    return body + f"--{boundary}--\r\n".encode()
+
+
+def test_bad_requests_get_a_clear_json_error(server, chair_png):
+    from PIL import Image
+
+    client, data = server
+    before = client.get("/healthz").json()["jobs"]
+    multipart = {"content-type": "multipart/form-data; boundary=b0undary"}
+    big = b"\x89PNG" + bytes(16 * 1024 * 1024)
+    bomb = io.BytesIO()
+    Image.new("L", (8000, 6000)).save(bomb, format="PNG")  # 48 M pixels in ~50 kB
+
+    def streamed():  # no Content-Length: counted while it streams in
+        yield _multipart([("task", None, b"voxel")])[: -len("--b0undary--\r\n")]
+        yield b"--b0undary\r\nContent-Disposition: form-data; "
+        yield b'name="image"; filename="x.png"\r\n\r\n'
+        for _ in range(20):
+            yield bytes(1024 * 1024)
+
+    cases = [
+        (413, "larger than 16 MB", dict(files={"image": ("big.png", big)}, data={"task": "voxel"})),
+        (413, "larger than 16 MB", dict(content=streamed(), headers=multipart)),
+        (
+            413,
+            "pixels",
+            dict(files={"image": ("bomb.png", bomb.getvalue())}, data={"task": "voxel"}),
+        ),
+        (
+            415,
+            "not an image",
+            dict(files={"image": ("a.png", b"plain text")}, data={"task": "voxel"}),
+        ),
+        (
+            415,
+            "not an image",
+            dict(files={"image": ("a.png", chair_png[:200])}, data={"task": "voxel"}),
+        ),
+        (
+            422,
+            "unknown task 'parts'",
+            dict(files={"image": ("a.png", chair_png)}, data={"task": "parts"}),
+        ),
+        (422, "unknown task ''", dict(files={"image": ("a.png", chair_png)})),
+        (422, "no file", dict(data={"task": "voxel"}, files={"other": ("a.txt", b"x")})),
+        (415, "multipart/form-data", dict(json={"task": "voxel"})),
+        (400, "malformed multipart", dict(content=b"garbage", headers=multipart)),
+        (
+            400,
+            "malformed multipart",
+            dict(content=_multipart([("task", None, b"voxel")])[:-20], headers=multipart),
+        ),
+        (
+            400,
+            "one file",
+            dict(content=_multipart([("image", "a.png", chair_png)] * 2), headers=multipart),
+        ),
+        (400, "Content-Length", dict(content=b"x", headers={**multipart, "content-length": "x"})),
+    ]
+    for status, message, request in cases:
+        response = client.post("/api/jobs", **request)
+        assert response.status_code == status, (message, response.text)
+        body = response.json()
+        assert body["status"] == status and message in body["error"], body
+        assert "\n" not in body["error"]
+    for url, message in [
+        ("/api/jobs/nosuchjob", "no such job"),
+        ("/api/jobs/" + "A" * 22, "no such job"),
+        ("/api/jobs/" + "A" * 22 + "/files/viewer.glb", "no such file"),
+        ("/api/jobs/..%2F..%2Fetc/files/passwd", ""),
+        ("/nowhere", "Not Found"),
+    ]:
+        response = client.get(url)
+        assert response.status_code == 404 and message in response.json()["error"], url
+    done = [f for f in tree(data / "jobs") if f.endswith("job.json")]
+    job_id = json.loads((data / "jobs" / done[0]).read_text())["id"]
+    for name in ("job.json", "..%2Fjob.json", "input.png/..", "%2Fetc%2Fpasswd"):
+        assert client.get(f"/api/jobs/{job_id}/files/{name}").status_code == 404, name
+    assert client.get("/healthz").json()["jobs"] == before  # no job was created
+    assert not list((data / "uploads").iterdir())  # and no upload left behind
+
+
+def test_queue_limit_restart_and_url_prefix(model, chair_png, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from recon.pipelines.web.app import ServeSettings, create_app
+    from recon.pipelines.web.jobs import STOPPED_WHILE_RUNNING
+
+    data = tmp_path / "data"
+    paused = create_app(ServeSettings({"voxel": model[0]}, data, workers=0, queue_limit=2))
+    with TestClient(paused, root_path="/recon") as client:
+        first, second = (post_image(client, chair_png).json() for _ in range(2))
+        assert first["status_url"].startswith("/recon/api/jobs/")
+        full = post_image(client, chair_png)
+        assert full.status_code == 429 and full.headers["retry-after"] == "5"
+        assert "try again" in full.json()["error"]
+        assert client.get("/healthz").json()["jobs"]["queued"] == 2
+    # the server stops while `first` runs: simulate by writing its state as a worker would
+    record = data / "jobs" / first["id"] / "job.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "status": "running"}))
+    assert len(list((data / "jobs").iterdir())) == 2  # the refused job left nothing
+
+    restarted = create_app(ServeSettings({"voxel": model[0]}, data, workers=1, device="cpu"))
+    with TestClient(restarted) as client:
+        failed = client.get(first["status_url"].removeprefix("/recon")).json()
+        assert failed["status"] == "failed" and failed["error"] == STOPPED_WHILE_RUNNING
+        done, _ = wait_for(client, f"/api/jobs/{second['id']}")  # queued: run after restart
+        assert done["status"] == "done"
+    with TestClient(create_app(ServeSettings({"voxel": model[0]}, data, workers=0))) as client:
+        kept = client.get(f"/api/jobs/{second['id']}").json()
+        assert kept == done
+        for file in kept["files"]:
+            assert client.get(file["url"]).status_code == 200
+
+
+def skull_checkpoint(path: Path) -> Path:
+    """An untrained 16^3 `skull` net whose output is its prior: a ball (face) around a shell
+    (skull), saved in the training engine's checkpoint format."""
+    import torch
+
+    from recon.pipelines.common.engine import config_dict
+    from recon.pipelines.skull.task import SkullConfig, build_net
+
+    config = config_dict(SkullConfig(resolution=16, size=32, channels=8, voxel_mm=10.0))
+    net = build_net(config)
+    radius = np.linalg.norm(np.indices((16, 16, 16)) - 7.5, axis=0)
+    logits = {
+        name: np.where(inside, 4.0, -4.0)
+        for name, inside in (("skull", np.abs(radius - 4.5) < 1), ("face", radius < 6))
+    }
+    net.set_output_prior(*(torch.as_tensor(logits[h], dtype=torch.float32) for h in logits))
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": {"task": "skull", "config": config}}, path)
+    return path
+
+
+def test_skull_task_serves_skull_and_face_in_one_glb(tmp_path):
+    import trimesh
+    from fastapi.testclient import TestClient
+
+    from recon.pipelines.web.app import ServeSettings, create_app
+
+    checkpoint = skull_checkpoint(tmp_path / "skull.ckpt")
+    settings = ServeSettings({"skull": checkpoint}, tmp_path / "data", workers=1, device="cpu")
+    with TestClient(create_app(settings)) as client:
+        radiograph = png_bytes(np.tile(np.arange(0, 256, 4, dtype=np.uint8), (64, 1)))
+        job, _ = wait_for(client, post_image(client, radiograph, task="skull").json()["status_url"])
+        assert job["status"] == "done", job["error"]
+        files = {f["role"]: f["url"] for f in job["files"]}
+        assert {"viewer", "skull", "face", "grids", "render"} <= set(files)
+        assert job["summary"]["units"] == "mm"
+        scene = trimesh.load(io.BytesIO(client.get(files["viewer"]).content), file_type="glb")
+        assert set(scene.geometry) == {"skull", "face"}
+        for head in ("skull", "face"):
+            ply = trimesh.load(io.BytesIO(client.get(files[head]).content), file_type="ply")
+            assert len(scene.geometry[head].faces) == len(ply.faces) > 0
+            assert np.allclose(scene.geometry[head].bounds, ply.bounds)
+        assert job["summary"]["faces"] == sum(len(g.faces) for g in scene.geometry.values())
+        # the face (a ball of radius 6 voxels) encloses the skull (a shell at 4.5 +- 1)
+        face, skull = scene.geometry["face"].extents, scene.geometry["skull"].extents
+        assert (face > skull).all() and face.max() == pytest.approx(120, rel=0.1)  # 12 vox * 10 mm
+
+
+def test_cors_only_for_named_origins(model, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.web.app import ServeSettings, create_app
+    from recon.pipelines.web.urls import check_origins
+
+    preflight = {"access-control-request-method": "POST"}
+    allowed = ServeSettings(
+        {"voxel": model[0]},
+        tmp_path / "a",
+        workers=0,
+        cors_origins=check_origins(["https://lab.example.org/"]),
+    )
+    with TestClient(create_app(allowed)) as client:
+        ok = client.options("/api/jobs", headers={"origin": "https://lab.example.org", **preflight})
+        assert ok.headers["access-control-allow-origin"] == "https://lab.example.org"
+        other = client.get("/api/tasks", headers={"origin": "https://evil.example.com"})
+        assert "access-control-allow-origin" not in other.headers
+    with TestClient(create_app(ServeSettings({"voxel": model[0]}, tmp_path / "b", workers=0))) as c:
+        response = c.get("/api/tasks", headers={"origin": "https://lab.example.org"})
+        assert "access-control-allow-origin" not in response.headers
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert [t["name"] for t in response.json()] == ["voxel"]
+        docs = c.get("/docs").text
+        assert "vendor/swagger-ui/swagger-ui-bundle.js" in docs and "http" not in docs.split(
+            "<body>"
+        )[0].replace("http-equiv", "")
+        paths = c.get("/openapi.json").json()["paths"]
+        assert {"/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/files/{name}"} <= set(paths)
+        assert c.get("/vendor/swagger-ui/swagger-ui-bundle.js").status_code == 200
+        assert c.get("/vendor/three/build/three.module.js").status_code == 200
+    for bad in (["*"], ["https://*.example.org"], ["example.org"], ["https://a.org/path"]):
+        with pytest.raises(BadInput):
+            check_origins(bad)
+
+
+def test_serve_cli_refuses_bad_options(model, recon, tmp_path):
+    ckpt = model[0]
+    write_png(tmp_path / "x.png", np.zeros((8, 8, 3), np.uint8))
+    cases = [
+        (["-c", f"corset={ckpt}"], "unknown task 'corset'"),
+        (["-c", str(ckpt)], "expected TASK=CHECKPOINT"),
+        (["-c", f"voxel={tmp_path / 'missing.ckpt'}"], "no such checkpoint"),
+        (["-c", f"voxel={tmp_path / 'x.png'}"], "checkpoint"),
+        (["-c", f"parts={ckpt}"], "'voxel', not 'parts'"),
+        (["-c", f"voxel={ckpt}", "-c", f"voxel={ckpt}"], "given twice"),
+        (["-c", f"voxel={ckpt}", "--cors-origin", "*"], "'*' is refused"),
+        (["-c", f"voxel={ckpt}", "--workers", "0"], "at least 1"),
+        (["-c", f"voxel={ckpt}", "--port", "70000"], "--port"),
+        (["-c", f"voxel={ckpt}", "--data", str(tmp_path / "x.png")], "must be a folder"),
+    ]
+    for args, message in cases:
+        data = [] if "--data" in args else ["--data", str(tmp_path / "d")]
+        code, _, err = recon("serve", *args, *data)
+        assert code == 2 and message in err and err.count("\n") == 1, (args, err)
+        assert not (tmp_path / "d").exists()
+
+
+def test_help_imports_no_server_library():
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\nfrom recon.cli.app import main\n"
+        "try:\n    main(['serve', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('fastapi', 'uvicorn', 'torch', 'starlette') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -1,0 +1,175 @@
+"""The `recon serve` page in Debian's Chromium, driven by Playwright against a real server:
+upload, progress, the Three.js viewer showing the mesh, the GLB it offers, rejected files."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_web_api import make_voxel_checkpoint
+
+pytestmark = pytest.mark.slow  # a server, a browser and a model: about a minute on 2 cores
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+BACKGROUND = np.array([0xF3, 0xF4, 0xF6])  # viewer.js BACKGROUND
+
+
+def _require(condition: bool, why: str) -> None:
+    """Skip on a machine without it; fail in CI, where `make test` installs it."""
+    if not condition:
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """`recon serve` on a free localhost port: (base URL, data folder, a chair image)."""
+    import httpx
+
+    from recon.pipelines.web.app import THREE
+
+    _require(CHROMIUM.is_file(), f"{CHROMIUM} is missing (make test installs Debian's chromium)")
+    _require(THREE.is_dir(), f"{THREE} is missing (make setup runs npm ci)")
+    checkpoint, pix3d = make_voxel_checkpoint(tmp_path_factory)
+    data = tmp_path_factory.mktemp("live") / "data"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "recon.cli.app", "serve", "-c", f"voxel={checkpoint}"]
+    command += ["--port", str(port), "--data", str(data), "--device", "cpu", "-q"]
+    server = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    base = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, "recon serve exited"
+            try:
+                if httpx.get(base + "healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "recon serve did not start"
+            time.sleep(0.2)
+        yield base, data, sorted((pix3d / "img" / "chair").glob("*.png"))[0]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser(live):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, live):
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    page.requests = []
+    page.on("request", lambda request: page.requests.append(request.url))
+    page.goto(live[0])
+    page.wait_for_selector("#task option", state="attached")
+    yield page
+    page.close()
+
+
+def mesh_fraction(png: bytes) -> float:
+    """Share of pixels that differ from the viewer's background (its rounded corners left out)."""
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)[12:-12, 12:-12]
+    return float((np.abs(pixels - BACKGROUND).max(axis=2) > 12).mean())
+
+
+def test_upload_shows_the_mesh_and_offers_the_same_glb(page, live):
+    import httpx
+    import trimesh
+
+    base, data, chair = live
+    canvas = page.locator("#viewer canvas")
+    page.evaluate("document.getElementById('viewer-note').hidden = true")
+    assert mesh_fraction(canvas.screenshot()) < 0.001  # empty before
+    page.set_input_files("#file", str(chair))
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=180e3)
+    assert page.evaluate("document.body.dataset.state") == "done", page.text_content("#error")
+    assert page.evaluate("document.getElementById('progress').value") == 1
+
+    solid = mesh_fraction(canvas.screenshot())
+    assert solid > 0.03, solid  # the mesh fills part of the view
+    page.check("#wireframe")
+    page.wait_for_timeout(300)
+    wire = mesh_fraction(canvas.screenshot())
+    assert 0.002 < wire < solid, (wire, solid)
+    page.uncheck("#wireframe")
+    page.click("#fit")
+
+    faces = int(canvas.get_attribute("data-faces"))
+    links = {
+        link.get_attribute("data-role"): link.get_attribute("href")
+        for link in page.locator("a.download").all()
+    }
+    assert {"viewer", "mesh", "grid", "render"} <= set(links)
+    glb = httpx.get(base.rstrip("/") + links["viewer"])
+    assert glb.status_code == 200
+    served = trimesh.load(io.BytesIO(glb.content), file_type="glb", force="mesh")
+    stl = httpx.get(base.rstrip("/") + links["mesh"]).content
+    task_mesh = trimesh.load(io.BytesIO(stl), file_type="stl")
+    assert len(served.faces) == faces == len(task_mesh.faces) > 0
+    assert page.is_visible("#render") and page.is_visible("#input")
+    # nothing came from anywhere but this server
+    assert all(url.startswith(base) for url in page.requests), page.requests
+    job_id = links["viewer"].split("/")[3]
+    assert (data / "jobs" / job_id / "viewer.glb").read_bytes() == glb.content
+
+
+def drop_file(page, name: str, content_js: str) -> None:
+    """Drag a file made in the page (content_js: a File's parts) and drop it on the drop zone."""
+    transfer = page.evaluate_handle(
+        f"""() => {{
+            const transfer = new DataTransfer();
+            transfer.items.add(new File({content_js}, {name!r}, {{type: "image/png"}}));
+            return transfer;
+        }}"""
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+
+
+def test_a_text_file_named_png_gets_a_readable_error(page, live):
+    import httpx
+
+    jobs_before = httpx.get(live[0] + "healthz").json()["jobs"]
+    drop_file(page, "notes.png", '["just some notes"]')
+    page.wait_for_selector("#error:not([hidden])")
+    message = page.text_content("#error")
+    assert "notes.png" in message and "not an image" in message, message
+    assert page.evaluate("document.body.dataset.state") == "error"
+    assert httpx.get(live[0] + "healthz").json()["jobs"] == jobs_before
+
+
+def test_a_file_over_16_mb_is_refused_before_upload(page):
+    posts = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    drop_file(page, "huge.png", "[new Uint8Array(17 * 1024 * 1024)]")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "huge.png: the file is larger than 16 MB" in page.text_content("#error")
+    assert posts == []
