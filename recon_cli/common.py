@@ -54,6 +54,24 @@ CtVolume = Annotated[
 CtOrientation = Annotated[
     str, typer.Option(help="Patient orientation of the X-rays: AP or PA.", rich_help_panel="Data")
 ]
+BATCH = "Batch jobs"
+ShardOption = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        help="Do shard K of N of the inputs (K from 1), writing OUT/run.shard-K-of-N.json. "
+        "Default: the SLURM array task's shard when SLURM_ARRAY_TASK_ID is set, else all.",
+        rich_help_panel=BATCH,
+    ),
+]
+SkipDone = Annotated[
+    bool,
+    typer.Option(
+        "--skip-done",
+        help="Keep inputs whose outputs are already complete in OUT; do only the rest.",
+        rich_help_panel=BATCH,
+    ),
+]
 
 
 def prose(doc: str | None) -> str:
@@ -146,3 +164,44 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+SEED_MAX = 2**32 - 1
+
+
+def check_range(
+    flag: str,
+    value: float | int | None,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+) -> None:
+    """BadInput unless value is None or a finite number in [low, high] ((low, high] with
+    low_open); the message names the flag, the range and the value. Call before any work."""
+    import math
+
+    from recon.pipelines.common.errors import BadInput
+
+    if value is None:
+        return
+    if low is None:
+        stated = f"at most {_number(high)}"
+    elif high is None:
+        stated = f"{'above' if low_open else 'at least'} {_number(low)}"
+    else:
+        stated = f"in {'(' if low_open else '['}{_number(low)}, {_number(high)}]"
+    inside = math.isfinite(value)
+    inside = inside and (low is None or (value > low if low_open else value >= low))
+    inside = inside and (high is None or value <= high)
+    if not inside:
+        raise BadInput(f"{flag} must be {stated}, not {_number(value)}")
+
+
+def _number(value: float | int) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def check_seed(seed: int) -> None:
+    """BadInput unless --seed fits numpy's and torch's seeds (0 to 2^32 - 1)."""
+    check_range("--seed", seed, 0, SEED_MAX)

@@ -92,3 +92,29 @@ def test_train_help_lists_only_tasks_that_run(recon):
         assert (name in listed) == (name in TASKS), name
     for name in TASKS:
         assert load_task(name).name == name
+
+
+def test_demo_verdicts_reference_rows_and_failures(recon, monkeypatch):
+    """Reference rows carry no verdict and never fail the demo; a missed target exits 1."""
+    import json
+
+    import recon.pipelines.common.demo as demo
+
+    def passing(workdir, seed, track):
+        return [
+            demo.DemoRow("learned", "IoU", 0.6, ">= baseline + 0.1", True),
+            demo.DemoRow("learned", "baseline IoU", 0.2, "reference", None),
+        ]
+
+    def failing(workdir, seed, track):
+        return [demo.DemoRow("learned", "IoU", 0.21, ">= baseline + 0.1", False)]
+
+    monkeypatch.setattr(demo, "STEPS", [("passing", passing)])
+    code, out, _ = recon("demo", "--json")
+    rows = json.loads(out)["rows"]
+    assert code == 0 and [r["ok"] for r in rows] == [True, None]
+    code, out, _ = recon("demo")
+    assert code == 0 and "yes" in out and "NO" not in out
+    monkeypatch.setattr(demo, "STEPS", [("passing", passing), ("failing", failing)])
+    code, out, err = recon("demo")
+    assert code == 1 and "NO" in out and "missed its target" in err

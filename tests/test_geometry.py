@@ -162,3 +162,18 @@ def test_synth_meshes_are_watertight(recon, tmp_path):
     assert set(written) == {"sphere", "capsule", "box", "torus", "torso"}
     for entry in written.values():
         assert load_mesh(entry["path"]).is_watertight
+
+
+def test_render_mesh_is_lit_from_the_upper_left():
+    """The headless preview renderer: a sphere fills a disc, brighter toward the light."""
+    import trimesh
+
+    from recon.pipelines.shapes import render_mesh
+
+    image = render_mesh(trimesh.creation.icosphere(3), size=64).astype(float)
+    hit = image < 255
+    assert 0.5 < hit.mean() < 0.85  # a centred disc
+    half = 32
+    upper_left = image[:half, :half][hit[:half, :half]].mean()
+    lower_right = image[half:, half:][hit[half:, half:]].mean()
+    assert upper_left > lower_right + 40

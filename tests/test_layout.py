@@ -21,8 +21,8 @@ SHARED = "common"
 
 
 def _imported_modules(path: Path) -> list[tuple[int, str]]:
-    """Every absolute module name the file imports, with its line (names imported from a package
-    count as that package, so `from recon.pipelines.shapes import x` is `recon.pipelines.shapes`)."""
+    """Every absolute module name the file imports, with its line. Names imported from a package
+    count as that package: `from recon.pipelines.shapes import x` is `recon.pipelines.shapes`."""
     names = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):

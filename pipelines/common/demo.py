@@ -13,6 +13,7 @@ from pathlib import Path
 
 from recon.pipelines.corset.predict import demo_step as corset_demo
 from recon.pipelines.occupancy.pix3d import demo_voxel
+from recon.pipelines.skull.demo import demo_step as skull_demo
 from recon.pipelines.xray.registration_run import demo_step as registration_demo
 from recon.pipelines.xray.synth_pairs import demo_translation
 
@@ -23,7 +24,7 @@ class DemoRow:
     metric: str
     value: float
     target: str  # human-readable, e.g. ">= 0.95"
-    ok: bool
+    ok: bool | None  # None: a reference row (baseline, start value, time), no verdict
     seconds: float = 0.0
 
 
@@ -75,4 +76,5 @@ STEPS: list[tuple[str, Callable[[Path, int, Callable], list[DemoRow]]]] = [
     ("corset", corset_demo),
     ("voxel", demo_voxel),
     ("register", registration_demo),
+    ("skull", skull_demo),
 ]

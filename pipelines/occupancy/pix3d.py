@@ -39,6 +39,46 @@ def load_entries(root: Path) -> list[dict]:
     return entries
 
 
+class EntryProblem(BadInput):
+    """A pix3d.json entry whose path field is missing, not a path, or leads outside ROOT."""
+
+    def __init__(self, kind: str, where: str, detail: str) -> None:
+        super().__init__(f"{where}: {detail}")
+        self.kind, self.where, self.detail = kind, where, detail
+
+
+def entry_path(root: Path, entry: dict, key: str, index: int) -> Path:
+    """ROOT/entry[key] with links resolved, confined to ROOT; EntryProblem (kind missing-field,
+    bad-field or path-escapes-root) otherwise. Training and check-data both read paths here."""
+    where = f"{Path(root) / 'pix3d.json'} entry {index}"
+    if key not in entry or entry[key] is None:
+        raise EntryProblem("missing-field", where, f"no {key}")
+    value = entry[key]
+    if not isinstance(value, str) or not value.strip():
+        raise EntryProblem("bad-field", where, f"{key} is {value!r}, not a path under ROOT")
+    base = Path(root).resolve()
+    try:
+        target = (base / value).resolve()
+    except (OSError, ValueError) as error:  # a NUL byte, a link loop
+        raise EntryProblem("bad-field", where, f"{key} {value!r} is not a usable path") from error
+    if not target.is_relative_to(base):
+        raise EntryProblem("path-escapes-root", f"{where}: {value}", f"{key} points outside ROOT")
+    return target
+
+
+def resolved_entries(root: Path) -> list[dict]:
+    """pix3d.json entries with img_path and voxel_path added (see entry_path); BadInput on the
+    first entry that has no usable img or voxel, naming it."""
+    entries = []
+    for index, entry in enumerate(load_entries(root)):
+        try:
+            paths = {f"{k}_path": entry_path(root, entry, k, index) for k in ("img", "voxel")}
+        except EntryProblem as problem:
+            raise BadInput(f"{problem} (`recon check-data voxel` lists every problem)") from None
+        entries.append({**entry, **paths})
+    return entries
+
+
 def _u(rng: np.random.Generator, low: float, high: float) -> float:
     return float(rng.uniform(low, high))
 
@@ -177,6 +217,9 @@ def synth_pix3d(
     return {"images": len(entries), "models": len(jobs), "per_class": counts, "mat": versions}
 
 
+DEMO_MARGIN = 0.1  # IoU the demo's model must gain over the mean shape to pass
+
+
 def demo_voxel(workdir: Path, seed: int, track: Callable) -> list:
     """Demo step: a tiny synthetic Pix3D set, a short CPU training of task `voxel`, a prediction
     on a held-out image; scored by held-out IoU@0.5 against the mean-shape baseline."""
@@ -190,10 +233,10 @@ def demo_voxel(workdir: Path, seed: int, track: Callable) -> list:
     clock = time.perf_counter()
     data = Path(workdir) / "pix3d"
     data.mkdir(parents=True, exist_ok=True)
-    synth_pix3d(data, 4, 3, seed, track=track, categories=("bed", "bookcase", "table"))
+    synth_pix3d(data, 8, 3, seed, track=track, categories=("bed", "bookcase", "table"))
     cfg = VoxelConfig(
         data=str(data),
-        epochs=6,
+        epochs=12,
         batch_size=8,
         lr=1e-3,
         size=32,
@@ -219,8 +262,8 @@ def demo_voxel(workdir: Path, seed: int, track: Callable) -> list:
             "voxel (3 classes, CPU)",
             "held-out IoU@0.5",
             score,
-            f"> mean shape {baseline:.2f}",
-            score > baseline,
+            f">= mean shape {baseline:.2f} + {DEMO_MARGIN}",
+            score >= baseline + DEMO_MARGIN,
             seconds,
         ),
     ]

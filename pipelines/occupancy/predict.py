@@ -45,22 +45,11 @@ def grid_mesh(probability: np.ndarray, level: float = 0.5):
 
 
 def render_png(mesh, path: Path, size: int = 512) -> None:
-    """A shaded off-screen render (vedo/VTK) of a unit-cube mesh from the front right, above,
-    z up."""
-    import vedo
+    """A shaded headless render of a unit-cube mesh from the front right and above, z up."""
+    from recon.pipelines.common.io import write_png
+    from recon.pipelines.shapes import render_mesh
 
-    from recon.pipelines.common.outputs import atomic_file
-
-    vedo.settings.default_backend = "vtk"
-    actor = vedo.Mesh([np.asarray(mesh.vertices), np.asarray(mesh.faces)]).color("lightsteelblue")
-    plotter = vedo.Plotter(offscreen=True, size=(size, size), bg="white")
-    try:
-        camera = {"pos": (1.6, -2.2, 1.3), "focal_point": (0, 0, 0), "viewup": (0, 0, 1)}
-        plotter.show(actor, camera=camera, interactive=False)
-        with atomic_file(path) as tmp:
-            plotter.screenshot(str(tmp))
-    finally:
-        plotter.close()
+    write_png(path, render_mesh(mesh, size, azimuth_deg=-54.0, elevation_deg=25.0))
 
 
 def output_names(images: list[Path]) -> list[str]:

@@ -27,6 +27,7 @@ from recon.pipelines.shapes.projection import (
     ring_cameras,
     write_projection,
 )
+from recon.pipelines.shapes.render import render_mesh
 from recon.pipelines.shapes.shading import Renderer, mask_bbox, random_view
 from recon.pipelines.shapes.solids import Box, Cylinder, Solid, occupancy, solid_mesh
 from recon.pipelines.shapes.voxelize import grid_to_mesh, max_pool, voxelize_file
@@ -56,6 +57,7 @@ __all__ = [
     "random_view",
     "read_views",
     "reconstruct",
+    "render_mesh",
     "ring_cameras",
     "solid_mesh",
     "spine_curve",
