@@ -195,6 +195,9 @@ def test_bad_requests_get_a_clear_json_error(server, chair_png):
     from PIL import Image
 
     client, data = server
+    job = post_image(client, chair_png).json()  # a finished job whose files the paths below aim at
+    wait_for(client, job["status_url"])
+    job_id = job["id"]
     before = client.get("/healthz").json()["jobs"]
     multipart = {"content-type": "multipart/form-data; boundary=b0undary"}
     big = b"\x89PNG" + bytes(16 * 1024 * 1024)
@@ -262,8 +265,6 @@ def test_bad_requests_get_a_clear_json_error(server, chair_png):
     ]:
         response = client.get(url)
         assert response.status_code == 404 and message in response.json()["error"], url
-    done = [f for f in tree(data / "jobs") if f.endswith("job.json")]
-    job_id = json.loads((data / "jobs" / done[0]).read_text())["id"]
     for name in ("job.json", "..%2Fjob.json", "input.png/..", "%2Fetc%2Fpasswd"):
         assert client.get(f"/api/jobs/{job_id}/files/{name}").status_code == 404, name
     assert client.get("/healthz").json()["jobs"] == before  # no job was created
