@@ -150,7 +150,11 @@ def predict_drr(
             None,
             {"checkpoint": str(checkpoint), "bits": bits, "size": config["size"]},
             timings,
-            {"outputs": written, "skipped": [str(paths[i]) for i in plan.done], **plan.summary()},
+            {
+                "outputs": written,
+                "skipped_inputs": [str(paths[i]) for i in plan.done],
+                **plan.summary(),
+            },
         )
         write_json(folder / plan.shard.results_name(), record)
     ui.result(

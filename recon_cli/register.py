@@ -17,6 +17,8 @@ from recon.cli.common import (
     Quiet,
     Reporter,
     Seed,
+    ShardOption,
+    SkipDone,
 )
 
 DATA = "Data"
@@ -161,6 +163,8 @@ def register(
     device: Device = "auto",
     seed: Seed = 0,
     overwrite: Overwrite = False,
+    shard: ShardOption = None,
+    skip_done: SkipDone = False,
     json_out: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -212,6 +216,8 @@ def register(
         device=device,
         seed=seed,
         overwrite=overwrite,
+        shard=shard,
+        skip_done=skip_done,
     )
     ui = Reporter(json_out, quiet)
     document = run_register(request, ui.info, ui.track)

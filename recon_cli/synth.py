@@ -76,7 +76,7 @@ def meshes(
             written[name] = {"path": str(out / f"{name}.stl"), "faces": len(mesh.faces)}
         if plan.batch:
             skipped = [names[i] for i in plan.done]
-            results = {"shapes": written, "skipped": skipped, **plan.summary()}
+            results = {"shapes": written, "skipped_inputs": skipped, **plan.summary()}
             record = run_record("synth meshes", seed, {"shapes": names}, {}, results)
             write_json(folder / plan.shard.results_name(), record)
     ui.result(

@@ -164,7 +164,7 @@ def _predict(task: str, images, checkpoint, out, fmt, render, device, batch, jso
                 None,
                 config,
                 {"predict": seconds},
-                {"results": results, "skipped": skipped, **plan.summary()},
+                {"results": results, "skipped_inputs": skipped, **plan.summary()},
             ),
         )
     table = Table(title=f"predict {task} -> {out}", title_justify="left")
@@ -177,7 +177,7 @@ def _predict(task: str, images, checkpoint, out, fmt, render, device, batch, jso
             record["mesh"] or "(empty: no surface)",
         )
     summary = {"out": str(out), "task": task, "seconds": round(seconds, 3), "results": results}
-    ui.result({**summary, "skipped": skipped, **plan.summary()}, table)
+    ui.result({**summary, "skipped_inputs": skipped, **plan.summary()}, table)
 
 
 def _prediction_complete(out: Path, stem: str, fmt: str, render: bool) -> bool:

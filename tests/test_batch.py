@@ -160,3 +160,35 @@ def test_predict_drr_shards_and_skip_done(recon, tmp_path):
     result = json.loads(stdout)
     assert result["outputs"] == [str(tmp_path / "shards" / "x4.png")] and result["skipped"] == 2
     assert outputs(tmp_path / "shards") == outputs(tmp_path / "whole")
+
+
+def test_register_shards_and_skip_done(recon, tmp_path):
+    """Two shards over three X-rays register each once, each shard writes its own results; with
+    one output deleted, --skip-done registers only that X-ray again."""
+    xrays = tmp_path / "xrays"
+    code, _, err = recon(
+        "synth", "xray", "-o", xrays, "--count", "3", "--height", "48", "--seed", "4",
+        "--device", "cpu", "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    out = tmp_path / "reg"
+    fast = ["--heights", "32", "--iterations", "3", "--patience", "2", "--ct-spacing", "6",
+            "--min-similarity", "0", "--mirror-check-below", "0", "--threads", "1",
+            "--device", "cpu", "--json", "-q"]  # fmt: skip
+    names = []
+    for shard in ("1/2", "2/2"):
+        code, stdout, err = recon("register", xrays, "-o", out, "--shard", shard, *fast)
+        assert code == 0, err
+        names += [row["name"] for row in json.loads(stdout)["results"]]
+    assert sorted(names) == ["xray_000", "xray_001", "xray_002"]
+    assert (out / "results.shard-1-of-2.json").is_file()
+    assert (out / "results.shard-2-of-2.json").is_file()
+    (out / "xray_002" / "overlay.png").unlink()
+    kept = (out / "xray_001" / "parameters.pt").stat().st_mtime_ns
+    code, stdout, err = recon("register", xrays, "-o", out, "--shard", "2/2", "--skip-done", *fast)
+    assert code == 0, err
+    document = json.loads(stdout)
+    assert [row["name"] for row in document["results"]] == ["xray_002"]
+    assert document["skipped_inputs"] == [str(xrays / "xray_001.dcm")] and document["skipped"] == 1
+    assert (out / "xray_002" / "overlay.png").is_file()
+    assert (out / "xray_001" / "parameters.pt").stat().st_mtime_ns == kept

