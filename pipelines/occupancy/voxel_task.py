@@ -21,6 +21,7 @@ import numpy as np
 
 from recon.pipelines.common.engine import SplitLoaders, TaskSpec, TrainConfig, config_dict
 from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.weights import load_pretrained_encoder
 from recon.pipelines.occupancy.images import auto_bbox, imagenet_tensor, rgb_image, square_crop
 
 TASK_NAME = "voxel"
@@ -126,29 +127,6 @@ def check(cfg: VoxelConfig) -> None:
         raise BadInput("setting size must be >= 32 and resolution >= 4")
     if not 0 < cfg.val_fraction < 1:
         raise BadInput("setting val_fraction must lie between 0 and 1")
-
-
-def load_pretrained_encoder(encoder, path: str) -> None:
-    """Load a local torchvision ResNet state_dict into encoder (its fc.* keys are ignored)."""
-    import torch
-
-    file = Path(path)
-    if not file.is_file():
-        raise BadInput(f"{file}: no such weights file (pretrained_weights)")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise BadInput(f"{file}: not a readable torch weights file ({error})") from error
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    if not isinstance(state, dict):
-        raise BadInput(f"{file}: expected a state_dict of tensors")
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = encoder.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise BadInput(
-            f"{file}: does not match the encoder ({len(missing)} missing, "
-            f"{len(unexpected)} unexpected keys)"
-        )
 
 
 def occupancy_metrics(probability, target, mean_shape_grid=None) -> dict:

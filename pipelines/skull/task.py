@@ -23,6 +23,7 @@ import numpy as np
 
 from recon.pipelines.common.engine import SplitLoaders, TaskSpec, TrainConfig, config_dict
 from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.weights import load_pretrained_encoder
 from recon.pipelines.skull.data import HEADS, image_tensor, list_pairs, load_grids, read_voxel_mm
 
 TASK_NAME = "skull"
@@ -264,27 +265,6 @@ def build(cfg: SkullConfig):
     if cfg.pretrained_weights:
         load_pretrained_encoder(module.net.encoder, cfg.pretrained_weights)
     return module, data
-
-
-def load_pretrained_encoder(encoder, path: str) -> None:
-    """Load a local torchvision ResNet18 state_dict into encoder (its fc.* keys are ignored)."""
-    import torch
-
-    file = Path(path)
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise BadInput(f"{file}: not a readable torch weights file ({error})") from error
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    if not isinstance(state, dict):
-        raise BadInput(f"{file}: expected a state_dict of tensors")
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = encoder.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise BadInput(
-            f"{file}: does not match the encoder ({len(missing)} missing, "
-            f"{len(unexpected)} unexpected keys)"
-        )
 
 
 # ---------------------------------------------------------------- prediction
