@@ -116,7 +116,9 @@ class Reporter:
     def result(self, data: dict[str, Any], table: Table | None = None) -> None:
         """Emit the final result: JSON on stdout with --json, else the table (if any) on stdout."""
         if self.json_out:
-            sys.stdout.write(json.dumps(data, default=_jsonable) + "\n")
+            from recon.pipelines.common.outputs import jsonable
+
+            sys.stdout.write(json.dumps(data, default=jsonable) + "\n")
             sys.stdout.flush()
             return
         if table is not None and not self.quiet:
@@ -140,14 +142,6 @@ class _ProgressHandle:
 
     def advance(self, n: float = 1) -> None:
         self._progress.advance(self._task, n)
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def key_value_table(title: str, rows: Sequence[tuple[str, Any]]) -> Table:

@@ -200,12 +200,13 @@ def merged_dir(target: Path) -> Iterator[Path]:
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (indent 2, keys in insertion order)."""
-    text = json.dumps(data, indent=2, default=_jsonable) + "\n"
+    text = json.dumps(data, indent=2, default=jsonable) + "\n"
     with atomic_file(Path(path)) as tmp:
         tmp.write_text(text)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """json.dumps default: arrays and tensors as lists, paths as strings."""
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, Path):
