@@ -34,7 +34,7 @@ def tiny_checkpoint(folder: Path) -> Path:
     """A 1-epoch `recon train voxel` checkpoint on a small synthetic Pix3D set."""
     recon = [sys.executable, "-m", "recon.cli.app"]
     subprocess.run(
-        [*recon, "synth", "pix3d", "-o", folder / "pix3d", "--models", "1", "--views", "2", "-q"],
+        [*recon, "synth", "pix3d", "-o", folder / "pix3d", "--count", "1", "--views", "2", "-q"],
         check=True,
     )
     train = [*recon, "train", "voxel", "--data", folder / "pix3d", "--epochs", "1", "-q"]

@@ -151,7 +151,6 @@ def accept(task: str, minutes: float, models: int, views: int, size: int, seed: 
     folder = Path(tempfile.mkdtemp(prefix=f"accept-{task}."))
     recon = [sys.executable, "-m", "recon.cli.app"]
     kind = "pix3d" if task == "voxel" else "parts"
-    count_flag = "--models" if task == "voxel" else "--parts"
     clock = time.perf_counter()
     subprocess.run(
         [
@@ -160,7 +159,7 @@ def accept(task: str, minutes: float, models: int, views: int, size: int, seed: 
             kind,
             "-o",
             str(folder / "data"),
-            count_flag,
+            "--count",
             str(models),
             "--views",
             str(views),

@@ -28,11 +28,12 @@ from recon.cli import (
     voxel,
     xray,
 )
-from recon.cli.common import prose
+from recon.cli.common import ReconCommand, ReconGroup, prose
 from recon.pipelines.common.errors import ReconError
 
 app = typer.Typer(
     name="recon",
+    cls=ReconGroup,
     help="2D images to 3D shapes, and X-ray to CT registration.",
     no_args_is_help=True,
     add_completion=False,
@@ -57,30 +58,34 @@ def _root(
     """2D images to 3D shapes, and X-ray to CT registration."""
 
 
-app.command("project", no_args_is_help=True)(project.project)
-app.command("backproject", no_args_is_help=True)(backproject.backproject)
+def _command(group: typer.Typer, name: str, callback, no_args_is_help: bool = True) -> None:
+    group.command(name, cls=ReconCommand, no_args_is_help=no_args_is_help)(callback)
+
+
+_command(app, "project", project.project)
+_command(app, "backproject", backproject.backproject)
 app.add_typer(synth.app, name="synth")
-app.command("train", no_args_is_help=True)(train.train)
+_command(app, "train", train.train)
 app.add_typer(predict.app, name="predict")
-app.command("embed-spine", no_args_is_help=True)(embed_spine.embed_spine)
-synth.app.command("corset", no_args_is_help=True)(corset.synth_corset)
-predict.app.command("corset", no_args_is_help=True)(corset.predict_corset)
-app.command("augment", no_args_is_help=True)(augment.augment)
-synth.app.command("pairs", no_args_is_help=True)(drr.synth_pairs)
-predict.app.command("drr", no_args_is_help=True)(drr.predict_drr)
-app.command("convert-mat", no_args_is_help=True)(convert_mat.convert_mat)
-app.command("check-data", no_args_is_help=True)(check_data.check_data)
-synth.app.command("pix3d", no_args_is_help=True)(voxel.synth_pix3d)
-synth.app.command("parts", no_args_is_help=True)(voxel.synth_parts)
-predict.app.command("voxel", no_args_is_help=True)(voxel.predict_voxel)
-predict.app.command("parts", no_args_is_help=True)(voxel.predict_parts)
-app.command("make-drr", no_args_is_help=True)(make_drr.make_drr)
-app.command("register", no_args_is_help=True)(register.register)
-synth.app.command("xray", no_args_is_help=True)(xray.synth_xray)
-synth.app.command("skull", no_args_is_help=True)(skull.synth_skull)
-predict.app.command("skull", no_args_is_help=True)(skull.predict_skull)
-app.command("demo")(demo.demo)
-app.command("serve", no_args_is_help=True)(serve.serve)
+_command(app, "embed-spine", embed_spine.embed_spine)
+_command(synth.app, "corset", corset.synth_corset)
+_command(predict.app, "corset", corset.predict_corset)
+_command(app, "augment", augment.augment)
+_command(synth.app, "pairs", drr.synth_pairs)
+_command(predict.app, "drr", drr.predict_drr)
+_command(app, "convert-mat", convert_mat.convert_mat)
+_command(app, "check-data", check_data.check_data)
+_command(synth.app, "pix3d", voxel.synth_pix3d)
+_command(synth.app, "parts", voxel.synth_parts)
+_command(predict.app, "voxel", voxel.predict_voxel)
+_command(predict.app, "parts", voxel.predict_parts)
+_command(app, "make-drr", make_drr.make_drr)
+_command(app, "register", register.register)
+_command(synth.app, "xray", xray.synth_xray)
+_command(synth.app, "skull", skull.synth_skull)
+_command(predict.app, "skull", skull.predict_skull)
+_command(app, "demo", demo.demo, no_args_is_help=False)
+_command(app, "serve", serve.serve)
 
 
 def _help_as_prose(group: typer.Typer) -> None:
@@ -98,8 +103,10 @@ def main(argv: list[str] | None = None) -> None:
 
     Exit codes: 0 success, 1 the job failed its purpose or an unforeseen error, 2 bad usage or
     input, 130 Ctrl-C, 143 SIGTERM (a batch scheduler's stop: handled like Ctrl-C, temporaries
-    removed). With --json a failure also prints {"error": ..., "exit_code": ...} on stdout unless
-    the command printed its own JSON result. Library warnings users cannot act on are hidden.
+    removed). Usage errors (an unknown option, a missing argument, a value of the wrong type or
+    not among an option's choices) are one line too, naming the option and the command's --help.
+    With --json a failure also prints {"error": ..., "exit_code": ...} on stdout unless the
+    command printed its own JSON result. Library warnings users cannot act on are hidden.
     """
     import json
     import signal
@@ -139,10 +146,17 @@ def main(argv: list[str] | None = None) -> None:
             stdout.stream.flush()
         sys.exit(code)
 
+    def stopped(code: int | None) -> None:
+        if terminated:
+            finish("terminated (SIGTERM)", 143, "terminated")
+        if code == 130:
+            finish("interrupted", 130, "interrupted")
+
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None
     stdout = _Watched(sys.stdout)
     sys.stdout = stdout
+    code = None
     try:
         with warnings.catch_warnings():
             for module in ("PIL", "pydicom", "SimpleITK", "vtkmodules", "vedo", "torchio"):
@@ -153,24 +167,26 @@ def main(argv: list[str] | None = None) -> None:
                 category=RuntimeWarning,
                 message=r"(invalid value|divide by zero|overflow) encountered|Mean of empty slice",
             )
-            app(args=argv, prog_name="recon")
+            command = typer.main.get_command(app)
+            # standalone_mode=False: usage errors come back as exceptions (printed below as one
+            # line) instead of Rich panels; Ctrl-C and typer.Exit come back as an exit code
+            code = command.main(args=args, prog_name="recon", standalone_mode=False)
     except ReconError as error:
         if debug:
             remove_temporaries()
             raise
         finish(str(error), error.exit_code)
+    except typer.TyperException as error:  # Click's usage errors and the like
+        if type(error).__name__ == "NoArgsIsHelpError":  # the help was printed
+            sys.exit(2)
+        message, line = _usage_error(error, args)
+        finish(message, error.exit_code, line)
+    except typer.Abort:
+        finish("aborted", 1)
     except KeyboardInterrupt:
-        if terminated:
-            finish("terminated (SIGTERM)", 143, "terminated")
-        finish("interrupted", 130, "interrupted")
+        stopped(130)
     except SystemExit as exit_:
-        if terminated:
-            finish("terminated (SIGTERM)", 143, "terminated")
-        if exit_.code == 130:
-            finish("interrupted", 130, "interrupted")
-        if json_out and exit_.code not in (0, None) and not stdout.used:
-            code = exit_.code if isinstance(exit_.code, int) else 1
-            stdout.stream.write(json.dumps({"error": "bad usage", "exit_code": code}) + "\n")
+        stopped(exit_.code)
         raise
     except Exception as error:  # anything unforeseen still ends in one line
         if debug:
@@ -186,6 +202,37 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout = stdout.stream
         if in_main_thread:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    stopped(code)
+    code = code if isinstance(code, int) else 0
+    if code and json_out and not stdout.used:  # a command's typer.Exit(code)
+        stdout.stream.write(json.dumps({"error": "failed", "exit_code": code}) + "\n")
+    sys.exit(code)
+
+
+def _usage_error(error: typer.TyperException, args: list[str]) -> tuple[str, str]:
+    """A Typer/Click usage error as (message, stderr line): the message on one line, lower case
+    like every other error, naming the option or argument; the line adds where to read more."""
+    import re
+
+    message = " ".join(error.format_message().split()).rstrip(".")
+    # "Invalid value for '--views': Input should be ..." -> "invalid value for '--views': input ..."
+    message = re.sub(r"(^|: )([A-Z])(?=[a-z])", lambda m: m[1] + m[2].lower(), message)
+    message = message.replace(": value error, ", ": ")  # pydantic's prefix on a bad choice
+    ctx = getattr(error, "ctx", None)
+    command_path = ctx.command_path if ctx is not None else _command_path(args)
+    return message, f"error: {message}; see '{command_path} --help'"
+
+
+def _command_path(args: list[str]) -> str:
+    """`recon` and the (sub)command words that start args, e.g. "recon synth meshes"."""
+    command, words = typer.main.get_command(app), ["recon"]
+    for word in args:
+        commands = getattr(command, "commands", {})
+        if word not in commands:
+            break
+        command = commands[word]
+        words.append(word)
+    return " ".join(words)
 
 
 if __name__ == "__main__":

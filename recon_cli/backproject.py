@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-from recon.cli.common import Json, Overwrite, Quiet, Reporter, key_value_table
+from recon.cli.common import OUTPUT, Json, Overwrite, Quiet, Reporter, key_value_table
 
 SURFACE = "Surface"
 
@@ -20,7 +20,10 @@ def backproject(
         typer.Option(help="Ground-truth mesh: report Chamfer-L1 and F-score@1% against it."),
     ] = None,
     method: Annotated[
-        str, typer.Option(help="poisson (open3d) or vedo.", rich_help_panel=SURFACE)
+        Literal["poisson", "vedo"],
+        typer.Option(
+            help="Surface method: open3d's screened Poisson or vedo's.", rich_help_panel=SURFACE
+        ),
     ] = "poisson",
     depth: Annotated[
         int, typer.Option(help="Poisson octree depth, 4 to 11.", rich_help_panel=SURFACE)
@@ -43,6 +46,14 @@ def backproject(
             rich_help_panel=SURFACE,
         ),
     ] = 0.0,
+    render: Annotated[
+        bool,
+        typer.Option(
+            "--render",
+            help="Also write a shaded PNG of the mesh beside it (OUT.png).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = False,
     overwrite: Overwrite = False,
     json_out: Json = False,
     quiet: Quiet = False,
@@ -50,17 +61,25 @@ def backproject(
     """Turn depth views back into a watertight surface in the original mesh's frame.
 
     Every foreground pixel is lifted to 3D, the views are merged, outliers dropped, normals
-    oriented toward the camera that saw each point, and a surface reconstructed.
+    oriented toward the camera that saw each point, and a surface reconstructed. Writes OUT, its
+    run record OUT.run.json and with --render a shaded picture OUT.png.
 
     Example: recon backproject torso_views -o torso.stl --reference torso_original.stl
     """
     import time
 
-    from recon.pipelines.common.io import MESH_SUFFIXES, load_mesh, require_dir, save_mesh
+    from recon.pipelines.common.io import (
+        MESH_SUFFIXES,
+        load_mesh,
+        require_dir,
+        save_mesh,
+        write_png,
+    )
     from recon.pipelines.common.metrics import surface_score
     from recon.pipelines.common.outputs import atomic_file, check_output, run_record, write_json
     from recon.pipelines.shapes.backprojection import SurfaceOptions, reconstruct
     from recon.pipelines.shapes.projection import read_views
+    from recon.pipelines.shapes.render import render_mesh
 
     ui = Reporter(json_out, quiet)
     options = SurfaceOptions(method=method, depth=depth, voxel=voxel, trim=trim, mls=mls)
@@ -68,6 +87,7 @@ def backproject(
     inputs = [views, reference]
     out = check_output(out, overwrite, suffixes=MESH_SUFFIXES, inputs=inputs)
     sidecar = check_output(out.with_name(out.stem + ".run.json"), overwrite, inputs=inputs)
+    picture = check_output(out.with_suffix(".png"), overwrite, inputs=inputs) if render else None
     require_dir(views, "views folder")
     read_views(views)
     truth = load_mesh(reference) if reference is not None else None
@@ -77,11 +97,21 @@ def backproject(
         clock = time.perf_counter()
         metrics.update(surface_score(result.mesh, truth).as_dict())
         result.timings["score"] = time.perf_counter() - clock
-    record = run_record("backproject", None, vars(options), result.timings, metrics)
-    with atomic_file(sidecar) as tmp:  # the mesh and its record are renamed into place together
+    shaded = None
+    if picture is not None:
+        clock = time.perf_counter()
+        shaded = render_mesh(result.mesh)
+        result.timings["render"] = time.perf_counter() - clock
+    config = {**vars(options), "render": render}
+    record = run_record("backproject", None, config, result.timings, metrics)
+    with atomic_file(sidecar) as tmp:  # the record is renamed into place last
         write_json(tmp, record)
         save_mesh(result.mesh, out)
+        if shaded is not None:
+            write_png(picture, shaded)
     rows = [("out", out), ("points", result.points), ("faces", metrics["faces"])]
+    if picture is not None:
+        rows.append(("render", picture))
     rows.append(("watertight", metrics["watertight"]))
     if truth is not None:
         rows += [
@@ -90,6 +120,12 @@ def backproject(
         ]
     rows += [(f"{k} (s)", v) for k, v in result.timings.items()]
     ui.result(
-        {"out": str(out), "points": result.points, "metrics": metrics, "timings_s": result.timings},
+        {
+            "out": str(out),
+            "render": str(picture) if picture is not None else None,
+            "points": result.points,
+            "metrics": metrics,
+            "timings_s": result.timings,
+        },
         key_value_table(f"backproject {views}", rows),
     )

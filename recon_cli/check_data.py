@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-from recon.cli.common import Json, Quiet, Reporter
-
-TASKS = ("voxel", "parts", "skull")
+from recon.cli.common import Json, Quiet, Reporter, check_range
 
 
 def check_data(
     task: Annotated[
-        str,
-        typer.Argument(help="voxel (Pix3D layout) | parts (image + STL) | skull (image + npz)."),
+        Literal["voxel", "parts", "skull"],
+        typer.Argument(help="voxel (Pix3D layout), parts (image + STL) or skull (image + npz)."),
     ],
     root: Annotated[Path, typer.Argument(help="Data set root folder.")],
-    limit: Annotated[int, typer.Option(help="Problems listed in the table (all in --json).")] = 50,
+    limit: Annotated[
+        int, typer.Option(help="Problems listed in the table, 0 to 100000 (all in --json).")
+    ] = 50,
     json_out: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -31,13 +31,12 @@ def check_data(
     """
     from rich.table import Table
 
-    from recon.pipelines.common.errors import BadInput, JobFailed
+    from recon.pipelines.common.errors import JobFailed
     from recon.pipelines.common.io import require_dir
     from recon.pipelines.occupancy.checks import check_parts, check_voxel
 
     ui = Reporter(json_out, quiet)
-    if task not in TASKS:
-        raise BadInput(f"check-data: unknown task {task!r} (choose from {', '.join(TASKS)})")
+    check_range("--limit", limit, 0, 100_000)
     root = require_dir(root, "data set root")
     check = check_voxel if task == "voxel" else check_parts
     if task == "skull":

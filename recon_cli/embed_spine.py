@@ -7,16 +7,32 @@ from typing import Annotated
 
 import typer
 
-from recon.cli.common import Json, Overwrite, Quiet, Reporter, check_range, key_value_table
+from recon.cli.common import (
+    Json,
+    Overwrite,
+    Quiet,
+    Reporter,
+    check_range,
+    key_value_table,
+    renamed,
+)
+
+SPACING_RANGE = (0.01, 10.0)  # mm per pixel
 
 
 def embed_spine(
     xray: Annotated[Path, typer.Argument(help="Spine X-ray, AP view: PNG (8/16-bit) or DICOM.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output JSON (EMB.json).")],
-    spacing: Annotated[
-        float | None,
-        typer.Option(help="Pixel spacing in mm for PNG input, 0.01 to 10 (DICOM carries its own)."),
+    pixel_spacing: Annotated[
+        tuple[float, float] | None,
+        typer.Option(
+            metavar="ROW COL",
+            help="Pixel spacing in mm, each in [0.01, 10]. A PNG/TIFF without it is measured in "
+            "pixels, with vertebra sizes guessed from the image width (less accurate); "
+            "overrides a DICOM's own.",
+        ),
     ] = None,
+    spacing: Annotated[float | None, typer.Option("--spacing", hidden=True)] = None,
     debug_image: Annotated[
         Path | None, typer.Option("--debug-image", help="Write an overlay PNG of what was found.")
     ] = None,
@@ -26,38 +42,64 @@ def embed_spine(
 ) -> None:
     """Find the spine centre line on an X-ray and measure it.
 
-    Writes JSON with the centre line, the tilt of 17 vertebral levels (T1..L5, top first), the
-    Cobb angle with its end vertebrae, a secondary Cobb angle, and a 39-float embedding vector
-    (layout in the README). Exit 1 when no spine is found.
+    Writes JSON with the centre line, the tilt of 17 vertebral levels (T1..L5, top first: the
+    traced column split into 17 equal parts), the Cobb angle with its uncertainty and its end
+    vertebrae, a secondary Cobb angle, and a 39-float embedding vector (layout in the README).
+    Exit 1 when no spine is found.
 
-    Example: recon embed-spine spine.png -o spine.json --debug-image spine_debug.png
+    Example: recon embed-spine spine.png -o spine.json --pixel-spacing 0.2 0.2 --debug-image dbg.png
     """
+    import sys
     import time
 
     from recon.pipelines.common.io import write_png
     from recon.pipelines.common.outputs import atomic_file, check_output, write_json
-    from recon.pipelines.corset.spine import debug_overlay, load_spine_image, measure_spine
+    from recon.pipelines.corset.spine import debug_overlay, load_spine_xray, measure_spine
 
     ui = Reporter(json_out, quiet)
-    check_range("--spacing", spacing, 0.01, 10.0)
+    check_range("--spacing", spacing, *SPACING_RANGE)
+    for value in pixel_spacing or ():
+        check_range("--pixel-spacing", value, *SPACING_RANGE)
+    pixel_spacing = renamed(
+        "--spacing",
+        "--pixel-spacing",
+        None if spacing is None else (spacing, spacing),
+        pixel_spacing,
+    )
     out = check_output(out, overwrite, (".json",), inputs=[xray])
     if debug_image is not None:
         debug_image = check_output(debug_image, overwrite, (".png",), inputs=[xray])
     clock = time.perf_counter()
-    image, pixel = load_spine_image(xray, spacing)
-    measure = measure_spine(image, pixel)
+    loaded = load_spine_xray(xray, pixel_spacing)
+    measure = measure_spine(loaded.image, loaded.known_spacing)
     seconds = time.perf_counter() - clock
-    doc = {**measure.as_dict(), "source": str(Path(xray).resolve()), "seconds": seconds}
-    overlay = debug_overlay(image, measure) if debug_image is not None else None
+    doc = {
+        **measure.as_dict(),
+        "spacing_from": loaded.spacing_source,
+        "source": str(Path(xray).resolve()),
+        "seconds": seconds,
+    }
+    overlay = debug_overlay(loaded.image, measure) if debug_image is not None else None
     with atomic_file(out) as json_tmp:  # both files are renamed into place, or neither
         write_json(json_tmp, doc)
         if overlay is not None:
-            write_png(debug_image, overlay)
+            with atomic_file(debug_image) as png_tmp:
+                write_png(png_tmp, overlay)
+    if loaded.spacing_source == "none":
+        sys.stderr.write(
+            f"note: {xray} carries no pixel spacing, so its millimetres are pixels "
+            "(pass --pixel-spacing ROW COL)\n"
+        )
+    upper, lower = measure.end_vertebrae
     result = {
         "out": str(out),
         "cobb_deg": measure.cobb_deg,
-        "end_vertebrae": [measure.upper_end, measure.lower_end],
+        "cobb_sd_deg": measure.cobb_sd_deg,
+        "end_vertebrae": [upper, lower],
+        "apex_vertebra": measure.apex_vertebra,
         "secondary_cobb_deg": measure.secondary_cobb_deg,
+        "pixel_spacing_mm": list(measure.spacing_mm),
+        "spacing_from": loaded.spacing_source,
         "debug_image": str(debug_image) if debug_image else None,
         "seconds": seconds,
     }
@@ -66,9 +108,10 @@ def embed_spine(
         key_value_table(
             f"embed-spine {xray}",
             [
-                ("Cobb (deg)", measure.cobb_deg),
-                ("end levels", f"{measure.upper_end} - {measure.lower_end} (0 = top)"),
+                ("Cobb (deg)", f"{measure.cobb_deg:.1f} +- {measure.cobb_sd_deg:.1f}"),
+                ("end vertebrae", f"{upper} - {lower} (apex {measure.apex_vertebra})"),
                 ("secondary Cobb (deg)", measure.secondary_cobb_deg),
+                ("pixel spacing (mm)", f"{measure.spacing_mm[0]:g} x {measure.spacing_mm[1]:g}"),
                 ("out", out),
             ],
         ),

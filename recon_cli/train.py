@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from recon.cli.common import Device, Json, Overwrite, Quiet, Reporter, key_value_table
-from recon.pipelines.common.tasks import TASKS
+from recon.pipelines.common.tasks import TaskName
 
 SCALE = "Scale-out (Lightning)"
 HYPER = "Hyper-parameters"
+Precision = Literal["32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"]
+FLAGS = {  # setting -> the flag that sets it, for error messages
+    "data": "--data",
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "lr": "--lr",
+    "seed": "--seed",
+    "num_workers": "--workers",
+    "volume": "--volume",
+    "pretrained_weights": "--pretrained-weights",
+}
 
 
 def train(
-    task: Annotated[str, typer.Argument(help=" | ".join(TASKS))],
+    task: Annotated[TaskName, typer.Argument(help="The training task.")],
     data: Annotated[Path | None, typer.Option(help="Data set root.", rich_help_panel=HYPER)] = None,
     volume: Annotated[
         Path | None, typer.Option("-v", "--volume", help="CT volume (task pose).")
@@ -26,25 +37,40 @@ def train(
             help="YAML file of settings (overrides the task's defaults).", rich_help_panel=HYPER
         ),
     ] = None,
+    print_config: Annotated[
+        bool,
+        typer.Option(
+            "--print-config",
+            help="Print the task's settings with defaults, valid ranges and help (YAML usable "
+            "as --config; JSON with --json) and exit; needs no data.",
+            rich_help_panel=HYPER,
+        ),
+    ] = False,
     epochs: Annotated[
-        int | None, typer.Option(help="Passes over the training set.", rich_help_panel=HYPER)
+        int | None,
+        typer.Option(help="Passes over the training set, 1 to 100000.", rich_help_panel=HYPER),
     ] = None,
     batch_size: Annotated[
         int | None,
-        typer.Option(help="Samples per step, per process.", rich_help_panel=HYPER),
+        typer.Option(help="Samples per step, per process, 1 to 65536.", rich_help_panel=HYPER),
     ] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate.", rich_help_panel=HYPER)] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Learning rate, in (0, 10].", rich_help_panel=HYPER)
+    ] = None,
     pretrained_weights: Annotated[
         Path | None,
         typer.Option(
-            help="Local torchvision weights file for the image encoder (voxel, parts).",
+            help="Local torchvision weights file for the image encoder (voxel, parts, skull).",
             rich_help_panel=HYPER,
         ),
     ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option(
-            "--set", help="Any task setting, KEY=VALUE (repeatable).", rich_help_panel=HYPER
+            "--set",
+            metavar="KEY=VALUE",
+            help="Any task setting, KEY=VALUE (repeatable); see --print-config.",
+            rich_help_panel=HYPER,
         ),
     ] = None,
     out: Annotated[
@@ -54,32 +80,47 @@ def train(
         Path | None,
         typer.Option(
             help="Continue RUN/checkpoints/last.ckpt with its task, data and settings; only "
-            "--epochs, --max-time and the scale-out flags may change. --out defaults to RUN."
+            "--epochs, --workers, --max-time and the scale-out flags may change. --out "
+            "defaults to RUN."
         ),
     ] = None,
     logger: Annotated[
-        str, typer.Option(help="csv, or tensorboard (event files in RUN/tensorboard as well).")
+        Literal["csv", "tensorboard"],
+        typer.Option(help="csv, or tensorboard (event files in RUN/tensorboard as well)."),
     ] = "csv",
+    workers: Annotated[
+        int | None, typer.Option(help="Data-loading worker processes, 0 to 256.")
+    ] = None,
     devices: Annotated[
         str,
         typer.Option(
-            help="Devices per node: auto, a count, or ids like 0,1.", rich_help_panel=SCALE
+            help="Devices per node: auto, a count (1 to 1024; on CPU at most the cores), or "
+            "ids like 0,1.",
+            rich_help_panel=SCALE,
         ),
     ] = "auto",
-    num_nodes: Annotated[int, typer.Option(help="Nodes (SLURM).", rich_help_panel=SCALE)] = 1,
+    num_nodes: Annotated[
+        int, typer.Option(help="Nodes (SLURM), 1 to 10000.", rich_help_panel=SCALE)
+    ] = 1,
     strategy: Annotated[
-        str, typer.Option(help="auto, ddp, fsdp, ...", rich_help_panel=SCALE)
+        str,
+        typer.Option(
+            help="auto, ddp, fsdp, ... (a Lightning strategy name).", rich_help_panel=SCALE
+        ),
     ] = "auto",
     precision: Annotated[
-        str, typer.Option(help="32-true, bf16-mixed, 16-mixed, ...", rich_help_panel=SCALE)
+        Precision, typer.Option(help="Numeric precision.", rich_help_panel=SCALE)
     ] = "32-true",
     max_time: Annotated[
-        str | None, typer.Option(help="Stop after minutes, or DD:HH:MM:SS.")
+        str | None, typer.Option(help="Stop after minutes (above 0), or DD:HH:MM:SS.")
     ] = None,
     limit_batches: Annotated[
-        float | None, typer.Option(help="Batches per epoch: a fraction <= 1 or a count.")
+        float | None,
+        typer.Option(help="Batches per epoch: a fraction in (0, 1] or a whole count >= 1."),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (default: the task's).")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed, 0 to 2^32-1 (default: the task's).")
+    ] = None,
     device: Device = "auto",
     overwrite: Overwrite = False,
     json_out: Json = False,
@@ -87,12 +128,16 @@ def train(
 ) -> None:
     """Train a model for TASK; checkpoints, metrics.csv, curves.png and run.json go to --out.
 
-    Settings resolve as: task defaults < --config YAML < flags < --set. Multi-GPU and SLURM
-    multi-node runs need no code change: pass --devices, --num-nodes and --strategy ddp
-    (--batch-size is per process). Only global rank 0 writes the run folder and the summary.
+    Settings resolve as: task defaults < --config YAML < flags < --set; `--print-config` lists
+    every setting of TASK with its default, valid range and meaning. curves.png shows the losses
+    and each metric against the baseline it must beat. Multi-GPU and SLURM multi-node runs need
+    no code change: pass --devices, --num-nodes and --strategy ddp (--batch-size is per
+    process). Only global rank 0 writes the run folder and the summary.
 
     Example: recon train voxel --data pix3d_synth --epochs 20 --out runs/voxel
     """
+    import contextlib
+    import sys
     import time
 
     from recon.pipelines.common.engine import (
@@ -106,23 +151,30 @@ def train(
 
     ui = Reporter(json_out, quiet)
     spec = load_task(task)
+    if print_config:
+        _print_config(spec, json_out)
+        return
     overrides = {
         "data": str(data) if data else None,
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,
         "seed": seed,
+        "num_workers": workers,
     }
     if volume is not None:
         overrides["volume"] = str(volume)
     if pretrained_weights is not None:
         overrides["pretrained_weights"] = str(pretrained_weights)
-    overrides.update(parse_set(set_ or []))
+    labels = {k: FLAGS[k] for k, v in overrides.items() if v is not None}
+    extra = parse_set(set_ or [])
+    overrides.update(extra)
+    labels.update({k: f"--set {k}" for k in extra})
     if resume is not None:
-        cfg = resume_config(spec, resume, config, overrides)
+        cfg = resume_config(spec, resume, config, overrides, labels)
         run_dir = out or _run_folder_of(resume)
     else:
-        cfg = resolve_config(spec, config, overrides)
+        cfg = resolve_config(spec, config, overrides, labels)
         run_dir = out or Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunOptions(
         out=run_dir,
@@ -136,10 +188,11 @@ def train(
         limit_batches=limit_batches,
         logger=logger,
         overwrite=overwrite,
-        quiet=quiet or json_out,
+        quiet=quiet,
         announce=lambda folder: ui.info(f"training [bold]{task}[/bold] -> {folder}"),
     )
-    result = fit(spec, cfg, run)
+    with contextlib.redirect_stdout(sys.stderr):  # progress and model summary: stderr only
+        result = fit(spec, cfg, run)
     if result["global_rank"] != 0:
         return  # every process trained; rank 0 alone reports
     rows = [
@@ -151,7 +204,29 @@ def train(
         ("seconds", result["seconds"]),
     ]
     rows += [(k, v) for k, v in sorted(result["metrics"].items())]
+    for metric, line in result["baselines"].items():
+        if line["beats_baseline"] is not None:
+            verdict = "beats" if line["beats_baseline"] else "does not beat"
+            rows.append(
+                (
+                    f"{metric} vs {line['label']}",
+                    f"{line['value']:.4g} {verdict} {line['baseline_value']:.4g}",
+                )
+            )
     ui.result(result, key_value_table(f"train {task}", rows))
+
+
+def _print_config(spec, json_out: bool) -> None:
+    """The task's settings on stdout: YAML with comments, or one JSON object."""
+    import json
+
+    from recon.pipelines.common.settings import describe_settings, settings_yaml
+
+    if json_out:
+        document = {"task": spec.name, "settings": describe_settings(spec)}
+        typer.echo(json.dumps(document))
+    else:
+        typer.echo(settings_yaml(spec), nl=False)
 
 
 def _run_folder_of(checkpoint: Path) -> Path:

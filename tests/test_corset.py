@@ -29,7 +29,7 @@ from recon.pipelines.corset.patients import (
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("corset") / "data"
     with pytest.raises(SystemExit) as exit_info:
-        main(["synth", "corset", "-o", str(root), "--patients", "3", "--size", "64", "-q"])
+        main(["synth", "corset", "-o", str(root), "-n", "3", "--size", "64", "-q"])
     assert exit_info.value.code in (0, None)
     return root
 

@@ -70,7 +70,6 @@ def test_trained_model_beats_the_mean_corset(trained, tmp_path, capsys):
                     "-o",
                     str(out),
                     "--render",
-                    str(tmp_path / f"{name}.png"),
                     "--json",
                 ]
             )
@@ -78,6 +77,7 @@ def test_trained_model_beats_the_mean_corset(trained, tmp_path, capsys):
         assert exit_info.value.code in (0, None)
         result = json.loads(capsys.readouterr().out)
         assert result["watertight"] and seconds < 15
+        assert out.with_suffix(".png").is_file()  # --render: the picture beside OUT
         reference = load_mesh(patient / "corset.stl")
         model.append(surface_score(load_mesh(out), reference, 0.02, 20_000).fscore)
         naive.append(

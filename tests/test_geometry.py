@@ -177,3 +177,31 @@ def test_render_mesh_is_lit_from_the_upper_left():
     upper_left = image[:half, :half][hit[:half, :half]].mean()
     lower_right = image[half:, half:][hit[half:, half:]].mean()
     assert upper_left > lower_right + 40
+
+
+def test_backproject_render_shows_the_reconstructed_shape(recon, shapes, tmp_path):
+    """--render writes OUT.png beside the mesh: the shaded picture of the reconstruction, whose
+    silhouette matches the same renderer's picture of the source mesh (IoU >= 0.9); an existing
+    OUT.png needs --overwrite."""
+    from recon.pipelines.common.io import read_image
+    from recon.pipelines.shapes import render_mesh
+
+    source = shapes / "capsule.stl"
+    code, _, err = recon("project", source, "-o", tmp_path / "v", "--size", "128", "-q")
+    assert code == 0, err
+    out = tmp_path / "r.stl"
+    code, stdout, err = recon("backproject", tmp_path / "v", "-o", out, "--render", "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["render"] == str(tmp_path / "r.png")
+    picture = read_image(tmp_path / "r.png")
+    assert picture.shape == (512, 512) and picture.dtype == np.uint8
+    truth = render_mesh(load_mesh(source)) < 255
+    shape = picture < 255
+    iou = (shape & truth).sum() / (shape | truth).sum()
+    assert iou >= 0.9, iou
+    assert len(np.unique(picture[shape])) > 20  # shaded, not a flat silhouette
+    (tmp_path / "r.stl").unlink()
+    (tmp_path / "r.run.json").unlink()
+    code, _, err = recon("backproject", tmp_path / "v", "-o", out, "--render")
+    assert code == 2 and "r.png: already exists" in err and err.count("\n") == 1
+    assert not out.exists() and not (tmp_path / "r.run.json").exists()

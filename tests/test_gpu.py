@@ -19,7 +19,7 @@ pytestmark = [
 
 def _drr(recon, path, device: str) -> tuple[np.ndarray, float]:
     code, out, err = recon(
-        "make-drr", "--rot", "0", "0", "0", "--xyz", "0", "850", "0", "--height", "64",
+        "make-drr", "--rot", "0", "0", "0", "--xyz", "0", "850", "0", "--size", "64",
         "--delx", "6.25", "-o", path, "--device", device, "--json",
     )  # fmt: skip
     assert code == 0, err
@@ -39,7 +39,7 @@ def test_drr_on_the_gpu_matches_the_cpu(recon, tmp_path):
 def test_registration_on_the_gpu_reaches_sub_millimetre_mtre(recon, tmp_path):
     xrays = tmp_path / "xrays"
     code, _, err = recon(
-        "synth", "xray", "-o", xrays, "--count", "1", "--height", "128", "--seed", "2",
+        "synth", "xray", "-o", xrays, "--count", "1", "--size", "128", "--seed", "2",
         "--device", "cuda", "-q",
     )  # fmt: skip
     assert code == 0, err

@@ -16,7 +16,7 @@ def heads(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("skull") / "set"
     with pytest.raises(SystemExit) as exit_:
-        main(["synth", "skull", "-o", str(out), "--subjects", "6", "--resolution", "16", "-q"])
+        main(["synth", "skull", "-o", str(out), "--count", "6", "--resolution", "16", "-q"])
     assert exit_.value.code in (0, None)
     return out
 
@@ -180,8 +180,38 @@ def test_surface_distance_and_depth_definitions():
     assert depth[0] == pytest.approx(12.0, abs=0.6)
 
 
-@pytest.mark.parametrize("args", [["--resolution", "48"], ["--view", "top"], ["--subjects", "0"]])
-def test_synth_refuses_bad_settings(args, tmp_path, recon):
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--resolution", "48"], "invalid value for '--resolution': '48' is not one of '8', "),
+        (["--view", "top"], "invalid value for '--view': 'top' is not one of 'lateral'"),
+        (["--count", "0"], "--count must be in [1, 100000], not 0"),
+        (["-n", "1000000"], "--count must be in [1, 100000], not 1000000"),
+        (["--seed", "-1"], "--seed must be in [0, 4294967295], not -1"),
+    ],
+)
+def test_synth_refuses_bad_settings(args, message, tmp_path, recon):
     code, _, err = recon("synth", "skull", "-o", tmp_path / "s", *args)
-    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
     assert not (tmp_path / "s").exists()
+
+
+def test_synth_old_subjects_spelling_still_counts_with_a_warning(tmp_path, recon):
+    """--subjects is the old spelling of -n/--count: it still sets the count, with one warning."""
+    code, out, err = recon(
+        "synth",
+        "skull",
+        "-o",
+        tmp_path / "s",
+        "--subjects",
+        "2",
+        "--resolution",
+        "8",
+        "-q",
+        "--json",
+    )
+    assert code == 0, err
+    assert (
+        err == "warning: --subjects is deprecated and goes away in the next release; use --count\n"
+    )
+    assert len(list((tmp_path / "s").glob("skull_*_vox.npz"))) == 2

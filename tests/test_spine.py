@@ -18,7 +18,7 @@ from recon.pipelines.corset.spine import (
 )
 
 
-def test_cobb_mae_over_20_synthetic_xrays_is_at_most_5_deg():
+def test_cobb_mae_over_20_synth_corset_xrays_is_at_most_3_deg():
     rng = np.random.default_rng(7)
     errors = []
     for i in range(20):
@@ -26,7 +26,68 @@ def test_cobb_mae_over_20_synthetic_xrays_is_at_most_5_deg():
         xray = synth_spine_xray(cobb, rng.uniform(420, 560), rng.uniform(250, 360), seed=i)
         measure = measure_spine(xray.image / 65535.0, (xray.spacing_mm,) * 2)
         errors.append(cobb_error(measure.cobb_deg, xray.cobb_deg))
-    assert np.mean(errors) <= 5.0, f"Cobb MAE {np.mean(errors):.2f} deg"
+    assert np.mean(errors) <= 3.0, f"Cobb MAE {np.mean(errors):.2f} deg"
+
+
+def _bent_ct_errors(seeds) -> np.ndarray:
+    from spine_phantoms import bent_spine_drr
+
+    errors = []
+    for seed in seeds:
+        xray = bent_spine_drr(seed)
+        measure = measure_spine(xray.image, xray.spacing_mm)
+        errors.append(cobb_error(measure.cobb_deg, xray.cobb_deg))
+    return np.asarray(errors)
+
+
+@pytest.fixture(scope="module")
+def bent_ct_errors() -> np.ndarray:
+    """Cobb errors (deg) on 6 DRRs of the second generator (tests/spine_phantoms.py: a CT whose
+    spine is bent by a known deformation; no drawing code shared with the first), seeds 100-105,
+    which were not used while the method's parameters were chosen."""
+    return _bent_ct_errors(range(100, 106))
+
+
+@pytest.mark.slow
+def test_cobb_mae_over_6_bent_ct_drrs_stays_at_its_measured_level(bent_ct_errors):
+    """A guard at the level measured when the method was fixed (2.8 deg on these seeds; 3.8
+    before the path tracked the body width)."""
+    assert bent_ct_errors.mean() <= 4.5, f"Cobb MAE {bent_ct_errors.mean():.2f} deg"
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="the 3 deg target is not reached on the bent-CT DRRs yet (3.9 deg on seeds "
+    "2000-2029, 4.3 on 3000-3039; the 6 seeds above happen to give 2.8)",
+)
+def test_cobb_mae_over_30_bent_ct_drrs_is_at_most_3_deg():
+    errors = _bent_ct_errors(range(2000, 2030))
+    assert errors.mean() <= 3.0, f"Cobb MAE {errors.mean():.2f} deg"
+
+
+def test_cobb_uncertainty_grows_with_noise_and_end_vertebrae_are_named():
+    xray = synth_spine_xray(40.0, seed=4)
+    clean = xray.image / 65535.0
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 0.15, clean.shape), 0, 1)
+    spacing = (xray.spacing_mm,) * 2
+    first, second = measure_spine(clean, spacing), measure_spine(noisy, spacing)
+    assert 0 < first.cobb_sd_deg < second.cobb_sd_deg < 10
+    low, high = first.cobb_interval_deg
+    assert low - 1.0 <= first.cobb_deg <= high + 1.0 and high - low < 5.0
+    # one sine curve over the whole column: its tilt is steepest at the two ends (T1 and L5) and
+    # within 5% of that over the outer three levels
+    assert first.end_vertebrae[0] in ("T1", "T2", "T3") and first.end_vertebrae[1] in (
+        "L3",
+        "L4",
+        "L5",
+    )
+    doc = first.as_dict()
+    assert doc["end_vertebrae"] == {
+        "upper": first.end_vertebrae[0],
+        "lower": first.end_vertebrae[1],
+    }
+    assert doc["level_names"][0] == "T1" and doc["level_names"][-1] == "L5"
 
 
 def test_centre_line_follows_the_vertebrae_within_3_mm():
@@ -117,8 +178,9 @@ def test_wrong_kind_of_file_exits_2(tmp_path, recon, name, content):
 
 
 def test_centre_line_on_a_drr_of_the_chest_ct_is_within_4_mm(tmp_path, recon):
-    """AP DRR of the bundled chest CT through embed-spine (16-bit PNG, --spacing); the truth is
-    the projected centroid of each vertebra label, the error is measured at the isocentre."""
+    """AP DRR of the bundled chest CT through embed-spine (16-bit PNG, --pixel-spacing); the
+    truth is the projected centroid of each vertebra label, the error is measured at the
+    isocentre."""
     import torch
 
     from recon.pipelines.xray.drr import (
@@ -142,7 +204,16 @@ def test_centre_line_on_a_drr_of_the_chest_ct_is_within_4_mm(tmp_path, recon):
     pixels = pixels[(pixels[:, 1] >= 0) & (pixels[:, 1] < 128)]
     write_png(tmp_path / "drr.png", counts.numpy().astype(np.uint16))
     code, _, err = recon(
-        *["embed-spine", tmp_path / "drr.png", "--spacing", 3.2, "-o", tmp_path / "e.json", "-q"]
+        *[
+            "embed-spine",
+            tmp_path / "drr.png",
+            "--pixel-spacing",
+            3.2,
+            3.2,
+            "-o",
+            tmp_path / "e.json",
+        ],
+        "-q",
     )
     assert code == 0, err
     line = np.asarray(json.loads((tmp_path / "e.json").read_text())["centre_line_px"])

@@ -291,3 +291,19 @@ def test_cli_resume_as_the_readme_writes_it(recon, tmp_path):
     assert epochs == [0, 1]
     config = (run_dir / "config.yaml").read_text()
     assert "epochs: 2" in config and str(tmp_path / "p3") in config
+
+
+def test_training_loader_drops_only_a_lone_last_sample():
+    """Batch normalisation cannot train on a batch of one: a shuffled loader drops such a last
+    batch, keeps any larger remainder, and validation keeps every sample."""
+    from recon.pipelines.common.sampling import seeded_loader
+
+    def sizes(count, batch, shuffle):
+        loader = seeded_loader(list(range(count)), batch, seed=0, shuffle=shuffle)
+        return [len(b) for b in loader]
+
+    assert sizes(5, 2, shuffle=True) == [2, 2]
+    assert sizes(7, 3, shuffle=True) == [3, 3]
+    assert sizes(8, 3, shuffle=True) == [3, 3, 2]
+    assert sizes(5, 2, shuffle=False) == [2, 2, 1]
+    assert sizes(1, 4, shuffle=True) == [1]

@@ -206,7 +206,7 @@ def test_predict_bad_inputs(trained, recon, tmp_path):
     cases = [
         ((tmp_path / "text.png",), ckpt, "not a readable image"),
         ((tmp_path / "dot.png",), ckpt, "1 x 1 pixels"),
-        ((tmp_path / "ok.png", tmp_path / "missing.png"), ckpt, "no such image"),
+        ((tmp_path / "ok.png", tmp_path / "missing.png"), ckpt, "no such file"),
         ((tmp_path / "ok.png",), tmp_path / "ok.png", "checkpoint"),
     ]
     for index, (images, checkpoint, message) in enumerate(cases):
@@ -253,15 +253,15 @@ def test_pretrained_weights_file_is_loaded(tmp_path):
 
 def test_synth_cli(recon, tmp_path):
     code, out, err = recon(
-        "synth", "pix3d", "-o", tmp_path / "p", "--models", "1", "--views", "1", "--json"
+        "synth", "pix3d", "-o", tmp_path / "p", "-n", "1", "--views", "1", "--json"
     )
     assert code == 0, err
     assert json.loads(out)["per_class"] == dict.fromkeys(
         ("bed", "bookcase", "chair", "sofa", "table"), 1
     )
-    code, _, err = recon("synth", "pix3d", "-o", tmp_path / "p", "--models", "1")
+    code, _, err = recon("synth", "pix3d", "-o", tmp_path / "p", "-n", "1")
     assert code == 2 and "already exists" in err
-    code, _, err = recon("synth", "parts", "-o", tmp_path / "q", "--parts", "0")
+    code, _, err = recon("synth", "parts", "-o", tmp_path / "q", "-n", "0")
     assert code == 2 and not (tmp_path / "q").exists()
 
 

@@ -38,7 +38,7 @@ def make_voxel_checkpoint(tmp_path_factory) -> tuple[Path, Path]:
                     "pix3d",
                     "-o",
                     str(root / "pix3d"),
-                    "--models",
+                    "--count",
                     "1",
                     "--views",
                     "2",

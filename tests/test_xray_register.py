@@ -6,6 +6,9 @@ import json
 
 import pytest
 import torch
+from PIL import Image
+
+from recon.pipelines.xray.figures import figure_size
 
 pytestmark = pytest.mark.slow
 
@@ -16,7 +19,7 @@ def synthetic(tmp_path_factory):
     from recon.cli.app import main
 
     xrays = tmp_path_factory.mktemp("synthetic") / "xrays"
-    args = ["synth", "xray", "-o", xrays, "--count", 1, "--height", 128, "--seed", 2]
+    args = ["synth", "xray", "-o", xrays, "--count", 1, "--size", 128, "--seed", 2]
     try:
         main([str(a) for a in [*args, "--device", "cpu", "-q"]])
     except SystemExit as exit_:
@@ -56,7 +59,13 @@ def test_synth_then_register_reaches_sub_millimetre_mtre(synthetic, tmp_path, re
     for key in ("detector", "runtime", "init_pose", "final_pose", "trajectory", "log"):
         assert key in parameters
     assert parameters["final_pose"].shape == (1, 4, 4)
-    assert (out / "xray_000" / "overlay.png").stat().st_size > 0
+    # the found pose, in degrees and mm, next to the true one; the QC figure at its stated size
+    true = truth["xrays"]["xray_000.dcm"]
+    assert max(abs(a - b) for a, b in zip(row["rot_deg"], true["rot_deg"], strict=True)) < 1.0
+    assert max(abs(a - b) for a, b in zip(row["xyz_mm"], true["xyz_mm"], strict=True)) < 5.0
+    assert row["edge_agreement"] > row["init_edge_agreement"] + 0.2
+    with Image.open(out / "xray_000" / "overlay.png") as figure:
+        assert figure.size == figure_size(120, 120, 4)  # 128 px less the 8 px crop
 
     # restart from the previous result: it starts where the first run ended
     code, stdout, err = recon(

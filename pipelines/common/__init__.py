@@ -1,5 +1,6 @@
-"""What every pipeline uses: errors, atomic outputs and run records, image and mesh io, devices,
-metrics (with their definitions), the Lightning training engine and task registry, and the demo.
+"""What every pipeline uses: errors, atomic outputs and run records, image, mesh and DICOM io,
+devices, metrics, batch shards, the Lightning training engine (settings, sampling, checkpoints,
+run folder, curves) and task registry, and the demo.
 
 Entry points: `engine.fit`, `tasks.load_task`, `demo.STEPS`; file formats are in the README's
 "Files" section.

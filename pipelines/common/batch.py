@@ -92,6 +92,15 @@ def is_complete(paths: Sequence[Path]) -> bool:
     return all(Path(p).is_file() and Path(p).stat().st_size > 0 for p in paths)
 
 
+def item_rng(seed: int, *key: int):
+    """The random generator of one generated item, seeded by (seed, key) alone (numpy's
+    SeedSequence spawn key), so an item is the same whichever shard makes it and however many
+    items the set holds."""
+    import numpy as np
+
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(key)))
+
+
 @dataclass
 class BatchPlan:
     """What one shard does: indices into the full input list."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib
+from typing import Literal
 
 from recon.pipelines.common.errors import BadInput
 
+TaskName = Literal["corset", "voxel", "parts", "drr", "pose", "skull"]  # the keys of TASKS
 TASKS: dict[str, str] = {
     "corset": "recon.pipelines.corset.task:TASK",
     "voxel": "recon.pipelines.occupancy.voxel_task:TASK",

@@ -14,6 +14,10 @@ Data set layout (`recon synth corset -o DIR`):
     DIR/<name>/spine.png           16-bit AP X-ray;  DIR/<name>/spine.json  its embed-spine output
     DIR/<name>/torso.stl, corset.stl, truth.json (signed Cobb, sizes, gap, thickness, spacing)
 
+Each patient is drawn from its own generator (seed, patient number) and its folder appears
+whole, so shards of `recon synth corset` make the same patients as one run; dataset.json is
+written by whichever run finds the last patient finished.
+
 Prediction with a trained model is in recon.pipelines.corset.predict.
 
 Network encoding of a depth view (both sides): foreground pixel -> DISTANCE - t, the position
@@ -183,20 +187,70 @@ def write_patient(folder: Path, p: PatientParams, size: int, seed: int) -> dict:
     return truth
 
 
-def synth_corset_dataset(out: Path, patients: int, size: int, seed: int, track=None) -> dict:
-    """Write a corset data set into out (an existing empty folder); returns dataset.json."""
-    from recon.pipelines.common.outputs import write_json
+PATIENT_FILES = (
+    "torso.stl",
+    "corset.stl",
+    "spine.png",
+    "spine.json",
+    "photos/views.json",
+    "corset_views/views.json",
+    "truth.json",
+)
 
-    rng = np.random.default_rng(seed)
-    names = [f"p{i:04d}" for i in range(patients)]
-    iterator = track(names, "patients") if track else names
-    records = []
-    for i, name in enumerate(iterator):
-        params = sample_patient(rng)
-        (out / name).mkdir()
-        truth = write_patient(out / name, params, size, seed * 10_000 + i)
-        records.append({"name": name, "cobb_deg": truth["cobb_deg"]})
-    doc = {
+
+def patient_name(index: int) -> str:
+    return f"p{index:04d}"
+
+
+def patient_files(root: Path, index: int) -> list[Path]:
+    """The fixed files of a synthetic patient (besides the PNGs its views.json files name)."""
+    folder = Path(root) / patient_name(index)
+    return [folder / part for part in PATIENT_FILES]
+
+
+def patient_complete(root: Path, index: int, size: int) -> bool:
+    """Whether a synthetic patient is whole: every file there and not empty, the views as many
+    pixels as size."""
+    from recon.pipelines.common.batch import is_complete
+
+    folder = Path(root) / patient_name(index)
+    if not is_complete(patient_files(root, index)):
+        return False
+    try:
+        docs = {
+            sub: json.loads((folder / sub / "views.json").read_text())
+            for sub in ("photos", "corset_views")
+        }
+        if int(docs["photos"]["camera"]["size"]) != size:
+            return False
+        pngs = [
+            folder / sub / view[key]
+            for sub, doc in docs.items()
+            for view in doc["views"]
+            for key in ("depth", "silhouette")
+        ]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return is_complete(pngs)
+
+
+def write_patient_item(root: Path, index: int, size: int, seed: int) -> dict:
+    """Make patient number index of a set under root/<name>/, which appears whole; returns its
+    dataset.json record. Drawn from the patient's own generator (seed, index), so a patient is
+    the same whichever shard makes it."""
+    from recon.pipelines.common.batch import item_rng
+    from recon.pipelines.common.outputs import atomic_dir
+
+    rng = item_rng(seed, index)
+    params = sample_patient(rng)
+    xray_seed = int(rng.integers(2**31))
+    with atomic_dir(Path(root) / patient_name(index)) as folder:
+        truth = write_patient(folder, params, size, xray_seed)
+    return {"name": patient_name(index), "cobb_deg": truth["cobb_deg"]}
+
+
+def dataset_doc(size: int, seed: int, records: list[dict]) -> dict:
+    return {
         "format": DATA_FORMAT,
         "size": size,
         "photo_views": PHOTO_VIEWS,
@@ -205,8 +259,40 @@ def synth_corset_dataset(out: Path, patients: int, size: int, seed: int, track=N
         "seed": seed,
         "patients": records,
     }
-    write_json(out / "dataset.json", doc)
-    return doc
+
+
+def write_dataset_index(root: Path, patients: int, size: int, seed: int) -> tuple[Path | None, int]:
+    """Write root/dataset.json once every patient is whole; returns (its path or None, how many
+    patients are still missing)."""
+    from recon.pipelines.common.outputs import write_json
+
+    records, missing = [], 0
+    for index in range(patients):
+        if not patient_complete(root, index, size):
+            missing += 1
+            continue
+        truth = json.loads((Path(root) / patient_name(index) / "truth.json").read_text())
+        records.append({"name": patient_name(index), "cobb_deg": truth["cobb_deg"]})
+    if missing:
+        return None, missing
+    path = Path(root) / "dataset.json"
+    write_json(path, dataset_doc(size, seed, records))
+    return path, 0
+
+
+def synth_corset_dataset(out: Path, patients: int, size: int, seed: int, track=None) -> dict:
+    """Write a whole corset data set into out (an existing empty folder); returns dataset.json.
+    `recon synth corset` makes the same patients in shards."""
+    indices = range(patients)
+    records = [
+        write_patient_item(out, i, size, seed) for i in (track or _plain)(indices, "patients")
+    ]
+    write_dataset_index(out, patients, size, seed)
+    return dataset_doc(size, seed, records)
+
+
+def _plain(items, _description):
+    return items
 
 
 def read_dataset(root: Path) -> dict:
@@ -214,6 +300,11 @@ def read_dataset(root: Path) -> dict:
     root = Path(root)
     path = root / "dataset.json"
     if not path.is_file():
+        if any(root.glob("p*/truth.json")):
+            raise BadInput(
+                f"{path}: not written yet: a sharded `recon synth corset` has not finished (run "
+                "the remaining shards, or rerun any shard with --skip-done to write it)"
+            )
         raise BadInput(f"{root}: no dataset.json (make one with `recon synth corset`)")
     try:
         doc = json.loads(path.read_text())

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recon.pipelines.common.errors import BadInput
 from recon.pipelines.corset.patients import (
     PatientParams,
     baseline_corset,
@@ -38,7 +39,7 @@ def predict_corset(
     checkpoint: Path,
     views_out: Path,
     device: str = "cpu",
-    spacing: float | None = None,
+    spacing: tuple[float, float] | float | None = None,
     thickness: float = 4.0,
 ) -> CorsetPrediction:
     """Torso photos + spine X-ray + trained checkpoint -> corset shell `thickness` mm thick; the
@@ -64,7 +65,9 @@ def predict_corset(
     timings["spine"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    size = int(config["image_size"])
+    size = config.get("size", config.get("image_size"))  # older checkpoints: image_size
+    if not isinstance(size, int) or size < 1:
+        raise BadInput(f"{checkpoint}: its config holds no view size")
     generator.to(device)
     scale = np.asarray([float(doc["frame"]["scale"])])
     x = with_prior(_resize(encode_views(depths), size)[None], scale, config)
@@ -145,7 +148,7 @@ def evaluate_patients(
 
 
 def train_tiny(data: Path, out: Path, epochs: int = 30, seed: int = 0, **settings) -> Path:
-    """A small, fast CPU training run (64 px views unless image_size is given); returns the best
+    """A small, fast CPU training run (64 px views unless size is given); returns the best
     checkpoint (demo, tests)."""
     from recon.pipelines.common.engine import RunOptions, fit, resolve_config
     from recon.pipelines.corset.task import TASK
@@ -156,7 +159,7 @@ def train_tiny(data: Path, out: Path, epochs: int = 30, seed: int = 0, **setting
         "batch_size": 8,
         "lr": 1e-3,
         "seed": seed,
-        "image_size": 64,
+        "size": 64,
         "features": 16,
         "critic_features": 16,
         "generator_epochs": epochs,
@@ -196,9 +199,7 @@ def demo_step(workdir: Path, seed: int, track) -> list:
     for folder, count, offset in ((train, 20, 0), (test, 2, 1)):
         folder.mkdir(parents=True, exist_ok=True)
         synth_corset_dataset(folder, count, 128, seed * 100 + offset)
-    checkpoint = train_tiny(
-        train, Path(workdir) / "corset_run", epochs=40, seed=seed, image_size=128
-    )
+    checkpoint = train_tiny(train, Path(workdir) / "corset_run", epochs=40, seed=seed, size=128)
     scores = evaluate_patients(test, ["p0000", "p0001"], checkpoint)
     fscore = float(np.mean([s["fscore"] for s in scores]))
     baseline = float(np.mean([s["baseline_fscore"] for s in scores]))

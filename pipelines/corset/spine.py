@@ -1,12 +1,24 @@
-"""Spine X-ray -> centre line, tilt per vertebral level, Cobb angle(s), embedding vector.
+"""Spine X-ray -> centre line, tilt per vertebral level, Cobb angle(s) with an uncertainty,
+embedding vector.
 
 Image frame: an antero-posterior X-ray, bone bright, row 0 at the top (head), columns along the
 patient's lateral axis; `x` grows with the column, `z` grows upward, both in mm (pixel spacing
-from DICOM, else --spacing). Levels: LEVELS = 17 (T1..L5) equal parts of the detected column,
-index 0 at the top. Tilt of a level = atan(dx/dz) of the centre line at the level's centre, in
-degrees (positive when the line moves toward +x going up). Cobb angle = the largest difference
-between two level tilts (primary curve; its most tilted levels are the end vertebrae); the
-secondary Cobb angle is the largest tilt difference among levels outside the primary curve.
+[row, column] from DICOM, else --pixel-spacing, else 1 mm per pixel).
+Centre line: the best smooth top-to-bottom path, over column and body width together, through a
+response to the two lateral borders of the vertebral bodies (the width may change by one step a
+row, at a cost, so one border cannot be paired with whichever bright edge beside the spine fits
+another width), then a cubic least-squares spline x(z) with a knot every KNOT_LEVELS levels.
+Levels: the traced column is split into LEVELS = 17 equal parts named T1..T12, L1..L5 from the
+top (LEVEL_NAMES; index 0 = T1). Vertebrae are not found one by one, so the names are nominal:
+right for a film showing T1 to L5, shifted when the film shows another span (a chest film).
+Tilt of a level = atan(dx/dz) of the spline at the level's centre, in degrees (positive when the
+line moves toward +x going up). Cobb angle = the largest difference between two level tilts of
+the SCORED levels T2..L4 (the outermost level on each side rests on the last half level of the
+trace and is left out; its most tilted levels are the end vertebrae); the secondary Cobb angle
+is the largest tilt difference among scored levels outside the primary curve. The Cobb angle's
+uncertainty (cobb_sd_deg) is the standard deviation of the Cobb angle over BOOTSTRAP moving-block
+bootstrap resamples of the traced path's residuals about the spline (blocks one level long,
+fixed seed).
 
 Embedding (EMBEDDING_SIZE = 5 + 2 * LEVELS = 39 floats), in this order:
     [0]       signed primary Cobb / 90 (sign of the apex's offset toward +x)
@@ -28,10 +40,22 @@ import numpy as np
 from recon.pipelines.common.errors import BadInput, JobFailed
 
 LEVELS = 17
+LEVEL_NAMES = tuple([f"T{k}" for k in range(1, 13)] + [f"L{k}" for k in range(1, 6)])
+LEVEL_COUNTING = (
+    "the traced column split into 17 equal levels named T1..L5 from the top (nominal: "
+    "vertebrae are not found one by one)"
+)
 EMBEDDING_SIZE = 5 + 2 * LEVELS
 MIRRORED = np.r_[0, 5 : 5 + 2 * LEVELS]  # embedding entries that change sign under a mirror
-DICOM_SUFFIXES = (".dcm", ".dicom")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+KNOT_LEVELS = 3.0  # spline knot spacing along the column, in levels
+BOOTSTRAP = 200  # resamples for the Cobb angle's uncertainty
+# A traced column counts as a spine when its median response is this many times the image's 75th
+# percentile: pure noise gives up to about 1.8, spine films 2.8 and more.
+NOISE_RATIO = 2.25
+# Levels that count for the Cobb angle and its end vertebrae: all but the outermost on each side,
+# whose tilt rests on the last half level of the traced path, where tracing is least sure.
+SCORED = slice(1, LEVELS - 1)
 
 
 @dataclass
@@ -50,14 +74,31 @@ class SpineMeasure:
     secondary_cobb_deg: float
     spacing_mm: tuple[float, float]
     embedding: np.ndarray = field(default_factory=lambda: np.zeros(EMBEDDING_SIZE))
+    cobb_sd_deg: float = 0.0  # bootstrap standard deviation of cobb_deg
+    cobb_interval_deg: tuple[float, float] = (0.0, 0.0)  # bootstrap 2.5% and 97.5% quantiles
+
+    @property
+    def end_vertebrae(self) -> tuple[str, str]:
+        return LEVEL_NAMES[self.upper_end], LEVEL_NAMES[self.lower_end]
+
+    @property
+    def apex_vertebra(self) -> str:
+        return LEVEL_NAMES[self.apex]
 
     def as_dict(self) -> dict:
         sy, sx = self.spacing_mm
+        upper, lower = self.end_vertebrae
         return {
-            "format": "recon.spine/1",
+            "format": "recon.spine/2",
             "cobb_deg": self.cobb_deg,
-            "end_vertebrae": {"upper": self.upper_end, "lower": self.lower_end},
+            "cobb_sd_deg": self.cobb_sd_deg,
+            "cobb_interval_deg": list(self.cobb_interval_deg),
+            "end_vertebrae": {"upper": upper, "lower": lower},
+            "apex_vertebra": self.apex_vertebra,
+            "end_levels": {"upper": self.upper_end, "lower": self.lower_end},
             "apex_level": self.apex,
+            "level_names": list(LEVEL_NAMES),
+            "level_counting": LEVEL_COUNTING,
             "secondary_cobb_deg": self.secondary_cobb_deg,
             "levels": LEVELS,
             "tilts_deg": self.tilts_deg.tolist(),
@@ -67,24 +108,51 @@ class SpineMeasure:
             "spacing_mm": list(self.spacing_mm),
             "embedding": self.embedding.tolist(),
             "embedding_layout": "see corset/spine.py (signed Cobb, secondary, apex/ends, "
-            "17 tilts / 45 deg, 17 lateral offsets / spine length; level 0 at the top)",
+            "17 tilts / 45 deg, 17 lateral offsets / spine length; level 0 (T1) at the top)",
         }
 
 
-def load_spine_image(path: Path, spacing: float | None = None):
-    """PNG/JPEG/TIFF or DICOM X-ray -> (float image (H, W) in [0, 1], (row, col) spacing mm)."""
+@dataclass
+class SpineImage:
+    image: np.ndarray  # (H, W) float in [0, 1], bone bright
+    spacing_mm: tuple[float, float]  # [row, column]
+    spacing_source: str  # "--pixel-spacing", the DICOM tag(s), or "none" (1 mm = 1 pixel)
+
+    @property
+    def known_spacing(self) -> tuple[float, float] | None:
+        return None if self.spacing_source == "none" else self.spacing_mm
+
+
+def load_spine_xray(
+    path: Path, pixel_spacing: tuple[float, float] | float | None = None
+) -> SpineImage:
+    """PNG/JPEG/TIFF or DICOM X-ray -> image in [0, 1] and its [row, column] spacing in mm.
+
+    DICOM goes through recon.pipelines.common.dicom (modality and VOI LUT, MONOCHROME1
+    inverted, spacing at the patient plane: PixelSpacing, else ImagerPixelSpacing / the
+    magnification). pixel_spacing (one number means row = column) overrides the file's."""
+    from recon.pipelines.common.dicom import looks_like_dicom, read_dicom_image
+    from recon.pipelines.common.dicom import pixel_spacing as dicom_spacing
     from recon.pipelines.common.io import read_image, require_file
 
     path = require_file(Path(path), "X-ray")
-    suffix = path.suffix.lower()
-    with path.open("rb") as handle:
-        head = handle.read(132)
-    if suffix in DICOM_SUFFIXES or head[128:132] == b"DICM":
-        image, found = _read_dicom(path)
-        pixel = tuple(found) if found else (spacing or 1.0, spacing or 1.0)
-    elif suffix in IMAGE_SUFFIXES:
+    given = None
+    if pixel_spacing is not None:
+        pair = np.broadcast_to(np.asarray(pixel_spacing, dtype=np.float64), (2,))
+        given = (float(pair[0]), float(pair[1]))
+    if looks_like_dicom(path):
+        dicom = read_dicom_image(path, voi=True, what="spine X-ray")
+        image = dicom.pixels
+        found = dicom_spacing(dicom.dataset, path, "patient")
+        if given is not None:
+            pixel, source = given, "--pixel-spacing"
+        elif found is not None:
+            pixel, source = found
+        else:
+            pixel, source = (1.0, 1.0), "none"
+    elif path.suffix.lower() in IMAGE_SUFFIXES:
         image = read_image(path)
-        pixel = (spacing or 1.0, spacing or 1.0)
+        pixel, source = (given, "--pixel-spacing") if given else ((1.0, 1.0), "none")
     else:
         raise BadInput(f"{path}: not a spine X-ray (expected PNG/JPEG/TIFF or DICOM)")
     image = np.asarray(image, dtype=np.float64)
@@ -95,61 +163,68 @@ def load_spine_image(path: Path, spacing: float | None = None):
     if min(image.shape) < 32:
         raise BadInput(f"{path}: image is {image.shape[1]}x{image.shape[0]}, too small for a spine")
     low, high = np.percentile(image, [0.5, 99.5])
-    if high <= low:
+    if not high > low:
         raise JobFailed(f"{path}: image is blank, no spine found")
-    return np.clip((image - low) / (high - low), 0, 1), pixel
+    return SpineImage(np.clip((image - low) / (high - low), 0, 1), pixel, source)
 
 
-def _read_dicom(path: Path):
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(path)
-        image = ds.pixel_array.astype(np.float64)
-    except Exception as error:  # pydicom raises many types for broken files
-        raise BadInput(f"{path}: not a readable DICOM image ({error})") from error
-    if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
-        image = image.max() - image
-    found = None
-    for tag in ("ImagerPixelSpacing", "PixelSpacing"):
-        if tag in ds:
-            found = [float(v) for v in ds.data_element(tag).value][:2]
-            break
-    return image, found
+def load_spine_image(path: Path, spacing: tuple[float, float] | float | None = None):
+    """(image (H, W) in [0, 1], (row, column) spacing mm or None when unknown) for measure_spine."""
+    loaded = load_spine_xray(path, spacing)
+    return loaded.image, loaded.known_spacing
 
 
-# Vertebral-body widths searched, as fractions of the image width: on a chest- or spine-sized AP
-# field a thoracic body (with its pedicles) is about 7-10% of the width, a lumbar one about 12%.
-BODY_WIDTHS = (0.06, 0.08, 0.10, 0.12, 0.14)
+# Vertebral-body widths searched (with the pedicles, at the detector): in mm when the pixel spacing
+# is known, from a thoracic body to a lumbar one with some magnification; else as fractions of the
+# image width, for a chest- or spine-sized AP field. Neighbouring widths are one width step of the
+# traced path apart (see trace_centre_line).
+BODY_WIDTHS_MM = tuple(float(w) for w in np.arange(18.0, 54.5, 3.0))
+BODY_WIDTHS = (0.06, 0.07, 0.08, 0.09, 0.10, 0.11, 0.12, 0.13, 0.14)
+# Row smoothing of the image before the border steps, as a fraction of the image height (about
+# two thirds of a vertebra on a T1..L1 film).
+ROW_SIGMA = 0.016
 
 
-def centre_line_response(image: np.ndarray) -> np.ndarray:
-    """Vertebral-column response (H, W): evidence for BOTH lateral borders of a vertebral body.
+def body_widths_px(image: np.ndarray, spacing: tuple[float, float] | None) -> list[float]:
+    """The body widths searched, in pixels (see BODY_WIDTHS_MM and BODY_WIDTHS)."""
+    if spacing is None:
+        return [fraction * image.shape[1] for fraction in BODY_WIDTHS]
+    return [width / spacing[1] for width in BODY_WIDTHS_MM]
 
-    For each body width w (BODY_WIDTHS of the image width, so PNGs without a pixel spacing work
-    the same) and centre column c: the geometric mean of the rising step at c - w/2 and the
-    falling step at c + w/2 (step: mean of the w/4 columns just beyond minus just before), on
-    the image smoothed down the rows over about half a vertebra (sigma 1.2% of the height); the
-    best width wins. Bright tissue with one sharp border only (heart, contrast-filled vessels
-    beside the spine, a lung edge) scores ~0 and a smooth background (abdomen) cancels out,
-    where a band-minus-flanks brightness response is pulled toward them. A narrow two-bordered
-    bone over the spine (the sternum when the patient is turned) still competes.
+
+def width_responses(image: np.ndarray, widths_px: list[float] | None = None) -> np.ndarray:
+    """Vertebral-column response per body width (K, H, W): evidence for BOTH lateral borders.
+
+    For each body width w (widths_px, default BODY_WIDTHS of the image width) and centre column
+    c: the geometric mean of the rising step at c - w/2 and the falling step at c + w/2 (step:
+    mean of the w/4 columns just beyond minus just before), on the image smoothed down the rows
+    (sigma ROW_SIGMA of the height). Bright tissue with one sharp border only (heart, vessels
+    beside the spine, a lung edge) scores ~0 and a smooth background (abdomen) cancels out, where
+    a band-minus-flanks brightness response is pulled toward them. A narrow two-bordered bone over
+    the spine (the sternum when the patient is turned) still competes.
     """
     from scipy.ndimage import gaussian_filter, uniform_filter1d
 
-    rows, cols = image.shape
-    smooth = gaussian_filter(image, sigma=(0.012 * rows, 1.0))
-    best = np.zeros(image.shape)
-    for fraction in BODY_WIDTHS:
-        width = max(4, int(round(fraction * cols)))
+    rows = image.shape[0]
+    smooth = gaussian_filter(image, sigma=(ROW_SIGMA * rows, 1.0))
+    if widths_px is None:
+        widths_px = body_widths_px(image, None)
+    out = np.empty((len(widths_px), *image.shape), dtype=np.float32)  # float32: big films
+    for k, width in enumerate(widths_px):
+        width = max(4, int(round(width)))
         run = max(2, int(round(width / 4)))
         mean = uniform_filter1d(smooth, run, axis=1, mode="nearest")
         gap = run // 2 + 1
         step = _shift_cols(mean, gap) - _shift_cols(mean, -gap)  # > 0 where it gets brighter
         rising = np.maximum(_shift_cols(step, -(width // 2)), 0)
         falling = np.maximum(-_shift_cols(step, width // 2), 0)
-        best = np.maximum(best, np.sqrt(rising * falling))
-    return best
+        out[k] = np.sqrt(rising * falling)
+    return out
+
+
+def centre_line_response(image: np.ndarray, widths_px: list[float] | None = None) -> np.ndarray:
+    """Vertebral-column response (H, W): the best width's (see width_responses)."""
+    return width_responses(image, widths_px).max(axis=0)
 
 
 def _shift_cols(a: np.ndarray, k: int) -> np.ndarray:
@@ -165,40 +240,50 @@ def _shift_cols(a: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def trace_centre_line(response: np.ndarray, max_step: int = 1, jump_cost: float = 0.05):
-    """Best smooth top-to-bottom path through the response: columns per row (H,), by DP.
+def trace_centre_line(
+    responses: np.ndarray, jump_cost: float = 0.15, width_cost: float = 0.3
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best smooth top-to-bottom path through per-width responses (K, H, W), by DP over (width,
+    column): its columns (H,) and width indices (H,).
 
-    The path moves at most max_step columns per row (45 deg for 1) and pays jump_cost per
-    column moved (the response is in units of its 99th percentile, see _unit), so it follows
-    one column instead of hopping between neighbouring ridges. Only the central 70% of the
-    columns are searched (an AP spine X-ray is roughly centred).
+    From row to row the path moves at most one column (45 deg) and one width step, and pays
+    jump_cost per column and width_cost per width step (the responses are in units of the
+    99th percentile of the best width's), so it follows one column of one width instead of
+    hopping between neighbouring ridges or pairing a border with whichever bright edge beside it
+    happens to fit another width. Only the central 70% of the columns are searched (an AP spine
+    X-ray is roughly centred).
     """
-    rows, cols = response.shape
+    count, rows, cols = responses.shape
     lo, hi = int(0.15 * cols), int(0.85 * cols)
-    score = response[:, lo:hi].copy()
-    back = np.zeros(score.shape, dtype=np.int64)
-    width = hi - lo
-    idx = np.arange(width)
+    score = responses[:, :, lo:hi].transpose(1, 0, 2).copy()  # (H, K, C)
+    back_k = np.zeros(score.shape, dtype=np.int8)
+    back_c = np.zeros(score.shape, dtype=np.int8)
     for r in range(1, rows):
         prev = score[r - 1]
-        best = np.full(width, -np.inf)
-        arg = idx.copy()
-        for d in range(-max_step, max_step + 1):
-            shifted = np.full(width, -np.inf)
-            if d >= 0:
-                shifted[: width - d] = prev[d:] - jump_cost * abs(d)
-            else:
-                shifted[-d:] = prev[: width + d] - jump_cost * abs(d)
-            better = shifted > best
-            best[better] = shifted[better]
-            arg[better] = idx[better] + d
+        best = np.full(prev.shape, -np.inf)
+        for dk in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                shifted = np.full(prev.shape, -np.inf)
+                source = (_window(count, dk), _window(prev.shape[1], dc))
+                target = (_window(count, -dk), _window(prev.shape[1], -dc))
+                shifted[target] = prev[source] - jump_cost * abs(dc) - width_cost * abs(dk)
+                better = shifted > best
+                best[better] = shifted[better]
+                back_k[r][better] = dk
+                back_c[r][better] = dc
         score[r] += best
-        back[r] = arg
-    path = np.zeros(rows, dtype=np.int64)
-    path[-1] = int(np.argmax(score[-1]))
+    k, c = np.unravel_index(int(np.argmax(score[-1])), score[-1].shape)
+    widths, columns = np.zeros(rows, dtype=np.int64), np.zeros(rows, dtype=np.int64)
+    widths[-1], columns[-1] = k, c
     for r in range(rows - 1, 0, -1):
-        path[r - 1] = back[r, path[r]]
-    return path + lo
+        widths[r - 1] = widths[r] + back_k[r, widths[r], columns[r]]
+        columns[r - 1] = columns[r] + back_c[r, widths[r], columns[r]]
+    return columns + lo, widths
+
+
+def _window(size: int, shift: int) -> slice:
+    """The indices i of range(size) for which i - shift is also in range (for a shift of +-1)."""
+    return slice(max(0, shift), size + min(0, shift))
 
 
 def _subpixel(response: np.ndarray, path: np.ndarray) -> np.ndarray:
@@ -211,10 +296,6 @@ def _subpixel(response: np.ndarray, path: np.ndarray) -> np.ndarray:
     peaked = curve < -1e-12
     offset = np.where(peaked, 0.5 * (left - right) / np.where(peaked, curve, -1.0), 0.0)
     return c + np.clip(offset, -0.5, 0.5)
-
-
-def _unit(response: np.ndarray) -> np.ndarray:
-    return response / max(float(np.percentile(np.abs(response), 99)), 1e-12)
 
 
 def _spine_extent(
@@ -261,30 +342,38 @@ def _spine_extent(
     return top, bottom
 
 
-def measure_spine(image: np.ndarray, spacing: tuple[float, float]) -> SpineMeasure:
-    """Trace the spine in an X-ray (H, W) in [0, 1] and measure it (see module doc)."""
-    response = _unit(centre_line_response(image))
-    columns = trace_centre_line(response)
+def measure_spine(image: np.ndarray, spacing: tuple[float, float] | None) -> SpineMeasure:
+    """Trace the spine in an X-ray (H, W) in [0, 1] and measure it (see module doc).
+
+    spacing: [row, column] mm per pixel, or None when unknown (then 1 mm per pixel, and the body
+    widths searched are fractions of the image width)."""
+    responses = width_responses(image, body_widths_px(image, spacing))
+    responses /= max(float(np.percentile(responses.max(axis=0), 99)), 1e-12)
+    response = responses.max(axis=0)
+    columns, widths = trace_centre_line(responses)
     strength = response[np.arange(len(columns)), columns]
-    path = _subpixel(response, columns)
+    path = _subpixel(responses[widths, np.arange(len(columns))], columns)
     # Most pixels of an X-ray show no column, so the spine stands far above the response's upper
     # quartile; in noise the best path is only the upper tail of an everywhere-response.
     background = float(np.percentile(response, 75))
     top, bottom = _spine_extent(strength, path, tolerance=0.015 * image.shape[1])
     rows = image.shape[0]
-    if bottom - top < 0.25 * rows or np.median(strength[top:bottom]) < 3.0 * background:
+    if bottom - top < 0.25 * rows or np.median(strength[top:bottom]) < NOISE_RATIO * background:
         raise JobFailed("no spine found in the X-ray (no bright vertical column)")
-    sy, sx = spacing
+    sy, sx = (1.0, 1.0) if spacing is None else spacing
     r = np.arange(top, bottom, dtype=np.float64)
     z = -r * sy  # mm, upward
-    t = (z - z.mean()) / (np.ptp(z) / 2)
-    coeffs = np.polynomial.polynomial.polyfit(t, path[top:bottom] * sx, deg=5)
-    x = np.polynomial.polynomial.polyval(t, coeffs)
+    traced = path[top:bottom] * sx
     level_idx = ((np.arange(LEVELS) + 0.5) * len(r) / LEVELS).astype(int)
-    tilts = np.degrees(np.arctan(_local_slopes(z, path[top:bottom] * sx, level_idx, len(r))))
+    fit = CentreLineFit(z)
+    x, slopes = fit.evaluate(traced, level_idx)
+    tilts = np.degrees(np.arctan(slopes))
     level_rows, level_x = r[level_idx], x[level_idx]
-    upper, lower = sorted((int(np.argmax(tilts)), int(np.argmin(tilts))))
-    cobb = float(tilts.max() - tilts.min())
+    scored = tilts[SCORED]
+    upper, lower = sorted((int(np.argmax(scored)), int(np.argmin(scored))))
+    upper, lower = upper + SCORED.start, lower + SCORED.start
+    cobb = float(np.ptp(scored))
+    spread = fit.bootstrap_cobb(traced, x, level_idx[SCORED])
     length = float(np.ptp(z))
     chord = np.interp(
         level_rows, [level_rows[upper], level_rows[lower] + 1e-9], [level_x[upper], level_x[lower]]
@@ -292,7 +381,9 @@ def measure_spine(image: np.ndarray, spacing: tuple[float, float]) -> SpineMeasu
     offsets = level_x - chord
     inside = np.arange(upper, lower + 1)
     apex = int(inside[np.argmax(np.abs(offsets[inside]))])
-    secondary = max(float(np.ptp(tilts[: upper + 1])), float(np.ptp(tilts[lower:])), 0.0)
+    secondary = max(
+        float(np.ptp(tilts[SCORED.start : upper + 1])), float(np.ptp(tilts[lower : SCORED.stop]))
+    )
     sign = 1.0 if offsets[apex] >= 0 else -1.0
     embedding = np.concatenate(
         [
@@ -314,17 +405,49 @@ def measure_spine(image: np.ndarray, spacing: tuple[float, float]) -> SpineMeasu
         secondary_cobb_deg=secondary,
         spacing_mm=(float(sy), float(sx)),
         embedding=embedding.astype(np.float64),
+        cobb_sd_deg=float(np.std(spread)),
+        cobb_interval_deg=(float(np.percentile(spread, 2.5)), float(np.percentile(spread, 97.5))),
     )
 
 
-def _local_slopes(z: np.ndarray, x: np.ndarray, centres: np.ndarray, count: int) -> np.ndarray:
-    """dx/dz at each level centre: a line fitted to the traced path over +-0.75 level."""
-    half = max(2, int(0.75 * count / LEVELS))
-    slopes = []
-    for c in centres:
-        window = slice(max(0, c - half), min(count, c + half + 1))
-        slopes.append(np.polyfit(z[window], x[window], 1)[0])
-    return np.asarray(slopes)
+class CentreLineFit:
+    """Least-squares cubic spline x(z) over the traced rows, a knot every KNOT_LEVELS levels;
+    linear in x, so refitting a resample is one matrix product."""
+
+    def __init__(self, z: np.ndarray) -> None:
+        from scipy.interpolate import BSpline
+
+        ascending = z[::-1]  # rows run downward, z upward
+        pieces = max(1, int(round(LEVELS / KNOT_LEVELS)))
+        inner = np.linspace(ascending[0], ascending[-1], pieces + 1)[1:-1]
+        knots = np.r_[[ascending[0]] * 4, inner, [ascending[-1]] * 4]
+        basis = BSpline.design_matrix(ascending, knots, 3).toarray()[::-1]  # (N, K), row order
+        slope_basis = np.stack(
+            [
+                BSpline(knots, np.eye(basis.shape[1])[k], 3).derivative()(z)
+                for k in range(basis.shape[1])
+            ],
+            axis=1,
+        )
+        self.count = len(z)
+        self.smoother = basis @ np.linalg.pinv(basis)  # (N, N): traced x -> fitted x
+        self.slope = slope_basis @ np.linalg.pinv(basis)  # (N, N): traced x -> dx/dz
+
+    def evaluate(self, traced: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fitted x (N,) and slopes dx/dz at the level rows (LEVELS,)."""
+        return self.smoother @ traced, self.slope[levels] @ traced
+
+    def bootstrap_cobb(self, traced: np.ndarray, fitted: np.ndarray, levels: np.ndarray):
+        """Cobb angles (BOOTSTRAP,) of the fit to fitted + moving-block resampled residuals."""
+        residuals = traced - fitted
+        block = max(2, self.count // LEVELS)
+        starts = np.random.default_rng(0).integers(
+            0, max(1, self.count - block + 1), size=(BOOTSTRAP, -(-self.count // block))
+        )
+        index = (starts[:, :, None] + np.arange(block)).reshape(BOOTSTRAP, -1)[:, : self.count]
+        samples = fitted[None] + residuals[np.minimum(index, self.count - 1)]
+        tilts = np.degrees(np.arctan(samples @ self.slope[levels].T))
+        return np.ptp(tilts, axis=1)
 
 
 def mirror_embedding(embedding: np.ndarray) -> np.ndarray:

@@ -5,7 +5,10 @@ followed by the 8 prior views (the torso offset by the training pairs' mean offs
 their mean band: patients.prior_views), the 8 corset side views as targets, and the embed-spine
 vector of its X-ray (layout in spine.py). The residual head starts
 from the prior views and learns what a brace adds to an offset torso (pads, reliefs, its trim
-line). Encoding in recon.pipelines.corset.patients. Training has two stages: the
+line). Encoding in recon.pipelines.corset.patients. Validation logs val/l1 and
+val/silhouette_iou, and the same for the prior views as the answer (val/l1_prior,
+val/silhouette_iou_prior): the baseline to beat. The view side setting is `size` (the old name
+`image_size` is still read, with a notice). Training has two stages: the
 generator alone on L1 + L2 for `generator_epochs`, then the full GAN (PatchGAN critic, BCE with
 label smoothing: real targets `real_label`). Adam (beta1 0.5) with ReduceLROnPlateau on val/l1.
 """
@@ -17,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.pipelines.common.engine import SplitLoaders, TaskSpec, TrainConfig, config_dict
 from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.sampling import SplitLoaders
+from recon.pipelines.common.settings import Baseline, TaskSpec, TrainConfig, config_dict, setting
 
 
 @dataclass
@@ -26,25 +30,41 @@ class CorsetConfig(TrainConfig):
     epochs: int = 200
     batch_size: int = 45
     lr: float = 2e-4
-    image_size: int = 256  # px; views of another size are resized (nearest)
-    features: int = 64  # generator width: 64 -> 512 at the deepest blocks
-    critic_features: int = 64
-    dropout_encoder: float = 0.35
-    dropout_decoder: float = 0.6
-    lambda_l1: float = 300.0
-    lambda_l2: float = 100.0
-    lambda_gan: float = 1.0
-    real_label: float = 0.9  # one-sided label smoothing for the critic
-    generator_epochs: int = 50  # stage 1 (generator alone); the GAN stage follows
-    spine_conditioning: bool = True
-    residual_head: bool = True  # gated residual on the prior views; false = plain tanh head
-    prior_offset_mm: float = 0.0  # torso -> corset offset of the prior; 0 = measured from data
-    prior_trim_bottom: float = 0.0  # the prior's band, fractions of the torso height (used
-    prior_trim_top: float = 0.0  # when prior_offset_mm > 0, else measured with the offset)
-    augment: bool = True  # mirror (with the embedding), intensity scale, random shift-crop
-    beta1: float = 0.5
-    plateau_patience: int = 10
-    plateau_factor: float = 0.5
+    size: int = setting(
+        256, "view side, px, a multiple of 64 (views of another size are resized)", 64, 4096
+    )
+    features: int = setting(64, "generator width: features -> 8 x features at the deepest", 1, 1024)
+    critic_features: int = setting(64, "PatchGAN critic width", 1, 1024)
+    dropout_encoder: float = setting(0.35, "generator encoder dropout", 0, 1, high_open=True)
+    dropout_decoder: float = setting(0.6, "generator decoder dropout", 0, 1, high_open=True)
+    lambda_l1: float = setting(300.0, "weight of the L1 term", 0, 1e5)
+    lambda_l2: float = setting(100.0, "weight of the L2 term", 0, 1e5)
+    lambda_gan: float = setting(1.0, "weight of the GAN term (GAN stage)", 0, 1e5)
+    real_label: float = setting(
+        0.9, "critic target for real pairs (one-sided label smoothing)", 0, 1, low_open=True
+    )
+    generator_epochs: int = setting(
+        50, "stage 1 epochs (generator alone); the GAN stage follows", 0, 100_000
+    )
+    spine_conditioning: bool = setting(True, "feed the spine embedding to the generator")
+    residual_head: bool = setting(
+        True, "gated residual on the prior views; false = plain tanh head"
+    )
+    prior_offset_mm: float = setting(
+        0.0, "torso -> corset offset of the prior, mm; 0 = measured from the data", 0, 1000
+    )
+    prior_trim_bottom: float = setting(
+        0.0, "bottom of the prior's band, fraction of the torso height (with the offset)", 0, 1
+    )
+    prior_trim_top: float = setting(
+        0.0, "top of the prior's band, fraction of the torso height (with the offset)", 0, 1
+    )
+    augment: bool = setting(True, "mirror (with the embedding), intensity scale, shift-crop")
+    beta1: float = setting(0.5, "Adam beta1", 0, 1, high_open=True)
+    plateau_patience: int = setting(10, "epochs without val/l1 gain before the lr drops", 0, 10_000)
+    plateau_factor: float = setting(
+        0.5, "lr factor on a plateau", 0, 1, low_open=True, high_open=True
+    )
 
 
 def load_patients(root: Path, size: int):
@@ -188,8 +208,8 @@ def build_generator(config: dict):
 
 def load_generator(checkpoint: Path):
     """A trained corset checkpoint -> (generator in eval mode, config dict); BadInput when the
-    file is not one (recon.pipelines.common.engine.load_checkpoint) or its weights misfit."""
-    from recon.pipelines.common.engine import load_checkpoint
+    file is not one (recon.pipelines.common.checkpoints.load_checkpoint) or its weights misfit."""
+    from recon.pipelines.common.checkpoints import load_checkpoint
 
     config, state = load_checkpoint(checkpoint, "corset")
     if float(config.get("prior_offset_mm", 0.0)) <= 0:
@@ -262,15 +282,15 @@ def _module_class():
         def validation_step(self, batch, batch_idx):
             x, y, e = batch
             fake = self(x, e)
+            prior = x[:, len(PHOTO_VIEWS) :]  # the baseline: the prior views as the answer
             self.log("val/l1", F.l1_loss(fake, y), on_epoch=True, prog_bar=True, sync_dist=True)
-            fg_pred, fg_true = fake > FOREGROUND, y > FOREGROUND
-            union = (fg_pred | fg_true).sum().clamp(min=1)
-            self.log(
-                "val/silhouette_iou",
-                (fg_pred & fg_true).sum() / union,
-                on_epoch=True,
-                sync_dist=True,
-            )
+            self.log("val/l1_prior", F.l1_loss(prior, y), on_epoch=True, sync_dist=True)
+            for name, views in (("silhouette_iou", fake), ("silhouette_iou_prior", prior)):
+                fg_pred, fg_true = views > FOREGROUND, y > FOREGROUND
+                union = (fg_pred | fg_true).sum().clamp(min=1)
+                self.log(
+                    f"val/{name}", (fg_pred & fg_true).sum() / union, on_epoch=True, sync_dist=True
+                )
 
         def on_validation_epoch_end(self) -> None:
             if self.trainer.sanity_checking:
@@ -305,13 +325,13 @@ def _datamodule_class():
 
 
 def check(cfg: CorsetConfig) -> None:
-    """Early input checks: data set present and readable, image size a multiple of 64."""
+    """Early input checks: data set present and readable, view size a multiple of 64."""
     from recon.pipelines.corset.patients import read_dataset
 
     if cfg.data is None:
         raise BadInput("train corset needs --data DIR (make one with `recon synth corset`)")
-    if cfg.image_size % 64 or cfg.image_size < 64:
-        raise BadInput(f"image_size must be a multiple of 64, not {cfg.image_size}")
+    if cfg.size % 64 or cfg.size < 64:
+        raise BadInput(f"setting size must be a multiple of 64, not {cfg.size}")
     if cfg.prior_offset_mm > 0 and not 0 <= cfg.prior_trim_bottom < cfg.prior_trim_top <= 1:
         raise BadInput("with prior_offset_mm set, 0 <= prior_trim_bottom < prior_trim_top <= 1")
     if len(read_dataset(Path(cfg.data))["patients"]) < 2:
@@ -320,7 +340,7 @@ def check(cfg: CorsetConfig) -> None:
 
 def build(cfg: CorsetConfig):
     """Load the pairs, split them (seeded), measure the prior on the training split."""
-    _, photos, y, e, scales = load_patients(Path(cfg.data), cfg.image_size)
+    _, photos, y, e, scales = load_patients(Path(cfg.data), cfg.size)
     order = np.random.default_rng(cfg.seed).permutation(len(photos))
     n_val = min(max(int(round(cfg.val_fraction * len(photos))), 1), len(photos) - 1)
     val, train = order[:n_val], order[n_val:]
@@ -334,4 +354,17 @@ def build(cfg: CorsetConfig):
     return _module_class()(config_dict(cfg)), data
 
 
-TASK = TaskSpec("corset", CorsetConfig, build, monitor="val/l1", mode="min", check=check)
+PRIOR = "prior (offset torso)"
+TASK = TaskSpec(
+    "corset",
+    CorsetConfig,
+    build,
+    monitor="val/l1",
+    mode="min",
+    check=check,
+    baselines=(
+        Baseline("val/l1", "val/l1_prior", PRIOR, "min"),
+        Baseline("val/silhouette_iou", "val/silhouette_iou_prior", PRIOR),
+    ),
+    renamed={"image_size": "size"},
+)

@@ -6,10 +6,15 @@ Layout under a root:
 An image belongs to the STL whose class and part name match its folder. The training target is
 the STL voxelised to a filled 32^3 grid (`recon.pipelines.shapes.voxelize`, cached under
 ROOT/.cache/voxels).
+
+The synthetic set adds models/<class>/<part>.json beside each STL: the files of that part and the
+seed, view count and image size that made it. A part is drawn from its own generator, so shards
+of `recon synth parts` make the same parts as one run; readers ignore the record.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,6 +120,103 @@ def make_part(category: str, rng: np.random.Generator) -> Solid:
     raise BadInput(f"unknown part class {category!r}; choose from {', '.join(CLASSES)}")
 
 
+PART_RECORD_FORMAT = "recon.parts-part/1"  # models/<class>/<part>.json: files + settings
+
+
+def part_jobs(count: int) -> list[tuple[str, int]]:
+    """The parts of a synthetic set: (class, number), class-major."""
+    return [(c, i) for c in CLASSES for i in range(count)]
+
+
+def part_name(category: str, number: int) -> str:
+    return f"{category}_{number:04d}"
+
+
+def part_files(root: Path, category: str, number: int, views: int) -> list[Path]:
+    """Every file a synthetic part may write under root."""
+    name = part_name(category, number)
+    folder = Path(root) / "images" / category / name
+    mesh = Path(root) / "models" / category / f"{name}.stl"
+    images = [folder / f"view_{i:02d}.png" for i in range(views)]
+    return [mesh.with_suffix(".json"), mesh, *images]
+
+
+def part_record(
+    root: Path, category: str, number: int, seed: int, views: int, size: int
+) -> dict | None:
+    """The record of a finished part made with these settings; None when the record is missing,
+    was made with other settings, or names a missing or empty file."""
+    path = Path(root) / "models" / category / f"{part_name(category, number)}.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("format") != PART_RECORD_FORMAT:
+        return None
+    if (record.get("seed"), record.get("views"), record.get("size")) != (seed, views, size):
+        return None
+    try:
+        files = [Path(root) / relative for relative in [record["mesh"], *record["images"]]]
+    except (KeyError, TypeError):
+        return None
+    if not all(file.is_file() and file.stat().st_size > 0 for file in files):
+        return None
+    return record
+
+
+def write_part(
+    root: Path, category: str, number: int, views: int, seed: int, size: int = 160
+) -> dict:
+    """Make one part (STL, mm) and its shaded renders under root; returns its record.
+
+    Drawn from the part's own generator (seed, class, number), so a part is the same whichever
+    shard makes it. The image folder appears whole, then the STL, then the record
+    models/<class>/<part>.json: a part with a record is complete.
+    """
+    from recon.pipelines.common.batch import item_rng
+    from recon.pipelines.common.io import save_mesh, write_png
+    from recon.pipelines.common.outputs import atomic_dir, write_json
+    from recon.pipelines.shapes import Renderer, random_view, solid_mesh
+
+    root = Path(root)
+    rng = item_rng(seed, CLASSES.index(category), number)
+    solid = make_part(category, rng)
+    mesh = solid_mesh(solid, resolution=96)
+    name = part_name(category, number)
+    shaded = mesh.copy()
+    shaded.apply_translation(-shaded.bounds.mean(axis=0))
+    renderer = Renderer(shaded)
+    radius = float(np.linalg.norm(shaded.extents) / 2)
+    grey = _u(rng, 120, 220)
+    colour = np.array([grey, grey, grey]) * rng.uniform(0.9, 1.1, 3)
+    images = []
+    with atomic_dir(root / "images" / category / name) as folder:
+        for view_index in range(views):
+            background = (
+                np.full(3, _u(rng, 0, 80)) if rng.random() < 0.5 else rng.uniform(0, 255, 3)
+            )
+            view = random_view(rng, radius, jitter=0.05)
+            image, mask = renderer.render(view, size, size, colour, background)
+            if mask.any():
+                write_png(folder / f"view_{view_index:02d}.png", image)
+                images.append(f"images/{category}/{name}/view_{view_index:02d}.png")
+    (root / "models" / category).mkdir(parents=True, exist_ok=True)
+    mesh_path = root / "models" / category / f"{name}.stl"
+    save_mesh(mesh, mesh_path)
+    record = {
+        "format": PART_RECORD_FORMAT,
+        "class": category,
+        "part": name,
+        "seed": seed,
+        "views": views,
+        "size": size,
+        "mesh": f"models/{category}/{name}.stl",
+        "images": images,
+    }
+    write_json(mesh_path.with_suffix(".json"), record)
+    return record
+
+
 def synth_parts(
     out: Path,
     parts_per_class: int = 6,
@@ -123,36 +225,20 @@ def synth_parts(
     size: int = 160,
     track: Callable = lambda items, _desc: items,
 ) -> dict:
-    """Write parts (STL) and shaded renders from random viewpoints into the folder out."""
-    from recon.pipelines.common.io import save_mesh, write_png
-    from recon.pipelines.shapes import Renderer, random_view, solid_mesh
+    """Write a whole parts set (STL models and shaded renders) into the folder out; returns a
+    summary (see write_part; `recon synth parts` makes the same parts in shards)."""
+    jobs = part_jobs(parts_per_class)
+    records = [write_part(out, c, n, views_per_part, seed, size) for c, n in track(jobs, "parts")]
+    return parts_summary(records)
 
-    rng = np.random.default_rng(seed)
-    counts = dict.fromkeys(CLASSES, 0)
-    jobs = [(c, i) for c in CLASSES for i in range(parts_per_class)]
-    images = 0
-    for category, number in track(jobs, "synth parts"):
-        solid = make_part(category, rng)
-        mesh = solid_mesh(solid, resolution=96)
-        name = f"{category}_{number:04d}"
-        (out / "models" / category).mkdir(parents=True, exist_ok=True)
-        save_mesh(mesh, out / "models" / category / f"{name}.stl")
-        folder = out / "images" / category / name
-        folder.mkdir(parents=True, exist_ok=True)
-        centre = mesh.bounds.mean(axis=0)
-        mesh.apply_translation(-centre)
-        renderer = Renderer(mesh)
-        radius = float(np.linalg.norm(mesh.extents) / 2)
-        grey = _u(rng, 120, 220)
-        colour = np.array([grey, grey, grey]) * rng.uniform(0.9, 1.1, 3)
-        for view_index in range(views_per_part):
-            background = (
-                np.full(3, _u(rng, 0, 80)) if rng.random() < 0.5 else rng.uniform(0, 255, 3)
-            )
-            view = random_view(rng, radius, jitter=0.05)
-            image, mask = renderer.render(view, size, size, colour, background)
-            if mask.any():
-                write_png(folder / f"view_{view_index:02d}.png", image)
-                images += 1
-        counts[category] += 1
-    return {"parts": len(jobs), "images": images, "per_class": counts}
+
+def parts_summary(records: list[dict]) -> dict:
+    """Counts of parts and images (per class) for a command's result."""
+    counts = dict.fromkeys(dict.fromkeys(r["class"] for r in records), 0)
+    for record in records:
+        counts[record["class"]] += 1
+    return {
+        "parts": len(records),
+        "images": sum(len(r["images"]) for r in records),
+        "per_class": counts,
+    }

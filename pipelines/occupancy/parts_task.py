@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.pipelines.common.engine import TaskSpec, TrainConfig
 from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.settings import TaskSpec, TrainConfig, setting
 from recon.pipelines.occupancy.images import auto_bbox, rgb_image, square_crop
-from recon.pipelines.occupancy.voxel_task import build_occupancy, split_by_group
+from recon.pipelines.occupancy.voxel_task import MEAN_SHAPE, build_occupancy, split_by_group
 
 TASK_NAME = "parts"
 
@@ -29,15 +29,17 @@ class PartsConfig(TrainConfig):
     epochs: int = 30
     batch_size: int = 16
     lr: float = 1e-4
-    size: int = 128  # input side, pixels
-    resolution: int = 32  # output grid side (a power of two)
-    channels: int = 128  # decoder channels at 4^3
-    canny_low: int = 50
-    canny_high: int = 150
-    dice_weight: float = 1.0
-    jitter: float = 0.05  # crop jitter in training, fraction of the box side
-    method: str = "auto"  # voxelisation: auto | raycast | winding
-    mean_prior: bool = True  # start the output at the training set's mean shape
+    size: int = setting(128, "input image side, px", 32, 4096)
+    resolution: int = setting(32, "output grid side, voxels (a power of two)", 8, 256)
+    channels: int = setting(128, "decoder channels at 4^3", 1, 4096)
+    canny_low: int = setting(50, "Canny edge low threshold", 0, 2000)
+    canny_high: int = setting(150, "Canny edge high threshold", 0, 2000)
+    dice_weight: float = setting(1.0, "soft Dice term of the loss, relative to BCE", 0, 1000)
+    jitter: float = setting(0.05, "crop jitter in training, fraction of the box side", 0, 0.5)
+    method: str = setting(
+        "auto", "voxelisation of the STL targets", choices=("auto", "raycast", "winding")
+    )
+    mean_prior: bool = setting(True, "start the output at the training set's mean shape")
 
 
 def edge_input(rgb: np.ndarray, size: int, low: int, high: int, rng=None, jitter: float = 0.0):
@@ -155,5 +157,11 @@ def parts_input(path: Path, config: dict):
 
 
 TASK = TaskSpec(
-    name=TASK_NAME, config=PartsConfig, build=build, monitor="val/iou", mode="max", check=check
+    name=TASK_NAME,
+    config=PartsConfig,
+    build=build,
+    monitor="val/iou",
+    mode="max",
+    check=check,
+    baselines=MEAN_SHAPE,
 )

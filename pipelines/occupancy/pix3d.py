@@ -7,6 +7,11 @@ pix3d.json is a list of entries; the fields read here are `img`, `category`, `vo
 as Pix3D does. Voxel grids are (128, 128, 128) uint8 indexed (x, y, z), z up, the object's
 bounding box centred in the cube with its longest side 0.9 of the cube's side; model.obj is in
 the same normalised frame (the cube is [-0.5, 0.5]^3).
+
+Each synthetic model folder also holds entries.json: its pix3d.json entries and the seed and
+view count that made it. A model is drawn from its own generator, so shards of `recon synth
+pix3d` make the same models as one run; pix3d.json, the entries of every model in order, is
+written by whichever run finds the last model finished.
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ def load_entries(root: Path) -> list[dict]:
     """The entries of ROOT/pix3d.json; BadInput when it is missing or not a list of objects."""
     path = Path(root) / "pix3d.json"
     if not path.is_file():
+        if any(Path(root).glob(f"model/*/*/{MODEL_RECORD}")):
+            raise BadInput(
+                f"{path}: not written yet: a sharded `recon synth pix3d` has not finished (run "
+                "the remaining shards, or rerun any shard with --skip-done to write it)"
+            )
         raise BadInput(f"{path}: no such file (a Pix3D root holds pix3d.json)")
     try:
         entries = json.loads(path.read_text())
@@ -147,6 +157,149 @@ def normalised_grid(solid: Solid, resolution: int = GRID) -> tuple[np.ndarray, f
     return grid, 1.0 / side, centre
 
 
+MODEL_RECORD = "entries.json"  # in each model folder: its pix3d.json entries + the settings
+RECORD_FORMAT = "recon.pix3d-model/1"
+
+
+def model_jobs(count: int, categories: tuple[str, ...] = CATEGORIES) -> list[tuple[str, int]]:
+    """The models of a synthetic set, in pix3d.json order: (category, number), category-major."""
+    unknown = sorted(set(categories) - set(CATEGORIES))
+    if unknown or not categories:
+        raise BadInput(f"unknown categories {unknown}; choose from {', '.join(CATEGORIES)}")
+    return [(c, i) for c in categories for i in range(count)]
+
+
+def model_dir(category: str, number: int) -> Path:
+    """A synthetic model's folder, relative to the data root."""
+    return Path("model") / category / f"synth_{number:04d}"
+
+
+def _image_id(number: int, view: int, views: int) -> str:
+    return f"{number * views + view:04d}"
+
+
+def model_files(root: Path, category: str, number: int, views: int) -> list[Path]:
+    """Every file a synthetic model may write under root (its images, masks and model folder)."""
+    folder = Path(root) / model_dir(category, number)
+    files = [folder / MODEL_RECORD, folder / "model.obj", folder / "voxel.mat"]
+    for view in range(views):
+        image_id = _image_id(number, view, views)
+        files += [Path(root) / kind / category / f"{image_id}.png" for kind in ("img", "mask")]
+    return files
+
+
+def model_entries(
+    root: Path, category: str, number: int, seed: int, views: int
+) -> list[dict] | None:
+    """The pix3d.json entries of a finished model made with these settings; None when its record
+    is missing, was made with another seed or view count, or names a missing or empty file."""
+    path = Path(root) / model_dir(category, number) / MODEL_RECORD
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        return None
+    if record.get("seed") != seed or record.get("views") != views:
+        return None
+    try:
+        files = [Path(root) / e[k] for e in record["entries"] for k in ("img", "mask", "voxel")]
+    except (KeyError, TypeError):
+        return None
+    files.append(Path(root) / model_dir(category, number) / "model.obj")
+    if not all(file.is_file() and file.stat().st_size > 0 for file in files):
+        return None
+    return record["entries"]
+
+
+def write_model(
+    root: Path, category: str, number: int, views: int, seed: int, v73_every: int = 3
+) -> list[dict]:
+    """Make one synthetic model and its renders under root; returns its pix3d.json entries.
+
+    Everything is drawn from the model's own generator (seed, category, number), so a model is
+    the same whichever shard makes it. Images and masks are written first, then the model folder
+    (model.obj, voxel.mat and the record entries.json) appears whole: a model with a record is
+    complete. Every v73_every-th model (counted over the whole set, category-minor) has a
+    MATLAB v7.3 (HDF5) voxel file, the rest v5.
+    """
+    from recon.pipelines.common.batch import item_rng
+    from recon.pipelines.common.io import write_png
+    from recon.pipelines.common.outputs import atomic_dir
+    from recon.pipelines.occupancy.matfiles import write_voxel_mat
+    from recon.pipelines.shapes import Renderer, grid_to_mesh, mask_bbox, random_view
+
+    root = Path(root)
+    key = number * len(CATEGORIES) + CATEGORIES.index(category)
+    rng = item_rng(seed, CATEGORIES.index(category), number)
+    solid = make_furniture(category, rng)
+    grid, _, _ = normalised_grid(solid)
+    folder = model_dir(category, number)
+    mesh = grid_to_mesh(grid, smooth=0.6)
+    mesh.apply_scale(1.0 / GRID)
+    mesh.apply_translation([-0.5, -0.5, -0.5])
+    renderer = Renderer(mesh)
+    colour = rng.uniform(60, 230, 3)
+    entries = []
+    for view_index in range(views):
+        image_id = _image_id(number, view_index, views)
+        width, height = int(rng.integers(160, 257)), int(rng.integers(160, 257))
+        background = rng.uniform(0, 255, 3) if rng.random() < 0.7 else np.full(3, 255.0)
+        view = random_view(rng, radius=0.5 * FILL * 1.2)
+        image, mask = renderer.render(view, width, height, colour, background)
+        if not mask.any():
+            continue
+        for kind, array in (("img", image), ("mask", (mask * 255).astype(np.uint8))):
+            (root / kind / category).mkdir(parents=True, exist_ok=True)
+            write_png(root / kind / category / f"{image_id}.png", array)
+        entries.append(
+            {
+                "img": f"img/{category}/{image_id}.png",
+                "category": category,
+                "img_size": [width, height],
+                "mask": f"mask/{category}/{image_id}.png",
+                "model": f"{folder.as_posix()}/model.obj",
+                "voxel": f"{folder.as_posix()}/voxel.mat",
+                "bbox": mask_bbox(mask),
+                "cam_position": [round(float(x), 5) for x in view.eye()],
+                "focal_length": round(width / 2 / np.tan(np.radians(view.fov_deg / 2)), 3),
+                "inplane_rotation": 0.0,
+                "truncated": False,
+                "occluded": False,
+                "slightly_occluded": False,
+            }
+        )
+    version = "7.3" if v73_every and key % v73_every == v73_every - 1 else "5"
+    record = {"format": RECORD_FORMAT, "seed": seed, "views": views, "entries": entries}
+    with atomic_dir(root / folder) as made:
+        write_voxel_mat(made / "voxel.mat", grid.astype(np.uint8), version)
+        mesh.export(made / "model.obj")
+        (made / MODEL_RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    return entries
+
+
+def write_index(
+    root: Path, jobs: list[tuple[str, int]], seed: int, views: int
+) -> tuple[Path | None, int]:
+    """Write root/pix3d.json, the models' entries in job order, once every model is finished;
+    returns (its path or None, how many models are still missing)."""
+    from recon.pipelines.common.outputs import atomic_file
+
+    entries, missing = [], 0
+    for category, number in jobs:
+        found = model_entries(root, category, number, seed, views)
+        if found is None:
+            missing += 1
+        else:
+            entries.extend(found)
+    if missing:
+        return None, missing
+    path = Path(root) / "pix3d.json"
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(entries, indent=1) + "\n")
+    return path, 0
+
+
 def synth_pix3d(
     out: Path,
     models_per_class: int = 6,
@@ -156,65 +309,22 @@ def synth_pix3d(
     track: Callable = lambda items, _desc: items,
     categories: tuple[str, ...] = CATEGORIES,
 ) -> dict:
-    """Write a Pix3D-layout data set into the (empty) folder out; returns a summary.
+    """Write a whole Pix3D-layout data set into the folder out; returns a summary (see
+    write_model; `recon synth pix3d` makes the same models in shards)."""
+    jobs = model_jobs(models_per_class, categories)
+    entries = []
+    for category, number in track(jobs, "synth pix3d"):
+        entries += write_model(out, category, number, views_per_model, seed, v73_every)
+    write_index(out, jobs, seed, views_per_model)
+    return pix3d_summary(jobs, entries)
 
-    Every v73_every-th voxel file is written as MATLAB v7.3 (HDF5), the rest as v5.
-    """
-    from recon.pipelines.common.io import write_png
-    from recon.pipelines.occupancy.matfiles import write_voxel_mat
-    from recon.pipelines.shapes import Renderer, grid_to_mesh, mask_bbox, random_view
 
-    rng = np.random.default_rng(seed)
-    unknown = sorted(set(categories) - set(CATEGORIES))
-    if unknown or not categories:
-        raise BadInput(f"unknown categories {unknown}; choose from {', '.join(CATEGORIES)}")
-    entries, counts, versions = [], dict.fromkeys(categories, 0), {"5": 0, "7.3": 0}
-    jobs = [(c, i) for c in categories for i in range(models_per_class)]
-    for index, (category, number) in enumerate(track(jobs, "synth pix3d")):
-        solid = make_furniture(category, rng)
-        grid, _, _ = normalised_grid(solid)
-        model_dir = Path("model") / category / f"synth_{number:04d}"
-        (out / model_dir).mkdir(parents=True, exist_ok=True)
-        version = "7.3" if v73_every and index % v73_every == v73_every - 1 else "5"
-        write_voxel_mat(out / model_dir / "voxel.mat", grid.astype(np.uint8), version)
-        versions[version] += 1
-        mesh = grid_to_mesh(grid, smooth=0.6)
-        mesh.apply_scale(1.0 / GRID)
-        mesh.apply_translation([-0.5, -0.5, -0.5])
-        mesh.export(out / model_dir / "model.obj")
-        renderer = Renderer(mesh)
-        colour = rng.uniform(60, 230, 3)
-        for view_index in range(views_per_model):
-            image_id = f"{number * views_per_model + view_index:04d}"
-            width, height = int(rng.integers(160, 257)), int(rng.integers(160, 257))
-            background = rng.uniform(0, 255, 3) if rng.random() < 0.7 else np.full(3, 255.0)
-            view = random_view(rng, radius=0.5 * FILL * 1.2)
-            image, mask = renderer.render(view, width, height, colour, background)
-            if not mask.any():
-                continue
-            for kind, array in (("img", image), ("mask", (mask * 255).astype(np.uint8))):
-                (out / kind / category).mkdir(parents=True, exist_ok=True)
-                write_png(out / kind / category / f"{image_id}.png", array)
-            entries.append(
-                {
-                    "img": f"img/{category}/{image_id}.png",
-                    "category": category,
-                    "img_size": [width, height],
-                    "mask": f"mask/{category}/{image_id}.png",
-                    "model": f"{model_dir.as_posix()}/model.obj",
-                    "voxel": f"{model_dir.as_posix()}/voxel.mat",
-                    "bbox": mask_bbox(mask),
-                    "cam_position": [round(float(x), 5) for x in view.eye()],
-                    "focal_length": round(width / 2 / np.tan(np.radians(view.fov_deg / 2)), 3),
-                    "inplane_rotation": 0.0,
-                    "truncated": False,
-                    "occluded": False,
-                    "slightly_occluded": False,
-                }
-            )
-            counts[category] += 1
-    (out / "pix3d.json").write_text(json.dumps(entries, indent=1) + "\n")
-    return {"images": len(entries), "models": len(jobs), "per_class": counts, "mat": versions}
+def pix3d_summary(jobs: list[tuple[str, int]], entries: list[dict]) -> dict:
+    """Counts of models and images (per category) for a command's result."""
+    counts = dict.fromkeys(dict.fromkeys(c for c, _ in jobs), 0)
+    for entry in entries:
+        counts[entry["category"]] += 1
+    return {"images": len(entries), "models": len(jobs), "per_class": counts}
 
 
 DEMO_MARGIN = 0.1  # IoU the demo's model must gain over the mean shape to pass

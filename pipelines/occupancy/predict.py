@@ -52,18 +52,6 @@ def render_png(mesh, path: Path, size: int = 512) -> None:
     write_png(path, render_mesh(mesh, size, azimuth_deg=-54.0, elevation_deg=25.0))
 
 
-def output_names(images: list[Path]) -> list[str]:
-    """One output stem per image: the file stem, or <folder>_<stem> (then a counter) when
-    stems repeat."""
-    stems = [Path(p).stem for p in images]
-    if len(set(stems)) == len(stems):
-        return stems
-    names = [f"{Path(p).parent.name}_{Path(p).stem}" for p in images]
-    if len(set(names)) == len(names):
-        return names
-    return [f"{i:03d}_{Path(p).stem}" for i, p in enumerate(images)]
-
-
 def predict_images(
     task: str,
     checkpoint: Path,

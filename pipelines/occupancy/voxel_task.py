@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.pipelines.common.engine import SplitLoaders, TaskSpec, TrainConfig, config_dict
 from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.sampling import SplitLoaders
+from recon.pipelines.common.settings import Baseline, TaskSpec, TrainConfig, config_dict, setting
 from recon.pipelines.common.weights import load_pretrained_encoder
 from recon.pipelines.occupancy.images import auto_bbox, imagenet_tensor, rgb_image, square_crop
 
@@ -33,13 +34,13 @@ class VoxelConfig(TrainConfig):
     epochs: int = 30
     batch_size: int = 16
     lr: float = 1e-4
-    size: int = 224  # input side, pixels
-    resolution: int = 32  # output grid side
-    hidden: int = 1024  # decoder hidden units
-    dropout: float = 0.2
-    jitter: float = 0.08  # bbox jitter in training, fraction of the box side
-    pretrained_weights: str = ""  # a local torchvision ResNet18 state_dict file, or empty
-    mean_prior: bool = True  # start the output at the training set's mean shape
+    size: int = setting(224, "input image side, px", 32, 4096)
+    resolution: int = setting(32, "output grid side, voxels", 4, 256)
+    hidden: int = setting(1024, "decoder hidden units", 1, 65_536)
+    dropout: float = setting(0.2, "decoder dropout probability", 0, 1, high_open=True)
+    jitter: float = setting(0.08, "bbox jitter in training, fraction of the box side", 0, 0.5)
+    pretrained_weights: str = setting("", "a local torchvision ResNet18 state_dict file, or empty")
+    mean_prior: bool = setting(True, "start the output at the training set's mean shape")
 
 
 # ---------------------------------------------------------------- data
@@ -266,7 +267,7 @@ def build(cfg: VoxelConfig):
 
 def load_net(checkpoint: Path, task_name: str, build_net_fn):
     """(net in eval mode, config dict) from a checkpoint of task_name."""
-    from recon.pipelines.common.engine import load_checkpoint
+    from recon.pipelines.common.checkpoints import load_checkpoint
 
     config, state = load_checkpoint(checkpoint, task_name)
     try:
@@ -287,6 +288,13 @@ def voxel_input(path: Path, config: dict):
     return imagenet_tensor(square_crop(rgb, auto_bbox(rgb), config["size"]))
 
 
+MEAN_SHAPE = (Baseline("val/iou", "val/iou_mean_shape", "mean shape"),)
 TASK = TaskSpec(
-    name=TASK_NAME, config=VoxelConfig, build=build, monitor="val/iou", mode="max", check=check
+    name=TASK_NAME,
+    config=VoxelConfig,
+    build=build,
+    monitor="val/iou",
+    mode="max",
+    check=check,
+    baselines=MEAN_SHAPE,
 )

@@ -7,7 +7,7 @@ check-data problem kinds: missing-voxels (an image without its npz), orphan-voxe
 without its image), unreadable-image, unreadable-voxels (not an npz, or corrupt), missing-array
 (no `skull` or no `face`), shape-mismatch (skull and face differ, a grid is not 3D, or it
 differs from the set's most common shape), empty-grid (no occupied voxel), unreadable-dataset-json,
-no-pairs.
+unfinished-set (heads of `recon synth skull` are there but not yet dataset.json), no-pairs.
 """
 
 from __future__ import annotations
@@ -139,6 +139,13 @@ def check_skull(root: Path, track: Callable = lambda items, _d: items) -> CheckR
     for path in npz:
         if path.name[: -len("_vox.npz")] not in image_stems:
             report.add("orphan-voxels", path.name, "no image NAME.png beside NAME_vox.npz")
+    if not (root / "dataset.json").is_file() and any(root.glob("skull_*.json")):
+        report.add(
+            "unfinished-set",
+            "dataset.json",
+            "not written yet: the `recon synth skull` shard that finishes the set writes it "
+            "(rerun one with --skip-done)",
+        )
     if (root / "dataset.json").is_file():
         try:
             read_voxel_mm(root)

@@ -14,25 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from recon.pipelines.common.devices import choose_device
-from recon.pipelines.common.errors import BadInput
-from recon.pipelines.skull.data import HEADS, IMAGE_SUFFIXES
+from recon.pipelines.skull.data import HEADS
 
 FACE_ALPHA = 0.45  # opacity of the face over the skull in renders
-
-
-def expand_inputs(paths: list[Path]) -> list[Path]:
-    """Files as given, folders replaced by their images (sorted); BadInput when none remain."""
-    files: list[Path] = []
-    for path in paths:
-        path = Path(path)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise BadInput(f"{path}: folder holds no images (.png, .jpg)")
-            files += found
-        else:
-            files.append(path)
-    return files
 
 
 def predict_probabilities(
@@ -78,7 +62,9 @@ def predict_skull(
     device: str = "auto",
     track: Callable = lambda items, _d: items,
 ) -> list[dict]:
-    """Write the outputs of every image into the folder out; one record per image."""
+    """Write the outputs of every image into the folder out; one record per image. An image's
+    NAME_vox.npz is written last, so an image whose grids are there is finished (prediction_done).
+    """
     from recon.pipelines.common.io import save_mesh
     from recon.pipelines.common.outputs import atomic_file
     from recon.pipelines.skull.score import grid_mesh
@@ -88,9 +74,6 @@ def predict_skull(
     records = []
     for path, stem, probability in zip(images, names, grids, strict=True):
         record = {"image": str(path), "units": "mm" if voxel_mm else "voxels"}
-        with atomic_file(out / f"{stem}_vox.npz") as tmp, tmp.open("wb") as handle:
-            np.savez_compressed(handle, **{h: probability[h].astype(np.float16) for h in HEADS})
-        record["grids"] = str(out / f"{stem}_vox.npz")
         meshes = {}
         for head in HEADS:
             record[f"{head}_voxels"] = int((probability[head] >= 0.5).sum())
@@ -100,8 +83,32 @@ def predict_skull(
         record["render"] = None
         if render and meshes["face"] is not None:
             record["render"] = str(render_png(meshes, out / f"{stem}_render.png"))
+        with atomic_file(out / f"{stem}_vox.npz") as tmp, tmp.open("wb") as handle:
+            np.savez_compressed(handle, **{h: probability[h].astype(np.float16) for h in HEADS})
+        record["grids"] = str(out / f"{stem}_vox.npz")
         records.append(record)
     return records
+
+
+def output_files(out: Path, stem: str) -> list[Path]:
+    """Every file the image named stem may have in out."""
+    return [out / f"{stem}_{part}" for part in ("vox.npz", "skull.ply", "face.ply", "render.png")]
+
+
+def prediction_done(out: Path, stem: str, render: bool) -> bool:
+    """Whether stem's outputs in out are finished: its grids (written last) are a readable npz,
+    and with render its picture is there whenever it has a face mesh."""
+    import zipfile
+
+    grids = out / f"{stem}_vox.npz"
+    try:
+        with np.load(grids) as data:
+            if not all(h in data.files for h in HEADS):
+                return False
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return False
+    picture = out / f"{stem}_render.png"
+    return not render or not (out / f"{stem}_face.ply").is_file() or picture.is_file()
 
 
 def render_png(meshes: dict, path: Path, size: int = 320) -> Path:

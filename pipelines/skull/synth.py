@@ -7,6 +7,10 @@ Layout (read by `recon train|check-data skull`):
     dataset.json         voxel size (mm), axis order and orientation of the grids, the image view
     truth.json           per subject: head parameters, landmarks (mm) with their soft-tissue
                          depths and normals, the neck cut, and the render geometry
+    skull_000.json       the head's record, written after its image and grids: the settings
+                         and seed that made it and its truth.json entry
+Head i is drawn from its own generator (seed, i), so shards of a set (`--shard K/N`) make the
+same files as one run; dataset.json and truth.json are written once every head is finished.
 Grids index (x, y, z) in the head's RAS+ frame (+x the subject's right, +y anterior, +z up);
 voxel (i, j, k) holds the point ((i, j, k) + 0.5) * voxel_mm - FIELD_MM / 2 (mm).
 """
@@ -249,6 +253,107 @@ def dataset_record(resolution: int, geometry: RenderGeometry, photo: bool, seed:
     }
 
 
+ITEM_FORMAT = "recon.synth-skull-item/1"
+TRUTH_HEADER = {"units": "mm", "frame": "head RAS+, grid centre at the origin"}
+
+
+def subject_name(index: int) -> str:
+    return f"skull_{index:03d}"
+
+
+def subject_files(root: Path, index: int) -> list[Path]:
+    """Head index's files under root: image, grids, then its record (written last)."""
+    stem = Path(root) / subject_name(index)
+    return [
+        stem.with_suffix(".png"),
+        stem.with_name(f"{stem.name}_vox.npz"),
+        stem.with_suffix(".json"),
+    ]
+
+
+@dataclass(frozen=True)
+class SkullSet:
+    """A synthetic head set made item by item: head i is drawn from its own generator
+    (seed, i), so it is the same whichever shard makes it and however many heads the set
+    holds."""
+
+    seed: int = 0
+    resolution: int = 64
+    view: str = "lateral"
+    photo: bool = False
+
+    @property
+    def geometry(self) -> RenderGeometry:
+        return RenderGeometry(view=self.view)
+
+    def settings(self) -> dict:
+        return {
+            "seed": self.seed,
+            "resolution": self.resolution,
+            "view": self.view,
+            "photo": self.photo,
+        }
+
+    def record(self, root: Path, index: int) -> dict | None:
+        """Head index's record when it is finished with these settings (image and grids there
+        and not empty); else None."""
+        import json
+
+        from recon.pipelines.common.batch import is_complete
+
+        *files, path = subject_files(root, index)
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or record.get("format") != ITEM_FORMAT:
+            return None
+        if record.get("settings") != self.settings() or not is_complete(files):
+            return None
+        return record
+
+    def make(self, root: Path, index: int) -> dict:
+        """Write head index under root (image, grids, record last); returns its record."""
+        from recon.pipelines.common.batch import item_rng
+        from recon.pipelines.common.io import write_png
+        from recon.pipelines.common.outputs import atomic_file, write_json
+
+        rng = item_rng(self.seed, index)
+        item = synth_subject(random_params(rng), self.resolution, self.geometry, self.photo, rng)
+        image, grids, path = subject_files(root, index)
+        write_png(image, item["image"])
+        with atomic_file(grids) as tmp, tmp.open("wb") as handle:
+            np.savez_compressed(handle, skull=item["skull"], face=item["face"])
+        record = {"format": ITEM_FORMAT, "settings": self.settings(), "truth": item["truth"]}
+        write_json(path, record)
+        return record
+
+    def merge(self, root: Path, count: int) -> tuple[Path | None, int]:
+        """Write root/dataset.json and truth.json once all count heads are finished; returns
+        (dataset.json or None, how many heads are still missing)."""
+        from recon.pipelines.common.outputs import write_json
+
+        records = [self.record(root, i) for i in range(count)]
+        missing = sum(r is None for r in records)
+        if missing:
+            return None, missing
+        subjects = {subject_name(i): r["truth"] for i, r in enumerate(records)}
+        write_json(Path(root) / "truth.json", {**TRUTH_HEADER, "subjects": subjects})
+        path = Path(root) / "dataset.json"
+        record = dataset_record(self.resolution, self.geometry, self.photo, self.seed)
+        write_json(path, record)
+        return path, 0
+
+    def summary(self, count: int) -> dict:
+        return {
+            "subjects": count,
+            "resolution": self.resolution,
+            "voxel_mm": FIELD_MM / self.resolution,
+            "view": self.view,
+            "image": "photo" if self.photo else "radiograph",
+        }
+
+
 def synth_skull_dataset(
     folder: Path,
     subjects: int,
@@ -258,27 +363,10 @@ def synth_skull_dataset(
     photo: bool = False,
     track: Callable = lambda items, _d: items,
 ) -> dict:
-    """Write `subjects` heads into folder in the layout above; returns a summary."""
-    from recon.pipelines.common.io import write_png
-    from recon.pipelines.common.outputs import atomic_file, write_json
-
-    folder = Path(folder)
-    geometry = RenderGeometry(view=view)
-    rng = np.random.default_rng(seed)
-    truth = {"units": "mm", "frame": "head RAS+, grid centre at the origin", "subjects": {}}
+    """Write `subjects` heads into folder in the layout above (the heads `recon synth skull`
+    makes, see SkullSet); returns a summary."""
+    heads = SkullSet(int(seed), resolution, view, photo)
     for index in track(range(subjects), "synth skull"):
-        stem = f"skull_{index:03d}"
-        item = synth_subject(random_params(rng), resolution, geometry, photo, rng)
-        write_png(folder / f"{stem}.png", item["image"])
-        with atomic_file(folder / f"{stem}_vox.npz") as tmp, tmp.open("wb") as handle:
-            np.savez_compressed(handle, skull=item["skull"], face=item["face"])
-        truth["subjects"][stem] = item["truth"]
-    write_json(folder / "dataset.json", dataset_record(resolution, geometry, photo, seed))
-    write_json(folder / "truth.json", truth)
-    return {
-        "subjects": subjects,
-        "resolution": resolution,
-        "voxel_mm": FIELD_MM / resolution,
-        "view": view,
-        "image": "photo" if photo else "radiograph",
-    }
+        heads.make(folder, index)
+    heads.merge(folder, subjects)
+    return heads.summary(subjects)

@@ -11,7 +11,8 @@ the decoders' per-voxel biases start at the logit of the training set's mean sha
 Validation logs, per head H in (skull, face): val/H_iou (IoU@0.5), val/H_dice (Dice@0.5), and
 val/H_iou_mean_shape, val/H_dice_mean_shape: the same scores of the training set's mean shape
 (mean occupancy >= 0.5), the baseline to beat; val/iou = the mean of the two heads' IoU picks
-the best checkpoint. Scores in mm (surface distances, tissue depths) are in score.py.
+the best checkpoint (val/iou_mean_shape: the same mean for the mean shape). Scores in mm
+(surface distances, tissue depths) are in score.py.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.pipelines.common.engine import SplitLoaders, TaskSpec, TrainConfig, config_dict
 from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.sampling import SplitLoaders
+from recon.pipelines.common.settings import Baseline, TaskSpec, TrainConfig, config_dict, setting
 from recon.pipelines.common.weights import load_pretrained_encoder
 from recon.pipelines.skull.data import HEADS, image_tensor, list_pairs, load_grids, read_voxel_mm
 
@@ -34,16 +36,18 @@ class SkullConfig(TrainConfig):
     epochs: int = 30
     batch_size: int = 8
     lr: float = 5e-4
-    size: int = 128  # input side, pixels
-    resolution: int = 0  # output grid side; 0 = the data's
-    channels: int = 32  # decoder channels at 4^3 (halved at each doubling)
-    dropout: float = 0.1
-    skull_weight: float = 1.0  # loss weight of the skull head
-    face_weight: float = 1.0  # loss weight of the face head
-    dice_weight: float = 1.0  # soft Dice term, relative to BCE, in each head's loss
-    pretrained_weights: str = ""  # a local torchvision ResNet18 state_dict file, or empty
-    mean_prior: bool = True  # start each head at the training set's mean shape
-    voxel_mm: float = 0.0  # from dataset.json when training; 0 = unknown (scores in voxels)
+    size: int = setting(128, "input image side, px", 32, 4096)
+    resolution: int = setting(0, "output grid side, voxels; 0 = the data's", 0, 512)
+    channels: int = setting(32, "decoder channels at 4^3 (halved at each doubling)", 4, 4096)
+    dropout: float = setting(0.1, "encoder-feature dropout probability", 0, 1, high_open=True)
+    skull_weight: float = setting(1.0, "loss weight of the skull head", 0, 1000)
+    face_weight: float = setting(1.0, "loss weight of the face head", 0, 1000)
+    dice_weight: float = setting(1.0, "soft Dice term, relative to BCE, in each head", 0, 1000)
+    pretrained_weights: str = setting("", "a local torchvision ResNet18 state_dict file, or empty")
+    mean_prior: bool = setting(True, "start each head at the training set's mean shape")
+    voxel_mm: float = setting(
+        0.0, "voxel size, mm; from dataset.json when 0 (unknown: scores in voxels)", 0, 1000
+    )
 
 
 # ---------------------------------------------------------------- data
@@ -209,7 +213,7 @@ def module_class():
             images, skull, face = batch
             logits = self.net(images)
             values = {"loss": self._loss(logits, skull, face)}
-            ious = []
+            ious, mean_ious = [], []
             for head, logit, target in zip(HEADS, logits, (skull, face), strict=True):
                 probability = torch.sigmoid(logit)
                 values[f"{head}_iou"] = voxel_iou(probability, target, 0.5).mean()
@@ -219,7 +223,10 @@ def module_class():
                     mean = self.mean_grids[head].to(target.device).expand_as(target)
                     values[f"{head}_iou_mean_shape"] = voxel_iou(mean, target, 0.5).mean()
                     values[f"{head}_dice_mean_shape"] = voxel_dice(mean, target, 0.5).mean()
+                    mean_ious.append(values[f"{head}_iou_mean_shape"])
             values["iou"] = sum(ious) / len(ious)
+            if mean_ious:
+                values["iou_mean_shape"] = sum(mean_ious) / len(mean_ious)
             self.log_dict(
                 {f"val/{k}": v for k, v in values.items()},
                 on_epoch=True,
@@ -272,7 +279,7 @@ def build(cfg: SkullConfig):
 
 def load_net(checkpoint: Path):
     """(net in eval mode, config dict) from a `recon train skull` checkpoint."""
-    from recon.pipelines.common.engine import load_checkpoint
+    from recon.pipelines.common.checkpoints import load_checkpoint
 
     config, state = load_checkpoint(checkpoint, TASK_NAME)
     try:
@@ -288,5 +295,14 @@ def load_net(checkpoint: Path):
 
 
 TASK = TaskSpec(
-    name=TASK_NAME, config=SkullConfig, build=build, monitor="val/iou", mode="max", check=check
+    name=TASK_NAME,
+    config=SkullConfig,
+    build=build,
+    monitor="val/iou",
+    mode="max",
+    check=check,
+    baselines=tuple(
+        Baseline(f"val/{name}", f"val/{name}_mean_shape", "mean shape")
+        for name in ("iou", *(f"{h}_{m}" for h in HEADS for m in ("iou", "dice")))
+    ),
 )

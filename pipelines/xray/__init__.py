@@ -3,5 +3,5 @@ diffdrr, poses, 2D/3D registration with a windowed gradient NCC, synthetic X-ray
 sets, augmentation, and the `drr` (pix2pix X-ray -> DRR) and `pose` training tasks.
 
 Entry points: `registration_run.run_register`, `make_drr.run_make_drr`, `augment.augment_pairs`.
-Conventions: poses in `pose.py`, column direction in `orientation.py`; layouts in the README.
+Conventions: poses in `pose.py`, column direction in `orientation.py`, QC figure `figures.py`.
 """

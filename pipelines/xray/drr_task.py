@@ -12,7 +12,7 @@ Training batches get the reference jitter: resize up by 286/256, random crop bac
 
 Validation (generator in eval mode) logs val/ssim, val/psnr, val/mae of G(X-ray) against the
 DRR on [0, 1] images, and the identity baseline val/ssim_identity = SSIM(X-ray, DRR); each epoch
-writes RUN/examples/epoch_NNN.png, rows of input | output | target.
+writes RUN/examples/epoch_NNN.png, rows of input | prediction | target under column labels.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recon.models import pix2pix
-from recon.pipelines.common.engine import TaskSpec, TrainConfig, config_dict, seeded_loader
 from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.sampling import seeded_loader
+from recon.pipelines.common.settings import Baseline, TaskSpec, TrainConfig, config_dict, setting
 
 TASK_NAME = "drr"
 
@@ -33,15 +34,15 @@ class DrrConfig(TrainConfig):
     epochs: int = 200  # reference: 100 constant + 100 decaying
     batch_size: int = pix2pix.BATCH_SIZE
     lr: float = pix2pix.LR
-    beta1: float = pix2pix.BETAS[0]
-    lambda_l1: float = pix2pix.LAMBDA_L1
-    constant_fraction: float = 0.5  # share of epochs at full learning rate
-    size: int = 256  # training side in pixels, a power of two >= 32
-    base_filters: int = pix2pix.BASE_FILTERS  # ngf = ndf
-    dropout: float = pix2pix.DROPOUT
-    patch_layers: int = 3  # 3 = 70 x 70 PatchGAN
-    jitter: bool = True  # resize to 286/256, random crop, random flip
-    examples: int = 4  # rows in the example grid
+    beta1: float = setting(pix2pix.BETAS[0], "Adam beta1 (both networks)", 0, 1, high_open=True)
+    lambda_l1: float = setting(pix2pix.LAMBDA_L1, "weight of the L1 term in the G loss", 0, 1e4)
+    constant_fraction: float = setting(0.5, "share of epochs at full learning rate", 0, 1)
+    size: int = setting(256, "training side in pixels, a power of two", 32, 4096)
+    base_filters: int = setting(pix2pix.BASE_FILTERS, "first-layer filters (ngf = ndf)", 1, 1024)
+    dropout: float = setting(pix2pix.DROPOUT, "decoder dropout probability", 0, 1, high_open=True)
+    patch_layers: int = setting(3, "PatchGAN layers (3 = 70 x 70 patches)", 1, 8)
+    jitter: bool = setting(True, "resize to 286/256, random crop, random flip in training")
+    examples: int = setting(4, "rows in each RUN/examples grid (0 = none)", 0, 64)
 
 
 def check(cfg: DrrConfig) -> None:
@@ -228,7 +229,7 @@ def _lightning():
                 prog_bar=False,
                 sync_dist=True,
             )
-            if batch_idx == 0:
+            if batch_idx == 0 and self.cfg.examples > 0:
                 self._grid_batch = (
                     source[: self.cfg.examples],
                     pred[: self.cfg.examples],
@@ -264,11 +265,16 @@ def jitter(xray, drr):
     return both[:, :1], both[:, 1:]
 
 
+GRID_COLUMNS = ("input", "prediction", "target")
+
+
 def write_grid(path: Path, source, prediction, target) -> None:
-    """8-bit PNG, one row per image: input | output | target, from (B, 1, S, S) in [0, 1]."""
+    """8-bit PNG, one row per image: input | prediction | target, from (B, 1, S, S) in [0, 1],
+    under a band naming the columns."""
     import numpy as np
     import torch
 
+    from recon.pipelines.common.examples import label_columns
     from recon.pipelines.common.io import write_png
     from recon.pipelines.xray.pairs import to_uint
 
@@ -276,7 +282,7 @@ def write_grid(path: Path, source, prediction, target) -> None:
         torch.cat([s, p, t], dim=-1)[0] for s, p, t in zip(source, prediction, target, strict=True)
     ]
     grid = torch.cat(rows, dim=-2).detach().float().cpu().numpy()
-    write_png(path, to_uint(np.asarray(grid), 8))
+    write_png(path, label_columns(to_uint(np.asarray(grid), 8), GRID_COLUMNS))
 
 
 def build_generator(config: dict):
@@ -294,7 +300,7 @@ def build(cfg: DrrConfig):
 
 def load_generator(checkpoint: Path):
     """(generator in eval mode, config dict) from a `recon train drr` checkpoint."""
-    from recon.pipelines.common.engine import load_checkpoint
+    from recon.pipelines.common.checkpoints import load_checkpoint
 
     config, state = load_checkpoint(checkpoint, TASK_NAME)
     try:
@@ -325,5 +331,14 @@ def translate(generator, image, size: int):
 
 
 TASK = TaskSpec(
-    name=TASK_NAME, config=DrrConfig, build=build, monitor="val/ssim", mode="max", check=check
+    name=TASK_NAME,
+    config=DrrConfig,
+    build=build,
+    monitor="val/ssim",
+    mode="max",
+    check=check,
+    baselines=(
+        Baseline("val/ssim", "val/ssim_identity", "identity (the X-ray itself)"),
+        Baseline("val/psnr", "val/psnr_identity", "identity (the X-ray itself)"),
+    ),
 )

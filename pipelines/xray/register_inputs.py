@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,35 +14,53 @@ from recon.pipelines.xray.pose import load_poses, pose_from_degrees
 from recon.pipelines.xray.xray import DICOM_SUFFIXES, IMAGE_SUFFIXES, Xray
 
 INITS = ("dicom", "fixed", "model", "restart")  # --init strategies
+MAX_DISTANCE_MM = 10000.0  # the largest source distance taken as a C-arm geometry
+
+
+RESERVED = re.compile(r"(results|run)(\.shard-\d+-of-\d+)?\.json")  # register's own files
+
+
+def is_xray_file(path: Path) -> bool:
+    """A file a folder contributes: DICOM/PNG/TIFF by suffix, or a DICOM by its 'DICM' preamble
+    (files named by UID without a suffix); hidden files and DICOMDIR indexes are not X-rays."""
+    if path.name.startswith(".") or path.name.upper() == "DICOMDIR" or not path.is_file():
+        return False
+    if path.suffix.lower() in IMAGE_SUFFIXES or path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as stream:
+            return stream.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
 
 
 def expand_inputs(paths: list[Path]) -> list[Path]:
-    """X-ray files and folders (their DICOM/PNG/TIFF files, sorted) -> unique files."""
-    files: list[Path] = []
-    for path in paths:
-        path = Path(path)
-        if path.is_dir():
-            found = sorted(
-                p
-                for p in path.iterdir()
-                if p.is_file()
-                and (p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in DICOM_SUFFIXES)
-            )
-            if not found:
-                raise BadInput(f"{path}: folder holds no DICOM, PNG or TIFF X-rays")
-            files.extend(found)
-        elif not path.exists():
-            raise BadInput(f"{path}: no such X-ray file or folder")
-        else:
-            files.append(path)
-    stems = [f.name.split(".")[0] for f in files]
-    duplicates = sorted({s for s in stems if stems.count(s) > 1})
-    if duplicates:
-        raise BadInput(
-            f"X-rays share the output name(s) {', '.join(duplicates)}; "
-            "register them in separate calls"
-        )
-    return files
+    """X-ray files and folders (their X-ray files, is_xray_file, sorted by name) -> files, each
+    given once (recon.pipelines.common.inputs.gather_inputs)."""
+    from recon.pipelines.common.inputs import gather_inputs
+
+    return gather_inputs(paths, is_xray_file, "DICOM, PNG or TIFF X-rays")[0]
+
+
+def xray_name(path: Path) -> str:
+    """The output name of an X-ray: its file name less a known suffix (.dcm, .dicom, .png, .tif,
+    .tiff, .jpg, .jpeg, any case), other dots kept (`1.2.840.1.dcm` -> `1.2.840.1`)."""
+    name = Path(path).name
+    suffix = Path(name).suffix
+    if suffix and suffix.lower() in (*DICOM_SUFFIXES, *IMAGE_SUFFIXES):
+        stem = name[: -len(suffix)]
+        if stem.strip(".") and not stem.startswith("."):
+            return stem
+    return name
+
+
+def output_names(files: list[Path]) -> list[str]:
+    """One output folder name per X-ray: xray_name, made unique by the shared rule
+    (recon.pipelines.common.inputs.output_names: FOLDER_NAME, then FOLDER_NAME_SUFFIX, then
+    NNN_NAME); BadInput for a name `register` keeps for its own files."""
+    from recon.pipelines.common.inputs import output_names as unique_names
+
+    return unique_names(files, xray_name, RESERVED.fullmatch)
 
 
 def dicom_pose(xray: Xray, orientation: str) -> torch.Tensor:
@@ -52,15 +71,26 @@ def dicom_pose(xray: Xray, orientation: str) -> torch.Tensor:
             "DistanceSourceToPatient tags for --init dicom; use --init fixed"
         )
     primary, secondary, sdp = xray.positioner
+    angles_ok = all(math.isfinite(v) and abs(v) <= 360 for v in (primary, secondary))
+    if not angles_ok:
+        raise BadInput(
+            f"{xray.path}: positioner angles ({primary}, {secondary}) deg must be finite and "
+            "within +-360; use --init fixed"
+        )
+    if not (math.isfinite(sdp) and 0 < sdp <= MAX_DISTANCE_MM):
+        raise BadInput(
+            f"{xray.path}: source-to-patient distance {sdp} mm is not in (0, {MAX_DISTANCE_MM:g}]"
+        )
     sign = -1.0 if orientation == "PA" else 1.0
     return pose_from_degrees([primary, secondary, 0.0], [0.0, sign * sdp, 0.0])
 
 
-def restart_pose(source: Path, xray: Xray) -> torch.Tensor:
-    """final_pose of a previous run: a parameters.pt, or an output folder with <stem>/."""
+def restart_pose(source: Path, name: str) -> torch.Tensor:
+    """final_pose of a previous run: a parameters.pt, or an output folder holding
+    <name>/parameters.pt (name: the X-ray's output name, output_names)."""
     source = Path(source)
     if source.is_dir():
-        source = source / xray.path.name.split(".")[0] / "parameters.pt"
+        source = source / name / "parameters.pt"
     return load_poses(source)[:1]
 
 
@@ -68,7 +98,10 @@ def read_truth_for(files: list[Path], truth: Path) -> list[torch.Tensor]:
     """True poses for each X-ray: a synth truth.json (by file name) or a pose file (in order)."""
     from recon.pipelines.xray.synth_xray import read_truth
 
-    if Path(truth).suffix.lower() == ".json" and '"xrays"' in Path(truth).read_text()[:100000]:
+    truth = Path(truth)
+    if truth.suffix.lower() == ".json" and (
+        not truth.exists() or '"xrays"' in truth.read_text()[:100000]
+    ):  # a synth truth.json, or one an unfinished sharded set has not written yet
         table = read_truth(truth)
         missing = [f.name for f in files if f.name not in table]
         if missing:
@@ -102,8 +135,10 @@ def initial_pose(
     xyz_mm: tuple[float, float, float],
     restart: Path | None,
     predictor=None,
+    name: str = "",
 ) -> torch.Tensor:
-    """The starting pose (1, 4, 4) for one X-ray under the chosen --init strategy."""
+    """The starting pose (1, 4, 4) for one X-ray under the chosen --init strategy; name is its
+    output name (the folder looked up in a --from output folder)."""
     if init == "dicom":
         return dicom_pose(xray, orientation)
     if init == "fixed":
@@ -113,7 +148,7 @@ def initial_pose(
     if init == "restart":
         if restart is None:
             raise BadInput("--init restart needs --from PARAMETERS.pt or a previous output folder")
-        return restart_pose(restart, xray)
+        return restart_pose(restart, name or xray_name(xray.path))
     if init == "model":
         if predictor is None:
             raise BadInput("--init model needs --checkpoint CKPT from `recon train pose`")
@@ -121,12 +156,18 @@ def initial_pose(
     raise BadInput(f"--init must be one of {', '.join(INITS)}, not {init}")
 
 
+STAGE_RANGES = {"heights": (8, 4096), "iterations": (1, 100000), "patience": (1, 10000)}
+MAX_STAGES = 8
+
+
 def parse_stages(text: str, name: str) -> list[int]:
-    """'64,128' -> [64, 128] (positive integers)."""
+    """'64,128' -> [64, 128]: 1 to MAX_STAGES integers, each within STAGE_RANGES[name]."""
+    low, high = STAGE_RANGES[name]
+    stated = f"--{name} must be 1 to {MAX_STAGES} comma-separated integers in [{low}, {high}]"
     try:
         values = [int(v) for v in str(text).split(",") if v.strip()]
     except ValueError as error:
-        raise BadInput(f"--{name}: expected comma-separated integers, not {text!r}") from error
-    if not values or min(values) <= 0:
-        raise BadInput(f"--{name}: expected positive integers, not {text!r}")
+        raise BadInput(f"{stated}, not {text!r}") from error
+    if not 1 <= len(values) <= MAX_STAGES or not all(low <= v <= high for v in values):
+        raise BadInput(f"{stated}, not {text!r}")
     return values

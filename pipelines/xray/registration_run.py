@@ -1,6 +1,11 @@
 """`recon register` as functions: validation, the registration loop, outputs and scores.
 
-Per X-ray `<stem>`, the output folder holds `<stem>/parameters.pt` and `<stem>/overlay.png`.
+Per X-ray `<name>` (its file name less a known suffix, register_inputs.output_names), the
+output folder holds `<name>/parameters.pt` and `<name>/overlay.png`, the QC figure
+(recon.pipelines.xray.figures: X-ray, initial and final DRR edges, checkerboard). Each results
+row holds the found pose for people (`rot_deg` ZXY, `xyz_mm`; `init_rot_deg`, `init_xyz_mm`)
+and `edge_agreement` / `init_edge_agreement`: the share of the final / initial DRR's edge pixels
+within 1 px of an X-ray edge (figures.edge_agreement).
 parameters.pt loads with torch.load(weights_only=True) and carries xvr's keys (detector, runtime,
 init_pose, final_pose as (1, 4, 4), gt, log with losses/scales/times/rots/xyzs) plus intrinsics,
 trajectory (N, 4, 4), similarity, convention, columns (the detector's column direction and
@@ -25,13 +30,14 @@ import torch
 from recon.pipelines.common.devices import choose_device
 from recon.pipelines.common.errors import BadInput
 from recon.pipelines.xray.drr import Intrinsics
-from recon.pipelines.xray.pose import CONVENTION, as_pose_batch
+from recon.pipelines.xray.pose import CONVENTION, as_pose_batch, describe_pose
 from recon.pipelines.xray.register_inputs import (
     INITS,
     default_fiducials,
     dicom_pose,
     expand_inputs,
     initial_pose,
+    output_names,
     parse_stages,
     read_truth_for,
 )
@@ -41,7 +47,6 @@ from recon.pipelines.xray.registration import (
     mirror_check,
     register,
     retain_freed_memory,
-    standardise,
 )
 
 
@@ -99,22 +104,6 @@ def parameters_dict(
     }
 
 
-def overlay_image(image: torch.Tensor, drr: torch.Tensor) -> np.ndarray:
-    """The X-ray (H, W) in grey with the DRR's strongest edges in red: (H, W, 3) uint8."""
-    import torch.nn.functional as F
-
-    grey = standardise(image.float().cpu())[0, 0]
-    moving = standardise(drr.float().cpu())
-    sobel = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
-    kernels = torch.stack([sobel, sobel.T])[:, None]
-    gradient = F.conv2d(F.pad(moving, (1, 1, 1, 1), mode="replicate"), kernels)
-    magnitude = gradient.square().sum(dim=1)[0].sqrt()
-    edges = magnitude > torch.quantile(magnitude.flatten(), 0.9)
-    rgb = (grey[..., None].expand(-1, -1, 3) * 255).round().to(torch.uint8).clone()
-    rgb[edges] = torch.tensor([255, 40, 40], dtype=torch.uint8)
-    return rgb.numpy()
-
-
 @dataclass
 class RegisterRequest:
     """Everything `recon register` was asked to do (see its --help)."""
@@ -126,7 +115,7 @@ class RegisterRequest:
     orientation: str = "AP"
     reverse_x_axis: bool | None = None  # None: from the file (PNG/TIFF: radiological display)
     sdd: float | None = None
-    spacing: tuple[float, float] | None = None
+    pixel_spacing: tuple[float, float] | None = None  # [row, column] mm at the detector
     init: str = "dicom"
     rot: tuple[float, float, float] = (0.0, 0.0, 0.0)
     xyz: tuple[float, float, float] = (0.0, 850.0, 0.0)
@@ -174,7 +163,7 @@ def run_register(request: RegisterRequest, info, track) -> dict:
     from recon.pipelines.xray.drr import RENDERERS
     from recon.pipelines.xray.synth_xray import read_fiducials
     from recon.pipelines.xray.volume import load_ct
-    from recon.pipelines.xray.xray import preprocess, read_xray
+    from recon.pipelines.xray.xray import IMAGE_SUFFIXES, preprocess, read_xray
 
     clock = time.perf_counter()
     r = request
@@ -198,18 +187,23 @@ def run_register(request: RegisterRequest, info, track) -> dict:
         raise BadInput("--heights, --iterations and --patience need one value per stage")
     device = choose_device(r.device)
     every = expand_inputs(r.xrays)
-    stems = [f.name.split(".")[0] for f in every]
+    all_names = output_names(every)
     target = Path(r.out).expanduser().absolute()
     plan = plan_batch(
         len(every),
-        lambda i: [target / stems[i] / "parameters.pt", target / stems[i] / "overlay.png"],
+        lambda i: [target / all_names[i] / "parameters.pt", target / all_names[i] / "overlay.png"],
         parse_shard(r.shard),
         r.skip_done,
         r.overwrite,
     )
     out = check_batch_output(r.out, plan, r.overwrite)
-    files = [every[i] for i in plan.todo]
-    xrays = [read_xray(f, r.sdd, r.spacing, r.orientation, r.reverse_x_axis) for f in files]
+    files, names = [every[i] for i in plan.todo], [all_names[i] for i in plan.todo]
+    for file in files:
+        if file.suffix.lower() in IMAGE_SUFFIXES and (r.sdd is None or r.pixel_spacing is None):
+            given = (("--sdd", r.sdd), ("--pixel-spacing", r.pixel_spacing))
+            missing = " and ".join(flag for flag, value in given if value is None)
+            raise BadInput(f"{file}: a {file.suffix} X-ray carries no geometry; pass {missing}")
+    xrays = [read_xray(f, r.sdd, r.pixel_spacing, r.orientation, r.reverse_x_axis) for f in files]
     prepared = [preprocess(x, r.crop, r.linearize, r.subtract_background) for x in xrays]
     truths = read_truth_for(files, r.truth) if r.truth is not None else None
     predictor = None
@@ -220,7 +214,8 @@ def run_register(request: RegisterRequest, info, track) -> dict:
             raise BadInput("--init model needs --checkpoint CKPT from `recon train pose`")
         predictor = PosePredictor.load(r.checkpoint, r.linearize, device, r.crop // 2)
     inits = [
-        initial_pose(r.init, x, r.orientation, r.rot, r.xyz, r.restart, predictor) for x in xrays
+        initial_pose(r.init, x, r.orientation, r.rot, r.xyz, r.restart, predictor, name)
+        for x, name in zip(xrays, names, strict=True)
     ]
     if r.threads > 0:
         torch.set_num_threads(r.threads)
@@ -244,7 +239,7 @@ def run_register(request: RegisterRequest, info, track) -> dict:
     with output_folder(out, plan) as folder:
         scene = Scene(subject, config, device, fiducials, ct_name, r.min_similarity)
         truths = truths or [None] * len(files)
-        items = list(zip(files, xrays, prepared, inits, truths, strict=True))
+        items = list(zip(files, names, xrays, prepared, inits, truths, strict=True))
         results = [
             register_one(scene, *item, folder, out, info) for item in track(items, "registering")
         ]
@@ -297,19 +292,19 @@ class Scene:
     min_similarity: float
 
 
-def register_one(scene: Scene, file, xray, prepared, init_pose, truth, folder, out, info) -> dict:
+def register_one(
+    scene: Scene, file, name, xray, prepared, init_pose, truth, folder, out, info
+) -> dict:
     """Register one X-ray and write folder/<name>/ (parameters.pt, overlay.png) atomically;
     the row's paths name their final place under out."""
-    from recon.pipelines.common.io import write_png
     from recon.pipelines.common.outputs import atomic_dir
-    from recon.pipelines.xray.drr import make_renderer, render_with
+    from recon.pipelines.xray.figures import edge_agreement, registration_figure
 
     (image, intrinsics), config, device = prepared, scene.config, scene.device
-    stem = file.name.split(".")[0]
     result = register(scene.subject, image, intrinsics, init_pose, config, device)
     row = {
         "xray": str(file),
-        "name": stem,
+        "name": name,
         "columns": xray.frame.describe(),
         "patient_orientation": xray.frame.patient_orientation,
         "reverse_x_axis": intrinsics.reverse_x_axis,
@@ -317,6 +312,8 @@ def register_one(scene: Scene, file, xray, prepared, init_pose, truth, folder, o
         "similarity": result.similarity,
         "runtime_s": result.runtime_s,
         "iterations": result.iterations,
+        **found_pose(result.final_pose),
+        **{f"init_{k}": v for k, v in found_pose(result.init_pose).items()},
         "final_pose": result.final_pose[0].tolist(),
     }
     row.update(
@@ -329,26 +326,59 @@ def register_one(scene: Scene, file, xray, prepared, init_pose, truth, folder, o
     )
     if truth is not None:
         row.update(errors(result.final_pose, result.init_pose, truth, scene.fiducials))
-    if torch.isfinite(result.final_pose).all():
-        drr = make_renderer(scene.subject, intrinsics, config.renderer, device)
-        final_drr = render_with(drr, result.final_pose)
-    else:
-        final_drr = torch.zeros_like(image)
-    with atomic_dir(folder / stem) as written:
+    shown, initial_drr, final_drr = render_initial_and_final(scene, intrinsics, result, image)
+    row["init_edge_agreement"] = edge_agreement(shown, initial_drr)
+    row["edge_agreement"] = edge_agreement(shown, final_drr)
+    with atomic_dir(folder / name) as written:
         torch.save(
             parameters_dict(result, intrinsics, image, config, file, scene.ct_name, row["columns"]),
             written / "parameters.pt",
         )
-        write_png(written / "overlay.png", overlay_image(image, final_drr))
-    row["parameters"] = str(out / stem / "parameters.pt")
-    row["overlay"] = str(out / stem / "overlay.png")
+        registration_figure(
+            written / "overlay.png",
+            finite_or_none(row),
+            shown,
+            initial_drr,
+            final_drr,
+            tuple(image.shape[-2:]),
+        )
+    row["parameters"] = str(out / name / "parameters.pt")
+    row["overlay"] = str(out / name / "overlay.png")
     info(
-        f"{stem}: similarity {result.similarity:.3f} in {result.runtime_s:.1f} s"
+        f"{name}: similarity {result.similarity:.3f} in {result.runtime_s:.1f} s"
         + (f", mTRE {row['final_mtre_mm']:.2f} mm" if "final_mtre_mm" in row else "")
         + f" [{row['columns']}]"
         + ("" if row["status"] == "ok" else f" - {row['status']}")
     )
     return finite_or_none(row)
+
+
+def found_pose(pose: torch.Tensor) -> dict:
+    """The pose (1, 4, 4) for people: {'rot_deg': ZXY angles, 'xyz_mm': translation}; None
+    values when it is not finite."""
+    if not torch.isfinite(pose).all():
+        return {"rot_deg": [None] * 3, "xyz_mm": [None] * 3}
+    return describe_pose(pose)
+
+
+def render_initial_and_final(scene: Scene, intrinsics: Intrinsics, result: Registration, image):
+    """The X-ray (1, 1, H, W) and DRRs at the initial and final poses, at most the figure's
+    panel size (figures.PANEL_PX on the long side) so large radiographs stay cheap; zeros for
+    a pose that is not finite."""
+    from recon.pipelines.xray.drr import make_renderer, render_with
+    from recon.pipelines.xray.figures import PANEL_PX
+    from recon.pipelines.xray.registration import resize_image
+
+    scale = min(1.0, PANEL_PX / max(intrinsics.height, intrinsics.width))
+    shown = intrinsics.resized(max(8, round(intrinsics.height * scale)))
+    xray = resize_image(image.float().cpu(), shown.height, shown.width)
+    poses = torch.cat([as_pose_batch(result.init_pose), as_pose_batch(result.final_pose)])
+    finite = torch.isfinite(poses).flatten(1).all(dim=1)
+    images = torch.zeros(2, 1, shown.height, shown.width)
+    if finite.any():
+        drr = make_renderer(scene.subject, shown, scene.config.renderer, scene.device)
+        images[finite] = render_with(drr, poses[finite]).float()
+    return xray, images[:1], images[1:]
 
 
 STATUSES = ("ok", "not a number", "mirrored", "poor")

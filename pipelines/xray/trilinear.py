@@ -4,8 +4,11 @@ diffdrr's Trilinear builds each sample's grid coordinate with six element-wise o
 (B, rays, samples, 3) tensor, multiplies every sample by its ray length and step, and sums.
 The coordinate is affine in the sample's parameter t in [0, 1], so FusedTrilinear computes the
 per-ray offset and step once, forms the grid with one fused multiply-add, and scales the summed
-samples per ray. Same samples, same interpolation (grid_sample), same gradients up to float
-rounding; gradients through the sampling range (alphamin, alphamax) are kept.
+samples per ray. Same interpolation (grid_sample), and for one pose the same samples and
+gradients up to float rounding; gradients through the sampling range (alphamin, alphamax) are
+kept. One difference: the sampling range is each image's own, where diffdrr takes it over the
+whole batch, so a DRR here does not depend on which other poses share its batch (a batch of
+poses renders exactly as the poses one by one, which shards and --batch-size rely on).
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ class FusedTrilinear(Trilinear):
                 volume, source, target, img, n_points, align_corners, mask, alphamin, alphamax
             )
         dims = self.dims(volume)
-        if alphamin is None or alphamax is None:  # diffdrr's own ray/volume intersection
+        if alphamin is None or alphamax is None:  # diffdrr's ray/volume intersection, per image
             alphamin, alphamax = _get_alpha_minmax(source, target, dims, self.voxel_shift, self.eps)
-            alphamin, alphamax = alphamin.min(), alphamax.max()
+            alphamin = alphamin.amin(dim=(1, 2), keepdim=True)  # (B, 1, 1)
+            alphamax = alphamax.amax(dim=(1, 2), keepdim=True)
         # sample k lies at alpha_k = alphamin + t_k (alphamax - alphamin), t_k = k / (n - 1);
         # its grid coordinate 2 (source + alpha_k (target - source + eps) + shift) / dims - 1
         # is origin + t_k * step per ray

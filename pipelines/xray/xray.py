@@ -98,37 +98,26 @@ def _read_plain_image(path: Path, sdd, spacing, orientation, reverse_x_axis) -> 
 
 
 def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis) -> Xray:
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+    from recon.pipelines.common.dicom import dicom_pair, read_dicom_image
 
-    try:
-        ds = pydicom.dcmread(path)
-        pixels = ds.pixel_array
-    except (InvalidDicomError, AttributeError, ValueError, OSError, TypeError) as error:
-        raise BadInput(f"{path}: not a DICOM X-ray ({_first_line(error)})") from error
-    pixels = np.asarray(pixels, dtype=np.float32)
-    if pixels.ndim == 3:  # multi-frame: maximum over frames, as xvr does by default
-        pixels = pixels.max(axis=0)
-    if pixels.ndim != 2:
-        raise BadInput(f"{path}: DICOM pixel data has shape {pixels.shape}, not an image")
-    pixels = pixels * _number(ds, "RescaleSlope", 1.0, path) + _number(
-        ds, "RescaleIntercept", 0.0, path
-    )
-    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
+    # modality rescale applied; MONOCHROME1 is inverted after normalising, in float32
+    dicom = read_dicom_image(path, voi=False, invert=False)
+    ds, pixels, photometric = dicom.dataset, dicom.pixels.astype(np.float32), dicom.photometric
     frame = dicom_frame(ds, path, orientation, reverse_x_axis)
     if sdd is None:
-        if "DistanceSourceToDetector" not in ds:
+        if getattr(ds, "DistanceSourceToDetector", None) in (None, ""):
             raise BadInput(
-                f"{path}: DICOM has no DistanceSourceToDetector (0018,1110); pass --sdd MM"
+                f"{path}: DICOM has no (or an empty) DistanceSourceToDetector (0018,1110); "
+                "pass --sdd MM"
             )
         sdd = _number(ds, "DistanceSourceToDetector", None, path)
-    spacing_source = "--spacing"
+    spacing_source = "--pixel-spacing"
     if spacing is None:
         spacing, spacing_source = dicom_detector_spacing(ds, path)
     origin = (0.0, 0.0)
-    if "DetectorActiveOrigin" in ds:
-        row, col = (float(v) for v in ds.DetectorActiveOrigin)
-        origin = (-col, row)
+    found = dicom_pair(ds, "DetectorActiveOrigin", path)
+    if found is not None:
+        origin = (-found[1], found[0])
     if frame.quarter_turns % 2:  # rows and columns swap; the principal point turns with them
         spacing = (spacing[1], spacing[0])
     for _ in range(frame.quarter_turns):
@@ -196,22 +185,17 @@ def dicom_frame(ds, path: Path, orientation: str, reverse_x_axis: bool | None) -
 def dicom_detector_spacing(ds, path: Path) -> tuple[tuple[float, float], str]:
     """Pixel spacing [row, column] in mm at the detector plane, and the tags it came from:
     ImagerPixelSpacing, else PixelSpacing x EstimatedRadiographicMagnificationFactor (1 when
-    absent). BadInput when neither spacing tag is there or a value is not a number."""
-    magnification = _number(ds, "EstimatedRadiographicMagnificationFactor", 1.0, path)
-    for tag, scale in (("ImagerPixelSpacing", 1.0), ("PixelSpacing", magnification)):
-        if tag in ds and ds[tag].value not in (None, ""):
-            try:
-                values = [float(v) * scale for v in ds[tag].value]
-            except (TypeError, ValueError) as error:
-                raise BadInput(f"{path}: {tag} is not two numbers") from error
-            if len(values) != 2:
-                raise BadInput(f"{path}: {tag} has {len(values)} values, not [row, column]")
-            source = tag if scale == 1.0 else f"{tag} x magnification {scale:g}"
-            return (values[0], values[1]), source
-    raise BadInput(
-        f"{path}: DICOM has neither ImagerPixelSpacing (0018,1164) nor "
-        "PixelSpacing (0028,0030); pass --spacing ROW COL"
-    )
+    absent), read by recon.pipelines.common.dicom. BadInput when neither spacing tag is there
+    or one is broken."""
+    from recon.pipelines.common.dicom import pixel_spacing
+
+    found = pixel_spacing(ds, path, "detector")
+    if found is None:
+        raise BadInput(
+            f"{path}: DICOM has neither ImagerPixelSpacing (0018,1164) nor "
+            "PixelSpacing (0028,0030); pass --pixel-spacing ROW COL"
+        )
+    return found
 
 
 def _positioner(ds, sdd: float, path: Path) -> tuple[float, float, float] | None:
@@ -231,18 +215,9 @@ def _positioner(ds, sdd: float, path: Path) -> tuple[float, float, float] | None
 
 def _number(ds, keyword: str, default: float | None, path: Path) -> float:
     """A numeric tag as a finite float; default when absent or empty (None: required)."""
-    value = getattr(ds, keyword, None)
-    if value is None or value == "":
-        if default is None:
-            raise BadInput(f"{path}: DICOM tag {keyword} is empty")
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as error:
-        raise BadInput(f"{path}: DICOM tag {keyword} is not a number ({value!r})") from error
-    if not math.isfinite(number):
-        raise BadInput(f"{path}: DICOM tag {keyword} is not finite ({value!r})")
-    return number
+    from recon.pipelines.common.dicom import dicom_number
+
+    return dicom_number(ds, keyword, default, path)
 
 
 def _intrinsics(path: Path, sdd, spacing, shape, origin, reverse_x_axis: bool) -> Intrinsics:
@@ -361,8 +336,3 @@ def write_xray_dicom(
     ds.PixelData = pixels.tobytes()
     with atomic_file(Path(path)) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__

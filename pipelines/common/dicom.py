@@ -1,0 +1,176 @@
+"""The one DICOM image reader: pixels through the modality (and optionally VOI) LUT, bright = dense,
+pixel spacing as [row, column] mm, and one clear line for every broken tag.
+
+- Pixels: pydicom's `apply_modality_lut` (Rescale Slope/Intercept or a Modality LUT), then with
+  voi=True `apply_voi_lut` (the display window the file asks for); MONOCHROME1 (bright = air)
+  is inverted within its own range so that bright means dense in every image returned; a
+  multi-frame file gives the maximum over its frames.
+- Spacing, both as [row, column] mm (DICOM's order):
+  * at the detector plane: ImagerPixelSpacing (0018,1164), else PixelSpacing (0028,0030) x
+    EstimatedRadiographicMagnificationFactor (0018,1114, 1 when absent);
+  * at the patient plane: PixelSpacing, else ImagerPixelSpacing / the magnification factor.
+- A tag that is present but unusable (one-value PixelSpacing, an empty or non-numeric
+  DistanceSourceToDetector, NaN, a spacing <= 0) raises BadInput naming the file and the tag.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from recon.pipelines.common.errors import BadInput
+
+DICOM_SUFFIXES = (".dcm", ".dicom")
+SPACING_TAGS = {
+    "ImagerPixelSpacing": "(0018,1164)",
+    "PixelSpacing": "(0028,0030)",
+}
+MAGNIFICATION = "EstimatedRadiographicMagnificationFactor"
+
+
+@dataclass
+class DicomImage:
+    path: Path
+    dataset: object  # the pydicom Dataset (header only is used after reading)
+    pixels: np.ndarray  # (H, W) float64 after the modality (and VOI) LUT, bright = dense
+    photometric: str  # MONOCHROME1 | MONOCHROME2 as stored (pixels are inverted for 1)
+
+
+def looks_like_dicom(path: Path) -> bool:
+    """True for a .dcm/.dicom name or a file with the DICM preamble."""
+    if Path(path).suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with Path(path).open("rb") as handle:
+            return handle.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def read_dicom_image(
+    path: Path, voi: bool = False, what: str = "X-ray", invert: bool = True
+) -> DicomImage:
+    """A single-image DICOM as float pixels (H, W), bright = dense (see module doc).
+
+    voi=True also applies the file's VOI LUT / window (what a viewer shows); registration wants
+    the raw modality values and leaves it off. invert=False leaves MONOCHROME1 pixels as stored
+    (for a reader that inverts after its own normalisation). BadInput for anything that is not
+    a 2D image.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path)
+            stored = ds.pixel_array
+            pixels = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
+            if voi:
+                pixels = np.asarray(apply_voi_lut(pixels, ds), dtype=np.float64)
+    except InvalidDicomError as error:
+        raise BadInput(f"{path}: not a DICOM {what} (no DICOM header)") from error
+    except Exception as error:  # pydicom and its pixel handlers raise many types
+        raise BadInput(f"{path}: not a DICOM {what} ({_first_line(error)})") from error
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2")
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise BadInput(
+            f"{path}: Photometric Interpretation {photometric} is not a grey-scale {what} "
+            "(MONOCHROME1 or MONOCHROME2)"
+        )
+    if pixels.ndim == 3:  # multi-frame: the maximum over frames
+        pixels = pixels.max(axis=0)
+    if pixels.ndim != 2:
+        raise BadInput(f"{path}: DICOM pixel data has shape {pixels.shape}, not a 2D image")
+    if not np.isfinite(pixels).all():
+        raise BadInput(f"{path}: DICOM pixels are not finite after the rescale")
+    if invert and photometric == "MONOCHROME1":
+        pixels = pixels.max() + pixels.min() - pixels
+    return DicomImage(path, ds, pixels, photometric)
+
+
+def dicom_number(ds, keyword: str, default: float | None, path: Path) -> float:
+    """A numeric tag as a finite float; default when absent or empty (None: required)."""
+    try:
+        value = getattr(ds, keyword, None)
+    except (TypeError, ValueError) as error:  # pydicom converts DS/IS values on access
+        raise BadInput(f"{path}: DICOM tag {keyword} is not a number") from error
+    if value is None or value == "":
+        if default is None:
+            raise BadInput(f"{path}: DICOM tag {keyword} is missing or empty")
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as error:
+        raise BadInput(f"{path}: DICOM tag {keyword} is not a number ({value!r})") from error
+    if not math.isfinite(number):
+        raise BadInput(f"{path}: DICOM tag {keyword} is not finite ({value!r})")
+    return number
+
+
+def pixel_spacing(
+    ds, path: Path, plane: Literal["detector", "patient"] = "detector"
+) -> tuple[tuple[float, float], str] | None:
+    """([row, column] mm, the tags it came from) at the detector or the patient plane (see the
+    module doc), or None when the file has neither spacing tag. BadInput for a broken one."""
+    if plane not in ("detector", "patient"):
+        raise ValueError(f"plane must be detector or patient, not {plane}")
+    magnification = dicom_number(ds, MAGNIFICATION, 1.0, path)
+    if magnification <= 0:
+        raise BadInput(f"{path}: DICOM tag {MAGNIFICATION} must be positive, not {magnification}")
+    if plane == "detector":
+        order = (("ImagerPixelSpacing", 1.0), ("PixelSpacing", magnification))
+    else:
+        order = (("PixelSpacing", 1.0), ("ImagerPixelSpacing", 1.0 / magnification))
+    for tag, scale in order:
+        values = spacing_tag(ds, tag, path)
+        if values is None:
+            continue
+        source = tag if scale == 1.0 else f"{tag} x {scale:g} (magnification {magnification:g})"
+        return (values[0] * scale, values[1] * scale), source
+    return None
+
+
+def spacing_tag(ds, tag: str, path: Path) -> tuple[float, float] | None:
+    """A spacing tag as ([row, column] mm), None when absent or empty; BadInput when it is not
+    two positive finite numbers."""
+    values = dicom_pair(ds, tag, path)
+    if values is not None and not all(v > 0 for v in values):
+        name = f"{tag} {SPACING_TAGS.get(tag, '')}".strip()
+        raise BadInput(f"{path}: {name} must be two positive numbers, not {list(values)}")
+    return values
+
+
+def dicom_pair(ds, tag: str, path: Path) -> tuple[float, float] | None:
+    """A two-valued numeric tag ([row, column]) as finite floats, None when absent or empty;
+    BadInput naming the tag when it holds one value, three, or something not a number."""
+    try:
+        raw = ds[tag].value if tag in ds else None
+    except (TypeError, ValueError) as error:  # pydicom converts DS/IS values on access
+        raise BadInput(f"{path}: DICOM tag {tag} is not a number") from error
+    if raw is None or raw == "":
+        return None
+    single = isinstance(raw, str | bytes) or not hasattr(raw, "__iter__")
+    items = [raw] if single else list(raw)
+    name = f"{tag} {SPACING_TAGS.get(tag, '')}".strip()
+    if len(items) != 2:
+        raise BadInput(f"{path}: {name} has {len(items)} value(s); expected two [row, column]")
+    try:
+        values = (float(items[0]), float(items[1]))
+    except (TypeError, ValueError) as error:
+        raise BadInput(f"{path}: {name} is not two numbers ({raw!r})") from error
+    if not all(math.isfinite(v) for v in values):
+        raise BadInput(f"{path}: {name} is not finite ({list(values)})")
+    return values
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__

@@ -1,0 +1,99 @@
+"""Inputs given as files and folders, and the output names made from them: one rule for every
+command that takes many inputs (`predict voxel|parts|drr|skull`, `register`).
+
+- A folder stands for the files directly inside it that the command reads, sorted by name;
+  subfolders are not searched and hidden files are skipped. A folder with none of them, a path
+  that does not exist, or a file given twice (also through its folder) is one line, exit 2.
+- Each input's output name is its stem. When two names would clash (compared ignoring case, as
+  on macOS and Windows file systems), every input is named FOLDER_STEM instead, then
+  FOLDER_STEM_SUFFIX, and as a last resort NNN_STEM (NNN its position). The names are decided
+  from the whole list, so the shards of a batch job agree on them.
+- An output folder that is, or lies inside, an input folder, or that is or holds an input
+  file, is refused even with --overwrite: its outputs would become inputs, or replace them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from recon.pipelines.common.errors import BadInput
+
+
+def gather_inputs(
+    paths: Iterable[Path], accept: Callable[[Path], bool], what: str
+) -> tuple[list[Path], list[Path]]:
+    """(files, folders) from files and folders as given (see module doc). accept(path) says
+    whether a file inside a folder is an input; `what` names the inputs in messages
+    ("images", "DICOM, PNG or TIFF X-rays")."""
+    files: list[Path] = []
+    folders: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.iterdir()
+                if not p.name.startswith(".") and p.is_file() and accept(p)
+            )
+            if not found:
+                raise BadInput(f"{path}: folder holds no {what}")
+            folders.append(path)
+            files.extend(found)
+        elif not path.exists():
+            raise BadInput(f"{path}: no such file or folder")
+        elif not path.is_file():
+            raise BadInput(f"{path}: is not a file")
+        else:
+            files.append(path)
+    seen: dict[Path, Path] = {}
+    for file in files:
+        key = file.resolve()
+        if key in seen:
+            raise BadInput(f"{file}: given twice (also as {seen[key]}); list each input once")
+        seen[key] = file
+    return files, folders
+
+
+def output_names(
+    files: Sequence[Path],
+    stem: Callable[[Path], str] = lambda p: p.stem,
+    reserved: Callable[[str], bool] = lambda name: False,
+) -> list[str]:
+    """One output name per input (see module doc); stem(path) is a name's first form.
+    BadInput when a name is one the command keeps for its own files (reserved(name))."""
+    paths = [Path(p) for p in files]
+    tiers = (
+        stem,
+        lambda p: f"{p.absolute().parent.name}_{stem(p)}",
+        lambda p: f"{p.absolute().parent.name}_{stem(p)}_{p.suffix.lstrip('.')}",
+    )
+    chosen = None
+    for tier in tiers:
+        names = [tier(p) for p in paths]
+        if len({n.casefold() for n in names}) == len(names):
+            chosen = names
+            break
+    if chosen is None:
+        width = max(3, len(str(len(paths) - 1)))
+        chosen = [f"{i:0{width}d}_{stem(p)}" for i, p in enumerate(paths)]
+    for path, name in zip(paths, chosen, strict=True):
+        if reserved(name) or name.startswith("."):
+            raise BadInput(f"{path}: its output name {name!r} is reserved; rename the file")
+    return chosen
+
+
+def check_apart(out: Path, files: Sequence[Path], folders: Sequence[Path] = ()) -> None:
+    """BadInput, even with --overwrite, when `out` is an input folder or inside one, or is an
+    input file or a folder holding one (files may include a checkpoint or a CT)."""
+    target = Path(out).expanduser().resolve()
+    for folder in folders:
+        folder = Path(folder).resolve()
+        if target == folder or folder in target.parents:
+            raise BadInput(
+                f"{out}: the output folder is, or is inside, the input folder {folder}; "
+                "choose another path"
+            )
+    for source in files:
+        source = Path(source).resolve()
+        if target == source or target in source.parents:
+            raise BadInput(f"{out}: output would replace the input {source}; choose another path")

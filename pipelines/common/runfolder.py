@@ -1,0 +1,107 @@
+"""The run folder of `recon train`: checks, preparation, and the metrics.csv history.
+
+    config.yaml            the resolved config
+    checkpoints/           best.ckpt and last.ckpt (see checkpoints.py)
+    metrics.csv            every logged value, every epoch (kept whole across resumes)
+    tensorboard/           event files, with --logger tensorboard
+    examples/              example grids, for tasks that draw them
+    curves.png             training curves (see curves.py)
+    run.json               command, version, seed, config, processes, timings, final metrics
+
+Only global rank 0 checks and writes it; the other ranks skip it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from recon.pipelines.common.errors import BadInput
+
+if TYPE_CHECKING:
+    from recon.pipelines.common.settings import RunOptions
+
+RUN_OUTPUTS = ("config.yaml", "hparams.yaml", "metrics.csv", "curves.png", "run.json")
+RUN_FOLDERS = ("checkpoints", "tensorboard", "examples")
+
+
+def check_run_dir(run: RunOptions) -> Path:
+    """The run folder as an absolute path; a non-empty one is refused unless --overwrite or
+    --resume. Reads only."""
+    out = Path(run.out).expanduser().absolute()
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (run.overwrite or run.resume):
+        raise BadInput(
+            f"{out}: run folder is not empty (pass --overwrite, or --resume a checkpoint)"
+        )
+    return out
+
+
+def prepare_run_dir(out: Path, run: RunOptions, resumed_epoch: int | None) -> None:
+    """Rank 0 only, after every check: create the folder; --overwrite clears the engine's own
+    outputs; a resume keeps metrics.csv up to the checkpoint's epoch."""
+    out.mkdir(parents=True, exist_ok=True)
+    if resumed_epoch is not None:
+        trim_metrics(out / "metrics.csv", resumed_epoch)
+        return
+    for name in RUN_OUTPUTS:
+        (out / name).unlink(missing_ok=True)
+    for name in RUN_FOLDERS:
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+
+
+def trim_metrics(metrics_csv: Path, last_epoch: int) -> None:
+    """Keep the rows of epochs <= last_epoch (those after it are run again)."""
+    import csv
+
+    from recon.pipelines.common.outputs import atomic_file
+
+    if not metrics_csv.is_file():
+        return
+    with metrics_csv.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        header, rows = reader.fieldnames or [], list(reader)
+    kept = [r for r in rows if r.get("epoch") in ("", None) or float(r["epoch"]) <= last_epoch]
+    if len(kept) == len(rows):
+        return
+    with atomic_file(metrics_csv) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(kept)
+
+
+def run_loggers(out: Path, kind: str) -> list:
+    """metrics.csv always; TensorBoard event files in out/tensorboard with --logger tensorboard."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    loggers: list = [CSVLogger(out, name="", version="")]
+    if kind == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(
+            TensorBoardLogger(out, name="", version="tensorboard", default_hp_metric=False)
+        )
+    return loggers
+
+
+@functools.cache
+def history_writer_class():
+    from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+    class HistoryWriter(ExperimentWriter):
+        """Lightning's metrics.csv writer, appending to the file a resumed run kept instead of
+        deleting it; prepare_run_dir decides what the file holds when training starts."""
+
+        def _check_log_dir_exists(self) -> None:
+            import csv
+
+            if os.path.isfile(self.metrics_file_path):
+                with open(self.metrics_file_path, newline="") as handle:
+                    self.metrics_keys = list(next(csv.reader(handle), []))
+
+    return HistoryWriter

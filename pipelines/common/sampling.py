@@ -1,0 +1,135 @@
+"""Seeded, sharded data loading and per-epoch reseeding for training.
+
+Shuffling (seeded_loader) and the global RNGs (reseeded at every epoch start by EpochSeed)
+depend only on (seed, epoch), so a run interrupted and resumed from last.ckpt ends where an
+uninterrupted run ends, on CPU. Samplers give each rank an interleaved shard of one (seed,
+epoch) order, so N processes with batch B step through the same global batches as one process
+with batch N*B.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import random
+
+import numpy as np
+
+
+def process_group() -> tuple[int, int]:
+    """(global rank, world size) of this process; (0, 1) outside a process group."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+@functools.cache
+def _shard_sampler_class():
+    from torch.utils.data import DistributedSampler
+
+    class EpochShuffle(DistributedSampler):
+        """This process's shard of one order that depends only on (seed, epoch).
+
+        The order (a seeded permutation, or 0..size-1 without shuffle) is padded by wrapping to a
+        multiple of the world size, and rank r takes every world-th index from r on: with N
+        processes of batch B, the k-th batches of all ranks together are the k-th batch of B*N
+        that one process would draw. A DistributedSampler, so Lightning keeps it as it is and
+        calls set_epoch.
+        """
+
+        def __init__(self, size: int, seed: int, shuffle: bool, rank: int, world: int) -> None:
+            super().__init__(range(size), num_replicas=world, rank=rank, shuffle=shuffle, seed=seed)
+            self.size = size
+
+        def __iter__(self):
+            import torch
+
+            if self.shuffle:
+                generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+                order = torch.randperm(self.size, generator=generator).tolist()
+            else:
+                order = list(range(self.size))
+            if order and len(order) < self.total_size:
+                order = (order * math.ceil(self.total_size / len(order)))[: self.total_size]
+            return iter(order[self.rank : self.total_size : self.num_replicas])
+
+    return EpochShuffle
+
+
+def EpochShuffle(  # noqa: N802 - a factory, so torch loads only when a sampler is made
+    size: int, seed: int, shuffle: bool = True, rank: int | None = None, world: int | None = None
+):
+    """A sampler of one process's shard of a (seed, epoch) order (see _shard_sampler_class);
+    rank and world default to this process's place in the process group."""
+    if rank is None or world is None:
+        rank, world = process_group()
+    return _shard_sampler_class()(size, seed, shuffle, rank, world)
+
+
+def seeded_loader(dataset, batch_size: int, seed: int, shuffle: bool, num_workers: int = 0):
+    """DataLoader over this process's shard; the order depends only on (seed, epoch).
+
+    It carries its own generator, so creating its iterator draws nothing from the global RNG.
+    Validation loaders are sharded too (padded by wrapping), so metrics logged with
+    sync_dist=True are reduced over every sample. A shuffled (training) loader drops a last
+    batch of one sample: batch normalisation cannot train on it.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    sampler = EpochShuffle(len(dataset), seed, shuffle)
+    lone_last = len(sampler) > batch_size and len(sampler) % batch_size == 1
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        drop_last=shuffle and lone_last,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+class SplitLoaders:
+    """Mixin for a LightningDataModule holding `cfg`, `train_set` and `val_set`: seeded loaders."""
+
+    def train_dataloader(self):
+        cfg = self.cfg
+        return seeded_loader(self.train_set, cfg.batch_size, cfg.seed, True, cfg.num_workers)
+
+    def val_dataloader(self):
+        cfg = self.cfg
+        return seeded_loader(self.val_set, cfg.batch_size, cfg.seed, False, cfg.num_workers)
+
+
+def seed_all(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@functools.cache
+def _epoch_seed_class():
+    import lightning as L
+
+    class EpochSeed(L.Callback):
+        """Reseed the global RNGs at each epoch start from (seed, epoch)."""
+
+        def __init__(self, seed: int) -> None:
+            self.seed = seed
+
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            seed_all(self.seed * 1000 + trainer.current_epoch + 7 * trainer.global_rank)
+
+    return EpochSeed
+
+
+def EpochSeed(seed: int):  # noqa: N802 - factory keeps lightning out of module import
+    """A Lightning callback reseeding the global RNGs at each epoch start from (seed, epoch)."""
+    return _epoch_seed_class()(seed)

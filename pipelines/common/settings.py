@@ -1,0 +1,399 @@
+"""What a training task is and how its settings resolve: TrainConfig, TaskSpec, RunOptions.
+
+A setting is a dataclass field; `setting(default, help, low, high)` gives it the help text and
+valid range (or choices) that `recon train TASK --print-config` prints and that every value
+from --set, --config or a flag is checked against before anything is written. Resolution order:
+task defaults < --config YAML < flags and --set. A task may rename a setting (TaskSpec.renamed,
+old -> new): the old key still works for one release, with a one-line notice on stderr.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recon.pipelines.common.errors import BadInput
+
+SEED_MAX = 2**32 - 1
+RESUMABLE_SETTINGS = ("epochs", "num_workers")  # the only settings a resume may change
+
+
+def setting(
+    default: Any,
+    help: str,  # noqa: A002 - the word users read in --print-config
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A config field with its help text and valid range [low, high] (ends open on request)
+    or its choices; a list default is copied per instance."""
+    metadata = {
+        "help": help,
+        "low": low,
+        "high": high,
+        "low_open": low_open,
+        "high_open": high_open,
+        "choices": choices,
+    }
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class TrainConfig:
+    """Fields every task has. Tasks subclass this with their own fields and defaults (a
+    subclass may redeclare a field with a plain default: its help and range stay these)."""
+
+    data: str | None = setting(None, "data set root")
+    epochs: int = setting(10, "passes over the training set", 1, 100_000)
+    batch_size: int = setting(
+        16, "samples per step, per process (the global batch is batch_size x processes)", 1, 65_536
+    )
+    lr: float = setting(2e-4, "learning rate", 0, 10, low_open=True)
+    seed: int = setting(0, "random seed (split, shuffling, initialisation)", 0, SEED_MAX)
+    num_workers: int = setting(0, "data-loading worker processes", 0, 256)
+    val_fraction: float = setting(
+        0.2, "share of the data held out for validation", 0, 1, low_open=True, high_open=True
+    )
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Validation metric `metric` must beat the logged metric `baseline` (e.g. val/iou and
+    val/iou_mean_shape); `label` names the baseline in curves.png and run.json."""
+
+    metric: str
+    baseline: str
+    label: str
+    mode: str = "max"  # "max": higher beats the baseline; "min": lower does
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    config: type[TrainConfig]
+    build: Callable[[Any], tuple[Any, Any]]  # cfg -> (LightningModule, LightningDataModule)
+    monitor: str  # validation metric for the best checkpoint, e.g. "val/iou"
+    mode: str = "max"  # "max" | "min"
+    check: Callable[[Any], None] | None = None  # early input validation, raises BadInput
+    baselines: tuple[Baseline, ...] = ()  # what each metric must beat (curves.png, run.json)
+    renamed: dict[str, str] = field(default_factory=dict)  # old setting name -> new name
+
+
+@dataclass
+class RunOptions:
+    """How to run, as opposed to what to learn (not part of the task config)."""
+
+    out: Path
+    resume: Path | None = None
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    devices: str = "auto"  # Lightning devices: "auto", a count, or a list "0,1"
+    num_nodes: int = 1
+    strategy: str = "auto"  # e.g. ddp
+    precision: str = "32-true"  # e.g. bf16-mixed, 16-mixed
+    max_time: str | None = None  # "DD:HH:MM:SS", or minutes
+    limit_batches: float | None = None  # fraction (<= 1.0) or count of batches per epoch
+    logger: str = "csv"  # csv | tensorboard (TensorBoard in addition to metrics.csv)
+    overwrite: bool = False
+    quiet: bool = False
+    extra_callbacks: list = field(default_factory=list)
+    announce: Callable[[Path], None] | None = None  # told the run folder once inputs are checked
+
+
+def config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """The config as plain types (for YAML, JSON and weights_only checkpoints)."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def describe_settings(task: TaskSpec) -> list[dict[str, Any]]:
+    """Every setting of task: name, default, help and valid range or choices, in field order."""
+    described = []
+    defaults = config_dict(task.config())
+    for spec in dataclasses.fields(task.config):
+        info = _info(task.config, spec.name)
+        described.append(
+            {
+                "name": spec.name,
+                "default": defaults[spec.name],
+                "help": info.get("help", ""),
+                "valid": _stated(info, defaults[spec.name]),
+            }
+        )
+    return described
+
+
+def settings_yaml(task: TaskSpec) -> str:
+    """describe_settings as a YAML file usable with --config: `name: default  # help (valid)`."""
+    import yaml
+
+    lines = [f"# recon train {task.name}: settings and their defaults (--config FILE, --set K=V)"]
+    for item in describe_settings(task):
+        value = yaml.safe_dump(
+            {item["name"]: item["default"]}, default_flow_style=True, width=1_000_000
+        )
+        comment = item["help"] + (f"; {item['valid']}" if item["valid"] else "")
+        lines.append(f"{value.strip()[1:-1]}  # {comment}")
+    if task.renamed:
+        old = ", ".join(f"{o} (now {n})" for o, n in task.renamed.items())
+        lines.append(f"# deprecated names still read: {old}")
+    return "\n".join(lines) + "\n"
+
+
+def requested_settings(
+    task: TaskSpec,
+    config_file: Path | None,
+    overrides: dict[str, Any],
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The settings a user asked for: the YAML file, then overrides (None values are skipped);
+    unknown names, wrong types and values out of range are refused. labels names where an
+    override came from (e.g. {"epochs": "--epochs"}) for the error message."""
+    import yaml
+
+    labels = dict(labels or {})
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise BadInput(f"{path}: no such config file")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise BadInput(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from error
+        except (OSError, UnicodeDecodeError) as error:
+            raise BadInput(f"{path}: cannot read the config file ({error})") from error
+        if not isinstance(loaded, dict) or not all(isinstance(k, str) for k in loaded):
+            raise BadInput(f"{path}: a config file must be a mapping of field: value")
+        loaded = renamed_settings(task, loaded, lambda name: f"{path}: setting {name}")
+        values.update(loaded)
+        for key in loaded:
+            labels.setdefault(key, f"{path}: setting {key}")
+    given = renamed_settings(
+        task,
+        {k: v for k, v in overrides.items() if v is not None},
+        lambda name: labels.get(name, f"setting {name}"),
+    )
+    for old, new in task.renamed.items():
+        if old in labels:
+            labels.setdefault(new, labels[old].replace(old, new))
+    values.update(given)
+    fields = {f.name: f for f in dataclasses.fields(task.config)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise BadInput(
+            f"task {task.name} has no setting {', '.join(unknown)} (settings: {', '.join(fields)})"
+        )
+    return {
+        k: check_setting(task.config, k, v, labels.get(k, f"setting {k}"))
+        for k, v in values.items()
+    }
+
+
+def renamed_settings(
+    task: TaskSpec,
+    values: dict[str, Any],
+    label: Callable[[str], str] = lambda name: f"setting {name}",
+    notice: bool = True,
+) -> dict[str, Any]:
+    """values with the task's old setting names replaced by the new ones (a one-line notice on
+    stderr for each, naming label(old)); a value under the new name wins over one under the
+    old."""
+    result = dict(values)
+    for old, new in task.renamed.items():
+        if old not in result:
+            continue
+        value = result.pop(old)
+        result.setdefault(new, value)
+        if notice:
+            sys.stderr.write(
+                f"warning: {label(old)} is deprecated and goes away in the next release; "
+                f"use {new}\n"
+            )
+    return result
+
+
+def resolve_config(
+    task: TaskSpec,
+    config_file: Path | None,
+    overrides: dict[str, Any],
+    labels: dict[str, str] | None = None,
+) -> TrainConfig:
+    """Task defaults, then the YAML file, then overrides (None values are skipped)."""
+    return task.config(**requested_settings(task, config_file, overrides, labels))
+
+
+def resume_config(
+    task: TaskSpec,
+    checkpoint: Path,
+    config_file: Path | None,
+    overrides: dict[str, Any],
+    labels: dict[str, str] | None = None,
+) -> TrainConfig:
+    """The config saved in a last.ckpt of task, with only RESUMABLE_SETTINGS changed by the
+    YAML file or flags; asking for any other setting to differ is refused."""
+    from recon.pipelines.common.checkpoints import load_resume_checkpoint
+
+    saved = load_resume_checkpoint(checkpoint, task.name)[0]
+    saved = renamed_settings(task, saved, lambda name: f"{checkpoint}: setting {name}")
+    requested = requested_settings(task, config_file, overrides, labels)
+    changed = sorted(
+        k
+        for k, v in requested.items()
+        if k not in RESUMABLE_SETTINGS and not same_setting(saved.get(k), v)
+    )
+    if changed:
+        raise BadInput(
+            f"{checkpoint}: a resumed run keeps the checkpoint's settings, and these differ "
+            f"from them: {', '.join(changed)}; only {', '.join(RESUMABLE_SETTINGS)}, the time "
+            "limit and the devices may change (start a new run to change the others)"
+        )
+    resumable = {k: v for k, v in requested.items() if k in RESUMABLE_SETTINGS}
+    return resolve_config(task, None, {**saved, **resumable})
+
+
+def require_same_config(path: Path, saved: dict[str, Any], config: dict[str, Any]) -> None:
+    """BadInput when config differs from a checkpoint's saved config beyond what a resume may
+    change."""
+    changed = sorted(
+        k
+        for k, v in config.items()
+        if k not in RESUMABLE_SETTINGS and k in saved and not same_setting(saved[k], v)
+    )
+    if changed:
+        raise BadInput(
+            f"{path}: the run's settings {', '.join(changed)} differ from the checkpoint's "
+            f"(a resume may change only {', '.join(RESUMABLE_SETTINGS)})"
+        )
+
+
+def same_setting(saved: Any, value: Any) -> bool:
+    """Equal values, or two spellings of the same path."""
+    if saved == value:
+        return True
+    if isinstance(saved, str) and isinstance(value, str):
+        return Path(saved).expanduser().resolve() == Path(value).expanduser().resolve()
+    return False
+
+
+def check_setting(config: type[TrainConfig], name: str, value: Any, label: str) -> Any:
+    """value as the type of config's field name, inside its stated range or choices; label
+    (e.g. "--epochs", "setting epochs") starts the one-line BadInput."""
+    spec = {f.name: f for f in dataclasses.fields(config)}[name]
+    info = _info(config, name)
+    value = _coerce(_default(spec), value, label)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        _check_range(info, value, label)
+    if isinstance(value, list):
+        for item in value:
+            _check_range(info, item, label)
+    choices = info.get("choices")
+    if choices and value not in choices:
+        raise BadInput(f"{label} takes one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def parse_set(pairs: list[str]) -> dict[str, Any]:
+    """--set KEY=VALUE pairs -> dict, values parsed as YAML scalars (numbers, true/false, lists)."""
+    import yaml
+
+    result = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise BadInput(f"--set takes KEY=VALUE, not {pair!r}")
+        try:
+            result[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise BadInput(f"--set {key}: cannot parse {raw!r}") from error
+    return result
+
+
+def _info(config: type, name: str) -> dict[str, Any]:
+    """The help/range metadata of a setting, from the nearest class in the MRO that states it."""
+    for klass in config.__mro__:
+        spec = getattr(klass, "__dataclass_fields__", {}).get(name)
+        if spec is not None and "help" in spec.metadata:
+            return dict(spec.metadata)
+    return {}
+
+
+def _default(spec: dataclasses.Field) -> Any:
+    if spec.default is not dataclasses.MISSING:
+        return spec.default
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    return None
+
+
+def _coerce(default: Any, value: Any, label: str) -> Any:
+    """value as the type of default (bool, int, float, list of numbers, str or None)."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise BadInput(f"{label} takes true or false, not {value!r}")
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise BadInput(f"{label} takes a whole number, not {value!r}")
+    if isinstance(default, float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads 1e-3 (no dot) as text
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise BadInput(f"{label} takes a number, not {value!r}")
+    if isinstance(default, list):
+        numbers = isinstance(value, list) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value
+        )
+        if not numbers or len(value) != len(default):
+            raise BadInput(f"{label} takes a list of {len(default)} numbers, not {value!r}")
+        return [float(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if value is not None and not isinstance(value, str):
+        raise BadInput(f"{label} takes a text value (a path or a name), not {value!r}")
+    return value
+
+
+def _check_range(info: dict[str, Any], value: float, label: str) -> None:
+    low, high = info.get("low"), info.get("high")
+    inside = math.isfinite(value)
+    if low is not None:
+        inside = inside and (value > low if info.get("low_open") else value >= low)
+    if high is not None:
+        inside = inside and (value < high if info.get("high_open") else value <= high)
+    if not inside:
+        shown = value if isinstance(value, int) else f"{value:g}"
+        raise BadInput(f"{label} must be {_stated(info, value)}, not {shown}")
+
+
+def _stated(info: dict[str, Any], default: Any) -> str:
+    """The valid values in words: "in [1, 100000]", "at least 0", "one of a, b"."""
+    if info.get("choices"):
+        return "one of " + ", ".join(info["choices"])
+    low, high = info.get("low"), info.get("high")
+    if low is None and high is None:
+        return ""
+    if high is None:
+        return f"{'above' if info.get('low_open') else 'at least'} {_number(low)}"
+    if low is None:
+        return f"{'below' if info.get('high_open') else 'at most'} {_number(high)}"
+    left = "(" if info.get("low_open") else "["
+    right = ")" if info.get("high_open") else "]"
+    return f"in {left}{_number(low)}, {_number(high)}{right}"
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"

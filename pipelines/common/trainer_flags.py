@@ -1,0 +1,147 @@
+"""The run flags of `recon train` (device, processes, nodes, strategy, precision, time and batch
+limits) checked and turned into Lightning Trainer arguments, before anything is written."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from recon.pipelines.common.errors import BadInput
+
+if TYPE_CHECKING:
+    from recon.pipelines.common.settings import RunOptions
+
+LOGGERS = ("csv", "tensorboard")
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
+MAX_DEVICES = 1024  # per node
+MAX_NODES = 10_000
+MAX_MINUTES = 10 * 365 * 24 * 60  # --max-time: ten years
+MAX_BATCHES = 10**9  # --limit-batches as a count
+
+
+def strategies() -> tuple[str, ...]:
+    """Every --strategy name Lightning knows ("auto" first)."""
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    return ("auto", *sorted(StrategyRegistry.available_strategies()))
+
+
+def accelerator(device: str, devices: str) -> tuple[str, Any]:
+    """--device and --devices -> Lightning's (accelerator, devices)."""
+    count: Any = devices
+    if isinstance(devices, str) and devices != "auto":
+        parts = [p.strip() for p in devices.split(",") if p.strip()]
+        if not parts or not all(p.isdigit() for p in parts):
+            raise BadInput(f"--devices takes auto, a count or ids like 0,1, not {devices!r}")
+        if len(parts) > 1 or devices.strip().endswith(","):
+            count = [int(p) for p in parts]
+            if max(count) >= MAX_DEVICES or len(set(count)) != len(count):
+                raise BadInput(
+                    f"--devices {devices}: ids must differ and lie in [0, {MAX_DEVICES - 1}]"
+                )
+        else:
+            count = int(parts[0])
+    if count == 0:
+        raise BadInput(
+            "--devices 0: at least one device is needed (a count, ids like 0,1, or auto)"
+        )
+    if isinstance(count, int) and count > MAX_DEVICES:
+        raise BadInput(f"--devices must be in [1, {MAX_DEVICES}], not {count}")
+    if device == "auto":
+        return "auto", count
+    if device == "cpu":
+        return "cpu", 1 if count == "auto" else count
+    if device == "cuda":
+        return "gpu", count
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return "gpu", [int(device[5:])]
+    raise BadInput(f"--device takes auto, cpu, cuda or cuda:N, not {device!r}")
+
+
+def check_scale(accelerator: str, devices: Any, run: RunOptions) -> None:
+    """One-line errors for what Lightning would refuse with a traceback, or accept and regret:
+    unknown names, no GPU for --device cuda, more CPU processes than cores, no node."""
+    import torch
+
+    if not 1 <= run.num_nodes <= MAX_NODES:
+        raise BadInput(
+            f"--num-nodes {run.num_nodes}: at least one node is needed, at most {MAX_NODES}"
+        )
+    if run.logger not in LOGGERS:
+        raise BadInput(f"--logger takes {' or '.join(LOGGERS)}, not {run.logger!r}")
+    if run.precision not in PRECISIONS:
+        raise BadInput(
+            f"--precision {run.precision}: not a precision (choices: {', '.join(PRECISIONS)})"
+        )
+    known = strategies()
+    if run.strategy not in known:
+        raise BadInput(f"--strategy {run.strategy}: not a strategy (choices: {', '.join(known)})")
+    if accelerator == "gpu" and not torch.cuda.is_available():
+        raise BadInput(f"--device {run.device}: no CUDA GPU is visible (use --device cpu or auto)")
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if on_cpu and isinstance(devices, int) and devices > 1:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        if devices > (cores or 1):
+            raise BadInput(
+                f"--devices {devices}: this machine gives the run {cores} CPU cores; "
+                f"start at most {cores} CPU processes"
+            )
+
+
+_FLAG_WORDS = (
+    ("strategy", "--strategy", "strategy"),
+    ("precision", "--precision", "precision"),
+    ("num_nodes", "--num-nodes", "num_nodes"),
+    ("nodes", "--num-nodes", "num_nodes"),
+    ("gpu", "--device", "device"),
+    ("cuda", "--device", "device"),
+    ("accelerator", "--device", "device"),
+    ("devices", "--devices", "devices"),
+)
+
+
+def trainer_error(error: Exception, run: RunOptions) -> BadInput:
+    """Lightning's refusal of a scale-out flag -> one line naming the flag and its value."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    lowered = first.lower()
+    for word, flag, attribute in _FLAG_WORDS:
+        if word in lowered:
+            return BadInput(f"{flag} {getattr(run, attribute)}: {first}")
+    return BadInput(f"--device/--devices/--strategy/--precision: {first}")
+
+
+def max_time(value: str | None) -> timedelta | None:
+    """--max-time: minutes in (0, ten years], or DD:HH:MM:SS (not all zero)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    parts = text.split(":")
+    if len(parts) == 4 and all(p.isdigit() for p in parts):
+        d, h, m, s = (int(p) for p in parts)
+        limit = timedelta(days=d, hours=h, minutes=m, seconds=s)
+        if limit <= timedelta(0) or limit > timedelta(minutes=MAX_MINUTES):
+            raise BadInput(f"--max-time {text}: must be above 0 and at most ten years")
+        return limit
+    try:
+        minutes = float(text)
+    except ValueError:
+        raise BadInput(f"--max-time takes minutes or DD:HH:MM:SS, not {value!r}") from None
+    if not 0 < minutes <= MAX_MINUTES:  # also refuses NaN
+        raise BadInput(f"--max-time must be in (0, {MAX_MINUTES}] minutes, not {text}")
+    return timedelta(minutes=minutes)
+
+
+def batch_limit(value: float | None) -> float | int | None:
+    """--limit-batches: a fraction in (0, 1] of each epoch, or a whole count >= 1."""
+    if value is None:
+        return None
+    if 0 < value <= 1.0:
+        return float(value)
+    if 1 < value <= MAX_BATCHES and float(value).is_integer():
+        return int(value)
+    raise BadInput(
+        f"--limit-batches takes a fraction in (0, 1] or a whole count in [1, {MAX_BATCHES}], "
+        f"not {value:g}"
+    )

@@ -1,0 +1,76 @@
+"""Shards and --skip-done for `recon synth pix3d|parts|corset`: items made one by one, an index
+merged by whichever run finds the last item finished."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recon.cli.common import Reporter
+
+
+@dataclass
+class SynthSet:
+    """How a generated set is made item by item. Paths are under a data root ROOT."""
+
+    kind: str  # "pix3d", for messages and the run record
+    count: int  # items in the whole set
+    unit: str  # what an item is, plural: "models"
+    outputs: Callable[[Path, int], list[Path]]  # (ROOT, i) -> the files item i may write
+    done: Callable[[Path, int], bool]  # (ROOT, i) -> item i is whole, made with these settings
+    make: Callable[[Path, int], Any]  # (ROOT, i) -> writes item i, returns its summary
+    index: str | None = None  # the index file ("pix3d.json"), None when the set has none
+    merge: Callable[[Path], tuple[Path | None, int]] = field(
+        default=lambda _root: (None, 0)
+    )  # ROOT -> (the index written, or None; items still missing)
+    config: dict = field(default_factory=dict)
+    whole_record: bool = False  # also write run.json in a whole, unsharded run
+
+
+def run_synth(
+    spec: SynthSet,
+    out: Path,
+    seed: int,
+    shard: str | None,
+    skip_done: bool,
+    overwrite: bool,
+    ui: Reporter,
+) -> tuple[Path, list, dict]:
+    """Make this shard's items of spec into out (checked before any work); returns (out, the
+    summaries of the items made, the result fields: index, missing items, shard counts)."""
+    from recon.pipelines.common.batch import (
+        check_batch_output,
+        output_folder,
+        parse_shard,
+        plan_batch,
+    )
+    from recon.pipelines.common.outputs import run_record, write_json
+
+    target = Path(out).expanduser().absolute()
+    plan = plan_batch(
+        spec.count,
+        lambda i: spec.outputs(target, i),
+        parse_shard(shard),
+        skip_done,
+        overwrite,
+        is_done=lambda i: spec.done(target, i),
+    )
+    out = check_batch_output(out, plan, overwrite)
+    made = []
+    with output_folder(out, plan) as folder:
+        for index in ui.track(plan.todo, f"synth {spec.kind}"):
+            made.append(spec.make(folder, index))
+        index_path, missing = spec.merge(folder)
+        index = str(out / index_path.relative_to(folder)) if index_path else None
+        fields = {"index": index, "missing_items": missing, **plan.summary()}
+        if plan.batch or spec.whole_record:
+            record = run_record(f"synth {spec.kind}", seed, spec.config, {}, fields)
+            write_json(folder / plan.shard.results_name(), record)
+    if missing:
+        ui.info(
+            f"{spec.index} is not written yet: {missing} of {spec.count} {spec.unit} are still to "
+            "be made by the other shards (the run that finishes the set writes it)"
+        )
+    return out, made, fields

@@ -1,0 +1,149 @@
+"""Batch jobs of the DRR side: make-drr and synth pairs in shards equal the whole run, and
+--skip-done redoes only what is missing; predict drr takes folders and names outputs safely."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from test_xray_io import small_ct
+
+from recon.pipelines.common.io import read_image, write_png
+from recon.pipelines.xray.pose import load_poses, pose_from_degrees, save_poses
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    """Every file under folder but the results files, by relative path."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name.startswith("run")
+    }
+
+
+def test_make_drr_three_shards_equal_the_whole_run(tmp_path, recon):
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    poses = torch.cat([pose_from_degrees([4 * a, a, 0], [a, 300, 0]) for a in range(9)])
+    save_poses(tmp_path / "poses.pt", poses)
+    args = ["make-drr", "-v", ct, "--pose", tmp_path / "poses.pt", "--sdd", 600, "--size", 16]
+    args += ["--delx", 4.0, "--device", "cpu", "-q"]
+    assert recon(*args, "-o", tmp_path / "whole")[0] == 0
+    shared = tmp_path / "shards"
+    for k in (1, 2, 3):
+        code, _, err = recon(*args, "-o", shared, "--shard", f"{k}/3")
+        assert code == 0, err
+        assert (shared / f"run.shard-{k}-of-3.json").is_file()
+    assert (tmp_path / "whole" / "run.json").is_file()
+    whole = files(tmp_path / "whole")
+    assert len(whole) == 9 and files(shared) == whole
+    (shared / "drr_0004.png").unlink()  # shard 2 holds poses 3, 4, 5
+    kept = (shared / "drr_0003.png").stat().st_mtime_ns
+    code, out, err = recon(*args, "-o", shared, "--shard", "2/3", "--skip-done", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert [f["index"] for f in result["files"]] == [4] and result["skipped"] == 2
+    assert (shared / "drr_0003.png").stat().st_mtime_ns == kept
+    assert files(shared) == whole
+    # a shard run again without --skip-done or --overwrite is refused before any work
+    code, _, err = recon(*args, "-o", shared, "--shard", "2/3")
+    assert code == 2 and "already exists" in err and err.count("\n") == 1
+    # batches of 4 (faster on a GPU): the same DRRs up to float rounding, 1 count of 65535
+    assert recon(*args, "--batch-size", 4, "-o", tmp_path / "batched")[0] == 0
+    for name in whole:
+        batched = read_image(tmp_path / "batched" / name).astype(int)
+        assert np.abs(batched - read_image(shared / name).astype(int)).max() <= 1
+
+
+def test_synth_pairs_three_shards_equal_the_whole_run(tmp_path, recon):
+    """Pair i is drawn from (seed, i) alone: shards write the whole run's files and poses.pt; the
+    union is a pair set that augment (and train drr, through the same reader) take as it is."""
+    from recon.pipelines.xray.pairs import find_pairs
+
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    args = ["synth", "pairs", "-v", ct, "--ct-spacing", 4, "-n", 9, "--size", 16, "--seed", 3]
+    args += ["--device", "cpu", "-q"]
+    assert recon(*args, "-o", tmp_path / "whole")[0] == 0
+    shared = tmp_path / "shards"
+    for k in (1, 2, 3):
+        code, _, err = recon(*args, "-o", shared, "--shard", f"{k}/3")
+        assert code == 0, err
+    whole = files(tmp_path / "whole")
+    pngs = {k: v for k, v in whole.items() if k.endswith(".png")}  # poses.pt: compared loaded
+    assert len(pngs) == 18 and {k: files(shared)[k] for k in pngs} == pngs
+    assert torch.equal(load_poses(shared / "poses.pt"), load_poses(tmp_path / "whole" / "poses.pt"))
+    assert len(load_poses(shared / "poses.pt")) == 9
+    (shared / "xray" / "pair_0007.png").unlink()  # shard 3 holds pairs 6, 7, 8
+    kept = (shared / "drr" / "pair_0006.png").stat().st_mtime_ns
+    code, out, err = recon(*args, "-o", shared, "--shard", "3/3", "--skip-done", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["rendered"] == 1 and result["skipped"] == 2
+    assert (shared / "drr" / "pair_0006.png").stat().st_mtime_ns == kept
+    assert {k: files(shared)[k] for k in pngs} == pngs
+    # another seed into the same shared folder would mix two sets: refused
+    other = [a if a != 3 else 4 for a in args]  # --seed 4
+    code, _, err = recon(*other, "-o", shared, "--shard", "1/3", "--skip-done")
+    assert code == 2 and "another pair set" in err
+    assert len(find_pairs(shared)) == 9
+    code, out, err = recon("augment", shared, "-o", tmp_path / "aug", "--copies", 1, "--json")
+    assert code == 0, err
+    assert json.loads(out)["input_pairs"] == 9
+
+
+def test_synth_pairs_old_spacing_flag_still_works(tmp_path, recon):
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    args = ["synth", "pairs", "-v", ct, "-n", 1, "--size", 16, "--device", "cpu", "-q"]
+    code, _, err = recon(*args, "--spacing", 4, "-o", tmp_path / "old")
+    assert code == 0 and "--spacing is deprecated" in err and "--ct-spacing" in err
+    assert recon(*args, "--ct-spacing", 4, "-o", tmp_path / "new")[0] == 0
+    old, new = files(tmp_path / "old"), files(tmp_path / "new")
+    assert old.keys() == new.keys() and all(old[k] == new[k] for k in old if k.endswith(".png"))
+
+
+def tiny_drr_model(tmp_path: Path) -> Path:
+    """A one-epoch 32 px pix2pix checkpoint."""
+    from recon.pipelines.common.engine import RunOptions, fit
+    from recon.pipelines.xray.drr_task import TASK, DrrConfig
+
+    rng = np.random.default_rng(1)
+    for sub in ("xray", "drr"):
+        (tmp_path / "set" / sub).mkdir(parents=True)
+    for index in range(4):
+        drr = rng.random((32, 32))
+        write_png(tmp_path / "set" / "drr" / f"x{index}.png", np.rint(drr * 255).astype(np.uint8))
+        xray = np.rint((1 - drr) ** 2 * 255).astype(np.uint8)
+        write_png(tmp_path / "set" / "xray" / f"x{index}.png", xray)
+    cfg = DrrConfig(data=str(tmp_path / "set"), size=32, base_filters=4, batch_size=4, epochs=1)
+    fit(TASK, cfg, RunOptions(out=tmp_path / "run", quiet=True, device="cpu"))
+    return tmp_path / "run" / "checkpoints" / "last.ckpt"
+
+
+def test_predict_drr_takes_folders_and_names_each_output(tmp_path, recon):
+    """A folder = its images sorted; a shared stem names every output FOLDER_STEM_TYPE; one
+    output per input, each the same as predicting that input alone."""
+    from test_drr import write_dicom
+
+    checkpoint = tiny_drr_model(tmp_path)
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    rng = np.random.default_rng(2)
+    for name in ("c", "a", "b"):
+        write_png(scans / f"{name}.png", rng.integers(0, 255, (24, 40), dtype=np.uint8))
+    write_dicom(scans / "a.dcm", rng.integers(0, 65535, (30, 20)).astype(np.uint16))
+    (scans / "notes.txt").write_text("not an image")
+    code, out, err = recon("predict", "drr", scans, "-c", checkpoint, "-o", tmp_path / "out",
+                           "--device", "cpu", "--json", "-q")  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    assert [Path(p).name for p in result["xrays"]] == ["a.dcm", "a.png", "b.png", "c.png"]
+    names = [Path(p).name for p in result["outputs"]]
+    assert names == ["scans_a_dcm.png", "scans_a_png.png", "scans_b_png.png", "scans_c_png.png"]
+    assert read_image(tmp_path / "out" / "scans_a_dcm.png").shape == (30, 20)
+    assert read_image(tmp_path / "out" / "scans_c_png.png").shape == (24, 40)
+    code, _, err = recon("predict", "drr", scans / "b.png", "-c", checkpoint, "-o",
+                         tmp_path / "alone", "--device", "cpu", "-q")  # fmt: skip
+    assert code == 0, err
+    alone = (tmp_path / "alone" / "b.png").read_bytes()
+    assert alone == (tmp_path / "out" / "scans_b_png.png").read_bytes()

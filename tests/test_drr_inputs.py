@@ -1,0 +1,242 @@
+"""Bad input to make-drr, synth pairs, predict drr and augment: one line on stderr, exit 2,
+nothing written or changed; inputs are never replaced, even with --overwrite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from test_bad_input import refused
+from test_xray_io import small_ct
+
+from recon.pipelines.common.io import write_png
+from recon.pipelines.xray.pose import pose_from_degrees, save_poses
+
+POSE = ["--rot", 0, 0, 0, "--xyz", 0, 300, 0]
+
+
+@pytest.fixture
+def work(tmp_path) -> Path:
+    """work/ct.nii.gz (40x36x32), work/labels.nii.gz (labels 1, 2), work/poses.pt (2 poses)."""
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    labels = np.zeros((40, 36, 32), np.int16)
+    labels[12:16, 14:18, :], labels[24:27, 10:13, 5:-5] = 1, 2
+    nib.save(nib.Nifti1Image(labels, nib.load(ct).affine), tmp_path / "labels.nii.gz")
+    poses = torch.cat([pose_from_degrees([a, 0, 0], [0, 300, 0]) for a in (0, 5)])
+    save_poses(tmp_path / "poses.pt", poses)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--rot", "nan", 0, 0, "--xyz", 0, 300, 0], "--rot must be in [-360, 360], not nan"),
+        (["--rot", 400, 0, 0, "--xyz", 0, 300, 0], "--rot must be in [-360, 360], not 400"),
+        (["--rot", 0, 0, 0, "--xyz", 0, "inf", 0], "--xyz must be in [-10000, 10000], not inf"),
+        ([*POSE, "--sdd", "nan"], "--sdd must be in (0, 10000], not nan"),
+        ([*POSE, "--sdd", 0], "--sdd must be in (0, 10000], not 0"),
+        ([*POSE, "--sdd", "-inf"], "--sdd must be in (0, 10000]"),
+        ([*POSE, "--size", 0], "--size must be in [1, 4096], not 0"),
+        ([*POSE, "--width", 5000], "--width must be in [1, 4096], not 5000"),
+        ([*POSE, "--delx", 0], "--delx must be in (0, 100], not 0"),
+        ([*POSE, "--dely", "nan"], "--dely must be in (0, 100], not nan"),
+        ([*POSE, "--x0", "1e9"], "--x0 must be in"),
+        ([*POSE, "--y0", 500], "principal point y0 500 mm is off the detector"),
+        ([*POSE, "--bone-attenuation", -1], "--bone-attenuation must be in [0, 10], not -1"),
+        ([*POSE, "--bone-attenuation", "nan"], "--bone-attenuation must be in [0, 10], not nan"),
+        ([*POSE, "--batch-size", 0], "--batch-size must be in [1, 1024], not 0"),
+        ([*POSE, "--seed", -1], "--seed must be in [0, 4294967295], not -1"),
+        ([*POSE, "--keep", "abc"], "--keep takes a label value N or a range A-B"),
+        ([*POSE, "--keep", "5-2"], "runs backwards"),
+        ([*POSE, "--keep", 1], "--keep needs --labels LABELMAP"),
+        ([*POSE, "--renderer", "nonsense"], "--renderer"),
+        ([*POSE, "--format", "jpg"], "--format"),
+    ],
+)
+def test_make_drr_numbers_and_choices_refused(work, recon, flags, message):
+    err = refused(recon, work, "make-drr", "-v", work / "ct.nii.gz", *flags, "-o", work / "d.png")
+    assert message in err
+
+
+def test_make_drr_bad_labels_and_pose_files_refused(work, recon):
+    ct = ["make-drr", "-v", work / "ct.nii.gz"]
+    err = refused(recon, work, *ct, *POSE, "--labels", work / "labels.nii.gz", "--keep", 7,
+                  "-o", work / "d.png")  # fmt: skip
+    assert "holds no voxel labelled 7 (its labels: 1-2)" in err
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.int16), np.eye(4)), work / "small.nii.gz")
+    err = refused(recon, work, *ct, *POSE, "--labels", work / "small.nii.gz", "--keep", 1,
+                  "-o", work / "d.png")  # fmt: skip
+    assert "label map shape" in err
+    nan = np.tile(np.eye(4, dtype=np.float32), (1, 1, 1))
+    nan[0, 0, 3] = np.nan
+    np.save(work / "nan.npy", nan)
+    err = refused(recon, work, *ct, "--pose", work / "nan.npy", "-o", work / "d.png")
+    assert "non-finite" in err
+    pose = pose_from_degrees([0, 0, 0], [0, 300, 0])
+    detector = {"sdd": float("nan"), "height": 16, "width": 16, "delx": 2.0, "dely": 2.0}
+    torch.save({"detector": detector, "final_pose": pose}, work / "nan_sdd.pt")
+    err = refused(recon, work, *ct, "--pose", work / "nan_sdd.pt", "-o", work / "d.png")
+    assert "detector['sdd'] is not finite" in err
+    detector = {"sdd": 1000.0, "height": 0, "width": 16, "delx": 2.0, "dely": 2.0}
+    torch.save({"detector": detector, "final_pose": pose}, work / "zero.pt")
+    err = refused(recon, work, *ct, "--pose", work / "zero.pt", "-o", work / "d.png")
+    assert "out of range" in err
+
+
+def test_make_drr_refuses_ct_without_contrast(work, recon):
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    nib.save(nib.Nifti1Image(np.zeros((16, 16, 16), np.float32), affine), work / "zero.nii.gz")
+    err = refused(recon, work, "make-drr", "-v", work / "zero.nii.gz", *POSE, "-o", work / "d.png")
+    assert "every CT voxel is 0" in err
+    import SimpleITK as sitk
+
+    hu = np.full((16, 16, 16), -1000.0, np.float32)
+    hu[4:12, 4:12, 4:12], hu[8, 8, 8] = 40.0, np.nan
+    sitk.WriteImage(sitk.GetImageFromArray(hu), str(work / "nan.mha"))  # NaN survives in MHA
+    err = refused(recon, work, "make-drr", "-v", work / "nan.mha", *POSE, "-o", work / "d.png")
+    assert "non-finite voxel" in err
+
+
+def test_make_drr_never_replaces_its_inputs(work, recon):
+    ct = ["make-drr", "-v", work / "ct.nii.gz"]
+    np.save(work / "p.npy", pose_from_degrees([0, 0, 0], [0, 300, 0]).numpy())
+    for out in (work / "p.npy", work / "d.jpg", work / "d.JPEG", work / "d.tif"):
+        err = refused(recon, work, *ct, "--pose", work / "p.npy", "-o", out, "--overwrite")
+        assert "16-bit PNG or DICOM" in err
+    for out in (work / "poses.pt", work, work.parent):
+        err = refused(recon, work, *ct, "--pose", work / "poses.pt", "-o", out, "--overwrite")
+        assert "would replace the input" in err
+    err = refused(recon, work, *ct, *POSE, "-o", work / "ct.nii.gz", "--overwrite")
+    assert "would replace the input" in err
+    err = refused(recon, work, *ct, *POSE, "-o", work, "--shard", "1/2")
+    assert "would replace the input" in err
+    err = refused(recon, work, *ct, *POSE, "-o", work / "d.png", "--shard", "1/2")
+    assert "--shard and --skip-done need an output folder" in err
+    err = refused(recon, work, *ct, "--pose", work / "poses.pt", "-o", work / "d.png")
+    assert "2 poses need an output folder" in err
+
+
+def test_make_drr_old_height_spelling_still_works(work, recon):
+    code, _, err = recon("make-drr", "-v", work / "ct.nii.gz", *POSE, "--height", 12,
+                         "--device", "cpu", "-o", work / "d.png", "-q")  # fmt: skip
+    assert code == 0 and "--height is deprecated" in err and "use --size" in err
+    from recon.pipelines.common.io import read_image
+
+    assert read_image(work / "d.png").shape == (12, 12)
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--count", 0], "--count must be in [1, 100000], not 0"),
+        (["--count", 200000], "--count must be in [1, 100000], not 200000"),
+        (["--size", 8], "--size must be in [16, 2048], not 8"),
+        (["--ct-spacing", 0], "--ct-spacing must be in [0.5, 20], not 0"),
+        (["--ct-spacing", "nan"], "--ct-spacing must be in [0.5, 20], not nan"),
+        (["--rot", -1], "--rot must be in [0, 90], not -1"),
+        (["--rot", "nan"], "--rot must be in [0, 90], not nan"),
+        (["--shift", "inf"], "--shift must be in [0, 500], not inf"),
+        (["--seed", -1], "--seed must be in [0, 4294967295], not -1"),
+        (["--shard", "4/3"], "--shard takes K/N"),
+    ],
+)
+def test_synth_pairs_numbers_refused(work, recon, flags, message):
+    err = refused(recon, work, "synth", "pairs", "-v", work / "ct.nii.gz", *flags,
+                  "-o", work / "pairs")  # fmt: skip
+    assert message in err
+
+
+def test_synth_pairs_never_replaces_its_ct(work, recon):
+    for out in (work, work / "ct.nii.gz"):
+        err = refused(recon, work, "synth", "pairs", "-v", work / "ct.nii.gz", "-o", out,
+                      "--overwrite")  # fmt: skip
+        assert "would replace the input" in err
+
+
+@pytest.fixture
+def scans(tmp_path) -> Path:
+    """scans/x/a.png, scans/x/b.png (the sibling), scans/y/a.png, scans/empty/, model.ckpt."""
+    for folder in ("x", "y", "empty"):
+        (tmp_path / folder).mkdir()
+    for path in (tmp_path / "x" / "a.png", tmp_path / "x" / "b.png", tmp_path / "y" / "a.png"):
+        write_png(path, np.full((16, 16), 90, np.uint8))
+    (tmp_path / "model.ckpt").write_bytes(b"never read: the inputs are refused first")
+    return tmp_path
+
+
+def test_predict_drr_never_replaces_an_input(scans, recon):
+    """`predict drr x/a.png -o x --overwrite` used to delete the sibling x/b.png."""
+    predict = ["predict", "drr", "-c", scans / "model.ckpt"]
+    for out in (scans / "x", scans, scans / "x" / "a.png"):
+        err = refused(recon, scans, *predict, scans / "x" / "a.png", "-o", out, "--overwrite")
+        assert "would replace the input" in err
+    err = refused(recon, scans, *predict, scans / "x", "-o", scans / "x", "--skip-done")
+    assert "is, or is inside, the input folder" in err
+    err = refused(recon, scans, *predict, scans / "x" / "a.png", "-o", scans / "model.ckpt",
+                  "--overwrite")  # fmt: skip
+    assert "would replace the input" in err
+    assert (scans / "x" / "b.png").is_file()
+
+
+def test_predict_drr_bad_inputs(scans, recon):
+    predict = ["predict", "drr", "-c", scans / "model.ckpt", "-o", scans / "out"]
+    err = refused(recon, scans, *predict, scans / "empty")
+    assert "folder holds no PNG or DICOM images" in err
+    err = refused(recon, scans, *predict, scans / "x" / "a.png", scans / "x")
+    assert "given twice" in err
+    err = refused(recon, scans, *predict, scans / "x" / "missing.png")
+    assert "missing.png" in err
+    err = refused(recon, scans, *predict, scans / "x", "--bits", 12)
+    assert "--bits" in err
+
+
+@pytest.fixture
+def pair_set(tmp_path) -> Path:
+    root = tmp_path / "parent" / "src"
+    for sub in ("xray", "drr"):
+        (root / sub).mkdir(parents=True)
+        write_png(root / sub / "p0.png", np.full((32, 32), 60, np.uint8))
+    return root
+
+
+def test_augment_never_replaces_its_input(pair_set, recon):
+    root = pair_set.parent.parent
+    for out in (pair_set, pair_set.parent):
+        err = refused(recon, root, "augment", pair_set, "-o", out, "--overwrite")
+        assert "would replace the input" in err
+    err = refused(recon, root, "augment", pair_set, "-o", pair_set / "xray" / "aug", "--overwrite")
+    assert "must not be the input folder or inside it" in err
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--scale", "nan"], "--scale must be in [0, 0.9], not nan"),
+        (["--translate", 0.6], "--translate must be in [0, 0.5], not 0.6"),
+        (["--crop", 0], "--crop must be in [0.1, 1], not 0"),
+        (["--brightness", "-inf"], "--brightness must be in [0, 1], not -inf"),
+        (["--contrast", 2], "--contrast must be in [0, 1], not 2"),
+    ],
+)
+def test_augment_numbers_refused(pair_set, recon, flags, message):
+    root = pair_set.parent.parent
+    err = refused(recon, root, "augment", pair_set, "-o", root / "aug", *flags)
+    assert message in err
+
+
+def test_truncated_ct_refused_not_rendered_blank(work, recon):
+    """Readers fill a cut NIfTI with zeros; the header's promised size catches it."""
+    import gzip
+
+    raw = gzip.decompress((work / "ct.nii.gz").read_bytes())
+    (work / "half.nii").write_bytes(raw[: len(raw) // 2])
+    (work / "half.nii.gz").write_bytes(gzip.compress(raw[: len(raw) // 2]))
+    (work / "cut.nii.gz").write_bytes(gzip.compress(raw)[:-40])
+    for name in ("half.nii", "half.nii.gz"):
+        err = refused(recon, work, "make-drr", "-v", work / name, *POSE, "-o", work / "d.png")
+        assert "file is truncated" in err
+    err = refused(recon, work, "make-drr", "-v", work / "cut.nii.gz", *POSE, "-o", work / "d.png")
+    assert "not a readable CT volume" in err

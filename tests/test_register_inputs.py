@@ -1,0 +1,303 @@
+"""`recon register` and `recon synth xray` inputs: output names (UID-named DICOMs, same names in
+two folders), renamed options, and numbers out of range (one line on stderr, exit 2, nothing
+written)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recon.pipelines.common.errors import BadInput
+from recon.pipelines.xray.register_inputs import expand_inputs, output_names, xray_name
+
+UIDS = ("1.2.840.113619.2.55.3.1", "1.2.840.113619.2.55.3.2")
+# fast settings: the tests are about inputs and names, not accuracy
+FAST = ["--ct-spacing", 8, "--heights", 16, "--iterations", 2, "--patience", 1, "--threads", 1,
+        "--min-similarity", -1, "--mirror-check-below", 0, "--device", "cpu"]  # fmt: skip
+
+
+def write_dicom(path: Path, seed: int = 0, **tags) -> Path:
+    """A small DX DICOM written with pydicom alone: a smooth blob pattern, 12-bit counts, the
+    geometry tags `register` needs, and any extra tags given."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:40, 0:36]
+    image = np.zeros((40, 36))
+    for _ in range(4):
+        r, c, s = rng.uniform(5, 35), rng.uniform(5, 31), rng.uniform(3, 8)
+        image += np.exp(-((rows - r) ** 2 + (cols - c) ** 2) / (2 * s * s))
+    counts = np.round(image / image.max() * 4000).astype(np.uint16)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, generate_uid()
+    ds.Modality = "DX"
+    ds.Rows, ds.Columns = counts.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.DistanceSourceToDetector = "1000"
+    ds.ImagerPixelSpacing = ["8.0", "8.0"]
+    ds.DistanceSourceToPatient = "850"
+    ds.PositionerPrimaryAngle, ds.PositionerSecondaryAngle = "0", "0"
+    ds.PatientOrientation = ["L", "F"]
+    for keyword, value in tags.items():
+        setattr(ds, keyword, value)
+    ds.PixelData = counts.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_output_names_keep_uid_dots_and_tell_folders_apart(tmp_path):
+    assert xray_name(Path("1.2.840.113619.2.1.dcm")) == "1.2.840.113619.2.1"
+    assert xray_name(Path("a/chest.DICOM")) == "chest"
+    assert xray_name(Path("x.ray.png")) == "x.ray"
+    assert xray_name(Path("scan.tiff")) == "scan"
+    assert xray_name(Path("1.2.840.113619.2.1")) == "1.2.840.113619.2.1"  # no known suffix
+    assert xray_name(Path("..dcm")) == "..dcm"  # never "." as a folder
+    names = output_names([Path("p/1.2.3.dcm"), Path("p/1.2.4.dcm"), Path("p/1.2.dcm")])
+    assert names == ["1.2.3", "1.2.4", "1.2"]
+    assert output_names([Path("a/x.dcm"), Path("b/x.dcm"), Path("b/y.png")]) == [
+        "a_x",
+        "b_x",
+        "b_y",
+    ]
+    # the same name in one folder: FOLDER_NAME_SUFFIX; still the same: NNN_NAME
+    assert output_names([Path("a/x.dcm"), Path("b/x.png"), Path("a/x.png")]) == [
+        "a_x_dcm",
+        "b_x_png",
+        "a_x_png",
+    ]
+    assert output_names([Path("s/x.dcm"), Path("t/s/x.dcm")]) == ["000_x", "001_x"]
+    with pytest.raises(BadInput, match="reserved"):
+        output_names([Path("results.json.dcm")])
+    # a folder holding DICOMs named by UID without a suffix: found by their preamble
+    folder = tmp_path / "uids"
+    write_dicom(folder / UIDS[0])
+    write_dicom(folder / f"{UIDS[1]}.dcm")
+    (folder / "notes.txt").write_text("not an X-ray")
+    (folder / "DICOMDIR").write_bytes(b"\0" * 128 + b"DICM")
+    files = expand_inputs([folder])
+    assert [f.name for f in files] == [UIDS[0], f"{UIDS[1]}.dcm"]
+    assert output_names(files) == list(UIDS)
+    with pytest.raises(BadInput, match="given twice"):
+        expand_inputs([folder, folder / f"{UIDS[1]}.dcm"])
+
+
+@pytest.mark.slow
+def test_uid_named_dicoms_register_to_separate_folders(tmp_path, recon, monkeypatch):
+    """Two DICOMs named by UID (written by pydicom, not by `recon synth`) used to share the
+    output name `1` and be refused; each now gets its own folder, figure and pose row."""
+    from test_xray_io import small_ct
+
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    folder = tmp_path / "study"
+    for seed, uid in enumerate(UIDS):
+        write_dicom(folder / f"{uid}.dcm", seed)
+    out = tmp_path / "reg"
+    code, stdout, err = recon("register", folder, "-v", ct, "-o", out, *FAST, "--json")
+    assert code == 0, err
+    rows = json.loads(stdout)["results"]
+    assert [row["name"] for row in rows] == list(UIDS)
+    for row, uid in zip(rows, UIDS, strict=True):
+        assert Path(row["overlay"]) == out / uid / "overlay.png"
+        assert (out / uid / "parameters.pt").is_file() and (out / uid / "overlay.png").is_file()
+        assert len(row["rot_deg"]) == 3 and len(row["xyz_mm"]) == 3
+        assert abs(row["xyz_mm"][1] - 850) < 100  # started at the DICOM's 850 mm
+    # the table names both X-rays and shows the found pose
+    monkeypatch.setenv("COLUMNS", "160")
+    code, stdout, err = recon("register", folder, "-v", ct, "-o", tmp_path / "again", *FAST)
+    assert code == 0, err
+    assert all(uid in stdout for uid in UIDS) and "rot ZXY deg" in stdout
+    found = rows[0]["rot_deg"]
+    assert " ".join(f"{v:.2f}" for v in found) in stdout
+
+
+def _png(path: Path) -> Path:
+    from recon.pipelines.common.io import write_png
+
+    write_png(path, (np.arange(32 * 32).reshape(32, 32) % 200).astype(np.uint8))
+    return path
+
+
+PNG = ["--init", "fixed", "--sdd", 1000, "--pixel-spacing", 1, 1]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--rot", "nan", 0, 0], "--rot must be in [-360, 360], not nan"),
+        (["--rot", 0, 400, 0], "--rot must be in [-360, 360], not 400"),
+        (["--xyz", 0, "inf", 0], "--xyz must be in [-10000, 10000], not inf"),
+        (["--sdd", 0], "--sdd must be in (0, 10000], not 0"),
+        (["--sdd", "nan"], "--sdd must be in (0, 10000], not nan"),
+        (["--pixel-spacing", 0, 1], "--pixel-spacing must be in (0, 50], not 0"),
+        (["--pixel-spacing", 1, "nan"], "--pixel-spacing must be in (0, 50], not nan"),
+        (["--lr-rot", 0], "--lr-rot must be in (0, 1], not 0"),
+        (["--lr-rot", "nan"], "--lr-rot must be in (0, 1], not nan"),
+        (["--lr-xyz", -1], "--lr-xyz must be in (0, 1000], not -1"),
+        (["--threads", -1], "--threads must be in [0, 1024], not -1"),
+        (["--crop", -2], "--crop must be in [0, 4096], not -2"),
+        (["--ct-spacing", 0], "--ct-spacing must be in [0.1, 50], not 0"),
+        (["--min-similarity", "nan"], "--min-similarity must be in [-1, 1], not nan"),
+        (["--mirror-check-below", 1.5], "--mirror-check-below must be in [0, 1], not 1.5"),
+        (["--heights", 0], "--heights must be 1 to 8 comma-separated integers in [8, 4096]"),
+        (["--heights", "64,abc"], "--heights must be 1 to 8"),
+        (["--heights", 99999], "--heights must be 1 to 8"),
+        (["--iterations", 0], "--iterations must be 1 to 8 comma-separated integers in [1,"),
+        (["--patience", "-3"], "--patience must be 1 to 8"),
+        (["--seed", -1], "--seed must be in [0, 4294967295], not -1"),
+    ],
+)
+def test_register_numbers_out_of_range(tmp_path, recon, args, message):
+    out = tmp_path / "reg"
+    code, _, err = recon("register", _png(tmp_path / "x.png"), "-o", out, *PNG, *args)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+    assert not out.exists()
+
+
+def _bad_positioner(tmp_path):
+    return [write_dicom(tmp_path / "p.dcm", PositionerPrimaryAngle="nan")], "positioner"
+
+
+def _wild_positioner(tmp_path):
+    return [write_dicom(tmp_path / "p.dcm", PositionerSecondaryAngle="1000")], "within +-360"
+
+
+def _given_twice(tmp_path):
+    a = write_dicom(tmp_path / "one" / "im.dcm")
+    return [a, tmp_path / "one"], "given twice"
+
+
+def _reserved_name(tmp_path):
+    return [write_dicom(tmp_path / "run.json.dcm")], "reserved"
+
+
+@pytest.mark.parametrize("case", [_bad_positioner, _wild_positioner, _given_twice, _reserved_name])
+def test_register_bad_files(tmp_path, recon, case):
+    args, message = case(tmp_path)
+    out = tmp_path / "reg"
+    code, _, err = recon("register", *args, "-o", out, "--device", "cpu")
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message.lower() in lines[0].lower(), err
+    assert not out.exists()
+
+
+def test_png_names_the_new_spacing_flag_and_the_old_one_still_works(tmp_path, recon):
+    png, out = _png(tmp_path / "x.png"), tmp_path / "reg"
+    code, _, err = recon("register", png, "-o", out, "--sdd", 1000)
+    assert code == 2 and err.count("\n") == 1 and "pass --pixel-spacing" in err, err
+    code, _, err = recon("register", png, "-o", out, "--sdd", 1000, "--spacing", 0, 1)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 2, err
+    assert "--spacing is deprecated" in lines[0] and "use --pixel-spacing" in lines[0]
+    assert "--pixel-spacing must be in (0, 50], not 0" in lines[1]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--init", "guess"),
+        ("--renderer", "raytrace"),
+        ("--linearize", "yes"),
+        ("--orientation", "LR"),
+    ],  # fmt: skip
+)
+def test_register_choices_are_enforced(tmp_path, recon, option, value):
+    out = tmp_path / "reg"
+    code, _, err = recon("register", _png(tmp_path / "x.png"), "-o", out, *PNG, option, value)
+    assert code == 2 and value in err
+    assert not out.exists()
+
+
+def test_register_help_lists_choices_and_space_separated_metavars(recon):
+    code, text, _ = recon("register", "--help")
+    assert code == 0
+    for shown in ("<dicom|fixed|model|restart>", "<trilinear|siddon>", "<auto|on|off>",
+                  "<AP|PA>", "RZ RX RY", "X Y Z", "--pixel-spacing", "ROW COL"):  # fmt: skip
+        assert shown in text, shown
+    assert "FLOAT FLOAT" not in text and "--spacing " not in text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--count", 0], "--count must be in [1, 10000], not 0"),
+        (["-n", 20000], "--count must be in [1, 10000], not 20000"),
+        (["--size", 4], "--size must be in [8, 4096], not 4"),
+        (["--sdd", "nan"], "--sdd must be in (0, 10000], not nan"),
+        (["--field", 0], "--field must be in (0, 5000], not 0"),
+        (["--rot-range", -1], "--rot-range must be in [0, 180], not -1"),
+        (["--rot-range", "nan"], "--rot-range must be in [0, 180], not nan"),
+        (["--xyz-range", "inf"], "--xyz-range must be in [0, 1000], not inf"),
+        (["--seed", -5], "--seed must be in [0, 4294967295], not -5"),
+    ],
+)
+def test_synth_xray_numbers_out_of_range(tmp_path, recon, args, message):
+    out = tmp_path / "xrays"
+    code, _, err = recon("synth", "xray", "-o", out, *args)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+    assert not out.exists()
+
+
+def test_synth_xray_old_height_flag_warns_and_is_checked(tmp_path, recon):
+    out = tmp_path / "xrays"
+    code, _, err = recon("synth", "xray", "-o", out, "--height", 4)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 2, err
+    assert "--height is deprecated" in lines[0] and "use --size" in lines[0]
+    assert "--size must be in [8, 4096], not 4" in lines[1]
+    assert not out.exists()
+    code, text, _ = recon("synth", "xray", "--help")
+    assert "--size" in text and "--height" not in text
+
+
+def test_dicom_start_pose_refuses_non_finite_positioner_values():
+    from types import SimpleNamespace
+
+    from recon.pipelines.xray.register_inputs import dicom_pose
+
+    nan = float("nan")
+    for positioner, message in (
+        ((nan, 0.0, 850.0), "must be finite and within"),
+        ((0.0, 720.0, 850.0), "must be finite and within"),
+        ((0.0, 0.0, float("inf")), "source-to-patient distance"),
+        ((0.0, 0.0, -5.0), "source-to-patient distance"),
+    ):
+        xray = SimpleNamespace(path=Path("x.dcm"), positioner=positioner)
+        with pytest.raises(BadInput, match=message):
+            dicom_pose(xray, "AP")
+    assert dicom_pose(SimpleNamespace(path="x", positioner=(0.0, 0.0, 850.0)), "AP").shape == (
+        1,
+        4,
+        4,
+    )
+
+
+def test_truth_of_an_unfinished_sharded_set_is_named(tmp_path, recon):
+    """`register --truth` on an X-ray set whose shards have not all run: one line saying that
+    truth.json is not written yet, exit 2, nothing written."""
+    xrays = tmp_path / "xrays"
+    code, _, err = recon("synth", "xray", "-o", xrays, "-n", 3, "--size", 16, "--shard", "1/3")
+    assert code == 0, err
+    assert not (xrays / "truth.json").exists()
+    out = tmp_path / "reg"
+    code, _, err = recon("register", xrays, "-o", out, "--truth", xrays / "truth.json", *FAST)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "not written yet" in lines[0], err
+    assert not out.exists()

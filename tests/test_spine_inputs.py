@@ -1,0 +1,148 @@
+"""embed-spine bad input: each case is one line on stderr, the right exit code, nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recon.pipelines.common.io import write_png
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
+
+
+def refused(recon, folder: Path, *args, code: int = 2) -> str:
+    before = snapshot(folder)
+    rc, out, err = recon(*args)
+    assert rc == code, (args, rc, err)
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert snapshot(folder) == before, "something was written or changed"
+    return err
+
+
+@pytest.fixture
+def spine(tmp_path) -> Path:
+    from recon.pipelines.corset.spine import synth_spine_xray
+
+    xray = synth_spine_xray(20.0, rows=192, seed=1)
+    return write_png(tmp_path / "spine.png", xray.image)
+
+
+def spine_dicom(path: Path, drop: tuple[str, ...] = (), **tags) -> Path:
+    """A small spine DX DICOM written by pydicom; tags override or add header fields, drop
+    removes them."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from recon.pipelines.corset.spine import synth_spine_xray
+
+    pixels = synth_spine_xray(20.0, rows=160, seed=2).image
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.Rows, ds.Columns = pixels.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.SamplesPerPixel, ds.PixelRepresentation = 1, 0
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.ImagerPixelSpacing = [2.5, 2.5]
+    for key, value in tags.items():
+        setattr(ds, key, value)
+    for key in drop:
+        delattr(ds, key)
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.parametrize("values", [["0", "1"], ["1", "-1"], ["nan", "1"], ["1", "1e9"]])
+def test_pixel_spacing_out_of_range(recon, spine, values):
+    err = refused(recon, spine.parent, "embed-spine", spine, "-o", spine.parent / "e.json",
+                  "--pixel-spacing", *values)  # fmt: skip
+    assert "--pixel-spacing must be in [0.01, 10]" in err
+
+
+def test_pixel_spacing_needs_two_numbers(recon, spine):
+    rc, _, err = recon("embed-spine", spine, "-o", spine.parent / "e.json", "--pixel-spacing", 1)
+    assert rc == 2 and "--pixel-spacing" in err
+    assert not (spine.parent / "e.json").exists()
+
+
+@pytest.mark.parametrize(
+    "tags,message",
+    [
+        ({"ImagerPixelSpacing": "2.5"}, "ImagerPixelSpacing (0018,1164) has 1 value"),
+        ({"PixelSpacing": ["2.5", "2.5", "1"]}, "PixelSpacing (0028,0030) has 3 value"),
+        ({"ImagerPixelSpacing": ["0", "2.5"]}, "must be two positive numbers"),
+        ({"EstimatedRadiographicMagnificationFactor": "9.87"}, "is not a number"),
+        ({"PhotometricInterpretation": "RGB"}, "not a grey-scale spine X-ray"),
+    ],
+)
+def test_broken_dicom_tags_are_one_line(recon, tmp_path, tags, message):
+    drop = ("ImagerPixelSpacing",) if "PixelSpacing" in tags else ()
+    path = spine_dicom(tmp_path / "spine.dcm", drop, **tags)
+    path.write_bytes(path.read_bytes().replace(b"9.87", b"abcd"))  # a DS that is no number
+    err = refused(recon, tmp_path, "embed-spine", path, "-o", tmp_path / "e.json")
+    assert message in err and "spine.dcm" in err
+
+
+def test_truncated_dicom_is_one_line(recon, tmp_path):
+    path = spine_dicom(tmp_path / "spine.dcm")
+    path.write_bytes(path.read_bytes()[:2000])
+    err = refused(recon, tmp_path, "embed-spine", path, "-o", tmp_path / "e.json")
+    assert "spine.dcm" in err
+
+
+def test_png_without_pixel_spacing_says_its_millimetres_are_pixels(recon, spine):
+    rc, out, err = recon("embed-spine", spine, "-o", spine.parent / "e.json", "--json")
+    assert rc == 0, err
+    notes = [line for line in err.splitlines() if "millimetres are pixels" in line]
+    assert len(notes) == 1 and "--pixel-spacing" in notes[0]
+    assert json.loads(out)["spacing_from"] == "none"
+    rc, out, err = recon("embed-spine", spine, "-o", spine.parent / "f.json", "--json",
+                         "--pixel-spacing", 2.5, 2.5)  # fmt: skip
+    assert rc == 0 and "millimetres are pixels" not in err
+    assert json.loads(out)["pixel_spacing_mm"] == [2.5, 2.5]
+
+
+def test_old_spacing_flag_still_works_with_a_notice(recon, spine):
+    rc, out, err = recon("embed-spine", spine, "-o", spine.parent / "e.json", "--json",
+                         "--spacing", 2.0)  # fmt: skip
+    assert rc == 0
+    assert "--spacing is deprecated" in err and "--pixel-spacing" in err
+    assert json.loads(out)["pixel_spacing_mm"] == [2.0, 2.0]
+
+
+def test_nothing_is_left_when_the_json_cannot_be_written(recon, spine, monkeypatch):
+    import recon.pipelines.common.outputs as outputs
+
+    def full_disk(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outputs, "write_json", full_disk)
+    args = ("embed-spine", spine, "-o", spine.parent / "e.json")
+    err = refused(recon, spine.parent, *args, "--debug-image", spine.parent / "d.png", code=1)
+    assert "No space left on device" in err
+
+
+def test_unwritable_debug_folder_is_refused_before_any_work(recon, spine):
+    args = ("embed-spine", spine, "-o", spine.parent / "e.json")
+    err = refused(recon, spine.parent, *args, "--debug-image", spine.parent / "no" / "d.png")
+    assert "does not exist" in err
+
+
+def test_blank_dicom_exits_1_and_writes_nothing(recon, tmp_path):
+    path = spine_dicom(tmp_path / "spine.dcm")
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    ds.PixelData = np.zeros((ds.Rows, ds.Columns), np.uint16).tobytes()
+    ds.save_as(path)
+    err = refused(recon, tmp_path, "embed-spine", path, "-o", tmp_path / "e.json", code=1)
+    assert "blank" in err

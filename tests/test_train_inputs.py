@@ -1,0 +1,206 @@
+"""`recon train` bad input: every number has a stated range, every fixed choice lists its choices;
+each case is one line on stderr, exit 2, and no run folder. Also --print-config and the
+corset `image_size` -> `size` rename."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from recon.pipelines.common.tasks import TASKS
+
+
+@pytest.fixture(scope="module")
+def pix3d(tmp_path_factory):
+    from recon.pipelines.occupancy.pix3d import synth_pix3d
+
+    root = tmp_path_factory.mktemp("pix3d")
+    synth_pix3d(root, models_per_class=1, views_per_model=2, seed=1)
+    return root
+
+
+BAD_FLAGS = [
+    (["--epochs", "0"], "--epochs must be in [1, 100000], not 0"),
+    (["--epochs", "1000001"], "--epochs must be in [1, 100000]"),
+    (["--batch-size", "0"], "--batch-size must be in [1, 65536]"),
+    (["--lr", "0"], "--lr must be in (0, 10]"),
+    (["--lr", "nan"], "--lr must be in (0, 10], not nan"),
+    (["--lr", "inf"], "--lr must be in (0, 10]"),
+    (["--lr", "-1e-3"], "--lr must be in (0, 10]"),
+    (["--seed", "-1"], "--seed must be in [0, 4294967295]"),
+    (["--seed", "4294967296"], "--seed must be in [0, 4294967295]"),
+    (["--workers", "-1"], "--workers must be in [0, 256]"),
+    (["--workers", "100000"], "--workers must be in [0, 256]"),
+    (["--max-time", "-5"], "--max-time must be in (0,"),
+    (["--max-time", "0"], "--max-time must be in (0,"),
+    (["--max-time", "nan"], "--max-time must be in (0,"),
+    (["--max-time", "inf"], "--max-time must be in (0,"),
+    (["--max-time", "00:00:00:00"], "--max-time 00:00:00:00: must be above 0"),
+    (["--max-time", "soon"], "--max-time takes minutes or DD:HH:MM:SS"),
+    (["--limit-batches", "1.5"], "--limit-batches takes a fraction in (0, 1] or a whole count"),
+    (["--limit-batches", "0"], "--limit-batches takes a fraction"),
+    (["--limit-batches", "-2"], "--limit-batches takes a fraction"),
+    (["--limit-batches", "nan"], "--limit-batches takes a fraction"),
+    (["--devices", "0"], "--devices 0"),
+    (["--devices", "-1"], "--devices takes auto, a count or ids"),
+    (["--devices", "two"], "--devices takes auto, a count or ids"),
+    (["--devices", "2000"], "--devices must be in [1, 1024]"),
+    (["--devices", "0,0"], "--devices 0,0: ids must differ"),
+    (["--num-nodes", "0"], "--num-nodes 0"),
+    (["--num-nodes", "100000"], "--num-nodes 100000"),
+    (["--strategy", "nonsense"], "--strategy nonsense: not a strategy (choices: auto, ddp,"),
+    (["--precision", "nonsense"], "'32-true', '16-mixed'"),
+    (["--logger", "wandb"], "'csv', 'tensorboard'"),
+    (["--set", "epochs=many"], "--set epochs takes a whole number, not 'many'"),
+    (["--set", "val_fraction=1"], "--set val_fraction must be in (0, 1), not 1"),
+    (["--set", "dropout=.nan"], "--set dropout must be in [0, 1), not nan"),
+    (["--set", "size=.inf"], "--set size takes a whole number"),
+    (["--set", "size=16"], "--set size must be in [32, 4096], not 16"),
+    (["--set", "jitter=yes please"], "--set jitter takes a number, not 'yes please'"),
+    (["--set", "mean_prior=3"], "--set mean_prior takes true or false"),
+    (["--set", "pretrained_weights=5"], "--set pretrained_weights takes a text value"),
+    (["--set", "hidden=-4"], "--set hidden must be in [1, 65536], not -4"),
+    (["--set", "widht=3"], "task voxel has no setting widht"),
+    (["--set", "epochs"], "--set takes KEY=VALUE"),
+]
+
+
+@pytest.mark.parametrize(("flags", "message"), BAD_FLAGS, ids=[" ".join(f) for f, _ in BAD_FLAGS])
+def test_bad_flag_is_one_line_exit_2_no_run_folder(recon, pix3d, tmp_path, flags, message):
+    out = tmp_path / "run"
+    code, stdout, err = recon(
+        "train", "voxel", "--data", pix3d, "--device", "cpu", "-o", out, "-q", *flags
+    )
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert message in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("task", "text", "message"),
+    [
+        ("voxel", "epochs: many\n", "setting epochs takes a whole number, not 'many'"),
+        ("voxel", "lr: .nan\n", "setting lr must be in (0, 10], not nan"),
+        ("voxel", "batch_size: 1.5\n", "setting batch_size takes a whole number"),
+        ("voxel", "- epochs\n", "a config file must be a mapping"),
+        ("voxel", "epochs: [1\n", "not valid YAML"),
+        ("parts", "method: magic\n", "setting method takes one of auto, raycast, winding"),
+        ("pose", "orientation: XX\n", "setting orientation takes one of AP, PA"),
+        ("pose", "nominal_rot_deg: [1, 2]\n", "takes a list of 3 numbers"),
+        ("pose", "rot_range_deg: 0\n", "setting rot_range_deg must be in (0, 180]"),
+        ("corset", "size: 100000\n", "setting size must be in [64, 4096]"),
+        ("skull", "face_weight: -1\n", "setting face_weight must be in [0, 1000]"),
+        ("drr", "examples: 1000\n", "setting examples must be in [0, 64]"),
+    ],
+)
+def test_bad_config_file_values_name_the_file_and_setting(recon, tmp_path, task, text, message):
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    out = tmp_path / "run"
+    code, _, err = recon("train", task, "--config", config, "-o", out, "--device", "cpu", "-q")
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert message in err, err
+    assert not out.exists()
+
+
+def test_unknown_task_lists_the_tasks(recon, tmp_path):
+    code, _, err = recon("train", "nonsense", "-o", tmp_path / "run")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert all(name in err for name in TASKS)
+    assert not (tmp_path / "run").exists()
+
+
+def test_task_names_of_the_cli_are_the_registry():
+    from typing import get_args
+
+    from recon.pipelines.common.tasks import TaskName
+
+    assert sorted(get_args(TaskName)) == sorted(TASKS)
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_print_config_lists_every_setting_with_default_and_help(recon, tmp_path, monkeypatch, task):
+    import yaml
+
+    from recon.pipelines.common.settings import config_dict
+    from recon.pipelines.common.tasks import load_task
+
+    monkeypatch.chdir(tmp_path)
+    spec = load_task(task)
+    defaults = config_dict(spec.config())
+    code, out, err = recon("train", task, "--print-config")
+    assert code == 0, err
+    assert yaml.safe_load(out) == defaults  # the printed text works as a --config file
+    code, out, err = recon("train", task, "--print-config", "--json")
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["task"] == task
+    assert [s["name"] for s in document["settings"]] == list(defaults)
+    for item in document["settings"]:
+        assert item["help"], item["name"]
+        assert item["default"] == defaults[item["name"]]
+        number = isinstance(item["default"], int | float) and not isinstance(item["default"], bool)
+        assert item["valid"] or not number, item["name"]  # every number states its range
+    assert list(tmp_path.iterdir()) == []  # no run folder, nothing read or written
+
+
+def test_printed_config_round_trips_through_config(recon, tmp_path):
+    printed = tmp_path / "voxel.yaml"
+    code, out, _ = recon("train", "voxel", "--print-config")
+    printed.write_text(out)
+    from recon.pipelines.common.settings import resolve_config
+    from recon.pipelines.common.tasks import load_task
+
+    spec = load_task("voxel")
+    assert resolve_config(spec, printed, {}) == spec.config()
+
+
+def test_train_help_mentions_print_config(recon):
+    code, out, _ = recon("train", "--help")
+    assert code == 0 and "--print-config" in out
+
+
+def test_corset_image_size_is_read_as_size_with_one_notice(tmp_path, capsys):
+    import torch
+
+    from recon.pipelines.common.settings import config_dict, resolve_config, resume_config
+    from recon.pipelines.common.tasks import load_task
+
+    spec = load_task("corset")
+    assert "image_size" not in config_dict(spec.config())
+    cfg = resolve_config(spec, None, {"image_size": 128}, {"image_size": "--set image_size"})
+    assert cfg.size == 128
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "warning: --set image_size is deprecated and goes away in the next release; use size"
+    ]
+    config = tmp_path / "c.yaml"
+    config.write_text("image_size: 192\n")
+    assert resolve_config(spec, config, {}).size == 192
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    with pytest.raises(Exception, match="--set size must be in"):
+        resolve_config(spec, None, {"image_size": 1}, {"image_size": "--set image_size"})
+    capsys.readouterr()
+
+    old = config_dict(spec.config())
+    old["image_size"] = old.pop("size")
+    old.update(image_size=128, data=str(tmp_path))
+    checkpoint = tmp_path / "last.ckpt"
+    torch.save(
+        {
+            "state_dict": {},
+            "hyper_parameters": {"task": "corset", "config": old},
+            "optimizer_states": [],
+            "loops": {},
+            "epoch": 3,
+        },
+        checkpoint,
+    )
+    resumed = resume_config(spec, checkpoint, None, {"epochs": 300})
+    assert (resumed.size, resumed.epochs) == (128, 300)
+    assert "image_size is deprecated" in capsys.readouterr().err
+    with pytest.raises(Exception, match="size"):
+        resume_config(spec, checkpoint, None, {"size": 256})
