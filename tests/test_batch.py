@@ -130,22 +130,11 @@ def test_synth_meshes_shards(recon, tmp_path):
 
 def test_predict_drr_shards_and_skip_done(recon, tmp_path):
     """3 shards over 9 X-rays == the unsharded run; --skip-done redoes a deleted output only."""
-    from recon.pipelines.common.engine import RunOptions, fit
-    from recon.pipelines.common.io import write_png
-    from recon.pipelines.xray.drr_task import TASK, DrrConfig
+    from test_drr_batch import tiny_drr_model
 
-    rng = np.random.default_rng(1)
-    for sub in ("xray", "drr"):
-        (tmp_path / "set" / sub).mkdir(parents=True)
-    for index in range(9):
-        drr = rng.random((32, 32))
-        write_png(tmp_path / "set" / "drr" / f"x{index}.png", np.rint(drr * 255).astype(np.uint8))
-        xray = np.rint((1 - drr) ** 2 * 255).astype(np.uint8)
-        write_png(tmp_path / "set" / "xray" / f"x{index}.png", xray)
-    cfg = DrrConfig(data=str(tmp_path / "set"), size=32, base_filters=4, batch_size=4, epochs=1)
-    fit(TASK, cfg, RunOptions(out=tmp_path / "run", quiet=True, device="cpu"))
+    checkpoint = tiny_drr_model(tmp_path, pairs=9)
     xrays = sorted((tmp_path / "set" / "xray").glob("*.png"))
-    predict = ["predict", "drr", *xrays, "-c", tmp_path / "run/checkpoints/best.ckpt", "-q"]
+    predict = ["predict", "drr", *xrays, "-c", checkpoint, "-q"]
     predict += ["--device", "cpu"]
     assert recon(*predict, "-o", tmp_path / "whole")[0] == 0
     for k in (1, 2, 3):

@@ -102,15 +102,15 @@ def test_synth_pairs_old_spacing_flag_still_works(tmp_path, recon):
     assert old.keys() == new.keys() and all(old[k] == new[k] for k in old if k.endswith(".png"))
 
 
-def tiny_drr_model(tmp_path: Path) -> Path:
-    """A one-epoch 32 px pix2pix checkpoint."""
+def tiny_drr_model(tmp_path: Path, pairs: int = 4) -> Path:
+    """A one-epoch 32 px pix2pix checkpoint trained on `pairs` pairs in tmp_path/set."""
     from recon.pipelines.common.engine import RunOptions, fit
     from recon.pipelines.xray.drr_task import TASK, DrrConfig
 
     rng = np.random.default_rng(1)
     for sub in ("xray", "drr"):
         (tmp_path / "set" / sub).mkdir(parents=True)
-    for index in range(4):
+    for index in range(pairs):
         drr = rng.random((32, 32))
         write_png(tmp_path / "set" / "drr" / f"x{index}.png", np.rint(drr * 255).astype(np.uint8))
         xray = np.rint((1 - drr) ** 2 * 255).astype(np.uint8)

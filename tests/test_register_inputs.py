@@ -22,8 +22,7 @@ FAST = ["--ct-spacing", 8, "--heights", 16, "--iterations", 2, "--patience", 1, 
 def write_dicom(path: Path, seed: int = 0, **tags) -> Path:
     """A small DX DICOM written with pydicom alone: a smooth blob pattern, 12-bit counts, the
     geometry tags `register` needs, and any extra tags given."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from dicom_files import write_dx
 
     rng = np.random.default_rng(seed)
     rows, cols = np.mgrid[0:40, 0:36]
@@ -32,28 +31,15 @@ def write_dicom(path: Path, seed: int = 0, **tags) -> Path:
         r, c, s = rng.uniform(5, 35), rng.uniform(5, 31), rng.uniform(3, 8)
         image += np.exp(-((rows - r) ** 2 + (cols - c) ** 2) / (2 * s * s))
     counts = np.round(image / image.max() * 4000).astype(np.uint16)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, generate_uid()
-    ds.Modality = "DX"
-    ds.Rows, ds.Columns = counts.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.DistanceSourceToDetector = "1000"
-    ds.ImagerPixelSpacing = ["8.0", "8.0"]
-    ds.DistanceSourceToPatient = "850"
-    ds.PositionerPrimaryAngle, ds.PositionerSecondaryAngle = "0", "0"
-    ds.PatientOrientation = ["L", "F"]
-    for keyword, value in tags.items():
-        setattr(ds, keyword, value)
-    ds.PixelData = counts.tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    geometry = {
+        "DistanceSourceToDetector": "1000",
+        "ImagerPixelSpacing": ["8.0", "8.0"],
+        "DistanceSourceToPatient": "850",
+        "PositionerPrimaryAngle": "0",
+        "PositionerSecondaryAngle": "0",
+        "PatientOrientation": ["L", "F"],
+    }
+    return write_dx(path, counts, bits_stored=12, **{**geometry, **tags})
 
 
 def test_output_names_keep_uid_dots_and_tell_folders_apart(tmp_path):

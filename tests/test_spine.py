@@ -129,23 +129,11 @@ def test_embed_spine_cli_writes_json_and_overlay(tmp_path, recon):
 
 
 def test_dicom_xray_is_read_with_its_spacing(tmp_path):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from dicom_files import write_dx
 
     xray = synth_spine_xray(20.0, seed=2)
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.Rows, ds.Columns = xray.image.shape
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-    ds.SamplesPerPixel, ds.PixelRepresentation = 1, 0
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.ImagerPixelSpacing = [xray.spacing_mm, xray.spacing_mm]
-    ds.PixelData = xray.image.tobytes()
-    ds.save_as(tmp_path / "spine.dcm", enforce_file_format=True)
+    spacing = [xray.spacing_mm, xray.spacing_mm]
+    write_dx(tmp_path / "spine.dcm", xray.image, ImagerPixelSpacing=spacing)
     image, spacing = load_spine_image(tmp_path / "spine.dcm")
     assert spacing == pytest.approx((xray.spacing_mm, xray.spacing_mm))
     measure = measure_spine(image, spacing)

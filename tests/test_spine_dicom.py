@@ -19,28 +19,10 @@ STORED = (np.arange(48 * 40).reshape(48, 40) * 7 % 3000 + 100).astype(np.uint16)
 def write_dicom(path: Path, pixels: np.ndarray = STORED, drop: tuple[str, ...] = (), **tags):
     """A DX DICOM with an SDD, ImagerPixelSpacing [0.2, 0.3] and MONOCHROME2 unless tags say
     otherwise; drop removes tags."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from dicom_files import write_dx
 
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.Rows, ds.Columns = pixels.shape
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-    ds.SamplesPerPixel, ds.PixelRepresentation = 1, 0
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.DistanceSourceToDetector = "1000"
-    ds.ImagerPixelSpacing = ["0.2", "0.3"]
-    for key, value in tags.items():
-        setattr(ds, key, value)
-    for key in drop:
-        delattr(ds, key)
-    ds.PixelData = np.ascontiguousarray(pixels, dtype=np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    geometry = {"DistanceSourceToDetector": "1000", "ImagerPixelSpacing": ["0.2", "0.3"]}
+    return write_dx(path, pixels, drop=drop, **{**geometry, **tags})
 
 
 def test_monochrome1_with_rescale_is_inverted_after_the_modality_lut(tmp_path):

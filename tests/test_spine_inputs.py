@@ -35,30 +35,12 @@ def spine(tmp_path) -> Path:
 def spine_dicom(path: Path, drop: tuple[str, ...] = (), **tags) -> Path:
     """A small spine DX DICOM written by pydicom; tags override or add header fields, drop
     removes them."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from dicom_files import write_dx
 
     from recon.pipelines.corset.spine import synth_spine_xray
 
     pixels = synth_spine_xray(20.0, rows=160, seed=2).image
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.Rows, ds.Columns = pixels.shape
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-    ds.SamplesPerPixel, ds.PixelRepresentation = 1, 0
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.ImagerPixelSpacing = [2.5, 2.5]
-    for key, value in tags.items():
-        setattr(ds, key, value)
-    for key in drop:
-        delattr(ds, key)
-    ds.PixelData = pixels.tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    return write_dx(path, pixels, drop=drop, **{"ImagerPixelSpacing": [2.5, 2.5], **tags})
 
 
 @pytest.mark.parametrize("values", [["0", "1"], ["1", "-1"], ["nan", "1"], ["1", "1e9"]])

@@ -74,10 +74,9 @@ def handmade(tmp_path_factory):
     xvr's column convention (Patient Orientation R\\F), ImagerPixelSpacing at the detector and
     an Estimated Radiographic Magnification Factor instead of DistanceSourceToPatient."""
     import pydicom
+    from dicom_files import write_dx
     from diffdrr.drr import DRR
     from diffdrr.pose import RigidTransform
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     from recon.pipelines.xray.pose import pose_from_degrees
     from recon.pipelines.xray.volume import load_ct
@@ -88,27 +87,20 @@ def handmade(tmp_path_factory):
     with torch.no_grad():
         image = drr(RigidTransform(pose_from_degrees(TRUTH_ROT, TRUTH_XYZ)))[0, 0].numpy()
     counts = np.round(image / image.max() * 4000).astype(np.uint16)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, generate_uid()
-    ds.Modality = "DX"
-    ds.Rows, ds.Columns = counts.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.RescaleSlope, ds.RescaleIntercept = "2", "-100"
-    ds.DistanceSourceToDetector = str(SDD)
-    ds.ImagerPixelSpacing = ["6.0", "6.0"]
-    ds.EstimatedRadiographicMagnificationFactor = str(ERMF)
-    ds.PositionerPrimaryAngle, ds.PositionerSecondaryAngle = "0", "0"
-    ds.PatientOrientation = ["R", "F"]
-    ds.ViewPosition = "AP"
-    ds.PixelData = counts.tobytes()
-    path = folder / "handmade.dcm"
-    ds.save_as(path, enforce_file_format=True)
+    path = write_dx(
+        folder / "handmade.dcm",
+        counts,
+        bits_stored=12,
+        RescaleSlope="2",
+        RescaleIntercept="-100",
+        DistanceSourceToDetector=str(SDD),
+        ImagerPixelSpacing=["6.0", "6.0"],
+        EstimatedRadiographicMagnificationFactor=str(ERMF),
+        PositionerPrimaryAngle="0",
+        PositionerSecondaryAngle="0",
+        PatientOrientation=["R", "F"],
+        ViewPosition="AP",
+    )
     truth = folder / "truth.json"
     truth.write_text(json.dumps(pose_from_degrees(TRUTH_ROT, TRUTH_XYZ).tolist()))
     assert pydicom.dcmread(path).PatientOrientation == ["R", "F"]
