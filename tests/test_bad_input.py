@@ -265,7 +265,7 @@ def test_convert_mat_into_the_parent_of_its_input_is_refused(recon, mats):
 
 @pytest.fixture
 def spine(tmp_path):
-    from recon.pipelines.corset.spine import synth_spine_xray
+    from recon.pipelines.corset.spine_xray import synth_spine_xray
 
     xray = synth_spine_xray(20.0, rows=192, seed=1)
     return write_png(tmp_path / "spine.png", xray.image)
@@ -299,7 +299,7 @@ def test_embed_spine_leaves_no_json_when_the_debug_image_fails(recon, spine, mon
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(io, "write_png", full_disk)
-    from recon.pipelines.corset.spine import synth_spine_xray
+    from recon.pipelines.corset.spine_xray import synth_spine_xray
 
     mm = f"{synth_spine_xray(20.0, rows=192, seed=1).spacing_mm:.4f}"  # the fixture's spacing
     args = ("embed-spine", spine, "-o", spine.parent / "e.json", "--pixel-spacing", mm, mm)

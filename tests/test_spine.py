@@ -14,8 +14,8 @@ from recon.pipelines.corset.spine import (
     load_spine_image,
     measure_spine,
     mirror_embedding,
-    synth_spine_xray,
 )
+from recon.pipelines.corset.spine_xray import synth_spine_xray
 
 
 def test_cobb_mae_over_20_synth_corset_xrays_is_at_most_3_deg():

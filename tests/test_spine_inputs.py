@@ -26,7 +26,7 @@ def refused(recon, folder: Path, *args, code: int = 2) -> str:
 
 @pytest.fixture
 def spine(tmp_path) -> Path:
-    from recon.pipelines.corset.spine import synth_spine_xray
+    from recon.pipelines.corset.spine_xray import synth_spine_xray
 
     xray = synth_spine_xray(20.0, rows=192, seed=1)
     return write_png(tmp_path / "spine.png", xray.image)
@@ -37,7 +37,7 @@ def spine_dicom(path: Path, drop: tuple[str, ...] = (), **tags) -> Path:
     removes them."""
     from dicom_files import write_dx
 
-    from recon.pipelines.corset.spine import synth_spine_xray
+    from recon.pipelines.corset.spine_xray import synth_spine_xray
 
     pixels = synth_spine_xray(20.0, rows=160, seed=2).image
     return write_dx(path, pixels, drop=drop, **{"ImagerPixelSpacing": [2.5, 2.5], **tags})

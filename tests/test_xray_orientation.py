@@ -249,8 +249,8 @@ def test_verdicts_nan_mirror_and_json():
     results document never holds NaN."""
     from types import SimpleNamespace
 
+    from recon.pipelines.xray.register_results import failure_message, finite_or_none, judge
     from recon.pipelines.xray.registration import RegistrationConfig
-    from recon.pipelines.xray.registration_run import failure_message, finite_or_none, judge
 
     config = RegistrationConfig()
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from recon.pipelines.corset.predict import demo_step as corset_demo
 from recon.pipelines.occupancy.pix3d import demo_voxel
 from recon.pipelines.skull.demo import demo_step as skull_demo
-from recon.pipelines.xray.registration_run import demo_step as registration_demo
+from recon.pipelines.xray.register_demo import demo_step as registration_demo
 from recon.pipelines.xray.synth_pairs import demo_translation
 
 

@@ -151,7 +151,8 @@ def write_patient(folder: Path, p: PatientParams, size: int, seed: int) -> dict:
     """Write one patient (see module doc) into folder, which must exist; returns truth.json."""
     from recon.pipelines.common.io import save_mesh
     from recon.pipelines.common.outputs import write_json
-    from recon.pipelines.corset.spine import measure_spine, synth_spine_xray, write_spine_png
+    from recon.pipelines.corset.spine import measure_spine
+    from recon.pipelines.corset.spine_xray import synth_spine_xray, write_spine_png
     from recon.pipelines.shapes import project_mesh, write_projection
 
     torso = make_torso(p)

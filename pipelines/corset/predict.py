@@ -176,7 +176,8 @@ def demo_step(workdir: Path, seed: int, track) -> list:
 
     from recon.pipelines.common.demo import DemoRow
     from recon.pipelines.common.metrics import cobb_error
-    from recon.pipelines.corset.spine import measure_spine, synth_spine_xray
+    from recon.pipelines.corset.spine import measure_spine
+    from recon.pipelines.corset.spine_xray import synth_spine_xray
 
     rows = []
     clock = time.perf_counter()

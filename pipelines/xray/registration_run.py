@@ -19,12 +19,10 @@ config.mirror_check_below: the column direction is then wrong), or when the simi
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from recon.pipelines.common.devices import choose_device
@@ -34,12 +32,17 @@ from recon.pipelines.xray.pose import CONVENTION, as_pose_batch, describe_pose
 from recon.pipelines.xray.register_inputs import (
     INITS,
     default_fiducials,
-    dicom_pose,
     expand_inputs,
     initial_pose,
     output_names,
     parse_stages,
     read_truth_for,
+)
+from recon.pipelines.xray.register_results import (
+    failure_message,
+    finite_or_none,
+    judge,
+    summarise,
 )
 from recon.pipelines.xray.registration import (
     Registration,
@@ -379,123 +382,3 @@ def render_initial_and_final(scene: Scene, intrinsics: Intrinsics, result: Regis
         drr = make_renderer(scene.subject, shown, scene.config.renderer, scene.device)
         images[finite] = render_with(drr, poses[finite]).float()
     return xray, images[:1], images[1:]
-
-
-STATUSES = ("ok", "not a number", "mirrored", "poor")
-
-
-def judge(result: Registration, config: RegistrationConfig, min_similarity: float, check) -> dict:
-    """The status of one registration (STATUSES) and the mirror check's figures; check() runs
-    the mirror check (recon.pipelines.xray.registration.mirror_check), only when needed."""
-    similarity = result.similarity
-    if not math.isfinite(similarity):
-        return {"status": "not a number"}
-    verdict = {"status": "ok"}
-    if similarity < config.mirror_check_below:
-        mirror = check()
-        verdict["coarse_similarity"] = mirror.similarity
-        verdict["mirrored_similarity"] = mirror.mirrored_similarity
-        if mirror.mirrored_is_better(config.mirror_margin):
-            verdict["status"] = "mirrored"
-            return verdict
-    if similarity < min_similarity:
-        verdict["status"] = "poor"
-    return verdict
-
-
-def failure_message(results: list[dict], min_similarity: float) -> str:
-    """One line naming the failed registrations and the likely cause; "" when all are ok."""
-    by_status = {s: [row for row in results if row["status"] == s] for s in STATUSES}
-    if by_status["not a number"]:
-        names = ", ".join(row["name"] for row in by_status["not a number"][:5])
-        return f"registration of {names} failed: the similarity became NaN"
-    if by_status["mirrored"]:
-        row = by_status["mirrored"][0]
-        flag = "--no-reverse-x-axis" if row["reverse_x_axis"] else "--reverse-x-axis"
-        more = len(by_status["mirrored"]) - 1
-        return (
-            f"{row['name']}{f' and {more} more' if more else ''}: the X-ray's mirror image "
-            f"matches the CT better (similarity {row['mirrored_similarity']:.2f} against "
-            f"{row['coarse_similarity']:.2f}), so the detector orientation is likely wrong: "
-            f"columns taken as {row['columns']}; rerun with {flag}"
-        )
-    if by_status["poor"]:
-        names = ", ".join(row["name"] for row in by_status["poor"][:5])
-        return f"registration of {names} ended below similarity {min_similarity}"
-    return ""
-
-
-def finite_or_none(value):
-    """A JSON-ready copy with every non-finite float (NaN, inf) replaced by None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite_or_none(v) for v in value]
-    return value
-
-
-def summarise(results: list[dict]) -> dict:
-    """Medians and maxima over the registered X-rays (numbers that are not finite left out),
-    and the count of failed registrations."""
-    summary = {"count": len(results)}
-    for key in (
-        "runtime_s",
-        "similarity",
-        "final_mtre_mm",
-        "final_rotation_error_deg",
-        "final_translation_error_mm",
-        "init_mtre_mm",
-    ):
-        values = [row[key] for row in results if row.get(key) is not None]
-        if values:
-            summary[f"median_{key}"] = float(np.median(values))
-            summary[f"max_{key}"] = float(np.max(values))
-    mtres = [row["final_mtre_mm"] for row in results if row.get("final_mtre_mm") is not None]
-    if mtres:
-        summary["mtre_below_1mm"] = int(sum(v < 1.0 for v in mtres))
-    summary["failed"] = sum(row.get("status", "ok") != "ok" for row in results)
-    return summary
-
-
-def demo_step(workdir: Path, seed: int, track) -> list:
-    """`recon demo`: one synthetic 128 px X-ray of the bundled CT in each detector convention
-    (Patient Orientation L\\F and R\\F, read from the DICOM header), registered from the
-    nominal C-arm pose (up to 10 deg and 20 mm off per axis); mTRE, rotation error, time."""
-    import time
-
-    from recon.pipelines.common.demo import DemoRow
-    from recon.pipelines.xray.synth_xray import SynthXrayConfig, synthesize_xrays
-    from recon.pipelines.xray.volume import coarsen
-    from recon.pipelines.xray.xray import preprocess, read_xray
-
-    rows = []
-    subject = None
-    retain_freed_memory()
-    for offset, reverse_x_axis in enumerate((True, False)):
-        clock = time.perf_counter()
-        label = "L\\F" if reverse_x_axis else "R\\F"
-        folder = Path(workdir) / f"xray_{label[0]}"
-        folder.mkdir(parents=True, exist_ok=True)
-        synth_config = SynthXrayConfig(count=1, reverse_x_axis=reverse_x_axis)
-        synth = synthesize_xrays(folder, synth_config, seed=seed + offset, track=track)
-        config = RegistrationConfig()
-        if subject is None:
-            subject = coarsen(synth["subject"], config.ct_spacing_mm)
-        xray = read_xray(synth["files"][0])
-        image, intrinsics = preprocess(xray, crop=8)
-        result = register(subject, image, intrinsics, dicom_pose(xray, "AP"), config)
-        truth = synth["poses"][:1]
-        scores = errors(result.final_pose, result.init_pose, truth, synth["fiducials"])
-        seconds = time.perf_counter() - clock
-        step = f"register X-ray {xray.frame.patient_orientation}"
-        final = scores["final_mtre_mm"]
-        rotation = scores["final_rotation_error_deg"]
-        rows += [
-            DemoRow(step, "mTRE mm", final, "< 1", final < 1.0, seconds),
-            DemoRow(step, "start mTRE mm", scores["init_mtre_mm"], "(before)", None),
-            DemoRow(step, "rotation error deg", rotation, "< 0.5", rotation < 0.5),
-            DemoRow(step, "registration s", result.runtime_s, "(wall)", None),
-        ]
-    return rows
