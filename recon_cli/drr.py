@@ -187,30 +187,24 @@ def predict_drr(
     """
     import time
 
-    from recon.pipelines.common.batch import (
-        check_batch_output,
-        output_folder,
-        parse_shard,
-        plan_batch,
-    )
+    from recon.pipelines.common.batch import output_folder, plan_inputs
     from recon.pipelines.common.devices import choose_device
-    from recon.pipelines.common.inputs import check_apart, gather_inputs, output_names
     from recon.pipelines.common.io import write_png
     from recon.pipelines.common.outputs import run_record, write_json
     from recon.pipelines.xray.drr_task import load_generator, translate
     from recon.pipelines.xray.pairs import IMAGE_SUFFIXES, read_gray, to_uint
 
     ui = Reporter(json_out, quiet)
-    paths, folders = gather_inputs(
-        xrays, lambda p: p.suffix.lower() in IMAGE_SUFFIXES, "PNG or DICOM images"
+    inputs = plan_inputs(
+        xrays,
+        lambda p: p.suffix.lower() in IMAGE_SUFFIXES,
+        "PNG or DICOM images",
+        out,
+        lambda target, name: [target / f"{name}.png"],
+        (shard, skip_done, overwrite),
+        checkpoint=checkpoint,
     )
-    names = output_names(paths)
-    target = Path(out).expanduser().absolute()
-    check_apart(target, [*paths, Path(checkpoint)], folders)  # never replaces an input
-    plan = plan_batch(
-        len(paths), lambda i: [target / f"{names[i]}.png"], parse_shard(shard), skip_done, overwrite
-    )
-    out = check_batch_output(out, plan, overwrite)
+    paths, names, plan, out = inputs.files, inputs.names, inputs.plan, inputs.out
     generator, config = load_generator(checkpoint)
     generator.to(choose_device(device))
     todo = plan.todo

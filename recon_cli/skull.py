@@ -120,36 +120,24 @@ def predict_skull(
 
     from rich.table import Table
 
-    from recon.pipelines.common.batch import (
-        check_batch_output,
-        output_folder,
-        parse_shard,
-        plan_batch,
-    )
-    from recon.pipelines.common.inputs import check_apart, gather_inputs, output_names
-    from recon.pipelines.common.io import require_file
+    from recon.pipelines.common.batch import output_folder, plan_inputs
     from recon.pipelines.common.outputs import run_record, write_json
     from recon.pipelines.skull.data import IMAGE_SUFFIXES
     from recon.pipelines.skull.predict import output_files, prediction_done
     from recon.pipelines.skull.predict import predict_skull as run_predict
 
     ui = Reporter(json_out, quiet)
-    files, folders = gather_inputs(
-        images, lambda p: p.suffix.lower() in IMAGE_SUFFIXES, "images (.png, .jpg)"
+    inputs = plan_inputs(
+        images,
+        lambda p: p.suffix.lower() in IMAGE_SUFFIXES,
+        "images (.png, .jpg)",
+        out,
+        output_files,
+        (shard, skip_done, overwrite),
+        checkpoint=checkpoint,
+        is_done=lambda target, name: prediction_done(target, name, render),
     )
-    require_file(checkpoint, "checkpoint")
-    names = output_names(files)  # from the whole list, so every shard names files alike
-    check_apart(out, [*files, Path(checkpoint)], folders)
-    target = Path(out).expanduser().absolute()
-    plan = plan_batch(
-        len(files),
-        lambda i: output_files(target, names[i]),
-        parse_shard(shard),
-        skip_done,
-        overwrite,
-        is_done=lambda i: prediction_done(target, names[i], render),
-    )
-    out = check_batch_output(out, plan, overwrite)
+    files, names, plan, out = inputs.files, inputs.names, inputs.plan, inputs.out
     clock = time.perf_counter()
     with output_folder(out, plan) as folder:
         records = []

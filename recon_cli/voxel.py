@@ -182,39 +182,26 @@ def _predict(task: str, images, checkpoint, out, fmt, render, device, batch, jso
 
     from rich.table import Table
 
-    from recon.pipelines.common.batch import (
-        check_batch_output,
-        output_folder,
-        parse_shard,
-        plan_batch,
-    )
-    from recon.pipelines.common.inputs import check_apart, gather_inputs, output_names
-    from recon.pipelines.common.io import require_file
+    from recon.pipelines.common.batch import output_folder, plan_inputs
     from recon.pipelines.common.outputs import run_record, write_json
     from recon.pipelines.occupancy.parts import IMAGE_SUFFIXES
     from recon.pipelines.occupancy.predict import predict_images
 
-    shard, skip_done, overwrite = batch
     ui = Reporter(json_out, quiet)
     fmt = fmt.lower()
     kinds = ", ".join(s.lstrip(".") for s in IMAGE_SUFFIXES)
-    images, folders = gather_inputs(
-        images, lambda p: p.suffix.lower() in IMAGE_SUFFIXES, f"images ({kinds})"
-    )
-    names = output_names(images)  # from the whole list, so every shard names files alike
-    require_file(checkpoint, "checkpoint")
-    check_apart(out, [*images, Path(checkpoint)], folders)
-    target = Path(out).expanduser().absolute()
     suffixes = (".npy", f".{fmt}", ".png")
-    plan = plan_batch(
-        len(images),
-        lambda i: [target / f"{names[i]}{suffix}" for suffix in suffixes],
-        parse_shard(shard),
-        skip_done,
-        overwrite,
-        is_done=lambda i: _prediction_complete(target, names[i], fmt, render),
+    inputs = plan_inputs(
+        images,
+        lambda p: p.suffix.lower() in IMAGE_SUFFIXES,
+        f"images ({kinds})",
+        out,
+        lambda target, name: [target / f"{name}{suffix}" for suffix in suffixes],
+        batch,
+        checkpoint=checkpoint,
+        is_done=lambda target, name: _prediction_complete(target, name, fmt, render),
     )
-    out = check_batch_output(out, plan, overwrite)
+    images, names, plan, out = inputs.files, inputs.names, inputs.plan, inputs.out
     clock = time.perf_counter()
     with output_folder(out, plan) as folder:
         results = []

@@ -186,3 +186,51 @@ def output_folder(out: Path, plan: BatchPlan) -> Iterator[Path]:
         return
     with atomic_dir(out) as folder:
         yield folder
+
+
+@dataclass
+class BatchInputs:
+    """Inputs gathered and planned for a batch command (see plan_inputs)."""
+
+    files: list[Path]  # every input, in order (all shards)
+    names: list[str]  # each input's output name, decided from the whole list
+    plan: BatchPlan  # this shard's inputs to do and already done
+    out: Path  # the checked output folder
+
+
+def plan_inputs(
+    paths: Sequence[Path],
+    accept: Callable[[Path], bool],
+    what: str,
+    out: Path,
+    outputs: Callable[[Path, str], Sequence[Path]],
+    batch: tuple[str | None, bool, bool],
+    checkpoint: Path | None = None,
+    is_done: Callable[[Path, str], bool] | None = None,
+) -> BatchInputs:
+    """Everything a batch command checks before any work, in one order: the inputs (files and
+    folders, recon.pipelines.common.inputs), their output names, the checkpoint (when given),
+    an output folder apart from every input, this shard's plan and the output folder itself.
+
+    outputs(target, name) and is_done(target, name) describe one input's outputs in the output
+    folder `target`; batch is (--shard, --skip-done, --overwrite)."""
+    from recon.pipelines.common.inputs import check_apart, gather_inputs, output_names
+    from recon.pipelines.common.io import require_file
+
+    shard, skip_done, overwrite = batch
+    files, folders = gather_inputs(paths, accept, what)
+    names = output_names(files)  # from the whole list, so every shard names files alike
+    others = []
+    if checkpoint is not None:
+        others.append(require_file(Path(checkpoint), "checkpoint"))
+    check_apart(out, [*files, *others], folders)
+    target = Path(out).expanduser().absolute()
+    plan = plan_batch(
+        len(files),
+        lambda i: outputs(target, names[i]),
+        parse_shard(shard),
+        skip_done,
+        overwrite,
+        is_done=None if is_done is None else (lambda i: is_done(target, names[i])),
+    )
+    return BatchInputs(files, names, plan, check_batch_output(out, plan, overwrite))
