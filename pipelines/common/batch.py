@@ -92,6 +92,23 @@ def is_complete(paths: Sequence[Path]) -> bool:
     return all(Path(p).is_file() and Path(p).stat().st_size > 0 for p in paths)
 
 
+def read_record(path: Path, kind: str, settings: Mapping[str, object]) -> dict | None:
+    """An item's record (the JSON a generator writes last for each item) when it is of format
+    `kind` and holds every key of settings with that value; None when it is missing,
+    unreadable, of another format or made with other settings (--skip-done then redoes it)."""
+    import json
+
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("format") != kind:
+        return None
+    if any(record.get(key) != value for key, value in settings.items()):
+        return None
+    return record
+
+
 def item_rng(seed: int, *key: int):
     """The random generator of one generated item, seeded by (seed, key) alone (numpy's
     SeedSequence spawn key), so an item is the same whichever shard makes it and however many

@@ -14,7 +14,6 @@ of `recon synth parts` make the same parts as one run; readers ignore the record
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,14 +145,11 @@ def part_record(
 ) -> dict | None:
     """The record of a finished part made with these settings; None when the record is missing,
     was made with other settings, or names a missing or empty file."""
+    from recon.pipelines.common.batch import read_record
+
     path = Path(root) / "models" / category / f"{part_name(category, number)}.json"
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or record.get("format") != PART_RECORD_FORMAT:
-        return None
-    if (record.get("seed"), record.get("views"), record.get("size")) != (seed, views, size):
+    record = read_record(path, PART_RECORD_FORMAT, {"seed": seed, "views": views, "size": size})
+    if record is None:
         return None
     try:
         files = [Path(root) / relative for relative in [record["mesh"], *record["images"]]]

@@ -193,14 +193,11 @@ def model_entries(
 ) -> list[dict] | None:
     """The pix3d.json entries of a finished model made with these settings; None when its record
     is missing, was made with another seed or view count, or names a missing or empty file."""
+    from recon.pipelines.common.batch import read_record
+
     path = Path(root) / model_dir(category, number) / MODEL_RECORD
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
-        return None
-    if record.get("seed") != seed or record.get("views") != views:
+    record = read_record(path, RECORD_FORMAT, {"seed": seed, "views": views})
+    if record is None:
         return None
     try:
         files = [Path(root) / e[k] for e in record["entries"] for k in ("img", "mask", "voxel")]

@@ -297,20 +297,11 @@ class SkullSet:
     def record(self, root: Path, index: int) -> dict | None:
         """Head index's record when it is finished with these settings (image and grids there
         and not empty); else None."""
-        import json
-
-        from recon.pipelines.common.batch import is_complete
+        from recon.pipelines.common.batch import is_complete, read_record
 
         *files, path = subject_files(root, index)
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        if not isinstance(record, dict) or record.get("format") != ITEM_FORMAT:
-            return None
-        if record.get("settings") != self.settings() or not is_complete(files):
-            return None
-        return record
+        record = read_record(path, ITEM_FORMAT, {"settings": self.settings()})
+        return record if record is not None and is_complete(files) else None
 
     def make(self, root: Path, index: int) -> dict:
         """Write head index under root (image, grids, record last); returns its record."""

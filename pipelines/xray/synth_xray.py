@@ -150,20 +150,11 @@ class XraySet:
     def record(self, root: Path, index: int) -> dict | None:
         """X-ray index's record when it is finished with these settings (its DICOM there and
         not empty); else None."""
-        import json
-
-        from recon.pipelines.common.batch import is_complete
+        from recon.pipelines.common.batch import is_complete, read_record
 
         dicom, path = item_files(root, index)
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        if not isinstance(record, dict) or record.get("format") != ITEM_FORMAT:
-            return None
-        if record.get("settings") != self.settings or not is_complete([dicom]):
-            return None
-        return record
+        record = read_record(path, ITEM_FORMAT, {"settings": self.settings})
+        return record if record is not None and is_complete([dicom]) else None
 
     def make(self, root: Path, index: int) -> dict:
         """Render, degrade and write X-ray index under root, its record last; returns the
