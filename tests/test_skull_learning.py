@@ -8,28 +8,18 @@ import pytest
 
 
 def test_tiny_model_beats_the_mean_shape_on_held_out_heads(tmp_path):
+    """The demo's skull step (64 heads at 64^3, 5 epochs), on another seed than the demo's own:
+    each head beats its mean shape on held-out heads by the demo's margin. (At 32^3 the skull
+    head stayed at its mean shape for seeds 1 to 4.)"""
     import torch
 
-    from recon.pipelines.common.engine import RunOptions, fit
-    from recon.pipelines.skull.data import list_pairs, load_grids
-    from recon.pipelines.skull.demo import held_out_iou
-    from recon.pipelines.skull.synth import synth_skull_dataset
-    from recon.pipelines.skull.task import TASK, SkullConfig
+    from recon.pipelines.skull.demo import demo_step
 
     torch.set_num_threads(1)
-    train, test = tmp_path / "train", tmp_path / "test"
-    train.mkdir(), test.mkdir()
-    synth_skull_dataset(train, 64, seed=0, resolution=32)
-    synth_skull_dataset(test, 8, seed=1, resolution=32)
-    cfg = SkullConfig(
-        data=str(train), epochs=3, batch_size=8, lr=1e-3, size=64, channels=16, val_fraction=0.1
-    )
-    result = fit(TASK, cfg, RunOptions(out=tmp_path / "run", device="cpu", quiet=True))
-    grids = [load_grids(p.voxels) for p in list_pairs(train)]
-    mean_shape = {h: np.mean([g[h] for g in grids], axis=0) for h in ("skull", "face")}
-    scores = held_out_iou(result["last_checkpoint"], test, mean_shape)
-    for head, (model, baseline) in scores.items():
-        assert model > baseline + 0.01, (head, scores)
+    rows = demo_step(tmp_path, seed=1, track=lambda items, _description: items)
+    assert len(rows) == 2
+    for row in rows:
+        assert row.ok, (row.step, row.value, row.target)
 
 
 def _ellipsoid_pair(folder, index: int, rng) -> None:
