@@ -42,7 +42,8 @@ class _PlainOptions:
 
 def _plain_metavar(param) -> None:
     """No type shown for a flag; `<float> <float>` for a tuple, `<str>` for a repeatable option
-    (not `<list[str]>`), unless the option names its own."""
+    and `<path>...` for several arguments (not `<list[str]>`), unless the parameter names its
+    own."""
     if param.metavar is not None or getattr(param, "type_descriptor", None) is None:
         return
     if getattr(param, "is_flag", False):
@@ -53,10 +54,13 @@ def _plain_metavar(param) -> None:
             for kind in get_args(param.type_descriptor.annotation)
         ]
         param.metavar = " ".join(f"<{name}>" for name in names)
-    elif param.param_type_name == "option" and get_origin(param.type_descriptor.annotation) is list:
+    elif get_origin(param.type_descriptor.annotation) is list:
         (kind,) = get_args(param.type_descriptor.annotation) or (str,)
-        name = getattr(kind, "__name__", str(kind)).lower()
-        param.metavar = f"<{name}>"  # a repeatable option: one value each time
+        shown = f"<{getattr(kind, '__name__', str(kind)).lower()}>"
+        if param.param_type_name == "option":
+            param.metavar = shown  # a repeatable option: one value each time
+        else:  # several arguments: the name column says `xrays...`, the type column `<path>`
+            param.display_type_rich = lambda ctx: shown
 
 
 class ReconCommand(_PlainOptions, TyperCommand):

@@ -116,8 +116,9 @@ def test_usage_errors_are_one_line(recon, tmp_path, monkeypatch, args, message, 
 
 
 def test_help_shows_no_bool_or_comma_metavars(recon, monkeypatch):
-    """Flags show no `<bool>` (the help flag included) and tuple options one `<type>` per value,
-    space separated as they are typed, in every command's --help."""
+    """Flags show no `<bool>` (the help flag included), tuple options one `<type>` per value,
+    space separated as they are typed, and several arguments `xrays... <path>` (not
+    `<list[Path]>`), in every command's --help."""
     monkeypatch.setenv("COLUMNS", "200")
     root = typer.main.get_command(app)
     names = [""] + [name for name, _ in _commands(root)] + ["synth", "predict"]
@@ -125,6 +126,9 @@ def test_help_shows_no_bool_or_comma_metavars(recon, monkeypatch):
         code, out, _ = recon(*name.split(), "--help")
         assert code == 0 and "--help" in out, name
         assert "<bool>" not in out and "<float,float" not in out, name
+        assert "list[" not in out, name
+    code, out, _ = recon("register", "--help")
+    assert re.search(r"xrays\.\.\.\s+<path>", out), out
 
 
 def test_command_classes_give_plain_metavars(capsys, monkeypatch):
