@@ -11,7 +11,9 @@
 For each: Cobb MAE (target <= 3 deg), bias, worst case, the median reported uncertainty
 (cobb_sd_deg) and how often the error is within two of it, and the time per image. With
 --contrast the DRRs keep the CT's iodine in the heart and great vessels (an angiogram, harder
-than a plain film: the aorta beside the spine is as bright as bone).
+than a plain film: the aorta beside the spine is as bright as bone). With --spine-only, the same
+DRRs of the vertebrae alone (everything else air): the method's own error, without the tissue
+around the spine.
 """
 
 from __future__ import annotations
@@ -36,11 +38,11 @@ def synth_cases(count: int, seed: int = 123):
         yield xray.image / 65535.0, (xray.spacing_mm,) * 2, xray.cobb_deg
 
 
-def drr_cases(count: int, contrast: bool = False, first: int = 2000):
+def drr_cases(count: int, contrast: bool = False, first: int = 2000, spine_only: bool = False):
     from spine_phantoms import bent_spine_drr
 
     for seed in range(first, first + count):
-        xray = bent_spine_drr(seed, contrast=contrast)
+        xray = bent_spine_drr(seed, contrast=contrast, spine_only=spine_only)
         yield xray.image, xray.spacing_mm, xray.cobb_deg
 
 
@@ -86,6 +88,9 @@ def main() -> None:
     parser.add_argument("--drr-seed", type=int, default=2000, help="first bent-CT DRR seed")
     parser.add_argument("--synth-seed", type=int, default=123, help="synth-corset series seed")
     parser.add_argument("--contrast", action="store_true", help="also DRRs with iodine left in")
+    parser.add_argument(
+        "--spine-only", action="store_true", help="also the same DRRs of the vertebrae alone"
+    )
     args = parser.parse_args()
     import torch
 
@@ -97,6 +102,9 @@ def main() -> None:
         score(f"bent-CT DRR, {seeds}", drr_cases(args.drr, first=args.drr_seed))
     if args.drr and args.contrast:
         score(f"bent-CT DRR, contrast left in, {seeds}", drr_cases(args.drr, True, args.drr_seed))
+    if args.drr and args.spine_only:
+        cases = drr_cases(args.drr, first=args.drr_seed, spine_only=True)
+        score(f"bent-CT DRR, vertebrae alone, {seeds}", cases)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ CT_SPACING_MM = 2.5
 TRUTH_LABELS = tuple(range(30, 45))  # L2 .. C7: the native centre line is fitted to these
 FILM_LABELS = tuple(range(31, 44))  # L1 .. T1: the span each film shows and is scored on
 VESSEL_LABELS = tuple(range(51, 65))  # contrast-filled in this CT; a plain film shows blood
+VERTEBRA_LABELS = tuple(range(25, 51))  # sacrum .. C1
 BONE_LABELS = tuple(range(25, 51)) + tuple(range(69, 79)) + tuple(range(92, 118))
 BLOOD_HU = 40.0
 VESSEL_RIM_VOXELS = 2  # the contrast spreads past the labels by resampling and partial volume
@@ -139,11 +140,15 @@ def random_bumps(rng: np.random.Generator, heights: np.ndarray) -> list:
     ]
 
 
-def bent_spine_drr(seed: int, bumps: list | None = None, contrast: bool = False) -> BentSpineXray:
+def bent_spine_drr(
+    seed: int, bumps: list | None = None, contrast: bool = False, spine_only: bool = False
+) -> BentSpineXray:
     """One AP DRR of the bent chest CT; the bend, detector and image noise follow `seed`.
 
     The CT is an angiogram: its heart and great vessels hold iodine as dense as bone. A plain
-    radiograph has none, so they are set to BLOOD_HU unless contrast=True (a harder film)."""
+    radiograph has none, so they are set to BLOOD_HU unless contrast=True (a harder film).
+    spine_only=True keeps the vertebrae alone (all else air): a control that tells the method's
+    own error from what the tissue around the spine does to it (same bend, detector, noise)."""
     import torch
     from diffdrr.data import read
     from scipy.ndimage import map_coordinates
@@ -154,7 +159,10 @@ def bent_spine_drr(seed: int, bumps: list | None = None, contrast: bool = False)
 
     rng = np.random.default_rng(seed)
     hu, labels, affine, spacing, lateral, depth, heights = _native_ct()
-    if not contrast:
+    if spine_only:
+        hu = np.where(np.isin(labels, VERTEBRA_LABELS), hu, np.float32(-1000.0))
+        hu[0, 0, 0] = 0.0  # diffdrr's HU-to-density map needs one soft-tissue voxel
+    elif not contrast:
         hu = np.where(_vessel_mask(), np.float32(BLOOD_HU), hu)
     if bumps is None:
         bumps = random_bumps(rng, heights[[TRUTH_LABELS.index(k) for k in FILM_LABELS]])
