@@ -156,6 +156,8 @@ def test_parts_shards_equal_one_run_train_and_skip_done(recon, tmp_path):
     train += ["--set", "size=32", "--set", "channels=8", "--device", "cpu", "-q"]
     code, _, err = recon(*train, "-o", tmp_path / "run")
     assert code == 0, err
+    examples = sorted((tmp_path / "run" / "examples").iterdir())  # input | prediction | target
+    assert [p.name for p in examples] == ["epoch_000.png"]
 
     (shards / "models/flange/flange_0000.stl").unlink()  # part 2, shard 1 of 3
     before = mtimes(shards)

@@ -54,6 +54,12 @@ def test_hand_built_set_without_dataset_json_scores_in_voxels(tmp_path, recon):
         "--set", "size=32", "--set", "channels=8", "--json", "-q",
     )  # fmt: skip
     assert code == 0, err
+    # one example grid per epoch: image | skull prediction, target | face prediction, target
+    from PIL import Image
+
+    grid = np.asarray(Image.open(run / "examples" / "epoch_001.png"))
+    assert grid.ndim == 3 and grid.shape[1] % 5 == 0 and grid.shape[1] >= 5 * 64
+    assert (run / "examples" / "epoch_000.png").is_file()
     checkpoint = json.loads(out)["last_checkpoint"]
     code, out, err = recon("predict", "skull", data / "case0.png", "-c", checkpoint, "-o",
                            tmp_path / "pred", "--json")  # fmt: skip

@@ -112,34 +112,58 @@ def test_every_task_declares_a_baseline_for_its_monitor(task):
     assert declared[spec.monitor].mode == spec.mode
 
 
-def test_example_grid_has_a_label_band_over_the_columns(tmp_path):
+def test_example_grid_has_a_label_band_over_the_columns():
     import torch
-    from PIL import Image
 
-    from recon.pipelines.xray.drr_task import write_grid
+    from recon.pipelines.common.examples import example_grid
 
-    size = 32  # columns under 96 px are enlarged 3x so that the labels fit
+    size = 32  # cells take at least 64 px, and columns under 96 px are enlarged so labels fit
     gradient = torch.linspace(0, 1, size).expand(size, size)
-    images = [torch.stack([gradient * k / 3])[None].expand(2, 1, size, size) for k in (1, 2, 3)]
-    write_grid(tmp_path / "grid.png", *images)
-    grid = np.asarray(Image.open(tmp_path / "grid.png"))
-    band = grid.shape[0] - 2 * 3 * size
-    assert band >= 10 and grid.shape[1] == 3 * 3 * size
-    bare = np.concatenate([np.concatenate([np.asarray(i[0, 0]) for i in images], 1)] * 2, 0)
-    expected = np.round(bare * 255).repeat(3, axis=0).repeat(3, axis=1)
+    cells = [(gradient * k / 3).numpy() for k in (1, 2, 3)]
+    grid = example_grid([cells, cells], ("input", "prediction", "target"))
+    assert grid.dtype == np.uint8 and grid.ndim == 2  # grey cells give a grey picture
+    column = 64 * 2  # 32 px -> a 64 px cell (nearest), then x2 for the labels
+    band = grid.shape[0] - 2 * column
+    assert band >= 10 and grid.shape[1] == 3 * column
+    bare = np.concatenate([np.concatenate(cells, 1)] * 2, 0)
+    expected = np.round(bare * 255).repeat(4, axis=0).repeat(4, axis=1)
     assert np.abs(grid[band:].astype(float) - expected).max() <= 1  # images unchanged below
     top = grid[:band]
     for k in range(3):  # each column's label: white text on black, inside its column
-        column = top[:, k * 3 * size : (k + 1) * 3 * size]
-        assert column.max() > 200 and (column == 0).mean() > 0.5, k
-        assert (column[:, :2] == 0).all() and (column[:, -2:] == 0).all(), k
+        part = top[:, k * column : (k + 1) * column]
+        assert part.max() > 200 and (part == 0).mean() > 0.5, k
+        assert (part[:, :2] == 0).all() and (part[:, -2:] == 0).all(), k
 
 
-def test_drr_validation_writes_labelled_examples_folder_name():
-    from recon.pipelines.common.runfolder import RUN_FOLDERS
-    from recon.pipelines.xray.drr_task import GRID_COLUMNS
+def test_example_grid_fits_images_and_voxel_views_into_equal_cells():
+    """A colour input and a grid's three projections share one cell size; the projections of a
+    box show its extent along each axis, and a row with the wrong cell count is refused."""
+    from recon.pipelines.common.examples import display_image, example_grid, grid_views
 
-    assert GRID_COLUMNS == ("input", "prediction", "target") and "examples" in RUN_FOLDERS
+    grid = np.zeros((16, 16, 16), dtype=np.float32)
+    grid[2:6, 4:12, 8:16] = 1.0
+    views = grid_views(grid)
+    assert views.shape == (32, 32) and views[16:, 16:].max() == 0  # bottom right blank
+    assert views[:16, :16].sum() == 8 * 8 and views[:16, 16:].sum() == 4 * 8
+    assert views[16:, :16].sum() == 4 * 8
+    image = display_image(np.random.default_rng(0).normal(5, 2, (3, 100, 80)))
+    assert image.shape == (100, 80, 3) and image.min() == 0 and image.max() == 1
+    picture = example_grid([[image, views, views]], ("input", "prediction", "target"))
+    assert picture.ndim == 3 and picture.shape[1] == 3 * 100  # the largest side: 100 px
+    with pytest.raises(ValueError, match="one cell per column"):
+        example_grid([[image, views]], ("input", "prediction", "target"))
+
+
+def test_every_task_that_predicts_an_image_or_grid_declares_example_columns():
+    from recon.pipelines.common.tasks import load_task
+
+    for name in ("drr", "voxel", "parts", "skull"):
+        spec = load_task(name)
+        assert spec.examples is not None and spec.examples.columns[0] == "input", name
+        assert spec.config().examples == 4, name
+    assert load_task("skull").examples.columns == (
+        "input", "skull prediction", "skull target", "face prediction", "face target",
+    )  # fmt: skip
 
 
 def test_read_history_of_a_missing_file_is_empty(tmp_path):

@@ -124,6 +124,10 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
 
     checkpoints = checkpoint_callbacks(task.monitor, task.mode, out / "checkpoints")
     callbacks = [*checkpoints, EpochSeed(cfg.seed), *run.extra_callbacks]
+    if task.examples is not None and getattr(cfg, "examples", 0) > 0:
+        from recon.pipelines.common.examples import example_grids_callback
+
+        callbacks.append(example_grids_callback(task.examples, cfg.examples))
     if not run.quiet:
         from lightning.pytorch.callbacks import RichProgressBar
 

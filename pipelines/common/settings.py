@@ -66,6 +66,14 @@ class TrainConfig:
     )
 
 
+EXAMPLES_SETTING_HELP = "rows in each RUN/examples grid (0 = none)"
+
+
+def examples_setting(default: int = 4):
+    """The `examples` setting of a task that writes example grids."""
+    return setting(default, EXAMPLES_SETTING_HELP, 0, 64)
+
+
 @dataclass(frozen=True)
 class Baseline:
     """Validation metric `metric` must beat the logged metric `baseline` (e.g. val/iou and
@@ -87,6 +95,9 @@ class TaskSpec:
     check: Callable[[Any], None] | None = None  # early input validation, raises BadInput
     baselines: tuple[Baseline, ...] = ()  # what each metric must beat (curves.png, run.json)
     renamed: dict[str, str] = field(default_factory=dict)  # old setting name -> new name
+    # what RUN/examples/epoch_NNN.png shows (recon.pipelines.common.examples.ExampleSpec); the
+    # config's `examples` setting says how many rows (0 = none)
+    examples: Any = None
 
 
 @dataclass

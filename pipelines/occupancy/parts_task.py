@@ -17,9 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from recon.pipelines.common.errors import BadInput
-from recon.pipelines.common.settings import TaskSpec, TrainConfig, setting
+from recon.pipelines.common.settings import TaskSpec, TrainConfig, examples_setting, setting
 from recon.pipelines.occupancy.images import auto_bbox, rgb_image, square_crop
-from recon.pipelines.occupancy.voxel_task import MEAN_SHAPE, build_occupancy, split_by_group
+from recon.pipelines.occupancy.voxel_task import (
+    MEAN_SHAPE,
+    OCCUPANCY_EXAMPLES,
+    build_occupancy,
+    split_by_group,
+)
 
 TASK_NAME = "parts"
 
@@ -40,6 +45,7 @@ class PartsConfig(TrainConfig):
         "auto", "voxelisation of the STL targets", choices=("auto", "raycast", "winding")
     )
     mean_prior: bool = setting(True, "start the output at the training set's mean shape")
+    examples: int = examples_setting()
 
 
 def edge_input(rgb: np.ndarray, size: int, low: int, high: int, rng=None, jitter: float = 0.0):
@@ -164,4 +170,5 @@ TASK = TaskSpec(
     mode="max",
     check=check,
     baselines=MEAN_SHAPE,
+    examples=OCCUPANCY_EXAMPLES,
 )

@@ -20,8 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.examples import ExampleSpec, display_image, grid_views
 from recon.pipelines.common.sampling import SplitLoaders
-from recon.pipelines.common.settings import Baseline, TaskSpec, TrainConfig, config_dict, setting
+from recon.pipelines.common.settings import (
+    Baseline,
+    TaskSpec,
+    TrainConfig,
+    config_dict,
+    examples_setting,
+    setting,
+)
 from recon.pipelines.common.weights import load_pretrained_encoder
 from recon.pipelines.occupancy.images import auto_bbox, imagenet_tensor, rgb_image, square_crop
 
@@ -41,6 +49,7 @@ class VoxelConfig(TrainConfig):
     jitter: float = setting(0.08, "bbox jitter in training, fraction of the box side", 0, 0.5)
     pretrained_weights: str = setting("", "a local torchvision ResNet18 state_dict file, or empty")
     mean_prior: bool = setting(True, "start the output at the training set's mean shape")
+    examples: int = examples_setting()
 
 
 # ---------------------------------------------------------------- data
@@ -289,6 +298,23 @@ def voxel_input(path: Path, config: dict):
 
 
 MEAN_SHAPE = (Baseline("val/iou", "val/iou_mean_shape", "mean shape"),)
+
+
+def occupancy_example_rows(module, batch, count: int) -> list:
+    """Example grid rows: the input image | the predicted grid's three maximum projections |
+    the true grid's (see recon.pipelines.common.examples.grid_views)."""
+    import torch
+
+    images, grids = batch[0][:count], batch[1][:count]
+    probability = torch.sigmoid(module(images))
+    return [
+        [display_image(image), grid_views(p), grid_views(t)]
+        for image, p, t in zip(images, probability, grids, strict=True)
+    ]
+
+
+OCCUPANCY_EXAMPLES = ExampleSpec(("input", "prediction", "target"), occupancy_example_rows)
+
 TASK = TaskSpec(
     name=TASK_NAME,
     config=VoxelConfig,
@@ -297,4 +323,5 @@ TASK = TaskSpec(
     mode="max",
     check=check,
     baselines=MEAN_SHAPE,
+    examples=OCCUPANCY_EXAMPLES,
 )

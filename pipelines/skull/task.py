@@ -23,8 +23,16 @@ from pathlib import Path
 import numpy as np
 
 from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.examples import ExampleSpec, display_image, grid_views
 from recon.pipelines.common.sampling import SplitLoaders
-from recon.pipelines.common.settings import Baseline, TaskSpec, TrainConfig, config_dict, setting
+from recon.pipelines.common.settings import (
+    Baseline,
+    TaskSpec,
+    TrainConfig,
+    config_dict,
+    examples_setting,
+    setting,
+)
 from recon.pipelines.common.weights import load_pretrained_encoder
 from recon.pipelines.skull.data import HEADS, image_tensor, list_pairs, load_grids, read_voxel_mm
 
@@ -45,6 +53,7 @@ class SkullConfig(TrainConfig):
     dice_weight: float = setting(1.0, "soft Dice term, relative to BCE, in each head", 0, 1000)
     pretrained_weights: str = setting("", "a local torchvision ResNet18 state_dict file, or empty")
     mean_prior: bool = setting(True, "start each head at the training set's mean shape")
+    examples: int = examples_setting()
     voxel_mm: float = setting(
         0.0, "voxel size, mm; from dataset.json when 0 (unknown: scores in voxels)", 0, 1000
     )
@@ -294,6 +303,25 @@ def load_net(checkpoint: Path):
     return net.eval(), config
 
 
+def example_rows(module, batch, count: int) -> list:
+    """Example grid rows: the image | per head, the predicted and the true grid's three maximum
+    projections (recon.pipelines.common.examples.grid_views)."""
+    import torch
+
+    images, skull, face = (part[:count] for part in batch)
+    predicted = [torch.sigmoid(logits) for logits in module.net(images)]
+    return [
+        [display_image(images[i])]
+        + [grid_views(g[i]) for pair in zip(predicted, (skull, face), strict=True) for g in pair]
+        for i in range(len(images))
+    ]
+
+
+EXAMPLES = ExampleSpec(
+    ("input", *(f"{h} {kind}" for h in HEADS for kind in ("prediction", "target"))),
+    example_rows,
+)
+
 TASK = TaskSpec(
     name=TASK_NAME,
     config=SkullConfig,
@@ -305,4 +333,5 @@ TASK = TaskSpec(
         Baseline(f"val/{name}", f"val/{name}_mean_shape", "mean shape")
         for name in ("iou", *(f"{h}_{m}" for h in HEADS for m in ("iou", "dice")))
     ),
+    examples=EXAMPLES,
 )

@@ -23,8 +23,16 @@ from pathlib import Path
 
 from recon.models import pix2pix
 from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.examples import ExampleSpec
 from recon.pipelines.common.sampling import seeded_loader
-from recon.pipelines.common.settings import Baseline, TaskSpec, TrainConfig, config_dict, setting
+from recon.pipelines.common.settings import (
+    Baseline,
+    TaskSpec,
+    TrainConfig,
+    config_dict,
+    examples_setting,
+    setting,
+)
 
 TASK_NAME = "drr"
 
@@ -42,7 +50,7 @@ class DrrConfig(TrainConfig):
     dropout: float = setting(pix2pix.DROPOUT, "decoder dropout probability", 0, 1, high_open=True)
     patch_layers: int = setting(3, "PatchGAN layers (3 = 70 x 70 patches)", 1, 8)
     jitter: bool = setting(True, "resize to 286/256, random crop, random flip in training")
-    examples: int = setting(4, "rows in each RUN/examples grid (0 = none)", 0, 64)
+    examples: int = examples_setting()
 
 
 def check(cfg: DrrConfig) -> None:
@@ -138,7 +146,6 @@ def _lightning():
             self.discriminator = pix2pix.init_weights(
                 pix2pix.PatchDiscriminator(2, self.cfg.base_filters, self.cfg.patch_layers)
             )
-            self._grid_batch = None
 
         def forward(self, xray: torch.Tensor) -> torch.Tensor:
             return self.generator(xray)
@@ -229,21 +236,6 @@ def _lightning():
                 prog_bar=False,
                 sync_dist=True,
             )
-            if batch_idx == 0 and self.cfg.examples > 0:
-                self._grid_batch = (
-                    source[: self.cfg.examples],
-                    pred[: self.cfg.examples],
-                    target[: self.cfg.examples],
-                )
-
-        def on_validation_epoch_end(self) -> None:
-            if self.trainer.sanity_checking or self._grid_batch is None:
-                return
-            if self.trainer.is_global_zero:
-                folder = Path(self.trainer.default_root_dir) / "examples"
-                folder.mkdir(parents=True, exist_ok=True)
-                write_grid(folder / f"epoch_{self.current_epoch:03d}.png", *self._grid_batch)
-            self._grid_batch = None
 
     return DrrData, DrrModule
 
@@ -268,21 +260,17 @@ def jitter(xray, drr):
 GRID_COLUMNS = ("input", "prediction", "target")
 
 
-def write_grid(path: Path, source, prediction, target) -> None:
-    """8-bit PNG, one row per image: input | prediction | target, from (B, 1, S, S) in [0, 1],
-    under a band naming the columns."""
-    import numpy as np
-    import torch
-
-    from recon.pipelines.common.examples import label_columns
-    from recon.pipelines.common.io import write_png
-    from recon.pipelines.xray.pairs import to_uint
-
-    rows = [
-        torch.cat([s, p, t], dim=-1)[0] for s, p, t in zip(source, prediction, target, strict=True)
+def example_rows(module, batch, count: int) -> list:
+    """Example grid rows: X-ray | predicted DRR | true DRR, each (S, S) in [0, 1]."""
+    xray, drr = batch[0][:count], batch[1][:count]
+    fake = module(xray)
+    return [
+        [((t[0].clamp(-1, 1) + 1) / 2).float().cpu().numpy() for t in triple]
+        for triple in zip(xray, fake, drr, strict=True)
     ]
-    grid = torch.cat(rows, dim=-2).detach().float().cpu().numpy()
-    write_png(path, label_columns(to_uint(np.asarray(grid), 8), GRID_COLUMNS))
+
+
+EXAMPLES = ExampleSpec(GRID_COLUMNS, example_rows)
 
 
 def build_generator(config: dict):
@@ -341,4 +329,5 @@ TASK = TaskSpec(
         Baseline("val/ssim", "val/ssim_identity", "identity (the X-ray itself)"),
         Baseline("val/psnr", "val/psnr_identity", "identity (the X-ray itself)"),
     ),
+    examples=EXAMPLES,
 )
