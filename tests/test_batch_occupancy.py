@@ -201,6 +201,10 @@ def test_corset_shards_equal_one_run_train_and_skip_done(recon, tmp_path):
     train += ["--set", "size=64", "--set", "features=8", "--set", "critic_features=8"]
     code, _, err = recon(*train, "--device", "cpu", "-q", "-o", tmp_path / "run")
     assert code == 0, err
+    from PIL import Image
+
+    grid = np.asarray(Image.open(tmp_path / "run" / "examples" / "epoch_000.png"))
+    assert grid.ndim == 2 and grid.shape[1] % 4 == 0  # photos | prior | prediction | target
 
     (shards / "p0004" / "spine.png").unlink()  # shard 2 of 3 (p0003-p0005)
     before = mtimes(shards)

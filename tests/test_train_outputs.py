@@ -135,6 +135,16 @@ def test_example_grid_has_a_label_band_over_the_columns():
         assert (part[:, :2] == 0).all() and (part[:, -2:] == 0).all(), k
 
 
+def test_tile_views_puts_views_row_by_row():
+    from recon.pipelines.common.examples import tile_views
+
+    views = np.stack([np.full((4, 6), k / 10, dtype=np.float32) for k in range(1, 7)])
+    mosaic = tile_views(views, columns=4)
+    assert mosaic.shape == (8, 24)
+    assert mosaic[0, 0] == np.float32(0.1) and mosaic[0, 18] == np.float32(0.4)
+    assert mosaic[4, 6] == np.float32(0.6) and mosaic[4, 12:].max() == 0  # two empty places
+
+
 def test_example_grid_fits_images_and_voxel_views_into_equal_cells():
     """A colour input and a grid's three projections share one cell size; the projections of a
     box show its extent along each axis, and a row with the wrong cell count is refused."""
@@ -157,10 +167,11 @@ def test_example_grid_fits_images_and_voxel_views_into_equal_cells():
 def test_every_task_that_predicts_an_image_or_grid_declares_example_columns():
     from recon.pipelines.common.tasks import load_task
 
-    for name in ("drr", "voxel", "parts", "skull"):
+    for name in ("drr", "voxel", "parts", "skull", "corset"):
         spec = load_task(name)
-        assert spec.examples is not None and spec.examples.columns[0] == "input", name
+        assert spec.examples is not None and len(spec.examples.columns) >= 3, name
         assert spec.config().examples == 4, name
+    assert load_task("corset").examples.columns == ("photos", "prior", "prediction", "target")
     assert load_task("skull").examples.columns == (
         "input", "skull prediction", "skull target", "face prediction", "face target",
     )  # fmt: skip

@@ -90,6 +90,19 @@ def grid_views(grid) -> np.ndarray:
     return out
 
 
+def tile_views(views, columns: int = 4) -> np.ndarray:
+    """Several views (K, H, W) in [0, 1] -> one (rows x H, columns x W) mosaic, row by row, the
+    empty places black."""
+    views = _numpy(views)
+    count, height, width = views.shape
+    rows = -(-count // columns)
+    out = np.zeros((rows * height, columns * width), dtype=np.float32)
+    for k, view in enumerate(views):
+        r, c = divmod(k, columns)
+        out[r * height : (r + 1) * height, c * width : (c + 1) * width] = view
+    return out
+
+
 def _cell(array: np.ndarray, side: int, colour: bool) -> np.ndarray:
     """(H, W) or (H, W, 3) in [0, 1] -> a (side, side[, 3]) uint8 cell: the picture fitted inside
     the square (nearest when enlarged, so voxels stay square), centred on black."""

@@ -21,8 +21,16 @@ from pathlib import Path
 import numpy as np
 
 from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.examples import ExampleSpec, tile_views
 from recon.pipelines.common.sampling import SplitLoaders
-from recon.pipelines.common.settings import Baseline, TaskSpec, TrainConfig, config_dict, setting
+from recon.pipelines.common.settings import (
+    Baseline,
+    TaskSpec,
+    TrainConfig,
+    config_dict,
+    examples_setting,
+    setting,
+)
 
 
 @dataclass
@@ -65,6 +73,7 @@ class CorsetConfig(TrainConfig):
     plateau_factor: float = setting(
         0.5, "lr factor on a plateau", 0, 1, low_open=True, high_open=True
     )
+    examples: int = examples_setting()
 
 
 def load_patients(root: Path, size: int):
@@ -355,6 +364,22 @@ def build(cfg: CorsetConfig):
 
 
 PRIOR = "prior (offset torso)"
+
+
+def example_rows(module, batch, count: int) -> list:
+    """Example grid rows, each cell the 8 side views as a 2 x 4 mosaic (in [-1, 1] -> [0, 1]):
+    the photos' depth views | the prior (the baseline) | the prediction | the target."""
+    from recon.pipelines.corset.patients import CORSET_VIEWS, PHOTO_VIEWS
+
+    x, y, e = (part[:count] for part in batch)
+    fake = module(x, e)
+    side = len(CORSET_VIEWS)
+    cells = (x[:, :side], x[:, len(PHOTO_VIEWS) :], fake, y)
+    return [[tile_views(((v[i] + 1) / 2).clamp(0, 1)) for v in cells] for i in range(len(x))]
+
+
+EXAMPLES = ExampleSpec(("photos", "prior", "prediction", "target"), example_rows)
+
 TASK = TaskSpec(
     "corset",
     CorsetConfig,
@@ -367,4 +392,5 @@ TASK = TaskSpec(
         Baseline("val/silhouette_iou", "val/silhouette_iou_prior", PRIOR),
     ),
     renamed={"image_size": "size"},
+    examples=EXAMPLES,
 )
