@@ -164,6 +164,39 @@ def test_example_grid_fits_images_and_voxel_views_into_equal_cells():
         example_grid([[image, views]], ("input", "prediction", "target"))
 
 
+@pytest.mark.parametrize(
+    ("batches", "expected"), [(6, [0, 1, 2, 3]), (2, [0, 0, 1, 1]), (1, [0] * 4)]
+)
+def test_example_rows_are_spread_over_the_first_validation_batches(tmp_path, batches, expected):
+    """Validation sets are ordered (views of one model side by side), so the grid takes as few
+    rows from each batch as fill it; only the first process writes, never the sanity check."""
+    from types import SimpleNamespace
+
+    from recon.pipelines.common.examples import ExampleSpec, example_grids_callback
+
+    def rows(module, batch, count):
+        return [[np.full((8, 8), batch / 10), np.zeros((8, 8))] for _ in range(count)]
+
+    callback = example_grids_callback(ExampleSpec(("input", "target"), rows), 4)
+    trainer = SimpleNamespace(
+        sanity_checking=False, is_global_zero=True, num_val_batches=[batches],
+        default_root_dir=tmp_path, current_epoch=3,
+    )  # fmt: skip
+    callback.on_validation_epoch_start(trainer, None)
+    for index in range(batches):
+        callback.on_validation_batch_end(trainer, None, None, index, index)
+    assert [round(r[0][0, 0] * 10) for r in callback.rows] == expected
+    callback.on_validation_epoch_end(trainer, None)
+    assert (tmp_path / "examples" / "epoch_003.png").is_file()
+
+    for flag in ({"sanity_checking": True}, {"is_global_zero": False}):
+        other = SimpleNamespace(**{**vars(trainer), "current_epoch": 4, **flag})
+        callback.on_validation_epoch_start(other, None)
+        callback.on_validation_batch_end(other, None, None, 0, 0)
+        callback.on_validation_epoch_end(other, None)
+        assert not (tmp_path / "examples" / "epoch_004.png").exists()
+
+
 def test_every_task_that_predicts_an_image_or_grid_declares_example_columns():
     from recon.pipelines.common.tasks import load_task
 

@@ -138,7 +138,11 @@ def example_grid(rows: list[list[np.ndarray]], columns: Sequence[str]) -> np.nda
 
 def example_grids_callback(spec: ExampleSpec, count: int):
     """A Lightning callback writing RUN/examples/epoch_NNN.png after each validation epoch (not
-    the sanity check) from the first validation batch, on the first process only."""
+    the sanity check), on the first process only. Its rows come from the first validation
+    batches, as few from each as fill `count` (validation sets are ordered, so consecutive items
+    are often views of one model: spreading the rows shows several)."""
+    import math
+
     import torch
     from lightning.pytorch.callbacks import Callback
 
@@ -146,21 +150,28 @@ def example_grids_callback(spec: ExampleSpec, count: int):
 
     class ExampleGrids(Callback):
         def __init__(self) -> None:
-            self.rows = None
+            self.rows: list = []
+
+        def on_validation_epoch_start(self, trainer, module) -> None:
+            self.rows = []
 
         def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, *_):
-            if trainer.sanity_checking or batch_idx != 0 or not trainer.is_global_zero:
+            if trainer.sanity_checking or not trainer.is_global_zero or len(self.rows) >= count:
                 return
+            batches = trainer.num_val_batches
+            total = sum(batches) if isinstance(batches, list | tuple) else batches
+            total = int(total) if math.isfinite(total) else count
+            each = math.ceil(count / max(1, min(total, count)))
             with torch.no_grad():
-                self.rows = spec.rows(module, batch, count)[:count]
+                self.rows += spec.rows(module, batch, min(each, count - len(self.rows)))
 
         def on_validation_epoch_end(self, trainer, module) -> None:
-            if trainer.sanity_checking or self.rows is None:
+            if trainer.sanity_checking or not self.rows:
                 return
             folder = Path(trainer.default_root_dir) / "examples"
             folder.mkdir(parents=True, exist_ok=True)
-            picture = example_grid(self.rows, spec.columns)
+            picture = example_grid(self.rows[:count], spec.columns)
             write_png(folder / f"epoch_{trainer.current_epoch:03d}.png", picture)
-            self.rows = None
+            self.rows = []
 
     return ExampleGrids()

@@ -15,9 +15,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recon.pipelines.common.errors import BadInput
+
+if TYPE_CHECKING:
+    from recon.pipelines.common.examples import ExampleSpec
 
 SEED_MAX = 2**32 - 1
 RESUMABLE_SETTINGS = ("epochs", "num_workers")  # the only settings a resume may change
@@ -95,9 +98,9 @@ class TaskSpec:
     check: Callable[[Any], None] | None = None  # early input validation, raises BadInput
     baselines: tuple[Baseline, ...] = ()  # what each metric must beat (curves.png, run.json)
     renamed: dict[str, str] = field(default_factory=dict)  # old setting name -> new name
-    # what RUN/examples/epoch_NNN.png shows (recon.pipelines.common.examples.ExampleSpec); the
-    # config's `examples` setting says how many rows (0 = none)
-    examples: Any = None
+    # what RUN/examples/epoch_NNN.png shows; the config's `examples` setting says how many rows
+    # (0 = none)
+    examples: ExampleSpec | None = None
 
 
 @dataclass
