@@ -145,6 +145,18 @@ def test_tile_views_puts_views_row_by_row():
     assert mosaic[4, 6] == np.float32(0.6) and mosaic[4, 12:].max() == 0  # two empty places
 
 
+def test_crop_together_keeps_one_frame_for_every_view():
+    from recon.pipelines.common.examples import crop_together
+
+    views = np.zeros((3, 20, 30), dtype=np.float32)
+    views[0, 5:8, 10:12] = 1.0
+    views[2, 9:10, 14:20] = 0.5
+    cut = crop_together(views, margin=1)
+    assert cut.shape == (3, 7, 12)  # rows 4..10, columns 9..20
+    assert cut[0].sum() == 6 and cut[2].sum() == 3 and cut[1].max() == 0
+    assert crop_together(np.zeros((2, 4, 4))).shape == (2, 4, 4)
+
+
 def test_example_grid_fits_images_and_voxel_views_into_equal_cells():
     """A colour input and a grid's three projections share one cell size; the projections of a
     box show its extent along each axis, and a row with the wrong cell count is refused."""

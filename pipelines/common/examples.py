@@ -90,6 +90,17 @@ def grid_views(grid) -> np.ndarray:
     return out
 
 
+def crop_together(views, margin: int = 2) -> np.ndarray:
+    """Views (K, H, W) in [0, 1] that share one frame -> the same views cut to the box holding
+    every nonzero pixel of any of them, plus `margin` px (unchanged when all are zero)."""
+    views = _numpy(views)
+    rows, cols = np.nonzero(views.max(axis=0) > 0)
+    if not len(rows):
+        return views
+    top, left = max(0, rows.min() - margin), max(0, cols.min() - margin)
+    return views[:, top : rows.max() + margin + 1, left : cols.max() + margin + 1]
+
+
 def tile_views(views, columns: int = 4) -> np.ndarray:
     """Several views (K, H, W) in [0, 1] -> one (rows x H, columns x W) mosaic, row by row, the
     empty places black."""

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from recon.pipelines.common.errors import BadInput
-from recon.pipelines.common.examples import ExampleSpec, tile_views
+from recon.pipelines.common.examples import ExampleSpec, crop_together, tile_views
 from recon.pipelines.common.sampling import SplitLoaders
 from recon.pipelines.common.settings import (
     Baseline,
@@ -368,14 +368,21 @@ PRIOR = "prior (offset torso)"
 
 def example_rows(module, batch, count: int) -> list:
     """Example grid rows, each cell the 8 side views as a 2 x 4 mosaic (in [-1, 1] -> [0, 1]):
-    the photos' depth views | the prior (the baseline) | the prediction | the target."""
+    the photos' depth views | the prior (the baseline) | the prediction | the target, all of a
+    row cut to one box around the body (so the cells stay comparable)."""
+    import torch
+
     from recon.pipelines.corset.patients import CORSET_VIEWS, PHOTO_VIEWS
 
     x, y, e = (part[:count] for part in batch)
     fake = module(x, e)
     side = len(CORSET_VIEWS)
     cells = (x[:, :side], x[:, len(PHOTO_VIEWS) :], fake, y)
-    return [[tile_views(((v[i] + 1) / 2).clamp(0, 1)) for v in cells] for i in range(len(x))]
+    rows = []
+    for i in range(len(x)):
+        views = crop_together(torch.cat([((v[i] + 1) / 2).clamp(0, 1) for v in cells]))
+        rows.append([tile_views(views[k * side : (k + 1) * side]) for k in range(len(cells))])
+    return rows
 
 
 EXAMPLES = ExampleSpec(("photos", "prior", "prediction", "target"), example_rows)
