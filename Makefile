@@ -12,6 +12,7 @@ setup:
 	@ldconfig -p | grep -q libusb-1.0 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libusb-1.0-0; }
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q uv
 	$(UV) sync --locked --compile-bytecode
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm; }
 	cd pipelines/web/frontend && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 demo: setup

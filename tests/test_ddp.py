@@ -105,6 +105,9 @@ def test_two_process_ddp_run_matches_one_process(pix3d_root, single, tmp_path):
     assert code == 0, err
     assert len(stdout.strip().splitlines()) == 1  # rank 0's summary only
     assert_one_run(json.loads(stdout), single)
+    # rank 0 alone draws the example grids, one per epoch
+    grids = sorted(p.name for p in (out / "examples").iterdir())
+    assert grids == ["epoch_000.png", "epoch_001.png"]
 
 
 def free_port() -> int:

@@ -51,8 +51,8 @@ CELL_RANGE = (64, 256)  # px: cells take the largest input side, within this ran
 class ExampleSpec:
     """What a task shows in RUN/examples/epoch_NNN.png: one row per validation item, one cell per
     column. rows(module, batch, count) -> up to `count` rows, each a list of len(columns) arrays
-    in [0, 1]: (H, W) grey or (H, W, 3) colour, any size (each is fitted into a square cell whose
-    side is the largest side among them, within CELL_RANGE)."""
+    or tensors in [0, 1]: (H, W) grey or (H, W, 3) colour, any size (each is fitted into a
+    square cell whose side is the largest side among them, within CELL_RANGE)."""
 
     columns: tuple[str, ...]
     rows: Callable[[Any, Any, int], list[list[np.ndarray]]]
@@ -134,11 +134,11 @@ def _cell(array: np.ndarray, side: int, colour: bool) -> np.ndarray:
 
 
 def example_grid(rows: list[list[np.ndarray]], columns: Sequence[str]) -> np.ndarray:
-    """Rows of cells -> one 8-bit picture (grey unless a cell has colour) under a band naming
-    the columns (label_columns)."""
+    """Rows of cells (arrays or tensors, any device) -> one 8-bit picture (grey unless a cell
+    has colour) under a band naming the columns (label_columns)."""
     if not rows or any(len(row) != len(columns) for row in rows):
         raise ValueError("every example row needs one cell per column")
-    cells = [[np.asarray(cell) for cell in row] for row in rows]
+    cells = [[_numpy(cell) for cell in row] for row in rows]
     side = int(np.clip(max(max(c.shape[:2]) for row in cells for c in row), *CELL_RANGE))
     colour = any(c.ndim == 3 for row in cells for c in row)
     picture = np.concatenate(

@@ -265,7 +265,7 @@ def example_rows(module, batch, count: int) -> list:
     xray, drr = batch[0][:count], batch[1][:count]
     fake = module(xray)
     return [
-        [((t[0].clamp(-1, 1) + 1) / 2).float().cpu().numpy() for t in triple]
+        [(t[0].clamp(-1, 1) + 1) / 2 for t in triple]
         for triple in zip(xray, fake, drr, strict=True)
     ]
 
