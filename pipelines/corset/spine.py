@@ -16,9 +16,12 @@ line moves toward +x going up). Cobb angle = the largest difference between two 
 the SCORED levels T2..L4 (the outermost level on each side rests on the last half level of the
 trace and is left out; its most tilted levels are the end vertebrae); the secondary Cobb angle
 is the largest tilt difference among scored levels outside the primary curve. The Cobb angle's
-uncertainty (cobb_sd_deg) is the standard deviation of the Cobb angle over BOOTSTRAP moving-block
-bootstrap resamples of the traced path's residuals about the spline (blocks one level long,
-fixed seed).
+uncertainty (cobb_sd_deg) adds in quadrature two parts: the standard deviation of the Cobb angle
+over BOOTSTRAP moving-block bootstrap resamples of the traced path's residuals about the spline
+(blocks one level long, fixed seed: how well the path pins the curve down), and ASYMMETRY_DEG
+times the border asymmetry (how unequal the two traced borders are: when tissue beside the spine
+makes one stronger, the path may sit off the vertebral bodies' centre by a smooth drift that its
+scatter cannot show).
 
 Embedding (EMBEDDING_SIZE = 5 + 2 * LEVELS = 39 floats), in this order:
     [0]       signed primary Cobb / 90 (sign of the apex's offset toward +x)
@@ -50,6 +53,11 @@ MIRRORED = np.r_[0, 5 : 5 + 2 * LEVELS]  # embedding entries that change sign un
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 KNOT_LEVELS = 3.0  # spline knot spacing along the column, in levels
 BOOTSTRAP = 200  # resamples for the Cobb angle's uncertainty
+# Degrees of Cobb-angle standard deviation per unit of border asymmetry (see border_asymmetry),
+# added in quadrature to the bootstrap's: the error a path on the wrong side of the vertebral
+# bodies makes, which its scatter cannot show. Calibrated once for |error| <= 2 SD in 95% of the
+# tuning films of tests/spine_phantoms.py (bent-CT DRRs, seeds 0-63 and 1000-1029).
+ASYMMETRY_DEG = 7.0
 # A traced column counts as a spine when its median response is this many times the image's 75th
 # percentile: pure noise gives up to about 1.8, spine films 2.8 and more.
 NOISE_RATIO = 2.25
@@ -74,8 +82,10 @@ class SpineMeasure:
     secondary_cobb_deg: float
     spacing_mm: tuple[float, float]
     embedding: np.ndarray = field(default_factory=lambda: np.zeros(EMBEDDING_SIZE))
-    cobb_sd_deg: float = 0.0  # bootstrap standard deviation of cobb_deg
-    cobb_interval_deg: tuple[float, float] = (0.0, 0.0)  # bootstrap 2.5% and 97.5% quantiles
+    cobb_sd_deg: float = 0.0  # sqrt(bootstrap SD^2 + (ASYMMETRY_DEG * border asymmetry)^2)
+    cobb_interval_deg: tuple[float, float] = (0.0, 0.0)  # about 95%, see measure_spine
+    cobb_sd_bootstrap_deg: float = 0.0  # the path's scatter alone
+    border_asymmetry: float = 0.0  # see border_asymmetry()
 
     @property
     def end_vertebrae(self) -> tuple[str, str]:
@@ -93,6 +103,13 @@ class SpineMeasure:
             "cobb_deg": self.cobb_deg,
             "cobb_sd_deg": self.cobb_sd_deg,
             "cobb_interval_deg": list(self.cobb_interval_deg),
+            "cobb_sd_parts_deg": {
+                "bootstrap": self.cobb_sd_bootstrap_deg,
+                "border_asymmetry": math.sqrt(
+                    max(self.cobb_sd_deg**2 - self.cobb_sd_bootstrap_deg**2, 0.0)
+                ),
+            },
+            "border_asymmetry": self.border_asymmetry,
             "end_vertebrae": {"upper": upper, "lower": lower},
             "apex_vertebra": self.apex_vertebra,
             "end_levels": {"upper": self.upper_end, "lower": self.lower_end},
@@ -203,23 +220,59 @@ def width_responses(image: np.ndarray, widths_px: list[float] | None = None) -> 
     a band-minus-flanks brightness response is pulled toward them. A narrow two-bordered bone over
     the spine (the sternum when the patient is turned) still competes.
     """
-    from scipy.ndimage import gaussian_filter, uniform_filter1d
-
-    rows = image.shape[0]
-    smooth = gaussian_filter(image, sigma=(ROW_SIGMA * rows, 1.0))
+    smooth = _row_smoothed(image)
     if widths_px is None:
         widths_px = body_widths_px(image, None)
     out = np.empty((len(widths_px), *image.shape), dtype=np.float32)  # float32: big films
     for k, width in enumerate(widths_px):
-        width = max(4, int(round(width)))
-        run = max(2, int(round(width / 4)))
-        mean = uniform_filter1d(smooth, run, axis=1, mode="nearest")
-        gap = run // 2 + 1
-        step = _shift_cols(mean, gap) - _shift_cols(mean, -gap)  # > 0 where it gets brighter
-        rising = np.maximum(_shift_cols(step, -(width // 2)), 0)
-        falling = np.maximum(-_shift_cols(step, width // 2), 0)
-        out[k] = np.sqrt(rising * falling)
+        rising, falling = _border_steps(smooth, width)
+        out[k] = np.sqrt(np.maximum(rising, 0) * np.maximum(falling, 0))
     return out
+
+
+def _row_smoothed(image: np.ndarray) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(image, sigma=(ROW_SIGMA * image.shape[0], 1.0))
+
+
+def _border_steps(smooth: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
+    """Signed steps (H, W) at the two borders of a body `width` px wide centred on each column:
+    the rise at c - w/2 and the fall at c + w/2 (step: mean of the w/4 columns just beyond minus
+    just before)."""
+    from scipy.ndimage import uniform_filter1d
+
+    width = max(4, int(round(width)))
+    run = max(2, int(round(width / 4)))
+    mean = uniform_filter1d(smooth, run, axis=1, mode="nearest")
+    gap = run // 2 + 1
+    step = _shift_cols(mean, gap) - _shift_cols(mean, -gap)  # > 0 where it gets brighter
+    return _shift_cols(step, -(width // 2)), -_shift_cols(step, width // 2)
+
+
+def border_asymmetry(
+    image: np.ndarray,
+    widths_px: list[float],
+    columns: np.ndarray,
+    widths: np.ndarray,
+    rows: tuple[int, int],
+) -> float:
+    """Median over rows [top, bottom) of |ln(rise / fall)| of the two border steps on the traced
+    path (column columns[r], body width widths_px[widths[r]]): about 0.1 when both borders of
+    the vertebral bodies show (a spine film), 0.4-0.7 when tissue beside the spine makes one
+    border stronger than the other (a chest film), so that the centre between them is less sure
+    than the path's scatter says."""
+    smooth = _row_smoothed(image)
+    index = np.arange(*rows)
+    columns, widths = columns[index], widths[index]
+    rise, fall = np.zeros(len(index)), np.zeros(len(index))
+    for k in np.unique(widths):
+        rising, falling = _border_steps(smooth, widths_px[k])
+        chosen = widths == k
+        rise[chosen] = rising[index[chosen], columns[chosen]]
+        fall[chosen] = falling[index[chosen], columns[chosen]]
+    floor = 1e-3 * max(float(np.abs(np.r_[rise, fall]).max()), 1e-12)
+    return float(np.median(np.abs(np.log(np.maximum(rise, floor) / np.maximum(fall, floor)))))
 
 
 def centre_line_response(image: np.ndarray, widths_px: list[float] | None = None) -> np.ndarray:
@@ -347,7 +400,8 @@ def measure_spine(image: np.ndarray, spacing: tuple[float, float] | None) -> Spi
 
     spacing: [row, column] mm per pixel, or None when unknown (then 1 mm per pixel, and the body
     widths searched are fractions of the image width)."""
-    responses = width_responses(image, body_widths_px(image, spacing))
+    widths_px = body_widths_px(image, spacing)
+    responses = width_responses(image, widths_px)
     responses /= max(float(np.percentile(responses.max(axis=0), 99)), 1e-12)
     response = responses.max(axis=0)
     columns, widths = trace_centre_line(responses)
@@ -374,6 +428,16 @@ def measure_spine(image: np.ndarray, spacing: tuple[float, float] | None) -> Spi
     upper, lower = upper + SCORED.start, lower + SCORED.start
     cobb = float(np.ptp(scored))
     spread = fit.bootstrap_cobb(traced, x, level_idx[SCORED])
+    asymmetry = border_asymmetry(image, widths_px, columns, widths, (top, bottom))
+    bootstrap_sd = float(np.std(spread))
+    border_sd = ASYMMETRY_DEG * asymmetry
+    sd = math.hypot(bootstrap_sd, border_sd)
+    # the bootstrap's 2.5-97.5% range, each side widened in quadrature by 1.96 border SDs
+    low, high = np.percentile(spread, [2.5, 97.5])
+    interval = (
+        max(0.0, cobb - math.hypot(max(cobb - low, 0.0), 1.96 * border_sd)),
+        cobb + math.hypot(max(high - cobb, 0.0), 1.96 * border_sd),
+    )
     length = float(np.ptp(z))
     chord = np.interp(
         level_rows, [level_rows[upper], level_rows[lower] + 1e-9], [level_x[upper], level_x[lower]]
@@ -405,8 +469,10 @@ def measure_spine(image: np.ndarray, spacing: tuple[float, float] | None) -> Spi
         secondary_cobb_deg=secondary,
         spacing_mm=(float(sy), float(sx)),
         embedding=embedding.astype(np.float64),
-        cobb_sd_deg=float(np.std(spread)),
-        cobb_interval_deg=(float(np.percentile(spread, 2.5)), float(np.percentile(spread, 97.5))),
+        cobb_sd_deg=sd,
+        cobb_interval_deg=(float(interval[0]), float(interval[1])),
+        cobb_sd_bootstrap_deg=bootstrap_sd,
+        border_asymmetry=asymmetry,
     )
 
 
