@@ -111,6 +111,15 @@ def train(
     precision: Annotated[
         Precision, typer.Option(help="Numeric precision.", rich_help_panel=SCALE)
     ] = "32-true",
+    channels_last: Annotated[
+        bool,
+        typer.Option(
+            "--channels-last",
+            help="Store 2D convolution weights channels-last (NHWC): faster on recent NVIDIA "
+            "GPUs, with bf16-mixed above all; same numbers, 3D layers unchanged.",
+            rich_help_panel=SCALE,
+        ),
+    ] = False,
     max_time: Annotated[
         str | None, typer.Option(help="Stop after minutes (above 0), or DD:HH:MM:SS.")
     ] = None,
@@ -184,6 +193,7 @@ def train(
         num_nodes=num_nodes,
         strategy=strategy,
         precision=precision,
+        channels_last=channels_last,
         max_time=max_time,
         limit_batches=limit_batches,
         logger=logger,

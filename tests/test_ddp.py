@@ -117,10 +117,11 @@ def free_port() -> int:
 
 
 def test_srun_style_start_of_two_ranks(pix3d_root, single, tmp_path):
-    """Both ranks start at once with SLURM's variables, as `srun --ntasks-per-node=2` does."""
+    """Both ranks start at once with SLURM's variables, as `srun --ntasks-per-node=2` does; with
+    --channels-last, whose NHWC weights DDP's gradient buckets must follow (same numbers)."""
     out = tmp_path / "run"
     args = [*TRAIN, "--data", pix3d_root, "--batch-size", "4", "-o", out]
-    args += ["--devices", "2", "--strategy", "ddp"]
+    args += ["--devices", "2", "--strategy", "ddp", "--channels-last"]
     slurm = {
         "SLURM_NTASKS": "2",
         "SLURM_NTASKS_PER_NODE": "2",
@@ -143,3 +144,4 @@ def test_srun_style_start_of_two_ranks(pix3d_root, single, tmp_path):
     assert code1 == 0, err1
     assert out1.strip() == ""  # the summary is rank 0's alone
     assert_one_run(json.loads(out0), single)
+    assert "strides do not match" not in err0 + err1  # DDP's buckets follow the NHWC layout

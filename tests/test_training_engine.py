@@ -307,3 +307,99 @@ def test_training_loader_drops_only_a_lone_last_sample():
     assert sizes(8, 3, shuffle=True) == [3, 3, 2]
     assert sizes(5, 2, shuffle=False) == [2, 2, 1]
     assert sizes(1, 4, shuffle=True) == [1]
+
+
+@dataclass
+class ConvToyConfig(TrainConfig):
+    epochs: int = 2
+    batch_size: int = 8
+    lr: float = 0.01
+
+
+def build_conv_toy(cfg: ConvToyConfig):
+    """Images -> 2D conv, transposed conv and a 3D conv -> the image's mean; every weight's
+    layout is recorded at each training step."""
+    import lightning as L
+    from torch import nn
+    from torch.utils.data import TensorDataset
+
+    class ConvToy(L.LightningModule):
+        def __init__(self, config: dict) -> None:
+            super().__init__()
+            self.save_hyperparameters({"task": "convtoy", "config": config})
+            self.down = nn.Conv2d(2, 4, 3, stride=2, padding=1)
+            self.up = nn.ConvTranspose2d(4, 4, 2, stride=2)
+            self.depth = nn.Conv3d(1, 1, 3, padding=1)
+            self.layouts: list[tuple[bool, bool, bool]] = []
+
+        def forward(self, x):
+            y = self.up(torch.relu(self.down(x)))
+            return self.depth(y[:, None]).mean(dim=(1, 2, 3, 4))
+
+        def training_step(self, batch, _):
+            last = torch.channels_last
+            self.layouts.append(
+                (
+                    self.down.weight.is_contiguous(memory_format=last),
+                    self.up.weight.is_contiguous(memory_format=last),
+                    self.depth.weight.is_contiguous(),
+                )
+            )
+            x, y = batch
+            return nn.functional.mse_loss(self(x), y)
+
+        def validation_step(self, batch, _):
+            x, y = batch
+            self.log("val/mse", nn.functional.mse_loss(self(x), y), on_epoch=True)
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=self.hparams.config["lr"])
+
+    class ConvToyData(L.LightningDataModule):
+        def setup(self, stage=None):
+            g = torch.Generator().manual_seed(5)
+            x = torch.rand(48, 2, 16, 16, generator=g)
+            data = TensorDataset(x, x.mean(dim=(1, 2, 3)) * 3)
+            self.train_set = torch.utils.data.Subset(data, range(32))
+            self.val_set = torch.utils.data.Subset(data, range(32, 48))
+
+        def train_dataloader(self):
+            return seeded_loader(self.train_set, cfg.batch_size, cfg.seed, shuffle=True)
+
+        def val_dataloader(self):
+            return seeded_loader(self.val_set, 16, cfg.seed, shuffle=False)
+
+    return ConvToy(config_dict(cfg)), ConvToyData()
+
+
+def test_channels_last_stores_2d_convolutions_nhwc_and_learns_the_same(tmp_path):
+    """--channels-last: the 2D and transposed 2D convolutions train with NHWC weights, the 3D
+    one keeps its layout, the run learns what the default layout learns, and its checkpoint
+    loads into a model built the usual way."""
+    modules = {}
+
+    def build(cfg):
+        module, data = build_conv_toy(cfg)
+        modules[len(modules)] = module
+        return module, data
+
+    task = TaskSpec(
+        name="convtoy", config=ConvToyConfig, build=build, monitor="val/mse", mode="min"
+    )
+    results = [
+        fit(
+            task,
+            ConvToyConfig(),
+            RunOptions(out=tmp_path / name, device="cpu", quiet=True, **flags),
+        )
+        for name, flags in (("plain", {}), ("nhwc", {"channels_last": True}))
+    ]
+    plain, nhwc = (modules[k].layouts for k in (0, 1))
+    assert plain and all(layout == (False, False, True) for layout in plain)
+    assert nhwc and all(layout == (True, True, True) for layout in nhwc)
+    first, second = (r["metrics"]["val/mse"] for r in results)
+    assert second == pytest.approx(first, rel=1e-4, abs=1e-7)
+    model, _ = build_conv_toy(ConvToyConfig())
+    state = load_checkpoint(Path(results[1]["best_checkpoint"]), "convtoy")[1]
+    model.load_state_dict(state)
+    assert not model.down.weight.is_contiguous(memory_format=torch.channels_last)

@@ -114,6 +114,7 @@ class RunOptions:
     num_nodes: int = 1
     strategy: str = "auto"  # e.g. ddp
     precision: str = "32-true"  # e.g. bf16-mixed, 16-mixed
+    channels_last: bool = False  # 2D convolution weights stored NHWC (see ChannelsLast)
     max_time: str | None = None  # "DD:HH:MM:SS", or minutes
     limit_batches: float | None = None  # fraction (<= 1.0) or count of batches per epoch
     logger: str = "csv"  # csv | tensorboard (TensorBoard in addition to metrics.csv)
