@@ -71,49 +71,50 @@ def run(args) -> dict:
         predictor = PosePredictor.load(args.model, "auto", args.device, border=4)
     nominal = pose_from_degrees([0, 0, 0], [0, 850, 0])
     generator = torch.Generator().manual_seed(args.seed)
-    folder = Path(tempfile.mkdtemp(prefix="recon-capture-"))
     rows = []
-    for convention in args.conventions:
-        for bin_index in range(args.bins):
-            truths = offset_poses(bin_index, args.per_bin, args, generator)
-            where = folder / f"{convention}{bin_index}"
-            where.mkdir()
-            synth = synthesize_xrays(
-                where,
-                SynthXrayConfig(count=len(truths), reverse_x_axis=convention == "L"),
-                seed=args.seed + bin_index,
-                device=args.device,
-                poses=truths,
-                subject=subject,
-            )
-            fiducials = synth["fiducials"]
-            for path, truth in zip(synth["files"], truths, strict=True):
-                xray = read_xray(path)
-                image, intrinsics = preprocess(xray, crop=8)
-                starts = {"fixed": nominal}
-                if predictor is not None:
-                    starts["model"] = predictor(xray)
-                for init, start in starts.items():
-                    clock = time.perf_counter()
-                    result = register(coarse, image, intrinsics, start, config, args.device)
-                    final = float(mtre(result.final_pose, truth[None], fiducials)[0])
-                    rows.append(
-                        {
-                            "convention": convention,
-                            "bin": bin_index,
-                            "init": init,
-                            "start_mtre_mm": float(mtre(start, truth[None], fiducials)[0]),
-                            "final_mtre_mm": final if math.isfinite(final) else None,
-                            "success": math.isfinite(final) and final < 1.0,
-                            "seconds": time.perf_counter() - clock,
-                        }
-                    )
-                    print(
-                        f"{convention}\\F bin {bin_index} {init:>5}: start "
-                        f"{rows[-1]['start_mtre_mm']:6.1f} mm -> {final:7.2f} mm "
-                        f"in {rows[-1]['seconds']:.1f} s",
-                        flush=True,
-                    )
+    with tempfile.TemporaryDirectory(prefix="recon-capture-") as temporary:
+        folder = Path(temporary)  # the X-rays of every bin, removed at the end
+        for convention in args.conventions:
+            for bin_index in range(args.bins):
+                truths = offset_poses(bin_index, args.per_bin, args, generator)
+                where = folder / f"{convention}{bin_index}"
+                where.mkdir()
+                synth = synthesize_xrays(
+                    where,
+                    SynthXrayConfig(count=len(truths), reverse_x_axis=convention == "L"),
+                    seed=args.seed + bin_index,
+                    device=args.device,
+                    poses=truths,
+                    subject=subject,
+                )
+                fiducials = synth["fiducials"]
+                for path, truth in zip(synth["files"], truths, strict=True):
+                    xray = read_xray(path)
+                    image, intrinsics = preprocess(xray, crop=8)
+                    starts = {"fixed": nominal}
+                    if predictor is not None:
+                        starts["model"] = predictor(xray)
+                    for init, start in starts.items():
+                        clock = time.perf_counter()
+                        result = register(coarse, image, intrinsics, start, config, args.device)
+                        final = float(mtre(result.final_pose, truth[None], fiducials)[0])
+                        rows.append(
+                            {
+                                "convention": convention,
+                                "bin": bin_index,
+                                "init": init,
+                                "start_mtre_mm": float(mtre(start, truth[None], fiducials)[0]),
+                                "final_mtre_mm": final if math.isfinite(final) else None,
+                                "success": math.isfinite(final) and final < 1.0,
+                                "seconds": time.perf_counter() - clock,
+                            }
+                        )
+                        print(
+                            f"{convention}\\F bin {bin_index} {init:>5}: start "
+                            f"{rows[-1]['start_mtre_mm']:6.1f} mm -> {final:7.2f} mm "
+                            f"in {rows[-1]['seconds']:.1f} s",
+                            flush=True,
+                        )
     return {"rows": rows, "config": vars(args) | {"model": str(args.model)}}
 
 

@@ -145,19 +145,12 @@ def compare_model_start(checkpoint: Path, files, truths, fiducials, device: str 
 
 def benchmark_convention(args, reverse_x_axis: bool) -> dict:
     """Synthesise (or reuse) X-rays of one convention, register them, print the table."""
-    from recon.pipelines.common.metrics import mtre, rotation_error_deg
-    from recon.pipelines.xray.pose import pose_from_degrees
-    from recon.pipelines.xray.synth_xray import (
-        SynthXrayConfig,
-        read_fiducials,
-        read_truth,
-        synthesize_xrays,
-    )
+    from recon.pipelines.xray.synth_xray import SynthXrayConfig, synthesize_xrays
 
-    label = "L\\F" if reverse_x_axis else "R\\F"
-    folder = args.data
-    if folder is None:
-        folder = Path(tempfile.mkdtemp(prefix="recon-bench-"))
+    if args.data is not None:
+        return register_folder(args, reverse_x_axis, args.data)
+    with tempfile.TemporaryDirectory(prefix="recon-bench-") as temporary:
+        folder = Path(temporary)  # this convention's X-rays, removed at the end
         config = SynthXrayConfig(
             count=args.count,
             reverse_x_axis=reverse_x_axis,
@@ -165,6 +158,16 @@ def benchmark_convention(args, reverse_x_axis: bool) -> dict:
             xyz_range_mm=args.synth_xyz,
         )
         synthesize_xrays(folder, config, seed=args.seed, device=args.device)
+        return register_folder(args, reverse_x_axis, folder)
+
+
+def register_folder(args, reverse_x_axis: bool, folder: Path) -> dict:
+    """Register the X-rays of a `recon synth xray` folder (one convention), print the table."""
+    from recon.pipelines.common.metrics import mtre, rotation_error_deg
+    from recon.pipelines.xray.pose import pose_from_degrees
+    from recon.pipelines.xray.synth_xray import read_fiducials, read_truth
+
+    label = "L\\F" if reverse_x_axis else "R\\F"
     table = read_truth(folder / "truth.json")
     names = sorted(table)[: args.count]
     files = [folder / n for n in names]
