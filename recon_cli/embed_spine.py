@@ -33,6 +33,16 @@ def embed_spine(
         ),
     ] = None,
     spacing: Annotated[float | None, typer.Option("--spacing", hidden=True)] = None,
+    span: Annotated[
+        str,
+        typer.Option(
+            "--span",
+            metavar="FIRST-LAST",
+            help="The vertebrae the film shows, top to bottom, which name the 17 levels: T1-L5 "
+            "(a spine film) or T1-L1 (a chest film), C1..C7, T1..T12, L1..L5, S1. Names only: "
+            "no number changes.",
+        ),
+    ] = "T1-L5",
     debug_image: Annotated[
         Path | None, typer.Option("--debug-image", help="Write an overlay PNG of what was found.")
     ] = None,
@@ -42,9 +52,10 @@ def embed_spine(
 ) -> None:
     """Find the spine centre line on an X-ray and measure it.
 
-    Writes JSON with the centre line, the tilt of 17 vertebral levels (T1..L5, top first: the
-    traced column split into 17 equal parts), the Cobb angle with its uncertainty and its end
-    vertebrae, a secondary Cobb angle, and a 39-float embedding vector (layout in the README).
+    Writes JSON with the centre line, the tilt of 17 vertebral levels (top first: the traced
+    column split into 17 equal parts, named after --span), the Cobb angle with its uncertainty
+    and its end vertebrae, a secondary Cobb angle, and a 39-float embedding vector (layout in
+    the README).
     Exit 1 when no spine is found.
 
     Example: recon embed-spine spine.png -o spine.json --pixel-spacing 0.2 0.2 --debug-image dbg.png
@@ -54,9 +65,15 @@ def embed_spine(
 
     from recon.pipelines.common.io import write_png
     from recon.pipelines.common.outputs import atomic_file, check_output, write_json
-    from recon.pipelines.corset.spine import debug_overlay, load_spine_xray, measure_spine
+    from recon.pipelines.corset.spine import (
+        debug_overlay,
+        level_names,
+        load_spine_xray,
+        measure_spine,
+    )
 
     ui = Reporter(json_out, quiet)
+    level_names(span)
     check_range("--spacing", spacing, *SPACING_RANGE)
     for value in pixel_spacing or ():
         check_range("--pixel-spacing", value, *SPACING_RANGE)
@@ -71,7 +88,7 @@ def embed_spine(
         debug_image = check_output(debug_image, overwrite, (".png",), inputs=[xray])
     clock = time.perf_counter()
     loaded = load_spine_xray(xray, pixel_spacing)
-    measure = measure_spine(loaded.image, loaded.known_spacing)
+    measure = measure_spine(loaded.image, loaded.known_spacing, span)
     seconds = time.perf_counter() - clock
     doc = {
         **measure.as_dict(),
@@ -99,6 +116,7 @@ def embed_spine(
         "border_asymmetry": measure.border_asymmetry,
         "end_vertebrae": [upper, lower],
         "apex_vertebra": measure.apex_vertebra,
+        "span": measure.span,
         "secondary_cobb_deg": measure.secondary_cobb_deg,
         "pixel_spacing_mm": list(measure.spacing_mm),
         "spacing_from": loaded.spacing_source,
@@ -112,7 +130,10 @@ def embed_spine(
             [
                 ("Cobb (deg)", f"{measure.cobb_deg:.1f} +- {measure.cobb_sd_deg:.1f}"),
                 ("uncertainty (deg)", _uncertainty_parts(measure)),
-                ("end vertebrae", f"{upper} - {lower} (apex {measure.apex_vertebra})"),
+                (
+                    "end vertebrae",
+                    f"{upper} - {lower} (apex {measure.apex_vertebra}; span {measure.span})",
+                ),
                 ("secondary Cobb (deg)", measure.secondary_cobb_deg),
                 ("pixel spacing (mm)", f"{measure.spacing_mm[0]:g} x {measure.spacing_mm[1]:g}"),
                 ("out", out),

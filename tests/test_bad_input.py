@@ -279,6 +279,14 @@ def test_embed_spine_spacing_out_of_range(recon, spine, value):
     assert "--spacing must be in [0.01, 10]" in err
 
 
+@pytest.mark.parametrize("span", ["L1-T1", "T1-T1", "T13-L1", "T1", "T1-L5-S1", ""])
+def test_embed_spine_span_that_is_not_two_vertebrae_top_first(recon, spine, span):
+    err = refused(
+        recon, spine.parent, "embed-spine", spine, "-o", spine.parent / "e.json", "--span", span
+    )
+    assert "--span" in err
+
+
 def test_embed_spine_debug_image_over_its_input_is_refused(recon, spine):
     args = ("embed-spine", spine, "-o", spine.parent / "e.json", "--debug-image", spine)
     assert "would replace the input" in refused(recon, spine.parent, *args, "--overwrite")

@@ -8,9 +8,10 @@ Centre line: the best smooth top-to-bottom path, over column and body width toge
 response to the two lateral borders of the vertebral bodies (the width may change by one step a
 row, at a cost, so one border cannot be paired with whichever bright edge beside the spine fits
 another width), then a cubic least-squares spline x(z) with a knot every KNOT_LEVELS levels.
-Levels: the traced column is split into LEVELS = 17 equal parts named T1..T12, L1..L5 from the
-top (LEVEL_NAMES; index 0 = T1). Vertebrae are not found one by one, so the names are nominal:
-right for a film showing T1 to L5, shifted when the film shows another span (a chest film).
+Levels: the traced column is split into LEVELS = 17 equal parts, named from the top after the
+vertebrae the film shows (span, default T1-L5: T1..T12, L1..L5; a chest film's T1-L1 gives
+neighbouring levels one name; see level_names). Vertebrae are not found one by one, so the names
+are nominal: as right as the span given and the equal spacing of the levels.
 Tilt of a level = atan(dx/dz) of the spline at the level's centre, in degrees (positive when the
 line moves toward +x going up). Cobb angle = the largest difference between two level tilts of
 the SCORED levels T2..L4 (the outermost level on each side rests on the last half level of the
@@ -43,12 +44,37 @@ import numpy as np
 from recon.pipelines.common.errors import BadInput, JobFailed
 
 LEVELS = 17
-LEVEL_NAMES = tuple([f"T{k}" for k in range(1, 13)] + [f"L{k}" for k in range(1, 6)])
+# The vertebrae a film can show, top to bottom.
+VERTEBRAE = tuple(
+    [f"C{k}" for k in range(1, 8)]
+    + [f"T{k}" for k in range(1, 13)]
+    + [f"L{k}" for k in range(1, 6)]
+    + ["S1"]
+)
+DEFAULT_SPAN = "T1-L5"
 LEVEL_COUNTING = (
-    "the traced column split into 17 equal levels named T1..L5 from the top (nominal: "
-    "vertebrae are not found one by one)"
+    "the traced column split into 17 equal levels, named from the top after the vertebrae the "
+    "film shows (span; nominal: vertebrae are not found one by one)"
 )
 EMBEDDING_SIZE = 5 + 2 * LEVELS
+
+
+def level_names(span: str = DEFAULT_SPAN) -> tuple[str, ...]:
+    """Names of the LEVELS levels for a film showing the vertebrae `span` ("FIRST-LAST", top to
+    bottom, e.g. T1-L5 or T1-L1): level k is the vertebra at fraction (k + 0.5) / LEVELS of the
+    span, so T1-L5 names them T1..L5 one to one, and a shorter span gives neighbouring levels
+    one name. BadInput for a span that is not two vertebrae of VERTEBRAE, top one first."""
+    first, sep, last = span.strip().upper().partition("-")
+    if not sep or first not in VERTEBRAE or last not in VERTEBRAE:
+        raise BadInput(f"--span {span!r}: expected FIRST-LAST vertebrae such as T1-L5 or T1-L1")
+    top, bottom = VERTEBRAE.index(first), VERTEBRAE.index(last)
+    if bottom - top < 1:
+        raise BadInput(f"--span {span!r}: the first vertebra must lie above the last")
+    count = bottom - top + 1
+    return tuple(VERTEBRAE[top + int((k + 0.5) * count / LEVELS)] for k in range(LEVELS))
+
+
+LEVEL_NAMES = level_names()
 MIRRORED = np.r_[0, 5 : 5 + 2 * LEVELS]  # embedding entries that change sign under a mirror
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 KNOT_LEVELS = 3.0  # spline knot spacing along the column, in levels
@@ -87,14 +113,19 @@ class SpineMeasure:
     cobb_sd_bootstrap_deg: float = 0.0  # the path's scatter alone
     cobb_sd_border_deg: float = 0.0  # ASYMMETRY_DEG * border_asymmetry
     border_asymmetry: float = 0.0  # see border_asymmetry()
+    span: str = DEFAULT_SPAN  # the vertebrae the film shows, which name the levels
+
+    @property
+    def level_names(self) -> tuple[str, ...]:
+        return level_names(self.span)
 
     @property
     def end_vertebrae(self) -> tuple[str, str]:
-        return LEVEL_NAMES[self.upper_end], LEVEL_NAMES[self.lower_end]
+        return self.level_names[self.upper_end], self.level_names[self.lower_end]
 
     @property
     def apex_vertebra(self) -> str:
-        return LEVEL_NAMES[self.apex]
+        return self.level_names[self.apex]
 
     def as_dict(self) -> dict:
         sy, sx = self.spacing_mm
@@ -113,7 +144,8 @@ class SpineMeasure:
             "apex_vertebra": self.apex_vertebra,
             "end_levels": {"upper": self.upper_end, "lower": self.lower_end},
             "apex_level": self.apex,
-            "level_names": list(LEVEL_NAMES),
+            "span": self.span,
+            "level_names": list(self.level_names),
             "level_counting": LEVEL_COUNTING,
             "secondary_cobb_deg": self.secondary_cobb_deg,
             "levels": LEVELS,
@@ -124,7 +156,7 @@ class SpineMeasure:
             "spacing_mm": list(self.spacing_mm),
             "embedding": self.embedding.tolist(),
             "embedding_layout": "see corset/spine.py (signed Cobb, secondary, apex/ends, "
-            "17 tilts / 45 deg, 17 lateral offsets / spine length; level 0 (T1) at the top)",
+            "17 tilts / 45 deg, 17 lateral offsets / spine length; level 0 at the top)",
         }
 
 
@@ -192,10 +224,11 @@ def load_spine_image(path: Path, spacing: tuple[float, float] | float | None = N
 
 # Vertebral-body widths searched (with the pedicles, at the detector): in mm when the pixel spacing
 # is known, from a thoracic body to a lumbar one with some magnification; else as fractions of the
-# image width, for a chest- or spine-sized AP field. Neighbouring widths are one width step of the
-# traced path apart (see trace_centre_line).
+# image width, for a chest- or spine-sized AP field (a chest film's 300 mm field gives 18-54 mm,
+# the range in mm). Neighbouring widths are one width step of the traced path apart (see
+# trace_centre_line).
 BODY_WIDTHS_MM = tuple(float(w) for w in np.arange(18.0, 54.5, 3.0))
-BODY_WIDTHS = (0.06, 0.07, 0.08, 0.09, 0.10, 0.11, 0.12, 0.13, 0.14)
+BODY_WIDTHS = tuple(round(0.06 + 0.01 * k, 2) for k in range(13))  # 0.06 .. 0.18
 # Row smoothing of the image before the border steps, as a fraction of the image height (about
 # two thirds of a vertebra on a T1..L1 film).
 ROW_SIGMA = 0.016
@@ -398,11 +431,15 @@ def _spine_extent(
     return top, bottom
 
 
-def measure_spine(image: np.ndarray, spacing: tuple[float, float] | None) -> SpineMeasure:
+def measure_spine(
+    image: np.ndarray, spacing: tuple[float, float] | None, span: str = DEFAULT_SPAN
+) -> SpineMeasure:
     """Trace the spine in an X-ray (H, W) in [0, 1] and measure it (see module doc).
 
     spacing: [row, column] mm per pixel, or None when unknown (then 1 mm per pixel, and the body
-    widths searched are fractions of the image width)."""
+    widths searched are fractions of the image width). span: the vertebrae the film shows, which
+    name the levels (see level_names; it changes no number)."""
+    level_names(span)  # a bad span fails before the work
     widths_px = body_widths_px(image, spacing)
     smooth = _row_smoothed(image)
     responses = _responses(smooth, widths_px)
@@ -478,6 +515,7 @@ def measure_spine(image: np.ndarray, spacing: tuple[float, float] | None) -> Spi
         cobb_sd_bootstrap_deg=bootstrap_sd,
         cobb_sd_border_deg=border_sd,
         border_asymmetry=asymmetry,
+        span=span.strip().upper(),
     )
 
 
