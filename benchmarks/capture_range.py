@@ -61,6 +61,7 @@ def run(args) -> dict:
         heights=heights,
         iterations=[200, 100, 100][: len(heights)],
         patience=[10] * len(heights),
+        threshold=args.plateau_threshold,
     )
     subject = load_ct()
     coarse = coarsen(subject, config.ct_spacing_mm)
@@ -207,6 +208,9 @@ def main() -> None:
     parser.add_argument("--max-xyz", type=float, default=60.0, help="mm")
     parser.add_argument("--conventions", default="L,R", help="L, R or L,R")
     parser.add_argument("--heights", default="64,128", help="registration stages, px")
+    parser.add_argument(
+        "--plateau-threshold", type=float, default=1e-4, help="as recon register's (default 1e-4)"
+    )
     parser.add_argument("--model", type=Path, help="`recon train pose` checkpoint (--init model)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--threads", type=int, default=1)

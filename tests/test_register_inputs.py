@@ -107,6 +107,33 @@ def test_uid_named_dicoms_register_to_separate_folders(tmp_path, recon, monkeypa
     assert " ".join(f"{v:.2f}" for v in found) in stdout
 
 
+@pytest.mark.slow
+def test_plateau_threshold_decides_when_a_stage_stops(tmp_path, recon):
+    """--plateau-threshold reaches the optimiser: the coarsest threshold counts next to no step
+    as progress, so the rates drop and the stage stops early; a fine one goes on."""
+    from test_xray_io import small_ct
+
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    dicom = write_dicom(tmp_path / "x.dcm", 5)
+    fast = [*FAST, "--iterations", 200, "--patience", 4, "--json"]
+    counts = {}
+    for threshold in (0.01, 1e-7):
+        out = tmp_path / f"reg_{threshold}"
+        args = ("register", dicom, "-v", ct, "-o", out, *fast, "--plateau-threshold", threshold)
+        code, stdout, err = recon(*args)
+        assert code == 0, err
+        counts[threshold] = json.loads(stdout)["results"][0]["iterations"]
+        saved = torch_load(out / "x" / "parameters.pt")
+        assert saved["config"]["threshold"] == threshold
+    assert counts[0.01] + 50 < counts[1e-7], counts  # measured 84 and 200
+
+
+def torch_load(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, weights_only=True)
+
+
 def _png(path: Path) -> Path:
     from recon.pipelines.common.io import write_png
 
@@ -140,6 +167,9 @@ PNG = ["--init", "fixed", "--sdd", 1000, "--pixel-spacing", 1, 1]
         (["--heights", 99999], "--heights must be 1 to 8"),
         (["--iterations", 0], "--iterations must be 1 to 8 comma-separated integers in [1,"),
         (["--patience", "-3"], "--patience must be 1 to 8"),
+        (["--plateau-threshold", 0], "--plateau-threshold must be in (0, 0.01], not 0"),
+        (["--plateau-threshold", "nan"], "--plateau-threshold must be in (0, 0.01], not nan"),
+        (["--plateau-threshold", 0.5], "--plateau-threshold must be in (0, 0.01], not 0.5"),
         (["--seed", -1], "--seed must be in [0, 4294967295], not -1"),
     ],
 )

@@ -133,6 +133,7 @@ class RegisterRequest:
     heights: str = "64,128"
     iterations: str = "200,100"
     patience: str = "10,10"
+    plateau_threshold: float = 1e-4
     lr_rot: float = 1e-2
     lr_xyz: float = 1.0
     renderer: str = "trilinear"
@@ -181,6 +182,7 @@ def run_register(request: RegisterRequest, info, track) -> dict:
         heights=parse_stages(r.heights, "heights"),
         iterations=parse_stages(r.iterations, "iterations"),
         patience=parse_stages(r.patience, "patience"),
+        threshold=r.plateau_threshold,
         lr_rot=r.lr_rot,
         lr_xyz=r.lr_xyz,
         renderer=r.renderer,
