@@ -60,21 +60,32 @@ def build_toy(cfg: ToyConfig):
         def configure_optimizers(self):
             return torch.optim.Adam(self.parameters(), lr=self.hparams.config["lr"])
 
-    class ToyData(L.LightningDataModule):
+    def data():
+        g = torch.Generator().manual_seed(123)
+        x = torch.rand(96, 1, generator=g) * 2 - 1
+        return TensorDataset(x, torch.sin(3 * x))
+
+    return Toy(config_dict(cfg)), split_data(data, 64, cfg, val_batch=32)
+
+
+def split_data(make, train_count: int, cfg, val_batch: int):
+    """A data module over the dataset make() returns: its first train_count items train (seeded
+    shuffle), the rest validate in batches of val_batch."""
+    import lightning as L
+
+    class SplitData(L.LightningDataModule):
         def setup(self, stage=None):
-            g = torch.Generator().manual_seed(123)
-            x = torch.rand(96, 1, generator=g) * 2 - 1
-            data = TensorDataset(x, torch.sin(3 * x))
-            self.train_set = torch.utils.data.Subset(data, range(64))
-            self.val_set = torch.utils.data.Subset(data, range(64, 96))
+            data = make()
+            self.train_set = torch.utils.data.Subset(data, range(train_count))
+            self.val_set = torch.utils.data.Subset(data, range(train_count, len(data)))
 
         def train_dataloader(self):
             return seeded_loader(self.train_set, cfg.batch_size, cfg.seed, shuffle=True)
 
         def val_dataloader(self):
-            return seeded_loader(self.val_set, 32, cfg.seed, shuffle=False)
+            return seeded_loader(self.val_set, val_batch, cfg.seed, shuffle=False)
 
-    return Toy(config_dict(cfg)), ToyData()
+    return SplitData()
 
 
 TOY = TaskSpec(name="toy", config=ToyConfig, build=build_toy, monitor="val/mse", mode="min")
@@ -355,21 +366,12 @@ def build_conv_toy(cfg: ConvToyConfig):
         def configure_optimizers(self):
             return torch.optim.Adam(self.parameters(), lr=self.hparams.config["lr"])
 
-    class ConvToyData(L.LightningDataModule):
-        def setup(self, stage=None):
-            g = torch.Generator().manual_seed(5)
-            x = torch.rand(48, 2, 16, 16, generator=g)
-            data = TensorDataset(x, x.mean(dim=(1, 2, 3)) * 3)
-            self.train_set = torch.utils.data.Subset(data, range(32))
-            self.val_set = torch.utils.data.Subset(data, range(32, 48))
+    def data():
+        g = torch.Generator().manual_seed(5)
+        x = torch.rand(48, 2, 16, 16, generator=g)
+        return TensorDataset(x, x.mean(dim=(1, 2, 3)) * 3)
 
-        def train_dataloader(self):
-            return seeded_loader(self.train_set, cfg.batch_size, cfg.seed, shuffle=True)
-
-        def val_dataloader(self):
-            return seeded_loader(self.val_set, 16, cfg.seed, shuffle=False)
-
-    return ConvToy(config_dict(cfg)), ConvToyData()
+    return ConvToy(config_dict(cfg)), split_data(data, 32, cfg, val_batch=16)
 
 
 def test_channels_last_stores_2d_convolutions_nhwc_and_learns_the_same(tmp_path):
