@@ -57,19 +57,15 @@ def drr_cases(count: int, contrast: bool = False, first: int = 2000, **controls)
 
 def score(name: str, cases, spacing_known: bool = True, span: str = "T1-L5") -> dict:
     from recon.pipelines.common.metrics import cobb_error
-    from recon.pipelines.corset.spine import VERTEBRAE, measure_spine
+    from recon.pipelines.corset.spine import ends_named_right, measure_spine
 
     errors, signed, sds, covered, inside, seconds, named = [], [], [], [], [], [], []
-    first = VERTEBRAE.index(span.split("-")[0])
     for image, spacing, truth, tilts in cases:
         clock = time.perf_counter()
         measure = measure_spine(image, spacing if spacing_known else None, span)
         seconds.append(time.perf_counter() - clock)
-        # the named end vertebrae are right when their true tilts span the true Cobb angle to
-        # within NAMED_ENDS_DEG (where neighbouring vertebrae tilt alike, either end will do)
-        upper, lower = (VERTEBRAE.index(v) - first for v in measure.end_vertebrae)
-        shown = 0 <= upper < len(tilts) and 0 <= lower < len(tilts)  # a name off the film: wrong
-        named.append(shown and abs(tilts[upper] - tilts[lower]) >= truth - NAMED_ENDS_DEG)
+        # both generators' films start at T1 (their tilts: one per vertebra shown)
+        named.append(ends_named_right(measure.end_vertebrae, tilts, "T1", truth, NAMED_ENDS_DEG))
         errors.append(cobb_error(measure.cobb_deg, truth))
         signed.append(measure.cobb_deg - truth)
         sds.append(measure.cobb_sd_deg)

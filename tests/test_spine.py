@@ -13,6 +13,7 @@ from recon.pipelines.common.metrics import cobb_error
 from recon.pipelines.corset.spine import (
     EMBEDDING_SIZE,
     VERTEBRAE,
+    ends_named_right,
     level_names,
     load_spine_image,
     measure_spine,
@@ -203,16 +204,10 @@ def test_end_vertebrae_of_chest_films_are_named_right_more_often_with_their_span
     tilts, whose error on these films is the open Cobb target above)."""
 
     def named_right(span: str) -> float:
-        first = VERTEBRAE.index(span.split("-")[0])
-        right = []
+        names, right = level_names(span), []
         for xray, (measure, truth) in zip(bent_ct_xrays_30, bent_ct_measures_30, strict=True):
-            names = level_names(span)
-            ends = [
-                VERTEBRAE.index(names[k]) - first for k in (measure.upper_end, measure.lower_end)
-            ]
-            tilts = xray.tilts_deg
-            shown = all(0 <= k < len(tilts) for k in ends)
-            right.append(shown and abs(tilts[ends[0]] - tilts[ends[1]]) >= truth - 3.0)
+            ends = names[measure.upper_end], names[measure.lower_end]
+            right.append(ends_named_right(ends, xray.tilts_deg, "T1", truth, 3.0))
         return float(np.mean(right))
 
     chest, default = named_right("T1-L1"), named_right("T1-L5")

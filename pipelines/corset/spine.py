@@ -75,6 +75,21 @@ def level_names(span: str = DEFAULT_SPAN) -> tuple[str, ...]:
 
 
 LEVEL_NAMES = level_names()
+
+
+def ends_named_right(
+    ends: tuple[str, str], tilts_deg, first: str, cobb_deg: float, tolerance_deg: float = 3.0
+) -> bool:
+    """Whether end vertebrae named `ends` (upper, lower) are right on a film whose true tilts
+    are known: tilts_deg holds one per vertebra shown, top to bottom from `first`. Right when
+    both are on the film and their true tilts span the true Cobb angle to within tolerance_deg
+    (where neighbouring vertebrae tilt alike, either will do). For benchmarks and tests."""
+    upper, lower = (VERTEBRAE.index(name) - VERTEBRAE.index(first) for name in ends)
+    if not (0 <= upper < len(tilts_deg) and 0 <= lower < len(tilts_deg)):
+        return False
+    return bool(abs(tilts_deg[upper] - tilts_deg[lower]) >= cobb_deg - tolerance_deg)
+
+
 MIRRORED = np.r_[0, 5 : 5 + 2 * LEVELS]  # embedding entries that change sign under a mirror
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 KNOT_LEVELS = 3.0  # spline knot spacing along the column, in levels
