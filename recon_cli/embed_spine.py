@@ -59,6 +59,8 @@ def embed_spine(
     Exit 1 when no spine is found.
 
     Example: recon embed-spine spine.png -o spine.json --pixel-spacing 0.2 0.2 --debug-image dbg.png
+
+    A chest film showing T1 to L1: recon embed-spine chest.dcm -o chest.json --span T1-L1
     """
     import sys
     import time
