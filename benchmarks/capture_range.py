@@ -10,10 +10,14 @@ Orientation L\\F, R = R\\F; read from the DICOM header as `recon register` reads
 is registered from two starts: `fixed`, the nominal pose (what `--init fixed` gives), and
 `model`, the prediction of a `recon train pose` checkpoint (--model; skipped without one).
 Prints per bin the median start mTRE and the success rate of each start, and draws the rates in
-capture_range.png (matplotlib when installed, else PIL).
+capture_range.png (matplotlib when installed, else PIL). --plateau-threshold sets the
+registration's (as `recon register --plateau-threshold`); --compare-threshold T also registers
+each X-ray from the fixed start at T, alternating with the first, and prints both thresholds'
+success, median final mTRE and median time, and their time ratio, all from this one run.
 
     .venv/bin/python benchmarks/capture_range.py --per-bin 1 --bins 2 --conventions L --heights 32
     .venv/bin/python benchmarks/capture_range.py --per-bin 8 --device cuda --model best.ckpt
+    .venv/bin/python benchmarks/capture_range.py --conventions L --compare-threshold 1e-5
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import math
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -63,6 +68,11 @@ def run(args) -> dict:
         patience=[10] * len(heights),
         threshold=args.plateau_threshold,
     )
+    configs = {"fixed": config}
+    if args.compare_threshold is not None:
+        configs[f"fixed@{args.compare_threshold:g}"] = replace(
+            config, threshold=args.compare_threshold
+        )
     subject = load_ct()
     coarse = coarsen(subject, config.ct_spacing_mm)
     predictor = None
@@ -92,12 +102,12 @@ def run(args) -> dict:
                 for path, truth in zip(synth["files"], truths, strict=True):
                     xray = read_xray(path)
                     image, intrinsics = preprocess(xray, crop=8)
-                    starts = {"fixed": nominal}
+                    starts = {name: (nominal, cfg) for name, cfg in configs.items()}
                     if predictor is not None:
-                        starts["model"] = predictor(xray)
-                    for init, start in starts.items():
+                        starts["model"] = (predictor(xray), config)
+                    for init, (start, cfg) in starts.items():
                         clock = time.perf_counter()
-                        result = register(coarse, image, intrinsics, start, config, args.device)
+                        result = register(coarse, image, intrinsics, start, cfg, args.device)
                         final = float(mtre(result.final_pose, truth[None], fiducials)[0])
                         rows.append(
                             {
@@ -117,6 +127,27 @@ def run(args) -> dict:
                             flush=True,
                         )
     return {"rows": rows, "config": vars(args) | {"model": str(args.model)}}
+
+
+def compare_thresholds(rows: list[dict], args) -> None:
+    """Both plateau thresholds over the same X-rays of this run: success, median final mTRE,
+    median seconds, and the time ratio."""
+    sides = {}
+    for init, threshold in (
+        ("fixed", args.plateau_threshold),
+        (f"fixed@{args.compare_threshold:g}", args.compare_threshold),
+    ):
+        chosen = [r for r in rows if r["init"] == init]
+        finals = [r["final_mtre_mm"] for r in chosen if r["final_mtre_mm"] is not None]
+        sides[threshold] = statistics.median(r["seconds"] for r in chosen)
+        print(
+            f"plateau threshold {threshold:g}: {sum(r['success'] for r in chosen)}/{len(chosen)} "
+            f"below 1 mm, median final mTRE {statistics.median(finals):.2f} mm, median "
+            f"{sides[threshold]:.1f} s per registration",
+            flush=True,
+        )
+    ratio = sides[args.compare_threshold] / sides[args.plateau_threshold]
+    print(f"time ratio {args.compare_threshold:g} / {args.plateau_threshold:g}: x{ratio:.2f}")
 
 
 def summarise(rows: list[dict], args) -> list[dict]:
@@ -211,6 +242,12 @@ def main() -> None:
     parser.add_argument(
         "--plateau-threshold", type=float, default=1e-4, help="as recon register's (default 1e-4)"
     )
+    parser.add_argument(
+        "--compare-threshold",
+        type=float,
+        help="also register each X-ray from the fixed start with this plateau threshold, "
+        "alternating with the first, and print both sides' success, median mTRE and time",
+    )
     parser.add_argument("--model", type=Path, help="`recon train pose` checkpoint (--init model)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--threads", type=int, default=1)
@@ -239,6 +276,8 @@ def main() -> None:
             f"{entry['bin']:>3} {rot[0]:4g}-{rot[1]:<4g} {xyz[0]:4g}-{xyz[1]:<4g} "
             f"{cells[0]:>14} {cells[1]:>14}"
         )
+    if args.compare_threshold is not None:
+        compare_thresholds(result["rows"], args)
     library = plot(table, args.out)
     print(f"success = final mTRE < 1 mm; (median start mTRE); plot {args.out} ({library})")
     print(json.dumps({"table": table, "rows": result["rows"]}, default=str))

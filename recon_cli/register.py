@@ -164,7 +164,7 @@ def register(
         typer.Option(
             help="Relative gain in similarity that counts as progress, in (0, 0.01]; after "
             "--patience steps without it the rates drop (a stage stops after two drops). 1e-5 "
-            "goes on through flat stretches: more accurate, about 40% slower (README).",
+            "goes on through flat stretches: more accurate, x1.4 the time (README).",
             rich_help_panel=OPT,
         ),
     ] = 1e-4,
