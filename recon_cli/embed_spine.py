@@ -58,9 +58,9 @@ def embed_spine(
     the README).
     Exit 1 when no spine is found.
 
-    Example: recon embed-spine spine.png -o spine.json --pixel-spacing 0.2 0.2 --debug-image dbg.png
+    A chest film showing T1 to L1 takes --span T1-L1.
 
-    A chest film showing T1 to L1: recon embed-spine chest.dcm -o chest.json --span T1-L1
+    Example: recon embed-spine spine.png -o spine.json --pixel-spacing 0.2 0.2 --debug-image dbg.png
     """
     import sys
     import time
