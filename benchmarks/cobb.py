@@ -13,7 +13,8 @@ For each: Cobb MAE (target <= 3 deg), bias, worst case, the median reported unce
 (cobb_sd_deg), how often the error is within two of it and how often the truth lies inside
 cobb_interval_deg, how often the end vertebrae are named right (the true tilts of the two named
 vertebrae span the true Cobb angle to within NAMED_ENDS_DEG; the synthetic films show T1-L5, the
-DRRs T1-L1: --drr-span), and the time per image. With
+DRRs T1-L1: --drr-span) and how often a level is named after the vertebra nearest it, and the
+time per image. With
 --contrast the DRRs keep the CT's iodine in the heart and great vessels (an angiogram, harder
 than a plain film: the aorta beside the spine is as bright as bone). With --spine-only, the same
 DRRs of the vertebrae alone (everything else air): the method's own error, without the tissue
@@ -44,7 +45,13 @@ def synth_cases(count: int, seed: int = 123):
     for i in range(count):
         cobb = 50.0 * i / (count - 1) * rng.choice([-1, 1])
         xray = synth_spine_xray(cobb, rng.uniform(420, 560), rng.uniform(250, 360), seed=1000 + i)
-        yield xray.image / 65535.0, (xray.spacing_mm,) * 2, xray.cobb_deg, xray.tilts_deg
+        yield (
+            xray.image / 65535.0,
+            (xray.spacing_mm,) * 2,
+            xray.cobb_deg,
+            xray.tilts_deg,
+            xray.level_rows,
+        )
 
 
 def drr_cases(count: int, contrast: bool = False, first: int = 2000, **controls):
@@ -52,20 +59,22 @@ def drr_cases(count: int, contrast: bool = False, first: int = 2000, **controls)
 
     for seed in range(first, first + count):
         xray = bent_spine_drr(seed, contrast=contrast, **controls)
-        yield xray.image, xray.spacing_mm, xray.cobb_deg, xray.tilts_deg
+        yield xray.image, xray.spacing_mm, xray.cobb_deg, xray.tilts_deg, xray.vertebra_rows
 
 
 def score(name: str, cases, spacing_known: bool = True, span: str = "T1-L5") -> dict:
     from recon.pipelines.common.metrics import cobb_error
-    from recon.pipelines.corset.spine import ends_named_right, measure_spine
+    from recon.pipelines.corset.spine import ends_named_right, levels_named_right, measure_spine
 
     errors, signed, sds, covered, inside, seconds, named = [], [], [], [], [], [], []
-    for image, spacing, truth, tilts in cases:
+    levels = []
+    for image, spacing, truth, tilts, rows in cases:
         clock = time.perf_counter()
         measure = measure_spine(image, spacing if spacing_known else None, span)
         seconds.append(time.perf_counter() - clock)
         # both generators' films start at T1 (their tilts: one per vertebra shown)
         named.append(ends_named_right(measure.end_vertebrae, tilts, "T1", truth, NAMED_ENDS_DEG))
+        levels.append(levels_named_right(measure.level_rows, measure.level_names, rows, "T1"))
         errors.append(cobb_error(measure.cobb_deg, truth))
         signed.append(measure.cobb_deg - truth)
         sds.append(measure.cobb_sd_deg)
@@ -83,6 +92,7 @@ def score(name: str, cases, spacing_known: bool = True, span: str = "T1-L5") -> 
         "within_2sd": float(np.mean(covered)),
         "in_interval": float(np.mean(inside)),
         "ends_named": float(np.mean(named)),
+        "levels_named": float(np.mean(levels)),
         "seconds_per_image": float(np.mean(seconds)),
     }
     verdict = "ok" if row["mae_deg"] <= 3.0 else "ABOVE TARGET"
@@ -91,7 +101,8 @@ def score(name: str, cases, spacing_known: bool = True, span: str = "T1-L5") -> 
         f"max {row['max_deg']:.1f}) over {row['count']}; median uncertainty "
         f"{row['median_sd_deg']:.2f} deg, |error| <= 2 SD in {100 * row['within_2sd']:.0f}%, "
         f"truth inside cobb_interval_deg in {100 * row['in_interval']:.0f}%; end vertebrae "
-        f"named right in {100 * row['ends_named']:.0f}% (span {span}); "
+        f"named right in {100 * row['ends_named']:.0f}% and levels in "
+        f"{100 * row['levels_named']:.0f}% (span {span}); "
         f"{row['seconds_per_image']:.2f} s per image; target <= 3 deg: {verdict}",
         flush=True,
     )

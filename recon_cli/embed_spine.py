@@ -53,7 +53,8 @@ def embed_spine(
     """Find the spine centre line on an X-ray and measure it.
 
     Writes JSON with the centre line, the tilt of 17 vertebral levels (top first: the traced
-    column split into 17 equal parts, named after --span), the Cobb angle with its uncertainty
+    column split into 17 equal parts, each named after the vertebra of --span that lies there
+    for typical vertebra heights), the Cobb angle with its uncertainty
     and its end vertebrae, a secondary Cobb angle, and a 39-float embedding vector (layout in
     the README).
     Exit 1 when no spine is found.

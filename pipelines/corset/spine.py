@@ -8,14 +8,15 @@ Centre line: the best smooth top-to-bottom path, over column and body width toge
 response to the two lateral borders of the vertebral bodies (the width may change by one step a
 row, at a cost, so one border cannot be paired with whichever bright edge beside the spine fits
 another width), then a cubic least-squares spline x(z) with a knot every KNOT_LEVELS levels.
-Levels: the traced column is split into LEVELS = 17 equal parts, named from the top after the
-vertebrae the film shows (span, default T1-L5: T1..T12, L1..L5; a chest film's T1-L1 gives
-neighbouring levels one name; see level_names). Vertebrae are not found one by one, so the names
-are nominal: as right as the span given and the equal spacing of the levels.
+Levels: the traced column is split into LEVELS = 17 equal parts, each named after the vertebra
+that lies there when the vertebrae the film shows (span, default T1-L5) have typical adult
+heights, which grow down the spine (SEGMENT_MM; see level_names). Vertebrae are not found one
+by one, so the names are as right as the span given and the patient's proportions.
 Tilt of a level = atan(dx/dz) of the spline at the level's centre, in degrees (positive when the
 line moves toward +x going up). Cobb angle = the largest difference between two level tilts of
-the SCORED levels T2..L4 (the outermost level on each side rests on the last half level of the
-trace and is left out; its most tilted levels are the end vertebrae); the secondary Cobb angle
+the SCORED levels, all but the outermost on each side (T3..L4 with the default span: the
+outermost level rests on the last half level of the trace; the two most tilted scored levels are
+the end vertebrae); the secondary Cobb angle
 is the largest tilt difference among scored levels outside the primary curve. The Cobb angle's
 uncertainty (cobb_sd_deg) adds in quadrature two parts: the standard deviation of the Cobb angle
 over BOOTSTRAP moving-block bootstrap resamples of the traced path's residuals about the spline
@@ -52,26 +53,52 @@ VERTEBRAE = tuple(
     + ["S1"]
 )
 DEFAULT_SPAN = "T1-L5"
+# Typical adult height of each vertebra with the disc below it, mm (rounded, from published
+# morphometry: thoracic bodies grow from about 15 mm at T1 to 23 at T12 and lumbar ones are 25-28,
+# thoracic discs 3-7 mm and lumbar ones 9-12). Only their proportions matter: they say where in a
+# span each vertebra lies, e.g. T1-T4 take a quarter of a T1-L1 film, not the third that equal
+# heights would give.
+SEGMENT_MM = dict(
+    zip(
+        VERTEBRAE,
+        [12, 25, 18, 18, 18, 18, 19]
+        + [18, 19.5, 19.5, 20, 20.5, 21, 22, 23, 24, 25.5, 27, 30]
+        + [34, 36, 38, 38, 36]
+        + [30],
+        strict=True,
+    )
+)
 LEVEL_COUNTING = (
-    "the traced column split into 17 equal levels, named from the top after the vertebrae the "
-    "film shows (span; nominal: vertebrae are not found one by one)"
+    "the traced column split into 17 equal levels, each named after the vertebra that lies there "
+    "when the film's span has typical adult vertebra heights (vertebrae are not found one by one)"
 )
 EMBEDDING_SIZE = 5 + 2 * LEVELS
 
 
-def level_names(span: str = DEFAULT_SPAN) -> tuple[str, ...]:
-    """Names of the LEVELS levels for a film showing the vertebrae `span` ("FIRST-LAST", top to
-    bottom, e.g. T1-L5 or T1-L1): level k is the vertebra at fraction (k + 0.5) / LEVELS of the
-    span, so T1-L5 names them T1..L5 one to one, and a shorter span gives neighbouring levels
-    one name. BadInput for a span that is not two vertebrae of VERTEBRAE, top one first."""
+def span_vertebrae(span: str = DEFAULT_SPAN) -> tuple[str, ...]:
+    """The vertebrae a film showing `span` ("FIRST-LAST", top to bottom, e.g. T1-L5 or T1-L1)
+    holds, top to bottom. BadInput for a span that is not two vertebrae of VERTEBRAE, top one
+    first."""
     first, sep, last = span.strip().upper().partition("-")
     if not sep or first not in VERTEBRAE or last not in VERTEBRAE:
         raise BadInput(f"--span {span!r}: expected FIRST-LAST vertebrae such as T1-L5 or T1-L1")
     top, bottom = VERTEBRAE.index(first), VERTEBRAE.index(last)
     if bottom - top < 1:
         raise BadInput(f"--span {span!r}: the first vertebra must lie above the last")
-    count = bottom - top + 1
-    return tuple(VERTEBRAE[top + int((k + 0.5) * count / LEVELS)] for k in range(LEVELS))
+    return VERTEBRAE[top : bottom + 1]
+
+
+def level_names(span: str = DEFAULT_SPAN) -> tuple[str, ...]:
+    """Names of the LEVELS equal levels of a film showing the vertebrae `span` (see
+    span_vertebrae): level k is the vertebra at fraction (k + 0.5) / LEVELS of the span's
+    height, the vertebrae stacked at their SEGMENT_MM heights. So the small upper thoracic
+    vertebrae get one level or less each and the lumbar ones more: T1-L5 names the levels T1,
+    T3, T4, ... L4, L4, L5, and a chest film's T1-L1 gives T1 to T5 one level each."""
+    shown = span_vertebrae(span)
+    tops = np.cumsum([0.0] + [SEGMENT_MM[name] for name in shown])
+    at = (np.arange(LEVELS) + 0.5) / LEVELS * tops[-1]
+    index = np.minimum(np.searchsorted(tops, at, side="right") - 1, len(shown) - 1)
+    return tuple(shown[i] for i in index)
 
 
 LEVEL_NAMES = level_names()
@@ -88,6 +115,16 @@ def ends_named_right(
     if not (0 <= upper < len(tilts_deg) and 0 <= lower < len(tilts_deg)):
         return False
     return bool(abs(tilts_deg[upper] - tilts_deg[lower]) >= cobb_deg - tolerance_deg)
+
+
+def levels_named_right(level_rows, names: tuple[str, ...], vertebra_rows, first: str) -> np.ndarray:
+    """For each level (its row, its name): whether the vertebra nearest that row on a film whose
+    vertebra centre rows are known (vertebra_rows, top to bottom from `first`) is the one named.
+    For benchmarks and tests."""
+    vertebra_rows = np.asarray(vertebra_rows, dtype=np.float64)
+    nearest = np.abs(np.asarray(level_rows, dtype=np.float64)[:, None] - vertebra_rows).argmin(1)
+    named = np.array([VERTEBRAE.index(name) - VERTEBRAE.index(first) for name in names])
+    return nearest == named
 
 
 MIRRORED = np.r_[0, 5 : 5 + 2 * LEVELS]  # embedding entries that change sign under a mirror

@@ -1,9 +1,10 @@
 """Synthetic AP spine X-rays with a known Cobb angle, for `recon synth corset` and the tests.
 
-A single-curve spine x(z) = spine_curve(z, height, cobb_deg) (recon.pipelines.shapes) of LEVELS
-vertebrae spanning the torso height, drawn as tilted rectangular bodies with pedicles, in soft
-tissue with lungs and ribs, blurred, scaled and noised. The true tilts and level centres come
-with the image, so spine.measure_spine can be scored against them.
+A single-curve spine x(z) = spine_curve(z, height, cobb_deg) (recon.pipelines.shapes) of 17
+vertebrae, T1 to L5 at their typical proportions (spine.SEGMENT_MM), spanning the torso height,
+drawn as tilted rectangular bodies with pedicles, in soft tissue with lungs and ribs, blurred,
+scaled and noised. The true tilts and vertebra centres come with the image, so
+spine.measure_spine can be scored against them.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.pipelines.corset.spine import LEVELS
+from recon.pipelines.corset.spine import SEGMENT_MM, span_vertebrae
 
 
 @dataclass
 class SyntheticXray:
     image: np.ndarray  # (H, W) uint16, bone bright
     spacing_mm: float  # isotropic
-    tilts_deg: np.ndarray  # (LEVELS,) true vertebra tilts, top to bottom
+    tilts_deg: np.ndarray  # (17,) true vertebra tilts, T1 to L5
     cobb_deg: float  # max - min of the true tilts
-    level_rows: np.ndarray  # (LEVELS,) true vertebra centre rows
+    level_rows: np.ndarray  # (17,) true vertebra centre rows
     level_cols: np.ndarray
 
 
@@ -36,7 +37,8 @@ def synth_spine_xray(
 ) -> SyntheticXray:
     """An AP X-ray of a single-curve spine x(z) = spine_curve(z, height, cobb_deg), z in [0, h].
 
-    The spine spans the torso height (17 vertebrae); soft tissue, lungs and ribs around it, blur
+    The spine spans the torso height (17 vertebrae, T1 to L5, each as tall as its share of
+    spine.SEGMENT_MM, with the disc below it); soft tissue, lungs and ribs around it, blur
     and noise. cobb_deg may be negative (convex toward -x).
     """
     from scipy.ndimage import gaussian_filter
@@ -50,7 +52,9 @@ def synth_spine_xray(
     z = height + margin - (np.arange(rows) + 0.5) * spacing
     x = (np.arange(cols) + 0.5 - cols / 2) * spacing
     xx, zz = np.meshgrid(x, z)
-    centre_z = height - (np.arange(LEVELS) + 0.5) * height / LEVELS  # top first
+    segments = np.array([SEGMENT_MM[name] for name in span_vertebrae("T1-L5")])
+    segments *= height / segments.sum()
+    centre_z = height - (np.cumsum(segments) - segments / 2)  # top first
     centre_x = spine_curve(centre_z, height, cobb_deg)
     eps = 1e-3 * height
     slope = (
@@ -74,8 +78,8 @@ def synth_spine_xray(
             arc = zc - 0.0015 * u**2 / (width / 320)
             rib = (u > 15) & (u < 0.42 * width) & (np.abs(zz - arc) < 3.5)
             image += 0.12 * rib
-    vert_h, vert_w = 0.75 * height / LEVELS, rng.uniform(34, 44)
-    for cz, cx, a in zip(centre_z, centre_x, tilts, strict=True):
+    vert_w = rng.uniform(34, 44)
+    for cz, cx, a, vert_h in zip(centre_z, centre_x, tilts, 0.75 * segments, strict=True):
         u = (xx - cx) * math.cos(a) - (zz - cz) * math.sin(a)
         v = (xx - cx) * math.sin(a) + (zz - cz) * math.cos(a)
         bone = (np.abs(u) < vert_w / 2) & (np.abs(v) < vert_h / 2)
