@@ -126,3 +126,18 @@ def test_checkpoint_of_another_task_is_refused(trained, tmp_path, capsys):
         )
     assert exit_info.value.code == 2 and "voxel" in capsys.readouterr().err
     assert not (tmp_path / "c.stl").exists()
+
+
+def test_demo_corset_step_beats_the_torso_offset_on_another_seed(tmp_path):
+    """The demo's corset step (20 patients at 128 px, 40 epochs) on another seed than the demo's
+    own: on 6 held-out patients its mean Chamfer-L1 is the demo's margin below the baseline's
+    (the true torso offset by the mean clearance and wall; seeds 0 and 1 measured 0.497 against
+    0.555 and 0.514 against 0.590), and its embed-spine row is within target."""
+    import torch
+
+    from recon.pipelines.corset.predict import demo_step
+
+    torch.set_num_threads(1)
+    rows = demo_step(tmp_path, seed=1, track=lambda items, _description: items)
+    assert [row.ok for row in rows] == [True, True, None]
+    assert rows[1].value < rows[2].value

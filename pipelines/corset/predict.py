@@ -170,8 +170,18 @@ def train_tiny(data: Path, out: Path, epochs: int = 30, seed: int = 0, **setting
     return Path(result["best_checkpoint"])
 
 
+# The demo's corset model scores DEMO_TEST_PATIENTS held-out patients (Cobb 0-50 deg as the data
+# set draws them) and passes when its mean Chamfer-L1 is DEMO_MARGIN below the baseline's: the
+# true torso offset by the mean clearance and wall, exact but for the pads and reliefs, which
+# grow with the Cobb angle (so a near-straight patient is a tie at best, and F-score@2% is at
+# 0.98-1.0 for both).
+DEMO_TEST_PATIENTS = 6
+DEMO_MARGIN = 0.05
+
+
 def demo_step(workdir: Path, seed: int, track) -> list:
-    """embed-spine on a synthetic X-ray, then a tiny corset model trained and scored."""
+    """embed-spine on a synthetic X-ray, then a tiny corset model trained and scored against its
+    baseline on held-out patients."""
     import time
 
     from recon.pipelines.common.demo import DemoRow
@@ -197,24 +207,26 @@ def demo_step(workdir: Path, seed: int, track) -> list:
 
     clock = time.perf_counter()
     train, test = Path(workdir) / "corset_train", Path(workdir) / "corset_test"
-    for folder, count, offset in ((train, 20, 0), (test, 2, 1)):
+    for folder, count, offset in ((train, 20, 0), (test, DEMO_TEST_PATIENTS, 1)):
         folder.mkdir(parents=True, exist_ok=True)
         synth_corset_dataset(folder, count, 128, seed * 100 + offset)
     checkpoint = train_tiny(train, Path(workdir) / "corset_run", epochs=40, seed=seed, size=128)
-    scores = evaluate_patients(test, ["p0000", "p0001"], checkpoint)
-    fscore = float(np.mean([s["fscore"] for s in scores]))
-    baseline = float(np.mean([s["baseline_fscore"] for s in scores]))
+    names = [f"p{i:04d}" for i in range(DEMO_TEST_PATIENTS)]
+    scores = evaluate_patients(test, names, checkpoint)
+    chamfer = float(np.mean([s["chamfer_pct"] for s in scores]))
+    baseline = float(np.mean([s["baseline_chamfer_pct"] for s in scores]))
+    bound = (1 - DEMO_MARGIN) * baseline
     rows.append(
         DemoRow(
             "corset (128 px, 40 epochs)",
-            "F-score@2%",
-            fscore,
-            ">= 0.7",
-            fscore >= 0.7,
+            "held-out Chamfer-L1 %",
+            chamfer,
+            f"<= torso offset {baseline:.3f} - {DEMO_MARGIN:.0%}",
+            chamfer <= bound,
             time.perf_counter() - clock,
         )
     )
     rows.append(
-        DemoRow("corset baseline", "F-score@2% (torso offset)", baseline, "reference", None)
+        DemoRow("corset baseline", "Chamfer-L1 % (torso offset)", baseline, "reference", None)
     )
     return rows
