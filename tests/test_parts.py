@@ -86,3 +86,26 @@ def test_train_and_predict_parts(parts_root, recon, tmp_path):
             assert record["render"].endswith(".png")
     code, _, err = recon("predict", "voxel", images[0], "-c", ckpt, "-o", tmp_path / "v")
     assert code == 2 and "'parts', not 'voxel'" in err
+
+
+@pytest.mark.slow
+def test_parts_training_beats_the_mean_shape_on_held_out_parts(tmp_path, recon):
+    """Learning is real: 8 CPU epochs on 20 parts (5 classes, 3 Canny-edge views each, 64 px)
+    beat the training set's mean shape on the held-out parts (the split is by part, so no view
+    of a validation part is trained on): last-epoch IoU 0.24 / 0.27 / 0.28 against 0.115 /
+    0.123 / 0.122 on synthetic seeds 7 / 8 / 9."""
+    import csv
+
+    from recon.pipelines.occupancy.parts import synth_parts
+
+    synth_parts(tmp_path / "data", parts_per_class=4, views_per_part=3, seed=7, size=64)
+    code, _, err = recon(
+        "train", "parts", "--data", tmp_path / "data", "--epochs", "8", "--batch-size", "8",
+        "--lr", "1e-3", "--set", "size=64", "--set", "channels=32", "--set", "val_fraction=0.25",
+        "-o", tmp_path / "run", "--device", "cpu", "-q", "--seed", "0",
+    )  # fmt: skip
+    assert code == 0, err
+    with (tmp_path / "run" / "metrics.csv").open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r.get("val/iou")]
+    last, baseline = float(rows[-1]["val/iou"]), float(rows[-1]["val/iou_mean_shape"])
+    assert last >= baseline + 0.08, (last, baseline)
