@@ -176,8 +176,9 @@ def predict_drr(
     """Translate X-rays into the DRRs they would have been; one OUT/NAME.png per input.
 
     A folder stands for its PNG and DICOM files, sorted by name. NAME is the input's stem;
-    inputs that share a stem (a.png and a.dcm) are named by stem and type (a_png, a_dcm), and
-    any name still shared is refused. OUT must not be an input or a folder holding one.
+    when stems are shared, every output is named by folder and stem (scans_a), then also by
+    type (scans_a_png, scans_a_dcm), then numbered (000_a). OUT must not be an input or a folder
+    holding one.
     Any size is accepted: the image is zero-padded to a square, resized to the model's size,
     translated, then resized back and un-padded, so the output has the input's size exactly.
     With --shard K/N (or in a SLURM array job) or --skip-done the PNGs go straight into OUT,

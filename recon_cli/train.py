@@ -80,7 +80,8 @@ def train(
         Path | None,
         typer.Option(
             help="Continue RUN/checkpoints/last.ckpt with its task, data and settings; only "
-            "--epochs, --workers, --max-time and the scale-out flags may change. --out "
+            "--epochs, --workers, --max-time, --limit-batches and the scale-out flags may "
+            "change. --out "
             "defaults to RUN."
         ),
     ] = None,
