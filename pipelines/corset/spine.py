@@ -56,7 +56,7 @@ DEFAULT_SPAN = "T1-L5"
 # Typical adult height of each vertebra with the disc below it, mm (rounded, from published
 # morphometry: thoracic bodies grow from about 15 mm at T1 to 23 at T12 and lumbar ones are 25-28,
 # thoracic discs 3-7 mm and lumbar ones 9-12). Only their proportions matter: they say where in a
-# span each vertebra lies, e.g. T1-T4 take a quarter of a T1-L1 film, not the third that equal
+# span each vertebra lies, e.g. T1-T4 take 25% of a T1-L1 film, not the 31% that equal
 # heights would give.
 SEGMENT_MM = dict(
     zip(
