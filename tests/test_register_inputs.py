@@ -111,6 +111,7 @@ def test_uid_named_dicoms_register_to_separate_folders(tmp_path, recon, monkeypa
 def test_plateau_threshold_decides_when_a_stage_stops(tmp_path, recon):
     """--plateau-threshold reaches the optimiser: the coarsest threshold counts next to no step
     as progress, so the rates drop and the stage stops early; a fine one goes on."""
+    import torch
     from test_xray_io import small_ct
 
     ct = small_ct(tmp_path / "ct.nii.gz")
@@ -123,15 +124,9 @@ def test_plateau_threshold_decides_when_a_stage_stops(tmp_path, recon):
         code, stdout, err = recon(*args)
         assert code == 0, err
         counts[threshold] = json.loads(stdout)["results"][0]["iterations"]
-        saved = torch_load(out / "x" / "parameters.pt")
+        saved = torch.load(out / "x" / "parameters.pt", weights_only=True)
         assert saved["config"]["threshold"] == threshold
     assert counts[0.01] + 50 < counts[1e-7], counts  # measured 84 and 200
-
-
-def torch_load(path: Path) -> dict:
-    import torch
-
-    return torch.load(path, weights_only=True)
 
 
 def _png(path: Path) -> Path:
