@@ -282,13 +282,14 @@ def check_seed(seed: int) -> None:
     check_range("--seed", seed, 0, SEED_MAX)
 
 
-def renamed(old_flag: str, new_flag: str, old_value: T | None, new_value: T) -> T:
-    """The value of an option whose old spelling still works for one release: returns old_value
-    when it was given (with a one-line notice on stderr), else new_value. Declare the old
-    spelling as a hidden option whose default is None."""
+def renamed(old_flag: str, new_flag: str, old_value: T | None, new_value: T) -> tuple[T, str]:
+    """The value of an option whose old spelling still works for one release, and the spelling
+    the user typed (for error lines): (old_value, old_flag) when it was given (with a one-line
+    notice on stderr), else (new_value, new_flag). Declare the old spelling as a hidden option
+    whose default is None."""
     if old_value is None:
-        return new_value
+        return new_value, new_flag
     sys.stderr.write(
         f"warning: {old_flag} is deprecated and goes away in the next release; use {new_flag}\n"
     )
-    return old_value
+    return old_value, old_flag

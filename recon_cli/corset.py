@@ -58,8 +58,8 @@ def synth_corset(
     )
 
     ui = Reporter(json_out, quiet)
-    count = renamed("--patients", "--count", patients, count)
-    check_range("--patients" if patients is not None else "--count", count, 1, 100_000)
+    count, flag = renamed("--patients", "--count", patients, count)
+    check_range(flag, count, 1, 100_000)
     check_range("--size", size, 64, 1024)
     if size % 64:
         raise BadInput(f"--size must be a multiple of 64 (64, 128, 256, ...), not {size}")
@@ -156,7 +156,7 @@ def predict_corset(
     check_range("--spacing", spacing, 0.01, 10.0)
     for value in pixel_spacing or ():
         check_range("--pixel-spacing", value, 0.01, 10.0)
-    pixel_spacing = renamed(
+    pixel_spacing, _ = renamed(
         "--spacing",
         "--pixel-spacing",
         None if spacing is None else (spacing, spacing),

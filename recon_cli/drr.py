@@ -82,11 +82,11 @@ def synth_pairs(
     from recon.pipelines.xray.synth_pairs import synth_pairs as render_pairs
 
     ui = Reporter(json_out, quiet)
-    ct_spacing = renamed("--spacing", "--ct-spacing", old_spacing, ct_spacing)
+    ct_spacing, spacing_flag = renamed("--spacing", "--ct-spacing", old_spacing, ct_spacing)
     given = {"--count": count, "--size": size, "--ct-spacing": ct_spacing}
     given |= {"--rot": rot, "--shift": shift}
     for flag, (low, high) in PAIR_RANGES.items():
-        check_range(flag, given[flag], low, high)
+        check_range(spacing_flag if flag == "--ct-spacing" else flag, given[flag], low, high)
     check_seed(seed)
     target = Path(out).expanduser().absolute()
     check_output(target, True, inputs=[ct])  # never the CT or a folder holding it

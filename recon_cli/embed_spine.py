@@ -80,7 +80,7 @@ def embed_spine(
     check_range("--spacing", spacing, *SPACING_RANGE)
     for value in pixel_spacing or ():
         check_range("--pixel-spacing", value, *SPACING_RANGE)
-    pixel_spacing = renamed(
+    pixel_spacing, _ = renamed(
         "--spacing",
         "--pixel-spacing",
         None if spacing is None else (spacing, spacing),

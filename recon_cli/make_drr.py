@@ -183,7 +183,7 @@ def make_drr(
     from recon.pipelines.xray.make_drr import DrrRequest, run_make_drr
 
     ui = Reporter(json_out, quiet)
-    size = renamed("--height", "--size", old_height, size)
+    size, size_flag = renamed("--height", "--size", old_height, size)
     request = DrrRequest(
         out=out,
         volume=volume,
@@ -211,7 +211,7 @@ def make_drr(
         shard=shard,
         skip_done=skip_done,
     )
-    check_numbers(request)
+    check_numbers(request, size_flag)
     document = run_make_drr(request, ui.info, ui.track)
     rows = [
         ("DRRs", len(document["files"])),
@@ -247,12 +247,13 @@ def parse_labels(values: list[str] | None) -> tuple[int, ...] | None:
     return tuple(sorted(labels))
 
 
-def check_numbers(r) -> None:
-    """Every number of a DrrRequest in its stated range (NaN and Inf refused), before any work."""
+def check_numbers(r, size_flag: str = "--size") -> None:
+    """Every number of a DrrRequest in its stated range (NaN and Inf refused), before any work;
+    size_flag: the spelling of --size the user typed."""
     from recon.pipelines.xray import make_drr as ranges
 
     check_range("--sdd", r.sdd, *ranges.SDD_RANGE, low_open=True)
-    check_range("--size", r.height, *ranges.SIZE_RANGE)
+    check_range(size_flag, r.height, *ranges.SIZE_RANGE)
     check_range("--width", r.width, *ranges.SIZE_RANGE)
     check_range("--delx", r.delx, *ranges.SPACING_RANGE, low_open=True)
     check_range("--dely", r.dely, *ranges.SPACING_RANGE, low_open=True)

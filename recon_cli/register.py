@@ -225,8 +225,10 @@ def register(
     """
     from recon.pipelines.xray.registration_run import RegisterRequest, run_register
 
-    pixel_spacing = renamed("--spacing", "--pixel-spacing", spacing, pixel_spacing)
-    check_numbers(sdd, pixel_spacing, rot, xyz, crop, ct_spacing, lr_rot, lr_xyz, threads, seed)
+    pixel_spacing, spacing_flag = renamed("--spacing", "--pixel-spacing", spacing, pixel_spacing)
+    for value in pixel_spacing or ():
+        check_range(spacing_flag, value, 0.0, 50.0, low_open=True)
+    check_numbers(sdd, rot, xyz, crop, ct_spacing, lr_rot, lr_xyz, threads, seed)
     check_range("--min-similarity", min_similarity, -1.0, 1.0)
     check_range("--mirror-check-below", mirror_check_below, 0.0, 1.0)
     check_range("--plateau-threshold", plateau_threshold, 0.0, 0.01, low_open=True)
@@ -271,11 +273,10 @@ def register(
     ui.result(document, result_tables(document))
 
 
-def check_numbers(sdd, pixel_spacing, rot, xyz, crop, ct_spacing, lr_rot, lr_xyz, threads, seed):
-    """BadInput unless every number of `recon register` is finite and in its stated range."""
+def check_numbers(sdd, rot, xyz, crop, ct_spacing, lr_rot, lr_xyz, threads, seed):
+    """BadInput unless every other number of `recon register` is finite and in its stated range
+    (--pixel-spacing is checked under the spelling the user typed)."""
     check_range("--sdd", sdd, 0.0, 10000.0, low_open=True)
-    for value in pixel_spacing or ():
-        check_range("--pixel-spacing", value, 0.0, 50.0, low_open=True)
     for value in rot:
         check_range("--rot", value, -360.0, 360.0)
     for value in xyz:

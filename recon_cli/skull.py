@@ -62,8 +62,8 @@ def synth_skull(
     from recon.pipelines.skull.synth import SkullSet, subject_files
 
     ui = Reporter(json_out, quiet)
-    count = renamed("--subjects", "--count", subjects, count)
-    check_range("--subjects" if subjects is not None else "--count", count, 1, 100_000)
+    count, flag = renamed("--subjects", "--count", subjects, count)
+    check_range(flag, count, 1, 100_000)
     check_seed(seed)
     heads = SkullSet(seed, resolution, view, photo)
     spec = SynthSet(

@@ -76,8 +76,8 @@ def synth_pix3d(
     )
 
     ui = Reporter(json_out, quiet)
-    count = renamed("--models", "--count", models, count)
-    check_range("--models" if models is not None else "--count", count, 1, MAX_COUNT)
+    count, flag = renamed("--models", "--count", models, count)
+    check_range(flag, count, 1, MAX_COUNT)
     check_range("--views", views, 1, MAX_VIEWS)
     check_seed(seed)
     jobs = model_jobs(count)
@@ -150,8 +150,8 @@ def synth_parts(
     )
 
     ui = Reporter(json_out, quiet)
-    count = renamed("--parts", "--count", parts, count)
-    check_range("--parts" if parts is not None else "--count", count, 1, MAX_COUNT)
+    count, flag = renamed("--parts", "--count", parts, count)
+    check_range(flag, count, 1, MAX_COUNT)
     check_range("--views", views, 1, MAX_VIEWS)
     check_range("--size", size, 32, 1024)
     check_seed(seed)

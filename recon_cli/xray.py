@@ -78,9 +78,9 @@ def synth_xray(
     from recon.pipelines.xray.synth_xray import SynthXrayConfig, XraySet, item_files
 
     ui = Reporter(json_out, quiet)
-    size = renamed("--height", "--size", height, size)
+    size, size_flag = renamed("--height", "--size", height, size)
     check_range("--count", count, 1, 10000)
-    check_range("--size", size, 8, 4096)
+    check_range(size_flag, size, 8, 4096)
     check_range("--sdd", sdd, 0.0, 10000.0, low_open=True)
     check_range("--field", field, 0.0, 5000.0, low_open=True)
     check_range("--rot-range", rot_range, 0.0, 180.0)

@@ -98,6 +98,9 @@ def test_synth_pairs_old_spacing_flag_still_works(tmp_path, recon):
     code, _, err = recon(*args, "--spacing", 4, "-o", tmp_path / "old")
     assert code == 0 and "--spacing is deprecated" in err and "--ct-spacing" in err
     assert recon(*args, "--ct-spacing", 4, "-o", tmp_path / "new")[0] == 0
+    code, _, err = recon(*args, "--spacing", 0, "-o", tmp_path / "bad")
+    assert code == 2 and "--spacing must be in [" in err.strip().splitlines()[-1], err
+    assert not (tmp_path / "bad").exists()
     old, new = files(tmp_path / "old"), files(tmp_path / "new")
     assert old.keys() == new.keys() and all(old[k] == new[k] for k in old if k.endswith(".png"))
 

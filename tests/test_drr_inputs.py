@@ -126,6 +126,10 @@ def test_make_drr_old_height_spelling_still_works(work, recon):
     from recon.pipelines.common.io import read_image
 
     assert read_image(work / "d.png").shape == (12, 12)
+    code, _, err = recon("make-drr", "-v", work / "ct.nii.gz", *POSE, "--height", 0,
+                         "--device", "cpu", "-o", work / "e.png")  # fmt: skip
+    assert code == 2 and "--height must be in [" in err.strip().splitlines()[-1], err
+    assert not (work / "e.png").exists()
 
 
 @pytest.mark.parametrize(

@@ -218,7 +218,7 @@ def test_png_names_the_new_spacing_flag_and_the_old_one_still_works(tmp_path, re
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 2, err
     assert "--spacing is deprecated" in lines[0] and "use --pixel-spacing" in lines[0]
-    assert "--pixel-spacing must be in (0, 50], not 0" in lines[1]
+    assert "--spacing must be in (0, 50], not 0" in lines[1]  # the spelling typed
     assert not out.exists()
 
 
@@ -276,7 +276,7 @@ def test_synth_xray_old_height_flag_warns_and_is_checked(tmp_path, recon):
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 2, err
     assert "--height is deprecated" in lines[0] and "use --size" in lines[0]
-    assert "--size must be in [8, 4096], not 4" in lines[1]
+    assert "--height must be in [8, 4096], not 4" in lines[1]
     assert not out.exists()
     code, text, _ = recon("synth", "xray", "--help")
     assert "--size" in text and "--height" not in text
