@@ -64,7 +64,8 @@ def drr_cases(count: int, contrast: bool = False, first: int = 2000, **controls)
 
 def score(name: str, cases, spacing_known: bool = True, span: str = "T1-L5") -> dict:
     from recon.pipelines.common.metrics import cobb_error
-    from recon.pipelines.corset.spine import ends_named_right, levels_named_right, measure_spine
+    from recon.pipelines.corset.spine import measure_spine
+    from recon.pipelines.corset.vertebrae import ends_named_right, levels_named_right
 
     errors, signed, sds, covered, inside, seconds, named = [], [], [], [], [], [], []
     levels = []

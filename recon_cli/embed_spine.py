@@ -68,12 +68,8 @@ def embed_spine(
 
     from recon.pipelines.common.io import write_png
     from recon.pipelines.common.outputs import atomic_file, check_output, write_json
-    from recon.pipelines.corset.spine import (
-        debug_overlay,
-        level_names,
-        load_spine_xray,
-        measure_spine,
-    )
+    from recon.pipelines.corset.spine import debug_overlay, load_spine_xray, measure_spine
+    from recon.pipelines.corset.vertebrae import level_names
 
     ui = Reporter(json_out, quiet)
     level_names(span)

@@ -12,15 +12,17 @@ from recon.pipelines.common.io import write_png
 from recon.pipelines.common.metrics import cobb_error
 from recon.pipelines.corset.spine import (
     EMBEDDING_SIZE,
-    VERTEBRAE,
-    ends_named_right,
-    level_names,
-    levels_named_right,
     load_spine_image,
     measure_spine,
     mirror_embedding,
 )
 from recon.pipelines.corset.spine_xray import synth_spine_xray
+from recon.pipelines.corset.vertebrae import (
+    VERTEBRAE,
+    ends_named_right,
+    level_names,
+    levels_named_right,
+)
 
 
 def test_cobb_mae_over_20_synth_corset_xrays_is_at_most_3_deg():

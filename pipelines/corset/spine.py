@@ -10,8 +10,8 @@ row, at a cost, so one border cannot be paired with whichever bright edge beside
 another width), then a cubic least-squares spline x(z) with a knot every KNOT_LEVELS levels.
 Levels: the traced column is split into LEVELS = 17 equal parts, each named after the vertebra
 that lies there when the vertebrae the film shows (span, default T1-L5) have typical adult
-heights, which grow down the spine (SEGMENT_MM; see level_names). Vertebrae are not found one
-by one, so the names are as right as the span given and the patient's proportions.
+heights, which grow down the spine (see recon.pipelines.corset.vertebrae). Vertebrae are not
+found one by one, so the names are as right as the span given and the patient's proportions.
 Tilt of a level = atan(dx/dz) of the spline at the level's centre, in degrees (positive when the
 line moves toward +x going up). Cobb angle = the largest difference between two level tilts of
 the SCORED levels, all but the outermost on each side (T3..L4 with the default span: the
@@ -43,90 +43,18 @@ from pathlib import Path
 import numpy as np
 
 from recon.pipelines.common.errors import BadInput, JobFailed
+from recon.pipelines.corset.spine_trace import (
+    body_widths_px,
+    border_asymmetry,
+    border_responses,
+    row_smoothed,
+    spine_extent,
+    subpixel_path,
+    trace_centre_line,
+)
+from recon.pipelines.corset.vertebrae import DEFAULT_SPAN, LEVEL_COUNTING, LEVELS, level_names
 
-LEVELS = 17
-# The vertebrae a film can show, top to bottom.
-VERTEBRAE = tuple(
-    [f"C{k}" for k in range(1, 8)]
-    + [f"T{k}" for k in range(1, 13)]
-    + [f"L{k}" for k in range(1, 6)]
-    + ["S1"]
-)
-DEFAULT_SPAN = "T1-L5"
-# Typical adult height of each vertebra with the disc below it, mm (rounded, from published
-# morphometry: thoracic bodies grow from about 15 mm at T1 to 23 at T12 and lumbar ones are 25-28,
-# thoracic discs 3-7 mm and lumbar ones 9-12). Only their proportions matter: they say where in a
-# span each vertebra lies, e.g. T1-T4 take 25% of a T1-L1 film, not the 31% that equal
-# heights would give.
-SEGMENT_MM = dict(
-    zip(
-        VERTEBRAE,
-        [12, 25, 18, 18, 18, 18, 19]
-        + [18, 19.5, 19.5, 20, 20.5, 21, 22, 23, 24, 25.5, 27, 30]
-        + [34, 36, 38, 38, 36]
-        + [30],
-        strict=True,
-    )
-)
-LEVEL_COUNTING = (
-    "the traced column split into 17 equal levels, each named after the vertebra that lies there "
-    "when the film's span has typical adult vertebra heights (vertebrae are not found one by one)"
-)
 EMBEDDING_SIZE = 5 + 2 * LEVELS
-
-
-def span_vertebrae(span: str = DEFAULT_SPAN) -> tuple[str, ...]:
-    """The vertebrae a film showing `span` ("FIRST-LAST", top to bottom, e.g. T1-L5 or T1-L1)
-    holds, top to bottom. BadInput for a span that is not two vertebrae of VERTEBRAE, top one
-    first."""
-    first, sep, last = span.strip().upper().partition("-")
-    if not sep or first not in VERTEBRAE or last not in VERTEBRAE:
-        raise BadInput(f"--span {span!r}: expected FIRST-LAST vertebrae such as T1-L5 or T1-L1")
-    top, bottom = VERTEBRAE.index(first), VERTEBRAE.index(last)
-    if bottom - top < 1:
-        raise BadInput(f"--span {span!r}: the first vertebra must lie above the last")
-    return VERTEBRAE[top : bottom + 1]
-
-
-def level_names(span: str = DEFAULT_SPAN) -> tuple[str, ...]:
-    """Names of the LEVELS equal levels of a film showing the vertebrae `span` (see
-    span_vertebrae): level k is the vertebra at fraction (k + 0.5) / LEVELS of the span's
-    height, the vertebrae stacked at their SEGMENT_MM heights. So the small upper thoracic
-    vertebrae get one level or less each and the lumbar ones more: T1-L5 names the levels T1,
-    T3, T4, ... L4, L4, L5, and a chest film's T1-L1 gives T1 to T5 one level each."""
-    shown = span_vertebrae(span)
-    tops = np.cumsum([0.0] + [SEGMENT_MM[name] for name in shown])
-    at = (np.arange(LEVELS) + 0.5) / LEVELS * tops[-1]
-    index = np.minimum(np.searchsorted(tops, at, side="right") - 1, len(shown) - 1)
-    return tuple(shown[i] for i in index)
-
-
-LEVEL_NAMES = level_names()
-
-
-def ends_named_right(
-    ends: tuple[str, str], tilts_deg, first: str, cobb_deg: float, tolerance_deg: float = 3.0
-) -> bool:
-    """Whether end vertebrae named `ends` (upper, lower) are right on a film whose true tilts
-    are known: tilts_deg holds one per vertebra shown, top to bottom from `first`. Right when
-    both are on the film and their true tilts span the true Cobb angle to within tolerance_deg
-    (where neighbouring vertebrae tilt alike, either will do). For benchmarks and tests."""
-    upper, lower = (VERTEBRAE.index(name) - VERTEBRAE.index(first) for name in ends)
-    if not (0 <= upper < len(tilts_deg) and 0 <= lower < len(tilts_deg)):
-        return False
-    return bool(abs(tilts_deg[upper] - tilts_deg[lower]) >= cobb_deg - tolerance_deg)
-
-
-def levels_named_right(level_rows, names: tuple[str, ...], vertebra_rows, first: str) -> np.ndarray:
-    """For each level (its row, its name): whether the vertebra nearest that row on a film whose
-    vertebra centre rows are known (vertebra_rows, top to bottom from `first`) is the one named.
-    For benchmarks and tests."""
-    vertebra_rows = np.asarray(vertebra_rows, dtype=np.float64)
-    nearest = np.abs(np.asarray(level_rows, dtype=np.float64)[:, None] - vertebra_rows).argmin(1)
-    named = np.array([VERTEBRAE.index(name) - VERTEBRAE.index(first) for name in names])
-    return nearest == named
-
-
 MIRRORED = np.r_[0, 5 : 5 + 2 * LEVELS]  # embedding entries that change sign under a mirror
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 KNOT_LEVELS = 3.0  # spline knot spacing along the column, in levels
@@ -274,215 +202,6 @@ def load_spine_image(path: Path, spacing: tuple[float, float] | float | None = N
     return loaded.image, loaded.known_spacing
 
 
-# Vertebral-body widths searched (with the pedicles, at the detector): in mm when the pixel spacing
-# is known, from a thoracic body to a lumbar one with some magnification; else as fractions of the
-# image width, for a chest- or spine-sized AP field (a chest film's 300 mm field gives 18-54 mm,
-# the range in mm). Neighbouring widths are one width step of the traced path apart (see
-# trace_centre_line).
-BODY_WIDTHS_MM = tuple(float(w) for w in np.arange(18.0, 54.5, 3.0))
-BODY_WIDTHS = tuple(round(0.06 + 0.01 * k, 2) for k in range(13))  # 0.06 .. 0.18
-# Row smoothing of the image before the border steps, as a fraction of the image height (about
-# two thirds of a vertebra on a T1..L1 film).
-ROW_SIGMA = 0.016
-
-
-def body_widths_px(image: np.ndarray, spacing: tuple[float, float] | None) -> list[float]:
-    """The body widths searched, in pixels (see BODY_WIDTHS_MM and BODY_WIDTHS)."""
-    if spacing is None:
-        return [fraction * image.shape[1] for fraction in BODY_WIDTHS]
-    return [width / spacing[1] for width in BODY_WIDTHS_MM]
-
-
-def width_responses(image: np.ndarray, widths_px: list[float] | None = None) -> np.ndarray:
-    """Vertebral-column response per body width (K, H, W): evidence for BOTH lateral borders.
-
-    For each body width w (widths_px, default BODY_WIDTHS of the image width) and centre column
-    c: the geometric mean of the rising step at c - w/2 and the falling step at c + w/2 (step:
-    mean of the w/4 columns just beyond minus just before), on the image smoothed down the rows
-    (sigma ROW_SIGMA of the height). Bright tissue with one sharp border only (heart, vessels
-    beside the spine, a lung edge) scores ~0 and a smooth background (abdomen) cancels out, where
-    a band-minus-flanks brightness response is pulled toward them. A narrow two-bordered bone over
-    the spine (the sternum when the patient is turned) still competes.
-    """
-    if widths_px is None:
-        widths_px = body_widths_px(image, None)
-    return _responses(_row_smoothed(image), widths_px)
-
-
-def _responses(smooth: np.ndarray, widths_px: list[float]) -> np.ndarray:
-    """width_responses of an image already smoothed down the rows (_row_smoothed)."""
-    out = np.empty((len(widths_px), *smooth.shape), dtype=np.float32)  # float32: big films
-    for k, width in enumerate(widths_px):
-        rising, falling = _border_steps(smooth, width)
-        out[k] = np.sqrt(np.maximum(rising, 0) * np.maximum(falling, 0))
-    return out
-
-
-def _row_smoothed(image: np.ndarray) -> np.ndarray:
-    """The image smoothed down the rows (sigma ROW_SIGMA of the height) and a pixel across."""
-    from scipy.ndimage import gaussian_filter
-
-    return gaussian_filter(image, sigma=(ROW_SIGMA * image.shape[0], 1.0))
-
-
-def _border_steps(smooth: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
-    """Signed steps (H, W) at the two borders of a body `width` px wide centred on each column:
-    the rise at c - w/2 and the fall at c + w/2 (step: mean of the w/4 columns just beyond minus
-    just before)."""
-    from scipy.ndimage import uniform_filter1d
-
-    width = max(4, int(round(width)))
-    run = max(2, int(round(width / 4)))
-    mean = uniform_filter1d(smooth, run, axis=1, mode="nearest")
-    gap = run // 2 + 1
-    step = _shift_cols(mean, gap) - _shift_cols(mean, -gap)  # > 0 where it gets brighter
-    return _shift_cols(step, -(width // 2)), -_shift_cols(step, width // 2)
-
-
-def border_asymmetry(
-    smooth: np.ndarray,
-    widths_px: list[float],
-    columns: np.ndarray,
-    widths: np.ndarray,
-    rows: tuple[int, int],
-) -> float:
-    """Median over rows [top, bottom) of |ln(rise / fall)| of the two border steps on the traced
-    path (column columns[r], body width widths_px[widths[r]]): about 0.1 when both borders of
-    the vertebral bodies show (a spine film), 0.4-0.7 when tissue beside the spine makes one
-    border stronger than the other (a chest film), so that the centre between them is less sure
-    than the path's scatter says. smooth: the X-ray as _row_smoothed gives it."""
-    index = np.arange(*rows)
-    columns, widths = columns[index], widths[index]
-    rise, fall = np.zeros(len(index)), np.zeros(len(index))
-    for k in np.unique(widths):
-        rising, falling = _border_steps(smooth, widths_px[k])
-        chosen = widths == k
-        rise[chosen] = rising[index[chosen], columns[chosen]]
-        fall[chosen] = falling[index[chosen], columns[chosen]]
-    floor = 1e-3 * max(float(np.abs(np.r_[rise, fall]).max()), 1e-12)
-    return float(np.median(np.abs(np.log(np.maximum(rise, floor) / np.maximum(fall, floor)))))
-
-
-def centre_line_response(image: np.ndarray, widths_px: list[float] | None = None) -> np.ndarray:
-    """Vertebral-column response (H, W): the best width's (see width_responses)."""
-    return width_responses(image, widths_px).max(axis=0)
-
-
-def _shift_cols(a: np.ndarray, k: int) -> np.ndarray:
-    """out[:, c] = a[:, c + k], the edge columns repeated."""
-    out = np.empty_like(a)
-    cols = a.shape[1]
-    if k >= 0:
-        out[:, : cols - k] = a[:, k:]
-        out[:, cols - k :] = a[:, -1:]
-    else:
-        out[:, -k:] = a[:, : cols + k]
-        out[:, :-k] = a[:, :1]
-    return out
-
-
-def trace_centre_line(
-    responses: np.ndarray, jump_cost: float = 0.15, width_cost: float = 0.3
-) -> tuple[np.ndarray, np.ndarray]:
-    """Best smooth top-to-bottom path through per-width responses (K, H, W), by DP over (width,
-    column): its columns (H,) and width indices (H,).
-
-    From row to row the path moves at most one column (45 deg) and one width step, and pays
-    jump_cost per column and width_cost per width step (the responses are in units of the
-    99th percentile of the best width's), so it follows one column of one width instead of
-    hopping between neighbouring ridges or pairing a border with whichever bright edge beside it
-    happens to fit another width. Only the central 70% of the columns are searched (an AP spine
-    X-ray is roughly centred).
-    """
-    count, rows, cols = responses.shape
-    lo, hi = int(0.15 * cols), int(0.85 * cols)
-    score = responses[:, :, lo:hi].transpose(1, 0, 2).copy()  # (H, K, C)
-    back_k = np.zeros(score.shape, dtype=np.int8)
-    back_c = np.zeros(score.shape, dtype=np.int8)
-    for r in range(1, rows):
-        prev = score[r - 1]
-        best = np.full(prev.shape, -np.inf)
-        for dk in (-1, 0, 1):
-            for dc in (-1, 0, 1):
-                shifted = np.full(prev.shape, -np.inf)
-                source = (_window(count, dk), _window(prev.shape[1], dc))
-                target = (_window(count, -dk), _window(prev.shape[1], -dc))
-                shifted[target] = prev[source] - jump_cost * abs(dc) - width_cost * abs(dk)
-                better = shifted > best
-                best[better] = shifted[better]
-                back_k[r][better] = dk
-                back_c[r][better] = dc
-        score[r] += best
-    k, c = np.unravel_index(int(np.argmax(score[-1])), score[-1].shape)
-    widths, columns = np.zeros(rows, dtype=np.int64), np.zeros(rows, dtype=np.int64)
-    widths[-1], columns[-1] = k, c
-    for r in range(rows - 1, 0, -1):
-        widths[r - 1] = widths[r] + back_k[r, widths[r], columns[r]]
-        columns[r - 1] = columns[r] + back_c[r, widths[r], columns[r]]
-    return columns + lo, widths
-
-
-def _window(size: int, shift: int) -> slice:
-    """The indices i of range(size) for which i - shift is also in range (for a shift of +-1)."""
-    return slice(max(0, shift), size + min(0, shift))
-
-
-def _subpixel(response: np.ndarray, path: np.ndarray) -> np.ndarray:
-    """Path columns refined to the vertex of a parabola through the response at c-1, c, c+1."""
-    cols = response.shape[1]
-    c = np.clip(path, 1, cols - 2)
-    r = np.arange(len(path))
-    left, mid, right = response[r, c - 1], response[r, c], response[r, c + 1]
-    curve = left - 2 * mid + right
-    peaked = curve < -1e-12
-    offset = np.where(peaked, 0.5 * (left - right) / np.where(peaked, curve, -1.0), 0.0)
-    return c + np.clip(offset, -0.5, 0.5)
-
-
-def _spine_extent(
-    strength: np.ndarray, path: np.ndarray | None = None, tolerance: float = np.inf
-) -> tuple[int, int]:
-    """Rows [top, bottom) where the traced path lies on the spine.
-
-    Hysteresis on the smoothed path response s (relative to its 90th percentile p): the core is
-    the longest run with s > 0.4 p; it grows row by row while s > 0.15 p (the lumbar spine behind
-    the abdomen responds weakly but is still the only column there) and, when `path` is given,
-    while the path stays within `tolerance` columns of the straight line fitted to the nearest
-    12% of the rows already inside (clutter at the shoulders pulls the path sideways).
-    """
-    from scipy.ndimage import uniform_filter1d
-
-    count = len(strength)
-    smooth = uniform_filter1d(strength, max(3, count // 40))
-    level = np.percentile(smooth, 90)
-    above = smooth > 0.4 * level
-    best, start, best_run = (0, 0), None, 0
-    for r, flag in enumerate(np.r_[above, False]):
-        if flag and start is None:
-            start = r
-        elif not flag and start is not None:
-            if r - start > best_run:
-                best, best_run = (start, r), r - start
-            start = None
-    top, bottom = best
-    if bottom <= top:
-        return best
-    weak = smooth <= 0.15 * level
-    span = max(5, int(0.12 * count))
-
-    def leaves(row: int, lo: int, hi: int) -> bool:
-        if path is None or hi - lo < 3:
-            return False
-        fit = np.polyfit(np.arange(lo, hi), path[lo:hi], 1)
-        return abs(np.polyval(fit, row) - path[row]) > tolerance
-
-    while top > 0 and not (weak[top - 1] or leaves(top - 1, top, min(bottom, top + span))):
-        top -= 1
-    while bottom < count and not (weak[bottom] or leaves(bottom, max(top, bottom - span), bottom)):
-        bottom += 1
-    return top, bottom
-
-
 def measure_spine(
     image: np.ndarray, spacing: tuple[float, float] | None, span: str = DEFAULT_SPAN
 ) -> SpineMeasure:
@@ -493,17 +212,17 @@ def measure_spine(
     name the levels (see level_names; it changes no number)."""
     level_names(span)  # a bad span fails before the work
     widths_px = body_widths_px(image, spacing)
-    smooth = _row_smoothed(image)
-    responses = _responses(smooth, widths_px)
+    smooth = row_smoothed(image)
+    responses = border_responses(smooth, widths_px)
     responses /= max(float(np.percentile(responses.max(axis=0), 99)), 1e-12)
     response = responses.max(axis=0)
     columns, widths = trace_centre_line(responses)
     strength = response[np.arange(len(columns)), columns]
-    path = _subpixel(responses[widths, np.arange(len(columns))], columns)
+    path = subpixel_path(responses[widths, np.arange(len(columns))], columns)
     # Most pixels of an X-ray show no column, so the spine stands far above the response's upper
     # quartile; in noise the best path is only the upper tail of an everywhere-response.
     background = float(np.percentile(response, 75))
-    top, bottom = _spine_extent(strength, path, tolerance=0.015 * image.shape[1])
+    top, bottom = spine_extent(strength, path, tolerance=0.015 * image.shape[1])
     rows = image.shape[0]
     if bottom - top < 0.25 * rows or np.median(strength[top:bottom]) < NOISE_RATIO * background:
         raise JobFailed("no spine found in the X-ray (no bright vertical column)")

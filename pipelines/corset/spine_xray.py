@@ -1,7 +1,7 @@
 """Synthetic AP spine X-rays with a known Cobb angle, for `recon synth corset` and the tests.
 
 A single-curve spine x(z) = spine_curve(z, height, cobb_deg) (recon.pipelines.shapes) of 17
-vertebrae, T1 to L5 at their typical proportions (spine.SEGMENT_MM), spanning the torso height,
+vertebrae, T1 to L5 at their typical proportions (vertebrae.SEGMENT_MM), spanning the torso height,
 drawn as tilted rectangular bodies with pedicles, in soft tissue with lungs and ribs, blurred,
 scaled and noised. The true tilts and vertebra centres come with the image, so
 spine.measure_spine can be scored against them.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.pipelines.corset.spine import SEGMENT_MM, span_vertebrae
+from recon.pipelines.corset.vertebrae import SEGMENT_MM, span_vertebrae
 
 
 @dataclass
@@ -38,7 +38,7 @@ def synth_spine_xray(
     """An AP X-ray of a single-curve spine x(z) = spine_curve(z, height, cobb_deg), z in [0, h].
 
     The spine spans the torso height (17 vertebrae, T1 to L5, each as tall as its share of
-    spine.SEGMENT_MM, with the disc below it); soft tissue, lungs and ribs around it, blur
+    vertebrae.SEGMENT_MM, with the disc below it); soft tissue, lungs and ribs around it, blur
     and noise. cobb_deg may be negative (convex toward -x).
     """
     from scipy.ndimage import gaussian_filter
