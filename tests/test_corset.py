@@ -12,16 +12,18 @@ from recon.cli.app import main
 from recon.pipelines.common.io import load_mesh
 from recon.pipelines.common.metrics import surface_score
 from recon.pipelines.corset.patients import (
-    SIDE_VIEWS,
     PatientParams,
+    make_corset,
+    make_torso,
+    project_corset,
+)
+from recon.pipelines.corset.views import (
+    SIDE_VIEWS,
     corset_from_views,
     decode_views,
     encode_views,
-    make_corset,
-    make_torso,
     measure_prior,
     prior_views,
-    project_corset,
 )
 
 

@@ -14,14 +14,10 @@ from recon.cli.app import main
 from recon.pipelines.common.io import load_mesh, write_png
 from recon.pipelines.common.metrics import surface_score
 from recon.pipelines.common.outputs import write_json
-from recon.pipelines.corset.patients import (
-    corset_from_views,
-    corset_views_doc,
-    decode_views,
-    synth_corset_dataset,
-)
+from recon.pipelines.corset.patients import synth_corset_dataset
 from recon.pipelines.corset.predict import train_tiny
 from recon.pipelines.corset.task import load_generator, load_patients, with_prior
+from recon.pipelines.corset.views import corset_from_views, corset_views_doc, decode_views
 
 
 @pytest.fixture(scope="module")

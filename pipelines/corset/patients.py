@@ -18,12 +18,8 @@ Each patient is drawn from its own generator (seed, patient number) and its fold
 whole, so shards of `recon synth corset` make the same patients as one run; dataset.json is
 written by whichever run finds the last patient finished.
 
-Prediction with a trained model is in recon.pipelines.corset.predict.
-
-Network encoding of a depth view (both sides): foreground pixel -> DISTANCE - t, the position
-along the camera direction in the normalised frame (in [-1, 1]); background -> -1. A predicted
-pixel is foreground when its value exceeds FOREGROUND (-0.6; the visible side of a torso
-centred in the normalised frame lies in front of it).
+Prediction with a trained model is in recon.pipelines.corset.predict; the network's view
+encoding, the prior and views -> shell in recon.pipelines.corset.views.
 """
 
 from __future__ import annotations
@@ -36,13 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from recon.pipelines.common.errors import BadInput
+from recon.pipelines.corset.views import CORSET_VIEWS, PHOTO_VIEWS, SIDE_VIEWS
 
 DATA_FORMAT = "recon.corset-data/1"
-SIDE_VIEWS = 8
-PHOTO_VIEWS = [f"view_{i:03d}" for i in range(SIDE_VIEWS)] + ["top", "bottom"]
-CORSET_VIEWS = [f"view_{i:03d}" for i in range(SIDE_VIEWS)]
 TRIM_BOTTOM, TRIM_TOP = 0.12, 0.80  # fractions of the torso height
-FOREGROUND = -0.6  # visible surfaces of a centred torso lie well in front of this
 RINGS, AROUND = 96, 96
 
 
@@ -318,177 +311,6 @@ def read_dataset(root: Path) -> dict:
             if not (root / record["name"] / part).is_file():
                 raise BadInput(f"{root / record['name']}: missing {part}")
     return doc
-
-
-def encode_views(depths: np.ndarray) -> np.ndarray:
-    """uint16 depth views (V, H, W) -> network values (V, H, W) float32 (see module doc)."""
-    from recon.pipelines.shapes import DEPTH_UNIT, DISTANCE
-
-    values = np.full(depths.shape, -1.0, dtype=np.float32)
-    hit = depths > 0
-    values[hit] = DISTANCE - depths[hit].astype(np.float64) * DEPTH_UNIT
-    return values
-
-
-def decode_views(values: np.ndarray) -> np.ndarray:
-    """Network values (V, H, W) -> uint16 depth views; background where value <= FOREGROUND."""
-    from recon.pipelines.shapes import DEPTH_UNIT, DISTANCE
-
-    depths = np.zeros(values.shape, dtype=np.uint16)
-    hit = values > FOREGROUND
-    depths[hit] = np.clip(np.rint((DISTANCE - values[hit]) / DEPTH_UNIT), 1, 65535)
-    return depths
-
-
-def load_photos(folder: Path, size: int | None = None) -> tuple[np.ndarray, dict]:
-    """A torso projection folder -> depth views in PHOTO_VIEWS order (10, H, W) and views.json.
-
-    BadInput when views are missing, extra, or of another size than `size` (when given).
-    """
-    from recon.pipelines.shapes import load_depth_views, read_views
-
-    doc = read_views(folder)
-    names = [v["name"] for v in doc["views"]]
-    missing = [n for n in PHOTO_VIEWS if n not in names]
-    if missing or len(names) != len(PHOTO_VIEWS):
-        raise BadInput(
-            f"{folder}: needs exactly the {len(PHOTO_VIEWS)} views of `recon project --views "
-            f"{SIDE_VIEWS} --caps` (found {len(names)}"
-            + (f"; missing {', '.join(missing)}" if missing else "")
-            + ")"
-        )
-    if size is not None and int(doc["camera"]["size"]) != size:
-        raise BadInput(f"{folder}: views are {doc['camera']['size']} px, the model takes {size} px")
-    depths = load_depth_views(folder, doc)
-    order = [names.index(n) for n in PHOTO_VIEWS]
-    return depths[order], doc
-
-
-def prior_views(
-    photos: np.ndarray, scale: float, offset_mm: float, trim: tuple[float, float]
-) -> np.ndarray:
-    """Torso views in network values (10, S, S) -> the offset-torso corset's side views (8, S, S).
-
-    Each side view's visible surface moves offset_mm toward its camera: the front envelope of
-    the offset surface, a grey dilation with a hemisphere of that radius (exact for orthographic
-    views). Rows outside the trim band (fractions of the torso's seen height) become background.
-    `scale` is the views' frame scale (normalised units per mm).
-    """
-    from scipy import ndimage
-
-    from recon.pipelines.shapes import EXTENT
-
-    size = photos.shape[-1]
-    pixel = 2 * EXTENT / size
-    radius = max(float(offset_mm) * float(scale), 0.0)
-    reach = int(radius / pixel)
-    steps = np.arange(-reach, reach + 1) * pixel
-    squared = steps[:, None] ** 2 + steps[None] ** 2
-    footprint = squared <= radius**2 + 1e-12
-    bump = np.sqrt(np.clip(radius**2 - squared, 0.0, None))
-    side = photos[:SIDE_VIEWS]
-    raised = np.stack(
-        [
-            ndimage.grey_dilation(np.where(v > -1, v, -10.0), footprint=footprint, structure=bump)
-            for v in side
-        ]
-    )
-    out = np.where(raised > -5, raised, -1.0).astype(np.float32)
-    rows = np.flatnonzero((side > -1).any(axis=(0, 2)))
-    if len(rows):
-        z = EXTENT * (1 - (2 * np.arange(size) + 1) / size)
-        top, bottom = z[rows[0]] + pixel / 2, z[rows[-1]] - pixel / 2
-        low, high = bottom + trim[0] * (top - bottom), bottom + trim[1] * (top - bottom)
-        out[:, (z < low) | (z > high)] = -1.0
-    return out
-
-
-def measure_prior(photos: np.ndarray, corsets: np.ndarray, scales: np.ndarray) -> dict:
-    """The offset and trim band that turn torsos into corsets on average, from training pairs.
-
-    photos (N, 10, S, S) and corsets (N, 8, S, S) in network values, scales (N,) the frames'
-    normalised units per mm. Offset: half the silhouette-width difference per row of each side
-    view (20%-trimmed mean over rows, views and patients, so pads and rims barely count); trim:
-    the median corset height band as fractions of the torso's seen height.
-    """
-    from scipy.stats import trim_mean
-
-    from recon.pipelines.shapes import EXTENT
-
-    size = photos.shape[-1]
-    pixel = 2 * EXTENT / size
-    offsets, bands = [], []
-    for torso, corset, scale in zip(photos[:, :SIDE_VIEWS] > -1, corsets > -1, scales, strict=True):
-        both = corset.any(axis=2) & torso.any(axis=2)  # (8, S) rows seen in both
-        widths = corset.sum(axis=2) - torso.sum(axis=2)
-        offsets.append(widths[both] * pixel / 2 / scale)
-        seen, kept = np.flatnonzero(torso.any(axis=(0, 2))), np.flatnonzero(corset.any(axis=(0, 2)))
-        if len(seen) and len(kept):
-            height = seen[-1] - seen[0] + 1
-            bands.append(((seen[-1] - kept[-1]) / height, (seen[-1] + 1 - kept[0]) / height))
-    if not bands:
-        raise BadInput("the training pairs show no corset next to a torso")
-    return {
-        "offset_mm": float(trim_mean(np.concatenate(offsets), 0.2)),
-        "trim": [float(np.median([b[0] for b in bands])), float(np.median([b[1] for b in bands]))],
-    }
-
-
-def corset_views_doc(photos_doc: dict) -> dict:
-    """views.json for predicted corset side views: the photos' frame, the side cameras only."""
-    doc = json.loads(json.dumps(photos_doc))
-    doc["views"] = [v for v in doc["views"] if v["name"] in CORSET_VIEWS]
-    doc["views"].sort(key=lambda v: CORSET_VIEWS.index(v["name"]))
-    doc["source"] = {"mesh": "predicted corset", "faces": 0, "vertices": 0}
-    return doc
-
-
-def corset_from_views(folder: Path, thickness: float = 4.0):
-    """Corset side views + views.json -> trimmed outer surface -> shell `thickness` mm thick.
-
-    Side views cannot see where the corset ends; the surface is cut one pixel inside the
-    height range of the seen points, which removes Poisson's closing caps.
-    """
-    from recon.pipelines.common.errors import JobFailed
-    from recon.pipelines.shapes import lift_views, load_depth_views, read_views, reconstruct
-
-    doc = read_views(folder)
-    points, _ = lift_views(doc, load_depth_views(folder, doc))
-    from_normalised = np.linalg.inv(np.asarray(doc["frame"]["to_normalised"]))
-    z = points @ from_normalised[2, :3] + from_normalised[2, 3]
-    pixel_mm = 2 * float(doc["camera"]["extent"]) / int(doc["camera"]["size"])
-    pixel_mm /= float(doc["frame"]["scale"])
-    low, high = float(z.min()) + pixel_mm, float(z.max()) - pixel_mm
-    if high - low < 4 * pixel_mm:
-        raise JobFailed("the predicted corset views hold almost nothing")
-    surface = reconstruct(folder).mesh
-    face_z = np.asarray(surface.vertices)[np.asarray(surface.faces), 2]
-    inside = (face_z.min(axis=1) >= low) & (face_z.max(axis=1) <= high)
-    surface.update_faces(inside)
-    surface.remove_unreferenced_vertices()
-    if len(surface.faces) == 0:
-        raise JobFailed("the predicted corset surface is empty after trimming")
-    return thicken(surface, thickness)
-
-
-def thicken(surface, thickness: float):
-    """An open outward-facing surface -> a closed shell: an inner copy moved in along the
-    vertex normals, and rim faces along every boundary edge."""
-    import trimesh
-
-    vertices = np.asarray(surface.vertices)
-    faces = np.asarray(surface.faces)
-    n = len(vertices)
-    inner = vertices - np.asarray(surface.vertex_normals) * thickness
-    edges = np.sort(surface.edges, axis=1)
-    unique, counts = np.unique(edges, axis=0, return_counts=True)
-    boundary = {tuple(e) for e in unique[counts == 1]}
-    rims = []
-    for a, b in surface.edges:  # directed as in their faces
-        if (min(a, b), max(a, b)) in boundary:
-            rims += [[b, a, a + n], [b, a + n, b + n]]
-    all_faces = [faces, faces[:, ::-1] + n] + ([np.asarray(rims)] if rims else [])
-    return trimesh.Trimesh(np.concatenate([vertices, inner]), np.concatenate(all_faces))
 
 
 def baseline_corset(torso, gap: float, thickness: float, height: float):

@@ -15,14 +15,16 @@ from recon.pipelines.common.errors import BadInput
 from recon.pipelines.corset.patients import (
     PatientParams,
     baseline_corset,
+    make_torso,
+    read_dataset,
+    synth_corset_dataset,
+)
+from recon.pipelines.corset.views import (
     corset_from_views,
     corset_views_doc,
     decode_views,
     encode_views,
     load_photos,
-    make_torso,
-    read_dataset,
-    synth_corset_dataset,
 )
 
 

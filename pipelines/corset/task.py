@@ -2,10 +2,10 @@
 
 One sample is one patient: its 10 torso depth views stacked as channels (8 side, top, bottom)
 followed by the 8 prior views (the torso offset by the training pairs' mean offset and trimmed to
-their mean band: patients.prior_views), the 8 corset side views as targets, and the embed-spine
+their mean band: views.prior_views), the 8 corset side views as targets, and the embed-spine
 vector of its X-ray (layout in spine.py). The residual head starts
 from the prior views and learns what a brace adds to an offset torso (pads, reliefs, its trim
-line). Encoding in recon.pipelines.corset.patients. Validation logs val/l1 and
+line). Encoding in recon.pipelines.corset.views. Validation logs val/l1 and
 val/silhouette_iou, and the same for the prior views as the answer (val/l1_prior,
 val/silhouette_iou_prior): the baseline to beat. The view side setting is `size` (the old name
 `image_size` is still read, with a notice). Training has two stages: the
@@ -81,12 +81,8 @@ def load_patients(root: Path, size: int):
     frame scales (N,) (normalised units per mm)."""
     import json
 
-    from recon.pipelines.corset.patients import (
-        CORSET_VIEWS,
-        encode_views,
-        load_photos,
-        read_dataset,
-    )
+    from recon.pipelines.corset.patients import read_dataset
+    from recon.pipelines.corset.views import CORSET_VIEWS, encode_views, load_photos
     from recon.pipelines.shapes import load_depth_views, read_views
 
     root = Path(root)
@@ -109,7 +105,7 @@ def load_patients(root: Path, size: int):
 
 def with_prior(photos: np.ndarray, scales: np.ndarray, config: dict) -> np.ndarray:
     """Photos (N, 10, S, S) -> network inputs (N, 18, S, S): the photos, then the prior views."""
-    from recon.pipelines.corset.patients import prior_views
+    from recon.pipelines.corset.views import prior_views
 
     band = (config["prior_trim_bottom"], config["prior_trim_top"])
     priors = [
@@ -123,7 +119,7 @@ def measured_prior(cfg: CorsetConfig, photos, targets, scales) -> CorsetConfig:
     """cfg with the prior's offset and band measured from the pairs, unless set explicitly."""
     import dataclasses
 
-    from recon.pipelines.corset.patients import measure_prior
+    from recon.pipelines.corset.views import measure_prior
 
     if cfg.prior_offset_mm > 0:
         return cfg
@@ -201,8 +197,8 @@ def _shift(views: np.ndarray, dr: int, dc: int) -> np.ndarray:
 def build_generator(config: dict):
     """The generator a config dict describes (used by training and by predict)."""
     from recon.models.corset_net import CorsetGenerator
-    from recon.pipelines.corset.patients import CORSET_VIEWS, PHOTO_VIEWS
     from recon.pipelines.corset.spine import EMBEDDING_SIZE
+    from recon.pipelines.corset.views import CORSET_VIEWS, PHOTO_VIEWS
 
     return CorsetGenerator(
         len(PHOTO_VIEWS) + len(CORSET_VIEWS),
@@ -238,7 +234,7 @@ def _module_class():
     import torch.nn.functional as F
 
     from recon.models.corset_net import PatchCritic
-    from recon.pipelines.corset.patients import CORSET_VIEWS, FOREGROUND, PHOTO_VIEWS
+    from recon.pipelines.corset.views import CORSET_VIEWS, FOREGROUND, PHOTO_VIEWS
 
     class CorsetModule(L.LightningModule):
         def __init__(self, config: dict) -> None:
@@ -372,7 +368,7 @@ def example_rows(module, batch, count: int) -> list:
     row cut to one box around the body (so the cells stay comparable)."""
     import torch
 
-    from recon.pipelines.corset.patients import CORSET_VIEWS, PHOTO_VIEWS
+    from recon.pipelines.corset.views import CORSET_VIEWS, PHOTO_VIEWS
 
     x, y, e = (part[:count] for part in batch)
     fake = module(x, e)
