@@ -12,17 +12,34 @@ from recon.cli.common import (
     Overwrite,
     Quiet,
     Reporter,
+    ShardOption,
+    SkipDone,
     check_range,
     key_value_table,
     renamed,
 )
+from recon.pipelines.common.errors import BadInput, JobFailed
 
 SPACING_RANGE = (0.01, 10.0)  # mm per pixel
 
 
 def embed_spine(
-    xray: Annotated[Path, typer.Argument(help="Spine X-ray, AP view: PNG (8/16-bit) or DICOM.")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Output JSON (EMB.json).")],
+    xrays: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Spine X-rays, AP view: PNG/JPEG/TIFF (8/16-bit) or DICOM files, or folders of "
+            "them (the files directly inside, sorted by name)."
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "-o",
+            "--out",
+            help="EMB.json for one X-ray; else an output folder: NAME.json and NAME.png (the "
+            "overlay) per X-ray, cobb.csv and run.json.",
+        ),
+    ],
     pixel_spacing: Annotated[
         tuple[float, float] | None,
         typer.Option(
@@ -44,13 +61,20 @@ def embed_spine(
         ),
     ] = "T1-L5",
     debug_image: Annotated[
-        Path | None, typer.Option("--debug-image", help="Write an overlay PNG of what was found.")
+        Path | None,
+        typer.Option(
+            "--debug-image",
+            help="With one X-ray and -o EMB.json: write an overlay PNG of what was found (an "
+            "output folder gets NAME.png for every X-ray).",
+        ),
     ] = None,
+    shard: ShardOption = None,
+    skip_done: SkipDone = False,
     overwrite: Overwrite = False,
     json_out: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """Find the spine centre line on an X-ray and measure it.
+    """Find the spine centre line on X-rays and measure it.
 
     Writes JSON with the centre line, the tilt of 17 vertebral levels (top first: the traced
     column split into 17 equal parts, each named after the vertebra of --span that lies there
@@ -59,16 +83,16 @@ def embed_spine(
     the README).
     Exit 1 when no spine is found.
 
+    Several X-rays, or a folder, go to an output folder: OUT/NAME.json and OUT/NAME.png for each,
+    OUT/cobb.csv with one row per X-ray and OUT/run.json. An X-ray that cannot be read or shows no
+    spine gets a row with its error and no files; the others are measured, and the command exits
+    1. With --shard K/N (or in a SLURM array job) or --skip-done the outputs go straight into
+    OUT, which the shards share; each shard writes cobb.shard-K-of-N.csv and run.shard-K-of-N.json.
+
     A chest film showing T1 to L1 takes --span T1-L1.
 
-    Example: recon embed-spine spine.png -o spine.json --pixel-spacing 0.2 0.2 --debug-image dbg.png
+    Example: recon embed-spine films/ -o cobb --span T1-L1
     """
-    import sys
-    import time
-
-    from recon.pipelines.common.io import write_png
-    from recon.pipelines.common.outputs import atomic_file, check_output, write_json
-    from recon.pipelines.corset.spine import debug_overlay, load_spine_xray, measure_spine
     from recon.pipelines.corset.vertebrae import level_names
 
     ui = Reporter(json_out, quiet)
@@ -82,46 +106,43 @@ def embed_spine(
         None if spacing is None else (spacing, spacing),
         pixel_spacing,
     )
+    one = len(xrays) == 1 and not Path(xrays[0]).is_dir()
+    if one and Path(out).suffix.lower() == ".json":
+        if shard is not None or skip_done:
+            raise BadInput("--shard and --skip-done need an output folder, not a .json file")
+        _embed_one(xrays[0], out, pixel_spacing, span, debug_image, overwrite, ui)
+        return
+    if Path(out).suffix.lower() == ".json":
+        raise BadInput(f"{out}: several X-rays need an output folder, not a .json file")
+    if debug_image is not None:
+        raise BadInput(
+            "--debug-image names one overlay for one X-ray; an output folder gets NAME.png for "
+            "every X-ray"
+        )
+    _embed_many(xrays, out, pixel_spacing, span, (shard, skip_done, overwrite), ui)
+
+
+def _embed_one(xray, out, pixel_spacing, span, debug_image, overwrite, ui) -> None:
+    import sys
+
+    from recon.pipelines.common.outputs import check_output
+    from recon.pipelines.corset.embed import embed_xray, film_record, write_embedding
+
     out = check_output(out, overwrite, (".json",), inputs=[xray])
     if debug_image is not None:
         debug_image = check_output(debug_image, overwrite, (".png",), inputs=[xray])
-    clock = time.perf_counter()
-    loaded = load_spine_xray(xray, pixel_spacing)
-    measure = measure_spine(loaded.image, loaded.known_spacing, span)
-    seconds = time.perf_counter() - clock
-    doc = {
-        **measure.as_dict(),
-        "spacing_from": loaded.spacing_source,
-        "source": str(Path(xray).resolve()),
-        "seconds": seconds,
-    }
-    overlay = debug_overlay(loaded.image, measure) if debug_image is not None else None
-    with atomic_file(out) as json_tmp:  # both files are renamed into place, or neither
-        write_json(json_tmp, doc)
-        if overlay is not None:
-            with atomic_file(debug_image) as png_tmp:
-                write_png(png_tmp, overlay)
-    if loaded.spacing_source == "none":
+    embedded = embed_xray(xray, pixel_spacing, span, overlay=debug_image is not None)
+    write_embedding(embedded, out, debug_image)
+    if embedded.spacing_source == "none":
         sys.stderr.write(
             f"note: {xray} carries no pixel spacing, so its millimetres are pixels "
             "(pass --pixel-spacing ROW COL)\n"
         )
-    upper, lower = measure.end_vertebrae
-    result = {
-        "out": str(out),
-        "cobb_deg": measure.cobb_deg,
-        "cobb_sd_deg": measure.cobb_sd_deg,
-        "cobb_interval_deg": list(measure.cobb_interval_deg),
-        "border_asymmetry": measure.border_asymmetry,
-        "end_vertebrae": [upper, lower],
-        "apex_vertebra": measure.apex_vertebra,
-        "span": measure.span,
-        "secondary_cobb_deg": measure.secondary_cobb_deg,
-        "pixel_spacing_mm": list(measure.spacing_mm),
-        "spacing_from": loaded.spacing_source,
-        "debug_image": str(debug_image) if debug_image else None,
-        "seconds": seconds,
-    }
+    measure = embedded.measure
+    record = film_record(xray, embedded.doc)
+    result = {"out": str(out), **record, "debug_image": str(debug_image) if debug_image else None}
+    del result["xray"], result["status"]
+    upper, lower = record["end_vertebrae"]
     ui.result(
         result,
         key_value_table(
@@ -139,6 +160,85 @@ def embed_spine(
             ],
         ),
     )
+
+
+def _embed_many(xrays, out, pixel_spacing, span, batch, ui) -> None:
+    import re
+    import sys
+    import time
+
+    from rich.table import Table
+
+    from recon.pipelines.common.batch import output_folder, plan_inputs
+    from recon.pipelines.common.inputs import XRAY_KINDS, is_xray_file, xray_name
+    from recon.pipelines.common.outputs import run_record, write_json
+    from recon.pipelines.corset.embed import earlier_record, embed_xrays, write_cobb_csv
+
+    inputs = plan_inputs(
+        xrays,
+        is_xray_file,
+        XRAY_KINDS,
+        out,
+        lambda target, name: [target / f"{name}.json", target / f"{name}.png"],
+        batch,
+        stem=xray_name,
+        reserved=re.compile(r"run(\.shard-\d+-of-\d+)?", re.IGNORECASE).fullmatch,
+    )
+    files, names, plan, out = inputs.files, inputs.names, inputs.plan, inputs.out
+    earlier = {i: earlier_record(files[i], out / f"{names[i]}.json") for i in plan.done}
+    clock = time.perf_counter()
+    with output_folder(out, plan) as folder:
+        todo = [files[i] for i in plan.todo]
+        records = embed_xrays(
+            todo, [names[i] for i in plan.todo], folder, pixel_spacing, span, ui.track
+        )
+        seconds = time.perf_counter() - clock
+        for record in records:
+            if record["status"] == "ok":
+                record["json"] = str(out / f"{record['name']}.json")
+                record["overlay"] = str(out / f"{record['name']}.png")
+        skipped = [str(files[i]) for i in plan.done]
+        rows = iter(records)
+        every = [earlier[i] if i in earlier else next(rows) for i in sorted([*plan.todo, *earlier])]
+        write_cobb_csv(folder / plan.shard.results_name("cobb.csv"), every)
+        config = {"span": span, "pixel_spacing": pixel_spacing}
+        write_json(
+            folder / plan.shard.results_name(),
+            run_record(
+                "embed-spine",
+                None,
+                config,
+                {"embed": seconds},
+                {"results": records, "skipped_inputs": skipped, **plan.summary()},
+            ),
+        )
+    measured = [r for r in records if r["status"] == "ok"]
+    unscaled = sum(r["spacing_from"] == "none" for r in measured)
+    if unscaled:
+        sys.stderr.write(
+            f"note: {unscaled} of {len(measured)} measured X-rays carry no pixel spacing, so "
+            "their millimetres are pixels (pass --pixel-spacing ROW COL)\n"
+        )
+    table = Table(title=f"embed-spine -> {out}", title_justify="left")
+    for column in ("X-ray", "Cobb (deg)", "end vertebrae", "apex", "status"):
+        table.add_column(column)
+    for r in records:
+        ok = r["status"] == "ok"
+        table.add_row(
+            Path(r["xray"]).name,
+            f"{r['cobb_deg']:.1f} +- {r['cobb_sd_deg']:.1f}" if ok else "",
+            " - ".join(r["end_vertebrae"]) if ok else "",
+            r.get("apex_vertebra", ""),
+            r["status"],
+        )
+    summary = {"out": str(out), "seconds": round(seconds, 3), "results": records}
+    ui.result({**summary, "skipped_inputs": skipped, **plan.summary()}, table)
+    failed = [r for r in records if r["status"] != "ok"]
+    if failed:
+        raise JobFailed(
+            f"{len(failed)} of {len(records)} X-rays not measured (first: {failed[0]['error']}); "
+            f"the rest are in {out}"
+        )
 
 
 def _uncertainty_parts(measure) -> str:

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from recon.pipelines.common.errors import BadInput
-from recon.pipelines.xray.register_inputs import expand_inputs, output_names, xray_name
+from recon.pipelines.common.inputs import xray_name
+from recon.pipelines.xray.register_inputs import expand_inputs, output_names
 
 UIDS = ("1.2.840.113619.2.55.3.1", "1.2.840.113619.2.55.3.2")
 # fast settings: the tests are about inputs and names, not accuracy

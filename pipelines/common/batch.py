@@ -224,19 +224,22 @@ def plan_inputs(
     batch: tuple[str | None, bool, bool],
     checkpoint: Path | None = None,
     is_done: Callable[[Path, str], bool] | None = None,
+    stem: Callable[[Path], str] = lambda path: path.stem,
+    reserved: Callable[[str], bool] = lambda name: False,
 ) -> BatchInputs:
     """Everything a batch command checks before any work, in one order: the inputs (files and
     folders, recon.pipelines.common.inputs), their output names, the checkpoint (when given),
     an output folder apart from every input, this shard's plan and the output folder itself.
 
     outputs(target, name) and is_done(target, name) describe one input's outputs in the output
-    folder `target`; batch is (--shard, --skip-done, --overwrite)."""
+    folder `target`; batch is (--shard, --skip-done, --overwrite); stem and reserved are
+    output_names' (an input's first name, and the names the command keeps for its own files)."""
     from recon.pipelines.common.inputs import check_apart, gather_inputs, output_names
     from recon.pipelines.common.io import require_file
 
     shard, skip_done, overwrite = batch
     files, folders = gather_inputs(paths, accept, what)
-    names = output_names(files)  # from the whole list, so every shard names files alike
+    names = output_names(files, stem, reserved)  # the whole list: every shard names files alike
     others = []
     if checkpoint is not None:
         others.append(require_file(Path(checkpoint), "checkpoint"))

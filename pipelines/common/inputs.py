@@ -1,5 +1,5 @@
 """Inputs given as files and folders, and the output names made from them: one rule for every
-command that takes many inputs (`predict voxel|parts|drr|skull`, `register`).
+command that takes many inputs (`predict voxel|parts|drr|skull`, `register`, `embed-spine`).
 
 - A folder stands for the files directly inside it that the command reads, sorted by name;
   subfolders are not searched and hidden files are skipped. A folder with none of them, a path
@@ -18,6 +18,38 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from recon.pipelines.common.errors import BadInput
+
+# X-ray files (`register`, `embed-spine`): images by suffix; DICOM by suffix, or none (files named
+# by UID), or by the 'DICM' preamble.
+XRAY_IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+XRAY_DICOM_SUFFIXES = (".dcm", ".dicom", "")
+XRAY_KINDS = "DICOM, PNG or TIFF X-rays"
+
+
+def is_xray_file(path: Path) -> bool:
+    """A file a folder contributes: DICOM/PNG/TIFF by suffix, or a DICOM by its 'DICM' preamble
+    (files named by UID without a suffix); hidden files and DICOMDIR indexes are not X-rays."""
+    if path.name.startswith(".") or path.name.upper() == "DICOMDIR" or not path.is_file():
+        return False
+    if path.suffix.lower() in XRAY_IMAGE_SUFFIXES or path.suffix.lower() in XRAY_DICOM_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as stream:
+            return stream.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def xray_name(path: Path) -> str:
+    """The output name of an X-ray: its file name less a known suffix (.dcm, .dicom, .png, .tif,
+    .tiff, .jpg, .jpeg, any case), other dots kept (`1.2.840.1.dcm` -> `1.2.840.1`)."""
+    name = Path(path).name
+    suffix = Path(name).suffix
+    if suffix and suffix.lower() in (*XRAY_DICOM_SUFFIXES, *XRAY_IMAGE_SUFFIXES):
+        stem = name[: -len(suffix)]
+        if stem.strip(".") and not stem.startswith("."):
+            return stem
+    return name
 
 
 def gather_inputs(

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.inputs import XRAY_KINDS, is_xray_file, xray_name
 from recon.pipelines.xray.pose import load_poses, pose_from_degrees
-from recon.pipelines.xray.xray import DICOM_SUFFIXES, IMAGE_SUFFIXES, Xray
+from recon.pipelines.xray.xray import Xray
 
 INITS = ("dicom", "fixed", "model", "restart")  # --init strategies
 MAX_DISTANCE_MM = 10000.0  # the largest source distance taken as a C-arm geometry
@@ -20,38 +21,12 @@ MAX_DISTANCE_MM = 10000.0  # the largest source distance taken as a C-arm geomet
 RESERVED = re.compile(r"(results|run)(\.shard-\d+-of-\d+)?\.json")  # register's own files
 
 
-def is_xray_file(path: Path) -> bool:
-    """A file a folder contributes: DICOM/PNG/TIFF by suffix, or a DICOM by its 'DICM' preamble
-    (files named by UID without a suffix); hidden files and DICOMDIR indexes are not X-rays."""
-    if path.name.startswith(".") or path.name.upper() == "DICOMDIR" or not path.is_file():
-        return False
-    if path.suffix.lower() in IMAGE_SUFFIXES or path.suffix.lower() in DICOM_SUFFIXES:
-        return True
-    try:
-        with path.open("rb") as stream:
-            return stream.read(132)[128:] == b"DICM"
-    except OSError:
-        return False
-
-
 def expand_inputs(paths: list[Path]) -> list[Path]:
     """X-ray files and folders (their X-ray files, is_xray_file, sorted by name) -> files, each
     given once (recon.pipelines.common.inputs.gather_inputs)."""
     from recon.pipelines.common.inputs import gather_inputs
 
-    return gather_inputs(paths, is_xray_file, "DICOM, PNG or TIFF X-rays")[0]
-
-
-def xray_name(path: Path) -> str:
-    """The output name of an X-ray: its file name less a known suffix (.dcm, .dicom, .png, .tif,
-    .tiff, .jpg, .jpeg, any case), other dots kept (`1.2.840.1.dcm` -> `1.2.840.1`)."""
-    name = Path(path).name
-    suffix = Path(name).suffix
-    if suffix and suffix.lower() in (*DICOM_SUFFIXES, *IMAGE_SUFFIXES):
-        stem = name[: -len(suffix)]
-        if stem.strip(".") and not stem.startswith("."):
-            return stem
-    return name
+    return gather_inputs(paths, is_xray_file, XRAY_KINDS)[0]
 
 
 def output_names(files: list[Path]) -> list[str]:

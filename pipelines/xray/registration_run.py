@@ -163,11 +163,12 @@ def run_register(request: RegisterRequest, info, track) -> dict:
         plan_batch,
     )
     from recon.pipelines.common.errors import JobFailed
+    from recon.pipelines.common.inputs import XRAY_IMAGE_SUFFIXES
     from recon.pipelines.common.outputs import run_record, write_json
     from recon.pipelines.xray.drr import RENDERERS
     from recon.pipelines.xray.synth_xray import read_fiducials
     from recon.pipelines.xray.volume import load_ct
-    from recon.pipelines.xray.xray import IMAGE_SUFFIXES, preprocess, read_xray
+    from recon.pipelines.xray.xray import preprocess, read_xray
 
     clock = time.perf_counter()
     r = request
@@ -204,7 +205,8 @@ def run_register(request: RegisterRequest, info, track) -> dict:
     out = check_batch_output(r.out, plan, r.overwrite)
     files, names = [every[i] for i in plan.todo], [all_names[i] for i in plan.todo]
     for file in files:
-        if file.suffix.lower() in IMAGE_SUFFIXES and (r.sdd is None or r.pixel_spacing is None):
+        image = file.suffix.lower() in XRAY_IMAGE_SUFFIXES
+        if image and (r.sdd is None or r.pixel_spacing is None):
             given = (("--sdd", r.sdd), ("--pixel-spacing", r.pixel_spacing))
             missing = " and ".join(flag for flag, value in given if value is None)
             raise BadInput(f"{file}: a {file.suffix} X-ray carries no geometry; pass {missing}")

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.inputs import XRAY_IMAGE_SUFFIXES
 from recon.pipelines.xray.drr import Intrinsics
 from recon.pipelines.xray.orientation import (
     ImageFrame,
@@ -39,8 +40,6 @@ from recon.pipelines.xray.orientation import (
     stored_orientation,
 )
 
-DICOM_SUFFIXES = (".dcm", ".dicom", "")
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 LINEARIZE = ("auto", "on", "off")
 
 
@@ -72,7 +71,7 @@ def read_xray(
     from recon.pipelines.common.io import require_file
 
     path = require_file(Path(path), "X-ray")
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    if path.suffix.lower() in XRAY_IMAGE_SUFFIXES:
         return _read_plain_image(path, sdd, spacing, orientation, reverse_x_axis)
     return _read_dicom(path, sdd, spacing, orientation, reverse_x_axis)
 

@@ -1,0 +1,174 @@
+"""`recon embed-spine` on one X-ray or many: measure each film (recon.pipelines.corset.spine),
+write its JSON and overlay, and gather the Cobb angles of a batch in one table.
+
+A batch goes on past a film that cannot be read or shows no spine: that film gets a row with
+its status and the error, and no files; the others are measured as usual.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recon.pipelines.common.errors import BadInput, JobFailed
+from recon.pipelines.corset.spine import SpineMeasure
+
+# The columns of cobb.csv, one row per film.
+CSV_FIELDS = (
+    "xray",
+    "status",
+    "cobb_deg",
+    "cobb_sd_deg",
+    "cobb_low_deg",
+    "cobb_high_deg",
+    "upper_end",
+    "lower_end",
+    "apex",
+    "secondary_cobb_deg",
+    "border_asymmetry",
+    "spacing_from",
+    "error",
+)
+
+
+@dataclass
+class EmbeddedXray:
+    """One film measured: the measure, where its pixel spacing came from, the JSON document
+    written for it, and its overlay (RGB uint8, (H, W, 3)) when asked for."""
+
+    measure: SpineMeasure
+    spacing_source: str
+    doc: dict
+    overlay: np.ndarray | None
+
+
+def embed_xray(
+    path: Path,
+    pixel_spacing: tuple[float, float] | None,
+    span: str,
+    overlay: bool = False,
+) -> EmbeddedXray:
+    """Measure the spine X-ray at path (PNG/JPEG/TIFF or DICOM); BadInput for a file that is not
+    a readable X-ray, JobFailed when no spine is found."""
+    from recon.pipelines.corset.spine import debug_overlay, load_spine_xray, measure_spine
+
+    clock = time.perf_counter()
+    loaded = load_spine_xray(path, pixel_spacing)
+    measure = measure_spine(loaded.image, loaded.known_spacing, span)
+    doc = {
+        **measure.as_dict(),
+        "spacing_from": loaded.spacing_source,
+        "source": str(Path(path).resolve()),
+        "seconds": time.perf_counter() - clock,
+    }
+    picture = debug_overlay(loaded.image, measure) if overlay else None
+    return EmbeddedXray(measure, loaded.spacing_source, doc, picture)
+
+
+def write_embedding(embedded: EmbeddedXray, json_path: Path, overlay_path: Path | None) -> None:
+    """The film's JSON, and its overlay PNG when given: both renamed into place, or neither."""
+    from recon.pipelines.common.io import write_png
+    from recon.pipelines.common.outputs import atomic_file, write_json
+
+    with atomic_file(json_path) as json_tmp:
+        write_json(json_tmp, embedded.doc)
+        if overlay_path is not None and embedded.overlay is not None:
+            with atomic_file(overlay_path) as png_tmp:
+                write_png(png_tmp, embedded.overlay)
+
+
+def film_record(path: Path, doc: dict) -> dict:
+    """The summary of one measured film (the command's result, a row of a batch) from the JSON
+    document written for it."""
+    ends = doc["end_vertebrae"]
+    return {
+        "xray": str(path),
+        "status": "ok",
+        "cobb_deg": doc["cobb_deg"],
+        "cobb_sd_deg": doc["cobb_sd_deg"],
+        "cobb_interval_deg": list(doc["cobb_interval_deg"]),
+        "border_asymmetry": doc["border_asymmetry"],
+        "end_vertebrae": [ends["upper"], ends["lower"]],
+        "apex_vertebra": doc["apex_vertebra"],
+        "span": doc["span"],
+        "secondary_cobb_deg": doc["secondary_cobb_deg"],
+        "pixel_spacing_mm": list(doc["spacing_mm"]),
+        "spacing_from": doc["spacing_from"],
+        "seconds": doc["seconds"],
+    }
+
+
+def earlier_record(path: Path, json_path: Path) -> dict:
+    """The record of a film measured by an earlier run (--skip-done), from its JSON; BadInput
+    when that file is not an embed-spine JSON."""
+    import json
+
+    try:
+        return {**film_record(path, json.loads(json_path.read_text())), "skipped": True}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise BadInput(
+            f"{json_path}: not an embed-spine result ({type(error).__name__}: {error}); remove it "
+            "or pass --overwrite"
+        ) from error
+
+
+def embed_xrays(
+    files: Sequence[Path],
+    names: Sequence[str],
+    folder: Path,
+    pixel_spacing: tuple[float, float] | None,
+    span: str,
+    track: Callable = lambda items, _description: items,
+) -> list[dict]:
+    """Measure each film and write folder/NAME.json and folder/NAME.png (the overlay); one
+    record per film (film_record, or status 'unreadable' / 'no spine found' with the error)."""
+    records = []
+    for path, name in track(list(zip(files, names, strict=True)), "embed-spine"):
+        try:
+            embedded = embed_xray(path, pixel_spacing, span, overlay=True)
+        except (BadInput, JobFailed) as error:
+            status = "unreadable" if isinstance(error, BadInput) else "no spine found"
+            message = str(error) if str(path) in str(error) else f"{path}: {error}"
+            records.append({"xray": str(path), "name": name, "status": status, "error": message})
+            continue
+        json_path, overlay_path = folder / f"{name}.json", folder / f"{name}.png"
+        write_embedding(embedded, json_path, overlay_path)
+        records.append({**film_record(path, embedded.doc), "name": name})
+    return records
+
+
+def write_cobb_csv(path: Path, records: Sequence[dict]) -> None:
+    """One row per film (CSV_FIELDS), written atomically; numbers to 0.01 deg."""
+    from recon.pipelines.common.outputs import atomic_file
+
+    def number(value) -> str:
+        return "" if value is None else f"{value:.2f}"
+
+    with atomic_file(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for r in records:
+            low, high = r.get("cobb_interval_deg") or (None, None)
+            upper, lower = r.get("end_vertebrae") or ("", "")
+            writer.writerow(
+                {
+                    "xray": r["xray"],
+                    "status": r["status"],
+                    "cobb_deg": number(r.get("cobb_deg")),
+                    "cobb_sd_deg": number(r.get("cobb_sd_deg")),
+                    "cobb_low_deg": number(low),
+                    "cobb_high_deg": number(high),
+                    "upper_end": upper,
+                    "lower_end": lower,
+                    "apex": r.get("apex_vertebra", ""),
+                    "secondary_cobb_deg": number(r.get("secondary_cobb_deg")),
+                    "border_asymmetry": number(r.get("border_asymmetry")),
+                    "spacing_from": r.get("spacing_from", ""),
+                    "error": r.get("error", ""),
+                }
+            )

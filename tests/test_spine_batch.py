@@ -1,0 +1,182 @@
+"""`recon embed-spine` on many X-rays: a folder in, one JSON and overlay per film and a Cobb table
+out, against the films' true Cobb angles; shards, --skip-done, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dicom_files import write_dx
+
+from recon.pipelines.common.io import read_image, write_png
+from recon.pipelines.common.metrics import cobb_error
+from recon.pipelines.corset.spine_xray import synth_spine_xray
+
+TRUE_COBB = (12.0, 28.0, -40.0)
+
+
+@pytest.fixture(scope="module")
+def films(tmp_path_factory) -> tuple[Path, dict[str, float], float]:
+    """A folder of three spine PNGs (name -> true Cobb angle), one of noise, and their spacing."""
+    folder = tmp_path_factory.mktemp("films") / "films"
+    folder.mkdir()
+    truth = {}
+    for i, cobb in enumerate(TRUE_COBB):
+        xray = synth_spine_xray(cobb, rows=192, seed=20 + i)
+        write_png(folder / f"patient{i}.png", xray.image)
+        truth[f"patient{i}"] = xray.cobb_deg
+    noise = np.random.default_rng(0).integers(0, 65535, (160, 128), dtype=np.uint16)
+    write_png(folder / "noise.png", noise)
+    return folder, truth, xray.spacing_mm
+
+
+def read_table(path: Path) -> dict[str, dict]:
+    with path.open(newline="") as handle:
+        return {Path(row["xray"]).stem: row for row in csv.DictReader(handle)}
+
+
+def test_a_folder_gives_each_film_its_json_overlay_and_a_row_of_the_cobb_table(
+    recon, films, tmp_path
+):
+    folder, truth, spacing = films
+    out = tmp_path / "cobb"
+    code, stdout, err = recon("embed-spine", folder, "-o", out, "--pixel-spacing", spacing,
+                              spacing, "--json")  # fmt: skip
+    assert code == 1, err  # the noise film has no spine; the others are measured
+    assert err.strip().splitlines()[-1].startswith("error: 1 of 4 X-rays not measured"), err
+    assert "noise.png: no spine found" in err
+    result = json.loads(stdout)
+    assert [r["status"] for r in result["results"]] == ["no spine found", "ok", "ok", "ok"]
+    table = read_table(out / "cobb.csv")
+    assert set(table) == {"noise", *truth} and table["noise"]["cobb_deg"] == ""
+    errors = []
+    for name, cobb in truth.items():
+        doc = json.loads((out / f"{name}.json").read_text())
+        assert float(table[name]["cobb_deg"]) == pytest.approx(doc["cobb_deg"], abs=0.006)
+        assert (table[name]["upper_end"], table[name]["lower_end"]) == tuple(
+            doc["end_vertebrae"].values()
+        )
+        errors.append(cobb_error(doc["cobb_deg"], cobb))
+        overlay = read_image(out / f"{name}.png")
+        assert overlay.shape[:2] == read_image(folder / f"{name}.png").shape
+    assert max(errors) <= 3.0, errors  # measured 0.25-1.5 deg
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["cobb.csv", "run.json"] + [f"{n}.{s}" for n in truth for s in ("json", "png")]
+    )
+    run = json.loads((out / "run.json").read_text())
+    assert run["command"] == "embed-spine" and len(run["metrics"]["results"]) == 4
+
+
+def test_a_film_in_a_folder_measures_as_it_does_alone(recon, films, tmp_path):
+    folder, _, spacing = films
+    code, _, err = recon("embed-spine", folder / "patient1.png", "-o", tmp_path / "one.json",
+                         "--pixel-spacing", spacing, spacing, "-q")  # fmt: skip
+    assert code == 0, err
+    films_two = [folder / "patient1.png", folder / "patient2.png"]
+    code, _, err = recon("embed-spine", *films_two, "-o", tmp_path / "two",
+                         "--pixel-spacing", spacing, spacing, "-q")  # fmt: skip
+    assert code == 0, err
+    alone = json.loads((tmp_path / "one.json").read_text())
+    batch = json.loads((tmp_path / "two" / "patient1.json").read_text())
+    for doc in (alone, batch):
+        del doc["seconds"]
+    assert batch == alone
+
+
+def test_shards_share_the_folder_and_skip_done_keeps_every_row(recon, films, tmp_path):
+    folder, truth, _ = films
+    out = tmp_path / "shared"
+    codes = [recon("embed-spine", folder, "-o", out, "--shard", k, "-q")[0] for k in ("1/2", "2/2")]
+    assert sorted(codes) == [0, 1]  # the noise film falls in one shard
+    first, second = (
+        read_table(out / "cobb.shard-1-of-2.csv"),
+        read_table(out / "cobb.shard-2-of-2.csv"),
+    )
+    assert not set(first) & set(second) and set(first) | set(second) == {"noise", *truth}
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("patient*.json")}
+    code, stdout, err = recon("embed-spine", folder, "-o", out, "--skip-done", "--json", "-q")
+    assert code == 1, err  # only the noise film is tried again
+    assert json.loads(stdout)["skipped"] == 3
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("patient*.json")} == before
+    table = read_table(out / "cobb.csv")
+    assert set(table) == {"noise", *truth} and all(table[n]["status"] == "ok" for n in truth)
+
+
+def test_dicom_films_named_by_uid_take_their_spacing_from_the_header(recon, tmp_path):
+    xray = synth_spine_xray(30.0, rows=192, seed=5)
+    folder = tmp_path / "dicom"
+    write_dx(folder / "1.2.840.10008.1", xray.image, ImagerPixelSpacing=[xray.spacing_mm] * 2)
+    write_dx(folder / "1.2.840.10008.2.dcm", xray.image, ImagerPixelSpacing=[xray.spacing_mm] * 2)
+    code, stdout, err = recon("embed-spine", folder, "-o", tmp_path / "out", "--json", "-q")
+    assert code == 0, err
+    results = json.loads(stdout)["results"]
+    assert [r["name"] for r in results] == ["1.2.840.10008.1", "1.2.840.10008.2"]
+    for r in results:
+        assert r["spacing_from"] != "none" and r["pixel_spacing_mm"][0] == pytest.approx(
+            xray.spacing_mm
+        )
+        assert cobb_error(r["cobb_deg"], xray.cobb_deg) <= 3.0
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
+
+
+BAD = {  # case -> (the arguments from the places below, the message)
+    "two films, one JSON": (
+        lambda p: [p.film0, p.film1, "-o", p.json],
+        "several X-rays need an output folder",
+    ),
+    "a folder, one JSON": (
+        lambda p: [p.folder, "-o", p.json],
+        "several X-rays need an output folder",
+    ),
+    "a debug image": (
+        lambda p: [p.folder, "-o", p.out, "--debug-image", p.png],
+        "--debug-image names one overlay",
+    ),
+    "a shard of one": (
+        lambda p: [p.film0, "-o", p.json, "--shard", "1/2"],
+        "--shard and --skip-done need an output",
+    ),
+    "out in the input": (
+        lambda p: [p.folder, "-o", p.folder / "sub"],
+        "is, or is inside, the input folder",
+    ),
+    "a bad shard": (lambda p: [p.folder, "-o", p.out, "--shard", "3/2"], "--shard"),
+    "an empty folder": (
+        lambda p: [p.empty, "-o", p.out],
+        "folder holds no DICOM, PNG or TIFF X-rays",
+    ),
+    "a reserved name": (
+        lambda p: [p.run, p.film0, "-o", p.out],
+        "its output name 'run' is reserved",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_batch_input_is_one_line_and_writes_nothing(recon, films, tmp_path, case):
+    from types import SimpleNamespace
+
+    folder = films[0]
+    (tmp_path / "empty").mkdir()
+    run = write_png(tmp_path / "run.png", np.zeros((64, 64), np.uint16))
+    places = SimpleNamespace(
+        film0=folder / "patient0.png",
+        film1=folder / "patient1.png",
+        folder=folder,
+        empty=tmp_path / "empty",
+        run=run,
+        json=tmp_path / "x.json",
+        out=tmp_path / "o",
+        png=tmp_path / "d.png",
+    )
+    build, message = BAD[case]
+    before, films_before = snapshot(tmp_path), snapshot(folder)
+    code, _, err = recon("embed-spine", *build(places))
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert snapshot(tmp_path) == before and snapshot(folder) == films_before
