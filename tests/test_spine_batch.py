@@ -180,3 +180,33 @@ def test_bad_batch_input_is_one_line_and_writes_nothing(recon, films, tmp_path, 
     code, _, err = recon("embed-spine", *build(places))
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert snapshot(tmp_path) == before and snapshot(folder) == films_before
+
+
+def test_two_array_tasks_at_once_measure_every_film_once(films, tmp_path):
+    """Two processes started together as the tasks of a SLURM array (--array=0-1) share one
+    output folder that neither has made yet; together they write what one run writes."""
+    import os
+    import subprocess
+    import sys
+
+    folder, truth, spacing = films
+    out = tmp_path / "array"
+    command = [sys.executable, "-m", "recon.cli.app", "embed-spine", folder, "-o", out,
+               "--pixel-spacing", spacing, spacing, "-q"]  # fmt: skip
+    array = {f"SLURM_ARRAY_TASK_{k}": v for k, v in (("COUNT", "2"), ("MIN", "0"), ("MAX", "1"))}
+    tasks = [
+        subprocess.Popen(
+            [str(a) for a in command],
+            env={**os.environ, **array, "SLURM_ARRAY_TASK_ID": str(i)},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (0, 1)
+    ]
+    codes = sorted(task.wait(timeout=300) for task in tasks)
+    assert codes == [0, 1], [task.stderr.read() for task in tasks]  # the noise film fails once
+    measured = sorted(p.stem for p in out.glob("*.json") if not p.name.startswith("run"))
+    assert measured == sorted(truth)
+    rows = [read_table(out / f"cobb.shard-{k}-of-2.csv") for k in (1, 2)]
+    assert sorted([*rows[0], *rows[1]]) == sorted(["noise", *truth])
+    assert (out / "run.shard-1-of-2.json").is_file() and (out / "run.shard-2-of-2.json").is_file()
