@@ -367,3 +367,21 @@ def test_centre_line_on_a_drr_of_the_chest_ct_is_within_4_mm(tmp_path, recon):
     error_mm = np.abs(found - pixels[covered, 0]) * 3.2 / (1020.0 / 850.0)
     assert covered.sum() >= 0.7 * len(pixels), f"{covered.sum()}/{len(pixels)} vertebrae covered"
     assert error_mm.mean() <= 4.0 and error_mm.max() <= 8.0, f"{error_mm.round(1)} mm"
+
+
+def test_a_tall_film_is_traced_on_block_means_and_answers_in_its_own_pixels(monkeypatch):
+    import recon.pipelines.corset.spine as spine
+
+    xray = synth_spine_xray(35.0, rows=2100, seed=4)  # 0.28 mm pixels: traced at 700 rows
+    image, spacing = xray.image / 65535.0, (xray.spacing_mm, xray.spacing_mm)
+    coarse = measure_spine(image, spacing)
+    assert cobb_error(coarse.cobb_deg, xray.cobb_deg) <= 1.5
+    assert coarse.spacing_mm == spacing
+    # the centre line lies on the true vertebra centres, in the film's own pixels
+    on_line = np.interp(xray.level_rows, coarse.centre_rows, coarse.centre_cols)
+    inside = (xray.level_rows > coarse.centre_rows[0]) & (xray.level_rows < coarse.centre_rows[-1])
+    assert np.abs(on_line - xray.level_cols)[inside].mean() * xray.spacing_mm <= 2.0
+    monkeypatch.setattr(spine, "TRACE_ROWS", 10_000)
+    full = measure_spine(image, spacing)  # the same film traced pixel by pixel
+    assert abs(full.cobb_deg - coarse.cobb_deg) <= 0.5
+    assert np.abs(full.level_rows - coarse.level_rows).max() <= 6  # of 2100 rows

