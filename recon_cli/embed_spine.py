@@ -133,6 +133,8 @@ def _embed_one(xray, out, pixel_spacing, span, debug_image, overwrite, ui) -> No
         debug_image = check_output(debug_image, overwrite, (".png",), inputs=[xray])
     embedded = embed_xray(xray, pixel_spacing, span, overlay=debug_image is not None)
     write_embedding(embedded, out, debug_image)
+    if measure_warning := embedded.measure.warning:
+        sys.stderr.write(f"warning: {xray}: {measure_warning}\n")
     if embedded.spacing_source == "none":
         sys.stderr.write(
             f"note: {xray} carries no pixel spacing, so its millimetres are pixels "
@@ -142,7 +144,7 @@ def _embed_one(xray, out, pixel_spacing, span, debug_image, overwrite, ui) -> No
     record = film_record(xray, embedded.doc)
     result = {"out": str(out), **record, "debug_image": str(debug_image) if debug_image else None}
     del result["xray"], result["status"]
-    upper, lower = record["end_vertebrae"]
+    upper, lower = record["end_vertebrae"].values()
     ui.result(
         result,
         key_value_table(
@@ -227,12 +229,19 @@ def _embed_many(xrays, out, pixel_spacing, span, batch, ui) -> None:
         table.add_row(
             Path(r["xray"]).name,
             f"{r['cobb_deg']:.1f} +- {r['cobb_sd_deg']:.1f}" if ok else "",
-            " - ".join(r["end_vertebrae"]) if ok else "",
+            " - ".join(r["end_vertebrae"].values()) if ok else "",
             r.get("apex_vertebra", ""),
             r["status"],
         )
     summary = {"out": str(out), "seconds": round(seconds, 3), "results": records}
     ui.result({**summary, "skipped_inputs": skipped, **plan.summary()}, table)
+    doubtful = [r for r in measured if r["warning"]]
+    if doubtful:
+        sys.stderr.write(
+            f"warning: {len(doubtful)} of {len(measured)} measured X-rays have very unequal "
+            "traced borders: their lines may follow tissue beside the spine (see the warning "
+            "column of cobb.csv and the overlays)\n"
+        )
     failed = [r for r in records if r["status"] != "ok"]
     if failed:
         raise JobFailed(

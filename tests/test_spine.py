@@ -12,7 +12,7 @@ from recon.pipelines.common.io import write_png
 from recon.pipelines.common.metrics import cobb_error
 from recon.pipelines.corset.spine import (
     EMBEDDING_SIZE,
-    load_spine_image,
+    load_spine_xray,
     measure_spine,
     mirror_embedding,
 )
@@ -291,9 +291,9 @@ def test_dicom_xray_is_read_with_its_spacing(tmp_path):
     xray = synth_spine_xray(20.0, seed=2)
     spacing = [xray.spacing_mm, xray.spacing_mm]
     write_dx(tmp_path / "spine.dcm", xray.image, ImagerPixelSpacing=spacing)
-    image, spacing = load_spine_image(tmp_path / "spine.dcm")
-    assert spacing == pytest.approx((xray.spacing_mm, xray.spacing_mm))
-    measure = measure_spine(image, spacing)
+    loaded = load_spine_xray(tmp_path / "spine.dcm")
+    assert loaded.known_spacing == pytest.approx((xray.spacing_mm, xray.spacing_mm))
+    measure = measure_spine(loaded.image, loaded.known_spacing)
     assert cobb_error(measure.cobb_deg, xray.cobb_deg) <= 5.0
 
 

@@ -115,9 +115,7 @@ def test_dicom_films_named_by_uid_take_their_spacing_from_the_header(recon, tmp_
     results = json.loads(stdout)["results"]
     assert [r["name"] for r in results] == ["1.2.840.10008.1", "1.2.840.10008.2"]
     for r in results:
-        assert r["spacing_from"] != "none" and r["pixel_spacing_mm"][0] == pytest.approx(
-            xray.spacing_mm
-        )
+        assert r["spacing_from"] != "none" and r["spacing_mm"][0] == pytest.approx(xray.spacing_mm)
         assert cobb_error(r["cobb_deg"], xray.cobb_deg) <= 3.0
 
 
@@ -210,3 +208,36 @@ def test_two_array_tasks_at_once_measure_every_film_once(films, tmp_path):
     rows = [read_table(out / f"cobb.shard-{k}-of-2.csv") for k in (1, 2)]
     assert sorted([*rows[0], *rows[1]]) == sorted(["noise", *truth])
     assert (out / "run.shard-1-of-2.json").is_file() and (out / "run.shard-2-of-2.json").is_file()
+
+
+def test_a_trace_along_the_heart_border_is_flagged(recon, tmp_path):
+    """A rotated chest DRR (`recon synth xray`, seed 0, X-ray 0) is traced along the heart
+    border: the two traced borders differ far more than on any film the method was tuned on, and
+    the command says so; a spine film's trace is not flagged."""
+    assert recon("synth", "xray", "-o", tmp_path / "xr", "-n", 1, "--size", 256, "-q")[0] == 0
+    code, stdout, err = recon("embed-spine", tmp_path / "xr" / "xray_000.dcm", "-o",
+                              tmp_path / "chest.json", "--span", "T1-L1", "--json")  # fmt: skip
+    assert code == 0, err
+    assert "warning: " in err and "may follow tissue beside the spine" in err
+    result = json.loads(stdout)
+    assert result["border_asymmetry"] > 0.75 and result["warning"]
+    assert json.loads((tmp_path / "chest.json").read_text())["warning"] == result["warning"]
+    spine = synth_spine_xray(20.0, rows=192, seed=3)
+    write_png(tmp_path / "spine.png", spine.image)
+    pixel = [spine.spacing_mm] * 2
+    code, stdout, err = recon("embed-spine", tmp_path / "spine.png", "-o", tmp_path / "s.json",
+                              "--pixel-spacing", *pixel, "--json")  # fmt: skip
+    assert code == 0 and "warning" not in err and json.loads(stdout)["warning"] is None
+
+
+def test_no_spine_at_an_implausible_scale_asks_about_the_pixel_spacing(recon, films, tmp_path):
+    folder, _, spacing = films
+    film = folder / "patient1.png"
+    code, _, err = recon("embed-spine", film, "-o", tmp_path / "e.json", "--pixel-spacing",
+                         0.2, 0.2)  # fmt: skip
+    assert code == 1 and err.count("\n") == 1, err
+    assert "no spine found" in err and "mm per pixel the film is" in err
+    assert "check the pixel spacing" in err and not (tmp_path / "e.json").exists()
+    code, _, err = recon("embed-spine", folder / "noise.png", "-o", tmp_path / "n.json",
+                         "--pixel-spacing", spacing, spacing)  # fmt: skip
+    assert code == 1 and "no spine found" in err and "pixel spacing" not in err

@@ -90,7 +90,7 @@ def test_png_without_pixel_spacing_says_its_millimetres_are_pixels(recon, spine)
     rc, out, err = recon("embed-spine", spine, "-o", spine.parent / "f.json", "--json",
                          "--pixel-spacing", 2.5, 2.5)  # fmt: skip
     assert rc == 0 and "millimetres are pixels" not in err
-    assert json.loads(out)["pixel_spacing_mm"] == [2.5, 2.5]
+    assert json.loads(out)["spacing_mm"] == [2.5, 2.5]
 
 
 def test_old_spacing_flag_still_works_with_a_notice(recon, spine):
@@ -98,7 +98,7 @@ def test_old_spacing_flag_still_works_with_a_notice(recon, spine):
                          "--spacing", 2.0)  # fmt: skip
     assert rc == 0
     assert "--spacing is deprecated" in err and "--pixel-spacing" in err
-    assert json.loads(out)["pixel_spacing_mm"] == [2.0, 2.0]
+    assert json.loads(out)["spacing_mm"] == [2.0, 2.0]
 
 
 def test_nothing_is_left_when_the_json_cannot_be_written(recon, spine, monkeypatch):

@@ -32,6 +32,7 @@ CSV_FIELDS = (
     "secondary_cobb_deg",
     "border_asymmetry",
     "spacing_from",
+    "warning",
     "error",
 )
 
@@ -84,8 +85,7 @@ def write_embedding(embedded: EmbeddedXray, json_path: Path, overlay_path: Path 
 
 def film_record(path: Path, doc: dict) -> dict:
     """The summary of one measured film (the command's result, a row of a batch) from the JSON
-    document written for it."""
-    ends = doc["end_vertebrae"]
+    document written for it, under the same keys."""
     return {
         "xray": str(path),
         "status": "ok",
@@ -93,11 +93,12 @@ def film_record(path: Path, doc: dict) -> dict:
         "cobb_sd_deg": doc["cobb_sd_deg"],
         "cobb_interval_deg": list(doc["cobb_interval_deg"]),
         "border_asymmetry": doc["border_asymmetry"],
-        "end_vertebrae": [ends["upper"], ends["lower"]],
+        "warning": doc.get("warning"),
+        "end_vertebrae": dict(doc["end_vertebrae"]),
         "apex_vertebra": doc["apex_vertebra"],
         "span": doc["span"],
         "secondary_cobb_deg": doc["secondary_cobb_deg"],
-        "pixel_spacing_mm": list(doc["spacing_mm"]),
+        "spacing_mm": list(doc["spacing_mm"]),
         "spacing_from": doc["spacing_from"],
         "seconds": doc["seconds"],
     }
@@ -154,7 +155,7 @@ def write_cobb_csv(path: Path, records: Sequence[dict]) -> None:
         writer.writeheader()
         for r in records:
             low, high = r.get("cobb_interval_deg") or (None, None)
-            upper, lower = r.get("end_vertebrae") or ("", "")
+            ends = r.get("end_vertebrae") or {"upper": "", "lower": ""}
             writer.writerow(
                 {
                     "xray": r["xray"],
@@ -163,12 +164,13 @@ def write_cobb_csv(path: Path, records: Sequence[dict]) -> None:
                     "cobb_sd_deg": number(r.get("cobb_sd_deg")),
                     "cobb_low_deg": number(low),
                     "cobb_high_deg": number(high),
-                    "upper_end": upper,
-                    "lower_end": lower,
+                    "upper_end": ends["upper"],
+                    "lower_end": ends["lower"],
                     "apex": r.get("apex_vertebra", ""),
                     "secondary_cobb_deg": number(r.get("secondary_cobb_deg")),
                     "border_asymmetry": number(r.get("border_asymmetry")),
                     "spacing_from": r.get("spacing_from", ""),
+                    "warning": r.get("warning") or "",
                     "error": r.get("error", ""),
                 }
             )

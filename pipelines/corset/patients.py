@@ -169,7 +169,7 @@ def write_patient(folder: Path, p: PatientParams, size: int, seed: int) -> dict:
     xray = synth_spine_xray(p.cobb_deg, p.height, p.width, seed=seed)
     write_spine_png(folder / "spine.png", xray)
     measure = measure_spine(xray.image / 65535.0, (xray.spacing_mm, xray.spacing_mm))
-    write_json(folder / "spine.json", measure.as_dict())
+    write_json(folder / "spine.json", {**measure.as_dict(), "spacing_from": "recon synth corset"})
     truth = {
         **asdict(p),
         "xray_cobb_deg": xray.cobb_deg,

@@ -33,6 +33,8 @@ class CorsetPrediction:
     mesh: object  # trimesh shell, mm, the photos' source frame
     cobb_deg: float  # measured on the spine X-ray
     timings: dict
+    spacing_from: str = "none"  # where the X-ray's pixel spacing came from ("none": pixels)
+    spine_warning: str | None = None  # SpineMeasure.warning
 
 
 def predict_corset(
@@ -52,18 +54,18 @@ def predict_corset(
 
     from recon.pipelines.common.io import write_png
     from recon.pipelines.common.outputs import write_json
-    from recon.pipelines.corset.spine import load_spine_image, measure_spine
+    from recon.pipelines.corset.spine import load_spine_xray, measure_spine
     from recon.pipelines.corset.task import _resize, load_generator, with_prior
 
     timings = {}
     clock = time.perf_counter()
     depths, doc = load_photos(photos)
-    image, pixel = load_spine_image(spine, spacing)
+    loaded = load_spine_xray(spine, spacing)
     generator, config = load_generator(checkpoint)
     timings["load"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    measure = measure_spine(image, pixel)
+    measure = measure_spine(loaded.image, loaded.known_spacing)
     timings["spine"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -88,7 +90,7 @@ def predict_corset(
     write_json(views_out / "views.json", views_doc)
     mesh = corset_from_views(views_out, thickness)
     timings["surface"] = time.perf_counter() - clock
-    return CorsetPrediction(mesh, measure.cobb_deg, timings)
+    return CorsetPrediction(mesh, measure.cobb_deg, timings, loaded.spacing_source, measure.warning)
 
 
 def evaluate_patients(

@@ -65,6 +65,10 @@ BOOTSTRAP = 200  # resamples for the Cobb angle's uncertainty
 # bodies makes, which its scatter cannot show. Calibrated once for |error| <= 2 SD in 95% of the
 # tuning films of tests/spine_phantoms.py (bent-CT DRRs, seeds 0-63 and 1000-1029).
 ASYMMETRY_DEG = 7.0
+# Border asymmetry above this is out of what the method was tuned on (at most 0.70 on those 94
+# DRRs; rotated chest films traced along the heart border or the chest wall give 0.77-0.92):
+# embed-spine then warns that the line may follow tissue beside the spine.
+ASYMMETRY_WARN = 0.75
 # A traced column counts as a spine when its median response is this many times the image's 75th
 # percentile: pure noise gives up to about 1.8, spine films 2.8 and more.
 NOISE_RATIO = 2.25
@@ -75,6 +79,9 @@ SCORED = slice(1, LEVELS - 1)
 # pixels) then takes 0.5 s and 0.1 GB instead of 6 s and 1 GB, and its Cobb angle moves by
 # 0.05 deg on average (10 synthetic films).
 TRACE_ROWS = 1024
+# Sides of a spine or chest film in mm (a collimated thoracic film to a full-length spine film,
+# with magnification): outside this, "no spine found" asks whether the pixel spacing is right.
+FILM_MM = (100.0, 1200.0)
 
 
 @dataclass
@@ -112,6 +119,17 @@ class SpineMeasure:
     def apex_vertebra(self) -> str:
         return self.level_names[self.apex]
 
+    @property
+    def warning(self) -> str | None:
+        """Why the trace may be off the spine, or None."""
+        if self.border_asymmetry <= ASYMMETRY_WARN:
+            return None
+        return (
+            f"the two borders of the traced column differ strongly (asymmetry "
+            f"{self.border_asymmetry:.2f}, above {ASYMMETRY_WARN}): the line may follow tissue "
+            "beside the spine (heart, chest wall); check the overlay"
+        )
+
     def as_dict(self) -> dict:
         sy, sx = self.spacing_mm
         upper, lower = self.end_vertebrae
@@ -125,6 +143,7 @@ class SpineMeasure:
                 "border_asymmetry": self.cobb_sd_border_deg,
             },
             "border_asymmetry": self.border_asymmetry,
+            "warning": self.warning,
             "end_vertebrae": {"upper": upper, "lower": lower},
             "apex_vertebra": self.apex_vertebra,
             "end_levels": {"upper": self.upper_end, "lower": self.lower_end},
@@ -201,12 +220,6 @@ def load_spine_xray(
     return SpineImage(np.clip((image - low) / (high - low), 0, 1), pixel, source)
 
 
-def load_spine_image(path: Path, spacing: tuple[float, float] | float | None = None):
-    """(image (H, W) in [0, 1], (row, column) spacing mm or None when unknown) for measure_spine."""
-    loaded = load_spine_xray(path, spacing)
-    return loaded.image, loaded.known_spacing
-
-
 def measure_spine(
     image: np.ndarray, spacing: tuple[float, float] | None, span: str = DEFAULT_SPAN
 ) -> SpineMeasure:
@@ -254,7 +267,9 @@ def _measure(image: np.ndarray, spacing: tuple[float, float] | None, span: str) 
     top, bottom = spine_extent(strength, path, tolerance=0.015 * image.shape[1])
     rows = image.shape[0]
     if bottom - top < 0.25 * rows or np.median(strength[top:bottom]) < NOISE_RATIO * background:
-        raise JobFailed("no spine found in the X-ray (no bright vertical column)")
+        raise JobFailed(
+            f"no spine found in the X-ray (no bright vertical column{_scale_hint(image, spacing)})"
+        )
     sy, sx = (1.0, 1.0) if spacing is None else spacing
     r = np.arange(top, bottom, dtype=np.float64)
     z = -r * sy  # mm, upward
@@ -316,6 +331,20 @@ def _measure(image: np.ndarray, spacing: tuple[float, float] | None, span: str) 
         cobb_sd_border_deg=border_sd,
         border_asymmetry=asymmetry,
         span=span.strip().upper(),
+    )
+
+
+def _scale_hint(image: np.ndarray, spacing: tuple[float, float] | None) -> str:
+    """'; at 0.2 x 0.2 mm per pixel the film is 51 x 51 mm: check the pixel spacing' when that
+    size is not one of a spine or chest film (FILM_MM), else ''."""
+    if spacing is None:
+        return ""
+    height, width = image.shape[0] * spacing[0], image.shape[1] * spacing[1]
+    if FILM_MM[0] <= min(height, width) and max(height, width) <= FILM_MM[1]:
+        return ""
+    return (
+        f"; at {spacing[0]:g} x {spacing[1]:g} mm per pixel the film is {width:.0f} x "
+        f"{height:.0f} mm: check the pixel spacing"
     )
 
 
