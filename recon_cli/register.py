@@ -22,6 +22,7 @@ from recon.cli.common import (
     check_seed,
     renamed,
 )
+from recon.pipelines.common.errors import JobFailed
 
 DATA = "Data"
 INIT = "Initial pose"
@@ -269,8 +270,10 @@ def register(
         skip_done=skip_done,
     )
     ui = Reporter(json_out, quiet)
-    document = run_register(request, ui.info, ui.track)
-    ui.result(document, result_tables(document))
+    document, failure = run_register(request, ui.info, ui.track)
+    ui.result(document, result_tables(document))  # every X-ray's row, the failed ones too
+    if failure:
+        raise JobFailed(failure)
 
 
 def check_numbers(sdd, rot, xyz, crop, ct_spacing, lr_rot, lr_xyz, threads, seed):

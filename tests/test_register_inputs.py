@@ -318,3 +318,11 @@ def test_truth_of_an_unfinished_sharded_set_is_named(tmp_path, recon):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "not written yet" in lines[0], err
     assert not out.exists()
+
+
+def test_stage_lists_of_different_lengths_name_each_count_and_the_defaults(tmp_path, recon):
+    png, out = _png(tmp_path / "x.png"), tmp_path / "reg"
+    code, _, err = recon("register", png, "-o", out, *PNG, "--iterations", 20)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "got --heights 64,128 (2), --iterations 20 (1), --patience 10,10 (2)" in err
+    assert "the defaults are 64,128 / 200,100 / 10,10" in err and not out.exists()

@@ -166,6 +166,8 @@ def test_handmade_dicom_registers_and_mirrored_read_exits_1(handmade, tmp_path, 
     results = json.loads((tmp_path / "wrong" / "results.json").read_text())
     assert results["results"][0]["status"] == "mirrored"
     assert results["results"][0]["final_mtre_mm"] > 5
+    # the failed registration's row is printed too: --json gives the results, not only an error
+    assert json.loads(out)["results"][0]["status"] == "mirrored" and out.count("\n") == 1
 
 
 def _write_variant(source: Path, target: Path, **tags) -> Path:

@@ -147,12 +147,13 @@ class RegisterRequest:
     skip_done: bool = False  # keep X-rays whose parameters.pt and overlay.png exist
 
 
-def run_register(request: RegisterRequest, info, track) -> dict:
-    """Validate every input, then register each X-ray; returns the result document.
+def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | None]:
+    """Validate every input, then register each X-ray; returns the result document (also
+    written) and, when a registration failed (a similarity below request.min_similarity or not
+    a number, a better-matching mirror image), the one-line reason, else None.
 
     info(text) reports progress lines; track(iterable, description) wraps the X-ray loop.
-    Raises BadInput before anything is written; JobFailed after writing when a registration
-    ends below request.min_similarity.
+    Raises BadInput before anything is written.
     """
     import time
 
@@ -162,7 +163,6 @@ def run_register(request: RegisterRequest, info, track) -> dict:
         parse_shard,
         plan_batch,
     )
-    from recon.pipelines.common.errors import JobFailed
     from recon.pipelines.common.inputs import XRAY_IMAGE_SUFFIXES
     from recon.pipelines.common.outputs import run_record, write_json
     from recon.pipelines.xray.drr import RENDERERS
@@ -189,8 +189,20 @@ def run_register(request: RegisterRequest, info, track) -> dict:
         renderer=r.renderer,
         mirror_check_below=r.mirror_check_below,
     )
-    if not len(config.heights) == len(config.iterations) == len(config.patience):
-        raise BadInput("--heights, --iterations and --patience need one value per stage")
+    stages = {
+        "heights": config.heights,
+        "iterations": config.iterations,
+        "patience": config.patience,
+    }
+    if len({len(values) for values in stages.values()}) > 1:
+        given = ", ".join(
+            f"--{name} {','.join(map(str, values))} ({len(values)})"
+            for name, values in stages.items()
+        )
+        raise BadInput(
+            f"--heights, --iterations and --patience need one value per stage; got {given} "
+            "(the defaults are 64,128 / 200,100 / 10,10: two stages)"
+        )
     device = choose_device(r.device)
     every = expand_inputs(r.xrays)
     all_names = output_names(every)
@@ -282,9 +294,7 @@ def run_register(request: RegisterRequest, info, track) -> dict:
             ),
         )
     message = failure_message(results, r.min_similarity)
-    if message:
-        raise JobFailed(f"{out}: {message} (results written)")
-    return document
+    return document, (f"{out}: {message} (results written)" if message else None)
 
 
 @dataclass
