@@ -48,7 +48,8 @@ def check_data(
     for name, count in report.per_class.items():
         table.add_row(name, str(count))
     table.add_row("[bold]total", f"[bold]{report.items}")
-    problems = Table(title=f"{len(report.problems)} problems", title_justify="left")
+    count = len(report.problems)
+    problems = Table(title=f"{count} problem{'' if count == 1 else 's'}", title_justify="left")
     for column in ("kind", "path", "detail"):
         problems.add_column(column, overflow="fold")
     for problem in report.problems[:limit]:

@@ -229,7 +229,7 @@ def key_value_table(title: str, rows: Sequence[tuple[str, Any]]) -> Table:
     """A two-column table for a command's summary."""
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")  # paths wrap whole instead of ending in "..."
     for key, value in rows:
         table.add_row(key, _fmt(value))
     return table

@@ -9,6 +9,10 @@ import typer
 
 from recon.cli.common import Json, Overwrite, Quiet, Reporter, Seed
 
+# The steps of recon.pipelines.common.demo.STEPS, in order, named here so that --help does not
+# import them (a test checks that the two lists agree).
+STEP_NAMES = ("geometry", "drr", "corset", "voxel", "register", "skull")
+
 
 def demo(
     out: Annotated[
@@ -16,7 +20,8 @@ def demo(
         typer.Option("-o", "--out", help="Keep the demo's files here (default: a temp folder)."),
     ] = None,
     only: Annotated[
-        str | None, typer.Option(help="Run only these steps (comma-separated names).")
+        str | None,
+        typer.Option(help=f"Run only these steps (comma-separated): {', '.join(STEP_NAMES)}."),
     ] = None,
     seed: Seed = 0,
     overwrite: Overwrite = False,

@@ -237,3 +237,13 @@ def test_demo_verdicts_reference_rows_and_failures(recon, monkeypatch):
     monkeypatch.setattr(demo, "STEPS", [("passing", passing), ("failing", failing)])
     code, out, err = recon("demo")
     assert code == 1 and "NO" in out and "missed its target" in err
+
+
+def test_demo_help_names_every_step_in_order(recon, monkeypatch):
+    from recon.cli.demo import STEP_NAMES
+    from recon.pipelines.common.demo import STEPS
+
+    assert STEP_NAMES == tuple(name for name, _ in STEPS)
+    monkeypatch.setenv("COLUMNS", "200")
+    code, text, _ = recon("demo", "--help")
+    assert code == 0 and ", ".join(STEP_NAMES) in " ".join(text.split())
