@@ -51,14 +51,15 @@ def convert_mat(
     Reads the variable `voxel` and writes uint8. When a file fails the command exits 1 and
     writes nothing, unless --keep-going keeps the rest and lists the failures (tab-separated
     path and reason) in OUT/convert-failures.log. With --overwrite an existing folder is written
-    into: same-named files are replaced, others kept.
+    into: same-named files are replaced, others kept. The run's record is OUT/run.json, or for a
+    single file OUT's name with .run.json (a.npy -> a.run.json).
 
     Example: recon convert-mat pix3d/model -o voxels32 --resolution 32
     """
     import os
 
     from recon.pipelines.common.errors import BadInput
-    from recon.pipelines.common.outputs import check_output, merged_dir
+    from recon.pipelines.common.outputs import check_output, merged_dir, write_json
     from recon.pipelines.occupancy.matfiles import convert_tree, mat_sources
 
     ui = Reporter(json_out, quiet)
@@ -68,6 +69,7 @@ def convert_mat(
     single = Path(src).is_file()
     if single:
         out = check_output(out, overwrite, (".npy",), inputs=[src])
+        sidecar = check_output(out.with_name(out.stem + ".run.json"), overwrite, inputs=[src])
     else:
         out = Path(out).expanduser().absolute()
         check_output(out, True, inputs=[src])
@@ -77,11 +79,15 @@ def convert_mat(
             raise BadInput(f"{out}: folder is not empty (pass --overwrite to write into it)")
     count = workers if workers > 0 else min(8, os.cpu_count() or 1)
     count = min(count, len(sources))
+    config = {"resolution": resolution, "keep_going": keep_going, "workers": count}
     log = None
     with ui.progress("convert-mat", total=len(sources)) as bar:
         if single:
             report = _convert_single(sources[0], out, resolution)
             bar.advance()
+            result = _result(report, out, None, count)
+            if not report.failed:  # the record is written last, beside the .npy
+                write_json(sidecar, _record(config, report, result))
         else:
             with merged_dir(out) as folder:
                 report = convert_tree(sources, root, folder, resolution, count, bar.advance)
@@ -92,21 +98,12 @@ def convert_mat(
                     (folder / log.name).write_text(
                         "".join(f"{path}\t{reason}\n" for path, reason in report.failed.items())
                     )
-    rate = len(sources) / report.seconds if report.seconds > 0 else 0.0
-    result = {
-        "out": str(out),
-        "converted": len(report.converted),
-        "failed": len(report.failed),
-        "failures": report.failed,
-        "failure_log": str(log) if log else None,
-        "seconds": round(report.seconds, 3),
-        "files_per_s": round(rate, 2),
-        "workers": count,
-    }
+                result = _result(report, out, log, count)
+                write_json(folder / "run.json", _record(config, report, result))
     rows = [
         ("converted", len(report.converted)),
         ("failed", len(report.failed)),
-        ("files/s", rate),
+        ("files/s", result["files_per_s"]),
         ("out", out),
     ]
     if log:
@@ -114,6 +111,30 @@ def convert_mat(
     ui.result(result, key_value_table(f"convert-mat {src}", rows))
     if report.failed:
         raise _failure(report, len(sources), log)
+
+
+def _result(report, out: Path, log: Path | None, workers: int) -> dict:
+    """The --json result of a conversion."""
+    total = len(report.converted) + len(report.failed)
+    rate = total / report.seconds if report.seconds > 0 else 0.0
+    return {
+        "out": str(out),
+        "converted": len(report.converted),
+        "failed": len(report.failed),
+        "failures": report.failed,
+        "failure_log": str(log) if log else None,
+        "seconds": round(report.seconds, 3),
+        "files_per_s": round(rate, 2),
+        "workers": workers,
+    }
+
+
+def _record(config: dict, report, result: dict) -> dict:
+    """run.json of a conversion: its settings, time and counts."""
+    from recon.pipelines.common.outputs import run_record
+
+    metrics = {k: v for k, v in result.items() if k not in ("out", "seconds", "workers")}
+    return run_record("convert-mat", None, config, {"convert": report.seconds}, metrics)
 
 
 def _failure(report, total: int, log: Path | None):

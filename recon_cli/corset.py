@@ -44,7 +44,8 @@ def synth_corset(
     embed-spine JSON, the corset's 8 side views in the torso's frame, torso.stl, corset.stl and
     truth.json. Layout in the README. Each patient depends only on the seed and its number, so
     shards (--shard K/N, or a SLURM array) together write the files of one run into the shared
-    OUT; the shard that finds every patient finished writes dataset.json.
+    OUT; the shard that finds every patient finished writes dataset.json. The run's record is
+    OUT/run.json (a shard's, OUT/run.shard-K-of-N.json).
 
     Example: recon synth corset -o corset_data -n 200 --size 128
     """
@@ -74,25 +75,28 @@ def synth_corset(
         make=lambda root, i: write_patient_item(root, i, size, seed),
         merge=lambda root: write_dataset_index(root, count, size, seed),
         config={"count": count, "size": size},
+        summarize=lambda made: _patients_summary(made, size),
+        whole_record=True,
     )
-    out, made, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)
-    cobbs = [abs(p["cobb_deg"]) for p in made]
-    rows = [("patients made", len(made)), ("size", f"{size} px")]
-    if cobbs:
-        rows.append(("Cobb range (deg)", f"{min(cobbs):.1f} - {max(cobbs):.1f}"))
+    out, _, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)
+    rows = [("patients made", fields["patients"]), ("size", f"{size} px")]
+    if fields["cobb_deg_range"]:
+        low, high = fields["cobb_deg_range"]
+        rows.append(("Cobb range (deg)", f"{low:.1f} - {high:.1f}"))
     rows.append(("index", fields["index"] or f"not yet ({fields['missing_items']} to make)"))
     if fields["shard"] != "1/1" or fields["skipped"]:
         rows += [("shard", fields["shard"]), ("skipped (done)", fields["skipped"])]
-    ui.result(
-        {
-            "out": str(out),
-            "patients": len(made),
-            "size": size,
-            "cobb_deg_range": [min(cobbs), max(cobbs)] if cobbs else None,
-            **fields,
-        },
-        key_value_table(f"synth corset -> {out}", rows),
-    )
+    ui.result({"out": str(out), **fields}, key_value_table(f"synth corset -> {out}", rows))
+
+
+def _patients_summary(made: list[dict], size: int) -> dict:
+    """The patients made (their dataset.json records) -> the counts `synth corset` reports."""
+    cobbs = [abs(p["cobb_deg"]) for p in made]
+    return {
+        "patients": len(made),
+        "size": size,
+        "cobb_deg_range": [min(cobbs), max(cobbs)] if cobbs else None,
+    }
 
 
 def predict_corset(
@@ -130,10 +134,12 @@ def predict_corset(
 
     The network turns the torso views and the spine embedding into the corset's 8 side views,
     which are back-projected (as `recon backproject`), cut at the seen height range and thickened.
-    With --render a shaded picture of the shell is written beside OUT, with the suffix .png.
+    With --render a shaded picture of the shell is written beside OUT, with the suffix .png. The
+    run's record is OUT.run.json (c.stl -> c.run.json), and run.json in --views-out.
 
     Example: recon predict corset --photos p/photos --spine p/spine.png -c m.ckpt -o c.stl --render
     """
+    import sys
     import tempfile
     import time
 
@@ -147,7 +153,13 @@ def predict_corset(
         save_mesh,
         write_png,
     )
-    from recon.pipelines.common.outputs import atomic_dir, check_output, write_json
+    from recon.pipelines.common.outputs import (
+        atomic_dir,
+        atomic_file,
+        check_output,
+        run_record,
+        write_json,
+    )
     from recon.pipelines.corset.predict import predict_corset as run_prediction
     from recon.pipelines.shapes import render_mesh
 
@@ -166,6 +178,7 @@ def predict_corset(
     torch.manual_seed(seed)
     inputs = [photos, spine, checkpoint]
     out = check_output(out, overwrite, MESH_SUFFIXES, inputs=inputs)
+    sidecar = check_output(out.with_name(out.stem + ".run.json"), overwrite, inputs=inputs)
     picture_path = None
     if render:
         picture_path = check_output(out.with_suffix(".png"), overwrite, (".png",), inputs=inputs)
@@ -175,6 +188,13 @@ def predict_corset(
     require_file(spine, "spine X-ray")
     require_file(checkpoint, "checkpoint")
     device = choose_device(device)
+    config = {
+        "thickness": thickness,
+        "pixel_spacing": pixel_spacing,
+        "device": device,
+        "render": render,
+        "views_out": str(views_out) if views_out is not None else None,
+    }
     clock = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="corset_views.") as scratch:
         folder = Path(scratch)
@@ -184,21 +204,35 @@ def predict_corset(
                 for item in folder.iterdir():
                     (keep / item.name).write_bytes(item.read_bytes())
     picture = render_mesh(result.mesh) if render else None
-    save_mesh(result.mesh, out)
-    if picture is not None:
-        write_png(picture_path, picture)
-    seconds = time.perf_counter() - clock
-    record = {
-        "out": str(out),
-        "render": str(picture_path) if picture_path else None,
+    if result.spine_warning:
+        sys.stderr.write(f"warning: {spine}: {result.spine_warning}\n")
+    if result.spacing_from == "none":
+        sys.stderr.write(
+            f"note: {spine} carries no pixel spacing, so its millimetres are pixels "
+            "(pass --pixel-spacing ROW COL)\n"
+        )
+    metrics = {
         "cobb_deg": result.cobb_deg,
         "faces": len(result.mesh.faces),
         "watertight": bool(result.mesh.is_watertight),
+    }
+    with atomic_file(sidecar) as tmp:  # the record is renamed into place last
+        save_mesh(result.mesh, out)
+        if picture is not None:
+            write_png(picture_path, picture)
+        seconds = time.perf_counter() - clock
+        timings = {**result.timings, "total": seconds}
+        run = run_record("predict corset", seed, config, timings, metrics)
+        write_json(tmp, run)
+        if views_out is not None:
+            write_json(views_out / "run.json", run)
+    record = {
+        "out": str(out),
+        "render": str(picture_path) if picture_path else None,
+        **metrics,
         "timings_s": result.timings,
         "seconds": seconds,
     }
-    if views_out is not None:
-        write_json(views_out / "run.json", record)
     ui.result(
         record,
         key_value_table(

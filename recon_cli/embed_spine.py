@@ -125,14 +125,19 @@ def embed_spine(
 def _embed_one(xray, out, pixel_spacing, span, debug_image, overwrite, ui) -> None:
     import sys
 
-    from recon.pipelines.common.outputs import check_output
+    from recon.pipelines.common.outputs import check_output, run_record, write_json
     from recon.pipelines.corset.embed import embed_xray, film_record, write_embedding
 
     out = check_output(out, overwrite, (".json",), inputs=[xray])
+    sidecar = check_output(out.with_name(out.stem + ".run.json"), overwrite, inputs=[xray])
     if debug_image is not None:
         debug_image = check_output(debug_image, overwrite, (".png",), inputs=[xray])
     embedded = embed_xray(xray, pixel_spacing, span, overlay=debug_image is not None)
     write_embedding(embedded, out, debug_image)
+    config = {"xray": str(xray), "span": span, "pixel_spacing": pixel_spacing}
+    timings = {"embed": embedded.doc["seconds"]}
+    record = film_record(xray, embedded.doc)
+    write_json(sidecar, run_record("embed-spine", None, config, timings, record))
     if measure_warning := embedded.measure.warning:
         sys.stderr.write(f"warning: {xray}: {measure_warning}\n")
     if embedded.spacing_source == "none":
@@ -141,7 +146,6 @@ def _embed_one(xray, out, pixel_spacing, span, debug_image, overwrite, ui) -> No
             "(pass --pixel-spacing ROW COL)\n"
         )
     measure = embedded.measure
-    record = film_record(xray, embedded.doc)
     result = {"out": str(out), **record, "debug_image": str(debug_image) if debug_image else None}
     del result["xray"], result["status"]
     upper, lower = record["end_vertebrae"].values()

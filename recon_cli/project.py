@@ -31,7 +31,7 @@ def project(
 
     Writes depth_<view>.png (16-bit; 0 = background, distance = value x depth.unit in the
     normalised frame), silhouette_<view>.png (8-bit) and views.json (cameras, the frame's
-    scale and offset), which is all `recon backproject` needs.
+    scale and offset), which is all `recon backproject` needs, and the run's record run.json.
 
     Example: recon project torso.stl -o torso_views --views 8 --size 256
     """
@@ -58,18 +58,23 @@ def project(
     projection = project_mesh(source, views=views, caps=caps, size=size, up=up)
     cast = time.perf_counter()
     doc = projection.views_json(str(Path(mesh).resolve()), len(source.faces), len(source.vertices))
+    frame = {
+        "views": [v["name"] for v in doc["views"]],
+        "scale": doc["frame"]["scale"],
+        "offset": doc["frame"]["offset"],
+    }
     with atomic_dir(out) as folder:
         write_projection(projection, folder, doc)
         timings = {"load": loaded - clock, "raycast": cast - loaded}
         timings["write"] = time.perf_counter() - cast
         config = {"views": views, "caps": caps, "size": size, "up": up}
-        write_json(folder / "run.json", run_record("project", None, config, timings, {}))
+        write_json(folder / "run.json", run_record("project", None, config, timings, frame))
     result = {
         "out": str(out),
-        "views": [v["name"] for v in doc["views"]],
+        "views": frame["views"],
         "size": size,
-        "scale": doc["frame"]["scale"],
-        "offset": doc["frame"]["offset"],
+        "scale": frame["scale"],
+        "offset": frame["offset"],
         "timings_s": timings,
     }
     ui.result(

@@ -44,10 +44,13 @@ def meshes(
 
     The torso is a closed tube whose cross-sections follow a scoliotic spine (Cobb 25 deg).
     Each shape depends only on its name and the seed, so shards (--shard K/N) together write
-    exactly the files of one whole run.
+    exactly the files of one whole run. The run's record is OUT/run.json (a shard's,
+    OUT/run.shard-K-of-N.json).
 
     Example: recon synth meshes -o shapes --shapes sphere,torso
     """
+    import time
+
     from recon.pipelines.common.batch import (
         check_batch_output,
         output_folder,
@@ -73,16 +76,17 @@ def meshes(
     )
     out = check_batch_output(out, plan, overwrite)
     written = {}
+    clock = time.perf_counter()
     with output_folder(out, plan) as folder:
         for name in ui.track([names[i] for i in plan.todo], "shapes"):
             mesh = make_shape(name, seed)
             save_mesh(mesh, folder / f"{name}.stl")
             written[name] = {"path": str(out / f"{name}.stl"), "faces": len(mesh.faces)}
-        if plan.batch:
-            skipped = [names[i] for i in plan.done]
-            results = {"shapes": written, "skipped_inputs": skipped, **plan.summary()}
-            record = run_record("synth meshes", seed, {"shapes": names}, {}, results)
-            write_json(folder / plan.shard.results_name(), record)
+        skipped = [names[i] for i in plan.done]
+        results = {"shapes": written, "skipped_inputs": skipped, **plan.summary()}
+        timings = {"synth": time.perf_counter() - clock}
+        record = run_record("synth meshes", seed, {"shapes": names}, timings, results)
+        write_json(folder / plan.shard.results_name(), record)
     ui.result(
         {"out": str(out), "shapes": written, **plan.summary()},
         key_value_table(f"synth meshes -> {out}", [(k, v["faces"]) for k, v in written.items()]),

@@ -26,6 +26,9 @@ class SynthSet:
         default=lambda _root: (None, 0)
     )  # ROOT -> (the index written, or None; items still missing)
     config: dict = field(default_factory=dict)
+    summarize: Callable[[list], dict] = field(
+        default=lambda _made: {}
+    )  # the summaries of the items made -> the counts the command reports (and run.json holds)
     whole_record: bool = False  # also write run.json in a whole, unsharded run
 
 
@@ -39,7 +42,10 @@ def run_synth(
     ui: Reporter,
 ) -> tuple[Path, list, dict]:
     """Make this shard's items of spec into out (checked before any work); returns (out, the
-    summaries of the items made, the result fields: index, missing items, shard counts)."""
+    summaries of the items made, the result fields: spec.summarize's counts, the index and the
+    items still missing when the set has an index, shard counts), which run.json records too."""
+    import time
+
     from recon.pipelines.common.batch import (
         check_batch_output,
         output_folder,
@@ -59,14 +65,19 @@ def run_synth(
     )
     out = check_batch_output(out, plan, overwrite)
     made = []
+    clock = time.perf_counter()
     with output_folder(out, plan) as folder:
         for index in ui.track(plan.todo, f"synth {spec.kind}"):
             made.append(spec.make(folder, index))
         index_path, missing = spec.merge(folder)
-        index = str(out / index_path.relative_to(folder)) if index_path else None
-        fields = {"index": index, "missing_items": missing, **plan.summary()}
+        fields = spec.summarize(made)
+        if spec.index is not None:
+            fields["index"] = str(out / index_path.relative_to(folder)) if index_path else None
+            fields["missing_items"] = missing
+        fields |= plan.summary()
         if plan.batch or spec.whole_record:
-            record = run_record(f"synth {spec.kind}", seed, spec.config, {}, fields)
+            timings = {"synth": time.perf_counter() - clock}
+            record = run_record(f"synth {spec.kind}", seed, spec.config, timings, fields)
             write_json(folder / plan.shard.results_name(), record)
     if missing:
         ui.info(

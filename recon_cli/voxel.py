@@ -61,7 +61,8 @@ def synth_pix3d(
     MATLAB v7.3, the rest v5) and entries.json (that model's pix3d.json entries); shaded
     renders from random viewpoints. Each model depends only on the seed, its category and
     number, so shards (--shard K/N, or a SLURM array) together write the files of one run into
-    the shared OUT; the shard that finds every model finished writes pix3d.json.
+    the shared OUT; the shard that finds every model finished writes pix3d.json. The run's
+    record is OUT/run.json (a shard's, OUT/run.shard-K-of-N.json).
 
     Example: recon synth pix3d -o pix3d_synth -n 6 --views 8
     """
@@ -91,18 +92,20 @@ def synth_pix3d(
         make=lambda root, i: write_model(root, *jobs[i], views, seed),
         merge=lambda root: write_index(root, jobs, seed, views),
         config={"count": count, "views": views},
+        summarize=lambda made: (
+            pix3d_summary(jobs, [e for entries in made for e in entries]) | {"models": len(made)}
+        ),
+        whole_record=True,
     )
-    out, made, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)
-    summary = pix3d_summary(jobs, [entry for entries in made for entry in entries])
-    summary["models"] = len(made)
+    out, _, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)
     ui.result(
-        {"out": str(out), **summary, **fields},
+        {"out": str(out), **fields},
         key_value_table(
             f"synth pix3d -> {out}",
             [
-                ("models made", summary["models"]),
-                ("images", summary["images"]),
-                *summary["per_class"].items(),
+                ("models made", fields["models"]),
+                ("images", fields["images"]),
+                *fields["per_class"].items(),
                 *_batch_rows(fields),
             ],
         ),
@@ -136,7 +139,8 @@ def synth_parts(
     models/<class>/<part>.stl (mm) with a record <part>.json beside it (its files and settings),
     and images/<class>/<part>/view_NN.png: plates with holes, brackets, L-profiles, flanges and
     shafts. Each part depends only on the seed, its class and number, so shards (--shard K/N, or
-    a SLURM array) together write the files of one run into the shared OUT.
+    a SLURM array) together write the files of one run into the shared OUT. The run's record
+    is OUT/run.json (a shard's, OUT/run.shard-K-of-N.json).
 
     Example: recon synth parts -o parts_synth -n 6 --views 8
     """
@@ -164,17 +168,15 @@ def synth_parts(
         done=lambda root, i: part_record(root, *jobs[i], seed, views, size) is not None,
         make=lambda root, i: write_part(root, *jobs[i], views, seed, size),
         config={"count": count, "views": views, "size": size},
+        summarize=parts_summary,
+        whole_record=True,
     )
-    out, made, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)
-    summary = parts_summary(made)
-    del fields["index"], fields["missing_items"]  # a parts set has no index file
-    rows = [("parts made", summary["parts"]), ("images", summary["images"])]
-    rows += list(summary["per_class"].items())
+    out, _, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)
+    rows = [("parts made", fields["parts"]), ("images", fields["images"])]
+    rows += list(fields["per_class"].items())
     if fields["shard"] != "1/1" or fields["skipped"]:
         rows += [("shard", fields["shard"]), ("skipped (done)", fields["skipped"])]
-    ui.result(
-        {"out": str(out), **summary, **fields}, key_value_table(f"synth parts -> {out}", rows)
-    )
+    ui.result({"out": str(out), **fields}, key_value_table(f"synth parts -> {out}", rows))
 
 
 def _predict(task: str, images, checkpoint, out, fmt, render, device, batch, json_out, quiet):

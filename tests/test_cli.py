@@ -243,7 +243,7 @@ def test_demo_help_names_every_step_in_order(recon, monkeypatch):
     from recon.cli.demo import STEP_NAMES
     from recon.pipelines.common.demo import STEPS
 
-    assert STEP_NAMES == tuple(name for name, _ in STEPS)
+    assert tuple(name for name, _ in STEPS) == STEP_NAMES
     monkeypatch.setenv("COLUMNS", "200")
     code, text, _ = recon("demo", "--help")
     assert code == 0 and ", ".join(STEP_NAMES) in " ".join(text.split())

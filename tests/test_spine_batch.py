@@ -241,3 +241,17 @@ def test_no_spine_at_an_implausible_scale_asks_about_the_pixel_spacing(recon, fi
     code, _, err = recon("embed-spine", folder / "noise.png", "-o", tmp_path / "n.json",
                          "--pixel-spacing", spacing, spacing)  # fmt: skip
     assert code == 1 and "no spine found" in err and "pixel spacing" not in err
+
+
+def test_one_film_records_its_run_beside_the_json(recon, films, tmp_path):
+    folder, _, spacing = films
+    out = tmp_path / "p.json"
+    args = ["embed-spine", folder / "patient0.png", "-o", out, "--pixel-spacing", spacing, spacing]
+    code, _, err = recon(*args, "-q")
+    assert code == 0, err
+    record = json.loads((tmp_path / "p.run.json").read_text())
+    assert record["command"] == "embed-spine" and record["config"]["span"] == "T1-L5"
+    assert record["metrics"]["cobb_deg"] == json.loads(out.read_text())["cobb_deg"]
+    out.unlink()  # the record alone still counts as an output
+    code, _, err = recon(*args)
+    assert code == 2 and "p.run.json: already exists" in err and not out.exists()

