@@ -105,7 +105,7 @@ def synth_pix3d(
             [
                 ("models made", fields["models"]),
                 ("images", fields["images"]),
-                *fields["per_class"].items(),
+                *((f"{name} images", n) for name, n in fields["per_class"].items()),
                 *_batch_rows(fields),
             ],
         ),
@@ -173,7 +173,7 @@ def synth_parts(
     )
     out, _, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)
     rows = [("parts made", fields["parts"]), ("images", fields["images"])]
-    rows += list(fields["per_class"].items())
+    rows += [(f"{name} parts", n) for name, n in fields["per_class"].items()]
     if fields["shard"] != "1/1" or fields["skipped"]:
         rows += [("shard", fields["shard"]), ("skipped (done)", fields["skipped"])]
     ui.result({"out": str(out), **fields}, key_value_table(f"synth parts -> {out}", rows))
