@@ -232,10 +232,11 @@ def test_make_drr_outputs_read_back_in_their_convention(tmp_path, recon, reverse
     pose = ["-v", ct, "--rot", 8, 0, 0, "--xyz", 0, 300, 0, "--sdd", 600, "--height", 24]
     for suffix in (".png", ".dcm"):
         args = pose + ["--delx", 3.0] + ([] if suffix == ".png" else [flag])
-        code, _, err = recon("make-drr", *args, "-o", tmp_path / f"d{suffix}", "-q")
+        out = tmp_path / f"{suffix[1:]}{suffix}"  # png.png, dcm.dcm: each its own run record
+        code, _, err = recon("make-drr", *args, "-o", out, "-q")
         assert code == 0, err
-    png = read_xray(tmp_path / "d.png", sdd=600.0, spacing=(3.0, 3.0))
-    dicom = read_xray(tmp_path / "d.dcm")
+    png = read_xray(tmp_path / "png.png", sdd=600.0, spacing=(3.0, 3.0))
+    dicom = read_xray(tmp_path / "dcm.dcm")
     assert png.intrinsics.reverse_x_axis is True
     assert dicom.intrinsics.reverse_x_axis is reverse
     subject = load_ct(ct)

@@ -3,9 +3,11 @@
 A task supplies a TaskSpec (settings.py): its config dataclass (a TrainConfig subclass holding
 the task's defaults), a `build(cfg) -> (LightningModule, LightningDataModule)` function, the
 validation metric that picks the best checkpoint, and the baselines its metrics must beat. The
-engine checks every input, seeds everything, runs the Trainer, and leaves a run folder
-(runfolder.py): config.yaml, checkpoints/ (checkpoints.py), metrics.csv, curves.png (curves.py),
-run.json.
+engine checks every input (the flags and the run folder before Lightning is imported, the data
+and the batches of its splits before a Trainer is built), seeds everything, runs the Trainer,
+and leaves a run folder (runfolder.py): config.yaml, checkpoints/ (checkpoints.py), metrics.csv,
+curves.png (curves.py), run.json. A fit that fails before its first training step completes
+takes back what it added to the run folder, so the corrected command is not refused.
 
 Several processes (Lightning's DDP launcher re-running the command, or `srun` starting every rank
 at once): only global rank 0 checks and writes the run folder; the other ranks skip it and meet
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -29,12 +32,16 @@ from recon.pipelines.common.checkpoints import (
     require_fitting_weights,
 )
 from recon.pipelines.common.curves import baseline_summary, plot_curves
+from recon.pipelines.common.errors import BadInput
 from recon.pipelines.common.runfolder import (
     RUN_FOLDERS,
     RUN_OUTPUTS,
     check_run_dir,
+    folder_entries,
     history_writer_class,
+    launched_as_rank_zero,
     prepare_run_dir,
+    remove_added,
     run_loggers,
 )
 from recon.pipelines.common.sampling import (
@@ -44,6 +51,7 @@ from recon.pipelines.common.sampling import (
     process_group,
     seed_all,
     seeded_loader,
+    split_batches,
 )
 from recon.pipelines.common.settings import (
     RESUMABLE_SETTINGS,
@@ -64,8 +72,10 @@ from recon.pipelines.common.trainer_flags import (
     LOGGERS,
     accelerator,
     batch_limit,
+    check_batch_limit,
     check_scale,
     max_time,
+    process_count,
     trainer_error,
 )
 
@@ -101,29 +111,99 @@ __all__ = [
 
 def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
     """Train task with cfg; returns the final metrics, best score, baselines, output paths and
-    this process's rank (only global rank 0 writes the run folder)."""
+    this process's rank (only global rank 0 writes the run folder).
+
+    The flags and the run folder are checked before Lightning is imported, the data and its
+    splits before a Trainer is built; a fit that fails before its first training step
+    completes takes back what it added to the run folder."""
     import warnings
 
-    import lightning as L
-    import yaml
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-    from recon.pipelines.common.outputs import atomic_file, run_record, write_json
-
-    if task.check is not None:
-        task.check(cfg)
     kind, devices = accelerator(run.device, run.devices)
     check_scale(kind, devices, run)
-    limit_time, limit = max_time(run.max_time), batch_limit(run.limit_batches)
+    limits = max_time(run.max_time), batch_limit(run.limit_batches)
+    rank_zero = launched_as_rank_zero()
+    if rank_zero:  # the other ranks never judge the folder rank 0 prepares
+        check_run_dir(run)
+    if task.check is not None:
+        task.check(cfg)
     resumed = None
     if run.resume is not None:
         resumed = load_resume_checkpoint(Path(run.resume), task.name)
         saved = renamed_settings(task, resumed[0], notice=False)
         require_same_config(Path(run.resume), saved, config_dict(cfg))
-    out = Path(run.out).expanduser().absolute()
+    with warnings.catch_warnings():
+        for message in _EXPECTED_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        seed_all(cfg.seed)
+        module, datamodule = task.build(cfg)
+        resumed_epoch = None
+        if resumed is not None:
+            require_fitting_weights(Path(run.resume), resumed[1], module, task.name)
+            resumed_epoch, resumed = resumed[2], None  # Lightning loads the weights itself
+        processes = process_count(kind, devices, run.num_nodes)
+        check_splits(task, cfg, datamodule, run.limit_batches, processes)
+        with _lightning_chatter(run.quiet):
+            trainer, checkpoints, first_step = _trainer(task, cfg, run, (kind, devices), limits)
+            if trainer.is_global_zero and not rank_zero:  # a launcher variable misled the guess
+                check_run_dir(run)
+            if trainer.world_size != processes:
+                check_splits(task, cfg, datamodule, run.limit_batches, trainer.world_size)
+            if trainer.world_size > 1:
+                _reduce_logs_across_processes(module)
+            out = Path(run.out).expanduser().absolute()
+            before = folder_entries(out) if trainer.is_global_zero else None
+            try:
+                if trainer.is_global_zero:
+                    _prepare(task, cfg, run, out, trainer, resumed_epoch)
+                clock = time.perf_counter()
+                trainer.fit(module, datamodule=datamodule, ckpt_path=run.resume)
+            except BaseException:
+                if trainer.is_global_zero and not first_step.done and _trains_here(trainer):
+                    remove_added(out, before)
+                raise
+    seconds = time.perf_counter() - clock
+    return _finish(task, cfg, trainer, checkpoints[0], out, seconds)
 
+
+def check_splits(
+    task: TaskSpec, cfg: TrainConfig, datamodule, limit: float | None, processes: int
+) -> None:
+    """One line, before the run folder is written, for a training split whose batches would
+    hold fewer samples than the task's batch normalisation needs, and for a fractional
+    --limit-batches that leaves a split no batch (Lightning's refusal, after the run began)."""
+    sizes = split_batches(datamodule, processes)
+    need = task.min_batch(cfg) if task.min_batch is not None else 1
+    items, batch, _, smallest = sizes["training"]
+    if 0 < smallest < need:
+        why = "its batch normalisation cannot train on a batch of one sample"
+        least = (need - 1) * processes + 1
+        if math.ceil(items / processes) < need:
+            on = f" on {processes} processes" if processes > 1 else ""
+            raise BadInput(
+                f"{cfg.data or task.name}: the training split has {items} "
+                f"item{'' if items == 1 else 's'}, and task {task.name} needs at least "
+                f"{least}{on} ({why}); add data, or lower val_fraction ({cfg.val_fraction:g})"
+            )
+        raise BadInput(
+            f"--batch-size {batch}: task {task.name} needs at least {need} samples in a "
+            f"training batch with these settings ({why})"
+        )
+    each = f", on each of {processes} processes" if processes > 1 else ""
+    for split, (items, batch, batches, _) in sizes.items():
+        detail = f"{items} item{'' if items == 1 else 's'} at batch size {batch}{each}"
+        check_batch_limit(limit, split, batches, detail)
+
+
+def _trainer(task: TaskSpec, cfg: TrainConfig, run: RunOptions, hardware: tuple, limits: tuple):
+    """(Trainer, checkpoint callbacks, first-step callback) for a checked run; Lightning's
+    refusal of a scale-out flag becomes one line naming it."""
+    import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    out = Path(run.out).expanduser().absolute()
     checkpoints = checkpoint_callbacks(task.monitor, task.mode, out / "checkpoints")
-    callbacks = [*checkpoints, EpochSeed(cfg.seed), *run.extra_callbacks]
+    first_step = _first_step_class()()
+    callbacks = [*checkpoints, EpochSeed(cfg.seed), first_step, *run.extra_callbacks]
     if run.channels_last:
         callbacks.append(ChannelsLast())
     if task.examples is not None and getattr(cfg, "examples", 0) > 0:
@@ -134,55 +214,57 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
         from lightning.pytorch.callbacks import RichProgressBar
 
         callbacks.append(RichProgressBar(leave=False, console_kwargs={"stderr": True}))
-    loggers = run_loggers(out, run.logger)
-    with warnings.catch_warnings(), _lightning_chatter(run.quiet):
-        for message in _EXPECTED_WARNINGS:
-            warnings.filterwarnings("ignore", message=message)
-        try:
-            trainer = L.Trainer(
-                default_root_dir=out,
-                max_epochs=cfg.epochs,
-                accelerator=kind,
-                devices=devices,
-                num_nodes=run.num_nodes,
-                strategy=run.strategy,
-                precision=run.precision,
-                max_time=limit_time,
-                limit_train_batches=limit,
-                limit_val_batches=limit,
-                logger=loggers,
-                callbacks=callbacks,
-                deterministic=kind == "cpu" or "warn",
-                enable_progress_bar=not run.quiet,
-                enable_model_summary=not run.quiet,
-                log_every_n_steps=1,
-            )
-        except (MisconfigurationException, ValueError, TypeError, RuntimeError) as error:
-            raise trainer_error(error, run) from error
-        if trainer.is_global_zero:  # the other ranks never judge the folder rank 0 prepares
-            check_run_dir(run)
-        seed_all(cfg.seed)
-        module, datamodule = task.build(cfg)
-        if trainer.world_size > 1:
-            _reduce_logs_across_processes(module)
-        if resumed is not None:
-            require_fitting_weights(Path(run.resume), resumed[1], module, task.name)
-        if trainer.is_global_zero:
-            if run.announce is not None:
-                run.announce(out)
-            prepare_run_dir(out, run, resumed[2] if resumed is not None else None)
-            # metrics.csv through a writer that keeps a resumed run's history (the stock one
-            # deletes the file); set before fit, so Lightning never makes its own
-            loggers[0]._experiment = history_writer_class()(str(out))
-            with atomic_file(out / "config.yaml") as tmp:
-                config = {"task": task.name, **config_dict(cfg)}
-                tmp.write_text(yaml.safe_dump(config, sort_keys=False))
-        resumed = None  # the weights are checked; Lightning loads the file itself
-        clock = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=run.resume)
-    seconds = time.perf_counter() - clock
+    kind, devices = hardware
+    limit_time, limit = limits
+    try:
+        trainer = L.Trainer(
+            default_root_dir=out,
+            max_epochs=cfg.epochs,
+            accelerator=kind,
+            devices=devices,
+            num_nodes=run.num_nodes,
+            strategy=run.strategy,
+            precision=run.precision,
+            max_time=limit_time,
+            limit_train_batches=limit,
+            limit_val_batches=limit,
+            logger=run_loggers(out, run.logger),
+            callbacks=callbacks,
+            deterministic=kind == "cpu" or "warn",
+            enable_progress_bar=not run.quiet,
+            enable_model_summary=not run.quiet,
+            log_every_n_steps=1,
+        )
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as error:
+        raise trainer_error(error, run) from error
+    return trainer, checkpoints, first_step
 
-    best = checkpoints[0]
+
+def _prepare(
+    task: TaskSpec, cfg: TrainConfig, run: RunOptions, out: Path, trainer, resumed_epoch: int | None
+) -> None:
+    """Rank 0: announce the run, create or clear the folder, metrics.csv's writer, config.yaml."""
+    import yaml
+
+    from recon.pipelines.common.outputs import atomic_file
+
+    if run.announce is not None:
+        run.announce(out)
+    prepare_run_dir(out, run, resumed_epoch)
+    # metrics.csv through a writer that keeps a resumed run's history (the stock one deletes
+    # the file); set before fit, so Lightning never makes its own
+    trainer.loggers[0]._experiment = history_writer_class()(str(out))
+    with atomic_file(out / "config.yaml") as tmp:
+        config = {"task": task.name, **config_dict(cfg)}
+        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def _finish(
+    task: TaskSpec, cfg: TrainConfig, trainer, best, out: Path, seconds: float
+) -> dict[str, Any]:
+    """The fit's result; rank 0 also draws curves.png and writes run.json."""
+    from recon.pipelines.common.outputs import run_record, write_json
+
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if _scalar(v)}
     result = {
         "task": task.name,
@@ -205,6 +287,32 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
         )
         write_json(out / "run.json", record)
     return result
+
+
+def _trains_here(trainer) -> bool:
+    """Whether this process runs rank 0's training loop itself (alone, or as the process that
+    Lightning's DDP launcher re-runs the command beside), so its callbacks see the first step;
+    under a spawning launcher (ddp_spawn, ddp_fork, xla) a copy trains and nothing is undone."""
+    from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
+
+    launcher = trainer.strategy.launcher
+    return launcher is None or isinstance(launcher, _SubprocessScriptLauncher)
+
+
+@functools.cache
+def _first_step_class():
+    import lightning as L
+
+    class FirstStep(L.Callback):
+        """Notes that a training step of this fit completed: a fit that fails before one takes
+        back what it added to the run folder, so the same command can simply be run again."""
+
+        done = False
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self.done = True
+
+    return FirstStep
 
 
 @functools.cache
@@ -260,6 +368,8 @@ class _NoTips:
 def _lightning_chatter(quiet: bool):
     """Drop Lightning's tips always, and its INFO lines (hardware, summary) with --quiet."""
     import logging
+
+    import lightning  # noqa: F401 - sets its loggers' level on import: first, so ours stands
 
     loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
     levels = [lg.level for lg in loggers]

@@ -8,7 +8,8 @@
     curves.png             training curves (see curves.py)
     run.json               command, version, seed, config, processes, timings, final metrics
 
-Only global rank 0 checks and writes it; the other ranks skip it.
+Only global rank 0 checks and writes it; the other ranks skip it. A run that fails before its
+first training step completes takes back what it added (remove_added).
 """
 
 from __future__ import annotations
@@ -26,6 +27,25 @@ if TYPE_CHECKING:
 
 RUN_OUTPUTS = ("config.yaml", "hparams.yaml", "metrics.csv", "curves.png", "run.json")
 RUN_FOLDERS = ("checkpoints", "tensorboard", "examples")
+# where launchers put a process's rank (Lightning's DDP launcher and torchrun, SLURM, LSF, MPI)
+RANK_VARIABLES = (
+    "RANK",
+    "LOCAL_RANK",
+    "NODE_RANK",
+    "GROUP_RANK",
+    "SLURM_PROCID",
+    "JSM_NAMESPACE_RANK",
+    "OMPI_COMM_WORLD_RANK",
+    "PMI_RANK",
+    "PMIX_RANK",
+)
+
+
+def launched_as_rank_zero() -> bool:
+    """True unless a launcher's variable gives this process a rank other than 0: read before
+    Lightning is imported, so rank 0 can check the run folder at once. A process that only looks
+    like another rank is checked again once the Trainer knows (engine.fit)."""
+    return all(os.environ.get(name, "0").strip() in ("0", "") for name in RANK_VARIABLES)
 
 
 def check_run_dir(run: RunOptions) -> Path:
@@ -53,6 +73,25 @@ def prepare_run_dir(out: Path, run: RunOptions, resumed_epoch: int | None) -> No
     for name in RUN_FOLDERS:
         if (out / name).is_dir():
             shutil.rmtree(out / name)
+
+
+def folder_entries(out: Path) -> set[str] | None:
+    """The names in the run folder, or None when it does not exist (yet)."""
+    return {p.name for p in out.iterdir()} if out.is_dir() else None
+
+
+def remove_added(out: Path, before: set[str] | None) -> None:
+    """Undo a run that failed before its first training step: remove the run folder if the run
+    created it (before is None), else only the entries it added; what was there stays."""
+    if before is None:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for path in out.iterdir() if out.is_dir() else ():
+        if path.name not in before:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def trim_metrics(metrics_csv: Path, last_epoch: int) -> None:

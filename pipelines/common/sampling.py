@@ -80,7 +80,6 @@ def seeded_loader(dataset, batch_size: int, seed: int, shuffle: bool, num_worker
     from torch.utils.data import DataLoader
 
     sampler = EpochShuffle(len(dataset), seed, shuffle)
-    lone_last = len(sampler) > batch_size and len(sampler) % batch_size == 1
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -88,9 +87,38 @@ def seeded_loader(dataset, batch_size: int, seed: int, shuffle: bool, num_worker
         shuffle=False,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
-        drop_last=shuffle and lone_last,
+        drop_last=drops_lone_last(len(sampler), batch_size, shuffle),
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+def drops_lone_last(shard: int, batch_size: int, shuffle: bool) -> bool:
+    """seeded_loader's rule: a shuffled loader of shard samples drops a last batch of one."""
+    return shuffle and shard > batch_size and shard % batch_size == 1
+
+
+def shard_batches(items: int, batch_size: int, shuffle: bool, world: int = 1) -> tuple[int, int]:
+    """(batches per epoch, samples in the smallest batch) that seeded_loader gives each of world
+    processes over items samples (each reads ceil(items / world) of them)."""
+    shard = math.ceil(items / world)
+    batches = math.ceil(shard / batch_size)
+    if drops_lone_last(shard, batch_size, shuffle):
+        return batches - 1, batch_size
+    return batches, shard - (batches - 1) * batch_size if batches else 0
+
+
+def split_batches(datamodule, world: int) -> dict[str, tuple[int, int, int, int]]:
+    """{"training" | "validation": (items, batch size, batches per epoch, smallest batch)} of a
+    data module's seeded loaders on each of world processes, without a Trainer (calls its setup
+    first, as Lightning would)."""
+    datamodule.setup("fit")
+    loaders = {"training": datamodule.train_dataloader(), "validation": datamodule.val_dataloader()}
+    sizes = {}
+    for split, loader in loaders.items():
+        items, batch = len(loader.dataset), loader.batch_size
+        shuffle = bool(getattr(loader.sampler, "shuffle", False))
+        sizes[split] = (items, batch, *shard_batches(items, batch, shuffle, world))
+    return sizes
 
 
 class SplitLoaders:

@@ -101,6 +101,9 @@ class TaskSpec:
     # what RUN/examples/epoch_NNN.png shows; the config's `examples` setting says how many rows
     # (0 = none)
     examples: ExampleSpec | None = None
+    # cfg -> the fewest samples a training batch may hold (2 where batch normalisation would see
+    # one value per channel from a single sample); None = 1
+    min_batch: Callable[[Any], int] | None = None
 
 
 @dataclass

@@ -3,6 +3,7 @@ limits) checked and turned into Lightning Trainer arguments, before anything is 
 
 from __future__ import annotations
 
+import math
 import os
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -20,11 +21,38 @@ MAX_MINUTES = 10 * 365 * 24 * 60  # --max-time: ten years
 MAX_BATCHES = 10**9  # --limit-batches as a count
 
 
-def strategies() -> tuple[str, ...]:
-    """Every --strategy name Lightning knows ("auto" first)."""
-    from lightning.pytorch.strategies import StrategyRegistry
-
-    return ("auto", *sorted(StrategyRegistry.available_strategies()))
+# Every --strategy name Lightning's StrategyRegistry holds (as of Lightning 2.6), "auto" first:
+# written out so a wrong name is refused without importing Lightning (3 s); a test compares it
+# with the installed Lightning's registry.
+STRATEGIES = (
+    "auto",
+    "ddp",
+    "ddp_find_unused_parameters_false",
+    "ddp_find_unused_parameters_true",
+    "ddp_fork",
+    "ddp_fork_find_unused_parameters_false",
+    "ddp_fork_find_unused_parameters_true",
+    "ddp_notebook",
+    "ddp_notebook_find_unused_parameters_false",
+    "ddp_notebook_find_unused_parameters_true",
+    "ddp_spawn",
+    "ddp_spawn_find_unused_parameters_false",
+    "ddp_spawn_find_unused_parameters_true",
+    "deepspeed",
+    "deepspeed_stage_1",
+    "deepspeed_stage_2",
+    "deepspeed_stage_2_offload",
+    "deepspeed_stage_3",
+    "deepspeed_stage_3_offload",
+    "deepspeed_stage_3_offload_nvme",
+    "fsdp",
+    "fsdp_cpu_offload",
+    "single_device",
+    "single_tpu",
+    "single_xla",
+    "xla",
+    "xla_debug",
+)
 
 
 def accelerator(device: str, devices: str) -> tuple[str, Any]:
@@ -61,9 +89,8 @@ def accelerator(device: str, devices: str) -> tuple[str, Any]:
 
 def check_scale(accelerator: str, devices: Any, run: RunOptions) -> None:
     """One-line errors for what Lightning would refuse with a traceback, or accept and regret:
-    unknown names, no GPU for --device cuda, more CPU processes than cores, no node."""
-    import torch
-
+    unknown names, no GPU for --device cuda, more CPU processes than cores, no node. Imports
+    torch only when a GPU may be meant, and Lightning never."""
     if not 1 <= run.num_nodes <= MAX_NODES:
         raise BadInput(
             f"--num-nodes {run.num_nodes}: at least one node is needed, at most {MAX_NODES}"
@@ -74,12 +101,13 @@ def check_scale(accelerator: str, devices: Any, run: RunOptions) -> None:
         raise BadInput(
             f"--precision {run.precision}: not a precision (choices: {', '.join(PRECISIONS)})"
         )
-    known = strategies()
-    if run.strategy not in known:
-        raise BadInput(f"--strategy {run.strategy}: not a strategy (choices: {', '.join(known)})")
-    if accelerator == "gpu" and not torch.cuda.is_available():
+    if run.strategy not in STRATEGIES:
+        raise BadInput(
+            f"--strategy {run.strategy}: not a strategy (choices: {', '.join(STRATEGIES)})"
+        )
+    if accelerator == "gpu" and not _cuda():
         raise BadInput(f"--device {run.device}: no CUDA GPU is visible (use --device cpu or auto)")
-    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not _cuda())
     if on_cpu and isinstance(devices, int) and devices > 1:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         if devices > (cores or 1):
@@ -87,6 +115,42 @@ def check_scale(accelerator: str, devices: Any, run: RunOptions) -> None:
                 f"--devices {devices}: this machine gives the run {cores} CPU cores; "
                 f"start at most {cores} CPU processes"
             )
+
+
+def process_count(accelerator: str, devices: Any, num_nodes: int) -> int:
+    """The processes Lightning will start for (accelerator, devices) from accelerator() on
+    num_nodes nodes, known before a Trainer is built ("auto" devices: every visible GPU, or one
+    CPU process)."""
+    if isinstance(devices, list):
+        per_node = len(devices)
+    elif isinstance(devices, int):
+        per_node = devices
+    elif accelerator != "cpu" and _cuda():
+        import torch
+
+        per_node = torch.cuda.device_count()
+    else:
+        per_node = 1
+    return max(per_node, 1) * num_nodes
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def check_batch_limit(value: float | None, split: str, batches: int, detail: str) -> None:
+    """Lightning's refusal of a fractional --limit-batches that leaves a split no batch, as one
+    line naming the split and its batches per epoch (detail says what makes them)."""
+    if value is None or not 0 < value < 1 or batches == 0 or int(batches * value) >= 1:
+        return
+    least = math.ceil(1000 / batches) / 1000
+    plural = "batch" if batches == 1 else "batches"
+    raise BadInput(
+        f"--limit-batches {value:g} leaves the {split} split no batch: it has {batches} "
+        f"{plural} per epoch ({detail}); pass a fraction of at least {least:g} or a whole count"
+    )
 
 
 _FLAG_WORDS = (

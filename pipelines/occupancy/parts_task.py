@@ -23,6 +23,7 @@ from recon.pipelines.occupancy.voxel_task import (
     MEAN_SHAPE,
     OCCUPANCY_EXAMPLES,
     build_occupancy,
+    resnet_min_batch,
     split_by_group,
 )
 
@@ -171,4 +172,5 @@ TASK = TaskSpec(
     check=check,
     baselines=MEAN_SHAPE,
     examples=OCCUPANCY_EXAMPLES,
+    min_batch=resnet_min_batch,
 )

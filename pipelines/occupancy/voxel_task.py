@@ -139,6 +139,12 @@ def check(cfg: VoxelConfig) -> None:
         raise BadInput("setting val_fraction must lie between 0 and 1")
 
 
+def resnet_min_batch(cfg) -> int:
+    """The fewest samples a training batch may hold: 2 when the ResNet trunk's last stage is
+    1 x 1 (size <= 32), where its batch normalisation would see one value per channel."""
+    return 2 if cfg.size <= 32 else 1
+
+
 def occupancy_metrics(probability, target, mean_shape_grid=None) -> dict:
     """The validation metrics of both voxel tasks, batch means (see module doc)."""
     from recon.pipelines.common.metrics import voxel_dice, voxel_iou, voxel_regression
@@ -324,4 +330,5 @@ TASK = TaskSpec(
     check=check,
     baselines=MEAN_SHAPE,
     examples=OCCUPANCY_EXAMPLES,
+    min_batch=resnet_min_batch,
 )

@@ -155,6 +155,12 @@ def check(cfg: SkullConfig) -> None:
         raise BadInput("setting val_fraction must lie between 0 and 1")
 
 
+def min_batch(cfg: SkullConfig) -> int:
+    """2: SkullNet batch-normalises its 12 moment features over the batch, which one sample
+    cannot do."""
+    return 2
+
+
 def build_net(config: dict):
     """The SkullNet a skull config describes."""
     from recon.models.skull_net import SkullNet
@@ -334,4 +340,5 @@ TASK = TaskSpec(
         for name in ("iou", *(f"{h}_{m}" for h in HEADS for m in ("iou", "dice")))
     ),
     examples=EXAMPLES,
+    min_batch=min_batch,
 )

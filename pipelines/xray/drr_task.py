@@ -115,6 +115,8 @@ def _lightning():
             self.train_set = self.val_set = None
 
         def setup(self, stage: str | None = None) -> None:
+            if self.train_set is not None:
+                return
             pairs = find_pairs(Path(self.cfg.data))
             train, val = split_pairs(pairs, self.cfg.val_fraction, self.cfg.seed)
             self.train_set = PairDataset(train, self.cfg.size)

@@ -1,0 +1,383 @@
+"""`recon train` failures: too few batches for --limit-batches or for a task's batch
+normalisation, and every flag and run-folder refusal, are one line and exit 2 before any work
+(the refusals before Lightning is even imported); a fit that fails before its first training
+step leaves no run folder behind, and a folder that was there before stays."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recon.pipelines.common.engine import RunOptions, TaskSpec, TrainConfig, config_dict, fit
+from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.sampling import seeded_loader
+
+TINY_VOXEL = ["--set", "size=32", "--set", "hidden=8", "--device", "cpu", "--epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def pix3d(tmp_path_factory):
+    """5 models x 2 views: 8 training images and 2 validation images (one model)."""
+    from recon.pipelines.occupancy.pix3d import synth_pix3d
+
+    root = tmp_path_factory.mktemp("pix3d")
+    synth_pix3d(root, models_per_class=1, views_per_model=2, seed=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def two_skulls(tmp_path_factory):
+    """The smallest skull set check-data accepts: 2 image + NAME_vox.npz pairs at 8^3, which
+    split into 1 training and 1 validation subject."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("skulls")
+    grid = np.zeros((8, 8, 8), dtype=bool)
+    grid[2:6, 2:6, 2:6] = True
+    for index in range(2):
+        pixels = np.full((32, 32), 40 + 100 * index, dtype=np.uint8)
+        Image.fromarray(pixels).save(root / f"skull_{index:03d}.png")
+        np.savez(root / f"skull_{index:03d}_vox.npz", skull=grid, face=np.roll(grid, index, 0))
+    return root
+
+
+def one_line(err: str) -> bool:
+    return len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- too few batches
+
+
+def test_fractional_limit_batches_leaving_validation_no_batch_is_refused(recon, pix3d, tmp_path):
+    """The walkthrough's case: Lightning refused 0.5 x 1 validation batch only after the run
+    folder was written (exit 1, config.yaml and hparams.yaml left behind)."""
+    out = tmp_path / "runs" / "lb"
+    args = ["train", "voxel", "--data", pix3d, *TINY_VOXEL, "--batch-size", "4", "-o", out]
+    code, _, err = recon(*args, "--limit-batches", "0.5")  # training: 2 batches, 1 is kept
+    assert code == 2, err
+    assert one_line(err), err
+    assert (
+        "error: --limit-batches 0.5 leaves the validation split no batch: it has 1 batch per "
+        "epoch (2 items at batch size 4); pass a fraction of at least 1 or a whole count"
+    ) in err
+    assert not out.exists()
+
+
+def test_fractional_limit_batches_leaving_training_no_batch_names_the_split(recon, pix3d, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "voxel", "--data", pix3d, *TINY_VOXEL, "--batch-size", "4", "-o", out]
+    code, _, err = recon(*args, "--limit-batches", "0.4")
+    assert code == 2 and one_line(err), err
+    assert "--limit-batches 0.4 leaves the training split no batch: it has 2 batches" in err
+    assert "(8 items at batch size 4)" in err and "at least 0.5" in err
+    assert not out.exists()
+
+
+def test_one_training_skull_is_refused_with_the_item_counts(recon, two_skulls, tmp_path):
+    """The walkthrough's case: BatchNorm on a single training sample failed after the run folder
+    was written (exit 1, `ValueError: Expected more than 1 value per channel`)."""
+    out = tmp_path / "runs" / "s"
+    args = ["train", "skull", "--data", two_skulls, "--set", "size=32", "--set", "channels=4"]
+    code, _, err = recon(*args, "--epochs", "1", "--device", "cpu", "-o", out)
+    assert code == 2, err
+    assert one_line(err), err
+    assert "the training split has 1 item, and task skull needs at least 2" in err
+    assert "batch normalisation" in err and "val_fraction (0.2)" in err
+    assert not out.exists()
+
+
+def test_batch_size_one_is_refused_where_batch_norm_needs_two(recon, pix3d, tmp_path):
+    """voxel at size 32: the ResNet's last stage is 1 x 1, so one sample gives BatchNorm one
+    value per channel."""
+    out = tmp_path / "run"
+    args = ["train", "voxel", "--data", pix3d, *TINY_VOXEL, "--batch-size", "1", "-o", out]
+    code, _, err = recon(*args)
+    assert code == 2 and one_line(err), err
+    assert "--batch-size 1: task voxel needs at least 2 samples in a training batch" in err
+    assert not out.exists()
+
+
+def test_tasks_state_when_batch_norm_needs_two_samples():
+    from recon.pipelines.common.tasks import load_task
+    from recon.pipelines.occupancy.parts_task import TASK as PARTS
+    from recon.pipelines.occupancy.parts_task import PartsConfig
+    from recon.pipelines.occupancy.voxel_task import TASK as VOXEL
+    from recon.pipelines.occupancy.voxel_task import VoxelConfig
+    from recon.pipelines.skull.task import TASK as SKULL
+    from recon.pipelines.skull.task import SkullConfig
+
+    assert VOXEL.min_batch(VoxelConfig(size=32)) == 2 and VOXEL.min_batch(VoxelConfig()) == 1
+    assert PARTS.min_batch(PartsConfig(size=32)) == 2 and PARTS.min_batch(PartsConfig()) == 1
+    assert SKULL.min_batch(SkullConfig(size=256)) == 2
+    # measured: these train on one sample at their smallest size (BatchNorm maps of 2 x 2 and
+    # more, or instance norm), and pix2pix's reference batch is 1
+    assert all(load_task(name).min_batch is None for name in ("corset", "drr", "pose"))
+
+
+class ListData:
+    """A data module over range(train) and range(val) with seeded loaders."""
+
+    def __init__(self, train: int, val: int, batch: int) -> None:
+        self.sizes, self.batch = (train, val), batch
+
+    def setup(self, stage=None) -> None:
+        self.train_set, self.val_set = (list(range(n)) for n in self.sizes)
+
+    def train_dataloader(self):
+        return seeded_loader(self.train_set, self.batch, 0, shuffle=True)
+
+    def val_dataloader(self):
+        return seeded_loader(self.val_set, self.batch, 0, shuffle=False)
+
+
+def test_split_check_counts_the_items_each_process_needs():
+    from recon.pipelines.common.engine import check_splits
+    from recon.pipelines.skull.task import TASK as SKULL
+    from recon.pipelines.skull.task import SkullConfig
+
+    cfg = SkullConfig(data="heads", batch_size=8)
+    check_splits(SKULL, cfg, ListData(2, 1, 8), None, processes=1)
+    with pytest.raises(BadInput, match="has 2 items, and task skull needs at least 3 on 2 pro"):
+        check_splits(SKULL, cfg, ListData(2, 1, 8), None, processes=2)
+    check_splits(SKULL, cfg, ListData(3, 1, 8), None, processes=2)
+    # 9 = 8 + a lone last sample, which the training loader drops: no batch of one
+    check_splits(SKULL, cfg, ListData(9, 1, 8), None, processes=1)
+    check_splits(SKULL, cfg, ListData(16, 16, 8), 0.5, processes=1)  # 1 of 2 batches each
+    with pytest.raises(BadInput, match="validation split no batch: it has 1 batch per epoch"):
+        check_splits(SKULL, cfg, ListData(16, 1, 8), 0.5, processes=1)
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_batch_arithmetic_matches_the_loaders(shuffle):
+    from torch.utils.data import DataLoader
+
+    from recon.pipelines.common.sampling import EpochShuffle, drops_lone_last, shard_batches
+
+    for items in range(1, 14):
+        for batch in range(1, 6):
+            loader = seeded_loader(list(range(items)), batch, 0, shuffle)
+            sizes = [len(b) for b in loader]
+            assert shard_batches(items, batch, shuffle) == (len(sizes), min(sizes))
+            sampler = EpochShuffle(items, 0, shuffle, rank=1, world=2)
+            drop = drops_lone_last(len(sampler), batch, shuffle)
+            sizes = [
+                len(b) for b in DataLoader(range(items), batch, sampler=sampler, drop_last=drop)
+            ]
+            assert shard_batches(items, batch, shuffle, world=2) == (len(sizes), min(sizes))
+
+
+# ---------------------------------------------------------------- refused before Lightning
+
+REFUSALS = [
+    (["--max-time", "0"], "--max-time must be in (0,"),
+    (["--strategy", "nonsense"], "--strategy nonsense: not a strategy (choices: auto, ddp,"),
+    (["--limit-batches", "2.5"], "--limit-batches takes a fraction in (0, 1]"),
+    (["--num-nodes", "0"], "--num-nodes 0"),
+    (["--devices", "4096"], "--devices must be in [1, 1024]"),
+    (["--set", "epochs=many"], "--set epochs takes a whole number"),
+]
+
+
+def recon_process(args: list) -> tuple[int, str, str]:
+    """`recon ARGS` in a fresh interpreter: (exit code, stderr, "True" or "False": whether
+    Lightning was imported when it exited)."""
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: sys.__stdout__.write(str('lightning' in sys.modules)))\n"
+        "from recon.cli.app import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True
+    )
+    return done.returncode, done.stderr, done.stdout[-5:].strip()
+
+
+@pytest.mark.parametrize(("flags", "message"), REFUSALS, ids=[" ".join(f) for f, _ in REFUSALS])
+def test_flag_refusals_come_before_lightning_is_imported(pix3d, tmp_path, flags, message):
+    out = tmp_path / "run"
+    code, err, imported = recon_process(
+        ["train", "voxel", "--data", pix3d, "--device", "cpu", "-o", out, *flags]
+    )
+    assert code == 2, err
+    assert one_line(err) and message in err, err
+    assert imported == "False"
+    assert not out.exists()
+
+
+def test_non_empty_run_folder_is_one_line_before_lightning(pix3d, tmp_path):
+    """It used to come after the Trainer was built: 6 s, and Lightning's `GPU available`/`TPU
+    available` lines on stderr before the refusal."""
+    out = tmp_path / "runs" / "drr"
+    out.mkdir(parents=True)
+    (out / "keep.txt").write_text("mine")
+    code, err, imported = recon_process(
+        ["train", "voxel", "--data", pix3d, "--device", "cpu", "-o", out]
+    )
+    assert code == 2, err
+    assert err.strip() == (
+        f"error: {out.absolute()}: run folder is not empty (pass --overwrite, or --resume a "
+        "checkpoint)"
+    )
+    assert imported == "False"
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_strategy_names_are_lightnings():
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    from recon.pipelines.common.trainer_flags import STRATEGIES
+
+    assert ("auto", *sorted(StrategyRegistry.available_strategies())) == STRATEGIES
+
+
+def test_launcher_rank_variables_decide_who_checks_the_folder_first(monkeypatch):
+    from recon.pipelines.common.runfolder import RANK_VARIABLES, launched_as_rank_zero
+
+    for name in RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert launched_as_rank_zero()
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setenv("RANK", "0")
+    assert launched_as_rank_zero()
+    for name in ("LOCAL_RANK", "SLURM_PROCID", "NODE_RANK", "RANK"):
+        monkeypatch.setenv(name, "1")
+        assert not launched_as_rank_zero(), name
+        monkeypatch.setenv(name, "0")
+
+
+def test_a_process_that_only_looks_like_another_rank_still_checks_the_folder(monkeypatch, tmp_path):
+    """An MPI variable says rank 1, but Lightning (no mpi4py) makes this process rank 0: the
+    folder is checked once the Trainer says so."""
+    from recon.pipelines.common.runfolder import RANK_VARIABLES
+
+    for name in RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "1")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(BadInput, match="run folder is not empty"):
+        fit(TOY, ToyConfig(), RunOptions(out=out, device="cpu", quiet=True))
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+# ---------------------------------------------------------------- failures inside the fit
+
+
+@dataclass
+class ToyConfig(TrainConfig):
+    epochs: int = 1
+    batch_size: int = 4
+
+
+def build_toy(cfg: ToyConfig):
+    import lightning as L
+    from torch import nn
+    from torch.utils.data import TensorDataset
+
+    class Toy(L.LightningModule):
+        def __init__(self, config: dict) -> None:
+            super().__init__()
+            self.save_hyperparameters({"task": "toy", "config": config})
+            self.net = nn.Linear(1, 1)
+
+        def training_step(self, batch, _):
+            x, y = batch
+            loss = nn.functional.mse_loss(self.net(x), y)
+            self.log("train/loss", loss, on_epoch=True, on_step=False)
+            return loss
+
+        def validation_step(self, batch, _):
+            x, y = batch
+            self.log("val/mse", nn.functional.mse_loss(self.net(x), y), on_epoch=True)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    class Data(L.LightningDataModule):
+        def setup(self, stage=None):
+            x = torch.linspace(-1, 1, 16)[:, None]
+            self.train_set, self.val_set = (
+                TensorDataset(x[:12], x[:12]),
+                TensorDataset(x[12:], x[12:]),
+            )
+
+        def train_dataloader(self):
+            return seeded_loader(self.train_set, cfg.batch_size, cfg.seed, shuffle=True)
+
+        def val_dataloader(self):
+            return seeded_loader(self.val_set, cfg.batch_size, cfg.seed, shuffle=False)
+
+    return Toy(config_dict(cfg)), Data()
+
+
+TOY = TaskSpec(name="toy", config=ToyConfig, build=build_toy, monitor="val/mse", mode="min")
+
+
+def failing_callback(hook: str, batch: int = 0):
+    """A callback raising RuntimeError("boom") in hook (at training batch `batch`)."""
+    import lightning as L
+
+    class Boom(L.Callback):
+        pass
+
+    def fail(self, trainer, module, *args, **kwargs):
+        if hook != "on_train_batch_start" or args[1] == batch:
+            raise RuntimeError("boom")
+
+    setattr(Boom, hook, fail)
+    return Boom()
+
+
+def failing_fit(out: Path, hook: str, batch: int = 0, **options) -> None:
+    """A 2-epoch toy fit into out that fails in hook (at training batch `batch`)."""
+    callbacks = [failing_callback(hook, batch)]
+    run = RunOptions(out=out, device="cpu", quiet=True, extra_callbacks=callbacks, **options)
+    with pytest.raises(RuntimeError, match="boom"):
+        fit(TOY, ToyConfig(epochs=2), run)
+
+
+@pytest.mark.parametrize("hook", ["setup", "on_sanity_check_start", "on_train_batch_start"])
+def test_a_fit_failing_before_its_first_step_leaves_no_run_folder(tmp_path, hook):
+    out = tmp_path / "runs" / "new"
+    failing_fit(out, hook)
+    assert not out.exists()
+    assert (tmp_path / "runs").is_dir()  # only the run folder is the run's to remove
+
+
+def test_a_fit_failing_after_its_first_step_keeps_the_run_folder(tmp_path):
+    out = tmp_path / "run"
+    failing_fit(out, "on_train_batch_start", batch=1)
+    assert (out / "config.yaml").is_file() and (out / "hparams.yaml").is_file()
+
+
+def test_a_folder_that_was_there_stays_and_loses_only_what_the_run_added(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    failing_fit(empty, "on_sanity_check_start")
+    assert empty.is_dir() and list(empty.iterdir()) == []
+
+    old = tmp_path / "old"
+    fit(TOY, ToyConfig(), RunOptions(out=old, device="cpu", quiet=True))
+    (old / "notes.txt").write_text("mine")
+    failing_fit(old, "setup", overwrite=True)
+    assert (old / "notes.txt").read_text() == "mine"
+    assert (old / "config.yaml").is_file()
+
+
+def test_a_resume_failing_before_its_first_step_keeps_the_run(tmp_path):
+    out = tmp_path / "run"
+    fit(TOY, ToyConfig(), RunOptions(out=out, device="cpu", quiet=True))
+    last = out / "checkpoints" / "last.ckpt"
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    failing_fit(out, "on_train_batch_start", resume=last)
+    assert last.read_bytes() == before[Path("checkpoints/last.ckpt")]
+    assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == sorted(before)
