@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from recon.pipelines.common.engine import RunOptions, TaskSpec, TrainConfig, config_dict, fit
+from recon.pipelines.common.engine import RunOptions, fit
 from recon.pipelines.common.errors import BadInput
 from recon.pipelines.common.sampling import seeded_loader
 
@@ -272,54 +270,8 @@ def test_a_process_that_only_looks_like_another_rank_still_checks_the_folder(mon
 # ---------------------------------------------------------------- failures inside the fit
 
 
-@dataclass
-class ToyConfig(TrainConfig):
-    epochs: int = 1
-    batch_size: int = 4
-
-
-def build_toy(cfg: ToyConfig):
-    import lightning as L
-    from torch import nn
-    from torch.utils.data import TensorDataset
-
-    class Toy(L.LightningModule):
-        def __init__(self, config: dict) -> None:
-            super().__init__()
-            self.save_hyperparameters({"task": "toy", "config": config})
-            self.net = nn.Linear(1, 1)
-
-        def training_step(self, batch, _):
-            x, y = batch
-            loss = nn.functional.mse_loss(self.net(x), y)
-            self.log("train/loss", loss, on_epoch=True, on_step=False)
-            return loss
-
-        def validation_step(self, batch, _):
-            x, y = batch
-            self.log("val/mse", nn.functional.mse_loss(self.net(x), y), on_epoch=True)
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
-    class Data(L.LightningDataModule):
-        def setup(self, stage=None):
-            x = torch.linspace(-1, 1, 16)[:, None]
-            self.train_set, self.val_set = (
-                TensorDataset(x[:12], x[:12]),
-                TensorDataset(x[12:], x[12:]),
-            )
-
-        def train_dataloader(self):
-            return seeded_loader(self.train_set, cfg.batch_size, cfg.seed, shuffle=True)
-
-        def val_dataloader(self):
-            return seeded_loader(self.val_set, cfg.batch_size, cfg.seed, shuffle=False)
-
-    return Toy(config_dict(cfg)), Data()
-
-
-TOY = TaskSpec(name="toy", config=ToyConfig, build=build_toy, monitor="val/mse", mode="min")
+# the toy regression of the engine's own tests: 64 training items, 8 batches an epoch
+from test_training_engine import TOY, ToyConfig  # noqa: E402
 
 
 def failing_callback(hook: str, batch: int = 0):
@@ -337,12 +289,12 @@ def failing_callback(hook: str, batch: int = 0):
     return Boom()
 
 
-def failing_fit(out: Path, hook: str, batch: int = 0, **options) -> None:
-    """A 2-epoch toy fit into out that fails in hook (at training batch `batch`)."""
+def failing_fit(out: Path, hook: str, batch: int = 0, epochs: int = 2, **options) -> None:
+    """A toy fit of `epochs` into out that fails in hook (at training batch `batch`)."""
     callbacks = [failing_callback(hook, batch)]
     run = RunOptions(out=out, device="cpu", quiet=True, extra_callbacks=callbacks, **options)
     with pytest.raises(RuntimeError, match="boom"):
-        fit(TOY, ToyConfig(epochs=2), run)
+        fit(TOY, ToyConfig(epochs=epochs), run)
 
 
 @pytest.mark.parametrize("hook", ["setup", "on_sanity_check_start", "on_train_batch_start"])
@@ -378,6 +330,6 @@ def test_a_resume_failing_before_its_first_step_keeps_the_run(tmp_path):
     fit(TOY, ToyConfig(), RunOptions(out=out, device="cpu", quiet=True))
     last = out / "checkpoints" / "last.ckpt"
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    failing_fit(out, "on_train_batch_start", resume=last)
+    failing_fit(out, "on_train_batch_start", epochs=ToyConfig().epochs + 2, resume=last)
     assert last.read_bytes() == before[Path("checkpoints/last.ckpt")]
     assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == sorted(before)
