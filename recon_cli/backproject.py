@@ -76,7 +76,13 @@ def backproject(
         write_png,
     )
     from recon.pipelines.common.metrics import surface_score
-    from recon.pipelines.common.outputs import atomic_file, check_output, run_record, write_json
+    from recon.pipelines.common.outputs import (
+        atomic_file,
+        check_output,
+        check_run_record,
+        run_record,
+        write_json,
+    )
     from recon.pipelines.shapes.backprojection import SurfaceOptions, reconstruct
     from recon.pipelines.shapes.projection import read_views
     from recon.pipelines.shapes.render import render_mesh
@@ -86,7 +92,7 @@ def backproject(
     options.check()
     inputs = [views, reference]
     out = check_output(out, overwrite, suffixes=MESH_SUFFIXES, inputs=inputs)
-    sidecar = check_output(out.with_name(out.stem + ".run.json"), overwrite, inputs=inputs)
+    sidecar = check_run_record(out, overwrite, inputs=inputs)
     picture = check_output(out.with_suffix(".png"), overwrite, inputs=inputs) if render else None
     require_dir(views, "views folder")
     read_views(views)

@@ -52,14 +52,19 @@ def convert_mat(
     writes nothing, unless --keep-going keeps the rest and lists the failures (tab-separated
     path and reason) in OUT/convert-failures.log. With --overwrite an existing folder is written
     into: same-named files are replaced, others kept. The run's record is OUT/run.json, or for a
-    single file OUT's name with .run.json (a.npy -> a.run.json).
+    single file OUT's name with .run.json (a.npy -> a.npy.run.json).
 
     Example: recon convert-mat pix3d/model -o voxels32 --resolution 32
     """
     import os
 
     from recon.pipelines.common.errors import BadInput
-    from recon.pipelines.common.outputs import check_output, merged_dir, write_json
+    from recon.pipelines.common.outputs import (
+        check_output,
+        check_run_record,
+        merged_dir,
+        write_json,
+    )
     from recon.pipelines.occupancy.matfiles import convert_tree, mat_sources
 
     ui = Reporter(json_out, quiet)
@@ -69,7 +74,7 @@ def convert_mat(
     single = Path(src).is_file()
     if single:
         out = check_output(out, overwrite, (".npy",), inputs=[src])
-        sidecar = check_output(out.with_name(out.stem + ".run.json"), overwrite, inputs=[src])
+        sidecar = check_run_record(out, overwrite, inputs=[src])
     else:
         out = Path(out).expanduser().absolute()
         check_output(out, True, inputs=[src])

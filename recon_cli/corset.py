@@ -135,7 +135,7 @@ def predict_corset(
     The network turns the torso views and the spine embedding into the corset's 8 side views,
     which are back-projected (as `recon backproject`), cut at the seen height range and thickened.
     With --render a shaded picture of the shell is written beside OUT, with the suffix .png. The
-    run's record is OUT.run.json (c.stl -> c.run.json), and run.json in --views-out.
+    run's record is OUT.run.json (c.stl -> c.stl.run.json), and run.json in --views-out.
 
     Example: recon predict corset --photos p/photos --spine p/spine.png -c m.ckpt -o c.stl --render
     """
@@ -157,6 +157,7 @@ def predict_corset(
         atomic_dir,
         atomic_file,
         check_output,
+        check_run_record,
         run_record,
         write_json,
     )
@@ -178,7 +179,7 @@ def predict_corset(
     torch.manual_seed(seed)
     inputs = [photos, spine, checkpoint]
     out = check_output(out, overwrite, MESH_SUFFIXES, inputs=inputs)
-    sidecar = check_output(out.with_name(out.stem + ".run.json"), overwrite, inputs=inputs)
+    sidecar = check_run_record(out, overwrite, inputs=inputs)
     picture_path = None
     if render:
         picture_path = check_output(out.with_suffix(".png"), overwrite, (".png",), inputs=inputs)

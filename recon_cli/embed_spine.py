@@ -125,11 +125,16 @@ def embed_spine(
 def _embed_one(xray, out, pixel_spacing, span, debug_image, overwrite, ui) -> None:
     import sys
 
-    from recon.pipelines.common.outputs import check_output, run_record, write_json
+    from recon.pipelines.common.outputs import (
+        check_output,
+        check_run_record,
+        run_record,
+        write_json,
+    )
     from recon.pipelines.corset.embed import embed_xray, film_record, write_embedding
 
     out = check_output(out, overwrite, (".json",), inputs=[xray])
-    sidecar = check_output(out.with_name(out.stem + ".run.json"), overwrite, inputs=[xray])
+    sidecar = check_run_record(out, overwrite, inputs=[xray])
     if debug_image is not None:
         debug_image = check_output(debug_image, overwrite, (".png",), inputs=[xray])
     embedded = embed_xray(xray, pixel_spacing, span, overlay=debug_image is not None)

@@ -174,7 +174,7 @@ def make_drr(
     spacing; flags override it. PNGs are 16-bit line integrals (value x mm_per_count, in
     results); DICOMs carry RescaleSlope (mm per count), DistanceSourceToDetector, PixelSpacing
     [row, col], DetectorActiveOrigin and Patient Orientation, and are read back by `recon
-    register`. One pose's run record goes beside its file (d.png -> d.run.json). Several poses
+    register`. One pose's run record goes beside its file (d.png -> d.png.run.json). Several poses
     go into a folder as drr_NNNN.png plus run.json; with --shard K/N (or in a SLURM array job)
     or --skip-done each shard writes its block and its own run.shard-K-of-N.json into the
     shared folder.

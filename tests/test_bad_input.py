@@ -179,10 +179,11 @@ def test_backproject_one_foreground_pixel_is_refused_before_open3d(recon, work):
     assert "1 foreground points; a surface needs at least 20" in err
 
 
-def test_backproject_sidecar_needs_overwrite(recon, work):
-    (work / "m.run.json").write_text("{}")
-    err = refused(recon, work, "backproject", work / "views", "-o", work / "m.stl")
-    assert "m.run.json: already exists" in err
+def test_backproject_record_left_without_its_mesh_is_replaced(recon, work):
+    (work / "m.stl.run.json").write_text("{}")
+    code, _, err = recon("backproject", work / "views", "-o", work / "m.stl", "-q")
+    assert code == 0, err
+    assert json.loads((work / "m.stl.run.json").read_text())["command"] == "backproject"
 
 
 def test_backproject_onto_its_reference_is_refused_even_with_overwrite(recon, work):
@@ -448,7 +449,7 @@ def test_outputs_honour_the_umask(recon, tmp_path, box):
     finally:
         os.umask(previous)
     assert (tmp_path / "v").stat().st_mode & 0o777 == 0o755
-    files = [*(tmp_path / "v").iterdir(), tmp_path / "m.stl", tmp_path / "m.run.json"]
+    files = [*(tmp_path / "v").iterdir(), tmp_path / "m.stl", tmp_path / "m.stl.run.json"]
     assert files and all(p.stat().st_mode & 0o777 == 0o644 for p in files)
 
 

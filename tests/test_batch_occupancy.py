@@ -436,7 +436,7 @@ def test_predict_corset_render_flag_device_auto_and_old_size_key(recon, tmp_path
     assert (tmp_path / "c.png").stat().st_size > 0 and (tmp_path / "c.stl").is_file()
     result = json.loads(stdout)
     assert result["render"] == str(tmp_path / "c.png")
-    record = json.loads((tmp_path / "c.run.json").read_text())  # the run record beside OUT
+    record = json.loads((tmp_path / "c.stl.run.json").read_text())  # the run record beside OUT
     assert record["command"] == "predict corset" and record["config"]["render"] is True
     assert record["metrics"] == {k: result[k] for k in ("cobb_deg", "faces", "watertight")}
     assert {"network", "surface", "total"} <= record["timings_s"].keys()
@@ -472,7 +472,7 @@ def test_predict_corset_render_flag_device_auto_and_old_size_key(recon, tmp_path
     )
     assert code == 2 and "d.png: already exists" in err
     assert not (tmp_path / "d.stl").exists() and (tmp_path / "d.png").read_bytes() == b"keep"
-    assert not (tmp_path / "d.run.json").exists()
+    assert not (tmp_path / "d.stl.run.json").exists()
 
 
 def test_predict_corset_device_defaults_to_auto():

@@ -201,7 +201,7 @@ def test_backproject_render_shows_the_reconstructed_shape(recon, shapes, tmp_pat
     assert iou >= 0.9, iou
     assert len(np.unique(picture[shape])) > 20  # shaded, not a flat silhouette
     (tmp_path / "r.stl").unlink()
-    (tmp_path / "r.run.json").unlink()
+    (tmp_path / "r.stl.run.json").unlink()
     code, _, err = recon("backproject", tmp_path / "v", "-o", out, "--render")
     assert code == 2 and "r.png: already exists" in err and err.count("\n") == 1
-    assert not out.exists() and not (tmp_path / "r.run.json").exists()
+    assert not out.exists() and not (tmp_path / "r.stl.run.json").exists()

@@ -105,32 +105,44 @@ def test_single_output_file_has_its_record_beside_it(recon, tmp_path, command):
     make_args, name = FILE_COMMANDS[command]
     args = make_args(tmp_path)
     out = tmp_path / name
-    sidecar = tmp_path / f"{out.stem}.run.json"
+    sidecar = tmp_path / f"{out.name}.run.json"
     code, stdout, err = recon(*args, "-o", out, "--json", "-q")
     assert code == 0, err
     check_record(sidecar, command, json.loads(stdout))
 
-    out.unlink()
     record = sidecar.read_bytes()
-    assert f"{sidecar}: already exists" in refused(recon, *args, "-o", out)
-    assert not out.exists() and sidecar.read_bytes() == record
+    assert f"{out}: already exists" in refused(recon, *args, "-o", out)
+    assert sidecar.read_bytes() == record
+    out.unlink()  # a record left without its output does not block the rerun
     sidecar.write_text("{}")
-    code, stdout, err = recon(*args, "-o", out, "--overwrite", "--json", "-q")
+    code, stdout, err = recon(*args, "-o", out, "--json", "-q")
     assert code == 0 and out.is_file(), err
     check_record(sidecar, command, json.loads(stdout))  # replaced by the new run's record
 
 
-def test_predict_corset_refuses_an_existing_record_before_any_work(recon, tmp_path):
+def test_predict_corset_refuses_an_existing_output_and_record_before_any_work(recon, tmp_path):
     """Checked before the inputs are read, so these stand-ins are never opened."""
     photos, spine, checkpoint = tmp_path / "photos", tmp_path / "spine.png", tmp_path / "m.ckpt"
     photos.mkdir()
     spine.write_bytes(b"x")
     checkpoint.write_bytes(b"x")
-    (tmp_path / "c.run.json").write_text("{}")
+    (tmp_path / "c.stl").write_text("mesh")
+    (tmp_path / "c.stl.run.json").write_text("{}")
     args = ["predict", "corset", "--photos", photos, "--spine", spine, "-c", checkpoint]
     err = refused(recon, *args, "-o", tmp_path / "c.stl")
-    assert f"{tmp_path / 'c.run.json'}: already exists" in err
-    assert not (tmp_path / "c.stl").exists() and (tmp_path / "c.run.json").read_text() == "{}"
+    assert f"{tmp_path / 'c.stl'}: already exists" in err
+    assert (tmp_path / "c.stl.run.json").read_text() == "{}"
+
+
+def test_two_outputs_of_one_stem_keep_a_record_each(recon, tmp_path):
+    """d.png and d.dcm side by side: d.png.run.json and d.dcm.run.json."""
+    make_args, _ = FILE_COMMANDS["make-drr"]
+    args = make_args(tmp_path)
+    for name in ("d.png", "d.dcm"):
+        code, _, err = recon(*args, "-o", tmp_path / name, "-q")
+        assert code == 0, err
+    records = [json.loads((tmp_path / f"{n}.run.json").read_text()) for n in ("d.png", "d.dcm")]
+    assert [r["config"]["format"] for r in records] == ["png", "dcm"]
 
 
 def test_shards_and_skip_done_write_their_own_records(recon, tmp_path):

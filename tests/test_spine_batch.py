@@ -249,9 +249,11 @@ def test_one_film_records_its_run_beside_the_json(recon, films, tmp_path):
     args = ["embed-spine", folder / "patient0.png", "-o", out, "--pixel-spacing", spacing, spacing]
     code, _, err = recon(*args, "-q")
     assert code == 0, err
-    record = json.loads((tmp_path / "p.run.json").read_text())
+    record = json.loads((tmp_path / "p.json.run.json").read_text())
     assert record["command"] == "embed-spine" and record["config"]["span"] == "T1-L5"
     assert record["metrics"]["cobb_deg"] == json.loads(out.read_text())["cobb_deg"]
-    out.unlink()  # the record alone still counts as an output
-    code, _, err = recon(*args)
-    assert code == 2 and "p.run.json: already exists" in err and not out.exists()
+    code, _, err = recon(*args)  # the result is there: refused
+    assert code == 2 and f"{out}: already exists" in err
+    out.unlink()  # a record left without its result does not block the rerun
+    code, _, err = recon(*args, "-q")
+    assert code == 0 and out.is_file(), err

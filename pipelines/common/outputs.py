@@ -52,6 +52,15 @@ def check_output(
     return path
 
 
+def check_run_record(output: Path, overwrite: bool, inputs: Iterable[Path | None] = ()) -> Path:
+    """The run record beside a single output file, checked as an output (check_output): OUT's
+    full name + `.run.json` (`d.png` -> `d.png.run.json`, so `d.png` and `d.dcm` keep one each).
+    A record left without its output (the output deleted) is replaced without --overwrite."""
+    output = Path(output).expanduser().absolute()
+    record = output.with_name(output.name + ".run.json")
+    return check_output(record, overwrite or not output.exists(), inputs=inputs)
+
+
 def _covers(output: Path, source: Path) -> bool:
     """True when output is source (same file, links resolved) or a folder above it."""
     out, src = output.expanduser().resolve(), source.expanduser().resolve()

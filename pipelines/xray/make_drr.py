@@ -260,14 +260,14 @@ def plan_outputs(r: DrrRequest, count: int) -> Plan:
         parse_shard,
         plan_batch,
     )
-    from recon.pipelines.common.outputs import check_output
+    from recon.pipelines.common.outputs import check_output, check_run_record
 
     inputs = [r.pose, r.volume, r.labels]
     if single_file(r, count):
         if r.shard is not None or r.skip_done:
             raise BadInput(f"{r.out}: --shard and --skip-done need an output folder")
         out = check_output(r.out, r.overwrite, FILE_SUFFIXES, inputs=inputs)
-        record = check_output(out.with_name(out.stem + ".run.json"), r.overwrite, inputs=inputs)
+        record = check_run_record(out, r.overwrite, inputs=inputs)
         return Plan(out, True, BatchPlan(Shard(), False, todo=[0]), record)
     if r.fmt not in FORMATS:
         raise BadInput(f"--format must be one of {', '.join(FORMATS)}, not {r.fmt}")
