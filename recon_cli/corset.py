@@ -76,7 +76,6 @@ def synth_corset(
         merge=lambda root: write_dataset_index(root, count, size, seed),
         config={"count": count, "size": size},
         summarize=lambda made: _patients_summary(made, size),
-        whole_record=True,
     )
     out, _, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)
     rows = [("patients made", fields["patients"]), ("size", f"{size} px")]
@@ -161,6 +160,7 @@ def predict_corset(
         run_record,
         write_json,
     )
+    from recon.pipelines.corset.embed import unscaled_note
     from recon.pipelines.corset.predict import predict_corset as run_prediction
     from recon.pipelines.shapes import render_mesh
 
@@ -208,10 +208,7 @@ def predict_corset(
     if result.spine_warning:
         sys.stderr.write(f"warning: {spine}: {result.spine_warning}\n")
     if result.spacing_from == "none":
-        sys.stderr.write(
-            f"note: {spine} carries no pixel spacing, so its millimetres are pixels "
-            "(pass --pixel-spacing ROW COL)\n"
-        )
+        sys.stderr.write(unscaled_note(spine))
     metrics = {
         "cobb_deg": result.cobb_deg,
         "faces": len(result.mesh.faces),

@@ -131,7 +131,12 @@ def _embed_one(xray, out, pixel_spacing, span, debug_image, overwrite, ui) -> No
         run_record,
         write_json,
     )
-    from recon.pipelines.corset.embed import embed_xray, film_record, write_embedding
+    from recon.pipelines.corset.embed import (
+        embed_xray,
+        film_record,
+        unscaled_note,
+        write_embedding,
+    )
 
     out = check_output(out, overwrite, (".json",), inputs=[xray])
     sidecar = check_run_record(out, overwrite, inputs=[xray])
@@ -146,10 +151,7 @@ def _embed_one(xray, out, pixel_spacing, span, debug_image, overwrite, ui) -> No
     if measure_warning := embedded.measure.warning:
         sys.stderr.write(f"warning: {xray}: {measure_warning}\n")
     if embedded.spacing_source == "none":
-        sys.stderr.write(
-            f"note: {xray} carries no pixel spacing, so its millimetres are pixels "
-            "(pass --pixel-spacing ROW COL)\n"
-        )
+        sys.stderr.write(unscaled_note(xray))
     measure = embedded.measure
     result = {"out": str(out), **record, "debug_image": str(debug_image) if debug_image else None}
     del result["xray"], result["status"]
@@ -176,14 +178,12 @@ def _embed_one(xray, out, pixel_spacing, span, debug_image, overwrite, ui) -> No
 def _embed_many(xrays, out, pixel_spacing, span, batch, ui) -> None:
     import re
     import sys
-    import time
 
     from rich.table import Table
 
-    from recon.pipelines.common.batch import output_folder, plan_inputs
+    from recon.pipelines.common.batch import plan_inputs
     from recon.pipelines.common.inputs import XRAY_KINDS, is_xray_file, xray_name
-    from recon.pipelines.common.outputs import run_record, write_json
-    from recon.pipelines.corset.embed import earlier_record, embed_xrays, write_cobb_csv
+    from recon.pipelines.corset.embed import embed_batch
 
     inputs = plan_inputs(
         xrays,
@@ -196,33 +196,8 @@ def _embed_many(xrays, out, pixel_spacing, span, batch, ui) -> None:
         reserved=re.compile(r"run(\.shard-\d+-of-\d+)?", re.IGNORECASE).fullmatch,
     )
     files, names, plan, out = inputs.files, inputs.names, inputs.plan, inputs.out
-    earlier = {i: earlier_record(files[i], out / f"{names[i]}.json") for i in plan.done}
-    clock = time.perf_counter()
-    with output_folder(out, plan) as folder:
-        todo = [files[i] for i in plan.todo]
-        records = embed_xrays(
-            todo, [names[i] for i in plan.todo], folder, pixel_spacing, span, ui.track
-        )
-        seconds = time.perf_counter() - clock
-        for record in records:
-            if record["status"] == "ok":
-                record["json"] = str(out / f"{record['name']}.json")
-                record["overlay"] = str(out / f"{record['name']}.png")
-        skipped = [str(files[i]) for i in plan.done]
-        rows = iter(records)
-        every = [earlier[i] if i in earlier else next(rows) for i in sorted([*plan.todo, *earlier])]
-        write_cobb_csv(folder / plan.shard.results_name("cobb.csv"), every)
-        config = {"span": span, "pixel_spacing": pixel_spacing}
-        write_json(
-            folder / plan.shard.results_name(),
-            run_record(
-                "embed-spine",
-                None,
-                config,
-                {"embed": seconds},
-                {"results": records, "skipped_inputs": skipped, **plan.summary()},
-            ),
-        )
+    records, seconds = embed_batch(files, names, plan, out, pixel_spacing, span, ui.track)
+    skipped = [str(files[i]) for i in plan.done]
     measured = [r for r in records if r["status"] == "ok"]
     unscaled = sum(r["spacing_from"] == "none" for r in measured)
     if unscaled:

@@ -76,7 +76,6 @@ def synth_skull(
         make=heads.make,
         merge=lambda root: heads.merge(root, count),
         config={"count": count, **heads.settings()},
-        whole_record=True,
     )
     out, made, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)
     summary = heads.summary(count) | {"subjects": len(made)}

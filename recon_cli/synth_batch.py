@@ -1,5 +1,5 @@
-"""Shards and --skip-done for `recon synth pix3d|parts|corset`: items made one by one, an index
-merged by whichever run finds the last item finished."""
+"""Shards and --skip-done for `recon synth pix3d|parts|corset|xray|skull`: items made one by
+one, an index merged by whichever run finds the last item finished."""
 
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ class SynthSet:
     summarize: Callable[[list], dict] = field(
         default=lambda _made: {}
     )  # the summaries of the items made -> the counts the command reports (and run.json holds)
-    whole_record: bool = False  # also write run.json in a whole, unsharded run
 
 
 def run_synth(
@@ -75,10 +74,9 @@ def run_synth(
             fields["index"] = str(out / index_path.relative_to(folder)) if index_path else None
             fields["missing_items"] = missing
         fields |= plan.summary()
-        if plan.batch or spec.whole_record:
-            timings = {"synth": time.perf_counter() - clock}
-            record = run_record(f"synth {spec.kind}", seed, spec.config, timings, fields)
-            write_json(folder / plan.shard.results_name(), record)
+        timings = {"synth": time.perf_counter() - clock}
+        record = run_record(f"synth {spec.kind}", seed, spec.config, timings, fields)
+        write_json(folder / plan.shard.results_name(), record)
     if missing:
         ui.info(
             f"{spec.index} is not written yet: {missing} of {spec.count} {spec.unit} are still to "

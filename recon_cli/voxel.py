@@ -95,7 +95,6 @@ def synth_pix3d(
         summarize=lambda made: (
             pix3d_summary(jobs, [e for entries in made for e in entries]) | {"models": len(made)}
         ),
-        whole_record=True,
     )
     out, _, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)
     ui.result(
@@ -169,7 +168,6 @@ def synth_parts(
         make=lambda root, i: write_part(root, *jobs[i], views, seed, size),
         config={"count": count, "views": views, "size": size},
         summarize=parts_summary,
-        whole_record=True,
     )
     out, _, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)
     rows = [("parts made", fields["parts"]), ("images", fields["images"])]

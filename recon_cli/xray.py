@@ -108,7 +108,6 @@ def synth_xray(
         make=xrays.make,
         merge=lambda root: xrays.merge(root, count),
         config=xrays.settings | {"count": count},
-        whole_record=True,
     )
     clock = time.perf_counter()
     out, made, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)

@@ -41,3 +41,24 @@ def shapes(tmp_path_factory):
     for name in SHAPES:
         save_mesh(make_shape(name), folder / f"{name}.stl")
     return folder
+
+
+def _pix3d_set(tmp_path_factory, models_per_class: int, seed: int):
+    from recon.pipelines.occupancy.pix3d import synth_pix3d
+
+    root = tmp_path_factory.mktemp("pix3d")
+    synth_pix3d(root, models_per_class=models_per_class, views_per_model=2, seed=seed)
+    return root
+
+
+@pytest.fixture(scope="session")
+def pix3d(tmp_path_factory):
+    """5 models x 2 views (seed 1): 8 training images and 2 validation images (one model);
+    read only."""
+    return _pix3d_set(tmp_path_factory, 1, seed=1)
+
+
+@pytest.fixture(scope="session")
+def pix3d_root(tmp_path_factory):
+    """10 models x 2 views (seed 3); read only."""
+    return _pix3d_set(tmp_path_factory, 2, seed=3)

@@ -64,15 +64,6 @@ def finish(process: subprocess.Popen) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def pix3d_root(tmp_path_factory):
-    from recon.pipelines.occupancy.pix3d import synth_pix3d
-
-    root = tmp_path_factory.mktemp("pix3d")
-    synth_pix3d(root, models_per_class=2, views_per_model=2, seed=3)
-    return root
-
-
-@pytest.fixture(scope="module")
 def single(pix3d_root, tmp_path_factory):
     """The reference: one process, batch 8."""
     out = tmp_path_factory.mktemp("single") / "run"

@@ -20,16 +20,6 @@ TINY_VOXEL = ["--set", "size=32", "--set", "hidden=8", "--device", "cpu", "--epo
 
 
 @pytest.fixture(scope="module")
-def pix3d(tmp_path_factory):
-    """5 models x 2 views: 8 training images and 2 validation images (one model)."""
-    from recon.pipelines.occupancy.pix3d import synth_pix3d
-
-    root = tmp_path_factory.mktemp("pix3d")
-    synth_pix3d(root, models_per_class=1, views_per_model=2, seed=1)
-    return root
-
-
-@pytest.fixture(scope="module")
 def two_skulls(tmp_path_factory):
     """The smallest skull set check-data accepts: 2 image + NAME_vox.npz pairs at 8^3, which
     split into 1 training and 1 validation subject."""

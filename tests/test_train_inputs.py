@@ -10,16 +10,6 @@ import pytest
 
 from recon.pipelines.common.tasks import TASKS
 
-
-@pytest.fixture(scope="module")
-def pix3d(tmp_path_factory):
-    from recon.pipelines.occupancy.pix3d import synth_pix3d
-
-    root = tmp_path_factory.mktemp("pix3d")
-    synth_pix3d(root, models_per_class=1, views_per_model=2, seed=1)
-    return root
-
-
 BAD_FLAGS = [
     (["--epochs", "0"], "--epochs must be in [1, 100000], not 0"),
     (["--epochs", "1000001"], "--epochs must be in [1, 100000]"),

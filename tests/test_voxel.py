@@ -16,15 +16,6 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def pix3d_root(tmp_path_factory):
-    from recon.pipelines.occupancy.pix3d import synth_pix3d
-
-    root = tmp_path_factory.mktemp("pix3d")
-    synth_pix3d(root, models_per_class=2, views_per_model=2, seed=3)
-    return root
-
-
-@pytest.fixture(scope="module")
 def trained(pix3d_root, tmp_path_factory):
     """A tiny `recon train voxel` run (32 px input, 2 epochs)."""
     from recon.cli.app import main

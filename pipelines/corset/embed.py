@@ -143,6 +143,58 @@ def embed_xrays(
     return records
 
 
+def embed_batch(
+    files: Sequence[Path],
+    names: Sequence[str],
+    plan,
+    out: Path,
+    pixel_spacing: tuple[float, float] | None,
+    span: str,
+    track: Callable = lambda items, _description: items,
+) -> tuple[list[dict], float]:
+    """This shard's films (plan: recon.pipelines.common.batch.plan_inputs') measured into the
+    output folder out: NAME.json and NAME.png each, cobb.csv listing every film of the shard
+    (those --skip-done kept, read from their JSON) and run.json, under the shard's names.
+    Returns the records of the films measured now and the seconds they took."""
+    from recon.pipelines.common.batch import output_folder
+    from recon.pipelines.common.outputs import run_record, write_json
+
+    earlier = {i: earlier_record(files[i], out / f"{names[i]}.json") for i in plan.done}
+    clock = time.perf_counter()
+    with output_folder(out, plan) as folder:
+        todo = [files[i] for i in plan.todo]
+        todo_names = [names[i] for i in plan.todo]
+        records = embed_xrays(todo, todo_names, folder, pixel_spacing, span, track)
+        seconds = time.perf_counter() - clock
+        for record in records:
+            if record["status"] == "ok":
+                record["json"] = str(out / f"{record['name']}.json")
+                record["overlay"] = str(out / f"{record['name']}.png")
+        rows = iter(records)
+        every = [earlier[i] if i in earlier else next(rows) for i in sorted([*plan.todo, *earlier])]
+        write_cobb_csv(folder / plan.shard.results_name("cobb.csv"), every)
+        metrics = {"results": records, "skipped_inputs": [str(files[i]) for i in plan.done]}
+        write_json(
+            folder / plan.shard.results_name(),
+            run_record(
+                "embed-spine",
+                None,
+                {"span": span, "pixel_spacing": pixel_spacing},
+                {"embed": seconds},
+                {**metrics, **plan.summary()},
+            ),
+        )
+    return records, seconds
+
+
+def unscaled_note(path: Path) -> str:
+    """The stderr line for a film measured without a pixel spacing."""
+    return (
+        f"note: {path} carries no pixel spacing, so its millimetres are pixels "
+        "(pass --pixel-spacing ROW COL)\n"
+    )
+
+
 def write_cobb_csv(path: Path, records: Sequence[dict]) -> None:
     """One row per film (CSV_FIELDS), written atomically; numbers to 0.01 deg."""
     from recon.pipelines.common.outputs import atomic_file
