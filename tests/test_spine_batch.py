@@ -257,3 +257,15 @@ def test_one_film_records_its_run_beside_the_json(recon, films, tmp_path):
     out.unlink()  # a record left without its result does not block the rerun
     code, _, err = recon(*args, "-q")
     assert code == 0 and out.is_file(), err
+
+
+def test_a_film_narrower_than_the_body_widths_is_no_spine_not_a_crash(recon, tmp_path):
+    """48 columns at 0.2 mm: every body width searched (18-54 mm) is wider than the film. Before,
+    the border steps shifted columns past the edge and the command died with a ValueError."""
+
+    write_png(tmp_path / "tiny.png", synth_spine_xray(20.0, rows=160, seed=3).image[:, 40:88])
+    code, _, err = recon("embed-spine", tmp_path / "tiny.png", "-o", tmp_path / "e.json",
+                         "--pixel-spacing", 0.2, 0.2)  # fmt: skip
+    assert code == 1 and err.count("\n") == 1, err
+    assert "no spine found" in err and "the film is 10 x 32 mm" in err
+    assert not (tmp_path / "e.json").exists()

@@ -1,6 +1,9 @@
 """The one DICOM image reader: pixels through the modality (and optionally VOI) LUT, bright = dense,
 pixel spacing as [row, column] mm, and one clear line for every broken tag.
 
+- Decoding: compressed pixel data (JPEG, JPEG 2000, JPEG-LS, RLE) goes through pydicom's
+  decoders, tried in an order that never reaches one known to kill the process on a damaged
+  stream (safe_decoders); a stream no decoder reads is one line naming the transfer syntax.
 - Pixels: pydicom's `apply_modality_lut` (Rescale Slope/Intercept or a Modality LUT), then with
   voi=True `apply_voi_lut` (the display window the file asks for); MONOCHROME1 (bright = air)
   is inverted within its own range so that bright means dense in every image returned; a
@@ -16,7 +19,9 @@ pixel spacing as [row, column] mm, and one clear line for every broken tag.
 from __future__ import annotations
 
 import math
+import os
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -31,6 +36,7 @@ SPACING_TAGS = {
     "PixelSpacing": "(0028,0030)",
 }
 MAGNIFICATION = "EstimatedRadiographicMagnificationFactor"
+ALL_PLUGINS_FAILED = "Unable to decode as exceptions were raised by all available plugins:"
 
 
 @dataclass
@@ -67,18 +73,21 @@ def read_dicom_image(
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
             ds = pydicom.dcmread(path)
-            stored = ds.pixel_array
+        except InvalidDicomError as error:
+            raise BadInput(f"{path}: not a DICOM {what} (no DICOM header)") from error
+        except Exception as error:  # pydicom raises many types for a damaged header
+            raise BadInput(f"{path}: not a DICOM {what} ({_first_line(error)})") from error
+        stored = decoded_pixels(ds, path, what)
+        try:
             pixels = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
             if voi:
                 pixels = np.asarray(apply_voi_lut(pixels, ds), dtype=np.float64)
-    except InvalidDicomError as error:
-        raise BadInput(f"{path}: not a DICOM {what} (no DICOM header)") from error
-    except Exception as error:  # pydicom and its pixel handlers raise many types
-        raise BadInput(f"{path}: not a DICOM {what} ({_first_line(error)})") from error
+        except Exception as error:  # a broken LUT or window tag
+            raise BadInput(f"{path}: not a DICOM {what} ({_first_line(error)})") from error
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2")
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise BadInput(
@@ -94,6 +103,61 @@ def read_dicom_image(
     if invert and photometric == "MONOCHROME1":
         pixels = pixels.max() + pixels.min() - pixels
     return DicomImage(path, ds, pixels, photometric)
+
+
+def safe_decoders() -> dict[str, tuple[str, ...]]:
+    """Decoders to try, in order, per transfer syntax UID, where pydicom's own order reaches one
+    that kills the process on some damaged streams instead of raising: GDCM aborts (an uncaught
+    C++ exception) on corrupt JPEG 2000 data, and pylibjpeg-rle panics (a Rust panic, which is
+    not an Exception) on corrupt RLE data. Other syntaxes use pydicom's order ("")."""
+    from pydicom.uid import JPEG2000TransferSyntaxes, RLELossless
+
+    return {
+        **{uid: ("pylibjpeg", "pillow") for uid in JPEG2000TransferSyntaxes},
+        RLELossless: ("pydicom",),
+    }
+
+
+def decoded_pixels(ds, path: Path, what: str = "image") -> np.ndarray:
+    """The stored pixel values of a read dataset, decompressed as its transfer syntax says
+    (safe_decoders order); BadInput naming the file and the transfer syntax when the pixel data
+    is missing or no installed decoder can read it."""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if not any(key in ds for key in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise BadInput(f"{path}: has no pixel data (is the file cut short?)")
+    errors = []
+    with _native_stderr() as native:  # C decoders (GDCM, OpenJPEG) print their own complaints
+        for plugin in safe_decoders().get(syntax, ("",)):
+            ds.pixel_array_options(decoding_plugin=plugin)
+            try:
+                return ds.pixel_array
+            except Exception as error:  # pydicom and its decoders raise many types
+                errors.append(error)
+    name = getattr(syntax, "name", None) or "unknown transfer syntax"
+    reason = f"{errors[0]} {' '.join(native)}".replace(ALL_PLUGINS_FAILED, "")
+    reason = " ".join(reason.split())[:300] or type(errors[0]).__name__
+    raise BadInput(f"{path}: cannot read the {what}'s pixel data ({name}): {reason}") from errors[0]
+
+
+@contextmanager
+def _native_stderr():
+    """Send what native code writes to file descriptor 2 to a temporary file for the duration;
+    yields a list that holds that text once the block has ended."""
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        text: list[str] = []
+        try:
+            yield text
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text.append(sink.read().decode(errors="replace").strip())
 
 
 def dicom_number(ds, keyword: str, default: float | None, path: Path) -> float:

@@ -90,9 +90,10 @@ def border_asymmetry(
 
 
 def _shift_cols(a: np.ndarray, k: int) -> np.ndarray:
-    """out[:, c] = a[:, c + k], the edge columns repeated."""
+    """out[:, c] = a[:, c + k], the edge columns repeated (all of them for |k| >= the width)."""
     out = np.empty_like(a)
     cols = a.shape[1]
+    k = int(np.clip(k, 1 - cols, cols - 1))
     if k >= 0:
         out[:, : cols - k] = a[:, k:]
         out[:, cols - k :] = a[:, -1:]

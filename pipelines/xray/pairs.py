@@ -131,11 +131,10 @@ def _read_dicom(path: Path, pixels: bool = True):
 
 
 def _dicom_gray(path: Path) -> tuple[np.ndarray, int]:
+    from recon.pipelines.common.dicom import decoded_pixels
+
     dataset = _read_dicom(path)
-    try:
-        pixels = dataset.pixel_array.astype(np.float32)
-    except Exception as error:
-        raise BadInput(f"{path}: DICOM has no readable pixel data ({error})") from error
+    pixels = decoded_pixels(dataset, path).astype(np.float32)
     if pixels.ndim != 2:
         raise BadInput(f"{path}: expected one 2D image, got pixel data of shape {pixels.shape}")
     bits = int(getattr(dataset, "BitsStored", 16) or 16)
