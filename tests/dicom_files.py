@@ -75,3 +75,76 @@ def compress(path: Path, syntax: str) -> Path:
     writer.SetImage(change.GetOutput())
     assert writer.Write(), path
     return path
+
+
+def write_ct_series(
+    folder: Path,
+    hu: np.ndarray,
+    affine: np.ndarray,
+    syntax: str | None = None,
+    description: str = "",
+    transpose: bool = False,
+) -> list[Path]:
+    """Write a CT volume (I, J, K) in HU with its RAS+ affine as a DICOM CT series, one file per
+    slice named by its SOP instance UID, as a scanner would (LPS positions and orientation,
+    stored unsigned with RescaleIntercept -2048); transpose swaps each slice's rows and columns
+    (and the orientation's two directions with them), the same volume stored another way.
+    syntax compresses each slice. Returns the files in slice order."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(affine, dtype=np.float64)
+    axes = [lps[:3, 0], lps[:3, 1]]  # the directions of i (along a row) and j (down a column)
+    steps = [float(np.linalg.norm(a)) for a in axes]
+    if transpose:
+        axes, steps = axes[::-1], steps[::-1]
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    files = []
+    for k in range(hu.shape[2]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT image storage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = (
+            meta.MediaStorageSOPClassUID,
+            meta.MediaStorageSOPInstanceUID,
+        )
+        ds.Modality, ds.SeriesDescription, ds.InstanceNumber = "CT", description, k + 1
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.ImagePositionPatient = [f"{v:.4f}" for v in (lps @ [0, 0, k, 1])[:3]]
+        ds.ImageOrientationPatient = [
+            f"{v:.6f}" for a, s in zip(axes, steps, strict=True) for v in a / s
+        ]
+        ds.PixelSpacing = [f"{steps[1]:.6f}", f"{steps[0]:.6f}"]  # [row, column]
+        ds.SliceThickness = f"{float(np.linalg.norm(lps[:3, 2])):.4f}"
+        plane = hu[:, :, k] if transpose else hu[:, :, k].T  # stored as (rows, columns)
+        ds.Rows, ds.Columns = plane.shape
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "-2048", "1", "HU"
+        ds.PixelData = np.ascontiguousarray(np.rint(plane) + 2048, dtype=np.uint16).tobytes()
+        if syntax is not None:
+            ds.compress(syntax)
+        files.append(folder / f"{meta.MediaStorageSOPInstanceUID}.dcm")
+        ds.save_as(files[-1], enforce_file_format=True)
+    return files
+
+
+def edit_dicom(source: Path, target: Path | None = None, **tags) -> Path:
+    """Rewrite a DICOM file (to target, else in place) with tags set (pydicom keywords; None
+    deletes the tag)."""
+    import pydicom
+
+    ds = pydicom.dcmread(source)
+    for keyword, value in tags.items():
+        if value is None:
+            delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    target = Path(source if target is None else target)
+    ds.save_as(target)
+    return target

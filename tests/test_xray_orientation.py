@@ -4,11 +4,11 @@ a hand-written DICOM registered right and read mirrored (exit 1), and bad orient
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from dicom_files import edit_dicom
 from test_xray_io import small_ct
 
 from recon.pipelines.common.errors import BadInput
@@ -127,9 +127,9 @@ def test_field_of_view_tags_without_patient_orientation(handmade, tmp_path):
     from recon.pipelines.xray.xray import read_xray
 
     source, reference = handmade[0], read_xray(handmade[0])
-    plain = read_xray(_write_variant(source, tmp_path / "plain.dcm", PatientOrientation=None))
+    plain = read_xray(edit_dicom(source, tmp_path / "plain.dcm", PatientOrientation=None))
     assert plain.intrinsics.reverse_x_axis is True and "radiological" in plain.frame.source
-    flip = _write_variant(
+    flip = edit_dicom(
         source, tmp_path / "flip.dcm", PatientOrientation=None, FieldOfViewHorizontalFlip="YES"
     )
     assert read_xray(flip).intrinsics.reverse_x_axis is False
@@ -170,19 +170,6 @@ def test_handmade_dicom_registers_and_mirrored_read_exits_1(handmade, tmp_path, 
     assert json.loads(out)["results"][0]["status"] == "mirrored" and out.count("\n") == 1
 
 
-def _write_variant(source: Path, target: Path, **tags) -> Path:
-    import pydicom
-
-    ds = pydicom.dcmread(source)
-    for keyword, value in tags.items():
-        if value is None:
-            delattr(ds, keyword)
-        else:
-            setattr(ds, keyword, value)
-    ds.save_as(target)
-    return target
-
-
 @pytest.mark.parametrize(
     "tags, args, expected",
     [
@@ -196,7 +183,7 @@ def _write_variant(source: Path, target: Path, **tags) -> Path:
 def test_bad_orientation_exits_2_and_writes_nothing(
     handmade, tmp_path, recon, tags, args, expected
 ):
-    path = _write_variant(handmade[0], tmp_path / "variant.dcm", **tags)
+    path = edit_dicom(handmade[0], tmp_path / "variant.dcm", **tags)
     out = tmp_path / "reg"
     code, _, err = recon("register", path, "-o", out, "--init", "dicom", *args, "--device", "cpu")
     assert code == 2, err

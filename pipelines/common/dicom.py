@@ -28,7 +28,7 @@ from typing import Literal
 
 import numpy as np
 
-from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.errors import BadInput, first_line
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 SPACING_TAGS = {
@@ -80,14 +80,14 @@ def read_dicom_image(
         except InvalidDicomError as error:
             raise BadInput(f"{path}: not a DICOM {what} (no DICOM header)") from error
         except Exception as error:  # pydicom raises many types for a damaged header
-            raise BadInput(f"{path}: not a DICOM {what} ({_first_line(error)})") from error
+            raise BadInput(f"{path}: not a DICOM {what} ({first_line(error)})") from error
         stored = decoded_pixels(ds, path, what)
         try:
             pixels = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
             if voi:
                 pixels = np.asarray(apply_voi_lut(pixels, ds), dtype=np.float64)
         except Exception as error:  # a broken LUT or window tag
-            raise BadInput(f"{path}: not a DICOM {what} ({_first_line(error)})") from error
+            raise BadInput(f"{path}: not a DICOM {what} ({first_line(error)})") from error
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2")
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise BadInput(
@@ -233,8 +233,3 @@ def dicom_pair(ds, tag: str, path: Path) -> tuple[float, float] | None:
     if not all(math.isfinite(v) for v in values):
         raise BadInput(f"{path}: {name} is not finite ({list(values)})")
     return values
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__

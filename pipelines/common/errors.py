@@ -17,3 +17,10 @@ class JobFailed(ReconError):
     """The job ran but failed its purpose (data check found problems, no convergence): exit 1."""
 
     exit_code = 1
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), else its type's name:
+    a library's error as the reason part of a one-line message."""
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__

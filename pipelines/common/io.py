@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.errors import BadInput, first_line
 from recon.pipelines.common.outputs import atomic_file
 
 MESH_SUFFIXES = (".stl", ".ply", ".obj", ".glb", ".gltf", ".off")
@@ -52,7 +52,7 @@ def load_mesh(path: Path):
     try:
         mesh = trimesh.load(path, force="mesh", process=True)
     except Exception as error:  # trimesh raises many types for corrupt files
-        raise BadInput(f"{path}: cannot read mesh ({_first_line(error)})") from error
+        raise BadInput(f"{path}: cannot read mesh ({first_line(error)})") from error
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise BadInput(f"{path}: mesh has no faces")
     if not np.isfinite(mesh.vertices).all():
@@ -103,9 +103,9 @@ def open_image(path: Path):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path)
     except Image.DecompressionBombError as error:
-        raise BadInput(f"{path}: image is too large ({_first_line(error)})") from error
+        raise BadInput(f"{path}: image is too large ({first_line(error)})") from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise BadInput(f"{path}: not a readable image ({_first_line(error)})") from error
+        raise BadInput(f"{path}: not a readable image ({first_line(error)})") from error
     width, height = image.size
     if width * height > MAX_PIXELS:
         image.close()
@@ -129,7 +129,7 @@ def read_image(path: Path) -> np.ndarray:
                 image.load()
             return np.asarray(image)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-            raise BadInput(f"{path}: not a readable image ({_first_line(error)})") from error
+            raise BadInput(f"{path}: not a readable image ({first_line(error)})") from error
 
 
 def write_png(path: Path, array: np.ndarray) -> Path:
@@ -145,8 +145,3 @@ def write_png(path: Path, array: np.ndarray) -> Path:
     with atomic_file(Path(path)) as tmp:
         image.save(tmp, format="PNG")
     return Path(path)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

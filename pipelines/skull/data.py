@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from recon.pipelines.common.datacheck import CheckReport
-from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.errors import BadInput, first_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 HEADS = ("skull", "face")
@@ -85,7 +85,7 @@ def grid_problem(path: Path) -> tuple[str, str] | None:
                 return "missing-array", f"no array {', '.join(missing)}"
             grids = {h: np.asarray(data[h]) for h in HEADS}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        return "unreadable-voxels", _first_line(error)
+        return "unreadable-voxels", first_line(error)
     shapes = {h: g.shape for h, g in grids.items()}
     if any(len(s) != 3 for s in shapes.values()):
         return "shape-mismatch", f"grids must be 3D, got {shapes}"
@@ -104,7 +104,7 @@ def image_problem(path: Path) -> tuple[str, str] | None:
         with Image.open(path) as image:
             image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        return "unreadable-image", _first_line(error)
+        return "unreadable-image", first_line(error)
     return None
 
 
@@ -121,7 +121,7 @@ def image_tensor(path: Path, size: int):
         with Image.open(path) as image:
             rgb = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise BadInput(f"{path}: not a readable image ({_first_line(error)})") from error
+        raise BadInput(f"{path}: not a readable image ({first_line(error)})") from error
     array = (np.asarray(rgb, dtype=np.float32) / 255.0 - MEAN) / STD
     return torch.from_numpy(array.transpose(2, 0, 1).copy())
 
@@ -178,8 +178,3 @@ def check_skull(root: Path, track: Callable = lambda items, _d: items) -> CheckR
     report.items = len(images)
     report.per_class = {"pairs": pairs}
     return report
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__

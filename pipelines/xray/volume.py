@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.errors import BadInput, first_line
 
 ORIENTATIONS = ("AP", "PA")
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
@@ -48,7 +48,7 @@ def load_ct(
     of which the label map holds.
     """
     from diffdrr.data import read
-    from torchio import LabelMap, ScalarImage
+    from torchio import LabelMap
 
     if orientation not in ORIENTATIONS:
         raise BadInput(f"orientation must be one of {', '.join(ORIENTATIONS)}, not {orientation}")
@@ -56,7 +56,7 @@ def load_ct(
         path, default_labels = example_ct_paths()
         labelmap = default_labels if labelmap is None else labelmap
     path = _require_volume_path(Path(path))
-    volume = _read_scalar(path, ScalarImage)
+    volume = _read_ct(path)
     _require_contrast(path, volume.data)
     mask = None
     if labelmap is not None:
@@ -82,7 +82,7 @@ def load_ct(
                 bone_attenuation_multiplier=float(bone_attenuation_multiplier),
             )
     except (RuntimeError, ValueError, IndexError) as error:
-        raise BadInput(f"{path}: cannot use as a CT volume ({_first_line(error)})") from error
+        raise BadInput(f"{path}: cannot use as a CT volume ({first_line(error)})") from error
 
 
 def coarsen(subject, spacing_mm: float):
@@ -194,7 +194,7 @@ def _require_whole_nifti(path: Path) -> None:
             head = handle.read(540)
             size = len(head) + sum(len(block) for block in iter(lambda: handle.read(1 << 20), b""))
     except (OSError, EOFError) as error:  # a cut gzip stream, or not gzip at all
-        raise BadInput(f"{path}: not a readable CT volume ({_first_line(error)})") from error
+        raise BadInput(f"{path}: not a readable CT volume ({first_line(error)})") from error
     for order in "<>":
         if len(head) >= 348 and struct.unpack(order + "i", head[:4])[0] == 348:  # NIfTI-1
             dims = struct.unpack(order + "8h", head[40:56])
@@ -216,6 +216,21 @@ def _require_whole_nifti(path: Path) -> None:
         )
 
 
+def _read_ct(path: Path):
+    """The CT as a torchio ScalarImage. A DICOM series (a folder, or one slice naming its series)
+    is read by recon's own series reader, which refuses what SimpleITK lets through (several
+    series in one folder, a missing or damaged slice); other files by torchio (_read_scalar)."""
+    from torchio import ScalarImage
+
+    from recon.pipelines.common.dicom_series import is_ct_series, read_ct_series
+
+    if not is_ct_series(path):
+        return _read_scalar(path, ScalarImage)
+    hu, affine = read_ct_series(path)
+    image = ScalarImage(tensor=torch.from_numpy(hu)[None], affine=affine)
+    return _require_volume_shape(path, image, image.data)
+
+
 def _read_scalar(path: Path, kind):
     """Load a torchio image eagerly so unreadable files fail here, with one clear line."""
     _require_whole_nifti(path)
@@ -225,7 +240,12 @@ def _read_scalar(path: Path, kind):
             image = kind(path)
             data = image.data
     except Exception as error:  # torchio/SimpleITK/nibabel raise many types for bad files
-        raise BadInput(f"{path}: not a readable CT volume ({_first_line(error)})") from error
+        raise BadInput(f"{path}: not a readable CT volume ({first_line(error)})") from error
+    return _require_volume_shape(path, image, data)
+
+
+def _require_volume_shape(path: Path, image, data):
+    """The image, if it is one channel of a volume at least 4 voxels thick in every direction."""
     shape = tuple(data.shape[1:])
     if data.shape[0] != 1:
         raise BadInput(f"{path}: has {data.shape[0]} channels; a CT has one")
@@ -256,8 +276,3 @@ def fiducial_tensor(centroids: dict) -> torch.Tensor:
     """Fiducials as a (1, N, 3) float tensor, sorted by label."""
     points = [centroids[k] for k in sorted(centroids)]
     return torch.tensor([points], dtype=torch.float32)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__

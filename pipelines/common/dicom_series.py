@@ -1,0 +1,201 @@
+"""DICOM CT series: a folder of slices, or one slice naming its series, -> Hounsfield units on a
+voxel grid and its RAS+ affine, read with pydicom and the checks a folder exported from PACS
+needs: one series, one orientation, slices evenly spaced along their normal and every slice's
+pixel data readable (compressed or not, see recon.pipelines.common.dicom).
+
+Geometry, in DICOM's patient frame (LPS, mm): the voxel (i, j, k) = (column, row, slice) lies at
+ImagePositionPatient_k + i * PixelSpacing[1] * r + j * PixelSpacing[0] * c, where
+ImageOrientationPatient = (r, c) and the slices are ordered along n = r x c. RAS+ is
+diag(-1, -1, 1) of LPS.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from recon.pipelines.common.dicom import decoded_pixels, looks_like_dicom, spacing_tag
+from recon.pipelines.common.errors import BadInput, first_line
+
+# A gap between neighbouring slices may differ from the median gap by this share (plus 0.01 mm);
+# slices must lie within it of the line along their normal (no gantry tilt).
+GAP_TOLERANCE = 0.01
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def is_ct_series(path: Path) -> bool:
+    """True for a folder, or a file that looks like DICOM (a slice naming its series)."""
+    path = Path(path)
+    return path.is_dir() or (path.is_file() and looks_like_dicom(path))
+
+
+def read_ct_series(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Hounsfield units (I, J, K) float32 = (column, row, slice) and the 4x4 RAS+ affine (mm) of
+    the CT series in a folder, or of the series one slice file belongs to (within its folder).
+    BadInput naming the file or folder for anything that is not one evenly spaced series."""
+    path = Path(path)
+    folder, wanted = (path, None) if path.is_dir() else (path.parent, path)
+    headers = _image_headers(folder)
+    series = _one_series(folder, headers, wanted)
+    first, rest = series[0], series[1:]
+    if int(getattr(first[1], "NumberOfFrames", 1) or 1) > 1:
+        raise BadInput(
+            f"{first[0]}: a multi-frame (enhanced) CT; export the series as one file per slice"
+        )
+    if not rest:
+        raise BadInput(f"{first[0]}: the series has one slice; a CT needs a stack of slices")
+    row, col = _orientation(*first)
+    spacing = spacing_tag(first[1], "PixelSpacing", first[0])
+    if spacing is None:
+        raise BadInput(f"{first[0]}: DICOM tag PixelSpacing (0028,0030) is missing")
+    size = (int(first[1].Rows), int(first[1].Columns))
+    for file, ds in rest:
+        if not np.allclose(_orientation(file, ds), (row, col), atol=1e-4):
+            raise BadInput(f"{file}: its orientation differs from {first[0].name}'s")
+        if spacing_tag(ds, "PixelSpacing", file) != spacing or (ds.Rows, ds.Columns) != size:
+            raise BadInput(f"{file}: its pixel grid differs from {first[0].name}'s")
+    normal = np.cross(row, col)
+    ordered, gap = _stacked(series, normal)
+    hu = np.stack([_slice_hu(file).T for file, _ in ordered], axis=-1)
+    lps = np.eye(4)
+    lps[:3, 0], lps[:3, 1], lps[:3, 2] = row * spacing[1], col * spacing[0], normal * gap
+    lps[:3, 3] = _position(*ordered[0])
+    return hu, LPS_TO_RAS @ lps
+
+
+def _image_headers(folder: Path) -> list[tuple[Path, object]]:
+    """(file, header) of every DICOM image in the folder (not its subfolders), by file name;
+    hidden files, DICOMDIR and DICOM objects without pixels (reports, states) are skipped."""
+    import pydicom
+
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file()
+        and not p.name.startswith(".")
+        and p.name.upper() != "DICOMDIR"
+        and looks_like_dicom(p)
+    )
+    if not files:
+        raise BadInput(f"{folder}: holds no DICOM files")
+    headers = []
+    for file in files:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(file, stop_before_pixels=True)
+        except Exception as error:  # pydicom raises many types for a damaged header
+            raise BadInput(f"{file}: not a readable DICOM file ({first_line(error)})") from error
+        if "Rows" in ds:
+            headers.append((file, ds))
+    if not headers:
+        raise BadInput(f"{folder}: holds no DICOM images")
+    return headers
+
+
+def _one_series(folder: Path, headers: list, wanted: Path | None) -> list:
+    """The headers of one series: the one `wanted` (a file) belongs to, else the folder's only
+    one. BadInput listing the series when the folder holds several."""
+    groups: dict[str, list] = {}
+    for file, ds in headers:
+        groups.setdefault(str(getattr(ds, "SeriesInstanceUID", "") or ""), []).append((file, ds))
+    if wanted is not None:
+        chosen = [uid for uid, items in groups.items() if any(f == wanted for f, _ in items)]
+        if not chosen:
+            raise BadInput(f"{wanted}: not a DICOM image")
+        return groups[chosen[0]]
+    if len(groups) == 1:
+        return next(iter(groups.values()))
+    listed = sorted(groups.values(), key=len, reverse=True)
+    names = "; ".join(
+        f"{str(getattr(items[0][1], 'SeriesDescription', '') or 'no description')} "
+        f"({len(items)} file{'s' * (len(items) != 1)}, e.g. {items[0][0].name})"
+        for items in listed[:4]
+    )
+    more = f"; and {len(listed) - 4} more" if len(listed) > 4 else ""
+    raise BadInput(
+        f"{folder}: holds {len(groups)} DICOM series ({names}{more}); "
+        "pass one file of the series to use instead of the folder"
+    )
+
+
+def _orientation(file: Path, ds) -> tuple[np.ndarray, np.ndarray]:
+    """Unit row and column directions (LPS) from ImageOrientationPatient."""
+    values = _numbers(file, ds, "ImageOrientationPatient", 6)
+    row, col = np.array(values[:3]), np.array(values[3:])
+    if not (abs(np.linalg.norm(row) - 1) < 1e-3 and abs(np.linalg.norm(col) - 1) < 1e-3):
+        raise BadInput(f"{file}: ImageOrientationPatient holds no unit vectors ({values})")
+    if abs(float(row @ col)) > 1e-3:
+        raise BadInput(f"{file}: ImageOrientationPatient's directions are not perpendicular")
+    return row / np.linalg.norm(row), col / np.linalg.norm(col)
+
+
+def _position(file: Path, ds) -> np.ndarray:
+    return np.array(_numbers(file, ds, "ImagePositionPatient", 3))
+
+
+def _numbers(file: Path, ds, keyword: str, count: int) -> list[float]:
+    try:
+        raw = getattr(ds, keyword, None)
+        values = [float(v) for v in raw] if raw is not None else []
+    except (TypeError, ValueError) as error:
+        raise BadInput(f"{file}: DICOM tag {keyword} is not {count} numbers") from error
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        what = "missing" if raw is None else f"not {count} finite numbers ({list(raw)})"
+        raise BadInput(f"{file}: DICOM tag {keyword} is {what}; cannot place the slice")
+    return values
+
+
+def _stacked(series: list, normal: np.ndarray) -> tuple[list, float]:
+    """The slices ordered along the normal and their (even) gap in mm; BadInput for two slices
+    at one place, an uneven gap (a missing slice) or slices off the normal (gantry tilt)."""
+    placed = sorted(
+        ((float(_position(f, ds) @ normal), f, ds) for f, ds in series), key=lambda t: t[0]
+    )
+    depth = np.array([d for d, _, _ in placed])
+    gaps = np.diff(depth)
+    gap = float(np.median(gaps))
+    tolerance = GAP_TOLERANCE * gap + 0.01
+    for k, step in enumerate(gaps):
+        names = f"{placed[k][1].name} and {placed[k + 1][1].name}"
+        if step < 1e-3:
+            raise BadInput(
+                f"{names}: two slices of the series lie at one place ({depth[k]:.2f} mm)"
+            )
+        if abs(step - gap) > tolerance:
+            raise BadInput(
+                f"{names}: {step:.2f} mm apart where the series' other slices are {gap:.2f} mm "
+                "apart (a missing slice?)"
+            )
+    origin = _position(placed[0][1], placed[0][2])
+    for d, file, ds in placed[1:]:
+        drift = _position(file, ds) - origin - (d - depth[0]) * normal
+        if np.linalg.norm(drift) > tolerance:
+            raise BadInput(
+                f"{file}: lies {np.linalg.norm(drift):.2f} mm off the line along the slice normal "
+                "(a tilted gantry?); such series are not supported"
+            )
+    return [(f, ds) for _, f, ds in placed], gap
+
+
+def _slice_hu(file: Path) -> np.ndarray:
+    """One slice's pixels through its modality LUT (Rescale Slope/Intercept: HU), float32."""
+    import pydicom
+    from pydicom.pixels import apply_modality_lut
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ds = pydicom.dcmread(file)
+        except Exception as error:  # pydicom raises many types for a damaged file
+            raise BadInput(f"{file}: not a readable DICOM file ({first_line(error)})") from error
+        stored = decoded_pixels(ds, file, "CT slice")
+        if stored.ndim != 2:
+            raise BadInput(f"{file}: pixel data of shape {stored.shape} is not one slice")
+        hu = np.asarray(apply_modality_lut(stored, ds), dtype=np.float32)
+    if not np.isfinite(hu).all():
+        raise BadInput(f"{file}: pixels are not finite after the rescale")
+    return hu

