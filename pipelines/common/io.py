@@ -115,8 +115,13 @@ def open_image(path: Path):
     return image
 
 
+EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how a viewer turns the stored pixels
+TURNED = (5, 6, 7, 8)  # its values that swap width and height (a quarter turn)
+
+
 def read_image(path: Path) -> np.ndarray:
-    """Read an image file into an array, keeping its bit depth ((H, W) or (H, W, C))."""
+    """Read an image file into an array, keeping its bit depth ((H, W) or (H, W, C)), upright:
+    turned as its EXIF Orientation says (a phone photo stored sideways), as viewers show it."""
     import warnings
 
     from PIL import Image
@@ -127,9 +132,34 @@ def read_image(path: Path) -> np.ndarray:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 image.load()
-            return np.asarray(image)
+                return np.asarray(upright(image))
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
             raise BadInput(f"{path}: not a readable image ({first_line(error)})") from error
+
+
+def upright(image):
+    """A PIL image turned and mirrored as its EXIF Orientation tag says (values 2-8), else the
+    image itself."""
+    from PIL import ImageOps
+
+    if exif_orientation(image) in range(2, 9):
+        return ImageOps.exif_transpose(image)
+    return image
+
+
+def exif_orientation(image) -> int:
+    """The EXIF Orientation of an open PIL image (1, upright, when absent or unreadable)."""
+    try:
+        value = image.getexif().get(EXIF_ORIENTATION, 1)
+    except (OSError, SyntaxError, ValueError, TypeError):  # a damaged EXIF block
+        return 1
+    return int(value) if isinstance(value, int) else 1
+
+
+def upright_size(image) -> tuple[int, int]:
+    """(width, height) of an open PIL image as read_image returns it (after EXIF Orientation)."""
+    width, height = image.size
+    return (height, width) if exif_orientation(image) in TURNED else (width, height)
 
 
 def write_png(path: Path, array: np.ndarray) -> Path:

@@ -46,11 +46,11 @@ def image_problem(path: Path) -> tuple[str, str] | None:
 
 
 def image_size(path: Path) -> tuple[int, int] | None:
-    from recon.pipelines.common.io import open_image
+    from recon.pipelines.common.io import open_image, upright_size
 
     try:
         with open_image(path) as image:
-            return image.size
+            return upright_size(image)
     except BadInput:
         return None
 

@@ -112,16 +112,15 @@ def image_tensor(path: Path, size: int):
     """The network input (3, size, size) float tensor of one image file: grey or RGB, resized
     (bilinear) to size x size, ImageNet-normalised. BadInput for a file that is no image."""
     import torch
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    from recon.pipelines.common.io import require_file
+    from recon.pipelines.common.io import open_image, upright
 
-    path = require_file(Path(path), "image")
-    try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise BadInput(f"{path}: not a readable image ({first_line(error)})") from error
+    with open_image(Path(path)) as image:  # BadInput for no image or too many pixels
+        try:
+            rgb = upright(image).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        except (OSError, SyntaxError, ValueError) as error:
+            raise BadInput(f"{path}: not a readable image ({first_line(error)})") from error
     array = (np.asarray(rgb, dtype=np.float32) / 255.0 - MEAN) / STD
     return torch.from_numpy(array.transpose(2, 0, 1).copy())
 

@@ -92,14 +92,15 @@ def is_dicom(path: Path) -> bool:
 
 def image_size(path: Path) -> tuple[int, int]:
     """(rows, columns) of a PNG or DICOM image, without decoding its pixels."""
-    from recon.pipelines.common.io import open_image, require_file
+    from recon.pipelines.common.io import open_image, require_file, upright_size
 
     path = require_file(path, "image")
     if is_dicom(path):
         dataset = _read_dicom(path, pixels=False)
         return int(dataset.Rows), int(dataset.Columns)
     with open_image(path) as image:
-        return image.height, image.width
+        width, height = upright_size(image)
+        return height, width
 
 
 def read_gray(path: Path) -> tuple[np.ndarray, int]:
