@@ -121,7 +121,9 @@ TURNED = (5, 6, 7, 8)  # its values that swap width and height (a quarter turn)
 
 def read_image(path: Path) -> np.ndarray:
     """Read an image file into an array, keeping its bit depth ((H, W) or (H, W, C)), upright:
-    turned as its EXIF Orientation says (a phone photo stored sideways), as viewers show it."""
+    turned as its EXIF Orientation says (a phone photo stored sideways), as viewers show it.
+    Colours are values, never codes: a palette image comes back RGB (RGBA when it has a
+    transparent entry), CMYK, YCbCr, LAB and HSV come back RGB."""
     import warnings
 
     from PIL import Image
@@ -132,9 +134,19 @@ def read_image(path: Path) -> np.ndarray:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 image.load()
-                return np.asarray(upright(image))
+                return np.asarray(_as_values(upright(image)))
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
             raise BadInput(f"{path}: not a readable image ({first_line(error)})") from error
+
+
+def _as_values(image):
+    """A PIL image whose pixels are palette indices or another colour space, as RGB(A)."""
+    if image.mode in ("P", "PA"):
+        transparent = image.mode == "PA" or "transparency" in image.info
+        return image.convert("RGBA" if transparent else "RGB")
+    if image.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        return image.convert("RGB")
+    return image
 
 
 def upright(image):

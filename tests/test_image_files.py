@@ -1,6 +1,7 @@
-"""Images stored sideways with an EXIF Orientation tag (what phone cameras write) are read
-upright, as viewers show them, by every image reader: the stored pixels are made here from the
-upright picture by the EXIF specification's own definition of each value, not by Pillow."""
+"""What image files say about themselves, honoured by every image reader: an EXIF Orientation
+tag (phone photos stored sideways) is applied, the stored pixels made here from the upright
+picture by the EXIF specification's own definition of each value, not by Pillow; palette and
+CMYK images give colours, not codes."""
 
 from __future__ import annotations
 
@@ -91,3 +92,27 @@ def test_embed_spine_measures_a_film_photographed_sideways(recon, tmp_path):
         cobb[name] = json.loads(out)["cobb_deg"]
     assert abs(cobb["upright.png"] - film.cobb_deg) < 3.0
     assert abs(cobb["phone.jpg"] - cobb["upright.png"]) < 1.0, cobb
+
+
+@pytest.mark.parametrize("kind", ["palette", "palette-transparent", "cmyk"])
+def test_palette_and_cmyk_images_give_colours(tmp_path, kind):
+    """Before, a palette PNG came back as its palette indices (one channel) and a CMYK JPEG as
+    four channels that the photo reader took for RGB + alpha."""
+    from PIL import Image
+
+    from recon.pipelines.occupancy.images import rgb_image
+
+    upright = picture()
+    image = Image.fromarray(upright)
+    if kind == "cmyk":
+        path = tmp_path / "p.jpg"
+        image.convert("CMYK").save(path, quality=95)
+    else:
+        path = tmp_path / "p.png"
+        palette = image.quantize(128)
+        if kind == "palette-transparent":
+            palette.info["transparency"] = 255  # an unused entry: nothing is see-through
+        palette.save(path, **({"transparency": 255} if kind == "palette-transparent" else {}))
+    got = read_image(path)
+    assert got.shape == upright.shape[:2] + ((4,) if kind == "palette-transparent" else (3,))
+    assert np.abs(rgb_image(path).astype(int) - upright).mean() < 4.0
