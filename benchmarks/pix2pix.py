@@ -48,6 +48,7 @@ def speed(size: int, base: int, batch: int, device: str, steps: int, threads: in
     import torch
 
     from recon.models import pix2pix
+    from recon.models import pix2pix_defaults as recipe
 
     torch.set_num_threads(threads)
     modes = [("fp32", False)]
@@ -70,8 +71,8 @@ def speed(size: int, base: int, batch: int, device: str, steps: int, threads: in
                 return torch.autocast("cuda", dtype=torch.bfloat16)
         else:
             autocast = contextlib.nullcontext
-        opt_g = torch.optim.Adam(generator.parameters(), pix2pix.LR, betas=pix2pix.BETAS)
-        opt_d = torch.optim.Adam(critic.parameters(), pix2pix.LR, betas=pix2pix.BETAS)
+        opt_g = torch.optim.Adam(generator.parameters(), recipe.LR, betas=recipe.BETAS)
+        opt_d = torch.optim.Adam(critic.parameters(), recipe.LR, betas=recipe.BETAS)
         for _ in range(2):  # warm-up
             pix2pix_step(generator, critic, opt_g, opt_d, xray, drr, autocast)
         _sync(device)

@@ -1,7 +1,8 @@
 """pix2pix networks: a U-Net generator with skip connections and a 70 x 70 PatchGAN critic.
 
 Reference defaults (Isola et al., "Image-to-Image Translation with Conditional Adversarial
-Networks", 2017), kept here so a reader finds them next to the networks:
+Networks", 2017); their numbers live in recon.models.pix2pix_defaults, which imports no torch so
+that a training config loads (and a bad one is refused) at once:
 
 - generator: U-Net 256 (8 stride-2 downsamplings to 1 x 1), 64 base filters, batch norm,
   dropout 0.5 in the three innermost 512-filter decoder blocks (the noise source), tanh output;
@@ -18,26 +19,10 @@ Depth is generic: `UNetGenerator(size=128)` has 7 downsamplings, so any power-of
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-LAMBDA_L1 = 100.0  # weight of the L1 term against the GAN term
-LR = 2e-4  # Adam learning rate, generator and discriminator
-BETAS = (0.5, 0.999)  # Adam betas (beta1 = 0.5)
-BATCH_SIZE = 1
-BASE_FILTERS = 64  # ngf and ndf
-DROPOUT = 0.5
-INIT_STD = 0.02
-
-
-def unet_depth(size: int) -> int:
-    """Number of stride-2 downsamplings that take a size x size image to 1 x 1 (8 for 256)."""
-    depth = round(math.log2(size))
-    if size < 32 or 2**depth != size:
-        raise ValueError(f"U-Net size must be a power of two >= 32, not {size}")
-    return depth
+from recon.models.pix2pix_defaults import BASE_FILTERS, DROPOUT, INIT_STD, unet_depth
 
 
 class UNetGenerator(nn.Module):

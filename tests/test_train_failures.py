@@ -172,19 +172,22 @@ REFUSALS = [
 ]
 
 
-def recon_process(args: list) -> tuple[int, str, str]:
-    """`recon ARGS` in a fresh interpreter: (exit code, stderr, "True" or "False": whether
-    Lightning was imported when it exited)."""
+def recon_process(args: list) -> tuple[int, str, set[str]]:
+    """`recon ARGS` in a fresh interpreter: (exit code, stderr, which of lightning and torch
+    were imported when it exited)."""
     script = (
         "import atexit, sys\n"
-        "atexit.register(lambda: sys.__stdout__.write(str('lightning' in sys.modules)))\n"
+        "heavy = ('lightning', 'torch')\n"
+        "atexit.register(lambda: sys.__stdout__.write("
+        "'\\nheavy:' + ','.join(m for m in heavy if m in sys.modules)))\n"
         "from recon.cli.app import main\n"
         "main(sys.argv[1:])\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True
     )
-    return done.returncode, done.stderr, done.stdout[-5:].strip()
+    heavy = done.stdout.rsplit("heavy:", 1)[-1].strip()
+    return done.returncode, done.stderr, set(filter(None, heavy.split(",")))
 
 
 @pytest.mark.parametrize(("flags", "message"), REFUSALS, ids=[" ".join(f) for f, _ in REFUSALS])
@@ -195,7 +198,28 @@ def test_flag_refusals_come_before_lightning_is_imported(pix3d, tmp_path, flags,
     )
     assert code == 2, err
     assert one_line(err) and message in err, err
-    assert imported == "False"
+    assert "lightning" not in imported
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["voxel", "--data", "MISSING"], "pix3d.json: no such file"),
+        (["drr", "--data", "MISSING"], "no such folder (a pair set has xray/ and drr/)"),
+        (["pose", "--max-time", "0"], "--max-time must be in (0,"),
+        (["pose", "--data", "."], "task pose takes no --data: it renders its own training"),
+    ],
+    ids=["voxel data", "drr data", "pose max-time", "pose data"],
+)
+def test_refusals_at_the_default_device_load_neither_torch_nor_lightning(tmp_path, args, message):
+    """They took 2.3 s: the check of --devices against the CPU cores asked torch for a GPU
+    first, and the drr and pose task modules imported torch; now about 0.4 s."""
+    args = [str(tmp_path / "missing") if a == "MISSING" else a for a in args]
+    out = tmp_path / "run"
+    code, err, imported = recon_process(["train", *args, "-o", out])
+    assert code == 2 and one_line(err) and message in err, err
+    assert imported == set()
     assert not out.exists()
 
 
@@ -213,7 +237,7 @@ def test_non_empty_run_folder_is_one_line_before_lightning(pix3d, tmp_path):
         f"error: {out.absolute()}: run folder is not empty (pass --overwrite, or --resume a "
         "checkpoint)"
     )
-    assert imported == "False"
+    assert "lightning" not in imported
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert (out / "keep.txt").read_text() == "mine"
 

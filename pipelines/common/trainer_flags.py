@@ -107,8 +107,8 @@ def check_scale(accelerator: str, devices: Any, run: RunOptions) -> None:
         )
     if accelerator == "gpu" and not _cuda():
         raise BadInput(f"--device {run.device}: no CUDA GPU is visible (use --device cpu or auto)")
-    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not _cuda())
-    if on_cpu and isinstance(devices, int) and devices > 1:
+    several = isinstance(devices, int) and devices > 1  # asked first: _cuda() imports torch
+    if several and (accelerator == "cpu" or (accelerator == "auto" and not _cuda())):
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         if devices > (cores or 1):
             raise BadInput(

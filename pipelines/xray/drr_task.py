@@ -3,11 +3,11 @@
 Data: a pair set (ROOT/xray/NAME + ROOT/drr/NAME, see recon.pipelines.xray.pairs), split into train
 and validation by a seeded shuffle of the source pairs: `recon augment`'s copies NAME_augK stay on
 the side of NAME, so validation never sees a pair whose original or copy was trained on. Images
-are square-fitted to `size` and scaled to [-1, 1]. Training follows the reference pix2pix recipe
-(defaults in models/pix2pix.py): each batch first updates the PatchGAN on (X-ray, DRR) as real
-and (X-ray, G(X-ray)) as fake, loss halved, then the generator on GAN + lambda_l1 * L1; Adam
-(lr, beta1) for both; the learning rate is constant for the first `constant_fraction` of the
-epochs, then decays linearly to ~0.
+are square-fitted to `size` and scaled to [-1, 1]. Training follows the reference pix2pix
+recipe (defaults in models/pix2pix_defaults.py): each batch first updates the PatchGAN on (X-ray,
+DRR) as real and (X-ray, G(X-ray)) as fake, loss halved, then the generator on GAN + lambda_l1 *
+L1; Adam (lr, beta1) for both; the learning rate is constant for the first `constant_fraction`
+of the epochs, then decays linearly to ~0.
 Training batches get the reference jitter: resize up by 286/256, random crop back, random flip.
 
 Validation (generator in eval mode) logs val/ssim, val/psnr, val/mae of G(X-ray) against the
@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from recon.models import pix2pix
+from recon.models import pix2pix_defaults as recipe
 from recon.pipelines.common.errors import BadInput
 from recon.pipelines.common.examples import ExampleSpec
 from recon.pipelines.common.sampling import seeded_loader
@@ -40,14 +40,14 @@ TASK_NAME = "drr"
 @dataclass
 class DrrConfig(TrainConfig):
     epochs: int = 200  # reference: 100 constant + 100 decaying
-    batch_size: int = pix2pix.BATCH_SIZE
-    lr: float = pix2pix.LR
-    beta1: float = setting(pix2pix.BETAS[0], "Adam beta1 (both networks)", 0, 1, high_open=True)
-    lambda_l1: float = setting(pix2pix.LAMBDA_L1, "weight of the L1 term in the G loss", 0, 1e4)
+    batch_size: int = recipe.BATCH_SIZE
+    lr: float = recipe.LR
+    beta1: float = setting(recipe.BETAS[0], "Adam beta1 (both networks)", 0, 1, high_open=True)
+    lambda_l1: float = setting(recipe.LAMBDA_L1, "weight of the L1 term in the G loss", 0, 1e4)
     constant_fraction: float = setting(0.5, "share of epochs at full learning rate", 0, 1)
     size: int = setting(256, "training side in pixels, a power of two", 32, 4096)
-    base_filters: int = setting(pix2pix.BASE_FILTERS, "first-layer filters (ngf = ndf)", 1, 1024)
-    dropout: float = setting(pix2pix.DROPOUT, "decoder dropout probability", 0, 1, high_open=True)
+    base_filters: int = setting(recipe.BASE_FILTERS, "first-layer filters (ngf = ndf)", 1, 1024)
+    dropout: float = setting(recipe.DROPOUT, "decoder dropout probability", 0, 1, high_open=True)
     patch_layers: int = setting(3, "PatchGAN layers (3 = 70 x 70 patches)", 1, 8)
     jitter: bool = setting(True, "resize to 286/256, random crop, random flip in training")
     examples: int = examples_setting()
@@ -60,7 +60,7 @@ def check(cfg: DrrConfig) -> None:
     if not cfg.data:
         raise BadInput("task drr needs --data ROOT (a pair set with xray/ and drr/)")
     try:
-        pix2pix.unet_depth(cfg.size)
+        recipe.unet_depth(cfg.size)
     except ValueError as error:
         raise BadInput(f"setting size: {error}") from error
     pairs = find_pairs(Path(cfg.data))
@@ -105,6 +105,7 @@ def _lightning():
     import torch
     import torch.nn.functional as F
 
+    from recon.models import pix2pix
     from recon.pipelines.common.metrics import mae, psnr, ssim
     from recon.pipelines.xray.pairs import PairDataset, find_pairs
 
@@ -153,7 +154,7 @@ def _lightning():
             return self.generator(xray)
 
         def configure_optimizers(self):
-            betas = (self.cfg.beta1, pix2pix.BETAS[1])
+            betas = (self.cfg.beta1, recipe.BETAS[1])
             opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.cfg.lr, betas=betas)
             opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.cfg.lr, betas=betas)
             constant = round(self.cfg.epochs * self.cfg.constant_fraction)
@@ -277,6 +278,8 @@ EXAMPLES = ExampleSpec(GRID_COLUMNS, example_rows)
 
 def build_generator(config: dict):
     """The U-Net generator a drr config describes, with the reference initialisation."""
+    from recon.models import pix2pix
+
     cfg = DrrConfig(**config)
     return pix2pix.init_weights(
         pix2pix.UNetGenerator(1, 1, cfg.size, cfg.base_filters, cfg.dropout)

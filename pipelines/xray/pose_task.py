@@ -25,12 +25,14 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from recon.pipelines.common.errors import BadInput
 from recon.pipelines.common.sampling import seeded_loader
 from recon.pipelines.common.settings import Baseline, TaskSpec, TrainConfig, config_dict, setting
+
+if TYPE_CHECKING:  # torch is imported where it is used: refusals come before it loads
+    import torch
 
 TASK_NAME = "pose"
 
@@ -74,6 +76,11 @@ class PoseConfig(TrainConfig):
 
 
 def check(cfg: PoseConfig) -> None:
+    if cfg.data:
+        raise BadInput(
+            "task pose takes no --data: it renders its own training X-rays from the CT "
+            "(-v, or the setting volume; default: the bundled chest CT)"
+        )
     if cfg.volume is not None and not Path(cfg.volume).exists():
         raise BadInput(f"{cfg.volume}: no such CT file or DICOM folder")
     if cfg.size < 16 or cfg.size % 16:
@@ -88,9 +95,9 @@ def check(cfg: PoseConfig) -> None:
         load_checkpoint(Path(cfg.finetune), TASK_NAME)
 
 
-class OffsetSet(torch.utils.data.Dataset):
-    """Normalised pose offsets in [-1, 1]^6: random (global RNG, reseeded per epoch by the
-    engine) for training, or fixed by (seed, index) for validation."""
+class OffsetSet:
+    """Normalised pose offsets in [-1, 1]^6, a map-style data set: random (global RNG, reseeded
+    per epoch by the engine) for training, or fixed by (seed, index) for validation."""
 
     def __init__(self, count: int, seed: int | None = None) -> None:
         self.count, self.seed = count, seed
@@ -99,6 +106,8 @@ class OffsetSet(torch.utils.data.Dataset):
         return self.count
 
     def __getitem__(self, index: int) -> torch.Tensor:
+        import torch
+
         generator = None
         if self.seed is not None:
             generator = torch.Generator().manual_seed(self.seed * 7919 + index)
@@ -108,6 +117,8 @@ class OffsetSet(torch.utils.data.Dataset):
 def offsets_to_poses(offsets: torch.Tensor, config: dict) -> torch.Tensor:
     """(B, 6) normalised offsets -> poses (B, 4, 4) around the configured nominal pose;
     differentiable."""
+    import torch
+
     from recon.pipelines.xray.pose import pose_from_euler
 
     nominal_rot = torch.deg2rad(torch.tensor(config["nominal_rot_deg"], dtype=torch.float32))
@@ -119,6 +130,8 @@ def offsets_to_poses(offsets: torch.Tensor, config: dict) -> torch.Tensor:
 
 def target_points(half_mm: float) -> torch.Tensor:
     """The 8 corners of a +-half_mm cube about the CT centre, (8, 3) mm."""
+    import torch
+
     signs = torch.tensor([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)])
     return half_mm * signs.float()
 
@@ -128,6 +141,8 @@ def pose_errors(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Geodesic rotation error (B,) in rad and mean camera-frame distance (B,) in mm of world
     points (P, 3) between poses (B, 4, 4); differentiable."""
+    import torch
+
     r_pred, r_true = predicted[:, :3, :3], truth[:, :3, :3]
     cosine = ((r_true.mT @ r_pred).diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
     geodesic = torch.acos(cosine.clamp(-1 + 1e-6, 1 - 1e-6))
@@ -170,6 +185,7 @@ def build_model(config: dict):
 
 def _lightning():
     import lightning as L
+    import torch
 
     from recon.pipelines.common.metrics import rotation_error_deg, translation_error_mm
     from recon.pipelines.xray.drr import Intrinsics, make_renderer
@@ -325,6 +341,7 @@ def degrade(images: torch.Tensor) -> torch.Tensor:
     """Radiograph-like variation of DRRs (B, 1, H, W): random gamma on [0, 1], a slight blur
     for half the batch, noise, and bands along the edges (up to 6% of each side) filled with
     the median, as the predictor fills collimator bands."""
+    import torch
     import torch.nn.functional as F
 
     batch, _, height, width = images.shape
@@ -389,12 +406,13 @@ class PosePredictor:
             raise BadInput(f"{path}: weights do not fit the pose network") from error
         return cls(model, config, linearize, device, border)
 
-    @torch.no_grad()
     def __call__(self, xray) -> torch.Tensor:
         """The predicted pose (1, 4, 4) of an X-ray (recon.pipelines.xray.xray.Xray); the
         whole detector is used, as in training, with `border` px along each edge replaced by the
         median (collimator bands); mirrored first when its columns run the other way than the
         training DRRs'."""
+        import torch
+
         from recon.pipelines.xray.registration import resize_image
         from recon.pipelines.xray.xray import preprocess
 
@@ -408,5 +426,6 @@ class PosePredictor:
             image = filled
         size = int(self.config["size"])
         image = standardise_batch(resize_image(image, size, size)).to(self.device)
-        offsets = self.model(image).float().cpu()
-        return offsets_to_poses(offsets, self.config)
+        with torch.no_grad():
+            offsets = self.model(image).float().cpu()
+            return offsets_to_poses(offsets, self.config)
