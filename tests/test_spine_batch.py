@@ -236,7 +236,7 @@ def test_no_spine_at_an_implausible_scale_asks_about_the_pixel_spacing(recon, fi
     code, _, err = recon("embed-spine", film, "-o", tmp_path / "e.json", "--pixel-spacing",
                          0.2, 0.2)  # fmt: skip
     assert code == 1 and err.count("\n") == 1, err
-    assert "no spine found" in err and "mm per pixel the film is" in err
+    assert "patient1.png: no spine found" in err and "mm per pixel the film is" in err
     assert "check the pixel spacing" in err and not (tmp_path / "e.json").exists()
     code, _, err = recon("embed-spine", folder / "noise.png", "-o", tmp_path / "n.json",
                          "--pixel-spacing", spacing, spacing)  # fmt: skip
@@ -267,5 +267,5 @@ def test_a_film_narrower_than_the_body_widths_is_no_spine_not_a_crash(recon, tmp
     code, _, err = recon("embed-spine", tmp_path / "tiny.png", "-o", tmp_path / "e.json",
                          "--pixel-spacing", 0.2, 0.2)  # fmt: skip
     assert code == 1 and err.count("\n") == 1, err
-    assert "no spine found" in err and "the film is 10 x 32 mm" in err
+    assert "tiny.png: no spine found" in err and "the film is 10 x 32 mm" in err
     assert not (tmp_path / "e.json").exists()

@@ -60,7 +60,10 @@ def embed_xray(
 
     clock = time.perf_counter()
     loaded = load_spine_xray(path, pixel_spacing)
-    measure = measure_spine(loaded.image, loaded.known_spacing, span)
+    try:
+        measure = measure_spine(loaded.image, loaded.known_spacing, span)
+    except JobFailed as error:  # name the film, as every other failure line does
+        raise JobFailed(f"{path}: {error}") from error
     doc = {
         **measure.as_dict(),
         "spacing_from": loaded.spacing_source,
