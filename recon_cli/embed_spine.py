@@ -169,6 +169,7 @@ def _embed_one(xray, out, pixel_spacing, span, debug_image, overwrite, ui) -> No
                 ),
                 ("secondary Cobb (deg)", measure.secondary_cobb_deg),
                 ("pixel spacing (mm)", f"{measure.spacing_mm[0]:g} x {measure.spacing_mm[1]:g}"),
+                ("film as measured", embedded.doc["orientation"]),
                 ("out", out),
             ],
         ),

@@ -3,6 +3,7 @@ on files written by pydicom here (not by `recon synth`)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +112,65 @@ def test_broken_tags_raise_one_clear_line(tmp_path, tags, drop, message):
         read_xray(path)
     assert message in str(caught.value) and "bad.dcm" in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def film():
+    """A 25 deg spine film (16-bit) drawn upright: head up, the patient's left at the right."""
+    from recon.pipelines.corset.spine_xray import synth_spine_xray
+
+    return synth_spine_xray(25.0, rows=192, seed=4)
+
+
+@pytest.mark.parametrize(
+    ("stored", "tags", "done"),
+    [
+        (lambda a: a, {}, "L\\F (DICOM without orientation tags: radiological display)"),
+        (lambda a: a[:, ::-1], {"PatientOrientation": ["R", "F"]}, "stored R\\F; mirrored"),
+        (lambda a: a[::-1, ::-1], {"PatientOrientation": ["R", "H"]}, "turned 180 deg"),
+        (lambda a: np.rot90(a, -1), {"PatientOrientation": ["H", "L"]}, "turned 90 deg"),
+        (lambda a: np.rot90(a, 1), {"FieldOfViewRotation": "270"}, "turned 270 deg"),
+        (lambda a: a[:, ::-1], {"FieldOfViewHorizontalFlip": "YES"}, "mirrored"),
+    ],
+    ids=["no tags", "R-F", "R-H", "H-L", "FOV rotation", "FOV flip"],
+)
+def test_films_stored_turned_or_mirrored_measure_as_the_upright_one(
+    recon, tmp_path, film, stored, tags, done
+):
+    """A film stored upside down, on its side or mirrored, as its orientation tags say: the same
+    Cobb angle, the same signed embedding (the convex side) and the same end vertebrae as the
+    upright film. Before, the tags were ignored: a mirrored film flipped the convex side and an
+    upside-down one swapped the vertebra names."""
+    from dicom_files import write_dx
+
+    spacing = {"ImagerPixelSpacing": [film.spacing_mm, film.spacing_mm]}
+    results = {}
+    for name, pixels, extra in (("upright", film.image, {"PatientOrientation": ["L", "F"]}),
+                                ("stored", stored(film.image), tags)):  # fmt: skip
+        path = write_dx(tmp_path / f"{name}.dcm", np.ascontiguousarray(pixels), **spacing, **extra)
+        rc, out, err = recon("embed-spine", path, "-o", tmp_path / f"{name}.json", "--json")
+        assert rc == 0, err
+        results[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    upright, turned = results["upright"], results["stored"]
+    assert abs(upright["cobb_deg"] - film.cobb_deg) < 3.0
+    assert turned["cobb_deg"] == pytest.approx(upright["cobb_deg"], abs=1e-6)
+    assert turned["embedding"] == pytest.approx(upright["embedding"], abs=1e-6)
+    assert turned["end_vertebrae"] == upright["end_vertebrae"]
+    assert done in turned["orientation"] and turned["orientation"].startswith("L\\F")
+
+
+@pytest.mark.parametrize(
+    ("tags", "message"),
+    [
+        ({"ViewPosition": "LL"}, "View Position (0018,5101) LL is a lateral view"),
+        ({"PatientOrientation": ["A", "F"]}, "Patient Orientation A\\F puts the patient's front"),
+    ],
+)
+def test_a_lateral_film_is_refused(recon, tmp_path, film, tags, message):
+    from dicom_files import write_dx
+
+    path = write_dx(tmp_path / "lat.dcm", film.image, ImagerPixelSpacing=["2", "2"], **tags)
+    rc, _, err = recon("embed-spine", path, "-o", tmp_path / "e.json")
+    assert rc == 2 and err.count("\n") == 1 and message in err, err
+    assert "embed-spine measures frontal (AP or PA) spine films" in err
+    assert not (tmp_path / "e.json").exists()

@@ -67,6 +67,7 @@ def embed_xray(
     doc = {
         **measure.as_dict(),
         "spacing_from": loaded.spacing_source,
+        "orientation": loaded.orientation,
         "source": str(Path(path).resolve()),
         "seconds": time.perf_counter() - clock,
     }

@@ -166,9 +166,10 @@ class SpineMeasure:
 
 @dataclass
 class SpineImage:
-    image: np.ndarray  # (H, W) float in [0, 1], bone bright
+    image: np.ndarray  # (H, W) float in [0, 1], bone bright, head up, patient's left at right
     spacing_mm: tuple[float, float]  # [row, column]
     spacing_source: str  # "--pixel-spacing", the DICOM tag(s), or "none" (1 mm = 1 pixel)
+    orientation: str = "as stored (an image file: the radiological display, L\\F)"
 
     @property
     def known_spacing(self) -> tuple[float, float] | None:
@@ -192,6 +193,7 @@ def load_spine_xray(
     if pixel_spacing is not None:
         pair = np.broadcast_to(np.asarray(pixel_spacing, dtype=np.float64), (2,))
         given = (float(pair[0]), float(pair[1]))
+    orientation = SpineImage.orientation
     if looks_like_dicom(path):
         dicom = read_dicom_image(path, voi=True, what="spine X-ray")
         image = dicom.pixels
@@ -202,6 +204,10 @@ def load_spine_xray(
             pixel, source = found
         else:
             pixel, source = (1.0, 1.0), "none"
+        turns, mirror, orientation = film_frame(dicom.dataset, path)
+        image = np.rot90(image, turns)
+        image = image[:, ::-1] if mirror else image
+        pixel = (pixel[1], pixel[0]) if turns % 2 else pixel
     elif path.suffix.lower() in IMAGE_SUFFIXES:
         image = read_image(path)
         pixel, source = (given, "--pixel-spacing") if given else ((1.0, 1.0), "none")
@@ -217,7 +223,27 @@ def load_spine_xray(
     low, high = np.percentile(image, [0.5, 99.5])
     if not high > low:
         raise JobFailed(f"{path}: image is blank, no spine found")
-    return SpineImage(np.clip((image - low) / (high - low), 0, 1), pixel, source)
+    return SpineImage(np.clip((image - low) / (high - low), 0, 1), pixel, source, orientation)
+
+
+def film_frame(ds, path: Path) -> tuple[int, bool, str]:
+    """How to bring a DICOM film into the measuring frame (head up, the patient's left toward
+    +column, the radiological display L\\F): np.rot90 turns, whether to mirror after them, and
+    a line that says what was read and done. Patient Orientation, else Field of View Rotation /
+    Horizontal Flip, else the film is taken as displayed. BadInput for a lateral view."""
+    from recon.pipelines.xray.orientation import dicom_stored_orientation, image_frame
+
+    view = str(getattr(ds, "ViewPosition", "") or "").strip().upper()
+    expects = "embed-spine measures frontal (AP or PA) spine films"
+    if view in ("LL", "RL", "LATERAL"):
+        raise BadInput(f"{path}: View Position (0018,5101) {view} is a lateral view; {expects}")
+    stored, source = dicom_stored_orientation(ds, path)
+    frame = image_frame(stored, "AP", str(path), source, expects)
+    mirror = not frame.reverse_x_axis  # the patient's right toward +column after the turns
+    said = [source] if stored is None else [source, f"stored {stored[0]}\\{stored[1]}"]
+    said += [f"turned {90 * frame.quarter_turns} deg"] * bool(frame.quarter_turns)
+    said += ["mirrored"] * mirror
+    return frame.quarter_turns, mirror, f"L\\F ({'; '.join(said)})"
 
 
 def measure_spine(

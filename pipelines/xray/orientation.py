@@ -102,15 +102,41 @@ def stored_orientation(rotation_deg: float, horizontal_flip: bool) -> tuple[str,
     return _letter(columns), _letter(rows)
 
 
+def dicom_stored_orientation(ds, path) -> tuple[tuple[str, str] | None, str]:
+    """The main directions of a DICOM X-ray's stored pixels and where they came from: Patient
+    Orientation, else the Field of View Rotation / Horizontal Flip applied to the radiological
+    display, else None (the radiological display, DEFAULT_ORIENTATION). BadInput for a broken
+    tag."""
+    from recon.pipelines.common.dicom import dicom_number
+
+    element = ds.get("PatientOrientation")
+    given = parse_patient_orientation(None if element is None else element, str(path))
+    if given is not None:
+        return given, "DICOM Patient Orientation"
+    rotation = dicom_number(ds, "FieldOfViewRotation", 0.0, path)
+    flip = str(getattr(ds, "FieldOfViewHorizontalFlip", "NO") or "NO").strip().upper()
+    if rotation % 90 or flip not in ("YES", "NO"):
+        raise BadInput(
+            f"{path}: Field of View Rotation {rotation:g} / Horizontal Flip {flip!r} are not "
+            "a multiple of 90 deg / YES or NO"
+        )
+    if rotation or flip == "YES":
+        source = f"DICOM Field of View Rotation {rotation:g} deg, Horizontal Flip {flip}"
+        return stored_orientation(rotation, flip == "YES"), source
+    return None, "DICOM without orientation tags: radiological display"
+
+
 def image_frame(
     orientation: tuple[str, str] | None,
     view: str,
     where: str,
     source: str,
+    expects: str | None = None,
 ) -> ImageFrame:
     """The frame of an image whose main directions are `orientation` (None: DEFAULT_ORIENTATION)
     for the C-arm view `view` (AP or PA). Raises BadInput when the columns do not run left-right
-    once the rows run head-feet (a lateral image given as AP/PA)."""
+    once the rows run head-feet (a lateral image given as AP/PA); `expects` ends that line
+    (default: what --orientation expects)."""
     if orientation is None:
         orientation = tuple(DEFAULT_ORIENTATION.split("\\"))
     columns, rows = (_vector(part[0]) for part in orientation)
@@ -120,14 +146,15 @@ def image_frame(
     if not turns:
         raise BadInput(
             f"{where}: Patient Orientation {text} has no head-feet direction, not a frontal "
-            f"view; --orientation {view} expects an AP/PA X-ray"
+            f"view; {expects or f'--orientation {view} expects an AP/PA X-ray'}"
         )
     columns, rows = _turn_counter_clockwise(columns, rows, turns[0])
     letter = _letter(columns)
     if letter not in ("L", "R"):
         raise BadInput(
             f"{where}: Patient Orientation {text} puts the patient's front/back across the "
-            f"image, a lateral view; --orientation {view} expects the columns to run left-right"
+            "image, a lateral view; "
+            f"{expects or f'--orientation {view} expects the columns to run left-right'}"
         )
     return ImageFrame(turns[0], letter == "L", f"{letter}\\F", source)
 

@@ -33,11 +33,10 @@ from recon.pipelines.common.inputs import XRAY_IMAGE_SUFFIXES
 from recon.pipelines.xray.drr import Intrinsics
 from recon.pipelines.xray.orientation import (
     ImageFrame,
+    dicom_stored_orientation,
     frame_for_flag,
     image_frame,
-    parse_patient_orientation,
     patient_orientation_tag,
-    stored_orientation,
 )
 
 LINEARIZE = ("auto", "on", "off")
@@ -152,24 +151,8 @@ def dicom_frame(ds, path: Path, orientation: str, reverse_x_axis: bool | None) -
             f"{path}: View Position (0018,5101) {view} is a lateral view; "
             f"--orientation {orientation} expects a frontal (AP/PA) X-ray"
         )
-    element = ds.get("PatientOrientation")
-    given = parse_patient_orientation(None if element is None else element, str(path))
-    if given is not None:
-        frame = image_frame(given, orientation, str(path), "DICOM Patient Orientation")
-    else:
-        rotation = _number(ds, "FieldOfViewRotation", 0.0, path)
-        flip = str(getattr(ds, "FieldOfViewHorizontalFlip", "NO") or "NO").strip().upper()
-        if rotation % 90 or flip not in ("YES", "NO"):
-            raise BadInput(
-                f"{path}: Field of View Rotation {rotation:g} / Horizontal Flip {flip!r} are not "
-                "a multiple of 90 deg / YES or NO"
-            )
-        if rotation or flip == "YES":
-            stored = stored_orientation(rotation, flip == "YES")
-            source = f"DICOM Field of View Rotation {rotation:g} deg, Horizontal Flip {flip}"
-        else:
-            stored, source = None, "DICOM without orientation tags: radiological display"
-        frame = image_frame(stored, orientation, str(path), source)
+    stored, source = dicom_stored_orientation(ds, path)
+    frame = image_frame(stored, orientation, str(path), source)
     if reverse_x_axis is not None:
         flagged = frame_for_flag(reverse_x_axis, "--reverse-x-axis/--no-reverse-x-axis")
         frame = ImageFrame(
