@@ -61,12 +61,7 @@ def load_ct(
     mask = None
     if labelmap is not None:
         labelmap = _require_volume_path(Path(labelmap))
-        mask = _read_scalar(labelmap, LabelMap)
-        if tuple(mask.spatial_shape) != tuple(volume.spatial_shape):
-            raise BadInput(
-                f"{labelmap}: label map shape {mask.spatial_shape} differs from the "
-                f"CT's {volume.spatial_shape}"
-            )
+        mask = _on_ct_grid(labelmap, _read_scalar(labelmap, LabelMap), volume)
     if keep is not None:
         keep = _require_labels(labelmap, mask, keep)
     if spacing_mm is not None:
@@ -92,6 +87,50 @@ def coarsen(subject, spacing_mm: float):
 
     volume, mask = _resample(subject.volume, subject.mask, float(spacing_mm))
     return read(volume, mask, orientation=subject.orientation)
+
+
+def _on_ct_grid(labelmap: Path, mask, volume):
+    """The label map with its voxels in the CT's order. A label map may store the CT's voxel
+    grid in another axis order or direction (a NIfTI label map of a DICOM series, whose slices
+    run the other way): its voxels are then reordered, exactly, to the CT's. BadInput when its
+    voxels do not lie on the CT's grid."""
+    from torchio import LabelMap
+
+    # voxel index of the CT = step @ voxel index of the label map (+ shift)
+    step = np.linalg.inv(np.asarray(volume.affine, np.float64)) @ np.asarray(mask.affine)
+    axes = np.rint(step[:3, :3])
+    shape = np.array(mask.spatial_shape)
+    permutation = (np.abs(axes).sum(axis=0) == 1).all() and (np.abs(axes).sum(axis=1) == 1).all()
+    grid = permutation and np.allclose(step[:3, :3], axes, atol=1e-3)
+    other_shape = BadInput(
+        f"{labelmap}: label map shape {mask.spatial_shape} differs from the "
+        f"CT's {volume.spatial_shape}"
+    )
+    if not grid and sorted(shape) != sorted(volume.spatial_shape):
+        raise other_shape
+    if not grid:
+        raise BadInput(
+            f"{labelmap}: the label map's voxels do not lie on the CT's voxel grid (its affine "
+            "is not the CT's up to the order and direction of the axes)"
+        )
+    if tuple(np.abs(axes) @ shape) != tuple(volume.spatial_shape):
+        raise other_shape
+    order = [int(np.argmax(np.abs(axes[:, k]))) for k in range(3)]  # label axis k -> CT axis
+    flips = [k for k in range(3) if axes[order[k], k] < 0]
+    shift = np.zeros(3)
+    for k in flips:
+        shift[order[k]] = shape[k] - 1  # a reversed axis starts at the CT's far end
+    if not np.allclose(step[:3, 3], shift, atol=1e-2):
+        raise BadInput(
+            f"{labelmap}: the label map is shifted against the CT by "
+            f"{np.round(step[:3, 3] - shift, 2).tolist()} voxels (the affines differ)"
+        )
+    if np.allclose(step, np.eye(4), atol=1e-3):
+        return mask
+    data = mask.data[0].numpy()
+    data = np.flip(data, axis=flips) if flips else data
+    data = np.transpose(data, np.argsort(order))
+    return LabelMap(tensor=torch.from_numpy(np.ascontiguousarray(data))[None], affine=volume.affine)
 
 
 def _resample(volume, mask, spacing_mm: float):
