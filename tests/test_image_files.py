@@ -116,3 +116,54 @@ def test_palette_and_cmyk_images_give_colours(tmp_path, kind):
     got = read_image(path)
     assert got.shape == upright.shape[:2] + ((4,) if kind == "palette-transparent" else (3,))
     assert np.abs(rgb_image(path).astype(int) - upright).mean() < 4.0
+
+
+def grey_ramp() -> np.ndarray:
+    rows, cols = np.mgrid[0:64, 0:48]
+    return ((rows * 3 + cols) % 256).astype(np.uint8)
+
+
+@pytest.mark.parametrize("kind", ["float", "16-bit", "grey+alpha"])
+def test_every_reader_reads_other_grey_encodings_as_the_8_bit_png(tmp_path, kind):
+    """A float TIFF in [0, 1], a 16-bit PNG and a grey PNG with an opaque alpha channel hold the
+    same picture as the 8-bit PNG. Before, the skull reader saturated the 16-bit one and blackened
+    the float one, the photo reader blackened the float one, the pair reader refused it and
+    averaged grey with alpha, and embed-spine refused grey with alpha."""
+    from PIL import Image
+
+    from recon.pipelines.corset.spine import load_spine_xray
+    from recon.pipelines.occupancy.images import rgb_image
+    from recon.pipelines.skull.data import image_tensor
+    from recon.pipelines.xray.pairs import read_gray
+
+    grey = grey_ramp()
+    Image.fromarray(grey).save(tmp_path / "plain.png")
+    other = {
+        "float": ("f.tif", Image.fromarray(grey.astype(np.float32) / 255)),
+        "16-bit": ("w.png", Image.fromarray(grey.astype(np.uint16) * 257)),
+        "grey+alpha": ("la.png", Image.fromarray(grey).convert("LA")),
+    }[kind]
+    other[1].save(tmp_path / other[0])
+    plain, path = tmp_path / "plain.png", tmp_path / other[0]
+    assert np.abs(rgb_image(path).astype(int) - rgb_image(plain)).max() <= 1
+    assert np.abs(read_gray(path)[0] - read_gray(plain)[0]).max() <= 1 / 255 + 1e-6
+    assert np.abs(image_tensor(path, 32).numpy() - image_tensor(plain, 32).numpy()).max() < 0.05
+    if kind != "float":  # embed-spine takes PNG/JPEG/TIFF; a float TIFF is one too
+        assert np.abs(load_spine_xray(path).image - load_spine_xray(plain).image).max() < 1e-2
+
+
+@pytest.mark.parametrize("values", [[0.0, 4.0], [-1.0, 0.5], [0.0, float("nan")]])
+def test_a_float_image_outside_0_1_is_one_line(tmp_path, values):
+    """Its scale (raw counts, HU) cannot be known: refused by the photo and pair readers."""
+    from PIL import Image
+
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.occupancy.images import rgb_image
+    from recon.pipelines.xray.pairs import read_gray
+
+    pixels = np.linspace(values[0], values[1], 64 * 48, dtype=np.float32).reshape(64, 48)
+    Image.fromarray(pixels).save(tmp_path / "f.tif")
+    for reader in (rgb_image, read_gray):
+        with pytest.raises(BadInput, match="float images are read as intensities in") as caught:
+            reader(tmp_path / "f.tif")
+        assert "f.tif: float image values span" in str(caught.value)

@@ -139,6 +139,45 @@ def read_image(path: Path) -> np.ndarray:
             raise BadInput(f"{path}: not a readable image ({first_line(error)})") from error
 
 
+def read_rgb(path: Path) -> np.ndarray:
+    """Any readable image as an (H, W, 3) uint8 photo: grey replicated, alpha composited on white,
+    16-bit scaled by 1/257, a float image in [0, 1] scaled by 255 (BadInput for floats outside
+    it, whose scale recon cannot know), upright as read_image reads it."""
+    array = read_image(path)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
+        raise BadInput(f"{path}: unsupported image layout {array.shape}")
+    values = array.astype(np.float32)
+    if array.dtype.kind == "f":
+        values = float_intensities(values, path) * 255.0
+    elif array.dtype == bool:
+        values = values * 255.0
+    elif array.dtype.itemsize > 1 or values.max() > 255:
+        values = values / 257.0
+    alpha = None
+    if array.shape[2] in (2, 4):
+        alpha, values = values[..., -1:] / 255.0, values[..., :-1]
+    if values.shape[2] == 1:
+        values = np.repeat(values, 3, axis=2)
+    if alpha is not None:
+        values = values * alpha + 255.0 * (1 - alpha)
+    return np.clip(values + 0.5, 0, 255).astype(np.uint8)
+
+
+def float_intensities(values: np.ndarray, path: Path) -> np.ndarray:
+    """A float image's values as [0, 1] intensities: they must already lie there (a float TIFF
+    of another scale, raw detector counts or HU, has no scale recon could know)."""
+    finite = np.isfinite(values).all()
+    low, high = (float(values.min()), float(values.max())) if finite else (np.nan, np.nan)
+    if not (finite and low >= 0.0 and high <= 1.0):
+        raise BadInput(
+            f"{path}: float image values span [{low:.4g}, {high:.4g}]; float images are read as "
+            "intensities in [0, 1] (save it as 8- or 16-bit, or scale it to [0, 1])"
+        )
+    return values
+
+
 def _as_values(image):
     """A PIL image whose pixels are palette indices or another colour space, as RGB(A)."""
     if image.mode in ("P", "PA"):

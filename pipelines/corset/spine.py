@@ -214,7 +214,9 @@ def load_spine_xray(
     else:
         raise BadInput(f"{path}: not a spine X-ray (expected PNG/JPEG/TIFF or DICOM)")
     image = np.asarray(image, dtype=np.float64)
-    if image.ndim == 3 and image.shape[2] in (3, 4):
+    if image.ndim == 3 and image.shape[2] == 2:  # grey + alpha: the grey
+        image = image[..., 0]
+    elif image.ndim == 3 and image.shape[2] in (3, 4):
         image = image[..., :3].mean(axis=2)
     if image.ndim != 2:
         raise BadInput(f"{path}: expected a single 2D X-ray, got an array of shape {image.shape}")

@@ -18,34 +18,17 @@ MIN_SIDE = 8  # smallest image side, pixels
 
 
 def rgb_image(path: Path) -> np.ndarray:
-    """Any readable image -> (H, W, 3) uint8: grayscale replicated, alpha composited on white,
-    16-bit scaled; BadInput when it is smaller than MIN_SIDE pixels."""
-    from recon.pipelines.common.io import read_image
+    """Any readable image -> (H, W, 3) uint8 (recon.pipelines.common.io.read_rgb); BadInput when
+    it is smaller than MIN_SIDE pixels."""
+    from recon.pipelines.common.io import read_rgb
 
-    array = read_image(path)
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
-        raise BadInput(f"{path}: unsupported image layout {array.shape}")
-    if min(array.shape[:2]) < MIN_SIDE:
+    rgb = read_rgb(path)
+    if min(rgb.shape[:2]) < MIN_SIDE:
         raise BadInput(
-            f"{path}: image is {array.shape[1]} x {array.shape[0]} pixels, "
+            f"{path}: image is {rgb.shape[1]} x {rgb.shape[0]} pixels, "
             f"need at least {MIN_SIDE} x {MIN_SIDE}"
         )
-    values = array.astype(np.float32)
-    if array.dtype == np.uint16 or values.max() > 255:
-        values = values / 257.0
-    elif array.dtype == bool:
-        values = values * 255
-    channels = array.shape[2]
-    alpha = None
-    if channels in (2, 4):
-        alpha, values = values[..., -1:] / 255.0, values[..., :-1]
-    if values.shape[2] == 1:
-        values = np.repeat(values, 3, axis=2)
-    if alpha is not None:
-        values = values * alpha + 255.0 * (1 - alpha)
-    return np.clip(values + 0.5, 0, 255).astype(np.uint8)
+    return rgb
 
 
 def auto_bbox(rgb: np.ndarray, tolerance: float = 24.0) -> list[int]:

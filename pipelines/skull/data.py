@@ -114,13 +114,10 @@ def image_tensor(path: Path, size: int):
     import torch
     from PIL import Image
 
-    from recon.pipelines.common.io import open_image, upright
+    from recon.pipelines.common.io import read_rgb
 
-    with open_image(Path(path)) as image:  # BadInput for no image or too many pixels
-        try:
-            rgb = upright(image).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-        except (OSError, SyntaxError, ValueError) as error:
-            raise BadInput(f"{path}: not a readable image ({first_line(error)})") from error
+    photo = Image.fromarray(read_rgb(Path(path)))  # BadInput for no image or too many pixels
+    rgb = photo.resize((size, size), Image.Resampling.BILINEAR)
     array = (np.asarray(rgb, dtype=np.float32) / 255.0 - MEAN) / STD
     return torch.from_numpy(array.transpose(2, 0, 1).copy())
 
