@@ -142,7 +142,8 @@ def decoded_pixels(ds, path: Path, what: str = "image") -> np.ndarray:
 @contextmanager
 def _native_stderr():
     """Send what native code writes to file descriptor 2 to a temporary file for the duration;
-    yields a list that holds that text once the block has ended."""
+    yields a list that holds that text once the block has ended. Process-wide: whatever another
+    thread writes to stderr meanwhile goes there too (the commands that read DICOMs run one)."""
     import sys
     import tempfile
 
