@@ -233,7 +233,7 @@ def film_frame(ds, path: Path) -> tuple[int, bool, str]:
     +column, the radiological display L\\F): np.rot90 turns, whether to mirror after them, and
     a line that says what was read and done. Patient Orientation, else Field of View Rotation /
     Horizontal Flip, else the film is taken as displayed. BadInput for a lateral view."""
-    from recon.pipelines.xray.orientation import dicom_stored_orientation, image_frame
+    from recon.pipelines.xray import dicom_stored_orientation, image_frame
 
     view = str(getattr(ds, "ViewPosition", "") or "").strip().upper()
     expects = "embed-spine measures frontal (AP or PA) spine films"
