@@ -167,3 +167,38 @@ def test_a_float_image_outside_0_1_is_one_line(tmp_path, values):
         with pytest.raises(BadInput, match="float images are read as intensities in") as caught:
             reader(tmp_path / "f.tif")
         assert "f.tif: float image values span" in str(caught.value)
+
+
+def test_a_stack_is_refused_as_an_x_ray_and_read_as_its_first_frame_as_a_photo(tmp_path):
+    """A two-page TIFF: the X-ray readers (register, embed-spine, X-ray pairs) refuse it in one
+    line; it used to be read from its first page without a word. Photos keep the first frame."""
+    from PIL import Image
+
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.corset.spine import load_spine_xray
+    from recon.pipelines.occupancy.images import rgb_image
+    from recon.pipelines.xray.pairs import read_gray
+    from recon.pipelines.xray.xray import read_xray
+
+    grey = grey_ramp()
+    pages = [Image.fromarray(grey), Image.fromarray(255 - grey)]
+    pages[0].save(tmp_path / "stack.tif", save_all=True, append_images=pages[1:])
+    readers = (read_gray, load_spine_xray, lambda p: read_xray(p, sdd=1000, spacing=(1, 1)))
+    for reader in readers:
+        with pytest.raises(BadInput, match="stack.tif: holds 2 images"):
+            reader(tmp_path / "stack.tif")
+    assert np.array_equal(rgb_image(tmp_path / "stack.tif")[..., 0], grey)
+
+
+def test_integers_beyond_16_bits_are_refused_by_the_pair_reader(tmp_path):
+    """A 32-bit TIFF holding values up to 236000 was divided by 65535 and clipped (saturated)."""
+    from PIL import Image
+
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.xray.pairs import read_gray
+
+    Image.fromarray(grey_ramp().astype(np.int32) * 1000).save(tmp_path / "wide.tif")
+    with pytest.raises(BadInput, match=r"int32 values span \[0, 236000\], beyond the 16-bit"):
+        read_gray(tmp_path / "wide.tif")
+    Image.fromarray(grey_ramp().astype(np.int32) * 257).save(tmp_path / "fits.tif")
+    assert np.abs(read_gray(tmp_path / "fits.tif")[0] - grey_ramp() / 255).max() < 1e-6

@@ -119,17 +119,24 @@ EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how a viewer turns the store
 TURNED = (5, 6, 7, 8)  # its values that swap width and height (a quarter turn)
 
 
-def read_image(path: Path) -> np.ndarray:
+def read_image(path: Path, one_frame: bool = False) -> np.ndarray:
     """Read an image file into an array, keeping its bit depth ((H, W) or (H, W, C)), upright:
     turned as its EXIF Orientation says (a phone photo stored sideways), as viewers show it.
     Colours are values, never codes: a palette image comes back RGB (RGBA when it has a
-    transparent entry), CMYK, YCbCr, LAB and HSV come back RGB."""
+    transparent entry), CMYK, YCbCr, LAB and HSV come back RGB. A multi-frame file (a TIFF
+    stack, an animation) gives its first frame, or with one_frame=True (an X-ray, where a stack
+    is a sequence of exposures) BadInput."""
     import warnings
 
     from PIL import Image
 
     path = Path(path)
     with open_image(path) as image:
+        frames = int(getattr(image, "n_frames", 1) or 1)
+        if one_frame and frames > 1:
+            raise BadInput(
+                f"{path}: holds {frames} images (a stack or an animation); give one X-ray per file"
+            )
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)

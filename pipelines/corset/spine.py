@@ -209,7 +209,7 @@ def load_spine_xray(
         image = image[:, ::-1] if mirror else image
         pixel = (pixel[1], pixel[0]) if turns % 2 else pixel
     elif path.suffix.lower() in IMAGE_SUFFIXES:
-        image = read_image(path)
+        image = read_image(path, one_frame=True)
         pixel, source = (given, "--pixel-spacing") if given else ((1.0, 1.0), "none")
     else:
         raise BadInput(f"{path}: not a spine X-ray (expected PNG/JPEG/TIFF or DICOM)")

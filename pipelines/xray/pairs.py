@@ -110,7 +110,7 @@ def read_gray(path: Path) -> tuple[np.ndarray, int]:
     path = require_file(path, "image")
     if is_dicom(path):
         return _dicom_gray(path)
-    array = read_image(path)
+    array = read_image(path, one_frame=True)
     if array.ndim == 3 and array.shape[2] == 2:  # grey + alpha: the grey
         array = array[..., 0]
     elif array.ndim == 3:
@@ -122,7 +122,12 @@ def read_gray(path: Path) -> tuple[np.ndarray, int]:
     if array.dtype == np.bool_:
         return array.astype(np.float32), 8
     if array.dtype in (np.uint16, np.int32, np.int16):
-        return (array.astype(np.float32) / 65535.0).clip(0, 1), 16
+        if array.min() < 0 or array.max() > 65535:
+            raise BadInput(
+                f"{path}: {array.dtype} values span [{array.min()}, {array.max()}], beyond the "
+                "16-bit range [0, 65535] images are read in"
+            )
+        return array.astype(np.float32) / 65535.0, 16
     raise BadInput(f"{path}: unsupported pixel type {array.dtype}")
 
 
