@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from recon.pipelines.common.outputs import remove_temporaries
 
+    if sys.stderr is None:  # started with stderr closed (`2>&-`): messages go nowhere, not crash
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     debug = bool(os.environ.get("RECON_DEBUG"))
     args = list(sys.argv[1:] if argv is None else argv)
     json_out = "--json" in args[: args.index("--")] if "--" in args else "--json" in args

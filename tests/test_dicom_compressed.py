@@ -148,3 +148,41 @@ def test_compress_helper_really_changes_the_syntax(tmp_path):
     path = film(tmp_path / "x.dcm")
     compress(path, SYNTAXES["jpeg-lossless"][0])
     assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == SYNTAXES["jpeg-lossless"][0]
+
+
+@pytest.mark.parametrize("kind", ["jpeg-lossless", "jpeg-ls"])
+def test_a_broken_jpeg_marker_is_one_line_not_an_abort(tmp_path, kind):
+    """One byte of the first Huffman (JPEG) or preset-parameter (JPEG-LS) marker overwritten.
+    GDCM, the only JPEG Lossless decoder installed, aborted the process on it, printing nothing;
+    the marker structure is now checked before any decoder sees the stream."""
+    path = film(tmp_path / "x.dcm", SYNTAXES[kind][0])
+    raw = bytearray(path.read_bytes())
+    marker = raw.index(b"\xff\xc4" if kind == "jpeg-lossless" else b"\xff\xf7")
+    raw[marker] = 0x06
+    path.write_bytes(bytes(raw))
+    result = subprocess.run(
+        [RECON, "embed-spine", str(path), "-o", str(tmp_path / "e.json")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2, (result.returncode, result.stderr[-300:])
+    assert (
+        result.stderr.count("\n") == 1 and "x.dcm: cannot read the spine X-ray's" in result.stderr
+    )
+    assert "damaged JPEG stream in frame 1" in result.stderr
+
+
+def test_a_dicom_reads_with_stderr_closed(tmp_path):
+    """The capture of the decoders' own messages duplicates file descriptor 2; a caller that
+    closed it (`2>&-`) got no result at all."""
+    import os
+
+    path = film(tmp_path / "x.dcm", SYNTAXES["jpeg2000"][0])
+    result = subprocess.run(
+        [RECON, "embed-spine", str(path), "-o", str(tmp_path / "e.json"), "--json"],
+        stdout=subprocess.PIPE,
+        preexec_fn=lambda: os.close(2),
+        text=True,
+    )
+    assert result.returncode == 0
+    assert abs(json.loads(result.stdout)["cobb_deg"] - SPINE.cobb_deg) < 3.0

@@ -202,3 +202,50 @@ def test_integers_beyond_16_bits_are_refused_by_the_pair_reader(tmp_path):
         read_gray(tmp_path / "wide.tif")
     Image.fromarray(grey_ramp().astype(np.int32) * 257).save(tmp_path / "fits.tif")
     assert np.abs(read_gray(tmp_path / "fits.tif")[0] - grey_ramp() / 255).max() < 1e-6
+
+
+def test_a_phone_mpo_jpeg_is_one_x_ray(tmp_path):
+    """Phone cameras save multi-picture JPEGs (the picture and its previews): one X-ray, read
+    from its first picture, where a stack is refused."""
+    from PIL import Image
+
+    from recon.pipelines.corset.spine import load_spine_xray
+
+    grey = Image.fromarray(grey_ramp()).convert("RGB")
+    grey.save(tmp_path / "phone.jpg", format="MPO", save_all=True,
+              append_images=[grey.resize((24, 32))], quality=95)  # fmt: skip
+    grey.save(tmp_path / "plain.jpg", quality=95)
+    assert Image.open(tmp_path / "phone.jpg").n_frames == 2
+    phone, plain = load_spine_xray(tmp_path / "phone.jpg"), load_spine_xray(tmp_path / "plain.jpg")
+    assert np.abs(phone.image - plain.image).max() < 0.02
+
+
+@pytest.mark.parametrize("orientation", [5, 6, 7, 8])
+def test_a_tiff_stored_a_quarter_turn_is_refused(tmp_path, orientation):
+    """Pillow turns some such TIFFs itself while reading and scrambles others (uncompressed
+    grey), so neither the size nor the pixels can be trusted: one line, for every reader."""
+    from PIL import Image
+
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.occupancy.checks import image_size
+
+    Image.fromarray(grey_ramp().astype(np.uint16)).save(tmp_path / "t.tif",
+                                                        tiffinfo={274: orientation})  # fmt: skip
+    with pytest.raises(
+        BadInput, match=f"t.tif: a TIFF stored a quarter turn .Orientation {orientation}"
+    ):
+        read_image(tmp_path / "t.tif")
+    assert image_size(tmp_path / "t.tif") is None  # check-data: reported as unreadable
+
+
+def test_register_reads_grey_plus_alpha_as_the_grey(tmp_path):
+    from PIL import Image
+
+    from recon.pipelines.xray.xray import read_xray
+
+    grey = grey_ramp()
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    alpha = np.linspace(0, 255, grey.size).reshape(grey.shape).astype(np.uint8)
+    Image.fromarray(np.stack([grey, alpha], axis=-1), mode="LA").save(tmp_path / "la.png")
+    one, two = (read_xray(tmp_path / n, sdd=1000, spacing=(1, 1)) for n in ("g.png", "la.png"))
+    assert np.array_equal(one.image.numpy(), two.image.numpy())

@@ -207,10 +207,11 @@ def test_flag_refusals_come_before_lightning_is_imported(pix3d, tmp_path, flags,
     [
         (["voxel", "--data", "MISSING"], "pix3d.json: no such file"),
         (["drr", "--data", "MISSING"], "no such folder (a pair set has xray/ and drr/)"),
+        (["skull", "--data", "MISSING"], "no such data set folder"),
         (["pose", "--max-time", "0"], "--max-time must be in (0,"),
         (["pose", "--data", "."], "task pose takes no --data: it renders its own training"),
     ],
-    ids=["voxel data", "drr data", "pose max-time", "pose data"],
+    ids=["voxel data", "drr data", "skull data", "pose max-time", "pose data"],
 )
 def test_refusals_at_the_default_device_load_neither_torch_nor_lightning(tmp_path, args, message):
     """They took 2.3 s: the check of --devices against the CPU cores asked torch for a GPU

@@ -132,8 +132,9 @@ def read_image(path: Path, one_frame: bool = False) -> np.ndarray:
 
     path = Path(path)
     with open_image(path) as image:
+        _refuse_turned_tiff(image)  # before load(): Pillow drops the tag while loading
         frames = int(getattr(image, "n_frames", 1) or 1)
-        if one_frame and frames > 1:
+        if one_frame and frames > 1 and image.format != "MPO":  # MPO: a JPEG + its previews
             raise BadInput(
                 f"{path}: holds {frames} images (a stack or an animation); give one X-ray per file"
             )
@@ -197,12 +198,21 @@ def _as_values(image):
 
 def upright(image):
     """A PIL image turned and mirrored as its EXIF Orientation tag says (values 2-8), else the
-    image itself."""
+    image itself (read_image refuses a TIFF stored a quarter turn before loading it: Pillow
+    turns some of those while reading and scrambles others, uncompressed grey)."""
     from PIL import ImageOps
 
     if exif_orientation(image) in range(2, 9):
         return ImageOps.exif_transpose(image)
     return image
+
+
+def _refuse_turned_tiff(image) -> None:
+    if image.format == "TIFF" and exif_orientation(image) in TURNED:
+        raise BadInput(
+            f"{image.filename}: a TIFF stored a quarter turn (Orientation "
+            f"{exif_orientation(image)}); save it upright (Orientation 1)"
+        )
 
 
 def exif_orientation(image) -> int:
@@ -216,6 +226,7 @@ def exif_orientation(image) -> int:
 
 def upright_size(image) -> tuple[int, int]:
     """(width, height) of an open PIL image as read_image returns it (after EXIF Orientation)."""
+    _refuse_turned_tiff(image)
     width, height = image.size
     return (height, width) if exif_orientation(image) in TURNED else (width, height)
 

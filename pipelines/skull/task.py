@@ -130,8 +130,6 @@ def make_sets(cfg: SkullConfig) -> tuple[SkullDataset, SkullDataset]:
 
 def check(cfg: SkullConfig) -> None:
     """Fail early on a missing data set, weights file or unusable setting."""
-    from recon.models.skull_net import decoder_stages
-
     if not cfg.data:
         raise BadInput("task skull needs --data ROOT (image + NAME_vox.npz pairs)")
     root = Path(cfg.data)
@@ -141,6 +139,8 @@ def check(cfg: SkullConfig) -> None:
         raise BadInput(f"{root}: need at least 2 image + NAME_vox.npz pairs")
     read_voxel_mm(root)
     resolution = cfg.resolution or data_resolution(root)
+    from recon.models.skull_net import decoder_stages  # torch: after the cheap checks
+
     try:
         decoder_stages(resolution)
     except ValueError as error:

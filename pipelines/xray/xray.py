@@ -82,7 +82,9 @@ def _read_plain_image(path: Path, sdd, spacing, orientation, reverse_x_axis) -> 
         missing = " and ".join(f for f, v in (("--sdd", sdd), ("--spacing", spacing)) if v is None)
         raise BadInput(f"{path}: a {path.suffix} X-ray carries no geometry; pass {missing}")
     pixels = read_image(path, one_frame=True).astype(np.float32)
-    if pixels.ndim == 3:
+    if pixels.ndim == 3 and pixels.shape[2] == 2:  # grey + alpha: the grey
+        pixels = pixels[..., 0]
+    elif pixels.ndim == 3:
         pixels = pixels[..., :3].mean(axis=-1)
     if reverse_x_axis is None:
         frame = image_frame(
