@@ -186,3 +186,36 @@ def test_a_dicom_reads_with_stderr_closed(tmp_path):
     )
     assert result.returncode == 0
     assert abs(json.loads(result.stdout)["cobb_deg"] - SPINE.cobb_deg) < 3.0
+
+
+def test_an_8_bit_jpeg_baseline_film_reads_as_its_picture(recon, tmp_path):
+    """JPEG baseline (lossy, 8-bit), as some exports write films: the pixels as the stream
+    decodes, and the same Cobb angle as the uncompressed film to 1 deg. The stream is encoded
+    by Pillow and wrapped by pydicom here."""
+    import io
+
+    import pydicom
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+
+    grey = (SPINE.image >> 8).astype(np.uint8)
+    plain = write_dx(tmp_path / "plain.dcm", grey, bits_stored=8, ImagerPixelSpacing=["2.5", "2.5"])
+    buffer = io.BytesIO()
+    Image.fromarray(grey).save(buffer, format="JPEG", quality=95)
+    ds = pydicom.dcmread(plain)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.50"
+    ds.BitsAllocated = 8
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(tmp_path / "jpeg.dcm", enforce_file_format=True)
+    pixels = read_dicom_image(tmp_path / "jpeg.dcm").pixels
+    assert np.array_equal(pixels, np.asarray(Image.open(buffer)))  # the stream, decoded
+    assert np.abs(pixels - grey).mean() < 3.0  # JPEG's error on this noisy film: 1.5
+    cobb = {}
+    for name in ("plain", "jpeg"):
+        rc, out, err = recon(
+            "embed-spine", tmp_path / f"{name}.dcm", "-o", tmp_path / f"{name}.json", "--json"
+        )
+        assert rc == 0, err
+        cobb[name] = json.loads(out)["cobb_deg"]
+    assert abs(cobb["jpeg"] - cobb["plain"]) < 1.0 and abs(cobb["plain"] - SPINE.cobb_deg) < 3.0
