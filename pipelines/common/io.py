@@ -147,6 +147,16 @@ def read_image(path: Path, one_frame: bool = False) -> np.ndarray:
             raise BadInput(f"{path}: not a readable image ({first_line(error)})") from error
 
 
+def grey_pixels(array: np.ndarray) -> np.ndarray:
+    """The (H, W) grey of an image array from read_image: grey as it is, the grey channel of
+    grey + alpha, the mean of the colour channels (float32) of RGB(A)."""
+    if array.ndim == 3 and array.shape[2] == 2:
+        return array[..., 0]
+    if array.ndim == 3:
+        return array[..., :3].astype(np.float32).mean(axis=2)
+    return array
+
+
 def read_rgb(path: Path) -> np.ndarray:
     """Any readable image as an (H, W, 3) uint8 photo: grey replicated, alpha composited on white,
     16-bit scaled by 1/257, a float image in [0, 1] scaled by 255 (BadInput for floats outside

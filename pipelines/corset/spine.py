@@ -186,7 +186,7 @@ def load_spine_xray(
     magnification). pixel_spacing (one number means row = column) overrides the file's."""
     from recon.pipelines.common.dicom import looks_like_dicom, read_dicom_image
     from recon.pipelines.common.dicom import pixel_spacing as dicom_spacing
-    from recon.pipelines.common.io import read_image, require_file
+    from recon.pipelines.common.io import grey_pixels, read_image, require_file
 
     path = require_file(Path(path), "X-ray")
     given = None
@@ -209,15 +209,11 @@ def load_spine_xray(
         image = image[:, ::-1] if mirror else image
         pixel = (pixel[1], pixel[0]) if turns % 2 else pixel
     elif path.suffix.lower() in IMAGE_SUFFIXES:
-        image = read_image(path, one_frame=True)
+        image = grey_pixels(read_image(path, one_frame=True))
         pixel, source = (given, "--pixel-spacing") if given else ((1.0, 1.0), "none")
     else:
         raise BadInput(f"{path}: not a spine X-ray (expected PNG/JPEG/TIFF or DICOM)")
     image = np.asarray(image, dtype=np.float64)
-    if image.ndim == 3 and image.shape[2] == 2:  # grey + alpha: the grey
-        image = image[..., 0]
-    elif image.ndim == 3 and image.shape[2] in (3, 4):
-        image = image[..., :3].mean(axis=2)
     if image.ndim != 2:
         raise BadInput(f"{path}: expected a single 2D X-ray, got an array of shape {image.shape}")
     if min(image.shape) < 32:

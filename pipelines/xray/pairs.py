@@ -105,16 +105,20 @@ def image_size(path: Path) -> tuple[int, int]:
 
 def read_gray(path: Path) -> tuple[np.ndarray, int]:
     """A PNG or DICOM image as float32 (H, W) in [0, 1], and its bit depth (8 or 16)."""
-    from recon.pipelines.common.io import float_intensities, read_image, require_file
+    from recon.pipelines.common.io import (
+        float_intensities,
+        grey_pixels,
+        read_image,
+        require_file,
+    )
 
     path = require_file(path, "image")
     if is_dicom(path):
         return _dicom_gray(path)
-    array = read_image(path, one_frame=True)
-    if array.ndim == 3 and array.shape[2] == 2:  # grey + alpha: the grey
-        array = array[..., 0]
-    elif array.ndim == 3:
-        array = np.rint(array[..., :3].astype(np.float32).mean(axis=2)).astype(array.dtype)
+    stored = read_image(path, one_frame=True)
+    array = grey_pixels(stored)
+    if array.dtype != stored.dtype:  # a colour mean: back to the file's levels and bit depth
+        array = np.rint(array).astype(stored.dtype)
     if array.dtype.kind == "f":
         return float_intensities(array.astype(np.float32), path), 16
     if array.dtype == np.uint8:

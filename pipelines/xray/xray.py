@@ -76,16 +76,12 @@ def read_xray(
 
 
 def _read_plain_image(path: Path, sdd, spacing, orientation, reverse_x_axis) -> Xray:
-    from recon.pipelines.common.io import read_image
+    from recon.pipelines.common.io import grey_pixels, read_image
 
     if sdd is None or spacing is None:
         missing = " and ".join(f for f, v in (("--sdd", sdd), ("--spacing", spacing)) if v is None)
         raise BadInput(f"{path}: a {path.suffix} X-ray carries no geometry; pass {missing}")
-    pixels = read_image(path, one_frame=True).astype(np.float32)
-    if pixels.ndim == 3 and pixels.shape[2] == 2:  # grey + alpha: the grey
-        pixels = pixels[..., 0]
-    elif pixels.ndim == 3:
-        pixels = pixels[..., :3].mean(axis=-1)
+    pixels = grey_pixels(read_image(path, one_frame=True)).astype(np.float32)
     if reverse_x_axis is None:
         frame = image_frame(
             None, orientation, str(path), f"{path.suffix} default: radiological display"
