@@ -5,9 +5,15 @@ pixel spacing as [row, column] mm, and one clear line for every broken tag.
   decoders, tried in an order that never reaches one known to kill the process on a damaged
   stream (safe_decoders); a stream no decoder reads is one line naming the transfer syntax.
 - Pixels: pydicom's `apply_modality_lut` (Rescale Slope/Intercept or a Modality LUT), then with
-  voi=True `apply_voi_lut` (the display window the file asks for); MONOCHROME1 (bright = air)
-  is inverted within its own range so that bright means dense in every image returned; a
-  multi-frame file gives the maximum over its frames.
+  voi=True `apply_voi_lut` (the display window the file asks for), then inverted within their
+  own range where lower values are denser, so that bright means dense in every image returned;
+  a multi-frame file gives the maximum over its frames.
+- Which way the values run (beam_relation): Pixel Intensity Relationship Sign (0028,1041),
+  which X-ray files (DX, CR, RF, XA) carry to say it (+1: lower values, less beam intensity,
+  denser), flipped by a negative Rescale Slope; else the Photometric Interpretation
+  (MONOCHROME1: bright = air). Pixel Intensity Relationship (0028,1040) says whether the values
+  are proportional to the beam intensity (LIN) or already logarithmic (LOG) or processed for
+  display (DISP), which decides whether registration takes their -log.
 - Spacing, both as [row, column] mm (DICOM's order):
   * at the detector plane: ImagerPixelSpacing (0018,1164), else PixelSpacing (0028,0030) x
     EstimatedRadiographicMagnificationFactor (0018,1114, 1 when absent);
@@ -44,7 +50,47 @@ class DicomImage:
     path: Path
     dataset: object  # the pydicom Dataset (header only is used after reading)
     pixels: np.ndarray  # (H, W) float64 after the modality (and VOI) LUT, bright = dense
-    photometric: str  # MONOCHROME1 | MONOCHROME2 as stored (pixels are inverted for 1)
+    photometric: str  # MONOCHROME1 | MONOCHROME2 as stored
+    beam: BeamRelation  # which way the values run, and whether they are linear in the beam
+
+
+@dataclass(frozen=True)
+class BeamRelation:
+    """How an X-ray's values (after the modality LUT) relate to the X-ray beam."""
+
+    invert: bool  # lower values are denser: bright = dense needs them inverted
+    linear: bool | None  # LIN: True; LOG or DISP: False; the file does not say: None
+    source: str  # the tags this was read from, for records
+
+    def describe(self) -> str:
+        kind = {True: "linear in the beam", False: "not linear in the beam", None: "unknown"}
+        order = "lower values denser (inverted)" if self.invert else "higher values denser"
+        return f"{self.source}: {order}; {kind[self.linear]}"
+
+
+def beam_relation(ds, path: Path, photometric: str) -> BeamRelation:
+    """Which way a DICOM X-ray's values run and whether they are linear in the beam intensity
+    (see the module doc). BadInput for a sign other than +1 or -1."""
+    relationship = str(getattr(ds, "PixelIntensityRelationship", "") or "").strip().upper()
+    linear = None if not relationship else relationship == "LIN"
+    parts = [f"Pixel Intensity Relationship {relationship}"] if relationship else []
+    keyword = "PixelIntensityRelationshipSign"
+    raw = ds[keyword].value if keyword in ds else None
+    if raw is None or raw == "":
+        invert = photometric == "MONOCHROME1"
+        parts.append(photometric)
+        return BeamRelation(invert, linear, ", ".join(parts))
+    try:
+        sign = int(raw)
+    except (TypeError, ValueError):
+        sign = 0
+    if sign not in (1, -1):
+        raise BadInput(
+            f"{path}: Pixel Intensity Relationship Sign (0028,1041) is {raw!r}, not +1 or -1"
+        )
+    slope = dicom_number(ds, "RescaleSlope", 1.0, path) if "ModalityLUTSequence" not in ds else 1.0
+    parts.append(f"sign {sign:+d}" + (" (Rescale Slope negative)" if slope < 0 else ""))
+    return BeamRelation((sign > 0) == (slope > 0), linear, ", ".join(parts))
 
 
 def looks_like_dicom(path: Path) -> bool:
@@ -64,9 +110,9 @@ def read_dicom_image(
     """A single-image DICOM as float pixels (H, W), bright = dense (see module doc).
 
     voi=True also applies the file's VOI LUT / window (what a viewer shows); registration wants
-    the raw modality values and leaves it off. invert=False leaves MONOCHROME1 pixels as stored
-    (for a reader that inverts after its own normalisation). BadInput for anything that is not
-    a 2D image.
+    the raw modality values and leaves it off. invert=False leaves the pixels as stored, for a
+    reader that inverts after its own normalisation (by `beam.invert`). BadInput for anything
+    that is not a 2D image.
     """
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -100,9 +146,10 @@ def read_dicom_image(
         raise BadInput(f"{path}: DICOM pixel data has shape {pixels.shape}, not a 2D image")
     if not np.isfinite(pixels).all():
         raise BadInput(f"{path}: DICOM pixels are not finite after the rescale")
-    if invert and photometric == "MONOCHROME1":
+    beam = beam_relation(ds, path, photometric)
+    if invert and beam.invert:
         pixels = pixels.max() + pixels.min() - pixels
-    return DicomImage(path, ds, pixels, photometric)
+    return DicomImage(path, ds, pixels, photometric, beam)
 
 
 def safe_decoders() -> dict[str, tuple[str, ...]]:

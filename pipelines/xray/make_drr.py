@@ -235,6 +235,7 @@ def write_drr(
             positioner=positioner,
             description="DRR (recon make-drr)",
             view=view,
+            relationship=("LOG", -1),
         )
     else:
         write_png(path, pixels)

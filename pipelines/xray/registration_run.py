@@ -256,7 +256,7 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
     if torch.device(device).type == "cpu":
         retain_freed_memory()
     with output_folder(out, plan) as folder:
-        scene = Scene(subject, config, device, fiducials, ct_name, r.min_similarity)
+        scene = Scene(subject, config, device, fiducials, ct_name, r.min_similarity, r.linearize)
         truths = truths or [None] * len(files)
         items = list(zip(files, names, xrays, prepared, inits, truths, strict=True))
         results = [
@@ -307,6 +307,7 @@ class Scene:
     fiducials: torch.Tensor | None  # world mm, for mTRE when a truth is given
     ct_name: str
     min_similarity: float
+    linearize: str  # --linearize, for each X-ray's record
 
 
 def register_one(
@@ -316,6 +317,7 @@ def register_one(
     the row's paths name their final place under out."""
     from recon.pipelines.common.outputs import atomic_dir
     from recon.pipelines.xray.figures import edge_agreement, registration_figure
+    from recon.pipelines.xray.xray import linearizes
 
     (image, intrinsics), config, device = prepared, scene.config, scene.device
     result = register(scene.subject, image, intrinsics, init_pose, config, device)
@@ -326,6 +328,8 @@ def register_one(
         "patient_orientation": xray.frame.patient_orientation,
         "reverse_x_axis": intrinsics.reverse_x_axis,
         "spacing_from": xray.spacing_source,
+        "intensity": xray.intensity,
+        "linearized": linearizes(xray, scene.linearize),
         "similarity": result.similarity,
         "runtime_s": result.runtime_s,
         "iterations": result.iterations,

