@@ -143,6 +143,16 @@ def register(
     subtract_background: Annotated[
         bool, typer.Option(help="Subtract the modal intensity.", rich_help_panel=PRE)
     ] = False,
+    shutters: Annotated[
+        bool,
+        typer.Option(
+            "--shutters/--no-shutters",
+            help="Leave out the pixels a DICOM marks as not image: Pixel Padding Value and "
+            "display shutters (rectangular, circular, polygonal), e.g. a collimated border or "
+            "a fluoroscope's round field.",
+            rich_help_panel=PRE,
+        ),
+    ] = True,
     ct_spacing: Annotated[
         float,
         typer.Option(help="CT resampled to this voxel size, mm, 0.1 to 50.", rich_help_panel=OPT),
@@ -252,6 +262,7 @@ def register(
         crop=crop,
         linearize=linearize,
         subtract_background=subtract_background,
+        shutters=shutters,
         ct_spacing=ct_spacing,
         heights=heights,
         iterations=iterations,

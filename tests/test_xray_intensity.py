@@ -10,13 +10,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from dicom_files import write_dx
+from dicom_files import ap_line_integrals, film_tags, write_dx, write_truth
 
 from recon.pipelines.common.dicom import beam_relation, read_dicom_image
 from recon.pipelines.common.errors import BadInput
 from recon.pipelines.xray.xray import preprocess, read_xray
-
-ROT, XYZ, SDD = (3.0, -2.0, 2.0), (6.0, 835.0, -5.0), 1020.0  # the true pose; mm
 
 # name: (pixels made from the line integrals, photometric, relationship, sign)
 ENCODINGS = {
@@ -36,18 +34,8 @@ ENCODINGS = {
 @pytest.fixture(scope="module")
 def films(tmp_path_factory):
     """The line integrals (H, W) in [0, 1] and one DX file per encoding, with the truth."""
-    from diffdrr.drr import DRR
-    from diffdrr.pose import RigidTransform
-
-    from recon.pipelines.xray.pose import pose_from_degrees
-    from recon.pipelines.xray.volume import load_ct
-
     folder = tmp_path_factory.mktemp("encodings")
-    subject = load_ct(None, None, "AP", spacing_mm=4.0)
-    drr = DRR(subject, sdd=SDD, height=64, width=56, delx=6.0, dely=6.0, reverse_x_axis=True)
-    with torch.no_grad():
-        line = drr(RigidTransform(pose_from_degrees(ROT, XYZ)))[0, 0].numpy().astype(np.float64)
-    line /= line.max()
+    line = ap_line_integrals(64, 56, 6.0)
     values = {
         "intensity": 4095 * np.exp(-3 * line),
         "log_intensity": 4095 * (1 - line),
@@ -59,22 +47,9 @@ def films(tmp_path_factory):
         if relationship is not None:
             tags |= {"PixelIntensityRelationship": relationship}
             tags |= {"PixelIntensityRelationshipSign": sign}
-        files[name] = write_dx(
-            folder / f"{name}.dcm",
-            np.round(values[kind]).astype(np.uint16),
-            bits_stored=12,
-            DistanceSourceToDetector=str(SDD),
-            ImagerPixelSpacing=["6.0", "6.0"],
-            PositionerPrimaryAngle="0",
-            PositionerSecondaryAngle="0",
-            DistanceSourceToPatient="850",
-            PatientOrientation=["L", "F"],
-            ViewPosition="AP",
-            **tags,
-        )
-    truth = folder / "truth.json"
-    truth.write_text(json.dumps(pose_from_degrees(ROT, XYZ).tolist()))
-    return line, files, truth
+        pixels = np.round(values[kind]).astype(np.uint16)
+        files[name] = write_dx(folder / f"{name}.dcm", pixels, **film_tags(6.0), **tags)
+    return line, files, write_truth(folder / "truth.json")
 
 
 def test_every_encoding_is_read_bright_dense_and_linearised_only_when_linear(films):

@@ -14,6 +14,11 @@ pixel spacing as [row, column] mm, and one clear line for every broken tag.
   (MONOCHROME1: bright = air). Pixel Intensity Relationship (0028,1040) says whether the values
   are proportional to the beam intensity (LIN) or already logarithmic (LOG) or processed for
   display (DISP), which decides whether registration takes their -log.
+- The region that is image (image_region): pixels equal to Pixel Padding Value (0028,0120), or
+  within it and Pixel Padding Range Limit (0028,0121), in stored values, and pixels outside a
+  display shutter (Shutter Shape (0018,1600) RECTANGULAR, CIRCULAR, POLYGONAL; several shapes
+  intersect) are not image: the collimated-out border of a film, the round field of a
+  fluoroscope. Readers that invert scale within the region and set the rest to its minimum.
 - Spacing, both as [row, column] mm (DICOM's order):
   * at the detector plane: ImagerPixelSpacing (0018,1164), else PixelSpacing (0028,0030) x
     EstimatedRadiographicMagnificationFactor (0018,1114, 1 when absent);
@@ -52,6 +57,8 @@ class DicomImage:
     pixels: np.ndarray  # (H, W) float64 after the modality (and VOI) LUT, bright = dense
     photometric: str  # MONOCHROME1 | MONOCHROME2 as stored
     beam: BeamRelation  # which way the values run, and whether they are linear in the beam
+    region: np.ndarray | None = None  # (H, W) bool, True = image; None: every pixel is image
+    region_source: str = ""  # the tags that marked the rest (padding value, shutter shapes)
 
 
 @dataclass(frozen=True)
@@ -105,14 +112,15 @@ def looks_like_dicom(path: Path) -> bool:
 
 
 def read_dicom_image(
-    path: Path, voi: bool = False, what: str = "X-ray", invert: bool = True
+    path: Path, voi: bool = False, what: str = "X-ray", invert: bool = True, shutters: bool = True
 ) -> DicomImage:
     """A single-image DICOM as float pixels (H, W), bright = dense (see module doc).
 
     voi=True also applies the file's VOI LUT / window (what a viewer shows); registration wants
     the raw modality values and leaves it off. invert=False leaves the pixels as stored, for a
-    reader that inverts after its own normalisation (by `beam.invert`). BadInput for anything
-    that is not a 2D image.
+    reader that inverts after its own normalisation (by `beam.invert`); invert=True also sets
+    the pixels outside the image region (padding, shutters; shutters=False: none) to the
+    region's minimum. BadInput for anything that is not a 2D image.
     """
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -147,9 +155,112 @@ def read_dicom_image(
     if not np.isfinite(pixels).all():
         raise BadInput(f"{path}: DICOM pixels are not finite after the rescale")
     beam = beam_relation(ds, path, photometric)
-    if invert and beam.invert:
-        pixels = pixels.max() + pixels.min() - pixels
-    return DicomImage(path, ds, pixels, photometric, beam)
+    region, region_source = image_region(ds, stored, path, shutters)
+    if invert:
+        inside = pixels if region is None else pixels[region]
+        low, high = float(inside.min()), float(inside.max())
+        if beam.invert:
+            pixels = high + low - pixels
+        if region is not None:
+            pixels = np.where(region, pixels, low)
+    return DicomImage(path, ds, pixels, photometric, beam, region, region_source)
+
+
+def image_region(
+    ds, stored: np.ndarray, path: Path, shutters: bool = True
+) -> tuple[np.ndarray | None, str]:
+    """(H, W) bool, True where a pixel is image (see the module doc), and the tags that said
+    so; (None, "") when every pixel is, or shutters=False. A BITMAP shutter (an overlay) is not
+    read and is named in the source. BadInput for a shutter whose tags are missing or broken,
+    or a region of fewer than 64 pixels."""
+    if not shutters:
+        return None, ""
+    shape = stored.shape[-2:]
+    region = np.ones(shape, bool)
+    sources = []
+    if ds.get("PixelPaddingValue", None) not in (None, ""):
+        padding = _integer(ds, "PixelPaddingValue", path)
+        limit = ds.get("PixelPaddingRangeLimit", None)
+        limit = padding if limit in (None, "") else _integer(ds, "PixelPaddingRangeLimit", path)
+        low, high = sorted((padding, limit))
+        padded = (stored >= low) & (stored <= high)
+        region &= ~(padded.all(axis=0) if padded.ndim == 3 else padded)
+        sources.append(f"Pixel Padding Value {padding}" + (f" to {limit}" if low < high else ""))
+    raw = ds.get("ShutterShape", None)
+    shapes = [] if raw in (None, "") else [raw] if isinstance(raw, str) else list(raw)
+    for name in (str(s).strip().upper() for s in shapes):
+        if name == "BITMAP":
+            sources.append("bitmap shutter (not read)")
+            continue
+        region &= _shutter(ds, name, shape, path)
+        sources.append(f"{name.lower()} shutter")
+    if region.all():
+        return None, " and ".join(s for s in sources if "not read" in s)
+    if region.sum() < 64:
+        raise BadInput(
+            f"{path}: {' and '.join(sources)} leave {int(region.sum())} of "
+            f"{region.size} pixels as image"
+        )
+    return region, " and ".join(sources)
+
+
+def _integer(ds, keyword: str, path: Path) -> int:
+    try:
+        return int(ds.get(keyword))
+    except (TypeError, ValueError) as error:
+        raise BadInput(f"{path}: DICOM tag {keyword} is not an integer") from error
+
+
+def _numbers(ds, keyword: str, shutter: str, path: Path) -> list[float]:
+    """A shutter tag's finite numbers; BadInput naming it when missing or broken."""
+    raw = ds.get(keyword, None)
+    try:
+        values = [] if raw in (None, "") else [float(v) for v in np.atleast_1d(raw)]
+    except (TypeError, ValueError):
+        values = []
+    if not values or not all(math.isfinite(v) for v in values):
+        raise BadInput(f"{path}: the {shutter} display shutter's {keyword} is missing or broken")
+    return values
+
+
+def _shutter(ds, name: str, shape: tuple[int, int], path: Path) -> np.ndarray:
+    """The pixels inside one display shutter (DICOM positions are 1-based row, column)."""
+    rows, cols = np.mgrid[1 : shape[0] + 1, 1 : shape[1] + 1]
+    shutter = name.lower()
+
+    def one(keyword: str) -> float:
+        values = _numbers(ds, keyword, shutter, path)
+        if len(values) != 1:
+            raise BadInput(f"{path}: the {shutter} display shutter's {keyword} needs one value")
+        return values[0]
+
+    if name == "RECTANGULAR":
+        left, right = one("ShutterLeftVerticalEdge"), one("ShutterRightVerticalEdge")
+        upper, lower = one("ShutterUpperHorizontalEdge"), one("ShutterLowerHorizontalEdge")
+        return (cols >= left) & (cols <= right) & (rows >= upper) & (rows <= lower)
+    if name == "CIRCULAR":
+        centre = _numbers(ds, "CenterOfCircularShutter", shutter, path)
+        if len(centre) != 2:
+            raise BadInput(
+                f"{path}: the circular display shutter's CenterOfCircularShutter needs a row "
+                "and a column"
+            )
+        radius = one("RadiusOfCircularShutter")
+        return (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius**2
+    if name == "POLYGONAL":
+        from skimage.draw import polygon2mask
+
+        vertices = _numbers(ds, "VerticesOfThePolygonalShutter", shutter, path)
+        if len(vertices) < 6 or len(vertices) % 2:
+            raise BadInput(
+                f"{path}: the polygonal display shutter's VerticesOfThePolygonalShutter needs "
+                "at least 3 (row, column) pairs"
+            )
+        return polygon2mask(shape, np.asarray(vertices).reshape(-1, 2) - 1.0)
+    raise BadInput(
+        f"{path}: Shutter Shape (0018,1600) {name} is not a shutter shape "
+        "(RECTANGULAR, CIRCULAR, POLYGONAL or BITMAP)"
+    )
 
 
 def safe_decoders() -> dict[str, tuple[str, ...]]:

@@ -120,11 +120,20 @@ def edge_map(
 
 
 def edge_agreement(
-    xray: torch.Tensor | np.ndarray, drr: torch.Tensor | np.ndarray, tolerance_px: int = 1
+    xray: torch.Tensor | np.ndarray,
+    drr: torch.Tensor | np.ndarray,
+    tolerance_px: int = 1,
+    region: torch.Tensor | None = None,
 ) -> float:
     """Share of the DRR's edge pixels that lie within tolerance_px (chessboard distance) of an
-    edge of the X-ray, both (H, W) or (1, 1, H, W); NaN when the DRR has no edges."""
+    edge of the X-ray, both (H, W) or (1, 1, H, W); NaN when the DRR has no edges. region
+    (same size, bool): only DRR edges more than tolerance_px + 1 px inside it count (the X-ray
+    shows nothing outside, and its border is an edge of its own)."""
     fixed, moving = edge_map(xray), edge_map(drr)
+    if region is not None:
+        size = 2 * int(tolerance_px) + 3
+        outside = (~region.reshape(moving.shape)).float()[None, None]
+        moving = moving & ~(F.max_pool2d(outside, size, stride=1, padding=size // 2)[0, 0] > 0)
     if not moving.any():
         return math.nan
     size = 2 * int(tolerance_px) + 1

@@ -98,6 +98,15 @@ def resize_image(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return F.interpolate(image, size=(height, width), mode="bilinear", align_corners=False)
 
 
+def stage_region(region: torch.Tensor | None, intrinsics: Intrinsics) -> torch.Tensor | None:
+    """The image region (1, 1, H, W) bool at a stage's detector size: the pixels whose whole
+    area lies inside it."""
+    if region is None:
+        return None
+    area = resize_image(region.float(), intrinsics.height, intrinsics.width)
+    return area > 1 - 1e-4
+
+
 def retain_freed_memory() -> None:
     """Let glibc keep freed blocks below 1 GiB for reuse rather than return them to the system.
 
@@ -124,8 +133,12 @@ def register(
     config: RegistrationConfig | None = None,
     device: str | torch.device = "cpu",
     step: Callable[[int], None] | None = None,
+    region: torch.Tensor | None = None,
 ) -> Registration:
     """Register an X-ray (1, 1, H, W) (bright = dense) to `subject` from init_pose (1, 4, 4).
+
+    region (1, 1, H, W) bool: the X-ray's pixels that are image (recon.pipelines.xray.xray's
+    `cropped_region`); only they count in the similarity, at every stage (stage_region).
 
     `subject` should already be resampled to config.ct_spacing_mm (load_ct(spacing_mm=...)).
     step(n) is called after every iteration (a progress bar). Programs that register on the CPU
@@ -147,7 +160,7 @@ def register(
         stage_intrinsics = intrinsics.resized(min(int(height), intrinsics.height))
         drr = make_renderer(subject, stage_intrinsics, config.renderer, device)
         fixed = standardise(resize_image(image, stage_intrinsics.height, stage_intrinsics.width))
-        similarity = GradientMultiscaleNCC(fixed)
+        similarity = GradientMultiscaleNCC(fixed, mask=stage_region(region, stage_intrinsics))
         divisor = math.prod(2**i for i in range(stage + 1))
         optimizer = torch.optim.Adam(
             [
@@ -227,10 +240,12 @@ def mirror_check(
     result: Registration,
     config: RegistrationConfig,
     device: str | torch.device = "cpu",
+    region: torch.Tensor | None = None,
 ) -> MirrorCheck:
-    """Register the X-ray (1, 1, H, W) mirrored left-right from the same start, coarse stage
-    only. A mirror image cannot be reached by any pose, so when it matches the CT clearly
-    better than the X-ray did, the X-ray's columns run the other way than its detector says."""
+    """Register the X-ray (1, 1, H, W) (and its region) mirrored left-right from the same
+    start, coarse stage only. A mirror image cannot be reached by any pose, so when it matches
+    the CT clearly better than the X-ray did, the X-ray's columns run the other way than its
+    detector says."""
     from dataclasses import replace
 
     coarse = replace(
@@ -239,5 +254,8 @@ def mirror_check(
         iterations=config.iterations[:1],
         patience=config.patience[:1],
     )
-    mirrored = register(subject, image.flip(-1), intrinsics, result.init_pose, coarse, device)
+    flipped = None if region is None else region.flip(-1)
+    mirrored = register(
+        subject, image.flip(-1), intrinsics, result.init_pose, coarse, device, region=flipped
+    )
     return MirrorCheck(coarse_best(result), coarse_best(mirrored), mirrored)

@@ -50,6 +50,7 @@ from recon.pipelines.xray.registration import (
     mirror_check,
     register,
     retain_freed_memory,
+    stage_region,
 )
 
 
@@ -129,6 +130,7 @@ class RegisterRequest:
     crop: int = 0
     linearize: str = "auto"
     subtract_background: bool = False
+    shutters: bool = True  # leave out the DICOM's padding and display shutters
     ct_spacing: float = 2.0
     heights: str = "64,128"
     iterations: str = "200,100"
@@ -168,7 +170,7 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
     from recon.pipelines.xray.drr import RENDERERS
     from recon.pipelines.xray.synth_xray import read_fiducials
     from recon.pipelines.xray.volume import load_ct
-    from recon.pipelines.xray.xray import preprocess, read_xray
+    from recon.pipelines.xray.xray import cropped_region, preprocess, read_xray
 
     clock = time.perf_counter()
     r = request
@@ -222,8 +224,16 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
             given = (("--sdd", r.sdd), ("--pixel-spacing", r.pixel_spacing))
             missing = " and ".join(flag for flag, value in given if value is None)
             raise BadInput(f"{file}: a {file.suffix} X-ray carries no geometry; pass {missing}")
-    xrays = [read_xray(f, r.sdd, r.pixel_spacing, r.orientation, r.reverse_x_axis) for f in files]
-    prepared = [preprocess(x, r.crop, r.linearize, r.subtract_background) for x in xrays]
+    xrays = [
+        read_xray(f, r.sdd, r.pixel_spacing, r.orientation, r.reverse_x_axis, r.shutters)
+        for f in files
+    ]
+    prepared = [
+        (*preprocess(x, r.crop, r.linearize, r.subtract_background), cropped_region(x, r.crop))
+        for x in xrays
+    ]
+    for xray, (_, intrinsics, region) in zip(xrays, prepared, strict=True):
+        check_region(xray, intrinsics, region, config.heights)
     truths = read_truth_for(files, r.truth) if r.truth is not None else None
     predictor = None
     if r.init == "model":
@@ -319,8 +329,8 @@ def register_one(
     from recon.pipelines.xray.figures import edge_agreement, registration_figure
     from recon.pipelines.xray.xray import linearizes
 
-    (image, intrinsics), config, device = prepared, scene.config, scene.device
-    result = register(scene.subject, image, intrinsics, init_pose, config, device)
+    (image, intrinsics, region), config, device = prepared, scene.config, scene.device
+    result = register(scene.subject, image, intrinsics, init_pose, config, device, region=region)
     row = {
         "xray": str(file),
         "name": name,
@@ -330,6 +340,8 @@ def register_one(
         "spacing_from": xray.spacing_source,
         "intensity": xray.intensity,
         "linearized": linearizes(xray, scene.linearize),
+        "image_region": xray.region_source or "every pixel",
+        "image_region_share": 1.0 if region is None else float(region.float().mean()),
         "similarity": result.similarity,
         "runtime_s": result.runtime_s,
         "iterations": result.iterations,
@@ -342,14 +354,17 @@ def register_one(
             result,
             config,
             scene.min_similarity,
-            partial(mirror_check, scene.subject, image, intrinsics, result, config, device),
+            partial(mirror_check, scene.subject, image, intrinsics, result, config, device, region),
         )
     )
     if truth is not None:
         row.update(errors(result.final_pose, result.init_pose, truth, scene.fiducials))
     shown, initial_drr, final_drr = render_initial_and_final(scene, intrinsics, result, image)
-    row["init_edge_agreement"] = edge_agreement(shown, initial_drr)
-    row["edge_agreement"] = edge_agreement(shown, final_drr)
+    shown_region = None
+    if region is not None:
+        shown_region = stage_region(region, intrinsics.resized(shown.shape[-2]))
+    row["init_edge_agreement"] = edge_agreement(shown, initial_drr, region=shown_region)
+    row["edge_agreement"] = edge_agreement(shown, final_drr, region=shown_region)
     with atomic_dir(folder / name) as written:
         torch.save(
             parameters_dict(result, intrinsics, image, config, file, scene.ct_name, row["columns"]),
@@ -372,6 +387,26 @@ def register_one(
         + ("" if row["status"] == "ok" else f" - {row['status']}")
     )
     return finite_or_none(row)
+
+
+def check_region(xray, intrinsics: Intrinsics, region, heights: list[int]) -> None:
+    """BadInput when the X-ray's image region holds no whole similarity window at some
+    stage's detector size."""
+    from recon.pipelines.xray.similarity import GNCC_PATCH, GradientMultiscaleNCC
+
+    if region is None:
+        return
+    for height in heights:
+        stage = intrinsics.resized(min(int(height), intrinsics.height))
+        mask = stage_region(region, stage)
+        try:
+            GradientMultiscaleNCC(torch.zeros(mask.shape), mask=mask)
+        except ValueError:
+            raise BadInput(
+                f"{xray.path}: its image region ({xray.region_source}) holds no whole "
+                f"{GNCC_PATCH} px window at the {stage.height} px stage; raise --heights or "
+                "pass --no-shutters"
+            ) from None
 
 
 def found_pose(pose: torch.Tensor) -> dict:

@@ -7,6 +7,11 @@ population variances, eps 1e-5, per channel (the two Sobel directions are two ch
 diffdrr's metrics (used by xvr) copy every window out with unfold; here the window means of
 x, x^2 and xy come from one average pooling, which gives the same value at a fraction of the
 cost, and everything that depends only on the fixed image is computed once.
+
+With a mask (True = image; the X-ray's padding and display shutters left out) the whole-image
+NCC is taken over the masked pixels, and the windowed terms average only the windows that lie
+wholly inside the mask (for the gradient term, inside the mask shrunk by the Sobel's 1 px), so
+nothing outside the mask changes the value. Without one, the value is xvr's.
 """
 
 from __future__ import annotations
@@ -28,14 +33,21 @@ def sobel(image: torch.Tensor) -> torch.Tensor:
 
 class GradientMultiscaleNCC(torch.nn.Module):
     """xvr's gmncc against one fixed image (B, 1, H, W); forward(moving) -> (B,), 1 = identical
-    up to an affine intensity change."""
+    up to an affine intensity change. mask (1 or B, 1, H, W) bool: the pixels that count (see
+    the module doc); ValueError when it holds no whole 11 px window."""
 
-    def __init__(self, fixed: torch.Tensor, eps: float = EPS) -> None:
+    def __init__(
+        self, fixed: torch.Tensor, eps: float = EPS, mask: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         fixed = fixed.detach()
-        self.whole = _WholeImage(fixed, eps)
-        self.windows = _Windows(fixed, MNCC_PATCH, eps)
-        self.gradient_windows = _Windows(sobel(fixed), GNCC_PATCH, eps)
+        inner = None
+        if mask is not None:
+            mask = mask.to(fixed.device, fixed.dtype).expand_as(fixed)
+            inner = -F.max_pool2d(-mask, 3, stride=1, padding=1)  # Sobel's support inside
+        self.whole = _WholeImage(fixed, eps, mask)
+        self.windows = _Windows(fixed, MNCC_PATCH, eps, mask)
+        self.gradient_windows = _Windows(sobel(fixed), GNCC_PATCH, eps, inner)
 
     def forward(self, moving: torch.Tensor) -> torch.Tensor:
         intensity = 0.5 * self.whole(moving) + 0.5 * self.windows(moving)
@@ -43,22 +55,34 @@ class GradientMultiscaleNCC(torch.nn.Module):
 
 
 class _WholeImage:
-    """NCC over the whole image with the fixed image normalised once."""
+    """NCC over the whole image (or the masked pixels) with the fixed image normalised once."""
 
-    def __init__(self, fixed: torch.Tensor, eps: float) -> None:
-        self.eps = eps
-        self.fixed = _normalise(fixed, eps)
+    def __init__(self, fixed: torch.Tensor, eps: float, mask: torch.Tensor | None) -> None:
+        self.eps, self.mask = eps, mask
+        self.fixed = _normalise(fixed, eps) if mask is None else _masked_normalise(fixed, mask, eps)
 
     def __call__(self, moving: torch.Tensor) -> torch.Tensor:
-        return (self.fixed * _normalise(moving, self.eps)).mean(dim=(1, 2, 3))
+        if self.mask is None:
+            return (self.fixed * _normalise(moving, self.eps)).mean(dim=(1, 2, 3))
+        product = self.fixed * _masked_normalise(moving, self.mask, self.eps)
+        return (product.sum(dim=(-2, -1)) / self.mask.sum(dim=(-2, -1))).mean(dim=1)
 
 
 class _Windows:
-    """Mean windowed NCC with the fixed image's window means and deviations computed once."""
+    """Mean windowed NCC with the fixed image's window means and deviations computed once;
+    with a mask, the mean over the windows wholly inside it."""
 
-    def __init__(self, fixed: torch.Tensor, patch_size: int, eps: float) -> None:
+    def __init__(
+        self, fixed: torch.Tensor, patch_size: int, eps: float, mask: torch.Tensor | None = None
+    ) -> None:
         self.patch_size, self.eps = int(patch_size), eps
         self.fixed = fixed.double()
+        self.valid = None
+        if mask is not None:
+            self.valid = (self._pool(mask.double()) > 1 - 1e-9).double()
+            self.count = self.valid.sum(dim=(-2, -1))
+            if not bool((self.count > 0).all()):
+                raise ValueError(f"the mask holds no whole {self.patch_size} px window")
         mean, mean_square = self._pool(torch.cat([self.fixed, self.fixed.square()], 1)).chunk(2, 1)
         self.mean = mean
         self.inv_std = ((mean_square - mean * mean).clamp_min(0) + eps).rsqrt()
@@ -73,10 +97,22 @@ class _Windows:
         mean, mean_square, mean_product = self._pool(stack).chunk(3, dim=1)
         covariance = mean_product - self.mean * mean
         inv_std = ((mean_square - mean * mean).clamp_min(0) + self.eps).rsqrt()
-        return (covariance * self.inv_std * inv_std).mean(dim=(1, 2, 3)).to(moving.dtype)
+        ncc = covariance * self.inv_std * inv_std
+        if self.valid is None:
+            return ncc.mean(dim=(1, 2, 3)).to(moving.dtype)
+        inside = (ncc * self.valid).sum(dim=(-2, -1)) / self.count
+        return inside.mean(dim=1).to(moving.dtype)
 
 
 def _normalise(image: torch.Tensor, eps: float) -> torch.Tensor:
     """Zero mean, unit (population) deviation per image and channel."""
     centred = image - image.mean(dim=(-2, -1), keepdim=True)
     return centred * (centred.square().mean(dim=(-2, -1), keepdim=True) + eps).rsqrt()
+
+
+def _masked_normalise(image: torch.Tensor, mask: torch.Tensor, eps: float) -> torch.Tensor:
+    """Zero mean, unit deviation over the masked pixels, per image and channel; 0 outside."""
+    count = mask.sum(dim=(-2, -1), keepdim=True)
+    centred = (image - (image * mask).sum(dim=(-2, -1), keepdim=True) / count) * mask
+    variance = centred.square().sum(dim=(-2, -1), keepdim=True) / count
+    return centred * (variance + eps).rsqrt()

