@@ -201,3 +201,62 @@ def write_truth(path: Path) -> Path:
 
     path.write_text(json.dumps(pose_from_degrees(TRUE_ROT, TRUE_XYZ).tolist()))
     return path
+
+
+def write_enhanced_ct(
+    path: Path, hu: np.ndarray, affine: np.ndarray, order: np.ndarray | None = None
+) -> Path:
+    """Write a CT volume (I, J, K) in HU with its RAS+ affine as one Enhanced CT Image file, as
+    a scanner would: frames stored in `order` (slice indices; default k = 0..K-1), each frame's
+    Plane Position per frame, orientation, pixel measures and the rescale to HU shared."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    order = np.arange(hu.shape[2]) if order is None else np.asarray(order)
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(affine, dtype=np.float64)
+    steps = [float(np.linalg.norm(lps[:3, a])) for a in range(3)]
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"  # Enhanced CT image storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, generate_uid()
+    ds.Modality, ds.SeriesInstanceUID = "CT", generate_uid()
+    ds.NumberOfFrames = len(order)
+    ds.Rows, ds.Columns = hu.shape[1], hu.shape[0]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+
+    def item(**tags) -> Dataset:
+        one = Dataset()
+        for keyword, value in tags.items():
+            setattr(one, keyword, value)
+        return one
+
+    orientation = [f"{v:.6f}" for a in (0, 1) for v in lps[:3, a] / steps[a]]
+    ds.SharedFunctionalGroupsSequence = Sequence([item(
+        PlaneOrientationSequence=Sequence([item(ImageOrientationPatient=orientation)]),
+        PixelMeasuresSequence=Sequence([item(
+            PixelSpacing=[f"{steps[1]:.6f}", f"{steps[0]:.6f}"],
+            SliceThickness=f"{steps[2]:.4f}",
+        )]),
+        PixelValueTransformationSequence=Sequence([item(
+            RescaleIntercept="-2048", RescaleSlope="1", RescaleType="HU"
+        )]),
+    )])  # fmt: skip
+    ds.PerFrameFunctionalGroupsSequence = Sequence(
+        [
+            item(PlanePositionSequence=Sequence([item(
+                ImagePositionPatient=[f"{v:.4f}" for v in (lps @ [0, 0, int(k), 1])[:3]]
+            )]))
+            for k in order
+        ]
+    )  # fmt: skip
+    frames = np.stack([hu[:, :, int(k)].T for k in order])
+    ds.PixelData = np.ascontiguousarray(np.rint(frames) + 2048, dtype=np.uint16).tobytes()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path

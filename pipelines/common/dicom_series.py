@@ -1,7 +1,13 @@
-"""DICOM CT series: a folder of slices, or one slice naming its series, -> Hounsfield units on a
-voxel grid and its RAS+ affine, read with pydicom and the checks a folder exported from PACS
-needs: one series, one orientation, slices evenly spaced along their normal and every slice's
-pixel data readable (compressed or not, see recon.pipelines.common.dicom).
+"""DICOM CT series: a folder of slices, or one slice naming its series, or one enhanced
+(multi-frame) CT file -> Hounsfield units on a voxel grid and its RAS+ affine, read with pydicom
+and the checks a folder exported from PACS needs: one series, one orientation, slices evenly
+spaced along their normal and every slice's pixel data readable (compressed or not, see
+recon.pipelines.common.dicom).
+
+An enhanced CT (Enhanced CT Image Storage, and any CT whose file holds several frames) keeps
+each frame's geometry in its functional groups: Plane Position, Plane Orientation, Pixel Measures
+and Pixel Value Transformation (the rescale to HU), per frame or shared; its frames are placed
+and checked as the files of a series are.
 
 Geometry, in DICOM's patient frame (LPS, mm): the voxel (i, j, k) = (column, row, slice) lies at
 ImagePositionPatient_k + i * PixelSpacing[1] * r + j * PixelSpacing[0] * c, where
@@ -17,7 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.pipelines.common.dicom import decoded_pixels, looks_like_dicom, spacing_tag
+from recon.pipelines.common.dicom import (
+    decoded_pixels,
+    dicom_number,
+    looks_like_dicom,
+    spacing_tag,
+)
 from recon.pipelines.common.errors import BadInput, first_line
 
 # A gap between neighbouring slices may differ from the median gap by this share (plus 0.01 mm);
@@ -41,10 +52,13 @@ def read_ct_series(path: Path) -> tuple[np.ndarray, np.ndarray]:
     headers = _image_headers(folder)
     series = _one_series(folder, headers, wanted)
     first, rest = series[0], series[1:]
-    if int(getattr(first[1], "NumberOfFrames", 1) or 1) > 1:
+    multi = [file for file, ds in series if _frames(file, ds) > 1]
+    if multi and rest:
         raise BadInput(
-            f"{first[0]}: a multi-frame (enhanced) CT; export the series as one file per slice"
+            f"{multi[0]}: a multi-frame CT in a series of {len(series)} files; pass that file"
         )
+    if multi:
+        return _enhanced(first[0])
     if not rest:
         raise BadInput(f"{first[0]}: the series has one slice; a CT needs a stack of slices")
     row, col = _orientation(*first)
@@ -64,6 +78,85 @@ def read_ct_series(path: Path) -> tuple[np.ndarray, np.ndarray]:
     lps[:3, 0], lps[:3, 1], lps[:3, 2] = row * spacing[1], col * spacing[0], normal * gap
     lps[:3, 3] = _position(*ordered[0])
     return hu, LPS_TO_RAS @ lps
+
+
+def _frames(file: Path, ds) -> int:
+    try:
+        return int(getattr(ds, "NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError) as error:
+        raise BadInput(f"{file}: DICOM tag NumberOfFrames is not a number") from error
+
+
+def _enhanced(file: Path) -> tuple[np.ndarray, np.ndarray]:
+    """HU (I, J, K) and the RAS+ affine of a multi-frame CT file (see the module doc)."""
+    import pydicom
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ds = pydicom.dcmread(file)
+        except Exception as error:  # pydicom raises many types for a damaged file
+            raise BadInput(f"{file}: not a readable DICOM file ({first_line(error)})") from error
+        stored = decoded_pixels(ds, file, "CT")
+    count = _frames(file, ds)
+    if stored.ndim != 3 or stored.shape[0] != count:
+        raise BadInput(f"{file}: pixel data of shape {stored.shape} is not {count} frames")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    if len(per_frame) != count:
+        raise BadInput(
+            f"{file}: Per-frame Functional Groups Sequence has {len(per_frame)} items for "
+            f"{count} frames"
+        )
+    shared = (ds.get("SharedFunctionalGroupsSequence") or [None])[0]
+    frames = [
+        _Frame(f"{file} frame {i + 1}", i, groups, shared) for i, groups in enumerate(per_frame)
+    ]
+    first = frames[0]
+    for frame in frames[1:]:
+        if not np.allclose(frame.orientation, first.orientation, atol=1e-4):
+            raise BadInput(f"{frame.label}: its orientation differs from frame 1's")
+        if frame.spacing != first.spacing:
+            raise BadInput(f"{frame.label}: its pixel spacing differs from frame 1's")
+    (row, col), spacing = first.orientation, first.spacing
+    normal = np.cross(row, col)
+    ordered, gap = _stacked([(frame.label, frame.position) for frame in frames], normal)
+    by_label = {frame.label: frame for frame in frames}
+    hu = np.stack([by_label[label].hu(stored).T for label, _ in ordered], axis=-1, dtype=np.float32)
+    if not np.isfinite(hu).all():
+        raise BadInput(f"{file}: pixels are not finite after the rescale")
+    lps = np.eye(4)
+    lps[:3, 0], lps[:3, 1], lps[:3, 2] = row * spacing[1], col * spacing[0], normal * gap
+    lps[:3, 3] = _position(*ordered[0])
+    return hu, LPS_TO_RAS @ lps
+
+
+class _Frame:
+    """One frame of a multi-frame CT: its geometry and rescale from its functional groups, per
+    frame or shared."""
+
+    def __init__(self, label: str, index: int, groups, shared) -> None:
+        self.label, self.index, self.sources = label, index, (groups, shared)
+        self.position = self.group("PlanePositionSequence")
+        self.orientation = _orientation(label, self.group("PlaneOrientationSequence"))
+        self.spacing = spacing_tag(self.group("PixelMeasuresSequence"), "PixelSpacing", label)
+        if self.spacing is None:
+            raise BadInput(f"{label}: DICOM tag PixelSpacing (0028,0030) is missing")
+        rescale = self.group("PixelValueTransformationSequence", required=False)
+        self.slope = dicom_number(rescale, "RescaleSlope", 1.0, label) if rescale else 1.0
+        self.intercept = dicom_number(rescale, "RescaleIntercept", 0.0, label) if rescale else 0.0
+
+    def group(self, name: str, required: bool = True):
+        """The first item of a functional group macro, per frame, else shared."""
+        for source in self.sources:
+            items = source.get(name) if source is not None else None
+            if items:
+                return items[0]
+        if required:
+            raise BadInput(f"{self.label}: no {name} in its functional groups")
+        return None
+
+    def hu(self, stored: np.ndarray) -> np.ndarray:
+        return stored[self.index].astype(np.float32) * self.slope + self.intercept
 
 
 def _image_headers(folder: Path) -> list[tuple[Path, object]]:
@@ -160,7 +253,7 @@ def _stacked(series: list, normal: np.ndarray) -> tuple[list, float]:
     gap = float(np.median(gaps))
     tolerance = GAP_TOLERANCE * gap + 0.01
     for k, step in enumerate(gaps):
-        names = f"{placed[k][1].name} and {placed[k + 1][1].name}"
+        names = f"{_name(placed[k][1])} and {_name(placed[k + 1][1])}"
         if step < 1e-3:
             raise BadInput(
                 f"{names}: two slices of the series lie at one place ({depth[k]:.2f} mm)"
@@ -179,6 +272,11 @@ def _stacked(series: list, normal: np.ndarray) -> tuple[list, float]:
                 "(a tilted gantry?); such series are not supported"
             )
     return [(f, ds) for _, f, ds in placed], gap
+
+
+def _name(item) -> str:
+    """A slice file's name, or a frame's label."""
+    return item.name if isinstance(item, Path) else str(item)
 
 
 def _slice_hu(file: Path) -> np.ndarray:
