@@ -133,10 +133,19 @@ def register(
             help="Pixels cropped in total per axis (collimator), 0 to 4096.", rich_help_panel=PRE
         ),
     ] = 0,
+    frame: Annotated[
+        int | None,
+        typer.Option(
+            help="The frame to register of a multi-frame DICOM (a fluoroscopy run), 1 to "
+            "100000; its positioner angles include the run's angle increments.",
+            rich_help_panel=PRE,
+        ),
+    ] = None,
     linearize: Annotated[
         Literal["auto", "on", "off"],
         typer.Option(
-            help="-log of the transmission: auto (MONOCHROME1 files only), on, off.",
+            help="-log of the transmission: auto (files whose values are linear in the beam: "
+            "Pixel Intensity Relationship LIN, else MONOCHROME1), on, off.",
             rich_help_panel=PRE,
         ),
     ] = "auto",
@@ -243,6 +252,8 @@ def register(
     check_range("--min-similarity", min_similarity, -1.0, 1.0)
     check_range("--mirror-check-below", mirror_check_below, 0.0, 1.0)
     check_range("--plateau-threshold", plateau_threshold, 0.0, 0.01, low_open=True)
+    if frame is not None:
+        check_range("--frame", frame, 1, 100000)
     request = RegisterRequest(
         xrays=xrays,
         out=out,
@@ -263,6 +274,7 @@ def register(
         linearize=linearize,
         subtract_background=subtract_background,
         shutters=shutters,
+        frame=frame,
         ct_spacing=ct_spacing,
         heights=heights,
         iterations=iterations,

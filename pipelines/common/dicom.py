@@ -6,8 +6,9 @@ pixel spacing as [row, column] mm, and one clear line for every broken tag.
   stream (safe_decoders); a stream no decoder reads is one line naming the transfer syntax.
 - Pixels: pydicom's `apply_modality_lut` (Rescale Slope/Intercept or a Modality LUT), then with
   voi=True `apply_voi_lut` (the display window the file asks for), then inverted within their
-  own range where lower values are denser, so that bright means dense in every image returned;
-  a multi-frame file gives the maximum over its frames.
+  own range where lower values are denser, so that bright means dense in every image returned.
+  A multi-frame file (a fluoroscopy or angiography run) gives the one frame asked for; without
+  one it is refused, naming its frame count.
 - Which way the values run (beam_relation): Pixel Intensity Relationship Sign (0028,1041),
   which X-ray files (DX, CR, RF, XA) carry to say it (+1: lower values, less beam intensity,
   denser), flipped by a negative Rescale Slope; else the Photometric Interpretation
@@ -59,6 +60,8 @@ class DicomImage:
     beam: BeamRelation  # which way the values run, and whether they are linear in the beam
     region: np.ndarray | None = None  # (H, W) bool, True = image; None: every pixel is image
     region_source: str = ""  # the tags that marked the rest (padding value, shutter shapes)
+    frame: int = 1  # the frame read (1-based)
+    frames: int = 1  # how many the file holds
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,13 @@ def looks_like_dicom(path: Path) -> bool:
 
 
 def read_dicom_image(
-    path: Path, voi: bool = False, what: str = "X-ray", invert: bool = True, shutters: bool = True
+    path: Path,
+    voi: bool = False,
+    what: str = "X-ray",
+    invert: bool = True,
+    shutters: bool = True,
+    frame: int | None = None,
+    frame_flag: str | None = None,
 ) -> DicomImage:
     """A single-image DICOM as float pixels (H, W), bright = dense (see module doc).
 
@@ -120,7 +129,9 @@ def read_dicom_image(
     the raw modality values and leaves it off. invert=False leaves the pixels as stored, for a
     reader that inverts after its own normalisation (by `beam.invert`); invert=True also sets
     the pixels outside the image region (padding, shutters; shutters=False: none) to the
-    region's minimum. BadInput for anything that is not a 2D image.
+    region's minimum. frame (1-based) picks one frame of a multi-frame file, which is refused
+    without one (the line names frame_flag, the option that picks it, when there is one).
+    BadInput for anything that is not a 2D image.
     """
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -136,20 +147,31 @@ def read_dicom_image(
         except Exception as error:  # pydicom raises many types for a damaged header
             raise BadInput(f"{path}: not a DICOM {what} ({first_line(error)})") from error
         stored = decoded_pixels(ds, path, what)
+        photometric = str(ds.get("PhotometricInterpretation", "") or "MONOCHROME2")
+        if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+            raise BadInput(
+                f"{path}: Photometric Interpretation {photometric} is not a grey-scale {what} "
+                "(MONOCHROME1 or MONOCHROME2)"
+            )
+        frames = stored.shape[0] if stored.ndim == 3 else 1
+        if frames > 1 and frame is None:
+            pick = f"pick one with {frame_flag} N (1 to {frames})" if frame_flag else ""
+            raise BadInput(
+                f"{path}: holds {frames} frames (a run); " + (pick or f"a {what} is one frame")
+            )
+        if frame is not None and not 1 <= frame <= frames:
+            raise BadInput(
+                f"{path}: {frame_flag or 'frame'} {frame} is not one of its {frames} frame"
+                + ("s" if frames > 1 else "")
+            )
+        if stored.ndim == 3:
+            stored = stored[frame - 1]
         try:
             pixels = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
             if voi:
                 pixels = np.asarray(apply_voi_lut(pixels, ds), dtype=np.float64)
         except Exception as error:  # a broken LUT or window tag
             raise BadInput(f"{path}: not a DICOM {what} ({first_line(error)})") from error
-    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2")
-    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise BadInput(
-            f"{path}: Photometric Interpretation {photometric} is not a grey-scale {what} "
-            "(MONOCHROME1 or MONOCHROME2)"
-        )
-    if pixels.ndim == 3:  # multi-frame: the maximum over frames
-        pixels = pixels.max(axis=0)
     if pixels.ndim != 2:
         raise BadInput(f"{path}: DICOM pixel data has shape {pixels.shape}, not a 2D image")
     if not np.isfinite(pixels).all():
@@ -163,7 +185,9 @@ def read_dicom_image(
             pixels = high + low - pixels
         if region is not None:
             pixels = np.where(region, pixels, low)
-    return DicomImage(path, ds, pixels, photometric, beam, region, region_source)
+    return DicomImage(
+        path, ds, pixels, photometric, beam, region, region_source, frame or 1, frames
+    )
 
 
 def image_region(

@@ -131,6 +131,7 @@ class RegisterRequest:
     linearize: str = "auto"
     subtract_background: bool = False
     shutters: bool = True  # leave out the DICOM's padding and display shutters
+    frame: int | None = None  # the frame of multi-frame DICOMs (1-based)
     ct_spacing: float = 2.0
     heights: str = "64,128"
     iterations: str = "200,100"
@@ -225,7 +226,9 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
             missing = " and ".join(flag for flag, value in given if value is None)
             raise BadInput(f"{file}: a {file.suffix} X-ray carries no geometry; pass {missing}")
     xrays = [
-        read_xray(f, r.sdd, r.pixel_spacing, r.orientation, r.reverse_x_axis, r.shutters)
+        read_xray(
+            f, r.sdd, r.pixel_spacing, r.orientation, r.reverse_x_axis, r.shutters, r.frame
+        )
         for f in files
     ]
     prepared = [
@@ -334,6 +337,7 @@ def register_one(
     row = {
         "xray": str(file),
         "name": name,
+        "frame": xray.frame_number,
         "columns": xray.frame.describe(),
         "patient_orientation": xray.frame.patient_orientation,
         "reverse_x_axis": intrinsics.reverse_x_axis,

