@@ -332,3 +332,30 @@ def test_a_broken_enhanced_ct_is_one_line(recon, enhanced, tmp_path, damage, mes
     ds.save_as(broken)
     err = refused(recon, tmp_path, "make-drr", "-v", broken, *POSE, "-o", tmp_path / "d.png")
     assert message in err
+
+
+def test_a_localizer_beside_or_inside_the_series_is_left_out(recon, series, chest, tmp_path):
+    """Exports often hold the scout image that planned the series, in its own series or in the
+    series itself (same Series Instance UID, another orientation): it is no slice."""
+    from recon.pipelines.common.dicom_series import read_ct_series
+
+    slices = sorted(series.iterdir())
+    scout = edit_dicom(
+        slices[0],
+        series / "scout.dcm",
+        ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"],
+        ImageOrientationPatient=["1", "0", "0", "0", "0", "-1"],
+        ImagePositionPatient=["-180", "0", "200"],
+    )
+    hu, affine = read_ct_series(chest / "plain")
+    inside = read_ct_series(series)
+    assert np.array_equal(inside[0], hu) and np.allclose(inside[1], affine)
+    edit_dicom(scout, SeriesInstanceUID="1.2.3.4")  # its own series: the folder is one series
+    assert np.array_equal(read_ct_series(series)[0], hu)
+    out = tmp_path / "d.png"
+    err = refused(recon, tmp_path, "make-drr", "-v", scout, *POSE, "-o", out)
+    assert "not a CT slice (no image, or a localizer)" in err
+    for file in slices:
+        file.unlink()
+    err = refused(recon, tmp_path, "make-drr", "-v", series, *POSE, "-o", out)
+    assert "holds only localizer (scout) images" in err

@@ -161,7 +161,8 @@ class _Frame:
 
 def _image_headers(folder: Path) -> list[tuple[Path, object]]:
     """(file, header) of every DICOM image in the folder (not its subfolders), by file name;
-    hidden files, DICOMDIR and DICOM objects without pixels (reports, states) are skipped."""
+    hidden files, DICOMDIR, DICOM objects without pixels (reports, states) and localizer
+    (scout) images are skipped."""
     import pydicom
 
     files = sorted(
@@ -186,7 +187,18 @@ def _image_headers(folder: Path) -> list[tuple[Path, object]]:
             headers.append((file, ds))
     if not headers:
         raise BadInput(f"{folder}: holds no DICOM images")
-    return headers
+    slices = [(file, ds) for file, ds in headers if not _localizer(ds)]
+    if not slices:
+        raise BadInput(f"{folder}: holds only localizer (scout) images, no CT slices")
+    return slices
+
+
+def _localizer(ds) -> bool:
+    """A scout image (Image Type LOCALIZER), which exports often put beside, or inside, the
+    series it planned; it is no slice of the volume."""
+    image_type = ds.get("ImageType", None) or []
+    values = [image_type] if isinstance(image_type, str) else list(image_type)
+    return any(str(value).strip().upper() == "LOCALIZER" for value in values)
 
 
 def _one_series(folder: Path, headers: list, wanted: Path | None) -> list:
@@ -198,7 +210,7 @@ def _one_series(folder: Path, headers: list, wanted: Path | None) -> list:
     if wanted is not None:
         chosen = [uid for uid, items in groups.items() if any(f == wanted for f, _ in items)]
         if not chosen:
-            raise BadInput(f"{wanted}: not a DICOM image")
+            raise BadInput(f"{wanted}: not a CT slice (no image, or a localizer)")
         return groups[chosen[0]]
     if len(groups) == 1:
         return next(iter(groups.values()))
