@@ -89,15 +89,7 @@ def _frames(file: Path, ds) -> int:
 
 def _enhanced(file: Path) -> tuple[np.ndarray, np.ndarray]:
     """HU (I, J, K) and the RAS+ affine of a multi-frame CT file (see the module doc)."""
-    import pydicom
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            ds = pydicom.dcmread(file)
-        except Exception as error:  # pydicom raises many types for a damaged file
-            raise BadInput(f"{file}: not a readable DICOM file ({first_line(error)})") from error
-        stored = decoded_pixels(ds, file, "CT")
+    ds, stored = _with_pixels(file, "CT")
     count = _frames(file, ds)
     if stored.ndim != 3 or stored.shape[0] != count:
         raise BadInput(f"{file}: pixel data of shape {stored.shape} is not {count} frames")
@@ -291,10 +283,9 @@ def _name(item) -> str:
     return item.name if isinstance(item, Path) else str(item)
 
 
-def _slice_hu(file: Path) -> np.ndarray:
-    """One slice's pixels through its modality LUT (Rescale Slope/Intercept: HU), float32."""
+def _with_pixels(file: Path, what: str) -> tuple[object, np.ndarray]:
+    """A DICOM file's dataset and its decoded stored pixels; BadInput naming the file."""
     import pydicom
-    from pydicom.pixels import apply_modality_lut
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -302,9 +293,18 @@ def _slice_hu(file: Path) -> np.ndarray:
             ds = pydicom.dcmread(file)
         except Exception as error:  # pydicom raises many types for a damaged file
             raise BadInput(f"{file}: not a readable DICOM file ({first_line(error)})") from error
-        stored = decoded_pixels(ds, file, "CT slice")
-        if stored.ndim != 2:
-            raise BadInput(f"{file}: pixel data of shape {stored.shape} is not one slice")
+        return ds, decoded_pixels(ds, file, what)
+
+
+def _slice_hu(file: Path) -> np.ndarray:
+    """One slice's pixels through its modality LUT (Rescale Slope/Intercept: HU), float32."""
+    from pydicom.pixels import apply_modality_lut
+
+    ds, stored = _with_pixels(file, "CT slice")
+    if stored.ndim != 2:
+        raise BadInput(f"{file}: pixel data of shape {stored.shape} is not one slice")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         hu = np.asarray(apply_modality_lut(stored, ds), dtype=np.float32)
     if not np.isfinite(hu).all():
         raise BadInput(f"{file}: pixels are not finite after the rescale")
