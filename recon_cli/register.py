@@ -133,6 +133,14 @@ def register(
             help="Pixels cropped in total per axis (collimator), 0 to 4096.", rich_help_panel=PRE
         ),
     ] = 0,
+    mask: Annotated[
+        Path | None,
+        typer.Option(
+            help="Image whose nonzero pixels are the X-ray's image (the X-ray's size as "
+            "stored), e.g. a PNG fluoroscopy frame's round field; with --shutters, both count.",
+            rich_help_panel=PRE,
+        ),
+    ] = None,
     frame: Annotated[
         int | None,
         typer.Option(
@@ -275,6 +283,7 @@ def register(
         subtract_background=subtract_background,
         shutters=shutters,
         frame=frame,
+        mask=mask,
         ct_spacing=ct_spacing,
         heights=heights,
         iterations=iterations,

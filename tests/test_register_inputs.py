@@ -72,8 +72,8 @@ def test_output_names_keep_uid_dots_and_tell_folders_apart(tmp_path):
     write_dicom(folder / f"{UIDS[1]}.dcm")
     (folder / "notes.txt").write_text("not an X-ray")
     (folder / "DICOMDIR").write_bytes(b"\0" * 128 + b"DICM")
-    files = expand_inputs([folder])
-    assert [f.name for f in files] == [UIDS[0], f"{UIDS[1]}.dcm"]
+    files, folders = expand_inputs([folder])
+    assert [f.name for f in files] == [UIDS[0], f"{UIDS[1]}.dcm"] and folders == [folder]
     assert output_names(files) == list(UIDS)
     with pytest.raises(BadInput, match="given twice"):
         expand_inputs([folder, folder / f"{UIDS[1]}.dcm"])
@@ -200,15 +200,48 @@ def _reserved_name(tmp_path):
     return [write_dicom(tmp_path / "run.json.dcm")], "reserved"
 
 
-@pytest.mark.parametrize("case", [_bad_positioner, _wild_positioner, _given_twice, _reserved_name])
+def _output_holds_the_xray(tmp_path):
+    """-o the X-ray's own folder with --overwrite deleted the X-ray (exit 0)."""
+    xray = write_dicom(tmp_path / "reg" / "a.dcm")
+    return [xray, "--overwrite"], "output would replace the input"
+
+
+def _output_inside_the_input_folder(tmp_path):
+    write_dicom(tmp_path / "a.dcm")
+    return [tmp_path], "inside, the input folder"
+
+
+def _output_holds_the_mask(tmp_path):
+    xray = write_dicom(tmp_path / "x.dcm")
+    mask = tmp_path / "reg" / "mask.png"
+    mask.parent.mkdir()
+    mask.write_bytes(b"")
+    return [xray, "--mask", mask, "--overwrite"], "output would replace the input"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        _bad_positioner,
+        _wild_positioner,
+        _given_twice,
+        _reserved_name,
+        _output_holds_the_xray,
+        _output_inside_the_input_folder,
+        _output_holds_the_mask,
+    ],
+)
 def test_register_bad_files(tmp_path, recon, case):
+    from test_bad_input import snapshot
+
     args, message = case(tmp_path)
     out = tmp_path / "reg"
+    before = snapshot(tmp_path)
     code, _, err = recon("register", *args, "-o", out, "--device", "cpu")
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message.lower() in lines[0].lower(), err
-    assert not out.exists()
+    assert snapshot(tmp_path) == before  # nothing written, nothing deleted
 
 
 def test_png_names_the_new_spacing_flag_and_the_old_one_still_works(tmp_path, recon):

@@ -227,3 +227,31 @@ def test_bad_shutter_or_a_region_too_small_for_a_stage_is_one_line(films, tmp_pa
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and message in lines[0], err
         assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_png_frame_registers_with_its_mask(films, tmp_path, recon):
+    """A PNG carries no shutter: --mask gives its round field (measured 0.86 mm, as the DICOM
+    shutter; without it 21 mm). A mask of another size is one line."""
+    from recon.pipelines.common.io import write_png
+
+    files, truth = films
+    pixels = read_dicom_image(files["circle"], invert=False).pixels
+    write_png(tmp_path / "frame.png", pixels.astype(np.uint16))
+    write_png(tmp_path / "field.png", (_round_field() * 255).astype(np.uint8))
+    geometry = ["--sdd", 1020, "--pixel-spacing", SPACING, SPACING]
+    code, row, err = _register(
+        recon, tmp_path / "frame.png", truth, tmp_path / "reg", *geometry, "--init", "fixed",
+        "--rot", 0, 0, 0, "--xyz", 0, 850, 0, "--mask", tmp_path / "field.png",
+    )  # fmt: skip
+    assert code == 0, err
+    assert row["init_mtre_mm"] > 10 and row["final_mtre_mm"] < 1.5, row
+    assert row["image_region"] == "--mask field.png"
+    write_png(tmp_path / "small.png", np.ones((40, 40), np.uint8))
+    out = tmp_path / "other"
+    code, _, err = recon(
+        "register", tmp_path / "frame.png", *geometry, "--mask", tmp_path / "small.png",
+        "-o", out,
+    )  # fmt: skip
+    assert code == 2 and "the mask is 40 x 40 px, the X-ray frame.png 96 x 84" in err, err
+    assert not out.exists()

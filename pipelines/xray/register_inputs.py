@@ -21,12 +21,13 @@ MAX_DISTANCE_MM = 10000.0  # the largest source distance taken as a C-arm geomet
 RESERVED = re.compile(r"(results|run)(\.shard-\d+-of-\d+)?\.json")  # register's own files
 
 
-def expand_inputs(paths: list[Path]) -> list[Path]:
-    """X-ray files and folders (their X-ray files, is_xray_file, sorted by name) -> files, each
-    given once (recon.pipelines.common.inputs.gather_inputs)."""
+def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """X-ray files and folders (their X-ray files, is_xray_file, sorted by name) -> (files, each
+    given once, and the folders given) (recon.pipelines.common.inputs.gather_inputs)."""
     from recon.pipelines.common.inputs import gather_inputs
 
-    return gather_inputs(paths, is_xray_file, XRAY_KINDS)[0]
+    files, folders = gather_inputs(paths, is_xray_file, XRAY_KINDS)
+    return files, folders
 
 
 def output_names(files: list[Path]) -> list[str]:

@@ -132,6 +132,7 @@ class RegisterRequest:
     subtract_background: bool = False
     shutters: bool = True  # leave out the DICOM's padding and display shutters
     frame: int | None = None  # the frame of multi-frame DICOMs (1-based)
+    mask: Path | None = None  # nonzero = image, the X-rays' stored size; with their own region
     ct_spacing: float = 2.0
     heights: str = "64,128"
     iterations: str = "200,100"
@@ -166,12 +167,12 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
         parse_shard,
         plan_batch,
     )
-    from recon.pipelines.common.inputs import XRAY_IMAGE_SUFFIXES
+    from recon.pipelines.common.inputs import XRAY_IMAGE_SUFFIXES, check_apart
     from recon.pipelines.common.outputs import run_record, write_json
     from recon.pipelines.xray.drr import RENDERERS
     from recon.pipelines.xray.synth_xray import read_fiducials
     from recon.pipelines.xray.volume import load_ct
-    from recon.pipelines.xray.xray import cropped_region, preprocess, read_xray
+    from recon.pipelines.xray.xray import cropped_region, preprocess, read_xray, with_mask
 
     clock = time.perf_counter()
     r = request
@@ -207,7 +208,9 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
             "(the defaults are 64,128 / 200,100 / 10,10: two stages)"
         )
     device = choose_device(r.device)
-    every = expand_inputs(r.xrays)
+    every, folders = expand_inputs(r.xrays)
+    others = [r.volume, r.labels, r.truth, r.fiducials, r.checkpoint, r.mask]
+    check_apart(r.out, [*every, *(Path(o) for o in others if o is not None)], folders)
     all_names = output_names(every)
     target = Path(r.out).expanduser().absolute()
     plan = plan_batch(
@@ -226,11 +229,11 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
             missing = " and ".join(flag for flag, value in given if value is None)
             raise BadInput(f"{file}: a {file.suffix} X-ray carries no geometry; pass {missing}")
     xrays = [
-        read_xray(
-            f, r.sdd, r.pixel_spacing, r.orientation, r.reverse_x_axis, r.shutters, r.frame
-        )
+        read_xray(f, r.sdd, r.pixel_spacing, r.orientation, r.reverse_x_axis, r.shutters, r.frame)
         for f in files
     ]
+    if r.mask is not None:
+        xrays = [with_mask(x, r.mask) for x in xrays]
     prepared = [
         (*preprocess(x, r.crop, r.linearize, r.subtract_background), cropped_region(x, r.crop))
         for x in xrays

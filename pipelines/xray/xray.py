@@ -163,6 +163,36 @@ def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis, shutters,
     )
 
 
+def with_mask(xray: Xray, mask_path: Path) -> Xray:
+    """The X-ray with its image region narrowed to the nonzero pixels of a mask image (`register
+    --mask`): the X-ray file's rows x columns as stored, turned with the image; the image is
+    rescaled within the new region, 0 outside. BadInput for another size, or a region too
+    small or blank."""
+    from recon.pipelines.common.io import grey_pixels, read_image, require_file
+
+    mask_path = require_file(Path(mask_path), "mask")
+    mask = grey_pixels(read_image(mask_path, one_frame=True)) > 0
+    turns = xray.frame.quarter_turns if xray.frame is not None else 0
+    rows, columns = xray.image.shape[-2:] if turns % 2 == 0 else xray.image.shape[-2:][::-1]
+    if mask.shape != (rows, columns):
+        raise BadInput(
+            f"{mask_path}: the mask is {mask.shape[0]} x {mask.shape[1]} px, the X-ray "
+            f"{xray.path.name} {rows} x {columns} (rows x columns, as stored)"
+        )
+    region = torch.from_numpy(np.rot90(mask, turns).copy())[None, None]
+    if xray.region is not None:
+        region &= xray.region
+    if int(region.sum()) < 64:
+        raise BadInput(f"{mask_path}: the mask leaves {int(region.sum())} pixels of {xray.path}")
+    inside = xray.image[region]
+    low, high = float(inside.min()), float(inside.max())
+    if high <= low:
+        raise BadInput(f"{xray.path}: image is blank inside {mask_path.name} (all {low})")
+    image = ((xray.image - low) / (high - low)).clamp(0, 1) * region
+    source = " and ".join(s for s in (xray.region_source, f"--mask {mask_path.name}") if s)
+    return replace(xray, image=image, region=region, region_source=source)
+
+
 def dicom_frame(ds, path: Path, orientation: str, reverse_x_axis: bool | None) -> ImageFrame:
     """The frame of a DICOM X-ray: Patient Orientation, else the Field of View tags, else the
     radiological default; reverse_x_axis (not None) overrides the column direction. Checks
