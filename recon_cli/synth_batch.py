@@ -29,6 +29,7 @@ class SynthSet:
     summarize: Callable[[list], dict] = field(
         default=lambda _made: {}
     )  # the summaries of the items made -> the counts the command reports (and run.json holds)
+    inputs: list[Path | None] = field(default_factory=list)  # files OUT may never be or hold
 
 
 def run_synth(
@@ -51,9 +52,10 @@ def run_synth(
         parse_shard,
         plan_batch,
     )
-    from recon.pipelines.common.outputs import run_record, write_json
+    from recon.pipelines.common.outputs import check_output, run_record, write_json
 
     target = Path(out).expanduser().absolute()
+    check_output(target, True, inputs=spec.inputs)  # never an input or a folder holding one
     plan = plan_batch(
         spec.count,
         lambda i: spec.outputs(target, i),

@@ -108,6 +108,7 @@ def synth_xray(
         make=xrays.make,
         merge=lambda root: xrays.merge(root, count),
         config=xrays.settings | {"count": count},
+        inputs=[volume, labels],
     )
     clock = time.perf_counter()
     out, made, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)

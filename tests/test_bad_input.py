@@ -571,3 +571,14 @@ def test_backproject_render_over_an_existing_picture_needs_overwrite(recon, work
     (work / "m.png").write_bytes(b"mine")
     err = refused(recon, work, "backproject", work / "views", "-o", work / "m.stl", "--render")
     assert "m.png: already exists" in err
+
+
+def test_synth_xray_into_the_folder_holding_its_ct_is_refused_even_with_overwrite(
+    recon, tmp_path
+):
+    """It deleted the CT (exit 0)."""
+    from test_xray_io import small_ct
+
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    err = refused(recon, tmp_path, "synth", "xray", "-v", ct, "-o", tmp_path, "--overwrite")
+    assert "would replace the input" in err
