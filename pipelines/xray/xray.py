@@ -327,6 +327,8 @@ def preprocess(
     floored at 1e-3), which turns a raw radiograph into line integrals up to a scale; "auto"
     applies it where the file says its values are linear in the beam (Pixel Intensity
     Relationship LIN), and, where the file does not say, to MONOCHROME1 files (xvr's rule).
+    With an image region (Xray.region) the scaling and the background come from the pixels
+    inside it, and the pixels outside are 0 (cropped_region gives the region to match).
     Returns the image (1, 1, H', W') and its detector."""
     from torchvision.transforms.functional import center_crop
 
