@@ -243,7 +243,7 @@ def register(
     figure: the X-ray, the initial and final DRRs' edges over it, a checkerboard),
     OUT/results.json (with the found pose, rot_deg and xyz_mm) and OUT/run.json; with --truth
     also mTRE (mm), rotation (deg) and translation (mm) errors. <name> is the file name less
-    its suffix (.dcm, .png, ...), other dots kept.
+    its suffix (.dcm, .png, ...), other dots kept; with --frame N it ends in _frameN.
 
     The X-ray's column direction comes from DICOM Patient Orientation (0020,0020) (PNG/TIFF: the
     radiological display, L\\F). A registration whose mirrored X-ray matches better, or whose

@@ -260,3 +260,30 @@ def write_enhanced_ct(
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def split_enhanced(path: Path, parts: int) -> list[Path]:
+    """Split an enhanced CT file (write_enhanced_ct) into `parts` files of the same series, as
+    a concatenation (parts < frames) or one frame per file (parts = frames); removes the
+    original. Returns the files."""
+    import copy
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(path)
+    frames = ds.pixel_array.reshape(int(ds.NumberOfFrames), ds.Rows, ds.Columns)
+    groups = list(ds.PerFrameFunctionalGroupsSequence)
+    concatenation = generate_uid()
+    files = []
+    for number, indices in enumerate(np.array_split(np.arange(len(frames)), parts)):
+        part = copy.deepcopy(ds)
+        part.SOPInstanceUID = part.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        part.NumberOfFrames = len(indices)
+        part.PerFrameFunctionalGroupsSequence = [groups[i] for i in indices]
+        part.ConcatenationUID, part.InConcatenationNumber = concatenation, number + 1
+        part.PixelData = np.ascontiguousarray(frames[indices]).tobytes()
+        files.append(Path(path).with_name(f"part{number + 1:03d}.dcm"))
+        part.save_as(files[-1], enforce_file_format=True)
+    Path(path).unlink()
+    return files

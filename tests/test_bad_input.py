@@ -573,9 +573,7 @@ def test_backproject_render_over_an_existing_picture_needs_overwrite(recon, work
     assert "m.png: already exists" in err
 
 
-def test_synth_xray_into_the_folder_holding_its_ct_is_refused_even_with_overwrite(
-    recon, tmp_path
-):
+def test_synth_xray_into_the_folder_holding_its_ct_is_refused_even_with_overwrite(recon, tmp_path):
     """It deleted the CT (exit 0)."""
     from test_xray_io import small_ct
 

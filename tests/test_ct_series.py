@@ -289,6 +289,24 @@ def test_an_enhanced_ct_reads_as_the_nifti_it_was_written_from(chest, enhanced, 
     assert np.abs(outputs["enhanced"] - outputs["nifti"]).max() <= 1
 
 
+@pytest.mark.parametrize("parts", [2, 67])
+def test_an_enhanced_ct_split_over_files_reads_whole(chest, enhanced, tmp_path, parts):
+    """A concatenation (2 files), or one frame per file (67): the frames of every file of the
+    series, placed together; the file given picks the series, the folder works too."""
+    import shutil
+
+    from dicom_files import split_enhanced
+
+    from recon.pipelines.common.dicom_series import read_ct_series
+
+    copy = Path(shutil.copy(enhanced, tmp_path / "ct.dcm"))
+    files = split_enhanced(copy, parts)
+    want = read_ct_series(enhanced)
+    for given in (files[-1], tmp_path):
+        hu, affine = read_ct_series(given)
+        assert np.array_equal(hu, want[0]) and np.allclose(affine, want[1]), given
+
+
 def _drop_position(ds):
     del ds.PerFrameFunctionalGroupsSequence[4].PlanePositionSequence
 
@@ -319,7 +337,7 @@ def _tilted_frame(ds):
         (_drop_position, "frame 5: no PlanePositionSequence in its functional groups"),
         (_second_time_point, "two slices of the series lie at one place"),
         (_one_item_short, "has 66 items for 67 frames"),
-        (_tilted_frame, "its orientation differs from frame 1's"),
+        (_tilted_frame, "its orientation differs from broken.dcm frame 1's"),
     ],
 )
 def test_a_broken_enhanced_ct_is_one_line(recon, enhanced, tmp_path, damage, message):

@@ -28,6 +28,9 @@ ENCODINGS = {
     "log_mono2": ("line_integral", "MONOCHROME2", "LOG", -1),
     # no relationship tags: MONOCHROME1 read as raw intensities (xvr's rule)
     "untagged_mono1": ("intensity", "MONOCHROME1", None, None),
+    # XA and RF carry the relationship but no sign: LIN and LOG both rise with the beam
+    "xa_lin": ("intensity", "MONOCHROME2", "LIN", None),
+    "xa_log": ("log_intensity", "MONOCHROME2", "LOG", None),
 }
 
 
@@ -46,6 +49,7 @@ def films(tmp_path_factory):
         tags = {"PhotometricInterpretation": photometric}
         if relationship is not None:
             tags |= {"PixelIntensityRelationship": relationship}
+        if sign is not None:
             tags |= {"PixelIntensityRelationshipSign": sign}
         pixels = np.round(values[kind]).astype(np.uint16)
         files[name] = write_dx(folder / f"{name}.dcm", pixels, **film_tags(6.0), **tags)
@@ -56,14 +60,17 @@ def test_every_encoding_is_read_bright_dense_and_linearised_only_when_linear(fil
     """After preprocess(--linearize auto) each file correlates with the true line integrals:
     LOG files as they are (r > 0.999), LIN files through -log (r > 0.95; the -log of min-max
     scaled intensities, as xvr takes it). Before the tags were read, the raw MONOCHROME2 file
-    came out inverted (r -0.96) and the LOG MONOCHROME1 file was put through -log (r 0.90)."""
+    came out inverted (r -0.96) and the LOG MONOCHROME1 file was put through -log (r 0.90);
+    before the XA rule (no sign: LIN and LOG rise with the beam) the XA files came out
+    inverted (r -0.86 and -1.00)."""
     line, files, _ = films
     correlation = {}
     for name, path in files.items():
         image, _ = preprocess(read_xray(path), 0, "auto")
         correlation[name] = float(np.corrcoef(image[0, 0].numpy().ravel(), line.ravel())[0, 1])
-    assert correlation["log_mono1"] > 0.999 and correlation["log_mono2"] > 0.999, correlation
-    for name in ("lin_raw", "lin_mono1", "untagged_mono1"):
+    for name in ("log_mono1", "log_mono2", "xa_log"):
+        assert correlation[name] > 0.999, correlation
+    for name in ("lin_raw", "lin_mono1", "untagged_mono1", "xa_lin"):
         assert correlation[name] > 0.95, correlation
     raw, shown = read_xray(files["lin_raw"]), read_xray(files["lin_mono1"])
     assert torch.equal(raw.image, shown.image)  # the sign, not the display, says which is dense
@@ -165,3 +172,41 @@ def test_recon_writers_say_what_their_values_are(tmp_path):
     drr, raw = read_xray(tmp_path / "drr.dcm"), read_xray(tmp_path / "raw.dcm")
     assert not linearizes(drr, "auto") and linearizes(raw, "auto")
     assert torch.allclose(drr.image, 1 - raw.image, atol=1e-6)
+
+
+def _modality_lut(ds, table: np.ndarray) -> None:
+    """Give ds a Modality LUT Sequence mapping stored value v to table[v]."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    item = Dataset()
+    item.LUTDescriptor = [len(table), 0, 16]
+    item.ModalityLUTType = "US"
+    item.add_new(0x00283006, "US", [int(v) for v in table])  # LUT Data
+    ds.ModalityLUTSequence = Sequence([item])
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        if keyword in ds:
+            delattr(ds, keyword)
+
+
+def test_modality_luts_of_x_ray_files(films, tmp_path):
+    """An XA LOG file's Modality LUT maps the log values back to linear intensity and is no
+    part of display (PS3.3 C.8.7.1.1.2): the values are read as stored. The sign describes the
+    values stored in Pixel Data, so a Modality LUT that runs backwards turns its order.
+    Both read as the file without a LUT."""
+    import pydicom
+
+    line, files, _ = films
+    log = pydicom.dcmread(files["xa_log"])
+    _modality_lut(log, np.round(np.exp(np.arange(4096) / 4095 * 8)).clip(0, 65535))
+    log.save_as(tmp_path / "xa_log_lut.dcm")
+    raw = pydicom.dcmread(files["lin_raw"])
+    _modality_lut(raw, 4095 - np.arange(4096))  # stored v -> 4095 - v
+    raw.PixelData = (4095 - raw.pixel_array).astype(np.uint16).tobytes()  # the same values
+    raw.PixelIntensityRelationshipSign = -1  # of the values stored in Pixel Data (PS3.3)
+    raw.save_as(tmp_path / "lin_backwards.dcm")
+    expected = {"xa_log_lut.dcm": files["xa_log"], "lin_backwards.dcm": files["lin_raw"]}
+    for name, same in expected.items():
+        xray, reference = read_xray(tmp_path / name), read_xray(same)
+        assert torch.allclose(xray.image, reference.image, atol=1e-6), name
+    assert "Modality LUT not applied" in read_xray(tmp_path / "xa_log_lut.dcm").intensity

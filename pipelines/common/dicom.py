@@ -81,26 +81,63 @@ class BeamRelation:
 def beam_relation(ds, path: Path, photometric: str) -> BeamRelation:
     """Which way a DICOM X-ray's values run and whether they are linear in the beam intensity
     (see the module doc). BadInput for a sign other than +1 or -1."""
-    relationship = str(getattr(ds, "PixelIntensityRelationship", "") or "").strip().upper()
+    relationship = _relationship(ds)
     linear = None if not relationship else relationship == "LIN"
     parts = [f"Pixel Intensity Relationship {relationship}"] if relationship else []
     keyword = "PixelIntensityRelationshipSign"
     raw = ds[keyword].value if keyword in ds else None
-    if raw is None or raw == "":
-        invert = photometric == "MONOCHROME1"
+    if raw is not None and raw != "":
+        try:
+            sign = int(raw)
+        except (TypeError, ValueError):
+            sign = 0
+        if sign not in (1, -1):
+            raise BadInput(
+                f"{path}: Pixel Intensity Relationship Sign (0028,1041) is {raw!r}, not +1 or -1"
+            )
+        parts.append(f"sign {sign:+d}")
+    elif relationship in ("LIN", "LOG"):  # XA and RF carry no sign: both rise with the beam
+        sign = 1
+        parts.append(f"sign +1 (implied by {relationship})")
+    else:
         parts.append(photometric)
-        return BeamRelation(invert, linear, ", ".join(parts))
+        return BeamRelation(photometric == "MONOCHROME1", linear, ", ".join(parts))
+    if not modality_lut_applies(ds):
+        parts.append("Modality LUT not applied (it maps LOG back to linear)")
+        return BeamRelation(sign > 0, linear, ", ".join(parts))
+    rising = _modality_rises(ds, path)
+    if not rising:
+        parts.append("modality LUT decreasing")
+    return BeamRelation((sign > 0) == rising, linear, ", ".join(parts))
+
+
+def _relationship(ds) -> str:
+    return str(ds.get("PixelIntensityRelationship", "") or "").strip().upper()
+
+
+def modality_lut_applies(ds) -> bool:
+    """False for a LOG X-ray with a Modality LUT Sequence (XA, RF): that LUT maps the log values
+    back to linear intensity and is no part of display (PS3.3 C.8.7.1.1.2), so the values are
+    read as stored, as LOG says."""
+    return not (_relationship(ds) == "LOG" and "ModalityLUTSequence" in ds)
+
+
+def _modality_rises(ds, path: Path) -> bool:
+    """Whether the modality transform (Rescale Slope, or the Modality LUT Sequence from its
+    first to its last entry) keeps the order of the stored values."""
+    if "ModalityLUTSequence" not in ds:
+        return dicom_number(ds, "RescaleSlope", 1.0, path) >= 0
+    from pydicom.pixels import apply_modality_lut
+
     try:
-        sign = int(raw)
-    except (TypeError, ValueError):
-        sign = 0
-    if sign not in (1, -1):
+        descriptor = ds.ModalityLUTSequence[0].LUTDescriptor
+        entries, first = int(descriptor[0]) or 65536, int(descriptor[1])
+        ends = np.asarray(apply_modality_lut(np.array([first, first + entries - 1]), ds))
+    except Exception as error:  # a broken LUT
         raise BadInput(
-            f"{path}: Pixel Intensity Relationship Sign (0028,1041) is {raw!r}, not +1 or -1"
-        )
-    slope = dicom_number(ds, "RescaleSlope", 1.0, path) if "ModalityLUTSequence" not in ds else 1.0
-    parts.append(f"sign {sign:+d}" + (" (Rescale Slope negative)" if slope < 0 else ""))
-    return BeamRelation((sign > 0) == (slope > 0), linear, ", ".join(parts))
+            f"{path}: the Modality LUT Sequence is broken ({first_line(error)})"
+        ) from error
+    return bool(ends[-1] >= ends[0])
 
 
 def looks_like_dicom(path: Path) -> bool:
@@ -167,7 +204,10 @@ def read_dicom_image(
         if stored.ndim == 3:
             stored = stored[frame - 1]
         try:
-            pixels = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
+            pixels = np.asarray(
+                apply_modality_lut(stored, ds) if modality_lut_applies(ds) else stored,
+                dtype=np.float64,
+            )
             if voi:
                 pixels = np.asarray(apply_voi_lut(pixels, ds), dtype=np.float64)
         except Exception as error:  # a broken LUT or window tag

@@ -35,6 +35,7 @@ from recon.pipelines.common.errors import BadInput, first_line
 # slices must lie within it of the line along their normal (no gantry tilt).
 GAP_TOLERANCE = 0.01
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"  # Enhanced CT Image Storage
 
 
 def is_ct_series(path: Path) -> bool:
@@ -52,13 +53,15 @@ def read_ct_series(path: Path) -> tuple[np.ndarray, np.ndarray]:
     headers = _image_headers(folder)
     series = _one_series(folder, headers, wanted)
     first, rest = series[0], series[1:]
-    multi = [file for file, ds in series if _frames(file, ds) > 1]
-    if multi and rest:
+    enhanced = [file for file, ds in series if _is_enhanced(file, ds)]
+    if enhanced and len(enhanced) < len(series):
         raise BadInput(
-            f"{multi[0]}: a multi-frame CT in a series of {len(series)} files; pass that file"
+            f"{enhanced[0]}: an enhanced (multi-frame) CT file in a series of "
+            f"{len(series)} files, {len(series) - len(enhanced)} of them single slices; "
+            "put them in separate folders"
         )
-    if multi:
-        return _enhanced(first[0])
+    if enhanced:
+        return _enhanced(enhanced)
     if not rest:
         raise BadInput(f"{first[0]}: the series has one slice; a CT needs a stack of slices")
     row, col = _orientation(*first)
@@ -87,35 +90,54 @@ def _frames(file: Path, ds) -> int:
         raise BadInput(f"{file}: DICOM tag NumberOfFrames is not a number") from error
 
 
-def _enhanced(file: Path) -> tuple[np.ndarray, np.ndarray]:
-    """HU (I, J, K) and the RAS+ affine of a multi-frame CT file (see the module doc)."""
-    ds, stored = _with_pixels(file, "CT")
-    count = _frames(file, ds)
-    if stored.ndim != 3 or stored.shape[0] != count:
-        raise BadInput(f"{file}: pixel data of shape {stored.shape} is not {count} frames")
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
-    if len(per_frame) != count:
-        raise BadInput(
-            f"{file}: Per-frame Functional Groups Sequence has {len(per_frame)} items for "
-            f"{count} frames"
-        )
-    shared = (ds.get("SharedFunctionalGroupsSequence") or [None])[0]
-    frames = [
-        _Frame(f"{file} frame {i + 1}", i, groups, shared) for i, groups in enumerate(per_frame)
-    ]
+def _is_enhanced(file: Path, ds) -> bool:
+    """A CT file whose frames carry their geometry in functional groups: Enhanced CT Image
+    Storage, or any file of several frames or with per-frame functional groups."""
+    return (
+        str(ds.get("SOPClassUID", "")) == ENHANCED_CT
+        or _frames(file, ds) > 1
+        or "PerFrameFunctionalGroupsSequence" in ds
+    )
+
+
+def _enhanced(files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """HU (I, J, K) and the RAS+ affine of an enhanced CT (see the module doc): one file, or the
+    files of a series (a concatenation, or one frame per file), their frames placed together."""
+    frames, pixels = [], {}
+    for file in files:
+        ds, stored = _with_pixels(file, "CT")
+        count = _frames(file, ds)
+        stored = stored[None] if stored.ndim == 2 and count == 1 else stored
+        if stored.ndim != 3 or stored.shape[0] != count:
+            raise BadInput(f"{file}: pixel data of shape {stored.shape} is not {count} frames")
+        per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+        if len(per_frame) != count:
+            raise BadInput(
+                f"{file}: Per-frame Functional Groups Sequence has {len(per_frame)} items for "
+                f"{count} frames"
+            )
+        shared = (ds.get("SharedFunctionalGroupsSequence") or [None])[0]
+        if pixels and stored.shape[1:] != next(iter(pixels.values())).shape[1:]:
+            raise BadInput(f"{file}: its frames differ in size from {files[0].name}'s")
+        pixels[file] = stored
+        frames += [
+            _Frame(f"{file} frame {i + 1}", file, i, groups, shared)
+            for i, groups in enumerate(per_frame)
+        ]
     first = frames[0]
     for frame in frames[1:]:
         if not np.allclose(frame.orientation, first.orientation, atol=1e-4):
-            raise BadInput(f"{frame.label}: its orientation differs from frame 1's")
+            raise BadInput(f"{frame.label}: its orientation differs from {first.name}'s")
         if frame.spacing != first.spacing:
-            raise BadInput(f"{frame.label}: its pixel spacing differs from frame 1's")
+            raise BadInput(f"{frame.label}: its pixel spacing differs from {first.name}'s")
     (row, col), spacing = first.orientation, first.spacing
     normal = np.cross(row, col)
     ordered, gap = _stacked([(frame.label, frame.position) for frame in frames], normal)
     by_label = {frame.label: frame for frame in frames}
-    hu = np.stack([by_label[label].hu(stored).T for label, _ in ordered], axis=-1, dtype=np.float32)
+    planes = [by_label[label] for label, _ in ordered]
+    hu = np.stack([f.hu(pixels[f.file]).T for f in planes], axis=-1, dtype=np.float32)
     if not np.isfinite(hu).all():
-        raise BadInput(f"{file}: pixels are not finite after the rescale")
+        raise BadInput(f"{files[0]}: pixels are not finite after the rescale")
     lps = np.eye(4)
     lps[:3, 0], lps[:3, 1], lps[:3, 2] = row * spacing[1], col * spacing[0], normal * gap
     lps[:3, 3] = _position(*ordered[0])
@@ -126,8 +148,9 @@ class _Frame:
     """One frame of a multi-frame CT: its geometry and rescale from its functional groups, per
     frame or shared."""
 
-    def __init__(self, label: str, index: int, groups, shared) -> None:
-        self.label, self.index, self.sources = label, index, (groups, shared)
+    def __init__(self, label: str, file: Path, index: int, groups, shared) -> None:
+        self.label, self.file, self.index, self.sources = label, file, index, (groups, shared)
+        self.name = f"{file.name} frame {index + 1}"
         self.position = self.group("PlanePositionSequence")
         self.orientation = _orientation(label, self.group("PlaneOrientationSequence"))
         self.spacing = spacing_tag(self.group("PixelMeasuresSequence"), "PixelSpacing", label)

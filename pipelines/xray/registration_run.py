@@ -212,6 +212,8 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
     others = [r.volume, r.labels, r.truth, r.fiducials, r.checkpoint, r.mask]
     check_apart(r.out, [*every, *(Path(o) for o in others if o is not None)], folders)
     all_names = output_names(every)
+    if r.frame is not None:  # frames of one run register to folders of their own
+        all_names = [f"{name}_frame{r.frame}" for name in all_names]
     target = Path(r.out).expanduser().absolute()
     plan = plan_batch(
         len(every),
