@@ -101,6 +101,11 @@ def test_a_run_needs_a_frame_and_a_wrong_frame_or_increment_is_one_line(run, tmp
         assert not out.exists()
     code, _, err = recon("embed-spine", files["steady"], "-o", tmp_path / "e.json")
     assert code == 2 and "holds 5 frames (a run); a spine X-ray is one frame" in err, err
+    enhanced = edit_dicom(
+        files["steady"], tmp_path / "enhanced.dcm", SOPClassUID="1.2.840.10008.5.1.4.1.1.12.1.1"
+    )
+    code, _, err = recon("register", enhanced, "--frame", 1, "-o", tmp_path / "reg")
+    assert code == 2 and "an Enhanced XA image keeps its geometry" in err, err
 
 
 @pytest.mark.slow

@@ -48,6 +48,10 @@ SPACING_TAGS = {
     "PixelSpacing": "(0028,0030)",
 }
 MAGNIFICATION = "EstimatedRadiographicMagnificationFactor"
+ENHANCED_XRAY = {
+    "1.2.840.10008.5.1.4.1.1.12.1.1": "Enhanced XA",
+    "1.2.840.10008.5.1.4.1.1.12.2.1": "Enhanced XRF",
+}
 ALL_PLUGINS_FAILED = "Unable to decode as exceptions were raised by all available plugins:"
 
 
@@ -183,6 +187,11 @@ def read_dicom_image(
             raise BadInput(f"{path}: not a DICOM {what} (no DICOM header)") from error
         except Exception as error:  # pydicom raises many types for a damaged header
             raise BadInput(f"{path}: not a DICOM {what} ({first_line(error)})") from error
+        if str(ds.get("SOPClassUID", "")) in ENHANCED_XRAY:
+            raise BadInput(
+                f"{path}: an {ENHANCED_XRAY[str(ds.SOPClassUID)]} image keeps its geometry and "
+                "intensity tags per frame, which are not read; export the run as XA or RF"
+            )
         stored = decoded_pixels(ds, path, what)
         photometric = str(ds.get("PhotometricInterpretation", "") or "MONOCHROME2")
         if photometric not in ("MONOCHROME1", "MONOCHROME2"):
