@@ -192,26 +192,24 @@ def read_dicom_image(
                 f"{path}: an {ENHANCED_XRAY[str(ds.SOPClassUID)]} image keeps its geometry and "
                 "intensity tags per frame, which are not read; export the run as XA or RF"
             )
-        stored = decoded_pixels(ds, path, what)
         photometric = str(ds.get("PhotometricInterpretation", "") or "MONOCHROME2")
         if photometric not in ("MONOCHROME1", "MONOCHROME2"):
             raise BadInput(
                 f"{path}: Photometric Interpretation {photometric} is not a grey-scale {what} "
                 "(MONOCHROME1 or MONOCHROME2)"
             )
-        frames = stored.shape[0] if stored.ndim == 3 else 1
+        frames = _integer(ds, "NumberOfFrames", path) if ds.get("NumberOfFrames") else 1
         if frames > 1 and frame is None:
             pick = f"pick one with {frame_flag} N (1 to {frames})" if frame_flag else ""
-            raise BadInput(
-                f"{path}: holds {frames} frames (a run); " + (pick or f"a {what} is one frame")
-            )
+            pick = pick or f"{_article(what)} {what} is one frame"
+            raise BadInput(f"{path}: holds {frames} frames (a run); {pick}")
         if frame is not None and not 1 <= frame <= frames:
             raise BadInput(
                 f"{path}: {frame_flag or 'frame'} {frame} is not one of its {frames} frame"
                 + ("s" if frames > 1 else "")
             )
-        if stored.ndim == 3:
-            stored = stored[frame - 1]
+        # only the frame asked for is decoded: a long run would take gigabytes
+        stored = decoded_pixels(ds, path, what, frame - 1 if frames > 1 else None)
         try:
             pixels = np.asarray(
                 apply_modality_lut(stored, ds) if modality_lut_applies(ds) else stored,
@@ -275,6 +273,10 @@ def image_region(
             f"{region.size} pixels as image"
         )
     return region, " and ".join(sources)
+
+
+def _article(noun: str) -> str:
+    return "an" if noun.lower().startswith(("x-", "a", "e", "i", "o", "u")) else "a"
 
 
 def _integer(ds, keyword: str, path: Path) -> int:
@@ -414,10 +416,13 @@ def _damaged_jpeg(ds, syntax) -> str | None:
     return None
 
 
-def decoded_pixels(ds, path: Path, what: str = "image") -> np.ndarray:
+def decoded_pixels(ds, path: Path, what: str = "image", index: int | None = None) -> np.ndarray:
     """The stored pixel values of a read dataset, decompressed as its transfer syntax says
-    (safe_decoders order); BadInput naming the file and the transfer syntax when the pixel data
-    is missing or no installed decoder can read it."""
+    (safe_decoders order): every frame, or only frame `index` (0-based) of a multi-frame file;
+    BadInput naming the file and the transfer syntax when the pixel data is missing or no
+    installed decoder can read it."""
+    from pydicom.pixels import pixel_array
+
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if not any(key in ds for key in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise BadInput(f"{path}: has no pixel data (is the file cut short?)")
@@ -428,8 +433,10 @@ def decoded_pixels(ds, path: Path, what: str = "image") -> np.ndarray:
     errors = []
     with _native_stderr() as native:  # C decoders (GDCM, OpenJPEG) print their own complaints
         for plugin in safe_decoders().get(syntax, ("",)):
-            ds.pixel_array_options(decoding_plugin=plugin)
             try:
+                if index is not None:
+                    return pixel_array(ds, index=index, decoding_plugin=plugin)
+                ds.pixel_array_options(decoding_plugin=plugin)
                 return ds.pixel_array
             except Exception as error:  # pydicom and its decoders raise many types
                 errors.append(error)
