@@ -307,6 +307,25 @@ def test_an_enhanced_ct_split_over_files_reads_whole(chest, enhanced, tmp_path, 
         assert np.array_equal(hu, want[0]) and np.allclose(affine, want[1]), given
 
 
+def test_two_enhanced_volumes_of_one_series(recon, enhanced, tmp_path):
+    """Two phases, each a whole enhanced CT file, in one series (no concatenation): the file
+    given is read alone; the folder is one line naming both."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from recon.pipelines.common.dicom_series import read_ct_series
+
+    folder = tmp_path / "phases"
+    folder.mkdir()
+    for name in ("phase1.dcm", "phase2.dcm"):
+        ds = pydicom.dcmread(enhanced)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.save_as(folder / name)
+    assert np.array_equal(read_ct_series(folder / "phase2.dcm")[0], read_ct_series(enhanced)[0])
+    err = refused(recon, tmp_path, "make-drr", "-v", folder, *POSE, "-o", tmp_path / "d.png")
+    assert "holds 2 enhanced CT volumes of one series (phase1.dcm, phase2.dcm)" in err
+
+
 def _drop_position(ds):
     del ds.PerFrameFunctionalGroupsSequence[4].PlanePositionSequence
 

@@ -244,3 +244,13 @@ def test_truncated_ct_refused_not_rendered_blank(work, recon):
         assert "file is truncated" in err
     err = refused(recon, work, "make-drr", "-v", work / "cut.nii.gz", *POSE, "-o", work / "d.png")
     assert "not a readable CT volume" in err
+
+
+def test_make_drr_refuses_a_ct_without_soft_tissue(work, recon):
+    """Air and bone only (or values that are not HU): diffdrr's density transform raised a raw
+    torch error ('min(): Expected reduction dim ...')."""
+    hu = np.full((16, 16, 16), -1000.0, np.float32)
+    hu[4:12, 4:12, 4:12] = 400.0
+    nib.save(nib.Nifti1Image(hu, np.diag([2.0, 2.0, 2.0, 1.0])), work / "bone.nii.gz")
+    err = refused(recon, work, "make-drr", "-v", work / "bone.nii.gz", *POSE, "-o", work / "d.png")
+    assert "no CT voxel lies between -800 and 350 HU" in err and "-1000 to 400" in err

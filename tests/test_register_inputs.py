@@ -211,6 +211,15 @@ def _output_inside_the_input_folder(tmp_path):
     return [tmp_path], "inside, the input folder"
 
 
+def _output_holds_a_link_to_the_xray(tmp_path):
+    """The X-ray given as a link inside -o: the link was deleted."""
+    film = write_dicom(tmp_path / "data" / "a.dcm")
+    link = tmp_path / "reg" / "link.dcm"
+    link.parent.mkdir()
+    link.symlink_to(film)
+    return [link, "--overwrite"], "output would replace the input"
+
+
 def _output_holds_the_mask(tmp_path):
     xray = write_dicom(tmp_path / "x.dcm")
     mask = tmp_path / "reg" / "mask.png"
@@ -228,6 +237,7 @@ def _output_holds_the_mask(tmp_path):
         _reserved_name,
         _output_holds_the_xray,
         _output_inside_the_input_folder,
+        _output_holds_a_link_to_the_xray,
         _output_holds_the_mask,
     ],
 )

@@ -80,6 +80,15 @@ def test_frame_n_and_its_angles(run):
             assert xray.frame_number == frame
 
 
+@pytest.mark.parametrize("count", ["", "0"])
+def test_a_run_whose_frame_count_is_empty_is_counted_from_its_pixels(run, tmp_path, count):
+    _, files, _ = run
+    blank = edit_dicom(files["steady"], tmp_path / "blank.dcm", NumberOfFrames=count)
+    with pytest.raises(BadInput, match=r"holds 5 frames \(a run\)"):
+        read_xray(blank)
+    assert torch.equal(read_xray(blank, frame=4).image, read_xray(files["steady"], frame=4).image)
+
+
 def test_a_run_needs_a_frame_and_a_wrong_frame_or_increment_is_one_line(run, tmp_path, recon):
     _, files, _ = run
     with pytest.raises(BadInput, match=r"holds 5 frames \(a run\); pick one with --frame N"):

