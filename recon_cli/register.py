@@ -136,8 +136,9 @@ def register(
     mask: Annotated[
         Path | None,
         typer.Option(
-            help="Image whose nonzero pixels are the X-ray's image (the X-ray's size as "
-            "stored), e.g. a PNG fluoroscopy frame's round field; with --shutters, both count.",
+            help="Image whose bright pixels (above half its maximum, not transparent) are the "
+            "X-ray's image (the X-ray's size as stored), e.g. a PNG fluoroscopy frame's round "
+            "field; with --shutters, both count.",
             rich_help_panel=PRE,
         ),
     ] = None,

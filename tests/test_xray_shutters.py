@@ -255,3 +255,23 @@ def test_a_png_frame_registers_with_its_mask(films, tmp_path, recon):
     )  # fmt: skip
     assert code == 2 and "the mask is 40 x 40 px, the X-ray frame.png 96 x 84" in err, err
     assert not out.exists()
+
+
+def test_mask_pixels_are_bright_and_opaque(films, tmp_path):
+    """A mask drawn in an editor: transparent pixels and faint ones (JPEG ringing around black)
+    are not image."""
+    from PIL import Image
+
+    from recon.pipelines.xray.xray import with_mask
+
+    files, _ = films
+    field = _round_field()
+    rgba = np.zeros((HEIGHT, WIDTH, 4), np.uint8)
+    rgba[..., :3] = 255  # white everywhere ...
+    rgba[..., 3] = np.where(field, 255, 0)  # ... but opaque only inside the field
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    faint = np.where(field, 255, 12).astype(np.uint8)  # ringing: 12 of 255 outside
+    Image.fromarray(faint, "L").save(tmp_path / "faint.png")
+    for name in ("alpha.png", "faint.png"):
+        masked = with_mask(read_xray(files["plain"]), tmp_path / name)
+        assert torch.equal(masked.region[0, 0], torch.from_numpy(field)), name

@@ -164,14 +164,18 @@ def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis, shutters,
 
 
 def with_mask(xray: Xray, mask_path: Path) -> Xray:
-    """The X-ray with its image region narrowed to the nonzero pixels of a mask image (`register
-    --mask`): the X-ray file's rows x columns as stored, turned with the image; the image is
-    rescaled within the new region, 0 outside. BadInput for another size, or a region too
-    small or blank."""
+    """The X-ray with its image region narrowed to the bright pixels of a mask image (`register
+    --mask`: above half its maximum, and not transparent): the X-ray file's rows x columns as
+    stored, turned with the image; the image is rescaled within the new region, 0 outside.
+    BadInput for another size, or a region too small or blank."""
     from recon.pipelines.common.io import grey_pixels, read_image, require_file
 
     mask_path = require_file(Path(mask_path), "mask")
-    mask = grey_pixels(read_image(mask_path, one_frame=True)) > 0
+    array = read_image(mask_path, one_frame=True)
+    grey = grey_pixels(array).astype(np.float64)
+    mask = grey > grey.max() / 2  # JPEG ringing around black stays out
+    if array.ndim == 3 and array.shape[2] in (2, 4):  # transparent pixels are not image
+        mask &= array[..., -1] > 0
     turns = xray.frame.quarter_turns if xray.frame is not None else 0
     rows, columns = xray.image.shape[-2:] if turns % 2 == 0 else xray.image.shape[-2:][::-1]
     if mask.shape != (rows, columns):
