@@ -261,10 +261,10 @@ def read_dicom_image(
 def image_region(
     ds, stored: np.ndarray, path: Path, shutters: bool = True
 ) -> tuple[np.ndarray | None, str]:
-    """(H, W) bool, True where a pixel is image (see the module doc), and the tags that said
-    so; (None, "") when every pixel is, or shutters=False. A BITMAP shutter (an overlay) is not
-    read and is named in the source. BadInput for a shutter whose tags are missing or broken,
-    or a region of fewer than 64 pixels."""
+    """(H, W) bool, True where a pixel of the stored frame (H, W) is image (see the module doc),
+    and the tags that said so; (None, "") when every pixel is, or shutters=False. A BITMAP
+    shutter (an overlay) is not read and is named in the source. BadInput for a shutter whose
+    tags are missing or broken, or a region of fewer than 64 pixels."""
     if not shutters:
         return None, ""
     shape = stored.shape[-2:]
@@ -275,8 +275,7 @@ def image_region(
         limit = ds.get("PixelPaddingRangeLimit", None)
         limit = padding if limit in (None, "") else _integer(ds, "PixelPaddingRangeLimit", path)
         low, high = sorted((padding, limit))
-        padded = (stored >= low) & (stored <= high)
-        region &= ~(padded.all(axis=0) if padded.ndim == 3 else padded)
+        region &= ~((stored >= low) & (stored <= high))
         sources.append(f"Pixel Padding Value {padding}" + (f" to {limit}" if low < high else ""))
     raw = ds.get("ShutterShape", None)
     shapes = [] if raw in (None, "") else [raw] if isinstance(raw, str) else list(raw)
