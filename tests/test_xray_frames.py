@@ -135,3 +135,22 @@ def test_frame_4_of_a_rotational_run_registers_from_its_own_angles(run, tmp_path
     assert row["frame"] == 4 and row["init_rot_deg"][0] == pytest.approx(10.0)
     assert row["name"] == "absolute_frame4" and (tmp_path / "reg" / "absolute_frame4").is_dir()
     assert row["init_mtre_mm"] > 10 and row["final_mtre_mm"] < 1.5, row
+
+
+def test_one_damaged_frame_of_a_compressed_run_spoils_only_itself(run, tmp_path):
+    """A JPEG-LS run whose last frame lost its start-of-image marker: the other frames read as
+    the uncompressed run's; the damaged one is one line naming it."""
+    import pydicom
+    from dicom_files import compress
+    from pydicom.encaps import encapsulate, generate_frames
+
+    _, files, _ = run
+    path = compress(edit_dicom(files["steady"], tmp_path / "run.dcm"), "1.2.840.10008.1.2.4.80")
+    ds = pydicom.dcmread(path)
+    frames = list(generate_frames(ds.PixelData, number_of_frames=FRAMES))
+    frames[-1] = b"\0\0" + frames[-1][2:]
+    ds.PixelData = encapsulate(frames)
+    ds.save_as(path)
+    assert torch.equal(read_xray(path, frame=2).image, read_xray(files["steady"], frame=2).image)
+    with pytest.raises(BadInput, match="damaged JPEG stream in frame 5: no start-of-image"):
+        read_xray(path, frame=5)

@@ -417,8 +417,9 @@ def _scan_ends(byte: int, following: int, jpeg_ls: bool) -> bool:
     return following >= 0x80 if jpeg_ls else following != 0x00 and not 0xD0 <= following <= 0xD7
 
 
-def _damaged_jpeg(ds, syntax) -> str | None:
-    """The first frame damage of a JPEG-family or JPEG-LS dataset (see jpeg_damage), or None."""
+def _damaged_jpeg(ds, syntax, index: int | None = None) -> str | None:
+    """The first frame damage of a JPEG-family or JPEG-LS dataset (see jpeg_damage), or None;
+    with index (0-based), that frame's only."""
     from pydicom.encaps import generate_frames
     from pydicom.uid import JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
 
@@ -430,6 +431,8 @@ def _damaged_jpeg(ds, syntax) -> str | None:
     except Exception as error:  # pydicom raises several types for broken encapsulation
         return f"the encapsulated frames are damaged ({first_line(error)})"
     for number, frame in enumerate(frames):
+        if index is not None and number != index:
+            continue
         damage = jpeg_damage(frame, syntax in JPEGLSTransferSyntaxes)
         if damage is not None:
             return f"damaged JPEG stream in frame {number + 1}: {damage}"
@@ -447,7 +450,7 @@ def decoded_pixels(ds, path: Path, what: str = "image", index: int | None = None
     if not any(key in ds for key in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise BadInput(f"{path}: has no pixel data (is the file cut short?)")
     name = getattr(syntax, "name", None) or "unknown transfer syntax"
-    damage = _damaged_jpeg(ds, syntax)
+    damage = _damaged_jpeg(ds, syntax, index)
     if damage is not None:
         raise BadInput(f"{path}: cannot read the {what}'s pixel data ({name}): {damage}")
     errors = []
