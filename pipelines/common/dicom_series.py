@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +54,6 @@ def read_ct_series(path: Path) -> tuple[np.ndarray, np.ndarray]:
     folder, wanted = (path, None) if path.is_dir() else (path.parent, path)
     headers = _image_headers(folder)
     series = _one_series(folder, headers, wanted)
-    first, rest = series[0], series[1:]
     enhanced = [(file, ds) for file, ds in series if _is_enhanced(file, ds)]
     if enhanced and len(enhanced) < len(series):
         raise BadInput(
@@ -61,25 +62,56 @@ def read_ct_series(path: Path) -> tuple[np.ndarray, np.ndarray]:
             "put them in separate folders"
         )
     if enhanced:
-        return _enhanced(_one_volume(folder, enhanced, wanted))
-    if not rest:
-        raise BadInput(f"{first[0]}: the series has one slice; a CT needs a stack of slices")
-    row, col = _orientation(*first)
-    spacing = spacing_tag(first[1], "PixelSpacing", first[0])
+        return _assemble(_enhanced_planes(_one_volume(folder, enhanced, wanted)))
+    return _assemble([_slice_plane(file, ds) for file, ds in series])
+
+
+@dataclass
+class _Plane:
+    """One slice of a CT: a file of a series, or a frame of an enhanced CT."""
+
+    label: str  # where it is, for messages: the file, or "FILE frame N"
+    name: str  # the same, short: the file's name, or "NAME frame N"
+    position: np.ndarray  # ImagePositionPatient, LPS mm
+    orientation: tuple[np.ndarray, np.ndarray]  # unit row and column directions, LPS
+    spacing: tuple[float, float]  # [row, column] mm
+    size: tuple[int, int]  # rows, columns
+    hu: Callable[[], np.ndarray]  # its pixels in HU, (rows, columns) float32
+
+
+def _slice_plane(file: Path, ds) -> _Plane:
+    spacing = spacing_tag(ds, "PixelSpacing", file)
     if spacing is None:
-        raise BadInput(f"{first[0]}: DICOM tag PixelSpacing (0028,0030) is missing")
-    size = (int(first[1].Rows), int(first[1].Columns))
-    for file, ds in rest:
-        if not np.allclose(_orientation(file, ds), (row, col), atol=1e-4):
-            raise BadInput(f"{file}: its orientation differs from {first[0].name}'s")
-        if spacing_tag(ds, "PixelSpacing", file) != spacing or (ds.Rows, ds.Columns) != size:
-            raise BadInput(f"{file}: its pixel grid differs from {first[0].name}'s")
+        raise BadInput(f"{file}: DICOM tag PixelSpacing (0028,0030) is missing")
+    return _Plane(
+        str(file),
+        file.name,
+        _position(file, ds),
+        _orientation(file, ds),
+        spacing,
+        (int(ds.Rows), int(ds.Columns)),
+        lambda: _slice_hu(file),
+    )
+
+
+def _assemble(planes: list[_Plane]) -> tuple[np.ndarray, np.ndarray]:
+    """HU (I, J, K) and the RAS+ affine of the planes of one volume: one orientation and pixel
+    grid, evenly spaced along their normal (_stacked). BadInput naming the plane otherwise."""
+    first = planes[0]
+    if len(planes) == 1:
+        raise BadInput(f"{first.label}: the series has one slice; a CT needs a stack of slices")
+    for plane in planes[1:]:
+        if not np.allclose(plane.orientation, first.orientation, atol=1e-4):
+            raise BadInput(f"{plane.label}: its orientation differs from {first.name}'s")
+        if plane.spacing != first.spacing or plane.size != first.size:
+            raise BadInput(f"{plane.label}: its pixel grid differs from {first.name}'s")
+    (row, col), spacing = first.orientation, first.spacing
     normal = np.cross(row, col)
-    ordered, gap = _stacked(series, normal)
-    hu = np.stack([_slice_hu(file).T for file, _ in ordered], axis=-1)
+    ordered, gap = _stacked(planes, normal)
+    hu = np.stack([plane.hu().T for plane in ordered], axis=-1)
     lps = np.eye(4)
     lps[:3, 0], lps[:3, 1], lps[:3, 2] = row * spacing[1], col * spacing[0], normal * gap
-    lps[:3, 3] = _position(*ordered[0])
+    lps[:3, 3] = ordered[0].position
     return hu, LPS_TO_RAS @ lps
 
 
@@ -121,10 +153,10 @@ def _one_volume(folder: Path, enhanced: list, wanted: Path | None) -> list[Path]
     )
 
 
-def _enhanced(files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """HU (I, J, K) and the RAS+ affine of an enhanced CT (see the module doc): one file, or the
-    files of a series (a concatenation, or one frame per file), their frames placed together."""
-    frames, pixels = [], {}
+def _enhanced_planes(files: list[Path]) -> list[_Plane]:
+    """The frames of an enhanced CT (see the module doc) as planes: one file, or the files of a
+    series (a concatenation, or one frame per file), their frames placed together."""
+    planes = []
     for file in files:
         ds, stored = _with_pixels(file, "CT")
         count = _frames(file, ds)
@@ -138,61 +170,49 @@ def _enhanced(files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
                 f"{count} frames"
             )
         shared = (ds.get("SharedFunctionalGroupsSequence") or [None])[0]
-        if pixels and stored.shape[1:] != next(iter(pixels.values())).shape[1:]:
-            raise BadInput(f"{file}: its frames differ in size from {files[0].name}'s")
-        pixels[file] = stored
-        frames += [
-            _Frame(f"{file} frame {i + 1}", file, i, groups, shared)
-            for i, groups in enumerate(per_frame)
+        planes += [
+            _frame_plane(file, index, (groups, shared), stored)
+            for index, groups in enumerate(per_frame)
         ]
-    first = frames[0]
-    for frame in frames[1:]:
-        if not np.allclose(frame.orientation, first.orientation, atol=1e-4):
-            raise BadInput(f"{frame.label}: its orientation differs from {first.name}'s")
-        if frame.spacing != first.spacing:
-            raise BadInput(f"{frame.label}: its pixel spacing differs from {first.name}'s")
-    (row, col), spacing = first.orientation, first.spacing
-    normal = np.cross(row, col)
-    ordered, gap = _stacked([(frame.label, frame.position) for frame in frames], normal)
-    by_label = {frame.label: frame for frame in frames}
-    planes = [by_label[label] for label, _ in ordered]
-    hu = np.stack([f.hu(pixels[f.file]).T for f in planes], axis=-1, dtype=np.float32)
-    if not np.isfinite(hu).all():
-        raise BadInput(f"{files[0]}: pixels are not finite after the rescale")
-    lps = np.eye(4)
-    lps[:3, 0], lps[:3, 1], lps[:3, 2] = row * spacing[1], col * spacing[0], normal * gap
-    lps[:3, 3] = _position(*ordered[0])
-    return hu, LPS_TO_RAS @ lps
+    return planes
 
 
-class _Frame:
-    """One frame of a multi-frame CT: its geometry and rescale from its functional groups, per
-    frame or shared."""
+def _frame_plane(file: Path, index: int, sources: tuple, stored: np.ndarray) -> _Plane:
+    """Frame `index` of an enhanced CT file, its geometry and rescale from its functional
+    groups (sources: the frame's own, then the shared ones)."""
+    label = f"{file} frame {index + 1}"
 
-    def __init__(self, label: str, file: Path, index: int, groups, shared) -> None:
-        self.label, self.file, self.index, self.sources = label, file, index, (groups, shared)
-        self.name = f"{file.name} frame {index + 1}"
-        self.position = self.group("PlanePositionSequence")
-        self.orientation = _orientation(label, self.group("PlaneOrientationSequence"))
-        self.spacing = spacing_tag(self.group("PixelMeasuresSequence"), "PixelSpacing", label)
-        if self.spacing is None:
-            raise BadInput(f"{label}: DICOM tag PixelSpacing (0028,0030) is missing")
-        rescale = self.group("PixelValueTransformationSequence", required=False)
-        self.slope = dicom_number(rescale, "RescaleSlope", 1.0, label) if rescale else 1.0
-        self.intercept = dicom_number(rescale, "RescaleIntercept", 0.0, label) if rescale else 0.0
-
-    def group(self, name: str, required: bool = True):
-        """The first item of a functional group macro, per frame, else shared."""
-        for source in self.sources:
+    def group(name: str, required: bool = True):
+        for source in sources:
             items = source.get(name) if source is not None else None
             if items:
                 return items[0]
         if required:
-            raise BadInput(f"{self.label}: no {name} in its functional groups")
+            raise BadInput(f"{label}: no {name} in its functional groups")
         return None
 
-    def hu(self, stored: np.ndarray) -> np.ndarray:
-        return stored[self.index].astype(np.float32) * self.slope + self.intercept
+    spacing = spacing_tag(group("PixelMeasuresSequence"), "PixelSpacing", label)
+    if spacing is None:
+        raise BadInput(f"{label}: DICOM tag PixelSpacing (0028,0030) is missing")
+    rescale = group("PixelValueTransformationSequence", required=False)
+    slope = dicom_number(rescale, "RescaleSlope", 1.0, label) if rescale else 1.0
+    intercept = dicom_number(rescale, "RescaleIntercept", 0.0, label) if rescale else 0.0
+
+    def hu() -> np.ndarray:
+        values = stored[index].astype(np.float32) * slope + intercept
+        if not np.isfinite(values).all():
+            raise BadInput(f"{label}: pixels are not finite after the rescale")
+        return values
+
+    return _Plane(
+        label,
+        f"{file.name} frame {index + 1}",
+        _position(label, group("PlanePositionSequence")),
+        _orientation(label, group("PlaneOrientationSequence")),
+        spacing,
+        stored.shape[1:],
+        hu,
+    )
 
 
 def _image_headers(folder: Path) -> list[tuple[Path, object]]:
@@ -290,18 +310,16 @@ def _numbers(file: Path, ds, keyword: str, count: int) -> list[float]:
     return values
 
 
-def _stacked(series: list, normal: np.ndarray) -> tuple[list, float]:
-    """The slices ordered along the normal and their (even) gap in mm; BadInput for two slices
-    at one place, an uneven gap (a missing slice) or slices off the normal (gantry tilt)."""
-    placed = sorted(
-        ((float(_position(f, ds) @ normal), f, ds) for f, ds in series), key=lambda t: t[0]
-    )
-    depth = np.array([d for d, _, _ in placed])
+def _stacked(planes: list[_Plane], normal: np.ndarray) -> tuple[list[_Plane], float]:
+    """The planes ordered along the normal and their (even) gap in mm; BadInput for two planes
+    at one place, an uneven gap (a missing slice) or planes off the normal (gantry tilt)."""
+    placed = sorted(planes, key=lambda plane: float(plane.position @ normal))
+    depth = np.array([float(plane.position @ normal) for plane in placed])
     gaps = np.diff(depth)
     gap = float(np.median(gaps))
     tolerance = GAP_TOLERANCE * gap + 0.01
     for k, step in enumerate(gaps):
-        names = f"{_name(placed[k][1])} and {_name(placed[k + 1][1])}"
+        names = f"{placed[k].name} and {placed[k + 1].name}"
         if step < 1e-3:
             raise BadInput(
                 f"{names}: two slices of the series lie at one place ({depth[k]:.2f} mm)"
@@ -311,20 +329,15 @@ def _stacked(series: list, normal: np.ndarray) -> tuple[list, float]:
                 f"{names}: {step:.2f} mm apart where the series' other slices are {gap:.2f} mm "
                 "apart (a missing slice?)"
             )
-    origin = _position(placed[0][1], placed[0][2])
-    for d, file, ds in placed[1:]:
-        drift = _position(file, ds) - origin - (d - depth[0]) * normal
+    origin = placed[0].position
+    for d, plane in zip(depth[1:], placed[1:], strict=True):
+        drift = plane.position - origin - (d - depth[0]) * normal
         if np.linalg.norm(drift) > tolerance:
             raise BadInput(
-                f"{file}: lies {np.linalg.norm(drift):.2f} mm off the line along the slice normal "
-                "(a tilted gantry?); such series are not supported"
+                f"{plane.label}: lies {np.linalg.norm(drift):.2f} mm off the line along the "
+                "slice normal (a tilted gantry?); such series are not supported"
             )
-    return [(f, ds) for _, f, ds in placed], gap
-
-
-def _name(item) -> str:
-    """A slice file's name, or a frame's label."""
-    return item.name if isinstance(item, Path) else str(item)
+    return placed, gap
 
 
 def _with_pixels(file: Path, what: str) -> tuple[object, np.ndarray]:
