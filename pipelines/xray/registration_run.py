@@ -401,21 +401,18 @@ def register_one(
 def check_region(xray, intrinsics: Intrinsics, region, heights: list[int]) -> None:
     """BadInput when the X-ray's image region holds no whole similarity window at some
     stage's detector size."""
-    from recon.pipelines.xray.similarity import GNCC_PATCH, GradientMultiscaleNCC
+    from recon.pipelines.xray.similarity import GNCC_PATCH, holds_whole_windows
 
     if region is None:
         return
     for height in heights:
         stage = intrinsics.resized(min(int(height), intrinsics.height))
-        mask = stage_region(region, stage)
-        try:
-            GradientMultiscaleNCC(torch.zeros(mask.shape), mask=mask)
-        except ValueError:
+        if not holds_whole_windows(stage_region(region, stage)):
             raise BadInput(
                 f"{xray.path}: its image region ({xray.region_source}) holds no whole "
                 f"{GNCC_PATCH} px window at the {stage.height} px stage; raise --heights or "
                 "pass --no-shutters"
-            ) from None
+            )
 
 
 def found_pose(pose: torch.Tensor) -> dict:

@@ -31,6 +31,26 @@ def sobel(image: torch.Tensor) -> torch.Tensor:
     return F.conv2d(image, kernels, padding=1)
 
 
+def sobel_inside(mask: torch.Tensor) -> torch.Tensor:
+    """The pixels of a mask (B, 1, H, W) whose 3 x 3 Sobel support lies inside it (the image's
+    own border is not a mask border: the Sobel there pads with zeros, as xvr's does)."""
+    mask = mask.double() if mask.dtype == torch.bool else mask
+    return -F.max_pool2d(-mask, 3, stride=1, padding=1)
+
+
+def whole_windows(mask: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """1.0 at each patch_size x patch_size window (stride 1, no padding) wholly inside the mask
+    (B, 1, H, W), else 0.0; float64."""
+    return (F.avg_pool2d(mask.double(), patch_size, stride=1) > 1 - 1e-9).double()
+
+
+def holds_whole_windows(mask: torch.Tensor) -> bool:
+    """Whether a mask (B, 1, H, W) holds, in every image, a whole window of each windowed term:
+    the narrowest is the gradient term's 11 px window inside the mask shrunk by the Sobel's
+    support (it holds the intensity term's 9 px one)."""
+    return bool((whole_windows(sobel_inside(mask), GNCC_PATCH).sum(dim=(-2, -1)) > 0).all())
+
+
 class GradientMultiscaleNCC(torch.nn.Module):
     """xvr's gmncc against one fixed image (B, 1, H, W); forward(moving) -> (B,), 1 = identical
     up to an affine intensity change. mask (1 or B, 1, H, W) bool: the pixels that count (see
@@ -44,7 +64,9 @@ class GradientMultiscaleNCC(torch.nn.Module):
         inner = None
         if mask is not None:
             mask = mask.to(fixed.device, fixed.dtype).expand_as(fixed)
-            inner = -F.max_pool2d(-mask, 3, stride=1, padding=1)  # Sobel's support inside
+            if not holds_whole_windows(mask):
+                raise ValueError(f"the mask holds no whole {GNCC_PATCH} px window")
+            inner = sobel_inside(mask)
         self.whole = _WholeImage(fixed, eps, mask)
         self.windows = _Windows(fixed, MNCC_PATCH, eps, mask)
         self.gradient_windows = _Windows(sobel(fixed), GNCC_PATCH, eps, inner)
@@ -79,10 +101,8 @@ class _Windows:
         self.fixed = fixed.double()
         self.valid = None
         if mask is not None:
-            self.valid = (self._pool(mask.double()) > 1 - 1e-9).double()
+            self.valid = whole_windows(mask, self.patch_size)
             self.count = self.valid.sum(dim=(-2, -1))
-            if not bool((self.count > 0).all()):
-                raise ValueError(f"the mask holds no whole {self.patch_size} px window")
         mean, mean_square = self._pool(torch.cat([self.fixed, self.fixed.square()], 1)).chunk(2, 1)
         self.mean = mean
         self.inv_std = ((mean_square - mean * mean).clamp_min(0) + eps).rsqrt()

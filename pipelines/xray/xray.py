@@ -166,8 +166,8 @@ def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis, shutters,
 def with_mask(xray: Xray, mask_path: Path) -> Xray:
     """The X-ray with its image region narrowed to the bright pixels of a mask image (`register
     --mask`: above half its maximum, and not transparent): the X-ray file's rows x columns as
-    stored, turned with the image; the image is rescaled within the new region, 0 outside.
-    BadInput for another size, or a region too small or blank."""
+    stored, turned with the image; the image is 0 outside (preprocess scales it within the
+    region). BadInput for another size, or a region too small or blank."""
     from recon.pipelines.common.io import grey_pixels, read_image, require_file
 
     mask_path = require_file(Path(mask_path), "mask")
@@ -189,10 +189,9 @@ def with_mask(xray: Xray, mask_path: Path) -> Xray:
     if int(region.sum()) < 64:
         raise BadInput(f"{mask_path}: the mask leaves {int(region.sum())} pixels of {xray.path}")
     inside = xray.image[region]
-    low, high = float(inside.min()), float(inside.max())
-    if high <= low:
-        raise BadInput(f"{xray.path}: image is blank inside {mask_path.name} (all {low})")
-    image = ((xray.image - low) / (high - low)).clamp(0, 1) * region
+    if float(inside.max()) <= float(inside.min()):
+        raise BadInput(f"{xray.path}: image is blank inside {mask_path.name}")
+    image = xray.image * region  # preprocess scales within the region
     source = " and ".join(s for s in (xray.region_source, f"--mask {mask_path.name}") if s)
     return replace(xray, image=image, region=region, region_source=source)
 
