@@ -10,11 +10,14 @@ pixel spacing as [row, column] mm, and one clear line for every broken tag.
   A multi-frame file (a fluoroscopy or angiography run) gives the one frame asked for; without
   one it is refused, naming its frame count.
 - Which way the values run (beam_relation): Pixel Intensity Relationship Sign (0028,1041),
-  which X-ray files (DX, CR, RF, XA) carry to say it (+1: lower values, less beam intensity,
-  denser), flipped by a negative Rescale Slope; else the Photometric Interpretation
-  (MONOCHROME1: bright = air). Pixel Intensity Relationship (0028,1040) says whether the values
-  are proportional to the beam intensity (LIN) or already logarithmic (LOG) or processed for
-  display (DISP), which decides whether registration takes their -log.
+  which DX and CR files carry for the values stored in Pixel Data (+1: lower values, less beam
+  intensity, denser), turned by a negative Rescale Slope or a Modality LUT decreasing over the
+  values used; XA and RF files carry no sign, and there LIN and LOG both rise with the beam;
+  else the Photometric Interpretation (MONOCHROME1: bright = air). Pixel Intensity
+  Relationship (0028,1040) says whether the values are proportional to the beam intensity
+  (LIN) or already logarithmic (LOG) or processed for display (DISP), which decides whether
+  registration takes their -log. An XA/RF LOG file's Modality LUT (back to linear intensity,
+  no part of display) is not applied.
 - The region that is image (image_region): pixels equal to Pixel Padding Value (0028,0120), or
   within it and Pixel Padding Range Limit (0028,0121), in stored values, and pixels outside a
   display shutter (Shutter Shape (0018,1600) RECTANGULAR, CIRCULAR, POLYGONAL; several shapes
