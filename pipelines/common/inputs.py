@@ -119,23 +119,23 @@ def check_apart(out: Path, files: Sequence[Path], folders: Sequence[Path] = ()) 
     """BadInput, even with --overwrite, when `out` is an input folder or inside one, or is an
     input file or a folder holding one (files may include a checkpoint or a CT). Each input is
     compared both as given (a link where the user put it) and resolved (where it points)."""
-    targets = _both(out)
+    targets = both_places(out)
     for folder in folders:
-        for place in _both(folder):
+        for place in both_places(folder):
             if any(t == place or place in t.parents for t in targets):
                 raise BadInput(
                     f"{out}: the output folder is, or is inside, the input folder {place}; "
                     "choose another path"
                 )
     for source in files:
-        for place in _both(source):
+        for place in both_places(source):
             if any(t == place or t in place.parents for t in targets):
                 raise BadInput(
                     f"{out}: output would replace the input {place}; choose another path"
                 )
 
 
-def _both(path: Path) -> set[Path]:
+def both_places(path: Path) -> set[Path]:
     """A path as given (absolute, `..` folded, links kept) and resolved (links followed)."""
     path = Path(path).expanduser()
     return {Path(os.path.abspath(path)), path.resolve()}

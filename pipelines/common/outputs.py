@@ -62,13 +62,13 @@ def check_run_record(output: Path, overwrite: bool, inputs: Iterable[Path | None
 
 
 def _covers(output: Path, source: Path) -> bool:
-    """True when output is source or a folder above it, the source taken both as given (a link
-    where the user put it) and resolved (where it points)."""
-    out = output.expanduser().resolve()
-    given = Path(os.path.abspath(source.expanduser()))
-    for src in (given, source.expanduser().resolve()):
-        if out == src or out in src.parents or Path(os.path.abspath(output)) in (src, *src.parents):
-            return True
+    """True when output is source or a folder above it, each taken both as given (a link where
+    the user put it) and resolved (where it points), or the same file."""
+    from recon.pipelines.common.inputs import both_places
+
+    places = both_places(source)
+    if any(out == src or out in src.parents for out in both_places(output) for src in places):
+        return True
     with contextlib.suppress(OSError):
         return output.exists() and source.exists() and os.path.samefile(output, source)
     return False
