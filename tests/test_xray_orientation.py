@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from dicom_files import edit_dicom
+from dicom_files import FILM_SDD, TRUE_ROT, TRUE_XYZ, edit_dicom
 from test_xray_io import small_ct
 
 from recon.pipelines.common.errors import BadInput
@@ -18,9 +18,8 @@ from recon.pipelines.xray.orientation import (
     stored_orientation,
 )
 
-TRUTH_ROT = (3.0, -2.0, 2.0)  # deg, ZXY
-TRUTH_XYZ = (6.0, 835.0, -5.0)  # mm
-SDD, ERMF = 1020.0, 1.2  # source-to-detector mm; magnification: the patient at SDD / 1.2 = 850
+TRUTH_ROT, TRUTH_XYZ = TRUE_ROT, TRUE_XYZ  # deg (ZXY), mm: the pose of ap_line_integrals
+SDD, ERMF = FILM_SDD, 1.2  # source-to-detector mm; magnification: the patient at SDD / 1.2 = 850
 
 
 def test_patient_orientation_parsing_and_frames():
@@ -74,19 +73,13 @@ def handmade(tmp_path_factory):
     xvr's column convention (Patient Orientation R\\F), ImagerPixelSpacing at the detector and
     an Estimated Radiographic Magnification Factor instead of DistanceSourceToPatient."""
     import pydicom
-    from dicom_files import write_dx
-    from diffdrr.drr import DRR
-    from diffdrr.pose import RigidTransform
+    from dicom_files import ap_line_integrals, write_dx
 
     from recon.pipelines.xray.pose import pose_from_degrees
-    from recon.pipelines.xray.volume import load_ct
 
     folder = tmp_path_factory.mktemp("handmade")
-    subject = load_ct(None, None, "AP", spacing_mm=4.0)
-    drr = DRR(subject, sdd=SDD, height=64, width=56, delx=6.0, dely=6.0, reverse_x_axis=False)
-    with torch.no_grad():
-        image = drr(RigidTransform(pose_from_degrees(TRUTH_ROT, TRUTH_XYZ)))[0, 0].numpy()
-    counts = np.round(image / image.max() * 4000).astype(np.uint16)
+    image = ap_line_integrals(64, 56, 6.0, reverse_x_axis=False)
+    counts = np.round(image * 4000).astype(np.uint16)
     path = write_dx(
         folder / "handmade.dcm",
         counts,
