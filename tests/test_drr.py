@@ -78,6 +78,47 @@ def test_read_gray_bit_depths(tmp_path):
         assert np.abs(image - ramp).max() <= tolerance, name
 
 
+def test_read_gray_follows_what_the_dicom_says(tmp_path):
+    """Pairs read DICOM through the one DICOM reader: the Pixel Intensity Relationship Sign (and
+    a negative Rescale Slope turning it) decides which values are dense, not MONOCHROME1 alone;
+    padding reads 0. Each file stores the ramp another way and must read back as the ramp."""
+    import pydicom
+    from dicom_files import edit_dicom
+
+    ramp = np.linspace(0, 1, 64 * 48).reshape(48, 64)
+    falling = np.rint((1 - ramp) * 65535)
+    write_dicom(tmp_path / "raw.dcm", falling)  # detector values: lower = less beam = denser
+    edit_dicom(
+        tmp_path / "raw.dcm", PixelIntensityRelationship="LIN", PixelIntensityRelationshipSign=1
+    )
+    write_dicom(tmp_path / "rescaled.dcm", falling)  # turned back by the rescale
+    edit_dicom(
+        tmp_path / "rescaled.dcm",
+        PixelIntensityRelationship="LOG",
+        PixelIntensityRelationshipSign=1,
+        RescaleSlope=-1,
+        RescaleIntercept=65535,
+    )
+    write_dicom(tmp_path / "mono1_log.dcm", np.rint(ramp * 65535), "MONOCHROME1")
+    edit_dicom(
+        tmp_path / "mono1_log.dcm",
+        PixelIntensityRelationship="LOG",
+        PixelIntensityRelationshipSign=-1,
+    )  # higher stored = denser, whatever display
+    for name in ("raw.dcm", "rescaled.dcm", "mono1_log.dcm"):
+        image, _ = read_gray(tmp_path / name)
+        assert np.abs(image - ramp).max() <= 1e-4, name
+    stored = np.rint(ramp * 65535)
+    stored[:8, :8] = 0
+    write_dicom(tmp_path / "padded.dcm", stored, "MONOCHROME1")
+    padded = pydicom.dcmread(tmp_path / "padded.dcm")
+    padded.add_new(0x00280120, "US", 0)  # Pixel Padding Value
+    padded.save_as(tmp_path / "padded.dcm")
+    image, _ = read_gray(tmp_path / "padded.dcm")
+    assert (image[:8, :8] == 0).all()
+    assert np.abs(image[8:, 8:] - (1 - ramp[8:, 8:])).max() <= 1e-4
+
+
 def test_square_fit_round_trip():
     """Pad + resize to 64 px and back: a smooth non-square image returns within 2% MAE."""
     yy, xx = np.mgrid[:90, :150]

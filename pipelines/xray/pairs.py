@@ -2,8 +2,11 @@
 
 Layout: ROOT/xray/NAME.(png|dcm) and ROOT/drr/NAME.(png|dcm); a pair is the two files with the
 same stem. Both images of a pair have the same size. Images are read as float32 (H, W) in [0, 1]:
-8-bit PNG / 255, 16-bit PNG / 65535, DICOM / (2^BitsStored - 1) with MONOCHROME1 inverted, so
-bright is dense everywhere (as in a DRR). RGB(A) PNG becomes the mean of its colour channels.
+8-bit PNG / 255, 16-bit PNG / 65535, DICOM through the one DICOM reader, over the range its
+modality LUT gives the stored bit depth (stored / (2^BitsStored - 1) without a rescale), inverted
+where lower values are denser (Pixel Intensity Relationship Sign, else MONOCHROME1), 0 outside
+its padding and shutters, so bright is dense everywhere (as in a DRR). RGB(A) PNG becomes the
+mean of its colour channels.
 
 Square fit (training and prediction use the same rule): an H x W image is zero-padded equally on
 both sides of its shorter axis to a square of side max(H, W), then resized (antialiased bilinear)
@@ -145,19 +148,44 @@ def _read_dicom(path: Path, pixels: bool = True):
 
 
 def _dicom_gray(path: Path) -> tuple[np.ndarray, int]:
-    from recon.pipelines.common.dicom import decoded_pixels
+    """A DICOM image through the one DICOM reader (recon.pipelines.common.dicom): its values
+    after the modality LUT, scaled by the range that LUT gives the stored bit depth (so an
+    unsigned file with no rescale reads stored / (2^BitsStored - 1), as a PNG reads / 65535),
+    inverted where lower values are denser (Pixel Intensity Relationship Sign, else
+    MONOCHROME1), and 0 outside the image region (padding, shutters)."""
+    from recon.pipelines.common.dicom import read_dicom_image
 
-    dataset = _read_dicom(path)
-    pixels = decoded_pixels(dataset, path).astype(np.float32)
-    if pixels.ndim != 2:
-        raise BadInput(f"{path}: expected one 2D image, got pixel data of shape {pixels.shape}")
+    image = read_dicom_image(path, what="image", invert=False)
+    low, high = _modality_range(image.dataset, path)
+    gray = ((image.pixels - low) / (high - low)).clip(0, 1)
+    if image.beam.invert:
+        gray = 1.0 - gray
+    if image.region is not None:
+        gray = np.where(image.region, gray, 0.0)
+    bits = int(getattr(image.dataset, "BitsStored", 16) or 16)
+    return gray.astype(np.float32), 8 if bits <= 8 else 16
+
+
+def _modality_range(dataset, path: Path) -> tuple[float, float]:
+    """The lowest and highest value the modality LUT gives over every value the stored bit
+    depth can hold (Rescale Slope/Intercept, or a Modality LUT Sequence)."""
+    from pydicom.pixels import apply_modality_lut
+
+    from recon.pipelines.common.dicom import modality_lut_applies
+
     bits = int(getattr(dataset, "BitsStored", 16) or 16)
-    if getattr(dataset, "PixelRepresentation", 0) == 1:
-        pixels = pixels + 2 ** (bits - 1)
-    image = (pixels / (2**bits - 1)).clip(0, 1)
-    if str(getattr(dataset, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        image = 1.0 - image
-    return image.astype(np.float32), 8 if bits <= 8 else 16
+    if not 1 <= bits <= 32:
+        raise BadInput(f"{path}: Bits Stored (0028,0101) is {bits}, not 1 to 32")
+    signed = getattr(dataset, "PixelRepresentation", 0) == 1
+    first = -(2 ** (bits - 1)) if signed else 0
+    last = first + 2**bits - 1
+    stored = np.arange(first, last + 1) if bits <= 16 else np.array([first, last])
+    values = apply_modality_lut(stored, dataset) if modality_lut_applies(dataset) else stored
+    values = np.asarray(values, dtype=np.float64)
+    low, high = float(values.min()), float(values.max())
+    if not (np.isfinite([low, high]).all() and high > low):
+        raise BadInput(f"{path}: its modality LUT maps every stored value to one level")
+    return low, high
 
 
 def fit_square(image: np.ndarray, size: int):
