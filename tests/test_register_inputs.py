@@ -228,9 +228,19 @@ def _output_holds_the_mask(tmp_path):
     return [xray, "--mask", mask, "--overwrite"], "output would replace the input"
 
 
+def _output_is_the_run_restarted_from(tmp_path):
+    """--init restart --from OUT -o OUT --overwrite replaced the run it was reading."""
+    xray = write_dicom(tmp_path / "x.dcm")
+    (tmp_path / "reg" / "x").mkdir(parents=True)
+    (tmp_path / "reg" / "x" / "parameters.pt").write_bytes(b"")
+    args = ["--init", "restart", "--from", tmp_path / "reg", "--overwrite"]
+    return [xray, *args], "output would replace the input"
+
+
 @pytest.mark.parametrize(
     "case",
     [
+        _output_is_the_run_restarted_from,
         _bad_positioner,
         _wild_positioner,
         _given_twice,

@@ -209,7 +209,7 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
         )
     device = choose_device(r.device)
     every, folders = expand_inputs(r.xrays)
-    others = [r.volume, r.labels, r.truth, r.fiducials, r.checkpoint, r.mask]
+    others = [r.volume, r.labels, r.truth, r.fiducials, r.checkpoint, r.mask, r.restart]
     check_apart(r.out, [*every, *(Path(o) for o in others if o is not None)], folders)
     all_names = output_names(every)
     if r.frame is not None:  # frames of one run register to folders of their own
