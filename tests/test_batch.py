@@ -164,12 +164,13 @@ def test_register_shards_and_skip_done(recon, tmp_path):
     fast = ["--heights", "32", "--iterations", "3", "--patience", "2", "--ct-spacing", "6",
             "--min-similarity", "0", "--mirror-check-below", "0", "--threads", "1",
             "--device", "cpu", "--json", "-q"]  # fmt: skip
-    names = []
+    rows = {}
     for shard in ("1/2", "2/2"):
         code, stdout, err = recon("register", xrays, "-o", out, "--shard", shard, *fast)
         assert code == 0, err
-        names += [row["name"] for row in json.loads(stdout)["results"]]
-    assert sorted(names) == ["xray_000", "xray_001", "xray_002"]
+        rows.update({row["name"]: row for row in json.loads(stdout)["results"]})
+    assert sorted(rows) == ["xray_000", "xray_001", "xray_002"]
+    assert json.loads((out / "xray_001" / "result.json").read_text()) == rows["xray_001"]
     assert (out / "results.shard-1-of-2.json").is_file()
     assert (out / "results.shard-2-of-2.json").is_file()
     (out / "xray_002" / "overlay.png").unlink()
@@ -177,7 +178,19 @@ def test_register_shards_and_skip_done(recon, tmp_path):
     code, stdout, err = recon("register", xrays, "-o", out, "--shard", "2/2", "--skip-done", *fast)
     assert code == 0, err
     document = json.loads(stdout)
-    assert [row["name"] for row in document["results"]] == ["xray_002"]
+    # the resumed shard's results cover its whole list: the kept X-ray's row from its folder
+    assert [row["name"] for row in document["results"]] == ["xray_001", "xray_002"]
+    assert document["results"][0] == {**rows["xray_001"], "from_earlier_run": True}
+    assert "from_earlier_run" not in document["results"][1]
+    assert document["summary"]["count"] == 2
+    assert json.loads((out / "results.shard-2-of-2.json").read_text()) == document
     assert document["skipped_inputs"] == [str(xrays / "xray_001.dcm")] and document["skipped"] == 1
     assert (out / "xray_002" / "overlay.png").is_file()
     assert (out / "xray_001" / "parameters.pt").stat().st_mtime_ns == kept
+    # a kept X-ray whose row cannot be read: one line, before any work
+    (out / "xray_001" / "result.json").write_text("{broken")
+    (out / "xray_002" / "overlay.png").unlink()
+    code, _, err = recon("register", xrays, "-o", out, "--shard", "2/2", "--skip-done", *fast)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "xray_001/result.json: not a readable results row" in err
+    assert not (out / "xray_002" / "overlay.png").exists()

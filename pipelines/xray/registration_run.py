@@ -1,8 +1,11 @@
 """`recon register` as functions: validation, the registration loop, outputs and scores.
 
 Per X-ray `<name>` (its file name less a known suffix, register_inputs.output_names), the
-output folder holds `<name>/parameters.pt` and `<name>/overlay.png`, the QC figure
-(recon.pipelines.xray.figures: X-ray, initial and final DRR edges, checkerboard). Each results
+output folder holds `<name>/parameters.pt`, `<name>/overlay.png`, the QC figure
+(recon.pipelines.xray.figures: X-ray, initial and final DRR edges, checkerboard), and
+`<name>/result.json`, its results row. results.json lists every X-ray of the run (of the shard);
+with --skip-done the rows of those kept come from their result.json, marked
+`"from_earlier_run": true`, so a resumed run's results.json covers the whole list. Each results
 row holds the found pose for people (`rot_deg` ZXY, `xyz_mm`; `init_rot_deg`, `init_xyz_mm`)
 and `edge_agreement` / `init_edge_agreement`: the share of the final / initial DRR's edge pixels
 within 1 px of an X-ray edge (figures.edge_agreement).
@@ -217,12 +220,13 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
     target = Path(r.out).expanduser().absolute()
     plan = plan_batch(
         len(every),
-        lambda i: [target / all_names[i] / "parameters.pt", target / all_names[i] / "overlay.png"],
+        lambda i: [target / all_names[i] / name for name in ROW_FILES],
         parse_shard(r.shard),
         r.skip_done,
         r.overwrite,
     )
     out = check_batch_output(r.out, plan, r.overwrite)
+    earlier = {i: earlier_row(target / all_names[i] / "result.json") for i in plan.done}
     files, names = [every[i] for i in plan.todo], [all_names[i] for i in plan.todo]
     for file in files:
         image = file.suffix.lower() in XRAY_IMAGE_SUFFIXES
@@ -277,9 +281,11 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
         scene = Scene(subject, config, device, fiducials, ct_name, r.min_similarity, r.linearize)
         truths = truths or [None] * len(files)
         items = list(zip(files, names, xrays, prepared, inits, truths, strict=True))
-        results = [
+        registered = [
             register_one(scene, *item, folder, out, info) for item in track(items, "registering")
         ]
+        rows = {**earlier, **dict(zip(plan.todo, registered, strict=True))}
+        results = [rows[i] for i in sorted(rows)]
         summary = summarise(results)
         timings = {"load": loaded - clock, "register": time.perf_counter() - loaded}
         document = {
@@ -311,8 +317,11 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
                 summary,
             ),
         )
-    message = failure_message(results, r.min_similarity)
+    message = failure_message(registered, r.min_similarity)
     return document, (f"{out}: {message} (results written)" if message else None)
+
+
+ROW_FILES = ("parameters.pt", "overlay.png", "result.json")  # one X-ray's outputs
 
 
 @dataclass
@@ -331,9 +340,9 @@ class Scene:
 def register_one(
     scene: Scene, file, name, xray, prepared, init_pose, truth, folder, out, info
 ) -> dict:
-    """Register one X-ray and write folder/<name>/ (parameters.pt, overlay.png) atomically;
-    the row's paths name their final place under out."""
-    from recon.pipelines.common.outputs import atomic_dir
+    """Register one X-ray and write folder/<name>/ (ROW_FILES) atomically; the row's paths
+    name their final place under out."""
+    from recon.pipelines.common.outputs import atomic_dir, write_json
     from recon.pipelines.xray.figures import edge_agreement, registration_figure
     from recon.pipelines.xray.xray import linearizes
 
@@ -374,6 +383,9 @@ def register_one(
         shown_region = stage_region(region, intrinsics.resized(shown.shape[-2]))
     row["init_edge_agreement"] = edge_agreement(shown, initial_drr, region=shown_region)
     row["edge_agreement"] = edge_agreement(shown, final_drr, region=shown_region)
+    row["parameters"] = str(out / name / "parameters.pt")
+    row["overlay"] = str(out / name / "overlay.png")
+    clean = finite_or_none(row)  # null, never NaN, in JSON
     with atomic_dir(folder / name) as written:
         torch.save(
             parameters_dict(result, intrinsics, image, config, file, scene.ct_name, row["columns"]),
@@ -381,21 +393,40 @@ def register_one(
         )
         registration_figure(
             written / "overlay.png",
-            finite_or_none(row),
+            clean,
             shown,
             initial_drr,
             final_drr,
             tuple(image.shape[-2:]),
         )
-    row["parameters"] = str(out / name / "parameters.pt")
-    row["overlay"] = str(out / name / "overlay.png")
+        write_json(written / "result.json", clean)
     info(
         f"{name}: similarity {result.similarity:.3f} in {result.runtime_s:.1f} s"
         + (f", mTRE {row['final_mtre_mm']:.2f} mm" if "final_mtre_mm" in row else "")
         + f" [{row['columns']}]"
         + ("" if row["status"] == "ok" else f" - {row['status']}")
     )
-    return finite_or_none(row)
+    return clean
+
+
+def earlier_row(path: Path) -> dict:
+    """The results row an earlier run wrote for an X-ray --skip-done keeps; BadInput when it
+    cannot be read (before any work)."""
+    import json
+
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise BadInput(
+            f"{path}: not a readable results row ({error}); delete its folder to register that "
+            "X-ray again"
+        ) from error
+    if not isinstance(row, dict) or "similarity" not in row:
+        raise BadInput(
+            f"{path}: not a results row of `recon register`; delete its folder to register "
+            "that X-ray again"
+        )
+    return {**row, "from_earlier_run": True}
 
 
 def check_region(xray, intrinsics: Intrinsics, region, heights: list[int]) -> None:
