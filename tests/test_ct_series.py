@@ -174,6 +174,19 @@ def test_two_series_in_one_folder_are_named_and_one_file_picks_one(recon, series
     assert rc == 0, err
 
 
+def test_a_damaged_file_beside_the_slice_given_is_named_as_such(recon, series, tmp_path):
+    """One slice given, another file of its folder damaged: the line says why that file is
+    read at all (it may be a slice of the series) and what to do."""
+    given = by_position(series)[0]
+    meta = b"\x02\x00\x10\x00UI\x14\x001.2.840.10008.1.2.1\0"  # Explicit VR Little Endian
+    cut_item = b"\x08\x00\x08\x00SQ\x00\x00\xff\xff\xff\xff\xfe\xff\x00\xe0\x10\x00\x00\x00"
+    length = b"\x02\x00\x00\x00UL\x04\x00\x10\x00\x00\x00"
+    (series / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + length + meta + cut_item)
+    err = refused(recon, tmp_path, "make-drr", "-v", given, *POSE, "-o", tmp_path / "d.png")
+    assert "broken.dcm: not a readable DICOM file" in err
+    assert f"it lies beside {given.name}, whose series is read from that folder" in err
+
+
 def damage_missing(folder: Path) -> str:
     by_position(folder)[30].unlink()
     return "10.00 mm apart where the series' other slices are 5.00 mm apart (a missing slice?)"

@@ -52,7 +52,7 @@ def read_ct_series(path: Path) -> tuple[np.ndarray, np.ndarray]:
     BadInput naming the file or folder for anything that is not one evenly spaced series."""
     path = Path(path)
     folder, wanted = (path, None) if path.is_dir() else (path.parent, path)
-    headers = _image_headers(folder)
+    headers = _image_headers(folder, wanted)
     series = _one_series(folder, headers, wanted)
     enhanced = [(file, ds) for file, ds in series if _is_enhanced(file, ds)]
     if enhanced and len(enhanced) < len(series):
@@ -215,10 +215,11 @@ def _frame_plane(file: Path, index: int, sources: tuple, stored: np.ndarray) -> 
     )
 
 
-def _image_headers(folder: Path) -> list[tuple[Path, object]]:
+def _image_headers(folder: Path, wanted: Path | None = None) -> list[tuple[Path, object]]:
     """(file, header) of every DICOM image in the folder (not its subfolders), by file name;
     hidden files, DICOMDIR, DICOM objects without pixels (reports, states) and localizer
-    (scout) images are skipped."""
+    (scout) images are skipped. A damaged file stops it (it may be a slice of the series; the
+    line says so when the file given was another, `wanted`)."""
     import pydicom
 
     files = sorted(
@@ -238,7 +239,15 @@ def _image_headers(folder: Path) -> list[tuple[Path, object]]:
                 warnings.simplefilter("ignore")
                 ds = pydicom.dcmread(file, stop_before_pixels=True)
         except Exception as error:  # pydicom raises many types for a damaged header
-            raise BadInput(f"{file}: not a readable DICOM file ({first_line(error)})") from error
+            beside = ""
+            if wanted is not None and file != wanted:
+                beside = (
+                    f"; it lies beside {wanted.name}, whose series is read from that folder "
+                    "(it may be a slice of it): mend it or move it out"
+                )
+            raise BadInput(
+                f"{file}: not a readable DICOM file ({first_line(error)}){beside}"
+            ) from error
         if "Rows" in ds:
             headers.append((file, ds))
     if not headers:
