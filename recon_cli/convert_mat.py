@@ -60,6 +60,7 @@ def convert_mat(
 
     from recon.pipelines.common.errors import BadInput
     from recon.pipelines.common.outputs import (
+        check_not_input,
         check_output,
         check_run_record,
         merged_dir,
@@ -77,7 +78,7 @@ def convert_mat(
         sidecar = check_run_record(out, overwrite, inputs=[src])
     else:
         out = Path(out).expanduser().absolute()
-        check_output(out, True, inputs=[src])
+        check_not_input(out, [src])
         if out.exists() and not out.is_dir():
             raise BadInput(f"{out}: exists and is not a folder")
         if out.is_dir() and any(out.iterdir()) and not overwrite:

@@ -79,7 +79,7 @@ def synth_pairs(
         plan_batch,
     )
     from recon.pipelines.common.devices import choose_device
-    from recon.pipelines.common.outputs import check_output, run_record, write_json
+    from recon.pipelines.common.outputs import check_not_input, run_record, write_json
     from recon.pipelines.xray.pairs import DRR_DIR, XRAY_DIR
     from recon.pipelines.xray.synth_pairs import pair_name
     from recon.pipelines.xray.synth_pairs import synth_pairs as render_pairs
@@ -92,7 +92,7 @@ def synth_pairs(
         check_range(spacing_flag if flag == "--ct-spacing" else flag, given[flag], low, high)
     check_seed(seed)
     target = Path(out).expanduser().absolute()
-    check_output(target, True, inputs=[ct])  # never the CT or a folder holding it
+    check_not_input(target, [ct])
     plan = plan_batch(
         count,
         lambda i: [target / XRAY_DIR / pair_name(i), target / DRR_DIR / pair_name(i)],

@@ -52,10 +52,10 @@ def run_synth(
         parse_shard,
         plan_batch,
     )
-    from recon.pipelines.common.outputs import check_output, run_record, write_json
+    from recon.pipelines.common.outputs import check_not_input, run_record, write_json
 
     target = Path(out).expanduser().absolute()
-    check_output(target, True, inputs=spec.inputs)  # never an input or a folder holding one
+    check_not_input(target, spec.inputs)
     plan = plan_batch(
         spec.count,
         lambda i: spec.outputs(target, i),

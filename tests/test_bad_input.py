@@ -117,6 +117,25 @@ def test_project_into_the_folder_holding_its_mesh_is_refused_even_with_overwrite
     assert "would replace the input" in err
 
 
+def test_overwrite_never_deletes_a_folder_of_other_files(recon, work, tmp_path, monkeypatch):
+    """`-o . --overwrite` replaced the working folder whole: the user's files were deleted (exit
+    0). A folder that is neither empty nor an earlier output (no run.json) is refused."""
+    mine = tmp_path / "mine"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "notes.txt").write_text("keep")
+    err = refused(recon, work, "project", work / "box.stl", "-o", mine, "--overwrite")
+    assert "holds files no recon command wrote (notes.txt, sub/)" in err
+    monkeypatch.chdir(mine)
+    code, _, err = recon("project", work / "box.stl", "-o", ".", "--size", "16", "--overwrite")
+    assert code == 2 and "holds files no recon command wrote" in err, err
+    assert (mine / "notes.txt").read_text() == "keep" and (mine / "sub").is_dir()
+    # an earlier output (it has its run.json) and an empty folder are still replaced
+    (tmp_path / "empty").mkdir()
+    for out in (work / "views", tmp_path / "empty"):
+        code, _, err = recon("project", work / "box.stl", "-o", out, "--size", "16", "--overwrite")
+        assert code == 0 and (out / "run.json").is_file(), err
+
+
 # ---------------------------------------------------------------- backproject
 
 

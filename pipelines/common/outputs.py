@@ -33,23 +33,52 @@ def check_output(
     """Validate an output path before any work starts; returns it as an absolute Path.
 
     An output that is one of `inputs`, or a folder holding one, is refused even with --overwrite
-    (replacing it would destroy the input).
+    (replacing it would destroy the input); so is an existing folder that is neither empty nor
+    an earlier recon output (check_replaceable), since replacing it deletes everything in it.
     """
     path = Path(path).expanduser().absolute()
     if suffixes is not None and path.suffix.lower() not in suffixes:
         raise BadInput(f"{path}: output must end in one of {', '.join(suffixes)}")
-    for source in inputs:
-        if source is not None and _covers(path, Path(source)):
-            raise BadInput(f"{path}: output would replace the input {source}; choose another path")
+    check_not_input(path, inputs)
     if path.exists() and not overwrite:
         raise BadInput(f"{path}: already exists (pass --overwrite to replace it)")
     if suffixes is not None and path.is_dir():
         raise BadInput(f"{path}: is a folder, not a file")
+    if path.is_dir() and not path.is_symlink():
+        check_replaceable(path)
     if not path.parent.exists():
         raise BadInput(f"{path.parent}: output folder does not exist")
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise BadInput(f"{path.parent}: output folder is not writable")
     return path
+
+
+def check_not_input(path: Path, inputs: Iterable[Path | None]) -> Path:
+    """BadInput when the output path is one of `inputs`, or a folder holding one (see
+    check_output); the absolute path otherwise."""
+    path = Path(path).expanduser().absolute()
+    for source in inputs:
+        if source is not None and _covers(path, Path(source)):
+            raise BadInput(f"{path}: output would replace the input {source}; choose another path")
+    return path
+
+
+RUN_RECORDS = ("run.json", "run.shard-*-of-*.json")  # what every output folder holds
+
+
+def check_replaceable(folder: Path) -> None:
+    """BadInput unless --overwrite may replace the folder whole: it is empty, or an earlier
+    recon output (it holds a run record, RUN_RECORDS). A folder of other files (the working
+    folder given as `-o .`, notes, data) is never deleted."""
+    entries = sorted(folder.iterdir())
+    if not entries or any(any(folder.glob(pattern)) for pattern in RUN_RECORDS):
+        return
+    shown = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:3])
+    more = f" and {len(entries) - 3} more" if len(entries) > 3 else ""
+    raise BadInput(
+        f"{folder}: holds files no recon command wrote ({shown}{more}); --overwrite replaces "
+        "only an empty folder or an earlier output (one with its run.json): choose another path"
+    )
 
 
 def check_run_record(output: Path, overwrite: bool, inputs: Iterable[Path | None] = ()) -> Path:

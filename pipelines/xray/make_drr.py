@@ -261,7 +261,7 @@ def plan_outputs(r: DrrRequest, count: int) -> Plan:
         parse_shard,
         plan_batch,
     )
-    from recon.pipelines.common.outputs import check_output, check_run_record
+    from recon.pipelines.common.outputs import check_not_input, check_output, check_run_record
 
     inputs = [r.pose, r.volume, r.labels]
     if single_file(r, count):
@@ -273,7 +273,7 @@ def plan_outputs(r: DrrRequest, count: int) -> Plan:
     if r.fmt not in FORMATS:
         raise BadInput(f"--format must be one of {', '.join(FORMATS)}, not {r.fmt}")
     target = Path(r.out).expanduser().absolute()
-    check_output(target, True, inputs=inputs)  # never the input or a folder holding it
+    check_not_input(target, inputs)
     plan = plan_batch(
         count,
         lambda i: [target / drr_name(i, r.fmt)],
