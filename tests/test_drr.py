@@ -165,6 +165,10 @@ def test_find_pairs_errors(tmp_path):
     assert [p.name for p in find_pairs(tmp_path)] == ["a"]
     with pytest.raises(BadInput, match="no such folder"):
         find_pairs(tmp_path / "missing")
+    # a second file of one name was dropped without a word: which one pairs is a guess
+    write_png(tmp_path / "drr" / "a.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(BadInput, match="a.png: has the name of a.dcm"):
+        find_pairs(tmp_path)
 
 
 def test_train_drr_bad_data_exit_2(tmp_path, recon):

@@ -94,6 +94,31 @@ def test_embed_spine_measures_a_film_photographed_sideways(recon, tmp_path):
     assert abs(cobb["phone.jpg"] - cobb["upright.png"]) < 1.0, cobb
 
 
+def test_bmp_and_webp_films_are_read_by_every_x_ray_command(recon, tmp_path):
+    """BMP and (lossless) WebP films were refused by embed-spine and left out of register's
+    folders: they measure the Cobb angle of the PNG, and a folder lists them."""
+    from PIL import Image
+
+    from recon.pipelines.common.io import write_png
+    from recon.pipelines.corset.spine_xray import synth_spine_xray
+    from recon.pipelines.xray.register_inputs import expand_inputs
+
+    film = synth_spine_xray(25.0, rows=192, seed=4)
+    grey = (film.image >> 8).astype(np.uint8)
+    (tmp_path / "films").mkdir()
+    write_png(tmp_path / "films" / "a.png", grey)
+    Image.fromarray(grey).save(tmp_path / "films" / "b.bmp")
+    Image.fromarray(grey).save(tmp_path / "films" / "c.webp", lossless=True)
+    rc, out, err = recon("embed-spine", tmp_path / "films", "-o", tmp_path / "cobb",
+                         "--pixel-spacing", film.spacing_mm, film.spacing_mm, "--json")  # fmt: skip
+    assert rc == 0, err
+    cobb = {Path(row["xray"]).name: row["cobb_deg"] for row in json.loads(out)["results"]}
+    assert sorted(cobb) == ["a.png", "b.bmp", "c.webp"]
+    assert cobb["b.bmp"] == cobb["c.webp"] == cobb["a.png"]
+    files, _ = expand_inputs([tmp_path / "films"])
+    assert [p.name for p in files] == ["a.png", "b.bmp", "c.webp"]
+
+
 @pytest.mark.parametrize("kind", ["palette", "palette-transparent", "cmyk"])
 def test_palette_and_cmyk_images_give_colours(tmp_path, kind):
     """Before, a palette PNG came back as its palette indices (one channel) and a CMYK JPEG as

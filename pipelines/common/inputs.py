@@ -19,16 +19,17 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.io import PICTURE_SUFFIXES
 
 # X-ray files (`register`, `embed-spine`): images by suffix; DICOM by suffix, or none (files named
 # by UID), or by the 'DICM' preamble.
-XRAY_IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+XRAY_IMAGE_SUFFIXES = PICTURE_SUFFIXES
 XRAY_DICOM_SUFFIXES = (".dcm", ".dicom", "")
-XRAY_KINDS = "DICOM, PNG or TIFF X-rays"
+XRAY_KINDS = "DICOM, PNG, JPEG, TIFF, BMP or WebP X-rays"
 
 
 def is_xray_file(path: Path) -> bool:
-    """A file a folder contributes: DICOM/PNG/TIFF by suffix, or a DICOM by its 'DICM' preamble
+    """A file a folder contributes: DICOM or a picture by suffix, or a DICOM by its 'DICM' preamble
     (files named by UID without a suffix); hidden files and DICOMDIR indexes are not X-rays."""
     if path.name.startswith(".") or path.name.upper() == "DICOMDIR" or not path.is_file():
         return False
@@ -58,7 +59,7 @@ def gather_inputs(
 ) -> tuple[list[Path], list[Path]]:
     """(files, folders) from files and folders as given (see module doc). accept(path) says
     whether a file inside a folder is an input; `what` names the inputs in messages
-    ("images", "DICOM, PNG or TIFF X-rays")."""
+    ("images", "DICOM, PNG, ... X-rays")."""
     files: list[Path] = []
     folders: list[Path] = []
     for path in map(Path, paths):

@@ -15,6 +15,8 @@ from recon.pipelines.common.errors import BadInput, first_line
 from recon.pipelines.common.outputs import atomic_file
 
 MESH_SUFFIXES = (".stl", ".ply", ".obj", ".glb", ".gltf", ".off")
+# Picture files every image reader takes (photos, X-ray films, model inputs); DICOM is read apart.
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
 def require_file(path: Path, what: str = "file") -> Path:

@@ -54,7 +54,7 @@ def embed_xray(
     span: str,
     overlay: bool = False,
 ) -> EmbeddedXray:
-    """Measure the spine X-ray at path (PNG/JPEG/TIFF or DICOM); BadInput for a file that is not
+    """Measure the spine X-ray at path (a picture or DICOM); BadInput for a file that is not
     a readable X-ray, JobFailed when no spine is found."""
     from recon.pipelines.corset.spine import debug_overlay, load_spine_xray, measure_spine
 

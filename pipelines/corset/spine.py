@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from recon.pipelines.common.errors import BadInput, JobFailed
+from recon.pipelines.common.io import PICTURE_SUFFIXES
 from recon.pipelines.corset.spine_trace import (
     body_widths_px,
     border_asymmetry,
@@ -57,7 +58,7 @@ from recon.pipelines.corset.vertebrae import DEFAULT_SPAN, LEVEL_COUNTING, LEVEL
 
 EMBEDDING_SIZE = 5 + 2 * LEVELS
 MIRRORED = np.r_[0, 5 : 5 + 2 * LEVELS]  # embedding entries that change sign under a mirror
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+IMAGE_SUFFIXES = PICTURE_SUFFIXES
 KNOT_LEVELS = 3.0  # spline knot spacing along the column, in levels
 BOOTSTRAP = 200  # resamples for the Cobb angle's uncertainty
 # Degrees of Cobb-angle standard deviation per unit of border asymmetry (see border_asymmetry),
@@ -179,7 +180,8 @@ class SpineImage:
 def load_spine_xray(
     path: Path, pixel_spacing: tuple[float, float] | float | None = None
 ) -> SpineImage:
-    """PNG/JPEG/TIFF or DICOM X-ray -> image in [0, 1] and its [row, column] spacing in mm.
+    """Picture (PNG, JPEG, TIFF, BMP, WebP) or DICOM X-ray -> image in [0, 1] and its [row,
+    column] spacing in mm.
 
     DICOM goes through recon.pipelines.common.dicom (modality and VOI LUT, MONOCHROME1
     inverted, spacing at the patient plane: PixelSpacing, else ImagerPixelSpacing / the
@@ -212,7 +214,7 @@ def load_spine_xray(
         image = grey_pixels(read_image(path, one_frame=True))
         pixel, source = (given, "--pixel-spacing") if given else ((1.0, 1.0), "none")
     else:
-        raise BadInput(f"{path}: not a spine X-ray (expected PNG/JPEG/TIFF or DICOM)")
+        raise BadInput(f"{path}: not a spine X-ray (expected PNG, JPEG, TIFF, BMP, WebP or DICOM)")
     image = np.asarray(image, dtype=np.float64)
     if image.ndim != 2:
         raise BadInput(f"{path}: expected a single 2D X-ray, got an array of shape {image.shape}")

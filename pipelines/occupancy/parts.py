@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.io import PICTURE_SUFFIXES
 from recon.pipelines.shapes import Box, Cylinder, Solid
 
 CLASSES = ("bracket", "flange", "lprofile", "plate", "shaft")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = PICTURE_SUFFIXES
 
 
 @dataclass(frozen=True)

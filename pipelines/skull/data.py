@@ -22,8 +22,9 @@ import numpy as np
 
 from recon.pipelines.common.datacheck import CheckReport
 from recon.pipelines.common.errors import BadInput, first_line
+from recon.pipelines.common.io import PICTURE_SUFFIXES
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = PICTURE_SUFFIXES
 HEADS = ("skull", "face")
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)  # ImageNet normalisation
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)

@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.io import PICTURE_SUFFIXES
 
 XRAY_DIR = "xray"
 DRR_DIR = "drr"
-IMAGE_SUFFIXES = (".png", ".dcm", ".dicom")
+IMAGE_SUFFIXES = (*PICTURE_SUFFIXES, ".dcm", ".dicom")
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def find_pairs(root: Path, check_sizes: bool = True) -> list[Pair]:
     for folder in [root, *folders]:
         if not folder.is_dir():
             raise BadInput(f"{folder}: no such folder (a pair set has {XRAY_DIR}/ and {DRR_DIR}/)")
-    xrays, drrs = ({p.stem: p for p in image_files(f)} for f in folders)
+    xrays, drrs = (_by_stem(f) for f in folders)
     if not xrays and not drrs:
         raise BadInput(f"{root}: no PNG or DICOM images in {XRAY_DIR}/ or {DRR_DIR}/")
     for have, other, label in ((xrays, drrs, DRR_DIR), (drrs, xrays, XRAY_DIR)):
@@ -82,6 +83,20 @@ def find_pairs(root: Path, check_sizes: bool = True) -> list[Pair]:
                     f"{pair.xray.name} ({xray_size[1]}x{xray_size[0]})"
                 )
     return pairs
+
+
+def _by_stem(folder: Path) -> dict[str, Path]:
+    """The folder's images by stem; BadInput when two share one (a.png and a.dcm): which of
+    them pairs would be a guess."""
+    found: dict[str, Path] = {}
+    for path in image_files(folder):
+        if path.stem in found:
+            raise BadInput(
+                f"{path}: has the name of {found[path.stem].name} (a pair is the two files of one "
+                "name); keep one of them"
+            )
+        found[path.stem] = path
+    return found
 
 
 def is_dicom(path: Path) -> bool:
