@@ -194,6 +194,28 @@ def test_train_corset_without_a_data_set_exits_2(tmp_path, recon):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("x", "not a readable embed-spine JSON"),
+        ('{"embedding": [1, 2]}', "its embedding is not 39 finite numbers"),
+        ('{"embedding": null}', "its embedding is not 39 finite numbers"),
+        ("[]", "its embedding is not 39 finite numbers"),
+    ],
+)
+def test_train_corset_with_a_damaged_spine_json_names_it(dataset, tmp_path, recon, text, message):
+    """A damaged spine.json stopped training with `JSONDecodeError: ...` (exit 1), no file named."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    (data / "p0001" / "spine.json").write_text(text)
+    code, _, err = recon("train", "corset", "--data", data, "--epochs", "1", "-o", tmp_path / "run")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{data / 'p0001' / 'spine.json'}: {message}" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_train_corset_with_an_offset_but_no_band_exits_2(dataset, tmp_path, recon):
     code, _, err = recon(
         "train",

@@ -79,7 +79,6 @@ class CorsetConfig(TrainConfig):
 def load_patients(root: Path, size: int):
     """Names, photos (N, 10, S, S), targets (N, 8, S, S) float32, embeddings (N, E) float32,
     frame scales (N,) (normalised units per mm)."""
-    import json
 
     from recon.pipelines.corset.patients import read_dataset
     from recon.pipelines.corset.views import CORSET_VIEWS, encode_views, load_photos
@@ -95,12 +94,36 @@ def load_patients(root: Path, size: int):
         views = read_views(folder / "corset_views")
         corset = load_depth_views(folder / "corset_views", views)
         order = [[v["name"] for v in views["views"]].index(n) for n in CORSET_VIEWS]
-        spine = json.loads((folder / "spine.json").read_text())
+        embedding = spine_embedding(folder / "spine.json")
         names.append(record["name"])
         inputs.append(_resize(encode_views(photos), size))
         targets.append(_resize(encode_views(corset[order]), size))
-        embeddings.append(np.asarray(spine["embedding"], dtype=np.float32))
+        embeddings.append(embedding)
     return names, np.stack(inputs), np.stack(targets), np.stack(embeddings), np.asarray(scales)
+
+
+def spine_embedding(path: Path) -> np.ndarray:
+    """The `embedding` of an embed-spine JSON (EMBEDDING_SIZE finite numbers) as float32;
+    BadInput naming the file otherwise."""
+    import json
+
+    from recon.pipelines.corset.spine import EMBEDDING_SIZE
+
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise BadInput(f"{path}: not a readable embed-spine JSON ({error})") from error
+    values = doc.get("embedding") if isinstance(doc, dict) else None
+    try:
+        embedding = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        embedding = np.empty(0, np.float32)
+    if embedding.shape != (EMBEDDING_SIZE,) or not np.isfinite(embedding).all():
+        raise BadInput(
+            f"{path}: its embedding is not {EMBEDDING_SIZE} finite numbers (rerun `recon "
+            "embed-spine` on the patient's X-ray)"
+        )
+    return embedding
 
 
 def with_prior(photos: np.ndarray, scales: np.ndarray, config: dict) -> np.ndarray:
