@@ -231,6 +231,14 @@ def test_train_corset_with_an_offset_but_no_band_exits_2(dataset, tmp_path, reco
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
+def test_train_corset_with_a_band_but_no_offset_exits_2(dataset, tmp_path, recon):
+    """The band alone was ignored without a word (the offset and band were measured)."""
+    band = ["--set", "prior_trim_bottom=0.1", "--set", "prior_trim_top=0.9"]
+    code, _, err = recon("train", "corset", "--data", dataset, *band, "-o", tmp_path / "run")
+    assert code == 2 and "used only with prior_offset_mm" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
 def test_synth_corset_rejects_a_bad_size(tmp_path, recon):
     code, _, err = recon("synth", "corset", "-o", tmp_path / "d", "--size", "100")
     assert code == 2 and "--size" in err and not (tmp_path / "d").exists()

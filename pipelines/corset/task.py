@@ -362,6 +362,11 @@ def check(cfg: CorsetConfig) -> None:
         raise BadInput(f"setting size must be a multiple of 64, not {cfg.size}")
     if cfg.prior_offset_mm > 0 and not 0 <= cfg.prior_trim_bottom < cfg.prior_trim_top <= 1:
         raise BadInput("with prior_offset_mm set, 0 <= prior_trim_bottom < prior_trim_top <= 1")
+    if cfg.prior_offset_mm <= 0 and (cfg.prior_trim_bottom or cfg.prior_trim_top):
+        raise BadInput(
+            "prior_trim_bottom and prior_trim_top are used only with prior_offset_mm; with "
+            "prior_offset_mm 0 the offset and the band are measured from the data (set all three)"
+        )
     if len(read_dataset(Path(cfg.data))["patients"]) < 2:
         raise BadInput(f"{cfg.data}: training needs at least 2 patients")
 
