@@ -162,6 +162,9 @@ def test_cobb_uncertainty_grows_with_noise_and_end_vertebrae_are_named():
     names = level_names()
     assert first.end_vertebrae[0] in names[:3] and first.end_vertebrae[1] in names[-3:]
     doc = first.as_dict()
+    parts = doc["cobb_sd_parts_deg"]  # named as the table and README name them
+    assert parts == {"path": first.cobb_sd_bootstrap_deg, "borders": first.cobb_sd_border_deg}
+    assert np.hypot(parts["path"], parts["borders"]) == pytest.approx(doc["cobb_sd_deg"])
     assert doc["end_vertebrae"] == {
         "upper": first.end_vertebrae[0],
         "lower": first.end_vertebrae[1],

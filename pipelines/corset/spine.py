@@ -139,9 +139,9 @@ class SpineMeasure:
             "cobb_deg": self.cobb_deg,
             "cobb_sd_deg": self.cobb_sd_deg,
             "cobb_interval_deg": list(self.cobb_interval_deg),
-            "cobb_sd_parts_deg": {
-                "bootstrap": self.cobb_sd_bootstrap_deg,
-                "border_asymmetry": self.cobb_sd_border_deg,
+            "cobb_sd_parts_deg": {  # named as in the table
+                "path": self.cobb_sd_bootstrap_deg,
+                "borders": self.cobb_sd_border_deg,
             },
             "border_asymmetry": self.border_asymmetry,
             "warning": self.warning,
