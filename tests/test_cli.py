@@ -115,6 +115,14 @@ def test_usage_errors_are_one_line(recon, tmp_path, monkeypatch, args, message, 
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("command", [["project"], ["predict", "corset"], ["register"]])
+def test_a_bare_command_prints_its_help(recon, command):
+    """No arguments at all: the command's help on stdout, exit 2 (as the README says)."""
+    code, out, err = recon(*command)
+    assert code == 2 and err == "", err
+    assert f"recon {' '.join(command)}" in out and "Example:" in out
+
+
 def test_help_shows_no_bool_or_comma_metavars(recon, monkeypatch):
     """Flags show no `<bool>` (the help flag included), tuple options one `<type>` per value,
     space separated as they are typed, and several arguments `xrays... <path>` (not
