@@ -275,16 +275,21 @@ def test_config_resolution_order_and_errors(tmp_path):
         resolve_config(TOY, None, {"hidden": "many"})
 
 
-def test_cli_resume_as_the_readme_writes_it(recon, tmp_path):
+def test_cli_resume_as_the_readme_writes_it(recon, tmp_path, monkeypatch):
     """`recon train TASK --resume RUN/checkpoints/last.ckpt --out RUN --epochs N`: the task's
-    data and settings come from the checkpoint; metrics.csv keeps every epoch."""
+    data and settings come from the checkpoint, from any working folder (the data root given as
+    a relative path is kept absolute); metrics.csv keeps every epoch; a moved set is given
+    again with --data."""
     from recon.pipelines.occupancy.pix3d import synth_pix3d
 
     synth_pix3d(tmp_path / "p3", models_per_class=1, views_per_model=2, seed=1)
     run_dir = tmp_path / "run"
     tiny = ["--set", "size=32", "--set", "hidden=32", "--batch-size", "4", "--device", "cpu"]
-    first = ["train", "voxel", "--data", tmp_path / "p3", *tiny, "--epochs", "1", "-o", run_dir]
+    first = ["train", "voxel", "--data", "p3", *tiny, "--epochs", "1", "-o", run_dir]
+    monkeypatch.chdir(tmp_path)
     code, _, err = recon(*first, "-q", "--logger", "tensorboard")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # a cluster job resumes from its own folder
     assert code == 0, err
     assert any((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -302,6 +307,15 @@ def test_cli_resume_as_the_readme_writes_it(recon, tmp_path):
     assert epochs == [0, 1]
     config = (run_dir / "config.yaml").read_text()
     assert "epochs: 2" in config and str(tmp_path / "p3") in config
+
+    (tmp_path / "p3").rename(tmp_path / "scratch_p3")  # the set copied to node-local scratch
+    code, _, err = recon("train", "voxel", "--resume", last, "--epochs", "3", "-q")
+    assert code == 2 and f"its data root {tmp_path / 'p3'} is not there; pass --data" in err
+    moved = ["--data", tmp_path / "scratch_p3", "--epochs", "3", "-q"]
+    code, _, err = recon("train", "voxel", "--resume", last, *moved)
+    assert code == 0, err
+    assert [int(r["epoch"]) for r in metrics_rows(run_dir) if r.get("val/iou")] == [0, 1, 2]
+    assert str(tmp_path / "scratch_p3") in (run_dir / "config.yaml").read_text()
 
 
 def test_training_loader_drops_only_a_lone_last_sample():

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from recon.pipelines.common.examples import ExampleSpec
 
 SEED_MAX = 2**32 - 1
-RESUMABLE_SETTINGS = ("epochs", "num_workers")  # the only settings a resume may change
+# The only settings a resume may change: data too, for the same set moved (to node-local
+# scratch on a cluster, or a run folder resumed on another machine).
+RESUMABLE_SETTINGS = ("epochs", "num_workers", "data")
 
 
 def setting(
@@ -245,8 +247,12 @@ def resolve_config(
     overrides: dict[str, Any],
     labels: dict[str, str] | None = None,
 ) -> TrainConfig:
-    """Task defaults, then the YAML file, then overrides (None values are skipped)."""
-    return task.config(**requested_settings(task, config_file, overrides, labels))
+    """Task defaults, then the YAML file, then overrides (None values are skipped); the data
+    root as an absolute path, so that the saved config resumes from any folder."""
+    values = requested_settings(task, config_file, overrides, labels)
+    if values.get("data"):
+        values["data"] = str(Path(values["data"]).expanduser().absolute())
+    return task.config(**values)
 
 
 def resume_config(
@@ -275,6 +281,11 @@ def resume_config(
             "limit and the devices may change (start a new run to change the others)"
         )
     resumable = {k: v for k, v in requested.items() if k in RESUMABLE_SETTINGS}
+    data = resumable.get("data", saved.get("data"))
+    if data and "data" not in resumable and not Path(data).expanduser().absolute().exists():
+        raise BadInput(
+            f"{checkpoint}: its data root {data} is not there; pass --data where the set is now"
+        )
     return resolve_config(task, None, {**saved, **resumable})
 
 
