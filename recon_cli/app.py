@@ -190,6 +190,15 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit as exit_:
         stopped(exit_.code)
         raise
+    except MemoryError as error:  # numpy's message names the array; Python's is empty
+        if debug:
+            remove_temporaries()
+            raise
+        detail = f" ({str(error).splitlines()[0]})" if str(error) else ""
+        finish(
+            f"out of memory{detail}: try smaller sizes, fewer workers, or a machine with more memory",
+            1,
+        )
     except Exception as error:  # anything unforeseen still ends in one line
         if debug:
             remove_temporaries()

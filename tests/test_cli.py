@@ -123,6 +123,31 @@ def test_a_bare_command_prints_its_help(recon, command):
     assert f"recon {' '.join(command)}" in out and "Example:" in out
 
 
+@pytest.mark.parametrize(
+    "error,line",
+    [
+        (MemoryError(), "error: out of memory: try smaller sizes"),
+        (MemoryError("Unable to allocate 75.0 GiB for an array"), "error: out of memory (Unable"),
+        (ZeroDivisionError("division by zero"), "error: ZeroDivisionError: division by zero (set "),
+    ],
+)
+def test_an_unforeseen_error_is_one_line(recon, monkeypatch, tmp_path, error, line):
+    """Out of memory said `error: MemoryError: ` and nothing else; every unforeseen error is
+    one line, exit 1, and RECON_DEBUG=1 shows the traceback."""
+    import recon.pipelines.shapes.meshes as meshes
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(meshes, "make_shape", fail)
+    code, out, err = recon("synth", "meshes", "-o", tmp_path / "m", "-q")
+    assert code == 1 and err.startswith(line) and err.count("\n") == 1, err
+    assert not (tmp_path / "m").exists()
+    monkeypatch.setenv("RECON_DEBUG", "1")
+    with pytest.raises(type(error)):
+        recon("synth", "meshes", "-o", tmp_path / "m", "-q")
+
+
 def test_help_shows_no_bool_or_comma_metavars(recon, monkeypatch):
     """Flags show no `<bool>` (the help flag included), tuple options one `<type>` per value,
     space separated as they are typed, and several arguments `xrays... <path>` (not

@@ -252,6 +252,25 @@ def tiny_checkpoint(dataset, tmp_path_factory):
     return train_tiny(dataset, tmp_path_factory.mktemp("corset_run"), epochs=2)
 
 
+@pytest.mark.parametrize("units,factor", [("cm", 0.1), ("m", 0.001)])
+def test_a_torso_scan_not_in_mm_is_refused(
+    dataset, tiny_checkpoint, tmp_path, recon, units, factor
+):
+    """A scan in cm gave a corset 1.6 times too wide with a 35 mm wall (exit 0), one in m ran
+    out of memory: the torso's size says its units."""
+    torso = load_mesh(dataset / "p0000" / "torso.stl")
+    torso.apply_scale(factor)
+    torso.export(tmp_path / f"torso_{units}.stl")
+    code, _, err = recon("project", tmp_path / f"torso_{units}.stl", "-o", tmp_path / "photos",
+                         "--views", "8", "--caps", "--size", "64", "-q")  # fmt: skip
+    assert code == 0, err
+    out = tmp_path / "c.stl"
+    code, _, err = recon("predict", "corset", "--photos", tmp_path / "photos", "--spine",
+                         dataset / "p0000" / "spine.png", "-c", tiny_checkpoint, "-o", out)  # fmt: skip
+    assert code == 2 and "the torso reaches" in err and "scale the scan to mm" in err, err
+    assert err.strip().splitlines()[-1].startswith("error:") and not out.exists()
+
+
 def test_thickness_sets_the_wall_of_the_predicted_corset(dataset, tiny_checkpoint, tmp_path, recon):
     """--thickness is the shell's wall: volume / (half the area of both sides) recovers it."""
     patient = dataset / "p0000"

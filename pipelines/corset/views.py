@@ -43,10 +43,16 @@ def decode_views(values: np.ndarray) -> np.ndarray:
     return depths
 
 
+# How far a torso scan in mm reaches from its centre (half its bounding diagonal, about): a
+# child's torso reaches some 150 mm, an adult's 250-450 mm. A scan in cm or m falls far outside.
+TORSO_REACH_MM = (80.0, 2000.0)
+
+
 def load_photos(folder: Path, size: int | None = None) -> tuple[np.ndarray, dict]:
     """A torso projection folder -> depth views in PHOTO_VIEWS order (10, H, W) and views.json.
 
-    BadInput when views are missing, extra, or of another size than `size` (when given).
+    BadInput when views are missing, extra, or of another size than `size` (when given), or
+    when the torso is not of a size in mm (TORSO_REACH_MM: a scan in cm or m).
     """
     from recon.pipelines.shapes import load_depth_views, read_views
 
@@ -62,6 +68,14 @@ def load_photos(folder: Path, size: int | None = None) -> tuple[np.ndarray, dict
         )
     if size is not None and int(doc["camera"]["size"]) != size:
         raise BadInput(f"{folder}: views are {doc['camera']['size']} px, the model takes {size} px")
+    matrix = np.asarray(doc["frame"]["to_normalised"], dtype=np.float64)[:3, :3]
+    reach = abs(np.linalg.det(matrix)) ** (-1 / 3)  # mesh units from the centre to the farthest
+    if not TORSO_REACH_MM[0] <= reach <= TORSO_REACH_MM[1]:
+        raise BadInput(
+            f"{folder}: the torso reaches {reach:.3g} units from its centre, where a torso in mm "
+            f"reaches {TORSO_REACH_MM[0]:g}-{TORSO_REACH_MM[1]:g}; corsets are made in mm: scale "
+            "the scan to mm (was it in cm or m?) and project it again"
+        )
     depths = load_depth_views(folder, doc)
     order = [names.index(n) for n in PHOTO_VIEWS]
     return depths[order], doc
