@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         detail = f" ({str(error).splitlines()[0]})" if str(error) else ""
         finish(
-            f"out of memory{detail}: try smaller sizes, fewer workers, or a machine with more memory",
+            f"out of memory{detail}: try smaller sizes, fewer workers, or a bigger machine",
             1,
         )
     except Exception as error:  # anything unforeseen still ends in one line

@@ -265,8 +265,9 @@ def test_a_torso_scan_not_in_mm_is_refused(
                          "--views", "8", "--caps", "--size", "64", "-q")  # fmt: skip
     assert code == 0, err
     out = tmp_path / "c.stl"
-    code, _, err = recon("predict", "corset", "--photos", tmp_path / "photos", "--spine",
-                         dataset / "p0000" / "spine.png", "-c", tiny_checkpoint, "-o", out)  # fmt: skip
+    spine = dataset / "p0000" / "spine.png"
+    code, _, err = recon("predict", "corset", "--photos", tmp_path / "photos", "--spine", spine,
+                         "-c", tiny_checkpoint, "-o", out)  # fmt: skip
     assert code == 2 and "the torso reaches" in err and "scale the scan to mm" in err, err
     assert err.strip().splitlines()[-1].startswith("error:") and not out.exists()
 
