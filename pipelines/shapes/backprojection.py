@@ -197,7 +197,61 @@ def _poisson(cloud, options: SurfaceOptions) -> tuple[np.ndarray, np.ndarray]:
         small = cluster_sizes < 0.05 * cluster_sizes.max()
         mesh.remove_triangles_by_mask(small[np.asarray(clusters)])
     mesh.remove_unreferenced_vertices()
-    return np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    if options.trim == 0 and len(_boundary(faces)):
+        vertices, faces = _closed_where_seen(vertices, faces, np.asarray(cloud.points))
+    return vertices, faces
+
+
+def _boundary(faces: np.ndarray) -> np.ndarray:
+    """The half-edges (a -> b, as their face runs) that only one face uses."""
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    key = np.sort(edges, axis=1)
+    _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    return edges[counts[inverse.ravel()] == 1]
+
+
+def _closed_where_seen(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray):
+    """An open Poisson surface cut to the height range the views saw (normalised z, the up axis
+    of `recon project`) and closed flat there. Screened Poisson leaves its surface open where it
+    meets its bounding cube, which it does past ends no view saw (the top and bottom of side
+    views alone), after bulging beyond them."""
+    low, high = float(points[:, 2].min()), float(points[:, 2].max())
+    height = vertices[faces, 2]
+    kept = faces[(height.min(axis=1) >= low) & (height.max(axis=1) <= high)]
+    used = np.unique(kept)
+    index = np.full(len(vertices), -1)
+    index[used] = np.arange(len(used))
+    return close_openings(vertices[used], index[kept])
+
+
+def close_openings(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Close each boundary loop of a triangle mesh with a fan from the loop's centroid, wound
+    like the faces beside it; a mesh whose boundary is not simple loops is returned as it is."""
+    boundary = _boundary(faces)
+    if len(boundary) == 0:
+        return vertices, faces
+    following = dict(zip(boundary[:, 0].tolist(), boundary[:, 1].tolist(), strict=True))
+    if len(following) != len(boundary):  # a vertex starts two boundary edges: not simple loops
+        return vertices, faces
+    new_vertices, new_faces = [vertices], [faces]
+    count = len(vertices)
+    while following:
+        start = next(iter(following))
+        loop = [start]
+        while True:
+            step = following.pop(loop[-1], None)
+            if step is None:  # an open chain: leave the mesh as Poisson made it
+                return vertices, faces
+            if step == start:
+                break
+            loop.append(step)
+        loop = np.asarray(loop)
+        new_vertices.append(vertices[loop].mean(axis=0, keepdims=True))
+        # the face beside a -> b runs a -> b, so the cap runs b -> a -> centre
+        new_faces.append(np.stack([np.roll(loop, -1), loop, np.full(len(loop), count)], axis=1))
+        count += 1
+    return np.concatenate(new_vertices), np.concatenate(new_faces)
 
 
 def _vedo_surface(points: np.ndarray, pixel: float) -> tuple[np.ndarray, np.ndarray]:
