@@ -114,7 +114,7 @@ def augment(
         check_range(f"--{name}", given[name], low, high)
     check_seed(seed)
     source = Path(source)
-    out = check_output(out, overwrite, inputs=[source])
+    out = check_output(out, overwrite, inputs=[source], command="augment")
     if source.resolve() == out.resolve() or source.resolve() in out.resolve().parents:
         raise BadInput(f"{out}: output must not be the input folder or inside it")
     find_pairs(source)  # every layout problem is reported before work starts

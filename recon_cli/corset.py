@@ -184,7 +184,7 @@ def predict_corset(
     if render:
         picture_path = check_output(out.with_suffix(".png"), overwrite, (".png",), inputs=inputs)
     if views_out is not None:
-        views_out = check_output(views_out, overwrite, inputs=inputs)
+        views_out = check_output(views_out, overwrite, inputs=inputs, command="predict corset")
     require_dir(photos, "photos folder")
     require_file(spine, "spine X-ray")
     require_file(checkpoint, "checkpoint")

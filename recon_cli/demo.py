@@ -55,7 +55,7 @@ def demo(
             )
         steps = [(name, fn) for name, fn in STEPS if name in wanted]
     if out is not None:
-        out = check_output(out, overwrite)
+        out = check_output(out, overwrite, command="demo")
     rows, timings = [], {}
     with tempfile.TemporaryDirectory(prefix="recon-demo-") as scratch:
         target = Path(scratch) / "demo" if out is None else out

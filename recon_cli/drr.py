@@ -100,7 +100,7 @@ def synth_pairs(
         skip_done,
         overwrite,
     )
-    out = check_batch_output(out, plan, overwrite)
+    out = check_batch_output(out, plan, overwrite, "synth pairs")
     if plan.batch and not overwrite:
         check_same_poses(out / "poses.pt", count, seed, rot, shift)
     device = choose_device(device)
@@ -206,6 +206,7 @@ def predict_drr(
         out,
         lambda target, name: [target / f"{name}.png"],
         (shard, skip_done, overwrite),
+        command="predict drr",
         checkpoint=checkpoint,
     )
     paths, names, plan, out = inputs.files, inputs.names, inputs.plan, inputs.out

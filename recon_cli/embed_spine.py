@@ -193,6 +193,7 @@ def _embed_many(xrays, out, pixel_spacing, span, batch, ui) -> None:
         out,
         lambda target, name: [target / f"{name}.json", target / f"{name}.png"],
         batch,
+        command="embed-spine",
         stem=xray_name,
         reserved=re.compile(r"run(\.shard-\d+-of-\d+)?", re.IGNORECASE).fullmatch,
     )

@@ -51,7 +51,7 @@ def project(
             f"--views {views} at --size {size} is {cameras * size * size} pixels, "
             f"more than the {MAX_PIXELS} one run casts"
         )
-    out = check_output(out, overwrite, inputs=[mesh])
+    out = check_output(out, overwrite, inputs=[mesh], command="project")
     clock = time.perf_counter()
     source = load_mesh(mesh)
     loaded = time.perf_counter()

@@ -129,10 +129,11 @@ def predict_skull(
     inputs = plan_inputs(
         images,
         lambda p: p.suffix.lower() in IMAGE_SUFFIXES,
-        "images (.png, .jpg)",
+        f"images ({', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES)})",
         out,
         output_files,
         (shard, skip_done, overwrite),
+        command="predict skull",
         checkpoint=checkpoint,
         is_done=lambda target, name: prediction_done(target, name, render),
     )

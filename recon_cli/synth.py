@@ -74,7 +74,7 @@ def meshes(
     plan = plan_batch(
         len(names), lambda i: [target / f"{names[i]}.stl"], parse_shard(shard), skip_done, overwrite
     )
-    out = check_batch_output(out, plan, overwrite)
+    out = check_batch_output(out, plan, overwrite, "synth meshes")
     written = {}
     clock = time.perf_counter()
     with output_folder(out, plan) as folder:

@@ -64,7 +64,7 @@ def run_synth(
         overwrite,
         is_done=lambda i: spec.done(target, i),
     )
-    out = check_batch_output(out, plan, overwrite)
+    out = check_batch_output(out, plan, overwrite, f"synth {spec.kind}")
     made = []
     clock = time.perf_counter()
     with output_folder(out, plan) as folder:

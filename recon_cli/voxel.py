@@ -198,6 +198,7 @@ def _predict(task: str, images, checkpoint, out, fmt, render, device, batch, jso
         out,
         lambda target, name: [target / f"{name}{suffix}" for suffix in suffixes],
         batch,
+        command=f"predict {task}",
         checkpoint=checkpoint,
         is_done=lambda target, name: _prediction_complete(target, name, fmt, render),
     )

@@ -136,6 +136,29 @@ def test_overwrite_never_deletes_a_folder_of_other_files(recon, work, tmp_path, 
         assert code == 0 and (out / "run.json").is_file(), err
 
 
+def test_overwrite_never_replaces_a_file_or_another_commands_output(recon, work, tmp_path):
+    """`-o results.csv --overwrite` turned the user's file into a folder of outputs; a predict
+    or project run given a training run's folder with --overwrite deleted its checkpoints."""
+    (tmp_path / "results.csv").write_text("a,b\n")
+    err = refused(recon, work, "synth", "meshes", "-o", tmp_path / "results.csv", "--overwrite")
+    assert "results.csv: exists and is not a folder" in err
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.ckpt").write_bytes(b"weights")
+    (run / "run.json").write_text(json.dumps({"command": "train voxel"}))
+    err = refused(recon, work, "project", work / "box.stl", "-o", run, "--overwrite")
+    assert "holds the output of `recon train voxel`" in err
+    assert "replaces only an earlier output of `recon project`" in err
+    # training into a folder of the user's files would leave a run.json among them
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    err = refused(recon, work, "train", "voxel", "--data", work, "--out", mine, "--overwrite")
+    assert "holds files no recon command wrote (notes.txt)" in err
+    err = refused(recon, work, "train", "parts", "--data", work, "--out", run, "--overwrite")
+    assert "holds the output of `recon train voxel`" in err
+
+
 # ---------------------------------------------------------------- backproject
 
 

@@ -172,7 +172,7 @@ def plan_batch(
     return plan
 
 
-def check_batch_output(out: Path, plan: BatchPlan, overwrite: bool) -> Path:
+def check_batch_output(out: Path, plan: BatchPlan, overwrite: bool, command: str) -> Path:
     """The output folder as an absolute path, checked before any work: a whole, unsharded run
     refuses an existing one unless --overwrite; batch mode shares it but refuses this shard's
     existing results file unless --overwrite or --skip-done."""
@@ -180,7 +180,7 @@ def check_batch_output(out: Path, plan: BatchPlan, overwrite: bool) -> Path:
 
     out = Path(out).expanduser().absolute()
     if not plan.batch:
-        return check_output(out, overwrite)
+        return check_output(out, overwrite, command=command)
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out}: exists and is not a folder")
     if not out.parent.exists():
@@ -222,6 +222,8 @@ def plan_inputs(
     out: Path,
     outputs: Callable[[Path, str], Sequence[Path]],
     batch: tuple[str | None, bool, bool],
+    *,
+    command: str,
     checkpoint: Path | None = None,
     is_done: Callable[[Path, str], bool] | None = None,
     stem: Callable[[Path], str] = lambda path: path.stem,
@@ -232,8 +234,9 @@ def plan_inputs(
     an output folder apart from every input, this shard's plan and the output folder itself.
 
     outputs(target, name) and is_done(target, name) describe one input's outputs in the output
-    folder `target`; batch is (--shard, --skip-done, --overwrite); stem and reserved are
-    output_names' (an input's first name, and the names the command keeps for its own files)."""
+    folder `target`; batch is (--shard, --skip-done, --overwrite); command names the command as
+    its run record does (check_output); stem and reserved are output_names' (an input's first
+    name, and the names the command keeps for its own files)."""
     from recon.pipelines.common.inputs import check_apart, gather_inputs, output_names
     from recon.pipelines.common.io import require_file
 
@@ -253,4 +256,4 @@ def plan_inputs(
         overwrite,
         is_done=None if is_done is None else (lambda i: is_done(target, names[i])),
     )
-    return BatchInputs(files, names, plan, check_batch_output(out, plan, overwrite))
+    return BatchInputs(files, names, plan, check_batch_output(out, plan, overwrite, command))

@@ -123,7 +123,7 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
     limits = max_time(run.max_time), batch_limit(run.limit_batches)
     rank_zero = launched_as_rank_zero()
     if rank_zero:  # the other ranks never judge the folder rank 0 prepares
-        check_run_dir(run)
+        check_run_dir(run, f"train {task.name}")
     if task.check is not None:
         task.check(cfg)
     resumed = None
@@ -145,7 +145,7 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
         with _lightning_chatter(run.quiet):
             trainer, checkpoints, first_step = _trainer(task, cfg, run, (kind, devices), limits)
             if trainer.is_global_zero and not rank_zero:  # a launcher variable misled the guess
-                check_run_dir(run)
+                check_run_dir(run, f"train {task.name}")
             if trainer.world_size != processes:
                 check_splits(task, cfg, datamodule, run.limit_batches, trainer.world_size)
             if trainer.world_size > 1:

@@ -29,12 +29,15 @@ def check_output(
     overwrite: bool,
     suffixes: tuple[str, ...] | None = None,
     inputs: Iterable[Path | None] = (),
+    command: str | None = None,
 ) -> Path:
     """Validate an output path before any work starts; returns it as an absolute Path.
 
     An output that is one of `inputs`, or a folder holding one, is refused even with --overwrite
-    (replacing it would destroy the input); so is an existing folder that is neither empty nor
-    an earlier recon output (check_replaceable), since replacing it deletes everything in it.
+    (replacing it would destroy the input). `command` (as its run record names it, e.g.
+    "predict drr") marks a folder output, which --overwrite replaces whole: an existing file
+    there, or a folder that is not empty nor an earlier output of that command
+    (check_replaceable), is refused even with --overwrite.
     """
     path = Path(path).expanduser().absolute()
     if suffixes is not None and path.suffix.lower() not in suffixes:
@@ -44,8 +47,10 @@ def check_output(
         raise BadInput(f"{path}: already exists (pass --overwrite to replace it)")
     if suffixes is not None and path.is_dir():
         raise BadInput(f"{path}: is a folder, not a file")
-    if path.is_dir() and not path.is_symlink():
-        check_replaceable(path)
+    if command is not None and (path.exists() or path.is_symlink()):
+        if not path.is_dir() or path.is_symlink():
+            raise BadInput(f"{path}: exists and is not a folder; choose another path")
+        check_replaceable(path, command)
     if not path.parent.exists():
         raise BadInput(f"{path.parent}: output folder does not exist")
     if not os.access(path.parent, os.W_OK | os.X_OK):
@@ -66,19 +71,43 @@ def check_not_input(path: Path, inputs: Iterable[Path | None]) -> Path:
 RUN_RECORDS = ("run.json", "run.shard-*-of-*.json")  # what every output folder holds
 
 
-def check_replaceable(folder: Path) -> None:
-    """BadInput unless --overwrite may replace the folder whole: it is empty, or an earlier
-    recon output (it holds a run record, RUN_RECORDS). A folder of other files (the working
-    folder given as `-o .`, notes, data) is never deleted."""
+def check_replaceable(folder: Path, command: str, marks: tuple[str, ...] = ()) -> None:
+    """BadInput unless `recon COMMAND --overwrite` may replace or rewrite the folder: it is
+    empty, or an earlier output of that same command (its run records, RUN_RECORDS, name it;
+    a file of `marks` also marks one, for a run that has not written its record yet). A folder
+    of other files (the working folder given as `-o .`, notes, data) or of another command's
+    outputs (a training run given to a predict command) is never deleted."""
     entries = sorted(folder.iterdir())
-    if not entries or any(any(folder.glob(pattern)) for pattern in RUN_RECORDS):
+    if not entries:
         return
-    shown = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:3])
-    more = f" and {len(entries) - 3} more" if len(entries) > 3 else ""
-    raise BadInput(
-        f"{folder}: holds files no recon command wrote ({shown}{more}); --overwrite replaces "
-        "only an empty folder or an earlier output (one with its run.json): choose another path"
-    )
+    records = sorted(p for pattern in RUN_RECORDS for p in folder.glob(pattern))
+    if not records:
+        if any((folder / mark).is_file() for mark in marks):
+            return
+        shown = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:3])
+        more = f" and {len(entries) - 3} more" if len(entries) > 3 else ""
+        raise BadInput(
+            f"{folder}: holds files no recon command wrote ({shown}{more}); --overwrite "
+            f"replaces only an empty folder or an earlier output of `recon {command}`: choose "
+            "another path"
+        )
+    made = sorted({_recorded_command(p) for p in records})
+    if made != [command]:
+        named = ", ".join(f"`recon {m}`" if m else "an unreadable run record" for m in made)
+        raise BadInput(
+            f"{folder}: holds the output of {named}; --overwrite replaces only an earlier "
+            f"output of `recon {command}`: choose another path"
+        )
+
+
+def _recorded_command(record: Path) -> str:
+    """The command a run record names ('' when it cannot be read)."""
+    try:
+        doc = json.loads(record.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return ""
+    command = doc.get("command") if isinstance(doc, dict) else None
+    return command if isinstance(command, str) else ""
 
 
 def check_run_record(output: Path, overwrite: bool, inputs: Iterable[Path | None] = ()) -> Path:

@@ -48,9 +48,13 @@ def launched_as_rank_zero() -> bool:
     return all(os.environ.get(name, "0").strip() in ("0", "") for name in RANK_VARIABLES)
 
 
-def check_run_dir(run: RunOptions) -> Path:
+def check_run_dir(run: RunOptions, command: str) -> Path:
     """The run folder as an absolute path; a non-empty one is refused unless --overwrite or
-    --resume. Reads only."""
+    --resume, and with --overwrite unless it is a run folder of the same command ("train
+    TASK"; outputs.check_replaceable): a folder of the user's files, or another command's
+    outputs, would hold this run's run.json and then look like a run. Reads only."""
+    from recon.pipelines.common.outputs import check_replaceable
+
     out = Path(run.out).expanduser().absolute()
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out}: exists and is not a folder")
@@ -58,6 +62,8 @@ def check_run_dir(run: RunOptions) -> Path:
         raise BadInput(
             f"{out}: run folder is not empty (pass --overwrite, or --resume a checkpoint)"
         )
+    if out.is_dir() and run.overwrite and not run.resume:
+        check_replaceable(out, command, marks=("config.yaml",))
     return out
 
 

@@ -281,7 +281,7 @@ def plan_outputs(r: DrrRequest, count: int) -> Plan:
         r.skip_done,
         r.overwrite,
     )
-    return Plan(check_batch_output(target, plan, r.overwrite), False, plan)
+    return Plan(check_batch_output(target, plan, r.overwrite, "make-drr"), False, plan)
 
 
 def run_make_drr(r: DrrRequest, info, track) -> dict:

@@ -225,7 +225,7 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
         r.skip_done,
         r.overwrite,
     )
-    out = check_batch_output(r.out, plan, r.overwrite)
+    out = check_batch_output(r.out, plan, r.overwrite, "register")
     earlier = {i: earlier_row(target / all_names[i] / "result.json") for i in plan.done}
     files, names = [every[i] for i in plan.todo], [all_names[i] for i in plan.todo]
     for file in files:
