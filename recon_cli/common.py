@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 import typer
 from rich.console import Console
@@ -134,7 +134,8 @@ CtVolume = Annotated[
     ),
 ]
 CtOrientation = Annotated[
-    str, typer.Option(help="Patient orientation of the X-rays: AP or PA.", rich_help_panel="Data")
+    Literal["AP", "PA"],
+    typer.Option(help="Patient orientation of the X-rays.", rich_help_panel="Data"),
 ]
 BATCH = "Batch jobs"
 ShardOption = Annotated[

@@ -72,7 +72,7 @@ def serve(
     from recon.pipelines.common.errors import BadInput
     from recon.pipelines.web.app import THREE, ServeSettings, create_app
     from recon.pipelines.web.tasks import check_checkpoints, parse_checkpoint_specs
-    from recon.pipelines.web.urls import check_bind, check_origins, check_root_path
+    from recon.pipelines.web.urls import bind, check_bind, check_origins, check_root_path
 
     ui = Reporter(json_out, quiet)
     check_range("--workers", workers, 1)
@@ -86,6 +86,7 @@ def serve(
     if data.exists() and not data.is_dir():
         raise BadInput(f"{data}: --data must be a folder")
     check_checkpoints(checkpoints)
+    listening = bind(host, port)  # before anything is made: a busy port is one line
     app = create_app(ServeSettings(checkpoints, data, workers, queue_limit, device, origins))
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
     if not THREE.is_dir():
@@ -94,7 +95,7 @@ def serve(
         ui.info(f"warning: listening on {host}: anyone who reaches this port can upload (no login)")
     ui.info(f"recon serve: {url} (tasks: {', '.join(checkpoints)}; jobs in {data})")
     ui.result({"url": url, "data": str(data), "tasks": list(checkpoints), "workers": workers})
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -102,3 +103,4 @@ def serve(
         log_level="warning" if quiet else "info",
         access_log=not quiet,
     )
+    uvicorn.Server(config).run(sockets=[listening])

@@ -90,6 +90,25 @@ USAGE_ERRORS = [
     ),
     (["synth", "nosuch"], "no such command 'nosuch'", "recon synth"),
     (
+        [
+            "make-drr",
+            "--rot",
+            "0",
+            "0",
+            "0",
+            "--xyz",
+            "0",
+            "850",
+            "0",
+            "-o",
+            "a.png",
+            "--orientation",
+            "LAT",
+        ],
+        "invalid value for '--orientation': 'LAT' is not one of 'AP', 'PA'",
+        "recon make-drr",
+    ),  # fmt: skip
+    (
         ["project", "a.stl", "b.stl", "-o", "v"],
         "got unexpected extra argument(s) (b.stl)",
         "recon project",

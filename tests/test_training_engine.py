@@ -254,6 +254,11 @@ def test_checkpoint_of_another_task_or_with_code_is_refused(tmp_path):
     torch.save({"state_dict": {}, "hook": BadInput("x")}, evil)
     with pytest.raises(BadInput, match="pickled"):
         load_checkpoint(evil, "toy")
+    # a picture given as the checkpoint was said to carry pickled code
+    picture = tmp_path / "x.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    with pytest.raises(BadInput, match="x.png: not a PyTorch checkpoint"):
+        load_checkpoint(picture, "toy")
 
 
 def test_non_empty_run_folder_is_refused(tmp_path):

@@ -7,6 +7,7 @@ import fcntl
 import io
 import json
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -396,7 +397,7 @@ def test_serve_cli_refuses_bad_options(model, recon, tmp_path):
         (["-c", f"corset={ckpt}"], "unknown task 'corset'"),
         (["-c", str(ckpt)], "expected TASK=CHECKPOINT"),
         (["-c", f"voxel={tmp_path / 'missing.ckpt'}"], "no such checkpoint"),
-        (["-c", f"voxel={tmp_path / 'x.png'}"], "checkpoint"),
+        (["-c", f"voxel={tmp_path / 'x.png'}"], "x.png: not a PyTorch checkpoint"),
         (["-c", f"parts={ckpt}"], "'voxel', not 'parts'"),
         (["-c", f"voxel={ckpt}", "-c", f"voxel={ckpt}"], "given twice"),
         (["-c", f"voxel={ckpt}", "--cors-origin", "*"], "'*' is refused"),
@@ -404,11 +405,17 @@ def test_serve_cli_refuses_bad_options(model, recon, tmp_path):
         (["-c", f"voxel={ckpt}", "--port", "70000"], "--port"),
         (["-c", f"voxel={ckpt}", "--data", str(tmp_path / "x.png")], "must be a folder"),
     ]
+    busy = socket.socket()  # a port another server holds: uvicorn's own lines, exit 3
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = str(busy.getsockname()[1])
+    cases.append((["-c", f"voxel={ckpt}", "--port", port], f"--port {port}: cannot listen"))
     for args, message in cases:
         data = [] if "--data" in args else ["--data", str(tmp_path / "d")]
         code, _, err = recon("serve", *args, *data)
         assert code == 2 and message in err and err.count("\n") == 1, (args, err)
         assert not (tmp_path / "d").exists()
+    busy.close()
 
 
 def test_help_imports_no_server_library():

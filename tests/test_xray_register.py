@@ -154,6 +154,15 @@ def test_train_pose_then_register_from_the_model(synthetic, tmp_path, recon):
     assert code == 0, err
     row = json.loads(stdout)["results"][0]
     assert row["init_rotation_error_deg"] < 60 and row["init_translation_error_mm"] < 200
+    # fine-tuning from it with a network of another shape: one line naming what differs (was a
+    # raw `RuntimeError: Error(s) in loading state_dict`, exit 1)
+    code, _, err = recon(
+        "train", "pose", "--set", f"finetune={checkpoint}", "--set", "size=48",
+        "--set", "base_filters=4", "--out", tmp_path / "tuned", "--device", "cpu",
+    )  # fmt: skip
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "weights cannot start this one: base_filters" in err and "size 32 (here 48)" in err
+    assert not (tmp_path / "tuned").exists()
 
 
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-10), (torch.float32, 5e-5)])

@@ -40,6 +40,11 @@ def load_checkpoint_file(path: Path) -> dict:
     from recon.pipelines.common.io import require_file
 
     path = require_file(path, "checkpoint")
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    # torch.save writes a zip archive; files of torch before 1.6 start with a pickle protocol
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise BadInput(f"{path}: not a PyTorch checkpoint (give the .ckpt that training wrote)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

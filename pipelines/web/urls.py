@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 from urllib.parse import urlsplit
@@ -41,6 +42,22 @@ def check_bind(host: str, port: int) -> None:
         socket.getaddrinfo(host, port)
     except OSError as error:
         raise BadInput(f"--host {host!r}: cannot resolve ({error})") from error
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port) for the server to listen on; BadInput when the
+    address is in use or cannot be bound (a port below 1024 without the right, an address of
+    another machine)."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as error:
+        listening.close()
+        reason = "in use (another server?)" if error.errno == errno.EADDRINUSE else error.strerror
+        raise BadInput(f"--port {port}: cannot listen on {host}:{port}: {reason}") from error
+    return listening
 
 
 def check_root_path(root_path: str) -> str:

@@ -92,7 +92,21 @@ def check(cfg: PoseConfig) -> None:
     if cfg.finetune is not None:
         from recon.pipelines.common.checkpoints import load_checkpoint
 
-        load_checkpoint(Path(cfg.finetune), TASK_NAME)
+        saved, _ = load_checkpoint(Path(cfg.finetune), TASK_NAME)
+        saved.setdefault("architecture", "pooled")  # older checkpoints
+        differ = [
+            f"{key} {saved.get(key)} (here {getattr(cfg, key)})"
+            for key in MODEL_SETTINGS
+            if saved.get(key) != getattr(cfg, key)
+        ]
+        if differ:
+            raise BadInput(
+                f"{cfg.finetune}: its network was built with other settings, so its weights "
+                f"cannot start this one: {', '.join(differ)}; set them as the checkpoint has them"
+            )
+
+
+MODEL_SETTINGS = ("architecture", "base_filters", "size")  # what shapes the network's weights
 
 
 class OffsetSet:
