@@ -79,6 +79,24 @@ def test_planted_pix3d_problems_are_named(recon, tmp_path):
     assert code == 1 and "missing-voxel" in out and "duplicate-entry" in out
 
 
+@pytest.mark.parametrize(
+    "bbox", [[120, 120, 20, 20], "10 10 100 100", [0, 0, float("nan"), 30], [0, 0, 60, 30], [1, 2]]
+)
+def test_train_voxel_refuses_the_bbox_check_data_flags(recon, tmp_path, bbox):
+    """A bbox check-data flags crashed training with `ValueError: Width and height must be >= 0`
+    (exit 1, no entry named), after the run folder was made."""
+    entries = make_pix3d(tmp_path / "p")
+    entries[1]["bbox"] = bbox
+    (tmp_path / "p" / "pix3d.json").write_text(json.dumps(entries))
+    code, out, _ = recon("check-data", "voxel", tmp_path / "p", "--json")
+    assert code == 1 and json.loads(out)["problem_count"] == 1
+    code, _, err = recon("train", "voxel", "--data", tmp_path / "p", "--epochs", "1", "--set",
+                         "size=32", "-o", tmp_path / "run", "--device", "cpu")  # fmt: skip
+    assert code == 2 and err.count("\n") == 1, err
+    assert "pix3d.json entry 1: bbox" in err and "check-data voxel" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_parts_problems(recon, tmp_path):
     from recon.pipelines.occupancy.parts import make_part
     from recon.pipelines.shapes.solids import solid_mesh

@@ -85,7 +85,7 @@ def check_voxel(root: Path, track: Callable = lambda items, _d: items) -> CheckR
             problem = image_problem(image)
             if problem:
                 report.add(problem[0], image, problem[1])
-            elif "bbox" in entry:
+            elif entry.get("bbox") is not None:  # none: training finds the object itself
                 _check_bbox(report, image, entry["bbox"])
         voxel = _entry_path(report, root, entry, "voxel", index)
         if voxel is None:
@@ -132,17 +132,27 @@ def _entry_path(report: CheckReport, root: Path, entry: dict, key: str, index: i
 
 
 def _check_bbox(report: CheckReport, image: Path, bbox) -> None:
+    problem = bbox_problem(image, bbox)
+    if problem is not None:
+        report.add("bbox-outside-image", image, problem)
+
+
+def bbox_problem(image: Path, bbox) -> str | None:
+    """What is wrong with an entry's bbox for its image (None: nothing, or the image cannot be
+    read, which is its own problem): not four numbers [x0, y0, x1, y1], or not a box inside
+    the image. check-data and training judge it here."""
+    numbers = isinstance(bbox, list | tuple) and len(bbox) == 4
+    numbers = numbers and all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox)
+    if not numbers:
+        return f"bbox {bbox!r} is not [x0, y0, x1, y1]"
     size = image_size(image)
-    valid = isinstance(bbox, list | tuple) and len(bbox) == 4
-    if valid and size is not None:
-        x0, y0, x1, y1 = bbox
-        width, height = size
-        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-            report.add(
-                "bbox-outside-image", image, f"bbox {list(bbox)} in a {width} x {height} image"
-            )
-    elif not valid:
-        report.add("bbox-outside-image", image, f"bbox {bbox!r} is not [x0, y0, x1, y1]")
+    if size is None:
+        return None
+    x0, y0, x1, y1 = bbox
+    width, height = size
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        return f"bbox {list(bbox)} in a {width} x {height} image"
+    return None
 
 
 def check_parts(root: Path, track: Callable = lambda items, _d: items) -> CheckReport:

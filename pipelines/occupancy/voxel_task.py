@@ -69,13 +69,24 @@ def load_grid(path: Path, resolution: int) -> np.ndarray:
 
 def usable_entries(root: Path) -> list[dict]:
     """pix3d.json entries with img_path and voxel_path resolved inside root (pix3d.entry_path);
-    BadInput naming the first entry without a usable img or voxel, or fewer than 2 entries."""
+    BadInput naming the first entry without a usable img or voxel, or whose bbox check-data
+    would flag, or fewer than 2 entries."""
     from recon.pipelines.occupancy.pix3d import resolved_entries
+
+    from recon.pipelines.occupancy.checks import bbox_problem
 
     root = Path(root)
     entries = resolved_entries(root)
     if len(entries) < 2:
         raise BadInput(f"{root}/pix3d.json: need at least 2 entries with img and voxel")
+    for index, entry in enumerate(entries):
+        if entry.get("bbox") is not None:
+            problem = bbox_problem(entry["img_path"], entry["bbox"])
+            if problem is not None:
+                raise BadInput(
+                    f"{root / 'pix3d.json'} entry {index}: {problem} (`recon check-data voxel` "
+                    "lists every problem)"
+                )
     return entries
 
 
