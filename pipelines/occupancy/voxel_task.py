@@ -71,9 +71,8 @@ def usable_entries(root: Path) -> list[dict]:
     """pix3d.json entries with img_path and voxel_path resolved inside root (pix3d.entry_path);
     BadInput naming the first entry without a usable img or voxel, or whose bbox check-data
     would flag, or fewer than 2 entries."""
-    from recon.pipelines.occupancy.pix3d import resolved_entries
-
     from recon.pipelines.occupancy.checks import bbox_problem
+    from recon.pipelines.occupancy.pix3d import resolved_entries
 
     root = Path(root)
     entries = resolved_entries(root)
