@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -125,6 +126,39 @@ def test_parts_problems(recon, tmp_path):
     kinds = json.loads(out)["problem_kinds"]
     for kind in ("unreadable-image", "unreadable-mesh", "missing-mesh", "duplicate-image"):
         assert kinds.get(kind, 0) >= 1, (kind, kinds)
+
+
+def test_train_parts_refuses_the_parts_check_data_flags_and_reads_upper_case_stl(recon, tmp_path):
+    """Training left out parts check-data flags without a word (images without a mesh, a mesh
+    without images), and a mesh saved as .STL (as CAD tools write it) was missing to both."""
+    from recon.pipelines.occupancy.parts import find_pairs, make_part
+    from recon.pipelines.shapes.solids import solid_mesh
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (tmp_path / "models" / "plate").mkdir(parents=True, exist_ok=True)
+        suffix = ".STL" if name == "b" else ".stl"
+        solid_mesh(make_part("plate", rng), 32).export(
+            tmp_path / "models" / "plate" / f"{name}{suffix}", file_type="stl"
+        )
+        (tmp_path / "images" / "plate" / name).mkdir(parents=True)
+        write_png(
+            tmp_path / "images" / "plate" / name / "v0.png", np.full((32, 32), ord(name), np.uint8)
+        )
+    assert [p.part for p in find_pairs(tmp_path)] == ["a", "b"]
+    code, _, err = recon("check-data", "parts", tmp_path)
+    assert code == 0, err
+    (tmp_path / "images" / "plate" / "orphan").mkdir()
+    write_png(tmp_path / "images" / "plate" / "orphan" / "v.png", np.ones((32, 32), np.uint8))
+    (tmp_path / "models" / "plate" / "lonely.stl").write_bytes(
+        (tmp_path / "models" / "plate" / "a.stl").read_bytes()
+    )
+    for problem in ("orphan: no models/plate/orphan.stl", "lonely.stl: nothing under images"):
+        code, _, err = recon("train", "parts", "--data", tmp_path, "--epochs", "1",
+                             "-o", tmp_path / "run", "--device", "cpu")  # fmt: skip
+        assert code == 2 and problem in err and "check-data parts" in err, err
+        assert not (tmp_path / "run").exists()
+        shutil.rmtree(tmp_path / "images" / "plate" / "orphan", ignore_errors=True)
 
 
 @pytest.mark.parametrize("task", ["voxel", "parts", "nope"])

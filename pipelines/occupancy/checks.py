@@ -158,18 +158,11 @@ def bbox_problem(image: Path, bbox) -> str | None:
 def check_parts(root: Path, track: Callable = lambda items, _d: items) -> CheckReport:
     """Check a parts root (models/<class>/<part>.stl + images/<class>/<part>/*)."""
     from recon.pipelines.common.io import load_mesh
-    from recon.pipelines.occupancy.parts import IMAGE_SUFFIXES
+    from recon.pipelines.occupancy.parts import part_images, parts_layout
 
     root = Path(root)
-    if not (root / "models").is_dir():
-        raise BadInput(
-            f"{root / 'models'}: no such folder (a parts root holds models/ and images/)"
-        )
+    meshes, folders = parts_layout(root)
     report = CheckReport("parts", str(root))
-    meshes = {(p.parent.name, p.stem): p for p in sorted((root / "models").glob("*/*.stl"))}
-    folders = {
-        (p.parent.name, p.name): p for p in sorted((root / "images").glob("*/*")) if p.is_dir()
-    }
     classes, hashes = Counter(), {}
     for key, folder in folders.items():
         if key not in meshes:
@@ -189,12 +182,7 @@ def check_parts(root: Path, track: Callable = lambda items, _d: items) -> CheckR
                 else "unreadable-mesh"
             )
             report.add(kind, mesh_path, str(error).split(": ", 1)[-1])
-        folder = folders.get(key)
-        images = (
-            sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if folder
-            else []
-        )
+        images = part_images(folders.get(key))
         if not images:
             report.add("no-images", mesh_path, f"nothing under images/{key[0]}/{key[1]}/")
         for image in images:

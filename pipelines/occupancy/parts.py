@@ -37,17 +37,51 @@ class PartPair:
     images: tuple[Path, ...]
 
 
-def find_pairs(root: Path) -> list[PartPair]:
-    """Every STL under ROOT/models with the images under ROOT/images/<class>/<part>/."""
+def parts_layout(root: Path) -> tuple[dict, dict]:
+    """The parts layout as found: {(class, part): STL} (the suffix in any case, as CAD tools
+    write it) and {(class, part): its image folder}; BadInput without ROOT/models."""
     root = Path(root)
     models = root / "models"
     if not models.is_dir():
         raise BadInput(f"{models}: no such folder (a parts root holds models/ and images/)")
+    meshes = {
+        (p.parent.name, p.stem): p
+        for p in sorted(models.glob("*/*"))
+        if p.is_file() and p.suffix.lower() == ".stl"
+    }
+    folders = {
+        (p.parent.name, p.name): p for p in sorted((root / "images").glob("*/*")) if p.is_dir()
+    }
+    return meshes, folders
+
+
+def part_images(folder: Path | None) -> list[Path]:
+    """The pictures of one part's image folder, by name."""
+    if folder is None:
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def find_pairs(root: Path) -> list[PartPair]:
+    """Every STL under ROOT/models with its images under ROOT/images/<class>/<part>/; BadInput
+    for a part that check-data flags as missing-mesh or no-images (training would leave it
+    out without a word)."""
+    meshes, folders = parts_layout(root)
+    for key, folder in folders.items():
+        if key not in meshes:
+            raise BadInput(
+                f"{folder}: no models/{key[0]}/{key[1]}.stl for these images (`recon check-data "
+                "parts` lists every problem)"
+            )
     pairs = []
-    for mesh in sorted(models.glob("*/*.stl")):
-        folder = root / "images" / mesh.parent.name / mesh.stem
-        images = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        pairs.append(PartPair(mesh.parent.name, mesh.stem, mesh, tuple(images)))
+    for (category, part), mesh in meshes.items():
+        images = part_images(folders.get((category, part)))
+        if not images:
+            raise BadInput(
+                f"{mesh}: nothing under images/{category}/{part}/ (`recon check-data parts` "
+                "lists every problem)"
+            )
+        pairs.append(PartPair(category, part, mesh, tuple(images)))
     return pairs
 
 
