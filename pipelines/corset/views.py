@@ -167,7 +167,13 @@ def corset_from_views(folder: Path, thickness: float = 4.0):
     height range of the seen points, which removes Poisson's closing caps.
     """
     from recon.pipelines.common.errors import JobFailed
-    from recon.pipelines.shapes import lift_views, load_depth_views, read_views, reconstruct
+    from recon.pipelines.shapes import (
+        SurfaceOptions,
+        lift_views,
+        load_depth_views,
+        read_views,
+        reconstruct,
+    )
 
     doc = read_views(folder)
     points, _ = lift_views(doc, load_depth_views(folder, doc))
@@ -178,7 +184,7 @@ def corset_from_views(folder: Path, thickness: float = 4.0):
     low, high = float(z.min()) + pixel_mm, float(z.max()) - pixel_mm
     if high - low < 4 * pixel_mm:
         raise JobFailed("the predicted corset views hold almost nothing")
-    surface = reconstruct(folder).mesh
+    surface = reconstruct(folder, SurfaceOptions(close_unseen=False)).mesh  # trimmed below
     face_z = np.asarray(surface.vertices)[np.asarray(surface.faces), 2]
     inside = (face_z.min(axis=1) >= low) & (face_z.max(axis=1) <= high)
     surface.update_faces(inside)

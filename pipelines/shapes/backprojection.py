@@ -32,6 +32,9 @@ class SurfaceOptions:
     trim: float = 0.0  # drop this quantile of lowest-density Poisson vertices (0 keeps it closed)
     mls: float = 0.0  # moving-least-squares radius in pixels (0 = off)
     outlier_std: float = 2.5  # statistical outlier removal threshold (0 = off)
+    # close the ends no view saw flat, at the seen height range (False: leave Poisson's surface,
+    # for a caller that trims and closes it itself, as a corset's open shell is)
+    close_unseen: bool = True
 
     def check(self) -> None:
         """BadInput naming the first option outside its range (RANGES; mls may also be 0)."""
@@ -198,7 +201,7 @@ def _poisson(cloud, options: SurfaceOptions) -> tuple[np.ndarray, np.ndarray]:
         mesh.remove_triangles_by_mask(small[np.asarray(clusters)])
     mesh.remove_unreferenced_vertices()
     vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
-    if options.trim == 0 and len(_boundary(faces)):
+    if options.trim == 0 and options.close_unseen and len(_boundary(faces)):
         vertices, faces = _closed_where_seen(vertices, faces, np.asarray(cloud.points))
     return vertices, faces
 
