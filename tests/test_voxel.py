@@ -242,6 +242,25 @@ def test_pretrained_weights_file_is_loaded(tmp_path):
     assert torch.equal(net.encoder.conv1.weight, source.conv1.weight)
 
 
+def test_wrong_pretrained_weights_are_one_line(pix3d_root, recon, tmp_path):
+    """A ResNet-50's weights for the ResNet-18 encoder ended in a raw `RuntimeError: Error(s) in
+    loading state_dict for ResNet:` (exit 1); a JPEG in a six-line torch message."""
+    import torch
+    from torchvision.models import resnet50
+
+    torch.save(resnet50(weights=None).state_dict(), tmp_path / "r50.pth")
+    (tmp_path / "chair.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(100))
+    for weights, message in (
+        ("r50.pth", "does not match the ResNet encoder (23 of another shape"),
+        ("chair.jpg", "not a readable torch weights file"),
+    ):
+        code, _, err = recon("train", "voxel", "--data", pix3d_root, "--set",
+                             f"pretrained_weights={tmp_path / weights}", "--set", "size=32",
+                             "-o", tmp_path / "r", "--device", "cpu", "-q")  # fmt: skip
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "r").exists()
+
+
 def test_synth_cli(recon, tmp_path):
     code, out, err = recon(
         "synth", "pix3d", "-o", tmp_path / "p", "-n", "1", "--views", "1", "--json"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.errors import BadInput, first_line
 
 
 def load_pretrained_encoder(encoder, path: str) -> None:
@@ -16,15 +16,28 @@ def load_pretrained_encoder(encoder, path: str) -> None:
         raise BadInput(f"{file}: no such weights file (pretrained_weights)")
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise BadInput(f"{file}: not a readable torch weights file ({error})") from error
+    except Exception as error:  # torch raises many types, with messages of many lines
+        raise BadInput(
+            f"{file}: not a readable torch weights file ({first_line(error)})"
+        ) from error
     state = state.get("state_dict", state) if isinstance(state, dict) else state
-    if not isinstance(state, dict):
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise BadInput(f"{file}: expected a state_dict of tensors")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = encoder.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise BadInput(
-            f"{file}: does not match the encoder ({len(missing)} missing, "
-            f"{len(unexpected)} unexpected keys)"
+    own = encoder.state_dict()
+    wrong = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if wrong or missing or unexpected:
+        first = (
+            f"{wrong[0]} is {list(state[wrong[0]].shape)} there, {list(own[wrong[0]].shape)} "
+            "here"
+            if wrong
+            else f"e.g. {(missing or unexpected)[0]}"
         )
+        raise BadInput(
+            f"{file}: does not match the {type(encoder).__name__} encoder ({len(wrong)} of "
+            f"another shape, {len(missing)} missing, {len(unexpected)} unexpected; {first}): "
+            "weights of another network?"
+        )
+    encoder.load_state_dict(state, strict=False)

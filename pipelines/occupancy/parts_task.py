@@ -46,6 +46,7 @@ class PartsConfig(TrainConfig):
         "auto", "voxelisation of the STL targets", choices=("auto", "raycast", "winding")
     )
     mean_prior: bool = setting(True, "start the output at the training set's mean shape")
+    pretrained_weights: str = setting("", "a local torchvision ResNet50 state_dict file, or empty")
     examples: int = examples_setting()
 
 
@@ -130,6 +131,8 @@ def check(cfg: PartsConfig) -> None:
         raise BadInput("setting size must be >= 32")
     if not 0 < cfg.val_fraction < 1:
         raise BadInput("setting val_fraction must lie between 0 and 1")
+    if cfg.pretrained_weights and not Path(cfg.pretrained_weights).is_file():
+        raise BadInput(f"{cfg.pretrained_weights}: no such weights file (pretrained_weights)")
 
 
 def build_net(config: dict):
@@ -155,7 +158,14 @@ def bce_dice_loss(dice_weight: float):
 
 
 def build(cfg: PartsConfig):
-    return build_occupancy(TASK_NAME, cfg, build_net, bce_dice_loss(cfg.dice_weight), make_sets)
+    from recon.pipelines.common.weights import load_pretrained_encoder
+
+    module, data = build_occupancy(
+        TASK_NAME, cfg, build_net, bce_dice_loss(cfg.dice_weight), make_sets
+    )
+    if cfg.pretrained_weights:
+        load_pretrained_encoder(module.net.encoder, cfg.pretrained_weights)
+    return module, data
 
 
 def parts_input(path: Path, config: dict):
