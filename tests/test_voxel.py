@@ -242,6 +242,20 @@ def test_pretrained_weights_file_is_loaded(tmp_path):
     assert torch.equal(net.encoder.conv1.weight, source.conv1.weight)
 
 
+def test_parts_takes_pretrained_resnet50_weights(tmp_path):
+    import torch
+    from torchvision.models import resnet50
+
+    from recon.models.parts_net import PartsNet
+    from recon.pipelines.occupancy.voxel_task import load_pretrained_encoder
+
+    source = resnet50(weights=None)
+    torch.save(source.state_dict(), tmp_path / "resnet50.pth")
+    net = PartsNet(8, 8)
+    load_pretrained_encoder(net.encoder, str(tmp_path / "resnet50.pth"))
+    assert torch.equal(net.encoder.layer4[2].conv3.weight, source.layer4[2].conv3.weight)
+
+
 def test_wrong_pretrained_weights_are_one_line(pix3d_root, recon, tmp_path):
     """A ResNet-50's weights for the ResNet-18 encoder ended in a raw `RuntimeError: Error(s) in
     loading state_dict for ResNet:` (exit 1); a JPEG in a six-line torch message."""
