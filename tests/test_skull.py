@@ -144,21 +144,29 @@ def test_predict_writes_meshes_grids_and_render(heads, untrained_checkpoint, tmp
     assert face.extents.max() <= 240.0 + 1e-6
 
 
-@pytest.mark.parametrize("case", ["other-task", "not-an-image"])
+@pytest.mark.parametrize("case", ["other-task", "not-an-image", "one-pixel"])
 def test_bad_input_one_line_exit_2_nothing_written(
     case, heads, untrained_checkpoint, tmp_path, recon
 ):
+    """A 1 x 1 picture was predicted (exit 0); predict voxel and parts refuse it, and so does
+    skull now."""
+    from PIL import Image
+
     checkpoint, image = untrained_checkpoint, heads / "skull_000.png"
     if case == "other-task":
         checkpoint = _checkpoint(tmp_path / "voxel.ckpt", "voxel")
-    else:
+    elif case == "not-an-image":
         image = tmp_path / "fake.png"
         image.write_text("this is text")
+    else:
+        image = tmp_path / "one.png"
+        Image.new("L", (1, 1)).save(image)
     out = tmp_path / "out"
     code, stdout, err = recon("predict", "skull", image, "-c", checkpoint, "-o", out)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and err.startswith("error:")
-    assert ("voxel" in err) if case == "other-task" else ("not a readable image" in err)
+    expected = {"other-task": "voxel", "not-an-image": "not a readable image"}
+    assert expected.get(case, "image is 1 x 1 pixels, need at least 8 x 8") in err
     assert not out.exists() and not any(p.name.startswith(".out") for p in tmp_path.iterdir())
 
 

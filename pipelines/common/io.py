@@ -17,6 +17,7 @@ from recon.pipelines.common.outputs import atomic_file
 MESH_SUFFIXES = (".stl", ".ply", ".obj", ".glb", ".gltf", ".off")
 # Picture files every image reader takes (photos, X-ray films, model inputs); DICOM is read apart.
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+MIN_SIDE = 8  # the smallest image side, pixels, that a model takes as its input
 
 
 def require_file(path: Path, what: str = "file") -> Path:

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.io import MIN_SIDE
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-MIN_SIDE = 8  # smallest image side, pixels
 
 
 def rgb_image(path: Path) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 
 from recon.pipelines.common.datacheck import CheckReport
 from recon.pipelines.common.errors import BadInput, first_line
-from recon.pipelines.common.io import PICTURE_SUFFIXES
+from recon.pipelines.common.io import MIN_SIDE, PICTURE_SUFFIXES
 
 IMAGE_SUFFIXES = PICTURE_SUFFIXES
 HEADS = ("skull", "face")
@@ -111,13 +111,20 @@ def image_problem(path: Path) -> tuple[str, str] | None:
 
 def image_tensor(path: Path, size: int):
     """The network input (3, size, size) float tensor of one image file: grey or RGB, resized
-    (bilinear) to size x size, ImageNet-normalised. BadInput for a file that is no image."""
+    (bilinear) to size x size, ImageNet-normalised. BadInput for a file that is no image, or
+    one under MIN_SIDE pixels a side (as predict voxel and parts refuse it)."""
     import torch
     from PIL import Image
 
     from recon.pipelines.common.io import read_rgb
 
-    photo = Image.fromarray(read_rgb(Path(path)))  # BadInput for no image or too many pixels
+    rgb = read_rgb(Path(path))  # BadInput for no image or too many pixels
+    if min(rgb.shape[:2]) < MIN_SIDE:
+        raise BadInput(
+            f"{path}: image is {rgb.shape[1]} x {rgb.shape[0]} pixels, "
+            f"need at least {MIN_SIDE} x {MIN_SIDE}"
+        )
+    photo = Image.fromarray(rgb)
     rgb = photo.resize((size, size), Image.Resampling.BILINEAR)
     array = (np.asarray(rgb, dtype=np.float32) / 255.0 - MEAN) / STD
     return torch.from_numpy(array.transpose(2, 0, 1).copy())
