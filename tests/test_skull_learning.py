@@ -76,18 +76,32 @@ def test_hand_built_set_without_dataset_json_scores_in_voxels(tmp_path, recon):
     assert "depth_error" not in scores
 
 
-@pytest.mark.parametrize("bad", ["no-data", "odd-resolution"])
+@pytest.mark.parametrize("bad", ["no-data", "odd-resolution", "odd-grid", "other-setting"])
 def test_train_refuses_unusable_sets(bad, tmp_path, recon):
+    """One line each, naming the right file or the setting: an odd grid was blamed on the next
+    pair, a resolution setting on the first pair's file."""
     from PIL import Image
 
     data = tmp_path / "d"
     data.mkdir()
-    if bad == "odd-resolution":
+    side = 12 if bad == "odd-resolution" else 16
+    if bad != "no-data":
         for index in range(3):
-            Image.fromarray(np.full((64, 64), 128, np.uint8)).save(data / f"s{index}.png")
-            np.savez(data / f"s{index}_vox.npz", skull=np.ones((12,) * 3), face=np.ones((12,) * 3))
+            Image.fromarray(np.full((64, 64), 40 * index, np.uint8)).save(data / f"s{index}.png")
+            grid = np.zeros((side,) * 3)
+            grid[4:12, 4:12, 4:12] = 1
+            np.savez(data / f"s{index}_vox.npz", skull=grid, face=grid)
+    if bad == "odd-grid":
+        grid = np.ones((8,) * 3)
+        np.savez(data / "s0_vox.npz", skull=grid, face=grid)
+    setting = ["--set", "resolution=32"] if bad == "other-setting" else []
     code, _, err = recon(
-        "train", "skull", "--data", data, "-o", tmp_path / "run", "--device", "cpu"
+        "train", "skull", "--data", data, *setting, "-o", tmp_path / "run", "--device", "cpu"
     )
-    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    expected = {
+        "odd-grid": "s0_vox.npz: grid (8, 8, 8), where 2 of the set's 3 grids are (16, 16, 16)",
+        "other-setting": "setting resolution 32: the data's grids are 16^3",
+    }
+    assert expected.get(bad, "") in err
     assert not (tmp_path / "run").exists()

@@ -30,8 +30,7 @@ def load_pretrained_encoder(encoder, path: str) -> None:
     unexpected = [k for k in state if k not in own]
     if wrong or missing or unexpected:
         first = (
-            f"{wrong[0]} is {list(state[wrong[0]].shape)} there, {list(own[wrong[0]].shape)} "
-            "here"
+            f"{wrong[0]} is {list(state[wrong[0]].shape)} there, {list(own[wrong[0]].shape)} here"
             if wrong
             else f"e.g. {(missing or unexpected)[0]}"
         )

@@ -98,14 +98,24 @@ def mean_shapes(dataset: SkullDataset) -> dict[str, np.ndarray]:
 
 
 def data_resolution(root: Path) -> int:
-    """The grid side of the first pair (every pair is checked against it when loaded)."""
+    """The grid side of the set: the shape most pairs have (as check-data judges it); BadInput
+    naming a pair of another shape, or a grid that is not cubic."""
+    from collections import Counter
+
     pairs = list_pairs(root)
     if not pairs:
         raise BadInput(f"{root}: no image + NAME_vox.npz pairs")
-    shape = load_grids(pairs[0].voxels)["skull"].shape
-    if len(set(shape)) != 1:
-        raise BadInput(f"{pairs[0].voxels}: grid {shape} is not cubic")
-    return int(shape[0])
+    shapes = {pair.voxels: load_grids(pair.voxels)["skull"].shape for pair in pairs}
+    common, count = Counter(shapes.values()).most_common(1)[0]
+    for path, shape in shapes.items():
+        if shape != common:
+            raise BadInput(
+                f"{path}: grid {shape}, where {count} of the set's {len(shapes)} grids are "
+                f"{common} (`recon check-data skull` lists every problem)"
+            )
+    if len(set(common)) != 1:
+        raise BadInput(f"{next(iter(shapes))}: grid {common} is not cubic")
+    return int(common[0])
 
 
 def split_subjects(pairs: list, val_fraction: float, seed: int) -> tuple[list, list]:
@@ -138,7 +148,13 @@ def check(cfg: SkullConfig) -> None:
     if len(list_pairs(root)) < 2:
         raise BadInput(f"{root}: need at least 2 image + NAME_vox.npz pairs")
     read_voxel_mm(root)
-    resolution = cfg.resolution or data_resolution(root)
+    side = data_resolution(root)
+    if cfg.resolution and cfg.resolution != side:
+        raise BadInput(
+            f"setting resolution {cfg.resolution}: the data's grids are {side}^3 (leave it 0 to "
+            "use them)"
+        )
+    resolution = side
     from recon.models.skull_net import decoder_stages  # torch: after the cheap checks
 
     try:
