@@ -186,7 +186,10 @@ def test_predict_handles_grey_and_rgba(trained, recon, tmp_path):
         "--json",
     )
     assert code == 0, err
-    assert len(json.loads(out)["results"]) == 3
+    results = json.loads(out)["results"]
+    assert len(results) == 3
+    for record in results:  # the count is the file's (float16), not the unrounded grid's
+        assert record["occupied"] == int((np.load(record["grid"]) >= 0.5).sum())
 
 
 def test_predict_bad_inputs(trained, recon, tmp_path):

@@ -80,9 +80,12 @@ def predict_images(
     for path, stem, tensor in track(jobs, f"predict {task}"):
         with torch.no_grad():
             probability = torch.sigmoid(net(tensor[None].to(target)))[0].float().cpu().numpy()
+        # the grid as the file keeps it: the count, the mesh and --skip-done all read it so
+        stored = probability.astype(np.float16)
+        probability = stored.astype(np.float32)
         grid_path = out / f"{stem}.npy"
         with atomic_file(grid_path) as tmp, tmp.open("wb") as handle:
-            np.save(handle, probability.astype(np.float16))
+            np.save(handle, stored)
         mesh = grid_mesh(probability)
         record = {
             "image": str(path),

@@ -73,6 +73,8 @@ def predict_skull(
     grids = predict_probabilities(checkpoint, images, device, track)
     records = []
     for path, stem, probability in zip(images, names, grids, strict=True):
+        # the grids as the file keeps them (float16): the counts and meshes agree with it
+        probability = {h: probability[h].astype(np.float16).astype(np.float32) for h in HEADS}
         record = {"image": str(path), "units": "mm" if voxel_mm else "voxels"}
         meshes = {}
         for head in HEADS:
