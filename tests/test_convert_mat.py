@@ -78,6 +78,19 @@ def test_cli_single_file_exact(recon, tmp_path):
     assert np.array_equal(np.load(tmp_path / "a.npy"), grid)
 
 
+def test_a_soft_voxel_grid_becomes_uint8_occupancy(recon, tmp_path):
+    """A double `voxel` (0.6 where occupied) was written as float64 though --help says uint8;
+    it is the occupancy training reads (not 0)."""
+    from scipy.io import savemat
+
+    grid = random_grid(16, 4)
+    savemat(tmp_path / "soft.mat", {"voxel": grid * 0.6})
+    code, _, err = recon("convert-mat", tmp_path / "soft.mat", "-o", tmp_path / "s.npy", "-q")
+    assert code == 0, err
+    written = np.load(tmp_path / "s.npy")
+    assert written.dtype == np.uint8 and np.array_equal(written, grid != 0)
+
+
 def _tree_with_failures(tmp_path):
     src = tmp_path / "model"
     src.mkdir()

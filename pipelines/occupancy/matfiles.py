@@ -125,7 +125,8 @@ def mat_sources(src: Path) -> tuple[Path, list[Path]]:
 
 
 def convert_one(source: str, target: str, resolution: int | None) -> str | None:
-    """Convert one .mat to .npy (uint8); returns None on success, else the reason."""
+    """Convert one .mat to .npy: uint8 occupancy (1 where the grid is not 0, as training reads
+    it, whatever the .mat's type); returns None on success, else the reason."""
     try:
         grid = read_voxel_mat(Path(source))
         if resolution is not None and resolution != grid.shape[0]:
@@ -133,8 +134,7 @@ def convert_one(source: str, target: str, resolution: int | None) -> str | None:
                 grid = max_pool(grid, resolution)
             except BadInput as error:
                 return str(error)
-        if grid.dtype == bool:
-            grid = grid.astype(np.uint8)
+        grid = (grid != 0).astype(np.uint8)  # occupancy, as training reads a grid
         target_path = Path(target)
         target_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = target_path.with_name(f".{target_path.name}.{os.getpid()}.tmp")
