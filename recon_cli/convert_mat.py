@@ -50,9 +50,10 @@ def convert_mat(
 
     Reads the variable `voxel` and writes uint8 occupancy (1 where it is not 0). When a file
     fails the command exits 1 and writes nothing, unless --keep-going keeps the rest and lists
-    the failures (tab-separated path and reason) in OUT/convert-failures.log. With --overwrite an existing folder is written
-    into: same-named files are replaced, others kept. The run's record is OUT/run.json, or for a
-    single file OUT's name with .run.json (a.npy -> a.npy.run.json).
+    the failures (tab-separated path and reason) in OUT/convert-failures.log. With --overwrite
+    an existing folder is written into: same-named files are replaced, others kept. The run's
+    record is OUT/run.json, or for a single file OUT's name with .run.json (a.npy ->
+    a.npy.run.json).
 
     Example: recon convert-mat pix3d/model -o voxels32 --resolution 32
     """
