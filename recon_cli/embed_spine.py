@@ -27,7 +27,7 @@ def embed_spine(
     xrays: Annotated[
         list[Path],
         typer.Argument(
-            help="Spine X-rays, AP view: PNG/JPEG/TIFF (8/16-bit) or DICOM files, or folders of "
+            help="Spine X-rays, AP view: PNG/JPEG/TIFF/BMP/WebP (8/16-bit) or DICOM files, or folders of "
             "them (the files directly inside, sorted by name)."
         ),
     ],

@@ -25,7 +25,7 @@ from recon.cli.common import (
 Images = Annotated[
     list[Path],
     typer.Argument(
-        help="Image files (PNG, JPEG, BMP, TIFF) or folders: a folder stands for the images "
+        help="Image files (PNG, JPEG, TIFF, BMP, WebP) or folders: a folder stands for the images "
         "directly inside it, sorted by name (subfolders are not searched)."
     ),
 ]
