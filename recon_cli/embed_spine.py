@@ -27,8 +27,8 @@ def embed_spine(
     xrays: Annotated[
         list[Path],
         typer.Argument(
-            help="Spine X-rays, AP view: PNG/JPEG/TIFF/BMP/WebP (8/16-bit) or DICOM files, or folders of "
-            "them (the files directly inside, sorted by name)."
+            help="Spine X-rays, AP view: PNG/JPEG/TIFF/BMP/WebP (8/16-bit) or DICOM files, or "
+            "folders of them (the files directly inside, sorted by name)."
         ),
     ],
     out: Annotated[
