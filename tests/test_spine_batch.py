@@ -147,7 +147,7 @@ BAD = {  # case -> (the arguments from the places below, the message)
     "a bad shard": (lambda p: [p.folder, "-o", p.out, "--shard", "3/2"], "--shard"),
     "an empty folder": (
         lambda p: [p.empty, "-o", p.out],
-        "folder holds no DICOM, PNG or TIFF X-rays",
+        "folder holds no DICOM, PNG, JPEG, TIFF, BMP or WebP X-rays",
     ),
     "a reserved name": (
         lambda p: [p.run, p.film0, "-o", p.out],

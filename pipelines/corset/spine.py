@@ -73,6 +73,7 @@ ASYMMETRY_WARN = 0.75
 # A traced column counts as a spine when its median response is this many times the image's 75th
 # percentile: pure noise gives up to about 1.8, spine films 2.8 and more.
 NOISE_RATIO = 2.25
+TURNED_RATIO = 1.25  # across / down strength above which a film is judged turned (_turned)
 # Levels that count for the Cobb angle and its end vertebrae: all but the outermost on each side,
 # whose tilt rests on the last half level of the traced path, where tracing is least sure.
 SCORED = slice(1, LEVELS - 1)
@@ -314,11 +315,15 @@ def _trace(image: np.ndarray, spacing: tuple[float, float] | None) -> _Trace:
 
 def _turned(image: np.ndarray, spacing: tuple[float, float] | None, down: _Trace) -> bool:
     """Whether the film shows its spine across rather than down: the path traced on the film
-    turned a quarter is a spine and stronger than the one traced down it. On 40 bent-CT DRRs
-    and 12 synthetic films held upright, the turned path reaches at most 0.6 of the upright
-    one's strength."""
+    turned a quarter is a spine and clearly stronger (TURNED_RATIO) than the one traced down
+    it. On 40 bent-CT DRRs and 12 synthetic films held upright, the turned path reaches at most
+    0.6 of the upright one's strength, so a film on its side gives 1/0.6 = 1.7 or more. Not
+    judged on a film whose size in mm is no spine film's (_scale_hint): the spacing is the
+    likelier fault there."""
+    if _scale_hint(image, spacing):
+        return False
     across = _trace(np.rot90(image).copy(), None if spacing is None else spacing[::-1])
-    return across.found and across.strength > down.strength
+    return across.found and across.strength > TURNED_RATIO * down.strength
 
 
 def _measure(image: np.ndarray, spacing: tuple[float, float] | None, span: str) -> SpineMeasure:
