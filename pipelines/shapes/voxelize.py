@@ -180,7 +180,8 @@ def max_pool(grid: np.ndarray, resolution: int) -> np.ndarray:
 
 def grid_to_mesh(grid: np.ndarray, level: float = 0.5, smooth: float = 0.0):
     """Watertight trimesh of an occupancy/probability grid (N, N, N): marching cubes on a grid
-    padded by one empty voxel; vertices in voxel units (voxel centres at i + 0.5)."""
+    padded by one empty voxel, inside where the value is >= level; vertices in voxel units
+    (voxel centres at i + 0.5)."""
     import trimesh
     from skimage.measure import marching_cubes
 
@@ -190,8 +191,11 @@ def grid_to_mesh(grid: np.ndarray, level: float = 0.5, smooth: float = 0.0):
 
         values = gaussian_filter(values, smooth)
     padded = np.pad(values, 1)
-    if padded.max() <= level or padded.min() >= level:
+    if padded.max() < level or padded.min() >= level:
         raise ValueError("grid has no surface at this level (empty or full)")
+    # a value exactly at the level (a float16 grid holds many 0.5s) is inside, as >= level
+    # counts it, and lifted just above: marching cubes leaves holes where values equal it
+    padded[padded == np.float32(level)] = np.nextafter(np.float32(level), np.float32(np.inf))
     vertices, faces, _, _ = marching_cubes(padded, level=level)
     vertices = vertices - 1 + 0.5
     mesh = trimesh.Trimesh(vertices, faces, process=False)
