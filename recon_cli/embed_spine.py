@@ -224,9 +224,9 @@ def _embed_many(xrays, out, pixel_spacing, span, batch, ui) -> None:
     doubtful = [r for r in measured if r["warning"]]
     if doubtful:
         sys.stderr.write(
-            f"warning: {len(doubtful)} of {len(measured)} measured X-rays have very unequal "
-            "traced borders: their lines may follow tissue beside the spine (see the warning "
-            "column of cobb.csv and the overlays)\n"
+            f"warning: {len(doubtful)} of {len(measured)} measured X-rays carry a warning (very "
+            "unequal traced borders, or a film that may be turned): see the warning column of "
+            "cobb.csv and the overlays\n"
         )
     failed = [r for r in records if r["status"] != "ok"]
     if failed:

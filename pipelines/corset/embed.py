@@ -98,6 +98,7 @@ def film_record(path: Path, doc: dict) -> dict:
         "cobb_interval_deg": list(doc["cobb_interval_deg"]),
         "border_asymmetry": doc["border_asymmetry"],
         "warning": doc.get("warning"),
+        "across_ratio": doc.get("across_ratio"),
         "end_vertebrae": dict(doc["end_vertebrae"]),
         "apex_vertebra": doc["apex_vertebra"],
         "span": doc["span"],
