@@ -64,6 +64,7 @@ def convert_mat(
         check_not_input,
         check_output,
         check_run_record,
+        check_same_command,
         merged_dir,
         write_json,
     )
@@ -84,6 +85,8 @@ def convert_mat(
             raise BadInput(f"{out}: exists and is not a folder")
         if out.is_dir() and any(out.iterdir()) and not overwrite:
             raise BadInput(f"{out}: folder is not empty (pass --overwrite to write into it)")
+        if out.is_dir():
+            check_same_command(out, "convert-mat")
     count = workers if workers > 0 else min(8, os.cpu_count() or 1)
     count = min(count, len(sources))
     config = {"resolution": resolution, "keep_going": keep_going, "workers": count}

@@ -148,7 +148,7 @@ def test_overwrite_never_replaces_a_file_or_another_commands_output(recon, work,
     (run / "run.json").write_text(json.dumps({"command": "train voxel"}))
     err = refused(recon, work, "project", work / "box.stl", "-o", run, "--overwrite")
     assert "holds the output of `recon train voxel`" in err
-    assert "replaces only an earlier output of `recon project`" in err
+    assert "only an earlier output of `recon project` is replaced" in err
     # training into a folder of the user's files would leave a run.json among them
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -156,6 +156,18 @@ def test_overwrite_never_replaces_a_file_or_another_commands_output(recon, work,
     err = refused(recon, work, "train", "voxel", "--data", work, "--out", mine, "--overwrite")
     assert "holds files no recon command wrote (notes.txt)" in err
     err = refused(recon, work, "train", "parts", "--data", work, "--out", run, "--overwrite")
+    assert "holds the output of `recon train voxel`" in err
+    # commands that write into a folder (shards, --skip-done, convert-mat) replaced the run's
+    # run.json with theirs
+    for args in (["--shard", "1/2"], ["--skip-done"], ["--shard", "2/2", "--overwrite"]):
+        err = refused(recon, work, "synth", "meshes", "-o", run, *args)
+        assert "holds the output of `recon train voxel`" in err, args
+    from recon.pipelines.occupancy.matfiles import write_voxel_mat
+
+    mats = tmp_path / "mats"
+    mats.mkdir()
+    write_voxel_mat(mats / "a.mat", np.ones((8, 8, 8), np.uint8))
+    err = refused(recon, work, "convert-mat", mats, "-o", run, "--overwrite")
     assert "holds the output of `recon train voxel`" in err
 
 

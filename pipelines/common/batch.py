@@ -176,7 +176,7 @@ def check_batch_output(out: Path, plan: BatchPlan, overwrite: bool, command: str
     """The output folder as an absolute path, checked before any work: a whole, unsharded run
     refuses an existing one unless --overwrite; batch mode shares it but refuses this shard's
     existing results file unless --overwrite or --skip-done."""
-    from recon.pipelines.common.outputs import check_output
+    from recon.pipelines.common.outputs import check_output, check_same_command
 
     out = Path(out).expanduser().absolute()
     if not plan.batch:
@@ -185,6 +185,8 @@ def check_batch_output(out: Path, plan: BatchPlan, overwrite: bool, command: str
         raise BadInput(f"{out}: exists and is not a folder")
     if not out.parent.exists():
         raise BadInput(f"{out.parent}: output folder does not exist")
+    if out.is_dir():
+        check_same_command(out, command)
     results = out / plan.shard.results_name()
     if results.exists() and not (overwrite or plan.skip_done):
         raise BadInput(f"{results}: already exists (pass --skip-done or --overwrite)")

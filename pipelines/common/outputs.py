@@ -91,12 +91,20 @@ def check_replaceable(folder: Path, command: str, marks: tuple[str, ...] = ()) -
             f"replaces only an empty folder or an earlier output of `recon {command}`: choose "
             "another path"
         )
-    made = sorted({_recorded_command(p) for p in records})
-    if made != [command]:
+    check_same_command(folder, command)
+
+
+def check_same_command(folder: Path, command: str) -> None:
+    """BadInput when the folder holds a run record (RUN_RECORDS) of another command than
+    `command`: writing into it (shards, --skip-done, convert-mat) would mix two commands'
+    outputs and replace the other's run.json (a training run's, a data set's)."""
+    records = sorted(p for pattern in RUN_RECORDS for p in Path(folder).glob(pattern))
+    made = sorted({_recorded_command(p) for p in records} - {command})
+    if made:
         named = ", ".join(f"`recon {m}`" if m else "an unreadable run record" for m in made)
         raise BadInput(
-            f"{folder}: holds the output of {named}; --overwrite replaces only an earlier "
-            f"output of `recon {command}`: choose another path"
+            f"{folder}: holds the output of {named}; only an earlier output of `recon "
+            f"{command}` is replaced or written into: choose another path"
         )
 
 
