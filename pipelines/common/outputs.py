@@ -80,8 +80,7 @@ def check_replaceable(folder: Path, command: str, marks: tuple[str, ...] = ()) -
     entries = sorted(folder.iterdir())
     if not entries:
         return
-    records = sorted(p for pattern in RUN_RECORDS for p in folder.glob(pattern))
-    if not records:
+    if not _run_records(folder):
         if any((folder / mark).is_file() for mark in marks):
             return
         shown = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:3])
@@ -98,14 +97,18 @@ def check_same_command(folder: Path, command: str) -> None:
     """BadInput when the folder holds a run record (RUN_RECORDS) of another command than
     `command`: writing into it (shards, --skip-done, convert-mat) would mix two commands'
     outputs and replace the other's run.json (a training run's, a data set's)."""
-    records = sorted(p for pattern in RUN_RECORDS for p in Path(folder).glob(pattern))
-    made = sorted({_recorded_command(p) for p in records} - {command})
+    made = sorted({_recorded_command(p) for p in _run_records(folder)} - {command})
     if made:
         named = ", ".join(f"`recon {m}`" if m else "an unreadable run record" for m in made)
         raise BadInput(
             f"{folder}: holds the output of {named}; only an earlier output of `recon "
             f"{command}` is replaced or written into: choose another path"
         )
+
+
+def _run_records(folder: Path) -> list[Path]:
+    """The run records (RUN_RECORDS) a folder holds."""
+    return sorted(p for pattern in RUN_RECORDS for p in Path(folder).glob(pattern))
 
 
 def _recorded_command(record: Path) -> str:

@@ -74,6 +74,12 @@ def load_grids(path: Path) -> dict[str, np.ndarray]:
         return {head: np.asarray(data[head]) > 0.5 for head in HEADS}
 
 
+def common_shape(shapes: dict) -> tuple[tuple, int]:
+    """The grid shape most of a set has, and how many have it ({name: shape}); the others are
+    the odd ones, for check-data and training alike."""
+    return Counter(shapes.values()).most_common(1)[0]
+
+
 def grid_problem(path: Path) -> tuple[str, str] | None:
     """(kind, detail) when an npz is unreadable, lacks an array, has mismatched or empty
     grids; else None."""
@@ -173,7 +179,7 @@ def check_skull(root: Path, track: Callable = lambda items, _d: items) -> CheckR
             shapes[voxels.name] = tuple(data["skull"].shape)
         pairs += 1
     if shapes:
-        common, _ = Counter(shapes.values()).most_common(1)[0]
+        common, _ = common_shape(shapes)
         for name, shape in shapes.items():
             if shape != common:
                 report.add("shape-mismatch", name, f"grid {shape}, most of the set has {common}")

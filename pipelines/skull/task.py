@@ -34,7 +34,14 @@ from recon.pipelines.common.settings import (
     setting,
 )
 from recon.pipelines.common.weights import load_pretrained_encoder
-from recon.pipelines.skull.data import HEADS, image_tensor, list_pairs, load_grids, read_voxel_mm
+from recon.pipelines.skull.data import (
+    HEADS,
+    common_shape,
+    image_tensor,
+    list_pairs,
+    load_grids,
+    read_voxel_mm,
+)
 
 TASK_NAME = "skull"
 
@@ -100,13 +107,11 @@ def mean_shapes(dataset: SkullDataset) -> dict[str, np.ndarray]:
 def data_resolution(root: Path) -> int:
     """The grid side of the set: the shape most pairs have (as check-data judges it); BadInput
     naming a pair of another shape, or a grid that is not cubic."""
-    from collections import Counter
-
     pairs = list_pairs(root)
     if not pairs:
         raise BadInput(f"{root}: no image + NAME_vox.npz pairs")
     shapes = {pair.voxels: load_grids(pair.voxels)["skull"].shape for pair in pairs}
-    common, count = Counter(shapes.values()).most_common(1)[0]
+    common, count = common_shape(shapes)
     for path, shape in shapes.items():
         if shape != common:
             raise BadInput(
@@ -289,7 +294,8 @@ def build(cfg: SkullConfig):
     import torch
 
     root = Path(cfg.data)
-    cfg.resolution = cfg.resolution or data_resolution(root)
+    # check() found every grid of the set this side (data_resolution): the first pair tells it
+    cfg.resolution = cfg.resolution or int(load_grids(list_pairs(root)[0].voxels)["skull"].shape[0])
     cfg.voxel_mm = cfg.voxel_mm or (read_voxel_mm(root) or 0.0)
     module = module_class()(config_dict(cfg))
     data = data_class()(cfg)
