@@ -242,6 +242,23 @@ def damage_alone(folder: Path) -> str:
     return "the series has one slice; a CT needs a stack of slices"
 
 
+def damage_rescale(folder: Path) -> str:
+    path = by_position(folder)[7]
+    edit_dicom(path, RescaleSlope=None, RescaleIntercept=None)
+    return f"{path.name}: no RescaleSlope or RescaleIntercept (Type 1 in a CT)"
+
+
+def damage_slope(folder: Path) -> str:
+    edit_dicom(by_position(folder)[12], RescaleSlope="0")
+    return "RescaleSlope is 0, which maps every pixel to one value"
+
+
+def damage_modality(folder: Path) -> str:
+    for path in by_position(folder):
+        edit_dicom(path, Modality="MR")
+    return "Modality is MR, not CT; -v takes a CT (Hounsfield units)"
+
+
 def damage_nothing(folder: Path) -> str:
     for path in folder.iterdir():
         path.unlink()
@@ -252,7 +269,8 @@ def damage_nothing(folder: Path) -> str:
 @pytest.mark.parametrize(
     "damage",
     [damage_missing, damage_duplicate, damage_tilt, damage_orientation, damage_cut,
-     damage_position, damage_spacing, damage_alone, damage_nothing],
+     damage_position, damage_spacing, damage_alone, damage_rescale, damage_slope,
+     damage_modality, damage_nothing],
     ids=lambda f: f.__name__.removeprefix("damage_"),
 )  # fmt: skip
 def test_a_folder_that_is_not_one_even_series_is_one_line(recon, series, tmp_path, damage):
@@ -350,6 +368,13 @@ def _second_time_point(ds):
     )
 
 
+def _no_rescale(ds):
+    for groups in (ds.SharedFunctionalGroupsSequence, ds.PerFrameFunctionalGroupsSequence):
+        for item in groups:
+            if "PixelValueTransformationSequence" in item:
+                del item.PixelValueTransformationSequence
+
+
 def _one_item_short(ds):
     del ds.PerFrameFunctionalGroupsSequence[-1]
 
@@ -369,6 +394,7 @@ def _tilted_frame(ds):
         (_drop_position, "frame 5: no PlanePositionSequence in its functional groups"),
         (_second_time_point, "two slices of the series lie at one place"),
         (_one_item_short, "has 66 items for 67 frames"),
+        (_no_rescale, "frame 1: no RescaleSlope or RescaleIntercept (Type 1 in a CT)"),
         (_tilted_frame, "its orientation differs from broken.dcm frame 1's"),
     ],
 )

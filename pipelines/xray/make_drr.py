@@ -225,7 +225,11 @@ def write_drr(
     pixels = counts.numpy().astype("uint16")
     described = describe_pose(pose[None])
     if path.suffix.lower() == ".dcm":
-        positioner = (described["rot_deg"][0], described["rot_deg"][1], described["xyz_mm"][1])
+        # DistanceSourceToPatient is a distance: the source lies at +y for AP, -y for PA (as
+        # register --init dicom reads it); a pose with the source on the other side gets none
+        distance = described["xyz_mm"][1] * (-1.0 if view == "PA" else 1.0)
+        angles = described["rot_deg"][:2]
+        positioner = (*angles, distance) if distance > 0 else None
         write_xray_dicom(
             path,
             pixels,

@@ -161,7 +161,7 @@ def register(
         drr = make_renderer(subject, stage_intrinsics, config.renderer, device)
         fixed = standardise(resize_image(image, stage_intrinsics.height, stage_intrinsics.width))
         similarity = GradientMultiscaleNCC(fixed, mask=stage_region(region, stage_intrinsics))
-        divisor = math.prod(2**i for i in range(stage + 1))
+        divisor = 2**stage  # the rates halve at each finer stage
         optimizer = torch.optim.Adam(
             [
                 {"params": [pose.rot], "lr": config.lr_rot / divisor},
@@ -255,7 +255,9 @@ def mirror_check(
         patience=config.patience[:1],
     )
     flipped = None if region is None else region.flip(-1)
+    # the principal point mirrors with the columns
+    turned = replace(intrinsics, x0=-intrinsics.x0)
     mirrored = register(
-        subject, image.flip(-1), intrinsics, result.init_pose, coarse, device, region=flipped
+        subject, image.flip(-1), turned, result.init_pose, coarse, device, region=flipped
     )
     return MirrorCheck(coarse_best(result), coarse_best(mirrored), mirrored)

@@ -260,6 +260,26 @@ def _require_whole_nifti(path: Path) -> None:
         raise BadInput(
             f"{path}: file is truncated ({size} of the {expected} bytes its header promises)"
         )
+    _require_nifti_orientation(path)
+
+
+def _require_nifti_orientation(path: Path) -> None:
+    """BadInput when a NIfTI header says nothing of orientation (qform_code and sform_code
+    both 0, nifti1.h's "method 1", kept for ANALYZE files): readers then guess, and disagree
+    front to back."""
+    import nibabel
+
+    try:
+        header = nibabel.load(path).header
+        codes = int(header["qform_code"]), int(header["sform_code"])
+    except Exception:  # a header nibabel cannot read: torchio reports it
+        return
+    if codes == (0, 0):
+        raise BadInput(
+            f"{path}: NIfTI header gives no orientation (qform_code and sform_code are 0), so "
+            "left/right and front/back are unknown; set the qform or sform (e.g. nibabel's "
+            "set_qform) and retry"
+        )
 
 
 def _read_ct(path: Path):

