@@ -26,7 +26,12 @@ def backproject(
         ),
     ] = "poisson",
     depth: Annotated[
-        int, typer.Option(help="Poisson octree depth, 4 to 11.", rich_help_panel=SURFACE)
+        int,
+        typer.Option(
+            help="Poisson octree depth, 4 to 11: the finest detail is the bounding box / 2^depth, "
+            "so each step up halves it (and takes longer).",
+            rich_help_panel=SURFACE,
+        ),
     ] = 8,
     voxel: Annotated[
         float,

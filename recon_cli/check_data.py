@@ -61,5 +61,6 @@ def check_data(
         ui.out.print(problems)
     if report.problems:
         kinds = ", ".join(f"{k} x{v}" for k, v in report.kinds().items())
-        raise JobFailed(f"{root}: {len(report.problems)} problems ({kinds})")
+        count = len(report.problems)
+        raise JobFailed(f"{root}: {count} problem{'' if count == 1 else 's'} ({kinds})")
     ui.info("no problems found")

@@ -123,6 +123,25 @@ Seed = Annotated[
         rich_help_panel=COMPUTE,
     ),
 ]
+
+
+def _seed_without_effect(context: typer.Context, value: int | None) -> int | None:
+    """--seed callback of a command that draws no random numbers: a one-line notice."""
+    if value is not None:
+        check_seed(value)
+        sys.stderr.write(
+            f"warning: --seed is deprecated for {context.command_path.removeprefix('recon ')} "
+            "and goes away in the next release: the command draws no random numbers, so its "
+            "output does not depend on it\n"
+        )
+    return value
+
+
+# --seed of make-drr, register and predict corset, which draw no random numbers: still accepted
+# for one release (with a notice), hidden from the help
+UnusedSeed = Annotated[
+    int | None, typer.Option("--seed", hidden=True, callback=_seed_without_effect)
+]
 CtVolume = Annotated[
     Path | None,
     typer.Option(

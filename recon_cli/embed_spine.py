@@ -198,7 +198,7 @@ def _embed_many(xrays, out, pixel_spacing, span, batch, ui) -> None:
         reserved=re.compile(r"run(\.shard-\d+-of-\d+)?", re.IGNORECASE).fullmatch,
     )
     files, names, plan, out = inputs.files, inputs.names, inputs.plan, inputs.out
-    records, seconds = embed_batch(files, names, plan, out, pixel_spacing, span, ui.track)
+    records, every, seconds = embed_batch(files, names, plan, out, pixel_spacing, span, ui.track)
     skipped = [str(files[i]) for i in plan.done]
     measured = [r for r in records if r["status"] == "ok"]
     unscaled = sum(r["spacing_from"] == "none" for r in measured)
@@ -209,17 +209,18 @@ def _embed_many(xrays, out, pixel_spacing, span, batch, ui) -> None:
         )
     table = Table(title=f"embed-spine -> {out}", title_justify="left")
     for column in ("X-ray", "Cobb (deg)", "end vertebrae", "apex", "status"):
-        table.add_column(column)
-    for r in records:
+        table.add_column(column, overflow="fold")  # paths wrap, never cut
+    for r in every:
         ok = r["status"] == "ok"
         table.add_row(
             Path(r["xray"]).name,
             f"{r['cobb_deg']:.1f} +- {r['cobb_sd_deg']:.1f}" if ok else "",
             " - ".join(r["end_vertebrae"].values()) if ok else "",
             r.get("apex_vertebra", ""),
-            r["status"],
+            "ok (earlier run)" if r.get("skipped") else r["status"],
         )
-    summary = {"out": str(out), "seconds": round(seconds, 3), "results": records}
+    # every film of the shard; those measured by an earlier run carry "skipped": true
+    summary = {"out": str(out), "seconds": round(seconds, 3), "results": every}
     ui.result({**summary, "skipped_inputs": skipped, **plan.summary()}, table)
     doubtful = [r for r in measured if r["warning"]]
     if doubtful:

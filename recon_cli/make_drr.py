@@ -15,11 +15,10 @@ from recon.cli.common import (
     Overwrite,
     Quiet,
     Reporter,
-    Seed,
     ShardOption,
     SkipDone,
+    UnusedSeed,
     check_range,
-    check_seed,
     key_value_table,
     renamed,
 )
@@ -132,7 +131,8 @@ def make_drr(
         typer.Option(
             metavar="LABEL",
             help="Render only voxels with this label value (or range A-B); repeat for more, "
-            "e.g. --keep 25-50 for the bundled CT's vertebrae. Each must occur in the label map.",
+            "e.g. --keep 25-50 for the bundled CT's vertebrae. Values not in the label map are "
+            "reported and ignored; none found is an error.",
             rich_help_panel=CT,
         ),
     ] = None,
@@ -159,7 +159,7 @@ def make_drr(
         ),
     ] = 1,
     device: Device = "auto",
-    seed: Seed = 0,
+    seed: UnusedSeed = None,
     shard: ShardOption = None,
     skip_done: SkipDone = False,
     overwrite: Overwrite = False,
@@ -266,4 +266,3 @@ def check_numbers(r, size_flag: str = "--size") -> None:
         check_range("--xyz", value, *ranges.XYZ_RANGE)
     check_range("--bone-attenuation", r.bone_attenuation, *ranges.BONE_RANGE)
     check_range("--batch-size", r.batch_size, *ranges.BATCH_RANGE)
-    check_seed(r.seed)

@@ -15,11 +15,10 @@ from recon.cli.common import (
     Overwrite,
     Quiet,
     Reporter,
-    Seed,
     ShardOption,
     SkipDone,
+    UnusedSeed,
     check_range,
-    check_seed,
     renamed,
 )
 from recon.pipelines.common.errors import JobFailed
@@ -159,7 +158,12 @@ def register(
         ),
     ] = "auto",
     subtract_background: Annotated[
-        bool, typer.Option(help="Subtract the modal intensity.", rich_help_panel=PRE)
+        bool,
+        typer.Option(
+            help="Subtract the most common intensity (the film's background, e.g. a grey surround "
+            "outside the body) before matching.",
+            rich_help_panel=PRE,
+        ),
     ] = False,
     shutters: Annotated[
         bool,
@@ -230,7 +234,7 @@ def register(
         ),
     ] = 0,
     device: Device = "auto",
-    seed: Seed = 0,
+    seed: UnusedSeed = None,
     overwrite: Overwrite = False,
     shard: ShardOption = None,
     skip_done: SkipDone = False,
@@ -257,7 +261,7 @@ def register(
     pixel_spacing, spacing_flag = renamed("--spacing", "--pixel-spacing", spacing, pixel_spacing)
     for value in pixel_spacing or ():
         check_range(spacing_flag, value, 0.0, 50.0, low_open=True)
-    check_numbers(sdd, rot, xyz, crop, ct_spacing, lr_rot, lr_xyz, threads, seed)
+    check_numbers(sdd, rot, xyz, crop, ct_spacing, lr_rot, lr_xyz, threads)
     check_range("--min-similarity", min_similarity, -1.0, 1.0)
     check_range("--mirror-check-below", mirror_check_below, 0.0, 1.0)
     check_range("--plateau-threshold", plateau_threshold, 0.0, 0.01, low_open=True)
@@ -309,7 +313,7 @@ def register(
         raise JobFailed(failure)
 
 
-def check_numbers(sdd, rot, xyz, crop, ct_spacing, lr_rot, lr_xyz, threads, seed):
+def check_numbers(sdd, rot, xyz, crop, ct_spacing, lr_rot, lr_xyz, threads):
     """BadInput unless every other number of `recon register` is finite and in its stated range
     (--pixel-spacing is checked under the spelling the user typed)."""
     check_range("--sdd", sdd, 0.0, 10000.0, low_open=True)
@@ -322,7 +326,6 @@ def check_numbers(sdd, rot, xyz, crop, ct_spacing, lr_rot, lr_xyz, threads, seed
     check_range("--lr-rot", lr_rot, 0.0, 1.0, low_open=True)
     check_range("--lr-xyz", lr_xyz, 0.0, 1000.0, low_open=True)
     check_range("--threads", threads, 0, 1024)
-    check_seed(seed)
 
 
 def result_tables(document: dict):

@@ -163,7 +163,7 @@ def predict_skull(
         )
     table = Table(title=f"predict skull -> {out}", title_justify="left")
     for column in ("image", "skull voxels", "face voxels", "face mesh"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # paths wrap, never cut
     for record in records:
         table.add_row(
             Path(record["image"]).name,

@@ -80,9 +80,8 @@ def train(
         Path | None,
         typer.Option(
             help="Continue RUN/checkpoints/last.ckpt with its task, data and settings; only "
-            "--epochs, --workers, --max-time, --limit-batches and the scale-out flags may "
-            "change. --out "
-            "defaults to RUN."
+            "--epochs, --workers, --max-time, --limit-batches, --data (the same set moved) and "
+            "the scale-out flags may change. --out defaults to RUN."
         ),
     ] = None,
     logger: Annotated[

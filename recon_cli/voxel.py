@@ -231,7 +231,7 @@ def _predict(task: str, images, checkpoint, out, fmt, render, device, batch, jso
         )
     table = Table(title=f"predict {task} -> {out}", title_justify="left")
     for column in ("image", "occupied voxels", "mesh"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # paths wrap, never cut
     for record in results:
         table.add_row(
             Path(record["image"]).name,
@@ -272,7 +272,8 @@ def predict_voxel(
 ) -> None:
     """Predict a 3D shape from each image with a `recon train voxel` model.
 
-    Writes OUT/NAME.npy, a 32^3 occupancy grid, and OUT/NAME.stl (or --format), its closed
+    Writes OUT/NAME.npy, the occupancy probabilities (float16, on the checkpoint's grid: 32^3
+    by default), and OUT/NAME.stl (or --format), its closed
     surface (marching cubes at 0.5) in the unit cube, z up. NAME is the image's file stem; when
     two inputs share a stem every output is named FOLDER_STEM (then FOLDER_STEM_SUFFIX), and
     run.json maps inputs to outputs. OUT may not be, or lie inside, an input folder. With
@@ -300,7 +301,8 @@ def predict_parts(
 ) -> None:
     """Predict a part's 3D shape from each image with a `recon train parts` model.
 
-    Writes OUT/NAME.npy (the occupancy grid) and the closed surface in the unit cube, named and
+    Writes OUT/NAME.npy (occupancy probabilities, float16, on the checkpoint's grid) and the
+    closed surface in the unit cube, named and
     sharded as in `recon predict voxel`; folders stand for the images directly inside them.
 
     Example: recon predict parts photos/ -c run/checkpoints/best.ckpt -o parts_out --render

@@ -89,8 +89,9 @@ def test_train_voxel_refuses_the_bbox_check_data_flags(recon, tmp_path, bbox):
     entries = make_pix3d(tmp_path / "p")
     entries[1]["bbox"] = bbox
     (tmp_path / "p" / "pix3d.json").write_text(json.dumps(entries))
-    code, out, _ = recon("check-data", "voxel", tmp_path / "p", "--json")
+    code, out, err = recon("check-data", "voxel", tmp_path / "p", "--json")
     assert code == 1 and json.loads(out)["problem_count"] == 1
+    assert ": 1 problem (" in err, err
     code, _, err = recon("train", "voxel", "--data", tmp_path / "p", "--epochs", "1", "--set",
                          "size=32", "-o", tmp_path / "run", "--device", "cpu")  # fmt: skip
     assert code == 2 and err.count("\n") == 1, err

@@ -213,3 +213,19 @@ def test_drr_from_a_registration_has_the_xray_geometry(tmp_path, recon):
     )  # fmt: skip
     assert code == 0, err
     assert read_image(tmp_path / "s.png").shape == (24, 24)
+
+
+def test_seed_is_deprecated_where_nothing_is_random(tmp_path, recon):
+    """make-drr, register and predict corset draw no random numbers: --seed changes nothing,
+    is hidden from their help and, when given, gets a one-line deprecation notice."""
+    ct, _ = phantom(tmp_path)
+    common = ["-v", ct, *VIEW, "--size", 16, "--delx", 4.0, "-q"]
+    code, _, err = recon("make-drr", *common, "-o", tmp_path / "plain.png")
+    assert code == 0 and err == "", err
+    code, _, err = recon("make-drr", *common, "--seed", 9, "-o", tmp_path / "seeded.png")
+    assert code == 0 and err.count("\n") == 1 and "--seed is deprecated for make-drr" in err
+    plain, seeded = (read_image(tmp_path / f"{n}.png") for n in ("plain", "seeded"))
+    assert np.array_equal(plain, seeded)
+    for command in (["make-drr"], ["register"], ["predict", "corset"]):
+        code, out, _ = recon(*command, "--help")
+        assert code == 0 and "--seed" not in out, command

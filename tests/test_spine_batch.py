@@ -99,7 +99,11 @@ def test_shards_share_the_folder_and_skip_done_keeps_every_row(recon, films, tmp
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("patient*.json")}
     code, stdout, err = recon("embed-spine", folder, "-o", out, "--skip-done", "--json", "-q")
     assert code == 1, err  # only the noise film is tried again
-    assert json.loads(stdout)["skipped"] == 3
+    document = json.loads(stdout)
+    assert document["skipped"] == 3
+    rows = {Path(r["xray"]).stem: r for r in document["results"]}  # every film, as the table
+    assert set(rows) == {"noise", *truth}
+    assert all(rows[n]["skipped"] and rows[n]["status"] == "ok" for n in truth)
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("patient*.json")} == before
     table = read_table(out / "cobb.csv")
     assert set(table) == {"noise", *truth} and all(table[n]["status"] == "ok" for n in truth)

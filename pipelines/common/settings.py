@@ -26,6 +26,11 @@ SEED_MAX = 2**32 - 1
 # The only settings a resume may change: data too, for the same set moved (to node-local
 # scratch on a cluster, or a run folder resumed on another machine).
 RESUMABLE_SETTINGS = ("epochs", "num_workers", "data")
+# What a resume may change, as the flags say it (with the run options: time, batches, devices)
+RESUME_MAY_CHANGE = (
+    "--epochs, --workers, --max-time, --limit-batches, --data (the same set moved) and the "
+    "scale-out flags"
+)
 
 
 def setting(
@@ -106,6 +111,9 @@ class TaskSpec:
     # cfg -> the fewest samples a training batch may hold (2 where batch normalisation would see
     # one value per channel from a single sample); None = 1
     min_batch: Callable[[Any], int] | None = None
+    # common settings the task does not read (pose renders its own data: no data, no split);
+    # left out of --print-config
+    unused: tuple[str, ...] = ()
 
 
 @dataclass
@@ -139,6 +147,8 @@ def describe_settings(task: TaskSpec) -> list[dict[str, Any]]:
     described = []
     defaults = config_dict(task.config())
     for spec in dataclasses.fields(task.config):
+        if spec.name in task.unused:
+            continue
         info = _info(task.config, spec.name)
         described.append(
             {
@@ -277,8 +287,8 @@ def resume_config(
     if changed:
         raise BadInput(
             f"{checkpoint}: a resumed run keeps the checkpoint's settings, and these differ "
-            f"from them: {', '.join(changed)}; only {', '.join(RESUMABLE_SETTINGS)}, the time "
-            "limit and the devices may change (start a new run to change the others)"
+            f"from them: {', '.join(changed)}; only {RESUME_MAY_CHANGE} may change (start a "
+            "new run to change the others)"
         )
     resumable = {k: v for k, v in requested.items() if k in RESUMABLE_SETTINGS}
     data = resumable.get("data", saved.get("data"))
@@ -300,7 +310,7 @@ def require_same_config(path: Path, saved: dict[str, Any], config: dict[str, Any
     if changed:
         raise BadInput(
             f"{path}: the run's settings {', '.join(changed)} differ from the checkpoint's "
-            f"(a resume may change only {', '.join(RESUMABLE_SETTINGS)})"
+            f"(a resume may change only {RESUME_MAY_CHANGE})"
         )
 
 

@@ -156,11 +156,12 @@ def embed_batch(
     pixel_spacing: tuple[float, float] | None,
     span: str,
     track: Callable = lambda items, _description: items,
-) -> tuple[list[dict], float]:
+) -> tuple[list[dict], list[dict], float]:
     """This shard's films (plan: recon.pipelines.common.batch.plan_inputs') measured into the
     output folder out: NAME.json and NAME.png each, cobb.csv listing every film of the shard
     (those --skip-done kept, read from their JSON) and run.json, under the shard's names.
-    Returns the records of the films measured now and the seconds they took."""
+    Returns the records of the films measured now, the records of every film of the shard in
+    input order (those kept marked "skipped": True), and the seconds the measuring took."""
     from recon.pipelines.common.batch import output_folder
     from recon.pipelines.common.outputs import run_record, write_json
 
@@ -189,7 +190,7 @@ def embed_batch(
                 {**metrics, **plan.summary()},
             ),
         )
-    return records, seconds
+    return records, every, seconds
 
 
 def unscaled_note(path: Path) -> str:

@@ -73,7 +73,7 @@ class DrrRequest:
     fmt: str = "png"
     batch_size: int = 1  # above 1: faster on a GPU, float rounding may differ by batch
     device: str = "auto"
-    seed: int = 0
+    seed: int | None = None  # recorded only: nothing here is random
     overwrite: bool = False
     shard: str | None = None
     skip_done: bool = False
@@ -304,7 +304,6 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
     intrinsics = request_intrinsics(r)
     plan = plan_outputs(r, len(poses))
     device = choose_device(r.device)
-    torch.manual_seed(r.seed)
     clock = time.perf_counter()
     keep = r.keep if r.keep is not None else (() if r.labels is not None else None)
     written, images = [], torch.zeros(0, 1, intrinsics.height, intrinsics.width)

@@ -397,6 +397,7 @@ TASK = TaskSpec(
         Baseline(f"val/{name}", f"val/{name}_nominal", NOMINAL, "min")
         for name in ("loss", "rotation_error_deg", "translation_error_mm", "mtre_mm")
     ),
+    unused=("data", "val_fraction"),  # it renders its poses; val_samples sets the validation
 )
 
 

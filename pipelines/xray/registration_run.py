@@ -148,7 +148,7 @@ class RegisterRequest:
     mirror_check_below: float = 0.8
     threads: int = 0
     device: str = "auto"
-    seed: int = 0
+    seed: int | None = None  # recorded only: nothing here is random
     overwrite: bool = False
     shard: str | None = None  # K/N, else the SLURM array task's shard, else all
     skip_done: bool = False  # keep X-rays whose parameters.pt and overlay.png exist
@@ -260,7 +260,6 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
     ]
     if r.threads > 0:
         torch.set_num_threads(r.threads)
-    torch.manual_seed(r.seed)
     subject = load_ct(r.volume, r.labels, r.orientation, spacing_mm=config.ct_spacing_mm)
     info(
         f"CT {r.volume or 'bundled chest CT'} at {config.ct_spacing_mm:g} mm: "

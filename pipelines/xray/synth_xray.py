@@ -83,7 +83,8 @@ def degrade(line_integral: torch.Tensor, config: SynthXrayConfig, generator: tor
                 transmission.shape, generator=generator
             )
         height, width = transmission.shape[-2:]
-        bands = (torch.rand(4, generator=generator) * config.collimation * height).long()
+        sides = torch.tensor([height, height, width, width], dtype=torch.float32)
+        bands = (torch.rand(4, generator=generator) * config.collimation * sides).long()
         top, bottom, left, right = (int(b) for b in bands)
         blocked = 0.02
         if top:
