@@ -121,11 +121,19 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     json_out = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
     terminated: list[int] = []
+    interrupted: list[int] = []
+    # in a multi-process run (DDP, srun) only global rank 0 prints the JSON object
+    rank_zero = _is_rank_zero()
 
     def on_sigterm(signum, _frame) -> None:
         if not terminated:  # a second SIGTERM does not cut the clean-up short
             terminated.append(signum)
             raise KeyboardInterrupt
+
+    def on_sigint(signum, _frame) -> None:
+        # Python's own Ctrl-C, remembered: Lightning catches it and exits 1 after its clean-up
+        interrupted.append(signum)
+        raise KeyboardInterrupt
 
     class _Watched:
         """stdout, remembering whether anything was written (the command's own JSON)."""
@@ -143,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     def finish(message: str, code: int, line: str | None = None) -> None:
         remove_temporaries()
         sys.stderr.write((line if line is not None else f"error: {message}") + "\n")
-        if json_out and not stdout.used:
+        if json_out and not stdout.used and rank_zero:
             stdout.stream.write(json.dumps({"error": message, "exit_code": code}) + "\n")
             stdout.stream.flush()
         sys.exit(code)
@@ -151,11 +159,14 @@ def main(argv: list[str] | None = None) -> None:
     def stopped(code: int | None) -> None:
         if terminated:
             finish("terminated (SIGTERM)", 143, "terminated")
-        if code == 130:
+        if code == 130 or interrupted:
             finish("interrupted", 130, "interrupted")
 
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None
+    previous_int = None
+    if in_main_thread and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous_int = signal.signal(signal.SIGINT, on_sigint)
     stdout = _Watched(sys.stdout)
     sys.stdout = stdout
     code = None
@@ -213,11 +224,24 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout = stdout.stream
         if in_main_thread:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+            if previous_int is not None:
+                signal.signal(signal.SIGINT, previous_int)
     stopped(code)
     code = code if isinstance(code, int) else 0
-    if code and json_out and not stdout.used:  # a command's typer.Exit(code)
+    if code and json_out and not stdout.used and rank_zero:  # a command's typer.Exit(code)
         stdout.stream.write(json.dumps({"error": "failed", "exit_code": code}) + "\n")
     sys.exit(code)
+
+
+def _is_rank_zero() -> bool:
+    """Whether this process is global rank 0 of a multi-process run (or runs alone): none of
+    RANK (torchrun), SLURM_PROCID (srun), LOCAL_RANK and NODE_RANK (Lightning's launcher) names
+    another process."""
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) != 0:
+            return False
+    return True
 
 
 def _usage_error(error: typer.TyperException, args: list[str]) -> tuple[str, str]:

@@ -74,7 +74,7 @@ def synth_corset(
         "patients",
         index="dataset.json",
         outputs=patient_files,
-        done=lambda root, i: patient_complete(root, i, size),
+        done=lambda root, i: patient_complete(root, i, size, seed),
         make=lambda root, i: write_patient_item(root, i, size, seed),
         merge=lambda root: write_dataset_index(root, count, size, seed),
         config={"count": count, "size": size},

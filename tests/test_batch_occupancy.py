@@ -229,6 +229,19 @@ def test_corset_patients_do_not_depend_on_the_set_size(tmp_path):
             assert first == (tmp_path / "three" / patient / part).read_bytes()
 
 
+def test_corset_skip_done_redoes_patients_of_another_seed(recon, tmp_path):
+    """A patient made with another --seed is not this set's: --skip-done makes it again (it
+    kept the old patients and wrote the new seed into dataset.json)."""
+    small = ["synth", "corset", "-n", "2", "--size", "64"]
+    assert recon(*small, "--seed", "1", "-o", tmp_path / "one", "-q")[0] == 0
+    assert recon(*small, "--seed", "0", "-o", tmp_path / "mixed", "-q")[0] == 0
+    code, stdout, err = recon(*small, "--seed", "1", "-o", tmp_path / "mixed", "--skip-done",
+                              "--json")  # fmt: skip
+    assert code == 0, err
+    assert (json.loads(stdout)["done"], json.loads(stdout)["skipped"]) == (2, 0)
+    assert_same_sets(tmp_path / "one", tmp_path / "mixed")
+
+
 def test_unfinished_corset_set_is_named(recon, tmp_path):
     out = tmp_path / "c"
     assert recon(*CORSET, "-o", out, "--shard", "1/3", "-q")[0] == 0

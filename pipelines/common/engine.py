@@ -76,6 +76,7 @@ from recon.pipelines.common.trainer_flags import (
     check_scale,
     max_time,
     process_count,
+    task_strategy,
     trainer_error,
 )
 
@@ -223,7 +224,7 @@ def _trainer(task: TaskSpec, cfg: TrainConfig, run: RunOptions, hardware: tuple,
             accelerator=kind,
             devices=devices,
             num_nodes=run.num_nodes,
-            strategy=run.strategy,
+            strategy=task_strategy(task, run.strategy),
             precision=run.precision,
             max_time=limit_time,
             limit_train_batches=limit,

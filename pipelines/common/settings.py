@@ -114,6 +114,9 @@ class TaskSpec:
     # common settings the task does not read (pose renders its own data: no data, no split);
     # left out of --print-config
     unused: tuple[str, ...] = ()
+    # each optimizer steps part of the model (a GAN's generator and discriminator): DDP must
+    # look for the parameters a backward pass leaves without gradient
+    ddp_find_unused: bool = False
 
 
 @dataclass

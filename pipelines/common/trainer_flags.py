@@ -117,6 +117,16 @@ def check_scale(accelerator: str, devices: Any, run: RunOptions) -> None:
             )
 
 
+def task_strategy(task, strategy: str) -> str:
+    """The Lightning strategy for a task: a DDP strategy finds unused parameters for tasks
+    whose optimizers each step part of the model (TaskSpec.ddp_find_unused), without which
+    DDP stops at their first step; any other name as given."""
+    unused = f"{strategy}_find_unused_parameters_true"
+    if task.ddp_find_unused and unused in STRATEGIES:
+        return unused
+    return strategy
+
+
 def process_count(accelerator: str, devices: Any, num_nodes: int) -> int:
     """The processes Lightning will start for (accelerator, devices) from accelerator() on
     num_nodes nodes, known before a Trainer is built ("auto" devices: every visible GPU, or one

