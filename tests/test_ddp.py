@@ -136,3 +136,33 @@ def test_srun_style_start_of_two_ranks(pix3d_root, single, tmp_path):
     assert out1.strip() == ""  # the summary is rank 0's alone
     assert_one_run(json.loads(out0), single)
     assert "strides do not match" not in err0 + err1  # DDP's buckets follow the NHWC layout
+
+
+def test_gan_tasks_train_in_two_processes(tmp_path):
+    """train drr with --strategy ddp: each optimizer steps half the model, so DDP must look for
+    unused parameters (it stopped at the first step: 'parameters that were not used in
+    producing the loss'); one JSON object on stdout, from rank 0."""
+    env = clean_env()
+    pairs = tmp_path / "pairs"
+    code, _, err = finish(recon_process(["synth", "pairs", "-o", pairs, "-n", 8, "--size", 32,
+                                         "-q"], env))  # fmt: skip
+    assert code == 0, err
+    args = ["train", "drr", "--data", pairs, "--device", "cpu", "--devices", 2, "--strategy",
+            "ddp", "--epochs", 1, "--batch-size", 1, "--set", "size=32", "--set",
+            "base_filters=4", "--set", "examples=0", "-o", tmp_path / "run", "--json",
+            "-q"]  # fmt: skip
+    code, stdout, err = finish(recon_process(args, env))
+    assert code == 0, err
+    assert json.loads(stdout)["processes"] == 2
+
+
+def test_only_rank_zero_prints_the_json_error(tmp_path):
+    """A failing command under a launcher: another rank prints its line on stderr but no JSON,
+    so stdout holds one object whatever the process count."""
+    args = ["project", tmp_path / "missing.stl", "-o", tmp_path / "v", "--json"]
+    for rank, expected in (("0", 1), ("1", 0)):
+        env = {**clean_env(), "LOCAL_RANK": rank}
+        code, stdout, err = finish(recon_process(args, env))
+        assert code == 2 and err.count("\n") == 1, err
+        assert len(stdout.splitlines()) == expected
+        assert expected == 0 or json.loads(stdout)["exit_code"] == 2

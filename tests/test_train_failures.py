@@ -348,3 +348,28 @@ def test_a_resume_failing_before_its_first_step_keeps_the_run(tmp_path):
     failing_fit(out, "on_train_batch_start", epochs=ToyConfig().epochs + 2, resume=last)
     assert last.read_bytes() == before[Path("checkpoints/last.ckpt")]
     assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == sorted(before)
+
+
+def test_ctrl_c_during_training_exits_130_with_one_json_error(pix3d_root, tmp_path):
+    """Lightning catches Ctrl-C and exits 1 after its clean-up: recon still exits 130, says
+    'interrupted' and, with --json, prints the error object."""
+    import json
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    args = [str(Path(sys.executable).parent / "recon"), "train", "voxel", "--data",
+            str(pix3d_root), *TINY_VOXEL[:-1], "200", "-o", str(out), "--json", "-q"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 180
+    while not (out / "metrics.csv").exists():  # the first epoch is logged: inside the fit
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    stdout, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert err.decode().splitlines()[-1] == "interrupted"
+    assert json.loads(stdout) == {"error": "interrupted", "exit_code": 130}
