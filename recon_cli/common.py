@@ -191,6 +191,8 @@ class Reporter:
         self.quiet = quiet
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
         self.out = Console(highlight=False, soft_wrap=True)
+        # progress bars only on a terminal: in a log file they are one blank line, no progress
+        self.bars = not quiet and self.err.is_terminal
 
     def info(self, message: str) -> None:
         """A line of human text on stderr (suppressed by -q)."""
@@ -198,8 +200,8 @@ class Reporter:
             self.err.print(message)
 
     def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-        """Iterate with a progress bar on stderr (none with -q)."""
-        if self.quiet:
+        """Iterate with a progress bar on stderr (none with -q, or when stderr is no terminal)."""
+        if not self.bars:
             yield from items
             return
         from rich.progress import track
@@ -212,7 +214,7 @@ class Reporter:
         """A step callback `advance(n=1)` for work that is not a simple loop."""
         from rich.progress import Progress
 
-        progress = Progress(console=self.err, transient=True, disable=self.quiet)
+        progress = Progress(console=self.err, transient=True, disable=not self.bars)
         return _ProgressHandle(progress, description, total)
 
     def result(self, data: dict[str, Any], table: Table | None = None) -> None:
