@@ -12,7 +12,10 @@ from recon.pipelines.common.tasks import TaskName
 
 SCALE = "Scale-out (Lightning)"
 HYPER = "Hyper-parameters"
-Precision = Literal["32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"]
+# no half-precision weights ("16-true", "bf16-true"): Adam's eps underflows to 0 in float16
+# (NaN after the first step) and bfloat16 rounds most updates away; the mixed ones keep float32
+# weights
+Precision = Literal["32-true", "16-mixed", "bf16-mixed", "64-true"]
 FLAGS = {  # setting -> the flag that sets it, for error messages
     "data": "--data",
     "epochs": "--epochs",
@@ -109,7 +112,12 @@ def train(
         ),
     ] = "auto",
     precision: Annotated[
-        Precision, typer.Option(help="Numeric precision.", rich_help_panel=SCALE)
+        Precision,
+        typer.Option(
+            help="Numeric precision: 32-true, 16-mixed / bf16-mixed (half-precision arithmetic, "
+            "float32 weights; on a GPU), or 64-true.",
+            rich_help_panel=SCALE,
+        ),
     ] = "32-true",
     channels_last: Annotated[
         bool,

@@ -424,3 +424,54 @@ def test_channels_last_stores_2d_convolutions_nhwc_and_learns_the_same(tmp_path)
     state = load_checkpoint(Path(results[1]["best_checkpoint"]), "convtoy")[1]
     model.load_state_dict(state)
     assert not model.down.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_max_time_stops_at_an_epoch_end_and_the_resume_equals_uninterrupted(tmp_path):
+    """--max-time stops at the end of the epoch that passes it: a checkpoint taken inside an
+    epoch resumed at the next one, losing the rest of it (8 of 9 batches, weights off by 8); a
+    resumed job gets the whole limit again."""
+    import time
+
+    import lightning as L
+
+    class SlowFirstStep(L.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if trainer.global_step == 1:
+                time.sleep(1.2)  # past the one-second limit inside the first epoch
+
+    straight = run(tmp_path / "a", epochs=3)
+    cfg = resolve_config(TOY, None, {"epochs": 3})
+    options = RunOptions(tmp_path / "b", device="cpu", quiet=True, max_time="00:00:00:01")
+    options.extra_callbacks.append(SlowFirstStep())
+    stopped = fit(TOY, cfg, options)
+    assert stopped["epochs_run"] == 1
+    last = torch.load(stopped["last_checkpoint"], map_location="cpu", weights_only=True)
+    assert last["global_step"] == 8  # the whole first epoch: 64 samples in batches of 8
+    # the limit counts this job's time only (the first job's 1.2 s would stop it at once)
+    options = RunOptions(tmp_path / "b", resume=tmp_path / "b/checkpoints/last.ckpt",
+                         device="cpu", quiet=True, max_time="00:00:00:01")  # fmt: skip
+    resumed = fit(TOY, cfg, options)
+    _, a = load_checkpoint(tmp_path / "a/checkpoints/last.ckpt", "toy")
+    _, b = load_checkpoint(tmp_path / "b/checkpoints/last.ckpt", "toy")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+    assert resumed["epochs_run"] == straight["epochs_run"]
+
+
+def test_a_diverging_run_stops_with_one_line(tmp_path):
+    """A loss that is no longer a number stops the run (it trained on, exit 0, NaN weights)."""
+    from recon.pipelines.common.errors import JobFailed
+
+    cfg = resolve_config(TOY, None, {"epochs": 3, "lr": 10.0})
+    import lightning as L
+
+    class Poison(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if trainer.global_step == 2:
+                with torch.no_grad():
+                    module.net[0].weight.fill_(float("nan"))
+
+    options = RunOptions(tmp_path / "run", device="cpu", quiet=True)
+    options.extra_callbacks.append(Poison())
+    with pytest.raises(JobFailed, match=r"training diverged: the training loss is nan at epoch 0"):
+        fit(TOY, cfg, options)

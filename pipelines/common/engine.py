@@ -32,7 +32,7 @@ from recon.pipelines.common.checkpoints import (
     require_fitting_weights,
 )
 from recon.pipelines.common.curves import baseline_summary, plot_curves
-from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.errors import BadInput, JobFailed
 from recon.pipelines.common.runfolder import (
     RUN_FOLDERS,
     RUN_OUTPUTS,
@@ -204,7 +204,8 @@ def _trainer(task: TaskSpec, cfg: TrainConfig, run: RunOptions, hardware: tuple,
     out = Path(run.out).expanduser().absolute()
     checkpoints = checkpoint_callbacks(task.monitor, task.mode, out / "checkpoints")
     first_step = _first_step_class()()
-    callbacks = [*checkpoints, EpochSeed(cfg.seed), first_step, *run.extra_callbacks]
+    callbacks = [*checkpoints, EpochSeed(cfg.seed), first_step, _finite_loss_class()()]
+    callbacks += run.extra_callbacks
     if run.channels_last:
         callbacks.append(ChannelsLast())
     if task.examples is not None and getattr(cfg, "examples", 0) > 0:
@@ -217,6 +218,8 @@ def _trainer(task: TaskSpec, cfg: TrainConfig, run: RunOptions, hardware: tuple,
         callbacks.append(RichProgressBar(leave=False, console_kwargs={"stderr": True}))
     kind, devices = hardware
     limit_time, limit = limits
+    if limit_time is not None:
+        callbacks.append(_job_timer_class()(limit_time))
     try:
         trainer = L.Trainer(
             default_root_dir=out,
@@ -226,7 +229,6 @@ def _trainer(task: TaskSpec, cfg: TrainConfig, run: RunOptions, hardware: tuple,
             num_nodes=run.num_nodes,
             strategy=task_strategy(task, run.strategy),
             precision=run.precision,
-            max_time=limit_time,
             limit_train_batches=limit,
             limit_val_batches=limit,
             logger=run_loggers(out, run.logger),
@@ -314,6 +316,56 @@ def _first_step_class():
             self.done = True
 
     return FirstStep
+
+
+@functools.cache
+def _job_timer_class():
+    from lightning.pytorch.callbacks import Timer
+
+    class JobTimer(Timer):
+        """--max-time: stops at the end of the epoch that passes the limit (a checkpoint taken
+        inside an epoch resumes at the next one, losing the rest of it), counting this
+        invocation's time only, so each job of a resumed chain gets the whole limit (Lightning's
+        Timer adds the time the checkpoint's run had taken)."""
+
+        def __init__(self, duration) -> None:
+            super().__init__(duration, interval="epoch")
+
+        def state_dict(self) -> dict:
+            return {}
+
+        def load_state_dict(self, state_dict: dict) -> None:
+            pass
+
+    return JobTimer
+
+
+@functools.cache
+def _finite_loss_class():
+    import lightning as L
+
+    class FiniteLoss(L.Callback):
+        """Stops a run whose training loss is no longer a number (a learning rate too high, an
+        overflow) with one line, instead of training on and checkpointing NaN weights."""
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            if loss is not None and hasattr(loss, "isfinite") and not bool(loss.isfinite().all()):
+                self._stop(trainer, float(loss.detach().float().mean()))
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            loss = trainer.callback_metrics.get("train/loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                self._stop(trainer, float(loss))
+
+        @staticmethod
+        def _stop(trainer, value: float):
+            raise JobFailed(
+                f"training diverged: the training loss is {value} at epoch "
+                f"{trainer.current_epoch} (try a lower --lr, or --precision 32-true)"
+            )
+
+    return FiniteLoss
 
 
 @functools.cache
