@@ -237,3 +237,34 @@ def test_resume_matches_uninterrupted(tmp_path):
     assert full["epoch"] == resumed["epoch"] == 2
     for key, value in full["state_dict"].items():
         assert torch.equal(value, resumed["state_dict"][key]), key
+
+
+def test_resume_with_more_epochs_follows_the_new_schedule(tmp_path):
+    """A finished 2-epoch run resumed to 4 epochs trains each epoch at the rate of a 4-epoch
+    schedule (constant half, then linear decay): it trained its first resumed epoch at the
+    finished run's last rate, 0."""
+    import csv
+
+    from recon.models.pix2pix import linear_decay
+    from recon.pipelines.common.engine import RunOptions, fit
+    from recon.pipelines.xray.drr_task import TASK, DrrConfig
+
+    rng = np.random.default_rng(0)
+    for sub in ("xray", "drr"):
+        (tmp_path / "set" / sub).mkdir(parents=True)
+    for index in range(6):
+        drr = np.rint(rng.random((32, 32)) * 255).astype(np.uint8)
+        write_png(tmp_path / "set" / "drr" / f"{index}.png", drr)
+        write_png(tmp_path / "set" / "xray" / f"{index}.png", 255 - drr)
+    run = tmp_path / "run"
+    settings = {"data": str(tmp_path / "set"), "size": 32, "base_filters": 4, "batch_size": 2}
+    fit(TASK, DrrConfig(**settings, epochs=2), RunOptions(out=run, quiet=True, device="cpu"))
+    options = RunOptions(out=run, quiet=True, device="cpu", resume=run / "checkpoints/last.ckpt")
+    fit(TASK, DrrConfig(**settings, epochs=4), options)
+    with (run / "metrics.csv").open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r.get("train/lr")]
+    rates = {int(r["epoch"]): float(r["train/lr"]) for r in rows}
+    lr = DrrConfig().lr
+    before = {e: lr * linear_decay(e, 1, 1) for e in (0, 1)}  # the 2-epoch run's own schedule
+    after = {e: lr * linear_decay(e, 2, 2) for e in (2, 3)}  # 2/3 and 1/3 of lr, not 0
+    assert rates == pytest.approx({**before, **after})

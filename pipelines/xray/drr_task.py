@@ -217,6 +217,17 @@ def _lightning():
                 sync_dist=True,
             )
 
+        def on_train_epoch_start(self) -> None:
+            # the rate of this epoch on the run's schedule: a resume restores the optimizer's
+            # last rate (0 at the end of a finished run) and rebuilds the schedule for the
+            # epochs asked for now, so without this it trained an epoch at the old rate
+            for schedule in self.lr_schedulers():
+                groups = schedule.optimizer.param_groups
+                rules = zip(groups, schedule.base_lrs, schedule.lr_lambdas, strict=True)
+                for group, base, rule in rules:
+                    group["lr"] = base * rule(schedule.last_epoch)
+            self.log("train/lr", self.lr_schedulers()[0].optimizer.param_groups[0]["lr"])
+
         def on_train_epoch_end(self) -> None:
             for schedule in self.lr_schedulers():
                 schedule.step()
