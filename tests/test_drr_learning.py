@@ -150,11 +150,15 @@ def test_split_keeps_augmented_copies_with_their_source():
     names = sources + [f"{s}_aug{k}" for s in sources for k in range(1, 5)]
     for seed in range(5):
         train, val = split_pairs(_pairs_named(names), 0.2, seed)
-        assert len(train) + len(val) == len(names)
+        assert len(train) == 24 * 5
         train_sources = {source_name(p.name) for p in train}
         val_sources = {source_name(p.name) for p in val}
         assert val_sources and not train_sources & val_sources
-        assert len(val_sources) == 6 and len(val) == 6 * 5  # originals with all their copies
+        # validation: the held-out originals, once each (their copies were 80% of it)
+        assert len(val_sources) == 6 and sorted(p.name for p in val) == sorted(val_sources)
+    # a held-out source without its original (augment --no-originals) keeps its copies
+    train, val = split_pairs(_pairs_named([n for n in names if "_aug" in n]), 0.2, 0)
+    assert len(val) == 6 * 4 and len(train) == 24 * 4
 
 
 def test_split_without_copies_is_a_shuffle_of_the_pairs():

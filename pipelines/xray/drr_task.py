@@ -85,8 +85,10 @@ def source_name(name: str) -> str:
 def split_pairs(pairs: list, val_fraction: float, seed: int) -> tuple[list, list]:
     """Split by source pair (source_name), so no validation pair has its original or an
     augmented copy in training: a seeded shuffle of the sorted source names, the first
-    round(n * val_fraction) (at least 1, at most n - 1) are validation. Without augmented
-    copies every pair is its own source and the split is a shuffle of the pairs."""
+    round(n * val_fraction) (at least 1, at most n - 1) are validation. Validation holds the
+    held-out sources' originals only, each once, as real X-rays come (their augmented copies
+    are left out; a source whose original is missing is validated on its copies). Without
+    augmented copies every pair is its own source and the split is a shuffle of the pairs."""
     import numpy as np
 
     sources = sorted({source_name(p.name) for p in pairs})
@@ -96,6 +98,8 @@ def split_pairs(pairs: list, val_fraction: float, seed: int) -> tuple[list, list
     count = min(len(sources) - 1, max(1, round(len(sources) * val_fraction)))
     held_out = {sources[i] for i in order[:count]}
     val = [p for p in pairs if source_name(p.name) in held_out]
+    originals = {p.name for p in val if source_name(p.name) == p.name}
+    val = [p for p in val if p.name in originals or source_name(p.name) not in originals]
     train = [p for p in pairs if source_name(p.name) not in held_out]
     return train, val
 
