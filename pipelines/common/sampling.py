@@ -42,6 +42,7 @@ def _shard_sampler_class():
         def __init__(self, size: int, seed: int, shuffle: bool, rank: int, world: int) -> None:
             super().__init__(range(size), num_replicas=world, rank=rank, shuffle=shuffle, seed=seed)
             self.size = size
+            self.with_epoch = False  # yield index + epoch * size, for EpochItems
 
         def __iter__(self):
             import torch
@@ -53,9 +54,38 @@ def _shard_sampler_class():
                 order = list(range(self.size))
             if order and len(order) < self.total_size:
                 order = (order * math.ceil(self.total_size / len(order)))[: self.total_size]
-            return iter(order[self.rank : self.total_size : self.num_replicas])
+            shard = order[self.rank : self.total_size : self.num_replicas]
+            offset = self.epoch * self.size if self.with_epoch else 0
+            return iter([index + offset for index in shard])
 
     return EpochShuffle
+
+
+@functools.cache
+def _epoch_items_class():
+    from torch.utils.data import Dataset, get_worker_info
+
+    class EpochItems(Dataset):
+        """A dataset read through keys index + epoch * size (EpochShuffle.with_epoch): in a
+        worker process each item is drawn with the global RNGs seeded from (seed, epoch, index),
+        so random augmentation does not depend on which worker reads it, nor on how long the
+        workers have lived (a resumed run's workers start afresh); in the main process the
+        RNGs stay as EpochSeed set them."""
+
+        def __init__(self, dataset, seed: int) -> None:
+            self.dataset, self.seed, self.size = dataset, seed, len(dataset)
+
+        def __len__(self) -> int:
+            return self.size
+
+        def __getitem__(self, key: int):
+            epoch, index = divmod(int(key), self.size)
+            if get_worker_info() is not None:
+                state = np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)
+                seed_all(int(state[0]))
+            return self.dataset[index]
+
+    return EpochItems
 
 
 def EpochShuffle(  # noqa: N802 - a factory, so torch loads only when a sampler is made
@@ -68,18 +98,29 @@ def EpochShuffle(  # noqa: N802 - a factory, so torch loads only when a sampler 
     return _shard_sampler_class()(size, seed, shuffle, rank, world)
 
 
-def seeded_loader(dataset, batch_size: int, seed: int, shuffle: bool, num_workers: int = 0):
+def seeded_loader(
+    dataset, batch_size: int, seed: int, shuffle: bool, num_workers: int = 0, epoch: int = 0
+):
     """DataLoader over this process's shard; the order depends only on (seed, epoch).
 
     It carries its own generator, so creating its iterator draws nothing from the global RNG.
-    Validation loaders are sharded too (padded by wrapping), so metrics logged with
-    sync_dist=True are reduced over every sample. A shuffled (training) loader drops a last
+    With worker processes, each item is read with the RNGs seeded from (seed, epoch, index)
+    (EpochItems), so random augmentation depends only on (seed, epoch) there too, whatever the
+    worker count. epoch: the epoch the loader's first iterator serves (loader_epoch): Lightning
+    starts a multi-process loader's first iterator, which reads ahead, before it sets the epoch,
+    so a resumed run's first epoch drew the order of epoch 0. Validation loaders are sharded
+    too (padded by wrapping), so metrics logged with sync_dist=True are reduced over every
+    sample. A shuffled (training) loader drops a last
     batch of one sample: batch normalisation cannot train on it.
     """
     import torch
     from torch.utils.data import DataLoader
 
     sampler = EpochShuffle(len(dataset), seed, shuffle)
+    sampler.set_epoch(epoch)
+    if num_workers > 0:
+        sampler.with_epoch = True
+        dataset = _epoch_items_class()(dataset, seed)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -121,12 +162,23 @@ def split_batches(datamodule, world: int) -> dict[str, tuple[int, int, int, int]
     return sizes
 
 
+def loader_epoch(datamodule) -> int:
+    """The epoch a data module's training loader is made for, as Lightning will set it on the
+    sampler: the fit loop's processed epochs (restored on a resume; current_epoch lags one
+    behind when the checkpoint was taken at an epoch's end), else 0."""
+    trainer = getattr(datamodule, "trainer", None)
+    loop = getattr(trainer, "fit_loop", None)
+    return int(loop.epoch_progress.current.processed) if loop is not None else 0
+
+
 class SplitLoaders:
     """Mixin for a LightningDataModule holding `cfg`, `train_set` and `val_set`: seeded loaders."""
 
     def train_dataloader(self):
         cfg = self.cfg
-        return seeded_loader(self.train_set, cfg.batch_size, cfg.seed, True, cfg.num_workers)
+        return seeded_loader(
+            self.train_set, cfg.batch_size, cfg.seed, True, cfg.num_workers, loader_epoch(self)
+        )
 
     def val_dataloader(self):
         cfg = self.cfg

@@ -24,7 +24,7 @@ from pathlib import Path
 from recon.models import pix2pix_defaults as recipe
 from recon.pipelines.common.errors import BadInput
 from recon.pipelines.common.examples import ExampleSpec
-from recon.pipelines.common.sampling import seeded_loader
+from recon.pipelines.common.sampling import loader_epoch, seeded_loader
 from recon.pipelines.common.settings import (
     Baseline,
     TaskSpec,
@@ -129,7 +129,12 @@ def _lightning():
 
         def train_dataloader(self):
             return seeded_loader(
-                self.train_set, self.cfg.batch_size, self.cfg.seed, True, self.cfg.num_workers
+                self.train_set,
+                self.cfg.batch_size,
+                self.cfg.seed,
+                True,
+                self.cfg.num_workers,
+                loader_epoch(self),
             )
 
         def val_dataloader(self):
