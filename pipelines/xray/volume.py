@@ -75,6 +75,9 @@ def load_ct(
                 keep,
                 orientation=orientation,
                 bone_attenuation_multiplier=float(bone_attenuation_multiplier),
+                # kept on the subject, so coarsen makes the same densities
+                recon_keep=keep,
+                recon_bone_attenuation=float(bone_attenuation_multiplier),
             )
     except (RuntimeError, ValueError, IndexError) as error:
         raise BadInput(f"{path}: cannot use as a CT volume ({first_line(error)})") from error
@@ -82,11 +85,23 @@ def load_ct(
 
 def coarsen(subject, spacing_mm: float):
     """A subject from load_ct resampled to isotropic spacing_mm voxels, in the same world frame
-    (cheaper than reading the file again)."""
+    and with the same kept labels and bone attenuation (cheaper than reading the file again)."""
     from diffdrr.data import read
 
     volume, mask = _resample(subject.volume, subject.mask, float(spacing_mm))
-    return read(volume, mask, orientation=subject.orientation)
+    keep = subject.get("recon_keep")
+    bone = float(subject.get("recon_bone_attenuation", 1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return read(
+            volume,
+            mask,
+            keep,
+            orientation=subject.orientation,
+            bone_attenuation_multiplier=bone,
+            recon_keep=keep,
+            recon_bone_attenuation=bone,
+        )
 
 
 def _on_ct_grid(labelmap: Path, mask, volume):
