@@ -140,7 +140,7 @@ def acceptance(args) -> None:
         f"batch {args.batch_size}, lr {args.lr}"
     )
     generator, config = load_generator(work / "run" / "checkpoints" / "last.ckpt")
-    _, held_out = split_pairs(find_pairs(data), cfg.val_fraction, cfg.seed)
+    _, held_out = split_pairs(find_pairs(data), cfg.val_fraction, cfg.seed, cfg.source)
     scores = {"ssim_pred": [], "ssim_id": [], "psnr_pred": [], "psnr_id": []}
     for pair in held_out:
         xray, _ = read_gray(pair.xray)

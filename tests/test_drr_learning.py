@@ -171,3 +171,26 @@ def test_split_without_copies_is_a_shuffle_of_the_pairs():
     order = np.random.default_rng(0).permutation(40)
     assert [p.name for p in val] == [pairs[i].name for i in sorted(order[:8])]
     assert len(train) == 32
+
+
+def test_split_by_a_source_pattern_keeps_each_patient_on_one_side():
+    """Pairs named patA_view0 ... patE_view3 with --set source='^[^_]+': no patient in both
+    splits (by name alone patA, patB and patE fell on both sides); a bad pattern is one line."""
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.xray.drr_task import DrrConfig, check, source_name, split_pairs
+
+    names = [f"pat{p}_view{v}" for p in "ABCDEFGHIJ" for v in range(4)]
+    names += [f"{n}_aug1" for n in names]
+    for seed in range(5):
+        train, val = split_pairs(_pairs_named(names), 0.2, seed, "^[^_]+")
+        patients = [{source_name(p.name, "^[^_]+") for p in side} for side in (train, val)]
+        assert not patients[0] & patients[1] and len(patients[1]) == 2
+        assert sorted(p.name for p in val) == sorted(
+            f"{q}_view{v}" for q in patients[1] for v in range(4)
+        )
+    plain = split_pairs(_pairs_named(names), 0.2, 0)
+    assert {source_name(p.name, "^[^_]+") for p in plain[0]} & {
+        source_name(p.name, "^[^_]+") for p in plain[1]
+    }
+    with pytest.raises(BadInput, match="setting source: not a regular expression"):
+        check(DrrConfig(data=".", source="pat(["))

@@ -50,6 +50,12 @@ class DrrConfig(TrainConfig):
     dropout: float = setting(recipe.DROPOUT, "decoder dropout probability", 0, 1, high_open=True)
     patch_layers: int = setting(3, "PatchGAN layers (3 = 70 x 70 patches)", 1, 8)
     jitter: bool = setting(True, "resize to 286/256, random crop, random flip in training")
+    source: str = setting(
+        "",
+        "regular expression whose first match in a pair's name (less _augK) names its source, "
+        "e.g. ^[^_]+ for patA_view0: the pairs of one source (a patient) fall on one side of the "
+        "split; empty: each pair and its copies are one source",
+    )
     examples: int = examples_setting()
 
 
@@ -63,12 +69,17 @@ def check(cfg: DrrConfig) -> None:
         recipe.unet_depth(cfg.size)
     except ValueError as error:
         raise BadInput(f"setting size: {error}") from error
+    try:
+        re.compile(cfg.source)
+    except re.error as error:
+        raise BadInput(f"setting source: not a regular expression ({error})") from error
     pairs = find_pairs(Path(cfg.data))
-    sources = {source_name(p.name) for p in pairs}
+    sources = {source_name(p.name, cfg.source) for p in pairs}
     if len(sources) < 2:
         raise BadInput(
             f"{cfg.data}: need pairs from at least 2 sources (training and validation), found "
-            f"{len(sources)} (NAME and its augmented copies NAME_augK are one source)"
+            f"{len(sources)} (NAME and its augmented copies NAME_augK are one source"
+            f"{'; so are names the setting source matches alike' if cfg.source else ''})"
         )
     if not 0 < cfg.val_fraction < 1:
         raise BadInput("setting val_fraction must lie between 0 and 1")
@@ -77,12 +88,17 @@ def check(cfg: DrrConfig) -> None:
 AUGMENTED_COPY = re.compile(r"(_aug\d+)+$")  # `recon augment` names copy K of NAME NAME_augK
 
 
-def source_name(name: str) -> str:
-    """The source pair a pair was made from: NAME for NAME itself and for NAME_augK."""
-    return AUGMENTED_COPY.sub("", name)
+def source_name(name: str, pattern: str = "") -> str:
+    """The source a pair was made from: NAME for NAME itself and for NAME_augK; with a pattern
+    (the setting source), its first match in NAME (NAME when it does not match)."""
+    name = AUGMENTED_COPY.sub("", name)
+    found = re.search(pattern, name) if pattern else None
+    return found.group(0) if found and found.group(0) else name
 
 
-def split_pairs(pairs: list, val_fraction: float, seed: int) -> tuple[list, list]:
+def split_pairs(
+    pairs: list, val_fraction: float, seed: int, pattern: str = ""
+) -> tuple[list, list]:
     """Split by source pair (source_name), so no validation pair has its original or an
     augmented copy in training: a seeded shuffle of the sorted source names, the first
     round(n * val_fraction) (at least 1, at most n - 1) are validation. Validation holds the
@@ -91,16 +107,17 @@ def split_pairs(pairs: list, val_fraction: float, seed: int) -> tuple[list, list
     augmented copies every pair is its own source and the split is a shuffle of the pairs."""
     import numpy as np
 
-    sources = sorted({source_name(p.name) for p in pairs})
+    sources = sorted({source_name(p.name, pattern) for p in pairs})
     if len(sources) < 2:
         raise BadInput(f"need pairs from at least 2 sources to split, found {len(sources)}")
     order = np.random.default_rng(seed).permutation(len(sources))
     count = min(len(sources) - 1, max(1, round(len(sources) * val_fraction)))
     held_out = {sources[i] for i in order[:count]}
-    val = [p for p in pairs if source_name(p.name) in held_out]
-    originals = {p.name for p in val if source_name(p.name) == p.name}
-    val = [p for p in val if p.name in originals or source_name(p.name) not in originals]
-    train = [p for p in pairs if source_name(p.name) not in held_out]
+    val = [p for p in pairs if source_name(p.name, pattern) in held_out]
+    names = {p.name for p in val}
+    original = lambda p: AUGMENTED_COPY.sub("", p.name)  # noqa: E731
+    val = [p for p in val if original(p) == p.name or original(p) not in names]
+    train = [p for p in pairs if source_name(p.name, pattern) not in held_out]
     return train, val
 
 
@@ -123,7 +140,8 @@ def _lightning():
             if self.train_set is not None:
                 return
             pairs = find_pairs(Path(self.cfg.data))
-            train, val = split_pairs(pairs, self.cfg.val_fraction, self.cfg.seed)
+            cfg = self.cfg
+            train, val = split_pairs(pairs, cfg.val_fraction, cfg.seed, cfg.source)
             self.train_set = PairDataset(train, self.cfg.size)
             self.val_set = PairDataset(val, self.cfg.size)
 

@@ -238,7 +238,7 @@ def demo_translation(workdir: Path, seed: int, track: Callable) -> list:
     finally:
         torch.set_num_threads(threads)
     generator, config = load_generator(Path(workdir) / "drr_run" / "checkpoints" / "last.ckpt")
-    _, held_out = split_pairs(find_pairs(data), cfg.val_fraction, cfg.seed)
+    _, held_out = split_pairs(find_pairs(data), cfg.val_fraction, cfg.seed, cfg.source)
     gain_ssim, gain_psnr = [], []
     for pair in held_out:
         xray, _ = read_gray(pair.xray)
