@@ -388,6 +388,30 @@ def _tilted_frame(ds):
     shared.PlaneOrientationSequence[0].ImageOrientationPatient = [0, 1, 0, 1, 0, 0]
 
 
+def test_an_enhanced_ct_with_a_modality_lut_reads_through_it(enhanced, tmp_path):
+    """A Modality LUT in the Pixel Value Transformation (here stored x 2, a table of unsigned
+    values as the standard's are): the frames read through it (they were read raw)."""
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from recon.pipelines.common.dicom_series import read_ct_series
+
+    lut = Dataset()
+    lut.LUTDescriptor, lut.ModalityLUTType = [8192, 0, 16], "HU"
+    lut.LUTData = (2 * np.arange(8192)).astype(np.uint16).tobytes()
+    item = Dataset()
+    item.ModalityLUTSequence = Sequence([lut])
+    ds = pydicom.dcmread(enhanced)
+    ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence = Sequence([item])
+    (tmp_path / "lut").mkdir()
+    ds.save_as(tmp_path / "lut" / "ct.dcm")
+    through_lut, affine = read_ct_series(tmp_path / "lut" / "ct.dcm")
+    plain, plain_affine = read_ct_series(enhanced)
+    stored = plain + 2048  # the file's values (Rescale Intercept -2048)
+    assert np.array_equal(through_lut, 2 * stored) and np.allclose(affine, plain_affine)
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [

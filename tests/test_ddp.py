@@ -138,17 +138,19 @@ def test_srun_style_start_of_two_ranks(pix3d_root, single, tmp_path):
     assert "strides do not match" not in err0 + err1  # DDP's buckets follow the NHWC layout
 
 
-def test_gan_tasks_train_in_two_processes(tmp_path):
-    """train drr with --strategy ddp: each optimizer steps half the model, so DDP must look for
-    unused parameters (it stopped at the first step: 'parameters that were not used in
-    producing the loss'); one JSON object on stdout, from rank 0."""
+@pytest.mark.parametrize("strategy", [["--strategy", "ddp"], []], ids=["ddp", "auto"])
+def test_gan_tasks_train_in_two_processes(tmp_path, strategy):
+    """train drr in two processes, with --strategy ddp or the default (auto, which Lightning
+    makes DDP): each optimizer steps half the model, so DDP must look for unused parameters
+    (it stopped at the first step: 'parameters that were not used in producing the loss');
+    one JSON object on stdout, from rank 0."""
     env = clean_env()
     pairs = tmp_path / "pairs"
     code, _, err = finish(recon_process(["synth", "pairs", "-o", pairs, "-n", 8, "--size", 32,
                                          "-q"], env))  # fmt: skip
     assert code == 0, err
-    args = ["train", "drr", "--data", pairs, "--device", "cpu", "--devices", 2, "--strategy",
-            "ddp", "--epochs", 1, "--batch-size", 1, "--set", "size=32", "--set",
+    args = ["train", "drr", "--data", pairs, "--device", "cpu", "--devices", 2, *strategy,
+            "--epochs", 1, "--batch-size", 1, "--set", "size=32", "--set",
             "base_filters=4", "--set", "examples=0", "-o", tmp_path / "run", "--json",
             "-q"]  # fmt: skip
     code, stdout, err = finish(recon_process(args, env))

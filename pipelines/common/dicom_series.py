@@ -223,7 +223,12 @@ def _frame_plane(file: Path, index: int, sources: tuple, stored: np.ndarray, ds)
     intercept = dicom_number(rescale, "RescaleIntercept", 0.0, label)
 
     def hu() -> np.ndarray:
-        values = stored[index].astype(np.float32) * slope + intercept
+        if rescale is not None and "ModalityLUTSequence" in rescale:
+            from pydicom.pixels import apply_modality_lut
+
+            values = np.asarray(apply_modality_lut(stored[index], rescale), dtype=np.float32)
+        else:
+            values = stored[index].astype(np.float32) * slope + intercept
         if not np.isfinite(values).all():
             raise BadInput(f"{label}: pixels are not finite after the rescale")
         return values

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -212,7 +213,8 @@ def _trainer(task: TaskSpec, cfg: TrainConfig, run: RunOptions, hardware: tuple,
         from recon.pipelines.common.examples import example_grids_callback
 
         callbacks.append(example_grids_callback(task.examples, cfg.examples))
-    if not run.quiet:
+    bar = not run.quiet and sys.stderr.isatty()  # none in a log file, as for other commands
+    if bar:
         from lightning.pytorch.callbacks import RichProgressBar
 
         callbacks.append(RichProgressBar(leave=False, console_kwargs={"stderr": True}))
@@ -227,14 +229,14 @@ def _trainer(task: TaskSpec, cfg: TrainConfig, run: RunOptions, hardware: tuple,
             accelerator=kind,
             devices=devices,
             num_nodes=run.num_nodes,
-            strategy=task_strategy(task, run.strategy),
+            strategy=task_strategy(task, run.strategy, process_count(kind, devices, run.num_nodes)),
             precision=run.precision,
             limit_train_batches=limit,
             limit_val_batches=limit,
             logger=run_loggers(out, run.logger),
             callbacks=callbacks,
             deterministic=kind == "cpu" or "warn",
-            enable_progress_bar=not run.quiet,
+            enable_progress_bar=bar,
             enable_model_summary=not run.quiet,
             log_every_n_steps=1,
         )

@@ -118,14 +118,17 @@ def check_scale(accelerator: str, devices: Any, run: RunOptions) -> None:
             )
 
 
-def task_strategy(task, strategy: str) -> str:
-    """The Lightning strategy for a task: a DDP strategy finds unused parameters for tasks
-    whose optimizers each step part of the model (TaskSpec.ddp_find_unused), without which
-    DDP stops at their first step; any other name as given."""
+def task_strategy(task, strategy: str, processes: int = 1) -> str:
+    """The Lightning strategy for a task: a DDP strategy, or "auto" over several processes
+    (which Lightning makes DDP), finds unused parameters for tasks whose optimizers each step
+    part of the model (TaskSpec.ddp_find_unused), without which DDP stops at their first step;
+    any other name as given."""
+    if not task.ddp_find_unused:
+        return strategy
+    if strategy == "auto" and processes > 1:
+        return "ddp_find_unused_parameters_true"
     unused = f"{strategy}_find_unused_parameters_true"
-    if task.ddp_find_unused and unused in STRATEGIES:
-        return unused
-    return strategy
+    return unused if unused in STRATEGIES else strategy
 
 
 def process_count(accelerator: str, devices: Any, num_nodes: int) -> int:
