@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -213,7 +212,8 @@ def _trainer(task: TaskSpec, cfg: TrainConfig, run: RunOptions, hardware: tuple,
         from recon.pipelines.common.examples import example_grids_callback
 
         callbacks.append(example_grids_callback(task.examples, cfg.examples))
-    bar = not run.quiet and sys.stderr.isatty()  # none in a log file, as for other commands
+    # the epoch bar also goes to a log file: a batch job's log then shows how training went
+    bar = not run.quiet
     if bar:
         from lightning.pytorch.callbacks import RichProgressBar
 
