@@ -146,8 +146,10 @@ def convert_mat_rate(count: int = 1000, workers: int = 0) -> dict:
 
 
 def accept(task: str, minutes: float, models: int, views: int, size: int, seed: int) -> dict:
-    """Synthesise a 5-class set, train task for at most minutes on CPU, report the best held-out
-    IoU@0.5 and the mean-shape baseline's IoU@0.5 on the same validation shapes."""
+    """Synthesise a 5-class set, train task for at most minutes on CPU, report the held-out
+    IoU@0.5 at the last epoch and the mean-shape baseline's IoU@0.5 on the same validation
+    shapes; the best epoch's IoU is reported too, named as what it is: chosen on the same
+    shapes, so not a held-out figure."""
     folder = Path(tempfile.mkdtemp(prefix=f"accept-{task}."))
     recon = [sys.executable, "-m", "recon.cli.app"]
     kind = "pix3d" if task == "voxel" else "parts"
@@ -202,16 +204,18 @@ def accept(task: str, minutes: float, models: int, views: int, size: int, seed: 
     with (folder / "run" / "metrics.csv").open() as handle:
         rows = [r for r in csv.DictReader(handle) if r.get("val/iou")]
     best = max(rows, key=lambda r: float(r["val/iou"]))
+    last = rows[-1]
     return {
         f"accept.{task}.images": len(list((folder / "data").rglob("*.png"))),
         f"accept.{task}.size_px": size,
         f"accept.{task}.synth_s": synth_s,
         f"accept.{task}.train_s": train_s,
         f"accept.{task}.epochs": len(rows),
-        f"accept.{task}.best_epoch": int(best["epoch"]),
-        f"accept.{task}.val_iou@0.5": float(best["val/iou"]),
-        f"accept.{task}.val_dice@0.5": float(best["val/dice"]),
-        f"accept.{task}.mean_shape_iou@0.5": float(best["val/iou_mean_shape"]),
+        f"accept.{task}.val_iou@0.5": float(last["val/iou"]),
+        f"accept.{task}.val_dice@0.5": float(last["val/dice"]),
+        f"accept.{task}.mean_shape_iou@0.5": float(last["val/iou_mean_shape"]),
+        f"accept.{task}.best_epoch_chosen_on_val": int(best["epoch"]),
+        f"accept.{task}.best_val_iou@0.5_chosen_on_val": float(best["val/iou"]),
         f"accept.{task}.run": str(folder / "run"),
     }
 
