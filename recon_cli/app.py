@@ -1,7 +1,5 @@
 """The `recon` command: a Typer app whose commands are thin layers over recon.pipelines."""
 
-from __future__ import annotations
-
 import os
 import sys
 

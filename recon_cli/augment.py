@@ -1,7 +1,5 @@
 """`recon augment`: a paired X-ray / DRR set -> augmented pairs, both sides moved alike."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`recon backproject`: views folder -> watertight mesh, optionally scored against a reference."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Literal
 

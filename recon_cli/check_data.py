@@ -1,7 +1,5 @@
 """`recon check-data TASK ROOT`: validate a data set; exit 1 when problems were found."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Literal
 

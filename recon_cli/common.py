@@ -4,8 +4,6 @@ they are read), the reporter (stdout/stderr/JSON), range checks.
 Kept light: importing this module must not import torch, open3d, vtk or diffdrr.
 """
 
-from __future__ import annotations
-
 import inspect
 import json
 import sys

@@ -1,7 +1,5 @@
 """`recon convert-mat`: Pix3D voxel .mat (MATLAB v5 and v7.3) -> .npy, file or tree."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`recon synth corset` and `recon predict corset`."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`recon demo`: run every pipeline on built-in data and print a summary table."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`recon synth pairs` and `recon predict drr`: X-ray -> DRR translation data and inference."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Literal
 

@@ -1,7 +1,5 @@
 """`recon embed-spine`: spine X-ray -> centre line, tilts, Cobb angle(s), embedding vector."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

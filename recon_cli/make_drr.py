@@ -1,7 +1,5 @@
 """`recon make-drr`: CT + pose(s) -> DRR as 16-bit PNG or DICOM with geometry tags."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Literal
 

@@ -1,7 +1,5 @@
 """`recon predict TASK`: the sub-app; each task's command lives in its pipeline's CLI module."""
 
-from __future__ import annotations
-
 import typer
 
 from recon.cli.common import ReconGroup

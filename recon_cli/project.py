@@ -1,7 +1,5 @@
 """`recon project`: mesh -> depth and silhouette views + views.json."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Literal
 

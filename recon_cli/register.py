@@ -1,7 +1,5 @@
 """`recon register`: X-ray(s) + CT -> CT pose per X-ray, parameters.pt, overlay, errors."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Literal
 

@@ -1,7 +1,5 @@
 """`recon serve`: the upload page and JSON API over trained predict tasks."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

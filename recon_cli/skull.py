@@ -1,7 +1,5 @@
 """`recon synth skull` and `recon predict skull`: one image -> skull and face volumes."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Literal
 

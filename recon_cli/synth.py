@@ -1,7 +1,5 @@
 """`recon synth KIND`: procedural data sets in the exact layouts the pipelines read."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

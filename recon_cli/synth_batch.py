@@ -1,8 +1,6 @@
 """Shards and --skip-done for `recon synth pix3d|parts|corset|xray|skull`: items made one by
 one, an index merged by whichever run finds the last item finished."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path

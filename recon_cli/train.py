@@ -1,7 +1,5 @@
 """`recon train TASK`: one command over every training task, on the shared Lightning engine."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Literal
 

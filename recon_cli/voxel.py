@@ -1,7 +1,5 @@
 """`recon synth pix3d|parts` and `recon predict voxel|parts`: the image -> voxel tasks."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Literal
 

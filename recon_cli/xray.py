@@ -1,7 +1,5 @@
 """`recon synth xray`: synthetic DICOM X-rays of a CT at random known poses."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

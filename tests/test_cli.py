@@ -33,6 +33,17 @@ def test_help_imports_no_heavy_library():
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_command_modules_evaluate_their_annotations_at_import():
+    """Postponed (string) annotations in recon/cli made Typer compile and evaluate every one
+    of them again each time the commands are built: about 40 ms of every --help."""
+    from pathlib import Path
+
+    import recon.cli
+
+    for module in sorted(Path(recon.cli.__file__).parent.glob("*.py")):
+        assert "from __future__ import annotations" not in module.read_text(), module.name
+
+
 def _commands(group, prefix: str = ""):
     for name, command in group.commands.items():
         if hasattr(command, "commands"):
