@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     import warnings
 
     from recon.pipelines.common.outputs import remove_temporaries
+    from recon.pipelines.common.runfolder import launched_as_rank_zero
 
     if sys.stderr is None:  # started with stderr closed (`2>&-`): messages go nowhere, not crash
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     terminated: list[int] = []
     interrupted: list[int] = []
     # in a multi-process run (DDP, srun) only global rank 0 prints the JSON object
-    rank_zero = _is_rank_zero()
+    rank_zero = launched_as_rank_zero()
 
     def on_sigterm(signum, _frame) -> None:
         if not terminated:  # a second SIGTERM does not cut the clean-up short
@@ -229,17 +230,6 @@ def main(argv: list[str] | None = None) -> None:
     if code and json_out and not stdout.used and rank_zero:  # a command's typer.Exit(code)
         stdout.stream.write(json.dumps({"error": "failed", "exit_code": code}) + "\n")
     sys.exit(code)
-
-
-def _is_rank_zero() -> bool:
-    """Whether this process is global rank 0 of a multi-process run (or runs alone): none of
-    RANK (torchrun), SLURM_PROCID (srun), LOCAL_RANK and NODE_RANK (Lightning's launcher) names
-    another process."""
-    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"):
-        value = os.environ.get(name, "").strip()
-        if value.isdigit() and int(value) != 0:
-            return False
-    return True
 
 
 def _usage_error(error: typer.TyperException, args: list[str]) -> tuple[str, str]:

@@ -345,29 +345,19 @@ def test_make_drr_dicom_positioner_reads_back_as_its_pose(tmp_path, view):
 
 def principal_pixel(i) -> np.ndarray:
     """(row, column) of the foot of the source's perpendicular on diffdrr's detector."""
-    from diffdrr.detector import Detector
+    from recon.pipelines.xray.drr import detector_axes
 
-    detector = Detector(
-        i.sdd,
-        i.height,
-        i.width,
-        i.delx,
-        i.dely,
-        i.x0,
-        i.y0,
-        torch.eye(4),
-        reverse_x_axis=i.reverse_x_axis,
-    )
-    target = detector.calibration(detector.target)[0].reshape(i.height, i.width, 3).numpy()
-    xs, ys = target[0, :, 0], target[:, 0, 1]
-    col = np.interp(
-        0.0, *((xs, np.arange(i.width)) if xs[0] < xs[-1] else (xs[::-1], np.arange(i.width)[::-1]))
-    )
-    row = np.interp(
-        0.0,
-        *((ys, np.arange(i.height)) if ys[0] < ys[-1] else (ys[::-1], np.arange(i.height)[::-1])),
-    )
-    return np.array([row, col])
+    def where_zero(axis: torch.Tensor) -> float:
+        axis = axis.numpy()
+        index = np.arange(len(axis))
+        return float(
+            np.interp(0.0, axis, index)
+            if axis[0] < axis[-1]
+            else np.interp(0.0, axis[::-1], index[::-1])
+        )
+
+    xs, ys = detector_axes(i)
+    return np.array([where_zero(ys), where_zero(xs)])
 
 
 @pytest.mark.parametrize("reverse", [True, False])

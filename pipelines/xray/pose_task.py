@@ -219,7 +219,7 @@ def _lightning():
             if self.renderer is None:
                 cfg = self.cfg
                 subject = load_ct(cfg.volume, None, cfg.orientation, cfg.ct_spacing_mm)
-                self.renderer = make_renderer(subject, training_detector(cfg), "trilinear")
+                self.renderer = make_renderer(subject, training_detector(self.config), "trilinear")
 
         def train_dataloader(self):
             data = OffsetSet(self.cfg.samples_per_epoch)
@@ -394,14 +394,13 @@ TASK = TaskSpec(
 )
 
 
-def training_detector(config) -> Intrinsics:
-    """The detector of a pose task's training DRRs (config: PoseConfig or its saved dict)."""
+def training_detector(config: dict) -> Intrinsics:
+    """The detector of a pose task's training DRRs (config: the task's settings as a dict)."""
     from recon.pipelines.xray.drr import Intrinsics  # noqa: F811 - at run time
 
-    get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
-    size, spacing = int(get("size")), float(get("field_mm")) / int(get("size"))
-    reverse = bool(get("reverse_x_axis", False))
-    return Intrinsics(float(get("sdd")), size, size, spacing, spacing, reverse_x_axis=reverse)
+    size, spacing = int(config["size"]), float(config["field_mm"]) / int(config["size"])
+    reverse = bool(config.get("reverse_x_axis", False))
+    return Intrinsics(float(config["sdd"]), size, size, spacing, spacing, reverse_x_axis=reverse)
 
 
 class PosePredictor:
