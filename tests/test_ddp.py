@@ -13,7 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
+import torch
 
 RECON = str(Path(sys.executable).parent / "recon")
 # voxel at 32 px with a small decoder; no jitter or dropout, so every difference between the
@@ -168,3 +170,46 @@ def test_only_rank_zero_prints_the_json_error(tmp_path):
         assert code == 2 and err.count("\n") == 1, err
         assert len(stdout.splitlines()) == expected
         assert expected == 0 or json.loads(stdout)["exit_code"] == 2
+
+
+class ItemMean(L.LightningModule):
+    """Logs each validation item's index as val/item (Lightning averages it over the batches
+    and the ranks, weighted by batch size) and counts the items scored."""
+
+    def __init__(self, items: int) -> None:
+        super().__init__()
+        self.items = items
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def val_dataloader(self):
+        from recon.pipelines.common.sampling import seeded_loader
+
+        return seeded_loader(list(range(self.items)), 2, seed=0, shuffle=False)
+
+    def validation_step(self, batch, index):
+        batch = batch.float()
+        self.log("val/item", batch.mean(), batch_size=len(batch), sync_dist=True)
+        self.log("val/count", float(len(batch)), reduce_fx="sum", sync_dist=True)
+
+
+def test_two_process_validation_means_are_exact_over_what_the_ranks_scored():
+    """5 validation items on 2 ranks: the shards are padded to 3 each (item 0 twice), and the
+    mean Lightning reduces over the ranks is exactly that of those 6 scores. Unequal shards (3
+    and 2) would give 2.5 for a mean of 2: Lightning truncates the averaged integer count of
+    samples on gloo (see EpochShuffle)."""
+    from recon.pipelines.common.sampling import EpochShuffle
+
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    (metrics,) = trainer.validate(ItemMean(5), verbose=False)
+    scored = [i for rank in (0, 1) for i in EpochShuffle(5, 0, False, rank=rank, world=2)]
+    assert sorted(scored) == [0, 0, 1, 2, 3, 4]
+    assert metrics["val/count"] == len(scored)
+    assert metrics["val/item"] == pytest.approx(sum(scored) / len(scored))

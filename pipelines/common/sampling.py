@@ -37,6 +37,12 @@ def _shard_sampler_class():
         processes of batch B, the k-th batches of all ranks together are the k-th batch of B*N
         that one process would draw. A DistributedSampler, so Lightning keeps it as it is and
         calls set_epoch.
+
+        Validation orders are padded too, so up to world - 1 items count twice in an epoch's
+        validation means. Unequal shards would score each item once, but Lightning's average
+        over the ranks then goes wrong: it averages each rank's batch-weighted sum and its
+        integer count of samples, and on gloo truncates the count's average (5 items on 2
+        ranks: 2.5 counted as 2), which is off far more than one duplicate.
         """
 
         def __init__(self, size: int, seed: int, shuffle: bool, rank: int, world: int) -> None:
