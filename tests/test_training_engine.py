@@ -325,6 +325,17 @@ def test_cli_resume_as_the_readme_writes_it(recon, tmp_path, monkeypatch):
     assert [int(r["epoch"]) for r in metrics_rows(run_dir) if r.get("val/iou")] == [0, 1, 2]
     assert str(tmp_path / "scratch_p3") in (run_dir / "config.yaml").read_text()
 
+    # another set (same file names, other pictures), or the set grown: its splits would differ
+    synth_pix3d(tmp_path / "other", models_per_class=1, views_per_model=2, seed=2)
+    synth_pix3d(tmp_path / "grown", models_per_class=2, views_per_model=2, seed=1)
+    before = snapshot(run_dir)
+    for name, now in (("other", "other items in the splits"), ("grown", "now 16 training")):
+        changed = ["--data", tmp_path / name, "--epochs", "4", "-q"]
+        code, _, err = recon("train", "voxel", "--resume", last, *changed)
+        assert code == 2 and f"not the set {last} was trained on (8 training" in err, err
+        assert now in err and len(err.strip().splitlines()) == 1
+        assert snapshot(run_dir) == before
+
 
 def test_training_loader_drops_only_a_lone_last_sample():
     """Batch normalisation cannot train on a batch of one: a shuffled loader drops such a last

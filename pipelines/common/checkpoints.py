@@ -71,9 +71,16 @@ def load_checkpoint(path: Path, task_name: str) -> tuple[dict[str, Any], dict[st
     return dict(hyper.get("config") or {}), checkpoint["state_dict"]
 
 
-def load_resume_checkpoint(path: Path, task_name: str) -> tuple[dict[str, Any], dict, int]:
-    """(config dict, state_dict, epoch) of a full-state checkpoint (last.ckpt) of task_name;
-    a weights-only best.ckpt, another task's checkpoint or an unreadable file -> BadInput."""
+SPLIT_KEY = "recon_split"  # a full-state checkpoint's record of its training and validation items
+
+
+def load_resume_checkpoint(
+    path: Path, task_name: str
+) -> tuple[dict[str, Any], dict, int, dict | None]:
+    """(config dict, state_dict, epoch, split record or None) of a full-state checkpoint
+    (last.ckpt) of task_name (the split record: sampling.split_record of the data it trained
+    on, SPLIT_KEY); a weights-only best.ckpt, another task's checkpoint or an unreadable file
+    -> BadInput."""
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"{path}: no such checkpoint")
@@ -87,7 +94,13 @@ def load_resume_checkpoint(path: Path, task_name: str) -> tuple[dict[str, Any], 
         )
     if not isinstance(hyper.get("config"), dict):
         raise BadInput(f"{path}: the checkpoint holds no training config")
-    return dict(hyper["config"]), checkpoint["state_dict"], int(checkpoint.get("epoch", 0))
+    split = checkpoint.get(SPLIT_KEY)
+    return (
+        dict(hyper["config"]),
+        checkpoint["state_dict"],
+        int(checkpoint.get("epoch", 0)),
+        split if isinstance(split, dict) else None,
+    )
 
 
 def require_fitting_weights(path: Path, state_dict: dict, module, task_name: str) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from recon.pipelines.common.checkpoints import (
+    SPLIT_KEY,
     checkpoint_callbacks,
     load_checkpoint,
     load_checkpoint_file,
@@ -52,6 +53,7 @@ from recon.pipelines.common.sampling import (
     seed_all,
     seeded_loader,
     split_batches,
+    split_record,
 )
 from recon.pipelines.common.settings import (
     RESUMABLE_SETTINGS,
@@ -137,14 +139,20 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
             warnings.filterwarnings("ignore", message=message)
         seed_all(cfg.seed)
         module, datamodule = task.build(cfg)
-        resumed_epoch = None
+        resumed_epoch, trained_on = None, None
         if resumed is not None:
             require_fitting_weights(Path(run.resume), resumed[1], module, task.name)
-            resumed_epoch, resumed = resumed[2], None  # Lightning loads the weights itself
+            resumed_epoch, trained_on = resumed[2], resumed[3]
+            resumed = None  # Lightning loads the weights itself
         processes = process_count(kind, devices, run.num_nodes)
         check_splits(task, cfg, datamodule, run.limit_batches, processes)
+        split = split_record(datamodule, cfg.data)
+        if trained_on is not None and split is not None:
+            require_same_split(Path(run.resume), trained_on, split, cfg.data)
         with _lightning_chatter(run.quiet):
-            trainer, checkpoints, first_step = _trainer(task, cfg, run, (kind, devices), limits)
+            trainer, checkpoints, first_step = _trainer(
+                task, cfg, run, (kind, devices), limits, split
+            )
             if trainer.is_global_zero and not rank_zero:  # a launcher variable misled the guess
                 check_run_dir(run, f"train {task.name}")
             if trainer.world_size != processes:
@@ -195,9 +203,17 @@ def check_splits(
         check_batch_limit(limit, split, batches, detail)
 
 
-def _trainer(task: TaskSpec, cfg: TrainConfig, run: RunOptions, hardware: tuple, limits: tuple):
+def _trainer(
+    task: TaskSpec,
+    cfg: TrainConfig,
+    run: RunOptions,
+    hardware: tuple,
+    limits: tuple,
+    split: dict | None = None,
+):
     """(Trainer, checkpoint callbacks, first-step callback) for a checked run; Lightning's
-    refusal of a scale-out flag becomes one line naming it."""
+    refusal of a scale-out flag becomes one line naming it. split: the data's split_record,
+    kept in each full-state checkpoint for a resume to compare."""
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
@@ -205,6 +221,8 @@ def _trainer(task: TaskSpec, cfg: TrainConfig, run: RunOptions, hardware: tuple,
     checkpoints = checkpoint_callbacks(task.monitor, task.mode, out / "checkpoints")
     first_step = _first_step_class()()
     callbacks = [*checkpoints, EpochSeed(cfg.seed), first_step, _finite_loss_class()()]
+    if split is not None:
+        callbacks.append(_split_keeper_class()(split))
     callbacks += run.extra_callbacks
     if run.channels_last:
         callbacks.append(ChannelsLast())
@@ -340,6 +358,38 @@ def _job_timer_class():
             pass
 
     return JobTimer
+
+
+def require_same_split(checkpoint: Path, trained_on: dict, split: dict, data: str | None) -> None:
+    """A resume reads the items its checkpoint trained and validated on (split_record), or
+    one line saying how the set differs: another set, or this one changed, would move items
+    between the splits and let validation score what was trained on."""
+    if trained_on == split:
+        return
+    counts = lambda record: (  # noqa: E731
+        f"{record.get('training')} training and {record.get('validation')} validation items"
+    )
+    now = counts(split) if counts(split) != counts(trained_on) else "other items in the splits"
+    raise BadInput(
+        f"{data}: not the set {checkpoint} was trained on ({counts(trained_on)}; now {now}): "
+        "resume with that set (moved is fine), or start a new run"
+    )
+
+
+@functools.cache
+def _split_keeper_class():
+    import lightning as L
+
+    class SplitKeeper(L.Callback):
+        """Writes the data's split_record into every full-state checkpoint (SPLIT_KEY)."""
+
+        def __init__(self, split: dict) -> None:
+            self.split = split
+
+        def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+            checkpoint[SPLIT_KEY] = self.split
+
+    return SplitKeeper
 
 
 @functools.cache

@@ -168,6 +168,31 @@ def split_batches(datamodule, world: int) -> dict[str, tuple[int, int, int, int]
     return sizes
 
 
+def split_record(datamodule, root: str | None) -> dict | None:
+    """{"training": items, "validation": items, "sha256": digest of each split's sources in
+    order} of a set-up data module whose datasets name their items (sources(): image paths,
+    patients), with each file's size: paths are taken relative to the data root, so the same
+    set moved elsewhere gives the same record, and another set under the same names almost
+    surely does not; None when a dataset names none (a task that draws its own data)."""
+    import hashlib
+    from pathlib import Path
+
+    splits = {"training": datamodule.train_set, "validation": datamodule.val_set}
+    if not all(callable(getattr(dataset, "sources", None)) for dataset in splits.values()):
+        return None
+    base = Path(root).expanduser().absolute() if root else None
+    digest = hashlib.sha256()
+    for split, dataset in splits.items():
+        for source in dataset.sources():
+            path = Path(source)
+            size = path.stat().st_size if path.is_file() else -1
+            if base is not None and path.is_absolute() and path.is_relative_to(base):
+                source = path.relative_to(base).as_posix()
+            digest.update(f"{split}\t{source}\t{size}\n".encode())
+    record = {split: len(dataset) for split, dataset in splits.items()}
+    return {**record, "sha256": digest.hexdigest()}
+
+
 def loader_epoch(datamodule) -> int:
     """The epoch a data module's training loader is made for, as Lightning will set it on the
     sampler: the fit loop's processed epochs (restored on a resume; current_epoch lags one

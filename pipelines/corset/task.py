@@ -179,12 +179,17 @@ def mirror_sample(x, y, e):
 class CorsetSamples:
     """Map-style dataset over in-memory patients; augments when `augment` (seeded per epoch)."""
 
-    def __init__(self, inputs, targets, embeddings, augment: bool) -> None:
+    def __init__(self, inputs, targets, embeddings, augment: bool, names=()) -> None:
         self.inputs, self.targets, self.embeddings = inputs, targets, embeddings
         self.augment = augment
+        self.names = [str(name) for name in names]
 
     def __len__(self) -> int:
         return len(self.inputs)
+
+    def sources(self) -> list[str]:
+        """Each item's patient, in order (see sampling.split_record)."""
+        return self.names
 
     def __getitem__(self, index: int):
         import torch
@@ -373,7 +378,7 @@ def check(cfg: CorsetConfig) -> None:
 
 def build(cfg: CorsetConfig):
     """Load the pairs, split them (seeded), measure the prior on the training split."""
-    _, photos, y, e, scales = load_patients(Path(cfg.data), cfg.size)
+    names, photos, y, e, scales = load_patients(Path(cfg.data), cfg.size)
     order = np.random.default_rng(cfg.seed).permutation(len(photos))
     n_val = min(max(int(round(cfg.val_fraction * len(photos))), 1), len(photos) - 1)
     val, train = order[:n_val], order[n_val:]
@@ -381,8 +386,8 @@ def build(cfg: CorsetConfig):
     x = with_prior(photos, scales, config_dict(cfg))
     data = _datamodule_class()(
         cfg,
-        CorsetSamples(x[train], y[train], e[train], cfg.augment),
-        CorsetSamples(x[val], y[val], e[val], False),
+        CorsetSamples(x[train], y[train], e[train], cfg.augment, [names[i] for i in train]),
+        CorsetSamples(x[val], y[val], e[val], False, [names[i] for i in val]),
     )
     return _module_class()(config_dict(cfg)), data
 

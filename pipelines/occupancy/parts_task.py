@@ -73,6 +73,10 @@ class PartsDataset:
     def __len__(self) -> int:
         return len(self.samples)
 
+    def sources(self) -> list[str]:
+        """Each item's image, in order (see sampling.split_record)."""
+        return [str(image) for image, _ in self.samples]
+
     def target(self, index: int) -> np.ndarray:
         return self.grids[str(self.samples[index][1])]
 

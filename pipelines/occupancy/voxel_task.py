@@ -114,6 +114,10 @@ class Pix3dDataset:
     def __len__(self) -> int:
         return len(self.entries)
 
+    def sources(self) -> list[str]:
+        """Each item's image, in order (see sampling.split_record)."""
+        return [str(entry["img_path"]) for entry in self.entries]
+
     def target(self, index: int) -> np.ndarray:
         return self.grids[str(self.entries[index]["voxel_path"])]
 

@@ -88,6 +88,10 @@ class SkullDataset:
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def sources(self) -> list[str]:
+        """Each item's image, in order (see sampling.split_record)."""
+        return [str(pair.image) for pair in self.pairs]
+
     def target(self, index: int, head: str) -> np.ndarray:
         return self.grids[index][head].numpy()
 

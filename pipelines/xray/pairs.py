@@ -257,6 +257,10 @@ class PairDataset:
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def sources(self) -> list[str]:
+        """Each item's X-ray, in order (see sampling.split_record)."""
+        return [str(pair.xray) for pair in self.pairs]
+
     def __getitem__(self, index: int):
         pair = self.pairs[index]
         xray, _ = read_gray(pair.xray)
