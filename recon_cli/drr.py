@@ -224,7 +224,12 @@ def predict_drr(
         record = run_record(
             "predict drr",
             None,
-            {"checkpoint": str(checkpoint), "bits": bits, "size": config["size"]},
+            {
+                "checkpoint": str(checkpoint),
+                "checkpoint_sha256": inputs.checkpoint_sha256,
+                "bits": bits,
+                "size": config["size"],
+            },
             timings,
             {
                 "xrays": [str(paths[i]) for i in todo],

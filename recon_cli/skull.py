@@ -147,7 +147,11 @@ def predict_skull(
             for key in ("grids", "skull", "face", "render"):
                 if record.get(key):
                     record[key] = str(out / Path(record[key]).name)
-        config = {"checkpoint": str(checkpoint), "render": render}
+        config = {
+            "checkpoint": str(checkpoint),
+            "checkpoint_sha256": inputs.checkpoint_sha256,
+            "render": render,
+        }
         skipped = [str(files[i]) for i in plan.done]
         write_json(
             folder / plan.shard.results_name(),

@@ -1,5 +1,6 @@
 """`recon synth pix3d|parts` and `recon predict voxel|parts`: the image -> voxel tasks."""
 
+import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -212,10 +213,21 @@ def _predict(task: str, images, checkpoint, out, fmt, render, device, batch, jso
             )
         seconds = time.perf_counter() - clock
         for record in results:
+            if task == "voxel" and not record["box_found"]:
+                sys.stderr.write(
+                    f"warning: {record['image']}: no plain background around the object, so "
+                    "the whole picture was taken as its box (training crops to each object's "
+                    "box: crop the picture to the object)\n"
+                )
             for key in ("grid", "mesh", "render"):
                 if record.get(key):
                     record[key] = str(out / Path(record[key]).name)
-        config = {"checkpoint": str(checkpoint), "format": fmt, "render": render}
+        config = {
+            "checkpoint": str(checkpoint),
+            "checkpoint_sha256": inputs.checkpoint_sha256,
+            "format": fmt,
+            "render": render,
+        }
         skipped = [str(images[i]) for i in plan.done]
         write_json(
             folder / plan.shard.results_name(),

@@ -351,6 +351,33 @@ def test_predict_folder_equals_its_files_listed(voxel_checkpoint, recon, tmp_pat
     assert sorted(p.name for p in (tmp_path / "f").glob("*.npy")) == ["a.npy", "b.npy", "c.npy"]
 
 
+def test_skip_done_keeps_the_outputs_of_one_checkpoint_only(voxel_checkpoint, recon, tmp_path):
+    """--skip-done with another model's checkpoint kept the first model's outputs and recorded
+    the second as the folder's; the same file under another path is the same model."""
+    import shutil
+
+    import torch
+
+    a, b = photo(tmp_path / "a.png", 1), photo(tmp_path / "b.png", 2)
+    same = shutil.copy(voxel_checkpoint, tmp_path / "same.ckpt")
+    state = torch.load(voxel_checkpoint, map_location="cpu", weights_only=True)
+    first = next(iter(state["state_dict"]))
+    state["state_dict"][first] = state["state_dict"][first] + 0.01
+    torch.save(state, tmp_path / "other.ckpt")
+    out = tmp_path / "out"
+    common = ["--device", "cpu", "-o", out, "--skip-done", "-q"]
+    code, _, err = recon("predict", "voxel", a, "-c", voxel_checkpoint, *common)
+    assert code == 0, err
+    before = mtimes(out)
+    code, _, err = recon("predict", "voxel", a, b, "-c", tmp_path / "other.ckpt", *common)
+    assert code == 2 and "another file than" in err and len(err.strip().splitlines()) == 1
+    assert mtimes(out) == before
+    code, _, err = recon("predict", "voxel", a, b, "-c", same, *common)
+    assert code == 0, err
+    record = json.loads((out / "run.json").read_text())
+    assert record["metrics"]["skipped_inputs"] == [str(a)]
+
+
 def test_predict_names_that_would_collide_are_made_unique(voxel_checkpoint, recon, tmp_path):
     inputs = [
         photo(tmp_path / "left" / "x.png", 1),

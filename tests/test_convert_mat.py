@@ -43,6 +43,43 @@ def test_v73_file_is_matlab_hdf5_with_transposed_storage(tmp_path):
     assert np.array_equal(stored, grid.transpose())
 
 
+def test_plain_hdf5_is_read_as_stored_and_matlab_hdf5_transposed(tmp_path):
+    """h5py's own files are C-ordered: no column-major order to undo (the old reader swapped
+    x and z); a variable marked MATLAB_class is MATLAB's, header or not."""
+    import h5py
+
+    grid = random_grid(8)
+    plain = tmp_path / "plain.mat"
+    with h5py.File(plain, "w") as handle:
+        handle.create_dataset("voxel", data=grid)
+    assert np.array_equal(read_voxel_mat(plain), grid)
+    marked = tmp_path / "marked.mat"
+    with h5py.File(marked, "w") as handle:
+        handle.create_dataset("voxel", data=grid.transpose()).attrs["MATLAB_class"] = b"uint8"
+    assert np.array_equal(read_voxel_mat(marked), grid)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (np.zeros((4, 4, 8)), "shape (4, 4, 8), expected a cubic 3D grid"),
+        (np.zeros((4, 4, 4), dtype=complex), "holds complex values"),
+        (np.zeros((4, 4, 4), dtype=[("real", "f8"), ("imag", "f8")]), "holds complex values"),
+        (np.zeros((4, 4, 4), dtype=[("a", "f8"), ("b", "u1")]), "holds struct values"),
+    ],
+)
+def test_grids_that_are_no_occupancy_are_refused(tmp_path, value, message):
+    import h5py
+
+    from recon.pipelines.occupancy.matfiles import MatError
+
+    path = tmp_path / "odd.mat"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("voxel", data=value)
+    with pytest.raises(MatError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        read_voxel_mat(path)
+
+
 def test_max_pool_keeps_any_occupied_voxel():
     grid = np.zeros((128, 128, 128), dtype=np.uint8)
     grid[5, 70, 127] = 1
@@ -143,6 +180,40 @@ def test_cli_bad_input(recon, tmp_path):
     code, _, err = recon("convert-mat", tmp_path / "x.txt", "-o", tmp_path / "x.npy")
     assert code == 2 and "not a .mat file" in err
     assert not (tmp_path / "x.npy").exists() and not (tmp_path / "out").exists()
+
+
+def test_two_sources_of_one_target_are_refused(recon, tmp_path):
+    src = tmp_path / "model"
+    src.mkdir()
+    write_voxel_mat(src / "a.mat", random_grid(8, 1), "5")
+    write_voxel_mat(src / "a.MAT", random_grid(8, 2), "5")
+    code, _, err = recon("convert-mat", src, "-o", tmp_path / "npy")
+    assert code == 2 and "would both be written to one .npy file" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "npy").exists()
+
+
+def test_a_worker_that_dies_ends_the_conversion_with_one_line(tmp_path, monkeypatch):
+    """A worker killed (the out-of-memory killer) used to leave the pool waiting forever."""
+    import os
+
+    from recon.pipelines.common.errors import JobFailed
+    from recon.pipelines.occupancy import matfiles
+
+    src = tmp_path / "model"
+    src.mkdir()
+    for index in range(6):
+        write_voxel_mat(src / f"m{index}.mat", random_grid(8, index), "5")
+    original = matfiles.convert_one
+
+    def dies_on_m3(source, target, resolution):
+        if source.endswith("m3.mat"):
+            os._exit(9)
+        return original(source, target, resolution)
+
+    monkeypatch.setattr(matfiles, "convert_one", dies_on_m3)  # workers fork with it
+    sources = sorted(src.iterdir())
+    with pytest.raises(JobFailed, match="a worker process ended unexpectedly"):
+        matfiles.convert_tree(sources, src, tmp_path / "npy", None, 2)
 
 
 SLOW_CONVERT = """

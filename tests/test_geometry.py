@@ -246,3 +246,19 @@ def test_backproject_render_shows_the_reconstructed_shape(recon, shapes, tmp_pat
     code, _, err = recon("backproject", tmp_path / "v", "-o", out, "--render")
     assert code == 2 and "r.png: already exists" in err and err.count("\n") == 1
     assert not out.exists() and not (tmp_path / "r.stl.run.json").exists()
+
+
+@pytest.mark.parametrize("suffix", [".glb", ".gltf"])
+def test_gltf_files_are_y_up_and_read_back_z_up(tmp_path, suffix):
+    """glTF viewers take +y as up: a tall box (z up here) stands up in the file, and comes back
+    to the same vertices."""
+    from recon.pipelines.common.io import save_mesh
+
+    tall = trimesh.creation.box(extents=(10.0, 20.0, 60.0))
+    tall.apply_translation((1.0, 2.0, 30.0))
+    path = save_mesh(tall, tmp_path / f"tall{suffix}")
+    raw = trimesh.load(path, force="mesh")
+    assert np.argmax(np.ptp(raw.vertices, axis=0)) == 1  # standing on y
+    assert raw.vertices[:, 1].min() == pytest.approx(0.0)  # its base on the ground plane
+    back = load_mesh(path)
+    np.testing.assert_allclose(np.sort(back.vertices, axis=0), np.sort(tall.vertices, axis=0))

@@ -4,6 +4,7 @@ train + predict as a user runs them, bad inputs."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,6 +191,13 @@ def test_predict_handles_grey_and_rgba(trained, recon, tmp_path):
     assert len(results) == 3
     for record in results:  # the count is the file's (float16), not the unrounded grid's
         assert record["occupied"] == int((np.load(record["grid"]) >= 0.5).sum())
+    # the red square on black is found; a gradient has no plain background: the whole picture
+    by_name = {Path(r["image"]).name: r for r in results}
+    assert by_name["rgba.png"]["box"] == [10, 10, 29, 29] and by_name["rgba.png"]["box_found"]
+    assert by_name["grey.png"]["box"] == [0, 0, 63, 63] and not by_name["grey.png"]["box_found"]
+    warned = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert any("grey.png: no plain background" in line for line in warned)
+    assert not any("rgba.png" in line for line in warned)
 
 
 def test_predict_bad_inputs(trained, recon, tmp_path):
@@ -327,3 +335,18 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(trained, pix3d_root, r
         (tmp_path / "run" / "metrics.csv").read_text().splitlines()[-1],
     ]
     assert metrics[0].split(",")[2:] == metrics[1].split(",")[2:]
+
+
+def test_a_set_of_one_3d_model_is_refused(pix3d_root, recon, tmp_path):
+    """Validation holds whole models out: with one model it had nothing and the run ended
+    without a best.ckpt, exit 0."""
+    import shutil
+
+    root = tmp_path / "one"
+    shutil.copytree(pix3d_root, root)
+    entries = json.loads((root / "pix3d.json").read_text())
+    first = entries[0]["voxel"]
+    (root / "pix3d.json").write_text(json.dumps([e for e in entries if e["voxel"] == first]))
+    code, _, err = recon("train", "voxel", "--data", root, "-o", tmp_path / "r", "-q")
+    assert code == 2 and "its entries show 1 3D model" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "r").exists()

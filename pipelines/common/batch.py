@@ -215,6 +215,36 @@ class BatchInputs:
     names: list[str]  # each input's output name, decided from the whole list
     plan: BatchPlan  # this shard's inputs to do and already done
     out: Path  # the checked output folder
+    checkpoint_sha256: str | None = None  # the checkpoint's digest, for the run record's config
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    import hashlib
+
+    with Path(path).open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def check_same_checkpoint(out: Path, digest: str, checkpoint: Path) -> None:
+    """--skip-done keeps the outputs of one model only: the run records in out (run.json,
+    run.shard-K-of-N.json) that name a checkpoint digest (config checkpoint_sha256) must name
+    this one's."""
+    import json
+
+    for record in sorted(Path(out).glob("run*.json")):
+        try:
+            config = json.loads(record.read_text()).get("config") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        earlier = config.get("checkpoint_sha256") if isinstance(config, dict) else None
+        if earlier and earlier != digest:
+            raise BadInput(
+                f"{out}: its outputs came from checkpoint {config.get('checkpoint')} "
+                f"({record.name}), another file than {checkpoint}; --skip-done would mix the "
+                "two models' outputs (write to another folder, or --overwrite without "
+                "--skip-done)"
+            )
 
 
 def plan_inputs(
@@ -238,18 +268,24 @@ def plan_inputs(
     outputs(target, name) and is_done(target, name) describe one input's outputs in the output
     folder `target`; batch is (--shard, --skip-done, --overwrite); command names the command as
     its run record does (check_output); stem and reserved are output_names' (an input's first
-    name, and the names the command keeps for its own files)."""
+    name, and the names the command keeps for its own files). With a checkpoint, its digest
+    comes back for the command's run record, and --skip-done refuses a folder whose records
+    name another (check_same_checkpoint)."""
     from recon.pipelines.common.inputs import check_apart, gather_inputs, output_names
     from recon.pipelines.common.io import require_file
 
     shard, skip_done, overwrite = batch
     files, folders = gather_inputs(paths, accept, what)
     names = output_names(files, stem, reserved)  # the whole list: every shard names files alike
-    others = []
+    others, digest = [], None
     if checkpoint is not None:
         others.append(require_file(Path(checkpoint), "checkpoint"))
     check_apart(out, [*files, *others], folders)
     target = Path(out).expanduser().absolute()
+    if checkpoint is not None:
+        digest = file_sha256(Path(checkpoint))
+        if skip_done and target.is_dir():
+            check_same_checkpoint(target, digest, Path(checkpoint))
     plan = plan_batch(
         len(files),
         lambda i: outputs(target, names[i]),
@@ -258,4 +294,5 @@ def plan_inputs(
         overwrite,
         is_done=None if is_done is None else (lambda i: is_done(target, names[i])),
     )
-    return BatchInputs(files, names, plan, check_batch_output(out, plan, overwrite, command))
+    out = check_batch_output(out, plan, overwrite, command)
+    return BatchInputs(files, names, plan, out, digest)

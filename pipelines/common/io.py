@@ -42,8 +42,17 @@ def require_dir(path: Path, what: str = "folder") -> Path:
     return path
 
 
+# glTF is y up by its specification; the meshes here are z up. (x, y, z) -> (x, z, -y) going
+# out to a .glb/.gltf, and back coming in, as Blender's glTF exporter and importer do.
+GLTF_SUFFIXES = (".glb", ".gltf")
+Z_UP_TO_Y_UP = np.array(
+    [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+)
+
+
 def load_mesh(path: Path):
-    """Read a triangle mesh (STL/PLY/OBJ/GLB/GLTF/OFF); scenes are merged into one mesh."""
+    """Read a triangle mesh (STL/PLY/OBJ/GLB/GLTF/OFF); scenes are merged into one mesh; a
+    glTF's y-up frame is turned to z up (Z_UP_TO_Y_UP)."""
     import trimesh
 
     path = require_file(path, "mesh")
@@ -62,6 +71,8 @@ def load_mesh(path: Path):
         raise BadInput(f"{path}: mesh has non-finite vertex coordinates")
     if np.ptp(mesh.vertices, axis=0).max() <= 0:
         raise BadInput(f"{path}: mesh is degenerate (all vertices coincide)")
+    if suffix in GLTF_SUFFIXES:
+        mesh.apply_transform(np.linalg.inv(Z_UP_TO_Y_UP))
     return mesh
 
 
@@ -81,10 +92,14 @@ def _check_binary_stl_length(path: Path) -> None:
 
 
 def save_mesh(mesh, path: Path) -> Path:
-    """Write a trimesh mesh atomically; the format follows the suffix."""
+    """Write a trimesh mesh atomically; the format follows the suffix (a glTF y up, as its
+    specification says: Z_UP_TO_Y_UP)."""
     path = Path(path)
     if path.suffix.lower() not in MESH_SUFFIXES:
         raise BadInput(f"{path}: unsupported mesh format (use {', '.join(MESH_SUFFIXES)})")
+    if path.suffix.lower() in GLTF_SUFFIXES:
+        mesh = mesh.copy()
+        mesh.apply_transform(Z_UP_TO_Y_UP)
     with atomic_file(path) as tmp:
         mesh.export(tmp)
     return path

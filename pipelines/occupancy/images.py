@@ -34,14 +34,21 @@ def rgb_image(path: Path) -> np.ndarray:
 def auto_bbox(rgb: np.ndarray, tolerance: float = 24.0) -> list[int]:
     """[x0, y0, x1, y1] of the pixels that differ from the median border colour; the whole
     image when that finds nothing or almost everything."""
+    return object_box(rgb, tolerance)[0]
+
+
+def object_box(rgb: np.ndarray, tolerance: float = 24.0) -> tuple[list[int], bool]:
+    """(auto_bbox's box, whether it found an object apart from a plain background: False when
+    the box is the whole image, found so or fallen back to)."""
     height, width = rgb.shape[:2]
     border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.float32)
     background = np.median(border, axis=0)
     mask = np.abs(rgb.astype(np.float32) - background).max(axis=2) > tolerance
     if mask.sum() < 16 or mask.mean() > 0.95:
-        return [0, 0, width - 1, height - 1]
+        return [0, 0, width - 1, height - 1], False
     rows, cols = np.nonzero(mask)
-    return [int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())]
+    box = [int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())]
+    return box, box != [0, 0, width - 1, height - 1]
 
 
 def square_crop(

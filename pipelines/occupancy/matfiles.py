@@ -2,8 +2,10 @@
 conversion.
 
 A Pix3D voxel file holds one variable, `voxel`, a (128, 128, 128) uint8 occupancy grid. MATLAB
-stores arrays column-major; HDF5 (v7.3) files therefore show the axes reversed, and
-`read_voxel_mat` transposes them back so both versions give the same array as MATLAB shows.
+stores arrays column-major; its HDF5 (v7.3) files therefore show the axes reversed, and
+`read_voxel_mat` transposes them back so both versions give the same array as MATLAB shows. An
+HDF5 file is MATLAB's when it has MATLAB's 512-byte header or its variable carries the
+MATLAB_class attribute; any other HDF5 file (h5py's, for one) is read as stored.
 """
 
 from __future__ import annotations
@@ -28,10 +30,15 @@ class MatError(Exception):
 
 
 def is_v73(path: Path) -> bool:
-    """True when the file is MATLAB v7.3 (HDF5 with a 512-byte MATLAB header)."""
+    """True when the file is HDF5: MATLAB v7.3 (after its 512-byte header) or plain HDF5."""
     with Path(path).open("rb") as handle:
         head = handle.read(520)
     return head[512:520] == HDF5_SIGNATURE or head[:8] == HDF5_SIGNATURE
+
+
+def _has_matlab_header(path: Path) -> bool:
+    with Path(path).open("rb") as handle:
+        return handle.read(10) == b"MATLAB 7.3"
 
 
 def read_voxel_mat(path: Path, key: str = VOXEL_KEY) -> np.ndarray:
@@ -51,6 +58,14 @@ def read_voxel_mat(path: Path, key: str = VOXEL_KEY) -> np.ndarray:
         raise MatError(f"cannot read ({text[0] if text else type(error).__name__})") from error
     if array.ndim != 3:
         raise MatError(f"'{key}' has shape {array.shape}, expected a 3D grid")
+    if len(set(array.shape)) != 1:
+        raise MatError(f"'{key}' has shape {array.shape}, expected a cubic 3D grid")
+    if array.dtype.kind not in "biuf":  # bool, integers, floats
+        kinds = {"c": "complex", "V": "struct", "O": "cell or struct", "U": "text", "S": "text"}
+        what = kinds.get(array.dtype.kind, array.dtype.name)
+        if set(array.dtype.names or ()) == {"real", "imag"}:  # MATLAB's complex in HDF5
+            what = "complex"
+        raise MatError(f"'{key}' holds {what} values, expected an occupancy grid of numbers")
     return array
 
 
@@ -69,7 +84,12 @@ def _read_v73(path: Path, key: str) -> np.ndarray:
     with h5py.File(path, "r") as handle:
         if key not in handle:
             raise MatError(f"no variable '{key}'")
-        return np.asarray(handle[key][()]).transpose()
+        variable = handle[key]
+        if not isinstance(variable, h5py.Dataset):
+            raise MatError(f"'{key}' is a group (a struct or cell), expected a 3D grid")
+        array = np.asarray(variable[()])
+        matlab = _has_matlab_header(path) or "MATLAB_class" in variable.attrs
+    return array.transpose() if matlab else array
 
 
 def write_voxel_mat(path: Path, grid: np.ndarray, version: str = "5", key: str = VOXEL_KEY):
@@ -161,34 +181,57 @@ def convert_tree(
 ) -> ConvertReport:
     """Convert each source to dst/<path relative to root>.npy, in `workers` processes.
 
-    Worker processes ignore Ctrl-C and are stopped when the caller is interrupted (Ctrl-C,
-    SIGTERM) or fails, so none goes on writing after the command has ended."""
-    import multiprocessing
-
+    Two sources that would give one target (a.mat and a.MAT: one file where names ignore case)
+    are refused before any work. Worker processes ignore Ctrl-C and are stopped when the caller
+    is interrupted (Ctrl-C, SIGTERM) or fails, so none goes on writing after the command has
+    ended; a worker that dies (killed, out of memory) ends the conversion with one line."""
     clock = time.perf_counter()
     report = ConvertReport()
     jobs = [
         (str(s), str(dst / s.relative_to(root).with_suffix(".npy")), resolution) for s in sources
     ]
+    seen: dict[str, str] = {}
+    for source, target, _ in jobs:
+        other = seen.setdefault(target.lower(), source)
+        if other != source:
+            raise BadInput(f"{other} and {source} would both be written to one .npy file")
     if workers <= 1:
         for job in jobs:
             _record(report, job[0], convert_one(*job))
             advance()
     else:
-        pool = multiprocessing.Pool(workers, initializer=_worker_signals)
-        try:
-            chunk = max(1, len(jobs) // (workers * 8))
-            for (source, _, _), error in zip(
-                jobs, pool.imap(_convert_job, jobs, chunksize=chunk), strict=True
-            ):
-                _record(report, source, error)
-                advance()
-            pool.close()
-        finally:
-            pool.terminate()
-            pool.join()
+        _convert_in_workers(jobs, workers, report, advance)
     report.seconds = time.perf_counter() - clock
     return report
+
+
+def _convert_in_workers(jobs: list, workers: int, report: ConvertReport, advance) -> None:
+    """convert_one of each job in a pool of worker processes, recorded in job order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from recon.pipelines.common.errors import JobFailed
+
+    pool = ProcessPoolExecutor(workers, initializer=_worker_signals)
+    try:
+        futures = [pool.submit(_convert_job, job) for job in jobs]
+        for (source, _, _), future in zip(jobs, futures, strict=True):
+            try:
+                error = future.result()
+            except BrokenProcessPool as broken:
+                raise JobFailed(
+                    f"a worker process ended unexpectedly (killed, or out of memory?) while "
+                    f"converting; {len(report.converted) + len(report.failed)} of {len(jobs)} "
+                    "files were done (try fewer --workers)"
+                ) from broken
+            _record(report, source, error)
+            advance()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in multiprocessing.active_children():  # stop work in progress
+            worker.terminate()
+            worker.join()
 
 
 def _convert_job(job: tuple[str, str, int | None]) -> str | None:

@@ -173,8 +173,14 @@ def build(cfg: PartsConfig):
 
 
 def parts_input(path: Path, config: dict):
-    """The network input (3, S, S) for one image file."""
-    return edge_input(rgb_image(path), config["size"], config["canny_low"], config["canny_high"])
+    """(the network input (3, S, S) for one image file, its object box, whether that box was
+    found apart from a plain background): see voxel_input; training crops the same way."""
+    from recon.pipelines.occupancy.images import object_box
+
+    rgb = rgb_image(path)
+    box, found = object_box(rgb)
+    low, high = config["canny_low"], config["canny_high"]
+    return edge_input(rgb, config["size"], low, high), box, found
 
 
 TASK = TaskSpec(

@@ -19,7 +19,8 @@ FORMATS = ("stl", "ply", "obj", "glb")
 
 
 def task_functions(task: str):
-    """(build_net, input_fn) of a task: input_fn(path, config) -> (3, S, S) tensor."""
+    """(build_net, input_fn) of a task: input_fn(path, config) -> ((3, S, S) tensor, the object
+    box cropped to, whether that box was found apart from a plain background)."""
     if task == "voxel":
         from recon.pipelines.occupancy.voxel_task import build_net, voxel_input
 
@@ -77,7 +78,7 @@ def predict_images(
     inputs = [input_fn(path, config) for path in images]  # validates every image first
     results = []
     jobs = list(zip(images, names, inputs, strict=True))
-    for path, stem, tensor in track(jobs, f"predict {task}"):
+    for path, stem, (tensor, box, found) in track(jobs, f"predict {task}"):
         with torch.no_grad():
             probability = torch.sigmoid(net(tensor[None].to(target)))[0].float().cpu().numpy()
         # the grid as the file keeps it: the count, the mesh and --skip-done all read it so
@@ -93,6 +94,8 @@ def predict_images(
             "occupied": int((probability >= 0.5).sum()),
             "mesh": None,
             "render": None,
+            "box": box,  # the crop around the object, [x0, y0, x1, y1] pixels
+            "box_found": found,  # False: no plain background, the whole picture was used
         }
         if mesh is not None:
             record["mesh"] = str(save_mesh(mesh, out / f"{stem}.{fmt}"))

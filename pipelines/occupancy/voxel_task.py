@@ -70,7 +70,7 @@ def load_grid(path: Path, resolution: int) -> np.ndarray:
 def usable_entries(root: Path) -> list[dict]:
     """pix3d.json entries with img_path and voxel_path resolved inside root (pix3d.entry_path);
     BadInput naming the first entry without a usable img or voxel, or whose bbox check-data
-    would flag, or fewer than 2 entries."""
+    would flag, or fewer than 2 entries or 3D models."""
     from recon.pipelines.occupancy.checks import bbox_problem
     from recon.pipelines.occupancy.pix3d import resolved_entries
 
@@ -78,6 +78,12 @@ def usable_entries(root: Path) -> list[dict]:
     entries = resolved_entries(root)
     if len(entries) < 2:
         raise BadInput(f"{root}/pix3d.json: need at least 2 entries with img and voxel")
+    models = len({str(entry["voxel_path"]) for entry in entries})
+    if models < 2:
+        raise BadInput(
+            f"{root}/pix3d.json: its entries show 1 3D model; validation holds whole models "
+            "out, so training needs at least 2"
+        )
     for index, entry in enumerate(entries):
         if entry.get("bbox") is not None:
             problem = bbox_problem(entry["img_path"], entry["bbox"])
@@ -312,9 +318,14 @@ def load_net(checkpoint: Path, task_name: str, build_net_fn):
 
 
 def voxel_input(path: Path, config: dict):
-    """The network input (3, S, S) for one image file (object box found from the border)."""
+    """(the network input (3, S, S) for one image file, the object box [x0, y0, x1, y1] it was
+    cropped to, whether that box was found apart from a plain background (object_box: False
+    means the whole picture, where training crops to its boxes))."""
+    from recon.pipelines.occupancy.images import object_box
+
     rgb = rgb_image(path)
-    return imagenet_tensor(square_crop(rgb, auto_bbox(rgb), config["size"]))
+    box, found = object_box(rgb)
+    return imagenet_tensor(square_crop(rgb, box, config["size"])), box, found
 
 
 MEAN_SHAPE = (Baseline("val/iou", "val/iou_mean_shape", "mean shape"),)
