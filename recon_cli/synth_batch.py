@@ -30,6 +30,28 @@ class SynthSet:
     inputs: list[Path | None] = field(default_factory=list)  # files OUT may never be or hold
 
 
+def _check_not_shrunk(out: Path, spec: SynthSet) -> None:
+    """--skip-done may grow a set (its index then lists the new items too) but not shrink it:
+    the items past the new count would stay in the folder, outside the index, and readers that
+    list the folder (a skull set) would take them."""
+    import json
+
+    from recon.pipelines.common.errors import BadInput
+
+    for record in sorted(out.glob("run*.json")) if out.is_dir() else []:
+        try:
+            data = json.loads(record.read_text())
+            earlier = int(data["config"]["count"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if data.get("command") == f"synth {spec.kind}" and earlier > spec.count:
+            raise BadInput(
+                f"{out}: holds a set of {earlier} {spec.unit} ({record.name}); --skip-done "
+                f"with {spec.count} would leave {earlier - spec.count} of them outside the set "
+                f"(give the count {earlier}, or --overwrite)"
+            )
+
+
 def run_synth(
     spec: SynthSet,
     out: Path,
@@ -54,6 +76,8 @@ def run_synth(
 
     target = Path(out).expanduser().absolute()
     check_not_input(target, spec.inputs)
+    if skip_done:
+        _check_not_shrunk(target, spec)
     plan = plan_batch(
         spec.count,
         lambda i: spec.outputs(target, i),

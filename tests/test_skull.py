@@ -223,3 +223,20 @@ def test_synth_old_subjects_spelling_still_counts_with_a_warning(tmp_path, recon
         err == "warning: --subjects is deprecated and goes away in the next release; use --count\n"
     )
     assert len(list((tmp_path / "s").glob("skull_*_vox.npz"))) == 2
+
+
+def test_skip_done_may_grow_a_set_but_not_shrink_it(tmp_path, recon):
+    """-n 2 --skip-done on a set of 4 rewrote truth.json for 2 heads and left the other two,
+    which training (it lists the folder) took while scoring read 2."""
+    out = tmp_path / "set"
+    code, _, err = recon("synth", "skull", "-o", out, "-n", "3", "--resolution", "16", "-q")
+    assert code == 0, err
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir())
+    code, _, err = recon("synth", "skull", "-o", out, "-n", "2", "--resolution", "16",
+                         "--skip-done", "-q")  # fmt: skip
+    assert code == 2 and "holds a set of 3 heads (run.json)" in err
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before
+    code, _, err = recon("synth", "skull", "-o", out, "-n", "4", "--resolution", "16",
+                         "--skip-done", "-q")  # fmt: skip
+    assert code == 0, err
+    assert len(json.loads((out / "truth.json").read_text())["subjects"]) == 4

@@ -3,6 +3,8 @@ hand-built set (no dataset.json, grids made another way) trains and scores in vo
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -76,7 +78,10 @@ def test_hand_built_set_without_dataset_json_scores_in_voxels(tmp_path, recon):
     assert "depth_error" not in scores
 
 
-@pytest.mark.parametrize("bad", ["no-data", "odd-resolution", "odd-grid", "other-setting"])
+@pytest.mark.parametrize(
+    "bad",
+    ["no-data", "odd-resolution", "odd-grid", "other-setting", "missing-voxels", "orphan-voxels"],
+)
 def test_train_refuses_unusable_sets(bad, tmp_path, recon):
     """One line each, naming the right file or the setting: an odd grid was blamed on the next
     pair, a resolution setting on the first pair's file."""
@@ -94,6 +99,10 @@ def test_train_refuses_unusable_sets(bad, tmp_path, recon):
     if bad == "odd-grid":
         grid = np.ones((8,) * 3)
         np.savez(data / "s0_vox.npz", skull=grid, face=grid)
+    if bad == "missing-voxels":  # check-data flags both; training left them out silently
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(data / "s9.png")
+    if bad == "orphan-voxels":
+        shutil.copy(data / "s0_vox.npz", data / "s7_vox.npz")
     setting = ["--set", "resolution=32"] if bad == "other-setting" else []
     code, _, err = recon(
         "train", "skull", "--data", data, *setting, "-o", tmp_path / "run", "--device", "cpu"
@@ -102,6 +111,30 @@ def test_train_refuses_unusable_sets(bad, tmp_path, recon):
     expected = {
         "odd-grid": "s0_vox.npz: grid (8, 8, 8), where 2 of the set's 3 grids are (16, 16, 16)",
         "other-setting": "setting resolution 32: the data's grids are 16^3",
+        "missing-voxels": "s9.png: no s9_vox.npz beside it (missing-voxels)",
+        "orphan-voxels": "s7_vox.npz: no image NAME.png beside it (orphan-voxels)",
     }
     assert expected.get(bad, "") in err
     assert not (tmp_path / "run").exists()
+
+
+def test_images_of_one_subject_stay_on_one_side_of_the_split(tmp_path):
+    """NAME.png and NAME.jpg share NAME_vox.npz: one subject, never on both sides (they were
+    split as two subjects, and validation scored heads it had trained on)."""
+    from recon.pipelines.skull.data import Pair
+    from recon.pipelines.skull.task import split_subjects
+
+    pairs = [
+        Pair(f"s{i}{suffix}", tmp_path / f"s{i}{suffix}", tmp_path / f"s{i}_vox.npz")
+        for i in range(6)
+        for suffix in (".jpg", ".png")
+    ]
+    single = [pair for pair in pairs if pair.image.suffix == ".png"]
+    for seed in range(20):
+        train, val = split_subjects(pairs, 0.34, seed)
+        assert {p.voxels for p in train}.isdisjoint({p.voxels for p in val})
+        assert len(train) + len(val) == 12 and len(val) == 4  # 2 of 6 subjects, both images
+        # one image per subject: the subjects drawn as the pairs were
+        _, val_single = split_subjects(single, 0.34, seed)
+        order = np.random.default_rng(seed).permutation(6)
+        assert [p.voxels for p in val_single] == [single[i].voxels for i in sorted(order[:2])]

@@ -37,10 +37,12 @@ from recon.pipelines.common.weights import load_pretrained_encoder
 from recon.pipelines.skull.data import (
     HEADS,
     common_shape,
+    image_files,
     image_tensor,
     list_pairs,
     load_grids,
     read_voxel_mm,
+    voxel_path,
 )
 
 TASK_NAME = "skull"
@@ -128,12 +130,15 @@ def data_resolution(root: Path) -> int:
 
 
 def split_subjects(pairs: list, val_fraction: float, seed: int) -> tuple[list, list]:
-    """Seeded split by subject (one pair per subject): no subject on both sides."""
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    count = min(len(pairs) - 1, max(1, round(len(pairs) * val_fraction)))
-    val = sorted(order[:count].tolist())
-    train = sorted(order[count:].tolist())
-    return [pairs[i] for i in train], [pairs[i] for i in val]
+    """Seeded split by subject, one NAME_vox.npz each: no subject on both sides, even when
+    several images share its grids (NAME.png and NAME.jpg); with one image per subject the
+    subjects are drawn as the pairs were."""
+    subjects = list(dict.fromkeys(str(pair.voxels) for pair in pairs))  # in the pairs' order
+    order = np.random.default_rng(seed).permutation(len(subjects))
+    count = min(len(subjects) - 1, max(1, round(len(subjects) * val_fraction)))
+    held_out = {subjects[i] for i in order[:count].tolist()}
+    train = [pair for pair in pairs if str(pair.voxels) not in held_out]
+    return train, [pair for pair in pairs if str(pair.voxels) in held_out]
 
 
 def make_sets(cfg: SkullConfig) -> tuple[SkullDataset, SkullDataset]:
@@ -147,6 +152,19 @@ def make_sets(cfg: SkullConfig) -> tuple[SkullDataset, SkullDataset]:
 # ---------------------------------------------------------------- Lightning
 
 
+def _require_whole_pairs(root: Path) -> None:
+    """An image without its NAME_vox.npz, or grids without their image, is one line (check-data's
+    missing-voxels and orphan-voxels): training would leave it out without a word."""
+    images = image_files(root)
+    for image in images:
+        if not voxel_path(image).is_file():
+            raise BadInput(f"{image}: no {voxel_path(image).name} beside it (missing-voxels)")
+    stems = {image.stem for image in images}
+    for grids in sorted(root.glob("*_vox.npz")):
+        if grids.name[: -len("_vox.npz")] not in stems:
+            raise BadInput(f"{grids}: no image NAME.png beside it (orphan-voxels)")
+
+
 def check(cfg: SkullConfig) -> None:
     """Fail early on a missing data set, weights file or unusable setting."""
     if not cfg.data:
@@ -154,8 +172,9 @@ def check(cfg: SkullConfig) -> None:
     root = Path(cfg.data)
     if not root.is_dir():
         raise BadInput(f"{root}: no such data set folder")
-    if len(list_pairs(root)) < 2:
-        raise BadInput(f"{root}: need at least 2 image + NAME_vox.npz pairs")
+    _require_whole_pairs(root)
+    if len({pair.voxels for pair in list_pairs(root)}) < 2:
+        raise BadInput(f"{root}: need at least 2 subjects (image + NAME_vox.npz pairs)")
     read_voxel_mm(root)
     side = data_resolution(root)
     if cfg.resolution and cfg.resolution != side:
