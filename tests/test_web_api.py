@@ -240,6 +240,11 @@ def test_bad_requests_get_a_clear_json_error(server, chair_png):
         ),
         (422, "unknown task ''", dict(files={"image": ("a.png", chair_png)})),
         (422, "no file", dict(data={"task": "voxel"}, files={"other": ("a.txt", b"x")})),
+        (  # a picture under another field name: not "form field too long"
+            422,
+            "no file in the 'image' field (got 'file')",
+            dict(data={"task": "voxel"}, files={"file": ("chair.png", chair_png)}),
+        ),
         (415, "multipart/form-data", dict(json={"task": "voxel"})),
         (400, "malformed multipart", dict(content=b"garbage", headers=multipart)),
         (
@@ -433,3 +438,82 @@ def test_help_imports_no_server_library():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_job_that_breaks_its_dispatcher_fails_alone(server, chair_png, monkeypatch):
+    """An error while handling one job (its job.json unwritable, its folder deleted) ended the
+    dispatcher thread: every later job stayed queued while /healthz said ok."""
+    client, _ = server
+    pool = client.app.state.pool
+    run = pool._run
+    calls = []
+
+    def breaks_once(job_id, process, conn):
+        calls.append(job_id)
+        if len(calls) == 1:
+            raise FileNotFoundError(2, "No such file or directory", "job.json")
+        return run(job_id, process, conn)
+
+    monkeypatch.setattr(pool, "_run", breaks_once)
+    first = post_image(client, chair_png).json()
+    failed, _ = wait_for(client, first["status_url"])
+    assert failed["status"] == "failed" and "could not run this job" in failed["error"]
+    second = post_image(client, chair_png).json()
+    done, _ = wait_for(client, second["status_url"])
+    assert done["status"] == "done"
+    health = client.get("/healthz")
+    assert health.status_code == 200 and health.json()["workers_running"] == 1
+    assert client.head("/healthz").status_code == 200
+
+
+def test_a_job_state_that_cannot_be_saved_lives_on_in_memory(tmp_path, capsys):
+    from recon.pipelines.web.jobs import JobStore
+
+    store = JobStore(tmp_path / "data")
+    store.open()
+    upload = store.new_upload_path()
+    upload.write_bytes(b"x")
+    job = store.create("voxel", upload, "png", "a.png")
+    folder = store.folder(job.id)
+    for path in folder.iterdir():
+        path.unlink()
+    folder.rmdir()
+    folder.write_text("not a folder")  # job.json cannot be written (as with a full disk)
+    store.update(job.id, status="failed", error="x")
+    assert store.get(job.id).status == "failed"
+    assert "cannot save job.json" in capsys.readouterr().err
+
+
+def test_two_servers_on_one_data_folder_are_refused(tmp_path):
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.web.jobs import data_lock
+
+    refused = pytest.raises(BadInput, match="another recon serve uses this --data folder")
+    with data_lock(tmp_path / "data"), refused, data_lock(tmp_path / "data"):
+        pass
+    with data_lock(tmp_path / "data"):  # released when the first server ends
+        pass
+
+
+def test_a_full_queue_refuses_before_decoding_and_phone_jpegs_are_images(model, tmp_path):
+    """With the queue full an upload is refused before its pixels are decoded (a 135 kB PNG
+    of 40 M pixels cost each refused request gigabytes); a multi-picture JPEG (MPO) is a
+    JPEG, not a server error."""
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from recon.pipelines.web.app import ServeSettings, create_app
+    from recon.pipelines.web.uploads import check_image
+
+    mpo = tmp_path / "phone.jpg"
+    frames = [Image.new("RGB", (40, 30), shade) for shade in ("red", "blue")]
+    frames[0].save(mpo, format="MPO", save_all=True, append_images=frames[1:])
+    assert Image.open(mpo).format == "MPO"
+    assert check_image(mpo) == ("jpg", 40, 30)
+    app = create_app(
+        ServeSettings({"voxel": model[0]}, tmp_path / "data", workers=0, queue_limit=1)
+    )
+    with TestClient(app) as client:
+        assert post_image(client, mpo.read_bytes(), name="phone.jpg").status_code == 202
+        refused = post_image(client, b"not even an image")
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "5"

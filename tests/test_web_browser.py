@@ -173,3 +173,62 @@ def test_a_file_over_16_mb_is_refused_before_upload(page):
     page.wait_for_selector("#error:not([hidden])")
     assert "huge.png: the file is larger than 16 MB" in page.text_content("#error")
     assert posts == []
+
+
+def test_a_second_upload_replaces_the_first_and_a_reload_finds_it(page, live):
+    """Two quick uploads: the page shows the second job's files alone (it listed both jobs'
+    files, under the same labels); each result starts solid even after wireframe was ticked
+    (the mesh stayed a wireframe under an unticked box); the job id in the address brings
+    the result back after a reload (a failed poll lost it for good)."""
+    _, _, chair = live
+    canvas = page.locator("#viewer canvas")
+    finished = "['done', 'error'].includes(document.body.dataset.state)"
+    page.set_input_files("#file", str(chair))
+    page.wait_for_function("location.hash.startsWith('#job=')", timeout=60e3)
+    first = page.evaluate("location.hash")
+    page.set_input_files("#file", str(chair))
+    page.wait_for_function(f"location.hash !== '{first}'", timeout=60e3)
+    second = page.evaluate("location.hash").removeprefix("#job=")
+    page.wait_for_function(finished, timeout=180e3)
+    page.wait_for_timeout(1500)  # the first job's poll, had it gone on, would have shown by now
+    assert page.evaluate("document.body.dataset.state") == "done", page.text_content("#error")
+    hrefs = [link.get_attribute("href") for link in page.locator("a.download").all()]
+    assert hrefs and all(f"/api/jobs/{second}/" in href for href in hrefs), hrefs
+    assert len(hrefs) == len(set(hrefs))
+    solid = mesh_fraction(canvas.screenshot())
+
+    page.check("#wireframe")
+    page.wait_for_timeout(300)
+    assert mesh_fraction(canvas.screenshot()) < solid
+    page.set_input_files("#file", str(chair))
+    page.wait_for_function(f"location.hash !== '#job={second}'", timeout=60e3)
+    page.wait_for_function(finished, timeout=180e3)
+    assert not page.is_checked("#wireframe")
+    page.wait_for_timeout(300)
+    assert mesh_fraction(canvas.screenshot()) == pytest.approx(solid, rel=0.05)
+
+    third = page.evaluate("location.hash")
+    page.reload()
+    page.wait_for_function(finished, timeout=60e3)
+    assert page.evaluate("location.hash") == third
+    hrefs = [link.get_attribute("href") for link in page.locator("a.download").all()]
+    assert hrefs and all(f"/api/jobs/{third.removeprefix('#job=')}/" in h for h in hrefs)
+
+
+def test_polls_that_fail_are_retried(page, live):
+    """Status polls that fail (the server restarting) are retried: the page used to stop at
+    the first with "lost the job"."""
+    _, _, chair = live
+    failures = []
+
+    def flaky(route):
+        if route.request.method == "GET" and len(failures) < 3:
+            failures.append(route.request.url)
+            return route.abort()
+        return route.continue_()
+
+    page.route("**/api/jobs/*", flaky)
+    page.set_input_files("#file", str(chair))
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=180e3)
+    assert len(failures) == 3
+    assert page.evaluate("document.body.dataset.state") == "done", page.text_content("#error")

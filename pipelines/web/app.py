@@ -5,7 +5,9 @@ Imports FastAPI at module level: import this module only where the server is wan
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,7 @@ STATIC = Path(__file__).parent / "static"
 NODE_MODULES = Path(__file__).parent / "frontend" / "node_modules"
 THREE = NODE_MODULES / "three"  # the viewer (npm, pinned by frontend/package-lock.json)
 SWAGGER_UI = NODE_MODULES / "swagger-ui-dist"  # /docs, served locally rather than from a CDN
+DECODES_AT_ONCE = 2  # uploads decoded in full at the same time (check_image)
 MEDIA_TYPES = {".glb": "model/gltf-binary", ".png": "image/png", ".json": "application/json"}
 
 
@@ -80,6 +83,7 @@ def _iso(stamp: float | None) -> str | None:
 def create_app(settings: ServeSettings):
     """The FastAPI app for these settings; worker processes start with the app's lifespan."""
     store = JobStore(settings.data)
+    decoding = asyncio.Semaphore(DECODES_AT_ONCE)
     pool = WorkerPool(
         store, settings.checkpoints, settings.workers, settings.queue_limit, settings.device
     )
@@ -118,6 +122,11 @@ def create_app(settings: ServeSettings):
     async def http_error(_request, exc: HTTPException):
         return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
+    @app.exception_handler(Exception)
+    async def server_error(_request, exc: Exception):
+        sys.stderr.write(f"error: {type(exc).__name__}: {exc}\n")
+        return error(500, "internal server error")
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
@@ -142,18 +151,22 @@ def create_app(settings: ServeSettings):
             allow_headers=["Content-Type"],
         )
 
+    @app.head("/healthz", include_in_schema=False)
     @app.get("/healthz", tags=["service"])
-    async def healthz() -> dict:
-        """Liveness: job counts by status, workers, waiting jobs, whether the viewer's files
-        are installed."""
-        return {
-            "status": "ok",
+    async def healthz():
+        """Liveness: job counts by status, workers (and how many of their dispatchers run),
+        waiting jobs, whether the viewer's files are installed; 503 when no dispatcher runs."""
+        alive = pool.dispatchers()
+        body = {
+            "status": "ok" if alive == settings.workers else "degraded" if alive else "down",
             "workers": settings.workers,
+            "workers_running": alive,
             "waiting": pool.waiting(),
             "queue_limit": settings.queue_limit,
             "jobs": store.counts(),
             "viewer_files": THREE.is_dir(),
         }
+        return JSONResponse(body, 503 if settings.workers and not alive else 200)
 
     @app.get("/api/tasks", tags=["jobs"])
     async def tasks() -> list[dict]:
@@ -195,22 +208,35 @@ def create_app(settings: ServeSettings):
     async def submit(request: Request):
         """Upload an image (multipart field `image`) for a task (field `task`): 202 with the
         job's id and status URL."""
+        from starlette.requests import ClientDisconnect
+
         target = store.new_upload_path()
         try:
             upload = await receive_upload(request, target, settings.max_upload_bytes)
             try:
                 if upload.file is None:
-                    raise UploadError(422, f"no file in the {FILE_FIELD!r} field")
+                    got = f" (got {', '.join(map(repr, upload.other_files))})"
+                    raise UploadError(
+                        422, f"no file in the {FILE_FIELD!r} field{got * bool(upload.other_files)}"
+                    )
                 task = upload.fields.get("task", "")
                 if task not in settings.checkpoints:
                     served = ", ".join(settings.checkpoints)
                     raise UploadError(422, f"unknown task {task!r} (this server runs: {served})")
-                suffix, _, _ = await run_in_threadpool(check_image, target, settings.max_pixels)
+                if pool.full():  # before decoding: a refused upload costs no memory
+                    raise UploadError(429, "too many jobs are waiting; try again shortly")
+                async with decoding:  # a few full decodes at a time, however many arrive
+                    suffix, _, _ = await run_in_threadpool(check_image, target, settings.max_pixels)
                 job = store.create(task, target, suffix, upload.filename or "")
             finally:
                 target.unlink(missing_ok=True)
         except UploadError as rejected:
-            return error(rejected.status, rejected.message)
+            retry = {"Retry-After": "5"} if rejected.status == 429 else None
+            return error(rejected.status, rejected.message, retry)
+        except ClientDisconnect:  # the user closed the page mid-upload; nothing is kept
+            return error(400, "the client disconnected during the upload")
+        except OSError as failure:  # the data folder full or gone
+            return error(507, f"the server cannot store the upload ({failure.strerror or failure})")
         try:
             pool.submit(job.id)
         except QueueFull:

@@ -4,12 +4,15 @@ a request. A restart reloads every job: finished ones stay, running ones are mar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -87,7 +90,7 @@ class JobStore:
         """A queued job owning the received upload (moved into the job's folder)."""
         job_id = secrets.token_urlsafe(16)
         folder = self.jobs_dir / job_id
-        folder.mkdir()
+        folder.mkdir(parents=True)
         input_name = f"input.{suffix}"
         os.replace(upload, folder / input_name)
         job = Job(job_id, task, "queued", input_name, display_name(source_name), time.time())
@@ -138,4 +141,32 @@ class JobStore:
         return {state: statuses.count(state) for state in STATES}
 
     def _save(self, job: Job) -> None:
-        write_json(self.jobs_dir / job.id / "job.json", asdict(job))
+        """Mirror a job to its job.json. A failed write (a full disk, the folder deleted) is a
+        line on stderr, not an error: the job's state lives on in memory, the page and the API
+        read it from there, and the next change saves it again."""
+        try:
+            write_json(self.jobs_dir / job.id / "job.json", asdict(job))
+        except OSError as error:
+            sys.stderr.write(f"warning: job {job.id}: cannot save job.json ({error})\n")
+
+
+@contextlib.contextmanager
+def data_lock(data: Path) -> Iterator[None]:
+    """Hold DATA/.lock for a server's lifetime; BadInput when another server holds it (two
+    servers on one folder would run each other's queued jobs and clear each other's uploads)."""
+    import fcntl
+
+    from recon.pipelines.common.errors import BadInput
+
+    Path(data).mkdir(parents=True, exist_ok=True)
+    with (Path(data) / ".lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise BadInput(
+                f"{data}: another recon serve uses this --data folder (give each server its own)"
+            ) from error
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -12,6 +12,8 @@ FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries, part headers and the sm
 MAX_FIELD_BYTES = 1024
 MAX_PIXELS = 40_000_000  # decoded image size limit (e.g. 8000 x 5000)
 IMAGE_FORMATS = {"PNG": "png", "JPEG": "jpg", "BMP": "bmp", "TIFF": "tif", "WEBP": "webp"}
+# what Pillow's openers of those formats may call a file: a phone's multi-picture JPEG is "MPO"
+FORMAT_SUFFIXES = {**IMAGE_FORMATS, "MPO": "jpg"}
 FILE_FIELD = "image"
 
 
@@ -30,6 +32,7 @@ class Upload:
     file: Path | None = None  # the received bytes, at a generated path
     filename: str | None = None  # as sent; for display only
     size: int = 0
+    other_files: list[str] = field(default_factory=list)  # fields that carried a file, unread
 
 
 def too_large(max_bytes: int) -> UploadError:
@@ -49,6 +52,7 @@ class _FormReceiver:
         self._part: tuple[str, str | None] | None = None
         self._handle = None
         self._value = bytearray()
+        self._discard = False  # the current part is a file outside FILE_FIELD
 
     def callbacks(self) -> dict:
         return {
@@ -93,12 +97,16 @@ class _FormReceiver:
         name = options[b"name"].decode("utf-8", "replace")
         filename = options.get(b"filename")
         self._part = (name, None if filename is None else filename.decode("utf-8", "replace"))
+        self._discard = False
         if name == FILE_FIELD:
             if self.upload.file is not None:
                 raise UploadError(400, f"send one file in the {FILE_FIELD!r} field, not several")
             self.upload.file = self.target
             self.upload.filename = self._part[1]
             self._handle = self.target.open("xb")
+        elif filename is not None:  # a file under another name: its bytes are not kept
+            self.upload.other_files.append(name)
+            self._discard = True
 
     def _data(self, data: bytes, start: int, end: int) -> None:
         if self._handle is not None:
@@ -106,7 +114,7 @@ class _FormReceiver:
             if self.upload.size > self.max_bytes:
                 raise too_large(self.max_bytes)
             self._handle.write(data[start:end])
-        else:
+        elif not self._discard:
             self._value += data[start:end]
             if len(self._value) > MAX_FIELD_BYTES:
                 raise UploadError(400, f"form field {self._part[0]!r} is too long")
@@ -115,7 +123,7 @@ class _FormReceiver:
         name, _ = self._part
         if self._handle is not None:
             self.close()
-        else:
+        elif not self._discard:
             self.upload.fields[name] = self._value.decode("utf-8", "replace")
 
 
@@ -194,6 +202,6 @@ def check_image(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[str, int, int
         raise UploadError(413, f"the image has too many pixels (at most {max_pixels})") from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
         raise not_image from error
-    if width < 1 or height < 1:
+    if width < 1 or height < 1 or kind not in FORMAT_SUFFIXES:
         raise not_image
-    return IMAGE_FORMATS[kind], width, height
+    return FORMAT_SUFFIXES[kind], width, height

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -112,6 +113,14 @@ class WorkerPool:
         """Jobs in the queue, not yet taken by a worker."""
         return self._queue.qsize()
 
+    def full(self) -> bool:
+        """Whether a job submitted now would be refused (QueueFull)."""
+        return self._queue.full()
+
+    def dispatchers(self) -> int:
+        """Dispatcher threads alive (each feeds one worker process)."""
+        return sum(thread.is_alive() for thread in self._threads)
+
     def stop(self) -> None:
         """Stop taking jobs, end the worker processes (a running job is failed)."""
         self._stop.set()
@@ -144,9 +153,18 @@ class WorkerPool:
                 if not process.is_alive():
                     conn.close()
                     process, conn = self._spawn()
-                if not self._run(job_id, process, conn):
+                try:
+                    healthy = self._run(job_id, process, conn)
+                except Exception as error:  # noqa: BLE001 - one job's fault must not end the slot
+                    sys.stderr.write(f"error: job {job_id}: {type(error).__name__}: {error}\n")
+                    with contextlib.suppress(KeyError):
+                        self._fail(job_id, f"the server could not run this job ({error})")
+                    healthy = False
+                if not healthy:
                     conn.close()
                     process.join(timeout=1)
+                    if process.is_alive():
+                        process.kill()
                     process, conn = self._spawn()
         finally:
             with contextlib.suppress(OSError):

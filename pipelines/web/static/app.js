@@ -3,7 +3,12 @@
 
 const MAX_BYTES = 16 * 1024 * 1024;
 const POLL_MS = 400;
+const RETRY_MAX_MS = 5000; // a lost connection (a server restart) is retried, backing off to this
 const $ = (id) => document.getElementById(id);
+
+// Each upload (or job restored from the address) gets a number; a job followed for an older
+// one stops showing anything, so two quick uploads never mix their results.
+let current = 0;
 
 let viewer = null;
 const viewerReady = import("./viewer.js")
@@ -62,6 +67,7 @@ async function loadTasks() {
 }
 
 async function upload(file) {
+  const token = ++current;
   resetResult();
   if (file.size > MAX_BYTES) {
     showError(`${file.name}: the file is larger than 16 MB`);
@@ -76,38 +82,53 @@ async function upload(file) {
   try {
     response = await fetch("api/jobs", { method: "POST", body: form });
   } catch (error) {
-    showError(`${file.name}: the upload failed (${error.message})`);
+    if (token === current) showError(`${file.name}: the upload failed (${error.message})`);
     return;
   }
   const body = await response.json().catch(() => ({}));
+  if (token !== current) return;
   if (response.status !== 202) {
     $("job").hidden = true;
     showError(`${file.name}: ${body.error || response.statusText}`);
     return;
   }
+  history.replaceState(null, "", `#job=${body.id}`); // a reload follows the same job
   setState("running");
-  await follow(body.status_url);
+  await follow(`api/jobs/${body.id}`, token);
 }
 
-async function follow(url) {
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function follow(url, token) {
+  let wait = POLL_MS;
   for (;;) {
-    let job;
+    let response, job;
     try {
-      const response = await fetch(url);
+      response = await fetch(url);
       job = await response.json();
-      if (!response.ok) throw new Error(job.error || response.statusText);
     } catch (error) {
-      showError(`lost the job: ${error.message}`);
-      return;
+      response = null; // the server is unreachable for now (restarting): try again
     }
+    if (token !== current) return;
+    if (response && response.status === 404) {
+      return showError(`the job is gone: ${(job && job.error) || "no such job"}`);
+    }
+    if (!response || !response.ok) {
+      $("stage").textContent = "reconnecting to the server…";
+      wait = Math.min(wait * 2, RETRY_MAX_MS);
+      await pause(wait);
+      continue;
+    }
+    wait = POLL_MS;
     setProgress(job.progress, job.status === "running" ? job.stage : job.status);
-    if (job.status === "done") return showResult(job);
+    if (job.status === "done") return showResult(job, token);
     if (job.status === "failed") return showError(`the job failed: ${job.error}`);
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    await pause(POLL_MS);
   }
 }
 
-async function showResult(job) {
+async function showResult(job, token) {
+  resetResult();
   const facts = [`${job.seconds} s`];
   for (const [key, value] of Object.entries(job.summary)) facts.push(`${key}: ${value}`);
   $("summary").textContent = facts.join(" · ");
@@ -129,13 +150,16 @@ async function showResult(job) {
   }
   const glb = job.files.find((file) => file.role === "viewer");
   await viewerReady;
+  if (token !== current) return;
   if (!glb) {
     const note = "The model found no surface in this image.";
     if (viewer) viewer.clear(note);
     else $("viewer-note").textContent = note;
   } else if (viewer) {
     try {
+      viewer.setWireframe(false); // each result starts solid, as its checkbox shows
       const faces = await viewer.load(glb.url);
+      if (token !== current) return;
       $("faces").textContent = `${faces} faces`;
       $("fit").disabled = false;
       $("wireframe").disabled = false;
@@ -174,5 +198,15 @@ function setUpDrop() {
   });
 }
 
+function resumeFromAddress() {
+  const match = /^#job=([A-Za-z0-9_-]{22})$/.exec(location.hash);
+  if (!match) return;
+  const token = ++current;
+  setState("running");
+  setProgress(0, "following the job");
+  follow(`api/jobs/${match[1]}`, token);
+}
+
 setUpDrop();
 loadTasks().catch((error) => showError(`cannot reach the server: ${error.message}`));
+resumeFromAddress();
