@@ -517,3 +517,23 @@ def test_a_full_queue_refuses_before_decoding_and_phone_jpegs_are_images(model, 
         assert post_image(client, mpo.read_bytes(), name="phone.jpg").status_code == 202
         refused = post_image(client, b"not even an image")
         assert refused.status_code == 429 and refused.headers["retry-after"] == "5"
+
+
+def test_a_checkpoint_rewritten_while_serving_is_not_run(model, chair_png, tmp_path):
+    """Startup checks every checkpoint, but each job reads its file again: one rewritten since
+    (a run retrained into the same path, junk) served another model, or failed naming the
+    server's path to the uploader."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from recon.pipelines.web.app import ServeSettings, create_app
+
+    served = tmp_path / "served.ckpt"
+    shutil.copy(model[0], served)
+    app = create_app(ServeSettings({"voxel": served}, tmp_path / "data", workers=1, device="cpu"))
+    with TestClient(app) as client:
+        served.write_bytes(b"junk")
+        job, _ = wait_for(client, post_image(client, chair_png).json()["status_url"])
+    assert job["status"] == "failed" and "checkpoint changed on disk" in job["error"]
+    assert str(tmp_path) not in job["error"]

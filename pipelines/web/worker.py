@@ -27,15 +27,24 @@ class QueueFull(Exception):
     """More jobs are waiting than the queue holds."""
 
 
-def one_line(error: BaseException, folder: Path) -> str:
-    """An error as one line for the page, with the server's job folder left out."""
+def one_line(error: BaseException, folder: Path, checkpoint: Path | None = None) -> str:
+    """An error as one line for the page, with the server's paths (the job folder, the
+    checkpoint) left out."""
     text = str(error).strip().splitlines()
     message = text[0] if text else type(error).__name__
     from recon.pipelines.common.errors import ReconError
 
     if not isinstance(error, ReconError):
         message = f"{type(error).__name__}: {message}"
+    if checkpoint is not None:
+        message = message.replace(str(checkpoint), "the task's checkpoint")
     return message.replace(f"{folder}{os.sep}", "").replace(str(folder), "job folder")
+
+
+def file_stamp(path: Path) -> tuple[int, int]:
+    """(size, modification time in ns) of a file: what changes when it is rewritten."""
+    stat = Path(path).stat()
+    return stat.st_size, stat.st_mtime_ns
 
 
 def worker_main(conn, tasks: list[str], device: str, threads: int) -> None:
@@ -74,7 +83,7 @@ def worker_main(conn, tasks: list[str], device: str, threads: int) -> None:
             )
             conn.send(("done", result))
         except Exception as error:  # every failure ends the job with one line, not the worker
-            conn.send(("failed", one_line(error, folder)))
+            conn.send(("failed", one_line(error, folder, Path(request["checkpoint"]))))
 
 
 class WorkerPool:
@@ -95,6 +104,8 @@ class WorkerPool:
         self._queue: queue.Queue[str] = queue.Queue(maxsize=queue_limit)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # the checkpoints as checked at startup: a job never runs a file rewritten since
+        self._stamps = {task: file_stamp(path) for task, path in checkpoints.items()}
 
     def start(self) -> None:
         for _ in range(self.workers):
@@ -182,6 +193,18 @@ class WorkerPool:
         checkpoint = self.checkpoints.get(job.task)
         if checkpoint is None:
             self._fail(job_id, f"this server has no checkpoint for task {job.task!r}")
+            return True
+        try:
+            same = file_stamp(checkpoint) == self._stamps[job.task]
+        except OSError:
+            same = False
+        if not same:
+            sys.stderr.write(f"error: {checkpoint}: changed or gone since the server started\n")
+            self._fail(
+                job_id,
+                f"the {job.task} checkpoint changed on disk since the server started; the "
+                "server must be restarted to serve it",
+            )
             return True
         self.store.update(
             job_id, status="running", stage="starting", progress=0.05, started=time.time()
