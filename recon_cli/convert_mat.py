@@ -108,6 +108,8 @@ def convert_mat(
                     )
                 result = _result(report, out, log, count)
                 write_json(folder / "run.json", _record(config, report, result))
+            if log is None:  # an earlier run's failure list no longer describes the folder
+                (out / "convert-failures.log").unlink(missing_ok=True)
     rows = [
         ("converted", len(report.converted)),
         ("failed", len(report.failed)),

@@ -158,6 +158,11 @@ def test_cli_keep_going_logs_failures_and_exits_1(recon, tmp_path):
     assert "bad.mat" in log and "empty.mat" in log and "good.mat" not in log
     assert (tmp_path / "npy" / "good.npy").is_file()
     assert json.loads(out)["failed"] == 2
+    for bad in ("bad.mat", "empty.mat"):  # mended: a clean run leaves no stale failure list
+        next(src.rglob(bad)).unlink()
+    code, _, err = recon("convert-mat", src, "-o", tmp_path / "npy", "--overwrite", "-q")
+    assert code == 0, err
+    assert not (tmp_path / "npy" / "convert-failures.log").exists()
 
 
 def test_cli_overwrite_writes_into_a_folder_and_keeps_other_files(recon, tmp_path):
