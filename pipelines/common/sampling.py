@@ -168,6 +168,9 @@ def split_batches(datamodule, world: int) -> dict[str, tuple[int, int, int, int]
     return sizes
 
 
+SPLIT_SETS = (("training", "train"), ("validation", "val"))  # datamodule.train_set, .val_set
+
+
 def split_record(datamodule, root: str | None) -> dict | None:
     """{"training": items, "validation": items, "sha256": digest of each split's sources in
     order} of a set-up data module whose datasets name their items (sources(): image paths,
@@ -177,7 +180,7 @@ def split_record(datamodule, root: str | None) -> dict | None:
     import hashlib
     from pathlib import Path
 
-    splits = {"training": datamodule.train_set, "validation": datamodule.val_set}
+    splits = {split: getattr(datamodule, f"{key}_set", None) for split, key in SPLIT_SETS}
     if not all(callable(getattr(dataset, "sources", None)) for dataset in splits.values()):
         return None
     base = Path(root).expanduser().absolute() if root else None

@@ -232,6 +232,7 @@ def _convert_in_workers(jobs: list, workers: int, report: ConvertReport, advance
         for worker in multiprocessing.active_children():  # stop work in progress
             worker.terminate()
             worker.join()
+        pool.shutdown(wait=True)  # its manager thread ends too, before the interpreter does
 
 
 def _convert_job(job: tuple[str, str, int | None]) -> str | None:
