@@ -59,6 +59,21 @@ def test_synth_corset_layout_and_truth(dataset):
     assert 0 <= abs(truth["cobb_deg"]) <= 50
 
 
+def test_the_spine_film_shows_the_torso_s_curve_as_a_radiograph_does(dataset):
+    """A torso convex toward +x (the patient's right: z up, +y anterior) has its film's apex at
+    the image's left, as a radiograph shows it, so embed-spine signs it as a real film of that
+    patient (its apex toward -column, the patient's right): the films were mirrored, and a
+    real film's embedding would have had the opposite sign of its training twins'."""
+    checked = 0
+    for truth_path in sorted(dataset.glob("p*/truth.json")):
+        cobb = json.loads(truth_path.read_text())["cobb_deg"]
+        embedding = json.loads((truth_path.parent / "spine.json").read_text())["embedding"]
+        if abs(cobb) > 5:
+            assert np.sign(embedding[0]) == -np.sign(cobb), truth_path.parent.name
+            checked += 1
+    assert checked >= 2
+
+
 def test_pressure_pad_pushes_in_on_the_convex_side():
     params = PatientParams(500, 320, 210, 40.0, 6.0, 4.0)
     torso = make_torso(params)
@@ -104,6 +119,25 @@ def test_true_corset_views_back_project_to_the_corset(dataset):
     patient = dataset / "p0000"
     mesh = corset_from_views(patient / "corset_views")
     score = surface_score(mesh, load_mesh(patient / "corset.stl"), 0.02, 20_000)
+    assert score.fscore >= 0.95
+
+
+def test_a_y_up_scan_is_trimmed_along_its_own_up_axis(dataset, tmp_path):
+    """Photos of a y-up torso (`project --up y`): the corset was cut along the mesh's z (front
+    to back there), slicing off its front and back and keeping the end caps."""
+    from recon.pipelines.corset.patients import project_corset
+    from recon.pipelines.shapes import project_mesh, write_projection
+
+    patient = dataset / "p0000"
+    turn = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=float)
+    torso, corset = (load_mesh(patient / name) for name in ("torso.stl", "corset.stl"))
+    for mesh in (torso, corset):
+        mesh.apply_transform(turn)  # z up -> y up
+    photos = project_mesh(torso, views=8, caps=True, size=128, up="y")
+    views = project_corset(corset, photos, 128)
+    (tmp_path / "views").mkdir()
+    write_projection(views, tmp_path / "views", views.views_json("corset.stl", 0, 0))
+    score = surface_score(corset_from_views(tmp_path / "views"), corset, 0.02, 20_000)
     assert score.fscore >= 0.95
 
 

@@ -39,7 +39,11 @@ def synth_spine_xray(
 
     The spine spans the torso height (17 vertebrae, T1 to L5, each as tall as its share of
     vertebrae.SEGMENT_MM, with the disc below it); soft tissue, lungs and ribs around it, blur
-    and noise. cobb_deg may be negative (convex toward -x).
+    and noise. cobb_deg may be negative (convex toward -x). x is the torso's +x, the patient's
+    right (z up, +y anterior), and the film is shown as radiographs are, and as embed-spine
+    reads a film without orientation tags: the patient's right at the image's left, so +x runs
+    toward -column (level_cols and tilts_deg follow the image: a tilt is positive when the
+    spine moves toward +column going up).
     """
     from scipy.ndimage import gaussian_filter
 
@@ -90,10 +94,10 @@ def synth_spine_xray(
     image = gaussian_filter(image, 1.2 / spacing * 2)
     image *= rng.uniform(0.8, 1.2)
     image += rng.normal(0, 0.02, image.shape)
-    image = np.clip(image + 0.05, 0, 1)
+    image = np.clip(image + 0.05, 0, 1)[:, ::-1]  # the patient's right (+x) at the image's left
     level_rows = (height + margin - centre_z) / spacing - 0.5
-    level_cols = centre_x / spacing + cols / 2 - 0.5
-    tilts_deg = np.degrees(tilts)
+    level_cols = cols / 2 - 0.5 - centre_x / spacing
+    tilts_deg = -np.degrees(tilts)
     return SyntheticXray(
         image=np.round(image * 65535).astype(np.uint16),
         spacing_mm=float(spacing),

@@ -164,7 +164,9 @@ def corset_from_views(folder: Path, thickness: float = 4.0):
     """Corset side views + views.json -> trimmed outer surface -> shell `thickness` mm thick.
 
     Side views cannot see where the corset ends; the surface is cut one pixel inside the
-    height range of the seen points, which removes Poisson's closing caps.
+    height range of the seen points, which removes Poisson's closing caps. Heights are taken in
+    the views' normalised frame (z up there whatever axis `project --up` named), not on the
+    mesh's own z.
     """
     from recon.pipelines.common.errors import JobFailed
     from recon.pipelines.shapes import (
@@ -176,16 +178,15 @@ def corset_from_views(folder: Path, thickness: float = 4.0):
     )
 
     doc = read_views(folder)
-    points, _ = lift_views(doc, load_depth_views(folder, doc))
-    from_normalised = np.linalg.inv(np.asarray(doc["frame"]["to_normalised"]))
-    z = points @ from_normalised[2, :3] + from_normalised[2, 3]
-    pixel_mm = 2 * float(doc["camera"]["extent"]) / int(doc["camera"]["size"])
-    pixel_mm /= float(doc["frame"]["scale"])
-    low, high = float(z.min()) + pixel_mm, float(z.max()) - pixel_mm
-    if high - low < 4 * pixel_mm:
+    points, _ = lift_views(doc, load_depth_views(folder, doc))  # normalised, z up
+    to_normalised = np.asarray(doc["frame"]["to_normalised"])
+    pixel = 2 * float(doc["camera"]["extent"]) / int(doc["camera"]["size"])  # normalised units
+    low, high = float(points[:, 2].min()) + pixel, float(points[:, 2].max()) - pixel
+    if high - low < 4 * pixel:
         raise JobFailed("the predicted corset views hold almost nothing")
     surface = reconstruct(folder, SurfaceOptions(close_unseen=False)).mesh  # trimmed below
-    face_z = np.asarray(surface.vertices)[np.asarray(surface.faces), 2]
+    height = np.asarray(surface.vertices) @ to_normalised[2, :3] + to_normalised[2, 3]
+    face_z = height[np.asarray(surface.faces)]
     inside = (face_z.min(axis=1) >= low) & (face_z.max(axis=1) <= high)
     surface.update_faces(inside)
     surface.remove_unreferenced_vertices()
