@@ -30,21 +30,37 @@ class SynthSet:
     inputs: list[Path | None] = field(default_factory=list)  # files OUT may never be or hold
 
 
-def _check_not_shrunk(out: Path, spec: SynthSet) -> None:
-    """--skip-done may grow a set (its index then lists the new items too) but not shrink it:
-    the items past the new count would stay in the folder, outside the index, and readers that
-    list the folder (a skull set) would take them."""
+def _check_same_set(out: Path, spec: SynthSet, seed: int) -> None:
+    """--skip-done completes the set the folder's run records describe: the same seed and
+    settings (another would remake every item, deleting the earlier ones without --overwrite),
+    and a count it may grow (its index then lists the new items too) but not shrink (the items
+    past the new count would stay in the folder, outside the index, and readers that list the
+    folder, a skull set's, would take them)."""
     import json
 
     from recon.pipelines.common.errors import BadInput
 
+    settings = json.loads(json.dumps({k: v for k, v in spec.config.items() if k != "count"}))
     for record in sorted(out.glob("run*.json")) if out.is_dir() else []:
         try:
             data = json.loads(record.read_text())
-            earlier = int(data["config"]["count"])
+            config, earlier = data["config"], int(data["config"]["count"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if data.get("command") == f"synth {spec.kind}" and earlier > spec.count:
+        if data.get("command") != f"synth {spec.kind}":
+            continue
+        made = {k: v for k, v in config.items() if k != "count"}
+        if data.get("seed") != seed or made != json.loads(json.dumps(settings)):
+            differ = [
+                k for k in sorted(set(made) | set(settings)) if made.get(k) != settings.get(k)
+            ]
+            what = ", ".join((["--seed"] if data.get("seed") != seed else []) + differ)
+            raise BadInput(
+                f"{out}: its {spec.unit} were made with another {what} ({record.name}); "
+                "--skip-done only completes a set made the same way (give the same settings, "
+                "or --overwrite to remake it)"
+            )
+        if earlier > spec.count:
             raise BadInput(
                 f"{out}: holds a set of {earlier} {spec.unit} ({record.name}); --skip-done "
                 f"with {spec.count} would leave {earlier - spec.count} of them outside the set "
@@ -77,7 +93,7 @@ def run_synth(
     target = Path(out).expanduser().absolute()
     check_not_input(target, spec.inputs)
     if skip_done:
-        _check_not_shrunk(target, spec)
+        _check_same_set(target, spec, seed)
     plan = plan_batch(
         spec.count,
         lambda i: spec.outputs(target, i),

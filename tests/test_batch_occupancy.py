@@ -178,6 +178,11 @@ def test_parts_made_with_other_settings_are_not_done(recon, tmp_path):
     out = tmp_path / "p"
     assert recon(*PARTS, "-o", out, "-q")[0] == 0
     args = ["synth", "parts", "-n", "2", "--views", "2", "--size", "64", "--seed", "7"]
+    before = mtimes(out)
+    code, _, err = recon(*args, "-o", out, "--skip-done", "-q")  # remade the set: refused
+    assert code == 2 and "made with another --seed (run.json)" in err, err
+    assert mtimes(out) == before
+    (out / "run.json").unlink()  # the parts alone: their own records name another seed
     code, stdout, err = recon(*args, "-o", out, "--skip-done", "--json", "-q")
     assert code == 0, err
     assert json.loads(stdout)["skipped"] == 0  # another seed: every part is made again
@@ -230,11 +235,19 @@ def test_corset_patients_do_not_depend_on_the_set_size(tmp_path):
 
 
 def test_corset_skip_done_redoes_patients_of_another_seed(recon, tmp_path):
-    """A patient made with another --seed is not this set's: --skip-done makes it again (it
-    kept the old patients and wrote the new seed into dataset.json)."""
+    """A set made with another --seed or --size is not completed but refused (every patient
+    was remade, deleting the others without --overwrite); patients whose own records name
+    another seed are made again (they were kept, and dataset.json named the new seed)."""
     small = ["synth", "corset", "-n", "2", "--size", "64"]
     assert recon(*small, "--seed", "1", "-o", tmp_path / "one", "-q")[0] == 0
     assert recon(*small, "--seed", "0", "-o", tmp_path / "mixed", "-q")[0] == 0
+    before = mtimes(tmp_path / "mixed")
+    for other in (["--seed", "1", "--size", "64"], ["--seed", "0", "--size", "128"]):
+        code, _, err = recon("synth", "corset", "-n", "2", *other, "-o", tmp_path / "mixed",
+                             "--skip-done")  # fmt: skip
+        assert code == 2 and "were made with another" in err, err
+        assert mtimes(tmp_path / "mixed") == before
+    (tmp_path / "mixed" / "run.json").unlink()
     code, stdout, err = recon(*small, "--seed", "1", "-o", tmp_path / "mixed", "--skip-done",
                               "--json")  # fmt: skip
     assert code == 0, err
