@@ -159,9 +159,7 @@ def corset_training(
             "cpu",
             "-q",
         )
-        rows = evaluate_patients(
-            test, names, Path(result["best_checkpoint"]), offset=_train_offset(train)
-        )
+        rows = evaluate_patients(test, names, Path(result["best_checkpoint"]), train)
         f = np.mean([r["fscore"] for r in rows])
         b = np.mean([r["baseline_fscore"] for r in rows])
         for r in sorted(rows, key=lambda r: abs(r["cobb_deg"])):
@@ -181,14 +179,6 @@ def corset_training(
             f"(model better on {wins}, equal on {ties}); Chamfer-L1 {chamfer:.3f}% vs "
             f"{chamfer_b:.3f}% of the diagonal; predict {seconds:.1f} s/patient"
         )
-
-
-def _train_offset(root: Path) -> tuple[float, float]:
-    truths = [json.loads(p.read_text()) for p in root.glob("p*/truth.json")]
-    return (
-        float(np.mean([t["gap"] for t in truths])),
-        float(np.mean([t["thickness"] for t in truths])),
-    )
 
 
 def main() -> None:

@@ -12,9 +12,9 @@ from recon.cli.common import (
     ReconCommand,
     ReconGroup,
     Reporter,
-    Seed,
     ShardOption,
     SkipDone,
+    UnusedSeed,
     key_value_table,
 )
 
@@ -31,7 +31,7 @@ def meshes(
     shapes: Annotated[
         str, typer.Option(help="Comma-separated: sphere, capsule, box, torus, torso.")
     ] = "sphere,capsule,box,torus,torso",
-    seed: Seed = 0,
+    seed: UnusedSeed = None,
     shard: ShardOption = None,
     skip_done: SkipDone = False,
     overwrite: Overwrite = False,
@@ -41,7 +41,8 @@ def meshes(
     """Write watertight test shapes as STL, in millimetres with z up.
 
     The torso is a closed tube whose cross-sections follow a scoliotic spine (Cobb 25 deg).
-    Each shape depends only on its name and the seed, so shards (--shard K/N) together write
+    Each shape depends only on its name (nothing is drawn at random), so shards (--shard K/N)
+    together write
     exactly the files of one whole run. The run's record is OUT/run.json (a shard's,
     OUT/run.shard-K-of-N.json).
 
@@ -77,13 +78,13 @@ def meshes(
     clock = time.perf_counter()
     with output_folder(out, plan) as folder:
         for name in ui.track([names[i] for i in plan.todo], "shapes"):
-            mesh = make_shape(name, seed)
+            mesh = make_shape(name)
             save_mesh(mesh, folder / f"{name}.stl")
             written[name] = {"path": str(out / f"{name}.stl"), "faces": len(mesh.faces)}
         skipped = [names[i] for i in plan.done]
         results = {"shapes": written, "skipped_inputs": skipped, **plan.summary()}
         timings = {"synth": time.perf_counter() - clock}
-        record = run_record("synth meshes", seed, {"shapes": names}, timings, results)
+        record = run_record("synth meshes", None, {"shapes": names}, timings, results)
         write_json(folder / plan.shard.results_name(), record)
     ui.result(
         {"out": str(out), "shapes": written, **plan.summary()},

@@ -592,7 +592,7 @@ def test_every_device_is_checked(recon, tmp_path, monkeypatch, command):
 
 
 def test_seed_and_device_lists_are_not_empty():
-    assert {"synth meshes", "demo", "synth skull"} <= set(_commands_with("--seed"))
+    assert {"synth pix3d", "demo", "synth skull"} <= set(_commands_with("--seed"))
     assert {"serve", "predict skull", "train"} <= set(_commands_with("--device"))
 
 

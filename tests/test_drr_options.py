@@ -226,9 +226,15 @@ def test_seed_is_deprecated_where_nothing_is_random(tmp_path, recon):
     assert code == 0 and err.count("\n") == 1 and "--seed is deprecated for make-drr" in err
     plain, seeded = (read_image(tmp_path / f"{n}.png") for n in ("plain", "seeded"))
     assert np.array_equal(plain, seeded)
-    for command in (["make-drr"], ["register"], ["predict", "corset"]):
+    for command in (["make-drr"], ["register"], ["predict", "corset"], ["synth", "meshes"]):
         code, out, _ = recon(*command, "--help")
         assert code == 0 and "--seed" not in out, command
+    # synth meshes' help said each shape depends on the seed; none does
+    code, _, err = recon("synth", "meshes", "-o", tmp_path / "m5", "--shapes", "torus", "--seed",
+                         5, "-q")  # fmt: skip
+    assert code == 0 and "--seed is deprecated for synth meshes" in err
+    code, _, _ = recon("synth", "meshes", "-o", tmp_path / "m0", "--shapes", "torus", "-q")
+    assert (tmp_path / "m5/torus.stl").read_bytes() == (tmp_path / "m0/torus.stl").read_bytes()
 
 
 def test_coarsen_keeps_the_kept_labels_and_bone_attenuation(tmp_path):

@@ -39,7 +39,7 @@ def geometry_round_trip(workdir: Path, seed: int, track: Callable) -> list[DemoR
     rows = []
     for name in track(["sphere", "capsule", "torso", "torus"], "project + backproject"):
         clock = time.perf_counter()
-        mesh = make_shape(name, seed)
+        mesh = make_shape(name)
         views = workdir / f"{name}_views"
         views.mkdir(parents=True, exist_ok=True)
         projection = project_mesh(mesh)

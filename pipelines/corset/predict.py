@@ -93,18 +93,32 @@ def predict_corset(
     return CorsetPrediction(mesh, measure.cobb_deg, timings, loaded.spacing_source, measure.warning)
 
 
+def mean_offset(root: Path) -> tuple[float, float]:
+    """(mean clearance, mean wall thickness) in mm of a corset data set's patients."""
+    root = Path(root)
+    truths = [
+        json.loads((root / r["name"] / "truth.json").read_text())
+        for r in read_dataset(root)["patients"]
+    ]
+    return (
+        float(np.mean([t["gap"] for t in truths])),
+        float(np.mean([t["thickness"] for t in truths])),
+    )
+
+
 def evaluate_patients(
     root: Path,
     names: list[str],
     checkpoint: Path,
+    training_set: Path,
     tau_fraction: float = 0.02,
-    offset: tuple[float, float] | None = None,
 ) -> list[dict]:
     """Predict each named patient of a data set and score it against its true corset.
 
-    Also scores the baseline (the true torso offset by the mean clearance and thickness, trimmed
-    like a corset; `offset` = (gap, thickness), default the data set's means). F-score at
-    tau_fraction of the true corset's bounding-box diagonal (recon.pipelines.common.metrics).
+    Also scores the baseline: the true torso offset by the training set's mean clearance and
+    thickness (mean_offset(training_set): what is known without the held-out corsets), trimmed
+    like a corset. F-score at tau_fraction of the true corset's bounding-box diagonal
+    (recon.pipelines.common.metrics).
     """
     import tempfile
     import time
@@ -113,15 +127,7 @@ def evaluate_patients(
     from recon.pipelines.common.metrics import surface_score
 
     root = Path(root)
-    if offset is None:
-        truths = [
-            json.loads((root / r["name"] / "truth.json").read_text())
-            for r in read_dataset(root)["patients"]
-        ]
-        offset = (
-            float(np.mean([t["gap"] for t in truths])),
-            float(np.mean([t["thickness"] for t in truths])),
-        )
+    offset = mean_offset(training_set)
     rows = []
     for name in names:
         folder = root / name
@@ -216,7 +222,7 @@ def demo_step(workdir: Path, seed: int, track) -> list:
         synth_corset_dataset(folder, count, 128, seed * 100 + offset)
     checkpoint = train_tiny(train, Path(workdir) / "corset_run", epochs=40, seed=seed, size=128)
     names = [f"p{i:04d}" for i in range(DEMO_TEST_PATIENTS)]
-    scores = evaluate_patients(test, names, checkpoint)
+    scores = evaluate_patients(test, names, checkpoint, train)
     chamfer = float(np.mean([s["chamfer_pct"] for s in scores]))
     baseline = float(np.mean([s["baseline_chamfer_pct"] for s in scores]))
     bound = (1 - DEMO_MARGIN) * baseline

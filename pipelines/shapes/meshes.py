@@ -9,7 +9,7 @@ import numpy as np
 SHAPES = ("sphere", "capsule", "box", "torus", "torso")
 
 
-def make_shape(name: str, seed: int = 0):
+def make_shape(name: str):
     """One named shape as a watertight trimesh mesh."""
     import trimesh
 
