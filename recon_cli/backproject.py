@@ -61,7 +61,8 @@ def backproject(
     json_out: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """Turn depth views back into a watertight surface in the original mesh's frame.
+    """Turn depth views back into a surface in the original mesh's frame (watertight with the
+    default Poisson method; --method vedo may leave holes, and the table says which).
 
     Every foreground pixel is lifted to 3D, the views are merged, outliers dropped, normals
     oriented toward the camera that saw each point, and a surface reconstructed. Writes OUT, its
