@@ -180,7 +180,7 @@ def register(
     heights: Annotated[
         str,
         typer.Option(
-            help="Detector rows per stage, comma-separated, each 8 to 4096.", rich_help_panel=OPT
+            help="Detector rows per stage, comma-separated, each 11 to 4096.", rich_help_panel=OPT
         ),
     ] = "64,128",
     iterations: Annotated[

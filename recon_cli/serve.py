@@ -67,7 +67,7 @@ def serve(
     """
 
     from recon.pipelines.common.errors import BadInput
-    from recon.pipelines.web.jobs import data_lock
+    from recon.pipelines.web.jobs import check_data_folder, data_lock
     from recon.pipelines.web.tasks import check_checkpoints, parse_checkpoint_specs
     from recon.pipelines.web.urls import bind, check_bind, check_origins, check_root_path
 
@@ -82,6 +82,7 @@ def serve(
     data = data.expanduser().absolute()
     if data.exists() and not data.is_dir():
         raise BadInput(f"{data}: --data must be a folder")
+    check_data_folder(data)
     check_checkpoints(checkpoints)
     listening = bind(host, port)  # before anything is made: a busy port is one line
     with data_lock(data):  # one server per --data folder

@@ -205,6 +205,7 @@ def train(
         logger=logger,
         overwrite=overwrite,
         quiet=quiet,
+        inputs=(config,) if config is not None else (),
         announce=lambda folder: ui.info(f"training [bold]{task}[/bold] -> {folder}"),
     )
     with contextlib.redirect_stdout(sys.stderr):  # progress and model summary: stderr only

@@ -391,6 +391,18 @@ def test_skip_done_keeps_the_outputs_of_one_checkpoint_only(voxel_checkpoint, re
     assert record["metrics"]["skipped_inputs"] == [str(a)]
 
 
+def test_a_failed_batch_run_leaves_no_empty_folder(voxel_checkpoint, recon, tmp_path):
+    """--skip-done made the output folder before reading the inputs: a run that failed left it
+    empty, and a plain rerun was then refused ("already exists")."""
+    good = photo(tmp_path / "in" / "a.png", 1)
+    broken = tmp_path / "in" / "b.png"
+    broken.write_bytes(good.read_bytes()[:60])  # a truncated PNG
+    args = ["predict", "voxel", tmp_path / "in", "-c", voxel_checkpoint, "--device", "cpu"]
+    code, _, err = recon(*args, "-o", tmp_path / "out", "--skip-done", "-q")
+    assert code == 2 and "b.png" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_predict_names_that_would_collide_are_made_unique(voxel_checkpoint, recon, tmp_path):
     inputs = [
         photo(tmp_path / "left" / "x.png", 1),

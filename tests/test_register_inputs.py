@@ -158,8 +158,10 @@ PNG = ["--init", "fixed", "--sdd", 1000, "--pixel-spacing", 1, 1]
         (["--ct-spacing", 0], "--ct-spacing must be in [0.1, 50], not 0"),
         (["--min-similarity", "nan"], "--min-similarity must be in [-1, 1], not nan"),
         (["--mirror-check-below", 1.5], "--mirror-check-below must be in [0, 1], not 1.5"),
-        (["--heights", 0], "--heights must be 1 to 8 comma-separated integers in [8, 4096]"),
+        (["--heights", 0], "--heights must be 1 to 8 comma-separated integers in [11, 4096]"),
         (["--heights", "64,abc"], "--heights must be 1 to 8"),
+        (["--heights", 8], "--heights must be 1 to 8"),  # no 11 px similarity window: it crashed
+        (["--heights", "64,,128"], "--heights must be 1 to 8"),
         (["--heights", 99999], "--heights must be 1 to 8"),
         (["--iterations", 0], "--iterations must be 1 to 8 comma-separated integers in [1,"),
         (["--patience", "-3"], "--patience must be 1 to 8"),

@@ -281,6 +281,15 @@ def test_config_resolution_order_and_errors(tmp_path):
         resolve_config(TOY, None, {"widht": 3})
     with pytest.raises(BadInput, match="whole number"):
         resolve_config(TOY, None, {"hidden": "many"})
+    # a run's own config.yaml names its task: read back as settings of that task only
+    out = tmp_path / "run"
+    run(out, epochs=1)
+    again = resolve_config(TOY, out / "config.yaml", {})
+    assert again.epochs == 1 and again.seed == resolve_config(TOY, None, {}).seed
+    other = tmp_path / "other.yaml"
+    other.write_text("task: voxel\nepochs: 1\n")
+    with pytest.raises(BadInput, match="settings of task 'voxel', not 'toy'"):
+        resolve_config(TOY, other, {})
 
 
 def test_cli_resume_as_the_readme_writes_it(recon, tmp_path, monkeypatch):

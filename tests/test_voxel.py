@@ -350,3 +350,21 @@ def test_a_set_of_one_3d_model_is_refused(pix3d_root, recon, tmp_path):
     code, _, err = recon("train", "voxel", "--data", root, "-o", tmp_path / "r", "-q")
     assert code == 2 and "its entries show 1 3D model" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
+def test_overwrite_refuses_a_run_folder_that_holds_an_input(pix3d_root, recon, tmp_path):
+    """--overwrite clears a run folder's checkpoints/ and run files: weights or a settings file
+    kept there and given as inputs were deleted with them, exit 0."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("epochs: 1\n")  # marks an earlier run folder
+    settings = run / "checkpoints" / "settings.yaml"
+    settings.write_text("epochs: 1\n")
+    common = ["train", "voxel", "--data", pix3d_root, "-o", run, "--overwrite", "-q"]
+    code, _, err = recon(*common, "--config", settings)
+    assert code == 2 and "output would replace the input" in err, err
+    weights = run / "checkpoints" / "r18.pt"
+    weights.write_bytes(b"x")
+    code, _, err = recon(*common, "--set", f"pretrained_weights={weights}")
+    assert code == 2 and "output would replace the input" in err, err
+    assert settings.is_file() and weights.is_file()

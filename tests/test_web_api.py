@@ -412,6 +412,8 @@ def test_serve_cli_refuses_bad_options(model, recon, tmp_path):
         (["-c", f"voxel={ckpt}", "--workers", "0"], "at least 1"),
         (["-c", f"voxel={ckpt}", "--port", "70000"], "--port"),
         (["-c", f"voxel={ckpt}", "--data", str(tmp_path / "x.png")], "must be a folder"),
+        # a folder of other files (its uploads/ was emptied at startup, and jobs/ added)
+        (["-c", f"voxel={ckpt}", "--data", str(tmp_path)], "holds files recon serve did not"),
     ]
     busy = socket.socket()  # a port another server holds: uvicorn's own lines, exit 3
     busy.bind(("127.0.0.1", 0))
@@ -537,3 +539,16 @@ def test_a_checkpoint_rewritten_while_serving_is_not_run(model, chair_png, tmp_p
         job, _ = wait_for(client, post_image(client, chair_png).json()["status_url"])
     assert job["status"] == "failed" and "checkpoint changed on disk" in job["error"]
     assert str(tmp_path) not in job["error"]
+
+
+def test_startup_removes_only_the_uploads_it_made(tmp_path):
+    from recon.pipelines.web.jobs import JobStore
+
+    uploads = tmp_path / "data" / "uploads"
+    uploads.mkdir(parents=True)
+    (uploads / "holiday.jpg").write_text("a photo")
+    store = JobStore(tmp_path / "data")
+    stale = store.new_upload_path()
+    stale.write_bytes(b"half an upload")
+    store.open()
+    assert not stale.exists() and (uploads / "holiday.jpg").is_file()

@@ -195,13 +195,21 @@ def check_batch_output(out: Path, plan: BatchPlan, overwrite: bool, command: str
 
 @contextlib.contextmanager
 def output_folder(out: Path, plan: BatchPlan) -> Iterator[Path]:
-    """Where to write: in batch mode the shared folder itself (every file written atomically),
-    otherwise a temporary folder that takes out's place when all is done."""
+    """Where to write: in batch mode the shared folder itself (every file written atomically;
+    made here, it goes again if the command fails before writing into it), otherwise a
+    temporary folder that takes out's place when all is done."""
     from recon.pipelines.common.outputs import atomic_dir
 
     if plan.batch:
+        made = not out.exists()
         out.mkdir(exist_ok=True)
-        yield out
+        try:
+            yield out
+        except BaseException:
+            if made:
+                with contextlib.suppress(OSError):
+                    out.rmdir()  # only when still empty
+            raise
         return
     with atomic_dir(out) as folder:
         yield folder

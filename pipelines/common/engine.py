@@ -125,8 +125,9 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
     check_scale(kind, devices, run)
     limits = max_time(run.max_time), batch_limit(run.limit_batches)
     rank_zero = launched_as_rank_zero()
+    inputs = _path_settings(cfg)
     if rank_zero:  # the other ranks never judge the folder rank 0 prepares
-        check_run_dir(run, f"train {task.name}")
+        check_run_dir(run, f"train {task.name}", inputs)
     if task.check is not None:
         task.check(cfg)
     resumed = None
@@ -154,7 +155,7 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
                 task, cfg, run, (kind, devices), limits, split
             )
             if trainer.is_global_zero and not rank_zero:  # a launcher variable misled the guess
-                check_run_dir(run, f"train {task.name}")
+                check_run_dir(run, f"train {task.name}", inputs)
             if trainer.world_size != processes:
                 check_splits(task, cfg, datamodule, run.limit_batches, trainer.world_size)
             if trainer.world_size > 1:
@@ -172,6 +173,12 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
                 raise
     seconds = time.perf_counter() - clock
     return _finish(task, cfg, trainer, checkpoints[0], out, seconds)
+
+
+def _path_settings(cfg: TrainConfig) -> tuple[Path, ...]:
+    """The settings that name an existing file or folder (the data root, weights, a CT)."""
+    values = [v for v in config_dict(cfg).values() if isinstance(v, str) and v.strip()]
+    return tuple(Path(v).expanduser() for v in values if Path(v).expanduser().exists())
 
 
 def check_splits(

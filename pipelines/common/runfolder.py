@@ -48,12 +48,14 @@ def launched_as_rank_zero() -> bool:
     return all(os.environ.get(name, "0").strip() in ("0", "") for name in RANK_VARIABLES)
 
 
-def check_run_dir(run: RunOptions, command: str) -> Path:
+def check_run_dir(run: RunOptions, command: str, inputs: tuple = ()) -> Path:
     """The run folder as an absolute path; a non-empty one is refused unless --overwrite or
     --resume, and with --overwrite unless it is a run folder of the same command ("train
     TASK"; outputs.check_replaceable): a folder of the user's files, or another command's
-    outputs, would hold this run's run.json and then look like a run. Reads only."""
-    from recon.pipelines.common.outputs import check_replaceable
+    outputs, would hold this run's run.json and then look like a run. With --overwrite, a
+    folder that holds one of the run's inputs (the --config file, weights, the data) is
+    refused too: clearing the run's outputs would delete it. Reads only."""
+    from recon.pipelines.common.outputs import check_not_input, check_replaceable
 
     out = Path(run.out).expanduser().absolute()
     if out.exists() and not out.is_dir():
@@ -63,6 +65,7 @@ def check_run_dir(run: RunOptions, command: str) -> Path:
             f"{out}: run folder is not empty (pass --overwrite, or --resume a checkpoint)"
         )
     if out.is_dir() and run.overwrite and not run.resume:
+        check_not_input(out, [*run.inputs, *inputs])
         check_replaceable(out, command, marks=("config.yaml",))
     return out
 

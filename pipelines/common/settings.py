@@ -137,6 +137,7 @@ class RunOptions:
     overwrite: bool = False
     quiet: bool = False
     extra_callbacks: list = field(default_factory=list)
+    inputs: tuple = ()  # files the run reads that are not settings (the --config file)
     announce: Callable[[Path], None] | None = None  # told the run folder once inputs are checked
 
 
@@ -206,6 +207,10 @@ def requested_settings(
             raise BadInput(f"{path}: cannot read the config file ({error})") from error
         if not isinstance(loaded, dict) or not all(isinstance(k, str) for k in loaded):
             raise BadInput(f"{path}: a config file must be a mapping of field: value")
+        # a run's own config.yaml names its task: fine for that task, refused for another
+        named = loaded.pop("task", task.name)
+        if named != task.name:
+            raise BadInput(f"{path}: settings of task {named!r}, not {task.name!r}")
         loaded = renamed_settings(task, loaded, lambda name: f"{path}: setting {name}")
         values.update(loaded)
         for key in loaded:

@@ -61,8 +61,9 @@ class JobStore:
         first, for the caller to submit again."""
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.uploads_dir.iterdir():
-            stale.unlink(missing_ok=True)
+        for stale in self.uploads_dir.glob("*.part"):  # what new_upload_path made, only
+            if JOB_ID.match(stale.stem):
+                stale.unlink(missing_ok=True)
         for path in sorted(self.jobs_dir.glob("*/job.json")):
             try:
                 job = Job(**json.loads(path.read_text()))
@@ -148,6 +149,27 @@ class JobStore:
             write_json(self.jobs_dir / job.id / "job.json", asdict(job))
         except OSError as error:
             sys.stderr.write(f"warning: job {job.id}: cannot save job.json ({error})\n")
+
+
+SERVE_MARKS = (".lock", "jobs", "uploads")  # what a server writes into its --data folder
+
+
+def check_data_folder(data: Path) -> None:
+    """BadInput for a --data folder that holds files but none a server wrote (the working
+    folder, a data set, a training run): the server would add its own beside them."""
+    from recon.pipelines.common.errors import BadInput
+
+    data = Path(data)
+    if not data.is_dir() or any((data / mark).exists() for mark in SERVE_MARKS):
+        return
+    entries = sorted(data.iterdir())
+    if entries:
+        shown = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:3])
+        more = f" and {len(entries) - 3} more" if len(entries) > 3 else ""
+        raise BadInput(
+            f"{data}: holds files recon serve did not write ({shown}{more}); give --data an "
+            "empty or new folder, or one an earlier server used"
+        )
 
 
 @contextlib.contextmanager

@@ -132,7 +132,8 @@ def initial_pose(
     raise BadInput(f"--init must be one of {', '.join(INITS)}, not {init}")
 
 
-STAGE_RANGES = {"heights": (8, 4096), "iterations": (1, 100000), "patience": (1, 10000)}
+# a stage's rows hold at least one window of the gradient NCC (similarity.GNCC_PATCH, 11 px)
+STAGE_RANGES = {"heights": (11, 4096), "iterations": (1, 100000), "patience": (1, 10000)}
 MAX_STAGES = 8
 
 
@@ -141,7 +142,7 @@ def parse_stages(text: str, name: str) -> list[int]:
     low, high = STAGE_RANGES[name]
     stated = f"--{name} must be 1 to {MAX_STAGES} comma-separated integers in [{low}, {high}]"
     try:
-        values = [int(v) for v in str(text).split(",") if v.strip()]
+        values = [int(v) for v in str(text).split(",")]  # "64,,128" is no list of stages
     except ValueError as error:
         raise BadInput(f"{stated}, not {text!r}") from error
     if not 1 <= len(values) <= MAX_STAGES or not all(low <= v <= high for v in values):
