@@ -1,12 +1,34 @@
 """The `recon` command: a Typer app whose commands are thin layers over recon.pipelines."""
 
 import os
+import signal
 import sys
+import threading
 
-import typer
 
-from recon import __version__
-from recon.cli import (
+def _stopped_while_starting(signum, _frame) -> None:
+    """Ctrl-C or SIGTERM while this module imports (nothing is written yet, and main's handlers
+    are not set): the command's one line, its exit code and, with --json, the JSON error."""
+    code, line = (143, "terminated") if signum == signal.SIGTERM else (130, "interrupted")
+    message = "terminated (SIGTERM)" if code == 143 else "interrupted"
+    os.write(2, f"{line}\n".encode())
+    if "--json" in sys.argv[1:]:
+        os.write(1, f'{{"error": "{message}", "exit_code": {code}}}\n'.encode())
+    os._exit(code)
+
+
+# set for the imports below only (main sets its own); the originals come back after them
+_STARTUP_HANDLERS = {
+    number: signal.signal(number, _stopped_while_starting)
+    for number in (signal.SIGINT, signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread()
+    and signal.getsignal(number) in (signal.SIG_DFL, signal.default_int_handler)
+}
+
+import typer  # noqa: E402 - after the start-up handlers
+
+from recon import __version__  # noqa: E402
+from recon.cli import (  # noqa: E402
     augment,
     backproject,
     check_data,
@@ -26,8 +48,11 @@ from recon.cli import (
     voxel,
     xray,
 )
-from recon.cli.common import ReconCommand, ReconGroup, prose
-from recon.pipelines.common.errors import ReconError
+from recon.cli.common import ReconCommand, ReconGroup, prose  # noqa: E402
+from recon.pipelines.common.errors import ReconError  # noqa: E402
+
+for _number, _original in _STARTUP_HANDLERS.items():
+    signal.signal(_number, _original)
 
 app = typer.Typer(
     name="recon",

@@ -634,3 +634,34 @@ def test_synth_xray_into_the_folder_holding_its_ct_is_refused_even_with_overwrit
     ct = small_ct(tmp_path / "ct.nii.gz")
     err = refused(recon, tmp_path, "synth", "xray", "-v", ct, "-o", tmp_path, "--overwrite")
     assert "would replace the input" in err
+
+
+STOP_WHILE_IMPORTING = """
+import builtins, os, signal, sys
+real_import, stop = builtins.__import__, getattr(signal, sys.argv[1])
+def importing(name, *args, **kwargs):
+    if name == "recon.cli" and args[2] and "augment" in args[2]:  # app.py's command imports
+        os.kill(os.getpid(), stop)
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = importing
+sys.argv = ["recon", "project", "x.stl", "-o", "y", "--json"]
+from recon.cli.app import main
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("signal_name", "code", "line"),
+    [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")],
+)
+def test_a_stop_while_the_command_starts_is_its_one_line(signal_name, code, line):
+    """Ctrl-C while `recon` imported its commands was a KeyboardInterrupt traceback and no
+    JSON; SIGTERM there ended it without a word."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", STOP_WHILE_IMPORTING, signal_name], capture_output=True, text=True
+    )
+    assert done.returncode == code and done.stderr == f"{line}\n", done.stderr
+    assert json.loads(done.stdout)["exit_code"] == code
