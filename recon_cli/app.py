@@ -5,6 +5,8 @@ import signal
 import sys
 import threading
 
+from recon.pipelines.common.runfolder import launched_as_rank_zero
+
 
 def _stopped_while_starting(signum, _frame) -> None:
     """Ctrl-C or SIGTERM while this module imports (nothing is written yet, and main's handlers
@@ -12,7 +14,9 @@ def _stopped_while_starting(signum, _frame) -> None:
     code, line = (143, "terminated") if signum == signal.SIGTERM else (130, "interrupted")
     message = "terminated (SIGTERM)" if code == 143 else "interrupted"
     os.write(2, f"{line}\n".encode())
-    if "--json" in sys.argv[1:]:
+    args = sys.argv[1:]
+    args = args[: args.index("--")] if "--" in args else args
+    if "--json" in args and launched_as_rank_zero():  # as main: one JSON object per run
         os.write(1, f'{{"error": "{message}", "exit_code": {code}}}\n'.encode())
     os._exit(code)
 

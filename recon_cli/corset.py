@@ -53,6 +53,7 @@ def synth_corset(
     from recon.cli.synth_batch import SynthSet, run_synth
     from recon.pipelines.common.errors import BadInput
     from recon.pipelines.corset.patients import (
+        DATA_FORMAT,
         patient_complete,
         patient_files,
         write_dataset_index,
@@ -75,7 +76,7 @@ def synth_corset(
         done=lambda root, i: patient_complete(root, i, size, seed),
         make=lambda root, i: write_patient_item(root, i, size, seed),
         merge=lambda root: write_dataset_index(root, count, size, seed),
-        config={"count": count, "size": size},
+        config={"count": count, "size": size, "format": DATA_FORMAT},
         summarize=lambda made: _patients_summary(made, size),
     )
     out, _, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)

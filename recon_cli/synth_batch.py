@@ -45,6 +45,7 @@ def _check_same_set(out: Path, spec: SynthSet, seed: int) -> None:
         try:
             data = json.loads(record.read_text())
             config, earlier = data["config"], int(data["config"]["count"])
+            asked = int(spec.config["count"])  # both as the command line counts (per class)
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if data.get("command") != f"synth {spec.kind}":
@@ -60,11 +61,11 @@ def _check_same_set(out: Path, spec: SynthSet, seed: int) -> None:
                 "--skip-done only completes a set made the same way (give the same settings, "
                 "or --overwrite to remake it)"
             )
-        if earlier > spec.count:
+        if earlier > asked:
             raise BadInput(
-                f"{out}: holds a set of {earlier} {spec.unit} ({record.name}); --skip-done "
-                f"with {spec.count} would leave {earlier - spec.count} of them outside the set "
-                f"(give the count {earlier}, or --overwrite)"
+                f"{out}: holds a set made with the count {earlier} ({record.name}); --skip-done "
+                f"with {asked} would leave some of its {spec.unit} outside the set (give the "
+                f"count {earlier}, or --overwrite)"
             )
 
 

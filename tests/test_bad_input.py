@@ -665,3 +665,17 @@ def test_a_stop_while_the_command_starts_is_its_one_line(signal_name, code, line
     )
     assert done.returncode == code and done.stderr == f"{line}\n", done.stderr
     assert json.loads(done.stdout)["exit_code"] == code
+
+
+def test_a_stop_while_starting_prints_json_on_rank_zero_only():
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", STOP_WHILE_IMPORTING, "SIGTERM"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RANK": "1"},
+    )
+    assert done.returncode == 143 and done.stderr == "terminated\n" and done.stdout == ""

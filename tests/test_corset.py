@@ -323,3 +323,16 @@ def test_thickness_sets_the_wall_of_the_predicted_corset(dataset, tiny_checkpoin
         walls[thickness] = 2 * mesh.volume / mesh.area
     for thickness, wall in walls.items():
         assert abs(wall - thickness) < 0.15 * thickness, walls
+
+
+def test_a_set_made_with_mirrored_films_is_refused(dataset, tmp_path, recon):
+    """Sets made before the films were shown as radiographs carry the other embedding sign:
+    mixing them with new patients, or training on them, would teach the wrong side."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(dataset, old)
+    doc = json.loads((old / "dataset.json").read_text())
+    (old / "dataset.json").write_text(json.dumps({**doc, "format": "recon.corset-data/1"}))
+    code, _, err = recon("train", "corset", "--data", old, "-o", tmp_path / "run", "-q")
+    assert code == 2 and "remake it with `recon synth corset --overwrite`" in err, err

@@ -234,9 +234,19 @@ def test_skip_done_may_grow_a_set_but_not_shrink_it(tmp_path, recon):
     before = sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir())
     code, _, err = recon("synth", "skull", "-o", out, "-n", "2", "--resolution", "16",
                          "--skip-done", "-q")  # fmt: skip
-    assert code == 2 and "holds a set of 3 heads (run.json)" in err
+    assert code == 2 and "holds a set made with the count 3 (run.json)" in err
     assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before
     code, _, err = recon("synth", "skull", "-o", out, "-n", "4", "--resolution", "16",
                          "--skip-done", "-q")  # fmt: skip
     assert code == 0, err
     assert len(json.loads((out / "truth.json").read_text())["subjects"]) == 4
+
+
+def test_skip_done_counts_as_the_command_line_does(tmp_path, recon):
+    """synth pix3d counts models per class but makes 5 classes: -n 1 after -n 2 compared 10
+    items with 1 model and passed, leaving models outside pix3d.json."""
+    out = tmp_path / "p3"
+    args = ["synth", "pix3d", "-o", out, "--views", "1", "-q"]
+    assert recon(*args, "-n", "2")[0] == 0
+    code, _, err = recon(*args, "-n", "1", "--skip-done")
+    assert code == 2 and "holds a set made with the count 2 (run.json)" in err, err

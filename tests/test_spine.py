@@ -148,7 +148,7 @@ def test_cobb_uncertainty_widens_where_one_vertebral_border_hides(bent_ct_measur
     assert max(m.cobb_sd_deg for m in synth) < 1.5
 
 
-def test_cobb_uncertainty_grows_with_noise_and_end_vertebrae_are_named():
+def test_cobb_path_uncertainty_grows_with_noise_and_end_vertebrae_are_named():
     xray = synth_spine_xray(40.0, seed=4)
     clean = xray.image / 65535.0
     noisy = np.clip(clean + np.random.default_rng(0).normal(0, 0.3, clean.shape), 0, 1)

@@ -333,6 +333,10 @@ def test_cli_resume_as_the_readme_writes_it(recon, tmp_path, monkeypatch):
     assert code == 0, err
     assert [int(r["epoch"]) for r in metrics_rows(run_dir) if r.get("val/iou")] == [0, 1, 2]
     assert str(tmp_path / "scratch_p3") in (run_dir / "config.yaml").read_text()
+    (tmp_path / "linked").symlink_to(tmp_path / "scratch_p3")  # the same set through a link
+    code, _, err = recon("train", "voxel", "--resume", last, "--data", tmp_path / "linked",
+                         "--epochs", "3", "-q")  # fmt: skip
+    assert code == 0, err
 
     # another set (same file names, other pictures), or the set grown: its splits would differ
     synth_pix3d(tmp_path / "other", models_per_class=1, views_per_model=2, seed=2)

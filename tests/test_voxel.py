@@ -368,3 +368,8 @@ def test_overwrite_refuses_a_run_folder_that_holds_an_input(pix3d_root, recon, t
     code, _, err = recon(*common, "--set", f"pretrained_weights={weights}")
     assert code == 2 and "output would replace the input" in err, err
     assert settings.is_file() and weights.is_file()
+    # what clearing keeps (a data set beside checkpoints/), or the folder's own config.yaml
+    # read back as --config, is no reason to refuse
+    (run / "config.yaml").write_text("task: voxel\nsize: 32\nhidden: 16\nepochs: 1\n")
+    code, _, err = recon(*common, "--config", run / "config.yaml", "--device", "cpu")
+    assert code == 0, err

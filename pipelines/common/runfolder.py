@@ -52,9 +52,10 @@ def check_run_dir(run: RunOptions, command: str, inputs: tuple = ()) -> Path:
     """The run folder as an absolute path; a non-empty one is refused unless --overwrite or
     --resume, and with --overwrite unless it is a run folder of the same command ("train
     TASK"; outputs.check_replaceable): a folder of the user's files, or another command's
-    outputs, would hold this run's run.json and then look like a run. With --overwrite, a
-    folder that holds one of the run's inputs (the --config file, weights, the data) is
-    refused too: clearing the run's outputs would delete it. Reads only."""
+    outputs, would hold this run's run.json and then look like a run. With --overwrite, an
+    input (the --config file, weights, the data) that clearing the run's outputs would delete
+    (inside RUN_FOLDERS, or one of RUN_OUTPUTS) is refused too; the folder's own config.yaml
+    given as --config is read before and written again. Reads only."""
     from recon.pipelines.common.outputs import check_not_input, check_replaceable
 
     out = Path(run.out).expanduser().absolute()
@@ -65,7 +66,9 @@ def check_run_dir(run: RunOptions, command: str, inputs: tuple = ()) -> Path:
             f"{out}: run folder is not empty (pass --overwrite, or --resume a checkpoint)"
         )
     if out.is_dir() and run.overwrite and not run.resume:
-        check_not_input(out, [*run.inputs, *inputs])
+        sources = [p for p in (*run.inputs, *inputs) if Path(p).absolute() != out / "config.yaml"]
+        for doomed in (*RUN_FOLDERS, *RUN_OUTPUTS):
+            check_not_input(out / doomed, sources)
         check_replaceable(out, command, marks=("config.yaml",))
     return out
 

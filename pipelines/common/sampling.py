@@ -189,8 +189,10 @@ def split_record(datamodule, root: str | None) -> dict | None:
         for source in dataset.sources():
             path = Path(source)
             size = path.stat().st_size if path.is_file() else -1
-            if base is not None and path.is_absolute() and path.is_relative_to(base):
-                source = path.relative_to(base).as_posix()
+            for root_as in (base, base.resolve()) if base is not None else ():
+                if path.is_absolute() and path.is_relative_to(root_as):  # as given, or linked
+                    source = path.relative_to(root_as).as_posix()
+                    break
             digest.update(f"{split}\t{source}\t{size}\n".encode())
     record = {split: len(dataset) for split, dataset in splits.items()}
     return {**record, "sha256": digest.hexdigest()}

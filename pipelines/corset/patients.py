@@ -34,7 +34,9 @@ import numpy as np
 from recon.pipelines.common.errors import BadInput
 from recon.pipelines.corset.views import CORSET_VIEWS, PHOTO_VIEWS, SIDE_VIEWS
 
-DATA_FORMAT = "recon.corset-data/1"
+# /2: spine films shown as radiographs (the patient's right at the image's left); /1 sets had
+# them mirrored, so their spine embeddings carry the other sign
+DATA_FORMAT = "recon.corset-data/2"
 TRIM_BOTTOM, TRIM_TOP = 0.12, 0.80  # fractions of the torso height
 RINGS, AROUND = 96, 96
 
@@ -216,7 +218,7 @@ def patient_complete(root: Path, index: int, size: int, seed: int) -> bool:
         return False
     try:
         made_by = json.loads((folder / "truth.json").read_text()).get("made_by")
-        if made_by != {"seed": seed, "size": size}:
+        if made_by != {"seed": seed, "size": size, "format": DATA_FORMAT}:
             return False
         docs = {
             sub: json.loads((folder / sub / "views.json").read_text())
@@ -246,7 +248,8 @@ def write_patient_item(root: Path, index: int, size: int, seed: int) -> dict:
     params = sample_patient(rng)
     xray_seed = int(rng.integers(2**31))
     with atomic_dir(Path(root) / patient_name(index)) as folder:
-        truth = write_patient(folder, params, size, xray_seed, {"seed": seed, "size": size})
+        made_by = {"seed": seed, "size": size, "format": DATA_FORMAT}
+        truth = write_patient(folder, params, size, xray_seed, made_by)
     return {"name": patient_name(index), "cobb_deg": truth["cobb_deg"]}
 
 
@@ -311,6 +314,11 @@ def read_dataset(root: Path) -> dict:
         doc = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BadInput(f"{path}: not valid JSON ({error})") from error
+    if doc.get("format") == "recon.corset-data/1":
+        raise BadInput(
+            f"{path}: a set made before the spine films were shown as radiographs (their "
+            "embeddings carry the other sign); remake it with `recon synth corset --overwrite`"
+        )
     if doc.get("format") != DATA_FORMAT or not doc.get("patients"):
         raise BadInput(f"{path}: not a {DATA_FORMAT} file with patients")
     for record in doc["patients"]:
