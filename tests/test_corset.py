@@ -38,7 +38,7 @@ def dataset(tmp_path_factory):
 
 def test_synth_corset_layout_and_truth(dataset):
     doc = json.loads((dataset / "dataset.json").read_text())
-    assert doc["format"] == "recon.corset-data/1" and len(doc["patients"]) == 3
+    assert doc["format"] == "recon.corset-data/2" and len(doc["patients"]) == 3
     patient = dataset / doc["patients"][0]["name"]
     for part in (
         "torso.stl",
