@@ -176,7 +176,9 @@ def synth_parts(
     ui.result({"out": str(out), **fields}, key_value_table(f"synth parts -> {out}", rows))
 
 
-def _predict(task: str, images, checkpoint, out, fmt, render, device, batch, json_out, quiet):
+def _predict(
+    task: str, images, checkpoint, out, fmt, render, device, batch, json_out, quiet, boxes=None
+):
     import time
 
     from rich.table import Table
@@ -202,18 +204,24 @@ def _predict(task: str, images, checkpoint, out, fmt, render, device, batch, jso
         is_done=lambda target, name: _prediction_complete(target, name, fmt, render),
     )
     images, names, plan, out = inputs.files, inputs.names, inputs.plan, inputs.out
+    if boxes is not None:
+        from recon.pipelines.occupancy.images import boxes_of
+
+        boxes = boxes_of(boxes, images)  # per input, None where the file names none
     clock = time.perf_counter()
     with output_folder(out, plan) as folder:
         results = []
         if plan.todo:
             todo = [images[i] for i in plan.todo]
             todo_names = [names[i] for i in plan.todo]
+            todo_boxes = None if boxes is None else [boxes[i] for i in plan.todo]
             results = predict_images(
-                task, checkpoint, todo, todo_names, folder, fmt, render, device, ui.track
-            )
+                task, checkpoint, todo, todo_names, folder, fmt, render, device, ui.track,
+                todo_boxes,
+            )  # fmt: skip
         seconds = time.perf_counter() - clock
         for record in results:
-            if task == "voxel" and not record["box_found"]:
+            if task == "voxel" and record["box_from"] == "whole picture":
                 sys.stderr.write(
                     f"warning: {record['image']}: no plain background around the object, so "
                     "the whole picture was taken as its box (training crops to each object's "
@@ -273,6 +281,14 @@ def predict_voxel(
     out: OutDir,
     fmt: Format = "stl",
     render: Render = False,
+    boxes: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSON file of object boxes, {IMAGE: [x0, y0, x1, y1]} in pixels (IMAGE: the "
+            "file's name or its path as given), cropped to as training crops to pix3d.json's "
+            "bbox; images without one are cropped to what differs from their border colour.",
+        ),
+    ] = None,
     device: Device = "auto",
     shard: ShardOption = None,
     skip_done: SkipDone = False,
@@ -292,8 +308,11 @@ def predict_voxel(
 
     Example: recon predict voxel photos/ sofa.png -c run/checkpoints/best.ckpt -o shapes
     """
+    from recon.pipelines.occupancy.images import read_boxes
+
     batch = (shard, skip_done, overwrite)
-    _predict("voxel", images, checkpoint, out, fmt, render, device, batch, json_out, quiet)
+    given = read_boxes(boxes) if boxes is not None else None
+    _predict("voxel", images, checkpoint, out, fmt, render, device, batch, json_out, quiet, given)
 
 
 def predict_parts(

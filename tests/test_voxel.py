@@ -193,11 +193,40 @@ def test_predict_handles_grey_and_rgba(trained, recon, tmp_path):
         assert record["occupied"] == int((np.load(record["grid"]) >= 0.5).sum())
     # the red square on black is found; a gradient has no plain background: the whole picture
     by_name = {Path(r["image"]).name: r for r in results}
-    assert by_name["rgba.png"]["box"] == [10, 10, 29, 29] and by_name["rgba.png"]["box_found"]
-    assert by_name["grey.png"]["box"] == [0, 0, 63, 63] and not by_name["grey.png"]["box_found"]
+    assert by_name["rgba.png"]["box"] == [10, 10, 29, 29]
+    assert by_name["rgba.png"]["box_from"] == "border colour"
+    assert by_name["grey.png"]["box"] == [0, 0, 63, 63]
+    assert by_name["grey.png"]["box_from"] == "whole picture"
     warned = [line for line in err.splitlines() if line.startswith("warning:")]
     assert any("grey.png: no plain background" in line for line in warned)
     assert not any("rgba.png" in line for line in warned)
+
+
+def test_predict_crops_to_the_boxes_given(trained, recon, tmp_path):
+    """--boxes gives the object's box as pix3d.json gives training's; a box that fits no image,
+    or lies outside its image, is one line before any work."""
+    write_png(tmp_path / "grey.png", np.tile(np.arange(64, dtype=np.uint8), (64, 1)))
+    write_png(tmp_path / "other.png", np.full((48, 40, 3), 255, np.uint8))
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    images = [tmp_path / "grey.png", tmp_path / "other.png", "-c", ckpt]
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"grey.png": [8, 8, 40, 40]}))
+    code, out, err = recon("predict", "voxel", *images, "-o", tmp_path / "o", "--boxes", boxes,
+                           "--json")  # fmt: skip
+    assert code == 0, err
+    by_name = {Path(r["image"]).name: r for r in json.loads(out)["results"]}
+    assert by_name["grey.png"]["box"] == [8, 8, 40, 40]
+    assert by_name["grey.png"]["box_from"] == "given"
+    assert "grey.png: no plain background" not in err
+    for doc, message in [
+        ({"gery.png": [8, 8, 40, 40]}, "--boxes names 'gery.png', which is none of the images"),
+        ({"grey.png": [8, 8, 400, 40]}, "grey.png: --boxes: bbox [8, 8, 400, 40] in a 64 x 64"),
+        ({"grey.png": [8, 8, 40]}, "the box of 'grey.png' is not [x0, y0, x1, y1]"),
+    ]:
+        boxes.write_text(json.dumps(doc))
+        code, _, err = recon("predict", "voxel", *images, "-o", tmp_path / "x", "--boxes", boxes)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "x").exists()
 
 
 def test_predict_bad_inputs(trained, recon, tmp_path):

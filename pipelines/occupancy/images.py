@@ -86,3 +86,44 @@ def imagenet_tensor(rgb: np.ndarray):
     mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
     std = torch.tensor(IMAGENET_STD)[:, None, None]
     return (tensor - mean) / std
+
+
+def read_boxes(path: Path) -> dict[str, list]:
+    """`predict voxel --boxes FILE`: a JSON object {IMAGE: [x0, y0, x1, y1]}; BadInput naming
+    the file when it is not one (each box is judged against its image later)."""
+    import json
+
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.common.io import require_file
+
+    path = require_file(Path(path), "boxes file")
+    try:
+        doc = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadInput(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(doc, dict) or not doc:
+        raise BadInput(f"{path}: expected an object {{IMAGE: [x0, y0, x1, y1], ...}}")
+    for name, box in doc.items():
+        numbers = isinstance(box, list) and len(box) == 4
+        if not numbers or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in box
+        ):
+            raise BadInput(f"{path}: the box of {name!r} is not [x0, y0, x1, y1]: {box!r}")
+    return doc
+
+
+def boxes_of(boxes: dict[str, list], images: list[Path]) -> list[list | None]:
+    """Each input's box from read_boxes' mapping, found by the path as given, then by the file
+    name; a name that fits no input, or two, is refused (a typo would go unnoticed)."""
+    from recon.pipelines.common.errors import BadInput
+
+    found: list[list | None] = [None] * len(images)
+    for key, box in boxes.items():
+        exact = [i for i, image in enumerate(images) if str(image) == key]
+        named = exact or [i for i, image in enumerate(images) if Path(image).name == key]
+        if not named:
+            raise BadInput(f"--boxes names {key!r}, which is none of the images given")
+        if len(named) > 1:
+            raise BadInput(f"--boxes names {key!r}, which fits {len(named)} images: give its path")
+        found[named[0]] = box
+    return found

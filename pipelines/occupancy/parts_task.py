@@ -172,15 +172,17 @@ def build(cfg: PartsConfig):
     return module, data
 
 
-def parts_input(path: Path, config: dict):
-    """(the network input (3, S, S) for one image file, its object box, whether that box was
-    found apart from a plain background): see voxel_input; training crops the same way."""
+def parts_input(path: Path, config: dict, box: list | None = None):
+    """(the network input (3, S, S) for one image file, its object box, where that box came
+    from): see voxel_input. Training finds each box from the border colour, so prediction does
+    too (box is never given)."""
     from recon.pipelines.occupancy.images import object_box
 
     rgb = rgb_image(path)
     box, found = object_box(rgb)
     low, high = config["canny_low"], config["canny_high"]
-    return edge_input(rgb, config["size"], low, high), box, found
+    source = "border colour" if found else "whole picture"
+    return edge_input(rgb, config["size"], low, high), box, source
 
 
 TASK = TaskSpec(

@@ -19,8 +19,8 @@ FORMATS = ("stl", "ply", "obj", "glb")
 
 
 def task_functions(task: str):
-    """(build_net, input_fn) of a task: input_fn(path, config) -> ((3, S, S) tensor, the object
-    box cropped to, whether that box was found apart from a plain background)."""
+    """(build_net, input_fn) of a task: input_fn(path, config, box or None) -> ((3, S, S) tensor,
+    the object box cropped to, where it came from: "given", "border colour", "whole picture")."""
     if task == "voxel":
         from recon.pipelines.occupancy.voxel_task import build_net, voxel_input
 
@@ -63,8 +63,10 @@ def predict_images(
     render: bool = False,
     device: str = "auto",
     track: Callable = lambda items, _d: items,
+    boxes: list | None = None,
 ) -> list[dict]:
-    """Predict a mesh for every image into the folder out; one result dict per image."""
+    """Predict a mesh for every image into the folder out; one result dict per image. boxes:
+    per image an object box [x0, y0, x1, y1] to crop to, or None (found from the border)."""
     import torch
 
     from recon.pipelines.common.io import save_mesh
@@ -75,10 +77,11 @@ def predict_images(
     net, config = load_net(checkpoint, task, build_net)
     target = torch.device(choose_device(device))
     net = net.to(target)
-    inputs = [input_fn(path, config) for path in images]  # validates every image first
+    boxes = boxes or [None] * len(images)
+    inputs = [input_fn(path, config, box) for path, box in zip(images, boxes, strict=True)]
     results = []
     jobs = list(zip(images, names, inputs, strict=True))
-    for path, stem, (tensor, box, found) in track(jobs, f"predict {task}"):
+    for path, stem, (tensor, box, box_from) in track(jobs, f"predict {task}"):
         with torch.no_grad():
             probability = torch.sigmoid(net(tensor[None].to(target)))[0].float().cpu().numpy()
         # the grid as the file keeps it: the count, the mesh and --skip-done all read it so
@@ -95,7 +98,7 @@ def predict_images(
             "mesh": None,
             "render": None,
             "box": box,  # the crop around the object, [x0, y0, x1, y1] pixels
-            "box_found": found,  # False: no plain background, the whole picture was used
+            "box_from": box_from,  # "given" (--boxes), "border colour", or "whole picture"
         }
         if mesh is not None:
             record["mesh"] = str(save_mesh(mesh, out / f"{stem}.{fmt}"))

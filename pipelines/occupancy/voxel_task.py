@@ -317,15 +317,23 @@ def load_net(checkpoint: Path, task_name: str, build_net_fn):
     return net.eval(), config
 
 
-def voxel_input(path: Path, config: dict):
+def voxel_input(path: Path, config: dict, box: list | None = None):
     """(the network input (3, S, S) for one image file, the object box [x0, y0, x1, y1] it was
-    cropped to, whether that box was found apart from a plain background (object_box: False
-    means the whole picture, where training crops to its boxes))."""
+    cropped to, where that box came from: "given", "border colour", or "whole picture" when
+    object_box found no plain background; training crops to pix3d.json's boxes)."""
+    from recon.pipelines.occupancy.checks import bbox_problem
     from recon.pipelines.occupancy.images import object_box
 
     rgb = rgb_image(path)
-    box, found = object_box(rgb)
-    return imagenet_tensor(square_crop(rgb, box, config["size"])), box, found
+    if box is not None:
+        problem = bbox_problem(path, box)  # the rule training holds pix3d.json's boxes to
+        if problem is not None:
+            raise BadInput(f"{path}: --boxes: {problem}")
+        source = "given"
+    else:
+        box, found = object_box(rgb)
+        source = "border colour" if found else "whole picture"
+    return imagenet_tensor(square_crop(rgb, box, config["size"])), box, source
 
 
 MEAN_SHAPE = (Baseline("val/iou", "val/iou_mean_shape", "mean shape"),)
