@@ -232,3 +232,20 @@ def test_polls_that_fail_are_retried(page, live):
     page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=180e3)
     assert len(failures) == 3
     assert page.evaluate("document.body.dataset.state") == "done", page.text_content("#error")
+
+
+def test_a_tiff_upload_is_shown_through_a_png_preview(page, live, tmp_path):
+    """Browsers show no TIFF: the input figure stayed blank (width 0) for a TIFF upload."""
+    from PIL import Image
+
+    _, _, chair = live
+    tiff = tmp_path / "chair.tif"
+    Image.open(chair).save(tiff, format="TIFF")
+    page.set_input_files("#file", str(tiff))
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=180e3)
+    assert page.evaluate("document.body.dataset.state") == "done", page.text_content("#error")
+    page.wait_for_function("document.getElementById('input').complete", timeout=10e3)
+    assert page.evaluate("document.getElementById('input').naturalWidth") > 0
+    assert page.get_attribute("#input", "src").endswith("/input_preview.png")
+    roles = {link.get_attribute("data-role") for link in page.locator("a.download").all()}
+    assert {"image", "preview"} <= roles  # the upload itself stays downloadable

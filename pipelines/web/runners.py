@@ -14,6 +14,8 @@ from recon.pipelines.web.tasks import SERVE_TASKS, resolve
 
 Progress = Callable[[float, str], None]  # (fraction 0..1, stage)
 VIEWER_NAME = "viewer.glb"
+PREVIEW_NAME = "input_preview.png"
+BROWSERLESS_SUFFIXES = (".tif", ".tiff")  # uploads browsers do not display
 RESULT_STEM = "result"
 
 
@@ -21,6 +23,8 @@ def run_job(task: str, checkpoint: Path, image: Path, out: Path, device: str, pr
     """Run one job into the folder out -> {"files": {role: name}, "summary": {...}}."""
     spec = SERVE_TASKS[task]
     result = resolve(spec.runner)(spec, checkpoint, image, out, device, progress)
+    if image.suffix.lower() in BROWSERLESS_SUFFIXES:  # the page shows a PNG of it instead
+        result["files"]["preview"] = write_preview(image, out / PREVIEW_NAME)
     meshes = result.pop("meshes")
     if meshes:
         progress(0.9, "viewer mesh")
@@ -72,6 +76,15 @@ def run_skull_task(spec, checkpoint: Path, image: Path, out: Path, device: str, 
     files, summary = split_record(record, out)
     meshes = {head: Path(record[head]) for head in ("skull", "face") if record.get(head)}
     return {"files": files, "summary": summary, "meshes": meshes}
+
+
+def write_preview(image: Path, png: Path) -> str:
+    """An 8-bit RGB PNG of an uploaded image, as the tasks read it; its file name."""
+    from recon.pipelines.common.io import write_png
+    from recon.pipelines.occupancy.images import rgb_image
+
+    write_png(png, rgb_image(image))
+    return png.name
 
 
 def write_viewer_glb(meshes: dict[str, Path], glb_path: Path) -> int:

@@ -142,7 +142,10 @@ async function showResult(job, token) {
     link.textContent = `${file.role} (${file.name})`;
     item.append(link);
     $("downloads").append(item);
-    const picture = { image: "input", render: "render" }[file.role];
+    const hasPreview = job.files.some((other) => other.role === "preview");
+    const picture = { image: hasPreview ? null : "input", preview: "input", render: "render" }[
+      file.role
+    ];
     if (picture) {
       $(picture).src = file.url;
       $(`${picture}-figure`).hidden = false;
