@@ -80,10 +80,9 @@ def run_skull_task(spec, checkpoint: Path, image: Path, out: Path, device: str, 
 
 def write_preview(image: Path, png: Path) -> str:
     """An 8-bit RGB PNG of an uploaded image, as the tasks read it; its file name."""
-    from recon.pipelines.common.io import write_png
-    from recon.pipelines.occupancy.images import rgb_image
+    from recon.pipelines.common.io import read_rgb, write_png
 
-    write_png(png, rgb_image(image))
+    write_png(png, read_rgb(image))
     return png.name
 
 
