@@ -66,7 +66,10 @@ def serve(
     Example: recon serve -c voxel=run/checkpoints/best.ckpt --port 8000
     """
 
+    import uvicorn
+
     from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.web.app import THREE, ServeSettings, create_app
     from recon.pipelines.web.jobs import check_data_folder, data_lock
     from recon.pipelines.web.tasks import check_checkpoints, parse_checkpoint_specs
     from recon.pipelines.web.urls import bind, check_bind, check_origins, check_root_path
@@ -85,31 +88,23 @@ def serve(
     check_data_folder(data)
     check_checkpoints(checkpoints)
     listening = bind(host, port)  # before anything is made: a busy port is one line
-    with data_lock(data):  # one server per --data folder
-        _run_server(ui, listening, checkpoints, data, (workers, queue_limit, device, origins),
-                    host, port, root_path, quiet)  # fmt: skip
-
-
-def _run_server(ui, listening, checkpoints, data, options, host, port, root_path, quiet) -> None:
-    """Build the app and serve it on the bound socket until stopped."""
-    import uvicorn
-
-    from recon.pipelines.web.app import THREE, ServeSettings, create_app
-
-    app = create_app(ServeSettings(checkpoints, data, *options))
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
-    if not THREE.is_dir():
-        ui.info(f"warning: {THREE} is missing (run `make setup`): the page has no 3D viewer")
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        ui.info(f"warning: listening on {host}: anyone who reaches this port can upload (no login)")
-    ui.info(f"recon serve: {url} (tasks: {', '.join(checkpoints)}; jobs in {data})")
-    ui.result({"url": url, "data": str(data), "tasks": list(checkpoints), "workers": options[0]})
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        root_path=root_path,
-        log_level="warning" if quiet else "info",
-        access_log=not quiet,
-    )
-    uvicorn.Server(config).run(sockets=[listening])
+    with data_lock(data):  # one server per --data folder: held while it serves
+        app = create_app(ServeSettings(checkpoints, data, workers, queue_limit, device, origins))
+        url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+        if not THREE.is_dir():
+            ui.info(f"warning: {THREE} is missing (run `make setup`): the page has no 3D viewer")
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            ui.info(
+                f"warning: listening on {host}: anyone who reaches this port can upload (no login)"
+            )
+        ui.info(f"recon serve: {url} (tasks: {', '.join(checkpoints)}; jobs in {data})")
+        ui.result({"url": url, "data": str(data), "tasks": list(checkpoints), "workers": workers})
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            root_path=root_path,
+            log_level="warning" if quiet else "info",
+            access_log=not quiet,
+        )
+        uvicorn.Server(config).run(sockets=[listening])

@@ -39,19 +39,17 @@ def _check_same_set(out: Path, spec: SynthSet, seed: int) -> None:
     import json
 
     from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.common.outputs import run_records
 
     settings = json.loads(json.dumps({k: v for k, v in spec.config.items() if k != "count"}))
-    for record in sorted(out.glob("run*.json")) if out.is_dir() else []:
+    asked = int(spec.config["count"])  # as the command line counts (models per class, ...)
+    for record, data in run_records(out, f"synth {spec.kind}"):
         try:
-            data = json.loads(record.read_text())
             config, earlier = data["config"], int(data["config"]["count"])
-            asked = int(spec.config["count"])  # both as the command line counts (per class)
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if data.get("command") != f"synth {spec.kind}":
+        except (KeyError, TypeError, ValueError):
             continue
         made = {k: v for k, v in config.items() if k != "count"}
-        if data.get("seed") != seed or made != json.loads(json.dumps(settings)):
+        if data.get("seed") != seed or made != settings:
             differ = [
                 k for k in sorted(set(made) | set(settings)) if made.get(k) != settings.get(k)
             ]

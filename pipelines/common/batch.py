@@ -234,18 +234,15 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def check_same_checkpoint(out: Path, digest: str, checkpoint: Path) -> None:
-    """--skip-done keeps the outputs of one model only: the run records in out (run.json,
-    run.shard-K-of-N.json) that name a checkpoint digest (config checkpoint_sha256) must name
+def check_same_checkpoint(out: Path, command: str, digest: str, checkpoint: Path) -> None:
+    """--skip-done keeps the outputs of one model only: the command's run records in out
+    (outputs.run_records) that name a checkpoint digest (config checkpoint_sha256) must name
     this one's."""
-    import json
+    from recon.pipelines.common.outputs import run_records
 
-    for record in sorted(Path(out).glob("run*.json")):
-        try:
-            config = json.loads(record.read_text()).get("config") or {}
-        except (OSError, ValueError, AttributeError):
-            continue
-        earlier = config.get("checkpoint_sha256") if isinstance(config, dict) else None
+    for record, doc in run_records(out, command):
+        config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
+        earlier = config.get("checkpoint_sha256")
         if earlier and earlier != digest:
             raise BadInput(
                 f"{out}: its outputs came from checkpoint {config.get('checkpoint')} "
@@ -293,7 +290,7 @@ def plan_inputs(
     if checkpoint is not None:
         digest = file_sha256(Path(checkpoint))
         if skip_done and target.is_dir():
-            check_same_checkpoint(target, digest, Path(checkpoint))
+            check_same_checkpoint(target, command, digest, Path(checkpoint))
     plan = plan_batch(
         len(files),
         lambda i: outputs(target, names[i]),

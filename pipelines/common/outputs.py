@@ -83,10 +83,8 @@ def check_replaceable(folder: Path, command: str, marks: tuple[str, ...] = ()) -
     if not _run_records(folder):
         if any((folder / mark).is_file() for mark in marks):
             return
-        shown = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:3])
-        more = f" and {len(entries) - 3} more" if len(entries) > 3 else ""
         raise BadInput(
-            f"{folder}: holds files no recon command wrote ({shown}{more}); --overwrite "
+            f"{folder}: holds files no recon command wrote ({listing(entries)}); --overwrite "
             f"replaces only an empty folder or an earlier output of `recon {command}`: choose "
             "another path"
         )
@@ -106,9 +104,29 @@ def check_same_command(folder: Path, command: str) -> None:
         )
 
 
+def listing(entries: list[Path]) -> str:
+    """'a.png, sub/, b.png and 4 more': the first three of a folder's entries, for a message."""
+    shown = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:3])
+    return shown + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+
+
 def _run_records(folder: Path) -> list[Path]:
     """The run records (RUN_RECORDS) a folder holds."""
     return sorted(p for pattern in RUN_RECORDS for p in Path(folder).glob(pattern))
+
+
+def run_records(folder: Path, command: str) -> list[tuple[Path, dict]]:
+    """(path, content) of each readable run record (RUN_RECORDS) in folder that `command`
+    wrote: what earlier runs into a shared folder were made with."""
+    records = []
+    for path in _run_records(folder) if Path(folder).is_dir() else []:
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        if isinstance(doc, dict) and doc.get("command") == command:
+            records.append((path, doc))
+    return records
 
 
 def _recorded_command(record: Path) -> str:

@@ -141,9 +141,9 @@ def bbox_problem(image: Path, bbox) -> str | None:
     """What is wrong with an entry's bbox for its image (None: nothing, or the image cannot be
     read, which is its own problem): not four numbers [x0, y0, x1, y1], or not a box inside
     the image. check-data and training judge it here."""
-    numbers = isinstance(bbox, list | tuple) and len(bbox) == 4
-    numbers = numbers and all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox)
-    if not numbers:
+    from recon.pipelines.occupancy.images import is_box
+
+    if not is_box(bbox):
         return f"bbox {bbox!r} is not [x0, y0, x1, y1]"
     size = image_size(image)
     if size is None:

@@ -37,18 +37,19 @@ def auto_bbox(rgb: np.ndarray, tolerance: float = 24.0) -> list[int]:
     return object_box(rgb, tolerance)[0]
 
 
-def object_box(rgb: np.ndarray, tolerance: float = 24.0) -> tuple[list[int], bool]:
-    """(auto_bbox's box, whether it found an object apart from a plain background: False when
-    the box is the whole image, found so or fallen back to)."""
+def object_box(rgb: np.ndarray, tolerance: float = 24.0) -> tuple[list[int], str]:
+    """(auto_bbox's box, where it came from: "border colour", or "whole picture" when no
+    object stands apart from a plain background and the box is the whole image)."""
     height, width = rgb.shape[:2]
     border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.float32)
     background = np.median(border, axis=0)
     mask = np.abs(rgb.astype(np.float32) - background).max(axis=2) > tolerance
+    whole = [0, 0, width - 1, height - 1]
     if mask.sum() < 16 or mask.mean() > 0.95:
-        return [0, 0, width - 1, height - 1], False
+        return whole, "whole picture"
     rows, cols = np.nonzero(mask)
     box = [int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())]
-    return box, box != [0, 0, width - 1, height - 1]
+    return box, "whole picture" if box == whole else "border colour"
 
 
 def square_crop(
@@ -104,10 +105,7 @@ def read_boxes(path: Path) -> dict[str, list]:
     if not isinstance(doc, dict) or not doc:
         raise BadInput(f"{path}: expected an object {{IMAGE: [x0, y0, x1, y1], ...}}")
     for name, box in doc.items():
-        numbers = isinstance(box, list) and len(box) == 4
-        if not numbers or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in box
-        ):
+        if not is_box(box):
             raise BadInput(f"{path}: the box of {name!r} is not [x0, y0, x1, y1]: {box!r}")
     return doc
 
@@ -127,3 +125,9 @@ def boxes_of(boxes: dict[str, list], images: list[Path]) -> list[list | None]:
             raise BadInput(f"--boxes names {key!r}, which fits {len(named)} images: give its path")
         found[named[0]] = box
     return found
+
+
+def is_box(value) -> bool:
+    """Whether value is four numbers [x0, y0, x1, y1] (a bbox's form, before its image)."""
+    number = lambda v: isinstance(v, int | float) and not isinstance(v, bool)  # noqa: E731
+    return isinstance(value, list | tuple) and len(value) == 4 and all(map(number, value))

@@ -50,12 +50,15 @@ class PartsConfig(TrainConfig):
     examples: int = examples_setting()
 
 
-def edge_input(rgb: np.ndarray, size: int, low: int, high: int, rng=None, jitter: float = 0.0):
-    """(H, W, 3) uint8 -> (3, size, size) float tensor: grey, Canny edges, grey (see module doc)."""
+def edge_input(
+    rgb: np.ndarray, size: int, low: int, high: int, rng=None, jitter: float = 0.0, box=None
+):
+    """(H, W, 3) uint8 -> (3, size, size) float tensor: grey, Canny edges, grey (see module doc),
+    cropped around box (default: auto_bbox's)."""
     import cv2
     import torch
 
-    crop = square_crop(rgb, auto_bbox(rgb), size, rng, jitter)
+    crop = square_crop(rgb, auto_bbox(rgb) if box is None else box, size, rng, jitter)
     grey = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY)
     edges = cv2.Canny(grey, low, high)
     stack = np.stack([grey, edges, grey]).astype(np.float32) / 255 - 0.5
@@ -179,10 +182,9 @@ def parts_input(path: Path, config: dict, box: list | None = None):
     from recon.pipelines.occupancy.images import object_box
 
     rgb = rgb_image(path)
-    box, found = object_box(rgb)
+    box, source = object_box(rgb)
     low, high = config["canny_low"], config["canny_high"]
-    source = "border colour" if found else "whole picture"
-    return edge_input(rgb, config["size"], low, high), box, source
+    return edge_input(rgb, config["size"], low, high, box=box), box, source
 
 
 TASK = TaskSpec(

@@ -331,8 +331,7 @@ def voxel_input(path: Path, config: dict, box: list | None = None):
             raise BadInput(f"{path}: --boxes: {problem}")
         source = "given"
     else:
-        box, found = object_box(rgb)
-        source = "border colour" if found else "whole picture"
+        box, source = object_box(rgb)
     return imagenet_tensor(square_crop(rgb, box, config["size"])), box, source
 
 

@@ -42,6 +42,14 @@ def image_files(root: Path) -> list[Path]:
     return sorted(p for p in Path(root).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def orphan_grids(root: Path, images: list[Path]) -> list[Path]:
+    """The NAME_vox.npz files of root without their image NAME.* among images."""
+    stems = {image.stem for image in images}
+    return [
+        p for p in sorted(Path(root).glob("*_vox.npz")) if p.name[: -len("_vox.npz")] not in stems
+    ]
+
+
 def voxel_path(image: Path) -> Path:
     return image.with_name(f"{image.stem}_vox.npz")
 
@@ -144,11 +152,9 @@ def check_skull(root: Path, track: Callable = lambda items, _d: items) -> CheckR
     root = Path(root)
     report = CheckReport("skull", str(root))
     images = image_files(root)
-    image_stems = {p.stem for p in images}
-    npz = sorted(root.glob("*_vox.npz"))
-    for path in npz:
-        if path.name[: -len("_vox.npz")] not in image_stems:
-            report.add("orphan-voxels", path.name, "no image NAME.png beside NAME_vox.npz")
+    orphans = orphan_grids(root, images)  # with no images, every grid
+    for path in orphans:
+        report.add("orphan-voxels", path.name, "no image NAME.png beside NAME_vox.npz")
     if not (root / "dataset.json").is_file() and any(root.glob("skull_*.json")):
         report.add(
             "unfinished-set",
@@ -183,7 +189,7 @@ def check_skull(root: Path, track: Callable = lambda items, _d: items) -> CheckR
         for name, shape in shapes.items():
             if shape != common:
                 report.add("shape-mismatch", name, f"grid {shape}, most of the set has {common}")
-    if not images and not npz:
+    if not images and not orphans:
         report.add("no-pairs", str(root), "no images (.png, .jpg) and no *_vox.npz")
     report.items = len(images)
     report.per_class = {"pairs": pairs}

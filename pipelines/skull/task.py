@@ -41,6 +41,7 @@ from recon.pipelines.skull.data import (
     image_tensor,
     list_pairs,
     load_grids,
+    orphan_grids,
     read_voxel_mm,
     voxel_path,
 )
@@ -159,10 +160,9 @@ def _require_whole_pairs(root: Path) -> None:
     for image in images:
         if not voxel_path(image).is_file():
             raise BadInput(f"{image}: no {voxel_path(image).name} beside it (missing-voxels)")
-    stems = {image.stem for image in images}
-    for grids in sorted(root.glob("*_vox.npz")):
-        if grids.name[: -len("_vox.npz")] not in stems:
-            raise BadInput(f"{grids}: no image NAME.png beside it (orphan-voxels)")
+    orphans = orphan_grids(root, images)
+    if orphans:
+        raise BadInput(f"{orphans[0]}: no image NAME.png beside it (orphan-voxels)")
 
 
 def check(cfg: SkullConfig) -> None:

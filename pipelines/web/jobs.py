@@ -158,17 +158,16 @@ def check_data_folder(data: Path) -> None:
     """BadInput for a --data folder that holds files but none a server wrote (the working
     folder, a data set, a training run): the server would add its own beside them."""
     from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.common.outputs import listing
 
     data = Path(data)
     if not data.is_dir() or any((data / mark).exists() for mark in SERVE_MARKS):
         return
     entries = sorted(data.iterdir())
     if entries:
-        shown = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:3])
-        more = f" and {len(entries) - 3} more" if len(entries) > 3 else ""
         raise BadInput(
-            f"{data}: holds files recon serve did not write ({shown}{more}); give --data an "
-            "empty or new folder, or one an earlier server used"
+            f"{data}: holds files recon serve did not write ({listing(entries)}); give --data "
+            "an empty or new folder, or one an earlier server used"
         )
 
 
