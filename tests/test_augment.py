@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,19 @@ def test_bad_input_one_line_exit_2(tmp_path, recon, problem):
     assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert not out.exists()
+
+
+def test_an_augmented_set_augmented_again_loses_no_pair(tmp_path, recon):
+    """Augmenting a set that holds case0 and case0_aug1 wrote both case0's copy 1 and the
+    original case0_aug1 to case0_aug1.png: one replaced the other, the count said otherwise."""
+    source = write_pair_set(tmp_path / "in", lambda x: x, count=1)
+    assert recon("augment", source, "-o", tmp_path / "once", "--copies", 1, "-q")[0] == 0
+    code, stdout, err = recon("augment", tmp_path / "once", "-o", tmp_path / "twice", "--copies", 1)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "case0_aug1.png would be written twice" in err and "--no-originals" in err
+    assert not (tmp_path / "twice").exists()
+    code, stdout, err = recon("augment", tmp_path / "once", "-o", tmp_path / "twice",
+                              "--copies", 1, "--no-originals", "--json")  # fmt: skip
+    assert code == 0, err
+    written = json.loads(stdout)["written_pairs"]
+    assert written == 2 == len(find_pairs(tmp_path / "twice"))

@@ -81,6 +81,28 @@ def test_planted_pix3d_problems_are_named(recon, tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("category", "kind"),
+    [(None, "missing-field"), ("absent", "missing-field"), (3, "bad-field"),
+     ("", "bad-field"), (["chair"], "bad-field")],
+)  # fmt: skip
+def test_a_null_or_non_string_category_is_flagged(recon, tmp_path, category, kind):
+    """`"category": null` passed silently and was counted as a class named "None"."""
+    entries = make_pix3d(tmp_path)
+    if category == "absent":
+        del entries[1]["category"]
+    else:
+        entries[1]["category"] = category
+    (tmp_path / "pix3d.json").write_text(json.dumps(entries))
+    code, out, err = recon("check-data", "voxel", tmp_path, "--json")
+    assert code == 1, err
+    result = json.loads(out)
+    assert result["problem_kinds"] == {kind: 1}
+    assert result["problems"][0]["path"] == "entry 1"
+    assert "category" in result["problems"][0]["detail"]
+    assert result["per_class"] == {"?": 1, "chair": 1, "table": 2}
+
+
+@pytest.mark.parametrize(
     "bbox", [[120, 120, 20, 20], "10 10 100 100", [0, 0, float("nan"), 30], [0, 0, 60, 30], [1, 2]]
 )
 def test_train_voxel_refuses_the_bbox_check_data_flags(recon, tmp_path, bbox):

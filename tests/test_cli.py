@@ -310,3 +310,43 @@ def test_demo_help_names_every_step_in_order(recon, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     code, text, _ = recon("demo", "--help")
     assert code == 0 and ", ".join(STEP_NAMES) in " ".join(text.split())
+
+
+def _output_commands():
+    root = typer.main.get_command(app)
+    for name, command in _commands(root):
+        if any("-o" in getattr(p, "opts", []) for p in command.params):
+            yield name
+
+
+@pytest.mark.parametrize("command", list(_output_commands()))
+@pytest.mark.parametrize("flag", ["--json", "--overwrite", "-q"])
+def test_an_output_option_followed_by_a_flag_is_refused(
+    recon, tmp_path, monkeypatch, command, flag
+):
+    """`-o --json` made Click take --json as the output path: a file or folder named `--json`
+    was written (and the flag ignored)."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = recon(*command.split(), "-o", flag)
+    assert code == 2, err
+    assert err.startswith(f"error: -o/--out needs a path; got the flag {flag}; see 'recon ")
+    assert err.count("\n") == 1, err
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_project_output_folder_named_like_a_flag_is_refused_before_work(
+    recon, shapes, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = recon("project", shapes / "sphere.stl", "-o", "--json", "--size", "8")
+    assert code == 2 and err.count("\n") == 1, err
+    assert json.loads(out) == {
+        "error": "-o/--out needs a path; got the flag --json",
+        "exit_code": 2,
+    }
+    assert not list(tmp_path.iterdir())
+    code, _, err = recon("project", shapes / "sphere.stl", "--size", "--views", "-o", "v")
+    assert code == 2 and "--size needs a value; got the option --views" in err, err
+    assert not list(tmp_path.iterdir())
+    code, _, err = recon("project", shapes / "sphere.stl", "-o", "./--json", "--size", "8", "-q")
+    assert code == 0 and (tmp_path / "--json" / "views.json").is_file(), err

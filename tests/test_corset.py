@@ -24,6 +24,7 @@ from recon.pipelines.corset.views import (
     encode_views,
     measure_prior,
     prior_views,
+    silhouette_iou,
 )
 
 
@@ -145,6 +146,21 @@ def test_view_encoding_round_trips():
     depths = np.zeros((2, 8, 8), dtype=np.uint16)
     depths[:, 2:6, 2:6] = np.arange(20000, 20016, dtype=np.uint16).reshape(4, 4)
     assert np.array_equal(decode_views(encode_views(depths)), depths)
+
+
+def test_validation_silhouette_iou_is_a_mean_over_patients_not_over_pixels():
+    # a large torso predicted right and a small one predicted wholly wrong: 0.5 per patient,
+    # whatever the batch, where pooling the batch's pixels said 0.82
+    truth = np.full((2, 8, 20, 20), -1.0, dtype=np.float32)
+    truth[0, :, :18, :18] = 0.0  # 324 px per view
+    truth[1, :, :6, :6] = 0.0  # 36 px per view
+    pred = truth.copy()
+    pred[1] = -1.0
+    pred[1, :, 10:16, 10:16] = 0.0
+    per_patient = silhouette_iou(pred, truth)
+    assert per_patient.tolist() == [1.0, 0.0]
+    assert silhouette_iou(pred[1:], truth[1:]).tolist() == [0.0]
+    assert silhouette_iou(np.full((1, 8, 4, 4), -1.0), np.full((1, 8, 4, 4), -1.0)).tolist() == [1]
 
 
 def _touch_checkpoint(path):

@@ -87,9 +87,18 @@ def test_synth_pairs_three_shards_equal_the_whole_run(tmp_path, recon):
     code, _, err = recon(*other, "-o", shared, "--shard", "1/3", "--skip-done")
     assert code == 2 and "another pair set" in err
     assert len(find_pairs(shared)) == 9
+    # the set grows by --skip-done with a larger count (its first pairs are the same), but a
+    # smaller count would leave pairs outside poses.pt: refused
+    code, _, err = recon(*[a if a != 9 else 7 for a in args], "-o", shared, "--skip-done")
+    assert code == 2 and "holds 9 pairs, more than --count 7" in err
+    code, out, err = recon(*[a if a != 9 else 10 for a in args], "-o", shared, "--skip-done")
+    assert code == 0, err
+    assert len(find_pairs(shared)) == 10 and len(load_poses(shared / "poses.pt")) == 10
+    assert {k: files(shared)[k] for k in pngs} == pngs  # the first nine kept as they were
+    assert shared.joinpath("drr", "pair_0006.png").stat().st_mtime_ns == kept
     code, out, err = recon("augment", shared, "-o", tmp_path / "aug", "--copies", 1, "--json")
     assert code == 0, err
-    assert json.loads(out)["input_pairs"] == 9
+    assert json.loads(out)["input_pairs"] == 10
 
 
 def test_synth_pairs_old_spacing_flag_still_works(tmp_path, recon):
@@ -150,3 +159,18 @@ def test_predict_drr_takes_folders_and_names_each_output(tmp_path, recon):
     assert code == 0, err
     alone = (tmp_path / "alone" / "b.png").read_bytes()
     assert alone == (tmp_path / "out" / "scans_b_png.png").read_bytes()
+
+
+def test_predict_drr_skip_done_keeps_only_outputs_of_the_same_depth(tmp_path, recon):
+    """--skip-done --bits 16 used to keep the 8-bit PNGs of an earlier --bits 8 run."""
+    checkpoint = tiny_drr_model(tmp_path)
+    args = ["predict", "drr", tmp_path / "set" / "xray", "-c", checkpoint, "-o",
+            tmp_path / "out", "--device", "cpu", "-q"]  # fmt: skip
+    assert recon(*args, "--bits", 8)[0] == 0
+    (tmp_path / "out" / "x1.png").unlink()
+    kept = files(tmp_path / "out")
+    code, stdout, err = recon(*args, "--bits", 16, "--skip-done")
+    assert code == 2 and "made with another --bits (run.json)" in err, err
+    assert files(tmp_path / "out") == kept
+    assert recon(*args, "--bits", 8, "--skip-done")[0] == 0
+    assert read_image(tmp_path / "out" / "x1.png").dtype == np.uint8

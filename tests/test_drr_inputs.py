@@ -3,6 +3,7 @@ nothing written or changed; inputs are never replaced, even with --overwrite."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -265,3 +266,70 @@ def test_make_drr_refuses_a_ct_without_soft_tissue(work, recon):
     nib.save(nib.Nifti1Image(hu, np.diag([2.0, 2.0, 2.0, 1.0])), work / "bone.nii.gz")
     err = refused(recon, work, "make-drr", "-v", work / "bone.nii.gz", *POSE, "-o", work / "d.png")
     assert "no CT voxel lies between -800 and 350 HU" in err and "-1000 to 400" in err
+
+
+def test_make_drr_refuses_a_reflection_for_a_pose(work, recon):
+    """A pose whose rotation has determinant -1 passed as rigid and rendered a mirror image."""
+    pose = np.eye(4, dtype=np.float32)
+    pose[0, 0], pose[1, 3] = -1.0, 300.0
+    np.save(work / "mirror.npy", pose[None])
+    err = refused(recon, work, "make-drr", "-v", work / "ct.nii.gz", "--pose",
+                  work / "mirror.npy", "--size", 16, "--delx", 4, "-o", work / "d.png")  # fmt: skip
+    assert "pose 0 is a reflection" in err
+
+
+def test_make_drr_skip_done_keeps_only_drrs_of_the_same_detector(work, recon):
+    """--skip-done used to keep 16 px DRRs and report 24 px ones when --size changed."""
+    args = ["make-drr", "-v", work / "ct.nii.gz", "--pose", work / "poses.pt", "--delx", 4,
+            "-o", work / "drrs", "--device", "cpu", "-q"]  # fmt: skip
+    assert recon(*args, "--size", 16)[0] == 0
+    (work / "drrs" / "drr_0001.png").unlink()
+    err = refused(recon, work, *args, "--size", 24, "--skip-done")
+    assert "made with another detector" in err and "run.json" in err
+    code, out, err = recon(*args, "--size", 16, "--skip-done", "--json")
+    assert code == 0 and json.loads(out)["skipped"] == 1, err
+
+
+def test_synth_pairs_skip_done_keeps_only_pairs_of_the_same_size_and_ct(work, recon):
+    """--skip-done with another --size or --ct-spacing used to keep the earlier pairs beside
+    new ones of another size, in one set."""
+    args = ["synth", "pairs", "-v", work / "ct.nii.gz", "-n", 2, "-o", work / "pairs",
+            "--device", "cpu", "-q"]  # fmt: skip
+    assert recon(*args, "--size", 16, "--ct-spacing", 4)[0] == 0
+    (work / "pairs" / "drr" / "pair_0001.png").unlink()
+    err = refused(recon, work, *args, "--size", 32, "--ct-spacing", 4, "--skip-done")
+    assert "made with another --size (run.json)" in err
+    err = refused(recon, work, *args, "--size", 16, "--ct-spacing", 5, "--skip-done")
+    assert "made with another --ct-spacing" in err
+    assert recon(*args, "--size", 16, "--ct-spacing", 4, "--skip-done")[0] == 0
+    assert (work / "pairs" / "drr" / "pair_0001.png").is_file()
+
+
+def test_make_drr_renders_the_poses_and_detector_of_a_synth_xray_truth_file(work, recon):
+    """truth.json of `synth xray`: each X-ray's pose, in the file's order, at its detector."""
+    from recon.pipelines.common.io import read_image
+
+    ct = work / "ct.nii.gz"
+    code, _, err = recon("synth", "xray", "-v", ct, "-o", work / "sx", "-n", 2, "--size", 12,
+                         "--field", 300, "--device", "cpu", "-q")  # fmt: skip
+    assert code == 0, err
+    truth = json.loads((work / "sx" / "truth.json").read_text())
+    poses = np.stack([item["pose"] for item in truth["xrays"].values()]).astype(np.float32)
+    assert len(poses) == 2 and not np.allclose(poses[0], poses[1])
+    np.save(work / "same.npy", poses)
+    args = ["make-drr", "-v", ct, "--device", "cpu", "-q"]
+    assert recon(*args, "--pose", work / "sx" / "truth.json", "-o", work / "a")[0] == 0
+    detector = ["--size", 12, "--delx", 25, "--sdd", truth["intrinsics"]["sdd"]]
+    assert recon(*args, "--pose", work / "same.npy", *detector, "-o", work / "b")[0] == 0
+    names = sorted(p.name for p in (work / "a").glob("*.png"))
+    assert len(names) == 2 and names == sorted(p.name for p in (work / "b").glob("*.png"))
+    for name in names:
+        a, b = read_image(work / "a" / name), read_image(work / "b" / name)
+        assert a.shape == (12, 12) and np.array_equal(a, b)
+    # the item JSON beside each X-ray holds its own pose
+    item = work / "sx" / next(iter(truth["xrays"])).replace(".dcm", ".json")
+    assert recon(*args, "--pose", item, "--size", 12, "--delx", 25, "-o", work / "c.png")[0] == 0
+    assert np.array_equal(read_image(work / "c.png"), read_image(work / "a" / names[0]))
+    (work / "odd.json").write_text('{"camera": [1, 2]}')
+    err = refused(recon, work, *args, "--pose", work / "odd.json", "-o", work / "d.png")
+    assert "'poses', 'final_pose', 'pose' or 'xrays'" in err and "keys camera" in err

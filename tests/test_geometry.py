@@ -117,6 +117,66 @@ def test_depth_pixels_lie_on_the_surface_in_the_original_frame(tmp_path):
     assert surface_score(reconstructed, mesh).fscore >= 0.95
 
 
+def _figure_facing_y():
+    """A z-up block with a nose on its +y face, above the middle (asymmetric every way)."""
+    body = trimesh.creation.box((1.0, 0.6, 2.0))
+    nose = trimesh.creation.box((0.3, 0.4, 0.3))
+    nose.apply_translation((0.0, 0.45, 0.5))
+    return trimesh.util.concatenate([body, nose])
+
+
+def _silhouette(folder, view="view_000"):
+    from recon.pipelines.common.io import read_image
+
+    return read_image(folder / f"silhouette_{view}.png") > 0
+
+
+def _iou(a, b):
+    return float((a & b).sum() / (a | b).sum())
+
+
+def test_front_turns_a_y_up_scan_to_face_like_a_z_up_one(recon, tmp_path):
+    """The same figure, z up facing +y, and y up facing +z (a proper rotation): with --front +z
+    every view matches the z-up projection; without it (the cyclic default) view 0 looks at
+    the nose instead of seeing it in profile."""
+    figure = _figure_facing_y()
+    figure.export(tmp_path / "z_up.stl")
+    turn = np.eye(4)
+    turn[:3, :3] = [[-1, 0, 0], [0, 0, 1], [0, 1, 0]]  # z -> y, y -> z, x -> -x
+    figure.apply_transform(turn)
+    figure.export(tmp_path / "y_up.stl")
+    runs = {
+        "z": ("z_up.stl",),
+        "front": ("y_up.stl", "--up", "y", "--front", "+z"),
+        "cyclic": ("y_up.stl", "--up", "y"),
+    }
+    for name, (mesh, *options) in runs.items():
+        args = ("project", tmp_path / mesh, "-o", tmp_path / name, "--size", "64", "-q")
+        code, _, err = recon(*args, *options)
+        assert code == 0, err
+    for view in ("view_000", "view_002", "top"):
+        expected = _silhouette(tmp_path / "z", view)
+        assert _iou(expected, _silhouette(tmp_path / "front", view)) > 0.99, view
+    assert _iou(_silhouette(tmp_path / "z"), _silhouette(tmp_path / "cyclic")) < 0.8
+    doc = json.loads((tmp_path / "front" / "views.json").read_text())
+    assert (doc["frame"]["up"], doc["frame"]["front"]) == ("y", "+z")
+
+
+@pytest.mark.parametrize("up", ["x", "y", "z"])
+def test_default_front_keeps_the_cyclic_frame(up):
+    """Without --front, --up x|y|z gives the frame earlier releases gave."""
+    from recon.pipelines.shapes.projection import frame_rotation
+
+    cyclic = np.roll(np.eye(3), 2 - "xyz".index(up), axis=0)
+    assert np.array_equal(frame_rotation(up), cyclic)
+    for front in ("+x", "-x", "+y", "-y", "+z", "-z"):
+        if front[1] != up:
+            rotation = frame_rotation(up, front)
+            assert np.isclose(np.linalg.det(rotation), 1.0)
+            assert rotation[2, "xyz".index(up)] == 1.0
+            assert rotation[1, "xyz".index(front[1])] == (1.0 if front[0] == "+" else -1.0)
+
+
 # --- bad input: one line on stderr, exit 2, nothing written -------------------------------
 
 
@@ -196,6 +256,15 @@ def test_existing_output_needs_overwrite(recon, shapes, tmp_path):
         assert (out / "views.json").is_file()
 
 
+@pytest.mark.parametrize("front", ["+y", "-y"])
+def test_a_front_along_the_up_axis_is_refused(recon, shapes, tmp_path, front):
+    assert_refused(
+        recon("project", shapes / "box.stl", "-o", tmp_path / "o", "--up", "y", "--front", front),
+        tmp_path / "o",
+        f"--front {front} lies along --up y",
+    )
+
+
 def test_synth_meshes_are_watertight(recon, tmp_path):
     code, out, err = recon("synth", "meshes", "-o", tmp_path / "s", "--json")
     assert code == 0, err
@@ -262,3 +331,63 @@ def test_gltf_files_are_y_up_and_read_back_z_up(tmp_path, suffix):
     assert raw.vertices[:, 1].min() == pytest.approx(0.0)  # its base on the ground plane
     back = load_mesh(path)
     np.testing.assert_allclose(np.sort(back.vertices, axis=0), np.sort(tall.vertices, axis=0))
+
+
+def test_mls_smoothing_keeps_stdout_for_the_json_object(capsys, monkeypatch):
+    """vedo's MLS draws a progress bar on stdout (over 10000 points, after 3 s), which broke
+    `backproject --mls R --json`: stdout was no longer one JSON object."""
+    import vedo
+
+    from recon.pipelines.shapes.backprojection import _mls_smooth
+
+    def chatty(self, radius):
+        print("smooth_mls_2d working ...", end="\r")
+        return self
+
+    monkeypatch.setattr(vedo.Points, "smooth_mls_2d", chatty)
+    points = np.random.default_rng(0).normal(size=(50, 3))
+    np.testing.assert_allclose(_mls_smooth(points, 0.1), points)
+    assert capsys.readouterr().out == ""
+
+
+def test_poisson_options_with_the_vedo_method_get_a_notice(recon, shapes, tmp_path):
+    """--depth and --trim set open3d's Poisson: with --method vedo they did nothing, silently."""
+    from recon.pipelines.shapes.backprojection import SurfaceOptions
+
+    assert SurfaceOptions(method="vedo", depth=10, trim=0.1).unused() == ["--depth", "--trim"]
+    assert SurfaceOptions(method="vedo").unused() == []
+    assert SurfaceOptions(depth=10, trim=0.1).unused() == []
+    code, _, err = recon("project", shapes / "sphere.stl", "-o", tmp_path / "v", "--size", "32")
+    assert code == 0, err
+    args = ("backproject", tmp_path / "v", "--method", "vedo", "-q", "--overwrite")
+    code, _, err = recon(*args, "-o", tmp_path / "a.stl", "--depth", "9")
+    assert code == 0 and err == (
+        "warning: --method vedo ignores --depth (settings of open3d's Poisson surface)\n"
+    )
+    code, _, err = recon(*args, "-o", tmp_path / "b.stl")
+    assert code == 0 and err == "", err
+
+
+def test_a_mesh_too_large_to_normalise_is_refused(recon, tmp_path):
+    """Coordinates near the float64 limit made the frame's scale 0: a LinAlgError (exit 1)
+    after ray casting."""
+    corners = "v 0 0 0\nv 1e300 0 0\nv 0 1e300 0\nv 0 0 1e300\n"
+    (tmp_path / "huge.obj").write_text(corners + "f 1 2 3\nf 1 2 4\nf 1 3 4\nf 2 3 4\n")
+    assert_refused(
+        recon("project", tmp_path / "huge.obj", "-o", tmp_path / "o"),
+        tmp_path / "o",
+        "huge.obj: coordinates too large or too small to normalise",
+    )
+
+
+def test_views_without_foreground_name_their_folder(recon, tmp_path):
+    """A mesh thinner than a pixel leaves every view empty."""
+    needle = trimesh.creation.cylinder(radius=1e-4, height=1.0, sections=8)
+    needle.export(tmp_path / "needle.stl")
+    code, _, err = recon("project", tmp_path / "needle.stl", "-o", tmp_path / "v", "--size", "16")
+    assert code == 0, err
+    assert_refused(
+        recon("backproject", tmp_path / "v", "-o", tmp_path / "o.stl"),
+        tmp_path / "o.stl",
+        f"{tmp_path / 'v'}: the depth images hold no foreground pixels",
+    )

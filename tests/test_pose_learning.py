@@ -23,3 +23,18 @@ def test_pose_training_beats_the_nominal_pose(tmp_path, recon):
     metrics = json.loads(out)["metrics"]
     for name in ("val/mtre_mm", "val/rotation_error_deg", "val/translation_error_mm"):
         assert metrics[name] <= 0.75 * metrics[f"{name}_nominal"], (name, metrics)
+
+
+@pytest.mark.parametrize(
+    "setting,message",
+    [
+        ("nominal_xyz_mm=[0, .nan, 0]", "--set nominal_xyz_mm must be in [-10000, 10000], not nan"),
+        ("nominal_rot_deg=[0, 0, 1000]", "--set nominal_rot_deg must be in [-360, 360], not 1000"),
+    ],
+)
+def test_nominal_pose_settings_have_a_stated_range(tmp_path, recon, setting, message):
+    """The nominal pose took any angle and said `must be , not nan` for a NaN translation."""
+    code, out, err = recon("train", "pose", "--set", setting, "--epochs", 1, "--device", "cpu",
+                           "--out", tmp_path / "run")  # fmt: skip
+    assert code == 2 and err.strip().splitlines()[-1] == f"error: {message}", err
+    assert not (tmp_path / "run").exists()

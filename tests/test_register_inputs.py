@@ -381,3 +381,28 @@ def test_stage_lists_of_different_lengths_name_each_count_and_the_defaults(tmp_p
     assert code == 2 and err.count("\n") == 1, err
     assert "got --heights 64,128 (2), --iterations 20 (1), --patience 10,10 (2)" in err
     assert "the defaults are 64,128 / 200,100 / 10,10" in err and not out.exists()
+
+
+def test_skip_done_keeps_only_rows_registered_the_same_way(tmp_path, recon):
+    """--skip-done used to keep an X-ray registered with other settings (here another
+    --ct-spacing and --init) and report it beside the new ones under the new settings."""
+    from test_xray_io import small_ct
+
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    folder = tmp_path / "films"
+    write_dicom(folder / "a.dcm", 0)
+    out = tmp_path / "reg"
+    assert recon("register", folder / "a.dcm", "-v", ct, "-o", out, *FAST)[0] == 0
+    write_dicom(folder / "b.dcm", 1)
+    other = list(FAST)
+    other[other.index("--ct-spacing") + 1] = 6
+    code, stdout, err = recon("register", folder, "-v", ct, "-o", out, *other, "--skip-done",
+                              "--init", "fixed")  # fmt: skip
+    assert code == 2 and err.count("\n") == 1, err
+    assert "made with another --init, --ct-spacing (run.json)" in err
+    assert not (out / "b").exists()
+    code, stdout, err = recon("register", folder, "-v", ct, "-o", out, *FAST, "--skip-done",
+                              "--json")  # fmt: skip
+    assert code == 0, err
+    rows = json.loads(stdout)["results"]
+    assert [row.get("from_earlier_run", False) for row in rows] == [True, False]

@@ -266,3 +266,21 @@ def test_written_dx_spacing_is_the_detector_s_and_the_patient_s(tmp_path):
     for name in ("p.dcm", "n.dcm"):
         read = read_xray(tmp_path / name).intrinsics
         assert (read.dely, read.delx) == pytest.approx((0.4, 0.6))
+
+
+def test_synth_xray_dicoms_state_their_12_bit_depth(tmp_path, recon):
+    """Its 0..4095 counts were stored as 16-bit, so the pair readers (predict drr, augment,
+    train drr) read them within [0.94, 1]: a nearly flat image."""
+    import pydicom
+
+    from recon.pipelines.xray.pairs import read_gray
+
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    code, _, err = recon("synth", "xray", "-v", ct, "-n", 1, "--size", 16, "--field", 120,
+                         "--device", "cpu", "-o", tmp_path / "x", "-q")  # fmt: skip
+    assert code == 0, err
+    dataset = pydicom.dcmread(tmp_path / "x" / "xray_000.dcm")
+    assert (dataset.BitsStored, dataset.HighBit) == (12, 11)
+    assert dataset.pixel_array.max() <= 4095
+    image, _ = read_gray(tmp_path / "x" / "xray_000.dcm")
+    assert image.max() - image.min() > 0.5

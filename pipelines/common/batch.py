@@ -15,6 +15,7 @@ command picks up where it stopped.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -249,6 +250,26 @@ def check_same_checkpoint(out: Path, command: str, digest: str, checkpoint: Path
                 f"({record.name}), another file than {checkpoint}; --skip-done would mix the "
                 "two models' outputs (write to another folder, or --overwrite without "
                 "--skip-done)"
+            )
+
+
+def check_same_settings(out: Path, command: str, settings: dict, flags: dict[str, str]) -> None:
+    """BadInput when a run record of `command` in OUT states one of `settings` (keys of its
+    config) with another value: the outputs it made would be kept as if made with these.
+    flags names each setting for the message (e.g. {"size": "--size"}); a record that does not
+    state a setting is not compared on it."""
+    from recon.pipelines.common.outputs import run_records
+
+    wanted = json.loads(json.dumps(settings))  # as a run record reads back (tuples as lists)
+    for record, doc in run_records(out, command):
+        config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
+        differ = [key for key, value in wanted.items() if key in config and config[key] != value]
+        if differ:
+            named = ", ".join(flags.get(key, key) for key in differ)
+            raise BadInput(
+                f"{out}: its outputs were made with another {named} ({record.name}); "
+                "--skip-done and shards only add to outputs made the same way (give the same "
+                "settings, use another -o, or --overwrite without --skip-done)"
             )
 
 

@@ -6,11 +6,12 @@ their mean band: views.prior_views), the 8 corset side views as targets, and the
 vector of its X-ray (layout in spine.py). The residual head starts
 from the prior views and learns what a brace adds to an offset torso (pads, reliefs, its trim
 line). Encoding in recon.pipelines.corset.views. Validation logs val/l1 and
-val/silhouette_iou, and the same for the prior views as the answer (val/l1_prior,
-val/silhouette_iou_prior): the baseline to beat. The view side setting is `size` (the old name
-`image_size` is still read, with a notice). Training has two stages: the
-generator alone on L1 + L2 for `generator_epochs`, then the full GAN (PatchGAN critic, BCE with
-label smoothing: real targets `real_label`). Adam (beta1 0.5) with ReduceLROnPlateau on val/l1.
+val/silhouette_iou (each patient's over its 8 views, averaged over patients), and the same for
+the prior views as the answer (val/l1_prior, val/silhouette_iou_prior): the baseline to beat.
+The view side setting is `size` (the old name `image_size` is still read, with a notice).
+Training has two stages: the generator alone on L1 + L2 for `generator_epochs`, then the full
+GAN (PatchGAN critic, BCE with label smoothing: real targets `real_label`). Adam (beta1 0.5)
+with ReduceLROnPlateau on val/l1.
 """
 
 from __future__ import annotations
@@ -262,7 +263,7 @@ def _module_class():
     import torch.nn.functional as F
 
     from recon.models.corset_net import PatchCritic
-    from recon.pipelines.corset.views import CORSET_VIEWS, FOREGROUND, PHOTO_VIEWS
+    from recon.pipelines.corset.views import CORSET_VIEWS, PHOTO_VIEWS, silhouette_iou
 
     class CorsetModule(L.LightningModule):
         def __init__(self, config: dict) -> None:
@@ -319,10 +320,12 @@ def _module_class():
             self.log("val/l1", F.l1_loss(fake, y), on_epoch=True, prog_bar=True, sync_dist=True)
             self.log("val/l1_prior", F.l1_loss(prior, y), on_epoch=True, sync_dist=True)
             for name, views in (("silhouette_iou", fake), ("silhouette_iou_prior", prior)):
-                fg_pred, fg_true = views > FOREGROUND, y > FOREGROUND
-                union = (fg_pred | fg_true).sum().clamp(min=1)
                 self.log(
-                    f"val/{name}", (fg_pred & fg_true).sum() / union, on_epoch=True, sync_dist=True
+                    f"val/{name}",
+                    silhouette_iou(views, y).mean(),
+                    on_epoch=True,
+                    sync_dist=True,
+                    batch_size=len(x),
                 )
 
         def on_validation_epoch_end(self) -> None:

@@ -1,6 +1,7 @@
 """Data set checks for the voxel tasks: every problem named with the file it concerns.
 
-Problem kinds: no-entries, missing-field, bad-field (a path field that is not a string),
+Problem kinds: no-entries, missing-field, bad-field (a path field that is not a string, a
+category that is not a class name),
 path-escapes-root, missing-image, unreadable-image, image-too-small,
 bbox-outside-image, missing-voxel, unreadable-voxel (truncated or corrupt .mat), empty-voxel
 (all zero), shape-mismatch (not cubic, or unlike the most common shape), duplicate-entry,
@@ -69,9 +70,7 @@ def check_voxel(root: Path, track: Callable = lambda items, _d: items) -> CheckR
     voxels: dict[str, tuple[int, ...] | None] = {}
     classes = Counter()
     for index, entry in enumerate(track(entries, "check entries")):
-        if "category" not in entry:
-            report.add("missing-field", f"entry {index}", "no category")
-        classes[str(entry.get("category", "?"))] += 1
+        classes[_category(report, entry, index)] += 1
         image = _entry_path(report, root, entry, "img", index)
         if image is not None:
             if str(image) in seen_images:
@@ -117,6 +116,17 @@ def check_voxel(root: Path, track: Callable = lambda items, _d: items) -> CheckR
                 report.add("shape-mismatch", path, f"grid {shape}, most files are {common}")
     report.per_class = dict(sorted(classes.items()))
     return report
+
+
+def _category(report: CheckReport, entry: dict, index: int) -> str:
+    """The entry's class name (pix3d.entry_category), or "?" after recording the problem."""
+    from recon.pipelines.occupancy.pix3d import EntryProblem, entry_category
+
+    try:
+        return entry_category(entry, index)
+    except EntryProblem as problem:
+        report.add(problem.kind, problem.where, problem.detail)
+        return "?"
 
 
 def _entry_path(report: CheckReport, root: Path, entry: dict, key: str, index: int):

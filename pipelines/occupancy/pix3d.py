@@ -76,6 +76,18 @@ def entry_path(root: Path, entry: dict, key: str, index: int) -> Path:
     return target
 
 
+def entry_category(entry: dict, index: int) -> str:
+    """entry["category"], a non-empty string; EntryProblem (kind missing-field when absent or
+    null, as entry_path treats a null path, bad-field otherwise) when it is not one."""
+    where = f"entry {index}"
+    value = entry.get("category")
+    if value is None:
+        raise EntryProblem("missing-field", where, "no category")
+    if not isinstance(value, str) or not value.strip():
+        raise EntryProblem("bad-field", where, f"category is {value!r}, not a class name")
+    return value
+
+
 def resolved_entries(root: Path) -> list[dict]:
     """pix3d.json entries with img_path and voxel_path added (see entry_path); BadInput on the
     first entry that has no usable img or voxel, naming it."""

@@ -48,6 +48,14 @@ class SurfaceOptions:
                 off = " or 0 (off)" if name == "mls" else ""
                 raise BadInput(f"--{name} must be in [{low:g}, {high:g}]{off}, not {value:g}")
 
+    def unused(self) -> list[str]:
+        """The flags set away from their defaults that the chosen method does not read
+        (--depth and --trim are Poisson's)."""
+        if self.method == "poisson":
+            return []
+        default = SurfaceOptions()
+        return [f"--{n}" for n in ("depth", "trim") if getattr(self, n) != getattr(default, n)]
+
 
 @dataclass
 class Reconstruction:
@@ -120,6 +128,8 @@ def reconstruct(folder: Path, options: SurfaceOptions | None = None) -> Reconstr
     clock = time.perf_counter()
     doc = read_views(folder)
     depths = load_depth_views(folder, doc)
+    if not depths.any():
+        raise BadInput(f"{folder}: the depth images hold no foreground pixels")
     points, directions = lift_views(doc, depths)
     timings["lift"] = time.perf_counter() - clock
 
@@ -174,11 +184,16 @@ def _clean_cloud(points: np.ndarray, directions: np.ndarray, pixel: float, optio
 
 
 def _mls_smooth(points: np.ndarray, radius: float) -> np.ndarray:
-    """Project points onto local planes fitted by moving least squares (vedo)."""
+    """Project points onto local planes fitted by moving least squares (vedo). vedo's progress
+    bar (over 10000 points) is dropped: it writes to stdout, which --json keeps for one object."""
+    import contextlib
+    import io
+
     import vedo
 
-    smoothed = vedo.Points(points).smooth_mls_2d(radius=radius)
-    return np.asarray(smoothed.coordinates, dtype=np.float64)
+    with contextlib.redirect_stdout(io.StringIO()):
+        smoothed = vedo.Points(points).smooth_mls_2d(radius=radius)
+        return np.asarray(smoothed.coordinates, dtype=np.float64)
 
 
 def _poisson(cloud, options: SurfaceOptions) -> tuple[np.ndarray, np.ndarray]:

@@ -2,9 +2,11 @@
 
 Frames. The mesh is moved into a normalised frame: p_n = R @ (p - offset) * scale, where offset
 is the bounding-box centre, scale makes the farthest vertex sit at radius 1, and R turns the
-chosen up axis onto +z. Cameras are orthographic, outside the unit sphere at `distance`, each
-with a unit `direction` (object -> camera), `right` and `up` vector. Pixel (row r, column c) of a
-size x size image looks along -direction from
+chosen up axis onto +z and the chosen front onto +y (so +x is the right of a figure facing the
+front). View 0 (azimuth 0) looks from +x, the front towards its image's right. Cameras are
+orthographic, outside the unit sphere at `distance`, each with a unit `direction` (object ->
+camera), `right` and `up` vector. Pixel (row r, column c) of a size x size image looks along
+-direction from
     origin = distance * direction + u * right + v * up,
     u = extent * ((2c + 1) / size - 1),  v = extent * (1 - (2r + 1) / size).
 Depth images are uint16: 0 = background, otherwise the distance from the camera plane along the
@@ -27,6 +29,9 @@ EXTENT = 1.05  # half-width of every image, normalised units (the object fits in
 DISTANCE = 1.5  # camera plane distance from the origin, normalised units
 DEPTH_UNIT = (DISTANCE + 1.0) / 65000  # normalised units per uint16 count
 UP_AXES = {"x": 0, "y": 1, "z": 2}
+FRONTS = ("+x", "-x", "+y", "-y", "+z", "-z")
+# the front when none is given: the axis the cyclic permutation of earlier releases took onto +y
+DEFAULT_FRONT = {"z": "+y", "y": "+x", "x": "+z"}
 
 
 @dataclass(frozen=True)
@@ -67,23 +72,39 @@ def _t(vector: np.ndarray) -> tuple[float, float, float]:
     return tuple(float(round(x, 12)) + 0.0 for x in vector)
 
 
-def normalising_transform(vertices: np.ndarray, up: str = "z") -> np.ndarray:
-    """4x4 matrix taking mesh coordinates into the normalised frame (see module doc)."""
-    if up not in UP_AXES:
-        raise BadInput(f"--up must be one of x, y, z, not {up!r}")
+def normalising_transform(
+    vertices: np.ndarray, up: str = "z", front: str | None = None
+) -> np.ndarray:
+    """4x4 matrix taking mesh coordinates into the normalised frame (see module doc); front
+    defaults to DEFAULT_FRONT[up]."""
+    rotation = frame_rotation(up, front)
     low, high = vertices.min(axis=0), vertices.max(axis=0)
     offset = (low + high) / 2
-    radius = float(np.linalg.norm(vertices - offset, axis=1).max())
-    rotation = _up_rotation(UP_AXES[up])
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        radius = float(np.linalg.norm(vertices - offset, axis=1).max())
+        usable = np.isfinite(radius) and radius > 0 and np.isfinite(1 / radius)
+    if not usable:
+        raise BadInput(f"coordinates too large or too small to normalise (radius {radius:g})")
     matrix = np.eye(4)
     matrix[:3, :3] = rotation / radius
     matrix[:3, 3] = -(rotation @ offset) / radius
     return matrix
 
 
-def _up_rotation(axis: int) -> np.ndarray:
-    """A proper rotation taking the given coordinate axis onto +z (cyclic permutation)."""
-    return np.roll(np.eye(3), 2 - axis, axis=0)
+def frame_rotation(up: str = "z", front: str | None = None) -> np.ndarray:
+    """The proper rotation taking mesh axis `up` onto +z and direction `front` (+x, -y, ...)
+    onto +y; BadInput when front is not one of FRONTS or lies along up."""
+    if up not in UP_AXES:
+        raise BadInput(f"--up must be one of x, y, z, not {up!r}")
+    front = DEFAULT_FRONT[up] if front is None else front
+    if front not in FRONTS:
+        raise BadInput(f"--front must be one of {', '.join(FRONTS)}, not {front!r}")
+    if front[1] == up:
+        raise BadInput(f"--front {front} lies along --up {up}; the front must be horizontal")
+    up_vector, front_vector = np.zeros(3), np.zeros(3)
+    up_vector[UP_AXES[up]] = 1.0
+    front_vector[UP_AXES[front[1]]] = 1.0 if front[0] == "+" else -1.0
+    return np.stack([np.cross(front_vector, up_vector), front_vector, up_vector])
 
 
 def pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -134,6 +155,7 @@ class Projection:
     to_normalised: np.ndarray  # 4x4
     size: int
     up: str
+    front: str = "+y"  # the mesh direction turned onto +y
 
     def views_json(self, source: str, faces: int, vertices: int) -> dict:
         """The views.json document that makes back-projection exact."""
@@ -153,6 +175,7 @@ class Projection:
             },
             "frame": {
                 "up": self.up,
+                "front": self.front,
                 "to_normalised": self.to_normalised.tolist(),
                 "scale": float(np.linalg.norm(self.to_normalised[:3, 0])),
                 "offset": self.offset().tolist(),
@@ -179,15 +202,23 @@ class Projection:
         return np.linalg.solve(self.to_normalised[:3, :3], -self.to_normalised[:3, 3])
 
 
-def project_mesh(mesh, views: int = 8, caps: bool = True, size: int = 256, up: str = "z"):
-    """Project a trimesh mesh into depth images; returns a Projection."""
+def project_mesh(
+    mesh,
+    views: int = 8,
+    caps: bool = True,
+    size: int = 256,
+    up: str = "z",
+    front: str | None = None,
+) -> Projection:
+    """Project a trimesh mesh into depth images; front defaults to DEFAULT_FRONT[up]."""
     if size < 8 or size > 4096:
         raise BadInput(f"--size must be between 8 and 4096, not {size}")
-    to_normalised = normalising_transform(np.asarray(mesh.vertices), up)
+    front = DEFAULT_FRONT.get(up, "+y") if front is None else front
+    to_normalised = normalising_transform(np.asarray(mesh.vertices), up, front)
     vertices = mesh.vertices @ to_normalised[:3, :3].T + to_normalised[:3, 3]
     cameras = ring_cameras(views, caps)
     distances = cast_depths(vertices, np.asarray(mesh.faces), cameras, size)
-    return Projection(cameras, encode_depth(distances), to_normalised, size, up)
+    return Projection(cameras, encode_depth(distances), to_normalised, size, up, front)
 
 
 def write_projection(projection: Projection, folder: Path, views_doc: dict) -> list[Path]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recon.pipelines.common.errors import BadInput
 from recon.pipelines.xray.pairs import DRR_DIR, XRAY_DIR, find_pairs, read_gray, to_uint
 
 
@@ -105,6 +106,23 @@ def augment_pair(
     return np.clip(xray_out, 0, 1), np.clip(drr_out, 0, 1)
 
 
+def check_output_names(source: Path, names: list[str], config: AugmentConfig) -> None:
+    """BadInput when two pairs written from the pairs `names` of SOURCE (each original with
+    `originals`, then its copies NAME_augK) would share a file name, ignoring case as some file
+    systems do: an input pair named like another's copy."""
+    written: dict[str, str] = {}
+    for name in names:
+        versions = {name: f"the input pair {name}"} if config.originals else {}
+        versions |= {f"{name}_aug{k}": f"copy {k} of {name}" for k in range(1, config.copies + 1)}
+        for version, what in versions.items():
+            clash = written.setdefault(version.lower(), what)
+            if clash != what:
+                raise BadInput(
+                    f"{source}: {version}.png would be written twice, as {clash} and as {what}; "
+                    "augment a set without earlier copies (NAME_augK), or pass --no-originals"
+                )
+
+
 def augment_pairs(
     source: Path,
     folder: Path,
@@ -116,6 +134,7 @@ def augment_pairs(
     from recon.pipelines.common.io import write_png
 
     pairs = find_pairs(source)
+    check_output_names(source, [pair.name for pair in pairs], config)
     folder = Path(folder)
     for sub in (XRAY_DIR, DRR_DIR):
         (Path(folder) / sub).mkdir(parents=True, exist_ok=True)

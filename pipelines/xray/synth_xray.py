@@ -184,6 +184,7 @@ class XraySet:
             positioner=(*config.nominal_rot_deg[:2], config.nominal_xyz_mm[1]),
             description=f"synthetic X-ray {index} (recon synth xray)",
             relationship=("LIN", 1),
+            bits_stored=12,
         )
         record = {
             "format": ITEM_FORMAT,

@@ -413,11 +413,13 @@ def write_xray_dicom(
     description: str = "",
     view: str = "AP",
     relationship: tuple[str, int] | None = None,
+    bits_stored: int = 16,
 ) -> None:
     """Write a uint16 (H, W) image as a DX DICOM carrying the geometry tags read_xray reads;
     Patient Orientation follows intrinsics.reverse_x_axis (L\\F when True, R\\F when False);
     relationship is the Pixel Intensity Relationship and its sign, when given: ("LOG", -1) for
-    line integrals (a DRR), ("LIN", 1) for transmitted intensities."""
+    line integrals (a DRR), ("LIN", 1) for transmitted intensities; bits_stored is the depth
+    the values use (12 for counts in 0..4095), which readers scale by."""
     import datetime
 
     from pydicom.dataset import Dataset, FileMetaDataset
@@ -448,8 +450,8 @@ def write_xray_dicom(
     if relationship is not None:
         ds.PixelIntensityRelationship, ds.PixelIntensityRelationshipSign = relationship
     ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
     ds.PixelRepresentation = 0
     ds.RescaleSlope = f"{rescale_slope:.10g}"[:16]
     ds.RescaleIntercept = "0"
