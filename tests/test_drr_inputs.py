@@ -333,3 +333,37 @@ def test_make_drr_renders_the_poses_and_detector_of_a_synth_xray_truth_file(work
     (work / "odd.json").write_text('{"camera": [1, 2]}')
     err = refused(recon, work, *args, "--pose", work / "odd.json", "-o", work / "d.png")
     assert "'poses', 'final_pose', 'pose' or 'xrays'" in err and "keys camera" in err
+
+
+def test_make_drr_skip_done_takes_the_same_files_named_another_way(work, recon, monkeypatch):
+    """A CT and pose file named relative to the working folder in one run and by their full
+    path in the next are the same inputs: the rerun was refused as "another -v, --pose"."""
+    monkeypatch.chdir(work)
+    args = ["make-drr", "--size", 16, "--delx", 4, "--device", "cpu", "-q", "-o", "drrs"]
+    assert recon(*args, "-v", "ct.nii.gz", "--pose", "poses.pt")[0] == 0
+    (work / "drrs" / "drr_0001.png").unlink()
+    code, out, err = recon(*args, "-v", work / "ct.nii.gz", "--pose", work / "poses.pt",
+                           "--skip-done", "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["skipped"] == 1, err
+    # from the folder above, relative to it: the record holds the full path
+    monkeypatch.chdir(work.parent)
+    rel = Path(work.name)
+    (work / "drrs" / "drr_0001.png").unlink()
+    code, out, err = recon(*args[:-1], rel / "drrs", "-v", rel / "ct.nii.gz", "--pose",
+                           rel / "poses.pt", "--skip-done", "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["skipped"] == 1, err
+    monkeypatch.chdir(work)
+    (work / "other.nii.gz").write_bytes((work / "ct.nii.gz").read_bytes())
+    err = refused(recon, work, *args, "-v", "other.nii.gz", "--pose", "poses.pt", "--skip-done")
+    assert "made with another -v (run.json)" in err
+
+
+def test_make_drr_skip_done_keeps_only_a_drr_of_the_same_rot_and_xyz(work, recon):
+    """--skip-done with another --rot kept the DRR of the earlier pose and reported it done."""
+    args = ["make-drr", "-v", work / "ct.nii.gz", "--size", 16, "--delx", 4, "--device", "cpu",
+            "-q", "-o", work / "one", "--xyz", 0, 300, 0]  # fmt: skip
+    assert recon(*args, "--rot", 0, 0, 0)[0] == 0
+    err = refused(recon, work, *args, "--rot", -5, 0, 0, "--skip-done")
+    assert "made with another --rot (run.json)" in err
+    code, out, err = recon(*args, "--rot", 0, 0, 0, "--skip-done", "--json")
+    assert code == 0 and json.loads(out)["skipped"] == 1, err

