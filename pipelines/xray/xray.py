@@ -250,11 +250,11 @@ def _positioner(
     """(primary deg, secondary deg, source-to-patient mm) of the frame (1-based; see the module
     doc for runs), the last from DistanceSourceToPatient or else sdd /
     EstimatedRadiographicMagnificationFactor."""
-    if "PositionerPrimaryAngle" not in ds or "PositionerSecondaryAngle" not in ds:
+    if not (_given(ds, "PositionerPrimaryAngle") and _given(ds, "PositionerSecondaryAngle")):
         return None
-    if "DistanceSourceToPatient" in ds:
+    if _given(ds, "DistanceSourceToPatient"):
         sdp = _number(ds, "DistanceSourceToPatient", None, path)
-    elif "EstimatedRadiographicMagnificationFactor" in ds:
+    elif _given(ds, "EstimatedRadiographicMagnificationFactor"):
         sdp = sdd / _number(ds, "EstimatedRadiographicMagnificationFactor", None, path)
     else:
         return None
@@ -263,6 +263,12 @@ def _positioner(
     primary += _increment(ds, "PositionerPrimaryAngleIncrement", path, frame, frames)
     secondary += _increment(ds, "PositionerSecondaryAngleIncrement", path, frame, frames)
     return primary, secondary, sdp
+
+
+def _given(ds, keyword: str) -> bool:
+    """Whether the tag is there with a value: a type 2 tag may be present but empty (an XA
+    file's positioner angles), which says no more than leaving it out."""
+    return keyword in ds and ds[keyword].value not in (None, "", b"")
 
 
 def _increment(ds, keyword: str, path: Path, frame: int, frames: int) -> float:
