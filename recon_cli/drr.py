@@ -174,7 +174,9 @@ def check_same_poses(path: Path, count: int, seed: int, rot: float, shift: float
 def predict_drr(
     xrays: Annotated[
         list[Path],
-        typer.Argument(help="X-ray images (PNG 8/16-bit or DICOM), or folders of them."),
+        typer.Argument(
+            help="X-ray images (PNG/JPEG/TIFF/BMP/WebP, 8/16-bit, or DICOM), or folders of them."
+        ),
     ],
     checkpoint: Annotated[
         Path, typer.Option("-c", "--checkpoint", help="`recon train drr` checkpoint.")
@@ -190,7 +192,7 @@ def predict_drr(
 ) -> None:
     """Translate X-rays into the DRRs they would have been; one OUT/NAME.png per input.
 
-    A folder stands for its PNG and DICOM files, sorted by name. NAME is the input's stem;
+    A folder stands for its picture and DICOM files, sorted by name. NAME is the input's stem;
     when stems are shared, every output is named by folder and stem (scans_a), then also by
     type (scans_a_png, scans_a_dcm), then numbered (000_a). OUT must not be an input or a folder
     holding one.
@@ -214,7 +216,7 @@ def predict_drr(
     inputs = plan_inputs(
         xrays,
         lambda p: p.suffix.lower() in IMAGE_SUFFIXES,
-        "PNG or DICOM images",
+        "picture or DICOM images",
         out,
         lambda target, name: [target / f"{name}.png"],
         (shard, skip_done, overwrite),

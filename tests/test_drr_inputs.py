@@ -189,7 +189,7 @@ def test_predict_drr_never_replaces_an_input(scans, recon):
 def test_predict_drr_bad_inputs(scans, recon):
     predict = ["predict", "drr", "-c", scans / "model.ckpt", "-o", scans / "out"]
     err = refused(recon, scans, *predict, scans / "empty")
-    assert "folder holds no PNG or DICOM images" in err
+    assert "folder holds no picture or DICOM images" in err
     err = refused(recon, scans, *predict, scans / "x" / "a.png", scans / "x")
     assert "given twice" in err
     err = refused(recon, scans, *predict, scans / "x" / "missing.png")

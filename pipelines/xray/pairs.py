@@ -50,7 +50,8 @@ class Placement:
 
 
 def image_files(folder: Path) -> list[Path]:
-    """PNG and DICOM files of a folder, sorted by name (hidden files skipped)."""
+    """Picture (IMAGE_SUFFIXES) and DICOM files of a folder, sorted by name (hidden files
+    skipped)."""
     return sorted(
         p
         for p in Path(folder).iterdir()
@@ -67,7 +68,7 @@ def find_pairs(root: Path, check_sizes: bool = True) -> list[Pair]:
             raise BadInput(f"{folder}: no such folder (a pair set has {XRAY_DIR}/ and {DRR_DIR}/)")
     xrays, drrs = (_by_stem(f) for f in folders)
     if not xrays and not drrs:
-        raise BadInput(f"{root}: no PNG or DICOM images in {XRAY_DIR}/ or {DRR_DIR}/")
+        raise BadInput(f"{root}: no picture or DICOM images in {XRAY_DIR}/ or {DRR_DIR}/")
     for have, other, label in ((xrays, drrs, DRR_DIR), (drrs, xrays, XRAY_DIR)):
         missing = sorted(set(have) - set(other))
         if missing:
@@ -109,7 +110,7 @@ def is_dicom(path: Path) -> bool:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(rows, columns) of a PNG or DICOM image, without decoding its pixels."""
+    """(rows, columns) of a picture or DICOM image, without decoding its pixels."""
     from recon.pipelines.common.io import open_image, require_file, upright_size
 
     path = require_file(path, "image")
