@@ -93,9 +93,10 @@ def convert_mat(
         if single:
             report = _convert_single(sources[0], out, resolution)
             bar.advance()
+            if report.failed:  # nothing was written: no result names the .npy
+                raise _failure(report, 1, None)
             result = _result(report, out, None, count)
-            if not report.failed:  # the record is written last, beside the .npy
-                write_json(sidecar, _record(config, report, result))
+            write_json(sidecar, _record(config, report, result))  # last, beside the .npy
         else:
             with merged_dir(out) as folder:
                 report = convert_tree(sources, root, folder, resolution, count, bar.advance)
@@ -151,7 +152,9 @@ def _failure(report, total: int, log: Path | None):
     from recon.pipelines.common.errors import JobFailed
 
     first, reason = next(iter(report.failed.items()))
-    where = f"; see {log}" if log else "; nothing written (--keep-going keeps the rest)"
+    where = f"; see {log}" if log else "; nothing written"
+    if log is None and total > 1:
+        where += " (--keep-going keeps the rest)"
     return JobFailed(
         f"{len(report.failed)} of {total} files failed (first: {first}: {reason}){where}"
     )

@@ -106,5 +106,18 @@ def serve(
             root_path=root_path,
             log_level="warning" if quiet else "info",
             access_log=not quiet,
+            log_config=_log_config(),
         )
         uvicorn.Server(config).run(sockets=[listening])
+
+
+def _log_config() -> dict:
+    """uvicorn's logging with its access lines on stderr (its default is stdout), so stdout holds
+    only the command's result (the --json object)."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    return config

@@ -149,6 +149,20 @@ def test_cli_failure_writes_nothing_and_exits_1(recon, tmp_path):
     assert sorted(tmp_path.iterdir()) == before  # no tree, no hidden temporary folder
 
 
+def test_cli_single_file_failure_is_one_error(recon, tmp_path):
+    (tmp_path / "bad.mat").write_bytes(b"junk")
+    for keep_going in ([], ["--keep-going"]):
+        args = ("convert-mat", tmp_path / "bad.mat", "-o", tmp_path / "bad.npy", *keep_going)
+        code, out, err = recon(*args, "--json")
+        assert code == 1
+        assert "1 of 1 files failed" in err and len(err.strip().splitlines()) == 1
+        assert json.loads(out) == {"error": err.strip().removeprefix("error: "), "exit_code": 1}
+        code, out, err = recon(*args)
+        assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
+        assert "--keep-going" not in err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mat"]
+
+
 def test_cli_keep_going_logs_failures_and_exits_1(recon, tmp_path):
     src = _tree_with_failures(tmp_path)
     code, out, err = recon("convert-mat", src, "-o", tmp_path / "npy", "--json", "--keep-going")

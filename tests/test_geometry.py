@@ -350,6 +350,37 @@ def test_mls_smoothing_keeps_stdout_for_the_json_object(capsys, monkeypatch):
     assert capsys.readouterr().out == ""
 
 
+def test_vedo_surface_log_lines_stay_off_stdout():
+    """vedo logs warnings about its input (a flat cloud: "zero z-range") through a handler that
+    writes to stdout, which broke `backproject --method vedo --json` and showed raw library
+    lines without it."""
+    import logging
+
+    import vedo
+
+    from recon.pipelines.shapes.backprojection import _vedo_surface
+
+    class Recorder(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.DEBUG)
+            self.lines: list[str] = []
+
+        def emit(self, record) -> None:
+            self.lines.append(record.getMessage())
+
+    recorder = Recorder()
+    level = vedo.logger.level
+    vedo.logger.addHandler(recorder)
+    try:
+        grid = np.stack(np.meshgrid(np.linspace(0, 1, 12), np.linspace(0, 1, 12)), -1)
+        flat = np.concatenate([grid.reshape(-1, 2), np.zeros((144, 1))], axis=1)
+        _vedo_surface(flat, 0.05)
+    finally:
+        vedo.logger.removeHandler(recorder)
+    assert recorder.lines == []
+    assert vedo.logger.level == level
+
+
 def test_poisson_options_with_the_vedo_method_get_a_notice(recon, shapes, tmp_path):
     """--depth and --trim set open3d's Poisson: with --method vedo they did nothing, silently."""
     from recon.pipelines.shapes.backprojection import SurfaceOptions

@@ -231,6 +231,21 @@ def test_bad_scale_flags_are_one_line_naming_the_flag(tmp_path, flags, start):
     assert not (tmp_path / "run").exists()
 
 
+def test_16_mixed_on_cpu_is_one_note_and_no_library_warning(tmp_path, capsys):
+    import warnings
+
+    cfg = resolve_config(TOY, None, {"epochs": 1})
+    options = RunOptions(out=tmp_path / "run", device="cpu", precision="16-mixed")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(TOY, cfg, options)
+    assert [str(w.message) for w in caught] == []
+    notes = [line for line in capsys.readouterr().err.splitlines() if "16-mixed" in line]
+    assert notes == [
+        "note: --precision 16-mixed runs as bf16-mixed on CPU (float16 autocast needs a GPU)"
+    ]
+
+
 def test_shards_of_a_sampler_make_the_single_process_batches():
     from recon.pipelines.common.engine import EpochShuffle
 

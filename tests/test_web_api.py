@@ -552,3 +552,35 @@ def test_startup_removes_only_the_uploads_it_made(tmp_path):
     stale.write_bytes(b"half an upload")
     store.open()
     assert not stale.exists() and (uploads / "holiday.jpg").is_file()
+
+
+def test_serve_json_keeps_request_lines_off_stdout(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ckpt = skull_checkpoint(tmp_path / "skull.ckpt")
+    args = ["serve", "--json", "-c", f"skull={ckpt}", "--port", str(port)]
+    command = [sys.executable, "-m", "recon.cli.app", *args, "--data", str(tmp_path / "d")]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        started = json.loads(server.stdout.readline())  # printed once the port is bound
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{started['url']}healthz", timeout=5) as response:
+                    assert response.status == 200
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not answer"
+                time.sleep(0.2)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=60)
+    assert server.returncode == 143
+    assert out == ""  # the result object was the only line
+    assert '"GET /healthz HTTP/1.1" 200' in err

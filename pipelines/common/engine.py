@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,11 @@ def _trainer(
         )
     except (MisconfigurationException, ValueError, TypeError, RuntimeError) as error:
         raise trainer_error(error, run) from error
+    if (run.precision, trainer.precision) == ("16-mixed", "bf16-mixed") and trainer.is_global_zero:
+        sys.stderr.write(
+            f"note: --precision {run.precision} runs as {trainer.precision} on CPU "
+            "(float16 autocast needs a GPU)\n"
+        )
     return trainer, checkpoints, first_step
 
 
@@ -466,6 +472,8 @@ _EXPECTED_WARNINGS = (
     ".*is smaller than the logging interval.*",
     ".*exists and is not empty.*",  # the run folder holds config.yaml; resumed runs reuse it
     ".*isinstance\\(treespec, LeafSpec\\).*",
+    ".*AMP with fp16 is not supported on CPU.*",  # said in recon's own note
+    ".*is not supported by the model summary.*",  # mixed precision keeps float32 weights
 )
 
 

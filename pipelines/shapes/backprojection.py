@@ -8,6 +8,7 @@ surface: open3d screened Poisson (default, depth 8) or vedo's reconstruct_surfac
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -183,15 +184,28 @@ def _clean_cloud(points: np.ndarray, directions: np.ndarray, pixel: float, optio
     return cloud
 
 
-def _mls_smooth(points: np.ndarray, radius: float) -> np.ndarray:
-    """Project points onto local planes fitted by moving least squares (vedo). vedo's progress
-    bar (over 10000 points) is dropped: it writes to stdout, which --json keeps for one object."""
-    import contextlib
+@contextlib.contextmanager
+def _quiet_vedo():
+    """vedo, with its progress bar (over 10000 points) and its log lines dropped while it works:
+    both write to stdout, which --json keeps for one object (the log through a handler made when
+    vedo is imported, so only its level silences it)."""
     import io
+    import logging
 
     import vedo
 
-    with contextlib.redirect_stdout(io.StringIO()):
+    level = vedo.logger.level
+    vedo.logger.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield vedo
+    finally:
+        vedo.logger.setLevel(level)
+
+
+def _mls_smooth(points: np.ndarray, radius: float) -> np.ndarray:
+    """Project points onto local planes fitted by moving least squares (vedo)."""
+    with _quiet_vedo() as vedo:
         smoothed = vedo.Points(points).smooth_mls_2d(radius=radius)
         return np.asarray(smoothed.coordinates, dtype=np.float64)
 
@@ -273,10 +287,9 @@ def close_openings(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray,
 
 
 def _vedo_surface(points: np.ndarray, pixel: float) -> tuple[np.ndarray, np.ndarray]:
-    import vedo
-
-    surface = vedo.Points(points).reconstruct_surface(dims=100, radius=4 * pixel, padding=0.1)
-    return np.asarray(surface.coordinates), np.asarray(surface.cells)
+    with _quiet_vedo() as vedo:
+        surface = vedo.Points(points).reconstruct_surface(dims=100, radius=4 * pixel, padding=0.1)
+        return np.asarray(surface.coordinates), np.asarray(surface.cells)
 
 
 def _to_source_frame(vertices: np.ndarray, faces: np.ndarray, to_normalised: np.ndarray):
