@@ -153,7 +153,7 @@ def test_image_metrics_match_definitions():
 def test_find_pairs_errors(tmp_path):
     for sub in ("xray", "drr"):
         (tmp_path / sub).mkdir()
-    with pytest.raises(BadInput, match="no PNG or DICOM"):
+    with pytest.raises(BadInput, match="no picture or DICOM"):
         find_pairs(tmp_path)
     write_png(tmp_path / "xray" / "a.png", np.zeros((8, 8), np.uint8))
     with pytest.raises(BadInput, match="unpaired"):
