@@ -101,7 +101,7 @@ def augment(
 
     from recon.pipelines.common.errors import BadInput
     from recon.pipelines.common.outputs import atomic_dir, check_output, run_record, write_json
-    from recon.pipelines.xray.augment import AugmentConfig, augment_pairs, check_output_names
+    from recon.pipelines.xray.augment import AugmentConfig, augment_pairs
     from recon.pipelines.xray.pairs import find_pairs
 
     ui = Reporter(json_out, quiet)
@@ -115,7 +115,7 @@ def augment(
     out = check_output(out, overwrite, inputs=[source], command="augment")
     if source.resolve() == out.resolve() or source.resolve() in out.resolve().parents:
         raise BadInput(f"{out}: output must not be the input folder or inside it")
-    pairs = find_pairs(source)  # every layout problem is reported before work starts
+    find_pairs(source)  # every layout problem is reported before work starts
     config = AugmentConfig(
         copies=copies,
         originals=originals,
@@ -129,7 +129,6 @@ def augment(
         contrast=contrast,
         noise=noise,
     )
-    check_output_names(source, [pair.name for pair in pairs], config)
     clock = time.perf_counter()
     with atomic_dir(out) as folder:
         counts = augment_pairs(source, folder, config, seed, ui.track)

@@ -46,17 +46,15 @@ def project(
     from recon.pipelines.common.io import load_mesh
     from recon.pipelines.common.outputs import atomic_dir, check_output, run_record, write_json
     from recon.pipelines.shapes.projection import (
-        DEFAULT_FRONT,
-        frame_rotation,
         project_mesh,
+        resolve_front,
         write_projection,
     )
 
     ui = Reporter(json_out, quiet)
     check_range("--views", views, 1, 360)
     check_range("--size", size, 8, 4096)
-    front = DEFAULT_FRONT[up] if front is None else front
-    frame_rotation(up, front)  # a front along the up axis: one line, before any work
+    front = resolve_front(up, front)  # a front along the up axis: one line, before any work
     cameras = views + (2 if caps else 0)
     if cameras * size * size > MAX_PIXELS:
         raise BadInput(

@@ -91,9 +91,9 @@ def normalising_transform(
     return matrix
 
 
-def frame_rotation(up: str = "z", front: str | None = None) -> np.ndarray:
-    """The proper rotation taking mesh axis `up` onto +z and direction `front` (+x, -y, ...)
-    onto +y; BadInput when front is not one of FRONTS or lies along up."""
+def resolve_front(up: str = "z", front: str | None = None) -> str:
+    """The front for axis `up` (DEFAULT_FRONT[up] when None); BadInput when up is not an axis,
+    front not one of FRONTS, or front lies along up."""
     if up not in UP_AXES:
         raise BadInput(f"--up must be one of x, y, z, not {up!r}")
     front = DEFAULT_FRONT[up] if front is None else front
@@ -101,6 +101,13 @@ def frame_rotation(up: str = "z", front: str | None = None) -> np.ndarray:
         raise BadInput(f"--front must be one of {', '.join(FRONTS)}, not {front!r}")
     if front[1] == up:
         raise BadInput(f"--front {front} lies along --up {up}; the front must be horizontal")
+    return front
+
+
+def frame_rotation(up: str = "z", front: str | None = None) -> np.ndarray:
+    """The proper rotation taking mesh axis `up` onto +z and direction `front` (+x, -y, ...;
+    resolve_front) onto +y."""
+    front = resolve_front(up, front)
     up_vector, front_vector = np.zeros(3), np.zeros(3)
     up_vector[UP_AXES[up]] = 1.0
     front_vector[UP_AXES[front[1]]] = 1.0 if front[0] == "+" else -1.0
@@ -213,7 +220,7 @@ def project_mesh(
     """Project a trimesh mesh into depth images; front defaults to DEFAULT_FRONT[up]."""
     if size < 8 or size > 4096:
         raise BadInput(f"--size must be between 8 and 4096, not {size}")
-    front = DEFAULT_FRONT.get(up, "+y") if front is None else front
+    front = resolve_front(up, front)
     to_normalised = normalising_transform(np.asarray(mesh.vertices), up, front)
     vertices = mesh.vertices @ to_normalised[:3, :3].T + to_normalised[:3, 3]
     cameras = ring_cameras(views, caps)

@@ -120,21 +120,16 @@ def initial_pose(
     orientation: str,
     rot_deg: tuple[float, float, float],
     xyz_mm: tuple[float, float, float],
-    restart: Path | None,
     predictor=None,
-    name: str = "",
 ) -> torch.Tensor:
-    """The starting pose (1, 4, 4) for one X-ray under the chosen --init strategy; name is its
-    output name (the folder looked up in a --from output folder). Several X-rays restarted
-    from one pose file: restart_poses."""
+    """The starting pose (1, 4, 4) for one X-ray under --init dicom, fixed or model (restart
+    reads every X-ray's start from --from at once: restart_poses)."""
     if init == "dicom":
         return dicom_pose(xray, orientation)
     if init == "fixed":
         if not all(math.isfinite(v) for v in (*rot_deg, *xyz_mm)):
             raise BadInput("--rot and --xyz must be finite numbers")
         return pose_from_degrees(rot_deg, xyz_mm)
-    if init == "restart":
-        return restart_poses(restart, [xray.path], [name or xray_name(xray.path)], [0])[0]
     if init == "model":
         if predictor is None:
             raise BadInput("--init model needs --checkpoint CKPT from `recon train pose`")

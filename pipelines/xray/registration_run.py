@@ -276,10 +276,7 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
     if r.init == "restart":  # one pose file: its one pose, or one per X-ray
         inits = restart_poses(r.restart, every, all_names, plan.todo)
     else:
-        inits = [
-            initial_pose(r.init, x, r.orientation, r.rot, r.xyz, r.restart, predictor, name)
-            for x, name in zip(xrays, names, strict=True)
-        ]
+        inits = [initial_pose(r.init, x, r.orientation, r.rot, r.xyz, predictor) for x in xrays]
     if r.threads > 0:
         torch.set_num_threads(r.threads)
     subject = load_ct(r.volume, r.labels, r.orientation, spacing_mm=config.ct_spacing_mm)
