@@ -6,6 +6,12 @@
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 UV := python3 -m uv
+# Inside an activated virtual environment (this project's .venv has no pip) python3 would be the
+# environment's: leave it, so that uv is installed and run by the system's Python.
+ifdef VIRTUAL_ENV
+export PATH := $(subst $(VIRTUAL_ENV)/bin:,,$(PATH))
+unexport VIRTUAL_ENV
+endif
 
 .PHONY: setup demo test lint bench
 setup:

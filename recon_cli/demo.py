@@ -37,23 +37,22 @@ def demo(
 
     from rich.table import Table
 
-    from recon.pipelines.common.demo import STEPS
     from recon.pipelines.common.errors import BadInput, JobFailed
     from recon.pipelines.common.outputs import atomic_dir, check_output, run_record, write_json
 
     ui = Reporter(json_out, quiet)
-    steps = STEPS
-    if only:
-        wanted = {s.strip() for s in only.split(",")}
-        unknown = wanted - {name for name, _ in STEPS}
-        if unknown:
-            raise BadInput(
-                f"--only: unknown step {', '.join(sorted(unknown))}; "
-                f"steps are {', '.join(name for name, _ in STEPS)}"
-            )
-        steps = [(name, fn) for name, fn in STEPS if name in wanted]
+    wanted = set(STEP_NAMES)
+    if only is not None:  # checked before the steps' modules load (seconds)
+        wanted = {s.strip() for s in only.split(",")} - {""}
+        unknown = wanted - set(STEP_NAMES)
+        if unknown or not wanted:
+            problem = f"unknown step {', '.join(sorted(unknown))}" if unknown else "no step named"
+            raise BadInput(f"--only: {problem}; steps are {', '.join(STEP_NAMES)}")
     if out is not None:
         out = check_output(out, overwrite, command="demo")
+    from recon.pipelines.common.demo import STEPS
+
+    steps = [(name, fn) for name, fn in STEPS if name in wanted]
     rows, timings = [], {}
     with tempfile.TemporaryDirectory(prefix="recon-demo-") as scratch:
         target = Path(scratch) / "demo" if out is None else out

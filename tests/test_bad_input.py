@@ -233,6 +233,20 @@ def test_backproject_one_foreground_pixel_is_refused_before_open3d(recon, work):
     assert "1 foreground points; a surface needs at least 20" in err
 
 
+@pytest.mark.parametrize("method", ["poisson", "vedo"])
+def test_backproject_of_a_flat_object_fails_naming_its_folder(recon, tmp_path, method):
+    """A 0.01 mm sheet: poisson wrote a 45-triangle scrap with exit 0, vedo failed without
+    naming the folder; both now fail in one line that names it, and write nothing."""
+    import trimesh
+
+    trimesh.creation.box((100, 100, 0.01)).export(tmp_path / "sheet.stl")
+    code, _, err = recon("project", tmp_path / "sheet.stl", "-o", tmp_path / "views", "-q")
+    assert code == 0, err
+    err = refused(recon, tmp_path, "backproject", tmp_path / "views", "-o", tmp_path / "m.stl",
+                  "--method", method, code=1)  # fmt: skip
+    assert f"{tmp_path / 'views'}: " in err and "flat or very thin object" in err
+
+
 def test_backproject_record_left_without_its_mesh_is_replaced(recon, work):
     (work / "m.stl.run.json").write_text("{}")
     code, _, err = recon("backproject", work / "views", "-o", work / "m.stl", "-q")
@@ -610,6 +624,7 @@ def test_seed_and_device_lists_are_not_empty():
         (["serve", "-c", "voxel=m.ckpt", "--port", "0"], "--port 0"),
         (["synth", "meshes", "-o", "s", "--shapes", "cube"], "--shapes: unknown cube"),
         (["demo", "--only", "nosuch"], "--only: unknown step nosuch"),
+        (["demo", "--only", ","], "--only: no step named"),
         (["synth", "skull", "-o", "s", "-n", "0"], "--count must be in [1, 100000], not 0"),
         (["predict", "skull", "a.png", "-c", "m.ckpt", "-o", "o", "--device", "tpu"], "--device"),
         (["project", "--nope", "m.stl", "-o", "v"], "no such option: --nope"),

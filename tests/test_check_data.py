@@ -121,6 +121,74 @@ def test_train_voxel_refuses_the_bbox_check_data_flags(recon, tmp_path, bbox):
     assert not (tmp_path / "run").exists()
 
 
+def test_pix3d_json_with_a_bom_is_read_and_a_deeply_nested_one_is_one_line(recon, tmp_path):
+    """A BOM (as Windows tools write) was `not valid JSON`; a deeply nested file ended in a
+    RecursionError, exit 1, naming no file."""
+    entries = make_pix3d(tmp_path / "p")
+    (tmp_path / "p" / "pix3d.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(entries).encode())
+    code, out, err = recon("check-data", "voxel", tmp_path / "p", "--json")
+    assert code == 0 and json.loads(out)["items"] == 4, err
+    (tmp_path / "p" / "pix3d.json").write_text("[" * 100_000)
+    code, out, err = recon("check-data", "voxel", tmp_path / "p", "--json")
+    assert code == 2 and err.count("\n") == 1 and "pix3d.json" in err, err
+    assert json.loads(out)["exit_code"] == 2
+
+
+def test_train_voxel_names_the_grid_the_resolution_does_not_fit(recon, tmp_path, monkeypatch):
+    """A grid whose side the resolution does not divide stopped training with `grid size 16 is
+    not a multiple of resolution 32`, naming no file, after the net had been allocated."""
+    from recon.pipelines.occupancy import voxel_task
+
+    make_pix3d(tmp_path / "p")
+    code, _, err = recon("train", "voxel", "--data", tmp_path / "p", "--epochs", "1", "--set",
+                         "size=32", "-o", tmp_path / "run", "--device", "cpu")  # fmt: skip
+    assert code == 2 and err.count("\n") == 1, err
+    assert "voxel.mat: grid size 16 is not a multiple of resolution 32" in err
+    assert not (tmp_path / "run").exists()
+
+    def no_net(config):
+        raise AssertionError("the net was built before the data was read")
+
+    monkeypatch.setattr(voxel_task, "build_net", no_net)
+    config = voxel_task.VoxelConfig(data=str(tmp_path / "p"), size=32)
+    with pytest.raises(voxel_task.BadInput, match="voxel.mat: grid size 16"):
+        voxel_task.build(config)
+
+
+def test_copies_of_one_voxel_file_stay_on_one_side_of_the_split(tmp_path):
+    """Two entries whose voxel files hold the same bytes under two names are one 3D model: the
+    split by path put one copy in training and the other in validation for some seeds."""
+    from recon.pipelines.occupancy import voxel_task
+
+    root = tmp_path / "p"
+    entries = make_pix3d(root, count=6)
+    copy = root / "model" / "table" / "m0_copy"
+    shutil.copytree(root / "model" / "table" / "m0", copy)
+    write_png(root / "img" / "table" / "copy.png", np.full((40, 50, 3), 7, np.uint8))
+    twin = {**entries[0], "img": "img/table/copy.png", "voxel": "model/table/m0_copy/voxel.mat"}
+    (root / "pix3d.json").write_text(json.dumps([*entries, twin]))
+    for seed in range(12):
+        config = voxel_task.VoxelConfig(data=str(root), seed=seed, resolution=16, size=32)
+        train, val = voxel_task.make_sets(config)
+        sides = {
+            side
+            for side, dataset in (("train", train), ("val", val))
+            for entry in dataset.entries
+            if entry["voxel_path"].parent.name in ("m0", "m0_copy")
+        }
+        assert len(sides) == 1, (seed, sides)
+
+
+def test_two_names_of_one_voxel_file_are_one_model(recon, tmp_path):
+    """A set whose two 3D models are copies of one file is a set of one model."""
+    root = tmp_path / "p"
+    entries = make_pix3d(root, count=2)
+    shutil.copy(root / entries[0]["voxel"], root / entries[1]["voxel"])
+    code, _, err = recon("train", "voxel", "--data", root, "--epochs", "1", "--set", "size=32",
+                         "--set", "resolution=16", "-o", tmp_path / "run")  # fmt: skip
+    assert code == 2 and "1 3D model" in err and err.count("\n") == 1, err
+
+
 def test_parts_problems(recon, tmp_path):
     from recon.pipelines.occupancy.parts import make_part
     from recon.pipelines.shapes.solids import solid_mesh

@@ -66,6 +66,9 @@ def test_plain_hdf5_is_read_as_stored_and_matlab_hdf5_transposed(tmp_path):
         (np.zeros((4, 4, 4), dtype=complex), "holds complex values"),
         (np.zeros((4, 4, 4), dtype=[("real", "f8"), ("imag", "f8")]), "holds complex values"),
         (np.zeros((4, 4, 4), dtype=[("a", "f8"), ("b", "u1")]), "holds struct values"),
+        (np.zeros((0, 0, 0), dtype=np.uint8), "shape (0, 0, 0): it holds no voxels"),
+        (np.full((4, 4, 4), np.nan), "holds NaN or Inf values"),
+        (np.full((4, 4, 4), -np.inf), "holds NaN or Inf values"),
     ],
 )
 def test_grids_that_are_no_occupancy_are_refused(tmp_path, value, message):
@@ -78,6 +81,31 @@ def test_grids_that_are_no_occupancy_are_refused(tmp_path, value, message):
         handle.create_dataset("voxel", data=value)
     with pytest.raises(MatError, match=message.replace("(", r"\(").replace(")", r"\)")):
         read_voxel_mat(path)
+
+
+def test_a_sparse_v5_variable_is_named_as_such(tmp_path):
+    """scipy reads a MATLAB sparse matrix as an object the shape check saw as `shape ()`."""
+    from scipy.io import savemat
+    from scipy.sparse import csr_matrix
+
+    from recon.pipelines.occupancy.matfiles import MatError
+
+    path = tmp_path / "sparse.mat"
+    savemat(path, {"voxel": csr_matrix(np.eye(4))})
+    with pytest.raises(MatError, match="sparse matrix"):
+        read_voxel_mat(path)
+
+
+@pytest.mark.parametrize("value", [np.zeros((0, 0, 0)), np.where(random_grid(8), np.nan, 0.0)])
+def test_cli_refuses_an_empty_or_nan_grid_and_writes_nothing(recon, tmp_path, value):
+    """An empty grid was written as a (0, 0, 0) .npy and NaN voxels as occupied, exit 0."""
+    from scipy.io import savemat
+
+    savemat(tmp_path / "odd.mat", {"voxel": value})
+    code, out, err = recon("convert-mat", tmp_path / "odd.mat", "-o", tmp_path / "o.npy", "--json")
+    assert code == 1 and err.count("\n") == 1, err
+    assert "odd.mat" in json.loads(out)["error"]
+    assert not (tmp_path / "o.npy").exists()
 
 
 def test_max_pool_keeps_any_occupied_voxel():

@@ -109,3 +109,52 @@ def test_parts_training_beats_the_mean_shape_on_held_out_parts(tmp_path, recon):
         rows = [r for r in csv.DictReader(handle) if r.get("val/iou")]
     last, baseline = float(rows[-1]["val/iou"]), float(rows[-1]["val/iou_mean_shape"])
     assert last >= baseline + 0.08, (last, baseline)
+
+
+def _hand_made_parts(root, names) -> None:
+    """Plates named names under root, one grey picture each (the first mesh copied for '*_copy')."""
+    from recon.pipelines.common.io import write_png
+    from recon.pipelines.occupancy.parts import make_part
+    from recon.pipelines.shapes.solids import solid_mesh
+
+    rng = np.random.default_rng(0)
+    models = root / "models" / "plate"
+    models.mkdir(parents=True, exist_ok=True)
+    for index, name in enumerate(names):
+        if name.endswith("_copy"):
+            (models / f"{name}.stl").write_bytes((models / f"{names[0]}.stl").read_bytes())
+        else:
+            solid_mesh(make_part("plate", rng), 16).export(models / f"{name}.stl")
+        folder = root / "images" / "plate" / name
+        folder.mkdir(parents=True)
+        for view in range(2):
+            write_png(folder / f"v{view}.png", np.full((32, 32), 40 * index + view, np.uint8))
+
+
+def test_a_set_of_one_part_is_refused(recon, tmp_path):
+    """One part trained with an empty validation set: exit 0, no val/iou, Lightning's warnings."""
+    _hand_made_parts(tmp_path / "p", ["a"])
+    code, _, err = recon("train", "parts", "--data", tmp_path / "p", "--epochs", "1",
+                         "--set", "size=32", "-o", tmp_path / "run")  # fmt: skip
+    assert code == 2 and err.count("\n") == 1 and "1 part" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_copies_of_one_stl_are_one_part(recon, tmp_path):
+    """Two names of one STL file were two parts: one could train while the other validated."""
+    from recon.pipelines.occupancy.parts_task import PartsConfig, make_sets
+
+    _hand_made_parts(tmp_path / "p", ["a", "a_copy"])
+    code, _, err = recon("train", "parts", "--data", tmp_path / "p", "--epochs", "1",
+                         "--set", "size=32", "-o", tmp_path / "run")  # fmt: skip
+    assert code == 2 and "1 part" in err, err
+    _hand_made_parts(tmp_path / "q", ["a", "a_copy", "b", "c", "d"])
+    for seed in range(8):
+        train, val = make_sets(PartsConfig(data=str(tmp_path / "q"), seed=seed, resolution=8))
+        sides = {
+            side
+            for side, dataset in (("train", train), ("val", val))
+            for _, mesh in dataset.samples
+            if mesh.stem in ("a", "a_copy")
+        }
+        assert len(sides) == 1, (seed, sides)

@@ -453,6 +453,44 @@ def test_skip_done_refuses_rows_read_or_started_another_way(tmp_path, recon):
     assert code == 0, err
 
 
+def test_skip_done_compares_each_kept_row_and_loads_no_ct_when_nothing_is_left(
+    tmp_path, recon, monkeypatch
+):
+    """A run stopped before its run record was written (a scheduler's time limit) left rows
+    that --skip-done kept whatever the new settings; each row now keeps its own. A rerun with
+    nothing left to register used to load the CT (seconds) all the same; and rows measured
+    against another --truth were kept as if measured against the new one."""
+    from test_xray_io import small_ct
+
+    import recon.pipelines.xray.volume as volume
+
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    xray, out = write_dicom(tmp_path / "a.dcm", 0), tmp_path / "reg"
+    assert recon("register", xray, "-v", ct, "-o", out, *FAST)[0] == 0
+    for record in ("run.json", "results.json"):  # as if stopped after its one X-ray
+        (out / record).unlink()
+    other = list(FAST)
+    other[other.index("--ct-spacing") + 1] = 6
+    code, _, err = recon("register", xray, "-v", ct, "-o", out, *other, "--skip-done")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "a/result.json: registered with another --ct-spacing" in err
+    assert not (out / "run.json").exists()
+
+    def no_ct(*args, **kwargs):
+        raise AssertionError("the CT was loaded with nothing to register")
+
+    monkeypatch.setattr(volume, "load_ct", no_ct)
+    code, stdout, err = recon("register", xray, "-v", ct, "-o", out, *FAST, "--skip-done",
+                              "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(stdout)["results"][0]["from_earlier_run"] is True
+    truth = tmp_path / "truth.npy"
+    np.save(truth, np.eye(4)[None])
+    code, _, err = recon("register", xray, "-v", ct, "-o", out, *FAST, "--skip-done",
+                         "--truth", truth)  # fmt: skip
+    assert code == 2 and "made with another --truth (run.json)" in err, err
+
+
 def test_skip_done_exits_1_for_a_failed_registration_it_keeps(tmp_path, recon):
     """A resumed run's results cover every X-ray, so a failed one kept from the earlier run
     fails it too (it exited 0 while results.json counted the failure)."""

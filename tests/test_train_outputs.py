@@ -42,6 +42,11 @@ def test_json_stdout_is_one_object_and_progress_goes_to_stderr(voxel_run):
     assert result["out"] == str(run) and result["epochs_run"] == 2
     assert "training voxel" in stderr and "Epoch" in stderr  # human text and progress
     assert "Params" in stderr  # the model summary too, not on stdout
+    timings = result["timings_s"]  # the setup (data, model) beside the fit, which alone it gave
+    assert set(timings) == {"setup", "fit"} and result["seconds"] == timings["fit"]
+    assert timings["setup"] > 0 and timings["fit"] > 0
+    recorded = json.loads((run / "run.json").read_text())["timings_s"]
+    assert recorded == {key: round(value, 4) for key, value in timings.items()}
 
 
 def test_curves_draw_the_losses_and_the_baseline_on_the_metric_axes(voxel_run):

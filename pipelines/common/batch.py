@@ -261,10 +261,8 @@ def check_same_settings(out: Path, command: str, settings: dict, flags: dict[str
     absolute, through a link) are one setting."""
     from recon.pipelines.common.outputs import run_records
 
-    wanted = json.loads(json.dumps(settings))  # as a run record reads back (tuples as lists)
     for record, doc in run_records(out, command):
-        config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
-        differ = [k for k, v in wanted.items() if k in config and not _same(config[k], v)]
+        differ = different_settings(doc.get("config"), settings)
         if differ:
             named = ", ".join(flags.get(key, key) for key in differ)
             raise BadInput(
@@ -272,6 +270,14 @@ def check_same_settings(out: Path, command: str, settings: dict, flags: dict[str
                 "--skip-done and shards only add to outputs made the same way (give the same "
                 "settings, use another -o, or --overwrite without --skip-done)"
             )
+
+
+def different_settings(recorded, settings: dict) -> list[str]:
+    """The keys of `settings` that `recorded` (settings as a JSON file kept them) states with
+    another value; a key it does not state is not compared, nor is anything but a dict."""
+    wanted = json.loads(json.dumps(settings))  # as JSON reads back (tuples as lists)
+    recorded = recorded if isinstance(recorded, dict) else {}
+    return [k for k, v in wanted.items() if k in recorded and not _same(recorded[k], v)]
 
 
 def recorded_path(path: Path | str | None) -> str | None:

@@ -122,6 +122,7 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
     completes takes back what it added to the run folder."""
     import warnings
 
+    started = time.perf_counter()
     kind, devices = accelerator(run.device, run.devices)
     check_scale(kind, devices, run)
     limits = max_time(run.max_time), batch_limit(run.limit_batches)
@@ -172,8 +173,8 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
                 if trainer.is_global_zero and not first_step.done and _trains_here(trainer):
                     remove_added(out, before)
                 raise
-    seconds = time.perf_counter() - clock
-    return _finish(task, cfg, trainer, checkpoints[0], out, seconds)
+    timings = {"setup": clock - started, "fit": time.perf_counter() - clock}
+    return _finish(task, cfg, trainer, checkpoints[0], out, timings)
 
 
 def _path_settings(cfg: TrainConfig) -> tuple[Path, ...]:
@@ -296,9 +297,10 @@ def _prepare(
 
 
 def _finish(
-    task: TaskSpec, cfg: TrainConfig, trainer, best, out: Path, seconds: float
+    task: TaskSpec, cfg: TrainConfig, trainer, best, out: Path, timings: dict[str, float]
 ) -> dict[str, Any]:
-    """The fit's result; rank 0 also draws curves.png and writes run.json."""
+    """The fit's result; rank 0 also draws curves.png and writes run.json. timings: seconds
+    of "setup" (checks, data, model, Trainer) and of "fit" (training and validation)."""
     from recon.pipelines.common.outputs import run_record, write_json
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if _scalar(v)}
@@ -312,15 +314,14 @@ def _finish(
         "monitor": task.monitor,
         "metrics": metrics,
         "baselines": baseline_summary(metrics, task.baselines),
-        "seconds": seconds,
+        "seconds": timings["fit"],  # training and validation; timings_s adds the setup
+        "timings_s": timings,
         "processes": int(trainer.world_size),
         "global_rank": int(trainer.global_rank),
     }
     if trainer.is_global_zero:
         plot_curves(out / "metrics.csv", out / "curves.png", task.baselines)
-        record = run_record(
-            f"train {task.name}", cfg.seed, config_dict(cfg), {"fit": seconds}, result
-        )
+        record = run_record(f"train {task.name}", cfg.seed, config_dict(cfg), timings, result)
         write_json(out / "run.json", record)
     return result
 

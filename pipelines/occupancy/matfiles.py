@@ -66,15 +66,22 @@ def read_voxel_mat(path: Path, key: str = VOXEL_KEY) -> np.ndarray:
         if set(array.dtype.names or ()) == {"real", "imag"}:  # MATLAB's complex in HDF5
             what = "complex"
         raise MatError(f"'{key}' holds {what} values, expected an occupancy grid of numbers")
+    if array.size == 0:
+        raise MatError(f"'{key}' has shape {array.shape}: it holds no voxels")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise MatError(f"'{key}' holds NaN or Inf values, expected an occupancy grid")
     return array
 
 
 def _read_v5(path: Path, key: str) -> np.ndarray:
     from scipy.io import loadmat
+    from scipy.sparse import issparse
 
     data = loadmat(path, variable_names=[key])
     if key not in data:
         raise MatError(f"no variable '{key}'")
+    if issparse(data[key]):
+        raise MatError(f"'{key}' is a sparse matrix (2D), expected a 3D grid")
     return np.asarray(data[key])
 
 

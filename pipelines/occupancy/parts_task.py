@@ -1,9 +1,10 @@
 """Task `parts`: image of a machine part -> 32^3 occupancy (ResNet50 + 3D transposed convs).
 
-Data: the parts layout (parts.py): every image paired with its STL; split into
-training and validation by part (seeded). Input: the image cropped to a square around the
-object (found from the border colour), resized to `size`, then three channels: grey, Canny edges
-(thresholds canny_low / canny_high) and grey again, each scaled to [0, 1] and centred by -0.5.
+Data: the parts layout (parts.py): every image paired with its STL; split into training and
+validation by part (seeded; byte-identical STL files are one part). Input: the image cropped to
+a square around the object (found from the border colour), resized to `size`, then three
+channels: grey, Canny edges (thresholds canny_low / canny_high) and grey again, each scaled to
+[0, 1] and centred by -0.5.
 Target: the STL voxelised to a filled grid (recon.pipelines.shapes.voxelize, cached per file under
 ROOT/.cache/voxels). Loss: BCE + dice_weight * soft Dice; Adam. Metrics as task `voxel`
 (val/iou at 0.5 is the score, val/dice, val/iou_mean_shape baseline).
@@ -24,6 +25,7 @@ from recon.pipelines.occupancy.voxel_task import (
     OCCUPANCY_EXAMPLES,
     build_occupancy,
     resnet_min_batch,
+    same_content,
     split_by_group,
 )
 
@@ -106,6 +108,11 @@ def samples_of(root: Path) -> list[tuple[Path, Path]]:
     samples = [(image, pair.mesh) for pair in find_pairs(root) for image in pair.images]
     if len(samples) < 2:
         raise BadInput(f"{root}: need at least 2 image + STL pairs, found {len(samples)}")
+    if len(set(same_content([mesh for _, mesh in samples]).values())) < 2:
+        raise BadInput(
+            f"{root}: its images show 1 part; validation holds whole parts out, so training "
+            "needs at least 2"
+        )
     return samples
 
 
@@ -122,7 +129,8 @@ def make_sets(cfg: PartsConfig):
     grids = voxel_targets(
         [m for _, m in samples], cfg.resolution, cfg.method, root / ".cache" / "voxels"
     )
-    train, val = split_by_group(samples, lambda s: str(s[1]), cfg.val_fraction, cfg.seed)
+    part = same_content([mesh for _, mesh in samples])
+    train, val = split_by_group(samples, lambda s: part[str(s[1])], cfg.val_fraction, cfg.seed)
     return (PartsDataset(train, cfg, grids, cfg.jitter), PartsDataset(val, cfg, grids, 0.0))
 
 

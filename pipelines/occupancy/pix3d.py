@@ -41,9 +41,11 @@ def load_entries(root: Path) -> list[dict]:
             )
         raise BadInput(f"{path}: no such file (a Pix3D root holds pix3d.json)")
     try:
-        entries = json.loads(path.read_text())
+        entries = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM, as Windows tools write
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BadInput(f"{path}: not valid JSON ({error})") from error
+    except RecursionError as error:
+        raise BadInput(f"{path}: not a Pix3D index (nested too deeply to read)") from error
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise BadInput(f"{path}: expected a list of entries")
     return entries

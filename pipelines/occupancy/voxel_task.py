@@ -1,9 +1,10 @@
 """Task `voxel`: one image -> 32^3 occupancy on the Pix3D layout (ResNet18 + FC decoder).
 
 Data: ROOT/pix3d.json entries (img, category, voxel, bbox); the split into training and
-validation is by 3D model (seeded), so validation shapes are never seen in training. Input: the
-image cropped to a square around its bbox (jittered by up to `jitter` of its size in training),
-resized to `size` x `size`, ImageNet-normalised. Target: the voxel grid max-pooled to
+validation is by 3D model (seeded; byte-identical voxel files are one model), so validation
+shapes are never seen in training. Input: the image cropped to a square around its bbox
+(jittered by up to `jitter` of its size in training), resized to `size` x `size`,
+ImageNet-normalised. Target: the voxel grid max-pooled to
 `resolution`. Loss: BCE on logits; Adam. With `mean_prior` (default) the decoder's output bias
 starts at the logit of the training set's mean shape, so training starts from the baseline.
 
@@ -14,6 +15,7 @@ val/iou_mean_shape: IoU@0.5 of the training set's mean shape, the baseline to be
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +66,12 @@ def load_grid(path: Path, resolution: int) -> np.ndarray:
         grid = read_voxel_mat(path)
     except MatError as error:
         raise BadInput(f"{path}: {error}") from error
-    return max_pool(grid != 0, resolution) if grid.shape[0] != resolution else grid != 0
+    if grid.shape[0] == resolution:
+        return grid != 0
+    try:
+        return max_pool(grid != 0, resolution)
+    except BadInput as error:
+        raise BadInput(f"{path}: {error} (setting resolution)") from error
 
 
 def usable_entries(root: Path) -> list[dict]:
@@ -78,7 +85,7 @@ def usable_entries(root: Path) -> list[dict]:
     entries = resolved_entries(root)
     if len(entries) < 2:
         raise BadInput(f"{root}/pix3d.json: need at least 2 entries with img and voxel")
-    models = len({str(entry["voxel_path"]) for entry in entries})
+    models = len(set(same_content([entry["voxel_path"] for entry in entries]).values()))
     if models < 2:
         raise BadInput(
             f"{root}/pix3d.json: its entries show 1 3D model; validation holds whole models "
@@ -93,6 +100,32 @@ def usable_entries(root: Path) -> list[dict]:
                     "lists every problem)"
                 )
     return entries
+
+
+def same_content(paths: list[Path]) -> dict[str, str]:
+    """{path: the first of the given files, by name, with the same bytes}: one 3D model saved
+    under two names is one group, so a split cannot put it on both sides. A file that cannot
+    be read is its own group (its reader names the problem)."""
+    import hashlib
+    from contextlib import suppress
+
+    unique = sorted({str(p) for p in paths})
+    sizes: dict[str, int | None] = {}
+    for path in unique:
+        try:
+            sizes[path] = Path(path).stat().st_size
+        except OSError:
+            sizes[path] = None
+    shared = Counter(size for size in sizes.values() if size is not None)
+    first: dict[tuple, str] = {}
+    groups: dict[str, str] = {}
+    for path, size in sizes.items():
+        key: tuple = (size, path)
+        if size is not None and shared[size] > 1:
+            with suppress(OSError):
+                key = (size, hashlib.sha256(Path(path).read_bytes()).hexdigest())
+        groups[path] = first.setdefault(key, path)
+    return groups
 
 
 def split_by_group(items: list, key, val_fraction: float, seed: int) -> tuple[list, list]:
@@ -269,7 +302,10 @@ def _bce(logits, grids):
 
 def make_sets(cfg: VoxelConfig):
     entries = usable_entries(Path(cfg.data))
-    train, val = split_by_group(entries, lambda e: str(e["voxel_path"]), cfg.val_fraction, cfg.seed)
+    model = same_content([entry["voxel_path"] for entry in entries])
+    train, val = split_by_group(
+        entries, lambda e: model[str(e["voxel_path"])], cfg.val_fraction, cfg.seed
+    )
     return (
         Pix3dDataset(train, cfg.size, cfg.resolution, cfg.jitter),
         Pix3dDataset(val, cfg.size, cfg.resolution, 0.0),
@@ -278,13 +314,14 @@ def make_sets(cfg: VoxelConfig):
 
 def build_occupancy(task_name: str, cfg, build_net_fn, loss_fn, make_sets_fn):
     """(module, datamodule); the net's output starts at the training set's mean shape when
-    cfg.mean_prior is set (a resumed run then loads its own weights over it)."""
+    cfg.mean_prior is set (a resumed run then loads its own weights over it). The data is read
+    first, so a target that does not fit the settings stops before the net is allocated."""
     import torch
 
-    module = occupancy_module_class(task_name, build_net_fn, loss_fn)(config_dict(cfg))
     data = occupancy_data_class(make_sets_fn)(cfg)
+    data.setup("fit")
+    module = occupancy_module_class(task_name, build_net_fn, loss_fn)(config_dict(cfg))
     if cfg.mean_prior:
-        data.setup("fit")
         mean = torch.as_tensor(data.mean_grid, dtype=torch.float32).clamp(0.02, 0.98)
         module.net.set_output_prior(torch.log(mean / (1 - mean)))
     return module, data

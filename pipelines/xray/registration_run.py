@@ -242,7 +242,9 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
     }
     if plan.batch and (r.skip_done or not r.overwrite):
         check_same_settings(out, "register", settings, SETTING_FLAGS)
-    earlier = {i: earlier_row(target / all_names[i] / "result.json") for i in plan.done}
+    earlier = {
+        i: earlier_row(target / all_names[i] / "result.json", settings) for i in plan.done
+    }
     files, names = [every[i] for i in plan.todo], [all_names[i] for i in plan.todo]
     for file in files:
         image = file.suffix.lower() in XRAY_IMAGE_SUFFIXES
@@ -279,23 +281,26 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
         inits = [initial_pose(r.init, x, r.orientation, r.rot, r.xyz, predictor) for x in xrays]
     if r.threads > 0:
         torch.set_num_threads(r.threads)
-    subject = load_ct(r.volume, r.labels, r.orientation, spacing_mm=config.ct_spacing_mm)
-    info(
-        f"CT {r.volume or 'bundled chest CT'} at {config.ct_spacing_mm:g} mm: "
-        f"{tuple(subject.density.shape[1:])} voxels"
-    )
-    fiducials = None
-    if truths is not None:
-        fiducials = (
-            read_fiducials(r.fiducials)
-            if r.fiducials is not None
-            else default_fiducials(r.truth, subject)
+    subject = fiducials = None
+    if files:  # --skip-done may leave nothing to register: no CT to load
+        subject = load_ct(r.volume, r.labels, r.orientation, spacing_mm=config.ct_spacing_mm)
+        info(
+            f"CT {r.volume or 'bundled chest CT'} at {config.ct_spacing_mm:g} mm: "
+            f"{tuple(subject.density.shape[1:])} voxels"
         )
+        if truths is not None:
+            fiducials = (
+                read_fiducials(r.fiducials)
+                if r.fiducials is not None
+                else default_fiducials(r.truth, subject)
+            )
     loaded = time.perf_counter()
     if torch.device(device).type == "cpu":
         retain_freed_memory()
     with output_folder(out, plan) as folder:
-        scene = Scene(subject, config, device, fiducials, ct_name, r.min_similarity, r.linearize)
+        scene = Scene(
+            subject, config, device, fiducials, ct_name, r.min_similarity, r.linearize, settings
+        )
         truths = truths or [None] * len(files)
         items = list(zip(files, names, xrays, prepared, inits, truths, strict=True))
         registered = [
@@ -356,6 +361,8 @@ SETTING_FLAGS = {
     "shutters": "--shutters/--no-shutters",
     "mask": "--mask",
     "min_similarity": "--min-similarity",
+    "truth": "--truth",
+    "fiducials": "--fiducials",
 }
 
 
@@ -378,6 +385,8 @@ def reading_settings(r: RegisterRequest) -> dict:
         "shutters": r.shutters,
         "mask": recorded_path(r.mask),
         "min_similarity": r.min_similarity,
+        "truth": recorded_path(r.truth),  # the kept rows' errors were measured against these
+        "fiducials": recorded_path(r.fiducials),
     }
 
 
@@ -392,6 +401,7 @@ class Scene:
     ct_name: str
     min_similarity: float
     linearize: str  # --linearize, for each X-ray's record
+    settings: dict  # the run record's settings (SETTING_FLAGS), kept in each X-ray's result.json
 
 
 def register_one(
@@ -456,7 +466,7 @@ def register_one(
             final_drr,
             tuple(image.shape[-2:]),
         )
-        write_json(written / "result.json", clean)
+        write_json(written / "result.json", {**clean, "settings": scene.settings})
     info(
         f"{name}: similarity {result.similarity:.3f} in {result.runtime_s:.1f} s"
         + (f", mTRE {row['final_mtre_mm']:.2f} mm" if "final_mtre_mm" in row else "")
@@ -466,10 +476,14 @@ def register_one(
     return clean
 
 
-def earlier_row(path: Path) -> dict:
+def earlier_row(path: Path, settings: dict) -> dict:
     """The results row an earlier run wrote for an X-ray --skip-done keeps; BadInput when it
-    cannot be read (before any work)."""
+    cannot be read, or when it was registered with settings other than `settings` (the row
+    keeps its own, so that a run stopped before its run record was written is compared too),
+    before any work."""
     import json
+
+    from recon.pipelines.common.batch import different_settings
 
     try:
         row = json.loads(path.read_text())
@@ -482,6 +496,14 @@ def earlier_row(path: Path) -> dict:
         raise BadInput(
             f"{path}: not a results row of `recon register`; delete its folder to register "
             "that X-ray again"
+        )
+    differ = different_settings(row.pop("settings", None), settings)
+    if differ:
+        named = ", ".join(SETTING_FLAGS.get(key, key) for key in differ)
+        raise BadInput(
+            f"{path}: registered with another {named}; --skip-done only keeps X-rays registered "
+            "the same way (give the same settings, use another -o, or --overwrite without "
+            "--skip-done)"
         )
     return {**row, "from_earlier_run": True}
 
