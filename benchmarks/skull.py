@@ -8,10 +8,12 @@ radiographs, 64^3, 3.75 mm voxels). Training runs on the CPU for at most --minut
 table: the model, the training set's mean shape per head, and the TRUE skull covered with the
 table-mean tissue depths (what one builds from the real skull and a depth table), each with
 IoU@0.5 per head, the face's mean and 95th-percentile symmetric surface distance (mm), the share
-of the true face within +-2.5 mm, the mean soft-tissue depth error at the landmarks (mm; the
+of the true face within +-2.5 mm, the share of heads whose predicted face has no surface (left
+out of the distances), the mean soft-tissue depth error at the landmarks (mm; the
 depth measured on the predicted grids against the same measurement on the true grids), and how
 far the true grids' measured depths lie from the depths the heads were built with. The last row
-scores the true grids against themselves (a check: zero error).
+scores the true grids against themselves (a check: zero error). A held-out set that shares a
+head with the training set (the same grids) stops the run.
 """
 
 from __future__ import annotations
@@ -28,12 +30,16 @@ COLUMNS = (
     ("face_mean", "face mean mm"),
     ("face_p95", "face p95 mm"),
     ("face_within", "face within 2.5 mm"),
+    ("face_missing", "no face surface"),
     ("depth_error", "depth error mm"),
     ("true_depth_vs_table", "true vs table mm"),
 )
 
 
 def ensure_set(folder: Path, subjects: int, seed: int) -> Path:
+    """folder, with `subjects` heads of seed made in it when it has no dataset.json; a set
+    already there is used as it is (its size is said on stderr when it differs)."""
+    from recon.pipelines.skull.data import list_pairs
     from recon.pipelines.skull.synth import synth_skull_dataset
 
     if not (folder / "dataset.json").is_file():
@@ -42,7 +48,32 @@ def ensure_set(folder: Path, subjects: int, seed: int) -> Path:
         synth_skull_dataset(folder, subjects, seed)
         print(f"synth {folder}: {subjects} heads in {time.perf_counter() - clock:.0f} s",
               file=sys.stderr)  # fmt: skip
+    elif len(list_pairs(folder)) != subjects:
+        print(f"{folder}: using the {len(list_pairs(folder))} heads there, not {subjects}",
+              file=sys.stderr)  # fmt: skip
     return folder
+
+
+def grids_digest(grids: dict) -> str:
+    """SHA-256 of a head's skull and face grids (shape and occupancy)."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for head in ("skull", "face"):
+        digest.update(repr(grids[head].shape).encode())
+        digest.update(np.packbits(grids[head]).tobytes())
+    return digest.hexdigest()
+
+
+def shared_heads(train_grids: list[dict], test: Path) -> list[str]:
+    """The pairs of the held-out set test whose grids equal a training head's: the same head
+    on both sides (one folder given twice, or two sets of one seed)."""
+    from recon.pipelines.skull.data import list_pairs, load_grids
+
+    seen = {grids_digest(grids) for grids in train_grids}
+    return [p.name for p in list_pairs(test) if grids_digest(load_grids(p.voxels)) in seen]
 
 
 def truth_check(test: Path) -> dict:
@@ -87,6 +118,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train = ensure_set(args.train, args.subjects, 0)
     test = ensure_set(args.test, args.test_subjects, 1)
+    grids = [load_grids(p.voxels) for p in list_pairs(train)]
+    shared = shared_heads(grids, test)
+    if shared:
+        print(f"error: {test}: {len(shared)} of its heads are also training heads in {train} "
+              f"({shared[0]}, ...); score heads the model never saw", file=sys.stderr)  # fmt: skip
+        sys.exit(2)
     result: dict = {"train_subjects": len(list_pairs(train)), "threads": args.threads}
     checkpoint = args.checkpoint
     if checkpoint is None:
@@ -110,7 +147,6 @@ def main() -> None:
         if record.is_file():  # the run that wrote the checkpoint
             fitted = json.loads(record.read_text())["metrics"]
             result.update(train_seconds=round(fitted["seconds"], 1), epochs=fitted["epochs_run"])
-    grids = [load_grids(p.voxels) for p in list_pairs(train)]
     mean_shape = {h: np.mean([g[h] for g in grids], axis=0) for h in ("skull", "face")}
     clock = time.perf_counter()
     scores = score_folder(checkpoint, test, mean_shape)

@@ -250,3 +250,138 @@ def test_skip_done_counts_as_the_command_line_does(tmp_path, recon):
     assert recon(*args, "-n", "2")[0] == 0
     code, _, err = recon(*args, "-n", "1", "--skip-done")
     assert code == 2 and "holds a set made with the count 2 (run.json)" in err, err
+
+
+def test_predict_writes_each_image_before_predicting_the_next(
+    heads, untrained_checkpoint, tmp_path
+):
+    """Every image's grids were kept in memory until the last was predicted: memory grew with
+    the number of images (2 MB each at 64^3), and a shard stopped near its end had written
+    nothing, even with --skip-done."""
+    from recon.pipelines.skull.predict import predict_skull
+
+    images = [heads / f"skull_00{i}.png" for i in range(3)]
+    names = [image.stem for image in images]
+    seen = []
+
+    def track(items, _description):
+        for item in items:
+            seen.append(sorted(p.name for p in tmp_path.glob("*_vox.npz")))
+            yield item
+
+    records = predict_skull(untrained_checkpoint, images, names, tmp_path, track=track)
+    assert len(records) == 3
+    assert seen == [[], ["skull_000_vox.npz"], ["skull_000_vox.npz", "skull_001_vox.npz"]]
+
+
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("no-size", "the checkpoint's config has no setting size"),
+        ("negative-voxel", "the checkpoint's setting voxel_mm must be in [0, 1000], not -15"),
+        ("text-voxel", "the checkpoint's setting voxel_mm takes a number, not 'abc'"),
+        ("other-resolution", "weights do not fit the skull model (Missing key(s) in state_dict:"),
+    ],
+)
+def test_checkpoint_with_unusable_settings_is_one_line(
+    case, message, heads, untrained_checkpoint, tmp_path, recon
+):
+    """A config without `size` was a raw KeyError (exit 1), a negative voxel_mm mirrored every
+    mesh without a word, and weights of another grid size were reported only as torch's
+    heading "Error(s) in loading state_dict for SkullNet:"."""
+    import torch
+
+    checkpoint = torch.load(untrained_checkpoint, weights_only=True)
+    config = checkpoint["hyper_parameters"]["config"]
+    if case == "no-size":
+        del config["size"]
+    elif case == "negative-voxel":
+        config["voxel_mm"] = -15.0
+    elif case == "text-voxel":
+        config["voxel_mm"] = "abc"
+    else:
+        config["resolution"] = 32
+    path = tmp_path / "odd.ckpt"
+    torch.save(checkpoint, path)
+    out = tmp_path / "out"
+    code, stdout, err = recon(
+        "predict", "skull", heads / "skull_000.png", "-c", path, "-o", out, "--json"
+    )
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert json.loads(stdout)["exit_code"] == 2
+    assert not out.exists()
+
+
+def test_check_data_flags_what_training_refuses(heads, tmp_path, recon):
+    """check-data passed a 4 x 4 image, a float image outside [0, 1] and voxel_mm Infinity
+    (JSON reads it), which training then refused or wrote into the checkpoint."""
+    from PIL import Image
+
+    bad = tmp_path / "bad"
+    shutil.copytree(heads, bad)
+    Image.new("L", (4, 4)).save(bad / "skull_001.png")
+    (bad / "skull_002.png").unlink()
+    Image.fromarray(np.full((64, 64), 900.0, np.float32)).save(bad / "skull_002.tif")
+    dataset = json.loads((bad / "dataset.json").read_text())
+    (bad / "dataset.json").write_text(json.dumps({**dataset, "voxel_mm": float("inf")}))
+    code, out, err = recon("check-data", "skull", bad, "--json")
+    assert code == 1, err
+    kinds = {(p["kind"], p["path"]) for p in json.loads(out)["problems"]}
+    assert kinds == {
+        ("image-too-small", "skull_001.png"),
+        ("unreadable-image", "skull_002.tif"),
+        ("unreadable-dataset-json", "dataset.json"),
+    }
+
+
+def test_scores_count_subjects_without_a_face_surface():
+    """An empty predicted face had NaN distances, which the summary's mean skipped: a model
+    that lost the face on some heads showed the mean distance of the others alone."""
+    from recon.pipelines.skull.score import score_subject, summarise
+
+    radius = np.linalg.norm(np.indices((16, 16, 16)) - 7.5, axis=0)
+    truth = {"skull": radius < 4, "face": radius < 6}
+    found = {h: g.astype(np.float32) for h, g in truth.items()}
+    lost = {"skull": found["skull"], "face": np.zeros((16, 16, 16), np.float32)}
+    rows = [score_subject(found, truth, 15.0, samples=2000), score_subject(lost, truth, 15.0)]
+    assert [row["face_missing"] for row in rows] == [0.0, 1.0]
+    summary = summarise(rows)
+    assert summary["face_missing"] == 0.5 and summary["face_mean"] == pytest.approx(0.0, abs=1)
+    assert summary["face_within"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "shape,message",
+    [
+        ((12, 12, 12), "grid (12, 12, 12): resolution must be 8, 16, 32, 64, 128, ... not 12"),
+        ((16, 16, 20), "grid (16, 16, 20) is not cubic; the skull model predicts R x R x R"),
+    ],
+)
+def test_check_data_flags_grids_the_model_cannot_predict(shape, message, tmp_path, recon):
+    """A set of 12^3 or 16 x 16 x 20 grids passed check-data, and `train skull` refused it."""
+    from PIL import Image
+
+    for index in range(2):
+        Image.fromarray(np.full((32, 32), 60 * index, np.uint8)).save(tmp_path / f"h{index}.png")
+        grid = np.zeros(shape, bool)
+        grid[2:8, 2:8, 2:8] = True
+        np.savez(tmp_path / f"h{index}_vox.npz", skull=grid, face=grid)
+    code, out, err = recon("check-data", "skull", tmp_path, "--json")
+    assert code == 1, err
+    [problem] = json.loads(out)["problems"]
+    assert problem["kind"] == "shape-mismatch" and problem["path"] == "h0_vox.npz"
+    assert message in problem["detail"], problem
+
+
+def test_scoring_a_set_of_another_resolution_is_one_line(untrained_checkpoint, tmp_path):
+    """A 16^3 checkpoint scored on 8^3 heads failed inside torch with a shape error."""
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.skull.score import score_folder
+    from recon.pipelines.skull.synth import synth_skull_dataset
+
+    synth_skull_dataset(tmp_path, 1, 0, 8)
+    with pytest.raises(
+        BadInput, match=r"grids \(8, 8, 8\), the checkpoint predicts \(16, 16, 16\)"
+    ):
+        score_folder(untrained_checkpoint, tmp_path)

@@ -80,11 +80,20 @@ def test_hand_built_set_without_dataset_json_scores_in_voxels(tmp_path, recon):
 
 @pytest.mark.parametrize(
     "bad",
-    ["no-data", "odd-resolution", "odd-grid", "other-setting", "missing-voxels", "orphan-voxels"],
+    [
+        "no-data",
+        "odd-resolution",
+        "odd-grid",
+        "other-setting",
+        "missing-voxels",
+        "orphan-voxels",
+        "no-loss",
+    ],
 )
 def test_train_refuses_unusable_sets(bad, tmp_path, recon):
     """One line each, naming the right file or the setting: an odd grid was blamed on the next
-    pair, a resolution setting on the first pair's file."""
+    pair, a resolution setting on the first pair's file, and both loss weights at 0 trained on
+    a loss of 0 for every epoch."""
     from PIL import Image
 
     data = tmp_path / "d"
@@ -103,7 +112,10 @@ def test_train_refuses_unusable_sets(bad, tmp_path, recon):
         Image.fromarray(np.zeros((64, 64), np.uint8)).save(data / "s9.png")
     if bad == "orphan-voxels":
         shutil.copy(data / "s0_vox.npz", data / "s7_vox.npz")
-    setting = ["--set", "resolution=32"] if bad == "other-setting" else []
+    setting = {
+        "other-setting": ["--set", "resolution=32"],
+        "no-loss": ["--set", "skull_weight=0", "--set", "face_weight=0"],
+    }.get(bad, [])
     code, _, err = recon(
         "train", "skull", "--data", data, *setting, "-o", tmp_path / "run", "--device", "cpu"
     )
@@ -113,6 +125,7 @@ def test_train_refuses_unusable_sets(bad, tmp_path, recon):
         "other-setting": "setting resolution 32: the data's grids are 16^3",
         "missing-voxels": "s9.png: no s9_vox.npz beside it (missing-voxels)",
         "orphan-voxels": "s7_vox.npz: no image NAME.png beside it (orphan-voxels)",
+        "no-loss": "settings skull_weight and face_weight are both 0: the loss would be 0",
     }
     assert expected.get(bad, "") in err
     assert not (tmp_path / "run").exists()
@@ -138,3 +151,34 @@ def test_images_of_one_subject_stay_on_one_side_of_the_split(tmp_path):
         _, val_single = split_subjects(single, 0.34, seed)
         order = np.random.default_rng(seed).permutation(6)
         assert [p.voxels for p in val_single] == [single[i].voxels for i in sorted(order[:2])]
+
+
+def test_benchmark_refuses_held_out_heads_it_trained_on(tmp_path, monkeypatch, capsys):
+    """benchmarks/skull.py took any folder with a dataset.json as the held-out set: the
+    training folder itself, or a set of the training seed, was scored as unseen heads."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from recon.pipelines.skull.synth import synth_skull_dataset
+
+    path = Path(__file__).parents[1] / "benchmarks" / "skull.py"
+    spec = importlib.util.spec_from_file_location("skull_benchmark", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    train, test = tmp_path / "train", tmp_path / "test"
+    train.mkdir()
+    test.mkdir()
+    synth_skull_dataset(train, 3, 0, 8)
+    synth_skull_dataset(test, 2, 0, 8)  # the first two training heads again
+    argv = ["skull.py", "--train", train, "--test", test, "--subjects", "3",
+            "--test-subjects", "2", "--checkpoint", tmp_path / "unused.ckpt",
+            "--threads", torch.get_num_threads()]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", [str(a) for a in argv])
+    with pytest.raises(SystemExit) as exit_:
+        benchmark.main()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: {test}: 2 of its heads are also training heads in {train}" in err, err

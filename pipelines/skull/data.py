@@ -1,18 +1,22 @@
 """Reading a skull data set: image + voxel pairs, dataset.json, network inputs, and the checks.
 
-Pairs: every ROOT/NAME.png|.jpg|.jpeg with ROOT/NAME_vox.npz beside it (arrays `skull`, `face`).
+Pairs: every ROOT/NAME.png (or another picture suffix, IMAGE_SUFFIXES) with ROOT/NAME_vox.npz
+beside it (arrays `skull`, `face`).
 dataset.json (optional) gives `voxel_mm`; without it scores are in voxels.
 
 check-data problem kinds: missing-voxels (an image without its npz), orphan-voxels (an npz
-without its image), unreadable-image, unreadable-voxels (not an npz, or corrupt), missing-array
-(no `skull` or no `face`), shape-mismatch (skull and face differ, a grid is not 3D, or it
-differs from the set's most common shape), empty-grid (no occupied voxel), unreadable-dataset-json,
+without its image), unreadable-image, image-too-small (under MIN_SIDE pixels a side: training
+refuses it), unreadable-voxels (not an npz, or corrupt), missing-array (no `skull` or no
+`face`), shape-mismatch (skull and face differ, a grid is not 3D, it differs from the set's
+most common shape, or the set's shape is one the model cannot predict: not cubic, or a side
+other than 8, 16, 32, ...), empty-grid (no occupied voxel), unreadable-dataset-json,
 unfinished-set (heads of `recon synth skull` are there but not yet dataset.json), no-pairs.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,8 +72,8 @@ def read_voxel_mm(root: Path) -> float | None:
         value = float(json.loads(path.read_text())["voxel_mm"])
     except (ValueError, KeyError, TypeError) as error:
         raise BadInput(f"{path}: unreadable (needs a number voxel_mm): {error}") from error
-    if not value > 0:
-        raise BadInput(f"{path}: voxel_mm must be positive, not {value}")
+    if not (math.isfinite(value) and value > 0):  # JSON reads Infinity and NaN
+        raise BadInput(f"{path}: voxel_mm must be a positive number, not {value}")
     return value
 
 
@@ -112,33 +116,60 @@ def grid_problem(path: Path) -> tuple[str, str] | None:
     return None
 
 
-def image_problem(path: Path) -> tuple[str, str] | None:
-    from PIL import Image, UnidentifiedImageError
+def side_problem(shape: tuple) -> str | None:
+    """Why the skull model cannot predict grids of this shape (it needs R^3, R = 4 * 2^k,
+    k >= 1), or None; what `recon train skull` refuses."""
+    from recon.models.skull_net import decoder_stages
 
+    if len(set(shape)) != 1:
+        return f"grid {shape} is not cubic; the skull model predicts R x R x R grids"
     try:
-        with Image.open(path) as image:
-            image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        return "unreadable-image", first_line(error)
+        decoder_stages(int(shape[0]))
+    except ValueError as error:
+        return f"grid {shape}: {error}"
     return None
 
 
+def image_problem(path: Path) -> tuple[str, str] | None:
+    """(kind, detail) when training could not read the image (unreadable-image) or it is too
+    small (image-too-small), read as training reads it; else None."""
+    from recon.pipelines.common.io import read_rgb
+
+    try:
+        rgb = read_rgb(Path(path))
+    except BadInput as error:
+        return "unreadable-image", str(error).removeprefix(f"{path}: ")
+    small = size_problem(rgb)
+    return None if small is None else ("image-too-small", small)
+
+
+def size_problem(rgb: np.ndarray) -> str | None:
+    """Why an image (H, W, 3) is too small for the network, or None."""
+    if min(rgb.shape[:2]) >= MIN_SIDE:
+        return None
+    return f"image is {rgb.shape[1]} x {rgb.shape[0]} pixels, need at least {MIN_SIDE} x {MIN_SIDE}"
+
+
+def read_picture(path: Path) -> np.ndarray:
+    """One image file as the network reads it, (H, W, 3) uint8 (grey, alpha, palette, 16-bit
+    and float images as read_rgb takes them); BadInput for a file that is no image, one with
+    too many pixels, or one under MIN_SIDE pixels a side (as predict voxel and parts refuse)."""
+    from recon.pipelines.common.io import read_rgb
+
+    rgb = read_rgb(Path(path))
+    small = size_problem(rgb)
+    if small is not None:
+        raise BadInput(f"{path}: {small}")
+    return rgb
+
+
 def image_tensor(path: Path, size: int):
-    """The network input (3, size, size) float tensor of one image file: grey or RGB, resized
-    (bilinear) to size x size, ImageNet-normalised. BadInput for a file that is no image, or
-    one under MIN_SIDE pixels a side (as predict voxel and parts refuse it)."""
+    """The network input (3, size, size) float tensor of one image file (read_picture), resized
+    (bilinear) to size x size, ImageNet-normalised."""
     import torch
     from PIL import Image
 
-    from recon.pipelines.common.io import read_rgb
-
-    rgb = read_rgb(Path(path))  # BadInput for no image or too many pixels
-    if min(rgb.shape[:2]) < MIN_SIDE:
-        raise BadInput(
-            f"{path}: image is {rgb.shape[1]} x {rgb.shape[0]} pixels, "
-            f"need at least {MIN_SIDE} x {MIN_SIDE}"
-        )
-    photo = Image.fromarray(rgb)
+    photo = Image.fromarray(read_picture(path))
     rgb = photo.resize((size, size), Image.Resampling.BILINEAR)
     array = (np.asarray(rgb, dtype=np.float32) / 255.0 - MEAN) / STD
     return torch.from_numpy(array.transpose(2, 0, 1).copy())
@@ -189,6 +220,10 @@ def check_skull(root: Path, track: Callable = lambda items, _d: items) -> CheckR
         for name, shape in shapes.items():
             if shape != common:
                 report.add("shape-mismatch", name, f"grid {shape}, most of the set has {common}")
+        unusable = side_problem(common)
+        if unusable is not None:
+            name = next(name for name, shape in shapes.items() if shape == common)
+            report.add("shape-mismatch", name, unusable)
     if not images and not orphans:
         report.add("no-pairs", str(root), "no images (.png, .jpg) and no *_vox.npz")
     report.items = len(images)

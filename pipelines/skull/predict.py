@@ -8,7 +8,7 @@ NAME_render.png: the skull opaque inside a translucent face, from the front and 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,35 +22,34 @@ FACE_ALPHA = 0.45  # opacity of the face over the skull in renders
 def predict_probabilities(
     checkpoint: Path, images: list[Path], device: str = "cpu", track: Callable | None = None
 ) -> list[dict[str, np.ndarray]]:
-    """{'skull', 'face'} probability grids (R, R, R) float32 for every image."""
-    import torch
-
-    from recon.pipelines.skull.data import image_tensor
+    """{'skull', 'face'} probability grids (R, R, R) float32 for every image, all at once (a
+    held-out set; predict_skull keeps one image's at a time)."""
     from recon.pipelines.skull.task import load_net
 
     net, config = load_net(Path(checkpoint))
+    return list(probability_stream(net, config, images, device, track))
+
+
+def probability_stream(
+    net, config: dict, images: list[Path], device: str = "cpu", track: Callable | None = None
+) -> Iterator[dict[str, np.ndarray]]:
+    """{'skull', 'face'} probability grids (R, R, R) float32 of each image in turn. Every image
+    is read and checked before the first is predicted (BadInput names a bad one), but none is
+    kept: memory does not grow with the number of images."""
+    import torch
+
+    from recon.pipelines.skull.data import image_tensor, read_picture
+
     target = torch.device(choose_device(device))
+    for path in images:
+        read_picture(path)
     net = net.to(target)
-    inputs = [image_tensor(path, config["size"]) for path in images]  # validates all first
-    jobs = track(inputs, "predict skull") if track else inputs
-    results = []
-    for tensor in jobs:
+    for path in track(images, "predict skull") if track else images:
         with torch.no_grad():
-            logits = net(tensor[None].to(target))
-        results.append(
-            {
-                h: torch.sigmoid(g)[0].float().cpu().numpy()
-                for h, g in zip(HEADS, logits, strict=True)
-            }
-        )
-    return results
-
-
-def checkpoint_voxel_mm(checkpoint: Path) -> float | None:
-    from recon.pipelines.common.engine import load_checkpoint
-
-    config, _ = load_checkpoint(Path(checkpoint), "skull")
-    return float(config.get("voxel_mm") or 0.0) or None
+            logits = net(image_tensor(path, config["size"])[None].to(target))
+        yield {
+            h: torch.sigmoid(g)[0].float().cpu().numpy() for h, g in zip(HEADS, logits, strict=True)
+        }
 
 
 def predict_skull(
@@ -62,15 +61,18 @@ def predict_skull(
     device: str = "auto",
     track: Callable = lambda items, _d: items,
 ) -> list[dict]:
-    """Write the outputs of every image into the folder out; one record per image. An image's
-    NAME_vox.npz is written last, so an image whose grids are there is finished (prediction_done).
+    """Write the outputs of every image into the folder out, each image's before the next is
+    predicted; one record per image. An image's NAME_vox.npz is written last, so an image whose
+    grids are there is finished (prediction_done).
     """
     from recon.pipelines.common.io import save_mesh
     from recon.pipelines.common.outputs import atomic_file
     from recon.pipelines.skull.score import grid_mesh
+    from recon.pipelines.skull.task import load_net
 
-    voxel_mm = checkpoint_voxel_mm(checkpoint)
-    grids = predict_probabilities(checkpoint, images, device, track)
+    net, config = load_net(Path(checkpoint))
+    voxel_mm = config["voxel_mm"] or None
+    grids = probability_stream(net, config, images, device, track)
     records = []
     for path, stem, probability in zip(images, names, grids, strict=True):
         # the grids as the file keeps them (float16): the counts and meshes agree with it

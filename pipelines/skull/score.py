@@ -2,11 +2,14 @@
 
 Per subject: IoU@0.5 and Dice@0.5 per head; for the face, the symmetric surface distance (mean,
 95th percentile) and the share of the true face surface within +-2.5 mm of the prediction
-(1 voxel when the voxel size is unknown); with landmarks (truth.json), the soft-tissue depth
-error at every landmark: the depth measured on the predicted grids against the depth measured
-the same way on the true grids (definitions in recon.pipelines.common.metrics), and, for
-reference, how far the depth measured on the true grids lies from the depth the head was built
-with (`true_depth_vs_table`: voxelisation, and bone that lies inside the skull's envelope).
+(1 voxel when the voxel size is unknown); a predicted face without a surface has no distance
+(NaN, left out of the means) and counts in `face_missing` (1, so its mean is the share of
+such subjects): the mean distances never hide it. With landmarks (truth.json), the
+soft-tissue depth error at every landmark: the depth measured on the predicted grids against
+the depth measured the same way on the true grids (definitions in
+recon.pipelines.common.metrics), and, for reference, how far the depth measured on the true
+grids lies from the depth the head was built with (`true_depth_vs_table`: voxelisation, and
+bone that lies inside the skull's envelope).
 Surfaces are marching cubes at 0.5 of each grid; mm coordinates put the grid's centre at the
 origin.
 
@@ -68,6 +71,7 @@ def score_subject(
     else:
         distance = symmetric_surface_distance(pred_mesh, true_mesh, tolerance, samples)
         scores.update(face_mean=distance.mean, face_p95=distance.p95, face_within=distance.within)
+    scores["face_missing"] = float(pred_mesh is None)
     if landmarks and voxel_mm:
         names = sorted(landmarks)
         points = np.array([landmarks[n]["point_mm"] for n in names])
@@ -111,18 +115,26 @@ def score_folder(
     import json
     from pathlib import Path
 
+    from recon.pipelines.common.errors import BadInput
     from recon.pipelines.skull.data import list_pairs, load_grids, read_voxel_mm
-    from recon.pipelines.skull.predict import predict_probabilities
+    from recon.pipelines.skull.predict import probability_stream
+    from recon.pipelines.skull.task import load_net
 
     root = Path(test_root)
     voxel_mm = read_voxel_mm(root)
     truth_path = root / "truth.json"
     subjects = json.loads(truth_path.read_text())["subjects"] if truth_path.is_file() else {}
     pairs = list_pairs(root)
-    predicted = predict_probabilities(checkpoint, [p.image for p in pairs], device)
+    net, config = load_net(Path(checkpoint))
+    predicted = probability_stream(net, config, [p.image for p in pairs], device)
     rows: dict[str, list] = {"model": [], "mean_shape": [], "mean_depth": []}
     for pair, probability in zip(pairs, predicted, strict=True):
         truth = load_grids(pair.voxels)
+        if truth["face"].shape != probability["face"].shape:
+            raise BadInput(
+                f"{pair.voxels}: grids {truth['face'].shape}, the checkpoint predicts "
+                f"{probability['face'].shape} (score it on a set of its resolution)"
+            )
         landmarks = subjects.get(pair.name, {}).get("landmarks")
         rows["model"].append(score_subject(probability, truth, voxel_mm, landmarks))
         if mean_shape is not None:

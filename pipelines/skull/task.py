@@ -195,6 +195,11 @@ def check(cfg: SkullConfig) -> None:
         raise BadInput("setting size must be >= 32 and channels >= 4")
     if min(cfg.skull_weight, cfg.face_weight, cfg.dice_weight) < 0:
         raise BadInput("loss weights must not be negative")
+    if cfg.skull_weight == 0 and cfg.face_weight == 0:
+        raise BadInput(
+            "settings skull_weight and face_weight are both 0: the loss would be 0 and nothing "
+            "would train (give one head a positive weight)"
+        )
     if not 0 < cfg.val_fraction < 1:
         raise BadInput("setting val_fraction must lie between 0 and 1")
 
@@ -337,21 +342,51 @@ def build(cfg: SkullConfig):
 # ---------------------------------------------------------------- prediction
 
 
+PREDICTION_SETTINGS = ("size", "resolution", "channels", "dropout")  # voxel_mm: 0 when absent
+
+
+def prediction_config(checkpoint: Path, config: dict) -> dict:
+    """A checkpoint's config with the settings prediction uses present and in their ranges
+    (SkullConfig's); BadInput naming the checkpoint and the setting otherwise."""
+    from recon.pipelines.common.settings import check_setting
+
+    config = {**config, "voxel_mm": config.get("voxel_mm") or 0.0}
+    for name in (*PREDICTION_SETTINGS, "voxel_mm"):
+        if name not in config:
+            raise BadInput(
+                f"{checkpoint}: the checkpoint's config has no setting {name} (give a "
+                "checkpoint that `recon train skull` wrote)"
+            )
+        label = f"{checkpoint}: the checkpoint's setting {name}"
+        config[name] = check_setting(SkullConfig, name, config[name], label)
+    return config
+
+
 def load_net(checkpoint: Path):
-    """(net in eval mode, config dict) from a `recon train skull` checkpoint."""
+    """(net in eval mode, config dict) from a `recon train skull` checkpoint; its settings are
+    checked (prediction_config)."""
     from recon.pipelines.common.checkpoints import load_checkpoint
 
     config, state = load_checkpoint(checkpoint, TASK_NAME)
+    config = prediction_config(checkpoint, config)
     try:
         net = build_net(config)
         net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
     except (KeyError, TypeError, RuntimeError, ValueError) as error:
-        text = str(error).strip().splitlines()
         raise BadInput(
-            f"{checkpoint}: weights do not fit the skull model "
-            f"({text[0] if text else type(error).__name__})"
+            f"{checkpoint}: weights do not fit the skull model ({first_problem(error)})"
         ) from error
     return net.eval(), config
+
+
+def first_problem(error: Exception, width: int = 200) -> str:
+    """The first informative line of an exception, at most width characters: torch's
+    load_state_dict puts only a heading ("Error(s) in loading ...:") on its first line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        lines = lines[1:]
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def example_rows(module, batch, count: int) -> list:
