@@ -119,6 +119,33 @@ def test_skip_done_redoes_only_the_missing_output(voxel_model, recon, tmp_path, 
             assert (out / name).stat().st_mtime_ns == stamp, name
 
 
+def test_predict_voxel_keeps_one_input_at_a_time(voxel_model, tmp_path, monkeypatch):
+    """Every image's input tensor (0.6 MB at 224 px) was made before the first prediction and
+    kept to the end: memory grew with the number of images. Each is now made when predicted,
+    after every image was checked."""
+    import gc
+    import weakref
+
+    import recon.pipelines.occupancy.predict as predict
+    from recon.pipelines.occupancy.voxel_task import build_net, voxel_input
+
+    checkpoint, images = voxel_model
+    made, alive = [], []
+
+    def watched(path, config, box):
+        result = voxel_input(path, config, box)
+        gc.collect()
+        alive.append(sum(ref() is not None for ref in made))
+        made.append(weakref.ref(result[0]))
+        return result
+
+    monkeypatch.setattr(predict, "task_functions", lambda task: (build_net, watched))
+    names = [f"i{k}" for k in range(len(images))]
+    records = predict.predict_images("voxel", checkpoint, images, names, tmp_path, device="cpu")
+    assert len(records) == len(images) and len(made) == 2 * len(images)  # checked, predicted
+    assert max(alive) <= 1, alive
+
+
 def test_synth_meshes_shards(recon, tmp_path):
     shapes = "sphere,box,capsule"
     assert recon("synth", "meshes", "-o", tmp_path / "whole", "--shapes", shapes, "-q")[0] == 0

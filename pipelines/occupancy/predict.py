@@ -78,10 +78,12 @@ def predict_images(
     target = torch.device(choose_device(device))
     net = net.to(target)
     boxes = boxes or [None] * len(images)
-    inputs = [input_fn(path, config, box) for path, box in zip(images, boxes, strict=True)]
+    for path, box in zip(images, boxes, strict=True):  # every image checked before any output,
+        input_fn(path, config, box)  # but none kept: memory does not grow with the image count
     results = []
-    jobs = list(zip(images, names, inputs, strict=True))
-    for path, stem, (tensor, box, box_from) in track(jobs, f"predict {task}"):
+    jobs = list(zip(images, names, boxes, strict=True))
+    for path, stem, given in track(jobs, f"predict {task}"):
+        tensor, box, box_from = input_fn(path, config, given)
         with torch.no_grad():
             probability = torch.sigmoid(net(tensor[None].to(target)))[0].float().cpu().numpy()
         # the grid as the file keeps it: the count, the mesh and --skip-done all read it so
