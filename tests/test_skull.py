@@ -374,6 +374,28 @@ def test_check_data_flags_grids_the_model_cannot_predict(shape, message, tmp_pat
     assert message in problem["detail"], problem
 
 
+def test_check_data_flags_a_dataset_json_of_another_grid_shape(tmp_path, recon):
+    """A dataset.json copied from a 64^3 set beside 16^3 grids passed check-data, and every
+    score in mm came out scaled by its voxel_mm (4x here)."""
+    from PIL import Image
+
+    for index in range(2):
+        Image.fromarray(np.full((32, 32), 60 * index, np.uint8)).save(tmp_path / f"h{index}.png")
+        grid = np.zeros((16, 16, 16), bool)
+        grid[2:8, 2:8, 2:8] = True
+        np.savez(tmp_path / f"h{index}_vox.npz", skull=grid, face=grid)
+    dataset = {"voxel_mm": 3.75, "shape": [64, 64, 64]}
+    (tmp_path / "dataset.json").write_text(json.dumps(dataset))
+    code, out, err = recon("check-data", "skull", tmp_path, "--json")
+    assert code == 1, err
+    [problem] = json.loads(out)["problems"]
+    assert problem["kind"] == "shape-mismatch" and problem["path"] == "dataset.json"
+    assert "states grids of (64, 64, 64), the grids are (16, 16, 16)" in problem["detail"]
+    (tmp_path / "dataset.json").write_text(json.dumps({**dataset, "shape": [16, 16, 16]}))
+    code, out, err = recon("check-data", "skull", tmp_path, "--json")
+    assert code == 0 and json.loads(out)["problems"] == [], out
+
+
 def test_scoring_a_set_of_another_resolution_is_one_line(untrained_checkpoint, tmp_path):
     """A 16^3 checkpoint scored on 8^3 heads failed inside torch with a shape error."""
     from recon.pipelines.common.errors import BadInput

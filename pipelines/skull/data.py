@@ -9,7 +9,7 @@ without its image), unreadable-image, image-too-small (under MIN_SIDE pixels a s
 refuses it), unreadable-voxels (not an npz, or corrupt), missing-array (no `skull` or no
 `face`), shape-mismatch (skull and face differ, a grid is not 3D, it differs from the set's
 most common shape, or the set's shape is one the model cannot predict: not cubic, or a side
-other than 8, 16, 32, ...), empty-grid (no occupied voxel), unreadable-dataset-json,
+other than 8, 16, 32, ..., or dataset.json states another `shape`), empty-grid (no occupied voxel), unreadable-dataset-json,
 unfinished-set (heads of `recon synth skull` are there but not yet dataset.json), no-pairs.
 """
 
@@ -75,6 +75,17 @@ def read_voxel_mm(root: Path) -> float | None:
     if not (math.isfinite(value) and value > 0):  # JSON reads Infinity and NaN
         raise BadInput(f"{path}: voxel_mm must be a positive number, not {value}")
     return value
+
+
+def stated_shape(root: Path) -> tuple | None:
+    """The grid shape dataset.json states (its optional `shape`), or None."""
+    try:
+        shape = json.loads((Path(root) / "dataset.json").read_text()).get("shape")
+    except (OSError, ValueError, AttributeError):
+        return None  # absent or unreadable: read_voxel_mm names the problem
+    if not isinstance(shape, list) or not all(type(side) is int for side in shape):
+        return None
+    return tuple(shape)
 
 
 def load_grids(path: Path) -> dict[str, np.ndarray]:
@@ -220,6 +231,14 @@ def check_skull(root: Path, track: Callable = lambda items, _d: items) -> CheckR
         for name, shape in shapes.items():
             if shape != common:
                 report.add("shape-mismatch", name, f"grid {shape}, most of the set has {common}")
+        stated = stated_shape(root)
+        if stated is not None and stated != common:
+            report.add(
+                "shape-mismatch",
+                "dataset.json",
+                f"states grids of {stated}, the grids are {common}: its voxel_mm would scale "
+                "every score in mm wrongly",
+            )
         unusable = side_problem(common)
         if unusable is not None:
             name = next(name for name, shape in shapes.items() if shape == common)
