@@ -473,7 +473,7 @@ def test_skip_done_compares_each_kept_row_and_loads_no_ct_when_nothing_is_left(
     other[other.index("--ct-spacing") + 1] = 6
     code, _, err = recon("register", xray, "-v", ct, "-o", out, *other, "--skip-done")
     assert code == 2 and err.count("\n") == 1, err
-    assert "a/result.json: registered with another --ct-spacing" in err
+    assert "a/result.json: it was made with another --ct-spacing" in err
     assert not (out / "run.json").exists()
 
     def no_ct(*args, **kwargs):

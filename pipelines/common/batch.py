@@ -262,22 +262,27 @@ def check_same_settings(out: Path, command: str, settings: dict, flags: dict[str
     from recon.pipelines.common.outputs import run_records
 
     for record, doc in run_records(out, command):
-        differ = different_settings(doc.get("config"), settings)
-        if differ:
-            named = ", ".join(flags.get(key, key) for key in differ)
-            raise BadInput(
-                f"{out}: its outputs were made with another {named} ({record.name}); "
-                "--skip-done and shards only add to outputs made the same way (give the same "
-                "settings, use another -o, or --overwrite without --skip-done)"
-            )
+        refuse_other_settings(
+            doc.get("config"), settings, flags, f"{out}: its outputs were", f" ({record.name})"
+        )
 
 
-def different_settings(recorded, settings: dict) -> list[str]:
-    """The keys of `settings` that `recorded` (settings as a JSON file kept them) states with
-    another value; a key it does not state is not compared, nor is anything but a dict."""
+def refuse_other_settings(
+    recorded, settings: dict, flags: dict[str, str], made: str, where: str = ""
+) -> None:
+    """BadInput "<made> made with another <flags><where>; ..." when `recorded` (settings as a
+    JSON file kept them) states one of `settings` with another value; a key it does not state
+    is not compared, nor is anything but a dict."""
     wanted = json.loads(json.dumps(settings))  # as JSON reads back (tuples as lists)
     recorded = recorded if isinstance(recorded, dict) else {}
-    return [k for k, v in wanted.items() if k in recorded and not _same(recorded[k], v)]
+    differ = [k for k, v in wanted.items() if k in recorded and not _same(recorded[k], v)]
+    if differ:
+        named = ", ".join(flags.get(key, key) for key in differ)
+        raise BadInput(
+            f"{made} made with another {named}{where}; --skip-done and shards only add to "
+            "outputs made the same way (give the same settings, use another -o, or --overwrite "
+            "without --skip-done)"
+        )
 
 
 def recorded_path(path: Path | str | None) -> str | None:

@@ -483,7 +483,7 @@ def earlier_row(path: Path, settings: dict) -> dict:
     before any work."""
     import json
 
-    from recon.pipelines.common.batch import different_settings
+    from recon.pipelines.common.batch import refuse_other_settings
 
     try:
         row = json.loads(path.read_text())
@@ -497,14 +497,7 @@ def earlier_row(path: Path, settings: dict) -> dict:
             f"{path}: not a results row of `recon register`; delete its folder to register "
             "that X-ray again"
         )
-    differ = different_settings(row.pop("settings", None), settings)
-    if differ:
-        named = ", ".join(SETTING_FLAGS.get(key, key) for key in differ)
-        raise BadInput(
-            f"{path}: registered with another {named}; --skip-done only keeps X-rays registered "
-            "the same way (give the same settings, use another -o, or --overwrite without "
-            "--skip-done)"
-        )
+    refuse_other_settings(row.pop("settings", None), settings, SETTING_FLAGS, f"{path}: it was")
     return {**row, "from_earlier_run": True}
 
 
