@@ -86,8 +86,14 @@ def serve(
     if data.exists() and not data.is_dir():
         raise BadInput(f"{data}: --data must be a folder")
     check_data_folder(data)
-    check_checkpoints(checkpoints)
-    listening = bind(host, port)  # before anything is made: a busy port is one line
+    # bound before the checkpoints are read (seconds) and anything is made: a busy port or an
+    # address of another machine is one line at once
+    listening = bind(host, port)
+    try:
+        check_checkpoints(checkpoints)
+    except BaseException:
+        listening.close()
+        raise
     with data_lock(data):  # one server per --data folder: held while it serves
         app = create_app(ServeSettings(checkpoints, data, workers, queue_limit, device, origins))
         url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"

@@ -228,6 +228,11 @@ def test_bad_requests_get_a_clear_json_error(server, chair_png):
             "not an image",
             dict(files={"image": ("a.png", b"plain text")}, data={"task": "voxel"}),
         ),
+        (  # it said "not an image this server reads (PNG, JPEG, ...)" of a 0-byte file
+            415,
+            "the file is empty (0 bytes)",
+            dict(files={"image": ("a.png", b"")}, data={"task": "voxel"}),
+        ),
         (
             415,
             "not an image",
@@ -271,8 +276,9 @@ def test_bad_requests_get_a_clear_json_error(server, chair_png):
         ("/api/jobs/" + "A" * 22 + "/files/viewer.glb", "no such file"),
         ("/api/jobs/..%2F..%2Fetc/files/passwd", ""),
         ("/nowhere", "Not Found"),
+        ("/api/jobs/", "Not Found"),  # was a 307 to a URL without --root-path, answered 405
     ]:
-        response = client.get(url)
+        response = client.get(url, follow_redirects=False)
         assert response.status_code == 404 and message in response.json()["error"], url
     for name in ("job.json", "..%2Fjob.json", "input.png/..", "%2Fetc%2Fpasswd"):
         assert client.get(f"/api/jobs/{job_id}/files/{name}").status_code == 404, name
@@ -415,6 +421,8 @@ def test_serve_cli_refuses_bad_options(model, recon, tmp_path):
         # a folder of other files (its uploads/ was emptied at startup, and jobs/ added)
         (["-c", f"voxel={ckpt}", "--data", str(tmp_path)], "holds files recon serve did not"),
     ]
+    # an address of another machine: the host is wrong, not the port (it said "--port 8000")
+    cases.append((["-c", f"voxel={ckpt}", "--host", "192.0.2.1"], "--host 192.0.2.1: cannot"))
     busy = socket.socket()  # a port another server holds: uvicorn's own lines, exit 3
     busy.bind(("127.0.0.1", 0))
     busy.listen()
@@ -584,3 +592,149 @@ def test_serve_json_keeps_request_lines_off_stdout(tmp_path):
     assert server.returncode == 143
     assert out == ""  # the result object was the only line
     assert '"GET /healthz HTTP/1.1" 200' in err
+
+
+def wait_until_running(client, url: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get(url).json()["status"] == "queued":
+        assert time.monotonic() < deadline, "the job did not start"
+        time.sleep(0.02)
+
+
+def test_stopping_mid_job_starts_no_worker_and_leaves_no_temporaries(model, chair_png, tmp_path):
+    """A server stopped while a job runs started a fresh worker process only to end it (seconds
+    added to every shutdown), and the files the killed worker was writing stayed in the job's
+    folder under their hidden temporary names."""
+    from fastapi.testclient import TestClient
+
+    from recon.pipelines.web.app import ServeSettings, create_app
+
+    app = create_app(ServeSettings({"voxel": model[0]}, tmp_path / "data", workers=1, device="cpu"))
+    pool = app.state.pool
+    spawn, spawned = pool._spawn, []
+    pool._spawn = lambda: spawned.append(1) or spawn()
+    with TestClient(app) as client:
+        running, waiting = (post_image(client, chair_png).json() for _ in range(2))
+        wait_until_running(client, running["status_url"])
+        folder = tmp_path / "data" / "jobs" / running["id"]
+        (folder / ".result.a1b2c3.npy").write_bytes(b"half a grid")  # as atomic_file leaves it
+        (folder / ".result.d4e5f6").mkdir()
+    assert spawned == [1]
+    jobs = {
+        job: json.loads((tmp_path / "data" / "jobs" / job / "job.json").read_text())
+        for job in (running["id"], waiting["id"])
+    }
+    assert jobs[running["id"]]["status"] == "failed"
+    assert "server stopped" in jobs[running["id"]]["error"]
+    assert jobs[waiting["id"]]["status"] == "queued"  # runs after a restart
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_a_restart_clears_the_temporaries_of_a_job_cut_short(model, tmp_path):
+    """A server killed outright (SIGKILL, out of memory) mid-job: the restart fails the job and
+    removes the half-written files it left."""
+    from recon.pipelines.web.jobs import STOPPED_WHILE_RUNNING, JobStore
+
+    store = JobStore(tmp_path / "data")
+    store.open()
+    upload = store.new_upload_path()
+    upload.write_bytes(b"x")
+    job = store.create("voxel", upload, "png", "a.png")
+    store.update(job.id, status="running")
+    folder = store.folder(job.id)
+    (folder / ".result.a1b2c3.stl").write_bytes(b"solid half")
+    (folder / ".job.x9y8z7.json").write_text("{")
+    restarted = JobStore(tmp_path / "data")
+    restarted.open()
+    assert restarted.get(job.id).error == STOPPED_WHILE_RUNNING
+    assert sorted(p.name for p in folder.iterdir()) == ["input.png", "job.json"]
+
+
+def start_serve(checkpoint: Path, data: Path, **popen):
+    """`recon serve` in a subprocess on a free port; (process, base URL) once /healthz answers."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "recon.cli.app", "serve", "-c", f"voxel={checkpoint}", "-q"]
+    command += ["--port", str(port), "--data", str(data), "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, **popen)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        assert server.poll() is None, "recon serve exited"
+        try:
+            if httpx.get(f"{base}/healthz").status_code == 200:
+                return server, base
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "recon serve did not start"
+        time.sleep(0.2)
+
+
+def test_sigterm_to_the_process_group_keeps_queued_jobs(model, chair_png, tmp_path):
+    """systemd (and a closing terminal) signal every process of the server: the worker died of
+    SIGTERM first, its job failed as a crash ("the worker process ended"), and a fresh worker
+    took the next queued job only to be stopped with it, so a job that never ran was failed."""
+    import signal
+
+    import httpx
+
+    data = tmp_path / "data"
+    server, base = start_serve(model[0], data, start_new_session=True)
+    try:
+        files = {"image": ("chair.png", chair_png, "image/png")}
+        running, waiting = (
+            httpx.post(f"{base}/api/jobs", files=files, data={"task": "voxel"}).json()
+            for _ in range(2)
+        )
+        wait_until_running(httpx.Client(base_url=base), running["status_url"])
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        _, err = server.communicate(timeout=60)
+    assert server.returncode == 143, err
+    status = {
+        job["id"]: json.loads((data / "jobs" / job["id"] / "job.json").read_text())
+        for job in (running, waiting)
+    }
+    assert status[running["id"]]["error"] == "the server stopped while this job was running"
+    assert status[waiting["id"]]["status"] == "queued"
+
+
+def test_a_second_ctrl_c_still_ends_the_workers(model, tmp_path):
+    """A second Ctrl+C makes uvicorn skip the app's shutdown; the worker processes, which
+    ignore SIGINT and SIGTERM, must still end with the server rather than hold its exit."""
+    import signal
+    import subprocess
+
+    server, _ = start_serve(model[0], tmp_path / "data")
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    server.send_signal(signal.SIGINT)
+    time.sleep(0.05)  # two signals at once are delivered as one; after 0.1 s the shutdown runs
+    server.send_signal(signal.SIGINT)
+    try:
+        server.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        raise
+    assert server.returncode == 130
+    time.sleep(0.5)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
+
+
+def test_the_file_chooser_offers_the_formats_the_server_reads():
+    """accept="image/*" offered GIF, SVG and HEIC, which every upload then refused (415)."""
+    import re
+
+    from recon.pipelines.web.uploads import IMAGE_FORMATS
+
+    page = (Path(__file__).parents[1] / "pipelines/web/static/index.html").read_text()
+    [accept] = re.findall(r'<input id="file" type="file" accept="([^"]*)"', page)
+    offered = {suffix.lstrip(".") for suffix in accept.split(",")}
+    read = set(IMAGE_FORMATS.values()) | {"jpeg", "tiff"}  # the two spellings of those suffixes
+    assert offered == read

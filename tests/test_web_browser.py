@@ -249,3 +249,46 @@ def test_a_tiff_upload_is_shown_through_a_png_preview(page, live, tmp_path):
     assert page.get_attribute("#input", "src").endswith("/input_preview.png")
     roles = {link.get_attribute("data-role") for link in page.locator("a.download").all()}
     assert {"image", "preview"} <= roles  # the upload itself stays downloadable
+
+
+def write_tiny_png(path: Path) -> Path:
+    """A 4 x 4 picture: a valid image that the voxel task refuses (it needs 8 x 8)."""
+    from PIL import Image
+
+    Image.new("RGB", (4, 4), "white").save(path)
+    return path
+
+
+def test_a_failed_job_shows_its_error_and_no_earlier_mesh(page, live, tmp_path):
+    """After a job that failed, the viewer still showed the previous job's mesh (and offered
+    Fit to view and Wireframe for it) beside "the job failed"."""
+    _, _, chair = live
+    canvas = page.locator("#viewer canvas")
+    finished = "['done', 'error'].includes(document.body.dataset.state)"
+    page.set_input_files("#file", str(chair))
+    page.wait_for_function(finished, timeout=180e3)
+    assert page.evaluate("document.body.dataset.state") == "done", page.text_content("#error")
+    page.set_input_files("#file", str(write_tiny_png(tmp_path / "tiny.png")))
+    page.wait_for_function(finished, timeout=180e3)
+    message = page.text_content("#error")
+    assert message.startswith("the job failed: ") and "need at least 8 x 8" in message, message
+    assert "\n" not in message and str(live[1]) not in message
+    assert canvas.get_attribute("data-faces") is None
+    assert page.is_disabled("#fit") and page.is_disabled("#wireframe")
+    assert page.is_visible("#viewer-note")
+    page.evaluate("document.getElementById('viewer-note').hidden = true")
+    assert mesh_fraction(canvas.screenshot()) < 0.001
+
+
+def test_upload_by_keyboard_with_named_progress_and_status(page, tmp_path):
+    """The drop zone was a focusable label with no role (a screen reader read it as text), the
+    progress bar had no name and the stage was not announced."""
+    drop = page.get_by_role("button", name="Drop an image here")
+    with page.expect_file_chooser() as chooser:
+        drop.focus()
+        page.keyboard.press("Enter")
+    chooser.value.set_files(str(write_tiny_png(tmp_path / "tiny.png")))
+    page.wait_for_function("document.body.dataset.state === 'error'", timeout=180e3)
+    assert page.get_by_role("progressbar", name="Job progress").is_visible()
+    assert page.get_by_role("status").text_content() == "failed"
+    assert "need at least 8 x 8" in page.get_by_role("alert").text_content()

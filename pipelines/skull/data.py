@@ -9,8 +9,9 @@ without its image), unreadable-image, image-too-small (under MIN_SIDE pixels a s
 refuses it), unreadable-voxels (not an npz, or corrupt), missing-array (no `skull` or no
 `face`), shape-mismatch (skull and face differ, a grid is not 3D, it differs from the set's
 most common shape, or the set's shape is one the model cannot predict: not cubic, or a side
-other than 8, 16, 32, ..., or dataset.json states another `shape`), empty-grid (no occupied voxel), unreadable-dataset-json,
-unfinished-set (heads of `recon synth skull` are there but not yet dataset.json), no-pairs.
+other than 8, 16, 32, ..., or dataset.json states another `shape`), empty-grid (no occupied
+voxel), unreadable-dataset-json, unfinished-set (heads of `recon synth skull` are there but
+not yet dataset.json), no-pairs.
 """
 
 from __future__ import annotations

@@ -111,6 +111,9 @@ def create_app(settings: ServeSettings):
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # no redirect for a trailing slash: Starlette's names this host without --root-path,
+        # where the request was answered behind a proxy
+        redirect_slashes=False,
     )
     app.state.store = store
     app.state.pool = pool

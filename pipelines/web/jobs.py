@@ -73,6 +73,7 @@ class JobStore:
                 continue
             self._jobs[job.id] = job
             if job.status == "running":
+                self.discard_temporaries(job.id)
                 self.update(
                     job.id,
                     status="failed",
@@ -128,6 +129,21 @@ class JobStore:
                 setattr(job, key, value)
             if set(changes) - {"progress", "stage"}:
                 self._save(job)
+
+    def discard_temporaries(self, job_id: str) -> None:
+        """Remove the hidden files and folders in a job's folder: the temporaries of writes that
+        a killed worker (or server) left half done. Every name the job keeps is visible."""
+        import shutil
+
+        # under the lock: not while job.json's own temporary is being written
+        with self._lock, contextlib.suppress(OSError):
+            for path in self.folder(job_id).iterdir():
+                if not path.name.startswith("."):
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
 
     def file_path(self, job_id: str, name: str) -> Path | None:
         """The path of a result file the job lists under that exact name; None otherwise."""

@@ -178,6 +178,8 @@ def check_image(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[str, int, int
 
     from PIL import Image, UnidentifiedImageError
 
+    if path.stat().st_size == 0:  # a cloud placeholder, a failed export: say so, not "not an image"
+        raise UploadError(415, "the file is empty (0 bytes)")
     formats = list(IMAGE_FORMATS)
     not_image = UploadError(
         415, "the file is not an image this server reads (PNG, JPEG, BMP, TIFF or WebP)"

@@ -55,6 +55,10 @@ def bind(host: str, port: int) -> socket.socket:
         listening.bind((host, port))
     except OSError as error:
         listening.close()
+        if error.errno == errno.EADDRNOTAVAIL:  # the address is not one of this machine's
+            raise BadInput(
+                f"--host {host}: cannot listen on {host}:{port}: not an address of this machine"
+            ) from error
         reason = "in use (another server?)" if error.errno == errno.EADDRINUSE else error.strerror
         raise BadInput(f"--port {port}: cannot listen on {host}:{port}: {reason}") from error
     return listening

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.util
 import os
 import queue
 import signal
@@ -49,7 +50,11 @@ def file_stamp(path: Path) -> tuple[int, int]:
 
 def worker_main(conn, tasks: list[str], device: str, threads: int) -> None:
     """A worker process: import the tasks' code once, then run the jobs sent over conn."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C stops the server, which stops us
+    # Ctrl+C, or a SIGTERM sent to the whole process group (systemd, a terminal closing), stops
+    # the server, which stops us: dying first would fail the running job as a crash and let the
+    # next queued one start on a fresh worker
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
     os.nice(NICENESS)
     import torch
 
@@ -86,6 +91,12 @@ def worker_main(conn, tasks: list[str], device: str, threads: int) -> None:
             conn.send(("failed", one_line(error, folder, Path(request["checkpoint"]))))
 
 
+def _kill_all(processes: list) -> None:
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+
+
 class WorkerPool:
     """`workers` processes behind a queue of at most `queue_limit` waiting jobs."""
 
@@ -106,6 +117,11 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         # the checkpoints as checked at startup: a job never runs a file rewritten since
         self._stamps = {task: file_stamp(path) for task, path in checkpoints.items()}
+        # the worker processes, killed at exit should stop() not run (a second Ctrl+C makes
+        # uvicorn skip the shutdown): multiprocessing's own exit would SIGTERM them, which they
+        # ignore, and wait for them forever
+        self._processes: list = []
+        multiprocessing.util.Finalize(self, _kill_all, args=(self._processes,), exitpriority=10)
 
     def start(self) -> None:
         for _ in range(self.workers):
@@ -150,6 +166,7 @@ class WorkerPool:
         )
         process.start()
         child.close()
+        self._processes[:] = [*(p for p in self._processes if p.is_alive()), process]
         return process, parent
 
     def _serve(self) -> None:
@@ -176,6 +193,8 @@ class WorkerPool:
                     process.join(timeout=1)
                     if process.is_alive():
                         process.kill()
+                    if self._stop.is_set():  # stopping: no fresh worker to start and end again
+                        break
                     process, conn = self._spawn()
         finally:
             with contextlib.suppress(OSError):
@@ -221,17 +240,23 @@ class WorkerPool:
         while True:
             if self._stop.is_set():
                 process.kill()
-                self._fail(job_id, "the server stopped while this job was running")
+                self._fail_cut_short(
+                    job_id, process, "the server stopped while this job was running"
+                )
                 return False
             if not conn.poll(POLL_S):
                 if not process.is_alive():
-                    self._fail(job_id, f"the worker process ended (exit code {process.exitcode})")
+                    self._fail_cut_short(
+                        job_id, process, f"the worker process ended (exit code {process.exitcode})"
+                    )
                     return False
                 continue
             try:
                 message = conn.recv()
             except (EOFError, OSError):
-                self._fail(job_id, "the worker process ended while running this job")
+                self._fail_cut_short(
+                    job_id, process, "the worker process ended while running this job"
+                )
                 return False
             if message[0] == "progress":
                 self.store.update(job_id, progress=float(message[1]), stage=str(message[2]))
@@ -248,6 +273,12 @@ class WorkerPool:
             else:
                 self._fail(job_id, str(message[1]))
                 return True
+
+    def _fail_cut_short(self, job_id: str, process, message: str) -> None:
+        """Fail a job whose worker was killed or died, and remove the files it was writing."""
+        process.join(timeout=1)  # it wrote nothing more once it is gone
+        self._fail(job_id, message)
+        self.store.discard_temporaries(job_id)
 
     def _fail(self, job_id: str, message: str) -> None:
         self.store.update(

@@ -5,6 +5,7 @@ const MAX_BYTES = 16 * 1024 * 1024;
 const POLL_MS = 400;
 const RETRY_MAX_MS = 5000; // a lost connection (a server restart) is retried, backing off to this
 const $ = (id) => document.getElementById(id);
+const VIEWER_NOTE = "The 3D result appears here. Drag to turn, scroll to zoom.";
 
 // Each upload (or job restored from the address) gets a number; a job followed for an older
 // one stops showing anything, so two quick uploads never mix their results.
@@ -47,6 +48,14 @@ function resetResult() {
   $("faces").textContent = "";
 }
 
+// A new job empties the viewer: an earlier job's mesh must not stand beside this one's
+// progress or error.
+function clearViewer() {
+  $("fit").disabled = true;
+  $("wireframe").disabled = true;
+  if (viewer) viewer.clear(VIEWER_NOTE);
+}
+
 async function loadTasks() {
   const response = await fetch("api/tasks");
   const tasks = await response.json();
@@ -69,6 +78,7 @@ async function loadTasks() {
 async function upload(file) {
   const token = ++current;
   resetResult();
+  clearViewer();
   if (file.size > MAX_BYTES) {
     showError(`${file.name}: the file is larger than 16 MB`);
     return;
@@ -89,7 +99,7 @@ async function upload(file) {
   if (token !== current) return;
   if (response.status !== 202) {
     $("job").hidden = true;
-    showError(`${file.name}: ${body.error || response.statusText}`);
+    showError(`${file.name}: ${body.error || response.statusText || `HTTP ${response.status}`}`);
     return;
   }
   history.replaceState(null, "", `#job=${body.id}`); // a reload follows the same job
@@ -162,7 +172,7 @@ async function showResult(job, token) {
     try {
       viewer.setWireframe(false); // each result starts solid, as its checkbox shows
       const faces = await viewer.load(glb.url);
-      if (token !== current) return;
+      if (token !== current || faces === null) return; // a newer job cleared or replaced it
       $("faces").textContent = `${faces} faces`;
       $("fit").disabled = false;
       $("wireframe").disabled = false;
@@ -192,7 +202,9 @@ function setUpDrop() {
     if (file) upload(file);
   });
   drop.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" || event.key === " ") $("file").click();
+    if (event.key !== "Enter" && event.key !== " ") return;
+    event.preventDefault(); // a button's keys: no page scroll on Space
+    $("file").click();
   });
   $("file").addEventListener("change", (event) => {
     const [file] = event.target.files;
@@ -205,6 +217,7 @@ function resumeFromAddress() {
   const match = /^#job=([A-Za-z0-9_-]{22})$/.exec(location.hash);
   if (!match) return;
   const token = ++current;
+  clearViewer();
   setState("running");
   setProgress(0, "following the job");
   follow(`api/jobs/${match[1]}`, token);

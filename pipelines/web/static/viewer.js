@@ -35,6 +35,7 @@ export class Viewer {
     this.controls.enableDamping = true;
     this.model = null;
     this.wireframe = false;
+    this.generation = 0; // counts loads and clears: only the latest one shows its model
 
     new ResizeObserver(() => this.resize()).observe(container);
     this.resize();
@@ -52,12 +53,12 @@ export class Viewer {
     this.camera.updateProjectionMatrix();
   }
 
+  // The GLB's face count once it is shown; null when a later load or clear came first.
   async load(url) {
+    const generation = ++this.generation;
     const gltf = await new GLTFLoader().loadAsync(url);
-    if (this.model) {
-      this.scene.remove(this.model);
-      this.model.traverse((node) => node.geometry?.dispose());
-    }
+    if (generation !== this.generation) return null;
+    this.removeModel();
     this.model = gltf.scene;
     this.model.rotation.x = -Math.PI / 2; // z up -> three.js's y up
     let faces = 0;
@@ -81,9 +82,16 @@ export class Viewer {
     return faces;
   }
 
-  clear(note) {
-    if (this.model) this.scene.remove(this.model);
+  removeModel() {
+    if (!this.model) return;
+    this.scene.remove(this.model);
+    this.model.traverse((node) => node.geometry?.dispose());
     this.model = null;
+  }
+
+  clear(note) {
+    this.generation += 1;
+    this.removeModel();
     delete this.renderer.domElement.dataset.faces;
     const element = this.container.querySelector(".viewer-note");
     element.textContent = note;
