@@ -41,7 +41,7 @@ def demo(
     from recon.pipelines.common.outputs import atomic_dir, check_output, run_record, write_json
 
     ui = Reporter(json_out, quiet)
-    wanted = set(STEP_NAMES)
+    wanted = None  # every step
     if only is not None:  # checked before the steps' modules load (seconds)
         wanted = {s.strip() for s in only.split(",")} - {""}
         unknown = wanted - set(STEP_NAMES)
@@ -52,7 +52,7 @@ def demo(
         out = check_output(out, overwrite, command="demo")
     from recon.pipelines.common.demo import STEPS
 
-    steps = [(name, fn) for name, fn in STEPS if name in wanted]
+    steps = [(name, fn) for name, fn in STEPS if wanted is None or name in wanted]
     rows, timings = [], {}
     with tempfile.TemporaryDirectory(prefix="recon-demo-") as scratch:
         target = Path(scratch) / "demo" if out is None else out
