@@ -143,8 +143,10 @@ def predict_corset(
     import sys
     import tempfile
     import time
+    from contextlib import nullcontext
 
     from recon.pipelines.common.devices import choose_device
+    from recon.pipelines.common.errors import BadInput
     from recon.pipelines.common.io import (
         MESH_SUFFIXES,
         require_dir,
@@ -183,6 +185,13 @@ def predict_corset(
         picture_path = check_output(out.with_suffix(".png"), overwrite, (".png",), inputs=inputs)
     if views_out is not None:
         views_out = check_output(views_out, overwrite, inputs=inputs, command="predict corset")
+        for path in (out, sidecar, picture_path):
+            if path is not None and (path == views_out or views_out in path.parents):
+                raise BadInput(
+                    f"{views_out}: --views-out would be or hold {path.name}, another output of "
+                    "this run (the views folder is replaced whole); give the views a folder of "
+                    "their own"
+                )
     require_dir(photos, "photos folder")
     require_file(spine, "spine X-ray")
     require_file(checkpoint, "checkpoint")
@@ -195,24 +204,25 @@ def predict_corset(
         "views_out": str(views_out) if views_out is not None else None,
     }
     clock = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="corset_views.") as scratch:
+    # the views folder and the record are renamed into place last, after the mesh: a failed
+    # run leaves neither a views folder without its record nor a record without its mesh
+    with (
+        tempfile.TemporaryDirectory(prefix="corset_views.") as scratch,
+        atomic_file(sidecar) as tmp,
+        atomic_dir(views_out) if views_out is not None else nullcontext() as keep,
+    ):
         folder = Path(scratch)
         result = run_prediction(photos, spine, checkpoint, folder, device, pixel_spacing, thickness)
-        if views_out is not None:
-            with atomic_dir(views_out) as keep:
-                for item in folder.iterdir():
-                    (keep / item.name).write_bytes(item.read_bytes())
-    picture = render_mesh(result.mesh) if render else None
-    if result.spine_warning:
-        sys.stderr.write(f"warning: {spine}: {result.spine_warning}\n")
-    if result.spacing_from == "none":
-        sys.stderr.write(unscaled_note(spine))
-    metrics = {
-        "cobb_deg": result.cobb_deg,
-        "faces": len(result.mesh.faces),
-        "watertight": bool(result.mesh.is_watertight),
-    }
-    with atomic_file(sidecar) as tmp:  # the record is renamed into place last
+        picture = render_mesh(result.mesh) if render else None
+        if result.spine_warning:
+            sys.stderr.write(f"warning: {spine}: {result.spine_warning}\n")
+        if result.spacing_from == "none":
+            sys.stderr.write(unscaled_note(spine))
+        metrics = {
+            "cobb_deg": result.cobb_deg,
+            "faces": len(result.mesh.faces),
+            "watertight": bool(result.mesh.is_watertight),
+        }
         save_mesh(result.mesh, out)
         if picture is not None:
             write_png(picture_path, picture)
@@ -220,11 +230,14 @@ def predict_corset(
         timings = {**result.timings, "total": seconds}
         run = run_record("predict corset", seed, config, timings, metrics)
         write_json(tmp, run)
-        if views_out is not None:
-            write_json(views_out / "run.json", run)
+        if keep is not None:
+            for item in folder.iterdir():
+                (keep / item.name).write_bytes(item.read_bytes())
+            write_json(keep / "run.json", run)
     record = {
         "out": str(out),
         "render": str(picture_path) if picture_path else None,
+        "views_out": str(views_out) if views_out is not None else None,
         **metrics,
         "timings_s": result.timings,
         "seconds": seconds,

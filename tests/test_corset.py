@@ -352,3 +352,212 @@ def test_a_set_made_with_mirrored_films_is_refused(dataset, tmp_path, recon):
     (old / "dataset.json").write_text(json.dumps({**doc, "format": "recon.corset-data/1"}))
     code, _, err = recon("train", "corset", "--data", old, "-o", tmp_path / "run", "-q")
     assert code == 2 and "remake it with `recon synth corset --overwrite`" in err, err
+
+
+def _edit_views(folder, edit):
+    doc = json.loads((folder / "views.json").read_text())
+    edit(doc)
+    (folder / "views.json").write_text(json.dumps(doc))
+
+
+def _unnamed(doc):
+    del doc["views"][0]["name"]
+
+
+def _far_camera(doc):
+    doc["camera"]["distance"] = 2.0
+
+
+def _swapped_sides(doc):
+    names = {v["name"]: v for v in doc["views"]}
+    names["view_002"]["name"], names["view_006"]["name"] = "view_006", "view_002"
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (_unnamed, "missing view_000"),  # was KeyError: 'name' (exit 1)
+        (_far_camera, "is not the one `recon project --views 8 --caps` writes"),
+        (_swapped_sides, "view view_002 does not look the way"),
+    ],
+)
+def test_photos_not_in_the_project_layout_exit_2(dataset, tmp_path, recon, edit, message):
+    """The network reads each view by its place and its depth with project's camera: a view
+    without a name stopped with a KeyError, while another camera or views under each other's
+    names were read as if right (exit 0, a wrong corset)."""
+    photos = tmp_path / "photos"
+    shutil.copytree(dataset / "p0000" / "photos", photos)
+    _edit_views(photos, edit)
+    code, _, err = predict_corset(recon, photos, dataset / "p0000" / "spine.png", tmp_path)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "c.stl").exists()
+
+
+def test_the_torso_scale_is_read_from_the_frame_matrix(dataset, tiny_checkpoint, tmp_path, recon):
+    """frame.scale repeats to_normalised's scale: without it predict stopped with KeyError
+    'scale' (exit 1), and at 0 or below it built the prior without an offset (exit 0)."""
+    faces = {}
+    for name, scale in (("as_made", None), ("without", "delete"), ("zero", 0.0)):
+        photos = tmp_path / name
+        shutil.copytree(dataset / "p0000" / "photos", photos)
+        if scale == "delete":
+            _edit_views(photos, lambda doc: doc["frame"].pop("scale"))
+        elif scale is not None:
+            _edit_views(photos, lambda doc, s=scale: doc["frame"].update(scale=s))
+        out = tmp_path / f"{name}.stl"
+        code, _, err = recon("predict", "corset", "--photos", photos, "--spine",
+                             dataset / "p0000" / "spine.png", "-c", tiny_checkpoint, "-o", out,
+                             "-q")  # fmt: skip
+        assert code == 0, err
+        faces[name] = len(load_mesh(out).faces)
+    assert faces["without"] == faces["as_made"] == faces["zero"], faces
+
+
+# settings that keep a training run that should have been refused to seconds
+TINY_RUN = ("--epochs", "1", "--batch-size", "2", "--device", "cpu", "-q", "--set", "size=64",
+            "--set", "features=8", "--set", "critic_features=8")  # fmt: skip
+
+
+def _listed_twice(doc):
+    doc["patients"] = doc["patients"][:2] + doc["patients"][:1]
+
+
+def _outside(doc):
+    doc["patients"][0]["name"] = "../data/p0001"
+
+
+def _nameless(doc):
+    del doc["patients"][1]["name"]
+
+
+def _not_a_list(doc):
+    doc["patients"] = {"p0000": {}}
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (_listed_twice, "patient p0000 is listed twice"),  # was exit 0, p0000 in both splits
+        (_outside, "patients[0] needs a 'name', a folder beside dataset.json"),  # was exit 0
+        (_nameless, "patients[1] needs a 'name'"),  # was KeyError: 'name'
+        (_not_a_list, "'patients' must be a list"),  # was TypeError
+    ],
+)
+def test_train_corset_refuses_a_patient_list_it_cannot_split(
+    dataset, tmp_path, recon, edit, message
+):
+    """A patient listed twice went into the training and the validation split at once, and
+    val/l1 then scored a patient the model trained on."""
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    doc = json.loads((data / "dataset.json").read_text())
+    edit(doc)
+    (data / "dataset.json").write_text(json.dumps(doc))
+    code, out, err = recon("train", "corset", "--data", data, *TINY_RUN, "-o", tmp_path / "run",
+                           "--json")  # fmt: skip
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert json.loads(out)["exit_code"] == 2 and not (tmp_path / "run").exists()
+
+
+def _drop_last_corset_view(data):
+    _edit_views(data / "p0001" / "corset_views", lambda doc: doc["views"].pop())
+
+
+def _another_patient_s_corset_views(data):
+    shutil.rmtree(data / "p0001" / "corset_views")
+    shutil.copytree(data / "p0002" / "corset_views", data / "p0001" / "corset_views")
+
+
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (_drop_last_corset_view, "needs exactly the 8 views"),  # was ValueError (exit 1)
+        (_another_patient_s_corset_views, "is not the one of the patient's photos"),  # exit 0
+    ],
+)
+def test_train_corset_names_corset_views_it_cannot_pair(dataset, tmp_path, recon, damage, message):
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    damage(data)
+    code, _, err = recon("train", "corset", "--data", data, *TINY_RUN, "-o", tmp_path / "run")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{data / 'p0001' / 'corset_views'}: " in err and message in err, err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("layout", ["same path", "inside"])
+def test_views_out_that_is_or_holds_the_mesh_is_refused_before_any_work(
+    dataset, tmp_path, recon, layout
+):
+    """`-o c.stl --views-out c.stl` wrote the views folder, then failed on renaming the mesh
+    onto it with IsADirectoryError (exit 1), leaving the folder without its record."""
+    views = tmp_path / ("c.stl" if layout == "same path" else "views")
+    out = views if layout == "same path" else views / "c.stl"
+    if layout == "inside":
+        views.mkdir()
+    checkpoint = _touch_checkpoint(tmp_path / "m.ckpt")
+    patient = dataset / "p0000"
+    code, _, err = recon("predict", "corset", "--photos", patient / "photos", "--spine",
+                         patient / "spine.png", "-c", checkpoint, "-o", out, "--views-out", views,
+                         "--overwrite")  # fmt: skip
+    assert code == 2 and "--views-out would be or hold c.stl" in err, err
+    assert not out.exists() and (layout == "inside" or not views.exists())
+
+
+def test_json_names_the_views_folder(dataset, tiny_checkpoint, tmp_path, recon):
+    """--json lists every output: the views folder was missing from it."""
+    patient = dataset / "p0000"
+    views = tmp_path / "views"
+    code, out, err = recon("predict", "corset", "--photos", patient / "photos", "--spine",
+                           patient / "spine.png", "-c", tiny_checkpoint, "-o", tmp_path / "c.stl",
+                           "--views-out", views, "--json")  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["views_out"] == str(views) and (views / "run.json").is_file()
+    assert json.loads((views / "views.json").read_text())["camera"]["size"] == 64
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.stl", "c.stl.run.json", "views"]
+
+
+def test_held_out_scoring_reads_the_film_at_its_true_spacing(dataset, tmp_path, monkeypatch):
+    """The training embeddings (spine.json) were measured at the film's true spacing; the
+    held-out scoring measured the film in pixels, another embedding than the model learned."""
+    from recon.pipelines.corset import predict as corset_predict
+
+    calls = []
+
+    def perfect(photos, spine, checkpoint, views_out, device="cpu", spacing=None, thickness=4.0):
+        calls.append(spacing)
+        mesh = load_mesh(photos.parent / "corset.stl")
+        return corset_predict.CorsetPrediction(mesh, 0.0, {})
+
+    monkeypatch.setattr(corset_predict, "predict_corset", perfect)
+    rows = corset_predict.evaluate_patients(dataset, ["p0000"], tmp_path / "m.ckpt", dataset)
+    truth = json.loads((dataset / "p0000" / "truth.json").read_text())
+    assert calls == [truth["xray_spacing_mm"]]
+    assert rows[0]["fscore"] == 1.0, rows  # the true corset scored against itself
+    assert rows[0]["chamfer_pct"] < rows[0]["baseline_chamfer_pct"], rows
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda config: config.pop("features"), "its config lacks features"),  # was KeyError
+        (lambda config: config.update(prior_offset_mm=float("nan")), "no measured prior"),
+        (lambda config: config.update(prior_trim_top=0.0), "its prior band (0.1"),  # was exit 0
+    ],
+)
+def test_a_checkpoint_with_a_damaged_config_exits_2(
+    dataset, tiny_checkpoint, tmp_path, recon, edit, message
+):
+    import torch
+
+    state = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
+    state["hyper_parameters"]["config"]["prior_trim_bottom"] = 0.1
+    edit(state["hyper_parameters"]["config"])
+    torch.save(state, tmp_path / "damaged.ckpt")
+    patient = dataset / "p0000"
+    code, _, err = recon("predict", "corset", "--photos", patient / "photos", "--spine",
+                         patient / "spine.png", "-c", tmp_path / "damaged.ckpt", "-o",
+                         tmp_path / "c.stl")  # fmt: skip
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "c.stl").exists()

@@ -319,13 +319,35 @@ def read_dataset(root: Path) -> dict:
             f"{path}: a set made before the spine films were shown as radiographs (their "
             "embeddings carry the other sign); remake it with `recon synth corset --overwrite`"
         )
-    if doc.get("format") != DATA_FORMAT or not doc.get("patients"):
+    if not isinstance(doc, dict) or doc.get("format") != DATA_FORMAT or not doc.get("patients"):
         raise BadInput(f"{path}: not a {DATA_FORMAT} file with patients")
+    _check_patient_names(path, doc["patients"])
     for record in doc["patients"]:
         for part in ("photos/views.json", "corset_views/views.json", "spine.json"):
             if not (root / record["name"] / part).is_file():
                 raise BadInput(f"{root / record['name']}: missing {part}")
     return doc
+
+
+def _check_patient_names(path: Path, records) -> None:
+    """BadInput unless records is a list of {"name": a folder beside dataset.json}, each patient
+    once: a patient listed twice would land in both the training and the validation split."""
+    if not isinstance(records, list):
+        raise BadInput(f"{path}: 'patients' must be a list of {{\"name\": FOLDER}} records")
+    seen = set()
+    for index, record in enumerate(records):
+        name = record.get("name") if isinstance(record, dict) else None
+        if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name:
+            raise BadInput(
+                f"{path}: patients[{index}] needs a 'name', a folder beside dataset.json, not "
+                f"{name!r}"
+            )
+        if name in seen:
+            raise BadInput(
+                f"{path}: patient {name} is listed twice (it would be in both the training and "
+                "the validation split)"
+            )
+        seen.add(name)
 
 
 def baseline_corset(torso, gap: float, thickness: float, height: float):

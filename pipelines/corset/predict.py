@@ -24,6 +24,7 @@ from recon.pipelines.corset.views import (
     corset_views_doc,
     decode_views,
     encode_views,
+    frame_scale,
     load_photos,
 )
 
@@ -70,10 +71,10 @@ def predict_corset(
 
     clock = time.perf_counter()
     size = config.get("size", config.get("image_size"))  # older checkpoints: image_size
-    if not isinstance(size, int) or size < 1:
-        raise BadInput(f"{checkpoint}: its config holds no view size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 64 or size % 64:
+        raise BadInput(f"{checkpoint}: its config holds no view size (a multiple of 64)")
     generator.to(device)
-    scale = np.asarray([float(doc["frame"]["scale"])])
+    scale = np.asarray([frame_scale(doc)])
     x = with_prior(_resize(encode_views(depths), size)[None], scale, config)
     x = torch.from_numpy(x).to(device)
     e = torch.tensor(measure.embedding, dtype=torch.float32)[None].to(device)
@@ -115,6 +116,9 @@ def evaluate_patients(
 ) -> list[dict]:
     """Predict each named patient of a data set and score it against its true corset.
 
+    The spine film is read at its true pixel spacing (truth.json), as `recon synth corset`
+    measured the embeddings the model was trained on.
+
     Also scores the baseline: the true torso offset by the training set's mean clearance and
     thickness (mean_offset(training_set): what is known without the held-out corsets), trimmed
     like a corset. F-score at tau_fraction of the true corset's bounding-box diagonal
@@ -134,10 +138,11 @@ def evaluate_patients(
         truth = json.loads((folder / "truth.json").read_text())
         params = PatientParams(**{k: truth[k] for k in PatientParams.__dataclass_fields__})
         reference = load_mesh(folder / "corset.stl")
+        spacing = float(truth["xray_spacing_mm"])  # as the training embeddings were measured
         with tempfile.TemporaryDirectory(prefix="corset_eval.") as scratch:
             clock = time.perf_counter()
             predicted = predict_corset(
-                folder / "photos", folder / "spine.png", checkpoint, Path(scratch)
+                folder / "photos", folder / "spine.png", checkpoint, Path(scratch), "cpu", spacing
             ).mesh
             seconds = time.perf_counter() - clock
         baseline = baseline_corset(make_torso(params), offset[0], offset[1], params.height)

@@ -82,8 +82,12 @@ def load_patients(root: Path, size: int):
     frame scales (N,) (normalised units per mm)."""
 
     from recon.pipelines.corset.patients import read_dataset
-    from recon.pipelines.corset.views import CORSET_VIEWS, encode_views, load_photos
-    from recon.pipelines.shapes import load_depth_views, read_views
+    from recon.pipelines.corset.views import (
+        encode_views,
+        frame_scale,
+        load_corset_views,
+        load_photos,
+    )
 
     root = Path(root)
     doc = read_dataset(root)
@@ -91,14 +95,12 @@ def load_patients(root: Path, size: int):
     for record in doc["patients"]:
         folder = root / record["name"]
         photos, photos_doc = load_photos(folder / "photos")
-        scales.append(float(photos_doc["frame"]["scale"]))
-        views = read_views(folder / "corset_views")
-        corset = load_depth_views(folder / "corset_views", views)
-        order = [[v["name"] for v in views["views"]].index(n) for n in CORSET_VIEWS]
+        scales.append(frame_scale(photos_doc))
+        corset = load_corset_views(folder / "corset_views", photos_doc)
         embedding = spine_embedding(folder / "spine.json")
         names.append(record["name"])
         inputs.append(_resize(encode_views(photos), size))
-        targets.append(_resize(encode_views(corset[order]), size))
+        targets.append(_resize(encode_views(corset), size))
         embeddings.append(embedding)
     return names, np.stack(inputs), np.stack(targets), np.stack(embeddings), np.asarray(scales)
 
@@ -246,8 +248,7 @@ def load_generator(checkpoint: Path):
     from recon.pipelines.common.checkpoints import load_checkpoint
 
     config, state = load_checkpoint(checkpoint, "corset")
-    if float(config.get("prior_offset_mm", 0.0)) <= 0:
-        raise BadInput(f"{checkpoint}: no measured prior in this checkpoint; train it again")
+    _check_generator_config(checkpoint, config)
     generator = build_generator(config)
     weights = {k[len("generator.") :]: v for k, v in state.items() if k.startswith("generator.")}
     try:
@@ -255,6 +256,33 @@ def load_generator(checkpoint: Path):
     except RuntimeError as error:
         raise BadInput(f"{checkpoint}: weights do not fit the corset generator") from error
     return generator.eval(), config
+
+
+GENERATOR_SETTINGS = ("features", "dropout_encoder", "dropout_decoder", "spine_conditioning")
+
+
+def _check_generator_config(checkpoint: Path, config: dict) -> None:
+    """BadInput unless a checkpoint's config holds the generator's settings and a measured prior
+    (an offset above 0 mm, a band 0 <= bottom < top <= 1)."""
+    import math
+
+    missing = [key for key in GENERATOR_SETTINGS if key not in config]
+    if missing:
+        raise BadInput(f"{checkpoint}: its config lacks {', '.join(missing)}; train it again")
+    try:
+        offset, bottom, top = (
+            float(config.get(key, 0.0))
+            for key in ("prior_offset_mm", "prior_trim_bottom", "prior_trim_top")
+        )
+    except (TypeError, ValueError):
+        offset = bottom = top = math.nan
+    if not (math.isfinite(offset) and offset > 0):
+        raise BadInput(f"{checkpoint}: no measured prior in this checkpoint; train it again")
+    if not 0 <= bottom < top <= 1:
+        raise BadInput(
+            f"{checkpoint}: its prior band ({bottom:g}, {top:g}) is not 0 <= bottom < top <= 1; "
+            "train it again"
+        )
 
 
 def _module_class():

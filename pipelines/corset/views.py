@@ -62,34 +62,81 @@ TORSO_REACH_MM = (80.0, 2000.0)
 def load_photos(folder: Path, size: int | None = None) -> tuple[np.ndarray, dict]:
     """A torso projection folder -> depth views in PHOTO_VIEWS order (10, H, W) and views.json.
 
-    BadInput when views are missing, extra, or of another size than `size` (when given), or
-    when the torso is not of a size in mm (TORSO_REACH_MM: a scan in cm or m).
+    BadInput when views are missing, extra, not those `recon project --views 8 --caps` makes
+    (cameras, depth encoding), or of another size than `size` (when given), or when the torso
+    is not of a size in mm (TORSO_REACH_MM: a scan in cm or m).
     """
     from recon.pipelines.shapes import load_depth_views, read_views
 
     doc = read_views(folder)
-    names = [v["name"] for v in doc["views"]]
-    missing = [n for n in PHOTO_VIEWS if n not in names]
-    if missing or len(names) != len(PHOTO_VIEWS):
-        raise BadInput(
-            f"{folder}: needs exactly the {len(PHOTO_VIEWS)} views of `recon project --views "
-            f"{SIDE_VIEWS} --caps` (found {len(names)}"
-            + (f"; missing {', '.join(missing)}" if missing else "")
-            + ")"
-        )
+    order = _view_order(folder, doc, PHOTO_VIEWS, caps=True)
     if size is not None and int(doc["camera"]["size"]) != size:
         raise BadInput(f"{folder}: views are {doc['camera']['size']} px, the model takes {size} px")
-    matrix = np.asarray(doc["frame"]["to_normalised"], dtype=np.float64)[:3, :3]
-    reach = abs(np.linalg.det(matrix)) ** (-1 / 3)  # mesh units from the centre to the farthest
+    reach = 1 / frame_scale(doc)  # mesh units from the centre to the farthest point
     if not TORSO_REACH_MM[0] <= reach <= TORSO_REACH_MM[1]:
         raise BadInput(
             f"{folder}: the torso reaches {reach:.3g} units from its centre, where a torso in mm "
             f"reaches {TORSO_REACH_MM[0]:g}-{TORSO_REACH_MM[1]:g}; corsets are made in mm: scale "
             "the scan to mm (was it in cm or m?) and project it again"
         )
-    depths = load_depth_views(folder, doc)
-    order = [names.index(n) for n in PHOTO_VIEWS]
-    return depths[order], doc
+    return load_depth_views(folder, doc)[order], doc
+
+
+def load_corset_views(folder: Path, photos_doc: dict) -> np.ndarray:
+    """A patient's true corset views -> depth views in CORSET_VIEWS order (8, H, W); BadInput
+    when views are missing or extra, or not in the frame of the patient's photos (photos_doc)."""
+    from recon.pipelines.shapes import load_depth_views, read_views
+
+    doc = read_views(folder)
+    order = _view_order(folder, doc, CORSET_VIEWS, caps=False)
+    frame = np.asarray(doc["frame"]["to_normalised"], dtype=np.float64)
+    if not np.allclose(frame, photos_doc["frame"]["to_normalised"], rtol=1e-6, atol=1e-9):
+        raise BadInput(
+            f"{folder}: its frame (to_normalised) is not the one of the patient's photos; the "
+            "corset views must be projected in the torso's frame (`recon synth corset`)"
+        )
+    return load_depth_views(folder, doc)[order]
+
+
+def frame_scale(doc: dict) -> float:
+    """Normalised units per mesh unit of a views.json (checked by read_views): the scale of its
+    to_normalised matrix, a rotation times that scale."""
+    matrix = np.asarray(doc["frame"]["to_normalised"], dtype=np.float64)[:3, :3]
+    return float(abs(np.linalg.det(matrix)) ** (1 / 3))
+
+
+def _view_order(folder: Path, doc: dict, wanted: list[str], caps: bool) -> list[int]:
+    """Indices of the `wanted` views in views.json; BadInput unless it holds exactly those
+    views, each with the camera `recon project --views SIDE_VIEWS` gives it (and its camera
+    model), since the network reads every view by its place and encodes depth with them."""
+    from recon.pipelines.shapes import DEPTH_UNIT, DISTANCE, EXTENT, ring_cameras
+
+    layout = f"`recon project --views {SIDE_VIEWS}{' --caps' if caps else ' --no-caps'}`"
+    names = [str(v.get("name")) for v in doc["views"]]
+    missing = [n for n in wanted if n not in names]
+    if missing or len(names) != len(wanted) or len(set(names)) != len(names):
+        raise BadInput(
+            f"{folder}: needs exactly the {len(wanted)} views of {layout} (found {len(names)}"
+            + (f"; missing {', '.join(missing)}" if missing else "")
+            + ")"
+        )
+    stated = (doc["camera"]["extent"], doc["camera"]["distance"], doc["depth"]["unit"])
+    if not np.allclose(stated, (EXTENT, DISTANCE, DEPTH_UNIT), rtol=1e-9, atol=0):
+        raise BadInput(
+            f"{folder}: views.json's camera (extent {stated[0]:g}, distance {stated[1]:g}, depth "
+            f"unit {stated[2]:g}) is not the one {layout} writes; project the scan again"
+        )
+    cameras = {c.name: c for c in ring_cameras(SIDE_VIEWS, caps=caps)}
+    order = [names.index(n) for n in wanted]
+    for name, index in zip(wanted, order, strict=True):
+        view, camera = doc["views"][index], cameras[name]
+        axes = [(key, getattr(camera, key)) for key in ("direction", "right", "up")]
+        if any(not np.allclose(view[key], axis, atol=1e-6) for key, axis in axes):
+            raise BadInput(
+                f"{folder}: view {name} does not look the way {layout} names it (direction "
+                f"{view['direction']}, not {list(camera.direction)}); project the scan again"
+            )
+    return order
 
 
 def prior_views(
