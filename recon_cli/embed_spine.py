@@ -19,6 +19,21 @@ from recon.cli.common import (
 from recon.pipelines.common.errors import BadInput, JobFailed
 
 SPACING_RANGE = (0.01, 10.0)  # mm per pixel
+# Suffixes of files that embed-spine reads or writes besides EMB.json: an -o ending in one names
+# a file, never the output folder that a name without .json stands for.
+FILE_SUFFIXES = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+    ".bmp",
+    ".webp",
+    ".dcm",
+    ".dicom",
+    ".csv",
+)
+SETTING_FLAGS = {"span": "--span", "pixel_spacing": "--pixel-spacing"}
 
 
 def embed_spine(
@@ -95,6 +110,7 @@ def embed_spine(
 
     ui = Reporter(json_out, quiet)
     level_names(span)
+    span = span.strip().upper()  # as the JSON states it, and as run records compare it
     check_range("--spacing", spacing, *SPACING_RANGE)
     for value in pixel_spacing or ():
         check_range("--pixel-spacing", value, *SPACING_RANGE)
@@ -112,6 +128,11 @@ def embed_spine(
         return
     if Path(out).suffix.lower() == ".json":
         raise BadInput(f"{out}: several X-rays need an output folder, not a .json file")
+    if Path(out).suffix.lower() in FILE_SUFFIXES and not Path(out).is_dir():
+        raise BadInput(
+            f"{out}: names a {Path(out).suffix} file, but -o is EMB.json for one X-ray (its "
+            "overlay goes to --debug-image NAME.png) or else an output folder"
+        )
     if debug_image is not None:
         raise BadInput(
             "--debug-image names one overlay for one X-ray; an output folder gets NAME.png for "
@@ -165,7 +186,7 @@ def _embed_one(xray, out, pixel_spacing, span, debug_image, overwrite, ui) -> No
                     "end vertebrae",
                     f"{upper} - {lower} (apex {measure.apex_vertebra}; span {measure.span})",
                 ),
-                ("secondary Cobb (deg)", measure.secondary_cobb_deg),
+                ("secondary Cobb (deg)", f"{measure.secondary_cobb_deg:.1f}"),
                 ("pixel spacing (mm)", f"{measure.spacing_mm[0]:g} x {measure.spacing_mm[1]:g}"),
                 ("film as measured", embedded.doc["orientation"]),
                 ("out", out),
@@ -180,7 +201,7 @@ def _embed_many(xrays, out, pixel_spacing, span, batch, ui) -> None:
 
     from rich.table import Table
 
-    from recon.pipelines.common.batch import plan_inputs
+    from recon.pipelines.common.batch import check_same_settings, plan_inputs
     from recon.pipelines.common.inputs import XRAY_KINDS, is_xray_file, xray_name
     from recon.pipelines.corset.embed import embed_batch
 
@@ -196,6 +217,10 @@ def _embed_many(xrays, out, pixel_spacing, span, batch, ui) -> None:
         reserved=re.compile(r"run(\.shard-\d+-of-\d+)?", re.IGNORECASE).fullmatch,
     )
     files, names, plan, out = inputs.files, inputs.names, inputs.plan, inputs.out
+    _, skip_done, overwrite = batch
+    if plan.batch and (skip_done or not overwrite):  # films kept or added: measured alike
+        settings = {"span": span, "pixel_spacing": pixel_spacing}
+        check_same_settings(out, "embed-spine", settings, SETTING_FLAGS)
     records, every, seconds = embed_batch(files, names, plan, out, pixel_spacing, span, ui.track)
     skipped = [str(files[i]) for i in plan.done]
     measured = [r for r in records if r["status"] == "ok"]
@@ -224,8 +249,8 @@ def _embed_many(xrays, out, pixel_spacing, span, batch, ui) -> None:
     if doubtful:
         sys.stderr.write(
             f"warning: {len(doubtful)} of {len(measured)} measured X-rays carry a warning (very "
-            "unequal traced borders, or a film that may be turned): see the warning column of "
-            "cobb.csv and the overlays\n"
+            "unequal traced borders, a film that may be turned, or a doubtful pixel spacing): see "
+            "the warning column of cobb.csv and the overlays\n"
         )
     failed = [r for r in records if r["status"] != "ok"]
     if failed:

@@ -109,6 +109,50 @@ def test_shards_share_the_folder_and_skip_done_keeps_every_row(recon, films, tmp
     assert set(table) == {"noise", *truth} and all(table[n]["status"] == "ok" for n in truth)
 
 
+@pytest.mark.parametrize(
+    "first,second,flag",
+    [
+        (["--span", "T1-L5"], ["--span", "T1-L1"], "--span"),
+        ([], ["--pixel-spacing", 2, 2], "--pixel-spacing"),
+    ],
+)
+def test_skip_done_refuses_a_folder_measured_with_other_settings(
+    recon, films, tmp_path, first, second, flag
+):
+    """--skip-done kept the films of a run with --span T1-L5 and measured the rest with T1-L1
+    (or another spacing), so one table mixed two namings: it is refused, before any work."""
+    folder = films[0]
+    out = tmp_path / "mixed"
+    assert recon("embed-spine", folder, "-o", out, "--shard", "1/2", *first, "-q")[0] in (0, 1)
+    before = snapshot(out)
+    for batch in (["--skip-done"], ["--shard", "2/2"]):
+        code, stdout, err = recon("embed-spine", folder, "-o", out, *batch, *second, "--json")
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"made with another {flag}" in err and json.loads(stdout)["exit_code"] == 2
+        assert snapshot(out) == before
+    code, _, err = recon("embed-spine", folder, "-o", out, "--skip-done", "--span", "t1-l5", "-q")
+    assert code == 1 and "made with another" not in err, err  # same span, other spelling
+
+
+def test_skip_done_refuses_a_result_of_another_film_of_the_same_name(recon, films, tmp_path):
+    """Two folders each hold patient0.png: --skip-done on the second kept the first folder's
+    Cobb angle and listed it under the second folder's film."""
+    folder = films[0]
+    other = tmp_path / "other"
+    other.mkdir()
+    write_png(other / "patient0.png", synth_spine_xray(-30.0, rows=192, seed=9).image)
+    out = tmp_path / "out"
+    assert recon("embed-spine", folder / "patient0.png", "-o", out, "-q")[0] == 0
+    before = snapshot(out)
+    code, _, err = recon("embed-spine", other / "patient0.png", "-o", out, "--skip-done")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "another film than" in err and "patient0.json" in err
+    assert snapshot(out) == before
+    code, stdout, err = recon("embed-spine", folder / "patient0.png", "-o", out, "--skip-done",
+                              "--json")  # fmt: skip
+    assert code == 0 and json.loads(stdout)["results"][0]["skipped"], err
+
+
 def test_dicom_films_named_by_uid_take_their_spacing_from_the_header(recon, tmp_path):
     xray = synth_spine_xray(30.0, rows=192, seed=5)
     folder = tmp_path / "dicom"
@@ -157,6 +201,14 @@ BAD = {  # case -> (the arguments from the places below, the message)
         lambda p: [p.run, p.film0, "-o", p.out],
         "its output name 'run' is reserved",
     ),
+    "one film, a picture out": (  # made a folder named d.png before
+        lambda p: [p.film0, "-o", p.png],
+        "names a .png file, but -o is EMB.json for one X-ray",
+    ),
+    "a folder, a table out": (
+        lambda p: [p.folder, "-o", p.tmp / "cobb.csv"],
+        "names a .csv file",
+    ),
 }
 
 
@@ -176,6 +228,7 @@ def test_bad_batch_input_is_one_line_and_writes_nothing(recon, films, tmp_path, 
         json=tmp_path / "x.json",
         out=tmp_path / "o",
         png=tmp_path / "d.png",
+        tmp=tmp_path,
     )
     build, message = BAD[case]
     before, films_before = snapshot(tmp_path), snapshot(folder)

@@ -128,3 +128,60 @@ def test_blank_dicom_exits_1_and_writes_nothing(recon, tmp_path):
     ds.save_as(path)
     err = refused(recon, tmp_path, "embed-spine", path, "-o", tmp_path / "e.json", code=1)
     assert "blank" in err
+
+
+def test_the_overlay_names_the_cobb_angle_and_the_end_vertebrae(spine):
+    """The overlay had lines and dots only: which levels are the ends, and what they are
+    called, could only be read from the JSON."""
+    from recon.pipelines.corset.embed import embed_xray
+
+    embedded = embed_xray(spine, None, "T1-L5", overlay=True)
+    picture, measure = embedded.overlay, embedded.measure
+    assert picture.shape[2] == 3 and picture.dtype == np.uint8
+    assert (picture[:14, :80].min(axis=-1) > 200).sum() > 20  # the Cobb angle, top left
+    rows, cols = picture.shape[:2]
+    red = (picture[..., 0] > 200) & (picture[..., 1:].max(axis=-1) < 60)
+    line = max(6, cols // 12)  # the endplate line's half length (debug_overlay)
+    for level in (measure.upper_end, measure.lower_end):
+        row, col = int(measure.level_rows[level]), int(measure.level_cols[level])
+        band = red[max(0, row - 12) : row + 12]
+        beside = np.abs(np.arange(cols) - col) > line + 2
+        assert band[:, beside].any(), level  # the name, away from the line
+
+
+def test_the_table_gives_the_secondary_cobb_angle_to_a_tenth(recon, spine):
+    rc, out, err = recon("embed-spine", spine, "-o", spine.parent / "e.json")
+    assert rc == 0, err
+    row = next(line for line in out.splitlines() if "secondary Cobb" in line)
+    value = row.split("│")[2].strip()
+    assert value.replace(".", "", 1).isdigit() and len(value.split(".")[1]) == 1, row
+
+
+def test_a_float_film_with_a_nan_pixel_is_refused(recon, spine):
+    """One NaN pixel made every percentile NaN, and the film was called blank (exit 1)."""
+    from PIL import Image
+
+    from recon.pipelines.common.io import read_image
+
+    pixels = read_image(spine).astype(np.float32) / 65535.0
+    pixels[0, 0] = np.nan
+    tiff = spine.with_name("nan.tif")
+    Image.fromarray(pixels, mode="F").save(tiff)
+    err = refused(recon, spine.parent, "embed-spine", tiff, "-o", spine.parent / "e.json")
+    assert "holds NaN or infinite pixel values" in err
+
+
+@pytest.mark.parametrize(
+    "spacing,message",
+    [
+        ((2.5, 5.0), "differs 2.0 times between rows and columns"),
+        ((10.0, 10.0), "check the pixel spacing"),  # a film 1.9 m tall
+    ],
+)
+def test_a_doubtful_pixel_spacing_is_the_warning(recon, spine, spacing, message):
+    """A 0.2 x 5 mm spacing read a 161 deg Cobb angle, and a 10 mm one a film 1.9 m tall,
+    without a word."""
+    rc, out, err = recon("embed-spine", spine, "-o", spine.parent / "e.json", "--json",
+                         "--pixel-spacing", *spacing)  # fmt: skip
+    assert rc == 0, err
+    assert message in json.loads(out)["warning"] and message in err

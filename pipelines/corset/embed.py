@@ -71,8 +71,41 @@ def embed_xray(
         "source": str(Path(path).resolve()),
         "seconds": time.perf_counter() - clock,
     }
-    picture = debug_overlay(loaded.image, measure) if overlay else None
+    picture = label_overlay(debug_overlay(loaded.image, measure), measure) if overlay else None
     return EmbeddedXray(measure, loaded.spacing_source, doc, picture)
+
+
+def label_overlay(rgb: np.ndarray, measure: SpineMeasure) -> np.ndarray:
+    """The overlay (H, W, 3) uint8 with its words: the Cobb angle at the top left, and the
+    names of the end vertebrae (red) and the apex (yellow) beside their levels, on the side of
+    the film with more room."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    picture = Image.fromarray(rgb)
+    rows, cols = rgb.shape[:2]
+    size = max(10, min(rows, cols) // 30)
+    try:
+        font = ImageFont.load_default(size=size)
+    except (AttributeError, ImportError, OSError):  # a Pillow without FreeType: its bitmap font
+        font = ImageFont.load_default()
+    draw = ImageDraw.Draw(picture)
+    outline = {"stroke_width": max(1, size // 10), "stroke_fill": (0, 0, 0)}
+    cobb = f"Cobb {measure.cobb_deg:.1f} +- {measure.cobb_sd_deg:.1f} deg"
+    draw.text((2, 2), cobb, fill=(255, 255, 255), font=font, **outline)
+    names = measure.level_names
+    labels = {measure.upper_end: (255, 0, 0), measure.lower_end: (255, 0, 0)}
+    labels.setdefault(measure.apex, (255, 255, 0))
+    for level, colour in labels.items():
+        row, col = measure.level_rows[level], measure.level_cols[level]
+        text = names[level] + (" (apex)" if level == measure.apex else "")
+        width = draw.textlength(text, font=font)
+        gap = max(8, cols // 10)
+        right = col < cols / 2  # write where the film has more room
+        x = col + gap if right else col - gap - width
+        x = float(np.clip(x, 0, max(0, cols - width)))
+        y = float(np.clip(row - size / 2, 0, max(0, rows - size)))
+        draw.text((x, y), text, fill=colour, font=font, **outline)
+    return np.asarray(picture)
 
 
 def write_embedding(embedded: EmbeddedXray, json_path: Path, overlay_path: Path | None) -> None:
@@ -111,16 +144,34 @@ def film_record(path: Path, doc: dict) -> dict:
 
 def earlier_record(path: Path, json_path: Path) -> dict:
     """The record of a film measured by an earlier run (--skip-done), from its JSON; BadInput
-    when that file is not an embed-spine JSON."""
+    when that file is not an embed-spine JSON, or measures another existing file than path."""
     import json
 
     try:
-        return {**film_record(path, json.loads(json_path.read_text())), "skipped": True}
+        doc = json.loads(json_path.read_text())
+        record = {**film_record(path, doc), "skipped": True}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise BadInput(
             f"{json_path}: not an embed-spine result ({type(error).__name__}: {error}); remove it "
             "or pass --overwrite"
         ) from error
+    source = doc.get("source")
+    if isinstance(source, str) and _other_file(Path(source), Path(path)):
+        raise BadInput(
+            f"{json_path}: measures {source}, another film than {path} of the same name; "
+            "--skip-done keeps a film's result only for that film (use another -o, or "
+            "--overwrite without --skip-done)"
+        )
+    return record
+
+
+def _other_file(recorded: Path, path: Path) -> bool:
+    """Whether recorded names an existing file other than path (one that is gone, e.g. a
+    folder since moved, cannot be told apart and is taken as the same)."""
+    try:
+        return recorded.is_file() and not recorded.samefile(path)
+    except OSError:
+        return False
 
 
 def embed_xrays(

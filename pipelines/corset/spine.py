@@ -84,6 +84,9 @@ TRACE_ROWS = 1024
 # Sides of a spine or chest film in mm (a collimated thoracic film to a full-length spine film,
 # with magnification): outside this, "no spine found" asks whether the pixel spacing is right.
 FILM_MM = (100.0, 1200.0)
+# Row and column pixel spacings further apart than this are named in the warning: detectors
+# have square pixels or nearly so, and a stretched film reads stretched tilts.
+ASPECT_LIMIT = 1.5
 
 
 @dataclass
@@ -109,6 +112,7 @@ class SpineMeasure:
     border_asymmetry: float = 0.0  # see border_asymmetry()
     span: str = DEFAULT_SPAN  # the vertebrae the film shows, which name the levels
     across_ratio: float = 0.0  # column strength across / down the film (see _across_ratio)
+    spacing_note: str = ""  # why the pixel spacing looks wrong (_spacing_note), or ""
 
     @property
     def level_names(self) -> tuple[str, ...]:
@@ -124,7 +128,9 @@ class SpineMeasure:
 
     @property
     def warning(self) -> str | None:
-        """Why the trace may be off the spine, or None."""
+        """Why the trace may be off the spine, or the angles wrong, or None."""
+        if self.spacing_note:
+            return self.spacing_note
         if self.across_ratio > TURNED_RATIO:
             return (
                 f"the column across the film is {self.across_ratio:.1f} times as strong as the "
@@ -227,6 +233,8 @@ def load_spine_xray(
     image = np.asarray(image, dtype=np.float64)
     if image.ndim != 2:
         raise BadInput(f"{path}: expected a single 2D X-ray, got an array of shape {image.shape}")
+    if not np.isfinite(image).all():
+        raise BadInput(f"{path}: holds NaN or infinite pixel values")
     if min(image.shape) < 32:
         raise BadInput(f"{path}: image is {image.shape[1]}x{image.shape[0]}, too small for a spine")
     low, high = np.percentile(image, [0.5, 99.5])
@@ -412,7 +420,25 @@ def _measure(image: np.ndarray, spacing: tuple[float, float] | None, span: str) 
         border_asymmetry=asymmetry,
         span=span.strip().upper(),
         across_ratio=across_ratio,
+        spacing_note=_spacing_note(image, spacing),
     )
+
+
+def _spacing_note(image: np.ndarray, spacing: tuple[float, float] | None) -> str:
+    """Why the pixel spacing looks wrong for a spine film, or "": rows and columns more than
+    ASPECT_LIMIT times apart (every tilt would be stretched), or a film of no spine film's size
+    (FILM_MM)."""
+    if spacing is None:
+        return ""
+    sy, sx = spacing
+    if max(sy, sx) > ASPECT_LIMIT * min(sy, sx):
+        return (
+            f"the pixel spacing {sy:g} x {sx:g} mm (row x column) differs "
+            f"{max(sy, sx) / min(sy, sx):.1f} times between rows and columns, which stretches "
+            "every tilt: check the pixel spacing"
+        )
+    hint = _scale_hint(image, spacing)
+    return hint[2:] if hint else ""
 
 
 def _scale_hint(image: np.ndarray, spacing: tuple[float, float] | None) -> str:
