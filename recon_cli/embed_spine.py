@@ -19,21 +19,16 @@ from recon.cli.common import (
 from recon.pipelines.common.errors import BadInput, JobFailed
 
 SPACING_RANGE = (0.01, 10.0)  # mm per pixel
-# Suffixes of files that embed-spine reads or writes besides EMB.json: an -o ending in one names
-# a file, never the output folder that a name without .json stands for.
-FILE_SUFFIXES = (
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".tif",
-    ".tiff",
-    ".bmp",
-    ".webp",
-    ".dcm",
-    ".dicom",
-    ".csv",
-)
 SETTING_FLAGS = {"span": "--span", "pixel_spacing": "--pixel-spacing"}
+
+
+def _file_suffixes() -> tuple[str, ...]:
+    """Suffixes of files embed-spine reads or writes besides EMB.json: an -o ending in one names
+    a file, never the output folder that a name without .json stands for."""
+    from recon.pipelines.common.dicom import DICOM_SUFFIXES
+    from recon.pipelines.common.io import PICTURE_SUFFIXES
+
+    return (*PICTURE_SUFFIXES, *DICOM_SUFFIXES, ".csv")
 
 
 def embed_spine(
@@ -128,7 +123,7 @@ def embed_spine(
         return
     if Path(out).suffix.lower() == ".json":
         raise BadInput(f"{out}: several X-rays need an output folder, not a .json file")
-    if Path(out).suffix.lower() in FILE_SUFFIXES and not Path(out).is_dir():
+    if Path(out).suffix.lower() in _file_suffixes() and not Path(out).is_dir():
         raise BadInput(
             f"{out}: names a {Path(out).suffix} file, but -o is EMB.json for one X-ray (its "
             "overlay goes to --debug-image NAME.png) or else an output folder"

@@ -106,8 +106,9 @@ def same_content(paths: list[Path]) -> dict[str, str]:
     """{path: the first of the given files, by name, with the same bytes}: one 3D model saved
     under two names is one group, so a split cannot put it on both sides. A file that cannot
     be read is its own group (its reader names the problem)."""
-    import hashlib
     from contextlib import suppress
+
+    from recon.pipelines.common.batch import file_sha256
 
     unique = sorted({str(p) for p in paths})
     sizes: dict[str, int | None] = {}
@@ -123,7 +124,7 @@ def same_content(paths: list[Path]) -> dict[str, str]:
         key: tuple = (size, path)
         if size is not None and shared[size] > 1:
             with suppress(OSError):
-                key = (size, hashlib.sha256(Path(path).read_bytes()).hexdigest())
+                key = (size, file_sha256(Path(path)))
         groups[path] = first.setdefault(key, path)
     return groups
 
