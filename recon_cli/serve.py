@@ -119,11 +119,27 @@ def serve(
 
 def _log_config() -> dict:
     """uvicorn's logging with its access lines on stderr (its default is stdout), so stdout holds
-    only the command's result (the --json object)."""
+    only the command's result (the --json object), and without the tracebacks of work a forced
+    exit cancels (_CutShort)."""
     import copy
 
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
     config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    config.setdefault("filters", {})["cut_short"] = {"()": _CutShort}
+    config["handlers"]["default"].setdefault("filters", []).append("cut_short")
     return config
+
+
+class _CutShort:
+    """A logging filter for uvicorn's own lines: a second Ctrl+C while the server shuts down
+    (waiting for an upload to end, say) makes uvicorn quit at once, and the requests still
+    open are cancelled as its event loop closes, each reported as an error with a traceback.
+    Those reports are dropped: the command ends with its one line, "interrupted"."""
+
+    def filter(self, record) -> bool:
+        import asyncio
+
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, asyncio.CancelledError)

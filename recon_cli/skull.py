@@ -77,7 +77,7 @@ def synth_skull(
     )
     out, made, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)
     summary = heads.summary(count) | {"subjects": len(made)}
-    rows = [*summary.items()]
+    rows = [(key + " made" * (key == "subjects"), value) for key, value in summary.items()]
     rows.append(("index", fields["index"] or f"not yet ({fields['missing_items']} to make)"))
     if fields["shard"] != "1/1" or fields["skipped"]:
         rows += [("shard", fields["shard"]), ("skipped (done)", fields["skipped"])]

@@ -81,8 +81,9 @@ def train(
         Path | None,
         typer.Option(
             help="Continue RUN/checkpoints/last.ckpt with its task, data and settings; only "
-            "--epochs, --workers, --max-time, --limit-batches, --data (the same set moved) and "
-            "the scale-out flags may change. --out defaults to RUN."
+            "--epochs (above the epochs it finished), --workers, --max-time, --limit-batches, "
+            "--data (the same set moved) and the scale-out flags may change. --out defaults to "
+            "RUN (moved is fine); another --out must be empty or new."
         ),
     ] = None,
     logger: Annotated[
@@ -96,7 +97,7 @@ def train(
         str,
         typer.Option(
             help="Devices per node: auto, a count (1 to 1024; on CPU at most the cores), or "
-            "ids like 0,1.",
+            "GPU ids like 0,1.",
             rich_help_panel=SCALE,
         ),
     ] = "auto",
@@ -106,7 +107,8 @@ def train(
     strategy: Annotated[
         str,
         typer.Option(
-            help="auto, ddp, fsdp, ... (a Lightning strategy name).", rich_help_panel=SCALE
+            help="auto, ddp, fsdp, ... (a Lightning strategy name; not ddp_spawn: use ddp).",
+            rich_help_panel=SCALE,
         ),
     ] = "auto",
     precision: Annotated[
@@ -130,8 +132,12 @@ def train(
         str | None, typer.Option(help="Stop after minutes (above 0), or DD:HH:MM:SS.")
     ] = None,
     limit_batches: Annotated[
-        float | None,
-        typer.Option(help="Batches per epoch: a fraction in (0, 1] or a whole count >= 1."),
+        str | None,
+        typer.Option(
+            help="Batches per epoch (training and validation): a whole number is a count "
+            "(1 = one batch), a number with a decimal point a fraction in (0, 1] (1.0 = all).",
+            metavar="N|FRACTION",
+        ),
     ] = None,
     seed: Annotated[
         int | None, typer.Option(help="Random seed, 0 to 2^32-1 (default: the task's).")

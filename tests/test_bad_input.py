@@ -694,3 +694,22 @@ def test_a_stop_while_starting_prints_json_on_rank_zero_only():
         env={**os.environ, "RANK": "1"},
     )
     assert done.returncode == 143 and done.stderr == "terminated\n" and done.stdout == ""
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+@pytest.mark.parametrize("task", ["voxel", "parts", "skull", "drr", "corset"])
+def test_a_run_folder_given_as_checkpoint_names_its_checkpoints(recon, tmp_path, spine, task):
+    """-c RUN (the training run's folder, not its checkpoint file) is one line that names the
+    checkpoint files inside it, for every predict command, before any output is made."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.ckpt").write_bytes(b"weights")
+    (tmp_path / "in").mkdir()
+    picture = write_png(tmp_path / "in" / "a.png", np.full((64, 64), 128, np.uint8))
+    inputs = {"corset": ["--photos", tmp_path / "in", "--spine", spine]}.get(task, [picture])
+    out = tmp_path / ("c.stl" if task == "corset" else "out")
+    error = refused(recon, tmp_path, "predict", task, *inputs, "-c", run, "-o", out)
+    assert f"{run}: is a folder, not a checkpoint file" in error
+    assert str(run / "checkpoints" / "best.ckpt") in error

@@ -177,9 +177,19 @@ def test_every_reader_reads_other_grey_encodings_as_the_8_bit_png(tmp_path, kind
         assert np.abs(load_spine_xray(path).image - load_spine_xray(plain).image).max() < 1e-2
 
 
-@pytest.mark.parametrize("values", [[0.0, 4.0], [-1.0, 0.5], [0.0, float("nan")]])
-def test_a_float_image_outside_0_1_is_one_line(tmp_path, values):
-    """Its scale (raw counts, HU) cannot be known: refused by the photo and pair readers."""
+@pytest.mark.parametrize(
+    "values,problem",
+    [
+        ([0.0, 4.0], "values span [0, 4]"),
+        ([-1.0, 0.5], "values span [-1, 0.5]"),
+        ([0.0, float("nan")], "has NaN or infinite values (3072 of 3072)"),
+        ([0.0, 0.5, float("nan")], "has NaN or infinite values (1 of 3072)"),  # one masked pixel
+        ([0.0, 0.5, float("inf")], "has NaN or infinite values (1 of 3072)"),
+    ],
+)
+def test_a_float_image_outside_0_1_is_one_line(tmp_path, values, problem):
+    """Its scale (raw counts, HU) cannot be known: refused by the photo and pair readers. A
+    NaN pixel was reported as values spanning [nan, nan]."""
     from PIL import Image
 
     from recon.pipelines.common.errors import BadInput
@@ -187,11 +197,14 @@ def test_a_float_image_outside_0_1_is_one_line(tmp_path, values):
     from recon.pipelines.xray.pairs import read_gray
 
     pixels = np.linspace(values[0], values[1], 64 * 48, dtype=np.float32).reshape(64, 48)
+    if len(values) == 3:
+        pixels[5, 7] = values[2]
     Image.fromarray(pixels).save(tmp_path / "f.tif")
     for reader in (rgb_image, read_gray):
         with pytest.raises(BadInput, match="float images are read as intensities in") as caught:
             reader(tmp_path / "f.tif")
-        assert "f.tif: float image values span" in str(caught.value)
+        assert f"f.tif: float image {problem};" in str(caught.value)
+        assert "\n" not in str(caught.value)
 
 
 def test_a_stack_is_refused_as_an_x_ray_and_read_as_its_first_frame_as_a_photo(tmp_path):
@@ -274,3 +287,87 @@ def test_register_reads_grey_plus_alpha_as_the_grey(tmp_path):
     Image.fromarray(np.stack([grey, alpha], axis=-1), mode="LA").save(tmp_path / "la.png")
     one, two = (read_xray(tmp_path / n, sdd=1000, spacing=(1, 1)) for n in ("g.png", "la.png"))
     assert np.array_equal(one.image.numpy(), two.image.numpy())
+
+
+def wide_integer_tiffs(path: Path, grey: np.ndarray) -> dict[str, tuple[Path, np.ndarray]]:
+    """TIFFs written by Pillow and tifffile, not by recon: name -> (file, what a [0, 255]
+    reading of its samples is), each on the scale its type or tags give."""
+    import tifffile
+    from PIL import Image
+
+    wide = grey.astype(np.int64)
+    twelve_bit = np.rint(wide * 4095 / 255).astype(np.uint16)
+    files = {
+        # Pillow's own conversion of an 8-bit picture: mode "I", 32-bit signed samples
+        "pillow I from 8-bit": (Image.fromarray(grey).convert("I"), wide),
+        "int32 of 16-bit values": (wide.astype(np.int32) * 257, wide),
+        # no 8- or 16-bit scale holds them: read on their own maximum
+        "int32 beyond 16 bits": (wide.astype(np.int32) * 1000, wide * 255 / wide.max()),
+        # unsigned 32-bit, which Pillow holds as int32: values over 2^31 wrapped negative
+        "uint32 over 2^31": (wide.astype(np.uint32) * 16843009, wide * 255 / wide.max()),
+        "int16": (wide.astype(np.int16) * 128, wide * 128 * 255 / 32767),
+        "uint16 big-endian (I;16B)": (wide.astype(np.uint16) * 257, wide),
+        # 12-bit samples in 16-bit words, as scientific cameras write them
+        "uint16 with MaxSampleValue 4095": (twelve_bit, twelve_bit / 4095 * 255),
+    }
+    written = {}
+    for number, (name, (pixels, expected)) in enumerate(files.items()):
+        target = path / f"wide{number}.tif"
+        if isinstance(pixels, Image.Image):
+            pixels.save(target)
+        elif "4095" in name:
+            tifffile.imwrite(target, pixels, extratags=[(281, "H", 1, 4095, True)])
+        else:
+            tifffile.imwrite(target, pixels, byteorder=">" if "big" in name else "<")
+        written[name] = (target, np.clip(np.rint(expected), 0, 255))
+    return written
+
+
+def test_integer_tiffs_wider_than_8_bits_are_read_on_their_own_scale(tmp_path):
+    """32-bit integer TIFFs (Pillow mode "I") were divided by 257 as if 16-bit: a picture
+    converted from 8 bits came out nearly black, one beyond 16 bits saturated white, and
+    unsigned values over 2^31 wrapped negative. 16-bit ones keep the 16-bit scale unless the
+    file states its maximum (12-bit samples came out 16 times too dark)."""
+    from PIL import Image
+
+    from recon.pipelines.common.io import read_rgb
+    from recon.pipelines.occupancy.images import rgb_image
+
+    grey = grey_ramp()
+    files = wide_integer_tiffs(tmp_path, grey)
+    modes = {name: Image.open(path).mode for name, (path, _) in files.items()}
+    assert modes["pillow I from 8-bit"] == modes["uint32 over 2^31"] == modes["int16"] == "I"
+    assert modes["uint16 big-endian (I;16B)"] == "I;16B"
+    assert modes["uint16 with MaxSampleValue 4095"] == "I;16"
+    for name, (path, expected) in files.items():
+        rgb = read_rgb(path)
+        assert rgb.shape == (*grey.shape, 3) and rgb.dtype == np.uint8, name
+        assert np.array_equal(rgb[..., 0], rgb[..., 2]), name
+        assert np.abs(rgb[..., 0].astype(int) - expected).max() <= 1, name
+        assert np.array_equal(rgb_image(path), rgb), name
+
+
+def test_negative_integer_samples_lower_black(tmp_path):
+    """A signed TIFF's negative values are the darkest, in order, not clipped together at 0."""
+    import tifffile
+
+    from recon.pipelines.common.io import read_rgb
+
+    samples = np.tile(np.array([-32768, -16384, 0, 32767], dtype=np.int16), (8, 2))
+    tifffile.imwrite(tmp_path / "signed.tif", samples)
+    got = read_rgb(tmp_path / "signed.tif")[0, :4, 0]
+    assert got.tolist() == [0, 64, 128, 255]
+
+
+def test_a_float_tiff_in_0_1_is_read_as_its_intensities(tmp_path):
+    """A 32-bit float TIFF (Pillow mode "F") written by tifffile: [0, 1] is black to white."""
+    import tifffile
+    from PIL import Image
+
+    from recon.pipelines.common.io import read_rgb
+
+    pixels = np.linspace(0.0, 1.0, 64 * 48, dtype=np.float32).reshape(64, 48)
+    tifffile.imwrite(tmp_path / "f.tif", pixels)
+    assert Image.open(tmp_path / "f.tif").mode == "F"
+    got = read_rgb(tmp_path / "f.tif")
+    assert np.array_equal(got[..., 1], np.rint(pixels * 255).astype(np.uint8))

@@ -100,6 +100,42 @@ def test_frontal_and_photo_images(tmp_path):
     assert photo.shape == (128, 128, 3) and photo.std() > 10
 
 
+def _silhouette(picture: np.ndarray) -> np.ndarray:
+    """Pixels that differ from the picture's border colour (its background)."""
+    grey = picture.astype(np.float64)
+    grey = grey.mean(axis=-1) if grey.ndim == 3 else grey
+    background = np.median(np.r_[grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    return np.abs(grey - background) > 25
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def test_lateral_photo_radiograph_and_render_face_the_same_way(tmp_path):
+    """The lateral radiograph, the lateral photo of the same head and the side panel of the
+    prediction's render all show the head from the subject's right, the face toward +column:
+    each silhouette overlaps the radiograph's better as it is than mirrored."""
+    from PIL import Image
+
+    from recon.pipelines.skull.predict import HEADS, render_png
+    from recon.pipelines.skull.score import grid_mesh
+    from recon.pipelines.skull.synth import FIELD_MM, synth_skull_dataset
+
+    for folder, photo in (("x", False), ("p", True)):
+        (tmp_path / folder).mkdir()
+        synth_skull_dataset(tmp_path / folder, 1, 3, 32, "lateral", photo=photo)
+    xray = _silhouette(np.asarray(Image.open(tmp_path / "x" / "skull_000.png")))
+    photo = _silhouette(np.asarray(Image.open(tmp_path / "p" / "skull_000.png")))
+    assert _overlap(xray, photo) > _overlap(xray, photo[:, ::-1]) + 0.1
+    with np.load(tmp_path / "x" / "skull_000_vox.npz") as grids:
+        meshes = {h: grid_mesh(grids[h].astype(np.float32), FIELD_MM / 32) for h in HEADS}
+    picture = np.asarray(Image.open(render_png(meshes, tmp_path / "render.png", size=128)))
+    side = _silhouette(picture[:, 128:])
+    small = np.asarray(Image.fromarray(xray).resize((128, 128)))
+    assert _overlap(small, side) > _overlap(small, side[:, ::-1]) + 0.05
+
+
 def test_check_data_names_every_problem(heads, tmp_path, recon):
     bad = tmp_path / "bad"
     shutil.copytree(heads, bad)

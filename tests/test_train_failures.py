@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +170,20 @@ REFUSALS = [
     (["--num-nodes", "0"], "--num-nodes 0"),
     (["--devices", "4096"], "--devices must be in [1, 1024]"),
     (["--set", "epochs=many"], "--set epochs takes a whole number"),
+    (["--set", "lr="], "--set lr= has no value"),
+    (["--devices", "0,1"], "--devices 0,1: ids like 0,1 name GPUs, and this run is on the CPU"),
+    (["--strategy", "ddp_spawn"], "--strategy ddp_spawn: not supported (its processes are sent"),
+    (["--strategy", "fsdp"], "--strategy fsdp: runs on CUDA GPUs only"),
+    pytest.param(
+        ["--strategy", "deepspeed_stage_2"],
+        "--strategy deepspeed_stage_2: needs the deepspeed package, which is not installed",
+        marks=pytest.mark.skipif(find_spec("deepspeed") is not None, reason="installed"),
+    ),
+    pytest.param(
+        ["--strategy", "xla"],
+        "--strategy xla: needs the torch_xla package, which is not installed",
+        marks=pytest.mark.skipif(find_spec("torch_xla") is not None, reason="installed"),
+    ),
 ]
 
 
@@ -190,7 +205,9 @@ def recon_process(args: list) -> tuple[int, str, set[str]]:
     return done.returncode, done.stderr, set(filter(None, heavy.split(",")))
 
 
-@pytest.mark.parametrize(("flags", "message"), REFUSALS, ids=[" ".join(f) for f, _ in REFUSALS])
+@pytest.mark.parametrize(
+    ("flags", "message"), REFUSALS, ids=[" ".join(getattr(r, "values", r)[0]) for r in REFUSALS]
+)
 def test_flag_refusals_come_before_lightning_is_imported(pix3d, tmp_path, flags, message):
     out = tmp_path / "run"
     code, err, imported = recon_process(
@@ -350,26 +367,63 @@ def test_a_resume_failing_before_its_first_step_keeps_the_run(tmp_path):
     assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == sorted(before)
 
 
-def test_ctrl_c_during_training_exits_130_with_one_json_error(pix3d_root, tmp_path):
-    """Lightning catches Ctrl-C and exits 1 after its clean-up: recon still exits 130, says
-    'interrupted' and, with --json, prints the error object."""
-    import json
+def _training_until(pix3d_root: Path, out: Path, marker: str) -> subprocess.Popen:
+    """`recon train voxel` for 200 epochs in a subprocess (--json), once out/marker exists."""
     import os
-    import signal
     import time
 
-    out = tmp_path / "run"
     args = [str(Path(sys.executable).parent / "recon"), "train", "voxel", "--data",
             str(pix3d_root), *TINY_VOXEL[:-1], "200", "-o", str(out), "--json", "-q"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     deadline = time.monotonic() + 180
-    while not (out / "metrics.csv").exists():  # the first epoch is logged: inside the fit
+    while not (out / marker).exists():
         assert process.poll() is None, process.stderr.read().decode()
         assert time.monotonic() < deadline
         time.sleep(0.2)
+    return process
+
+
+def test_ctrl_c_during_training_exits_130_with_one_json_error(pix3d_root, tmp_path):
+    """Lightning catches Ctrl-C and exits 1 after its clean-up: recon still exits 130, says
+    'interrupted' and, with --json, prints the error object."""
+    import json
+    import signal
+
+    out = tmp_path / "run"
+    process = _training_until(pix3d_root, out, "metrics.csv")  # first epoch logged: in the fit
     process.send_signal(signal.SIGINT)
     stdout, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert err.decode().splitlines()[-1] == "interrupted"
     assert json.loads(stdout) == {"error": "interrupted", "exit_code": 130}
+
+
+def test_sigterm_after_an_epoch_writes_the_run_record_and_exits_143(pix3d_root, tmp_path):
+    """A scheduler's stop (SIGTERM) left no run.json and no curves.png for the epochs done."""
+    import json
+    import signal
+
+    out = tmp_path / "run"
+    process = _training_until(pix3d_root, out, "checkpoints/last.ckpt")  # first epoch done
+    process.send_signal(signal.SIGTERM)
+    stdout, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert err.decode().splitlines()[-1] == "terminated"
+    assert json.loads(stdout) == {"error": "terminated (SIGTERM)", "exit_code": 143}
+    record = json.loads((out / "run.json").read_text())
+    assert record["command"] == "train voxel" and record["metrics"]["interrupted"] is True
+    assert record["metrics"]["epochs_run"] >= 1 and record["metrics"]["best_checkpoint"]
+    assert (out / "curves.png").stat().st_size > 0
+
+
+def test_limit_batches_1_trains_one_batch_per_epoch(recon, pix3d, tmp_path):
+    """`--limit-batches 1` was read as the float 1.0, which Lightning takes for every batch."""
+    import torch
+
+    out = tmp_path / "run"
+    args = ["train", "voxel", "--data", pix3d, *TINY_VOXEL, "--batch-size", "4", "-o", out]
+    code, _, err = recon(*args, "--epochs", "2", "--limit-batches", "1", "-q")
+    assert code == 0, err
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 2  # one of the 2 batches of 4 training items, each epoch

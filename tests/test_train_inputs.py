@@ -53,6 +53,9 @@ BAD_FLAGS = [
     (["--set", "hidden=-4"], "--set hidden must be in [1, 65536], not -4"),
     (["--set", "widht=3"], "task voxel has no setting widht"),
     (["--set", "epochs"], "--set takes KEY=VALUE"),
+    (["--set", "epochs="], "--set epochs= has no value (give epochs=VALUE"),
+    (["--set", "epochs=2", "--set", "epochs=3"], "--set epochs is given twice (epochs=2 and"),
+    (["--limit-batches", "2.0"], "a fraction has a decimal point, 1.0 = all), not 2.0"),
 ]
 
 
@@ -83,6 +86,8 @@ def test_bad_flag_is_one_line_exit_2_no_run_folder(recon, pix3d, tmp_path, flags
         ("corset", "size: 100000\n", "setting size must be in [64, 4096]"),
         ("skull", "face_weight: -1\n", "setting face_weight must be in [0, 1000]"),
         ("drr", "examples: 1000\n", "setting examples must be in [0, 64]"),
+        ("voxel", "epochs: 2\nlr: 1\nepochs: 3\n", "setting epochs is given twice (lines 1 and 3)"),
+        ("voxel", "{lr: 0.1, lr: 0.2}\n", "setting lr is given twice"),
     ],
 )
 def test_bad_config_file_values_name_the_file_and_setting(recon, tmp_path, task, text, message):

@@ -348,9 +348,12 @@ def test_cli_resume_as_the_readme_writes_it(recon, tmp_path, monkeypatch):
     assert code == 0, err
     assert [int(r["epoch"]) for r in metrics_rows(run_dir) if r.get("val/iou")] == [0, 1, 2]
     assert str(tmp_path / "scratch_p3") in (run_dir / "config.yaml").read_text()
+    code, _, err = recon("train", "voxel", "--resume", last, *moved)  # nothing left to train
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{last}: the run already finished 3 epochs (--epochs 3); raise --epochs" in err
     (tmp_path / "linked").symlink_to(tmp_path / "scratch_p3")  # the same set through a link
     code, _, err = recon("train", "voxel", "--resume", last, "--data", tmp_path / "linked",
-                         "--epochs", "3", "-q")  # fmt: skip
+                         "--epochs", "4", "-q")  # fmt: skip
     assert code == 0, err
 
     # another set (same file names, other pictures), or the set grown: its splits would differ
@@ -358,7 +361,7 @@ def test_cli_resume_as_the_readme_writes_it(recon, tmp_path, monkeypatch):
     synth_pix3d(tmp_path / "grown", models_per_class=2, views_per_model=2, seed=1)
     before = snapshot(run_dir)
     for name, now in (("other", "other items in the splits"), ("grown", "now 16 training")):
-        changed = ["--data", tmp_path / name, "--epochs", "4", "-q"]
+        changed = ["--data", tmp_path / name, "--epochs", "5", "-q"]
         code, _, err = recon("train", "voxel", "--resume", last, *changed)
         assert code == 2 and f"not the set {last} was trained on (8 training" in err, err
         assert now in err and len(err.strip().splitlines()) == 1
@@ -562,3 +565,107 @@ def test_resume_with_a_worker_process_equals_uninterrupted(tmp_path):
     _, b = load_checkpoint(tmp_path / "b/checkpoints/last.ckpt", "toy")
     for key in a:
         torch.testing.assert_close(a[key], b[key])
+
+
+def test_a_resume_of_a_finished_run_is_refused(tmp_path):
+    """Resuming a run that already trained its --epochs did nothing and exited 0."""
+    out = tmp_path / "run"
+    run(out, epochs=2)
+    before = snapshot(out)
+    for epochs in (2, 1):
+        with pytest.raises(BadInput) as caught:
+            run(out, epochs=epochs, resume=out / "checkpoints" / "last.ckpt")
+        assert str(caught.value) == (
+            f"{out / 'checkpoints' / 'last.ckpt'}: the run already finished 2 epochs "
+            f"(--epochs {epochs}); raise --epochs above 2 to train on"
+        )
+        assert snapshot(out) == before
+
+
+def test_a_resume_continues_only_into_its_own_or_an_empty_folder(tmp_path):
+    """Resuming run a into run b mixed the two runs' metrics.csv and checkpoints."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    run(a, epochs=1)
+    run(b, epochs=1)
+    last = a / "checkpoints" / "last.ckpt"
+    before = snapshot(b)
+    with pytest.raises(BadInput) as caught:
+        run(b, epochs=2, resume=last)
+    assert str(caught.value) == (
+        f"{b}: holds another run; --resume {last} continues only into its own run folder "
+        f"({a}) or into an empty or new folder"
+    )
+    assert snapshot(b) == before
+    (tmp_path / "empty").mkdir()
+    for fresh in (tmp_path / "empty", tmp_path / "new"):
+        assert run(fresh, epochs=2, resume=last)["epochs_run"] == 2
+        assert (fresh / "checkpoints" / "best.ckpt").is_file()
+    aside = tmp_path / "kept" / "last.ckpt"  # a copy elsewhere still continues its own run
+    aside.parent.mkdir()
+    aside.write_bytes(last.read_bytes())
+    assert run(a, epochs=2, resume=aside)["epochs_run"] == 2
+
+
+def test_a_moved_run_keeps_its_best_score(tmp_path):
+    """After `mv RUN RUN2`, a resume from RUN2 forgot the best score so far (Lightning keeps
+    it only in the folder it was written to): a worse epoch then replaced best.ckpt."""
+    import lightning as L
+
+    first = run(tmp_path / "run", epochs=2)
+    (tmp_path / "run").rename(tmp_path / "moved")
+    best = tmp_path / "moved" / "checkpoints" / "best.ckpt"
+    kept = best.read_bytes()
+
+    class WorseValidation(L.Callback):
+        def on_validation_epoch_start(self, trainer, module):
+            with torch.no_grad():
+                module.net[-1].bias.add_(3.0)  # every prediction 3 off: a much worse val/mse
+
+    cfg = resolve_config(TOY, None, {"epochs": 3})
+    options = RunOptions(
+        tmp_path / "moved", resume=tmp_path / "moved/checkpoints/last.ckpt", device="cpu",
+        quiet=True, extra_callbacks=[WorseValidation()],
+    )  # fmt: skip
+    resumed = fit(TOY, cfg, options)
+    assert resumed["metrics"]["val/mse"] > 2 * first["best_score"]
+    assert resumed["best_score"] == pytest.approx(first["best_score"])
+    assert resumed["best_checkpoint"] == str(best)
+    assert best.read_bytes() == kept
+
+
+def test_a_resume_reads_its_checkpoint_once(tmp_path, monkeypatch):
+    """The checks (the CLI's settings, the engine's) and Lightning's restore each read the
+    whole last.ckpt from disk."""
+    from recon.pipelines.common.settings import resume_config
+
+    out = tmp_path / "run"
+    run(out, epochs=1)
+    last = out / "checkpoints" / "last.ckpt"
+    reads = []
+    load = torch.load
+
+    def counted(source, *args, **kwargs):
+        reads.append(kwargs.get("weights_only"))
+        return load(source, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counted)
+    cfg = resume_config(TOY, last, None, {"epochs": 2})
+    result = fit(TOY, cfg, RunOptions(out=out, resume=last, device="cpu", quiet=True))
+    assert result["epochs_run"] == 2
+    assert reads == [True]
+
+
+def test_limit_batches_1_is_one_batch_and_1_0_the_whole_epoch(tmp_path):
+    """`--limit-batches 1` was read as the float 1.0: Lightning's "all batches"."""
+    from recon.pipelines.common.trainer_flags import batch_limit
+
+    assert (batch_limit("1"), batch_limit("3"), batch_limit("1.0"), batch_limit("0.5")) == (
+        1, 3, 1.0, 0.5,
+    )  # fmt: skip
+    steps = {}
+    for limit in ("1", "1.0"):
+        cfg = resolve_config(TOY, None, {"epochs": 2})
+        options = RunOptions(tmp_path / limit, device="cpu", quiet=True, limit_batches=limit)
+        last = fit(TOY, cfg, options)["last_checkpoint"]
+        steps[limit] = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    assert steps == {"1": 2, "1.0": 16}  # one batch an epoch; all 8

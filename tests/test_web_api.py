@@ -727,6 +727,86 @@ def test_a_second_ctrl_c_still_ends_the_workers(model, tmp_path):
     assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
 
 
+def test_a_second_ctrl_c_while_shutting_down_exits_quietly(model, tmp_path):
+    """Ctrl+C pressed again while the server waited for an upload to end (uvicorn's forced
+    exit) printed a traceback of the app's cut-off lifespan; it is the one "interrupted"
+    line, exit 130, with the workers and the half-received upload gone."""
+    import signal
+    import subprocess
+
+    data = tmp_path / "data"
+    server, base = start_serve(model[0], data)
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as upload:  # half sent: the shutdown waits
+        upload.sendall(
+            b"POST /api/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n"
+            b"Content-Type: multipart/form-data; boundary=b0undary\r\n\r\n--b0undary\r\n"
+        )
+        time.sleep(0.5)
+        server.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert server.poll() is None, "the first Ctrl+C did not wait for the upload"
+        server.send_signal(signal.SIGINT)
+        try:
+            _, err = server.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise
+    assert server.returncode == 130, err
+    assert "Traceback" not in err and "Error" not in err, err
+    assert err.strip().splitlines()[-1] == "interrupted", err
+    time.sleep(0.5)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
+    assert not list((data / "uploads").iterdir())
+
+
+def test_a_job_that_fails_part_way_keeps_only_its_upload_and_record(model, chair_png, tmp_path):
+    """A job whose last write failed (here viewer.glb, after the mesh, grid and render) left
+    those results in its folder, listed nowhere; the folder keeps the upload and job.json,
+    which reports the error."""
+    from fastapi.testclient import TestClient
+
+    from recon.pipelines.web.app import ServeSettings, create_app
+
+    data = tmp_path / "data"
+    with TestClient(create_app(ServeSettings({"voxel": model[0]}, data, workers=0))) as client:
+        queued = post_image(client, chair_png).json()
+    folder = data / "jobs" / queued["id"]
+    (folder / "viewer.glb").mkdir()  # the viewer mesh cannot be written there
+    app = create_app(ServeSettings({"voxel": model[0]}, data, workers=1, device="cpu"))
+    with TestClient(app) as client:  # the restart runs the queued job
+        job, progress = wait_for(client, queued["status_url"])
+    assert job["status"] == "failed" and "Is a directory" in job["error"], job
+    assert max(progress) >= 0.9  # it failed after the task's own outputs
+    assert job["files"] == [] and str(data) not in job["error"]
+    assert sorted(p.name for p in folder.iterdir()) == ["input.png", "job.json"]
+    assert json.loads((folder / "job.json").read_text())["error"] == job["error"]
+
+
+def test_a_job_whose_dispatcher_fails_mid_run_keeps_no_outputs(server, chair_png, monkeypatch):
+    """The dispatcher failing while the worker writes a job's files (here at the viewer-mesh
+    step) failed the job and left the files written so far, and those the worker went on to
+    write, in its folder."""
+    client, data = server
+    store = client.app.state.store
+    update = store.update
+
+    def breaks_at_the_viewer(job_id, **changes):
+        if changes.get("stage") == "viewer mesh":
+            raise OSError(28, "No space left on device")
+        update(job_id, **changes)
+
+    monkeypatch.setattr(store, "update", breaks_at_the_viewer)
+    job, _ = wait_for(client, post_image(client, chair_png).json()["status_url"])
+    assert job["status"] == "failed" and "could not run this job" in job["error"], job
+    folder = data / "jobs" / job["id"]
+    assert sorted(p.name for p in folder.iterdir()) == ["input.png", "job.json"]
+    monkeypatch.undo()
+    job, _ = wait_for(client, post_image(client, chair_png).json()["status_url"])
+    assert job["status"] == "done"
+
+
 def test_the_file_chooser_offers_the_formats_the_server_reads():
     """accept="image/*" offered GIF, SVG and HEIC, which every upload then refused (415)."""
     import re

@@ -2,22 +2,24 @@
 
 best.ckpt holds weights only (best by the task's monitor metric); last.ckpt holds weights,
 optimizer, loop and callback state, written every epoch: what --resume needs. Both carry
-hyper_parameters {"task": NAME, "config": {...}}.
+hyper_parameters {"task": NAME, "config": {...}}. A resume reads last.ckpt from disk once: the
+checks and Lightning's restore share what load_resume_checkpoint read (resume_checkpoint_io).
 """
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from recon.pipelines.common.errors import BadInput
 
 
 def checkpoint_callbacks(monitor: str, mode: str, folder: Path) -> tuple[Any, Any]:
     """best.ckpt (weights only, by monitor) and last.ckpt (full state, each epoch)."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    best = ModelCheckpoint(
+    checkpoint_class = _run_checkpoint_class()
+    best = checkpoint_class(
         dirpath=folder,
         filename="best",
         monitor=monitor,
@@ -25,7 +27,7 @@ def checkpoint_callbacks(monitor: str, mode: str, folder: Path) -> tuple[Any, An
         save_weights_only=True,
         enable_version_counter=False,
     )
-    last = ModelCheckpoint(  # no monitor: the newest epoch, under one fixed name
+    last = checkpoint_class(  # no monitor: the newest epoch, under one fixed name
         dirpath=folder, filename="last", save_top_k=1, enable_version_counter=False
     )
     return best, last
@@ -74,17 +76,26 @@ def load_checkpoint(path: Path, task_name: str) -> tuple[dict[str, Any], dict[st
 SPLIT_KEY = "recon_split"  # a full-state checkpoint's record of its training and validation items
 
 
-def load_resume_checkpoint(
-    path: Path, task_name: str
-) -> tuple[dict[str, Any], dict, int, dict | None]:
-    """(config dict, state_dict, epoch, split record or None) of a full-state checkpoint
-    (last.ckpt) of task_name (the split record: sampling.split_record of the data it trained
-    on, SPLIT_KEY); a weights-only best.ckpt, another task's checkpoint or an unreadable file
-    -> BadInput."""
+class ResumePoint(NamedTuple):
+    """What a full-state checkpoint (last.ckpt) says about the run it continues."""
+
+    config: dict[str, Any]  # the run's settings
+    state_dict: dict  # the weights
+    epoch: int  # the index of the last epoch it saw (metrics.csv keeps the rows up to it)
+    split: dict | None  # sampling.split_record of the data it trained on (SPLIT_KEY)
+    epochs_done: int  # the epochs it finished: a resume with --epochs at most this has no work
+    run_folders: tuple[Path, ...]  # where its checkpoint callbacks wrote (RUN of RUN/checkpoints)
+
+
+def load_resume_checkpoint(path: Path, task_name: str) -> ResumePoint:
+    """The ResumePoint of a full-state checkpoint (last.ckpt) of task_name; a weights-only
+    best.ckpt, another task's checkpoint or an unreadable file -> BadInput. The file is read
+    once: a second call, and Lightning's restore (resume_checkpoint_io), reuse what was read
+    while the file is unchanged."""
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"{path}: no such checkpoint")
-    checkpoint = load_checkpoint_file(path)
+    checkpoint = _read_once(path)
     hyper = checkpoint.get("hyper_parameters") or {}
     if hyper.get("task") != task_name:
         raise BadInput(f"{path}: a checkpoint of task {hyper.get('task')!r}, not {task_name!r}")
@@ -95,12 +106,139 @@ def load_resume_checkpoint(
     if not isinstance(hyper.get("config"), dict):
         raise BadInput(f"{path}: the checkpoint holds no training config")
     split = checkpoint.get(SPLIT_KEY)
-    return (
-        dict(hyper["config"]),
-        checkpoint["state_dict"],
-        int(checkpoint.get("epoch", 0)),
-        split if isinstance(split, dict) else None,
+    epoch = int(checkpoint.get("epoch", 0))
+    return ResumePoint(
+        config=dict(hyper["config"]),
+        state_dict=checkpoint["state_dict"],
+        epoch=epoch,
+        split=split if isinstance(split, dict) else None,
+        epochs_done=_epochs_done(checkpoint, epoch),
+        run_folders=_recorded_run_folders(checkpoint),
     )
+
+
+def _epochs_done(checkpoint: dict, epoch: int) -> int:
+    """The epochs a full-state checkpoint finished, as Lightning counts them when it resumes
+    (the fit loop's processed epochs; epoch + 1 for a checkpoint without loop state)."""
+    try:
+        return int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError, ValueError):
+        return epoch + 1
+
+
+def _recorded_run_folders(checkpoint: dict) -> tuple[Path, ...]:
+    """The run folders (parents of the checkpoint callbacks' dirpath) a checkpoint was written
+    to, as its callback state records them."""
+    states = checkpoint.get("callbacks")
+    folders = {
+        Path(state["dirpath"]).parent
+        for state in (states.values() if isinstance(states, dict) else ())
+        if isinstance(state, dict) and isinstance(state.get("dirpath"), str)
+    }
+    return tuple(sorted(folders))
+
+
+# the full-state checkpoint read last: (path, size, mtime) -> its content (one entry at most)
+_READ: dict[tuple[str, int, int], dict] = {}
+
+
+def _file_key(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def _read_once(path: Path) -> dict:
+    """load_checkpoint_file(path), kept until Lightning takes it or another file is read."""
+    key = _file_key(path)
+    if key not in _READ:
+        _READ.clear()
+        _READ[key] = load_checkpoint_file(path)
+    return _READ[key]
+
+
+def forget_read_checkpoint() -> None:
+    """Drop the checkpoint load_resume_checkpoint kept (a fit that ends without a restore)."""
+    _READ.clear()
+
+
+def resume_checkpoint_io():
+    """Lightning's checkpoint I/O, restoring a resume from the checkpoint already read (and
+    checked) by load_resume_checkpoint instead of reading the file again; everything else as
+    Lightning's TorchCheckpointIO, loading with weights_only=True."""
+    from lightning.fabric.plugins import TorchCheckpointIO
+
+    class ReadOnceCheckpointIO(TorchCheckpointIO):
+        def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+            try:
+                key = _file_key(Path(path))
+            except OSError:
+                key = None
+            if key is not None and key in _READ:
+                return _READ.pop(key)
+            where = {} if map_location is None else {"map_location": map_location}
+            return super().load_checkpoint(path, weights_only=True, **where)
+
+    return ReadOnceCheckpointIO()
+
+
+@functools.cache
+def _run_checkpoint_class():
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    class RunCheckpoint(ModelCheckpoint):
+        """ModelCheckpoint that follows a moved run folder: a resume from the folder's new
+        place reads the saved paths (best.ckpt and its score, last.ckpt) under that place, where
+        the stock callback drops the best score and lets a worse epoch overwrite best.ckpt. In a
+        folder that holds none of those files (a run continued into a new folder) the best is
+        searched afresh."""
+
+        def _generate_state_key(self, **kwargs: Any) -> str:
+            return f"ModelCheckpoint{kwargs!r}"  # the stock key: checkpoints of either restore
+
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            saved = state_dict.get("dirpath")
+            if self.dirpath is not None and saved is not None and saved != self.dirpath:
+                state_dict = _moved_state(state_dict, saved, self.dirpath, self.kth_value)
+            super().load_state_dict(state_dict)
+
+    return RunCheckpoint
+
+
+def _moved_state(state: dict[str, Any], old: str, new: str, fresh_kth: Any) -> dict[str, Any]:
+    """A ModelCheckpoint state saved in folder old, with its paths under folder new (paths
+    whose file is not there dropped); a fresh state when new holds no file of it."""
+
+    def moved(path: Any) -> str:
+        if not isinstance(path, str) or not path:
+            return ""
+        relative = os.path.relpath(path, old)
+        if relative.startswith(os.pardir):
+            return ""
+        there = os.path.join(new, relative)
+        return there if os.path.isfile(there) else ""
+
+    best_k = {moved(p): score for p, score in (state.get("best_k_models") or {}).items()}
+    best_k.pop("", None)
+    best = moved(state.get("best_model_path"))
+    if not best:
+        return {
+            **state,
+            "dirpath": new,
+            "best_model_path": "",
+            "best_model_score": None,
+            "best_k_models": {},
+            "kth_best_model_path": "",
+            "kth_value": fresh_kth,
+            "last_model_path": "",
+        }
+    return {
+        **state,
+        "dirpath": new,
+        "best_model_path": best,
+        "best_k_models": best_k,
+        "kth_best_model_path": moved(state.get("kth_best_model_path")),
+        "last_model_path": moved(state.get("last_model_path")),
+    }
 
 
 def require_fitting_weights(path: Path, state_dict: dict, module, task_name: str) -> None:

@@ -27,17 +27,21 @@ from typing import Any
 
 from recon.pipelines.common.checkpoints import (
     SPLIT_KEY,
+    ResumePoint,
     checkpoint_callbacks,
+    forget_read_checkpoint,
     load_checkpoint,
     load_checkpoint_file,
     load_resume_checkpoint,
     require_fitting_weights,
+    resume_checkpoint_io,
 )
 from recon.pipelines.common.curves import baseline_summary, plot_curves
 from recon.pipelines.common.errors import BadInput, JobFailed
 from recon.pipelines.common.runfolder import (
     RUN_FOLDERS,
     RUN_OUTPUTS,
+    check_resume_dir,
     check_run_dir,
     folder_entries,
     history_writer_class,
@@ -119,7 +123,8 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
 
     The flags and the run folder are checked before Lightning is imported, the data and its
     splits before a Trainer is built; a fit that fails before its first training step
-    completes takes back what it added to the run folder."""
+    completes takes back what it added to the run folder, and one stopped by Ctrl-C or
+    SIGTERM after it still writes curves.png and run.json for the epochs done."""
     import warnings
 
     started = time.perf_counter()
@@ -132,23 +137,19 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
         check_run_dir(run, f"train {task.name}", inputs)
     if task.check is not None:
         task.check(cfg)
-    resumed = None
-    if run.resume is not None:
-        resumed = load_resume_checkpoint(Path(run.resume), task.name)
-        saved = renamed_settings(task, resumed[0], notice=False)
-        require_same_config(Path(run.resume), saved, config_dict(cfg))
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.ExitStack() as stack:
+        stack.callback(forget_read_checkpoint)  # a resume's checkpoint Lightning did not take
+        resumed = _resume_point(task, cfg, run, rank_zero)
         for message in _EXPECTED_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
         seed_all(cfg.seed)
         module, datamodule = task.build(cfg)
         resumed_epoch, trained_on = None, None
         if resumed is not None:
-            require_fitting_weights(Path(run.resume), resumed[1], module, task.name)
-            resumed_epoch, trained_on = resumed[2], resumed[3]
-            resumed = None  # Lightning loads the weights itself
+            require_fitting_weights(Path(run.resume), resumed.state_dict, module, task.name)
+            resumed_epoch, trained_on = resumed.epoch, resumed.split
         processes = process_count(kind, devices, run.num_nodes)
-        check_splits(task, cfg, datamodule, run.limit_batches, processes)
+        check_splits(task, cfg, datamodule, limits[1], processes)
         split = split_record(datamodule, cfg.data)
         if trained_on is not None and split is not None:
             require_same_split(Path(run.resume), trained_on, split, cfg.data)
@@ -158,23 +159,74 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
             )
             if trainer.is_global_zero and not rank_zero:  # a launcher variable misled the guess
                 check_run_dir(run, f"train {task.name}", inputs)
+                if resumed is not None:
+                    check_resume_dir(_run_out(run), Path(run.resume), resumed.run_folders)
+            resumed = None  # Lightning restores the checkpoint itself
             if trainer.world_size != processes:
-                check_splits(task, cfg, datamodule, run.limit_batches, trainer.world_size)
+                check_splits(task, cfg, datamodule, limits[1], trainer.world_size)
             if trainer.world_size > 1:
                 _reduce_logs_across_processes(module)
-            out = Path(run.out).expanduser().absolute()
+            out = _run_out(run)
             before = folder_entries(out) if trainer.is_global_zero else None
             try:
                 if trainer.is_global_zero:
                     _prepare(task, cfg, run, out, trainer, resumed_epoch)
                 clock = time.perf_counter()
-                trainer.fit(module, datamodule=datamodule, ckpt_path=run.resume)
-            except BaseException:
+                trainer.fit(module, datamodule=datamodule, ckpt_path=run.resume, weights_only=True)
+            except BaseException as error:
                 if trainer.is_global_zero and not first_step.done and _trains_here(trainer):
                     remove_added(out, before)
+                elif trainer.is_global_zero and first_step.done and _stopped(trainer, error):
+                    timings = {"setup": clock - started, "fit": time.perf_counter() - clock}
+                    _record_stopped(task, cfg, trainer, checkpoints[0], out, timings)
                 raise
     timings = {"setup": clock - started, "fit": time.perf_counter() - clock}
     return _finish(task, cfg, trainer, checkpoints[0], out, timings)
+
+
+def _run_out(run: RunOptions) -> Path:
+    """The run folder of run as an absolute path."""
+    return Path(run.out).expanduser().absolute()
+
+
+def _resume_point(
+    task: TaskSpec, cfg: TrainConfig, run: RunOptions, rank_zero: bool
+) -> ResumePoint | None:
+    """The checked ResumePoint of --resume (None without one): a checkpoint of task, with cfg's
+    settings, with epochs left to train under cfg.epochs, continued (rank 0 checks) into its own
+    run folder or an empty or new one."""
+    if run.resume is None:
+        return None
+    checkpoint = Path(run.resume)
+    resumed = load_resume_checkpoint(checkpoint, task.name)
+    saved = renamed_settings(task, resumed.config, notice=False)
+    require_same_config(checkpoint, saved, config_dict(cfg))
+    if resumed.epochs_done >= cfg.epochs:
+        done = resumed.epochs_done
+        raise BadInput(
+            f"{checkpoint}: the run already finished {done} epoch{'' if done == 1 else 's'} "
+            f"(--epochs {cfg.epochs}); raise --epochs above {done} to train on"
+        )
+    if rank_zero:
+        check_resume_dir(_run_out(run), checkpoint, resumed.run_folders)
+    return resumed
+
+
+def _stopped(trainer, error: BaseException) -> bool:
+    """Whether the fit ended by Ctrl-C or SIGTERM (which the CLI raises as KeyboardInterrupt;
+    Lightning shuts down and exits 1 on it), not by an error."""
+    return trainer.interrupted and isinstance(error, KeyboardInterrupt | SystemExit)
+
+
+def _record_stopped(
+    task: TaskSpec, cfg: TrainConfig, trainer, best, out: Path, timings: dict[str, float]
+) -> None:
+    """curves.png and run.json of a fit stopped by Ctrl-C or SIGTERM, for the epochs done
+    (run.json says "interrupted": true); a failure here is one line, the stop goes on."""
+    try:
+        _finish(task, cfg, trainer, best, out, timings, interrupted=True)
+    except Exception as error:  # noqa: BLE001 - the exit code of the stop matters more
+        sys.stderr.write(f"warning: {out}: run.json and curves.png not written ({error})\n")
 
 
 def _path_settings(cfg: TrainConfig) -> tuple[Path, ...]:
@@ -224,9 +276,10 @@ def _trainer(
     refusal of a scale-out flag becomes one line naming it. split: the data's split_record,
     kept in each full-state checkpoint for a resume to compare."""
     import lightning as L
+    from lightning.fabric.plugins import TorchCheckpointIO
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    out = Path(run.out).expanduser().absolute()
+    out = _run_out(run)
     checkpoints = checkpoint_callbacks(task.monitor, task.mode, out / "checkpoints")
     first_step = _first_step_class()()
     callbacks = [*checkpoints, EpochSeed(cfg.seed), first_step, _finite_loss_class()()]
@@ -267,8 +320,10 @@ def _trainer(
             enable_model_summary=not run.quiet,
             log_every_n_steps=1,
         )
-    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as error:
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError, ImportError) as error:
         raise trainer_error(error, run) from error
+    if run.resume is not None and type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+        trainer.strategy.checkpoint_io = resume_checkpoint_io()  # restores what was read
     if (run.precision, trainer.precision) == ("16-mixed", "bf16-mixed") and trainer.is_global_zero:
         sys.stderr.write(
             f"note: --precision {run.precision} runs as {trainer.precision} on CPU "
@@ -297,10 +352,17 @@ def _prepare(
 
 
 def _finish(
-    task: TaskSpec, cfg: TrainConfig, trainer, best, out: Path, timings: dict[str, float]
+    task: TaskSpec,
+    cfg: TrainConfig,
+    trainer,
+    best,
+    out: Path,
+    timings: dict[str, float],
+    interrupted: bool = False,
 ) -> dict[str, Any]:
     """The fit's result; rank 0 also draws curves.png and writes run.json. timings: seconds
-    of "setup" (checks, data, model, Trainer) and of "fit" (training and validation)."""
+    of "setup" (checks, data, model, Trainer) and of "fit" (training and validation);
+    interrupted: the fit was stopped by Ctrl-C or SIGTERM."""
     from recon.pipelines.common.outputs import run_record, write_json
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if _scalar(v)}
@@ -318,6 +380,7 @@ def _finish(
         "timings_s": timings,
         "processes": int(trainer.world_size),
         "global_rank": int(trainer.global_rank),
+        "interrupted": interrupted,
     }
     if trainer.is_global_zero:
         plot_curves(out / "metrics.csv", out / "curves.png", task.baselines)

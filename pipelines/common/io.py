@@ -7,6 +7,7 @@ PNG, masks and photos 8-bit PNG; every write goes through a temporary file.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +26,32 @@ def require_file(path: Path, what: str = "file") -> Path:
     path = Path(path)
     if not path.exists():
         raise BadInput(f"{path}: no such {what}")
+    if path.is_dir():
+        raise BadInput(f"{path}: is a folder, not {_a_file(what)}{_inside_hint(path, what)}")
     if not path.is_file():
         raise BadInput(f"{path}: is not a file")
     if path.stat().st_size == 0:
         raise BadInput(f"{path}: {what} is empty")
     return path
+
+
+def _a_file(what: str) -> str:
+    return "a file" if what == "file" else f"a {what} file"
+
+
+def _inside_hint(folder: Path, what: str) -> str:
+    """For a training run's folder given as a checkpoint: the checkpoint files it holds."""
+    if what != "checkpoint":
+        return ""
+    found = [
+        folder / sub / name
+        for sub in ("checkpoints", ".")
+        for name in ("best.ckpt", "last.ckpt")
+        if (folder / sub / name).is_file()
+    ]
+    if not found:
+        return ""
+    return f" (it holds {' and '.join(str(p) for p in found[:2])}: give one)"
 
 
 def require_dir(path: Path, what: str = "folder") -> Path:
@@ -137,6 +159,45 @@ EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how a viewer turns the store
 TURNED = (5, 6, 7, 8)  # its values that swap width and height (a quarter turn)
 
 
+@dataclass(frozen=True)
+class SampleFormat:
+    """What a file states of its integer samples; None where it says nothing."""
+
+    bits: int | None = None  # bits per sample (TIFF BitsPerSample)
+    signed: bool = False  # two's complement (TIFF SampleFormat 2)
+    maximum: float | None = None  # the value of white (TIFF MaxSampleValue, SMaxSampleValue)
+
+
+TIFF_BITS, TIFF_FORMAT, TIFF_MAX, TIFF_SIGNED_MAX = 258, 339, 281, 341  # TIFF 6.0 tag numbers
+
+
+def stated_sample_format(image) -> SampleFormat:
+    """The SampleFormat an open PIL image's TIFF tags state (empty for other formats or
+    damaged tags)."""
+    tags = getattr(image, "tag_v2", None)
+    if image.format != "TIFF" or tags is None:
+        return SampleFormat()
+    try:
+        bits = _largest(tags.get(TIFF_BITS))
+        signed = _largest(tags.get(TIFF_FORMAT)) == 2
+        maximum = _largest(tags.get(TIFF_SIGNED_MAX if signed else TIFF_MAX))
+    except (TypeError, ValueError):
+        return SampleFormat()
+    return SampleFormat(
+        None if bits is None else int(bits),
+        signed,
+        None if maximum is None or not maximum > 0 else float(maximum),
+    )
+
+
+def _largest(value) -> float | None:
+    """A tag's value, or the largest of its per-sample values; None when absent."""
+    if value is None:
+        return None
+    values = value if isinstance(value, tuple | list) else (value,)
+    return max(float(v) for v in values) if values else None
+
+
 def read_image(path: Path, one_frame: bool = False) -> np.ndarray:
     """Read an image file into an array, keeping its bit depth ((H, W) or (H, W, C)), upright:
     turned as its EXIF Orientation says (a phone photo stored sideways), as viewers show it.
@@ -144,6 +205,11 @@ def read_image(path: Path, one_frame: bool = False) -> np.ndarray:
     transparent entry), CMYK, YCbCr, LAB and HSV come back RGB. A multi-frame file (a TIFF
     stack, an animation) gives its first frame, or with one_frame=True (an X-ray, where a stack
     is a sequence of exposures) BadInput."""
+    return _read_pixels(path, one_frame)[0]
+
+
+def _read_pixels(path: Path, one_frame: bool = False) -> tuple[np.ndarray, SampleFormat]:
+    """read_image's array, and the sample format the file states (a TIFF's tags)."""
     import warnings
 
     from PIL import Image
@@ -156,11 +222,12 @@ def read_image(path: Path, one_frame: bool = False) -> np.ndarray:
             raise BadInput(
                 f"{path}: holds {frames} images (a stack or an animation); give one X-ray per file"
             )
+        stated = stated_sample_format(image)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 image.load()
-                return np.asarray(_as_values(upright(image)))
+                return np.asarray(_as_values(upright(image))), stated
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
             raise BadInput(f"{path}: not a readable image ({first_line(error)})") from error
 
@@ -177,20 +244,25 @@ def grey_pixels(array: np.ndarray) -> np.ndarray:
 
 def read_rgb(path: Path) -> np.ndarray:
     """Any readable image as an (H, W, 3) uint8 photo: grey replicated, alpha composited on white,
-    16-bit scaled by 1/257, a float image in [0, 1] scaled by 255 (BadInput for floats outside
-    it, whose scale recon cannot know), upright as read_image reads it."""
-    array = read_image(path)
+    integers wider than 8 bits scaled from their range (integer_range: 16-bit by 1/257), a float
+    image in [0, 1] scaled by 255 (BadInput for floats outside it, whose scale recon cannot
+    know), upright as read_image reads it."""
+    array, stated = _read_pixels(path)
     if array.ndim == 2:
         array = array[..., None]
     if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
         raise BadInput(f"{path}: unsupported image layout {array.shape}")
-    values = array.astype(np.float32)
+    if array.dtype == np.int32 and stated.bits == 32 and not stated.signed:
+        array = array.view(np.uint32)  # Pillow holds unsigned 32-bit samples as int32
     if array.dtype.kind == "f":
-        values = float_intensities(values, path) * 255.0
+        values = float_intensities(array.astype(np.float32), path) * 255.0
     elif array.dtype == bool:
-        values = values * 255.0
-    elif array.dtype.itemsize > 1 or values.max() > 255:
-        values = values / 257.0
+        values = array * 255.0
+    elif array.dtype.itemsize > 1:
+        black, white = integer_range(array, stated)
+        values = (array - black) * (255.0 / (white - black))
+    else:
+        values = array.astype(np.float32)
     alpha = None
     if array.shape[2] in (2, 4):
         alpha, values = values[..., -1:] / 255.0, values[..., :-1]
@@ -203,15 +275,38 @@ def read_rgb(path: Path) -> np.ndarray:
 
 def float_intensities(values: np.ndarray, path: Path) -> np.ndarray:
     """A float image's values as [0, 1] intensities: they must already lie there (a float TIFF
-    of another scale, raw detector counts or HU, has no scale recon could know)."""
-    finite = np.isfinite(values).all()
-    low, high = (float(values.min()), float(values.max())) if finite else (np.nan, np.nan)
-    if not (finite and low >= 0.0 and high <= 1.0):
-        raise BadInput(
-            f"{path}: float image values span [{low:.4g}, {high:.4g}]; float images are read as "
-            "intensities in [0, 1] (save it as 8- or 16-bit, or scale it to [0, 1])"
-        )
-    return values
+    of another scale, raw detector counts or HU, has no scale recon could know), all finite."""
+    unread = int(values.size - np.isfinite(values).sum())
+    if unread:
+        problem = f"has NaN or infinite values ({unread} of {values.size})"
+    else:
+        low, high = float(values.min()), float(values.max())
+        if low >= 0.0 and high <= 1.0:
+            return values
+        problem = f"values span [{low:.4g}, {high:.4g}]"
+    raise BadInput(
+        f"{path}: float image {problem}; float images are read as intensities in [0, 1] "
+        "(save it as 8- or 16-bit, or scale it to [0, 1])"
+    )
+
+
+def integer_range(array: np.ndarray, stated: SampleFormat) -> tuple[float, float]:
+    """(black, white): the values an integer image's darkest and brightest intensity stand for.
+    White is the maximum the file states (a TIFF's MaxSampleValue: 4095 for 12-bit samples in
+    16-bit words), else the top of its type up to 16 bits (65535; 32767 signed), else, for
+    wider samples (a 32-bit TIFF says nothing of its scale), the 8- or 16-bit top that holds
+    its values (what a conversion from those leaves), else its own maximum. Black is 0, or the
+    lowest value when some are negative."""
+    black = min(0.0, float(array.min()))
+    bits = stated.bits or 8 * array.dtype.itemsize
+    if stated.maximum is not None:
+        white = stated.maximum
+    elif bits <= 16:
+        white = float(2 ** (bits - 1) - 1 if stated.signed else 2**bits - 1)
+    else:
+        top = float(array.max())
+        white = next((float(s) for s in (2**8 - 1, 2**16 - 1) if top <= s), top)
+    return black, max(white, black + 1.0)
 
 
 def _as_values(image):

@@ -73,6 +73,32 @@ def check_run_dir(run: RunOptions, command: str, inputs: tuple = ()) -> Path:
     return out
 
 
+def check_resume_dir(out: Path, checkpoint: Path, recorded: tuple[Path, ...] = ()) -> None:
+    """A resume continues into its own run folder (RUN of RUN/checkpoints/CKPT, or the folder
+    the checkpoint records it was written to, recorded) or into an empty or new folder; any
+    other non-empty folder (another run's) is refused: the two runs' metrics.csv, checkpoints
+    and run.json would mix. Reads only."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    checkpoint = Path(checkpoint).expanduser().absolute()
+    own = [checkpoint.parent.parent] if checkpoint.parent.name == "checkpoints" else []
+    own += [Path(folder) for folder in recorded]
+    if any(_same_folder(out, folder) for folder in own):
+        return
+    named = f" ({own[0]})" if own else ""
+    raise BadInput(
+        f"{out}: holds another run; --resume {checkpoint} continues only into its own run "
+        f"folder{named} or into an empty or new folder"
+    )
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
 def prepare_run_dir(out: Path, run: RunOptions, resumed_epoch: int | None) -> None:
     """Rank 0 only, after every check: create the folder; --overwrite clears the engine's own
     outputs; a resume keeps metrics.csv up to the checkpoint's epoch."""

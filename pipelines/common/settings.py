@@ -132,7 +132,9 @@ class RunOptions:
     precision: str = "32-true"  # e.g. bf16-mixed, 16-mixed
     channels_last: bool = False  # 2D convolution weights stored NHWC (see ChannelsLast)
     max_time: str | None = None  # "DD:HH:MM:SS", or minutes
-    limit_batches: float | None = None  # fraction (<= 1.0) or count of batches per epoch
+    # batches per epoch: a whole number counts them (1 = one batch); a number with a decimal
+    # point (a float) in (0, 1] is a fraction of each epoch (1.0 = all); see batch_limit
+    limit_batches: str | float | int | None = None
     logger: str = "csv"  # csv | tensorboard (TensorBoard in addition to metrics.csv)
     overwrite: bool = False
     quiet: bool = False
@@ -200,7 +202,9 @@ def requested_settings(
         if not path.is_file():
             raise BadInput(f"{path}: no such config file")
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = yaml.load(path.read_text(), Loader=_unique_key_loader()) or {}
+        except DuplicateKey as error:
+            raise BadInput(f"{path}: {error}") from error
         except yaml.YAMLError as error:
             raise BadInput(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from error
         except (OSError, UnicodeDecodeError) as error:
@@ -284,7 +288,7 @@ def resume_config(
     YAML file or flags; asking for any other setting to differ is refused."""
     from recon.pipelines.common.checkpoints import load_resume_checkpoint
 
-    saved = load_resume_checkpoint(checkpoint, task.name)[0]
+    saved = load_resume_checkpoint(checkpoint, task.name).config
     saved = renamed_settings(task, saved, lambda name: f"{checkpoint}: setting {name}")
     requested = requested_settings(task, config_file, overrides, labels)
     changed = sorted(
@@ -349,19 +353,59 @@ def check_setting(config: type[TrainConfig], name: str, value: Any, label: str) 
 
 
 def parse_set(pairs: list[str]) -> dict[str, Any]:
-    """--set KEY=VALUE pairs -> dict, values parsed as YAML scalars (numbers, true/false, lists)."""
+    """--set KEY=VALUE pairs -> dict, values parsed as YAML scalars (numbers, true/false, lists);
+    an empty VALUE and a KEY given twice are refused, naming the key."""
     import yaml
 
-    result = {}
+    result: dict[str, Any] = {}
+    given: dict[str, str] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise BadInput(f"--set takes KEY=VALUE, not {pair!r}")
+        if not raw.strip():
+            raise BadInput(f"--set {key}= has no value (give {key}=VALUE; see --print-config)")
+        if key in given:
+            raise BadInput(
+                f"--set {key} is given twice ({key}={given[key]} and {key}={raw}); give it once"
+            )
         try:
-            result[key.strip()] = yaml.safe_load(raw)
+            result[key] = yaml.safe_load(raw)
         except yaml.YAMLError as error:
             raise BadInput(f"--set {key}: cannot parse {raw!r}") from error
+        given[key] = raw
     return result
+
+
+class DuplicateKey(Exception):
+    """A YAML mapping names a key twice (yaml.safe_load would keep the last silently)."""
+
+
+def _unique_key_loader():
+    """A yaml.SafeLoader that raises DuplicateKey for a mapping naming a key twice (keys merged
+    in with `<<` may still be overridden, as YAML intends)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            lines: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key, line = self.construct_object(key_node, deep=deep), key_node.start_mark.line
+                try:
+                    first = lines.get(key)
+                except TypeError:  # an unhashable key: the stock constructor refuses it
+                    continue
+                if first is not None:
+                    raise DuplicateKey(
+                        f"setting {key} is given twice (lines {first + 1} and {line + 1}); keep one"
+                    )
+                lines[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def _info(config: type, name: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@ limits) checked and turned into Lightning Trainer arguments, before anything is 
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from datetime import timedelta
@@ -54,6 +55,14 @@ STRATEGIES = (
     "xla",
     "xla_debug",
 )
+# strategies whose library is not a dependency of recon: name prefix -> the package it needs
+STRATEGY_PACKAGES = (
+    ("deepspeed", "deepspeed"),
+    ("xla", "torch_xla"),
+    ("single_xla", "torch_xla"),
+    ("single_tpu", "torch_xla"),
+)
+GPU_STRATEGIES = ("deepspeed", "fsdp")  # name prefixes of the strategies that need CUDA GPUs
 
 
 def accelerator(device: str, devices: str) -> tuple[str, Any]:
@@ -90,7 +99,8 @@ def accelerator(device: str, devices: str) -> tuple[str, Any]:
 
 def check_scale(accelerator: str, devices: Any, run: RunOptions) -> None:
     """One-line errors for what Lightning would refuse with a traceback, or accept and regret:
-    unknown names, no GPU for --device cuda, more CPU processes than cores, no node. Imports
+    unknown names, a strategy recon cannot run (check_strategy) or one for GPUs on the CPU, no
+    GPU for --device cuda, GPU ids or more processes than cores on the CPU, no node. Imports
     torch only when a GPU may be meant, and Lightning never."""
     if not 1 <= run.num_nodes <= MAX_NODES:
         raise BadInput(
@@ -106,15 +116,47 @@ def check_scale(accelerator: str, devices: Any, run: RunOptions) -> None:
         raise BadInput(
             f"--strategy {run.strategy}: not a strategy (choices: {', '.join(STRATEGIES)})"
         )
+    check_strategy(run.strategy)
     if accelerator == "gpu" and not _cuda():
         raise BadInput(f"--device {run.device}: no CUDA GPU is visible (use --device cpu or auto)")
-    several = isinstance(devices, int) and devices > 1  # asked first: _cuda() imports torch
-    if several and (accelerator == "cpu" or (accelerator == "auto" and not _cuda())):
+
+    def on_cpu() -> bool:  # asked only where it matters: _cuda() imports torch
+        return accelerator == "cpu" or (accelerator == "auto" and not _cuda())
+
+    if isinstance(devices, list) and on_cpu():
+        raise BadInput(
+            f"--devices {run.devices}: ids like 0,1 name GPUs, and this run is on the CPU; "
+            f"give a number of CPU processes (e.g. --devices {len(devices)})"
+        )
+    if run.strategy.startswith(GPU_STRATEGIES) and on_cpu():
+        raise BadInput(
+            f"--strategy {run.strategy}: runs on CUDA GPUs only (on the CPU use --strategy ddp)"
+        )
+    several = isinstance(devices, int) and devices > 1
+    if several and on_cpu():
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         if devices > (cores or 1):
             raise BadInput(
                 f"--devices {devices}: this machine gives the run {cores} CPU cores; "
                 f"start at most {cores} CPU processes"
+            )
+
+
+def check_strategy(strategy: str) -> None:
+    """One line for a strategy recon cannot run: a spawning DDP (each process is sent the model
+    by pickling, which the tasks' models, defined inside functions, do not allow), or one whose
+    library is not installed. Imports nothing."""
+    if strategy.startswith("ddp_spawn"):
+        raise BadInput(
+            f"--strategy {strategy}: not supported (its processes are sent the model by "
+            f"pickling, which recon's task models do not allow); use --strategy "
+            f"{strategy.replace('ddp_spawn', 'ddp', 1)}, which trains the same"
+        )
+    for prefix, package in STRATEGY_PACKAGES:
+        if strategy.startswith(prefix) and importlib.util.find_spec(package) is None:
+            raise BadInput(
+                f"--strategy {strategy}: needs the {package} package, which is not installed "
+                f"(pip install {package.replace('_', '-')}), or use --strategy ddp"
             )
 
 
@@ -211,15 +253,25 @@ def max_time(value: str | None) -> timedelta | None:
     return timedelta(minutes=minutes)
 
 
-def batch_limit(value: float | None) -> float | int | None:
-    """--limit-batches: a fraction in (0, 1] of each epoch, or a whole count >= 1."""
+def batch_limit(value: str | float | int | None) -> float | int | None:
+    """--limit-batches as Lightning's limit_*_batches: a whole number (an int, or text of
+    digits) is a count of batches per epoch, 1 = one batch; a number with a decimal point (a
+    float, or text like 0.25) is a fraction of each epoch in (0, 1], 1.0 = all of it."""
     if value is None:
         return None
-    if 0 < value <= 1.0:
-        return float(value)
-    if 1 < value <= MAX_BATCHES and float(value).is_integer():
-        return int(value)
+    text = str(value).strip()
+    if not isinstance(value, bool) and (isinstance(value, int) or text.isdigit()):
+        if 1 <= int(text) <= MAX_BATCHES:
+            return int(text)
+    elif not isinstance(value, bool):
+        try:
+            fraction = float(text)
+        except ValueError:
+            fraction = math.nan
+        if 0 < fraction <= 1:  # also refuses NaN
+            return fraction
     raise BadInput(
-        f"--limit-batches takes a fraction in (0, 1] or a whole count in [1, {MAX_BATCHES}], "
-        f"not {value:g}"
+        f"--limit-batches takes a fraction in (0, 1] or a whole count in [1, {MAX_BATCHES}] "
+        f"(a whole number counts batches, 1 = one; a fraction has a decimal point, 1.0 = all), "
+        f"not {text}"
     )

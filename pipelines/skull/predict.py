@@ -128,7 +128,9 @@ def render_png(meshes: dict, path: Path, size: int = 320) -> Path:
     distance = radius / np.tan(np.radians(15)) * 1.05
     background = np.full(3, 255.0)
     panels = []
-    for azimuth in (90.0, 180.0):  # front (from +y, anterior), side (from -x, the left)
+    # front (from +y, anterior), side (from +x, the right: where the lateral radiograph's source
+    # and the lateral photo's camera stand, so the face points the same way as in the input)
+    for azimuth in (90.0, 0.0):
         view = PhotoView(azimuth, 10.0, distance, 30.0, tuple(centre))
         face_rgb, face_mask = Renderer(face).render(
             view, size, size, np.array([230.0, 180.0, 150.0]), background

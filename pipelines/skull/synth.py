@@ -189,7 +189,9 @@ def photograph(
     vertices, faces, _, _ = marching_cubes(np.pad(face, 1, constant_values=1.0), level=0.0)
     vertices = (vertices - 1 + 0.5) * voxel_mm - FIELD_MM / 2
     mesh = trimesh.Trimesh(vertices, faces, process=False)
-    azimuth = {"lateral": 180.0, "frontal": 90.0}[geometry.view]
+    # lateral: from +x, the subject's right, where the radiograph's source is, so that photo and
+    # radiograph show the face pointing the same way (toward +column)
+    azimuth = {"lateral": 0.0, "frontal": 90.0}[geometry.view]
     azimuth += float(rng.uniform(-1, 1) * geometry.jitter_deg * 2)
     elevation = float(rng.uniform(-1, 1) * geometry.jitter_deg * 2)
     view = PhotoView(

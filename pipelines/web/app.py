@@ -102,7 +102,14 @@ def create_app(settings: ServeSettings):
                     error="the queue was full when the server restarted",
                 )
         pool.start()
-        yield
+        try:
+            yield
+        except asyncio.CancelledError:
+            # the server quit without a shutdown (uvicorn's forced exit, a second Ctrl+C) and
+            # its event loop is closing: stop the workers here (the running job is failed) and
+            # end quietly, where a cancelled lifespan is reported with a traceback
+            pool.stop()
+            return
         await run_in_threadpool(pool.stop)
 
     app = FastAPI(

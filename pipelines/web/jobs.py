@@ -73,7 +73,7 @@ class JobStore:
                 continue
             self._jobs[job.id] = job
             if job.status == "running":
-                self.discard_temporaries(job.id)
+                self.discard_outputs(job.id)
                 self.update(
                     job.id,
                     status="failed",
@@ -130,20 +130,29 @@ class JobStore:
             if set(changes) - {"progress", "stage"}:
                 self._save(job)
 
-    def discard_temporaries(self, job_id: str) -> None:
-        """Remove the hidden files and folders in a job's folder: the temporaries of writes that
-        a killed worker (or server) left half done. Every name the job keeps is visible."""
+    def discard_outputs(self, job_id: str) -> None:
+        """Remove what a job that did not finish wrote into its folder: the results it had
+        written and the temporaries of writes left half done. Its job.json (status and error)
+        and its upload stay. Call once nothing writes there any more (the worker is done or
+        gone)."""
         import shutil
 
         # under the lock: not while job.json's own temporary is being written
-        with self._lock, contextlib.suppress(OSError):
-            for path in self.folder(job_id).iterdir():
-                if not path.name.startswith("."):
+        with self._lock:
+            job = self._jobs.get(job_id)
+            keep = {"job.json"} | ({job.input_name} if job is not None else set())
+            try:
+                paths = list(self.folder(job_id).iterdir())
+            except OSError:  # the folder is gone
+                return
+            for path in paths:
+                if path.name in keep:
                     continue
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink(missing_ok=True)
 
     def file_path(self, job_id: str, name: str) -> Path | None:
         """The path of a result file the job lists under that exact name; None otherwise."""

@@ -185,6 +185,8 @@ class WorkerPool:
                     healthy = self._run(job_id, process, conn)
                 except Exception as error:  # noqa: BLE001 - one job's fault must not end the slot
                     sys.stderr.write(f"error: job {job_id}: {type(error).__name__}: {error}\n")
+                    process.kill()  # it may be writing this job's files; it is replaced below
+                    process.join(timeout=1)
                     with contextlib.suppress(KeyError):
                         self._fail(job_id, f"the server could not run this job ({error})")
                     healthy = False
@@ -275,12 +277,14 @@ class WorkerPool:
                 return True
 
     def _fail_cut_short(self, job_id: str, process, message: str) -> None:
-        """Fail a job whose worker was killed or died, and remove the files it was writing."""
+        """Fail a job whose worker was killed or died."""
         process.join(timeout=1)  # it wrote nothing more once it is gone
         self._fail(job_id, message)
-        self.store.discard_temporaries(job_id)
 
     def _fail(self, job_id: str, message: str) -> None:
+        """Fail a job, removing the outputs it had written (its worker is done with it): a
+        failed job keeps its upload and job.json, with the error."""
+        self.store.discard_outputs(job_id)
         self.store.update(
             job_id, status="failed", stage="failed", error=message, finished=time.time()
         )
