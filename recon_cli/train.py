@@ -80,7 +80,7 @@ def train(
     resume: Annotated[
         Path | None,
         typer.Option(
-            help="Continue RUN/checkpoints/last.ckpt with its task, data and settings; only "
+            help="Continue RUN (its checkpoints/last.ckpt) with its task, data and settings; only "
             "--epochs (above the epochs it finished), --workers, --max-time, --limit-batches, "
             "--data (the same set moved) and the scale-out flags may change. --out defaults to "
             "RUN (moved is fine); another --out must be empty or new."
@@ -192,6 +192,7 @@ def train(
     overrides.update(extra)
     labels.update({k: f"--set {k}" for k in extra})
     if resume is not None:
+        resume = _resume_file(resume)
         cfg = resume_config(spec, resume, config, overrides, labels)
         run_dir = out or _run_folder_of(resume)
     else:
@@ -250,6 +251,22 @@ def _print_config(spec, json_out: bool) -> None:
         typer.echo(json.dumps(document))
     else:
         typer.echo(settings_yaml(spec), nl=False)
+
+
+def _resume_file(resume: Path) -> Path:
+    """--resume as a checkpoint file: a run folder gives its checkpoints/last.ckpt (and a
+    checkpoints folder its last.ckpt)."""
+    from recon.pipelines.common.errors import BadInput
+
+    if not resume.is_dir():
+        return resume
+    for candidate in (resume / "checkpoints" / "last.ckpt", resume / "last.ckpt"):
+        if candidate.is_file():
+            return candidate
+    raise BadInput(
+        f"{resume}: a folder without checkpoints/last.ckpt; --resume takes a run folder or "
+        "its last.ckpt"
+    )
 
 
 def _run_folder_of(checkpoint: Path) -> Path:

@@ -344,7 +344,9 @@ def test_cli_resume_as_the_readme_writes_it(recon, tmp_path, monkeypatch):
     code, _, err = recon("train", "voxel", "--resume", last, "--epochs", "3", "-q")
     assert code == 2 and f"its data root {tmp_path / 'p3'} is not there; pass --data" in err
     moved = ["--data", tmp_path / "scratch_p3", "--epochs", "3", "-q"]
-    code, _, err = recon("train", "voxel", "--resume", last, *moved)
+    code, _, err = recon("train", "voxel", "--resume", tmp_path / "elsewhere", *moved)
+    assert code == 2 and "a folder without checkpoints/last.ckpt" in err
+    code, _, err = recon("train", "voxel", "--resume", run_dir, *moved)  # the run folder itself
     assert code == 0, err
     assert [int(r["epoch"]) for r in metrics_rows(run_dir) if r.get("val/iou")] == [0, 1, 2]
     assert str(tmp_path / "scratch_p3") in (run_dir / "config.yaml").read_text()

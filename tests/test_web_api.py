@@ -818,3 +818,28 @@ def test_the_file_chooser_offers_the_formats_the_server_reads():
     offered = {suffix.lstrip(".") for suffix in accept.split(",")}
     read = set(IMAGE_FORMATS.values()) | {"jpeg", "tiff"}  # the two spellings of those suffixes
     assert offered == read
+
+
+def test_a_worker_signalled_while_it_starts_is_stopped_with_the_server(tmp_path):
+    """A SIGTERM to the process group reaches a worker that is still starting (a busy machine
+    takes a moment) before it ignores SIGTERM: it died, and its job failed as a crash ("the
+    worker process ended") where the server stopping with it should say so. A worker killed
+    otherwise is still a crash."""
+    import signal
+    import threading
+
+    from recon.pipelines.web.jobs import JobStore
+    from recon.pipelines.web.worker import WorkerPool
+
+    pool = WorkerPool(JobStore(tmp_path / "data"), {}, workers=1, queue_limit=1, device="cpu")
+    for number, stopped in ((signal.SIGKILL, False), (signal.SIGTERM, True)):
+        process, conn = pool._spawn()
+        os.kill(process.pid, number)  # at once: the new interpreter is still starting
+        process.join(timeout=30)
+        conn.close()
+        assert process.exitcode == -number
+        if stopped:  # the server's own stop follows the signal
+            threading.Timer(0.3, pool._stop.set).start()
+        clock = time.monotonic()
+        assert pool._stopped_with_server(process) is stopped
+        assert time.monotonic() - clock < (3 if stopped else 0.5)

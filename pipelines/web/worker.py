@@ -42,6 +42,9 @@ def one_line(error: BaseException, folder: Path, checkpoint: Path | None = None)
     return message.replace(f"{folder}{os.sep}", "").replace(str(folder), "job folder")
 
 
+STOP_WAIT_S = 5.0  # how long a worker ended by a stop signal waits for the server's own stop
+
+
 def file_stamp(path: Path) -> tuple[int, int]:
     """(size, modification time in ns) of a file: what changes when it is rewritten."""
     stat = Path(path).stat()
@@ -277,9 +280,20 @@ class WorkerPool:
                 return True
 
     def _fail_cut_short(self, job_id: str, process, message: str) -> None:
-        """Fail a job whose worker was killed or died."""
+        """Fail a job whose worker was killed or died (as stopped with the server when it was)."""
         process.join(timeout=1)  # it wrote nothing more once it is gone
+        if self._stopped_with_server(process):
+            message = "the server stopped while this job was running"
         self._fail(job_id, message)
+
+    def _stopped_with_server(self, process) -> bool:
+        """Whether a worker that ended was stopped with the server. A worker ignores Ctrl+C and
+        SIGTERM once it has started, so one of them ending it reached it while it was still
+        starting (a busy machine takes a moment): sent to the whole process group (a terminal,
+        systemd), it stops the server too, which follows within STOP_WAIT_S."""
+        if process.exitcode not in (-signal.SIGINT, -signal.SIGTERM):
+            return False
+        return self._stop.wait(timeout=STOP_WAIT_S)
 
     def _fail(self, job_id: str, message: str) -> None:
         """Fail a job, removing the outputs it had written (its worker is done with it): a
