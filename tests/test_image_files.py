@@ -242,6 +242,20 @@ def test_integers_beyond_16_bits_are_refused_by_the_pair_reader(tmp_path):
     assert np.abs(read_gray(tmp_path / "fits.tif")[0] - grey_ramp() / 255).max() < 1e-6
 
 
+def test_a_32_bit_tiff_of_8_bit_levels_reads_as_8_bit_in_the_pair_reader(tmp_path):
+    """A 32-bit integer TIFF states no scale: levels 0-255 (an 8-bit picture converted) were
+    divided by 65535, 257 times too dark; they read as the photo reader reads them."""
+    from PIL import Image
+
+    from recon.pipelines.common.io import read_rgb
+    from recon.pipelines.xray.pairs import read_gray
+
+    Image.fromarray(grey_ramp().astype(np.int32)).save(tmp_path / "levels.tif")
+    grey, bits = read_gray(tmp_path / "levels.tif")
+    assert bits == 8 and np.abs(grey - grey_ramp() / 255).max() < 1e-6
+    assert np.array_equal(read_rgb(tmp_path / "levels.tif")[..., 0], grey_ramp())
+
+
 def test_a_phone_mpo_jpeg_is_one_x_ray(tmp_path):
     """Phone cameras save multi-picture JPEGs (the picture and its previews): one X-ray, read
     from its first picture, where a stack is refused."""

@@ -150,6 +150,10 @@ def read_gray(path: Path) -> tuple[np.ndarray, int]:
                 f"{path}: {array.dtype} values span [{array.min()}, {array.max()}], beyond the "
                 "16-bit range [0, 65535] images are read in"
             )
+        if array.dtype.itemsize > 2 and array.max() <= 255:
+            # a 32-bit file states no scale: values that fit 8 bits are 8-bit levels, as the
+            # photo reader takes them (recon.pipelines.common.io.integer_range)
+            return array.astype(np.float32) / 255.0, 8
         return array.astype(np.float32) / 65535.0, 16
     raise BadInput(f"{path}: unsupported pixel type {array.dtype}")
 
