@@ -145,6 +145,7 @@ def predict_corset(
     import time
     from contextlib import nullcontext
 
+    from recon.pipelines.common.checkpoints import require_checkpoint_file
     from recon.pipelines.common.devices import choose_device
     from recon.pipelines.common.errors import BadInput
     from recon.pipelines.common.io import (
@@ -194,7 +195,7 @@ def predict_corset(
                 )
     require_dir(photos, "photos folder")
     require_file(spine, "spine X-ray")
-    require_file(checkpoint, "checkpoint")
+    require_checkpoint_file(checkpoint)
     device = choose_device(device)
     config = {
         "thickness": thickness,

@@ -256,13 +256,14 @@ def _print_config(spec, json_out: bool) -> None:
 def _resume_file(resume: Path) -> Path:
     """--resume as a checkpoint file: a run folder gives its checkpoints/last.ckpt (and a
     checkpoints folder its last.ckpt)."""
+    from recon.pipelines.common.checkpoints import checkpoint_in
     from recon.pipelines.common.errors import BadInput
 
     if not resume.is_dir():
         return resume
-    for candidate in (resume / "checkpoints" / "last.ckpt", resume / "last.ckpt"):
-        if candidate.is_file():
-            return candidate
+    last = checkpoint_in(resume, "last.ckpt")
+    if last is not None:
+        return last
     raise BadInput(
         f"{resume}: a folder without checkpoints/last.ckpt; --resume takes a run folder or "
         "its last.ckpt"

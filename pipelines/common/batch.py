@@ -327,15 +327,15 @@ def plan_inputs(
     name, and the names the command keeps for its own files). With a checkpoint, its digest
     comes back for the command's run record, and --skip-done refuses a folder whose records
     name another (check_same_checkpoint)."""
+    from recon.pipelines.common.checkpoints import require_checkpoint_file
     from recon.pipelines.common.inputs import check_apart, gather_inputs, output_names
-    from recon.pipelines.common.io import require_file
 
     shard, skip_done, overwrite = batch
     files, folders = gather_inputs(paths, accept, what)
     names = output_names(files, stem, reserved)  # the whole list: every shard names files alike
     others, digest = [], None
     if checkpoint is not None:
-        others.append(require_file(Path(checkpoint), "checkpoint"))
+        others.append(require_checkpoint_file(Path(checkpoint)))
     check_apart(out, [*files, *others], folders)
     target = Path(out).expanduser().absolute()
     if checkpoint is not None:

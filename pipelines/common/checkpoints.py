@@ -33,15 +33,36 @@ def checkpoint_callbacks(monitor: str, mode: str, folder: Path) -> tuple[Any, An
     return best, last
 
 
+def checkpoint_in(folder: Path, name: str) -> Path | None:
+    """A training run's checkpoint file `name` (best.ckpt, last.ckpt) in folder: a run folder
+    keeps it in checkpoints/, a checkpoints folder holds it; None when neither does."""
+    folder = Path(folder)
+    for candidate in (folder / "checkpoints" / name, folder / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def require_checkpoint_file(path: Path) -> Path:
+    """path as a checkpoint file, or BadInput: a run folder given instead is named with the
+    checkpoints it holds (see require_file for the rest)."""
+    from recon.pipelines.common.io import require_file
+
+    path = Path(path)
+    if path.is_dir():
+        found = [p for p in (checkpoint_in(path, n) for n in ("best.ckpt", "last.ckpt")) if p]
+        held = f" (it holds {' and '.join(map(str, found))}: give one)" if found else ""
+        raise BadInput(f"{path}: is a folder, not a checkpoint file{held}")
+    return require_file(path, "checkpoint")
+
+
 def load_checkpoint_file(path: Path) -> dict:
     """torch.load with weights_only=True; pickled code or a non-checkpoint -> BadInput."""
     import pickle
 
     import torch
 
-    from recon.pipelines.common.io import require_file
-
-    path = require_file(path, "checkpoint")
+    path = require_checkpoint_file(path)
     with path.open("rb") as handle:
         head = handle.read(4)
     # torch.save writes a zip archive; files of torch before 1.6 start with a pickle protocol

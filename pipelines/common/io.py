@@ -27,7 +27,7 @@ def require_file(path: Path, what: str = "file") -> Path:
     if not path.exists():
         raise BadInput(f"{path}: no such {what}")
     if path.is_dir():
-        raise BadInput(f"{path}: is a folder, not {_a_file(what)}{_inside_hint(path, what)}")
+        raise BadInput(f"{path}: is a folder, not {_a_file(what)}")
     if not path.is_file():
         raise BadInput(f"{path}: is not a file")
     if path.stat().st_size == 0:
@@ -37,21 +37,6 @@ def require_file(path: Path, what: str = "file") -> Path:
 
 def _a_file(what: str) -> str:
     return "a file" if what == "file" else f"a {what} file"
-
-
-def _inside_hint(folder: Path, what: str) -> str:
-    """For a training run's folder given as a checkpoint: the checkpoint files it holds."""
-    if what != "checkpoint":
-        return ""
-    found = [
-        folder / sub / name
-        for sub in ("checkpoints", ".")
-        for name in ("best.ckpt", "last.ckpt")
-        if (folder / sub / name).is_file()
-    ]
-    if not found:
-        return ""
-    return f" (it holds {' and '.join(str(p) for p in found[:2])}: give one)"
 
 
 def require_dir(path: Path, what: str = "folder") -> Path:

@@ -61,7 +61,7 @@ def resolve(target: str):
 def parse_checkpoint_specs(specs: list[str]) -> dict[str, Path]:
     """["TASK=CKPT", ...] -> {task: checkpoint}; BadInput for an unknown task, a missing file,
     a task given twice or a spec without '='."""
-    from recon.pipelines.common.io import require_file
+    from recon.pipelines.common.checkpoints import require_checkpoint_file
 
     if not specs:
         raise BadInput("give at least one -c TASK=CHECKPOINT")
@@ -76,7 +76,7 @@ def parse_checkpoint_specs(specs: list[str]) -> dict[str, Path]:
             raise BadInput(f"-c {spec!r}: unknown task {name!r} (served tasks: {known})")
         if name in checkpoints:
             raise BadInput(f"-c {spec!r}: task {name!r} given twice")
-        checkpoints[name] = require_file(Path(path).expanduser(), "checkpoint").absolute()
+        checkpoints[name] = require_checkpoint_file(Path(path).expanduser()).absolute()
     return checkpoints
 
 

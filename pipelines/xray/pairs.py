@@ -125,8 +125,10 @@ def image_size(path: Path) -> tuple[int, int]:
 def read_gray(path: Path) -> tuple[np.ndarray, int]:
     """A PNG or DICOM image as float32 (H, W) in [0, 1], and its bit depth (8 or 16)."""
     from recon.pipelines.common.io import (
+        SampleFormat,
         float_intensities,
         grey_pixels,
+        integer_range,
         read_image,
         require_file,
     )
@@ -150,11 +152,10 @@ def read_gray(path: Path) -> tuple[np.ndarray, int]:
                 f"{path}: {array.dtype} values span [{array.min()}, {array.max()}], beyond the "
                 "16-bit range [0, 65535] images are read in"
             )
-        if array.dtype.itemsize > 2 and array.max() <= 255:
-            # a 32-bit file states no scale: values that fit 8 bits are 8-bit levels, as the
-            # photo reader takes them (recon.pipelines.common.io.integer_range)
-            return array.astype(np.float32) / 255.0, 8
-        return array.astype(np.float32) / 65535.0, 16
+        # a 32-bit file states no scale: its white as the photo reader takes it (255 when the
+        # values fit 8 bits)
+        white = integer_range(array, SampleFormat())[1] if array.dtype.itemsize > 2 else 65535
+        return array.astype(np.float32) / white, 8 if white == 255 else 16
     raise BadInput(f"{path}: unsupported pixel type {array.dtype}")
 
 
