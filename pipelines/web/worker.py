@@ -67,6 +67,7 @@ def worker_main(conn, tasks: list[str], device: str, threads: int) -> None:
 
     for name in tasks:
         resolve(SERVE_TASKS[name].predict)
+    conn.send(("ready",))  # from here on a stop signal to the process group leaves us running
 
     while True:
         try:
@@ -175,6 +176,7 @@ class WorkerPool:
     def _serve(self) -> None:
         """One dispatcher thread: owns a worker process, feeds it jobs from the queue."""
         process, conn = self._spawn()
+        ready = False
         try:
             while not self._stop.is_set():
                 try:
@@ -184,6 +186,15 @@ class WorkerPool:
                 if not process.is_alive():
                     conn.close()
                     process, conn = self._spawn()
+                    ready = False
+                if not ready:  # the job stays queued until its worker ignores stop signals
+                    ready = self._wait_ready(job_id, process, conn)
+                    if not ready:
+                        conn.close()
+                        if self._stop.is_set():  # the job stays queued for the next start
+                            break
+                        process, conn = self._spawn()
+                        continue
                 try:
                     healthy = self._run(job_id, process, conn)
                 except Exception as error:  # noqa: BLE001 - one job's fault must not end the slot
@@ -201,6 +212,7 @@ class WorkerPool:
                     if self._stop.is_set():  # stopping: no fresh worker to start and end again
                         break
                     process, conn = self._spawn()
+                    ready = False
         finally:
             with contextlib.suppress(OSError):
                 conn.send(None)
@@ -208,6 +220,32 @@ class WorkerPool:
             if process.is_alive():
                 process.kill()
             conn.close()
+
+    def _wait_ready(self, job_id: str, process, conn) -> bool:
+        """Wait until a fresh worker has started (it then ignores Ctrl+C and SIGTERM); False
+        when the server stops first or the worker ends while starting. A worker that ends on its
+        own fails the job it was to run; one ended by a stop signal sent to the whole process
+        group (a terminal, systemd; Ctrl+C ends a starting interpreter with exit code 1, not by
+        the signal) leaves it queued, as the server stops with it within STOP_WAIT_S."""
+        while not self._stop.is_set():
+            if conn.poll(POLL_S):
+                try:
+                    if conn.recv() == ("ready",):
+                        return True
+                except (EOFError, OSError):
+                    pass
+                break
+            if not process.is_alive():
+                break
+        if self._stop.is_set():
+            return False
+        process.join(timeout=1)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=1)
+        if not self._stop.wait(timeout=STOP_WAIT_S):
+            self._fail(job_id, f"the worker process could not start (exit code {process.exitcode})")
+        return False
 
     def _run(self, job_id: str, process, conn) -> bool:
         """Run one job on the process; False when the process is gone or must be replaced."""
