@@ -706,6 +706,19 @@ def test_sigterm_to_the_process_group_keeps_queued_jobs(model, chair_png, tmp_pa
     assert status[waiting["id"]]["status"] == "queued"
 
 
+def test_a_stop_while_the_worker_starts_prints_one_line(model, tmp_path):
+    """Ctrl+C in the terminal as soon as the server answers reaches the worker process while it
+    imports (it imports the command's module as its parent's main): it printed the command's
+    "interrupted" line a second time."""
+    import signal
+
+    server, _ = start_serve(model[0], tmp_path / "data", start_new_session=True)
+    os.killpg(server.pid, signal.SIGINT)
+    _, err = server.communicate(timeout=60)
+    assert server.returncode == 130
+    assert err.splitlines() == ["interrupted"]
+
+
 def test_a_second_ctrl_c_still_ends_the_workers(model, tmp_path):
     """A second Ctrl+C makes uvicorn skip the app's shutdown; the worker processes, which
     ignore SIGINT and SIGTERM, must still end with the server rather than hold its exit."""
