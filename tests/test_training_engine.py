@@ -635,6 +635,38 @@ def test_a_moved_run_keeps_its_best_score(tmp_path):
     assert best.read_bytes() == kept
 
 
+def test_a_run_continued_into_a_new_folder_takes_its_best_and_history(tmp_path):
+    """A resume into a new folder searched the best afresh: the first epoch there became
+    best.ckpt however much worse it was, and metrics.csv began at that epoch."""
+    import csv
+
+    import lightning as L
+
+    first = run(tmp_path / "run", epochs=2)
+    best = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    kept = best.read_bytes()
+
+    class WorseValidation(L.Callback):
+        def on_validation_epoch_start(self, trainer, module):
+            with torch.no_grad():
+                module.net[-1].bias.add_(3.0)  # every prediction 3 off: a much worse val/mse
+
+    cfg = resolve_config(TOY, None, {"epochs": 3})
+    options = RunOptions(
+        tmp_path / "next", resume=tmp_path / "run/checkpoints/last.ckpt", device="cpu",
+        quiet=True, extra_callbacks=[WorseValidation()],
+    )  # fmt: skip
+    resumed = fit(TOY, cfg, options)
+    carried = tmp_path / "next" / "checkpoints" / "best.ckpt"
+    assert resumed["metrics"]["val/mse"] > 2 * first["best_score"]
+    assert resumed["best_score"] == pytest.approx(first["best_score"])
+    assert resumed["best_checkpoint"] == str(carried)
+    assert carried.read_bytes() == kept and best.read_bytes() == kept
+    with (tmp_path / "next" / "metrics.csv").open(newline="") as handle:
+        epochs = {row["epoch"] for row in csv.DictReader(handle) if row.get("val/mse")}
+    assert epochs == {"0", "1", "2"}
+
+
 def test_a_resume_reads_its_checkpoint_once(tmp_path, monkeypatch):
     """The checks (the CLI's settings, the engine's) and Lightning's restore each read the
     whole last.ckpt from disk."""

@@ -209,9 +209,9 @@ def _run_checkpoint_class():
     class RunCheckpoint(ModelCheckpoint):
         """ModelCheckpoint that follows a moved run folder: a resume from the folder's new
         place reads the saved paths (best.ckpt and its score, last.ckpt) under that place, where
-        the stock callback drops the best score and lets a worse epoch overwrite best.ckpt. In a
-        folder that holds none of those files (a run continued into a new folder) the best is
-        searched afresh."""
+        the stock callback drops the best score and lets a worse epoch overwrite best.ckpt. A run
+        continued into a new folder finds best.ckpt there too (runfolder.carry_over copies
+        it); a folder that holds none of those files searches the best afresh."""
 
         def _generate_state_key(self, **kwargs: Any) -> str:
             return f"ModelCheckpoint{kwargs!r}"  # the stock key: checkpoints of either restore

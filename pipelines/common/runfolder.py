@@ -104,6 +104,7 @@ def prepare_run_dir(out: Path, run: RunOptions, resumed_epoch: int | None) -> No
     outputs; a resume keeps metrics.csv up to the checkpoint's epoch."""
     out.mkdir(parents=True, exist_ok=True)
     if resumed_epoch is not None:
+        carry_over(out, Path(run.resume))
         trim_metrics(out / "metrics.csv", resumed_epoch)
         return
     for name in RUN_OUTPUTS:
@@ -111,6 +112,26 @@ def prepare_run_dir(out: Path, run: RunOptions, resumed_epoch: int | None) -> No
     for name in RUN_FOLDERS:
         if (out / name).is_dir():
             shutil.rmtree(out / name)
+
+
+CARRIED = ("metrics.csv", "checkpoints/best.ckpt")  # what a run continued elsewhere takes along
+
+
+def carry_over(out: Path, checkpoint: Path) -> None:
+    """A run continued into a new or empty folder (check_resume_dir) takes its history from
+    the folder of its checkpoint (RUN of RUN/checkpoints/last.ckpt): metrics.csv, and best.ckpt,
+    so the best score so far stays and a worse epoch does not become the new folder's best."""
+    from recon.pipelines.common.outputs import atomic_file
+
+    checkpoint = Path(checkpoint).expanduser().absolute()
+    if checkpoint.parent.name != "checkpoints" or _same_folder(out, checkpoint.parent.parent):
+        return
+    for name in CARRIED:
+        source, target = checkpoint.parent.parent / name, out / name
+        if source.is_file() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_file(target) as tmp:
+                shutil.copyfile(source, tmp)
 
 
 def folder_entries(out: Path) -> set[str] | None:
