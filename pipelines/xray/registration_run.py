@@ -242,9 +242,7 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
     }
     if plan.batch and (r.skip_done or not r.overwrite):
         check_same_settings(out, "register", settings, SETTING_FLAGS)
-    earlier = {
-        i: earlier_row(target / all_names[i] / "result.json", settings) for i in plan.done
-    }
+    earlier = {i: earlier_row(target / all_names[i] / "result.json", settings) for i in plan.done}
     files, names = [every[i] for i in plan.todo], [all_names[i] for i in plan.todo]
     for file in files:
         image = file.suffix.lower() in XRAY_IMAGE_SUFFIXES
