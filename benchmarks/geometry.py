@@ -126,13 +126,15 @@ def _bare_poisson(points, to_normalised, pixel: float, options):
     import open3d as o3d
     import trimesh
 
+    from recon.pipelines.shapes.backprojection import POISSON_THREADS
+
     clock = time.perf_counter()
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
     cloud = cloud.voxel_down_sample(options.voxel * pixel)
     cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(knn=24))
     cloud.orient_normals_consistent_tangent_plane(24)
     surface, _ = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(
-        cloud, depth=options.depth, scale=1.1, linear_fit=False
+        cloud, depth=options.depth, scale=1.1, linear_fit=False, n_threads=POISSON_THREADS
     )
     seconds = time.perf_counter() - clock
     vertices = np.asarray(surface.vertices)

@@ -422,3 +422,26 @@ def test_views_without_foreground_name_their_folder(recon, tmp_path):
         tmp_path / "o.stl",
         f"{tmp_path / 'v'}: the depth images hold no foreground pixels",
     )
+
+
+def test_poisson_runs_on_one_thread(monkeypatch):
+    """open3d's Poisson reconstruction on several threads crashed the process with a
+    segmentation fault now and then (it took down a test worker; 1 in some hundred calls on a
+    2-core machine): backproject runs it on one thread."""
+    import open3d as o3d
+
+    from recon.pipelines.shapes import backprojection
+
+    calls = []
+    real = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("n_threads"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(o3d.geometry.TriangleMesh, "create_from_point_cloud_poisson", spy)
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.array(sphere.vertices)))
+    cloud.normals = o3d.utility.Vector3dVector(np.array(sphere.vertex_normals))
+    vertices, faces = backprojection._poisson(cloud, backprojection.SurfaceOptions(depth=5))
+    assert calls == [1] and len(faces) > 100
