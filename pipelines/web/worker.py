@@ -42,7 +42,7 @@ def one_line(error: BaseException, folder: Path, checkpoint: Path | None = None)
     return message.replace(f"{folder}{os.sep}", "").replace(str(folder), "job folder")
 
 
-STOP_WAIT_S = 5.0  # how long a worker ended by a stop signal waits for the server's own stop
+STOP_WAIT_S = 5.0  # after a worker ended while starting: how long to wait for the server to stop
 
 
 def file_stamp(path: Path) -> tuple[int, int]:
@@ -225,8 +225,8 @@ class WorkerPool:
         """Wait until a fresh worker has started (it then ignores Ctrl+C and SIGTERM); False
         when the server stops first or the worker ends while starting. A worker that ends on its
         own fails the job it was to run; one ended by a stop signal sent to the whole process
-        group (a terminal, systemd; Ctrl+C ends a starting interpreter with exit code 1, not by
-        the signal) leaves it queued, as the server stops with it within STOP_WAIT_S."""
+        group (a terminal, systemd) leaves it queued, as the server stops with it within
+        STOP_WAIT_S (its exit code tells nothing: it depends on how far the start had got)."""
         while not self._stop.is_set():
             if conn.poll(POLL_S):
                 try:
@@ -243,8 +243,11 @@ class WorkerPool:
         if process.is_alive():
             process.kill()
             process.join(timeout=1)
-        if not self._stop.wait(timeout=STOP_WAIT_S):
-            self._fail(job_id, f"the worker process could not start (exit code {process.exitcode})")
+        job = self.store.get(job_id)
+        if job is not None and job.status == "queued" and not self._stop.wait(STOP_WAIT_S):
+            message = f"the worker process could not start (exit code {process.exitcode})"
+            with contextlib.suppress(KeyError):  # the job removed meanwhile
+                self._fail(job_id, message)
         return False
 
     def _run(self, job_id: str, process, conn) -> bool:
@@ -318,20 +321,10 @@ class WorkerPool:
                 return True
 
     def _fail_cut_short(self, job_id: str, process, message: str) -> None:
-        """Fail a job whose worker was killed or died (as stopped with the server when it was)."""
+        """Fail a job whose worker was killed or died (a started worker ignores Ctrl+C and
+        SIGTERM, so a stop signal to the process group does not end it: the server does)."""
         process.join(timeout=1)  # it wrote nothing more once it is gone
-        if self._stopped_with_server(process):
-            message = "the server stopped while this job was running"
         self._fail(job_id, message)
-
-    def _stopped_with_server(self, process) -> bool:
-        """Whether a worker that ended was stopped with the server. A worker ignores Ctrl+C and
-        SIGTERM once it has started, so one of them ending it reached it while it was still
-        starting (a busy machine takes a moment): sent to the whole process group (a terminal,
-        systemd), it stops the server too, which follows within STOP_WAIT_S."""
-        if process.exitcode not in (-signal.SIGINT, -signal.SIGTERM):
-            return False
-        return self._stop.wait(timeout=STOP_WAIT_S)
 
     def _fail(self, job_id: str, message: str) -> None:
         """Fail a job, removing the outputs it had written (its worker is done with it): a
