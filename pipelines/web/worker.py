@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.resource_tracker
 import multiprocessing.util
 import os
 import queue
@@ -21,6 +22,7 @@ from pathlib import Path
 from recon.pipelines.web.jobs import JobStore
 
 POLL_S = 0.2
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # the server stops on these; its workers ignore them
 NICENESS = 5  # workers yield some CPU to the server process, so status requests stay fast
 
 
@@ -57,7 +59,8 @@ def worker_main(conn, tasks: list[str], device: str, threads: int) -> None:
     # the server, which stops us: dying first would fail the running job as a crash and let the
     # next queued one start on a fresh worker
     for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, signal.SIG_IGN)
+        signal.signal(number, signal.SIG_IGN)  # drops one that came while we started (_spawn)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     os.nice(NICENESS)
     import torch
 
@@ -168,7 +171,16 @@ class WorkerPool:
             daemon=True,
             name="recon-serve-worker",
         )
-        process.start()
+        # the new interpreter inherits this thread's signal mask: a stop signal sent to the
+        # process group while it starts stays pending until worker_main ignores it, where it
+        # would end the worker (or print a KeyboardInterrupt traceback) before that. The
+        # resource tracker the start needs is started first: starting it unblocks them.
+        multiprocessing.resource_tracker.ensure_running()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         child.close()
         self._processes[:] = [*(p for p in self._processes if p.is_alive()), process]
         return process, parent
