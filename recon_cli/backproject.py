@@ -12,7 +12,9 @@ SURFACE = "Surface"
 
 def backproject(
     views: Annotated[Path, typer.Argument(help="Folder written by `recon project`.")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Output mesh: .stl, .ply or .obj.")],
+    out: Annotated[
+        Path, typer.Option("-o", "--out", help="Mesh: .stl, .ply, .obj, .glb, .gltf or .off.")
+    ],
     reference: Annotated[
         Path | None,
         typer.Option(help="Ground-truth mesh: report Chamfer-L1 and F-score@1% against it."),

@@ -104,9 +104,13 @@ def predict_corset(
     photos: Annotated[
         Path, typer.Option("--photos", help="Torso views: a `recon project` folder (8 + 2 views).")
     ],
-    spine: Annotated[Path, typer.Option("--spine", help="Spine X-ray, PNG or DICOM.")],
+    spine: Annotated[
+        Path, typer.Option("--spine", help="Spine X-ray: PNG, JPEG, TIFF, BMP, WebP or DICOM.")
+    ],
     checkpoint: Annotated[Path, typer.Option("-c", "--checkpoint", help="`train corset` ckpt.")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Output corset mesh (.stl/.ply/.obj).")],
+    out: Annotated[
+        Path, typer.Option("-o", "--out", help="Corset: .stl, .ply, .obj, .glb, .gltf or .off.")
+    ],
     render: Annotated[
         bool, typer.Option("--render", help="Also write a shaded PNG beside OUT (OUT.png).")
     ] = False,

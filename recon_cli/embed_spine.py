@@ -182,7 +182,12 @@ def _embed_one(xray, out, pixel_spacing, span, debug_image, overwrite, ui) -> No
                     f"{upper} - {lower} (apex {measure.apex_vertebra}; span {measure.span})",
                 ),
                 ("secondary Cobb (deg)", f"{measure.secondary_cobb_deg:.1f}"),
-                ("pixel spacing (mm)", f"{measure.spacing_mm[0]:g} x {measure.spacing_mm[1]:g}"),
+                (
+                    "pixel spacing (mm)",
+                    "none (lengths in pixels)"
+                    if embedded.spacing_source == "none"
+                    else f"{measure.spacing_mm[0]:g} x {measure.spacing_mm[1]:g}",
+                ),
                 ("film as measured", embedded.doc["orientation"]),
                 ("out", out),
             ],

@@ -302,6 +302,31 @@ def tiny_checkpoint(dataset, tmp_path_factory):
     return train_tiny(dataset, tmp_path_factory.mktemp("corset_run"), epochs=2)
 
 
+def test_predicted_views_back_project_as_they_are(dataset, tiny_checkpoint, tmp_path, recon):
+    """A network's views need not agree as projections of one mesh do: `--views-out` marks
+    them predicted, and `recon backproject` takes them as they are."""
+    patient = dataset / "p0000"
+    code, _, err = recon(
+        *["predict", "corset", "--photos", patient / "photos", "--spine", patient / "spine.png"],
+        *["-c", tiny_checkpoint, "-o", tmp_path / "c.stl", "--views-out", tmp_path / "views"],
+        "-q",
+    )
+    assert code == 0, err
+    views = tmp_path / "views"
+    doc = json.loads((views / "views.json").read_text())
+    assert doc["predicted"] is True
+    one, two = views / "depth_view_001.png", views / "depth_view_002.png"
+    first = one.read_bytes()  # two views far apart: no projections of one mesh
+    one.write_bytes(two.read_bytes())
+    two.write_bytes(first)
+    code, _, err = recon("backproject", views, "-o", tmp_path / "b.stl", "-q")
+    assert code == 0, err
+    del doc["predicted"]
+    (views / "views.json").write_text(json.dumps(doc))
+    code, _, err = recon("backproject", views, "-o", tmp_path / "d.stl", "-q")
+    assert code == 2 and "the views are not of one object" in err, err
+
+
 @pytest.mark.parametrize("units,factor", [("cm", 0.1), ("m", 0.001)])
 def test_a_torso_scan_not_in_mm_is_refused(
     dataset, tiny_checkpoint, tmp_path, recon, units, factor
@@ -373,12 +398,20 @@ def _swapped_sides(doc):
     names["view_002"]["name"], names["view_006"]["name"] = "view_006", "view_002"
 
 
+def _swapped_pictures(doc):
+    """Each view keeps its name and camera, but names the other's pictures."""
+    one, two = doc["views"][1], doc["views"][2]
+    for key in ("depth", "silhouette"):
+        one[key], two[key] = two[key], one[key]
+
+
 @pytest.mark.parametrize(
     "edit,message",
     [
         (_unnamed, "missing view_000"),  # was KeyError: 'name' (exit 1)
         (_far_camera, "is not the one `recon project --views 8 --caps` writes"),
         (_swapped_sides, "view view_002 does not look the way"),
+        (_swapped_pictures, "the views are not of one object"),  # was exit 0, a torn shell
     ],
 )
 def test_photos_not_in_the_project_layout_exit_2(dataset, tmp_path, recon, edit, message):

@@ -185,3 +185,27 @@ def test_a_doubtful_pixel_spacing_is_the_warning(recon, spine, spacing, message)
                          "--pixel-spacing", *spacing)  # fmt: skip
     assert rc == 0, err
     assert message in json.loads(out)["warning"] and message in err
+
+
+def test_every_reason_for_doubt_is_in_the_warning(recon, spine):
+    """A stretched pixel spacing that also made the traced column's borders differ strongly
+    (0.84 here) warned of the spacing alone; the table showed the asymmetry unexplained."""
+    rc, out, err = recon("embed-spine", spine, "-o", spine.parent / "e.json", "--json",
+                         "--pixel-spacing", 2.0, 6.0)  # fmt: skip
+    assert rc == 0, err
+    result = json.loads(out)
+    assert result["border_asymmetry"] > 0.75
+    warning = result["warning"]
+    assert warning.index("differs 3.0 times") < warning.index("the two borders of the traced")
+    assert warning.endswith("; check the overlay")
+    assert err.count("warning:") == 1 and warning in err
+
+
+def test_a_film_without_spacing_shows_none_in_the_table(recon, spine):
+    """The table gave a PNG without --pixel-spacing a spacing of "1 x 1" mm, which it is not."""
+    rc, out, err = recon("embed-spine", spine, "-o", spine.parent / "e.json")
+    assert rc == 0, err
+    assert "none (lengths in pixels)" in out + err and "1 x 1" not in out + err
+    rc, out, err = recon("embed-spine", spine, "-o", spine.parent / "f.json",
+                         "--pixel-spacing", 0.8, 0.8)  # fmt: skip
+    assert rc == 0 and "0.8 x 0.8" in out + err

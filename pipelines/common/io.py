@@ -68,14 +68,15 @@ def load_mesh(path: Path):
         raise BadInput(f"{path}: not a mesh file (expected {', '.join(MESH_SUFFIXES)})")
     if suffix == ".stl":
         _check_binary_stl_length(path)
-    try:
-        mesh = trimesh.load(path, force="mesh", process=True)
+    try:  # processed after the checks: processing drops NaN vertices and their faces unsaid
+        mesh = trimesh.load(path, force="mesh", process=False)
     except Exception as error:  # trimesh raises many types for corrupt files
         raise BadInput(f"{path}: cannot read mesh ({first_line(error)})") from error
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise BadInput(f"{path}: mesh has no faces")
     if not np.isfinite(mesh.vertices).all():
         raise BadInput(f"{path}: mesh has non-finite vertex coordinates")
+    mesh.process()
     if np.ptp(mesh.vertices, axis=0).max() <= 0:
         raise BadInput(f"{path}: mesh is degenerate (all vertices coincide)")
     if suffix in GLTF_SUFFIXES:

@@ -128,22 +128,25 @@ class SpineMeasure:
 
     @property
     def warning(self) -> str | None:
-        """Why the trace may be off the spine, or the angles wrong, or None."""
-        if self.spacing_note:
-            return self.spacing_note
+        """Why the trace may be off the spine, or the angles wrong (every reason, the likeliest
+        fault first, in one line), or None."""
+        reasons = [self.spacing_note] if self.spacing_note else []
         if self.across_ratio > TURNED_RATIO:
-            return (
+            reasons.append(
                 f"the column across the film is {self.across_ratio:.1f} times as strong as the "
                 "one down it: the film may be turned a quarter (turn it upright, or mend its "
-                "orientation tags); check the overlay"
+                "orientation tags)"
             )
-        if self.border_asymmetry <= ASYMMETRY_WARN:
+        if self.border_asymmetry > ASYMMETRY_WARN:
+            reasons.append(
+                f"the two borders of the traced column differ strongly (asymmetry "
+                f"{self.border_asymmetry:.2f}, above {ASYMMETRY_WARN}): the line may follow "
+                "tissue beside the spine (heart, chest wall)"
+            )
+        if not reasons:
             return None
-        return (
-            f"the two borders of the traced column differ strongly (asymmetry "
-            f"{self.border_asymmetry:.2f}, above {ASYMMETRY_WARN}): the line may follow tissue "
-            "beside the spine (heart, chest wall); check the overlay"
-        )
+        last = reasons[-1]
+        return "; ".join(reasons) + ("" if last == self.spacing_note else "; check the overlay")
 
     def as_dict(self) -> dict:
         sy, sx = self.spacing_mm

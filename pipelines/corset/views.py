@@ -66,7 +66,7 @@ def load_photos(folder: Path, size: int | None = None) -> tuple[np.ndarray, dict
     (cameras, depth encoding), or of another size than `size` (when given), or when the torso
     is not of a size in mm (TORSO_REACH_MM: a scan in cm or m).
     """
-    from recon.pipelines.shapes import load_depth_views, read_views
+    from recon.pipelines.shapes import check_views_agree, load_depth_views, read_views
 
     doc = read_views(folder)
     order = _view_order(folder, doc, PHOTO_VIEWS, caps=True)
@@ -79,13 +79,15 @@ def load_photos(folder: Path, size: int | None = None) -> tuple[np.ndarray, dict
             f"reaches {TORSO_REACH_MM[0]:g}-{TORSO_REACH_MM[1]:g}; corsets are made in mm: scale "
             "the scan to mm (was it in cm or m?) and project it again"
         )
-    return load_depth_views(folder, doc)[order], doc
+    depths = load_depth_views(folder, doc)
+    check_views_agree(folder, doc, depths)
+    return depths[order], doc
 
 
 def load_corset_views(folder: Path, photos_doc: dict) -> np.ndarray:
     """A patient's true corset views -> depth views in CORSET_VIEWS order (8, H, W); BadInput
     when views are missing or extra, or not in the frame of the patient's photos (photos_doc)."""
-    from recon.pipelines.shapes import load_depth_views, read_views
+    from recon.pipelines.shapes import check_views_agree, load_depth_views, read_views
 
     doc = read_views(folder)
     order = _view_order(folder, doc, CORSET_VIEWS, caps=False)
@@ -95,7 +97,9 @@ def load_corset_views(folder: Path, photos_doc: dict) -> np.ndarray:
             f"{folder}: its frame (to_normalised) is not the one of the patient's photos; the "
             "corset views must be projected in the torso's frame (`recon synth corset`)"
         )
-    return load_depth_views(folder, doc)[order]
+    depths = load_depth_views(folder, doc)
+    check_views_agree(folder, doc, depths)
+    return depths[order]
 
 
 def frame_scale(doc: dict) -> float:
@@ -215,6 +219,7 @@ def corset_views_doc(photos_doc: dict) -> dict:
     doc["views"] = [v for v in doc["views"] if v["name"] in CORSET_VIEWS]
     doc["views"].sort(key=lambda v: CORSET_VIEWS.index(v["name"]))
     doc["source"] = {"mesh": "predicted corset", "faces": 0, "vertices": 0}
+    doc["predicted"] = True  # each view the network's own guess: they need not agree exactly
     return doc
 
 

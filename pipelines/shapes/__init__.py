@@ -8,6 +8,7 @@ Entry points: `project_mesh` / `write_projection` (`recon project`), `reconstruc
 
 from recon.pipelines.shapes.backprojection import (
     SurfaceOptions,
+    check_views_agree,
     lift_views,
     load_depth_views,
     reconstruct,
@@ -44,6 +45,7 @@ __all__ = [
     "Solid",
     "SurfaceOptions",
     "cast_depths",
+    "check_views_agree",
     "encode_depth",
     "grid_to_mesh",
     "lift_views",
