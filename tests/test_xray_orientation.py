@@ -257,6 +257,8 @@ def test_verdicts_nan_mirror_and_json():
     row = {"name": "a", "reverse_x_axis": True, "columns": "L\\F (DICOM)", **mirrored}
     message = failure_message([row], 0.3)
     assert "orientation" in message and "--no-reverse-x-axis" in message and "\n" not in message
+    # both figures are the coarse stage's (the table shows the X-ray's final similarity, 0.55)
+    assert "(coarse-stage similarity 0.90 against 0.60)" in message
     rows = [finite_or_none({"name": "b", "similarity": float("nan"), "pose": [float("inf")]})]
     assert "NaN" in failure_message([{**rows[0], **nan}], 0.3)
     assert json.loads(json.dumps(rows, allow_nan=False))[0]["similarity"] is None

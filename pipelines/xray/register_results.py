@@ -43,9 +43,9 @@ def failure_message(results: list[dict], min_similarity: float) -> str:
         more = len(by_status["mirrored"]) - 1
         return (
             f"{row['name']}{f' and {more} more' if more else ''}: the X-ray's mirror image "
-            f"matches the CT better (similarity {row['mirrored_similarity']:.2f} against "
-            f"{row['coarse_similarity']:.2f}), so the detector orientation is likely wrong: "
-            f"columns taken as {row['columns']}; rerun with {flag}"
+            f"matches the CT better (coarse-stage similarity {row['mirrored_similarity']:.2f} "
+            f"against {row['coarse_similarity']:.2f}), so the detector orientation is likely "
+            f"wrong: columns taken as {row['columns']}; rerun with {flag}"
         )
     if by_status["poor"]:
         names = ", ".join(row["name"] for row in by_status["poor"][:5])

@@ -112,6 +112,16 @@ def parameters_dict(
     }
 
 
+FIXED_START = ((0.0, 0.0, 0.0), (0.0, 850.0, 0.0))  # --init fixed's --rot, --xyz defaults
+# RegisterRequest's start inputs: (flag, the --init that reads it)
+INIT_INPUTS = {
+    "rot": ("--rot", "fixed"),
+    "xyz": ("--xyz", "fixed"),
+    "checkpoint": ("--checkpoint", "model"),
+    "restart": ("--from", "restart"),
+}
+
+
 @dataclass
 class RegisterRequest:
     """Everything `recon register` was asked to do (see its --help)."""
@@ -125,10 +135,11 @@ class RegisterRequest:
     sdd: float | None = None
     pixel_spacing: tuple[float, float] | None = None  # [row, column] mm at the detector
     init: str = "dicom"
-    rot: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    xyz: tuple[float, float, float] = (0.0, 850.0, 0.0)
-    checkpoint: Path | None = None
-    restart: Path | None = None
+    # the start each --init reads (INIT_INPUTS); given with another --init, they are refused
+    rot: tuple[float, float, float] | None = None  # --init fixed; None: FIXED_START's
+    xyz: tuple[float, float, float] | None = None
+    checkpoint: Path | None = None  # --init model
+    restart: Path | None = None  # --init restart
     truth: Path | None = None
     fiducials: Path | None = None
     crop: int = 0
@@ -153,6 +164,12 @@ class RegisterRequest:
     overwrite: bool = False
     shard: str | None = None  # K/N, else the SLURM array task's shard, else all
     skip_done: bool = False  # keep X-rays whose parameters.pt and overlay.png exist
+
+    @property
+    def fixed_start(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(rot, xyz) of --init fixed, FIXED_START's where not given."""
+        rot, xyz = FIXED_START
+        return tuple(self.rot or rot), tuple(self.xyz or xyz)
 
 
 def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | None]:
@@ -185,6 +202,12 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
     r = request
     if r.init not in INITS:
         raise BadInput(f"--init must be one of {', '.join(INITS)}, not {r.init}")
+    for field, (flag, init) in INIT_INPUTS.items():
+        if getattr(r, field) is not None and r.init != init:
+            raise BadInput(
+                f"{flag} is read with --init {init} only, and this run starts from --init "
+                f"{r.init}: add --init {init}, or leave {flag} out"
+            )
     if r.renderer not in RENDERERS:
         raise BadInput(f"--renderer must be one of {', '.join(RENDERERS)}, not {r.renderer}")
     if r.crop < 0:
@@ -276,7 +299,8 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
     if r.init == "restart":  # one pose file: its one pose, or one per X-ray
         inits = restart_poses(r.restart, every, all_names, plan.todo)
     else:
-        inits = [initial_pose(r.init, x, r.orientation, r.rot, r.xyz, predictor) for x in xrays]
+        rot, xyz = r.fixed_start
+        inits = [initial_pose(r.init, x, r.orientation, rot, xyz, predictor) for x in xrays]
     if r.threads > 0:
         torch.set_num_threads(r.threads)
     subject = fiducials = None
@@ -370,7 +394,7 @@ def reading_settings(r: RegisterRequest) -> dict:
     from recon.pipelines.common.batch import recorded_path
 
     start = {
-        "fixed": [list(r.rot), list(r.xyz)],
+        "fixed": [list(v) for v in r.fixed_start],
         "restart": recorded_path(r.restart),
         "model": recorded_path(r.checkpoint),
     }

@@ -66,8 +66,8 @@ def load_ct(
     _require_contrast(path, volume.data)
     mask = None
     if labelmap is not None:
-        labelmap = _require_volume_path(Path(labelmap))
-        mask = _on_ct_grid(labelmap, _read_scalar(labelmap, LabelMap), volume)
+        labelmap = _require_labelmap_path(Path(labelmap))
+        mask = _on_ct_grid(labelmap, _read_scalar(labelmap, LabelMap, "label map"), volume)
     if keep is not None:
         keep = _require_labels(labelmap, mask, keep)
     if spacing_mm is not None:
@@ -234,6 +234,15 @@ def present_labels(subject) -> list[int]:
     return [int(v) for v in torch.unique(subject.mask.data).tolist() if v != 0]
 
 
+def _require_labelmap_path(path: Path) -> Path:
+    if not path.is_file():
+        what = "a folder, where a label map is one file" if path.is_dir() else "no such file"
+        raise BadInput(f"{path}: {what} (--labels takes a NIfTI label map on the CT's grid)")
+    if path.stat().st_size == 0:
+        raise BadInput(f"{path}: label map file is empty")
+    return path
+
+
 def _require_volume_path(path: Path) -> Path:
     if not path.exists():
         raise BadInput(f"{path}: no such CT file or DICOM folder")
@@ -246,7 +255,7 @@ def _require_volume_path(path: Path) -> Path:
     return path
 
 
-def _require_whole_nifti(path: Path) -> None:
+def _require_whole_nifti(path: Path, what: str = "CT volume") -> None:
     """BadInput when a NIfTI file (.nii, .nii.gz) holds fewer bytes than its header promises:
     the readers fill a truncated file's missing voxels with zeros instead of failing."""
     import gzip
@@ -261,7 +270,7 @@ def _require_whole_nifti(path: Path) -> None:
             head = handle.read(540)
             size = len(head) + sum(len(block) for block in iter(lambda: handle.read(1 << 20), b""))
     except (OSError, EOFError) as error:  # a cut gzip stream, or not gzip at all
-        raise BadInput(f"{path}: not a readable CT volume ({first_line(error)})") from error
+        raise BadInput(f"{path}: not a readable {what} ({first_line(error)})") from error
     for order in "<>":
         if len(head) >= 348 and struct.unpack(order + "i", head[:4])[0] == 348:  # NIfTI-1
             dims = struct.unpack(order + "8h", head[40:56])
@@ -318,16 +327,16 @@ def _read_ct(path: Path):
     return _require_volume_shape(path, image, image.data)
 
 
-def _read_scalar(path: Path, kind):
+def _read_scalar(path: Path, kind, what: str = "CT volume"):
     """Load a torchio image eagerly so unreadable files fail here, with one clear line."""
-    _require_whole_nifti(path)
+    _require_whole_nifti(path, what)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             image = kind(path)
             data = image.data
     except Exception as error:  # torchio/SimpleITK/nibabel raise many types for bad files
-        raise BadInput(f"{path}: not a readable CT volume ({first_line(error)})") from error
+        raise BadInput(f"{path}: not a readable {what} ({first_line(error)})") from error
     return _require_volume_shape(path, image, data)
 
 
