@@ -608,27 +608,31 @@ def test_a_resume_continues_only_into_its_own_or_an_empty_folder(tmp_path):
     assert run(a, epochs=2, resume=aside)["epochs_run"] == 2
 
 
-def test_a_moved_run_keeps_its_best_score(tmp_path):
-    """After `mv RUN RUN2`, a resume from RUN2 forgot the best score so far (Lightning keeps
-    it only in the folder it was written to): a worse epoch then replaced best.ckpt."""
+def resume_to_worse_epochs(out: Path, last: Path) -> dict:
+    """Resume the run of last.ckpt into out up to 3 epochs, every prediction 3 off at each
+    validation: epochs much worse than the run's best."""
     import lightning as L
-
-    first = run(tmp_path / "run", epochs=2)
-    (tmp_path / "run").rename(tmp_path / "moved")
-    best = tmp_path / "moved" / "checkpoints" / "best.ckpt"
-    kept = best.read_bytes()
 
     class WorseValidation(L.Callback):
         def on_validation_epoch_start(self, trainer, module):
             with torch.no_grad():
-                module.net[-1].bias.add_(3.0)  # every prediction 3 off: a much worse val/mse
+                module.net[-1].bias.add_(3.0)
 
     cfg = resolve_config(TOY, None, {"epochs": 3})
     options = RunOptions(
-        tmp_path / "moved", resume=tmp_path / "moved/checkpoints/last.ckpt", device="cpu",
-        quiet=True, extra_callbacks=[WorseValidation()],
-    )  # fmt: skip
-    resumed = fit(TOY, cfg, options)
+        out, resume=last, device="cpu", quiet=True, extra_callbacks=[WorseValidation()]
+    )
+    return fit(TOY, cfg, options)
+
+
+def test_a_moved_run_keeps_its_best_score(tmp_path):
+    """After `mv RUN RUN2`, a resume from RUN2 forgot the best score so far (Lightning keeps
+    it only in the folder it was written to): a worse epoch then replaced best.ckpt."""
+    first = run(tmp_path / "run", epochs=2)
+    (tmp_path / "run").rename(tmp_path / "moved")
+    best = tmp_path / "moved" / "checkpoints" / "best.ckpt"
+    kept = best.read_bytes()
+    resumed = resume_to_worse_epochs(tmp_path / "moved", tmp_path / "moved/checkpoints/last.ckpt")
     assert resumed["metrics"]["val/mse"] > 2 * first["best_score"]
     assert resumed["best_score"] == pytest.approx(first["best_score"])
     assert resumed["best_checkpoint"] == str(best)
@@ -640,23 +644,10 @@ def test_a_run_continued_into_a_new_folder_takes_its_best_and_history(tmp_path):
     best.ckpt however much worse it was, and metrics.csv began at that epoch."""
     import csv
 
-    import lightning as L
-
     first = run(tmp_path / "run", epochs=2)
     best = tmp_path / "run" / "checkpoints" / "best.ckpt"
     kept = best.read_bytes()
-
-    class WorseValidation(L.Callback):
-        def on_validation_epoch_start(self, trainer, module):
-            with torch.no_grad():
-                module.net[-1].bias.add_(3.0)  # every prediction 3 off: a much worse val/mse
-
-    cfg = resolve_config(TOY, None, {"epochs": 3})
-    options = RunOptions(
-        tmp_path / "next", resume=tmp_path / "run/checkpoints/last.ckpt", device="cpu",
-        quiet=True, extra_callbacks=[WorseValidation()],
-    )  # fmt: skip
-    resumed = fit(TOY, cfg, options)
+    resumed = resume_to_worse_epochs(tmp_path / "next", tmp_path / "run/checkpoints/last.ckpt")
     carried = tmp_path / "next" / "checkpoints" / "best.ckpt"
     assert resumed["metrics"]["val/mse"] > 2 * first["best_score"]
     assert resumed["best_score"] == pytest.approx(first["best_score"])
