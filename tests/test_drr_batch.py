@@ -174,3 +174,23 @@ def test_predict_drr_skip_done_keeps_only_outputs_of_the_same_depth(tmp_path, re
     assert files(tmp_path / "out") == kept
     assert recon(*args, "--bits", 8, "--skip-done")[0] == 0
     assert read_image(tmp_path / "out" / "x1.png").dtype == np.uint8
+
+
+def test_make_drr_from_a_truth_json_names_each_drr_s_xray(tmp_path, recon):
+    """`make-drr --pose xrays/truth.json -o drrs` wrote drr_0000, drr_0001, ... and recorded
+    only the index: which X-ray each DRR shows was left to the reader. Each row now names it."""
+    xrays = tmp_path / "xrays"
+    code, _, err = recon("synth", "xray", "-o", xrays, "-n", 2, "--size", 32, "-q")
+    assert code == 0, err
+    truth = json.loads((xrays / "truth.json").read_text())
+    code, out, err = recon("make-drr", "--pose", xrays / "truth.json", "-o", tmp_path / "drrs",
+                           "--size", 16, "--delx", 8, "--device", "cpu", "--json")  # fmt: skip
+    assert code == 0, err
+    rows = json.loads(out)["files"]
+    assert [row["xray"] for row in rows] == list(truth["xrays"]) == ["xray_000.dcm", "xray_001.dcm"]
+    recorded = json.loads((tmp_path / "drrs" / "run.json").read_text())["metrics"]["files"]
+    assert [row["xray"] for row in recorded] == list(truth["xrays"])
+    poses = load_poses(xrays / "truth.json")
+    for row in rows:
+        expected = torch.tensor(truth["xrays"][row["xray"]]["pose"], dtype=poses.dtype)
+        assert torch.allclose(poses[row["index"]], expected)

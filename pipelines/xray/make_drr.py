@@ -294,6 +294,7 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
     from recon.pipelines.common.devices import choose_device
     from recon.pipelines.common.outputs import run_record, write_json
     from recon.pipelines.xray.drr import make_renderer, render_with
+    from recon.pipelines.xray.pose import pose_names
     from recon.pipelines.xray.volume import label_ranges, load_ct, present_labels
 
     if r.renderer not in RENDERERS:
@@ -337,11 +338,13 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
         record = run_record("make-drr", r.seed, settings, timings, {"files": written})
         write_json(plan.record, record)  # the record is renamed into place last
     else:
+        named = pose_names(r.pose) if r.pose is not None else None
         with output_folder(plan.out, plan.batch) as folder:
             for index, image in zip(plan.batch.todo, images, strict=True):
                 name = drr_name(index, r.fmt)
                 row = write_drr(folder / name, image[0], intrinsics, poses[index], r.orientation)
-                written.append({**row, "index": index, "path": str(plan.out / name)})
+                row = {**row, "index": index, "path": str(plan.out / name)}
+                written.append({**row, "xray": named[index]} if named else row)
             results = {"files": written, **plan.batch.summary()}
             results["skipped_inputs"] = [drr_name(i, r.fmt) for i in plan.batch.done]
             timings = {"render": time.perf_counter() - clock}

@@ -124,6 +124,21 @@ def _json_poses(data, path: Path):
     )
 
 
+def pose_names(path: Path) -> list[str] | None:
+    """The X-ray file names of a `synth xray` truth.json's poses, in load_poses' order; None
+    for a pose file that names none (or that cannot be read: load_poses says why)."""
+    if Path(path).suffix.lower() != ".json":
+        return None
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    xrays = data.get("xrays") if isinstance(data, dict) else None
+    if not isinstance(xrays, dict) or any(k in data for k in ("poses", "final_pose", "pose")):
+        return None
+    return [str(name) for name in xrays]
+
+
 def check_poses(poses: torch.Tensor, source: Path | str) -> torch.Tensor:
     """Validate a (4, 4) or (N, 4, 4) stack of rigid transforms (orthonormal rotations with
     determinant +1, no reflection); returns (N, 4, 4)."""
