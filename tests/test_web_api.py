@@ -243,7 +243,20 @@ def test_bad_requests_get_a_clear_json_error(server, chair_png):
             "unknown task 'parts'",
             dict(files={"image": ("a.png", chair_png)}, data={"task": "parts"}),
         ),
-        (422, "unknown task ''", dict(files={"image": ("a.png", chair_png)})),
+        # it said "unknown task ''"
+        (
+            422,
+            "no 'task' field (this server runs: voxel)",
+            dict(files={"image": ("a.png", chair_png)}),
+        ),
+        (  # a text value in the image field was read as the image: 415 "not an image"
+            422,
+            "no file in the 'image' field (it holds text: send the image as a file)",
+            dict(
+                content=_multipart([("image", None, b"notafile"), ("task", None, b"voxel")]),
+                headers=multipart,
+            ),
+        ),
         (422, "no file", dict(data={"task": "voxel"}, files={"other": ("a.txt", b"x")})),
         (  # a picture under another field name: not "form field too long"
             422,
@@ -386,6 +399,15 @@ def test_cors_only_for_named_origins(model, tmp_path):
         assert ok.headers["access-control-allow-origin"] == "https://lab.example.org"
         other = client.get("/api/tasks", headers={"origin": "https://evil.example.com"})
         assert "access-control-allow-origin" not in other.headers
+        # a refused preflight was plain text ("Disallowed CORS origin"); errors are JSON
+        refused = client.options(
+            "/api/jobs", headers={"origin": "https://evil.example.com", **preflight}
+        )
+        assert refused.status_code == 400 and refused.json() == {
+            "error": "cross-origin request refused: disallowed CORS origin (allowed origins: "
+            "https://lab.example.org)",
+            "status": 400,
+        }
     with TestClient(create_app(ServeSettings({"voxel": model[0]}, tmp_path / "b", workers=0))) as c:
         response = c.get("/api/tasks", headers={"origin": "https://lab.example.org"})
         assert "access-control-allow-origin" not in response.headers

@@ -154,8 +154,29 @@ def create_app(settings: ServeSettings):
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
+        class JSONRefusalCORS(CORSMiddleware):
+            """A refused preflight as every other error: one JSON line, not plain text."""
+
+            def preflight_response(self, request_headers):
+                response = super().preflight_response(request_headers)
+                if response.status_code != 400:
+                    return response
+                refused = bytes(response.body).decode("utf-8", "replace")
+                refused = refused[:1].lower() + refused[1:]  # "Disallowed CORS origin"
+                kept = {
+                    k: v
+                    for k, v in response.headers.items()
+                    if k.lower() not in ("content-length", "content-type")
+                }
+                return error(
+                    400,
+                    f"cross-origin request refused: {refused} (allowed origins: "
+                    f"{', '.join(settings.cors_origins)})",
+                    kept,
+                )
+
         app.add_middleware(
-            CORSMiddleware,
+            JSONRefusalCORS,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type"],
@@ -226,12 +247,16 @@ def create_app(settings: ServeSettings):
             try:
                 if upload.file is None:
                     got = f" (got {', '.join(map(repr, upload.other_files))})"
-                    raise UploadError(
-                        422, f"no file in the {FILE_FIELD!r} field{got * bool(upload.other_files)}"
-                    )
-                task = upload.fields.get("task", "")
+                    if FILE_FIELD in upload.fields:
+                        got = " (it holds text: send the image as a file)"
+                    elif not upload.other_files:
+                        got = ""
+                    raise UploadError(422, f"no file in the {FILE_FIELD!r} field{got}")
+                task = upload.fields.get("task")
+                served = ", ".join(settings.checkpoints)
+                if task is None:
+                    raise UploadError(422, f"no 'task' field (this server runs: {served})")
                 if task not in settings.checkpoints:
-                    served = ", ".join(settings.checkpoints)
                     raise UploadError(422, f"unknown task {task!r} (this server runs: {served})")
                 if pool.full():  # before decoding: a refused upload costs no memory
                     raise UploadError(429, "too many jobs are waiting; try again shortly")

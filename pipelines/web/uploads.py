@@ -98,7 +98,7 @@ class _FormReceiver:
         filename = options.get(b"filename")
         self._part = (name, None if filename is None else filename.decode("utf-8", "replace"))
         self._discard = False
-        if name == FILE_FIELD:
+        if name == FILE_FIELD and filename is not None:  # without a file name: text
             if self.upload.file is not None:
                 raise UploadError(400, f"send one file in the {FILE_FIELD!r} field, not several")
             self.upload.file = self.target
