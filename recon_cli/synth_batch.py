@@ -30,12 +30,13 @@ class SynthSet:
     inputs: list[Path | None] = field(default_factory=list)  # files OUT may never be or hold
 
 
-def _check_same_set(out: Path, spec: SynthSet, seed: int) -> None:
+def _check_same_set(out: Path, spec: SynthSet, seed: int, sharded: bool = False) -> None:
     """--skip-done completes the set the folder's run records describe: the same seed and
     settings (another would remake every item, deleting the earlier ones without --overwrite),
     and a count it may grow (its index then lists the new items too) but not shrink (the items
     past the new count would stay in the folder, outside the index, and readers that list the
-    folder, a skull set's, would take them)."""
+    folder, a skull set's, would take them). A shard (sharded) adds its part to that set: the
+    same seed, settings and count (another count splits the set otherwise)."""
     import json
 
     from recon.pipelines.common.errors import BadInput
@@ -56,8 +57,13 @@ def _check_same_set(out: Path, spec: SynthSet, seed: int) -> None:
             what = ", ".join((["--seed"] if data.get("seed") != seed else []) + differ)
             raise BadInput(
                 f"{out}: its {spec.unit} were made with another {what} ({record.name}); "
-                "--skip-done only completes a set made the same way (give the same settings, "
-                "or --overwrite to remake it)"
+                "--skip-done and shards only complete a set made the same way (give the same "
+                "settings, another -o, or --overwrite without --shard to remake it)"
+            )
+        if sharded and earlier != asked:
+            raise BadInput(
+                f"{out}: holds a set of {earlier} {spec.unit} ({record.name}); its shards "
+                f"must all ask for {earlier} (another count splits the set otherwise)"
             )
         if earlier > asked:
             raise BadInput(
@@ -91,8 +97,9 @@ def run_synth(
 
     target = Path(out).expanduser().absolute()
     check_not_input(target, spec.inputs)
-    if skip_done:
-        _check_same_set(target, spec, seed)
+    sharded = not parse_shard(shard).whole
+    if skip_done or sharded:
+        _check_same_set(target, spec, seed, sharded)
     plan = plan_batch(
         spec.count,
         lambda i: spec.outputs(target, i),

@@ -157,3 +157,27 @@ def test_predict_skull_batch_refuses_existing_outputs_without_skip_done(tmp_path
     run(recon, "predict", "skull", heads, "-c", checkpoint, "-o", out, "--shard", "1/2")
     code, _, err = recon("predict", "skull", heads, "-c", checkpoint, "-o", out, "--shard", "1/2")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "already exists" in err, err
+
+
+def test_a_shard_made_another_way_is_refused(tmp_path, recon):
+    """Shard 2/3 with another --seed (or --resolution, or count) was added to shard 1/3's
+    folder with exit 0: the set mixed two draws (or grids), its index was never written and
+    --skip-done, as check-data advised, then refused the folder."""
+    out = tmp_path / "heads"
+
+    def args(count="3", resolution="8", *more):
+        return ["synth", "skull", "-n", count, "--resolution", resolution, "-o", out, *more]
+
+    run(recon, *args(), "--shard", "1/3")
+    for changed, named in (
+        (args("3", "8", "--seed", "5"), "made with another --seed"),
+        (args("3", "16"), "made with another resolution"),
+        (args("4"), "its shards must all ask for 3"),
+    ):
+        before = sorted(p.name for p in out.iterdir())
+        code, _, err = recon(*changed, "--shard", "2/3", "-q")
+        assert code == 2 and named in err and err.count("\n") == 1, err
+        assert sorted(p.name for p in out.iterdir()) == before
+    for k in (2, 3):
+        run(recon, *args(), "--shard", f"{k}/3")
+    assert (out / "dataset.json").is_file()
