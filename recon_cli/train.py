@@ -172,7 +172,7 @@ def train(
 
     ui = Reporter(json_out, quiet)
     spec = load_task(task)
-    if print_config:
+    if print_config and not set_ and config is None:
         _print_config(spec, json_out)
         return
     overrides = {
@@ -191,6 +191,9 @@ def train(
     extra = parse_set(set_ or [])
     overrides.update(extra)
     labels.update({k: f"--set {k}" for k in extra})
+    if print_config:  # the settings as --config and --set make them, checked as a run checks them
+        _print_config(spec, json_out, resolve_config(spec, config, extra, labels))
+        return
     if resume is not None:
         resume = _resume_file(resume)
         cfg = resume_config(spec, resume, config, overrides, labels)
@@ -240,17 +243,20 @@ def train(
     ui.result(result, key_value_table(f"train {task}", rows))
 
 
-def _print_config(spec, json_out: bool) -> None:
-    """The task's settings on stdout: YAML with comments, or one JSON object."""
+def _print_config(spec, json_out: bool, cfg=None) -> None:
+    """The task's settings on stdout: YAML with comments, or one JSON object; with cfg (the
+    settings --config and --set resolve to), each setting's value in it too."""
     import json
 
+    from recon.pipelines.common.engine import config_dict
     from recon.pipelines.common.settings import describe_settings, settings_yaml
 
+    values = None if cfg is None else config_dict(cfg)
     if json_out:
-        document = {"task": spec.name, "settings": describe_settings(spec)}
+        document = {"task": spec.name, "settings": describe_settings(spec, values)}
         typer.echo(json.dumps(document))
     else:
-        typer.echo(settings_yaml(spec), nl=False)
+        typer.echo(settings_yaml(spec, values), nl=False)
 
 
 def _resume_file(resume: Path) -> Path:

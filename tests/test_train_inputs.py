@@ -200,3 +200,21 @@ def test_corset_image_size_is_read_as_size_with_one_notice(tmp_path, capsys):
     assert "image_size is deprecated" in capsys.readouterr().err
     with pytest.raises(Exception, match="size"):
         resume_config(spec, checkpoint, None, {"size": 256})
+
+
+def test_print_config_applies_and_checks_set_and_config(recon, tmp_path):
+    """`--print-config --set nosuch=1` printed the defaults with exit 0, the typo unsaid; it now
+    prints the settings as --config and --set make them, checked as a run checks them."""
+    import yaml
+
+    code, out, err = recon("train", "skull", "--print-config", "--set", "nosuch=1")
+    assert code == 2 and "task skull has no setting nosuch" in err and out == "", err
+    (tmp_path / "c.yaml").write_text("epochs: 7\n")
+    code, out, err = recon("train", "skull", "--print-config", "--config", tmp_path / "c.yaml",
+                           "--set", "lr=0.01")  # fmt: skip
+    assert code == 0, err
+    printed = yaml.safe_load(out)
+    assert printed["lr"] == 0.01 and printed["epochs"] == 7 and printed["resolution"] == 0
+    code, out, _ = recon("train", "skull", "--print-config", "--json", "--set", "lr=0.01")
+    (lr,) = [s for s in json.loads(out)["settings"] if s["name"] == "lr"]
+    assert lr["value"] == 0.01 and lr["default"] == 0.0005

@@ -148,8 +148,9 @@ def config_dict(cfg: TrainConfig) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
 
 
-def describe_settings(task: TaskSpec) -> list[dict[str, Any]]:
-    """Every setting of task: name, default, help and valid range or choices, in field order."""
+def describe_settings(task: TaskSpec, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every setting of task: name, default, help and valid range or choices, in field order;
+    with values (a resolved config's, config_dict), each setting's value there too."""
     described = []
     defaults = config_dict(task.config())
     for spec in dataclasses.fields(task.config):
@@ -163,18 +164,24 @@ def describe_settings(task: TaskSpec) -> list[dict[str, Any]]:
                 "help": info.get("help", ""),
                 "valid": _stated(info, defaults[spec.name]),
             }
+            | ({"value": values[spec.name]} if values is not None else {})
         )
     return described
 
 
-def settings_yaml(task: TaskSpec) -> str:
-    """describe_settings as a YAML file usable with --config: `name: default  # help (valid)`."""
+def settings_yaml(task: TaskSpec, values: dict[str, Any] | None = None) -> str:
+    """describe_settings as a YAML file usable with --config: `name: default  # help (valid)`;
+    with values (a resolved config's), `name: value` instead."""
     import yaml
 
     lines = [f"# recon train {task.name}: settings and their defaults (--config FILE, --set K=V)"]
-    for item in describe_settings(task):
+    if values is not None:
+        lines = [f"# recon train {task.name}: settings as --config and --set make them"]
+    for item in describe_settings(task, values):
         value = yaml.safe_dump(
-            {item["name"]: item["default"]}, default_flow_style=True, width=1_000_000
+            {item["name"]: item.get("value", item["default"])},
+            default_flow_style=True,
+            width=1_000_000,
         )
         comment = item["help"] + (f"; {item['valid']}" if item["valid"] else "")
         lines.append(f"{value.strip()[1:-1]}  # {comment}")
