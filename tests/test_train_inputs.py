@@ -218,3 +218,18 @@ def test_print_config_applies_and_checks_set_and_config(recon, tmp_path):
     code, out, _ = recon("train", "skull", "--print-config", "--json", "--set", "lr=0.01")
     (lr,) = [s for s in json.loads(out)["settings"] if s["name"] == "lr"]
     assert lr["value"] == 0.01 and lr["default"] == 0.0005
+
+
+def test_an_unknown_setting_names_where_it_was_given(recon, tmp_path):
+    """An unknown key in a --config file was refused without naming the file."""
+    (tmp_path / "unk.yaml").write_text("nosuch: 1\n")
+    code, _, err = recon("train", "skull", "--config", tmp_path / "unk.yaml", "--print-config")
+    assert code == 2 and f"(given as {tmp_path / 'unk.yaml'}: setting nosuch;" in err, err
+    code, _, err = recon("train", "skull", "--set", "widht=3", "--print-config")
+    assert code == 2 and "(given as --set widht;" in err, err
+
+
+def test_the_strategy_choices_offer_none_that_is_refused(recon):
+    """The choices listed for a misspelt --strategy included ddp_spawn, which is refused."""
+    code, _, err = recon("train", "voxel", "--strategy", "nonsense", "--data", "x")
+    assert code == 2 and "choices: auto, ddp," in err and "ddp_spawn" not in err, err

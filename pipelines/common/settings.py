@@ -238,8 +238,10 @@ def requested_settings(
     fields = {f.name: f for f in dataclasses.fields(task.config)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
+        given_as = "; ".join(labels.get(k, f"setting {k}") for k in unknown)
         raise BadInput(
-            f"task {task.name} has no setting {', '.join(unknown)} (settings: {', '.join(fields)})"
+            f"task {task.name} has no setting {', '.join(unknown)} (given as {given_as}; its "
+            f"settings: {', '.join(fields)})"
         )
     return {
         k: check_setting(task.config, k, v, labels.get(k, f"setting {k}"))

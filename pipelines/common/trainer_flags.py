@@ -113,9 +113,8 @@ def check_scale(accelerator: str, devices: Any, run: RunOptions) -> None:
             f"--precision {run.precision}: not a precision (choices: {', '.join(PRECISIONS)})"
         )
     if run.strategy not in STRATEGIES:
-        raise BadInput(
-            f"--strategy {run.strategy}: not a strategy (choices: {', '.join(STRATEGIES)})"
-        )
+        usable = [name for name in STRATEGIES if not name.startswith("ddp_spawn")]
+        raise BadInput(f"--strategy {run.strategy}: not a strategy (choices: {', '.join(usable)})")
     check_strategy(run.strategy)
     if accelerator == "gpu" and not _cuda():
         raise BadInput(f"--device {run.device}: no CUDA GPU is visible (use --device cpu or auto)")
