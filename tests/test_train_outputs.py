@@ -223,7 +223,7 @@ def test_every_task_that_predicts_an_image_or_grid_declares_example_columns():
         assert spec.config().examples == 4, name
     assert load_task("corset").examples.columns == ("photos", "prior", "prediction", "target")
     assert load_task("skull").examples.columns == (
-        "input", "skull prediction", "skull target", "face prediction", "face target",
+        "radiograph", "skull prediction", "skull target", "face prediction", "face target",
     )  # fmt: skip
 
 

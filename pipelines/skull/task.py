@@ -404,7 +404,7 @@ def example_rows(module, batch, count: int) -> list:
 
 
 EXAMPLES = ExampleSpec(
-    ("input", *(f"{h} {kind}" for h in HEADS for kind in ("prediction", "target"))),
+    ("radiograph", *(f"{h} {kind}" for h in HEADS for kind in ("prediction", "target"))),
     example_rows,
 )
 
