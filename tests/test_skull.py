@@ -443,3 +443,11 @@ def test_scoring_a_set_of_another_resolution_is_one_line(untrained_checkpoint, t
         BadInput, match=r"grids \(8, 8, 8\), the checkpoint predicts \(16, 16, 16\)"
     ):
         score_folder(untrained_checkpoint, tmp_path)
+
+
+def test_check_data_names_its_root_as_an_absolute_path(heads, recon, monkeypatch):
+    """`check-data --json` echoed the root as typed ("skulls"); other commands give paths whole."""
+    monkeypatch.chdir(heads.parent)
+    code, out, err = recon("check-data", "skull", heads.name, "--json")
+    assert code == 0, err
+    assert json.loads(out)["root"] == str(heads)

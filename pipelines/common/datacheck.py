@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class CheckReport:
     def as_dict(self) -> dict:
         return {
             "task": self.task,
-            "root": self.root,
+            "root": str(Path(self.root).expanduser().absolute()),  # as other commands name paths
             "items": self.items,
             "per_class": self.per_class,
             "problem_count": len(self.problems),
