@@ -53,7 +53,7 @@ def test_fractional_limit_batches_leaving_validation_no_batch_is_refused(recon, 
     assert one_line(err), err
     assert (
         "error: --limit-batches 0.5 leaves the validation split no batch: it has 1 batch per "
-        "epoch (2 items at batch size 4); pass a fraction of at least 1 or a whole count"
+        "epoch (2 items at batch size 4); pass 1.0 (all of it) or a whole count of batches"
     ) in err
     assert not out.exists()
 

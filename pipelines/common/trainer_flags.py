@@ -202,9 +202,11 @@ def check_batch_limit(value: float | None, split: str, batches: int, detail: str
         return
     least = math.ceil(1000 / batches) / 1000
     plural = "batch" if batches == 1 else "batches"
+    # a one-batch split has no fraction to give but all of it (1.0; a bare 1 is a count)
+    ask = "1.0 (all of it)" if least >= 1 else f"a fraction of at least {least:g}"
     raise BadInput(
         f"--limit-batches {value:g} leaves the {split} split no batch: it has {batches} "
-        f"{plural} per epoch ({detail}); pass a fraction of at least {least:g} or a whole count"
+        f"{plural} per epoch ({detail}); pass {ask} or a whole count of batches"
     )
 
 
