@@ -235,11 +235,13 @@ def _convert_in_workers(jobs: list, workers: int, report: ConvertReport, advance
             _record(report, source, error)
             advance()
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-        for worker in multiprocessing.active_children():  # stop work in progress
-            worker.terminate()
+        # stop work in progress first, by SIGKILL: a worker ended any other way (the pool's
+        # shutdown sentinel, or SIGTERM before its initializer ran) runs the exit hooks it
+        # inherited by fork, which wrote "Exception ignored ... Bad file descriptor" to stderr
+        for worker in multiprocessing.active_children():
+            worker.kill()
             worker.join()
-        pool.shutdown(wait=True)  # its manager thread ends too, before the interpreter does
+        pool.shutdown(wait=True, cancel_futures=True)  # its manager thread ends too
 
 
 def _convert_job(job: tuple[str, str, int | None]) -> str | None:
