@@ -12,10 +12,6 @@ def _stopped_while_starting(signum, _frame) -> None:
     """Ctrl-C or SIGTERM while this module imports (nothing is written yet, and main's handlers
     are not set): the command's one line, its exit code and, with --json, the JSON error."""
     code, line = (143, "terminated") if signum == signal.SIGTERM else (130, "interrupted")
-    if "--multiprocessing-fork" in getattr(sys, "orig_argv", ()):
-        # a spawned worker process importing this module as its parent's main: the parent,
-        # signalled with it, prints the command's line
-        os._exit(code)
     message = "terminated (SIGTERM)" if code == 143 else "interrupted"
     os.write(2, f"{line}\n".encode())
     args = sys.argv[1:]
