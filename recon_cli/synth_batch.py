@@ -39,6 +39,7 @@ def _check_same_set(out: Path, spec: SynthSet, seed: int, sharded: bool = False)
     same seed, settings and count (another count splits the set otherwise)."""
     import json
 
+    from recon.pipelines.common.batch import setting_changes
     from recon.pipelines.common.errors import BadInput
     from recon.pipelines.common.outputs import run_records
 
@@ -51,14 +52,17 @@ def _check_same_set(out: Path, spec: SynthSet, seed: int, sharded: bool = False)
             continue
         made = {k: v for k, v in config.items() if k != "count"}
         if data.get("seed") != seed or made != settings:
-            differ = [
-                k for k in sorted(set(made) | set(settings)) if made.get(k) != settings.get(k)
+            changes = [("--seed", seed, data.get("seed"))] if data.get("seed") != seed else []
+            changes += [
+                (k, settings.get(k), made.get(k))
+                for k in sorted(set(made) | set(settings))
+                if made.get(k) != settings.get(k) and not (k == "seed" and changes)
             ]
-            what = ", ".join((["--seed"] if data.get("seed") != seed else []) + differ)
             raise BadInput(
-                f"{out}: its {spec.unit} were made with another {what} ({record.name}); "
-                "--skip-done and shards only complete a set made the same way (give the same "
-                "settings, another -o, or --overwrite without --shard to remake it)"
+                f"{out}: its {spec.unit} were made with other settings "
+                f"({setting_changes(changes, f'in {record.name}')}); --skip-done and shards "
+                "only complete a set made the same way (give the same settings, another -o, "
+                "or --overwrite without --shard to remake it)"
             )
         if sharded and earlier != asked:
             raise BadInput(

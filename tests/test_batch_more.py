@@ -170,8 +170,8 @@ def test_a_shard_made_another_way_is_refused(tmp_path, recon):
 
     run(recon, *args(), "--shard", "1/3")
     for changed, named in (
-        (args("3", "8", "--seed", "5"), "made with another --seed"),
-        (args("3", "16"), "made with another resolution"),
+        (args("3", "8", "--seed", "5"), "made with other settings (--seed 5 here, 0 in run."),
+        (args("3", "16"), "made with other settings (resolution 16 here, 8 in run."),
         (args("4"), "its shards must all ask for 3"),
     ):
         before = sorted(p.name for p in out.iterdir())

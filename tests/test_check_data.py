@@ -219,7 +219,9 @@ def test_parts_problems(recon, tmp_path):
         assert kinds.get(kind, 0) >= 1, (kind, kinds)
 
 
-def test_train_parts_refuses_the_parts_check_data_flags_and_reads_upper_case_stl(recon, tmp_path):
+def test_train_parts_refuses_the_parts_check_data_flags_and_reads_upper_case_stl(
+    recon, tmp_path, tmp_path_factory
+):
     """Training left out parts check-data flags without a word (images without a mesh, a mesh
     without images), and a mesh saved as .STL (as CAD tools write it) was missing to both."""
     from recon.pipelines.occupancy.parts import find_pairs, make_part
@@ -244,11 +246,12 @@ def test_train_parts_refuses_the_parts_check_data_flags_and_reads_upper_case_stl
     (tmp_path / "models" / "plate" / "lonely.stl").write_bytes(
         (tmp_path / "models" / "plate" / "a.stl").read_bytes()
     )
+    run = tmp_path_factory.mktemp("runs") / "run"  # a run folder inside the data is refused
     for problem in ("orphan: no models/plate/orphan.stl", "lonely.stl: nothing under images"):
         code, _, err = recon("train", "parts", "--data", tmp_path, "--epochs", "1",
-                             "-o", tmp_path / "run", "--device", "cpu")  # fmt: skip
+                             "-o", run, "--device", "cpu")  # fmt: skip
         assert code == 2 and problem in err and "check-data parts" in err, err
-        assert not (tmp_path / "run").exists()
+        assert not run.exists()
         shutil.rmtree(tmp_path / "images" / "plate" / "orphan", ignore_errors=True)
 
 

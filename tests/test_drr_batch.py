@@ -170,7 +170,7 @@ def test_predict_drr_skip_done_keeps_only_outputs_of_the_same_depth(tmp_path, re
     (tmp_path / "out" / "x1.png").unlink()
     kept = files(tmp_path / "out")
     code, stdout, err = recon(*args, "--bits", 16, "--skip-done")
-    assert code == 2 and "made with another --bits (run.json)" in err, err
+    assert code == 2 and "made with other settings (--bits 16 here, 8 in run.json);" in err, err
     assert files(tmp_path / "out") == kept
     assert recon(*args, "--bits", 8, "--skip-done")[0] == 0
     assert read_image(tmp_path / "out" / "x1.png").dtype == np.uint8

@@ -285,7 +285,8 @@ def test_make_drr_skip_done_keeps_only_drrs_of_the_same_detector(work, recon):
     assert recon(*args, "--size", 16)[0] == 0
     (work / "drrs" / "drr_0001.png").unlink()
     err = refused(recon, work, *args, "--size", 24, "--skip-done")
-    assert "made with another detector" in err and "run.json" in err
+    assert "made with other settings (detector (--size, --sdd, --delx, ...) {" in err, err
+    assert "in run.json);" in err
     code, out, err = recon(*args, "--size", 16, "--skip-done", "--json")
     assert code == 0 and json.loads(out)["skipped"] == 1, err
 
@@ -298,9 +299,9 @@ def test_synth_pairs_skip_done_keeps_only_pairs_of_the_same_size_and_ct(work, re
     assert recon(*args, "--size", 16, "--ct-spacing", 4)[0] == 0
     (work / "pairs" / "drr" / "pair_0001.png").unlink()
     err = refused(recon, work, *args, "--size", 32, "--ct-spacing", 4, "--skip-done")
-    assert "made with another --size (run.json)" in err
+    assert "made with other settings (--size 32 here, 16 in run.json);" in err
     err = refused(recon, work, *args, "--size", 16, "--ct-spacing", 5, "--skip-done")
-    assert "made with another --ct-spacing" in err
+    assert "made with other settings (--ct-spacing 5.0 here, 4.0 in run.json);" in err
     assert recon(*args, "--size", 16, "--ct-spacing", 4, "--skip-done")[0] == 0
     assert (work / "pairs" / "drr" / "pair_0001.png").is_file()
 
@@ -355,7 +356,7 @@ def test_make_drr_skip_done_takes_the_same_files_named_another_way(work, recon, 
     monkeypatch.chdir(work)
     (work / "other.nii.gz").write_bytes((work / "ct.nii.gz").read_bytes())
     err = refused(recon, work, *args, "-v", "other.nii.gz", "--pose", "poses.pt", "--skip-done")
-    assert "made with another -v (run.json)" in err
+    assert f"made with other settings (-v {work / 'other.nii.gz'} here, " in err, err
 
 
 def test_make_drr_skip_done_keeps_only_a_drr_of_the_same_rot_and_xyz(work, recon):
@@ -364,7 +365,7 @@ def test_make_drr_skip_done_keeps_only_a_drr_of_the_same_rot_and_xyz(work, recon
             "-q", "-o", work / "one", "--xyz", 0, 300, 0]  # fmt: skip
     assert recon(*args, "--rot", 0, 0, 0)[0] == 0
     err = refused(recon, work, *args, "--rot", -5, 0, 0, "--skip-done")
-    assert "made with another --rot (run.json)" in err
+    assert "(--rot [-5.0, 0.0, 0.0] here, [0.0, 0.0, 0.0] in run.json)" in err
     code, out, err = recon(*args, "--rot", 0, 0, 0, "--skip-done", "--json")
     assert code == 0 and json.loads(out)["skipped"] == 1, err
 

@@ -38,3 +38,30 @@ def test_nominal_pose_settings_have_a_stated_range(tmp_path, recon, setting, mes
                            "--out", tmp_path / "run")  # fmt: skip
     assert code == 2 and err.strip().splitlines()[-1] == f"error: {message}", err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resume_from_a_replaced_finetune_checkpoint_says_what_a_resume_can_do(tmp_path, recon):
+    """A resume whose `finetune` checkpoint was replaced by one of other settings was told to
+    `set them as the checkpoint has them`, which a resume cannot: its settings are fixed."""
+    import torch
+
+    from recon.pipelines.common.engine import config_dict
+    from recon.pipelines.xray.pose_task import PoseConfig
+
+    start, last = tmp_path / "start.ckpt", tmp_path / "last.ckpt"
+    saved = {"task": "pose", "config": config_dict(PoseConfig(size=32, base_filters=4))}
+    torch.save({"state_dict": {}, "hyper_parameters": saved}, start)
+    config = config_dict(PoseConfig(size=48, base_filters=8, finetune=str(start)))
+    saved = {"task": "pose", "config": config}
+    torch.save(
+        {"state_dict": {}, "hyper_parameters": saved, "optimizer_states": [], "loops": {}}, last
+    )
+    code, out, err = recon("train", "pose", "--resume", last, "--epochs", 5, "--device", "cpu",
+                           "--out", tmp_path / "run")  # fmt: skip
+    assert code == 2, err
+    assert err.strip() == (
+        f"error: {start}: not the checkpoint {last} started from (its network was built with "
+        "other settings: base_filters 4 (here 8), size 32 (here 48)); put that one back, or "
+        "start a new run"
+    )
+    assert not (tmp_path / "run").exists()

@@ -440,7 +440,8 @@ def test_skip_done_keeps_only_rows_registered_the_same_way(tmp_path, recon):
     code, stdout, err = recon("register", folder, "-v", ct, "-o", out, *other, "--skip-done",
                               "--init", "fixed")  # fmt: skip
     assert code == 2 and err.count("\n") == 1, err
-    assert "made with another --init, --ct-spacing, start (--rot/--xyz" in err
+    assert "made with other settings (--init fixed here, dicom in run.json; --ct-spacing" in err
+    assert "; start (--rot/--xyz, --from or --checkpoint) " in err
     assert not (out / "b").exists()
     code, stdout, err = recon("register", folder, "-v", ct, "-o", out, *FAST, "--skip-done",
                               "--json")  # fmt: skip
@@ -471,7 +472,7 @@ def test_skip_done_refuses_rows_read_or_started_another_way(tmp_path, recon):
     ):
         code, _, err = recon(*again, *changed)
         assert code == 2 and err.count("\n") == 1, err
-        assert f"made with another {flag} (run.json)" in err
+        assert f"made with other settings ({flag} " in err and "in run.json)" in err
         assert not (out / "b").exists()
     code, _, err = recon(*again, "--no-reverse-x-axis")
     assert code == 0, err
@@ -497,7 +498,7 @@ def test_skip_done_compares_each_kept_row_and_loads_no_ct_when_nothing_is_left(
     other[other.index("--ct-spacing") + 1] = 6
     code, _, err = recon("register", xray, "-v", ct, "-o", out, *other, "--skip-done")
     assert code == 2 and err.count("\n") == 1, err
-    assert "a/result.json: it was made with another --ct-spacing" in err
+    assert "a/result.json: it was made with other settings (--ct-spacing 6" in err, err
     assert not (out / "run.json").exists()
 
     def no_ct(*args, **kwargs):
@@ -512,7 +513,7 @@ def test_skip_done_compares_each_kept_row_and_loads_no_ct_when_nothing_is_left(
     np.save(truth, np.eye(4)[None])
     code, _, err = recon("register", xray, "-v", ct, "-o", out, *FAST, "--skip-done",
                          "--truth", truth)  # fmt: skip
-    assert code == 2 and "made with another --truth (run.json)" in err, err
+    assert code == 2 and "made with other settings (--truth " in err, err
 
 
 def test_skip_done_exits_1_for_a_failed_registration_it_keeps(tmp_path, recon):

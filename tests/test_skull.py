@@ -349,6 +349,39 @@ def test_checkpoint_with_unusable_settings_is_one_line(
     assert not out.exists()
 
 
+def test_a_resume_on_a_set_of_another_resolution_says_what_a_resume_can_do(heads, tmp_path, recon):
+    """A resume was told to `leave it 0` (resolution), a setting it cannot change: the
+    checkpoint's resolution holds. A new run keeps that advice."""
+    import torch
+
+    from recon.pipelines.common.engine import config_dict
+    from recon.pipelines.skull.task import SkullConfig
+
+    config = config_dict(SkullConfig(data=str(heads), resolution=32, size=32, channels=8))
+    checkpoint = tmp_path / "last.ckpt"
+    saved = {"task": "skull", "config": config}
+    torch.save(
+        {"state_dict": {}, "hyper_parameters": saved, "optimizer_states": [], "loops": {}},
+        checkpoint,
+    )
+    out = tmp_path / "run"
+    code, _, err = recon("train", "skull", "--resume", checkpoint, "--epochs", "5", "-o", out,
+                         "--device", "cpu")  # fmt: skip
+    assert code == 2, err
+    assert err.strip() == (
+        f"error: {heads}: its grids are 16^3, and {checkpoint} was trained on 32^3 grids: "
+        "resume with that set (moved is fine), or start a new run"
+    )
+    assert not out.exists()
+    code, _, err = recon("train", "skull", "--data", heads, "--set", "resolution=32", "-o", out,
+                         "--device", "cpu")  # fmt: skip
+    assert code == 2, err
+    assert err.strip() == (
+        "error: setting resolution 32: the data's grids are 16^3 (leave it 0 to use them)"
+    )
+    assert not out.exists()
+
+
 def test_check_data_flags_what_training_refuses(heads, tmp_path, recon):
     """check-data passed a 4 x 4 image, a float image outside [0, 1] and voxel_mm Infinity
     (JSON reads it), which training then refused or wrote into the checkpoint."""

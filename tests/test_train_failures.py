@@ -260,6 +260,38 @@ def test_non_empty_run_folder_is_one_line_before_lightning(pix3d, tmp_path):
     assert (out / "keep.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize(
+    ("task", "where", "flags"),
+    [
+        ("drr", "run", []),
+        ("drr", ".", ["--overwrite"]),
+        ("voxel", "runs/voxel", ["--overwrite"]),
+        ("parts", "run", []),
+        ("corset", "run", []),
+        ("skull", "run", []),
+        ("pose", "run", []),
+    ],
+)
+def test_a_run_folder_in_the_data_is_refused_before_lightning(tmp_path, task, where, flags):
+    """`--out D/run` used to be accepted: the run's checkpoints, images and run.json went into
+    the training set. The data (pose: its CT, a DICOM series folder) stays as it was."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "keep.txt").write_text("mine")
+    out = data / where
+    given = ["-v", data] if task == "pose" else ["--data", data]
+    code, err, imported = recon_process(
+        ["train", task, *given, "--device", "cpu", "-o", out, *flags]
+    )
+    assert code == 2, err
+    assert err.strip() == (
+        f"error: {out.absolute()}: the output folder is, or is inside, the input folder {data}; "
+        "choose another path"
+    )
+    assert "lightning" not in imported
+    assert [p.name for p in data.iterdir()] == ["keep.txt"]
+
+
 def test_strategy_names_are_lightnings():
     from lightning.pytorch.strategies import StrategyRegistry
 

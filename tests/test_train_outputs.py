@@ -104,6 +104,20 @@ def test_curve_panels_of_a_history(tmp_path):
     assert (tmp_path / "curves.png").stat().st_size > 1000
 
 
+@pytest.mark.parametrize("epochs", [1, 2, 3, 40])
+def test_curves_mark_whole_epochs(epochs):
+    """A one-epoch run's axes were ticked -0.045, -0.030, ... 0.045 (labels run together)."""
+    from recon.pipelines.common.curves import Panel, curves_figure
+
+    points = [(float(epoch), 1.0 / (epoch + 1)) for epoch in range(epochs)]
+    figure = curves_figure([Panel("loss", {"train/loss": points})])
+    axis = figure.axes[0]
+    low, high = axis.get_xlim()
+    ticks = [tick for tick in axis.get_xticks() if low <= tick <= high]
+    assert ticks and all(tick == int(tick) for tick in ticks), ticks
+    assert 0 in ticks and len(ticks) <= 10
+
+
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_every_task_declares_a_baseline_for_its_monitor(task):
     from recon.pipelines.common.tasks import load_task

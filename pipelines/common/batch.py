@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from recon.pipelines.common.errors import BadInput
 
@@ -263,26 +263,38 @@ def check_same_settings(out: Path, command: str, settings: dict, flags: dict[str
 
     for record, doc in run_records(out, command):
         refuse_other_settings(
-            doc.get("config"), settings, flags, f"{out}: its outputs were", f" ({record.name})"
+            doc.get("config"), settings, flags, f"{out}: its outputs were", f"in {record.name}"
         )
 
 
 def refuse_other_settings(
-    recorded, settings: dict, flags: dict[str, str], made: str, where: str = ""
+    recorded, settings: dict, flags: dict[str, str], made: str, source: str = "in it"
 ) -> None:
-    """BadInput "<made> made with another <flags><where>; ..." when `recorded` (settings as a
-    JSON file kept them) states one of `settings` with another value; a key it does not state
-    is not compared, nor is anything but a dict."""
+    """BadInput "<made> made with other settings (--size 64 here, 128 <source>); ..." when
+    `recorded` (settings as a JSON file kept them) states one of `settings` with another value;
+    a key it does not state is not compared, nor is anything but a dict."""
     wanted = json.loads(json.dumps(settings))  # as JSON reads back (tuples as lists)
     recorded = recorded if isinstance(recorded, dict) else {}
     differ = [k for k, v in wanted.items() if k in recorded and not _same(recorded[k], v)]
     if differ:
-        named = ", ".join(flags.get(key, key) for key in differ)
+        changes = [(flags.get(key, key), wanted[key], recorded[key]) for key in differ]
         raise BadInput(
-            f"{made} made with another {named}{where}; --skip-done and shards only add to "
-            "outputs made the same way (give the same settings, use another -o, or --overwrite "
-            "without --skip-done)"
+            f"{made} made with other settings ({setting_changes(changes, source)}); --skip-done "
+            "and shards only add to outputs made the same way (give the same settings, use "
+            "another -o, or --overwrite without --skip-done)"
         )
+
+
+def setting_changes(changes: list[tuple[str, Any, Any]], source: str) -> str:
+    """The changes as "--seed 3 here, 1 in run.json; ...", from (setting, value here, value
+    recorded) triples; source says where the recorded values are ("in run.json")."""
+
+    def shown(value) -> str:
+        return value if isinstance(value, str) else json.dumps(value)
+
+    return "; ".join(
+        f"{name} {shown(here)} here, {shown(there)} {source}" for name, here, there in changes
+    )
 
 
 def recorded_path(path: Path | str | None) -> str | None:

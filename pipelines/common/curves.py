@@ -99,20 +99,26 @@ def baseline_summary(
 
 def plot_curves(metrics_csv: Path, png: Path, baselines: tuple[Baseline, ...] = ()) -> None:
     """curves.png from metrics.csv (see module doc); nothing when there is no history."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
     from recon.pipelines.common.outputs import atomic_file
 
     panels = curve_panels(read_history(metrics_csv), baselines)
     if not panels:
         return
+    figure = curves_figure(panels)
+    with atomic_file(png) as tmp:
+        figure.savefig(tmp, dpi=80)
+
+
+def curves_figure(panels: list[Panel]):
+    """The matplotlib Figure of curves.png: one axes per panel, whole epochs on the x axes
+    (also for a one-epoch run, whose single point left only fractional ticks)."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     columns = min(3, len(panels))
     rows = (len(panels) + columns - 1) // columns
-    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False)
+    figure = Figure(figsize=(4 * columns, 3 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False)
     for axis, panel in zip(axes.flat, panels, strict=False):
         for name, points in panel.series.items():
             xs, ys = zip(*points, strict=True)
@@ -123,11 +129,9 @@ def plot_curves(metrics_csv: Path, png: Path, baselines: tuple[Baseline, ...] = 
             axis.legend(fontsize=7)
         axis.set_title(panel.title)
         axis.set_xlabel("epoch")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         axis.ticklabel_format(axis="y", useOffset=False)
     for axis in list(axes.flat)[len(panels) :]:
         axis.axis("off")
     figure.tight_layout()
-    with atomic_file(png) as tmp:
-        figure.savefig(tmp, dpi=80)
-    plt.close(figure)
+    return figure

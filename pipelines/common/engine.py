@@ -136,7 +136,7 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
     if rank_zero:  # the other ranks never judge the folder rank 0 prepares
         check_run_dir(run, f"train {task.name}", inputs)
     if task.check is not None:
-        task.check(cfg)
+        task.check(cfg, run.resume)
     with warnings.catch_warnings(), contextlib.ExitStack() as stack:
         stack.callback(forget_read_checkpoint)  # a resume's checkpoint Lightning did not take
         resumed = _resume_point(task, cfg, run, rank_zero)

@@ -52,13 +52,16 @@ def check_run_dir(run: RunOptions, command: str, inputs: tuple = ()) -> Path:
     """The run folder as an absolute path; a non-empty one is refused unless --overwrite or
     --resume, and with --overwrite unless it is a run folder of the same command ("train
     TASK"; outputs.check_replaceable): a folder of the user's files, or another command's
-    outputs, would hold this run's run.json and then look like a run. With --overwrite, an
-    input (the --config file, weights, the data) that clearing the run's outputs would delete
-    (inside RUN_FOLDERS, or one of RUN_OUTPUTS) is refused too; the folder's own config.yaml
-    given as --config is read before and written again. Reads only."""
+    outputs, would hold this run's run.json and then look like a run. A folder that is, or is
+    inside, an input folder (the data) is refused even with --overwrite or --resume. With
+    --overwrite, an input (the --config file, weights, the data) that clearing the run's
+    outputs would delete (inside RUN_FOLDERS, or one of RUN_OUTPUTS) is refused too; the
+    folder's own config.yaml given as --config is read before and written again. Reads only."""
+    from recon.pipelines.common.inputs import check_apart
     from recon.pipelines.common.outputs import check_not_input, check_replaceable
 
     out = Path(run.out).expanduser().absolute()
+    check_apart(out, (), [p for p in (*run.inputs, *inputs) if Path(p).expanduser().is_dir()])
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (run.overwrite or run.resume):

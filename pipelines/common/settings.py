@@ -102,7 +102,8 @@ class TaskSpec:
     build: Callable[[Any], tuple[Any, Any]]  # cfg -> (LightningModule, LightningDataModule)
     monitor: str  # validation metric for the best checkpoint, e.g. "val/iou"
     mode: str = "max"  # "max" | "min"
-    check: Callable[[Any], None] | None = None  # early input validation, raises BadInput
+    # early input validation, raises BadInput: (cfg, the --resume checkpoint or None) -> None
+    check: Callable[[Any, Path | None], None] | None = None
     baselines: tuple[Baseline, ...] = ()  # what each metric must beat (curves.png, run.json)
     renamed: dict[str, str] = field(default_factory=dict)  # old setting name -> new name
     # what RUN/examples/epoch_NNN.png shows; the config's `examples` setting says how many rows

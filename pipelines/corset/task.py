@@ -388,7 +388,7 @@ def _datamodule_class():
     return CorsetData
 
 
-def check(cfg: CorsetConfig) -> None:
+def check(cfg: CorsetConfig, resume: Path | None = None) -> None:
     """Early input checks: data set present and readable, view size a multiple of 64."""
     from recon.pipelines.corset.patients import read_dataset
 

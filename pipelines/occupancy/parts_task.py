@@ -134,7 +134,7 @@ def make_sets(cfg: PartsConfig):
     return (PartsDataset(train, cfg, grids, cfg.jitter), PartsDataset(val, cfg, grids, 0.0))
 
 
-def check(cfg: PartsConfig) -> None:
+def check(cfg: PartsConfig, resume: Path | None = None) -> None:
     """Fail early on a missing data set or an unusable setting."""
     if not cfg.data:
         raise BadInput("task parts needs --data ROOT (models/<class>/*.stl + images/)")

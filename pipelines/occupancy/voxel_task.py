@@ -180,7 +180,7 @@ def mean_shape(dataset) -> np.ndarray:
 # ---------------------------------------------------------------- Lightning
 
 
-def check(cfg: VoxelConfig) -> None:
+def check(cfg: VoxelConfig, resume: Path | None = None) -> None:
     """Fail early on a missing data set, weights file or unusable setting."""
     if not cfg.data:
         raise BadInput("task voxel needs --data ROOT (a Pix3D layout with pix3d.json)")

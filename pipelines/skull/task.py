@@ -165,8 +165,9 @@ def _require_whole_pairs(root: Path) -> None:
         raise BadInput(f"{orphans[0]}: no image NAME.png beside it (orphan-voxels)")
 
 
-def check(cfg: SkullConfig) -> None:
-    """Fail early on a missing data set, weights file or unusable setting."""
+def check(cfg: SkullConfig, resume: Path | None = None) -> None:
+    """Fail early on a missing data set, weights file or unusable setting; resume: the
+    checkpoint a resumed run continues (its settings, resolution among them, are fixed)."""
     if not cfg.data:
         raise BadInput("task skull needs --data ROOT (image + NAME_vox.npz pairs)")
     root = Path(cfg.data)
@@ -178,6 +179,12 @@ def check(cfg: SkullConfig) -> None:
     read_voxel_mm(root)
     side = data_resolution(root)
     if cfg.resolution and cfg.resolution != side:
+        if resume is not None:
+            raise BadInput(
+                f"{root}: its grids are {side}^3, and {resume} was trained on "
+                f"{cfg.resolution}^3 grids: resume with that set (moved is fine), or start a "
+                "new run"
+            )
         raise BadInput(
             f"setting resolution {cfg.resolution}: the data's grids are {side}^3 (leave it 0 to "
             "use them)"

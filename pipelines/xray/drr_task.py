@@ -59,7 +59,7 @@ class DrrConfig(TrainConfig):
     examples: int = examples_setting()
 
 
-def check(cfg: DrrConfig) -> None:
+def check(cfg: DrrConfig, resume: Path | None = None) -> None:
     """Fail early on a missing or malformed pair set or an unusable setting."""
     from recon.pipelines.xray.pairs import find_pairs
 

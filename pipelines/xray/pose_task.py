@@ -81,7 +81,7 @@ class PoseConfig(TrainConfig):
     finetune: str | None = setting(None, "a `recon train pose` checkpoint to start from")
 
 
-def check(cfg: PoseConfig) -> None:
+def check(cfg: PoseConfig, resume: Path | None = None) -> None:
     if cfg.data:
         raise BadInput(
             "task pose takes no --data: it renders its own training X-rays from the CT "
@@ -105,6 +105,12 @@ def check(cfg: PoseConfig) -> None:
             for key in MODEL_SETTINGS
             if saved.get(key) != getattr(cfg, key)
         ]
+        if differ and resume is not None:
+            raise BadInput(
+                f"{cfg.finetune}: not the checkpoint {resume} started from (its network was "
+                f"built with other settings: {', '.join(differ)}); put that one back, or start "
+                "a new run"
+            )
         if differ:
             raise BadInput(
                 f"{cfg.finetune}: its network was built with other settings, so its weights "
