@@ -58,6 +58,7 @@ def convert_mat(
     import os
 
     from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.common.inputs import check_apart
     from recon.pipelines.common.outputs import (
         check_not_input,
         check_output,
@@ -79,6 +80,7 @@ def convert_mat(
     else:
         out = Path(out).expanduser().absolute()
         check_not_input(out, [src])
+        check_apart(out, [], [src])  # never write the .npy tree among the data set's files
         if out.exists() and not out.is_dir():
             raise BadInput(f"{out}: exists and is not a folder")
         if out.is_dir() and any(out.iterdir()) and not overwrite:

@@ -161,13 +161,13 @@ def check_same_poses(path: Path, count: int, seed: int, rot: float, shift: float
     if len(existing) > count:
         raise BadInput(
             f"{path}: the folder holds {len(existing)} pairs, more than --count {count}; give "
-            f"--count {len(existing)} or more, another -o, or --overwrite"
+            f"--count {len(existing)} or more, another -o, or --overwrite without --skip-done"
         )
     expected = pair_poses(len(existing), seed, rot, shift)
     if existing.shape != expected.shape or not torch.allclose(existing, expected, atol=1e-4):
         raise BadInput(
             f"{path}: holds the poses of another pair set (other --seed, --rot or --shift); "
-            "use another -o, or --overwrite"
+            "use another -o, or --overwrite without --skip-done to remake it"
         )
 
 
@@ -231,46 +231,27 @@ def predict_drr(
     todo = plan.todo
     images = [read_gray(paths[i])[0] for i in todo]  # every input is checked before writing starts
     clock = time.perf_counter()
-    written = []
     with output_folder(out, plan) as folder:
         for index, image in ui.track(list(zip(todo, images, strict=True)), "translating"):
             drr = translate(generator, image, int(config["size"]))
             write_png(folder / f"{names[index]}.png", to_uint(drr, bits))
-            written.append(str(out / f"{names[index]}.png"))
         timings = {"predict": time.perf_counter() - clock}
-        record = run_record(
-            "predict drr",
-            None,
-            {
-                "checkpoint": str(checkpoint),
-                "checkpoint_sha256": inputs.checkpoint_sha256,
-                "bits": bits,
-                "size": config["size"],
-            },
-            timings,
-            {
-                "xrays": [str(paths[i]) for i in todo],
-                "outputs": written,
-                "skipped_inputs": [str(paths[i]) for i in plan.done],
-                **plan.summary(),
-            },
-        )
-        write_json(folder / plan.shard.results_name(), record)
-    ui.result(
-        {
-            "out": str(out),
-            "xrays": [str(paths[i]) for i in todo],
-            "outputs": written,
-            "size": config["size"],
-            "timings_s": timings,
+        shard = sorted([*todo, *plan.done])  # every input of this shard, made now or kept as done
+        mapped = {
+            "xrays": [str(paths[i]) for i in shard],
+            "outputs": [str(out / f"{names[i]}.png") for i in shard],
+            "skipped_inputs": [str(paths[i]) for i in plan.done],
             **plan.summary(),
-        },
-        key_value_table(
-            f"predict drr -> {out}",
-            [
-                ("images", len(written)),
-                ("model size", f"{config['size']} px"),
-                ("seconds", timings["predict"]),
-            ],
-        ),
+        }
+        settings = {"checkpoint": str(checkpoint), "checkpoint_sha256": inputs.checkpoint_sha256}
+        settings |= {"bits": bits, "size": config["size"]}
+        record = run_record("predict drr", None, settings, timings, mapped)
+        write_json(folder / plan.shard.results_name(), record)
+    rows = [("images made", len(todo))]
+    if plan.skip_done:
+        rows.append(("skipped (done)", len(plan.done)))
+    rows += [("model size", f"{config['size']} px"), ("seconds", timings["predict"])]
+    ui.result(
+        {"out": str(out), **mapped, "size": config["size"], "timings_s": timings},
+        key_value_table(f"predict drr -> {out}", rows),
     )

@@ -5,3 +5,11 @@ import typer
 from recon.cli.common import ReconGroup
 
 app = typer.Typer(cls=ReconGroup, help="Run a trained model on new inputs.", no_args_is_help=True)
+
+
+def add_skipped_row(table, plan) -> None:
+    """With --skip-done, end a predict command's per-input table (rich Table) with the row
+    `skipped (done) N` (N the inputs kept as done), as `synth` and `make-drr` show it."""
+    if plan.skip_done:
+        table.add_section()
+        table.add_row("skipped (done)", str(len(plan.done)), *[""] * (len(table.columns) - 2))

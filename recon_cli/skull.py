@@ -117,7 +117,15 @@ def predict_skull(
 
     from rich.table import Table
 
-    from recon.pipelines.common.batch import output_folder, plan_inputs
+    from recon.cli.predict import add_skipped_row
+    from recon.pipelines.common.batch import (
+        check_same_settings,
+        earlier_results,
+        every_result,
+        existing_files,
+        output_folder,
+        plan_inputs,
+    )
     from recon.pipelines.common.outputs import run_record, write_json
     from recon.pipelines.skull.data import IMAGE_SUFFIXES
     from recon.pipelines.skull.predict import output_files, prediction_done
@@ -136,13 +144,26 @@ def predict_skull(
         is_done=lambda target, name: prediction_done(target, name, render),
     )
     files, names, plan, out = inputs.files, inputs.names, inputs.plan, inputs.out
+    if plan.batch and (skip_done or not overwrite):
+        check_same_settings(out, "predict skull", {"render": render}, {"render": "--render"})
+    earlier = earlier_results(out, "predict skull", "grids") if plan.done else {}
+
+    def skipped_record(index: int) -> dict:
+        name = names[index]
+        listed = dict(
+            zip(("grids", "skull", "face", "render"), output_files(out, name), strict=True)
+        )
+        record = earlier.get(f"{name}_vox.npz") or existing_files(listed)
+        return {**record, "image": str(files[index])}
+
     clock = time.perf_counter()
     with output_folder(out, plan) as folder:
-        records = []
+        made = []
         if plan.todo:
             todo, todo_names = [files[i] for i in plan.todo], [names[i] for i in plan.todo]
-            records = run_predict(checkpoint, todo, todo_names, folder, render, device, ui.track)
+            made = run_predict(checkpoint, todo, todo_names, folder, render, device, ui.track)
         seconds = time.perf_counter() - clock
+        records = every_result(plan, made, skipped_record)
         for record in records:
             for key in ("grids", "skull", "face", "render"):
                 if record.get(key):
@@ -166,12 +187,13 @@ def predict_skull(
     table = Table(title=f"predict skull -> {out}", title_justify="left")
     for column in ("image", "skull voxels", "face voxels", "face mesh"):
         table.add_column(column, overflow="fold")  # paths wrap, never cut
-    for record in records:
+    for record in made:
         table.add_row(
             Path(record["image"]).name,
             str(record["skull_voxels"]),
             str(record["face_voxels"]),
             record["face"] or "(empty: no surface)",
         )
+    add_skipped_row(table, plan)
     summary = {"out": str(out), "seconds": round(seconds, 3), "results": records}
     ui.result({**summary, "skipped_inputs": skipped, **plan.summary()}, table)

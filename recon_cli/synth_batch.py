@@ -62,7 +62,7 @@ def _check_same_set(out: Path, spec: SynthSet, seed: int, sharded: bool = False)
                 f"{out}: its {spec.unit} were made with other settings "
                 f"({setting_changes(changes, f'in {record.name}')}); --skip-done and shards "
                 "only complete a set made the same way (give the same settings, another -o, "
-                "or --overwrite without --shard to remake it)"
+                "or --overwrite without --skip-done or --shard to remake it)"
             )
         if sharded and earlier != asked:
             raise BadInput(

@@ -270,6 +270,11 @@ def _resume_file(resume: Path) -> Path:
     last = checkpoint_in(resume, "last.ckpt")
     if last is not None:
         return last
+    if (resume / "run.json").is_file():
+        raise BadInput(
+            f"{resume}: this run wrote no checkpoints/last.ckpt (it stopped before its first "
+            "epoch ended), so it cannot be resumed; start it again with --overwrite"
+        )
     raise BadInput(
         f"{resume}: a folder without checkpoints/last.ckpt; --resume takes a run folder or "
         "its last.ckpt"

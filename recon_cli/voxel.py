@@ -138,7 +138,8 @@ def synth_parts(
     and images/<class>/<part>/view_NN.png: plates with holes, brackets, L-profiles, flanges and
     shafts. Each part depends only on the seed, its class and number, so shards (--shard K/N, or
     a SLURM array) together write the files of one run into the shared OUT. The run's record
-    is OUT/run.json (a shard's, OUT/run.shard-K-of-N.json).
+    is OUT/run.json (a shard's, OUT/run.shard-K-of-N.json). Until every part is made,
+    check-data reports the set as unfinished-set and train parts refuses it.
 
     Example: recon synth parts -o parts_synth -n 6 --views 8
     """
@@ -164,7 +165,7 @@ def synth_parts(
         "parts",
         outputs=lambda root, i: part_files(root, *jobs[i], views),
         done=lambda root, i: part_record(root, *jobs[i], seed, views, size) is not None,
-        make=lambda root, i: write_part(root, *jobs[i], views, seed, size),
+        make=lambda root, i: write_part(root, *jobs[i], views, seed, size, per_class=count),
         config={"count": count, "views": views, "size": size},
         summarize=parts_summary,
     )
@@ -183,13 +184,21 @@ def _predict(
 
     from rich.table import Table
 
-    from recon.pipelines.common.batch import output_folder, plan_inputs
+    from recon.cli.predict import add_skipped_row
+    from recon.pipelines.common.batch import (
+        check_same_settings,
+        earlier_results,
+        every_result,
+        output_folder,
+        plan_inputs,
+    )
     from recon.pipelines.common.outputs import run_record, write_json
     from recon.pipelines.occupancy.parts import IMAGE_SUFFIXES
-    from recon.pipelines.occupancy.predict import predict_images
+    from recon.pipelines.occupancy.predict import listed_prediction, predict_images
 
     ui = Reporter(json_out, quiet)
     fmt = fmt.lower()
+    command = f"predict {task}"
     kinds = ", ".join(s.lstrip(".") for s in IMAGE_SUFFIXES)
     suffixes = (".npy", f".{fmt}", ".png")
     inputs = plan_inputs(
@@ -199,34 +208,42 @@ def _predict(
         out,
         lambda target, name: [target / f"{name}{suffix}" for suffix in suffixes],
         batch,
-        command=f"predict {task}",
+        command=command,
         checkpoint=checkpoint,
         is_done=lambda target, name: _prediction_complete(target, name, fmt, render),
     )
     images, names, plan, out = inputs.files, inputs.names, inputs.plan, inputs.out
+    if plan.batch and (plan.skip_done or not batch[2]):
+        settings = {"format": fmt, "render": render}
+        check_same_settings(out, command, settings, {"format": "--format", "render": "--render"})
     if boxes is not None:
         from recon.pipelines.occupancy.images import boxes_of
 
         boxes = boxes_of(boxes, images)  # per input, None where the file names none
+    earlier = earlier_results(out, command, "grid") if plan.done else {}
+
+    def skipped_result(index: int) -> dict:
+        name = names[index]
+        result = dict(earlier.get(f"{name}.npy") or listed_prediction(out, name, fmt))
+        return {**result, "image": str(images[index])}
+
     clock = time.perf_counter()
     with output_folder(out, plan) as folder:
-        results = []
+        made = []
         if plan.todo:
             todo = [images[i] for i in plan.todo]
             todo_names = [names[i] for i in plan.todo]
             todo_boxes = None if boxes is None else [boxes[i] for i in plan.todo]
-            results = predict_images(
+            made = predict_images(
                 task, checkpoint, todo, todo_names, folder, fmt, render, device, ui.track,
                 todo_boxes,
             )  # fmt: skip
         seconds = time.perf_counter() - clock
+        for record in made:
+            if record.get("warning"):
+                sys.stderr.write(f"warning: {record['warning']}\n")
+        results = every_result(plan, made, skipped_result)
         for record in results:
-            if task == "voxel" and record["box_from"] == "whole picture":
-                sys.stderr.write(
-                    f"warning: {record['image']}: no plain background around the object, so "
-                    "the whole picture was taken as its box (training crops to each object's "
-                    "box: crop the picture to the object)\n"
-                )
             for key in ("grid", "mesh", "render"):
                 if record.get(key):
                     record[key] = str(out / Path(record[key]).name)
@@ -240,22 +257,24 @@ def _predict(
         write_json(
             folder / plan.shard.results_name(),
             run_record(
-                f"predict {task}",
+                command,
                 None,
                 config,
                 {"predict": seconds},
                 {"results": results, "skipped_inputs": skipped, **plan.summary()},
             ),
         )
-    table = Table(title=f"predict {task} -> {out}", title_justify="left")
+    table = Table(title=f"{command} -> {out}", title_justify="left")
     for column in ("image", "occupied voxels", "mesh"):
         table.add_column(column, overflow="fold")  # paths wrap, never cut
     for record in results:
-        table.add_row(
-            Path(record["image"]).name,
-            str(record["occupied"]),
-            record["mesh"] or "(empty: no surface)",
-        )
+        if not record.get("skipped"):
+            table.add_row(
+                Path(record["image"]).name,
+                str(record["occupied"]),
+                record["mesh"] or "(empty: no surface)",
+            )
+    add_skipped_row(table, plan)
     summary = {"out": str(out), "task": task, "seconds": round(seconds, 3), "results": results}
     ui.result({**summary, "skipped_inputs": skipped, **plan.summary()}, table)
 

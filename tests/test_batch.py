@@ -46,21 +46,27 @@ def test_shard_flag_and_slurm_array_variables():
     with pytest.raises(BadInput, match="pass --shard"):
         shard_from_slurm(listed)
     assert shard_from_slurm({}) is None
+    # older SLURM sets no _COUNT: it follows from _MIN, _MAX and _STEP; an id alone is refused
+    # (it ran the whole set in every array task)
+    uncounted = {k: v for k, v in stepped.items() if k != "SLURM_ARRAY_TASK_COUNT"}
+    assert shard_from_slurm({**uncounted, "SLURM_ARRAY_TASK_ID": "2"}) == Shard(2, 3)
+    with pytest.raises(BadInput, match=r"number of shards is unknown; pass --shard K/N"):
+        parse_shard(None, env={"SLURM_ARRAY_TASK_ID": "5"})
+    assert parse_shard("2/4", env={"SLURM_ARRAY_TASK_ID": "5"}) == Shard(2, 4)
 
 
 @pytest.fixture(scope="module")
 def voxel_model(tmp_path_factory):
     """A tiny voxel checkpoint and 9 input images."""
-    from recon.cli.app import main
+    from cli_runs import run_ok
+
     from recon.pipelines.occupancy.pix3d import synth_pix3d
 
     root = tmp_path_factory.mktemp("batch")
     synth_pix3d(root / "p3", models_per_class=1, views_per_model=2, seed=2)
     args = ["train", "voxel", "--data", root / "p3", "--epochs", "1", "--batch-size", "4"]
     args += ["--set", "size=32", "--set", "hidden=32", "--device", "cpu", "-q", "-o", root / "run"]
-    with pytest.raises(SystemExit) as done:
-        main([str(a) for a in args])
-    assert done.value.code in (0, None)
+    run_ok(*args)
     images = sorted((root / "p3" / "img").rglob("*.png"))[:9]
     assert len(images) == 9
     return root / "run" / "checkpoints" / "best.ckpt", images
@@ -112,7 +118,8 @@ def test_skip_done_redoes_only_the_missing_output(voxel_model, recon, tmp_path, 
     assert code == 0, err
     second = json.loads(stdout)
     assert (second["done"], second["skipped"]) == (1, 2)
-    assert [Path(r["grid"]).stem for r in second["results"]] == [mine[1]]
+    made = [Path(r["grid"]).stem for r in second["results"] if not r.get("skipped")]
+    assert made == [mine[1]] and [Path(r["grid"]).stem for r in second["results"]] == mine
     assert np.load(out / f"{mine[1]}.npy").shape == (32, 32, 32)
     for name, stamp in stamps.items():
         if not name.startswith((mine[1], "run")):
@@ -174,7 +181,8 @@ def test_predict_drr_shards_and_skip_done(recon, tmp_path):
     )
     assert code == 0, err
     result = json.loads(stdout)
-    assert result["outputs"] == [str(tmp_path / "shards" / "x4.png")] and result["skipped"] == 2
+    assert result["outputs"] == [str(tmp_path / "shards" / f"x{i}.png") for i in (3, 4, 5)]
+    assert result["skipped_inputs"] == [str(xrays[3]), str(xrays[5])] and result["skipped"] == 2
     assert outputs(tmp_path / "shards") == outputs(tmp_path / "whole")
 
 
@@ -223,3 +231,24 @@ def test_register_shards_and_skip_done(recon, tmp_path):
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "xray_001/result.json: not a readable results row" in err
     assert not (out / "xray_002" / "overlay.png").exists()
+
+
+def test_a_changed_checkpoint_is_named_as_changed(tmp_path, monkeypatch):
+    """Every predict command's --skip-done check: the same checkpoint file with other contents
+    was called "another file than c.ckpt"; another file is still named as one."""
+    from recon.pipelines.common.batch import check_same_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.ckpt").write_bytes(b"new contents")
+    (tmp_path / "other.ckpt").write_bytes(b"another model")
+    out = tmp_path / "out"
+    out.mkdir()
+    config = {"checkpoint": "c.ckpt", "checkpoint_sha256": "0" * 64}
+    (out / "run.json").write_text(json.dumps({"command": "predict drr", "config": config}))
+    with pytest.raises(BadInput, match=r"c\.ckpt has changed since its outputs were made \(run"):
+        check_same_checkpoint(out, "predict drr", "1" * 64, Path("c.ckpt"))
+    with pytest.raises(BadInput, match="has changed since"):  # the same file by its full path
+        check_same_checkpoint(out, "predict drr", "1" * 64, tmp_path / "c.ckpt")
+    with pytest.raises(BadInput, match=r"from checkpoint c\.ckpt \(run\.json\), another file than"):
+        check_same_checkpoint(out, "predict drr", "1" * 64, Path("other.ckpt"))
+    check_same_checkpoint(out, "predict drr", "0" * 64, Path("other.ckpt"))  # same digest

@@ -181,3 +181,24 @@ def test_a_shard_made_another_way_is_refused(tmp_path, recon):
     for k in (2, 3):
         run(recon, *args(), "--shard", f"{k}/3")
     assert (out / "dataset.json").is_file()
+
+
+def test_predict_skull_skip_done_records_every_head(tmp_path, recon):
+    """A --skip-done rerun with nothing left to do recorded `results: []`, printed an empty
+    table, and took another --render as the same settings."""
+    import re
+
+    heads = tmp_path / "heads"
+    run(recon, "synth", "skull", "-n", "2", "--resolution", "8", "-o", heads)
+    checkpoint = _checkpoint(tmp_path / "skull.ckpt")
+    out = tmp_path / "out"
+    args = ["predict", "skull", heads, "-c", checkpoint, "-o", out, "--render", "--skip-done"]
+    first = run(recon, *args)["results"]
+    code, table, err = recon(*args)
+    assert code == 0, err
+    assert re.search(r"skipped \(done\)\W+2\b", table), table
+    recorded = json.loads((out / "run.json").read_text())["metrics"]["results"]
+    assert recorded == [{**result, "skipped": True} for result in first]
+    code, _, err = recon(*[a for a in args if a != "--render"], "-q")
+    assert code == 2 and "(--render false here, true in run.json)" in err, err
+    assert err.count("\n") == 1

@@ -69,16 +69,12 @@ PIX3D = ["synth", "pix3d", "-n", "2", "--views", "2", "--seed", "4"]
 @pytest.fixture(scope="module")
 def pix3d_sets(tmp_path_factory):
     """The same 10-model set made by one run and by 3 shards into a shared folder."""
-    from recon.cli.app import main
+    from cli_runs import run_ok
 
     root = tmp_path_factory.mktemp("pix3d_sets")
-    with pytest.raises(SystemExit) as done:
-        main([*PIX3D, "-o", str(root / "whole"), "-q"])
-    assert done.value.code in (0, None)
+    run_ok(*PIX3D, "-o", root / "whole", "-q")
     for k in (1, 2, 3):
-        with pytest.raises(SystemExit) as done:
-            main([*PIX3D, "-o", str(root / "shards"), "--shard", f"{k}/3", "-q"])
-        assert done.value.code in (0, None)
+        run_ok(*PIX3D, "-o", root / "shards", "--shard", f"{k}/3", "-q")
     return root / "whole", root / "shards"
 
 
@@ -186,6 +182,52 @@ def test_parts_made_with_other_settings_are_not_done(recon, tmp_path):
     code, stdout, err = recon(*args, "-o", out, "--skip-done", "--json", "-q")
     assert code == 0, err
     assert json.loads(stdout)["skipped"] == 0  # another seed: every part is made again
+
+
+SMALL_PARTS = ["synth", "parts", "-n", "2", "--views", "1", "--size", "32"]
+
+
+def train_parts(data: Path, run: Path) -> list:
+    """A one-epoch `train parts` of a small set into run."""
+    small = ["--set", "size=32", "--set", "channels=8", "--device", "cpu", "-q", "-o", run]
+    return ["train", "parts", "--data", data, "--epochs", "1", "--batch-size", "2", *small]
+
+
+def test_an_unfinished_parts_set_fails_check_data_and_train_until_finished(recon, tmp_path):
+    """One shard of three passed check-data (no problems, exit 0) and trained on 3 of the 10
+    parts; an unfinished pix3d set is refused (its pix3d.json is not written yet)."""
+    out = tmp_path / "p"
+    assert recon(*SMALL_PARTS, "-o", out, "--shard", "1/3", "-q")[0] == 0
+    code, stdout, err = recon("check-data", "parts", out, "--json")
+    assert code == 1, err
+    problems = json.loads(stdout)["problems"]
+    assert [p["kind"] for p in problems] == ["unfinished-set"], problems
+    assert problems[0]["path"] == str(out / "run.shard-1-of-3.json")
+    assert problems[0]["detail"].startswith("unfinished `recon synth parts` set: 3 of 10 parts")
+    line = refused(recon, tmp_path / "run", *train_parts(out, tmp_path / "run"))
+    assert "3 of 10 parts made (2 per class, from run.shard-1-of-3.json)" in line, line
+    assert "run the remaining shards, or rerun the command with --skip-done" in line, line
+    assert recon(*SMALL_PARTS, "-o", out, "--skip-done", "-q")[0] == 0  # finishes the set
+    code, stdout, err = recon("check-data", "parts", out, "--json")
+    assert code == 0 and json.loads(stdout)["items"] == 10, err
+
+
+def test_a_parts_run_stopped_before_its_run_record_is_unfinished(recon, tmp_path):
+    """A run stopped (Ctrl-C, pre-empted) writes no run record: the part records say how many
+    parts the set holds (2 of 20 here), and a part folder made by hand is not affected."""
+    out = tmp_path / "p"
+    args = ["synth", "parts", "-n", "4", "--views", "2", "--size", "32", "-o", out]
+    assert recon(*args, "--shard", "1/10", "-q")[0] == 0  # bracket_0000 and bracket_0001
+    (out / "run.shard-1-of-10.json").unlink()
+    code, stdout, err = recon("check-data", "parts", out, "--json")
+    assert code == 1 and json.loads(stdout)["problem_kinds"] == {"unfinished-set": 1}, err
+    line = refused(recon, tmp_path / "run", *train_parts(out, tmp_path / "run"))
+    assert "2 of 20 parts made (4 per class, from its part records)" in line, line
+
+    for record in (out / "models").glob("*/*.json"):  # the same files, made by hand
+        record.unlink()
+    assert recon("check-data", "parts", out, "-q")[0] == 0
+    assert recon(*train_parts(out, tmp_path / "run"))[0] == 0
 
 
 # ---------------------------------------------------------------- synth corset
@@ -320,15 +362,12 @@ def test_new_names_in_help(recon):
 @pytest.fixture(scope="module")
 def voxel_checkpoint(pix3d_sets, tmp_path_factory):
     """A tiny voxel model trained on the sharded set (which shows `train` takes it)."""
-    from recon.cli.app import main
+    from cli_runs import run_ok
 
     _, shards = pix3d_sets
     run = tmp_path_factory.mktemp("voxel_run") / "run"
-    args = ["train", "voxel", "--data", str(shards), "--epochs", "1", "--batch-size", "8"]
-    args += ["--set", "size=32", "--set", "hidden=32", "--device", "cpu", "-q", "-o", str(run)]
-    with pytest.raises(SystemExit) as done:
-        main(args)
-    assert done.value.code in (0, None)
+    args = ["train", "voxel", "--data", shards, "--epochs", "1", "--batch-size", "8"]
+    run_ok(*args, "--set", "size=32", "--set", "hidden=32", "--device", "cpu", "-q", "-o", run)
     return run / "checkpoints" / "best.ckpt"
 
 

@@ -259,3 +259,13 @@ def test_train_parts_refuses_the_parts_check_data_flags_and_reads_upper_case_stl
 def test_bad_root(recon, tmp_path, task):
     code, out, err = recon("check-data", task, tmp_path / "missing")
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+
+
+def test_train_parts_names_a_missing_root_as_check_data_does(recon, tmp_path):
+    """train said `ROOT/models: no such folder` where check-data says `no such data set root`."""
+    missing = tmp_path / "nothere"
+    code, _, checked = recon("check-data", "parts", missing)
+    assert code == 2 and checked.strip() == f"error: {missing}: no such data set root"
+    code, _, err = recon("train", "parts", "--data", missing, "-o", tmp_path / "run")
+    assert code == 2 and err == checked, err
+    assert not (tmp_path / "run").exists()

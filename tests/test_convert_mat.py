@@ -239,6 +239,20 @@ def test_two_sources_of_one_target_are_refused(recon, tmp_path):
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "npy").exists()
 
 
+def test_an_output_inside_the_source_folder_is_refused(recon, tmp_path):
+    """`convert-mat pix3d/model -o pix3d/model/out` wrote its .npy tree into the data set."""
+    src = tmp_path / "model"
+    (src / "chair").mkdir(parents=True)
+    write_voxel_mat(src / "chair" / "a.mat", random_grid(8, 1), "5")
+    before = sorted(p.relative_to(src) for p in src.rglob("*"))
+    for out in (src / "out", src / "chair" / "npy"):
+        for overwrite in ([], ["--overwrite"]):
+            code, _, err = recon("convert-mat", src, "-o", out, "--resolution", "4", *overwrite)
+            assert code == 2 and len(err.strip().splitlines()) == 1, err
+            assert f"{out}: the output folder is, or is inside, the input folder {src}" in err
+            assert sorted(p.relative_to(src) for p in src.rglob("*")) == before
+
+
 def test_a_worker_that_dies_ends_the_conversion_with_one_line(tmp_path, monkeypatch):
     """A worker killed (the out-of-memory killer) used to leave the pool waiting forever."""
     import os

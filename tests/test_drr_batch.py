@@ -194,3 +194,39 @@ def test_make_drr_from_a_truth_json_names_each_drr_s_xray(tmp_path, recon):
     for row in rows:
         expected = torch.tensor(truth["xrays"][row["xray"]]["pose"], dtype=poses.dtype)
         assert torch.allclose(poses[row["index"]], expected)
+
+
+def test_predict_drr_skip_done_records_every_input_and_counts_the_skipped(tmp_path, recon):
+    """A --skip-done rerun with nothing left to do printed `images 0` and recorded no X-ray
+    (`xrays: []`); the contents of the checkpoint changed under the same name were called
+    "another file than c.ckpt"."""
+    import re
+    import shutil
+
+    checkpoint = shutil.copy(tiny_drr_model(tmp_path), tmp_path / "c.ckpt")
+    xrays = sorted((tmp_path / "set" / "xray").glob("*.png"))
+    out = tmp_path / "out"
+    args = ["predict", "drr", *xrays, "-c", checkpoint, "-o", out, "--device", "cpu", "--skip-done"]
+    assert recon(*args, "-q")[0] == 0
+    (out / "x1.png").unlink()
+    code, stdout, err = recon(*args, "--json")
+    assert code == 0, err
+    result = json.loads(stdout)
+    recorded = json.loads((out / "run.json").read_text())["metrics"]
+    for doc in (result, recorded):
+        assert doc["xrays"] == [str(p) for p in xrays]
+        assert doc["outputs"] == [str(out / p.name) for p in xrays]
+        assert (doc["done"], doc["skipped"]) == (1, 3)
+    code, table, err = recon(*args)
+    assert code == 0, err
+    assert re.search(r"images made\W+0\b", table) and re.search(r"skipped \(done\)\W+4\b", table)
+    assert json.loads((out / "run.json").read_text())["metrics"]["outputs"] == result["outputs"]
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    first = next(iter(state["state_dict"]))
+    state["state_dict"][first] = state["state_dict"][first] + 0.01
+    torch.save(state, checkpoint)
+    code, _, err = recon(*args, "-q")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{checkpoint} has changed since its outputs were made (run.json)" in err
+    assert "another file" not in err

@@ -194,3 +194,24 @@ def test_split_by_a_source_pattern_keeps_each_patient_on_one_side():
     }
     with pytest.raises(BadInput, match="setting source: not a regular expression"):
         check(DrrConfig(data=".", source="pat(["))
+
+
+@pytest.mark.parametrize("pattern", ["Q+", "^pat[A-C]", "x*"])
+def test_a_source_pattern_that_misses_a_name_is_refused(tmp_path, pattern):
+    """A typo in --set source used to be silent: every name it did not match became a source
+    of its own, so one patient's views fell on both sides of the split (the leak the setting
+    prevents). A pattern that finds nothing (or only an empty match) in some name is one line."""
+    from PIL import Image
+
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.xray.drr_task import DrrConfig, check
+
+    for folder in ("xray", "drr"):
+        (tmp_path / folder).mkdir()
+        for patient in "ABCDE":
+            for view in range(2):
+                Image.new("L", (8, 8)).save(tmp_path / folder / f"pat{patient}_view{view}.png")
+    check(DrrConfig(data=str(tmp_path), source="^[^_]+"))
+    missed = {"Q+": 10, "^pat[A-C]": 4, "x*": 10}[pattern]
+    with pytest.raises(BadInput, match=rf"matches nothing in {missed} of 10 pair names"):
+        check(DrrConfig(data=str(tmp_path), source=pattern))

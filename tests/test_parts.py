@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,3 +160,128 @@ def test_copies_of_one_stl_are_one_part(recon, tmp_path):
             if mesh.stem in ("a", "a_copy")
         }
         assert len(sides) == 1, (seed, sides)
+
+
+# ---------------------------------------------------------------- predict parts: batch records
+
+
+@pytest.fixture(scope="module")
+def parts_checkpoint(parts_root, tmp_path_factory):
+    """A tiny one-epoch parts model (32 px, 16 channels) on parts_root."""
+    from cli_runs import run_ok
+
+    run = tmp_path_factory.mktemp("parts_run") / "run"
+    args = ["train", "parts", "--data", parts_root, "--epochs", "1", "--batch-size", "4"]
+    run_ok(*args, "--set", "size=32", "--set", "channels=16", "--device", "cpu", "-q", "-o", run)
+    return run / "checkpoints" / "last.ckpt"
+
+
+def _noise_and_blank(folder):
+    from recon.pipelines.common.io import write_png
+
+    folder.mkdir(parents=True, exist_ok=True)
+    noise = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    write_png(folder / "noise.png", noise)
+    write_png(folder / "blank.png", np.full((48, 48, 3), 200, np.uint8))
+    return folder / "noise.png", folder / "blank.png"
+
+
+def test_predict_parts_warns_when_the_whole_picture_is_its_box(
+    parts_root, parts_checkpoint, recon, tmp_path
+):
+    """`predict parts` said nothing when it took the whole picture as the object's box (voxel
+    warned); a blank picture was said to have no plain background around its object."""
+    noise, blank = _noise_and_blank(tmp_path / "in")
+    part = sorted((parts_root / "images").glob("*/*/view_00.png"))[0]
+    args = ["predict", "parts", noise, blank, part, "-c", parts_checkpoint, "--device", "cpu"]
+    code, stdout, err = recon(*args, "-o", tmp_path / "out", "--json")
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 2, err
+    assert f"warning: {noise}: no plain background around the object" in warned[0]
+    assert f"warning: {blank}: the picture is blank (one colour): no object to crop" in warned[1]
+    results = json.loads(stdout)["results"]
+    assert [r["box_from"] for r in results] == ["whole picture", "whole picture", "border colour"]
+    assert [r["warning"] for r in results] == [w.removeprefix("warning: ") for w in warned] + [None]
+
+
+def test_whole_picture_warning_tells_blank_from_busy_pictures():
+    from recon.pipelines.occupancy.images import object_box, whole_picture_warning
+
+    busy = np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    blank = np.full((40, 40, 3), 7, np.uint8)
+    faint = blank.copy()
+    faint[10:20, 10:20] += 10  # within the border-colour tolerance: still one colour
+    for picture in (busy, blank, faint):
+        assert object_box(picture)[1] == "whole picture"
+    assert "no plain background" in whole_picture_warning("a.png", busy)
+    assert whole_picture_warning("b.png", blank).startswith("b.png: the picture is blank")
+    assert "is blank" in whole_picture_warning("c.png", faint)
+
+
+def test_predict_parts_skip_done_records_every_input(parts_checkpoint, recon, tmp_path):
+    """A --skip-done rerun recorded only the inputs it remade (none: `results: []`, and the
+    --render of the first run forgotten), its table was empty, and another --format or no
+    --render was taken: the folder then held .stl and .glb meshes that run.json did not list."""
+    noise, blank = _noise_and_blank(tmp_path / "in")
+    out = tmp_path / "out"
+    args = ["predict", "parts", noise, blank, "-c", parts_checkpoint, "--device", "cpu"]
+    args += ["-o", out, "--skip-done", "--render"]
+    code, _, err = recon(*args, "-q")
+    assert code == 0, err
+    first = json.loads((out / "run.json").read_text())["metrics"]["results"]
+    (out / "blank.npy").unlink()  # pre-empted: blank is redone, noise kept
+    code, stdout, err = recon(*args, "--json")
+    assert code == 0, err
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["render"] is True
+    results = record["metrics"]["results"]
+    assert [r["image"] for r in results] == [str(noise), str(blank)]
+    assert results[0] == {**first[0], "skipped": True}  # carried over from the earlier record
+    assert "skipped" not in results[1] and results[1]["grid"] == str(out / "blank.npy")
+    assert json.loads(stdout)["results"] == results
+
+    code, table, err = recon(*args)  # nothing left to do
+    assert code == 0, err
+    results = json.loads((out / "run.json").read_text())["metrics"]["results"]
+    assert [r["skipped"] for r in results] == [True, True]
+    for r in results:
+        assert Path(r["mesh"]).is_file() and Path(r["render"]).is_file()
+    assert re.search(r"skipped \(done\)\W+2\b", table), table
+
+    (out / "run.json").unlink()  # no earlier record: listed from the files that are there
+    code, _, err = recon(*args, "-q")
+    assert code == 0, err
+    listed = json.loads((out / "run.json").read_text())["metrics"]["results"][1]
+    assert listed["render"] == str(out / "blank.png") and listed["mesh"] == str(out / "blank.stl")
+    assert listed["occupied"] == int((np.load(out / "blank.npy") >= 0.5).sum())
+
+    before = sorted(p.name for p in out.iterdir())
+    for changed, named in (
+        ([*args, "--format", "glb"], "(--format glb here, stl in run.json)"),
+        ([a for a in args if a != "--render"], "(--render false here, true in run.json)"),
+    ):
+        code, _, err = recon(*changed, "-q")
+        assert code == 2 and named in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in out.iterdir()) == before  # no .glb beside the .stl
+
+
+def test_predict_parts_names_a_changed_checkpoint(parts_checkpoint, recon, tmp_path):
+    """The checkpoint file changed under the same name: the refusal said the outputs came from
+    "another file than c.ckpt" while naming c.ckpt twice."""
+    import shutil
+
+    import torch
+
+    noise, _ = _noise_and_blank(tmp_path / "in")
+    checkpoint = shutil.copy(parts_checkpoint, tmp_path / "c.ckpt")
+    args = ["predict", "parts", noise, "-c", checkpoint, "--device", "cpu", "-o", tmp_path / "o"]
+    assert recon(*args, "--skip-done", "-q")[0] == 0
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    first = next(iter(state["state_dict"]))
+    state["state_dict"][first] = state["state_dict"][first] + 0.01
+    torch.save(state, checkpoint)
+    code, _, err = recon(*args, "--skip-done", "-q")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{checkpoint} has changed since its outputs were made (run.json)" in err
+    assert "another file" not in err and "--overwrite without --skip-done" in err

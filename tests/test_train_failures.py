@@ -399,6 +399,57 @@ def test_a_resume_failing_before_its_first_step_keeps_the_run(tmp_path):
     assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == sorted(before)
 
 
+def test_a_fit_stopped_before_its_first_checkpoint_leaves_no_run_folder(tmp_path):
+    """Ctrl-C (or SIGTERM) during the first epoch left config.yaml and a run.json naming a
+    last.ckpt that was never written: --resume then refused the folder and a rerun was told to
+    --resume. Nothing there could be resumed or used, so it goes as a failure before the first
+    step does; a stop after a checkpoint keeps the run and names its last.ckpt."""
+    import json
+
+    import lightning as L
+
+    class Stop(L.Callback):
+        def __init__(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def on_train_batch_start(self, trainer, module, batch, index) -> None:
+            if trainer.current_epoch == self.epoch and index == 1:
+                raise KeyboardInterrupt
+
+    for epoch, kept in ((0, False), (1, True)):
+        out = tmp_path / f"stopped_in_epoch_{epoch}"
+        run = RunOptions(out=out, device="cpu", quiet=True, extra_callbacks=[Stop(epoch)])
+        with pytest.raises((KeyboardInterrupt, SystemExit)):
+            fit(TOY, ToyConfig(epochs=3), run)
+        assert out.exists() is kept
+    record = json.loads((out / "run.json").read_text())["metrics"]
+    assert record["interrupted"] is True
+    assert record["last_checkpoint"] == str(out / "checkpoints" / "last.ckpt")
+
+
+def test_a_run_folder_without_last_ckpt_says_it_cannot_be_resumed(recon, tmp_path):
+    """A run that wrote no last.ckpt (killed in its first epoch): the rerun was told to
+    --resume, and --resume said only 'a folder without checkpoints/last.ckpt'."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("epochs: 3\n")
+    (out / "run.json").write_text('{"command": "train voxel"}')
+    data = tmp_path / "data"
+    data.mkdir()
+    code, _, err = recon("train", "voxel", "--data", data, "--device", "cpu", "-o", out)
+    assert code == 2
+    assert err.strip() == (
+        f"error: {out}: holds a run without checkpoints/last.ckpt, which cannot be resumed "
+        "(pass --overwrite to start it again)"
+    )
+    code, _, err = recon("train", "voxel", "--resume", out, "--epochs", "4")
+    assert code == 2
+    assert err.strip() == (
+        f"error: {out}: this run wrote no checkpoints/last.ckpt (it stopped before its first "
+        "epoch ended), so it cannot be resumed; start it again with --overwrite"
+    )
+
+
 def _training_until(pix3d_root: Path, out: Path, marker: str) -> subprocess.Popen:
     """`recon train voxel` for 200 epochs in a subprocess (--json), once out/marker exists."""
     import os

@@ -67,13 +67,27 @@ def parse_shard(text: str | None, env: Mapping[str, str] | None = None) -> Shard
 
 
 def shard_from_slurm(env: Mapping[str, str]) -> Shard | None:
-    """The shard of a SLURM array task, or None outside an array job."""
-    if "SLURM_ARRAY_TASK_ID" not in env or "SLURM_ARRAY_TASK_COUNT" not in env:
+    """The shard of a SLURM array task, or None outside an array job. Without
+    SLURM_ARRAY_TASK_COUNT the count comes from SLURM_ARRAY_TASK_MIN/MAX/STEP; a
+    task id alone is refused (each task would otherwise make the whole set)."""
+    if "SLURM_ARRAY_TASK_ID" not in env:
         return None
+    if "SLURM_ARRAY_TASK_COUNT" not in env and not {
+        "SLURM_ARRAY_TASK_MIN",
+        "SLURM_ARRAY_TASK_MAX",
+    } <= set(env):
+        raise BadInput(
+            "SLURM_ARRAY_TASK_ID is set without SLURM_ARRAY_TASK_COUNT (or _MIN and _MAX), so "
+            "the number of shards is unknown; pass --shard K/N (1/1: the whole set)"
+        )
     try:
-        task, count = int(env["SLURM_ARRAY_TASK_ID"]), int(env["SLURM_ARRAY_TASK_COUNT"])
+        task = int(env["SLURM_ARRAY_TASK_ID"])
         first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
         step = int(env.get("SLURM_ARRAY_TASK_STEP", "1") or 1)
+        if "SLURM_ARRAY_TASK_COUNT" in env:
+            count = int(env["SLURM_ARRAY_TASK_COUNT"])
+        else:
+            count = (int(env["SLURM_ARRAY_TASK_MAX"]) - first) // max(step, 1) + 1
         last = int(env.get("SLURM_ARRAY_TASK_MAX", str(first + (count - 1) * step)))
     except ValueError as error:
         raise BadInput(f"SLURM array variables are not whole numbers ({error})") from error
@@ -244,13 +258,18 @@ def check_same_checkpoint(out: Path, command: str, digest: str, checkpoint: Path
     for record, doc in run_records(out, command):
         config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
         earlier = config.get("checkpoint_sha256")
-        if earlier and earlier != digest:
-            raise BadInput(
-                f"{out}: its outputs came from checkpoint {config.get('checkpoint')} "
-                f"({record.name}), another file than {checkpoint}; --skip-done would mix the "
-                "two models' outputs (write to another folder, or --overwrite without "
-                "--skip-done)"
-            )
+        if not earlier or earlier == digest:
+            continue
+        named = config.get("checkpoint")
+        if isinstance(named, str) and _same(named, str(checkpoint)):
+            made = f"{checkpoint} has changed since its outputs were made ({record.name})"
+        else:
+            made = f"its outputs came from checkpoint {named} ({record.name}), another file than "
+            made += str(checkpoint)
+        raise BadInput(
+            f"{out}: {made}; --skip-done would mix the two models' outputs (write to another "
+            "folder, or --overwrite without --skip-done)"
+        )
 
 
 def check_same_settings(out: Path, command: str, settings: dict, flags: dict[str, str]) -> None:
@@ -295,6 +314,44 @@ def setting_changes(changes: list[tuple[str, Any, Any]], source: str) -> str:
     return "; ".join(
         f"{name} {shown(here)} here, {shown(there)} {source}" for name, here, there in changes
     )
+
+
+def earlier_results(out: Path, command: str, key: str, field: str = "results") -> dict[str, dict]:
+    """The result entries (metrics[field]) of the run records of `command` in out, by the file
+    name of each entry's `key` path ("grid": ".../a.npy" -> "a.npy"); a newer record's entry
+    wins. What a --skip-done run carries over for the inputs it skips."""
+    from recon.pipelines.common.outputs import run_records
+
+    def age(item: tuple[Path, dict]) -> int:
+        with contextlib.suppress(OSError):
+            return item[0].stat().st_mtime_ns
+        return 0
+
+    found: dict[str, dict] = {}
+    for _, doc in sorted(run_records(out, command), key=age):
+        metrics = doc.get("metrics") if isinstance(doc.get("metrics"), dict) else {}
+        entries = metrics.get(field)
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict) and isinstance(entry.get(key), str):
+                found[Path(entry[key]).name] = entry
+    return found
+
+
+def existing_files(paths: Mapping[str, Path]) -> dict[str, str | None]:
+    """{key: the path as text where that file is there, else None}: a skipped input's outputs
+    listed from the folder when no earlier record names them."""
+    return {key: str(path) if Path(path).is_file() else None for key, path in paths.items()}
+
+
+def every_result(plan: BatchPlan, made: Sequence[dict], skipped: Callable[[int], dict]) -> list:
+    """This shard's results in input order: those made now (one per plan.todo, in its order)
+    and, for each input skipped as done, skipped(index) marked "skipped": true; so a --skip-done
+    run's record still maps every input to its files."""
+    now = dict(zip(plan.todo, made, strict=True))
+    return [
+        now[i] if i in now else {**skipped(i), "skipped": True}
+        for i in sorted([*plan.todo, *plan.done])
+    ]
 
 
 def recorded_path(path: Path | str | None) -> str | None:

@@ -122,7 +122,8 @@ def load_resume_checkpoint(path: Path, task_name: str) -> ResumePoint:
         raise BadInput(f"{path}: a checkpoint of task {hyper.get('task')!r}, not {task_name!r}")
     if "optimizer_states" not in checkpoint or "loops" not in checkpoint:
         raise BadInput(
-            f"{path}: holds weights only (like best.ckpt); resume from checkpoints/last.ckpt"
+            f"{path}: holds weights only, no optimizer or loop state (a run's best.ckpt is "
+            "such a file); resume from the run's checkpoints/last.ckpt, or the run folder"
         )
     if not isinstance(hyper.get("config"), dict):
         raise BadInput(f"{path}: the checkpoint holds no training config")

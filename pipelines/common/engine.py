@@ -174,9 +174,14 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
                 clock = time.perf_counter()
                 trainer.fit(module, datamodule=datamodule, ckpt_path=run.resume, weights_only=True)
             except BaseException as error:
-                if trainer.is_global_zero and not first_step.done and _trains_here(trainer):
-                    remove_added(out, before)
-                elif trainer.is_global_zero and first_step.done and _stopped(trainer, error):
+                stopped = first_step.done and _stopped(trainer, error)
+                if (
+                    trainer.is_global_zero
+                    and _trains_here(trainer)
+                    and (not first_step.done or (stopped and not _has_checkpoint(out)))
+                ):
+                    remove_added(out, before)  # nothing to resume or use: as if never started
+                elif trainer.is_global_zero and stopped:
                     timings = {"setup": clock - started, "fit": time.perf_counter() - clock}
                     _record_stopped(task, cfg, trainer, checkpoints[0], out, timings)
                 raise
@@ -210,6 +215,13 @@ def _resume_point(
     if rank_zero:
         check_resume_dir(_run_out(run), checkpoint, resumed.run_folders)
     return resumed
+
+
+def _has_checkpoint(out: Path) -> bool:
+    """Whether the run folder holds a checkpoint (this run's, or its own from before): a run
+    stopped before its first one leaves nothing to resume or use."""
+    folder = out / "checkpoints"
+    return folder.is_dir() and any(folder.glob("*.ckpt"))
 
 
 def _stopped(trainer, error: BaseException) -> bool:
@@ -371,7 +383,9 @@ def _finish(
         "out": str(out),
         "epochs_run": int(trainer.current_epoch),
         "best_checkpoint": str(best.best_model_path) if best.best_model_path else None,
-        "last_checkpoint": str(out / "checkpoints" / "last.ckpt"),
+        "last_checkpoint": str(last)
+        if (last := out / "checkpoints" / "last.ckpt").is_file()
+        else None,
         "best_score": float(best.best_model_score) if best.best_model_score is not None else None,
         "monitor": task.monitor,
         "metrics": metrics,

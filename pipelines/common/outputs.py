@@ -61,10 +61,15 @@ def check_output(
 def check_not_input(path: Path, inputs: Iterable[Path | None]) -> Path:
     """BadInput when the output path is one of `inputs`, or a folder holding one (see
     check_output); the absolute path otherwise."""
+    from recon.pipelines.common.inputs import both_places
+
     path = Path(path).expanduser().absolute()
     for source in inputs:
         if source is not None and _covers(path, Path(source)):
-            raise BadInput(f"{path}: output would replace the input {source}; choose another path")
+            inside = "" if path in both_places(Path(source)) else " (the output folder holds it)"
+            raise BadInput(
+                f"{path}: output would replace the input {source}{inside}; choose another path"
+            )
     return path
 
 

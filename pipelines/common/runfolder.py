@@ -65,6 +65,11 @@ def check_run_dir(run: RunOptions, command: str, inputs: tuple = ()) -> Path:
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (run.overwrite or run.resume):
+        if (out / "run.json").is_file() and not (out / "checkpoints" / "last.ckpt").is_file():
+            raise BadInput(
+                f"{out}: holds a run without checkpoints/last.ckpt, which cannot be resumed "
+                "(pass --overwrite to start it again)"
+            )
         raise BadInput(
             f"{out}: run folder is not empty (pass --overwrite, or --resume a checkpoint)"
         )

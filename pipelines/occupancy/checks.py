@@ -5,7 +5,8 @@ category that is not a class name),
 path-escapes-root, missing-image, unreadable-image, image-too-small,
 bbox-outside-image, missing-voxel, unreadable-voxel (truncated or corrupt .mat), empty-voxel
 (all zero), shape-mismatch (not cubic, or unlike the most common shape), duplicate-entry,
-missing-mesh, unreadable-mesh, empty-mesh, no-images, duplicate-image.
+missing-mesh, unreadable-mesh, empty-mesh, no-images, duplicate-image, unfinished-set (a
+`recon synth parts` set with fewer parts made than its records state).
 """
 
 from __future__ import annotations
@@ -168,11 +169,14 @@ def bbox_problem(image: Path, bbox) -> str | None:
 def check_parts(root: Path, track: Callable = lambda items, _d: items) -> CheckReport:
     """Check a parts root (models/<class>/<part>.stl + images/<class>/<part>/*)."""
     from recon.pipelines.common.io import load_mesh
-    from recon.pipelines.occupancy.parts import part_images, parts_layout
+    from recon.pipelines.occupancy.parts import part_images, parts_layout, unfinished_set
 
     root = Path(root)
     meshes, folders = parts_layout(root)
     report = CheckReport("parts", str(root))
+    unfinished = unfinished_set(root)
+    if unfinished is not None:
+        report.add("unfinished-set", *unfinished)
     classes, hashes = Counter(), {}
     for key, folder in folders.items():
         if key not in meshes:

@@ -41,15 +41,36 @@ def object_box(rgb: np.ndarray, tolerance: float = 24.0) -> tuple[list[int], str
     """(auto_bbox's box, where it came from: "border colour", or "whole picture" when no
     object stands apart from a plain background and the box is the whole image)."""
     height, width = rgb.shape[:2]
-    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.float32)
-    background = np.median(border, axis=0)
-    mask = np.abs(rgb.astype(np.float32) - background).max(axis=2) > tolerance
+    mask = foreground_mask(rgb, tolerance)
     whole = [0, 0, width - 1, height - 1]
     if mask.sum() < 16 or mask.mean() > 0.95:
         return whole, "whole picture"
     rows, cols = np.nonzero(mask)
     box = [int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())]
     return box, "whole picture" if box == whole else "border colour"
+
+
+def foreground_mask(rgb: np.ndarray, tolerance: float = 24.0) -> np.ndarray:
+    """(H, W) bool: the pixels that differ from the median border colour by more than tolerance
+    in some channel (0-255 levels)."""
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.float32)
+    background = np.median(border, axis=0)
+    return np.abs(rgb.astype(np.float32) - background).max(axis=2) > tolerance
+
+
+def whole_picture_warning(image: str, rgb: np.ndarray) -> str:
+    """Why object_box took the whole picture as the box, and what to do, for a `warning:` line:
+    a blank picture (no pixel differs from its border colour) has no object at all; any other
+    has no plain background around its object."""
+    if not foreground_mask(rgb).any():
+        return (
+            f"{image}: the picture is blank (one colour): no object to crop, so its shape is "
+            "the model's guess for an empty picture (check the file)"
+        )
+    return (
+        f"{image}: no plain background around the object, so the whole picture was taken as "
+        "its box (training crops to each object's box: crop the picture to the object)"
+    )
 
 
 def square_crop(

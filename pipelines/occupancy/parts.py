@@ -7,9 +7,11 @@ An image belongs to the STL whose class and part name match its folder. The trai
 the STL voxelised to a filled 32^3 grid (`recon.pipelines.shapes.voxelize`, cached under
 ROOT/.cache/voxels).
 
-The synthetic set adds models/<class>/<part>.json beside each STL: the files of that part and the
-seed, view count and image size that made it. A part is drawn from its own generator, so shards
-of `recon synth parts` make the same parts as one run; readers ignore the record.
+The synthetic set adds models/<class>/<part>.json beside each STL: the files of that part, the
+seed, view count and image size that made it and the set's parts per class. A part is drawn from
+its own generator, so shards of `recon synth parts` make the same parts as one run. Check-data
+and training read these records and the run records only to tell an unfinished set
+(synth_progress); a folder made by hand has neither.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from recon.pipelines.common.errors import BadInput
-from recon.pipelines.common.io import PICTURE_SUFFIXES
+from recon.pipelines.common.io import PICTURE_SUFFIXES, require_dir
 from recon.pipelines.shapes import Box, Cylinder, Solid
 
 CLASSES = ("bracket", "flange", "lprofile", "plate", "shaft")
@@ -40,7 +42,7 @@ class PartPair:
 def parts_layout(root: Path) -> tuple[dict, dict]:
     """The parts layout as found: {(class, part): STL} (the suffix in any case, as CAD tools
     write it) and {(class, part): its image folder}; BadInput without ROOT/models."""
-    root = Path(root)
+    root = require_dir(root, "data set root")
     models = root / "models"
     if not models.is_dir():
         raise BadInput(f"{models}: no such folder (a parts root holds models/ and images/)")
@@ -64,9 +66,12 @@ def part_images(folder: Path | None) -> list[Path]:
 
 def find_pairs(root: Path) -> list[PartPair]:
     """Every STL under ROOT/models with its images under ROOT/images/<class>/<part>/; BadInput
-    for a part that check-data flags as missing-mesh or no-images (training would leave it
-    out without a word)."""
+    for an unfinished synthetic set and for a part that check-data flags as missing-mesh or
+    no-images (training would leave it out without a word)."""
     meshes, folders = parts_layout(root)
+    unfinished = unfinished_set(root)
+    if unfinished is not None:
+        raise BadInput(f"{Path(root)}: {unfinished[1]}")
     for key, folder in folders.items():
         if key not in meshes:
             raise BadInput(
@@ -196,13 +201,21 @@ def part_record(
 
 
 def write_part(
-    root: Path, category: str, number: int, views: int, seed: int, size: int = 160
+    root: Path,
+    category: str,
+    number: int,
+    views: int,
+    seed: int,
+    size: int = 160,
+    *,
+    per_class: int,
 ) -> dict:
     """Make one part (STL, mm) and its shaded renders under root; returns its record.
 
     Drawn from the part's own generator (seed, class, number), so a part is the same whichever
     shard makes it. The image folder appears whole, then the STL, then the record
-    models/<class>/<part>.json: a part with a record is complete.
+    models/<class>/<part>.json: a part with a record is complete. per_class is the parts per
+    class of the set the part belongs to (the record keeps it, see synth_progress).
     """
     from recon.pipelines.common.batch import item_rng
     from recon.pipelines.common.io import save_mesh, write_png
@@ -241,6 +254,7 @@ def write_part(
         "seed": seed,
         "views": views,
         "size": size,
+        "parts_per_class": per_class,
         "mesh": f"models/{category}/{name}.stl",
         "images": images,
     }
@@ -259,7 +273,10 @@ def synth_parts(
     """Write a whole parts set (STL models and shaded renders) into the folder out; returns a
     summary (see write_part; `recon synth parts` makes the same parts in shards)."""
     jobs = part_jobs(parts_per_class)
-    records = [write_part(out, c, n, views_per_part, seed, size) for c, n in track(jobs, "parts")]
+    records = [
+        write_part(out, c, n, views_per_part, seed, size, per_class=parts_per_class)
+        for c, n in track(jobs, "parts")
+    ]
     return parts_summary(records)
 
 
@@ -273,3 +290,71 @@ def parts_summary(records: list[dict]) -> dict:
         "images": sum(len(r["images"]) for r in records),
         "per_class": counts,
     }
+
+
+@dataclass(frozen=True)
+class SetProgress:
+    """How far the `recon synth parts` set in a folder is."""
+
+    made: int  # parts whose record (written last) is there
+    per_class: int  # parts per class the set holds
+    source: Path  # what says so: a run record, or ROOT/models for the part records
+
+    @property
+    def total(self) -> int:
+        return self.per_class * len(CLASSES)
+
+
+def synth_progress(root: Path) -> SetProgress | None:
+    """The progress of the `recon synth parts` set in root; None when no synth parts run wrote
+    into it (neither a run record nor a part record: made by hand). The set holds the largest
+    parts-per-class count that its run records (run.json, run.shard-K-of-N.json) or its part
+    records state (a part record also implies its own number + 1), so a run stopped before it
+    wrote its run record still counts."""
+    from recon.pipelines.common.outputs import run_records
+
+    root = Path(root)
+    per_class, source = 0, None
+    for path, doc in run_records(root, "synth parts"):
+        config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
+        count = config.get("count")
+        if type(count) is int and count > per_class:
+            per_class, source = count, path
+    made = 0
+    for number, record in _part_records(root):
+        made += 1
+        stated = record.get("parts_per_class")
+        least = max(number + 1, stated if type(stated) is int else 0)
+        if least > per_class:
+            per_class, source = least, root / "models"
+    return None if source is None else SetProgress(made, per_class, source)
+
+
+def _part_records(root: Path):
+    """(part number, record) of each readable part record under ROOT/models."""
+    from recon.pipelines.common.batch import read_record
+
+    for path in sorted(Path(root).glob("models/*/*.json")):
+        category, _, number = path.stem.rpartition("_")
+        if category != path.parent.name or category not in CLASSES:
+            continue
+        if not (number.isascii() and number.isdigit()):
+            continue
+        record = read_record(path, PART_RECORD_FORMAT, {"class": category})
+        if record is not None:
+            yield int(number), record
+
+
+def unfinished_set(root: Path) -> tuple[Path, str] | None:
+    """(the file that states the set's size, what is unfinished) when the `recon synth parts`
+    set in root has fewer parts made than it holds; None when it is whole or not synthetic.
+    check-data reports it and training refuses it, both from here."""
+    progress = synth_progress(root)
+    if progress is None or progress.made >= progress.total:
+        return None
+    said = progress.source.name if progress.source.suffix == ".json" else "its part records"
+    return progress.source, (
+        f"unfinished `recon synth parts` set: {progress.made} of {progress.total} parts made "
+        f"({progress.per_class} per class, from {said}); run the remaining shards, or rerun "
+        "the command with --skip-done to finish it"
+    )

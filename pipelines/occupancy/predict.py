@@ -71,6 +71,7 @@ def predict_images(
 
     from recon.pipelines.common.io import save_mesh
     from recon.pipelines.common.outputs import atomic_file
+    from recon.pipelines.occupancy.images import rgb_image, whole_picture_warning
     from recon.pipelines.occupancy.voxel_task import load_net
 
     build_net, input_fn = task_functions(task)
@@ -101,7 +102,10 @@ def predict_images(
             "render": None,
             "box": box,  # the crop around the object, [x0, y0, x1, y1] pixels
             "box_from": box_from,  # "given" (--boxes), "border colour", or "whole picture"
+            "warning": None,  # with "whole picture": why, and what to do
         }
+        if box_from == "whole picture":
+            record["warning"] = whole_picture_warning(str(path), rgb_image(path))
         if mesh is not None:
             record["mesh"] = str(save_mesh(mesh, out / f"{stem}.{fmt}"))
             record["watertight"] = bool(mesh.is_watertight)
@@ -110,3 +114,13 @@ def predict_images(
                 record["render"] = str(out / f"{stem}.png")
         results.append(record)
     return results
+
+
+def listed_prediction(out: Path, stem: str, fmt: str) -> dict:
+    """A finished image's result as its files in out show it (a --skip-done run's record of an
+    input it skipped, when no earlier record names it): grid, occupied count, mesh, render."""
+    from recon.pipelines.common.batch import existing_files
+
+    grid = out / f"{stem}.npy"
+    files = existing_files({"mesh": out / f"{stem}.{fmt}", "render": out / f"{stem}.png"})
+    return {"grid": str(grid), "occupied": int((np.load(grid) >= 0.5).sum()), **files}

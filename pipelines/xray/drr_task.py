@@ -74,6 +74,15 @@ def check(cfg: DrrConfig, resume: Path | None = None) -> None:
     except re.error as error:
         raise BadInput(f"setting source: not a regular expression ({error})") from error
     pairs = find_pairs(Path(cfg.data))
+    if cfg.source:
+        unmatched = [p.name for p in pairs if not _matched(p.name, cfg.source)]
+        if unmatched:
+            raise BadInput(
+                f"setting source {cfg.source!r}: matches nothing in {len(unmatched)} of "
+                f"{len(pairs)} pair names (e.g. {unmatched[0]}); each of those would be a "
+                "source of its own, so one patient's views could fall on both sides of the "
+                "split: give a pattern every name matches"
+            )
     sources = {source_name(p.name, cfg.source) for p in pairs}
     if len(sources) < 2:
         raise BadInput(
@@ -94,6 +103,12 @@ def source_name(name: str, pattern: str = "") -> str:
     name = AUGMENTED_COPY.sub("", name)
     found = re.search(pattern, name) if pattern else None
     return found.group(0) if found and found.group(0) else name
+
+
+def _matched(name: str, pattern: str) -> bool:
+    """Whether the pattern finds a non-empty source in the name (less _augK)."""
+    found = re.search(pattern, AUGMENTED_COPY.sub("", name))
+    return bool(found and found.group(0))
 
 
 def split_pairs(
