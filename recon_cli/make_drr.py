@@ -213,7 +213,7 @@ def make_drr(
     check_numbers(request, size_flag)
     document = run_make_drr(request, ui.info, ui.track)
     rows = [
-        ("DRRs", len(document["files"])),
+        ("DRRs made", document.get("done", len(document["files"]))),
         ("size", f"{document['height']}x{document['width']} px"),
         ("renderer", renderer),
         ("seconds", document["seconds"]),

@@ -153,9 +153,10 @@ def test_overwrite_never_replaces_a_file_or_another_commands_output(recon, work,
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
-    err = refused(recon, work, "train", "voxel", "--data", work, "--out", mine, "--overwrite")
+    data = work / "views"  # any folder apart from the run folders: the data is read later
+    err = refused(recon, work, "train", "voxel", "--data", data, "--out", mine, "--overwrite")
     assert "holds files no recon command wrote (notes.txt)" in err
-    err = refused(recon, work, "train", "parts", "--data", work, "--out", run, "--overwrite")
+    err = refused(recon, work, "train", "parts", "--data", data, "--out", run, "--overwrite")
     assert "holds the output of `recon train voxel`" in err
     # commands that write into a folder (shards, --skip-done, convert-mat) replaced the run's
     # run.json with theirs

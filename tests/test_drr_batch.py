@@ -43,7 +43,11 @@ def test_make_drr_three_shards_equal_the_whole_run(tmp_path, recon):
     code, out, err = recon(*args, "-o", shared, "--shard", "2/3", "--skip-done", "--json")
     assert code == 0, err
     result = json.loads(out)
-    assert [f["index"] for f in result["files"]] == [4] and result["skipped"] == 2
+    # every DRR of the shard is listed, the kept ones from the earlier record (scale included)
+    assert [f["index"] for f in result["files"]] == [3, 4, 5] and result["skipped"] == 2
+    assert [f.get("skipped", False) for f in result["files"]] == [True, False, True]
+    recorded = json.loads((shared / "run.shard-2-of-3.json").read_text())["metrics"]["files"]
+    assert recorded == result["files"] and all("mm_per_count" in f for f in recorded)
     assert (shared / "drr_0003.png").stat().st_mtime_ns == kept
     assert files(shared) == whole
     # a shard run again without --skip-done or --overwrite is refused before any work

@@ -290,7 +290,12 @@ def plan_outputs(r: DrrRequest, count: int) -> Plan:
 
 def run_make_drr(r: DrrRequest, info, track) -> dict:
     """Validate, render this shard's poses in batches, write; returns the result document."""
-    from recon.pipelines.common.batch import check_same_settings, output_folder
+    from recon.pipelines.common.batch import (
+        check_same_settings,
+        earlier_results,
+        every_result,
+        output_folder,
+    )
     from recon.pipelines.common.devices import choose_device
     from recon.pipelines.common.outputs import run_record, write_json
     from recon.pipelines.xray.drr import make_renderer, render_with
@@ -339,12 +344,21 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
         write_json(plan.record, record)  # the record is renamed into place last
     else:
         named = pose_names(r.pose) if r.pose is not None else None
+        earlier = earlier_results(plan.out, "make-drr", "path", "files") if plan.batch.done else {}
+
+        def carried(index: int) -> dict:
+            """A DRR skipped as done: its row in an earlier record, else what its name says."""
+            name = drr_name(index, r.fmt)
+            row = {"index": index, "xray": named[index]} if named else {"index": index}
+            return {**row, **earlier.get(name, {}), "path": str(plan.out / name)}
+
         with output_folder(plan.out, plan.batch) as folder:
             for index, image in zip(plan.batch.todo, images, strict=True):
                 name = drr_name(index, r.fmt)
                 row = write_drr(folder / name, image[0], intrinsics, poses[index], r.orientation)
                 row = {**row, "index": index, "path": str(plan.out / name)}
                 written.append({**row, "xray": named[index]} if named else row)
+            written = every_result(plan.batch, written, carried)
             results = {"files": written, **plan.batch.summary()}
             results["skipped_inputs"] = [drr_name(i, r.fmt) for i in plan.batch.done]
             timings = {"render": time.perf_counter() - clock}
