@@ -134,6 +134,9 @@ def test_split_check_counts_the_items_each_process_needs():
     check_splits(SKULL, cfg, ListData(2, 1, 8), None, processes=1)
     with pytest.raises(BadInput, match="has 2 items, and task skull needs at least 3 on 2 pro"):
         check_splits(SKULL, cfg, ListData(2, 1, 8), None, processes=2)
+    # a resume cannot add data or change val_fraction: it can run on fewer processes
+    with pytest.raises(BadInput, match=r"resume on fewer processes \(the data and settings"):
+        check_splits(SKULL, cfg, ListData(2, 1, 8), None, processes=2, resumed=True)
     check_splits(SKULL, cfg, ListData(3, 1, 8), None, processes=2)
     # 9 = 8 + a lone last sample, which the training loader drops: no batch of one
     check_splits(SKULL, cfg, ListData(9, 1, 8), None, processes=1)

@@ -149,7 +149,7 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
             require_fitting_weights(Path(run.resume), resumed.state_dict, module, task.name)
             resumed_epoch, trained_on = resumed.epoch, resumed.split
         processes = process_count(kind, devices, run.num_nodes)
-        check_splits(task, cfg, datamodule, limits[1], processes)
+        check_splits(task, cfg, datamodule, limits[1], processes, run.resume is not None)
         split = split_record(datamodule, cfg.data)
         if trained_on is not None and split is not None:
             require_same_split(Path(run.resume), trained_on, split, cfg.data)
@@ -163,7 +163,9 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
                     check_resume_dir(_run_out(run), Path(run.resume), resumed.run_folders)
             resumed = None  # Lightning restores the checkpoint itself
             if trainer.world_size != processes:
-                check_splits(task, cfg, datamodule, limits[1], trainer.world_size)
+                check_splits(
+                    task, cfg, datamodule, limits[1], trainer.world_size, run.resume is not None
+                )
             if trainer.world_size > 1:
                 _reduce_logs_across_processes(module)
             out = _run_out(run)
@@ -248,11 +250,17 @@ def _path_settings(cfg: TrainConfig) -> tuple[Path, ...]:
 
 
 def check_splits(
-    task: TaskSpec, cfg: TrainConfig, datamodule, limit: float | None, processes: int
+    task: TaskSpec,
+    cfg: TrainConfig,
+    datamodule,
+    limit: float | None,
+    processes: int,
+    resumed: bool = False,
 ) -> None:
     """One line, before the run folder is written, for a training split whose batches would
     hold fewer samples than the task's batch normalisation needs, and for a fractional
-    --limit-batches that leaves a split no batch (Lightning's refusal, after the run began)."""
+    --limit-batches that leaves a split no batch (Lightning's refusal, after the run began).
+    resumed: a resume, whose data and settings are the checkpoint's (the advice differs)."""
     sizes = split_batches(datamodule, processes)
     need = task.min_batch(cfg) if task.min_batch is not None else 1
     items, batch, _, smallest = sizes["training"]
@@ -261,10 +269,15 @@ def check_splits(
         least = (need - 1) * processes + 1
         if math.ceil(items / processes) < need:
             on = f" on {processes} processes" if processes > 1 else ""
+            advice = (
+                "resume on fewer processes (the data and settings are the checkpoint's)"
+                if resumed
+                else f"add data, or lower val_fraction ({cfg.val_fraction:g})"
+            )
             raise BadInput(
                 f"{cfg.data or task.name}: the training split has {items} "
                 f"item{'' if items == 1 else 's'}, and task {task.name} needs at least "
-                f"{least}{on} ({why}); add data, or lower val_fraction ({cfg.val_fraction:g})"
+                f"{least}{on} ({why}); {advice}"
             )
         raise BadInput(
             f"--batch-size {batch}: task {task.name} needs at least {need} samples in a "
