@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     import threading
     import warnings
 
+    from recon.cli.common import UNSEEN_STOPS
     from recon.pipelines.common.outputs import remove_temporaries
     from recon.pipelines.common.runfolder import launched_as_rank_zero
 
@@ -153,14 +154,18 @@ def main(argv: list[str] | None = None) -> None:
     # in a multi-process run (DDP, srun) only global rank 0 prints the JSON object
     rank_zero = launched_as_rank_zero()
 
+    UNSEEN_STOPS.clear()
+
     def on_sigterm(signum, _frame) -> None:
         if not terminated:  # a second SIGTERM does not cut the clean-up short
             terminated.append(signum)
+            UNSEEN_STOPS.append(signum)
             raise KeyboardInterrupt
 
     def on_sigint(signum, _frame) -> None:
         # Python's own Ctrl-C, remembered: Lightning catches it and exits 1 after its clean-up
         interrupted.append(signum)
+        UNSEEN_STOPS.append(signum)
         raise KeyboardInterrupt
 
     class _Watched:
@@ -239,6 +244,17 @@ def main(argv: list[str] | None = None) -> None:
             1,
         )
     except Exception as error:  # anything unforeseen still ends in one line
+        # a stop raised inside a native library's start-up comes back as its own error
+        # (open3d: "ImportError: initialization failed"): the stop is what happened. The
+        # half-started library would print to stdout and change the exit status as the
+        # interpreter ends, so the process leaves at once (temporaries already removed).
+        try:
+            stopped(None)
+        except SystemExit as exit_:
+            if isinstance(error, ImportError):
+                sys.stderr.flush()
+                os._exit(exit_.code if isinstance(exit_.code, int) else 1)
+            raise
         if debug:
             remove_temporaries()
             raise
@@ -254,7 +270,16 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
             if previous_int is not None:
                 signal.signal(signal.SIGINT, previous_int)
-    stopped(code)
+    if code in (0, None) and (terminated or interrupted):
+        # the KeyboardInterrupt was swallowed by a library loading at that moment (open3d's
+        # start-up): the command ran to its end and its outputs are whole, so it succeeded
+        stop = "SIGTERM" if terminated else "Ctrl-C"
+        sys.stderr.write(
+            f"warning: the stop ({stop}) came while a library was loading, which swallowed it; "
+            "the command ran to its end\n"
+        )
+    else:
+        stopped(code)
     code = code if isinstance(code, int) else 0
     if code and json_out and not stdout.used and rank_zero:  # a command's typer.Exit(code)
         stdout.stream.write(json.dumps({"error": "failed", "exit_code": code}) + "\n")

@@ -232,15 +232,17 @@ class Reporter:
             self.err.print(message)
 
     def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-        """Iterate with a progress bar on stderr (none with -q, or when stderr is no terminal)."""
-        if not self.bars:
-            yield from items
-            return
-        from rich.progress import track
+        """Iterate with a progress bar on stderr (none with -q, or when stderr is no terminal);
+        a stop a library swallowed (UNSEEN_STOPS) is raised again before the next item."""
+        if self.bars:
+            from rich.progress import track
 
-        yield from track(
-            items, description=description, total=total, console=self.err, transient=True
-        )
+            items = track(
+                items, description=description, total=total, console=self.err, transient=True
+            )
+        for item in items:
+            raise_unseen_stop()
+            yield item
 
     def progress(self, description: str, total: int | None = None):
         """A step callback `advance(n=1)` for work that is not a simple loop."""
@@ -277,7 +279,22 @@ class _ProgressHandle:
         self._progress.stop()
 
     def advance(self, n: float = 1) -> None:
+        raise_unseen_stop()
         self._progress.advance(self._task, n)
+
+
+# Ctrl-C / SIGTERM that main's handlers raised as KeyboardInterrupt in this run. One that a
+# library swallowed (trimesh turns a KeyboardInterrupt raised while it imports an optional
+# module into a placeholder for that module) would let the command run on to its end: the
+# next item of a progress loop raises it again (once).
+UNSEEN_STOPS: list[int] = []
+
+
+def raise_unseen_stop() -> None:
+    """Raise KeyboardInterrupt again for a stop in UNSEEN_STOPS (clearing it)."""
+    if UNSEEN_STOPS:
+        UNSEEN_STOPS.clear()
+        raise KeyboardInterrupt
 
 
 def key_value_table(title: str, rows: Sequence[tuple[str, Any]]) -> Table:

@@ -252,3 +252,24 @@ def test_a_changed_checkpoint_is_named_as_changed(tmp_path, monkeypatch):
     with pytest.raises(BadInput, match=r"from checkpoint c\.ckpt \(run\.json\), another file than"):
         check_same_checkpoint(out, "predict drr", "1" * 64, Path("other.ckpt"))
     check_same_checkpoint(out, "predict drr", "0" * 64, Path("other.ckpt"))  # same digest
+
+
+def test_skip_done_and_shards_refuse_a_folder_of_the_users_files(recon, tmp_path):
+    """`-o . --skip-done` in a folder of one's own files wrote a run.json among them; a later
+    `--overwrite` then took the folder for an earlier output and replaced it whole (the files
+    were gone). A folder that holds an output this batch names (a shard beside this one has
+    begun) is still shared."""
+    mine = tmp_path / "mine"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "notes.txt").write_text("keep")
+    for flags in (["--skip-done"], ["--shard", "1/2"]):
+        code, _, err = recon("synth", "meshes", "-o", mine, "--shapes", "box", *flags, "-q")
+        assert code == 2, err
+        assert "holds files no recon command wrote (notes.txt, sub/)" in err
+        assert sorted(p.name for p in mine.iterdir()) == ["notes.txt", "sub"]
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "box.stl").write_bytes(b"begun by another shard")
+    code, _, err = recon("synth", "meshes", "-o", shared, "--shapes", "box,torus", "--shard", "2/2")
+    assert code == 0, err
+    assert (shared / "torus.stl").is_file()

@@ -250,3 +250,23 @@ def test_coarsen_keeps_the_kept_labels_and_bone_attenuation(tmp_path):
     assert float((coarse.density.data - direct.density.data).abs().max()) < 0.1
     every = coarsen(load_ct(ct, labels), 4.0).density.data  # what it made: 0.87 off
     assert float((every - direct.density.data).abs().max()) > 0.5
+
+
+def test_a_pose_file_whose_intrinsics_lack_a_key_is_refused(tmp_path):
+    """A truth.json with `intrinsics.sdd` cut out was read as a file with no detector: the DRRs
+    were rendered at make-drr's defaults, the X-rays' geometry lost without a word."""
+    import json
+
+    import pytest
+
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.xray.make_drr import detector_in_file
+
+    detector = {"sdd": 1020.0, "height": 64, "width": 64, "delx": 6.25, "dely": 6.25}
+    whole = tmp_path / "truth.json"
+    whole.write_text(json.dumps({"intrinsics": detector, "xrays": {}}))
+    assert detector_in_file(whole).sdd == 1020.0
+    cut = tmp_path / "cut.json"
+    cut.write_text(json.dumps({"intrinsics": {k: v for k, v in detector.items() if k != "sdd"}}))
+    with pytest.raises(BadInput, match=r"its intrinsics lack sdd, so the detector"):
+        detector_in_file(cut)

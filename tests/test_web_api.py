@@ -900,3 +900,20 @@ def test_a_worker_signalled_while_it_starts_lives_on(tmp_path, monkeypatch):
         else:
             assert record.status == "failed"
             assert record.error == "the worker process could not start (exit code -9)"
+
+
+def test_a_worker_whose_server_stopped_while_it_started_leaves_quietly():
+    """A stop while the worker still imported its tasks: the server closed its end, and the
+    worker's "ready" died in a BrokenPipeError traceback on the server's terminal."""
+    import subprocess
+    import sys
+
+    script = (
+        "from multiprocessing import Pipe\n"
+        "from recon.pipelines.web.worker import worker_main\n"
+        "server, worker = Pipe()\n"
+        "server.close()\n"
+        "worker_main(worker, [], 'cpu', 1)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == "", done.stderr

@@ -141,6 +141,8 @@ class BatchPlan:
     skip_done: bool
     todo: list[int] = field(default_factory=list)
     done: list[int] = field(default_factory=list)  # complete before this run: skipped
+    # every input's output files, over the whole list (all shards): what the folder may hold
+    outputs: list[Sequence[Path]] = field(default_factory=list)
 
     @property
     def batch(self) -> bool:
@@ -171,6 +173,7 @@ def plan_batch(
     error unless --overwrite or --skip-done (which redoes incomplete ones).
     """
     plan = BatchPlan(shard, skip_done)
+    plan.outputs = [outputs(i) for i in range(total)]
     done = is_done or (lambda i: is_complete(outputs(i)))
     for index in shard.indices(total):
         if skip_done and done(index):
@@ -202,10 +205,35 @@ def check_batch_output(out: Path, plan: BatchPlan, overwrite: bool, command: str
         raise BadInput(f"{out.parent}: output folder does not exist")
     if out.is_dir():
         check_same_command(out, command)
+        _refuse_foreign_folder(out, plan, command)
     results = out / plan.shard.results_name()
     if results.exists() and not (overwrite or plan.skip_done):
         raise BadInput(f"{results}: already exists (pass --skip-done or --overwrite)")
     return out
+
+
+def _refuse_foreign_folder(out: Path, plan: BatchPlan, command: str) -> None:
+    """BadInput for a folder of the user's files: no run record, and none of its visible
+    entries is an output this batch names (a shard running beside this one has written at
+    least the first folder or file of an item before its record). Written into, it would get a
+    run record and then pass for an earlier output, which --overwrite replaces whole."""
+    from recon.pipelines.common.outputs import RUN_RECORDS, listing
+
+    if any(next(out.glob(pattern), None) for pattern in RUN_RECORDS):
+        return
+    visible = sorted(p for p in out.iterdir() if not p.name.startswith("."))
+    named = {
+        Path(path).relative_to(out).parts[0]
+        for paths in plan.outputs
+        for path in paths
+        if Path(path).is_relative_to(out)
+    }
+    if visible and not any(p.name in named for p in visible):
+        raise BadInput(
+            f"{out}: holds files no recon command wrote ({listing(visible)}); shards and "
+            f"--skip-done write only into a new or empty folder or an earlier output of "
+            f"`recon {command}`: choose another path"
+        )
 
 
 @contextlib.contextmanager

@@ -70,7 +70,10 @@ def worker_main(conn, tasks: list[str], device: str, threads: int) -> None:
 
     for name in tasks:
         resolve(SERVE_TASKS[name].predict)
-    conn.send(("ready",))  # from here on a stop signal to the process group leaves us running
+    try:
+        conn.send(("ready",))  # from here on a stop signal to the process group leaves us running
+    except OSError:  # the server stopped while we started and closed its end (BrokenPipeError)
+        return
 
     while True:
         try:

@@ -112,6 +112,13 @@ def detector_in_file(path: Path | None) -> Intrinsics | None:
         stored = data.get(key)
         if isinstance(stored, dict) and {"sdd", "height", "delx"} <= set(stored):
             return _detector_from(stored, path, key)
+        if isinstance(stored, dict) and key == "intrinsics":  # a detector with a part cut out
+            missing = ", ".join(sorted({"sdd", "height", "delx"} - set(stored)))
+            raise BadInput(
+                f"{path}: its intrinsics lack {missing}, so the detector the poses were taken "
+                "with is unknown; mend the file (`recon synth xray` writes sdd, height, width, "
+                "delx and dely)"
+            )
     return None
 
 
