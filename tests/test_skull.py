@@ -484,3 +484,27 @@ def test_check_data_names_its_root_as_an_absolute_path(heads, recon, monkeypatch
     code, out, err = recon("check-data", "skull", heads.name, "--json")
     assert code == 0, err
     assert json.loads(out)["root"] == str(heads)
+
+
+def test_dataset_json_keys_are_optional_and_a_bad_file_is_named(tmp_path):
+    """README: dataset.json is optional, as is each key. One without voxel_mm was refused with
+    a raw KeyError ("unreadable (needs a number voxel_mm): 'voxel_mm'")."""
+    import pytest
+
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.skull.data import read_voxel_mm
+
+    index = tmp_path / "dataset.json"
+    index.write_text('{"shape": [16, 16, 16]}')
+    assert read_voxel_mm(tmp_path) is None
+    index.write_text('{"voxel_mm": 2.5}')
+    assert read_voxel_mm(tmp_path) == 2.5
+    for text, message in (
+        ('{"voxel_mm": "big"}', "voxel_mm must be a positive number, not 'big'"),
+        ('{"voxel_mm": -1}', "voxel_mm must be a positive number, not -1"),
+        ("{voxel_mm: 2}", "not readable JSON"),
+        ("[2.5]", "not a JSON object"),
+    ):
+        index.write_text(text)
+        with pytest.raises(BadInput, match=message):
+            read_voxel_mm(tmp_path)

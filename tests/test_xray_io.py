@@ -67,6 +67,24 @@ def test_pose_files(tmp_path):
     torch.save(shear, tmp_path / "shear.pt")
     with pytest.raises(BadInput, match="rigid"):
         load_poses(tmp_path / "shear.pt")
+    # a truth.json with one X-ray's pose missing or cut to 3 rows named the file's keys, or
+    # gave numpy's "inhomogeneous shape" message
+    matrix = poses[0].tolist()
+    truth = {"xrays": {"a.dcm": {"pose": matrix}, "b.dcm": {"pose": matrix}}}
+    (tmp_path / "truth.json").write_text(json.dumps(truth))
+    assert load_poses(tmp_path / "truth.json").shape == (2, 4, 4)
+    for broken, message in (
+        ({"rot": [0, 0, 0]}, r"xrays\['b.dcm'\] has no 'pose'"),
+        (
+            {"pose": matrix[:3]},
+            r"xrays\['b.dcm'\]\['pose'\] is not a 4x4 matrix \(shape \(3, 4\)\)",
+        ),
+    ):
+        (tmp_path / "cut.json").write_text(
+            json.dumps({"xrays": {**truth["xrays"], "b.dcm": broken}})
+        )
+        with pytest.raises(BadInput, match=message):
+            load_poses(tmp_path / "cut.json")
 
 
 def test_pose_metrics_known_values():

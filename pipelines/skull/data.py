@@ -65,16 +65,25 @@ def list_pairs(root: Path) -> list[Pair]:
 
 
 def read_voxel_mm(root: Path) -> float | None:
-    """dataset.json's voxel_mm (a positive number), or None when the file is absent."""
+    """dataset.json's voxel_mm (a positive number), or None when the file or the key is absent
+    (scores are then in voxels)."""
     path = Path(root) / "dataset.json"
     if not path.is_file():
         return None
     try:
-        value = float(json.loads(path.read_text())["voxel_mm"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise BadInput(f"{path}: unreadable (needs a number voxel_mm): {error}") from error
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise BadInput(f"{path}: not readable JSON ({error})") from error
+    if not isinstance(data, dict):
+        raise BadInput(f"{path}: not a JSON object (keys voxel_mm, shape, ...)")
+    if "voxel_mm" not in data:
+        return None
+    try:
+        value = float(data["voxel_mm"])
+    except (ValueError, TypeError):
+        value = math.nan
     if not (math.isfinite(value) and value > 0):  # JSON reads Infinity and NaN
-        raise BadInput(f"{path}: voxel_mm must be a positive number, not {value}")
+        raise BadInput(f"{path}: voxel_mm must be a positive number, not {data['voxel_mm']!r}")
     return value
 
 

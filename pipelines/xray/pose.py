@@ -111,17 +111,28 @@ def _json_poses(data, path: Path):
         if key in data:
             return data[key]
     xrays = data.get("xrays")
-    if (
-        isinstance(xrays, dict)
-        and xrays
-        and all(isinstance(item, dict) and "pose" in item for item in xrays.values())
-    ):
-        return [item["pose"] for item in xrays.values()]
+    if isinstance(xrays, dict) and xrays:
+        for name, item in xrays.items():
+            if not (isinstance(item, dict) and "pose" in item):
+                raise BadInput(f"{path}: xrays[{name!r}] has no 'pose' (a 4x4 matrix)")
+        return [_matrix(item["pose"], path, f"xrays[{name!r}]") for name, item in xrays.items()]
     keys = ", ".join(sorted(map(str, data))[:6]) or "none"
     raise BadInput(
         f"{path}: a JSON pose file holds 4x4 matrices, or a dict with 'poses', 'final_pose', "
         f"'pose' or 'xrays' (a synth xray truth.json); this one has keys {keys}"
     )
+
+
+def _matrix(value, path: Path, where: str):
+    """A JSON 4x4 matrix as nested lists, or BadInput naming where it is not one."""
+    try:
+        matrix = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        matrix = None
+    if matrix is None or matrix.shape != (4, 4):
+        shape = "ragged rows" if matrix is None else f"shape {matrix.shape}"
+        raise BadInput(f"{path}: {where}['pose'] is not a 4x4 matrix ({shape})")
+    return value
 
 
 def pose_names(path: Path) -> list[str] | None:
