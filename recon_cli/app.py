@@ -271,8 +271,9 @@ def main(argv: list[str] | None = None) -> None:
             if previous_int is not None:
                 signal.signal(signal.SIGINT, previous_int)
     if code in (0, None) and (terminated or interrupted):
-        # the KeyboardInterrupt was swallowed by a library loading at that moment (open3d's
-        # start-up): the command ran to its end and its outputs are whole, so it succeeded
+        # the KeyboardInterrupt was swallowed by a library loading at that moment (trimesh's
+        # optional imports) and no progress loop came after to raise it again: the command
+        # ran to its end and its outputs are whole, so it succeeded
         stop = "SIGTERM" if terminated else "Ctrl-C"
         sys.stderr.write(
             f"warning: the stop ({stop}) came while a library was loading, which swallowed it; "

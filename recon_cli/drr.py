@@ -205,7 +205,7 @@ def predict_drr(
     """
     import time
 
-    from recon.pipelines.common.batch import check_same_settings, output_folder, plan_inputs
+    from recon.pipelines.common.batch import output_folder, plan_inputs
     from recon.pipelines.common.devices import choose_device
     from recon.pipelines.common.io import write_png
     from recon.pipelines.common.outputs import run_record, write_json
@@ -222,10 +222,9 @@ def predict_drr(
         (shard, skip_done, overwrite),
         command="predict drr",
         checkpoint=checkpoint,
+        settings=({"bits": bits}, {"bits": "--bits"}),
     )
     paths, names, plan, out = inputs.files, inputs.names, inputs.plan, inputs.out
-    if plan.batch and (skip_done or not overwrite):
-        check_same_settings(out, "predict drr", {"bits": bits}, {"bits": "--bits"})
     generator, config = load_generator(checkpoint)
     generator.to(choose_device(device))
     todo = plan.todo

@@ -201,7 +201,7 @@ def _embed_many(xrays, out, pixel_spacing, span, batch, ui) -> None:
 
     from rich.table import Table
 
-    from recon.pipelines.common.batch import check_same_settings, plan_inputs
+    from recon.pipelines.common.batch import plan_inputs
     from recon.pipelines.common.inputs import XRAY_KINDS, is_xray_file, xray_name
     from recon.pipelines.corset.embed import embed_batch
 
@@ -213,14 +213,12 @@ def _embed_many(xrays, out, pixel_spacing, span, batch, ui) -> None:
         lambda target, name: [target / f"{name}.json", target / f"{name}.png"],
         batch,
         command="embed-spine",
+        # films kept or added must be measured alike
+        settings=({"span": span, "pixel_spacing": pixel_spacing}, SETTING_FLAGS),
         stem=xray_name,
         reserved=re.compile(r"run(\.shard-\d+-of-\d+)?", re.IGNORECASE).fullmatch,
     )
     files, names, plan, out = inputs.files, inputs.names, inputs.plan, inputs.out
-    _, skip_done, overwrite = batch
-    if plan.batch and (skip_done or not overwrite):  # films kept or added: measured alike
-        settings = {"span": span, "pixel_spacing": pixel_spacing}
-        check_same_settings(out, "embed-spine", settings, SETTING_FLAGS)
     records, every, seconds = embed_batch(files, names, plan, out, pixel_spacing, span, ui.track)
     skipped = [str(files[i]) for i in plan.done]
     measured = [r for r in records if r["status"] == "ok"]

@@ -119,7 +119,6 @@ def predict_skull(
 
     from recon.cli.predict import add_skipped_row
     from recon.pipelines.common.batch import (
-        check_same_settings,
         earlier_results,
         every_result,
         existing_files,
@@ -141,11 +140,10 @@ def predict_skull(
         (shard, skip_done, overwrite),
         command="predict skull",
         checkpoint=checkpoint,
+        settings=({"render": render}, {"render": "--render"}),
         is_done=lambda target, name: prediction_done(target, name, render),
     )
     files, names, plan, out = inputs.files, inputs.names, inputs.plan, inputs.out
-    if plan.batch and (skip_done or not overwrite):
-        check_same_settings(out, "predict skull", {"render": render}, {"render": "--render"})
     earlier = earlier_results(out, "predict skull", "grids") if plan.done else {}
 
     def skipped_record(index: int) -> dict:

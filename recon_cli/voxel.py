@@ -186,7 +186,6 @@ def _predict(
 
     from recon.cli.predict import add_skipped_row
     from recon.pipelines.common.batch import (
-        check_same_settings,
         earlier_results,
         every_result,
         output_folder,
@@ -210,12 +209,10 @@ def _predict(
         batch,
         command=command,
         checkpoint=checkpoint,
+        settings=({"format": fmt, "render": render}, {"format": "--format", "render": "--render"}),
         is_done=lambda target, name: _prediction_complete(target, name, fmt, render),
     )
     images, names, plan, out = inputs.files, inputs.names, inputs.plan, inputs.out
-    if plan.batch and (plan.skip_done or not batch[2]):
-        settings = {"format": fmt, "render": render}
-        check_same_settings(out, command, settings, {"format": "--format", "render": "--render"})
     if boxes is not None:
         from recon.pipelines.occupancy.images import boxes_of
 

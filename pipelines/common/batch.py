@@ -410,6 +410,7 @@ def plan_inputs(
     *,
     command: str,
     checkpoint: Path | None = None,
+    settings: tuple[dict, dict[str, str]] | None = None,
     is_done: Callable[[Path, str], bool] | None = None,
     stem: Callable[[Path], str] = lambda path: path.stem,
     reserved: Callable[[str], bool] = lambda name: False,
@@ -423,7 +424,9 @@ def plan_inputs(
     its run record does (check_output); stem and reserved are output_names' (an input's first
     name, and the names the command keeps for its own files). With a checkpoint, its digest
     comes back for the command's run record, and --skip-done refuses a folder whose records
-    name another (check_same_checkpoint)."""
+    name another (check_same_checkpoint). settings: (the settings that shape the outputs, their
+    flags); outputs kept or added beside earlier ones must have been made with the same
+    (check_same_settings)."""
     from recon.pipelines.common.checkpoints import require_checkpoint_file
     from recon.pipelines.common.inputs import check_apart, gather_inputs, output_names
 
@@ -448,4 +451,6 @@ def plan_inputs(
         is_done=None if is_done is None else (lambda i: is_done(target, names[i])),
     )
     out = check_batch_output(out, plan, overwrite, command)
+    if settings is not None and plan.batch and (skip_done or not overwrite):
+        check_same_settings(out, command, *settings)
     return BatchInputs(files, names, plan, out, digest)
