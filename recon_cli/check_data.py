@@ -61,4 +61,5 @@ def check_data(
         kinds = ", ".join(f"{k} x{v}" for k, v in report.kinds().items())
         count = len(report.problems)
         raise JobFailed(f"{root}: {count} problem{'' if count == 1 else 's'} ({kinds})")
-    ui.info("no problems found")
+    if not json_out:  # the JSON object says so (problem_count 0)
+        ui.info("no problems found")

@@ -8,6 +8,7 @@ import inspect
 import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
@@ -18,6 +19,9 @@ from rich.table import Table
 from typer.core import TyperCommand, TyperGroup
 
 T = TypeVar("T")
+
+# the context of the command being run (its parameters and where each value came from)
+_RUNNING: ContextVar[typer.Context | None] = ContextVar("recon_running_command", default=None)
 
 
 class _PlainOptions:
@@ -68,6 +72,13 @@ class ReconCommand(_PlainOptions, TyperCommand):
         if not ctx.resilient_parsing:
             refuse_flags_as_values(ctx, self.get_params(ctx), args)
         return super().parse_args(ctx, args)
+
+    def invoke(self, ctx):
+        token = _RUNNING.set(ctx)
+        try:
+            return super().invoke(ctx)
+        finally:
+            _RUNNING.reset(token)
 
 
 def refuse_flags_as_values(ctx, params: Sequence[Any], args: Sequence[str]) -> None:
@@ -357,11 +368,48 @@ def check_seed(seed: int) -> None:
 def renamed(old_flag: str, new_flag: str, old_value: T | None, new_value: T) -> tuple[T, str]:
     """The value of an option whose old spelling still works for one release, and the spelling
     the user typed (for error lines): (old_value, old_flag) when it was given (with a one-line
-    notice on stderr), else (new_value, new_flag). Declare the old spelling as a hidden option
-    whose default is None."""
+    notice on stderr), else (new_value, new_flag). Both spellings typed with different values
+    is BadInput. Declare the old spelling as a hidden option whose default is None."""
     if old_value is None:
         return new_value, new_flag
+    typed = _typed_values(old_flag, new_flag)
+    if typed is not None and old_value != new_value:
+        from recon.pipelines.common.errors import BadInput
+
+        old_typed, new_typed = typed
+        raise BadInput(
+            f"{new_flag} {_shown(new_typed)} and {old_flag} {_shown(old_typed)} (its old name) "
+            f"disagree: give {new_flag} only"
+        )
     sys.stderr.write(
         f"warning: {old_flag} is deprecated and goes away in the next release; use {new_flag}\n"
     )
     return old_value, old_flag
+
+
+def _typed_values(old_flag: str, new_flag: str) -> tuple[Any, Any] | None:
+    """The values of old_flag and new_flag as the running command read them, when the user
+    gave new_flag (on the command line or through its environment variable); else None."""
+    context = _RUNNING.get()
+    if context is None:
+        return None
+    names = {}
+    for param in context.command.params:
+        for flag in (old_flag, new_flag):
+            if flag in param.opts:
+                names[flag] = param.name
+    if len(names) != 2:
+        return None
+    source = context.get_parameter_source(names[new_flag])
+    if source is None or source.name not in ("COMMANDLINE", "ENVIRONMENT"):
+        return None
+    return context.params.get(names[old_flag]), context.params.get(names[new_flag])
+
+
+def _shown(value: Any) -> str:
+    """An option's value as it is typed: `3`, `0.5`, `0.5 0.6` for a tuple."""
+    if isinstance(value, (tuple, list)):
+        return " ".join(_shown(item) for item in value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _number(value)
+    return str(value)

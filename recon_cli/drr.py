@@ -19,6 +19,7 @@ from recon.cli.common import (
     key_value_table,
     renamed,
 )
+from recon.cli.predict import CHANGED_ROW
 
 PAIR_RANGES = {  # option -> (low, high), checked before any work
     "--count": (1, 100_000),
@@ -249,6 +250,8 @@ def predict_drr(
     rows = [("images made", len(todo))]
     if plan.skip_done:
         rows.append(("skipped (done)", len(plan.done)))
+    if plan.changed:
+        rows.append((CHANGED_ROW, len(plan.changed)))
     rows += [("model size", f"{config['size']} px"), ("seconds", timings["predict"])]
     ui.result(
         {"out": str(out), **mapped, "size": config["size"], "timings_s": timings},

@@ -20,6 +20,7 @@ from recon.cli.common import (
     key_value_table,
     renamed,
 )
+from recon.cli.predict import CHANGED_ROW
 
 POSE = "Pose"
 DETECTOR = "Detector (default: the pose file's, else 1020 mm, 256 px, 1.6 mm)"
@@ -76,7 +77,9 @@ def make_drr(
     width: Annotated[
         int | None,
         typer.Option(
-            help="Detector columns, px, 1 to 4096 (default: --size).", rich_help_panel=DETECTOR
+            help="Detector columns, px, 1 to 4096 (default: a pose file's "
+            "detector's, scaled with --size; else --size).",
+            rich_help_panel=DETECTOR,
         ),
     ] = None,
     delx: Annotated[
@@ -86,7 +89,9 @@ def make_drr(
     dely: Annotated[
         float | None,
         typer.Option(
-            help="Row spacing, mm/px, in (0, 100] (default: --delx).", rich_help_panel=DETECTOR
+            help="Row spacing, mm/px, in (0, 100] (default: a pose file's "
+            "detector's, scaled with --size; else --delx).",
+            rich_help_panel=DETECTOR,
         ),
     ] = None,
     x0: Annotated[
@@ -221,6 +226,8 @@ def make_drr(
     ]
     if "skipped" in document:
         rows.insert(1, ("skipped (done)", document["skipped"]))
+    if document.get("changed"):
+        rows.insert(2, (CHANGED_ROW, document["changed"]))
     ui.result(document, key_value_table("make-drr", rows))
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +164,20 @@ def test_synth_meshes_shards(recon, tmp_path):
     assert outputs(tmp_path / "parts") == outputs(tmp_path / "whole")
 
 
+def test_synth_meshes_skip_done_reports_the_shapes_kept(recon, tmp_path, monkeypatch):
+    """With every shape already made, --skip-done printed an empty table; it now shows the row
+    `skipped (done) N`, as the other --skip-done commands do."""
+    monkeypatch.setenv("COLUMNS", "120")
+    args = ["synth", "meshes", "-o", tmp_path / "m", "--shapes"]
+    assert recon(*args, "sphere,box", "-q")[0] == 0
+    code, stdout, err = recon(*args, "sphere,box", "--skip-done")
+    assert code == 0, err
+    assert re.search(r"skipped \(done\)\W+2\b", stdout), stdout
+    code, stdout, err = recon(*args, "sphere,box,torus", "--skip-done")
+    assert code == 0, err
+    assert re.search(r"torus\W+\d+", stdout) and re.search(r"skipped \(done\)\W+2\b", stdout)
+
+
 def test_predict_drr_shards_and_skip_done(recon, tmp_path):
     """3 shards over 9 X-rays == the unsharded run; --skip-done redoes a deleted output only."""
     from test_drr_batch import tiny_drr_model
@@ -224,6 +240,16 @@ def test_register_shards_and_skip_done(recon, tmp_path):
     assert document["skipped_inputs"] == [str(xrays / "xray_001.dcm")] and document["skipped"] == 1
     assert (out / "xray_002" / "overlay.png").is_file()
     assert (out / "xray_001" / "parameters.pt").stat().st_mtime_ns == kept
+    # an X-ray changed since its outputs were made (they are a minute older) is registered again
+    for made in (out / "xray_001").iterdir():
+        stamp = made.stat().st_mtime_ns - 60 * 10**9
+        os.utime(made, ns=(stamp, stamp))
+    code, stdout, err = recon("register", xrays, "-o", out, "--shard", "2/2", "--skip-done", *fast)
+    assert code == 0, err
+    document = json.loads(stdout)
+    assert (document["changed"], document["skipped"]) == (1, 1)
+    assert document["skipped_inputs"] == [str(xrays / "xray_002.dcm")]
+    assert (out / "xray_001" / "parameters.pt").stat().st_mtime_ns > kept
     # a kept X-ray whose row cannot be read: one line, before any work
     (out / "xray_001" / "result.json").write_text("{broken")
     (out / "xray_002" / "overlay.png").unlink()

@@ -347,6 +347,32 @@ def test_old_count_spellings_still_work_with_a_notice(recon, tmp_path, args, old
     assert result.get("models", result.get("parts", result.get("patients"))) in (1, 5)
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["synth", "corset", "--count", 3, "--patients", 1], "--count 3 and --patients 1"),
+        (["synth", "corset", "--patients", 1, "-n", 20], "--count 20 and --patients 1"),
+        (["synth", "pix3d", "--count", 2, "--models", 1], "--count 2 and --models 1"),
+        (["synth", "parts", "--parts", 1, "--count", 2], "--count 2 and --parts 1"),
+    ],
+)
+def test_new_and_old_count_spellings_that_disagree_are_refused(recon, tmp_path, args, message):
+    """--count 3 --patients 1 made 1 patient: the old spelling won without a word. Typing the
+    default value (-n 20) counts as giving it."""
+    line = refused(recon, tmp_path / "d", *args, "-o", tmp_path / "d")
+    assert line == f"error: {message} (its old name) disagree: give --count only"
+
+
+def test_new_and_old_count_spellings_that_agree_pass_with_the_notice(recon, tmp_path):
+    args = ["synth", "corset", "--count", 1, "--patients", 1, "--size", 64]
+    code, stdout, err = recon(*args, "-o", tmp_path / "d", "--json", "-q")
+    assert code == 0, err
+    assert err == (
+        "warning: --patients is deprecated and goes away in the next release; use --count\n"
+    )
+    assert json.loads(stdout)["patients"] == 1
+
+
 def test_new_names_in_help(recon):
     for kind in ("pix3d", "parts", "corset"):
         code, out, _ = recon("synth", kind, "--help")

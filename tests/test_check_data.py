@@ -45,6 +45,9 @@ def test_clean_pix3d_passes(recon, tmp_path):
     result = json.loads(out)
     assert result["problem_count"] == 0
     assert result["per_class"] == {"chair": 2, "table": 2}
+    assert "no problems found" not in err  # the JSON says so; it was printed on stderr too
+    code, out, err = recon("check-data", "voxel", tmp_path)
+    assert code == 0 and err == "no problems found\n", err
 
 
 def test_planted_pix3d_problems_are_named(recon, tmp_path):

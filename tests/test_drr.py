@@ -189,6 +189,11 @@ def test_predict_drr_refuses_foreign_checkpoints(tmp_path, recon):
     torch.save({"state_dict": {}, "hyper_parameters": {"task": "voxel", "config": {}}}, other)
     code, _, err = recon("predict", "drr", image, "-c", other, "-o", tmp_path / "out")
     assert code == 2 and "not 'drr'" in err and not (tmp_path / "out").exists()
+    bare = tmp_path / "bare.ckpt"
+    torch.save({"state_dict": {}}, bare)  # no hyper-parameters: was "a checkpoint of task None"
+    code, _, err = recon("predict", "drr", image, "-c", bare, "-o", tmp_path / "out")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "bare.ckpt: not a recon checkpoint of task 'drr' (it records no task)" in err
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"not a checkpoint")
     code, _, err = recon("predict", "drr", image, "-c", garbage, "-o", tmp_path / "out")

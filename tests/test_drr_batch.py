@@ -234,3 +234,27 @@ def test_predict_drr_skip_done_records_every_input_and_counts_the_skipped(tmp_pa
     assert code == 2 and err.count("\n") == 1, err
     assert f"{checkpoint} has changed since its outputs were made (run.json)" in err
     assert "another file" not in err
+
+
+def test_make_drr_skip_done_renders_again_for_a_poses_file_changed_since(tmp_path, recon):
+    """--skip-done kept every DRR of a poses file rewritten in place since they were made;
+    they now follow the file as it is."""
+    import os
+
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    poses = tmp_path / "poses.pt"
+    save_poses(poses, torch.cat([pose_from_degrees([4 * a, a, 0], [a, 300, 0]) for a in range(3)]))
+    args = ["make-drr", "-v", ct, "--pose", poses, "--sdd", 600, "--size", 16]
+    args += ["--delx", 4.0, "--device", "cpu", "-q", "--skip-done", "--json"]
+    assert recon(*args, "-o", tmp_path / "drrs")[0] == 0
+    for drr in (tmp_path / "drrs").glob("drr_*.png"):  # made a minute before the rewrite
+        made = drr.stat().st_mtime_ns - 60 * 10**9
+        os.utime(drr, ns=(made, made))
+    save_poses(poses, torch.cat([pose_from_degrees([-9 * a, 0, 0], [0, 300, a]) for a in range(3)]))
+    code, out, err = recon(*args, "-o", tmp_path / "drrs")
+    assert code == 0, err
+    assert (json.loads(out)["changed"], json.loads(out)["skipped"]) == (3, 0)
+    assert recon(*args, "-o", tmp_path / "fresh")[0] == 0
+    assert files(tmp_path / "drrs") == files(tmp_path / "fresh")
+    code, out, err = recon(*args, "-o", tmp_path / "drrs")  # nothing changed since: all kept
+    assert code == 0 and json.loads(out)["skipped"] == 3, err

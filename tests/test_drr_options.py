@@ -180,6 +180,19 @@ def test_detector_comes_from_an_xvr_parameters_file_and_flags_win(tmp_path, reco
     assert json.loads(out)["intrinsics"]["height"] == 256
 
 
+def test_help_says_a_pose_files_detector_gives_the_width_and_row_spacing(recon, monkeypatch):
+    """--dely's help said "(default: --delx)" and --width's "(default: --size)"; a pose file's
+    detector gives both (the test above: --delx 2 leaves the file's dely 3)."""
+    monkeypatch.setenv("COLUMNS", "250")
+    code, text, _ = recon("make-drr", "--help")
+    assert code == 0
+    lines = {line.split()[1]: line for line in text.splitlines() if line.startswith("│ --")}
+    assert "(default: a pose file's detector's, scaled with --size; else --delx)" in lines["--dely"]
+    assert (
+        "(default: a pose file's detector's, scaled with --size; else --size)" in lines["--width"]
+    )
+
+
 @pytest.mark.slow
 def test_drr_from_a_registration_has_the_xray_geometry(tmp_path, recon):
     """make-drr --pose parameters.pt of `recon register` renders at the X-ray's size and pixel

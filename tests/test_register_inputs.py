@@ -221,6 +221,59 @@ def test_a_stage_narrower_than_the_similarity_window_is_refused(tmp_path, recon)
     assert not out.exists()
 
 
+def _stop_at_the_ct(monkeypatch) -> None:
+    """Loading the CT ends the run with one line (the checks before it passed)."""
+    import recon.pipelines.xray.volume as volume
+
+    def reached(*args, **kwargs):
+        raise BadInput("the CT was reached")
+
+    monkeypatch.setattr(volume, "load_ct", reached)
+
+
+def test_the_window_advice_names_the_change_that_fixes_it(tmp_path, recon, monkeypatch):
+    """The stage check advised "raise --heights or lower --crop" whatever the cause. A crop
+    that leaves fewer than 11 px across cannot be helped by --heights (the stages stop at the
+    registered size): the message now names the largest --crop that works; a coarse stage of a
+    narrow X-ray names the --heights value that works. Following the advice passes the check,
+    one step less does not."""
+    from recon.pipelines.common.io import write_png
+
+    _stop_at_the_ct(monkeypatch)
+    xray, out = write_dicom(tmp_path / "x.dcm"), tmp_path / "reg"  # 40 x 36 px
+    code, _, err = recon("register", xray, "-o", out, *FAST, "--crop", 28)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "its 12 x 8 px stage (of 12 x 8 px registered) is narrower than" in err
+    assert err.rstrip().endswith("window; lower --crop to 25 or less"), err
+    for crop, passes in ((25, True), (26, False), (0, True)):
+        code, _, err = recon("register", xray, "-o", out, *FAST, "--crop", crop)
+        assert code == 2 and ("the CT was reached" in err) == passes, (crop, err)
+    png = tmp_path / "narrow.png"
+    write_png(png, (np.arange(128 * 16).reshape(128, 16) % 200).astype(np.uint8))
+    stages = ["--iterations", 2, "--patience", 1]
+    code, _, err = recon("register", png, "-o", out, *PNG, *stages, "--heights", 64)
+    assert err.rstrip().endswith("window; raise --heights 64 to at least 85"), err
+    for height, passes in ((85, True), (84, False)):
+        code, _, err = recon("register", png, "-o", out, *PNG, *stages, "--heights", height)
+        assert code == 2 and ("the CT was reached" in err) == passes, (height, err)
+    assert not out.exists()
+
+
+def test_window_advice_when_crop_and_heights_both_fall_short():
+    from recon.pipelines.xray.drr import Intrinsics
+    from recon.pipelines.xray.registration_run import detector_advice
+
+    def advice(rows, columns, crop, heights):
+        registered = Intrinsics(1000.0, rows - crop, columns - crop, 1.0, 1.0)
+        return detector_advice(registered, (rows, columns), crop, heights, heights[0])
+
+    assert advice(64, 20, 15, [16]) == (
+        "lower --crop to 9 or less and raise --heights 16 to at least 53"
+    )
+    assert advice(64, 20, 15, [53]) == "lower --crop to 9 or less"
+    assert advice(10, 40, 0, [11]) == "the X-ray itself (10 x 40 px) is too small to register"
+
+
 def _bad_positioner(tmp_path):
     import warnings
 
@@ -316,6 +369,19 @@ def test_png_names_the_new_spacing_flag_and_the_old_one_still_works(tmp_path, re
     assert code == 2 and len(lines) == 2, err
     assert "--spacing is deprecated" in lines[0] and "use --pixel-spacing" in lines[0]
     assert "--spacing must be in (0, 50], not 0" in lines[1]  # the spelling typed
+    assert not out.exists()
+
+
+def test_pixel_spacing_and_its_old_name_with_other_values_are_refused(tmp_path, recon):
+    """--pixel-spacing 1 1 --spacing 2 2 took the old spelling's value without a word."""
+    png, out = _png(tmp_path / "x.png"), tmp_path / "reg"
+    code, _, err = recon("register", png, "-o", out, "--sdd", 1000, "--pixel-spacing", 1, 1,
+                         "--spacing", 2, 2)  # fmt: skip
+    assert code == 2 and err.count("\n") == 1, err
+    assert err == (
+        "error: --pixel-spacing 1 1 and --spacing 2 2 (its old name) disagree: give "
+        "--pixel-spacing only\n"
+    )
     assert not out.exists()
 
 
@@ -516,6 +582,43 @@ def test_skip_done_compares_each_kept_row_and_loads_no_ct_when_nothing_is_left(
     assert code == 2 and "made with other settings (--truth " in err, err
 
 
+@pytest.mark.parametrize(
+    ("fiducials", "beside", "message"),
+    [
+        ("missing.json", False, "missing.json: no such fiducials file"),
+        ("{", True, "fiducials.json: not a fiducials file (JSONDecodeError)"),
+        ('{"units": "mm"}', False, "f.json: not a fiducials file (KeyError)"),
+        ('{"points": [[1, 2]]}', False, "f.json: fiducials must be a list of [x, y, z] points"),
+    ],
+)
+def test_bad_fiducials_are_refused_before_the_ct_loads(
+    tmp_path, recon, monkeypatch, fiducials, beside, message
+):
+    """A bad --fiducials file (or fiducials.json beside --truth) was found only after the CT
+    had loaded (seconds); it is now refused first, with the same message."""
+    import recon.pipelines.xray.volume as volume
+
+    def no_ct(*args, **kwargs):
+        raise AssertionError("the CT was loaded before the fiducials were read")
+
+    monkeypatch.setattr(volume, "load_ct", no_ct)
+    xray, out = write_dicom(tmp_path / "a.dcm", 0), tmp_path / "reg"
+    truth = tmp_path / "truth.npy"
+    np.save(truth, np.eye(4)[None])
+    args = ["register", xray, "-o", out, "--truth", truth, *FAST]
+    if fiducials == "missing.json":
+        args += ["--fiducials", tmp_path / fiducials]
+    elif beside:
+        (tmp_path / "fiducials.json").write_text(fiducials)
+    else:
+        (tmp_path / "f.json").write_text(fiducials)
+        args += ["--fiducials", tmp_path / "f.json"]
+    code, _, err = recon(*args)
+    assert code == 2 and err.count("\n") == 1, err
+    assert message in err
+    assert not out.exists()
+
+
 def test_skip_done_exits_1_for_a_failed_registration_it_keeps(tmp_path, recon):
     """A resumed run's results cover every X-ray, so a failed one kept from the earlier run
     fails it too (it exited 0 while results.json counted the failure)."""
@@ -601,3 +704,12 @@ def test_an_empty_positioner_tag_reads_as_absent(tmp_path, empty):
     else:
         assert xray.positioner is None
     assert read_xray(write_dicom(tmp_path / "full.dcm")).positioner == (0.0, 0.0, 850.0)
+
+
+def test_a_folder_given_as_fiducials_is_named_once(tmp_path):
+    """A folder given as the fiducials file read "is a folder, not a fiducials file file"."""
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.xray.synth_xray import read_fiducials
+
+    with pytest.raises(BadInput, match=r"is a folder, not a fiducials file$"):
+        read_fiducials(tmp_path)

@@ -109,6 +109,35 @@ def test_shards_share_the_folder_and_skip_done_keeps_every_row(recon, films, tmp
     assert set(table) == {"noise", *truth} and all(table[n]["status"] == "ok" for n in truth)
 
 
+def test_skip_done_measures_again_a_film_replaced_since(recon, films, tmp_path):
+    """A film replaced in place after its JSON was made kept its old Cobb angle under
+    --skip-done (inputs were matched by path alone); one newer than its outputs is measured
+    again, and the untouched films are still kept."""
+    import os
+    import shutil
+
+    folder = tmp_path / "films"
+    folder.mkdir()
+    for name in ("patient0.png", "patient1.png"):
+        shutil.copy2(films[0] / name, folder / name)
+    out = tmp_path / "out"
+    assert recon("embed-spine", folder, "-o", out, "-q")[0] == 0
+    kept = (out / "patient0.json").stat().st_mtime_ns
+    for made in out.glob("patient1*"):  # made a minute before the film was replaced
+        stamp = made.stat().st_mtime_ns - 60 * 10**9
+        os.utime(made, ns=(stamp, stamp))
+    replaced = synth_spine_xray(-22.0, rows=192, seed=41)
+    write_png(folder / "patient1.png", replaced.image)
+    code, stdout, err = recon("embed-spine", folder, "-o", out, "--skip-done", "--json", "-q")
+    assert code == 0, err
+    document = json.loads(stdout)
+    assert (document["skipped"], document["changed"], document["done"]) == (1, 1, 1)
+    measured = json.loads((out / "patient1.json").read_text())["cobb_deg"]
+    assert cobb_error(measured, replaced.cobb_deg) < 3.0
+    assert abs(measured - films[1]["patient1"]) > 5  # not the old film's angle
+    assert (out / "patient0.json").stat().st_mtime_ns == kept
+
+
 @pytest.mark.parametrize(
     "first,second,flag",
     [

@@ -207,6 +207,19 @@ def test_failed_resume_leaves_the_run_folder_unchanged(tmp_path):
         assert snapshot(out) == before, message
 
 
+def test_a_checkpoint_that_records_no_task_is_named_so(tmp_path):
+    """A checkpoint without hyper-parameters was refused as `a checkpoint of task None`."""
+    from recon.pipelines.common.checkpoints import load_checkpoint, load_resume_checkpoint
+
+    path = tmp_path / "bare.ckpt"
+    torch.save({"state_dict": {}, "optimizer_states": [], "loops": {}}, path)
+    message = f"{path}: not a recon checkpoint of task 'toy' (it records no task)"
+    for load in (load_checkpoint, load_resume_checkpoint):
+        with pytest.raises(BadInput) as refused:
+            load(path, "toy")
+        assert str(refused.value) == message
+
+
 @pytest.mark.parametrize(
     ("flags", "start"),
     [

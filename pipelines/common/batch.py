@@ -107,6 +107,18 @@ def is_complete(paths: Sequence[Path]) -> bool:
     return all(Path(p).is_file() and Path(p).stat().st_size > 0 for p in paths)
 
 
+def changed_since(sources: Sequence[Path], outputs: Sequence[Path]) -> bool:
+    """Whether a source file was modified after the oldest of the outputs that exist (an input
+    edited or replaced in place since its outputs were made); False when either cannot be
+    read."""
+    try:
+        changed = max(Path(p).stat().st_mtime_ns for p in sources)
+        made = [Path(p).stat().st_mtime_ns for p in outputs if Path(p).is_file()]
+    except (OSError, ValueError):
+        return False
+    return bool(made) and changed > min(made)
+
+
 def read_record(path: Path, kind: str, settings: Mapping[str, object]) -> dict | None:
     """An item's record (the JSON a generator writes last for each item) when it is of format
     `kind` and holds every key of settings with that value; None when it is missing,
@@ -141,6 +153,8 @@ class BatchPlan:
     skip_done: bool
     todo: list[int] = field(default_factory=list)
     done: list[int] = field(default_factory=list)  # complete before this run: skipped
+    # complete, but an input changed after its outputs were made: made again (in todo too)
+    changed: list[int] = field(default_factory=list)
     # every input's output files, over the whole list (all shards): what the folder may hold
     outputs: list[Sequence[Path]] = field(default_factory=list)
 
@@ -155,6 +169,7 @@ class BatchPlan:
             "inputs": len(self.todo) + len(self.done),
             "done": len(self.todo),
             "skipped": len(self.done),
+            "changed": len(self.changed),
         }
 
 
@@ -165,20 +180,25 @@ def plan_batch(
     skip_done: bool,
     overwrite: bool,
     is_done: Callable[[int], bool] | None = None,
+    sources: Callable[[int], Sequence[Path]] | None = None,
 ) -> BatchPlan:
     """Split this shard's inputs into to-do and already done; checks only, writes nothing.
 
     outputs(i) lists input i's output files; is_done(i) (default: all of them complete) says
-    whether --skip-done may skip it. In batch mode an existing output of an input to do is an
-    error unless --overwrite or --skip-done (which redoes incomplete ones).
+    whether --skip-done may skip it. sources(i) lists input i's own files: one changed after
+    the oldest of its outputs was written (make's rule, by modification time) is made again
+    (plan.changed). In batch mode an existing output of an input to do is an error unless
+    --overwrite or --skip-done (which redoes incomplete ones).
     """
     plan = BatchPlan(shard, skip_done)
     plan.outputs = [outputs(i) for i in range(total)]
     done = is_done or (lambda i: is_complete(outputs(i)))
     for index in shard.indices(total):
         if skip_done and done(index):
-            plan.done.append(index)
-            continue
+            if sources is None or not changed_since(sources(index), outputs(index)):
+                plan.done.append(index)
+                continue
+            plan.changed.append(index)
         if plan.batch and not (overwrite or skip_done):
             existing = [p for p in outputs(index) if Path(p).exists()]
             if existing:
@@ -449,6 +469,7 @@ def plan_inputs(
         skip_done,
         overwrite,
         is_done=None if is_done is None else (lambda i: is_done(target, names[i])),
+        sources=lambda i: [files[i]],
     )
     out = check_batch_output(out, plan, overwrite, command)
     if settings is not None and plan.batch and (skip_done or not overwrite):

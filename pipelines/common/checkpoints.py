@@ -87,11 +87,20 @@ def load_checkpoint_file(path: Path) -> dict:
 def load_checkpoint(path: Path, task_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(config dict, state_dict) of a checkpoint written by `recon train task_name`."""
     checkpoint = load_checkpoint_file(path)
-    hyper = checkpoint.get("hyper_parameters") or {}
+    hyper = hyper_parameters_of_task(path, checkpoint, task_name)
+    return dict(hyper.get("config") or {}), checkpoint["state_dict"]
+
+
+def hyper_parameters_of_task(path: Path, checkpoint: dict, task_name: str) -> dict[str, Any]:
+    """The hyper-parameters a checkpoint records; BadInput unless they name task_name."""
+    hyper = checkpoint.get("hyper_parameters")
+    hyper = hyper if isinstance(hyper, dict) else {}
     task = hyper.get("task")
+    if task is None:
+        raise BadInput(f"{path}: not a recon checkpoint of task {task_name!r} (it records no task)")
     if task != task_name:
         raise BadInput(f"{path}: a checkpoint of task {task!r}, not {task_name!r}")
-    return dict(hyper.get("config") or {}), checkpoint["state_dict"]
+    return hyper
 
 
 SPLIT_KEY = "recon_split"  # a full-state checkpoint's record of its training and validation items
@@ -117,9 +126,7 @@ def load_resume_checkpoint(path: Path, task_name: str) -> ResumePoint:
     if not path.is_file():
         raise BadInput(f"{path}: no such checkpoint")
     checkpoint = _read_once(path)
-    hyper = checkpoint.get("hyper_parameters") or {}
-    if hyper.get("task") != task_name:
-        raise BadInput(f"{path}: a checkpoint of task {hyper.get('task')!r}, not {task_name!r}")
+    hyper = hyper_parameters_of_task(path, checkpoint, task_name)
     if "optimizer_states" not in checkpoint or "loops" not in checkpoint:
         raise BadInput(
             f"{path}: holds weights only, no optimizer or loop state (a run's best.ckpt is "

@@ -36,7 +36,8 @@ def require_file(path: Path, what: str = "file") -> Path:
 
 
 def _a_file(what: str) -> str:
-    return "a file" if what == "file" else f"a {what} file"
+    """'a file', 'a mesh file' for what='mesh', and 'a fiducials file' for what='fiducials file'."""
+    return f"a {what}" if what == "file" or what.endswith(" file") else f"a {what} file"
 
 
 def require_dir(path: Path, what: str = "folder") -> Path:

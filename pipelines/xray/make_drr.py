@@ -291,6 +291,7 @@ def plan_outputs(r: DrrRequest, count: int) -> Plan:
         parse_shard(r.shard),
         r.skip_done,
         r.overwrite,
+        sources=lambda i: [Path(p) for p in inputs if p is not None],
     )
     return Plan(check_batch_output(target, plan, r.overwrite, "make-drr"), False, plan)
 

