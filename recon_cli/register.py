@@ -335,6 +335,7 @@ def result_tables(document: dict):
     from rich.table import Table
 
     from recon.cli.common import key_value_table
+    from recon.cli.predict import CHANGED_ROW
 
     rows = document["results"]
     with_mtre = any(row.get("final_mtre_mm") is not None for row in rows)
@@ -352,7 +353,7 @@ def result_tables(document: dict):
     for row in rows:
         cells = [
             row["name"],
-            row["status"],
+            row["status"] + (" (earlier run)" if row.get("from_earlier_run") else ""),
             _number(row["similarity"], 3),
             " ".join(_number(v, 2) for v in row["rot_deg"]),
             " ".join(_number(v, 1) for v in row["xyz_mm"]),
@@ -360,7 +361,11 @@ def result_tables(document: dict):
         if with_mtre:
             cells.append(_number(row.get("final_mtre_mm"), 2))
         table.add_row(*cells)
-    summary = [(k, v) for k, v in document["summary"].items()] + [("out", document["out"])]
+    summary = [(k, v) for k, v in document["summary"].items()]
+    if document.get("skipped") or document.get("changed"):
+        summary += [("skipped (done)", document["skipped"])]
+        summary += [(CHANGED_ROW, document["changed"])] * bool(document["changed"])
+    summary.append(("out", document["out"]))
     return Group(table, key_value_table(f"register ({document['device']})", summary))
 
 

@@ -713,3 +713,40 @@ def test_a_folder_given_as_fiducials_is_named_once(tmp_path):
 
     with pytest.raises(BadInput, match=r"is a folder, not a fiducials file$"):
         read_fiducials(tmp_path)
+
+
+def test_skip_done_keeps_a_row_only_for_the_x_ray_it_registered(tmp_path, recon):
+    """Two folders each hold x.dcm: --skip-done on the second kept the first one's
+    registration (and its mTRE) as the second's; it is refused, before any work. The table
+    marks kept rows and counts them."""
+    from test_xray_io import small_ct
+
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = (
+        write_dicom(tmp_path / "a" / "x.dcm", 0),
+        write_dicom(tmp_path / "b" / "x.dcm", 1),
+    )
+    out = tmp_path / "reg"
+    args = ["register", "-v", ct, "-o", out, *FAST, "--skip-done"]
+    code, _, err = recon(*args[:1], first, *args[1:])
+    assert code == 0, err
+    code, stdout, err = recon(*args[:1], first, *args[1:])
+    assert code == 0 and "ok (earlier run)" in stdout and "skipped (done)" in stdout, stdout
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    code, _, err = recon(*args[:1], second, *args[1:])
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"registers {first}, another X-ray than {second} of the same name" in err
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+def test_fiducials_without_truth_are_refused(tmp_path, recon):
+    """--fiducials without --truth was read by nothing and recorded as a setting."""
+    xray = write_dicom(tmp_path / "a.dcm", 0)
+    (tmp_path / "f.json").write_text('{"points": [[0, 0, 0]]}')
+    code, _, err = recon(
+        "register", xray, "-o", tmp_path / "reg", "--fiducials", tmp_path / "f.json", *FAST
+    )
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--fiducials is read with --truth only" in err and not (tmp_path / "reg").exists()

@@ -202,6 +202,96 @@ def test_corset_image_size_is_read_as_size_with_one_notice(tmp_path, capsys):
         resume_config(spec, checkpoint, None, {"size": 256})
 
 
+# (config file, --set pairs, the message): corset's `size` was `image_size`; both names with
+# different values were resolved silently, the new name winning
+RENAMED_TWICE = [
+    ("size: 64\nimage_size: 128\n", [], "{config}: size 64 and image_size 128 (its old name) "
+     "disagree: give size only"),
+    (None, ["size=64", "image_size=128"], "--set size=64 and --set image_size=128 (its old name) "
+     "disagree: give size only"),
+    ("size: 64\n", ["image_size=128"], "size 64 (in {config}) and image_size 128 (its old name, "
+     "from --set) disagree: give size only"),
+    ("image_size: 128\n", ["size=64"], "size 64 (from --set) and image_size 128 (its old name, in "
+     "{config}) disagree: give size only (rename image_size to size in the file)"),
+    ("size: 128\nimage_size: 128\n", ["image_size=64"], "size 128 (in {config}) and image_size 64 "
+     "(its old name, from --set) disagree: give size only"),
+    ("size: 128\nimage_size: 128\n", ["size=64"], "size 64 (from --set) and image_size 128 (its "
+     "old name, in {config}) disagree: give size only (remove image_size from the file)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "pairs", "message"), RENAMED_TWICE, ids=["config", "set", "config-new", "set-new",
+                                                      "config-both", "config-both-set-new"]
+)  # fmt: skip
+def test_corset_size_and_image_size_that_disagree_are_refused(
+    recon, tmp_path, text, pairs, message
+):
+    config = tmp_path / "c.yaml"
+    flags = []
+    if text is not None:
+        config.write_text(text)
+        flags = ["--config", config]
+    for pair in pairs:
+        flags += ["--set", pair]
+    out = tmp_path / "run"
+    code, stdout, err = recon("train", "corset", "-o", out, "--device", "cpu", "-q", *flags)
+    assert code == 2, err
+    assert err.strip().splitlines() == [f"error: {message.format(config=config)}"], err
+    assert stdout == "" and not out.exists()
+    code, stdout, err = recon("train", "corset", "--print-config", *flags)  # the same check
+    assert code == 2 and message.format(config=config) in err and stdout == "", err
+
+
+def test_corset_size_and_image_size_that_agree_pass_and_set_overrides_the_same_name(
+    tmp_path, capsys
+):
+    """The same value under both names is read with the usual notice; a --set of the name the
+    config file uses overrides the file, as for any setting (the names must still agree)."""
+    from recon.pipelines.common.settings import resolve_config
+    from recon.pipelines.common.tasks import load_task
+
+    spec = load_task("corset")
+    config = tmp_path / "c.yaml"
+    config.write_text("size: 128\nimage_size: 128\n")
+    assert resolve_config(spec, config, {}).size == 128
+    assert capsys.readouterr().err == (
+        f"warning: {config}: setting image_size is deprecated and goes away in the next "
+        "release; use size\n"
+    )
+    labels = {"size": "--set size", "image_size": "--set image_size"}
+    assert resolve_config(spec, None, {"size": 192, "image_size": 192}, labels).size == 192
+    assert resolve_config(spec, config, {"size": 192, "image_size": 192}, labels).size == 192
+    config.write_text("image_size: 128\n")
+    assert resolve_config(spec, config, {"image_size": 192}, labels).size == 192
+    assert resolve_config(spec, config, {"size": 128}, labels).size == 128
+    config.write_text("size: 128\n")
+    assert resolve_config(spec, config, {"image_size": 128}, labels).size == 128
+    capsys.readouterr()
+
+
+def test_renamed_setting_notice_comes_only_when_the_settings_pass(recon, tmp_path):
+    """Bad input is its one line: the deprecation notice of image_size is not written first."""
+    config = tmp_path / "c.yaml"
+    config.write_text("image_size: 128\nepochs: 0\n")
+    code, _, err = recon("train", "corset", "--config", config, "-o", tmp_path / "run", "-q")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{config}: setting epochs must be in [1, 100000], not 0" in err
+
+
+@pytest.mark.parametrize("text", ["task:\nepochs: 1\n", "task: ''\nepochs: 1\n"])
+def test_config_file_that_records_no_task_is_worded_for_the_user(recon, tmp_path, text):
+    """A config file whose task: is empty read "settings of task None, not 'voxel'"."""
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    code, _, err = recon("train", "voxel", "--config", config, "-o", tmp_path / "run", "-q")
+    assert code == 2, err
+    assert err.strip().splitlines() == [
+        f"error: {config}: not settings of task 'voxel' (it records no task)"
+    ], err
+    assert not (tmp_path / "run").exists()
+
+
 def test_print_config_applies_and_checks_set_and_config(recon, tmp_path):
     """`--print-config --set nosuch=1` printed the defaults with exit 0, the typo unsaid; it now
     prints the settings as --config and --set make them, checked as a run checks them."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +116,21 @@ def test_run_folder_and_learning(tmp_path):
     assert result["metrics"]["val/mse"] < 0.25
     config, state = load_checkpoint(out / "checkpoints" / "best.ckpt", "toy")
     assert config["hidden"] == 16 and any(k.startswith("net.") for k in state)
+
+
+def test_a_stop_while_the_curves_are_drawn_leaves_the_run_record(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM after the last epoch, while curves.png was drawn, left a finished run
+    without run.json (it was written after the picture)."""
+    import recon.pipelines.common.engine as engine
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "plot_curves", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "run", epochs=1)
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["metrics"]["epochs_run"] == 1 and record["metrics"]["last_checkpoint"]
 
 
 def test_resumed_run_equals_uninterrupted(tmp_path):

@@ -119,6 +119,16 @@ def changed_since(sources: Sequence[Path], outputs: Sequence[Path]) -> bool:
     return bool(made) and changed > min(made)
 
 
+def other_file(recorded: Path, path: Path) -> bool:
+    """Whether recorded (the input an earlier output names) is an existing file other than
+    path: two inputs of one name in different folders. One that is gone (a folder since
+    moved) cannot be told apart and is taken as the same."""
+    try:
+        return recorded.is_file() and not recorded.samefile(path)
+    except OSError:
+        return False
+
+
 def read_record(path: Path, kind: str, settings: Mapping[str, object]) -> dict | None:
     """An item's record (the JSON a generator writes last for each item) when it is of format
     `kind` and holds every key of settings with that value; None when it is missing,

@@ -410,9 +410,11 @@ def _finish(
         "interrupted": interrupted,
     }
     if trainer.is_global_zero:
-        plot_curves(out / "metrics.csv", out / "curves.png", task.baselines)
+        # the record first: a stop while the curves are drawn (matplotlib loading) still
+        # leaves the finished run described
         record = run_record(f"train {task.name}", cfg.seed, config_dict(cfg), timings, result)
         write_json(out / "run.json", record)
+        plot_curves(out / "metrics.csv", out / "curves.png", task.baselines)
     return result
 
 

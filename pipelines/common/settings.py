@@ -4,7 +4,8 @@ A setting is a dataclass field; `setting(default, help, low, high)` gives it the
 valid range (or choices) that `recon train TASK --print-config` prints and that every value
 from --set, --config or a flag is checked against before anything is written. Resolution order:
 task defaults < --config YAML < flags and --set. A task may rename a setting (TaskSpec.renamed,
-old -> new): the old key still works for one release, with a one-line notice on stderr.
+old -> new): the old key still works for one release, with a one-line notice on stderr; the
+old and the new key given with different values are refused, wherever each was given.
 """
 
 from __future__ import annotations
@@ -205,8 +206,9 @@ def requested_settings(
 
     labels = dict(labels or {})
     values: dict[str, Any] = {}
-    if config_file is not None:
-        path = Path(config_file)
+    loaded: dict[str, Any] = {}
+    path = None if config_file is None else Path(config_file)
+    if path is not None:
         if not path.is_file():
             raise BadInput(f"{path}: no such config file")
         try:
@@ -221,17 +223,18 @@ def requested_settings(
             raise BadInput(f"{path}: a config file must be a mapping of field: value")
         # a run's own config.yaml names its task: fine for that task, refused for another
         named = loaded.pop("task", task.name)
+        if named is None or named == "":
+            raise BadInput(f"{path}: not settings of task {task.name!r} (it records no task)")
         if named != task.name:
             raise BadInput(f"{path}: settings of task {named!r}, not {task.name!r}")
-        loaded = renamed_settings(task, loaded, lambda name: f"{path}: setting {name}")
-        values.update(loaded)
-        for key in loaded:
-            labels.setdefault(key, f"{path}: setting {key}")
-    given = renamed_settings(
-        task,
-        {k: v for k, v in overrides.items() if v is not None},
-        lambda name: labels.get(name, f"setting {name}"),
-    )
+    given = {k: v for k, v in overrides.items() if v is not None}
+    _refuse_renamed_twice(task, path, loaded, given, labels)
+    loaded, notices = _renamed(task, loaded, lambda name: f"{path}: setting {name}")
+    values.update(loaded)
+    for key in loaded:
+        labels.setdefault(key, f"{path}: setting {key}")
+    given, more = _renamed(task, given, lambda name: labels.get(name, f"setting {name}"))
+    notices += more
     for old, new in task.renamed.items():
         if old in labels:
             labels.setdefault(new, labels[old].replace(old, new))
@@ -244,10 +247,13 @@ def requested_settings(
             f"task {task.name} has no setting {', '.join(unknown)} (given as {given_as}; its "
             f"settings: {', '.join(fields)})"
         )
-    return {
+    checked = {
         k: check_setting(task.config, k, v, labels.get(k, f"setting {k}"))
         for k, v in values.items()
     }
+    for line in notices:  # after every check: bad input is its one line alone
+        sys.stderr.write(line + "\n")
+    return checked
 
 
 def renamed_settings(
@@ -258,19 +264,114 @@ def renamed_settings(
 ) -> dict[str, Any]:
     """values with the task's old setting names replaced by the new ones (a one-line notice on
     stderr for each, naming label(old)); a value under the new name wins over one under the
-    old."""
+    old (requested_settings refuses a user's two names for one setting with different
+    values)."""
+    result, notices = _renamed(task, values, label)
+    if notice:
+        for line in notices:
+            sys.stderr.write(line + "\n")
+    return result
+
+
+def _renamed(
+    task: TaskSpec, values: dict[str, Any], label: Callable[[str], str]
+) -> tuple[dict[str, Any], list[str]]:
+    """renamed_settings without the writing: values under the new names, and the notices."""
     result = dict(values)
+    notices = []
     for old, new in task.renamed.items():
         if old not in result:
             continue
         value = result.pop(old)
         result.setdefault(new, value)
-        if notice:
-            sys.stderr.write(
-                f"warning: {label(old)} is deprecated and goes away in the next release; "
-                f"use {new}\n"
+        notices.append(
+            f"warning: {label(old)} is deprecated and goes away in the next release; use {new}"
+        )
+    return result, notices
+
+
+def _refuse_renamed_twice(
+    task: TaskSpec,
+    config_file: Path | None,
+    loaded: dict[str, Any],
+    given: dict[str, Any],
+    labels: dict[str, str],
+) -> None:
+    """BadInput when a renamed setting ends up with different values under its new and its old
+    name once flags and --set override the config file name by name: both in the config file,
+    both given as flags or --set, or one in each."""
+    for old, new in task.renamed.items():
+        if not ({old, new} <= set(loaded) | set(given)):
+            continue
+        value = {name: given[name] if name in given else loaded[name] for name in (old, new)}
+        if _same(task, new, value[new], value[old]):
+            continue
+        shown = {name: _shown(value[name]) for name in (old, new)}
+        if old not in given and new not in given:
+            raise BadInput(
+                f"{config_file}: {new} {shown[new]} and {old} {shown[old]} (its old name) "
+                f"disagree: give {new} only"
             )
-    return result
+        if old in given and new in given:
+            given_as = {
+                name: _given_as(labels.get(name, f"setting {name}"), value[name])
+                for name in (old, new)
+            }
+            raise BadInput(
+                f"{given_as[new]} and {given_as[old]} (its old name) disagree: give {new} only"
+            )
+        where = {
+            name: f"from {_source(labels.get(name))}" if name in given else f"in {config_file}"
+            for name in (old, new)
+        }
+        hint = ""
+        if old not in given:  # the file's old name stays under a new name given on the line
+            hint = (
+                f" (remove {old} from the file)"
+                if new in loaded
+                else f" (rename {old} to {new} in the file)"
+            )
+        raise BadInput(
+            f"{new} {shown[new]} ({where[new]}) and {old} {shown[old]} (its old name, "
+            f"{where[old]}) disagree: give {new} only{hint}"
+        )
+
+
+def _source(label: str | None) -> str:
+    """Where an override came from, in words: --set, a flag, or the overrides (no label)."""
+    if not label:
+        return "the overrides"
+    return "--set" if label.startswith("--set") else label
+
+
+def _same(task: TaskSpec, name: str, a: Any, b: Any) -> bool:
+    """a and b the same value of setting name: equal, equal as its type, or the same path."""
+    if same_setting(a, b):
+        return True
+    spec = {f.name: f for f in dataclasses.fields(task.config)}.get(name)
+    if spec is None:
+        return False
+    try:
+        default = _default(spec)
+        return _coerce(default, a, name) == _coerce(default, b, name)
+    except BadInput:
+        return False
+
+
+def _shown(value: Any) -> str:
+    """A setting's value as the user wrote it in YAML (true, null, 64, a path)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _given_as(label: str, value: Any) -> str:
+    """How a value was given: --set size=64, --epochs 3 (a flag), or setting size 64."""
+    if label.startswith("--set "):
+        return f"{label}={_shown(value)}"
+    return f"{label} {_shown(value)}"
 
 
 def resolve_config(

@@ -147,6 +147,8 @@ def earlier_record(path: Path, json_path: Path) -> dict:
     when that file is not an embed-spine JSON, or measures another existing file than path."""
     import json
 
+    from recon.pipelines.common.batch import other_file
+
     try:
         doc = json.loads(json_path.read_text())
         record = {**film_record(path, doc), "skipped": True}
@@ -156,22 +158,13 @@ def earlier_record(path: Path, json_path: Path) -> dict:
             "or pass --overwrite"
         ) from error
     source = doc.get("source")
-    if isinstance(source, str) and _other_file(Path(source), Path(path)):
+    if isinstance(source, str) and other_file(Path(source), Path(path)):
         raise BadInput(
             f"{json_path}: measures {source}, another film than {path} of the same name; "
             "--skip-done keeps a film's result only for that film (use another -o, or "
             "--overwrite without --skip-done)"
         )
     return record
-
-
-def _other_file(recorded: Path, path: Path) -> bool:
-    """Whether recorded names an existing file other than path (one that is gone, e.g. a
-    folder since moved, cannot be told apart and is taken as the same)."""
-    try:
-        return recorded.is_file() and not recorded.samefile(path)
-    except OSError:
-        return False
 
 
 def embed_xrays(

