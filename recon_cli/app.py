@@ -32,27 +32,7 @@ _STARTUP_HANDLERS = {
 import typer  # noqa: E402 - after the start-up handlers
 
 from recon import __version__  # noqa: E402
-from recon.cli import (  # noqa: E402
-    augment,
-    backproject,
-    check_data,
-    convert_mat,
-    corset,
-    demo,
-    drr,
-    embed_spine,
-    make_drr,
-    predict,
-    project,
-    register,
-    serve,
-    skull,
-    synth,
-    train,
-    voxel,
-    xray,
-)
-from recon.cli.common import ReconCommand, ReconGroup, prose  # noqa: E402
+from recon.cli.commands import COMMANDS, LazyGroup  # noqa: E402, F401 - tests read COMMANDS
 from recon.pipelines.common.errors import ReconError  # noqa: E402
 
 for _number, _original in _STARTUP_HANDLERS.items():
@@ -60,7 +40,7 @@ for _number, _original in _STARTUP_HANDLERS.items():
 
 app = typer.Typer(
     name="recon",
-    cls=ReconGroup,
+    cls=LazyGroup,
     help="2D images to 3D shapes, and X-ray to CT registration.",
     no_args_is_help=True,
     add_completion=False,
@@ -83,46 +63,6 @@ def _root(
     ),
 ) -> None:
     """2D images to 3D shapes, and X-ray to CT registration."""
-
-
-def _command(group: typer.Typer, name: str, callback, no_args_is_help: bool = True) -> None:
-    group.command(name, cls=ReconCommand, no_args_is_help=no_args_is_help)(callback)
-
-
-_command(app, "project", project.project)
-_command(app, "backproject", backproject.backproject)
-app.add_typer(synth.app, name="synth")
-_command(app, "train", train.train)
-app.add_typer(predict.app, name="predict")
-_command(app, "embed-spine", embed_spine.embed_spine)
-_command(synth.app, "corset", corset.synth_corset)
-_command(predict.app, "corset", corset.predict_corset)
-_command(app, "augment", augment.augment)
-_command(synth.app, "pairs", drr.synth_pairs)
-_command(predict.app, "drr", drr.predict_drr)
-_command(app, "convert-mat", convert_mat.convert_mat)
-_command(app, "check-data", check_data.check_data)
-_command(synth.app, "pix3d", voxel.synth_pix3d)
-_command(synth.app, "parts", voxel.synth_parts)
-_command(predict.app, "voxel", voxel.predict_voxel)
-_command(predict.app, "parts", voxel.predict_parts)
-_command(app, "make-drr", make_drr.make_drr)
-_command(app, "register", register.register)
-_command(synth.app, "xray", xray.synth_xray)
-_command(synth.app, "skull", skull.synth_skull)
-_command(predict.app, "skull", skull.predict_skull)
-_command(app, "demo", demo.demo, no_args_is_help=False)
-_command(app, "serve", serve.serve)
-
-
-def _help_as_prose(group: typer.Typer) -> None:
-    for info in group.registered_commands:
-        info.help = prose(info.help or info.callback.__doc__)
-    for info in group.registered_groups:
-        _help_as_prose(info.typer_instance)
-
-
-_help_as_prose(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -654,42 +654,48 @@ def test_synth_xray_into_the_folder_holding_its_ct_is_refused_even_with_overwrit
 
 STOP_WHILE_IMPORTING = """
 import builtins, os, signal, sys
-real_import, stop = builtins.__import__, getattr(signal, sys.argv[1])
-def importing(name, *args, **kwargs):
-    if name == "recon.cli" and args[2] and "augment" in args[2]:  # app.py's command imports
+real_import, stop, importer = builtins.__import__, getattr(signal, sys.argv[1]), sys.argv[2]
+def importing(name, globals=None, *args, **kwargs):
+    if name == "typer" and (globals or {}).get("__name__") == importer:
         os.kill(os.getpid(), stop)
-    return real_import(name, *args, **kwargs)
+    return real_import(name, globals, *args, **kwargs)
 builtins.__import__ = importing
 sys.argv = ["recon", "project", "x.stl", "-o", "y", "--json"]
 from recon.cli.app import main
 main()
 """
+# where the stop comes: app.py's imports (before main), or the command's module (inside main)
+IMPORTERS = ["recon.cli.app", "recon.cli.project"]
 
 
+@pytest.mark.parametrize("importer", IMPORTERS)
 @pytest.mark.parametrize(
     ("signal_name", "code", "line"),
     [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")],
 )
-def test_a_stop_while_the_command_starts_is_its_one_line(signal_name, code, line):
+def test_a_stop_while_the_command_starts_is_its_one_line(signal_name, code, line, importer):
     """Ctrl-C while `recon` imported its commands was a KeyboardInterrupt traceback and no
     JSON; SIGTERM there ended it without a word."""
     import subprocess
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-c", STOP_WHILE_IMPORTING, signal_name], capture_output=True, text=True
+        [sys.executable, "-c", STOP_WHILE_IMPORTING, signal_name, importer],
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == code and done.stderr == f"{line}\n", done.stderr
     assert json.loads(done.stdout)["exit_code"] == code
 
 
-def test_a_stop_while_starting_prints_json_on_rank_zero_only():
+@pytest.mark.parametrize("importer", IMPORTERS)
+def test_a_stop_while_starting_prints_json_on_rank_zero_only(importer):
     import os
     import subprocess
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-c", STOP_WHILE_IMPORTING, "SIGTERM"],
+        [sys.executable, "-c", STOP_WHILE_IMPORTING, "SIGTERM", importer],
         capture_output=True,
         text=True,
         env={**os.environ, "RANK": "1"},
