@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     import warnings
 
     from recon.cli.common import UNSEEN_STOPS
-    from recon.pipelines.common.outputs import remove_temporaries
+    from recon.pipelines.common.outputs import STOP_NOTES, remove_temporaries
     from recon.pipelines.common.runfolder import launched_as_rank_zero
 
     if sys.stderr is None:  # started with stderr closed (`2>&-`): messages go nowhere, not crash
@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     rank_zero = launched_as_rank_zero()
 
     UNSEEN_STOPS.clear()
+    STOP_NOTES.clear()
 
     def on_sigterm(signum, _frame) -> None:
         if not terminated:  # a second SIGTERM does not cut the clean-up short
@@ -130,10 +131,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(code)
 
     def stopped(code: int | None) -> None:
+        note = f" ({STOP_NOTES[-1]})" if STOP_NOTES else ""
         if terminated:
-            finish("terminated (SIGTERM)", 143, "terminated")
+            finish("terminated (SIGTERM)", 143, "terminated" + note)
         if code == 130 or interrupted:
-            finish("interrupted", 130, "interrupted")
+            finish("interrupted", 130, "interrupted" + note)
 
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None

@@ -380,8 +380,41 @@ def test_a_stop_a_library_swallowed_is_raised_again_at_the_next_item(recon, tmp_
 
     monkeypatch.setattr(meshes, "make_shape", _swallowing_stop(meshes.make_shape))
     code, out, err = recon("synth", "meshes", "-o", tmp_path / "s", "--shapes", "box,torus")
-    assert code == 130 and err.strip().splitlines()[-1] == "interrupted", err
+    assert code == 130 and err.strip().splitlines()[-1].startswith("interrupted"), err
     assert not (tmp_path / "s").exists() and out == ""
+
+
+@pytest.mark.parametrize("batch", [[], ["--skip-done"]])
+def test_a_stopped_run_says_what_it_did_not_keep(recon, tmp_path, monkeypatch, batch):
+    """A run without --skip-done stopped after some outputs were made kept none of them and said
+    only "interrupted"; its line now says so and how to keep them. With --skip-done the made
+    ones stay, and the line is plain."""
+    from recon.pipelines.shapes import meshes
+
+    made, real = [], meshes.make_shape
+
+    def stopped_at_the_third(name):
+        if len(made) == 2:
+            raise KeyboardInterrupt
+        made.append(name)
+        return real(name)
+
+    monkeypatch.setattr(meshes, "make_shape", stopped_at_the_third)
+    out = tmp_path / "s"
+    code, _, err = recon("synth", "meshes", "-o", out, "--shapes", "box,torus,sphere", *batch)
+    assert code == 130 and len(err.strip().splitlines()) == 1, err
+    if batch:
+        assert err == "interrupted\n" and sorted(p.name for p in out.iterdir()) == made_files(made)
+    else:
+        assert err == (
+            "interrupted (the 2 files made so far not kept; with --skip-done each output stays "
+            "as it is made)\n"
+        )
+        assert not out.exists()
+
+
+def made_files(names):
+    return sorted(f"{name}.stl" for name in names)
 
 
 def test_a_stop_swallowed_after_the_last_item_lets_the_finished_command_succeed(

@@ -270,8 +270,9 @@ def _refuse_foreign_folder(out: Path, plan: BatchPlan, command: str) -> None:
 def output_folder(out: Path, plan: BatchPlan) -> Iterator[Path]:
     """Where to write: in batch mode the shared folder itself (every file written atomically;
     made here, it goes again if the command fails before writing into it), otherwise a
-    temporary folder that takes out's place when all is done."""
-    from recon.pipelines.common.outputs import atomic_dir
+    temporary folder that takes out's place when all is done (a stop there keeps nothing, and
+    its line says how many files went with it: outputs.STOP_NOTES)."""
+    from recon.pipelines.common.outputs import STOP_NOTES, atomic_dir
 
     if plan.batch:
         made = not out.exists()
@@ -285,7 +286,17 @@ def output_folder(out: Path, plan: BatchPlan) -> Iterator[Path]:
             raise
         return
     with atomic_dir(out) as folder:
-        yield folder
+        try:
+            yield folder
+        except KeyboardInterrupt:  # Ctrl-C, and SIGTERM as the CLI raises it
+            made = sum(1 for path in folder.rglob("*") if path.is_file())
+            if made:
+                files = f"{made} file{'s' * (made > 1)}"
+                STOP_NOTES.append(
+                    f"the {files} made so far not kept; with --skip-done each output stays as it "
+                    "is made"
+                )
+            raise
 
 
 @dataclass

@@ -22,6 +22,8 @@ from typing import Any
 from recon.pipelines.common.errors import BadInput
 
 _LIVE: set[Path] = set()  # temporaries created here and not yet renamed into place or removed
+# what a stopped command left out, for its "interrupted" line (see batch.output_folder)
+STOP_NOTES: list[str] = []
 
 
 def check_output(
