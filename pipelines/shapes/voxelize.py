@@ -178,6 +178,9 @@ def max_pool(grid: np.ndarray, resolution: int) -> np.ndarray:
     return grid.reshape(resolution, f, resolution, f, resolution, f).max(axis=(1, 3, 5))
 
 
+LEVEL_LIFT = 1e-3  # see grid_to_mesh
+
+
 def grid_to_mesh(grid: np.ndarray, level: float = 0.5, smooth: float = 0.0):
     """Watertight trimesh of an occupancy/probability grid (N, N, N): marching cubes on a grid
     padded by one empty voxel, inside where the value is >= level; vertices in voxel units
@@ -193,9 +196,15 @@ def grid_to_mesh(grid: np.ndarray, level: float = 0.5, smooth: float = 0.0):
     padded = np.pad(values, 1)
     if padded.max() < level or padded.min() >= level:
         raise ValueError("grid has no surface at this level (empty or full)")
-    # a value exactly at the level (a float16 grid holds many 0.5s) is inside, as >= level
-    # counts it, and lifted just above: marching cubes leaves holes where values equal it
-    padded[padded == np.float32(level)] = np.nextafter(np.float32(level), np.float32(np.inf))
+    # a value at the level (a float16 grid holds many 0.5s) is inside, as >= level counts it.
+    # Values within LEVEL_LIFT of the level are moved that far from it, inside up and outside
+    # down: marching cubes leaves holes where values equal the level, and puts the vertices of
+    # all edges of a voxel that nearly equals it at one position, which a mesh file keeps as
+    # one (an STL read back was then not watertight); this keeps them about a thousandth of a
+    # voxel apart, far above float32 resolution.
+    near = np.abs(padded - np.float32(level)) < LEVEL_LIFT
+    lifted = np.where(padded >= np.float32(level), level + LEVEL_LIFT, level - LEVEL_LIFT)
+    padded[near] = lifted[near].astype(np.float32)
     vertices, faces, _, _ = marching_cubes(padded, level=level)
     vertices = vertices - 1 + 0.5
     mesh = trimesh.Trimesh(vertices, faces, process=False)
