@@ -208,7 +208,13 @@ def main(argv: list[str] | None = None) -> None:
         )
     finally:
         sys.stdout = stdout.stream
-        if in_main_thread:
+        if in_main_thread and argv is None:
+            # the `recon` process ends here, its outputs written and its result printed: a stop
+            # now (while the interpreter winds down torch, about 0.5 s) would only turn a
+            # finished run into exit 130 with a success result on stdout
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        elif in_main_thread:  # called in a process that goes on (tests, an embedding program)
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
             if previous_int is not None:
                 signal.signal(signal.SIGINT, previous_int)

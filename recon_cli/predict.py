@@ -9,14 +9,14 @@ app = typer.Typer(cls=ReconGroup, help="Run a trained model on new inputs.", no_
 
 def add_skipped_row(table, plan) -> None:
     """With --skip-done, end a predict command's per-input table (rich Table) with the row
-    `skipped (done) N` (N the inputs kept as done), as `synth` and `make-drr` show it, and
-    `made again (input changed) N` when inputs changed since their outputs were made."""
-    if plan.skip_done:
+    `skipped (done): N` (N the inputs kept as done), as `synth` and `make-drr` count them, and
+    `made again (input changed): N` when inputs changed since their outputs were made."""
+    if plan.skip_done:  # the counts beside their names: the table's columns are per input
         table.add_section()
-        table.add_row("skipped (done)", str(len(plan.done)), *[""] * (len(table.columns) - 2))
+        blank = [""] * (len(table.columns) - 1)
+        table.add_row(f"skipped (done): {len(plan.done)}", *blank)
         if plan.changed:
-            blank = [""] * (len(table.columns) - 2)
-            table.add_row(CHANGED_ROW, str(len(plan.changed)), *blank)
+            table.add_row(f"{CHANGED_ROW}: {len(plan.changed)}", *blank)
 
 
 CHANGED_ROW = "made again (input changed)"  # how the tables name plan.changed

@@ -429,3 +429,35 @@ def test_a_stop_swallowed_after_the_last_item_lets_the_finished_command_succeed(
     assert code == 0, err
     assert "warning: the stop (Ctrl-C) came while a library was loading" in err
     assert (tmp_path / "s" / "box.stl").is_file() and (tmp_path / "s" / "run.json").is_file()
+
+
+LATE_STOP = """
+import os, signal, sys, time
+real_exit, stop = sys.exit, getattr(signal, sys.argv[1])
+
+def exit_after_a_stop(code=0):  # Ctrl-C as the finished command winds down
+    os.kill(os.getpid(), stop)
+    time.sleep(0.2)
+    real_exit(code)
+
+sys.exit = exit_after_a_stop
+sys.argv = ["recon", "synth", "meshes", "-o", sys.argv[2], "--shapes", "box", "--json"]
+from recon.cli.app import main
+main()
+"""
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_a_stop_after_the_command_finished_keeps_its_exit_status(tmp_path, stop):
+    """Ctrl-C or SIGTERM in the half second after a command printed its result (the interpreter
+    winding down) gave exit 130/143 beside the success JSON and whole outputs: a batch script
+    took the finished run for a failed one. The process now ends with the command's status."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "s"
+    done = subprocess.run(
+        [sys.executable, "-c", LATE_STOP, stop, str(out)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr)
+    assert json.loads(done.stdout)["shapes"]["box"]["faces"] > 0 and (out / "box.stl").is_file()

@@ -225,7 +225,7 @@ def test_flag_refusals_come_before_lightning_is_imported(pix3d, tmp_path, flags,
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["voxel", "--data", "MISSING"], "pix3d.json: no such file"),
+        (["voxel", "--data", "MISSING"], "missing: no such data set root"),
         (["drr", "--data", "MISSING"], "no such folder (a pair set has xray/ and drr/)"),
         (["skull", "--data", "MISSING"], "no such data set folder"),
         (["pose", "--max-time", "0"], "--max-time must be in (0,"),
@@ -419,12 +419,18 @@ def test_a_fit_stopped_before_its_first_checkpoint_leaves_no_run_folder(tmp_path
             if trainer.current_epoch == self.epoch and index == 1:
                 raise KeyboardInterrupt
 
+    from recon.pipelines.common.outputs import STOP_NOTES
+
     for epoch, kept in ((0, False), (1, True)):
         out = tmp_path / f"stopped_in_epoch_{epoch}"
         run = RunOptions(out=out, device="cpu", quiet=True, extra_callbacks=[Stop(epoch)])
+        STOP_NOTES.clear()
         with pytest.raises((KeyboardInterrupt, SystemExit)):
             fit(TOY, ToyConfig(epochs=3), run)
         assert out.exists() is kept
+        # the stop's line says what was kept and how to go on (see recon.cli.app)
+        resume = f"the run is kept after 1 epoch: continue it with `recon train toy --resume {out}`"
+        assert list(STOP_NOTES) == ([resume] if kept else [])
     record = json.loads((out / "run.json").read_text())["metrics"]
     assert record["interrupted"] is True
     assert record["last_checkpoint"] == str(out / "checkpoints" / "last.ckpt")
@@ -481,7 +487,7 @@ def test_ctrl_c_during_training_exits_130_with_one_json_error(pix3d_root, tmp_pa
     process.send_signal(signal.SIGINT)
     stdout, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
-    assert err.decode().splitlines()[-1] == "interrupted"
+    assert err.decode().splitlines()[-1].startswith("interrupted")
     assert json.loads(stdout) == {"error": "interrupted", "exit_code": 130}
 
 
@@ -495,7 +501,11 @@ def test_sigterm_after_an_epoch_writes_the_run_record_and_exits_143(pix3d_root, 
     process.send_signal(signal.SIGTERM)
     stdout, err = process.communicate(timeout=120)
     assert process.returncode == 143, err
-    assert err.decode().splitlines()[-1] == "terminated"
+    epochs = json.loads((out / "run.json").read_text())["metrics"]["epochs_run"]
+    assert err.decode().splitlines()[-1] == (
+        f"terminated (the run is kept after {epochs} epoch{'s' * (epochs != 1)}: continue it "
+        f"with `recon train voxel --resume {out}`)"
+    )
     assert json.loads(stdout) == {"error": "terminated (SIGTERM)", "exit_code": 143}
     record = json.loads((out / "run.json").read_text())
     assert record["command"] == "train voxel" and record["metrics"]["interrupted"] is True

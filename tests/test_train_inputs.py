@@ -323,3 +323,12 @@ def test_the_strategy_choices_offer_none_that_is_refused(recon):
     """The choices listed for a misspelt --strategy included ddp_spawn, which is refused."""
     code, _, err = recon("train", "voxel", "--strategy", "nonsense", "--data", "x")
     assert code == 2 and "choices: auto, ddp," in err and "ddp_spawn" not in err, err
+
+
+def test_train_voxel_names_a_missing_data_root_as_a_root(recon, tmp_path):
+    """--data NOSUCH read "NOSUCH/pix3d.json: no such file", as if only the index were missing;
+    check-data names the root, and now train does too."""
+    code, _, err = recon("train", "voxel", "--data", tmp_path / "nosuch", "--device", "cpu")
+    assert code == 2 and err.strip() == (
+        f"error: {tmp_path / 'nosuch'}: no such data set root (a Pix3D root holds pix3d.json)"
+    )

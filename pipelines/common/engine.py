@@ -237,10 +237,19 @@ def _record_stopped(
 ) -> None:
     """curves.png and run.json of a fit stopped by Ctrl-C or SIGTERM, for the epochs done
     (run.json says "interrupted": true); a failure here is one line, the stop goes on."""
+    from recon.pipelines.common.outputs import STOP_NOTES
+
     try:
-        _finish(task, cfg, trainer, best, out, timings, interrupted=True)
+        result = _finish(task, cfg, trainer, best, out, timings, interrupted=True)
     except Exception as error:  # noqa: BLE001 - the exit code of the stop matters more
         sys.stderr.write(f"warning: {out}: run.json and curves.png not written ({error})\n")
+        return
+    if result["last_checkpoint"]:
+        epochs = result["epochs_run"]
+        STOP_NOTES.append(
+            f"the run is kept after {epochs} epoch{'s' * (epochs != 1)}: continue it with "
+            f"`recon train {task.name} --resume {out}`"
+        )
 
 
 def _path_settings(cfg: TrainConfig) -> tuple[Path, ...]:

@@ -33,6 +33,8 @@ FILL = 0.9  # longest side of an object / side of the voxel cube
 def load_entries(root: Path) -> list[dict]:
     """The entries of ROOT/pix3d.json; BadInput when it is missing or not a list of objects."""
     path = Path(root) / "pix3d.json"
+    if not Path(root).is_dir():
+        raise BadInput(f"{root}: no such data set root (a Pix3D root holds pix3d.json)")
     if not path.is_file():
         if any(Path(root).glob(f"model/*/*/{MODEL_RECORD}")):
             raise BadInput(
