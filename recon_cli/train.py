@@ -172,9 +172,6 @@ def train(
 
     ui = Reporter(json_out, quiet)
     spec = load_task(task)
-    if print_config and not set_ and config is None:
-        _print_config(spec, json_out)
-        return
     overrides = {
         "data": str(data) if data else None,
         "epochs": epochs,
@@ -191,8 +188,11 @@ def train(
     extra = parse_set(set_ or [])
     overrides.update(extra)
     labels.update({k: f"--set {k}" for k in extra})
-    if print_config:  # the settings as --config and --set make them, checked as a run checks them
-        _print_config(spec, json_out, resolve_config(spec, config, extra, labels))
+    if print_config:  # the settings as --config, flags and --set make them, checked as a run
+        given = config is not None or any(v is not None for v in overrides.values())
+        _print_config(
+            spec, json_out, resolve_config(spec, config, overrides, labels) if given else None
+        )
         return
     if resume is not None:
         resume = _resume_file(resume)

@@ -310,6 +310,19 @@ def test_print_config_applies_and_checks_set_and_config(recon, tmp_path):
     assert lr["value"] == 0.01 and lr["default"] == 0.0005
 
 
+def test_print_config_applies_and_checks_the_flags(recon, tmp_path):
+    """--print-config showed `data: null` and `epochs: 30` for `--data D --epochs 5`, and
+    printed `--epochs 0 --lr inf` with exit 0, where a run refuses them."""
+    import yaml
+
+    code, out, err = recon("train", "voxel", "--data", tmp_path, "--epochs", 5, "--print-config")
+    assert code == 0, err
+    printed = yaml.safe_load(out)
+    assert printed["data"] == str(tmp_path) and printed["epochs"] == 5
+    code, out, err = recon("train", "voxel", "--epochs", 0, "--print-config")
+    assert code == 2 and "--epochs must be in [1, 100000], not 0" in err and out == "", err
+
+
 def test_an_unknown_setting_names_where_it_was_given(recon, tmp_path):
     """An unknown key in a --config file was refused without naming the file."""
     (tmp_path / "unk.yaml").write_text("nosuch: 1\n")

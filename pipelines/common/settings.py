@@ -178,7 +178,7 @@ def settings_yaml(task: TaskSpec, values: dict[str, Any] | None = None) -> str:
 
     lines = [f"# recon train {task.name}: settings and their defaults (--config FILE, --set K=V)"]
     if values is not None:
-        lines = [f"# recon train {task.name}: settings as --config and --set make them"]
+        lines = [f"# recon train {task.name}: settings as --config, flags and --set make them"]
     for item in describe_settings(task, values):
         value = yaml.safe_dump(
             {item["name"]: item.get("value", item["default"])},
