@@ -90,7 +90,7 @@ def backproject(
         run_record,
         write_json,
     )
-    from recon.pipelines.shapes.backprojection import SurfaceOptions, reconstruct
+    from recon.pipelines.shapes.backprojection import SurfaceOptions, in_file_axes, reconstruct
     from recon.pipelines.shapes.projection import read_views
     from recon.pipelines.shapes.render import render_mesh
 
@@ -107,7 +107,7 @@ def backproject(
     sidecar = check_run_record(out, overwrite, inputs=inputs)
     picture = check_output(out.with_suffix(".png"), overwrite, inputs=inputs) if render else None
     require_dir(views, "views folder")
-    read_views(views)
+    doc = read_views(views)
     truth = load_mesh(reference) if reference is not None else None
     result = reconstruct(views, options)
     metrics: dict = {"watertight": bool(result.mesh.is_watertight), "faces": len(result.mesh.faces)}
@@ -124,7 +124,7 @@ def backproject(
     record = run_record("backproject", None, config, result.timings, metrics)
     with atomic_file(sidecar) as tmp:  # the record is renamed into place last
         write_json(tmp, record)
-        save_mesh(result.mesh, out)
+        save_mesh(in_file_axes(result.mesh, doc, out.suffix), out)
         if shaded is not None:
             write_png(picture, shaded)
     rows = [("out", out), ("points", result.points), ("faces", metrics["faces"])]

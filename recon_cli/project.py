@@ -20,12 +20,18 @@ def project(
         bool, typer.Option("--caps/--no-caps", help="Add a top and a bottom view.")
     ] = True,
     size: Annotated[int, typer.Option(help="Image width and height in pixels, 8 to 4096.")] = 256,
-    up: Annotated[Literal["x", "y", "z"], typer.Option(help="The mesh axis that points up.")] = "z",
+    up: Annotated[
+        Literal["x", "y", "z"] | None,
+        typer.Option(
+            help="The axis that points up, as the file stores it (a .glb/.gltf too). Default: z; "
+            "y for a .glb/.gltf (with front -z, unless --front is given).",
+        ),
+    ] = None,
     front: Annotated[
         Literal["+x", "-x", "+y", "-y", "+z", "-z"] | None,
         typer.Option(
-            help="The mesh direction the object faces, turned onto +y (view 0 sees it on its "
-            "right). Default: +y for --up z, +x for --up y, +z for --up x.",
+            help="The direction the object faces, as the file stores it, turned onto +y (view 0 "
+            "sees it on its right). Default: +y for --up z, +x for --up y, +z for --up x.",
         ),
     ] = None,
     overwrite: Overwrite = False,
@@ -43,9 +49,10 @@ def project(
     import time
 
     from recon.pipelines.common.errors import BadInput
-    from recon.pipelines.common.io import load_mesh
+    from recon.pipelines.common.io import load_mesh, mesh_file_axes
     from recon.pipelines.common.outputs import atomic_dir, check_output, run_record, write_json
     from recon.pipelines.shapes.projection import (
+        default_axes,
         project_mesh,
         resolve_front,
         write_projection,
@@ -54,6 +61,8 @@ def project(
     ui = Reporter(json_out, quiet)
     check_range("--views", views, 1, 360)
     check_range("--size", size, 8, 4096)
+    file_axes = mesh_file_axes(mesh)  # a glTF comes in turned z up; --up/--front name its axes
+    up, front = default_axes(up, front, file_axes)
     front = resolve_front(up, front)  # a front along the up axis: one line, before any work
     cameras = views + (2 if caps else 0)
     if cameras * size * size > MAX_PIXELS:
@@ -66,7 +75,9 @@ def project(
     source = load_mesh(mesh)
     loaded = time.perf_counter()
     try:
-        projection = project_mesh(source, views=views, caps=caps, size=size, up=up, front=front)
+        projection = project_mesh(
+            source, views=views, caps=caps, size=size, up=up, front=front, file_axes=file_axes
+        )
     except BadInput as error:  # the options were checked above: this is about the mesh
         raise BadInput(f"{mesh}: {error}") from None
     cast = time.perf_counter()

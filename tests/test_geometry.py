@@ -75,9 +75,8 @@ def test_the_same_views_give_the_same_surface(recon, shapes, tmp_path):
 def test_grid_mesh_is_closed_when_values_sit_at_the_level(tmp_path):
     """A float16 grid holds many values of exactly 0.5: marching cubes left holes there (20 of
     20 random grids open). Values at the level count as inside, as `>= 0.5` counts them."""
-    from scipy.ndimage import gaussian_filter
-
     import trimesh
+    from scipy.ndimage import gaussian_filter
 
     from recon.pipelines.common.io import save_mesh
     from recon.pipelines.shapes import grid_to_mesh
@@ -164,6 +163,81 @@ def test_front_turns_a_y_up_scan_to_face_like_a_z_up_one(recon, tmp_path):
     assert _iou(_silhouette(tmp_path / "z"), _silhouette(tmp_path / "cyclic")) < 0.8
     doc = json.loads((tmp_path / "front" / "views.json").read_text())
     assert (doc["frame"]["up"], doc["frame"]["front"]) == ("y", "+z")
+
+
+def _y_up_capsule_files(folder):
+    """A capsule 160 tall and 60 wide standing on +y, a bump toward +z, as trimesh writes it
+    to .glb and .ply (both y up in the file)."""
+    capsule = trimesh.creation.capsule(height=100.0, radius=30.0)
+    bump = trimesh.creation.icosphere(radius=10.0)
+    bump.apply_translation((0.0, 25.0, 20.0))
+    figure = trimesh.util.concatenate([capsule, bump])
+    turn = np.eye(4)
+    turn[:3, :3] = [[-1, 0, 0], [0, 0, 1], [0, 1, 0]]  # z -> y, y -> z, x -> -x
+    figure.apply_transform(turn)
+    figure.export(folder / "ycap.glb")
+    figure.export(folder / "ycap.ply")
+    return figure
+
+
+def _views(folder):
+    from recon.pipelines.common.io import read_image
+
+    names = [f"view_{i:03d}" for i in range(8)] + ["top", "bottom"]
+    return {
+        (kind, name): read_image(folder / f"{kind}_{name}.png")
+        for kind in ("silhouette", "depth")
+        for name in names
+    }
+
+
+def test_up_and_front_name_the_axes_of_a_gltf_file(recon, tmp_path):
+    """--up/--front name the axes the file stores, a glTF's too: a y-up capsule as .glb and
+    .ply gives the same views with --up y --front +z, upright (the .glb lay on its side, 24 rows
+    x 60 columns at 64 px, when --up y was applied to the mesh load_mesh had turned z up). With
+    no flags a .glb keeps its views: y up, front -z in its file (recorded so); front +z is those
+    turned half round."""
+    _y_up_capsule_files(tmp_path)
+    runs = {
+        "glb": ("ycap.glb", "--up", "y", "--front", "+z"),
+        "ply": ("ycap.ply", "--up", "y", "--front", "+z"),
+        "plain": ("ycap.glb",),
+        "back": ("ycap.glb", "--up", "y", "--front", "-z"),
+    }
+    for name, (mesh, *options) in runs.items():
+        args = ("project", tmp_path / mesh, "-o", tmp_path / name, "--size", "64", "-q")
+        code, _, err = recon(*args, *options)
+        assert code == 0, err
+    views = {name: _views(tmp_path / name) for name in runs}
+    for key, image in views["glb"].items():
+        np.testing.assert_array_equal(image, views["ply"][key], err_msg=str(key))
+        np.testing.assert_array_equal(views["plain"][key], views["back"][key], err_msg=str(key))
+    side = views["glb"]["silhouette", "view_000"] > 0
+    rows, cols = np.flatnonzero(side.any(axis=1)), np.flatnonzero(side.any(axis=0))
+    assert (np.ptp(rows) + 1, np.ptp(cols) + 1) == (60, 24)  # upright: 160 tall, 60 wide
+    for i in range(8):  # front +z against -z: view i sees what view i + 4 saw
+        turned = views["plain"]["silhouette", f"view_{(i + 4) % 8:03d}"]
+        np.testing.assert_array_equal(views["glb"]["silhouette", f"view_{i:03d}"], turned)
+    for name, expected in (("glb", ("y", "+z")), ("ply", ("y", "+z")), ("plain", ("y", "-z"))):
+        frame = json.loads((tmp_path / name / "views.json").read_text())["frame"]
+        assert (frame["up"], frame["front"]) == expected, name
+        run = json.loads((tmp_path / name / "run.json").read_text())
+        assert (run["config"]["up"], run["config"]["front"]) == expected, name
+
+
+@pytest.mark.parametrize("suffix", [".ply", ".glb"])
+def test_backproject_of_a_gltf_comes_back_in_its_file_axes(recon, tmp_path, suffix):
+    """Views of a y-up .glb back-project to its own axes in any format: a .ply stands on y as
+    the .glb does (it came back in load_mesh's z-up frame, lying on its z axis)."""
+    figure = _y_up_capsule_files(tmp_path)
+    args = ("project", tmp_path / "ycap.glb", "-o", tmp_path / "v", "--size", "64", "-q")
+    code, _, err = recon(*args, "--up", "y", "--front", "+z")
+    assert code == 0, err
+    out = tmp_path / f"r{suffix}"
+    code, _, err = recon("backproject", tmp_path / "v", "-o", out, "-q")
+    assert code == 0, err
+    raw = trimesh.load(out, force="mesh", process=False)  # the file's own axes
+    np.testing.assert_allclose(raw.bounds, figure.bounds, atol=5.0)
 
 
 @pytest.mark.parametrize("up", ["x", "y", "z"])

@@ -85,6 +85,12 @@ def load_mesh(path: Path):
     return mesh
 
 
+def mesh_file_axes(path: Path) -> np.ndarray | None:
+    """The 3x3 rotation taking load_mesh's coordinates of `path` back to the axes its file
+    stores them in (Z_UP_TO_Y_UP's for a glTF); None where load_mesh keeps the file's axes."""
+    return Z_UP_TO_Y_UP[:3, :3].copy() if Path(path).suffix.lower() in GLTF_SUFFIXES else None
+
+
 def _check_binary_stl_length(path: Path) -> None:
     """A binary STL states its triangle count; a shorter file was truncated."""
     with path.open("rb") as handle:

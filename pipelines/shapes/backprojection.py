@@ -387,6 +387,22 @@ def _vedo_surface(points: np.ndarray, pixel: float) -> tuple[np.ndarray, np.ndar
         return np.asarray(surface.coordinates), np.asarray(surface.cells)
 
 
+def in_file_axes(mesh, doc: dict, suffix: str):
+    """The reconstructed mesh as a file of `suffix` should hold it: views of a mesh that loading
+    turned (views.json's frame.to_file: a glTF, y up, loads z up) are turned back to its file's
+    axes for a format save_mesh does not turn itself (all but .glb/.gltf); else mesh itself."""
+    from recon.pipelines.common.io import GLTF_SUFFIXES
+
+    turn = doc["frame"].get("to_file")
+    if turn is None or suffix.lower() in GLTF_SUFFIXES:
+        return mesh
+    matrix = np.eye(4)
+    matrix[:3, :3] = np.asarray(turn, dtype=np.float64)
+    mesh = mesh.copy()
+    mesh.apply_transform(matrix)
+    return mesh
+
+
 def _to_source_frame(vertices: np.ndarray, faces: np.ndarray, to_normalised: np.ndarray):
     """Normalised-frame surface -> trimesh in the source frame.
 

@@ -73,11 +73,18 @@ def _t(vector: np.ndarray) -> tuple[float, float, float]:
 
 
 def normalising_transform(
-    vertices: np.ndarray, up: str = "z", front: str | None = None
+    vertices: np.ndarray,
+    up: str = "z",
+    front: str | None = None,
+    file_axes: np.ndarray | None = None,
 ) -> np.ndarray:
     """4x4 matrix taking mesh coordinates into the normalised frame (see module doc); front
-    defaults to DEFAULT_FRONT[up]."""
+    defaults to DEFAULT_FRONT[up]. `up` and `front` name the axes of the mesh's file:
+    file_axes (3x3, io.mesh_file_axes) takes the mesh's coordinates to them where loading
+    turned them (a glTF's y up; None: not turned)."""
     rotation = frame_rotation(up, front)
+    if file_axes is not None:
+        rotation = rotation @ np.asarray(file_axes, dtype=np.float64)
     low, high = vertices.min(axis=0), vertices.max(axis=0)
     offset = (low + high) / 2
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -89,6 +96,24 @@ def normalising_transform(
     matrix[:3, :3] = rotation / radius
     matrix[:3, 3] = -(rotation @ offset) / radius
     return matrix
+
+
+def default_axes(
+    up: str | None, front: str | None, file_axes: np.ndarray | None = None
+) -> tuple[str, str | None]:
+    """--up and --front with up filled in: z, or for a file load_mesh turns (file_axes) the
+    file axis that comes in as z; with neither given, the front the mesh's +y came from too, so
+    a glTF's default views stay those of its z-up loaded mesh (y up, front -z in its file)."""
+    if up is not None:
+        return up, front
+    if file_axes is None:
+        return "z", front
+    turn = np.asarray(file_axes, dtype=np.float64)
+    up = "xyz"[int(np.argmax(np.abs(turn[:, 2])))]
+    if front is None:
+        axis = int(np.argmax(np.abs(turn[:, 1])))
+        front = ("+" if turn[axis, 1] > 0 else "-") + "xyz"[axis]
+    return up, front
 
 
 def resolve_front(up: str = "z", front: str | None = None) -> str:
@@ -163,6 +188,7 @@ class Projection:
     size: int
     up: str
     front: str = "+y"  # the mesh direction turned onto +y
+    file_axes: np.ndarray | None = None  # mesh -> its file's axes, where up and front are named
 
     def views_json(self, source: str, faces: int, vertices: int) -> dict:
         """The views.json document that makes back-projection exact."""
@@ -187,6 +213,7 @@ class Projection:
                 "scale": float(np.linalg.norm(self.to_normalised[:3, 0])),
                 "offset": self.offset().tolist(),
                 "note": "normalised = R @ (mesh - offset) * scale; mesh units otherwise",
+                **self._file_axes_json(),
             },
             "source": {"mesh": source, "faces": faces, "vertices": vertices},
             "views": [
@@ -204,6 +231,17 @@ class Projection:
             ],
         }
 
+    def _file_axes_json(self) -> dict:
+        """views.json's frame.to_file where loading turned the file's axes: up and front name
+        the file's axes, the mesh (to_normalised's) is the loaded one."""
+        if self.file_axes is None:
+            return {}
+        return {
+            "to_file": np.asarray(self.file_axes, dtype=np.float64).tolist(),
+            "file_note": "up and front name the file's axes, file = to_file @ mesh (a glTF is "
+            "y up; the mesh is turned z up)",
+        }
+
     def offset(self) -> np.ndarray:
         """The mesh-frame point that maps to the normalised origin."""
         return np.linalg.solve(self.to_normalised[:3, :3], -self.to_normalised[:3, 3])
@@ -216,16 +254,19 @@ def project_mesh(
     size: int = 256,
     up: str = "z",
     front: str | None = None,
+    file_axes: np.ndarray | None = None,
 ) -> Projection:
-    """Project a trimesh mesh into depth images; front defaults to DEFAULT_FRONT[up]."""
+    """Project a trimesh mesh into depth images; front defaults to DEFAULT_FRONT[up]; up and
+    front name the file's axes where file_axes says how loading turned them
+    (normalising_transform)."""
     if size < 8 or size > 4096:
         raise BadInput(f"--size must be between 8 and 4096, not {size}")
     front = resolve_front(up, front)
-    to_normalised = normalising_transform(np.asarray(mesh.vertices), up, front)
+    to_normalised = normalising_transform(np.asarray(mesh.vertices), up, front, file_axes)
     vertices = mesh.vertices @ to_normalised[:3, :3].T + to_normalised[:3, 3]
     cameras = ring_cameras(views, caps)
     distances = cast_depths(vertices, np.asarray(mesh.faces), cameras, size)
-    return Projection(cameras, encode_depth(distances), to_normalised, size, up, front)
+    return Projection(cameras, encode_depth(distances), to_normalised, size, up, front, file_axes)
 
 
 def write_projection(projection: Projection, folder: Path, views_doc: dict) -> list[Path]:
@@ -281,6 +322,10 @@ def _check_views_doc(path: Path, doc: dict) -> None:
     matrix = _finite_array(frame.get("to_normalised"), (4, 4))
     if matrix is None or abs(np.linalg.det(matrix[:3, :3])) < 1e-12:
         raise BadInput(f"{path}: frame.to_normalised must be an invertible 4x4 matrix")
+    if "to_file" in frame:
+        turn = _finite_array(frame["to_file"], (3, 3))
+        if turn is None or not np.allclose(turn @ turn.T, np.eye(3), atol=1e-6):
+            raise BadInput(f"{path}: frame.to_file must be a 3x3 rotation matrix")
     if not isinstance(doc["views"], list):
         raise BadInput(f"{path}: 'views' must be a list")
     for index, view in enumerate(doc["views"]):
