@@ -498,7 +498,35 @@ def test_a_mesh_too_large_to_normalise_is_refused(recon, tmp_path):
     assert_refused(
         recon("project", tmp_path / "huge.obj", "-o", tmp_path / "o"),
         tmp_path / "o",
-        "huge.obj: coordinates too large or too small to normalise",
+        "huge.obj: coordinates reach 1e+300, beyond the 1e+10 a mesh may span",
+    )
+
+
+@pytest.mark.parametrize("scale", [2e4, 1e7])
+def test_a_large_mesh_projects_and_comes_back(recon, tmp_path, scale):
+    """A mesh 20 000 units across projected, but backproject refused its own views.json
+    ("frame.to_normalised must be an invertible 4x4 matrix": the determinant, radius^-3, was
+    taken for singular)."""
+    box = trimesh.creation.box()
+    box.apply_scale(scale)
+    box.export(tmp_path / "big.ply")
+    assert recon("project", tmp_path / "big.ply", "-o", tmp_path / "v", "--size", 32)[0] == 0
+    code, _, err = recon("backproject", tmp_path / "v", "-o", tmp_path / "r.ply", "-q")
+    assert code == 0, err
+    bounds = trimesh.load(tmp_path / "r.ply").bounds
+    assert np.allclose(bounds, box.bounds, rtol=0, atol=0.05 * scale)
+
+
+def test_coordinates_beyond_what_merging_holds_are_refused_as_such(recon, tmp_path):
+    """A box 1e12 across was refused as "degenerate (all vertices coincide)": trimesh's vertex
+    merge overflowed and merged every vertex into one."""
+    box = trimesh.creation.box()
+    box.apply_scale(1e12)
+    box.export(tmp_path / "b.ply")
+    assert_refused(
+        recon("project", tmp_path / "b.ply", "-o", tmp_path / "o"),
+        tmp_path / "o",
+        "b.ply: coordinates reach 5e+11, beyond the 1e+10 a mesh may span",
     )
 
 

@@ -58,6 +58,11 @@ Z_UP_TO_Y_UP = np.array(
 )
 
 
+# trimesh merges vertices by rounding to 1e-8 and counting in int64: past about 9e10 that
+# overflows and every vertex merges into one ("degenerate")
+MAX_COORDINATE = 1e10
+
+
 def load_mesh(path: Path):
     """Read a triangle mesh (STL/PLY/OBJ/GLB/GLTF/OFF); scenes are merged into one mesh; a
     glTF's y-up frame is turned to z up (Z_UP_TO_Y_UP)."""
@@ -69,14 +74,23 @@ def load_mesh(path: Path):
         raise BadInput(f"{path}: not a mesh file (expected {', '.join(MESH_SUFFIXES)})")
     if suffix == ".stl":
         _check_binary_stl_length(path)
-    try:  # processed after the checks: processing drops NaN vertices and their faces unsaid
-        mesh = trimesh.load(path, force="mesh", process=False)
+    # processed after the checks: processing drops NaN vertices and their faces unsaid; a
+    # reader's normals of huge coordinates overflow (refused below, without numpy's warnings)
+    try:
+        with np.errstate(all="ignore"):
+            mesh = trimesh.load(path, force="mesh", process=False)
     except Exception as error:  # trimesh raises many types for corrupt files
         raise BadInput(f"{path}: cannot read mesh ({first_line(error)})") from error
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise BadInput(f"{path}: mesh has no faces")
     if not np.isfinite(mesh.vertices).all():
         raise BadInput(f"{path}: mesh has non-finite vertex coordinates")
+    reach = float(np.abs(mesh.vertices).max())
+    if reach > MAX_COORDINATE:
+        raise BadInput(
+            f"{path}: coordinates reach {reach:.3g}, beyond the {MAX_COORDINATE:g} a mesh may "
+            "span (its vertices are merged on a 1e-8 grid): scale it to larger units"
+        )
     mesh.process()
     if np.ptp(mesh.vertices, axis=0).max() <= 0:
         raise BadInput(f"{path}: mesh is degenerate (all vertices coincide)")

@@ -320,7 +320,10 @@ def _check_views_doc(path: Path, doc: dict) -> None:
         if not _positive_number(value):
             raise BadInput(f"{path}: {section}.{key} must be a positive number, not {value!r}")
     matrix = _finite_array(frame.get("to_normalised"), (4, 4))
-    if matrix is None or abs(np.linalg.det(matrix[:3, :3])) < 1e-12:
+    # invertible whatever the mesh's size: a rotation over the radius, whose determinant is
+    # radius^-3 (1e-13 for a 20 000-unit mesh), so the singular values are compared
+    spread = None if matrix is None else np.linalg.svd(matrix[:3, :3], compute_uv=False)
+    if spread is None or not spread[-1] > 1e-9 * spread[0]:
         raise BadInput(f"{path}: frame.to_normalised must be an invertible 4x4 matrix")
     if "to_file" in frame:
         turn = _finite_array(frame["to_file"], (3, 3))
