@@ -133,7 +133,10 @@ def backproject(
     rows.append(("watertight", metrics["watertight"]))
     if truth is not None:
         rows += [
-            ("Chamfer-L1", f"{metrics['chamfer_l1']:.4g} ({metrics['chamfer_l1_pct']:.3f}% diag)"),
+            (
+                "Chamfer-L1",
+                f"{metrics['chamfer_l1']:.4g} mesh units ({metrics['chamfer_l1_pct']:.3f}% diag)",
+            ),
             ("F-score@1%", f"{metrics['fscore']:.3f}"),
         ]
     rows += [(f"{k} (s)", v) for k, v in result.timings.items()]

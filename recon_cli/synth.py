@@ -86,7 +86,7 @@ def meshes(
         timings = {"synth": time.perf_counter() - clock}
         record = run_record("synth meshes", None, {"shapes": names}, timings, results)
         write_json(folder / plan.shard.results_name(), record)
-    rows = [(name, mesh["faces"]) for name, mesh in written.items()]
+    rows = [(name, f"{mesh['faces']} faces") for name, mesh in written.items()]
     if plan.skip_done:
         rows.append(("skipped (done)", len(plan.done)))
     ui.result(

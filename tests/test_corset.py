@@ -347,6 +347,27 @@ def test_a_torso_scan_not_in_mm_is_refused(
     assert err.strip().splitlines()[-1].startswith("error:") and not out.exists()
 
 
+def test_a_torso_projected_lying_down_is_refused(dataset, tiny_checkpoint, tmp_path, recon):
+    """A torso projected with the wrong --up (its long axis across the views) gave a corset
+    550 mm long lying on its side, exit 0."""
+    torso = load_mesh(dataset / "p0000" / "torso.stl")
+    torso.export(tmp_path / "torso.stl")
+    spine = dataset / "p0000" / "spine.png"
+    for up, refused in (("x", True), ("z", False)):
+        photos = tmp_path / f"photos_{up}"
+        code, _, err = recon("project", tmp_path / "torso.stl", "-o", photos, "--up", up,
+                             "--views", "8", "--caps", "--size", "64", "-q")  # fmt: skip
+        assert code == 0, err
+        out = tmp_path / f"c_{up}.stl"
+        code, _, err = recon("predict", "corset", "--photos", photos, "--spine", spine,
+                             "-c", tiny_checkpoint, "-o", out, "-q")  # fmt: skip
+        if refused:
+            assert code == 2 and "the torso lies across the views" in err, err
+            assert len(err.strip().splitlines()) == 1 and not out.exists()
+        else:
+            assert code == 0 and out.is_file(), err
+
+
 def test_thickness_sets_the_wall_of_the_predicted_corset(dataset, tiny_checkpoint, tmp_path, recon):
     """--thickness is the shell's wall: volume / (half the area of both sides) recovers it."""
     patient = dataset / "p0000"

@@ -81,7 +81,35 @@ def load_photos(folder: Path, size: int | None = None) -> tuple[np.ndarray, dict
         )
     depths = load_depth_views(folder, doc)
     check_views_agree(folder, doc, depths)
+    _refuse_a_lying_torso(folder, depths[order][:SIDE_VIEWS] > 0)
     return depths[order], doc
+
+
+# A standing torso is about as tall as its widest view or taller (an adult's 450-600 mm
+# against 300-450 across and 200-400 deep); one projected with its long axis across the views
+# (the wrong --up) is far wider than tall from some side (0.4-0.7).
+STANDING_RATIO = 0.85
+
+
+def _refuse_a_lying_torso(folder: Path, silhouettes: np.ndarray) -> None:
+    """BadInput when the torso's height in the side views (SIDE_VIEWS, H, W) is under
+    STANDING_RATIO of its widest silhouette: it lies across the views, so the corset would be
+    made lying down."""
+    heights, widths = [], []
+    for view in silhouettes:
+        rows, cols = np.flatnonzero(view.any(axis=1)), np.flatnonzero(view.any(axis=0))
+        if len(rows) and len(cols):
+            heights.append(rows[-1] - rows[0] + 1)
+            widths.append(cols[-1] - cols[0] + 1)
+    if not widths:
+        return
+    ratio = float(np.median(heights)) / max(widths)
+    if ratio < STANDING_RATIO:
+        raise BadInput(
+            f"{folder}: the torso lies across the views (its height is {ratio:.2f} of its widest "
+            "side): project the scan again with --up naming its head-to-feet axis (--up y for a "
+            "y-up scan)"
+        )
 
 
 def load_corset_views(folder: Path, photos_doc: dict) -> np.ndarray:
