@@ -20,6 +20,9 @@ from typer.core import TyperCommand, TyperGroup
 
 T = TypeVar("T")
 
+# how the tables of --skip-done runs name the inputs made again (BatchPlan.changed)
+CHANGED_ROW = "made again (input changed)"
+
 # the context of the command being run (its parameters and where each value came from)
 _RUNNING: ContextVar[typer.Context | None] = ContextVar("recon_running_command", default=None)
 

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 import typer
 
 from recon.cli.common import (
+    CHANGED_ROW,
     Device,
     Json,
     Overwrite,
@@ -19,7 +20,6 @@ from recon.cli.common import (
     key_value_table,
     renamed,
 )
-from recon.cli.predict import CHANGED_ROW
 
 PAIR_RANGES = {  # option -> (low, high), checked before any work
     "--count": (1, 100_000),

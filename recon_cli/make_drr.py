@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 import typer
 
 from recon.cli.common import (
+    CHANGED_ROW,
     CtOrientation,
     CtVolume,
     Device,
@@ -20,7 +21,6 @@ from recon.cli.common import (
     key_value_table,
     renamed,
 )
-from recon.cli.predict import CHANGED_ROW
 
 POSE = "Pose"
 DETECTOR = "Detector (default: the pose file's, else 1020 mm, 256 px, 1.6 mm)"

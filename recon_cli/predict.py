@@ -2,7 +2,7 @@
 
 import typer
 
-from recon.cli.common import ReconGroup
+from recon.cli.common import CHANGED_ROW, ReconGroup
 
 app = typer.Typer(cls=ReconGroup, help="Run a trained model on new inputs.", no_args_is_help=True)
 
@@ -17,6 +17,3 @@ def add_skipped_row(table, plan) -> None:
         table.add_row(f"skipped (done): {len(plan.done)}", *blank)
         if plan.changed:
             table.add_row(f"{CHANGED_ROW}: {len(plan.changed)}", *blank)
-
-
-CHANGED_ROW = "made again (input changed)"  # how the tables name plan.changed

@@ -334,8 +334,7 @@ def result_tables(document: dict):
     from rich.console import Group
     from rich.table import Table
 
-    from recon.cli.common import key_value_table
-    from recon.cli.predict import CHANGED_ROW
+    from recon.cli.common import CHANGED_ROW, key_value_table
 
     rows = document["results"]
     with_mtre = any(row.get("final_mtre_mm") is not None for row in rows)

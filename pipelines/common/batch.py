@@ -119,14 +119,25 @@ def changed_since(sources: Sequence[Path], outputs: Sequence[Path]) -> bool:
     return bool(made) and changed > min(made)
 
 
-def other_file(recorded: Path, path: Path) -> bool:
-    """Whether recorded (the input an earlier output names) is an existing file other than
-    path: two inputs of one name in different folders. One that is gone (a folder since
-    moved) cannot be told apart and is taken as the same."""
+def refuse_another_input(result: Path, recorded, path: Path, made: str, what: str) -> None:
+    """BadInput when an earlier result (file `result`) names `recorded` as its input and that is
+    an existing file other than `path`: two inputs of one name in different folders, whose
+    result --skip-done would keep for the wrong one. One that is gone (a folder since moved)
+    cannot be told apart and is taken as the same. made: the result's verb ("measures"); what:
+    the input's noun ("film")."""
+    if not isinstance(recorded, str):
+        return
     try:
-        return recorded.is_file() and not recorded.samefile(path)
+        other = Path(recorded).is_file() and not Path(recorded).samefile(path)
     except OSError:
-        return False
+        return
+    if other:
+        article = "an" if what[0] in "aeioAEIOX" else "a"  # an X-ray, a film
+        raise BadInput(
+            f"{result}: {made} {recorded}, another {what} than {path} of the same name; "
+            f"--skip-done keeps {article} {what}'s result only for that {what} (use another -o, "
+            "or --overwrite without --skip-done)"
+        )
 
 
 def read_record(path: Path, kind: str, settings: Mapping[str, object]) -> dict | None:

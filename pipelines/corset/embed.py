@@ -147,7 +147,7 @@ def earlier_record(path: Path, json_path: Path) -> dict:
     when that file is not an embed-spine JSON, or measures another existing file than path."""
     import json
 
-    from recon.pipelines.common.batch import other_file
+    from recon.pipelines.common.batch import refuse_another_input
 
     try:
         doc = json.loads(json_path.read_text())
@@ -157,13 +157,7 @@ def earlier_record(path: Path, json_path: Path) -> dict:
             f"{json_path}: not an embed-spine result ({type(error).__name__}: {error}); remove it "
             "or pass --overwrite"
         ) from error
-    source = doc.get("source")
-    if isinstance(source, str) and other_file(Path(source), Path(path)):
-        raise BadInput(
-            f"{json_path}: measures {source}, another film than {path} of the same name; "
-            "--skip-done keeps a film's result only for that film (use another -o, or "
-            "--overwrite without --skip-done)"
-        )
+    refuse_another_input(json_path, doc.get("source"), Path(path), "measures", "film")
     return record
 
 

@@ -514,7 +514,7 @@ def earlier_row(path: Path, settings: dict, xray: Path) -> dict:
     compared too), before any work."""
     import json
 
-    from recon.pipelines.common.batch import other_file, refuse_other_settings
+    from recon.pipelines.common.batch import refuse_another_input, refuse_other_settings
 
     try:
         row = json.loads(path.read_text())
@@ -528,13 +528,7 @@ def earlier_row(path: Path, settings: dict, xray: Path) -> dict:
             f"{path}: not a results row of `recon register`; delete its folder to register "
             "that X-ray again"
         )
-    registered = row.get("xray")
-    if isinstance(registered, str) and other_file(Path(registered), Path(xray)):
-        raise BadInput(
-            f"{path}: registers {registered}, another X-ray than {xray} of the same name; "
-            "--skip-done keeps an X-ray's result only for that X-ray (use another -o, or "
-            "--overwrite without --skip-done)"
-        )
+    refuse_another_input(path, row.get("xray"), Path(xray), "registers", "X-ray")
     refuse_other_settings(row.pop("settings", None), settings, SETTING_FLAGS, f"{path}: it was")
     return {**row, "from_earlier_run": True}
 
