@@ -108,12 +108,12 @@ def backproject(
     picture = check_output(out.with_suffix(".png"), overwrite, inputs=inputs) if render else None
     require_dir(views, "views folder")
     doc = read_views(views)
-    truth = load_mesh(reference) if reference is not None else None
+    truth = load_mesh(reference, file_axes=True) if reference is not None else None
     result = reconstruct(views, options)
     metrics: dict = {"watertight": bool(result.mesh.is_watertight), "faces": len(result.mesh.faces)}
-    if truth is not None:
+    if truth is not None:  # both as their files store them: a .glb against a y-up .ply
         clock = time.perf_counter()
-        metrics.update(surface_score(result.mesh, truth).as_dict())
+        metrics.update(surface_score(in_file_axes(result.mesh, doc), truth).as_dict())
         result.timings["score"] = time.perf_counter() - clock
     shaded = None
     if picture is not None:

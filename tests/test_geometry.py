@@ -240,6 +240,25 @@ def test_backproject_of_a_gltf_comes_back_in_its_file_axes(recon, tmp_path, suff
     np.testing.assert_allclose(raw.bounds, figure.bounds, atol=5.0)
 
 
+def test_backproject_reference_compares_the_files_as_they_store_them(recon, tmp_path):
+    """--reference scores the surface against the reference in the axes both files store: a
+    .glb's views against the same figure as a y-up .ply score as against the .glb itself (F-score
+    0.087 when the views' z-up loaded frame met the .ply's y-up one)."""
+    _y_up_capsule_files(tmp_path)
+    code, _, err = recon("project", tmp_path / "ycap.glb", "-o", tmp_path / "v", "--size", "64")
+    assert code == 0, err
+    scores = {}
+    for reference in ("ycap.glb", "ycap.ply"):
+        out = tmp_path / f"r_{reference}.stl"
+        args = ("backproject", tmp_path / "v", "-o", out, "--reference", tmp_path / reference)
+        code, text, err = recon(*args, "--json")
+        assert code == 0, err
+        scores[reference] = json.loads(text)["metrics"]
+    assert scores["ycap.glb"]["fscore"] > 0.95
+    for key in ("fscore", "chamfer_l1"):
+        assert scores["ycap.ply"][key] == pytest.approx(scores["ycap.glb"][key], rel=1e-6)
+
+
 @pytest.mark.parametrize("up", ["x", "y", "z"])
 def test_default_front_keeps_the_cyclic_frame(up):
     """Without --front, --up x|y|z gives the frame earlier releases gave."""

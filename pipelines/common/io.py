@@ -63,9 +63,10 @@ Z_UP_TO_Y_UP = np.array(
 MAX_COORDINATE = 1e10
 
 
-def load_mesh(path: Path):
+def load_mesh(path: Path, file_axes: bool = False):
     """Read a triangle mesh (STL/PLY/OBJ/GLB/GLTF/OFF); scenes are merged into one mesh; a
-    glTF's y-up frame is turned to z up (Z_UP_TO_Y_UP)."""
+    glTF's y-up frame is turned to z up (Z_UP_TO_Y_UP) unless file_axes (the coordinates as
+    the file stores them)."""
     import trimesh
 
     path = require_file(path, "mesh")
@@ -94,7 +95,7 @@ def load_mesh(path: Path):
     mesh.process()
     if np.ptp(mesh.vertices, axis=0).max() <= 0:
         raise BadInput(f"{path}: mesh is degenerate (all vertices coincide)")
-    if suffix in GLTF_SUFFIXES:
+    if suffix in GLTF_SUFFIXES and not file_axes:
         mesh.apply_transform(np.linalg.inv(Z_UP_TO_Y_UP))
     return mesh
 

@@ -387,10 +387,10 @@ def _vedo_surface(points: np.ndarray, pixel: float) -> tuple[np.ndarray, np.ndar
         return np.asarray(surface.coordinates), np.asarray(surface.cells)
 
 
-def in_file_axes(mesh, doc: dict, suffix: str):
-    """The reconstructed mesh as a file of `suffix` should hold it: views of a mesh that loading
-    turned (views.json's frame.to_file: a glTF, y up, loads z up) are turned back to its file's
-    axes for a format save_mesh does not turn itself (all but .glb/.gltf); else mesh itself."""
+def in_file_axes(mesh, doc: dict, suffix: str = ""):
+    """The reconstructed mesh in the axes of the file its views were made from: views of a mesh
+    that loading turned (views.json's frame.to_file: a glTF, y up, loads z up) are turned back;
+    not for a `suffix` save_mesh turns itself (.glb/.gltf); else mesh itself."""
     from recon.pipelines.common.io import GLTF_SUFFIXES
 
     turn = doc["frame"].get("to_file")
