@@ -237,7 +237,8 @@ def train(
             rows.append(
                 (
                     f"{metric} vs {line['label']}",
-                    f"{line['value']:.4g} {verdict} {line['baseline_value']:.4g}",
+                    f"{line['value']:.4g} {verdict} {line['baseline_value']:.4g} "
+                    f"({line['value'] - line['baseline_value']:+.2g})",
                 )
             )
     ui.result(result, key_value_table(f"train {task}", rows))
