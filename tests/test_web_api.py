@@ -233,9 +233,9 @@ def test_bad_requests_get_a_clear_json_error(server, chair_png):
             "the file is empty (0 bytes)",
             dict(files={"image": ("a.png", b"")}, data={"task": "voxel"}),
         ),
-        (
+        (  # a PNG cut short: its header reads, its pixels do not ("not an image")
             415,
-            "not an image",
+            "the PNG file is damaged or cut short",
             dict(files={"image": ("a.png", chair_png[:200])}, data={"task": "voxel"}),
         ),
         (

@@ -184,6 +184,7 @@ def check_image(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[str, int, int
     not_image = UploadError(
         415, "the file is not an image this server reads (PNG, JPEG, BMP, TIFF or WebP)"
     )
+    kind = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -203,7 +204,11 @@ def check_image(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[str, int, int
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise UploadError(413, f"the image has too many pixels (at most {max_pixels})") from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
-        raise not_image from error
+        if kind is None:
+            raise not_image from error
+        raise UploadError(  # its header read, its pixels not: cut short or damaged
+            415, f"the {kind} file is damaged or cut short: its pixels cannot be read"
+        ) from error
     if width < 1 or height < 1 or kind not in FORMAT_SUFFIXES:
         raise not_image
     return FORMAT_SUFFIXES[kind], width, height
