@@ -299,3 +299,25 @@ def test_skip_done_and_shards_refuse_a_folder_of_the_users_files(recon, tmp_path
     code, _, err = recon("synth", "meshes", "-o", shared, "--shapes", "box,torus", "--shard", "2/2")
     assert code == 0, err
     assert (shared / "torus.stl").is_file()
+
+
+def test_an_input_dated_in_the_future_is_made_again_with_a_warning(tmp_path, capsys):
+    """make's rule remakes an input newer than its outputs; one dated past the clock (a file
+    server's clock ahead) stays newer on every run, so the plan says so once, in one line."""
+    from recon.pipelines.common.batch import Shard, plan_batch
+
+    source, made = tmp_path / "a.png", tmp_path / "a.json"
+    source.write_bytes(b"x")
+    made.write_text("{}")
+    ahead = made.stat().st_mtime + 3 * 3600
+    os.utime(source, (ahead, ahead))
+
+    def plan():
+        return plan_batch(1, lambda i: [made], Shard(1, 1), True, False, sources=lambda i: [source])
+
+    assert plan().changed == [0]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a.png is dated 3.0 h in the future (clock skew?)" in err
+    now = made.stat().st_mtime - 60  # an input older than its output: kept, nothing said
+    os.utime(source, (now, now))
+    assert plan().done == [0] and capsys.readouterr().err == ""

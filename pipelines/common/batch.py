@@ -107,6 +107,9 @@ def is_complete(paths: Sequence[Path]) -> bool:
     return all(Path(p).is_file() and Path(p).stat().st_size > 0 for p in paths)
 
 
+FUTURE_SLACK_S = 2.0  # an input dated this far past the clock is taken for clock skew
+
+
 def changed_since(sources: Sequence[Path], outputs: Sequence[Path]) -> bool:
     """Whether a source file was modified after the oldest of the outputs that exist (an input
     edited or replaced in place since its outputs were made); False when either cannot be
@@ -220,6 +223,7 @@ def plan_batch(
                 plan.done.append(index)
                 continue
             plan.changed.append(index)
+            _warn_of_the_future(sources(index))
         if plan.batch and not (overwrite or skip_done):
             existing = [p for p in outputs(index) if Path(p).exists()]
             if existing:
@@ -229,6 +233,34 @@ def plan_batch(
                 )
         plan.todo.append(index)
     return plan
+
+
+def _warn_of_the_future(sources: Sequence[Path]) -> None:
+    """A warning line for an input dated in the future (a file server's clock ahead of this
+    one): it stays newer than what is made from it, so --skip-done makes it again on every run
+    until the clock passes it (make's rule and make's warning)."""
+    import sys
+    import time
+
+    now = time.time()
+    for path in sources:
+        try:
+            ahead = Path(path).stat().st_mtime - now
+        except OSError:
+            continue
+        if ahead > FUTURE_SLACK_S:
+            sys.stderr.write(
+                f"warning: {path} is dated {_duration(ahead)} in the future (clock skew?): "
+                "--skip-done makes its outputs again on every run until the clock passes it\n"
+            )
+            return
+
+
+def _duration(seconds: float) -> str:
+    """'40 s', '12 min', '3.5 h'."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def check_batch_output(out: Path, plan: BatchPlan, overwrite: bool, command: str) -> Path:
