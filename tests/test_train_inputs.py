@@ -177,8 +177,11 @@ def test_corset_image_size_is_read_as_size_with_one_notice(tmp_path, capsys):
     config.write_text("image_size: 192\n")
     assert resolve_config(spec, config, {}).size == 192
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
-    with pytest.raises(Exception, match="--set size must be in"):
+    with pytest.raises(Exception, match=r"--set image_size \(now size\) must be in"):
         resolve_config(spec, None, {"image_size": 1}, {"image_size": "--set image_size"})
+    config.write_text("image_size: 3\n")
+    with pytest.raises(Exception, match=r"c\.yaml: setting image_size \(now size\) must be in"):
+        resolve_config(spec, config, {})
     capsys.readouterr()
 
     old = config_dict(spec.config())

@@ -229,15 +229,15 @@ def requested_settings(
             raise BadInput(f"{path}: settings of task {named!r}, not {task.name!r}")
     given = {k: v for k, v in overrides.items() if v is not None}
     _refuse_renamed_twice(task, path, loaded, given, labels)
+    for key in loaded:  # under the name the file gives
+        labels.setdefault(key, f"{path}: setting {key}")
     loaded, notices = _renamed(task, loaded, lambda name: f"{path}: setting {name}")
     values.update(loaded)
-    for key in loaded:
-        labels.setdefault(key, f"{path}: setting {key}")
     given, more = _renamed(task, given, lambda name: labels.get(name, f"setting {name}"))
     notices += more
     for old, new in task.renamed.items():
         if old in labels:
-            labels.setdefault(new, labels[old].replace(old, new))
+            labels.setdefault(new, f"{labels[old]} (now {new})")
     values.update(given)
     fields = {f.name: f for f in dataclasses.fields(task.config)}
     unknown = sorted(set(values) - set(fields))
