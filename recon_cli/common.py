@@ -23,6 +23,17 @@ T = TypeVar("T")
 # how the tables of --skip-done runs name the inputs made again (BatchPlan.changed)
 CHANGED_ROW = "made again (input changed)"
 
+
+def shown_names(paths: Sequence[str | PurePath]) -> list[str]:
+    """Each input as a per-input table names it: its file name, or the path as given where two
+    inputs share a name (a/x.png and b/x.png)."""
+    names = [PurePath(p).name for p in paths]
+    folded = [n.casefold() for n in names]
+    return [
+        str(p) if folded.count(f) > 1 else n for p, n, f in zip(paths, names, folded, strict=True)
+    ]
+
+
 # the context of the command being run (its parameters and where each value came from)
 _RUNNING: ContextVar[typer.Context | None] = ContextVar("recon_running_command", default=None)
 

@@ -15,6 +15,7 @@ from recon.cli.common import (
     check_range,
     key_value_table,
     renamed,
+    shown_names,
 )
 from recon.pipelines.common.errors import BadInput, JobFailed
 
@@ -231,10 +232,10 @@ def _embed_many(xrays, out, pixel_spacing, span, batch, ui) -> None:
     table = Table(title=f"embed-spine -> {out}", title_justify="left")
     for column in ("X-ray", "Cobb (deg)", "end vertebrae", "apex", "status"):
         table.add_column(column, overflow="fold")  # paths wrap, never cut
-    for r in every:
+    for r, name in zip(every, shown_names([r["xray"] for r in every]), strict=True):
         ok = r["status"] == "ok"
         table.add_row(
-            Path(r["xray"]).name,
+            name,
             f"{r['cobb_deg']:.1f} +- {r['cobb_sd_deg']:.1f}" if ok else "",
             " - ".join(r["end_vertebrae"].values()) if ok else "",
             r.get("apex_vertebra", ""),

@@ -18,6 +18,7 @@ from recon.cli.common import (
     check_seed,
     key_value_table,
     renamed,
+    shown_names,
 )
 
 OutDir = Annotated[Path, typer.Option("-o", "--out", help="Output folder.")]
@@ -185,9 +186,9 @@ def predict_skull(
     table = Table(title=f"predict skull -> {out}", title_justify="left")
     for column in ("image", "skull voxels", "face voxels", "face mesh"):
         table.add_column(column, overflow="fold")  # paths wrap, never cut
-    for record in made:
+    for record, name in zip(made, shown_names([r["image"] for r in made]), strict=True):
         table.add_row(
-            Path(record["image"]).name,
+            name,
             str(record["skull_voxels"]),
             str(record["face_voxels"]),
             record["face"] or "(empty: no surface)",

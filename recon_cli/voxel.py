@@ -19,6 +19,7 @@ from recon.cli.common import (
     check_seed,
     key_value_table,
     renamed,
+    shown_names,
 )
 
 Images = Annotated[
@@ -264,10 +265,10 @@ def _predict(
     table = Table(title=f"{command} -> {out}", title_justify="left")
     for column in ("image", "occupied voxels", "mesh"):
         table.add_column(column, overflow="fold")  # paths wrap, never cut
-    for record in results:
+    for record, name in zip(results, shown_names([r["image"] for r in results]), strict=True):
         if not record.get("skipped"):
             table.add_row(
-                Path(record["image"]).name,
+                name,
                 str(record["occupied"]),
                 record["mesh"] or "(empty: no surface)",
             )

@@ -182,6 +182,22 @@ def test_skip_done_refuses_a_result_of_another_film_of_the_same_name(recon, film
     assert code == 0 and json.loads(stdout)["results"][0]["skipped"], err
 
 
+def test_two_films_of_one_name_are_told_apart_in_the_table(recon, tmp_path, monkeypatch):
+    """a/patient0.png and b/patient0.png: the table named both rows `patient0.png`; each row now
+    gives the path as given where the names clash (the files are a_patient0.json and
+    b_patient0.json), and the file name alone where they do not."""
+    monkeypatch.chdir(tmp_path)
+    for folder, angle in (("a", 20.0), ("b", -30.0)):
+        (tmp_path / folder).mkdir()
+        write_png(tmp_path / folder / "patient0.png", synth_spine_xray(angle, rows=192).image)
+    code, stdout, err = recon("embed-spine", "a/patient0.png", "b/patient0.png", "-o", "out")
+    assert code == 0, err
+    rows = [line for line in stdout.splitlines() if "patient0.png" in line]
+    assert [row.split()[1] for row in rows] == ["a/patient0.png", "b/patient0.png"]
+    code, stdout, err = recon("embed-spine", "a/patient0.png", "-o", "one")
+    assert code == 0 and "│ patient0.png" in stdout and "a/patient0.png" not in stdout, err
+
+
 def test_dicom_films_named_by_uid_take_their_spacing_from_the_header(recon, tmp_path):
     xray = synth_spine_xray(30.0, rows=192, seed=5)
     folder = tmp_path / "dicom"
