@@ -341,24 +341,27 @@ def test_a_process_that_only_looks_like_another_rank_still_checks_the_folder(mon
 from test_training_engine import TOY, ToyConfig  # noqa: E402
 
 
-def failing_callback(hook: str, batch: int = 0):
-    """A callback raising RuntimeError("boom") in hook (at training batch `batch`)."""
+def failing_callback(hook: str, batch: int = 0, epoch: int = 0):
+    """A callback raising RuntimeError("boom") in hook (at training batch `batch` of `epoch`)."""
     import lightning as L
 
     class Boom(L.Callback):
         pass
 
     def fail(self, trainer, module, *args, **kwargs):
-        if hook != "on_train_batch_start" or args[1] == batch:
+        if hook != "on_train_batch_start" or (args[1], trainer.current_epoch) == (batch, epoch):
             raise RuntimeError("boom")
 
     setattr(Boom, hook, fail)
     return Boom()
 
 
-def failing_fit(out: Path, hook: str, batch: int = 0, epochs: int = 2, **options) -> None:
-    """A toy fit of `epochs` into out that fails in hook (at training batch `batch`)."""
-    callbacks = [failing_callback(hook, batch)]
+def failing_fit(
+    out: Path, hook: str, batch: int = 0, epochs: int = 2, epoch: int = 0, **options
+) -> None:
+    """A toy fit of `epochs` into out that fails in hook (at training batch `batch` of
+    `epoch`)."""
+    callbacks = [failing_callback(hook, batch, epoch)]
     run = RunOptions(out=out, device="cpu", quiet=True, extra_callbacks=callbacks, **options)
     with pytest.raises(RuntimeError, match="boom"):
         fit(TOY, ToyConfig(epochs=epochs), run)
@@ -372,10 +375,15 @@ def test_a_fit_failing_before_its_first_step_leaves_no_run_folder(tmp_path, hook
     assert (tmp_path / "runs").is_dir()  # only the run folder is the run's to remove
 
 
-def test_a_fit_failing_after_its_first_step_keeps_the_run_folder(tmp_path):
+def test_a_fit_failing_before_its_first_checkpoint_leaves_no_run_folder(tmp_path):
+    """A damaged image met at the second batch left config.yaml and hparams.yaml, and the
+    corrected command was refused ("run folder is not empty"): nothing there could be
+    resumed. After the first epoch's checkpoint the run stays (it can be resumed)."""
     out = tmp_path / "run"
     failing_fit(out, "on_train_batch_start", batch=1)
-    assert (out / "config.yaml").is_file() and (out / "hparams.yaml").is_file()
+    assert not out.exists()
+    failing_fit(out, "on_train_batch_start", batch=1, epoch=1)
+    assert (out / "config.yaml").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_a_folder_that_was_there_stays_and_loses_only_what_the_run_added(tmp_path):
@@ -397,7 +405,8 @@ def test_a_resume_failing_before_its_first_step_keeps_the_run(tmp_path):
     fit(TOY, ToyConfig(), RunOptions(out=out, device="cpu", quiet=True))
     last = out / "checkpoints" / "last.ckpt"
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    failing_fit(out, "on_train_batch_start", epochs=ToyConfig().epochs + 2, resume=last)
+    epochs = ToyConfig().epochs
+    failing_fit(out, "on_train_batch_start", epochs=epochs + 2, epoch=epochs, resume=last)
     assert last.read_bytes() == before[Path("checkpoints/last.ckpt")]
     assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == sorted(before)
 

@@ -6,8 +6,9 @@ validation metric that picks the best checkpoint, and the baselines its metrics 
 engine checks every input (the flags and the run folder before Lightning is imported, the data
 and the batches of its splits before a Trainer is built), seeds everything, runs the Trainer,
 and leaves a run folder (runfolder.py): config.yaml, checkpoints/ (checkpoints.py), metrics.csv,
-curves.png (curves.py), run.json. A fit that fails before its first training step completes
-takes back what it added to the run folder, so the corrected command is not refused.
+curves.png (curves.py), run.json. A fit that fails or is stopped before it has a checkpoint
+(nothing there to resume or use) takes back what it added to the run folder, so the corrected
+command is not refused.
 
 Several processes (Lightning's DDP launcher re-running the command, or `srun` starting every rank
 at once): only global rank 0 checks and writes the run folder; the other ranks skip it and meet
@@ -122,9 +123,9 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
     this process's rank (only global rank 0 writes the run folder).
 
     The flags and the run folder are checked before Lightning is imported, the data and its
-    splits before a Trainer is built; a fit that fails before its first training step
-    completes takes back what it added to the run folder, and one stopped by Ctrl-C or
-    SIGTERM after it still writes curves.png and run.json for the epochs done."""
+    splits before a Trainer is built; a fit that fails or is stopped before it has a
+    checkpoint takes back what it added to the run folder, and one stopped by Ctrl-C or
+    SIGTERM after that still writes curves.png and run.json for the epochs done."""
     import warnings
 
     started = time.perf_counter()
@@ -180,7 +181,7 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
                 if (
                     trainer.is_global_zero
                     and _trains_here(trainer)
-                    and (not first_step.done or (stopped and not _has_checkpoint(out)))
+                    and not (first_step.done and _has_checkpoint(out))
                 ):
                     remove_added(out, before)  # nothing to resume or use: as if never started
                 elif trainer.is_global_zero and stopped:
