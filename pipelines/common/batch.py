@@ -398,21 +398,53 @@ def check_same_settings(out: Path, command: str, settings: dict, flags: dict[str
         )
 
 
-def refuse_other_settings(
-    recorded, settings: dict, flags: dict[str, str], made: str, source: str = "in it"
+def check_kept_settings(
+    out: Path, command: str, settings: dict, flags: dict[str, str], plan: BatchPlan, overwrite: bool
 ) -> None:
-    """BadInput "<made> made with other settings (--size 64 here, 128 <source>); ..." when
-    `recorded` (settings as a JSON file kept them) states one of `settings` with another value;
-    a key it does not state is not compared, nor is anything but a dict."""
+    """check_same_settings wherever earlier outputs stay beside this run's: a batch run (a shard,
+    or --skip-done). A shard's --overwrite replaces its own outputs only, so only its own run
+    record is not compared: the other shards' outputs stay, and a set of two sizes would pass
+    for one."""
+    from recon.pipelines.common.outputs import run_records
+
+    if not plan.batch:
+        return
+    if plan.skip_done or not overwrite:
+        check_same_settings(out, command, settings, flags)
+        return
+    own = plan.shard.results_name()
+    for record, doc in run_records(out, command):
+        if record.name != own:
+            refuse_other_settings(
+                doc.get("config"),
+                settings,
+                flags,
+                f"{out}: its outputs were",
+                f"in {record.name}",
+                "a shard's --overwrite replaces its own outputs only (give the same settings, "
+                "or remove the folder or use another -o to make the set again)",
+            )
+
+
+def refuse_other_settings(
+    recorded,
+    settings: dict,
+    flags: dict[str, str],
+    made: str,
+    source: str = "in it",
+    advice: str = "--skip-done and shards only add to outputs made the same way (give the same "
+    "settings, use another -o, or --overwrite without --skip-done)",
+) -> None:
+    """BadInput "<made> made with other settings (--size 64 here, 128 <source>); <advice>"
+    when `recorded` (settings as a JSON file kept them) states one of `settings` with another
+    value; a key it does not state is not compared, nor is anything but a dict."""
     wanted = json.loads(json.dumps(settings))  # as JSON reads back (tuples as lists)
     recorded = recorded if isinstance(recorded, dict) else {}
     differ = [k for k, v in wanted.items() if k in recorded and not _same(recorded[k], v)]
     if differ:
         changes = [(flags.get(key, key), wanted[key], recorded[key]) for key in differ]
         raise BadInput(
-            f"{made} made with other settings ({setting_changes(changes, source)}); --skip-done "
-            "and shards only add to outputs made the same way (give the same settings, use "
-            "another -o, or --overwrite without --skip-done)"
+            f"{made} made with other settings ({setting_changes(changes, source)}); {advice}"
         )
 
 
@@ -536,6 +568,6 @@ def plan_inputs(
         sources=lambda i: [files[i]],
     )
     out = check_batch_output(out, plan, overwrite, command)
-    if settings is not None and plan.batch and (skip_done or not overwrite):
-        check_same_settings(out, command, *settings)
+    if settings is not None:
+        check_kept_settings(out, command, *settings, plan, overwrite)
     return BatchInputs(files, names, plan, out, digest)

@@ -299,7 +299,7 @@ def plan_outputs(r: DrrRequest, count: int) -> Plan:
 def run_make_drr(r: DrrRequest, info, track) -> dict:
     """Validate, render this shard's poses in batches, write; returns the result document."""
     from recon.pipelines.common.batch import (
-        check_same_settings,
+        check_kept_settings,
         earlier_results,
         every_result,
         output_folder,
@@ -318,8 +318,9 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
     intrinsics = request_intrinsics(r)
     plan = plan_outputs(r, len(poses))
     device = choose_device(r.device)
-    if not plan.file and plan.batch.batch and (r.skip_done or not r.overwrite):
-        check_same_settings(plan.out, "make-drr", kept_settings(r, intrinsics), SETTING_FLAGS)
+    if not plan.file:
+        settings = kept_settings(r, intrinsics)
+        check_kept_settings(plan.out, "make-drr", settings, SETTING_FLAGS, plan.batch, r.overwrite)
     clock = time.perf_counter()
     keep = r.keep if r.keep is not None else (() if r.labels is not None else None)
     written, images = [], torch.zeros(0, 1, intrinsics.height, intrinsics.width)

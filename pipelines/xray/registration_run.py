@@ -185,7 +185,7 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
 
     from recon.pipelines.common.batch import (
         check_batch_output,
-        check_same_settings,
+        check_kept_settings,
         output_folder,
         parse_shard,
         plan_batch,
@@ -269,8 +269,7 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
         **config.as_dict(),
         **reading_settings(r),
     }
-    if plan.batch and (r.skip_done or not r.overwrite):
-        check_same_settings(out, "register", settings, SETTING_FLAGS)
+    check_kept_settings(out, "register", settings, SETTING_FLAGS, plan, r.overwrite)
     earlier = {
         i: earlier_row(target / all_names[i] / "result.json", settings, every[i]) for i in plan.done
     }
