@@ -142,6 +142,20 @@ def test_overwrite_never_replaces_a_file_or_another_commands_output(recon, work,
     (tmp_path / "results.csv").write_text("a,b\n")
     err = refused(recon, work, "synth", "meshes", "-o", tmp_path / "results.csv", "--overwrite")
     assert "results.csv: exists and is not a folder" in err
+    # without --overwrite it said "already exists (pass --overwrite ...)", which then failed;
+    # a path under the file was "output folder is not writable"
+    err = refused(recon, work, "synth", "meshes", "-o", tmp_path / "results.csv")
+    assert "results.csv: exists and is not a folder" in err
+    err = refused(recon, work, "synth", "meshes", "-o", tmp_path / "results.csv" / "sub")
+    assert "results.csv: is a file, not a folder" in err
+    # a folder holding an input is not the input it would replace
+    err = refused(recon, work, "project", work / "box.stl", "-o", work, "--overwrite")
+    assert f"would replace the input {work / 'box.stl'} (the output folder holds it)" in err
+    film = tmp_path / "films" / "a.png"
+    film.parent.mkdir()
+    film.write_bytes(b"not read: refused before")
+    err = refused(recon, tmp_path, "embed-spine", film, "-o", tmp_path, "--overwrite")
+    assert f"would replace the input {film} (the output folder holds it)" in err
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "best.ckpt").write_bytes(b"weights")

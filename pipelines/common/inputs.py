@@ -131,8 +131,9 @@ def check_apart(out: Path, files: Sequence[Path], folders: Sequence[Path] = ()) 
     for source in files:
         for place in both_places(source):
             if any(t == place or t in place.parents for t in targets):
+                inside = "" if place in targets else " (the output folder holds it)"
                 raise BadInput(
-                    f"{out}: output would replace the input {place}; choose another path"
+                    f"{out}: output would replace the input {place}{inside}; choose another path"
                 )
 
 

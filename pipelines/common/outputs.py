@@ -45,16 +45,19 @@ def check_output(
     if suffixes is not None and path.suffix.lower() not in suffixes:
         raise BadInput(f"{path}: output must end in one of {', '.join(suffixes)}")
     check_not_input(path, inputs)
+    # a folder output over a file or link: --overwrite would not help, so said first
+    if command is not None and (path.is_symlink() or (path.exists() and not path.is_dir())):
+        raise BadInput(f"{path}: exists and is not a folder; choose another path")
     if path.exists() and not overwrite:
         raise BadInput(f"{path}: already exists (pass --overwrite to replace it)")
     if suffixes is not None and path.is_dir():
         raise BadInput(f"{path}: is a folder, not a file")
-    if command is not None and (path.exists() or path.is_symlink()):
-        if not path.is_dir() or path.is_symlink():
-            raise BadInput(f"{path}: exists and is not a folder; choose another path")
+    if command is not None and path.exists():
         check_replaceable(path, command)
     if not path.parent.exists():
         raise BadInput(f"{path.parent}: output folder does not exist")
+    if not path.parent.is_dir():
+        raise BadInput(f"{path.parent}: is a file, not a folder")
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise BadInput(f"{path.parent}: output folder is not writable")
     return path
