@@ -122,20 +122,22 @@ def main(argv: list[str] | None = None) -> None:
         def __getattr__(self, name: str):
             return getattr(self.stream, name)
 
-    def finish(message: str, code: int, line: str | None = None) -> None:
+    def finish(message: str, code: int, line: str | None = None, note: str | None = None) -> None:
         remove_temporaries()
         sys.stderr.write((line if line is not None else f"error: {message}") + "\n")
         if json_out and not stdout.used and rank_zero:
-            stdout.stream.write(json.dumps({"error": message, "exit_code": code}) + "\n")
+            failure = {"error": message, "exit_code": code, **({"note": note} if note else {})}
+            stdout.stream.write(json.dumps(failure) + "\n")
             stdout.stream.flush()
         sys.exit(code)
 
     def stopped(code: int | None) -> None:
-        note = f" ({STOP_NOTES[-1]})" if STOP_NOTES else ""
+        note = STOP_NOTES[-1] if STOP_NOTES else None
+        shown = f" ({note})" if note else ""
         if terminated:
-            finish("terminated (SIGTERM)", 143, "terminated" + note)
+            finish("terminated (SIGTERM)", 143, "terminated" + shown, note)
         if code == 130 or interrupted:
-            finish("interrupted", 130, "interrupted" + note)
+            finish("interrupted", 130, "interrupted" + shown, note)
 
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None

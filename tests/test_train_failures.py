@@ -511,11 +511,13 @@ def test_sigterm_after_an_epoch_writes_the_run_record_and_exits_143(pix3d_root, 
     stdout, err = process.communicate(timeout=120)
     assert process.returncode == 143, err
     epochs = json.loads((out / "run.json").read_text())["metrics"]["epochs_run"]
-    assert err.decode().splitlines()[-1] == (
-        f"terminated (the run is kept after {epochs} epoch{'s' * (epochs != 1)}: continue it "
-        f"with `recon train voxel --resume {out}`)"
+    note = (
+        f"the run is kept after {epochs} epoch{'s' * (epochs != 1)}: continue it "
+        f"with `recon train voxel --resume {out}`"
     )
-    assert json.loads(stdout) == {"error": "terminated (SIGTERM)", "exit_code": 143}
+    assert err.decode().splitlines()[-1] == f"terminated ({note})"
+    # --json gives the note too: it said only that the run was terminated
+    assert json.loads(stdout) == {"error": "terminated (SIGTERM)", "exit_code": 143, "note": note}
     record = json.loads((out / "run.json").read_text())
     assert record["command"] == "train voxel" and record["metrics"]["interrupted"] is True
     assert record["metrics"]["epochs_run"] >= 1 and record["metrics"]["best_checkpoint"]
