@@ -222,6 +222,12 @@ def train(
         result = fit(spec, cfg, run)
     if result["global_rank"] != 0:
         return  # every process trained; rank 0 alone reports
+    if result["time_limit_reached"]:
+        done = result["epochs_run"]
+        sys.stderr.write(
+            f"note: --max-time reached after {done} of {cfg.epochs} epochs; the run is kept: "
+            f"continue it with `recon train {task} --resume {result['out']}`\n"
+        )
     rows = [
         ("run folder", result["out"]),
         ("epochs", result["epochs_run"]),

@@ -534,3 +534,20 @@ def test_limit_batches_1_trains_one_batch_per_epoch(recon, pix3d, tmp_path):
     assert code == 0, err
     last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["global_step"] == 2  # one of the 2 batches of 4 training items, each epoch
+
+
+def test_a_run_stopped_by_max_time_says_so_and_how_to_go_on(recon, pix3d, tmp_path):
+    """A run stopped by --max-time exited 0 with a summary like a finished run's and
+    `"interrupted": false`; only Lightning's own line, which -q hides, told."""
+    import json
+
+    out = tmp_path / "run"
+    args = ["train", "voxel", "--data", pix3d, *TINY_VOXEL, "--batch-size", "4", "-o", out]
+    code, stdout, err = recon(*args, "--epochs", "3", "--max-time", "0.0001", "-q", "--json")
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert result["time_limit_reached"] is True and result["epochs_run"] == 1
+    assert (
+        f"note: --max-time reached after 1 of 3 epochs; the run is kept: continue it with "
+        f"`recon train voxel --resume {out}`"
+    ) in err

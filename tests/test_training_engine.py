@@ -521,6 +521,11 @@ def test_max_time_stops_at_an_epoch_end_and_the_resume_equals_uninterrupted(tmp_
     options.extra_callbacks.append(SlowFirstStep())
     stopped = fit(TOY, cfg, options)
     assert stopped["epochs_run"] == 1
+    # it looked like a finished run: exit 0, "interrupted": false and nothing else
+    assert stopped["time_limit_reached"] is True and stopped["interrupted"] is False
+    record = json.loads((tmp_path / "b" / "run.json").read_text())["metrics"]
+    assert record["time_limit_reached"] is True
+    assert straight["time_limit_reached"] is False
     last = torch.load(stopped["last_checkpoint"], map_location="cpu", weights_only=True)
     assert last["global_step"] == 8  # the whole first epoch: 64 samples in batches of 8
     # the limit counts this job's time only (the first job's 1.2 s would stop it at once)

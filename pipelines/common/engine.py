@@ -418,6 +418,8 @@ def _finish(
         "processes": int(trainer.world_size),
         "global_rank": int(trainer.global_rank),
         "interrupted": interrupted,
+        # --max-time, the only other way a fit ends before its epochs: the run is resumable
+        "time_limit_reached": not interrupted and int(trainer.current_epoch) < cfg.epochs,
     }
     if trainer.is_global_zero:
         # the record first: a stop while the curves are drawn (matplotlib loading) still
