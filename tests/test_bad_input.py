@@ -734,3 +734,24 @@ def test_a_run_folder_given_as_checkpoint_names_its_checkpoints(recon, tmp_path,
     error = refused(recon, tmp_path, "predict", task, *inputs, "-c", run, "-o", out)
     assert f"{run}: is a folder, not a checkpoint file" in error
     assert str(run / "checkpoints" / "best.ckpt") in error
+
+
+def test_a_checkpoint_cut_short_is_one_plain_line(tmp_path):
+    """A checkpoint cut short in a copy gave PyTorch's own paragraph ("PytorchStreamReader failed
+    reading zip archive: ... This is an internal miniz error. If you are seeing this error ...")."""
+    import torch
+
+    from recon.pipelines.common.checkpoints import load_checkpoint_file
+    from recon.pipelines.common.errors import BadInput
+
+    whole = tmp_path / "whole.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(4096)}}, whole)
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert set(load_checkpoint_file(whole)) == {"state_dict"}
+    with pytest.raises(BadInput) as caught:
+        load_checkpoint_file(cut)
+    assert str(caught.value) == (
+        f"{cut}: the checkpoint is cut short or damaged (its zip archive does not end); "
+        "copy it again"
+    )

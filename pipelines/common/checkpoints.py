@@ -59,6 +59,7 @@ def require_checkpoint_file(path: Path) -> Path:
 def load_checkpoint_file(path: Path) -> dict:
     """torch.load with weights_only=True; pickled code or a non-checkpoint -> BadInput."""
     import pickle
+    import zipfile
 
     import torch
 
@@ -68,6 +69,11 @@ def load_checkpoint_file(path: Path) -> dict:
     # torch.save writes a zip archive; files of torch before 1.6 start with a pickle protocol
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
         raise BadInput(f"{path}: not a PyTorch checkpoint (give the .ckpt that training wrote)")
+    if head.startswith(b"PK") and not zipfile.is_zipfile(path):  # no end record: cut short
+        raise BadInput(
+            f"{path}: the checkpoint is cut short or damaged (its zip archive does not end); "
+            "copy it again"
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
