@@ -208,15 +208,16 @@ def predict_drr(
 
     from recon.pipelines.common.batch import output_folder, plan_inputs
     from recon.pipelines.common.devices import choose_device
+    from recon.pipelines.common.inputs import xray_name
     from recon.pipelines.common.io import write_png
     from recon.pipelines.common.outputs import run_record, write_json
     from recon.pipelines.xray.drr_task import load_generator, translate
-    from recon.pipelines.xray.pairs import IMAGE_SUFFIXES, read_gray, to_uint
+    from recon.pipelines.xray.pairs import is_image_file, read_gray, to_uint
 
     ui = Reporter(json_out, quiet)
     inputs = plan_inputs(
         xrays,
-        lambda p: p.suffix.lower() in IMAGE_SUFFIXES,
+        is_image_file,
         "picture or DICOM images",
         out,
         lambda target, name: [target / f"{name}.png"],
@@ -224,6 +225,7 @@ def predict_drr(
         command="predict drr",
         checkpoint=checkpoint,
         settings=({"bits": bits}, {"bits": "--bits"}),
+        stem=xray_name,  # 1.2.840.5.dcm -> 1.2.840.5; IM0001 stays whole
     )
     paths, names, plan, out = inputs.files, inputs.names, inputs.plan, inputs.out
     generator, config = load_generator(checkpoint)

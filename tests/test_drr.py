@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +170,26 @@ def test_find_pairs_errors(tmp_path):
     write_png(tmp_path / "drr" / "a.png", np.zeros((8, 8), np.uint8))
     with pytest.raises(BadInput, match="a.png: has the name of a.dcm"):
         find_pairs(tmp_path)
+
+
+def test_a_pair_set_of_dicoms_named_without_a_suffix(tmp_path, recon):
+    """A scanner's DICOMs named IM0001 or by UID (1.2.840.5), known by their 'DICM' preamble as
+    `register` knows them: a pair set of them was "no image named like ... (2 unpaired)" (see
+    test_drr_batch for predict drr's folders); a UID lost its last part to the stem."""
+    rng = np.random.default_rng(0)
+    for sub in ("xray", "drr"):
+        (tmp_path / "set" / sub).mkdir(parents=True)
+    for name in ("IM0001", "1.2.840.5"):
+        write_dicom(tmp_path / "set" / "xray" / name, rng.integers(0, 4000, (8, 8)))
+        write_png(tmp_path / "set" / "drr" / f"{name}.png", np.zeros((8, 8), np.uint8))
+    (tmp_path / "set" / "xray" / "notes").write_text("not an image, not a DICOM")
+    pairs = find_pairs(tmp_path / "set")
+    assert [p.name for p in pairs] == ["1.2.840.5", "IM0001"]  # the UID whole, not 1.2.840
+    code, out, err = recon("augment", tmp_path / "set", "-o", tmp_path / "aug", "--copies", 1,
+                           "--json", "-q")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["input_pairs"] == 2
+    assert len(find_pairs(tmp_path / "aug")) == 4
 
 
 def test_train_drr_bad_data_exit_2(tmp_path, recon):

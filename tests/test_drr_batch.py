@@ -183,6 +183,16 @@ def test_predict_drr_takes_folders_and_names_each_output(tmp_path, recon):
     assert code == 0, err
     alone = (tmp_path / "alone" / "b.png").read_bytes()
     assert alone == (tmp_path / "out" / "scans_b_png.png").read_bytes()
+    # a scanner's DICOMs named without a suffix: "folder holds no picture or DICOM images"
+    uids = tmp_path / "uids"
+    uids.mkdir()
+    for name in ("IM0001", "1.2.840.5"):
+        write_dicom(uids / name, rng.integers(0, 65535, (30, 20)).astype(np.uint16))
+    code, out, err = recon("predict", "drr", uids, "-c", checkpoint, "-o", tmp_path / "u",
+                           "--device", "cpu", "--json", "-q")  # fmt: skip
+    assert code == 0, err
+    names = [Path(p).name for p in json.loads(out)["outputs"]]
+    assert names == ["1.2.840.5.png", "IM0001.png"]  # the UID whole, not 1.2.840
 
 
 def test_predict_drr_skip_done_keeps_only_outputs_of_the_same_depth(tmp_path, recon):

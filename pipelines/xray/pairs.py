@@ -50,13 +50,20 @@ class Placement:
 
 
 def image_files(folder: Path) -> list[Path]:
-    """Picture (IMAGE_SUFFIXES) and DICOM files of a folder, sorted by name (hidden files
+    """Picture and DICOM files of a folder (is_image_file), sorted by name (hidden files
     skipped)."""
     return sorted(
-        p
-        for p in Path(folder).iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        p for p in Path(folder).iterdir() if not p.name.startswith(".") and is_image_file(p)
     )
+
+
+def is_image_file(path: Path) -> bool:
+    """A picture or DICOM by its suffix (IMAGE_SUFFIXES), or a DICOM by its 'DICM' preamble (a
+    scanner's files named IM0001 or by UID)."""
+    from recon.pipelines.common.dicom import looks_like_dicom
+
+    path = Path(path)
+    return path.is_file() and (path.suffix.lower() in IMAGE_SUFFIXES or looks_like_dicom(path))
 
 
 def find_pairs(root: Path, check_sizes: bool = True) -> list[Pair]:
@@ -87,26 +94,27 @@ def find_pairs(root: Path, check_sizes: bool = True) -> list[Pair]:
 
 
 def _by_stem(folder: Path) -> dict[str, Path]:
-    """The folder's images by stem; BadInput when two share one (a.png and a.dcm): which of
-    them pairs would be a guess."""
+    """The folder's images by name less a known suffix (xray_name: IM0001 and 1.2.840.5 stay
+    whole); BadInput when two share one (a.png and a.dcm): which of them pairs would be a
+    guess."""
+    from recon.pipelines.common.inputs import xray_name
+
     found: dict[str, Path] = {}
     for path in image_files(folder):
-        if path.stem in found:
+        name = xray_name(path)
+        if name in found:
             raise BadInput(
-                f"{path}: has the name of {found[path.stem].name} (a pair is the two files of one "
+                f"{path}: has the name of {found[name].name} (a pair is the two files of one "
                 "name); keep one of them"
             )
-        found[path.stem] = path
+        found[name] = path
     return found
 
 
 def is_dicom(path: Path) -> bool:
-    path = Path(path)
-    if path.suffix.lower() in (".dcm", ".dicom"):
-        return True
-    with path.open("rb") as handle:
-        head = handle.read(132)
-    return head[128:132] == b"DICM"
+    from recon.pipelines.common.dicom import looks_like_dicom
+
+    return looks_like_dicom(path)
 
 
 def image_size(path: Path) -> tuple[int, int]:
