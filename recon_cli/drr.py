@@ -137,7 +137,7 @@ def synth_pairs(
         key_value_table(
             f"synth pairs -> {out}",
             [
-                ("pairs", len(plan.todo)),
+                ("pairs made", len(plan.todo)),  # "pairs" in the JSON is the set's size
                 ("skipped (done)", len(plan.done)),
                 ("size", f"{size} px"),
                 ("seconds", timings["synth"]),

@@ -755,3 +755,12 @@ def test_a_checkpoint_cut_short_is_one_plain_line(tmp_path):
         f"{cut}: the checkpoint is cut short or damaged (its zip archive does not end); "
         "copy it again"
     )
+
+
+@pytest.mark.parametrize(
+    "command", [["synth", "pairs"], ["synth", "xray"], ["synth", "skull"], ["synth", "meshes"]]
+)
+def test_skip_done_with_overwrite_is_refused(recon, tmp_path, command):
+    """--overwrite beside --skip-done did nothing (finished outputs were kept all the same)."""
+    err = refused(recon, tmp_path, *command, "-o", tmp_path / "out", "--skip-done", "--overwrite")
+    assert "--skip-done keeps finished outputs and --overwrite remakes them: give one" in err

@@ -119,8 +119,9 @@ def test_a_shard_overwritten_with_other_settings_is_refused(tmp_path, recon):
     assert code == 2 and err.count("\n") == 1, err
     assert "(--size 24 here, 16 in run.shard-2-of-2.json); a shard's --overwrite replaces" in err
     assert files(shared) == before
-    code, _, err = recon(*args, "--size", 16, "-o", shared, "--shard", "1/2", "--overwrite", "-q")
+    code, table, err = recon(*args, "--size", 16, "-o", shared, "--shard", "1/2", "--overwrite")
     assert code == 0, err  # the same settings: remade alike
+    assert "pairs made" in table and "2 " in table.split("pairs made")[1][:40]  # not the set's 4
     pngs = [name for name in before if name.endswith(".png")]
     assert len(pngs) == 8 and all(files(shared)[name] == before[name] for name in pngs)
 

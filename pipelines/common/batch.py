@@ -214,6 +214,11 @@ def plan_batch(
     (plan.changed). In batch mode an existing output of an input to do is an error unless
     --overwrite or --skip-done (which redoes incomplete ones).
     """
+    if skip_done and overwrite:  # --overwrite did nothing beside --skip-done
+        raise BadInput(
+            "--skip-done keeps finished outputs and --overwrite remakes them: give one "
+            "(--overwrite alone makes every output again)"
+        )
     plan = BatchPlan(shard, skip_done)
     plan.outputs = [outputs(i) for i in range(total)]
     done = is_done or (lambda i: is_complete(outputs(i)))
