@@ -168,9 +168,15 @@ def train(
         resolve_config,
         resume_config,
     )
+    from recon.pipelines.common.errors import BadInput
     from recon.pipelines.common.tasks import load_task
 
     ui = Reporter(json_out, quiet)
+    if resume is not None and overwrite:  # --overwrite did nothing beside --resume
+        raise BadInput(
+            "--resume continues the run in its folder and --overwrite would start it again: "
+            "give one"
+        )
     spec = load_task(task)
     overrides = {
         "data": str(data) if data else None,
@@ -190,9 +196,10 @@ def train(
     labels.update({k: f"--set {k}" for k in extra})
     if print_config:  # the settings as --config, flags and --set make them, checked as a run
         given = config is not None or any(v is not None for v in overrides.values())
-        _print_config(
-            spec, json_out, resolve_config(spec, config, overrides, labels) if given else None
-        )
+        cfg = resolve_config(spec, config, overrides, labels) if given else None
+        if cfg is not None and spec.check_settings is not None:
+            spec.check_settings(cfg)  # the run's checks that read no files
+        _print_config(spec, json_out, cfg)
         return
     if resume is not None:
         resume = _resume_file(resume)

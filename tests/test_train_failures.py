@@ -168,6 +168,8 @@ def test_batch_arithmetic_matches_the_loaders(shuffle):
 
 REFUSALS = [
     (["--max-time", "0"], "--max-time must be in (0,"),
+    # --overwrite did nothing beside --resume
+    (["--resume", "runs/v", "--overwrite"], "--resume continues the run in its folder and"),
     (["--strategy", "nonsense"], "--strategy nonsense: not a strategy (choices: auto, ddp,"),
     (["--limit-batches", "2.5"], "--limit-batches takes a fraction in (0, 1]"),
     (["--num-nodes", "0"], "--num-nodes 0"),

@@ -348,3 +348,36 @@ def test_train_voxel_names_a_missing_data_root_as_a_root(recon, tmp_path):
     assert code == 2 and err.strip() == (
         f"error: {tmp_path / 'nosuch'}: no such data set root (a Pix3D root holds pix3d.json)"
     )
+
+
+# (task, the --set pair, what a run says of it): settings that only the task's own check
+# refused were printed by --print-config with exit 0
+SETTINGS_A_RUN_REFUSES = [
+    ("drr", "size=100", "setting size: U-Net size must be a power of two >= 32, not 100"),
+    ("drr", "source=a(", "setting source: not a regular expression (missing ),"),
+    ("parts", "resolution=12", "setting resolution must be a power of two >= 8, not 12"),
+    ("voxel", "val_fraction=1", "--set val_fraction must be in (0, 1), not 1"),
+]
+
+
+@pytest.mark.parametrize(
+    ("task", "pair", "message"),
+    SETTINGS_A_RUN_REFUSES,
+    ids=[f"{task} {pair}" for task, pair, _ in SETTINGS_A_RUN_REFUSES],
+)
+def test_print_config_refuses_what_the_task_check_refuses(recon, tmp_path, task, pair, message):
+    code, stdout, err = recon("train", task, "--print-config", "--set", pair)
+    assert code == 2 and stdout == "", err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: ") and message in line, err
+    out = tmp_path / "run"
+    code, _, run_err = recon("train", task, "--set", pair, "-o", out, "--device", "cpu", "-q")
+    assert (code, run_err) == (2, err) and not out.exists()  # a run says the same
+
+
+def test_print_config_prints_a_setting_the_task_check_accepts(recon):
+    import yaml
+
+    code, out, err = recon("train", "drr", "--print-config", "--set", "size=128")
+    assert code == 0 and err == "", err
+    assert yaml.safe_load(out)["size"] == 128

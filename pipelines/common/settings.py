@@ -105,6 +105,9 @@ class TaskSpec:
     mode: str = "max"  # "max" | "min"
     # early input validation, raises BadInput: (cfg, the --resume checkpoint or None) -> None
     check: Callable[[Any, Path | None], None] | None = None
+    # the part of check that reads no files, cfg -> None (raises BadInput): --print-config makes
+    # it too, so that it refuses what a run would refuse of the settings alone
+    check_settings: Callable[[Any], None] | None = None
     baselines: tuple[Baseline, ...] = ()  # what each metric must beat (curves.png, run.json)
     renamed: dict[str, str] = field(default_factory=dict)  # old setting name -> new name
     # what RUN/examples/epoch_NNN.png shows; the config's `examples` setting says how many rows

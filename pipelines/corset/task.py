@@ -388,12 +388,9 @@ def _datamodule_class():
     return CorsetData
 
 
-def check(cfg: CorsetConfig, resume: Path | None = None) -> None:
-    """Early input checks: data set present and readable, view size a multiple of 64."""
-    from recon.pipelines.corset.patients import read_dataset
-
-    if cfg.data is None:
-        raise BadInput("train corset needs --data DIR (make one with `recon synth corset`)")
+def check_settings(cfg: CorsetConfig) -> None:
+    """View size a multiple of 64, prior settings that agree; reads no files, so
+    --print-config checks this too."""
     if cfg.size % 64 or cfg.size < 64:
         raise BadInput(f"setting size must be a multiple of 64, not {cfg.size}")
     if cfg.prior_offset_mm > 0 and not 0 <= cfg.prior_trim_bottom < cfg.prior_trim_top <= 1:
@@ -403,6 +400,15 @@ def check(cfg: CorsetConfig, resume: Path | None = None) -> None:
             "prior_trim_bottom and prior_trim_top are used only with prior_offset_mm; with "
             "prior_offset_mm 0 the offset and the band are measured from the data (set all three)"
         )
+
+
+def check(cfg: CorsetConfig, resume: Path | None = None) -> None:
+    """Early input checks: the settings (check_settings), data set present and readable."""
+    from recon.pipelines.corset.patients import read_dataset
+
+    check_settings(cfg)
+    if cfg.data is None:
+        raise BadInput("train corset needs --data DIR (make one with `recon synth corset`)")
     if len(read_dataset(Path(cfg.data))["patients"]) < 2:
         raise BadInput(f"{cfg.data}: training needs at least 2 patients")
 
@@ -454,6 +460,7 @@ TASK = TaskSpec(
     monitor="val/l1",
     mode="min",
     check=check,
+    check_settings=check_settings,
     baselines=(
         Baseline("val/l1", "val/l1_prior", PRIOR, "min"),
         Baseline("val/silhouette_iou", "val/silhouette_iou_prior", PRIOR),

@@ -134,11 +134,8 @@ def make_sets(cfg: PartsConfig):
     return (PartsDataset(train, cfg, grids, cfg.jitter), PartsDataset(val, cfg, grids, 0.0))
 
 
-def check(cfg: PartsConfig, resume: Path | None = None) -> None:
-    """Fail early on a missing data set or an unusable setting."""
-    if not cfg.data:
-        raise BadInput("task parts needs --data ROOT (models/<class>/*.stl + images/)")
-    samples_of(Path(cfg.data))
+def check_settings(cfg: PartsConfig) -> None:
+    """Refuse an unusable setting; reads no files, so --print-config checks this too."""
     res = cfg.resolution
     if res < 8 or res & (res - 1):
         raise BadInput(f"setting resolution must be a power of two >= 8, not {res}")
@@ -146,6 +143,14 @@ def check(cfg: PartsConfig, resume: Path | None = None) -> None:
         raise BadInput("setting size must be >= 32")
     if not 0 < cfg.val_fraction < 1:
         raise BadInput("setting val_fraction must lie between 0 and 1")
+
+
+def check(cfg: PartsConfig, resume: Path | None = None) -> None:
+    """Fail early on an unusable setting or a missing data set."""
+    check_settings(cfg)
+    if not cfg.data:
+        raise BadInput("task parts needs --data ROOT (models/<class>/*.stl + images/)")
+    samples_of(Path(cfg.data))
     if cfg.pretrained_weights and not Path(cfg.pretrained_weights).is_file():
         raise BadInput(f"{cfg.pretrained_weights}: no such weights file (pretrained_weights)")
 
@@ -202,6 +207,7 @@ TASK = TaskSpec(
     monitor="val/iou",
     mode="max",
     check=check,
+    check_settings=check_settings,
     baselines=MEAN_SHAPE,
     examples=OCCUPANCY_EXAMPLES,
     min_batch=resnet_min_batch,

@@ -180,17 +180,22 @@ def mean_shape(dataset) -> np.ndarray:
 # ---------------------------------------------------------------- Lightning
 
 
+def check_settings(cfg: VoxelConfig) -> None:
+    """Refuse an unusable setting; reads no files, so --print-config checks this too."""
+    if cfg.size < 32 or cfg.resolution < 4:
+        raise BadInput("setting size must be >= 32 and resolution >= 4")
+    if not 0 < cfg.val_fraction < 1:
+        raise BadInput("setting val_fraction must lie between 0 and 1")
+
+
 def check(cfg: VoxelConfig, resume: Path | None = None) -> None:
-    """Fail early on a missing data set, weights file or unusable setting."""
+    """Fail early on an unusable setting, a missing data set or weights file."""
+    check_settings(cfg)
     if not cfg.data:
         raise BadInput("task voxel needs --data ROOT (a Pix3D layout with pix3d.json)")
     usable_entries(Path(cfg.data))
     if cfg.pretrained_weights and not Path(cfg.pretrained_weights).is_file():
         raise BadInput(f"{cfg.pretrained_weights}: no such weights file (pretrained_weights)")
-    if cfg.size < 32 or cfg.resolution < 4:
-        raise BadInput("setting size must be >= 32 and resolution >= 4")
-    if not 0 < cfg.val_fraction < 1:
-        raise BadInput("setting val_fraction must lie between 0 and 1")
 
 
 def resnet_min_batch(cfg) -> int:
@@ -398,6 +403,7 @@ TASK = TaskSpec(
     monitor="val/iou",
     mode="max",
     check=check,
+    check_settings=check_settings,
     baselines=MEAN_SHAPE,
     examples=OCCUPANCY_EXAMPLES,
     min_batch=resnet_min_batch,

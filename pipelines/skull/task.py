@@ -165,9 +165,25 @@ def _require_whole_pairs(root: Path) -> None:
         raise BadInput(f"{orphans[0]}: no image NAME.png beside it (orphan-voxels)")
 
 
+def check_settings(cfg: SkullConfig) -> None:
+    """Refuse an unusable setting; reads no files, so --print-config checks this too."""
+    if cfg.size < 32 or cfg.channels < 4:
+        raise BadInput("setting size must be >= 32 and channels >= 4")
+    if min(cfg.skull_weight, cfg.face_weight, cfg.dice_weight) < 0:
+        raise BadInput("loss weights must not be negative")
+    if cfg.skull_weight == 0 and cfg.face_weight == 0:
+        raise BadInput(
+            "settings skull_weight and face_weight are both 0: the loss would be 0 and nothing "
+            "would train (give one head a positive weight)"
+        )
+    if not 0 < cfg.val_fraction < 1:
+        raise BadInput("setting val_fraction must lie between 0 and 1")
+
+
 def check(cfg: SkullConfig, resume: Path | None = None) -> None:
-    """Fail early on a missing data set, weights file or unusable setting; resume: the
+    """Fail early on an unusable setting, a missing data set or weights file; resume: the
     checkpoint a resumed run continues (its settings, resolution among them, are fixed)."""
+    check_settings(cfg)
     if not cfg.data:
         raise BadInput("task skull needs --data ROOT (image + NAME_vox.npz pairs)")
     root = Path(cfg.data)
@@ -198,17 +214,6 @@ def check(cfg: SkullConfig, resume: Path | None = None) -> None:
         raise BadInput(f"{root}: {error}") from error
     if cfg.pretrained_weights and not Path(cfg.pretrained_weights).is_file():
         raise BadInput(f"{cfg.pretrained_weights}: no such weights file (pretrained_weights)")
-    if cfg.size < 32 or cfg.channels < 4:
-        raise BadInput("setting size must be >= 32 and channels >= 4")
-    if min(cfg.skull_weight, cfg.face_weight, cfg.dice_weight) < 0:
-        raise BadInput("loss weights must not be negative")
-    if cfg.skull_weight == 0 and cfg.face_weight == 0:
-        raise BadInput(
-            "settings skull_weight and face_weight are both 0: the loss would be 0 and nothing "
-            "would train (give one head a positive weight)"
-        )
-    if not 0 < cfg.val_fraction < 1:
-        raise BadInput("setting val_fraction must lie between 0 and 1")
 
 
 def min_batch(cfg: SkullConfig) -> int:
@@ -422,6 +427,7 @@ TASK = TaskSpec(
     monitor="val/iou",
     mode="max",
     check=check,
+    check_settings=check_settings,
     baselines=tuple(
         Baseline(f"val/{name}", f"val/{name}_mean_shape", "mean shape")
         for name in ("iou", *(f"{h}_{m}" for h in HEADS for m in ("iou", "dice")))

@@ -59,12 +59,8 @@ class DrrConfig(TrainConfig):
     examples: int = examples_setting()
 
 
-def check(cfg: DrrConfig, resume: Path | None = None) -> None:
-    """Fail early on a missing or malformed pair set or an unusable setting."""
-    from recon.pipelines.xray.pairs import find_pairs
-
-    if not cfg.data:
-        raise BadInput("task drr needs --data ROOT (a pair set with xray/ and drr/)")
+def check_settings(cfg: DrrConfig) -> None:
+    """Refuse an unusable setting; reads no files, so --print-config checks this too."""
     try:
         recipe.unet_depth(cfg.size)
     except ValueError as error:
@@ -73,6 +69,17 @@ def check(cfg: DrrConfig, resume: Path | None = None) -> None:
         re.compile(cfg.source)
     except re.error as error:
         raise BadInput(f"setting source: not a regular expression ({error})") from error
+    if not 0 < cfg.val_fraction < 1:
+        raise BadInput("setting val_fraction must lie between 0 and 1")
+
+
+def check(cfg: DrrConfig, resume: Path | None = None) -> None:
+    """Fail early on an unusable setting or a missing or malformed pair set."""
+    from recon.pipelines.xray.pairs import find_pairs
+
+    check_settings(cfg)
+    if not cfg.data:
+        raise BadInput("task drr needs --data ROOT (a pair set with xray/ and drr/)")
     pairs = find_pairs(Path(cfg.data))
     if cfg.source:
         unmatched = [p.name for p in pairs if not _matched(p.name, cfg.source)]
@@ -90,8 +97,6 @@ def check(cfg: DrrConfig, resume: Path | None = None) -> None:
             f"{len(sources)} (NAME and its augmented copies NAME_augK are one source"
             f"{'; so are names the setting source matches alike' if cfg.source else ''})"
         )
-    if not 0 < cfg.val_fraction < 1:
-        raise BadInput("setting val_fraction must lie between 0 and 1")
 
 
 AUGMENTED_COPY = re.compile(r"(_aug\d+)+$")  # `recon augment` names copy K of NAME NAME_augK
@@ -383,6 +388,7 @@ TASK = TaskSpec(
     monitor="val/ssim",
     mode="max",
     check=check,
+    check_settings=check_settings,
     baselines=(
         Baseline("val/ssim", "val/ssim_identity", "identity (the X-ray itself)"),
         Baseline("val/psnr", "val/psnr_identity", "identity (the X-ray itself)"),

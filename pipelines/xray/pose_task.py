@@ -81,20 +81,25 @@ class PoseConfig(TrainConfig):
     finetune: str | None = setting(None, "a `recon train pose` checkpoint to start from")
 
 
-def check(cfg: PoseConfig, resume: Path | None = None) -> None:
+def check_settings(cfg: PoseConfig) -> None:
+    """Refuse an unusable setting; reads no files, so --print-config checks this too."""
     if cfg.data:
         raise BadInput(
             "task pose takes no --data: it renders its own training X-rays from the CT "
             "(-v, or the setting volume; default: the bundled chest CT)"
         )
-    if cfg.volume is not None and not Path(cfg.volume).exists():
-        raise BadInput(f"{cfg.volume}: no such CT file or DICOM folder")
     if cfg.size < 16 or cfg.size % 16:
         raise BadInput("setting size must be a multiple of 16, at least 16")
     if cfg.samples_per_epoch < cfg.batch_size or cfg.val_samples < 1:
         raise BadInput("samples_per_epoch must be >= batch_size and val_samples >= 1")
     if min(cfg.rot_range_deg, cfg.xyz_range_mm) <= 0 or cfg.n_points < 2:
         raise BadInput("rot_range_deg and xyz_range_mm must be positive, n_points at least 2")
+
+
+def check(cfg: PoseConfig, resume: Path | None = None) -> None:
+    check_settings(cfg)
+    if cfg.volume is not None and not Path(cfg.volume).exists():
+        raise BadInput(f"{cfg.volume}: no such CT file or DICOM folder")
     if cfg.finetune is not None:
         from recon.pipelines.common.checkpoints import load_checkpoint
 
@@ -396,6 +401,7 @@ TASK = TaskSpec(
     monitor="val/loss",
     mode="min",
     check=check,
+    check_settings=check_settings,
     baselines=tuple(
         Baseline(f"val/{name}", f"val/{name}_nominal", NOMINAL, "min")
         for name in ("loss", "rotation_error_deg", "translation_error_mm", "mtre_mm")
