@@ -381,3 +381,17 @@ def test_print_config_prints_a_setting_the_task_check_accepts(recon):
     code, out, err = recon("train", "drr", "--print-config", "--set", "size=128")
     assert code == 0 and err == "", err
     assert yaml.safe_load(out)["size"] == 128
+
+
+def test_paths_in_settings_are_saved_absolute(tmp_path, monkeypatch):
+    """`train pose -v ct.nii.gz` saved `volume: ct.nii.gz` as typed, so `--resume` from another
+    folder said "ct.nii.gz: no such CT file"; the data root was made absolute, the rest not."""
+    from recon.pipelines.common.settings import resolve_config
+    from recon.pipelines.common.tasks import load_task
+
+    monkeypatch.chdir(tmp_path)
+    cfg = resolve_config(load_task("pose"), None, {"volume": "ct.nii.gz", "finetune": "a.ckpt"})
+    assert (cfg.volume, cfg.finetune) == (str(tmp_path / "ct.nii.gz"), str(tmp_path / "a.ckpt"))
+    cfg = resolve_config(load_task("voxel"), None, {"data": "d", "pretrained_weights": "w.pt"})
+    assert (cfg.data, cfg.pretrained_weights) == (str(tmp_path / "d"), str(tmp_path / "w.pt"))
+    assert resolve_config(load_task("voxel"), None, {}).pretrained_weights == ""  # none: kept

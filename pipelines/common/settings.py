@@ -383,12 +383,18 @@ def resolve_config(
     overrides: dict[str, Any],
     labels: dict[str, str] | None = None,
 ) -> TrainConfig:
-    """Task defaults, then the YAML file, then overrides (None values are skipped); the data
-    root as an absolute path, so that the saved config resumes from any folder."""
+    """Task defaults, then the YAML file, then overrides (None values are skipped); the files
+    and folders settings name (PATH_SETTINGS) as absolute paths, so that the saved config
+    resumes from any folder."""
     values = requested_settings(task, config_file, overrides, labels)
-    if values.get("data"):
-        values["data"] = str(Path(values["data"]).expanduser().absolute())
+    for name in PATH_SETTINGS:
+        if values.get(name):
+            values[name] = str(Path(values[name]).expanduser().absolute())
     return task.config(**values)
+
+
+# settings that name a file or folder: a run started in one folder resumes from any other
+PATH_SETTINGS = ("data", "volume", "finetune", "pretrained_weights")
 
 
 def resume_config(
