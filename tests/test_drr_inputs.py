@@ -99,6 +99,10 @@ def test_make_drr_refuses_ct_without_contrast(work, recon):
     sitk.WriteImage(sitk.GetImageFromArray(hu), str(work / "nan.mha"))  # NaN survives in MHA
     err = refused(recon, work, "make-drr", "-v", work / "nan.mha", *POSE, "-o", work / "d.png")
     assert "non-finite voxel" in err
+    # in a NIfTI, ITK's reader turned the NaN into 0 (water) and the DRR was drawn, exit 0
+    nib.save(nib.Nifti1Image(hu, affine), work / "nan.nii.gz")
+    err = refused(recon, work, "make-drr", "-v", work / "nan.nii.gz", *POSE, "-o", work / "d.png")
+    assert "nan.nii.gz: CT holds non-finite voxel values (NaN or Inf)" in err
 
 
 def test_make_drr_never_replaces_its_inputs(work, recon):

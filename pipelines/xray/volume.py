@@ -321,10 +321,30 @@ def _read_ct(path: Path):
     from recon.pipelines.common.dicom_series import is_ct_series, read_ct_series
 
     if not is_ct_series(path):
-        return _read_scalar(path, ScalarImage)
+        image = _read_scalar(path, ScalarImage)
+        _require_finite_nifti(path)
+        return image
     hu, affine = read_ct_series(path)
     image = ScalarImage(tensor=torch.from_numpy(hu)[None], affine=affine)
     return _require_volume_shape(path, image, image.data)
+
+
+def _require_finite_nifti(path: Path) -> None:
+    """BadInput for a NIfTI CT of floating-point voxels of which some are NaN or Inf: ITK's
+    reader (torchio's) turns them into 0, water, without a word, so _require_contrast never
+    sees them. Integer files cannot hold them and are not read twice."""
+    import nibabel as nib
+
+    if path.is_dir() or not path.name.lower().endswith((".nii", ".nii.gz")):
+        return
+    try:
+        image = nib.load(str(path))
+        floating = image.get_data_dtype().kind == "f"
+        data = np.asanyarray(image.dataobj) if floating else None
+    except Exception:  # noqa: BLE001 - torchio read it; nibabel's opinion is not needed
+        return
+    if data is not None and not np.isfinite(data).all():
+        raise BadInput(f"{path}: CT holds non-finite voxel values (NaN or Inf)")
 
 
 def _read_scalar(path: Path, kind, what: str = "CT volume"):
