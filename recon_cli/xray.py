@@ -69,6 +69,7 @@ def synth_xray(
 
     Example: recon synth xray -o xrays --count 10 --size 128
     """
+    import sys
     import time
 
     from recon.cli.synth_batch import SynthSet, run_synth
@@ -123,6 +124,13 @@ def synth_xray(
     }
     rows = [("X-rays made", len(made)), ("size", f"{size} px")]
     rows.append(("truth", fields["index"] or f"not yet ({fields['missing_items']} to make)"))
+    if fields["index"]:
+        rows.append(("fiducials", document["fiducials"] or "none (the CT has no vertebra labels)"))
+    if fields["index"] and document["fiducials"] is None:
+        sys.stderr.write(
+            "note: no fiducials.json: the CT has no vertebra label map (give --labels), so "
+            "`register --truth` will report pose errors without mTRE\n"
+        )
     if fields["shard"] != "1/1" or fields["skipped"]:
         rows += [("shard", fields["shard"]), ("skipped (done)", fields["skipped"])]
     ui.result(

@@ -750,3 +750,23 @@ def test_fiducials_without_truth_are_refused(tmp_path, recon):
     )
     assert code == 2 and err.count("\n") == 1, err
     assert "--fiducials is read with --truth only" in err and not (tmp_path / "reg").exists()
+
+
+def test_a_ct_without_labels_says_that_no_fiducials_and_no_mtre_follow(tmp_path, recon):
+    """`synth xray -v CT` without --labels wrote no fiducials.json, and `register --truth` then
+    gave no mTRE, neither with a word."""
+    import json
+
+    from test_xray_io import small_ct
+
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    xrays = tmp_path / "xrays"
+    code, out, err = recon("synth", "xray", "-v", ct, "-o", xrays, "-n", 1, "--size", 16, "--json")
+    assert code == 0, err
+    assert json.loads(out)["fiducials"] is None and not (xrays / "fiducials.json").exists()
+    assert "note: no fiducials.json: the CT has no vertebra label map (give --labels)" in err
+    args = ("register", xrays, "-v", ct, "-o", tmp_path / "reg", "--truth", xrays / "truth.json")
+    code, out, err = recon(*args, *FAST, "--json")
+    assert code == 0, err
+    assert "so the pose errors come without mTRE" in err
+    assert "final_mtre_mm" not in json.loads(out)["results"][0]

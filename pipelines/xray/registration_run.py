@@ -22,6 +22,7 @@ config.mirror_check_below: the column direction is then wrong), or when the simi
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -323,6 +324,12 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
         )
         if truths is not None and fiducials is None:
             fiducials = default_fiducials(r.truth, subject)
+            if fiducials is None:
+                sys.stderr.write(
+                    "note: no fiducials (no fiducials.json beside --truth, no --fiducials, and "
+                    "no vertebra label map: give --labels), so the pose errors come without "
+                    "mTRE\n"
+                )
     loaded = time.perf_counter()
     if torch.device(device).type == "cpu":
         retain_freed_memory()
