@@ -357,6 +357,8 @@ SETTINGS_A_RUN_REFUSES = [
     ("drr", "source=a(", "setting source: not a regular expression (missing ),"),
     ("parts", "resolution=12", "setting resolution must be a power of two >= 8, not 12"),
     ("voxel", "val_fraction=1", "--set val_fraction must be in (0, 1), not 1"),
+    # pose renders its poses: val_fraction was taken, hidden from --print-config, and unused
+    ("pose", "val_fraction=0.3", "task pose splits no data set, so it takes no setting"),
 ]
 
 

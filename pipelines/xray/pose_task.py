@@ -88,6 +88,11 @@ def check_settings(cfg: PoseConfig) -> None:
             "task pose takes no --data: it renders its own training X-rays from the CT "
             "(-v, or the setting volume; default: the bundled chest CT)"
         )
+    if cfg.val_fraction != PoseConfig.val_fraction:  # read by no one here: it did nothing
+        raise BadInput(
+            "task pose splits no data set, so it takes no setting val_fraction: val_samples "
+            "sets how many validation poses it renders"
+        )
     if cfg.size < 16 or cfg.size % 16:
         raise BadInput("setting size must be a multiple of 16, at least 16")
     if cfg.samples_per_epoch < cfg.batch_size or cfg.val_samples < 1:
