@@ -112,6 +112,8 @@ def refuse_flags_as_values(ctx, params: Sequence[Any], args: Sequence[str]) -> N
         for value in args[index + 1 : index + 1 + option.nargs]:
             if value in names:
                 wanted = "a path" if _takes_path(option) else "a value"
+                if option.nargs > 1:  # --rot RZ RX RY
+                    wanted = f"{option.nargs} values"
                 kind = "flag" if value in flags else "option"
                 ctx.fail(f"{'/'.join(option.opts)} needs {wanted}; got the {kind} {value}")
         index += 1 + option.nargs

@@ -348,6 +348,9 @@ def test_a_project_output_folder_named_like_a_flag_is_refused_before_work(
     code, _, err = recon("project", shapes / "sphere.stl", "--size", "--views", "-o", "v")
     assert code == 2 and "--size needs a value; got the option --views" in err, err
     assert not list(tmp_path.iterdir())
+    # an option of three values said "needs a value"
+    code, _, err = recon("make-drr", "--rot", "0", "0", "--xyz", "0", "850", "0", "-o", "d.png")
+    assert code == 2 and "--rot needs 3 values; got the option --xyz" in err, err
     code, _, err = recon("project", shapes / "sphere.stl", "-o", "./--json", "--size", "8", "-q")
     assert code == 0 and (tmp_path / "--json" / "views.json").is_file(), err
 

@@ -587,7 +587,11 @@ def test_skip_done_compares_each_kept_row_and_loads_no_ct_when_nothing_is_left(
     [
         ("missing.json", False, "missing.json: no such fiducials file"),
         ("{", True, "fiducials.json: not a fiducials file (JSONDecodeError)"),
-        ('{"units": "mm"}', False, "f.json: not a fiducials file (KeyError)"),
+        (  # the braces closed twice: `...]}} in mm`
+            '{"units": "mm"}',
+            False,
+            'f.json: not a fiducials file (KeyError); expected {"points": [[x, y, z], ...]} in mm',
+        ),
         ('{"points": [[1, 2]]}', False, "f.json: fiducials must be a list of [x, y, z] points"),
     ],
 )

@@ -328,7 +328,7 @@ def read_fiducials(path: Path) -> np.ndarray:
     except (ValueError, KeyError, TypeError) as error:
         raise BadInput(
             f'{path}: not a fiducials file ({type(error).__name__}); expected {{"points": '
-            "[[x, y, z], ...]}} in mm"
+            "[[x, y, z], ...]} in mm"
         ) from error
     if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
         raise BadInput(f"{path}: fiducials must be a list of [x, y, z] points")
