@@ -156,6 +156,13 @@ def test_overwrite_never_replaces_a_file_or_another_commands_output(recon, work,
     film.write_bytes(b"not read: refused before")
     err = refused(recon, tmp_path, "embed-spine", film, "-o", tmp_path, "--overwrite")
     assert f"would replace the input {film} (the output folder holds it)" in err
+    # one X-ray's folder of a register run: it said "holds files no recon command wrote"
+    part = tmp_path / "reg" / "xray_000"
+    part.mkdir(parents=True)
+    (part / "result.json").write_text("{}")
+    (tmp_path / "reg" / "run.json").write_text(json.dumps({"command": "register"}))
+    err = refused(recon, tmp_path, "synth", "meshes", "-o", part, "--overwrite")
+    assert f"xray_000: is part of the output of `recon register` in {part.parent};" in err
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "best.ckpt").write_bytes(b"weights")

@@ -93,6 +93,13 @@ def check_replaceable(folder: Path, command: str, marks: tuple[str, ...] = ()) -
     if not _run_records(folder):
         if any((folder / mark).is_file() for mark in marks):
             return
+        parent = sorted({_recorded_command(p) for p in _run_records(folder.parent)} - {""})
+        if parent:  # one input's folder of a run's output (register's reg/xray_000)
+            raise BadInput(
+                f"{folder}: is part of the output of `recon {parent[0]}` in {folder.parent}; "
+                f"--overwrite replaces only an empty folder or an earlier output of `recon "
+                f"{command}` as a whole: choose another path"
+            )
         raise BadInput(
             f"{folder}: holds files no recon command wrote ({listing(entries)}); --overwrite "
             f"replaces only an empty folder or an earlier output of `recon {command}`: choose "
