@@ -40,12 +40,15 @@ def output_names(files: list[Path]) -> list[str]:
 
 
 def dicom_pose(xray: Xray, orientation: str) -> torch.Tensor:
-    """xvr's pose from the positioner angles: rot (primary, secondary, 0) deg, xyz (0, SDP, 0)."""
+    """xvr's pose from the positioner angles: rot (primary, secondary, 0) deg, xyz (0, SDP, 0).
+    Without them the line says why, as the reader found it (Xray.positioner_problem: the tags
+    missing, or a source-to-patient distance that puts the start behind the detector)."""
     if xray.positioner is None:
-        raise BadInput(
-            f"{xray.path}: no PositionerPrimaryAngle/PositionerSecondaryAngle/"
-            "DistanceSourceToPatient tags for --init dicom; use --init fixed"
+        problem = xray.positioner_problem or (
+            "no PositionerPrimaryAngle/PositionerSecondaryAngle/DistanceSourceToPatient tags "
+            "for --init dicom"
         )
+        raise BadInput(f"{xray.path}: {problem}; use --init fixed")
     primary, secondary, sdp = xray.positioner
     angles_ok = all(math.isfinite(v) and abs(v) <= 360 for v in (primary, secondary))
     if not angles_ok:

