@@ -114,6 +114,15 @@ def test_broken_tags_raise_one_clear_line(tmp_path, tags, drop, message):
     assert "\n" not in str(caught.value)
 
 
+def test_a_rescale_slope_of_0_is_refused_by_every_reader(tmp_path):
+    """Slope 0 maps every pixel to one value; without an intercept pydicom skips the rescale,
+    and embed-spine measured the film as stored (register's reader refused it alone)."""
+    path = write_dicom(tmp_path / "zero.dcm", RescaleSlope="0")
+    for read in (read_xray, load_spine_xray, read_dicom_image):
+        with pytest.raises(BadInput, match=r"zero\.dcm: RescaleSlope \(0028,1053\) is 0"):
+            read(path)
+
+
 @pytest.fixture(scope="module")
 def film():
     """A 25 deg spine film (16-bit) drawn upright: head up, the patient's left at the right."""

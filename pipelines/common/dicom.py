@@ -216,6 +216,11 @@ def read_dicom_image(
                 f"{path}: Photometric Interpretation {photometric} is not a grey-scale {what} "
                 "(MONOCHROME1 or MONOCHROME2)"
             )
+        # every pixel would be the intercept; pydicom skips a rescale without one: read as stored
+        if "ModalityLUTSequence" not in ds and dicom_number(ds, "RescaleSlope", 1.0, path) == 0:
+            raise BadInput(
+                f"{path}: RescaleSlope (0028,1053) is 0, which maps every pixel to one value"
+            )
         frames = _integer(ds, "NumberOfFrames", path) if ds.get("NumberOfFrames") else 0
         stored = None
         if frames < 1:  # the count is missing, empty or 0: the pixel data tells

@@ -24,7 +24,6 @@ Geometry from DICOM:
   positive and less than sdd (else the start lies behind the detector); in a multi-frame run
   the angles are frame 1's, and frame N adds the Positioner Primary/Secondary Angle Increment
   (0018,1520/1521): N - 1 times its one value, or its N-th value when it holds one per frame.
-A Rescale Slope (0028,1053) of 0 is refused, as for CTs: it maps every pixel to the intercept.
 """
 
 from __future__ import annotations
@@ -123,7 +122,6 @@ def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis, shutters,
         path, voi=False, invert=False, shutters=shutters, frame=frame, frame_flag="--frame"
     )
     ds, pixels, photometric = dicom.dataset, dicom.pixels.astype(np.float32), dicom.photometric
-    _refuse_zero_slope(ds, path)
     frame = dicom_frame(ds, path, orientation, reverse_x_axis)
     sdd_from = "--sdd"
     if sdd is None:
@@ -175,20 +173,6 @@ def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis, shutters,
         dicom.frame,
         problem,
     )
-
-
-def _refuse_zero_slope(ds, path: Path) -> None:
-    """BadInput for a Rescale Slope of 0 (as the CT reader refuses it): every pixel would be the
-    intercept, and pydicom skips the rescale when the intercept is missing, so the image would
-    be read as stored instead. A Modality LUT Sequence, when present, is the transform used."""
-    from recon.pipelines.common.dicom import dicom_number
-
-    if "ModalityLUTSequence" in ds:
-        return
-    if dicom_number(ds, "RescaleSlope", 1.0, path) == 0:
-        raise BadInput(
-            f"{path}: RescaleSlope (0028,1053) is 0, which maps every pixel to one value"
-        )
 
 
 def with_mask(xray: Xray, mask_path: Path) -> Xray:
