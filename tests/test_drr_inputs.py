@@ -99,6 +99,12 @@ def test_make_drr_refuses_ct_without_contrast(work, recon):
     sitk.WriteImage(sitk.GetImageFromArray(hu), str(work / "nan.mha"))  # NaN survives in MHA
     err = refused(recon, work, "make-drr", "-v", work / "nan.mha", *POSE, "-o", work / "d.png")
     assert "non-finite voxel" in err
+    # a CT whose header gives micrometres (0.064 mm across) rendered a blank DRR, exit 0
+    scaled = nib.Nifti1Image(hu, affine)
+    scaled.header.set_xyzt_units("micron")
+    nib.save(scaled, work / "um.nii.gz")
+    err = refused(recon, work, "make-drr", "-v", work / "um.nii.gz", *POSE, "-o", work / "d.png")
+    assert "um.nii.gz: the CT spans 0.032 x 0.032 x 0.032 mm, which no CT does" in err
     # in a NIfTI, ITK's reader turned the NaN into 0 (water) and the DRR was drawn, exit 0
     nib.save(nib.Nifti1Image(hu, affine), work / "nan.nii.gz")
     err = refused(recon, work, "make-drr", "-v", work / "nan.nii.gz", *POSE, "-o", work / "d.png")

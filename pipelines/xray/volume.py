@@ -360,6 +360,9 @@ def _read_scalar(path: Path, kind, what: str = "CT volume"):
     return _require_volume_shape(path, image, data)
 
 
+CT_REACH_MM = (1.0, 10000.0)  # the longest side of any CT lies in between
+
+
 def _require_volume_shape(path: Path, image, data):
     """The image, if it is one channel of a volume at least 4 voxels thick in every direction."""
     shape = tuple(data.shape[1:])
@@ -369,7 +372,15 @@ def _require_volume_shape(path: Path, image, data):
         raise BadInput(f"{path}: is a 2D image {shape}, not a CT volume")
     if min(shape) < 4:
         raise BadInput(f"{path}: volume {shape} is too thin to be a CT")
-    shear = axes_shear_deg(np.asarray(image.affine, dtype=np.float64))
+    affine = np.asarray(image.affine, dtype=np.float64)
+    extent = np.linalg.norm(affine[:3, :3], axis=0) * np.asarray(shape)
+    if not CT_REACH_MM[0] <= extent.max() <= CT_REACH_MM[1]:  # a unit misread: um, m
+        size = " x ".join(f"{e:.3g}" for e in extent)
+        raise BadInput(
+            f"{path}: the CT spans {size} mm, which no CT does; check the units its header "
+            "gives (a NIfTI's xyzt_units: micron or metre where mm was meant)"
+        )
+    shear = axes_shear_deg(affine)
     if shear > SHEAR_LIMIT_DEG:
         raise BadInput(
             f"{path}: its voxel axes are not at right angles (sheared {shear:.2f} deg, as a "
