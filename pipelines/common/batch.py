@@ -389,18 +389,32 @@ def check_same_checkpoint(out: Path, command: str, digest: str, checkpoint: Path
         )
 
 
-def check_same_settings(out: Path, command: str, settings: dict, flags: dict[str, str]) -> None:
+def check_same_settings(
+    out: Path,
+    command: str,
+    settings: dict,
+    flags: dict[str, str],
+    replaced: str | None = None,
+    advice: str | None = None,
+) -> None:
     """BadInput when a run record of `command` in OUT states one of `settings` (keys of its
     config) with another value: the outputs it made would be kept as if made with these.
     flags names each setting for the message (e.g. {"size": "--size"}); a record that does not
     state a setting is not compared on it; two names of one existing file (relative and
-    absolute, through a link) are one setting."""
+    absolute, through a link) are one setting. replaced: a record not compared (the one this
+    run replaces); advice: the message's end, in place of refuse_other_settings' own."""
     from recon.pipelines.common.outputs import run_records
 
     for record, doc in run_records(out, command):
-        refuse_other_settings(
-            doc.get("config"), settings, flags, f"{out}: its outputs were", f"in {record.name}"
-        )
+        if record.name != replaced:
+            refuse_other_settings(
+                doc.get("config"),
+                settings,
+                flags,
+                f"{out}: its outputs were",
+                f"in {record.name}",
+                *([advice] if advice else []),
+            )
 
 
 def check_kept_settings(
@@ -410,25 +424,20 @@ def check_kept_settings(
     or --skip-done). A shard's --overwrite replaces its own outputs only, so only its own run
     record is not compared: the other shards' outputs stay, and a set of two sizes would pass
     for one."""
-    from recon.pipelines.common.outputs import run_records
-
     if not plan.batch:
         return
     if plan.skip_done or not overwrite:
         check_same_settings(out, command, settings, flags)
         return
-    own = plan.shard.results_name()
-    for record, doc in run_records(out, command):
-        if record.name != own:
-            refuse_other_settings(
-                doc.get("config"),
-                settings,
-                flags,
-                f"{out}: its outputs were",
-                f"in {record.name}",
-                "a shard's --overwrite replaces its own outputs only (give the same settings, "
-                "or remove the folder or use another -o to make the set again)",
-            )
+    check_same_settings(
+        out,
+        command,
+        settings,
+        flags,
+        replaced=plan.shard.results_name(),
+        advice="a shard's --overwrite replaces its own outputs only (give the same settings, "
+        "or remove the folder or use another -o to make the set again)",
+    )
 
 
 def refuse_other_settings(
