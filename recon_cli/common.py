@@ -26,12 +26,11 @@ CHANGED_ROW = "made again (input changed)"
 
 def shown_names(paths: Sequence[str | PurePath]) -> list[str]:
     """Each input as a per-input table names it: its file name, or the path as given where two
-    inputs share a name (a/x.png and b/x.png)."""
+    inputs share a name (a/x.png and b/x.png); Rich markup escaped (`[bold].png` is a name)."""
     names = [PurePath(p).name for p in paths]
     folded = [n.casefold() for n in names]
-    return [
-        str(p) if folded.count(f) > 1 else n for p, n, f in zip(paths, names, folded, strict=True)
-    ]
+    pairs = zip(paths, names, folded, strict=True)
+    return [escape(str(p) if folded.count(f) > 1 else n) for p, n, f in pairs]
 
 
 # the context of the command being run (its parameters and where each value came from)

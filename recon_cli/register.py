@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from rich.markup import escape
 
 from recon.cli.common import (
     COMPUTE,
@@ -351,7 +352,7 @@ def result_tables(document: dict):
         table.add_column(column, justify="right", no_wrap=True)
     for row in rows:
         cells = [
-            row["name"],
+            escape(row["name"]),  # a file named [bold].png is no markup
             row["status"] + (" (earlier run)" if row.get("from_earlier_run") else ""),
             _number(row["similarity"], 3),
             " ".join(_number(v, 2) for v in row["rot_deg"]),

@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from rich.markup import escape
 
 from recon.cli.common import (
     Device,
@@ -191,7 +192,7 @@ def predict_skull(
             name,
             str(record["skull_voxels"]),
             str(record["face_voxels"]),
-            record["face"] or "(empty: no surface)",
+            escape(record["face"]) if record["face"] else "(empty: no surface)",
         )
     add_skipped_row(table, plan)
     summary = {"out": str(out), "seconds": round(seconds, 3), "results": records}

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from rich.markup import escape
 
 from recon.cli.common import (
     Device,
@@ -270,7 +271,7 @@ def _predict(
             table.add_row(
                 name,
                 str(record["occupied"]),
-                record["mesh"] or "(empty: no surface)",
+                escape(record["mesh"]) if record["mesh"] else "(empty: no surface)",
             )
     add_skipped_row(table, plan)
     summary = {"out": str(out), "task": task, "seconds": round(seconds, 3), "results": results}
@@ -301,7 +302,7 @@ def predict_voxel(
     boxes: Annotated[
         Path | None,
         typer.Option(
-            help="JSON file of object boxes, {IMAGE: [x0, y0, x1, y1]} in pixels (IMAGE: the "
+            help="JSON file of object boxes, {IMAGE: \\[x0, y0, x1, y1]} in pixels (IMAGE: the "
             "file's name or its path as given), cropped to as training crops to pix3d.json's "
             "bbox; images without one are cropped to what differs from their border colour.",
         ),

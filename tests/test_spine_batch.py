@@ -196,6 +196,10 @@ def test_two_films_of_one_name_are_told_apart_in_the_table(recon, tmp_path, monk
     assert [row.split()[1] for row in rows] == ["a/patient0.png", "b/patient0.png"]
     code, stdout, err = recon("embed-spine", "a/patient0.png", "-o", "one")
     assert code == 0 and "│ patient0.png" in stdout and "a/patient0.png" not in stdout, err
+    # a name in brackets was read as Rich markup: the row said ".png"
+    (tmp_path / "a" / "patient0.png").rename(tmp_path / "a" / "[bold].png")
+    code, stdout, err = recon("embed-spine", "a/[bold].png", "-o", "marked")
+    assert code == 0 and "│ [bold].png" in stdout, (stdout, err)
 
 
 def test_dicom_films_named_by_uid_take_their_spacing_from_the_header(recon, tmp_path):

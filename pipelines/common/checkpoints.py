@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.errors import BadInput, first_line
 
 
 def checkpoint_callbacks(monitor: str, mode: str, folder: Path) -> tuple[Any, Any]:
@@ -58,36 +58,41 @@ def require_checkpoint_file(path: Path) -> Path:
 
 def load_checkpoint_file(path: Path) -> dict:
     """torch.load with weights_only=True; pickled code or a non-checkpoint -> BadInput."""
+    path = require_checkpoint_file(path)
+    checkpoint = read_torch_file(path, "checkpoint", "give the .ckpt that training wrote")
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise BadInput(f"{path}: not a recon training checkpoint (no state_dict)")
+    return checkpoint
+
+
+def read_torch_file(path: Path, what: str, hint: str) -> Any:
+    """torch.load(path, weights_only=True), or one BadInput line naming the file as `what`
+    ("checkpoint", "weights file") and, for a file torch.save did not write, what to give
+    (hint): never torch's own paragraph, which advises weights_only=False."""
     import pickle
     import zipfile
 
     import torch
 
-    path = require_checkpoint_file(path)
-    with path.open("rb") as handle:
+    with Path(path).open("rb") as handle:
         head = handle.read(4)
     # torch.save writes a zip archive; files of torch before 1.6 start with a pickle protocol
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
-        raise BadInput(f"{path}: not a PyTorch checkpoint (give the .ckpt that training wrote)")
+        raise BadInput(f"{path}: not a PyTorch {what} ({hint})")
     if head.startswith(b"PK") and not zipfile.is_zipfile(path):  # no end record: cut short
         raise BadInput(
-            f"{path}: the checkpoint is cut short or damaged (its zip archive does not end); "
+            f"{path}: the {what} is cut short or damaged (its zip archive does not end); "
             "copy it again"
         )
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise BadInput(
-            f"{path}: refusing to load: the checkpoint carries pickled objects or code "
+            f"{path}: refusing to load: the {what} carries pickled objects or code "
             "(only tensors and plain values are accepted)"
         ) from error
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
-        raise BadInput(
-            f"{path}: not a readable checkpoint ({str(error).splitlines()[0]})"
-        ) from error
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise BadInput(f"{path}: not a recon training checkpoint (no state_dict)")
-    return checkpoint
+        raise BadInput(f"{path}: not a readable {what} ({first_line(error)})") from error
 
 
 def load_checkpoint(path: Path, task_name: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recon.pipelines.common.errors import BadInput, first_line
+from recon.pipelines.common.checkpoints import read_torch_file
+from recon.pipelines.common.errors import BadInput
 
 
 def load_pretrained_encoder(encoder, path: str) -> None:
@@ -14,12 +15,7 @@ def load_pretrained_encoder(encoder, path: str) -> None:
     file = Path(path)
     if not file.is_file():
         raise BadInput(f"{file}: no such weights file (pretrained_weights)")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types, with messages of many lines
-        raise BadInput(
-            f"{file}: not a readable torch weights file ({first_line(error)})"
-        ) from error
+    state = read_torch_file(file, "weights file", "give a state_dict saved with torch.save")
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise BadInput(f"{file}: expected a state_dict of tensors")
