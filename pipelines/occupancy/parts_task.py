@@ -47,7 +47,7 @@ class PartsConfig(TrainConfig):
     method: str = setting(
         "auto", "voxelisation of the STL targets", choices=("auto", "raycast", "winding")
     )
-    mean_prior: bool = setting(True, "start the output at the training set's mean shape")
+    mean_prior: bool = setting(True, "output bias at the training set's mean shape (logits)")
     pretrained_weights: str = setting("", "a local torchvision ResNet50 state_dict file, or empty")
     examples: int = examples_setting()
 

@@ -50,7 +50,7 @@ class VoxelConfig(TrainConfig):
     dropout: float = setting(0.2, "decoder dropout probability", 0, 1, high_open=True)
     jitter: float = setting(0.08, "bbox jitter in training, fraction of the box side", 0, 0.5)
     pretrained_weights: str = setting("", "a local torchvision ResNet18 state_dict file, or empty")
-    mean_prior: bool = setting(True, "start the output at the training set's mean shape")
+    mean_prior: bool = setting(True, "output bias at the training set's mean shape (logits)")
     examples: int = examples_setting()
 
 
