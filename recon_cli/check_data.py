@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from rich.markup import escape
 
 from recon.cli.common import Json, Quiet, Reporter, check_range
 
@@ -44,14 +45,17 @@ def check_data(
     table.add_column("class")
     table.add_column("items", justify="right")
     for name, count in report.per_class.items():
-        table.add_row(name, str(count))
+        table.add_row(escape(name), str(count))
+    rest = report.items - sum(report.per_class.values())  # skull: images without a usable grid
+    if rest > 0:
+        table.add_row("no usable grid" if task == "skull" else "other", str(rest))
     table.add_row("[bold]total", f"[bold]{report.items}")
     count = len(report.problems)
     problems = Table(title=f"{count} problem{'' if count == 1 else 's'}", title_justify="left")
     for column in ("kind", "path", "detail"):
         problems.add_column(column, overflow="fold")
     for problem in report.problems[:limit]:
-        problems.add_row(problem.kind, problem.path, problem.detail)
+        problems.add_row(problem.kind, escape(problem.path), escape(problem.detail))  # [0, 'a']
     if len(report.problems) > limit:
         problems.add_row("...", f"{len(report.problems) - limit} more (see --json)", "")
     ui.result(report.as_dict(), table)

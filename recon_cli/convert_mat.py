@@ -49,14 +49,15 @@ def convert_mat(
     Reads the variable `voxel` and writes uint8 occupancy (1 where it is not 0). When a file
     fails the command exits 1 and writes nothing, unless --keep-going keeps the rest and lists
     the failures (tab-separated path and reason) in OUT/convert-failures.log. With --overwrite
-    an existing folder is written into: same-named files are replaced, others kept. The run's
-    record is OUT/run.json, or for a single file OUT's name with .run.json (a.npy ->
-    a.npy.run.json).
+    an existing folder is written into: same-named files are replaced, others kept (so a folder
+    made with another --resolution is refused). The run's record is OUT/run.json, or for a
+    single file OUT's name with .run.json (a.npy -> a.npy.run.json).
 
     Example: recon convert-mat pix3d/model -o voxels32 --resolution 32
     """
     import os
 
+    from recon.pipelines.common.batch import check_same_settings
     from recon.pipelines.common.errors import BadInput
     from recon.pipelines.common.inputs import check_apart
     from recon.pipelines.common.outputs import (
@@ -87,6 +88,14 @@ def convert_mat(
             raise BadInput(f"{out}: folder is not empty (pass --overwrite to write into it)")
         if out.is_dir():
             check_same_command(out, "convert-mat")
+            check_same_settings(  # files not replaced stay: one folder, one grid size
+                out,
+                "convert-mat",
+                {"resolution": resolution},
+                {"resolution": "--resolution"},
+                advice="--overwrite writes into the folder and keeps the grids it does not "
+                "replace (give the same --resolution, or remove the folder or use another -o)",
+            )
     count = workers if workers > 0 else min(8, os.cpu_count() or 1)
     count = min(count, len(sources))
     config = {"resolution": resolution, "keep_going": keep_going, "workers": count}

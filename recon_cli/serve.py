@@ -75,8 +75,8 @@ def serve(
     from recon.pipelines.web.urls import bind, check_bind, check_origins, check_root_path
 
     ui = Reporter(json_out, quiet)
-    check_range("--workers", workers, 1)
-    check_range("--workers", workers, high=64)
+    check_range("--port", port, 1, 65535)
+    check_range("--workers", workers, 1, 64)
     check_range("--queue-limit", queue_limit, 1, 100_000)
     check_bind(host, port)
     origins = check_origins(cors_origin or [])

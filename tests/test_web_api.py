@@ -437,7 +437,7 @@ def test_serve_cli_refuses_bad_options(model, recon, tmp_path):
         (["-c", f"parts={ckpt}"], "'voxel', not 'parts'"),
         (["-c", f"voxel={ckpt}", "-c", f"voxel={ckpt}"], "given twice"),
         (["-c", f"voxel={ckpt}", "--cors-origin", "*"], "'*' is refused"),
-        (["-c", f"voxel={ckpt}", "--workers", "0"], "at least 1"),
+        (["-c", f"voxel={ckpt}", "--workers", "0"], "--workers must be in [1, 64], not 0"),
         (["-c", f"voxel={ckpt}", "--port", "70000"], "--port"),
         (["-c", f"voxel={ckpt}", "--data", str(tmp_path / "x.png")], "must be a folder"),
         # a folder of other files (its uploads/ was emptied at startup, and jobs/ added)

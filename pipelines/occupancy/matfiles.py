@@ -23,6 +23,7 @@ from recon.pipelines.shapes import max_pool
 
 VOXEL_KEY = "voxel"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+NPY_SIGNATURE = b"\x93NUMPY"
 
 
 class MatError(Exception):
@@ -36,6 +37,11 @@ def is_v73(path: Path) -> bool:
     return head[512:520] == HDF5_SIGNATURE or head[:8] == HDF5_SIGNATURE
 
 
+def _is_npy(path: Path) -> bool:
+    with Path(path).open("rb") as handle:
+        return handle.read(len(NPY_SIGNATURE)) == NPY_SIGNATURE
+
+
 def _has_matlab_header(path: Path) -> bool:
     with Path(path).open("rb") as handle:
         return handle.read(10) == b"MATLAB 7.3"
@@ -43,13 +49,19 @@ def _has_matlab_header(path: Path) -> bool:
 
 def read_voxel_mat(path: Path, key: str = VOXEL_KEY) -> np.ndarray:
     """The 3D grid stored under key in a v5 or v7.3 .mat file, as MATLAB shows it; raises
-    MatError for missing, truncated or non-3D content."""
+    MatError for missing, truncated or non-3D content, and for a .npy (convert-mat's output is
+    not read back)."""
     path = Path(path)
     if not path.is_file():
         raise MatError("no such file")
     if path.stat().st_size == 0:
         raise MatError("file is empty")
     try:
+        if _is_npy(path):  # scipy's "Unknown mat file type, version 32, 32" said nothing
+            raise MatError(
+                "a voxel file must be a Pix3D .mat (got a NumPy .npy grid, as convert-mat "
+                "writes; point `voxel` at the .mat)"
+            )
         array = _read_v73(path, key) if is_v73(path) else _read_v5(path, key)
     except MatError:
         raise

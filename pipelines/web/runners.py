@@ -2,7 +2,9 @@
 then write the viewer's GLB (trimesh) beside the task's own outputs.
 
 A runner calls one predict-function convention and returns {"files": {role: name}, "summary":
-{...}, "meshes": {name: path}}; the meshes become the named nodes of the viewer's GLB.
+{...}, "meshes": {name: path}} and, where the task warns, "warnings": [line, ...]; the meshes
+become the named nodes of the viewer's GLB, the warnings (the `warning:` lines `recon predict`
+prints) the summary's "warnings" list.
 """
 
 from __future__ import annotations
@@ -19,10 +21,22 @@ BROWSERLESS_SUFFIXES = (".tif", ".tiff")  # uploads browsers do not display
 RESULT_STEM = "result"
 
 
-def run_job(task: str, checkpoint: Path, image: Path, out: Path, device: str, progress: Progress):
-    """Run one job into the folder out -> {"files": {role: name}, "summary": {...}}."""
+def run_job(
+    task: str,
+    checkpoint: Path,
+    image: Path,
+    out: Path,
+    device: str,
+    progress: Progress,
+    name: str | None = None,
+):
+    """Run one job into the folder out -> {"files": {role: name}, "summary": {...}}; the
+    summary's warnings name the image as name (the upload's own name) where given."""
     spec = SERVE_TASKS[task]
     result = resolve(spec.runner)(spec, checkpoint, image, out, device, progress)
+    warnings = [line.replace(str(image), name or image.name) for line in result.pop("warnings", [])]
+    if warnings:
+        result["summary"]["warnings"] = warnings
     if image.suffix.lower() in BROWSERLESS_SUFFIXES:  # the page shows a PNG of it instead
         result["files"]["preview"] = write_preview(image, out / PREVIEW_NAME)
     meshes = result.pop("meshes")
@@ -65,7 +79,8 @@ def run_mesh_task(spec, checkpoint: Path, image: Path, out: Path, device: str, p
     )
     files, summary = split_record(record, out)
     meshes = {"mesh": Path(record["mesh"])} if record.get("mesh") else {}
-    return {"files": files, "summary": summary, "meshes": meshes}
+    warnings = [record["warning"]] if record.get("warning") else []
+    return {"files": files, "summary": summary, "meshes": meshes, "warnings": warnings}
 
 
 def run_skull_task(spec, checkpoint: Path, image: Path, out: Path, device: str, progress: Progress):

@@ -107,6 +107,8 @@ class _FormReceiver:
         elif filename is not None:  # a file under another name: its bytes are not kept
             self.upload.other_files.append(name)
             self._discard = True
+        elif name in self.upload.fields:  # not the last of them taken silently
+            raise UploadError(400, f"send one {name!r} field, not several")
 
     def _data(self, data: bytes, start: int, end: int) -> None:
         if self._handle is not None:

@@ -30,9 +30,15 @@ class QueueFull(Exception):
     """More jobs are waiting than the queue holds."""
 
 
-def one_line(error: BaseException, folder: Path, checkpoint: Path | None = None) -> str:
+def one_line(
+    error: BaseException,
+    folder: Path,
+    checkpoint: Path | None = None,
+    upload: tuple[Path, str] | None = None,
+) -> str:
     """An error as one line for the page, with the server's paths (the job folder, the
-    checkpoint) left out."""
+    checkpoint) left out; upload: (the stored input, the name it was uploaded as), the input
+    named as uploaded."""
     text = str(error).strip().splitlines()
     message = text[0] if text else type(error).__name__
     from recon.pipelines.common.errors import ReconError
@@ -41,6 +47,8 @@ def one_line(error: BaseException, folder: Path, checkpoint: Path | None = None)
         message = f"{type(error).__name__}: {message}"
     if checkpoint is not None:
         message = message.replace(str(checkpoint), "the task's checkpoint")
+    if upload is not None:
+        message = message.replace(str(upload[0]), upload[1])
     return message.replace(f"{folder}{os.sep}", "").replace(str(folder), "job folder")
 
 
@@ -83,22 +91,20 @@ def worker_main(conn, tasks: list[str], device: str, threads: int) -> None:
         if request is None:
             return
         folder = Path(request["folder"])
+        image = folder / request["input"]
+        name = request.get("source_name") or request["input"]
 
         def progress(fraction: float, stage: str) -> None:
             conn.send(("progress", fraction, stage))
 
         try:
             result = run_job(
-                request["task"],
-                Path(request["checkpoint"]),
-                folder / request["input"],
-                folder,
-                device,
-                progress,
+                request["task"], Path(request["checkpoint"]), image, folder, device, progress, name
             )
             conn.send(("done", result))
         except Exception as error:  # every failure ends the job with one line, not the worker
-            conn.send(("failed", one_line(error, folder, Path(request["checkpoint"]))))
+            checkpoint = Path(request["checkpoint"])
+            conn.send(("failed", one_line(error, folder, checkpoint, (image, name))))
 
 
 def _kill_all(processes: list) -> None:
@@ -296,6 +302,7 @@ class WorkerPool:
                 "checkpoint": str(checkpoint),
                 "folder": str(folder),
                 "input": job.input_name,
+                "source_name": job.source_name,
             }
         )
         while True:
