@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     import threading
     import warnings
 
-    from recon.cli.common import UNSEEN_STOPS
-    from recon.pipelines.common.outputs import STOP_NOTES, remove_temporaries
+    from recon.pipelines.common.outputs import STOP_NOTES, UNSEEN_STOPS, remove_temporaries
     from recon.pipelines.common.runfolder import launched_as_rank_zero
 
     if sys.stderr is None:  # started with stderr closed (`2>&-`): messages go nowhere, not crash

@@ -18,6 +18,8 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperCommand, TyperGroup
 
+from recon.pipelines.common.outputs import raise_unseen_stop
+
 T = TypeVar("T")
 
 # how the tables of --skip-done runs name the inputs made again (BatchPlan.changed)
@@ -307,20 +309,6 @@ class _ProgressHandle:
     def advance(self, n: float = 1) -> None:
         raise_unseen_stop()
         self._progress.advance(self._task, n)
-
-
-# Ctrl-C / SIGTERM that main's handlers raised as KeyboardInterrupt in this run. One that a
-# library swallowed (trimesh turns a KeyboardInterrupt raised while it imports an optional
-# module into a placeholder for that module) would let the command run on to its end: the
-# next item of a progress loop raises it again (once).
-UNSEEN_STOPS: list[int] = []
-
-
-def raise_unseen_stop() -> None:
-    """Raise KeyboardInterrupt again for a stop in UNSEEN_STOPS (clearing it)."""
-    if UNSEEN_STOPS:
-        UNSEEN_STOPS.clear()
-        raise KeyboardInterrupt
 
 
 def key_value_table(title: str, rows: Sequence[tuple[str, Any]]) -> Table:

@@ -318,6 +318,7 @@ def _trainer(
     checkpoints = checkpoint_callbacks(task.monitor, task.mode, out / "checkpoints")
     first_step = _first_step_class()()
     callbacks = [*checkpoints, EpochSeed(cfg.seed), first_step, _finite_loss_class()()]
+    callbacks.append(_stop_check_class()())
     if split is not None:
         callbacks.append(_split_keeper_class()(split))
     callbacks += run.extra_callbacks
@@ -454,6 +455,26 @@ def _first_step_class():
             self.done = True
 
     return FirstStep
+
+
+@functools.cache
+def _stop_check_class():
+    import lightning as L
+
+    from recon.pipelines.common.outputs import raise_unseen_stop
+
+    class StopCheck(L.Callback):
+        """Raises again a Ctrl-C or SIGTERM that was swallowed where it landed (in a finaliser,
+        or a library's import), which let the run train on to its last epoch (outputs'
+        UNSEEN_STOPS): checked after every batch."""
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            raise_unseen_stop()
+
+        def on_validation_batch_end(self, trainer, pl_module, *args, **kwargs) -> None:
+            raise_unseen_stop()
+
+    return StopCheck
 
 
 @functools.cache

@@ -24,6 +24,19 @@ from recon.pipelines.common.errors import BadInput
 _LIVE: set[Path] = set()  # temporaries created here and not yet renamed into place or removed
 # what a stopped command left out, for its "interrupted" line (see batch.output_folder)
 STOP_NOTES: list[str] = []
+# Ctrl-C / SIGTERM that the CLI's handlers raised as KeyboardInterrupt in this run. One that a
+# library swallowed (trimesh turns a KeyboardInterrupt raised while it imports an optional
+# module into a placeholder for that module; one raised inside a finaliser during training is
+# printed as "ignored") would let the command run on to its end: the next item of a progress
+# loop, or the next training batch, raises it again (once).
+UNSEEN_STOPS: list[int] = []
+
+
+def raise_unseen_stop() -> None:
+    """Raise KeyboardInterrupt again for a stop in UNSEEN_STOPS (clearing it)."""
+    if UNSEEN_STOPS:
+        UNSEEN_STOPS.clear()
+        raise KeyboardInterrupt
 
 
 def check_output(
