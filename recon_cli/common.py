@@ -18,8 +18,6 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperCommand, TyperGroup
 
-from recon.pipelines.common.outputs import raise_unseen_stop
-
 T = TypeVar("T")
 
 # how the tables of --skip-done runs name the inputs made again (BatchPlan.changed)
@@ -268,6 +266,8 @@ class Reporter:
             items = track(
                 items, description=description, total=total, console=self.err, transient=True
             )
+        from recon.pipelines.common.outputs import raise_unseen_stop
+
         for item in items:
             raise_unseen_stop()
             yield item
@@ -307,6 +307,8 @@ class _ProgressHandle:
         self._progress.stop()
 
     def advance(self, n: float = 1) -> None:
+        from recon.pipelines.common.outputs import raise_unseen_stop
+
         raise_unseen_stop()
         self._progress.advance(self._task, n)
 
