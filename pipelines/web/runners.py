@@ -21,20 +21,12 @@ BROWSERLESS_SUFFIXES = (".tif", ".tiff")  # uploads browsers do not display
 RESULT_STEM = "result"
 
 
-def run_job(
-    task: str,
-    checkpoint: Path,
-    image: Path,
-    out: Path,
-    device: str,
-    progress: Progress,
-    name: str | None = None,
-):
-    """Run one job into the folder out -> {"files": {role: name}, "summary": {...}}; the
-    summary's warnings name the image as name (the upload's own name) where given."""
+def run_job(task: str, checkpoint: Path, image: Path, out: Path, device: str, progress: Progress):
+    """Run one job into the folder out -> {"files": {role: name}, "summary": {...}} (with the
+    task's "warnings" in the summary where it warns)."""
     spec = SERVE_TASKS[task]
     result = resolve(spec.runner)(spec, checkpoint, image, out, device, progress)
-    warnings = [line.replace(str(image), name or image.name) for line in result.pop("warnings", [])]
+    warnings = result.pop("warnings", [])
     if warnings:
         result["summary"]["warnings"] = warnings
     if image.suffix.lower() in BROWSERLESS_SUFFIXES:  # the page shows a PNG of it instead

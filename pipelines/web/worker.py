@@ -99,8 +99,11 @@ def worker_main(conn, tasks: list[str], device: str, threads: int) -> None:
 
         try:
             result = run_job(
-                request["task"], Path(request["checkpoint"]), image, folder, device, progress, name
+                request["task"], Path(request["checkpoint"]), image, folder, device, progress
             )
+            summary = result["summary"]
+            if "warnings" in summary:  # the input named as uploaded, as in one_line
+                summary["warnings"] = [w.replace(str(image), name) for w in summary["warnings"]]
             conn.send(("done", result))
         except Exception as error:  # every failure ends the job with one line, not the worker
             checkpoint = Path(request["checkpoint"])
