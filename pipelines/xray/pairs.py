@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recon.pipelines.common.dicom import looks_like_dicom
 from recon.pipelines.common.errors import BadInput
 from recon.pipelines.common.io import PICTURE_SUFFIXES
 
@@ -60,8 +61,6 @@ def image_files(folder: Path) -> list[Path]:
 def is_image_file(path: Path) -> bool:
     """A picture or DICOM by its suffix (IMAGE_SUFFIXES), or a DICOM by its 'DICM' preamble (a
     scanner's files named IM0001 or by UID)."""
-    from recon.pipelines.common.dicom import looks_like_dicom
-
     path = Path(path)
     return path.is_file() and (path.suffix.lower() in IMAGE_SUFFIXES or looks_like_dicom(path))
 
@@ -111,18 +110,12 @@ def _by_stem(folder: Path) -> dict[str, Path]:
     return found
 
 
-def is_dicom(path: Path) -> bool:
-    from recon.pipelines.common.dicom import looks_like_dicom
-
-    return looks_like_dicom(path)
-
-
 def image_size(path: Path) -> tuple[int, int]:
     """(rows, columns) of a picture or DICOM image, without decoding its pixels."""
     from recon.pipelines.common.io import open_image, require_file, upright_size
 
     path = require_file(path, "image")
-    if is_dicom(path):
+    if looks_like_dicom(path):
         dataset = _read_dicom(path, pixels=False)
         return int(dataset.Rows), int(dataset.Columns)
     with open_image(path) as image:
@@ -142,7 +135,7 @@ def read_gray(path: Path) -> tuple[np.ndarray, int]:
     )
 
     path = require_file(path, "image")
-    if is_dicom(path):
+    if looks_like_dicom(path):
         return _dicom_gray(path)
     stored = read_image(path, one_frame=True)
     array = grey_pixels(stored)
