@@ -289,3 +289,36 @@ def test_make_drr_skip_done_renders_again_for_a_poses_file_changed_since(tmp_pat
     assert files(tmp_path / "drrs") == files(tmp_path / "fresh")
     code, out, err = recon(*args, "-o", tmp_path / "drrs")  # nothing changed since: all kept
     assert code == 0 and json.loads(out)["skipped"] == 3, err
+
+
+def test_synth_xray_skip_done_with_nothing_to_do_does_not_load_the_ct(tmp_path, recon, monkeypatch):
+    """A --skip-done rerun of a finished X-ray set loaded the CT (seconds) to write
+    fiducials.json and truth.json again; a truth.json that already says what the records say
+    shows the set merged, so the rerun reports the same set without the CT."""
+    import nibabel as nib
+
+    from recon.pipelines.xray import volume
+
+    def no_ct(*args, **kwargs):
+        raise AssertionError("the CT was loaded")
+
+    ct = nib.load(small_ct(tmp_path / "ct.nii.gz"))
+    labels = np.zeros(ct.shape, np.int16)
+    labels[12:16, 14:18, 4:12], labels[12:16, 14:18, 18:26] = 25, 26  # two vertebrae
+    nib.save(nib.Nifti1Image(labels, ct.affine), tmp_path / "labels.nii.gz")
+    args = ["synth", "xray", "-v", tmp_path / "ct.nii.gz", "--labels", tmp_path / "labels.nii.gz"]
+    args += ["-o", tmp_path / "xrays", "-n", 2, "--size", 16, "--device", "cpu", "--skip-done"]
+    code, out, err = recon(*args, "--json")
+    assert code == 0, err
+    first = json.loads(out)
+    made = files(tmp_path / "xrays")
+    monkeypatch.setattr(volume, "load_ct", no_ct)
+    code, out, err = recon(*args, "--json")
+    assert code == 0, err
+    again = json.loads(out)
+    recorded = json.loads((tmp_path / "xrays" / "run.json").read_text())["metrics"]
+    for doc in (again, recorded):
+        assert (doc["done"], doc["skipped"], doc["missing_items"]) == (0, 2, 0)
+        assert doc["index"] == first["index"] == str(tmp_path / "xrays" / "truth.json")
+    assert again["fiducials"] == first["fiducials"] == str(tmp_path / "xrays" / "fiducials.json")
+    assert files(tmp_path / "xrays") == made

@@ -83,6 +83,31 @@ def test_a_stopped_batch_run_keeps_what_it_made(
         assert row["xyz_mm"] == whole[row["index"]]["xyz_mm"]
 
 
+@pytest.mark.parametrize("fmt", ["png", "dcm"])
+def test_a_rerun_gives_the_scale_of_the_drrs_a_stopped_run_kept(
+    tmp_path, recon, monkeypatch, drr_args, fmt
+):
+    """A 16-bit PNG kept from a stopped run had its scale only in that run's record, which a
+    stopped run never writes, so the --skip-done rerun recorded "mm_per_count": null for it;
+    the PNG now holds its scale, as a DICOM holds RescaleSlope."""
+    args = [*drr_args, "--format", fmt, "-q"]
+    assert recon(*args, "-o", tmp_path / "whole")[0] == 0
+    whole = json.loads((tmp_path / "whole" / "run.json").read_text())["metrics"]["files"]
+    shared = tmp_path / "shared"
+    stop_at_the_third_render(monkeypatch)
+    assert recon(*args, "-o", shared, "--skip-done")[0] == 130
+    monkeypatch.undo()
+    code, out, err = recon(*args, "--json", "-o", shared, "--skip-done")
+    assert code == 0, err
+    recorded = json.loads((shared / "run.json").read_text())["metrics"]["files"]
+    for rows in (json.loads(out)["files"], recorded):
+        assert [row.get("skipped", False) for row in rows] == [True, True] + [False] * 4
+        scales = [row["mm_per_count"] for row in rows]
+        made = [row["mm_per_count"] for row in whole]
+        # a DICOM's RescaleSlope is a decimal string of at most 16 characters
+        assert scales == (made if fmt == "png" else pytest.approx(made, rel=1e-9)), scales
+
+
 def test_a_stopped_whole_run_says_what_it_did_not_keep(tmp_path, recon, monkeypatch, drr_args):
     """The whole run rendered everything before its hidden folder was made, so its stop line
     was a bare "interrupted"; it now says, as the other commands do, that the DRRs made so far

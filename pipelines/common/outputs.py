@@ -2,7 +2,10 @@
 
 Temporary files and folders are created with the modes the user's umask gives (not mkstemp's
 0600 / mkdtemp's 0700), and every one still present when a command is interrupted (Ctrl-C,
-SIGTERM) is removed by `remove_temporaries`, which the CLI calls on its way out.
+SIGTERM) is removed by `remove_temporaries`, which the CLI calls on its way out. One that a
+killed command left (SIGKILL, the OOM killer, a node lost) is named for its host and process
+(`.d.HOST.PID.RANDOM.png` for d.png, `.v.HOST.PID.RANDOM` for folder v): the next temporary
+made for the same target removes it once that process is gone (remove_stale_temporaries).
 """
 
 from __future__ import annotations
@@ -10,10 +13,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -22,6 +28,11 @@ from typing import Any
 from recon.pipelines.common.errors import BadInput
 
 _LIVE: set[Path] = set()  # temporaries created here and not yet renamed into place or removed
+_LIVE_LOCK = threading.Lock()  # a temporary is in _LIVE from the moment it exists (_pid_alive)
+# this host in temporaries' names: the first label of its name, in letters, digits and dashes
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0])[:32] or "localhost"
+FOREIGN_WARNING_S = 24 * 3600  # another host's temporary older than this gets a warning line
+_HIDDEN: dict[Path, list[str]] = {}  # per folder, its hidden entries not yet dealt with
 # what a stopped command left out, for its "interrupted" line (see batch.output_folder)
 STOP_NOTES: list[str] = []
 # Ctrl-C / SIGTERM that the CLI's handlers raised as KeyboardInterrupt in this run. One that a
@@ -226,13 +237,8 @@ def _remove(path: Path) -> None:
 def temporary_file(target: Path) -> Path:
     """A new empty file beside target (hidden, same suffix), mode 0666 less the umask."""
     target = Path(target)
-    with _signals_deferred():
-        fd, name = tempfile.mkstemp(
-            prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent
-        )
-        os.close(fd)
-        path = Path(name)
-        _LIVE.add(path)
+    remove_stale_temporaries(target, folder=False)
+    path = _temporary(target, folder=False)
     path.chmod(0o666 & ~_umask())
     return path
 
@@ -240,11 +246,96 @@ def temporary_file(target: Path) -> Path:
 def temporary_dir(target: Path) -> Path:
     """A new empty folder beside target (hidden), mode 0777 less the umask."""
     target = Path(target)
-    with _signals_deferred():
-        path = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        _LIVE.add(path)
+    remove_stale_temporaries(target, folder=True)
+    path = _temporary(target, folder=True)
     path.chmod(0o777 & ~_umask())
     return path
+
+
+def _affixes(target: Path, folder: bool) -> tuple[str, str]:
+    """What the names of target's temporaries start and end with, around HOST.PID.RANDOM."""
+    return (f".{target.name}.", "") if folder else (f".{target.stem}.", target.suffix)
+
+
+def _temporary(target: Path, folder: bool) -> Path:
+    """A new hidden file or folder beside target, named for this host and process, in _LIVE."""
+    start, end = _affixes(target, folder)
+    prefix = f"{start}{HOST}.{os.getpid()}."
+    with _signals_deferred(), _LIVE_LOCK:
+        if folder:
+            path = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=end, dir=target.parent)
+            os.close(fd)
+            path = Path(name)
+        _LIVE.add(path)
+    return path
+
+
+def temporary_owner(name: str, target: Path, folder: bool) -> tuple[str, int] | None:
+    """(host, pid) of the process that made `name` as a temporary of target (a folder's or a
+    file's); None when the name is no temporary of target."""
+    start, end = _affixes(Path(target), folder)
+    middle = r"([A-Za-z0-9-]+)\.(\d+)\.[a-z0-9_]+"  # HOST.PID.RANDOM (mkstemp's letters)
+    match = re.fullmatch(re.escape(start) + middle + re.escape(end), name)
+    return (match[1], int(match[2])) if match else None
+
+
+def remove_stale_temporaries(target: Path, folder: bool) -> None:
+    """Remove the temporaries of target that a killed process of this host left; name in a
+    warning line those of other hosts (alive or not, this host cannot tell) older than
+    FOREIGN_WARNING_S. Each folder is listed once per process."""
+    parent = Path(target).parent
+    if parent not in _HIDDEN:
+        try:
+            with os.scandir(parent) as entries:
+                _HIDDEN[parent] = [e.name for e in entries if e.name.startswith(".")]
+        except OSError:
+            return
+    foreign, hosts = [], set()
+    for name in list(_HIDDEN[parent]):
+        path = parent / name
+        owner = temporary_owner(name, target, folder)
+        if owner is None:
+            continue
+        if owner[0] == HOST and not _pid_alive(owner[1], path):
+            with contextlib.suppress(OSError):
+                _remove(path)
+            _HIDDEN[parent].remove(name)
+        elif owner[0] != HOST and _age(path) > FOREIGN_WARNING_S:
+            foreign.append(path)
+            hosts.add(owner[0])
+            _HIDDEN[parent].remove(name)
+    if foreign:
+        sys.stderr.write(
+            f"warning: {parent}: {listing(sorted(foreign))}: left over a day ago by runs on "
+            f"{', '.join(sorted(hosts))} writing {Path(target).name}; delete them if no such "
+            "run is still going\n"
+        )
+
+
+def _pid_alive(pid: int, temporary: Path) -> bool:
+    """Whether process pid of this host may still be writing temporary. For this process's own
+    pid: while the temporary is in _LIVE (the others are an earlier process's of the same pid,
+    as in a restarted container)."""
+    if pid == os.getpid():
+        with _LIVE_LOCK:
+            return temporary in _LIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # PermissionError: another user's process
+        return True
+    return True
+
+
+def _age(path: Path) -> float:
+    """Seconds since path was last modified (0 when it cannot be read)."""
+    try:
+        return time.time() - path.lstat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def discard(path: Path) -> None:
@@ -266,10 +357,10 @@ def _commit(tmp: Path, target: Path) -> None:
     """Rename tmp onto target (a file, or a folder that replaces any folder there)."""
     with _signals_deferred():
         if tmp.is_dir() and target.is_dir() and not target.is_symlink():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            old = _temporary(target, folder=True)  # a killed run's is removed as stale
             os.replace(target, old / "x")
             os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            discard(old)
         else:
             if tmp.is_dir() and (target.exists() or target.is_symlink()):
                 target.unlink()

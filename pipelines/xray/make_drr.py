@@ -3,6 +3,8 @@
 Columns follow the detector's reverse_x_axis: True (the default) is the radiological display,
 the patient's left along increasing columns (L\\F), which is also what `recon register` assumes
 for a PNG, so a PNG written here registers without flags; DICOMs carry it as Patient Orientation.
+Each file holds its scale (mm per count): a DICOM as RescaleSlope, a PNG in its text chunk
+mm_per_count, so the row of a DRR kept from a stopped run has it too.
 
 The detector comes from, in this order: the flags given, the pose file (the `intrinsics` of a
 `recon register` parameters.pt, the `detector` of an xvr parameters.pt, or the `drr` entry of an
@@ -50,6 +52,7 @@ BONE_RANGE = (0.0, 10.0)  # bone attenuation multiplier
 LABEL_RANGE = (0, 2**31 - 1)
 BATCH_RANGE = (1, 1024)
 OFFSET_LIMIT = SIZE_RANGE[1] * SPACING_RANGE[1]  # mm; the detector's own size is checked later
+PNG_SCALE_KEY = "mm_per_count"  # the text chunk of a DRR PNG that holds its scale
 
 
 @dataclass
@@ -262,13 +265,37 @@ def rendered(drr, poses: torch.Tensor, todo: list[int], batch_size: int, track=N
         yield from zip(batch, render_with(drr, poses[batch], size), strict=True)
 
 
+def write_scaled_png(path: Path, counts, scale: float) -> None:
+    """A DRR's counts (H, W) uint16 as a 16-bit PNG holding its scale (mm per count) in the text
+    chunk PNG_SCALE_KEY, as a DICOM holds RescaleSlope; atomically."""
+    from PIL import Image, PngImagePlugin
+
+    from recon.pipelines.common.outputs import atomic_file
+
+    text = PngImagePlugin.PngInfo()
+    text.add_text(PNG_SCALE_KEY, repr(scale))  # repr: the float back exactly
+    with atomic_file(path) as tmp:
+        Image.fromarray(counts).save(tmp, format="PNG", pnginfo=text)
+
+
+def png_scale(path: Path) -> float | None:
+    """The scale (mm per count) a PNG written by write_scaled_png holds; None without one."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return float(image.text[PNG_SCALE_KEY])
+    except (OSError, KeyError, ValueError, AttributeError):
+        return None
+
+
 def recovered_row(path: Path, pose: torch.Tensor) -> dict:
     """The row of a kept DRR that no run record lists (its run was stopped before writing one):
-    its pose, and its scale where the file holds it (a DICOM's RescaleSlope; a PNG's scale was
-    in that run's record only, so it is None)."""
+    its pose, and its scale where the file holds it (a DICOM's RescaleSlope, a PNG's text chunk
+    PNG_SCALE_KEY; None in a PNG made before it held one)."""
     from recon.pipelines.xray.pose import describe_pose
 
-    scale = None
+    scale = png_scale(path) if path.suffix.lower() == ".png" else None
     if path.suffix.lower() == ".dcm":
         import pydicom
 
@@ -284,7 +311,6 @@ def write_drr(
     path: Path, image: torch.Tensor, intrinsics: Intrinsics, pose: torch.Tensor, view: str = "AP"
 ) -> dict:
     """One DRR (H, W) as 16-bit PNG or DICOM, atomically; returns {path, mm_per_count, pose}."""
-    from recon.pipelines.common.io import write_png
     from recon.pipelines.xray.pose import describe_pose
     from recon.pipelines.xray.xray import write_xray_dicom
 
@@ -309,7 +335,7 @@ def write_drr(
             relationship=("LOG", -1),
         )
     else:
-        write_png(path, pixels)
+        write_scaled_png(path, pixels, scale)
     return {"path": str(path), "mm_per_count": scale, **described}
 
 

@@ -198,8 +198,13 @@ class XraySet:
 
     def merge(self, root: Path, count: int) -> tuple[Path | None, int]:
         """Write root/truth.json (and fiducials.json when the CT has vertebra labels) once all
-        count X-rays are finished; returns (truth.json or None, how many are still missing)."""
-        from recon.pipelines.common.outputs import write_json
+        count X-rays are finished; returns (truth.json or None, how many are still missing).
+        A truth.json that already says what these X-rays' records say was written by an
+        earlier merge, after its fiducials.json: both are kept and the CT is not loaded (a
+        --skip-done rerun with nothing left to do)."""
+        import json
+
+        from recon.pipelines.common.outputs import jsonable, write_json
 
         records = [self.record(root, i) for i in range(count)]
         missing = sum(r is None for r in records)
@@ -220,6 +225,12 @@ class XraySet:
                 for r in records
             },
         }
+        path = Path(root) / "truth.json"
+        try:
+            if json.loads(path.read_text()) == json.loads(json.dumps(truth, default=jsonable)):
+                return path, 0
+        except (OSError, ValueError):
+            pass  # none yet, or unreadable: written below
         centroids = self.centroids()
         if centroids:
             write_json(
@@ -231,7 +242,6 @@ class XraySet:
                     "points": self.fiducials().tolist(),
                 },
             )
-        path = Path(root) / "truth.json"
         write_json(path, truth)
         return path, 0
 
