@@ -24,7 +24,8 @@ def check_data(
     """Check a data set for TASK; prints per-class counts and problems, exit 1 on any problem.
 
     Finds missing or unreadable images, missing, truncated or all-zero voxel grids, broken
-    meshes, shape mismatches, duplicates and paths escaping ROOT.
+    meshes, shape mismatches, duplicates, paths escaping ROOT, and sets of one 3D model, part
+    or subject (training holds whole ones out for validation); `recon train` refuses the same.
 
     Example: recon check-data voxel pix3d/
     """

@@ -6,6 +6,19 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+SPLIT_KIND = "cannot-split"  # the problem kind of split_problem
+
+
+def split_problem(count: int, items: str, unit: str) -> str | None:
+    """Why a set whose items show count different units (3D models, parts, subjects) cannot be
+    split into training and validation, which holds whole units out; None when it can."""
+    if count >= 2:
+        return None
+    return (
+        f"its {items} show {count} {unit}{'' if count == 1 else 's'}; validation holds whole "
+        f"{unit}s out, so training needs at least 2"
+    )
+
 
 @dataclass(frozen=True)
 class Problem:

@@ -3,10 +3,11 @@
 Problem kinds: no-entries, missing-field, bad-field (a path field that is not a string, a
 category that is not a class name),
 path-escapes-root, missing-image, unreadable-image, image-too-small,
-bbox-outside-image, missing-voxel, unreadable-voxel (truncated or corrupt .mat), empty-voxel
-(all zero), shape-mismatch (not cubic, or unlike the most common shape), duplicate-entry,
-missing-mesh, unreadable-mesh, empty-mesh, no-images, duplicate-image, unfinished-set (a
-`recon synth parts` set with fewer parts made than its records state).
+bbox-outside-image (also an empty box), missing-voxel, unreadable-voxel (truncated or corrupt
+.mat, or not a cubic 3D grid), empty-voxel (all zero), shape-mismatch (unlike the most common
+shape), duplicate-entry, missing-mesh, unreadable-mesh, empty-mesh, no-images, duplicate-image,
+unfinished-set (a `recon synth parts` set with fewer parts made than its records state),
+cannot-split (fewer than 2 3D models or parts: training holds whole ones out for validation).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.pipelines.common.datacheck import CheckReport
+from recon.pipelines.common.datacheck import SPLIT_KIND, CheckReport, split_problem
 from recon.pipelines.common.errors import BadInput
 from recon.pipelines.occupancy.images import MIN_SIDE
 
@@ -59,7 +60,6 @@ def image_size(path: Path) -> tuple[int, int] | None:
 
 def check_voxel(root: Path, track: Callable = lambda items, _d: items) -> CheckReport:
     """Check a Pix3D-layout root (pix3d.json + the files it names)."""
-    from recon.pipelines.occupancy.matfiles import MatError, read_voxel_mat
     from recon.pipelines.occupancy.pix3d import load_entries
 
     root = Path(root)
@@ -68,7 +68,7 @@ def check_voxel(root: Path, track: Callable = lambda items, _d: items) -> CheckR
     if not entries:
         report.add("no-entries", root / "pix3d.json", "the list of entries is empty")
     seen_images: dict[str, int] = {}
-    voxels: dict[str, tuple[int, ...] | None] = {}
+    voxels: dict[str, Path] = {}
     classes = Counter()
     for index, entry in enumerate(track(entries, "check entries")):
         classes[_category(report, entry, index)] += 1
@@ -88,35 +88,60 @@ def check_voxel(root: Path, track: Callable = lambda items, _d: items) -> CheckR
             elif entry.get("bbox") is not None:  # none: training finds the object itself
                 _check_bbox(report, image, entry["bbox"])
         voxel = _entry_path(report, root, entry, "voxel", index)
-        if voxel is None:
-            continue
-        key = str(voxel)
-        if key in voxels:
-            continue
-        voxels[key] = None
-        if not voxel.is_file():
-            report.add("missing-voxel", voxel, "no such file")
-            continue
-        try:
-            grid = read_voxel_mat(voxel)
-        except MatError as error:
-            report.add("unreadable-voxel", voxel, str(error))
-            continue
-        voxels[key] = grid.shape
-        if not np.any(grid):
-            report.add("empty-voxel", voxel, "all voxels are zero")
-    shapes = Counter(s for s in voxels.values() if s is not None)
-    if shapes:
-        common = shapes.most_common(1)[0][0]
-        for path, shape in voxels.items():
-            if shape is None:
-                continue
-            if len(set(shape)) != 1:
-                report.add("shape-mismatch", path, f"grid {shape} is not cubic")
-            elif shape != common:
-                report.add("shape-mismatch", path, f"grid {shape}, most files are {common}")
+        if voxel is not None:
+            voxels.setdefault(str(voxel), voxel)
+    for kind, path, detail in voxel_problems(list(voxels.values()), track):
+        report.add(kind, path, detail)
+    split = too_few_sources("voxel", list(voxels.values()))
+    if entries and split is not None:  # no entries: no-entries says so
+        report.add(SPLIT_KIND, root / "pix3d.json", split)
     report.per_class = dict(sorted(classes.items()))
     return report
+
+
+def voxel_problems(
+    paths: list[Path], track: Callable = lambda items, _d: items
+) -> list[tuple[str, Path, str]]:
+    """(kind, file, detail) for each voxel file that is missing (missing-voxel), unreadable
+    (unreadable-voxel: truncated, corrupt, not a cubic 3D grid), all zero (empty-voxel), or of
+    another shape than most of paths (shape-mismatch). check-data lists them all; training
+    refuses the first."""
+    from recon.pipelines.occupancy.matfiles import MatError, read_voxel_mat
+
+    problems, shapes = [], {}
+    for path in track(paths, "check voxel grids"):
+        if not path.is_file():
+            problems.append(("missing-voxel", path, "no such file"))
+            continue
+        try:
+            grid = read_voxel_mat(path)
+        except MatError as error:
+            problems.append(("unreadable-voxel", path, str(error)))
+            continue
+        shapes[path] = grid.shape
+        if not np.any(grid):
+            problems.append(("empty-voxel", path, "all voxels are zero"))
+    if shapes:
+        common = Counter(shapes.values()).most_common(1)[0][0]
+        problems += [
+            ("shape-mismatch", path, f"grid {shape}, most files are {common}")
+            for path, shape in shapes.items()
+            if shape != common
+        ]
+    return problems
+
+
+SPLIT_UNITS = {"voxel": ("entries", "3D model"), "parts": ("images", "part")}
+
+
+def too_few_sources(task: str, sources: list[Path]) -> str | None:
+    """split_problem of a voxel or parts set (task) whose items come from these files (3D
+    models, parts), byte-identical files counted once as training's split counts them (see
+    voxel_task.same_content); check-data and training judge it here."""
+    from recon.pipelines.occupancy.voxel_task import same_content
+
+    items, unit = SPLIT_UNITS[task]
+    return split_problem(len(set(same_content(sources).values())), items, unit)
 
 
 def _category(report: CheckReport, entry: dict, index: int) -> str:
@@ -150,18 +175,23 @@ def _check_bbox(report: CheckReport, image: Path, bbox) -> None:
 
 def bbox_problem(image: Path, bbox) -> str | None:
     """What is wrong with an entry's bbox for its image (None: nothing, or the image cannot be
-    read, which is its own problem): not four numbers [x0, y0, x1, y1], or not a box inside
-    the image. check-data and training judge it here."""
+    read, which is its own problem): not four numbers [x0, y0, x1, y1], an empty box (naming
+    the bound that is not below its pair, e.g. "x0 40 > x1 10"), or a box not inside the
+    image. check-data and training judge it here."""
     from recon.pipelines.occupancy.images import is_box
 
     if not is_box(bbox):
         return f"bbox {bbox!r} is not [x0, y0, x1, y1]"
+    x0, y0, x1, y1 = bbox
+    for axis, low, high in (("x", x0, x1), ("y", y0, y1)):
+        if low >= high:
+            bounds = f"{axis}0 {low} {'>' if low > high else '='} {axis}1 {high}"
+            return f"bbox {list(bbox)}: {bounds}; {axis}0 must be below {axis}1"
     size = image_size(image)
     if size is None:
         return None
-    x0, y0, x1, y1 = bbox
     width, height = size
-    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):  # NaN fails each of them
         return f"bbox {list(bbox)} in a {width} x {height} image"
     return None
 
@@ -214,5 +244,8 @@ def check_parts(root: Path, track: Callable = lambda items, _d: items) -> CheckR
                 hashes[digest] = image
             classes[key[0]] += 1
             report.items += 1
+    split = too_few_sources("parts", list(meshes.values()))
+    if split is not None:
+        report.add(SPLIT_KIND, root, split)
     report.per_class = dict(sorted(classes.items()))
     return report

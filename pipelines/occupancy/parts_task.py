@@ -102,18 +102,16 @@ class PartsDataset:
 
 
 def samples_of(root: Path) -> list[tuple[Path, Path]]:
-    """(image, mesh) for every image of every part under root."""
+    """(image, mesh) for every image of every part under root; BadInput for fewer than 2
+    parts (checks.too_few_sources)."""
+    from recon.pipelines.occupancy.checks import too_few_sources
     from recon.pipelines.occupancy.parts import find_pairs
 
-    samples = [(image, pair.mesh) for pair in find_pairs(root) for image in pair.images]
-    if len(samples) < 2:
-        raise BadInput(f"{root}: need at least 2 image + STL pairs, found {len(samples)}")
-    if len(set(same_content([mesh for _, mesh in samples]).values())) < 2:
-        raise BadInput(
-            f"{root}: its images show 1 part; validation holds whole parts out, so training "
-            "needs at least 2"
-        )
-    return samples
+    pairs = find_pairs(root)
+    split = too_few_sources("parts", [pair.mesh for pair in pairs])
+    if split is not None:
+        raise BadInput(f"{root}: {split} (`recon check-data parts` lists every problem)")
+    return [(image, pair.mesh) for pair in pairs for image in pair.images]
 
 
 def voxel_targets(meshes, resolution: int, method: str, cache: Path) -> dict:

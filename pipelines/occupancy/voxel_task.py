@@ -36,6 +36,7 @@ from recon.pipelines.common.weights import load_pretrained_encoder
 from recon.pipelines.occupancy.images import auto_bbox, imagenet_tensor, rgb_image, square_crop
 
 TASK_NAME = "voxel"
+CHECK_DATA = "`recon check-data voxel` lists every problem"
 SWEEP = (0.3, 0.4, 0.6, 0.7)
 
 
@@ -77,29 +78,37 @@ def load_grid(path: Path, resolution: int) -> np.ndarray:
 def usable_entries(root: Path) -> list[dict]:
     """pix3d.json entries with img_path and voxel_path resolved inside root (pix3d.entry_path);
     BadInput naming the first entry without a usable img or voxel, or whose bbox check-data
-    would flag, or fewer than 2 entries or 3D models."""
-    from recon.pipelines.occupancy.checks import bbox_problem
+    would flag, or fewer than 2 3D models (checks.too_few_sources)."""
+    from recon.pipelines.occupancy.checks import bbox_problem, too_few_sources
     from recon.pipelines.occupancy.pix3d import resolved_entries
 
     root = Path(root)
     entries = resolved_entries(root)
-    if len(entries) < 2:
-        raise BadInput(f"{root}/pix3d.json: need at least 2 entries with img and voxel")
-    models = len(set(same_content([entry["voxel_path"] for entry in entries]).values()))
-    if models < 2:
-        raise BadInput(
-            f"{root}/pix3d.json: its entries show 1 3D model; validation holds whole models "
-            "out, so training needs at least 2"
-        )
+    split = too_few_sources("voxel", voxel_files(entries))
+    if split is not None:
+        raise BadInput(f"{root / 'pix3d.json'}: {split} ({CHECK_DATA})")
     for index, entry in enumerate(entries):
         if entry.get("bbox") is not None:
             problem = bbox_problem(entry["img_path"], entry["bbox"])
             if problem is not None:
-                raise BadInput(
-                    f"{root / 'pix3d.json'} entry {index}: {problem} (`recon check-data voxel` "
-                    "lists every problem)"
-                )
+                raise BadInput(f"{root / 'pix3d.json'} entry {index}: {problem} ({CHECK_DATA})")
     return entries
+
+
+def voxel_files(entries: list[dict]) -> list[Path]:
+    """The voxel files entries name, each once, in entry order."""
+    return list(dict.fromkeys(entry["voxel_path"] for entry in entries))
+
+
+def require_usable_grids(entries: list[dict]) -> None:
+    """BadInput naming the first voxel file check-data flags (checks.voxel_problems: missing,
+    unreadable, all zero, or unlike the others' shape)."""
+    from recon.pipelines.occupancy.checks import voxel_problems
+
+    problems = voxel_problems(voxel_files(entries))
+    if problems:
+        kind, path, detail = problems[0]
+        raise BadInput(f"{path}: {detail} ({kind}; {CHECK_DATA})")
 
 
 def same_content(paths: list[Path]) -> dict[str, str]:
@@ -193,7 +202,7 @@ def check(cfg: VoxelConfig, resume: Path | None = None) -> None:
     check_settings(cfg)
     if not cfg.data:
         raise BadInput("task voxel needs --data ROOT (a Pix3D layout with pix3d.json)")
-    usable_entries(Path(cfg.data))
+    require_usable_grids(usable_entries(Path(cfg.data)))
     if cfg.pretrained_weights and not Path(cfg.pretrained_weights).is_file():
         raise BadInput(f"{cfg.pretrained_weights}: no such weights file (pretrained_weights)")
 

@@ -11,7 +11,8 @@ refuses it), unreadable-voxels (not an npz, or corrupt), missing-array (no `skul
 most common shape, or the set's shape is one the model cannot predict: not cubic, or a side
 other than 8, 16, 32, ..., or dataset.json states another `shape`), empty-grid (no occupied
 voxel), unreadable-dataset-json, unfinished-set (heads of `recon synth skull` are there but
-not yet dataset.json), no-pairs.
+not yet dataset.json), no-pairs, cannot-split (one subject: training holds whole subjects out
+for validation).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.pipelines.common.datacheck import CheckReport
+from recon.pipelines.common.datacheck import SPLIT_KIND, CheckReport, split_problem
 from recon.pipelines.common.errors import BadInput, first_line
 from recon.pipelines.common.io import MIN_SIDE, PICTURE_SUFFIXES
 
@@ -135,6 +136,12 @@ def grid_problem(path: Path) -> tuple[str, str] | None:
     if empty:
         return "empty-grid", f"{', '.join(empty)} has no occupied voxel"
     return None
+
+
+def too_few_subjects(pairs: list[Pair]) -> str | None:
+    """split_problem of a skull set: a subject is one NAME_vox.npz, as training's split
+    (task.split_subjects) draws them; check-data and training judge it here."""
+    return split_problem(len({pair.voxels for pair in pairs}), "pairs (image + npz)", "subject")
 
 
 def side_problem(shape: tuple) -> str | None:
@@ -255,6 +262,10 @@ def check_skull(root: Path, track: Callable = lambda items, _d: items) -> CheckR
             report.add("shape-mismatch", name, unusable)
     if not images and not orphans:
         report.add("no-pairs", str(root), "no images (.png, .jpg) and no *_vox.npz")
+    found = list_pairs(root)
+    split = too_few_subjects(found)
+    if found and split is not None:  # none: no-pairs or missing-voxels says so
+        report.add(SPLIT_KIND, str(root), split)
     report.items = len(images)
     report.per_class = {"pairs": pairs}
     return report

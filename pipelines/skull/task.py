@@ -43,6 +43,7 @@ from recon.pipelines.skull.data import (
     load_grids,
     orphan_grids,
     read_voxel_mm,
+    too_few_subjects,
     voxel_path,
 )
 
@@ -190,8 +191,9 @@ def check(cfg: SkullConfig, resume: Path | None = None) -> None:
     if not root.is_dir():
         raise BadInput(f"{root}: no such data set folder")
     _require_whole_pairs(root)
-    if len({pair.voxels for pair in list_pairs(root)}) < 2:
-        raise BadInput(f"{root}: need at least 2 subjects (image + NAME_vox.npz pairs)")
+    split = too_few_subjects(list_pairs(root))
+    if split is not None:
+        raise BadInput(f"{root}: {split} (`recon check-data skull` lists every problem)")
     read_voxel_mm(root)
     side = data_resolution(root)
     if cfg.resolution and cfg.resolution != side:
