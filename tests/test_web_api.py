@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recon.pipelines.common.io import write_png
+from recon.pipelines.common.io import Z_UP_TO_Y_UP, write_png
 
 
 def make_voxel_checkpoint(tmp_path_factory) -> tuple[Path, Path]:
@@ -139,11 +139,12 @@ def test_job_files_equal_a_direct_prediction(server, model, chair_png, tmp_path)
     # 1459 before, when values just under 0.5 rounded up to it on writing
     assert direct["occupied"] == int((np.load(direct["grid"]) >= 0.5).sum())
 
-    # the viewer's GLB is the task's mesh: same faces, same vertices
+    # the viewer's GLB is the task's mesh: same faces, same vertices (turned y up, as glTF is)
     glb = client.get(files["viewer"]["url"])
     assert glb.headers["content-type"] == "model/gltf-binary"
     viewer = trimesh.load(io.BytesIO(glb.content), file_type="glb", force="mesh")
     mesh = trimesh.load(io.BytesIO(client.get(files["mesh"]["url"]).content), file_type="stl")
+    mesh.apply_transform(Z_UP_TO_Y_UP)
     assert len(viewer.faces) == len(mesh.faces) == job["summary"]["faces"] > 0
     assert np.allclose(np.sort(viewer.vertices, axis=0), np.sort(mesh.vertices, axis=0))
     render = client.get(files["render"]["url"])
@@ -372,6 +373,7 @@ def test_skull_task_serves_skull_and_face_in_one_glb(tmp_path):
         assert set(scene.geometry) == {"skull", "face"}
         for head in ("skull", "face"):
             ply = trimesh.load(io.BytesIO(client.get(files[head]).content), file_type="ply")
+            ply.apply_transform(Z_UP_TO_Y_UP)
             assert len(scene.geometry[head].faces) == len(ply.faces) > 0
             assert np.allclose(scene.geometry[head].bounds, ply.bounds)
         assert job["summary"]["faces"] == sum(len(g.faces) for g in scene.geometry.values())

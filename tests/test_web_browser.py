@@ -142,6 +142,47 @@ def test_upload_shows_the_mesh_and_offers_the_same_glb(page, live):
     assert (data / "jobs" / job_id / "viewer.glb").read_bytes() == glb.content
 
 
+def silhouette_box(png: bytes) -> tuple[int, int, float, float]:
+    """(height, width) in pixels of what differs from the viewer's background, and the mean
+    width of its lowest and of its highest fifth of rows."""
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)[12:-12, 12:-12]
+    mask = np.abs(pixels - BACKGROUND).max(axis=2) > 12
+    rows = np.flatnonzero(mask.any(axis=1))
+    columns = np.flatnonzero(mask.any(axis=0))
+    widths = mask[rows[0] : rows[-1] + 1].sum(axis=1)
+    fifth = max(1, len(widths) // 5)
+    return len(widths), columns[-1] - columns[0] + 1, widths[-fifth:].mean(), widths[:fifth].mean()
+
+
+def test_the_page_shows_a_z_up_mesh_standing(page, live, tmp_path):
+    """A tall z-up mesh on a wide foot (a 1 x 1 x 0.2 slab under a 0.2 x 0.2 x 2 pole), served
+    as the job's viewer.glb through write_viewer_glb, stands upright in the page's first view:
+    taller than wide, the foot at the bottom (written y up, turned again by the page, it lay
+    pointing away from the camera, wider than tall)."""
+    import trimesh
+
+    from recon.pipelines.web.runners import write_viewer_glb
+
+    _, _, chair = live
+    foot = trimesh.creation.box([1.0, 1.0, 0.2])
+    pole = trimesh.creation.box([0.2, 0.2, 2.0])
+    pole.apply_translation([0.0, 0.0, 1.1])
+    trimesh.util.concatenate([foot, pole]).export(tmp_path / "lamp.stl")
+    write_viewer_glb({"mesh": tmp_path / "lamp.stl"}, tmp_path / "lamp.glb")
+    glb = (tmp_path / "lamp.glb").read_bytes()
+    page.route(
+        "**/viewer.glb", lambda route: route.fulfill(body=glb, content_type="model/gltf-binary")
+    )
+    page.set_input_files("#file", str(chair))
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=180e3)
+    assert page.evaluate("document.body.dataset.state") == "done", page.text_content("#error")
+    assert page.locator("#viewer canvas").get_attribute("data-faces") == "24"
+    height, width, bottom, top = silhouette_box(page.locator("#viewer canvas").screenshot())
+    assert height > 1.5 * width and bottom > 2 * top, (height, width, bottom, top)
+
+
 def drop_file(page, name: str, content_js: str) -> None:
     """Drag a file made in the page (content_js: a File's parts) and drop it on the drop zone."""
     transfer = page.evaluate_handle(

@@ -74,3 +74,24 @@ def test_serve_range_errors_read_as_every_command_s(model, recon, tmp_path):
         code, _, err = recon("serve", "-c", f"voxel={model[0]}", *args, "--data", tmp_path / "d")
         assert code == 2 and message in err and err.count("\n") == 1, (args, err)
         assert not (tmp_path / "d").exists()
+
+
+def test_the_viewer_glb_is_y_up_as_gltf_specifies(server, chair_png):
+    """viewer.glb held the task's z-up coordinates unturned (the page turned them), so other
+    glTF viewers (Blender, model-viewer) showed the object lying on its back."""
+    from recon.pipelines.common.io import Z_UP_TO_Y_UP, load_mesh
+
+    client, data = server
+    job, _ = wait_for(client, post_image(client, chair_png).json()["status_url"])
+    assert job["status"] == "done", job["error"]
+    folder = data / "jobs" / job["id"]
+    files = {f["role"]: f["name"] for f in job["files"]}
+    task_mesh = load_mesh(folder / files["mesh"])  # the STL, z up
+    in_file = load_mesh(folder / files["viewer"], file_axes=True)  # the glTF's own axes
+    y_up = task_mesh.vertices @ Z_UP_TO_Y_UP[:3, :3].T  # (x, y, z) -> (x, z, -y)
+    assert len(in_file.faces) == len(task_mesh.faces) > 0
+    assert np.allclose(np.unique(in_file.vertices, axis=0), np.unique(y_up, axis=0))
+    # the object's height (z) is glTF's y, and load_mesh turns it back to the task's mesh
+    assert np.allclose(in_file.bounds[:, 1], task_mesh.bounds[:, 2])
+    back = load_mesh(folder / files["viewer"]).vertices
+    assert np.allclose(np.unique(back, axis=0), np.unique(task_mesh.vertices, axis=0))

@@ -94,16 +94,18 @@ def write_preview(image: Path, png: Path) -> str:
 
 
 def write_viewer_glb(meshes: dict[str, Path], glb_path: Path) -> int:
-    """The meshes as one binary glTF, one node named after each (same vertices and faces);
-    the total face count."""
+    """The z-up meshes as one binary glTF, y up as glTF specifies (Z_UP_TO_Y_UP, as save_mesh
+    writes a .glb), one node named after each (same faces); the total face count."""
     import trimesh
 
+    from recon.pipelines.common.io import Z_UP_TO_Y_UP
     from recon.pipelines.common.outputs import atomic_file
 
     scene = trimesh.Scene()
     faces = 0
     for name, path in meshes.items():
         mesh = trimesh.load(path, force="mesh")
+        mesh.apply_transform(Z_UP_TO_Y_UP)
         scene.add_geometry(mesh, node_name=name, geom_name=name)
         faces += len(mesh.faces)
     with atomic_file(glb_path) as tmp:

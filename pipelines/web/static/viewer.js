@@ -1,4 +1,4 @@
-// The Three.js viewer: a GLB (z up, as recon writes meshes) under hemisphere + key + rim
+// The Three.js viewer: a GLB (y up, as glTF and three.js have it) under hemisphere + key + rim
 // lights, turned with OrbitControls, fitted to the view, optionally drawn as wireframe.
 import * as THREE from "three";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
@@ -60,7 +60,6 @@ export class Viewer {
     if (generation !== this.generation) return null;
     this.removeModel();
     this.model = gltf.scene;
-    this.model.rotation.x = -Math.PI / 2; // z up -> three.js's y up
     let faces = 0;
     this.model.traverse((node) => {
       if (!node.isMesh) return;
