@@ -156,6 +156,25 @@ def silhouette_box(png: bytes) -> tuple[int, int, float, float]:
     return len(widths), columns[-1] - columns[0] + 1, widths[-fifth:].mean(), widths[:fifth].mean()
 
 
+def show_in_page(page, live, mesh, tmp_path) -> bytes:
+    """A z-up trimesh mesh served as a job's viewer.glb through write_viewer_glb; a screenshot
+    of the page's first view of it."""
+    from recon.pipelines.web.runners import write_viewer_glb
+
+    _, _, chair = live
+    mesh.export(tmp_path / "shown.stl")
+    write_viewer_glb({"mesh": tmp_path / "shown.stl"}, tmp_path / "shown.glb")
+    glb = (tmp_path / "shown.glb").read_bytes()
+    page.route(
+        "**/viewer.glb", lambda route: route.fulfill(body=glb, content_type="model/gltf-binary")
+    )
+    page.set_input_files("#file", str(chair))
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=180e3)
+    assert page.evaluate("document.body.dataset.state") == "done", page.text_content("#error")
+    assert page.locator("#viewer canvas").get_attribute("data-faces") == str(len(mesh.faces))
+    return page.locator("#viewer canvas").screenshot()
+
+
 def test_the_page_shows_a_z_up_mesh_standing(page, live, tmp_path):
     """A tall z-up mesh on a wide foot (a 1 x 1 x 0.2 slab under a 0.2 x 0.2 x 2 pole), served
     as the job's viewer.glb through write_viewer_glb, stands upright in the page's first view:
@@ -163,24 +182,39 @@ def test_the_page_shows_a_z_up_mesh_standing(page, live, tmp_path):
     pointing away from the camera, wider than tall)."""
     import trimesh
 
-    from recon.pipelines.web.runners import write_viewer_glb
-
-    _, _, chair = live
     foot = trimesh.creation.box([1.0, 1.0, 0.2])
     pole = trimesh.creation.box([0.2, 0.2, 2.0])
     pole.apply_translation([0.0, 0.0, 1.1])
-    trimesh.util.concatenate([foot, pole]).export(tmp_path / "lamp.stl")
-    write_viewer_glb({"mesh": tmp_path / "lamp.stl"}, tmp_path / "lamp.glb")
-    glb = (tmp_path / "lamp.glb").read_bytes()
-    page.route(
-        "**/viewer.glb", lambda route: route.fulfill(body=glb, content_type="model/gltf-binary")
-    )
-    page.set_input_files("#file", str(chair))
-    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=180e3)
-    assert page.evaluate("document.body.dataset.state") == "done", page.text_content("#error")
-    assert page.locator("#viewer canvas").get_attribute("data-faces") == "24"
-    height, width, bottom, top = silhouette_box(page.locator("#viewer canvas").screenshot())
+    shot = show_in_page(page, live, trimesh.util.concatenate([foot, pole]), tmp_path)
+    height, width, bottom, top = silhouette_box(shot)
     assert height > 1.5 * width and bottom > 2 * top, (height, width, bottom, top)
+
+
+def test_the_page_starts_in_front_of_the_object(page, live, tmp_path):
+    """recon's objects face +y (a chair's back at -y): the first view looks from +y, where
+    the object's +x is on the left. A block at +x beside a pole shows left of the pole's top
+    (from behind, where the page started, it showed right of it)."""
+    import trimesh
+
+    pole = trimesh.creation.box([0.2, 0.2, 2.0])
+    block = trimesh.creation.box([0.5, 0.5, 0.5])
+    block.apply_translation([0.9, 0.0, -0.75])
+    shot = show_in_page(page, live, trimesh.util.concatenate([pole, block]), tmp_path)
+    low, high = row_centres(shot)
+    assert low < high - 10, (low, high)
+
+
+def row_centres(png: bytes) -> tuple[float, float]:
+    """The mean column of what differs from the viewer's background in the lowest and in the
+    highest fifth of its rows."""
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)[12:-12, 12:-12]
+    mask = np.abs(pixels - BACKGROUND).max(axis=2) > 12
+    rows = np.flatnonzero(mask.any(axis=1))
+    fifth = max(1, len(rows) // 5)
+    low, high = mask[rows[-fifth:]], mask[rows[:fifth]]
+    return float(np.nonzero(low)[1].mean()), float(np.nonzero(high)[1].mean())
 
 
 def drop_file(page, name: str, content_js: str) -> None:

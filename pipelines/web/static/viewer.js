@@ -1,5 +1,7 @@
 // The Three.js viewer: a GLB (y up, as glTF and three.js have it) under hemisphere + key + rim
-// lights, turned with OrbitControls, fitted to the view, optionally drawn as wireframe.
+// lights, turned with OrbitControls, fitted to the view, optionally drawn as wireframe. recon's
+// objects face +y, which a .glb stores as -z: the camera starts there, in front, to one side
+// and above, with the key light beside it.
 import * as THREE from "three";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
 import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
@@ -24,13 +26,13 @@ export class Viewer {
     this.scene.background = new THREE.Color(BACKGROUND);
     this.scene.add(new THREE.HemisphereLight(0xffffff, 0x8a94a6, 1.6));
     const key = new THREE.DirectionalLight(0xffffff, 2.0);
-    key.position.set(2, 3, 2);
+    key.position.set(2, 3, -2);
     const rim = new THREE.DirectionalLight(0xffffff, 0.8);
-    rim.position.set(-2, 1, -2);
+    rim.position.set(-2, 1, 2);
     this.scene.add(key, rim);
 
     this.camera = new THREE.PerspectiveCamera(40, 1, 0.01, 100);
-    this.camera.position.set(1.4, 1.0, 1.8);
+    this.camera.position.set(1.4, 1.0, -1.8);
     this.controls = new OrbitControls(this.camera, this.renderer.domElement);
     this.controls.enableDamping = true;
     this.model = null;
@@ -104,7 +106,7 @@ export class Viewer {
     const halfFov = THREE.MathUtils.degToRad(this.camera.fov / 2);
     const fitFov = this.camera.aspect < 1 ? Math.atan(Math.tan(halfFov) * this.camera.aspect) : halfFov;
     const distance = (sphere.radius / Math.sin(fitFov)) * 1.1;
-    const direction = new THREE.Vector3(0.6, 0.45, 0.8).normalize();
+    const direction = new THREE.Vector3(0.6, 0.45, -0.8).normalize();
     this.camera.position.copy(sphere.center).addScaledVector(direction, distance);
     this.camera.near = distance / 100;
     this.camera.far = distance * 100;
