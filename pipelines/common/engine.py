@@ -328,7 +328,7 @@ def _trainer(
         from recon.pipelines.common.examples import example_grids_callback
 
         callbacks.append(example_grids_callback(task.examples, cfg.examples))
-    # the epoch bar also goes to a log file: a batch job's log then shows how training went
+    # the epoch bar shows on a stderr that is no terminal too: a batch job's log shows how it went
     bar = not run.quiet
     if bar:
         from lightning.pytorch.callbacks import RichProgressBar
