@@ -51,6 +51,15 @@ def one_skull_pair(root):
     np.savez(root / "h0_vox.npz", skull=grid, face=grid)
 
 
+def one_skull_copied(root):
+    """A skull set of one subject under two names: h1_vox.npz is a copy of h0_vox.npz."""
+    import shutil
+
+    one_skull_pair(root)
+    write_png(root / "h1.png", np.full((32, 32), 120, np.uint8))
+    shutil.copy(root / "h0_vox.npz", root / "h1_vox.npz")
+
+
 def empty_voxel(root):
     """Three Pix3D models, the last one's grid all zero."""
     entries = make_pix3d(root, 3)
@@ -77,6 +86,7 @@ def inverted_bbox(root):
         ("parts", one_part, "cannot-split", "its images show 1 part"),
         ("parts", no_part, "cannot-split", "its images show 0 parts"),
         ("skull", one_skull_pair, "cannot-split", "npz) show 1 subject"),
+        ("skull", one_skull_copied, "cannot-split", "npz) show 1 subject"),
         ("voxel", empty_voxel, "empty-voxel", "all voxels are zero"),
         ("voxel", odd_voxel_shape, "shape-mismatch", "grid (8, 8, 8), most files are (16,"),
         ("voxel", inverted_bbox, "bbox-outside-image", "x0 40 > x1 10"),

@@ -434,7 +434,7 @@ def test_check_data_flags_grids_the_model_cannot_predict(shape, message, tmp_pat
     for index in range(2):
         Image.fromarray(np.full((32, 32), 60 * index, np.uint8)).save(tmp_path / f"h{index}.png")
         grid = np.zeros(shape, bool)
-        grid[2:8, 2:8, 2:8] = True
+        grid[2:8, 2:8, 2 + index : 8] = True  # two subjects: identical npz files would be one
         np.savez(tmp_path / f"h{index}_vox.npz", skull=grid, face=grid)
     code, out, err = recon("check-data", "skull", tmp_path, "--json")
     assert code == 1, err
@@ -451,7 +451,7 @@ def test_check_data_flags_a_dataset_json_of_another_grid_shape(tmp_path, recon):
     for index in range(2):
         Image.fromarray(np.full((32, 32), 60 * index, np.uint8)).save(tmp_path / f"h{index}.png")
         grid = np.zeros((16, 16, 16), bool)
-        grid[2:8, 2:8, 2:8] = True
+        grid[2:8, 2:8, 2 + index : 8] = True  # two subjects: identical npz files would be one
         np.savez(tmp_path / f"h{index}_vox.npz", skull=grid, face=grid)
     dataset = {"voxel_mm": 3.75, "shape": [64, 64, 64]}
     (tmp_path / "dataset.json").write_text(json.dumps(dataset))

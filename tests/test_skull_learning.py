@@ -103,7 +103,7 @@ def test_train_refuses_unusable_sets(bad, tmp_path, recon):
         for index in range(3):
             Image.fromarray(np.full((64, 64), 40 * index, np.uint8)).save(data / f"s{index}.png")
             grid = np.zeros((side,) * 3)
-            grid[4:12, 4:12, 4:12] = 1
+            grid[4:12, 4:12, 4 + index : 12] = 1  # 3 subjects: identical npz files would be one
             np.savez(data / f"s{index}_vox.npz", skull=grid, face=grid)
     if bad == "odd-grid":
         grid = np.ones((8,) * 3)
@@ -151,6 +151,28 @@ def test_images_of_one_subject_stay_on_one_side_of_the_split(tmp_path):
         _, val_single = split_subjects(single, 0.34, seed)
         order = np.random.default_rng(seed).permutation(6)
         assert [p.voxels for p in val_single] == [single[i].voxels for i in sorted(order[:2])]
+
+
+def test_one_subject_copied_under_two_names_stays_on_one_side_of_the_split(tmp_path):
+    """s6_vox.npz is a copy of s0_vox.npz: one subject under two names, which the split drew
+    as two subjects, so validation could score a head it had trained on."""
+    from recon.pipelines.common.io import write_png
+    from recon.pipelines.skull.data import list_pairs
+    from recon.pipelines.skull.task import split_subjects
+
+    for index in range(6):
+        write_png(tmp_path / f"s{index}.png", np.full((32, 32), 40 * index, np.uint8))
+        grid = np.zeros((8, 8, 8), bool)
+        grid[: index + 1] = True
+        np.savez(tmp_path / f"s{index}_vox.npz", skull=grid, face=grid)
+    write_png(tmp_path / "s6.png", np.full((32, 32), 250, np.uint8))
+    shutil.copy(tmp_path / "s0_vox.npz", tmp_path / "s6_vox.npz")
+    pairs = list_pairs(tmp_path)
+    for seed in range(20):
+        train, val = split_subjects(pairs, 0.34, seed)
+        sides = [{p.name for p in side} & {"s0", "s6"} for side in (train, val)]
+        assert {"s0", "s6"} in sides, (seed, sides)
+        assert len(val) in (2, 3)  # 2 of 6 subjects, one of them maybe s0 + s6
 
 
 def test_benchmark_refuses_held_out_heads_it_trained_on(tmp_path, monkeypatch, capsys):

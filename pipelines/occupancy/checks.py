@@ -21,6 +21,7 @@ import numpy as np
 
 from recon.pipelines.common.datacheck import SPLIT_KIND, CheckReport, split_problem
 from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.splits import same_content
 from recon.pipelines.occupancy.images import MIN_SIDE
 
 
@@ -137,9 +138,7 @@ SPLIT_UNITS = {"voxel": ("entries", "3D model"), "parts": ("images", "part")}
 def too_few_sources(task: str, sources: list[Path]) -> str | None:
     """split_problem of a voxel or parts set (task) whose items come from these files (3D
     models, parts), byte-identical files counted once as training's split counts them (see
-    voxel_task.same_content); check-data and training judge it here."""
-    from recon.pipelines.occupancy.voxel_task import same_content
-
+    splits.same_content); check-data and training judge it here."""
     items, unit = SPLIT_UNITS[task]
     return split_problem(len(set(same_content(sources).values())), items, unit)
 

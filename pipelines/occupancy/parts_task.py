@@ -19,14 +19,13 @@ import numpy as np
 
 from recon.pipelines.common.errors import BadInput
 from recon.pipelines.common.settings import TaskSpec, TrainConfig, examples_setting, setting
+from recon.pipelines.common.splits import same_content, split_by_group
 from recon.pipelines.occupancy.images import auto_bbox, rgb_image, square_crop
 from recon.pipelines.occupancy.voxel_task import (
     MEAN_SHAPE,
     OCCUPANCY_EXAMPLES,
     build_occupancy,
     resnet_min_batch,
-    same_content,
-    split_by_group,
 )
 
 TASK_NAME = "parts"

@@ -15,7 +15,6 @@ val/iou_mean_shape: IoU@0.5 of the training set's mean shape, the baseline to be
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from recon.pipelines.common.settings import (
     examples_setting,
     setting,
 )
+from recon.pipelines.common.splits import same_content, split_by_group
 from recon.pipelines.common.weights import load_pretrained_encoder
 from recon.pipelines.occupancy.images import auto_bbox, imagenet_tensor, rgb_image, square_crop
 
@@ -109,44 +109,6 @@ def require_usable_grids(entries: list[dict]) -> None:
     if problems:
         kind, path, detail = problems[0]
         raise BadInput(f"{path}: {detail} ({kind}; {CHECK_DATA})")
-
-
-def same_content(paths: list[Path]) -> dict[str, str]:
-    """{path: the first of the given files, by name, with the same bytes}: one 3D model saved
-    under two names is one group, so a split cannot put it on both sides. A file that cannot
-    be read is its own group (its reader names the problem)."""
-    from contextlib import suppress
-
-    from recon.pipelines.common.batch import file_sha256
-
-    unique = sorted({str(p) for p in paths})
-    sizes: dict[str, int | None] = {}
-    for path in unique:
-        try:
-            sizes[path] = Path(path).stat().st_size
-        except OSError:
-            sizes[path] = None
-    shared = Counter(size for size in sizes.values() if size is not None)
-    first: dict[tuple, str] = {}
-    groups: dict[str, str] = {}
-    for path, size in sizes.items():
-        key: tuple = (size, path)
-        if size is not None and shared[size] > 1:
-            with suppress(OSError):
-                key = (size, file_sha256(Path(path)))
-        groups[path] = first.setdefault(key, path)
-    return groups
-
-
-def split_by_group(items: list, key, val_fraction: float, seed: int) -> tuple[list, list]:
-    """Seeded split keeping every group (e.g. one 3D model) on one side."""
-    groups = sorted({key(item) for item in items})
-    order = np.random.default_rng(seed).permutation(len(groups))
-    count = min(len(groups) - 1, max(1, round(len(groups) * val_fraction)))
-    val_groups = {groups[i] for i in order[:count]}
-    train = [i for i in items if key(i) not in val_groups]
-    val = [i for i in items if key(i) in val_groups]
-    return train, val
 
 
 class Pix3dDataset:

@@ -12,7 +12,7 @@ most common shape, or the set's shape is one the model cannot predict: not cubic
 other than 8, 16, 32, ..., or dataset.json states another `shape`), empty-grid (no occupied
 voxel), unreadable-dataset-json, unfinished-set (heads of `recon synth skull` are there but
 not yet dataset.json), no-pairs, cannot-split (one subject: training holds whole subjects out
-for validation).
+for validation; byte-identical npz files under two names are one subject).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import numpy as np
 from recon.pipelines.common.datacheck import SPLIT_KIND, CheckReport, split_problem
 from recon.pipelines.common.errors import BadInput, first_line
 from recon.pipelines.common.io import MIN_SIDE, PICTURE_SUFFIXES
+from recon.pipelines.common.splits import same_content
 
 IMAGE_SUFFIXES = PICTURE_SUFFIXES
 HEADS = ("skull", "face")
@@ -138,10 +139,20 @@ def grid_problem(path: Path) -> tuple[str, str] | None:
     return None
 
 
+def subject_numbers(pairs: list[Pair]) -> dict[str, int]:
+    """{npz path: its subject's number, 0, 1, ... in the pairs' order}: a subject is one
+    NAME_vox.npz, and its byte-identical copies under other names (splits.same_content)."""
+    subject = same_content([pair.voxels for pair in pairs])
+    first_seen = dict.fromkeys(subject[str(pair.voxels)] for pair in pairs)
+    number = {name: index for index, name in enumerate(first_seen)}
+    return {path: number[name] for path, name in subject.items()}
+
+
 def too_few_subjects(pairs: list[Pair]) -> str | None:
-    """split_problem of a skull set: a subject is one NAME_vox.npz, as training's split
+    """split_problem of a skull set, its subjects (subject_numbers) counted as training's split
     (task.split_subjects) draws them; check-data and training judge it here."""
-    return split_problem(len({pair.voxels for pair in pairs}), "pairs (image + npz)", "subject")
+    count = len(set(subject_numbers(pairs).values()))
+    return split_problem(count, "pairs (image + npz)", "subject")
 
 
 def side_problem(shape: tuple) -> str | None:

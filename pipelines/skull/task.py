@@ -2,8 +2,9 @@
 transposed-convolution decoders).
 
 Data: pairs ROOT/NAME.png + ROOT/NAME_vox.npz (see data.py); one pair is one subject, and the
-split into training and validation is by subject (seeded). Input: the image resized to `size`
-x `size`, ImageNet-normalised. Targets: both grids at their own side R (4 * 2^k). Loss per head:
+split into training and validation is by subject (seeded; byte-identical npz files are one
+subject). Input: the image resized to `size` x `size`, ImageNet-normalised. Targets: both
+grids at their own side R (4 * 2^k). Loss per head:
 BCE on logits + `dice_weight` x soft Dice loss (1 - (2 sum p t + 1) / (sum p + sum t + 1), per
 sample); total = skull_weight x skull loss + face_weight x face loss. Adam. With `mean_prior`
 the decoders' per-voxel biases start at the logit of the training set's mean shape per head.
@@ -33,6 +34,7 @@ from recon.pipelines.common.settings import (
     examples_setting,
     setting,
 )
+from recon.pipelines.common.splits import split_by_group
 from recon.pipelines.common.weights import load_pretrained_encoder
 from recon.pipelines.skull.data import (
     HEADS,
@@ -43,6 +45,7 @@ from recon.pipelines.skull.data import (
     load_grids,
     orphan_grids,
     read_voxel_mm,
+    subject_numbers,
     too_few_subjects,
     voxel_path,
 )
@@ -132,15 +135,12 @@ def data_resolution(root: Path) -> int:
 
 
 def split_subjects(pairs: list, val_fraction: float, seed: int) -> tuple[list, list]:
-    """Seeded split by subject, one NAME_vox.npz each: no subject on both sides, even when
-    several images share its grids (NAME.png and NAME.jpg); with one image per subject the
-    subjects are drawn as the pairs were."""
-    subjects = list(dict.fromkeys(str(pair.voxels) for pair in pairs))  # in the pairs' order
-    order = np.random.default_rng(seed).permutation(len(subjects))
-    count = min(len(subjects) - 1, max(1, round(len(subjects) * val_fraction)))
-    held_out = {subjects[i] for i in order[:count].tolist()}
-    train = [pair for pair in pairs if str(pair.voxels) not in held_out]
-    return train, [pair for pair in pairs if str(pair.voxels) in held_out]
+    """Seeded split by subject (data.subject_numbers): no subject on both sides, even when
+    several images share its grids (NAME.png and NAME.jpg) or its grids are copied under
+    another name; with one image per subject and no copies the subjects are drawn as the
+    pairs were."""
+    subject = subject_numbers(pairs)
+    return split_by_group(pairs, lambda pair: subject[str(pair.voxels)], val_fraction, seed)
 
 
 def make_sets(cfg: SkullConfig) -> tuple[SkullDataset, SkullDataset]:
