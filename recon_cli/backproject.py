@@ -55,7 +55,7 @@ def backproject(
         bool,
         typer.Option(
             "--render",
-            help="Also write a shaded PNG of the mesh beside it (OUT.png).",
+            help="Also write a shaded PNG of the mesh beside it (m.stl -> m.png).",
             rich_help_panel=OUTPUT,
         ),
     ] = False,
@@ -67,8 +67,9 @@ def backproject(
     default Poisson method; --method vedo may leave holes, and the table says which).
 
     Every foreground pixel is lifted to 3D, the views are merged, outliers dropped, normals
-    oriented toward the camera that saw each point, and a surface reconstructed. Writes OUT, its
-    run record OUT.run.json and with --render a shaded picture OUT.png.
+    oriented toward the camera that saw each point, and a surface reconstructed. Writes OUT and
+    its run record, named after its whole file name (m.stl -> m.stl.run.json); --render adds a
+    shaded picture, the mesh's suffix replaced (m.stl -> m.png).
 
     Example: recon backproject torso_views -o torso.stl --reference torso_original.stl
     """

@@ -83,7 +83,7 @@ def synth_corset(
     rows = [("patients made", fields["patients"]), ("size", f"{size} px")]
     if fields["cobb_deg_range"]:
         low, high = fields["cobb_deg_range"]
-        rows.append(("Cobb range (deg)", f"{low:.1f} - {high:.1f}"))
+        rows.append(("|Cobb| range (deg)", f"{low:.1f} - {high:.1f}"))
     rows.append(("index", fields["index"] or f"not yet ({fields['missing_items']} to make)"))
     if fields["shard"] != "1/1" or fields["skipped"]:
         rows += [("shard", fields["shard"]), ("skipped (done)", fields["skipped"])]
@@ -91,12 +91,16 @@ def synth_corset(
 
 
 def _patients_summary(made: list[dict], size: int) -> dict:
-    """The patients made (their dataset.json records) -> the counts `synth corset` reports."""
-    cobbs = [abs(p["cobb_deg"]) for p in made]
+    """The patients made (their dataset.json records) -> the counts `synth corset` reports:
+    cobb_deg_range is the range of |Cobb| (the curve's size), signed_cobb_deg_range that of the
+    signed angles (> 0 convex toward +x, as truth.json gives them)."""
+    signed = [p["cobb_deg"] for p in made]
+    sizes = [abs(cobb) for cobb in signed]
     return {
         "patients": len(made),
         "size": size,
-        "cobb_deg_range": [min(cobbs), max(cobbs)] if cobbs else None,
+        "cobb_deg_range": [min(sizes), max(sizes)] if made else None,
+        "signed_cobb_deg_range": [min(signed), max(signed)] if made else None,
     }
 
 
@@ -104,18 +108,28 @@ def predict_corset(
     photos: Annotated[
         Path, typer.Option("--photos", help="Torso views: a `recon project` folder (8 + 2 views).")
     ],
-    spine: Annotated[
-        Path, typer.Option("--spine", help="Spine X-ray: PNG, JPEG, TIFF, BMP, WebP or DICOM.")
-    ],
     checkpoint: Annotated[Path, typer.Option("-c", "--checkpoint", help="`train corset` ckpt.")],
     out: Annotated[
         Path, typer.Option("-o", "--out", help="Corset: .stl, .ply, .obj, .glb, .gltf or .off.")
     ],
+    spine: Annotated[
+        Path | None,
+        typer.Option(
+            "--spine",
+            help="Spine X-ray: PNG, JPEG, TIFF, BMP, WebP or DICOM. Needed by a checkpoint "
+            "trained on spine X-rays (the default); one trained with spine_conditioning=false "
+            "does not read it.",
+        ),
+    ] = None,
     render: Annotated[
-        bool, typer.Option("--render", help="Also write a shaded PNG beside OUT (OUT.png).")
+        bool,
+        typer.Option("--render", help="Also write a shaded PNG beside the mesh (c.stl -> c.png)."),
     ] = False,
     views_out: Annotated[
-        Path | None, typer.Option("--views-out", help="Keep the predicted corset views here.")
+        Path | None,
+        typer.Option(
+            "--views-out", help="A folder to keep the predicted corset views in (not NAME.png)."
+        ),
     ] = None,
     thickness: Annotated[
         float, typer.Option(help="Corset wall thickness, mm, above 0 and at most 30.")
@@ -139,8 +153,9 @@ def predict_corset(
 
     The network turns the torso views and the spine embedding into the corset's 8 side views,
     which are back-projected (as `recon backproject`), cut at the seen height range and thickened.
-    With --render a shaded picture of the shell is written beside OUT, with the suffix .png. The
-    run's record is OUT.run.json (c.stl -> c.stl.run.json), and run.json in --views-out.
+    The run record goes beside the mesh, named after its whole file name (c.stl ->
+    c.stl.run.json); --render adds a shaded picture, the mesh's suffix replaced (c.stl -> c.png);
+    --views-out keeps the predicted views in a folder, with their own run.json.
 
     Example: recon predict corset --photos p/photos --spine p/spine.png -c m.ckpt -o c.stl --render
     """
@@ -154,6 +169,7 @@ def predict_corset(
     from recon.pipelines.common.errors import BadInput
     from recon.pipelines.common.io import (
         MESH_SUFFIXES,
+        PICTURE_SUFFIXES,
         require_dir,
         require_file,
         save_mesh,
@@ -182,6 +198,8 @@ def predict_corset(
         None if spacing is None else (spacing, spacing),
         pixel_spacing,
     )
+    if spine is None and pixel_spacing is not None:
+        raise BadInput("--pixel-spacing scales the --spine X-ray; give --spine with it")
     inputs = [photos, spine, checkpoint]
     out = check_output(out, overwrite, MESH_SUFFIXES, inputs=inputs)
     sidecar = check_run_record(out, overwrite, inputs=inputs)
@@ -189,6 +207,11 @@ def predict_corset(
     if render:
         picture_path = check_output(out.with_suffix(".png"), overwrite, (".png",), inputs=inputs)
     if views_out is not None:
+        if views_out.suffix.lower() in (*PICTURE_SUFFIXES, *MESH_SUFFIXES):
+            raise BadInput(
+                f"{views_out}: names a {views_out.suffix} file, but --views-out is a folder of "
+                "views; give it a name without a file suffix"
+            )
         views_out = check_output(views_out, overwrite, inputs=inputs, command="predict corset")
         for path in (out, sidecar, picture_path):
             if path is not None and (path == views_out or views_out in path.parents):
@@ -198,7 +221,8 @@ def predict_corset(
                     "their own"
                 )
     require_dir(photos, "photos folder")
-    require_file(spine, "spine X-ray")
+    if spine is not None:
+        require_file(spine, "spine X-ray")
     require_checkpoint_file(checkpoint)
     device = choose_device(device)
     config = {
@@ -219,9 +243,14 @@ def predict_corset(
         folder = Path(scratch)
         result = run_prediction(photos, spine, checkpoint, folder, device, pixel_spacing, thickness)
         picture = render_mesh(result.mesh) if render else None
+        if not result.spine_used and spine is not None:
+            sys.stderr.write(
+                f"warning: --spine {spine} is not used: {checkpoint} was trained without spine "
+                "X-rays (spine_conditioning=false)\n"
+            )
         if result.spine_warning:
             sys.stderr.write(f"warning: {spine}: {result.spine_warning}\n")
-        if result.spacing_from == "none":
+        if result.spine_used and result.spacing_from == "none":
             sys.stderr.write(unscaled_note(spine))
         metrics = {
             "cobb_deg": result.cobb_deg,
@@ -252,7 +281,12 @@ def predict_corset(
         key_value_table(
             f"predict corset -> {out}",
             [
-                ("spine Cobb (deg)", result.cobb_deg),
+                (
+                    "spine Cobb (deg)",
+                    "not measured (the model reads no X-ray)"
+                    if result.cobb_deg is None
+                    else result.cobb_deg,
+                ),
                 ("faces", len(result.mesh.faces)),
                 ("watertight", record["watertight"]),
                 ("seconds", seconds),

@@ -213,11 +213,12 @@ def test_wrong_number_of_photos_exits_2(dataset, tmp_path, recon):
     assert not (tmp_path / "c.stl").exists()
 
 
-def test_spine_of_the_wrong_kind_exits_2(dataset, tmp_path, recon):
-    code, _, err = predict_corset(
-        recon, dataset / "p0000" / "photos", dataset / "p0000" / "torso.stl", tmp_path
-    )
-    assert code == 2 and "not a spine X-ray" in err
+def test_spine_of_the_wrong_kind_exits_2(dataset, tiny_checkpoint, tmp_path, recon):
+    """The film is read once the checkpoint says the model reads it."""
+    code, _, err = recon("predict", "corset", "--photos", dataset / "p0000" / "photos", "--spine",
+                         dataset / "p0000" / "torso.stl", "-c", tiny_checkpoint,
+                         "-o", tmp_path / "c.stl")  # fmt: skip
+    assert code == 2 and "not a spine X-ray" in err, err
     assert not (tmp_path / "c.stl").exists()
 
 
@@ -539,14 +540,21 @@ def test_train_corset_names_corset_views_it_cannot_pair(dataset, tmp_path, recon
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("layout", ["same path", "inside"])
+@pytest.mark.parametrize(
+    "layout,message",
+    [
+        ("same path", "c.stl: names a .stl file, but --views-out is a folder"),
+        ("record", "--views-out would be or hold c.stl.run.json"),
+        ("inside", "--views-out would be or hold c.stl"),
+    ],
+)
 def test_views_out_that_is_or_holds_the_mesh_is_refused_before_any_work(
-    dataset, tmp_path, recon, layout
+    dataset, tmp_path, recon, layout, message
 ):
     """`-o c.stl --views-out c.stl` wrote the views folder, then failed on renaming the mesh
     onto it with IsADirectoryError (exit 1), leaving the folder without its record."""
-    views = tmp_path / ("c.stl" if layout == "same path" else "views")
-    out = views if layout == "same path" else views / "c.stl"
+    views = tmp_path / {"same path": "c.stl", "record": "c.stl.run.json"}.get(layout, "views")
+    out = views / "c.stl" if layout == "inside" else tmp_path / "c.stl"
     if layout == "inside":
         views.mkdir()
     checkpoint = _touch_checkpoint(tmp_path / "m.ckpt")
@@ -554,7 +562,7 @@ def test_views_out_that_is_or_holds_the_mesh_is_refused_before_any_work(
     code, _, err = recon("predict", "corset", "--photos", patient / "photos", "--spine",
                          patient / "spine.png", "-c", checkpoint, "-o", out, "--views-out", views,
                          "--overwrite")  # fmt: skip
-    assert code == 2 and "--views-out would be or hold c.stl" in err, err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists() and (layout == "inside" or not views.exists())
 
 
@@ -615,3 +623,117 @@ def test_a_checkpoint_with_a_damaged_config_exits_2(
                          tmp_path / "c.stl")  # fmt: skip
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "c.stl").exists()
+
+
+@pytest.mark.parametrize("spacing", [(), ("--pixel-spacing", "0.2", "0.2")])
+def test_a_film_without_a_spine_is_named(dataset, tiny_checkpoint, tmp_path, recon, spacing):
+    """embed-spine named the film that shows no spine; predict corset said only "error: no
+    spine found in the X-ray (...)", with or without the pixel-spacing hint."""
+    from recon.pipelines.common.io import write_png
+
+    film = tmp_path / "film.png"
+    write_png(film, np.random.default_rng(0).integers(0, 65535, (200, 160), dtype=np.uint16))
+    out = tmp_path / "c.stl"
+    code, _, err = recon("predict", "corset", "--photos", dataset / "p0000" / "photos", "--spine",
+                         film, "-c", tiny_checkpoint, "-o", out, *spacing)  # fmt: skip
+    assert code == 1 and err.startswith(f"error: {film}: no spine found"), err
+    assert ("check the pixel spacing" in err) == bool(spacing), err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("name", ["w.png", "w.JPG", "w.stl", "w.ply"])
+def test_views_out_named_as_a_file_is_refused(dataset, tmp_path, recon, name):
+    """`--views-out w.png` made a folder named w.png, on which a later `--render` failed."""
+    checkpoint = _touch_checkpoint(tmp_path / "m.ckpt")
+    patient = dataset / "p0000"
+    code, _, err = recon("predict", "corset", "--photos", patient / "photos", "--spine",
+                         patient / "spine.png", "-c", checkpoint, "-o", tmp_path / "c.stl",
+                         "--views-out", tmp_path / name)  # fmt: skip
+    assert code == 2 and f"{name}: names a " in err and "--views-out is a folder" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / name).exists()
+
+
+@pytest.mark.parametrize("command,mesh", [("backproject", "m.stl"), ("predict corset", "c.stl")])
+def test_help_names_the_record_and_the_picture_as_they_are_written(
+    recon, monkeypatch, command, mesh
+):
+    """The help said OUT.run.json and OUT.png side by side, but the record is appended
+    (c.stl.run.json) while the picture replaces the suffix (c.png)."""
+    monkeypatch.setenv("COLUMNS", "2000")
+    code, out, _ = recon(*command.split(), "--help")
+    stem = mesh.removesuffix(".stl")
+    assert code == 0 and "OUT.png" not in out and "OUT.run.json" not in out, out
+    assert f"{mesh} -> {mesh}.run.json" in out and f"{mesh} -> {stem}.png" in out, out
+
+
+def test_synth_corset_says_its_cobb_range_is_of_sizes(tmp_path, recon, monkeypatch):
+    """The table's "Cobb range (deg) 6.3 - 37.7" was the range of |Cobb| while the signed
+    angles ran from -28.9: the row says |Cobb|, and --json gives both ranges."""
+    monkeypatch.setenv("COLUMNS", "200")
+    args = ("synth", "corset", "-n", "4", "--size", "64", "--seed", "3")
+    code, out, err = recon(*args, "-o", tmp_path / "a", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    signed = [
+        p["cobb_deg"] for p in json.loads((tmp_path / "a" / "dataset.json").read_text())["patients"]
+    ]
+    assert min(signed) < 0 < max(signed), signed  # both sides, so the two ranges differ
+    sizes = [abs(c) for c in signed]
+    assert result["cobb_deg_range"] == pytest.approx([min(sizes), max(sizes)])
+    assert result["signed_cobb_deg_range"] == pytest.approx([min(signed), max(signed)])
+    code, out, err = recon(*args, "-o", tmp_path / "b")
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if "range (deg)" in line)
+    assert "|Cobb| range (deg)" in row and f"{min(sizes):.1f} - {max(sizes):.1f}" in row, row
+
+
+@pytest.fixture(scope="module")
+def spineless_checkpoint(tiny_checkpoint, tmp_path_factory):
+    """tiny_checkpoint's settings with spine_conditioning=false and an untrained generator of
+    that kind (predict reads only the generator's weights)."""
+    import torch
+
+    from recon.pipelines.corset.task import build_generator
+
+    state = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
+    config = state["hyper_parameters"]["config"]
+    config["spine_conditioning"] = False
+    torch.manual_seed(0)
+    weights = build_generator(config).state_dict()
+    kept = {k: v for k, v in state["state_dict"].items() if not k.startswith("generator.")}
+    state["state_dict"] = {**kept, **{f"generator.{k}": v for k, v in weights.items()}}
+    path = tmp_path_factory.mktemp("spineless") / "spineless.ckpt"
+    torch.save(state, path)
+    return path
+
+
+def test_spine_is_needed_only_by_a_spine_conditioned_checkpoint(
+    dataset, tiny_checkpoint, spineless_checkpoint, tmp_path, recon
+):
+    """--spine was required even for a model trained with spine_conditioning=false, which
+    never reads the film: now it is needed (one line naming --spine and the checkpoint) only
+    by a model that reads it, and given to one that does not, a warning says it is unused."""
+    photos = dataset / "p0000" / "photos"
+    out = tmp_path / "c.stl"
+    code, _, err = recon("predict", "corset", "--photos", photos, "-c", tiny_checkpoint,
+                         "-o", out)  # fmt: skip
+    assert code == 2 and str(tiny_checkpoint) in err and "--spine" in err, err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    code, stdout, err = recon("predict", "corset", "--photos", photos, "-c", spineless_checkpoint,
+                              "-o", out, "--json")  # fmt: skip
+    assert code == 0 and out.is_file() and err == "", err
+    assert json.loads(stdout)["cobb_deg"] is None
+    code, _, err = recon("predict", "corset", "--photos", photos, "--spine",
+                         dataset / "p0000" / "spine.png", "-c", spineless_checkpoint,
+                         "-o", tmp_path / "d.stl", "-q")  # fmt: skip
+    lines = err.strip().splitlines()
+    assert code == 0 and len(lines) == 1 and lines[0].startswith("warning: --spine "), err
+    assert "is not used" in lines[0] and "spine_conditioning=false" in lines[0], err
+
+
+def test_pixel_spacing_without_a_spine_is_refused(dataset, tmp_path, recon):
+    checkpoint = _touch_checkpoint(tmp_path / "m.ckpt")
+    code, _, err = recon("predict", "corset", "--photos", dataset / "p0000" / "photos", "-c",
+                         checkpoint, "-o", tmp_path / "c.stl", "--pixel-spacing", 1, 1)  # fmt: skip
+    assert code == 2 and "--pixel-spacing" in err and "--spine" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "c.stl").exists()

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from recon.pipelines.common.errors import BadInput, JobFailed
-from recon.pipelines.corset.spine import SpineMeasure
+from recon.pipelines.corset.spine import SpineImage, SpineMeasure, measure_spine
+from recon.pipelines.corset.vertebrae import DEFAULT_SPAN
 
 # The columns of cobb.csv, one row per film.
 CSV_FIELDS = (
@@ -56,14 +57,11 @@ def embed_xray(
 ) -> EmbeddedXray:
     """Measure the spine X-ray at path (a picture or DICOM); BadInput for a file that is not
     a readable X-ray, JobFailed when no spine is found."""
-    from recon.pipelines.corset.spine import debug_overlay, load_spine_xray, measure_spine
+    from recon.pipelines.corset.spine import debug_overlay, load_spine_xray
 
     clock = time.perf_counter()
     loaded = load_spine_xray(path, pixel_spacing)
-    try:
-        measure = measure_spine(loaded.image, loaded.known_spacing, span)
-    except JobFailed as error:  # name the film, as every other failure line does
-        raise JobFailed(f"{path}: {error}") from error
+    measure = measure_film(path, loaded, span)
     doc = {
         **measure.as_dict(),
         "spacing_from": loaded.spacing_source,
@@ -73,6 +71,15 @@ def embed_xray(
     }
     picture = label_overlay(debug_overlay(loaded.image, measure), measure) if overlay else None
     return EmbeddedXray(measure, loaded.spacing_source, doc, picture)
+
+
+def measure_film(path: Path, loaded: SpineImage, span: str = DEFAULT_SPAN) -> SpineMeasure:
+    """measure_spine on the film loaded from path; JobFailed naming the film when it shows no
+    spine, as every other failure line names its file."""
+    try:
+        return measure_spine(loaded.image, loaded.known_spacing, span)
+    except JobFailed as error:
+        raise JobFailed(f"{path}: {error}") from error
 
 
 def label_overlay(rgb: np.ndarray, measure: SpineMeasure) -> np.ndarray:

@@ -32,15 +32,16 @@ from recon.pipelines.corset.views import (
 @dataclass
 class CorsetPrediction:
     mesh: object  # trimesh shell, mm, the photos' source frame
-    cobb_deg: float  # measured on the spine X-ray
+    cobb_deg: float | None  # measured on the spine X-ray; None when the model does not read it
     timings: dict
     spacing_from: str = "none"  # where the X-ray's pixel spacing came from ("none": pixels)
     spine_warning: str | None = None  # SpineMeasure.warning
+    spine_used: bool = True  # False: the checkpoint was trained with spine_conditioning=false
 
 
 def predict_corset(
     photos: Path,
-    spine: Path,
+    spine: Path | None,
     checkpoint: Path,
     views_out: Path,
     device: str = "cpu",
@@ -48,26 +49,36 @@ def predict_corset(
     thickness: float = 4.0,
 ) -> CorsetPrediction:
     """Torso photos + spine X-ray + trained checkpoint -> corset shell `thickness` mm thick; the
-    predicted corset views are written into views_out (an existing empty folder)."""
+    predicted corset views are written into views_out (an existing empty folder). The X-ray is
+    read only when the checkpoint is spine-conditioned (then BadInput without one)."""
     import time
 
     import torch
 
     from recon.pipelines.common.io import write_png
     from recon.pipelines.common.outputs import write_json
-    from recon.pipelines.corset.spine import load_spine_xray, measure_spine
+    from recon.pipelines.corset.embed import measure_film
+    from recon.pipelines.corset.spine import load_spine_xray
     from recon.pipelines.corset.task import _resize, load_generator, with_prior
 
     timings = {}
     clock = time.perf_counter()
     depths, doc = load_photos(photos)
-    loaded = load_spine_xray(spine, spacing)
     generator, config = load_generator(checkpoint)
+    conditioned = bool(config["spine_conditioning"])
+    if conditioned and spine is None:
+        raise BadInput(
+            f"{checkpoint}: this model was trained on spine X-rays (spine_conditioning=true): "
+            "give the patient's film with --spine"
+        )
+    loaded = load_spine_xray(spine, spacing) if conditioned else None
     timings["load"] = time.perf_counter() - clock
 
-    clock = time.perf_counter()
-    measure = measure_spine(loaded.image, loaded.known_spacing)
-    timings["spine"] = time.perf_counter() - clock
+    measure = None
+    if conditioned:
+        clock = time.perf_counter()
+        measure = measure_film(spine, loaded)
+        timings["spine"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     size = config.get("size", config.get("image_size"))  # older checkpoints: image_size
@@ -77,9 +88,11 @@ def predict_corset(
     scale = np.asarray([frame_scale(doc)])
     x = with_prior(_resize(encode_views(depths), size)[None], scale, config)
     x = torch.from_numpy(x).to(device)
-    e = torch.tensor(measure.embedding, dtype=torch.float32)[None].to(device)
+    e = None
+    if measure is not None:
+        e = torch.tensor(measure.embedding, dtype=torch.float32)[None].to(device)
     with torch.no_grad():
-        values = generator(x, e if config["spine_conditioning"] else None)[0].cpu().numpy()
+        values = generator(x, e)[0].cpu().numpy()
     timings["network"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -91,6 +104,8 @@ def predict_corset(
     write_json(views_out / "views.json", views_doc)
     mesh = corset_from_views(views_out, thickness)
     timings["surface"] = time.perf_counter() - clock
+    if measure is None:
+        return CorsetPrediction(mesh, None, timings, spine_used=False)
     return CorsetPrediction(mesh, measure.cobb_deg, timings, loaded.spacing_source, measure.warning)
 
 
