@@ -187,8 +187,10 @@ def save_poses(path: Path, poses: torch.Tensor) -> None:
             {"convention": f"diffdrr {CONVENTION} camera-to-world, mm", "poses": poses.tolist()},
         )
         return
-    with atomic_file(Path(path)) as tmp:
-        torch.save(poses, tmp)
+    # through a file object: torch names the archive inside after a path's file name (here the
+    # temporary's, different on every run), after nothing for a file object
+    with atomic_file(Path(path)) as tmp, open(tmp, "wb") as file:
+        torch.save(poses, file)
 
 
 def describe_pose(pose: torch.Tensor) -> dict[str, list[float]]:
