@@ -8,6 +8,15 @@ import threading
 from recon.pipelines.common.runfolder import launched_as_rank_zero
 
 
+def prints_json_errors(args: list[str]) -> bool:
+    """Whether this process prints a failure's JSON object with --json: every process, but in
+    a multi-process training run (DDP, srun) only global rank 0 (launched_as_rank_zero), so the
+    run gives one object. Other commands' processes are separate runs (shards under srun), each
+    with its own."""
+    command = next((arg for arg in args if not arg.startswith("-")), "")
+    return command != "train" or launched_as_rank_zero()
+
+
 def _stopped_while_starting(signum, _frame) -> None:
     """Ctrl-C or SIGTERM while this module imports (nothing is written yet, and main's handlers
     are not set): the command's one line, its exit code and, with --json, the JSON error."""
@@ -16,7 +25,7 @@ def _stopped_while_starting(signum, _frame) -> None:
     os.write(2, f"{line}\n".encode())
     args = sys.argv[1:]
     args = args[: args.index("--")] if "--" in args else args
-    if "--json" in args and launched_as_rank_zero():  # as main: one JSON object per run
+    if "--json" in args and prints_json_errors(args):  # as main: one JSON object per run
         os.write(1, f'{{"error": "{message}", "exit_code": {code}}}\n'.encode())
     os._exit(code)
 
@@ -81,7 +90,6 @@ def main(argv: list[str] | None = None) -> None:
     import warnings
 
     from recon.pipelines.common.outputs import STOP_NOTES, UNSEEN_STOPS, remove_temporaries
-    from recon.pipelines.common.runfolder import launched_as_rank_zero
 
     if sys.stderr is None:  # started with stderr closed (`2>&-`): messages go nowhere, not crash
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
@@ -90,8 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     json_out = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
     terminated: list[int] = []
     interrupted: list[int] = []
-    # in a multi-process run (DDP, srun) only global rank 0 prints the JSON object
-    rank_zero = launched_as_rank_zero()
+    json_errors = prints_json_errors(args)
 
     UNSEEN_STOPS.clear()
     STOP_NOTES.clear()
@@ -124,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     def finish(message: str, code: int, line: str | None = None, note: str | None = None) -> None:
         remove_temporaries()
         sys.stderr.write((line if line is not None else f"error: {message}") + "\n")
-        if json_out and not stdout.used and rank_zero:
+        if json_out and not stdout.used and json_errors:
             failure = {"error": message, "exit_code": code, **({"note": note} if note else {})}
             stdout.stream.write(json.dumps(failure) + "\n")
             stdout.stream.flush()
@@ -231,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         stopped(code)
     code = code if isinstance(code, int) else 0
-    if code and json_out and not stdout.used and rank_zero:  # a command's typer.Exit(code)
+    if code and json_out and not stdout.used and json_errors:  # a command's typer.Exit(code)
         stdout.stream.write(json.dumps({"error": "failed", "exit_code": code}) + "\n")
     sys.exit(code)
 

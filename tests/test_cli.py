@@ -464,3 +464,16 @@ def test_a_stop_after_the_command_finished_keeps_its_exit_status(tmp_path, stop)
     )
     assert done.returncode == 0, (done.returncode, done.stderr)
     assert json.loads(done.stdout)["shapes"]["box"]["faces"] > 0 and (out / "box.stl").is_file()
+
+
+def test_a_shard_under_srun_prints_its_json_error(recon, monkeypatch, tmp_path):
+    """`srun -n2 recon synth ... --shard $((SLURM_PROCID+1))/2 --json`: each process is a run of
+    its own and prints its failure's JSON object; only a training run's other ranks leave it to
+    rank 0 (one object per run)."""
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    code, out, err = recon("synth", "meshes", "-o", tmp_path / "x", "--shard", "3/2", "--json")
+    assert code == 2 and json.loads(out)["exit_code"] == 2 and "--shard" in err
+    code, out, err = recon(
+        "train", "voxel", "--data", tmp_path / "none", "-o", tmp_path / "r", "--json"
+    )
+    assert code == 2 and out == "" and "error:" in err
