@@ -391,7 +391,7 @@ def test_a_stop_a_library_swallowed_is_raised_again_at_the_next_item(recon, tmp_
 def test_a_stopped_run_says_what_it_did_not_keep(recon, tmp_path, monkeypatch, batch):
     """A run without --skip-done stopped after some outputs were made kept none of them and said
     only "interrupted"; its line now says so and how to keep them. With --skip-done the made
-    ones stay, and the line is plain."""
+    ones stay, and the line says so and how to go on (it was plain "interrupted")."""
     from recon.pipelines.shapes import meshes
 
     made, real = [], meshes.make_shape
@@ -407,7 +407,11 @@ def test_a_stopped_run_says_what_it_did_not_keep(recon, tmp_path, monkeypatch, b
     code, _, err = recon("synth", "meshes", "-o", out, "--shapes", "box,torus,sphere", *batch)
     assert code == 130 and len(err.strip().splitlines()) == 1, err
     if batch:
-        assert err == "interrupted\n" and sorted(p.name for p in out.iterdir()) == made_files(made)
+        assert err == (
+            f"interrupted (the outputs made so far are kept in {out}; the same command with "
+            "--skip-done makes the rest)\n"
+        )
+        assert sorted(p.name for p in out.iterdir()) == made_files(made)
     else:
         assert err == (
             "interrupted (the 2 files made so far not kept; with --skip-done each output stays "

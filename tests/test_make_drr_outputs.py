@@ -66,7 +66,10 @@ def test_a_stopped_batch_run_keeps_what_it_made(
     shared = tmp_path / "shared"
     stop_at_the_third_render(monkeypatch)
     code, out, err = recon(*drr_args, "-q", "-o", shared, *batch)
-    assert code == 130 and err == "interrupted\n", err
+    assert code == 130 and err == (
+        f"interrupted (the outputs made so far are kept in {shared}; the same command with "
+        "--skip-done makes the rest)\n"
+    ), err
     kept = [f"drr_{i:04d}.png" for i in (first, first + 1)]
     assert sorted(p.name for p in shared.iterdir()) == kept  # no run record: written last
     monkeypatch.undo()

@@ -317,7 +317,8 @@ def _refuse_foreign_folder(out: Path, plan: BatchPlan, command: str) -> None:
 @contextlib.contextmanager
 def output_folder(out: Path, plan: BatchPlan) -> Iterator[Path]:
     """Where to write: in batch mode the shared folder itself (every file written atomically;
-    made here, it goes again if the command fails before writing into it), otherwise a
+    made here, it goes again if the command fails before writing into it; a stop's line says
+    that what was made stays), otherwise a
     temporary folder that takes out's place when all is done (a stop there keeps nothing, and
     its line says how many files went with it: outputs.STOP_NOTES)."""
     from recon.pipelines.common.outputs import STOP_NOTES, atomic_dir
@@ -327,10 +328,15 @@ def output_folder(out: Path, plan: BatchPlan) -> Iterator[Path]:
         out.mkdir(exist_ok=True)
         try:
             yield out
-        except BaseException:
+        except BaseException as error:
             if made:
                 with contextlib.suppress(OSError):
                     out.rmdir()  # only when still empty
+            if isinstance(error, KeyboardInterrupt) and out.exists():
+                STOP_NOTES.append(
+                    f"the outputs made so far are kept in {out}; the same command with "
+                    "--skip-done makes the rest"
+                )
             raise
         return
     with atomic_dir(out) as folder:
