@@ -89,9 +89,26 @@ class ReconCommand(_PlainOptions, TyperCommand):
     def invoke(self, ctx):
         token = _RUNNING.set(ctx)
         try:
+            check_outputs_outside_runs(ctx)
             return super().invoke(ctx)
         finally:
             _RUNNING.reset(token)
+
+
+# the options that name a command's outputs
+OUTPUT_OPTIONS = ("--out", "--views-out", "--debug-image")
+
+
+def check_outputs_outside_runs(ctx) -> None:
+    """BadInput, before the command does anything, when one of its outputs (OUTPUT_OPTIONS)
+    lies inside the output folder of a recon run, which that run's --overwrite would delete
+    (outputs.check_outside_runs)."""
+    from recon.pipelines.common.outputs import check_outside_runs
+
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is not None and set(OUTPUT_OPTIONS) & set(param.opts):
+            check_outside_runs(Path(value))
 
 
 def refuse_flags_as_values(ctx, params: Sequence[Any], args: Sequence[str]) -> None:

@@ -160,13 +160,17 @@ def test_overwrite_never_replaces_a_file_or_another_commands_output(recon, work,
     part = tmp_path / "reg" / "xray_000"
     part.mkdir(parents=True)
     (part / "result.json").write_text("{}")
-    (tmp_path / "reg" / "run.json").write_text(json.dumps({"command": "register"}))
+    (tmp_path / "reg" / "run.json").write_text(
+        json.dumps({"command": "register", "version": "0", "config": {}})
+    )
     err = refused(recon, tmp_path, "synth", "meshes", "-o", part, "--overwrite")
     assert f"xray_000: is part of the output of `recon register` in {part.parent};" in err
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "best.ckpt").write_bytes(b"weights")
-    (run / "run.json").write_text(json.dumps({"command": "train voxel"}))
+    (run / "run.json").write_text(
+        json.dumps({"command": "train voxel", "version": "0", "config": {}})
+    )
     err = refused(recon, work, "project", work / "box.stl", "-o", run, "--overwrite")
     assert "holds the output of `recon train voxel`" in err
     assert "only an earlier output of `recon project` is replaced" in err

@@ -270,7 +270,9 @@ def test_a_changed_checkpoint_is_named_as_changed(tmp_path, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
     config = {"checkpoint": "c.ckpt", "checkpoint_sha256": "0" * 64}
-    (out / "run.json").write_text(json.dumps({"command": "predict drr", "config": config}))
+    (out / "run.json").write_text(
+        json.dumps({"command": "predict drr", "version": "0", "config": config})
+    )
     with pytest.raises(BadInput, match=r"c\.ckpt has changed since its outputs were made \(run"):
         check_same_checkpoint(out, "predict drr", "1" * 64, Path("c.ckpt"))
     with pytest.raises(BadInput, match="has changed since"):  # the same file by its full path

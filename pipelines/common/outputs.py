@@ -117,19 +117,33 @@ def check_replaceable(folder: Path, command: str, marks: tuple[str, ...] = ()) -
     if not _run_records(folder):
         if any((folder / mark).is_file() for mark in marks):
             return
-        parent = sorted({_recorded_command(p) for p in _run_records(folder.parent)} - {""})
-        if parent:  # one input's folder of a run's output (register's reg/xray_000)
-            raise BadInput(
-                f"{folder}: is part of the output of `recon {parent[0]}` in {folder.parent}; "
-                f"--overwrite replaces only an empty folder or an earlier output of `recon "
-                f"{command}` as a whole: choose another path"
-            )
+        check_outside_runs(folder)  # one input's folder of a run's output (reg/xray_000)
         raise BadInput(
             f"{folder}: holds files no recon command wrote ({listing(entries)}); --overwrite "
             f"replaces only an empty folder or an earlier output of `recon {command}`: choose "
             "another path"
         )
     check_same_command(folder, command)
+
+
+def check_outside_runs(path: Path) -> None:
+    """BadInput when path lies inside the output folder of a recon run (a folder above it whose
+    run records, RUN_RECORDS, name a command), as given or with links followed: that run's
+    --overwrite would delete it. A training run's deletes only its own entries
+    (runfolder.RUN_OUTPUTS and RUN_FOLDERS), so a path beside them (predictions kept in the run
+    folder) is accepted. Reads the folders above path, up to the filesystem's root."""
+    from recon.pipelines.common.runfolder import RUN_FOLDERS, RUN_OUTPUTS
+
+    given = Path(os.path.abspath(Path(path).expanduser()))
+    for place in dict.fromkeys((given, given.resolve())):
+        for folder in place.parents:
+            made = sorted({_recorded_command(p) for p in _run_records(folder)} - {""})
+            own = place.relative_to(folder).parts[0] in (*RUN_OUTPUTS, *RUN_FOLDERS)
+            if made and (own or not all(m.startswith("train ") for m in made)):
+                raise BadInput(
+                    f"{given}: is part of the output of `recon {made[0]}` in {folder}; its "
+                    "--overwrite would delete it: choose another path"
+                )
 
 
 def check_same_command(folder: Path, command: str) -> None:
@@ -171,12 +185,15 @@ def run_records(folder: Path, command: str) -> list[tuple[Path, dict]]:
 
 
 def _recorded_command(record: Path) -> str:
-    """The command a run record names ('' when it cannot be read)."""
+    """The command a run record names ('' when it cannot be read, or is no recon run record:
+    one of another tool, such as Sacred's run.json, names a command but no recon version)."""
     try:
         doc = json.loads(record.read_text())
     except (OSError, UnicodeDecodeError, ValueError):
         return ""
-    command = doc.get("command") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or "version" not in doc or "config" not in doc:
+        return ""
+    command = doc.get("command")
     return command if isinstance(command, str) else ""
 
 
