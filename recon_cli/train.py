@@ -170,6 +170,7 @@ def train(
     )
     from recon.pipelines.common.errors import BadInput
     from recon.pipelines.common.tasks import load_task
+    from recon.pipelines.common.trainer_flags import resume_command
 
     ui = Reporter(json_out, quiet)
     if resume is not None and overwrite:  # --overwrite did nothing beside --resume
@@ -233,7 +234,7 @@ def train(
         done = result["epochs_run"]
         sys.stderr.write(
             f"note: --max-time reached after {done} of {cfg.epochs} epochs; the run is kept: "
-            f"continue it with `recon train {task} --resume {result['out']}`\n"
+            f"continue it with `{resume_command(task, Path(result['out']), run)}`\n"
         )
     rows = [
         ("run folder", result["out"]),

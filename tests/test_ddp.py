@@ -103,6 +103,20 @@ def test_two_process_ddp_run_matches_one_process(pix3d_root, single, tmp_path):
     assert grids == ["epoch_000.png", "epoch_001.png"]
 
 
+def test_a_stopped_two_process_run_says_to_continue_on_two_processes(pix3d, tmp_path):
+    """The note of a run stopped by --max-time (or SIGTERM) said `recon train voxel --resume
+    RUN`, which continued it on one process, with half its global batch: it names the run's
+    scale-out flags."""
+    out = tmp_path / "run"
+    args = [*TRAIN, "--data", pix3d, "--batch-size", "4", "-o", out]
+    args += ["--devices", "2", "--strategy", "ddp", "--max-time", "0.0001"]
+    code, stdout, err = finish(recon_process(args, clean_env()))
+    assert code == 0, err
+    assert json.loads(stdout)["time_limit_reached"] is True
+    resume = f"recon train voxel --resume {out} --device cpu --devices 2 --strategy ddp"
+    assert f"the run is kept: continue it with `{resume}`" in err
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -161,9 +175,10 @@ def test_gan_tasks_train_in_two_processes(tmp_path, strategy):
 
 
 def test_only_rank_zero_prints_the_json_error(tmp_path):
-    """A failing command under a launcher: another rank prints its line on stderr but no JSON,
-    so stdout holds one object whatever the process count."""
-    args = ["project", tmp_path / "missing.stl", "-o", tmp_path / "v", "--json"]
+    """A training run failing under a launcher: another rank prints its line on stderr but no
+    JSON, so stdout holds one object whatever the process count (other commands' processes
+    are runs of their own, each with its object: test_cli)."""
+    args = ["train", "voxel", "--data", tmp_path / "missing", "-o", tmp_path / "v", "--json"]
     for rank, expected in (("0", 1), ("1", 0)):
         env = {**clean_env(), "LOCAL_RANK": rank}
         code, stdout, err = finish(recon_process(args, env))

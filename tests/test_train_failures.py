@@ -6,6 +6,7 @@ step leaves no run folder behind, and a folder that was there before stays."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from importlib.util import find_spec
@@ -193,9 +194,13 @@ REFUSALS = [
 ]
 
 
-def recon_process(args: list) -> tuple[int, str, set[str]]:
-    """`recon ARGS` in a fresh interpreter: (exit code, stderr, which of lightning and torch
-    were imported when it exited)."""
+def recon_process(args: list, env: dict[str, str] | None = None) -> tuple[int, str, set[str]]:
+    """`recon ARGS` in a fresh interpreter (in env, default this one's): (exit code, stderr,
+    which of lightning and torch were imported when it exited). One still running after 2
+    minutes (waiting for other processes) is killed with what it started."""
+    import os
+    import signal
+
     script = (
         "import atexit, sys\n"
         "heavy = ('lightning', 'torch')\n"
@@ -204,11 +209,22 @@ def recon_process(args: list) -> tuple[int, str, set[str]]:
         "from recon.cli.app import main\n"
         "main(sys.argv[1:])\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
     )
-    heavy = done.stdout.rsplit("heavy:", 1)[-1].strip()
-    return done.returncode, done.stderr, set(filter(None, heavy.split(",")))
+    try:
+        stdout, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    heavy = stdout.rsplit("heavy:", 1)[-1].strip()
+    return process.returncode, stderr, set(filter(None, heavy.split(",")))
 
 
 @pytest.mark.parametrize(
@@ -296,6 +312,170 @@ def test_a_run_folder_in_the_data_is_refused_before_lightning(tmp_path, task, wh
     )
     assert "lightning" not in imported
     assert [p.name for p in data.iterdir()] == ["keep.txt"]
+
+
+# ---------------------------------------------------------------- flags the launcher contradicts
+
+# what srun sets for one of 2 tasks on 1 node (the variables Lightning reads)
+SLURM = {
+    "SLURM_JOB_ID": "4245",
+    "SLURM_JOB_NAME": "recon",
+    "SLURM_NTASKS": "2",
+    "SLURM_NTASKS_PER_NODE": "2",
+    "SLURM_NNODES": "1",
+    "SLURM_NODEID": "0",
+    "SLURM_NODELIST": "localhost",
+    "SLURM_PROCID": "0",
+    "SLURM_LOCALID": "0",
+}
+TORCHRUN = {  # torchrun --nproc-per-node 2 --nnodes 2, rank 0
+    "TORCHELASTIC_RUN_ID": "none",
+    "WORLD_SIZE": "4",
+    "RANK": "0",
+    "LOCAL_RANK": "0",
+    "GROUP_RANK": "0",
+    "LOCAL_WORLD_SIZE": "2",
+    "MASTER_ADDR": "127.0.0.1",
+    "MASTER_PORT": "29500",
+}
+LAUNCHER_PREFIXES = ("SLURM_", "TORCHELASTIC_", "OMPI_", "PMI", "LSB_", "JSM_", "MASTER_")
+LAUNCHER_NAMES = ("RANK", "LOCAL_RANK", "GROUP_RANK", "NODE_RANK", "WORLD_SIZE")
+
+
+def without_launchers() -> dict[str, str]:
+    """This environment without any launcher's or cluster's variables."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(LAUNCHER_PREFIXES) and k not in LAUNCHER_NAMES
+    }
+
+
+CONTRADICTED = [
+    (
+        SLURM,
+        ["--devices", "1", "--strategy", "ddp"],
+        "--devices 1: this SLURM job runs 2 tasks per node (--ntasks-per-node=2), one per "
+        "process; pass --devices 2, or submit the job with --ntasks-per-node=1",
+    ),
+    (
+        SLURM,
+        ["--devices", "2", "--num-nodes", "2", "--strategy", "ddp"],
+        "--num-nodes 2: this SLURM job has 1 node (--nodes=1); pass --num-nodes 1, or submit "
+        "the job with --nodes=2",
+    ),
+    (
+        {**SLURM, "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1"},
+        ["--devices", "2"],
+        "--devices 2: this SLURM job runs 1 task per node (--ntasks-per-node=1), one per "
+        "process; pass --devices 1, or submit the job with --ntasks-per-node=2",
+    ),
+    (
+        {k: v for k, v in SLURM.items() if k != "SLURM_NTASKS_PER_NODE"},
+        ["--devices", "2"],
+        "this SLURM job runs 2 tasks (--ntasks=2) without --ntasks-per-node, which Lightning "
+        "needs; submit it with --ntasks-per-node=2 (--devices) and --nodes=1 (--num-nodes)",
+    ),
+    (
+        {},
+        ["--devices", "2", "--num-nodes", "2"],
+        "--num-nodes 2: nothing says how the other nodes join: no srun-started SLURM job, no "
+        "MASTER_ADDR or NODE_RANK; run it with srun in a SLURM job of 2 nodes, or start it on "
+        "each node with MASTER_ADDR, MASTER_PORT and NODE_RANK (0 to 1) set",
+    ),
+    (
+        {**SLURM, "SLURM_JOB_NAME": "interactive"},
+        ["--devices", "2", "--num-nodes", "2"],
+        "--num-nodes 2: nothing says how the other nodes join: no srun-started SLURM job, no "
+        "MASTER_ADDR or NODE_RANK (Lightning leaves a SLURM job named interactive to them); ",
+    ),
+    (
+        TORCHRUN,
+        ["--devices", "2"],
+        "--devices 2 --num-nodes 1: torchrun started 4 processes in all (WORLD_SIZE=4), not "
+        "2 x 1; pass its --nproc-per-node as --devices and its --nnodes as --num-nodes",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("variables", "flags", "message"),
+    CONTRADICTED,
+    ids=[
+        "tasks per node",
+        "nodes",
+        "one-task job",
+        "no tasks per node",
+        "no launcher",
+        "interactive job",
+        "torchrun",
+    ],  # fmt: skip
+)
+def test_scale_flags_the_launcher_contradicts_are_refused_before_lightning(
+    pix3d, tmp_path, variables, flags, message
+):
+    """Lightning refused them only as the fit began, after `training voxel -> RUN` and
+    config.yaml, with its raw ValueError and exit 1; --num-nodes 2 with no launcher waited for
+    the other node forever, deaf to Ctrl-C and SIGTERM."""
+    out = tmp_path / "run"
+    code, err, imported = recon_process(
+        ["train", "voxel", "--data", pix3d, "--device", "cpu", "-o", out, "--json", *flags],
+        {**without_launchers(), **variables},
+    )
+    assert code == 2, err
+    assert one_line(err) and err.startswith(f"error: {message}"), err
+    assert "lightning" not in imported
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("variables", "devices", "options"),
+    [
+        (SLURM, 2, {"strategy": "ddp"}),
+        (SLURM, 2, {}),  # auto: ddp over 2 processes
+        ({**SLURM, "SLURM_NTASKS": "4", "SLURM_NNODES": "2"}, 2, {"num_nodes": 2}),
+        ({**SLURM, "SLURM_JOB_NAME": "interactive"}, 1, {"strategy": "ddp"}),
+        ({**SLURM, "SLURM_JOB_NAME": "bash"}, 1, {"strategy": "ddp"}),
+        ({**SLURM, **TORCHRUN}, 2, {"num_nodes": 2}),  # torchrun inside a SLURM job
+        ({"MASTER_ADDR": "node0", "MASTER_PORT": "29500", "NODE_RANK": "1"}, 2, {"num_nodes": 2}),
+        ({"NODE_RANK": "0"}, 1, {"num_nodes": 3}),
+        (
+            {
+                "LSB_JOBID": "7",
+                "LSB_DJOB_RANKFILE": "ranks",
+                "JSM_NAMESPACE_LOCAL_RANK": "0",
+                "JSM_NAMESPACE_SIZE": "4",
+            },
+            2,
+            {"num_nodes": 2},
+        ),  # fmt: skip
+    ],
+    ids=[
+        "srun ddp",
+        "srun auto",
+        "srun 2 nodes",
+        "interactive job",
+        "bash job",
+        "torchrun in slurm",
+        "node variables",
+        "node rank",
+        "lsf",
+    ],  # fmt: skip
+)
+def test_what_lightning_accepts_of_a_launcher_is_not_refused(
+    monkeypatch, variables, devices, options
+):
+    """A SLURM job named bash or interactive is not Lightning's to check, torchrun comes first
+    even inside SLURM, and NODE_RANK or MASTER_ADDR (or LSF's jsrun) tell the nodes where to
+    meet."""
+    from recon.pipelines.common.trainer_flags import check_cluster
+
+    for name in set(os.environ) - set(without_launchers()):
+        monkeypatch.delenv(name)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    run = RunOptions(out=Path("run"), device="cpu", devices=str(devices), **options)
+    check_cluster("cpu", devices, run)
 
 
 def test_strategy_names_are_lightnings():
@@ -435,13 +615,19 @@ def test_a_fit_stopped_before_its_first_checkpoint_leaves_no_run_folder(tmp_path
 
     for epoch, kept in ((0, False), (1, True)):
         out = tmp_path / f"stopped_in_epoch_{epoch}"
-        run = RunOptions(out=out, device="cpu", quiet=True, extra_callbacks=[Stop(epoch)])
+        run = RunOptions(
+            out=out, device="cpu", devices="1", quiet=True, extra_callbacks=[Stop(epoch)]
+        )
         STOP_NOTES.clear()
         with pytest.raises((KeyboardInterrupt, SystemExit)):
             fit(TOY, ToyConfig(epochs=3), run)
         assert out.exists() is kept
-        # the stop's line says what was kept and how to go on (see recon.cli.app)
-        resume = f"the run is kept after 1 epoch: continue it with `recon train toy --resume {out}`"
+        # the stop's line says what was kept and how to go on, with the run's scale-out flags
+        # (see recon.cli.app)
+        resume = (
+            "the run is kept after 1 epoch: continue it with "
+            f"`recon train toy --resume {out} --device cpu --devices 1`"
+        )
         assert list(STOP_NOTES) == ([resume] if kept else [])
     record = json.loads((out / "run.json").read_text())["metrics"]
     assert record["interrupted"] is True
@@ -537,7 +723,7 @@ def test_sigterm_after_an_epoch_writes_the_run_record_and_exits_143(pix3d_root, 
     epochs = json.loads((out / "run.json").read_text())["metrics"]["epochs_run"]
     note = (
         f"the run is kept after {epochs} epoch{'s' * (epochs != 1)}: continue it "
-        f"with `recon train voxel --resume {out}`"
+        f"with `recon train voxel --resume {out} --device cpu`"
     )
     assert err.decode().splitlines()[-1] == f"terminated ({note})"
     # --json gives the note too: it said only that the run was terminated
@@ -573,5 +759,5 @@ def test_a_run_stopped_by_max_time_says_so_and_how_to_go_on(recon, pix3d, tmp_pa
     assert result["time_limit_reached"] is True and result["epochs_run"] == 1
     assert (
         f"note: --max-time reached after 1 of 3 epochs; the run is kept: continue it with "
-        f"`recon train voxel --resume {out}`"
+        f"`recon train voxel --resume {out} --device cpu`"
     ) in err

@@ -84,6 +84,7 @@ from recon.pipelines.common.trainer_flags import (
     check_scale,
     max_time,
     process_count,
+    resume_command,
     task_strategy,
     trainer_error,
 )
@@ -186,7 +187,7 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
                     remove_added(out, before)  # nothing to resume or use: as if never started
                 elif trainer.is_global_zero and stopped:
                     timings = {"setup": clock - started, "fit": time.perf_counter() - clock}
-                    _record_stopped(task, cfg, trainer, checkpoints[0], out, timings)
+                    _record_stopped(task, cfg, run, trainer, checkpoints[0], out, timings)
                 raise
     timings = {"setup": clock - started, "fit": time.perf_counter() - clock}
     return _finish(task, cfg, trainer, checkpoints[0], out, timings)
@@ -234,10 +235,17 @@ def _stopped(trainer, error: BaseException) -> bool:
 
 
 def _record_stopped(
-    task: TaskSpec, cfg: TrainConfig, trainer, best, out: Path, timings: dict[str, float]
+    task: TaskSpec,
+    cfg: TrainConfig,
+    run: RunOptions,
+    trainer,
+    best,
+    out: Path,
+    timings: dict[str, float],
 ) -> None:
     """curves.png and run.json of a fit stopped by Ctrl-C or SIGTERM, for the epochs done
-    (run.json says "interrupted": true); a failure here is one line, the stop goes on."""
+    (run.json says "interrupted": true), and the command that continues it (STOP_NOTES); a
+    failure here is one line, the stop goes on."""
     from recon.pipelines.common.outputs import STOP_NOTES
 
     try:
@@ -249,7 +257,7 @@ def _record_stopped(
         epochs = result["epochs_run"]
         STOP_NOTES.append(
             f"the run is kept after {epochs} epoch{'s' * (epochs != 1)}: continue it with "
-            f"`recon train {task.name} --resume {out}`"
+            f"`{resume_command(task.name, out, run)}`"
         )
 
 

@@ -1,17 +1,21 @@
 """The run flags of `recon train` (device, processes, nodes, strategy, precision, time and batch
-limits) checked and turned into Lightning Trainer arguments, before anything is written."""
+limits) checked, against a SLURM job's or torchrun's processes too, and turned into Lightning
+Trainer arguments, before anything is written; and the command that continues a stopped run."""
 
 from __future__ import annotations
 
 import importlib.util
 import math
 import os
+import shlex
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from recon.pipelines.common.errors import BadInput
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from recon.pipelines.common.settings import RunOptions
 
 LOGGERS = ("csv", "tensorboard")
@@ -63,6 +67,14 @@ STRATEGY_PACKAGES = (
     ("single_tpu", "torch_xla"),
 )
 GPU_STRATEGIES = ("deepspeed", "fsdp")  # name prefixes of the strategies that need CUDA GPUs
+# the strategies whose launcher (Lightning's DDP script launcher) checks --devices and
+# --num-nodes against a SLURM job or torchrun, as it starts the fit; deepspeed's too
+SCRIPT_LAUNCHED = ("ddp", "ddp_find_unused_parameters_false", "ddp_find_unused_parameters_true")
+# what tells the nodes of a run where to meet without SLURM: torchrun's, Kubeflow's, or the
+# user's own variables (Lightning's LightningEnvironment reads MASTER_ADDR and NODE_RANK)
+JOIN_VARIABLES = ("MASTER_ADDR", "NODE_RANK", "GROUP_RANK", "RANK", "LOCAL_RANK", "WORLD_SIZE")
+LSF_VARIABLES = ("LSB_JOBID", "LSB_DJOB_RANKFILE", "JSM_NAMESPACE_LOCAL_RANK", "JSM_NAMESPACE_SIZE")
+MPI_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK", "PMIX_RANK")
 
 
 def accelerator(device: str, devices: str) -> tuple[str, Any]:
@@ -131,6 +143,7 @@ def check_scale(accelerator: str, devices: Any, run: RunOptions) -> None:
         raise BadInput(
             f"--strategy {run.strategy}: runs on CUDA GPUs only (on the CPU use --strategy ddp)"
         )
+    check_cluster(accelerator, devices, run)
     several = isinstance(devices, int) and devices > 1
     if several and on_cpu():
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -139,6 +152,93 @@ def check_scale(accelerator: str, devices: Any, run: RunOptions) -> None:
                 f"--devices {devices}: this machine gives the run {cores} CPU cores; "
                 f"start at most {cores} CPU processes"
             )
+
+
+def check_cluster(accelerator: str, devices: Any, run: RunOptions) -> None:
+    """One line for what Lightning's cluster environment refuses only once training starts,
+    after the run folder is written: --devices or --num-nodes that differ from an srun-started
+    SLURM job's tasks per node or nodes, or from torchrun's world size (checked, as Lightning
+    does, where its DDP launcher starts the fit); and --num-nodes above 1 where nothing says
+    how the other nodes join, which waits for them forever. Imports torch only to count GPUs."""
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # torchrun comes first for Lightning, even in SLURM
+        per_node = process_count(accelerator, devices, 1)
+        world = os.environ.get("WORLD_SIZE", "")
+        if (
+            _ddp_launched(run, per_node)
+            and world.isdigit()
+            and int(world) != per_node * run.num_nodes
+        ):
+            raise BadInput(
+                f"--devices {run.devices} --num-nodes {run.num_nodes}: torchrun started {world} "
+                f"processes in all (WORLD_SIZE={world}), not {per_node} x {run.num_nodes}; pass "
+                "its --nproc-per-node as --devices and its --nnodes as --num-nodes"
+            )
+    elif "SLURM_NTASKS" in os.environ and not _slurm_interactive():
+        _check_slurm(process_count(accelerator, devices, 1), run)
+    elif run.num_nodes > 1 and not _nodes_can_join():
+        name = os.environ.get("SLURM_JOB_NAME")
+        aside = f" (Lightning leaves a SLURM job named {name} to them)" * _slurm_interactive()
+        raise BadInput(
+            f"--num-nodes {run.num_nodes}: nothing says how the other nodes join: no srun-started "
+            f"SLURM job, no MASTER_ADDR or NODE_RANK{aside}; run it with srun in a SLURM job of "
+            f"{run.num_nodes} nodes, or start it on each node with MASTER_ADDR, MASTER_PORT and "
+            f"NODE_RANK (0 to {run.num_nodes - 1}) set"
+        )
+
+
+def _slurm_interactive() -> bool:
+    """A SLURM job named bash or interactive, which Lightning does not take for srun-started
+    (SLURMEnvironment.detect): its processes are the user's to launch."""
+    return os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive")
+
+
+def _check_slurm(per_node: int, run: RunOptions) -> None:
+    """Lightning's SLURMEnvironment checks: several tasks given per node, and, under its DDP
+    launcher, --devices equal to --ntasks-per-node and --num-nodes to --nodes."""
+    tasks = os.environ["SLURM_NTASKS"].strip()
+    node_tasks = os.environ.get("SLURM_NTASKS_PER_NODE", "").strip()
+    nodes = os.environ.get("SLURM_NNODES", "").strip()
+    if tasks.isdigit() and int(tasks) > 1 and "SLURM_NTASKS_PER_NODE" not in os.environ:
+        raise BadInput(
+            f"this SLURM job runs {tasks} tasks (--ntasks={tasks}) without --ntasks-per-node, "
+            f"which Lightning needs; submit it with --ntasks-per-node={per_node} (--devices) "
+            f"and --nodes={run.num_nodes} (--num-nodes)"
+        )
+    if not _ddp_launched(run, per_node):
+        return
+    if node_tasks.isdigit() and int(node_tasks) != per_node:
+        shown = f" ({per_node} per node)" if run.devices == "auto" else ""
+        raise BadInput(
+            f"--devices {run.devices}{shown}: this SLURM job runs {node_tasks} "
+            f"task{'s' * (node_tasks != '1')} per node "
+            f"(--ntasks-per-node={node_tasks}), one per process; pass --devices {node_tasks}, "
+            f"or submit the job with --ntasks-per-node={per_node}"
+        )
+    if nodes.isdigit() and int(nodes) != run.num_nodes:
+        raise BadInput(
+            f"--num-nodes {run.num_nodes}: this SLURM job has {nodes} "
+            f"node{'s' * (nodes != '1')} (--nodes={nodes}); pass --num-nodes {nodes}, or "
+            f"submit the job with --nodes={run.num_nodes}"
+        )
+
+
+def _nodes_can_join() -> bool:
+    """Whether the user's variables, or a launcher Lightning detects besides SLURM and
+    torchrun (LSF's jsrun, MPI through mpi4py), tell the nodes where to meet."""
+    if any(name in os.environ for name in JOIN_VARIABLES):
+        return True
+    if all(name in os.environ for name in LSF_VARIABLES):
+        return True
+    mpi = any(name in os.environ for name in MPI_VARIABLES)
+    return mpi and importlib.util.find_spec("mpi4py") is not None
+
+
+def _ddp_launched(run: RunOptions, per_node: int) -> bool:
+    """Whether Lightning's DDP script launcher, which checks the cluster's settings, starts
+    the fit: ddp (and deepspeed), or auto over several processes (auto becomes ddp)."""
+    if run.strategy == "auto":
+        return per_node > 1 or run.num_nodes > 1
+    return run.strategy in SCRIPT_LAUNCHED or run.strategy.startswith("deepspeed")
 
 
 def check_strategy(strategy: str) -> None:
@@ -231,6 +331,26 @@ def trainer_error(error: Exception, run: RunOptions) -> BadInput:
         if word in lowered:
             return BadInput(f"{flag} {getattr(run, attribute)}: {first}")
     return BadInput(f"--device/--devices/--strategy/--precision: {first}")
+
+
+# the RunOptions fields of the scale-out flags (num_nodes: --num-nodes) that a resume repeats
+SCALE_FLAGS = ("device", "devices", "strategy", "num_nodes", "precision")
+
+
+def resume_command(task: str, out: Path, run: RunOptions) -> str:
+    """`recon train TASK --resume OUT` with the scale-out flags run was given (those not at
+    their defaults): continued on another process count, a run steps through other global
+    batches and ends with other weights."""
+    from recon.pipelines.common.settings import RunOptions
+
+    default = RunOptions(out=out)
+    words = ["recon", "train", task, "--resume", str(out)]
+    for field in SCALE_FLAGS:
+        if getattr(run, field) != getattr(default, field):
+            words += [f"--{field.replace('_', '-')}", str(getattr(run, field))]
+    if run.channels_last:
+        words.append("--channels-last")
+    return shlex.join(words)
 
 
 def max_time(value: str | None) -> timedelta | None:
