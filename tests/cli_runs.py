@@ -12,3 +12,19 @@ def run_ok(*args) -> None:
     with pytest.raises(SystemExit) as done:
         main([str(a) for a in args])
     assert done.value.code in (0, None)
+
+
+# `python -c SLOW_WRITE project ...`: recon whose `project` writes its views, marks the folder
+# above its temporary with a file `started` and then sleeps a minute (to be stopped or killed)
+SLOW_WRITE = """
+import sys, time
+from recon.pipelines.shapes import projection
+original = projection.write_projection
+def slow(projection_, folder, doc):
+    original(projection_, folder, doc)
+    (folder.parent / "started").write_text("x")
+    time.sleep(60)
+projection.write_projection = slow
+from recon.cli.app import main
+main(sys.argv[1:])
+"""

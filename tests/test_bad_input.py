@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runs import SLOW_WRITE
 
 from recon.pipelines.common.io import write_png
 
@@ -545,20 +546,6 @@ def test_outputs_honour_the_umask(recon, tmp_path, box):
     assert (tmp_path / "v").stat().st_mode & 0o777 == 0o755
     files = [*(tmp_path / "v").iterdir(), tmp_path / "m.stl", tmp_path / "m.stl.run.json"]
     assert files and all(p.stat().st_mode & 0o777 == 0o644 for p in files)
-
-
-SLOW_WRITE = """
-import sys, time
-from recon.pipelines.shapes import projection
-original = projection.write_projection
-def slow(projection_, folder, doc):
-    original(projection_, folder, doc)
-    (folder.parent / "started").write_text("x")
-    time.sleep(60)
-projection.write_projection = slow
-from recon.cli.app import main
-main(sys.argv[1:])
-"""
 
 
 @pytest.mark.parametrize(

@@ -13,21 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_runs import SLOW_WRITE
 
 from recon.pipelines.common.outputs import HOST, temporary_owner
-
-SLOW_WRITE = """
-import sys, time
-from recon.pipelines.shapes import projection
-original = projection.write_projection
-def slow(projection_, folder, doc):
-    original(projection_, folder, doc)
-    (folder.parent / "started").write_text("x")
-    time.sleep(60)
-projection.write_projection = slow
-from recon.cli.app import main
-main(sys.argv[1:])
-"""
 
 
 @pytest.fixture
