@@ -32,6 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from _args import device, positive_float, positive_int, positive_ints
 
 
 def offset_poses(bin_index: int, count: int, args, generator: torch.Generator) -> torch.Tensor:
@@ -61,7 +62,7 @@ def run(args) -> dict:
 
     if torch.device(args.device).type == "cpu":
         retain_freed_memory()
-    heights = [int(h) for h in args.heights.split(",")]
+    heights = args.heights
     config = RegistrationConfig(
         heights=heights,
         iterations=[200, 100, 100][: len(heights)],
@@ -233,12 +234,14 @@ def _plot_pil(labels: list[str], series: dict, path: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--per-bin", "--count", type=int, default=8, help="X-rays per bin")
-    parser.add_argument("--bins", type=int, default=6)
-    parser.add_argument("--max-rot", type=float, default=30.0, help="deg")
-    parser.add_argument("--max-xyz", type=float, default=60.0, help="mm")
+    parser.add_argument("--per-bin", "--count", type=positive_int, default=8, help="X-rays per bin")
+    parser.add_argument("--bins", type=positive_int, default=6)
+    parser.add_argument("--max-rot", type=positive_float, default=30.0, help="deg")
+    parser.add_argument("--max-xyz", type=positive_float, default=60.0, help="mm")
     parser.add_argument("--conventions", default="L,R", help="L, R or L,R")
-    parser.add_argument("--heights", default="64,128", help="registration stages, px")
+    parser.add_argument(
+        "--heights", type=positive_ints, default=[64, 128], help="registration stages, px (1-3)"
+    )
     parser.add_argument(
         "--plateau-threshold", type=float, default=1e-4, help="as recon register's (default 1e-4)"
     )
@@ -249,14 +252,16 @@ def main() -> None:
         "alternating with the first, and print both sides' success, median mTRE and time",
     )
     parser.add_argument("--model", type=Path, help="`recon train pose` checkpoint (--init model)")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", type=device, default="cpu", help="cpu | cuda | cuda:N")
+    parser.add_argument("--threads", type=positive_int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("capture_range.png"))
     args = parser.parse_args()
     args.conventions = [c.strip().upper() for c in args.conventions.split(",") if c.strip()]
     if not args.conventions or any(c not in ("L", "R") for c in args.conventions):
         parser.error("--conventions takes L, R or L,R")
+    if len(args.heights) > 3:
+        parser.error("--heights takes 1 to 3 stages, e.g. 64,128")
     torch.set_num_threads(args.threads)
     result = run(args)
     table = summarise(result["rows"], args)

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _args import positive_float, positive_int
 
 RECON = [sys.executable, "-m", "recon.cli.app"]
 
@@ -183,11 +184,18 @@ def corset_training(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=20.0, help="CPU training per run")
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--patients", type=int, default=160)
-    parser.add_argument("--features", type=int, default=32, help="generator width (source: 64)")
-    parser.add_argument("--variants", default="spine,nospine", help="spine, nospine or both")
+    parser.add_argument("--minutes", type=positive_float, default=20.0, help="CPU training per run")
+    parser.add_argument("--size", type=positive_int, default=128)
+    parser.add_argument("--patients", type=positive_int, default=160)
+    parser.add_argument(
+        "--features", type=positive_int, default=32, help="generator width (source: 64)"
+    )
+    parser.add_argument(
+        "--variants",
+        default="spine,nospine",
+        choices=["spine", "nospine", "spine,nospine"],
+        help="spine, nospine or both",
+    )
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-drr", action="store_true")
     args = parser.parse_args()

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _args import positive_int
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -34,7 +35,7 @@ def timed(read, repeat: int) -> tuple[float, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=positive_int, default=3)
     args = parser.parse_args()
 
     import nibabel as nib

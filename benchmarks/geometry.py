@@ -15,6 +15,7 @@ Both sides are measured in the same run on the same mesh:
 
 from __future__ import annotations
 
+import argparse
 import resource
 import tempfile
 import time
@@ -143,5 +144,13 @@ def _bare_poisson(points, to_normalised, pixel: float, options):
     return seconds, trimesh.Trimesh(vertices, np.asarray(surface.triangles), process=False)
 
 
-if __name__ == "__main__":
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.parse_args()
     round_trip()
+
+
+if __name__ == "__main__":
+    main()

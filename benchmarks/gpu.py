@@ -15,6 +15,7 @@ import statistics
 import time
 
 import torch
+from _args import device, positive_int
 
 
 def networks(batch: int, device: str):
@@ -72,9 +73,11 @@ def images_per_s(net, images, target, loss_fn, device, setting: str, steps: int)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument(
+        "--device", type=device, default="cuda", help="cuda | cuda:N | cpu (no GPU: --device cpu)"
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--steps", type=positive_int, default=20)
     args = parser.parse_args()
     torch.backends.cudnn.benchmark = True
     name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"

@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _args import device, positive_float, positive_int
+
 
 def pix2pix_step(generator, critic, opt_g, opt_d, xray, drr, autocast):
     import torch
@@ -168,22 +170,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     fast = sub.add_parser("speed")
-    fast.add_argument("--size", type=int, default=256)
-    fast.add_argument("--base-filters", type=int, default=64)
-    fast.add_argument("--batch-size", type=int, default=1)
-    fast.add_argument("--device", default="cpu")
-    fast.add_argument("--steps", type=int, default=5)
-    fast.add_argument("--threads", type=int, default=1)
+    fast.add_argument("--size", type=positive_int, default=256)
+    fast.add_argument("--base-filters", type=positive_int, default=64)
+    fast.add_argument("--batch-size", type=positive_int, default=1)
+    fast.add_argument("--device", type=device, default="cpu")
+    fast.add_argument("--steps", type=positive_int, default=5)
+    fast.add_argument("--threads", type=positive_int, default=1)
     accept = sub.add_parser("acceptance")
-    accept.add_argument("--pairs", type=int, default=160)
-    accept.add_argument("--size", type=int, default=128)
-    accept.add_argument("--base-filters", type=int, default=16)
-    accept.add_argument("--batch-size", type=int, default=4)
-    accept.add_argument("--lr", type=float, default=2e-4)
-    accept.add_argument("--epochs", type=int, default=40)
-    accept.add_argument("--minutes", type=float, default=15.0)
-    accept.add_argument("--device", default="cpu")
-    accept.add_argument("--threads", type=int, default=1)
+    accept.add_argument("--pairs", type=positive_int, default=160)
+    accept.add_argument("--size", type=positive_int, default=128)
+    accept.add_argument("--base-filters", type=positive_int, default=16)
+    accept.add_argument("--batch-size", type=positive_int, default=4)
+    accept.add_argument("--lr", type=positive_float, default=2e-4)
+    accept.add_argument("--epochs", type=positive_int, default=40)
+    accept.add_argument("--minutes", type=positive_float, default=15.0)
+    accept.add_argument("--device", type=device, default="cpu")
+    accept.add_argument("--threads", type=positive_int, default=1)
     accept.add_argument("--workdir", default=None, help="Reuse/keep pairs and run here.")
     args = parser.parse_args()
     if args.what == "speed":

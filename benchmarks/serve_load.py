@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from _args import positive_float, positive_int
 
 
 def tiny_checkpoint(folder: Path) -> Path:
@@ -161,10 +162,12 @@ def load_test(base: str, images: list[bytes], clients: int, poll: float) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, help="a `recon train voxel` checkpoint")
-    parser.add_argument("--uploads", type=int, default=50)
-    parser.add_argument("--clients", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
-    parser.add_argument("--poll", type=float, default=0.2, help="seconds between status polls")
+    parser.add_argument("--uploads", type=positive_int, default=50)
+    parser.add_argument("--clients", type=positive_int, default=10)
+    parser.add_argument("--workers", type=positive_int, default=2, help="server worker processes")
+    parser.add_argument(
+        "--poll", type=positive_float, default=0.2, help="seconds between status polls"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from _args import positive_int
+
 
 def median_wall(command: list[str], repeat: int) -> float:
     """Median wall-clock seconds of running command to completion."""
@@ -28,7 +30,7 @@ def median_wall(command: list[str], repeat: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--repeat", type=positive_int, default=9)
     args = parser.parse_args()
     recon = str(Path(sys.executable).with_name("recon"))
     base = median_wall([sys.executable, "-c", "pass"], args.repeat)

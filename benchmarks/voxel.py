@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _args import count_int, device, positive_float, positive_int
 
 
 def timed(function, repeat: int = 3) -> float:
@@ -224,13 +225,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["speed", "accept"])
     parser.add_argument("task", nargs="?", choices=["voxel", "parts"], default="voxel")
-    parser.add_argument("--minutes", type=float, default=15.0)
-    parser.add_argument("--models", type=int, default=20, help="models (parts) per class")
-    parser.add_argument("--views", type=int, default=6)
-    parser.add_argument("--size", type=int, default=64, help="input side for the accept run")
-    parser.add_argument("--files", type=int, default=1000, help="convert-mat benchmark files")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--minutes", type=positive_float, default=15.0)
+    parser.add_argument("--models", type=positive_int, default=20, help="models (parts) per class")
+    parser.add_argument("--views", type=positive_int, default=6)
+    parser.add_argument(
+        "--size", type=positive_int, default=64, help="input side for the accept run"
+    )
+    parser.add_argument(
+        "--files", type=positive_int, default=1000, help="convert-mat benchmark files"
+    )
+    parser.add_argument("--device", type=device, default="cpu", help="cpu | cuda | cuda:N")
+    parser.add_argument("--threads", type=count_int, default=0, help="torch threads (0: default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
