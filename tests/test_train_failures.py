@@ -377,6 +377,13 @@ CONTRADICTED = [
         "needs; submit it with --ntasks-per-node=2 (--devices) and --nodes=1 (--num-nodes)",
     ),
     (
+        SLURM,
+        ["--devices", "1"],
+        "--devices 1: this SLURM job runs 2 tasks (--ntasks=2), but the run trains in one "
+        "process, so each task would train it alone into one folder; pass --devices 2 (one per "
+        "task on a node), or submit the job with --ntasks=1",
+    ),
+    (
         {},
         ["--devices", "2", "--num-nodes", "2"],
         "--num-nodes 2: nothing says how the other nodes join: no srun-started SLURM job, no "
@@ -406,6 +413,7 @@ CONTRADICTED = [
         "nodes",
         "one-task job",
         "no tasks per node",
+        "one process, two tasks",
         "no launcher",
         "interactive job",
         "torchrun",

@@ -194,7 +194,8 @@ def _slurm_interactive() -> bool:
 
 def _check_slurm(per_node: int, run: RunOptions) -> None:
     """Lightning's SLURMEnvironment checks: several tasks given per node, and, under its DDP
-    launcher, --devices equal to --ntasks-per-node and --num-nodes to --nodes."""
+    launcher, --devices equal to --ntasks-per-node and --num-nodes to --nodes; and one recon
+    adds: several tasks for a run of one process (Lightning lets each train it, as rank 0)."""
     tasks = os.environ["SLURM_NTASKS"].strip()
     node_tasks = os.environ.get("SLURM_NTASKS_PER_NODE", "").strip()
     nodes = os.environ.get("SLURM_NNODES", "").strip()
@@ -205,6 +206,13 @@ def _check_slurm(per_node: int, run: RunOptions) -> None:
             f"and --nodes={run.num_nodes} (--num-nodes)"
         )
     if not _ddp_launched(run, per_node):
+        if tasks.isdigit() and int(tasks) > 1 and per_node * run.num_nodes == 1:
+            raise BadInput(
+                f"--devices {run.devices}: this SLURM job runs {tasks} tasks "
+                f"(--ntasks={tasks}), but the run trains in one process, so each task would "
+                f"train it alone into one folder; pass --devices {node_tasks or tasks} (one per "
+                "task on a node), or submit the job with --ntasks=1"
+            )
         return
     if node_tasks.isdigit() and int(node_tasks) != per_node:
         shown = f" ({per_node} per node)" if run.devices == "auto" else ""
