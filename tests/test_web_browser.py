@@ -93,12 +93,18 @@ def page(browser, live):
     page.close()
 
 
-def mesh_fraction(png: bytes) -> float:
-    """Share of pixels that differ from the viewer's background (its rounded corners left out)."""
+def foreground(png: bytes) -> np.ndarray:
+    """(H, W) bool: the pixels of a viewer screenshot that differ from its background (its
+    rounded corners left out)."""
     from PIL import Image
 
     pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)[12:-12, 12:-12]
-    return float((np.abs(pixels - BACKGROUND).max(axis=2) > 12).mean())
+    return np.abs(pixels - BACKGROUND).max(axis=2) > 12
+
+
+def mesh_fraction(png: bytes) -> float:
+    """Share of pixels that differ from the viewer's background."""
+    return float(foreground(png).mean())
 
 
 def test_upload_shows_the_mesh_and_offers_the_same_glb(page, live):
@@ -145,10 +151,7 @@ def test_upload_shows_the_mesh_and_offers_the_same_glb(page, live):
 def silhouette_box(png: bytes) -> tuple[int, int, float, float]:
     """(height, width) in pixels of what differs from the viewer's background, and the mean
     width of its lowest and of its highest fifth of rows."""
-    from PIL import Image
-
-    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)[12:-12, 12:-12]
-    mask = np.abs(pixels - BACKGROUND).max(axis=2) > 12
+    mask = foreground(png)
     rows = np.flatnonzero(mask.any(axis=1))
     columns = np.flatnonzero(mask.any(axis=0))
     widths = mask[rows[0] : rows[-1] + 1].sum(axis=1)
@@ -207,10 +210,7 @@ def test_the_page_starts_in_front_of_the_object(page, live, tmp_path):
 def row_centres(png: bytes) -> tuple[float, float]:
     """The mean column of what differs from the viewer's background in the lowest and in the
     highest fifth of its rows."""
-    from PIL import Image
-
-    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)[12:-12, 12:-12]
-    mask = np.abs(pixels - BACKGROUND).max(axis=2) > 12
+    mask = foreground(png)
     rows = np.flatnonzero(mask.any(axis=1))
     fifth = max(1, len(rows) // 5)
     low, high = mask[rows[-fifth:]], mask[rows[:fifth]]
