@@ -114,6 +114,7 @@ def test_a_stopped_two_process_run_says_to_continue_on_two_processes(pix3d, tmp_
     assert code == 0, err
     assert json.loads(stdout)["time_limit_reached"] is True
     resume = f"recon train voxel --resume {out} --device cpu --devices 2 --strategy ddp"
+    resume += " --max-time 0.0001"  # each job of a chain gets the whole limit
     assert f"the run is kept: continue it with `{resume}`" in err
 
 

@@ -384,6 +384,20 @@ CONTRADICTED = [
         "task on a node), or submit the job with --ntasks=1",
     ),
     (
+        {k: v for k, v in SLURM.items() if k != "SLURM_NTASKS_PER_NODE"} | {"SLURM_NTASKS": "1"},
+        ["--devices", "2"],
+        "--devices 2 --num-nodes 1: this SLURM job runs 1 task (--ntasks=1), and in a SLURM "
+        "job each task is one of the run's processes, so the run would have 1 instead of 2; "
+        "start it with srun in a job of --ntasks-per-node=2 and --nodes=1, or pass --devices 1 "
+        "--num-nodes 1",
+    ),
+    (
+        {**SLURM, "SLURM_NTASKS_PER_NODE": ""},
+        ["--devices", "2"],
+        "SLURM_NTASKS_PER_NODE='': not a whole number of tasks; Lightning reads it to start the "
+        "run in a SLURM job (unset it, or run the job with srun)",
+    ),
+    (
         {},
         ["--devices", "2", "--num-nodes", "2"],
         "--num-nodes 2: nothing says how the other nodes join: no srun-started SLURM job, no "
@@ -414,6 +428,8 @@ CONTRADICTED = [
         "one-task job",
         "no tasks per node",
         "one process, two tasks",
+        "batch script without srun",
+        "empty tasks per node",
         "no launcher",
         "interactive job",
         "torchrun",
@@ -484,6 +500,29 @@ def test_what_lightning_accepts_of_a_launcher_is_not_refused(
         monkeypatch.setenv(name, value)
     run = RunOptions(out=Path("run"), device="cpu", devices=str(devices), **options)
     check_cluster("cpu", devices, run)
+
+
+@pytest.mark.parametrize(
+    ("variables", "refused"), [({}, True), (SLURM, False), ({**TORCHRUN, "WORLD_SIZE": "2"}, False)]
+)
+def test_cpu_processes_are_counted_against_the_cores_only_where_lightning_starts_them(
+    monkeypatch, variables, refused
+):
+    """srun --cpus-per-task=1 gives each task one core: --devices 2 was refused there, although
+    srun, not Lightning, starts the two processes, each on its own core."""
+    from recon.pipelines.common.trainer_flags import check_scale
+
+    for name in set(os.environ) - set(without_launchers()):
+        monkeypatch.delenv(name)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    run = RunOptions(out=Path("run"), device="cpu", devices="2")
+    if refused:
+        with pytest.raises(BadInput, match="gives the run 1 CPU core; start at most 1 CPU process"):
+            check_scale("cpu", 2, run)
+    else:
+        check_scale("cpu", 2, run)
 
 
 def test_strategy_names_are_lightnings():
@@ -742,6 +781,23 @@ def test_sigterm_after_an_epoch_writes_the_run_record_and_exits_143(pix3d_root, 
     assert (out / "curves.png").stat().st_size > 0
 
 
+def test_the_resume_note_repeats_the_flags_that_shape_the_run():
+    """It dropped --limit-batches (resumed without it, an epoch ran every batch: other weights
+    than the run never stopped), --max-time (the next job of a chain ran unlimited) and
+    --logger (TensorBoard's logs ended at the stop)."""
+    from recon.pipelines.common.trainer_flags import resume_command
+
+    run = RunOptions(out=Path("r"), device="cpu", limit_batches=2, max_time="00:04:00:00")
+    run.logger, run.channels_last = "tensorboard", True
+    assert resume_command("voxel", Path("r"), run) == (
+        "recon train voxel --resume r --device cpu --limit-batches 2 --max-time 00:04:00:00 "
+        "--logger tensorboard --channels-last"
+    )
+    assert resume_command("voxel", Path("r"), RunOptions(out=Path("r"))) == (
+        "recon train voxel --resume r"
+    )
+
+
 def test_limit_batches_1_trains_one_batch_per_epoch(recon, pix3d, tmp_path):
     """`--limit-batches 1` was read as the float 1.0, which Lightning takes for every batch."""
     import torch
@@ -767,5 +823,5 @@ def test_a_run_stopped_by_max_time_says_so_and_how_to_go_on(recon, pix3d, tmp_pa
     assert result["time_limit_reached"] is True and result["epochs_run"] == 1
     assert (
         f"note: --max-time reached after 1 of 3 epochs; the run is kept: continue it with "
-        f"`recon train voxel --resume {out} --device cpu`"
+        f"`recon train voxel --resume {out} --device cpu --max-time 0.0001`"
     ) in err

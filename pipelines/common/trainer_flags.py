@@ -145,12 +145,14 @@ def check_scale(accelerator: str, devices: Any, run: RunOptions) -> None:
         )
     check_cluster(accelerator, devices, run)
     several = isinstance(devices, int) and devices > 1
-    if several and on_cpu():
+    if several and on_cpu() and not _launcher_started():
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        if devices > (cores or 1):
+        cores = cores or 1
+        if devices > cores:
             raise BadInput(
-                f"--devices {devices}: this machine gives the run {cores} CPU cores; "
-                f"start at most {cores} CPU processes"
+                f"--devices {devices}: this machine gives the run {cores} CPU "
+                f"core{'s' * (cores != 1)}; start at most {cores} CPU "
+                f"process{'es' * (cores != 1)}"
             )
 
 
@@ -186,6 +188,13 @@ def check_cluster(accelerator: str, devices: Any, run: RunOptions) -> None:
         )
 
 
+def _launcher_started() -> bool:
+    """Whether torchrun or srun started this run's processes (each with the cores the job gave
+    its task), so that Lightning starts none."""
+    srun = "SLURM_NTASKS" in os.environ and not _slurm_interactive()
+    return "TORCHELASTIC_RUN_ID" in os.environ or srun
+
+
 def _slurm_interactive() -> bool:
     """A SLURM job named bash or interactive, which Lightning does not take for srun-started
     (SLURMEnvironment.detect): its processes are the user's to launch."""
@@ -194,19 +203,29 @@ def _slurm_interactive() -> bool:
 
 def _check_slurm(per_node: int, run: RunOptions) -> None:
     """Lightning's SLURMEnvironment checks: several tasks given per node, and, under its DDP
-    launcher, --devices equal to --ntasks-per-node and --num-nodes to --nodes; and one recon
-    adds: several tasks for a run of one process (Lightning lets each train it, as rank 0)."""
+    launcher, --devices equal to --ntasks-per-node and --num-nodes to --nodes, each a whole
+    number; and two recon adds: several tasks for a run of one process (Lightning lets each
+    train it, as rank 0), and tasks other than the run's processes in all (a batch script's one
+    task, run without srun, trained in one process whatever --devices said)."""
+    for name in ("SLURM_NTASKS", "SLURM_NTASKS_PER_NODE", "SLURM_NNODES"):
+        value = os.environ.get(name)
+        if value is not None and not value.strip().isdigit():
+            raise BadInput(
+                f"{name}={value!r}: not a whole number of "
+                f"{'nodes' if name.endswith('NODES') else 'tasks'}; Lightning reads it to "
+                "start the run in a SLURM job (unset it, or run the job with srun)"
+            )
     tasks = os.environ["SLURM_NTASKS"].strip()
     node_tasks = os.environ.get("SLURM_NTASKS_PER_NODE", "").strip()
     nodes = os.environ.get("SLURM_NNODES", "").strip()
-    if tasks.isdigit() and int(tasks) > 1 and "SLURM_NTASKS_PER_NODE" not in os.environ:
+    if int(tasks) > 1 and not node_tasks:
         raise BadInput(
             f"this SLURM job runs {tasks} tasks (--ntasks={tasks}) without --ntasks-per-node, "
             f"which Lightning needs; submit it with --ntasks-per-node={per_node} (--devices) "
             f"and --nodes={run.num_nodes} (--num-nodes)"
         )
     if not _ddp_launched(run, per_node):
-        if tasks.isdigit() and int(tasks) > 1 and per_node * run.num_nodes == 1:
+        if int(tasks) > 1 and per_node * run.num_nodes == 1:
             raise BadInput(
                 f"--devices {run.devices}: this SLURM job runs {tasks} tasks "
                 f"(--ntasks={tasks}), but the run trains in one process, so each task would "
@@ -214,7 +233,7 @@ def _check_slurm(per_node: int, run: RunOptions) -> None:
                 "task on a node), or submit the job with --ntasks=1"
             )
         return
-    if node_tasks.isdigit() and int(node_tasks) != per_node:
+    if node_tasks and int(node_tasks) != per_node:
         shown = f" ({per_node} per node)" if run.devices == "auto" else ""
         raise BadInput(
             f"--devices {run.devices}{shown}: this SLURM job runs {node_tasks} "
@@ -222,11 +241,20 @@ def _check_slurm(per_node: int, run: RunOptions) -> None:
             f"(--ntasks-per-node={node_tasks}), one per process; pass --devices {node_tasks}, "
             f"or submit the job with --ntasks-per-node={per_node}"
         )
-    if nodes.isdigit() and int(nodes) != run.num_nodes:
+    if nodes and int(nodes) != run.num_nodes:
         raise BadInput(
             f"--num-nodes {run.num_nodes}: this SLURM job has {nodes} "
             f"node{'s' * (nodes != '1')} (--nodes={nodes}); pass --num-nodes {nodes}, or "
             f"submit the job with --nodes={run.num_nodes}"
+        )
+    if int(tasks) != per_node * run.num_nodes:
+        raise BadInput(
+            f"--devices {run.devices} --num-nodes {run.num_nodes}: this SLURM job runs "
+            f"{tasks} task{'s' * (tasks != '1')} (--ntasks={tasks}), and in a SLURM job each "
+            f"task is one of the run's processes, so the run would have {tasks} instead of "
+            f"{per_node * run.num_nodes}; start it with srun in a job of "
+            f"--ntasks-per-node={per_node} and --nodes={run.num_nodes}, or pass --devices "
+            f"{tasks} --num-nodes 1"
         )
 
 
@@ -341,19 +369,23 @@ def trainer_error(error: Exception, run: RunOptions) -> BadInput:
     return BadInput(f"--device/--devices/--strategy/--precision: {first}")
 
 
-# the RunOptions fields of the scale-out flags (num_nodes: --num-nodes) that a resume repeats
-SCALE_FLAGS = ("device", "devices", "strategy", "num_nodes", "precision")
+# the RunOptions fields (num_nodes: --num-nodes) that a resume repeats: the scale-out flags,
+# which set the global batch, and the flags that set an epoch's length, each job's time and
+# the logs
+RESUMED_FLAGS = (
+    "device", "devices", "strategy", "num_nodes", "precision", "limit_batches", "max_time", "logger"
+)  # fmt: skip
 
 
 def resume_command(task: str, out: Path, run: RunOptions) -> str:
-    """`recon train TASK --resume OUT` with the scale-out flags run was given (those not at
-    their defaults): continued on another process count, a run steps through other global
+    """`recon train TASK --resume OUT` with the RESUMED_FLAGS run was given (those not at their
+    defaults): continued on another process count or epoch length, a run steps through other
     batches and ends with other weights."""
     from recon.pipelines.common.settings import RunOptions
 
     default = RunOptions(out=out)
     words = ["recon", "train", task, "--resume", str(out)]
-    for field in SCALE_FLAGS:
+    for field in RESUMED_FLAGS:
         if getattr(run, field) != getattr(default, field):
             words += [f"--{field.replace('_', '-')}", str(getattr(run, field))]
     if run.channels_last:
