@@ -312,7 +312,7 @@ def write_drr(
 ) -> dict:
     """One DRR (H, W) as 16-bit PNG or DICOM, atomically; returns {path, mm_per_count, pose}."""
     from recon.pipelines.xray.pose import describe_pose
-    from recon.pipelines.xray.xray import write_xray_dicom
+    from recon.pipelines.xray.xray import decimal_string, write_xray_dicom
 
     counts, scale = drr_to_uint16(image)
     pixels = counts.numpy().astype("uint16")
@@ -323,6 +323,7 @@ def write_drr(
         distance = described["xyz_mm"][1] * (-1.0 if view == "PA" else 1.0)
         angles = described["rot_deg"][:2]
         positioner = (*angles, distance) if distance > 0 else None
+        scale = float(decimal_string(scale))  # the RescaleSlope a reader gets from the file
         write_xray_dicom(
             path,
             pixels,

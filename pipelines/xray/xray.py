@@ -461,6 +461,13 @@ def linearizes(xray: Xray, linearize: str) -> bool:
     return xray.photometric == "MONOCHROME1"
 
 
+def decimal_string(value: float) -> str:
+    """value as a DICOM decimal string (DS): the closest of at most 16 characters."""
+    from pydicom.valuerep import format_number_as_ds
+
+    return format_number_as_ds(float(value))
+
+
 def write_xray_dicom(
     path: Path,
     pixels: np.ndarray,
@@ -511,7 +518,7 @@ def write_xray_dicom(
     ds.BitsStored = bits_stored
     ds.HighBit = bits_stored - 1
     ds.PixelRepresentation = 0
-    ds.RescaleSlope = f"{rescale_slope:.10g}"[:16]
+    ds.RescaleSlope = decimal_string(rescale_slope)
     ds.RescaleIntercept = "0"
     ds.DistanceSourceToDetector = f"{intrinsics.sdd:.6f}"[:16]
     ds.ImagerPixelSpacing = [f"{intrinsics.dely:.8g}", f"{intrinsics.delx:.8g}"]
