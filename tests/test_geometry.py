@@ -536,6 +536,24 @@ def test_a_large_mesh_projects_and_comes_back(recon, tmp_path, scale):
     assert np.allclose(bounds, box.bounds, rtol=0, atol=0.05 * scale)
 
 
+def test_a_tiny_mesh_comes_back_as_closed_and_as_close_as_a_unit_one(recon, tmp_path):
+    """A capsule 1e-4 units across came back open ("watertight": false): trimesh welded
+    vertices within its absolute 1e-8 after the turn to the source's units."""
+    scores = {}
+    for scale in (1.0, 1e-4):
+        capsule = trimesh.creation.capsule(height=2, radius=0.5)
+        capsule.apply_scale(scale)
+        capsule.export(tmp_path / f"{scale}.stl")
+        views, mesh = tmp_path / f"v{scale}", tmp_path / f"r{scale}.stl"
+        assert recon("project", tmp_path / f"{scale}.stl", "-o", views, "--size", 128)[0] == 0
+        code, out, err = recon("backproject", views, "-o", mesh, "--json", "--reference",
+                               tmp_path / f"{scale}.stl")  # fmt: skip
+        assert code == 0, err
+        scores[scale] = json.loads(out)["metrics"]
+    assert scores[1e-4]["watertight"] and scores[1.0]["watertight"]
+    assert scores[1e-4]["chamfer_l1_pct"] == pytest.approx(scores[1.0]["chamfer_l1_pct"], rel=0.02)
+
+
 def test_coordinates_beyond_what_merging_holds_are_refused_as_such(recon, tmp_path):
     """A box 1e12 across was refused as "degenerate (all vertices coincide)": trimesh's vertex
     merge overflowed and merged every vertex into one."""

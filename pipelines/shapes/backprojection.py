@@ -407,13 +407,14 @@ def _to_source_frame(vertices: np.ndarray, faces: np.ndarray, to_normalised: np.
     """Normalised-frame surface -> trimesh in the source frame.
 
     Faces that repeat a vertex were removed already; zero-area faces with three distinct
-    vertices stay, because deleting them would open holes in a closed surface.
+    vertices stay, because deleting them would open holes in a closed surface. Vertices are
+    merged in the normalised frame, before the turn to the source's units: trimesh merges
+    within an absolute distance (1e-8), which in a mesh 1e-4 units across welded neighbours
+    and opened the surface.
     """
     import trimesh
 
-    from_normalised = np.linalg.inv(to_normalised)
-    mesh = trimesh.Trimesh(
-        vertices @ from_normalised[:3, :3].T + from_normalised[:3, 3], faces, process=True
-    )
+    mesh = trimesh.Trimesh(vertices, faces, process=True)
     mesh.remove_unreferenced_vertices()
+    mesh.apply_transform(np.linalg.inv(to_normalised))
     return mesh
