@@ -728,3 +728,23 @@ def test_limit_batches_1_is_one_batch_and_1_0_the_whole_epoch(tmp_path):
         last = fit(TOY, cfg, options)["last_checkpoint"]
         steps[limit] = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
     assert steps == {"1": 2, "1.0": 16}  # one batch an epoch; all 8
+
+
+def test_the_epoch_bar_counts_epochs_from_one():
+    """Lightning's bar said `Epoch 0/2` in the first of 3 epochs, where recon's lines count
+    from 1 (`the run is kept after 1 epoch`)."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from recon.pipelines.common.engine import _epoch_bar_class
+
+    bar = _epoch_bar_class()()
+    bar._trainer = SimpleNamespace(max_epochs=3)
+    assert [bar._get_train_description(k).strip() for k in range(3)] == [
+        "Epoch 1/3",
+        "Epoch 2/3",
+        "Epoch 3/3",
+    ]
+    # the method overridden is the one Lightning's bar names each epoch with
+    assert "_get_train_description" in vars(RichProgressBar)

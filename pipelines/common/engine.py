@@ -339,9 +339,7 @@ def _trainer(
     # the epoch bar shows on a stderr that is no terminal too: a batch job's log shows how it went
     bar = not run.quiet
     if bar:
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        callbacks.append(RichProgressBar(leave=False, console_kwargs={"stderr": True}))
+        callbacks.append(_epoch_bar_class()(leave=False, console_kwargs={"stderr": True}))
     kind, devices = hardware
     limit_time, limit = limits
     if limit_time is not None:
@@ -483,6 +481,21 @@ def _stop_check_class():
             raise_unseen_stop()
 
     return StopCheck
+
+
+@functools.cache
+def _epoch_bar_class():
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    class EpochBar(RichProgressBar):
+        """Lightning's bar, counting epochs from 1 as every recon line does (`Epoch 3/3` in the
+        last of 3 epochs, where Lightning's said `Epoch 2/2`)."""
+
+        def _get_train_description(self, current_epoch: int) -> str:
+            text = f"Epoch {current_epoch + 1}/{self.trainer.max_epochs}"
+            return f"{text:{len(self.validation_description)}}"  # as wide: no flicker
+
+    return EpochBar
 
 
 @functools.cache
