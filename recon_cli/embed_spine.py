@@ -253,9 +253,10 @@ def _embed_many(xrays, out, pixel_spacing, span, batch, ui) -> None:
         )
     failed = [r for r in records if r["status"] != "ok"]
     if failed:
+        rest = "the rest are" if len(failed) < len(records) else "each film's status is"
         raise JobFailed(
             f"{len(failed)} of {len(records)} X-rays not measured (first: {failed[0]['error']}); "
-            f"the rest are in {out}"
+            f"{rest} in {out}"
         )
 
 

@@ -183,3 +183,56 @@ def test_a_lateral_film_is_refused(recon, tmp_path, film, tags, message):
     assert rc == 2 and err.count("\n") == 1 and message in err, err
     assert "embed-spine measures frontal (AP or PA) spine films" in err
     assert not (tmp_path / "e.json").exists()
+
+
+PYDICOM_FILES = Path(__import__("pydicom.data").data.__file__).parent / "test_files"
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("CT_small.dcm", "Modality (0008,0060) CT is a CT slice, not a projection X-ray"),
+        ("MR_small.dcm", "Modality (0008,0060) MR is an MR image, not a projection X-ray"),
+        (None, "Modality (0008,0060) SEG is a segmentation, not a projection X-ray"),
+    ],
+)
+@pytest.mark.parametrize("command", ["embed-spine", "register"])
+def test_a_dicom_that_is_no_projection_x_ray_is_refused(recon, tmp_path, source, message, command):
+    """pydicom's own CT and MR slices (not made here) were measured as spine films: a head CT
+    slice gave a 50 deg Cobb angle, exit 0, no warning."""
+    import shutil
+
+    path = tmp_path / "film.dcm"
+    if source is None:
+        write_dicom(path, Modality="SEG")
+    else:
+        shutil.copy(PYDICOM_FILES / source, path)
+    out = tmp_path / ("s.json" if command == "embed-spine" else "out")
+    args = [path, "-o", out] if command == "embed-spine" else [path, "-v", path, "-o", out]
+    code, _, err = recon(command, *args)
+    assert code == 2, err
+    assert err.strip().splitlines() == [f"error: {path}: {message} (DX, CR, RF, XA)"], err
+    assert not out.exists()
+
+
+def test_a_12_bit_jpeg_extended_film_says_how_to_read_it(recon, tmp_path):
+    """No installed decoder reads it: the line says so and names a way out."""
+    import pydicom
+
+    ds = pydicom.dcmread(PYDICOM_FILES / "JPEG-lossy.dcm")  # 12-bit JPEG Extended
+    ds.Modality = "DX"
+    ds.save_as(tmp_path / "film.dcm")
+    code, _, err = recon("embed-spine", tmp_path / "film.dcm", "-o", tmp_path / "s.json")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "(JPEG Extended (Process 2 and 4))" in err and "dcmdjpeg IN OUT" in err
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_a_batch_of_films_none_measured_does_not_speak_of_the_rest(recon, tmp_path):
+    import shutil
+
+    shutil.copy(PYDICOM_FILES / "CT_small.dcm", tmp_path / "ct.dcm")
+    code, _, err = recon("embed-spine", tmp_path / "ct.dcm", "-o", tmp_path / "out")
+    assert code == 1, err
+    assert err.strip().endswith(f"X-ray (DX, CR, RF, XA)); each film's status is in {tmp_path}/out")
+    assert "unreadable" in (tmp_path / "out" / "cobb.csv").read_text()

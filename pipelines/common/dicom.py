@@ -56,6 +56,23 @@ ENHANCED_XRAY = {
     "1.2.840.10008.5.1.4.1.1.12.2.1": "Enhanced XRF",
 }
 ALL_PLUGINS_FAILED = "Unable to decode as exceptions were raised by all available plugins:"
+# Modalities whose images are no projection X-ray (slices, volumes' frames, maps, documents),
+# refused where a film is read; a projection's (DX, CR, RF, XA, MG, RTIMAGE) or none (OT, a
+# secondary capture) is taken
+NOT_PROJECTION = {
+    "CT": "a CT slice",
+    "MR": "an MR image",
+    "PT": "a PET image",
+    "NM": "a nuclear medicine image",
+    "US": "an ultrasound image",
+    "SEG": "a segmentation",
+    "RTDOSE": "a radiotherapy dose map",
+    "RTSTRUCT": "a radiotherapy structure set",
+    "OCT": "an optical coherence tomogram",
+    "SM": "a slide microscopy image",
+    "SR": "a structured report",
+    "DOC": "a document",
+}
 
 
 @dataclass
@@ -209,6 +226,12 @@ def read_dicom_image(
             raise BadInput(
                 f"{path}: an {ENHANCED_XRAY[str(ds.SOPClassUID)]} image keeps its geometry and "
                 "intensity tags per frame, which are not read; export the run as XA or RF"
+            )
+        modality = str(ds.get("Modality", "") or "").strip().upper()
+        if modality in NOT_PROJECTION:
+            raise BadInput(
+                f"{path}: Modality (0008,0060) {modality} is {NOT_PROJECTION[modality]}, not a "
+                "projection X-ray (DX, CR, RF, XA)"
             )
         photometric = str(ds.get("PhotometricInterpretation", "") or "MONOCHROME2")
         if photometric not in ("MONOCHROME1", "MONOCHROME2"):
@@ -473,6 +496,8 @@ def decoded_pixels(ds, path: Path, what: str = "image", index: int | None = None
                 errors.append(error)
     reason = f"{errors[0]} {' '.join(native)}".replace(ALL_PLUGINS_FAILED, "")
     reason = " ".join(reason.split())[:300] or type(errors[0]).__name__
+    if getattr(syntax, "is_compressed", False):
+        reason += "; a copy stored uncompressed is read (e.g. DCMTK's `dcmdjpeg IN OUT`)"
     raise BadInput(f"{path}: cannot read the {what}'s pixel data ({name}): {reason}") from errors[0]
 
 
