@@ -320,3 +320,20 @@ def test_sigterm_stops_the_workers_and_leaves_nothing(tmp_path):
     assert process.returncode == 143 and err.decode() == "terminated\n"
     time.sleep(1.0)  # what a surviving worker would write in that time
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_subtree_converted_into_its_place_in_an_earlier_tree_is_accepted(recon, tmp_path):
+    """`convert-mat model/cat0 -o npy/cat0` after `convert-mat model -o npy` was refused as an
+    output inside another run ("its --overwrite would delete it"), but convert-mat's
+    --overwrite writes into its folder and keeps what it does not write."""
+    src = tmp_path / "model"
+    for i in range(2):
+        (src / f"cat{i}" / "m").mkdir(parents=True)
+        write_voxel_mat(src / f"cat{i}" / "m" / "voxel.mat", random_grid(32, i), "5")
+    npy = tmp_path / "npy"
+    assert recon("convert-mat", src, "-o", npy, "-q")[0] == 0
+    code, _, err = recon("convert-mat", src / "cat0", "-o", npy / "cat0", "--overwrite", "-q")
+    assert code == 0, err
+    assert np.array_equal(np.load(npy / "cat0" / "m" / "voxel.npy"), random_grid(32, 0))
+    code, _, err = recon("convert-mat", src, "-o", npy, "--overwrite", "-q")  # keeps cat0's record
+    assert code == 0 and (npy / "cat0" / "run.json").exists(), err

@@ -126,12 +126,18 @@ def check_replaceable(folder: Path, command: str, marks: tuple[str, ...] = ()) -
     check_same_command(folder, command)
 
 
+# commands whose --overwrite writes into their output folder and keeps what they do not write
+MERGING = ("convert-mat",)
+
+
 def check_outside_runs(path: Path) -> None:
     """BadInput when path lies inside the output folder of a recon run (a folder above it whose
     run records, RUN_RECORDS, name a command), as given or with links followed: that run's
     --overwrite would delete it. A training run's deletes only its own entries
     (runfolder.RUN_OUTPUTS and RUN_FOLDERS), so a path beside them (predictions kept in the run
-    folder) is accepted. Reads the folders above path, up to the filesystem's root."""
+    folder) is accepted, and so is any path in the output of a command whose --overwrite writes
+    into its folder, keeping what it does not write (MERGING: convert-mat). Reads the folders
+    above path, up to the filesystem's root."""
     from recon.pipelines.common.runfolder import RUN_FOLDERS, RUN_OUTPUTS
 
     given = Path(os.path.abspath(Path(path).expanduser()))
@@ -139,9 +145,10 @@ def check_outside_runs(path: Path) -> None:
         for folder in place.parents:
             made = sorted({_recorded_command(p) for p in _run_records(folder)} - {""})
             own = place.relative_to(folder).parts[0] in (*RUN_OUTPUTS, *RUN_FOLDERS)
-            if made and (own or not all(m.startswith("train ") for m in made)):
+            deletes = [m for m in made if not (m in MERGING or m.startswith("train ") and not own)]
+            if deletes:
                 raise BadInput(
-                    f"{given}: is part of the output of `recon {made[0]}` in {folder}; its "
+                    f"{given}: is part of the output of `recon {deletes[0]}` in {folder}; its "
                     "--overwrite would delete it: choose another path"
                 )
 
