@@ -1,5 +1,7 @@
 """Training/validation splits that hold whole source items out (3D models, parts, subjects):
-byte-identical files saved under different names are one item, so it never lands on both sides."""
+files of the same content saved under different names are one item, so it never lands on both
+sides. Array files (.npy, .npz, .mat) are compared by their arrays, other files by their bytes:
+the same arrays saved again differ in a zip's or a MAT header's time stamp."""
 
 from __future__ import annotations
 
@@ -12,11 +14,14 @@ import numpy as np
 
 from recon.pipelines.common.batch import file_sha256
 
+ARRAY_SUFFIXES = (".npy", ".npz", ".mat")
+
 
 def same_content(paths: list[Path]) -> dict[str, str]:
-    """{path: the first of the given files, by name, with the same bytes}: one 3D model saved
-    under two names is one group, so a split cannot put it on both sides. A file that cannot
-    be read is its own group (its reader names the problem)."""
+    """{path: the first of the given files, by name, with the same content (content_digest)}:
+    one 3D model saved under two names is one group, so a split cannot put it on both sides.
+    Only files of one size are compared (the same arrays saved again keep their size). A file
+    that cannot be read is its own group (its reader names the problem)."""
     unique = sorted({str(p) for p in paths})
     sizes: dict[str, int | None] = {}
     for path in unique:
@@ -31,9 +36,49 @@ def same_content(paths: list[Path]) -> dict[str, str]:
         key: tuple = (size, path)
         if size is not None and shared[size] > 1:
             with suppress(OSError):
-                key = (size, file_sha256(Path(path)))
+                key = (size, content_digest(Path(path)))
         groups[path] = first.setdefault(key, path)
     return groups
+
+
+def content_digest(path: Path) -> str:
+    """SHA-256 of an array file's arrays (names, dtypes, shapes and values: .npy, .npz, and
+    .mat through scipy or h5py), else, or when they cannot be read, of the file's bytes."""
+    suffix = path.suffix.lower()
+    try:
+        arrays = _arrays(path, suffix) if suffix in ARRAY_SUFFIXES else None
+    except Exception:  # noqa: BLE001 - numpy, scipy and h5py raise many types
+        arrays = None
+    if arrays is None:
+        return file_sha256(path)
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, array in sorted(arrays.items()):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return "arrays:" + digest.hexdigest()
+
+
+def _arrays(path: Path, suffix: str) -> dict[str, np.ndarray]:
+    if suffix == ".npy":
+        return {"": np.load(path, allow_pickle=False)}
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    import h5py
+
+    if h5py.is_hdf5(path):  # MATLAB v7.3
+        with h5py.File(path, "r") as data:
+            return {
+                name: np.asarray(item)
+                for name, item in data.items()
+                if isinstance(item, h5py.Dataset)
+            }
+    from scipy.io import loadmat
+
+    return {k: np.asarray(v) for k, v in loadmat(path).items() if not k.startswith("__")}
 
 
 def split_by_group(items: list, key: Callable, val_fraction: float, seed: int) -> tuple[list, list]:
