@@ -63,10 +63,9 @@ def backproject(
     json_out: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """Turn depth views back into a surface in the original mesh's frame: closed with the
-    default Poisson method, except that where a thin part's two sides meet (an airplane's wings
-    and fins at 128 px and up) it can leave a flat flap that makes the mesh not watertight;
-    --method vedo may leave holes. The table's and --json's `watertight` say which.
+    """Turn depth views back into a surface in the original mesh's frame: closed (watertight)
+    with the default Poisson method; --method vedo may leave holes. The table's and --json's
+    `watertight` say which.
 
     Every foreground pixel is lifted to 3D, the views are merged, outliers dropped, normals
     oriented toward the camera that saw each point, and a surface reconstructed. Writes OUT and

@@ -427,6 +427,38 @@ def _to_source_frame(vertices: np.ndarray, faces: np.ndarray, to_normalised: np.
     import trimesh
 
     mesh = trimesh.Trimesh(vertices, faces, process=True)
+    cancelling = cancelling_faces(mesh.vertices, mesh.faces)
+    if cancelling.any():
+        mesh.update_faces(~cancelling)
     mesh.remove_unreferenced_vertices()
     mesh.apply_transform(np.linalg.inv(to_normalised))
     return mesh
+
+
+def cancelling_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Mask of the faces that close on themselves around no volume: a face and its reverse (the
+    same corners), and four coplanar faces over four corners (a quad triangulated both ways,
+    wound opposite). Screened Poisson leaves such flaps where a thin part's two sides meet (an
+    airplane's wing at 128 px and more); their edges carry four faces, so the mesh is not
+    watertight until they go, and it encloses the same volume without them."""
+    from itertools import combinations
+
+    corners = np.sort(faces, axis=1)
+    _, inverse, counts = np.unique(corners, axis=0, return_inverse=True, return_counts=True)
+    repeats = counts[inverse.ravel()]
+    drop = (repeats > 1) & (repeats % 2 == 0)
+    edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
+    _, on_edge, uses = np.unique(edges, axis=0, return_inverse=True, return_counts=True)
+    on_edge = on_edge.ravel()
+    owner = np.tile(np.arange(len(faces)), 3)
+    face_of = {tuple(c): k for k, c in enumerate(corners.tolist())}
+    for edge in np.flatnonzero(uses > 2):
+        near = sorted(set(faces[owner[on_edge == edge]].ravel().tolist()))
+        for quad in combinations(near, 4):
+            found = [face_of.get(three) for three in combinations(quad, 3)]
+            points = vertices[list(quad)]
+            size = float(np.ptp(points, axis=0).max())
+            flat = abs(np.linalg.det(points[1:] - points[0])) <= 1e-6 * size**3
+            if None not in found and flat:
+                drop[found] = True
+    return drop
