@@ -120,6 +120,10 @@ def _dataset(**tags):
         ({"PixelIntensityRelationship": "DISP"}, "MONOCHROME1", True, False),
         # a negative Rescale Slope turns the stored order the sign describes
         ({"PixelIntensityRelationshipSign": -1, "RescaleSlope": "-1"}, "MONOCHROME2", True, None),
+        # optical density (a CR film's Rescale Type) is log10 of the transmission already: it
+        # was linearised again by the MONOCHROME1 rule
+        ({"RescaleType": "OD"}, "MONOCHROME1", True, False),
+        ({"RescaleType": "OD", "PixelIntensityRelationship": "LIN"}, "MONOCHROME1", True, True),
     ],
 )  # fmt: skip
 def test_beam_relation(tags, photometric, invert, linear):

@@ -111,6 +111,9 @@ def beam_relation(
     relationship = _relationship(ds)
     linear = None if not relationship else relationship == "LIN"
     parts = [f"Pixel Intensity Relationship {relationship}"] if relationship else []
+    if linear is None and str(ds.get("RescaleType", "") or "").strip().upper() == "OD":
+        linear = False  # optical density, log10 of the transmission: logarithmic already
+        parts.append("Rescale Type OD")
     keyword = "PixelIntensityRelationshipSign"
     raw = ds[keyword].value if keyword in ds else None
     if raw is not None and raw != "":
