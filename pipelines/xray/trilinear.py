@@ -19,7 +19,11 @@ from diffdrr.renderers import Trilinear, _get_alpha_minmax
 
 
 class FusedTrilinear(Trilinear):
-    """Drop-in for diffdrr.renderers.Trilinear (reducefn 'sum', no mask): returns (B, 1, rays)."""
+    """Drop-in for diffdrr.renderers.Trilinear (reducefn 'sum', no mask): returns (B, 1, rays).
+    chunk_rays (None: all at once) samples the rays that many at a time, each image's sampling
+    range taken over all its rays first, so a chunked DRR equals the whole one."""
+
+    chunk_rays: int | None = None
 
     def forward(
         self,
@@ -49,14 +53,18 @@ class FusedTrilinear(Trilinear):
         origin = 2 * (source + self.voxel_shift) / dims - 1 + alphamin * direction
         step = (alphamax - alphamin) * direction
         t = torch.linspace(0, 1, n_points).to(volume)  # as diffdrr: float32 steps, then cast
-        grid = torch.addcmul(origin.unsqueeze(-2), t.unsqueeze(-1), step.unsqueeze(-2))
-        batch = len(grid)
-        samples = F.grid_sample(
-            volume.permute(2, 1, 0)[None, None].expand(batch, -1, -1, -1, -1),
-            grid.unsqueeze(1),
-            mode=self.mode,
-            align_corners=align_corners,
-        )[:, 0, 0]
+        field = volume.permute(2, 1, 0)[None, None].expand(len(origin), -1, -1, -1, -1)
+        rays = origin.shape[1]
+        sums = []
+        for start in range(0, rays, self.chunk_rays or rays):
+            part = slice(start, start + (self.chunk_rays or rays))
+            grid = torch.addcmul(
+                origin[:, part].unsqueeze(-2), t.unsqueeze(-1), step[:, part].unsqueeze(-2)
+            )
+            samples = F.grid_sample(
+                field, grid.unsqueeze(1), mode=self.mode, align_corners=align_corners
+            )[:, 0, 0]
+            sums.append(samples.sum(dim=-1))
         # rectangle rule: each sample weighs ray length x parameter step
         weight = img * ((alphamax - alphamin) / (n_points - 1))
-        return samples.sum(dim=-1).unsqueeze(1) * weight
+        return torch.cat(sums, dim=-1).unsqueeze(1) * weight
