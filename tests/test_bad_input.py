@@ -399,7 +399,7 @@ def test_embed_spine_debug_image_that_is_a_folder(recon, spine):
 def test_embed_spine_leaves_no_json_when_the_debug_image_fails(recon, spine, monkeypatch):
     import recon.pipelines.common.io as io
 
-    def full_disk(path, array):
+    def full_disk(path, array, **_):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(io, "write_png", full_disk)

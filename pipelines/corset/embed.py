@@ -36,6 +36,9 @@ CSV_FIELDS = (
     "warning",
     "error",
 )
+# zlib level of the overlay PNG, a picture for people: at 3000 x 2400 it writes in 0.4 s
+# instead of 2.8 s at the default 6, and is 8.1 MB instead of 7.5 MB; its pixels are the same.
+OVERLAY_PNG_LEVEL = 1
 
 
 @dataclass
@@ -124,7 +127,7 @@ def write_embedding(embedded: EmbeddedXray, json_path: Path, overlay_path: Path 
         write_json(json_tmp, embedded.doc)
         if overlay_path is not None and embedded.overlay is not None:
             with atomic_file(overlay_path) as png_tmp:
-                write_png(png_tmp, embedded.overlay)
+                write_png(png_tmp, embedded.overlay, compress_level=OVERLAY_PNG_LEVEL)
 
 
 def film_record(path: Path, doc: dict) -> dict:
