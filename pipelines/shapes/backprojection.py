@@ -135,14 +135,18 @@ def lift_views(doc: dict, depths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return points, directions
 
 
-def view_disagreement(doc: dict, depths: np.ndarray) -> dict[str, float]:
+def view_disagreement(
+    doc: dict, depths: np.ndarray, points: np.ndarray | None = None
+) -> dict[str, float]:
     """Per view (by name): the share of the points the other views see that lie outside its
     silhouette or in front of the surface it sees (within AGREE_PIXELS), in pixels a
-    TORN_BLOCK square of such points covers; 0 for views of one object."""
+    TORN_BLOCK square of such points covers; 0 for views of one object. points: lift_views's
+    (N, 3) for these depths, lifted here when not given."""
     from scipy.ndimage import binary_dilation, binary_opening, grey_erosion
 
-    points, _ = lift_views(doc, depths)
-    owner = np.repeat(np.arange(len(depths)), (depths > 0).reshape(len(depths), -1).sum(axis=1))
+    if points is None:
+        points, _ = lift_views(doc, depths)
+    ends = np.cumsum((depths > 0).reshape(len(depths), -1).sum(axis=1))
     camera = doc["camera"]
     size, extent = int(camera["size"]), float(camera["extent"])
     distance, unit = float(camera["distance"]), float(doc["depth"]["unit"])
@@ -151,7 +155,8 @@ def view_disagreement(doc: dict, depths: np.ndarray) -> dict[str, float]:
     shares = {}
     for index, (view, depth) in enumerate(zip(doc["views"], depths, strict=True)):
         seen = depth > 0
-        others = points[owner != index]
+        start, end = (ends[index - 1] if index else 0), ends[index]  # view index's own rows
+        others = np.concatenate([points[:start], points[end:]])
         if not len(others):
             continue
         d, r, w = (np.asarray(view[k], dtype=np.float64) for k in ("direction", "right", "up"))
@@ -174,13 +179,15 @@ def view_disagreement(doc: dict, depths: np.ndarray) -> dict[str, float]:
     return shares
 
 
-def check_views_agree(folder: Path, doc: dict, depths: np.ndarray) -> None:
+def check_views_agree(
+    folder: Path, doc: dict, depths: np.ndarray, points: np.ndarray | None = None
+) -> None:
     """BadInput when the views are not of one object (MAX_DISAGREEING of view_disagreement):
     views stored under each other's names, or of different objects, which back-project to a
-    torn surface."""
+    torn surface. points: lift_views's for these depths, where the caller has them."""
     if int(doc["camera"]["size"]) < AGREE_MIN_SIZE:
         return
-    shares = view_disagreement(doc, depths)
+    shares = view_disagreement(doc, depths, points)
     name = max(shares, key=shares.get, default=None)
     if name is not None and shares[name] > MAX_DISAGREEING:
         raise BadInput(
@@ -212,7 +219,7 @@ def reconstruct(folder: Path, options: SurfaceOptions | None = None) -> Reconstr
         raise BadInput(f"{folder}: the depth images hold no foreground pixels")
     points, directions = lift_views(doc, depths)
     if doc.get("predicted") is not True:
-        check_views_agree(folder, doc, depths)
+        check_views_agree(folder, doc, depths, points)
     timings["lift"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
