@@ -7,7 +7,7 @@ the table gives the memory the render added above the loaded CT, its seconds, an
 two DRRs are equal (Siddon traces each ray alone, so chunks change no value). The ratio is of
 the processes' peaks, loaded CT included: what a machine must have for each.
 
-    .venv/bin/python benchmarks/drr_memory.py [--sizes 256,512] [--renderer siddon|trilinear]
+    .venv/bin/python benchmarks/drr_memory.py [--sizes 256,512]
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import sys
 from _args import positive_ints
 
 
-def render(side: str, size: int, renderer: str, out: str) -> None:
-    """One DRR on `side` (diffdrr | recon); prints {"loaded_gb", "peak_gb", "seconds"}."""
+def render(side: str, size: int, out: str) -> None:
+    """One Siddon DRR on `side` (diffdrr | recon); prints {"loaded_gb", "peak_gb", "seconds"}."""
     import resource
     import time
 
@@ -35,7 +35,7 @@ def render(side: str, size: int, renderer: str, out: str) -> None:
     torch.set_num_threads(1)
     subject = load_ct()
     pose = pose_from_degrees([0, 0, 0], [0, 850, 0])
-    drr = make_renderer(subject, Intrinsics(1020.0, size, size, 400 / size, 400 / size), renderer)
+    drr = make_renderer(subject, Intrinsics(1020.0, size, size, 400 / size, 400 / size))
     loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     clock = time.perf_counter()
     if side == "diffdrr":
@@ -54,13 +54,12 @@ def render(side: str, size: int, renderer: str, out: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=positive_ints, default=[256], help="e.g. 256,512")
-    parser.add_argument("--renderer", choices=("siddon", "trilinear"), default="siddon")
     parser.add_argument("--side", choices=("diffdrr", "recon"), help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
-        render(args.side, args.size, args.renderer, args.out)
+        render(args.side, args.size, args.out)
         return
 
     import tempfile
@@ -68,7 +67,7 @@ def main() -> None:
 
     import numpy as np
 
-    print(f"{args.renderer}, one DRR, one torch thread; peak resident memory of the process")
+    print("siddon, one DRR, one torch thread; peak resident memory of the process")
     print(
         f"{'px':>5} {'CT GB':>6} {'diffdrr GB':>10} {'s':>6} {'recon GB':>9} {'s':>6} "
         f"{'GB ratio':>8} equal"
@@ -79,7 +78,7 @@ def main() -> None:
             for side in ("diffdrr", "recon"):
                 out = str(Path(scratch) / f"{side}.npy")
                 command = [sys.executable, __file__, "--side", side, "--size", str(size)]
-                command += ["--renderer", args.renderer, "--out", out]
+                command += ["--out", out]
                 done = subprocess.run(command, capture_output=True, text=True, check=False)
                 if done.returncode:
                     rows[side] = None  # killed for memory, most likely

@@ -56,6 +56,7 @@ ENHANCED_XRAY = {
     "1.2.840.10008.5.1.4.1.1.12.2.1": "Enhanced XRF",
 }
 ALL_PLUGINS_FAILED = "Unable to decode as exceptions were raised by all available plugins:"
+JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"  # JPEG Extended (Process 2 and 4): 12-bit JPEG
 # Modalities whose images are no projection X-ray (slices, volumes' frames, maps, documents),
 # refused where a film is read; a projection's (DX, CR, RF, XA, MG, RTIMAGE) or none (OT, a
 # secondary capture) is taken
@@ -70,6 +71,11 @@ NOT_PROJECTION = {
     "RTSTRUCT": "a radiotherapy structure set",
     "OCT": "an optical coherence tomogram",
     "SM": "a slide microscopy image",
+    "OP": "an ophthalmic photograph",
+    "XC": "an external camera photograph",
+    "ES": "an endoscopy image",
+    "GM": "a general microscopy image",
+    "IVUS": "an intravascular ultrasound image",
     "SR": "a structured report",
     "DOC": "a document",
 }
@@ -499,7 +505,7 @@ def decoded_pixels(ds, path: Path, what: str = "image", index: int | None = None
                 errors.append(error)
     reason = f"{errors[0]} {' '.join(native)}".replace(ALL_PLUGINS_FAILED, "")
     reason = " ".join(reason.split())[:300] or type(errors[0]).__name__
-    if getattr(syntax, "is_compressed", False):
+    if syntax == JPEG_EXTENDED:  # 12-bit JPEG, which no installed decoder reads
         reason += "; a copy stored uncompressed is read (e.g. DCMTK's `dcmdjpeg IN OUT`)"
     raise BadInput(f"{path}: cannot read the {what}'s pixel data ({name}): {reason}") from errors[0]
 

@@ -1,6 +1,6 @@
 """Training/validation splits that hold whole source items out (3D models, parts, subjects):
 files of the same content saved under different names are one item, so it never lands on both
-sides. Array files (.npy, .npz, .mat) are compared by their arrays, other files by their bytes:
+sides. Array files (.npz, .mat) are compared by their arrays, other files by their bytes:
 the same arrays saved again differ in a zip's or a MAT header's time stamp."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 
 from recon.pipelines.common.batch import file_sha256
 
-ARRAY_SUFFIXES = (".npy", ".npz", ".mat")
+ARRAY_SUFFIXES = (".npz", ".mat")  # with a time stamp inside; a .npy's bytes are its arrays
 
 
 def same_content(paths: list[Path]) -> dict[str, str]:
@@ -42,14 +42,14 @@ def same_content(paths: list[Path]) -> dict[str, str]:
 
 
 def content_digest(path: Path) -> str:
-    """SHA-256 of an array file's arrays (names, dtypes, shapes and values: .npy, .npz, and
-    .mat through scipy or h5py), else, or when they cannot be read, of the file's bytes."""
+    """SHA-256 of an array file's arrays (names, dtypes, shapes and values: .npz, and .mat
+    through scipy or h5py), else, or when none can be read, of the file's bytes."""
     suffix = path.suffix.lower()
     try:
         arrays = _arrays(path, suffix) if suffix in ARRAY_SUFFIXES else None
     except Exception:  # noqa: BLE001 - numpy, scipy and h5py raise many types
         arrays = None
-    if arrays is None:
+    if not arrays:  # unreadable, or no array at the top (a MAT struct): the bytes decide
         return file_sha256(path)
     import hashlib
 
@@ -62,8 +62,6 @@ def content_digest(path: Path) -> str:
 
 
 def _arrays(path: Path, suffix: str) -> dict[str, np.ndarray]:
-    if suffix == ".npy":
-        return {"": np.load(path, allow_pickle=False)}
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as data:
             return {name: data[name] for name in data.files}

@@ -30,11 +30,12 @@ NEAR_PIXELS = 2.0
 # the surface at its pixel centres only, so a part under a pixel thin there (a fin or wing seen
 # edge-on, an open mesh's sheet) can fall between them and leave the other views' points of it
 # out; such a part covers, in that view, a band under a pixel wide, whose pixels never hold a
-# TORN_BLOCK square, so only the points in pixels that a TORN_BLOCK square of disagreeing pixels
-# covers count. `recon project` views of the test shapes, synthetic torsos and corsets, plates
-# with thin fins and pyvista's airplane (16 to 256 px) leave none of the points out, where
-# counting every point out leaves the airplane 22% at 16 px and 8% at 64 px; a torso's views 1
-# and 2 stored under each other's names leave 56% at 32 px (15% counting every point).
+# TORN_BLOCK square, so only the disagreeing points in pixels that a TORN_BLOCK square of
+# disagreeing pixels covers count. `recon project` views of the test shapes, synthetic torsos
+# and corsets, plates with thin fins and pyvista's airplane (16 to 256 px) leave none of the
+# points out, where counting every one leaves the airplane 22% at 16 px and 8% at 64 px; a
+# torso's views 1 and 2 stored under each other's names leave 13.5% at 32 px, 18% at 64 px and
+# 30% at 128 px (15% and 25% at 32 and 64 px counting every one), but nothing at 16 px.
 AGREE_PIXELS = 1
 TORN_BLOCK = 3
 MAX_DISAGREEING = 0.05
@@ -174,7 +175,7 @@ def view_disagreement(
         torn[rows[wrong], cols[wrong]] = True
         torn = binary_opening(torn, structure=block)  # drop bands a pixel grid can miss
         disagree = np.ones(len(others), dtype=bool)
-        disagree[inside] = torn[rows, cols]
+        disagree[inside] = wrong & torn[rows, cols]
         shares[str(view.get("name", index))] = float(disagree.mean())
     return shares
 
@@ -451,9 +452,15 @@ def cancelling_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     from itertools import combinations
 
     corners = np.sort(faces, axis=1)
-    _, inverse, counts = np.unique(corners, axis=0, return_inverse=True, return_counts=True)
-    repeats = counts[inverse.ravel()]
-    drop = (repeats > 1) & (repeats % 2 == 0)
+    _, inverse = np.unique(corners, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    # +1 for a face wound as its sorted corners run (up to rotation), -1 for the reverse
+    first = np.argmin(faces, axis=1)
+    following = faces[np.arange(len(faces)), (first + 1) % 3]
+    winding = np.where(following == corners[:, 1], 1, -1)
+    balance = np.bincount(inverse, weights=winding)
+    repeats = np.bincount(inverse)
+    drop = (repeats[inverse] > 1) & (balance[inverse] == 0)  # as many of each way round
     edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
     _, on_edge, uses = np.unique(edges, axis=0, return_inverse=True, return_counts=True)
     on_edge = on_edge.ravel()

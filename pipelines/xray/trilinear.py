@@ -21,7 +21,7 @@ from diffdrr.renderers import Trilinear, _get_alpha_minmax
 class FusedTrilinear(Trilinear):
     """Drop-in for diffdrr.renderers.Trilinear (reducefn 'sum', no mask): returns (B, 1, rays).
     chunk_rays (None: all at once) samples the rays that many at a time, each image's sampling
-    range taken over all its rays first, so a chunked DRR equals the whole one."""
+    range taken over all its rays first, so a chunked DRR equals the whole one to float rounding."""
 
     chunk_rays: int | None = None
 
