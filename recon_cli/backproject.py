@@ -1,4 +1,4 @@
-"""`recon backproject`: views folder -> surface mesh, optionally scored against a reference."""
+"""`recon backproject`: views folder -> watertight mesh, optionally scored against a reference."""
 
 from pathlib import Path
 from typing import Annotated, Literal
@@ -63,9 +63,8 @@ def backproject(
     json_out: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """Turn depth views back into a surface in the original mesh's frame: closed (watertight)
-    with the default Poisson method; --method vedo may leave holes. The table's and --json's
-    `watertight` say which.
+    """Turn depth views back into a surface in the original mesh's frame (watertight with the
+    default Poisson method; --method vedo may leave holes, and the table says which).
 
     Every foreground pixel is lifted to 3D, the views are merged, outliers dropped, normals
     oriented toward the camera that saw each point, and a surface reconstructed. Writes OUT and
