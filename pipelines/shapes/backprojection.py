@@ -451,6 +451,12 @@ def cancelling_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     watertight until they go, and it encloses the same volume without them."""
     from itertools import combinations
 
+    edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
+    key = edges[:, 0].astype(np.int64) * (int(faces.max()) + 1) + edges[:, 1]  # one number each
+    _, on_edge, uses = np.unique(key, return_inverse=True, return_counts=True)
+    crowded = np.flatnonzero(uses > 2)
+    if not len(crowded):  # a flap's edges carry more than two faces
+        return np.zeros(len(faces), dtype=bool)
     corners = np.sort(faces, axis=1)
     _, inverse = np.unique(corners, axis=0, return_inverse=True)
     inverse = inverse.ravel()
@@ -461,13 +467,12 @@ def cancelling_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     balance = np.bincount(inverse, weights=winding)
     repeats = np.bincount(inverse)
     drop = (repeats[inverse] > 1) & (balance[inverse] == 0)  # as many of each way round
-    edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
-    _, on_edge, uses = np.unique(edges, axis=0, return_inverse=True, return_counts=True)
-    on_edge = on_edge.ravel()
-    owner = np.tile(np.arange(len(faces)), 3)
+    order = np.argsort(on_edge.ravel(), kind="stable")  # the half-edges, grouped by edge
+    first_use = np.concatenate([[0], np.cumsum(uses)])
+    owner = np.tile(np.arange(len(faces)), 3)[order]
     face_of = {tuple(c): k for k, c in enumerate(corners.tolist())}
-    for edge in np.flatnonzero(uses > 2):
-        near = sorted(set(faces[owner[on_edge == edge]].ravel().tolist()))
+    for edge in crowded:
+        near = sorted(set(faces[owner[first_use[edge] : first_use[edge + 1]]].ravel().tolist()))
         for quad in combinations(near, 4):
             found = [face_of.get(three) for three in combinations(quad, 3)]
             points = vertices[list(quad)]
