@@ -69,6 +69,7 @@ def serve(
     import uvicorn
 
     from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.common.outputs import check_outside_runs
     from recon.pipelines.web.app import THREE, ServeSettings, create_app
     from recon.pipelines.web.jobs import check_data_folder, data_lock
     from recon.pipelines.web.tasks import check_checkpoints, parse_checkpoint_specs
@@ -81,8 +82,9 @@ def serve(
     check_bind(host, port)
     origins = check_origins(cors_origin or [])
     root_path = check_root_path(root_path)
-    checkpoints = parse_checkpoint_specs(checkpoint)
     data = data.expanduser().absolute()
+    check_outside_runs(data)  # another run's --overwrite would delete the jobs
+    checkpoints = parse_checkpoint_specs(checkpoint)
     if data.exists() and not data.is_dir():
         raise BadInput(f"{data}: --data must be a folder")
     check_data_folder(data)

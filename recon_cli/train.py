@@ -209,6 +209,10 @@ def train(
     else:
         cfg = resolve_config(spec, config, overrides, labels)
         run_dir = out or Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if out is None:  # a given --out was checked as the command started
+            from recon.pipelines.common.outputs import check_outside_runs
+
+            check_outside_runs(run_dir)
     run = RunOptions(
         out=run_dir,
         resume=resume,

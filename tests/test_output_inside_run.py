@@ -95,3 +95,28 @@ def test_another_tools_run_json_above_is_no_recon_run(recon, tmp_path, shapes):
     (project / "run.json").write_text(json.dumps({"command": "my_main", "status": "COMPLETED"}))
     code, _, err = recon("project", shapes / "box.stl", "-o", project / "v", "--size", "32", "-q")
     assert code == 0, err
+
+
+def test_a_default_run_folder_inside_a_run_is_refused(recon, views, pix3d, monkeypatch):
+    """`recon train` without --out makes runs/TASK-TIME in the working folder: started inside a
+    `project` output, the run landed in it, where the project run's --overwrite deletes it."""
+    monkeypatch.chdir(views)
+    before = snapshot(views.parent)
+    code, _, err = recon("train", "voxel", "--data", pix3d, "--device", "cpu", "--epochs", "1")
+    assert code == 2, err
+    assert err.startswith(f"error: {views}/runs/voxel-") and err.count("\n") == 1, err
+    assert f"is part of the output of `recon project` in {views}; its --overwrite" in err
+    assert snapshot(views.parent) == before
+
+
+def test_a_serve_data_folder_inside_a_run_is_refused(recon, views, tmp_path):
+    """The server keeps its jobs in --data across restarts: inside a `project` output, that
+    run's --overwrite deleted them."""
+    before = snapshot(views.parent)
+    code, _, err = recon("serve", "-c", f"voxel={tmp_path / 'v.ckpt'}", "--data", views / "jobs")
+    assert code == 2, err
+    assert err == (
+        f"error: {views / 'jobs'}: is part of the output of `recon project` in {views}; its "
+        "--overwrite would delete it: choose another path\n"
+    )
+    assert snapshot(views.parent) == before
