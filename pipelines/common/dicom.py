@@ -117,7 +117,7 @@ def beam_relation(
     relationship = _relationship(ds)
     linear = None if not relationship else relationship == "LIN"
     parts = [f"Pixel Intensity Relationship {relationship}"] if relationship else []
-    if linear is None and str(ds.get("RescaleType", "") or "").strip().upper() == "OD":
+    if linear is None and code_string(ds, "RescaleType") == "OD":
         linear = False  # optical density, log10 of the transmission: logarithmic already
         parts.append("Rescale Type OD")
     keyword = "PixelIntensityRelationshipSign"
@@ -147,17 +147,22 @@ def beam_relation(
     return BeamRelation((sign > 0) == rising, linear, ", ".join(parts))
 
 
+def code_string(ds, keyword: str) -> str:
+    """A code-string tag (Modality, Rescale Type, ...) of a DICOM header, upper case; "" when
+    absent or empty."""
+    return str(ds.get(keyword, "") or "").strip().upper()
+
+
 def _xa_or_rf(ds) -> bool:
     """An angiography or fluoroscopy image (XA, RF), whose module has Pixel Intensity
     Relationship but no Sign."""
-    modality = str(ds.get("Modality", "") or "").strip().upper()
-    return modality in ("XA", "RF") or str(ds.get("SOPClassUID", "")).startswith(
+    return code_string(ds, "Modality") in ("XA", "RF") or str(ds.get("SOPClassUID", "")).startswith(
         "1.2.840.10008.5.1.4.1.1.12."
     )
 
 
 def _relationship(ds) -> str:
-    return str(ds.get("PixelIntensityRelationship", "") or "").strip().upper()
+    return code_string(ds, "PixelIntensityRelationship")
 
 
 def modality_lut_applies(ds) -> bool:
@@ -236,7 +241,7 @@ def read_dicom_image(
                 f"{path}: an {ENHANCED_XRAY[str(ds.SOPClassUID)]} image keeps its geometry and "
                 "intensity tags per frame, which are not read; export the run as XA or RF"
             )
-        modality = str(ds.get("Modality", "") or "").strip().upper()
+        modality = code_string(ds, "Modality")
         if modality in NOT_PROJECTION:
             raise BadInput(
                 f"{path}: Modality (0008,0060) {modality} is {NOT_PROJECTION[modality]}, not a "

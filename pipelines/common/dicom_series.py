@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from recon.pipelines.common.dicom import (
+    code_string,
     decoded_pixels,
     dicom_number,
     looks_like_dicom,
@@ -79,11 +80,6 @@ class _Plane:
     hu: Callable[[], np.ndarray]  # its pixels in HU, (rows, columns) float32
 
 
-def _modality(ds) -> str:
-    """The Modality (0008,0060) of a DICOM header, upper case; "" when not given."""
-    return str(getattr(ds, "Modality", "") or "").strip().upper()
-
-
 def _not_ct(label: str, modalities: list[str]) -> BadInput:
     """The one line refusing a file or folder whose images are of other modalities."""
     return BadInput(
@@ -96,8 +92,8 @@ def _ct_values(label: str, ds, rescale) -> None:
     given) and a Rescale Slope (not 0) and Intercept, or a Modality LUT (both Type 1 in the CT
     image modules, PS3.3 C.8.2.1 and C.8.15.3.10) in `rescale` (the dataset or its Pixel Value
     Transformation item)."""
-    if _modality(ds) not in ("", "CT"):
-        raise _not_ct(label, [_modality(ds)])
+    if code_string(ds, "Modality") not in ("", "CT"):
+        raise _not_ct(label, [code_string(ds, "Modality")])
     if rescale is not None and "ModalityLUTSequence" in rescale:
         return
     missing = [
@@ -291,15 +287,15 @@ def _image_headers(folder: Path, wanted: Path | None = None) -> list[tuple[Path,
             raise BadInput(
                 f"{file}: not a readable DICOM file ({first_line(error)}){beside}"
             ) from error
-        if file == wanted and _modality(ds) not in ("", "CT"):
-            raise _not_ct(str(file), [_modality(ds)])
+        if file == wanted and code_string(ds, "Modality") not in ("", "CT"):
+            raise _not_ct(str(file), [code_string(ds, "Modality")])
         if "Rows" in ds:
             headers.append((file, ds))
     if not headers:
         raise BadInput(f"{folder}: holds no DICOM images")
     headers.sort(key=lambda item: item[0])
-    other = sorted({_modality(ds) for _, ds in headers} - {"", "CT"})
-    headers = [(file, ds) for file, ds in headers if _modality(ds) in ("", "CT")]
+    other = sorted({code_string(ds, "Modality") for _, ds in headers} - {"", "CT"})
+    headers = [(file, ds) for file, ds in headers if code_string(ds, "Modality") in ("", "CT")]
     if not headers:
         raise _not_ct(str(folder), other)
     slices = [(file, ds) for file, ds in headers if not _localizer(ds)]

@@ -251,9 +251,10 @@ def film_frame(ds, path: Path) -> tuple[int, bool, str]:
     +column, the radiological display L\\F): np.rot90 turns, whether to mirror after them, and
     a line that says what was read and done. Patient Orientation, else Field of View Rotation /
     Horizontal Flip, else the film is taken as displayed. BadInput for a lateral view."""
+    from recon.pipelines.common.dicom import code_string
     from recon.pipelines.xray import dicom_stored_orientation, image_frame
 
-    view = str(getattr(ds, "ViewPosition", "") or "").strip().upper()
+    view = code_string(ds, "ViewPosition")
     expects = "embed-spine measures frontal (AP or PA) spine films"
     if view in ("LL", "RL", "LATERAL"):
         raise BadInput(f"{path}: View Position (0018,5101) {view} is a lateral view; {expects}")

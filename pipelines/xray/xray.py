@@ -214,7 +214,9 @@ def dicom_frame(ds, path: Path, orientation: str, reverse_x_axis: bool | None) -
     View Position (0018,5101) against the view. A stored image that is turned keeps its stored
     orientation and the turn in the frame's source, which the records show next to the
     orientation of the turned image."""
-    view = str(getattr(ds, "ViewPosition", "") or "").strip().upper()
+    from recon.pipelines.common.dicom import code_string
+
+    view = code_string(ds, "ViewPosition")
     if view in ("AP", "PA") and view != orientation:
         raise BadInput(
             f"{path}: View Position (0018,5101) is {view} but --orientation is {orientation}; "
