@@ -141,6 +141,7 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
         task.check(cfg, run.resume)
     with warnings.catch_warnings(), contextlib.ExitStack() as stack:
         stack.callback(forget_read_checkpoint)  # a resume's checkpoint Lightning did not take
+        stack.callback(_leave_process_group)
         resumed = _resume_point(task, cfg, run, rank_zero)
         for message in _EXPECTED_WARNINGS:
             warnings.filterwarnings("ignore", message=message)
@@ -191,6 +192,15 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
                 raise
     timings = {"setup": clock - started, "fit": time.perf_counter() - clock}
     return _finish(task, cfg, trainer, checkpoints[0], out, timings)
+
+
+def _leave_process_group() -> None:
+    """Destroy this process's torch.distributed group once its fit is over (Lightning leaves it
+    up): its gloo threads then stop before the interpreter's exit tears them down, where a rank
+    can abort now and then. Local to the process: no rank waits for another."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
 
 
 def _run_out(run: RunOptions) -> Path:
