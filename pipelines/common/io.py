@@ -7,6 +7,7 @@ PNG, masks and photos 8-bit PNG; every write goes through a temporary file.
 from __future__ import annotations
 
 import struct
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,6 +154,8 @@ def open_image(path: Path):
     except Image.DecompressionBombError as error:
         raise BadInput(f"{path}: image is too large ({first_line(error)})") from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        if is_tiff(path):
+            raise UndecodedTiff(f"{path}: not a readable image ({first_line(error)})") from error
         raise BadInput(f"{path}: not a readable image ({first_line(error)})") from error
     width, height = image.size
     if width * height > MAX_PIXELS:
@@ -161,6 +164,105 @@ def open_image(path: Path):
             f"{path}: image claims {width} x {height} pixels, more than the {MAX_PIXELS} allowed"
         )
     return image
+
+
+class UndecodedTiff(BadInput):
+    """A TIFF Pillow does not open: floating-point samples of 16 or 64 bits, or floating
+    colour (RGB) samples, which read_image reads with tifffile instead (_read_float_tiff)."""
+
+
+TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, both byte orders
+
+
+def is_tiff(path: Path) -> bool:
+    """Whether the file starts as a TIFF (classic or BigTIFF)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) in TIFF_MAGIC
+    except OSError:
+        return False
+
+
+@contextmanager
+def _tifffile_quiet():
+    """tifffile, imported, with its logger's warnings on a damaged file (`contains no pages`)
+    kept off stderr: the BadInput line says what is wrong."""
+    import logging
+
+    import tifffile
+
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield tifffile
+    finally:
+        logger.setLevel(level)
+
+
+def _float_tiff_page(tif, path: Path, one_frame: bool):
+    """The first page of an open tifffile.TiffFile, if it holds floating-point samples that
+    read_image can use (BadInput otherwise, for the reason)."""
+    pages = len(tif.pages)
+    if not pages:
+        raise BadInput(f"{path}: not a readable image (a TIFF that holds no image)")
+    if one_frame and pages > 1:
+        raise BadInput(
+            f"{path}: holds {pages} images (a stack or an animation); give one X-ray per file"
+        )
+    page = tif.pages[0]
+    if page.sampleformat != 3:  # IEEE floating point; integer TIFFs Pillow cannot open stay so
+        raise BadInput(f"{path}: not a readable image (a TIFF Pillow cannot decode)")
+    samples = page.samplesperpixel
+    if page.photometric not in (1, 2) or samples not in (1, 3, 4):  # grey (black is 0), RGB(A)
+        raise BadInput(
+            f"{path}: a float TIFF of {samples} samples per pixel with photometric "
+            f"{int(page.photometric)}; save it as grey or RGB"
+        )
+    orientation = int(getattr(page.tags.get(EXIF_ORIENTATION), "value", 1) or 1)
+    if orientation != 1:
+        raise BadInput(
+            f"{path}: a float TIFF stored turned or mirrored (Orientation {orientation}); "
+            "save it upright (Orientation 1)"
+        )
+    if page.imagewidth * page.imagelength > MAX_PIXELS:
+        raise BadInput(
+            f"{path}: image claims {page.imagewidth} x {page.imagelength} pixels, more than the "
+            f"{MAX_PIXELS} allowed"
+        )
+    return page
+
+
+def _read_float_tiff(path: Path, one_frame: bool) -> np.ndarray:
+    """The first image of a floating-point TIFF Pillow does not open (64- or 16-bit samples,
+    RGB floats, stored pixel-interleaved or planar), as float32 (H, W) or (H, W, C)."""
+    try:
+        with _tifffile_quiet() as tifffile, tifffile.TiffFile(path) as tif:
+            page = _float_tiff_page(tif, path, one_frame)
+            array = page.asarray()
+            if page.samplesperpixel > 1 and page.planarconfig == 2:  # planes: (C, H, W)
+                array = np.moveaxis(array, 0, -1)
+    except BadInput:
+        raise
+    except Exception as error:  # noqa: BLE001 - tifffile raises many types for damaged files
+        raise BadInput(f"{path}: not a readable image ({first_line(error)})") from error
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def picture_size(path: Path) -> tuple[int, int]:
+    """(width, height) of a picture as read_image returns it, without decoding its pixels."""
+    try:
+        with open_image(path) as image:
+            return upright_size(image)
+    except UndecodedTiff:
+        try:
+            with _tifffile_quiet() as tifffile, tifffile.TiffFile(path) as tif:
+                page = _float_tiff_page(tif, path, False)
+                return int(page.imagewidth), int(page.imagelength)
+        except BadInput:
+            raise
+        except Exception as error:  # noqa: BLE001 - as in _read_float_tiff
+            raise BadInput(f"{path}: not a readable image ({first_line(error)})") from error
 
 
 EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how a viewer turns the stored pixels
@@ -210,9 +312,10 @@ def read_image(path: Path, one_frame: bool = False) -> np.ndarray:
     """Read an image file into an array, keeping its bit depth ((H, W) or (H, W, C)), upright:
     turned as its EXIF Orientation says (a phone photo stored sideways), as viewers show it.
     Colours are values, never codes: a palette image comes back RGB (RGBA when it has a
-    transparent entry), CMYK, YCbCr, LAB and HSV come back RGB. A multi-frame file (a TIFF
-    stack, an animation) gives its first frame, or with one_frame=True (an X-ray, where a stack
-    is a sequence of exposures) BadInput."""
+    transparent entry), CMYK, YCbCr, LAB and HSV come back RGB; a floating-point TIFF Pillow
+    does not open (16- or 64-bit samples, RGB floats) is read by tifffile, as float32. A
+    multi-frame file (a TIFF stack, an animation) gives its first frame, or with one_frame=True
+    (an X-ray, where a stack is a sequence of exposures) BadInput."""
     return _read_pixels(path, one_frame)[0]
 
 
@@ -223,7 +326,11 @@ def _read_pixels(path: Path, one_frame: bool = False) -> tuple[np.ndarray, Sampl
     from PIL import Image
 
     path = Path(path)
-    with open_image(path) as image:
+    try:
+        opened = open_image(path)
+    except UndecodedTiff:
+        return _read_float_tiff(path, one_frame), SampleFormat()
+    with opened as image:
         _refuse_turned_tiff(image)  # before load(): Pillow drops the tag while loading
         frames = int(getattr(image, "n_frames", 1) or 1)
         if one_frame and frames > 1 and image.format != "MPO":  # MPO: a JPEG + its previews

@@ -50,11 +50,10 @@ def image_problem(path: Path) -> tuple[str, str] | None:
 
 
 def image_size(path: Path) -> tuple[int, int] | None:
-    from recon.pipelines.common.io import open_image, upright_size
+    from recon.pipelines.common.io import picture_size
 
     try:
-        with open_image(path) as image:
-            return upright_size(image)
+        return picture_size(path)
     except BadInput:
         return None
 

@@ -207,10 +207,31 @@ def check_image(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[str, int, int
         raise UploadError(413, f"the image has too many pixels (at most {max_pixels})") from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
         if kind is None:
-            raise not_image from error
+            return _float_tiff(path, max_pixels, not_image, error)
         raise UploadError(  # its header read, its pixels not: cut short or damaged
             415, f"the {kind} file is damaged or cut short: its pixels cannot be read"
         ) from error
     if width < 1 or height < 1 or kind not in FORMAT_SUFFIXES:
         raise not_image
     return FORMAT_SUFFIXES[kind], width, height
+
+
+def _float_tiff(path: Path, max_pixels: int, not_image: UploadError, error: Exception):
+    """check_image's answer for a file Pillow does not open: a floating-point TIFF the picture
+    readers take through tifffile (recon.pipelines.common.io), decoded in full; else not_image."""
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.common.io import is_tiff, picture_size, read_rgb
+
+    if not is_tiff(path):
+        raise not_image from error
+    try:
+        width, height = picture_size(path)
+        if width * height > max_pixels:
+            raise UploadError(
+                413, f"the image is {width} x {height} pixels; at most {max_pixels} are allowed"
+            )
+        read_rgb(path)  # decoded in full; floats outside [0, 1] refused here, not in the job
+    except BadInput as refused:
+        reason = str(refused).removeprefix(f"{path}: ")
+        raise UploadError(415, f"the TIFF cannot be used: {reason}") from refused
+    return "tif", width, height

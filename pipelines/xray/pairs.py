@@ -112,15 +112,14 @@ def _by_stem(folder: Path) -> dict[str, Path]:
 
 def image_size(path: Path) -> tuple[int, int]:
     """(rows, columns) of a picture or DICOM image, without decoding its pixels."""
-    from recon.pipelines.common.io import open_image, require_file, upright_size
+    from recon.pipelines.common.io import picture_size, require_file
 
     path = require_file(path, "image")
     if looks_like_dicom(path):
         dataset = _read_dicom(path, pixels=False)
         return int(dataset.Rows), int(dataset.Columns)
-    with open_image(path) as image:
-        width, height = upright_size(image)
-        return height, width
+    width, height = picture_size(path)
+    return height, width
 
 
 def read_gray(path: Path) -> tuple[np.ndarray, int]:
