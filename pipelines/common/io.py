@@ -183,23 +183,6 @@ def is_tiff(path: Path) -> bool:
         return False
 
 
-@contextmanager
-def _tifffile_quiet():
-    """tifffile, imported, with its logger's warnings on a damaged file (`contains no pages`)
-    kept off stderr: the BadInput line says what is wrong."""
-    import logging
-
-    import tifffile
-
-    logger = logging.getLogger("tifffile")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield tifffile
-    finally:
-        logger.setLevel(level)
-
-
 def _float_tiff_page(tif, path: Path, one_frame: bool):
     """The first page of an open tifffile.TiffFile, if it holds floating-point samples that
     read_image can use (BadInput otherwise, for the reason)."""
@@ -233,19 +216,36 @@ def _float_tiff_page(tif, path: Path, one_frame: bool):
     return page
 
 
-def _read_float_tiff(path: Path, one_frame: bool) -> np.ndarray:
-    """The first image of a floating-point TIFF Pillow does not open (64- or 16-bit samples,
-    RGB floats, stored pixel-interleaved or planar), as float32 (H, W) or (H, W, C)."""
+@contextmanager
+def _float_tiff(path: Path, one_frame: bool):
+    """The first page (tifffile's) of a floating-point TIFF Pillow does not open, checked by
+    _float_tiff_page; tifffile's errors while it is open become one BadInput, and its logger's
+    warnings on a damaged file (`contains no pages`) stay off stderr."""
+    import logging
+
+    import tifffile
+
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
     try:
-        with _tifffile_quiet() as tifffile, tifffile.TiffFile(path) as tif:
-            page = _float_tiff_page(tif, path, one_frame)
-            array = page.asarray()
-            if page.samplesperpixel > 1 and page.planarconfig == 2:  # planes: (C, H, W)
-                array = np.moveaxis(array, 0, -1)
+        with tifffile.TiffFile(path) as tif:
+            yield _float_tiff_page(tif, path, one_frame)
     except BadInput:
         raise
     except Exception as error:  # noqa: BLE001 - tifffile raises many types for damaged files
         raise BadInput(f"{path}: not a readable image ({first_line(error)})") from error
+    finally:
+        logger.setLevel(level)
+
+
+def _read_float_tiff(path: Path, one_frame: bool) -> np.ndarray:
+    """The first image of a floating-point TIFF Pillow does not open (64- or 16-bit samples,
+    RGB floats, stored pixel-interleaved or planar), as float32 (H, W) or (H, W, C)."""
+    with _float_tiff(path, one_frame) as page:
+        array = page.asarray()
+        if page.samplesperpixel > 1 and page.planarconfig == 2:  # planes: (C, H, W)
+            array = np.moveaxis(array, 0, -1)
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
@@ -255,14 +255,8 @@ def picture_size(path: Path) -> tuple[int, int]:
         with open_image(path) as image:
             return upright_size(image)
     except UndecodedTiff:
-        try:
-            with _tifffile_quiet() as tifffile, tifffile.TiffFile(path) as tif:
-                page = _float_tiff_page(tif, path, False)
-                return int(page.imagewidth), int(page.imagelength)
-        except BadInput:
-            raise
-        except Exception as error:  # noqa: BLE001 - as in _read_float_tiff
-            raise BadInput(f"{path}: not a readable image ({first_line(error)})") from error
+        with _float_tiff(path, False) as page:
+            return int(page.imagewidth), int(page.imagelength)
 
 
 EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how a viewer turns the stored pixels
