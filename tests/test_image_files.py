@@ -373,6 +373,24 @@ def test_negative_integer_samples_lower_black(tmp_path):
     assert got.tolist() == [0, 64, 128, 255]
 
 
+def test_signed_8_bit_samples_are_read_as_signed(tmp_path):
+    """Pillow hands a signed 8-bit TIFF over as unsigned bytes: -1 read as 255 (white), -128 as
+    128 (mid grey), so the picture came back scrambled; the file's SampleFormat says signed."""
+    import tifffile
+    from PIL import Image
+
+    from recon.pipelines.common.io import grey_pixels, read_image, read_rgb
+
+    grey = grey_ramp()
+    path = tmp_path / "int8.tif"
+    tifffile.imwrite(path, (grey.astype(np.int16) - 128).astype(np.int8))
+    assert Image.open(path).mode == "L"  # what Pillow makes of it
+    assert np.array_equal(read_rgb(path)[..., 0], grey)  # -128 black .. 127 white
+    values = grey_pixels(read_image(path))
+    assert np.array_equal(np.argsort(values, axis=None, kind="stable"),
+                          np.argsort(grey, axis=None, kind="stable"))  # fmt: skip
+
+
 def test_a_float_tiff_in_0_1_is_read_as_its_intensities(tmp_path):
     """A 32-bit float TIFF (Pillow mode "F") written by tifffile: [0, 1] is black to white."""
     import tifffile

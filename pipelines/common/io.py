@@ -336,9 +336,17 @@ def _read_pixels(path: Path, one_frame: bool = False) -> tuple[np.ndarray, Sampl
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 image.load()
-                return np.asarray(_as_values(upright(image))), stated
+                return _signed_bytes(np.asarray(_as_values(upright(image))), stated), stated
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
             raise BadInput(f"{path}: not a readable image ({first_line(error)})") from error
+
+
+def _signed_bytes(array: np.ndarray, stated: SampleFormat) -> np.ndarray:
+    """The array as int8 where the file states signed 8-bit samples (a TIFF's SampleFormat 2),
+    which Pillow hands over as unsigned bytes: -1 would read as 255, white."""
+    if stated.signed and stated.bits == 8 and array.dtype == np.uint8:
+        return array.view(np.int8)
+    return array
 
 
 def grey_pixels(array: np.ndarray) -> np.ndarray:
@@ -367,7 +375,7 @@ def read_rgb(path: Path) -> np.ndarray:
         values = float_intensities(array.astype(np.float32), path) * 255.0
     elif array.dtype == bool:
         values = array * 255.0
-    elif array.dtype.itemsize > 1:
+    elif array.dtype.itemsize > 1 or array.dtype == np.int8:
         black, white = integer_range(array, stated)
         values = (array - black) * (255.0 / (white - black))
     else:
