@@ -391,6 +391,69 @@ def test_signed_8_bit_samples_are_read_as_signed(tmp_path):
                           np.argsort(grey, axis=None, kind="stable"))  # fmt: skip
 
 
+def test_white_is_zero_tiffs_read_as_their_black_is_zero_twins(tmp_path):
+    """A TIFF may store its samples white to black (Photometric Interpretation 0, as some X-ray
+    exports do). Pillow turns 8-bit ones only: 16-bit and float ones came back negative, bone
+    dark. Each, written by tifffile, reads as the BlackIsZero file of the turned values."""
+    import tifffile
+
+    from recon.pipelines.common.io import read_rgb
+
+    grey = grey_ramp()
+    bright = {
+        "uint8": grey,
+        "uint16": grey.astype(np.uint16) * 257,
+        "float32": (grey / 255.0).astype(np.float32),
+        "float64": grey / 255.0,  # one Pillow cannot open at all
+    }
+    for name, values in bright.items():
+        dark = 1.0 - values if values.dtype.kind == "f" else np.iinfo(values.dtype).max - values
+        white_is_zero, black_is_zero = tmp_path / f"w_{name}.tif", tmp_path / f"b_{name}.tif"
+        tifffile.imwrite(white_is_zero, dark.astype(values.dtype), photometric="miniswhite")
+        tifffile.imwrite(black_is_zero, values, photometric="minisblack")
+        got = read_rgb(white_is_zero)
+        assert np.abs(got.astype(int) - read_rgb(black_is_zero)).max() <= 1, name
+        assert np.abs(got[..., 0].astype(int) - grey).max() <= 1, name
+
+
+def test_a_white_is_zero_spine_film_measures_as_its_png(recon, tmp_path):
+    """The same spine film as a 16-bit PNG and as a 16-bit WhiteIsZero TIFF: the same Cobb
+    angle (read the wrong way round, the spine is a dark column and the film has none)."""
+    import json
+
+    import tifffile
+
+    from recon.pipelines.common.io import write_png
+    from recon.pipelines.corset.spine_xray import synth_spine_xray
+
+    film = synth_spine_xray(18.0, rows=192, seed=5)
+    png = write_png(tmp_path / "film.png", film.image)
+    tiff = tmp_path / "film.tif"
+    tifffile.imwrite(tiff, (65535 - film.image).astype(np.uint16), photometric="miniswhite")
+    spacing = str(film.spacing_mm)
+    angles = []
+    for path in (png, tiff):
+        out = tmp_path / f"{path.suffix[1:]}.json"
+        rc, _, err = recon("embed-spine", path, "-o", out, "--pixel-spacing", spacing, spacing)
+        assert rc == 0, err
+        angles.append(json.loads(out.read_text())["cobb_deg"])
+    assert angles[0] == pytest.approx(angles[1], abs=1e-6)
+    assert abs(angles[0] - film.cobb_deg) < 3.0
+
+
+def test_a_signed_white_is_zero_tiff_is_one_line(recon, tmp_path):
+    """Signed samples stored white to black: Pillow does not open them, and the line says what
+    the file holds."""
+    import tifffile
+
+    path = tmp_path / "film.tif"
+    tifffile.imwrite(path, np.zeros((64, 48), dtype=np.int16), photometric="miniswhite")
+    rc, _, err = recon("embed-spine", path, "-o", tmp_path / "e.json")
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "a TIFF of int16 samples, Photometric Interpretation 0" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["film.tif"]
+
+
 def test_a_float_tiff_in_0_1_is_read_as_its_intensities(tmp_path):
     """A 32-bit float TIFF (Pillow mode "F") written by tifffile: [0, 1] is black to white."""
     import tifffile

@@ -195,9 +195,13 @@ def _float_tiff_page(tif, path: Path, one_frame: bool):
         )
     page = tif.pages[0]
     if page.sampleformat != 3:  # IEEE floating point; integer TIFFs Pillow cannot open stay so
-        raise BadInput(f"{path}: not a readable image (a TIFF Pillow cannot decode)")
+        raise BadInput(
+            f"{path}: not a readable image (a TIFF of {page.dtype} samples, Photometric "
+            f"Interpretation {int(page.photometric)}, that Pillow cannot decode)"
+        )
     samples = page.samplesperpixel
-    if page.photometric not in (1, 2) or samples not in (1, 3, 4):  # grey (black is 0), RGB(A)
+    grey = page.photometric in (0, 1) and samples == 1  # WhiteIsZero or BlackIsZero
+    if not grey and not (page.photometric == 2 and samples in (3, 4)):  # RGB(A)
         raise BadInput(
             f"{path}: a float TIFF of {samples} samples per pixel with photometric "
             f"{int(page.photometric)}; save it as grey or RGB"
@@ -246,6 +250,8 @@ def _read_float_tiff(path: Path, one_frame: bool) -> np.ndarray:
         array = page.asarray()
         if page.samplesperpixel > 1 and page.planarconfig == 2:  # planes: (C, H, W)
             array = np.moveaxis(array, 0, -1)
+        if page.photometric == WHITE_IS_ZERO:
+            array = 1.0 - array  # [0, 1] intensities, as _black_is_zero turns floats
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
@@ -270,9 +276,13 @@ class SampleFormat:
     bits: int | None = None  # bits per sample (TIFF BitsPerSample)
     signed: bool = False  # two's complement (TIFF SampleFormat 2)
     maximum: float | None = None  # the value of white (TIFF MaxSampleValue, SMaxSampleValue)
+    # samples that run white to black (TIFF Photometric 0, WhiteIsZero, as some X-ray exports
+    # write them) which Pillow hands over unturned: it turns 1- and 8-bit grey only
+    white_is_zero: bool = False
 
 
 TIFF_BITS, TIFF_FORMAT, TIFF_MAX, TIFF_SIGNED_MAX = 258, 339, 281, 341  # TIFF 6.0 tag numbers
+TIFF_PHOTOMETRIC, WHITE_IS_ZERO = 262, 0
 
 
 def stated_sample_format(image) -> SampleFormat:
@@ -285,12 +295,14 @@ def stated_sample_format(image) -> SampleFormat:
         bits = _largest(tags.get(TIFF_BITS))
         signed = _largest(tags.get(TIFF_FORMAT)) == 2
         maximum = _largest(tags.get(TIFF_SIGNED_MAX if signed else TIFF_MAX))
+        turned = tags.get(TIFF_PHOTOMETRIC) == WHITE_IS_ZERO and image.mode not in ("1", "L")
     except (TypeError, ValueError):
         return SampleFormat()
     return SampleFormat(
         None if bits is None else int(bits),
         signed,
         None if maximum is None or not maximum > 0 else float(maximum),
+        turned,
     )
 
 
@@ -336,9 +348,31 @@ def _read_pixels(path: Path, one_frame: bool = False) -> tuple[np.ndarray, Sampl
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 image.load()
-                return _signed_bytes(np.asarray(_as_values(upright(image))), stated), stated
+                array = _signed_bytes(np.asarray(_as_values(upright(image))), stated)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
             raise BadInput(f"{path}: not a readable image ({first_line(error)})") from error
+    return _black_is_zero(array, stated, path), stated
+
+
+def _black_is_zero(array: np.ndarray, stated: SampleFormat, path: Path) -> np.ndarray:
+    """The samples of a WhiteIsZero TIFF Pillow left unturned (stated.white_is_zero) turned to
+    run black to white, as every reader takes them: unsigned integers from the white their
+    type or tags give (integer_range), floats in [0, 1] as 1 - value. Others are refused."""
+    if not stated.white_is_zero:
+        return array
+    if array.ndim != 2:
+        raise BadInput(f"{path}: a WhiteIsZero TIFF that is not one grey channel {array.shape}")
+    if array.dtype.kind == "f":
+        return 1.0 - array
+    if array.dtype.kind == "u":
+        white = integer_range(array, stated)[1]
+        if float(array.max()) > white:
+            raise BadInput(f"{path}: WhiteIsZero samples above the file's white ({white:g})")
+        return (white - array.astype(np.float64)).astype(array.dtype)
+    raise BadInput(
+        f"{path}: a WhiteIsZero TIFF of {array.dtype} samples; save it as BlackIsZero "
+        "(Photometric Interpretation 1)"
+    )
 
 
 def _signed_bytes(array: np.ndarray, stated: SampleFormat) -> np.ndarray:
