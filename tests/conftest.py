@@ -31,6 +31,22 @@ def recon(capsys):
     return run
 
 
+@pytest.fixture
+def cobb_of(recon):
+    """`recon embed-spine FILM --pixel-spacing S S` as a user runs it: the Cobb angle (deg) of
+    its JSON, written beside the film."""
+    import json
+
+    def measure(film, spacing_mm: float) -> float:
+        out = film.with_name(f"{film.name}.json")
+        spacing = str(spacing_mm)
+        rc, _, err = recon("embed-spine", film, "-o", out, "--pixel-spacing", spacing, spacing)
+        assert rc == 0, err
+        return json.loads(out.read_text())["cobb_deg"]
+
+    return measure
+
+
 @pytest.fixture(scope="session")
 def shapes(tmp_path_factory):
     """The synthetic test shapes as STL files (session-wide)."""

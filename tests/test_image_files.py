@@ -416,11 +416,9 @@ def test_white_is_zero_tiffs_read_as_their_black_is_zero_twins(tmp_path):
         assert np.abs(got[..., 0].astype(int) - grey).max() <= 1, name
 
 
-def test_a_white_is_zero_spine_film_measures_as_its_png(recon, tmp_path):
+def test_a_white_is_zero_spine_film_measures_as_its_png(cobb_of, tmp_path):
     """The same spine film as a 16-bit PNG and as a 16-bit WhiteIsZero TIFF: the same Cobb
     angle (read the wrong way round, the spine is a dark column and the film has none)."""
-    import json
-
     import tifffile
 
     from recon.pipelines.common.io import write_png
@@ -430,13 +428,7 @@ def test_a_white_is_zero_spine_film_measures_as_its_png(recon, tmp_path):
     png = write_png(tmp_path / "film.png", film.image)
     tiff = tmp_path / "film.tif"
     tifffile.imwrite(tiff, (65535 - film.image).astype(np.uint16), photometric="miniswhite")
-    spacing = str(film.spacing_mm)
-    angles = []
-    for path in (png, tiff):
-        out = tmp_path / f"{path.suffix[1:]}.json"
-        rc, _, err = recon("embed-spine", path, "-o", out, "--pixel-spacing", spacing, spacing)
-        assert rc == 0, err
-        angles.append(json.loads(out.read_text())["cobb_deg"])
+    angles = [cobb_of(path, film.spacing_mm) for path in (png, tiff)]
     assert angles[0] == pytest.approx(angles[1], abs=1e-6)
     assert abs(angles[0] - film.cobb_deg) < 3.0
 
