@@ -167,8 +167,8 @@ def open_image(path: Path):
 
 
 class UndecodedTiff(BadInput):
-    """A TIFF Pillow does not open: floating-point samples of 16 or 64 bits, or floating
-    colour (RGB) samples, which read_image reads with tifffile instead (_read_float_tiff)."""
+    """A TIFF Pillow does not open. read_image then reads it with tifffile if it holds
+    floating-point samples (16- or 64-bit, RGB floats: _read_float_tiff), else says why not."""
 
 
 TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, both byte orders
