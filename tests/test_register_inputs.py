@@ -774,3 +774,35 @@ def test_a_ct_without_labels_says_that_no_fiducials_and_no_mtre_follow(tmp_path,
     assert code == 0, err
     assert "so the pose errors come without mTRE" in err
     assert "final_mtre_mm" not in json.loads(out)["results"][0]
+
+
+@pytest.mark.parametrize(
+    "spacing,warned",
+    [
+        (0.1, "the film is 3.2 x 3.2 mm on the detector (32 x 32 px at 0.1 x 0.1 mm)"),
+        (50.0, "the film is 1.6e+03 x 1.6e+03 mm on the detector"),
+        (1.0, None),
+        (10.0, None),
+    ],
+)
+def test_a_film_of_no_detector_size_is_named_before_the_ct_loads(
+    tmp_path, recon, monkeypatch, spacing, warned
+):
+    """A pixel spacing off by a power of ten (0.1 typed for 1) made a film of a few mm: the
+    CT seen through a keyhole, "poor" after all the compute. The warning names the film's size
+    before the CT loads; a film a detector could be is not warned of."""
+    from recon.pipelines.common.io import write_png
+
+    _stop_at_the_ct(monkeypatch)
+    png = tmp_path / "film.png"
+    write_png(png, (np.arange(32 * 32).reshape(32, 32) % 200).astype(np.uint8))
+    stages = ["--heights", 32, "--iterations", 2, "--patience", 1]
+    code, _, err = recon("register", png, "-o", tmp_path / "reg", "--init", "fixed", "--sdd",
+                         1000, "--pixel-spacing", spacing, spacing, *stages)  # fmt: skip
+    lines = err.splitlines()
+    assert code == 2 and lines[-1].endswith("the CT was reached"), err
+    if warned is None:
+        assert len(lines) == 1, err
+    else:
+        assert len(lines) == 2 and lines[0].startswith(f"warning: {png}: {warned}"), err
+        assert lines[0].endswith("check the pixel spacing"), err

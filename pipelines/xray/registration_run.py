@@ -197,7 +197,13 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
     from recon.pipelines.xray.drr import RENDERERS
     from recon.pipelines.xray.synth_xray import read_fiducials
     from recon.pipelines.xray.volume import load_ct
-    from recon.pipelines.xray.xray import cropped_region, preprocess, read_xray, with_mask
+    from recon.pipelines.xray.xray import (
+        cropped_region,
+        detector_size_note,
+        preprocess,
+        read_xray,
+        with_mask,
+    )
 
     clock = time.perf_counter()
     r = request
@@ -293,6 +299,8 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
     ]
     for xray, (_, intrinsics, region) in zip(xrays, prepared, strict=True):
         check_region(xray, intrinsics, region, config.heights, r.crop)
+        if (note := detector_size_note(xray)) is not None:
+            sys.stderr.write(f"warning: {xray.path}: {note}\n")
     truths = fiducials = None
     if r.truth is not None:  # a pose file in order holds one pose for every X-ray asked for
         every_truth = read_truth_for(every, r.truth)

@@ -47,6 +47,9 @@ from recon.pipelines.xray.orientation import (
 )
 
 LINEARIZE = ("auto", "on", "off")
+# The sides, mm, of any X-ray detector: from a dental film (about 20 x 30 mm) to a stitched
+# long-leg film (up to about 1500 mm); a film outside them has a wrong pixel spacing.
+DETECTOR_MM = (20.0, 1500.0)
 
 
 @dataclass
@@ -64,6 +67,22 @@ class Xray:
     region_source: str = ""  # the tags that marked the rest (padding value, display shutters)
     frame_number: int = 1  # the frame read from a multi-frame DICOM (1-based)
     positioner_problem: str = ""  # why positioner is None: the tags missing, a bad distance
+
+
+def detector_size_note(xray: Xray) -> str | None:
+    """Why the X-ray's pixel spacing looks wrong, or None: the film's sides on the detector
+    (rows x spacing, columns x spacing) lie outside DETECTOR_MM, so the CT would be seen through a
+    keyhole or shrunk to a few pixels, and registration fails far from its start."""
+    detector = xray.intrinsics
+    rows_mm, cols_mm = detector.height * detector.dely, detector.width * detector.delx
+    low, high = DETECTOR_MM
+    if min(rows_mm, cols_mm) >= low and max(rows_mm, cols_mm) <= high:
+        return None
+    return (
+        f"the film is {cols_mm:.3g} x {rows_mm:.3g} mm on the detector ({detector.width} x "
+        f"{detector.height} px at {detector.delx:g} x {detector.dely:g} mm), no detector's size "
+        f"({low:g}-{high:g} mm a side): check the pixel spacing"
+    )
 
 
 def read_xray(
