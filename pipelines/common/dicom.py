@@ -114,7 +114,7 @@ def beam_relation(
     """Which way a DICOM X-ray's values run and whether they are linear in the beam intensity
     (see the module doc); stored (the pixels as stored) gives the range over which a Modality
     LUT's direction is judged. BadInput for a sign other than +1 or -1."""
-    relationship = _relationship(ds)
+    relationship = code_string(ds, "PixelIntensityRelationship")
     linear = None if not relationship else relationship == "LIN"
     parts = [f"Pixel Intensity Relationship {relationship}"] if relationship else []
     if linear is None and code_string(ds, "RescaleType") == "OD":
@@ -161,15 +161,12 @@ def _xa_or_rf(ds) -> bool:
     )
 
 
-def _relationship(ds) -> str:
-    return code_string(ds, "PixelIntensityRelationship")
-
-
 def modality_lut_applies(ds) -> bool:
     """False for a LOG XA or RF image with a Modality LUT Sequence: that LUT maps the log values
     back to linear intensity and is no part of display (PS3.3 C.8.7.1.1.2), so the values are
     read as stored, as LOG says."""
-    return not (_relationship(ds) == "LOG" and "ModalityLUTSequence" in ds and _xa_or_rf(ds))
+    relationship = code_string(ds, "PixelIntensityRelationship")
+    return not (relationship == "LOG" and "ModalityLUTSequence" in ds and _xa_or_rf(ds))
 
 
 def _modality_rises(ds, path: Path, stored: np.ndarray | None = None) -> bool:

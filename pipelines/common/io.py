@@ -277,7 +277,7 @@ class SampleFormat:
     signed: bool = False  # two's complement (TIFF SampleFormat 2)
     maximum: float | None = None  # the value of white (TIFF MaxSampleValue, SMaxSampleValue)
     # samples that run white to black (TIFF Photometric 0, WhiteIsZero, as some X-ray exports
-    # write them) which Pillow hands over unturned: it turns 1- and 8-bit grey only
+    # write them) which Pillow hands over as stored: it inverts 1- and 8-bit grey only
     white_is_zero: bool = False
 
 
@@ -295,14 +295,14 @@ def stated_sample_format(image) -> SampleFormat:
         bits = _largest(tags.get(TIFF_BITS))
         signed = _largest(tags.get(TIFF_FORMAT)) == 2
         maximum = _largest(tags.get(TIFF_SIGNED_MAX if signed else TIFF_MAX))
-        turned = tags.get(TIFF_PHOTOMETRIC) == WHITE_IS_ZERO and image.mode not in ("1", "L")
+        inverted = tags.get(TIFF_PHOTOMETRIC) == WHITE_IS_ZERO and image.mode not in ("1", "L")
     except (TypeError, ValueError):
         return SampleFormat()
     return SampleFormat(
         None if bits is None else int(bits),
         signed,
         None if maximum is None or not maximum > 0 else float(maximum),
-        turned,
+        inverted,
     )
 
 
@@ -355,7 +355,7 @@ def _read_pixels(path: Path, one_frame: bool = False) -> tuple[np.ndarray, Sampl
 
 
 def _black_is_zero(array: np.ndarray, stated: SampleFormat, path: Path) -> np.ndarray:
-    """The samples of a WhiteIsZero TIFF Pillow left unturned (stated.white_is_zero) turned to
+    """The samples of a WhiteIsZero TIFF Pillow left as stored (stated.white_is_zero) inverted to
     run black to white, as every reader takes them: unsigned integers from the white their
     type or tags give (integer_range), floats in [0, 1] as 1 - value. Others are refused."""
     if not stated.white_is_zero:

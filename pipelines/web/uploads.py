@@ -207,7 +207,7 @@ def check_image(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[str, int, int
         raise UploadError(413, f"the image has too many pixels (at most {max_pixels})") from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
         if kind is None:
-            return _float_tiff(path, max_pixels, not_image, error)
+            return _tiff_pillow_cannot_open(path, max_pixels, not_image, error)
         raise UploadError(  # its header read, its pixels not: cut short or damaged
             415, f"the {kind} file is damaged or cut short: its pixels cannot be read"
         ) from error
@@ -216,7 +216,7 @@ def check_image(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[str, int, int
     return FORMAT_SUFFIXES[kind], width, height
 
 
-def _float_tiff(path: Path, max_pixels: int, not_image: UploadError, error: Exception):
+def _tiff_pillow_cannot_open(path: Path, max_pixels: int, not_image: UploadError, error: Exception):
     """check_image's answer for a file Pillow does not open: a floating-point TIFF the picture
     readers take through tifffile (recon.pipelines.common.io), decoded in full; else not_image."""
     from recon.pipelines.common.errors import BadInput
