@@ -206,12 +206,6 @@ def _float_tiff_page(tif, path: Path, one_frame: bool):
             f"{path}: a float TIFF of {samples} samples per pixel with photometric "
             f"{int(page.photometric)}; save it as grey or RGB"
         )
-    orientation = int(getattr(page.tags.get(EXIF_ORIENTATION), "value", 1) or 1)
-    if orientation != 1:
-        raise BadInput(
-            f"{path}: a float TIFF stored turned or mirrored (Orientation {orientation}); "
-            "save it upright (Orientation 1)"
-        )
     if page.imagewidth * page.imagelength > MAX_PIXELS:
         raise BadInput(
             f"{path}: image claims {page.imagewidth} x {page.imagelength} pixels, more than the "
@@ -252,7 +246,30 @@ def _read_float_tiff(path: Path, one_frame: bool) -> np.ndarray:
             array = np.moveaxis(array, 0, -1)
         if page.photometric == WHITE_IS_ZERO:
             array = 1.0 - array  # [0, 1] intensities, as _black_is_zero turns floats
+        array = UPRIGHT_ARRAY[_tiff_page_orientation(page)](array)
     return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _tiff_page_orientation(page) -> int:
+    """The Orientation tag of a tifffile page; 1 (upright) when absent or none of EXIF's 1-8,
+    as exif_orientation takes it for the images Pillow opens."""
+    value = getattr(page.tags.get(EXIF_ORIENTATION), "value", 1)
+    return value if isinstance(value, int) and value in UPRIGHT_ARRAY else 1
+
+
+# The upright picture (rows top to bottom, columns left to right) from pixels stored as each
+# EXIF Orientation value says ("the 0th row is the visual top/right/bottom/left ..."): tifffile
+# hands over the stored pixels, so each is an exact turn or mirror of the array.
+UPRIGHT_ARRAY = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: np.swapaxes(a, 0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a[:, ::-1], -1),
+    8: lambda a: np.rot90(a, 1),
+}
 
 
 def picture_size(path: Path) -> tuple[int, int]:
@@ -262,7 +279,8 @@ def picture_size(path: Path) -> tuple[int, int]:
             return upright_size(image)
     except UndecodedTiff:
         with _float_tiff(path, False) as page:
-            return int(page.imagewidth), int(page.imagelength)
+            width, length = int(page.imagewidth), int(page.imagelength)
+            return (length, width) if _tiff_page_orientation(page) in TURNED else (width, length)
 
 
 EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how a viewer turns the stored pixels
