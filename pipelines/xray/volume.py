@@ -293,6 +293,9 @@ def _require_whole_nifti(path: Path, what: str = "CT volume") -> None:
     import struct
 
     name = path.name.lower()
+    if not path.is_dir() and name.endswith((".hdr", ".img")):  # a header + image pair
+        _require_nifti_orientation(path)
+        return
     if path.is_dir() or not name.endswith((".nii", ".nii.gz")):
         return
     opener = gzip.open if name.endswith(".gz") else open
@@ -326,13 +329,22 @@ def _require_whole_nifti(path: Path, what: str = "CT volume") -> None:
 
 def _require_nifti_orientation(path: Path) -> None:
     """BadInput when a NIfTI header says nothing of orientation (qform_code and sform_code
-    both 0, nifti1.h's "method 1", kept for ANALYZE files): readers then guess, and disagree
-    front to back."""
+    both 0, nifti1.h's "method 1", kept for ANALYZE files), or the file is an ANALYZE 7.5
+    header + image pair, which has no such fields: readers then guess, and disagree front to
+    back (SimpleITK and nibabel did, by a flip of the AP axis)."""
     import nibabel
 
     try:
         header = nibabel.load(path).header
+        if "qform_code" not in header:  # ANALYZE 7.5: no field for it
+            raise BadInput(
+                f"{path}: an ANALYZE 7.5 file, which gives no orientation, so left/right and "
+                "front/back are unknown (readers guess, and disagree); save it as NIfTI with "
+                "its qform or sform set and retry"
+            )
         codes = int(header["qform_code"]), int(header["sform_code"])
+    except BadInput:
+        raise
     except Exception:  # a header nibabel cannot read: torchio reports it
         return
     if codes == (0, 0):
