@@ -187,6 +187,29 @@ def test_a_doubtful_pixel_spacing_is_the_warning(recon, spine, spacing, message)
     assert message in json.loads(out)["warning"] and message in err
 
 
+def test_a_tall_film_names_the_pixel_spacing_it_was_given(recon, spine):
+    """A film over 1024 rows is traced on block means (3 x 3 here), and its doubtful-spacing
+    warning and its no-spine error named their spacing (1.8 mm for the 0.6 given), which is
+    nowhere in the input: each names the spacing the user gave, and the film's true size."""
+    from PIL import Image
+
+    from recon.pipelines.common.io import read_image
+
+    tall = np.kron(read_image(spine), np.ones((12, 12), np.uint16))  # 2304 rows
+    Image.fromarray(tall).save(spine.with_name("tall.png"))
+    rc, out, err = recon("embed-spine", spine.with_name("tall.png"), "-o",
+                         spine.parent / "e.json", "--json", "--pixel-spacing", 0.6, 0.6)  # fmt: skip
+    assert rc == 0, err
+    rows, cols = tall.shape
+    size = f"at 0.6 x 0.6 mm per pixel the film is {cols * 0.6:.0f} x {rows * 0.6:.0f} mm"
+    assert size in json.loads(out)["warning"] and size in err
+    noise = np.random.default_rng(0).integers(0, 255, (2100, 1700)).astype(np.uint8)
+    Image.fromarray(noise).save(spine.with_name("noise.png"))
+    rc, _, err = recon("embed-spine", spine.with_name("noise.png"), "-o",
+                       spine.parent / "n.json", "--pixel-spacing", 0.6, 0.6)  # fmt: skip
+    assert rc == 1 and "at 0.6 x 0.6 mm per pixel the film is 1020 x 1260 mm" in err, err
+
+
 def test_every_reason_for_doubt_is_in_the_warning(recon, spine):
     """A stretched pixel spacing that also made the traced column's borders differ strongly
     (0.84 here) warned of the spacing alone; the table showed the asymmetry unexplained."""

@@ -286,7 +286,7 @@ def measure_spine(
 
     small = downscale_local_mean(image[: rows - rows % factor, : cols - cols % factor], factor)
     coarse = None if spacing is None else (spacing[0] * factor, spacing[1] * factor)
-    measure = _measure(small, coarse, span)
+    measure = _measure(small, coarse, span, given=(image.shape, spacing))
     to_full = lambda px: px * factor + (factor - 1) / 2  # noqa: E731 - block index -> its centre
     return dataclasses.replace(
         measure,
@@ -339,7 +339,7 @@ def _across_ratio(image: np.ndarray, spacing: tuple[float, float] | None, down: 
     no spine film's, _scale_hint, where the spacing is the likelier fault). Held upright, 40
     bent-CT DRRs and 12 synthetic spine films gave at most 0.6, but `synth xray` chest films
     up to 1.4; on their side the spine films give 1.7 to 5."""
-    if _scale_hint(image, spacing):
+    if _scale_hint(image.shape, spacing):
         return 0.0
     across = _trace(np.rot90(image).copy(), None if spacing is None else spacing[::-1])
     if not across.found:
@@ -347,8 +347,12 @@ def _across_ratio(image: np.ndarray, spacing: tuple[float, float] | None, down: 
     return float(across.strength / max(down.strength, 1e-12))
 
 
-def _measure(image: np.ndarray, spacing: tuple[float, float] | None, span: str) -> SpineMeasure:
-    """measure_spine on the film as it is."""
+def _measure(
+    image: np.ndarray, spacing: tuple[float, float] | None, span: str, given=None
+) -> SpineMeasure:
+    """measure_spine on the film as it is, or on its block means: given is then the film's own
+    (shape, spacing), which messages name."""
+    shape, stated = given or (image.shape, spacing)
     trace = _trace(image, spacing)
     across_ratio = _across_ratio(image, spacing, trace)
     if not trace.found and across_ratio > 0:
@@ -358,7 +362,7 @@ def _measure(image: np.ndarray, spacing: tuple[float, float] | None, span: str) 
         )
     if not trace.found:
         raise JobFailed(
-            f"no spine found in the X-ray (no bright vertical column{_scale_hint(image, spacing)})"
+            f"no spine found in the X-ray (no bright vertical column{_scale_hint(shape, stated)})"
         )
     smooth, widths_px, columns, widths = trace.smooth, trace.widths_px, trace.columns, trace.widths
     path, top, bottom = trace.path, trace.top, trace.bottom
@@ -424,14 +428,14 @@ def _measure(image: np.ndarray, spacing: tuple[float, float] | None, span: str) 
         border_asymmetry=asymmetry,
         span=span.strip().upper(),
         across_ratio=across_ratio,
-        spacing_note=_spacing_note(image, spacing),
+        spacing_note=_spacing_note(shape, stated),
     )
 
 
-def _spacing_note(image: np.ndarray, spacing: tuple[float, float] | None) -> str:
+def _spacing_note(shape: tuple[int, ...], spacing: tuple[float, float] | None) -> str:
     """Why the pixel spacing looks wrong for a spine film, or "": rows and columns more than
     ASPECT_LIMIT times apart (every tilt would be stretched), or a film of no spine film's size
-    (FILM_MM)."""
+    (FILM_MM); shape: the film's (rows, columns)."""
     if spacing is None:
         return ""
     sy, sx = spacing
@@ -441,16 +445,17 @@ def _spacing_note(image: np.ndarray, spacing: tuple[float, float] | None) -> str
             f"{max(sy, sx) / min(sy, sx):.1f} times between rows and columns, which stretches "
             "every tilt: check the pixel spacing"
         )
-    hint = _scale_hint(image, spacing)
+    hint = _scale_hint(shape, spacing)
     return hint[2:] if hint else ""
 
 
-def _scale_hint(image: np.ndarray, spacing: tuple[float, float] | None) -> str:
+def _scale_hint(shape: tuple[int, ...], spacing: tuple[float, float] | None) -> str:
     """'; at 0.2 x 0.2 mm per pixel the film is 51 x 51 mm: check the pixel spacing' when that
-    size is not one of a spine or chest film (FILM_MM), else ''."""
+    size is not one of a spine or chest film (FILM_MM), else ''; shape: the film's (rows,
+    columns)."""
     if spacing is None:
         return ""
-    height, width = image.shape[0] * spacing[0], image.shape[1] * spacing[1]
+    height, width = shape[0] * spacing[0], shape[1] * spacing[1]
     if FILM_MM[0] <= min(height, width) and max(height, width) <= FILM_MM[1]:
         return ""
     return (
