@@ -765,3 +765,28 @@ def test_skip_done_with_overwrite_is_refused(recon, tmp_path, command):
     """--overwrite beside --skip-done did nothing (finished outputs were kept all the same)."""
     err = refused(recon, tmp_path, *command, "-o", tmp_path / "out", "--skip-done", "--overwrite")
     assert "--skip-done keeps finished outputs and --overwrite remakes them: give one" in err
+
+
+def test_json_inputs_saved_with_a_byte_order_mark_read_as_without(recon, work):
+    """Windows Notepad and PowerShell 5's `Out-File -Encoding utf8` start a UTF-8 file with a
+    BOM: backproject's views.json and make-drr's JSON pose file were refused for it ("Unexpected
+    UTF-8 BOM"), where check-data read pix3d.json so. Each gives what the plain file gives."""
+    from test_xray_io import small_ct
+
+    from recon.pipelines.xray.pose import pose_from_degrees
+
+    views_json = work / "views" / "views.json"
+    views_json.write_bytes(b"\xef\xbb\xbf" + views_json.read_bytes())
+    rc, _, err = recon("backproject", work / "views", "-o", work / "box.ply")
+    assert rc == 0, err
+    ct = small_ct(work / "ct.nii.gz")
+    pose = pose_from_degrees([0.0, 0.0, 0.0], [0.0, 300.0, 0.0]).tolist()
+    (work / "plain.json").write_text(json.dumps({"pose": pose}), encoding="utf-8")
+    (work / "bom.json").write_text(json.dumps({"pose": pose}), encoding="utf-8-sig")
+    drrs = []
+    for name in ("plain", "bom"):
+        rc, _, err = recon("make-drr", "-v", ct, "--pose", work / f"{name}.json", "--sdd", 600,
+                           "--size", 16, "-o", work / f"{name}.png")  # fmt: skip
+        assert rc == 0, err
+        drrs.append((work / f"{name}.png").read_bytes())
+    assert drrs[0] == drrs[1]

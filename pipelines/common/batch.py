@@ -150,7 +150,7 @@ def read_record(path: Path, kind: str, settings: Mapping[str, object]) -> dict |
     import json
 
     try:
-        record = json.loads(Path(path).read_text())
+        record = json.loads(Path(path).read_text(encoding="utf-8-sig"))
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or record.get("format") != kind:

@@ -183,7 +183,7 @@ def run_records(folder: Path, command: str) -> list[tuple[Path, dict]]:
     records = []
     for path in _run_records(folder) if Path(folder).is_dir() else []:
         try:
-            doc = json.loads(path.read_text())
+            doc = json.loads(path.read_text(encoding="utf-8-sig"))
         except (OSError, UnicodeDecodeError, ValueError):
             continue
         if isinstance(doc, dict) and doc.get("command") == command:
@@ -195,7 +195,7 @@ def _recorded_command(record: Path) -> str:
     """The command a run record names ('' when it cannot be read, or is no recon run record:
     one of another tool, such as Sacred's run.json, names a command but no recon version)."""
     try:
-        doc = json.loads(record.read_text())
+        doc = json.loads(record.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, ValueError):
         return ""
     if not isinstance(doc, dict) or "version" not in doc or "config" not in doc:

@@ -160,7 +160,7 @@ def earlier_record(path: Path, json_path: Path) -> dict:
     from recon.pipelines.common.batch import refuse_another_input
 
     try:
-        doc = json.loads(json_path.read_text())
+        doc = json.loads(json_path.read_text(encoding="utf-8-sig"))
         record = {**film_record(path, doc), "skipped": True}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise BadInput(

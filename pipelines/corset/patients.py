@@ -217,11 +217,11 @@ def patient_complete(root: Path, index: int, size: int, seed: int) -> bool:
     if not is_complete(patient_files(root, index)):
         return False
     try:
-        made_by = json.loads((folder / "truth.json").read_text()).get("made_by")
+        made_by = json.loads((folder / "truth.json").read_text(encoding="utf-8-sig")).get("made_by")
         if made_by != {"seed": seed, "size": size, "format": DATA_FORMAT}:
             return False
         docs = {
-            sub: json.loads((folder / sub / "views.json").read_text())
+            sub: json.loads((folder / sub / "views.json").read_text(encoding="utf-8-sig"))
             for sub in ("photos", "corset_views")
         }
         if int(docs["photos"]["camera"]["size"]) != size:
@@ -275,7 +275,9 @@ def write_dataset_index(root: Path, patients: int, size: int, seed: int) -> tupl
         if not patient_complete(root, index, size, seed):
             missing += 1
             continue
-        truth = json.loads((Path(root) / patient_name(index) / "truth.json").read_text())
+        truth = json.loads(
+            (Path(root) / patient_name(index) / "truth.json").read_text(encoding="utf-8-sig")
+        )
         records.append({"name": patient_name(index), "cobb_deg": truth["cobb_deg"]})
     if missing:
         return None, missing
@@ -311,7 +313,7 @@ def read_dataset(root: Path) -> dict:
             )
         raise BadInput(f"{root}: no dataset.json (make one with `recon synth corset`)")
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BadInput(f"{path}: not valid JSON ({error})") from error
     if doc.get("format") == "recon.corset-data/1":

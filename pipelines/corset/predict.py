@@ -113,7 +113,7 @@ def mean_offset(root: Path) -> tuple[float, float]:
     """(mean clearance, mean wall thickness) in mm of a corset data set's patients."""
     root = Path(root)
     truths = [
-        json.loads((root / r["name"] / "truth.json").read_text())
+        json.loads((root / r["name"] / "truth.json").read_text(encoding="utf-8-sig"))
         for r in read_dataset(root)["patients"]
     ]
     return (
@@ -150,7 +150,7 @@ def evaluate_patients(
     rows = []
     for name in names:
         folder = root / name
-        truth = json.loads((folder / "truth.json").read_text())
+        truth = json.loads((folder / "truth.json").read_text(encoding="utf-8-sig"))
         params = PatientParams(**{k: truth[k] for k in PatientParams.__dataclass_fields__})
         reference = load_mesh(folder / "corset.stl")
         spacing = float(truth["xray_spacing_mm"])  # as the training embeddings were measured

@@ -113,7 +113,7 @@ def spine_embedding(path: Path) -> np.ndarray:
     from recon.pipelines.corset.spine import EMBEDDING_SIZE
 
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise BadInput(f"{path}: not a readable embed-spine JSON ({error})") from error
     values = doc.get("embedding") if isinstance(doc, dict) else None

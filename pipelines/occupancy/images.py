@@ -120,7 +120,7 @@ def read_boxes(path: Path) -> dict[str, list]:
 
     path = require_file(Path(path), "boxes file")
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
     except (ValueError, UnicodeDecodeError) as error:
         raise BadInput(f"{path}: not valid JSON ({error})") from error
     if not isinstance(doc, dict) or not doc:

@@ -373,7 +373,7 @@ def demo_voxel(workdir: Path, seed: int, track: Callable) -> list:
         RunOptions(out=Path(workdir) / "voxel_run", device="cpu", quiet=True, overwrite=True),
     )
     best = result["best_checkpoint"] or result["last_checkpoint"]
-    image = data / json.loads((data / "pix3d.json").read_text())[0]["img"]
+    image = data / json.loads((data / "pix3d.json").read_text(encoding="utf-8-sig"))[0]["img"]
     predicted = Path(workdir) / "voxel_predicted"
     predicted.mkdir(exist_ok=True)
     predict_images("voxel", Path(best), [image], [image.stem], predicted, device="cpu")

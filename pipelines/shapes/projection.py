@@ -315,7 +315,7 @@ def read_views(folder: Path) -> dict:
     if not path.is_file():
         raise BadInput(f"{folder}: no views.json (make one with `recon project`)")
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BadInput(f"{path}: not valid JSON ({error})") from error
     if not isinstance(doc, dict) or doc.get("format") != VIEWS_FORMAT:

@@ -73,7 +73,7 @@ def read_voxel_mm(root: Path) -> float | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, ValueError) as error:
         raise BadInput(f"{path}: not readable JSON ({error})") from error
     if not isinstance(data, dict):
@@ -92,7 +92,9 @@ def read_voxel_mm(root: Path) -> float | None:
 def stated_shape(root: Path) -> tuple | None:
     """The grid shape dataset.json states (its optional `shape`), or None."""
     try:
-        shape = json.loads((Path(root) / "dataset.json").read_text()).get("shape")
+        shape = json.loads((Path(root) / "dataset.json").read_text(encoding="utf-8-sig")).get(
+            "shape"
+        )
     except (OSError, ValueError, AttributeError):
         return None  # absent or unreadable: read_voxel_mm names the problem
     if not isinstance(shape, list) or not all(type(side) is int for side in shape):

@@ -123,7 +123,11 @@ def score_folder(
     root = Path(test_root)
     voxel_mm = read_voxel_mm(root)
     truth_path = root / "truth.json"
-    subjects = json.loads(truth_path.read_text())["subjects"] if truth_path.is_file() else {}
+    subjects = (
+        json.loads(truth_path.read_text(encoding="utf-8-sig"))["subjects"]
+        if truth_path.is_file()
+        else {}
+    )
     pairs = list_pairs(root)
     net, config = load_net(Path(checkpoint))
     predicted = probability_stream(net, config, [p.image for p in pairs], device)

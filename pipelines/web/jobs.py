@@ -66,7 +66,7 @@ class JobStore:
                 stale.unlink(missing_ok=True)
         for path in sorted(self.jobs_dir.glob("*/job.json")):
             try:
-                job = Job(**json.loads(path.read_text()))
+                job = Job(**json.loads(path.read_text(encoding="utf-8-sig")))
             except (OSError, ValueError, TypeError):
                 continue  # not a job folder this server wrote
             if not JOB_ID.match(job.id) or path.parent.name != job.id:

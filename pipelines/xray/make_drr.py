@@ -108,7 +108,7 @@ def detector_in_file(path: Path | None) -> Intrinsics | None:
     path = Path(path)
     try:
         if path.suffix.lower() == ".json":
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
         else:
             data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # load_poses has already named what is wrong with an unreadable file

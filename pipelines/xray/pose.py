@@ -87,7 +87,7 @@ def load_poses(path: Path) -> torch.Tensor:
                     raise BadInput(f"{path}: pose file has no 'final_pose' entry")
                 data = data["final_pose"]
         elif suffix == ".json":
-            data = _json_poses(json.loads(path.read_text()), path)
+            data = _json_poses(json.loads(path.read_text(encoding="utf-8-sig")), path)
         elif suffix == ".npy":
             data = np.load(path, allow_pickle=False)
         else:
@@ -141,7 +141,7 @@ def pose_names(path: Path) -> list[str] | None:
     if Path(path).suffix.lower() != ".json":
         return None
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
     except (OSError, ValueError):
         return None
     xrays = data.get("xrays") if isinstance(data, dict) else None

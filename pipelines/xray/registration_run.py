@@ -531,7 +531,7 @@ def earlier_row(path: Path, settings: dict, xray: Path) -> dict:
     from recon.pipelines.common.batch import refuse_another_input, refuse_other_settings
 
     try:
-        row = json.loads(path.read_text())
+        row = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise BadInput(
             f"{path}: not a readable results row ({error}); delete its folder to register that "

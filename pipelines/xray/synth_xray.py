@@ -227,7 +227,9 @@ class XraySet:
         }
         path = Path(root) / "truth.json"
         try:
-            if json.loads(path.read_text()) == json.loads(json.dumps(truth, default=jsonable)):
+            if json.loads(path.read_text(encoding="utf-8-sig")) == json.loads(
+                json.dumps(truth, default=jsonable)
+            ):
                 return path, 0
         except (OSError, ValueError):
             pass  # none yet, or unreadable: written below
@@ -311,7 +313,7 @@ def read_truth(path: Path) -> dict[str, torch.Tensor]:
         )
     path = require_file(Path(path), "truth file")
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
         entries = doc["xrays"]
         return {
             name: check_poses(torch.tensor(entry["pose"]), path) for name, entry in entries.items()
@@ -332,7 +334,9 @@ def read_fiducials(path: Path) -> np.ndarray:
 
     path = require_file(Path(path), "fiducials file")
     try:
-        points = np.asarray(json.loads(path.read_text())["points"], dtype=np.float64)
+        points = np.asarray(
+            json.loads(path.read_text(encoding="utf-8-sig"))["points"], dtype=np.float64
+        )
     except OSError as error:
         raise BadInput(f"{path}: cannot read the fiducials file ({error.strerror})") from error
     except (ValueError, KeyError, TypeError) as error:
