@@ -328,6 +328,37 @@ def test_truncated_stl(recon, shapes, tmp_path):
     )
 
 
+def test_a_binary_stl_whose_header_counts_no_triangles(recon, shapes, tmp_path):
+    """A streaming exporter that never goes back to fill in the count leaves it 0: the file's
+    4608 triangles were "mesh has no faces". Read by its length, it projects as the file with
+    its count; a length that is no whole number of triangles is one line saying so."""
+    from recon.pipelines.common.io import load_mesh
+
+    data = bytearray((shapes / "sphere.stl").read_bytes())
+    data[80:84] = b"\0\0\0\0"
+    (tmp_path / "zero.stl").write_bytes(bytes(data))
+    counted, zero = load_mesh(shapes / "sphere.stl"), load_mesh(tmp_path / "zero.stl")
+    assert len(zero.faces) == len(counted.faces) > 100
+    assert np.array_equal(zero.vertices, counted.vertices)
+    (tmp_path / "odd.stl").write_bytes(bytes(data) + b"\0" * 7)
+    assert_refused(
+        recon("project", tmp_path / "odd.stl", "-o", tmp_path / "o"),
+        tmp_path / "o",
+        "counts 0 triangles, followed by",
+    )
+
+
+def test_a_mesh_of_faces_without_area(recon, tmp_path):
+    """Three corners on a line: projected to ten blank views, exit 0, and backproject then
+    said its views held no foreground."""
+    (tmp_path / "line.obj").write_text("v 0 0 0\nv 1 0 0\nv 2 0 0\nf 1 2 3\n")
+    assert_refused(
+        recon("project", tmp_path / "line.obj", "-o", tmp_path / "o"),
+        tmp_path / "o",
+        "line.obj: mesh is degenerate (no face has any area",
+    )
+
+
 def test_folder_without_views_json(recon, tmp_path):
     (tmp_path / "views").mkdir()
     assert_refused(

@@ -197,8 +197,8 @@ def test_a_tall_film_names_the_pixel_spacing_it_was_given(recon, spine):
 
     tall = np.kron(read_image(spine), np.ones((12, 12), np.uint16))  # 2304 rows
     Image.fromarray(tall).save(spine.with_name("tall.png"))
-    rc, out, err = recon("embed-spine", spine.with_name("tall.png"), "-o",
-                         spine.parent / "e.json", "--json", "--pixel-spacing", 0.6, 0.6)  # fmt: skip
+    rc, out, err = recon("embed-spine", spine.with_name("tall.png"), "-o", spine.parent / "e.json",
+                         "--json", "--pixel-spacing", 0.6, 0.6)  # fmt: skip
     assert rc == 0, err
     rows, cols = tall.shape
     size = f"at 0.6 x 0.6 mm per pixel the film is {cols * 0.6:.0f} x {rows * 0.6:.0f} mm"

@@ -74,13 +74,15 @@ def load_mesh(path: Path, file_axes: bool = False):
     suffix = path.suffix.lower()
     if suffix not in MESH_SUFFIXES:
         raise BadInput(f"{path}: not a mesh file (expected {', '.join(MESH_SUFFIXES)})")
-    if suffix == ".stl":
-        _check_binary_stl_length(path)
+    source = _counted_binary_stl(path) if suffix == ".stl" else None
     # processed after the checks: processing drops NaN vertices and their faces unsaid; a
     # reader's normals of huge coordinates overflow (refused below, without numpy's warnings)
     try:
         with np.errstate(all="ignore"):
-            mesh = trimesh.load(path, force="mesh", process=False)
+            if source is None:
+                mesh = trimesh.load(path, force="mesh", process=False)
+            else:
+                mesh = trimesh.load(source, file_type="stl", force="mesh", process=False)
     except Exception as error:  # trimesh raises many types for corrupt files
         raise BadInput(f"{path}: cannot read mesh ({first_line(error)})") from error
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
@@ -96,6 +98,10 @@ def load_mesh(path: Path, file_axes: bool = False):
     mesh.process()
     if np.ptp(mesh.vertices, axis=0).max() <= 0:
         raise BadInput(f"{path}: mesh is degenerate (all vertices coincide)")
+    if not mesh.area > 0:
+        raise BadInput(
+            f"{path}: mesh is degenerate (no face has any area: the corners of each lie on a line)"
+        )
     if suffix in GLTF_SUFFIXES and not file_axes:
         mesh.apply_transform(np.linalg.inv(Z_UP_TO_Y_UP))
     return mesh
@@ -107,12 +113,17 @@ def mesh_file_axes(path: Path) -> np.ndarray | None:
     return Z_UP_TO_Y_UP[:3, :3].copy() if Path(path).suffix.lower() in GLTF_SUFFIXES else None
 
 
-def _check_binary_stl_length(path: Path) -> None:
-    """A binary STL states its triangle count; a shorter file was truncated."""
+def _counted_binary_stl(path: Path):
+    """None for an ASCII STL or a binary one whose length holds the triangles its header counts
+    (a shorter file was truncated: BadInput). A binary STL whose count is 0 although whole
+    50-byte triangles follow (a streaming exporter that never went back to fill it in) comes
+    back as its bytes with the count the length gives, for trimesh, which reads by the count."""
+    import io
+
     with path.open("rb") as handle:
         head = handle.read(84)
     if head[:5].lower() == b"solid" and b"\0" not in head[5:80]:
-        return  # ASCII STL
+        return None  # ASCII STL
     if len(head) < 84:
         raise BadInput(f"{path}: truncated STL (header is {len(head)} of 84 bytes)")
     (count,) = struct.unpack("<I", head[80:84])
@@ -120,6 +131,16 @@ def _check_binary_stl_length(path: Path) -> None:
     size = path.stat().st_size
     if size < expected:
         raise BadInput(f"{path}: truncated STL ({size} bytes, {count} triangles need {expected})")
+    if count or size == 84:
+        return None
+    if (size - 84) % 50:
+        raise BadInput(
+            f"{path}: a binary STL whose header counts 0 triangles, followed by {size - 84} "
+            "bytes: not a whole number of 50-byte triangles"
+        )
+    data = bytearray(path.read_bytes())
+    data[80:84] = struct.pack("<I", (size - 84) // 50)
+    return io.BytesIO(bytes(data))
 
 
 def save_mesh(mesh, path: Path) -> Path:
