@@ -84,14 +84,18 @@ def test_embed_spine_measures_a_film_photographed_sideways(recon, tmp_path):
     grey = (film.image >> 8).astype(np.uint8)
     write_png(tmp_path / "upright.png", grey)
     save_with_orientation(tmp_path / "phone.jpg", np.stack([grey] * 3, axis=-1), 8)
-    cobb, spacing = {}, [film.spacing_mm] * 2
+    cobb, orientation, spacing = {}, {}, [film.spacing_mm] * 2
     for name in ("upright.png", "phone.jpg"):
         rc, out, err = recon("embed-spine", tmp_path / name, "-o", tmp_path / f"{name}.json",
                              "--pixel-spacing", *spacing, "--json")  # fmt: skip
         assert rc == 0, err
         cobb[name] = json.loads(out)["cobb_deg"]
+        orientation[name] = json.loads((tmp_path / f"{name}.json").read_text())["orientation"]
     assert abs(cobb["upright.png"] - film.cobb_deg) < 3.0
     assert abs(cobb["phone.jpg"] - cobb["upright.png"]) < 1.0, cobb
+    # the pixel positions it gives are in the turned frame, and it says so (it said "as stored")
+    assert orientation["upright.png"].startswith("as stored (an image file")
+    assert orientation["phone.jpg"].startswith("as its EXIF Orientation 8 turns it (an image")
 
 
 def test_bmp_and_webp_films_are_read_by_every_x_ray_command(recon, tmp_path):

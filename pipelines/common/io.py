@@ -304,6 +304,17 @@ def picture_size(path: Path) -> tuple[int, int]:
             return (length, width) if _tiff_page_orientation(page) in TURNED else (width, length)
 
 
+def picture_orientation(path: Path) -> int:
+    """The EXIF Orientation (1-8) read_image applied to a picture; 1 when it is stored upright
+    or states none."""
+    try:
+        with open_image(path) as image:
+            return exif_orientation(image) if exif_orientation(image) in range(1, 9) else 1
+    except UndecodedTiff:
+        with _float_tiff(path, False) as page:
+            return _tiff_page_orientation(page)
+
+
 EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how a viewer turns the stored pixels
 TURNED = (5, 6, 7, 8)  # its values that swap width and height (a quarter turn)
 

@@ -206,7 +206,12 @@ def load_spine_xray(
     magnification). pixel_spacing (one number means row = column) overrides the file's."""
     from recon.pipelines.common.dicom import looks_like_dicom, read_dicom_image
     from recon.pipelines.common.dicom import pixel_spacing as dicom_spacing
-    from recon.pipelines.common.io import grey_pixels, read_image, require_file
+    from recon.pipelines.common.io import (
+        grey_pixels,
+        picture_orientation,
+        read_image,
+        require_file,
+    )
 
     path = require_file(Path(path), "X-ray")
     given = None
@@ -230,6 +235,10 @@ def load_spine_xray(
         pixel = (pixel[1], pixel[0]) if turns % 2 else pixel
     elif path.suffix.lower() in IMAGE_SUFFIXES:
         image = grey_pixels(read_image(path, one_frame=True))
+        if (stored := picture_orientation(path)) != 1:
+            orientation = orientation.replace(
+                "as stored", f"as its EXIF Orientation {stored} turns it"
+            )
         pixel, source = (given, "--pixel-spacing") if given else ((1.0, 1.0), "none")
     else:
         raise BadInput(f"{path}: not a spine X-ray (expected PNG, JPEG, TIFF, BMP, WebP or DICOM)")
