@@ -482,14 +482,6 @@ def test_truth_of_an_unfinished_sharded_set_is_named(tmp_path, recon):
     assert not out.exists()
 
 
-def test_stage_lists_of_different_lengths_name_each_count_and_the_defaults(tmp_path, recon):
-    png, out = _png(tmp_path / "x.png"), tmp_path / "reg"
-    code, _, err = recon("register", png, "-o", out, *PNG, "--iterations", 20)
-    assert code == 2 and err.count("\n") == 1, err
-    assert "got --heights 64,128 (2), --iterations 20 (1), --patience 10,10 (2)" in err
-    assert "the defaults are 64,128 / 200,100 / 10,10" in err and not out.exists()
-
-
 def test_skip_done_keeps_only_rows_registered_the_same_way(tmp_path, recon):
     """--skip-done used to keep an X-ray registered with other settings (here another
     --ct-spacing and --init) and report it beside the new ones under the new settings."""
@@ -806,3 +798,40 @@ def test_a_film_of_no_detector_size_is_named_before_the_ct_loads(
     else:
         assert len(lines) == 2 and lines[0].startswith(f"warning: {png}: {warned}"), err
         assert lines[0].endswith("check the pixel spacing"), err
+
+
+@pytest.mark.parametrize(
+    "given, plan",
+    [
+        ({}, {"heights": [64, 128], "iterations": [200, 100], "patience": [10, 10]}),
+        # one stage: the default --patience 10,10 counted as two, and the run was refused
+        ({"heights": "32", "iterations": "30"},
+         {"heights": [32], "iterations": [30], "patience": [10]}),
+        ({"heights": "32,64,128", "iterations": "50"},
+         {"heights": [32, 64, 128], "iterations": [50] * 3, "patience": [10] * 3}),
+        ({"patience": "5"}, {"heights": [64, 128], "iterations": [200, 100], "patience": [5, 5]}),
+        ({"iterations": "20"},
+         {"heights": [64, 128], "iterations": [20, 20], "patience": [10, 10]}),
+    ],
+)  # fmt: skip
+def test_one_value_or_an_even_default_serves_every_stage(given, plan):
+    from recon.pipelines.xray.register_inputs import STAGE_DEFAULTS, stage_plan
+
+    assert stage_plan({**STAGE_DEFAULTS, **given}) == plan
+
+
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ({"heights": "32,64,128"}, "(3 here), or one for all; got --heights 32,64,128 (3), "
+                                   "--iterations 200,100 (2, default), --patience 10,10 (2, "
+                                   "default)"),
+        ({"heights": "32,64", "patience": "5,5,5"}, "(3 here)"),
+    ],
+)  # fmt: skip
+def test_stage_counts_that_disagree_are_one_line(tmp_path, recon, given, message):
+    out = tmp_path / "reg"
+    args = [a for flag, value in given.items() for a in (f"--{flag}", value)]
+    code, _, err = recon("register", _png(tmp_path / "x.png"), "-o", out, *PNG, *args)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not out.exists()

@@ -142,7 +142,39 @@ def initial_pose(
 
 # a stage's rows hold at least one window of the gradient NCC (similarity.GNCC_PATCH, 11 px)
 STAGE_RANGES = {"heights": (11, 4096), "iterations": (1, 100000), "patience": (1, 10000)}
+STAGE_DEFAULTS = {"heights": "64,128", "iterations": "200,100", "patience": "10,10"}
 MAX_STAGES = 8
+
+
+def stage_plan(texts: dict[str, str]) -> dict[str, list[int]]:
+    """The per-stage values of --heights, --iterations and --patience (texts by name). The
+    stages are as many as the longest list among the flags given and the defaults left whose
+    values differ (--heights 64,128 and --iterations 200,100: two); one value, or a default whose
+    values are all the same (--patience 10,10), serves every stage; any other count is
+    BadInput, naming each flag's values."""
+    values = {name: parse_stages(text, name) for name, text in texts.items()}
+    given = [name for name, text in texts.items() if text.replace(" ", "") != STAGE_DEFAULTS[name]]
+    count = max(
+        len(stages)
+        for name, stages in values.items()
+        if name in given or len(set(stages)) > 1 or len(given) == 0
+    )
+    plan = {}
+    for name, stages in values.items():
+        spreads = len(stages) == 1 or (name not in given and len(set(stages)) == 1)
+        if len(stages) != count and spreads:
+            stages = stages[:1] * count
+        plan[name] = stages
+    if any(len(stages) != count for stages in plan.values()):
+        shown = ", ".join(
+            f"--{name} {','.join(map(str, v))} ({len(v)}{'' if name in given else ', default'})"
+            for name, v in values.items()
+        )
+        raise BadInput(
+            f"--heights, --iterations and --patience need one value per stage ({count} here), "
+            f"or one for all; got {shown}"
+        )
+    return plan
 
 
 def parse_stages(text: str, name: str) -> list[int]:

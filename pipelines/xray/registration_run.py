@@ -39,9 +39,9 @@ from recon.pipelines.xray.register_inputs import (
     expand_inputs,
     initial_pose,
     output_names,
-    parse_stages,
     read_truth_for,
     restart_poses,
+    stage_plan,
 )
 from recon.pipelines.xray.register_results import (
     failure_message,
@@ -224,31 +224,16 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
         )
     if r.crop < 0:
         raise BadInput(f"--crop must be >= 0, not {r.crop}")
+    stages = stage_plan({"heights": r.heights, "iterations": r.iterations, "patience": r.patience})
     config = RegistrationConfig(
         ct_spacing_mm=r.ct_spacing,
-        heights=parse_stages(r.heights, "heights"),
-        iterations=parse_stages(r.iterations, "iterations"),
-        patience=parse_stages(r.patience, "patience"),
+        **stages,
         threshold=r.plateau_threshold,
         lr_rot=r.lr_rot,
         lr_xyz=r.lr_xyz,
         renderer=r.renderer,
         mirror_check_below=r.mirror_check_below,
     )
-    stages = {
-        "heights": config.heights,
-        "iterations": config.iterations,
-        "patience": config.patience,
-    }
-    if len({len(values) for values in stages.values()}) > 1:
-        given = ", ".join(
-            f"--{name} {','.join(map(str, values))} ({len(values)})"
-            for name, values in stages.items()
-        )
-        raise BadInput(
-            f"--heights, --iterations and --patience need one value per stage; got {given} "
-            "(the defaults are 64,128 / 200,100 / 10,10: two stages)"
-        )
     device = choose_device(r.device)
     every, folders = expand_inputs(r.xrays)
     others = [r.volume, r.labels, r.truth, r.fiducials, r.checkpoint, r.mask, r.restart]
