@@ -182,15 +182,24 @@ def register(
     heights: Annotated[
         str,
         typer.Option(
-            help="Detector rows per stage, comma-separated, each 11 to 4096.", rich_help_panel=OPT
+            help="Detector rows per stage, comma-separated, each 11 to 4096 (one value serves "
+            "every stage).",
+            rich_help_panel=OPT,
         ),
     ] = "64,128",
     iterations: Annotated[
         str,
-        typer.Option(help="Most iterations per stage, each 1 to 100000.", rich_help_panel=OPT),
+        typer.Option(
+            help="Most iterations per stage, each 1 to 100000 (one value: every stage).",
+            rich_help_panel=OPT,
+        ),
     ] = "200,100",
     patience: Annotated[
-        str, typer.Option(help="Plateau patience per stage, each 1 to 10000.", rich_help_panel=OPT)
+        str,
+        typer.Option(
+            help="Plateau patience per stage, each 1 to 10000 (one value: every stage).",
+            rich_help_panel=OPT,
+        ),
     ] = "10,10",
     plateau_threshold: Annotated[
         float,
