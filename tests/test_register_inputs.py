@@ -835,3 +835,15 @@ def test_stage_counts_that_disagree_are_one_line(tmp_path, recon, given, message
     code, _, err = recon("register", _png(tmp_path / "x.png"), "-o", out, *PNG, *args)
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert not out.exists()
+
+
+def test_the_command_s_stage_defaults_are_the_plan_s():
+    """stage_plan tells a default left from a value given by STAGE_DEFAULTS: they must agree
+    with what `recon register` passes when a flag is left out."""
+    import inspect
+
+    from recon.cli.register import register
+    from recon.pipelines.xray.register_inputs import STAGE_DEFAULTS
+
+    parameters = inspect.signature(register).parameters
+    assert {name: parameters[name].default for name in STAGE_DEFAULTS} == STAGE_DEFAULTS
