@@ -276,22 +276,61 @@ def test_a_phone_mpo_jpeg_is_one_x_ray(tmp_path):
     assert np.abs(phone.image - plain.image).max() < 0.02
 
 
-@pytest.mark.parametrize("orientation", [5, 6, 7, 8])
-def test_a_tiff_stored_a_quarter_turn_is_refused(tmp_path, orientation):
-    """Pillow turns some such TIFFs itself while reading and scrambles others (uncompressed
-    grey), so neither the size nor the pixels can be trusted: one line, for every reader."""
+def _turned_tiff(path: Path, upright: np.ndarray, orientation: int, kind: str) -> Path:
+    """A TIFF of the upright picture's pixels stored as `orientation` says (STORED), written by
+    Pillow (uncompressed, Deflate or LZW) or by tifffile (WhiteIsZero)."""
     from PIL import Image
 
-    from recon.pipelines.common.errors import BadInput
+    stored = np.ascontiguousarray(STORED[orientation](upright))
+    if kind == "white-is-zero":
+        import tifffile
+
+        tifffile.imwrite(path, 65535 - stored, photometric="miniswhite",
+                         extratags=[(274, "H", 1, orientation, True)])  # fmt: skip
+    else:
+        compression = {"deflate rgb": "tiff_adobe_deflate", "lzw rgb": "tiff_lzw"}.get(kind)
+        Image.fromarray(stored).save(path, tiffinfo={274: orientation}, compression=compression)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["16-bit grey", "deflate rgb", "white-is-zero"])
+@pytest.mark.parametrize("orientation", [5, 6, 7, 8])
+def test_a_tiff_stored_a_quarter_turn_is_read_upright(tmp_path, orientation, kind):
+    """Pillow turns some such TIFFs itself while reading and scrambles others (uncompressed
+    grey): they were refused. Their stored pixels, read by tifffile and turned as the tag says,
+    give the upright picture, its size to every reader, and WhiteIsZero ones the right way
+    round."""
+    from recon.pipelines.common.io import picture_size
     from recon.pipelines.occupancy.checks import image_size
 
-    Image.fromarray(grey_ramp().astype(np.uint16)).save(tmp_path / "t.tif",
-                                                        tiffinfo={274: orientation})  # fmt: skip
-    with pytest.raises(
-        BadInput, match=f"t.tif: a TIFF stored a quarter turn .Orientation {orientation}"
-    ):
-        read_image(tmp_path / "t.tif")
-    assert image_size(tmp_path / "t.tif") is None  # check-data: reported as unreadable
+    upright = picture() if kind == "deflate rgb" else grey_ramp().astype(np.uint16) * 257
+    path = _turned_tiff(tmp_path / "t.tif", upright, orientation, kind)
+    assert np.array_equal(read_image(path), upright)
+    assert picture_size(path) == image_size(path) == (upright.shape[1], upright.shape[0])
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("palette", "p.tif: a TIFF of 1 samples per pixel with photometric 3 stored a quarter"),
+        ("lzw rgb", "p.tif: a TIFF stored a quarter turn compressed with LZW; save it upright"),
+    ],
+)
+def test_a_turned_tiff_recon_cannot_turn_is_one_line(recon, tmp_path, kind, message):
+    """A palette TIFF stored a quarter turn (tifffile's stored pixels are colour codes) and an
+    LZW one (which tifffile decodes only with imagecodecs, not installed): one line naming why,
+    nothing written."""
+    from PIL import Image
+
+    if kind == "palette":
+        Image.fromarray(grey_ramp()).convert("P").save(tmp_path / "p.tif", tiffinfo={274: 6})
+    else:
+        _turned_tiff(tmp_path / "p.tif", picture(), 6, kind)
+    out = tmp_path / "e.json"
+    rc, _, err = recon("embed-spine", tmp_path / "p.tif", "-o", out, "--pixel-spacing", 1, 1)
+    assert rc == 2 and err.count("\n") == 1, err
+    assert message in err
+    assert not out.exists()
 
 
 def test_register_reads_grey_plus_alpha_as_the_grey(tmp_path):

@@ -6,6 +6,7 @@ PNG, masks and photos 8-bit PNG; every write goes through a temporary file.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -189,7 +190,7 @@ def open_image(path: Path):
 
 class UndecodedTiff(BadInput):
     """A TIFF Pillow does not open. read_image then reads it with tifffile if it holds
-    floating-point samples (16- or 64-bit, RGB floats: _read_float_tiff), else says why not."""
+    floating-point samples (16- or 64-bit, RGB floats: _read_tiff), else says why not."""
 
 
 TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, both byte orders
@@ -204,9 +205,13 @@ def is_tiff(path: Path) -> bool:
         return False
 
 
-def _float_tiff_page(tif, path: Path, one_frame: bool):
-    """The first page of an open tifffile.TiffFile, if it holds floating-point samples that
-    read_image can use (BadInput otherwise, for the reason)."""
+def _tiff_page(tif, path: Path, one_frame: bool, integers: bool):
+    """The first page of an open tifffile.TiffFile, if it holds samples that read_image can use:
+    floating point, or with `integers` also 8-, 16- or 32-bit integers (BadInput otherwise, for
+    the reason); grey (WhiteIsZero or BlackIsZero) or RGB(A), stored uncompressed or in a
+    compression tifffile decodes by itself (Deflate, PackBits)."""
+    from tifffile import TIFF
+
     pages = len(tif.pages)
     if not pages:
         raise BadInput(f"{path}: not a readable image (a TIFF that holds no image)")
@@ -215,17 +220,27 @@ def _float_tiff_page(tif, path: Path, one_frame: bool):
             f"{path}: holds {pages} images (a stack or an animation); give one X-ray per file"
         )
     page = tif.pages[0]
-    if page.sampleformat != 3:  # IEEE floating point; integer TIFFs Pillow cannot open stay so
+    whole = page.sampleformat in (1, 2) and page.bitspersample in (8, 16, 32)
+    if page.sampleformat != 3 and not (integers and whole):  # 3: IEEE floating point
         raise BadInput(
             f"{path}: not a readable image (a TIFF of {page.dtype} samples, Photometric "
             f"Interpretation {int(page.photometric)}, that Pillow cannot decode)"
+        )
+    if page.compression not in TIFF.DECOMPRESSORS:  # LZW, JPEG: imagecodecs's, not installed
+        what = (
+            "stored a quarter turn" if integers else "of float samples, which Pillow cannot open,"
+        )
+        raise BadInput(
+            f"{path}: a TIFF {what} compressed with {page.compression.name}; save it "
+            f"{'upright (Orientation 1), or ' if integers else ''}uncompressed or with Deflate"
         )
     samples = page.samplesperpixel
     grey = page.photometric in (0, 1) and samples == 1  # WhiteIsZero or BlackIsZero
     if not grey and not (page.photometric == 2 and samples in (3, 4)):  # RGB(A)
         raise BadInput(
-            f"{path}: a float TIFF of {samples} samples per pixel with photometric "
-            f"{int(page.photometric)}; save it as grey or RGB"
+            f"{path}: a TIFF of {samples} samples per pixel with photometric "
+            f"{int(page.photometric)}{' stored a quarter turn' if integers else ''}; save it as "
+            f"grey or RGB{' upright (Orientation 1)' if integers else ''}"
         )
     if page.imagewidth * page.imagelength > MAX_PIXELS:
         raise BadInput(
@@ -236,10 +251,10 @@ def _float_tiff_page(tif, path: Path, one_frame: bool):
 
 
 @contextmanager
-def _float_tiff(path: Path, one_frame: bool):
-    """The first page (tifffile's) of a floating-point TIFF Pillow does not open, checked by
-    _float_tiff_page; tifffile's errors while it is open become one BadInput, and its logger's
-    warnings on a damaged file (`contains no pages`) stay off stderr."""
+def _tiff(path: Path, one_frame: bool, integers: bool = False):
+    """The first page (tifffile's) of a TIFF read without Pillow, checked by _tiff_page;
+    tifffile's errors while it is open become one BadInput, and its logger's warnings on a
+    damaged file (`contains no pages`) stay off stderr."""
     import logging
 
     import tifffile
@@ -249,7 +264,7 @@ def _float_tiff(path: Path, one_frame: bool):
     logger.setLevel(logging.CRITICAL)
     try:
         with tifffile.TiffFile(path) as tif:
-            yield _float_tiff_page(tif, path, one_frame)
+            yield _tiff_page(tif, path, one_frame, integers)
     except BadInput:
         raise
     except Exception as error:  # noqa: BLE001 - tifffile raises many types for damaged files
@@ -258,17 +273,24 @@ def _float_tiff(path: Path, one_frame: bool):
         logger.setLevel(level)
 
 
-def _read_float_tiff(path: Path, one_frame: bool) -> np.ndarray:
-    """The first image of a floating-point TIFF Pillow does not open (64- or 16-bit samples,
-    RGB floats, stored pixel-interleaved or planar), as float32 (H, W) or (H, W, C)."""
-    with _float_tiff(path, one_frame) as page:
+def _read_tiff(path: Path, one_frame: bool, integers: bool = False) -> tuple[np.ndarray, bool]:
+    """The first image of a TIFF read by tifffile (a floating-point one Pillow does not open: 64-
+    or 16-bit samples, RGB floats; with `integers`, one Pillow would turn wrongly), stored
+    pixel-interleaved or planar, (H, W) or (H, W, C), turned upright as its Orientation says;
+    floats as float32, WhiteIsZero ones inverted to [0, 1] here, integers as stored. And whether
+    the integers run white to black (WhiteIsZero: _black_is_zero inverts them)."""
+    with _tiff(path, one_frame, integers) as page:
         array = page.asarray()
         if page.samplesperpixel > 1 and page.planarconfig == 2:  # planes: (C, H, W)
             array = np.moveaxis(array, 0, -1)
-        if page.photometric == WHITE_IS_ZERO:
+        floats = array.dtype.kind == "f"
+        if floats:
+            array = array.astype(np.float32)
+        if floats and page.photometric == WHITE_IS_ZERO:
             array = 1.0 - array  # [0, 1] intensities, as _black_is_zero turns floats
         array = UPRIGHT_ARRAY[_tiff_page_orientation(page)](array)
-    return np.ascontiguousarray(array, dtype=np.float32)
+        inverted = page.photometric == WHITE_IS_ZERO and not floats
+    return np.ascontiguousarray(array), inverted
 
 
 def _tiff_page_orientation(page) -> int:
@@ -297,11 +319,14 @@ def picture_size(path: Path) -> tuple[int, int]:
     """(width, height) of a picture as read_image returns it, without decoding its pixels."""
     try:
         with open_image(path) as image:
-            return upright_size(image)
+            if not (image.format == "TIFF" and exif_orientation(image) in TURNED):
+                return upright_size(image)
+        integers = True  # a TIFF stored a quarter turn: Pillow swaps the size of some only
     except UndecodedTiff:
-        with _float_tiff(path, False) as page:
-            width, length = int(page.imagewidth), int(page.imagelength)
-            return (length, width) if _tiff_page_orientation(page) in TURNED else (width, length)
+        integers = False
+    with _tiff(path, False, integers) as page:
+        width, length = int(page.imagewidth), int(page.imagelength)
+        return (length, width) if _tiff_page_orientation(page) in TURNED else (width, length)
 
 
 def picture_orientation(path: Path) -> int:
@@ -311,7 +336,7 @@ def picture_orientation(path: Path) -> int:
         with open_image(path) as image:
             return exif_orientation(image) if exif_orientation(image) in range(1, 9) else 1
     except UndecodedTiff:
-        with _float_tiff(path, False) as page:
+        with _tiff(path, False) as page:
             return _tiff_page_orientation(page)
 
 
@@ -385,9 +410,14 @@ def _read_pixels(path: Path, one_frame: bool = False) -> tuple[np.ndarray, Sampl
     try:
         opened = open_image(path)
     except UndecodedTiff:
-        return _read_float_tiff(path, one_frame), SampleFormat()
+        return _read_tiff(path, one_frame)[0], SampleFormat()
     with opened as image:
-        _refuse_turned_tiff(image)  # before load(): Pillow drops the tag while loading
+        if image.format == "TIFF" and exif_orientation(image) in TURNED:
+            # Pillow turns some such TIFFs itself while reading and scrambles others
+            # (uncompressed grey): their stored pixels, read by tifffile, are turned here
+            array, inverted = _read_tiff(path, one_frame, integers=True)
+            stated = dataclasses.replace(stated_sample_format(image), white_is_zero=inverted)
+            return _black_is_zero(array, stated, path), stated
         frames = int(getattr(image, "n_frames", 1) or 1)
         if one_frame and frames > 1 and image.format != "MPO":  # MPO: a JPEG + its previews
             raise BadInput(
@@ -522,21 +552,13 @@ def _as_values(image):
 
 def upright(image):
     """A PIL image turned and mirrored as its EXIF Orientation tag says (values 2-8), else the
-    image itself (read_image refuses a TIFF stored a quarter turn before loading it: Pillow
+    image itself (read_image reads a TIFF stored a quarter turn with tifffile instead: Pillow
     turns some of those while reading and scrambles others, uncompressed grey)."""
     from PIL import ImageOps
 
     if exif_orientation(image) in range(2, 9):
         return ImageOps.exif_transpose(image)
     return image
-
-
-def _refuse_turned_tiff(image) -> None:
-    if image.format == "TIFF" and exif_orientation(image) in TURNED:
-        raise BadInput(
-            f"{image.filename}: a TIFF stored a quarter turn (Orientation "
-            f"{exif_orientation(image)}); save it upright (Orientation 1)"
-        )
 
 
 def exif_orientation(image) -> int:
@@ -550,7 +572,6 @@ def exif_orientation(image) -> int:
 
 def upright_size(image) -> tuple[int, int]:
     """(width, height) of an open PIL image as read_image returns it (after EXIF Orientation)."""
-    _refuse_turned_tiff(image)
     width, height = image.size
     return (height, width) if exif_orientation(image) in TURNED else (width, height)
 
