@@ -285,3 +285,24 @@ def test_predict_parts_names_a_changed_checkpoint(parts_checkpoint, recon, tmp_p
     assert code == 2 and err.count("\n") == 1, err
     assert f"{checkpoint} has changed since its outputs were made (run.json)" in err
     assert "another file" not in err and "--overwrite without --skip-done" in err
+
+
+@pytest.mark.parametrize(
+    "setting, value, message",
+    [
+        ("size", -5, "the checkpoint's setting size must be in [32, 4096], not -5"),
+        ("canny_low", "abc", "the checkpoint's setting canny_low takes a whole number, not 'abc'"),
+    ],
+)
+def test_a_parts_checkpoint_with_unusable_settings_is_one_line(
+    parts_checkpoint, parts_root, recon, tmp_path, setting, value, message
+):
+    """As for voxel checkpoints (tests/test_voxel.py): a raw ValueError or TypeError, exit 1."""
+    from test_voxel import edited_checkpoint
+
+    path = edited_checkpoint(parts_checkpoint, tmp_path / "odd.ckpt", setting, value)
+    image = next(iter(sorted(parts_root.rglob("*.png"))))
+    out = tmp_path / "pred"
+    code, _, err = recon("predict", "parts", image, "-c", path, "-o", out, "--device", "cpu")
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not out.exists()

@@ -403,3 +403,42 @@ def test_overwrite_refuses_a_run_folder_that_holds_an_input(pix3d_root, recon, t
     (run / "config.yaml").write_text("task: voxel\nsize: 32\nhidden: 16\nepochs: 1\n")
     code, _, err = recon(*common, "--config", run / "config.yaml", "--device", "cpu")
     assert code == 0, err
+
+
+def edited_checkpoint(source: Path, target: Path, setting: str, value) -> Path:
+    """A copy of a checkpoint with one recorded setting changed (`config` itself for setting
+    None)."""
+    import torch
+
+    checkpoint = torch.load(source, weights_only=True)
+    if setting is None:
+        checkpoint["hyper_parameters"]["config"] = value
+    else:
+        checkpoint["hyper_parameters"]["config"][setting] = value
+    torch.save(checkpoint, target)
+    return target
+
+
+@pytest.mark.parametrize(
+    "setting, value, message",
+    [
+        ("size", "abc", "the checkpoint's setting size takes a whole number, not 'abc'"),
+        ("size", -5, "the checkpoint's setting size must be in [32, 4096], not -5"),
+        ("size", 100000, "the checkpoint's setting size must be in [32, 4096], not 100000"),
+        ("resolution", 0, "the checkpoint's setting resolution must be in [4, 256], not 0"),
+        (None, "abc", "the checkpoint's settings are a str, not a mapping"),
+    ],
+)
+def test_a_checkpoint_with_unusable_settings_is_one_line(
+    trained, pix3d_root, recon, tmp_path, setting, value, message
+):
+    """An edited or damaged checkpoint: a raw TypeError or ValueError (exit 1), torch's own
+    warning on stderr (resolution 0), or, for size 100000, the machine run out of memory
+    (killed, no message). The settings prediction reads are checked as training checks them."""
+    path = edited_checkpoint(trained / "checkpoints" / "best.ckpt", tmp_path / "odd.ckpt",
+                             setting, value)  # fmt: skip
+    image = sorted((pix3d_root / "img" / "chair").glob("*.png"))[0]
+    out = tmp_path / "pred"
+    code, _, err = recon("predict", "voxel", image, "-c", path, "-o", out, "--device", "cpu")
+    assert code == 2 and err.count("\n") == 1 and f"{path}: " in err and message in err, err
+    assert not out.exists()

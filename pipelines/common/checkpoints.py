@@ -99,7 +99,32 @@ def load_checkpoint(path: Path, task_name: str) -> tuple[dict[str, Any], dict[st
     """(config dict, state_dict) of a checkpoint written by `recon train task_name`."""
     checkpoint = load_checkpoint_file(path)
     hyper = hyper_parameters_of_task(path, checkpoint, task_name)
-    return dict(hyper.get("config") or {}), checkpoint["state_dict"]
+    config = hyper.get("config") or {}
+    if not isinstance(config, dict):
+        raise BadInput(
+            f"{path}: the checkpoint's settings are a {type(config).__name__}, not a mapping "
+            f"(give a checkpoint that `recon train {task_name}` wrote)"
+        )
+    return dict(config), checkpoint["state_dict"]
+
+
+def prediction_settings(path: Path, config: dict, schema, names, task_name: str) -> dict:
+    """The checkpoint's config with the settings `names` that prediction uses present and as
+    the training config class `schema` takes them (type, range, choices); BadInput naming the
+    checkpoint and the setting otherwise (a damaged or edited checkpoint: a size of 'abc' or
+    100000 failed deep in the model, or ran the machine out of memory)."""
+    from recon.pipelines.common.settings import check_setting
+
+    config = dict(config)
+    for name in names:
+        if name not in config:
+            raise BadInput(
+                f"{path}: the checkpoint's config has no setting {name} (give a checkpoint "
+                f"that `recon train {task_name}` wrote)"
+            )
+        label = f"{path}: the checkpoint's setting {name}"
+        config[name] = check_setting(schema, name, config[name], label)
+    return config
 
 
 def hyper_parameters_of_task(path: Path, checkpoint: dict, task_name: str) -> dict[str, Any]:

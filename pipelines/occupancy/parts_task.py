@@ -152,6 +152,9 @@ def check(cfg: PartsConfig, resume: Path | None = None) -> None:
         raise BadInput(f"{cfg.pretrained_weights}: no such weights file (pretrained_weights)")
 
 
+PREDICTION_SETTINGS = ("size", "resolution", "channels", "canny_low", "canny_high")
+
+
 def build_net(config: dict):
     """The PartsNet a parts config describes."""
     from recon.models.parts_net import PartsNet

@@ -19,16 +19,27 @@ FORMATS = ("stl", "ply", "obj", "glb")
 
 
 def task_functions(task: str):
-    """(build_net, input_fn) of a task: input_fn(path, config, box or None) -> ((3, S, S) tensor,
-    the object box cropped to, where it came from: "given", "border colour", "whole picture")."""
+    """(build_net, input_fn, config class, the settings prediction reads) of a task:
+    input_fn(path, config, box or None) -> ((3, S, S) tensor, the object box cropped to, where
+    it came from: "given", "border colour", "whole picture")."""
     if task == "voxel":
-        from recon.pipelines.occupancy.voxel_task import build_net, voxel_input
+        from recon.pipelines.occupancy.voxel_task import (
+            PREDICTION_SETTINGS,
+            VoxelConfig,
+            build_net,
+            voxel_input,
+        )
 
-        return build_net, voxel_input
+        return build_net, voxel_input, VoxelConfig, PREDICTION_SETTINGS
     if task == "parts":
-        from recon.pipelines.occupancy.parts_task import build_net, parts_input
+        from recon.pipelines.occupancy.parts_task import (
+            PREDICTION_SETTINGS,
+            PartsConfig,
+            build_net,
+            parts_input,
+        )
 
-        return build_net, parts_input
+        return build_net, parts_input, PartsConfig, PREDICTION_SETTINGS
     raise BadInput(f"unknown occupancy task {task!r}")
 
 
@@ -74,8 +85,8 @@ def predict_images(
     from recon.pipelines.occupancy.images import rgb_image, whole_picture_warning
     from recon.pipelines.occupancy.voxel_task import load_net
 
-    build_net, input_fn = task_functions(task)
-    net, config = load_net(checkpoint, task, build_net)
+    build_net, input_fn, schema, settings = task_functions(task)
+    net, config = load_net(checkpoint, task, build_net, schema, settings)
     target = torch.device(choose_device(device))
     net = net.to(target)
     boxes = boxes or [None] * len(images)

@@ -362,18 +362,11 @@ PREDICTION_SETTINGS = ("size", "resolution", "channels", "dropout")  # voxel_mm:
 def prediction_config(checkpoint: Path, config: dict) -> dict:
     """A checkpoint's config with the settings prediction uses present and in their ranges
     (SkullConfig's); BadInput naming the checkpoint and the setting otherwise."""
-    from recon.pipelines.common.settings import check_setting
+    from recon.pipelines.common.checkpoints import prediction_settings
 
     config = {**config, "voxel_mm": config.get("voxel_mm") or 0.0}
-    for name in (*PREDICTION_SETTINGS, "voxel_mm"):
-        if name not in config:
-            raise BadInput(
-                f"{checkpoint}: the checkpoint's config has no setting {name} (give a "
-                "checkpoint that `recon train skull` wrote)"
-            )
-        label = f"{checkpoint}: the checkpoint's setting {name}"
-        config[name] = check_setting(SkullConfig, name, config[name], label)
-    return config
+    names = (*PREDICTION_SETTINGS, "voxel_mm")
+    return prediction_settings(checkpoint, config, SkullConfig, names, TASK_NAME)
 
 
 def load_net(checkpoint: Path):
