@@ -54,6 +54,9 @@ BAD_FLAGS = [
     (["--set", "widht=3"], "task voxel has no setting widht"),
     (["--set", "epochs"], "--set takes KEY=VALUE"),
     (["--set", "epochs="], "--set epochs= has no value (give epochs=VALUE"),
+    # null and ~ were skipped as not given: the default trained, exit 0
+    (["--set", "epochs=null"], "--set epochs=null gives no value (YAML null); give epochs=VALUE"),
+    (["--set", "lr=~"], "--set lr=~ gives no value (YAML null)"),
     (["--set", "epochs=2", "--set", "epochs=3"], "--set epochs is given twice (epochs=2 and"),
     (["--limit-batches", "2.0"], "a fraction has a decimal point, 1.0 = all), not 2.0"),
 ]
@@ -88,6 +91,9 @@ def test_bad_flag_is_one_line_exit_2_no_run_folder(recon, pix3d, tmp_path, flags
         ("drr", "examples: 1000\n", "setting examples must be in [0, 64]"),
         ("voxel", "epochs: 2\nlr: 1\nepochs: 3\n", "setting epochs is given twice (lines 1 and 3)"),
         ("voxel", "{lr: 0.1, lr: 0.2}\n", "setting lr is given twice"),
+        # YAML 1.1's base-60 numbers passed for others: 1:30 trained 90 epochs
+        ("voxel", "epochs: 1:30\n", "setting epochs takes a whole number, not '1:30'"),
+        ("voxel", "lr: 1:30.5\n", "setting lr takes a number, not '1:30.5'"),
     ],
 )
 def test_bad_config_file_values_name_the_file_and_setting(recon, tmp_path, task, text, message):
@@ -293,6 +299,19 @@ def test_config_file_that_records_no_task_is_worded_for_the_user(recon, tmp_path
         f"error: {config}: not settings of task 'voxel' (it records no task)"
     ], err
     assert not (tmp_path / "run").exists()
+
+
+def test_config_numbers_read_as_yaml_1_2_reads_them(recon, tmp_path):
+    """010 trained 8 epochs (YAML 1.1's octal) and 1e-3 was text; a file and --set agree."""
+    import yaml
+
+    (tmp_path / "c.yaml").write_text("epochs: 010\nhidden: 0x10\nlr: 1e-3\n")
+    code, out, err = recon("train", "voxel", "--print-config", "--config", tmp_path / "c.yaml",
+                           "--set", "batch_size=012")  # fmt: skip
+    assert code == 0, err
+    printed = yaml.safe_load(out)
+    assert (printed["epochs"], printed["hidden"], printed["lr"]) == (10, 16, 0.001)
+    assert printed["batch_size"] == 12
 
 
 def test_print_config_applies_and_checks_set_and_config(recon, tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -474,7 +475,7 @@ def check_setting(config: type[TrainConfig], name: str, value: Any, label: str) 
 
 def parse_set(pairs: list[str]) -> dict[str, Any]:
     """--set KEY=VALUE pairs -> dict, values parsed as YAML scalars (numbers, true/false, lists);
-    an empty VALUE and a KEY given twice are refused, naming the key."""
+    an empty or null VALUE and a KEY given twice are refused, naming the key."""
     import yaml
 
     result: dict[str, Any] = {}
@@ -491,9 +492,14 @@ def parse_set(pairs: list[str]) -> dict[str, Any]:
                 f"--set {key} is given twice ({key}={given[key]} and {key}={raw}); give it once"
             )
         try:
-            result[key] = yaml.safe_load(raw)
+            result[key] = yaml.load(raw, Loader=_unique_key_loader())
         except yaml.YAMLError as error:
             raise BadInput(f"--set {key}: cannot parse {raw!r}") from error
+        if result[key] is None:  # null, ~: it was skipped as not given, the default used unsaid
+            raise BadInput(
+                f"--set {key}={raw.strip()} gives no value (YAML null); give {key}=VALUE, or "
+                "leave it out for the default (see --print-config)"
+            )
         given[key] = raw
     return result
 
@@ -525,6 +531,34 @@ def _unique_key_loader():
                 lines[key] = line
             return super().construct_mapping(node, deep=deep)
 
+        def construct_yaml_int(self, node):
+            """YAML 1.2's integers: 010 is ten (1.1 read eight), 0o10 eight, 0x10 sixteen."""
+            text = self.construct_scalar(node).replace("_", "")
+            sign, digits = (-1, text[1:]) if text[:1] == "-" else (1, text.lstrip("+"))
+            base = {"0o": 8, "0x": 16, "0b": 2}.get(digits[:2].lower(), 10)
+            return sign * int(digits[2:] if base != 10 else digits, base)
+
+    UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", UniqueKeyLoader.construct_yaml_int)
+    # Numbers as YAML 1.2 reads them: 1.1's base-60 ones (1:30 read as 90, 1:30.5 as 90.5) stay
+    # text, which a setting then refuses, where they passed for other numbers unsaid; 1e-3 is
+    # a float (1.1 wanted 1.0e-3)
+    UniqueKeyLoader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if not tag.endswith((":int", ":float"))]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    UniqueKeyLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:int",
+        re.compile(r"^[-+]?(?:0b[01_]+|0o[0-7_]+|0x[0-9a-fA-F_]+|[0-9][0-9_]*)$"),
+        list("-+0123456789"),
+    )
+    UniqueKeyLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(
+            r"^(?:[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?"
+            r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+        ),
+        list("-+.0123456789"),
+    )
     return UniqueKeyLoader
 
 
