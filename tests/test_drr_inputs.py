@@ -85,6 +85,14 @@ def test_make_drr_bad_labels_and_pose_files_refused(work, recon):
     torch.save({"detector": detector, "final_pose": pose}, work / "zero.pt")
     err = refused(recon, work, *ct, "--pose", work / "zero.pt", "-o", work / "d.png")
     assert "out of range" in err
+    # torch's own paragraph advised "Re-running torch.load with weights_only set to False"
+    (work / "text.pt").write_text("not a pickle")
+    err = refused(recon, work, *ct, "--pose", work / "text.pt", "-o", work / "d.png")
+    assert "text.pt: not a PyTorch pose file (give a parameters.pt" in err
+    assert "weights_only" not in err
+    torch.save({"final_pose": pose, "code": Path}, work / "code.pt")
+    err = refused(recon, work, *ct, "--pose", work / "code.pt", "-o", work / "d.png")
+    assert "refusing to load: the pose file carries pickled objects or code" in err
 
 
 def test_make_drr_refuses_ct_without_contrast(work, recon):

@@ -81,7 +81,13 @@ def load_poses(path: Path) -> torch.Tensor:
     suffix = path.suffix.lower()
     try:
         if suffix in (".pt", ".pth"):
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            from recon.pipelines.common.checkpoints import read_torch_file
+
+            data = read_torch_file(
+                path,
+                "pose file",
+                "give a parameters.pt that register wrote, or a tensor saved with torch.save",
+            )
             if isinstance(data, dict):
                 if "final_pose" not in data:
                     raise BadInput(f"{path}: pose file has no 'final_pose' entry")
