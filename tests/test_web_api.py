@@ -208,6 +208,8 @@ def test_bad_requests_get_a_clear_json_error(server, chair_png):
     big = b"\x89PNG" + bytes(16 * 1024 * 1024)
     bomb = io.BytesIO()
     Image.new("L", (8000, 6000)).save(bomb, format="PNG")  # 48 M pixels in ~50 kB
+    tiny = io.BytesIO()
+    Image.new("RGB", (7, 7), "white").save(tiny, format="PNG")
 
     def streamed():  # no Content-Length: counted while it streams in
         yield _multipart([("task", None, b"voxel")])[: -len("--b0undary--\r\n")]
@@ -238,6 +240,11 @@ def test_bad_requests_get_a_clear_json_error(server, chair_png):
             415,
             "the PNG file is damaged or cut short",
             dict(files={"image": ("a.png", chair_png[:200])}, data={"task": "voxel"}),
+        ),
+        (  # queued (202) and failed in the job, where `recon predict` refuses it at once
+            422,
+            "the image is 7 x 7 pixels; at least 8 x 8 are needed",
+            dict(files={"image": ("t.png", tiny.getvalue())}, data={"task": "voxel"}),
         ),
         (
             422,

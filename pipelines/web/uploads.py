@@ -213,7 +213,20 @@ def check_image(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[str, int, int
         ) from error
     if width < 1 or height < 1 or kind not in FORMAT_SUFFIXES:
         raise not_image
+    _require_min_side(width, height)
     return FORMAT_SUFFIXES[kind], width, height
+
+
+def _require_min_side(width: int, height: int) -> None:
+    """UploadError 422 for a picture smaller than every task reads (MIN_SIDE a side): the job
+    was queued and failed later, where `recon predict` refuses it at once."""
+    from recon.pipelines.common.io import MIN_SIDE
+
+    if min(width, height) < MIN_SIDE:
+        raise UploadError(
+            422,
+            f"the image is {width} x {height} pixels; at least {MIN_SIDE} x {MIN_SIDE} are needed",
+        )
 
 
 def _tiff_pillow_cannot_open(path: Path, max_pixels: int, not_image: UploadError, error: Exception):
@@ -234,4 +247,5 @@ def _tiff_pillow_cannot_open(path: Path, max_pixels: int, not_image: UploadError
     except BadInput as refused:
         reason = str(refused).removeprefix(f"{path}: ")
         raise UploadError(415, f"the TIFF cannot be used: {reason}") from refused
+    _require_min_side(width, height)
     return "tif", width, height
