@@ -128,3 +128,31 @@ def test_a_film_stored_on_its_side_records_what_the_file_said(tmp_path, recon):
     assert "stored as H\\L, turned 90 deg counter-clockwise" in row["columns"]
     (listed,) = json.loads((out / "results.json").read_text())["results"]
     assert listed["columns"] == row["columns"]
+
+
+def test_a_principal_point_off_the_detector_is_refused(tmp_path, recon):
+    """DetectorActiveOrigin 1e6 mm: the whole registration ran and ended below similarity 0.3
+    (exit 1); make-drr holds x0 and y0 to the detector's extent, and so does the film."""
+    xray = write_dicom(tmp_path / "o.dcm", DetectorActiveOrigin=["1000000", "1000000"])
+    line = _refused(recon, tmp_path, xray, "--init", "fixed")
+    assert "DetectorActiveOrigin (0018,7028) puts the principal point" in line
+    assert "off its 288 x 320 mm detector" in line
+
+
+def test_a_magnification_below_1_is_not_used_for_the_spacing(tmp_path, recon):
+    """PixelSpacing x EstimatedRadiographicMagnificationFactor 0.5 halved the detector spacing
+    without a word (exit 0): no magnification is below 1 (sdd over the source-to-patient
+    distance)."""
+    from dicom_files import write_dx
+
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.xray.xray import read_xray
+
+    pixels = np.full((40, 36), 2000, np.uint16)
+    pixels[10:30, 12:24] = 3000
+    tags = dict(DistanceSourceToDetector="1000", PixelSpacing=["8.0", "8.0"])
+    write_dx(tmp_path / "m.dcm", pixels, EstimatedRadiographicMagnificationFactor="0.5", **tags)
+    with pytest.raises(BadInput, match="MagnificationFactor 0.5, which scales its PixelSpacing"):
+        read_xray(tmp_path / "m.dcm")
+    write_dx(tmp_path / "ok.dcm", pixels, EstimatedRadiographicMagnificationFactor="1.25", **tags)
+    assert read_xray(tmp_path / "ok.dcm").intrinsics.delx == pytest.approx(10.0)

@@ -575,6 +575,11 @@ def pixel_spacing(
         values = spacing_tag(ds, tag, path)
         if values is None:
             continue
+        if scale != 1.0 and magnification < 1:  # source-to-detector over -object: at least 1
+            raise BadInput(
+                f"{path}: DICOM tag {MAGNIFICATION} {magnification:g}, which scales its {tag}, "
+                "must be at least 1 (the source-to-detector over the source-to-patient distance)"
+            )
         source = tag if scale == 1.0 else f"{tag} x {scale:g} (magnification {magnification:g})"
         return (values[0] * scale, values[1] * scale), source
     return None

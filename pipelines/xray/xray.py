@@ -176,6 +176,8 @@ def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis, shutters,
     intrinsics = _intrinsics(
         path, sdd, spacing, pixels.shape, origin, frame.reverse_x_axis, sdd_from, spacing_source
     )
+    if found is not None:
+        _require_origin_on_detector(path, intrinsics)
     positioner, problem = _positioner(ds, intrinsics.sdd, sdd_from, path, dicom.frame, dicom.frames)
     return Xray(
         path,
@@ -386,6 +388,20 @@ def _intrinsics(
         x0=origin[0],
         y0=origin[1],
         reverse_x_axis=bool(reverse_x_axis),
+    )
+
+
+def _require_origin_on_detector(path: Path, detector: Intrinsics) -> None:
+    """BadInput when DetectorActiveOrigin puts the principal point off the detector (more than
+    its width or height from the centre), the range make-drr holds x0 and y0 to: the whole
+    registration ran and ended far from its start."""
+    width, height = detector.width * detector.delx, detector.height * detector.dely
+    if abs(detector.x0) <= width and abs(detector.y0) <= height:
+        return
+    raise BadInput(
+        f"{path}: DetectorActiveOrigin (0018,7028) puts the principal point {detector.x0:g}, "
+        f"{detector.y0:g} mm from the film's centre, off its {width:.4g} x {height:.4g} mm "
+        "detector"
     )
 
 
