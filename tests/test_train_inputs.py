@@ -93,6 +93,12 @@ def test_bad_flag_is_one_line_exit_2_no_run_folder(recon, pix3d, tmp_path, flags
         ("voxel", "{lr: 0.1, lr: 0.2}\n", "setting lr is given twice"),
         # YAML 1.1's base-60 numbers passed for others: 1:30 trained 90 epochs
         ("voxel", "epochs: 1:30\n", "setting epochs takes a whole number, not '1:30'"),
+        # it said "while scanning for the next token": neither the cause nor the place
+        (
+            "voxel",
+            "lr: 0.1\nepochs:\t2\n",
+            "found character '\\t' that cannot start any token, line 2 column 8",
+        ),
         ("voxel", "lr: 1:30.5\n", "setting lr takes a number, not '1:30.5'"),
     ],
 )

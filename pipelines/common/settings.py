@@ -220,7 +220,7 @@ def requested_settings(
         except DuplicateKey as error:
             raise BadInput(f"{path}: {error}") from error
         except yaml.YAMLError as error:
-            raise BadInput(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from error
+            raise BadInput(f"{path}: not valid YAML ({_yaml_problem(error)})") from error
         except (OSError, UnicodeDecodeError) as error:
             raise BadInput(f"{path}: cannot read the config file ({error})") from error
         if not isinstance(loaded, dict) or not all(isinstance(k, str) for k in loaded):
@@ -502,6 +502,16 @@ def parse_set(pairs: list[str]) -> dict[str, Any]:
             )
         given[key] = raw
     return result
+
+
+def _yaml_problem(error) -> str:
+    """What a YAMLError says is wrong and where: 'found character '\\t' that cannot start any
+    token, line 1 column 8' (its first line alone, 'while scanning for the next token', said
+    neither)."""
+    mark, problem = getattr(error, "problem_mark", None), getattr(error, "problem", None)
+    if mark is None or not problem:
+        return str(error).splitlines()[0]
+    return f"{problem}, line {mark.line + 1} column {mark.column + 1}"
 
 
 class DuplicateKey(Exception):
