@@ -148,7 +148,10 @@ def test_predict_voxel_keeps_one_input_at_a_time(voxel_model, tmp_path, monkeypa
         made.append(weakref.ref(result[0]))
         return result
 
-    monkeypatch.setattr(predict, "task_functions", lambda task: (build_net, watched))
+    from recon.pipelines.occupancy.voxel_task import PREDICTION_SETTINGS, VoxelConfig
+
+    functions = (build_net, watched, VoxelConfig, PREDICTION_SETTINGS)
+    monkeypatch.setattr(predict, "task_functions", lambda task: functions)
     names = [f"i{k}" for k in range(len(images))]
     records = predict.predict_images("voxel", checkpoint, images, names, tmp_path, device="cpu")
     assert len(records) == len(images) and len(made) == 2 * len(images)  # checked, predicted

@@ -85,6 +85,21 @@ def png_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def unusable_picture() -> bytes:
+    """A float TIFF whose values run to 2: an image the upload check takes (Pillow decodes it)
+    and the job refuses (float pictures are intensities in [0, 1]), so the job fails."""
+    from PIL import Image
+
+    values = np.full((40, 40), 2.0, np.float32)
+    values[:20] = 0.5
+    buffer = io.BytesIO()
+    Image.fromarray(values, mode="F").save(buffer, format="TIFF")
+    return buffer.getvalue()
+
+
+UNUSABLE_ERROR = "float image values span [0.5, 2]"
+
+
 def post_image(client, content: bytes, task: str = "voxel", name: str = "chair.png"):
     return client.post(
         "/api/jobs", files={"image": (name, content, "image/png")}, data={"task": task}
@@ -161,11 +176,11 @@ def test_job_files_equal_a_direct_prediction(server, model, chair_png, tmp_path)
 
 def test_failed_job_is_one_line_and_the_worker_keeps_serving(server, chair_png):
     client, data = server
-    response = post_image(client, png_bytes(np.zeros((4, 4, 3), np.uint8)), name="tiny.png")
+    response = post_image(client, unusable_picture(), name="f.tif")
     assert response.status_code == 202
     job, _ = wait_for(client, response.json()["status_url"])
     assert job["status"] == "failed"
-    assert "need at least 8 x 8" in job["error"] and "\n" not in job["error"]
+    assert UNUSABLE_ERROR in job["error"] and "\n" not in job["error"]
     assert str(data) not in job["error"]  # no server paths in messages
     job, _ = wait_for(client, post_image(client, chair_png).json()["status_url"])
     assert job["status"] == "done"

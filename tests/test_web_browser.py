@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_web_api import make_voxel_checkpoint
+from test_web_api import UNUSABLE_ERROR, make_voxel_checkpoint
 
 pytestmark = pytest.mark.slow  # a server, a browser and a model: about a minute on 2 cores
 
@@ -326,11 +326,11 @@ def test_a_tiff_upload_is_shown_through_a_png_preview(page, live, tmp_path):
     assert {"image", "preview"} <= roles  # the upload itself stays downloadable
 
 
-def write_tiny_png(path: Path) -> Path:
-    """A 4 x 4 picture: a valid image that the voxel task refuses (it needs 8 x 8)."""
-    from PIL import Image
+def write_unusable(path: Path) -> Path:
+    """A picture the upload takes and the job refuses (test_web_api.unusable_picture)."""
+    from test_web_api import unusable_picture
 
-    Image.new("RGB", (4, 4), "white").save(path)
+    path.write_bytes(unusable_picture())
     return path
 
 
@@ -343,10 +343,10 @@ def test_a_failed_job_shows_its_error_and_no_earlier_mesh(page, live, tmp_path):
     page.set_input_files("#file", str(chair))
     page.wait_for_function(finished, timeout=180e3)
     assert page.evaluate("document.body.dataset.state") == "done", page.text_content("#error")
-    page.set_input_files("#file", str(write_tiny_png(tmp_path / "tiny.png")))
+    page.set_input_files("#file", str(write_unusable(tmp_path / "f.tif")))
     page.wait_for_function(finished, timeout=180e3)
     message = page.text_content("#error")
-    assert message.startswith("the job failed: ") and "need at least 8 x 8" in message, message
+    assert message.startswith("the job failed: ") and UNUSABLE_ERROR in message, message
     assert "\n" not in message and str(live[1]) not in message
     assert canvas.get_attribute("data-faces") is None
     assert page.is_disabled("#fit") and page.is_disabled("#wireframe")
@@ -362,8 +362,8 @@ def test_upload_by_keyboard_with_named_progress_and_status(page, tmp_path):
     with page.expect_file_chooser() as chooser:
         drop.focus()
         page.keyboard.press("Enter")
-    chooser.value.set_files(str(write_tiny_png(tmp_path / "tiny.png")))
+    chooser.value.set_files(str(write_unusable(tmp_path / "f.tif")))
     page.wait_for_function("document.body.dataset.state === 'error'", timeout=180e3)
     assert page.get_by_role("progressbar", name="Job progress").is_visible()
     assert page.get_by_role("status").text_content() == "failed"
-    assert "need at least 8 x 8" in page.get_by_role("alert").text_content()
+    assert UNUSABLE_ERROR in page.get_by_role("alert").text_content()

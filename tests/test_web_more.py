@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import test_web_api
-from test_web_api import _multipart, png_bytes, post_image, wait_for
+from test_web_api import (
+    UNUSABLE_ERROR,
+    _multipart,
+    png_bytes,
+    post_image,
+    unusable_picture,
+    wait_for,
+)
 
 # test_web_api's fixtures: its tiny voxel checkpoint (made once per session), a server on it
 model, chair_png, server = test_web_api.model, test_web_api.chair_png, test_web_api.server
@@ -39,10 +46,11 @@ def test_a_plain_picture_has_no_warnings(server, chair_png):
 def test_a_job_error_names_the_upload_as_sent(server):
     """It said "input.png: image is 6 x 40 pixels", the name the server stored it under."""
     client, _ = server
-    tiny = png_bytes(np.zeros((40, 6, 3), np.uint8))
-    job, _ = wait_for(client, post_image(client, tiny, name="tiny.png").json()["status_url"])
+    job, _ = wait_for(
+        client, post_image(client, unusable_picture(), name="f.tif").json()["status_url"]
+    )
     assert job["status"] == "failed"
-    assert job["error"].startswith("tiny.png: image is 6 x 40 pixels"), job["error"]
+    assert job["error"].startswith(f"f.tif: {UNUSABLE_ERROR}"), job["error"]
 
 
 def test_a_repeated_task_field_is_refused(server, chair_png):
