@@ -277,20 +277,26 @@ def _read_tiff(path: Path, one_frame: bool, integers: bool = False) -> tuple[np.
     """The first image of a TIFF read by tifffile (a floating-point one Pillow does not open: 64-
     or 16-bit samples, RGB floats; with `integers`, one Pillow would turn wrongly), stored
     pixel-interleaved or planar, (H, W) or (H, W, C), turned upright as its Orientation says;
-    floats as float32, WhiteIsZero ones inverted to [0, 1] here, integers as stored. And whether
-    the integers run white to black (WhiteIsZero: _black_is_zero inverts them)."""
+    floats as float32, integers as stored. And whether the samples run white to black
+    (WhiteIsZero: _black_is_zero inverts them)."""
     with _tiff(path, one_frame, integers) as page:
         array = page.asarray()
         if page.samplesperpixel > 1 and page.planarconfig == 2:  # planes: (C, H, W)
             array = np.moveaxis(array, 0, -1)
-        floats = array.dtype.kind == "f"
-        if floats:
+        if array.dtype.kind == "f":
             array = array.astype(np.float32)
-        if floats and page.photometric == WHITE_IS_ZERO:
-            array = 1.0 - array  # [0, 1] intensities, as _black_is_zero turns floats
         array = UPRIGHT_ARRAY[_tiff_page_orientation(page)](array)
-        inverted = page.photometric == WHITE_IS_ZERO and not floats
+        inverted = page.photometric == WHITE_IS_ZERO
     return np.ascontiguousarray(array), inverted
+
+
+def _tifffile_pixels(path: Path, one_frame: bool, stated: SampleFormat, integers: bool = False):
+    """_read_pixels's answer for a TIFF read by tifffile (_read_tiff): its pixels, WhiteIsZero
+    ones inverted by _black_is_zero as Pillow's are, and the sample format (stated, with
+    white_is_zero as the file says)."""
+    array, inverted = _read_tiff(path, one_frame, integers)
+    stated = dataclasses.replace(stated, white_is_zero=inverted)
+    return _black_is_zero(array, stated, path), stated
 
 
 def _tiff_page_orientation(page) -> int:
@@ -319,9 +325,9 @@ def picture_size(path: Path) -> tuple[int, int]:
     """(width, height) of a picture as read_image returns it, without decoding its pixels."""
     try:
         with open_image(path) as image:
-            if not (image.format == "TIFF" and exif_orientation(image) in TURNED):
+            if not _turned_tiff(image):
                 return upright_size(image)
-        integers = True  # a TIFF stored a quarter turn: Pillow swaps the size of some only
+        integers = True
     except UndecodedTiff:
         integers = False
     with _tiff(path, False, integers) as page:
@@ -334,7 +340,8 @@ def picture_orientation(path: Path) -> int:
     or states none."""
     try:
         with open_image(path) as image:
-            return exif_orientation(image) if exif_orientation(image) in range(1, 9) else 1
+            value = exif_orientation(image)
+            return value if value in UPRIGHT_ARRAY else 1
     except UndecodedTiff:
         with _tiff(path, False) as page:
             return _tiff_page_orientation(page)
@@ -410,14 +417,10 @@ def _read_pixels(path: Path, one_frame: bool = False) -> tuple[np.ndarray, Sampl
     try:
         opened = open_image(path)
     except UndecodedTiff:
-        return _read_tiff(path, one_frame)[0], SampleFormat()
+        return _tifffile_pixels(path, one_frame, SampleFormat())
     with opened as image:
-        if image.format == "TIFF" and exif_orientation(image) in TURNED:
-            # Pillow turns some such TIFFs itself while reading and scrambles others
-            # (uncompressed grey): their stored pixels, read by tifffile, are turned here
-            array, inverted = _read_tiff(path, one_frame, integers=True)
-            stated = dataclasses.replace(stated_sample_format(image), white_is_zero=inverted)
-            return _black_is_zero(array, stated, path), stated
+        if _turned_tiff(image):
+            return _tifffile_pixels(path, one_frame, stated_sample_format(image), integers=True)
         frames = int(getattr(image, "n_frames", 1) or 1)
         if one_frame and frames > 1 and image.format != "MPO":  # MPO: a JPEG + its previews
             raise BadInput(
@@ -435,9 +438,10 @@ def _read_pixels(path: Path, one_frame: bool = False) -> tuple[np.ndarray, Sampl
 
 
 def _black_is_zero(array: np.ndarray, stated: SampleFormat, path: Path) -> np.ndarray:
-    """The samples of a WhiteIsZero TIFF Pillow left as stored (stated.white_is_zero) inverted to
-    run black to white, as every reader takes them: unsigned integers from the white their
-    type or tags give (integer_range), floats in [0, 1] as 1 - value. Others are refused."""
+    """The samples of a WhiteIsZero TIFF that Pillow or tifffile left as stored
+    (stated.white_is_zero) inverted to run black to white, as every reader takes them: unsigned
+    integers from the white their type or tags give (integer_range), floats in [0, 1] as
+    1 - value. Others are refused."""
     if not stated.white_is_zero:
         return array
     if array.ndim != 2:
@@ -559,6 +563,13 @@ def upright(image):
     if exif_orientation(image) in range(2, 9):
         return ImageOps.exif_transpose(image)
     return image
+
+
+def _turned_tiff(image) -> bool:
+    """Whether an open PIL image is a TIFF stored a quarter turn (Orientation 5-8): Pillow turns
+    some of those itself while reading (and swaps their size) and scrambles others
+    (uncompressed grey), so read_image and picture_size read them with tifffile instead."""
+    return image.format == "TIFF" and exif_orientation(image) in TURNED
 
 
 def exif_orientation(image) -> int:

@@ -317,14 +317,13 @@ def build(cfg: VoxelConfig):
 PREDICTION_SETTINGS = ("size", "resolution", "hidden", "dropout")
 
 
-def load_net(checkpoint: Path, task_name: str, build_net_fn, schema=None, names=()):
+def load_net(checkpoint: Path, task_name: str, build_net_fn, schema, names):
     """(net in eval mode, config dict) from a checkpoint of task_name; the settings `names` it
     records are checked against the training config class `schema` (prediction_settings)."""
     from recon.pipelines.common.checkpoints import load_checkpoint, prediction_settings
 
     config, state = load_checkpoint(checkpoint, task_name)
-    if schema is not None:
-        config = prediction_settings(checkpoint, config, schema, names, task_name)
+    config = prediction_settings(checkpoint, config, schema, names, task_name)
     try:
         net = build_net_fn(config)
         net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})

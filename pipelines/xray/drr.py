@@ -53,6 +53,11 @@ class Intrinsics:
             dely=self.dely * self.height / height,
         )
 
+    @property
+    def extent_mm(self) -> tuple[float, float]:
+        """(width, height) of the detector, mm."""
+        return self.width * self.delx, self.height * self.dely
+
     def as_dict(self) -> dict:
         return asdict(self)
 

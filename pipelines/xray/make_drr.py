@@ -169,7 +169,7 @@ def _check_detector(d: Intrinsics, source: str) -> None:
             f"{d.dely:g}x{d.delx:g} mm is out of range (sdd in (0, 10000], size in [1, 4096], "
             "spacing in (0, 100])"
         )
-    for name, offset, extent in (("x0", d.x0, d.width * d.delx), ("y0", d.y0, d.height * d.dely)):
+    for name, offset, extent in zip(("x0", "y0"), (d.x0, d.y0), d.extent_mm, strict=True):
         if not -extent <= offset <= extent:
             raise BadInput(
                 f"{source}: principal point {name} {offset:g} mm is off the detector "

@@ -74,7 +74,7 @@ def detector_size_note(xray: Xray) -> str | None:
     (rows x spacing, columns x spacing) lie outside DETECTOR_MM, so the CT would be seen through a
     keyhole or shrunk to a few pixels, and registration fails far from its start."""
     detector = xray.intrinsics
-    rows_mm, cols_mm = detector.height * detector.dely, detector.width * detector.delx
+    cols_mm, rows_mm = detector.extent_mm
     low, high = DETECTOR_MM
     if min(rows_mm, cols_mm) >= low and max(rows_mm, cols_mm) <= high:
         return None
@@ -395,7 +395,7 @@ def _require_origin_on_detector(path: Path, detector: Intrinsics) -> None:
     """BadInput when DetectorActiveOrigin puts the principal point off the detector (more than
     its width or height from the centre), the range make-drr holds x0 and y0 to: the whole
     registration ran and ended far from its start."""
-    width, height = detector.width * detector.delx, detector.height * detector.dely
+    width, height = detector.extent_mm
     if abs(detector.x0) <= width and abs(detector.y0) <= height:
         return
     raise BadInput(
