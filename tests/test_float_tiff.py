@@ -126,17 +126,27 @@ def test_a_pair_image_outside_0_1_is_refused_as_any_float_picture(tmp_path):
 
 
 def test_the_server_takes_a_float_tiff_upload_and_refuses_one_it_cannot_use(tmp_path):
+    """A float32 TIFF Pillow decodes itself passed the upload with values to 2 (202) and failed
+    in the job; it is refused at the upload, as the float64 one Pillow cannot open was."""
+    from PIL import Image
+
     from recon.pipelines.web.uploads import UploadError, check_image
 
     good, bad, junk = tmp_path / "good.bin", tmp_path / "bad.bin", tmp_path / "junk.bin"
+    pillows = tmp_path / "pillows.bin"
     tifffile.imwrite(good, np.linspace(0, 1, 30 * 40).reshape(30, 40))
     tifffile.imwrite(bad, np.full((30, 40), 7.0))
+    Image.fromarray(np.full((30, 40), 2.0, np.float32), mode="F").save(pillows, format="TIFF")
     junk.write_bytes(b"II*\0" + b"\0" * 12)
     assert check_image(good) == ("tif", 40, 30)
     with pytest.raises(UploadError) as refused:
         check_image(good, max_pixels=100)
     assert refused.value.status == 413
-    for path, reason in ((bad, "values span [7, 7]"), (junk, "a TIFF that holds no image")):
+    for path, reason in (
+        (bad, "the TIFF file cannot be used: float image values span [7, 7]"),
+        (pillows, "the TIFF file cannot be used: float image values span [2, 2]"),
+        (junk, "a TIFF that holds no image"),
+    ):
         with pytest.raises(UploadError) as refused:
             check_image(path)
         assert refused.value.status == 415 and reason in str(refused.value), refused.value

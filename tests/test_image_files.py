@@ -331,6 +331,15 @@ def test_a_turned_tiff_recon_cannot_turn_is_one_line(recon, tmp_path, kind, mess
     assert rc == 2 and err.count("\n") == 1, err
     assert message in err
     assert not out.exists()
+    # recon serve refuses the upload (it was queued and failed in the job)
+    from recon.pipelines.web.uploads import UploadError, check_image
+
+    with pytest.raises(UploadError) as refused:
+        check_image(tmp_path / "p.tif")
+    reason = message.removeprefix("p.tif: ")
+    assert refused.value.status == 415 and f"the TIFF file cannot be used: {reason}" in str(
+        refused.value
+    )
 
 
 def test_register_reads_grey_plus_alpha_as_the_grey(tmp_path):

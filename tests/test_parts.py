@@ -306,3 +306,42 @@ def test_a_parts_checkpoint_with_unusable_settings_is_one_line(
     code, _, err = recon("predict", "parts", image, "-c", path, "-o", out, "--device", "cpu")
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert not out.exists()
+
+
+def _edited_weights(source: Path, target: Path, edit) -> Path:
+    """A copy of a checkpoint whose state_dict went through edit(state_dict) -> state_dict."""
+    import torch
+
+    checkpoint = torch.load(source, weights_only=True)
+    checkpoint["state_dict"] = edit(checkpoint["state_dict"])
+    torch.save(checkpoint, target)
+    return target
+
+
+def _nan_first(state: dict) -> dict:
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    return {**state, name: state[name] * float("nan")}
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (  # a diverged run's weights: a raw "RuntimeError: No surface found", exit 1
+            _nan_first,
+            "the checkpoint's weights hold NaN or infinite values (net.",
+        ),
+        (  # the message was torch's heading alone: "Error(s) in loading state_dict for ..."
+            lambda state: dict(list(state.items())[:-1]),
+            "weights do not fit the parts model (Missing key(s) in state_dict: ",
+        ),
+    ],
+)
+def test_a_parts_checkpoint_with_unusable_weights_is_one_line(
+    parts_checkpoint, parts_root, recon, tmp_path, edit, message
+):
+    path = _edited_weights(parts_checkpoint, tmp_path / "odd.ckpt", edit)
+    image = next(iter(sorted(parts_root.rglob("*.png"))))
+    out = tmp_path / "pred"
+    code, _, err = recon("predict", "parts", image, "-c", path, "-o", out, "--device", "cpu")
+    assert code == 2 and err.count("\n") == 1 and f"{path}: {message}" in err, err
+    assert not out.exists()

@@ -86,8 +86,8 @@ def png_bytes(array: np.ndarray) -> bytes:
 
 
 def unusable_picture() -> bytes:
-    """A float TIFF whose values run to 2: an image the upload check takes (Pillow decodes it)
-    and the job refuses (float pictures are intensities in [0, 1]), so the job fails."""
+    """A float TIFF whose values run to 2: Pillow decodes it, the tasks' picture reader refuses
+    it (float pictures are intensities in [0, 1])."""
     from PIL import Image
 
     values = np.full((40, 40), 2.0, np.float32)
@@ -174,14 +174,15 @@ def test_job_files_equal_a_direct_prediction(server, model, chair_png, tmp_path)
     assert json.loads((data / "jobs" / job["id"] / "job.json").read_text())["status"] == "done"
 
 
-def test_failed_job_is_one_line_and_the_worker_keeps_serving(server, chair_png):
+def test_a_picture_the_tasks_cannot_read_is_refused_at_upload(server, chair_png):
+    """Pillow decodes it, the tasks' reader refuses it: it was queued (202) and its job failed."""
     client, data = server
+    before = client.get("/healthz").json()["jobs"]
     response = post_image(client, unusable_picture(), name="f.tif")
-    assert response.status_code == 202
-    job, _ = wait_for(client, response.json()["status_url"])
-    assert job["status"] == "failed"
-    assert UNUSABLE_ERROR in job["error"] and "\n" not in job["error"]
-    assert str(data) not in job["error"]  # no server paths in messages
+    assert response.status_code == 415, response.text
+    assert response.json()["error"].startswith(f"the TIFF file cannot be used: {UNUSABLE_ERROR};")
+    assert client.get("/healthz").json()["jobs"] == before
+    assert not list((data / "uploads").iterdir())
     job, _ = wait_for(client, post_image(client, chair_png).json()["status_url"])
     assert job["status"] == "done"
 

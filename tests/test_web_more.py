@@ -1,19 +1,12 @@
-"""`recon serve`: a job's summary carries the warnings `recon predict` prints, its errors name
-the upload as sent, a repeated form field is refused, and serve's range errors read as every
-other command's."""
+"""`recon serve`: a job's summary carries the warnings `recon predict` prints, a job failing in
+the worker is one line naming the upload as sent, a repeated form field is refused, and serve's
+range errors read as every other command's."""
 
 from __future__ import annotations
 
 import numpy as np
 import test_web_api
-from test_web_api import (
-    UNUSABLE_ERROR,
-    _multipart,
-    png_bytes,
-    post_image,
-    unusable_picture,
-    wait_for,
-)
+from test_web_api import _multipart, png_bytes, post_image, wait_for
 
 # test_web_api's fixtures: its tiny voxel checkpoint (made once per session), a server on it
 model, chair_png, server = test_web_api.model, test_web_api.chair_png, test_web_api.server
@@ -43,14 +36,49 @@ def test_a_plain_picture_has_no_warnings(server, chair_png):
     assert job["status"] == "done" and "warnings" not in job["summary"], job
 
 
-def test_a_job_error_names_the_upload_as_sent(server):
-    """It said "input.png: image is 6 x 40 pixels", the name the server stored it under."""
-    client, _ = server
-    job, _ = wait_for(
-        client, post_image(client, unusable_picture(), name="f.tif").json()["status_url"]
-    )
-    assert job["status"] == "failed"
-    assert job["error"].startswith(f"f.tif: {UNUSABLE_ERROR}"), job["error"]
+def test_a_job_failing_in_the_worker_is_one_line_and_the_worker_runs_the_next(
+    model, chair_png, tmp_path
+):
+    """A job that fails inside the worker (its input or its checkpoint gone by the time it
+    runs) ends in one line that names the upload as sent ("input.png: ..." named the server's
+    own name for it) and no server path; the same worker then runs the next job."""
+    import multiprocessing
+
+    from recon.pipelines.web.worker import worker_main
+
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    worker = context.Process(target=worker_main, args=(child, ["voxel"], "cpu", 1), daemon=True)
+    worker.start()
+    child.close()
+    folder = tmp_path / "job"
+    folder.mkdir()
+    (folder / "input.png").write_bytes(chair_png)
+    request = {"task": "voxel", "checkpoint": str(model[0]), "folder": str(folder)}
+    request |= {"input": "input.png", "source_name": "chair.png"}
+
+    def run(**changes) -> tuple:
+        parent.send({**request, **changes})
+        while parent.poll(180):
+            message = parent.recv()
+            if message[0] != "progress":
+                return message
+        raise AssertionError("the worker did not answer in 180 s")
+
+    try:
+        assert parent.poll(180) and parent.recv() == ("ready",)
+        no_input = run(input="gone.png", source_name="f.png")
+        no_checkpoint = run(checkpoint=str(tmp_path / "gone.ckpt"))
+        done = run()
+    finally:
+        parent.send(None)
+        worker.join(30)
+    assert no_input[0] == "failed" and no_input[1].startswith("f.png: "), no_input
+    assert no_checkpoint[0] == "failed", no_checkpoint
+    assert no_checkpoint[1].startswith("the task's checkpoint: "), no_checkpoint
+    for _, line in (no_input, no_checkpoint):
+        assert "\n" not in line and str(tmp_path) not in line, line
+    assert done[0] == "done" and done[1]["summary"]["faces"] > 0, done
 
 
 def test_a_repeated_task_field_is_refused(server, chair_png):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -105,7 +106,54 @@ def load_checkpoint(path: Path, task_name: str) -> tuple[dict[str, Any], dict[st
             f"{path}: the checkpoint's settings are a {type(config).__name__}, not a mapping "
             f"(give a checkpoint that `recon train {task_name}` wrote)"
         )
-    return dict(config), checkpoint["state_dict"]
+    state = checkpoint["state_dict"]
+    _require_finite_weights(path, state)
+    return dict(config), state
+
+
+def _require_finite_weights(path: Path, state: dict) -> None:
+    """BadInput naming the first tensor of state that holds NaN or infinite values (a run saved
+    after it diverged, a damaged file): such weights predict NaN everywhere."""
+    import torch
+
+    bad = [
+        name
+        for name, value in state.items()
+        if isinstance(value, torch.Tensor)
+        and value.is_floating_point()
+        and not bool(torch.isfinite(value).all())
+    ]
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise BadInput(
+            f"{path}: the checkpoint's weights hold NaN or infinite values ({bad[0]}{more}); "
+            "the run that saved it diverged or the file is damaged: give an earlier checkpoint"
+        )
+
+
+def load_weights(
+    path: Path, build: Callable[[dict], Any], config: dict, state: dict, prefix: str, what: str
+):
+    """build(config) in eval mode with the weights of state under prefix ("net.") loaded
+    strictly; BadInput naming the checkpoint, what ("the skull model") and the first problem
+    when they do not fit (or build fails on the checkpoint's settings)."""
+    weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    try:
+        module = build(config)
+        module.load_state_dict(weights)
+    except (KeyError, TypeError, RuntimeError, ValueError) as error:
+        raise BadInput(f"{path}: weights do not fit {what} ({first_problem(error)})") from error
+    return module.eval()
+
+
+def first_problem(error: Exception, width: int = 200) -> str:
+    """The first informative line of an exception, at most width characters: torch's
+    load_state_dict puts only a heading ("Error(s) in loading ...:") on its first line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        lines = lines[1:]
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def prediction_settings(path: Path, config: dict, schema, names, task_name: str) -> dict:
@@ -311,8 +359,6 @@ def require_fitting_weights(path: Path, state_dict: dict, module, task_name: str
     try:
         module.load_state_dict(state_dict, strict=True)
     except (RuntimeError, KeyError, ValueError) as error:
-        text = str(error).strip().splitlines()
         raise BadInput(
-            f"{path}: weights do not fit the {task_name} model "
-            f"({text[0] if text else type(error).__name__})"
+            f"{path}: weights do not fit the {task_name} model ({first_problem(error)})"
         ) from error

@@ -245,17 +245,13 @@ def build_generator(config: dict):
 def load_generator(checkpoint: Path):
     """A trained corset checkpoint -> (generator in eval mode, config dict); BadInput when the
     file is not one (recon.pipelines.common.checkpoints.load_checkpoint) or its weights misfit."""
-    from recon.pipelines.common.checkpoints import load_checkpoint
+    from recon.pipelines.common.checkpoints import load_checkpoint, load_weights
 
     config, state = load_checkpoint(checkpoint, "corset")
     _check_generator_config(checkpoint, config)
-    generator = build_generator(config)
-    weights = {k[len("generator.") :]: v for k, v in state.items() if k.startswith("generator.")}
-    try:
-        generator.load_state_dict(weights)
-    except RuntimeError as error:
-        raise BadInput(f"{checkpoint}: weights do not fit the corset generator") from error
-    return generator.eval(), config
+    return load_weights(
+        checkpoint, build_generator, config, state, "generator.", "the corset generator"
+    ), config
 
 
 GENERATOR_SETTINGS = ("features", "dropout_encoder", "dropout_decoder", "spine_conditioning")

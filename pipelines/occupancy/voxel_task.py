@@ -320,20 +320,16 @@ PREDICTION_SETTINGS = ("size", "resolution", "hidden", "dropout")
 def load_net(checkpoint: Path, task_name: str, build_net_fn, schema, names):
     """(net in eval mode, config dict) from a checkpoint of task_name; the settings `names` it
     records are checked against the training config class `schema` (prediction_settings)."""
-    from recon.pipelines.common.checkpoints import load_checkpoint, prediction_settings
+    from recon.pipelines.common.checkpoints import (
+        load_checkpoint,
+        load_weights,
+        prediction_settings,
+    )
 
     config, state = load_checkpoint(checkpoint, task_name)
     config = prediction_settings(checkpoint, config, schema, names, task_name)
-    try:
-        net = build_net_fn(config)
-        net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
-    except (KeyError, TypeError, RuntimeError, ValueError) as error:
-        text = str(error).strip().splitlines()
-        raise BadInput(
-            f"{checkpoint}: weights do not fit the {task_name} model "
-            f"({text[0] if text else type(error).__name__})"
-        ) from error
-    return net.eval(), config
+    what = f"the {task_name} model"
+    return load_weights(checkpoint, build_net_fn, config, state, "net.", what), config
 
 
 def voxel_input(path: Path, config: dict, box: list | None = None):

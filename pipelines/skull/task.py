@@ -372,28 +372,11 @@ def prediction_config(checkpoint: Path, config: dict) -> dict:
 def load_net(checkpoint: Path):
     """(net in eval mode, config dict) from a `recon train skull` checkpoint; its settings are
     checked (prediction_config)."""
-    from recon.pipelines.common.checkpoints import load_checkpoint
+    from recon.pipelines.common.checkpoints import load_checkpoint, load_weights
 
     config, state = load_checkpoint(checkpoint, TASK_NAME)
     config = prediction_config(checkpoint, config)
-    try:
-        net = build_net(config)
-        net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
-    except (KeyError, TypeError, RuntimeError, ValueError) as error:
-        raise BadInput(
-            f"{checkpoint}: weights do not fit the skull model ({first_problem(error)})"
-        ) from error
-    return net.eval(), config
-
-
-def first_problem(error: Exception, width: int = 200) -> str:
-    """The first informative line of an exception, at most width characters: torch's
-    load_state_dict puts only a heading ("Error(s) in loading ...:") on its first line."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    if len(lines) > 1 and lines[0].endswith(":"):
-        lines = lines[1:]
-    text = lines[0] if lines else type(error).__name__
-    return text if len(text) <= width else text[: width - 3] + "..."
+    return load_weights(checkpoint, build_net, config, state, "net.", "the skull model"), config
 
 
 def example_rows(module, batch, count: int) -> list:

@@ -1,6 +1,7 @@
 """Receiving an upload safely: the size is checked from Content-Length and again while the body
 streams in (nothing is read whole), the file goes to a generated name, and its content, decoded
-by PIL under a pixel limit, decides whether it is an image."""
+by PIL under a pixel limit and then read as the served tasks read pictures, decides whether it
+is an image a job can use."""
 
 from __future__ import annotations
 
@@ -214,7 +215,22 @@ def check_image(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[str, int, int
     if width < 1 or height < 1 or kind not in FORMAT_SUFFIXES:
         raise not_image
     _require_min_side(width, height)
+    _require_task_reads(path, kind)
     return FORMAT_SUFFIXES[kind], width, height
+
+
+def _require_task_reads(path: Path, kind: str) -> None:
+    """UploadError 415 for a picture Pillow decodes and the served tasks' reader (read_rgb)
+    refuses: a float TIFF whose values leave [0, 1], a TIFF stored a quarter turn with a
+    compression recon does not decode. Such a job was queued and failed later."""
+    from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.common.io import read_rgb
+
+    try:
+        read_rgb(path)
+    except BadInput as refused:
+        reason = str(refused).removeprefix(f"{path}: ")
+        raise UploadError(415, f"the {kind} file cannot be used: {reason}") from refused
 
 
 def _require_min_side(width: int, height: int) -> None:
@@ -233,19 +249,19 @@ def _tiff_pillow_cannot_open(path: Path, max_pixels: int, not_image: UploadError
     """check_image's answer for a file Pillow does not open: a floating-point TIFF the picture
     readers take through tifffile (recon.pipelines.common.io), decoded in full; else not_image."""
     from recon.pipelines.common.errors import BadInput
-    from recon.pipelines.common.io import is_tiff, picture_size, read_rgb
+    from recon.pipelines.common.io import is_tiff, picture_size
 
     if not is_tiff(path):
         raise not_image from error
     try:
         width, height = picture_size(path)
-        if width * height > max_pixels:
-            raise UploadError(
-                413, f"the image is {width} x {height} pixels; at most {max_pixels} are allowed"
-            )
-        read_rgb(path)  # decoded in full; floats outside [0, 1] refused here, not in the job
     except BadInput as refused:
         reason = str(refused).removeprefix(f"{path}: ")
-        raise UploadError(415, f"the TIFF cannot be used: {reason}") from refused
+        raise UploadError(415, f"the TIFF file cannot be used: {reason}") from refused
+    if width * height > max_pixels:
+        raise UploadError(
+            413, f"the image is {width} x {height} pixels; at most {max_pixels} are allowed"
+        )
     _require_min_side(width, height)
+    _require_task_reads(path, "TIFF")  # decoded in full
     return "tif", width, height

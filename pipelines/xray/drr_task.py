@@ -351,21 +351,12 @@ def build(cfg: DrrConfig):
 
 def load_generator(checkpoint: Path):
     """(generator in eval mode, config dict) from a `recon train drr` checkpoint."""
-    from recon.pipelines.common.checkpoints import load_checkpoint
+    from recon.pipelines.common.checkpoints import load_checkpoint, load_weights
 
     config, state = load_checkpoint(checkpoint, TASK_NAME)
-    try:
-        generator = build_generator(config)
-        weights = {
-            k[len("generator.") :]: v for k, v in state.items() if k.startswith("generator.")
-        }
-        generator.load_state_dict(weights)
-    except (TypeError, RuntimeError, ValueError) as error:
-        message = str(error).strip().splitlines()[0]
-        raise BadInput(
-            f"{checkpoint}: generator weights do not fit its config ({message})"
-        ) from error
-    return generator.eval(), config
+    return load_weights(
+        checkpoint, build_generator, config, state, "generator.", "the drr generator"
+    ), config
 
 
 def translate(generator, image, size: int):

@@ -433,15 +433,10 @@ class PosePredictor:
 
     @classmethod
     def load(cls, path: Path, linearize: str, device: str, border: int = 0) -> PosePredictor:
-        from recon.pipelines.common.checkpoints import load_checkpoint
+        from recon.pipelines.common.checkpoints import load_checkpoint, load_weights
 
         config, state = load_checkpoint(Path(path), TASK_NAME)
-        model = build_model(config)
-        weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-        try:
-            model.load_state_dict(weights)
-        except RuntimeError as error:
-            raise BadInput(f"{path}: weights do not fit the pose network") from error
+        model = load_weights(path, build_model, config, state, "model.", "the pose network")
         return cls(model, config, linearize, device, border)
 
     def __call__(self, xray) -> torch.Tensor:
