@@ -37,6 +37,7 @@ import numpy as np
 SDD_MM = 1020.0
 SOURCE_MM = 850.0
 DETECTOR_MM = 409.6
+RADIOLOGICAL = True  # the patient's left along increasing columns (L\F), as make-drr renders
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ def synth_pairs(
         pixel = DETECTOR_MM / size
         renderer = make_renderer(
             subject,
-            Intrinsics(sdd=SDD_MM, height=size, width=size, delx=pixel, dely=pixel),
+            Intrinsics(SDD_MM, size, size, pixel, pixel, reverse_x_axis=RADIOLOGICAL),
             renderer="trilinear",
             device=device,
         )
