@@ -204,6 +204,48 @@ def test_one_grid_saved_again_is_one_model(tmp_path, version):
     assert content_digest(files[0]) == content_digest(files[1]) != content_digest(files[2])
 
 
+def test_one_grid_saved_in_another_format_is_one_model(tmp_path):
+    """One grid saved as MATLAB v7.3 and again as v5 (scipy.io.savemat, compressed or not):
+    the comparison looked only at files of one size, and read v7.3 without MATLAB's
+    transpose, so the split drew them as two 3D models and put them on both sides (18 of 20
+    seeds). Training's reader decides: the same occupancy is one model."""
+    from scipy.io import savemat
+
+    from recon.pipelines.occupancy import voxel_task
+    from recon.pipelines.occupancy.checks import too_few_sources
+    from recon.pipelines.occupancy.matfiles import read_voxel_mat, write_voxel_mat
+
+    root = tmp_path / "p"
+    entries = make_pix3d(root, count=6)
+    source = root / entries[0]["voxel"]
+    grid = read_voxel_mat(source)
+    write_voxel_mat(source, grid, "7.3")
+    twins = []
+    for name, compressed in (("m0_v5", True), ("m0_plain", False)):
+        folder = root / "model" / "table" / name
+        folder.mkdir(parents=True)
+        savemat(folder / "voxel.mat", {"voxel": grid}, do_compression=compressed)
+        write_png(root / "img" / "table" / f"{name}.png", np.full((40, 50, 3), 7, np.uint8))
+        twins.append(
+            {**entries[0], "img": f"img/table/{name}.png", "voxel": f"model/table/{name}/voxel.mat"}
+        )
+    (root / "pix3d.json").write_text(json.dumps([*entries, *twins]))
+    sizes = {(root / e["voxel"]).stat().st_size for e in [entries[0], *twins]}
+    assert len(sizes) == 3  # three formats, three sizes, one grid
+    for seed in range(12):
+        config = voxel_task.VoxelConfig(data=str(root), seed=seed, resolution=16, size=32)
+        train, val = voxel_task.make_sets(config)
+        sides = {
+            side
+            for side, dataset in (("train", train), ("val", val))
+            for entry in dataset.entries
+            if entry["voxel_path"].parent.name in ("m0", "m0_v5", "m0_plain")
+        }
+        assert len(sides) == 1, (seed, sides)
+    models = [root / e["voxel"] for e in [entries[0], *twins]]
+    assert too_few_sources("voxel", models) is not None  # one model: no split
+
+
 def test_two_names_of_one_voxel_file_are_one_model(recon, tmp_path):
     """A set whose two 3D models are copies of one file is a set of one model."""
     root = tmp_path / "p"

@@ -167,12 +167,18 @@ def test_one_subject_copied_under_two_names_stays_on_one_side_of_the_split(tmp_p
         np.savez(tmp_path / f"s{index}_vox.npz", skull=grid, face=grid)
     write_png(tmp_path / "s6.png", np.full((32, 32), 250, np.uint8))
     shutil.copy(tmp_path / "s0_vox.npz", tmp_path / "s6_vox.npz")
+    # and s7 the same grids saved again compressed (another size): the comparison looked only
+    # at files of one size, so every such copy was a subject of its own
+    write_png(tmp_path / "s7.png", np.full((32, 32), 245, np.uint8))
+    with np.load(tmp_path / "s0_vox.npz") as grids:
+        np.savez_compressed(tmp_path / "s7_vox.npz", **dict(grids))
+    assert (tmp_path / "s7_vox.npz").stat().st_size != (tmp_path / "s0_vox.npz").stat().st_size
     pairs = list_pairs(tmp_path)
     for seed in range(20):
         train, val = split_subjects(pairs, 0.34, seed)
-        sides = [{p.name for p in side} & {"s0", "s6"} for side in (train, val)]
-        assert {"s0", "s6"} in sides, (seed, sides)
-        assert len(val) in (2, 3)  # 2 of 6 subjects, one of them maybe s0 + s6
+        sides = [{p.name for p in side} & {"s0", "s6", "s7"} for side in (train, val)]
+        assert {"s0", "s6", "s7"} in sides, (seed, sides)
+        assert len(val) in (2, 4)  # 2 of 6 subjects, one of them maybe s0 + s6 + s7
 
 
 def test_benchmark_refuses_held_out_heads_it_trained_on(tmp_path, monkeypatch, capsys):

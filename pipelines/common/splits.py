@@ -1,7 +1,9 @@
 """Training/validation splits that hold whole source items out (3D models, parts, subjects):
 files of the same content saved under different names are one item, so it never lands on both
-sides. Array files (.npz, .mat) are compared by their arrays, other files by their bytes:
-the same arrays saved again differ in a zip's or a MAT header's time stamp."""
+sides. A task that reads arrays compares files by what its reader gives (the same grid saved
+compressed or not, as MATLAB v5 or v7.3); otherwise array files (.npz, .mat) are compared by
+their arrays, other files by their bytes: the same arrays saved again differ in a zip's or a
+MAT header's time stamp."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,28 +20,49 @@ from recon.pipelines.common.batch import file_sha256
 ARRAY_SUFFIXES = (".npz", ".mat")  # with a time stamp inside; a .npy's bytes are its arrays
 
 
-def same_content(paths: list[Path]) -> dict[str, str]:
-    """{path: the first of the given files, by name, with the same content (content_digest)}:
-    one 3D model saved under two names is one group, so a split cannot put it on both sides.
-    Only files of one size are compared (the same arrays saved again keep their size). A file
-    that cannot be read is its own group (its reader names the problem)."""
+def same_content(paths: list[Path], read: Callable[[Path], Any] | None = None) -> dict[str, str]:
+    """{path: the first of the given files, by name, with the same content}: one 3D model saved
+    under two names is one group, so a split cannot put it on both sides. read(path) gives the
+    content as the task reads it (an array or {name: array}); with it, every file is compared
+    by what it gives, whatever its format or size (a grid saved compressed and not, as MATLAB
+    v5 and v7.3). Without it, files of one size are compared by content_digest. A file that
+    cannot be read is its own group (its reader names the problem)."""
     unique = sorted({str(p) for p in paths})
+    keys = _read_keys(unique, read) if read is not None else _size_keys(unique)
+    first: dict[tuple, str] = {}
+    return {path: first.setdefault(key, path) for path, key in keys.items()}
+
+
+def _read_keys(paths: list[str], read: Callable[[Path], Any]) -> dict[str, tuple]:
+    keys: dict[str, tuple] = {}
+    for path in paths:
+        try:
+            content = read(Path(path))
+        except Exception:  # noqa: BLE001 - the task's reader names the problem where it matters
+            keys[path] = ("unread", path)
+            continue
+        keys[path] = (
+            "read",
+            arrays_digest(content if isinstance(content, dict) else {"": content}),
+        )
+    return keys
+
+
+def _size_keys(paths: list[str]) -> dict[str, tuple]:
     sizes: dict[str, int | None] = {}
-    for path in unique:
+    for path in paths:
         try:
             sizes[path] = Path(path).stat().st_size
         except OSError:
             sizes[path] = None
     shared = Counter(size for size in sizes.values() if size is not None)
-    first: dict[tuple, str] = {}
-    groups: dict[str, str] = {}
+    keys: dict[str, tuple] = {}
     for path, size in sizes.items():
-        key: tuple = (size, path)
+        keys[path] = (size, path)
         if size is not None and shared[size] > 1:
             with suppress(OSError):
-                key = (size, content_digest(Path(path)))
-        groups[path] = first.setdefault(key, path)
-    return groups
+                keys[path] = (size, content_digest(Path(path)))
+    return keys
 
 
 def content_digest(path: Path) -> str:
@@ -51,6 +75,11 @@ def content_digest(path: Path) -> str:
         arrays = None
     if not arrays:  # unreadable, or no array at the top (a MAT struct): the bytes decide
         return file_sha256(path)
+    return "arrays:" + arrays_digest(arrays)
+
+
+def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of {name: array}: names, dtypes, shapes and values."""
     import hashlib
 
     digest = hashlib.sha256()
@@ -58,7 +87,7 @@ def content_digest(path: Path) -> str:
         array = np.ascontiguousarray(array)
         digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
         digest.update(array.tobytes())
-    return "arrays:" + digest.hexdigest()
+    return digest.hexdigest()
 
 
 def _arrays(path: Path, suffix: str) -> dict[str, np.ndarray]:

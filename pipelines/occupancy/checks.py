@@ -136,10 +136,14 @@ SPLIT_UNITS = {"voxel": ("entries", "3D model"), "parts": ("images", "part")}
 
 def too_few_sources(task: str, sources: list[Path]) -> str | None:
     """split_problem of a voxel or parts set (task) whose items come from these files (3D
-    models, parts), byte-identical files counted once as training's split counts them (see
-    splits.same_content); check-data and training judge it here."""
+    models, parts), files of the same content counted once as training's split counts them
+    (splits.same_content: voxel grids as training reads them, meshes by their bytes);
+    check-data and training judge it here."""
+    from recon.pipelines.occupancy.matfiles import read_occupancy
+
     items, unit = SPLIT_UNITS[task]
-    return split_problem(len(set(same_content(sources).values())), items, unit)
+    read = read_occupancy if task == "voxel" else None  # parts: mesh files, by their bytes
+    return split_problem(len(set(same_content(sources, read).values())), items, unit)
 
 
 def _category(report: CheckReport, entry: dict, index: int) -> str:

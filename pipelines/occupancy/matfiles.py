@@ -85,6 +85,12 @@ def read_voxel_mat(path: Path, key: str = VOXEL_KEY) -> np.ndarray:
     return array
 
 
+def read_occupancy(path: Path) -> np.ndarray:
+    """The bool grid a voxel .mat holds (read_voxel_mat, nonzero = occupied): what training
+    reads, whatever the file's format (v5 or v7.3, compressed or not) or number type."""
+    return read_voxel_mat(path) != 0
+
+
 def _read_v5(path: Path, key: str) -> np.ndarray:
     from scipy.io import loadmat
     from scipy.sparse import issparse

@@ -143,8 +143,9 @@ def grid_problem(path: Path) -> tuple[str, str] | None:
 
 def subject_numbers(pairs: list[Pair]) -> dict[str, int]:
     """{npz path: its subject's number, 0, 1, ... in the pairs' order}: a subject is one
-    NAME_vox.npz, and its byte-identical copies under other names (splits.same_content)."""
-    subject = same_content([pair.voxels for pair in pairs])
+    NAME_vox.npz, and its copies under other names: the same grids as training reads them,
+    saved compressed or not (splits.same_content, load_grids)."""
+    subject = same_content([pair.voxels for pair in pairs], load_grids)
     first_seen = dict.fromkeys(subject[str(pair.voxels)] for pair in pairs)
     number = {name: index for index, name in enumerate(first_seen)}
     return {path: number[name] for path, name in subject.items()}
