@@ -86,7 +86,7 @@ def test_make_drr_png_equals_diffdrr(tmp_path, recon, flag, reverse_x_axis):
     mismatched = int((ours != quantise(direct)).sum())
     assert mismatched == 0, f"{mismatched} pixels differ from diffdrr"
     assert abs(result["files"][0]["mm_per_count"] * 65535 - float(direct.max())) < 1e-3
-    assert result["patient_orientation"] == ("L\\F" if reverse_x_axis else "R\\F")
+    assert result["files"][0]["patient_orientation"] == ("L\\F" if reverse_x_axis else "R\\F")
 
 
 def test_make_drr_dicom_geometry_reads_back(tmp_path, recon):

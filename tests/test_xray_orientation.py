@@ -410,3 +410,45 @@ def test_reproject_gives_the_view_of_another_detector(tmp_path):
     # (0.982: the finer film is area-averaged, the target point-sampled on sharp-edged bone)
     assert ncc(reproject(image, finer, wanted), target) > 0.95
     assert ncc(resize_image(image.flip(-1), 48, 48), target) < 0.8
+
+
+def test_make_drr_names_what_each_image_shows_and_refuses_a_ct_behind_the_source(tmp_path, recon):
+    """A DICOM from make-drr said L\\F and View Position AP whatever the pose: a lateral view
+    (columns toward the back) and one from behind were labelled as the nominal AP view. And
+    --orientation PA --xyz 0 850 0 (the AP frame's source side) put the CT behind the source,
+    which diffdrr draws through the source, upside down, under the same L\\F."""
+    import nibabel as nib
+    import pydicom
+
+    hu = np.full((24, 24, 24), -1000.0, np.float32)
+    hu[6:18, 6:18, 2:22] = 40.0
+    hu[14:18, 8:12, 14:20] = 1200.0  # bone at +x (the patient's right), high
+    ct = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(hu, np.diag([4.0, 4.0, 4.0, 1.0])), ct)
+    detector = ["--size", 32, "--delx", 4, "--sdd", 1020, "--device", "cpu", "--json", "-q"]
+    cases = [  # (--orientation, --rot, --xyz y, Patient Orientation, View Position)
+        ("AP", (0, 0, 0), 850, "L\\F", "AP"),
+        ("PA", (0, 0, 0), -850, "L\\F", "PA"),
+        ("AP", (90, 0, 0), 850, "P\\F", "RL"),  # the C-arm turned to the patient's left
+        ("AP", (180, 0, 0), 850, "R\\F", "PA"),  # from behind in the AP frame: mirrored
+    ]
+    for view, rot, y, orientation, position in cases:
+        out = tmp_path / f"{view}_{rot[0]}.dcm"
+        code, text, err = recon("make-drr", "-v", ct, "--orientation", view, "--rot", *rot,
+                                "--xyz", 0, y, 0, *detector, "-o", out)  # fmt: skip
+        assert code == 0, err
+        row = json.loads(text)["files"][0]
+        assert (row["patient_orientation"], row["view_position"]) == (orientation, position)
+        ds = pydicom.dcmread(out)
+        assert "\\".join(ds.PatientOrientation) == orientation and ds.ViewPosition == position
+    # the bone shows where the tag says: at the top, on the side of the patient's right
+    image = pydicom.dcmread(tmp_path / "AP_0.dcm").pixel_array.astype(float)
+    row, column = np.unravel_index(np.argmax(image), image.shape)
+    assert row < 16 and column < 16  # L\\F: the right toward column 0, the head toward row 0
+    for view, y in (("PA", 850), ("AP", -850)):
+        out = tmp_path / "behind.dcm"
+        code, _, err = recon("make-drr", "-v", ct, "--orientation", view, "--rot", 0, 0, 0,
+                             "--xyz", 0, y, 0, *detector[:-2], "-q", "-o", out)  # fmt: skip
+        assert code == 2 and err.count("\n") == 1, err
+        assert "puts the CT behind the source" in err and f"--xyz 0 {-y} 0" in err, err
+        assert not out.exists()

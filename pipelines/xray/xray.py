@@ -513,12 +513,14 @@ def write_xray_dicom(
     rescale_slope: float = 1.0,
     positioner: tuple[float, float, float] | None = None,
     description: str = "",
-    view: str = "AP",
+    view: str | None = "AP",
     relationship: tuple[str, int] | None = None,
     bits_stored: int = 16,
+    patient_orientation: str | None = None,
 ) -> None:
     """Write a uint16 (H, W) image as a DX DICOM carrying the geometry tags read_xray reads;
-    Patient Orientation follows intrinsics.reverse_x_axis (L\\F when True, R\\F when False);
+    Patient Orientation as given ("R\\H"), else by intrinsics.reverse_x_axis (L\\F when True,
+    R\\F when False, the nominal frontal view); View Position view, none when None;
     relationship is the Pixel Intensity Relationship and its sign, when given: ("LOG", -1) for
     line integrals (a DRR), ("LIN", 1) for transmitted intensities; bits_stored is the depth
     the values use (12 for counts in 0..4095), which readers scale by."""
@@ -573,8 +575,13 @@ def write_xray_dicom(
     # x0 the other way along a reversed one, so the tag names the same stored pixel either way
     column = intrinsics.x0 if intrinsics.reverse_x_axis else -intrinsics.x0
     ds.DetectorActiveOrigin = [float(intrinsics.y0), float(column)]
-    ds.PatientOrientation = patient_orientation_tag(intrinsics.reverse_x_axis)
-    ds.ViewPosition = view
+    ds.PatientOrientation = (
+        patient_orientation.split("\\")
+        if patient_orientation
+        else patient_orientation_tag(intrinsics.reverse_x_axis)
+    )
+    if view:
+        ds.ViewPosition = view
     if positioner is not None:
         ds.PositionerPrimaryAngle = f"{positioner[0]:.6f}"[:16]
         ds.PositionerSecondaryAngle = f"{positioner[1]:.6f}"[:16]
