@@ -288,19 +288,72 @@ def corset_from_views(folder: Path, thickness: float = 4.0):
 
 def thicken(surface, thickness: float):
     """An open outward-facing surface -> a closed shell: an inner copy moved in along the
-    vertex normals, and rim faces along every boundary edge."""
+    vertex normals averaged over the wall's thickness (wall_directions; unfolded where it still
+    folds over), and rim faces along every boundary edge."""
     import trimesh
 
     vertices = np.asarray(surface.vertices)
-    faces = np.asarray(surface.faces)
     n = len(vertices)
-    inner = vertices - np.asarray(surface.vertex_normals) * thickness
     edges = np.sort(surface.edges, axis=1)
     unique, counts = np.unique(edges, axis=0, return_counts=True)
     boundary = {tuple(e) for e in unique[counts == 1]}
-    rims = []
-    for a, b in surface.edges:  # directed as in their faces
-        if (min(a, b), max(a, b)) in boundary:
-            rims += [[b, a, a + n], [b, a + n, b + n]]
-    all_faces = [faces, faces[:, ::-1] + n] + ([np.asarray(rims)] if rims else [])
-    return trimesh.Trimesh(np.concatenate([vertices, inner]), np.concatenate(all_faces))
+    rim = [k for k, (a, b) in enumerate(surface.edges) if (min(a, b), max(a, b)) in boundary]
+    a, b = np.asarray(surface.edges)[rim].T  # directed as in their faces
+    rims = np.stack([np.stack([b, a, a + n], 1), np.stack([b, a + n, b + n], 1)], 1).reshape(-1, 3)
+    # a rim face faces away from its face, across its edge
+    away = np.cross(vertices[b] - vertices[a], surface.face_normals[surface.edges_face[rim]])
+    faces = np.concatenate([surface.faces, surface.faces[:, ::-1] + n, rims])
+    facing = np.concatenate([surface.face_normals, -surface.face_normals, np.repeat(away, 2, 0)])
+    adjacency = vertex_adjacency(surface)
+    inner = vertices - wall_directions(surface, adjacency, thickness) * thickness
+    inner = unfold(
+        vertices, inner, faces[len(surface.faces) :], facing[len(surface.faces) :], adjacency
+    )
+    return trimesh.Trimesh(np.concatenate([vertices, inner]), faces)
+
+
+UNFOLD_ROUNDS = 20
+
+
+def vertex_adjacency(surface):
+    """The (V, V) sparse matrix of the surface's edges, 1 between the two ends of each."""
+    from scipy.sparse import coo_matrix
+
+    edges = np.asarray(surface.edges_unique)
+    count = len(surface.vertices)
+    ends = (edges.ravel(), edges[:, ::-1].ravel())
+    return coo_matrix((np.ones(2 * len(edges)), ends), shape=(count, count)).tocsr()
+
+
+def wall_directions(surface, adjacency, thickness: float) -> np.ndarray:
+    """Unit vertex normals (V, 3) averaged over neighbours about `thickness` mm around: the
+    wall moved in along the raw normals of a bump narrower than the wall crossed itself."""
+    steps = max(1, int(np.ceil(thickness / max(float(np.mean(surface.edges_unique_length)), 1e-9))))
+    normals = np.asarray(surface.vertex_normals, dtype=np.float64)
+    for _ in range(steps):
+        normals = normals + adjacency @ normals
+        normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    return normals
+
+
+def unfold(outer: np.ndarray, inner: np.ndarray, faces, facing, adjacency) -> np.ndarray:
+    """The inner wall (V, 3) with its folds smoothed out. faces (F, 3) index [outer; inner]
+    (the inner wall's and the rims'), each to face along facing (F, 3). Moving in can turn a
+    face over (a sliver whose corners' normals differ, a rim beside a narrow bump), and the
+    wall then crosses itself there. Each round, the inner vertices of the faces turned over
+    and their neighbours move to their neighbours' mean, until none is turned over."""
+    count = len(inner)
+    degree = np.maximum(np.asarray(adjacency.sum(axis=1)).ravel(), 1)[:, None]
+    inner = inner.copy()
+    for _ in range(UNFOLD_ROUNDS):
+        corners = np.concatenate([outer, inner])[faces]
+        turned = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+        over = np.einsum("ij,ij->i", turned, facing) <= 0
+        if not over.any():
+            break
+        region = np.zeros(count, bool)
+        moved = faces[over].ravel()
+        region[moved[moved >= count] - count] = True
+        region |= adjacency @ region > 0
+        inner[region] = (adjacency @ inner)[region] / degree[region]
+    return inner

@@ -232,7 +232,7 @@ def reconstruct(folder: Path, options: SurfaceOptions | None = None) -> Reconstr
 
     clock = time.perf_counter()
     if options.method == "poisson":
-        vertices, faces = _poisson(cloud, options)
+        vertices, faces = _poisson(cloud, options, pixel)
     else:
         vertices, faces = _vedo_surface(np.asarray(cloud.points), pixel)
     timings["surface"] = time.perf_counter() - clock
@@ -323,9 +323,10 @@ def _mls_smooth(points: np.ndarray, radius: float) -> np.ndarray:
 # CreateFromPointCloudPoisson, open3d issue 6828) when it runs on several threads; one thread
 # measured no slower on 2 cores (1.32 s against 1.58 s at depth 8, 20 000 points)
 POISSON_THREADS = 1
+MERGE_PIXELS = 0.01  # Poisson vertices closer than this many pixels are one
 
 
-def _poisson(cloud, options: SurfaceOptions) -> tuple[np.ndarray, np.ndarray]:
+def _poisson(cloud, options: SurfaceOptions, pixel: float) -> tuple[np.ndarray, np.ndarray]:
     import open3d as o3d
 
     o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
@@ -335,6 +336,9 @@ def _poisson(cloud, options: SurfaceOptions) -> tuple[np.ndarray, np.ndarray]:
     if options.trim > 0:
         densities = np.asarray(densities)
         mesh.remove_vertices_by_mask(densities < np.quantile(densities, options.trim))
+    # Poisson leaves a few vertices a ten-thousandth of a pixel apart, and the sliver between
+    # them folds over its neighbour: the surface then crosses itself
+    mesh = mesh.merge_close_vertices(MERGE_PIXELS * pixel)
     mesh.remove_duplicated_vertices()
     mesh.remove_degenerate_triangles()
     mesh.remove_duplicated_triangles()
