@@ -452,3 +452,11 @@ def test_make_drr_names_what_each_image_shows_and_refuses_a_ct_behind_the_source
         assert code == 2 and err.count("\n") == 1, err
         assert "puts the CT behind the source" in err and f"--xyz 0 {-y} 0" in err, err
         assert not out.exists()
+    # register refuses such a start too: from there it converged upside down, far off
+    film, out = tmp_path / "PA_0.dcm", tmp_path / "reg"
+    code, _, err = recon("register", film, "-v", ct, "--orientation", "PA", "--init", "fixed",
+                         "--rot", 0, 0, 0, "--xyz", 0, 850, 0, "--device", "cpu", "-q",
+                         "-o", out)  # fmt: skip
+    assert code == 2 and err.count("\n") == 1, err
+    assert "the starting pose (--rot/--xyz) puts the CT behind the source" in err, err
+    assert not out.exists()

@@ -237,27 +237,27 @@ def project_points(drr, poses: torch.Tensor, points: torch.Tensor) -> torch.Tens
     return drr.perspective_projection(RigidTransform(poses), points)
 
 
-def detector_directions(drr, intrinsics: Intrinsics, poses: torch.Tensor) -> torch.Tensor:
+def detector_directions(reorient, intrinsics: Intrinsics, poses: torch.Tensor) -> torch.Tensor:
     """Unit vectors (N, 3, 3) in the CT's world (RAS+) of each pose's image: [:, 0] along
     increasing columns, [:, 1] along increasing rows, [:, 2] the beam (the source toward the
-    detector's centre); the renderer's frame (AP/PA) and column direction included."""
-    world = _detector_points(drr, intrinsics, poses)
+    detector's centre). reorient: the CT's frame change, `subject.reorient` (4, 4) (AP/PA)."""
+    world = _detector_points(reorient, intrinsics, poses)
     vectors = torch.stack(
         [world[:, 1] - world[:, 0], world[:, 2] - world[:, 0], world[:, 0] - world[:, 3]], 1
     )
     return vectors / vectors.norm(dim=2, keepdim=True)
 
 
-def ct_depth(drr, intrinsics: Intrinsics, poses: torch.Tensor) -> torch.Tensor:
+def ct_depth(reorient, intrinsics: Intrinsics, poses: torch.Tensor) -> torch.Tensor:
     """(N,) where the CT's centre lies along each pose's beam, as a fraction of the way from
     the source (0) to the detector (1): at or below 0 the CT is behind the source, and the
     renderer draws it through the source as through a pinhole, upside down."""
-    world = _detector_points(drr, intrinsics, poses)
+    world = _detector_points(reorient, intrinsics, poses)
     beam = world[:, 0] - world[:, 3]
     return (-world[:, 3] * beam).sum(1) / (beam * beam).sum(1)
 
 
-def _detector_points(drr, intrinsics: Intrinsics, poses: torch.Tensor) -> torch.Tensor:
+def _detector_points(reorient, intrinsics: Intrinsics, poses: torch.Tensor) -> torch.Tensor:
     """(N, 4, 3) world points of each pose: the detector's centre, one pixel step from it
     along the columns and along the rows, the source."""
     from diffdrr.pose import RigidTransform
@@ -265,9 +265,10 @@ def _detector_points(drr, intrinsics: Intrinsics, poses: torch.Tensor) -> torch.
     columns, rows = detector_axes(replace(intrinsics, height=2, width=2))
     step_x, step_y, sdd = float(columns[1] - columns[0]), float(rows[1] - rows[0]), intrinsics.sdd
     camera = torch.tensor([[0, 0, sdd], [step_x, 0, sdd], [0, step_y, sdd], [0, 0, 0]])
-    poses = as_pose_batch(poses).to(drr.density.device)
-    points = camera.to(poses).expand(len(poses), -1, -1).clone()
-    return drr.detector.reorient.compose(RigidTransform(poses))(points).double().cpu()
+    poses = as_pose_batch(poses).detach().double().cpu()
+    frame = RigidTransform(torch.as_tensor(reorient).detach().double().cpu())
+    points = camera.double().expand(len(poses), -1, -1).clone()
+    return frame.compose(RigidTransform(poses))(points)
 
 
 def drr_to_uint16(image: torch.Tensor) -> tuple[torch.Tensor, float]:

@@ -409,13 +409,13 @@ def plan_outputs(r: DrrRequest, count: int) -> Plan:
     return Plan(out, False, plan, fmt=fmt)
 
 
-def require_ct_in_front(r: DrrRequest, drr, intrinsics: Intrinsics, poses, todo: list) -> None:
+def require_ct_in_front(r: DrrRequest, reorient, intrinsics: Intrinsics, poses, todo) -> None:
     """BadInput for a pose that puts the CT's centre behind the source (ct_depth <= 0): the
     renderer draws it through the source, upside down, a view no C-arm takes. A pose of the
     other frame does that (the PA frame's source lies at -y: --xyz 0 -850 0)."""
     from recon.pipelines.xray.drr import ct_depth
 
-    depth = ct_depth(drr, intrinsics, poses[todo])
+    depth = ct_depth(reorient, intrinsics, poses[todo])
     behind = [index for index, t in zip(todo, depth.tolist(), strict=True) if t <= 0]
     if not behind:
         return
@@ -477,11 +477,12 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
                 + (f" (not in the label map: {label_ranges(missing)})" if missing else "")
             )
         drr = make_renderer(subject, intrinsics, r.renderer, device)
-        require_ct_in_front(r, drr, intrinsics, poses, plan.batch.todo)
+        reorient = subject.reorient
+        require_ct_in_front(r, reorient, intrinsics, poses, plan.batch.todo)
     settings = settings_record(r, intrinsics, device, plan.fmt)
 
     def write(path: Path, index: int, image: torch.Tensor) -> dict:
-        shown = image_orientation(detector_directions(drr, intrinsics, poses[index])[0])
+        shown = image_orientation(detector_directions(reorient, intrinsics, poses[index])[0])
         row = write_drr(path, image[0], intrinsics, poses[index], r.orientation, shown)
         return {**row, "blank": True} if is_blank(image) else row
 
