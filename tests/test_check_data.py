@@ -161,7 +161,6 @@ def test_train_voxel_names_the_grid_the_resolution_does_not_fit(recon, tmp_path,
 def test_copies_of_one_voxel_file_stay_on_one_side_of_the_split(tmp_path):
     """Two entries whose voxel files hold the same bytes under two names are one 3D model: the
     split by path put one copy in training and the other in validation for some seeds."""
-    from recon.pipelines.occupancy import voxel_task
 
     root = tmp_path / "p"
     entries = make_pix3d(root, count=6)
@@ -170,6 +169,13 @@ def test_copies_of_one_voxel_file_stay_on_one_side_of_the_split(tmp_path):
     write_png(root / "img" / "table" / "copy.png", np.full((40, 50, 3), 7, np.uint8))
     twin = {**entries[0], "img": "img/table/copy.png", "voxel": "model/table/m0_copy/voxel.mat"}
     (root / "pix3d.json").write_text(json.dumps([*entries, twin]))
+    assert_one_side(root, ("m0", "m0_copy"))
+
+
+def assert_one_side(root, models: tuple[str, ...]) -> None:
+    """The entries of the 3D model folders `models` fall on one side of the split, every seed."""
+    from recon.pipelines.occupancy import voxel_task
+
     for seed in range(12):
         config = voxel_task.VoxelConfig(data=str(root), seed=seed, resolution=16, size=32)
         train, val = voxel_task.make_sets(config)
@@ -177,7 +183,7 @@ def test_copies_of_one_voxel_file_stay_on_one_side_of_the_split(tmp_path):
             side
             for side, dataset in (("train", train), ("val", val))
             for entry in dataset.entries
-            if entry["voxel_path"].parent.name in ("m0", "m0_copy")
+            if entry["voxel_path"].parent.name in models
         }
         assert len(sides) == 1, (seed, sides)
 
@@ -211,7 +217,6 @@ def test_one_grid_saved_in_another_format_is_one_model(tmp_path):
     seeds). Training's reader decides: the same occupancy is one model."""
     from scipy.io import savemat
 
-    from recon.pipelines.occupancy import voxel_task
     from recon.pipelines.occupancy.checks import too_few_sources
     from recon.pipelines.occupancy.matfiles import read_voxel_mat, write_voxel_mat
 
@@ -232,16 +237,7 @@ def test_one_grid_saved_in_another_format_is_one_model(tmp_path):
     (root / "pix3d.json").write_text(json.dumps([*entries, *twins]))
     sizes = {(root / e["voxel"]).stat().st_size for e in [entries[0], *twins]}
     assert len(sizes) == 3  # three formats, three sizes, one grid
-    for seed in range(12):
-        config = voxel_task.VoxelConfig(data=str(root), seed=seed, resolution=16, size=32)
-        train, val = voxel_task.make_sets(config)
-        sides = {
-            side
-            for side, dataset in (("train", train), ("val", val))
-            for entry in dataset.entries
-            if entry["voxel_path"].parent.name in ("m0", "m0_v5", "m0_plain")
-        }
-        assert len(sides) == 1, (seed, sides)
+    assert_one_side(root, ("m0", "m0_v5", "m0_plain"))
     models = [root / e["voxel"] for e in [entries[0], *twins]]
     assert too_few_sources("voxel", models) is not None  # one model: no split
 
