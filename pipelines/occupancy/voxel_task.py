@@ -278,9 +278,9 @@ def _bce(logits, grids):
 
 
 def make_sets(cfg: VoxelConfig):
-    entries = usable_entries(Path(cfg.data))
     from recon.pipelines.occupancy.matfiles import read_occupancy
 
+    entries = usable_entries(Path(cfg.data))
     model = same_content([entry["voxel_path"] for entry in entries], read_occupancy)
     train, val = split_by_group(
         entries, lambda e: model[str(e["voxel_path"])], cfg.val_fraction, cfg.seed
