@@ -119,6 +119,26 @@ def test_voxel_metrics_definitions():
     assert voxel_iou(empty, empty).item() == 1.0
     scores = voxel_regression(target, target)
     assert scores["mae"].max() == 0 and scores["r2"].min() == pytest.approx(1.0)
+    # an empty target has no variance: R^2 was -8e8 for a prediction of 0.01, enough to sink a
+    # validation mean; it is 1 when matched exactly, else 0 (as scikit-learn)
+    assert voxel_regression(empty + 0.01, empty)["r2"].item() == 0.0
+    assert voxel_regression(empty, empty)["r2"].item() == 1.0
+
+
+def test_the_surface_score_diagonal_is_of_the_reference_surface():
+    """A vertex no face uses stretched the reference's diagonal, and with it tau and the
+    Chamfer percentage (F 0.646 -> 1.000 for a cube and a stray vertex at (10, 10, 10))."""
+    import trimesh
+
+    from recon.pipelines.common.metrics import surface_score
+
+    box = trimesh.creation.box((1, 1, 1))
+    moved = box.copy()
+    moved.apply_translation([0.1, 0, 0])
+    stray = trimesh.Trimesh(np.vstack([box.vertices, [[10, 10, 10]]]), box.faces, process=False)
+    plain, strayed = surface_score(moved, box, 0.02, 5000), surface_score(moved, stray, 0.02, 5000)
+    assert plain.diagonal == strayed.diagonal == pytest.approx(3**0.5)
+    assert plain.fscore == strayed.fscore < 0.8
 
 
 def test_synth_pix3d_layout(pix3d_root):

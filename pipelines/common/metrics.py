@@ -52,7 +52,8 @@ def surface_score(
     predicted, reference, tau_fraction: float = 0.01, samples: int = 100_000, seed: int = 0
 ) -> SurfaceScore:
     """Chamfer-L1 and F-score of a predicted mesh against a reference mesh (see module doc)."""
-    diagonal = float(np.linalg.norm(np.ptp(reference.vertices, axis=0)))
+    corners = np.asarray(reference.vertices)[np.unique(np.asarray(reference.faces))]
+    diagonal = float(np.linalg.norm(np.ptp(corners, axis=0)))  # of the surface: its faces' corners
     pred_points = sample_surface(predicted, samples, seed)
     ref_points = sample_surface(reference, samples, seed + 1)
     to_ref = nearest_distances(pred_points, ref_points)
@@ -191,7 +192,8 @@ def translation_error_mm(estimated, truth) -> np.ndarray:
 #   Two empty grids score 1.
 # - Dice@t = 2 |P & T| / (|P| + |T|), same conventions; the soft Dice loss lives with the task.
 # - Voxel-wise MAE and MSE of the probability against the 0/1 target; R^2 = 1 - SSE / SST with
-#   SST taken about the sample's own mean occupancy (R^2 of a constant prediction <= 0).
+#   SST taken about the sample's own mean occupancy (R^2 of a constant prediction <= 0); a target
+#   of one value throughout (SST = 0) scores 1 when matched exactly, else 0 (as scikit-learn).
 
 
 def _voxel_batch(values):
@@ -225,6 +227,8 @@ def voxel_dice(probability, target, threshold: float = 0.5):
 
 def voxel_regression(probability, target) -> dict:
     """Voxel-wise MAE, MSE and R^2 per sample, each a tensor (B,) (definition above)."""
+    import torch
+
     p = _voxel_batch(probability)
     t = _voxel_batch(target).to(p.device).float()
     error = p - t
@@ -233,7 +237,7 @@ def voxel_regression(probability, target) -> dict:
     return {
         "mae": error.abs().mean(1),
         "mse": (error**2).mean(1),
-        "r2": 1 - sse / sst.clamp_min(1e-12),
+        "r2": torch.where(sst > 0, 1 - sse / sst.clamp_min(1e-12), (sse == 0).float()),
     }
 
 
