@@ -460,3 +460,21 @@ def test_make_drr_names_what_each_image_shows_and_refuses_a_ct_behind_the_source
     assert code == 2 and err.count("\n") == 1, err
     assert "the starting pose (--rot/--xyz) puts the CT behind the source" in err, err
     assert not out.exists()
+
+
+def test_train_pose_refuses_a_nominal_pose_that_puts_the_ct_behind_the_source(tmp_path, recon):
+    """`--set orientation=PA` with the default nominal pose (the AP frame's source side, +y)
+    trained on DRRs of the CT drawn upside down through the source."""
+    from recon.pipelines.common.settings import resolve_config
+    from recon.pipelines.xray import pose_task
+
+    out = tmp_path / "run"
+    code, _, err = recon("train", "pose", "--set", "orientation=PA", "--epochs", 1, "-o", out)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "nominal_xyz_mm [0.0, 850.0, 0.0] puts the CT behind the source" in err, err
+    assert "--set nominal_xyz_mm=[0,-850,0]" in err and not out.exists()
+    for orientation, y in (("PA", -850.0), ("AP", 850.0)):
+        cfg = resolve_config(
+            pose_task.TASK, None, {"orientation": orientation, "nominal_xyz_mm": [0.0, y, 0.0]}
+        )
+        pose_task.check(cfg)

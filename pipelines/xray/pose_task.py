@@ -105,6 +105,7 @@ def check(cfg: PoseConfig, resume: Path | None = None) -> None:
     check_settings(cfg)
     if cfg.volume is not None and not Path(cfg.volume).exists():
         raise BadInput(f"{cfg.volume}: no such CT file or DICOM folder")
+    _require_ct_in_front(cfg)
     if cfg.finetune is not None:
         from recon.pipelines.common.checkpoints import load_checkpoint
 
@@ -126,6 +127,26 @@ def check(cfg: PoseConfig, resume: Path | None = None) -> None:
                 f"{cfg.finetune}: its network was built with other settings, so its weights "
                 f"cannot start this one: {', '.join(differ)}; set them as the checkpoint has them"
             )
+
+
+def _require_ct_in_front(cfg: PoseConfig) -> None:
+    """BadInput when the nominal pose puts the CT behind the source (drr.ct_depth): every
+    training DRR would show it drawn through the source, upside down. The default nominal
+    (source at +y) is the AP frame's; the PA frame's source lies at -y."""
+    from recon.pipelines.xray.drr import ct_depth
+    from recon.pipelines.xray.pose import pose_from_degrees
+    from recon.pipelines.xray.volume import frame_reorient
+
+    nominal = pose_from_degrees(cfg.nominal_rot_deg, cfg.nominal_xyz_mm)
+    detector = training_detector(config_dict(cfg))
+    if float(ct_depth(frame_reorient(cfg.orientation), detector, nominal)[0]) > 0:
+        return
+    x, y, z = cfg.nominal_xyz_mm
+    raise BadInput(
+        f"setting nominal_xyz_mm {[x, y, z]} puts the CT behind the source with orientation "
+        f"{cfg.orientation}: every training DRR would show it upside down; the source lies on "
+        f"the other side (e.g. --set nominal_xyz_mm=[{x:g},{-y:g},{z:g}])"
+    )
 
 
 MODEL_SETTINGS = ("architecture", "base_filters", "size")  # what shapes the network's weights

@@ -93,6 +93,18 @@ def load_ct(
         raise BadInput(f"{path}: cannot use as a CT volume ({first_line(error)})") from error
 
 
+def frame_reorient(orientation: str):
+    """The frame change (4, 4) that load_ct's subject carries for orientation (AP, PA):
+    diffdrr's, read from a subject of two voxels a side, so no CT need load to check a pose."""
+    import numpy as np
+    import torch
+    from diffdrr.data import read
+    from torchio import ScalarImage
+
+    blank = ScalarImage(tensor=torch.zeros(1, 2, 2, 2), affine=np.eye(4))
+    return read(blank, orientation=orientation).reorient
+
+
 def coarsen(subject, spacing_mm: float):
     """A subject from load_ct resampled to isotropic spacing_mm voxels, in the same world frame
     and with the same kept labels and bone attenuation (cheaper than reading the file again)."""
