@@ -39,7 +39,7 @@ def synth_xray(
         float, typer.Option(help="Angles drawn within +- this, deg, 0 to 180.")
     ] = 10.0,
     xyz_range: Annotated[
-        float, typer.Option(help="Translation drawn within +- this, mm, 0 to 1000.")
+        float, typer.Option(help="Translation drawn within +- this, mm, 0 to 800.")
     ] = 20.0,
     reverse_x_axis: Annotated[
         bool,
@@ -74,7 +74,7 @@ def synth_xray(
 
     from recon.cli.synth_batch import SynthSet, run_synth
     from recon.pipelines.common.devices import choose_device
-    from recon.pipelines.xray.synth_xray import SynthXrayConfig, XraySet, item_files
+    from recon.pipelines.xray.synth_xray import XYZ_RANGE_MAX, SynthXrayConfig, XraySet, item_files
 
     ui = Reporter(json_out, quiet)
     size, size_flag = renamed("--height", "--size", height, size)
@@ -83,7 +83,7 @@ def synth_xray(
     check_range("--sdd", sdd, 0.0, 10000.0, low_open=True)
     check_range("--field", field, 0.0, 5000.0, low_open=True)
     check_range("--rot-range", rot_range, 0.0, 180.0)
-    check_range("--xyz-range", xyz_range, 0.0, 1000.0)
+    check_range("--xyz-range", xyz_range, 0.0, XYZ_RANGE_MAX)
     check_seed(seed)
     device = choose_device(device)
     config = SynthXrayConfig(

@@ -420,7 +420,9 @@ def test_register_help_lists_choices_and_space_separated_metavars(recon):
         (["--field", 0], "--field must be in (0, 5000], not 0"),
         (["--rot-range", -1], "--rot-range must be in [0, 180], not -1"),
         (["--rot-range", "nan"], "--rot-range must be in [0, 180], not nan"),
-        (["--xyz-range", "inf"], "--xyz-range must be in [0, 1000], not inf"),
+        (["--xyz-range", "inf"], "--xyz-range must be in [0, 800], not inf"),
+        # the source sits 850 mm from the CT's centre: 1000 drew poses with the CT behind it
+        (["--xyz-range", "900"], "--xyz-range must be in [0, 800], not 900"),
         (["--seed", -5], "--seed must be in [0, 4294967295], not -5"),
     ],
 )

@@ -27,6 +27,10 @@ import torch
 from recon.pipelines.xray.drr import Intrinsics, make_renderer, render_with
 from recon.pipelines.xray.pose import as_pose_batch, describe_pose, pose_from_euler
 
+# mm: the nominal source sits 850 mm from the CT's centre; a wider range could draw it past
+# the centre, the CT behind the source (drawn upside down)
+XYZ_RANGE_MAX = 800.0
+
 
 @dataclass
 class SynthXrayConfig:
@@ -37,7 +41,7 @@ class SynthXrayConfig:
     nominal_rot_deg: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     nominal_xyz_mm: list[float] = field(default_factory=lambda: [0.0, 850.0, 0.0])
     rot_range_deg: float = 10.0  # uniform +- around the nominal angles
-    xyz_range_mm: float = 20.0  # uniform +- around the nominal translation
+    xyz_range_mm: float = 20.0  # uniform +- around the nominal translation, at most XYZ_RANGE_MAX
     degrade: bool = True  # noise, contrast curve, blur, collimation
     photons: float = 1e4  # unattenuated photons per pixel (quantum noise); 0 = no noise
     blur_px: float = 0.6  # Gaussian blur sigma, px
