@@ -194,6 +194,15 @@ PYDICOM_FILES = Path(__import__("pydicom.data").data.__file__).parent / "test_fi
         ("CT_small.dcm", "Modality (0008,0060) CT is a CT slice, not a projection X-ray"),
         ("MR_small.dcm", "Modality (0008,0060) MR is an MR image, not a projection X-ray"),
         (None, "Modality (0008,0060) SEG is a segmentation, not a projection X-ray"),
+        # objects that hold no pixels at all were "no pixel data (is the file cut short?)"
+        (
+            "rtplan.dcm",
+            "Modality (0008,0060) RTPLAN is a radiotherapy plan, not a projection X-ray",
+        ),
+        (
+            "waveform_ecg.dcm",
+            "Modality (0008,0060) ECG is an electrocardiogram, not a projection X-ray",
+        ),
     ],
 )
 @pytest.mark.parametrize("command", ["embed-spine", "register"])
@@ -236,3 +245,17 @@ def test_a_batch_of_films_none_measured_does_not_speak_of_the_rest(recon, tmp_pa
     assert code == 1, err
     assert err.strip().endswith(f"X-ray (DX, CR, RF, XA)); each film's status is in {tmp_path}/out")
     assert "unreadable" in (tmp_path / "out" / "cobb.csv").read_text()
+
+
+def test_a_dicom_object_that_holds_no_image_says_so(recon, tmp_path):
+    """A DICOM whose SOP class holds no pixels (an RT plan without its Modality tag) was asked
+    whether it was cut short."""
+    import pydicom
+
+    ds = pydicom.dcmread(PYDICOM_FILES / "rtplan.dcm")
+    del ds.Modality
+    ds.save_as(tmp_path / "plan.dcm")
+    code, _, err = recon("embed-spine", tmp_path / "plan.dcm", "-o", tmp_path / "s.json")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "plan.dcm: holds no image: a DICOM RT Plan object" in err, err
+    assert not (tmp_path / "s.json").exists()

@@ -198,3 +198,58 @@ def test_an_analyze_pair_is_refused_and_a_nifti_pair_read(recon, tmp_path, named
     render(recon, tmp_path, tmp_path / "single.nii.gz")
     pair, single = (np.asarray(Image.open(tmp_path / f"{n}.png")) for n in ("pair", "single"))
     assert np.array_equal(pair, single)
+
+
+def test_a_nifti_whose_sform_and_qform_disagree_is_refused(recon, tmp_path):
+    """SimpleITK (the CT reader) takes the qform where there is one, nibabel and FSL the sform.
+    A file stored LPS with the true sform and a RAS qform drew mirrored (exit 0); a sheared
+    sform beside an orthogonal qform drew without its shear. Both refused in one line; a qform
+    that agrees (up to its origin, which DRRs centre away) renders as the sform alone does."""
+    from PIL import Image
+
+    hu = body_ct().astype(np.int16)
+    hu[2:8, 18:22, 2:22] = 900  # off centre across, so a mirror shows
+    ras = np.diag([3.0, 3.0, 3.0, 1.0])
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+    flip[:2, 3] = np.array(hu.shape[:2]) - 1.0  # voxel i -> n - 1 - i along x and y
+    lps = ras @ flip
+    cases = {
+        "mirrored": (lps, ras, "the NIfTI sform and qform disagree (voxel axes 180 deg apart)"),
+        "sheared": (
+            ras
+            @ np.array(
+                [[1, np.tan(np.radians(10)), 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
+            ),
+            ras,
+            "the NIfTI sform's voxel axes are not at right angles (sheared 10.00 deg",
+        ),
+    }
+    for name, (sform, qform, message) in cases.items():
+        image = nib.Nifti1Image(hu[::-1, ::-1].copy() if name == "mirrored" else hu, None)
+        image.set_sform(sform, 2)
+        image.set_qform(qform, 1)
+        nib.save(image, tmp_path / f"{name}.nii.gz")
+        err = refused(recon, tmp_path, "make-drr", "-v", tmp_path / f"{name}.nii.gz", *VIEW,
+                      "-o", tmp_path / f"{name}.png")  # fmt: skip
+        assert message in err, err
+    agree = nib.Nifti1Image(hu[::-1, ::-1].copy(), None)
+    agree.set_sform(lps, 2)
+    moved = lps.copy()
+    moved[:3, 3] += 40.0  # another origin: the same drawing
+    agree.set_qform(moved, 1)
+    nib.save(agree, tmp_path / "agree.nii.gz")
+    nib.save(nib.Nifti1Image(hu, ras), tmp_path / "plain.nii.gz")
+    render(recon, tmp_path, tmp_path / "agree.nii.gz")
+    render(recon, tmp_path, tmp_path / "plain.nii.gz")
+    agreed, plain = (np.asarray(Image.open(tmp_path / f"{n}.png")) for n in ("agree", "plain"))
+    assert np.array_equal(agreed, plain)
+
+
+def test_a_volume_of_another_format_is_refused(recon, tmp_path):
+    """nibabel's bundled MINC file was rendered (exit 0) after a line of libminc's on stderr:
+    the reader behind the documented formats falls back to nibabel, which reads more."""
+    import nibabel
+
+    minc = Path(nibabel.__file__).parent / "tests" / "data" / "minc1_1_scale.mnc"
+    err = refused(recon, tmp_path, "make-drr", "-v", minc, *VIEW, "-o", tmp_path / "m.png")
+    assert f"{minc}: not a CT file recon reads" in err, err

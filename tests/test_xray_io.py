@@ -214,7 +214,7 @@ def test_cli_bad_inputs_write_nothing(tmp_path, recon):
                 "-o",
                 tmp_path / "o1.png",
             ],
-            "2D image",
+            "flat.png: not a CT file recon reads",  # it was read, and called a 2D image
             tmp_path / "o1.png",
         ),
         (

@@ -78,6 +78,12 @@ NOT_PROJECTION = {
     "IVUS": "an intravascular ultrasound image",
     "SR": "a structured report",
     "DOC": "a document",
+    "RTPLAN": "a radiotherapy plan",
+    "RTRECORD": "a radiotherapy treatment record",
+    "ECG": "an electrocardiogram",
+    "PR": "a presentation state",
+    "KO": "a key object selection",
+    "REG": "a registration",
 }
 
 
@@ -490,6 +496,9 @@ def decoded_pixels(ds, path: Path, what: str = "image", index: int | None = None
 
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if not any(key in ds for key in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        kind = str(getattr(ds.get("SOPClassUID"), "name", "") or "").removesuffix(" Storage")
+        if kind and "image" not in kind.lower():  # an object that never holds pixels
+            raise BadInput(f"{path}: holds no image: a DICOM {kind} object")
         raise BadInput(f"{path}: has no pixel data (is the file cut short?)")
     name = getattr(syntax, "name", None) or "unknown transfer syntax"
     damage = _damaged_jpeg(ds, syntax, index)

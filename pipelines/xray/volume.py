@@ -365,6 +365,57 @@ def _require_nifti_orientation(path: Path) -> None:
             "left/right and front/back are unknown; set the qform or sform (e.g. nibabel's "
             "set_qform) and retry"
         )
+    if codes[1] > 0:
+        _require_one_nifti_frame(path, header, codes[0] > 0)
+
+
+FRAME_ANGLE_DEG = 1.0  # a sform and a qform whose voxel axes differ more than this disagree
+FRAME_SCALE = 0.01  # ... or whose voxel sizes differ by more than this share
+
+
+def _require_one_nifti_frame(path: Path, header, has_qform: bool) -> None:
+    """BadInput for a sform (code > 0) whose voxel axes are sheared, or that disagrees with
+    the qform on which way or how far the voxel axes run. The CT reader (SimpleITK) takes the
+    qform where there is one, nibabel and FSL the sform: such a file drew mirrored (exit 0),
+    and a sheared sform's shear went unseen. Their origins may differ: DRRs centre the CT."""
+    sform = np.asarray(header.get_sform(), dtype=np.float64)
+    shear = axes_shear_deg(sform)
+    if shear > SHEAR_LIMIT_DEG:
+        raise BadInput(
+            f"{path}: the NIfTI sform's voxel axes are not at right angles (sheared "
+            f"{shear:.2f} deg, as a tilted-gantry scan stored without correction); the DRR "
+            "renderer needs a grid of right angles: resample it to one first"
+        )
+    if not has_qform:
+        return
+    qform = np.asarray(header.get_qform(), dtype=np.float64)[:3, :3]
+    sizes = np.linalg.norm(sform[:3, :3], axis=0), np.linalg.norm(qform, axis=0)
+    unit = [
+        axes / np.maximum(size, 1e-12)
+        for axes, size in zip((sform[:3, :3], qform), sizes, strict=True)
+    ]
+    cosine = np.clip(np.einsum("ij,ij->j", *unit), -1.0, 1.0)
+    angle = float(np.degrees(np.arccos(cosine)).max())
+    scale = float(np.max(np.abs(sizes[0] - sizes[1]) / np.maximum(sizes[1], 1e-12)))
+    if angle > FRAME_ANGLE_DEG or scale > FRAME_SCALE:
+        differ = f"voxel axes {angle:.0f} deg apart" if angle > FRAME_ANGLE_DEG else "voxel sizes"
+        raise BadInput(
+            f"{path}: the NIfTI sform and qform disagree ({differ}): readers take one or the "
+            "other (nibabel the sform, SimpleITK the qform), so the CT could be drawn mirrored "
+            "or turned; make them agree (or set the wrong one's code to 0) and retry"
+        )
+
+
+def _require_volume_suffix(path: Path) -> None:
+    """BadInput for a file that is no DICOM and none of VOLUME_SUFFIXES or a NIfTI pair's
+    .hdr/.img: the reader behind them (SimpleITK, then nibabel) took a MINC file, past a
+    line of libminc's on stderr."""
+    name = path.name.lower()
+    if not name.endswith((*VOLUME_SUFFIXES, ".hdr", ".img")):
+        raise BadInput(
+            f"{path}: not a CT file recon reads (NIfTI .nii/.nii.gz or a .hdr/.img pair, NRRD, "
+            "MHA/MHD, or DICOM); convert it to NIfTI (e.g. with nibabel or SimpleITK)"
+        )
 
 
 def _read_ct(path: Path):
@@ -376,6 +427,7 @@ def _read_ct(path: Path):
     from recon.pipelines.common.dicom_series import is_ct_series, read_ct_series
 
     if not is_ct_series(path):
+        _require_volume_suffix(path)
         image = _read_scalar(path, ScalarImage)
         _require_finite_nifti(path)
         return image
