@@ -19,7 +19,13 @@ def project(
     caps: Annotated[
         bool, typer.Option("--caps/--no-caps", help="Add a top and a bottom view.")
     ] = True,
-    size: Annotated[int, typer.Option(help="Image width and height in pixels, 8 to 4096.")] = 256,
+    size: Annotated[
+        int,
+        typer.Option(
+            help="Image width and height in pixels, 8 to 4096, and at most 2^26 pixels over "
+            "all views (2590 px for 8 views and 2 caps)."
+        ),
+    ] = 256,
     up: Annotated[
         Literal["x", "y", "z"] | None,
         typer.Option(
@@ -67,8 +73,8 @@ def project(
     cameras = views + (2 if caps else 0)
     if cameras * size * size > MAX_PIXELS:
         raise BadInput(
-            f"--views {views} at --size {size} is {cameras * size * size} pixels, "
-            f"more than the {MAX_PIXELS} one run casts"
+            f"--views {views}{' + 2 caps' if caps else ''} at --size {size} is "
+            f"{cameras * size * size} pixels, more than the {MAX_PIXELS} one run casts"
         )
     out = check_output(out, overwrite, inputs=[mesh], command="project")
     clock = time.perf_counter()

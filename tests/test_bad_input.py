@@ -100,6 +100,8 @@ def work(tmp_path, views, box):
         (["--views", "nan"], "invalid value for '--views'"),
         (["--size", "-8"], "--size must be in [8, 4096], not -8"),
         (["--views", "360", "--size", "4096"], "more than the"),
+        # the two cap views count: the line named "--views 8" for ten views' pixels
+        (["--size", "2591"], "--views 8 + 2 caps at --size 2591 is 67132810 pixels, more than"),
     ],
 )
 def test_project_numbers_out_of_range(recon, work, flags, message):

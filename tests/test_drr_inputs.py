@@ -45,7 +45,7 @@ def work(tmp_path) -> Path:
         ([*POSE, "--delx", 0], "--delx must be in (0, 100], not 0"),
         ([*POSE, "--dely", "nan"], "--dely must be in (0, 100], not nan"),
         ([*POSE, "--x0", "1e9"], "--x0 must be in"),
-        ([*POSE, "--y0", 500], "principal point y0 500 mm is off the detector"),
+        ([*POSE, "--y0", 500], "make-drr: --y0 500 mm is off the detector"),
         ([*POSE, "--bone-attenuation", -1], "--bone-attenuation must be in [0, 10], not -1"),
         ([*POSE, "--bone-attenuation", "nan"], "--bone-attenuation must be in [0, 10], not nan"),
         ([*POSE, "--batch-size", 0], "--batch-size must be in [1, 1024], not 0"),

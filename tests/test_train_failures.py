@@ -678,6 +678,22 @@ def test_a_fit_stopped_before_its_first_checkpoint_leaves_no_run_folder(tmp_path
         assert list(STOP_NOTES) == ([resume] if kept else [])
     record = json.loads((out / "run.json").read_text())["metrics"]
     assert record["interrupted"] is True
+    # the parents the run made for its folder go too, while empty: `--out runs/toy` left runs/
+    made, beside = tmp_path / "runs" / "nested", tmp_path / "runs_kept"
+    run = RunOptions(
+        out=made / "toy", device="cpu", devices="1", quiet=True, extra_callbacks=[Stop(0)]
+    )
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        fit(TOY, ToyConfig(epochs=3), run)
+    assert not (tmp_path / "runs").exists()
+    beside.mkdir()  # a parent that held something before stays
+    (beside / "other").mkdir()
+    run = RunOptions(
+        out=beside / "toy", device="cpu", devices="1", quiet=True, extra_callbacks=[Stop(0)]
+    )
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        fit(TOY, ToyConfig(epochs=3), run)
+    assert sorted(p.name for p in beside.iterdir()) == ["other"]
     assert record["last_checkpoint"] == str(out / "checkpoints" / "last.ckpt")
 
 

@@ -47,6 +47,7 @@ from recon.pipelines.common.runfolder import (
     folder_entries,
     history_writer_class,
     launched_as_rank_zero,
+    missing_parents,
     prepare_run_dir,
     remove_added,
     run_loggers,
@@ -173,6 +174,7 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
                 _reduce_logs_across_processes(module)
             out = _run_out(run)
             before = folder_entries(out) if trainer.is_global_zero else None
+            parents = missing_parents(out)
             try:
                 if trainer.is_global_zero:
                     _prepare(task, cfg, run, out, trainer, resumed_epoch)
@@ -185,7 +187,7 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
                     and _trains_here(trainer)
                     and not (first_step.done and _has_checkpoint(out))
                 ):
-                    remove_added(out, before)  # nothing to resume or use: as if never started
+                    remove_added(out, before, parents)  # nothing to use: as if never started
                 elif trainer.is_global_zero and stopped:
                     timings = {"setup": clock - started, "fit": time.perf_counter() - clock}
                     _record_stopped(task, cfg, run, trainer, checkpoints[0], out, timings)

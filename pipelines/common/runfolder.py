@@ -147,11 +147,28 @@ def folder_entries(out: Path) -> set[str] | None:
     return {p.name for p in out.iterdir()} if out.is_dir() else None
 
 
-def remove_added(out: Path, before: set[str] | None) -> None:
+def missing_parents(out: Path) -> list[Path]:
+    """The folders above out that do not exist (yet), nearest first: what creating it makes."""
+    missing = []
+    for parent in Path(out).parents:
+        if parent.exists():
+            break
+        missing.append(parent)
+    return missing
+
+
+def remove_added(out: Path, before: set[str] | None, parents: list[Path] = ()) -> None:
     """Undo a run that failed before its first training step: remove the run folder if the run
-    created it (before is None), else only the entries it added; what was there stays."""
+    created it (before is None) and the parents it made for it (missing_parents), each while
+    it is empty (another run may have put its folder there since); else only the entries it
+    added; what was there stays."""
     if before is None:
         shutil.rmtree(out, ignore_errors=True)
+        for parent in parents:
+            try:
+                parent.rmdir()
+            except OSError:  # not empty, or gone
+                break
         return
     for path in out.iterdir() if out.is_dir() else ():
         if path.name not in before:

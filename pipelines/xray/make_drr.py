@@ -171,8 +171,9 @@ def _check_detector(d: Intrinsics, source: str) -> None:
         )
     for name, offset, extent in zip(("x0", "y0"), (d.x0, d.y0), d.extent_mm, strict=True):
         if not -extent <= offset <= extent:
+            named = f"--{name}" if source == "make-drr" else f"principal point {name}"
             raise BadInput(
-                f"{source}: principal point {name} {offset:g} mm is off the detector "
+                f"{source}: {named} {offset:g} mm is off the detector "
                 f"(must be in [-{extent:g}, {extent:g}] mm)"
             )
 
