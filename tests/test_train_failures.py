@@ -602,7 +602,10 @@ def test_a_fit_failing_before_its_first_step_leaves_no_run_folder(tmp_path, hook
     out = tmp_path / "runs" / "new"
     failing_fit(out, hook)
     assert not out.exists()
-    assert (tmp_path / "runs").is_dir()  # only the run folder is the run's to remove
+    assert not (tmp_path / "runs").exists()  # made for the run folder, empty: it goes too
+    (tmp_path / "runs").mkdir()
+    failing_fit(out, hook)
+    assert (tmp_path / "runs").is_dir()  # one that was there stays
 
 
 def test_a_fit_failing_before_its_first_checkpoint_leaves_no_run_folder(tmp_path):

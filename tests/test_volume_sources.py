@@ -221,7 +221,7 @@ def test_a_nifti_whose_sform_and_qform_disagree_is_refused(recon, tmp_path):
                 [[1, np.tan(np.radians(10)), 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
             ),
             ras,
-            "the NIfTI sform's voxel axes are not at right angles (sheared 10.00 deg",
+            "sheared.nii.gz: its voxel axes are not at right angles (sheared 10.00 deg",
         ),
     }
     for name, (sform, qform, message) in cases.items():

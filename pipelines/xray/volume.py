@@ -379,13 +379,7 @@ def _require_one_nifti_frame(path: Path, header, has_qform: bool) -> None:
     qform where there is one, nibabel and FSL the sform: such a file drew mirrored (exit 0),
     and a sheared sform's shear went unseen. Their origins may differ: DRRs centre the CT."""
     sform = np.asarray(header.get_sform(), dtype=np.float64)
-    shear = axes_shear_deg(sform)
-    if shear > SHEAR_LIMIT_DEG:
-        raise BadInput(
-            f"{path}: the NIfTI sform's voxel axes are not at right angles (sheared "
-            f"{shear:.2f} deg, as a tilted-gantry scan stored without correction); the DRR "
-            "renderer needs a grid of right angles: resample it to one first"
-        )
+    _require_right_angles(path, sform)
     if not has_qform:
         return
     qform = np.asarray(header.get_qform(), dtype=np.float64)[:3, :3]
@@ -487,6 +481,12 @@ def _require_volume_shape(path: Path, image, data):
             f"{path}: the CT spans {size} mm, which no CT does; check the units its header "
             "gives (a NIfTI's xyzt_units: micron or metre where mm was meant)"
         )
+    _require_right_angles(path, affine)
+    return image
+
+
+def _require_right_angles(path: Path, affine: np.ndarray) -> None:
+    """BadInput when the voxel axes of a 4x4 affine are sheared beyond SHEAR_LIMIT_DEG."""
     shear = axes_shear_deg(affine)
     if shear > SHEAR_LIMIT_DEG:
         raise BadInput(
@@ -494,7 +494,6 @@ def _require_volume_shape(path: Path, image, data):
             "tilted-gantry scan stored without correction); the DRR renderer needs a grid of "
             "right angles: resample it to one first (dcm2niix corrects gantry tilt)"
         )
-    return image
 
 
 def axes_shear_deg(affine: np.ndarray) -> float:
