@@ -311,8 +311,8 @@ def recovered_row(path: Path, pose: torch.Tensor) -> dict:
 def image_orientation(directions: torch.Tensor) -> dict:
     """{patient_orientation, view_position} of a DRR whose detector_directions (3, 3) these
     are: where the patient's directions run on the image ("L\\F" for the nominal AP and PA
-    views, "R\\H" for a source behind the frame's nominal side: the image upside down, "P\\F"
-    for a lateral) and where the beam goes (AP, PA, RL, LL or None)."""
+    views, "R\\F" for a view from behind in the AP frame, "P\\F" for a lateral) and where the
+    beam goes (AP, PA, RL, LL or None)."""
     from recon.pipelines.xray.orientation import patient_direction, view_position
 
     columns, rows, beam = directions.numpy()
