@@ -140,10 +140,19 @@ def load_weights(
     weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     try:
         module = build(config)
-        module.load_state_dict(weights)
     except (KeyError, TypeError, RuntimeError, ValueError) as error:
         raise BadInput(f"{path}: weights do not fit {what} ({first_problem(error)})") from error
+    _load_strict(path, module, weights, what)
     return module.eval()
+
+
+def _load_strict(path: Path, module, weights: dict, what: str) -> None:
+    """module.load_state_dict(weights, strict), or BadInput naming the checkpoint, what ("the
+    skull model") and the first missing or misshapen tensor."""
+    try:
+        module.load_state_dict(weights, strict=True)
+    except (KeyError, TypeError, RuntimeError, ValueError) as error:
+        raise BadInput(f"{path}: weights do not fit {what} ({first_problem(error)})") from error
 
 
 def first_problem(error: Exception, width: int = 200) -> str:
@@ -356,9 +365,4 @@ def _moved_state(state: dict[str, Any], old: str, new: str, fresh_kth: Any) -> d
 
 def require_fitting_weights(path: Path, state_dict: dict, module, task_name: str) -> None:
     """The checkpoint's weights load into the freshly built module, or BadInput."""
-    try:
-        module.load_state_dict(state_dict, strict=True)
-    except (RuntimeError, KeyError, ValueError) as error:
-        raise BadInput(
-            f"{path}: weights do not fit the {task_name} model ({first_problem(error)})"
-        ) from error
+    _load_strict(path, module, state_dict, f"the {task_name} model")

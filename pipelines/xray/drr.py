@@ -257,6 +257,16 @@ def ct_depth(reorient, intrinsics: Intrinsics, poses: torch.Tensor) -> torch.Ten
     return (-world[:, 3] * beam).sum(1) / (beam * beam).sum(1)
 
 
+def behind_the_source(orientation: str) -> str:
+    """The end of the line refusing a pose that puts the CT behind the source (ct_depth <= 0),
+    with where the frame's source lies: +y for AP, -y for PA."""
+    side = -850 if orientation == "PA" else 850
+    return (
+        "puts the CT behind the source, which would draw it upside down; with --orientation "
+        f"{orientation} the source lies on the other side of the CT (e.g. --xyz 0 {side} 0)"
+    )
+
+
 def _detector_points(reorient, intrinsics: Intrinsics, poses: torch.Tensor) -> torch.Tensor:
     """(N, 4, 3) world points of each pose: the detector's centre, one pixel step from it
     along the columns and along the rows, the source."""

@@ -414,20 +414,15 @@ def require_ct_in_front(r: DrrRequest, reorient, intrinsics: Intrinsics, poses, 
     """BadInput for a pose that puts the CT's centre behind the source (ct_depth <= 0): the
     renderer draws it through the source, upside down, a view no C-arm takes. A pose of the
     other frame does that (the PA frame's source lies at -y: --xyz 0 -850 0)."""
-    from recon.pipelines.xray.drr import ct_depth
+    from recon.pipelines.xray.drr import behind_the_source, ct_depth
 
     depth = ct_depth(reorient, intrinsics, poses[todo])
     behind = [index for index, t in zip(todo, depth.tolist(), strict=True) if t <= 0]
     if not behind:
         return
-    side = "-850" if r.orientation == "PA" else "850"
     where = "--rot/--xyz" if r.pose is None else f"{r.pose}: pose {behind[0]}"
     more = f" (and {len(behind) - 1} more)" if len(behind) > 1 else ""
-    raise BadInput(
-        f"{where}{more} puts the CT behind the source, which would draw it upside down; with "
-        f"--orientation {r.orientation} the source lies on the other side of the CT "
-        f"(e.g. --xyz 0 {side} 0)"
-    )
+    raise BadInput(f"{where}{more} {behind_the_source(r.orientation)}")
 
 
 def run_make_drr(r: DrrRequest, info, track) -> dict:

@@ -438,17 +438,14 @@ def require_ct_in_front(r, reorient, xrays, prepared, inits) -> None:
     """BadInput for a starting pose that puts the CT behind the source (drr.ct_depth <= 0),
     drawn upside down through it: registration from there ends far off (a pose of the other
     frame: the PA frame's source lies at -y, --xyz 0 -850 0)."""
-    from recon.pipelines.xray.drr import ct_depth
+    from recon.pipelines.xray.drr import behind_the_source, ct_depth
 
     for xray, (_, intrinsics, _), start in zip(xrays, prepared, inits, strict=True):
         if float(ct_depth(reorient, intrinsics, start)[0]) > 0:
             continue
         given = {"fixed": "--rot/--xyz", "restart": f"--from {r.restart}"}.get(r.init, "--init")
-        side = "-850" if r.orientation == "PA" else "850"
         raise BadInput(
-            f"{xray.path}: the starting pose ({given}) puts the CT behind the source, which "
-            f"would draw it upside down; with --orientation {r.orientation} the source lies on "
-            f"the other side of the CT (e.g. --xyz 0 {side} 0)"
+            f"{xray.path}: the starting pose ({given}) {behind_the_source(r.orientation)}"
         )
 
 
