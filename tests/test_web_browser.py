@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runs import require
 from test_web_api import make_voxel_checkpoint
 
 pytestmark = pytest.mark.slow  # a server, a browser and a model: about a minute on 2 cores
@@ -31,14 +32,6 @@ CHROMIUM_ARGS = [
 BACKGROUND = np.array([0xF3, 0xF4, 0xF6])  # viewer.js BACKGROUND
 
 
-def _require(condition: bool, why: str) -> None:
-    """Skip on a machine without it; fail in CI, where `make test` installs it."""
-    if not condition:
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """`recon serve` on a free localhost port: (base URL, data folder, a chair image); it
@@ -47,8 +40,8 @@ def live(tmp_path_factory):
 
     from recon.pipelines.web.app import THREE
 
-    _require(CHROMIUM.is_file(), f"{CHROMIUM} is missing (make test installs Debian's chromium)")
-    _require(THREE.is_dir(), f"{THREE} is missing (make setup runs npm ci)")
+    require(CHROMIUM.is_file(), f"{CHROMIUM} is missing (make test installs Debian's chromium)")
+    require(THREE.is_dir(), f"{THREE} is missing (make setup runs npm ci)")
     shared, pix3d = make_voxel_checkpoint(tmp_path_factory)
     data = tmp_path_factory.mktemp("live") / "data"
     checkpoint = shutil.copy2(shared, served_checkpoint(data))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 import torch
 
@@ -20,7 +21,7 @@ from recon.pipelines.xray.pose import (
     pose_from_degrees,
     save_poses,
 )
-from recon.pipelines.xray.xray import preprocess, read_xray, write_xray_dicom
+from recon.pipelines.xray.xray import dicom_mm_per_count, preprocess, read_xray, write_xray_dicom
 
 
 class PickledCode:
@@ -119,9 +120,10 @@ def test_dicom_round_trip_monochrome_and_spacing(tmp_path):
         pixels,
         detector,
         "MONOCHROME1",
-        rescale_slope=2.0,
+        mm_per_count=2.0,
         positioner=(12.0, -3.0, 800.0),
     )
+    assert dicom_mm_per_count(pydicom.dcmread(tmp_path / "a.dcm")) == 2.0
     xray = read_xray(tmp_path / "a.dcm")
     assert xray.intrinsics == detector
     assert xray.positioner == (12.0, -3.0, 800.0)

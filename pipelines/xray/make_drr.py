@@ -3,8 +3,9 @@
 Columns follow the detector's reverse_x_axis: True (the default) is the radiological display,
 the patient's left along increasing columns (L\\F), which is also what `recon register` assumes
 for a PNG, so a PNG written here registers without flags; DICOMs carry it as Patient Orientation.
-Each file holds its scale (mm per count): a DICOM as RescaleSlope, a PNG in its text chunk
-mm_per_count, so the row of a DRR kept from a stopped run has it too.
+Each file holds its scale (mm per count): a DICOM in a Real World Value Mapping (its DX rescale
+stays 1), a PNG in its text chunk mm_per_count, so the row of a DRR kept from a stopped run has
+it too.
 
 The detector comes from, in this order: the flags given, the pose file (the `intrinsics` of a
 `recon register` parameters.pt, the `detector` of an xvr parameters.pt, or the `drr` entry of an
@@ -268,7 +269,7 @@ def rendered(drr, poses: torch.Tensor, todo: list[int], batch_size: int, track=N
 
 def write_scaled_png(path: Path, counts, scale: float) -> None:
     """A DRR's counts (H, W) uint16 as a 16-bit PNG holding its scale (mm per count) in the text
-    chunk PNG_SCALE_KEY, as a DICOM holds RescaleSlope; atomically."""
+    chunk PNG_SCALE_KEY, as a DICOM holds it in a Real World Value Mapping; atomically."""
     from PIL import Image, PngImagePlugin
 
     from recon.pipelines.common.outputs import atomic_file
@@ -292,17 +293,18 @@ def png_scale(path: Path) -> float | None:
 
 def recovered_row(path: Path, pose: torch.Tensor) -> dict:
     """The row of a kept DRR that no run record lists (its run was stopped before writing one):
-    its pose, and its scale where the file holds it (a DICOM's RescaleSlope, a PNG's text chunk
-    PNG_SCALE_KEY; None in a PNG made before it held one)."""
+    its pose, and its scale where the file holds it (a DICOM's Real World Value Mapping, a PNG's
+    text chunk PNG_SCALE_KEY; None in a PNG made before it held one)."""
     from recon.pipelines.xray.pose import describe_pose
 
     scale = png_scale(path) if path.suffix.lower() == ".png" else None
     if path.suffix.lower() == ".dcm":
         import pydicom
 
+        from recon.pipelines.xray.xray import dicom_mm_per_count
+
         try:
-            dataset = pydicom.dcmread(path, stop_before_pixels=True)
-            scale = float(dataset.RescaleSlope)
+            scale = dicom_mm_per_count(pydicom.dcmread(path, stop_before_pixels=True))
         except (OSError, ValueError, AttributeError, pydicom.errors.InvalidDicomError):
             scale = None
     return {"path": str(path), "mm_per_count": scale, **describe_pose(pose[None])}
@@ -334,7 +336,7 @@ def write_drr(
     and shown}: image_orientation's {patient_orientation, view_position}, which a DICOM
     carries (None: the nominal L\\F or R\\F and the frame's view)."""
     from recon.pipelines.xray.pose import describe_pose
-    from recon.pipelines.xray.xray import decimal_string, write_xray_dicom
+    from recon.pipelines.xray.xray import write_xray_dicom
 
     counts, scale = drr_to_uint16(image)
     pixels = counts.numpy().astype("uint16")
@@ -346,13 +348,12 @@ def write_drr(
         distance = described["xyz_mm"][1] * (-1.0 if view == "PA" else 1.0)
         angles = described["rot_deg"][:2]
         positioner = (*angles, distance) if distance > 0 else None
-        scale = float(decimal_string(scale))  # the RescaleSlope a reader gets from the file
         write_xray_dicom(
             path,
             pixels,
             intrinsics,
             "MONOCHROME2",
-            rescale_slope=scale,
+            mm_per_count=scale,
             positioner=positioner,
             description="DRR (recon make-drr)",
             view=shown.get("view_position", view),

