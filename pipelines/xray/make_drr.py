@@ -2,7 +2,8 @@
 
 Columns follow the detector's reverse_x_axis: True (the default) is the radiological display,
 the patient's left along increasing columns (L\\F), which is also what `recon register` assumes
-for a PNG, so a PNG written here registers without flags; DICOMs carry it as Patient Orientation.
+for a PNG, so a PNG written here needs no column flag (only --sdd and --pixel-spacing, and its
+principal point is taken at the centre); DICOMs carry it as Patient Orientation.
 Each file holds its scale (mm per count): a DICOM in a Real World Value Mapping (its DX rescale
 stays 1), a PNG in its text chunk mm_per_count, so the row of a DRR kept from a stopped run has
 it too.
@@ -335,6 +336,7 @@ def write_drr(
     """One DRR (H, W) as 16-bit PNG or DICOM, atomically; returns {path, mm_per_count, pose,
     and shown}: image_orientation's {patient_orientation, view_position}, which a DICOM
     carries (None: the nominal L\\F or R\\F and the frame's view)."""
+    from recon.pipelines.xray.drr import positioner_tags
     from recon.pipelines.xray.pose import describe_pose
     from recon.pipelines.xray.xray import write_xray_dicom
 
@@ -343,11 +345,9 @@ def write_drr(
     described = describe_pose(pose[None])
     shown = shown or {}
     if path.suffix.lower() == ".dcm":
-        # DistanceSourceToPatient is a distance: the source lies at +y for AP, -y for PA (as
-        # register --init dicom reads it); a pose with the source on the other side gets none
-        distance = described["xyz_mm"][1] * (-1.0 if view == "PA" else 1.0)
-        angles = described["rot_deg"][:2]
-        positioner = (*angles, distance) if distance > 0 else None
+        # the angles and distance of the frame the file's View Position names, as register
+        # --init dicom reads them
+        positioner = positioner_tags(pose[None], view, shown.get("view_position", view))
         write_xray_dicom(
             path,
             pixels,

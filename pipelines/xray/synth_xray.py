@@ -3,12 +3,15 @@
 Layout written by `recon synth xray -o DIR` (and read by `recon register --truth`):
     xray_000.dcm ...   MONOCHROME1 DX DICOM, 12-bit raw transmission, geometry tags
                        (DistanceSourceToDetector, PixelSpacing, DetectorActiveOrigin, positioner
-                       angles of the nominal C-arm position) and Patient Orientation: L\\F
-                       (radiological display, diffdrr's reverse_x_axis=True, the default) or R\\F
+                       angles of the nominal C-arm position in the frame of the file's View
+                       Position) and Patient Orientation of the drawn pose: L\\F at the usual
+                       poses (radiological display, diffdrr's reverse_x_axis=True, the default)
+                       or R\\F, another where a wide --rot-range turns the view
     xray_000.json ...  the X-ray's record, written after its DICOM: the settings and seed that
                        made it and its pose (what truth.json lists for it)
     truth.json         {"convention", "ct", "nominal": {rot_deg, xyz_mm},
-                        "xrays": {file name: {"pose": 4x4, "rot_deg", "xyz_mm"}}}
+                        "xrays": {file name: {"pose": 4x4, "rot_deg", "xyz_mm",
+                                              "patient_orientation", "view_position"}}}
     fiducials.json     {"units": "mm", "labels": [...], "points": [[x, y, z], ...]} CT world
                        points (vertebra centroids of the label map)
 X-ray i is drawn from its own generator (seed, i), so shards of a set (`--shard K/N`) make the
@@ -166,6 +169,9 @@ class XraySet:
         record."""
         from recon.pipelines.common.batch import item_rng
         from recon.pipelines.common.outputs import write_json
+        from recon.pipelines.xray.drr import detector_directions, positioner_tags
+        from recon.pipelines.xray.make_drr import image_orientation
+        from recon.pipelines.xray.pose import pose_from_degrees
         from recon.pipelines.xray.xray import write_xray_dicom
 
         config = self.config
@@ -180,15 +186,21 @@ class XraySet:
         image = render_with(self._drr, pose, batch_size=1)
         counts = degrade(image, config, generator)
         dicom, path = item_files(root, index)
+        # what the drawn pose shows (a wide --rot-range can turn the view to a side or behind);
+        # the positioner is the nominal C-arm position's, in the frame of that view
+        shown = image_orientation(detector_directions(self.subject.reorient, intrinsics, pose)[0])
+        nominal = pose_from_degrees(config.nominal_rot_deg, config.nominal_xyz_mm)
         write_xray_dicom(
             dicom,
             counts,
             intrinsics,
             "MONOCHROME1",
-            positioner=(*config.nominal_rot_deg[:2], config.nominal_xyz_mm[1]),
+            positioner=positioner_tags(nominal, "AP", shown["view_position"]),
             description=f"synthetic X-ray {index} (recon synth xray)",
+            view=shown["view_position"],
             relationship=("LIN", 1),
             bits_stored=12,
+            patient_orientation=shown["patient_orientation"],
         )
         record = {
             "format": ITEM_FORMAT,
@@ -196,6 +208,7 @@ class XraySet:
             "name": dicom.name,
             "pose": pose[0].tolist(),
             **describe_pose(pose),
+            **shown,
         }
         write_json(path, record)
         return record
@@ -225,7 +238,10 @@ class XraySet:
                 "xyz_mm": self.config.nominal_xyz_mm,
             },
             "xrays": {
-                r["name"]: {"pose": r["pose"], "rot_deg": r["rot_deg"], "xyz_mm": r["xyz_mm"]}
+                r["name"]: {
+                    k: r.get(k)
+                    for k in ("pose", "rot_deg", "xyz_mm", "patient_orientation", "view_position")
+                }
                 for r in records
             },
         }
