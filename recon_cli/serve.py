@@ -8,6 +8,7 @@ import typer
 from recon.cli.common import Device, Json, Quiet, Reporter, check_range
 
 SERVER = "Server"
+SHUTDOWN_GRACE_S = 5  # at a stop: how long open requests may take to end before they are cut
 
 
 def serve(
@@ -28,6 +29,14 @@ def serve(
         Path,
         typer.Option(help="Folder for jobs and their files; kept across restarts."),
     ] = Path("recon-serve"),
+    keep_hours: Annotated[
+        float,
+        typer.Option(
+            help="Delete finished jobs (done or failed) and their files this many hours after "
+            "they end, checked at start and every minute; 0 keeps them for ever.",
+            rich_help_panel=SERVER,
+        ),
+    ] = 168.0,
     workers: Annotated[
         int, typer.Option(help="Inference worker processes, 1 to 64.", rich_help_panel=SERVER)
     ] = 1,
@@ -79,6 +88,7 @@ def serve(
     check_range("--port", port, 1, 65535)
     check_range("--workers", workers, 1, 64)
     check_range("--queue-limit", queue_limit, 1, 100_000)
+    check_range("--keep-hours", keep_hours, 0, 1_000_000)
     check_bind(host, port)
     origins = check_origins(cors_origin or [])
     root_path = check_root_path(root_path)
@@ -87,7 +97,7 @@ def serve(
     checkpoints = parse_checkpoint_specs(checkpoint)
     if data.exists() and not data.is_dir():
         raise BadInput(f"{data}: --data must be a folder")
-    check_data_folder(data)
+    check_data_folder(data)  # can be written, holds no one else's files
     # bound before the checkpoints are read (seconds) and anything is made: a busy port or an
     # address of another machine is one line at once
     listening = bind(host, port)
@@ -97,7 +107,11 @@ def serve(
         listening.close()
         raise
     with data_lock(data):  # one server per --data folder: held while it serves
-        app = create_app(ServeSettings(checkpoints, data, workers, queue_limit, device, origins))
+        app = create_app(
+            ServeSettings(
+                checkpoints, data, workers, queue_limit, device, origins, keep_hours=keep_hours
+            )
+        )
         url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
         if not THREE.is_dir():
             ui.info(f"warning: {THREE} is missing (run `make setup`): the page has no 3D viewer")
@@ -115,8 +129,24 @@ def serve(
             log_level="warning" if quiet else "info",
             access_log=not quiet,
             log_config=_log_config(),
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )
-        uvicorn.Server(config).run(sockets=[listening])
+        _server(config, app.state.pool).run(sockets=[listening])
+
+
+def _server(config, pool):
+    """A uvicorn server that stops the jobs as soon as a stop begins. uvicorn runs the app's own
+    shutdown (which stops the workers) only once every request has ended, which a client that
+    stalls mid-upload put off for ever while the queued jobs went on running: requests now get
+    SHUTDOWN_GRACE_S, and no job starts meanwhile (the running one fails, queued ones stay)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            pool.halt()
+            await super().shutdown(sockets)
+
+    return Server(config)
 
 
 def _log_config() -> dict:

@@ -26,6 +26,7 @@ from recon.pipelines.web.uploads import (
     FILE_FIELD,
     MAX_PIXELS,
     MAX_UPLOAD_BYTES,
+    UPLOAD_IDLE_S,
     UploadError,
     check_image,
     receive_upload,
@@ -38,6 +39,20 @@ THREE = NODE_MODULES / "three"  # the viewer (npm, pinned by frontend/package-lo
 SWAGGER_UI = NODE_MODULES / "swagger-ui-dist"  # /docs, served locally rather than from a CDN
 DECODES_AT_ONCE = 2  # uploads decoded in full at the same time (check_image)
 MEDIA_TYPES = {".glb": "model/gltf-binary", ".png": "image/png", ".json": "application/json"}
+KEEP_HOURS = 168.0  # finished jobs are deleted a week after they end (0 keeps them)
+REMOVE_EVERY_S = 60.0  # how often the jobs past their keep time are looked for
+# the page and its scripts are checked for a newer version at each use (a 304 when unchanged):
+# after an upgrade a browser never runs cached old scripts beside new ones
+REVALIDATE = {"Cache-Control": "no-cache"}
+
+
+class RevalidatedFiles(StaticFiles):
+    """StaticFiles whose answers carry REVALIDATE."""
+
+    def file_response(self, *args, **kwargs):
+        response = super().file_response(*args, **kwargs)
+        response.headers.update(REVALIDATE)
+        return response
 
 
 @dataclass
@@ -50,6 +65,8 @@ class ServeSettings:
     cors_origins: list[str] = field(default_factory=list)
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     max_pixels: int = MAX_PIXELS
+    keep_hours: float = KEEP_HOURS  # finished jobs older than this are deleted; 0 keeps them
+    upload_idle_s: float = UPLOAD_IDLE_S  # an upload that sends nothing for this long: 408
 
 
 def job_view(job: Job, root: str) -> dict:
@@ -88,20 +105,22 @@ def create_app(settings: ServeSettings):
         store, settings.checkpoints, settings.workers, settings.queue_limit, settings.device
     )
 
+    keep_s = settings.keep_hours * 3600.0
+
+    async def remove_expired() -> None:
+        """Delete the finished jobs past their keep time, every REMOVE_EVERY_S."""
+        while True:
+            await asyncio.sleep(REMOVE_EVERY_S)
+            await run_in_threadpool(store.remove_finished, keep_s)
+
     @contextlib.asynccontextmanager
     async def lifespan(_app):
-        for job_id in store.open():
-            try:
-                pool.submit(job_id)
-            except QueueFull:
-                store.update(
-                    job_id,
-                    status="failed",
-                    stage="failed",
-                    finished=time.time(),
-                    error="the queue was full when the server restarted",
-                )
+        queued = store.open()
+        if keep_s:
+            store.remove_finished(keep_s)
+        pool.restore(queued)  # every one of them: they were accepted
         pool.start()
+        remover = asyncio.create_task(remove_expired()) if keep_s else None
         try:
             yield
         except asyncio.CancelledError:
@@ -110,6 +129,9 @@ def create_app(settings: ServeSettings):
             # end quietly, where a cancelled lifespan is reported with a traceback
             pool.stop()
             return
+        finally:
+            if remover is not None:
+                remover.cancel()
         await run_in_threadpool(pool.stop)
 
     app = FastAPI(
@@ -182,8 +204,17 @@ def create_app(settings: ServeSettings):
             allow_headers=["Content-Type"],
         )
 
-    @app.head("/healthz", include_in_schema=False)
-    @app.get("/healthz", tags=["service"])
+    def get_and_head(path: str, **options):
+        """app.get, answering HEAD too (the GET's status and headers, no body) as HTTP expects of
+        every resource that answers GET; HEAD stays out of the OpenAPI schema."""
+
+        def register(endpoint):
+            app.head(path, include_in_schema=False)(endpoint)
+            return app.get(path, **options)(endpoint)
+
+        return register
+
+    @get_and_head("/healthz", tags=["service"])
     async def healthz():
         """Liveness: job counts by status, workers (and how many of their dispatchers run),
         waiting jobs, whether the viewer's files are installed; 503 when no dispatcher runs."""
@@ -199,7 +230,7 @@ def create_app(settings: ServeSettings):
         }
         return JSONResponse(body, 503 if settings.workers and not alive else 200)
 
-    @app.get("/api/tasks", tags=["jobs"])
+    @get_and_head("/api/tasks", tags=["jobs"])
     async def tasks() -> list[dict]:
         """The tasks this server runs (those it has a checkpoint for)."""
         return [
@@ -230,6 +261,7 @@ def create_app(settings: ServeSettings):
         },
         responses={
             400: {"description": "malformed multipart body"},
+            408: {"description": "the upload stalled (nothing arrived for a while)"},
             413: {"description": f"file over {settings.max_upload_bytes} bytes or too many pixels"},
             415: {"description": "not an image"},
             422: {"description": "unknown task or missing field"},
@@ -243,7 +275,9 @@ def create_app(settings: ServeSettings):
 
         target = store.new_upload_path()
         try:
-            upload = await receive_upload(request, target, settings.max_upload_bytes)
+            upload = await receive_upload(
+                request, target, settings.max_upload_bytes, settings.upload_idle_s
+            )
             try:
                 if upload.file is None:
                     got = f" (got {', '.join(map(repr, upload.other_files))})"
@@ -280,7 +314,7 @@ def create_app(settings: ServeSettings):
         view = job_view(job, request.scope.get("root_path", ""))
         return JSONResponse(view, 202, headers={"Location": view["status_url"]})
 
-    @app.get("/api/jobs/{job_id}", tags=["jobs"])
+    @get_and_head("/api/jobs/{job_id}", tags=["jobs"])
     async def job_status(job_id: str, request: Request) -> dict:
         """A job's status (queued, running, done, failed), progress 0..1, one-line error, and
         its result files."""
@@ -289,7 +323,7 @@ def create_app(settings: ServeSettings):
             raise HTTPException(404, "no such job")
         return job_view(job, request.scope.get("root_path", ""))
 
-    @app.get("/api/jobs/{job_id}/files/{name}", tags=["jobs"])
+    @get_and_head("/api/jobs/{job_id}/files/{name}", tags=["jobs"])
     async def job_file(job_id: str, name: str):
         """One result file: viewer.glb for the viewer, the task's outputs, the render."""
         path = store.file_path(job_id, name)
@@ -301,11 +335,11 @@ def create_app(settings: ServeSettings):
             filename=f"{job_id[:8]}_{name}",
         )
 
-    @app.get("/", include_in_schema=False)
+    @get_and_head("/", include_in_schema=False)
     async def page():
-        return FileResponse(STATIC / "index.html", media_type="text/html")
+        return FileResponse(STATIC / "index.html", media_type="text/html", headers=REVALIDATE)
 
-    @app.get("/docs", include_in_schema=False)
+    @get_and_head("/docs", include_in_schema=False)
     async def docs():
         if not SWAGGER_UI.is_dir():
             raise HTTPException(404, f"{SWAGGER_UI.name} is not installed; see openapi.json")
@@ -317,8 +351,8 @@ def create_app(settings: ServeSettings):
             swagger_favicon_url="static/favicon.svg",
         )
 
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/static", RevalidatedFiles(directory=STATIC), name="static")
     for prefix, folder in (("three", THREE), ("swagger-ui", SWAGGER_UI)):
-        if folder.is_dir():
-            app.mount(f"/vendor/{prefix}", StaticFiles(directory=folder), name=prefix)
+        if folder.is_dir():  # their versions change with an upgrade too (package-lock.json)
+            app.mount(f"/vendor/{prefix}", RevalidatedFiles(directory=folder), name=prefix)
     return app

@@ -1,6 +1,7 @@
 """Jobs on disk: one folder per job under DATA/jobs/<id>/ with job.json, the upload and the
 results. Ids are unguessable (secrets.token_urlsafe); file names are generated, never taken from
-a request. A restart reloads every job: finished ones stay, running ones are marked failed."""
+a request. A restart reloads every job: finished ones stay (until remove_finished deletes them),
+running ones are marked failed."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from pathlib import Path
 
 from recon.pipelines.common.outputs import write_json
 
-JOB_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")  # secrets.token_urlsafe(16)
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{22}")  # secrets.token_urlsafe(16); use fullmatch
 STATES = ("queued", "running", "done", "failed")
+FINISHED = ("done", "failed")
 STOPPED_WHILE_RUNNING = "the server stopped while this job was running; upload the image again"
 
 
@@ -62,14 +64,15 @@ class JobStore:
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.uploads_dir.glob("*.part"):  # what new_upload_path made, only
-            if JOB_ID.match(stale.stem):
+            if JOB_ID.fullmatch(stale.stem):
                 stale.unlink(missing_ok=True)
+        self._remove_unrecorded()
         for path in sorted(self.jobs_dir.glob("*/job.json")):
             try:
                 job = Job(**json.loads(path.read_text(encoding="utf-8-sig")))
             except (OSError, ValueError, TypeError):
                 continue  # not a job folder this server wrote
-            if not JOB_ID.match(job.id) or path.parent.name != job.id:
+            if not JOB_ID.fullmatch(job.id) or path.parent.name != job.id:
                 continue
             self._jobs[job.id] = job
             if job.status == "running":
@@ -83,6 +86,40 @@ class JobStore:
                 )
         queued = [j for j in self._jobs.values() if j.status == "queued"]
         return [j.id for j in sorted(queued, key=lambda j: j.created)]
+
+    def _remove_unrecorded(self) -> None:
+        """Delete the job folders without a job.json: a server stopped between create's mkdir
+        and its first save left one, which no restart loads and nothing else removes. Only
+        folders named as create names them; a job.json that does not load is left alone."""
+        import shutil
+
+        for folder in self.jobs_dir.iterdir():
+            if (
+                JOB_ID.fullmatch(folder.name)
+                and folder.is_dir()
+                and not folder.is_symlink()
+                and not (folder / "job.json").exists()
+            ):
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def remove_finished(self, older_than_s: float, now: float | None = None) -> list[str]:
+        """Delete the jobs that ended (done or failed) more than older_than_s seconds ago, with
+        their folders (the retention of `recon serve --keep-hours`); their ids. Queued and
+        running jobs stay, whatever their age."""
+        import shutil
+
+        now = time.time() if now is None else now
+        with self._lock:
+            expired = [
+                job.id
+                for job in self._jobs.values()
+                if job.status in FINISHED and now - (job.finished or job.created) > older_than_s
+            ]
+            for job_id in expired:
+                del self._jobs[job_id]
+        for job_id in expired:  # no worker writes there: they are done
+            shutil.rmtree(self.jobs_dir / job_id, ignore_errors=True)
+        return expired
 
     def new_upload_path(self) -> Path:
         """A fresh generated path for an upload being received."""
@@ -110,14 +147,14 @@ class JobStore:
         shutil.rmtree(self.jobs_dir / job_id, ignore_errors=True)
 
     def get(self, job_id: str) -> Job | None:
-        if not JOB_ID.match(job_id):
+        if not JOB_ID.fullmatch(job_id):
             return None
         with self._lock:
             job = self._jobs.get(job_id)
             return None if job is None else Job(**asdict(job))
 
     def folder(self, job_id: str) -> Path:
-        if not JOB_ID.match(job_id):
+        if not JOB_ID.fullmatch(job_id):
             raise KeyError(job_id)
         return self.jobs_dir / job_id
 
@@ -177,23 +214,66 @@ class JobStore:
 
 
 SERVE_MARKS = (".lock", "jobs", "uploads")  # what a server writes into its --data folder
+LOST_FOUND = "lost+found"  # what mkfs puts at the root of a fresh ext2/3/4 volume
 
 
 def check_data_folder(data: Path) -> None:
-    """BadInput for a --data folder that holds files but none a server wrote (the working
-    folder, a data set, a training run): the server would add its own beside them."""
+    """BadInput for a --data folder that cannot be created or written (a read-only volume, a
+    folder of another user), or that holds files but none a server wrote (the working folder,
+    a data set, a training run): the server would add its own beside them. A fresh volume's
+    empty lost+found/ is not such a file. Leaves nothing behind."""
     from recon.pipelines.common.errors import BadInput
     from recon.pipelines.common.outputs import listing
 
     data = Path(data)
+    _require_writable(data)
     if not data.is_dir() or any((data / mark).exists() for mark in SERVE_MARKS):
         return
-    entries = sorted(data.iterdir())
+    entries = sorted(p for p in data.iterdir() if not _empty_lost_found(p))
     if entries:
         raise BadInput(
             f"{data}: holds files recon serve did not write ({listing(entries)}); give --data "
             "an empty or new folder, or one an earlier server used"
         )
+
+
+def _require_writable(data: Path) -> None:
+    """BadInput naming the folder and the reason when it cannot be created or a file cannot be
+    written in it; the folders made to find out, and the probe file, are removed again."""
+    from recon.pipelines.common.errors import BadInput
+
+    missing: list[Path] = []
+    try:
+        try:
+            missing = [p for p in (data, *data.parents) if not p.exists()]  # deepest first
+            data.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise BadInput(
+                f"{data}: cannot create the --data folder ({error.strerror or error})"
+            ) from error
+        try:
+            probe = data / f".write-probe.{secrets.token_hex(6)}"
+            probe.open("x").close()
+            probe.unlink()
+        except OSError as error:
+            raise BadInput(
+                f"{data}: cannot write in the --data folder ({error.strerror or error})"
+            ) from error
+    finally:
+        for folder in missing:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _empty_lost_found(path: Path) -> bool:
+    """Whether path is a lost+found folder with nothing in it (or that only its owner, root,
+    may list, as mkfs makes it)."""
+    if path.name != LOST_FOUND or not path.is_dir() or path.is_symlink():
+        return False
+    try:
+        return not any(path.iterdir())
+    except PermissionError:
+        return True
 
 
 @contextlib.contextmanager

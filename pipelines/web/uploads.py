@@ -1,10 +1,12 @@
 """Receiving an upload safely: the size is checked from Content-Length and again while the body
-streams in (nothing is read whole), the file goes to a generated name, and its content, decoded
+streams in (nothing is read whole), a body that stops arriving is given up, the file goes to a
+generated name, and its content, decoded
 by PIL under a pixel limit and then read as the served tasks read pictures, decides whether it
 is an image a job can use."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +14,10 @@ MAX_UPLOAD_BYTES = 16 * 1024 * 1024  # the image file itself
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries, part headers and the small fields
 MAX_FIELD_BYTES = 1024
 MAX_PIXELS = 40_000_000  # decoded image size limit (e.g. 8000 x 5000)
+# seconds without a byte of the body before an upload is given up (408), as nginx's
+# client_body_timeout: uvicorn has no such limit, and a client that stops sending held its
+# half-written upload and a file descriptor for ever
+UPLOAD_IDLE_S = 60.0
 IMAGE_FORMATS = {"PNG": "png", "JPEG": "jpg", "BMP": "bmp", "TIFF": "tif", "WEBP": "webp"}
 # what Pillow's openers of those formats may call a file: a phone's multi-picture JPEG is "MPO"
 FORMAT_SUFFIXES = {**IMAGE_FORMATS, "MPO": "jpg"}
@@ -130,10 +136,12 @@ class _FormReceiver:
             self.upload.fields[name] = self._value.decode("utf-8", "replace")
 
 
-async def receive_upload(request, target: Path, max_bytes: int = MAX_UPLOAD_BYTES) -> Upload:
+async def receive_upload(
+    request, target: Path, max_bytes: int = MAX_UPLOAD_BYTES, idle_s: float = UPLOAD_IDLE_S
+) -> Upload:
     """Stream a multipart/form-data body; the file part is written to target. UploadError for
-    a body that is too large (413), not multipart (415) or malformed (400); target is removed
-    on any error."""
+    a body that is too large (413), not multipart (415) or malformed (400), or that stops
+    arriving for idle_s seconds (408); target is removed on any error."""
     from python_multipart.exceptions import MultipartParseError
     from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -152,8 +160,17 @@ async def receive_upload(request, target: Path, max_bytes: int = MAX_UPLOAD_BYTE
     receiver = _FormReceiver(target, max_bytes)
     parser = MultipartParser(options[b"boundary"], receiver.callbacks())
     received = 0
+    chunks = request.stream()
     try:
-        async for chunk in request.stream():
+        while True:
+            try:
+                chunk = await asyncio.wait_for(anext(chunks), idle_s)
+            except StopAsyncIteration:
+                break
+            except TimeoutError as error:
+                raise UploadError(
+                    408, f"the upload stalled: nothing arrived for {idle_s:g} s; send it again"
+                ) from error
             received += len(chunk)
             if received > body_limit:
                 raise too_large(max_bytes)
@@ -175,8 +192,9 @@ async def receive_upload(request, target: Path, max_bytes: int = MAX_UPLOAD_BYTE
 
 
 def check_image(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[str, int, int]:
-    """(file suffix for its format, width, height) of an image file, decoded in full to prove it;
-    UploadError 415 when it is not one, 413 when it has more than max_pixels pixels."""
+    """(file suffix for its format, width, height) of an image file, decoded in full to prove it
+    (once, as the tasks read it: _require_task_reads); UploadError 415 when it is not one or
+    the tasks cannot use it, 413 when it has more than max_pixels pixels."""
     import warnings
 
     from PIL import Image, UnidentifiedImageError
@@ -199,9 +217,7 @@ def check_image(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[str, int, int
                         413,
                         f"the image is {width} x {height} pixels; at most {max_pixels} are allowed",
                     )
-                image.verify()
-            with Image.open(path, formats=formats) as image:
-                image.load()
+                image.verify()  # the file's structure (a PNG's checksums); pixels below
     except UploadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -209,9 +225,7 @@ def check_image(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[str, int, int
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
         if kind is None:
             return _tiff_pillow_cannot_open(path, max_pixels, not_image, error)
-        raise UploadError(  # its header read, its pixels not: cut short or damaged
-            415, f"the {kind} file is damaged or cut short: its pixels cannot be read"
-        ) from error
+        raise _damaged(kind) from error
     if width < 1 or height < 1 or kind not in FORMAT_SUFFIXES:
         raise not_image
     _require_min_side(width, height)
@@ -219,18 +233,55 @@ def check_image(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[str, int, int
     return FORMAT_SUFFIXES[kind], width, height
 
 
-def _require_task_reads(path: Path, kind: str) -> None:
-    """UploadError 415 for a picture Pillow decodes and the served tasks' reader (read_rgb)
-    refuses: a float TIFF whose values leave [0, 1], a TIFF stored a quarter turn with a
-    compression recon does not decode. Such a job was queued and failed later."""
+def _damaged(kind: str) -> UploadError:
+    """The refusal of a file whose header reads and whose pixels do not: cut short or damaged."""
+    return UploadError(415, f"the {kind} file is damaged or cut short: its pixels cannot be read")
+
+
+def _require_task_reads(path: Path, kind: str, pillow_opens: bool = True) -> None:
+    """UploadError 415 for a picture the served tasks' reader (read_rgb) refuses: one whose
+    pixels do not decode, a float TIFF whose values leave [0, 1], a TIFF stored a quarter turn
+    with a compression recon does not decode. Such a job was queued and failed later.
+
+    The pixels are decoded once, as read_rgb reads them (read_image, at their own bit depth),
+    and held to read_rgb's own refusals (its layout, a float's range) without its conversion
+    of the whole picture to floats: a 131 kB PNG of 40 M pixels cost 1.6 GB that way. A refused
+    picture that Pillow opens is decoded again by Pillow alone, to tell a damaged file from one
+    the tasks cannot use."""
+    import numpy as np
+
     from recon.pipelines.common.errors import BadInput
-    from recon.pipelines.common.io import read_rgb
+    from recon.pipelines.common.io import float_intensities, read_image
 
     try:
-        read_rgb(path)
+        array = read_image(path)
+        if array.ndim == 2:
+            array = array[..., None]
+        if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
+            raise BadInput(f"{path}: unsupported image layout {array.shape}")
+        if array.dtype.kind == "f":
+            float_intensities(array.astype(np.float32, copy=False), path)
     except BadInput as refused:
+        if pillow_opens and not _pillow_decodes(path):
+            raise _damaged(kind) from refused
         reason = str(refused).removeprefix(f"{path}: ")
         raise UploadError(415, f"the {kind} file cannot be used: {reason}") from refused
+
+
+def _pillow_decodes(path: Path) -> bool:
+    """Whether Pillow decodes the whole picture (its first frame)."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path, formats=list(IMAGE_FORMATS)) as image:
+                image.load()
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        return False
+    return True
 
 
 def _require_min_side(width: int, height: int) -> None:
@@ -263,5 +314,5 @@ def _tiff_pillow_cannot_open(path: Path, max_pixels: int, not_image: UploadError
             413, f"the image is {width} x {height} pixels; at most {max_pixels} are allowed"
         )
     _require_min_side(width, height)
-    _require_task_reads(path, "TIFF")  # decoded in full
+    _require_task_reads(path, "TIFF", pillow_opens=False)  # decoded in full
     return "tif", width, height

@@ -2,7 +2,8 @@
 takes job ids from a bounded queue and follows the job's progress messages.
 
 A worker process that dies (out of memory, a crash in a native library) fails its job with one
-line and is started again; the server keeps serving.
+line and is started again; the server keeps serving. One that dies while idle is started again
+too, rather than left a zombie until the next job.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from recon.pipelines.web.jobs import JobStore
 POLL_S = 0.2
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # the server stops on these; its workers ignore them
 NICENESS = 5  # workers yield some CPU to the server process, so status requests stay fast
+RESPAWN_WAIT_S = 2.0  # before replacing a worker that ended while idle: no restart loop
 
 
 class QueueFull(Exception):
@@ -117,7 +119,8 @@ def _kill_all(processes: list) -> None:
 
 
 class WorkerPool:
-    """`workers` processes behind a queue of at most `queue_limit` waiting jobs."""
+    """`workers` processes behind a queue of at most `queue_limit` waiting jobs (a limit on new
+    jobs: those restored at a restart are all queued, however many)."""
 
     def __init__(
         self,
@@ -131,7 +134,9 @@ class WorkerPool:
         self.checkpoints = checkpoints
         self.workers = workers
         self.device = device
-        self._queue: queue.Queue[str] = queue.Queue(maxsize=queue_limit)
+        self.queue_limit = queue_limit
+        self._queue: queue.Queue[str] = queue.Queue()  # bounded by submit, not by the queue
+        self._submitting = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         # the checkpoints as checked at startup: a job never runs a file rewritten since
@@ -149,11 +154,19 @@ class WorkerPool:
             self._threads.append(thread)
 
     def submit(self, job_id: str) -> None:
-        """Queue a job; QueueFull when queue_limit jobs are already waiting."""
-        try:
+        """Queue a new job; QueueFull when queue_limit jobs are already waiting."""
+        with self._submitting:
+            if self._queue.qsize() >= self.queue_limit:
+                raise QueueFull
             self._queue.put_nowait(job_id)
-        except queue.Full as error:
-            raise QueueFull from error
+
+    def restore(self, job_ids: list[str]) -> None:
+        """Queue the jobs a restart found queued, all of them: each was accepted (202) before,
+        and a dispatcher held one more outside the queue while its worker started, so there
+        may be more than queue_limit (or than a smaller --queue-limit now allows). New jobs
+        wait until fewer than queue_limit remain."""
+        for job_id in job_ids:
+            self._queue.put_nowait(job_id)
 
     def waiting(self) -> int:
         """Jobs in the queue, not yet taken by a worker."""
@@ -161,11 +174,16 @@ class WorkerPool:
 
     def full(self) -> bool:
         """Whether a job submitted now would be refused (QueueFull)."""
-        return self._queue.full()
+        return self._queue.qsize() >= self.queue_limit
 
     def dispatchers(self) -> int:
         """Dispatcher threads alive (each feeds one worker process)."""
         return sum(thread.is_alive() for thread in self._threads)
+
+    def halt(self) -> None:
+        """Stop taking jobs and end the running ones (failed), without waiting: a server that
+        begins to shut down, before its connections have closed. Queued jobs stay queued."""
+        self._stop.set()
 
     def stop(self) -> None:
         """Stop taking jobs, end the worker processes (a running job is failed)."""
@@ -206,6 +224,16 @@ class WorkerPool:
                 try:
                     job_id = self._queue.get(timeout=POLL_S)
                 except queue.Empty:
+                    if not process.is_alive():  # reaped (is_alive waits for it), then replaced
+                        conn.close()
+                        sys.stderr.write(
+                            "warning: a worker process ended while idle (exit code "
+                            f"{process.exitcode}); starting another\n"
+                        )
+                        if self._stop.wait(RESPAWN_WAIT_S):
+                            break
+                        process, conn = self._spawn()
+                        ready = False
                     continue
                 if not process.is_alive():
                     conn.close()
