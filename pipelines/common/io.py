@@ -482,15 +482,11 @@ def read_rgb(path: Path) -> np.ndarray:
     integers wider than 8 bits scaled from their range (integer_range: 16-bit by 1/257), a float
     image in [0, 1] scaled by 255 (BadInput for floats outside it, whose scale recon cannot
     know), upright as read_image reads it."""
-    array, stated = _read_pixels(path)
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
-        raise BadInput(f"{path}: unsupported image layout {array.shape}")
+    array, stated = rgb_samples(path)
     if array.dtype == np.int32 and stated.bits == 32 and not stated.signed:
         array = array.view(np.uint32)  # Pillow holds unsigned 32-bit samples as int32
     if array.dtype.kind == "f":
-        values = float_intensities(array.astype(np.float32), path) * 255.0
+        values = array.astype(np.float32) * 255.0  # in [0, 1]: rgb_samples checked it
     elif array.dtype == bool:
         values = array * 255.0
     elif array.dtype.itemsize > 1 or array.dtype == np.int8:
@@ -506,6 +502,21 @@ def read_rgb(path: Path) -> np.ndarray:
     if alpha is not None:
         values = values * alpha + 255.0 * (1 - alpha)
     return np.clip(values + 0.5, 0, 255).astype(np.uint8)
+
+
+def rgb_samples(path: Path) -> tuple[np.ndarray, SampleFormat]:
+    """The pixels read_rgb converts, (H, W, C) at their own bit depth with C in 1..4, and the
+    sample format the file states; BadInput for what read_rgb refuses: another layout, a float
+    image with values outside [0, 1] or not finite. No copy of the whole picture in floats (a
+    check at upload calls it on pictures of up to 40 M pixels)."""
+    array, stated = _read_pixels(path)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
+        raise BadInput(f"{path}: unsupported image layout {array.shape}")
+    if array.dtype.kind == "f":  # judged as read_rgb reads it, in float32
+        float_intensities(array.astype(np.float32, copy=False), path)
+    return array, stated
 
 
 def float_intensities(values: np.ndarray, path: Path) -> np.ndarray:

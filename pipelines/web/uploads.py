@@ -243,24 +243,16 @@ def _require_task_reads(path: Path, kind: str, pillow_opens: bool = True) -> Non
     pixels do not decode, a float TIFF whose values leave [0, 1], a TIFF stored a quarter turn
     with a compression recon does not decode. Such a job was queued and failed later.
 
-    The pixels are decoded once, as read_rgb reads them (read_image, at their own bit depth),
-    and held to read_rgb's own refusals (its layout, a float's range) without its conversion
-    of the whole picture to floats: a 131 kB PNG of 40 M pixels cost 1.6 GB that way. A refused
+    The pixels are decoded once, as read_rgb reads them, and held to its own refusals
+    (rgb_samples: the layout, a float's range) without its conversion of the whole picture to
+    floats: a 131 kB PNG of 40 M pixels cost 1.6 GB that way. A refused
     picture that Pillow opens is decoded again by Pillow alone, to tell a damaged file from one
     the tasks cannot use."""
-    import numpy as np
-
     from recon.pipelines.common.errors import BadInput
-    from recon.pipelines.common.io import float_intensities, read_image
+    from recon.pipelines.common.io import rgb_samples
 
     try:
-        array = read_image(path)
-        if array.ndim == 2:
-            array = array[..., None]
-        if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
-            raise BadInput(f"{path}: unsupported image layout {array.shape}")
-        if array.dtype.kind == "f":
-            float_intensities(array.astype(np.float32, copy=False), path)
+        rgb_samples(path)
     except BadInput as refused:
         if pillow_opens and not _pillow_decodes(path):
             raise _damaged(kind) from refused
