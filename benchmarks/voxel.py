@@ -33,8 +33,24 @@ def timed(function, repeat: int = 3) -> float:
     return best
 
 
+STEPS = 7  # training steps timed per network: one step alone varied 4x between runs
+
+
+def median_time(function, repeat: int) -> float:
+    """Median wall time of repeat calls, seconds."""
+    import statistics
+
+    times = []
+    for _ in range(repeat):
+        clock = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - clock)
+    return statistics.median(times)
+
+
 def training_images_per_s(device: str = "cpu", precision: str = "32") -> dict:
-    """Forward + backward + Adam step images/s of both networks at their default input sizes."""
+    """Forward + backward + Adam step images/s of both networks at their default input sizes
+    (the median of STEPS steps after one warm-up step)."""
     import torch
 
     from recon.models.parts_net import PartsNet
@@ -65,8 +81,9 @@ def training_images_per_s(device: str = "cpu", precision: str = "32") -> dict:
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
 
-        step()
-        results[f"train_images_per_s.{name}.{device}.{precision}"] = batch / timed(step, 1)
+        step()  # warm-up
+        seconds = median_time(step, STEPS)
+        results[f"train_images_per_s.{name}.{device}.{precision}"] = batch / seconds
     return results
 
 

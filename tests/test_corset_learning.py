@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +50,6 @@ def test_trained_model_beats_the_mean_corset(trained, tmp_path, capsys):
     for name in ("p0000", "p0001", "p0002"):
         patient = test / name
         out = tmp_path / f"{name}.stl"
-        clock = time.perf_counter()
         with pytest.raises(SystemExit) as exit_info:
             main(
                 [
@@ -69,10 +67,9 @@ def test_trained_model_beats_the_mean_corset(trained, tmp_path, capsys):
                     "--json",
                 ]
             )
-        seconds = time.perf_counter() - clock
         assert exit_info.value.code in (0, None)
         result = json.loads(capsys.readouterr().out)
-        assert result["watertight"] and seconds < 15
+        assert result["watertight"]  # its time: benchmarks/corset.py
         assert out.with_suffix(".png").is_file()  # --render: the picture beside OUT
         reference = load_mesh(patient / "corset.stl")
         model.append(surface_score(load_mesh(out), reference, 0.02, 20_000).fscore)
