@@ -175,6 +175,22 @@ def test_gan_tasks_train_in_two_processes(tmp_path, strategy):
     assert json.loads(stdout)["processes"] == 2
 
 
+def test_a_ddp_run_of_the_translation_task_is_quiet(tmp_path):
+    """`train drr --strategy ddp -q` printed Lightning's advice to log train/lr with sync_dist
+    on stderr (one process is enough to show it), through -q."""
+    env = clean_env()
+    pairs = tmp_path / "pairs"
+    code, _, err = finish(recon_process(["synth", "pairs", "-o", pairs, "-n", 8, "--size", 32,
+                                         "-q"], env))  # fmt: skip
+    assert code == 0, err
+    args = ["train", "drr", "--data", pairs, "--device", "cpu", "--devices", 1, "--strategy",
+            "ddp", "--epochs", 1, "--batch-size", 1, "--set", "size=32", "--set",
+            "base_filters=4", "--set", "examples=0", "-o", tmp_path / "run", "-q"]  # fmt: skip
+    code, _, err = finish(recon_process(args, env))
+    assert code == 0, err
+    assert "sync_dist" not in err and "warn" not in err.lower(), err
+
+
 def test_only_rank_zero_prints_the_json_error(tmp_path):
     """A training run failing under a launcher: another rank prints its line on stderr but no
     JSON, so stdout holds one object whatever the process count (other commands' processes

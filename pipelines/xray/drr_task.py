@@ -273,7 +273,8 @@ def _lightning():
                 rules = zip(groups, schedule.base_lrs, schedule.lr_lambdas, strict=True)
                 for group, base, rule in rules:
                     group["lr"] = base * rule(schedule.last_epoch)
-            self.log("train/lr", self.lr_schedulers()[0].optimizer.param_groups[0]["lr"])
+            lr = self.lr_schedulers()[0].optimizer.param_groups[0]["lr"]
+            self.log("train/lr", lr, sync_dist=True)  # the same on every process: no warning
 
         def on_train_epoch_end(self) -> None:
             for schedule in self.lr_schedulers():
