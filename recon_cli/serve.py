@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from recon.cli.common import Device, Json, Quiet, Reporter, check_range
+from recon.pipelines.web.jobs import KEEP_HOURS
 
 SERVER = "Server"
 SHUTDOWN_GRACE_S = 5  # at a stop: how long open requests may take to end before they are cut
@@ -36,7 +37,7 @@ def serve(
             "they end, checked at start and every minute; 0 keeps them for ever.",
             rich_help_panel=SERVER,
         ),
-    ] = 168.0,
+    ] = KEEP_HOURS,
     workers: Annotated[
         int, typer.Option(help="Inference worker processes, 1 to 64.", rich_help_panel=SERVER)
     ] = 1,

@@ -157,6 +157,16 @@ def missing_parents(out: Path) -> list[Path]:
     return missing
 
 
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove folders (missing_parents' order, nearest first) while each is empty: another run
+    may have put something there since; the first that is not empty ends it."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or gone
+            break
+
+
 def remove_added(out: Path, before: set[str] | None, parents: list[Path] = ()) -> None:
     """Undo a run that failed before its first training step: remove the run folder if the run
     created it (before is None) and the parents it made for it (missing_parents), each while
@@ -164,11 +174,7 @@ def remove_added(out: Path, before: set[str] | None, parents: list[Path] = ()) -
     added; what was there stays."""
     if before is None:
         shutil.rmtree(out, ignore_errors=True)
-        for parent in parents:
-            try:
-                parent.rmdir()
-            except OSError:  # not empty, or gone
-                break
+        remove_empty_folders(parents)
         return
     for path in out.iterdir() if out.is_dir() else ():
         if path.name not in before:

@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from recon.pipelines.web.jobs import Job, JobStore
+from recon.pipelines.web.jobs import KEEP_HOURS, Job, JobStore
 from recon.pipelines.web.tasks import SERVE_TASKS
 from recon.pipelines.web.uploads import (
     FILE_FIELD,
@@ -39,7 +39,6 @@ THREE = NODE_MODULES / "three"  # the viewer (npm, pinned by frontend/package-lo
 SWAGGER_UI = NODE_MODULES / "swagger-ui-dist"  # /docs, served locally rather than from a CDN
 DECODES_AT_ONCE = 2  # uploads decoded in full at the same time (check_image)
 MEDIA_TYPES = {".glb": "model/gltf-binary", ".png": "image/png", ".json": "application/json"}
-KEEP_HOURS = 168.0  # finished jobs are deleted a week after they end (0 keeps them)
 REMOVE_EVERY_S = 60.0  # how often the jobs past their keep time are looked for
 # the page and its scripts are checked for a newer version at each use (a 304 when unchanged):
 # after an upgrade a browser never runs cached old scripts beside new ones

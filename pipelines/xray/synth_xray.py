@@ -169,8 +169,7 @@ class XraySet:
         record."""
         from recon.pipelines.common.batch import item_rng
         from recon.pipelines.common.outputs import write_json
-        from recon.pipelines.xray.drr import detector_directions, positioner_tags
-        from recon.pipelines.xray.make_drr import image_orientation
+        from recon.pipelines.xray.drr import image_orientation, positioner_tags
         from recon.pipelines.xray.pose import pose_from_degrees
         from recon.pipelines.xray.xray import write_xray_dicom
 
@@ -188,7 +187,7 @@ class XraySet:
         dicom, path = item_files(root, index)
         # what the drawn pose shows (a wide --rot-range can turn the view to a side or behind);
         # the positioner is the nominal C-arm position's, in the frame of that view
-        shown = image_orientation(detector_directions(self.subject.reorient, intrinsics, pose)[0])
+        shown = image_orientation(self.subject.reorient, intrinsics, pose)
         nominal = pose_from_degrees(config.nominal_rot_deg, config.nominal_xyz_mm)
         write_xray_dicom(
             dicom,
