@@ -1,7 +1,7 @@
 """`recon serve` as a service that runs for months: a stop that a stalled client cannot hold,
 a stalled upload given up, accepted jobs kept across a restart, finished jobs deleted after
 --keep-hours, the --data folder checked before anything is read, HEAD and cache headers, the
-upload check's memory, a worker that dies while idle."""
+upload check's memory, a worker that dies while idle, a download outliving its job's expiry."""
 
 from __future__ import annotations
 
@@ -380,3 +380,59 @@ def test_a_worker_that_dies_while_idle_is_replaced(server, chair_png, monkeypatc
         time.sleep(0.05)
     job, _ = wait_for(client, post_image(client, chair_png).json()["status_url"])
     assert job["status"] == "done"
+
+
+def test_a_download_is_not_cut_off_by_its_jobs_expiry(model, tmp_path, monkeypatch):
+    """A job that expired between the file check and the response answered 500 (or its file
+    vanished under the response). A file being sent now keeps its job until it is sent, or
+    until the client goes, and the job is removed at the next look after that."""
+    import http.client
+
+    from recon.pipelines.web import app as app_module
+
+    monkeypatch.setattr(app_module, "REMOVE_EVERY_S", 0.1)
+    app = paused_app(tmp_path / "data", model[0], keep_hours=1)
+    store = app.state.store
+    payload = os.urandom(24 << 20)  # well beyond the socket buffers: the send waits for us
+    with uvicorn_thread(app) as port:
+        ids = []
+        for _ in range(2):
+            upload = store.new_upload_path()
+            upload.write_bytes(b"\x89PNG")
+            job = store.create("voxel", upload, "png", "chair.png")
+            (store.folder(job.id) / "mesh.stl").write_bytes(payload)
+            store.update(job.id, status="done", finished=time.time(), files={"mesh": "mesh.stl"})
+            ids.append(job.id)
+        read_all, walk_away = ids
+
+        # the store's contract: a held file's job outlives its expiry until it is released
+        assert store.hold_file(read_all, "other.stl") is None  # not listed: nothing held
+        held = [store.hold_file(job_id, "mesh.stl") for job_id in ids]
+        assert store.remove_finished(0.0, now=time.time() + 1e6) == []
+        assert all(path.is_file() for path in held)
+        for job_id in ids:
+            store.release_file(job_id)
+
+        connections = {}
+        for job_id in ids:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            connection.request("GET", f"/api/jobs/{job_id}/files/mesh.stl")
+            response = connection.getresponse()
+            assert response.status == 200
+            connections[job_id] = (connection, response, response.read(1 << 20))
+        for job_id in ids:  # both expire while their files are being sent
+            store.update(job_id, finished=time.time() - 3 * 3600)
+        time.sleep(1.0)  # ten looks for expired jobs
+        assert all((store.folder(job_id) / "mesh.stl").is_file() for job_id in ids)
+
+        connection, response, head = connections[read_all]
+        assert head + response.read() == payload
+        connection.close()
+        connection, response, _ = connections[walk_away]
+        connection.sock.shutdown(socket.SHUT_RDWR)  # the client goes mid-file
+        connection.close()
+
+        deadline = time.monotonic() + 20  # the job is forgotten, then its folder deleted
+        while any(store.get(i) is not None or store.folder(i).exists() for i in ids):
+            assert time.monotonic() < deadline, "a sent or abandoned download kept its job"
+            time.sleep(0.1)

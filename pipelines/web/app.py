@@ -54,6 +54,20 @@ class RevalidatedFiles(StaticFiles):
         return response
 
 
+class HeldFileResponse(FileResponse):
+    """A FileResponse that calls `release` once it is sent, or given up (the client gone)."""
+
+    def __init__(self, *args, release, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.release = release
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.release()
+
+
 @dataclass
 class ServeSettings:
     checkpoints: dict[str, Path]  # task -> checkpoint
@@ -325,11 +339,12 @@ def create_app(settings: ServeSettings):
     @get_and_head("/api/jobs/{job_id}/files/{name}", tags=["jobs"])
     async def job_file(job_id: str, name: str):
         """One result file: viewer.glb for the viewer, the task's outputs, the render."""
-        path = store.file_path(job_id, name)
-        if path is None or not path.is_file():
+        path = store.hold_file(job_id, name)
+        if path is None:
             raise HTTPException(404, "no such file for this job")
-        return FileResponse(
+        return HeldFileResponse(
             path,
+            release=lambda: store.release_file(job_id),
             media_type=MEDIA_TYPES.get(path.suffix, "application/octet-stream"),
             filename=f"{job_id[:8]}_{name}",
         )

@@ -57,6 +57,7 @@ class JobStore:
         self.jobs_dir = self.data / "jobs"
         self.uploads_dir = self.data / "uploads"  # uploads being received
         self._jobs: dict[str, Job] = {}
+        self._sending: dict[str, int] = {}  # job id -> its files being sent (kept till then)
         self._lock = threading.Lock()
 
     def open(self) -> list[str]:
@@ -114,7 +115,9 @@ class JobStore:
             expired = [
                 job.id
                 for job in self._jobs.values()
-                if job.status in FINISHED and now - (job.finished or job.created) > older_than_s
+                if job.status in FINISHED
+                and now - (job.finished or job.created) > older_than_s
+                and job.id not in self._sending  # the next look, once sent
             ]
             for job_id in expired:
                 del self._jobs[job_id]
@@ -192,12 +195,28 @@ class JobStore:
                     else:
                         path.unlink(missing_ok=True)
 
-    def file_path(self, job_id: str, name: str) -> Path | None:
-        """The path of a result file the job lists under that exact name; None otherwise."""
-        job = self.get(job_id)
-        if job is None or name not in job.files.values():
+    def hold_file(self, job_id: str, name: str) -> Path | None:
+        """The path of a result file the job lists under that exact name, its job kept from
+        remove_finished until release_file(job_id) (a download is not cut off, or answered
+        500, by the job's expiry); None, holding nothing, when there is no such file."""
+        if not JOB_ID.fullmatch(job_id):
             return None
-        return self.jobs_dir / job_id / name
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or name not in job.files.values():
+                return None
+            path = self.jobs_dir / job_id / name
+            if not path.is_file():
+                return None
+            self._sending[job_id] = self._sending.get(job_id, 0) + 1
+            return path
+
+    def release_file(self, job_id: str) -> None:
+        """One hold_file of the job is over (its file sent, or the client gone)."""
+        with self._lock:
+            left = self._sending.pop(job_id, 0) - 1
+            if left > 0:
+                self._sending[job_id] = left
 
     def counts(self) -> dict[str, int]:
         with self._lock:
