@@ -21,19 +21,11 @@ import time
 from pathlib import Path
 
 from _args import positive_int
+from _memory import peak_gb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 SIDES = ("pydicom", "recon")
-
-
-def peak_gb() -> float:
-    """This process's peak resident memory, GB: VmHWM, where ru_maxrss would carry the parent's
-    peak over fork and exec."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 2**20  # kB
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 def read(side: str, path: str, frame: int, out: str) -> None:

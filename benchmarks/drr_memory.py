@@ -18,11 +18,11 @@ import subprocess
 import sys
 
 from _args import positive_ints
+from _memory import peak_gb
 
 
 def render(side: str, size: int, out: str) -> None:
     """One Siddon DRR on `side` (diffdrr | recon); prints {"loaded_gb", "peak_gb", "seconds"}."""
-    import resource
     import time
 
     import numpy as np
@@ -36,7 +36,7 @@ def render(side: str, size: int, out: str) -> None:
     subject = load_ct()
     pose = pose_from_degrees([0, 0, 0], [0, 850, 0])
     drr = make_renderer(subject, Intrinsics(1020.0, size, size, 400 / size, 400 / size))
-    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    loaded = peak_gb()
     clock = time.perf_counter()
     if side == "diffdrr":
         from diffdrr.pose import RigidTransform
@@ -46,9 +46,9 @@ def render(side: str, size: int, out: str) -> None:
     else:
         image = render_with(drr, pose)
     seconds = time.perf_counter() - clock
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_gb()
     np.save(out, image.numpy())
-    print(json.dumps({"loaded_gb": loaded / 2**20, "peak_gb": peak / 2**20, "seconds": seconds}))
+    print(json.dumps({"loaded_gb": loaded, "peak_gb": peak, "seconds": seconds}))
 
 
 def main() -> None:

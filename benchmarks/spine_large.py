@@ -18,6 +18,7 @@ import subprocess
 import sys
 
 from _args import positive_int
+from _memory import peak_gb
 
 SIDES = ("block", "pixel")
 
@@ -37,17 +38,6 @@ def measure(side: str, film: str, spacing: float) -> None:
     result = spine.measure_spine(image, (spacing, spacing))
     seconds = time.perf_counter() - clock
     print(json.dumps({"cobb": result.cobb_deg, "seconds": seconds, "peak_gb": peak_gb()}))
-
-
-def peak_gb() -> float:
-    """This process's peak resident memory, GB: VmHWM, where ru_maxrss would carry the parent's
-    peak over fork and exec."""
-    from pathlib import Path
-
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 2**20  # kB
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 def main() -> None:
