@@ -4,7 +4,7 @@ rows) against pixel by pixel, measured in the same run.
 `recon synth corset`'s spine X-ray drawn at 3000 x 2400 px (Cobb 0-50 deg, either side). Each
 film is measured in a process of its own on each side (the peak resident memory of a process
 only grows): the table gives the seconds, the process's peak memory (the film and the libraries
-loaded, about 0.2 GB, included: what a machine must have) and the Cobb error of each side, then
+loaded, about 0.1 GB, included: what a machine must have) and the Cobb error of each side, then
 the ratios pixel / block.
 
     .venv/bin/python benchmarks/spine_large.py [--films 10] [--rows 3000]
