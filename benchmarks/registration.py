@@ -17,7 +17,11 @@ defaults (full-resolution CT, trilinear, 500 samples per ray) with the same pyra
 128 px), learning rates and plateau schedule as ours, on copies of the X-rays without
 PixelSpacing (see Xvr).
 
+With --profile, recon's registrations run under torch.profiler (xvr is not run) and the script
+prints where their CPU time goes: each operator's share of the self CPU time, largest first.
+
     .venv/bin/python benchmarks/registration.py --count 10 --xvr-count 0 --conventions L,R
+    .venv/bin/python benchmarks/registration.py --count 3 --conventions L --threads 1 --profile
     .venv/bin/python benchmarks/registration.py --count 20 --conventions L --synth-rot 20 \\
         --synth-xyz 40 --model runs/pose/checkpoints/best.ckpt --register-from-model --xvr-count 0
 """
@@ -25,6 +29,7 @@ PixelSpacing (see Xvr).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import tempfile
@@ -243,15 +248,17 @@ def register_folder(args, reverse_x_axis: bool, folder: Path) -> dict:
         if xvr is not None:
             print(f"xvr:  {xvr.settings}; device {args.device}, {args.threads} thread(s)")
         our_poses, our_times, our_cpu, xvr_poses, xvr_times = [], [], [], [], []
-        for i, (path, (rot, xyz)) in enumerate(zip(files, starts, strict=True)):
-            pose, seconds, cpu = ours(path, rot, xyz, args.crop)  # alternate per X-ray
-            our_poses.append(pose)
-            our_times.append(seconds)
-            our_cpu.append(cpu)
-            if i < n_xvr:
-                pose, seconds = xvr(path, rot, xyz, args.crop)
-                xvr_poses.append(pose)
-                xvr_times.append(seconds)
+        profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+        with profiler if args.profile else contextlib.nullcontext():  # then xvr does not run
+            for i, (path, (rot, xyz)) in enumerate(zip(files, starts, strict=True)):
+                pose, seconds, cpu = ours(path, rot, xyz, args.crop)  # alternate per X-ray
+                our_poses.append(pose)
+                our_times.append(seconds)
+                our_cpu.append(cpu)
+                if i < n_xvr:
+                    pose, seconds = xvr(path, rot, xyz, args.crop)
+                    xvr_poses.append(pose)
+                    xvr_times.append(seconds)
     our_mtre = [float(mtre(p, t, fiducials)[0]) for p, t in zip(our_poses, truths, strict=True)]
     our_rot = [float(rotation_error_deg(p, t)[0]) for p, t in zip(our_poses, truths, strict=True)]
     report = {
@@ -278,6 +285,8 @@ def register_folder(args, reverse_x_axis: bool, folder: Path) -> dict:
             "seconds": xvr_times,
             "ct_load_s": xvr.load,
         }
+    if args.profile:
+        print_profile(profiler)
     print(f"columns {label} (read from Patient Orientation)")
     print(
         f"{'xray':>10} {'start':>8} {'ours mm':>8} {'ours s':>7} {'cpu s':>7} "
@@ -326,6 +335,19 @@ def register_folder(args, reverse_x_axis: bool, folder: Path) -> dict:
     return report
 
 
+def print_profile(profiler, rows: int = 12) -> None:
+    """Each operator's share of the profiled self CPU time, largest first (top `rows`)."""
+    events = [e for e in profiler.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    print(f"where recon's CPU time goes (self time, {total / 1e6:.1f} s profiled):")
+    for event in events[:rows]:
+        share = event.self_cpu_time_total / total
+        print(f"{100 * share:6.1f}%  {event.self_cpu_time_total / 1e6:7.2f} s  {event.key}")
+    grid = sum(e.self_cpu_time_total for e in events if "grid_sampler" in e.key)
+    print(f"grid_sample, forward and backward: {100 * grid / total:.1f}%")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=positive_int, default=10, help="X-rays per convention")
@@ -350,7 +372,14 @@ def main() -> None:
     )
     parser.add_argument("--synth-rot", type=float, default=10.0, help="X-rays within +- deg")
     parser.add_argument("--synth-xyz", type=float, default=20.0, help="X-rays within +- mm")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile recon's registrations (torch.profiler; xvr not run), print the shares",
+    )
     args = parser.parse_args()
+    if args.profile:
+        args.xvr_count = 0
     torch.set_num_threads(args.threads)
     conventions = [c.strip().upper() for c in args.conventions.split(",") if c.strip()]
     if not conventions or any(c not in ("L", "R") for c in conventions):
