@@ -802,6 +802,36 @@ def test_a_film_of_no_detector_size_is_named_before_the_ct_loads(
         assert lines[0].endswith("check the pixel spacing"), err
 
 
+@pytest.mark.parametrize("calibration", [None, "GEOMETRY"])
+def test_a_pixel_spacing_of_unstated_calibration_is_named_before_the_ct_loads(
+    tmp_path, recon, monkeypatch, calibration
+):
+    """A DICOM with PixelSpacing but no ImagerPixelSpacing and no Pixel Spacing Calibration Type
+    cannot say whether its PixelSpacing was calibrated (PS3.3 10.7.1.1); the detector is read
+    as PixelSpacing x the magnification factor, which is wrong by that factor if it was not.
+    register says so in one warning line before the CT loads; a stated calibration is not
+    warned of."""
+    from dicom_files import write_dx
+
+    _stop_at_the_ct(monkeypatch)
+    tags = {"DistanceSourceToDetector": "1000", "PixelSpacing": ["1.6", "1.6"]}
+    tags["EstimatedRadiographicMagnificationFactor"] = "1.2"
+    if calibration:
+        tags["PixelSpacingCalibrationType"] = calibration
+    pixels = (np.arange(128 * 128).reshape(128, 128) % 4000).astype(np.uint16)
+    film = write_dx(tmp_path / "film.dcm", pixels, **tags)
+    code, _, err = recon("register", film, "-o", tmp_path / "reg", "--init", "fixed")
+    lines = err.splitlines()
+    assert code == 2 and lines[-1].endswith("the CT was reached"), err
+    if calibration:
+        assert len(lines) == 1, err
+    else:
+        assert len(lines) == 2, err
+        assert lines[0].startswith(f"warning: {film}: PixelSpacing (0028,0030) states no "), err
+        assert "scaled by EstimatedRadiographicMagnificationFactor 1.2" in lines[0], err
+        assert lines[0].endswith("pass --pixel-spacing ROW COL"), err
+
+
 @pytest.mark.parametrize(
     "given, plan",
     [

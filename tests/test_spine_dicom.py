@@ -86,6 +86,78 @@ def test_pixel_spacing_and_magnification_per_plane(tmp_path):
     assert load_spine_xray(both, (0.5, 0.5)).spacing_mm == (0.5, 0.5)
 
 
+@pytest.mark.parametrize(
+    "tags,patient,source",
+    [
+        # PixelSpacing equal to ImagerPixelSpacing is not calibrated (PS3.3 10.7.1.1): the
+        # patient plane is the imager's over the magnification
+        ({"PixelSpacing": ["0.2", "0.3"]}, (0.16, 0.24), "ImagerPixelSpacing / 1.25"),
+        # ... unless its calibration type says it was calibrated (then it is taken as it is)
+        (
+            {"PixelSpacing": ["0.2", "0.3"], "PixelSpacingCalibrationType": "GEOMETRY"},
+            (0.2, 0.3),
+            "PixelSpacing",
+        ),
+        # a PixelSpacing other than the imager's is calibrated, whatever the type says
+        ({"PixelSpacing": ["0.17", "0.25"]}, (0.17, 0.25), "PixelSpacing"),
+        ({}, (0.16, 0.24), "ImagerPixelSpacing / 1.25"),  # no PixelSpacing
+    ],
+)
+def test_patient_plane_spacing_follows_pixel_spacings_calibration(tmp_path, tags, patient, source):
+    import pydicom
+
+    path = write_dicom(tmp_path / "x.dcm", EstimatedRadiographicMagnificationFactor="1.25", **tags)
+    ds = pydicom.dcmread(path)
+    found, named = pixel_spacing(ds, path, "patient")
+    assert found == pytest.approx(patient) and named.startswith(source), named
+    assert load_spine_xray(path).spacing_mm == pytest.approx(patient)
+    # the detector plane is the imager's in every case, and not in doubt
+    assert pixel_spacing(ds, path, "detector") == ((0.2, 0.3), "ImagerPixelSpacing")
+    assert read_xray(path).spacing_doubt == ""
+
+
+@pytest.mark.parametrize(
+    "tags,doubt",
+    [
+        ({"EstimatedRadiographicMagnificationFactor": "1.25"}, True),
+        (
+            {
+                "EstimatedRadiographicMagnificationFactor": "1.25",
+                "PixelSpacingCalibrationType": "GEOMETRY",
+            },
+            False,
+        ),
+        (
+            {
+                "EstimatedRadiographicMagnificationFactor": "1.25",
+                "PixelSpacingCalibrationType": "FIDUCIAL",
+            },
+            False,
+        ),
+        ({}, False),  # no factor: both readings give the same detector
+    ],
+)
+def test_pixel_spacing_alone_is_read_as_calibrated_and_a_guess_says_so(tmp_path, tags, doubt):
+    """Without ImagerPixelSpacing, PixelSpacing x the factor is the detector's spacing; when the
+    file states no calibration that is a guess (PS3.3 10.7.1.1: it cannot be determined) that
+    changes the detector by the factor, and the X-ray says so."""
+    path = write_dicom(
+        tmp_path / "x.dcm", drop=("ImagerPixelSpacing",), PixelSpacing=["0.16", "0.24"], **tags
+    )
+    xray = read_xray(path)
+    scale = 1.25 if tags else 1.0
+    assert (xray.intrinsics.dely, xray.intrinsics.delx) == pytest.approx(
+        (0.16 * scale, 0.24 * scale)
+    )
+    if doubt:
+        assert xray.spacing_doubt.startswith("PixelSpacing (0028,0030) states no calibration")
+        assert "--pixel-spacing ROW COL" in xray.spacing_doubt
+    else:
+        assert xray.spacing_doubt == ""
+    # --pixel-spacing: the file's spacing is not read, so nothing is in doubt
+    assert read_xray(path, spacing=(0.5, 0.5)).spacing_doubt == ""
+
+
 def test_voi_window_is_applied_only_when_asked(tmp_path):
     path = write_dicom(tmp_path / "w.dcm", WindowCenter="1000", WindowWidth="400")
     raw = read_dicom_image(path, voi=False).pixels

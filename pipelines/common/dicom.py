@@ -23,10 +23,16 @@ pixel spacing as [row, column] mm, and one clear line for every broken tag.
   display shutter (Shutter Shape (0018,1600) RECTANGULAR, CIRCULAR, POLYGONAL; several shapes
   intersect) are not image: the collimated-out border of a film, the round field of a
   fluoroscope. Readers that invert scale within the region and set the rest to its minimum.
-- Spacing, both as [row, column] mm (DICOM's order):
-  * at the detector plane: ImagerPixelSpacing (0018,1164), else PixelSpacing (0028,0030) x
-    EstimatedRadiographicMagnificationFactor (0018,1114, 1 when absent);
-  * at the patient plane: PixelSpacing, else ImagerPixelSpacing / the magnification factor.
+- Spacing, both as [row, column] mm (DICOM's order). PixelSpacing (0028,0030) is calibrated to
+  the patient when Pixel Spacing Calibration Type (0028,0A02) says so (GEOMETRY, FIDUCIAL) or
+  when it differs from ImagerPixelSpacing (0018,1164); equal to it, it is the detector's own,
+  not calibrated (PS3.3 10.7.1.1). Without either tag its calibration cannot be known:
+  * at the detector plane: ImagerPixelSpacing, else PixelSpacing x
+    EstimatedRadiographicMagnificationFactor (0018,1114, 1 when absent), PixelSpacing taken as
+    calibrated; spacing_doubt says when that reading is a guess that matters (a factor other
+    than 1 and no calibration type);
+  * at the patient plane: a calibrated PixelSpacing, or one without ImagerPixelSpacing to
+    compare, else ImagerPixelSpacing / the magnification factor.
 - A tag that is present but unusable (one-value PixelSpacing, an empty or non-numeric
   DistanceSourceToDetector, NaN, a spacing <= 0) raises BadInput naming the file and the tag.
 """
@@ -51,6 +57,7 @@ SPACING_TAGS = {
     "PixelSpacing": "(0028,0030)",
 }
 MAGNIFICATION = "EstimatedRadiographicMagnificationFactor"
+CALIBRATION_TYPES = ("GEOMETRY", "FIDUCIAL")  # Pixel Spacing Calibration Type: at the patient
 ENHANCED_XRAY = {
     "1.2.840.10008.5.1.4.1.1.12.1.1": "Enhanced XA",
     "1.2.840.10008.5.1.4.1.1.12.2.1": "Enhanced XRF",
@@ -576,22 +583,62 @@ def pixel_spacing(
     magnification = dicom_number(ds, MAGNIFICATION, 1.0, path)
     if magnification <= 0:
         raise BadInput(f"{path}: DICOM tag {MAGNIFICATION} must be positive, not {magnification}")
-    if plane == "detector":
-        order = (("ImagerPixelSpacing", 1.0), ("PixelSpacing", magnification))
-    else:
-        order = (("PixelSpacing", 1.0), ("ImagerPixelSpacing", 1.0 / magnification))
-    for tag, scale in order:
-        values = spacing_tag(ds, tag, path)
-        if values is None:
-            continue
-        if scale != 1.0 and magnification < 1:  # source-to-detector over -object: at least 1
-            raise BadInput(
-                f"{path}: DICOM tag {MAGNIFICATION} {magnification:g}, which scales its {tag}, "
-                "must be at least 1 (the source-to-detector over the source-to-patient distance)"
-            )
-        source = tag if scale == 1.0 else f"{tag} x {scale:g} (magnification {magnification:g})"
-        return (values[0] * scale, values[1] * scale), source
-    return None
+    if plane == "detector":  # the other tag is not read: a broken one there does not matter
+        if (imager := spacing_tag(ds, "ImagerPixelSpacing", path)) is not None:
+            return imager, "ImagerPixelSpacing"
+        patient = spacing_tag(ds, "PixelSpacing", path)
+        return _scaled(patient, "PixelSpacing", magnification, path, divide=False)
+    patient = spacing_tag(ds, "PixelSpacing", path)
+    if patient is not None and code_string(ds, "PixelSpacingCalibrationType") in CALIBRATION_TYPES:
+        return patient, "PixelSpacing"
+    imager = spacing_tag(ds, "ImagerPixelSpacing", path)
+    copy = patient is not None and imager is not None and np.allclose(patient, imager, rtol=1e-6)
+    if patient is not None and not copy:
+        return patient, "PixelSpacing"
+    found = _scaled(imager, "ImagerPixelSpacing", magnification, path, divide=True)
+    if found is not None and copy and magnification != 1.0:
+        found = (found[0], found[1] + "; PixelSpacing equals it: not calibrated")
+    return found
+
+
+def _scaled(
+    values: tuple[float, float] | None, tag: str, magnification: float, path: Path, divide: bool
+) -> tuple[tuple[float, float], str] | None:
+    """A spacing tag's values times (or divided by) the magnification factor, and its source."""
+    if values is None:
+        return None
+    if magnification == 1.0:
+        return values, tag
+    if magnification < 1:  # source-to-detector over -object: at least 1
+        raise BadInput(
+            f"{path}: DICOM tag {MAGNIFICATION} {magnification:g}, which scales its {tag}, "
+            "must be at least 1 (the source-to-detector over the source-to-patient distance)"
+        )
+    scale = 1.0 / magnification if divide else magnification
+    source = f"{tag} {'/' if divide else 'x'} {magnification:g} (magnification {magnification:g})"
+    return (values[0] * scale, values[1] * scale), source
+
+
+def spacing_doubt(ds, path: Path) -> str | None:
+    """Why the detector spacing pixel_spacing reads is a guess, or None: the file has only
+    PixelSpacing, states no calibration, and a magnification factor other than 1 scales it, so
+    it is off by that factor if PixelSpacing was the detector's own (PS3.3 10.7.1.1: then it
+    cannot be determined)."""
+    if spacing_tag(ds, "ImagerPixelSpacing", path) is not None:
+        return None
+    if spacing_tag(ds, "PixelSpacing", path) is None:
+        return None
+    if code_string(ds, "PixelSpacingCalibrationType") in CALIBRATION_TYPES:
+        return None
+    magnification = dicom_number(ds, MAGNIFICATION, 1.0, path)
+    if magnification == 1.0:
+        return None
+    return (
+        f"PixelSpacing (0028,0030) states no calibration (no Pixel Spacing Calibration Type, no "
+        f"ImagerPixelSpacing): read as at the patient and scaled by {MAGNIFICATION} "
+        f"{magnification:g} to the detector; if it is the detector's own, pass --pixel-spacing "
+        "ROW COL"
+    )
 
 
 def spacing_tag(ds, tag: str, path: Path) -> tuple[float, float] | None:

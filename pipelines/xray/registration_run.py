@@ -284,8 +284,9 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
     ]
     for xray, (_, intrinsics, region) in zip(xrays, prepared, strict=True):
         check_region(xray, intrinsics, region, config.heights, r.crop)
-        if (note := detector_size_note(xray)) is not None:
-            sys.stderr.write(f"warning: {xray.path}: {note}\n")
+        for note in (xray.spacing_doubt, detector_size_note(xray)):
+            if note:
+                sys.stderr.write(f"warning: {xray.path}: {note}\n")
     truths = fiducials = None
     if r.truth is not None:  # a pose file in order holds one pose for every X-ray asked for
         every_truth = read_truth_for(every, r.truth)

