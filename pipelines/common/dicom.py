@@ -4,9 +4,12 @@ pixel spacing as [row, column] mm, and one clear line for every broken tag.
 - Decoding: compressed pixel data (JPEG, JPEG 2000, JPEG-LS, RLE) goes through pydicom's
   decoders, tried in an order that never reaches one known to kill the process on a damaged
   stream (safe_decoders); a stream no decoder reads is one line naming the transfer syntax.
-- Pixels: pydicom's `apply_modality_lut` (Rescale Slope/Intercept or a Modality LUT), then with
-  voi=True `apply_voi_lut` (the display window the file asks for), then inverted within their
-  own range where lower values are denser, so that bright means dense in every image returned.
+- Pixels: pydicom's `apply_modality_lut` (Rescale Slope/Intercept, which come together, or a
+  Modality LUT of 8- or 16-bit entries, one per word), then with voi=True the display the file
+  asks for (apply_voi): its VOI LUT, looked up here (8- to 16-bit entries, or 8-bit ones packed
+  two to a word: pydicom's lookup wraps an 8-bit table's indices), else its window (pydicom's
+  `apply_windowing`); then inverted within their own range where lower values are denser, so
+  that bright means dense in every image returned.
   A multi-frame file (a fluoroscopy or angiography run) gives the one frame asked for; without
   one it is refused, naming its frame count.
 - Which way the values run (beam_relation): Pixel Intensity Relationship Sign (0028,1041),
@@ -25,8 +28,9 @@ pixel spacing as [row, column] mm, and one clear line for every broken tag.
   fluoroscope. Readers that invert scale within the region and set the rest to its minimum.
 - Spacing, both as [row, column] mm (DICOM's order). PixelSpacing (0028,0030) is calibrated to
   the patient when Pixel Spacing Calibration Type (0028,0A02) says so (GEOMETRY, FIDUCIAL) or
-  when it differs from ImagerPixelSpacing (0018,1164); equal to it, it is the detector's own,
-  not calibrated (PS3.3 10.7.1.1). Without either tag its calibration cannot be known:
+  when it differs from ImagerPixelSpacing (0018,1164); equal to it (within 0.1%: a rounded
+  copy), it is the detector's own, not calibrated (PS3.3 10.7.1.1). The magnification factor
+  is read only where it scales a spacing. Without either tag its calibration cannot be known:
   * at the detector plane: ImagerPixelSpacing, else PixelSpacing x
     EstimatedRadiographicMagnificationFactor (0018,1114, 1 when absent), PixelSpacing taken as
     calibrated; spacing_doubt says when that reading is a guess that matters (a factor other
@@ -34,7 +38,9 @@ pixel spacing as [row, column] mm, and one clear line for every broken tag.
   * at the patient plane: a calibrated PixelSpacing, or one without ImagerPixelSpacing to
     compare, else ImagerPixelSpacing / the magnification factor.
 - A tag that is present but unusable (one-value PixelSpacing, an empty or non-numeric
-  DistanceSourceToDetector, NaN, a spacing <= 0) raises BadInput naming the file and the tag.
+  DistanceSourceToDetector, NaN, a spacing <= 0, a Rescale Slope without its Intercept, a
+  window of width 0, a LUT whose data does not fit its descriptor) raises BadInput naming the
+  file and the tag.
 """
 
 from __future__ import annotations
@@ -58,6 +64,9 @@ SPACING_TAGS = {
 }
 MAGNIFICATION = "EstimatedRadiographicMagnificationFactor"
 CALIBRATION_TYPES = ("GEOMETRY", "FIDUCIAL")  # Pixel Spacing Calibration Type: at the patient
+# PixelSpacing within 0.1% of ImagerPixelSpacing is a (rounded) copy of it, not a calibration:
+# a magnification factor, source-to-detector over source-to-patient, is far above 1.001
+COPY_RTOL = 1e-3
 ENHANCED_XRAY = {
     "1.2.840.10008.5.1.4.1.1.12.1.1": "Enhanced XA",
     "1.2.840.10008.5.1.4.1.1.12.2.1": "Enhanced XRF",
@@ -185,7 +194,7 @@ def modality_lut_applies(ds) -> bool:
 def _modality_rises(ds, path: Path, stored: np.ndarray | None = None) -> bool:
     """Whether the modality transform (Rescale Slope, or the Modality LUT Sequence over the
     stored values the image uses, else over its whole table) keeps their order."""
-    if "ModalityLUTSequence" not in ds:
+    if not ds.get("ModalityLUTSequence"):
         return dicom_number(ds, "RescaleSlope", 1.0, path) >= 0
     from pydicom.pixels import apply_modality_lut
 
@@ -201,6 +210,155 @@ def _modality_rises(ds, path: Path, stored: np.ndarray | None = None) -> bool:
         problem = first_line(error)
         raise BadInput(f"{path}: the Modality LUT Sequence is broken ({problem})") from error
     return bool(ends[-1] >= ends[0])
+
+
+def _require_rescale(ds, path: Path) -> None:
+    """BadInput for a rescale that would be wrong: a Rescale Slope of 0 (every pixel one value),
+    or Rescale Slope (0028,1053) without Rescale Intercept (0028,1052) or the reverse, which
+    come together (Type 1C, PS3.3 C.11.1) and which pydicom then skips, while beam_relation
+    would still turn the values by the slope's sign."""
+    if dicom_number(ds, "RescaleSlope", 1.0, path) == 0:
+        raise BadInput(
+            f"{path}: RescaleSlope (0028,1053) is 0, which maps every pixel to one value"
+        )
+    dicom_number(ds, "RescaleIntercept", 0.0, path)
+    given = {k: ds.get(k, None) not in (None, "") for k in ("RescaleSlope", "RescaleIntercept")}
+    if given["RescaleSlope"] != given["RescaleIntercept"]:
+        there, missing = ("RescaleSlope", "RescaleIntercept")[:: 1 if given["RescaleSlope"] else -1]
+        raise BadInput(
+            f"{path}: {tag_name(there)} is there without {tag_name(missing)}; a rescale needs "
+            "both (PS3.3 C.11.1)"
+        )
+
+
+def check_modality_lut(ds, path: Path) -> None:
+    """BadInput naming the tag for a Modality LUT Sequence (0028,3000) that pydicom's
+    apply_modality_lut would not read right: entries of other than 8 or 16 bits (PS3.3
+    C.11.1.1.1), or LUT Data that holds other than one 16-bit word per entry (8-bit entries
+    packed two to a word are not read)."""
+    sequence = "the Modality LUT Sequence (0028,3000)"
+    item = ds.ModalityLUTSequence[0]
+    entries, _, bits = _lut_descriptor(item, sequence, path)
+    if bits not in (8, 16):
+        raise BadInput(
+            f"{path}: {sequence} gives {bits}-bit entries in its LUT Descriptor (0028,3002); "
+            "a Modality LUT's entries are 8 or 16 bits (PS3.3 C.11.1.1.1)"
+        )
+    words = _lut_words(ds, item, sequence, path)
+    if len(words) != entries:
+        packed = bits == 8 and len(words) == (entries + 1) // 2
+        raise BadInput(
+            f"{path}: {sequence}'s LUT Data (0028,3006) holds {len(words)} 16-bit words for "
+            f"{entries} entries"
+            + ("; 8-bit entries packed two to a word are not read" if packed else "")
+        )
+
+
+def apply_voi(pixels: np.ndarray, ds, path: Path) -> np.ndarray:
+    """Pixels (H, W) after the modality LUT through the file's VOI LUT (the first item of its VOI
+    LUT Sequence (0028,3010), looked up by lut_table), else its first window (Window Center
+    and Width, by pydicom's apply_windowing), else as they are; float64. pydicom's own VOI LUT
+    lookup indexes an 8-bit table with 8-bit indices, so that stored values beyond 255 wrap.
+    BadInput naming the tag that cannot be applied."""
+    from pydicom.pixels import apply_windowing
+
+    items = ds.get("VOILUTSequence") or []
+    if items and all(items[0].get(k) is not None for k in ("LUTDescriptor", "LUTData")):
+        table, first = lut_table(ds, items[0], "the VOI LUT Sequence (0028,3010)", path)
+        index = np.clip(np.floor(pixels) - first, 0, len(table) - 1).astype(np.int64)
+        return table[index].astype(np.float64)
+    if ds.get("WindowCenter") is None or ds.get("WindowWidth") is None:
+        return pixels
+    _check_window(ds, path)
+    try:
+        return np.asarray(apply_windowing(pixels, ds), dtype=np.float64)
+    except Exception as error:  # pydicom refuses a VOI LUT Function it does not know
+        problem = first_line(error)
+        raise BadInput(f"{path}: cannot apply its display window ({problem})") from error
+
+
+def _check_window(ds, path: Path) -> None:
+    """BadInput naming Window Center (0028,1050) or Window Width (0028,1051) when the first
+    window is not numbers, or its width is below what VOI LUT Function (0028,1056) needs (at
+    least 1 for LINEAR, above 0 otherwise: PS3.3 C.11.2.1.2)."""
+    numbers = {}
+    for keyword in ("WindowCenter", "WindowWidth"):
+        element = ds[keyword]
+        raw = element.value[0] if element.VM > 1 else element.value
+        try:
+            numbers[keyword] = float(raw)
+        except (TypeError, ValueError):
+            numbers[keyword] = math.nan
+        if not math.isfinite(numbers[keyword]):
+            raise BadInput(f"{path}: {tag_name(keyword)} is {raw!r}, not a number")
+    function = code_string(ds, "VOILUTFunction") or "LINEAR"
+    width, linear = numbers["WindowWidth"], function == "LINEAR"
+    if (width < 1) if linear else (width <= 0):
+        least = "at least 1" if linear else "above 0"
+        raise BadInput(
+            f"{path}: {tag_name('WindowWidth')} is {width:g}; a {function} window's width must "
+            f"be {least}"
+        )
+
+
+def lut_table(ds, item, sequence: str, path: Path) -> tuple[np.ndarray, int]:
+    """(the entries (N,) int64, the first stored value mapped) of a LUT item (a VOI LUT
+    Sequence's): 8- to 16-bit entries, one per 16-bit word of LUT Data, or 8-bit entries
+    packed two to a word, the first in the low byte (PS3.3 C.11.2.1.1), as the data's length
+    shows. BadInput naming the sequence and the tag for any other."""
+    entries, first, bits = _lut_descriptor(item, sequence, path)
+    if not 8 <= bits <= 16:
+        raise BadInput(
+            f"{path}: {sequence} gives {bits}-bit entries in its LUT Descriptor (0028,3002), "
+            "not 8 to 16"
+        )
+    words = _lut_words(ds, item, sequence, path)
+    if len(words) >= entries:
+        return words[:entries], first
+    if bits == 8 and len(words) == (entries + 1) // 2:
+        return np.stack([words & 0xFF, words >> 8], axis=-1).ravel()[:entries], first
+    raise BadInput(
+        f"{path}: {sequence}'s LUT Data (0028,3006) holds {len(words)} 16-bit words for "
+        f"{entries} {bits}-bit entries"
+    )
+
+
+def _lut_descriptor(item, sequence: str, path: Path) -> tuple[int, int, int]:
+    """(entries, first stored value mapped, bits per entry) of a LUT item's LUT Descriptor
+    (0028,3002); 0 entries means 65536 (PS3.3 C.11.1.1.1)."""
+    raw = item.get("LUTDescriptor", None)
+    try:
+        values = [int(v) for v in raw]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 3:
+        raise BadInput(f"{path}: {sequence}'s LUT Descriptor (0028,3002) is not three numbers")
+    return values[0] or 65536, values[1], values[2]
+
+
+def _lut_words(ds, item, sequence: str, path: Path) -> np.ndarray:
+    """A LUT item's LUT Data (0028,3006) as 16-bit words (int64): OW bytes in the file's byte
+    order, or US values."""
+    value = item["LUTData"].value if "LUTData" in item else None
+    if isinstance(value, bytes):
+        little = getattr(ds, "original_encoding", (None, True))[1] is not False
+        usable = value[: len(value) // 2 * 2]
+        return np.frombuffer(usable, dtype="<u2" if little else ">u2").astype(np.int64)
+    try:
+        words = np.atleast_1d(np.asarray(value, dtype=np.int64))
+    except (TypeError, ValueError):
+        words = np.empty(0, np.int64)
+    if value is None or words.ndim != 1 or not words.size:
+        raise BadInput(f"{path}: {sequence}'s LUT Data (0028,3006) is missing or not numbers")
+    return words
+
+
+def tag_name(keyword: str) -> str:
+    """A DICOM keyword with its (gggg,eeee) tag number, as the one-line messages name tags."""
+    from pydicom.datadict import tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    return keyword if tag is None else f"{keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 def looks_like_dicom(path: Path) -> bool:
@@ -235,7 +393,7 @@ def read_dicom_image(
     """
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels import apply_modality_lut
 
     path = Path(path)
     with warnings.catch_warnings():
@@ -257,17 +415,18 @@ def read_dicom_image(
                 f"{path}: Modality (0008,0060) {modality} is {NOT_PROJECTION[modality]}, not a "
                 "projection X-ray (DX, CR, RF, XA)"
             )
-        photometric = str(ds.get("PhotometricInterpretation", "") or "MONOCHROME2")
+        photometric = code_string(ds, "PhotometricInterpretation") or "MONOCHROME2"
         if photometric not in ("MONOCHROME1", "MONOCHROME2"):
             raise BadInput(
                 f"{path}: Photometric Interpretation {photometric} is not a grey-scale {what} "
                 "(MONOCHROME1 or MONOCHROME2)"
             )
-        # every pixel would be the intercept; pydicom skips a rescale without one: read as stored
-        if "ModalityLUTSequence" not in ds and dicom_number(ds, "RescaleSlope", 1.0, path) == 0:
-            raise BadInput(
-                f"{path}: RescaleSlope (0028,1053) is 0, which maps every pixel to one value"
-            )
+        if "PhotometricInterpretation" in ds:  # a code string in lower case: pydicom's spelling
+            ds.PhotometricInterpretation = photometric
+        if not ds.get("ModalityLUTSequence"):
+            _require_rescale(ds, path)
+        elif modality_lut_applies(ds):  # an XA/RF LOG file's is not applied (beam_relation)
+            check_modality_lut(ds, path)
         frames = _integer(ds, "NumberOfFrames", path) if ds.get("NumberOfFrames") else 0
         stored = None
         if frames < 1:  # the count is missing, empty or 0: the pixel data tells
@@ -291,10 +450,11 @@ def read_dicom_image(
                 apply_modality_lut(stored, ds) if modality_lut_applies(ds) else stored,
                 dtype=np.float64,
             )
-            if voi:
-                pixels = np.asarray(apply_voi_lut(pixels, ds), dtype=np.float64)
-        except Exception as error:  # a broken LUT or window tag
-            raise BadInput(f"{path}: not a DICOM {what} ({first_line(error)})") from error
+        except Exception as error:  # a LUT that check_modality_lut let through
+            problem = first_line(error)
+            raise BadInput(f"{path}: cannot apply its modality LUT ({problem})") from error
+        if voi:
+            pixels = apply_voi(pixels, ds, path)
     if pixels.ndim != 2:
         raise BadInput(f"{path}: DICOM pixel data has shape {pixels.shape}, not a 2D image")
     if not np.isfinite(pixels).all():
@@ -556,20 +716,21 @@ def _native_stderr():
 
 def dicom_number(ds, keyword: str, default: float | None, path: Path) -> float:
     """A numeric tag as a finite float; default when absent or empty (None: required)."""
+    name = tag_name(keyword)
     try:
         value = getattr(ds, keyword, None)
     except (TypeError, ValueError) as error:  # pydicom converts DS/IS values on access
-        raise BadInput(f"{path}: DICOM tag {keyword} is not a number") from error
+        raise BadInput(f"{path}: DICOM tag {name} is not a number") from error
     if value is None or value == "":
         if default is None:
-            raise BadInput(f"{path}: DICOM tag {keyword} is missing or empty")
+            raise BadInput(f"{path}: DICOM tag {name} is missing or empty")
         return default
     try:
         number = float(value)
     except (TypeError, ValueError) as error:
-        raise BadInput(f"{path}: DICOM tag {keyword} is not a number ({value!r})") from error
+        raise BadInput(f"{path}: DICOM tag {name} is not a number ({value!r})") from error
     if not math.isfinite(number):
-        raise BadInput(f"{path}: DICOM tag {keyword} is not finite ({value!r})")
+        raise BadInput(f"{path}: DICOM tag {name} is not finite ({value!r})")
     return number
 
 
@@ -580,33 +741,49 @@ def pixel_spacing(
     module doc), or None when the file has neither spacing tag. BadInput for a broken one."""
     if plane not in ("detector", "patient"):
         raise ValueError(f"plane must be detector or patient, not {plane}")
-    magnification = dicom_number(ds, MAGNIFICATION, 1.0, path)
-    if magnification <= 0:
-        raise BadInput(f"{path}: DICOM tag {MAGNIFICATION} must be positive, not {magnification}")
+    # the magnification factor is read only where it scales: a broken one elsewhere is unused
     if plane == "detector":  # the other tag is not read: a broken one there does not matter
         if (imager := spacing_tag(ds, "ImagerPixelSpacing", path)) is not None:
             return imager, "ImagerPixelSpacing"
         patient = spacing_tag(ds, "PixelSpacing", path)
-        return _scaled(patient, "PixelSpacing", magnification, path, divide=False)
+        if patient is None:
+            return None
+        return _scaled(patient, "PixelSpacing", magnification_factor(ds, path), path, False)
     patient = spacing_tag(ds, "PixelSpacing", path)
     if patient is not None and code_string(ds, "PixelSpacingCalibrationType") in CALIBRATION_TYPES:
         return patient, "PixelSpacing"
     imager = spacing_tag(ds, "ImagerPixelSpacing", path)
-    copy = patient is not None and imager is not None and np.allclose(patient, imager, rtol=1e-6)
+    copy = (
+        patient is not None
+        and imager is not None
+        and np.allclose(patient, imager, rtol=COPY_RTOL, atol=0.0)
+    )
     if patient is not None and not copy:
         return patient, "PixelSpacing"
+    if imager is None:
+        return None
+    magnification = magnification_factor(ds, path)
     found = _scaled(imager, "ImagerPixelSpacing", magnification, path, divide=True)
-    if found is not None and copy and magnification != 1.0:
+    if copy and magnification != 1.0:
         found = (found[0], found[1] + "; PixelSpacing equals it: not calibrated")
     return found
 
 
+def magnification_factor(ds, path: Path) -> float:
+    """EstimatedRadiographicMagnificationFactor (0018,1114), 1 when absent; BadInput when it is
+    not a positive number."""
+    magnification = dicom_number(ds, MAGNIFICATION, 1.0, path)
+    if magnification <= 0:
+        raise BadInput(
+            f"{path}: DICOM tag {tag_name(MAGNIFICATION)} must be positive, not {magnification}"
+        )
+    return magnification
+
+
 def _scaled(
-    values: tuple[float, float] | None, tag: str, magnification: float, path: Path, divide: bool
-) -> tuple[tuple[float, float], str] | None:
+    values: tuple[float, float], tag: str, magnification: float, path: Path, divide: bool
+) -> tuple[tuple[float, float], str]:
     """A spacing tag's values times (or divided by) the magnification factor, and its source."""
-    if values is None:
-        return None
     if magnification == 1.0:
         return values, tag
     if magnification < 1:  # source-to-detector over -object: at least 1
@@ -630,7 +807,7 @@ def spacing_doubt(ds, path: Path) -> str | None:
         return None
     if code_string(ds, "PixelSpacingCalibrationType") in CALIBRATION_TYPES:
         return None
-    magnification = dicom_number(ds, MAGNIFICATION, 1.0, path)
+    magnification = magnification_factor(ds, path)
     if magnification == 1.0:
         return None
     return (

@@ -294,7 +294,18 @@ def _positioner(
     EstimatedRadiographicMagnificationFactor; or None and why, for --init dicom to say (the
     file may still register from another start): the tags that are missing, or a distance
     that is not positive and less than sdd (sdd_from: the tag or flag sdd came from), which
-    puts the start behind the detector."""
+    puts the start behind the detector, or a tag it reads that is not a number (only --init
+    dicom reads them)."""
+    try:
+        return _positioner_tags(ds, sdd, sdd_from, path, frame, frames)
+    except BadInput as error:  # a broken tag here only stops --init dicom
+        return None, f"{str(error).removeprefix(f'{path}: ')} for --init dicom"
+
+
+def _positioner_tags(
+    ds, sdd: float, sdd_from: str, path: Path, frame: int, frames: int
+) -> tuple[tuple[float, float, float] | None, str]:
+    """_positioner's reading; BadInput for a tag that is there but not a number."""
     missing = [
         k for k in ("PositionerPrimaryAngle", "PositionerSecondaryAngle") if not _given(ds, k)
     ]
