@@ -89,7 +89,12 @@ def main(argv: list[str] | None = None) -> None:
     import threading
     import warnings
 
-    from recon.pipelines.common.outputs import STOP_NOTES, UNSEEN_STOPS, remove_temporaries
+    from recon.pipelines.common.outputs import (
+        STOP_NOTES,
+        STOPS_RECEIVED,
+        UNSEEN_STOPS,
+        remove_temporaries,
+    )
 
     if sys.stderr is None:  # started with stderr closed (`2>&-`): messages go nowhere, not crash
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
@@ -101,18 +106,21 @@ def main(argv: list[str] | None = None) -> None:
     json_errors = prints_json_errors(args)
 
     UNSEEN_STOPS.clear()
+    STOPS_RECEIVED.clear()
     STOP_NOTES.clear()
 
     def on_sigterm(signum, _frame) -> None:
         if not terminated:  # a second SIGTERM does not cut the clean-up short
             terminated.append(signum)
             UNSEEN_STOPS.append(signum)
+            STOPS_RECEIVED.append(signum)
             raise KeyboardInterrupt
 
     def on_sigint(signum, _frame) -> None:
         # Python's own Ctrl-C, remembered: Lightning catches it and exits 1 after its clean-up
         interrupted.append(signum)
         UNSEEN_STOPS.append(signum)
+        STOPS_RECEIVED.append(signum)
         raise KeyboardInterrupt
 
     class _Watched:

@@ -644,6 +644,28 @@ def test_a_resume_failing_before_its_first_step_keeps_the_run(tmp_path):
     assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == sorted(before)
 
 
+def test_a_stop_between_best_and_last_checkpoint_leaves_no_run_folder(tmp_path, monkeypatch):
+    """Ctrl-C after best.ckpt was written and before last.ckpt (one after the other at the
+    first epoch's end) kept the folder, "interrupted" with no note: --resume then refused it
+    (no last.ckpt) and a rerun was told to --overwrite. It goes as a stop before the first
+    checkpoint does."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    written = []
+
+    def stop_before_last(self, trainer, monitor_candidates) -> None:
+        written.extend(p.name for p in (Path(self.dirpath)).glob("*.ckpt"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ModelCheckpoint, "_save_last_checkpoint", stop_before_last)
+    out = tmp_path / "run"
+    run = RunOptions(out=out, device="cpu", devices="1", quiet=True)
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        fit(TOY, ToyConfig(epochs=3), run)
+    assert written == ["best.ckpt"]  # the stop came between the two
+    assert not out.exists(), sorted(str(f.relative_to(out)) for f in out.rglob("*"))
+
+
 def test_a_fit_stopped_before_its_first_checkpoint_leaves_no_run_folder(tmp_path):
     """Ctrl-C (or SIGTERM) during the first epoch left config.yaml and a run.json naming a
     last.ckpt that was never written: --resume then refused the folder and a rerun was told to
@@ -743,15 +765,35 @@ def test_a_run_folder_without_last_ckpt_says_it_cannot_be_resumed(recon, tmp_pat
     )
 
 
-def _training_until(pix3d_root: Path, out: Path, marker: str) -> subprocess.Popen:
-    """`recon train voxel` for 200 epochs in a subprocess (--json), once out/marker exists."""
+def test_a_run_folder_under_a_file_is_one_line_before_lightning_loads(pix3d, tmp_path):
+    """`-o afile/sub` got as far as the Trainer (seconds of set-up) and ended with a raw
+    NotADirectoryError, exit 1; the run makes the folders it lacks, but not under a file."""
+    (tmp_path / "afile").write_text("mine")
+    out = tmp_path / "afile" / "sub" / "run"
+    code, err, imported = recon_process(
+        ["train", "voxel", "--data", pix3d, "--device", "cpu", "-o", out], without_launchers()
+    )
+    assert code == 2 and one_line(err), err
+    assert err.startswith(f"error: {tmp_path / 'afile'}: is a file, not a folder"), err
+    assert "lightning" not in imported and "torch" not in imported
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def _training_until(
+    pix3d_root: Path, out: Path, marker: str, extra: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """`recon train voxel` for 200 epochs in a subprocess (--json; in a session of its own, as
+    a scheduler's job is), once out/marker exists."""
     import os
     import time
 
     args = [str(Path(sys.executable).parent / "recon"), "train", "voxel", "--data",
             str(pix3d_root), *TINY_VOXEL[:-1], "200", "-o", str(out), "--json", "-q"]  # fmt: skip
+    args += extra
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    process = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True
+    )
     deadline = time.monotonic() + 180
     while not (out / marker).exists():
         assert process.poll() is None, process.stderr.read().decode()
@@ -776,14 +818,20 @@ def test_ctrl_c_during_training_exits_130_with_one_json_error(pix3d_root, tmp_pa
     assert (failure["error"], failure["exit_code"]) == ("interrupted", 130)
 
 
-def test_sigterm_after_an_epoch_writes_the_run_record_and_exits_143(pix3d_root, tmp_path):
-    """A scheduler's stop (SIGTERM) left no run.json and no curves.png for the epochs done."""
+@pytest.mark.parametrize("workers", [0, 1])
+def test_sigterm_after_an_epoch_writes_the_run_record_and_exits_143(pix3d_root, tmp_path, workers):
+    """A scheduler's stop (SIGTERM) left no run.json and no curves.png for the epochs done.
+    scancel and a SLURM time limit signal the whole process group: with --workers 1 the data
+    worker died of it first and the fit ended with the worker's RuntimeError, which was not
+    taken for a stop (exit 143 still, but no run.json, no curves.png, no resume note)."""
     import json
+    import os
     import signal
 
     out = tmp_path / "run"
-    process = _training_until(pix3d_root, out, "checkpoints/last.ckpt")  # first epoch done
-    process.send_signal(signal.SIGTERM)
+    extra = ("--workers", str(workers))
+    process = _training_until(pix3d_root, out, "checkpoints/last.ckpt", extra)  # an epoch done
+    os.killpg(process.pid, signal.SIGTERM)
     stdout, err = process.communicate(timeout=120)
     assert process.returncode == 143, err
     epochs = json.loads((out / "run.json").read_text())["metrics"]["epochs_run"]
@@ -827,6 +875,21 @@ def test_limit_batches_1_trains_one_batch_per_epoch(recon, pix3d, tmp_path):
     assert code == 0, err
     last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["global_step"] == 2  # one of the 2 batches of 4 training items, each epoch
+
+
+def test_a_max_time_over_before_the_first_checkpoint_keeps_nothing(recon, pix3d, tmp_path):
+    """--max-time 1e-9 (zero to Lightning's timer) trained no epoch, exited 0 and said "the run
+    is kept: continue it with ...", leaving config.yaml and a run.json with no checkpoint, which
+    the suggested --resume refused. Nothing is kept now, and the line says why."""
+    out = tmp_path / "runs" / "run"
+    args = ["train", "voxel", "--data", pix3d, *TINY_VOXEL, "--batch-size", "4", "-o", out]
+    code, stdout, err = recon(*args, "--epochs", "3", "--max-time", "1e-9", "-q", "--json")
+    assert code == 2, err
+    assert err.strip() == (
+        "error: --max-time 1e-9: the time ran out before the first epoch ended (nothing to "
+        "keep); give it more time"
+    ), err
+    assert not (tmp_path / "runs").exists()  # the parents it made go too
 
 
 def test_a_run_stopped_by_max_time_says_so_and_how_to_go_on(recon, pix3d, tmp_path):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -181,6 +182,7 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
                 clock = time.perf_counter()
                 trainer.fit(module, datamodule=datamodule, ckpt_path=run.resume, weights_only=True)
             except BaseException as error:
+                _quiet_worker_deaths()
                 stopped = first_step.done and _stopped(trainer, error)
                 if (
                     trainer.is_global_zero
@@ -192,6 +194,13 @@ def fit(task: TaskSpec, cfg: TrainConfig, run: RunOptions) -> dict[str, Any]:
                     timings = {"setup": clock - started, "fit": time.perf_counter() - clock}
                     _record_stopped(task, cfg, run, trainer, checkpoints[0], out, timings)
                 raise
+            if trainer.is_global_zero and _trains_here(trainer) and not _has_checkpoint(out):
+                # --max-time ran out before the first checkpoint: nothing to resume or use
+                remove_added(out, before, parents)
+                raise BadInput(
+                    f"--max-time {run.max_time}: the time ran out before the first epoch ended "
+                    "(nothing to keep); give it more time"
+                )
     timings = {"setup": clock - started, "fit": time.perf_counter() - clock}
     return _finish(task, cfg, trainer, checkpoints[0], out, timings)
 
@@ -234,16 +243,39 @@ def _resume_point(
 
 
 def _has_checkpoint(out: Path) -> bool:
-    """Whether the run folder holds a checkpoint (this run's, or its own from before): a run
-    stopped before its first one leaves nothing to resume or use."""
-    folder = out / "checkpoints"
-    return folder.is_dir() and any(folder.glob("*.ckpt"))
+    """Whether the run folder holds its last.ckpt (this run's, or its own from before): a run
+    stopped before its first one leaves nothing to resume. A stop between best.ckpt and
+    last.ckpt (written one after the other at an epoch's end) counts as before it."""
+    return (out / "checkpoints" / "last.ckpt").is_file()
+
+
+def _quiet_worker_deaths() -> None:
+    """The fit is over: torch's SIGCHLD handler, which raises a DataLoader worker's death in
+    the main process wherever it then is, would cut short the run record of a stop that ended
+    the workers too (scancel signals the whole group). Their death no longer matters."""
+    import signal
+    import threading
+
+    if hasattr(signal, "SIGCHLD") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+# what a DataLoader worker's death by the same stop signal ends the fit with (a stop sent to
+# the process group, as scancel and a SLURM time limit send it, reaches the workers too)
+_WORKER_STOPPED = re.compile(r"DataLoader worker .* killed by signal: (Terminated|Interrupt)")
 
 
 def _stopped(trainer, error: BaseException) -> bool:
     """Whether the fit ended by Ctrl-C or SIGTERM (which the CLI raises as KeyboardInterrupt;
-    Lightning shuts down and exits 1 on it), not by an error."""
-    return trainer.interrupted and isinstance(error, KeyboardInterrupt | SystemExit)
+    Lightning shuts down and exits 1 on it), not by an error: also when the stop ended a data
+    worker first and the fit ends with that worker's error."""
+    from recon.pipelines.common.outputs import STOPS_RECEIVED
+
+    if trainer.interrupted and isinstance(error, KeyboardInterrupt | SystemExit):
+        return True
+    return isinstance(error, RuntimeError) and bool(
+        STOPS_RECEIVED or _WORKER_STOPPED.search(str(error))
+    )
 
 
 def _record_stopped(

@@ -100,29 +100,31 @@ def _image_batch(image):
 
 
 def ssim(prediction, reference, data_range: float = 1.0):
-    """Per-image SSIM, tensor (B,) (see the image metrics definitions above)."""
+    """Per-image SSIM, tensor (B,) (see the image metrics definitions above), in float32 also
+    under mixed precision (autocast would run its convolutions in bfloat16 or float16)."""
     import torch
     import torch.nn.functional as F
 
     x = _image_batch(prediction)
     y = _image_batch(reference).to(x.device)
-    coords = torch.arange(11, dtype=torch.float32, device=x.device) - 5
-    gauss = torch.exp(-(coords**2) / (2 * 1.5**2))
-    gauss = gauss / gauss.sum()
-    window = (gauss[:, None] * gauss[None, :])[None, None]
+    with torch.autocast(x.device.type, enabled=False):
+        coords = torch.arange(11, dtype=torch.float32, device=x.device) - 5
+        gauss = torch.exp(-(coords**2) / (2 * 1.5**2))
+        gauss = gauss / gauss.sum()
+        window = (gauss[:, None] * gauss[None, :])[None, None]
 
-    def local_mean(image):
-        return F.conv2d(image, window)
+        def local_mean(image):
+            return F.conv2d(image, window)
 
-    mu_x, mu_y = local_mean(x), local_mean(y)
-    var_x = local_mean(x * x) - mu_x**2
-    var_y = local_mean(y * y) - mu_y**2
-    cov = local_mean(x * y) - mu_x * mu_y
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / (
-        (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
-    )
-    return index.mean(dim=(1, 2, 3))
+        mu_x, mu_y = local_mean(x), local_mean(y)
+        var_x = local_mean(x * x) - mu_x**2
+        var_y = local_mean(y * y) - mu_y**2
+        cov = local_mean(x * y) - mu_x * mu_y
+        c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+        index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / (
+            (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
+        )
+        return index.mean(dim=(1, 2, 3))
 
 
 def psnr(prediction, reference, data_range: float = 1.0):

@@ -41,6 +41,9 @@ STOP_NOTES: list[str] = []
 # printed as "ignored") would let the command run on to its end: the next item of a progress
 # loop, or the next training batch, raises it again (once).
 UNSEEN_STOPS: list[int] = []
+# every Ctrl-C / SIGTERM the CLI's handlers received in this run (never cleared by a re-raise):
+# a stop that reached a DataLoader worker first ends the fit with the worker's error instead
+STOPS_RECEIVED: list[int] = []
 
 
 def raise_unseen_stop() -> None:

@@ -64,6 +64,11 @@ def check_run_dir(run: RunOptions, command: str, inputs: tuple = ()) -> Path:
     check_apart(out, (), [p for p in (*run.inputs, *inputs) if Path(p).expanduser().is_dir()])
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out}: exists and is not a folder")
+    # the run makes the folders it lacks; one of them there as a file stops it (only after
+    # the data and the model are set up, with a raw NotADirectoryError)
+    above = next(p for p in out.parents if p.exists() or p == Path(p.anchor))
+    if not above.is_dir():
+        raise BadInput(f"{above}: is a file, not a folder (the run folder {out} would be in it)")
     if out.is_dir() and any(out.iterdir()) and not (run.overwrite or run.resume):
         if (out / "run.json").is_file() and not (out / "checkpoints" / "last.ckpt").is_file():
             raise BadInput(
