@@ -197,7 +197,10 @@ def train(
     labels.update({k: f"--set {k}" for k in extra})
     if print_config:  # the settings as --config, flags and --set make them, checked as a run
         given = config is not None or any(v is not None for v in overrides.values())
-        cfg = resolve_config(spec, config, overrides, labels) if given else None
+        if resume is not None:  # the checkpoint's settings, as the resumed run would use them
+            cfg = resume_config(spec, _resume_file(resume), config, overrides, labels)
+        else:
+            cfg = resolve_config(spec, config, overrides, labels) if given else None
         if cfg is not None and spec.check_settings is not None:
             spec.check_settings(cfg)  # the run's checks that read no files
         _print_config(spec, json_out, cfg)

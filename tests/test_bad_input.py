@@ -250,6 +250,14 @@ def test_backproject_broken_views_json(recon, work, edit, message):
     assert message in err
 
 
+def test_backproject_views_json_naming_a_key_twice(recon, work):
+    """A second "camera" in views.json replaced the first unsaid."""
+    path = work / "views" / "views.json"
+    path.write_text('{"camera": {"size": 8},' + path.read_text().lstrip()[1:])
+    err = refused(recon, work, "backproject", work / "views", "-o", work / "m.stl")
+    assert err == f"error: {path}: not valid JSON (the key 'camera' is given twice in one object)\n"
+
+
 def test_backproject_one_foreground_pixel_is_refused_before_open3d(recon, work):
     """Used to crash open3d in native code; now one line naming the point count."""
     folder = work / "views"

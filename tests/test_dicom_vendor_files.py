@@ -7,6 +7,7 @@ real X-ray no DICOM X-ray."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -187,9 +188,9 @@ def short_voi_lut():
     ("tags", "message"),
     [
         (
-            {"ModalityLUTSequence": lut_sequence(np.arange(4096) // 2, 0, 12, "US words")},
-            "the Modality LUT Sequence (0028,3000) gives 12-bit entries in its LUT Descriptor "
-            "(0028,3002); a Modality LUT's entries are 8 or 16 bits (PS3.3 C.11.1.1.1)",
+            {"ModalityLUTSequence": lut_sequence(np.arange(4096) // 2, 0, 20, "US words")},
+            "the Modality LUT Sequence (0028,3000) gives 20-bit entries in its LUT Descriptor "
+            "(0028,3002), not 8 to 16",
         ),
         (
             {"WindowCenter": "2048", "WindowWidth": "0"},
@@ -205,7 +206,7 @@ def short_voi_lut():
             "4096 16-bit entries",
         ),
     ],
-    ids=["modality LUT 12-bit", "window width 0", "window centre comma", "VOI LUT short"],
+    ids=["modality LUT 20-bit", "window width 0", "window centre comma", "VOI LUT short"],
 )
 def test_a_lut_or_window_that_cannot_be_applied_names_its_tag(recon, tmp_path, tags, message):
     """They read "not a DICOM spine X-ray (data type 'uint12' not understood)", "(The (0028,1051)
@@ -248,10 +249,94 @@ def test_a_lower_case_photometric_interpretation_is_read_as_upper_case(tmp_path)
     window = {"WindowCenter": "2000", "WindowWidth": "3000"}
     upper = write_dx(tmp_path / "upper.dcm", STORED, bits_stored=12,
                      PhotometricInterpretation="MONOCHROME1", **SPACING, **window)  # fmt: skip
-    lower = write_dx(tmp_path / "lower.dcm", STORED, bits_stored=12,
-                     PhotometricInterpretation="monochrome1", **SPACING, **window)  # fmt: skip
+    with warnings.catch_warnings():  # pydicom warns as it writes the invalid code string
+        warnings.simplefilter("ignore", UserWarning)
+        lower = write_dx(tmp_path / "lower.dcm", STORED, bits_stored=12,
+                         PhotometricInterpretation="monochrome1", **SPACING, **window)  # fmt: skip
     for voi in (False, True):
         one, two = read_dicom_image(upper, voi=voi), read_dicom_image(lower, voi=voi)
         assert two.photometric == "MONOCHROME1" and two.beam.invert
         assert np.array_equal(one.pixels, two.pixels)
     assert np.array_equal(read_xray(lower).image.numpy(), read_xray(upper).image.numpy())
+
+
+def test_a_file_without_the_preamble_reads_as_the_same_film(recon, tmp_path):
+    """Older writers and some archive exports leave out the 128-byte preamble and DICM, or the
+    file meta altogether: both were "not a DICOM X-ray (no DICOM header)"."""
+    import pydicom
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    from recon.pipelines.common.dicom import looks_like_dicom
+
+    full = write_dx(tmp_path / "full.dcm", STORED, bits_stored=12, **SPACING)
+    no_preamble = tmp_path / "no_preamble"  # no suffix: the content says what it is
+    no_preamble.write_bytes(full.read_bytes()[132:])
+    ds = pydicom.dcmread(full)
+    del ds.file_meta
+    stream = DicomBytesIO()
+    stream.is_little_endian, stream.is_implicit_VR = True, True  # the default transfer syntax
+    write_dataset(stream, ds)
+    bare = tmp_path / "bare.dcm"
+    bare.write_bytes(stream.getvalue())
+    reference = read_dicom_image(full)
+    for path in (no_preamble, bare):
+        assert looks_like_dicom(path)
+        image = read_dicom_image(path)
+        assert np.array_equal(image.pixels, reference.pixels)
+        assert pixel_spacing(image.dataset, path, "detector")[0] == (0.2, 0.2)
+    (tmp_path / "junk.dcm").write_bytes(b"\x08\x00" + b"\xff" * 200)  # a start, then junk
+    code, _, err = recon("embed-spine", tmp_path / "junk.dcm", "-o", tmp_path / "j.json")
+    assert code == 2 and err.startswith(f"error: {tmp_path / 'junk.dcm'}: "), err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "j.json").exists()
+
+
+def test_an_enhanced_xa_named_only_in_the_file_meta_is_refused(tmp_path):
+    """A writer that keeps the SOP Class UID in the file meta alone: an Enhanced XA file was
+    read as a plain film, its per-frame geometry unread."""
+    path = write_dx(tmp_path / "e.dcm", STORED, bits_stored=12, drop=("SOPClassUID",), **SPACING)
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.12.1.1"
+    ds.save_as(path)
+    with pytest.raises(BadInput, match=r"e\.dcm: an Enhanced XA image keeps its geometry"):
+        read_dicom_image(path)
+
+
+def test_a_signed_padding_value_written_as_us_marks_the_padding(tmp_path):
+    """Pixel Padding Value's VR is US or SS as Pixel Representation says; -2000 written as US
+    (63536) in a signed file matched no pixel, and the padded border was read as image."""
+    from pydicom.dataelem import DataElement
+
+    signed = (STORED.astype(np.int16) - 1000).copy()
+    signed[:, :6] = -2000  # the padded border
+    tags = {"PixelRepresentation": 1, **SPACING}
+    as_ss = write_dx(tmp_path / "ss.dcm", signed, bits_stored=16, PixelPaddingValue=-2000, **tags)
+    as_us = write_dx(tmp_path / "us.dcm", signed, bits_stored=16, **tags)
+    import pydicom
+
+    ds = pydicom.dcmread(as_us)
+    ds["PixelPaddingValue"] = DataElement(0x00280120, "US", 63536)
+    ds.save_as(as_us)
+    assert pydicom.dcmread(as_us).PixelPaddingValue == 63536  # as the file says
+    for path in (as_ss, as_us):
+        image = read_dicom_image(path)
+        assert image.region is not None and not image.region[:, :6].any()
+        assert image.region[:, 6:].all(), path
+
+
+@pytest.mark.parametrize(
+    ("bits", "form"), [(12, "US words"), (12, "OW words"), (8, "OW packed"), (16, "US words")]
+)
+def test_a_modality_lut_is_looked_up_as_stored(tmp_path, bits, form):
+    """12-bit entries (which real files carry, though PS3.3 C.11.1.1.1 names 8 and 16) and 8-bit
+    ones packed two to a word were refused; each stored value now maps to its entry, and values
+    beyond the table to its first or last entry."""
+    first, entries = 100, 3000  # stored values run 0-4095: below and beyond the table
+    table = (np.arange(entries) * 7 + 11) % (2**bits)  # no value its own index
+    path = write_dx(tmp_path / "film.dcm", STORED, bits_stored=12, **SPACING,
+                    ModalityLUTSequence=lut_sequence(table, first, bits, form))  # fmt: skip
+    read = read_dicom_image(path, invert=False).pixels
+    expected = table[np.clip(STORED.astype(np.int64) - first, 0, entries - 1)]
+    assert np.array_equal(read, expected)

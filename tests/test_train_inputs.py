@@ -320,6 +320,32 @@ def test_config_numbers_read_as_yaml_1_2_reads_them(recon, tmp_path):
     assert printed["batch_size"] == 12
 
 
+def test_config_booleans_read_as_yaml_1_2_reads_them(recon, tmp_path):
+    """YAML 1.1 read yes/no/on/off as booleans: `--set source=off` became False, and
+    `jitter: no` passed for false; only true and false are booleans now."""
+    import yaml
+
+    code, out, err = recon("train", "drr", "--print-config", "--set", "source=off")
+    assert code == 0, err
+    assert yaml.safe_load(out)["source"] == "off"
+    (tmp_path / "c.yaml").write_text("jitter: no\n")
+    for args, label in [
+        (["--set", "jitter=off"], "--set jitter"),
+        (["--config", tmp_path / "c.yaml"], "c.yaml: setting jitter"),
+    ]:
+        code, out, err = recon("train", "drr", "--print-config", *args)
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+        assert label in err and "takes true or false, not" in err, err
+    code, out, err = recon("train", "drr", "--print-config", "--set", "jitter=False")
+    assert code == 0 and yaml.safe_load(out)["jitter"] is False, err
+
+
+def test_config_that_is_a_folder_says_so(recon, tmp_path):
+    code, _, err = recon("train", "voxel", "--config", tmp_path, "-o", tmp_path / "run")
+    assert code == 2 and err == f"error: {tmp_path}: is a folder, not a config file\n", err
+    assert not (tmp_path / "run").exists()
+
+
 def test_print_config_applies_and_checks_set_and_config(recon, tmp_path):
     """`--print-config --set nosuch=1` printed the defaults with exit 0, the typo unsaid; it now
     prints the settings as --config and --set make them, checked as a run checks them."""

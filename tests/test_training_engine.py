@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from recon.pipelines.common.engine import (
     RunOptions,
@@ -354,6 +355,17 @@ def test_cli_resume_as_the_readme_writes_it(recon, tmp_path, monkeypatch):
     assert code == 0, err
     assert any((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     last = run_dir / "checkpoints" / "last.ckpt"
+
+    # --print-config with --resume printed the defaults (size 224), not what the resume uses
+    before = sorted((p, p.stat().st_mtime_ns) for p in run_dir.rglob("*"))
+    code, out, err = recon("train", "voxel", "--resume", run_dir, "--print-config", "--epochs", 5)
+    assert code == 0, err
+    printed = yaml.safe_load(out)
+    assert (printed["size"], printed["hidden"], printed["epochs"]) == (32, 32, 5)
+    assert printed["data"] == str(tmp_path / "p3")
+    code, out, err = recon("train", "voxel", "--resume", last, "--print-config", "--set", "size=64")
+    assert code == 2 and "differ from them: size" in err and out == "", err
+    assert sorted((p, p.stat().st_mtime_ns) for p in run_dir.rglob("*")) == before
 
     code, _, err = recon("train", "voxel", "--resume", last, "--epochs", "2", "--lr", "0.5", "-q")
     assert code == 2 and "lr" in err and len(err.strip().splitlines()) == 1

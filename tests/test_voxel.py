@@ -242,8 +242,17 @@ def test_predict_crops_to_the_boxes_given(trained, recon, tmp_path):
         ({"gery.png": [8, 8, 40, 40]}, "--boxes names 'gery.png', which is none of the images"),
         ({"grey.png": [8, 8, 400, 40]}, "grey.png: --boxes: bbox [8, 8, 400, 40] in a 64 x 64"),
         ({"grey.png": [8, 8, 40]}, "the box of 'grey.png' is not [x0, y0, x1, y1]"),
+        # two boxes for one picture: the later one was used unsaid
+        (
+            {"grey.png": [8, 8, 40, 40], str(tmp_path / "grey.png"): [0, 0, 9, 9]},
+            f"--boxes names {tmp_path / 'grey.png'} twice (as 'grey.png' and",
+        ),
+        (
+            '{"grey.png": [8, 8, 40, 40], "grey.png": [0, 0, 9, 9]}',
+            "not valid JSON (the key 'grey.png' is given twice in one object)",
+        ),
     ]:
-        boxes.write_text(json.dumps(doc))
+        boxes.write_text(doc if isinstance(doc, str) else json.dumps(doc))
         code, _, err = recon("predict", "voxel", *images, "-o", tmp_path / "x", "--boxes", boxes)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / "x").exists()

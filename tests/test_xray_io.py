@@ -198,6 +198,8 @@ def test_cli_bad_inputs_write_nothing(tmp_path, recon):
     del ds.DistanceSourceToDetector
     ds.save_as(tmp_path / "nosdd.dcm")
     (tmp_path / "bad_pose.json").write_text(json.dumps([[1.0, 0.0], [0.0, 1.0]]))
+    eye = json.dumps(np.eye(4).tolist())
+    (tmp_path / "twice.json").write_text(f'{{"pose": {eye}, "pose": {eye}}}')  # the later was used
     torch.save({"final_pose": torch.eye(4), "payload": PickledCode()}, tmp_path / "evil.pt")
     cases = [
         (
@@ -222,6 +224,11 @@ def test_cli_bad_inputs_write_nothing(tmp_path, recon):
         (
             ["make-drr", "--pose", tmp_path / "bad_pose.json", "-o", tmp_path / "o2.png"],
             "4x4",
+            tmp_path / "o2.png",
+        ),
+        (
+            ["make-drr", "--pose", tmp_path / "twice.json", "-o", tmp_path / "o2.png"],
+            "twice.json: not a readable pose file (the key 'pose' is given twice in one object)",
             tmp_path / "o2.png",
         ),
         (

@@ -4,12 +4,13 @@ pixel spacing as [row, column] mm, and one clear line for every broken tag.
 - Decoding: compressed pixel data (JPEG, JPEG 2000, JPEG-LS, RLE) goes through pydicom's
   decoders, tried in an order that never reaches one known to kill the process on a damaged
   stream (safe_decoders); a stream no decoder reads is one line naming the transfer syntax.
-- Pixels: pydicom's `apply_modality_lut` (Rescale Slope/Intercept, which come together, or a
-  Modality LUT of 8- or 16-bit entries, one per word), then with voi=True the display the file
-  asks for (apply_voi): its VOI LUT, looked up here (8- to 16-bit entries, or 8-bit ones packed
-  two to a word: pydicom's lookup wraps an 8-bit table's indices), else its window (pydicom's
-  `apply_windowing`); then inverted within their own range where lower values are denser, so
-  that bright means dense in every image returned.
+- Pixels: the modality transform (modality_values): Rescale Slope/Intercept, which come
+  together (pydicom's `apply_modality_lut`), or a Modality LUT, looked up here as a VOI LUT is;
+  then with voi=True the display the file asks for (apply_voi): its VOI LUT, looked up here
+  (8- to 16-bit entries, or 8-bit ones packed two to a word: pydicom's lookup wraps an 8-bit
+  table's indices and reads neither 12-bit entries nor packed ones), else its window
+  (pydicom's `apply_windowing`); then inverted within their own range where lower values are
+  denser, so that bright means dense in every image returned.
   A multi-frame file (a fluoroscopy or angiography run) gives the one frame asked for; without
   one it is refused, naming its frame count.
 - Which way the values run (beam_relation): Pixel Intensity Relationship Sign (0028,1041),
@@ -178,7 +179,7 @@ def code_string(ds, keyword: str) -> str:
 def _xa_or_rf(ds) -> bool:
     """An angiography or fluoroscopy image (XA, RF), whose module has Pixel Intensity
     Relationship but no Sign."""
-    return code_string(ds, "Modality") in ("XA", "RF") or str(ds.get("SOPClassUID", "")).startswith(
+    return code_string(ds, "Modality") in ("XA", "RF") or sop_class(ds).startswith(
         "1.2.840.10008.5.1.4.1.1.12."
     )
 
@@ -196,19 +197,12 @@ def _modality_rises(ds, path: Path, stored: np.ndarray | None = None) -> bool:
     stored values the image uses, else over its whole table) keeps their order."""
     if not ds.get("ModalityLUTSequence"):
         return dicom_number(ds, "RescaleSlope", 1.0, path) >= 0
-    from pydicom.pixels import apply_modality_lut
-
-    try:
-        if stored is not None and stored.size:
-            used = np.array([stored.min(), stored.max()])
-        else:
-            descriptor = ds.ModalityLUTSequence[0].LUTDescriptor
-            entries, first = int(descriptor[0]) or 65536, int(descriptor[1])
-            used = np.array([first, first + entries - 1])
-        ends = np.asarray(apply_modality_lut(used, ds))
-    except Exception as error:  # a broken LUT
-        problem = first_line(error)
-        raise BadInput(f"{path}: the Modality LUT Sequence is broken ({problem})") from error
+    if stored is not None and stored.size:
+        used = np.array([stored.min(), stored.max()])
+    else:
+        entries, first, _ = _lut_descriptor(ds.ModalityLUTSequence[0], MODALITY_LUT, path)
+        used = np.array([first, first + entries - 1])
+    ends = modality_values(used, ds, path)
     return bool(ends[-1] >= ends[0])
 
 
@@ -231,27 +225,26 @@ def _require_rescale(ds, path: Path) -> None:
         )
 
 
-def check_modality_lut(ds, path: Path) -> None:
-    """BadInput naming the tag for a Modality LUT Sequence (0028,3000) that pydicom's
-    apply_modality_lut would not read right: entries of other than 8 or 16 bits (PS3.3
-    C.11.1.1.1), or LUT Data that holds other than one 16-bit word per entry (8-bit entries
-    packed two to a word are not read)."""
-    sequence = "the Modality LUT Sequence (0028,3000)"
-    item = ds.ModalityLUTSequence[0]
-    entries, _, bits = _lut_descriptor(item, sequence, path)
-    if bits not in (8, 16):
-        raise BadInput(
-            f"{path}: {sequence} gives {bits}-bit entries in its LUT Descriptor (0028,3002); "
-            "a Modality LUT's entries are 8 or 16 bits (PS3.3 C.11.1.1.1)"
-        )
-    words = _lut_words(ds, item, sequence, path)
-    if len(words) != entries:
-        packed = bits == 8 and len(words) == (entries + 1) // 2
-        raise BadInput(
-            f"{path}: {sequence}'s LUT Data (0028,3006) holds {len(words)} 16-bit words for "
-            f"{entries} entries"
-            + ("; 8-bit entries packed two to a word are not read" if packed else "")
-        )
+MODALITY_LUT = "the Modality LUT Sequence (0028,3000)"
+
+
+def modality_values(stored: np.ndarray, ds, path: Path) -> np.ndarray:
+    """Stored values through the modality transform, float64: the first item of the Modality
+    LUT Sequence, looked up by lut_table (8- to 16-bit entries, one per word or 8-bit ones
+    packed two to a word; values outside the table take its first or last entry, PS3.3
+    C.11.1.1.1), except in an XA/RF LOG file (modality_lut_applies); else Rescale Slope and
+    Intercept (pydicom's apply_modality_lut). BadInput naming the tag for a LUT that cannot be
+    applied."""
+    items = ds.get("ModalityLUTSequence")
+    if items:
+        if not modality_lut_applies(ds):
+            return np.asarray(stored, dtype=np.float64)
+        table, first = lut_table(ds, items[0], MODALITY_LUT, path)
+        index = np.clip(np.asarray(stored, dtype=np.int64) - first, 0, len(table) - 1)
+        return table[index].astype(np.float64)
+    from pydicom.pixels import apply_modality_lut
+
+    return np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
 
 
 def apply_voi(pixels: np.ndarray, ds, path: Path) -> np.ndarray:
@@ -362,14 +355,59 @@ def tag_name(keyword: str) -> str:
 
 
 def looks_like_dicom(path: Path) -> bool:
-    """True for a .dcm/.dicom name or a file with the DICM preamble."""
+    """True for a .dcm/.dicom name, a file with the DICM preamble, or one that starts at its
+    first data element (see _bare_start)."""
     if Path(path).suffix.lower() in DICOM_SUFFIXES:
         return True
     try:
         with Path(path).open("rb") as handle:
-            return handle.read(132)[128:132] == b"DICM"
+            head = handle.read(132)
     except OSError:
         return False
+    return head[128:132] == b"DICM" or _bare_start(head)
+
+
+def _bare_start(head: bytes) -> bool:
+    """Whether bytes open with a little-endian data element of group 0002 (file meta written
+    without the 128-byte preamble and DICM) or 0008 (a data set with no file meta at all), as
+    older writers and some archives' exports leave a file."""
+    return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00") and head[3] == 0
+
+
+def sop_class(ds) -> str:
+    """The SOP Class UID: the data set's, else the file meta's Media Storage SOP Class UID (a
+    writer that keeps it there alone)."""
+    uid = str(ds.get("SOPClassUID", "") or "").strip()
+    meta = getattr(ds, "file_meta", None)
+    if not uid and meta is not None:
+        uid = str(meta.get("MediaStorageSOPClassUID", "") or "").strip()
+    return uid
+
+
+def read_dataset(path: Path, stop_before_pixels: bool = False):
+    """pydicom's dcmread, which also takes a file without the preamble (see _bare_start): file
+    meta read as written, or, with none, the transfer syntax the elements were read in recorded
+    for the pixel decoders. InvalidDicomError for a file that is neither."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.errors import InvalidDicomError
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+    except InvalidDicomError:
+        with Path(path).open("rb") as handle:
+            if not _bare_start(handle.read(8)):
+                raise
+    ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
+    meta = getattr(ds, "file_meta", None)
+    if meta is None:
+        ds.file_meta = meta = FileMetaDataset()
+    if "TransferSyntaxUID" not in meta:
+        implicit, little = ds.original_encoding
+        syntax = ExplicitVRBigEndian if not little else ExplicitVRLittleEndian
+        meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else syntax
+    return ds
 
 
 def read_dicom_image(
@@ -391,22 +429,20 @@ def read_dicom_image(
     without one (the line names frame_flag, the option that picks it, when there is one).
     BadInput for anything that is not a 2D image.
     """
-    import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut
 
     path = Path(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            ds = pydicom.dcmread(path)
+            ds = read_dataset(path)
         except InvalidDicomError as error:
             raise BadInput(f"{path}: not a DICOM {what} (no DICOM header)") from error
         except Exception as error:  # pydicom raises many types for a damaged header
             raise BadInput(f"{path}: not a DICOM {what} ({first_line(error)})") from error
-        if str(ds.get("SOPClassUID", "")) in ENHANCED_XRAY:
+        if sop_class(ds) in ENHANCED_XRAY:
             raise BadInput(
-                f"{path}: an {ENHANCED_XRAY[str(ds.SOPClassUID)]} image keeps its geometry and "
+                f"{path}: an {ENHANCED_XRAY[sop_class(ds)]} image keeps its geometry and "
                 "intensity tags per frame, which are not read; export the run as XA or RF"
             )
         modality = code_string(ds, "Modality")
@@ -426,7 +462,7 @@ def read_dicom_image(
         if not ds.get("ModalityLUTSequence"):
             _require_rescale(ds, path)
         elif modality_lut_applies(ds):  # an XA/RF LOG file's is not applied (beam_relation)
-            check_modality_lut(ds, path)
+            lut_table(ds, ds.ModalityLUTSequence[0], MODALITY_LUT, path)  # checked before decoding
         frames = _integer(ds, "NumberOfFrames", path) if ds.get("NumberOfFrames") else 0
         stored = None
         if frames < 1:  # the count is missing, empty or 0: the pixel data tells
@@ -446,11 +482,10 @@ def read_dicom_image(
         elif stored.ndim == 3:
             stored = stored[frame - 1]
         try:
-            pixels = np.asarray(
-                apply_modality_lut(stored, ds) if modality_lut_applies(ds) else stored,
-                dtype=np.float64,
-            )
-        except Exception as error:  # a LUT that check_modality_lut let through
+            pixels = modality_values(stored, ds, path)
+        except BadInput:
+            raise
+        except Exception as error:  # a rescale pydicom cannot apply
             problem = first_line(error)
             raise BadInput(f"{path}: cannot apply its modality LUT ({problem})") from error
         if voi:
@@ -486,9 +521,13 @@ def image_region(
     region = np.ones(shape, bool)
     sources = []
     if ds.get("PixelPaddingValue", None) not in (None, ""):
-        padding = _integer(ds, "PixelPaddingValue", path)
+        padding = _stored_integer(ds, "PixelPaddingValue", stored, path)
         limit = ds.get("PixelPaddingRangeLimit", None)
-        limit = padding if limit in (None, "") else _integer(ds, "PixelPaddingRangeLimit", path)
+        limit = (
+            padding
+            if limit in (None, "")
+            else _stored_integer(ds, "PixelPaddingRangeLimit", stored, path)
+        )
         low, high = sorted((padding, limit))
         region &= ~((stored >= low) & (stored <= high))
         sources.append(f"Pixel Padding Value {padding}" + (f" to {limit}" if low < high else ""))
@@ -519,6 +558,18 @@ def _integer(ds, keyword: str, path: Path) -> int:
         return int(ds.get(keyword))
     except (TypeError, ValueError) as error:
         raise BadInput(f"{path}: DICOM tag {keyword} is not an integer") from error
+
+
+def _stored_integer(ds, keyword: str, stored: np.ndarray, path: Path) -> int:
+    """A tag in stored pixel values (Pixel Padding Value, its Range Limit), whose VR is US or
+    SS as Pixel Representation says: one written as US in a signed file (-2000 as 63536) is
+    read as the signed value its bits hold."""
+    value = _integer(ds, keyword, path)
+    if np.issubdtype(stored.dtype, np.signedinteger) and value > np.iinfo(stored.dtype).max:
+        bits = 8 * stored.dtype.itemsize
+        if value < 2**bits:
+            value -= 2**bits
+    return value
 
 
 def _numbers(ds, keyword: str, shutter: str, path: Path) -> list[float]:
@@ -663,7 +714,9 @@ def decoded_pixels(ds, path: Path, what: str = "image", index: int | None = None
 
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if not any(key in ds for key in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        kind = str(getattr(ds.get("SOPClassUID"), "name", "") or "").removesuffix(" Storage")
+        from pydicom.uid import UID
+
+        kind = str(UID(sop_class(ds)).name or "").removesuffix(" Storage")
         if kind and "image" not in kind.lower():  # an object that never holds pixels
             raise BadInput(f"{path}: holds no image: a DICOM {kind} object")
         raise BadInput(f"{path}: has no pixel data (is the file cut short?)")

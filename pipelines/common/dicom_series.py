@@ -30,6 +30,8 @@ from recon.pipelines.common.dicom import (
     decoded_pixels,
     dicom_number,
     looks_like_dicom,
+    read_dataset,
+    sop_class,
     spacing_tag,
 )
 from recon.pipelines.common.errors import BadInput, first_line
@@ -157,7 +159,7 @@ def _is_enhanced(file: Path, ds) -> bool:
     """A CT file whose frames carry their geometry in functional groups: Enhanced CT Image
     Storage, or any file of several frames or with per-frame functional groups."""
     return (
-        str(ds.get("SOPClassUID", "")) == ENHANCED_CT
+        sop_class(ds) == ENHANCED_CT
         or _frames(file, ds) > 1
         or "PerFrameFunctionalGroupsSequence" in ds
     )
@@ -259,8 +261,6 @@ def _image_headers(folder: Path, wanted: Path | None = None) -> list[tuple[Path,
     A damaged file stops it (it may be a slice of the series; the line says so when the file
     given was another, `wanted`), and so do a `wanted` file or a folder of images that are not
     CT (Modality checked before anything else is read)."""
-    import pydicom
-
     files = sorted(
         p
         for p in folder.iterdir()
@@ -276,7 +276,7 @@ def _image_headers(folder: Path, wanted: Path | None = None) -> list[tuple[Path,
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(file, stop_before_pixels=True)
+                ds = read_dataset(file, stop_before_pixels=True)
         except Exception as error:  # pydicom raises many types for a damaged header
             beside = ""
             if wanted is not None and file != wanted:
@@ -398,12 +398,10 @@ def _stacked(folder: Path, planes: list[_Plane], normal: np.ndarray) -> tuple[li
 
 def _with_pixels(file: Path, what: str) -> tuple[object, np.ndarray]:
     """A DICOM file's dataset and its decoded stored pixels; BadInput naming the file."""
-    import pydicom
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            ds = pydicom.dcmread(file)
+            ds = read_dataset(file)
         except Exception as error:  # pydicom raises many types for a damaged file
             raise BadInput(f"{file}: not a readable DICOM file ({first_line(error)})") from error
         return ds, decoded_pixels(ds, file, what)

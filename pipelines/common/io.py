@@ -42,6 +42,22 @@ def _a_file(what: str) -> str:
     return f"a {what}" if what == "file" or what.endswith(" file") else f"a {what} file"
 
 
+def read_json(path: Path):
+    """The JSON document in path (a leading BOM allowed, as Windows tools write one). A key
+    named twice in one object is a ValueError, as bad JSON is: json.loads would keep the later
+    value unsaid. OSError and UnicodeDecodeError pass through for the caller to name."""
+    import json
+
+    def unique(pairs: list) -> dict:
+        keys = [key for key, _ in pairs]
+        twice = next((key for key in keys if keys.count(key) > 1), None)
+        if twice is not None:
+            raise ValueError(f"the key {twice!r} is given twice in one object")
+        return dict(pairs)
+
+    return json.loads(Path(path).read_text(encoding="utf-8-sig"), object_pairs_hook=unique)
+
+
 def require_dir(path: Path, what: str = "folder") -> Path:
     """Return path as a Path, or raise BadInput when it is missing or not a folder."""
     path = Path(path)

@@ -213,6 +213,8 @@ def requested_settings(
     loaded: dict[str, Any] = {}
     path = None if config_file is None else Path(config_file)
     if path is not None:
+        if path.is_dir():
+            raise BadInput(f"{path}: is a folder, not a config file")
         if not path.is_file():
             raise BadInput(f"{path}: no such config file")
         try:
@@ -549,13 +551,19 @@ def _unique_key_loader():
             return sign * int(digits[2:] if base != 10 else digits, base)
 
     UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", UniqueKeyLoader.construct_yaml_int)
-    # Numbers as YAML 1.2 reads them: 1.1's base-60 ones (1:30 read as 90, 1:30.5 as 90.5) stay
-    # text, which a setting then refuses, where they passed for other numbers unsaid; 1e-3 is
-    # a float (1.1 wanted 1.0e-3)
+    # Numbers and booleans as YAML 1.2 reads them: yes/no/on/off stay text (1.1 read them as
+    # booleans, so `--set name=no` changed type unsaid); 1.1's base-60 numbers (1:30 read as
+    # 90, 1:30.5 as 90.5) stay text, which a setting then refuses, where they passed for other
+    # numbers unsaid; 1e-3 is a float (1.1 wanted 1.0e-3)
     UniqueKeyLoader.yaml_implicit_resolvers = {
-        first: [(tag, rx) for tag, rx in resolvers if not tag.endswith((":int", ":float"))]
+        first: [(tag, rx) for tag, rx in resolvers if not tag.endswith((":int", ":float", ":bool"))]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
+    UniqueKeyLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool",
+        re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+        list("tTfF"),
+    )
     UniqueKeyLoader.add_implicit_resolver(
         "tag:yaml.org,2002:int",
         re.compile(r"^[-+]?(?:0b[01_]+|0o[0-7_]+|0x[0-9a-fA-F_]+|[0-9][0-9_]*)$"),

@@ -155,12 +155,11 @@ def film_record(path: Path, doc: dict) -> dict:
 def earlier_record(path: Path, json_path: Path) -> dict:
     """The record of a film measured by an earlier run (--skip-done), from its JSON; BadInput
     when that file is not an embed-spine JSON, or measures another existing file than path."""
-    import json
-
     from recon.pipelines.common.batch import refuse_another_input
+    from recon.pipelines.common.io import read_json
 
     try:
-        doc = json.loads(json_path.read_text(encoding="utf-8-sig"))
+        doc = read_json(json_path)
         record = {**film_record(path, doc), "skipped": True}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise BadInput(

@@ -303,6 +303,8 @@ def _plain(items, _description):
 
 def read_dataset(root: Path) -> dict:
     """Read and check DIR/dataset.json; BadInput names what is wrong."""
+    from recon.pipelines.common.io import read_json
+
     root = Path(root)
     path = root / "dataset.json"
     if not path.is_file():
@@ -313,8 +315,8 @@ def read_dataset(root: Path) -> dict:
             )
         raise BadInput(f"{root}: no dataset.json (make one with `recon synth corset`)")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        doc = read_json(path)
+    except (ValueError, UnicodeDecodeError) as error:
         raise BadInput(f"{path}: not valid JSON ({error})") from error
     if doc.get("format") == "recon.corset-data/1":
         raise BadInput(

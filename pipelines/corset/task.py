@@ -108,12 +108,11 @@ def load_patients(root: Path, size: int):
 def spine_embedding(path: Path) -> np.ndarray:
     """The `embedding` of an embed-spine JSON (EMBEDDING_SIZE finite numbers) as float32;
     BadInput naming the file otherwise."""
-    import json
-
+    from recon.pipelines.common.io import read_json
     from recon.pipelines.corset.spine import EMBEDDING_SIZE
 
     try:
-        doc = json.loads(path.read_text(encoding="utf-8-sig"))
+        doc = read_json(path)
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise BadInput(f"{path}: not a readable embed-spine JSON ({error})") from error
     values = doc.get("embedding") if isinstance(doc, dict) else None

@@ -113,14 +113,12 @@ def imagenet_tensor(rgb: np.ndarray):
 def read_boxes(path: Path) -> dict[str, list]:
     """`predict voxel --boxes FILE`: a JSON object {IMAGE: [x0, y0, x1, y1]}; BadInput naming
     the file when it is not one (each box is judged against its image later)."""
-    import json
-
     from recon.pipelines.common.errors import BadInput
-    from recon.pipelines.common.io import require_file
+    from recon.pipelines.common.io import read_json, require_file
 
     path = require_file(Path(path), "boxes file")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8-sig"))
+        doc = read_json(path)
     except (ValueError, UnicodeDecodeError) as error:
         raise BadInput(f"{path}: not valid JSON ({error})") from error
     if not isinstance(doc, dict) or not doc:
@@ -133,10 +131,12 @@ def read_boxes(path: Path) -> dict[str, list]:
 
 def boxes_of(boxes: dict[str, list], images: list[Path]) -> list[list | None]:
     """Each input's box from read_boxes' mapping, found by the path as given, then by the file
-    name; a name that fits no input, or two, is refused (a typo would go unnoticed)."""
+    name; a name that fits no input, or two, and two names for one input are refused (a typo
+    would go unnoticed, and one of two boxes be dropped)."""
     from recon.pipelines.common.errors import BadInput
 
     found: list[list | None] = [None] * len(images)
+    keys: list[str | None] = [None] * len(images)
     for key, box in boxes.items():
         exact = [i for i, image in enumerate(images) if str(image) == key]
         named = exact or [i for i, image in enumerate(images) if Path(image).name == key]
@@ -144,7 +144,12 @@ def boxes_of(boxes: dict[str, list], images: list[Path]) -> list[list | None]:
             raise BadInput(f"--boxes names {key!r}, which is none of the images given")
         if len(named) > 1:
             raise BadInput(f"--boxes names {key!r}, which fits {len(named)} images: give its path")
-        found[named[0]] = box
+        if keys[named[0]] is not None:
+            raise BadInput(
+                f"--boxes names {images[named[0]]} twice (as {keys[named[0]]!r} and {key!r}); "
+                "give each image one box"
+            )
+        found[named[0]], keys[named[0]] = box, key
     return found
 
 

@@ -32,6 +32,8 @@ FILL = 0.9  # longest side of an object / side of the voxel cube
 
 def load_entries(root: Path) -> list[dict]:
     """The entries of ROOT/pix3d.json; BadInput when it is missing or not a list of objects."""
+    from recon.pipelines.common.io import read_json
+
     path = Path(root) / "pix3d.json"
     if not Path(root).is_dir():
         raise BadInput(f"{root}: no such data set root (a Pix3D root holds pix3d.json)")
@@ -43,8 +45,8 @@ def load_entries(root: Path) -> list[dict]:
             )
         raise BadInput(f"{path}: no such file (a Pix3D root holds pix3d.json)")
     try:
-        entries = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM, as Windows tools write
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        entries = read_json(path)
+    except (ValueError, UnicodeDecodeError) as error:
         raise BadInput(f"{path}: not valid JSON ({error})") from error
     except RecursionError as error:
         raise BadInput(f"{path}: not a Pix3D index (nested too deeply to read)") from error

@@ -15,7 +15,6 @@ ray is value * depth_unit (normalised units). Silhouettes are uint8, 255 inside.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -309,14 +308,16 @@ def write_projection(projection: Projection, folder: Path, views_doc: dict) -> l
 
 def read_views(folder: Path) -> dict:
     """Read and validate folder/views.json."""
+    from recon.pipelines.common.io import read_json
+
     path = Path(folder) / "views.json"
     if not Path(folder).is_dir():
         raise BadInput(f"{folder}: no such folder")
     if not path.is_file():
         raise BadInput(f"{folder}: no views.json (make one with `recon project`)")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        doc = read_json(path)
+    except (ValueError, UnicodeDecodeError) as error:
         raise BadInput(f"{path}: not valid JSON ({error})") from error
     if not isinstance(doc, dict) or doc.get("format") != VIEWS_FORMAT:
         raise BadInput(f"{path}: not a {VIEWS_FORMAT} file")

@@ -28,7 +28,7 @@ import numpy as np
 
 from recon.pipelines.common.datacheck import SPLIT_KIND, CheckReport, split_problem
 from recon.pipelines.common.errors import BadInput, first_line
-from recon.pipelines.common.io import MIN_SIDE, PICTURE_SUFFIXES
+from recon.pipelines.common.io import MIN_SIDE, PICTURE_SUFFIXES, read_json
 from recon.pipelines.common.splits import same_content
 
 IMAGE_SUFFIXES = PICTURE_SUFFIXES
@@ -73,7 +73,7 @@ def read_voxel_mm(root: Path) -> float | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        data = read_json(path)
     except (OSError, ValueError) as error:
         raise BadInput(f"{path}: not readable JSON ({error})") from error
     if not isinstance(data, dict):

@@ -103,14 +103,14 @@ def request_poses(r: DrrRequest) -> torch.Tensor:
 
 def detector_in_file(path: Path | None) -> Intrinsics | None:
     """The detector stored in a pose file (see the module doc), or None when it holds none."""
-    import json
+    from recon.pipelines.common.io import read_json
 
     if path is None or Path(path).suffix.lower() not in (".pt", ".pth", ".json"):
         return None
     path = Path(path)
     try:
         if path.suffix.lower() == ".json":
-            data = json.loads(path.read_text(encoding="utf-8-sig"))
+            data = read_json(path)
         else:
             data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # load_poses has already named what is wrong with an unreadable file
@@ -300,13 +300,14 @@ def recovered_row(path: Path, pose: torch.Tensor) -> dict:
 
     scale = png_scale(path) if path.suffix.lower() == ".png" else None
     if path.suffix.lower() == ".dcm":
-        import pydicom
+        from pydicom.errors import InvalidDicomError
 
+        from recon.pipelines.common.dicom import read_dataset
         from recon.pipelines.xray.xray import dicom_mm_per_count
 
         try:
-            scale = dicom_mm_per_count(pydicom.dcmread(path, stop_before_pixels=True))
-        except (OSError, ValueError, AttributeError, pydicom.errors.InvalidDicomError):
+            scale = dicom_mm_per_count(read_dataset(path, stop_before_pixels=True))
+        except (OSError, ValueError, AttributeError, InvalidDicomError):
             scale = None
     return {"path": str(path), "mm_per_count": scale, **describe_pose(pose[None])}
 

@@ -117,7 +117,10 @@ def image_size(path: Path) -> tuple[int, int]:
     path = require_file(path, "image")
     if looks_like_dicom(path):
         dataset = _read_dicom(path, pixels=False)
-        return int(dataset.Rows), int(dataset.Columns)
+        try:
+            return int(dataset.Rows), int(dataset.Columns)
+        except (AttributeError, TypeError, ValueError) as error:
+            raise BadInput(f"{path}: a DICOM file without usable Rows and Columns") from error
     width, height = picture_size(path)
     return height, width
 
@@ -160,10 +163,10 @@ def read_gray(path: Path) -> tuple[np.ndarray, int]:
 
 
 def _read_dicom(path: Path, pixels: bool = True):
-    import pydicom
+    from recon.pipelines.common.dicom import read_dataset
 
     try:
-        return pydicom.dcmread(path, stop_before_pixels=not pixels, force=True)
+        return read_dataset(path, stop_before_pixels=not pixels)
     except Exception as error:  # pydicom raises many types for corrupt files
         raise BadInput(f"{path}: not a readable DICOM file ({error})") from error
 
@@ -190,9 +193,7 @@ def _dicom_gray(path: Path) -> tuple[np.ndarray, int]:
 def _modality_range(dataset, path: Path) -> tuple[float, float]:
     """The lowest and highest value the modality LUT gives over every value the stored bit
     depth can hold (Rescale Slope/Intercept, or a Modality LUT Sequence)."""
-    from pydicom.pixels import apply_modality_lut
-
-    from recon.pipelines.common.dicom import modality_lut_applies
+    from recon.pipelines.common.dicom import modality_values
 
     bits = int(getattr(dataset, "BitsStored", 16) or 16)
     if not 1 <= bits <= 32:
@@ -201,8 +202,7 @@ def _modality_range(dataset, path: Path) -> tuple[float, float]:
     first = -(2 ** (bits - 1)) if signed else 0
     last = first + 2**bits - 1
     stored = np.arange(first, last + 1) if bits <= 16 else np.array([first, last])
-    values = apply_modality_lut(stored, dataset) if modality_lut_applies(dataset) else stored
-    values = np.asarray(values, dtype=np.float64)
+    values = modality_values(stored, dataset, path)
     low, high = float(values.min()), float(values.max())
     if not (np.isfinite([low, high]).all() and high > low):
         raise BadInput(f"{path}: its modality LUT maps every stored value to one level")

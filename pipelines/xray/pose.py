@@ -75,7 +75,7 @@ def as_pose_batch(pose) -> torch.Tensor:
 
 def load_poses(path: Path) -> torch.Tensor:
     """Read poses (N, 4, 4) from .pt/.pth, .json or .npy (see module doc); BadInput otherwise."""
-    from recon.pipelines.common.io import require_file
+    from recon.pipelines.common.io import read_json, require_file
 
     path = require_file(Path(path), "pose file")
     suffix = path.suffix.lower()
@@ -93,7 +93,7 @@ def load_poses(path: Path) -> torch.Tensor:
                     raise BadInput(f"{path}: pose file has no 'final_pose' entry")
                 data = data["final_pose"]
         elif suffix == ".json":
-            data = _json_poses(json.loads(path.read_text(encoding="utf-8-sig")), path)
+            data = _json_poses(read_json(path), path)
         elif suffix == ".npy":
             data = np.load(path, allow_pickle=False)
         else:

@@ -318,10 +318,8 @@ def synthesize_xrays(
 
 def read_truth(path: Path) -> dict[str, torch.Tensor]:
     """truth.json (written above) -> {file name: pose (1, 4, 4)}."""
-    import json
-
     from recon.pipelines.common.errors import BadInput
-    from recon.pipelines.common.io import require_file
+    from recon.pipelines.common.io import read_json, require_file
     from recon.pipelines.xray.pose import check_poses
 
     if not Path(path).exists() and any(Path(path).parent.glob("xray_*.json")):
@@ -332,7 +330,7 @@ def read_truth(path: Path) -> dict[str, torch.Tensor]:
         )
     path = require_file(Path(path), "truth file")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8-sig"))
+        doc = read_json(path)
         entries = doc["xrays"]
         return {
             name: check_poses(torch.tensor(entry["pose"]), path) for name, entry in entries.items()
