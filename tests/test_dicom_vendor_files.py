@@ -15,7 +15,8 @@ import pytest
 from dicom_files import write_dx
 from test_register_inputs import write_dicom
 
-from recon.pipelines.common.dicom import pixel_spacing, read_dicom_image
+from recon.pipelines.common.dicom import read_dicom_image
+from recon.pipelines.common.dicom_spacing import pixel_spacing
 from recon.pipelines.common.errors import BadInput
 from recon.pipelines.corset.spine import load_spine_xray
 from recon.pipelines.xray.xray import read_xray

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recon.pipelines.common.dicom import pixel_spacing, read_dicom_image
+from recon.pipelines.common.dicom import read_dicom_image
+from recon.pipelines.common.dicom_spacing import pixel_spacing
 from recon.pipelines.common.errors import BadInput
 from recon.pipelines.corset.spine import load_spine_xray
 from recon.pipelines.xray.xray import read_xray

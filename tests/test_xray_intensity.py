@@ -12,7 +12,8 @@ import pytest
 import torch
 from dicom_files import ap_line_integrals, film_tags, write_dx, write_truth
 
-from recon.pipelines.common.dicom import beam_relation, read_dicom_image
+from recon.pipelines.common.dicom import read_dicom_image
+from recon.pipelines.common.dicom_values import beam_relation
 from recon.pipelines.common.errors import BadInput
 from recon.pipelines.xray.xray import preprocess, read_xray
 

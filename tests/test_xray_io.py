@@ -279,7 +279,7 @@ def test_written_dx_spacing_is_the_detector_s_and_the_patient_s(tmp_path):
     magnified 1.2 times when both held the detector's. Without a distance, no PixelSpacing."""
     import pydicom
 
-    from recon.pipelines.common.dicom import pixel_spacing
+    from recon.pipelines.common.dicom_spacing import pixel_spacing
 
     detector = Intrinsics(sdd=1020.0, height=30, width=40, delx=0.6, dely=0.4)
     pixels = np.arange(1200, dtype=np.uint16).reshape(30, 40)

@@ -25,15 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.pipelines.common.dicom import (
-    code_string,
-    decoded_pixels,
-    dicom_number,
-    looks_like_dicom,
-    read_dataset,
-    sop_class,
-    spacing_tag,
-)
+from recon.pipelines.common.dicom import looks_like_dicom, read_dataset
+from recon.pipelines.common.dicom_pixels import decoded_pixels
+from recon.pipelines.common.dicom_spacing import spacing_tag
+from recon.pipelines.common.dicom_tags import code_string, dicom_number, sop_class
 from recon.pipelines.common.errors import BadInput, first_line
 
 # A gap between neighbouring slices may differ from the median gap by this share (plus 0.01 mm);

@@ -205,7 +205,7 @@ def load_spine_xray(
     inverted, spacing at the patient plane: PixelSpacing, else ImagerPixelSpacing / the
     magnification). pixel_spacing (one number means row = column) overrides the file's."""
     from recon.pipelines.common.dicom import looks_like_dicom, read_dicom_image
-    from recon.pipelines.common.dicom import pixel_spacing as dicom_spacing
+    from recon.pipelines.common.dicom_spacing import pixel_spacing as dicom_spacing
     from recon.pipelines.common.io import (
         grey_pixels,
         picture_orientation,
@@ -260,7 +260,7 @@ def film_frame(ds, path: Path) -> tuple[int, bool, str]:
     +column, the radiological display L\\F): np.rot90 turns, whether to mirror after them, and
     a line that says what was read and done. Patient Orientation, else Field of View Rotation /
     Horizontal Flip, else the film is taken as displayed. BadInput for a lateral view."""
-    from recon.pipelines.common.dicom import code_string
+    from recon.pipelines.common.dicom_tags import code_string
     from recon.pipelines.xray import dicom_stored_orientation, image_frame
 
     view = code_string(ds, "ViewPosition")

@@ -107,7 +107,7 @@ def dicom_stored_orientation(ds, path) -> tuple[tuple[str, str] | None, str]:
     Orientation, else the Field of View Rotation / Horizontal Flip applied to the radiological
     display, else None (the radiological display, DEFAULT_ORIENTATION). BadInput for a broken
     tag."""
-    from recon.pipelines.common.dicom import dicom_number
+    from recon.pipelines.common.dicom_tags import dicom_number
 
     element = ds.get("PatientOrientation")
     given = parse_patient_orientation(None if element is None else element, str(path))

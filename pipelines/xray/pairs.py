@@ -193,7 +193,7 @@ def _dicom_gray(path: Path) -> tuple[np.ndarray, int]:
 def _modality_range(dataset, path: Path) -> tuple[float, float]:
     """The lowest and highest value the modality LUT gives over every value the stored bit
     depth can hold (Rescale Slope/Intercept, or a Modality LUT Sequence)."""
-    from recon.pipelines.common.dicom import modality_values
+    from recon.pipelines.common.dicom_values import modality_values
 
     bits = int(getattr(dataset, "BitsStored", 16) or 16)
     if not 1 <= bits <= 32:

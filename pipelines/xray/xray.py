@@ -68,7 +68,7 @@ class Xray:
     region_source: str = ""  # the tags that marked the rest (padding value, display shutters)
     frame_number: int = 1  # the frame read from a multi-frame DICOM (1-based)
     positioner_problem: str = ""  # why positioner is None: the tags missing, a bad distance
-    spacing_doubt: str = ""  # why the file's detector spacing is a guess (common.dicom)
+    spacing_doubt: str = ""  # why the file's detector spacing is a guess (common.dicom_spacing)
 
 
 def detector_size_note(xray: Xray) -> str | None:
@@ -136,7 +136,8 @@ def _read_plain_image(path: Path, sdd, spacing, orientation, reverse_x_axis) -> 
 
 
 def _read_dicom(path: Path, sdd, spacing, orientation, reverse_x_axis, shutters, frame) -> Xray:
-    from recon.pipelines.common.dicom import dicom_pair, read_dicom_image, spacing_doubt
+    from recon.pipelines.common.dicom import read_dicom_image
+    from recon.pipelines.common.dicom_spacing import dicom_pair, spacing_doubt
 
     # modality rescale applied; inverted (by beam.invert) after normalising, in float32
     dicom = read_dicom_image(
@@ -239,7 +240,7 @@ def dicom_frame(ds, path: Path, orientation: str, reverse_x_axis: bool | None) -
     View Position (0018,5101) against the view. A stored image that is turned keeps its stored
     orientation and the turn in the frame's source, which the records show next to the
     orientation of the turned image."""
-    from recon.pipelines.common.dicom import code_string
+    from recon.pipelines.common.dicom_tags import code_string
 
     view = code_string(ds, "ViewPosition")
     if view in ("AP", "PA") and view != orientation:
@@ -273,9 +274,9 @@ def dicom_frame(ds, path: Path, orientation: str, reverse_x_axis: bool | None) -
 def dicom_detector_spacing(ds, path: Path) -> tuple[tuple[float, float], str]:
     """Pixel spacing [row, column] in mm at the detector plane, and the tags it came from:
     ImagerPixelSpacing, else PixelSpacing x EstimatedRadiographicMagnificationFactor (1 when
-    absent), read by recon.pipelines.common.dicom. BadInput when neither spacing tag is there
-    or one is broken."""
-    from recon.pipelines.common.dicom import pixel_spacing
+    absent), read by recon.pipelines.common.dicom_spacing. BadInput when neither spacing tag is
+    there or one is broken."""
+    from recon.pipelines.common.dicom_spacing import pixel_spacing
 
     found = pixel_spacing(ds, path, "detector")
     if found is None:
@@ -372,7 +373,7 @@ def _increment(ds, keyword: str, path: Path, frame: int, frames: int) -> float:
 
 def _number(ds, keyword: str, default: float | None, path: Path) -> float:
     """A numeric tag as a finite float; default when absent or empty (None: required)."""
-    from recon.pipelines.common.dicom import dicom_number
+    from recon.pipelines.common.dicom_tags import dicom_number
 
     return dicom_number(ds, keyword, default, path)
 
