@@ -178,6 +178,9 @@ def test_finished_jobs_are_deleted_after_keep_hours(model, chair_png, tmp_path, 
         assert client.get("/healthz").json()["jobs"]["done"] == 2
     assert not orphan.exists() and other.is_dir()
 
+    retention = json.loads((data / "retention.json").read_text())
+    assert time.time() - 120 < retention["since"] <= time.time()  # the first server wrote it
+    (data / "retention.json").write_text(json.dumps({"since": time.time() - 4 * 3600}))
     monkeypatch.setattr(app_module, "REMOVE_EVERY_S", 0.1)
     with TestClient(paused_app(data, model[0], keep_hours=2)) as client:
         for job_id, status in [
@@ -202,6 +205,32 @@ def test_finished_jobs_are_deleted_after_keep_hours(model, chair_png, tmp_path, 
             "done": 0,
             "failed": 0,
         }
+
+
+def test_jobs_of_a_server_without_keep_hours_get_the_keep_time_from_the_upgrade(
+    model, chair_png, tmp_path
+):
+    """A --data folder of a server that kept every job (no retention.json): its first start with
+    --keep-hours deleted every job that had ended more than a week before, at once. They now
+    count their age from that start."""
+    from fastapi.testclient import TestClient
+
+    data = tmp_path / "data"
+    with TestClient(paused_app(data, model[0], keep_hours=0)) as client:
+        old, recent = (post_image(client, chair_png).json()["id"] for _ in range(2))
+    (data / "retention.json").unlink()  # as the earlier version left the folder
+    age(data, old, 30 * 24, "done")  # ended a month ago
+    age(data, recent, 1, "done")
+    started = time.time()
+    with TestClient(paused_app(data, model[0], keep_hours=2)) as client:
+        assert client.get(f"/api/jobs/{old}").status_code == 200
+        assert client.get(f"/api/jobs/{recent}").status_code == 200
+        store = client.app.state.store
+        assert store.retention_since >= started
+        assert store.remove_finished(2 * 3600, now=started + 1.9 * 3600) == []
+        removed = store.remove_finished(2 * 3600, now=store.retention_since + 2.1 * 3600)
+        assert sorted(removed) == sorted([old, recent])
+    assert sorted(p.name for p in (data / "jobs").iterdir()) == []
 
 
 def test_keep_hours_is_checked(model, recon, tmp_path):

@@ -23,6 +23,9 @@ JOB_ID = re.compile(r"[A-Za-z0-9_-]{22}")  # secrets.token_urlsafe(16); use full
 STATES = ("queued", "running", "done", "failed")
 FINISHED = ("done", "failed")
 KEEP_HOURS = 168.0  # finished jobs are deleted a week after they end (0 keeps them)
+# DATA/retention.json: when this folder's jobs were first kept for a limited time; a job that
+# ended before then (a server without --keep-hours wrote it) counts its age from then
+RETENTION_RECORD = "retention.json"
 STOPPED_WHILE_RUNNING = "the server stopped while this job was running; upload the image again"
 
 
@@ -59,6 +62,7 @@ class JobStore:
         self._jobs: dict[str, Job] = {}
         self._sending: dict[str, int] = {}  # job id -> its files being sent (kept till then)
         self._lock = threading.Lock()
+        self.retention_since = 0.0  # see RETENTION_RECORD; read by open
 
     def open(self) -> list[str]:
         """Create the folders, load every job; running -> failed. Returns the queued ids, oldest
@@ -69,6 +73,7 @@ class JobStore:
             if JOB_ID.fullmatch(stale.stem):
                 stale.unlink(missing_ok=True)
         self._remove_unrecorded()
+        self.retention_since = self._retention_since()
         for path in sorted(self.jobs_dir.glob("*/job.json")):
             try:
                 job = Job(**json.loads(path.read_text(encoding="utf-8-sig")))
@@ -104,10 +109,26 @@ class JobStore:
             ):
                 shutil.rmtree(folder, ignore_errors=True)
 
+    def _retention_since(self) -> float:
+        """When this folder's jobs were first kept for a limited time (RETENTION_RECORD), the
+        record written now when it is missing or unreadable: jobs that ended before a server
+        with --keep-hours first opened the folder get the whole keep time from then, not none."""
+        path = self.data / RETENTION_RECORD
+        try:
+            since = float(json.loads(path.read_text(encoding="utf-8"))["since"])
+            if since <= time.time():
+                return since
+        except (OSError, ValueError, TypeError, KeyError):
+            pass
+        since = time.time()
+        write_json(path, {"since": since})
+        return since
+
     def remove_finished(self, older_than_s: float, now: float | None = None) -> list[str]:
         """Delete the jobs that ended (done or failed) more than older_than_s seconds ago, with
         their folders (the retention of `recon serve --keep-hours`); their ids. Queued and
-        running jobs stay, whatever their age."""
+        running jobs stay, whatever their age; a job that ended before retention_since is
+        aged from then."""
         import shutil
 
         now = time.time() if now is None else now
@@ -116,7 +137,7 @@ class JobStore:
                 job.id
                 for job in self._jobs.values()
                 if job.status in FINISHED
-                and now - (job.finished or job.created) > older_than_s
+                and now - max(job.finished or job.created, self.retention_since) > older_than_s
                 and job.id not in self._sending  # the next look, once sent
             ]
             for job_id in expired:
@@ -233,7 +254,7 @@ class JobStore:
             sys.stderr.write(f"warning: job {job.id}: cannot save job.json ({error})\n")
 
 
-SERVE_MARKS = (".lock", "jobs", "uploads")  # what a server writes into its --data folder
+SERVE_MARKS = (".lock", "jobs", "uploads", RETENTION_RECORD)  # what a server writes in --data
 LOST_FOUND = "lost+found"  # what mkfs puts at the root of a fresh ext2/3/4 volume
 
 
