@@ -49,11 +49,12 @@ def read_json(path: Path):
     import json
 
     def unique(pairs: list) -> dict:
-        keys = [key for key, _ in pairs]
-        twice = next((key for key in keys if keys.count(key) > 1), None)
-        if twice is not None:
+        found = dict(pairs)
+        if len(found) < len(pairs):
+            seen: set = set()
+            twice = next(key for key, _ in pairs if key in seen or seen.add(key))
             raise ValueError(f"the key {twice!r} is given twice in one object")
-        return dict(pairs)
+        return found
 
     return json.loads(Path(path).read_text(encoding="utf-8-sig"), object_pairs_hook=unique)
 
