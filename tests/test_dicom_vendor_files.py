@@ -341,3 +341,15 @@ def test_a_modality_lut_is_looked_up_as_stored(tmp_path, bits, form):
     read = read_dicom_image(path, invert=False).pixels
     expected = table[np.clip(STORED.astype(np.int64) - first, 0, entries - 1)]
     assert np.array_equal(read, expected)
+
+
+def test_a_signed_files_modality_lut_start_written_as_us_is_read_signed(tmp_path):
+    """The LUT Descriptor's first mapped value is US or SS as Pixel Representation says: -1000
+    written as US (64536) mapped every stored value of a signed film below the table's start."""
+    signed = STORED.astype(np.int16) - 1000  # -1000 to 3095
+    table = (np.arange(4096) * 7 + 11) % 4096
+    path = write_dx(tmp_path / "film.dcm", signed, bits_stored=16, PixelRepresentation=1,
+                    ModalityLUTSequence=lut_sequence(table, 64536, 16, "US words"),
+                    **SPACING)  # fmt: skip
+    read = read_dicom_image(path, invert=False).pixels
+    assert np.array_equal(read, table[signed.astype(np.int64) + 1000])

@@ -111,7 +111,7 @@ def _modality_rises(ds, path: Path, stored: np.ndarray | None = None) -> bool:
     if stored is not None and stored.size:
         used = np.array([stored.min(), stored.max()])
     else:
-        entries, first, _ = _lut_descriptor(ds.ModalityLUTSequence[0], MODALITY_LUT, path)
+        entries, first, _ = _lut_descriptor(ds, ds.ModalityLUTSequence[0], MODALITY_LUT, path)
         used = np.array([first, first + entries - 1])
     ends = modality_values(used, ds, path)
     return bool(ends[-1] >= ends[0])
@@ -207,7 +207,7 @@ def lut_table(ds, item, sequence: str, path: Path) -> tuple[np.ndarray, int]:
     Sequence's): 8- to 16-bit entries, one per 16-bit word of LUT Data, or 8-bit entries
     packed two to a word, the first in the low byte (PS3.3 C.11.2.1.1), as the data's length
     shows. BadInput naming the sequence and the tag for any other."""
-    entries, first, bits = _lut_descriptor(item, sequence, path)
+    entries, first, bits = _lut_descriptor(ds, item, sequence, path)
     if not 8 <= bits <= 16:
         raise BadInput(
             f"{path}: {sequence} gives {bits}-bit entries in its LUT Descriptor (0028,3002), "
@@ -224,9 +224,11 @@ def lut_table(ds, item, sequence: str, path: Path) -> tuple[np.ndarray, int]:
     )
 
 
-def _lut_descriptor(item, sequence: str, path: Path) -> tuple[int, int, int]:
+def _lut_descriptor(ds, item, sequence: str, path: Path) -> tuple[int, int, int]:
     """(entries, first stored value mapped, bits per entry) of a LUT item's LUT Descriptor
-    (0028,3002); 0 entries means 65536 (PS3.3 C.11.1.1.1)."""
+    (0028,3002); 0 entries means 65536 (PS3.3 C.11.1.1.1). A Modality LUT's first value is
+    US or SS as Pixel Representation says: one written as US in a signed file (-1024 as
+    64512) is read as the signed value its bits hold."""
     raw = item.get("LUTDescriptor", None)
     try:
         values = [int(v) for v in raw]
@@ -234,7 +236,11 @@ def _lut_descriptor(item, sequence: str, path: Path) -> tuple[int, int, int]:
         values = []
     if len(values) != 3:
         raise BadInput(f"{path}: {sequence}'s LUT Descriptor (0028,3002) is not three numbers")
-    return values[0] or 65536, values[1], values[2]
+    first = values[1]
+    signed = str(ds.get("PixelRepresentation", 0)).strip() == "1"
+    if sequence == MODALITY_LUT and signed and 2**15 <= first < 2**16:
+        first -= 2**16
+    return values[0] or 65536, first, values[2]
 
 
 def _lut_words(ds, item, sequence: str, path: Path) -> np.ndarray:
