@@ -449,6 +449,7 @@ def test_a_download_is_not_cut_off_by_its_jobs_expiry(model, tmp_path, monkeypat
             response = connection.getresponse()
             assert response.status == 200
             connections[job_id] = (connection, response, response.read(1 << 20))
+        store.retention_since = time.time() - 4 * 3600  # the folder has kept jobs for hours
         for job_id in ids:  # both expire while their files are being sent
             store.update(job_id, finished=time.time() - 3 * 3600)
         time.sleep(1.0)  # ten looks for expired jobs
