@@ -27,7 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from recon.pipelines.common.dicom_pixels import decoded_pixels
-from recon.pipelines.common.dicom_tags import code_string, integer_tag, sop_class
+from recon.pipelines.common.dicom_tags import (
+    as_pixel_representation,
+    code_string,
+    integer_tag,
+    sop_class,
+)
 from recon.pipelines.common.dicom_values import (
     MODALITY_LUT,
     BeamRelation,
@@ -247,12 +252,12 @@ def image_region(
     region = np.ones(shape, bool)
     sources = []
     if ds.get("PixelPaddingValue", None) not in (None, ""):
-        padding = _stored_integer(ds, "PixelPaddingValue", stored, path)
+        padding = as_pixel_representation(ds, integer_tag(ds, "PixelPaddingValue", path))
         limit = ds.get("PixelPaddingRangeLimit", None)
         limit = (
             padding
             if limit in (None, "")
-            else _stored_integer(ds, "PixelPaddingRangeLimit", stored, path)
+            else as_pixel_representation(ds, integer_tag(ds, "PixelPaddingRangeLimit", path))
         )
         low, high = sorted((padding, limit))
         region &= ~((stored >= low) & (stored <= high))
@@ -277,18 +282,6 @@ def image_region(
 
 def _article(noun: str) -> str:
     return "an" if noun.lower().startswith(("x-", "a", "e", "i", "o", "u")) else "a"
-
-
-def _stored_integer(ds, keyword: str, stored: np.ndarray, path: Path) -> int:
-    """A tag in stored pixel values (Pixel Padding Value, its Range Limit), whose VR is US or
-    SS as Pixel Representation says: one written as US in a signed file (-2000 as 63536) is
-    read as the signed value its bits hold."""
-    value = integer_tag(ds, keyword, path)
-    if np.issubdtype(stored.dtype, np.signedinteger) and value > np.iinfo(stored.dtype).max:
-        bits = 8 * stored.dtype.itemsize
-        if value < 2**bits:
-            value -= 2**bits
-    return value
 
 
 def _numbers(ds, keyword: str, shutter: str, path: Path) -> list[float]:

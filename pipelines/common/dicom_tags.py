@@ -59,3 +59,11 @@ def integer_tag(ds, keyword: str, path: Path) -> int:
         return int(ds.get(keyword))
     except (TypeError, ValueError) as error:
         raise BadInput(f"{path}: DICOM tag {keyword} is not an integer") from error
+
+
+def as_pixel_representation(ds, value: int) -> int:
+    """A value of a tag whose VR is US or SS as Pixel Representation says (Pixel Padding Value,
+    a Modality LUT's first mapped value): one written as US in a signed file (-2000 as 63536)
+    read as the signed 16-bit value its bits hold."""
+    signed = str(ds.get("PixelRepresentation", 0)).strip() == "1"
+    return value - 2**16 if signed and 2**15 <= value < 2**16 else value

@@ -28,7 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.pipelines.common.dicom_tags import code_string, dicom_number, sop_class, tag_name
+from recon.pipelines.common.dicom_tags import (
+    as_pixel_representation,
+    code_string,
+    dicom_number,
+    sop_class,
+    tag_name,
+)
 from recon.pipelines.common.errors import BadInput, first_line
 
 MODALITY_LUT = "the Modality LUT Sequence (0028,3000)"
@@ -227,8 +233,7 @@ def lut_table(ds, item, sequence: str, path: Path) -> tuple[np.ndarray, int]:
 def _lut_descriptor(ds, item, sequence: str, path: Path) -> tuple[int, int, int]:
     """(entries, first stored value mapped, bits per entry) of a LUT item's LUT Descriptor
     (0028,3002); 0 entries means 65536 (PS3.3 C.11.1.1.1). A Modality LUT's first value is
-    US or SS as Pixel Representation says: one written as US in a signed file (-1024 as
-    64512) is read as the signed value its bits hold."""
+    read as Pixel Representation says (as_pixel_representation)."""
     raw = item.get("LUTDescriptor", None)
     try:
         values = [int(v) for v in raw]
@@ -236,10 +241,7 @@ def _lut_descriptor(ds, item, sequence: str, path: Path) -> tuple[int, int, int]
         values = []
     if len(values) != 3:
         raise BadInput(f"{path}: {sequence}'s LUT Descriptor (0028,3002) is not three numbers")
-    first = values[1]
-    signed = str(ds.get("PixelRepresentation", 0)).strip() == "1"
-    if sequence == MODALITY_LUT and signed and 2**15 <= first < 2**16:
-        first -= 2**16
+    first = as_pixel_representation(ds, values[1]) if sequence == MODALITY_LUT else values[1]
     return values[0] or 65536, first, values[2]
 
 

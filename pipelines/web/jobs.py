@@ -113,9 +113,11 @@ class JobStore:
         """When this folder's jobs were first kept for a limited time (RETENTION_RECORD), the
         record written now when it is missing or unreadable: jobs that ended before a server
         with --keep-hours first opened the folder get the whole keep time from then, not none."""
+        from recon.pipelines.common.io import read_json
+
         path = self.data / RETENTION_RECORD
         try:
-            since = float(json.loads(path.read_text(encoding="utf-8"))["since"])
+            since = float(read_json(path)["since"])
             if since <= time.time():
                 return since
         except (OSError, ValueError, TypeError, KeyError):
