@@ -1,7 +1,7 @@
 """Cobb-angle accuracy of embed-spine on two independent X-ray generators.
 
     python benchmarks/cobb.py [--synth 40] [--drr 30] [--drr-seed 2000] [--synth-seed 123]
-                              [--no-spacing] [--drr-span T1-L1]
+                              [--no-spacing] [--drr-span T1-L1] [--real]
 
 1. `recon synth corset`'s spine X-rays (recon.pipelines.corset.spine_xray.synth_spine_xray), Cobb
    0-50 deg, random body sizes;
@@ -22,10 +22,13 @@ around the spine. With --controls, three more: bones alone (ribs kept), the ribs
 made soft tissue, and bone twice as dense: which of the surroundings moves the traced line.
 With --no-spacing, every film is measured as a PNG without --pixel-spacing is (body widths as
 fractions of the image width, millimetres as pixels; the angles are unchanged for square pixels).
-With --levels, each generator's line also gets the mean and the spread of the signed tilt error
-per level (the true tilt interpolated at the level's row, each film's mean error removed, since
-the Cobb angle ignores it; the generators count tilt with opposite signs, so the sign with the
-smaller error is taken): a fixed pattern there is the surroundings pulling the traced line.
+With --real, a clinical PA chest CR not made here (pydicom-data's RG1): its Cobb angle is not
+known, so the film is turned by known angles and the traced tilts must turn by as much, the
+Cobb angle stay. With --levels, each generator's line also gets the mean and the spread of the
+signed tilt error per level (the true tilt interpolated at the level's row, each film's mean
+error removed, since the Cobb angle ignores it; the generators count tilt with opposite signs,
+so the sign with the smaller error is taken): a fixed pattern there is the surroundings pulling
+the traced line.
 """
 
 from __future__ import annotations
@@ -129,6 +132,44 @@ def score(
     return row
 
 
+REAL_TURNS_DEG = (-10.0, -6.0, -3.0, 3.0, 6.0, 10.0)
+
+
+def real_film(spacing: tuple[float, float] = (0.19, 0.19)) -> None:
+    """pydicom-data's RG1 (a clinical PA chest CR, not made here) has no known Cobb angle: its
+    truth is relative. The film turned about its centre by REAL_TURNS_DEG must turn the mean
+    tilt of the 15 scored levels by as much and leave the Cobb angle as it is."""
+    from pydicom.data import get_testdata_file
+    from scipy.ndimage import rotate
+
+    from recon.pipelines.corset.spine import load_spine_xray, measure_spine
+
+    film = get_testdata_file("RG1_UNCR.dcm")
+    if film is None:
+        print("real chest film: pydicom-data is not installed (`make test` installs it)")
+        return
+    image = load_spine_xray(film, spacing).image
+    base = measure_spine(image, spacing, "T1-L1")
+    turn_errors, cobbs = [], []
+    for angle in REAL_TURNS_DEG:
+        turned = measure_spine(rotate(image, angle, reshape=False, order=1, mode="nearest"),
+                               spacing, "T1-L1")  # fmt: skip
+        # rotate() turns counter-clockwise as displayed: the traced tilt by -angle
+        turn = (turned.tilts_deg[1:-1] - base.tilts_deg[1:-1]).mean()
+        turn_errors.append(abs(turn + angle))
+        cobbs.append(turned.cobb_deg)
+    changes = np.abs(np.asarray(cobbs) - base.cobb_deg)
+    print(
+        f"real chest CR (pydicom-data RG1, PixelSpacing 0\\0, measured at {spacing[0]} mm): Cobb "
+        f"{base.cobb_deg:.1f} +- {base.cobb_sd_deg:.1f} deg (truth unknown); turned by "
+        f"{', '.join(f'{a:+g}' for a in REAL_TURNS_DEG)} deg: mean tilt turned within "
+        f"{max(turn_errors):.2f} deg (mean {np.mean(turn_errors):.2f}); Cobb "
+        f"{min(cobbs):.1f}-{max(cobbs):.1f} deg, changed by {changes.mean():.1f} on average "
+        f"(max {changes.max():.1f}) against its SD {base.cobb_sd_deg:.1f}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synth", type=int, default=40, help="synth-corset X-rays (0 or >= 2)")
@@ -158,6 +199,11 @@ def main() -> None:
         default="T1-L1",
         help="the span that names the DRRs' levels (embed-spine --span; the films show T1-L1)",
     )
+    parser.add_argument(
+        "--real",
+        action="store_true",
+        help="also a real chest CR (pydicom-data's RG1) turned by known angles (relative truth)",
+    )
     args = parser.parse_args()
     import torch
 
@@ -186,6 +232,8 @@ def main() -> None:
     if args.drr and args.spine_only:
         cases = drr_cases(args.drr, first=args.drr_seed, tissue="vertebrae")
         score(f"bent-CT DRR, vertebrae alone, {seeds}", cases, known, span, args.levels)
+    if args.real:
+        real_film()
     if args.drr and args.controls:
         for name, control in (
             ("bones alone", {"tissue": "bones"}),

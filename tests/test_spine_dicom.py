@@ -177,6 +177,12 @@ def test_voi_window_is_applied_only_when_asked(tmp_path):
         ({"DistanceSourceToDetector": ""}, (), "DistanceSourceToDetector (0018,1110); pass --sdd"),
         ({"DetectorActiveOrigin": "1.5"}, (), "DetectorActiveOrigin has 1 value"),
         ({}, ("ImagerPixelSpacing",), "pass --pixel-spacing ROW COL"),
+        (
+            {"ImagerPixelSpacing": ["0", "0"]},
+            (),
+            "gives its pixel spacing as unknown (ImagerPixelSpacing (0018,1164) is 0\\0); pass "
+            "--pixel-spacing ROW COL",
+        ),
     ],
 )
 def test_broken_tags_raise_one_clear_line(tmp_path, tags, drop, message):

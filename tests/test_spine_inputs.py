@@ -74,6 +74,23 @@ def test_broken_dicom_tags_are_one_line(recon, tmp_path, tags, message):
     assert message in err and "spine.dcm" in err
 
 
+def test_pixel_spacing_overrides_a_broken_one_in_the_file(recon, tmp_path):
+    """--pixel-spacing overrides the file's spacing: a broken one there was still refused."""
+    path = spine_dicom(tmp_path / "spine.dcm", ImagerPixelSpacing=["0.2", "-0.3"])
+    rc, out, err = recon("embed-spine", path, "-o", tmp_path / "e.json", "--json",
+                         "--pixel-spacing", 2.5, 2.5)  # fmt: skip
+    assert rc == 0, err
+    assert json.loads(out)["spacing_mm"] == [2.5, 2.5]
+
+
+def test_a_spacing_of_0_in_the_file_is_unknown(recon, tmp_path):
+    """0\\0 is how some writers say unknown: the film is measured as a PNG without a spacing."""
+    path = spine_dicom(tmp_path / "spine.dcm", ImagerPixelSpacing=["0", "0"])
+    rc, out, err = recon("embed-spine", path, "-o", tmp_path / "e.json", "--json")
+    assert rc == 0, err
+    assert json.loads(out)["spacing_from"] == "none" and "millimetres are pixels" in err
+
+
 def test_truncated_dicom_is_one_line(recon, tmp_path):
     path = spine_dicom(tmp_path / "spine.dcm")
     path.write_bytes(path.read_bytes()[:2000])

@@ -12,7 +12,9 @@ its calibration cannot be known:
   than 1 and no calibration type);
 * at the patient plane: a calibrated PixelSpacing, or one without ImagerPixelSpacing to
   compare, else ImagerPixelSpacing / the magnification factor.
-A one-value, non-numeric, NaN or non-positive spacing raises BadInput naming the file and tag.
+A spacing of 0\\0 in an X-ray means unknown (some CR writers put it there, as in pydicom-data's
+RG1 chest film): pixel_spacing reads it as absent. A one-value, non-numeric, NaN or negative
+spacing, or one with a single 0, raises BadInput naming the file and tag.
 """
 
 from __future__ import annotations
@@ -49,16 +51,16 @@ def pixel_spacing(
         raise ValueError(f"plane must be detector or patient, not {plane}")
     # the magnification factor is read only where it scales: a broken one elsewhere is unused
     if plane == "detector":  # the other tag is not read: a broken one there does not matter
-        if (imager := spacing_tag(ds, "ImagerPixelSpacing", path)) is not None:
+        if (imager := _xray_spacing(ds, "ImagerPixelSpacing", path)) is not None:
             return imager, "ImagerPixelSpacing"
-        patient = spacing_tag(ds, "PixelSpacing", path)
+        patient = _xray_spacing(ds, "PixelSpacing", path)
         if patient is None:
             return None
         return _scaled(patient, "PixelSpacing", magnification_factor(ds, path), path, False)
-    patient = spacing_tag(ds, "PixelSpacing", path)
+    patient = _xray_spacing(ds, "PixelSpacing", path)
     if patient is not None and code_string(ds, "PixelSpacingCalibrationType") in CALIBRATION_TYPES:
         return patient, "PixelSpacing"
-    imager = spacing_tag(ds, "ImagerPixelSpacing", path)
+    imager = _xray_spacing(ds, "ImagerPixelSpacing", path)
     copy = (
         patient is not None
         and imager is not None
@@ -107,9 +109,9 @@ def spacing_doubt(ds, path: Path) -> str | None:
     PixelSpacing, states no calibration, and a magnification factor other than 1 scales it, so
     it is off by that factor if PixelSpacing was the detector's own (PS3.3 10.7.1.1: then it
     cannot be determined)."""
-    if spacing_tag(ds, "ImagerPixelSpacing", path) is not None:
+    if _xray_spacing(ds, "ImagerPixelSpacing", path) is not None:
         return None
-    if spacing_tag(ds, "PixelSpacing", path) is None:
+    if _xray_spacing(ds, "PixelSpacing", path) is None:
         return None
     if code_string(ds, "PixelSpacingCalibrationType") in CALIBRATION_TYPES:
         return None
@@ -122,6 +124,22 @@ def spacing_doubt(ds, path: Path) -> str | None:
         f"{magnification:g} to the detector; if it is the detector's own, pass --pixel-spacing "
         "ROW COL"
     )
+
+
+def unknown_spacing_tags(ds, path: Path) -> list[str]:
+    """The X-ray spacing tags that hold 0\\0 (unknown), named with their numbers, for messages."""
+    return [
+        f"{tag} {number}"
+        for tag, number in SPACING_TAGS.items()
+        if dicom_pair(ds, tag, path) == (0.0, 0.0)
+    ]
+
+
+def _xray_spacing(ds, tag: str, path: Path) -> tuple[float, float] | None:
+    """spacing_tag, with 0\\0 (unknown) read as absent."""
+    if dicom_pair(ds, tag, path) == (0.0, 0.0):
+        return None
+    return spacing_tag(ds, tag, path)
 
 
 def spacing_tag(ds, tag: str, path: Path) -> tuple[float, float] | None:

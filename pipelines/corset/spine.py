@@ -222,7 +222,8 @@ def load_spine_xray(
     if looks_like_dicom(path):
         dicom = read_dicom_image(path, voi=True, what="spine X-ray")
         image = dicom.pixels
-        found = dicom_spacing(dicom.dataset, path, "patient")
+        # the flag overrides: the file's spacing is not read, so a broken one does not matter
+        found = None if given else dicom_spacing(dicom.dataset, path, "patient")
         if given is not None:
             pixel, source = given, "--pixel-spacing"
         elif found is not None:
@@ -255,11 +256,56 @@ def load_spine_xray(
     return SpineImage(np.clip((image - low) / (high - low), 0, 1), pixel, source, orientation)
 
 
+# Body Part Examined (0018,0015) defined terms (PS3.16 Annex L) of films that show no
+# thoracic or lumbar spine: the limbs, the head and the breast. Any other value, or free text,
+# is measured: a part named otherwise may still be a spine film.
+NOT_SPINE = frozenset(
+    {
+        "ANKLE",
+        "ARM",
+        "CALCANEUS",
+        "CALF",
+        "ELBOW",
+        "EXTREMITY",
+        "FEMUR",
+        "FINGER",
+        "FOOT",
+        "FOREARM",
+        "HAND",
+        "HUMERUS",
+        "KNEE",
+        "LEG",
+        "PATELLA",
+        "THIGH",
+        "THUMB",
+        "TIBIA",
+        "TOE",
+        "WRIST",
+        "BRAIN",
+        "EAR",
+        "EYE",
+        "FACE",
+        "HEAD",
+        "IAC",
+        "JAW",
+        "MANDIBLE",
+        "MAXILLA",
+        "NOSE",
+        "ORBIT",
+        "SKULL",
+        "TMJ",
+        "ZYGOMA",
+        "BREAST",
+    }
+)
+
+
 def film_frame(ds, path: Path) -> tuple[int, bool, str]:
     """How to bring a DICOM film into the measuring frame (head up, the patient's left toward
     +column, the radiological display L\\F): np.rot90 turns, whether to mirror after them, and
     a line that says what was read and done. Patient Orientation, else Field of View Rotation /
-    Horizontal Flip, else the film is taken as displayed. BadInput for a lateral view."""
+    Horizontal Flip, else the film is taken as displayed. BadInput for a lateral view, or a
+    Body Part Examined that shows no spine (NOT_SPINE)."""
     from recon.pipelines.common.dicom_tags import code_string
     from recon.pipelines.xray import dicom_stored_orientation, image_frame
 
@@ -267,6 +313,9 @@ def film_frame(ds, path: Path) -> tuple[int, bool, str]:
     expects = "embed-spine measures frontal (AP or PA) spine films"
     if view in ("LL", "RL", "LATERAL"):
         raise BadInput(f"{path}: View Position (0018,5101) {view} is a lateral view; {expects}")
+    part = code_string(ds, "BodyPartExamined")
+    if part in NOT_SPINE:
+        raise BadInput(f"{path}: Body Part Examined (0018,0015) {part} shows no spine; {expects}")
     stored, source = dicom_stored_orientation(ds, path)
     frame = image_frame(stored, "AP", str(path), source, expects)
     mirror = not frame.reverse_x_axis  # the patient's right toward +column after the turns

@@ -275,11 +275,17 @@ def dicom_detector_spacing(ds, path: Path) -> tuple[tuple[float, float], str]:
     """Pixel spacing [row, column] in mm at the detector plane, and the tags it came from:
     ImagerPixelSpacing, else PixelSpacing x EstimatedRadiographicMagnificationFactor (1 when
     absent), read by recon.pipelines.common.dicom_spacing. BadInput when neither spacing tag is
-    there or one is broken."""
-    from recon.pipelines.common.dicom_spacing import pixel_spacing
+    there (or each there is 0\\0, unknown) or one is broken."""
+    from recon.pipelines.common.dicom_spacing import pixel_spacing, unknown_spacing_tags
 
     found = pixel_spacing(ds, path, "detector")
     if found is None:
+        if unknown := unknown_spacing_tags(ds, path):
+            given = " and ".join(unknown)
+            raise BadInput(
+                f"{path}: DICOM gives its pixel spacing as unknown ({given} is 0\\0); "
+                "pass --pixel-spacing ROW COL"
+            )
         raise BadInput(
             f"{path}: DICOM has neither ImagerPixelSpacing (0018,1164) nor "
             "PixelSpacing (0028,0030); pass --pixel-spacing ROW COL"
