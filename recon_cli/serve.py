@@ -81,6 +81,7 @@ def serve(
     from recon.pipelines.common.errors import BadInput
     from recon.pipelines.common.outputs import check_outside_runs
     from recon.pipelines.web.app import THREE, ServeSettings, create_app
+    from recon.pipelines.web.connections import header_timeout_protocol
     from recon.pipelines.web.jobs import check_data_folder, data_lock
     from recon.pipelines.web.tasks import check_checkpoints, parse_checkpoint_specs
     from recon.pipelines.web.urls import bind, check_bind, check_origins, check_root_path
@@ -131,6 +132,7 @@ def serve(
             access_log=not quiet,
             log_config=_log_config(),
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+            http=header_timeout_protocol(),  # uvicorn has no limit on slow request headers
         )
         _server(config, app.state.pool).run(sockets=[listening])
 

@@ -38,14 +38,16 @@ def paused_app(data: Path, checkpoint: Path, **settings):
 
 
 @contextlib.contextmanager
-def uvicorn_thread(app):
-    """The app behind a real uvicorn server in a thread on a free port; its port."""
+def uvicorn_thread(app, http="h11"):
+    """The app behind a real uvicorn server in a thread on a free port (http: uvicorn's
+    protocol, by name or class); its port."""
     import uvicorn
 
     from recon.pipelines.web.urls import bind
 
     listening = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    config = uvicorn.Config(app, log_level="warning", access_log=False, http=http)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -120,6 +122,47 @@ def test_an_upload_that_stops_arriving_is_given_up(model, tmp_path):
     assert answer.startswith("HTTP/1.1 408"), answer
     assert "the upload stalled: nothing arrived for 0.5 s" in answer and closed
     assert not list((data / "uploads").iterdir())
+
+
+def closed_by_server(connection: socket.socket) -> bool:
+    """Whether the server closed the connection (within 10 s)."""
+    connection.settimeout(10)
+    try:
+        return connection.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_request_headers_that_arrive_too_slowly_are_given_up(model, tmp_path):
+    """uvicorn has no header timeout: a connection that sent nothing, or its request line a
+    byte at a time, was held for as long as the client liked (a few hundred such exhaust the
+    server's file descriptors). The limit counts from the connection, or from the first byte
+    of a request: a kept-alive connection idle between requests is not cut by it."""
+    import http.client
+
+    from recon.pipelines.web.connections import header_timeout_protocol
+
+    app = paused_app(tmp_path / "data", model[0])
+    with uvicorn_thread(app, http=header_timeout_protocol(0.5)) as port:
+        with (
+            socket.create_connection(("127.0.0.1", port)) as silent,
+            socket.create_connection(("127.0.0.1", port)) as trickle,
+        ):
+            started = time.monotonic()
+            trickle.sendall(b"GET /healthz HTTP/1.1\r\nHost: l")
+            with contextlib.suppress(OSError):  # a byte every 0.2 s does not renew the limit
+                for _ in range(4):
+                    time.sleep(0.2)
+                    trickle.sendall(b"o")
+            assert closed_by_server(silent) and closed_by_server(trickle)
+            assert time.monotonic() - started < 5
+        kept = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for pause in (0.0, 1.0):  # idle for twice the limit between two requests
+            time.sleep(pause)
+            kept.request("GET", "/healthz")
+            response = kept.getresponse()
+            assert response.status == 200 and json.loads(response.read())["status"] == "ok"
+        kept.close()
 
 
 def test_a_restart_queues_every_accepted_job(model, chair_png, tmp_path):
