@@ -16,8 +16,6 @@ Prints, as it goes:
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from _args import positive_float, positive_int
+from _child import child_result
 
 RECON = [sys.executable, "-m", "recon.cli.app"]
 
@@ -90,10 +89,7 @@ def spine_drr() -> dict:
 
 
 def recon(*args: str) -> dict:
-    done = subprocess.run([*RECON, *args, "--json"], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"recon {' '.join(args)} failed: {done.stderr.strip()[-500:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return child_result([*RECON, *args, "--json"])
 
 
 def corset_training(

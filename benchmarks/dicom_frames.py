@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from _args import positive_int
+from _child import child_result
 from _memory import peak_gb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -105,8 +105,7 @@ def main() -> None:
             out = str(Path(scratch) / f"{side}.npy")
             command = [sys.executable, __file__, "--side", side, "--path", str(path)]
             command += ["--frame", str(args.frame), "--out", out]
-            done = subprocess.run(command, capture_output=True, text=True, check=True)
-            rows[side] = json.loads(done.stdout.strip().splitlines()[-1])
+            rows[side] = child_result(command)
             frames[side] = np.load(out).astype(np.float64)
     stored = frames["pydicom"]
     same = bool(np.array_equal(frames["recon"], stored.max() + stored.min() - stored))

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 
 from _args import positive_ints
+from _child import child_result
 from _memory import available_gb, peak_gb
 
 
@@ -89,11 +89,9 @@ def main() -> None:
                 out = str(Path(scratch) / f"{side}.npy")
                 command = [sys.executable, __file__, "--side", side, "--size", str(size)]
                 command += ["--out", out]
-                done = subprocess.run(command, capture_output=True, text=True, check=False)
-                if done.returncode:
-                    rows[side] = None  # killed for memory, most likely
+                rows[side] = child_result(command, may_fail=True)  # None: killed for memory
+                if rows[side] is None:
                     continue
-                rows[side] = json.loads(done.stdout.strip().splitlines()[-1])
                 if "needs_gb" in rows[side]:
                     skipped = rows.pop(side)
                     rows[side] = None

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 
 from _args import positive_int
+from _child import child_result
 from _memory import peak_gb
 
 SIDES = ("block", "pixel")
@@ -80,8 +80,7 @@ def main() -> None:
             for side in SIDES:
                 command = [sys.executable, __file__, "--side", side, "--film", film]
                 command += ["--spacing", repr(xray.spacing_mm)]
-                done = subprocess.run(command, capture_output=True, text=True, check=True)
-                row = json.loads(done.stdout.strip().splitlines()[-1])
+                row = child_result(command)
                 row["error"] = cobb_error(row["cobb"], xray.cobb_deg)
                 results[side].append(row)
                 cells.append(f"{row['seconds']:>8.2f} {row['peak_gb']:>5.2f} {row['error']:>5.2f}")
