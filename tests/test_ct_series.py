@@ -210,6 +210,9 @@ def test_a_damaged_file_beside_the_slice_given_is_named_as_such(recon, series, t
     err = refused(recon, tmp_path, "make-drr", "-v", given, *POSE, "-o", tmp_path / "d.png")
     assert "broken.dcm: not a readable DICOM file" in err
     assert f"it lies beside {given.name}, whose series is read from that folder" in err
+    (series / "broken.dcm").write_bytes(b"not a DICOM at all" * 10)  # pydicom: "use force=True"
+    err = refused(recon, tmp_path, "make-drr", "-v", given, *POSE, "-o", tmp_path / "d.png")
+    assert "broken.dcm: not a readable DICOM file (no DICOM header); it lies beside" in err
 
 
 def damage_missing(folder: Path) -> str:

@@ -263,7 +263,8 @@ def test_a_lower_case_photometric_interpretation_is_read_as_upper_case(tmp_path)
 
 def test_a_file_without_the_preamble_reads_as_the_same_film(recon, tmp_path):
     """Older writers and some archive exports leave out the 128-byte preamble and DICM, or the
-    file meta altogether: both were "not a DICOM X-ray (no DICOM header)"."""
+    file meta altogether: both were "not a DICOM X-ray (no DICOM header)", and a bare data set
+    in big-endian order was still not known as a DICOM."""
     import pydicom
     from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_dataset
@@ -275,13 +276,18 @@ def test_a_file_without_the_preamble_reads_as_the_same_film(recon, tmp_path):
     no_preamble.write_bytes(full.read_bytes()[132:])
     ds = pydicom.dcmread(full)
     del ds.file_meta
-    stream = DicomBytesIO()
-    stream.is_little_endian, stream.is_implicit_VR = True, True  # the default transfer syntax
-    write_dataset(stream, ds)
-    bare = tmp_path / "bare.dcm"
-    bare.write_bytes(stream.getvalue())
+    bare_files = []
+    # the default transfer syntax, and Explicit VR Big Endian (was not known as a DICOM)
+    for name, little, implicit in (("bare", True, True), ("bare_big_endian", False, False)):
+        stream = DicomBytesIO()
+        stream.is_little_endian, stream.is_implicit_VR = little, implicit
+        # Pixel Data's words are written as they are held: in the stream's byte order
+        ds.PixelData = STORED.astype("<u2" if little else ">u2").tobytes()
+        write_dataset(stream, ds)
+        bare_files.append(tmp_path / name)  # no suffix: the content says what it is
+        bare_files[-1].write_bytes(stream.getvalue())
     reference = read_dicom_image(full)
-    for path in (no_preamble, bare):
+    for path in (no_preamble, *bare_files):
         assert looks_like_dicom(path)
         image = read_dicom_image(path)
         assert np.array_equal(image.pixels, reference.pixels)

@@ -110,9 +110,23 @@ def looks_like_dicom(path: Path) -> bool:
 
 def _bare_start(head: bytes) -> bool:
     """Whether bytes open with a little-endian data element of group 0002 (file meta written
-    without the 128-byte preamble and DICM) or 0008 (a data set with no file meta at all), as
-    older writers and some archives' exports leave a file."""
-    return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00") and head[3] == 0
+    without the 128-byte preamble and DICM) or 0008 (a data set with no file meta at all), or a
+    big-endian one of group 0008 (such a data set in Explicit VR Big Endian; file meta is
+    always little-endian), as older writers and some archives' exports leave a file."""
+    if len(head) < 8:
+        return False
+    little = head[:2] in (b"\x02\x00", b"\x08\x00") and head[3] == 0
+    return little or (head[:2] == b"\x00\x08" and head[2] == 0)
+
+
+def dataset_problem(error: Exception) -> str:
+    """What read_dataset's error says, for a user: "no DICOM header" where pydicom's own text
+    tells a programmer to pass force=True."""
+    from pydicom.errors import InvalidDicomError
+
+    from recon.pipelines.common.errors import first_line
+
+    return "no DICOM header" if isinstance(error, InvalidDicomError) else first_line(error)
 
 
 def read_dataset(path: Path, stop_before_pixels: bool = False):

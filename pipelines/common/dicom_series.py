@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.pipelines.common.dicom import looks_like_dicom, read_dataset
+from recon.pipelines.common.dicom import dataset_problem, looks_like_dicom, read_dataset
 from recon.pipelines.common.dicom_pixels import decoded_pixels
 from recon.pipelines.common.dicom_spacing import spacing_tag
 from recon.pipelines.common.dicom_tags import code_string, dicom_number, sop_class
-from recon.pipelines.common.errors import BadInput, first_line
+from recon.pipelines.common.errors import BadInput
 
 # A gap between neighbouring slices may differ from the median gap by this share (plus 0.01 mm);
 # slices must lie within it of the line along their normal (no gantry tilt).
@@ -280,7 +280,7 @@ def _image_headers(folder: Path, wanted: Path | None = None) -> list[tuple[Path,
                     "(it may be a slice of it): mend it or move it out"
                 )
             raise BadInput(
-                f"{file}: not a readable DICOM file ({first_line(error)}){beside}"
+                f"{file}: not a readable DICOM file ({dataset_problem(error)}){beside}"
             ) from error
         if file == wanted and code_string(ds, "Modality") not in ("", "CT"):
             raise _not_ct(str(file), [code_string(ds, "Modality")])
@@ -398,7 +398,8 @@ def _with_pixels(file: Path, what: str) -> tuple[object, np.ndarray]:
         try:
             ds = read_dataset(file)
         except Exception as error:  # pydicom raises many types for a damaged file
-            raise BadInput(f"{file}: not a readable DICOM file ({first_line(error)})") from error
+            problem = dataset_problem(error)
+            raise BadInput(f"{file}: not a readable DICOM file ({problem})") from error
         return ds, decoded_pixels(ds, file, what)
 
 

@@ -163,12 +163,12 @@ def read_gray(path: Path) -> tuple[np.ndarray, int]:
 
 
 def _read_dicom(path: Path, pixels: bool = True):
-    from recon.pipelines.common.dicom import read_dataset
+    from recon.pipelines.common.dicom import dataset_problem, read_dataset
 
     try:
         return read_dataset(path, stop_before_pixels=not pixels)
     except Exception as error:  # pydicom raises many types for corrupt files
-        raise BadInput(f"{path}: not a readable DICOM file ({error})") from error
+        raise BadInput(f"{path}: not a readable DICOM file ({dataset_problem(error)})") from error
 
 
 def _dicom_gray(path: Path) -> tuple[np.ndarray, int]:
