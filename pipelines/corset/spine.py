@@ -256,48 +256,19 @@ def load_spine_xray(
     return SpineImage(np.clip((image - low) / (high - low), 0, 1), pixel, source, orientation)
 
 
-# Body Part Examined (0018,0015) defined terms (PS3.16 Annex L) of films that show no
-# thoracic or lumbar spine: the limbs, the head and the breast. Any other value, or free text,
-# is measured: a part named otherwise may still be a spine film.
-NOT_SPINE = frozenset(
-    {
-        "ANKLE",
-        "ARM",
-        "CALCANEUS",
-        "CALF",
-        "ELBOW",
-        "EXTREMITY",
-        "FEMUR",
-        "FINGER",
-        "FOOT",
-        "FOREARM",
-        "HAND",
-        "HUMERUS",
-        "KNEE",
-        "LEG",
-        "PATELLA",
-        "THIGH",
-        "THUMB",
-        "TIBIA",
-        "TOE",
-        "WRIST",
-        "BRAIN",
-        "EAR",
-        "EYE",
-        "FACE",
-        "HEAD",
-        "IAC",
-        "JAW",
-        "MANDIBLE",
-        "MAXILLA",
-        "NOSE",
-        "ORBIT",
-        "SKULL",
-        "TMJ",
-        "ZYGOMA",
-        "BREAST",
-    }
-)
+# Body Part Examined (0018,0015) values (PS3.16 Annex L's defined terms, and a few that vendors
+# write) of films that show no thoracic or lumbar spine: the limbs, the head and the breast. Any
+# other value, or free text, is measured: a part named otherwise may still be a spine film.
+# fmt: off
+NOT_SPINE = frozenset({
+    "ANKLE", "ARM", "CALCANEUS", "CALF", "ELBOW", "EXTREMITY", "FEMUR", "FINGER", "FOOT",
+    "FOREARM", "HAND", "HUMERUS", "KNEE", "LEG", "PATELLA", "THIGH", "THUMB", "TIBIA", "TOE",
+    "WRIST",  # the limbs
+    "BRAIN", "EAR", "EYE", "FACE", "HEAD", "IAC", "JAW", "MANDIBLE", "MAXILLA", "NOSE", "ORBIT",
+    "SKULL", "TMJ", "ZYGOMA",  # the head
+    "BREAST",
+})
+# fmt: on
 
 
 def film_frame(ds, path: Path) -> tuple[int, bool, str]:
