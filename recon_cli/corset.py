@@ -251,7 +251,7 @@ def predict_corset(
         if result.spine_warning:
             sys.stderr.write(f"warning: {spine}: {result.spine_warning}\n")
         if result.spine_used and result.spacing_from == "none":
-            sys.stderr.write(unscaled_note(spine))
+            sys.stderr.write(unscaled_note(spine, result.spacing_unknown))
         metrics = {
             "cobb_deg": result.cobb_deg,
             "faces": len(result.mesh.faces),

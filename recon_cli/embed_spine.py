@@ -166,7 +166,7 @@ def _embed_one(xray, out, pixel_spacing, span, debug_image, overwrite, ui) -> No
     if measure_warning := embedded.measure.warning:
         sys.stderr.write(f"warning: {xray}: {measure_warning}\n")
     if embedded.spacing_source == "none":
-        sys.stderr.write(unscaled_note(xray))
+        sys.stderr.write(unscaled_note(xray, embedded.spacing_unknown))
     measure = embedded.measure
     result = {"out": str(out), **record, "debug_image": str(debug_image) if debug_image else None}
     del result["xray"], result["status"]

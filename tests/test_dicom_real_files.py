@@ -40,6 +40,7 @@ def test_a_chest_film_whose_spacing_is_0_is_measured_in_pixels(recon, tmp_path):
     rc, out, err = recon("embed-spine", film, "-o", tmp_path / "a.json", "--span", "T1-L1",
                          "--json")  # fmt: skip
     assert rc == 0, err
+    assert "carries no pixel spacing (PixelSpacing (0028,0030) is 0\\0, unknown)" in err
     assert "millimetres are pixels" in err and "--pixel-spacing" in err
     measured = json.loads(out)
     assert measured["spacing_from"] == "none"

@@ -89,6 +89,7 @@ def test_a_spacing_of_0_in_the_file_is_unknown(recon, tmp_path):
     rc, out, err = recon("embed-spine", path, "-o", tmp_path / "e.json", "--json")
     assert rc == 0, err
     assert json.loads(out)["spacing_from"] == "none" and "millimetres are pixels" in err
+    assert "(ImagerPixelSpacing (0018,1164) is 0\\0, unknown)" in err
 
 
 def test_truncated_dicom_is_one_line(recon, tmp_path):

@@ -50,6 +50,7 @@ class EmbeddedXray:
     spacing_source: str
     doc: dict
     overlay: np.ndarray | None
+    spacing_unknown: str = ""  # SpineImage.spacing_unknown
 
 
 def embed_xray(
@@ -73,7 +74,7 @@ def embed_xray(
         "seconds": time.perf_counter() - clock,
     }
     picture = label_overlay(debug_overlay(loaded.image, measure), measure) if overlay else None
-    return EmbeddedXray(measure, loaded.spacing_source, doc, picture)
+    return EmbeddedXray(measure, loaded.spacing_source, doc, picture, loaded.spacing_unknown)
 
 
 def measure_film(path: Path, loaded: SpineImage, span: str = DEFAULT_SPAN) -> SpineMeasure:
@@ -240,10 +241,12 @@ def embed_batch(
     return records, every, seconds
 
 
-def unscaled_note(path: Path) -> str:
-    """The stderr line for a film measured without a pixel spacing."""
+def unscaled_note(path: Path, unknown: str = "") -> str:
+    """The stderr line for a film measured without a pixel spacing (unknown: why a DICOM's
+    tags give none, SpineImage.spacing_unknown)."""
+    why = f" ({unknown})" if unknown else ""
     return (
-        f"note: {path} carries no pixel spacing, so its millimetres are pixels "
+        f"note: {path} carries no pixel spacing{why}, so its millimetres are pixels "
         "(pass --pixel-spacing ROW COL)\n"
     )
 

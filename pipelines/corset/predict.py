@@ -37,6 +37,7 @@ class CorsetPrediction:
     spacing_from: str = "none"  # where the X-ray's pixel spacing came from ("none": pixels)
     spine_warning: str | None = None  # SpineMeasure.warning
     spine_used: bool = True  # False: the checkpoint was trained with spine_conditioning=false
+    spacing_unknown: str = ""  # SpineImage.spacing_unknown
 
 
 def predict_corset(
@@ -106,7 +107,14 @@ def predict_corset(
     timings["surface"] = time.perf_counter() - clock
     if measure is None:
         return CorsetPrediction(mesh, None, timings, spine_used=False)
-    return CorsetPrediction(mesh, measure.cobb_deg, timings, loaded.spacing_source, measure.warning)
+    return CorsetPrediction(
+        mesh,
+        measure.cobb_deg,
+        timings,
+        loaded.spacing_source,
+        measure.warning,
+        spacing_unknown=loaded.spacing_unknown,
+    )
 
 
 def mean_offset(root: Path) -> tuple[float, float]:

@@ -189,6 +189,7 @@ class SpineImage:
     spacing_mm: tuple[float, float]  # [row, column]
     spacing_source: str  # "--pixel-spacing", the DICOM tag(s), or "none" (1 mm = 1 pixel)
     orientation: str = "as stored (an image file: the radiological display, L\\F)"
+    spacing_unknown: str = ""  # why a DICOM's spacing is "none": its tags that say 0\\0
 
     @property
     def known_spacing(self) -> tuple[float, float] | None:
@@ -206,6 +207,7 @@ def load_spine_xray(
     magnification). pixel_spacing (one number means row = column) overrides the file's."""
     from recon.pipelines.common.dicom import looks_like_dicom, read_dicom_image
     from recon.pipelines.common.dicom_spacing import pixel_spacing as dicom_spacing
+    from recon.pipelines.common.dicom_spacing import unknown_spacing_tags
     from recon.pipelines.common.io import (
         grey_pixels,
         picture_orientation,
@@ -218,7 +220,7 @@ def load_spine_xray(
     if pixel_spacing is not None:
         pair = np.broadcast_to(np.asarray(pixel_spacing, dtype=np.float64), (2,))
         given = (float(pair[0]), float(pair[1]))
-    orientation = SpineImage.orientation
+    orientation, unknown = SpineImage.orientation, ""
     if looks_like_dicom(path):
         dicom = read_dicom_image(path, voi=True, what="spine X-ray")
         image = dicom.pixels
@@ -230,6 +232,8 @@ def load_spine_xray(
             pixel, source = found
         else:
             pixel, source = (1.0, 1.0), "none"
+            if tags := unknown_spacing_tags(dicom.dataset, path):
+                unknown = f"{' and '.join(tags)} is 0\\0, unknown"
         turns, mirror, orientation = film_frame(dicom.dataset, path)
         image = np.rot90(image, turns)
         image = image[:, ::-1] if mirror else image
@@ -253,7 +257,8 @@ def load_spine_xray(
     low, high = np.percentile(image, [0.5, 99.5])
     if not high > low:
         raise JobFailed(f"{path}: image is blank, no spine found")
-    return SpineImage(np.clip((image - low) / (high - low), 0, 1), pixel, source, orientation)
+    image = np.clip((image - low) / (high - low), 0, 1)
+    return SpineImage(image, pixel, source, orientation, unknown)
 
 
 # Body Part Examined (0018,0015) values (PS3.16 Annex L's defined terms, and a few that vendors
