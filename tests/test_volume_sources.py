@@ -50,6 +50,16 @@ def body_ct() -> np.ndarray:
     return hu
 
 
+def test_a_4d_nifti_is_one_line_that_says_what_it_holds(recon, tmp_path):
+    """nibabel's own 4D files (a functional series of 20 time points) were said to have "20
+    channels"."""
+    series = np.repeat(body_ct()[..., None], 3, axis=3)
+    nib.save(nib.Nifti1Image(series, SPACING), tmp_path / "fmri.nii.gz")
+    out = tmp_path / "d.png"
+    err = refused(recon, tmp_path, "make-drr", "-v", tmp_path / "fmri.nii.gz", *VIEW, "-o", out)
+    assert "holds 3 volumes (a fourth dimension: time points or channels); a CT is one" in err
+
+
 def test_a_uint8_nifti_is_judged_by_its_values(recon, tmp_path):
     """-800 compared with a uint8 tensor wrapped to 224: 0..255 was said to hold no voxel
     between -800 and 350 while its values spanned 0 to 255."""

@@ -468,7 +468,10 @@ def _require_volume_shape(path: Path, image, data):
     """The image, if it is one channel of a volume at least 4 voxels thick in every direction."""
     shape = tuple(data.shape[1:])
     if data.shape[0] != 1:
-        raise BadInput(f"{path}: has {data.shape[0]} channels; a CT has one")
+        raise BadInput(
+            f"{path}: holds {data.shape[0]} volumes (a fourth dimension: time points or "
+            "channels); a CT is one 3D volume"
+        )
     if sum(s > 1 for s in shape) < 3:
         raise BadInput(f"{path}: is a 2D image {shape}, not a CT volume")
     if min(shape) < 4:
