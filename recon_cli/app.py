@@ -5,7 +5,7 @@ import signal
 import sys
 import threading
 
-from recon.pipelines.common.runfolder import launched_as_rank_zero
+from recon.pipelines.common.ranks import launched_as_rank_zero
 
 
 def prints_json_errors(args: list[str]) -> bool:

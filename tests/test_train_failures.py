@@ -534,7 +534,7 @@ def test_strategy_names_are_lightnings():
 
 
 def test_launcher_rank_variables_decide_who_checks_the_folder_first(monkeypatch):
-    from recon.pipelines.common.runfolder import RANK_VARIABLES, launched_as_rank_zero
+    from recon.pipelines.common.ranks import RANK_VARIABLES, launched_as_rank_zero
 
     for name in RANK_VARIABLES:
         monkeypatch.delenv(name, raising=False)
@@ -551,7 +551,7 @@ def test_launcher_rank_variables_decide_who_checks_the_folder_first(monkeypatch)
 def test_a_process_that_only_looks_like_another_rank_still_checks_the_folder(monkeypatch, tmp_path):
     """An MPI variable says rank 1, but Lightning (no mpi4py) makes this process rank 0: the
     folder is checked once the Trainer says so."""
-    from recon.pipelines.common.runfolder import RANK_VARIABLES
+    from recon.pipelines.common.ranks import RANK_VARIABLES
 
     for name in RANK_VARIABLES:
         monkeypatch.delenv(name, raising=False)

@@ -40,6 +40,7 @@ from recon.pipelines.common.checkpoints import (
 )
 from recon.pipelines.common.curves import baseline_summary, plot_curves
 from recon.pipelines.common.errors import BadInput, JobFailed
+from recon.pipelines.common.ranks import launched_as_rank_zero
 from recon.pipelines.common.runfolder import (
     RUN_FOLDERS,
     RUN_OUTPUTS,
@@ -47,7 +48,6 @@ from recon.pipelines.common.runfolder import (
     check_run_dir,
     folder_entries,
     history_writer_class,
-    launched_as_rank_zero,
     missing_parents,
     prepare_run_dir,
     remove_added,

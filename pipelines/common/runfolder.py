@@ -27,25 +27,6 @@ if TYPE_CHECKING:
 
 RUN_OUTPUTS = ("config.yaml", "hparams.yaml", "metrics.csv", "curves.png", "run.json")
 RUN_FOLDERS = ("checkpoints", "tensorboard", "examples")
-# where launchers put a process's rank (Lightning's DDP launcher and torchrun, SLURM, LSF, MPI)
-RANK_VARIABLES = (
-    "RANK",
-    "LOCAL_RANK",
-    "NODE_RANK",
-    "GROUP_RANK",
-    "SLURM_PROCID",
-    "JSM_NAMESPACE_RANK",
-    "OMPI_COMM_WORLD_RANK",
-    "PMI_RANK",
-    "PMIX_RANK",
-)
-
-
-def launched_as_rank_zero() -> bool:
-    """True unless a launcher's variable gives this process a rank other than 0: read before
-    Lightning is imported, so rank 0 can check the run folder at once. A process that only looks
-    like another rank is checked again once the Trainer knows (engine.fit)."""
-    return all(os.environ.get(name, "0").strip() in ("0", "") for name in RANK_VARIABLES)
 
 
 def check_run_dir(run: RunOptions, command: str, inputs: tuple = ()) -> Path:
