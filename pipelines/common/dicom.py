@@ -124,8 +124,6 @@ def dataset_problem(error: Exception) -> str:
     tells a programmer to pass force=True."""
     from pydicom.errors import InvalidDicomError
 
-    from recon.pipelines.common.errors import first_line
-
     return "no DICOM header" if isinstance(error, InvalidDicomError) else first_line(error)
 
 
@@ -174,17 +172,13 @@ def read_dicom_image(
     without one (the line names frame_flag, the option that picks it, when there is one).
     BadInput for anything that is not a 2D image.
     """
-    from pydicom.errors import InvalidDicomError
-
     path = Path(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             ds = read_dataset(path)
-        except InvalidDicomError as error:
-            raise BadInput(f"{path}: not a DICOM {what} (no DICOM header)") from error
         except Exception as error:  # pydicom raises many types for a damaged header
-            raise BadInput(f"{path}: not a DICOM {what} ({first_line(error)})") from error
+            raise BadInput(f"{path}: not a DICOM {what} ({dataset_problem(error)})") from error
         if sop_class(ds) in ENHANCED_XRAY:
             raise BadInput(
                 f"{path}: an {ENHANCED_XRAY[sop_class(ds)]} image keeps its geometry and "
