@@ -48,6 +48,14 @@ def serve(
             rich_help_panel=SERVER,
         ),
     ] = 32,
+    client_limit: Annotated[
+        int,
+        typer.Option(
+            help="Of those, the jobs one client (an address) may have waiting, 0 to 100000; "
+            "more get HTTP 429. 0: no limit of its own.",
+            rich_help_panel=SERVER,
+        ),
+    ] = 0,
     cors_origin: Annotated[
         list[str] | None,
         typer.Option(
@@ -90,6 +98,7 @@ def serve(
     check_range("--port", port, 1, 65535)
     check_range("--workers", workers, 1, 64)
     check_range("--queue-limit", queue_limit, 1, 100_000)
+    check_range("--client-limit", client_limit, 0, 100_000)
     check_range("--keep-hours", keep_hours, 0, 1_000_000)
     check_bind(host, port)
     origins = check_origins(cors_origin or [])
@@ -111,7 +120,14 @@ def serve(
     with data_lock(data):  # one server per --data folder: held while it serves
         app = create_app(
             ServeSettings(
-                checkpoints, data, workers, queue_limit, device, origins, keep_hours=keep_hours
+                checkpoints,
+                data,
+                workers,
+                queue_limit,
+                client_limit,
+                device,
+                origins,
+                keep_hours=keep_hours,
             )
         )
         url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"

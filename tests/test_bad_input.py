@@ -644,6 +644,7 @@ def test_seed_and_device_lists_are_not_empty():
         (["serve", "-c", "voxel=m.ckpt", "--workers", "0"], "--workers must be in [1, 64], not 0"),
         (["serve", "-c", "voxel=m.ckpt", "--workers", "1000"], "--workers must be in [1, 64], not"),
         (["serve", "-c", "voxel=m.ckpt", "--queue-limit", "0"], "--queue-limit must be in [1, "),
+        (["serve", "-c", "voxel=m.ckpt", "--client-limit", "-1"], "--client-limit must be in [0,"),
         (["serve", "-c", "voxel=m.ckpt", "--port", "0"], "--port must be in [1, 65535], not 0"),
         (["synth", "meshes", "-o", "s", "--shapes", "cube"], "--shapes: unknown cube"),
         (["demo", "--only", "nosuch"], "--only: unknown step nosuch"),

@@ -105,6 +105,7 @@ def test_serve_range_errors_read_as_every_command_s(model, recon, tmp_path):
         (["--workers", "65"], "--workers must be in [1, 64], not 65"),
         (["--workers", "0"], "--workers must be in [1, 64], not 0"),
         (["--queue-limit", "0"], "--queue-limit must be in [1, 100000], not 0"),
+        (["--client-limit", "-1"], "--client-limit must be in [0, 100000], not -1"),
     ]
     for args, message in cases:
         code, _, err = recon("serve", "-c", f"voxel={model[0]}", *args, "--data", tmp_path / "d")

@@ -509,3 +509,50 @@ def test_a_download_is_not_cut_off_by_its_jobs_expiry(model, tmp_path, monkeypat
         while any(store.get(i) is not None or store.folder(i).exists() for i in ids):
             assert time.monotonic() < deadline, "a sent or abandoned download kept its job"
             time.sleep(0.1)
+
+
+def test_one_client_cannot_fill_the_queue_for_everyone(model, chair_png, tmp_path):
+    """--client-limit: with a queue of 4 and 2 a client, a client's third waiting job gets 429
+    saying so, while another client's jobs are still taken until the queue itself is full. The
+    client is the address uvicorn reports: behind a proxy it trusts (127.0.0.1 by default, as
+    in `recon serve`), the one in X-Forwarded-For. Nothing is kept of a refused upload."""
+    import httpx
+
+    data = tmp_path / "data"
+    app = paused_app(data, model[0], queue_limit=4, client_limit=2)
+    files = {"image": ("chair.png", chair_png, "image/png")}
+
+    def post(port: int, client: str) -> httpx.Response:
+        headers = {"X-Forwarded-For": client}
+        url = f"http://127.0.0.1:{port}/api/jobs"
+        return httpx.post(url, files=files, data={"task": "voxel"}, headers=headers)
+
+    with uvicorn_thread(app) as port:
+        assert [post(port, "10.0.0.1").status_code for _ in range(2)] == [202, 202]
+        third = post(port, "10.0.0.1")
+        assert third.status_code == 429 and third.headers["retry-after"] == "5"
+        assert third.json()["error"].startswith("you have 2 jobs waiting, the most one client")
+        assert [post(port, "10.0.0.2").status_code for _ in range(2)] == [202, 202]
+        full = post(port, "10.0.0.3")  # a new client, but the queue itself is full
+        assert full.status_code == 429 and "too many jobs are waiting" in full.json()["error"]
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
+    assert health["jobs"]["queued"] == 4 and health["client_limit"] == 2
+    assert len(job_records(data)) == 4 and not list((data / "uploads").iterdir())
+
+
+def test_a_client_s_share_frees_when_its_job_starts(model, chair_png, tmp_path):
+    """A job counts against its client while it waits: once a worker has taken it, the same
+    client may queue another (a client limit of 1 still lets one user run job after job)."""
+    from fastapi.testclient import TestClient
+
+    from recon.pipelines.web.app import ServeSettings, create_app
+
+    settings = ServeSettings(
+        {"voxel": model[0]}, tmp_path / "data", workers=1, device="cpu", client_limit=1
+    )
+    with TestClient(create_app(settings)) as client:
+        for _ in range(2):
+            response = post_image(client, chair_png)
+            assert response.status_code == 202, response.json()
+            job, _ = wait_for(client, response.json()["status_url"])
+            assert job["status"] == "done", job["error"]

@@ -74,6 +74,7 @@ class ServeSettings:
     data: Path = Path("recon-serve")
     workers: int = 1  # worker processes; 0 queues jobs without running them
     queue_limit: int = 32  # jobs waiting for a worker
+    client_limit: int = 0  # of those, one client's (an address); 0: no such limit
     device: str = "auto"
     cors_origins: list[str] = field(default_factory=list)
     max_upload_bytes: int = MAX_UPLOAD_BYTES
@@ -115,7 +116,12 @@ def create_app(settings: ServeSettings):
     store = JobStore(settings.data)
     decoding = asyncio.Semaphore(DECODES_AT_ONCE)
     pool = WorkerPool(
-        store, settings.checkpoints, settings.workers, settings.queue_limit, settings.device
+        store,
+        settings.checkpoints,
+        settings.workers,
+        settings.queue_limit,
+        settings.device,
+        settings.client_limit,
     )
 
     keep_s = settings.keep_hours * 3600.0
@@ -238,6 +244,7 @@ def create_app(settings: ServeSettings):
             "workers_running": alive,
             "waiting": pool.waiting(),
             "queue_limit": settings.queue_limit,
+            "client_limit": settings.client_limit,
             "jobs": store.counts(),
             "viewer_files": THREE.is_dir(),
         }
@@ -278,7 +285,7 @@ def create_app(settings: ServeSettings):
             413: {"description": f"file over {settings.max_upload_bytes} bytes or too many pixels"},
             415: {"description": "not an image"},
             422: {"description": "unknown task or missing field"},
-            429: {"description": "queue full; retry later"},
+            429: {"description": "queue full, or this client's share of it; retry later"},
         },
     )
     async def submit(request: Request):
@@ -286,6 +293,9 @@ def create_app(settings: ServeSettings):
         job's id and status URL."""
         from starlette.requests import ClientDisconnect
 
+        # the client's address; behind a proxy that uvicorn trusts (--forwarded-allow-ips,
+        # 127.0.0.1 by default) the one its X-Forwarded-For names
+        client = request.client.host if request.client else None
         target = store.new_upload_path()
         try:
             upload = await receive_upload(
@@ -305,8 +315,9 @@ def create_app(settings: ServeSettings):
                     raise UploadError(422, f"no 'task' field (this server runs: {served})")
                 if task not in settings.checkpoints:
                     raise UploadError(422, f"unknown task {task!r} (this server runs: {served})")
-                if pool.full():  # before decoding: a refused upload costs no memory
-                    raise UploadError(429, "too many jobs are waiting; try again shortly")
+                refused = pool.refusal(client)  # before decoding: costs no memory
+                if refused:
+                    raise UploadError(429, refused)
                 async with decoding:  # a few full decodes at a time, however many arrive
                     suffix, _, _ = await run_in_threadpool(check_image, target, settings.max_pixels)
                 job = store.create(task, target, suffix, upload.filename or "")
@@ -320,10 +331,10 @@ def create_app(settings: ServeSettings):
         except OSError as failure:  # the data folder full or gone
             return error(507, f"the server cannot store the upload ({failure.strerror or failure})")
         try:
-            pool.submit(job.id)
-        except QueueFull:
+            pool.submit(job.id, client)
+        except QueueFull as refused:
             store.remove(job.id)
-            return error(429, "too many jobs are waiting; try again shortly", {"Retry-After": "5"})
+            return error(429, str(refused), {"Retry-After": "5"})
         view = job_view(job, request.scope.get("root_path", ""))
         return JSONResponse(view, 202, headers={"Location": view["status_url"]})
 

@@ -8,6 +8,7 @@ too, rather than left a zombie until the next job.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import multiprocessing
 import multiprocessing.resource_tracker
@@ -29,7 +30,8 @@ RESPAWN_WAIT_S = 2.0  # before replacing a worker that ended while idle: no rest
 
 
 class QueueFull(Exception):
-    """More jobs are waiting than the queue holds."""
+    """More jobs are waiting than the queue holds, or than one client may have waiting; the
+    message says which."""
 
 
 def one_line(
@@ -118,9 +120,13 @@ def _kill_all(processes: list) -> None:
             process.kill()
 
 
+QUEUE_FULL = "too many jobs are waiting; try again shortly"
+
+
 class WorkerPool:
-    """`workers` processes behind a queue of at most `queue_limit` waiting jobs (a limit on new
-    jobs: those restored at a restart are all queued, however many)."""
+    """`workers` processes behind a queue of at most `queue_limit` waiting jobs, of which one
+    client (an address) may have at most `client_limit` (0: no such limit). Both limit new jobs
+    only: those restored at a restart are all queued, however many, and belong to no client."""
 
     def __init__(
         self,
@@ -129,14 +135,18 @@ class WorkerPool:
         workers: int,
         queue_limit: int,
         device: str = "auto",
+        client_limit: int = 0,
     ) -> None:
         self.store = store
         self.checkpoints = checkpoints
         self.workers = workers
         self.device = device
         self.queue_limit = queue_limit
+        self.client_limit = client_limit
         self._queue: queue.Queue[str] = queue.Queue()  # bounded by submit, not by the queue
-        self._submitting = threading.Lock()
+        self._submitting = threading.Lock()  # also guards the two below
+        self._client_of: dict[str, str] = {}  # waiting job -> the client that submitted it
+        self._waiting_of: collections.Counter[str] = collections.Counter()  # client -> jobs
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         # the checkpoints as checked at startup: a job never runs a file rewritten since
@@ -153,12 +163,17 @@ class WorkerPool:
             thread.start()
             self._threads.append(thread)
 
-    def submit(self, job_id: str) -> None:
-        """Queue a new job; QueueFull when queue_limit jobs are already waiting."""
+    def submit(self, job_id: str, client: str | None = None) -> None:
+        """Queue a new job from `client` (an address; None: no one's); QueueFull when it would
+        be refused (see refusal)."""
         with self._submitting:
-            if self._queue.qsize() >= self.queue_limit:
-                raise QueueFull
+            reason = self._refusal(client)
+            if reason:
+                raise QueueFull(reason)
             self._queue.put_nowait(job_id)
+            if client is not None:
+                self._client_of[job_id] = client
+                self._waiting_of[client] += 1
 
     def restore(self, job_ids: list[str]) -> None:
         """Queue the jobs a restart found queued, all of them: each was accepted (202) before,
@@ -172,9 +187,30 @@ class WorkerPool:
         """Jobs in the queue, not yet taken by a worker."""
         return self._queue.qsize()
 
-    def full(self) -> bool:
-        """Whether a job submitted now would be refused (QueueFull)."""
-        return self._queue.qsize() >= self.queue_limit
+    def refusal(self, client: str | None = None) -> str:
+        """Why a job submitted now by `client` would be refused (QueueFull), or ""."""
+        with self._submitting:
+            return self._refusal(client)
+
+    def _refusal(self, client: str | None) -> str:
+        if self._queue.qsize() >= self.queue_limit:
+            return QUEUE_FULL
+        mine = self._waiting_of[client] if client is not None else 0
+        if self.client_limit and mine >= self.client_limit:
+            return (
+                f"you have {mine} jobs waiting, the most one client may have; send the next "
+                "when one has started"
+            )
+        return ""
+
+    def _taken(self, job_id: str) -> None:
+        """A dispatcher took job_id from the queue: it no longer waits for its client."""
+        with self._submitting:
+            client = self._client_of.pop(job_id, None)
+            if client is not None:
+                self._waiting_of[client] -= 1
+                if not self._waiting_of[client]:
+                    del self._waiting_of[client]
 
     def dispatchers(self) -> int:
         """Dispatcher threads alive (each feeds one worker process)."""
@@ -223,6 +259,7 @@ class WorkerPool:
             while not self._stop.is_set():
                 try:
                     job_id = self._queue.get(timeout=POLL_S)
+                    self._taken(job_id)
                 except queue.Empty:
                     if not process.is_alive():  # reaped (is_alive waits for it), then replaced
                         conn.close()
