@@ -95,6 +95,10 @@ def test_synth_skull_shards_equal_one_run_and_skip_done_redoes_one(tmp_path, rec
     (out / "dataset.json").unlink()
     code, stdout, _ = recon("check-data", "skull", out, "--json")
     assert code == 1 and "unfinished-set" in stdout
+    # train took it without a word: no voxel size, so its meshes came out in voxels, not mm
+    code, _, err = recon("train", "skull", "--data", out, "-o", tmp_path / "run", "-q")
+    assert code == 2 and "dataset.json: not written yet" in err and "--skip-done" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
     again = run(recon, *args, "-o", out, "--shard", "3/3", "--skip-done")
     assert again["done"] == 1 and again["skipped"] == 1
     assert_same_sets(tmp_path / "whole", out)

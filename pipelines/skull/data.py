@@ -66,6 +66,18 @@ def list_pairs(root: Path) -> list[Pair]:
     return [Pair(p.stem, p, voxel_path(p)) for p in image_files(root) if voxel_path(p).is_file()]
 
 
+def unfinished_set(root: Path) -> str:
+    """Why root is a sharded `recon synth skull` set that has not finished (its heads are there,
+    its dataset.json, with the voxel size every score in mm needs, is not), or ""."""
+    root = Path(root)
+    if (root / "dataset.json").is_file() or not any(root.glob("skull_*.json")):
+        return ""
+    return (
+        "not written yet: the `recon synth skull` shard that finishes the set writes it "
+        "(rerun one with --skip-done)"
+    )
+
+
 def read_voxel_mm(root: Path) -> float | None:
     """dataset.json's voxel_mm (a positive number), or None when the file or the key is absent
     (scores are then in voxels)."""
@@ -228,13 +240,9 @@ def check_skull(root: Path, track: Callable = lambda items, _d: items) -> CheckR
     orphans = orphan_grids(root, images)  # with no images, every grid
     for path in orphans:
         report.add("orphan-voxels", path.name, "no image NAME.png beside NAME_vox.npz")
-    if not (root / "dataset.json").is_file() and any(root.glob("skull_*.json")):
-        report.add(
-            "unfinished-set",
-            "dataset.json",
-            "not written yet: the `recon synth skull` shard that finishes the set writes it "
-            "(rerun one with --skip-done)",
-        )
+    unfinished = unfinished_set(root)
+    if unfinished:
+        report.add("unfinished-set", "dataset.json", unfinished)
     if (root / "dataset.json").is_file():
         try:
             read_voxel_mm(root)

@@ -47,6 +47,7 @@ from recon.pipelines.skull.data import (
     read_voxel_mm,
     subject_numbers,
     too_few_subjects,
+    unfinished_set,
     voxel_path,
 )
 
@@ -190,6 +191,9 @@ def check(cfg: SkullConfig, resume: Path | None = None) -> None:
     root = Path(cfg.data)
     if not root.is_dir():
         raise BadInput(f"{root}: no such data set folder")
+    unfinished = unfinished_set(root)
+    if unfinished:  # trained on, its scores and meshes would be in voxels, not mm
+        raise BadInput(f"{root / 'dataset.json'}: {unfinished}")
     _require_whole_pairs(root)
     split = too_few_subjects(list_pairs(root))
     if split is not None:
