@@ -128,6 +128,10 @@ def test_overwrite_never_deletes_a_folder_of_other_files(recon, work, tmp_path, 
     (mine / "notes.txt").write_text("keep")
     err = refused(recon, work, "project", work / "box.stl", "-o", mine, "--overwrite")
     assert "holds files no recon command wrote (notes.txt, sub/)" in err
+    # without --overwrite it said "already exists (pass --overwrite to replace it)", which
+    # the next try then refused
+    err = refused(recon, work, "project", work / "box.stl", "-o", mine)
+    assert "holds files no recon command wrote (notes.txt, sub/)" in err and "pass" not in err
     monkeypatch.chdir(mine)
     code, _, err = recon("project", work / "box.stl", "-o", ".", "--size", "16", "--overwrite")
     assert code == 2 and "holds files no recon command wrote" in err, err
@@ -186,6 +190,15 @@ def test_overwrite_never_replaces_a_file_or_another_commands_output(recon, work,
     assert "holds files no recon command wrote (notes.txt)" in err
     err = refused(recon, work, "train", "parts", "--data", data, "--out", run, "--overwrite")
     assert "holds the output of `recon train voxel`" in err
+    # without --overwrite: "run folder is not empty (pass --overwrite, ...)", then refused;
+    # another command's output was "a run without checkpoints/last.ckpt (pass --overwrite)"
+    err = refused(recon, work, "train", "voxel", "--data", data, "--out", mine)
+    assert "holds files no recon command wrote (notes.txt)" in err and "pass" not in err
+    err = refused(recon, work, "train", "parts", "--data", data, "--out", run)
+    assert "holds the output of `recon train voxel`" in err and "pass" not in err
+    shutil.copytree(work / "views", tmp_path / "copied")
+    err = refused(recon, work, "train", "voxel", "--data", data, "--out", tmp_path / "copied")
+    assert "holds the output of `recon project`" in err and "pass" not in err
     # commands that write into a folder (shards, --skip-done, convert-mat) replaced the run's
     # run.json with theirs
     for args in (["--shard", "1/2"], ["--skip-done"], ["--shard", "2/2", "--overwrite"]):
@@ -801,3 +814,45 @@ def test_json_inputs_saved_with_a_byte_order_mark_read_as_without(recon, work):
         assert rc == 0, err
         drrs.append((work / f"{name}.png").read_bytes())
     assert drrs[0] == drrs[1]
+
+
+@pytest.fixture
+def locked(tmp_path):
+    """A folder no one may write in, root included (chattr +i; chmod 555 for other users)."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "+i", folder], capture_output=True).returncode != 0:
+            pytest.skip("chattr +i is not available on this file system")
+        undo = lambda: subprocess.run(["chattr", "-i", folder], check=True)  # noqa: E731
+    else:
+        folder.chmod(0o555)
+        undo = lambda: folder.chmod(0o755)  # noqa: E731
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("a read-only folder is writable here")
+        yield folder
+    finally:
+        undo()
+
+
+def test_train_into_an_unwritable_folder_is_one_line_before_any_work(recon, work, locked):
+    """Every other command refused it at once; train set up the data and Lightning first (about
+    10 s), then exited 1 with a raw PermissionError."""
+    for out in (locked / "run", locked / "a" / "b", locked):
+        err = refused(recon, work, "train", "voxel", "--data", work / "views", "--out", out)
+        assert f"{locked}: output folder is not writable" in err
+
+
+@pytest.mark.parametrize("task", ["voxel", "parts", "skull", "drr"])
+def test_a_predict_output_folder_named_as_a_file_is_refused(recon, tmp_path, task):
+    """`predict voxel chair.png -o chair.stl` made a folder named chair.stl holding 0000.stl;
+    `embed-spine` and `predict corset --views-out` already refused such a name."""
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), "white").save(tmp_path / "a.png")
+    (tmp_path / "m.ckpt").write_bytes(b"refused before it is read")
+    for name in ("chair.stl", "chair.PLY", "grid.npy", "d.png"):
+        given = [tmp_path / "a.png", "-c", tmp_path / "m.ckpt", "-o", tmp_path / name]
+        err = refused(recon, tmp_path, "predict", task, *given)
+        assert f"names a {Path(name).suffix} file, but -o is an output folder" in err

@@ -273,9 +273,10 @@ def test_non_empty_run_folder_is_one_line_before_lightning(pix3d, tmp_path):
         ["train", "voxel", "--data", pix3d, "--device", "cpu", "-o", out]
     )
     assert code == 2, err
-    assert err.strip() == (
-        f"error: {out.absolute()}: run folder is not empty (pass --overwrite, or --resume a "
-        "checkpoint)"
+    assert err.strip() == (  # not "pass --overwrite", which then refused it too
+        f"error: {out.absolute()}: holds files no recon command wrote (keep.txt); --overwrite "
+        "replaces only an empty folder or an earlier output of `recon train voxel`: choose "
+        "another path"
     )
     assert "lightning" not in imported
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
@@ -559,7 +560,7 @@ def test_a_process_that_only_looks_like_another_rank_still_checks_the_folder(mon
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(BadInput, match="run folder is not empty"):
+    with pytest.raises(BadInput, match="holds files no recon command wrote"):
         fit(TOY, ToyConfig(), RunOptions(out=out, device="cpu", quiet=True))
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
@@ -748,7 +749,7 @@ def test_a_run_folder_without_last_ckpt_says_it_cannot_be_resumed(recon, tmp_pat
     out = tmp_path / "run"
     out.mkdir()
     (out / "config.yaml").write_text("epochs: 3\n")
-    (out / "run.json").write_text('{"command": "train voxel"}')
+    (out / "run.json").write_text('{"command": "train voxel", "version": "0.1.0", "config": {}}')
     data = tmp_path / "data"
     data.mkdir()
     code, _, err = recon("train", "voxel", "--data", data, "--device", "cpu", "-o", out)

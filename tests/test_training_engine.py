@@ -312,7 +312,7 @@ def test_checkpoint_of_another_task_or_with_code_is_refused(tmp_path):
 def test_non_empty_run_folder_is_refused(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "keep.txt").write_text("x")
-    with pytest.raises(BadInput, match="not empty"):
+    with pytest.raises(BadInput, match="holds files no recon command wrote"):
         run(tmp_path / "run", epochs=1)
     assert (tmp_path / "run" / "keep.txt").read_text() == "x"
 

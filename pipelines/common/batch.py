@@ -536,6 +536,22 @@ def _same(recorded, wanted) -> bool:
         return False
 
 
+def check_folder_name(out: Path) -> None:
+    """BadInput when a batch command's -o, an output folder, is named as a file (chair.stl,
+    views.png) and no such folder exists: the command made a folder of that name, holding the
+    outputs, where the user asked for a file."""
+    from recon.pipelines.common.dicom import DICOM_SUFFIXES
+    from recon.pipelines.common.io import MESH_SUFFIXES, PICTURE_SUFFIXES
+
+    suffix = Path(out).suffix.lower()
+    named = (*MESH_SUFFIXES, *PICTURE_SUFFIXES, *DICOM_SUFFIXES, ".npy", ".npz", ".json", ".csv")
+    if suffix in named and not Path(out).expanduser().is_dir():
+        raise BadInput(
+            f"{out}: names a {Path(out).suffix} file, but -o is an output folder (each input's "
+            "files go in it, named after the input): give it a name without a file suffix"
+        )
+
+
 def plan_inputs(
     paths: Sequence[Path],
     accept: Callable[[Path], bool],
@@ -567,6 +583,7 @@ def plan_inputs(
     from recon.pipelines.common.inputs import check_apart, gather_inputs, output_names
 
     shard, skip_done, overwrite = batch
+    check_folder_name(out)
     files, folders = gather_inputs(paths, accept, what)
     names = output_names(files, stem, reserved)  # the whole list: every shard names files alike
     others, digest = [], None

@@ -75,12 +75,13 @@ def check_output(
     # a folder output over a file or link: --overwrite would not help, so said first
     if command is not None and (path.is_symlink() or (path.exists() and not path.is_dir())):
         raise BadInput(f"{path}: exists and is not a folder; choose another path")
-    if path.exists() and not overwrite:
-        raise BadInput(f"{path}: already exists (pass --overwrite to replace it)")
+    # where --overwrite would be refused too, that is said first, not "pass --overwrite"
     if suffixes is not None and path.is_dir():
-        raise BadInput(f"{path}: is a folder, not a file")
+        raise BadInput(f"{path}: is a folder, not a file; choose another path")
     if command is not None and path.exists():
         check_replaceable(path, command)
+    if path.exists() and not overwrite:
+        raise BadInput(f"{path}: already exists (pass --overwrite to replace it)")
     if not path.parent.exists():
         raise BadInput(f"{path.parent}: output folder does not exist")
     if not path.parent.is_dir():

@@ -50,7 +50,11 @@ def check_run_dir(run: RunOptions, command: str, inputs: tuple = ()) -> Path:
     above = next(p for p in out.parents if p.exists() or p == Path(p.anchor))
     if not above.is_dir():
         raise BadInput(f"{above}: is a file, not a folder (the run folder {out} would be in it)")
+    writable = out if out.is_dir() else above
+    if not os.access(writable, os.W_OK | os.X_OK):  # found before the data and model are set up
+        raise BadInput(f"{writable}: output folder is not writable")
     if out.is_dir() and any(out.iterdir()) and not (run.overwrite or run.resume):
+        check_replaceable(out, command, marks=("config.yaml",))  # else --overwrite: refused too
         if (out / "run.json").is_file() and not (out / "checkpoints" / "last.ckpt").is_file():
             raise BadInput(
                 f"{out}: holds a run without checkpoints/last.ckpt, which cannot be resumed "
