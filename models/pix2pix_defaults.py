@@ -21,3 +21,12 @@ def unet_depth(size: int) -> int:
     if size < 32 or 2**depth != size:
         raise ValueError(f"U-Net size must be a power of two >= 32, not {size}")
     return depth
+
+
+def patch_grid_side(side: int, layers: int) -> int:
+    """The side of the PatchDiscriminator's logit grid for an input `side` pixels wide (0 or
+    less: the input is too small for that many layers, and training would fail in its first
+    step)."""
+    for _ in range(layers):  # the first convolution and layers - 1 more halve it
+        side = (side + 2 - 4) // 2 + 1
+    return side - 2  # the stride-1 layer and the last convolution take one pixel each

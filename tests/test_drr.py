@@ -54,6 +54,22 @@ def test_patchgan_sees_70_by_70():
     assert int(cols.max() - cols.min() + 1) == 70
 
 
+def test_the_patch_grid_side_is_the_discriminator_s_own():
+    """drr's settings check refuses patch_layers that leave no patch (patch_grid_side < 1);
+    training failed there in its first step. The side must be what the network gives."""
+    from recon.models.pix2pix_defaults import patch_grid_side
+
+    for size in (32, 64):
+        for layers in range(1, 7):
+            critic = pix2pix.PatchDiscriminator(2, base=2, layers=layers).train()
+            side = patch_grid_side(size, layers)
+            if side >= 1:
+                assert critic(torch.zeros(2, 2, size, size)).shape[-1] == side, (size, layers)
+            else:
+                with pytest.raises((RuntimeError, ValueError)):  # no room, or 1 x 1 batch-norm
+                    critic(torch.zeros(1, 2, size, size))
+
+
 def test_lr_constant_then_linear():
     rates = [pix2pix.linear_decay(e, 100, 100) for e in range(200)]
     assert rates[:100] == [1.0] * 100

@@ -406,6 +406,9 @@ def test_train_voxel_names_a_missing_data_root_as_a_root(recon, tmp_path):
 SETTINGS_A_RUN_REFUSES = [
     ("drr", "size=100", "setting size: U-Net size must be a power of two >= 32, not 100"),
     ("drr", "source=a(", "setting source: not a regular expression (missing ),"),
+    # inside its stated range 1-8, but 7 layers leave a 256 px image no patch: exit 1 in the
+    # first step ("Expected more than 1 value per channel")
+    ("drr", "patch_layers=7", "setting patch_layers 7: a 256 px image leaves the discriminator"),
     ("parts", "resolution=12", "setting resolution must be a power of two >= 8, not 12"),
     ("voxel", "val_fraction=1", "--set val_fraction must be in (0, 1), not 1"),
     # pose renders its poses: val_fraction was taken, hidden from --print-config, and unused

@@ -65,6 +65,13 @@ def check_settings(cfg: DrrConfig) -> None:
         recipe.unet_depth(cfg.size)
     except ValueError as error:
         raise BadInput(f"setting size: {error}") from error
+    if recipe.patch_grid_side(cfg.size, cfg.patch_layers) < 1:
+        most = max(n for n in range(1, 9) if recipe.patch_grid_side(cfg.size, n) >= 1)
+        raise BadInput(
+            f"setting patch_layers {cfg.patch_layers}: a {cfg.size} px image leaves the "
+            f"discriminator no patch after {cfg.patch_layers} layers; at size {cfg.size} it "
+            f"takes at most {most}"
+        )
     try:
         re.compile(cfg.source)
     except re.error as error:
