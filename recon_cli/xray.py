@@ -127,9 +127,11 @@ def synth_xray(
     if fields["index"]:
         rows.append(("fiducials", document["fiducials"] or "none (the CT has no vertebra labels)"))
     if fields["index"] and document["fiducials"] is None:
+        from recon.pipelines.xray.volume import VERTEBRAE_NOTE
+
         sys.stderr.write(
-            "note: no fiducials.json: the CT has no vertebra label map (give --labels), so "
-            "`register --truth` will report pose errors without mTRE\n"
+            f"note: no fiducials.json: {VERTEBRAE_NOTE}, so `register --truth` will report "
+            "pose errors without mTRE\n"
         )
     if fields["shard"] != "1/1" or fields["skipped"]:
         rows += [("shard", fields["shard"]), ("skipped (done)", fields["skipped"])]

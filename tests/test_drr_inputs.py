@@ -67,6 +67,14 @@ def test_make_drr_bad_labels_and_pose_files_refused(work, recon):
     err = refused(recon, work, *ct, *POSE, "--labels", work / "labels.nii.gz", "--keep", 7,
                   "-o", work / "d.png")  # fmt: skip
     assert "holds no voxel labelled 7 (its labels: 1-2)" in err
+    # values that are not whole: --keep 30 found "30" in 30.7, then kept no voxel (a blank DRR,
+    # exit 0, blamed on the pose)
+    fractional = nib.load(work / "labels.nii.gz")
+    values = np.asarray(fractional.dataobj, np.float32) * 30.7
+    nib.save(nib.Nifti1Image(values, fractional.affine), work / "fractional.nii.gz")
+    err = refused(recon, work, *ct, *POSE, "--labels", work / "fractional.nii.gz", "--keep", 30,
+                  "-o", work / "d.png")  # fmt: skip
+    assert "label map holds values that are not whole numbers" in err and "e.g. 30.7" in err
     nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.int16), np.eye(4)), work / "small.nii.gz")
     err = refused(recon, work, *ct, *POSE, "--labels", work / "small.nii.gz", "--keep", 1,
                   "-o", work / "d.png")  # fmt: skip

@@ -196,7 +196,7 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
     from recon.pipelines.common.outputs import run_record, write_json
     from recon.pipelines.xray.drr import RENDERERS
     from recon.pipelines.xray.synth_xray import read_fiducials
-    from recon.pipelines.xray.volume import load_ct
+    from recon.pipelines.xray.volume import VERTEBRAE_NOTE, load_ct
     from recon.pipelines.xray.xray import (
         cropped_region,
         detector_size_note,
@@ -322,8 +322,7 @@ def run_register(request: RegisterRequest, info, track) -> tuple[dict, str | Non
             if fiducials is None:
                 sys.stderr.write(
                     "note: no fiducials (no fiducials.json beside --truth, no --fiducials, and "
-                    "no vertebra label map: give --labels), so the pose errors come without "
-                    "mTRE\n"
+                    f"{VERTEBRAE_NOTE}), so the pose errors come without mTRE\n"
                 )
     loaded = time.perf_counter()
     if torch.device(device).type == "cpu":

