@@ -762,7 +762,8 @@ def test_a_ct_without_labels_says_that_no_fiducials_and_no_mtre_follow(tmp_path,
     code, out, err = recon("synth", "xray", "-v", ct, "-o", xrays, "-n", 1, "--size", 16, "--json")
     assert code == 0, err
     assert json.loads(out)["fiducials"] is None and not (xrays / "fiducials.json").exists()
-    assert "note: no fiducials.json: the CT has no vertebra labels (a --labels map with values 25-50" in err
+    note = "note: no fiducials.json: the CT has no vertebra labels (a --labels map with values 25"
+    assert note in err
     args = ("register", xrays, "-v", ct, "-o", tmp_path / "reg", "--truth", xrays / "truth.json")
     code, out, err = recon(*args, *FAST, "--json")
     assert code == 0, err
