@@ -500,6 +500,21 @@ def test_train_pose_refuses_a_nominal_pose_that_puts_the_ct_behind_the_source(tm
             pose_task.TASK, None, {"orientation": orientation, "nominal_xyz_mm": [0.0, y, 0.0]}
         )
         pose_task.check(cfg)
+    # the nominal pose in front, but a range that draws poses past it: 5000 trained on
+    # upside-down DRRs without a word (synth xray's --xyz-range stops at 800 for this)
+    for range_mm, what in ((5000, "the CT behind the source"), (801, "the source 49 mm from")):
+        small = ("--set", "size=32", "--set", "samples_per_epoch=16", "--set", "val_samples=4")
+        args = ("--set", f"xyz_range_mm={range_mm}", *small, "--epochs", 1, "--device", "cpu")
+        code, _, err = recon("train", "pose", *args, "-o", out)
+        assert code == 2 and err.count("\n") == 1 and what in err, err
+        assert "xyz_range_mm may be at most 800" in err and not out.exists()
+    for orientation, y in (("PA", -850.0), ("AP", 850.0)):
+        cfg = resolve_config(
+            pose_task.TASK,
+            None,
+            {"orientation": orientation, "nominal_xyz_mm": [0.0, y, 0.0], "xyz_range_mm": 800},
+        )
+        pose_task.check(cfg)
 
 
 def test_synth_xray_names_what_each_drawn_pose_shows(tmp_path, recon):

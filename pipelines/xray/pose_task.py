@@ -129,24 +129,55 @@ def check(cfg: PoseConfig, resume: Path | None = None) -> None:
             )
 
 
+# mm: the least distance from the source to the CT's centre a drawn pose may have (as `synth
+# xray`'s XYZ_RANGE_MAX leaves its 850 mm nominal distance)
+MIN_SOURCE_MM = 50.0
+
+
 def _require_ct_in_front(cfg: PoseConfig) -> None:
     """BadInput when the nominal pose puts the CT behind the source (drr.ct_depth): every
     training DRR would show it drawn through the source, upside down. The default nominal
     (source at +y) is the AP frame's; the PA frame's source lies at -y."""
+    import itertools
+
+    import numpy as np
+    import torch
+
     from recon.pipelines.xray.drr import ct_depth
     from recon.pipelines.xray.pose import pose_from_degrees
     from recon.pipelines.xray.volume import frame_reorient
 
     nominal = pose_from_degrees(cfg.nominal_rot_deg, cfg.nominal_xyz_mm)
     detector = training_detector(config_dict(cfg))
-    if float(ct_depth(frame_reorient(cfg.orientation), detector, nominal)[0]) > 0:
-        return
+    reorient = frame_reorient(cfg.orientation)
+    depth = float(ct_depth(reorient, detector, nominal)[0]) * detector.sdd  # mm from the source
     x, y, z = cfg.nominal_xyz_mm
-    raise BadInput(
-        f"setting nominal_xyz_mm {[x, y, z]} puts the CT behind the source with orientation "
-        f"{cfg.orientation}: every training DRR would show it upside down; the source lies on "
-        f"the other side (e.g. --set nominal_xyz_mm=[{x:g},{-y:g},{z:g}])"
-    )
+    if depth <= 0:
+        raise BadInput(
+            f"setting nominal_xyz_mm {[x, y, z]} puts the CT behind the source with orientation "
+            f"{cfg.orientation}: every training DRR would show it upside down; the source lies "
+            f"on the other side (e.g. --set nominal_xyz_mm=[{x:g},{-y:g},{z:g}])"
+        )
+    # the poses drawn: every corner of the box of offsets around the nominal one
+    corners = [
+        pose_from_degrees(
+            np.asarray(cfg.nominal_rot_deg, float) + np.asarray(signs[:3]) * cfg.rot_range_deg,
+            np.asarray(cfg.nominal_xyz_mm, float) + np.asarray(signs[3:]) * cfg.xyz_range_mm,
+        )
+        for signs in itertools.product((-1.0, 1.0), repeat=6)
+    ]
+    nearest = float(ct_depth(reorient, detector, torch.cat(corners)).min()) * detector.sdd
+    if nearest < MIN_SOURCE_MM - 0.01:  # float32 poses
+        where = (
+            "the CT behind the source (drawn upside down)"
+            if nearest <= 0
+            else f"the source {nearest:.0f} mm from the CT's centre"
+        )
+        raise BadInput(
+            f"setting xyz_range_mm {cfg.xyz_range_mm:g} draws poses with {where}; the nominal "
+            f"pose puts the source {depth:.0f} mm from it: xyz_range_mm may be at most "
+            f"{depth - MIN_SOURCE_MM:.0f}"
+        )
 
 
 MODEL_SETTINGS = ("architecture", "base_filters", "size")  # what shapes the network's weights
