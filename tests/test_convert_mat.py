@@ -83,6 +83,18 @@ def test_grids_that_are_no_occupancy_are_refused(tmp_path, value, message):
         read_voxel_mat(path)
 
 
+def test_a_v73_file_cut_short_is_named_so(tmp_path):
+    """Cut to its MATLAB header, it went to scipy, whose message told the user to use an HDF
+    reader, which recon already does for a whole v7.3 file."""
+    from recon.pipelines.occupancy.matfiles import MatError
+
+    path = tmp_path / "voxel.mat"
+    write_voxel_mat(path, np.ones((4, 4, 4), np.uint8), "7.3")
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(MatError, match="a MATLAB v7.3 header without its HDF5 data: the file"):
+        read_voxel_mat(path)
+
+
 def test_a_sparse_v5_variable_is_named_as_such(tmp_path):
     """scipy reads a MATLAB sparse matrix as an object the shape check saw as `shape ()`."""
     from scipy.io import savemat

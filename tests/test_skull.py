@@ -147,7 +147,11 @@ def test_check_data_names_every_problem(heads, tmp_path, recon):
     (bad / "skull_005_vox.npz").write_bytes(b"garbage")
     code, out, err = recon("check-data", "skull", bad, "--json")
     assert code == 1
-    kinds = {(p["kind"], p["path"]) for p in json.loads(out)["problems"]}
+    problems = json.loads(out)["problems"]
+    kinds = {(p["kind"], p["path"]) for p in problems}
+    # numpy's own message advised loading the damaged file with allow_pickle
+    (detail,) = [p["detail"] for p in problems if p["path"] == "skull_005_vox.npz"]
+    assert detail == "not an .npz file (no zip header): damaged or another format"
     assert kinds == {
         ("missing-voxels", "skull_000.png"),
         ("missing-array", "skull_001_vox.npz"),

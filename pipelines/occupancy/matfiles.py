@@ -62,6 +62,8 @@ def read_voxel_mat(path: Path, key: str = VOXEL_KEY) -> np.ndarray:
                 "a voxel file must be a Pix3D .mat (got a NumPy .npy grid, as convert-mat "
                 "writes; point `voxel` at the .mat)"
             )
+        if _has_matlab_header(path) and not is_v73(path):  # scipy: "Please use HDF reader"
+            raise MatError("a MATLAB v7.3 header without its HDF5 data: the file is cut short")
         array = _read_v73(path, key) if is_v73(path) else _read_v5(path, key)
     except MatError:
         raise

@@ -135,6 +135,12 @@ def grid_problem(path: Path) -> tuple[str, str] | None:
     import zipfile
 
     try:
+        with open(path, "rb") as handle:
+            if handle.read(4) != b"PK\x03\x04":  # numpy's advice was to load it unsafely
+                return (
+                    "unreadable-voxels",
+                    "not an .npz file (no zip header): damaged or another format",
+                )
         with np.load(path) as data:
             missing = [h for h in HEADS if h not in data.files]
             if missing:
