@@ -140,6 +140,7 @@ def synth_pairs(
                 ("pairs made", len(plan.todo)),  # "pairs" in the JSON is the set's size
                 ("skipped (done)", len(plan.done)),
                 ("size", f"{size} px"),
+                ("detector", f"{summary['intrinsics']['delx']:.4g} mm/px, 1020 mm from the source"),
                 ("seconds", timings["synth"]),
             ],
         ),

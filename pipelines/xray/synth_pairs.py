@@ -150,14 +150,14 @@ def synth_pairs(
     """Render pairs (size x size px) into FOLDER/xray and FOLDER/drr; returns a summary.
 
     indices (default: all of range(count)) are the pairs to render. Names are pair_NNNN.png;
-    poses.pt holds the (count, 4, 4) poses of every pair in the project convention, the same
-    file whichever pairs a call renders. Pair i is drawn from pair_rng(seed, i) alone: its pose
-    first, then its X-ray style.
+    poses.pt holds the (count, 4, 4) poses of every pair in the project convention and the
+    detector (pair_intrinsics), the same file whichever pairs a call renders. Pair i is drawn
+    from pair_rng(seed, i) alone: its pose first, then its X-ray style.
     """
 
     from recon.pipelines.common.batch import recorded_path
     from recon.pipelines.common.io import write_png
-    from recon.pipelines.xray.drr import Intrinsics, make_renderer, render_with
+    from recon.pipelines.xray.drr import make_renderer, render_with
     from recon.pipelines.xray.pairs import DRR_DIR, XRAY_DIR, to_uint
     from recon.pipelines.xray.pose import save_poses
     from recon.pipelines.xray.volume import load_ct
@@ -167,15 +167,10 @@ def synth_pairs(
     folder = Path(folder)
     for sub in (XRAY_DIR, DRR_DIR):
         (folder / sub).mkdir(parents=True, exist_ok=True)
+    detector = pair_intrinsics(size)
     if indices:
         subject = load_ct(ct, spacing_mm=spacing_mm)
-        pixel = DETECTOR_MM / size
-        renderer = make_renderer(
-            subject,
-            Intrinsics(SDD_MM, size, size, pixel, pixel, reverse_x_axis=RADIOLOGICAL),
-            renderer="trilinear",
-            device=device,
-        )
+        renderer = make_renderer(subject, detector, renderer="trilinear", device=device)
     # one pose per render: batching changes float rounding, and pair i must not depend on it
     for index in track(indices, "rendering pairs") if track else indices:
         rng = pair_rng(seed, index)
@@ -184,7 +179,9 @@ def synth_pairs(
         write_png(folder / DRR_DIR / pair_name(index), to_uint(drr, 16))
         xray = simulate_xray(image, rng, style)
         write_png(folder / XRAY_DIR / pair_name(index), to_uint(xray, 16))
-    save_poses(folder / "poses.pt", pair_poses(count, seed, rot_deg, shift_mm))
+    save_poses(
+        folder / "poses.pt", pair_poses(count, seed, rot_deg, shift_mm), detector.as_dict()
+    )
     return {
         "pairs": count,
         "rendered": len(indices),
@@ -194,8 +191,18 @@ def synth_pairs(
         "spacing_mm": spacing_mm,
         "rot_deg": rot_deg,
         "shift_mm": shift_mm,
+        "intrinsics": detector.as_dict(),
         "style": style.as_dict(),
     }
+
+
+def pair_intrinsics(size: int):
+    """The detector every pair is rendered on (size x size px): SDD_MM from the source,
+    DETECTOR_MM wide, centred, the radiological display."""
+    from recon.pipelines.xray.drr import Intrinsics
+
+    pixel = DETECTOR_MM / size
+    return Intrinsics(SDD_MM, size, size, pixel, pixel, reverse_x_axis=RADIOLOGICAL)
 
 
 def demo_translation(workdir: Path, seed: int, track: Callable) -> list:
