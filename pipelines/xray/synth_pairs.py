@@ -179,9 +179,7 @@ def synth_pairs(
         write_png(folder / DRR_DIR / pair_name(index), to_uint(drr, 16))
         xray = simulate_xray(image, rng, style)
         write_png(folder / XRAY_DIR / pair_name(index), to_uint(xray, 16))
-    save_poses(
-        folder / "poses.pt", pair_poses(count, seed, rot_deg, shift_mm), detector.as_dict()
-    )
+    save_poses(folder / "poses.pt", pair_poses(count, seed, rot_deg, shift_mm), detector.as_dict())
     return {
         "pairs": count,
         "rendered": len(indices),
