@@ -367,3 +367,16 @@ def test_make_drr_from_a_pair_set_s_poses_renders_its_drrs(tmp_path, recon):
         made = read_image(drrs / f"drr_{index:04d}.png").astype(float)
         assert made.shape == pair.shape == (64, 64)
         assert np.corrcoef(pair.ravel(), made.ravel())[0, 1] > 0.998  # measured 0.9992
+
+
+def test_make_drr_from_a_synth_xray_record_renders_on_its_detector(tmp_path, recon):
+    """`make-drr --pose xray_000.json` took the pose and rendered it on make-drr's default
+    detector (256 px of 1.6 mm), not the X-ray's (here 32 px over 400 mm)."""
+    args = ["synth", "xray", "-o", tmp_path / "xr", "-n", 1, "--size", 32, "--device", "cpu"]
+    assert recon(*args, "-q")[0] == 0
+    code, out, err = recon("make-drr", "--pose", tmp_path / "xr" / "xray_000.json", "-o",
+                           tmp_path / "d.png", "--json")  # fmt: skip
+    assert code == 0, err
+    detector = json.loads(out)["intrinsics"]
+    assert (detector["height"], detector["width"], detector["delx"]) == (32, 32, 12.5)
+    assert read_image(tmp_path / "d.png").shape == (32, 32)

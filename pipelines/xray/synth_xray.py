@@ -206,6 +206,7 @@ class XraySet:
             "settings": self.settings,
             "name": dicom.name,
             "pose": pose[0].tolist(),
+            "intrinsics": self.config.intrinsics().as_dict(),  # make-drr --pose renders on it
             **describe_pose(pose),
             **shown,
         }
