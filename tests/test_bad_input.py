@@ -348,6 +348,13 @@ def test_augment_into_the_parent_of_its_input_is_refused_even_with_overwrite(rec
     assert "would replace the input" in err
 
 
+def test_augment_of_a_file_says_it_is_a_file(recon, tmp_path):
+    """`augment notes.txt` said "no such folder" of a file that exists."""
+    (tmp_path / "notes.txt").write_text("not a pair set")
+    err = refused(recon, tmp_path, "augment", tmp_path / "notes.txt", "-o", tmp_path / "aug")
+    assert "notes.txt: a file, not a folder (a pair set has xray/ and drr/)" in err
+
+
 # ---------------------------------------------------------------- convert-mat
 
 

@@ -71,7 +71,8 @@ def find_pairs(root: Path, check_sizes: bool = True) -> list[Pair]:
     folders = [root / XRAY_DIR, root / DRR_DIR]
     for folder in [root, *folders]:
         if not folder.is_dir():
-            raise BadInput(f"{folder}: no such folder (a pair set has {XRAY_DIR}/ and {DRR_DIR}/)")
+            what = "a file, not a folder" if folder.exists() else "no such folder"
+            raise BadInput(f"{folder}: {what} (a pair set has {XRAY_DIR}/ and {DRR_DIR}/)")
     xrays, drrs = (_by_stem(f) for f in folders)
     if not xrays and not drrs:
         raise BadInput(f"{root}: no picture or DICOM images in {XRAY_DIR}/ or {DRR_DIR}/")
