@@ -583,13 +583,13 @@ def plan_inputs(
     from recon.pipelines.common.inputs import check_apart, gather_inputs, output_names
 
     shard, skip_done, overwrite = batch
-    check_folder_name(out)
     files, folders = gather_inputs(paths, accept, what)
     names = output_names(files, stem, reserved)  # the whole list: every shard names files alike
     others, digest = [], None
     if checkpoint is not None:
         others.append(require_checkpoint_file(Path(checkpoint)))
     check_apart(out, [*files, *others], folders)
+    check_folder_name(out)  # after check_apart: an -o that is an input says that first
     target = Path(out).expanduser().absolute()
     if checkpoint is not None:
         digest = file_sha256(Path(checkpoint))
