@@ -8,6 +8,14 @@ import threading
 from recon.pipelines.common.ranks import launched_as_rank_zero
 
 
+def remove_temporaries() -> None:
+    """outputs.remove_temporaries, when the outputs module was loaded: a command that never
+    loaded it made no temporary (and --help need not import it)."""
+    outputs = sys.modules.get("recon.pipelines.common.outputs")
+    if outputs is not None:
+        outputs.remove_temporaries()
+
+
 def prints_json_errors(args: list[str]) -> bool:
     """Whether this process prints a failure's JSON object with --json: every process, but in
     a multi-process training run (DDP, srun) only global rank 0 (launched_as_rank_zero), so the
@@ -89,12 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     import threading
     import warnings
 
-    from recon.pipelines.common.outputs import (
-        STOP_NOTES,
-        STOPS_RECEIVED,
-        UNSEEN_STOPS,
-        remove_temporaries,
-    )
+    from recon.pipelines.common.stops import STOP_NOTES, STOPS_RECEIVED, UNSEEN_STOPS
 
     if sys.stderr is None:  # started with stderr closed (`2>&-`): messages go nowhere, not crash
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process

@@ -283,7 +283,7 @@ class Reporter:
             items = track(
                 items, description=description, total=total, console=self.err, transient=True
             )
-        from recon.pipelines.common.outputs import raise_unseen_stop
+        from recon.pipelines.common.stops import raise_unseen_stop
 
         for item in items:
             raise_unseen_stop()
@@ -324,7 +324,7 @@ class _ProgressHandle:
         self._progress.stop()
 
     def advance(self, n: float = 1) -> None:
-        from recon.pipelines.common.outputs import raise_unseen_stop
+        from recon.pipelines.common.stops import raise_unseen_stop
 
         raise_unseen_stop()
         self._progress.advance(self._task, n)

@@ -132,6 +132,7 @@ def synth_pairs(
             folder / plan.shard.results_name(),
             run_record("synth pairs", seed, summary, timings, results),
         )
+    detector = summary["intrinsics"]
     ui.result(
         {"out": str(out), **results, "timings_s": timings},
         key_value_table(
@@ -140,7 +141,7 @@ def synth_pairs(
                 ("pairs made", len(plan.todo)),  # "pairs" in the JSON is the set's size
                 ("skipped (done)", len(plan.done)),
                 ("size", f"{size} px"),
-                ("detector", f"{summary['intrinsics']['delx']:.4g} mm/px, 1020 mm from the source"),
+                ("detector", "{delx:.4g} mm/px, {sdd:g} mm from the source".format(**detector)),
                 ("seconds", timings["synth"]),
             ],
         ),

@@ -684,7 +684,7 @@ def test_a_fit_stopped_before_its_first_checkpoint_leaves_no_run_folder(tmp_path
             if trainer.current_epoch == self.epoch and index == 1:
                 raise KeyboardInterrupt
 
-    from recon.pipelines.common.outputs import STOP_NOTES
+    from recon.pipelines.common.stops import STOP_NOTES
 
     for epoch, kept in ((0, False), (1, True)):
         out = tmp_path / f"stopped_in_epoch_{epoch}"
@@ -728,7 +728,7 @@ def test_a_stop_swallowed_during_training_is_raised_at_the_next_batch(tmp_path):
     200 epochs and exit 0; the stop the handler recorded is raised again after the next batch."""
     import lightning as L
 
-    from recon.pipelines.common.outputs import UNSEEN_STOPS
+    from recon.pipelines.common.stops import UNSEEN_STOPS
 
     class Swallowed(L.Callback):
         def on_train_batch_start(self, trainer, module, batch, index) -> None:

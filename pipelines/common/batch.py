@@ -320,8 +320,9 @@ def output_folder(out: Path, plan: BatchPlan) -> Iterator[Path]:
     made here, it goes again if the command fails before writing into it; a stop's line says
     that what was made stays), otherwise a
     temporary folder that takes out's place when all is done (a stop there keeps nothing, and
-    its line says how many files went with it: outputs.STOP_NOTES)."""
-    from recon.pipelines.common.outputs import STOP_NOTES, atomic_dir
+    its line says how many files went with it: stops.STOP_NOTES)."""
+    from recon.pipelines.common.outputs import atomic_dir
+    from recon.pipelines.common.stops import STOP_NOTES
 
     if plan.batch:
         made = not out.exists()

@@ -269,7 +269,7 @@ def _stopped(trainer, error: BaseException) -> bool:
     """Whether the fit ended by Ctrl-C or SIGTERM (which the CLI raises as KeyboardInterrupt;
     Lightning shuts down and exits 1 on it), not by an error: also when the stop ended a data
     worker first and the fit ends with that worker's error."""
-    from recon.pipelines.common.outputs import STOPS_RECEIVED
+    from recon.pipelines.common.stops import STOPS_RECEIVED
 
     if trainer.interrupted and isinstance(error, KeyboardInterrupt | SystemExit):
         return True
@@ -290,7 +290,7 @@ def _record_stopped(
     """curves.png and run.json of a fit stopped by Ctrl-C or SIGTERM, for the epochs done
     (run.json says "interrupted": true), and the command that continues it (STOP_NOTES); a
     failure here is one line, the stop goes on."""
-    from recon.pipelines.common.outputs import STOP_NOTES
+    from recon.pipelines.common.stops import STOP_NOTES
 
     try:
         result = _finish(task, cfg, trainer, best, out, timings, interrupted=True)
@@ -511,7 +511,7 @@ def _first_step_class():
 def _stop_check_class():
     import lightning as L
 
-    from recon.pipelines.common.outputs import raise_unseen_stop
+    from recon.pipelines.common.stops import raise_unseen_stop
 
     class StopCheck(L.Callback):
         """Raises again a Ctrl-C or SIGTERM that was swallowed where it landed (in a finaliser,

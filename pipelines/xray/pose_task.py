@@ -137,7 +137,9 @@ MIN_SOURCE_MM = 50.0
 def _require_ct_in_front(cfg: PoseConfig) -> None:
     """BadInput when the nominal pose puts the CT behind the source (drr.ct_depth): every
     training DRR would show it drawn through the source, upside down. The default nominal
-    (source at +y) is the AP frame's; the PA frame's source lies at -y."""
+    (source at +y) is the AP frame's; the PA frame's source lies at -y. So too when a pose drawn
+    around it (a corner of the +-rot_range_deg, +-xyz_range_mm box) brings the source within
+    MIN_SOURCE_MM of the CT's centre, or past it."""
     import itertools
 
     import numpy as np

@@ -22,8 +22,8 @@ VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
 EXAMPLE_VERTEBRA_LABELS = tuple(range(25, 51))
 # why a CT gave no vertebra fiducials (the label values they are taken from)
 VERTEBRAE_NOTE = (
-    "the CT has no vertebra labels (a --labels map with values 25-50, TotalSegmentator's "
-    "sacrum..C1, as the bundled CT's)"
+    f"the CT has no vertebra labels (a --labels map with values {EXAMPLE_VERTEBRA_LABELS[0]}-"
+    f"{EXAMPLE_VERTEBRA_LABELS[-1]}, TotalSegmentator's sacrum..C1, as the bundled CT's)"
 )
 
 
