@@ -14,6 +14,7 @@ from recon.cli.common import (
     check_range,
     check_seed,
     key_value_table,
+    renamed,
 )
 
 RANGES = {  # option -> (low, high), checked before any work
@@ -22,7 +23,7 @@ RANGES = {  # option -> (low, high), checked before any work
     "rotate": (0.0, 180.0),
     "scale": (0.0, 0.9),
     "translate": (0.0, 0.5),
-    "crop": (0.1, 1.0),
+    "crop-area": (0.1, 1.0),
     "brightness": (0.0, 1.0),
     "contrast": (0.0, 1.0),
     "noise": (0.0, 1.0),
@@ -55,7 +56,7 @@ def augment(
         float,
         typer.Option(help="Shift range, +- fraction of size, 0 to 0.5.", rich_help_panel=GEOMETRY),
     ] = 0.05,
-    crop: Annotated[
+    crop_area: Annotated[
         float,
         typer.Option(
             help="Smallest crop area fraction, 0.1 to 1 (1 = no crop).", rich_help_panel=GEOMETRY
@@ -87,6 +88,7 @@ def augment(
     overwrite: Overwrite = False,
     json_out: Json = False,
     quiet: Quiet = False,
+    old_crop: Annotated[float | None, typer.Option("--crop", hidden=True)] = None,
 ) -> None:
     """Augment a paired X-ray / DRR set: one geometric draw for both images of a pair
     (flip, rotation, zoom, shift, crop), intensity changes on the X-ray only.
@@ -105,11 +107,13 @@ def augment(
     from recon.pipelines.xray.pairs import find_pairs
 
     ui = Reporter(json_out, quiet)
+    # --crop is register's pixels; the area share was --crop here until this release
+    crop, crop_flag = renamed("--crop", "--crop-area", old_crop, crop_area)
     given = {"copies": copies, "flip": flip, "rotate": rotate, "scale": scale}
-    given |= {"translate": translate, "crop": crop, "brightness": brightness}
+    given |= {"translate": translate, "crop-area": crop, "brightness": brightness}
     given |= {"contrast": contrast, "noise": noise}
     for name, (low, high) in RANGES.items():
-        check_range(f"--{name}", given[name], low, high)
+        check_range(crop_flag if name == "crop-area" else f"--{name}", given[name], low, high)
     check_seed(seed)
     source = Path(source)
     out = check_output(out, overwrite, inputs=[source], command="augment")

@@ -358,14 +358,17 @@ def check_range(
     low_open: bool = False,
 ) -> None:
     """BadInput unless value is None or a finite number in [low, high] ((low, high] with
-    low_open); the message names the flag, the range and the value. Call before any work."""
+    low_open; no bound when low or high is None); the message names the flag, the range and
+    the value. Call before any work."""
     import math
 
     from recon.pipelines.common.errors import BadInput
 
     if value is None:
         return
-    if low is None:
+    if low is None and high is None:
+        stated = "a finite number"
+    elif low is None:
         stated = f"at most {_number(high)}"
     elif high is None:
         stated = f"{'above' if low_open else 'at least'} {_number(low)}"

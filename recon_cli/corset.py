@@ -77,6 +77,7 @@ def synth_corset(
         make=lambda root, i: write_patient_item(root, i, size, seed),
         merge=lambda root: write_dataset_index(root, count, size, seed),
         config={"count": count, "size": size, "format": DATA_FORMAT},
+        flags={"size": "--size"},
         summarize=lambda made: _patients_summary(made, size),
     )
     out, _, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)
@@ -164,12 +165,12 @@ def predict_corset(
     import time
     from contextlib import nullcontext
 
+    from recon.pipelines.common.batch import file_suffix
     from recon.pipelines.common.checkpoints import require_checkpoint_file
     from recon.pipelines.common.devices import choose_device
     from recon.pipelines.common.errors import BadInput
     from recon.pipelines.common.io import (
         MESH_SUFFIXES,
-        PICTURE_SUFFIXES,
         require_dir,
         require_file,
         save_mesh,
@@ -207,10 +208,10 @@ def predict_corset(
     if render:
         picture_path = check_output(out.with_suffix(".png"), overwrite, (".png",), inputs=inputs)
     if views_out is not None:
-        if views_out.suffix.lower() in (*PICTURE_SUFFIXES, *MESH_SUFFIXES):
+        if file_suffix(views_out) is not None:
             raise BadInput(
-                f"{views_out}: names a {views_out.suffix} file, but --views-out is a folder of "
-                "views; give it a name without a file suffix"
+                f"{views_out}: names a {file_suffix(views_out)} file, but --views-out is a "
+                "folder of views; give it a name without a file suffix"
             )
         views_out = check_output(views_out, overwrite, inputs=inputs, command="predict corset")
         for path in (out, sidecar, picture_path):

@@ -24,9 +24,8 @@ from recon.cli.common import (
 PAIR_RANGES = {  # option -> (low, high), checked before any work
     "--count": (1, 100_000),
     "--size": (16, 2048),
-    "--ct-spacing": (0.5, 20.0),
-    "--rot": (0.0, 90.0),
-    "--shift": (0.0, 500.0),
+    "--rot-range": (0.0, 90.0),
+    "--xyz-range": (0.0, 500.0),
 }
 
 
@@ -45,10 +44,14 @@ def synth_pairs(
         ),
     ] = None,
     ct_spacing: Annotated[
-        float, typer.Option(help="CT resampling before rendering, mm, 0.5 to 20.")
+        float, typer.Option(help="CT resampling before rendering, mm, 0.1 to 50.")
     ] = 3.0,
-    rot: Annotated[float, typer.Option(help="Pose rotation range, +- degrees, 0 to 90.")] = 8.0,
-    shift: Annotated[float, typer.Option(help="Pose shift range, +- mm, 0 to 500.")] = 25.0,
+    rot_range: Annotated[
+        float, typer.Option(help="Angles drawn within +- this, deg, 0 to 90.")
+    ] = 8.0,
+    xyz_range: Annotated[
+        float, typer.Option(help="Translation drawn within +- this, mm, 0 to 500.")
+    ] = 25.0,
     seed: Seed = 0,
     device: Device = "auto",
     shard: ShardOption = None,
@@ -57,6 +60,8 @@ def synth_pairs(
     json_out: Json = False,
     quiet: Quiet = False,
     old_spacing: Annotated[float | None, typer.Option("--spacing", hidden=True)] = None,
+    old_rot: Annotated[float | None, typer.Option("--rot", hidden=True)] = None,
+    old_shift: Annotated[float | None, typer.Option("--shift", hidden=True)] = None,
 ) -> None:
     """Render DRRs of a CT at random poses, each with a simulated X-ray of the same view.
 
@@ -85,13 +90,17 @@ def synth_pairs(
     from recon.pipelines.xray.pairs import DRR_DIR, XRAY_DIR
     from recon.pipelines.xray.synth_pairs import pair_name
     from recon.pipelines.xray.synth_pairs import synth_pairs as render_pairs
+    from recon.pipelines.xray.volume import CT_SPACING_RANGE
 
     ui = Reporter(json_out, quiet)
     ct_spacing, spacing_flag = renamed("--spacing", "--ct-spacing", old_spacing, ct_spacing)
-    given = {"--count": count, "--size": size, "--ct-spacing": ct_spacing}
-    given |= {"--rot": rot, "--shift": shift}
+    rot, rot_flag = renamed("--rot", "--rot-range", old_rot, rot_range)
+    shift, shift_flag = renamed("--shift", "--xyz-range", old_shift, xyz_range)
+    typed = {"--rot-range": rot_flag, "--xyz-range": shift_flag}
+    given = {"--count": count, "--size": size, "--rot-range": rot, "--xyz-range": shift}
     for flag, (low, high) in PAIR_RANGES.items():
-        check_range(spacing_flag if flag == "--ct-spacing" else flag, given[flag], low, high)
+        check_range(typed.get(flag, flag), given[flag], low, high)
+    check_range(spacing_flag, ct_spacing, *CT_SPACING_RANGE)
     check_seed(seed)
     target = Path(out).expanduser().absolute()
     check_not_input(target, [ct])
@@ -169,8 +178,8 @@ def check_same_poses(path: Path, count: int, seed: int, rot: float, shift: float
     expected = pair_poses(len(existing), seed, rot, shift)
     if existing.shape != expected.shape or not torch.allclose(existing, expected, atol=1e-4):
         raise BadInput(
-            f"{path}: holds the poses of another pair set (other --seed, --rot or --shift); "
-            "use another -o, or --overwrite without --skip-done to remake it"
+            f"{path}: holds the poses of another pair set (other --seed, --rot-range or "
+            "--xyz-range); use another -o, or --overwrite without --skip-done to remake it"
         )
 
 

@@ -23,15 +23,6 @@ SPACING_RANGE = (0.01, 10.0)  # mm per pixel
 SETTING_FLAGS = {"span": "--span", "pixel_spacing": "--pixel-spacing"}
 
 
-def _file_suffixes() -> tuple[str, ...]:
-    """Suffixes of files embed-spine reads or writes besides EMB.json: an -o ending in one names
-    a file, never the output folder that a name without .json stands for."""
-    from recon.pipelines.common.dicom import DICOM_SUFFIXES
-    from recon.pipelines.common.io import PICTURE_SUFFIXES
-
-    return (*PICTURE_SUFFIXES, *DICOM_SUFFIXES, ".csv")
-
-
 def embed_spine(
     xrays: Annotated[
         list[Path],
@@ -102,6 +93,7 @@ def embed_spine(
 
     Example: recon embed-spine films/ -o cobb --span T1-L1
     """
+    from recon.pipelines.common.batch import file_suffix
     from recon.pipelines.corset.vertebrae import level_names
 
     ui = Reporter(json_out, quiet)
@@ -124,9 +116,9 @@ def embed_spine(
         return
     if Path(out).suffix.lower() == ".json":
         raise BadInput(f"{out}: several X-rays need an output folder, not a .json file")
-    if Path(out).suffix.lower() in _file_suffixes() and not Path(out).is_dir():
+    if file_suffix(out) is not None:
         raise BadInput(
-            f"{out}: names a {Path(out).suffix} file, but -o is EMB.json for one X-ray (its "
+            f"{out}: names a {file_suffix(out)} file, but -o is EMB.json for one X-ray (its "
             "overlay goes to --debug-image NAME.png) or else an output folder"
         )
     if debug_image is not None:

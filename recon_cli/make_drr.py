@@ -281,8 +281,10 @@ def check_numbers(r, size_flag: str = "--size") -> None:
     check_range("--width", r.width, *ranges.SIZE_RANGE)
     check_range("--delx", r.delx, *ranges.SPACING_RANGE, low_open=True)
     check_range("--dely", r.dely, *ranges.SPACING_RANGE, low_open=True)
-    check_range("--x0", r.x0, -ranges.OFFSET_LIMIT, ranges.OFFSET_LIMIT)
-    check_range("--y0", r.y0, -ranges.OFFSET_LIMIT, ranges.OFFSET_LIMIT)
+    # the offsets' bound is the detector's own width and height, known once the pose file's
+    # detector is read (request_intrinsics, before any work)
+    check_range("--x0", r.x0)
+    check_range("--y0", r.y0)
     for value in r.rot or ():
         check_range("--rot", value, *ranges.ROT_RANGE)
     for value in r.xyz or ():

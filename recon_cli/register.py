@@ -325,13 +325,15 @@ def register(
 def check_numbers(sdd, rot, xyz, crop, ct_spacing, lr_rot, lr_xyz, threads):
     """BadInput unless every other number of `recon register` is finite and in its stated range
     (--pixel-spacing is checked under the spelling the user typed)."""
+    from recon.pipelines.xray.volume import CT_SPACING_RANGE
+
     check_range("--sdd", sdd, 0.0, 10000.0, low_open=True)
     for value in rot or ():
         check_range("--rot", value, -360.0, 360.0)
     for value in xyz or ():
         check_range("--xyz", value, -10000.0, 10000.0)
     check_range("--crop", crop, 0, 4096)
-    check_range("--ct-spacing", ct_spacing, 0.1, 50.0)
+    check_range("--ct-spacing", ct_spacing, *CT_SPACING_RANGE)
     check_range("--lr-rot", lr_rot, 0.0, 1.0, low_open=True)
     check_range("--lr-xyz", lr_xyz, 0.0, 1000.0, low_open=True)
     check_range("--threads", threads, 0, 1024)

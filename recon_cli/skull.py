@@ -76,6 +76,7 @@ def synth_skull(
         make=heads.make,
         merge=lambda root: heads.merge(root, count),
         config={"count": count, **heads.settings()},
+        flags={"resolution": "--resolution", "view": "--view", "photo": "--photo"},
     )
     out, made, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)
     summary = heads.summary(count) | {"subjects": len(made)}

@@ -28,6 +28,7 @@ class SynthSet:
         default=lambda _made: {}
     )  # the summaries of the items made -> the counts the command reports (and run.json holds)
     inputs: list[Path | None] = field(default_factory=list)  # files OUT may never be or hold
+    flags: dict[str, str] = field(default_factory=dict)  # config key -> its flag, for messages
 
 
 def _check_same_set(out: Path, spec: SynthSet, seed: int, sharded: bool = False) -> None:
@@ -54,7 +55,7 @@ def _check_same_set(out: Path, spec: SynthSet, seed: int, sharded: bool = False)
         if data.get("seed") != seed or made != settings:
             changes = [("--seed", seed, data.get("seed"))] if data.get("seed") != seed else []
             changes += [
-                (k, settings.get(k), made.get(k))
+                (spec.flags.get(k, k), settings.get(k), made.get(k))
                 for k in sorted(set(made) | set(settings))
                 if made.get(k) != settings.get(k) and not (k == "seed" and changes)
             ]

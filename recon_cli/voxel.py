@@ -93,6 +93,7 @@ def synth_pix3d(
         make=lambda root, i: write_model(root, *jobs[i], views, seed),
         merge=lambda root: write_index(root, jobs, seed, views),
         config={"count": count, "views": views},
+        flags={"views": "--views"},
         summarize=lambda made: (
             pix3d_summary(jobs, [e for entries in made for e in entries]) | {"models": len(made)}
         ),
@@ -169,6 +170,7 @@ def synth_parts(
         done=lambda root, i: part_record(root, *jobs[i], seed, views, size) is not None,
         make=lambda root, i: write_part(root, *jobs[i], views, seed, size, per_class=count),
         config={"count": count, "views": views, "size": size},
+        flags={"views": "--views", "size": "--size"},
         summarize=parts_summary,
     )
     out, _, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)

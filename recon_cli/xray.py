@@ -108,6 +108,17 @@ def synth_xray(
         merge=lambda root: xrays.merge(root, count),
         config=xrays.settings | {"count": count},
         inputs=[volume, labels],
+        flags={
+            "ct": "-v",
+            "labels": "--labels",
+            "height": size_flag,
+            "sdd": "--sdd",
+            "field_mm": "--field",
+            "rot_range_deg": "--rot-range",
+            "xyz_range_mm": "--xyz-range",
+            "degrade": "--degrade/--clean",
+            "reverse_x_axis": "--reverse-x-axis",
+        },
     )
     clock = time.perf_counter()
     out, made, fields = run_synth(spec, out, seed, shard, skip_done, overwrite, ui)

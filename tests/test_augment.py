@@ -148,3 +148,24 @@ def test_an_augmented_set_augmented_again_loses_no_pair(tmp_path, recon):
     assert code == 0, err
     written = json.loads(stdout)["written_pairs"]
     assert written == 2 == len(find_pairs(tmp_path / "twice"))
+
+
+def test_old_crop_spelling_still_works(tmp_path, recon):
+    """augment's --crop (an area share) is --crop-area, since register's --crop is pixels; the
+    old spelling gives the same pairs for one release, with a notice."""
+    source = write_pair_set(tmp_path / "in", lambda x: x**2, count=1)
+    args = ["augment", source, "--copies", 2, "--no-originals", "--seed", 4, "-q"]
+    code, _, err = recon(*args, "--crop", 0.5, "-o", tmp_path / "old")
+    assert code == 0 and "--crop is deprecated" in err and "use --crop-area" in err, err
+    code, _, err = recon(*args, "--crop-area", 0.5, "-o", tmp_path / "new")
+    assert code == 0 and err == "", err
+    code, _, err = recon(*args, "-o", tmp_path / "default")
+    assert code == 0, err
+
+    def pixels(root: Path) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in sorted(root.rglob("*.png"))}
+
+    assert pixels(tmp_path / "old") == pixels(tmp_path / "new")
+    assert pixels(tmp_path / "new") != pixels(tmp_path / "default")
+    record = json.loads((tmp_path / "new" / "run.json").read_text())
+    assert record["config"]["crop"] == 0.5

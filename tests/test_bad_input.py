@@ -120,6 +120,22 @@ def test_project_into_the_folder_holding_its_mesh_is_refused_even_with_overwrite
     assert "would replace the input" in err
 
 
+def test_a_folder_of_single_file_outputs_is_not_called_files_no_command_wrote(recon, work):
+    """A folder holding make-drr's d.png and its d.png.run.json was said to hold "files no recon
+    command wrote"; they are named as single-file outputs, and the folder is still kept."""
+    mine = work / "singles"
+    mine.mkdir()
+    code, _, err = recon("make-drr", "--rot", 0, 0, 0, "--xyz", 0, 850, 0, "--size", 8,
+                         "--delx", 50, "-o", mine / "d.png", "-q")  # fmt: skip
+    assert code == 0, err
+    before = sorted(p.name for p in mine.iterdir())
+    for extra in (["--overwrite"], ["--skip-done"]):
+        err = refused(recon, work, "synth", "corset", "-n", 1, "-o", mine, *extra)
+        assert "holds files (d.png, d.png.run.json; among them single-file outputs of " in err
+        assert "`recon make-drr`) but is no command's output folder" in err
+    assert sorted(p.name for p in mine.iterdir()) == before
+
+
 def test_overwrite_never_deletes_a_folder_of_other_files(recon, work, tmp_path, monkeypatch):
     """`-o . --overwrite` replaced the working folder whole: the user's files were deleted (exit
     0). A folder that is neither empty nor an earlier output (no run.json) is refused."""
@@ -849,6 +865,45 @@ def test_train_into_an_unwritable_folder_is_one_line_before_any_work(recon, work
     for out in (locked / "run", locked / "a" / "b", locked):
         err = refused(recon, work, "train", "voxel", "--data", work / "views", "--out", out)
         assert f"{locked}: output folder is not writable" in err
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc here")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["make-drr", "--rot", 0, 0, 0, "--xyz", 0, 850, 0, "--size", 16, "-o", "/proc/d.png"],
+        ["synth", "corset", "-n", 1, "-o", "/proc/set"],
+        ["train", "voxel", "--data", "views", "--out", "/proc/run"],
+    ],
+)
+def test_an_output_on_a_pseudo_file_system_is_refused_before_any_work(recon, work, args):
+    """/proc passes the permission bits as root; the file itself is refused, which came after
+    the work, exit 1 with a raw FileNotFoundError naming the hidden temporary."""
+    err = refused(recon, work, *args)
+    assert err.startswith("error: /proc: output folder is not writable"), err
+
+
+def test_every_output_folder_named_as_a_file_is_refused_alike(recon, tmp_path):
+    """The check was written three times with three suffix sets: embed-spine let `-o x.npz`
+    through and `predict corset --views-out v.npz` too, while predict refused both."""
+    from PIL import Image
+
+    (tmp_path / "films").mkdir()
+    Image.new("L", (64, 64), 90).save(tmp_path / "films" / "a.png")
+    Image.new("L", (64, 64), 90).save(tmp_path / "photo.png")
+    (tmp_path / "m.ckpt").write_bytes(b"refused before it is read")
+    for name in ("x.npz", "x.NPY", "x.dcm", "x.obj", "x.csv"):
+        suffix = Path(name).suffix
+        err = refused(recon, tmp_path, "embed-spine", tmp_path / "films", "-o", tmp_path / name)
+        assert f"names a {suffix} file, but -o is EMB.json for one X-ray" in err
+        err = refused(recon, tmp_path, "predict", "corset", "--photos", tmp_path / "films", "-c",
+                      tmp_path / "m.ckpt", "-o", tmp_path / "c.stl", "--views-out",
+                      tmp_path / name)  # fmt: skip
+        assert f"names a {suffix} file, but --views-out is a folder of views" in err
+        err = refused(recon, tmp_path, "predict", "voxel", tmp_path / "photo.png", "-c",
+                      tmp_path / "m.ckpt", "-o", tmp_path / name)  # fmt: skip
+        assert f"names a {suffix} file, but -o is an output folder" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["films", "m.ckpt", "photo.png"]
 
 
 @pytest.mark.parametrize("task", ["voxel", "parts", "skull", "drr"])

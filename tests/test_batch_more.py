@@ -66,6 +66,14 @@ def test_synth_xray_shards_equal_one_run_and_skip_done_redoes_one(tmp_path, reco
     assert again["done"] == 1 and again["skipped"] == 1
     assert (out / "xray_001.dcm").stat().st_mtime_ns == before
     assert_same_sets(tmp_path / "whole", out)
+    # another setting is named by the flag the user types, not the record's key ("height")
+    for flag, value, shown in (
+        ("--size", "24", "--size 24"),
+        ("--rot-range", "3", "--rot-range 3.0"),
+    ):
+        changed = [*args, flag, value]
+        code, _, err = recon(*changed, "-o", out, "--skip-done", "-q")
+        assert code == 2 and f"made with other settings ({shown} here, " in err, err
 
 
 def test_synth_xray_unfinished_set_says_truth_is_not_written(tmp_path, recon):
@@ -175,7 +183,7 @@ def test_a_shard_made_another_way_is_refused(tmp_path, recon):
     run(recon, *args(), "--shard", "1/3")
     for changed, named in (
         (args("3", "8", "--seed", "5"), "made with other settings (--seed 5 here, 0 in run."),
-        (args("3", "16"), "made with other settings (resolution 16 here, 8 in run."),
+        (args("3", "16"), "made with other settings (--resolution 16 here, 8 in run."),
         (args("4"), "its shards must all ask for 3"),
     ):
         before = sorted(p.name for p in out.iterdir())

@@ -544,7 +544,7 @@ def test_train_corset_names_corset_views_it_cannot_pair(dataset, tmp_path, recon
     "layout,message",
     [
         ("same path", "c.stl: names a .stl file, but --views-out is a folder"),
-        ("record", "--views-out would be or hold c.stl.run.json"),
+        ("record", "c.stl.run.json: names a .json file, but --views-out is a folder"),
         ("inside", "--views-out would be or hold c.stl"),
     ],
 )

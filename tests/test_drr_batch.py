@@ -140,6 +140,25 @@ def test_synth_pairs_old_spacing_flag_still_works(tmp_path, recon):
     assert old.keys() == new.keys() and all(old[k] == new[k] for k in old if k.endswith(".png"))
 
 
+def test_synth_pairs_old_range_flags_still_work(tmp_path, recon):
+    """--rot and --shift were synth pairs' ranges while make-drr and register read --rot as
+    pose angles; the ranges are --rot-range and --xyz-range as in synth xray, and the old
+    spellings make the same pairs for one release, with a notice."""
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    args = ["synth", "pairs", "-v", ct, "--ct-spacing", 4, "-n", 2, "--size", 16, "-q"]
+    args += ["--device", "cpu"]
+    code, _, err = recon(*args, "--rot", 3, "--shift", 7, "-o", tmp_path / "old")
+    assert code == 0, err
+    assert err.count("is deprecated") == 2 and "use --rot-range" in err and "use --xyz-range" in err
+    code, _, err = recon(*args, "--rot-range", 3, "--xyz-range", 7, "-o", tmp_path / "new")
+    assert code == 0 and err == "", err
+    old, new = files(tmp_path / "old"), files(tmp_path / "new")
+    assert old.keys() == new.keys() and all(old[k] == new[k] for k in old if k.endswith(".png"))
+    default = tmp_path / "default"
+    assert recon(*args, "-o", default)[0] == 0
+    assert files(default)["xray/pair_0000.png"] != new["xray/pair_0000.png"]
+
+
 def tiny_drr_model(tmp_path: Path, pairs: int = 4) -> Path:
     """A one-epoch 32 px pix2pix checkpoint trained on `pairs` pairs in tmp_path/set."""
     from recon.pipelines.common.engine import RunOptions, fit

@@ -44,7 +44,8 @@ def work(tmp_path) -> Path:
         ([*POSE, "--width", 5000], "--width must be in [1, 4096], not 5000"),
         ([*POSE, "--delx", 0], "--delx must be in (0, 100], not 0"),
         ([*POSE, "--dely", "nan"], "--dely must be in (0, 100], not nan"),
-        ([*POSE, "--x0", "1e9"], "--x0 must be in"),
+        ([*POSE, "--x0", "1e9"], "make-drr: --x0 1e+09 mm is off the detector (must be in [-409.6"),
+        ([*POSE, "--x0", "nan"], "--x0 must be a finite number, not nan"),
         ([*POSE, "--y0", 500], "make-drr: --y0 500 mm is off the detector"),
         ([*POSE, "--bone-attenuation", -1], "--bone-attenuation must be in [0, 10], not -1"),
         ([*POSE, "--bone-attenuation", "nan"], "--bone-attenuation must be in [0, 10], not nan"),
@@ -165,11 +166,12 @@ def test_make_drr_old_height_spelling_still_works(work, recon):
         (["--count", 0], "--count must be in [1, 100000], not 0"),
         (["--count", 200000], "--count must be in [1, 100000], not 200000"),
         (["--size", 8], "--size must be in [16, 2048], not 8"),
-        (["--ct-spacing", 0], "--ct-spacing must be in [0.5, 20], not 0"),
-        (["--ct-spacing", "nan"], "--ct-spacing must be in [0.5, 20], not nan"),
-        (["--rot", -1], "--rot must be in [0, 90], not -1"),
-        (["--rot", "nan"], "--rot must be in [0, 90], not nan"),
-        (["--shift", "inf"], "--shift must be in [0, 500], not inf"),
+        (["--ct-spacing", 0], "--ct-spacing must be in [0.1, 50], not 0"),
+        (["--ct-spacing", "nan"], "--ct-spacing must be in [0.1, 50], not nan"),
+        (["--rot-range", -1], "--rot-range must be in [0, 90], not -1"),
+        (["--rot-range", "nan"], "--rot-range must be in [0, 90], not nan"),
+        (["--xyz-range", "inf"], "--xyz-range must be in [0, 500], not inf"),
+        (["--rot", 3, "--rot-range", 4], "--rot-range 4 and --rot 3 (its old name) disagree"),
         (["--seed", -1], "--seed must be in [0, 4294967295], not -1"),
         (["--shard", "4/3"], "--shard takes K/N"),
     ],
@@ -247,7 +249,8 @@ def test_augment_never_replaces_its_input(pair_set, recon):
     [
         (["--scale", "nan"], "--scale must be in [0, 0.9], not nan"),
         (["--translate", 0.6], "--translate must be in [0, 0.5], not 0.6"),
-        (["--crop", 0], "--crop must be in [0.1, 1], not 0"),
+        (["--crop-area", 0], "--crop-area must be in [0.1, 1], not 0"),
+        (["--crop", 0.5, "--crop-area", 0.6], "--crop-area 0.6 and --crop 0.5 (its old name)"),
         (["--brightness", "-inf"], "--brightness must be in [0, 1], not -inf"),
         (["--contrast", 2], "--contrast must be in [0, 1], not 2"),
     ],
@@ -311,8 +314,7 @@ def test_make_drr_skip_done_keeps_only_drrs_of_the_same_detector(work, recon):
     assert recon(*args, "--size", 16)[0] == 0
     (work / "drrs" / "drr_0001.png").unlink()
     err = refused(recon, work, *args, "--size", 24, "--skip-done")
-    assert "made with other settings (detector (--size, --sdd, --delx, ...) {" in err, err
-    assert "in run.json);" in err
+    assert "made with other settings (--size 24 here, 16 in run.json; --width 24 here" in err, err
     code, out, err = recon(*args, "--size", 16, "--skip-done", "--json")
     assert code == 0 and json.loads(out)["skipped"] == 1, err
 

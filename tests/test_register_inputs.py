@@ -64,6 +64,12 @@ def test_output_names_keep_uid_dots_and_tell_folders_apart(tmp_path):
         "a_x_png",
     ]
     assert output_names([Path("s/x.dcm"), Path("t/s/x.dcm")]) == ["000_x", "001_x"]
+    # a file without a suffix (a DICOM named by UID) gets no trailing "_" nor its UID's tail
+    assert output_names([Path("a/1.2.3"), Path("a/1.2.3.dcm"), Path("b/1.2.3.png")]) == [
+        "a_1.2.3",
+        "a_1.2.3_dcm",
+        "b_1.2.3_png",
+    ]
     with pytest.raises(BadInput, match="reserved"):
         output_names([Path("results.json.dcm")])
     # a folder holding DICOMs named by UID without a suffix: found by their preamble

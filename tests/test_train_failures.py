@@ -723,6 +723,42 @@ def test_a_fit_stopped_before_its_first_checkpoint_leaves_no_run_folder(tmp_path
     assert record["last_checkpoint"] == str(out / "checkpoints" / "last.ckpt")
 
 
+def test_a_stop_just_after_the_epoch_s_checkpoint_counts_that_epoch(tmp_path):
+    """last.ckpt is written at the end of an epoch before Lightning counts the epoch done: a
+    stop in between said "kept after 0 epochs" (and run.json epochs_run 0) of a checkpoint
+    that holds one, which a resume continues from epoch 1. Seen as a flaky SIGTERM test."""
+    import csv
+    import json
+
+    from lightning.pytorch.callbacks import Checkpoint
+
+    from recon.pipelines.common.stops import STOP_NOTES
+
+    class StopAfterTheSave(Checkpoint):  # a checkpoint callback: Lightning calls it after ours
+        def on_train_epoch_end(self, trainer, module) -> None:
+            if trainer.current_epoch == 0:
+                raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    run = RunOptions(
+        out=out, device="cpu", devices="1", quiet=True, extra_callbacks=[StopAfterTheSave()]
+    )
+    STOP_NOTES.clear()
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        fit(TOY, ToyConfig(epochs=3), run)
+    assert json.loads((out / "run.json").read_text())["metrics"]["epochs_run"] == 1
+    assert list(STOP_NOTES)[0].startswith("the run is kept after 1 epoch: ")
+    resumed = RunOptions(
+        out=out, device="cpu", devices="1", quiet=True, resume=out / "checkpoints" / "last.ckpt"
+    )
+    fit(TOY, ToyConfig(epochs=3), resumed)
+    with (out / "metrics.csv").open() as table:
+        rows = list(csv.DictReader(table))
+    monitored = [row["epoch"] for row in rows if row.get(TOY.monitor)]
+    assert monitored == ["0", "1", "2"], rows  # epoch 0 was not trained again
+    assert json.loads((out / "run.json").read_text())["metrics"]["epochs_run"] == 3
+
+
 def test_a_stop_swallowed_during_training_is_raised_at_the_next_batch(tmp_path):
     """A Ctrl-C that landed in a finaliser (printed as "ignored") let `recon train` run all its
     200 epochs and exit 0; the stop the handler recorded is raised again after the next batch."""

@@ -263,3 +263,27 @@ def test_a_volume_of_another_format_is_refused(recon, tmp_path):
     minc = Path(nibabel.__file__).parent / "tests" / "data" / "minc1_1_scale.mnc"
     err = refused(recon, tmp_path, "make-drr", "-v", minc, *VIEW, "-o", tmp_path / "m.png")
     assert f"{minc}: not a CT file recon reads" in err, err
+
+
+def test_every_command_takes_one_ct_spacing_range():
+    """--ct-spacing was 0.5-20 mm in synth pairs, 0.1-50 in register and (0, 100] in train
+    pose's ct_spacing_mm: one range now."""
+    import dataclasses
+
+    from recon.pipelines.xray.pose_task import PoseConfig
+    from recon.pipelines.xray.volume import CT_SPACING_RANGE
+
+    meta = {f.name: f.metadata for f in dataclasses.fields(PoseConfig)}["ct_spacing_mm"]
+    assert (meta["low"], meta["high"]) == CT_SPACING_RANGE == (0.1, 50.0)
+
+
+def test_a_ct_spacing_finer_than_memory_allows_is_one_line(recon, tmp_path):
+    """0.1 mm over the bundled chest CT would be 4.6e10 voxels (185 GB as float32): refused
+    with the finest spacing that fits, before that memory is asked for; nothing is written."""
+    err = refused(recon, tmp_path, "synth", "pairs", "-o", tmp_path / "p", "-n", 1,
+                  "--ct-spacing", 0.1, "--device", "cpu")  # fmt: skip
+    assert "CT spacing 0.1 mm would make" in err and "; give 0." in err, err
+    assert list(tmp_path.iterdir()) == []
+    path = tmp_path / "ct.nii.gz"  # a small CT may be resampled finely
+    nib.save(nib.Nifti1Image(body_ct(), SPACING), path)
+    assert load_ct(path, spacing_mm=0.5).volume.spatial_shape == (144, 144, 144)

@@ -295,7 +295,7 @@ def _refuse_foreign_folder(out: Path, plan: BatchPlan, command: str) -> None:
     entries is an output this batch names (a shard running beside this one has written at
     least the first folder or file of an item before its record). Written into, it would get a
     run record and then pass for an earlier output, which --overwrite replaces whole."""
-    from recon.pipelines.common.outputs import RUN_RECORDS, listing
+    from recon.pipelines.common.outputs import RUN_RECORDS, unowned
 
     if any(next(out.glob(pattern), None) for pattern in RUN_RECORDS):
         return
@@ -308,9 +308,8 @@ def _refuse_foreign_folder(out: Path, plan: BatchPlan, command: str) -> None:
     }
     if visible and not any(p.name in named for p in visible):
         raise BadInput(
-            f"{out}: holds files no recon command wrote ({listing(visible)}); shards and "
-            f"--skip-done write only into a new or empty folder or an earlier output of "
-            f"`recon {command}`: choose another path"
+            f"{out}: holds {unowned(visible)}; shards and --skip-done write only into a new "
+            f"or empty folder or an earlier output of `recon {command}`: choose another path"
         )
 
 
@@ -458,12 +457,21 @@ def refuse_other_settings(
 ) -> None:
     """BadInput "<made> made with other settings (--size 64 here, 128 <source>); <advice>"
     when `recorded` (settings as a JSON file kept them) states one of `settings` with another
-    value; a key it does not state is not compared, nor is anything but a dict."""
+    value; a key it does not state is not compared, nor is anything but a dict. A setting that
+    is a dict is shown by the entries that differ, each named flags["KEY.ENTRY"]."""
     wanted = json.loads(json.dumps(settings))  # as JSON reads back (tuples as lists)
     recorded = recorded if isinstance(recorded, dict) else {}
     differ = [k for k, v in wanted.items() if k in recorded and not _same(recorded[k], v)]
     if differ:
-        changes = [(flags.get(key, key), wanted[key], recorded[key]) for key in differ]
+        changes = []
+        for key in differ:
+            here, there = wanted[key], recorded[key]
+            if isinstance(here, dict) and isinstance(there, dict):  # name the parts that differ
+                parts = [k for k in here if k in there and not _same(there[k], here[k])]
+                if parts:
+                    changes += [(flags.get(f"{key}.{k}", k), here[k], there[k]) for k in parts]
+                    continue
+            changes.append((flags.get(key, key), here, there))
         raise BadInput(
             f"{made} made with other settings ({setting_changes(changes, source)}); {advice}"
         )
@@ -537,18 +545,29 @@ def _same(recorded, wanted) -> bool:
         return False
 
 
-def check_folder_name(out: Path) -> None:
-    """BadInput when a batch command's -o, an output folder, is named as a file (chair.stl,
-    views.png) and no such folder exists: the command made a folder of that name, holding the
-    outputs, where the user asked for a file."""
+def file_suffix(path: Path) -> str | None:
+    """The suffix of an output folder's path when it names a file (chair.stl, views.png,
+    a.json: a suffix of the meshes, pictures, DICOMs, arrays and tables recon reads or writes)
+    and no folder of that name exists; else None. What a command asked for a folder then
+    made, a folder named as a file, the user meant as the file."""
     from recon.pipelines.common.dicom import DICOM_SUFFIXES
     from recon.pipelines.common.io import MESH_SUFFIXES, PICTURE_SUFFIXES
 
-    suffix = Path(out).suffix.lower()
+    suffix = Path(path).suffix
     named = (*MESH_SUFFIXES, *PICTURE_SUFFIXES, *DICOM_SUFFIXES, ".npy", ".npz", ".json", ".csv")
-    if suffix in named and not Path(out).expanduser().is_dir():
+    if suffix.lower() in named and not Path(path).expanduser().is_dir():
+        return suffix
+    return None
+
+
+def check_folder_name(out: Path) -> None:
+    """BadInput when a batch command's -o, an output folder, is named as a file (file_suffix):
+    the command made a folder of that name, holding the outputs, where the user asked for a
+    file."""
+    suffix = file_suffix(out)
+    if suffix is not None:
         raise BadInput(
-            f"{out}: names a {Path(out).suffix} file, but -o is an output folder (each input's "
+            f"{out}: names a {suffix} file, but -o is an output folder (each input's "
             "files go in it, named after the input): give it a name without a file suffix"
         )
 

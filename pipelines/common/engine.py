@@ -371,6 +371,7 @@ def _trainer(
     first_step = _first_step_class()()
     callbacks = [*checkpoints, EpochSeed(cfg.seed), first_step, _finite_loss_class()()]
     callbacks.append(_stop_check_class()())
+    callbacks.append(_epochs_done_class()())
     if split is not None:
         callbacks.append(_split_keeper_class()(split))
     callbacks += run.extra_callbacks
@@ -455,7 +456,7 @@ def _finish(
     result = {
         "task": task.name,
         "out": str(out),
-        "epochs_run": int(trainer.current_epoch),
+        "epochs_run": epochs_done(trainer),
         "best_checkpoint": str(best.best_model_path) if best.best_model_path else None,
         "last_checkpoint": str(last)
         if (last := out / "checkpoints" / "last.ckpt").is_file()
@@ -470,7 +471,7 @@ def _finish(
         "global_rank": int(trainer.global_rank),
         "interrupted": interrupted,
         # --max-time, the only other way a fit ends before its epochs: the run is resumable
-        "time_limit_reached": not interrupted and int(trainer.current_epoch) < cfg.epochs,
+        "time_limit_reached": not interrupted and epochs_done(trainer) < cfg.epochs,
     }
     if trainer.is_global_zero:
         # the record first: a stop while the curves are drawn (matplotlib loading) still
@@ -525,6 +526,39 @@ def _stop_check_class():
             raise_unseen_stop()
 
     return StopCheck
+
+
+def epochs_done(trainer) -> int:
+    """Epochs whose training finished: trainer.current_epoch, or one more between an epoch's
+    last validation (where ModelCheckpoint writes last.ckpt) and Lightning's count of it, when
+    a stop there left a checkpoint of N epochs in a run that said N - 1 (EpochsDone)."""
+    counted = [c.done for c in trainer.callbacks if isinstance(c, _epochs_done_class())]
+    return max([int(trainer.current_epoch), *counted])
+
+
+@functools.cache
+def _epochs_done_class():
+    import lightning as L
+
+    class EpochsDone(L.Callback):
+        """Counts an epoch as done once its last batch has trained and its end-of-epoch
+        validation ran (before the checkpoints are written: Lightning calls checkpoint
+        callbacks last), or at its on_train_epoch_end when it has no validation."""
+
+        def __init__(self) -> None:
+            self.done = 0
+
+        def on_validation_end(self, trainer, pl_module) -> None:
+            if (
+                not trainer.sanity_checking
+                and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+            ):
+                self.done = max(self.done, int(trainer.current_epoch) + 1)
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            self.done = max(self.done, int(trainer.current_epoch) + 1)
+
+    return EpochsDone
 
 
 @functools.cache

@@ -6,7 +6,8 @@ command that takes many inputs (`predict voxel|parts|drr|skull`, `register`, `em
   that does not exist, or a file given twice (also through its folder) is one line, exit 2.
 - Each input's output name is its stem. When two names would clash (compared ignoring case, as
   on macOS and Windows file systems), every input is named FOLDER_STEM instead, then
-  FOLDER_STEM_SUFFIX, and as a last resort NNN_STEM (NNN its position). The names are decided
+  FOLDER_STEM_SUFFIX (FOLDER_STEM for a file without a suffix), and as a last resort NNN_STEM
+  (NNN its position). The names are decided
   from the whole list, so the shards of a batch job agree on them.
 - An output folder that is, or lies inside, an input folder, or that is or holds an input
   file, is refused even with --overwrite: its outputs would become inputs, or replace them.
@@ -99,7 +100,9 @@ def output_names(
     tiers = (
         stem,
         lambda p: f"{p.absolute().parent.name}_{stem(p)}",
-        lambda p: f"{p.absolute().parent.name}_{stem(p)}_{p.suffix.lstrip('.')}",
+        lambda p: "_".join(
+            part for part in (p.absolute().parent.name, stem(p), _suffix(p, stem)) if part
+        ),
     )
     chosen = None
     for tier in tiers:
@@ -114,6 +117,14 @@ def output_names(
         if reserved(name) or name.startswith("."):
             raise BadInput(f"{path}: its output name {name!r} is reserved; rename the file")
     return chosen
+
+
+def _suffix(path: Path, stem: Callable[[Path], str]) -> str:
+    """What stem(path) leaves off the file name, without its dot: "dcm" for x.dcm, "" for a
+    DICOM named by UID (1.2.840.1, whose stem is its whole name)."""
+    name, first = path.name, stem(path)
+    rest = name[len(first) :] if name.startswith(first) else path.suffix
+    return rest.lstrip(".")
 
 
 def check_apart(out: Path, files: Sequence[Path], folders: Sequence[Path] = ()) -> None:

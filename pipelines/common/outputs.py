@@ -68,9 +68,22 @@ def check_output(
         raise BadInput(f"{path.parent}: output folder does not exist")
     if not path.parent.is_dir():
         raise BadInput(f"{path.parent}: is a file, not a folder")
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise BadInput(f"{path.parent}: output folder is not writable")
+    check_writable(path.parent)
     return path
+
+
+def check_writable(folder: Path) -> None:
+    """BadInput unless a file can be made in folder, found by making (and removing) one: the
+    permission bits pass root, and a pseudo file system (/proc, /sys) or a read-only one
+    refuses only the file itself, which would otherwise be found after the work."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BadInput(f"{folder}: output folder is not writable")
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".recon-probe.{HOST}.{os.getpid()}.", dir=folder)
+    except OSError as error:
+        raise BadInput(f"{folder}: output folder is not writable ({error.strerror})") from None
+    os.close(fd)
+    os.unlink(name)
 
 
 def check_not_input(path: Path, inputs: Iterable[Path | None]) -> Path:
@@ -105,9 +118,8 @@ def check_replaceable(folder: Path, command: str, marks: tuple[str, ...] = ()) -
             return
         check_outside_runs(folder)  # one input's folder of a run's output (reg/xray_000)
         raise BadInput(
-            f"{folder}: holds files no recon command wrote ({listing(entries)}); --overwrite "
-            f"replaces only an empty folder or an earlier output of `recon {command}`: choose "
-            "another path"
+            f"{folder}: holds {unowned(entries)}; --overwrite replaces only an empty folder "
+            f"or an earlier output of `recon {command}`: choose another path"
         )
     check_same_command(folder, command)
 
@@ -156,6 +168,21 @@ def listing(entries: list[Path]) -> str:
     """'a.png, sub/, b.png and 4 more': the first three of a folder's entries, for a message."""
     shown = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:3])
     return shown + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+
+
+def unowned(entries: list[Path]) -> str:
+    """What a folder that no run record marks as an output folder holds, for a message: "files
+    no recon command wrote (a.png, b.png)", or, when single-file outputs' records
+    (NAME.run.json, check_run_record) are among them, "files (a.json, a.json.run.json; among
+    them single-file outputs of `recon embed-spine`) but is no command's output folder"."""
+    written = {_recorded_command(p) for p in entries if p.name.endswith(".run.json")} - {""}
+    if not written:
+        return f"files no recon command wrote ({listing(entries)})"
+    commands = " and ".join(f"`recon {c}`" for c in sorted(written))
+    return (
+        f"files ({listing(entries)}; among them single-file outputs of {commands}) but is no "
+        "command's output folder"
+    )
 
 
 def _run_records(folder: Path) -> list[Path]:

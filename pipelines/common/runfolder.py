@@ -39,7 +39,7 @@ def check_run_dir(run: RunOptions, command: str, inputs: tuple = ()) -> Path:
     outputs would delete (inside RUN_FOLDERS, or one of RUN_OUTPUTS) is refused too; the
     folder's own config.yaml given as --config is read before and written again. Reads only."""
     from recon.pipelines.common.inputs import check_apart
-    from recon.pipelines.common.outputs import check_not_input, check_replaceable
+    from recon.pipelines.common.outputs import check_not_input, check_replaceable, check_writable
 
     out = Path(run.out).expanduser().absolute()
     check_apart(out, (), [p for p in (*run.inputs, *inputs) if Path(p).expanduser().is_dir()])
@@ -51,8 +51,7 @@ def check_run_dir(run: RunOptions, command: str, inputs: tuple = ()) -> Path:
     if not above.is_dir():
         raise BadInput(f"{above}: is a file, not a folder (the run folder {out} would be in it)")
     writable = out if out.is_dir() else above
-    if not os.access(writable, os.W_OK | os.X_OK):  # found before the data and model are set up
-        raise BadInput(f"{writable}: output folder is not writable")
+    check_writable(writable)  # found before the data and model are set up
     if out.is_dir() and any(out.iterdir()) and not (run.overwrite or run.resume):
         check_replaceable(out, command, marks=("config.yaml",))  # else --overwrite: refused too
         if (out / "run.json").is_file() and not (out / "checkpoints" / "last.ckpt").is_file():

