@@ -880,7 +880,26 @@ def test_an_output_on_a_pseudo_file_system_is_refused_before_any_work(recon, wor
     """/proc passes the permission bits as root; the file itself is refused, which came after
     the work, exit 1 with a raw FileNotFoundError naming the hidden temporary."""
     err = refused(recon, work, *args)
-    assert err.startswith("error: /proc: output folder is not writable"), err
+    assert err.startswith("error: /proc: output folder is not writable (a proc file system"), err
+
+
+def test_the_file_system_of_a_folder_is_its_innermost_mount():
+    from recon.pipelines.common.outputs import file_system
+
+    table = "\n".join(
+        [
+            "/dev/sda1 / ext4 rw 0 0",
+            "proc /proc proc rw 0 0",
+            "tmpfs /mnt/my\\040disk tmpfs rw 0 0",  # a space in a mount point is \040
+            "sysfs /mnt/stack sysfs rw 0 0",
+            "tmpfs /mnt/stack tmpfs rw 0 0",  # mounted over the one before
+        ]
+    )
+    assert file_system(Path("/proc/1/x"), table) == "proc"
+    assert file_system(Path("/processes"), table) == "ext4"  # not under /proc
+    assert file_system(Path("/mnt/my disk/out"), table) == "tmpfs"
+    assert file_system(Path("/mnt/stack/out"), table) == "tmpfs"
+    assert file_system(Path("/home/me"), table) == "ext4"
 
 
 def test_every_output_folder_named_as_a_file_is_refused_alike(recon, tmp_path):

@@ -529,9 +529,10 @@ def _stop_check_class():
 
 
 def epochs_done(trainer) -> int:
-    """Epochs whose training finished: trainer.current_epoch, or one more between an epoch's
-    last validation (where ModelCheckpoint writes last.ckpt) and Lightning's count of it, when
-    a stop there left a checkpoint of N epochs in a run that said N - 1 (EpochsDone)."""
+    """Epochs whose training finished: trainer.current_epoch, or one more between the hook
+    where ModelCheckpoint writes an epoch's last.ckpt (its on_train_epoch_end, or its last
+    validation) and Lightning's count of that epoch, where a stop left a checkpoint of N
+    epochs in a run that said N - 1 (EpochsDone)."""
     counted = [c.done for c in trainer.callbacks if isinstance(c, _epochs_done_class())]
     return max([int(trainer.current_epoch), *counted])
 
@@ -541,9 +542,9 @@ def _epochs_done_class():
     import lightning as L
 
     class EpochsDone(L.Callback):
-        """Counts an epoch as done once its last batch has trained and its end-of-epoch
-        validation ran (before the checkpoints are written: Lightning calls checkpoint
-        callbacks last), or at its on_train_epoch_end when it has no validation."""
+        """Counts an epoch as done at its on_train_epoch_end, or once its end-of-epoch
+        validation ran: in either hook before the checkpoints are written, since Lightning
+        calls checkpoint callbacks last."""
 
         def __init__(self) -> None:
             self.done = 0

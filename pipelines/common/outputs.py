@@ -73,17 +73,45 @@ def check_output(
 
 
 def check_writable(folder: Path) -> None:
-    """BadInput unless a file can be made in folder, found by making (and removing) one: the
-    permission bits pass root, and a pseudo file system (/proc, /sys) or a read-only one
-    refuses only the file itself, which would otherwise be found after the work."""
+    """BadInput unless recon may make files in folder: its permission bits, which pass root,
+    and the file system it lies on, which must not be one of the kernel's views
+    (PSEUDO_FILE_SYSTEMS: /proc or /sys refuse the file only, after the work)."""
     if not os.access(folder, os.W_OK | os.X_OK):
         raise BadInput(f"{folder}: output folder is not writable")
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".recon-probe.{HOST}.{os.getpid()}.", dir=folder)
-    except OSError as error:
-        raise BadInput(f"{folder}: output folder is not writable ({error.strerror})") from None
-    os.close(fd)
-    os.unlink(name)
+    kind = file_system(folder)
+    if kind in PSEUDO_FILE_SYSTEMS:
+        raise BadInput(
+            f"{folder}: output folder is not writable (a {kind} file system: the kernel's view "
+            "of itself)"
+        )
+
+
+# the kernel's views of itself: a file cannot be made there, or a write means something else
+PSEUDO_FILE_SYSTEMS = frozenset(
+    ("proc", "sysfs", "cgroup", "cgroup2", "devpts", "debugfs", "tracefs", "securityfs")
+    + ("pstore", "bpf", "configfs", "fusectl", "mqueue", "efivarfs", "binfmt_misc", "nsfs")
+)
+
+
+def file_system(folder: Path, table: str | None = None) -> str | None:
+    """The type of the file system folder lies on (ext4, tmpfs, proc, ...), as the mount table
+    (table, else /proc/self/mounts) says of its innermost mount; None where there is none."""
+    if table is None:
+        try:
+            table = Path("/proc/self/mounts").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+    place = os.path.realpath(folder)
+    found, depth = None, -1
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[1])  # \040: space
+        inside = place == point or place.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= depth:  # a later mount on the same point covers the earlier
+            found, depth = fields[2], len(point)
+    return found
 
 
 def check_not_input(path: Path, inputs: Iterable[Path | None]) -> Path:
