@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     With --json a failure also prints {"error": ..., "exit_code": ...} on stdout unless the
     command printed its own JSON result. Library warnings users cannot act on are hidden.
     """
+    import errno
     import json
     import signal
     import threading
@@ -219,6 +220,8 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             remove_temporaries()
             raise
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            finish(_full_disk(error), 1)  # a cluster's quota: said plainly, not as OSError
         message = str(error).splitlines()[0] if str(error) else ""
         finish(
             f"{type(error).__name__}: {message}",
@@ -266,6 +269,23 @@ def _usage_error(error: typer.TyperException, args: list[str]) -> tuple[str, str
     ctx = getattr(error, "ctx", None)
     command_path = ctx.command_path if ctx is not None else _command_path(args)
     return message, f"error: {message}; see '{command_path} --help'"
+
+
+def _full_disk(error: OSError) -> str:
+    """The line for a write refused for want of space or quota (ENOSPC, EDQUOT): the folder
+    (the name of a hidden temporary means nothing to the user) and what to do."""
+    import errno
+
+    folder = None
+    if error.filename:  # the first folder up that is not hidden (not one of our temporaries)
+        folder = os.path.dirname(os.path.abspath(error.filename))
+        while os.path.basename(folder).startswith(".") and os.path.dirname(folder) != folder:
+            folder = os.path.dirname(folder)
+    if error.errno == errno.EDQUOT:
+        what = "disk quota exceeded" + (f" in {folder}" if folder else "")
+    else:
+        what = "no space left on the disk" + (f" of {folder}" if folder else "")
+    return f"{what}: free some space, or write elsewhere (unfinished files are removed)"
 
 
 def _command_path(args: list[str]) -> str:

@@ -454,7 +454,7 @@ def test_embed_spine_leaves_no_json_when_the_debug_image_fails(recon, spine, mon
     mm = f"{synth_spine_xray(20.0, rows=192, seed=1).spacing_mm:.4f}"  # the fixture's spacing
     args = ("embed-spine", spine, "-o", spine.parent / "e.json", "--pixel-spacing", mm, mm)
     err = refused(recon, spine.parent, *args, "--debug-image", spine.parent / "d.png", code=1)
-    assert "No space left on device" in err
+    assert "error: no space left on the disk: free some space" in err
 
 
 @pytest.mark.parametrize("pixels", [(100_000, 100_000), (10_000, 10_000)])
@@ -881,6 +881,32 @@ def test_an_output_on_a_pseudo_file_system_is_refused_before_any_work(recon, wor
     the work, exit 1 with a raw FileNotFoundError naming the hidden temporary."""
     err = refused(recon, work, *args)
     assert err.startswith("error: /proc: output folder is not writable (a proc file system"), err
+
+
+@pytest.mark.parametrize("code", ["ENOSPC", "EDQUOT"])
+def test_a_full_disk_is_one_plain_line_and_leaves_no_unfinished_output(
+    recon, tmp_path, monkeypatch, code
+):
+    """A full disk or a cluster quota said "OSError: [Errno 28] No space left on device:
+    '/data/.set.host.123.x1y2/run.json'", naming a hidden temporary the user never sees."""
+    import errno
+    import json
+
+    from recon.pipelines.common import outputs
+
+    def full(path, *args, **kwargs):
+        number = getattr(errno, code)
+        raise OSError(number, os.strerror(number), str(path))
+
+    monkeypatch.setattr(outputs, "write_json", full)
+    out = tmp_path / "shapes"
+    rc, stdout, err = recon("synth", "meshes", "--shapes", "box", "-o", out, "--json")
+    what = "disk quota exceeded in" if code == "EDQUOT" else "no space left on the disk of"
+    assert rc == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"error: {what} {tmp_path}: "), err  # not the hidden temporary
+    assert err.endswith(": free some space, or write elsewhere (unfinished files are removed)\n")
+    assert json.loads(stdout)["exit_code"] == 1
+    assert list(tmp_path.iterdir()) == []  # the unfinished folder went with its temporary
 
 
 def test_the_file_system_of_a_folder_is_its_innermost_mount():
