@@ -314,7 +314,9 @@ def test_make_drr_skip_done_keeps_only_drrs_of_the_same_detector(work, recon):
     assert recon(*args, "--size", 16)[0] == 0
     (work / "drrs" / "drr_0001.png").unlink()
     err = refused(recon, work, *args, "--size", 24, "--skip-done")
-    assert "made with other settings (--size 24 here, 16 in run.json; --width 24 here" in err, err
+    assert "made with other settings (--size 24 here, 16 in run.json); " in err, err
+    err = refused(recon, work, *args, "--size", 16, "--width", 20, "--skip-done")
+    assert "made with other settings (--width 20 here, 16 in run.json); " in err, err
     code, out, err = recon(*args, "--size", 16, "--skip-done", "--json")
     assert code == 0 and json.loads(out)["skipped"] == 1, err
 

@@ -458,7 +458,8 @@ def refuse_other_settings(
     """BadInput "<made> made with other settings (--size 64 here, 128 <source>); <advice>"
     when `recorded` (settings as a JSON file kept them) states one of `settings` with another
     value; a key it does not state is not compared, nor is anything but a dict. A setting that
-    is a dict is shown by the entries that differ, each named flags["KEY.ENTRY"]."""
+    is a dict is shown by the entries that differ, each named flags["KEY.ENTRY"]; of two
+    changes under one flag (a width that follows --size) the first is shown."""
     wanted = json.loads(json.dumps(settings))  # as JSON reads back (tuples as lists)
     recorded = recorded if isinstance(recorded, dict) else {}
     differ = [k for k, v in wanted.items() if k in recorded and not _same(recorded[k], v)]
@@ -472,8 +473,9 @@ def refuse_other_settings(
                     changes += [(flags.get(f"{key}.{k}", k), here[k], there[k]) for k in parts]
                     continue
             changes.append((flags.get(key, key), here, there))
+        named = [c for i, c in enumerate(changes) if c[0] not in [d[0] for d in changes[:i]]]
         raise BadInput(
-            f"{made} made with other settings ({setting_changes(changes, source)}); {advice}"
+            f"{made} made with other settings ({setting_changes(named, source)}); {advice}"
         )
 
 

@@ -438,7 +438,9 @@ def run_make_drr(r: DrrRequest, info, track) -> dict:
     device = choose_device(r.device)
     if not plan.file:
         settings = kept_settings(r, intrinsics)
-        check_kept_settings(plan.out, "make-drr", settings, SETTING_FLAGS, plan.batch, r.overwrite)
+        # without --width the width follows --size, which the user changed
+        flags = SETTING_FLAGS | ({} if r.width is not None else {"intrinsics.width": "--size"})
+        check_kept_settings(plan.out, "make-drr", settings, flags, plan.batch, r.overwrite)
     clock = time.perf_counter()
     keep = r.keep if r.keep is not None else (() if r.labels is not None else None)
     written, drr = [], None
