@@ -1,5 +1,6 @@
 """The `recon` command: a Typer app whose commands are thin layers over recon.pipelines."""
 
+import errno
 import os
 import signal
 import sys
@@ -92,7 +93,6 @@ def main(argv: list[str] | None = None) -> None:
     With --json a failure also prints {"error": ..., "exit_code": ...} on stdout unless the
     command printed its own JSON result. Library warnings users cannot act on are hidden.
     """
-    import errno
     import json
     import signal
     import threading
@@ -274,8 +274,6 @@ def _usage_error(error: typer.TyperException, args: list[str]) -> tuple[str, str
 def _full_disk(error: OSError) -> str:
     """The line for a write refused for want of space or quota (ENOSPC, EDQUOT): the folder
     (the name of a hidden temporary means nothing to the user) and what to do."""
-    import errno
-
     folder = None
     if error.filename:  # the first folder up that is not hidden (not one of our temporaries)
         folder = os.path.dirname(os.path.abspath(error.filename))

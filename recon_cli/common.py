@@ -166,6 +166,12 @@ Quiet = Annotated[
 ]
 
 
+def drawn_within(what: str, unit: str, high: float) -> Any:
+    """The option of a range that random poses are drawn in (--rot-range, --xyz-range of the
+    synth commands), worded alike everywhere."""
+    return typer.Option(help=f"{what} drawn within +- this, {unit}, 0 to {high:g}.")
+
+
 def _device_available(value: str) -> str:
     """--device callback: auto | cpu | cuda | cuda:N, and a CUDA device only where one exists."""
     from recon.pipelines.common.devices import check_device

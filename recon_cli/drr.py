@@ -17,6 +17,7 @@ from recon.cli.common import (
     SkipDone,
     check_range,
     check_seed,
+    drawn_within,
     key_value_table,
     renamed,
 )
@@ -46,12 +47,8 @@ def synth_pairs(
     ct_spacing: Annotated[
         float, typer.Option(help="CT resampling before rendering, mm, 0.1 to 50.")
     ] = 3.0,
-    rot_range: Annotated[
-        float, typer.Option(help="Angles drawn within +- this, deg, 0 to 90.")
-    ] = 8.0,
-    xyz_range: Annotated[
-        float, typer.Option(help="Translation drawn within +- this, mm, 0 to 500.")
-    ] = 25.0,
+    rot_range: Annotated[float, drawn_within("Angles", "deg", 90)] = 8.0,
+    xyz_range: Annotated[float, drawn_within("Translation", "mm", 500)] = 25.0,
     seed: Seed = 0,
     device: Device = "auto",
     shard: ShardOption = None,

@@ -17,6 +17,7 @@ from recon.cli.common import (
     SkipDone,
     check_range,
     check_seed,
+    drawn_within,
     key_value_table,
     renamed,
 )
@@ -35,12 +36,8 @@ def synth_xray(
         float, typer.Option(help="Source-to-detector distance, mm, in (0, 10000].")
     ] = 1020.0,
     field: Annotated[float, typer.Option(help="Detector side, mm, in (0, 5000].")] = 400.0,
-    rot_range: Annotated[
-        float, typer.Option(help="Angles drawn within +- this, deg, 0 to 180.")
-    ] = 10.0,
-    xyz_range: Annotated[
-        float, typer.Option(help="Translation drawn within +- this, mm, 0 to 800.")
-    ] = 20.0,
+    rot_range: Annotated[float, drawn_within("Angles", "deg", 180)] = 10.0,
+    xyz_range: Annotated[float, drawn_within("Translation", "mm", 800)] = 20.0,
     reverse_x_axis: Annotated[
         bool,
         typer.Option(

@@ -464,19 +464,17 @@ def refuse_other_settings(
     recorded = recorded if isinstance(recorded, dict) else {}
     differ = [k for k, v in wanted.items() if k in recorded and not _same(recorded[k], v)]
     if differ:
-        changes = []
+        changes: dict[str, tuple[str, Any, Any]] = {}  # by flag: its first change
         for key in differ:
             here, there = wanted[key], recorded[key]
+            rows = [(flags.get(key, key), here, there)]
             if isinstance(here, dict) and isinstance(there, dict):  # name the parts that differ
                 parts = [k for k in here if k in there and not _same(there[k], here[k])]
-                if parts:
-                    changes += [(flags.get(f"{key}.{k}", k), here[k], there[k]) for k in parts]
-                    continue
-            changes.append((flags.get(key, key), here, there))
-        named = [c for i, c in enumerate(changes) if c[0] not in [d[0] for d in changes[:i]]]
-        raise BadInput(
-            f"{made} made with other settings ({setting_changes(named, source)}); {advice}"
-        )
+                rows = [(flags.get(f"{key}.{k}", k), here[k], there[k]) for k in parts] or rows
+            for row in rows:
+                changes.setdefault(row[0], row)
+        shown = setting_changes(list(changes.values()), source)
+        raise BadInput(f"{made} made with other settings ({shown}); {advice}")
 
 
 def setting_changes(changes: list[tuple[str, Any, Any]], source: str) -> str:
