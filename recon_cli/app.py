@@ -273,11 +273,17 @@ def _usage_error(error: typer.TyperException, args: list[str]) -> tuple[str, str
 
 def _full_disk(error: OSError) -> str:
     """The line for a write refused for want of space or quota (ENOSPC, EDQUOT): the folder
-    (the name of a hidden temporary means nothing to the user) and what to do."""
+    and what to do. The folder is the destination's (filename2 when a copy failed: shutil names
+    its source first, a temporary file elsewhere), the first one up that still exists (a failed
+    command removes what it made) and is not hidden (the name of one of our temporaries means
+    nothing to the user)."""
     folder = None
-    if error.filename:  # the first folder up that is not hidden (not one of our temporaries)
-        folder = os.path.dirname(os.path.abspath(error.filename))
-        while os.path.basename(folder).startswith(".") and os.path.dirname(folder) != folder:
+    target = error.filename2 or error.filename
+    if target:
+        folder = os.path.dirname(os.path.abspath(os.fsdecode(target)))
+        while os.path.dirname(folder) != folder and (
+            os.path.basename(folder).startswith(".") or not os.path.isdir(folder)
+        ):
             folder = os.path.dirname(folder)
     if error.errno == errno.EDQUOT:
         what = "disk quota exceeded" + (f" in {folder}" if folder else "")

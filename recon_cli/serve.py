@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from recon.cli.common import Device, Json, Quiet, Reporter, check_range
+from recon.cli.common import Device, Json, Quiet, Reporter, check_range, renamed
 from recon.pipelines.web.jobs import KEEP_HOURS
 
 SERVER = "Server"
@@ -26,10 +26,11 @@ def serve(
         typer.Option(help="Address to bind (localhost only by default).", rich_help_panel=SERVER),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port, 1 to 65535.", rich_help_panel=SERVER)] = 8000,
-    data: Annotated[
+    store: Annotated[
         Path,
-        typer.Option(help="Folder for jobs and their files; kept across restarts."),
+        typer.Option(help="Folder for jobs and their files (the job store); kept across restarts."),
     ] = Path("recon-serve"),
+    old_data: Annotated[Path | None, typer.Option("--data", hidden=True)] = None,
     keep_hours: Annotated[
         float,
         typer.Option(
@@ -103,11 +104,12 @@ def serve(
     check_bind(host, port)
     origins = check_origins(cors_origin or [])
     root_path = check_root_path(root_path)
+    data, flag = renamed("--data", "--store", old_data, store)
     data = data.expanduser().absolute()
     check_outside_runs(data)  # another run's --overwrite would delete the jobs
     checkpoints = parse_checkpoint_specs(checkpoint)
     if data.exists() and not data.is_dir():
-        raise BadInput(f"{data}: --data must be a folder")
+        raise BadInput(f"{data}: {flag} must be a folder")
     check_data_folder(data)  # can be written, holds no one else's files
     # bound before the checkpoints are read (seconds) and anything is made: a busy port or an
     # address of another machine is one line at once
@@ -117,7 +119,7 @@ def serve(
     except BaseException:
         listening.close()
         raise
-    with data_lock(data):  # one server per --data folder: held while it serves
+    with data_lock(data):  # one server per job store: held while it serves
         app = create_app(
             ServeSettings(
                 checkpoints,

@@ -883,12 +883,17 @@ def test_an_output_on_a_pseudo_file_system_is_refused_before_any_work(recon, wor
     assert err.startswith("error: /proc: output folder is not writable (a proc file system"), err
 
 
-@pytest.mark.parametrize("code", ["ENOSPC", "EDQUOT"])
+@pytest.mark.parametrize(
+    "code, how", [("ENOSPC", "named"), ("EDQUOT", "named"), ("ENOSPC", "copied"), ("ENOSPC", "")]
+)
 def test_a_full_disk_is_one_plain_line_and_leaves_no_unfinished_output(
-    recon, tmp_path, monkeypatch, code
+    recon, tmp_path, monkeypatch, code, how
 ):
     """A full disk or a cluster quota said "OSError: [Errno 28] No space left on device:
-    '/data/.set.host.123.x1y2/run.json'", naming a hidden temporary the user never sees."""
+    '/data/.set.host.123.x1y2/run.json'", naming a hidden temporary the user never sees. A copy
+    (shutil, as Lightning's checkpoints are moved from a temporary file) names its source
+    first: "the disk of /tmp" for a checkpoint written to another disk. A write through a file
+    object (torch.save, PIL) names no file: "the disk" of nowhere."""
     import errno
     import json
 
@@ -896,7 +901,12 @@ def test_a_full_disk_is_one_plain_line_and_leaves_no_unfinished_output(
 
     def full(path, *args, **kwargs):
         number = getattr(errno, code)
-        raise OSError(number, os.strerror(number), str(path))
+        if how == "copied":
+            raise OSError(number, os.strerror(number), "/tmp/tmpx1y2z3", None, str(path))
+        if how == "named":
+            raise OSError(number, os.strerror(number), str(path))
+        with outputs.atomic_file(Path(path)):
+            raise OSError(number, os.strerror(number))
 
     monkeypatch.setattr(outputs, "write_json", full)
     out = tmp_path / "shapes"

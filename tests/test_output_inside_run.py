@@ -113,7 +113,7 @@ def test_a_serve_data_folder_inside_a_run_is_refused(recon, views, tmp_path):
     """The server keeps its jobs in --data across restarts: inside a `project` output, that
     run's --overwrite deleted them."""
     before = snapshot(views.parent)
-    code, _, err = recon("serve", "-c", f"voxel={tmp_path / 'v.ckpt'}", "--data", views / "jobs")
+    code, _, err = recon("serve", "-c", f"voxel={tmp_path / 'v.ckpt'}", "--store", views / "jobs")
     assert code == 2, err
     assert err == (
         f"error: {views / 'jobs'}: is part of the output of `recon project` in {views}; its "

@@ -165,7 +165,7 @@ def test_job_files_equal_a_direct_prediction(server, model, chair_png, tmp_path)
     render = client.get(files["render"]["url"])
     assert render.headers["content-type"] == "image/png" and render.content[:4] == b"\x89PNG"
 
-    # it wrote only under --data/jobs/<id>/, under generated names
+    # it wrote only under --store/jobs/<id>/, under generated names
     assert tree(data.parent) - outside <= {"data"} | {f"data/{p}" for p in tree(data)}
     assert not [p for p in data.parents[1].rglob("*") if p.name == "evil.png"]
     written = {p.name for p in (data / "jobs" / job["id"]).iterdir()}
@@ -464,9 +464,9 @@ def test_serve_cli_refuses_bad_options(model, recon, tmp_path):
         (["-c", f"voxel={ckpt}", "--cors-origin", "*"], "'*' is refused"),
         (["-c", f"voxel={ckpt}", "--workers", "0"], "--workers must be in [1, 64], not 0"),
         (["-c", f"voxel={ckpt}", "--port", "70000"], "--port"),
-        (["-c", f"voxel={ckpt}", "--data", str(tmp_path / "x.png")], "must be a folder"),
+        (["-c", f"voxel={ckpt}", "--store", str(tmp_path / "x.png")], "must be a folder"),
         # a folder of other files (its uploads/ was emptied at startup, and jobs/ added)
-        (["-c", f"voxel={ckpt}", "--data", str(tmp_path)], "holds files recon serve did not"),
+        (["-c", f"voxel={ckpt}", "--store", str(tmp_path)], "holds files recon serve did not"),
     ]
     # an address of another machine: the host is wrong, not the port (it said "--port 8000")
     cases.append((["-c", f"voxel={ckpt}", "--host", "192.0.2.1"], "--host 192.0.2.1: cannot"))
@@ -476,7 +476,7 @@ def test_serve_cli_refuses_bad_options(model, recon, tmp_path):
     port = str(busy.getsockname()[1])
     cases.append((["-c", f"voxel={ckpt}", "--port", port], f"--port {port}: cannot listen"))
     for args, message in cases:
-        data = [] if "--data" in args else ["--data", str(tmp_path / "d")]
+        data = [] if "--store" in args else ["--store", str(tmp_path / "d")]
         code, _, err = recon("serve", *args, *data)
         assert code == 2 and message in err and err.count("\n") == 1, (args, err)
         assert not (tmp_path / "d").exists()
@@ -545,7 +545,7 @@ def test_two_servers_on_one_data_folder_are_refused(tmp_path):
     from recon.pipelines.common.errors import BadInput
     from recon.pipelines.web.jobs import data_lock
 
-    refused = pytest.raises(BadInput, match="another recon serve uses this --data folder")
+    refused = pytest.raises(BadInput, match="another recon serve uses this --store folder")
     with data_lock(tmp_path / "data"), refused, data_lock(tmp_path / "data"):
         pass
     with data_lock(tmp_path / "data"):  # released when the first server ends
@@ -620,7 +620,7 @@ def test_serve_json_keeps_request_lines_off_stdout(tmp_path):
         port = probe.getsockname()[1]
     ckpt = skull_checkpoint(tmp_path / "skull.ckpt")
     args = ["serve", "--json", "-c", f"skull={ckpt}", "--port", str(port)]
-    command = [sys.executable, "-m", "recon.cli.app", *args, "--data", str(tmp_path / "d")]
+    command = [sys.executable, "-m", "recon.cli.app", *args, "--store", str(tmp_path / "d")]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         started = json.loads(server.stdout.readline())  # printed once the port is bound
@@ -708,7 +708,7 @@ def start_serve(checkpoint: Path, data: Path, **popen):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "recon.cli.app", "serve", "-c", f"voxel={checkpoint}", "-q"]
-    command += ["--port", str(port), "--data", str(data), "--device", "cpu"]
+    command += ["--port", str(port), "--store", str(data), "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, **popen)
     base = f"http://127.0.0.1:{port}"

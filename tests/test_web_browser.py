@@ -49,7 +49,7 @@ def live(tmp_path_factory):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "recon.cli.app", "serve", "-c", f"voxel={checkpoint}"]
-    command += ["--port", str(port), "--data", str(data), "--device", "cpu", "-q"]
+    command += ["--port", str(port), "--store", str(data), "--device", "cpu", "-q"]
     server = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
     base = f"http://127.0.0.1:{port}/"
     try:

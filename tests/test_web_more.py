@@ -108,9 +108,24 @@ def test_serve_range_errors_read_as_every_command_s(model, recon, tmp_path):
         (["--client-limit", "-1"], "--client-limit must be in [0, 100000], not -1"),
     ]
     for args, message in cases:
-        code, _, err = recon("serve", "-c", f"voxel={model[0]}", *args, "--data", tmp_path / "d")
+        code, _, err = recon("serve", "-c", f"voxel={model[0]}", *args, "--store", tmp_path / "d")
         assert code == 2 and message in err and err.count("\n") == 1, (args, err)
         assert not (tmp_path / "d").exists()
+
+
+def test_serve_data_is_the_old_name_of_store(model, recon, tmp_path):
+    """--data is a data set in train and check-data; serve's job store was --data too."""
+    (tmp_path / "x.png").write_bytes(b"not a folder")
+    code, _, err = recon("serve", "-c", f"voxel={model[0]}", "--data", tmp_path / "x.png")
+    assert code == 2
+    assert err == (
+        "warning: --data is deprecated and goes away in the next release; use --store\n"
+        f"error: {tmp_path / 'x.png'}: --data must be a folder\n"
+    )
+    args = ("--data", tmp_path / "a", "--store", tmp_path / "b")
+    code, _, err = recon("serve", "-c", f"voxel={model[0]}", *args)
+    assert code == 2 and "--store" in err and "(its old name) disagree: give --store only" in err
+    assert list(tmp_path.iterdir()) == [tmp_path / "x.png"]
 
 
 def test_the_viewer_glb_is_y_up_as_gltf_specifies(server, chair_png):

@@ -1,6 +1,6 @@
 """`recon serve` as a service that runs for months: a stop that a stalled client cannot hold,
 a stalled upload given up, accepted jobs kept across a restart, finished jobs deleted after
---keep-hours, the --data folder checked before anything is read, HEAD and cache headers, the
+--keep-hours, the --store folder checked before anything is read, HEAD and cache headers, the
 upload check's memory, a worker that dies while idle, a download outliving its job's expiry."""
 
 from __future__ import annotations
@@ -194,10 +194,10 @@ def age(data: Path, job_id: str, hours: float, status: str | None = None) -> Non
 
 
 def test_finished_jobs_are_deleted_after_keep_hours(model, chair_png, tmp_path, monkeypatch):
-    """Results were never removed, so --data grew until the disk was full. Jobs done or failed
-    more than --keep-hours ago go with their files, at start and while the server runs; queued
-    jobs stay whatever their age, and 0 keeps everything. A job folder without a job.json (a
-    server killed between making it and saving the job) is removed at start."""
+    """Results were never removed, so the job store grew until the disk was full. Jobs done
+    or failed more than --keep-hours ago go with their files, at start and while the server
+    runs; queued jobs stay whatever their age, and 0 keeps everything. A job folder without a
+    job.json (a server killed between making it and saving the job) is removed at start."""
     from fastapi.testclient import TestClient
 
     from recon.pipelines.web import app as app_module
@@ -253,7 +253,7 @@ def test_finished_jobs_are_deleted_after_keep_hours(model, chair_png, tmp_path, 
 def test_jobs_of_a_server_without_keep_hours_get_the_keep_time_from_the_upgrade(
     model, chair_png, tmp_path
 ):
-    """A --data folder of a server that kept every job (no retention.json): its first start with
+    """The --store of a server that kept every job (no retention.json): its first start with
     --keep-hours deleted every job that had ended more than a week before, at once. They now
     count their age from that start."""
     from fastapi.testclient import TestClient
@@ -278,27 +278,27 @@ def test_jobs_of_a_server_without_keep_hours_get_the_keep_time_from_the_upgrade(
 
 def test_keep_hours_is_checked(model, recon, tmp_path):
     code, _, err = recon(
-        "serve", "-c", f"voxel={model[0]}", "--keep-hours", "-1", "--data", tmp_path / "d"
+        "serve", "-c", f"voxel={model[0]}", "--keep-hours", "-1", "--store", tmp_path / "d"
     )
     assert code == 2 and "--keep-hours must be in [0, 1000000], not -1" in err, err
     assert not (tmp_path / "d").exists()
 
 
 def test_an_unwritable_data_folder_is_one_line_before_any_checkpoint(model, recon, tmp_path):
-    """A --data that could not be created or written failed after the checkpoints loaded, with
+    """A --store that could not be created or written failed after the checkpoints loaded, with
     exit 1 and an OSError line. It is one line naming the folder, exit 2, before any
     checkpoint is read (the checkpoint given is of another task, which reading would find)."""
     (tmp_path / "a-file").write_text("x")
-    cases = [(tmp_path / "a-file" / "data", "cannot create the --data folder (Not a directory)")]
+    cases = [(tmp_path / "a-file" / "data", "cannot create the --store folder (Not a directory)")]
     if os.geteuid() != 0:  # root writes in a read-only folder
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o555)
         cases += [
-            (locked, "cannot write in the --data folder (Permission denied)"),
-            (locked / "data", "cannot create the --data folder (Permission denied)"),
+            (locked, "cannot write in the --store folder (Permission denied)"),
+            (locked / "data", "cannot create the --store folder (Permission denied)"),
         ]
     for data, message in cases:
-        code, _, err = recon("serve", "-c", f"parts={model[0]}", "--data", data)
+        code, _, err = recon("serve", "-c", f"parts={model[0]}", "--store", data)
         assert code == 2 and err == f"error: {data}: {message}\n", err
     fresh = tmp_path / "new" / "data"
     from recon.pipelines.web.jobs import check_data_folder

@@ -441,6 +441,9 @@ def atomic_file(target: Path) -> Iterator[Path]:
     try:
         yield tmp
         _commit(tmp, target)
+    except OSError as error:
+        _name_file(error, tmp)
+        raise
     finally:
         if tmp in _LIVE:
             discard(tmp)
@@ -455,9 +458,20 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     try:
         yield tmp
         _commit(tmp, target)
+    except OSError as error:
+        _name_file(error, tmp)
+        raise
     finally:
         if tmp in _LIVE:
             discard(tmp)
+
+
+def _name_file(error: OSError, tmp: Path) -> None:
+    """Name the temporary being written in an OSError that names no file (a write through a
+    file object: torch.save, PIL, numpy), so that its line can say where: the disk that is
+    full is the temporary's (see the CLI's full-disk line, which names its visible folder)."""
+    if error.filename is None and error.errno is not None:
+        error.filename = str(tmp)
 
 
 @contextlib.contextmanager

@@ -256,12 +256,12 @@ class JobStore:
             sys.stderr.write(f"warning: job {job.id}: cannot save job.json ({error})\n")
 
 
-SERVE_MARKS = (".lock", "jobs", "uploads", RETENTION_RECORD)  # what a server writes in --data
+SERVE_MARKS = (".lock", "jobs", "uploads", RETENTION_RECORD)  # what a server writes in --store
 LOST_FOUND = "lost+found"  # what mkfs puts at the root of a fresh ext2/3/4 volume
 
 
 def check_data_folder(data: Path) -> None:
-    """BadInput for a --data folder that cannot be created or written (a read-only volume, a
+    """BadInput for a --store folder that cannot be created or written (a read-only volume, a
     folder of another user), or that holds files but none a server wrote (the working folder,
     a data set, a training run): the server would add its own beside them. A fresh volume's
     empty lost+found/ is not such a file. Leaves nothing behind."""
@@ -275,7 +275,7 @@ def check_data_folder(data: Path) -> None:
     entries = sorted(p for p in data.iterdir() if not _empty_lost_found(p))
     if entries:
         raise BadInput(
-            f"{data}: holds files recon serve did not write ({listing(entries)}); give --data "
+            f"{data}: holds files recon serve did not write ({listing(entries)}); give --store "
             "an empty or new folder, or one an earlier server used"
         )
 
@@ -292,7 +292,7 @@ def _require_writable(data: Path) -> None:
             data.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise BadInput(
-                f"{data}: cannot create the --data folder ({error.strerror or error})"
+                f"{data}: cannot create the --store folder ({error.strerror or error})"
             ) from error
         try:
             probe = data / f".write-probe.{secrets.token_hex(6)}"
@@ -300,7 +300,7 @@ def _require_writable(data: Path) -> None:
             probe.unlink()
         except OSError as error:
             raise BadInput(
-                f"{data}: cannot write in the --data folder ({error.strerror or error})"
+                f"{data}: cannot write in the --store folder ({error.strerror or error})"
             ) from error
     finally:
         remove_empty_folders(missing)
@@ -331,7 +331,7 @@ def data_lock(data: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as error:
             raise BadInput(
-                f"{data}: another recon serve uses this --data folder (give each server its own)"
+                f"{data}: another recon serve uses this --store folder (give each server its own)"
             ) from error
         try:
             yield

@@ -499,10 +499,15 @@ def register_one(
     row["overlay"] = str(out / name / "overlay.png")
     clean = finite_or_none(row)  # null, never NaN, in JSON
     with atomic_dir(folder / name) as written:
-        torch.save(
-            parameters_dict(result, intrinsics, image, config, file, scene.ct_name, row["columns"]),
-            written / "parameters.pt",
-        )
+        # through a file object: a full disk is then an OSError (ENOSPC), where torch.save to a
+        # path raises a bare RuntimeError ("unexpected pos")
+        with open(written / "parameters.pt", "wb") as handle:
+            torch.save(
+                parameters_dict(
+                    result, intrinsics, image, config, file, scene.ct_name, row["columns"]
+                ),
+                handle,
+            )
         registration_figure(
             written / "overlay.png",
             clean,
