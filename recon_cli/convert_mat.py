@@ -46,9 +46,10 @@ def convert_mat(
 ) -> None:
     """Convert Pix3D voxel .mat files (MATLAB v5 and v7.3) to .npy, keeping the folder layout.
 
-    Reads the variable `voxel` and writes uint8 occupancy (1 where it is not 0). When a file
-    fails the command exits 1 and writes nothing, unless --keep-going keeps the rest and lists
-    the failures (tab-separated path and reason) in OUT/convert-failures.log. With --overwrite
+    Reads the variable `voxel` and writes uint8 occupancy (1 where it is not 0). When a file of
+    a folder fails the command exits 1 and writes nothing, unless --keep-going keeps the rest
+    and lists the failures (tab-separated path and reason) in OUT/convert-failures.log; a
+    single file given that cannot be read is bad input (exit 2). With --overwrite
     an existing folder is written into: same-named files are replaced, others kept (so a folder
     made with another --resolution is refused). The run's record is OUT/run.json, or for a
     single file OUT's name with .run.json (a.npy -> a.npy.run.json).
@@ -104,8 +105,8 @@ def convert_mat(
         if single:
             report = _convert_single(sources[0], out, resolution)
             bar.advance()
-            if report.failed:  # nothing was written: no result names the .npy
-                raise _failure(report, 1, None)
+            if report.failed:  # the one input is unreadable: bad input, as in every command
+                raise BadInput(f"{sources[0]}: {report.failed[str(sources[0])]}")
             result = _result(report, out, None, count)
             write_json(sidecar, _record(config, report, result))  # last, beside the .npy
         else:

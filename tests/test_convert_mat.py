@@ -115,7 +115,7 @@ def test_cli_refuses_an_empty_or_nan_grid_and_writes_nothing(recon, tmp_path, va
 
     savemat(tmp_path / "odd.mat", {"voxel": value})
     code, out, err = recon("convert-mat", tmp_path / "odd.mat", "-o", tmp_path / "o.npy", "--json")
-    assert code == 1 and err.count("\n") == 1, err
+    assert code == 2 and err.count("\n") == 1, err
     assert "odd.mat" in json.loads(out)["error"]
     assert not (tmp_path / "o.npy").exists()
 
@@ -189,16 +189,19 @@ def test_cli_failure_writes_nothing_and_exits_1(recon, tmp_path):
     assert sorted(tmp_path.iterdir()) == before  # no tree, no hidden temporary folder
 
 
-def test_cli_single_file_failure_is_one_error(recon, tmp_path):
+def test_cli_single_file_failure_is_bad_input(recon, tmp_path):
+    """One unreadable file given said "1 of 1 files failed (first: ...)", exit 1, where every
+    other command calls an unreadable input bad input, exit 2."""
     (tmp_path / "bad.mat").write_bytes(b"junk")
     for keep_going in ([], ["--keep-going"]):
         args = ("convert-mat", tmp_path / "bad.mat", "-o", tmp_path / "bad.npy", *keep_going)
         code, out, err = recon(*args, "--json")
-        assert code == 1
-        assert "1 of 1 files failed" in err and len(err.strip().splitlines()) == 1
-        assert json.loads(out) == {"error": err.strip().removeprefix("error: "), "exit_code": 1}
+        assert code == 2
+        assert err.startswith(f"error: {tmp_path / 'bad.mat'}: ") and err.count("\n") == 1, err
+        assert "files failed" not in err
+        assert json.loads(out) == {"error": err.strip().removeprefix("error: "), "exit_code": 2}
         code, out, err = recon(*args)
-        assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
         assert "--keep-going" not in err
         assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mat"]
 
