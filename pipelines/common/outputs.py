@@ -11,6 +11,7 @@ made for the same target removes it once that process is gone (remove_stale_temp
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -433,6 +434,9 @@ def _commit(tmp: Path, target: Path) -> None:
         _LIVE.discard(tmp)
 
 
+_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # only a write raises these
+
+
 @contextlib.contextmanager
 def atomic_file(target: Path) -> Iterator[Path]:
     """Yield a temporary path with the target's suffix; on success it replaces the target."""
@@ -467,10 +471,11 @@ def atomic_dir(target: Path) -> Iterator[Path]:
 
 
 def _name_file(error: OSError, tmp: Path) -> None:
-    """Name the temporary being written in an OSError that names no file (a write through a
-    file object: torch.save, PIL, numpy), so that its line can say where: the disk that is
-    full is the temporary's (see the CLI's full-disk line, which names its visible folder)."""
-    if error.filename is None and error.errno is not None:
+    """Name the temporary being written in a full-disk OSError that names no file (a write
+    through a file object: torch.save, PIL, numpy), so that its line can say where: the disk
+    that is full is the temporary's (the CLI's full-disk line names its visible folder). Other
+    errors may come from reading an input inside the block, so they are left as they are."""
+    if error.filename is None and error.errno in _WRITE_ERRORS:
         error.filename = str(tmp)
 
 
