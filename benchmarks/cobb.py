@@ -1,7 +1,7 @@
 """Cobb-angle accuracy of embed-spine on two independent X-ray generators.
 
     python benchmarks/cobb.py [--synth 40] [--drr 30] [--drr-seed 2000] [--synth-seed 123]
-                              [--no-spacing] [--drr-span T1-L1] [--real] [--fine]
+                              [--no-spacing] [--drr-span T1-L1] [--real] [--fine] [--noise-free]
 
 1. `recon synth corset`'s spine X-rays (recon.pipelines.corset.spine_xray.synth_spine_xray), Cobb
    0-50 deg, random body sizes;
@@ -22,7 +22,8 @@ around the spine. With --controls, three more: bones alone (ribs kept), the ribs
 made soft tissue, and bone twice as dense: which of the surroundings moves the traced line.
 With --fine, the same DRRs rendered from the CT's own 0.7 mm grid (instead of 2.5 mm) on a
 detector with FINE_SCALE times finer pixels (0.5-0.8 mm): whether the vertebral bodies' own
-borders take over at a finer scale (about a minute per film on 2 cores).
+borders take over at a finer scale (about a minute per film on 2 cores). With --noise-free,
+the same DRRs without image noise: how much of the error the noise makes.
 With --no-spacing, every film is measured as a PNG without --pixel-spacing is (body widths as
 fractions of the image width, millimetres as pixels; the angles are unchanged for square pixels).
 With --real, a clinical PA chest CR not made here (pydicom-data's RG1): its Cobb angle is not
@@ -196,6 +197,9 @@ def main() -> None:
         help="also the same DRRs from the CT's own 0.7 mm grid with 2.5 times finer pixels",
     )
     parser.add_argument(
+        "--noise-free", action="store_true", help="also the same DRRs without image noise"
+    )
+    parser.add_argument(
         "--levels", action="store_true", help="also the signed tilt error per level (see above)"
     )
     parser.add_argument(
@@ -244,6 +248,9 @@ def main() -> None:
     if args.drr and args.fine:
         cases = drr_cases(args.drr, first=args.drr_seed, ct_spacing_mm=None, pixel_scale=FINE_SCALE)
         score(f"bent-CT DRR, fine (0.7 mm CT grid), {seeds}", cases, known, span, args.levels)
+    if args.drr and args.noise_free:
+        cases = drr_cases(args.drr, first=args.drr_seed, noise=False)
+        score(f"bent-CT DRR, no image noise, {seeds}", cases, known, span, args.levels)
     if args.real:
         real_film()
     if args.drr and args.controls:

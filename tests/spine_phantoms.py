@@ -152,6 +152,7 @@ def bent_spine_drr(
     tissue: str = "all",
     ct_spacing_mm: float | None = CT_SPACING_MM,
     pixel_scale: float = 1.0,
+    noise: bool = True,
 ) -> BentSpineXray:
     """One AP DRR of the bent chest CT; the bend, detector and image noise follow `seed`.
 
@@ -165,7 +166,8 @@ def bent_spine_drr(
     (more bone contrast, as in a spine film taken at lower energy). ct_spacing_mm=None renders
     the CT on its own grid (0.7 mm across, where the vertebral bodies' borders are) instead of
     CT_SPACING_MM, and pixel_scale > 1 makes the detector's pixels that many times finer over
-    the same field (the same seed: the same bend, field and exposure)."""
+    the same field (the same seed: the same bend, field and exposure). noise=False leaves the
+    image noise out (the other draws stay as they are)."""
     import torch
     from diffdrr.data import read
     from scipy.ndimage import map_coordinates
@@ -237,7 +239,7 @@ def bent_spine_drr(
     order = np.argsort(rows_of_vertebrae)
     image = image / max(float(image.max()), 1e-9)
     image = image ** rng.uniform(0.6, 1.4)
-    image = image + rng.normal(0, rng.uniform(0.005, 0.03), image.shape)
+    image = image + rng.normal(0, rng.uniform(0.005, 0.03), image.shape) * float(noise)
     image = np.clip(image, 0, 1)
     line_px = line[::-1, ::-1] - [first, 0]
     return BentSpineXray(
