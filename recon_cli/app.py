@@ -51,7 +51,7 @@ import typer  # noqa: E402 - after the start-up handlers
 
 from recon import __version__  # noqa: E402
 from recon.cli.commands import COMMANDS, LazyGroup  # noqa: E402, F401 - tests read COMMANDS
-from recon.pipelines.common.errors import ReconError  # noqa: E402
+from recon.pipelines.common.errors import FULL_DISK, ReconError  # noqa: E402
 
 for _number, _original in _STARTUP_HANDLERS.items():
     signal.signal(_number, _original)
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             remove_temporaries()
             raise
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        if isinstance(error, OSError) and error.errno in FULL_DISK:
             finish(_full_disk(error), 1)  # a cluster's quota: said plainly, not as OSError
         message = str(error).splitlines()[0] if str(error) else ""
         finish(

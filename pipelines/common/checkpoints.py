@@ -96,6 +96,17 @@ def read_torch_file(path: Path, what: str, hint: str) -> Any:
         raise BadInput(f"{path}: not a readable {what} ({first_line(error)})") from error
 
 
+def write_torch_file(content: Any, path: Path) -> None:
+    """torch.save(content) into the file at path, through a file object: torch names the
+    archive inside after a path's file name (a temporary's, different on every run) but after
+    nothing for a file object, and a full disk is then an OSError (ENOSPC) where torch.save to
+    a path raises a bare RuntimeError ("unexpected pos"). The caller makes the write atomic."""
+    import torch
+
+    with Path(path).open("wb") as handle:
+        torch.save(content, handle)
+
+
 def load_checkpoint(path: Path, task_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(config dict, state_dict) of a checkpoint written by `recon train task_name`."""
     checkpoint = load_checkpoint_file(path)

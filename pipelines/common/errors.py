@@ -1,5 +1,10 @@
 """Errors that the CLI turns into one line on stderr and an exit code."""
 
+import errno
+
+# OSError numbers of a write refused for want of space or quota: said plainly, exit 1
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
+
 
 class ReconError(Exception):
     """Base class: the message is shown to the user as is."""

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from recon.pipelines.common.errors import BadInput
+from recon.pipelines.common.errors import FULL_DISK, BadInput
 
 _LIVE: set[Path] = set()  # temporaries created here and not yet renamed into place or removed
 _LIVE_LOCK = threading.Lock()  # a temporary is in _LIVE from the moment it exists (_pid_alive)
@@ -434,7 +434,7 @@ def _commit(tmp: Path, target: Path) -> None:
         _LIVE.discard(tmp)
 
 
-_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # only a write raises these
+_WRITE_ERRORS = (*FULL_DISK, errno.EFBIG)  # only a write raises these
 
 
 @contextlib.contextmanager

@@ -187,6 +187,7 @@ def save_poses(path: Path, poses: torch.Tensor, intrinsics: dict | None = None) 
     the detector they were rendered with (intrinsics, Intrinsics.as_dict), a .pt holds
     {"final_pose", "intrinsics"} as a `recon register` parameters.pt does, so `make-drr --pose`
     renders on that detector."""
+    from recon.pipelines.common.checkpoints import write_torch_file
     from recon.pipelines.common.outputs import atomic_file, write_json
 
     poses = as_pose_batch(poses).detach().cpu()
@@ -198,10 +199,8 @@ def save_poses(path: Path, poses: torch.Tensor, intrinsics: dict | None = None) 
         )
         return
     content = poses if intrinsics is None else {"final_pose": poses, "intrinsics": intrinsics}
-    # through a file object: torch names the archive inside after a path's file name (here the
-    # temporary's, different on every run), after nothing for a file object
-    with atomic_file(Path(path)) as tmp, open(tmp, "wb") as file:
-        torch.save(content, file)
+    with atomic_file(Path(path)) as tmp:
+        write_torch_file(content, tmp)
 
 
 def describe_pose(pose: torch.Tensor) -> dict[str, list[float]]:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from recon.pipelines.common.checkpoints import write_torch_file
 from recon.pipelines.common.devices import choose_device
 from recon.pipelines.common.errors import BadInput
 from recon.pipelines.xray.drr import Intrinsics
@@ -499,15 +500,10 @@ def register_one(
     row["overlay"] = str(out / name / "overlay.png")
     clean = finite_or_none(row)  # null, never NaN, in JSON
     with atomic_dir(folder / name) as written:
-        # through a file object: a full disk is then an OSError (ENOSPC), where torch.save to a
-        # path raises a bare RuntimeError ("unexpected pos")
-        with open(written / "parameters.pt", "wb") as handle:
-            torch.save(
-                parameters_dict(
-                    result, intrinsics, image, config, file, scene.ct_name, row["columns"]
-                ),
-                handle,
-            )
+        write_torch_file(
+            parameters_dict(result, intrinsics, image, config, file, scene.ct_name, row["columns"]),
+            written / "parameters.pt",
+        )
         registration_figure(
             written / "overlay.png",
             clean,
