@@ -73,7 +73,7 @@ def make_drr(
     size: Annotated[
         int | None,
         typer.Option(
-            help="Detector rows, px, 1 to 4096. With a pose file's detector: resample it to this "
+            help="Detector rows, px, 8 to 4096. With a pose file's detector: resample it to this "
             "many rows (same area and aspect).",
             rich_help_panel=DETECTOR,
         ),
@@ -81,7 +81,7 @@ def make_drr(
     width: Annotated[
         int | None,
         typer.Option(
-            help="Detector columns, px, 1 to 4096 (default: a pose file's "
+            help="Detector columns, px, 8 to 4096 (default: a pose file's "
             "detector's, scaled with --size; else --size).",
             rich_help_panel=DETECTOR,
         ),

@@ -71,7 +71,13 @@ def synth_xray(
 
     from recon.cli.synth_batch import SynthSet, run_synth
     from recon.pipelines.common.devices import choose_device
-    from recon.pipelines.xray.synth_xray import XYZ_RANGE_MAX, SynthXrayConfig, XraySet, item_files
+    from recon.pipelines.xray.synth_xray import (
+        XYZ_RANGE_MAX,
+        SynthXrayConfig,
+        XraySet,
+        item_files,
+        require_detector_beyond_ct,
+    )
 
     ui = Reporter(json_out, quiet)
     size, size_flag = renamed("--height", "--size", height, size)
@@ -93,6 +99,7 @@ def synth_xray(
         degrade=degrade,
         reverse_x_axis=reverse_x_axis,
     )
+    require_detector_beyond_ct(config)
     xrays = XraySet(config, seed, volume, labels, device)
     spec = SynthSet(
         "xray",

@@ -63,7 +63,7 @@ def test_make_drr_writes_a_valid_dx_holding_its_scale(tmp_path, recon, rot, view
 
 def test_synth_xray_writes_a_valid_dx(tmp_path, recon):
     ct = small_ct(tmp_path / "ct.nii.gz")
-    args = ["-v", ct, "--count", 1, "--size", 16, "--sdd", 600, "--field", 100, "--xyz-range", 5]
+    args = ["-v", ct, "--count", 1, "--size", 16, "--sdd", 1000, "--field", 100, "--xyz-range", 5]
     code, _, err = recon("synth", "xray", "-o", tmp_path / "x", *args)
     assert code == 0, err
     path = tmp_path / "x" / "xray_000.dcm"

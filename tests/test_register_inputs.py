@@ -429,6 +429,12 @@ def test_register_help_lists_choices_and_space_separated_metavars(recon):
         (["--xyz-range", "inf"], "--xyz-range must be in [0, 800], not inf"),
         # the source sits 850 mm from the CT's centre: 1000 drew poses with the CT behind it
         (["--xyz-range", "900"], "--xyz-range must be in [0, 800], not 900"),
+        # the detector no farther than the CT's centre: the X-rays showed its near half only
+        (["--sdd", 600], "--sdd 600 mm puts the detector no farther from the source than the CT"),
+        (
+            ["--xyz-range", 200],
+            "drawn put up to 1050 mm from it (the nominal 850 mm, --xyz-range 200",
+        ),
         (["--seed", -5], "--seed must be in [0, 4294967295], not -5"),
     ],
 )

@@ -484,6 +484,38 @@ def test_make_drr_names_what_each_image_shows_and_refuses_a_ct_behind_the_source
     assert not out.exists()
 
 
+def test_a_detector_that_cuts_through_the_ct_is_refused(tmp_path, recon):
+    """make-drr --xyz 0 850 0 --sdd 100 put the detector 750 mm before the CT and wrote a blank
+    DRR with exit 0 (and --sdd 800 one of the CT's front half only); register started from such
+    a pose too."""
+    import nibabel as nib
+
+    hu = np.full((24, 24, 24), -1000.0, np.float32)
+    hu[6:18, 6:18, 2:22] = 40.0
+    hu[10:14, 10:14, 6:18] = 1200.0  # bone (diffdrr makes air as dense as the least soft tissue)
+    ct = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(hu, np.diag([4.0, 4.0, 4.0, 1.0])), ct)
+    pose = ["--rot", 0, 0, 0, "--xyz", 0, 850, 0, "--size", 32, "--delx", 4, "--device", "cpu"]
+    for sdd in (100, 800, 850):
+        out = tmp_path / f"d{sdd}.png"
+        code, _, err = recon("make-drr", "-v", ct, *pose, "--sdd", sdd, "-q", "-o", out)
+        assert code == 2 and err.count("\n") == 1, err
+        assert "--rot/--xyz puts the CT's centre 850 mm from the source, at or past the " in err
+        assert f"detector (--sdd {sdd} mm)" in err, err
+        assert not out.exists() and not (tmp_path / f"d{sdd}.png.run.json").exists()
+    film = tmp_path / "film.png"
+    code, _, err = recon("make-drr", "-v", ct, *pose, "--sdd", 1020, "-q", "-o", film)
+    assert code == 0, err
+    out = tmp_path / "reg"
+    code, _, err = recon("register", film, "-v", ct, "--sdd", 700, "--pixel-spacing", 4, 4,
+                         "--init", "fixed", "--rot", 0, 0, 0, "--xyz", 0, 850, 0,
+                         "--device", "cpu", "-q", "-o", out)  # fmt: skip
+    assert code == 2 and err.count("\n") == 1, err
+    assert "the starting pose (--rot/--xyz) puts the CT's centre 850 mm" in err, err
+    assert "(the X-ray's source-to-detector distance 700 mm)" in err, err
+    assert not out.exists()
+
+
 def test_train_pose_refuses_a_nominal_pose_that_puts_the_ct_behind_the_source(tmp_path, recon):
     """`--set orientation=PA` with the default nominal pose (the AP frame's source side, +y)
     trained on DRRs of the CT drawn upside down through the source."""
@@ -512,9 +544,16 @@ def test_train_pose_refuses_a_nominal_pose_that_puts_the_ct_behind_the_source(tm
         cfg = resolve_config(
             pose_task.TASK,
             None,
-            {"orientation": orientation, "nominal_xyz_mm": [0.0, y, 0.0], "xyz_range_mm": 800},
+            {"orientation": orientation, "nominal_xyz_mm": [0.0, y, 0.0], "xyz_range_mm": 800}
+            | {"sdd": 1700.0},
         )
         pose_task.check(cfg)
+    # a range that draws poses whose CT centre lies past the detector (1020 mm from the source)
+    args = ("--set", "xyz_range_mm=200", *small, "--epochs", 1, "--device", "cpu")
+    code, _, err = recon("train", "pose", *args, "-o", out)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "setting sdd 1020 puts the detector no farther" in err and "exceed 1050" in err, err
+    assert not out.exists()
 
 
 def test_synth_xray_names_what_each_drawn_pose_shows(tmp_path, recon):
@@ -524,12 +563,12 @@ def test_synth_xray_names_what_each_drawn_pose_shows(tmp_path, recon):
     import pydicom
 
     ct = small_ct(tmp_path / "ct.nii.gz")
-    args = ["--count", 8, "--size", 16, "--sdd", 600, "--field", 120, "--rot-range", 180]
+    args = ["--count", 8, "--size", 16, "--sdd", 1000, "--field", 120, "--rot-range", 180]
     code, _, err = recon("synth", "xray", "-v", ct, *args, "--xyz-range", 5, "--seed", 3,
                          "-o", tmp_path / "x", "-q")  # fmt: skip
     assert code == 0, err
     code, out, err = recon("make-drr", "-v", ct, "--pose", tmp_path / "x" / "truth.json",
-                           "--format", "dcm", "--size", 16, "--delx", 7.5, "--sdd", 600,
+                           "--format", "dcm", "--size", 16, "--delx", 7.5, "--sdd", 1000,
                            "--json", "-q", "-o", tmp_path / "d")  # fmt: skip
     assert code == 0, err
     truth = json.loads((tmp_path / "x" / "truth.json").read_text())["xrays"]

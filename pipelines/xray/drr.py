@@ -305,6 +305,27 @@ def ct_depth(reorient, intrinsics: Intrinsics, poses: torch.Tensor) -> torch.Ten
     return (-world[:, 3] * beam).sum(1) / (beam * beam).sum(1)
 
 
+def box_depths_mm(reorient, intrinsics: Intrinsics, rot_deg, xyz_mm, rot_range, xyz_range):
+    """(nearest, farthest) mm from the source to the CT's centre along the beam (ct_depth x
+    sdd) over every corner of the box of poses +-rot_range deg and +-xyz_range mm around the
+    nominal pose (rot_deg, xyz_mm): what a set of poses drawn uniformly in it may reach."""
+    import itertools
+
+    import numpy as np
+
+    from recon.pipelines.xray.pose import pose_from_degrees
+
+    corners = [
+        pose_from_degrees(
+            np.asarray(rot_deg, float) + np.asarray(signs[:3]) * rot_range,
+            np.asarray(xyz_mm, float) + np.asarray(signs[3:]) * xyz_range,
+        )
+        for signs in itertools.product((-1.0, 1.0), repeat=6)
+    ]
+    depth = ct_depth(reorient, intrinsics, torch.cat(corners)) * intrinsics.sdd
+    return float(depth.min()), float(depth.max())
+
+
 def behind_the_source(orientation: str) -> str:
     """The end of the line refusing a pose that puts the CT behind the source (ct_depth <= 0),
     with where the frame's source lies: +y for AP, -y for PA."""
@@ -312,6 +333,17 @@ def behind_the_source(orientation: str) -> str:
     return (
         "puts the CT behind the source, which would draw it upside down; with --orientation "
         f"{orientation} the source lies on the other side of the CT (e.g. --xyz 0 {side} 0)"
+    )
+
+
+def past_the_detector(depth: float, sdd: float, sdd_from: str = "--sdd") -> str:
+    """The end of the line refusing a pose whose CT centre lies at or past the detector
+    (ct_depth >= 1, the fraction given as depth): the detector would cut through the CT and
+    the DRR show only what lies before it, or nothing. sdd_from: where the distance came from."""
+    return (
+        f"puts the CT's centre {depth * sdd:.0f} mm from the source, at or past the detector "
+        f"({sdd_from} {sdd:g} mm): the detector would cut through the CT; give a source-to-"
+        "detector distance beyond the CT or bring the source nearer to it"
     )
 
 

@@ -46,7 +46,7 @@ DEFAULT_DETECTOR = Intrinsics(
 # valid ranges (low, high), checked by the CLI before any work; the principal point's offsets
 # are at most the detector's width (x0) and height (y0) in mm either way
 SDD_RANGE = (0.0, 10_000.0)  # mm, low end open
-SIZE_RANGE = (1, 4096)  # px
+SIZE_RANGE = (8, 4096)  # px (fewer rows or columns are no image to read)
 SPACING_RANGE = (0.0, 100.0)  # mm/px, low end open
 ROT_RANGE = (-360.0, 360.0)  # deg
 XYZ_RANGE = (-10_000.0, 10_000.0)  # mm
@@ -167,8 +167,8 @@ def _check_detector(d: Intrinsics, source: str) -> None:
     if bad:
         raise BadInput(
             f"{source}: detector sdd {d.sdd:g} mm, {d.height}x{d.width} px, spacing "
-            f"{d.dely:g}x{d.delx:g} mm is out of range (sdd in (0, 10000], size in [1, 4096], "
-            "spacing in (0, 100])"
+            f"{d.dely:g}x{d.delx:g} mm is out of range (sdd in (0, 10000], size in "
+            f"[{SIZE_RANGE[0]}, {SIZE_RANGE[1]}], spacing in (0, 100])"
         )
     for name, offset, extent in zip(("x0", "y0"), (d.x0, d.y0), d.extent_mm, strict=True):
         if not -extent <= offset <= extent:
@@ -400,16 +400,21 @@ def plan_outputs(r: DrrRequest, count: int) -> Plan:
 def require_ct_in_front(r: DrrRequest, reorient, intrinsics: Intrinsics, poses, todo) -> None:
     """BadInput for a pose that puts the CT's centre behind the source (ct_depth <= 0): the
     renderer draws it through the source, upside down, a view no C-arm takes. A pose of the
-    other frame does that (the PA frame's source lies at -y: --xyz 0 -850 0)."""
-    from recon.pipelines.xray.drr import behind_the_source, ct_depth
+    other frame does that (the PA frame's source lies at -y: --xyz 0 -850 0). So too for one
+    that puts it at or past the detector (ct_depth >= 1: --sdd shorter than the source's
+    distance to the CT), whose DRR shows only the part of the CT before the detector."""
+    from recon.pipelines.xray.drr import behind_the_source, ct_depth, past_the_detector
 
-    depth = ct_depth(reorient, intrinsics, poses[todo])
-    behind = [index for index, t in zip(todo, depth.tolist(), strict=True) if t <= 0]
-    if not behind:
-        return
-    where = "--rot/--xyz" if r.pose is None else f"{r.pose}: pose {behind[0]}"
-    more = f" (and {len(behind) - 1} more)" if len(behind) > 1 else ""
-    raise BadInput(f"{where}{more} {behind_the_source(r.orientation)}")
+    depth = ct_depth(reorient, intrinsics, poses[todo]).tolist()
+    for bad, why in (
+        (lambda t: t <= 0, lambda t: behind_the_source(r.orientation)),
+        (lambda t: t >= 1, lambda t: past_the_detector(t, intrinsics.sdd)),
+    ):
+        hits = [(index, t) for index, t in zip(todo, depth, strict=True) if bad(t)]
+        if hits:
+            where = "--rot/--xyz" if r.pose is None else f"{r.pose}: pose {hits[0][0]}"
+            more = f" (and {len(hits) - 1} more)" if len(hits) > 1 else ""
+            raise BadInput(f"{where}{more} {why(hits[0][1])}")
 
 
 def run_make_drr(r: DrrRequest, info, track) -> dict:

@@ -139,13 +139,9 @@ def _require_ct_in_front(cfg: PoseConfig) -> None:
     training DRR would show it drawn through the source, upside down. The default nominal
     (source at +y) is the AP frame's; the PA frame's source lies at -y. So too when a pose drawn
     around it (a corner of the +-rot_range_deg, +-xyz_range_mm box) brings the source within
-    MIN_SOURCE_MM of the CT's centre, or past it."""
-    import itertools
-
-    import numpy as np
-    import torch
-
-    from recon.pipelines.xray.drr import ct_depth
+    MIN_SOURCE_MM of the CT's centre, or past it, or puts the CT's centre at or past the
+    detector (an sdd shorter than the source's distance to it)."""
+    from recon.pipelines.xray.drr import box_depths_mm, ct_depth
     from recon.pipelines.xray.pose import pose_from_degrees
     from recon.pipelines.xray.volume import frame_reorient
 
@@ -161,14 +157,14 @@ def _require_ct_in_front(cfg: PoseConfig) -> None:
             f"on the other side (e.g. --set nominal_xyz_mm=[{x:g},{-y:g},{z:g}])"
         )
     # the poses drawn: every corner of the box of offsets around the nominal one
-    corners = [
-        pose_from_degrees(
-            np.asarray(cfg.nominal_rot_deg, float) + np.asarray(signs[:3]) * cfg.rot_range_deg,
-            np.asarray(cfg.nominal_xyz_mm, float) + np.asarray(signs[3:]) * cfg.xyz_range_mm,
-        )
-        for signs in itertools.product((-1.0, 1.0), repeat=6)
-    ]
-    nearest = float(ct_depth(reorient, detector, torch.cat(corners)).min()) * detector.sdd
+    nearest, farthest = box_depths_mm(
+        reorient,
+        detector,
+        cfg.nominal_rot_deg,
+        cfg.nominal_xyz_mm,
+        cfg.rot_range_deg,
+        cfg.xyz_range_mm,
+    )
     if nearest < MIN_SOURCE_MM - 0.01:  # float32 poses
         where = (
             "the CT behind the source (drawn upside down)"
@@ -179,6 +175,13 @@ def _require_ct_in_front(cfg: PoseConfig) -> None:
             f"setting xyz_range_mm {cfg.xyz_range_mm:g} draws poses with {where}; the nominal "
             f"pose puts the source {depth:.0f} mm from it: xyz_range_mm may be at most "
             f"{depth - MIN_SOURCE_MM:.0f}"
+        )
+    if farthest >= detector.sdd:
+        raise BadInput(
+            f"setting sdd {detector.sdd:g} puts the detector no farther from the source than the "
+            f"CT's centre, which the poses drawn (nominal_xyz_mm, xyz_range_mm) put up to "
+            f"{farthest:.0f} mm from it: the detector would cut through the CT; sdd must exceed "
+            f"{farthest:.0f}"
         )
 
 

@@ -438,16 +438,21 @@ class Scene:
 def require_ct_in_front(r, reorient, xrays, prepared, inits) -> None:
     """BadInput for a starting pose that puts the CT behind the source (drr.ct_depth <= 0),
     drawn upside down through it: registration from there ends far off (a pose of the other
-    frame: the PA frame's source lies at -y, --xyz 0 -850 0)."""
-    from recon.pipelines.xray.drr import behind_the_source, ct_depth
+    frame: the PA frame's source lies at -y, --xyz 0 -850 0), or at or past the detector
+    (ct_depth >= 1), which would cut through the CT."""
+    from recon.pipelines.xray.drr import behind_the_source, ct_depth, past_the_detector
 
     for xray, (_, intrinsics, _), start in zip(xrays, prepared, inits, strict=True):
-        if float(ct_depth(reorient, intrinsics, start)[0]) > 0:
+        depth = float(ct_depth(reorient, intrinsics, start)[0])
+        if 0 < depth < 1:
             continue
         given = {"fixed": "--rot/--xyz", "restart": f"--from {r.restart}"}.get(r.init, "--init")
-        raise BadInput(
-            f"{xray.path}: the starting pose ({given}) {behind_the_source(r.orientation)}"
+        why = (
+            behind_the_source(r.orientation)
+            if depth <= 0
+            else past_the_detector(depth, intrinsics.sdd, "the X-ray's source-to-detector distance")
         )
+        raise BadInput(f"{xray.path}: the starting pose ({given}) {why}")
 
 
 def register_one(
