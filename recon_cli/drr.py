@@ -48,7 +48,7 @@ def synth_pairs(
         float, typer.Option(help="CT resampling before rendering, mm, 0.1 to 50.")
     ] = 3.0,
     rot_range: Annotated[float, drawn_within("Angles", "deg", 90)] = 8.0,
-    xyz_range: Annotated[float, drawn_within("Translation", "mm", 500)] = 25.0,
+    xyz_range: Annotated[float, drawn_within("Translation", "mm", 148.2)] = 25.0,
     seed: Seed = 0,
     device: Device = "auto",
     shard: ShardOption = None,
@@ -85,7 +85,7 @@ def synth_pairs(
     from recon.pipelines.common.devices import choose_device
     from recon.pipelines.common.outputs import check_not_input, run_record, write_json
     from recon.pipelines.xray.pairs import DRR_DIR, XRAY_DIR
-    from recon.pipelines.xray.synth_pairs import pair_name
+    from recon.pipelines.xray.synth_pairs import pair_name, require_detector_beyond_ct
     from recon.pipelines.xray.synth_pairs import synth_pairs as render_pairs
     from recon.pipelines.xray.volume import CT_SPACING_RANGE
 
@@ -98,6 +98,7 @@ def synth_pairs(
     for flag, (low, high) in PAIR_RANGES.items():
         check_range(typed.get(flag, flag), given[flag], low, high)
     check_range(spacing_flag, ct_spacing, *CT_SPACING_RANGE)
+    require_detector_beyond_ct(shift, shift_flag)
     check_seed(seed)
     target = Path(out).expanduser().absolute()
     check_not_input(target, [ct])

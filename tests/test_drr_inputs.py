@@ -171,6 +171,9 @@ def test_make_drr_old_height_spelling_still_works(work, recon):
         (["--rot-range", -1], "--rot-range must be in [0, 90], not -1"),
         (["--rot-range", "nan"], "--rot-range must be in [0, 90], not nan"),
         (["--xyz-range", "inf"], "--xyz-range must be in [0, 500], not inf"),
+        # sources drawn past the detector (1020 mm): their DRRs showed the CT's near half
+        (["--xyz-range", 150], "--xyz-range 150 draws sources up to 1022 mm from the CT's"),
+        (["--xyz-range", 149], "cut through the CT; give --xyz-range at most 148.2"),
         (["--rot", 3, "--rot-range", 4], "--rot-range 4 and --rot 3 (its old name) disagree"),
         (["--seed", -1], "--seed must be in [0, 4294967295], not -1"),
         (["--shard", "4/3"], "--shard takes K/N"),

@@ -433,8 +433,9 @@ def test_register_help_lists_choices_and_space_separated_metavars(recon):
         (["--sdd", 600], "--sdd 600 mm puts the detector no farther from the source than the CT"),
         (
             ["--xyz-range", 200],
-            "drawn put up to 1050 mm from it (the nominal 850 mm, --xyz-range 200",
+            "drawn put up to 1087 mm from it (the nominal 850 mm, --xyz-range 200",
         ),
+        (["--xyz-range", 200], "give --sdd above 1087, or --xyz-range at most 148.2"),
         (["--seed", -5], "--seed must be in [0, 4294967295], not -5"),
     ],
 )

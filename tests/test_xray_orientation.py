@@ -545,14 +545,15 @@ def test_train_pose_refuses_a_nominal_pose_that_puts_the_ct_behind_the_source(tm
             pose_task.TASK,
             None,
             {"orientation": orientation, "nominal_xyz_mm": [0.0, y, 0.0], "xyz_range_mm": 800}
-            | {"sdd": 1700.0},
+            | {"sdd": 2100.0},
         )
         pose_task.check(cfg)
     # a range that draws poses whose CT centre lies past the detector (1020 mm from the source)
     args = ("--set", "xyz_range_mm=200", *small, "--epochs", 1, "--device", "cpu")
     code, _, err = recon("train", "pose", *args, "-o", out)
     assert code == 2 and err.count("\n") == 1, err
-    assert "setting sdd 1020 puts the detector no farther" in err and "exceed 1050" in err, err
+    assert "setting sdd 1020 puts the detector no farther" in err and "exceed 1087" in err, err
+    assert "xyz_range_mm be at most 148.2" in err, err
     assert not out.exists()
 
 

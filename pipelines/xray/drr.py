@@ -305,10 +305,11 @@ def ct_depth(reorient, intrinsics: Intrinsics, poses: torch.Tensor) -> torch.Ten
     return (-world[:, 3] * beam).sum(1) / (beam * beam).sum(1)
 
 
-def box_depths_mm(reorient, intrinsics: Intrinsics, rot_deg, xyz_mm, rot_range, xyz_range):
-    """(nearest, farthest) mm from the source to the CT's centre along the beam (ct_depth x
+def nearest_depth_mm(reorient, intrinsics: Intrinsics, rot_deg, xyz_mm, rot_range, xyz_range):
+    """The least distance, mm, from the source to the CT's centre along the beam (ct_depth x
     sdd) over every corner of the box of poses +-rot_range deg and +-xyz_range mm around the
-    nominal pose (rot_deg, xyz_mm): what a set of poses drawn uniformly in it may reach."""
+    nominal pose (rot_deg, xyz_mm): at or below 0 a pose drawn in it puts the CT behind the
+    source."""
     import itertools
 
     import numpy as np
@@ -322,8 +323,35 @@ def box_depths_mm(reorient, intrinsics: Intrinsics, rot_deg, xyz_mm, rot_range, 
         )
         for signs in itertools.product((-1.0, 1.0), repeat=6)
     ]
-    depth = ct_depth(reorient, intrinsics, torch.cat(corners)) * intrinsics.sdd
-    return float(depth.min()), float(depth.max())
+    return float((ct_depth(reorient, intrinsics, torch.cat(corners)) * intrinsics.sdd).min())
+
+
+def farthest_source_mm(xyz_mm, xyz_range: float) -> float:
+    """The greatest distance, mm, from the CT's centre to a source drawn within +-xyz_range mm
+    of xyz_mm on every axis (the source sits at R @ xyz, so at |xyz| whatever the angles). The
+    CT's centre lies at most that far along any beam: a source-to-detector distance beyond it
+    keeps the CT's centre before the detector for every pose drawn."""
+    import itertools
+
+    import numpy as np
+
+    corners = itertools.product((-1.0, 1.0), repeat=3)
+    return max(
+        float(np.linalg.norm(np.asarray(xyz_mm, float) + np.asarray(c) * xyz_range))
+        for c in corners
+    )
+
+
+def widest_xyz_range_mm(xyz_mm, sdd: float) -> float:
+    """The widest +-range, mm, around xyz_mm whose sources all lie nearer to the CT's centre
+    than sdd (farthest_source_mm < sdd), to 0.1 mm below; 0 when xyz_mm itself does not."""
+    low, high = 0.0, float(sdd)
+    if farthest_source_mm(xyz_mm, 0.0) >= sdd:
+        return 0.0
+    while high - low > 0.01:
+        middle = (low + high) / 2
+        low, high = (middle, high) if farthest_source_mm(xyz_mm, middle) < sdd else (low, middle)
+    return float(int(low * 10) / 10)
 
 
 def behind_the_source(orientation: str) -> str:

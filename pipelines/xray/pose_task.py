@@ -141,7 +141,12 @@ def _require_ct_in_front(cfg: PoseConfig) -> None:
     around it (a corner of the +-rot_range_deg, +-xyz_range_mm box) brings the source within
     MIN_SOURCE_MM of the CT's centre, or past it, or puts the CT's centre at or past the
     detector (an sdd shorter than the source's distance to it)."""
-    from recon.pipelines.xray.drr import box_depths_mm, ct_depth
+    from recon.pipelines.xray.drr import (
+        ct_depth,
+        farthest_source_mm,
+        nearest_depth_mm,
+        widest_xyz_range_mm,
+    )
     from recon.pipelines.xray.pose import pose_from_degrees
     from recon.pipelines.xray.volume import frame_reorient
 
@@ -157,7 +162,7 @@ def _require_ct_in_front(cfg: PoseConfig) -> None:
             f"on the other side (e.g. --set nominal_xyz_mm=[{x:g},{-y:g},{z:g}])"
         )
     # the poses drawn: every corner of the box of offsets around the nominal one
-    nearest, farthest = box_depths_mm(
+    nearest = nearest_depth_mm(
         reorient,
         detector,
         cfg.nominal_rot_deg,
@@ -165,6 +170,7 @@ def _require_ct_in_front(cfg: PoseConfig) -> None:
         cfg.rot_range_deg,
         cfg.xyz_range_mm,
     )
+    farthest = farthest_source_mm(cfg.nominal_xyz_mm, cfg.xyz_range_mm)
     if nearest < MIN_SOURCE_MM - 0.01:  # float32 poses
         where = (
             "the CT behind the source (drawn upside down)"
@@ -180,8 +186,9 @@ def _require_ct_in_front(cfg: PoseConfig) -> None:
         raise BadInput(
             f"setting sdd {detector.sdd:g} puts the detector no farther from the source than the "
             f"CT's centre, which the poses drawn (nominal_xyz_mm, xyz_range_mm) put up to "
-            f"{farthest:.0f} mm from it: the detector would cut through the CT; sdd must exceed "
-            f"{farthest:.0f}"
+            f"{farthest:.0f} mm from it: the detector could cut through the CT; sdd must exceed "
+            f"{farthest:.0f}, or xyz_range_mm be at most "
+            f"{widest_xyz_range_mm(cfg.nominal_xyz_mm, detector.sdd):g}"
         )
 
 

@@ -61,26 +61,20 @@ class SynthXrayConfig:
 
 def require_detector_beyond_ct(config: SynthXrayConfig) -> None:
     """BadInput (naming --sdd) when a pose drawn around the nominal one may put the CT's centre
-    at or past the detector: its X-ray would show only the part of the CT before the detector."""
+    at or past the detector (drr.farthest_source_mm): its X-ray would show only the part of the
+    CT before the detector."""
     from recon.pipelines.common.errors import BadInput
-    from recon.pipelines.xray.drr import box_depths_mm
-    from recon.pipelines.xray.volume import frame_reorient
+    from recon.pipelines.xray.drr import farthest_source_mm, widest_xyz_range_mm
 
-    _, farthest = box_depths_mm(
-        frame_reorient("AP"),
-        config.intrinsics(),
-        config.nominal_rot_deg,
-        config.nominal_xyz_mm,
-        config.rot_range_deg,
-        config.xyz_range_mm,
-    )
+    farthest = farthest_source_mm(config.nominal_xyz_mm, config.xyz_range_mm)
+    widest = widest_xyz_range_mm(config.nominal_xyz_mm, config.sdd)
     if farthest >= config.sdd:
         raise BadInput(
             f"--sdd {config.sdd:g} mm puts the detector no farther from the source than the CT's "
             f"centre, which the poses drawn put up to {farthest:.0f} mm from it (the nominal "
             f"{float(np.linalg.norm(config.nominal_xyz_mm)):g} mm, --xyz-range "
-            f"{config.xyz_range_mm:g}): the detector would cut through the CT; give --sdd above "
-            f"{farthest:.0f}"
+            f"{config.xyz_range_mm:g}): the detector could cut through the CT; give --sdd above "
+            f"{farthest:.0f}, or --xyz-range at most {widest:g}"
         )
 
 
