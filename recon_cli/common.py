@@ -166,10 +166,10 @@ Quiet = Annotated[
 ]
 
 
-def drawn_within(what: str, unit: str, high: float) -> Any:
+def drawn_within(what: str, unit: str, high: float, note: str = "") -> Any:
     """The option of a range that random poses are drawn in (--rot-range, --xyz-range of the
-    synth commands), worded alike everywhere."""
-    return typer.Option(help=f"{what} drawn within +- this, {unit}, 0 to {high:g}.")
+    synth commands), worded alike everywhere; note: a further limit, said after the range."""
+    return typer.Option(help=f"{what} drawn within +- this, {unit}, 0 to {high:g}{note}.")
 
 
 def _device_available(value: str) -> str:

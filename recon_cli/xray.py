@@ -37,7 +37,15 @@ def synth_xray(
     ] = 1020.0,
     field: Annotated[float, typer.Option(help="Detector side, mm, in (0, 5000].")] = 400.0,
     rot_range: Annotated[float, drawn_within("Angles", "deg", 180)] = 10.0,
-    xyz_range: Annotated[float, drawn_within("Translation", "mm", 800)] = 20.0,
+    xyz_range: Annotated[
+        float,
+        drawn_within(
+            "Translation",
+            "mm",
+            800,
+            ", every source nearer to the CT's centre than --sdd (up to 148.2 at 1020 mm)",
+        ),
+    ] = 20.0,
     reverse_x_axis: Annotated[
         bool,
         typer.Option(
