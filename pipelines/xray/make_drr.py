@@ -406,9 +406,10 @@ def require_ct_in_front(r: DrrRequest, reorient, intrinsics: Intrinsics, poses, 
     from recon.pipelines.xray.drr import behind_the_source, ct_depth, past_the_detector
 
     depth = ct_depth(reorient, intrinsics, poses[todo]).tolist()
+    sdd_from = "--sdd" if r.sdd is not None else "the detector's sdd"
     for bad, why in (
         (lambda t: t <= 0, lambda t: behind_the_source(r.orientation)),
-        (lambda t: t >= 1, lambda t: past_the_detector(t, intrinsics.sdd)),
+        (lambda t: t >= 1, lambda t: past_the_detector(t, intrinsics.sdd, sdd_from)),
     ):
         hits = [(index, t) for index, t in zip(todo, depth, strict=True) if bad(t)]
         if hits:
