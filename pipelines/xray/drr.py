@@ -364,6 +364,15 @@ def behind_the_source(orientation: str) -> str:
     )
 
 
+def sources_past_detector(xyz_mm, xyz_range: float, sdd: float) -> tuple[float, float] | None:
+    """(farthest, widest) when a source drawn within +-xyz_range mm of xyz_mm may lie as far
+    from the CT's centre as the detector lies from the source (farthest_source_mm >= sdd), so
+    that the detector could cut through the CT: the farthest distance and the widest range that
+    fits (widest_xyz_range_mm); None when every source lies nearer."""
+    farthest = farthest_source_mm(xyz_mm, xyz_range)
+    return None if farthest < sdd else (farthest, widest_xyz_range_mm(xyz_mm, sdd))
+
+
 def past_the_detector(depth: float, sdd: float, sdd_from: str = "--sdd") -> str:
     """The end of the line refusing a pose whose CT centre lies at or past the detector
     (ct_depth >= 1, the fraction given as depth): the detector would cut through the CT and

@@ -141,12 +141,7 @@ def _require_ct_in_front(cfg: PoseConfig) -> None:
     around it (a corner of the +-rot_range_deg, +-xyz_range_mm box) brings the source within
     MIN_SOURCE_MM of the CT's centre, or past it, or puts the CT's centre at or past the
     detector (an sdd shorter than the source's distance to it)."""
-    from recon.pipelines.xray.drr import (
-        ct_depth,
-        farthest_source_mm,
-        nearest_depth_mm,
-        widest_xyz_range_mm,
-    )
+    from recon.pipelines.xray.drr import ct_depth, nearest_depth_mm, sources_past_detector
     from recon.pipelines.xray.pose import pose_from_degrees
     from recon.pipelines.xray.volume import frame_reorient
 
@@ -170,7 +165,7 @@ def _require_ct_in_front(cfg: PoseConfig) -> None:
         cfg.rot_range_deg,
         cfg.xyz_range_mm,
     )
-    farthest = farthest_source_mm(cfg.nominal_xyz_mm, cfg.xyz_range_mm)
+    past = sources_past_detector(cfg.nominal_xyz_mm, cfg.xyz_range_mm, detector.sdd)
     if nearest < MIN_SOURCE_MM - 0.01:  # float32 poses
         where = (
             "the CT behind the source (drawn upside down)"
@@ -182,13 +177,13 @@ def _require_ct_in_front(cfg: PoseConfig) -> None:
             f"pose puts the source {depth:.0f} mm from it: xyz_range_mm may be at most "
             f"{depth - MIN_SOURCE_MM:.0f}"
         )
-    if farthest >= detector.sdd:
+    if past:
+        farthest, widest = past
         raise BadInput(
             f"setting sdd {detector.sdd:g} puts the detector no farther from the source than the "
             f"CT's centre, which the poses drawn (nominal_xyz_mm, xyz_range_mm) put up to "
             f"{farthest:.0f} mm from it: the detector could cut through the CT; sdd must exceed "
-            f"{farthest:.0f}, or xyz_range_mm be at most "
-            f"{widest_xyz_range_mm(cfg.nominal_xyz_mm, detector.sdd):g}"
+            f"{farthest:.0f}, or xyz_range_mm be at most {widest:g}"
         )
 
 

@@ -124,19 +124,19 @@ def draw_pose(rng: np.random.Generator, rot_deg: float, shift_mm: float):
 
 def require_detector_beyond_ct(shift_mm: float, shift_flag: str) -> None:
     """BadInput when a pose drawn within +-shift_mm may put the CT's centre at or past the
-    detector, SDD_MM from the source (drr.farthest_source_mm): its DRR would show only the CT's
+    detector, SDD_MM from the source (drr.sources_past_detector): its DRR would show only the CT's
     near part. shift_flag: the spelling of --xyz-range the user typed."""
     from recon.pipelines.common.errors import BadInput
-    from recon.pipelines.xray.drr import farthest_source_mm, widest_xyz_range_mm
+    from recon.pipelines.xray.drr import sources_past_detector
 
-    nominal = [0.0, SOURCE_MM, 0.0]
-    farthest = farthest_source_mm(nominal, shift_mm)
-    if farthest >= SDD_MM:
+    past = sources_past_detector([0.0, SOURCE_MM, 0.0], shift_mm, SDD_MM)
+    if past:
+        farthest, widest = past
         raise BadInput(
             f"{shift_flag} {shift_mm:g} draws sources up to {farthest:.0f} mm from the CT's "
             f"centre, at or past the detector ({SDD_MM:g} mm from the source; the source sits "
             f"{SOURCE_MM:g} mm from the CT's centre): the detector could cut through the CT; give "
-            f"{shift_flag} at most {widest_xyz_range_mm(nominal, SDD_MM):g}"
+            f"{shift_flag} at most {widest:g}"
         )
 
 

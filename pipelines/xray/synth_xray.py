@@ -61,14 +61,14 @@ class SynthXrayConfig:
 
 def require_detector_beyond_ct(config: SynthXrayConfig) -> None:
     """BadInput (naming --sdd) when a pose drawn around the nominal one may put the CT's centre
-    at or past the detector (drr.farthest_source_mm): its X-ray would show only the part of the
+    at or past the detector (drr.sources_past_detector): its X-ray would show only the part of the
     CT before the detector."""
     from recon.pipelines.common.errors import BadInput
-    from recon.pipelines.xray.drr import farthest_source_mm, widest_xyz_range_mm
+    from recon.pipelines.xray.drr import sources_past_detector
 
-    farthest = farthest_source_mm(config.nominal_xyz_mm, config.xyz_range_mm)
-    widest = widest_xyz_range_mm(config.nominal_xyz_mm, config.sdd)
-    if farthest >= config.sdd:
+    past = sources_past_detector(config.nominal_xyz_mm, config.xyz_range_mm, config.sdd)
+    if past:
+        farthest, widest = past
         raise BadInput(
             f"--sdd {config.sdd:g} mm puts the detector no farther from the source than the CT's "
             f"centre, which the poses drawn put up to {farthest:.0f} mm from it (the nominal "
