@@ -364,8 +364,9 @@ def test_synth_pairs_drrs_show_what_make_drr_renders_at_their_poses(tmp_path, re
         pair = read_image(pairs / "drr" / f"pair_{index:04d}.png").astype(float)
         drr = read_image(tmp_path / "d" / f"drr_{index:04d}.png").astype(float)
         same = np.corrcoef(pair.ravel(), drr.ravel())[0, 1]
-        mirrored = np.corrcoef(pair.ravel(), drr[:, ::-1].ravel())[0, 1]
-        assert same > 0.95 and mirrored < same - 0.3, (index, same, mirrored)
+        # the CT's body is near symmetric; its bone rods are not
+        off, mirrored_off = np.abs(pair - drr).mean(), np.abs(pair - drr[:, ::-1]).mean()
+        assert same > 0.95 and mirrored_off > 5 * off, (index, same, off, mirrored_off)
 
 
 def test_make_drr_from_a_pair_set_s_poses_renders_its_drrs(tmp_path, recon):

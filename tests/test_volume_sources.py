@@ -287,3 +287,49 @@ def test_a_ct_spacing_finer_than_memory_allows_is_one_line(recon, tmp_path):
     path = tmp_path / "ct.nii.gz"  # a small CT may be resampled finely
     nib.save(nib.Nifti1Image(body_ct(), SPACING), path)
     assert load_ct(path, spacing_mm=0.5).volume.spatial_shape == (144, 144, 144)
+
+
+def test_a_water_cylinder_phantom_draws_its_chord_lengths(recon, tmp_path):
+    """A phantom has no voxels between air and water (a scanned body has partial-volume ones at
+    every value), where diffdrr's density transform makes air as dense as the least dense
+    tissue: the water was as dense as air and the DRR blank. Each pixel of an AP DRR of a water
+    cylinder (radius 72 mm, axis head to feet through the isocentre) must read the ray's chord
+    through it: 2 sqrt(r^2 - d^2) mm, d the ray's distance from the axis."""
+    i, j, _ = np.mgrid[:64, :64, :64]
+    hu = np.full((64, 64, 64), -1000.0, np.float32)
+    hu[(i - 31.5) ** 2 + (j - 31.5) ** 2 < 24**2] = 0.0
+    nib.save(nib.Nifti1Image(hu, SPACING), tmp_path / "water.nii.gz")
+    out = tmp_path / "water.png"
+    rc, _, err = recon(
+        "make-drr", "-v", tmp_path / "water.nii.gz", "--rot", 0, 0, 0, "--xyz", 0, 850, 0,
+        "--sdd", 1020, "--size", 64, "--delx", 4.0, "-o", out,
+    )  # fmt: skip
+    assert rc == 0 and "warning:" not in err, err
+    from PIL import Image
+
+    with Image.open(out) as png:
+        mm = np.asarray(png, dtype=np.float64)[32] * float(png.text["mm_per_count"])
+    u = (np.arange(64) - 31.5) * 4.0  # detector column centres, mm
+    d = 850.0 * np.sin(np.arctan(u / 1020.0))
+    chord = 2 * np.sqrt(np.clip(72.0**2 - d**2, 0, None))
+    inside, outside = np.abs(d) < 0.8 * 72, np.abs(d) > 1.1 * 72
+    assert np.abs(mm - chord)[inside].mean() < 3.0, np.c_[mm, chord][inside].round(1)
+    assert mm[outside].max() == 0.0
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torchio's, in diffdrr's read
+def test_a_scanned_ct_masked_to_its_vertebrae_keeps_diffdrr_densities_when_coarsened():
+    """Registration renders coarser copies of a masked CT (volume.coarsen), whose volume is 0 HU
+    outside the kept labels: no voxel near -800 HU is left, yet the CT is a scanned one, so its
+    densities stay diffdrr's own at every scale (the phantom floor is judged on the whole CT)."""
+    import torch
+    from diffdrr.data import read
+
+    from recon.pipelines.xray.volume import _resample, coarsen
+
+    subject = load_ct(keep=(29, 30, 31))
+    volume, mask = _resample(subject.volume, subject.mask, 8.0)
+    values = volume.data[(volume.data > -800) & (volume.data <= 350)]
+    assert float(values.min()) > -700  # a phantom, judged on its own
+    direct = read(volume, mask, [29, 30, 31], orientation="AP")
+    assert torch.equal(coarsen(subject, 8.0).density.data, direct.density.data)

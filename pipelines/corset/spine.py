@@ -361,7 +361,7 @@ def _trace(image: np.ndarray, spacing: tuple[float, float] | None) -> _Trace:
     # Most pixels of an X-ray show no column, so the spine stands far above the response's upper
     # quartile; in noise the best path is only the upper tail of an everywhere-response.
     background = float(np.percentile(response, 75))
-    top, bottom = spine_extent(strength, path, tolerance=0.015 * image.shape[1])
+    top, bottom = spine_extent(strength)
     median = float(np.median(strength[top:bottom])) if bottom > top else 0.0
     found = bottom - top >= 0.25 * image.shape[0] and median >= NOISE_RATIO * background
     return _Trace(smooth, widths_px, columns, widths, path, top, bottom, median * scale, found)

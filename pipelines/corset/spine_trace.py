@@ -161,16 +161,15 @@ def subpixel_path(response: np.ndarray, path: np.ndarray) -> np.ndarray:
     return c + np.clip(offset, -0.5, 0.5)
 
 
-def spine_extent(
-    strength: np.ndarray, path: np.ndarray | None = None, tolerance: float = np.inf
-) -> tuple[int, int]:
+def spine_extent(strength: np.ndarray) -> tuple[int, int]:
     """Rows [top, bottom) where the traced path lies on the spine.
 
     Hysteresis on the smoothed path response s (relative to its 90th percentile p): the core is
     the longest run with s > 0.4 p; it grows row by row while s > 0.15 p (the lumbar spine behind
-    the abdomen responds weakly but is still the only column there) and, when `path` is given,
-    while the path stays within `tolerance` columns of the straight line fitted to the nearest
-    12% of the rows already inside (clutter at the shoulders pulls the path sideways).
+    the abdomen responds weakly but is still the only column there). The path's shape does not
+    stop it: a strongly bent curve (Cobb 48 deg) wanders 3 mm off the line of its last rows where
+    the tracer's own scatter is about as large, and a cut there leaves its lower end vertebra
+    unmeasured.
     """
     from scipy.ndimage import uniform_filter1d
 
@@ -190,16 +189,8 @@ def spine_extent(
     if bottom <= top:
         return best
     weak = smooth <= 0.15 * level
-    span = max(5, int(0.12 * count))
-
-    def leaves(row: int, lo: int, hi: int) -> bool:
-        if path is None or hi - lo < 3:
-            return False
-        fit = np.polyfit(np.arange(lo, hi), path[lo:hi], 1)
-        return abs(np.polyval(fit, row) - path[row]) > tolerance
-
-    while top > 0 and not (weak[top - 1] or leaves(top - 1, top, min(bottom, top + span))):
+    while top > 0 and not weak[top - 1]:
         top -= 1
-    while bottom < count and not (weak[bottom] or leaves(bottom, max(top, bottom - span), bottom)):
+    while bottom < count and not weak[bottom]:
         bottom += 1
     return top, bottom

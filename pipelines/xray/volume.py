@@ -66,7 +66,6 @@ def load_ct(
     unreadable one, a 2D image, a CT with non-finite or constant voxels, or kept labels none
     of which the label map holds.
     """
-    from diffdrr.data import read
     from torchio import LabelMap
 
     if orientation not in ORIENTATIONS:
@@ -90,20 +89,50 @@ def load_ct(
     if spacing_mm is not None:
         volume, mask = _resample(volume, mask, float(spacing_mm))
     try:
-        with warnings.catch_warnings():  # torchio's deprecation of the data setter diffdrr uses
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return read(
-                volume,
-                mask,
-                keep,
-                orientation=orientation,
-                bone_attenuation_multiplier=float(bone_attenuation_multiplier),
-                # kept on the subject, so coarsen makes the same densities
-                recon_keep=keep,
-                recon_bone_attenuation=float(bone_attenuation_multiplier),
-            )
+        return _subject(volume, mask, keep, orientation, float(bone_attenuation_multiplier))
     except (RuntimeError, ValueError, IndexError) as error:
         raise BadInput(f"{path}: cannot use as a CT volume ({first_line(error)})") from error
+
+
+# diffdrr's density transform gives air (<= -800 HU) the density of the CT's least dense soft
+# tissue and makes the least dense voxel 0. A scanned body has partial-volume voxels at every
+# value just above -800 HU (lung, skin), so its air lands at about -800 HU. A phantom or a
+# tightly cropped body may have none: a water cylinder in air then has water as dense as air, 0,
+# and renders blank. Where the least soft-tissue value lies above PHANTOM_FLOOR_HU, air is given
+# the density of -800 HU instead (what the transform gives a scanned body).
+PHANTOM_FLOOR_HU = -700.0
+
+
+def _subject(volume, mask, keep, orientation: str, bone: float, phantom: bool | None = None):
+    """diffdrr's subject of a CT (ScalarImage in HU), with the phantom floor above; phantom
+    None judges the volume (coarsen passes what the whole CT was judged: its volume is masked
+    to the kept labels, 0 HU elsewhere)."""
+    from diffdrr.data import read
+
+    values = volume.data.to(torch.float32).clone()  # read masks the volume in place
+    if phantom is None:
+        soft = (values > -800) & (values <= 350)
+        phantom = float(values[soft].min()) > PHANTOM_FLOOR_HU
+    with warnings.catch_warnings():  # torchio's deprecation of the data setter diffdrr uses
+        warnings.simplefilter("ignore", DeprecationWarning)
+        subject = read(
+            volume,
+            mask,
+            keep,
+            orientation=orientation,
+            bone_attenuation_multiplier=bone,
+            # kept on the subject, so coarsen makes the same densities
+            recon_keep=keep,
+            recon_bone_attenuation=bone,
+            recon_phantom=phantom,
+        )
+        if phantom:
+            density = torch.where(values > 350, values * bone, values).clamp(min=-800.0) + 800.0
+            density /= density.max()
+            if keep is not None:  # as read masks its own: kept labels stay, the rest is 0
+                density *= subject.mask.data != 0
+            subject.density.data = density
+    return subject
 
 
 def frame_reorient(orientation: str):
@@ -121,22 +150,10 @@ def frame_reorient(orientation: str):
 def coarsen(subject, spacing_mm: float):
     """A subject from load_ct resampled to isotropic spacing_mm voxels, in the same world frame
     and with the same kept labels and bone attenuation (cheaper than reading the file again)."""
-    from diffdrr.data import read
-
     volume, mask = _resample(subject.volume, subject.mask, float(spacing_mm))
     keep = subject.get("recon_keep")
     bone = float(subject.get("recon_bone_attenuation", 1.0))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return read(
-            volume,
-            mask,
-            keep,
-            orientation=subject.orientation,
-            bone_attenuation_multiplier=bone,
-            recon_keep=keep,
-            recon_bone_attenuation=bone,
-        )
+    return _subject(volume, mask, keep, subject.orientation, bone, subject.get("recon_phantom"))
 
 
 def _on_ct_grid(labelmap: Path, mask, volume):
