@@ -109,10 +109,11 @@ def _subject(volume, mask, keep, orientation: str, bone: float, phantom: bool | 
     to the kept labels, 0 HU elsewhere)."""
     from diffdrr.data import read
 
-    values = volume.data.to(torch.float32).clone()  # read masks the volume in place
     if phantom is None:
-        soft = (values > -800) & (values <= 350)
-        phantom = float(values[soft].min()) > PHANTOM_FLOOR_HU
+        data = volume.data.to(torch.float32)  # no copy of a float32 CT; uint8 wraps -800
+        phantom = float(data[(data > -800) & (data <= 350)].min()) > PHANTOM_FLOOR_HU
+    # read masks the volume in place; a phantom's densities are made from its values before
+    values = volume.data.to(torch.float32, copy=True) if phantom else None
     with warnings.catch_warnings():  # torchio's deprecation of the data setter diffdrr uses
         warnings.simplefilter("ignore", DeprecationWarning)
         subject = read(
