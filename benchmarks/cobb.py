@@ -2,6 +2,7 @@
 
     python benchmarks/cobb.py [--synth 40] [--drr 30] [--drr-seed 2000] [--synth-seed 123]
                               [--no-spacing] [--drr-span T1-L1] [--real] [--fine] [--noise-free]
+                              [--unbent]
 
 1. `recon synth corset`'s spine X-rays (recon.pipelines.corset.spine_xray.synth_spine_xray), Cobb
    0-50 deg, random body sizes;
@@ -23,7 +24,11 @@ made soft tissue, and bone twice as dense: which of the surroundings moves the t
 With --fine, the same DRRs rendered from the CT's own 0.7 mm grid (instead of 2.5 mm) on a
 detector with FINE_SCALE times finer pixels (0.5-0.8 mm): whether the vertebral bodies' own
 borders take over at a finer scale (about a minute per film on 2 cores). With --noise-free,
-the same DRRs without image noise: how much of the error the noise makes.
+the same DRRs without image noise: how much of the error the noise makes. With --unbent, films of
+the CT as it was scanned (no bend; the same seeds draw other detectors, since no bend is drawn),
+and of its vertebrae alone: the truth is then the patient's own curve (11-13 deg over T1-L1),
+which the soft tissue of the chest does not share, so the traced line's pull toward that tissue
+shows without any deformation of ours.
 With --no-spacing, every film is measured as a PNG without --pixel-spacing is (body widths as
 fractions of the image width, millimetres as pixels; the angles are unchanged for square pixels).
 With --real, a clinical PA chest CR not made here (pydicom-data's RG1): its Cobb angle is not
@@ -48,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 NAMED_ENDS_DEG = 3.0
 FINE_SCALE = 2.5  # --fine: detector pixels this many times finer
+VERTEBRAE = {"tissue": "vertebrae"}  # bent_spine_drr's control: the vertebrae alone
 
 
 def synth_cases(count: int, seed: int = 123):
@@ -200,6 +206,11 @@ def main() -> None:
         "--noise-free", action="store_true", help="also the same DRRs without image noise"
     )
     parser.add_argument(
+        "--unbent",
+        action="store_true",
+        help="also films of the CT as scanned (the patient's own curve), whole and vertebrae alone",
+    )
+    parser.add_argument(
         "--levels", action="store_true", help="also the signed tilt error per level (see above)"
     )
     parser.add_argument(
@@ -243,7 +254,7 @@ def main() -> None:
         cases = drr_cases(args.drr, True, args.drr_seed)
         score(f"bent-CT DRR, contrast left in, {seeds}", cases, known, span, args.levels)
     if args.drr and args.spine_only:
-        cases = drr_cases(args.drr, first=args.drr_seed, tissue="vertebrae")
+        cases = drr_cases(args.drr, first=args.drr_seed, **VERTEBRAE)
         score(f"bent-CT DRR, vertebrae alone, {seeds}", cases, known, span, args.levels)
     if args.drr and args.fine:
         cases = drr_cases(args.drr, first=args.drr_seed, ct_spacing_mm=None, pixel_scale=FINE_SCALE)
@@ -251,6 +262,10 @@ def main() -> None:
     if args.drr and args.noise_free:
         cases = drr_cases(args.drr, first=args.drr_seed, noise=False)
         score(f"bent-CT DRR, no image noise, {seeds}", cases, known, span, args.levels)
+    if args.drr and args.unbent:
+        for name, control in (("as scanned", {}), ("as scanned, vertebrae alone", VERTEBRAE)):
+            cases = drr_cases(args.drr, first=args.drr_seed, bumps=[], **control)
+            score(f"CT DRR {name} (no bend), {seeds}", cases, known, span, args.levels)
     if args.real:
         real_film()
     if args.drr and args.controls:
