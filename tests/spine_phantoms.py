@@ -15,12 +15,17 @@ the largest difference between two of the 13 tilts (as in recon.pipelines.common
 Shares no drawing code with recon.pipelines.corset: a real CT's anatomy (ribs, heart, aorta,
 abdomen; the angiogram's contrast replaced by blood) rendered by the X-ray pipeline; images vary
 by detector size and spacing, the spine's place in the field, exposure (gamma) and noise.
+
+A second patient (ct="lumbar"): a native abdominal CT from T11 to the hips with its vertebrae
+labelled (tests/data/lumbar_ct), bent and rendered the same way as films of L1..L5, with one
+curve (a C-curve) in its five vertebrae.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -40,6 +45,57 @@ RIGID_MM = 45.0  # slabs turn rigidly this far either side of the centre line
 FADE_MM = 110.0  # and only shift sideways beyond this
 CENTROID_NOISE_MM = 0.5  # the native centre line passes this close to the label centroids
 TISSUE_CONTROLS = ("all", "vertebrae", "bones", "no other bones")  # see bent_spine_drr
+LUMBAR_FOLDER = Path(__file__).resolve().parent / "data" / "lumbar_ct"
+
+
+@dataclass(frozen=True)
+class SpineCt:
+    """A CT with labelled vertebrae to bend: which labels make the truth and the film."""
+
+    truth_labels: tuple[int, ...]  # the native centre line is fitted to these, lowest first
+    film_labels: tuple[int, ...]  # the span each film shows and is scored on, lowest first
+    span: str  # those vertebrae's names, top to bottom (embed-spine's --span)
+    vertebra_labels: tuple[int, ...]
+    bone_labels: tuple[int, ...]  # every labelled bone
+    vessel_labels: tuple[int, ...]  # contrast-filled vessels, made blood unless contrast=True
+    controls: tuple[str, ...]  # the tissue controls its labels allow
+    c_curves: float  # the share of C-curves (one bump; the rest S-curves, two)
+    c_width: tuple[float, float]  # a C-curve's width, as fractions of the film's span
+    c_amplitude: tuple[float, float]  # and its amplitude, mm
+    windowed: bool  # the film stretched to its own range (below), not only divided by its max
+
+
+CTS = {
+    "chest": SpineCt(
+        TRUTH_LABELS,
+        FILM_LABELS,
+        "T1-L1",
+        VERTEBRA_LABELS,
+        BONE_LABELS,
+        VESSEL_LABELS,
+        TISSUE_CONTROLS,
+        0.6,
+        (0.3, 0.45),
+        (5.0, 50.0),
+        False,
+    ),
+    # T12..S1 fit the line (T11 is cut by the CT's top). Five vertebrae hold one curve, not
+    # two: C-curves wide enough that their end vertebrae lie 2-3.5 vertebrae apart, Cobb
+    # about 4-55 deg. Its label map holds the vertebrae only: of the controls, "vertebrae".
+    "lumbar": SpineCt(
+        tuple(range(26, 33)),
+        tuple(range(27, 32)),
+        "L1-L5",
+        tuple(range(26, 34)),
+        tuple(range(26, 34)),
+        (),
+        ("all", "vertebrae"),
+        1.0,
+        (0.35, 0.6),
+        (3.0, 30.0),
+        True,
+    ),
+}
 
 
 @dataclass
@@ -52,25 +108,31 @@ class BentSpineXray:
     centre_line_px: np.ndarray  # (N, 2) true centre line, (row, column), top to bottom
 
 
-@functools.lru_cache(maxsize=1)
-def _native_ct(ct_spacing_mm: float | None = CT_SPACING_MM):
+@functools.lru_cache(maxsize=2)
+def _native_ct(ct_spacing_mm: float | None = CT_SPACING_MM, ct: str = "chest"):
     """The CT (HU) and labels as numpy arrays, resampled to ct_spacing_mm (None: its own grid,
-    0.7 x 0.7 x 2.5 mm), their affine, and the native centre line (lateral index mm and AP
-    index mm as splines of the height index mm)."""
+    0.7 x 0.7 x 2.5 mm for the chest), their affine, and the native centre line (lateral index
+    mm and AP index mm as splines of the height index mm). Both CTs come in the chest's axis
+    order and directions (LAS), which the DRR's AP pose assumes."""
     from scipy.interpolate import UnivariateSpline
-    from torchio import LabelMap, ScalarImage
+    from torchio import LabelMap, ScalarImage, ToOrientation
 
     from recon.pipelines.xray.volume import _resample, example_ct_paths
 
-    ct_path, mask_path = example_ct_paths()
+    if ct == "chest":
+        ct_path, mask_path = example_ct_paths()
+    else:
+        ct_path, mask_path = LUMBAR_FOLDER / "ct.nii.gz", LUMBAR_FOLDER / "vertebrae.nii.gz"
     volume, mask = ScalarImage(ct_path), LabelMap(mask_path)
+    if volume.orientation != ("L", "A", "S"):
+        volume, mask = ToOrientation("LAS")(volume), ToOrientation("LAS")(mask)
     if ct_spacing_mm is not None:
         volume, mask = _resample(volume, mask, ct_spacing_mm)
     hu = volume.data[0].numpy().astype(np.float32)
     labels = mask.data[0].numpy().astype(np.int16)
     spacing = np.abs(np.diag(np.asarray(volume.affine))[:3])
     centroids = []
-    for label in TRUTH_LABELS:
+    for label in CTS[ct].truth_labels:
         centroids.append(np.argwhere(labels == label).mean(axis=0) * spacing)
     centroids = np.asarray(centroids)  # (V, 3) index mm: lateral, AP, height
     smoothing = len(centroids) * CENTROID_NOISE_MM**2
@@ -79,16 +141,16 @@ def _native_ct(ct_spacing_mm: float | None = CT_SPACING_MM):
     return hu, labels, np.asarray(volume.affine), spacing, lateral, depth, centroids[:, 2]
 
 
-@functools.lru_cache(maxsize=1)
-def _vessel_mask(ct_spacing_mm: float | None = CT_SPACING_MM) -> np.ndarray:
+@functools.lru_cache(maxsize=2)
+def _vessel_mask(ct_spacing_mm: float | None = CT_SPACING_MM, ct: str = "chest") -> np.ndarray:
     """Voxels of the heart and great vessels, with a rim of VESSEL_RIM_VOXELS outside their
     labels that is brighter than blood and not bone: where the iodine is."""
     from scipy.ndimage import binary_dilation
 
-    hu, labels = _native_ct(ct_spacing_mm)[:2]
-    vessels = np.isin(labels, VESSEL_LABELS)
+    hu, labels = _native_ct(ct_spacing_mm, ct)[:2]
+    vessels = np.isin(labels, CTS[ct].vessel_labels)
     rim = binary_dilation(vessels, iterations=VESSEL_RIM_VOXELS)
-    return vessels | (rim & ~np.isin(labels, BONE_LABELS) & (hu > BLOOD_HU))
+    return vessels | (rim & ~np.isin(labels, CTS[ct].bone_labels) & (hu > BLOOD_HU))
 
 
 def _bend(height_mm: np.ndarray, bumps: list[tuple[float, float, float]]):
@@ -126,14 +188,16 @@ def _rigid_weight(d: np.ndarray) -> np.ndarray:
     return 0.5 * (1 + np.cos(np.pi * t))
 
 
-def random_bumps(rng: np.random.Generator, heights: np.ndarray) -> list:
-    """A C-curve (one bump) or an S-curve (two of opposite sign) inside the labelled span."""
+def random_bumps(rng: np.random.Generator, heights: np.ndarray, ct: str = "chest") -> list:
+    """A C-curve (one bump) or an S-curve (two of opposite sign) inside the labelled span, in
+    the shares and sizes CTS[ct] gives."""
+    source = CTS[ct]
     low, high = float(heights.min()), float(heights.max())
     span = high - low
-    if rng.random() < 0.6:
-        width = rng.uniform(0.3, 0.45) * span
+    if rng.random() < source.c_curves:
+        width = rng.uniform(*source.c_width) * span
         centre = rng.uniform(low + 0.35 * span, high - 0.35 * span)
-        return [(rng.uniform(5, 50) * rng.choice([-1, 1]), centre, width)]
+        return [(rng.uniform(*source.c_amplitude) * rng.choice([-1, 1]), centre, width)]
     width = rng.uniform(0.2, 0.28) * span
     sign = rng.choice([-1, 1])
     first = rng.uniform(low + 0.25 * span, low + 0.4 * span)
@@ -153,8 +217,10 @@ def bent_spine_drr(
     ct_spacing_mm: float | None = CT_SPACING_MM,
     pixel_scale: float = 1.0,
     noise: bool = True,
+    ct: str = "chest",
 ) -> BentSpineXray:
-    """One AP DRR of the bent chest CT; the bend, detector and image noise follow `seed`.
+    """One AP DRR of a bent CT (ct: a key of CTS; the chest by default, T1..L1, or the lumbar
+    CT's L1..L5); the bend, detector and image noise follow `seed`.
 
     The CT is an angiogram: its heart and great vessels hold iodine as dense as bone. A plain
     radiograph has none, so they are set to BLOOD_HU unless contrast=True (a harder film).
@@ -177,20 +243,22 @@ def bent_spine_drr(
     from recon.pipelines.xray.pose import pose_from_degrees
 
     rng = np.random.default_rng(seed)
-    hu, labels, affine, spacing, lateral, depth, heights = _native_ct(ct_spacing_mm)
-    if tissue not in TISSUE_CONTROLS:
-        raise ValueError(f"tissue must be one of {TISSUE_CONTROLS}, not {tissue!r}")
-    if not contrast:
-        hu = np.where(_vessel_mask(ct_spacing_mm), np.float32(BLOOD_HU), hu)
+    source = CTS[ct]
+    hu, labels, affine, spacing, lateral, depth, heights = _native_ct(ct_spacing_mm, ct)
+    if tissue not in source.controls:
+        raise ValueError(f"tissue must be one of {source.controls}, not {tissue!r}")
+    if not contrast and source.vessel_labels:
+        hu = np.where(_vessel_mask(ct_spacing_mm, ct), np.float32(BLOOD_HU), hu)
     if tissue in ("vertebrae", "bones"):
-        kept = VERTEBRA_LABELS if tissue == "vertebrae" else BONE_LABELS
+        kept = source.vertebra_labels if tissue == "vertebrae" else source.bone_labels
         hu = np.where(np.isin(labels, kept), hu, np.float32(-1000.0))
         hu[0, 0, 0] = 0.0  # diffdrr's HU-to-density map needs one soft-tissue voxel
     elif tissue == "no other bones":
-        other = np.isin(labels, BONE_LABELS) & ~np.isin(labels, VERTEBRA_LABELS)
+        other = np.isin(labels, source.bone_labels) & ~np.isin(labels, source.vertebra_labels)
         hu = np.where(other, np.float32(0.0), hu)
+    film = [source.truth_labels.index(label) for label in source.film_labels]  # lowest first
     if bumps is None:
-        bumps = random_bumps(rng, heights[[TRUTH_LABELS.index(k) for k in FILM_LABELS]])
+        bumps = random_bumps(rng, heights[film], ct)
     nx, ny, nz = hu.shape
     a, c = np.meshgrid(np.arange(nx) * spacing[0], np.arange(nz) * spacing[2], indexing="ij")
     src_a, src_c = _source_coordinates(a, c, lateral, bumps)
@@ -225,19 +293,25 @@ def bent_spine_drr(
         image = render_with(drr, pose)[0, 0].numpy().astype(np.float64)
         line = project_points(drr, pose, torch.tensor(world[None], dtype=torch.float32))[0]
     line = line.numpy().astype(np.float64)  # (column, row), bottom to top
-    film = [TRUTH_LABELS.index(label) for label in FILM_LABELS]  # L1 (lowest) .. T1
     rows_of_vertebrae = np.interp(heights[film], z, line[:, 1])
     tilt_line = np.degrees(np.arctan(np.gradient(line[:, 0], z) / np.gradient(line[:, 1], z)))
     tilts = np.interp(heights[film], z, tilt_line)  # angle from the image's vertical
 
-    # Collimate to the film's span, T1 to L1 with a margin of 0.4-0.9 of a vertebra.
+    # Collimate to the film's span (T1 to L1 on the chest) with a margin of 0.4-0.9 of a vertebra.
     gap = np.abs(np.diff(np.sort(rows_of_vertebrae)))
     first = int(np.floor(rows_of_vertebrae.min() - rng.uniform(0.4, 0.9) * gap[0]))
     last = int(np.ceil(rows_of_vertebrae.max() + rng.uniform(0.4, 0.9) * gap[-1]))
     first, last = max(first, 0), min(last, full_rows - 1)
     image = image[first : last + 1]
     order = np.argsort(rows_of_vertebrae)
-    image = image / max(float(image.max()), 1e-9)
+    if source.windowed:
+        # An abdominal film holds no air or lung: its line integrals fill the top quarter of
+        # [0, max], where the spine is a few % of the range. A digital radiography system shows
+        # a film windowed to its own range; so is this one (0.5 to 99.5 percentile).
+        low, high = np.percentile(image, [0.5, 99.5])
+        image = np.clip((image - low) / max(float(high - low), 1e-9), 0, 1)
+    else:
+        image = image / max(float(image.max()), 1e-9)
     image = image ** rng.uniform(0.6, 1.4)
     image = image + rng.normal(0, rng.uniform(0.005, 0.03), image.shape) * float(noise)
     image = np.clip(image, 0, 1)

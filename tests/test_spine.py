@@ -12,6 +12,7 @@ from recon.pipelines.common.io import write_png
 from recon.pipelines.common.metrics import cobb_error
 from recon.pipelines.corset.spine import (
     EMBEDDING_SIZE,
+    FAINT_RATIO,
     load_spine_xray,
     measure_spine,
     mirror_embedding,
@@ -122,6 +123,42 @@ def test_an_unbent_film_of_the_vertebrae_alone_reads_the_patients_own_curve():
 def test_cobb_mae_over_30_bent_ct_drrs_is_at_most_3_deg(bent_ct_measures_30):
     errors = np.asarray([cobb_error(m.cobb_deg, truth) for m, truth in bent_ct_measures_30])
     assert errors.mean() <= 3.0, f"Cobb MAE {errors.mean():.2f} deg"
+
+
+@pytest.mark.slow
+def test_films_of_a_second_patients_vertebrae_alone_are_read_to_their_bent_truth():
+    """A second CT (tests/data/lumbar_ct: an abdominal CT, another patient and another part of
+    the spine), bent and rendered as films of L1..L5. With the vertebrae alone, the truth of the
+    generator and the method agree (2.6 deg MAE over seeds 0-39; these 4 give 4.0): the second
+    CT's orientation, labels and projected truth are right."""
+    from spine_phantoms import bent_spine_drr
+
+    films = [bent_spine_drr(seed, ct="lumbar", tissue="vertebrae") for seed in range(100, 104)]
+    assert all(len(film.tilts_deg) == 5 for film in films)  # L1..L5
+    assert max(film.cobb_deg for film in films) > 30  # bent, not only the patient's own curve
+    errors = [
+        cobb_error(measure_spine(f.image, f.spacing_mm, "L1-L5").cobb_deg, f.cobb_deg)
+        for f in films
+    ]
+    assert np.mean(errors) <= 5.0, errors
+
+
+@pytest.mark.slow
+def test_a_faint_column_is_named():
+    """On the same second patient's full films the vertebrae hardly show under the bowel gas,
+    whose edges the tracer follows (Cobb MAE 32 deg over seeds 0-39): where the traced column
+    barely stands above the film (contrast below FAINT_RATIO; seed 103: 2.4, read 63 deg for
+    44), the warning says so. A chest DRR's spine (4.1) gets no warning."""
+    from spine_phantoms import bent_spine_drr
+
+    faint = bent_spine_drr(103, ct="lumbar")
+    measure = measure_spine(faint.image, faint.spacing_mm, "L1-L5")
+    assert measure.column_contrast < FAINT_RATIO
+    assert "barely stands out of the film" in measure.warning
+    assert measure.as_dict()["column_contrast"] == measure.column_contrast
+    chest = bent_spine_drr(100)
+    measure = measure_spine(chest.image, chest.spacing_mm, "T1-L1")
+    assert measure.column_contrast > FAINT_RATIO and measure.warning is None
 
 
 @pytest.mark.slow

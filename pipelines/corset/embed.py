@@ -143,6 +143,7 @@ def film_record(path: Path, doc: dict) -> dict:
         "border_asymmetry": doc["border_asymmetry"],
         "warning": doc.get("warning"),
         "across_ratio": doc.get("across_ratio"),
+        "column_contrast": doc.get("column_contrast"),
         "end_vertebrae": dict(doc["end_vertebrae"]),
         "apex_vertebra": doc["apex_vertebra"],
         "span": doc["span"],

@@ -73,6 +73,12 @@ ASYMMETRY_WARN = 0.75
 # A traced column counts as a spine when its median response is this many times the image's 75th
 # percentile: pure noise gives up to about 1.8, spine films 2.8 and more.
 NOISE_RATIO = 2.25
+# Below this column contrast (the same ratio) a found column is faint, and embed-spine warns: films
+# of the lumbar spine of an abdominal CT (tests/data/lumbar_ct), where bowel gas draws stronger
+# edges than the vertebrae, gave 2.3-3.3 (a Cobb error of 26-41 deg); bent chest-CT DRRs 3.2-5.6,
+# a clinical chest film (pydicom-data's RG1) 3.2-4.0 turned by up to 10 deg, synthetic spine
+# films 20 and more.
+FAINT_RATIO = 3.0
 TURNED_RATIO = 1.5  # across / down column strength above which a film may be turned (a warning)
 # Levels that count for the Cobb angle and its end vertebrae: all but the outermost on each side,
 # whose tilt rests on the last half level of the traced path, where tracing is least sure.
@@ -112,6 +118,7 @@ class SpineMeasure:
     border_asymmetry: float = 0.0  # see border_asymmetry()
     span: str = DEFAULT_SPAN  # the vertebrae the film shows, which name the levels
     across_ratio: float = 0.0  # column strength across / down the film (see _across_ratio)
+    column_contrast: float = 0.0  # how far the traced column stands out (see _Trace.contrast)
     spacing_note: str = ""  # why the pixel spacing looks wrong (_spacing_note), or ""
 
     @property
@@ -136,6 +143,12 @@ class SpineMeasure:
                 f"the column across the film is {self.across_ratio:.1f} times as strong as the "
                 "one down it: the film may be turned a quarter (turn it upright, or mend its "
                 "orientation tags)"
+            )
+        if self.column_contrast and self.column_contrast < FAINT_RATIO:
+            reasons.append(
+                f"the traced column barely stands out of the film (contrast "
+                f"{self.column_contrast:.1f}, below {FAINT_RATIO:g}; a spine that shows gives "
+                f"more): the line may follow other edges (bowel gas, the heart)"
             )
         if self.border_asymmetry > ASYMMETRY_WARN:
             reasons.append(
@@ -163,6 +176,7 @@ class SpineMeasure:
             "border_asymmetry": self.border_asymmetry,
             "warning": self.warning,
             "across_ratio": self.across_ratio,
+            "column_contrast": self.column_contrast,
             "end_vertebrae": {"upper": upper, "lower": lower},
             "apex_vertebra": self.apex_vertebra,
             "end_levels": {"upper": self.upper_end, "lower": self.lower_end},
@@ -344,6 +358,7 @@ class _Trace:
     top: int  # the rows [top, bottom) where it lies on a column
     bottom: int
     strength: float  # median border response there, in the film's intensity units
+    contrast: float  # that median over the film's 75th percentile of the response (NOISE_RATIO)
     found: bool  # whether that is a spine: long enough and far above the background
 
 
@@ -363,8 +378,11 @@ def _trace(image: np.ndarray, spacing: tuple[float, float] | None) -> _Trace:
     background = float(np.percentile(response, 75))
     top, bottom = spine_extent(strength)
     median = float(np.median(strength[top:bottom])) if bottom > top else 0.0
-    found = bottom - top >= 0.25 * image.shape[0] and median >= NOISE_RATIO * background
-    return _Trace(smooth, widths_px, columns, widths, path, top, bottom, median * scale, found)
+    contrast = median / max(background, 1e-12)
+    found = bottom - top >= 0.25 * image.shape[0] and contrast >= NOISE_RATIO
+    return _Trace(
+        smooth, widths_px, columns, widths, path, top, bottom, median * scale, contrast, found
+    )
 
 
 def _across_ratio(image: np.ndarray, spacing: tuple[float, float] | None, down: _Trace) -> float:
@@ -462,6 +480,7 @@ def _measure(
         border_asymmetry=asymmetry,
         span=span.strip().upper(),
         across_ratio=across_ratio,
+        column_contrast=trace.contrast,
         spacing_note=_spacing_note(shape, stated),
     )
 
