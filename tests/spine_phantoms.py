@@ -80,8 +80,9 @@ CTS = {
         False,
     ),
     # T12..S1 fit the line (T11 is cut by the CT's top). Five vertebrae hold one curve, not
-    # two: C-curves wide enough that their end vertebrae lie 2-3.5 vertebrae apart, Cobb
-    # about 4-55 deg. Its label map holds the vertebrae only: of the controls, "vertebrae".
+    # two: C-curves wide enough that their end vertebrae lie 2-3.5 vertebrae apart (the true
+    # Cobb angle 1.5-41 deg on seeds 0-39). Its label map holds the vertebrae only: of the
+    # controls, "vertebrae".
     "lumbar": SpineCt(
         tuple(range(26, 33)),
         tuple(range(27, 32)),
