@@ -88,7 +88,11 @@ def score(
     from recon.pipelines.common.errors import JobFailed
     from recon.pipelines.common.metrics import cobb_error
     from recon.pipelines.corset.spine import measure_spine
-    from recon.pipelines.corset.vertebrae import ends_named_right, levels_named_right
+    from recon.pipelines.corset.vertebrae import (
+        ends_named_right,
+        levels_named_right,
+        span_vertebrae,
+    )
 
     errors, signed, sds, covered, inside, seconds, named = [], [], [], [], [], [], []
     named_levels, tilt_errors, missed = [], {1: [], -1: []}, 0
@@ -101,7 +105,7 @@ def score(
             continue
         seconds.append(time.perf_counter() - clock)
         # the films start at the span's first vertebra (their tilts: one per vertebra shown)
-        top = span.split("-")[0].strip().upper()
+        top = span_vertebrae(span)[0]
         named.append(ends_named_right(measure.end_vertebrae, tilts, top, truth, NAMED_ENDS_DEG))
         named_levels.append(levels_named_right(measure.level_rows, measure.level_names, rows, top))
         order = np.argsort(rows)
