@@ -118,7 +118,8 @@ def test_an_unbent_film_of_the_vertebrae_alone_reads_the_patients_own_curve():
 @pytest.mark.xfail(
     strict=True,
     reason="the 3 deg target is not reached on the bent-CT DRRs yet (3.7 deg on seeds "
-    "2000-2029 and 4000-4039, 4.3 on 3000-3039; the 6 seeds above happen to give 2.8)",
+    "2000-2029 and 4000-4039, 4.3 on 3000-3039, 3.9 on 5000-5039; the 6 seeds above happen to "
+    "give 2.8)",
 )
 def test_cobb_mae_over_30_bent_ct_drrs_is_at_most_3_deg(bent_ct_measures_30):
     errors = np.asarray([cobb_error(m.cobb_deg, truth) for m, truth in bent_ct_measures_30])
