@@ -247,3 +247,57 @@ def test_read_history_of_a_missing_file_is_empty(tmp_path):
     assert read_history(Path(tmp_path) / "none.csv") == {}
     plot_curves(tmp_path / "none.csv", tmp_path / "curves.png")
     assert not (tmp_path / "curves.png").exists()
+
+
+@pytest.mark.parametrize("where", ["new column", "append"])
+def test_a_stop_in_the_middle_of_a_metrics_save_leaves_the_history_whole(tmp_path, where):
+    """SIGTERM just after an epoch's checkpoint landed while metrics.csv was being rewritten
+    under a new header (the epoch's first train/loss_epoch): the stock writer had truncated the
+    file, the save on the way out appended rows without a header, and curves.png was not drawn.
+    A stop in the middle of a save now leaves the file as it was; the next save writes it all."""
+    import csv
+
+    from recon.pipelines.common.curves import read_history
+    from recon.pipelines.common.runfolder import history_writer_class
+
+    writer = history_writer_class()(str(tmp_path))
+    writer.log_metrics({"train/loss_step": 1.0, "epoch": 0}, 0)
+    writer.log_metrics({"val/loss": 0.9, "epoch": 0}, 1)
+    writer.save()
+    late = {"train/loss_epoch": 0.8, "epoch": 0} if where == "new column" else {"val/loss": 0.7}
+    writer.log_metrics({**late, "epoch": 0}, 2)
+
+    class Stop(csv.DictWriter):
+        def writerows(self, rows):
+            self.writer.writerow(["0.5", "partial"])  # a row begun when the stop lands
+            raise KeyboardInterrupt
+
+    before = (tmp_path / "metrics.csv").read_bytes()
+    original = csv.DictWriter
+    csv.DictWriter = Stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            writer.save()
+    finally:
+        csv.DictWriter = original
+    assert (tmp_path / "metrics.csv").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]  # no temporary left
+    writer.save()  # what Lightning's finalize does on the way out
+    with (tmp_path / "metrics.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["step"] for r in rows] == ["0", "1", "2"]
+    history = read_history(tmp_path / "metrics.csv")
+    assert history["val/loss"][0] == (0.0, 0.9)
+    if where == "new column":
+        assert history["train/loss"] == [(0.0, 0.8)]
+    else:
+        assert history["val/loss"] == [(0.0, 0.9), (0.0, 0.7)]
+
+
+def test_read_history_skips_values_beyond_the_header(tmp_path):
+    """A row longer than metrics.csv's header (a history another writer appended to) raised
+    AttributeError on the extra values' missing name; they are left out."""
+    from recon.pipelines.common.curves import read_history
+
+    (tmp_path / "metrics.csv").write_text("epoch,step,val/loss\n0,1,0.5,0.25\n")
+    assert read_history(tmp_path / "metrics.csv") == {"val/loss": [(0.0, 0.5)]}

@@ -40,7 +40,7 @@ def read_history(metrics_csv: Path) -> dict[str, list[tuple[float, float]]]:
             if epoch in ("", None):
                 continue
             for key, value in row.items():
-                if key in ("epoch", "step") or value in ("", None) or key.endswith("_step"):
+                if key in (None, "epoch", "step") or value in ("", None) or key.endswith("_step"):
                     continue
                 name = key.removesuffix("_epoch")
                 series.setdefault(name, []).append((float(epoch), float(value)))

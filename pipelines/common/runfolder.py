@@ -213,7 +213,11 @@ def history_writer_class():
 
     class HistoryWriter(ExperimentWriter):
         """Lightning's metrics.csv writer, appending to the file a resumed run kept instead of
-        deleting it; prepare_run_dir decides what the file holds when training starts."""
+        deleting it (prepare_run_dir decides what the file holds when training starts), and
+        never leaving it half written: a stop (Ctrl-C, SIGTERM, a data worker's death) raised
+        in the middle of a save leaves the file as it was, and the save Lightning makes on its
+        way out writes the rows again. The stock writer truncated the file to rewrite it under
+        a new header, so a stop there left a history without its header and no curves.png."""
 
         def _check_log_dir_exists(self) -> None:
             import csv
@@ -222,4 +226,39 @@ def history_writer_class():
                 with open(self.metrics_file_path, newline="") as handle:
                     self.metrics_keys = list(next(csv.reader(handle), []))
 
+        def save(self) -> None:
+            import csv
+
+            if not self.metrics:
+                return
+            path = Path(self.metrics_file_path)
+            keys = sorted(set(self.metrics_keys).union(*self.metrics))
+            if keys != self.metrics_keys or not path.is_file():
+                _rewrite_history(path, keys, self.metrics)  # a new column: the whole file
+            else:
+                size = path.stat().st_size
+                try:
+                    with path.open("a", newline="") as handle:
+                        csv.DictWriter(handle, fieldnames=keys).writerows(self.metrics)
+                except BaseException:
+                    os.truncate(path, size)  # no partial row for the next save to follow
+                    raise
+            self.metrics_keys, self.metrics = keys, []
+
     return HistoryWriter
+
+
+def _rewrite_history(path: Path, keys: list[str], rows: list[dict]) -> None:
+    """metrics.csv under the header keys: the rows it holds, then rows; replaced in one step."""
+    import csv
+
+    from recon.pipelines.common.outputs import atomic_file
+
+    kept = []
+    if path.is_file():
+        with path.open(newline="") as handle:
+            kept = list(csv.DictReader(handle))
+    with atomic_file(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(kept + rows)
